@@ -1,0 +1,195 @@
+/* hydra - command-line client. At this stage: inspect a model and run a
+ * forward pass locally (no daemon). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "backend.h"
+#include "forward.h"
+#include "model.h"
+
+enum { EXIT_OK = 0, EXIT_FAILURE_ = 1, EXIT_USAGE = 2 };
+
+static void usage(FILE *out) {
+  fprintf(out, "usage:\n"
+               "  hydra info --model PATH\n"
+               "  hydra forward --model PATH --ids ID,ID,... [--top N] [--backend auto|cpu|cuda]\n"
+               "                [--threads N]\n"
+               "PATH is a GGUF file or a directory with config.json and model.safetensors.\n"
+               "exit codes: 0 ok, 1 failure, 2 usage\n");
+}
+
+static int parse_ids(const char *s, int **ids, int *n) {
+  int cap = 16;
+  *n = 0;
+  *ids = malloc((size_t)cap * sizeof(int));
+  if (!*ids)
+    return -1;
+  while (*s) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (end == s || errno || v < 0 || v > 1 << 30)
+      return -1;
+    if (*n == cap) {
+      cap *= 2;
+      int *grown = realloc(*ids, (size_t)cap * sizeof(int));
+      if (!grown)
+        return -1;
+      *ids = grown;
+    }
+    (*ids)[(*n)++] = (int)v;
+    s = end;
+    if (*s == ',')
+      s++;
+    else if (*s)
+      return -1;
+  }
+  return *n > 0 ? 0 : -1;
+}
+
+static void print_info(const model_t *m) {
+  const model_config_t *c = &m->cfg;
+  printf("model        %s\n", m->path);
+  printf("format       %s (tensor types %s)\n", m->weights_format, m->tensor_types);
+  printf("family       %s\n", c->family);
+  printf("layers       %d\n", c->n_layers);
+  printf("d_model      %d\n", c->d_model);
+  printf("heads        %d (kv %d, head_dim %d)\n", c->n_heads, c->n_kv_heads, c->head_dim);
+  printf("d_mlp        %d (%s)\n", c->d_mlp, c->mlp == MLP_SWIGLU ? "SwiGLU" : "GELU");
+  printf("vocab        %d\n", c->vocab_size);
+  printf("context      %d\n", c->max_positions);
+  printf("norm         %s eps %g\n", c->norm == NORM_RMSNORM ? "RMSNorm" : "LayerNorm",
+         (double)c->norm_eps);
+  if (c->positions == POSITIONS_ROPE)
+    printf("positions    RoPE theta %g, %d dims\n", (double)c->rope_theta, c->rotary_dim);
+  else
+    printf("positions    learned\n");
+  printf("unembedding  %s\n", c->tied_unembed ? "tied" : "untied");
+  printf("parameters   %zu\n", model_n_params(m));
+}
+
+static int cmd_forward(const char *model_path, const char *ids_arg, int top, const char *backend,
+                       int threads) {
+  char err[HYDRA_ERR_LEN] = "";
+  int *ids = NULL, n = 0, rc = EXIT_FAILURE_;
+  model_t *m = NULL;
+  backend_t *b = NULL;
+  forward_t *f = NULL;
+  float *logits = NULL;
+  if (parse_ids(ids_arg, &ids, &n) != 0) {
+    fprintf(stderr, "hydra: --ids: expected comma-separated non-negative token ids\n");
+    free(ids);
+    return EXIT_USAGE;
+  }
+  if (!(m = model_load(model_path, err)) || !(b = backend_create(backend, threads, err)) ||
+      !(f = forward_create(m, b, err)))
+    goto fail;
+  const int vocab = m->cfg.vocab_size, last = n - 1;
+  logits = malloc((size_t)vocab * sizeof(float));
+  if (!logits) {
+    snprintf(err, sizeof(err), "out of memory");
+    goto fail;
+  }
+  forward_batch_t batch = {.n_seqs = 1, .lengths = &n, .ids = ids};
+  forward_out_t out = {.logit_rows = &last, .n_logit_rows = 1, .logits = logits};
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  if (forward_run(f, &batch, &out, err) != 0)
+    goto fail;
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  double ms = (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6;
+  printf("model %s (%s, %d layers), backend %s, %d tokens, %.1f ms\n", model_path,
+         m->cfg.family, m->cfg.n_layers, b->ops->name, n, ms);
+  printf("top %d next tokens after the last position:\n  rank  token_id     logit\n", top);
+  for (int k = 0; k < top && k < vocab; k++) {
+    int best = -1;
+    for (int i = 0; i < vocab; i++)
+      if (logits[i] == logits[i] && (best < 0 || logits[i] > logits[best]))
+        best = i;
+    if (best < 0)
+      break;
+    printf("  %4d  %8d  %8.4f\n", k + 1, best, (double)logits[best]);
+    logits[best] = -__builtin_inff();
+  }
+  rc = EXIT_OK;
+fail:
+  if (rc != EXIT_OK)
+    fprintf(stderr, "hydra: %s\n", err);
+  free(logits);
+  forward_destroy(f);
+  backend_destroy(b);
+  model_free(m);
+  free(ids);
+  return rc;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return EXIT_USAGE;
+  }
+  const char *cmd = argv[1], *model = NULL, *ids = NULL, *backend = "auto";
+  int top = 10, threads = 0;
+  for (int i = 2; i < argc; i++) {
+    const char *a = argv[i];
+    const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+      usage(stdout);
+      return EXIT_OK;
+    }
+    if (!val) {
+      fprintf(stderr, "hydra: %s needs a value\n", a);
+      return EXIT_USAGE;
+    }
+    if (strcmp(a, "--model") == 0)
+      model = val;
+    else if (strcmp(a, "--ids") == 0)
+      ids = val;
+    else if (strcmp(a, "--backend") == 0)
+      backend = val;
+    else if (strcmp(a, "--top") == 0)
+      top = atoi(val);
+    else if (strcmp(a, "--threads") == 0)
+      threads = atoi(val);
+    else {
+      fprintf(stderr, "hydra: unknown option %s\n", a);
+      usage(stderr);
+      return EXIT_USAGE;
+    }
+    i++;
+  }
+  if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
+    usage(stdout);
+    return EXIT_OK;
+  }
+  if (!model) {
+    fprintf(stderr, "hydra: --model is required\n");
+    return EXIT_USAGE;
+  }
+  if (strcmp(cmd, "info") == 0) {
+    char err[HYDRA_ERR_LEN];
+    model_t *m = model_load(model, err);
+    if (!m) {
+      fprintf(stderr, "hydra: %s\n", err);
+      return EXIT_FAILURE_;
+    }
+    print_info(m);
+    model_free(m);
+    return EXIT_OK;
+  }
+  if (strcmp(cmd, "forward") == 0) {
+    if (!ids) {
+      fprintf(stderr, "hydra: forward needs --ids\n");
+      return EXIT_USAGE;
+    }
+    if (top < 1)
+      top = 1;
+    return cmd_forward(model, ids, top, backend, threads);
+  }
+  fprintf(stderr, "hydra: unknown command %s\n", cmd);
+  usage(stderr);
+  return EXIT_USAGE;
+}

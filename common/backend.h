@@ -1,0 +1,106 @@
+/* backend.h - the one interface the engine drives; cpu/ and cuda/ implement it.
+ *
+ * A backend is a table of ops over float buffers that live in the backend's
+ * memory (host memory for the CPU backend, device memory for CUDA). Buffers
+ * come from ops->alloc and are reused across calls; no op allocates. Index
+ * arrays (int) live in backend memory too.
+ *
+ * Every op returns 0, or -1 after writing what failed into b->err. Ops are
+ * issued in order on the backend's stream; results are visible on the host
+ * after ops->download. A backend_t is used by one thread at a time.
+ *
+ * Layouts are row-major. A "row" is one token position of one sequence (or
+ * of one ablated variant of it). Projections are stored [out, in]. */
+#ifndef HYDRA_BACKEND_H
+#define HYDRA_BACKEND_H
+
+#include <stddef.h>
+
+#include "error.h"
+#include "model.h"
+
+typedef struct backend backend_t;
+
+typedef struct {
+  const char *name;
+
+  /* ---- memory ---- */
+  void *(*alloc)(backend_t *b, size_t bytes);
+  void (*free)(backend_t *b, void *p);
+  int (*upload)(backend_t *b, void *dst, const void *src, size_t bytes);
+  int (*download)(backend_t *b, void *dst, const void *src, size_t bytes);
+  int (*memset0)(backend_t *b, void *dst, size_t bytes);
+  int (*synchronize)(backend_t *b);
+
+  /* ---- ops ----
+   * y[rows, out] = x[rows, in] . w[out, in]^T (+ bias[out], if non-NULL);
+   * with accumulate, y += instead of y =. */
+  int (*matmul)(backend_t *b, float *y, const float *x, const float *w, const float *bias,
+                int rows, int out, int in, int accumulate);
+
+  /* y[rows, d] = (x - mean) / sqrt(var + eps) * gamma + beta; inv_scale[rows]
+   * (optional) receives 1 / sqrt(var + eps), the scale the direct effects freeze. */
+  int (*layernorm)(backend_t *b, float *y, float *inv_scale, const float *x, const float *gamma,
+                   const float *beta, int rows, int d, float eps);
+
+  /* y[rows, d] = x / sqrt(mean(x^2) + eps) * gamma; inv_scale as above. */
+  int (*rmsnorm)(backend_t *b, float *y, float *inv_scale, const float *x, const float *gamma,
+                 int rows, int d, float eps);
+
+  /* In place on x[rows, n_heads * head_dim]: rotate the first rotary_dim
+   * dimensions of every head by position[row] * theta^(-2i/rotary_dim), in the
+   * Hugging Face "rotate_half" pairing (i with i + rotary_dim/2). */
+  int (*rope)(backend_t *b, float *x, const int *position, int rows, int n_heads, int head_dim,
+              int rotary_dim, float theta);
+
+  /* Causal softmax attention. out[rows, n_heads*head_dim]; q likewise;
+   * k, v [kv_rows, n_kv_heads*head_dim]. Query row r attends to the n_keys[r]
+   * key rows starting at key_start[r]; head h reads kv head h / (n_heads /
+   * n_kv_heads). Scores are scaled by 1/sqrt(head_dim). */
+  int (*attention)(backend_t *b, float *out, const float *q, const float *k, const float *v,
+                   const int *key_start, const int *n_keys, int rows, int n_heads,
+                   int n_kv_heads, int head_dim);
+
+  /* In place x[n] = act(x). */
+  int (*activation)(backend_t *b, float *x, size_t n, activation_t act);
+
+  /* gate[n] = silu(gate) * up, in place on gate. */
+  int (*swiglu)(backend_t *b, float *gate, const float *up, size_t n);
+
+  /* y[n] += x[n] */
+  int (*add)(backend_t *b, float *y, const float *x, size_t n);
+
+  /* dst[i, :] = src[index[i], :] for i < rows; rows of d floats. */
+  int (*gather_rows)(backend_t *b, float *dst, const float *src, const int *index, int rows,
+                     int d);
+
+  /* dst[index[i], :] = src[i, :] for i < rows. */
+  int (*scatter_rows)(backend_t *b, float *dst, const float *src, const int *index, int rows,
+                      int d);
+
+  /* x[r, :] = tok_embed[ids[r], :] (+ pos_embed[position[r], :] when pos_embed
+   * is non-NULL). ids must be < vocab (checked by the caller). */
+  int (*embed)(backend_t *b, float *x, const float *tok_embed, const int *ids,
+               const float *pos_embed, const int *position, int rows, int d);
+
+  /* Later: intervention apply, direct-effect projection, metrics. */
+} backend_ops_t;
+
+struct backend {
+  const backend_ops_t *ops;
+  int host_memory; /* buffers are plain host memory: model weights can be used in place */
+  void *impl;
+  char err[HYDRA_ERR_LEN];
+};
+
+/* Creates a backend by name: "cpu", "cuda" or "auto" (CUDA when built and a
+ * device is present, else CPU). n_threads <= 0 means all cores. Returns NULL
+ * with err filled when the backend is not available. */
+backend_t *backend_create(const char *name, int n_threads, char *err);
+void backend_destroy(backend_t *b);
+
+/* Each backend folder provides its constructor. */
+backend_t *backend_cpu_create(int n_threads, char *err);
+void backend_cpu_destroy(backend_t *b);
+
+#endif

@@ -1,0 +1,188 @@
+#include "model.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "error.h"
+
+int model_config_check(const model_config_t *c, char *err) {
+  if (c->n_layers <= 0 || c->n_layers > 4096)
+    return err_set(err, "n_layers = %d is out of range", c->n_layers);
+  if (c->d_model <= 0 || c->d_model > 65536)
+    return err_set(err, "d_model = %d is out of range", c->d_model);
+  if (c->n_heads <= 0 || c->n_heads > 1024)
+    return err_set(err, "n_heads = %d is out of range", c->n_heads);
+  if (c->n_kv_heads <= 0 || c->n_kv_heads > c->n_heads || c->n_heads % c->n_kv_heads)
+    return err_set(err, "n_kv_heads = %d does not divide n_heads = %d", c->n_kv_heads,
+                   c->n_heads);
+  if (c->head_dim <= 0 || c->head_dim > 1024)
+    return err_set(err, "head_dim = %d is out of range", c->head_dim);
+  if (c->d_mlp <= 0 || c->d_mlp > 1 << 20)
+    return err_set(err, "d_mlp = %d is out of range", c->d_mlp);
+  if (c->vocab_size <= 0 || c->vocab_size > 1 << 22)
+    return err_set(err, "vocab_size = %d is out of range", c->vocab_size);
+  if (c->max_positions <= 0 || c->max_positions > 1 << 22)
+    return err_set(err, "max_positions = %d is out of range", c->max_positions);
+  if (!(c->norm_eps > 0.0f && c->norm_eps < 1.0f))
+    return err_set(err, "norm_eps = %g is out of range", (double)c->norm_eps);
+  if (c->positions == POSITIONS_ROPE) {
+    if (!(c->rope_theta > 0.0f))
+      return err_set(err, "rope_theta = %g must be positive", (double)c->rope_theta);
+    if (c->rotary_dim <= 0 || c->rotary_dim > c->head_dim || c->rotary_dim % 2)
+      return err_set(err, "rotary_dim = %d must be even and at most head_dim = %d",
+                     c->rotary_dim, c->head_dim);
+  }
+  if (c->mlp == MLP_SWIGLU && c->activation != ACT_SILU)
+    return err_set(err, "a SwiGLU MLP needs the SiLU activation");
+  return 0;
+}
+
+static float *tensor_alloc(size_t n, int *failed) {
+  if (*failed)
+    return NULL;
+  float *p = calloc(n, sizeof(float));
+  if (!p)
+    *failed = 1;
+  return p;
+}
+
+model_t *model_alloc(const model_config_t *cfg, char *err) {
+  if (model_config_check(cfg, err))
+    return NULL;
+  model_t *m = calloc(1, sizeof(*m));
+  if (!m) {
+    err_set(err, "out of memory allocating a model");
+    return NULL;
+  }
+  m->cfg = *cfg;
+  const size_t d = (size_t)cfg->d_model, q = (size_t)cfg->n_heads * cfg->head_dim,
+               kv = (size_t)cfg->n_kv_heads * cfg->head_dim, f = (size_t)cfg->d_mlp,
+               v = (size_t)cfg->vocab_size;
+  const int ln = cfg->norm == NORM_LAYERNORM;
+  int failed = 0;
+  m->tok_embed = tensor_alloc(v * d, &failed);
+  if (cfg->positions == POSITIONS_LEARNED)
+    m->pos_embed = tensor_alloc((size_t)cfg->max_positions * d, &failed);
+  m->layers = calloc((size_t)cfg->n_layers, sizeof(layer_weights_t));
+  if (!m->layers)
+    failed = 1;
+  for (int l = 0; l < cfg->n_layers && !failed; l++) {
+    layer_weights_t *w = &m->layers[l];
+    w->attn_norm_w = tensor_alloc(d, &failed);
+    w->mlp_norm_w = tensor_alloc(d, &failed);
+    if (ln) {
+      w->attn_norm_b = tensor_alloc(d, &failed);
+      w->mlp_norm_b = tensor_alloc(d, &failed);
+    }
+    w->wq = tensor_alloc(q * d, &failed);
+    w->wk = tensor_alloc(kv * d, &failed);
+    w->wv = tensor_alloc(kv * d, &failed);
+    w->wo = tensor_alloc(d * q, &failed);
+    if (cfg->attn_bias) {
+      w->bq = tensor_alloc(q, &failed);
+      w->bk = tensor_alloc(kv, &failed);
+      w->bv = tensor_alloc(kv, &failed);
+      w->bo = tensor_alloc(d, &failed);
+    }
+    w->w_up = tensor_alloc(f * d, &failed);
+    if (cfg->mlp == MLP_SWIGLU)
+      w->w_gate = tensor_alloc(f * d, &failed);
+    w->w_down = tensor_alloc(d * f, &failed);
+    if (cfg->mlp_bias) {
+      w->b_up = tensor_alloc(f, &failed);
+      w->b_down = tensor_alloc(d, &failed);
+    }
+  }
+  m->final_norm_w = tensor_alloc(d, &failed);
+  if (ln)
+    m->final_norm_b = tensor_alloc(d, &failed);
+  m->unembed = cfg->tied_unembed ? m->tok_embed : tensor_alloc(v * d, &failed);
+  if (failed) {
+    model_free(m);
+    err_set(err, "out of memory allocating a model of %d layers, width %d, vocabulary %d",
+            cfg->n_layers, cfg->d_model, cfg->vocab_size);
+    return NULL;
+  }
+  return m;
+}
+
+size_t model_n_params(const model_t *m) {
+  const model_config_t *c = &m->cfg;
+  const size_t d = (size_t)c->d_model, q = (size_t)c->n_heads * c->head_dim,
+               kv = (size_t)c->n_kv_heads * c->head_dim, f = (size_t)c->d_mlp,
+               v = (size_t)c->vocab_size;
+  size_t per_layer = 2 * d + q * d + 2 * kv * d + d * q + f * d * (c->mlp == MLP_SWIGLU ? 3 : 2);
+  size_t n = v * d + (c->tied_unembed ? 0 : v * d) + c->n_layers * per_layer + d;
+  if (c->positions == POSITIONS_LEARNED)
+    n += (size_t)c->max_positions * d;
+  return n;
+}
+
+void model_free(model_t *m) {
+  if (!m)
+    return;
+  if (m->layers) {
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+      layer_weights_t *w = &m->layers[l];
+      float *all[] = {w->attn_norm_w, w->attn_norm_b, w->wq,         w->bq,   w->wk,
+                      w->bk,          w->wv,          w->bv,         w->wo,   w->bo,
+                      w->mlp_norm_w,  w->mlp_norm_b,  w->w_up,       w->b_up, w->w_gate,
+                      w->w_down,      w->b_down};
+      for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+        free(all[i]);
+    }
+    free(m->layers);
+  }
+  if (m->unembed != m->tok_embed)
+    free(m->unembed);
+  free(m->tok_embed);
+  free(m->pos_embed);
+  free(m->final_norm_w);
+  free(m->final_norm_b);
+  free(m);
+}
+
+static int ends_with(const char *s, const char *suffix) {
+  size_t n = strlen(s), k = strlen(suffix);
+  return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+model_t *model_load(const char *path, char *err) {
+  struct stat st;
+  if (!path || !*path) {
+    err_set(err, "no model path given");
+    return NULL;
+  }
+  if (stat(path, &st) != 0) {
+    err_set(err, "%s: no such file or directory", path);
+    return NULL;
+  }
+  if (S_ISDIR(st.st_mode))
+    return model_load_hf(path, err);
+  if (ends_with(path, ".gguf"))
+    return model_load_gguf(path, err);
+  if (ends_with(path, ".safetensors") || ends_with(path, ".json")) {
+    char dir[1024];
+    snprintf(dir, sizeof(dir), "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+      *slash = '\0';
+    else
+      snprintf(dir, sizeof(dir), ".");
+    return model_load_hf(dir, err);
+  }
+  /* Not named by its extension: sniff the GGUF magic. */
+  FILE *f = fopen(path, "rb");
+  char magic[4] = {0};
+  if (f) {
+    size_t got = fread(magic, 1, 4, f);
+    fclose(f);
+    if (got == 4 && memcmp(magic, "GGUF", 4) == 0)
+      return model_load_gguf(path, err);
+  }
+  err_set(err, "%s: not a model directory (config.json + safetensors) nor a GGUF file", path);
+  return NULL;
+}

@@ -1,0 +1,90 @@
+/* model.h - the one internal description of a decoder-only transformer.
+ *
+ * Every family (gpt2, llama) is a loader that maps its tensor names onto this
+ * description. All weights are held in host memory as fp32, row-major, with
+ * every projection stored as [out, in] (the torch nn.Linear layout): y = x W^T.
+ * A model owns all its arrays; model_free releases them. */
+#ifndef HYDRA_MODEL_H
+#define HYDRA_MODEL_H
+
+#include <stddef.h>
+
+typedef enum { NORM_LAYERNORM, NORM_RMSNORM } norm_kind_t;
+typedef enum { POSITIONS_LEARNED, POSITIONS_ROPE } position_kind_t;
+typedef enum { MLP_GELU, MLP_SWIGLU } mlp_kind_t;
+typedef enum { ACT_GELU_TANH, ACT_GELU_ERF, ACT_SILU } activation_t;
+
+typedef struct {
+  char family[16]; /* "gpt2" or "llama" */
+  int n_layers;
+  int d_model;
+  int n_heads;
+  int n_kv_heads; /* < n_heads: grouped-query attention */
+  int head_dim;
+  int d_mlp;
+  int vocab_size;
+  int max_positions; /* context length; the learned position table's rows */
+  norm_kind_t norm;
+  float norm_eps;
+  position_kind_t positions;
+  float rope_theta;
+  int rotary_dim; /* dimensions rotated per head (== head_dim for llama) */
+  mlp_kind_t mlp;
+  activation_t activation;
+  int parallel_residual; /* attention and MLP read the same residual (neox) */
+  int attn_bias;         /* q, k, v and o projections have biases */
+  int mlp_bias;          /* up and down projections have biases */
+  int tied_unembed;      /* unembed aliases tok_embed */
+  int bos_id, eos_id;    /* -1 when unknown */
+} model_config_t;
+
+/* Biases are NULL where the family has none. */
+typedef struct {
+  float *attn_norm_w, *attn_norm_b; /* [d_model] */
+  float *wq, *bq;                   /* [n_heads*head_dim, d_model] */
+  float *wk, *bk;                   /* [n_kv_heads*head_dim, d_model] */
+  float *wv, *bv;                   /* [n_kv_heads*head_dim, d_model] */
+  float *wo, *bo;                   /* [d_model, n_heads*head_dim] */
+  float *mlp_norm_w, *mlp_norm_b;   /* [d_model] */
+  float *w_up, *b_up;               /* [d_mlp, d_model] (gpt2 c_fc, llama up_proj) */
+  float *w_gate;                    /* [d_mlp, d_model], SwiGLU only */
+  float *w_down, *b_down;           /* [d_model, d_mlp] */
+} layer_weights_t;
+
+typedef struct {
+  model_config_t cfg;
+  char path[1024];            /* the file or directory it was loaded from */
+  char weights_format[32];    /* "safetensors" or "gguf" */
+  char tensor_types[128];     /* the on-disk tensor types seen, e.g. "F32,Q4_1" */
+  float *tok_embed;           /* [vocab_size, d_model] */
+  float *pos_embed;           /* [max_positions, d_model], learned positions only */
+  layer_weights_t *layers;    /* [n_layers] */
+  float *final_norm_w, *final_norm_b; /* [d_model] */
+  float *unembed;             /* [vocab_size, d_model]; == tok_embed when tied */
+} model_t;
+
+/* Loads a model from `path`: a directory holding config.json and
+ * model.safetensors (or model.safetensors.index.json), a .safetensors file
+ * inside such a directory, or a .gguf file. Returns NULL and fills err
+ * (naming the file and what is wrong) on any failure; never aborts. */
+model_t *model_load(const char *path, char *err);
+
+/* Allocates a model whose every tensor (per cfg: biases where attn_bias,
+ * mlp_bias or LayerNorm ask for them) is present and zeroed. Used by loaders
+ * and tests. Returns NULL on bad cfg or out of memory. */
+model_t *model_alloc(const model_config_t *cfg, char *err);
+
+/* Checks a config for internal consistency (positive sizes, heads divide,
+ * ...). Returns 0 or -1 with err naming the field. */
+int model_config_check(const model_config_t *cfg, char *err);
+
+/* Number of parameters held (tied unembedding counted once). */
+size_t model_n_params(const model_t *m);
+
+void model_free(model_t *m);
+
+/* Format loaders, called by model_load. */
+model_t *model_load_hf(const char *dir, char *err);
+model_t *model_load_gguf(const char *file, char *err);
+
+#endif

@@ -1,0 +1,321 @@
+/* backend_cpu.c - the CPU backend: matrix products on OpenBLAS, every other
+ * op an OpenMP loop over rows. Buffers are host memory. */
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+
+typedef struct {
+  int n_threads;
+} cpu_impl_t;
+
+static void *cpu_alloc(backend_t *b, size_t bytes) {
+  void *p = NULL;
+  if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0) {
+    err_set(b->err, "out of host memory allocating %zu bytes", bytes);
+    return NULL;
+  }
+  return p;
+}
+
+static void cpu_free(backend_t *b, void *p) {
+  (void)b;
+  free(p);
+}
+
+static int cpu_copy(backend_t *b, void *dst, const void *src, size_t bytes) {
+  (void)b;
+  if (bytes)
+    memmove(dst, src, bytes);
+  return 0;
+}
+
+static int cpu_memset0(backend_t *b, void *dst, size_t bytes) {
+  (void)b;
+  memset(dst, 0, bytes);
+  return 0;
+}
+
+static int cpu_synchronize(backend_t *b) {
+  (void)b;
+  return 0;
+}
+
+/* y[rows, out] = x[rows, in] . w[out, in]^T + bias */
+static int cpu_matmul(backend_t *b, float *y, const float *x, const float *w, const float *bias,
+                      int rows, int out, int in, int accumulate) {
+  (void)b;
+  if (rows == 0)
+    return 0;
+  float beta = accumulate ? 1.0f : 0.0f;
+  if (bias) {
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < rows; r++) {
+      float *yr = y + (size_t)r * out;
+      if (accumulate)
+        for (int j = 0; j < out; j++)
+          yr[j] += bias[j];
+      else
+        memcpy(yr, bias, (size_t)out * sizeof(float));
+    }
+    beta = 1.0f;
+  }
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, in, 1.0f, x, in, w, in, beta,
+              y, out);
+  return 0;
+}
+
+/* y[rows, d] = (x - mean) * inv * gamma + beta, inv = 1 / sqrt(var + eps) */
+static int cpu_layernorm(backend_t *b, float *y, float *inv_scale, const float *x,
+                         const float *gamma, const float *beta, int rows, int d, float eps) {
+  (void)b;
+#pragma omp parallel for schedule(static)
+  for (int r = 0; r < rows; r++) {
+    const float *xr = x + (size_t)r * d;
+    float *yr = y + (size_t)r * d;
+    double sum = 0.0;
+    for (int i = 0; i < d; i++)
+      sum += xr[i];
+    float mean = (float)(sum / d);
+    double ss = 0.0;
+    for (int i = 0; i < d; i++) {
+      double c = (double)xr[i] - mean;
+      ss += c * c;
+    }
+    float inv = (float)(1.0 / sqrt(ss / d + eps));
+    for (int i = 0; i < d; i++)
+      yr[i] = (xr[i] - mean) * inv * gamma[i] + (beta ? beta[i] : 0.0f);
+    if (inv_scale)
+      inv_scale[r] = inv;
+  }
+  return 0;
+}
+
+/* y[rows, d] = x * inv * gamma, inv = 1 / sqrt(mean(x^2) + eps) */
+static int cpu_rmsnorm(backend_t *b, float *y, float *inv_scale, const float *x,
+                       const float *gamma, int rows, int d, float eps) {
+  (void)b;
+#pragma omp parallel for schedule(static)
+  for (int r = 0; r < rows; r++) {
+    const float *xr = x + (size_t)r * d;
+    float *yr = y + (size_t)r * d;
+    double ss = 0.0;
+    for (int i = 0; i < d; i++)
+      ss += (double)xr[i] * xr[i];
+    float inv = (float)(1.0 / sqrt(ss / d + eps));
+    for (int i = 0; i < d; i++)
+      yr[i] = xr[i] * inv * gamma[i];
+    if (inv_scale)
+      inv_scale[r] = inv;
+  }
+  return 0;
+}
+
+/* x[rows, n_heads*head_dim], rotate_half pairing of dims i and i + rotary_dim/2 */
+static int cpu_rope(backend_t *b, float *x, const int *position, int rows, int n_heads,
+                    int head_dim, int rotary_dim, float theta) {
+  (void)b;
+  const int half = rotary_dim / 2;
+#pragma omp parallel for schedule(static)
+  for (int r = 0; r < rows; r++) {
+    for (int i = 0; i < half; i++) {
+      double inv_freq = pow((double)theta, -2.0 * i / rotary_dim);
+      double angle = (double)position[r] * inv_freq;
+      float c = (float)cos(angle), s = (float)sin(angle);
+      for (int h = 0; h < n_heads; h++) {
+        float *xh = x + (size_t)r * n_heads * head_dim + (size_t)h * head_dim;
+        float a = xh[i], bb = xh[i + half];
+        xh[i] = a * c - bb * s;
+        xh[i + half] = bb * c + a * s;
+      }
+    }
+  }
+  return 0;
+}
+
+/* out[rows, H*hd] = softmax(q k^T / sqrt(hd)) v over each row's key range */
+static int cpu_attention(backend_t *b, float *out, const float *q, const float *k, const float *v,
+                         const int *key_start, const int *n_keys, int rows, int n_heads,
+                         int n_kv_heads, int head_dim) {
+  (void)b;
+  const int group = n_heads / n_kv_heads;
+  const size_t q_stride = (size_t)n_heads * head_dim, kv_stride = (size_t)n_kv_heads * head_dim;
+  const float scale = 1.0f / sqrtf((float)head_dim);
+  int max_keys = 0;
+  for (int r = 0; r < rows; r++)
+    if (n_keys[r] > max_keys)
+      max_keys = n_keys[r];
+#pragma omp parallel
+  {
+    float *score = malloc((size_t)(max_keys > 0 ? max_keys : 1) * sizeof(float));
+#pragma omp for collapse(2) schedule(static)
+    for (int r = 0; r < rows; r++) {
+      for (int h = 0; h < n_heads; h++) {
+        const float *qh = q + (size_t)r * q_stride + (size_t)h * head_dim;
+        const int kvh = h / group, n = n_keys[r];
+        const float *kb = k + (size_t)key_start[r] * kv_stride + (size_t)kvh * head_dim;
+        const float *vb = v + (size_t)key_start[r] * kv_stride + (size_t)kvh * head_dim;
+        float *oh = out + (size_t)r * q_stride + (size_t)h * head_dim;
+        float max = -INFINITY;
+        for (int j = 0; j < n; j++) {
+          const float *kj = kb + (size_t)j * kv_stride;
+          float s = 0.0f;
+          for (int i = 0; i < head_dim; i++)
+            s += qh[i] * kj[i];
+          s *= scale;
+          score[j] = s;
+          if (s > max)
+            max = s;
+        }
+        double sum = 0.0;
+        for (int j = 0; j < n; j++) {
+          score[j] = expf(score[j] - max);
+          sum += score[j];
+        }
+        const float inv = sum > 0.0 ? (float)(1.0 / sum) : 0.0f;
+        for (int i = 0; i < head_dim; i++)
+          oh[i] = 0.0f;
+        for (int j = 0; j < n; j++) {
+          const float *vj = vb + (size_t)j * kv_stride;
+          const float p = score[j] * inv;
+          for (int i = 0; i < head_dim; i++)
+            oh[i] += p * vj[i];
+        }
+      }
+    }
+    free(score);
+  }
+  return 0;
+}
+
+static inline float gelu_tanh(float x) {
+  const float c = 0.7978845608028654f; /* sqrt(2/pi) */
+  return 0.5f * x * (1.0f + tanhf(c * (x + 0.044715f * x * x * x)));
+}
+
+static inline float silu(float x) {
+  return x / (1.0f + expf(-x));
+}
+
+static int cpu_activation(backend_t *b, float *x, size_t n, activation_t act) {
+  (void)b;
+  switch (act) {
+  case ACT_GELU_TANH:
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++)
+      x[i] = gelu_tanh(x[i]);
+    return 0;
+  case ACT_GELU_ERF:
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++)
+      x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.7071067811865476f));
+    return 0;
+  case ACT_SILU:
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++)
+      x[i] = silu(x[i]);
+    return 0;
+  }
+  return err_set(b->err, "unknown activation %d", (int)act);
+}
+
+static int cpu_swiglu(backend_t *b, float *gate, const float *up, size_t n) {
+  (void)b;
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; i++)
+    gate[i] = silu(gate[i]) * up[i];
+  return 0;
+}
+
+static int cpu_add(backend_t *b, float *y, const float *x, size_t n) {
+  (void)b;
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; i++)
+    y[i] += x[i];
+  return 0;
+}
+
+static int cpu_gather_rows(backend_t *b, float *dst, const float *src, const int *index, int rows,
+                           int d) {
+  (void)b;
+#pragma omp parallel for schedule(static)
+  for (int r = 0; r < rows; r++)
+    memcpy(dst + (size_t)r * d, src + (size_t)index[r] * d, (size_t)d * sizeof(float));
+  return 0;
+}
+
+static int cpu_scatter_rows(backend_t *b, float *dst, const float *src, const int *index,
+                            int rows, int d) {
+  (void)b;
+#pragma omp parallel for schedule(static)
+  for (int r = 0; r < rows; r++)
+    memcpy(dst + (size_t)index[r] * d, src + (size_t)r * d, (size_t)d * sizeof(float));
+  return 0;
+}
+
+static int cpu_embed(backend_t *b, float *x, const float *tok_embed, const int *ids,
+                     const float *pos_embed, const int *position, int rows, int d) {
+  (void)b;
+#pragma omp parallel for schedule(static)
+  for (int r = 0; r < rows; r++) {
+    float *xr = x + (size_t)r * d;
+    memcpy(xr, tok_embed + (size_t)ids[r] * d, (size_t)d * sizeof(float));
+    if (pos_embed) {
+      const float *pr = pos_embed + (size_t)position[r] * d;
+      for (int i = 0; i < d; i++)
+        xr[i] += pr[i];
+    }
+  }
+  return 0;
+}
+
+static const backend_ops_t cpu_ops = {
+    .name = "cpu",
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .upload = cpu_copy,
+    .download = cpu_copy,
+    .memset0 = cpu_memset0,
+    .synchronize = cpu_synchronize,
+    .matmul = cpu_matmul,
+    .layernorm = cpu_layernorm,
+    .rmsnorm = cpu_rmsnorm,
+    .rope = cpu_rope,
+    .attention = cpu_attention,
+    .activation = cpu_activation,
+    .swiglu = cpu_swiglu,
+    .add = cpu_add,
+    .gather_rows = cpu_gather_rows,
+    .scatter_rows = cpu_scatter_rows,
+    .embed = cpu_embed,
+};
+
+backend_t *backend_cpu_create(int n_threads, char *err) {
+  backend_t *b = calloc(1, sizeof(*b));
+  cpu_impl_t *impl = calloc(1, sizeof(*impl));
+  if (!b || !impl) {
+    free(b);
+    free(impl);
+    err_set(err, "out of memory creating the CPU backend");
+    return NULL;
+  }
+  if (n_threads > 0) {
+    omp_set_num_threads(n_threads);
+    openblas_set_num_threads(n_threads);
+  }
+  impl->n_threads = n_threads > 0 ? n_threads : omp_get_max_threads();
+  b->ops = &cpu_ops;
+  b->host_memory = 1;
+  b->impl = impl;
+  return b;
+}
+
+void backend_cpu_destroy(backend_t *b) {
+  if (!b)
+    return;
+  free(b->impl);
+  free(b);
+}

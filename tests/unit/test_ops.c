@@ -1,0 +1,308 @@
+/* test_ops - every backend op on seeded random inputs against a naive
+ * reference written here in double precision.
+ * usage: test_ops [backend] [seed]   (backend: cpu (default), cuda, auto) */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "backend.h"
+
+static uint64_t rng_state;
+static double rnd(void) { /* uniform in [-1, 1) */
+  rng_state ^= rng_state << 13;
+  rng_state ^= rng_state >> 7;
+  rng_state ^= rng_state << 17;
+  return (double)(rng_state >> 11) / (double)(1ULL << 52) - 1.0;
+}
+static void fill(float *x, size_t n, double scale) {
+  for (size_t i = 0; i < n; i++)
+    x[i] = (float)(rnd() * scale);
+}
+
+static backend_t *B;
+static int failures;
+
+/* max |got - want| / max |want|: error relative to the output's scale */
+static double rel_err(const float *got, const double *want, size_t n) {
+  double num = 0.0, den = 0.0;
+  for (size_t i = 0; i < n; i++) {
+    double e = fabs((double)got[i] - want[i]);
+    if (!(e <= num)) /* also catches NaN */
+      num = e;
+    if (fabs(want[i]) > den)
+      den = fabs(want[i]);
+  }
+  return den > 0 ? num / den : num;
+}
+
+static void check(const char *op, const float *got, const double *want, size_t n, double bound) {
+  double e = rel_err(got, want, n);
+  int ok = e <= bound;
+  printf("%-14s rel err %.3g (bound %.0e)  %s\n", op, e, bound, ok ? "ok" : "FAIL");
+  if (!ok)
+    failures++;
+}
+
+/* Device copies of host arrays. */
+static void *dev(const void *host, size_t bytes) {
+  void *d = B->ops->alloc(B, bytes);
+  if (!d || B->ops->upload(B, d, host, bytes)) {
+    fprintf(stderr, "alloc/upload: %s\n", B->err);
+    exit(1);
+  }
+  return d;
+}
+static void back(void *host, const void *d, size_t bytes) {
+  if (B->ops->download(B, host, d, bytes) || B->ops->synchronize(B)) {
+    fprintf(stderr, "download: %s\n", B->err);
+    exit(1);
+  }
+}
+static void run(int rc, const char *op) {
+  if (rc) {
+    fprintf(stderr, "%s failed: %s\n", op, B->err);
+    exit(1);
+  }
+}
+
+static void test_matmul(int rows, int out, int in, int bias, int acc) {
+  size_t nx = (size_t)rows * in, nw = (size_t)out * in, ny = (size_t)rows * out;
+  float *x = malloc(nx * 4), *w = malloc(nw * 4), *b = malloc(out * 4), *y = malloc(ny * 4);
+  double *ref = malloc(ny * 8);
+  fill(x, nx, 1), fill(w, nw, 1), fill(b, out, 1), fill(y, ny, 1);
+  for (int r = 0; r < rows; r++)
+    for (int o = 0; o < out; o++) {
+      double s = acc ? y[(size_t)r * out + o] : 0.0;
+      for (int i = 0; i < in; i++)
+        s += (double)x[(size_t)r * in + i] * w[(size_t)o * in + i];
+      ref[(size_t)r * out + o] = s + (bias ? b[o] : 0.0);
+    }
+  float *dx = dev(x, nx * 4), *dw = dev(w, nw * 4), *db = dev(b, out * 4), *dy = dev(y, ny * 4);
+  run(B->ops->matmul(B, dy, dx, dw, bias ? db : NULL, rows, out, in, acc), "matmul");
+  back(y, dy, ny * 4);
+  char name[64];
+  snprintf(name, sizeof(name), "matmul%s%s", bias ? "+b" : "", acc ? "+acc" : "");
+  check(name, y, ref, ny, 1e-5);
+  B->ops->free(B, dx), B->ops->free(B, dw), B->ops->free(B, db), B->ops->free(B, dy);
+  free(x), free(w), free(b), free(y), free(ref);
+}
+
+static void test_norms(int rows, int d) {
+  size_t n = (size_t)rows * d;
+  float *x = malloc(n * 4), *g = malloc(d * 4), *be = malloc(d * 4), *y = malloc(n * 4),
+        *s = malloc(rows * 4);
+  double *ref = malloc(n * 8), *sref = malloc(rows * 8);
+  fill(x, n, 3), fill(g, d, 1), fill(be, d, 1);
+  for (size_t i = 0; i < n; i++)
+    x[i] += 0.5f; /* a non-zero mean */
+  float *dx = dev(x, n * 4), *dg = dev(g, d * 4), *db = dev(be, d * 4), *dy = dev(y, n * 4),
+        *ds = dev(s, rows * 4);
+  for (int kind = 0; kind < 2; kind++) {
+    for (int r = 0; r < rows; r++) {
+      const float *xr = x + (size_t)r * d;
+      double mean = 0, var = 0;
+      for (int i = 0; i < d; i++)
+        mean += xr[i];
+      mean = kind == 0 ? mean / d : 0.0;
+      for (int i = 0; i < d; i++)
+        var += (xr[i] - mean) * (xr[i] - mean);
+      double inv = 1.0 / sqrt(var / d + 1e-5);
+      sref[r] = inv;
+      for (int i = 0; i < d; i++)
+        ref[(size_t)r * d + i] = (xr[i] - mean) * inv * g[i] + (kind == 0 ? be[i] : 0.0);
+    }
+    if (kind == 0)
+      run(B->ops->layernorm(B, dy, ds, dx, dg, db, rows, d, 1e-5f), "layernorm");
+    else
+      run(B->ops->rmsnorm(B, dy, ds, dx, dg, rows, d, 1e-5f), "rmsnorm");
+    back(y, dy, n * 4);
+    back(s, ds, rows * 4);
+    check(kind == 0 ? "layernorm" : "rmsnorm", y, ref, n, 1e-5);
+    check(kind == 0 ? "layernorm.scale" : "rmsnorm.scale", s, sref, rows, 1e-5);
+  }
+  B->ops->free(B, dx), B->ops->free(B, dg), B->ops->free(B, db), B->ops->free(B, dy);
+  B->ops->free(B, ds);
+  free(x), free(g), free(be), free(y), free(s), free(ref), free(sref);
+}
+
+static void test_rope(int rows, int heads, int hd, int rot, float theta) {
+  size_t n = (size_t)rows * heads * hd;
+  float *x = malloc(n * 4);
+  int *pos = malloc(rows * 4);
+  double *ref = malloc(n * 8);
+  fill(x, n, 1);
+  for (int r = 0; r < rows; r++)
+    pos[r] = (int)((rnd() + 1.0) * 1000);
+  for (int r = 0; r < rows; r++)
+    for (int h = 0; h < heads; h++) {
+      const float *xh = x + ((size_t)r * heads + h) * hd;
+      double *rh = ref + ((size_t)r * heads + h) * hd;
+      for (int i = 0; i < hd; i++)
+        rh[i] = xh[i];
+      /* rotate_half: out = x*cos + concat(-x2, x1)*sin, frequency index i mod rot/2 */
+      for (int i = 0; i < rot; i++) {
+        int j = i % (rot / 2);
+        double a = pos[r] * pow(theta, -2.0 * j / rot);
+        double other = i < rot / 2 ? -xh[i + rot / 2] : xh[i - rot / 2];
+        rh[i] = xh[i] * cos(a) + other * sin(a);
+      }
+    }
+  float *dx = dev(x, n * 4);
+  int *dp = dev(pos, rows * 4);
+  run(B->ops->rope(B, dx, dp, rows, heads, hd, rot, theta), "rope");
+  back(x, dx, n * 4);
+  check(rot == hd ? "rope" : "rope.partial", x, ref, n, 2e-5);
+  B->ops->free(B, dx), B->ops->free(B, dp);
+  free(x), free(pos), free(ref);
+}
+
+/* Two sequences packed, plus query rows that read a key range elsewhere. */
+static void test_attention(int heads, int kv_heads, int hd) {
+  const int lens[3] = {5, 17, 1}, n_seq = 3;
+  int rows = 0;
+  for (int s = 0; s < n_seq; s++)
+    rows += lens[s];
+  size_t nq = (size_t)rows * heads * hd, nkv = (size_t)rows * kv_heads * hd;
+  float *q = malloc(nq * 4), *k = malloc(nkv * 4), *v = malloc(nkv * 4), *o = malloc(nq * 4);
+  int *ks = malloc(rows * 4), *nk = malloc(rows * 4);
+  double *ref = malloc(nq * 8);
+  fill(q, nq, 2), fill(k, nkv, 2), fill(v, nkv, 1);
+  int r = 0;
+  for (int s = 0; s < n_seq; s++)
+    for (int t = 0; t < lens[s]; t++, r++)
+      ks[r] = r - t, nk[r] = t + 1;
+  double *p = malloc(rows * 8);
+  for (r = 0; r < rows; r++)
+    for (int h = 0; h < heads; h++) {
+      int g = h / (heads / kv_heads);
+      double mx = -1e300, sum = 0;
+      for (int j = 0; j < nk[r]; j++) {
+        double s = 0;
+        for (int i = 0; i < hd; i++)
+          s += (double)q[((size_t)r * heads + h) * hd + i] *
+               k[((size_t)(ks[r] + j) * kv_heads + g) * hd + i];
+        p[j] = s / sqrt(hd);
+        mx = fmax(mx, p[j]);
+      }
+      for (int j = 0; j < nk[r]; j++)
+        sum += (p[j] = exp(p[j] - mx));
+      for (int i = 0; i < hd; i++) {
+        double acc = 0;
+        for (int j = 0; j < nk[r]; j++)
+          acc += p[j] / sum * v[((size_t)(ks[r] + j) * kv_heads + g) * hd + i];
+        ref[((size_t)r * heads + h) * hd + i] = acc;
+      }
+    }
+  float *dq = dev(q, nq * 4), *dk = dev(k, nkv * 4), *dv = dev(v, nkv * 4), *dout = dev(o, nq * 4);
+  int *dks = dev(ks, rows * 4), *dnk = dev(nk, rows * 4);
+  run(B->ops->attention(B, dout, dq, dk, dv, dks, dnk, rows, heads, kv_heads, hd), "attention");
+  back(o, dout, nq * 4);
+  check(kv_heads < heads ? "attention.gqa" : "attention", o, ref, nq, 1e-5);
+  B->ops->free(B, dq), B->ops->free(B, dk), B->ops->free(B, dv), B->ops->free(B, dout);
+  B->ops->free(B, dks), B->ops->free(B, dnk);
+  free(q), free(k), free(v), free(o), free(ks), free(nk), free(ref), free(p);
+}
+
+static void test_elementwise(size_t n) {
+  float *x = malloc(n * 4), *u = malloc(n * 4), *y = malloc(n * 4);
+  double *ref = malloc(n * 8);
+  fill(x, n, 4), fill(u, n, 2);
+  float *dx = dev(x, n * 4), *du = dev(u, n * 4);
+  const char *names[] = {"gelu_tanh", "gelu_erf", "silu"};
+  const activation_t acts[] = {ACT_GELU_TANH, ACT_GELU_ERF, ACT_SILU};
+  for (int a = 0; a < 3; a++) {
+    for (size_t i = 0; i < n; i++) {
+      double t = x[i];
+      ref[i] = acts[a] == ACT_GELU_TANH
+                   ? 0.5 * t * (1 + tanh(sqrt(2 / M_PI) * (t + 0.044715 * t * t * t)))
+               : acts[a] == ACT_GELU_ERF ? 0.5 * t * (1 + erf(t / sqrt(2)))
+                                         : t / (1 + exp(-t));
+    }
+    float *dy = dev(x, n * 4);
+    run(B->ops->activation(B, dy, n, acts[a]), names[a]);
+    back(y, dy, n * 4);
+    check(names[a], y, ref, n, 1e-6);
+    B->ops->free(B, dy);
+  }
+  for (size_t i = 0; i < n; i++)
+    ref[i] = (double)x[i] / (1 + exp(-(double)x[i])) * u[i];
+  float *dg = dev(x, n * 4);
+  run(B->ops->swiglu(B, dg, du, n), "swiglu");
+  back(y, dg, n * 4);
+  check("swiglu", y, ref, n, 1e-6);
+  for (size_t i = 0; i < n; i++)
+    ref[i] = (double)x[i] + u[i];
+  run(B->ops->add(B, dx, du, n), "add");
+  back(y, dx, n * 4);
+  check("add", y, ref, n, 1e-7);
+  B->ops->free(B, dx), B->ops->free(B, du), B->ops->free(B, dg);
+  free(x), free(u), free(y), free(ref);
+}
+
+static void test_rows(int n_src, int rows, int d) {
+  float *src = malloc((size_t)n_src * d * 4), *dst = malloc((size_t)n_src * d * 4);
+  int *idx = malloc(rows * 4), *pos = malloc(rows * 4);
+  double *ref = malloc((size_t)n_src * d * 8);
+  fill(src, (size_t)n_src * d, 1);
+  for (int r = 0; r < rows; r++)
+    idx[r] = (int)((rnd() + 1) / 2 * n_src) % n_src, pos[r] = (int)((rnd() + 1) / 2 * 7) % 7;
+  for (int r = 0; r < rows; r++)
+    for (int i = 0; i < d; i++)
+      ref[(size_t)r * d + i] = src[(size_t)idx[r] * d + i];
+  float *ds = dev(src, (size_t)n_src * d * 4), *dd = dev(src, (size_t)n_src * d * 4);
+  int *di = dev(idx, rows * 4), *dp = dev(pos, rows * 4);
+  run(B->ops->gather_rows(B, dd, ds, di, rows, d), "gather_rows");
+  back(dst, dd, (size_t)rows * d * 4);
+  check("gather_rows", dst, ref, (size_t)rows * d, 0);
+  /* embed: token table src, position table = src as well */
+  for (int r = 0; r < rows; r++)
+    for (int i = 0; i < d; i++)
+      ref[(size_t)r * d + i] = (double)src[(size_t)idx[r] * d + i] + src[(size_t)pos[r] * d + i];
+  run(B->ops->embed(B, dd, ds, di, ds, dp, rows, d), "embed");
+  back(dst, dd, (size_t)rows * d * 4);
+  check("embed", dst, ref, (size_t)rows * d, 1e-7);
+  /* scatter: a permutation of the first `rows` rows */
+  for (int r = 0; r < rows; r++)
+    idx[r] = (r * 7 + 3) % rows;
+  B->ops->upload(B, di, idx, rows * 4);
+  for (int r = 0; r < rows; r++)
+    for (int i = 0; i < d; i++)
+      ref[(size_t)idx[r] * d + i] = src[(size_t)r * d + i];
+  run(B->ops->scatter_rows(B, dd, ds, di, rows, d), "scatter_rows");
+  back(dst, dd, (size_t)rows * d * 4);
+  check("scatter_rows", dst, ref, (size_t)rows * d, 0);
+  B->ops->free(B, ds), B->ops->free(B, dd), B->ops->free(B, di), B->ops->free(B, dp);
+  free(src), free(dst), free(idx), free(pos), free(ref);
+}
+
+int main(int argc, char **argv) {
+  const char *name = argc > 1 ? argv[1] : "cpu";
+  uint64_t seed = argc > 2 ? strtoull(argv[2], NULL, 10) : (uint64_t)time(NULL);
+  rng_state = seed * 2654435761ULL + 1;
+  char err[HYDRA_ERR_LEN];
+  B = backend_create(name, 0, err);
+  if (!B) {
+    fprintf(stderr, "test_ops: %s\n", err);
+    return strcmp(name, "cpu") == 0 ? 1 : 77; /* no such backend here: skip */
+  }
+  printf("test_ops: backend %s, seed %llu\n", B->ops->name, (unsigned long long)seed);
+  test_matmul(37, 53, 71, 0, 0);
+  test_matmul(64, 96, 64, 1, 0);
+  test_matmul(5, 1000, 64, 1, 1);
+  test_matmul(1, 7, 3, 0, 1);
+  test_norms(13, 576);
+  test_norms(3, 64);
+  test_rope(9, 4, 64, 64, 10000.0f);
+  test_rope(6, 3, 32, 16, 5000.0f);
+  test_attention(4, 4, 16);
+  test_attention(9, 3, 64);
+  test_elementwise(10007);
+  test_rows(50, 23, 64);
+  backend_destroy(B);
+  if (failures)
+    printf("test_ops: %d FAILED (seed %llu)\n", failures, (unsigned long long)seed);
+  return failures ? 1 : 0;
+}

@@ -35,8 +35,8 @@ typedef struct {
   /* ---- ops ----
    * y[rows, out] = x[rows, in] . w[out, in]^T (+ bias[out], if non-NULL);
    * with accumulate, y += instead of y =. */
-  int (*matmul)(backend_t *b, float *y, const float *x, const float *w, const float *bias,
-                int rows, int out, int in, int accumulate);
+  int (*matmul)(backend_t *b, float *y, const float *x, const float *w, const float *bias, int rows,
+                int out, int in, int accumulate);
 
   /* y[rows, d] = (x - mean) / sqrt(var + eps) * gamma + beta; inv_scale[rows]
    * (optional) receives 1 / sqrt(var + eps), the scale the direct effects freeze. */
@@ -58,8 +58,8 @@ typedef struct {
    * key rows starting at key_start[r]; head h reads kv head h / (n_heads /
    * n_kv_heads). Scores are scaled by 1/sqrt(head_dim). */
   int (*attention)(backend_t *b, float *out, const float *q, const float *k, const float *v,
-                   const int *key_start, const int *n_keys, int rows, int n_heads,
-                   int n_kv_heads, int head_dim);
+                   const int *key_start, const int *n_keys, int rows, int n_heads, int n_kv_heads,
+                   int head_dim);
 
   /* In place x[n] = act(x). */
   int (*activation)(backend_t *b, float *x, size_t n, activation_t act);
@@ -71,8 +71,7 @@ typedef struct {
   int (*add)(backend_t *b, float *y, const float *x, size_t n);
 
   /* dst[i, :] = src[index[i], :] for i < rows; rows of d floats. */
-  int (*gather_rows)(backend_t *b, float *dst, const float *src, const int *index, int rows,
-                     int d);
+  int (*gather_rows)(backend_t *b, float *dst, const float *src, const int *index, int rows, int d);
 
   /* dst[index[i], :] = src[i, :] for i < rows. */
   int (*scatter_rows)(backend_t *b, float *dst, const float *src, const int *index, int rows,
@@ -99,8 +98,15 @@ struct backend {
 backend_t *backend_create(const char *name, int n_threads, char *err);
 void backend_destroy(backend_t *b);
 
-/* Each backend folder provides its constructor. */
+/* 1 when this build has the CUDA backend and a device is visible. */
+int backend_cuda_available(void);
+
+/* Each backend folder provides its constructor; backend_create picks one
+ * (the registry is cpu/registry.c, or cuda/registry.c in a CUDA build). */
 backend_t *backend_cpu_create(int n_threads, char *err);
 void backend_cpu_destroy(backend_t *b);
+backend_t *backend_cuda_create(int n_threads, char *err);
+void backend_cuda_destroy(backend_t *b);
+int backend_cuda_device_count(void);
 
 #endif

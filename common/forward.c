@@ -22,9 +22,9 @@ struct forward {
 static int layer_tensors(const model_config_t *c, layer_weights_t *w, float ***ptr, size_t *len) {
   const size_t d = (size_t)c->d_model, q = (size_t)c->n_heads * c->head_dim,
                kv = (size_t)c->n_kv_heads * c->head_dim, f = (size_t)c->d_mlp;
-  float **p[] = {&w->attn_norm_w, &w->attn_norm_b, &w->wq,         &w->bq,   &w->wk,
-                 &w->bk,          &w->wv,          &w->bv,         &w->wo,   &w->bo,
-                 &w->mlp_norm_w,  &w->mlp_norm_b,  &w->w_up,       &w->b_up, &w->w_gate,
+  float **p[] = {&w->attn_norm_w, &w->attn_norm_b, &w->wq,   &w->bq,   &w->wk,
+                 &w->bk,          &w->wv,          &w->bv,   &w->wo,   &w->bo,
+                 &w->mlp_norm_w,  &w->mlp_norm_b,  &w->w_up, &w->b_up, &w->w_gate,
                  &w->w_down,      &w->b_down};
   size_t n[] = {d, d, q * d, q, kv * d, kv, kv * d, kv, d * q, d, d, d, f * d, f, f * d, d * f, d};
   for (int i = 0; i < 17; i++) {
@@ -103,15 +103,13 @@ static int upload_weights(forward_t *f, char *err) {
 
 static void free_work(forward_t *f) {
   backend_t *b = f->b;
-  void *all[] = {f->x,     f->xn,       f->q,         f->k,      f->v,
-                 f->att,   f->proj,     f->h,         f->h2,     f->scale,
-                 f->logits, f->ids,     f->position,  f->key_start, f->n_keys,
-                 f->logit_rows};
+  void *all[] = {f->x,        f->xn,        f->q,      f->k,         f->v,      f->att,
+                 f->proj,     f->h,         f->h2,     f->scale,     f->logits, f->ids,
+                 f->position, f->key_start, f->n_keys, f->logit_rows};
   for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
     if (all[i])
       b->ops->free(b, all[i]);
-  f->x = f->xn = f->q = f->k = f->v = f->att = f->proj = f->h = f->h2 = f->scale = f->logits =
-      NULL;
+  f->x = f->xn = f->q = f->k = f->v = f->att = f->proj = f->h = f->h2 = f->scale = f->logits = NULL;
   f->ids = f->position = f->key_start = f->n_keys = f->logit_rows = NULL;
   f->capacity = 0;
 }
@@ -215,7 +213,7 @@ static int attention_block(forward_t *f, const layer_weights_t *w, int rows) {
                  c->rope_theta));
   }
   TRY(op->attention(b, f->att, f->q, f->k, f->v, f->key_start, f->n_keys, rows, c->n_heads,
-                    c->n_kv_heads, c->head_dim));                     /* att[rows, H*hd] */
+                    c->n_kv_heads, c->head_dim));                   /* att[rows, H*hd] */
   TRY(op->matmul(b, f->proj, f->att, w->wo, w->bo, rows, d, q, 0)); /* proj[rows, d]   */
   return 0;
 fail:
@@ -230,7 +228,7 @@ static int mlp_block(forward_t *f, const layer_weights_t *w, int rows) {
   const int d = c->d_model, fm = c->d_mlp;
   const size_t n = (size_t)rows * fm;
   if (c->mlp == MLP_SWIGLU) {
-    TRY(op->matmul(b, f->h, f->xn, w->w_gate, NULL, rows, fm, d, 0)); /* gate[rows, F] */
+    TRY(op->matmul(b, f->h, f->xn, w->w_gate, NULL, rows, fm, d, 0));   /* gate[rows, F] */
     TRY(op->matmul(b, f->h2, f->xn, w->w_up, w->b_up, rows, fm, d, 0)); /* up[rows, F] */
     TRY(op->swiglu(b, f->h, f->h2, n));                                 /* silu(gate)*up */
   } else {
@@ -245,6 +243,7 @@ fail:
 
 static int check_batch(const forward_t *f, const forward_batch_t *batch, long *rows, char *err) {
   const model_config_t *c = &f->host->cfg;
+  *rows = 0;
   if (batch->n_seqs < 1)
     return err_set(err, "empty batch");
   *rows = forward_batch_rows(batch);
@@ -293,7 +292,7 @@ int forward_run(forward_t *f, const forward_batch_t *batch, forward_out_t *out, 
   const model_config_t *c = &m->cfg;
   const backend_ops_t *op = f->b->ops;
   backend_t *b = f->b;
-  long rows_l;
+  long rows_l = 0;
   if (check_batch(f, batch, &rows_l, err) != 0)
     return -1;
   const int rows = (int)rows_l, d = c->d_model;

@@ -16,8 +16,7 @@ int model_config_check(const model_config_t *c, char *err) {
   if (c->n_heads <= 0 || c->n_heads > 1024)
     return err_set(err, "n_heads = %d is out of range", c->n_heads);
   if (c->n_kv_heads <= 0 || c->n_kv_heads > c->n_heads || c->n_heads % c->n_kv_heads)
-    return err_set(err, "n_kv_heads = %d does not divide n_heads = %d", c->n_kv_heads,
-                   c->n_heads);
+    return err_set(err, "n_kv_heads = %d does not divide n_heads = %d", c->n_kv_heads, c->n_heads);
   if (c->head_dim <= 0 || c->head_dim > 1024)
     return err_set(err, "head_dim = %d is out of range", c->head_dim);
   if (c->d_mlp <= 0 || c->d_mlp > 1 << 20)
@@ -32,8 +31,8 @@ int model_config_check(const model_config_t *c, char *err) {
     if (!(c->rope_theta > 0.0f))
       return err_set(err, "rope_theta = %g must be positive", (double)c->rope_theta);
     if (c->rotary_dim <= 0 || c->rotary_dim > c->head_dim || c->rotary_dim % 2)
-      return err_set(err, "rotary_dim = %d must be even and at most head_dim = %d",
-                     c->rotary_dim, c->head_dim);
+      return err_set(err, "rotary_dim = %d must be even and at most head_dim = %d", c->rotary_dim,
+                     c->head_dim);
   }
   if (c->mlp == MLP_SWIGLU && c->activation != ACT_SILU)
     return err_set(err, "a SwiGLU MLP needs the SiLU activation");
@@ -127,9 +126,9 @@ void model_free(model_t *m) {
   if (m->layers) {
     for (int l = 0; l < m->cfg.n_layers; l++) {
       layer_weights_t *w = &m->layers[l];
-      float *all[] = {w->attn_norm_w, w->attn_norm_b, w->wq,         w->bq,   w->wk,
-                      w->bk,          w->wv,          w->bv,         w->wo,   w->bo,
-                      w->mlp_norm_w,  w->mlp_norm_b,  w->w_up,       w->b_up, w->w_gate,
+      float *all[] = {w->attn_norm_w, w->attn_norm_b, w->wq,   w->bq,   w->wk,
+                      w->bk,          w->wv,          w->bv,   w->wo,   w->bo,
+                      w->mlp_norm_w,  w->mlp_norm_b,  w->w_up, w->b_up, w->w_gate,
                       w->w_down,      w->b_down};
       for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
         free(all[i]);

@@ -53,14 +53,14 @@ typedef struct {
 
 typedef struct {
   model_config_t cfg;
-  char path[1024];            /* the file or directory it was loaded from */
-  char weights_format[32];    /* "safetensors" or "gguf" */
-  char tensor_types[128];     /* the on-disk tensor types seen, e.g. "F32,Q4_1" */
-  float *tok_embed;           /* [vocab_size, d_model] */
-  float *pos_embed;           /* [max_positions, d_model], learned positions only */
-  layer_weights_t *layers;    /* [n_layers] */
+  char path[1024];                    /* the file or directory it was loaded from */
+  char weights_format[32];            /* "safetensors" or "gguf" */
+  char tensor_types[128];             /* the on-disk tensor types seen, e.g. "F32,Q4_1" */
+  float *tok_embed;                   /* [vocab_size, d_model] */
+  float *pos_embed;                   /* [max_positions, d_model], learned positions only */
+  layer_weights_t *layers;            /* [n_layers] */
   float *final_norm_w, *final_norm_b; /* [d_model] */
-  float *unembed;             /* [vocab_size, d_model]; == tok_embed when tied */
+  float *unembed;                     /* [vocab_size, d_model]; == tok_embed when tied */
 } model_t;
 
 /* Loads a model from `path`: a directory holding config.json and

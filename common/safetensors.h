@@ -77,8 +77,8 @@ const char *safetensors_metadata(const safetensors_t *st, const char *key);
  * of floats dst holds and must equal t->n_elements. Returns 0, or -1 with err
  * naming the file and tensor (other dtype, n mismatch, read error, file
  * shortened since it was opened). */
-int safetensors_read_f32(const safetensors_t *st, const safetensors_tensor_t *t, float *dst, size_t n,
-                         char *err);
+int safetensors_read_f32(const safetensors_t *st, const safetensors_tensor_t *t, float *dst,
+                         size_t n, char *err);
 
 /* The dtype's name as the format spells it ("F32", "BF16", ...). */
 const char *safetensors_dtype_name(safetensors_dtype_t dtype);

@@ -63,8 +63,8 @@ static int cpu_matmul(backend_t *b, float *y, const float *x, const float *w, co
     }
     beta = 1.0f;
   }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, in, 1.0f, x, in, w, in, beta,
-              y, out);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, in, 1.0f, x, in, w, in, beta, y,
+              out);
   return 0;
 }
 
@@ -95,8 +95,8 @@ static int cpu_layernorm(backend_t *b, float *y, float *inv_scale, const float *
 }
 
 /* y[rows, d] = x * inv * gamma, inv = 1 / sqrt(mean(x^2) + eps) */
-static int cpu_rmsnorm(backend_t *b, float *y, float *inv_scale, const float *x,
-                       const float *gamma, int rows, int d, float eps) {
+static int cpu_rmsnorm(backend_t *b, float *y, float *inv_scale, const float *x, const float *gamma,
+                       int rows, int d, float eps) {
   (void)b;
 #pragma omp parallel for schedule(static)
   for (int r = 0; r < rows; r++) {
@@ -247,8 +247,8 @@ static int cpu_gather_rows(backend_t *b, float *dst, const float *src, const int
   return 0;
 }
 
-static int cpu_scatter_rows(backend_t *b, float *dst, const float *src, const int *index,
-                            int rows, int d) {
+static int cpu_scatter_rows(backend_t *b, float *dst, const float *src, const int *index, int rows,
+                            int d) {
   (void)b;
 #pragma omp parallel for schedule(static)
   for (int r = 0; r < rows; r++)

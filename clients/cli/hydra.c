@@ -101,8 +101,8 @@ static int cmd_forward(const char *model_path, const char *ids_arg, int top, con
     goto fail;
   clock_gettime(CLOCK_MONOTONIC, &t1);
   double ms = (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6;
-  printf("model %s (%s, %d layers), backend %s, %d tokens, %.1f ms\n", model_path,
-         m->cfg.family, m->cfg.n_layers, b->ops->name, n, ms);
+  printf("model %s (%s, %d layers), backend %s, %d tokens, %.1f ms\n", model_path, m->cfg.family,
+         m->cfg.n_layers, b->ops->name, n, ms);
   printf("top %d next tokens after the last position:\n  rank  token_id     logit\n", top);
   for (int k = 0; k < top && k < vocab; k++) {
     int best = -1;

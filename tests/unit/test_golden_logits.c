@@ -58,8 +58,7 @@ int main(int argc, char **argv) {
                "%s/models/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf", root);
     if (access(model_path, R_OK) != 0) {
       const char *req = getenv("HYDRA_REQUIRE_MODELS");
-      fprintf(stderr, "test_golden_logits: %s is not here (run deploy/get-model.sh)\n",
-              model_path);
+      fprintf(stderr, "test_golden_logits: %s is not here (run deploy/get-model.sh)\n", model_path);
       return req && strcmp(req, "1") == 0 ? 1 : 77;
     }
   } else
@@ -131,14 +130,13 @@ int main(int argc, char **argv) {
     double rel = num / den;
     worst = fmax(worst, rel);
     if (!(rel <= BOUND) || best != argmax[k]) {
-      printf("row %d: rel err %.3g (bound %.0e), argmax %d expected %d  FAIL\n", logit_rows[k],
-             rel, BOUND, best, argmax[k]);
+      printf("row %d: rel err %.3g (bound %.0e), argmax %d expected %d  FAIL\n", logit_rows[k], rel,
+             BOUND, best, argmax[k]);
       failures++;
     }
   }
-  printf("%s on %s (%s): %zu prompts, %zu positions, worst rel err %.3g (bound %.0e): %s\n",
-         golden, model_path, b->ops->name, n_seqs, n_logit, worst, BOUND,
-         failures ? "FAIL" : "ok");
+  printf("%s on %s (%s): %zu prompts, %zu positions, worst rel err %.3g (bound %.0e): %s\n", golden,
+         model_path, b->ops->name, n_seqs, n_logit, worst, BOUND, failures ? "FAIL" : "ok");
   forward_destroy(f);
   backend_destroy(b);
   model_free(m);

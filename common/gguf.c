@@ -1,0 +1,886 @@
+#include "gguf.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "error.h"
+
+/* Counts and sizes bounded by the file size are cast to size_t freely. */
+_Static_assert(sizeof(size_t) >= sizeof(uint64_t), "gguf.c needs a 64-bit size_t");
+
+/* Smallest encodings, used to reject absurd counts before allocating:
+ * a key-value pair is a string (8-byte length) + a type (4) + a value (>= 1);
+ * a tensor info is a name (8) + n_dims (4) + one dim (8) + type (4) + offset (8). */
+#define MIN_KV_BYTES 13
+#define MIN_TENSOR_INFO_BYTES 32
+
+typedef struct {
+  char *key;
+  gguf_value_type_t type;
+  uint8_t scalar[8]; /* a scalar value's little-endian bytes */
+  char *str;
+  uint64_t str_len;
+  gguf_array_t array;
+  void *array_data;
+  char *array_arena; /* a STRING array's characters */
+  char **array_strings;
+  uint64_t *array_lens;
+} kv_t;
+
+struct gguf {
+  char path[1024];
+  int fd;
+  uint64_t file_size;
+  uint32_t version;
+  uint32_t alignment;
+  uint64_t data_offset;
+  int64_t n_kv;
+  kv_t *kv;
+  int64_t n_tensors;
+  gguf_tensor_t *tensors;
+  struct name_index *tensors_by_name; /* tensors, sorted by name */
+};
+
+/* ggml's type traits: name, elements per block, bytes per block. */
+typedef struct {
+  const char *name;
+  uint32_t block_size;
+  uint32_t type_size;
+} type_traits_t;
+
+static const type_traits_t TYPE_TRAITS[] = {
+    [0] = {"F32", 1, 4},         [1] = {"F16", 1, 2},         [2] = {"Q4_0", 32, 18},
+    [3] = {"Q4_1", 32, 20},      [6] = {"Q5_0", 32, 22},      [7] = {"Q5_1", 32, 24},
+    [8] = {"Q8_0", 32, 34},      [9] = {"Q8_1", 32, 40},      [10] = {"Q2_K", 256, 84},
+    [11] = {"Q3_K", 256, 110},   [12] = {"Q4_K", 256, 144},   [13] = {"Q5_K", 256, 176},
+    [14] = {"Q6_K", 256, 210},   [15] = {"Q8_K", 256, 292},   [16] = {"IQ2_XXS", 256, 66},
+    [17] = {"IQ2_XS", 256, 74},  [18] = {"IQ3_XXS", 256, 98}, [19] = {"IQ1_S", 256, 50},
+    [20] = {"IQ4_NL", 32, 18},   [21] = {"IQ3_S", 256, 110},  [22] = {"IQ2_S", 256, 82},
+    [23] = {"IQ4_XS", 256, 136}, [24] = {"I8", 1, 1},         [25] = {"I16", 1, 2},
+    [26] = {"I32", 1, 4},        [27] = {"I64", 1, 8},        [28] = {"F64", 1, 8},
+    [29] = {"IQ1_M", 256, 56},   [30] = {"BF16", 1, 2},       [34] = {"TQ1_0", 256, 54},
+    [35] = {"TQ2_0", 256, 66},   [39] = {"MXFP4", 32, 17},
+};
+#define N_TYPE_TRAITS (sizeof(TYPE_TRAITS) / sizeof(TYPE_TRAITS[0]))
+
+static const type_traits_t *type_traits(uint32_t type) {
+  if (type >= N_TYPE_TRAITS || !TYPE_TRAITS[type].name)
+    return NULL;
+  return &TYPE_TRAITS[type];
+}
+
+const char *gguf_tensor_type_name(uint32_t type) {
+  const type_traits_t *tt = type_traits(type);
+  return tt ? tt->name : NULL;
+}
+
+int gguf_tensor_type_supported(uint32_t type) {
+  switch (type) {
+  case GGUF_TENSOR_F32:
+  case GGUF_TENSOR_F16:
+  case GGUF_TENSOR_BF16:
+  case GGUF_TENSOR_Q8_0:
+  case GGUF_TENSOR_Q4_0:
+  case GGUF_TENSOR_Q4_1:
+    return 1;
+  default:
+    return 0;
+  }
+}
+
+static const char *const VALUE_TYPE_NAMES[] = {
+    "UINT8", "INT8",   "UINT16", "INT16",  "UINT32", "INT32",   "FLOAT32",
+    "BOOL",  "STRING", "ARRAY",  "UINT64", "INT64",  "FLOAT64",
+};
+
+const char *gguf_value_type_name(uint32_t type) {
+  return type < sizeof(VALUE_TYPE_NAMES) / sizeof(VALUE_TYPE_NAMES[0]) ? VALUE_TYPE_NAMES[type]
+                                                                       : "?";
+}
+
+/* Bytes of one scalar value, 0 for STRING, ARRAY and unknown types. */
+static uint32_t value_type_size(uint32_t type) {
+  switch (type) {
+  case GGUF_TYPE_UINT8:
+  case GGUF_TYPE_INT8:
+  case GGUF_TYPE_BOOL:
+    return 1;
+  case GGUF_TYPE_UINT16:
+  case GGUF_TYPE_INT16:
+    return 2;
+  case GGUF_TYPE_UINT32:
+  case GGUF_TYPE_INT32:
+  case GGUF_TYPE_FLOAT32:
+    return 4;
+  case GGUF_TYPE_UINT64:
+  case GGUF_TYPE_INT64:
+  case GGUF_TYPE_FLOAT64:
+    return 8;
+  default:
+    return 0;
+  }
+}
+
+static uint16_t load_u16(const uint8_t *p) {
+  return (uint16_t)(p[0] | (uint16_t)p[1] << 8);
+}
+
+static uint32_t load_u32(const uint8_t *p) {
+  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t load_u64(const uint8_t *p) {
+  return (uint64_t)load_u32(p) | (uint64_t)load_u32(p + 4) << 32;
+}
+
+static float f32_from_bits(uint32_t bits) {
+  float f;
+  memcpy(&f, &bits, sizeof(f));
+  return f;
+}
+
+/* IEEE 754 binary16 to binary32, exact for every input (subnormals, inf, NaN). */
+static float f16_to_f32(uint16_t h) {
+  uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1f, mant = h & 0x3ff;
+  if (exp == 0x1f)
+    return f32_from_bits(sign | 0x7f800000u | mant << 13);
+  if (exp != 0)
+    return f32_from_bits(sign | (exp + 112) << 23 | mant << 13);
+  if (mant == 0)
+    return f32_from_bits(sign);
+  uint32_t shift = 0;
+  while (!(mant & 0x400)) {
+    mant <<= 1;
+    shift++;
+  }
+  return f32_from_bits(sign | (113 - shift) << 23 | (mant & 0x3ff) << 13);
+}
+
+static int mul_overflows(uint64_t a, uint64_t b, uint64_t *out) {
+  if (a != 0 && b > UINT64_MAX / a)
+    return 1;
+  *out = a * b;
+  return 0;
+}
+
+/* ---- sequential reader over the header, bounds-checked against the file ---- */
+
+typedef struct {
+  int fd;
+  const char *path;
+  uint64_t size, pos;
+  uint64_t buf_start;
+  size_t buf_len;
+  uint8_t buf[1 << 16];
+} reader_t;
+
+static int pread_full(int fd, void *dst, size_t n, uint64_t offset) {
+  uint8_t *p = dst;
+  while (n > 0) {
+    ssize_t got = pread(fd, p, n, (off_t)offset);
+    if (got < 0 && errno == EINTR)
+      continue;
+    if (got == 0)
+      errno = 0; /* the file ended: no system error to report */
+    if (got <= 0)
+      return -1;
+    p += got;
+    n -= (size_t)got;
+    offset += (uint64_t)got;
+  }
+  return 0;
+}
+
+static uint64_t reader_left(const reader_t *r) {
+  return r->size - r->pos;
+}
+
+/* Reads n bytes of `what`; fails, naming it, when the file ends first. */
+static int reader_read(reader_t *r, void *dst, uint64_t n, const char *what, char *err) {
+  if (n > reader_left(r))
+    return err_set(err,
+                   "%s: file is truncated: %s at offset %llu needs %llu bytes but only %llu "
+                   "remain",
+                   r->path, what, (unsigned long long)r->pos, (unsigned long long)n,
+                   (unsigned long long)reader_left(r));
+  uint8_t *out = dst;
+  while (n > 0) {
+    if (r->pos < r->buf_start || r->pos >= r->buf_start + r->buf_len) {
+      uint64_t want = reader_left(r) < sizeof(r->buf) ? reader_left(r) : sizeof(r->buf);
+      if (pread_full(r->fd, r->buf, (size_t)want, r->pos))
+        return err_set(err, "%s: read error at offset %llu: %s", r->path,
+                       (unsigned long long)r->pos, errno ? strerror(errno) : "short read");
+      r->buf_start = r->pos;
+      r->buf_len = (size_t)want;
+    }
+    size_t at = (size_t)(r->pos - r->buf_start), take = r->buf_len - at;
+    if (take > n)
+      take = (size_t)n;
+    memcpy(out, r->buf + at, take);
+    out += take;
+    r->pos += take;
+    n -= take;
+  }
+  return 0;
+}
+
+static int reader_u32(reader_t *r, uint32_t *v, const char *what, char *err) {
+  uint8_t b[4];
+  if (reader_read(r, b, 4, what, err))
+    return -1;
+  *v = load_u32(b);
+  return 0;
+}
+
+static int reader_u64(reader_t *r, uint64_t *v, const char *what, char *err) {
+  uint8_t b[8];
+  if (reader_read(r, b, 8, what, err))
+    return -1;
+  *v = load_u64(b);
+  return 0;
+}
+
+/* A GGUF string: u64 length + bytes. Returns a malloc'd NUL-terminated copy. */
+static int reader_string(reader_t *r, char **out, uint64_t *len_out, const char *what, char *err) {
+  uint64_t len;
+  if (reader_u64(r, &len, what, err))
+    return -1;
+  if (len > reader_left(r))
+    return err_set(err,
+                   "%s: %s at offset %llu has length %llu but only %llu bytes remain in the "
+                   "file",
+                   r->path, what, (unsigned long long)(r->pos - 8), (unsigned long long)len,
+                   (unsigned long long)reader_left(r));
+  char *s = malloc((size_t)len + 1);
+  if (!s)
+    return err_set(err, "%s: out of memory reading %s of %llu bytes", r->path, what,
+                   (unsigned long long)len);
+  if (reader_read(r, s, len, what, err)) {
+    free(s);
+    return -1;
+  }
+  s[len] = '\0';
+  *out = s;
+  if (len_out)
+    *len_out = len;
+  return 0;
+}
+
+/* ---- metadata ---- */
+
+/* The strings of an array, NUL-terminated one after the other in a single
+ * buffer (kv->array_arena); the file bounds every length, so sizes cannot
+ * overflow. */
+static int read_string_array(reader_t *r, kv_t *kv, char *err) {
+  size_t used = 0, cap = 0;
+  for (uint64_t i = 0; i < kv->array.n; i++) {
+    uint64_t len;
+    if (reader_u64(r, &len, "a string's length in an array", err))
+      return -1;
+    if (len > reader_left(r))
+      return err_set(err,
+                     "%s: string %llu of metadata key %s has length %llu but only %llu bytes "
+                     "remain in the file",
+                     r->path, (unsigned long long)i, kv->key, (unsigned long long)len,
+                     (unsigned long long)reader_left(r));
+    if (used + len + 1 > cap) {
+      size_t want = cap ? cap : 4096;
+      while (want < used + len + 1)
+        want *= 2;
+      char *p = realloc(kv->array_arena, want);
+      if (!p)
+        return err_set(err, "%s: out of memory reading metadata key %s", r->path, kv->key);
+      kv->array_arena = p;
+      cap = want;
+    }
+    if (reader_read(r, kv->array_arena + used, len, "a string in an array", err))
+      return -1;
+    kv->array_arena[used + len] = '\0';
+    kv->array_lens[i] = len;
+    used += (size_t)len + 1;
+  }
+  for (uint64_t i = 0, at = 0; i < kv->array.n; at += kv->array_lens[i] + 1, i++)
+    kv->array_strings[i] = kv->array_arena + at;
+  return 0;
+}
+
+static int read_array(reader_t *r, kv_t *kv, char *err) {
+  uint32_t type;
+  uint64_t n;
+  if (reader_u32(r, &type, "an array's element type", err) ||
+      reader_u64(r, &n, "an array's length", err))
+    return -1;
+  if (type == GGUF_TYPE_ARRAY)
+    return err_set(err, "%s: metadata key %s is an array of arrays, which is not supported",
+                   r->path, kv->key);
+  kv->array.type = (gguf_value_type_t)type;
+  kv->array.n = n;
+  if (type == GGUF_TYPE_STRING) {
+    if (n > reader_left(r) / 8)
+      return err_set(err,
+                     "%s: metadata key %s is an array of %llu strings but only %llu bytes "
+                     "remain in the file",
+                     r->path, kv->key, (unsigned long long)n, (unsigned long long)reader_left(r));
+    kv->array_strings = calloc(n ? (size_t)n : 1, sizeof(char *));
+    kv->array_lens = calloc(n ? (size_t)n : 1, sizeof(uint64_t));
+    if (!kv->array_strings || !kv->array_lens)
+      return err_set(err, "%s: out of memory reading metadata key %s", r->path, kv->key);
+    if (read_string_array(r, kv, err))
+      return -1;
+    kv->array.strings = (const char *const *)kv->array_strings;
+    kv->array.string_lens = kv->array_lens;
+    return 0;
+  }
+  uint32_t size = value_type_size(type);
+  if (size == 0)
+    return err_set(err, "%s: metadata key %s is an array of unknown value type %u", r->path,
+                   kv->key, type);
+  if (n > reader_left(r) / size)
+    return err_set(err,
+                   "%s: metadata key %s is an array of %llu %s values but only %llu bytes "
+                   "remain in the file",
+                   r->path, kv->key, (unsigned long long)n, gguf_value_type_name(type),
+                   (unsigned long long)reader_left(r));
+  kv->array_data = malloc(n ? (size_t)(n * size) : 1);
+  if (!kv->array_data)
+    return err_set(err, "%s: out of memory reading metadata key %s", r->path, kv->key);
+  if (reader_read(r, kv->array_data, n * size, "an array's values", err))
+    return -1;
+  kv->array.data = kv->array_data;
+  return 0;
+}
+
+static int read_kv(reader_t *r, kv_t *kv, char *err) {
+  uint32_t type;
+  if (reader_string(r, &kv->key, NULL, "a metadata key", err))
+    return -1;
+  if (reader_u32(r, &type, "a metadata value type", err))
+    return -1;
+  kv->type = (gguf_value_type_t)type;
+  if (type == GGUF_TYPE_STRING)
+    return reader_string(r, &kv->str, &kv->str_len, "a metadata string value", err);
+  if (type == GGUF_TYPE_ARRAY)
+    return read_array(r, kv, err);
+  uint32_t size = value_type_size(type);
+  if (size == 0)
+    return err_set(err, "%s: metadata key %s has unknown value type %u", r->path, kv->key, type);
+  return reader_read(r, kv->scalar, size, "a metadata value", err);
+}
+
+/* ---- tensor infos ---- */
+
+static int read_tensor_info(reader_t *r, gguf_tensor_t *t, char *err) {
+  char *name;
+  if (reader_string(r, &name, NULL, "a tensor name", err))
+    return -1;
+  t->name = name;
+  if (reader_u32(r, &t->n_dims, "a tensor's n_dims", err))
+    return -1;
+  if (t->n_dims < 1 || t->n_dims > GGUF_MAX_DIMS)
+    return err_set(err, "%s: tensor %s has n_dims = %u, expected 1 to %d", r->path, name, t->n_dims,
+                   GGUF_MAX_DIMS);
+  uint64_t n = 1;
+  int overflow = 0;
+  for (uint32_t d = 0; d < GGUF_MAX_DIMS; d++) {
+    t->ne[d] = 1;
+    if (d < t->n_dims && reader_u64(r, &t->ne[d], "a tensor dimension", err))
+      return -1;
+    if (t->ne[d] > INT64_MAX || mul_overflows(n, t->ne[d], &n) || n > INT64_MAX)
+      overflow = 1;
+  }
+  if (overflow)
+    return err_set(err,
+                   "%s: tensor %s has shape [%llu, %llu, %llu, %llu] whose element count "
+                   "overflows",
+                   r->path, name, (unsigned long long)t->ne[0], (unsigned long long)t->ne[1],
+                   (unsigned long long)t->ne[2], (unsigned long long)t->ne[3]);
+  t->n_elements = n;
+  if (reader_u32(r, &t->type, "a tensor's type", err))
+    return -1;
+  const type_traits_t *tt = type_traits(t->type);
+  if (!tt)
+    return err_set(err, "%s: tensor %s has unknown type %u", r->path, name, t->type);
+  if (t->ne[0] % tt->block_size)
+    return err_set(err, "%s: tensor %s has ne0 = %llu, not a multiple of the block size %u of %s",
+                   r->path, name, (unsigned long long)t->ne[0], tt->block_size, tt->name);
+  if (mul_overflows(n / tt->block_size, tt->type_size, &t->n_bytes))
+    return err_set(err, "%s: tensor %s: byte size overflows", r->path, name);
+  return reader_u64(r, &t->offset, "a tensor's data offset", err);
+}
+
+/* ---- sorted name indices, for duplicate checks and lookups ---- */
+
+typedef struct name_index {
+  const char *name;
+  int64_t index;
+} name_index_t;
+
+static int cmp_name_index(const void *a, const void *b) {
+  return strcmp(((const name_index_t *)a)->name, ((const name_index_t *)b)->name);
+}
+
+/* names[i] for i < n, sorted; NULL when out of memory. */
+static name_index_t *sort_names(const char *const *names, size_t stride, int64_t n) {
+  name_index_t *idx = malloc((n ? (size_t)n : 1) * sizeof(*idx));
+  if (!idx)
+    return NULL;
+  for (int64_t i = 0; i < n; i++) {
+    idx[i].name = *(const char *const *)((const char *)names + (size_t)i * stride);
+    idx[i].index = i;
+  }
+  qsort(idx, (size_t)n, sizeof(*idx), cmp_name_index);
+  return idx;
+}
+
+static int check_unique_keys(gguf_t *g, char *err) {
+  name_index_t *idx = sort_names((const char *const *)&g->kv[0].key, sizeof(kv_t), g->n_kv);
+  if (!idx)
+    return err_set(err, "%s: out of memory", g->path);
+  int rc = 0;
+  for (int64_t i = 1; i < g->n_kv && !rc; i++)
+    if (strcmp(idx[i - 1].name, idx[i].name) == 0)
+      rc = err_set(err, "%s: metadata key %s appears twice", g->path, idx[i].name);
+  free(idx);
+  return rc;
+}
+
+static int index_tensors(gguf_t *g, char *err) {
+  g->tensors_by_name =
+      sort_names((const char *const *)&g->tensors[0].name, sizeof(gguf_tensor_t), g->n_tensors);
+  if (!g->tensors_by_name)
+    return err_set(err, "%s: out of memory", g->path);
+  for (int64_t i = 1; i < g->n_tensors; i++)
+    if (strcmp(g->tensors_by_name[i - 1].name, g->tensors_by_name[i].name) == 0)
+      return err_set(err, "%s: tensor %s appears twice", g->path, g->tensors_by_name[i].name);
+  return 0;
+}
+
+static int read_alignment(gguf_t *g, char *err) {
+  g->alignment = GGUF_DEFAULT_ALIGNMENT;
+  int64_t i = gguf_find_key(g, "general.alignment");
+  if (i < 0)
+    return 0;
+  if (g->kv[i].type != GGUF_TYPE_UINT32)
+    return err_set(err, "%s: general.alignment has type %s, expected UINT32", g->path,
+                   gguf_value_type_name(g->kv[i].type));
+  uint32_t a = load_u32(g->kv[i].scalar);
+  if (a == 0 || (a & (a - 1)))
+    return err_set(err, "%s: general.alignment = %u is not a power of two", g->path, a);
+  g->alignment = a;
+  return 0;
+}
+
+/* Places the data section and checks that every tensor lies inside the file. */
+static int place_tensors(gguf_t *g, uint64_t header_end, char *err) {
+  uint64_t pad = (g->alignment - header_end % g->alignment) % g->alignment;
+  g->data_offset = header_end + pad; /* header_end <= file size, so no overflow */
+  if (g->n_tensors > 0 && g->data_offset > g->file_size)
+    return err_set(err, "%s: header (%llu bytes with padding) is larger than the file (%llu bytes)",
+                   g->path, (unsigned long long)g->data_offset, (unsigned long long)g->file_size);
+  uint64_t data_size = g->data_offset <= g->file_size ? g->file_size - g->data_offset : 0;
+  for (int64_t i = 0; i < g->n_tensors; i++) {
+    gguf_tensor_t *t = &g->tensors[i];
+    if (t->offset % g->alignment)
+      return err_set(err, "%s: tensor %s has data offset %llu, not a multiple of the alignment %u",
+                     g->path, t->name, (unsigned long long)t->offset, g->alignment);
+    if (t->offset > data_size || t->n_bytes > data_size - t->offset)
+      return err_set(err,
+                     "%s: tensor %s (%llu bytes at data offset %llu) lies beyond the end of the "
+                     "file: the data section holds %llu bytes (truncated file?)",
+                     g->path, t->name, (unsigned long long)t->n_bytes,
+                     (unsigned long long)t->offset, (unsigned long long)data_size);
+    t->offset += g->data_offset;
+  }
+  return 0;
+}
+
+static int host_is_little_endian(void) {
+  const uint16_t one = 1;
+  uint8_t first;
+  memcpy(&first, &one, 1);
+  return first == 1;
+}
+
+static int read_header(gguf_t *g, reader_t *r, char *err) {
+  uint8_t magic[4];
+  uint64_t n_tensors, n_kv;
+  if (reader_read(r, magic, 4, "the magic", err))
+    return -1;
+  if (memcmp(magic, "GGUF", 4) != 0)
+    return err_set(err, "%s: not a GGUF file (magic is %02x %02x %02x %02x, expected \"GGUF\")",
+                   g->path, magic[0], magic[1], magic[2], magic[3]);
+  if (reader_u32(r, &g->version, "the version", err))
+    return -1;
+  if (g->version == 0x02000000u || g->version == 0x03000000u)
+    return err_set(err, "%s: a big-endian GGUF file, which is not supported", g->path);
+  if (g->version != 2 && g->version != 3)
+    return err_set(err, "%s: unsupported GGUF version %u (2 and 3 are supported)", g->path,
+                   g->version);
+  if (reader_u64(r, &n_tensors, "the tensor count", err) ||
+      reader_u64(r, &n_kv, "the metadata count", err))
+    return -1;
+  uint64_t left = reader_left(r);
+  if (n_kv > left / MIN_KV_BYTES)
+    return err_set(err, "%s: metadata count %llu is absurd for the %llu bytes left in the file",
+                   g->path, (unsigned long long)n_kv, (unsigned long long)left);
+  left -= n_kv * MIN_KV_BYTES;
+  if (n_tensors > left / MIN_TENSOR_INFO_BYTES)
+    return err_set(err, "%s: tensor count %llu is absurd for the %llu bytes left in the file",
+                   g->path, (unsigned long long)n_tensors, (unsigned long long)left);
+  g->kv = calloc(n_kv ? (size_t)n_kv : 1, sizeof(kv_t));
+  g->tensors = calloc(n_tensors ? (size_t)n_tensors : 1, sizeof(gguf_tensor_t));
+  if (!g->kv || !g->tensors)
+    return err_set(err, "%s: out of memory for %llu keys and %llu tensors", g->path,
+                   (unsigned long long)n_kv, (unsigned long long)n_tensors);
+  for (uint64_t i = 0; i < n_kv; i++, g->n_kv++)
+    if (read_kv(r, &g->kv[i], err)) {
+      g->n_kv++; /* so that gguf_close frees the partly read pair */
+      return -1;
+    }
+  if (check_unique_keys(g, err) || read_alignment(g, err))
+    return -1;
+  for (uint64_t i = 0; i < n_tensors; i++, g->n_tensors++)
+    if (read_tensor_info(r, &g->tensors[i], err)) {
+      g->n_tensors++;
+      return -1;
+    }
+  if (index_tensors(g, err))
+    return -1;
+  return place_tensors(g, r->pos, err);
+}
+
+gguf_t *gguf_open(const char *path, char *err) {
+  reader_t *r = NULL;
+  gguf_t *g = calloc(1, sizeof(*g));
+  if (!g) {
+    err_set(err, "%s: out of memory", path);
+    return NULL;
+  }
+  g->fd = -1;
+  snprintf(g->path, sizeof(g->path), "%s", path);
+  if (!host_is_little_endian()) {
+    err_set(err, "%s: this GGUF reader needs a little-endian host", path);
+    goto fail;
+  }
+  g->fd = open(path, O_RDONLY | O_CLOEXEC);
+  struct stat st;
+  if (g->fd < 0 || fstat(g->fd, &st) != 0) {
+    err_set(err, "%s: cannot open: %s", path, strerror(errno));
+    goto fail;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    err_set(err, "%s: not a regular file", path);
+    goto fail;
+  }
+  g->file_size = (uint64_t)st.st_size;
+  r = malloc(sizeof(*r));
+  if (!r) {
+    err_set(err, "%s: out of memory", path);
+    goto fail;
+  }
+  r->fd = g->fd;
+  r->path = g->path;
+  r->size = g->file_size;
+  r->pos = r->buf_start = 0;
+  r->buf_len = 0;
+  if (read_header(g, r, err))
+    goto fail;
+  free(r);
+  return g;
+fail:
+  free(r);
+  gguf_close(g);
+  return NULL;
+}
+
+void gguf_close(gguf_t *g) {
+  if (!g)
+    return;
+  for (int64_t i = 0; i < g->n_kv; i++) {
+    kv_t *kv = &g->kv[i];
+    free(kv->array_arena);
+    free(kv->array_strings);
+    free(kv->array_lens);
+    free(kv->array_data);
+    free(kv->str);
+    free(kv->key);
+  }
+  free(g->kv);
+  for (int64_t i = 0; i < g->n_tensors; i++)
+    free((char *)g->tensors[i].name);
+  free(g->tensors);
+  free(g->tensors_by_name);
+  if (g->fd >= 0)
+    close(g->fd);
+  free(g);
+}
+
+const char *gguf_path(const gguf_t *g) {
+  return g->path;
+}
+
+uint32_t gguf_version(const gguf_t *g) {
+  return g->version;
+}
+
+uint32_t gguf_alignment(const gguf_t *g) {
+  return g->alignment;
+}
+
+uint64_t gguf_data_offset(const gguf_t *g) {
+  return g->data_offset;
+}
+
+int64_t gguf_n_kv(const gguf_t *g) {
+  return g->n_kv;
+}
+
+const char *gguf_key(const gguf_t *g, int64_t i) {
+  return i >= 0 && i < g->n_kv ? g->kv[i].key : NULL;
+}
+
+int gguf_kv_type(const gguf_t *g, int64_t i) {
+  return i >= 0 && i < g->n_kv ? (int)g->kv[i].type : -1;
+}
+
+int64_t gguf_find_key(const gguf_t *g, const char *key) {
+  for (int64_t i = 0; i < g->n_kv; i++)
+    if (strcmp(g->kv[i].key, key) == 0)
+      return i;
+  return -1;
+}
+
+/* The pair for `key` if present and of `type`, else NULL with err set. */
+static const kv_t *find_typed(const gguf_t *g, const char *key, gguf_value_type_t type, char *err) {
+  int64_t i = gguf_find_key(g, key);
+  if (i < 0) {
+    err_set(err, "%s: metadata key %s is missing", g->path, key);
+    return NULL;
+  }
+  if (g->kv[i].type != type) {
+    err_set(err, "%s: metadata key %s has type %s, expected %s", g->path, key,
+            gguf_value_type_name(g->kv[i].type), gguf_value_type_name(type));
+    return NULL;
+  }
+  return &g->kv[i];
+}
+
+int gguf_get_u32(const gguf_t *g, const char *key, uint32_t *out, char *err) {
+  const kv_t *kv = find_typed(g, key, GGUF_TYPE_UINT32, err);
+  if (!kv)
+    return -1;
+  *out = load_u32(kv->scalar);
+  return 0;
+}
+
+int gguf_get_i32(const gguf_t *g, const char *key, int32_t *out, char *err) {
+  const kv_t *kv = find_typed(g, key, GGUF_TYPE_INT32, err);
+  if (!kv)
+    return -1;
+  uint32_t u = load_u32(kv->scalar);
+  memcpy(out, &u, sizeof(u));
+  return 0;
+}
+
+int gguf_get_f32(const gguf_t *g, const char *key, float *out, char *err) {
+  const kv_t *kv = find_typed(g, key, GGUF_TYPE_FLOAT32, err);
+  if (!kv)
+    return -1;
+  *out = f32_from_bits(load_u32(kv->scalar));
+  return 0;
+}
+
+int gguf_get_bool(const gguf_t *g, const char *key, int *out, char *err) {
+  const kv_t *kv = find_typed(g, key, GGUF_TYPE_BOOL, err);
+  if (!kv)
+    return -1;
+  *out = kv->scalar[0] != 0;
+  return 0;
+}
+
+int gguf_get_int(const gguf_t *g, const char *key, int64_t *out, char *err) {
+  int64_t i = gguf_find_key(g, key);
+  if (i < 0)
+    return err_set(err, "%s: metadata key %s is missing", g->path, key);
+  const uint8_t *s = g->kv[i].scalar;
+  switch (g->kv[i].type) {
+  case GGUF_TYPE_UINT8:
+    *out = s[0];
+    return 0;
+  case GGUF_TYPE_INT8:
+    *out = (int64_t)s[0] - (s[0] & 0x80 ? 0x100 : 0);
+    return 0;
+  case GGUF_TYPE_UINT16:
+    *out = load_u16(s);
+    return 0;
+  case GGUF_TYPE_INT16:
+    *out = (int64_t)load_u16(s) - (s[1] & 0x80 ? 0x10000 : 0);
+    return 0;
+  case GGUF_TYPE_UINT32:
+    *out = load_u32(s);
+    return 0;
+  case GGUF_TYPE_INT32:
+    *out = (int64_t)load_u32(s) - (s[3] & 0x80 ? (int64_t)0x100000000 : 0);
+    return 0;
+  case GGUF_TYPE_UINT64:
+  case GGUF_TYPE_INT64: {
+    uint64_t u = load_u64(s);
+    if (g->kv[i].type == GGUF_TYPE_UINT64 && u > INT64_MAX)
+      return err_set(err, "%s: metadata key %s = %llu is too large", g->path, key,
+                     (unsigned long long)u);
+    memcpy(out, &u, sizeof(u));
+    return 0;
+  }
+  default:
+    return err_set(err, "%s: metadata key %s has type %s, expected an integer", g->path, key,
+                   gguf_value_type_name(g->kv[i].type));
+  }
+}
+
+int gguf_get_float(const gguf_t *g, const char *key, double *out, char *err) {
+  int64_t i = gguf_find_key(g, key);
+  if (i < 0)
+    return err_set(err, "%s: metadata key %s is missing", g->path, key);
+  if (g->kv[i].type == GGUF_TYPE_FLOAT32) {
+    *out = f32_from_bits(load_u32(g->kv[i].scalar));
+    return 0;
+  }
+  if (g->kv[i].type == GGUF_TYPE_FLOAT64) {
+    uint64_t u = load_u64(g->kv[i].scalar);
+    memcpy(out, &u, sizeof(u));
+    return 0;
+  }
+  return err_set(err, "%s: metadata key %s has type %s, expected a float", g->path, key,
+                 gguf_value_type_name(g->kv[i].type));
+}
+
+int gguf_get_string(const gguf_t *g, const char *key, const char **out, uint64_t *len, char *err) {
+  const kv_t *kv = find_typed(g, key, GGUF_TYPE_STRING, err);
+  if (!kv)
+    return -1;
+  *out = kv->str;
+  if (len)
+    *len = kv->str_len;
+  return 0;
+}
+
+int gguf_get_array(const gguf_t *g, const char *key, gguf_array_t *out, char *err) {
+  const kv_t *kv = find_typed(g, key, GGUF_TYPE_ARRAY, err);
+  if (!kv)
+    return -1;
+  *out = kv->array;
+  return 0;
+}
+
+const char *gguf_array_string(const gguf_array_t *a, uint64_t i, uint64_t *len) {
+  if (a->type != GGUF_TYPE_STRING || !a->strings || i >= a->n)
+    return NULL;
+  if (len)
+    *len = a->string_lens[i];
+  return a->strings[i];
+}
+
+int64_t gguf_n_tensors(const gguf_t *g) {
+  return g->n_tensors;
+}
+
+const gguf_tensor_t *gguf_tensor(const gguf_t *g, int64_t i) {
+  return i >= 0 && i < g->n_tensors ? &g->tensors[i] : NULL;
+}
+
+const gguf_tensor_t *gguf_tensor_find(const gguf_t *g, const char *name) {
+  int64_t lo = 0, hi = g->n_tensors;
+  while (lo < hi) {
+    int64_t mid = lo + (hi - lo) / 2;
+    int c = strcmp(g->tensors_by_name[mid].name, name);
+    if (c == 0)
+      return &g->tensors[g->tensors_by_name[mid].index];
+    if (c < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return NULL;
+}
+
+/* ---- dequantisation (block layouts as in ggml-common.h) ---- */
+
+static float q8_value(uint8_t q) {
+  return (float)((int)q - (q & 0x80 ? 256 : 0));
+}
+
+static void decode_blocks(uint32_t type, const uint8_t *src, float *dst, size_t n_blocks) {
+  switch (type) {
+  case GGUF_TENSOR_F32:
+    for (size_t i = 0; i < n_blocks; i++)
+      dst[i] = f32_from_bits(load_u32(src + 4 * i));
+    break;
+  case GGUF_TENSOR_F16:
+    for (size_t i = 0; i < n_blocks; i++)
+      dst[i] = f16_to_f32(load_u16(src + 2 * i));
+    break;
+  case GGUF_TENSOR_BF16:
+    for (size_t i = 0; i < n_blocks; i++)
+      dst[i] = f32_from_bits((uint32_t)load_u16(src + 2 * i) << 16);
+    break;
+  case GGUF_TENSOR_Q8_0: /* fp16 d, int8 q[32]: x = q * d */
+    for (size_t b = 0; b < n_blocks; b++, src += 34, dst += 32) {
+      float d = f16_to_f32(load_u16(src));
+      for (int j = 0; j < 32; j++)
+        dst[j] = q8_value(src[2 + j]) * d;
+    }
+    break;
+  case GGUF_TENSOR_Q4_0: /* fp16 d, nibbles[16]: x[j] = (lo - 8) d, x[j+16] = (hi - 8) d */
+    for (size_t b = 0; b < n_blocks; b++, src += 18, dst += 32) {
+      float d = f16_to_f32(load_u16(src));
+      for (int j = 0; j < 16; j++) {
+        dst[j] = (float)((src[2 + j] & 0x0f) - 8) * d;
+        dst[j + 16] = (float)((src[2 + j] >> 4) - 8) * d;
+      }
+    }
+    break;
+  case GGUF_TENSOR_Q4_1: /* fp16 d, fp16 m, nibbles[16]: x = q d + m */
+    for (size_t b = 0; b < n_blocks; b++, src += 20, dst += 32) {
+      float d = f16_to_f32(load_u16(src)), m = f16_to_f32(load_u16(src + 2));
+      for (int j = 0; j < 16; j++) {
+        dst[j] = (float)(src[4 + j] & 0x0f) * d + m;
+        dst[j + 16] = (float)(src[4 + j] >> 4) * d + m;
+      }
+    }
+    break;
+  }
+}
+
+int gguf_tensor_read_f32(const gguf_t *g, const gguf_tensor_t *t, float *dst, size_t n, char *err) {
+  if (t < g->tensors || t >= g->tensors + g->n_tensors)
+    return err_set(err, "%s: gguf_tensor_read_f32 was given a tensor of another file", g->path);
+  if ((uint64_t)n != t->n_elements)
+    return err_set(err, "%s: tensor %s has %llu elements but the destination holds %zu", g->path,
+                   t->name, (unsigned long long)t->n_elements, n);
+  if (!gguf_tensor_type_supported(t->type))
+    return err_set(err, "%s: tensor %s has type %s, which this reader cannot convert to F32",
+                   g->path, t->name, gguf_tensor_type_name(t->type));
+  const type_traits_t *tt = type_traits(t->type);
+  const uint64_t chunk_blocks = (1u << 20) / tt->type_size, n_blocks = t->n_bytes / tt->type_size;
+  uint8_t *buf = malloc((size_t)(chunk_blocks * tt->type_size));
+  if (!buf)
+    return err_set(err, "%s: out of memory reading tensor %s", g->path, t->name);
+  for (uint64_t b = 0; b < n_blocks; b += chunk_blocks) {
+    uint64_t k = n_blocks - b < chunk_blocks ? n_blocks - b : chunk_blocks;
+    uint64_t at = t->offset + b * tt->type_size;
+    if (pread_full(g->fd, buf, (size_t)(k * tt->type_size), at)) {
+      err_set(err, "%s: cannot read tensor %s at offset %llu: %s", g->path, t->name,
+              (unsigned long long)at, errno ? strerror(errno) : "the file got shorter");
+      free(buf);
+      return -1;
+    }
+    decode_blocks(t->type, buf, dst + b * tt->block_size, (size_t)k);
+  }
+  free(buf);
+  return 0;
+}

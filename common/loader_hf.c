@@ -1,0 +1,641 @@
+/* loader_hf.c - the Hugging Face loader: config.json + safetensors weights
+ * (one model.safetensors, or shards listed by model.safetensors.index.json),
+ * mapped onto model_t for the gpt2 and llama families. */
+#include <errno.h>
+#include <float.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "error.h"
+#include "model.h"
+#include "safetensors.h"
+
+#define HF_PATH_LEN 2048
+#define HF_NAME_LEN 256
+
+/* The safetensors files of one model directory. */
+typedef struct {
+  char index_path[HF_PATH_LEN]; /* "" when the weights are one model.safetensors */
+  json_t *index;
+  json_t *weight_map;       /* borrowed from index */
+  safetensors_t **shards;   /* one per distinct file */
+  const char **shard_names; /* as weight_map spells them; borrowed from index */
+  size_t n_shards;
+  float *scratch; /* Conv1D weights before transposing */
+  size_t scratch_n;
+  char types[128]; /* dtypes read, comma-separated */
+} hf_weights_t;
+
+/* config.json, parsed. */
+typedef struct {
+  const char *path;
+  const json_t *root;
+} hf_config_t;
+
+static int join_path(char *buf, const char *dir, const char *name, char *err) {
+  int n = snprintf(buf, HF_PATH_LEN, "%s/%s", dir, name);
+  if (n < 0 || n >= HF_PATH_LEN)
+    return err_set(err, "%s: path too long", dir);
+  return 0;
+}
+
+static int file_exists(const char *path) {
+  struct stat sb;
+  return stat(path, &sb) == 0;
+}
+
+/* ---- config.json fields ---- */
+
+/* A positive int. Absent: an error when required, else dflt (null too). */
+static int config_int(const hf_config_t *c, const char *key, int required, int dflt, int *out,
+                      char *err) {
+  const json_t *v = json_object_get(c->root, key);
+  if (!v && required)
+    return err_set(err, "%s: %s is missing (a positive integer)", c->path, key);
+  if (!v || (json_is_null(v) && !required)) {
+    *out = dflt;
+    return 0;
+  }
+  if (!json_is_integer(v) || json_integer_value(v) <= 0 || json_integer_value(v) > INT_MAX)
+    return err_set(err, "%s: %s must be a positive integer", c->path, key);
+  *out = (int)json_integer_value(v);
+  return 0;
+}
+
+/* A positive, finite number, read from `obj` (config root or a nested object
+ * called `where`). */
+static int config_number_in(const hf_config_t *c, const json_t *obj, const char *where,
+                            const char *key, int required, double dflt, float *out, char *err) {
+  const json_t *v = json_object_get(obj, key);
+  const char *dot = *where ? "." : "";
+  if (!v && required)
+    return err_set(err, "%s: %s%s%s is missing (a positive number)", c->path, where, dot, key);
+  if (!v || (json_is_null(v) && !required)) {
+    *out = (float)dflt;
+    return 0;
+  }
+  double x = json_number_value(v);
+  if (!json_is_number(v) || !(x > 0.0 && x <= FLT_MAX))
+    return err_set(err, "%s: %s%s%s must be a positive number", c->path, where, dot, key);
+  *out = (float)x;
+  return 0;
+}
+
+static int config_number(const hf_config_t *c, const char *key, int required, double dflt,
+                         float *out, char *err) {
+  return config_number_in(c, c->root, "", key, required, dflt, out, err);
+}
+
+static int config_bool(const hf_config_t *c, const char *key, int dflt, int *out, char *err) {
+  const json_t *v = json_object_get(c->root, key);
+  if (!v || json_is_null(v)) {
+    *out = dflt;
+    return 0;
+  }
+  if (!json_is_boolean(v))
+    return err_set(err, "%s: %s must be true or false", c->path, key);
+  *out = json_is_true(v);
+  return 0;
+}
+
+/* A string; dflt NULL makes it required. */
+static int config_string(const hf_config_t *c, const char *key, const char *dflt, const char **out,
+                         char *err) {
+  const json_t *v = json_object_get(c->root, key);
+  if (!v && !dflt)
+    return err_set(err, "%s: %s is missing", c->path, key);
+  if (!v || (json_is_null(v) && dflt)) {
+    *out = dflt;
+    return 0;
+  }
+  if (!json_is_string(v))
+    return err_set(err, "%s: %s must be a string", c->path, key);
+  *out = json_string_value(v);
+  return 0;
+}
+
+/* bos/eos: an integer, a list of integers (the first is taken) or null.
+ * An id outside the vocabulary (random-init saves keep gpt2's 50256) reads as
+ * unknown, -1. */
+static int config_token_id(const hf_config_t *c, const char *key, int vocab_size, int *out,
+                           char *err) {
+  const json_t *v = json_object_get(c->root, key);
+  *out = -1;
+  if (!v || json_is_null(v))
+    return 0;
+  if (json_is_array(v)) {
+    for (size_t i = 0; i < json_array_size(v); i++) {
+      if (!json_is_integer(json_array_get(v, i)))
+        return err_set(err, "%s: %s[%zu] must be an integer", c->path, key, i);
+    }
+    v = json_array_get(v, 0);
+    if (!v)
+      return 0;
+  }
+  if (!json_is_integer(v))
+    return err_set(err, "%s: %s must be an integer, a list of integers or null", c->path, key);
+  json_int_t id = json_integer_value(v);
+  if (id >= 0 && id < vocab_size)
+    *out = (int)id;
+  return 0;
+}
+
+static int gpt2_config(const hf_config_t *c, model_config_t *cfg, char *err) {
+  int n_inner = 0, tied = 1, scale_attn = 1, scale_by_layer = 0;
+  const char *act = NULL;
+  snprintf(cfg->family, sizeof(cfg->family), "gpt2");
+  if (config_int(c, "n_layer", 1, 0, &cfg->n_layers, err) ||
+      config_int(c, "n_embd", 1, 0, &cfg->d_model, err) ||
+      config_int(c, "n_head", 1, 0, &cfg->n_heads, err) ||
+      config_int(c, "n_inner", 0, 0, &n_inner, err) ||
+      config_int(c, "vocab_size", 1, 0, &cfg->vocab_size, err) ||
+      config_int(c, "n_positions", 1, 0, &cfg->max_positions, err) ||
+      config_number(c, "layer_norm_epsilon", 0, 1e-5, &cfg->norm_eps, err) ||
+      config_string(c, "activation_function", "gelu_new", &act, err) ||
+      config_bool(c, "tie_word_embeddings", 1, &tied, err) ||
+      config_bool(c, "scale_attn_weights", 1, &scale_attn, err) ||
+      config_bool(c, "scale_attn_by_inverse_layer_idx", 0, &scale_by_layer, err) ||
+      config_token_id(c, "bos_token_id", cfg->vocab_size, &cfg->bos_id, err) ||
+      config_token_id(c, "eos_token_id", cfg->vocab_size, &cfg->eos_id, err))
+    return -1;
+  /* gelu_new, gelu_pytorch_tanh and gelu_fast are one function: the tanh approximation. */
+  if (strcmp(act, "gelu_new") == 0 || strcmp(act, "gelu_pytorch_tanh") == 0 ||
+      strcmp(act, "gelu_fast") == 0)
+    cfg->activation = ACT_GELU_TANH;
+  else if (strcmp(act, "gelu") == 0)
+    cfg->activation = ACT_GELU_ERF;
+  else
+    return err_set(err,
+                   "%s: activation_function \"%.40s\" is not supported (supported: gelu_new, "
+                   "gelu_pytorch_tanh, gelu_fast, gelu)",
+                   c->path, act);
+  if (!scale_attn)
+    return err_set(err, "%s: scale_attn_weights = false is not supported", c->path);
+  if (scale_by_layer)
+    return err_set(err, "%s: scale_attn_by_inverse_layer_idx = true is not supported", c->path);
+  if (cfg->d_model % cfg->n_heads)
+    return err_set(err, "%s: n_embd = %d is not divisible by n_head = %d", c->path, cfg->d_model,
+                   cfg->n_heads);
+  cfg->n_kv_heads = cfg->n_heads;
+  cfg->head_dim = cfg->d_model / cfg->n_heads;
+  if (n_inner == 0 && cfg->d_model > INT_MAX / 4)
+    return err_set(err, "%s: n_embd = %d is too large", c->path, cfg->d_model);
+  cfg->d_mlp = n_inner ? n_inner : 4 * cfg->d_model;
+  cfg->norm = NORM_LAYERNORM;
+  cfg->positions = POSITIONS_LEARNED;
+  cfg->mlp = MLP_GELU;
+  cfg->attn_bias = 1;
+  cfg->mlp_bias = 1;
+  cfg->tied_unembed = tied;
+  return 0;
+}
+
+/* rope_theta lives at the top level (transformers 4) or in rope_parameters
+ * (transformers 5); any rope scaling is refused rather than ignored. */
+static int llama_rope_config(const hf_config_t *c, model_config_t *cfg, char *err) {
+  const json_t *scaling = json_object_get(c->root, "rope_scaling");
+  const json_t *params = json_object_get(c->root, "rope_parameters");
+  if (scaling && !json_is_null(scaling))
+    return err_set(err, "%s: rope_scaling is not supported (it must be null or absent)", c->path);
+  if (config_number(c, "rope_theta", 0, 10000.0, &cfg->rope_theta, err))
+    return -1;
+  if (params && !json_is_null(params)) {
+    if (!json_is_object(params))
+      return err_set(err, "%s: rope_parameters must be an object", c->path);
+    const json_t *type = json_object_get(params, "rope_type");
+    if (!type)
+      type = json_object_get(params, "type");
+    if (type && !json_is_string(type))
+      return err_set(err, "%s: rope_parameters.rope_type must be a string", c->path);
+    if (type && strcmp(json_string_value(type), "default") != 0)
+      return err_set(err,
+                     "%s: rope_parameters.rope_type \"%.40s\" is not supported: rope_scaling is "
+                     "not supported (only \"default\")",
+                     c->path, json_string_value(type));
+    if (config_number_in(c, params, "rope_parameters", "rope_theta", 0, cfg->rope_theta,
+                         &cfg->rope_theta, err))
+      return -1;
+  }
+  return 0;
+}
+
+static int llama_config(const hf_config_t *c, model_config_t *cfg, char *err) {
+  int tied = 0, mlp_bias = 0;
+  const char *act = NULL;
+  snprintf(cfg->family, sizeof(cfg->family), "llama");
+  if (config_int(c, "hidden_size", 1, 0, &cfg->d_model, err) ||
+      config_int(c, "num_hidden_layers", 1, 0, &cfg->n_layers, err) ||
+      config_int(c, "num_attention_heads", 1, 0, &cfg->n_heads, err) ||
+      config_int(c, "num_key_value_heads", 0, cfg->n_heads, &cfg->n_kv_heads, err) ||
+      config_int(c, "head_dim", 0, 0, &cfg->head_dim, err) ||
+      config_int(c, "intermediate_size", 1, 0, &cfg->d_mlp, err) ||
+      config_int(c, "vocab_size", 1, 0, &cfg->vocab_size, err) ||
+      config_int(c, "max_position_embeddings", 1, 0, &cfg->max_positions, err) ||
+      config_number(c, "rms_norm_eps", 1, 0.0, &cfg->norm_eps, err) ||
+      config_string(c, "hidden_act", "silu", &act, err) ||
+      config_bool(c, "tie_word_embeddings", 0, &tied, err) ||
+      config_bool(c, "attention_bias", 0, &cfg->attn_bias, err) ||
+      config_bool(c, "mlp_bias", 0, &mlp_bias, err) ||
+      config_token_id(c, "bos_token_id", cfg->vocab_size, &cfg->bos_id, err) ||
+      config_token_id(c, "eos_token_id", cfg->vocab_size, &cfg->eos_id, err) ||
+      llama_rope_config(c, cfg, err))
+    return -1;
+  if (strcmp(act, "silu") != 0)
+    return err_set(err, "%s: hidden_act \"%.40s\" is not supported (llama needs silu)", c->path,
+                   act);
+  if (mlp_bias)
+    return err_set(err, "%s: mlp_bias = true is not supported (no gate_proj bias in the model)",
+                   c->path);
+  if (cfg->head_dim == 0) {
+    if (cfg->d_model % cfg->n_heads)
+      return err_set(err,
+                     "%s: hidden_size = %d is not divisible by num_attention_heads = %d and "
+                     "head_dim is not given",
+                     c->path, cfg->d_model, cfg->n_heads);
+    cfg->head_dim = cfg->d_model / cfg->n_heads;
+  }
+  cfg->norm = NORM_RMSNORM;
+  cfg->positions = POSITIONS_ROPE;
+  cfg->rotary_dim = cfg->head_dim;
+  cfg->mlp = MLP_SWIGLU;
+  cfg->activation = ACT_SILU;
+  cfg->mlp_bias = 0;
+  cfg->tied_unembed = tied;
+  return 0;
+}
+
+static int config_load(const char *path, json_t **root, model_config_t *cfg, char *err) {
+  json_error_t jerr;
+  const char *model_type = NULL;
+  if (!file_exists(path))
+    return err_set(err, "%s: cannot read: %s", path, strerror(errno));
+  *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+  if (!*root)
+    return err_set(err, "%s: not valid JSON: %s (line %d)", path, jerr.text, jerr.line);
+  if (!json_is_object(*root))
+    return err_set(err, "%s: not a JSON object", path);
+  hf_config_t c = {path, *root};
+  memset(cfg, 0, sizeof(*cfg));
+  if (config_string(&c, "model_type", NULL, &model_type, err))
+    return -1;
+  if (strcmp(model_type, "gpt2") == 0) {
+    if (gpt2_config(&c, cfg, err))
+      return -1;
+  } else if (strcmp(model_type, "llama") == 0) {
+    if (llama_config(&c, cfg, err))
+      return -1;
+  } else {
+    return err_set(err, "%s: model_type \"%.40s\" is not supported (supported: gpt2, llama)", path,
+                   model_type);
+  }
+  char why[HYDRA_ERR_LEN];
+  if (model_config_check(cfg, why))
+    return err_set(err, "%s: %s", path, why);
+  return 0;
+}
+
+/* ---- the safetensors files ---- */
+
+static int weights_add_shard(hf_weights_t *w, const char *dir, const char *name, char *err) {
+  char path[HF_PATH_LEN];
+  if (join_path(path, dir, name, err))
+    return -1;
+  safetensors_t *st = safetensors_open(path, err);
+  if (!st)
+    return -1;
+  w->shards[w->n_shards] = st;
+  w->shard_names[w->n_shards] = name;
+  w->n_shards++;
+  return 0;
+}
+
+static int shard_name_ok(const char *name) {
+  return *name && name[0] != '/' && !strstr(name, "..");
+}
+
+static int weights_open_index(hf_weights_t *w, const char *dir, char *err) {
+  json_error_t jerr;
+  const char *path = w->index_path, *tensor;
+  json_t *file;
+  w->index = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+  if (!w->index)
+    return err_set(err, "%s: not valid JSON: %s (line %d)", path, jerr.text, jerr.line);
+  if (!json_is_object(w->index))
+    return err_set(err, "%s: not a JSON object", path);
+  w->weight_map = json_object_get(w->index, "weight_map");
+  if (!w->weight_map)
+    return err_set(err, "%s: weight_map is missing", path);
+  if (!json_is_object(w->weight_map))
+    return err_set(err, "%s: weight_map is not an object", path);
+  size_t n = json_object_size(w->weight_map);
+  w->shards = calloc(n ? n : 1, sizeof(*w->shards));
+  w->shard_names = calloc(n ? n : 1, sizeof(*w->shard_names));
+  if (!w->shards || !w->shard_names)
+    return err_set(err, "%s: out of memory", path);
+  json_object_foreach(w->weight_map, tensor, file) {
+    if (!json_is_string(file) || !shard_name_ok(json_string_value(file)))
+      return err_set(err, "%s: weight_map.%s is not a file name inside the model directory", path,
+                     tensor);
+    const char *name = json_string_value(file);
+    size_t i = 0;
+    while (i < w->n_shards && strcmp(w->shard_names[i], name) != 0)
+      i++;
+    if (i < w->n_shards)
+      continue;
+    if (weights_add_shard(w, dir, name, err)) {
+      char why[HYDRA_ERR_LEN];
+      snprintf(why, sizeof(why), "%s", err ? err : "");
+      return err_set(err, "%s (a shard named by %s)", why, path);
+    }
+  }
+  return 0;
+}
+
+static int weights_open(hf_weights_t *w, const char *dir, char *err) {
+  char single[HF_PATH_LEN];
+  if (join_path(single, dir, "model.safetensors", err) ||
+      join_path(w->index_path, dir, "model.safetensors.index.json", err))
+    return -1;
+  if (file_exists(single)) {
+    w->index_path[0] = '\0';
+    w->shards = calloc(1, sizeof(*w->shards));
+    w->shard_names = calloc(1, sizeof(*w->shard_names));
+    if (!w->shards || !w->shard_names)
+      return err_set(err, "%s: out of memory", dir);
+    return weights_add_shard(w, dir, "model.safetensors", err);
+  }
+  if (file_exists(w->index_path))
+    return weights_open_index(w, dir, err);
+  return err_set(err, "%s: no model.safetensors nor model.safetensors.index.json", dir);
+}
+
+static void weights_close(hf_weights_t *w) {
+  for (size_t i = 0; i < w->n_shards; i++)
+    safetensors_close(w->shards[i]);
+  free(w->shards);
+  free(w->shard_names);
+  free(w->scratch);
+  json_decref(w->index);
+}
+
+/* The shard that should hold `name` (per the index), or NULL. */
+static safetensors_t *weights_shard_of(const hf_weights_t *w, const char *name) {
+  if (!w->weight_map)
+    return w->shards[0];
+  const char *file = json_string_value(json_object_get(w->weight_map, name));
+  for (size_t i = 0; file && i < w->n_shards; i++) {
+    if (strcmp(w->shard_names[i], file) == 0)
+      return w->shards[i];
+  }
+  return NULL;
+}
+
+static int weights_has(const hf_weights_t *w, const char *name) {
+  safetensors_t *st = weights_shard_of(w, name);
+  return st && safetensors_find(st, name);
+}
+
+static const safetensors_tensor_t *weights_get(const hf_weights_t *w, const char *name,
+                                               safetensors_t **st, char *err) {
+  *st = weights_shard_of(w, name);
+  if (!*st) {
+    err_set(err, "%s: tensor %s is missing from weight_map", w->index_path, name);
+    return NULL;
+  }
+  const safetensors_tensor_t *t = safetensors_find(*st, name);
+  if (!t)
+    err_set(err, "%s: tensor %s is missing%s", safetensors_path(*st), name,
+            w->weight_map ? " (the index says it is here)" : "");
+  return t;
+}
+
+static void weights_note_type(hf_weights_t *w, safetensors_dtype_t dtype) {
+  const char *name = safetensors_dtype_name(dtype);
+  size_t len = strlen(name);
+  for (const char *p = w->types; (p = strstr(p, name)); p += len) {
+    if ((p == w->types || p[-1] == ',') && (p[len] == ',' || p[len] == '\0'))
+      return;
+  }
+  size_t used = strlen(w->types);
+  snprintf(w->types + used, sizeof(w->types) - used, "%s%s", used ? "," : "", name);
+}
+
+/* Reads tensor `name` into dst after checking its shape is exactly dims. */
+static int weights_load(hf_weights_t *w, const char *name, int n_dims, const uint64_t *dims,
+                        float *dst, char *err) {
+  safetensors_t *st;
+  const safetensors_tensor_t *t = weights_get(w, name, &st, err);
+  if (!t)
+    return -1;
+  if (t->n_dims != n_dims || memcmp(t->shape, dims, (size_t)n_dims * sizeof(*dims)) != 0) {
+    char have[160], want[160];
+    safetensors_format_shape(t->shape, t->n_dims, have, sizeof(have));
+    safetensors_format_shape(dims, n_dims, want, sizeof(want));
+    return err_set(err, "%s: %s has shape %s but the config says %s", safetensors_path(st), name,
+                   have, want);
+  }
+  if (safetensors_read_f32(st, t, dst, (size_t)t->n_elements, err))
+    return -1;
+  weights_note_type(w, t->dtype);
+  return 0;
+}
+
+static int load_vector(hf_weights_t *w, const char *name, size_t n, float *dst, char *err) {
+  const uint64_t dims[1] = {n};
+  return weights_load(w, name, 1, dims, dst, err);
+}
+
+static int load_matrix(hf_weights_t *w, const char *name, size_t rows, size_t cols, float *dst,
+                       char *err) {
+  const uint64_t dims[2] = {rows, cols};
+  return weights_load(w, name, 2, dims, dst, err);
+}
+
+static float *weights_scratch(hf_weights_t *w, size_t n, char *err) {
+  if (n > w->scratch_n) {
+    float *p = realloc(w->scratch, n * sizeof(float));
+    if (!p) {
+      err_set(err, "out of memory for a %zu-element tensor", n);
+      return NULL;
+    }
+    w->scratch = p;
+    w->scratch_n = n;
+  }
+  return w->scratch;
+}
+
+/* dst[o][i] = src[i][col0 + o] for o < n_out: a Conv1D [in, out] slice as a
+ * Linear [out, in]. */
+static void transpose_columns(const float *src, size_t n_in, size_t src_cols, size_t col0,
+                              size_t n_out, float *dst) {
+  for (size_t i = 0; i < n_in; i++) {
+    for (size_t o = 0; o < n_out; o++)
+      dst[o * n_in + i] = src[i * src_cols + col0 + o];
+  }
+}
+
+/* A GPT-2 Conv1D weight, stored [n_in, n_out * n_parts], split into n_parts
+ * Linear [n_out, n_in] matrices. */
+static int load_conv1d(hf_weights_t *w, const char *name, size_t n_in, size_t n_out, int n_parts,
+                       float **dst, char *err) {
+  const size_t cols = n_out * (size_t)n_parts;
+  float *src = weights_scratch(w, n_in * cols, err);
+  if (!src || load_matrix(w, name, n_in, cols, src, err))
+    return -1;
+  for (int p = 0; p < n_parts; p++)
+    transpose_columns(src, n_in, cols, (size_t)p * n_out, n_out, dst[p]);
+  return 0;
+}
+
+/* A bias of n_parts * n each, split. */
+static int load_split_vector(hf_weights_t *w, const char *name, size_t n, int n_parts, float **dst,
+                             char *err) {
+  float *src = weights_scratch(w, n * (size_t)n_parts, err);
+  if (!src || load_vector(w, name, n * (size_t)n_parts, src, err))
+    return -1;
+  for (int p = 0; p < n_parts; p++)
+    memcpy(dst[p], src + (size_t)p * n, n * sizeof(float));
+  return 0;
+}
+
+static const char *tensor_name(char *buf, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static const char *tensor_name(char *buf, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, HF_NAME_LEN, fmt, ap);
+  va_end(ap);
+  return buf;
+}
+
+/* ---- families ---- */
+
+static int gpt2_load_layer(hf_weights_t *w, const char *h, const model_config_t *c,
+                           layer_weights_t *lw, char *err) {
+  const size_t d = (size_t)c->d_model, f = (size_t)c->d_mlp;
+  char n[HF_NAME_LEN];
+  float *qkv_w[3] = {lw->wq, lw->wk, lw->wv}, *qkv_b[3] = {lw->bq, lw->bk, lw->bv};
+  if (load_vector(w, tensor_name(n, "%s.ln_1.weight", h), d, lw->attn_norm_w, err) ||
+      load_vector(w, tensor_name(n, "%s.ln_1.bias", h), d, lw->attn_norm_b, err) ||
+      load_conv1d(w, tensor_name(n, "%s.attn.c_attn.weight", h), d, d, 3, qkv_w, err) ||
+      load_split_vector(w, tensor_name(n, "%s.attn.c_attn.bias", h), d, 3, qkv_b, err) ||
+      load_conv1d(w, tensor_name(n, "%s.attn.c_proj.weight", h), d, d, 1, &lw->wo, err) ||
+      load_vector(w, tensor_name(n, "%s.attn.c_proj.bias", h), d, lw->bo, err) ||
+      load_vector(w, tensor_name(n, "%s.ln_2.weight", h), d, lw->mlp_norm_w, err) ||
+      load_vector(w, tensor_name(n, "%s.ln_2.bias", h), d, lw->mlp_norm_b, err) ||
+      load_conv1d(w, tensor_name(n, "%s.mlp.c_fc.weight", h), d, f, 1, &lw->w_up, err) ||
+      load_vector(w, tensor_name(n, "%s.mlp.c_fc.bias", h), f, lw->b_up, err) ||
+      load_conv1d(w, tensor_name(n, "%s.mlp.c_proj.weight", h), f, d, 1, &lw->w_down, err) ||
+      load_vector(w, tensor_name(n, "%s.mlp.c_proj.bias", h), d, lw->b_down, err))
+    return -1;
+  return 0;
+}
+
+static int gpt2_load(hf_weights_t *w, model_t *m, char *err) {
+  const model_config_t *c = &m->cfg;
+  const size_t d = (size_t)c->d_model;
+  /* GPT2LMHeadModel saves "transformer.wte.weight", GPT2Model "wte.weight". */
+  const char *p = weights_has(w, "transformer.wte.weight") ? "transformer." : "";
+  char n[HF_NAME_LEN], h[HF_NAME_LEN];
+  if (load_matrix(w, tensor_name(n, "%swte.weight", p), (size_t)c->vocab_size, d, m->tok_embed,
+                  err) ||
+      load_matrix(w, tensor_name(n, "%swpe.weight", p), (size_t)c->max_positions, d, m->pos_embed,
+                  err))
+    return -1;
+  for (int l = 0; l < c->n_layers; l++) {
+    if (gpt2_load_layer(w, tensor_name(h, "%sh.%d", p, l), c, &m->layers[l], err))
+      return -1;
+  }
+  if (load_vector(w, tensor_name(n, "%sln_f.weight", p), d, m->final_norm_w, err) ||
+      load_vector(w, tensor_name(n, "%sln_f.bias", p), d, m->final_norm_b, err))
+    return -1;
+  if (!c->tied_unembed)
+    return load_matrix(w, "lm_head.weight", (size_t)c->vocab_size, d, m->unembed, err);
+  return 0;
+}
+
+static int llama_load_layer(hf_weights_t *w, int l, const model_config_t *c, layer_weights_t *lw,
+                            char *err) {
+  const size_t d = (size_t)c->d_model, f = (size_t)c->d_mlp,
+               q = (size_t)c->n_heads * (size_t)c->head_dim,
+               kv = (size_t)c->n_kv_heads * (size_t)c->head_dim;
+  char n[HF_NAME_LEN];
+  const char *a = "self_attn";
+  if (load_vector(w, tensor_name(n, "model.layers.%d.input_layernorm.weight", l), d,
+                  lw->attn_norm_w, err) ||
+      load_matrix(w, tensor_name(n, "model.layers.%d.%s.q_proj.weight", l, a), q, d, lw->wq, err) ||
+      load_matrix(w, tensor_name(n, "model.layers.%d.%s.k_proj.weight", l, a), kv, d, lw->wk,
+                  err) ||
+      load_matrix(w, tensor_name(n, "model.layers.%d.%s.v_proj.weight", l, a), kv, d, lw->wv,
+                  err) ||
+      load_matrix(w, tensor_name(n, "model.layers.%d.%s.o_proj.weight", l, a), d, q, lw->wo, err) ||
+      load_vector(w, tensor_name(n, "model.layers.%d.post_attention_layernorm.weight", l), d,
+                  lw->mlp_norm_w, err) ||
+      load_matrix(w, tensor_name(n, "model.layers.%d.mlp.gate_proj.weight", l), f, d, lw->w_gate,
+                  err) ||
+      load_matrix(w, tensor_name(n, "model.layers.%d.mlp.up_proj.weight", l), f, d, lw->w_up,
+                  err) ||
+      load_matrix(w, tensor_name(n, "model.layers.%d.mlp.down_proj.weight", l), d, f, lw->w_down,
+                  err))
+    return -1;
+  if (c->attn_bias &&
+      (load_vector(w, tensor_name(n, "model.layers.%d.%s.q_proj.bias", l, a), q, lw->bq, err) ||
+       load_vector(w, tensor_name(n, "model.layers.%d.%s.k_proj.bias", l, a), kv, lw->bk, err) ||
+       load_vector(w, tensor_name(n, "model.layers.%d.%s.v_proj.bias", l, a), kv, lw->bv, err) ||
+       load_vector(w, tensor_name(n, "model.layers.%d.%s.o_proj.bias", l, a), d, lw->bo, err)))
+    return -1;
+  return 0;
+}
+
+static int llama_load(hf_weights_t *w, model_t *m, char *err) {
+  const model_config_t *c = &m->cfg;
+  const size_t d = (size_t)c->d_model, v = (size_t)c->vocab_size;
+  if (load_matrix(w, "model.embed_tokens.weight", v, d, m->tok_embed, err))
+    return -1;
+  for (int l = 0; l < c->n_layers; l++) {
+    if (llama_load_layer(w, l, c, &m->layers[l], err))
+      return -1;
+  }
+  if (load_vector(w, "model.norm.weight", d, m->final_norm_w, err))
+    return -1;
+  if (!c->tied_unembed)
+    return load_matrix(w, "lm_head.weight", v, d, m->unembed, err);
+  return 0;
+}
+
+model_t *model_load_hf(const char *dir, char *err) {
+  char config_path[HF_PATH_LEN];
+  json_t *root = NULL;
+  hf_weights_t w = {0};
+  model_t *m = NULL;
+  model_config_t cfg;
+  if (strlen(dir) >= sizeof(m->path)) {
+    err_set(err, "%.64s...: model directory path is too long", dir);
+    return NULL;
+  }
+  if (join_path(config_path, dir, "config.json", err) ||
+      config_load(config_path, &root, &cfg, err) || weights_open(&w, dir, err))
+    goto fail;
+  m = model_alloc(&cfg, err);
+  if (!m)
+    goto fail;
+  if (strcmp(cfg.family, "gpt2") == 0 ? gpt2_load(&w, m, err) : llama_load(&w, m, err))
+    goto fail;
+  snprintf(m->path, sizeof(m->path), "%s", dir);
+  snprintf(m->weights_format, sizeof(m->weights_format), "safetensors");
+  snprintf(m->tensor_types, sizeof(m->tensor_types), "%s", w.types);
+  weights_close(&w);
+  json_decref(root);
+  return m;
+fail:
+  model_free(m);
+  weights_close(&w);
+  json_decref(root);
+  return NULL;
+}

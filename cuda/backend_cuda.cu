@@ -1,0 +1,477 @@
+/* backend_cuda.cu - the CUDA backend: matrix products through cuBLAS (fp32,
+ * TF32 off), every other op a kernel. Buffers are device memory; ops are
+ * queued on one stream per backend. Every CUDA and cuBLAS call goes through
+ * CUDA_TRY / CUBLAS_TRY, which record file, line and call in b->err and make
+ * the op return -1: an error fails the job, never the process. */
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+extern "C" {
+#include "backend.h"
+}
+
+typedef struct {
+  int device;
+  cudaStream_t stream;
+  cublasHandle_t blas;
+} cuda_impl_t;
+
+#define CUDA_TRY(b, call)                                                                          \
+  do {                                                                                             \
+    cudaError_t e_ = (call);                                                                       \
+    if (e_ != cudaSuccess) {                                                                       \
+      err_set((b)->err, "%s:%d: %s: %s", __FILE__, __LINE__, #call, cudaGetErrorString(e_));       \
+      return -1;                                                                                   \
+    }                                                                                              \
+  } while (0)
+
+#define CUBLAS_TRY(b, call)                                                                        \
+  do {                                                                                             \
+    cublasStatus_t s_ = (call);                                                                    \
+    if (s_ != CUBLAS_STATUS_SUCCESS) {                                                             \
+      err_set((b)->err, "%s:%d: %s: cuBLAS status %d", __FILE__, __LINE__, #call, (int)s_);        \
+      return -1;                                                                                   \
+    }                                                                                              \
+  } while (0)
+
+/* A launch is checked right after it is queued (bad configuration); faults
+ * inside a kernel surface at the next synchronising call. */
+#define LAUNCH_CHECK(b) CUDA_TRY(b, cudaGetLastError())
+
+static inline cuda_impl_t *impl(backend_t *b) {
+  return (cuda_impl_t *)b->impl;
+}
+static inline unsigned blocks(size_t n, unsigned threads) {
+  return (unsigned)((n + threads - 1) / threads);
+}
+
+/* ---- memory ---- */
+
+static void *cuda_alloc(backend_t *b, size_t bytes) {
+  void *p = NULL;
+  cudaError_t e = cudaMalloc(&p, bytes ? bytes : 256);
+  if (e != cudaSuccess) {
+    cudaGetLastError(); /* clear the sticky-free error state of an OOM */
+    err_set(b->err, "cudaMalloc(%zu bytes): %s", bytes, cudaGetErrorString(e));
+    return NULL;
+  }
+  return p;
+}
+
+static void cuda_free(backend_t *b, void *p) {
+  (void)b;
+  cudaFree(p);
+}
+
+static int cuda_upload(backend_t *b, void *dst, const void *src, size_t bytes) {
+  CUDA_TRY(b, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, impl(b)->stream));
+  return 0;
+}
+
+static int cuda_download(backend_t *b, void *dst, const void *src, size_t bytes) {
+  CUDA_TRY(b, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, impl(b)->stream));
+  CUDA_TRY(b, cudaStreamSynchronize(impl(b)->stream));
+  return 0;
+}
+
+static int cuda_memset0(backend_t *b, void *dst, size_t bytes) {
+  CUDA_TRY(b, cudaMemsetAsync(dst, 0, bytes, impl(b)->stream));
+  return 0;
+}
+
+static int cuda_synchronize(backend_t *b) {
+  CUDA_TRY(b, cudaStreamSynchronize(impl(b)->stream));
+  return 0;
+}
+
+/* ---- matmul ---- */
+
+__global__ void k_bias_rows(float *y, const float *bias, int rows, int out, int accumulate) {
+  size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= (size_t)rows * out)
+    return;
+  float v = bias[i % out];
+  y[i] = accumulate ? y[i] + v : v;
+}
+
+/* Row-major y[rows, out] = x[rows, in] . w[out, in]^T is, column-major,
+ * y^T[out, rows] = w^T^T . x^T: op(A) = T on w (ld in), op(B) = N on x. */
+static int cuda_matmul(backend_t *b, float *y, const float *x, const float *w, const float *bias,
+                       int rows, int out, int in, int accumulate) {
+  if (rows == 0)
+    return 0;
+  float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+  if (bias) {
+    size_t n = (size_t)rows * out;
+    k_bias_rows<<<blocks(n, 256), 256, 0, impl(b)->stream>>>(y, bias, rows, out, accumulate);
+    LAUNCH_CHECK(b);
+    beta = 1.0f;
+  }
+  CUBLAS_TRY(b, cublasSgemm(impl(b)->blas, CUBLAS_OP_T, CUBLAS_OP_N, out, rows, in, &alpha, w, in,
+                            x, in, &beta, y, out));
+  return 0;
+}
+
+/* ---- norms: one block per row ---- */
+
+__device__ float block_sum(float v, float *shared) {
+  for (int o = 16; o > 0; o >>= 1)
+    v += __shfl_xor_sync(0xffffffffu, v, o);
+  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (lane == 0)
+    shared[warp] = v;
+  __syncthreads();
+  int n_warps = (blockDim.x + 31) >> 5;
+  v = threadIdx.x < n_warps ? shared[threadIdx.x] : 0.0f;
+  if (warp == 0)
+    for (int o = 16; o > 0; o >>= 1)
+      v += __shfl_xor_sync(0xffffffffu, v, o);
+  if (threadIdx.x == 0)
+    shared[0] = v;
+  __syncthreads();
+  v = shared[0];
+  __syncthreads();
+  return v;
+}
+
+__global__ void k_layernorm(float *y, float *inv_scale, const float *x, const float *gamma,
+                            const float *beta, int d, float eps) {
+  __shared__ float shared[32];
+  const float *xr = x + (size_t)blockIdx.x * d;
+  float *yr = y + (size_t)blockIdx.x * d;
+  float s = 0.0f;
+  for (int i = threadIdx.x; i < d; i += blockDim.x)
+    s += xr[i];
+  const float mean = block_sum(s, shared) / d;
+  float ss = 0.0f;
+  for (int i = threadIdx.x; i < d; i += blockDim.x) {
+    float c = xr[i] - mean;
+    ss += c * c;
+  }
+  const float inv = rsqrtf(block_sum(ss, shared) / d + eps);
+  for (int i = threadIdx.x; i < d; i += blockDim.x)
+    yr[i] = (xr[i] - mean) * inv * gamma[i] + (beta ? beta[i] : 0.0f);
+  if (inv_scale && threadIdx.x == 0)
+    inv_scale[blockIdx.x] = inv;
+}
+
+__global__ void k_rmsnorm(float *y, float *inv_scale, const float *x, const float *gamma, int d,
+                          float eps) {
+  __shared__ float shared[32];
+  const float *xr = x + (size_t)blockIdx.x * d;
+  float *yr = y + (size_t)blockIdx.x * d;
+  float ss = 0.0f;
+  for (int i = threadIdx.x; i < d; i += blockDim.x)
+    ss += xr[i] * xr[i];
+  const float inv = rsqrtf(block_sum(ss, shared) / d + eps);
+  for (int i = threadIdx.x; i < d; i += blockDim.x)
+    yr[i] = xr[i] * inv * gamma[i];
+  if (inv_scale && threadIdx.x == 0)
+    inv_scale[blockIdx.x] = inv;
+}
+
+static int cuda_layernorm(backend_t *b, float *y, float *inv_scale, const float *x,
+                          const float *gamma, const float *beta, int rows, int d, float eps) {
+  if (rows == 0)
+    return 0;
+  k_layernorm<<<rows, 256, 0, impl(b)->stream>>>(y, inv_scale, x, gamma, beta, d, eps);
+  LAUNCH_CHECK(b);
+  return 0;
+}
+
+static int cuda_rmsnorm(backend_t *b, float *y, float *inv_scale, const float *x,
+                        const float *gamma, int rows, int d, float eps) {
+  if (rows == 0)
+    return 0;
+  k_rmsnorm<<<rows, 256, 0, impl(b)->stream>>>(y, inv_scale, x, gamma, d, eps);
+  LAUNCH_CHECK(b);
+  return 0;
+}
+
+/* ---- RoPE: one thread per (row, head, pair) ---- */
+
+__global__ void k_rope(float *x, const int *position, int rows, int n_heads, int head_dim,
+                       int rotary_dim, float theta) {
+  const int half = rotary_dim / 2;
+  size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (t >= (size_t)rows * n_heads * half)
+    return;
+  int i = (int)(t % half);
+  size_t rh = t / half;
+  int r = (int)(rh / n_heads);
+  float *xh = x + rh * head_dim;
+  double angle = (double)position[r] * pow((double)theta, -2.0 * i / rotary_dim);
+  float c = (float)cos(angle), s = (float)sin(angle);
+  float a = xh[i], bb = xh[i + half];
+  xh[i] = a * c - bb * s;
+  xh[i + half] = bb * c + a * s;
+}
+
+static int cuda_rope(backend_t *b, float *x, const int *position, int rows, int n_heads,
+                     int head_dim, int rotary_dim, float theta) {
+  size_t n = (size_t)rows * n_heads * (rotary_dim / 2);
+  if (n == 0)
+    return 0;
+  k_rope<<<blocks(n, 256), 256, 0, impl(b)->stream>>>(x, position, rows, n_heads, head_dim,
+                                                      rotary_dim, theta);
+  LAUNCH_CHECK(b);
+  return 0;
+}
+
+/* ---- attention: one warp per (row, head), online softmax over its keys ----
+ * Each lane holds head_dim / 32 (at most ATT_MAX_PER_LANE) output dims. */
+#define ATT_MAX_PER_LANE 8
+
+__global__ void k_attention(float *out, const float *q, const float *k, const float *v,
+                            const int *key_start, const int *n_keys, int rows, int n_heads,
+                            int n_kv_heads, int head_dim, float scale) {
+  const int warp = (int)(((size_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5);
+  const int lane = threadIdx.x & 31;
+  if (warp >= rows * n_heads)
+    return;
+  const int r = warp / n_heads, h = warp % n_heads, kvh = h / (n_heads / n_kv_heads);
+  const size_t q_stride = (size_t)n_heads * head_dim, kv_stride = (size_t)n_kv_heads * head_dim;
+  const float *qh = q + (size_t)r * q_stride + (size_t)h * head_dim;
+  const float *kb = k + (size_t)key_start[r] * kv_stride + (size_t)kvh * head_dim;
+  const float *vb = v + (size_t)key_start[r] * kv_stride + (size_t)kvh * head_dim;
+  float qr[ATT_MAX_PER_LANE], acc[ATT_MAX_PER_LANE];
+  int per = 0;
+  for (int i = lane; i < head_dim; i += 32, per++) {
+    qr[per] = qh[i];
+    acc[per] = 0.0f;
+  }
+  float m = -INFINITY, l = 0.0f;
+  for (int j = 0; j < n_keys[r]; j++) {
+    const float *kj = kb + (size_t)j * kv_stride, *vj = vb + (size_t)j * kv_stride;
+    float s = 0.0f;
+    int p = 0;
+    for (int i = lane; i < head_dim; i += 32, p++)
+      s += qr[p] * kj[i];
+    for (int o = 16; o > 0; o >>= 1)
+      s += __shfl_xor_sync(0xffffffffu, s, o);
+    s *= scale;
+    const float m_new = fmaxf(m, s), corr = expf(m - m_new), w = expf(s - m_new);
+    l = l * corr + w;
+    p = 0;
+    for (int i = lane; i < head_dim; i += 32, p++)
+      acc[p] = acc[p] * corr + w * vj[i];
+    m = m_new;
+  }
+  float *oh = out + (size_t)r * q_stride + (size_t)h * head_dim;
+  const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+  int p = 0;
+  for (int i = lane; i < head_dim; i += 32, p++)
+    oh[i] = acc[p] * inv;
+}
+
+static int cuda_attention(backend_t *b, float *out, const float *q, const float *k, const float *v,
+                          const int *key_start, const int *n_keys, int rows, int n_heads,
+                          int n_kv_heads, int head_dim) {
+  if (head_dim > 32 * ATT_MAX_PER_LANE)
+    return err_set(b->err, "attention: head_dim %d is larger than %d", head_dim,
+                   32 * ATT_MAX_PER_LANE);
+  size_t threads = (size_t)rows * n_heads * 32;
+  if (threads == 0)
+    return 0;
+  k_attention<<<blocks(threads, 128), 128, 0, impl(b)->stream>>>(
+      out, q, k, v, key_start, n_keys, rows, n_heads, n_kv_heads, head_dim,
+      1.0f / sqrtf((float)head_dim));
+  LAUNCH_CHECK(b);
+  return 0;
+}
+
+/* ---- element-wise ---- */
+
+__global__ void k_activation(float *x, size_t n, int act) {
+  size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= n)
+    return;
+  float t = x[i];
+  if (act == ACT_GELU_TANH)
+    x[i] = 0.5f * t * (1.0f + tanhf(0.7978845608028654f * (t + 0.044715f * t * t * t)));
+  else if (act == ACT_GELU_ERF)
+    x[i] = 0.5f * t * (1.0f + erff(t * 0.7071067811865476f));
+  else
+    x[i] = t / (1.0f + expf(-t));
+}
+
+__global__ void k_swiglu(float *gate, const float *up, size_t n) {
+  size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n)
+    gate[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+}
+
+__global__ void k_add(float *y, const float *x, size_t n) {
+  size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n)
+    y[i] += x[i];
+}
+
+static int cuda_activation(backend_t *b, float *x, size_t n, activation_t act) {
+  if (act != ACT_GELU_TANH && act != ACT_GELU_ERF && act != ACT_SILU)
+    return err_set(b->err, "unknown activation %d", (int)act);
+  if (n == 0)
+    return 0;
+  k_activation<<<blocks(n, 256), 256, 0, impl(b)->stream>>>(x, n, (int)act);
+  LAUNCH_CHECK(b);
+  return 0;
+}
+
+static int cuda_swiglu(backend_t *b, float *gate, const float *up, size_t n) {
+  if (n == 0)
+    return 0;
+  k_swiglu<<<blocks(n, 256), 256, 0, impl(b)->stream>>>(gate, up, n);
+  LAUNCH_CHECK(b);
+  return 0;
+}
+
+static int cuda_add(backend_t *b, float *y, const float *x, size_t n) {
+  if (n == 0)
+    return 0;
+  k_add<<<blocks(n, 256), 256, 0, impl(b)->stream>>>(y, x, n);
+  LAUNCH_CHECK(b);
+  return 0;
+}
+
+/* ---- rows ---- */
+
+__global__ void k_gather_rows(float *dst, const float *src, const int *index, int rows, int d) {
+  size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (t >= (size_t)rows * d)
+    return;
+  size_t r = t / d, i = t % d;
+  dst[t] = src[(size_t)index[r] * d + i];
+}
+
+__global__ void k_scatter_rows(float *dst, const float *src, const int *index, int rows, int d) {
+  size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (t >= (size_t)rows * d)
+    return;
+  size_t r = t / d, i = t % d;
+  dst[(size_t)index[r] * d + i] = src[t];
+}
+
+__global__ void k_embed(float *x, const float *tok_embed, const int *ids, const float *pos_embed,
+                        const int *position, int rows, int d) {
+  size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (t >= (size_t)rows * d)
+    return;
+  size_t r = t / d, i = t % d;
+  float v = tok_embed[(size_t)ids[r] * d + i];
+  if (pos_embed)
+    v += pos_embed[(size_t)position[r] * d + i];
+  x[t] = v;
+}
+
+static int cuda_gather_rows(backend_t *b, float *dst, const float *src, const int *index, int rows,
+                            int d) {
+  size_t n = (size_t)rows * d;
+  if (n == 0)
+    return 0;
+  k_gather_rows<<<blocks(n, 256), 256, 0, impl(b)->stream>>>(dst, src, index, rows, d);
+  LAUNCH_CHECK(b);
+  return 0;
+}
+
+static int cuda_scatter_rows(backend_t *b, float *dst, const float *src, const int *index, int rows,
+                             int d) {
+  size_t n = (size_t)rows * d;
+  if (n == 0)
+    return 0;
+  k_scatter_rows<<<blocks(n, 256), 256, 0, impl(b)->stream>>>(dst, src, index, rows, d);
+  LAUNCH_CHECK(b);
+  return 0;
+}
+
+static int cuda_embed(backend_t *b, float *x, const float *tok_embed, const int *ids,
+                      const float *pos_embed, const int *position, int rows, int d) {
+  size_t n = (size_t)rows * d;
+  if (n == 0)
+    return 0;
+  k_embed<<<blocks(n, 256), 256, 0, impl(b)->stream>>>(x, tok_embed, ids, pos_embed, position, rows,
+                                                       d);
+  LAUNCH_CHECK(b);
+  return 0;
+}
+
+static backend_ops_t make_ops(void) {
+  backend_ops_t o = {};
+  o.name = "cuda";
+  o.alloc = cuda_alloc;
+  o.free = cuda_free;
+  o.upload = cuda_upload;
+  o.download = cuda_download;
+  o.memset0 = cuda_memset0;
+  o.synchronize = cuda_synchronize;
+  o.matmul = cuda_matmul;
+  o.layernorm = cuda_layernorm;
+  o.rmsnorm = cuda_rmsnorm;
+  o.rope = cuda_rope;
+  o.attention = cuda_attention;
+  o.activation = cuda_activation;
+  o.swiglu = cuda_swiglu;
+  o.add = cuda_add;
+  o.gather_rows = cuda_gather_rows;
+  o.scatter_rows = cuda_scatter_rows;
+  o.embed = cuda_embed;
+  return o;
+}
+static const backend_ops_t cuda_ops = make_ops();
+
+extern "C" int backend_cuda_device_count(void) {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return n;
+}
+
+extern "C" backend_t *backend_cuda_create(int n_threads, char *err) {
+  (void)n_threads;
+  backend_t *b = (backend_t *)calloc(1, sizeof(*b));
+  cuda_impl_t *c = (cuda_impl_t *)calloc(1, sizeof(*c));
+  if (!b || !c) {
+    free(b);
+    free(c);
+    err_set(err, "out of memory creating the CUDA backend");
+    return NULL;
+  }
+  b->ops = &cuda_ops;
+  b->impl = c;
+  cudaError_t e;
+  cublasStatus_t s;
+  if ((e = cudaGetDevice(&c->device)) != cudaSuccess ||
+      (e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking)) != cudaSuccess) {
+    err_set(err, "CUDA backend: %s", cudaGetErrorString(e));
+    goto fail;
+  }
+  if ((s = cublasCreate(&c->blas)) != CUBLAS_STATUS_SUCCESS ||
+      (s = cublasSetStream(c->blas, c->stream)) != CUBLAS_STATUS_SUCCESS ||
+      /* fp32 by default: no TF32 tensor-core shortcuts */
+      (s = cublasSetMathMode(c->blas, CUBLAS_PEDANTIC_MATH)) != CUBLAS_STATUS_SUCCESS) {
+    err_set(err, "CUDA backend: cuBLAS status %d", (int)s);
+    goto fail;
+  }
+  return b;
+fail:
+  backend_cuda_destroy(b);
+  return NULL;
+}
+
+extern "C" void backend_cuda_destroy(backend_t *b) {
+  if (!b)
+    return;
+  cuda_impl_t *c = impl(b);
+  if (c) {
+    if (c->blas)
+      cublasDestroy(c->blas);
+    if (c->stream)
+      cudaStreamDestroy(c->stream);
+    free(c);
+  }
+  free(b);
+}

@@ -1,0 +1,22 @@
+#!/bin/bash
+# install-deps.sh - the Debian 12 packages hydra builds and runs with.
+# The CUDA toolkit is optional: when nvcc is found, the CUDA backend is built.
+set -euo pipefail
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo=sudo
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update
+$sudo apt-get install -y --no-install-recommends \
+  build-essential cmake pkg-config git ca-certificates \
+  libopenblas-dev libjansson-dev clang-format \
+  python3 python3-pip python3-venv
+if command -v nvcc >/dev/null || [ -x /usr/local/cuda/bin/nvcc ]; then
+  echo "install-deps.sh: CUDA toolkit found: the CUDA backend will be built"
+else
+  cat <<'MSG'
+install-deps.sh: no CUDA toolkit (nvcc) found: hydra builds with the CPU backend only.
+  To build the CUDA backend, install the toolkit (NVIDIA's Debian 12 repository:
+  https://developer.nvidia.com/cuda-downloads, package cuda-toolkit) and put
+  /usr/local/cuda/bin on PATH, then rebuild.
+MSG
+fi

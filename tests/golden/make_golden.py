@@ -1,0 +1,347 @@
+#!/usr/bin/env python3
+"""Golden-reference generator for hydra's C loaders / forward pass.
+
+Everything here is computed with Hugging Face `transformers` + torch (CPU, fp32,
+eager attention); none of hydra's own code is used.
+
+Writes (under --out, normally `tests`):
+  data/tiny-gpt2/            random-init GPT-2 (config.json + model.safetensors)
+  data/tiny-llama/           random-init Llama (config.json + model.safetensors)
+  data/tiny-llama-sharded/   the same Llama, sharded (index.json + 2-3 shards)
+  golden/<name>.json         prompts, recorded positions, argmax, metadata
+  golden/<name>.f32          raw little-endian float32 logits
+for <name> in tiny-gpt2, tiny-llama, tiny-llama-sharded (same logits file as
+tiny-llama), and smollm2-135m (only when --smollm2 is given).
+
+Usage:
+  python tests/golden/make_golden.py \
+      --smollm2 /work/models/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf --out tests
+
+Deterministic: fixed seeds everywhere, single-process CPU torch.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import sys
+
+import numpy as np
+import torch
+import transformers
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GPT2Config,
+    GPT2LMHeadModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+)
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SOURCE = f"transformers {transformers.__version__}, torch {torch.__version__}"
+
+# ---------------------------------------------------------------------------
+# Tiny-model settings
+# ---------------------------------------------------------------------------
+TINY_VOCAB = 1000
+TINY_PROMPT_LENS = (1, 7, 23)
+# initializer_range chosen so that the logits have a std of a few units and
+# attention is far from uniform (the transformers default 0.02 gives ~0.1).
+GPT2_INIT_RANGE = 0.25
+LLAMA_INIT_RANGE = 0.25
+NORM_WEIGHT_NOISE = 0.25   # norm weight = init (1.0) + N(0, this)
+NORM_BIAS_NOISE = 0.25     # LayerNorm bias = N(0, this)
+LINEAR_BIAS_NOISE = 0.3    # every linear/Conv1D bias = N(0, this)
+
+SMOLLM2_PROMPTS = [
+    "The",
+    "The quick brown fox jumps over the",
+    "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n"
+    "<|im_start|>assistant\nThe capital of France is",
+]
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+def rel(path):
+    return os.path.relpath(os.path.abspath(path), REPO_ROOT)
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fresh_dir(path):
+    if os.path.isdir(path):
+        shutil.rmtree(path)
+    os.makedirs(path)
+
+
+def save_model(model, path, **kw):
+    """save_pretrained, keeping only config.json + safetensors files."""
+    fresh_dir(path)
+    # transformers 5 always writes safetensors (the safe_serialization
+    # argument is gone); older versions need it spelled out.
+    if int(transformers.__version__.split(".")[0]) < 5:
+        kw["safe_serialization"] = True
+    model.save_pretrained(path, **kw)
+    for name in os.listdir(path):
+        if name == "config.json" or name.endswith(".safetensors") or name.endswith(".safetensors.index.json"):
+            continue
+        os.remove(os.path.join(path, name))  # generation_config.json etc.
+    for name in sorted(os.listdir(path)):
+        p = os.path.join(path, name)
+        log(f"  wrote {rel(p)} ({os.path.getsize(p)} bytes)")
+
+
+def legacy_rope_config(cfg_path):
+    """transformers 5 writes rope settings as "rope_parameters": {"rope_theta": ..}.
+    Most published checkpoints (written by transformers 4.x) have a top-level
+    "rope_theta" instead.  Rewrite this config.json in that older form so the C
+    loader is tested on both spellings (transformers reads both; the logits
+    check below proves they mean the same model)."""
+    with open(cfg_path) as f:
+        cfg = json.load(f)
+    rp = cfg.pop("rope_parameters")
+    assert rp.get("rope_type", "default") == "default", rp
+    cfg["rope_theta"] = rp["rope_theta"]
+    cfg["rope_scaling"] = None
+    with open(cfg_path, "w") as f:
+        json.dump(cfg, f, indent=2, sort_keys=True)
+        f.write("\n")
+    log(f"  rewrote {rel(cfg_path)} with legacy top-level rope_theta")
+
+
+def perturb(model, seed, norm_types):
+    """Give every norm weight/bias and every linear bias non-trivial values."""
+    gen = torch.Generator().manual_seed(seed)
+    n_norm = n_bias = 0
+    with torch.no_grad():
+        for mname, mod in model.named_modules():
+            is_norm = isinstance(mod, norm_types)
+            for pname, p in mod.named_parameters(recurse=False):
+                noise = lambda std: torch.randn(p.shape, generator=gen, dtype=p.dtype) * std
+                if is_norm and pname == "weight":
+                    p.add_(noise(NORM_WEIGHT_NOISE))
+                    n_norm += 1
+                elif is_norm and pname == "bias":
+                    p.add_(noise(NORM_BIAS_NOISE))
+                    n_norm += 1
+                elif pname == "bias":
+                    p.add_(noise(LINEAR_BIAS_NOISE))
+                    n_bias += 1
+    log(f"  perturbed {n_norm} norm tensors, {n_bias} linear biases")
+
+
+def run_prompts(model, prompts, positions):
+    """Each prompt alone: batch 1, no padding, fp32. Returns list of [P, V] arrays."""
+    out = []
+    with torch.no_grad():
+        for ids, pos in zip(prompts, positions):
+            x = torch.tensor([ids], dtype=torch.long)
+            logits = model(input_ids=x, use_cache=False).logits[0]  # [T, V]
+            assert logits.dtype == torch.float32
+            out.append(logits[pos].numpy().astype("<f4", copy=True))
+    return out
+
+
+def write_golden(golden_dir, name, model_field, vocab, prompts, positions, logits, logits_file=None, texts=None):
+    logits_file = logits_file or f"{name}.f32"
+    fpath = os.path.join(golden_dir, logits_file)
+    if logits is not None:
+        with open(fpath, "wb") as f:
+            for arr in logits:
+                assert arr.shape == (len(arr), vocab) and arr.dtype == np.dtype("<f4")
+                f.write(arr.tobytes(order="C"))
+        log(f"  wrote {rel(fpath)} ({os.path.getsize(fpath)} bytes, sha256 {sha256(fpath)[:16]})")
+    # argmax per recorded position; also report the smallest top1-top2 gap
+    # (argmax checks are only meaningful where the gap is not tiny).
+    recs = []
+    min_gap = float("inf")
+    with open(fpath, "rb") as f:
+        data = np.frombuffer(f.read(), dtype="<f4")
+    off = 0
+    for i, (ids, pos) in enumerate(zip(prompts, positions)):
+        arr = data[off: off + len(pos) * vocab].reshape(len(pos), vocab)
+        off += len(pos) * vocab
+        top2 = np.sort(arr, axis=1)[:, -2:]
+        min_gap = min(min_gap, float((top2[:, 1] - top2[:, 0]).min()))
+        rec = {"ids": [int(t) for t in ids], "positions": [int(p) for p in pos],
+               "argmax": [int(a) for a in arr.argmax(axis=1)]}
+        if texts is not None:
+            rec["text"] = texts[i]
+        recs.append(rec)
+    assert off == data.size, "logits file size mismatch"
+    lines = ["{",
+             f'  "model": {json.dumps(model_field)},',
+             f'  "vocab": {vocab},',
+             f'  "source": {json.dumps(SOURCE)},',
+             '  "prompts": [']
+    lines += ["    " + json.dumps(r) + ("," if i + 1 < len(recs) else "") for i, r in enumerate(recs)]
+    lines += ["  ],", f'  "logits_file": {json.dumps(logits_file)}', "}"]
+    jpath = os.path.join(golden_dir, f"{name}.json")
+    with open(jpath, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    log(f"  wrote {rel(jpath)} ({os.path.getsize(jpath)} bytes); "
+        f"{sum(len(p) for p in positions)} rows x {vocab}; min top1-top2 gap {min_gap:.4g}")
+
+
+def logit_stats(logits):
+    a = np.concatenate(logits)
+    return f"logits std {a.std():.3f}, min {a.min():.2f}, max {a.max():.2f}"
+
+
+def tiny_prompts(seed, vocab):
+    rng = np.random.default_rng(seed)
+    prompts = [rng.integers(0, vocab, size=n).tolist() for n in TINY_PROMPT_LENS]
+    positions = [list(range(n)) for n in TINY_PROMPT_LENS]
+    return prompts, positions
+
+
+def load_eager(path):
+    m = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="eager")
+    m.eval()
+    assert m.config._attn_implementation == "eager"
+    return m
+
+
+# ---------------------------------------------------------------------------
+def make_tiny_gpt2(data_dir, golden_dir):
+    name = "tiny-gpt2"
+    log(f"[{name}]")
+    cfg = GPT2Config(n_layer=3, n_embd=64, n_head=4, vocab_size=TINY_VOCAB, n_positions=128,
+                     activation_function="gelu_new", initializer_range=GPT2_INIT_RANGE)
+    torch.manual_seed(1234)
+    model = GPT2LMHeadModel(cfg).float().eval()
+    perturb(model, 1235, (torch.nn.LayerNorm,))
+    path = os.path.join(data_dir, name)
+    save_model(model, path)
+    model = load_eager(path)  # goldens come from what is on disk
+    prompts, positions = tiny_prompts(2001, TINY_VOCAB)
+    logits = run_prompts(model, prompts, positions)
+    log(f"  {logit_stats(logits)}")
+    write_golden(golden_dir, name, rel(path), TINY_VOCAB, prompts, positions, logits)
+
+
+def make_tiny_llama(data_dir, golden_dir):
+    name = "tiny-llama"
+    log(f"[{name}]")
+    cfg = LlamaConfig(hidden_size=64, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
+                      num_key_value_heads=2, vocab_size=TINY_VOCAB, max_position_embeddings=128,
+                      rope_theta=5000.0, rms_norm_eps=1e-5, tie_word_embeddings=False,
+                      initializer_range=LLAMA_INIT_RANGE)
+    torch.manual_seed(1234)
+    model = LlamaForCausalLM(cfg).float().eval()
+    from transformers.models.llama.modeling_llama import LlamaRMSNorm
+    perturb(model, 1235, (LlamaRMSNorm,))
+    path = os.path.join(data_dir, name)
+    spath = os.path.join(data_dir, name + "-sharded")
+    save_model(model, path)
+    log(f"[{name}-sharded]")
+    save_model(model, spath, max_shard_size="450KB")
+    nshards = sum(1 for f in os.listdir(spath) if f.endswith(".safetensors"))
+    assert 2 <= nshards <= 3, f"expected 2-3 shards, got {nshards}"
+    legacy_rope_config(os.path.join(spath, "config.json"))
+
+    model = load_eager(path)
+    c = model.config
+    rt = getattr(c, "rope_parameters", None) or {"rope_theta": getattr(c, "rope_theta", None)}
+    assert abs(rt["rope_theta"] - 5000.0) < 1e-6, rt
+    prompts, positions = tiny_prompts(2002, TINY_VOCAB)
+    logits = run_prompts(model, prompts, positions)
+    log(f"  {logit_stats(logits)}")
+    # the sharded copy must give bit-identical logits
+    msharded = load_eager(spath)
+    rts = msharded.config.rope_parameters
+    assert rts["rope_theta"] == 5000.0 and rts.get("rope_type", "default") == "default", rts
+    logits_s = run_prompts(msharded, prompts, positions)
+    # Not always bit-exact: for a 1-token prompt torch's matrix-vector kernels
+    # can sum in a different order depending on how the loaded weights are
+    # aligned in memory, giving last-bit (~5e-7) differences.
+    maxdiff = max(float(np.abs(a - b).max()) for a, b in zip(logits, logits_s))
+    assert maxdiff <= 1e-5, f"sharded logits differ by {maxdiff}"
+    log(f"  sharded copy ({nshards} shards) reproduces the logits (max abs diff {maxdiff:.3g})")
+    write_golden(golden_dir, name, rel(path), TINY_VOCAB, prompts, positions, logits)
+    write_golden(golden_dir, name + "-sharded", rel(spath), TINY_VOCAB, prompts, positions, None,
+                 logits_file=f"{name}.f32")
+
+
+def describe_gguf(path):
+    from collections import Counter
+    from gguf import GGUFReader
+    r = GGUFReader(path)
+    counts = Counter(t.tensor_type.name for t in r.tensors)
+    log(f"  GGUF tensors: {len(r.tensors)}; types: "
+        + ", ".join(f"{k} x{v}" for k, v in sorted(counts.items())))
+    by_type = {}
+    for t in r.tensors:
+        kind = t.name.split(".")[-2] if t.name.startswith("blk.") else t.name
+        by_type.setdefault(t.tensor_type.name, set()).add(kind)
+    for k, v in sorted(by_type.items()):
+        log(f"    {k}: {', '.join(sorted(v))}")
+
+
+def make_smollm2(gguf_path, golden_dir):
+    name = "smollm2-135m"
+    log(f"[{name}] {gguf_path}")
+    describe_gguf(gguf_path)
+    d, f = os.path.split(os.path.abspath(gguf_path))
+    tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
+    model = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=torch.float32,
+                                                 attn_implementation="eager").eval()
+    c = model.config
+    assert c._attn_implementation == "eager"
+    rp = getattr(c, "rope_parameters", None) or {"rope_theta": getattr(c, "rope_theta", None)}
+    log(f"  config: layers={c.num_hidden_layers} hidden={c.hidden_size} ffn={c.intermediate_size} "
+        f"heads={c.num_attention_heads} kv_heads={c.num_key_value_heads} head_dim={c.head_dim} "
+        f"rope={rp} rms_eps={c.rms_norm_eps} tie_word_embeddings={c.tie_word_embeddings} "
+        f"vocab={c.vocab_size} act={c.hidden_act}")
+    vocab = c.vocab_size
+    prompts = [tok(s, add_special_tokens=False)["input_ids"] for s in SMOLLM2_PROMPTS]
+    # middle and last position (just position 0 for a 1-token prompt)
+    positions = [sorted({(len(p) - 1) // 2, len(p) - 1}) for p in prompts]
+    for s, p in zip(SMOLLM2_PROMPTS, prompts):
+        log(f"  prompt {len(p):2d} tokens: {s!r}")
+    logits = run_prompts(model, prompts, positions)
+    log(f"  {logit_stats(logits)}")
+    for s, p, pos, lg in zip(SMOLLM2_PROMPTS, prompts, positions, logits):
+        log(f"  next token after {s[-24:]!r}: {tok.decode([int(lg[-1].argmax())])!r}")
+    write_golden(golden_dir, name, "$SMOLLM2", vocab, prompts, positions, logits, texts=SMOLLM2_PROMPTS)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="tests", help="output root (gets data/ and golden/)")
+    ap.add_argument("--smollm2", help="path to SmolLM2-135M-Instruct.Q4_1.gguf (skipped if absent)")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    torch.use_deterministic_algorithms(True)
+    transformers.logging.set_verbosity_error()
+    log(f"source: {SOURCE}, numpy {np.__version__}, python {sys.version.split()[0]}")
+
+    data_dir = os.path.join(args.out, "data")
+    golden_dir = os.path.join(args.out, "golden")
+    os.makedirs(data_dir, exist_ok=True)
+    os.makedirs(golden_dir, exist_ok=True)
+
+    make_tiny_gpt2(data_dir, golden_dir)
+    make_tiny_llama(data_dir, golden_dir)
+    if args.smollm2:
+        make_smollm2(args.smollm2, golden_dir)
+    else:
+        log("[smollm2-135m] skipped (no --smollm2)")
+    log("done")
+
+
+if __name__ == "__main__":
+    main()

@@ -117,13 +117,16 @@ static int cpu_rmsnorm(backend_t *b, float *y, float *inv_scale, const float *x,
 /* x[rows, n_heads*head_dim], rotate_half pairing of dims i and i + rotary_dim/2 */
 static int cpu_rope(backend_t *b, float *x, const int *position, int rows, int n_heads,
                     int head_dim, int rotary_dim, float theta) {
-  (void)b;
   const int half = rotary_dim / 2;
+  double inv_freq[512];
+  if (half > 512)
+    return err_set(b->err, "rope: rotary_dim %d is larger than 1024", rotary_dim);
+  for (int i = 0; i < half; i++)
+    inv_freq[i] = pow((double)theta, -2.0 * i / rotary_dim);
 #pragma omp parallel for schedule(static)
   for (int r = 0; r < rows; r++) {
     for (int i = 0; i < half; i++) {
-      double inv_freq = pow((double)theta, -2.0 * i / rotary_dim);
-      double angle = (double)position[r] * inv_freq;
+      double angle = (double)position[r] * inv_freq[i];
       float c = (float)cos(angle), s = (float)sin(angle);
       for (int h = 0; h < n_heads; h++) {
         float *xh = x + (size_t)r * n_heads * head_dim + (size_t)h * head_dim;
@@ -163,6 +166,7 @@ static int cpu_attention(backend_t *b, float *out, const float *q, const float *
         for (int j = 0; j < n; j++) {
           const float *kj = kb + (size_t)j * kv_stride;
           float s = 0.0f;
+#pragma omp simd reduction(+ : s)
           for (int i = 0; i < head_dim; i++)
             s += qh[i] * kj[i];
           s *= scale;
@@ -181,6 +185,7 @@ static int cpu_attention(backend_t *b, float *out, const float *q, const float *
         for (int j = 0; j < n; j++) {
           const float *vj = vb + (size_t)j * kv_stride;
           const float p = score[j] * inv;
+#pragma omp simd
           for (int i = 0; i < head_dim; i++)
             oh[i] += p * vj[i];
         }

@@ -25,4 +25,9 @@ echo "== main build =="
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DHYDRA_WERROR=ON \
   -DCMAKE_CUDA_ARCHITECTURES="${HYDRA_CUDA_ARCH:-90}" >/dev/null
 cmake --build build -j "$jobs"
-ctest --test-dir build --output-on-failure -j "$jobs"
+# GPU tests (label gpu) run only where a GPU is visible.
+gpu_filter=(-LE gpu)
+if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then
+  gpu_filter=()
+fi
+ctest --test-dir build --output-on-failure -j "$jobs" "${gpu_filter[@]}"

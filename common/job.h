@@ -1,0 +1,144 @@
+/* job.h - an ablation job as the user wrote it: parsed from JSON, checked
+ * field by field, then expanded against a model.
+ *
+ * job_parse validates everything that does not depend on a model; errors
+ * name the field path ("ablations.components[3]", "prompts[2].subject").
+ * job_expand_components resolves component names and patterns against a
+ * model's shape (a layer out of range is an error naming the field).
+ * A job_spec_t owns all its memory; job_free releases it. */
+#ifndef HYDRA_JOB_H
+#define HYDRA_JOB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model.h"
+
+#define JOB_FIELD_LEN 128
+
+/* An error while parsing or expanding a job: the field path and a message. */
+typedef struct {
+  char field[JOB_FIELD_LEN]; /* e.g. "ablations.methods[1]"; "" for the whole document */
+  char message[512];
+} job_error_t;
+
+typedef enum {
+  COMPONENT_EMBED,  /* the embeddings (token + learned positions): "embed" */
+  COMPONENT_ATTN,   /* attention layer output: "attn.L" */
+  COMPONENT_MLP,    /* MLP layer output: "mlp.L" */
+  COMPONENT_HEAD,   /* one attention head, before the output projection: "head.L.H" */
+  COMPONENT_NEURON, /* one MLP hidden unit, after the activation: "neuron.L.N" */
+} component_kind_t;
+
+typedef struct {
+  component_kind_t kind;
+  int layer; /* -1 for embed */
+  int index; /* head or neuron; -1 otherwise */
+} component_t;
+
+typedef enum {
+  METHOD_RESAMPLE, /* output replaced by its clean output on another prompt of the job */
+  METHOD_ZERO,
+  METHOD_MEAN,  /* mean of the clean output over the job's prompts */
+  METHOD_SCALE, /* output times value ("scale:0.5") */
+  METHOD_NOISE, /* output plus Gaussian noise of std value ("noise:0.1"), seeded */
+  METHOD_PATCH, /* output replaced by its clean output on prompt `source` */
+} method_kind_t;
+
+typedef struct {
+  method_kind_t kind;
+  float value; /* scale factor or noise std */
+  int source;  /* patch: index of the source prompt */
+} method_t;
+
+typedef enum {
+  POSITIONS_LAST,      /* the final prompt position (the paper) */
+  POSITIONS_ALL,       /* every position */
+  POSITIONS_LIST,      /* explicit indices (negative counts from the end) */
+  POSITIONS_SUBSTRING, /* the tokens of each prompt's `subject` (or a given string) */
+} position_mode_t;
+
+typedef enum {
+  TARGET_ARGMAX, /* the clean run's maximum-likelihood next token at the final position */
+  TARGET_TOKEN,  /* a named token (text or id) */
+  TARGET_NEXT,   /* the true next token at every position */
+  TARGET_FOIL,   /* target and foil: logit difference */
+} target_kind_t;
+
+/* A target token, given as text (tokenised to one token) or as an id. */
+typedef struct {
+  char *text; /* NULL when given as id */
+  int id;     /* -1 when given as text */
+} job_token_t;
+
+enum {
+  METRIC_LOGIT = 1 << 0,      /* centred target logit (always computed) */
+  METRIC_LOGPROB = 1 << 1,    /* target log-probability */
+  METRIC_PROB = 1 << 2,       /* target probability */
+  METRIC_LOGIT_DIFF = 1 << 3, /* target minus foil logit */
+  METRIC_KL = 1 << 4,         /* KL(clean || ablated) over the next-token distribution */
+  METRIC_RANK = 1 << 5,       /* rank of the target among all tokens (0 = top) */
+};
+
+typedef struct {
+  char *text;    /* NULL when given as ids */
+  int *ids;      /* NULL when given as text */
+  int n_ids;
+  char *subject; /* optional: names positions by substring */
+  job_token_t target; /* optional per-prompt target (text NULL and id -1: none) */
+} job_prompt_t;
+
+typedef struct {
+  char *model; /* model name on the server; NULL for local runs */
+  int preset_hydra;
+
+  job_prompt_t *prompts;
+  int n_prompts;
+
+  target_kind_t target;
+  job_token_t target_token; /* TARGET_TOKEN and TARGET_FOIL */
+  job_token_t foil_token;   /* TARGET_FOIL */
+
+  char **components; /* patterns as written: "attn.*", "head.5.*", "mlp.3" */
+  int n_components;
+  method_t *methods;
+  int n_methods;
+  int samples;   /* resample draws per ablation (default 1; hydra preset 15) */
+  uint64_t seed; /* resample and noise draws (default 0) */
+
+  position_mode_t positions;
+  int *position_list; /* POSITIONS_LIST */
+  int n_positions;
+  char *position_substring; /* POSITIONS_SUBSTRING with an explicit string; NULL: each
+                               prompt's subject */
+
+  unsigned metrics;       /* METRIC_* flags */
+  int norm_scale_ablated; /* "norm_scale": "ablated"; default clean */
+  int direct_effects;     /* default 1 */
+  int effect_table;       /* default 1 */
+  int tf32;               /* "precision": "tf32"; default fp32 */
+  int reuse;              /* default 1; 0: recompute every variant in full (tests, bench) */
+  double deadline_s;      /* 0: none */
+} job_spec_t;
+
+/* Parses and validates a job document. Returns NULL and fills err on any
+ * problem (unknown field, wrong type, out-of-range value, duplicate key). */
+job_spec_t *job_parse(const char *json, size_t len, job_error_t *err);
+
+void job_free(job_spec_t *spec);
+
+/* Expands the component patterns against a model: "attn.*" is every
+ * attention layer, "head.5.*" every head of layer 5, "neuron.3.*" every
+ * neuron of MLP 3, "*" every attention and MLP layer. Duplicates are kept
+ * once, in order of first appearance. *out is malloc'd. */
+int job_expand_components(const job_spec_t *spec, const model_config_t *cfg, component_t **out,
+                          int *n_out, job_error_t *err);
+
+/* Writes the canonical name of a component ("attn.3", "head.5.2", "embed"). */
+void component_name(const component_t *c, char *buf, size_t len);
+
+/* Parses one method string ("resample", "zero", "mean", "scale:0.5",
+ * "noise:0.1"); patch is given as an object. Returns 0 or -1. */
+int method_parse(const char *s, method_t *m);
+
+#endif

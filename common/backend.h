@@ -21,6 +21,17 @@
 
 typedef struct backend backend_t;
 
+typedef enum { INTERVENE_SET, INTERVENE_SCALE, INTERVENE_ADD } intervene_kind_t;
+
+/* One intervention on a row range of columns; see ops->intervene. */
+typedef struct {
+  int row;
+  int col0, col1;
+  int kind; /* intervene_kind_t */
+  int src_offset;
+  float alpha;
+} intervention_t;
+
 typedef struct {
   const char *name;
 
@@ -53,12 +64,16 @@ typedef struct {
   int (*rope)(backend_t *b, float *x, const int *position, int rows, int n_heads, int head_dim,
               int rotary_dim, float theta);
 
-  /* Causal softmax attention. out[rows, n_heads*head_dim]; q likewise;
-   * k, v [kv_rows, n_kv_heads*head_dim]. Query row r attends to the n_keys[r]
-   * key rows starting at key_start[r]; head h reads kv head h / (n_heads /
-   * n_kv_heads). Scores are scaled by 1/sqrt(head_dim). */
+  /* Causal softmax attention. out[rows, n_heads*head_dim]; q likewise.
+   * Query row r attends to n_keys[r] key rows of k/v starting at
+   * key_start[r], then (when k2 is non-NULL) to n_keys2[r] rows of k2/v2
+   * starting at key2_start[r]: a variant reads its clean prefix from the clean
+   * pass's cache and its recomputed suffix from its own rows. k, v, k2, v2 are
+   * [*, n_kv_heads*head_dim]; head h reads kv head h / (n_heads / n_kv_heads).
+   * Scores are scaled by 1/sqrt(head_dim). */
   int (*attention)(backend_t *b, float *out, const float *q, const float *k, const float *v,
-                   const int *key_start, const int *n_keys, int rows, int n_heads, int n_kv_heads,
+                   const int *key_start, const int *n_keys, const float *k2, const float *v2,
+                   const int *key2_start, const int *n_keys2, int rows, int n_heads, int n_kv_heads,
                    int head_dim);
 
   /* In place x[n] = act(x). */
@@ -82,7 +97,19 @@ typedef struct {
   int (*embed)(backend_t *b, float *x, const float *tok_embed, const int *ids,
                const float *pos_embed, const int *position, int rows, int d);
 
-  /* Later: intervention apply, direct-effect projection, metrics. */
+  /* Interventions: for every entry e, for columns c in [col0, col1) of row
+   * e.row of x[*, width]: SET x = src[src_offset + c - col0]; SCALE x *= alpha;
+   * ADD x += src[src_offset + c - col0]. Entries must not overlap (each
+   * (row, column) is written by at most one entry). One launch for a whole
+   * table: all variants of a layer at once. */
+  int (*intervene)(backend_t *b, float *x, int width, const intervention_t *entries, int n,
+                   const float *src);
+
+  /* out[out_index[i]] = dot(x[x_row[i], :], dirs[dir_row[i], :]) over d
+   * columns, for i < n: direct effects (a component's output projected on a
+   * prompt's frozen-norm target direction) and centred target logits. */
+  int (*row_dots)(backend_t *b, float *out, const int *out_index, const float *x, const int *x_row,
+                  const float *dirs, const int *dir_row, int n, int d);
 } backend_ops_t;
 
 struct backend {

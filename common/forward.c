@@ -212,8 +212,8 @@ static int attention_block(forward_t *f, const layer_weights_t *w, int rows) {
     TRY(op->rope(b, f->k, f->position, rows, c->n_kv_heads, c->head_dim, c->rotary_dim,
                  c->rope_theta));
   }
-  TRY(op->attention(b, f->att, f->q, f->k, f->v, f->key_start, f->n_keys, rows, c->n_heads,
-                    c->n_kv_heads, c->head_dim));                   /* att[rows, H*hd] */
+  TRY(op->attention(b, f->att, f->q, f->k, f->v, f->key_start, f->n_keys, NULL, NULL, NULL, NULL,
+                    rows, c->n_heads, c->n_kv_heads, c->head_dim)); /* att[rows, H*hd] */
   TRY(op->matmul(b, f->proj, f->att, w->wo, w->bo, rows, d, q, 0)); /* proj[rows, d]   */
   return 0;
 fail:

@@ -139,59 +139,120 @@ static int cpu_rope(backend_t *b, float *x, const int *position, int rows, int n
   return 0;
 }
 
-/* out[rows, H*hd] = softmax(q k^T / sqrt(hd)) v over each row's key range */
+/* One query head against a run of n keys: scores into score[], max updated. */
+static void scores_run(float *score, const float *qh, const float *kb, size_t kv_stride, int n,
+                       int head_dim, float scale, float *max) {
+  for (int j = 0; j < n; j++) {
+    const float *kj = kb + (size_t)j * kv_stride;
+    float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+    for (int i = 0; i < head_dim; i++)
+      s += qh[i] * kj[i];
+    s *= scale;
+    score[j] = s;
+    if (s > *max)
+      *max = s;
+  }
+}
+
+static void weighted_sum(float *oh, const float *score, const float *vb, size_t kv_stride, int n,
+                         int head_dim, float inv) {
+  for (int j = 0; j < n; j++) {
+    const float *vj = vb + (size_t)j * kv_stride;
+    const float p = score[j] * inv;
+#pragma omp simd
+    for (int i = 0; i < head_dim; i++)
+      oh[i] += p * vj[i];
+  }
+}
+
+/* out[rows, H*hd] = softmax(q k^T / sqrt(hd)) v over each row's one or two key runs */
 static int cpu_attention(backend_t *b, float *out, const float *q, const float *k, const float *v,
-                         const int *key_start, const int *n_keys, int rows, int n_heads,
+                         const int *key_start, const int *n_keys, const float *k2, const float *v2,
+                         const int *key2_start, const int *n_keys2, int rows, int n_heads,
                          int n_kv_heads, int head_dim) {
   (void)b;
   const int group = n_heads / n_kv_heads;
   const size_t q_stride = (size_t)n_heads * head_dim, kv_stride = (size_t)n_kv_heads * head_dim;
   const float scale = 1.0f / sqrtf((float)head_dim);
-  int max_keys = 0;
-  for (int r = 0; r < rows; r++)
-    if (n_keys[r] > max_keys)
-      max_keys = n_keys[r];
+  int max_keys = 1;
+  for (int r = 0; r < rows; r++) {
+    int n = n_keys[r] + (k2 ? n_keys2[r] : 0);
+    if (n > max_keys)
+      max_keys = n;
+  }
 #pragma omp parallel
   {
-    float *score = malloc((size_t)(max_keys > 0 ? max_keys : 1) * sizeof(float));
+    float *score = malloc((size_t)max_keys * sizeof(float));
 #pragma omp for collapse(2) schedule(static)
     for (int r = 0; r < rows; r++) {
       for (int h = 0; h < n_heads; h++) {
         const float *qh = q + (size_t)r * q_stride + (size_t)h * head_dim;
-        const int kvh = h / group, n = n_keys[r];
-        const float *kb = k + (size_t)key_start[r] * kv_stride + (size_t)kvh * head_dim;
-        const float *vb = v + (size_t)key_start[r] * kv_stride + (size_t)kvh * head_dim;
+        const size_t kv_off = (size_t)(h / group) * head_dim;
+        const int n1 = n_keys[r], n2 = k2 ? n_keys2[r] : 0;
+        const float *kb = k + (size_t)key_start[r] * kv_stride + kv_off;
+        const float *vb = v + (size_t)key_start[r] * kv_stride + kv_off;
         float *oh = out + (size_t)r * q_stride + (size_t)h * head_dim;
         float max = -INFINITY;
-        for (int j = 0; j < n; j++) {
-          const float *kj = kb + (size_t)j * kv_stride;
-          float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-          for (int i = 0; i < head_dim; i++)
-            s += qh[i] * kj[i];
-          s *= scale;
-          score[j] = s;
-          if (s > max)
-            max = s;
-        }
+        scores_run(score, qh, kb, kv_stride, n1, head_dim, scale, &max);
+        if (n2)
+          scores_run(score + n1, qh, k2 + (size_t)key2_start[r] * kv_stride + kv_off, kv_stride, n2,
+                     head_dim, scale, &max);
         double sum = 0.0;
-        for (int j = 0; j < n; j++) {
+        for (int j = 0; j < n1 + n2; j++) {
           score[j] = expf(score[j] - max);
           sum += score[j];
         }
         const float inv = sum > 0.0 ? (float)(1.0 / sum) : 0.0f;
         for (int i = 0; i < head_dim; i++)
           oh[i] = 0.0f;
-        for (int j = 0; j < n; j++) {
-          const float *vj = vb + (size_t)j * kv_stride;
-          const float p = score[j] * inv;
-#pragma omp simd
-          for (int i = 0; i < head_dim; i++)
-            oh[i] += p * vj[i];
-        }
+        weighted_sum(oh, score, vb, kv_stride, n1, head_dim, inv);
+        if (n2)
+          weighted_sum(oh, score + n1, v2 + (size_t)key2_start[r] * kv_stride + kv_off, kv_stride,
+                       n2, head_dim, inv);
       }
     }
     free(score);
+  }
+  return 0;
+}
+
+static int cpu_intervene(backend_t *b, float *x, int width, const intervention_t *entries, int n,
+                         const float *src) {
+  (void)b;
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < n; i++) {
+    const intervention_t *e = &entries[i];
+    float *xr = x + (size_t)e->row * width;
+    const float *s = src ? src + e->src_offset - e->col0 : NULL;
+    switch (e->kind) {
+    case INTERVENE_SET:
+      for (int c = e->col0; c < e->col1; c++)
+        xr[c] = s[c];
+      break;
+    case INTERVENE_SCALE:
+      for (int c = e->col0; c < e->col1; c++)
+        xr[c] *= e->alpha;
+      break;
+    case INTERVENE_ADD:
+      for (int c = e->col0; c < e->col1; c++)
+        xr[c] += s[c];
+      break;
+    }
+  }
+  return 0;
+}
+
+static int cpu_row_dots(backend_t *b, float *out, const int *out_index, const float *x,
+                        const int *x_row, const float *dirs, const int *dir_row, int n, int d) {
+  (void)b;
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < n; i++) {
+    const float *xr = x + (size_t)x_row[i] * d, *dr = dirs + (size_t)dir_row[i] * d;
+    double s = 0.0;
+    for (int c = 0; c < d; c++)
+      s += (double)xr[c] * dr[c];
+    out[out_index[i]] = (float)s;
   }
   return 0;
 }
@@ -296,6 +357,8 @@ static const backend_ops_t cpu_ops = {
     .gather_rows = cpu_gather_rows,
     .scatter_rows = cpu_scatter_rows,
     .embed = cpu_embed,
+    .intervene = cpu_intervene,
+    .row_dots = cpu_row_dots,
 };
 
 backend_t *backend_cpu_create(int n_threads, char *err) {

@@ -225,26 +225,11 @@ static int cuda_rope(backend_t *b, float *x, const int *position, int rows, int 
  * Each lane holds head_dim / 32 (at most ATT_MAX_PER_LANE) output dims. */
 #define ATT_MAX_PER_LANE 8
 
-__global__ void k_attention(float *out, const float *q, const float *k, const float *v,
-                            const int *key_start, const int *n_keys, int rows, int n_heads,
-                            int n_kv_heads, int head_dim, float scale) {
-  const int warp = (int)(((size_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5);
-  const int lane = threadIdx.x & 31;
-  if (warp >= rows * n_heads)
-    return;
-  const int r = warp / n_heads, h = warp % n_heads, kvh = h / (n_heads / n_kv_heads);
-  const size_t q_stride = (size_t)n_heads * head_dim, kv_stride = (size_t)n_kv_heads * head_dim;
-  const float *qh = q + (size_t)r * q_stride + (size_t)h * head_dim;
-  const float *kb = k + (size_t)key_start[r] * kv_stride + (size_t)kvh * head_dim;
-  const float *vb = v + (size_t)key_start[r] * kv_stride + (size_t)kvh * head_dim;
-  float qr[ATT_MAX_PER_LANE], acc[ATT_MAX_PER_LANE];
-  int per = 0;
-  for (int i = lane; i < head_dim; i += 32, per++) {
-    qr[per] = qh[i];
-    acc[per] = 0.0f;
-  }
-  float m = -INFINITY, l = 0.0f;
-  for (int j = 0; j < n_keys[r]; j++) {
+/* Online-softmax update of one warp's (m, l, acc) with a run of n keys. */
+__device__ void attend_run(const float *qr, float *acc, float &m, float &l, const float *kb,
+                           const float *vb, size_t kv_stride, int n, int head_dim, float scale,
+                           int lane) {
+  for (int j = 0; j < n; j++) {
     const float *kj = kb + (size_t)j * kv_stride, *vj = vb + (size_t)j * kv_stride;
     float s = 0.0f;
     int p = 0;
@@ -260,6 +245,34 @@ __global__ void k_attention(float *out, const float *q, const float *k, const fl
       acc[p] = acc[p] * corr + w * vj[i];
     m = m_new;
   }
+}
+
+__global__ void k_attention(float *out, const float *q, const float *k, const float *v,
+                            const int *key_start, const int *n_keys, const float *k2,
+                            const float *v2, const int *key2_start, const int *n_keys2, int rows,
+                            int n_heads, int n_kv_heads, int head_dim, float scale) {
+  const int warp = (int)(((size_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5);
+  const int lane = threadIdx.x & 31;
+  if (warp >= rows * n_heads)
+    return;
+  const int r = warp / n_heads, h = warp % n_heads, kvh = h / (n_heads / n_kv_heads);
+  const size_t q_stride = (size_t)n_heads * head_dim, kv_stride = (size_t)n_kv_heads * head_dim;
+  const size_t kv_off = (size_t)kvh * head_dim;
+  const float *qh = q + (size_t)r * q_stride + (size_t)h * head_dim;
+  float qr[ATT_MAX_PER_LANE], acc[ATT_MAX_PER_LANE];
+  int per = 0;
+  for (int i = lane; i < head_dim; i += 32, per++) {
+    qr[per] = qh[i];
+    acc[per] = 0.0f;
+  }
+  float m = -INFINITY, l = 0.0f;
+  attend_run(qr, acc, m, l, k + (size_t)key_start[r] * kv_stride + kv_off,
+             v + (size_t)key_start[r] * kv_stride + kv_off, kv_stride, n_keys[r], head_dim, scale,
+             lane);
+  if (k2)
+    attend_run(qr, acc, m, l, k2 + (size_t)key2_start[r] * kv_stride + kv_off,
+               v2 + (size_t)key2_start[r] * kv_stride + kv_off, kv_stride, n_keys2[r], head_dim,
+               scale, lane);
   float *oh = out + (size_t)r * q_stride + (size_t)h * head_dim;
   const float inv = l > 0.0f ? 1.0f / l : 0.0f;
   int p = 0;
@@ -268,7 +281,8 @@ __global__ void k_attention(float *out, const float *q, const float *k, const fl
 }
 
 static int cuda_attention(backend_t *b, float *out, const float *q, const float *k, const float *v,
-                          const int *key_start, const int *n_keys, int rows, int n_heads,
+                          const int *key_start, const int *n_keys, const float *k2, const float *v2,
+                          const int *key2_start, const int *n_keys2, int rows, int n_heads,
                           int n_kv_heads, int head_dim) {
   if (head_dim > 32 * ATT_MAX_PER_LANE)
     return err_set(b->err, "attention: head_dim %d is larger than %d", head_dim,
@@ -277,8 +291,55 @@ static int cuda_attention(backend_t *b, float *out, const float *q, const float 
   if (threads == 0)
     return 0;
   k_attention<<<blocks(threads, 128), 128, 0, impl(b)->stream>>>(
-      out, q, k, v, key_start, n_keys, rows, n_heads, n_kv_heads, head_dim,
-      1.0f / sqrtf((float)head_dim));
+      out, q, k, v, key_start, n_keys, k2, v2, key2_start, n_keys2, rows, n_heads, n_kv_heads,
+      head_dim, 1.0f / sqrtf((float)head_dim));
+  LAUNCH_CHECK(b);
+  return 0;
+}
+
+/* ---- interventions and projections ---- */
+
+/* One block per entry, threads over its columns. */
+__global__ void k_intervene(float *x, int width, const intervention_t *entries, const float *src) {
+  const intervention_t e = entries[blockIdx.x];
+  float *xr = x + (size_t)e.row * width;
+  for (int c = e.col0 + threadIdx.x; c < e.col1; c += blockDim.x) {
+    if (e.kind == INTERVENE_SET)
+      xr[c] = src[e.src_offset + c - e.col0];
+    else if (e.kind == INTERVENE_SCALE)
+      xr[c] *= e.alpha;
+    else
+      xr[c] += src[e.src_offset + c - e.col0];
+  }
+}
+
+static int cuda_intervene(backend_t *b, float *x, int width, const intervention_t *entries, int n,
+                          const float *src) {
+  if (n == 0)
+    return 0;
+  k_intervene<<<n, 128, 0, impl(b)->stream>>>(x, width, entries, src);
+  LAUNCH_CHECK(b);
+  return 0;
+}
+
+/* One block per dot product. */
+__global__ void k_row_dots(float *out, const int *out_index, const float *x, const int *x_row,
+                           const float *dirs, const int *dir_row, int d) {
+  __shared__ float shared[32];
+  const float *xr = x + (size_t)x_row[blockIdx.x] * d, *dr = dirs + (size_t)dir_row[blockIdx.x] * d;
+  float s = 0.0f;
+  for (int c = threadIdx.x; c < d; c += blockDim.x)
+    s += xr[c] * dr[c];
+  s = block_sum(s, shared);
+  if (threadIdx.x == 0)
+    out[out_index[blockIdx.x]] = s;
+}
+
+static int cuda_row_dots(backend_t *b, float *out, const int *out_index, const float *x,
+                         const int *x_row, const float *dirs, const int *dir_row, int n, int d) {
+  if (n == 0)
+    return 0;
+  k_row_dots<<<n, 256, 0, impl(b)->stream>>>(out, out_index, x, x_row, dirs, dir_row, d);
   LAUNCH_CHECK(b);
   return 0;
 }
@@ -417,6 +478,8 @@ static backend_ops_t make_ops(void) {
   o.gather_rows = cuda_gather_rows;
   o.scatter_rows = cuda_scatter_rows;
   o.embed = cuda_embed;
+  o.intervene = cuda_intervene;
+  o.row_dots = cuda_row_dots;
   return o;
 }
 static const backend_ops_t cuda_ops = make_ops();

@@ -159,15 +159,18 @@ static void test_rope(int rows, int heads, int hd, int rot, float theta) {
   free(x), free(pos), free(ref);
 }
 
-/* Two sequences packed, plus query rows that read a key range elsewhere. */
-static void test_attention(int heads, int kv_heads, int hd) {
+/* Three sequences packed. With split, each row reads its first keys from k/v
+ * and the rest from a second copy (k2/v2), as a variant reads its clean
+ * prefix and its own suffix. */
+static void test_attention(int heads, int kv_heads, int hd, int split) {
   const int lens[3] = {5, 17, 1}, n_seq = 3;
   int rows = 0;
   for (int s = 0; s < n_seq; s++)
     rows += lens[s];
   size_t nq = (size_t)rows * heads * hd, nkv = (size_t)rows * kv_heads * hd;
   float *q = malloc(nq * 4), *k = malloc(nkv * 4), *v = malloc(nkv * 4), *o = malloc(nq * 4);
-  int *ks = malloc(rows * 4), *nk = malloc(rows * 4);
+  int *ks = malloc(rows * 4), *nk = malloc(rows * 4), *ks2 = malloc(rows * 4),
+      *nk2 = malloc(rows * 4);
   double *ref = malloc(nq * 8);
   fill(q, nq, 2), fill(k, nkv, 2), fill(v, nkv, 1);
   int r = 0;
@@ -196,14 +199,85 @@ static void test_attention(int heads, int kv_heads, int hd) {
         ref[((size_t)r * heads + h) * hd + i] = acc;
       }
     }
+  for (r = 0; r < rows; r++) { /* the first half of each range from k, the rest from k2 */
+    int first = split ? (nk[r] + 1) / 2 : nk[r];
+    ks2[r] = ks[r] + first;
+    nk2[r] = nk[r] - first;
+    nk[r] = first;
+  }
   float *dq = dev(q, nq * 4), *dk = dev(k, nkv * 4), *dv = dev(v, nkv * 4), *dout = dev(o, nq * 4);
-  int *dks = dev(ks, rows * 4), *dnk = dev(nk, rows * 4);
-  run(B->ops->attention(B, dout, dq, dk, dv, dks, dnk, rows, heads, kv_heads, hd), "attention");
+  float *dk2 = dev(k, nkv * 4), *dv2 = dev(v, nkv * 4);
+  int *dks = dev(ks, rows * 4), *dnk = dev(nk, rows * 4), *dks2 = dev(ks2, rows * 4),
+      *dnk2 = dev(nk2, rows * 4);
+  run(B->ops->attention(B, dout, dq, dk, dv, dks, dnk, split ? dk2 : NULL, split ? dv2 : NULL, dks2,
+                        dnk2, rows, heads, kv_heads, hd),
+      "attention");
   back(o, dout, nq * 4);
-  check(kv_heads < heads ? "attention.gqa" : "attention", o, ref, nq, 1e-5);
+  check(split              ? "attention.split"
+        : kv_heads < heads ? "attention.gqa"
+                           : "attention",
+        o, ref, nq, 1e-5);
   B->ops->free(B, dq), B->ops->free(B, dk), B->ops->free(B, dv), B->ops->free(B, dout);
-  B->ops->free(B, dks), B->ops->free(B, dnk);
-  free(q), free(k), free(v), free(o), free(ks), free(nk), free(ref), free(p);
+  B->ops->free(B, dk2), B->ops->free(B, dv2), B->ops->free(B, dks), B->ops->free(B, dnk);
+  B->ops->free(B, dks2), B->ops->free(B, dnk2);
+  free(q), free(k), free(v), free(o), free(ks), free(nk), free(ks2), free(nk2), free(ref), free(p);
+}
+
+/* An intervention table: set, scale and add on disjoint column ranges. */
+static void test_intervene(int rows, int width) {
+  size_t n = (size_t)rows * width;
+  float *x = malloc(n * 4), *src = malloc(n * 4), *y = malloc(n * 4);
+  double *ref = malloc(n * 8);
+  fill(x, n, 1), fill(src, n, 1);
+  for (size_t i = 0; i < n; i++)
+    ref[i] = x[i];
+  intervention_t e[64];
+  int ne = 0;
+  for (int r = 0; r < rows && ne < 60; r += 2) {
+    int c0 = (r * 7) % (width / 2), c1 = c0 + 1 + (r % 5), off = (r * 13) % (int)(n - width);
+    int kind = r % 3;
+    e[ne++] = (intervention_t){r, c0, c1, kind, off, 0.25f * (r + 1)};
+    for (int c = c0; c < c1; c++) {
+      double *t = &ref[(size_t)r * width + c];
+      *t = kind == INTERVENE_SET     ? src[off + c - c0]
+           : kind == INTERVENE_SCALE ? *t * (0.25f * (r + 1))
+                                     : *t + src[off + c - c0];
+    }
+  }
+  e[ne++] = (intervention_t){1, 0, width, INTERVENE_SCALE, 0, 0.0f}; /* a zero ablation */
+  for (int c = 0; c < width; c++)
+    ref[width + c] = 0.0;
+  float *dx = dev(x, n * 4), *ds = dev(src, n * 4);
+  intervention_t *de = dev(e, sizeof(intervention_t) * ne);
+  run(B->ops->intervene(B, dx, width, de, ne, ds), "intervene");
+  back(y, dx, n * 4);
+  check("intervene", y, ref, n, 1e-7);
+  B->ops->free(B, dx), B->ops->free(B, ds), B->ops->free(B, de);
+  free(x), free(src), free(y), free(ref);
+}
+
+static void test_row_dots(int n_rows, int n_dirs, int n, int d) {
+  float *x = malloc((size_t)n_rows * d * 4), *dirs = malloc((size_t)n_dirs * d * 4);
+  float *out = calloc(2 * n, 4);
+  int *oi = malloc(n * 4), *xr = malloc(n * 4), *dr = malloc(n * 4);
+  double *ref = calloc(2 * n, 8);
+  fill(x, (size_t)n_rows * d, 3), fill(dirs, (size_t)n_dirs * d, 1);
+  for (int i = 0; i < n; i++) {
+    oi[i] = 2 * i + 1, xr[i] = (i * 5 + 1) % n_rows, dr[i] = (i * 3) % n_dirs;
+    double s = 0;
+    for (int c = 0; c < d; c++)
+      s += (double)x[(size_t)xr[i] * d + c] * dirs[(size_t)dr[i] * d + c];
+    ref[oi[i]] = s;
+  }
+  float *dx = dev(x, (size_t)n_rows * d * 4), *dd = dev(dirs, (size_t)n_dirs * d * 4),
+        *dout = dev(out, 2 * n * 4);
+  int *doi = dev(oi, n * 4), *dxr = dev(xr, n * 4), *ddr = dev(dr, n * 4);
+  run(B->ops->row_dots(B, dout, doi, dx, dxr, dd, ddr, n, d), "row_dots");
+  back(out, dout, 2 * n * 4);
+  check("row_dots", out, ref, 2 * n, 1e-5);
+  B->ops->free(B, dx), B->ops->free(B, dd), B->ops->free(B, dout), B->ops->free(B, doi);
+  B->ops->free(B, dxr), B->ops->free(B, ddr);
+  free(x), free(dirs), free(out), free(oi), free(xr), free(dr), free(ref);
 }
 
 static void test_elementwise(size_t n) {
@@ -297,8 +371,11 @@ int main(int argc, char **argv) {
   test_norms(3, 64);
   test_rope(9, 4, 64, 64, 10000.0f);
   test_rope(6, 3, 32, 16, 5000.0f);
-  test_attention(4, 4, 16);
-  test_attention(9, 3, 64);
+  test_attention(4, 4, 16, 0);
+  test_attention(9, 3, 64, 0);
+  test_attention(9, 3, 64, 1);
+  test_intervene(40, 96);
+  test_row_dots(30, 4, 50, 576);
   test_elementwise(10007);
   test_rows(50, 23, 64);
   backend_destroy(B);

@@ -41,6 +41,7 @@ typedef struct {
   int (*upload)(backend_t *b, void *dst, const void *src, size_t bytes);
   int (*download)(backend_t *b, void *dst, const void *src, size_t bytes);
   int (*memset0)(backend_t *b, void *dst, size_t bytes);
+  int (*copy)(backend_t *b, void *dst, const void *src, size_t bytes); /* within backend memory */
   int (*synchronize)(backend_t *b);
 
   /* ---- ops ----

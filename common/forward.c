@@ -179,6 +179,10 @@ void forward_destroy(forward_t *f) {
   free(f);
 }
 
+const model_t *forward_weights(const forward_t *f) {
+  return &f->dev;
+}
+
 long forward_batch_rows(const forward_batch_t *batch) {
   long rows = 0;
   for (int s = 0; s < batch->n_seqs; s++) {

@@ -39,6 +39,10 @@ void forward_destroy(forward_t *f);
  * the vocabulary or a sequence longer than the model's context. */
 int forward_run(forward_t *f, const forward_batch_t *batch, forward_out_t *out, char *err);
 
+/* The model as the backend holds it: the same description, every array in
+ * backend memory. Valid until forward_destroy. */
+const model_t *forward_weights(const forward_t *f);
+
 /* Total rows of a batch, or -1 when a length is < 1. */
 long forward_batch_rows(const forward_batch_t *batch);
 

@@ -16,7 +16,21 @@
 
 #define JOB_FIELD_LEN 128
 
-/* An error while parsing or expanding a job: the field path and a message. */
+/* Limits job_parse and job_expand_components enforce. A server that wants
+ * HTTP 413 for an oversized body compares its length with
+ * JOB_MAX_DOCUMENT_BYTES before calling job_parse. */
+#define JOB_MAX_DOCUMENT_BYTES (64u << 20) /* 64 MiB */
+#define JOB_MAX_PROMPTS 100000
+#define JOB_MAX_SAMPLES 1000
+#define JOB_MAX_SEED (1ULL << 53)
+#define JOB_MAX_DEADLINE_S 1e9
+/* Variants per prompt: expanded components x methods, resample counted once
+ * per sample (engine_job_variants / n_prompts). Also caps the pattern list. */
+#define JOB_MAX_VARIANTS 1000000
+
+/* An error while parsing or expanding a job: the field path and a message.
+ * Both are NUL-terminated, valid UTF-8 without control characters (user text
+ * in them is shortened and cleaned), so they can go into a JSON reply as is. */
 typedef struct {
   char field[JOB_FIELD_LEN]; /* e.g. "ablations.methods[1]"; "" for the whole document */
   char message[512];
@@ -80,11 +94,15 @@ enum {
   METRIC_RANK = 1 << 5,       /* rank of the target among all tokens (0 = top) */
 };
 
+/* A prompt: text (valid UTF-8, non-empty) or token ids (non-empty, each
+ * >= 0; the vocabulary range is checked against the model later). A subject
+ * is only allowed with text and occurs in it. A per-prompt target replaces
+ * the job's target token for this prompt (see job_spec_t.target). */
 typedef struct {
-  char *text;    /* NULL when given as ids */
-  int *ids;      /* NULL when given as text */
+  char *text; /* NULL when given as ids */
+  int *ids;   /* NULL when given as text */
   int n_ids;
-  char *subject; /* optional: names positions by substring */
+  char *subject;      /* optional: names positions by substring */
   job_token_t target; /* optional per-prompt target (text NULL and id -1: none) */
 } job_prompt_t;
 
@@ -95,13 +113,18 @@ typedef struct {
   job_prompt_t *prompts;
   int n_prompts;
 
+  /* Per-prompt targets: a prompt's own target replaces target_token for that
+   * prompt. They are allowed with TARGET_TOKEN and TARGET_FOIL, not with an
+   * explicit "argmax" or "next". When the job names no target and prompts
+   * do, every prompt must, and target is TARGET_TOKEN with target_token
+   * unset (text NULL, id -1). No prompt's target equals the foil. */
   target_kind_t target;
   job_token_t target_token; /* TARGET_TOKEN and TARGET_FOIL */
   job_token_t foil_token;   /* TARGET_FOIL */
 
-  char **components; /* patterns as written: "attn.*", "head.5.*", "mlp.3" */
+  char **components; /* patterns as written: "attn.*", "head.5.*", "mlp.3" (syntax checked) */
   int n_components;
-  method_t *methods;
+  method_t *methods; /* no two alike; resample only with >= 2 prompts */
   int n_methods;
   int samples;   /* resample draws per ablation (default 1; hydra preset 15) */
   uint64_t seed; /* resample and noise draws (default 0) */
@@ -110,7 +133,8 @@ typedef struct {
   int *position_list; /* POSITIONS_LIST */
   int n_positions;
   char *position_substring; /* POSITIONS_SUBSTRING with an explicit string; NULL: each
-                               prompt's subject */
+                               prompt's subject. Every prompt is then text, has the
+                               substring or subject, and it occurs in the text. */
 
   unsigned metrics;       /* METRIC_* flags */
   int norm_scale_ablated; /* "norm_scale": "ablated"; default clean */
@@ -118,19 +142,29 @@ typedef struct {
   int effect_table;       /* default 1 */
   int tf32;               /* "precision": "tf32"; default fp32 */
   int reuse;              /* default 1; 0: recompute every variant in full (tests, bench) */
-  double deadline_s;      /* 0: none */
+  double deadline_s;      /* 0: none; else in (0, JOB_MAX_DEADLINE_S] */
 } job_spec_t;
 
-/* Parses and validates a job document. Returns NULL and fills err on any
- * problem (unknown field, wrong type, out-of-range value, duplicate key). */
+/* Parses and validates a job document of len bytes (need not be
+ * NUL-terminated; at most JOB_MAX_DOCUMENT_BYTES; must be valid UTF-8).
+ * Returns a spec the caller frees with job_free, or NULL and fills err (when
+ * non-NULL) on any problem: not JSON (message with line and column), invalid
+ * UTF-8 (byte offset), unknown field (with a suggestion), wrong type,
+ * out-of-range value, duplicate key. Errors here are the user's (HTTP 400).
+ * Thread-safe; uses no recursion of its own (jansson limits nesting to 2048). */
 job_spec_t *job_parse(const char *json, size_t len, job_error_t *err);
 
 void job_free(job_spec_t *spec);
 
 /* Expands the component patterns against a model: "attn.*" is every
- * attention layer, "head.5.*" every head of layer 5, "neuron.3.*" every
- * neuron of MLP 3, "*" every attention and MLP layer. Duplicates are kept
- * once, in order of first appearance. *out is malloc'd. */
+ * attention layer, "head.5.*" every head of layer 5, "head.*" every head of
+ * every layer, "neuron.3.*" every neuron of MLP 3, "*" every attention and
+ * MLP layer (attn.0, mlp.0, attn.1, ...). Duplicates are kept once, in order
+ * of first appearance. Returns 0 with *out malloc'd (NULL when *n_out is 0),
+ * or -1 with *out NULL, *n_out 0 and err naming "ablations.components[i]"
+ * (a layer, head or neuron out of range: HTTP 422), or the expansion passing
+ * JOB_MAX_VARIANTS variants per prompt. Needs cfg's n_layers, n_heads and
+ * d_mlp positive. */
 int job_expand_components(const job_spec_t *spec, const model_config_t *cfg, component_t **out,
                           int *n_out, job_error_t *err);
 
@@ -138,7 +172,9 @@ int job_expand_components(const job_spec_t *spec, const model_config_t *cfg, com
 void component_name(const component_t *c, char *buf, size_t len);
 
 /* Parses one method string ("resample", "zero", "mean", "scale:0.5",
- * "noise:0.1"); patch is given as an object. Returns 0 or -1. */
+ * "noise:0.1"); patch is given as an object. The value is a decimal number
+ * (C locale), finite as a float; noise's is >= 0. Sets value 0 and source -1
+ * where they do not apply. Returns 0, or -1 leaving *m unspecified. */
 int method_parse(const char *s, method_t *m);
 
 #endif

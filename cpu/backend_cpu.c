@@ -345,6 +345,7 @@ static const backend_ops_t cpu_ops = {
     .upload = cpu_copy,
     .download = cpu_copy,
     .memset0 = cpu_memset0,
+    .copy = cpu_copy,
     .synchronize = cpu_synchronize,
     .matmul = cpu_matmul,
     .layernorm = cpu_layernorm,

@@ -77,6 +77,11 @@ static int cuda_download(backend_t *b, void *dst, const void *src, size_t bytes)
   return 0;
 }
 
+static int cuda_copy(backend_t *b, void *dst, const void *src, size_t bytes) {
+  CUDA_TRY(b, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, impl(b)->stream));
+  return 0;
+}
+
 static int cuda_memset0(backend_t *b, void *dst, size_t bytes) {
   CUDA_TRY(b, cudaMemsetAsync(dst, 0, bytes, impl(b)->stream));
   return 0;
@@ -466,6 +471,7 @@ static backend_ops_t make_ops(void) {
   o.upload = cuda_upload;
   o.download = cuda_download;
   o.memset0 = cuda_memset0;
+  o.copy = cuda_copy;
   o.synchronize = cuda_synchronize;
   o.matmul = cuda_matmul;
   o.layernorm = cuda_layernorm;

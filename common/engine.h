@@ -1,0 +1,109 @@
+/* engine.h - the batched ablation engine.
+ *
+ * For P prompts and V ablated variants of each, computes the quantities of
+ * McGrath et al. (arXiv 2307.15771): the clean centred target logit, every
+ * component's direct effect through the final norm with its scale frozen
+ * from the clean run (Eq. 10), each variant's total effect (clean minus
+ * ablated centred target logit, Eq. 12 with the sign turned), the change of
+ * every downstream direct effect, and compensation (Eq. 33).
+ *
+ * How: a clean pass per chunk of prompts keeps each layer's residuals and
+ * keys/values; each variant starts at its first intervened sublayer from the
+ * cached residual and recomputes only positions from its first intervened
+ * position on, reading earlier keys/values from the clean cache; each layer
+ * runs once over all active rows; interventions are one op per site and
+ * layer over a table. With reuse off, every variant is a full forward pass
+ * (the reference the reuse path is tested against).
+ *
+ * Slots: direct effects are reported per slot: slot 0 the embeddings, slot
+ * 1 + 2L attention layer L, slot 2 + 2L MLP layer L (1 + 2 n_layers slots).
+ * A head belongs to its attention slot, a neuron to its MLP slot.
+ *
+ * Resample/patch/mean sources: the k-th intervened position of a prompt takes
+ * its source from the k-th intervened position, counted from the end, of the
+ * source prompt (so "last" maps to "last"). Resample draws, per prompt,
+ * component and sample, another prompt of the job uniformly (seeded; the
+ * same draws whatever the chunking); effects are averaged over samples. */
+#ifndef HYDRA_ENGINE_H
+#define HYDRA_ENGINE_H
+
+#include <stdint.h>
+
+#include "backend.h"
+#include "job.h"
+#include "model.h"
+
+typedef struct engine engine_t;
+
+typedef struct {
+  int n_prompts;
+  const int *lengths; /* [n_prompts] */
+  const int *ids;     /* [sum of lengths], prompts concatenated */
+  const int *targets; /* [n_prompts]: target id, or -1 for the clean argmax */
+  const int *foils;   /* NULL or [n_prompts]: foil ids for METRIC_LOGIT_DIFF */
+  const component_t *components;
+  int n_components;
+  const method_t *methods;
+  int n_methods;
+  int samples; /* resample draws (>= 1) */
+  uint64_t seed;
+  const int *position_offsets; /* [n_prompts + 1] */
+  const int *position_list;    /* per prompt, increasing positions to intervene at */
+  unsigned metrics;            /* METRIC_* */
+  int norm_scale_ablated;      /* direct effects of ablated runs with their own norm scale */
+  int reuse;                   /* 0: full recompute of every variant */
+  int max_rows;                /* rows per pass (the memory budget); 0: default */
+} engine_job_t;
+
+typedef struct {
+  int prompt;
+  int target, foil;     /* foil -1 when none */
+  float logit;          /* centred target logit */
+  float logit_diff;     /* target minus foil logit (foil given) */
+  float logprob, prob;  /* of the target */
+  float inv_scale;      /* the final norm's 1/scale at the final position */
+  float norm_bias_term; /* LayerNorm's beta . u (0 for RMSNorm) */
+  const float *de;      /* [n_slots] direct effects; they sum with norm_bias_term to logit */
+} engine_clean_t;
+
+typedef struct {
+  int prompt, component, method;
+  int samples;         /* variants averaged into this row */
+  float total_effect;  /* clean logit - ablated logit */
+  float direct_effect; /* the ablated component's own direct-effect drop */
+  float compensation;  /* sum of downstream direct-effect changes */
+  float compensation_attn, compensation_mlp;
+  float ablated_logit;                       /* centred target logit of the ablated run */
+  float inv_scale;                           /* the ablated run's final-norm 1/scale */
+  float logprob, prob, kl, rank, logit_diff; /* when asked for */
+  const float *delta_de; /* [n_slots] mean change of each slot's direct effect */
+} engine_variant_t;
+
+/* Rows go out through a sink as soon as their chunk is done. A callback
+ * returning non-zero stops the run (cancel); engine_run then fails with
+ * "cancelled". */
+typedef struct {
+  void *ctx;
+  int (*clean)(void *ctx, const engine_clean_t *row);
+  int (*variant)(void *ctx, const engine_variant_t *row);
+  int (*progress)(void *ctx, long variants_done, long variants_total);
+} engine_sink_t;
+
+/* Uploads the model's weights to the backend once; both must outlive the
+ * engine. */
+engine_t *engine_create(const model_t *m, backend_t *b, char *err);
+void engine_destroy(engine_t *e);
+
+/* Runs a job. Errors (bad ids, a patch source without the position, out of
+ * backend memory, cancel) fail the run with err filled; rows already given
+ * to the sink stay valid. */
+int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, char *err);
+
+int engine_n_slots(const model_config_t *cfg);
+void engine_slot_name(int slot, char *buf, size_t len);
+/* The slot a component's direct effect is counted in. */
+int engine_component_slot(const component_t *c);
+/* Number of variants a job runs (resample counts each sample). */
+long engine_job_variants(const engine_job_t *job);
+
+#endif

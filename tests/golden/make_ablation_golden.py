@@ -1,0 +1,567 @@
+#!/usr/bin/env python3
+"""Golden ablation results (McGrath et al., "The Hydra Effect", arXiv 2307.15771).
+
+Computed with Hugging Face `transformers` + plain torch forward hooks on the CPU
+(fp32, eager attention, batch 1, no cache). None of hydra's code is used.
+
+Writes golden/ablation_<name>.json (under --out, normally `tests`) for
+tiny-gpt2, tiny-llama and, with --smollm2, smollm2-135m. The format is in
+tests/golden/README.md ("Ablation goldens").
+
+Everything is read at the FINAL position of each prompt; the target is the
+clean run's argmax there.
+
+  centred logit    logit - mean over the vocabulary
+  components       embed   (gpt2: wte + wpe; llama: embed_tokens)
+                   attn.L  (c_proj / o_proj output, bias included)
+                   mlp.L   (MLP block output)
+                   head.L.H   input of c_proj / o_proj, columns H*hd..(H+1)*hd
+                   neuron.L.N input of mlp.c_proj / down_proj, column N
+                              (gpt2: after GELU; llama: silu(gate)*up)
+  inv scale        final norm's 1/scale: LayerNorm 1/sqrt(var+eps),
+                   RMSNorm 1/sqrt(mean(x^2)+eps)
+  DE(y)            LayerNorm: ((y - mean y) * inv_clean * gamma) . u
+                   RMSNorm:   (y * inv_clean * gamma) . u
+                   u = W_U[target] - mean of the rows of W_U
+                   head: y = W_O[:, H-slice] @ head_out; neuron: y = W_down[:, N] * act
+  ablations        one component, final position only, by a forward hook:
+                   zero, scale:0.5, mean (over this golden's prompts, clean
+                   values at their final positions), patch from prompt s
+                   (the component's clean value at s's final position)
+
+Usage:
+  python tests/golden/make_ablation_golden.py \
+      --smollm2 /work/models/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf --out tests
+
+Deterministic: fixed seeds, torch deterministic algorithms, 1 thread by default.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+import torch
+import transformers
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SOURCE = f"transformers {transformers.__version__}, torch {torch.__version__}"
+
+TINY_PROMPT_LENS = (5, 9, 12, 7)
+TINY_SEEDS = {"tiny-gpt2": 3001, "tiny-llama": 3002}
+SMOLLM2_PROMPTS = [
+    "The Eiffel Tower is located in the city of",
+    "The capital of Japan is the city of",
+    "The sport that Michael Jordan played is",
+    "The Great Wall is in the country of",
+]
+SIG_DIGITS = 8  # significant digits kept in the JSON (fp32 has ~7.2)
+
+# Tolerances of the self-checks (fp32 throughout).
+DE_SUM_RTOL = 1e-4
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+def rel(path):
+    return os.path.relpath(os.path.abspath(path), REPO_ROOT)
+
+
+def rnd(x):
+    return float(f"{float(x):.{SIG_DIGITS}g}")
+
+
+# ---------------------------------------------------------------------------
+# Model access: one small adapter per family
+# ---------------------------------------------------------------------------
+class Arch:
+    def __init__(self, model):
+        self.model = model
+        c = model.config
+        self.family = c.model_type
+        if self.family == "gpt2":
+            t = model.transformer
+            self.n_layers = c.n_layer
+            self.n_heads = c.n_head
+            self.d_model = c.n_embd
+            self.head_dim = c.n_embd // c.n_head
+            self.embed_mod = t.drop            # its output = wte(ids) + wpe(pos) (dropout is identity in eval)
+            self.attn_out = [b.attn.c_proj for b in t.h]
+            self.mlp_out = [b.mlp for b in t.h]
+            self.down = [b.mlp.c_proj for b in t.h]
+            self.final_norm = t.ln_f
+            self.norm_kind = "layernorm"
+            self.eps = t.ln_f.eps
+            # Conv1D weight is [in, out]; transpose to [out=d_model, in]
+            self.W_O = [b.attn.c_proj.weight.detach().T.contiguous() for b in t.h]
+            self.b_O = [b.attn.c_proj.bias.detach() for b in t.h]
+            self.W_down = [b.mlp.c_proj.weight.detach().T.contiguous() for b in t.h]
+            self.b_down = [b.mlp.c_proj.bias.detach() for b in t.h]
+            self.gamma = t.ln_f.weight.detach()
+            self.beta = t.ln_f.bias.detach()
+        elif self.family == "llama":
+            m = model.model
+            self.n_layers = c.num_hidden_layers
+            self.n_heads = c.num_attention_heads
+            self.d_model = c.hidden_size
+            self.head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+            self.embed_mod = m.embed_tokens
+            self.attn_out = [l.self_attn.o_proj for l in m.layers]
+            self.mlp_out = [l.mlp for l in m.layers]
+            self.down = [l.mlp.down_proj for l in m.layers]
+            self.final_norm = m.norm
+            self.norm_kind = "rmsnorm"
+            self.eps = m.norm.variance_epsilon
+            self.W_O = [l.self_attn.o_proj.weight.detach() for l in m.layers]   # [out, in]
+            self.b_O = [None if l.self_attn.o_proj.bias is None else l.self_attn.o_proj.bias.detach()
+                        for l in m.layers]
+            self.W_down = [l.mlp.down_proj.weight.detach() for l in m.layers]
+            self.b_down = [None if l.mlp.down_proj.bias is None else l.mlp.down_proj.bias.detach()
+                           for l in m.layers]
+            self.gamma = m.norm.weight.detach()
+            self.beta = None
+        else:
+            raise SystemExit(f"unsupported model_type {self.family}")
+        assert getattr(model.lm_head, "bias", None) is None, "lm_head bias not handled"
+        self.W_U = model.lm_head.weight.detach()            # [vocab, d_model]
+        self.W_U_mean = self.W_U.mean(0)
+        self.d_ff = self.W_down[0].shape[1]
+        self.component_order = ["embed"]
+        for L in range(self.n_layers):
+            self.component_order += [f"attn.{L}", f"mlp.{L}"]
+
+    # -- hook points ----------------------------------------------------------
+    def hook_point(self, comp):
+        """(module, 'out' | 'in', index into the last axis or None) for a component name."""
+        parts = comp.split(".")
+        kind = parts[0]
+        if kind == "embed":
+            return self.embed_mod, "out", None
+        L = int(parts[1])
+        if kind == "attn":
+            return self.attn_out[L], "out", None
+        if kind == "mlp":
+            return self.mlp_out[L], "out", None
+        if kind == "head":
+            H = int(parts[2])
+            return self.attn_out[L], "in", slice(H * self.head_dim, (H + 1) * self.head_dim)
+        if kind == "neuron":
+            return self.down[L], "in", int(parts[2])
+        raise ValueError(comp)
+
+    # -- direct effects ---------------------------------------------------------
+    def inv_scale(self, x):
+        """Final norm's 1/scale for one residual vector x (fp32)."""
+        if self.norm_kind == "layernorm":
+            var = x.var(unbiased=False)
+            return torch.rsqrt(var + self.eps)
+        return torch.rsqrt(x.pow(2).mean() + self.eps)
+
+    def u(self, target):
+        return self.W_U[target] - self.W_U_mean
+
+    def de(self, y, inv, u):
+        if self.norm_kind == "layernorm":
+            y = y - y.mean()
+        return float(((y * inv) * self.gamma) @ u)
+
+    def bias_term(self, u):
+        return 0.0 if self.beta is None else float(self.beta @ u)
+
+    def head_vec(self, comp, value):
+        _, L, H = comp.split(".")
+        L, H = int(L), int(H)
+        return self.W_O[L][:, H * self.head_dim:(H + 1) * self.head_dim] @ value
+
+    def neuron_vec(self, comp, value):
+        _, L, N = comp.split(".")
+        return self.W_down[int(L)][:, int(N)] * value
+
+    def extra_vec(self, comp, value):
+        return self.head_vec(comp, value) if comp.startswith("head.") else self.neuron_vec(comp, value)
+
+
+# ---------------------------------------------------------------------------
+# One forward pass with optional interventions and captures
+# ---------------------------------------------------------------------------
+def forward(arch, ids, interventions=None):
+    """Run one prompt. interventions: {component: fn(clean_value) -> new_value},
+    applied at the final position only. Returns a dict with the final-position
+    logits, every component's output there (after any intervention), every
+    layer's o_proj input and down_proj input there, and the final norm input."""
+    interventions = interventions or {}
+    handles = []
+    cap = {"attn_in": {}, "down_in": {}}
+
+    def out_hook(fn, idx):
+        def hook(mod, args, out):
+            out = out.clone()
+            if idx is None:
+                out[0, -1] = fn(out[0, -1].clone())
+            else:
+                out[0, -1, idx] = fn(out[0, -1, idx].clone())
+            return out
+        return hook
+
+    def in_hook(fn, idx):
+        def hook(mod, args):
+            x = args[0].clone()
+            if idx is None:
+                x[0, -1] = fn(x[0, -1].clone())
+            else:
+                x[0, -1, idx] = fn(x[0, -1, idx].clone())
+            return (x,) + tuple(args[1:])
+        return hook
+
+    # interventions first: hooks run in registration order, so the captures
+    # registered below see the intervened values.
+    for comp, fn in interventions.items():
+        mod, where, idx = arch.hook_point(comp)
+        if where == "out":
+            handles.append(mod.register_forward_hook(out_hook(fn, idx)))
+        else:
+            handles.append(mod.register_forward_pre_hook(in_hook(fn, idx)))
+
+    def cap_out(name):
+        def hook(mod, args, out):
+            cap[name] = out[0, -1].detach().clone()
+        return hook
+
+    def cap_in(group, L):
+        def hook(mod, args):
+            cap[group][L] = args[0][0, -1].detach().clone()
+        return hook
+
+    handles.append(arch.embed_mod.register_forward_hook(cap_out("embed")))
+    for L in range(arch.n_layers):
+        handles.append(arch.attn_out[L].register_forward_hook(cap_out(f"attn.{L}")))
+        handles.append(arch.mlp_out[L].register_forward_hook(cap_out(f"mlp.{L}")))
+        handles.append(arch.attn_out[L].register_forward_pre_hook(cap_in("attn_in", L)))
+        handles.append(arch.down[L].register_forward_pre_hook(cap_in("down_in", L)))
+    handles.append(arch.final_norm.register_forward_pre_hook(
+        lambda mod, args: cap.__setitem__("resid", args[0][0, -1].detach().clone())))
+    try:
+        with torch.no_grad():
+            logits = arch.model(input_ids=torch.tensor([ids], dtype=torch.long), use_cache=False).logits
+    finally:
+        for h in handles:
+            h.remove()
+    assert logits.dtype == torch.float32
+    cap["logits"] = logits[0, -1].detach().clone()
+    return cap
+
+
+def comp_value(arch, cap, comp):
+    """Value of a component at the final position in a captured run."""
+    if comp.startswith("head."):
+        _, L, H = comp.split(".")
+        H = int(H)
+        return cap["attn_in"][int(L)][H * arch.head_dim:(H + 1) * arch.head_dim]
+    if comp.startswith("neuron."):
+        _, L, N = comp.split(".")
+        return cap["down_in"][int(L)][int(N)]
+    return cap[comp]
+
+
+def centred(logits):
+    return logits - logits.mean()
+
+
+def extra_de(arch, cap, comp, inv, u):
+    return arch.de(arch.extra_vec(comp, comp_value(arch, cap, comp)), inv, u)
+
+
+# ---------------------------------------------------------------------------
+def choose_extras(arch, cleans, kind):
+    """Two heads (or neurons): the one with the largest mean |clean DE| over the
+    prompts in the last layer, and the same in the layers below it."""
+    n = arch.n_heads if kind == "head" else arch.d_ff
+    scores = np.zeros((arch.n_layers, n))
+    for cl in cleans:
+        u, inv = cl["u"], cl["inv"]
+        for L in range(arch.n_layers):
+            if kind == "head":
+                h = cl["cap"]["attn_in"][L].view(arch.n_heads, arch.head_dim)
+                W = arch.W_O[L].view(arch.d_model, arch.n_heads, arch.head_dim)
+                ys = torch.einsum("dhk,hk->hd", W, h)                   # [n_heads, d_model]
+            else:
+                ys = (arch.W_down[L] * cl["cap"]["down_in"][L]).T        # [d_ff, d_model]
+            if arch.norm_kind == "layernorm":
+                ys = ys - ys.mean(1, keepdim=True)
+            scores[L] += (((ys * cl["inv"]) * arch.gamma) @ u).abs().numpy()
+    last = arch.n_layers - 1
+    a = (last, int(scores[last].argmax()))
+    lo = scores[:last]
+    Lb, ib = np.unravel_index(int(lo.argmax()), lo.shape)
+    return [f"{kind}.{Lb}.{ib}", f"{kind}.{a[0]}.{a[1]}"]
+
+
+def method_fn(method, comp, cleans, means, arch):
+    if method == "zero":
+        return lambda v: torch.zeros_like(v)
+    if isinstance(method, str) and method.startswith("scale:"):
+        a = float(method.split(":")[1])
+        return lambda v: v * a
+    if method == "mean":
+        m = means[comp]
+        return lambda v: m.clone().reshape(v.shape)
+    if isinstance(method, dict) and "patch" in method:
+        src = comp_value(arch, cleans[method["patch"]]["cap"], comp)
+        return lambda v: src.clone().reshape(v.shape)
+    raise ValueError(method)
+
+
+def ablate(arch, cl, comp, method, cleans, means):
+    cap = forward(arch, cl["ids"], {comp: method_fn(method, comp, cleans, means, arch)})
+    t = cl["target"]
+    lg = cap["logits"]
+    c_abl = centred(lg)
+    ablated_logit = float(c_abl[t])
+    inv_abl = arch.inv_scale(cap["resid"])
+    de_clean = [arch.de(cap[c], cl["inv"], cl["u"]) for c in arch.component_order]
+    # self-check: with the ablated run's own scale the direct effects add up
+    # to the ablated centred logit (the captures saw the intervened values).
+    de_abl_sum = sum(arch.de(cap[c], inv_abl, cl["u"]) for c in arch.component_order) + arch.bias_term(cl["u"])
+    assert abs(de_abl_sum - ablated_logit) <= DE_SUM_RTOL * max(1.0, abs(ablated_logit)), \
+        (comp, method, de_abl_sum, ablated_logit)
+    logp_abl = torch.log_softmax(lg, -1)
+    logp_clean = cl["logp"]
+    kl = float((logp_clean.exp() * (logp_clean - logp_abl)).sum())
+    rank = int((lg > lg[t]).sum())
+    return {
+        "ablated_logit": ablated_logit,
+        "total_effect": cl["clean_logit"] - ablated_logit,
+        "de_clean_scale": de_clean,
+        "ablated_inv_scale": float(inv_abl),
+        "logprob": float(logp_abl[t]),
+        "kl": kl,
+        "rank": rank,
+    }
+
+
+def make_golden(arch, name, model_field, prompts, plan, golden_dir, texts=None, tok=None):
+    """plan: list of (components, methods) groups; None in components means
+    'every main component'."""
+    n = len(prompts)
+    # ---- clean runs -------------------------------------------------------
+    cleans = []
+    for ids in prompts:
+        cap = forward(arch, ids)
+        lg = cap["logits"]
+        t = int(lg.argmax())
+        u = arch.u(t)
+        inv = arch.inv_scale(cap["resid"])
+        cl = {"ids": ids, "cap": cap, "target": t, "u": u, "inv": inv,
+              "clean_logit": float(centred(lg)[t]), "logp": torch.log_softmax(lg, -1)}
+        cl["de"] = [arch.de(cap[c], inv, u) for c in arch.component_order]
+        s = sum(cl["de"]) + arch.bias_term(u)
+        err = abs(s - cl["clean_logit"])
+        assert err <= DE_SUM_RTOL * max(1.0, abs(cl["clean_logit"])), (s, cl["clean_logit"])
+        # the final-norm input is the sum of the components (residual stream)
+        resid = sum(cap[c] for c in arch.component_order)
+        r_err = float((resid - cap["resid"]).abs().max() / cap["resid"].abs().max())
+        assert r_err < 1e-5, r_err
+        top2 = torch.topk(lg, 2).values
+        log(f"  prompt {len(cleans)} ({len(ids)} tok): target {t}"
+            + (f" {tok.decode([t])!r}" if tok else "")
+            + f" clean centred logit {cl['clean_logit']:.5f}, top1-top2 {float(top2[0] - top2[1]):.4f}, "
+            f"sum DE + bias {s:.5f} (err {err:.2e}), inv_scale {float(inv):.5f}")
+        cleans.append(cl)
+
+    heads = choose_extras(arch, cleans, "head")
+    neurons = choose_extras(arch, cleans, "neuron")
+    extras = heads + neurons
+    log(f"  chosen heads {heads}, neurons {neurons}")
+    for cl in cleans:
+        cl["extra_de"] = {c: extra_de(arch, cl["cap"], c, cl["inv"], cl["u"]) for c in extras}
+        # heads of a layer (+ o_proj bias) add up to attn.L; neurons (+ bias) to mlp.L
+        for c in extras:
+            L = int(c.split(".")[1])
+            kind = "attn" if c.startswith("head.") else "mlp"
+            if kind == "attn":
+                parts = [arch.de(arch.head_vec(f"head.{L}.{H}", comp_value(arch, cl["cap"], f"head.{L}.{H}")),
+                                 cl["inv"], cl["u"]) for H in range(arch.n_heads)]
+                b = arch.b_O[L]
+            else:
+                parts = [arch.de(arch.W_down[L] @ cl["cap"]["down_in"][L], cl["inv"], cl["u"])]
+                b = arch.b_down[L]
+            tot = sum(parts) + (0.0 if b is None else arch.de(b, cl["inv"], cl["u"]))
+            ref = cl["de"][arch.component_order.index(f"{kind}.{L}")]
+            assert abs(tot - ref) <= 1e-4 * max(1.0, abs(ref)), (c, tot, ref)
+
+    # means over this golden's prompts of each component's clean final-position value
+    all_comps = arch.component_order + extras
+    means = {c: torch.stack([comp_value(arch, cl["cap"], c).reshape(-1) for cl in cleans]).mean(0)
+             for c in all_comps}
+
+    # ---- sanity checks: no-op interventions -------------------------------
+    worst = 0.0
+    for i in (0, n - 1):
+        for c in all_comps:
+            for m in ("scale:1.0", {"patch": i}):
+                r = ablate(arch, cleans[i], c, m, cleans, means)
+                worst = max(worst, abs(r["total_effect"]), abs(r["kl"]))
+    assert worst <= 1e-5, worst
+    log(f"  no-op checks (scale:1.0, patch from itself; prompts 0 and {n-1}): max |effect|, |kl| = {worst:.2e}")
+
+    # ---- second method: last-layer components, zero, by editing weights ----
+    # At the last layer a change at every position reaches the final position's
+    # logits only through that position, so zeroing weights must match the hook.
+    worst = 0.0
+    last = arch.n_layers - 1
+    for c in [f"mlp.{last}", f"attn.{last}"] + [e for e in extras if int(e.split(".")[1]) == last]:
+        with torch.no_grad():
+            saved = []
+            def zero_(p, idx=None):
+                saved.append((p, p.detach().clone()))
+                if idx is None:
+                    p.zero_()
+                else:
+                    p[idx] = 0
+            mod, _, _ = arch.hook_point(c)
+            conv = arch.family == "gpt2"   # Conv1D weight is [in, out]
+            if c.startswith("mlp.") or c.startswith("attn."):
+                lin = arch.down[last] if c.startswith("mlp.") else arch.attn_out[last]
+                zero_(lin.weight)
+                if lin.bias is not None:
+                    zero_(lin.bias)
+            elif c.startswith("head."):
+                H = int(c.split(".")[2])
+                sl = slice(H * arch.head_dim, (H + 1) * arch.head_dim)
+                zero_(mod.weight, (sl, slice(None)) if conv else (slice(None), sl))
+            else:
+                N = int(c.split(".")[2])
+                zero_(mod.weight, (N, slice(None)) if conv else (slice(None), N))
+            try:
+                for i in range(n):
+                    lg = forward(arch, cleans[i]["ids"])["logits"]
+                    r = ablate(arch, cleans[i], c, "zero", cleans, means)
+                    worst = max(worst, abs(float(centred(lg)[cleans[i]["target"]]) - r["ablated_logit"]))
+            finally:
+                for p, v in saved:
+                    p.copy_(v)
+    log(f"  weight-zeroing check of last-layer zero ablations: max |diff| = {worst:.2e}")
+    assert worst <= 1e-4, worst
+
+    # ---- the ablations ----------------------------------------------------
+    rows = []
+    for comps, methods in plan:
+        comps = {"main": arch.component_order, "heads": heads, "neurons": neurons}[comps]
+        for i in range(n):
+            for c in comps:
+                for m in methods:
+                    m = {"patch": (i + 1) % n} if m == "patch" else m
+                    r = ablate(arch, cleans[i], c, m, cleans, means)
+                    rows.append({"prompt": i, "component": c, "method": m, **r})
+
+    # ---- report a few things ----------------------------------------------
+    for i, cl in enumerate(cleans):
+        late_neg = [(c, round(d, 3)) for c, d in zip(arch.component_order, cl["de"])
+                    if c.startswith("mlp.") and int(c.split(".")[1]) >= arch.n_layers // 2 and d < 0]
+        zero_main = [r for r in rows if r["prompt"] == i and r["method"] == "zero" and "." in r["component"]
+                     and r["component"].split(".")[0] in ("attn", "mlp")]
+        top = sorted(zero_main, key=lambda r: -abs(r["total_effect"]))[:5]
+        log(f"  prompt {i}: largest |total effect| (zero): "
+            + ", ".join(f"{r['component']} {r['total_effect']:+.3f}" for r in top))
+        log(f"  prompt {i}: late MLPs with negative clean DE: {late_neg}")
+
+    # ---- write --------------------------------------------------------------
+    def clean_rec(i, cl):
+        rec = {"ids": [int(t) for t in cl["ids"]], "target": cl["target"],
+               "clean_logit": rnd(cl["clean_logit"]), "inv_scale": rnd(cl["inv"]),
+               "de": [rnd(x) for x in cl["de"]],
+               "extra_de": {k: rnd(v) for k, v in cl["extra_de"].items()}}
+        if texts is not None:
+            rec["text"] = texts[i]
+        return rec
+
+    def abl_rec(r):
+        out = {}
+        for k, v in r.items():
+            if isinstance(v, float):
+                v = rnd(v)
+            elif isinstance(v, list):
+                v = [rnd(x) for x in v]
+            out[k] = v
+        return out
+
+    lines = ["{",
+             f'  "model": {json.dumps(model_field)},',
+             f'  "source": {json.dumps(SOURCE)},',
+             f'  "norm": {json.dumps(arch.norm_kind)},',
+             f'  "component_order": {json.dumps(arch.component_order)},',
+             f'  "heads": {json.dumps(heads)},',
+             f'  "neurons": {json.dumps(neurons)},',
+             '  "prompts": [']
+    lines += ["    " + json.dumps(clean_rec(i, cl)) + ("," if i + 1 < n else "") for i, cl in enumerate(cleans)]
+    lines += ["  ],", '  "ablations": [']
+    lines += ["    " + json.dumps(abl_rec(r)) + ("," if k + 1 < len(rows) else "") for k, r in enumerate(rows)]
+    lines += ["  ]", "}"]
+    path = os.path.join(golden_dir, f"ablation_{name}.json")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    json.load(open(path))  # parses
+    log(f"  wrote {rel(path)} ({os.path.getsize(path)} bytes): {n} prompts, {len(rows)} ablations")
+
+
+def load_eager(path, **kw):
+    m = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="eager", **kw)
+    m.eval()
+    assert m.config._attn_implementation == "eager"
+    return m
+
+
+def tiny_prompts(seed, vocab):
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, vocab, size=n).tolist() for n in TINY_PROMPT_LENS]
+
+
+TINY_PLAN = [("main", ["zero", "scale:0.5", "mean", "patch"]),
+             ("heads", ["zero", "scale:0.5", "mean", "patch"]),
+             ("neurons", ["zero", "scale:0.5", "mean", "patch"])]
+SMOLLM2_PLAN = [("main", ["zero", "patch"]), ("heads", ["zero"]), ("neurons", ["zero"])]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="tests", help="output root (writes golden/ablation_*.json)")
+    ap.add_argument("--smollm2", help="path to SmolLM2-135M-Instruct.Q4_1.gguf (skipped if absent)")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    torch.use_deterministic_algorithms(True)
+    transformers.logging.set_verbosity_error()
+    log(f"source: {SOURCE}, numpy {np.__version__}, python {sys.version.split()[0]}")
+    data_dir = os.path.join(args.out, "data")
+    golden_dir = os.path.join(args.out, "golden")
+    os.makedirs(golden_dir, exist_ok=True)
+
+    for name in ("tiny-gpt2", "tiny-llama"):
+        path = os.path.join(data_dir, name)
+        log(f"[{name}] {rel(path)}")
+        model = load_eager(path)
+        arch = Arch(model)
+        prompts = tiny_prompts(TINY_SEEDS[name], model.config.vocab_size)
+        make_golden(arch, name, rel(path), prompts, TINY_PLAN, golden_dir)
+
+    if args.smollm2:
+        log(f"[smollm2-135m] {args.smollm2}")
+        d, f = os.path.split(os.path.abspath(args.smollm2))
+        tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
+        model = load_eager(d, gguf_file=f)
+        arch = Arch(model)
+        prompts = [tok(s, add_special_tokens=False)["input_ids"] for s in SMOLLM2_PROMPTS]
+        make_golden(arch, "smollm2-135m", "$SMOLLM2", prompts, SMOLLM2_PLAN, golden_dir,
+                    texts=SMOLLM2_PROMPTS, tok=tok)
+    else:
+        log("[smollm2-135m] skipped (no --smollm2)")
+    log("done")
+
+
+if __name__ == "__main__":
+    main()

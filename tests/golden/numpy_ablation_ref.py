@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""Second opinion on the ablation goldens of the tiny models: a plain-numpy
+(float64) forward pass with the interventions written out by hand, compared
+against tests/golden/ablation_tiny-*.json. Uses neither transformers nor hydra
+(only the math helpers of numpy_ref.py).
+
+Usage: python tests/golden/numpy_ablation_ref.py [--out tests]
+"""
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from numpy_ref import (attention, gelu_new, layernorm, load_safetensors_dir,  # noqa: E402
+                       rmsnorm, rope_half, silu)
+
+
+def forward(w, c, family, ids, abl=None):
+    """abl: (component, fn(value) -> value) applied at the final position.
+    Returns (final logits, {component: final-position output}, final-norm input)."""
+    abl_comp, abl_fn = abl if abl else (None, None)
+    T = len(ids)
+    cap = {}
+
+    def hit(name, vec, idx=None):
+        """Record vec[-1] (or its idx part) as `name`, applying the ablation."""
+        if name == abl_comp:
+            vec = vec.copy()
+            if idx is None:
+                vec[-1] = abl_fn(vec[-1].copy())
+            else:
+                vec[-1, idx] = abl_fn(np.array(vec[-1, idx]))
+        cap[name] = vec[-1].copy() if idx is None else np.array(vec[-1, idx])
+        return vec
+
+    if family == "gpt2":
+        E, H, L, eps = c["n_embd"], c["n_head"], c["n_layer"], c["layer_norm_epsilon"]
+        D = E // H
+        x = hit("embed", w["transformer.wte.weight"][ids] + w["transformer.wpe.weight"][:T])
+        for l in range(L):
+            p = f"transformer.h.{l}."
+            h = layernorm(x, w[p + "ln_1.weight"], w[p + "ln_1.bias"], eps)
+            qkv = h @ w[p + "attn.c_attn.weight"] + w[p + "attn.c_attn.bias"]
+            q, k, v = (qkv[:, i * E:(i + 1) * E].reshape(T, H, D).transpose(1, 0, 2) for i in range(3))
+            a = attention(q, k, v).transpose(1, 0, 2).reshape(T, E)
+            for hh in range(H):
+                a = hit(f"head.{l}.{hh}", a, slice(hh * D, (hh + 1) * D))
+            x = x + hit(f"attn.{l}", a @ w[p + "attn.c_proj.weight"] + w[p + "attn.c_proj.bias"])
+            h = layernorm(x, w[p + "ln_2.weight"], w[p + "ln_2.bias"], eps)
+            h = gelu_new(h @ w[p + "mlp.c_fc.weight"] + w[p + "mlp.c_fc.bias"])
+            for n in range(h.shape[1]):
+                h = hit(f"neuron.{l}.{n}", h, n)
+            x = x + hit(f"mlp.{l}", h @ w[p + "mlp.c_proj.weight"] + w[p + "mlp.c_proj.bias"])
+        resid = x[-1].copy()
+        x = layernorm(x, w["transformer.ln_f.weight"], w["transformer.ln_f.bias"], eps)
+        return (x @ w["transformer.wte.weight"].T)[-1], cap, resid
+
+    E, H, Hkv, L = c["hidden_size"], c["num_attention_heads"], c["num_key_value_heads"], c["num_hidden_layers"]
+    D = c.get("head_dim") or E // H
+    eps, theta = c["rms_norm_eps"], c["rope_parameters"]["rope_theta"]
+    x = hit("embed", w["model.embed_tokens.weight"][ids])
+    for l in range(L):
+        p = f"model.layers.{l}."
+        h = rmsnorm(x, w[p + "input_layernorm.weight"], eps)
+        q = (h @ w[p + "self_attn.q_proj.weight"].T).reshape(T, H, D).transpose(1, 0, 2)
+        k = (h @ w[p + "self_attn.k_proj.weight"].T).reshape(T, Hkv, D).transpose(1, 0, 2)
+        v = (h @ w[p + "self_attn.v_proj.weight"].T).reshape(T, Hkv, D).transpose(1, 0, 2)
+        a = attention(rope_half(q, theta), rope_half(k, theta), v).transpose(1, 0, 2).reshape(T, H * D)
+        for hh in range(H):
+            a = hit(f"head.{l}.{hh}", a, slice(hh * D, (hh + 1) * D))
+        x = x + hit(f"attn.{l}", a @ w[p + "self_attn.o_proj.weight"].T)
+        h = rmsnorm(x, w[p + "post_attention_layernorm.weight"], eps)
+        h = silu(h @ w[p + "mlp.gate_proj.weight"].T) * (h @ w[p + "mlp.up_proj.weight"].T)
+        for n in range(h.shape[1]):
+            h = hit(f"neuron.{l}.{n}", h, n)
+        x = x + hit(f"mlp.{l}", h @ w[p + "mlp.down_proj.weight"].T)
+    resid = x[-1].copy()
+    x = rmsnorm(x, w["model.norm.weight"], eps)
+    head = w.get("lm_head.weight", w["model.embed_tokens.weight"])
+    return (x @ head.T)[-1], cap, resid
+
+
+def log_softmax(x):
+    m = x.max()
+    return x - m - np.log(np.exp(x - m).sum())
+
+
+def check(name, root):
+    g = json.load(open(os.path.join(root, "golden", f"ablation_{name}.json")))
+    path = os.path.join(root, "data", name)
+    c = json.load(open(os.path.join(path, "config.json")))
+    family = c["model_type"]
+    w = load_safetensors_dir(path)
+    if family == "gpt2":
+        W_U, gamma, beta = w["transformer.wte.weight"], w["transformer.ln_f.weight"], w["transformer.ln_f.bias"]
+        eps = c["layer_norm_epsilon"]
+    else:
+        W_U, gamma, beta = w["lm_head.weight"], w["model.norm.weight"], None
+        eps = c["rms_norm_eps"]
+
+    def inv_scale(x):
+        return 1 / np.sqrt(x.var() + eps) if family == "gpt2" else 1 / np.sqrt((x * x).mean() + eps)
+
+    def de(y, inv, u):
+        if family == "gpt2":
+            y = y - y.mean()
+        return float((y * inv * gamma) @ u)
+
+    order = g["component_order"]
+    clean = []
+    worst = {}
+
+    def cmp(key, got, want, tol):
+        d = float(np.max(np.abs(np.asarray(got, float) - np.asarray(want, float))))
+        worst[key] = max(worst.get(key, 0.0), d)
+        assert d <= tol, (name, key, got, want)
+
+    for pr in g["prompts"]:
+        lg, cap, resid = forward(w, c, family, pr["ids"])
+        t = int(lg.argmax())
+        assert t == pr["target"]
+        u = W_U[t] - W_U.mean(0)
+        inv = inv_scale(resid)
+        clean.append(dict(ids=pr["ids"], cap=cap, t=t, u=u, inv=inv, lg=lg, cl=float(lg[t] - lg.mean())))
+        cmp("clean_logit", clean[-1]["cl"], pr["clean_logit"], 1e-4)
+        cmp("inv_scale", inv, pr["inv_scale"], 1e-6)
+        cmp("de", [de(cap[k], inv, u) for k in order], pr["de"], 1e-4)
+    n = len(clean)
+    all_comps = set(r["component"] for r in g["ablations"])
+    means = {k: np.mean([cl["cap"][k] for cl in clean], axis=0) for k in all_comps}
+    for r in g["ablations"]:
+        cl = clean[r["prompt"]]
+        k, m = r["component"], r["method"]
+        if m == "zero":
+            fn = lambda v: np.zeros_like(v)
+        elif m == "mean":
+            fn = lambda v, k=k: np.broadcast_to(means[k], np.shape(v)).copy()
+        elif isinstance(m, dict):
+            fn = lambda v, k=k, s=m["patch"]: np.broadcast_to(clean[s]["cap"][k], np.shape(v)).copy()
+        else:
+            a = float(m.split(":")[1])
+            fn = lambda v, a=a: v * a
+        lg, cap, resid = forward(w, c, family, cl["ids"], (k, fn))
+        t = cl["t"]
+        al = float(lg[t] - lg.mean())
+        cmp("ablated_logit", al, r["ablated_logit"], 1e-4)
+        cmp("total_effect", cl["cl"] - al, r["total_effect"], 1e-4)
+        cmp("de_clean_scale", [de(cap[x], cl["inv"], cl["u"]) for x in order], r["de_clean_scale"], 1e-4)
+        cmp("ablated_inv_scale", inv_scale(resid), r["ablated_inv_scale"], 1e-6)
+        lp = log_softmax(lg)
+        lpc = log_softmax(cl["lg"])
+        cmp("logprob", lp[t], r["logprob"], 1e-4)
+        cmp("kl", float((np.exp(lpc) * (lpc - lp)).sum()), r["kl"], 1e-5)
+        # rank: skip where another logit ties the target within the fp32 error
+        if np.sort(np.abs(lg - lg[t]))[1] > 1e-4:
+            assert int((lg > lg[t]).sum()) == r["rank"], (name, r)
+    print(f"[{name}] {n} prompts, {len(g['ablations'])} ablations match; max abs diff: "
+          + ", ".join(f"{k} {v:.1e}" for k, v in worst.items()))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--out", default="tests")
+    args = ap.parse_args()
+    for name in ("tiny-gpt2", "tiny-llama"):
+        check(name, args.out)
+
+
+if __name__ == "__main__":
+    main()

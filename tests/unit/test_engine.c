@@ -1,0 +1,414 @@
+/* test_engine - the ablation engine against goldens computed with Hugging
+ * Face transformers and torch forward hooks (tests/golden/make_ablation_golden.py),
+ * plus the engine's own invariants.
+ *
+ * usage: test_engine ROOT GOLDEN.json [--backend NAME]
+ *
+ * Bounds (fp32; "scale" = the largest |clean centred target logit| of the
+ * golden's prompts):
+ *   clean logit, direct effects, total effects, ablated logits, direct
+ *   effects of ablated runs, log-probs: |ours - theirs| <= 1e-4 * scale;
+ *   final-norm 1/scale: relative 1e-4; KL: |ours - theirs| <= 1e-4 * max(1, KL);
+ *   rank: equal, or off by one where the two logits involved are within 1e-4 * scale.
+ * Invariants: the direct effects plus the norm's bias term sum to the clean
+ * logit; reuse on and off agree; scale:1 changes nothing (< 1e-5 * scale);
+ * with the ablated norm scale, total effect == -(sum of direct-effect changes). */
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "engine.h"
+#include "model.h"
+
+#define MAX_ROWS 20000
+
+static int failures;
+static double scale_ref = 1.0;
+
+static void expect(int ok, const char *what, double got, double want, double bound) {
+  if (!ok) {
+    failures++;
+    if (failures <= 40)
+      printf("FAIL %s: got %.7g want %.7g (bound %.3g)\n", what, got, want, bound);
+  }
+}
+
+static void close_to(const char *what, double got, double want, double bound) {
+  expect(fabs(got - want) <= bound, what, got, want, bound);
+}
+
+typedef struct {
+  int prompt, component, method;
+  engine_variant_t row;
+  float *delta;
+} vrow_t;
+
+typedef struct {
+  int n_slots;
+  engine_clean_t clean[64];
+  float clean_de[64][256];
+  vrow_t *rows;
+  int n_rows, cap;
+} collect_t;
+
+static int on_clean(void *ctx, const engine_clean_t *r) {
+  collect_t *c = ctx;
+  c->clean[r->prompt] = *r;
+  memcpy(c->clean_de[r->prompt], r->de, sizeof(float) * c->n_slots);
+  c->clean[r->prompt].de = c->clean_de[r->prompt];
+  return 0;
+}
+
+static int on_variant(void *ctx, const engine_variant_t *r) {
+  collect_t *c = ctx;
+  if (c->n_rows == c->cap) {
+    c->cap = c->cap ? 2 * c->cap : 256;
+    c->rows = realloc(c->rows, sizeof(vrow_t) * c->cap);
+  }
+  vrow_t *v = &c->rows[c->n_rows++];
+  v->prompt = r->prompt, v->component = r->component, v->method = r->method;
+  v->row = *r;
+  v->delta = malloc(sizeof(float) * c->n_slots);
+  memcpy(v->delta, r->delta_de, sizeof(float) * c->n_slots);
+  v->row.delta_de = v->delta;
+  return 0;
+}
+
+static void collect_free(collect_t *c) {
+  for (int i = 0; i < c->n_rows; i++)
+    free(c->rows[i].delta);
+  free(c->rows);
+  c->rows = NULL;
+  c->n_rows = c->cap = 0;
+}
+
+static int parse_component(const char *s, component_t *c) {
+  c->layer = c->index = -1;
+  if (strcmp(s, "embed") == 0) {
+    c->kind = COMPONENT_EMBED;
+    return 0;
+  }
+  if (sscanf(s, "attn.%d", &c->layer) == 1 && !strchr(s + 5, '.')) {
+    c->kind = COMPONENT_ATTN;
+    return 0;
+  }
+  if (sscanf(s, "mlp.%d", &c->layer) == 1 && !strchr(s + 4, '.')) {
+    c->kind = COMPONENT_MLP;
+    return 0;
+  }
+  if (sscanf(s, "head.%d.%d", &c->layer, &c->index) == 2) {
+    c->kind = COMPONENT_HEAD;
+    return 0;
+  }
+  if (sscanf(s, "neuron.%d.%d", &c->layer, &c->index) == 2) {
+    c->kind = COMPONENT_NEURON;
+    return 0;
+  }
+  return -1;
+}
+
+/* The golden's prompts as an engine job over the given components and one method. */
+typedef struct {
+  int n_prompts, lengths[64], ids[4096], targets[64], offsets[65], positions[64];
+  component_t comps[256];
+  char names[256][32];
+  int n_comps;
+} setup_t;
+
+static engine_job_t make_job(setup_t *S, const method_t *method, int n_methods, unsigned metrics) {
+  engine_job_t j = {.n_prompts = S->n_prompts,
+                    .lengths = S->lengths,
+                    .ids = S->ids,
+                    .targets = S->targets,
+                    .components = S->comps,
+                    .n_components = S->n_comps,
+                    .methods = method,
+                    .n_methods = n_methods,
+                    .samples = 1,
+                    .position_offsets = S->offsets,
+                    .position_list = S->positions,
+                    .metrics = metrics,
+                    .reuse = 1};
+  return j;
+}
+
+static int run(engine_t *e, engine_job_t *job, collect_t *out, int n_slots) {
+  char err[HYDRA_ERR_LEN];
+  collect_free(out);
+  out->n_slots = n_slots;
+  engine_sink_t sink = {.ctx = out, .clean = on_clean, .variant = on_variant};
+  if (engine_run(e, job, &sink, err) != 0) {
+    printf("FAIL engine_run: %s\n", err);
+    failures++;
+    return -1;
+  }
+  return 0;
+}
+
+static const vrow_t *find(const collect_t *c, int prompt, int component) {
+  for (int i = 0; i < c->n_rows; i++)
+    if (c->rows[i].prompt == prompt && c->rows[i].component == component)
+      return &c->rows[i];
+  return NULL;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 3) {
+    fprintf(stderr, "usage: test_engine ROOT GOLDEN.json [--backend NAME]\n");
+    return 2;
+  }
+  const char *root = argv[1], *golden = argv[2], *backend = "cpu";
+  if (argc >= 5 && strcmp(argv[3], "--backend") == 0)
+    backend = argv[4];
+  json_error_t jerr;
+  json_t *g = json_load_file(golden, JSON_REJECT_DUPLICATES, &jerr);
+  if (!g) {
+    fprintf(stderr, "test_engine: %s: %s\n", golden, jerr.text);
+    return 1;
+  }
+  const char *model_name = json_string_value(json_object_get(g, "model"));
+  char path[2048];
+  if (model_name && strcmp(model_name, "$SMOLLM2") == 0) {
+    const char *env = getenv("HYDRA_SMOLLM2");
+    if (env)
+      snprintf(path, sizeof(path), "%s", env);
+    else
+      snprintf(path, sizeof(path), "%s/models/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf", root);
+    if (access(path, R_OK) != 0) {
+      const char *req = getenv("HYDRA_REQUIRE_MODELS");
+      fprintf(stderr, "test_engine: %s is not here (deploy/get-model.sh)\n", path);
+      return req && strcmp(req, "1") == 0 ? 1 : 77;
+    }
+  } else
+    snprintf(path, sizeof(path), "%s/%s", root, model_name ? model_name : "");
+  char err[HYDRA_ERR_LEN];
+  model_t *m = model_load(path, err);
+  backend_t *b = m ? backend_create(backend, 0, err) : NULL;
+  engine_t *e = b ? engine_create(m, b, err) : NULL;
+  if (!e) {
+    fprintf(stderr, "test_engine: %s\n", err);
+    return b || strcmp(backend, "cpu") == 0 ? 1 : 77;
+  }
+  const int n_slots = engine_n_slots(&m->cfg);
+
+  /* prompts, targets, positions (the last) */
+  static setup_t S;
+  json_t *prompts = json_object_get(g, "prompts");
+  S.n_prompts = (int)json_array_size(prompts);
+  int row = 0;
+  for (int p = 0; p < S.n_prompts; p++) {
+    json_t *P = json_array_get(prompts, p), *ids = json_object_get(P, "ids");
+    S.lengths[p] = (int)json_array_size(ids);
+    for (int t = 0; t < S.lengths[p]; t++)
+      S.ids[row++] = (int)json_integer_value(json_array_get(ids, t));
+    S.targets[p] = -1; /* the clean argmax, as the golden */
+    S.offsets[p] = p;
+    S.positions[p] = S.lengths[p] - 1;
+    double cl = fabs(json_number_value(json_object_get(P, "clean_logit")));
+    if (cl > scale_ref)
+      scale_ref = cl;
+  }
+  S.offsets[S.n_prompts] = S.n_prompts;
+  /* every component the golden ablates */
+  json_t *abl = json_object_get(g, "ablations");
+  for (size_t i = 0; i < json_array_size(abl); i++) {
+    const char *name = json_string_value(json_object_get(json_array_get(abl, i), "component"));
+    int known = 0;
+    for (int c = 0; c < S.n_comps; c++)
+      known |= strcmp(S.names[c], name) == 0;
+    if (!known) {
+      snprintf(S.names[S.n_comps], sizeof(S.names[0]), "%s", name);
+      if (parse_component(name, &S.comps[S.n_comps]) != 0) {
+        fprintf(stderr, "test_engine: bad component %s\n", name);
+        return 1;
+      }
+      S.n_comps++;
+    }
+  }
+  const double tol = 1e-4 * scale_ref;
+  printf("test_engine: %s on %s (%s): %d prompts, %d components, scale %.3f, bound %.3g\n", golden,
+         path, b->ops->name, S.n_prompts, S.n_comps, scale_ref, tol);
+
+  collect_t out = {0}, ref = {0};
+  const unsigned all_metrics = METRIC_LOGPROB | METRIC_KL | METRIC_RANK;
+  char what[160];
+
+  /* 1. clean: target, logit, scale, direct effects, and their sum */
+  method_t zero = {.kind = METHOD_ZERO};
+  engine_job_t job = make_job(&S, &zero, 1, all_metrics);
+  if (run(e, &job, &out, n_slots) != 0)
+    goto done;
+  for (int p = 0; p < S.n_prompts; p++) {
+    json_t *P = json_array_get(prompts, p), *de = json_object_get(P, "de");
+    const engine_clean_t *c = &out.clean[p];
+    expect(c->target == (int)json_integer_value(json_object_get(P, "target")), "clean target",
+           c->target, (double)json_integer_value(json_object_get(P, "target")), 0);
+    snprintf(what, sizeof(what), "prompt %d clean logit", p);
+    close_to(what, c->logit, json_number_value(json_object_get(P, "clean_logit")), tol);
+    double inv = json_number_value(json_object_get(P, "inv_scale"));
+    snprintf(what, sizeof(what), "prompt %d inv_scale", p);
+    close_to(what, c->inv_scale, inv, 1e-4 * fabs(inv));
+    double sum = c->norm_bias_term;
+    for (int s = 0; s < n_slots; s++) {
+      snprintf(what, sizeof(what), "prompt %d clean de[%d]", p, s);
+      close_to(what, c->de[s], json_number_value(json_array_get(de, s)), tol);
+      sum += c->de[s];
+    }
+    snprintf(what, sizeof(what), "prompt %d: sum of direct effects = clean logit", p);
+    close_to(what, sum, c->logit, tol);
+  }
+
+  /* 2. every golden ablation */
+  const char *kinds[] = {"zero", "scale:0.5", "mean"};
+  const method_t methods[] = {
+      {.kind = METHOD_ZERO}, {.kind = METHOD_SCALE, .value = 0.5f}, {.kind = METHOD_MEAN}};
+  int compared = 0;
+  for (int k = 0; k < 3 + S.n_prompts; k++) {
+    method_t mk = k < 3 ? methods[k] : (method_t){.kind = METHOD_PATCH, .source = k - 3};
+    job = make_job(&S, &mk, 1, all_metrics);
+    if (run(e, &job, &out, n_slots) != 0)
+      goto done;
+    for (size_t i = 0; i < json_array_size(abl); i++) {
+      json_t *A = json_array_get(abl, i), *meth = json_object_get(A, "method");
+      int match = k < 3 ? json_is_string(meth) && strcmp(json_string_value(meth), kinds[k]) == 0
+                        : json_is_object(meth) &&
+                              json_integer_value(json_object_get(meth, "patch")) == k - 3;
+      if (!match)
+        continue;
+      const int p = (int)json_integer_value(json_object_get(A, "prompt"));
+      const char *name = json_string_value(json_object_get(A, "component"));
+      int ci = 0;
+      while (ci < S.n_comps && strcmp(S.names[ci], name) != 0)
+        ci++;
+      const vrow_t *v = find(&out, p, ci);
+      if (!v) {
+        failures++;
+        printf("FAIL no row for prompt %d %s\n", p, name);
+        continue;
+      }
+      compared++;
+      const engine_variant_t *r = &v->row;
+      char tag[96];
+      snprintf(tag, sizeof(tag), "prompt %d %s %s", p, name, k < 3 ? kinds[k] : "patch");
+      snprintf(what, sizeof(what), "%s total_effect", tag);
+      close_to(what, r->total_effect, json_number_value(json_object_get(A, "total_effect")), tol);
+      snprintf(what, sizeof(what), "%s ablated_logit", tag);
+      close_to(what, r->ablated_logit, json_number_value(json_object_get(A, "ablated_logit")), tol);
+      double inv = json_number_value(json_object_get(A, "ablated_inv_scale"));
+      snprintf(what, sizeof(what), "%s ablated_inv_scale", tag);
+      close_to(what, r->inv_scale, inv, 1e-4 * fabs(inv));
+      json_t *de = json_object_get(A, "de_clean_scale");
+      for (int s = 0; s < n_slots; s++) {
+        snprintf(what, sizeof(what), "%s de[%d]", tag, s);
+        close_to(what, out.clean[p].de[s] + r->delta_de[s],
+                 json_number_value(json_array_get(de, s)), tol);
+      }
+      snprintf(what, sizeof(what), "%s logprob", tag);
+      close_to(what, r->logprob, json_number_value(json_object_get(A, "logprob")), tol);
+      double kl = json_number_value(json_object_get(A, "kl"));
+      snprintf(what, sizeof(what), "%s kl", tag);
+      close_to(what, r->kl, kl, 1e-4 * fmax(1.0, kl));
+      double rank = (double)json_integer_value(json_object_get(A, "rank"));
+      snprintf(what, sizeof(what), "%s rank", tag);
+      expect(fabs(r->rank - rank) <= 1.0, what, r->rank, rank, 1);
+    }
+  }
+  printf("compared %d golden ablations\n", compared);
+  expect(compared == (int)json_array_size(abl), "every golden ablation compared", compared,
+         (double)json_array_size(abl), 0);
+
+  /* 3. reuse on and off agree (positions: last, and every position) */
+  for (int all = 0; all < 2; all++) {
+    static setup_t S2;
+    S2 = S;
+    /* at most 12 components, spread over the model (full recomputes are slow) */
+    if (S.n_comps > 12) {
+      S2.n_comps = 0;
+      for (int c = 0; c < S.n_comps; c++)
+        if (c % ((S.n_comps + 11) / 12) == 0 || S.comps[c].kind == COMPONENT_HEAD ||
+            S.comps[c].kind == COMPONENT_NEURON) {
+          S2.comps[S2.n_comps] = S.comps[c];
+          memcpy(S2.names[S2.n_comps++], S.names[c], sizeof(S.names[0]));
+        }
+    }
+    int n = 0;
+    for (int p = 0; p < S.n_prompts; p++) {
+      S2.offsets[p] = n;
+      if (all)
+        for (int t = 0; t < S.lengths[p]; t++)
+          S2.positions[n++] = t;
+      else
+        S2.positions[n++] = S.lengths[p] - 1;
+    }
+    S2.offsets[S.n_prompts] = n;
+    method_t ms[3] = {{.kind = METHOD_RESAMPLE},
+                      {.kind = METHOD_NOISE, .value = 0.3f},
+                      {.kind = METHOD_SCALE, .value = 0.25f}};
+    engine_job_t j1 = make_job(&S2, ms, 3, all_metrics);
+    int *pos = malloc(sizeof(int) * n);
+    memcpy(pos, S2.positions, sizeof(int) * n);
+    j1.position_list = pos;
+    j1.samples = 3;
+    j1.seed = 7;
+    j1.max_rows = S.n_comps > 12 ? 512 : 64; /* several passes and chunks */
+    engine_job_t j2 = j1;
+    j2.reuse = 0;
+    if (run(e, &j1, &out, n_slots) || run(e, &j2, &ref, n_slots)) {
+      free(pos);
+      goto done;
+    }
+    expect(out.n_rows == ref.n_rows, "reuse: row count", out.n_rows, ref.n_rows, 0);
+    for (int i = 0; i < out.n_rows && i < ref.n_rows; i++) {
+      const engine_variant_t *a = &out.rows[i].row, *r = &ref.rows[i].row;
+      snprintf(what, sizeof(what), "reuse(%s) prompt %d comp %s method %d total",
+               all ? "all" : "last", a->prompt, S2.names[a->component], a->method);
+      close_to(what, a->total_effect, r->total_effect, tol);
+      close_to(what, a->compensation, r->compensation, tol);
+      close_to(what, a->kl, r->kl, 1e-4 * fmax(1.0, r->kl));
+      for (int s = 0; s < n_slots; s++)
+        close_to(what, a->delta_de[s], r->delta_de[s], tol);
+    }
+    free(pos);
+  }
+
+  /* 4. scale:1 is a no-op */
+  method_t one = {.kind = METHOD_SCALE, .value = 1.0f};
+  job = make_job(&S, &one, 1, 0);
+  if (run(e, &job, &out, n_slots) != 0)
+    goto done;
+  for (int i = 0; i < out.n_rows; i++) {
+    snprintf(what, sizeof(what), "scale:1 %s total", S.names[out.rows[i].component]);
+    close_to(what, out.rows[i].row.total_effect, 0.0, 1e-5 * scale_ref);
+    for (int s = 0; s < n_slots; s++)
+      close_to(what, out.rows[i].row.delta_de[s], 0.0, 1e-5 * scale_ref);
+  }
+
+  /* 5. with the ablated run's own norm scale, direct effects add up again */
+  job = make_job(&S, &zero, 1, 0);
+  job.norm_scale_ablated = 1;
+  if (run(e, &job, &out, n_slots) != 0)
+    goto done;
+  for (int i = 0; i < out.n_rows; i++) {
+    const engine_variant_t *r = &out.rows[i].row;
+    double sum = 0;
+    for (int s = 0; s < n_slots; s++)
+      sum += r->delta_de[s];
+    snprintf(what, sizeof(what), "ablated scale %s: total = -sum of changes",
+             S.names[r->component]);
+    close_to(what, r->total_effect, -sum, tol);
+  }
+
+done:
+  collect_free(&out);
+  collect_free(&ref);
+  engine_destroy(e);
+  backend_destroy(b);
+  model_free(m);
+  json_decref(g);
+  printf("test_engine: %s\n", failures ? "FAILED" : "ok");
+  return failures ? 1 : 0;
+}

@@ -7,13 +7,14 @@
 #include <time.h>
 
 #include "backend.h"
+#include "cli.h"
 #include "forward.h"
 #include "model.h"
 
-enum { EXIT_OK = 0, EXIT_FAILURE_ = 1, EXIT_USAGE = 2 };
-
 static void usage(FILE *out) {
   fprintf(out, "usage:\n"
+               "  hydra run --model PATH JOB.json [--format ndjson|table|csv]\n"
+               "            [--backend auto|cpu|cuda] [--threads N] [--max-rows N]\n"
                "  hydra info --model PATH\n"
                "  hydra forward --model PATH --ids ID,ID,... [--top N] [--backend auto|cpu|cuda]\n"
                "                [--threads N]\n"
@@ -74,7 +75,7 @@ static void print_info(const model_t *m) {
 static int cmd_forward(const char *model_path, const char *ids_arg, int top, const char *backend,
                        int threads) {
   char err[HYDRA_ERR_LEN] = "";
-  int *ids = NULL, n = 0, rc = EXIT_FAILURE_;
+  int *ids = NULL, n = 0, rc = EXIT_FAIL;
   model_t *m = NULL;
   backend_t *b = NULL;
   forward_t *f = NULL;
@@ -131,6 +132,8 @@ int main(int argc, char **argv) {
     usage(stderr);
     return EXIT_USAGE;
   }
+  if (strcmp(argv[1], "run") == 0)
+    return cmd_run(argc - 2, argv + 2);
   const char *cmd = argv[1], *model = NULL, *ids = NULL, *backend = "auto";
   int top = 10, threads = 0;
   for (int i = 2; i < argc; i++) {
@@ -174,7 +177,7 @@ int main(int argc, char **argv) {
     model_t *m = model_load(model, err);
     if (!m) {
       fprintf(stderr, "hydra: %s\n", err);
-      return EXIT_FAILURE_;
+      return EXIT_FAIL;
     }
     print_info(m);
     model_free(m);

@@ -1,0 +1,325 @@
+/* hydra run - run a job locally (no daemon): load the model and its
+ * tokenizer, run the engine, write the result rows as NDJSON, CSV, or a
+ * readable per-layer table. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "cli.h"
+#include "engine.h"
+#include "job.h"
+#include "model.h"
+#include "plan.h"
+#include "results.h"
+#include "tokenizer.h"
+
+typedef enum { FORMAT_NDJSON, FORMAT_TABLE, FORMAT_CSV } format_t;
+
+typedef struct {
+  format_t format;
+  FILE *out;
+  json_t *summary; /* table: summary rows kept for the end */
+  json_t *header;
+  int n_slots;
+  double start;
+  int tty;
+  long last_print;
+} run_out_t;
+
+static double now_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static void csv_number(FILE *f, json_t *v) {
+  if (json_is_number(v))
+    fprintf(f, ",%.9g", json_number_value(v));
+  else
+    fprintf(f, ",");
+}
+
+static int emit_row(void *ctx, json_t *row) {
+  run_out_t *o = ctx;
+  const char *type = json_string_value(json_object_get(row, "type"));
+  if (o->format == FORMAT_NDJSON) {
+    char *s = json_dumps(row, JSON_COMPACT | JSON_ENSURE_ASCII);
+    if (!s)
+      return -1;
+    fprintf(o->out, "%s\n", s);
+    free(s);
+    return ferror(o->out) ? -1 : 0;
+  }
+  if (strcmp(type, "header") == 0) {
+    o->header = json_incref(row);
+    o->n_slots = (int)json_array_size(json_object_get(row, "slots"));
+    if (o->format == FORMAT_CSV) {
+      fprintf(o->out, "prompt,component,method,samples,total_effect,direct_effect,compensation,"
+                      "compensation_attn,compensation_mlp,norm_share,ablated_logit,inv_scale,"
+                      "logprob,kl,rank");
+      json_t *slots = json_object_get(row, "slots");
+      for (size_t i = 0; i < json_array_size(slots); i++)
+        fprintf(o->out, ",effect_%s", json_string_value(json_array_get(slots, i)));
+      fprintf(o->out, "\n");
+    }
+  } else if (strcmp(type, "variant") == 0 && o->format == FORMAT_CSV) {
+    fprintf(o->out, "%lld,%s,%s,%lld", json_integer_value(json_object_get(row, "prompt")),
+            json_string_value(json_object_get(row, "component")),
+            json_string_value(json_object_get(row, "method")),
+            json_integer_value(json_object_get(row, "samples")));
+    const char *keys[] = {
+        "total_effect", "direct_effect", "compensation", "compensation_attn", "compensation_mlp",
+        "norm_share",   "ablated_logit", "inv_scale",    "logprob",           "kl",
+        "rank"};
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+      csv_number(o->out, json_object_get(row, keys[i]));
+    json_t *eff = json_object_get(row, "effects");
+    for (size_t i = 0; i < json_array_size(eff); i++)
+      csv_number(o->out, json_array_get(eff, i));
+    fprintf(o->out, "\n");
+  } else if (strcmp(type, "summary") == 0 && o->format == FORMAT_TABLE)
+    json_array_append(o->summary, row);
+  return ferror(o->out) ? -1 : 0;
+}
+
+static int progress(void *ctx, long done, long total) {
+  run_out_t *o = ctx;
+  const double el = now_s() - o->start, rate = el > 0 ? done / el : 0;
+  const double eta = rate > 0 ? (total - done) / rate : 0;
+  if (o->tty) {
+    const int width = 30, fill = total ? (int)(width * done / total) : width;
+    fprintf(stderr, "\r[%.*s%*s] %ld/%ld variants  %.0f/s  ETA %.0fs ", fill,
+            "##############################", width - fill, "", done, total, rate, eta);
+    if (done == total)
+      fprintf(stderr, "\n");
+  } else if (done == total || done - o->last_print >= total / 10) {
+    fprintf(stderr, "hydra: %ld/%ld variants, %.1f/s, ETA %.0fs\n", done, total, rate, eta);
+    o->last_print = done;
+  }
+  return 0;
+}
+
+typedef struct {
+  results_t *r;
+  run_out_t *o;
+  engine_sink_t inner;
+} sink_ctx_t;
+
+static int sink_clean(void *ctx, const engine_clean_t *row) {
+  sink_ctx_t *s = ctx;
+  return s->inner.clean(s->inner.ctx, row);
+}
+static int sink_variant(void *ctx, const engine_variant_t *row) {
+  sink_ctx_t *s = ctx;
+  return s->inner.variant(s->inner.ctx, row);
+}
+static int sink_progress(void *ctx, long done, long total) {
+  sink_ctx_t *s = ctx;
+  return progress(s->o, done, total);
+}
+
+static double field_mean(json_t *row, const char *key) {
+  json_t *v = json_object_get(json_object_get(row, key), "mean");
+  return json_is_number(v) ? json_number_value(v) : NAN;
+}
+static double field_ci(json_t *row, const char *key) {
+  json_t *v = json_object_get(json_object_get(row, key), "ci95");
+  return json_is_number(v) ? json_number_value(v) : NAN;
+}
+
+/* The per-layer table: one line per ablated component and method. */
+static void print_table(run_out_t *o, double elapsed) {
+  FILE *f = o->out;
+  fprintf(f, "model %s (%s, %lld layers), %lld prompts, %lld variants, backend %s, %.1f s\n",
+          json_string_value(json_object_get(o->header, "model")),
+          json_string_value(json_object_get(o->header, "family")),
+          json_integer_value(json_object_get(o->header, "n_layers")),
+          json_integer_value(json_object_get(o->header, "n_prompts")),
+          json_integer_value(json_object_get(o->header, "variants")),
+          json_string_value(json_object_get(o->header, "backend")), elapsed);
+  fprintf(f, "effects on the centred target logit, mean over prompts (+- 95%% interval)\n");
+  fprintf(f, "%-14s %-10s %16s %16s %16s %9s %9s %7s %6s\n", "component", "method", "direct",
+          "total", "compensation", "comp.attn", "comp.mlp", "slope", "R2");
+  size_t i;
+  json_t *row;
+  json_array_foreach(o->summary, i, row) {
+    json_t *fit = json_object_get(row, "fit");
+    json_t *slope = json_object_get(fit, "slope"), *r2 = json_object_get(fit, "r2");
+    fprintf(f, "%-14s %-10s %8.3f +-%6.3f %8.3f +-%6.3f %8.3f +-%6.3f %9.3f %9.3f %7.3f %6.3f\n",
+            json_string_value(json_object_get(row, "component")),
+            json_string_value(json_object_get(row, "method")), field_mean(row, "direct_effect"),
+            field_ci(row, "direct_effect"), field_mean(row, "total_effect"),
+            field_ci(row, "total_effect"), field_mean(row, "compensation"),
+            field_ci(row, "compensation"), field_mean(row, "compensation_attn"),
+            field_mean(row, "compensation_mlp"),
+            json_is_number(slope) ? json_number_value(slope) : NAN,
+            json_is_number(r2) ? json_number_value(r2) : NAN);
+  }
+}
+
+static char *read_file(const char *path, size_t *len, char *err) {
+  FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+  if (!f) {
+    err_set(err, "%s: %s", path, strerror(errno));
+    return NULL;
+  }
+  size_t cap = 1 << 16, n = 0;
+  char *buf = malloc(cap + 1);
+  while (buf) {
+    if (n == cap) {
+      if (cap > JOB_MAX_DOCUMENT_BYTES) {
+        free(buf);
+        buf = NULL;
+        err_set(err, "%s: larger than %u bytes", path, JOB_MAX_DOCUMENT_BYTES);
+        break;
+      }
+      char *grown = realloc(buf, 2 * cap + 1);
+      if (!grown) {
+        free(buf);
+        buf = NULL;
+        break;
+      }
+      buf = grown;
+      cap *= 2;
+    }
+    size_t got = fread(buf + n, 1, cap - n, f);
+    n += got;
+    if (got == 0)
+      break;
+  }
+  if (f != stdin)
+    fclose(f);
+  if (buf) {
+    buf[n] = '\0';
+    *len = n;
+  } else if (!err[0])
+    err_set(err, "%s: out of memory", path);
+  return buf;
+}
+
+int cmd_run(int argc, char **argv) {
+  const char *model_path = NULL, *job_path = NULL, *backend_name = "auto";
+  format_t format = FORMAT_NDJSON;
+  int threads = 0, max_rows = 0;
+  for (int i = 0; i < argc; i++) {
+    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (a[0] != '-' || strcmp(a, "-") == 0) {
+      job_path = a;
+      continue;
+    }
+    if (!v) {
+      fprintf(stderr, "hydra run: %s needs a value\n", a);
+      return EXIT_USAGE;
+    }
+    if (strcmp(a, "--model") == 0)
+      model_path = v;
+    else if (strcmp(a, "--backend") == 0)
+      backend_name = v;
+    else if (strcmp(a, "--threads") == 0)
+      threads = atoi(v);
+    else if (strcmp(a, "--max-rows") == 0)
+      max_rows = atoi(v);
+    else if (strcmp(a, "--format") == 0) {
+      if (strcmp(v, "ndjson") == 0)
+        format = FORMAT_NDJSON;
+      else if (strcmp(v, "table") == 0)
+        format = FORMAT_TABLE;
+      else if (strcmp(v, "csv") == 0)
+        format = FORMAT_CSV;
+      else {
+        fprintf(stderr, "hydra run: --format: expected ndjson, table or csv\n");
+        return EXIT_USAGE;
+      }
+    } else {
+      fprintf(stderr, "hydra run: unknown option %s\n", a);
+      return EXIT_USAGE;
+    }
+    i++;
+  }
+  if (!model_path || !job_path) {
+    fprintf(stderr, "usage: hydra run --model PATH JOB.json [--format ndjson|table|csv] "
+                    "[--backend auto|cpu|cuda] [--threads N] [--max-rows N]\n");
+    return EXIT_USAGE;
+  }
+  char err[4 * HYDRA_ERR_LEN] = "";
+  size_t len = 0;
+  job_error_t jerr = {0};
+  job_spec_t *spec = NULL;
+  model_t *m = NULL;
+  tokenizer_t *tok = NULL;
+  backend_t *b = NULL;
+  engine_t *e = NULL;
+  results_t *r = NULL;
+  plan_t plan = {0};
+  run_out_t o = {.format = format, .out = stdout, .summary = json_array(), .tty = isatty(2)};
+  int rc = EXIT_FAIL;
+  char *doc = read_file(job_path, &len, err);
+  if (!doc)
+    goto fail;
+  if (!(spec = job_parse(doc, len, &jerr))) {
+    snprintf(err, sizeof(err), "%s: %s%s%s", job_path, jerr.field, jerr.field[0] ? ": " : "",
+             jerr.message);
+    rc = EXIT_USAGE;
+    goto fail;
+  }
+  if (!(m = model_load(model_path, err)))
+    goto fail;
+  char tok_err[HYDRA_ERR_LEN];
+  tok = tokenizer_load(model_path, tok_err); /* optional: ids-only jobs need none */
+  if (plan_build(spec, m, tok, &plan, &jerr) != 0) {
+    snprintf(err, sizeof(err), "%s: %s%s%s%s%s", job_path, jerr.field, jerr.field[0] ? ": " : "",
+             jerr.message, tok ? "" : "; tokenizer: ", tok ? "" : tok_err);
+    rc = EXIT_USAGE;
+    goto fail;
+  }
+  if (max_rows > 0)
+    plan.job.max_rows = max_rows;
+  if (!(b = backend_create(backend_name, threads, err)) || !(e = engine_create(m, b, err)))
+    goto fail;
+  const char *slash = strrchr(model_path, '/');
+  results_info_t info = {.model_name = spec->model ? spec->model
+                                       : slash     ? slash + 1
+                                                   : model_path,
+                         .backend = b->ops->name,
+                         .precision = spec->tf32 ? "tf32" : "fp32",
+                         .norm_scale_ablated = spec->norm_scale_ablated};
+  if (!(r = results_create(&plan, m, tok, &info, emit_row, &o, err)))
+    goto fail;
+  o.start = now_s();
+  if (results_header(r) != 0) {
+    snprintf(err, sizeof(err), "writing the results failed");
+    goto fail;
+  }
+  sink_ctx_t sc = {.r = r, .o = &o, .inner = results_sink(r)};
+  engine_sink_t sink = {
+      .ctx = &sc, .clean = sink_clean, .variant = sink_variant, .progress = sink_progress};
+  if (engine_run(e, &plan.job, &sink, err) != 0)
+    goto fail;
+  const double elapsed = now_s() - o.start;
+  if (results_finish(r, elapsed) != 0) {
+    snprintf(err, sizeof(err), "writing the results failed");
+    goto fail;
+  }
+  if (format == FORMAT_TABLE)
+    print_table(&o, elapsed);
+  rc = EXIT_OK;
+fail:
+  if (rc != EXIT_OK)
+    fprintf(stderr, "hydra run: %s\n", err);
+  json_decref(o.summary);
+  json_decref(o.header);
+  results_free(r);
+  engine_destroy(e);
+  backend_destroy(b);
+  plan_free(&plan);
+  tokenizer_free(tok);
+  model_free(m);
+  job_free(spec);
+  free(doc);
+  return rc;
+}

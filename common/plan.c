@@ -1,0 +1,317 @@
+#include "plan.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int fail(job_error_t *err, const char *field, const char *fmt, ...) {
+  if (err) {
+    snprintf(err->field, sizeof(err->field), "%s", field);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->message, sizeof(err->message), fmt, ap);
+    va_end(ap);
+  }
+  return -1;
+}
+
+/* A target given as text must be exactly one token. */
+static int resolve_token(const job_token_t *t, const model_t *m, const tokenizer_t *tok,
+                         const char *field, int *id, job_error_t *err) {
+  if (t->id >= 0) {
+    if (t->id >= m->cfg.vocab_size)
+      return fail(err, field, "token id %d is outside the vocabulary of %d", t->id,
+                  m->cfg.vocab_size);
+    *id = t->id;
+    return 0;
+  }
+  if (!t->text)
+    return fail(err, field, "no token given");
+  if (!tok)
+    return fail(err, field, "the model has no tokenizer: give the token as an id");
+  char msg[HYDRA_ERR_LEN];
+  tokenizer_encoding_t enc = {0};
+  if (tokenizer_encode(tok, t->text, strlen(t->text), 0, &enc, msg) != 0)
+    return fail(err, field, "%s", msg);
+  if (enc.n != 1) {
+    size_t n = enc.n;
+    tokenizer_encoding_free(&enc);
+    return fail(err, field, "\"%.64s\" is %zu tokens, not one", t->text, n);
+  }
+  *id = enc.ids[0];
+  tokenizer_encoding_free(&enc);
+  if (*id >= m->cfg.vocab_size)
+    return fail(err, field, "token id %d is outside the model's vocabulary of %d", *id,
+                m->cfg.vocab_size);
+  return 0;
+}
+
+static int grow(void **p, size_t *cap, size_t need, size_t size) {
+  if (need <= *cap)
+    return 0;
+  size_t n = *cap ? *cap : 256;
+  while (n < need)
+    n *= 2;
+  void *q = realloc(*p, n * size);
+  if (!q)
+    return -1;
+  *p = q;
+  *cap = n;
+  return 0;
+}
+
+static int method_label(const method_t *m, char *buf, size_t len) {
+  switch (m->kind) {
+  case METHOD_RESAMPLE:
+    return snprintf(buf, len, "resample");
+  case METHOD_ZERO:
+    return snprintf(buf, len, "zero");
+  case METHOD_MEAN:
+    return snprintf(buf, len, "mean");
+  case METHOD_SCALE:
+    return snprintf(buf, len, "scale:%g", (double)m->value);
+  case METHOD_NOISE:
+    return snprintf(buf, len, "noise:%g", (double)m->value);
+  case METHOD_PATCH:
+    return snprintf(buf, len, "patch:%d", m->source);
+  }
+  return snprintf(buf, len, "?");
+}
+
+/* Tokens of every prompt, concatenated; encodings kept for substrings. */
+static int tokenize_prompts(const job_spec_t *spec, const model_t *m, const tokenizer_t *tok,
+                            plan_t *p, tokenizer_encoding_t *enc, job_error_t *err) {
+  size_t cap = 0, n = 0;
+  char field[64];
+  for (int i = 0; i < spec->n_prompts; i++) {
+    const job_prompt_t *pr = &spec->prompts[i];
+    const int *ids = pr->ids;
+    int len = pr->n_ids;
+    if (pr->text) {
+      snprintf(field, sizeof(field), "prompts[%d].text", i);
+      if (!tok)
+        return fail(err, field, "the model has no tokenizer: give the prompt as ids");
+      char msg[HYDRA_ERR_LEN];
+      if (tokenizer_encode(tok, pr->text, strlen(pr->text), TOKENIZER_ADD_SPECIAL, &enc[i], msg))
+        return fail(err, field, "%s", msg);
+      len = (int)enc[i].n;
+    } else
+      snprintf(field, sizeof(field), "prompts[%d].ids", i);
+    if (len < 1)
+      return fail(err, field, "the prompt has no tokens");
+    if (len > m->cfg.max_positions)
+      return fail(err, field, "%d tokens: more than the model's context of %d", len,
+                  m->cfg.max_positions);
+    if (grow((void **)&p->ids, &cap, n + len, sizeof(int)))
+      return fail(err, "", "out of memory");
+    for (int t = 0; t < len; t++) {
+      const int id = pr->text ? enc[i].ids[t] : ids[t];
+      if (id < 0 || id >= m->cfg.vocab_size) {
+        snprintf(field, sizeof(field), "prompts[%d].ids[%d]", i, t);
+        return fail(err, field, "token id %d is outside the vocabulary of %d", id,
+                    m->cfg.vocab_size);
+      }
+      p->ids[n + t] = id;
+    }
+    p->lengths[i] = len;
+    n += len;
+  }
+  return 0;
+}
+
+static int resolve_positions(const job_spec_t *spec, plan_t *p, tokenizer_encoding_t *enc,
+                             job_error_t *err) {
+  size_t cap = 0, n = 0;
+  char field[64];
+  for (int i = 0; i < spec->n_prompts; i++) {
+    const int len = p->lengths[i];
+    p->position_offsets[i] = (int)n;
+    if (grow((void **)&p->position_list, &cap, n + len, sizeof(int)))
+      return fail(err, "", "out of memory");
+    switch (spec->positions) {
+    case POSITIONS_LAST:
+      p->position_list[n++] = len - 1;
+      break;
+    case POSITIONS_ALL:
+      for (int t = 0; t < len; t++)
+        p->position_list[n++] = t;
+      break;
+    case POSITIONS_LIST: {
+      char *seen = calloc(len, 1);
+      if (!seen)
+        return fail(err, "", "out of memory");
+      for (int k = 0; k < spec->n_positions; k++) {
+        int t = spec->position_list[k];
+        if (t < 0)
+          t += len;
+        if (t < 0 || t >= len) {
+          free(seen);
+          snprintf(field, sizeof(field), "ablations.positions[%d]", k);
+          return fail(err, field, "position %d is outside prompt %d of %d tokens",
+                      spec->position_list[k], i, len);
+        }
+        seen[t] = 1;
+      }
+      for (int t = 0; t < len; t++)
+        if (seen[t])
+          p->position_list[n++] = t;
+      free(seen);
+      break;
+    }
+    case POSITIONS_SUBSTRING: {
+      const job_prompt_t *pr = &spec->prompts[i];
+      const char *sub = spec->position_substring ? spec->position_substring : pr->subject;
+      snprintf(field, sizeof(field), "%s",
+               spec->position_substring ? "ablations.positions.substring" : "");
+      if (!spec->position_substring)
+        snprintf(field, sizeof(field), "prompts[%d].subject", i);
+      if (!pr->text || !sub)
+        return fail(err, field, "naming positions by a substring needs the prompt as text");
+      size_t first, last;
+      char msg[HYDRA_ERR_LEN];
+      if (tokenizer_find_substring(&enc[i], pr->text, strlen(pr->text), sub, strlen(sub), &first,
+                                   &last, msg) != 0)
+        return fail(err, field, "prompt %d: %s", i, msg);
+      p->position_list[n++] = (int)last; /* the subject's last token, as in causal tracing */
+      break;
+    }
+    }
+  }
+  p->position_offsets[spec->n_prompts] = (int)n;
+  return 0;
+}
+
+static int resolve_targets(const job_spec_t *spec, const model_t *m, const tokenizer_t *tok,
+                           plan_t *p, job_error_t *err) {
+  char field[64];
+  int job_target = -1, job_foil = -1;
+  if (spec->target == TARGET_NEXT)
+    return fail(err, "target",
+                "\"next\" (the true next token at every position) is not supported by this "
+                "engine yet; name a target token or use argmax");
+  if ((spec->target == TARGET_TOKEN || spec->target == TARGET_FOIL) &&
+      (spec->target_token.text || spec->target_token.id >= 0))
+    if (resolve_token(&spec->target_token, m, tok, "target", &job_target, err))
+      return -1;
+  if (spec->target == TARGET_FOIL) {
+    if (resolve_token(&spec->foil_token, m, tok, "target.foil", &job_foil, err))
+      return -1;
+    p->foils = malloc(sizeof(int) * spec->n_prompts);
+    if (!p->foils)
+      return fail(err, "", "out of memory");
+  }
+  for (int i = 0; i < spec->n_prompts; i++) {
+    const job_token_t *t = &spec->prompts[i].target;
+    p->targets[i] = job_target;
+    if (t->text || t->id >= 0) {
+      snprintf(field, sizeof(field), "prompts[%d].target", i);
+      if (resolve_token(t, m, tok, field, &p->targets[i], err))
+        return -1;
+    }
+    if (p->foils)
+      p->foils[i] = job_foil;
+  }
+  return 0;
+}
+
+int plan_build(const job_spec_t *spec, const model_t *m, const tokenizer_t *tok, plan_t *p,
+               job_error_t *err) {
+  memset(p, 0, sizeof(*p));
+  const int P = spec->n_prompts;
+  tokenizer_encoding_t *enc = calloc(P, sizeof(*enc));
+  p->n_prompts = P;
+  p->lengths = malloc(sizeof(int) * P);
+  p->targets = malloc(sizeof(int) * P);
+  p->position_offsets = malloc(sizeof(int) * (P + 1));
+  int rc = -1;
+  if (!enc || !p->lengths || !p->targets || !p->position_offsets) {
+    fail(err, "", "out of memory");
+    goto done;
+  }
+  if (tokenize_prompts(spec, m, tok, p, enc, err) || resolve_positions(spec, p, enc, err) ||
+      resolve_targets(spec, m, tok, p, err) ||
+      job_expand_components(spec, &m->cfg, &p->components, &p->n_components, err))
+    goto done;
+  p->component_names = calloc(p->n_components ? p->n_components : 1, sizeof(char *));
+  p->n_methods = spec->n_methods;
+  p->methods = malloc(sizeof(method_t) * (p->n_methods ? p->n_methods : 1));
+  p->method_names = calloc(p->n_methods ? p->n_methods : 1, sizeof(char *));
+  if (!p->component_names || !p->methods || !p->method_names) {
+    fail(err, "", "out of memory");
+    goto done;
+  }
+  for (int c = 0; c < p->n_components; c++) {
+    char name[64];
+    component_name(&p->components[c], name, sizeof(name));
+    if (!(p->component_names[c] = strdup(name))) {
+      fail(err, "", "out of memory");
+      goto done;
+    }
+  }
+  for (int k = 0; k < p->n_methods; k++) {
+    char name[64];
+    p->methods[k] = spec->methods[k];
+    method_label(&p->methods[k], name, sizeof(name));
+    if (!(p->method_names[k] = strdup(name))) {
+      fail(err, "", "out of memory");
+      goto done;
+    }
+    char field[64];
+    snprintf(field, sizeof(field), "ablations.methods[%d]", k);
+    if (p->methods[k].kind == METHOD_RESAMPLE && P < 2) {
+      fail(err, field, "resample draws from the job's other prompts: give at least 2 prompts");
+      goto done;
+    }
+    if (p->methods[k].kind == METHOD_PATCH && p->methods[k].source >= P) {
+      fail(err, field, "patch source %d is not a prompt of the job", p->methods[k].source);
+      goto done;
+    }
+  }
+  engine_job_t *j = &p->job;
+  j->n_prompts = P;
+  j->lengths = p->lengths;
+  j->ids = p->ids;
+  j->targets = p->targets;
+  j->foils = p->foils;
+  j->components = p->components;
+  j->n_components = p->n_components;
+  j->methods = p->methods;
+  j->n_methods = p->n_methods;
+  j->samples = spec->samples > 0 ? spec->samples : 1;
+  j->seed = spec->seed;
+  j->position_offsets = p->position_offsets;
+  j->position_list = p->position_list;
+  j->metrics = spec->metrics;
+  j->norm_scale_ablated = spec->norm_scale_ablated;
+  j->reuse = spec->reuse;
+  p->n_variants = engine_job_variants(j);
+  rc = 0;
+done:
+  for (int i = 0; enc && i < P; i++)
+    tokenizer_encoding_free(&enc[i]);
+  free(enc);
+  if (rc != 0)
+    plan_free(p);
+  return rc;
+}
+
+void plan_free(plan_t *p) {
+  if (!p)
+    return;
+  for (int c = 0; p->component_names && c < p->n_components; c++)
+    free(p->component_names[c]);
+  for (int k = 0; p->method_names && k < p->n_methods; k++)
+    free(p->method_names[k]);
+  free(p->component_names);
+  free(p->method_names);
+  free(p->lengths);
+  free(p->ids);
+  free(p->targets);
+  free(p->foils);
+  free(p->position_offsets);
+  free(p->position_list);
+  free(p->components);
+  free(p->methods);
+  memset(p, 0, sizeof(*p));
+}

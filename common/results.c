@@ -1,0 +1,270 @@
+#include "results.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "utf8.h"
+
+/* Running sums of one (component, method) over prompts. */
+typedef struct {
+  long n;
+  double sum[5], sum2[5]; /* direct, total, compensation, attn, mlp */
+  double sum_dc;          /* direct x compensation */
+  double *delta;          /* [n_slots] */
+} stat_t;
+
+struct results {
+  const plan_t *plan;
+  const model_t *m;
+  const tokenizer_t *tok;
+  results_info_t info;
+  results_emit_fn emit;
+  void *ctx;
+  int n_slots;
+  stat_t *stats;
+  double *deltas;
+  long rows;
+  char **slot_names;
+};
+
+results_t *results_create(const plan_t *plan, const model_t *m, const tokenizer_t *tok,
+                          const results_info_t *info, results_emit_fn emit, void *ctx, char *err) {
+  results_t *r = calloc(1, sizeof(*r));
+  if (!r) {
+    err_set(err, "out of memory");
+    return NULL;
+  }
+  r->plan = plan;
+  r->m = m;
+  r->tok = tok;
+  r->info = *info;
+  r->emit = emit;
+  r->ctx = ctx;
+  r->n_slots = engine_n_slots(&m->cfg);
+  const size_t n_stats = (size_t)plan->n_components * plan->n_methods;
+  r->stats = calloc(n_stats ? n_stats : 1, sizeof(stat_t));
+  r->deltas = calloc((n_stats ? n_stats : 1) * r->n_slots, sizeof(double));
+  r->slot_names = calloc(r->n_slots, sizeof(char *));
+  if (!r->stats || !r->deltas || !r->slot_names) {
+    results_free(r);
+    err_set(err, "out of memory for the summary of %zu components x methods", n_stats);
+    return NULL;
+  }
+  for (size_t i = 0; i < n_stats; i++)
+    r->stats[i].delta = r->deltas + i * r->n_slots;
+  for (int s = 0; s < r->n_slots; s++) {
+    char name[32];
+    engine_slot_name(s, name, sizeof(name));
+    if (!(r->slot_names[s] = strdup(name))) {
+      results_free(r);
+      err_set(err, "out of memory");
+      return NULL;
+    }
+  }
+  return r;
+}
+
+void results_free(results_t *r) {
+  if (!r)
+    return;
+  for (int s = 0; r->slot_names && s < r->n_slots; s++)
+    free(r->slot_names[s]);
+  free(r->slot_names);
+  free(r->stats);
+  free(r->deltas);
+  free(r);
+}
+
+long results_rows(const results_t *r) {
+  return r->rows;
+}
+
+static int emit(results_t *r, json_t *row) {
+  if (!row)
+    return -1;
+  int rc = r->emit(r->ctx, row);
+  json_decref(row);
+  r->rows++;
+  return rc;
+}
+
+/* A number, or null for NaN/inf (JSON has neither). */
+static json_t *num(double x) {
+  return isfinite(x) ? json_real(x) : json_null();
+}
+
+/* A token's text when it is valid UTF-8 on its own, else its vocabulary piece. */
+static json_t *token_string(const results_t *r, int id) {
+  if (!r->tok || id < 0)
+    return json_null();
+  size_t len = 0;
+  const char *text = tokenizer_token_text(r->tok, id, &len);
+  if (text && utf8_valid(text, len, NULL))
+    return json_stringn(text, len);
+  const char *piece = tokenizer_token_piece(r->tok, id, &len);
+  return piece ? json_stringn(piece, len) : json_null();
+}
+
+static json_t *string_array(char **s, int n) {
+  json_t *a = json_array();
+  for (int i = 0; i < n; i++)
+    json_array_append_new(a, json_string(s[i]));
+  return a;
+}
+
+static json_t *float_array(const float *x, int n) {
+  json_t *a = json_array();
+  for (int i = 0; i < n; i++)
+    json_array_append_new(a, num(x[i]));
+  return a;
+}
+
+int results_header(results_t *r) {
+  const model_config_t *c = &r->m->cfg;
+  json_t *h = json_object();
+  json_object_set_new(h, "type", json_string("header"));
+  json_object_set_new(h, "model", json_string(r->info.model_name ? r->info.model_name : ""));
+  json_object_set_new(h, "family", json_string(c->family));
+  json_object_set_new(h, "n_layers", json_integer(c->n_layers));
+  json_object_set_new(h, "d_model", json_integer(c->d_model));
+  json_object_set_new(h, "n_prompts", json_integer(r->plan->n_prompts));
+  json_object_set_new(h, "components",
+                      string_array(r->plan->component_names, r->plan->n_components));
+  json_object_set_new(h, "methods", string_array(r->plan->method_names, r->plan->n_methods));
+  json_object_set_new(h, "samples", json_integer(r->plan->job.samples));
+  json_object_set_new(h, "slots", string_array(r->slot_names, r->n_slots));
+  json_object_set_new(h, "variants", json_integer(r->plan->n_variants));
+  json_object_set_new(h, "backend", json_string(r->info.backend ? r->info.backend : ""));
+  json_object_set_new(h, "precision", json_string(r->info.precision ? r->info.precision : "fp32"));
+  json_object_set_new(h, "norm_scale",
+                      json_string(r->info.norm_scale_ablated ? "ablated" : "clean"));
+  json_object_set_new(h, "reuse", json_boolean(r->plan->job.reuse));
+  return emit(r, h);
+}
+
+static int on_clean(void *ctx, const engine_clean_t *c) {
+  results_t *r = ctx;
+  const plan_t *p = r->plan;
+  json_t *row = json_object(), *tokens = json_array();
+  long start = 0;
+  for (int i = 0; i < c->prompt; i++)
+    start += p->lengths[i];
+  for (int t = 0; t < p->lengths[c->prompt]; t++)
+    json_array_append_new(tokens, token_string(r, p->ids[start + t]));
+  json_object_set_new(row, "type", json_string("clean"));
+  json_object_set_new(row, "prompt", json_integer(c->prompt));
+  json_object_set_new(row, "tokens", tokens);
+  json_object_set_new(row, "target", json_integer(c->target));
+  json_object_set_new(row, "target_token", token_string(r, c->target));
+  json_object_set_new(row, "logit", num(c->logit));
+  if (c->foil >= 0) {
+    json_object_set_new(row, "foil", json_integer(c->foil));
+    json_object_set_new(row, "logit_diff", num(c->logit_diff));
+  }
+  if (!isnan(c->logprob)) {
+    json_object_set_new(row, "logprob", num(c->logprob));
+    json_object_set_new(row, "prob", num(c->prob));
+  }
+  json_object_set_new(row, "inv_scale", num(c->inv_scale));
+  json_object_set_new(row, "norm_bias", num(c->norm_bias_term));
+  json_object_set_new(row, "direct_effects", float_array(c->de, r->n_slots));
+  return emit(r, row);
+}
+
+static int on_variant(void *ctx, const engine_variant_t *v) {
+  results_t *r = ctx;
+  const plan_t *p = r->plan;
+  stat_t *s = &r->stats[(size_t)v->component * p->n_methods + v->method];
+  const double q[5] = {v->direct_effect, v->total_effect, v->compensation, v->compensation_attn,
+                       v->compensation_mlp};
+  s->n++;
+  for (int i = 0; i < 5; i++) {
+    s->sum[i] += q[i];
+    s->sum2[i] += q[i] * q[i];
+  }
+  s->sum_dc += q[0] * q[2];
+  for (int k = 0; k < r->n_slots; k++)
+    s->delta[k] += v->delta_de[k];
+
+  json_t *row = json_object();
+  json_object_set_new(row, "type", json_string("variant"));
+  json_object_set_new(row, "prompt", json_integer(v->prompt));
+  json_object_set_new(row, "component", json_string(p->component_names[v->component]));
+  json_object_set_new(row, "method", json_string(p->method_names[v->method]));
+  json_object_set_new(row, "samples", json_integer(v->samples));
+  json_object_set_new(row, "total_effect", num(v->total_effect));
+  json_object_set_new(row, "direct_effect", num(v->direct_effect));
+  json_object_set_new(row, "compensation", num(v->compensation));
+  json_object_set_new(row, "compensation_attn", num(v->compensation_attn));
+  json_object_set_new(row, "compensation_mlp", num(v->compensation_mlp));
+  /* total = direct - compensation + the part carried by the final norm's scale */
+  json_object_set_new(row, "norm_share", num(v->total_effect - v->direct_effect + v->compensation));
+  json_object_set_new(row, "ablated_logit", num(v->ablated_logit));
+  json_object_set_new(row, "inv_scale", num(v->inv_scale));
+  if (!isnan(v->kl)) {
+    json_object_set_new(row, "logprob", num(v->logprob));
+    json_object_set_new(row, "prob", num(v->prob));
+    json_object_set_new(row, "kl", num(v->kl));
+    json_object_set_new(row, "rank", num(v->rank));
+    if (p->foils)
+      json_object_set_new(row, "logit_diff", num(v->logit_diff));
+  }
+  json_object_set_new(row, "effects", float_array(v->delta_de, r->n_slots));
+  return emit(r, row);
+}
+
+engine_sink_t results_sink(results_t *r) {
+  engine_sink_t s = {.ctx = r, .clean = on_clean, .variant = on_variant};
+  return s;
+}
+
+/* mean and the half-width of a normal 95% interval */
+static json_t *mean_ci(double sum, double sum2, long n) {
+  json_t *o = json_object();
+  const double mean = n ? sum / n : NAN;
+  const double var = n > 1 ? (sum2 - sum * sum / n) / (n - 1) : NAN;
+  json_object_set_new(o, "mean", num(mean));
+  json_object_set_new(o, "ci95", num(n > 1 ? 1.96 * sqrt(fmax(var, 0.0) / n) : NAN));
+  return o;
+}
+
+int results_finish(results_t *r, double elapsed_s) {
+  const plan_t *p = r->plan;
+  const char *names[5] = {"direct_effect", "total_effect", "compensation", "compensation_attn",
+                          "compensation_mlp"};
+  for (int c = 0; c < p->n_components; c++)
+    for (int k = 0; k < p->n_methods; k++) {
+      const stat_t *s = &r->stats[(size_t)c * p->n_methods + k];
+      json_t *row = json_object();
+      json_object_set_new(row, "type", json_string("summary"));
+      json_object_set_new(row, "component", json_string(p->component_names[c]));
+      json_object_set_new(row, "method", json_string(p->method_names[k]));
+      json_object_set_new(row, "n", json_integer(s->n));
+      for (int i = 0; i < 5; i++)
+        json_object_set_new(row, names[i], mean_ci(s->sum[i], s->sum2[i], s->n));
+      /* compensation = slope * direct + intercept, least squares over prompts (Fig. 7d) */
+      const double n = (double)s->n, sx = s->sum[0], sy = s->sum[2];
+      const double sxx = s->sum2[0] - sx * sx / (n ? n : 1),
+                   syy = s->sum2[2] - sy * sy / (n ? n : 1),
+                   sxy = s->sum_dc - sx * sy / (n ? n : 1);
+      json_t *fit = json_object();
+      json_object_set_new(fit, "slope", num(n > 1 && sxx > 0 ? sxy / sxx : NAN));
+      json_object_set_new(fit, "r2",
+                          num(n > 1 && sxx > 0 && syy > 0 ? sxy * sxy / (sxx * syy) : NAN));
+      json_object_set_new(row, "fit", fit);
+      json_t *eff = json_array();
+      for (int t = 0; t < r->n_slots; t++)
+        json_array_append_new(eff, num(s->n ? s->delta[t] / s->n : NAN));
+      json_object_set_new(row, "effects", eff);
+      if (emit(r, row) != 0)
+        return -1;
+    }
+  json_t *end = json_object();
+  json_object_set_new(end, "type", json_string("end"));
+  json_object_set_new(end, "rows", json_integer(r->rows + 1));
+  json_object_set_new(end, "variants", json_integer(p->n_variants));
+  json_object_set_new(end, "elapsed_s", num(elapsed_s));
+  return emit(r, end);
+}

@@ -1,0 +1,351 @@
+/* bench_sweep - issue 4's ablation sweep: the paper's "hydra" preset (every
+ * attention and MLP layer, resample, 15 draws, the final position, the clean
+ * argmax as target) over a file of prompts, timed through engine_run, with
+ * the FLOPs of the work the engine did counted from the job's shape and the
+ * machine's own sgemm rate on the model's shapes measured in the same run.
+ *
+ * usage: bench_sweep MODEL PROMPTS.json [--reuse 0|1] [--runs N] [--warmup 0|1]
+ *                    [--threads N] [--max-rows N] [--components-subset K]
+ *                    [--samples S] [--seed S] [--sgemm-rows R] [--rows-out FILE]
+ *
+ * Components: attn.0, mlp.0, attn.1, ..., mlp.{L-1}; --components-subset K
+ * keeps every K-th of them (index % K == 0), for timing a slow configuration
+ * on a subset and extrapolating (extrapolated_s = median_s * all / run).
+ * Prints one line of key=value results for tests/bench/sweep.sh:
+ *   median_s          median wall time of one engine_run (after the warm-up)
+ *   variants          ablated runs of this run (components x samples x prompts)
+ *   flops             counted FLOPs of this run's work (below)
+ *   flops_all         the same for every component (the whole sweep)
+ *   flops_full        a full-recompute sweep (every variant a whole forward
+ *                     over all its positions, reuse off), every component
+ *   sgemm_gflops      OpenBLAS sgemm on the layer's matrix shapes
+ *   floor_s           flops_all / sgemm rate
+ * FLOPs counted: matrix products (2 per multiply-add) and attention (scores
+ * and weighted sum over each row's keys) of every recomputed row from the
+ * sub-stage its variant joins at; the clean pass over every token, with the
+ * unembedding at each prompt's final row; per variant the final norm, the
+ * target logit and the direct effect of every recomputed slot. Elementwise
+ * ops inside layers (norms, RoPE, SwiGLU, adds) are not counted.
+ * --rows-out writes the clean logits and the per-row total effects for
+ * tests/bench/sweep_torch.py to compare. */
+#include <cblas.h>
+#include <jansson.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "backend.h"
+#include "engine.h"
+#include "model.h"
+
+static double now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+  qsort(v, n, sizeof(double), cmp_double);
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* ---- FLOPs of the engine's work, from the job's shape ---- */
+
+typedef struct {
+  double attn_mm, mlp_mm, att_per_key, unembed_row, d;
+} layer_cost_t;
+
+static layer_cost_t layer_cost(const model_config_t *c) {
+  const double d = c->d_model, q = (double)c->n_heads * c->head_dim,
+               kv = (double)c->n_kv_heads * c->head_dim, f = c->d_mlp;
+  layer_cost_t k = {.attn_mm = 2 * (d * q + 2 * d * kv + q * d),
+                    .mlp_mm = 2 * (c->mlp == MLP_SWIGLU ? 3 : 2) * d * f,
+                    .att_per_key = 2.0 * 2.0 * q, /* q.k and p.v over every head */
+                    .unembed_row = 2.0 * c->vocab_size * d,
+                    .d = d};
+  return k;
+}
+
+/* Sub-stages (2L attention, 2L+1 MLP) from `stage` on, for rows at positions
+ * p0..len-1 (row t attends to t + 1 keys), plus the readout of one variant. */
+static double variant_flops(const model_config_t *c, const layer_cost_t *k, int stage, int p0,
+                            int len) {
+  double f = 0;
+  for (int s = stage; s < 2 * c->n_layers; s++)
+    for (int t = p0; t < len; t++)
+      f += s % 2 ? k->mlp_mm : k->attn_mm + k->att_per_key * (t + 1);
+  const int slots = (2 * c->n_layers - stage) + (stage == 0); /* recomputed direct effects */
+  return f + 2.0 * k->d * slots + 3.0 * k->d + 2.0 * k->d;    /* + final norm, target logit */
+}
+
+/* The whole run: the clean pass, then every variant of the chosen
+ * components (stage = the component's sub-stage with reuse, else 0). */
+static double sweep_flops(const model_config_t *c, const int *lengths, int n_prompts,
+                          const component_t *comps, int n_comps, int samples, int reuse) {
+  const layer_cost_t k = layer_cost(c);
+  double f = 0;
+  for (int p = 0; p < n_prompts; p++) /* every layer and slot, full logits at the final row */
+    f += variant_flops(c, &k, 0, 0, lengths[p]) + k.unembed_row;
+  for (int i = 0; i < n_comps; i++) {
+    const int stage = comps[i].kind == COMPONENT_ATTN ? 2 * comps[i].layer : 2 * comps[i].layer + 1;
+    for (int p = 0; p < n_prompts; p++)
+      f += (double)samples *
+           variant_flops(c, &k, reuse ? stage : 0, reuse ? lengths[p] - 1 : 0, lengths[p]);
+  }
+  return f;
+}
+
+/* ---- the machine's sgemm rate on one layer's shapes ---- */
+
+static double sgemm_gflops(const model_config_t *c, int rows, int runs) {
+  const int q = c->n_heads * c->head_dim, kv = c->n_kv_heads * c->head_dim;
+  /* {out, in}: q, k, v, o, up, down, and gate for SwiGLU */
+  const int shapes[7][2] = {{q, c->d_model},       {kv, c->d_model},       {kv, c->d_model},
+                            {c->d_model, q},       {c->d_mlp, c->d_model}, {c->d_model, c->d_mlp},
+                            {c->d_mlp, c->d_model}};
+  const int n_shapes = c->mlp == MLP_SWIGLU ? 7 : 6;
+  double flops = 0, total = 0;
+  double *times = malloc(sizeof(double) * runs);
+  for (int s = 0; s < n_shapes; s++) {
+    const int out = shapes[s][0], in = shapes[s][1];
+    float *x = malloc((size_t)rows * in * 4), *w = malloc((size_t)out * in * 4),
+          *y = malloc((size_t)rows * out * 4);
+    for (size_t i = 0; i < (size_t)rows * in; i++)
+      x[i] = (float)(i % 17) * 0.01f;
+    for (size_t i = 0; i < (size_t)out * in; i++)
+      w[i] = (float)(i % 13) * 0.01f;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, in, 1, x, in, w, in, 0, y, out);
+    for (int r = 0; r < runs; r++) {
+      double t0 = now();
+      for (int k = 0; k < 5; k++)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, in, 1, x, in, w, in, 0, y,
+                    out);
+      times[r] = (now() - t0) / 5;
+    }
+    flops += 2.0 * rows * out * in;
+    total += median(times, runs);
+    free(x), free(w), free(y);
+  }
+  free(times);
+  return flops / total / 1e9;
+}
+
+/* ---- prompts ---- */
+
+static int load_prompts(const char *path, int *n_out, int **lengths_out, int **ids_out) {
+  json_error_t je;
+  json_t *doc = json_load_file(path, 0, &je), *prompts = json_object_get(doc, "prompts");
+  if (!doc || !json_is_array(prompts) || json_array_size(prompts) < 2) {
+    fprintf(stderr, "bench_sweep: %s: %s\n", path,
+            doc ? "no \"prompts\" array of >= 2 prompts" : je.text);
+    json_decref(doc);
+    return -1;
+  }
+  const int n = (int)json_array_size(prompts);
+  int total = 0;
+  for (int p = 0; p < n; p++)
+    total += (int)json_array_size(json_object_get(json_array_get(prompts, p), "ids"));
+  int *lengths = malloc(sizeof(int) * n), *ids = malloc(sizeof(int) * (total ? total : 1));
+  for (int p = 0, r = 0; p < n; p++) {
+    json_t *a = json_object_get(json_array_get(prompts, p), "ids");
+    lengths[p] = (int)json_array_size(a);
+    for (int t = 0; t < lengths[p]; t++)
+      ids[r++] = (int)json_integer_value(json_array_get(a, t));
+  }
+  json_decref(doc);
+  *n_out = n;
+  *lengths_out = lengths;
+  *ids_out = ids;
+  return 0;
+}
+
+/* ---- rows ---- */
+
+typedef struct {
+  int n_prompts, n_comps;
+  int *target;
+  float *clean_logit;
+  float *total; /* [prompt][component] */
+} rows_t;
+
+static int on_clean(void *ctx, const engine_clean_t *row) {
+  rows_t *R = ctx;
+  R->target[row->prompt] = row->target;
+  R->clean_logit[row->prompt] = row->logit;
+  return 0;
+}
+
+static int on_variant(void *ctx, const engine_variant_t *row) {
+  rows_t *R = ctx;
+  R->total[(size_t)row->prompt * R->n_comps + row->component] = row->total_effect;
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 3) {
+    fprintf(stderr, "usage: bench_sweep MODEL PROMPTS.json [--reuse 0|1] [--runs N] "
+                    "[--warmup 0|1] [--threads N] [--max-rows N] [--components-subset K] "
+                    "[--samples S] [--seed S] [--sgemm-rows R] [--rows-out FILE]\n");
+    return 2;
+  }
+  const char *path = argv[1], *prompts_path = argv[2], *rows_out = NULL;
+  int reuse = 1, runs = 3, warmup = 1, threads = 0, max_rows = 0, subset = 1, samples = 15;
+  int sgemm_rows = 0;
+  uint64_t seed = 0;
+  for (int i = 3; i + 1 < argc; i += 2) {
+    if (!strcmp(argv[i], "--reuse"))
+      reuse = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--runs"))
+      runs = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--warmup"))
+      warmup = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--threads"))
+      threads = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--max-rows"))
+      max_rows = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--components-subset"))
+      subset = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--samples"))
+      samples = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--seed"))
+      seed = strtoull(argv[i + 1], NULL, 10);
+    else if (!strcmp(argv[i], "--sgemm-rows"))
+      sgemm_rows = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--rows-out"))
+      rows_out = argv[i + 1];
+    else {
+      fprintf(stderr, "bench_sweep: unknown option %s\n", argv[i]);
+      return 2;
+    }
+  }
+  if (runs < 1 || subset < 1 || samples < 1 || max_rows < 0) {
+    fprintf(stderr, "bench_sweep: runs, components-subset and samples must be positive\n");
+    return 2;
+  }
+  int n_prompts, *lengths, *ids;
+  if (load_prompts(prompts_path, &n_prompts, &lengths, &ids) != 0)
+    return 1;
+  char err[HYDRA_ERR_LEN];
+  model_t *m = model_load(path, err);
+  backend_t *b = m ? backend_create("cpu", threads, err) : NULL;
+  engine_t *e = b ? engine_create(m, b, err) : NULL;
+  if (!e) {
+    fprintf(stderr, "bench_sweep: %s\n", err);
+    return 1;
+  }
+  const model_config_t *c = &m->cfg;
+
+  /* attn.0, mlp.0, attn.1, ...; the subset keeps every K-th */
+  const int n_all = 2 * c->n_layers;
+  component_t *all = malloc(sizeof(component_t) * n_all),
+              *comps = malloc(sizeof(component_t) * n_all);
+  int n_comps = 0;
+  for (int i = 0; i < n_all; i++) {
+    all[i] = (component_t){i % 2 ? COMPONENT_MLP : COMPONENT_ATTN, i / 2, -1};
+    if (i % subset == 0)
+      comps[n_comps++] = all[i];
+  }
+  int *targets = malloc(sizeof(int) * n_prompts), *offsets = malloc(sizeof(int) * (n_prompts + 1)),
+      *positions = malloc(sizeof(int) * n_prompts);
+  for (int p = 0; p < n_prompts; p++) {
+    targets[p] = -1;
+    offsets[p] = p;
+    positions[p] = lengths[p] - 1;
+  }
+  offsets[n_prompts] = n_prompts;
+  const method_t resample = {.kind = METHOD_RESAMPLE, .value = 0, .source = -1};
+  engine_job_t job = {.n_prompts = n_prompts,
+                      .lengths = lengths,
+                      .ids = ids,
+                      .targets = targets,
+                      .components = comps,
+                      .n_components = n_comps,
+                      .methods = &resample,
+                      .n_methods = 1,
+                      .samples = samples,
+                      .seed = seed,
+                      .position_offsets = offsets,
+                      .position_list = positions,
+                      .metrics = 0,
+                      .reuse = reuse,
+                      .max_rows = max_rows};
+  rows_t rows = {.n_prompts = n_prompts,
+                 .n_comps = n_comps,
+                 .target = calloc(n_prompts, sizeof(int)),
+                 .clean_logit = calloc(n_prompts, sizeof(float)),
+                 .total = calloc((size_t)n_prompts * n_comps, sizeof(float))};
+  engine_sink_t sink = {.ctx = &rows, .clean = on_clean, .variant = on_variant};
+
+  double *times = malloc(sizeof(double) * runs);
+  for (int r = -warmup; r < runs; r++) {
+    double t0 = now();
+    if (engine_run(e, &job, &sink, err) != 0) {
+      fprintf(stderr, "bench_sweep: %s\n", err);
+      return 1;
+    }
+    if (r >= 0)
+      times[r] = now() - t0;
+  }
+  const double t = median(times, runs);
+  const long variants = engine_job_variants(&job);
+  const double flops = sweep_flops(c, lengths, n_prompts, comps, n_comps, samples, reuse);
+  const double flops_all = sweep_flops(c, lengths, n_prompts, all, n_all, samples, reuse);
+  const double flops_full = sweep_flops(c, lengths, n_prompts, all, n_all, samples, 0);
+  /* the sgemm rate at the rows of a full pass (the engine's row budget) */
+  const double sg = sgemm_gflops(c,
+                                 sgemm_rows > 0 ? sgemm_rows
+                                 : max_rows > 0 ? max_rows
+                                                : 4096,
+                                 3);
+  const double extrapolated = t * (double)n_all / n_comps;
+  long tokens = 0;
+  for (int p = 0; p < n_prompts; p++)
+    tokens += lengths[p];
+  printf("reuse=%d prompts=%d tokens=%ld components=%d components_all=%d samples=%d runs=%d "
+         "median_s=%.4f extrapolated_s=%.4f variants=%ld variants_all=%ld variants_per_s=%.1f "
+         "flops=%.4e flops_all=%.4e flops_full=%.4e gflops=%.2f sgemm_gflops=%.2f "
+         "floor_s=%.4f floor_full_s=%.4f\n",
+         reuse, n_prompts, tokens, n_comps, n_all, samples, runs, t, extrapolated, variants,
+         (long)samples * n_all * n_prompts, variants / t, flops, flops_all, flops_full,
+         flops / t / 1e9, sg, flops_all / (sg * 1e9), flops_full / (sg * 1e9));
+  if (rows_out) {
+    FILE *f = fopen(rows_out, "w");
+    if (!f) {
+      fprintf(stderr, "bench_sweep: cannot write %s\n", rows_out);
+      return 1;
+    }
+    fprintf(f, "{\"reuse\": %d, \"samples\": %d, \"seed\": %llu, \"clean\": [", reuse, samples,
+            (unsigned long long)seed);
+    for (int p = 0; p < n_prompts; p++)
+      fprintf(f, "%s{\"target\": %d, \"logit\": %.6g}", p ? ", " : "", rows.target[p],
+              rows.clean_logit[p]);
+    fprintf(f, "],\n \"components\": [");
+    for (int i = 0; i < n_comps; i++) {
+      char name[32];
+      component_name(&comps[i], name, sizeof(name));
+      fprintf(f, "%s\"%s\"", i ? ", " : "", name);
+    }
+    fprintf(f, "],\n \"total_effect\": [");
+    for (int p = 0; p < n_prompts; p++) {
+      fprintf(f, "%s[", p ? ",\n  " : "\n  ");
+      for (int i = 0; i < n_comps; i++)
+        fprintf(f, "%s%.6g", i ? ", " : "", rows.total[(size_t)p * n_comps + i]);
+      fprintf(f, "]");
+    }
+    fprintf(f, "]}\n");
+    fclose(f);
+  }
+  free(times), free(targets), free(offsets), free(positions), free(all), free(comps);
+  free(rows.target), free(rows.clean_logit), free(rows.total), free(lengths), free(ids);
+  engine_destroy(e);
+  backend_destroy(b);
+  model_free(m);
+  return 0;
+}

@@ -1,0 +1,195 @@
+#!/usr/bin/env python3
+"""PyTorch side of tests/bench/sweep.sh: the "hydra" ablation sweep written the
+way a researcher would with Hugging Face transformers and forward hooks.
+
+SmolLM2 from the same GGUF (dequantised to fp32), sdpa attention,
+torch.no_grad, torch.set_num_threads(--threads). The prompts' ids come from
+tests/bench/sweep_prompts.json.
+
+  clean pass   one forward of the 16 prompts, right-padded into one batch with
+               an attention mask (right padding leaves every real position
+               exactly as in an unpadded run: causal attention never reads a
+               later pad); hooks keep each layer's self_attn and mlp output at
+               each prompt's final position; target = the clean argmax there;
+               centred logit = logit - mean over the vocabulary.
+  ablations    for each component (attn.0, mlp.0, attn.1, ...) and each of the
+               15 resamples: one forward of the same padded batch with a
+               forward hook on that layer's self_attn (or mlp) that replaces
+               the output at each prompt's final position by the clean output
+               at the final position of another prompt; the centred target
+               logit read at each prompt's final position, total effect =
+               clean - ablated, averaged over the 15 draws. Logits come back
+               for every position (the model's default), as a researcher's
+               `model(ids, attention_mask=mask).logits[range(B), last]` does.
+  draws        --draws hydra (default) makes the same draws as hydra's engine
+               (splitmix64 of seed, prompt, component index, sample) so that
+               the total effects can be compared one by one; --draws numpy
+               uses numpy's default_rng(seed). Either way they cost nothing.
+
+--components-subset K runs every K-th component only (as bench_sweep does);
+extrapolated_s = measured_s * 60 / components run: every ablated forward costs
+the same whatever the component. --hydra-rows FILE (bench_sweep --rows-out,
+same subset) compares clean logits and total effects with hydra.
+
+Prints one key=value line (last line) for sweep.sh.
+"""
+import argparse
+import json
+import os
+import time
+
+import numpy as np
+import torch
+from transformers import AutoModelForCausalLM
+
+M64 = (1 << 64) - 1
+
+
+def splitmix(x):
+    x = (x + 0x9E3779B97F4A7C15) & M64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & M64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & M64
+    return x ^ (x >> 31)
+
+
+def hydra_draw(seed, p, c, s, n_prompts):
+    """The source prompt hydra's engine draws for (prompt p, component c, sample s)."""
+    x = splitmix(splitmix(splitmix(seed ^ 0x68796472) ^ p) ^ ((c * 0x100000001B3) & M64) ^ s)
+    r = x % (n_prompts - 1)
+    return r if r < p else r + 1
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model")
+    ap.add_argument("prompts")
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--samples", type=int, default=15)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--components-subset", type=int, default=1)
+    ap.add_argument("--draws", choices=("hydra", "numpy"), default="hydra")
+    ap.add_argument("--attn", choices=("sdpa", "eager"), default="sdpa")
+    ap.add_argument("--hydra-rows", help="bench_sweep --rows-out file to compare with")
+    a = ap.parse_args()
+
+    torch.set_num_threads(a.threads)
+    prompts = json.load(open(a.prompts))["prompts"]
+    P = len(prompts)
+    lengths = [len(p["ids"]) for p in prompts]
+    T = max(lengths)
+    ids = torch.zeros(P, T, dtype=torch.long)  # right padding
+    mask = torch.zeros(P, T, dtype=torch.long)
+    for i, p in enumerate(prompts):
+        ids[i, : lengths[i]] = torch.tensor(p["ids"])
+        mask[i, : lengths[i]] = 1
+    rows = torch.arange(P)
+    last = torch.tensor(lengths) - 1
+
+    model = AutoModelForCausalLM.from_pretrained(
+        os.path.dirname(a.model), gguf_file=os.path.basename(a.model),
+        dtype=torch.float32, attn_implementation=a.attn)
+    model.eval()
+    cfg = model.config
+    layers = model.model.layers
+    nL = len(layers)
+    comps = [("attn" if i % 2 == 0 else "mlp", i // 2) for i in range(2 * nL)]
+    run = comps[:: a.components_subset]
+
+    def forward():
+        return model(input_ids=ids, attention_mask=mask, use_cache=False).logits
+
+    def centred_final(logits):
+        lf = logits[rows, last]  # [P, V] at each prompt's final position
+        return lf - lf.mean(dim=-1, keepdim=True)
+
+    with torch.no_grad():
+        forward()  # warm-up
+        t0 = time.perf_counter()
+
+        # ---- clean pass: keep the components' outputs at the final positions
+        clean_out = {}
+
+        def keeper(key):
+            def hook(mod, inp, out):
+                o = out[0] if isinstance(out, tuple) else out
+                clean_out[key] = o[rows, last].clone()
+            return hook
+
+        handles = []
+        for L, layer in enumerate(layers):
+            handles.append(layer.self_attn.register_forward_hook(keeper(("attn", L))))
+            handles.append(layer.mlp.register_forward_hook(keeper(("mlp", L))))
+        cl = centred_final(forward())
+        for h in handles:
+            h.remove()
+        target = cl.argmax(dim=-1)
+        clean_logit = cl[rows, target]
+
+        # ---- the sweep: one forward per (component, sample)
+        rng = np.random.default_rng(a.seed)
+        total = torch.zeros(P, len(run), dtype=torch.float64)
+        for ci, (kind, L) in enumerate(run):
+            mod = layers[L].self_attn if kind == "attn" else layers[L].mlp
+            src_vals = clean_out[(kind, L)]
+            for s in range(a.samples):
+                if a.draws == "hydra":
+                    src = torch.tensor([hydra_draw(a.seed, p, ci, s, P) for p in range(P)])
+                else:
+                    r = torch.from_numpy(rng.integers(0, P - 1, size=P))
+                    src = torch.where(r < rows, r, r + 1)
+                repl = src_vals[src]
+
+                def hook(mod, inp, out, repl=repl):
+                    o = out[0] if isinstance(out, tuple) else out
+                    o[rows, last] = repl
+                    return out
+
+                h = mod.register_forward_hook(hook)
+                ab = centred_final(forward())[rows, target]
+                h.remove()
+                total[:, ci] += (clean_logit - ab).double()
+        total /= a.samples
+        t = time.perf_counter() - t0
+
+    # ---- counted FLOPs of this work (the padded batch, logits at every position)
+    d, V, f = cfg.hidden_size, cfg.vocab_size, cfg.intermediate_size
+    hd = getattr(cfg, "head_dim", None) or d // cfg.num_attention_heads
+    q, kv = cfg.num_attention_heads * hd, cfg.num_key_value_heads * hd
+    tok = P * T
+    per_forward = nL * (tok * 2 * (d * q + 2 * d * kv + q * d + 3 * d * f)
+                        + P * 2 * 2 * q * T * T) + tok * 2 * V * d
+    forwards_run = 1 + len(run) * a.samples
+    forwards_all = 1 + len(comps) * a.samples
+    variants = len(run) * a.samples * P
+    extrapolated = t * forwards_all / forwards_run
+
+    if a.hydra_rows:
+        h = json.load(open(a.hydra_rows))
+        h_logit = np.array([c["logit"] for c in h["clean"]])
+        h_target = np.array([c["target"] for c in h["clean"]])
+        same_t = int((h_target == target.numpy()).sum())
+        print(f"check: clean targets equal {same_t}/{P}; clean centred logit max |diff| "
+              f"{np.abs(h_logit - clean_logit.numpy()).max():.2e} "
+              f"(largest {np.abs(h_logit).max():.2f})")
+        names = [f"{k}.{L}" for k, L in run]
+        if h["components"] == names and h.get("samples") == a.samples:
+            ht = np.array(h["total_effect"])
+            tt = total.numpy()
+            mean_h, mean_t = ht.mean(0), tt.mean(0)
+            print(f"check: total effect per (prompt, component), draws {a.draws}: max |diff| "
+                  f"{np.abs(ht - tt).max():.2e}; mean over prompts max |diff| "
+                  f"{np.abs(mean_h - mean_t).max():.2e}; corr {np.corrcoef(ht.ravel(), tt.ravel())[0, 1]:.5f}")
+            for i in sorted(range(len(names)), key=lambda i: -abs(mean_t[i]))[:3]:
+                print(f"check: {names[i]}: mean total effect hydra {mean_h[i]:.4f} torch {mean_t[i]:.4f}")
+        else:
+            print("check: hydra rows are for other components or samples; total effects not compared")
+
+    print(f"backend=torch-{torch.__version__} attn={a.attn} padding=right batch={P} tokens={T} "
+          f"components={len(run)} components_all={len(comps)} samples={a.samples} "
+          f"forwards={forwards_run} measured_s={t:.4f} extrapolated_s={extrapolated:.4f} "
+          f"variants={variants} variants_all={len(comps) * a.samples * P} "
+          f"variants_per_s={len(comps) * a.samples * P / extrapolated:.1f} flops_all={per_forward * forwards_all:.4e}")
+
+
+if __name__ == "__main__":
+    main()

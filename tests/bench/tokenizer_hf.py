@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""Hugging Face side of tests/bench/tokenizer.sh, and the benchmark's text.
+
+  tokenizer_hf.py --make-docs OUT [--mb 4] [--seed 7] [--corpus FILE]
+      writes OUT: documents of about 2 KB, one JSON string per line, drawn
+      (seeded) from tests/data/tokenizer_corpus.txt: English-like sentences
+      from the corpus's words (most of the text), and whole corpus cases
+      (numbers, code, accents, Greek, CJK, Arabic, emoji, special tokens).
+  tokenizer_hf.py TOKENIZER DOCS [--runs 5] [--ids FILE]
+      encodes DOCS with `tokenizers` (encode_batch, one thread), one warm-up
+      pass then the median of the timed ones, and prints one key=value line
+      like bench_tokenizer. TOKENIZER: a tokenizer.json, a model directory, or
+      a GGUF (built as tests/golden/make_tokenizer_golden.py builds it).
+      --ids: check that every document's ids equal the lines of FILE (hydra's).
+"""
+import argparse
+import json
+import os
+import random
+import statistics
+import sys
+import time
+
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+os.environ["RAYON_NUM_THREADS"] = "1"
+os.environ["RAYON_RS_NUM_CPUS"] = "1"
+
+
+def make_docs(out, mb, seed, corpus_path):
+    with open(corpus_path, encoding="utf-8") as f:
+        cases = [json.loads(line) for line in f.read().split("\n") if line]
+    words = [w for c in cases if c.isascii() for w in c.split()]
+    rng = random.Random(seed)
+    total, target = 0, int(mb * 1e6)
+    with open(out, "w", encoding="utf-8") as f:
+        while total < target:
+            parts = []
+            size = 0
+            while size < 2000:
+                if rng.random() < 0.15:
+                    s = rng.choice(cases)
+                else:
+                    s = " ".join(rng.choice(words) for _ in range(rng.randint(4, 30)))
+                    s = s[:1].upper() + s[1:] + rng.choice([". ", ", ", "! ", "? ", ".\n", "\n\n"])
+                parts.append(s)
+                size += len(s.encode("utf-8"))
+            doc = "".join(parts)
+            total += len(doc.encode("utf-8"))
+            f.write(json.dumps(doc, ensure_ascii=False).replace("\u2028", "\\u2028") + "\n")
+
+
+def load(path):
+    from tokenizers import Tokenizer, pre_tokenizers
+
+    if path.endswith(".gguf"):
+        import gguf
+        from transformers import AutoTokenizer
+
+        d, name = os.path.split(os.path.abspath(path))
+        tok = AutoTokenizer.from_pretrained(d, gguf_file=name).backend_tokenizer
+        field = gguf.GGUFReader(path).get_field("tokenizer.ggml.pre")
+        pre = bytes(field.parts[field.data[0]]).decode() if field else None
+        if pre in ("smollm", "starcoder", "refact"):
+            tok.pre_tokenizer = pre_tokenizers.Sequence([
+                pre_tokenizers.Digits(individual_digits=True),
+                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+            ])
+        return tok
+    if os.path.isdir(path):
+        path = os.path.join(path, "tokenizer.json")
+    return Tokenizer.from_file(path)
+
+
+def bench(path, docs_path, runs, ids_path):
+    import tokenizers
+
+    tok = load(path)
+    with open(docs_path, encoding="utf-8") as f:
+        docs = [json.loads(line) for line in f if line.strip()]
+    nbytes = sum(len(d.encode("utf-8")) for d in docs)
+    encs = tok.encode_batch(docs)  # warm-up
+    n_tokens = sum(len(e.ids) for e in encs)
+    if ids_path:
+        with open(ids_path) as f:
+            theirs = [[int(x) for x in line.split()] for line in f]
+        bad = [i for i, (e, t) in enumerate(zip(encs, theirs)) if e.ids != t]
+        if len(theirs) != len(encs) or bad:
+            print(f"ids differ from hydra's on {len(bad)} of {len(encs)} documents "
+                  f"(first: {bad[:5]})", file=sys.stderr)
+            sys.exit(1)
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        tok.encode_batch(docs)
+        times.append(time.perf_counter() - t0)
+    t = statistics.median(times)
+    print(f"backend=tokenizers-{tokenizers.__version__} docs={len(docs)} bytes={nbytes} "
+          f"tokens={n_tokens} runs={runs} median_s={t:.4f} tokens_per_s={n_tokens / t:.0f} "
+          f"mb_per_s={nbytes / t / 1e6:.2f} ids_match={'yes' if ids_path else 'unchecked'}")
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    ap = argparse.ArgumentParser()
+    ap.add_argument("tokenizer", nargs="?")
+    ap.add_argument("docs", nargs="?")
+    ap.add_argument("--make-docs")
+    ap.add_argument("--mb", type=float, default=4)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--corpus", default=os.path.join(here, "..", "data", "tokenizer_corpus.txt"))
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--ids")
+    a = ap.parse_args()
+    if a.make_docs:
+        make_docs(a.make_docs, a.mb, a.seed, a.corpus)
+    elif a.tokenizer and a.docs:
+        bench(a.tokenizer, a.docs, a.runs, a.ids)
+    else:
+        ap.error("give TOKENIZER DOCS, or --make-docs OUT")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,279 @@
+#!/usr/bin/env python3
+"""Writes the tokenizer goldens for tests/unit/test_tokenizer.c with Hugging Face
+`tokenizers` / `transformers` (and, as a cross-check, Google's `sentencepiece`),
+so that hydra's tokenizer is checked against programs hydra did not write.
+
+  tests/data/tiny-gpt2/tokenizer.json      byte-level BPE (GPT-2 pre-tokenizer),
+                                           vocab 1000 incl. <|endoftext|> and
+                                           <|pad|>, trained by `tokenizers` on a
+                                           seeded corpus.
+  tests/data/tiny-llama/tokenizer.json     SentencePiece-style BPE (vocab 1000,
+                                           byte fallback, add_dummy_prefix),
+                                           trained by `sentencepiece` and turned
+                                           into a tokenizer.json by transformers'
+                                           LlamaTokenizer (what it does for a
+                                           Llama vocabulary).
+  tests/data/gguf/tiny_llama_tokenizer.gguf  the same vocabulary as GGUF metadata
+                                           (tokenizer.ggml.model "llama": tokens,
+                                           scores, token types, no merges), written
+                                           by gguf-py as llama.cpp's converter does.
+  tests/golden/tokenizer_<name>.jsonl      one line per corpus case:
+      {"text": str, "ids": [int], "decoded": str, "lossless": bool,
+       "offsets": [[start, end]]}
+      ids: encode(text) with the tokenizer's own special-token rule (BOS for
+      the llama ones); decoded: decode(ids) without skipping special tokens;
+      lossless: decode(encode(text, add_special_tokens=False)) == text;
+      offsets: each token's span in the text as tokenizers reports it
+      (character offsets turned into UTF-8 byte offsets; a token holding part
+      of a character spans the whole character).
+  names: tiny-gpt2, tiny-llama (tokenizer.json), tiny-llama-gguf (transformers
+      loading the GGUF above), smollm2 (see below).
+
+SmolLM2 (--smollm2 PATH.gguf): transformers builds the tokenizer from the GGUF's
+metadata, but ignores tokenizer.ggml.pre = "smollm" and splits with plain GPT-2
+rules. The real SmolLM2 tokenizer.json (HuggingFaceTB/SmolLM2-135M-Instruct), and
+llama.cpp for "smollm", first split every digit on its own (pre_tokenizer
+Sequence[Digits(individual_digits=True), ByteLevel]); the golden uses that
+pre-tokenizer on the GGUF's vocabulary and merges. The cases where this differs
+from transformers' plain GGUF tokenizer are printed. Its tokenizer.json is saved
+to --smollm2-json (not committed; default
+/work/models/smollm2-135m-tokenizer/tokenizer.json).
+
+Corpus: tests/data/tokenizer_corpus.txt, one JSON string per line.
+
+usage: python tests/golden/make_tokenizer_golden.py [--root ROOT] [--smollm2 GGUF]
+       (needs: tokenizers transformers sentencepiece gguf numpy)
+"""
+import argparse
+import json
+import os
+import random
+import shutil
+import sys
+import tempfile
+
+import gguf
+import sentencepiece as spm
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+SEED = 20241126
+
+# Words for the seeded training text: English, plus every word of the test corpus.
+WORDS = (
+    "the of and to in is was for on that with as by at from his her it an are were which be this "
+    "or had not but their has have they one its also first new after who two been more other into "
+    "time all when there may would only over most such some year made these than many can later "
+    "about people during three world city state where both while between known under war part "
+    "including since however through he she tower river north south located capital france paris "
+    "model token layer attention head neuron effect repair ablation language"
+).split()
+
+
+def read_corpus(root):
+    path = os.path.join(root, "tests", "data", "tokenizer_corpus.txt")
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f.read().split("\n") if line]
+
+
+def training_text(corpus, seed):
+    """Seeded sentences over WORDS and the corpus's own words, plus the corpus."""
+    rng = random.Random(seed)
+    words = WORDS + [w for case in corpus for w in case.split()]
+    out = []
+    for _ in range(4000):
+        n = rng.randint(3, 24)
+        s = " ".join(rng.choice(words) for _ in range(n))
+        if rng.random() < 0.5:
+            s = s.capitalize()
+        if rng.random() < 0.2:
+            s += " " + str(rng.randint(0, 10**rng.randint(1, 8)))
+        out.append(s + rng.choice([".", ",", "!", "?", ":", "", "\n"]))
+    return out + corpus * 3
+
+
+def write_golden(path, tok, corpus, encode_plain=None):
+    """tok: a tokenizers.Tokenizer. encode_plain(text) -> ids without specials."""
+    with open(path, "w", encoding="utf-8") as f:
+        for text in corpus:
+            enc = tok.encode(text)
+            ids = enc.ids
+            plain = tok.encode(text, add_special_tokens=False).ids
+            byte_at = [0]
+            for ch in text:
+                byte_at.append(byte_at[-1] + len(ch.encode("utf-8")))
+            row = {
+                "text": text,
+                "ids": ids,
+                "decoded": tok.decode(ids, skip_special_tokens=False),
+                "lossless": tok.decode(plain, skip_special_tokens=False) == text,
+                "offsets": [[byte_at[a], byte_at[b]] for a, b in enc.offsets],
+            }
+            f.write(json.dumps(row, ensure_ascii=False).replace("\u2028", "\\u2028") + "\n")
+    print("wrote", path)
+
+
+def check_transformers(tf_tok, tok, corpus, name):
+    """The transformers wrapper must give the same ids as the backend we record."""
+    for text in corpus:
+        a = tf_tok(text)["input_ids"]
+        b = tok.encode(text).ids
+        if a != b:
+            sys.exit(f"{name}: transformers and tokenizers disagree on {text!r}: {a} vs {b}")
+
+
+def tiny_gpt2(root, corpus):
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=1000,
+        special_tokens=["<|endoftext|>", "<|pad|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(training_text(corpus, SEED), trainer=trainer)
+    assert tok.get_vocab_size() == 1000, tok.get_vocab_size()
+    path = os.path.join(root, "tests", "data", "tiny-gpt2", "tokenizer.json")
+    tok.save(path)
+    print("wrote", path)
+    tok = Tokenizer.from_file(path)
+    from transformers import PreTrainedTokenizerFast
+
+    check_transformers(PreTrainedTokenizerFast(tokenizer_file=path), tok, corpus, "tiny-gpt2")
+    write_golden(os.path.join(root, "tests", "golden", "tokenizer_tiny-gpt2.jsonl"), tok, corpus)
+
+
+def train_sentencepiece(corpus, workdir):
+    # No NUL in the training text: such a piece could not be a JSON object key
+    # for most readers; the corpus's NUL case then exercises byte fallback.
+    lines = [t.replace("\n", " ") for t in training_text(corpus, SEED + 1) if t.strip()]
+    lines = [t for t in lines if "\0" not in t]
+    train = os.path.join(workdir, "train.txt")
+    with open(train, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines))
+    prefix = os.path.join(workdir, "sp")
+    spm.SentencePieceTrainer.train(
+        input=train, model_prefix=prefix, vocab_size=1000, model_type="bpe", byte_fallback=True,
+        normalization_rule_name="identity", remove_extra_whitespaces=False, add_dummy_prefix=True,
+        character_coverage=0.9995, num_threads=1, allow_whitespace_only_pieces=True,
+        split_digits=False, minloglevel=2)
+    return spm.SentencePieceProcessor(model_file=prefix + ".model")
+
+
+def tiny_llama(root, corpus, workdir):
+    from transformers import LlamaTokenizer
+    from transformers.tokenization_utils_base import generate_merges
+
+    sp = train_sentencepiece(corpus, workdir)
+    pieces = [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
+    scores = [sp.get_score(i) for i in range(sp.get_piece_size())]
+    vocab = {p: i for i, p in enumerate(pieces)}
+    merges = generate_merges(vocab, dict(zip(pieces, scores)))
+    tf_tok = LlamaTokenizer(vocab=vocab, merges=merges, add_bos_token=True)
+    tok = tf_tok.backend_tokenizer
+    path = os.path.join(root, "tests", "data", "tiny-llama", "tokenizer.json")
+    tok.save(path)
+    print("wrote", path)
+    tok = Tokenizer.from_file(path)
+    check_transformers(tf_tok, tok, corpus, "tiny-llama")
+
+    # Cross-check against sentencepiece itself (informational: the two agree
+    # except where sentencepiece's own rules differ, e.g. leading spaces).
+    differ = [t for t in corpus if tok.encode(t, add_special_tokens=False).ids != sp.encode(t)]
+    print(f"tiny-llama: sentencepiece and tokenizers agree on {len(corpus) - len(differ)}/"
+          f"{len(corpus)} cases; they differ on {differ!r}")
+    write_golden(os.path.join(root, "tests", "golden", "tokenizer_tiny-llama.jsonl"), tok, corpus)
+
+    # The same vocabulary as a GGUF, as llama.cpp's convert_hf_to_gguf writes
+    # a sentencepiece vocabulary: token types from the model, no merges.
+    gpath = os.path.join(root, "tests", "data", "gguf", "tiny_llama_tokenizer.gguf")
+    w = gguf.GGUFWriter(gpath, arch="llama")
+    w.add_context_length(128)
+    w.add_embedding_length(64)
+    w.add_block_count(1)
+    w.add_feed_forward_length(96)
+    w.add_head_count(4)
+    w.add_head_count_kv(2)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_tokenizer_model("llama")
+    w.add_tokenizer_pre("default")
+    w.add_token_list(pieces)
+    w.add_token_scores(scores)
+    types = []
+    for i in range(sp.get_piece_size()):
+        if sp.is_unknown(i):
+            types.append(gguf.TokenType.UNKNOWN)
+        elif sp.is_control(i):
+            types.append(gguf.TokenType.CONTROL)
+        elif sp.is_byte(i):
+            types.append(gguf.TokenType.BYTE)
+        else:
+            types.append(gguf.TokenType.NORMAL)
+    w.add_token_types(types)
+    w.add_bos_token_id(sp.bos_id())
+    w.add_eos_token_id(sp.eos_id())
+    w.add_unk_token_id(sp.unk_id())
+    w.add_add_bos_token(True)
+    w.add_add_eos_token(False)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    print("wrote", gpath)
+
+    from transformers import AutoTokenizer
+
+    gdir, gname = os.path.split(gpath)
+    tf_gguf = AutoTokenizer.from_pretrained(gdir, gguf_file=gname)
+    gtok = tf_gguf.backend_tokenizer
+    check_transformers(tf_gguf, gtok, corpus, "tiny-llama-gguf")
+    write_golden(os.path.join(root, "tests", "golden", "tokenizer_tiny-llama-gguf.jsonl"), gtok,
+                 corpus)
+
+
+def smollm2(root, corpus, gguf_path, json_out):
+    from transformers import AutoTokenizer
+
+    gdir, gname = os.path.split(os.path.abspath(gguf_path))
+    tf_tok = AutoTokenizer.from_pretrained(gdir, gguf_file=gname)
+    plain = tf_tok.backend_tokenizer
+    reader = gguf.GGUFReader(gguf_path)
+    field = reader.get_field("tokenizer.ggml.pre")
+    pre = bytes(field.parts[field.data[0]]).decode() if field else None
+    assert pre == "smollm", pre
+    tok = Tokenizer.from_str(plain.to_str())
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=True),
+    ])
+    os.makedirs(os.path.dirname(json_out), exist_ok=True)
+    tok.save(json_out)
+    print("wrote", json_out, "(not committed)")
+    for text in corpus:
+        a, b = plain.encode(text).ids, tok.encode(text).ids
+        if a != b:
+            print(f"smollm2: digit split differs from transformers' GGUF tokenizer on {text!r}")
+    write_golden(os.path.join(root, "tests", "golden", "tokenizer_smollm2.jsonl"), tok, corpus)
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--root", default=os.path.dirname(os.path.dirname(here)))
+    ap.add_argument("--smollm2", help="SmolLM2-135M-Instruct.Q4_1.gguf (leave out to skip)")
+    ap.add_argument("--smollm2-json", default="/work/models/smollm2-135m-tokenizer/tokenizer.json")
+    args = ap.parse_args()
+    corpus = read_corpus(args.root)
+    tiny_gpt2(args.root, corpus)
+    workdir = tempfile.mkdtemp()
+    try:
+        tiny_llama(args.root, corpus, workdir)
+    finally:
+        shutil.rmtree(workdir)
+    if args.smollm2:
+        smollm2(args.root, corpus, args.smollm2, args.smollm2_json)
+
+
+if __name__ == "__main__":
+    main()

@@ -847,7 +847,7 @@ static int parse_metrics(const json_t *v, job_spec_t *spec, job_error_t *err) {
 /* The paper's components (what the document did not give; the rest of the
  * preset is the defaults plus samples 15). */
 static int preset_hydra_components(job_spec_t *spec, job_error_t *err) {
-  static const char *const names[] = {"attn.*", "mlp.*"};
+  static const char *const names[] = {"*"}; /* attn.0, mlp.0, attn.1, ... */
   size_t n = sizeof names / sizeof *names;
   spec->components = calloc(n, sizeof *spec->components);
   if (!spec->components)

@@ -985,10 +985,10 @@ static int is_word_char(uint32_t c) {
 
 /* The code point that ends at text[end) (the last one before it). */
 static uint32_t char_before(const char *text, size_t end) {
-  size_t i = end;
-  while (i > 0 && i > end - 4 && ((unsigned char)text[i - 1] & 0xC0) == 0x80)
-    i--;
-  if (i > 0)
+  if (end == 0)
+    return 0;
+  size_t i = end - 1, lowest = end >= 4 ? end - 4 : 0;
+  while (i > lowest && ((unsigned char)text[i] & 0xC0) == 0x80)
     i--;
   uint32_t cp = 0;
   if (!utf8_decode((const unsigned char *)text + i, end - i, &cp))

@@ -18,7 +18,8 @@
  *   flops_all         the same for every component (the whole sweep)
  *   flops_full        a full-recompute sweep (every variant a whole forward
  *                     over all its positions, reuse off), every component
- *   sgemm_gflops      OpenBLAS sgemm on the layer's matrix shapes
+ *   sgemm_gflops      OpenBLAS sgemm on one layer's matrix shapes (q, k, v, o, gate,
+ *                     up, down) at --sgemm-rows rows (default: the pass budget, 4096)
  *   floor_s           flops_all / sgemm rate
  * FLOPs counted: matrix products (2 per multiply-add) and attention (scores
  * and weighted sum over each row's keys) of every recomputed row from the
@@ -102,7 +103,10 @@ static double sweep_flops(const model_config_t *c, const int *lengths, int n_pro
   return f;
 }
 
-/* ---- the machine's sgemm rate on one layer's shapes ---- */
+/* ---- the machine's sgemm rate on one layer's shapes ----
+ * Each shape's best of `runs` timings (of 5 calls each): the floor is a
+ * lower bound, and on a shared machine the best run is the one least
+ * disturbed by others. */
 
 static double sgemm_gflops(const model_config_t *c, int rows, int runs) {
   const int q = c->n_heads * c->head_dim, kv = c->n_kv_heads * c->head_dim;
@@ -112,7 +116,6 @@ static double sgemm_gflops(const model_config_t *c, int rows, int runs) {
                             {c->d_mlp, c->d_model}};
   const int n_shapes = c->mlp == MLP_SWIGLU ? 7 : 6;
   double flops = 0, total = 0;
-  double *times = malloc(sizeof(double) * runs);
   for (int s = 0; s < n_shapes; s++) {
     const int out = shapes[s][0], in = shapes[s][1];
     float *x = malloc((size_t)rows * in * 4), *w = malloc((size_t)out * in * 4),
@@ -122,18 +125,20 @@ static double sgemm_gflops(const model_config_t *c, int rows, int runs) {
     for (size_t i = 0; i < (size_t)out * in; i++)
       w[i] = (float)(i % 13) * 0.01f;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, in, 1, x, in, w, in, 0, y, out);
+    double best = 1e30;
     for (int r = 0; r < runs; r++) {
       double t0 = now();
       for (int k = 0; k < 5; k++)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, in, 1, x, in, w, in, 0, y,
                     out);
-      times[r] = (now() - t0) / 5;
+      const double t = (now() - t0) / 5;
+      if (t < best)
+        best = t;
     }
     flops += 2.0 * rows * out * in;
-    total += median(times, runs);
+    total += best;
     free(x), free(w), free(y);
   }
-  free(times);
   return flops / total / 1e9;
 }
 
@@ -299,22 +304,19 @@ int main(int argc, char **argv) {
   const double flops_all = sweep_flops(c, lengths, n_prompts, all, n_all, samples, reuse);
   const double flops_full = sweep_flops(c, lengths, n_prompts, all, n_all, samples, 0);
   /* the sgemm rate at the rows of a full pass (the engine's row budget) */
-  const double sg = sgemm_gflops(c,
-                                 sgemm_rows > 0 ? sgemm_rows
-                                 : max_rows > 0 ? max_rows
-                                                : 4096,
-                                 3);
+  const int sg_rows = sgemm_rows > 0 ? sgemm_rows : max_rows > 0 ? max_rows : 4096;
+  const double sg = sgemm_gflops(c, sg_rows, 5);
   const double extrapolated = t * (double)n_all / n_comps;
   long tokens = 0;
   for (int p = 0; p < n_prompts; p++)
     tokens += lengths[p];
   printf("reuse=%d prompts=%d tokens=%ld components=%d components_all=%d samples=%d runs=%d "
          "median_s=%.4f extrapolated_s=%.4f variants=%ld variants_all=%ld variants_per_s=%.1f "
-         "flops=%.4e flops_all=%.4e flops_full=%.4e gflops=%.2f sgemm_gflops=%.2f "
+         "flops=%.4e flops_all=%.4e flops_full=%.4e gflops=%.2f sgemm_gflops=%.2f sgemm_rows=%d "
          "floor_s=%.4f floor_full_s=%.4f\n",
          reuse, n_prompts, tokens, n_comps, n_all, samples, runs, t, extrapolated, variants,
          (long)samples * n_all * n_prompts, variants / t, flops, flops_all, flops_full,
-         flops / t / 1e9, sg, flops_all / (sg * 1e9), flops_full / (sg * 1e9));
+         flops / t / 1e9, sg, sg_rows, flops_all / (sg * 1e9), flops_full / (sg * 1e9));
   if (rows_out) {
     FILE *f = fopen(rows_out, "w");
     if (!f) {

@@ -1,7 +1,7 @@
 #!/bin/bash
 # tests/bench/run.sh - forward-pass benchmark: hydra (CPU backend) against the
 # machine's own OpenBLAS sgemm rate and against PyTorch on the same cores.
-# Writes tests/bench/RESULTS.md. Reports; never gates.
+# Writes its section of tests/bench/RESULTS.md. Reports; never gates.
 #   PYTHON: a python with torch + transformers + gguf (default: python3);
 #   BUILD: the build folder (default: build); RUNS (default 5); THREADS.
 set -euo pipefail
@@ -42,13 +42,11 @@ table="| run | median s | tokens/s | GFLOP/s | vs sgemm | vs PyTorch |
 | $t_name | $t_s | $t_tps | | | 1.00 |"
 echo
 echo "$table"
-cat >tests/bench/RESULTS.md <<MD
-# Benchmarks
-
-Written by \`tests/bench/run.sh\` (command: \`PYTHON=$python bash tests/bench/run.sh\`).
-
+# Only this script's section of RESULTS.md is replaced (results_section.sh).
+cat >"$tmp/section.md" <<MD
 ## Forward pass: SmolLM2-135M (Q4_1 GGUF dequantised to fp32), batch 8 x 64 tokens, logits at every position
 
+Written by \`tests/bench/run.sh\` (command: \`PYTHON=$python bash tests/bench/run.sh\`).
 Machine: $cpu, $threads threads ($(nproc) cores visible), $(date -u +%Y-%m-%d).
 Median of $runs runs after one warm-up. GFLOP/s counts the matrix products and
 attention of the pass. "vs sgemm" is hydra's GFLOP/s over OpenBLAS sgemm's on
@@ -59,4 +57,5 @@ $table
 
 Targets (issue 2): >= 0.60 of the sgemm rate, >= 1.0x PyTorch.
 MD
-echo "wrote tests/bench/RESULTS.md"
+bash tests/bench/results_section.sh tests/bench/RESULTS.md "## Forward pass" "$tmp/section.md"
+echo "wrote tests/bench/RESULTS.md (section \"Forward pass\")"

@@ -69,7 +69,8 @@ def main():
     ap.add_argument("--components-subset", type=int, default=1)
     ap.add_argument("--draws", choices=("hydra", "numpy"), default="hydra")
     ap.add_argument("--attn", choices=("sdpa", "eager"), default="sdpa")
-    ap.add_argument("--hydra-rows", help="bench_sweep --rows-out file to compare with")
+    ap.add_argument("--hydra-rows", action="append", default=[],
+                    help="bench_sweep --rows-out file to compare with (repeatable)")
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -163,26 +164,27 @@ def main():
     variants = len(run) * a.samples * P
     extrapolated = t * forwards_all / forwards_run
 
-    if a.hydra_rows:
-        h = json.load(open(a.hydra_rows))
+    for path in a.hydra_rows:
+        h = json.load(open(path))
+        tag = f"check hydra reuse={h['reuse']}:"
         h_logit = np.array([c["logit"] for c in h["clean"]])
         h_target = np.array([c["target"] for c in h["clean"]])
         same_t = int((h_target == target.numpy()).sum())
-        print(f"check: clean targets equal {same_t}/{P}; clean centred logit max |diff| "
-              f"{np.abs(h_logit - clean_logit.numpy()).max():.2e} "
-              f"(largest {np.abs(h_logit).max():.2f})")
+        print(f"{tag} clean targets equal {same_t}/{P}; clean centred target logit max |diff| "
+              f"{np.abs(h_logit - clean_logit.numpy()).max():.1e} "
+              f"(logits up to {np.abs(h_logit).max():.1f})")
         names = [f"{k}.{L}" for k, L in run]
-        if h["components"] == names and h.get("samples") == a.samples:
-            ht = np.array(h["total_effect"])
-            tt = total.numpy()
-            mean_h, mean_t = ht.mean(0), tt.mean(0)
-            print(f"check: total effect per (prompt, component), draws {a.draws}: max |diff| "
-                  f"{np.abs(ht - tt).max():.2e}; mean over prompts max |diff| "
-                  f"{np.abs(mean_h - mean_t).max():.2e}; corr {np.corrcoef(ht.ravel(), tt.ravel())[0, 1]:.5f}")
-            for i in sorted(range(len(names)), key=lambda i: -abs(mean_t[i]))[:3]:
-                print(f"check: {names[i]}: mean total effect hydra {mean_h[i]:.4f} torch {mean_t[i]:.4f}")
-        else:
-            print("check: hydra rows are for other components or samples; total effects not compared")
+        if h["components"] != names or h.get("samples") != a.samples:
+            print(f"{tag} rows are for other components or samples: effects not compared")
+            continue
+        ht, tt = np.array(h["total_effect"]), total.numpy()
+        mean_h, mean_t = ht.mean(0), tt.mean(0)
+        print(f"{tag} total effect (mean of {a.samples} draws, draws {a.draws}) per prompt and "
+              f"component: max |diff| {np.abs(ht - tt).max():.1e}, corr "
+              f"{np.corrcoef(ht.ravel(), tt.ravel())[0, 1]:.6f}")
+        for i in sorted(range(len(names)), key=lambda i: -abs(mean_t[i]))[:3]:
+            print(f"{tag} {names[i]}: total effect, mean over prompts: hydra {mean_h[i]:.4f} "
+                  f"torch {mean_t[i]:.4f}")
 
     print(f"backend=torch-{torch.__version__} attn={a.attn} padding=right batch={P} tokens={T} "
           f"components={len(run)} components_all={len(comps)} samples={a.samples} "

@@ -203,9 +203,7 @@ static void test_preset(void) {
   job_spec_t *s = PARSE_OK("{'preset': 'hydra', 'prompts': ['a', 'b', 'c']}");
   if (s) {
     CHECK(s->preset_hydra == 1, "preset flag");
-    CHECK(s->n_components == 2 && str_is(s->components[0], "attn.*") &&
-              str_is(s->components[1], "mlp.*"),
-          "preset components");
+    CHECK(s->n_components == 1 && str_is(s->components[0], "*"), "preset components");
     CHECK(s->n_methods == 1 && s->methods[0].kind == METHOD_RESAMPLE, "preset methods");
     CHECK(s->samples == 15 && s->positions == POSITIONS_LAST && s->target == TARGET_ARGMAX,
           "preset samples %d", s->samples);
@@ -216,7 +214,7 @@ static void test_preset(void) {
   s = PARSE_OK("{'preset': 'hydra', 'prompts': ['a'], 'effect_table': false,"
                " 'ablations': {'methods': ['zero', 'scale:0'], 'samples': 3, 'positions': 'all'}}");
   if (s) {
-    CHECK(s->n_components == 2 && str_is(s->components[1], "mlp.*"), "components from preset");
+    CHECK(s->n_components == 1 && str_is(s->components[0], "*"), "components from preset");
     CHECK(s->n_methods == 2 && s->methods[0].kind == METHOD_ZERO &&
               s->methods[1].kind == METHOD_SCALE && s->methods[1].value == 0.0f,
           "methods overridden");

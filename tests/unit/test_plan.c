@@ -1,0 +1,138 @@
+/* test_plan - bad jobs get the right status and field path, good jobs the
+ * right plan. A job is checked in two steps, as the daemon does: job_parse
+ * (what needs no model: 400) and plan_build against the model (422).
+ * usage: test_plan ROOT */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "job.h"
+#include "model.h"
+#include "plan.h"
+#include "tokenizer.h"
+
+static int failures;
+
+/* The status the daemon answers: 0 for a job that runs. */
+static int check(const model_t *m, const tokenizer_t *tok, const char *doc, plan_t *plan,
+                 job_error_t *err) {
+  memset(err, 0, sizeof(*err));
+  job_spec_t *spec = job_parse(doc, strlen(doc), err);
+  if (!spec)
+    return 400;
+  int rc = plan_build(spec, m, tok, plan, err);
+  job_free(spec);
+  return rc ? 422 : 0;
+}
+
+typedef struct {
+  int status;
+  const char *field;
+  const char *doc;
+} bad_t;
+
+static const bad_t bad[] = {
+    {400, "", "{\"prompts\": [\"a\"],"},
+    {400, "prompts", "{\"ablations\": {\"components\": [\"attn.0\"]}}"},
+    {400, "ablations.compnents", "{\"prompts\": [\"a b\"], \"ablations\": {\"compnents\": []}}"},
+    {400, "ablations.methods[0]",
+     "{\"prompts\": [\"a\"], \"ablations\": {\"components\": [\"attn.0\"], \"methods\": "
+     "[\"scale:x\"]}}"},
+    {400, "ablations.components[1]",
+     "{\"prompts\": [\"a\"], \"ablations\": {\"components\": [\"attn.0\", \"layer.3\"]}}"},
+    {422, "ablations.components[0]",
+     "{\"prompts\": [\"a\"], \"ablations\": {\"components\": [\"mlp.9\"], \"methods\": "
+     "[\"zero\"]}}"},
+    {422, "ablations.components[1]",
+     "{\"prompts\": [\"a\"], \"ablations\": {\"components\": [\"attn.1\", \"head.0.7\"], "
+     "\"methods\": [\"zero\"]}}"},
+    {422, "ablations.components[0]",
+     "{\"prompts\": [\"a\"], \"ablations\": {\"components\": [\"neuron.2.999\"], \"methods\": "
+     "[\"zero\"]}}"},
+    {422, "prompts[1].ids[2]",
+     "{\"prompts\": [\"a\", {\"ids\": [1, 2, 5000]}], \"ablations\": {\"components\": "
+     "[\"attn.0\"], \"methods\": [\"zero\"]}}"},
+    {422, "ablations.positions[0]",
+     "{\"prompts\": [{\"ids\": [1, 2, 3]}], \"ablations\": {\"components\": [\"attn.0\"], "
+     "\"methods\": [\"zero\"], \"positions\": [-40]}}"},
+    {422, "target",
+     "{\"prompts\": [\"the cat\"], \"target\": {\"token\": \" zq xv\"}, \"ablations\": "
+     "{\"components\": [\"attn.0\"], \"methods\": [\"zero\"]}}"},
+    {422, "target.foil",
+     "{\"prompts\": [\"the cat\"], \"target\": {\"id\": 5, \"foil_id\": 4000}, \"ablations\": "
+     "{\"components\": [\"attn.0\"], \"methods\": [\"zero\"]}}"},
+    {422, "target",
+     "{\"prompts\": [\"the cat\"], \"target\": \"next\", \"ablations\": {\"components\": "
+     "[\"attn.0\"], \"methods\": [\"zero\"]}}"},
+};
+
+int main(int argc, char **argv) {
+  const char *root = argc > 1 ? argv[1] : ".";
+  char path[1024], err[HYDRA_ERR_LEN];
+  snprintf(path, sizeof(path), "%s/tests/data/tiny-gpt2", root);
+  model_t *m = model_load(path, err);
+  tokenizer_t *tok = m ? tokenizer_load(path, err) : NULL;
+  if (!m || !tok) {
+    fprintf(stderr, "test_plan: %s\n", err);
+    return 1;
+  }
+  job_error_t jerr;
+  plan_t plan;
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    int status = check(m, tok, bad[i].doc, &plan, &jerr);
+    if (status != bad[i].status || strcmp(jerr.field, bad[i].field) != 0) {
+      printf("FAIL bad job %zu: status %d field \"%s\" (%s); expected %d \"%s\"\n", i, status,
+             jerr.field, jerr.message, bad[i].status, bad[i].field);
+      failures++;
+    }
+    if (status == 0)
+      plan_free(&plan);
+  }
+  /* a prompt longer than the context (128 positions) */
+  char *doc = malloc(8192);
+  int n = snprintf(doc, 8192, "{\"prompts\": [{\"ids\": [");
+  for (int t = 0; t < 130; t++)
+    n += snprintf(doc + n, 8192 - n, "%s%d", t ? "," : "", t % 50);
+  snprintf(doc + n, 8192 - n,
+           "]}], \"ablations\": {\"components\": [\"*\"], \"methods\": [\"zero\"]}}");
+  if (check(m, tok, doc, &plan, &jerr) != 422 || strcmp(jerr.field, "prompts[0].ids") != 0) {
+    printf("FAIL a prompt longer than the context: field \"%s\" (%s)\n", jerr.field, jerr.message);
+    failures++;
+  }
+  free(doc);
+
+  /* a good job: text prompts, a subject, a named target, the hydra preset */
+  const char *good = "{\"preset\": \"hydra\", \"prompts\": [{\"text\": \"the cat sat on the mat\", "
+                     "\"subject\": \"cat\"}, {\"text\": \"a dog ran\", \"subject\": \"dog\"}], "
+                     "\"target\": {\"token\": \" the\"}, "
+                     "\"ablations\": {\"positions\": \"subject\"}}";
+  int status = check(m, tok, good, &plan, &jerr);
+  if (status != 0) {
+    printf("FAIL good job: %d %s: %s\n", status, jerr.field, jerr.message);
+    failures++;
+  } else {
+    tokenizer_encoding_t enc = {0};
+    tokenizer_encode(tok, "the cat sat on the mat", 22, 0, &enc, err);
+    size_t first = 0, last = 0;
+    tokenizer_find_substring(&enc, "the cat sat on the mat", 22, "cat", 3, &first, &last, err);
+    tokenizer_encoding_t tgt = {0};
+    tokenizer_encode(tok, " the", 4, 0, &tgt, err);
+    if (plan.n_components != 6 || plan.job.samples != 15 || plan.n_variants != 2 * 6 * 15 ||
+        plan.lengths[0] != (int)enc.n || plan.position_list[0] != (int)last ||
+        plan.targets[0] != tgt.ids[0] || strcmp(plan.component_names[1], "mlp.0") != 0) {
+      printf("FAIL good job planned wrongly: %d components, %d samples, %ld variants, position "
+             "%d (want %zu), target %d (want %d)\n",
+             plan.n_components, plan.job.samples, plan.n_variants, plan.position_list[0], last,
+             plan.targets[0], tgt.n ? tgt.ids[0] : -1);
+      failures++;
+    }
+    tokenizer_encoding_free(&enc);
+    tokenizer_encoding_free(&tgt);
+    plan_free(&plan);
+  }
+  tokenizer_free(tok);
+  model_free(m);
+  printf("test_plan: %zu bad jobs, %s\n", sizeof(bad) / sizeof(bad[0]) + 1,
+         failures ? "FAILED" : "ok");
+  return failures ? 1 : 0;
+}

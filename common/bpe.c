@@ -47,6 +47,8 @@ struct bpe {
 
   int32_t byte_id[256];     /* byte-level: the piece of each single byte */
   int32_t fallback_id[256]; /* <0xNN> pieces */
+  int32_t ascii_id[128];    /* pieces of single ASCII characters */
+  int meta_split;           /* words may be cut before each "X▁" (see bpe_finish) */
   int finished;
 
   pthread_mutex_t cache_lock;
@@ -79,6 +81,9 @@ struct bpe_scratch {
   int32_t *ids;
   uint32_t *starts, *ends;
   size_t out_len, out_cap;
+  int32_t *word_ids; /* a cut word's tokens, gathered */
+  uint32_t *word_starts, *word_ends;
+  size_t word_len, word_cap;
   char *spelled;
   size_t spelled_cap;
 };
@@ -116,25 +121,26 @@ static int byte_is_printable(unsigned b) {
   return (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE);
 }
 
+/* The 68 others in byte order: 0x00-0x20 (33), 0x7F-0xA0 (34), 0xAD. */
 uint32_t bpe_byte_char(unsigned char b) {
   if (byte_is_printable(b))
     return b;
-  uint32_t n = 0;
-  for (unsigned i = 0; i < b; i++)
-    n += !byte_is_printable(i);
-  return 0x100 + n;
+  if (b <= 0x20)
+    return 0x100u + b;
+  if (b <= 0xA0)
+    return 0x100u + 33 + (b - 0x7Fu);
+  return 0x100u + 67; /* 0xAD */
 }
 
 int bpe_char_byte(uint32_t cp) {
   if (cp < 0x100)
     return byte_is_printable(cp) ? (int)cp : -1;
-  if (cp >= 0x100 + 68)
-    return -1;
   uint32_t n = cp - 0x100;
-  for (unsigned b = 0; b < 256; b++)
-    if (!byte_is_printable(b) && n-- == 0)
-      return (int)b;
-  return -1;
+  if (n < 33)
+    return (int)n;
+  if (n < 67)
+    return (int)(0x7F + n - 33);
+  return n == 67 ? 0xAD : -1;
 }
 
 /* ---- building ---- */
@@ -199,7 +205,8 @@ static void piece_slot_put(bpe_t *b, const char *s, size_t len, uint64_t h, int3
       b->n_pieces++;
       return;
     }
-    if (b->piece_hash[i] == h && b->piece_len[old] == len && memcmp(piece_at(b, old), s, len) == 0) {
+    if (b->piece_hash[i] == h && b->piece_len[old] == len &&
+        memcmp(piece_at(b, old), s, len) == 0) {
       b->piece_slots[i] = id;
       return;
     }
@@ -321,8 +328,8 @@ static int grow_merges(bpe_t *b) {
   return 0;
 }
 
-int bpe_add_merge(bpe_t *b, const char *left, size_t left_len, const char *right,
-                  size_t right_len, char *err) {
+int bpe_add_merge(bpe_t *b, const char *left, size_t left_len, const char *right, size_t right_len,
+                  char *err) {
   int32_t l = bpe_piece_id(b, left, left_len), r = bpe_piece_id(b, right, right_len);
   if (l < 0 || r < 0)
     return err_set(err, "merge %zu (\"%.*s\" \"%.*s\"): \"%.*s\" is not in the vocabulary",
@@ -349,6 +356,32 @@ int bpe_add_merge(bpe_t *b, const char *left, size_t left_len, const char *right
   return 0;
 }
 
+#define META "\xE2\x96\x81" /* U+2581, sentencepiece's space */
+#define META_LEN 3
+
+/* A sentencepiece vocabulary's pieces hold `▁` only in a leading run ("▁the",
+ * "▁▁"), so no merge can join a character to a `▁` after it: a word can be
+ * cut before every `▁` that follows another character, and the parts encoded
+ * (and cached) on their own, with the same result. Checked on the vocabulary;
+ * needs `▁` to be a piece itself (so it is never part of a fused unknown
+ * token) and no ignore_merges (whose whole-word rule sees the uncut word). */
+static int meta_split_safe(const bpe_t *b) {
+  if (b->opt.byte_level || b->opt.ignore_merges || bpe_piece_id(b, META, META_LEN) < 0)
+    return 0;
+  for (int32_t id = 0; id < b->n_ids; id++) {
+    if (b->piece_off[id] == NO_PIECE)
+      continue;
+    const char *p = piece_at(b, id);
+    size_t n = b->piece_len[id], i = 0;
+    while (i + META_LEN <= n && memcmp(p + i, META, META_LEN) == 0)
+      i += META_LEN;
+    for (; i + META_LEN <= n; i++)
+      if (memcmp(p + i, META, META_LEN) == 0)
+        return 0;
+  }
+  return 1;
+}
+
 int bpe_finish(bpe_t *b, char *err) {
   for (int i = 0; i < 256; i++) {
     char spelled[8];
@@ -357,6 +390,11 @@ int bpe_finish(bpe_t *b, char *err) {
     n = (size_t)snprintf(spelled, sizeof(spelled), "<0x%02X>", i);
     b->fallback_id[i] = bpe_piece_id(b, spelled, n);
   }
+  for (int i = 0; i < 128; i++) {
+    char c = (char)i;
+    b->ascii_id[i] = bpe_piece_id(b, &c, 1);
+  }
+  b->meta_split = meta_split_safe(b);
   if (b->opt.unk_id >= 0 && (b->opt.unk_id >= b->n_ids || b->piece_off[b->opt.unk_id] == NO_PIECE))
     return err_set(err, "the unknown token id %d is not in the vocabulary", (int)b->opt.unk_id);
   b->finished = 1;
@@ -397,6 +435,9 @@ void bpe_scratch_free(bpe_scratch_t *s) {
   free(s->ids);
   free(s->starts);
   free(s->ends);
+  free(s->word_ids);
+  free(s->word_starts);
+  free(s->word_ends);
   free(s->spelled);
   free(s);
 }
@@ -538,10 +579,14 @@ static size_t initial_symbols(const bpe_t *b, const char *word, size_t len, bpe_
     if (b->opt.byte_level) {
       id = b->byte_id[w[i]];
     } else {
-      clen = utf8_decode(w + i, len - i, NULL);
-      if (clen == 0)
-        clen = 1;
-      id = bpe_piece_id(b, word + i, clen);
+      if (w[i] < 0x80) {
+        id = b->ascii_id[w[i]];
+      } else {
+        clen = utf8_decode(w + i, len - i, NULL);
+        if (clen == 0)
+          clen = 1;
+        id = bpe_piece_id(b, word + i, clen);
+      }
     }
     if (id >= 0) {
       if (unk_len >= 0) {
@@ -699,20 +744,77 @@ static int encode_uncached(const bpe_t *b, const char *word, size_t len, bpe_scr
   return 0;
 }
 
-int bpe_encode(const bpe_t *b, const char *word, size_t len, bpe_scratch_t *s,
-               const int32_t **ids, const uint32_t **starts, const uint32_t **ends, size_t *n,
-               char *err) {
-  if (len > UINT32_MAX / 2)
-    return err_set(err, "a word of %zu bytes is too long to encode", len);
+/* One word (or part of a cut word) into s->ids, through the cache. */
+static int encode_part(const bpe_t *b, const char *word, size_t len, bpe_scratch_t *s) {
   bpe_t *mutable_b = (bpe_t *)b; /* only the mutex-guarded cache changes */
   int cacheable = len <= CACHE_MAX_WORD;
   uint64_t h = cacheable ? hash_bytes(word, len) : 0;
-  if (!(cacheable && cache_get(mutable_b, word, len, h, s))) {
-    if (encode_uncached(b, word, len, s))
-      return err_set(err, "out of memory encoding a word of %zu bytes", len);
-    if (cacheable)
-      cache_put(mutable_b, word, len, h, s);
+  if (cacheable && cache_get(mutable_b, word, len, h, s))
+    return 0;
+  if (encode_uncached(b, word, len, s))
+    return -1;
+  if (cacheable)
+    cache_put(mutable_b, word, len, h, s);
+  return 0;
+}
+
+/* Where the part of word starting at `from` ends: before the next `▁` that
+ * follows a character other than `▁`, or at len. */
+static size_t part_end(const char *word, size_t len, size_t from) {
+  for (size_t i = from + 1; i + META_LEN <= len; i++) {
+    if (word[i] != META[0] || memcmp(word + i, META, META_LEN) != 0)
+      continue;
+    if (i < META_LEN || memcmp(word + i - META_LEN, META, META_LEN) != 0)
+      return i;
+    i += META_LEN - 1;
   }
+  return len;
+}
+
+static int encode_cut(const bpe_t *b, const char *word, size_t len, bpe_scratch_t *s) {
+  s->word_len = 0;
+  for (size_t from = 0; from < len;) {
+    size_t to = part_end(word, len, from);
+    if (encode_part(b, word + from, to - from, s))
+      return -1;
+    size_t need = s->word_len + s->out_len, cap = s->word_cap;
+    if (need > s->word_cap) {
+      if (reserve((void **)&s->word_ids, &cap, need, sizeof(int32_t)))
+        return -1;
+      cap = s->word_cap;
+      if (reserve((void **)&s->word_starts, &cap, need, sizeof(uint32_t)))
+        return -1;
+      cap = s->word_cap;
+      if (reserve((void **)&s->word_ends, &cap, need, sizeof(uint32_t)))
+        return -1;
+      s->word_cap = cap;
+    }
+    for (size_t k = 0; k < s->out_len; k++) {
+      s->word_ids[s->word_len] = s->ids[k];
+      s->word_starts[s->word_len] = s->starts[k] + (uint32_t)from;
+      s->word_ends[s->word_len] = s->ends[k] + (uint32_t)from;
+      s->word_len++;
+    }
+    from = to;
+  }
+  return 0;
+}
+
+int bpe_encode(const bpe_t *b, const char *word, size_t len, bpe_scratch_t *s, const int32_t **ids,
+               const uint32_t **starts, const uint32_t **ends, size_t *n, char *err) {
+  if (len > UINT32_MAX / 2)
+    return err_set(err, "a word of %zu bytes is too long to encode", len);
+  if (b->meta_split && part_end(word, len, 0) < len) {
+    if (encode_cut(b, word, len, s))
+      return err_set(err, "out of memory encoding a word of %zu bytes", len);
+    *ids = s->word_ids;
+    *starts = s->word_starts;
+    *ends = s->word_ends;
+    *n = s->word_len;
+    return 0;
+  }
+  if (encode_part(b, word, len, s))
+    return err_set(err, "out of memory encoding a word of %zu bytes", len);
   *ids = s->ids;
   *starts = s->starts;
   *ends = s->ends;

@@ -42,8 +42,8 @@ int bpe_add_piece(bpe_t *b, const char *s, size_t len, int32_t id, char *err);
 /* Appends the merge of pieces `left` and `right` into the piece spelled
  * left+right; its rank is the number of merges added before it (a pair given
  * twice keeps its later rank). Fails when any of the three is not a piece. */
-int bpe_add_merge(bpe_t *b, const char *left, size_t left_len, const char *right,
-                  size_t right_len, char *err);
+int bpe_add_merge(bpe_t *b, const char *left, size_t left_len, const char *right, size_t right_len,
+                  char *err);
 
 /* Ends the building: checks the options against the vocabulary (a byte-level
  * model needs a piece for each of the 256 bytes; unk_id must be a piece). */
@@ -65,9 +65,8 @@ void bpe_scratch_free(bpe_scratch_t *s);
  * success *ids hold *n tokens, token i covering bytes [starts[i], ends[i]) of
  * the word, in order; valid until the next call with the same scratch. Fails
  * only when out of memory. */
-int bpe_encode(const bpe_t *b, const char *word, size_t len, bpe_scratch_t *s,
-               const int32_t **ids, const uint32_t **starts, const uint32_t **ends, size_t *n,
-               char *err);
+int bpe_encode(const bpe_t *b, const char *word, size_t len, bpe_scratch_t *s, const int32_t **ids,
+               const uint32_t **starts, const uint32_t **ends, size_t *n, char *err);
 
 /* GPT-2's byte-to-unicode map: the code point that spells byte b, and the
  * byte a code point spells (-1 when none). */

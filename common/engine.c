@@ -1236,6 +1236,10 @@ int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, 
   err[0] = '\0';
   if (check_job(e, job, err) != 0)
     return -1;
+  if (job->prompt_end > 0 && (job->prompt_first < 0 || job->prompt_first >= job->prompt_end ||
+                              job->prompt_end > job->n_prompts))
+    return err_set(err, "prompt range [%d, %d) is not within the job's %d prompts",
+                   job->prompt_first, job->prompt_end, job->n_prompts);
   const model_config_t *c = &e->host->cfg;
   run_t R = {.e = e,
              .job = job,
@@ -1315,14 +1319,23 @@ int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, 
       c0 = c1;
     }
 
-  R.total = engine_job_variants(job);
-  for (int c0 = 0; c0 < P;) {
+  const int first = job->prompt_end > 0 ? job->prompt_first : 0;
+  const int end = job->prompt_end > 0 ? job->prompt_end : P;
+  R.total = engine_job_variants(job) / P * (end - first);
+  if (needs_sources && n_chunks == 1) /* the single chunk's clean pass fills the store */
+    needs_sources = 2;
+  if (needs_sources == 2 && (first > 0 || end < P)) {
+    if (begin_chunk(&R, 0, chunk_end(&R, 0, budget)) != 0 || clean_pass(&R, 0) != 0)
+      goto done;
+    compute_means(&R);
+  }
+  for (int c0 = first; c0 < end;) {
     int c1 = chunk_end(&R, c0, budget);
+    if (c1 > end)
+      c1 = end;
     if (begin_chunk(&R, c0, c1) != 0 || clean_pass(&R, 1) != 0)
       goto done;
-    if (needs_sources && n_chunks == 1)
-      compute_means(&R);
-    else if (needs_sources && c0 == 0)
+    if (needs_sources && c0 == first)
       compute_means(&R);
     long nv = 0;
     variant_t *vs = chunk_variants(&R, &nv);

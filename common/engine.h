@@ -53,6 +53,10 @@ typedef struct {
   int norm_scale_ablated;      /* direct effects of ablated runs with their own norm scale */
   int reuse;                   /* 0: full recompute of every variant */
   int max_rows;                /* rows per pass (the memory budget); 0: default */
+  /* Run only the prompts [prompt_first, prompt_end) (a work unit); 0, 0: all.
+   * Sources (resample, patch, mean) still come from every prompt of the job,
+   * and rows carry the job's prompt indices. */
+  int prompt_first, prompt_end;
 } engine_job_t;
 
 typedef struct {

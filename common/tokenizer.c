@@ -62,8 +62,8 @@ static const char *find_bytes(const char *s, size_t n, const char *pat, size_t m
 /* Unicode White_Space (Rust's char::is_whitespace). */
 static int is_white_space(uint32_t c) {
   return (c >= 0x09 && c <= 0x0D) || c == 0x20 || c == 0x85 || c == 0xA0 || c == 0x1680 ||
-         (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F ||
-         c == 0x205F || c == 0x3000;
+         (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F ||
+         c == 0x3000;
 }
 
 /* ---- building ---- */
@@ -103,7 +103,9 @@ int tokenizer_pattern_literal(tokenizer_pattern_t *p, const char *s, size_t len,
  * PCRE2 class contents: \s is White_Space (PCRE2's also holds U+180E); \w is
  * UTS #18's word class, Alphabetic + marks + decimal digits + connector
  * punctuation + Join_Control (PCRE2's: letters, all numbers and "_"). */
-#define ONIG_SPACE "\\t\\n\\x{0B}\\f\\r\\x{20}\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}"
+#define ONIG_SPACE                                                                                 \
+  "\\t\\n\\x{0B}\\f\\r\\x{20}\\x{85}\\x{A0}\\x{1680}"                                              \
+  "\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}"
 #define ONIG_WORD "\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}\\p{Join_Control}"
 
 /* expr with \s \S \w \W spelled out as Oniguruma reads them (\S and \W
@@ -165,7 +167,10 @@ int tokenizer_pattern_regex(tokenizer_pattern_t *p, const char *expr, size_t len
   char *pcre = onig_to_pcre2(expr, len, &pcre_len);
   if (!pcre)
     return err_set(err, "out of memory");
-  p->re = pcre2_compile((PCRE2_SPTR)pcre, pcre_len, PCRE2_UTF | PCRE2_UCP, &code, &at, NULL);
+  /* Oniguruma's Ruby syntax, which tokenizers uses, reads ^ and $ at line
+   * breaks, as PCRE2_MULTILINE does. */
+  p->re = pcre2_compile((PCRE2_SPTR)pcre, pcre_len, PCRE2_UTF | PCRE2_UCP | PCRE2_MULTILINE, &code,
+                        &at, NULL);
   free(pcre);
   if (!p->re) {
     PCRE2_UCHAR msg[256];
@@ -275,6 +280,7 @@ void tokenizer_free(tokenizer_t *t) {
   free(t->decode);
   free(t->prefix);
   free(t->suffix);
+  free(t->added_of_id);
   free(t->text_arena);
   free(t->text_off);
   free(t->text_len);
@@ -291,9 +297,10 @@ static int fallback_byte(const char *s, size_t n) {
   int v = 0;
   for (int i = 3; i < 5; i++) {
     char c = s[i];
-    int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                                          : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                                                 : -1;
+    int d = c >= '0' && c <= '9'   ? c - '0'
+            : c >= 'a' && c <= 'f' ? c - 'a' + 10
+            : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                   : -1;
     if (d < 0)
       return -1;
     v = v * 16 + d;
@@ -303,19 +310,23 @@ static int fallback_byte(const char *s, size_t n) {
 
 /* Byte-level spelling to bytes: every character must spell a byte, else the
  * token's own UTF-8 is kept (tokenizers' ByteLevel decoder). Writes at most n
- * bytes to out. */
+ * bytes to out, which may be s itself. */
 static size_t byte_level_bytes(const char *s, size_t n, char *out) {
-  size_t o = 0;
   for (size_t i = 0; i < n;) {
     uint32_t cp;
     size_t len = utf8_decode((const unsigned char *)s + i, n - i, &cp);
-    int b = len ? bpe_char_byte(cp) : -1;
-    if (b < 0) {
-      memcpy(out, s, n);
+    if (!len || bpe_char_byte(cp) < 0) {
+      if (out != s)
+        memcpy(out, s, n);
       return n;
     }
-    out[o++] = (char)b;
     i += len;
+  }
+  size_t o = 0;
+  for (size_t i = 0; i < n;) {
+    uint32_t cp;
+    i += utf8_decode((const unsigned char *)s + i, n - i, &cp);
+    out[o++] = (char)bpe_char_byte(cp);
   }
   return o;
 }
@@ -345,47 +356,35 @@ static int replace_all(const char *s, size_t n, const char *pat, size_t pat_len,
  * (Fuse, Strip, Metaspace's first-token rule): the bytes it stands for. */
 static int token_text_of(const tokenizer_t *t, const char *piece, size_t n, char **out,
                          size_t *out_len) {
-  size_t cap = n + 1, len = n;
+  size_t len = n;
   char *cur = dup_bytes(piece, n);
   if (!cur)
     return -1;
   for (size_t k = 0; k < t->n_decode; k++) {
     const decode_step_t *d = &t->decode[k];
-    char *next = NULL;
-    size_t next_len = 0, next_cap = 0;
-    switch (d->kind) {
-    case DECODE_BYTE_LEVEL:
+    if (d->kind == DECODE_BYTE_LEVEL) {
       len = byte_level_bytes(cur, len, cur);
-      continue;
-    case DECODE_BYTE_FALLBACK: {
+    } else if (d->kind == DECODE_BYTE_FALLBACK) {
       int b = fallback_byte(cur, len);
       if (b >= 0) {
         cur[0] = (char)b;
         len = 1;
       }
-      continue;
-    }
-    case DECODE_REPLACE:
-    case DECODE_METASPACE:
-      if (replace_all(cur, len, d->pattern, d->pattern_len, d->kind == DECODE_REPLACE ? d->content : " ",
-                      d->kind == DECODE_REPLACE ? d->content_len : 1, &next, &next_len, &next_cap)) {
-        free(next);
-        free(cur);
+    } else if (d->kind == DECODE_REPLACE || d->kind == DECODE_METASPACE) {
+      int meta = d->kind == DECODE_METASPACE;
+      char *next = NULL;
+      size_t next_len = 0, next_cap = 0;
+      int rc = replace_all(cur, len, d->pattern, d->pattern_len, meta ? " " : d->content,
+                           meta ? 1 : d->content_len, &next, &next_len, &next_cap);
+      free(cur);
+      cur = rc ? NULL : next ? next : dup_bytes("", 0);
+      if (!cur) {
+        free(rc ? next : NULL);
         return -1;
       }
-      free(cur);
-      cur = next ? next : dup_bytes("", 0);
-      if (!cur)
-        return -1;
       len = next_len;
-      cap = next_cap;
-      continue;
-    case DECODE_FUSE:
-    case DECODE_STRIP:
-      continue;
-    }
+    } /* Fuse and Strip join or trim whole sequences: nothing for one token */
   }
-  (void)cap;
   cur[len] = '\0';
   *out = cur;
   *out_len = len;
@@ -407,15 +406,24 @@ int tokenizer_finish(tokenizer_t *t, char *err) {
     return err_set(err, "%s: no model", t->path);
   if (t->n_added)
     qsort(t->added, t->n_added, sizeof(added_token_t), added_cmp);
-  memset(t->added_first, 0, sizeof(t->added_first));
   int32_t n = bpe_n_ids(t->bpe);
-  for (size_t i = 0; i < t->n_added; i++) {
-    unsigned char c = (unsigned char)t->added[i].content[0];
-    t->added_first[c >> 3] |= (uint8_t)(1u << (c & 7));
+  for (size_t i = 0; i < t->n_added; i++)
     if (t->added[i].id >= n)
       n = t->added[i].id + 1;
-  }
   t->n_vocab = n;
+  for (int c = 0, i = 0; c <= 256; c++) {
+    while ((size_t)i < t->n_added && (unsigned char)t->added[i].content[0] < c)
+      i++;
+    t->added_start[c] = (size_t)i;
+  }
+  t->added_start[256] = t->n_added;
+  t->added_of_id = malloc((size_t)n * sizeof(int32_t));
+  if (!t->added_of_id)
+    return err_set(err, "%s: out of memory", t->path);
+  for (int32_t id = 0; id < n; id++)
+    t->added_of_id[id] = -1;
+  for (size_t i = t->n_added; i-- > 0;) /* the first of two with one id wins */
+    t->added_of_id[t->added[i].id] = (int32_t)i;
   for (size_t i = 0; i < t->n_prefix + t->n_suffix; i++) {
     int32_t id = i < t->n_prefix ? t->prefix[i] : t->suffix[i - t->n_prefix];
     if (id < 0 || id >= n)
@@ -435,10 +443,7 @@ int tokenizer_finish(tokenizer_t *t, char *err) {
       continue;
     char *text = NULL;
     size_t text_len = 0;
-    int is_added = 0;
-    for (size_t i = 0; i < t->n_added && !is_added; i++)
-      is_added = t->added[i].id == id;
-    if (is_added) {
+    if (t->added_of_id[id] >= 0) {
       text = dup_bytes(piece, plen);
       text_len = plen;
     } else if (token_text_of(t, piece, plen, &text, &text_len)) {
@@ -476,10 +481,9 @@ int32_t tokenizer_eos_id(const tokenizer_t *t) {
 }
 
 static const added_token_t *added_by_id(const tokenizer_t *t, int32_t id) {
-  for (size_t i = 0; i < t->n_added; i++)
-    if (t->added[i].id == id)
-      return &t->added[i];
-  return NULL;
+  if (id < 0 || id >= t->n_vocab || t->added_of_id[id] < 0)
+    return NULL;
+  return &t->added[t->added_of_id[id]];
 }
 
 const char *tokenizer_token_piece(const tokenizer_t *t, int32_t id, size_t *len) {
@@ -503,7 +507,8 @@ const char *tokenizer_token_text(const tokenizer_t *t, int32_t id, size_t *len) 
 int32_t tokenizer_token_id(const tokenizer_t *t, const char *piece, char *err) {
   int32_t id = tokenizer_lookup(t, piece, strlen(piece));
   if (id < 0)
-    err_set(err, "%s: unknown token \"%s\": neither an added (special) token nor a vocabulary piece",
+    err_set(err,
+            "%s: unknown token \"%s\": neither an added (special) token nor a vocabulary piece",
             t->path, piece);
   return id;
 }
@@ -661,8 +666,8 @@ static void rewrite_end(encoder_t *e, aligned_t *a) {
 
 /* First match of p in s[from .. n): 1 and [*ms, *me), 0 when none, -1 when
  * the matcher fails (e.g. its resource limits). */
-static int pattern_find(const tokenizer_pattern_t *p, pcre2_match_data *md, const char *s,
-                        size_t n, size_t from, size_t *ms, size_t *me) {
+static int pattern_find(const tokenizer_pattern_t *p, pcre2_match_data *md, const char *s, size_t n,
+                        size_t from, size_t *ms, size_t *me) {
   if (p->literal) {
     if (p->literal_len == 0 || from >= n)
       return 0;
@@ -707,11 +712,15 @@ static int find_matches(encoder_t *e, const tokenizer_pattern_t *p, span_t piece
   e->n_items = 0;
   size_t prev = piece.start, from = piece.start;
   for (;;) {
+    /* The piece is matched as a string of its own (no look-behind past it). */
     size_t ms, me;
-    int found = pattern_find(p, e->md, e->cur, piece.end, from, &ms, &me);
+    int found = pattern_find(p, e->md, e->cur + piece.start, piece.end - piece.start,
+                             from - piece.start, &ms, &me);
+    ms += piece.start;
+    me += piece.start;
     if (found < 0)
-      return err_set(e->err, "%s: the pattern \"%s\" failed to match (resource limit)",
-                     e->t->path, p->source);
+      return err_set(e->err, "%s: the pattern \"%s\" failed to match (resource limit)", e->t->path,
+                     p->source);
     if (!found)
       break;
     if (ms > prev && push_item(e, prev, ms, invert))
@@ -846,8 +855,8 @@ static int normalize(encoder_t *e, const normalize_step_t *s) {
     size_t ms, me;
     int found = pattern_find(&s->pattern, e->md, e->cur, e->cur_len, from, &ms, &me);
     if (found < 0)
-      return err_set(e->err, "%s: the pattern \"%s\" failed to match (resource limit)",
-                     e->t->path, s->pattern.source);
+      return err_set(e->err, "%s: the pattern \"%s\" failed to match (resource limit)", e->t->path,
+                     s->pattern.source);
     if (!found)
       break;
     if (ms == me) {
@@ -999,17 +1008,12 @@ static uint32_t char_before(const char *text, size_t end) {
 /* The next added-token match at or after `from`, leftmost and then longest:
  * 1 with the match (lstrip/rstrip whitespace included) in [*ms, *me) and its
  * token, 0 when none. `floor` is where lstrip may reach back to. */
-static int find_added(const tokenizer_t *t, const char *text, size_t len, size_t from,
-                      size_t floor, int flags, size_t *ms, size_t *me,
-                      const added_token_t **token) {
+static int find_added(const tokenizer_t *t, const char *text, size_t len, size_t from, size_t floor,
+                      int flags, size_t *ms, size_t *me, const added_token_t **token) {
   for (size_t i = from; i < len; i++) {
     unsigned char c = (unsigned char)text[i];
-    if (!(t->added_first[c >> 3] & (1u << (c & 7))))
-      continue;
-    for (size_t k = 0; k < t->n_added; k++) {
+    for (size_t k = t->added_start[c]; k < t->added_start[c + 1]; k++) {
       const added_token_t *a = &t->added[k];
-      if ((unsigned char)a->content[0] != c)
-        continue;
       if (a->special && (flags & TOKENIZER_SPECIAL_AS_TEXT))
         continue;
       if (a->len > len - i || memcmp(text + i, a->content, a->len) != 0)
@@ -1074,8 +1078,9 @@ int tokenizer_encode(const tokenizer_t *t, const char *text, size_t len, int fla
   size_t bad;
   out->n = 0;
   if (!utf8_valid(text, len, &bad))
-    return err_set(err, "the text is not valid UTF-8: byte %zu (0x%02X) does not start a valid "
-                        "sequence",
+    return err_set(err,
+                   "the text is not valid UTF-8: byte %zu (0x%02X) does not start a valid "
+                   "sequence",
                    bad, (unsigned)(unsigned char)text[bad]);
   encoder_t e = {.t = t, .out = out, .err = err, .which = -1};
   e.md = pcre2_match_data_create(1, NULL);
@@ -1194,7 +1199,8 @@ static int decode_step(const decode_step_t *d, const strings_t *in, strings_t *o
       }
       char bytes[256];
       size_t nb = 0, k = i;
-      while (k < in->count && nb < sizeof(bytes) && (b = fallback_byte(string_at(in, k), in->n[k])) >= 0) {
+      while (k < in->count && nb < sizeof(bytes) &&
+             (b = fallback_byte(string_at(in, k), in->n[k])) >= 0) {
         bytes[nb++] = (char)b;
         k++;
       }
@@ -1222,7 +1228,8 @@ static int decode_step(const decode_step_t *d, const strings_t *in, strings_t *o
       if (strings_new(out))
         return -1;
       for (size_t k = 0; k < n;) {
-        const char *hit = d->pattern_len ? find_bytes(s + k, n - k, d->pattern, d->pattern_len) : NULL;
+        const char *hit =
+            d->pattern_len ? find_bytes(s + k, n - k, d->pattern, d->pattern_len) : NULL;
         size_t stop = hit ? (size_t)(hit - s) : n;
         if (strings_append(out, s + k, stop - k))
           return -1;
@@ -1278,7 +1285,8 @@ char *tokenizer_decode(const tokenizer_t *t, const int32_t *ids, size_t n, int f
     if (strings_new(&next))
       goto oom;
     for (size_t i = 0; i < cur.count; i++)
-      if ((i && strings_append(&next, " ", 1)) || strings_append(&next, string_at(&cur, i), cur.n[i]))
+      if ((i && strings_append(&next, " ", 1)) ||
+          strings_append(&next, string_at(&cur, i), cur.n[i]))
         goto oom;
     strings_free(&cur);
     cur = next;

@@ -40,10 +40,18 @@ static const struct {
   const char *split; /* NULL: GPT-2's expression */
   int digits;        /* every digit on its own first */
 } BYTE_LEVEL_PRES[] = {
-    {"default", NULL, 0},         {"gpt2", NULL, 0},           {"smollm", NULL, 1},
-    {"starcoder", NULL, 1},       {"refact", NULL, 1},         {"llama3", LLAMA3_SPLIT, 0},
-    {"llama-v3", LLAMA3_SPLIT, 0}, {"llama-bpe", LLAMA3_SPLIT, 0}, {"falcon3", LLAMA3_SPLIT, 0},
-    {"dbrx", LLAMA3_SPLIT, 0},    {"smaug-bpe", LLAMA3_SPLIT, 0}, {"qwen2", QWEN2_SPLIT, 0},
+    {"default", NULL, 0},
+    {"gpt2", NULL, 0},
+    {"smollm", NULL, 1},
+    {"starcoder", NULL, 1},
+    {"refact", NULL, 1},
+    {"llama3", LLAMA3_SPLIT, 0},
+    {"llama-v3", LLAMA3_SPLIT, 0},
+    {"llama-bpe", LLAMA3_SPLIT, 0},
+    {"falcon3", LLAMA3_SPLIT, 0},
+    {"dbrx", LLAMA3_SPLIT, 0},
+    {"smaug-bpe", LLAMA3_SPLIT, 0},
+    {"qwen2", QWEN2_SPLIT, 0},
     {"deepseek-r1-qwen", QWEN2_SPLIT, 0},
 };
 
@@ -418,8 +426,7 @@ static int build(gguf_loader_t *L) {
   L->t->bpe = bpe_new(&opt, L->err);
   if (!L->t->bpe || add_pieces(L, L->t->bpe))
     return -1;
-  if (has_merges ? add_file_merges(L, L->t->bpe, &merges)
-                 : add_score_merges(L, L->t->bpe, &scores))
+  if (has_merges ? add_file_merges(L, L->t->bpe, &merges) : add_score_merges(L, L->t->bpe, &scores))
     return -1;
   if (bpe_finish(L->t->bpe, msg))
     return fail(L, "%s", msg);

@@ -38,9 +38,9 @@ typedef enum {
 typedef enum { PREPEND_NEVER, PREPEND_FIRST, PREPEND_ALWAYS } prepend_scheme_t;
 
 typedef enum {
-  NORMALIZE_PREPEND,  /* content before a non-empty text */
-  NORMALIZE_REPLACE,  /* every match of pattern by content */
-  NORMALIZE_UNICODE,  /* NFC/NFD/NFKC/NFKD: accepted only where it is the identity */
+  NORMALIZE_PREPEND, /* content before a non-empty text */
+  NORMALIZE_REPLACE, /* every match of pattern by content */
+  NORMALIZE_UNICODE, /* NFC/NFD/NFKC/NFKD: accepted only where it is the identity */
 } normalize_kind_t;
 
 typedef struct {
@@ -48,7 +48,7 @@ typedef struct {
   tokenizer_pattern_t pattern;
   char *content;
   size_t content_len;
-  char form[8];           /* NORMALIZE_UNICODE: "NFC", ... */
+  char form[8];            /* NORMALIZE_UNICODE: "NFC", ... */
   uint32_t identity_below; /* NORMALIZE_UNICODE: code points below this are unchanged */
 } normalize_step_t;
 
@@ -102,7 +102,8 @@ struct tokenizer {
 
   added_token_t *added; /* sorted by first byte, then longest first */
   size_t n_added, cap_added;
-  uint8_t added_first[32]; /* bitmap of the added tokens' first bytes */
+  size_t added_start[257]; /* added[added_start[c] .. added_start[c + 1]) begin with byte c */
+  int32_t *added_of_id;    /* [n_vocab]: index into added, or -1 */
 
   normalize_step_t *normalize;
   size_t n_normalize;

@@ -118,8 +118,9 @@ static int get_pattern(json_loader_t *L, const json_t *obj, const char *parent,
     return 0;
   }
   return fail(L, f,
-              allow_regex ? "must be {\"String\": ...} or {\"Regex\": ...}"
-                          : "must be {\"String\": ...} (a regular expression is not supported here)");
+              allow_regex
+                  ? "must be {\"String\": ...} or {\"Regex\": ...}"
+                  : "must be {\"String\": ...} (a regular expression is not supported here)");
 }
 
 /* A single character given as a string (Metaspace's replacement, Strip's content). */
@@ -223,8 +224,8 @@ static int add_split(json_loader_t *L, const char *field, const char *regex,
 
 static int parse_behavior(json_loader_t *L, const json_t *obj, const char *field,
                           split_behavior_t *out) {
-  static const char *const names[] = {"Removed", "Isolated", "MergedWithPrevious",
-                                      "MergedWithNext", "Contiguous"};
+  static const char *const names[] = {"Removed", "Isolated", "MergedWithPrevious", "MergedWithNext",
+                                      "Contiguous"};
   const char *b = "";
   if (get_string(L, obj, field, "behavior", NULL, &b, NULL))
     return -1;
@@ -324,8 +325,7 @@ static int parse_pre_tokenizer(json_loader_t *L, const json_t *p, const char *fi
     pretokenize_step_t *s = tokenizer_add_pretokenize(L->t, PRETOKENIZE_METASPACE, L->err);
     if (!s)
       return -1;
-    if (get_char(L, p, field, "replacement", "\xE2\x96\x81", s->replacement,
-                 &s->replacement_len) ||
+    if (get_char(L, p, field, "replacement", "\xE2\x96\x81", s->replacement, &s->replacement_len) ||
         parse_prepend_scheme(L, p, field, &s->prepend) ||
         get_bool(L, p, field, "split", 1, &s->split))
       return -1;
@@ -354,8 +354,8 @@ static int parse_merge(json_loader_t *L, bpe_t *b, const json_t *m, size_t i) {
     left_len = (size_t)(sp - s);
     right = sp + 1;
     right_len = n - left_len - 1;
-  } else if (json_is_array(m) && json_array_size(m) == 2 &&
-             json_is_string(json_array_get(m, 0)) && json_is_string(json_array_get(m, 1))) {
+  } else if (json_is_array(m) && json_array_size(m) == 2 && json_is_string(json_array_get(m, 0)) &&
+             json_is_string(json_array_get(m, 1))) {
     left = json_string_value(json_array_get(m, 0));
     left_len = json_string_length(json_array_get(m, 0));
     right = json_string_value(json_array_get(m, 1));
@@ -494,8 +494,7 @@ static int template_ids(json_loader_t *L, const json_t *specials, const char *na
     return fail(L, field, "names a special token missing from special_tokens");
   for (size_t i = 0; i < json_array_size(ids); i++) {
     const json_t *id = json_array_get(ids, i);
-    if (!json_is_integer(id) || json_integer_value(id) < 0 ||
-        json_integer_value(id) >= INT32_MAX)
+    if (!json_is_integer(id) || json_integer_value(id) < 0 || json_integer_value(id) >= INT32_MAX)
       return fail(L, field, "special_tokens ids must be token ids");
     int32_t v = (int32_t)json_integer_value(id);
     if ((suffix ? tokenizer_add_suffix : tokenizer_add_prefix)(L->t, v, L->err))
@@ -683,8 +682,8 @@ static int apply_configs(json_loader_t *L, const char *json_path) {
   tokenizer_t *t = L->t;
   json_t *cfg = load_sibling(json_path, "tokenizer_config.json", path, sizeof(path));
   if (cfg) {
-    static const char *const named[] = {"bos_token", "eos_token", "unk_token",
-                                        "pad_token", "sep_token", "cls_token", "mask_token"};
+    static const char *const named[] = {"bos_token", "eos_token", "unk_token", "pad_token",
+                                        "sep_token", "cls_token", "mask_token"};
     for (size_t i = 0; i < sizeof(named) / sizeof(named[0]); i++) {
       const char *s = config_token(cfg, named[i]);
       if (!s)
@@ -715,9 +714,12 @@ static int apply_configs(json_loader_t *L, const char *json_path) {
     json_t *model_cfg = load_sibling(json_path, "config.json", path, sizeof(path));
     const json_t *bos = json_object_get(model_cfg, "bos_token_id");
     const json_t *eos = json_object_get(model_cfg, "eos_token_id");
-    if (t->bos_id < 0 && json_is_integer(bos))
+    /* Only ids the tokenizer has (a random test model may name others). */
+    if (t->bos_id < 0 && json_is_integer(bos) && json_integer_value(bos) >= 0 &&
+        json_integer_value(bos) < bpe_n_ids(t->bpe))
       t->bos_id = (int32_t)json_integer_value(bos);
-    if (t->eos_id < 0 && json_is_integer(eos))
+    if (t->eos_id < 0 && json_is_integer(eos) && json_integer_value(eos) >= 0 &&
+        json_integer_value(eos) < bpe_n_ids(t->bpe))
       t->eos_id = (int32_t)json_integer_value(eos);
     json_decref(model_cfg);
   }

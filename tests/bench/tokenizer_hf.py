@@ -6,6 +6,11 @@
       (seeded) from tests/data/tokenizer_corpus.txt: English-like sentences
       from the corpus's words (most of the text), and whole corpus cases
       (numbers, code, accents, Greek, CJK, Arabic, emoji, special tokens).
+  tokenizer_hf.py --make-fuzz OUT [--n 3000] [--seed 7]
+      writes OUT: random documents (seeded), one JSON string per line, mixing
+      letters, digits, punctuation, every kind of Unicode space, combining
+      marks, Greek, CJK, Arabic, emoji with joiners, control characters,
+      `▁`, contractions and special-token spellings (tests/fuzz/tokenizer.sh).
   tokenizer_hf.py TOKENIZER DOCS [--runs 5] [--ids FILE]
       encodes DOCS with `tokenizers` (encode_batch, one thread), one warm-up
       pass then the median of the timed ones, and prints one key=value line
@@ -47,6 +52,39 @@ def make_docs(out, mb, seed, corpus_path):
             doc = "".join(parts)
             total += len(doc.encode("utf-8"))
             f.write(json.dumps(doc, ensure_ascii=False).replace("\u2028", "\\u2028") + "\n")
+
+
+FUZZ_POOLS = [
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ", "0123456789",
+    "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~", " \t\n\r\x0b\x0c",
+    "\u00a0\u1680\u2000\u2005\u200a\u2028\u2029\u202f\u205f\u3000\u180e\u0085\u200b\ufeff",
+    "\u0301\u0308\u0303\u0327", "\u00e9\u00e8\u00ea\u00eb\u00e0\u00e2\u00e4\u00f4\u00f6\u00fb"
+    "\u00fc\u00e7\u00f1\u00c5\u00e5\u00f8\u0153\u00df\u00c9",
+    "\u03b1\u03b2\u03b3\u03b4\u03b5\u03b6\u03b7\u03b8\u0391\u0392\u0393",
+    "\u65e5\u672c\u8a9e\u4e2d\u6587\u5b57\u6f22\u304b\u306a\u30ab\u30ca\ud55c\uad6d\uc5b4",
+    "\u0645\u0631\u062d\u0628\u0627\u0644\u0639",
+    "\U0001F600\U0001F389\U0001F44D\U0001F3FD\U0001F468\U0001F469\U0001F467\U0001F3F3"
+    "\U0001F308\u200d\ufe0f",
+    "\u00b2\u00b3\u00b9\u00bd\u00bc\u216b\u2173\u0660\u0661\u0662\u0969\u096a\u096b",
+    "\u2581", "\x00\x01\x1f\x7f\x80\x9f\ufffd\uffff\U0010fffd\ue000",
+]
+FUZZ_FRAGMENTS = ["<|endoftext|>", "<|pad|>", "<s>", "</s>", "<unk>", "<|im_start|>", "<|im_end|>",
+                  "'s", "'S", "'ll", "'re", "n't", "<0x41>", "  ", "   ", "\n\n", "http://x.y/z?a=1",
+                  "12345", "3.14"]
+
+
+def make_fuzz(out, n, seed):
+    rng = random.Random(seed)
+    with open(out, "w", encoding="utf-8") as f:
+        for _ in range(n):
+            parts = []
+            for _ in range(rng.randint(0, 60)):
+                if rng.random() < 0.15:
+                    parts.append(rng.choice(FUZZ_FRAGMENTS))
+                else:
+                    pool = rng.choice(FUZZ_POOLS)
+                    parts.append("".join(rng.choice(pool) for _ in range(rng.randint(1, 6))))
+            f.write(json.dumps("".join(parts)) + "\n")
 
 
 def load(path):
@@ -105,6 +143,8 @@ def main():
     ap.add_argument("tokenizer", nargs="?")
     ap.add_argument("docs", nargs="?")
     ap.add_argument("--make-docs")
+    ap.add_argument("--make-fuzz")
+    ap.add_argument("--n", type=int, default=3000)
     ap.add_argument("--mb", type=float, default=4)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--corpus", default=os.path.join(here, "..", "data", "tokenizer_corpus.txt"))
@@ -113,10 +153,12 @@ def main():
     a = ap.parse_args()
     if a.make_docs:
         make_docs(a.make_docs, a.mb, a.seed, a.corpus)
+    elif a.make_fuzz:
+        make_fuzz(a.make_fuzz, a.n, a.seed)
     elif a.tokenizer and a.docs:
         bench(a.tokenizer, a.docs, a.runs, a.ids)
     else:
-        ap.error("give TOKENIZER DOCS, or --make-docs OUT")
+        ap.error("give TOKENIZER DOCS, or --make-docs OUT, or --make-fuzz OUT")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,12 @@ clean run's argmax there.
                    zero, scale:0.5, mean (over this golden's prompts, clean
                    values at their final positions), patch from prompt s
                    (the component's clean value at s's final position)
+  all positions    tiny models only, entries with "positions": "all": zero
+                   or patch the component at EVERY position of the prompt.
+                   Patch aligns from the end: position t of prompt i (length
+                   n_i) takes the clean value at position t - n_i + n_j of
+                   prompt s (length n_j); where that is < 0 the position is
+                   left alone. Still read at the final position, same target.
 
 Usage:
   python tests/golden/make_ablation_golden.py \
@@ -188,11 +194,16 @@ class Arch:
 # ---------------------------------------------------------------------------
 # One forward pass with optional interventions and captures
 # ---------------------------------------------------------------------------
-def forward(arch, ids, interventions=None):
+def forward(arch, ids, interventions=None, positions="last", inputs_embeds=None):
     """Run one prompt. interventions: {component: fn(clean_value) -> new_value},
-    applied at the final position only. Returns a dict with the final-position
-    logits, every component's output there (after any intervention), every
-    layer's o_proj input and down_proj input there, and the final norm input."""
+    applied at the final position only (positions="last"), or with
+    positions="all" to the component's values at every position at once (fn
+    gets and returns a [T, ...] tensor). inputs_embeds: passed to the model
+    instead of the ids (for the self-checks). Returns a dict with the
+    final-position logits, every component's output there (after any
+    intervention), every layer's o_proj input and down_proj input there, and
+    the final norm input."""
+    assert positions in ("last", "all")
     interventions = interventions or {}
     handles = []
     cap = {"attn_in": {}, "down_in": {}}
@@ -200,7 +211,12 @@ def forward(arch, ids, interventions=None):
     def out_hook(fn, idx):
         def hook(mod, args, out):
             out = out.clone()
-            if idx is None:
+            if positions == "all":
+                if idx is None:
+                    out[0] = fn(out[0].clone())
+                else:
+                    out[0, :, idx] = fn(out[0, :, idx].clone())
+            elif idx is None:
                 out[0, -1] = fn(out[0, -1].clone())
             else:
                 out[0, -1, idx] = fn(out[0, -1, idx].clone())
@@ -210,7 +226,12 @@ def forward(arch, ids, interventions=None):
     def in_hook(fn, idx):
         def hook(mod, args):
             x = args[0].clone()
-            if idx is None:
+            if positions == "all":
+                if idx is None:
+                    x[0] = fn(x[0].clone())
+                else:
+                    x[0, :, idx] = fn(x[0, :, idx].clone())
+            elif idx is None:
                 x[0, -1] = fn(x[0, -1].clone())
             else:
                 x[0, -1, idx] = fn(x[0, -1, idx].clone())
@@ -246,7 +267,11 @@ def forward(arch, ids, interventions=None):
         lambda mod, args: cap.__setitem__("resid", args[0][0, -1].detach().clone())))
     try:
         with torch.no_grad():
-            logits = arch.model(input_ids=torch.tensor([ids], dtype=torch.long), use_cache=False).logits
+            if inputs_embeds is None:
+                logits = arch.model(input_ids=torch.tensor([ids], dtype=torch.long), use_cache=False).logits
+            else:
+                assert inputs_embeds.shape[0] == len(ids)
+                logits = arch.model(inputs_embeds=inputs_embeds[None], use_cache=False).logits
     finally:
         for h in handles:
             h.remove()
@@ -276,6 +301,80 @@ def extra_de(arch, cap, comp, inv, u):
 
 
 # ---------------------------------------------------------------------------
+def all_positions(arch, cleans, means, all_plan, heads, neurons, last_rows):
+    """Self-checks and rows of the ablations at every position."""
+    n = len(cleans)
+    comps, methods = all_plan
+    pick = {"heads": heads, "neurons": neurons}
+    comps = [pick[c.split("[")[0]][int(c.split("[")[1].rstrip("]"))] if "[" in c else c for c in comps]
+    log(f"  all positions: components {comps}, methods {methods}")
+
+    # no-op interventions at every position
+    worst = 0.0
+    for i in (0, n - 1):
+        for c in comps:
+            for m in ("scale:1.0", {"patch": i}):
+                r = ablate(arch, cleans[i], c, m, cleans, means, "all")
+                worst = max(worst, abs(r["total_effect"]), abs(r["kl"]))
+    assert worst <= 1e-5, worst
+    log(f"  all positions: no-op checks (scale:1.0, patch from itself): max |effect|, |kl| = {worst:.2e}")
+
+    # zero at every position == weights zeroed (every record field)
+    worst = 0.0
+    for c in comps:
+        with weights_zeroed(arch, c) as embeds:
+            ref = [record(arch, cl, forward(arch, cl["ids"], inputs_embeds=embeds(len(cl["ids"]))), c)
+                   for cl in cleans]
+        for i, cl in enumerate(cleans):
+            worst = max(worst, record_diff(ablate(arch, cl, c, "zero", cleans, means, "all"), ref[i]))
+    log(f"  all positions: zero by hook vs weights zeroed: max |diff| = {worst:.2e}")
+    assert worst <= 1e-5, worst
+
+    # patch of embed at every position == the model run on the patched input:
+    # ids_i[:n_i-n_j] + ids_j[-n_i:] for llama (exact); gpt2 also carries the
+    # source's wpe, so feed inputs_embeds = patched embed - wpe[:n_i] (rounding)
+    worst = 0.0
+    for i, cl in enumerate(cleans):
+        j = (i + 1) % n
+        ids_i, ids_j = cl["ids"], cleans[j]["ids"]
+        n_i, n_j = len(ids_i), len(ids_j)
+        mixed = ids_i[:max(0, n_i - n_j)] + ids_j[max(0, n_j - n_i):]
+        assert len(mixed) == n_i
+        if arch.family == "gpt2":
+            t = arch.model.transformer
+            pos = [p if p < n_i - n_j else p - n_i + n_j for p in range(n_i)]
+            e = (t.wte.weight[mixed] + t.wpe.weight[pos] - t.wpe.weight[:n_i]).detach()
+            cap = forward(arch, ids_i, inputs_embeds=e)
+        else:
+            cap = forward(arch, mixed)
+        ref = record(arch, cl, cap, ("embed", "mixed ids"))
+        worst = max(worst, record_diff(ablate(arch, cl, "embed", {"patch": j}, cleans, means, "all"), ref))
+    log(f"  all positions: embed patch vs the model run on the patched input: max |diff| = {worst:.2e}")
+    assert worst <= (1e-5 if arch.family == "gpt2" else 1e-6), worst
+
+    rows = []
+    for i in range(n):
+        for c in comps:
+            for m in methods:
+                m = {"patch": (i + 1) % n} if m == "patch" else m
+                r = ablate(arch, cleans[i], c, m, cleans, means, "all")
+                rows.append({"prompt": i, "component": c, "method": m, "positions": "all", **r})
+
+    # a last-layer component reaches the final position's logits only at the
+    # final position, so every position == the final position only
+    last = arch.n_layers - 1
+    key = lambda r: (r["prompt"], r["component"], json.dumps(r["method"]))
+    by_key = {key(r): r for r in last_rows}
+    worst, k = 0.0, 0
+    for r in rows:
+        c = r["component"]
+        if c != "embed" and int(c.split(".")[1]) == last and key(r) in by_key:
+            worst, k = max(worst, record_diff(r, by_key[key(r)])), k + 1
+    log(f"  all positions: {k} last-layer rows vs their final-position rows: max |diff| = {worst:.2e}")
+    assert k > 0 and worst <= 1e-6, (k, worst)
+    return rows
+
+
 def choose_extras(arch, cleans, kind):
     """Two heads (or neurons): the one with the largest mean |clean DE| over the
     prompts in the last layer, and the same in the layers below it."""
@@ -315,8 +414,54 @@ def method_fn(method, comp, cleans, means, arch):
     raise ValueError(method)
 
 
-def ablate(arch, cl, comp, method, cleans, means):
-    cap = forward(arch, cl["ids"], {comp: method_fn(method, comp, cleans, means, arch)})
+def full_value(arch, cl, comp):
+    """A component's clean values at every position of a prompt ([T, ...]),
+    cached in the clean record."""
+    full = cl.setdefault("full", {})
+    if comp not in full:
+        box = {}
+
+        def grab(v):
+            box["v"] = v.clone()
+            return v
+        forward(arch, cl["ids"], {comp: grab}, positions="all")
+        full[comp] = box["v"]
+    return full[comp]
+
+
+def method_fn_all(method, comp, cl, cleans, arch):
+    """fn([T, ...]) -> [T, ...] for an intervention at every position."""
+    if method == "zero":
+        return lambda v: torch.zeros_like(v)
+    if isinstance(method, str) and method.startswith("scale:"):
+        a = float(method.split(":")[1])
+        return lambda v: v * a
+    if isinstance(method, dict) and "patch" in method:
+        # align from the end: t -> t - n_i + n_j; positions with no source stay
+        src = full_value(arch, cleans[method["patch"]], comp)
+        n_i, n_j = len(cl["ids"]), src.shape[0]
+        k = min(n_i, n_j)
+
+        def fn(v):
+            assert v.shape[0] == n_i
+            v = v.clone()
+            v[n_i - k:] = src[n_j - k:]
+            return v
+        return fn
+    raise ValueError(method)
+
+
+def ablate(arch, cl, comp, method, cleans, means, positions="last"):
+    if positions == "last":
+        fn = method_fn(method, comp, cleans, means, arch)
+    else:
+        fn = method_fn_all(method, comp, cl, cleans, arch)
+    cap = forward(arch, cl["ids"], {comp: fn}, positions)
+    return record(arch, cl, cap, (comp, method, positions))
+
+
+def record(arch, cl, cap, what):
+    """The per-ablation fields of a run's captures, against clean record cl."""
     t = cl["target"]
     lg = cap["logits"]
     c_abl = centred(lg)
@@ -327,7 +472,7 @@ def ablate(arch, cl, comp, method, cleans, means):
     # to the ablated centred logit (the captures saw the intervened values).
     de_abl_sum = sum(arch.de(cap[c], inv_abl, cl["u"]) for c in arch.component_order) + arch.bias_term(cl["u"])
     assert abs(de_abl_sum - ablated_logit) <= DE_SUM_RTOL * max(1.0, abs(ablated_logit)), \
-        (comp, method, de_abl_sum, ablated_logit)
+        (what, de_abl_sum, ablated_logit)
     logp_abl = torch.log_softmax(lg, -1)
     logp_clean = cl["logp"]
     kl = float((logp_clean.exp() * (logp_clean - logp_abl)).sum())
@@ -343,9 +488,71 @@ def ablate(arch, cl, comp, method, cleans, means):
     }
 
 
-def make_golden(arch, name, model_field, prompts, plan, golden_dir, texts=None, tok=None):
-    """plan: list of (components, methods) groups; None in components means
-    'every main component'."""
+class weights_zeroed:
+    """Context: component `comp` outputs zero at every position, by editing
+    weights instead of a hook. Yields the inputs_embeds to pass to forward()
+    for a prompt of length T (None: use the ids). gpt2's `embed` cannot zero
+    wte (it is tied to the unembedding), so it feeds inputs_embeds = -wpe[:T],
+    to which the model adds wpe[:T] back: exactly 0."""
+
+    def __init__(self, arch, comp):
+        self.arch, self.comp, self.saved = arch, comp, []
+
+    def _zero(self, p, idx=None):
+        self.saved.append((p, p.detach().clone()))
+        if idx is None:
+            p.zero_()
+        else:
+            p[idx] = 0
+
+    def __enter__(self):
+        arch, c = self.arch, self.comp
+        conv = arch.family == "gpt2"   # Conv1D weight is [in, out]
+        with torch.no_grad():
+            if c == "embed":
+                if arch.family == "gpt2":
+                    wpe = arch.model.transformer.wpe.weight.detach()
+                    return lambda T: -wpe[:T]
+                emb = arch.embed_mod.weight
+                assert emb.data_ptr() != arch.model.lm_head.weight.data_ptr(), "tied embeddings"
+                self._zero(emb)
+                return lambda T: None
+            L = int(c.split(".")[1])
+            if c.startswith("mlp.") or c.startswith("attn."):
+                lin = arch.down[L] if c.startswith("mlp.") else arch.attn_out[L]
+                self._zero(lin.weight)
+                if lin.bias is not None:
+                    self._zero(lin.bias)
+            elif c.startswith("head."):
+                H = int(c.split(".")[2])
+                sl = slice(H * arch.head_dim, (H + 1) * arch.head_dim)
+                w = arch.attn_out[L].weight
+                self._zero(w, (sl, slice(None)) if conv else (slice(None), sl))
+            else:
+                N = int(c.split(".")[2])
+                w = arch.down[L].weight
+                self._zero(w, (N, slice(None)) if conv else (slice(None), N))
+        return lambda T: None
+
+    def __exit__(self, *exc):
+        with torch.no_grad():
+            for p, v in self.saved:
+                p.copy_(v)
+        return False
+
+
+def record_diff(a, b):
+    """Largest difference between two records' fields (rank: count mismatch)."""
+    d = max(abs(a[k] - b[k]) for k in ("ablated_logit", "total_effect", "ablated_inv_scale", "logprob", "kl"))
+    d = max(d, max(abs(x - y) for x, y in zip(a["de_clean_scale"], b["de_clean_scale"])))
+    return max(d, float(a["rank"] != b["rank"]))
+
+
+def make_golden(arch, name, model_field, prompts, plan, golden_dir, texts=None, tok=None, all_plan=None):
+    """plan: list of (components, methods) groups; components is "main"
+    (every main component), "heads" or "neurons". all_plan: None, or
+    (components, methods) for ablations at every position; components may
+    name "heads[k]" / "neurons[k]" for the k-th chosen unit."""
     n = len(prompts)
     # ---- clean runs -------------------------------------------------------
     cleans = []
@@ -414,36 +621,11 @@ def make_golden(arch, name, model_field, prompts, plan, golden_dir, texts=None, 
     worst = 0.0
     last = arch.n_layers - 1
     for c in [f"mlp.{last}", f"attn.{last}"] + [e for e in extras if int(e.split(".")[1]) == last]:
-        with torch.no_grad():
-            saved = []
-            def zero_(p, idx=None):
-                saved.append((p, p.detach().clone()))
-                if idx is None:
-                    p.zero_()
-                else:
-                    p[idx] = 0
-            mod, _, _ = arch.hook_point(c)
-            conv = arch.family == "gpt2"   # Conv1D weight is [in, out]
-            if c.startswith("mlp.") or c.startswith("attn."):
-                lin = arch.down[last] if c.startswith("mlp.") else arch.attn_out[last]
-                zero_(lin.weight)
-                if lin.bias is not None:
-                    zero_(lin.bias)
-            elif c.startswith("head."):
-                H = int(c.split(".")[2])
-                sl = slice(H * arch.head_dim, (H + 1) * arch.head_dim)
-                zero_(mod.weight, (sl, slice(None)) if conv else (slice(None), sl))
-            else:
-                N = int(c.split(".")[2])
-                zero_(mod.weight, (N, slice(None)) if conv else (slice(None), N))
-            try:
-                for i in range(n):
-                    lg = forward(arch, cleans[i]["ids"])["logits"]
-                    r = ablate(arch, cleans[i], c, "zero", cleans, means)
-                    worst = max(worst, abs(float(centred(lg)[cleans[i]["target"]]) - r["ablated_logit"]))
-            finally:
-                for p, v in saved:
-                    p.copy_(v)
+        with weights_zeroed(arch, c):
+            for i in range(n):
+                lg = forward(arch, cleans[i]["ids"])["logits"]
+                r = ablate(arch, cleans[i], c, "zero", cleans, means)
+                worst = max(worst, abs(float(centred(lg)[cleans[i]["target"]]) - r["ablated_logit"]))
     log(f"  weight-zeroing check of last-layer zero ablations: max |diff| = {worst:.2e}")
     assert worst <= 1e-4, worst
 
@@ -457,6 +639,9 @@ def make_golden(arch, name, model_field, prompts, plan, golden_dir, texts=None, 
                     m = {"patch": (i + 1) % n} if m == "patch" else m
                     r = ablate(arch, cleans[i], c, m, cleans, means)
                     rows.append({"prompt": i, "component": c, "method": m, **r})
+
+    if all_plan is not None:
+        rows += all_positions(arch, cleans, means, all_plan, heads, neurons, rows)
 
     # ---- report a few things ----------------------------------------------
     for i, cl in enumerate(cleans):
@@ -523,6 +708,8 @@ def tiny_prompts(seed, vocab):
 TINY_PLAN = [("main", ["zero", "scale:0.5", "mean", "patch"]),
              ("heads", ["zero", "scale:0.5", "mean", "patch"]),
              ("neurons", ["zero", "scale:0.5", "mean", "patch"])]
+# ablations at every position (tiny models only)
+TINY_ALL_PLAN = (["attn.0", "mlp.1", "attn.2", "mlp.2", "heads[0]", "neurons[0]", "embed"], ["zero", "patch"])
 SMOLLM2_PLAN = [("main", ["zero", "patch"]), ("heads", ["zero"]), ("neurons", ["zero"])]
 
 
@@ -547,7 +734,7 @@ def main():
         model = load_eager(path)
         arch = Arch(model)
         prompts = tiny_prompts(TINY_SEEDS[name], model.config.vocab_size)
-        make_golden(arch, name, rel(path), prompts, TINY_PLAN, golden_dir)
+        make_golden(arch, name, rel(path), prompts, TINY_PLAN, golden_dir, all_plan=TINY_ALL_PLAN)
 
     if args.smollm2:
         log(f"[smollm2-135m] {args.smollm2}")

@@ -243,12 +243,15 @@ static void expect_load_error(const char *path, const char *needle1, const char 
 static void test_errors(const char *root, const tokenizer_t *gpt2, const tokenizer_t *llama) {
   char err[HYDRA_ERR_LEN];
   /* Invalid UTF-8, each naming the offending byte. */
-  expect_encode_error(gpt2, "ab\xff" "cd", 5, "byte 2 (0xFF)");
-  expect_encode_error(gpt2, "abc\xe2\x82", 5, "byte 3");           /* truncated */
-  expect_encode_error(gpt2, "\xc0\xaf", 2, "byte 0");              /* overlong */
-  expect_encode_error(llama, "x \xed\xa0\x80 y", 7, "byte 2");     /* surrogate */
-  expect_encode_error(llama, "\xf4\x90\x80\x80", 4, "byte 0");     /* above U+10FFFF */
-  expect_encode_error(llama, "ok\x80", 3, "byte 2");               /* stray continuation */
+  expect_encode_error(gpt2,
+                      "ab\xff"
+                      "cd",
+                      5, "byte 2 (0xFF)");
+  expect_encode_error(gpt2, "abc\xe2\x82", 5, "byte 3");       /* truncated */
+  expect_encode_error(gpt2, "\xc0\xaf", 2, "byte 0");          /* overlong */
+  expect_encode_error(llama, "x \xed\xa0\x80 y", 7, "byte 2"); /* surrogate */
+  expect_encode_error(llama, "\xf4\x90\x80\x80", 4, "byte 0"); /* above U+10FFFF */
+  expect_encode_error(llama, "ok\x80", 3, "byte 2");           /* stray continuation */
 
   /* Unknown tokens and ids. */
   err[0] = '\0';
@@ -265,8 +268,8 @@ static void test_errors(const char *root, const tokenizer_t *gpt2, const tokeniz
   s = tokenizer_decode(llama, neg, 1, 0, NULL, err);
   CHECK(!s, "decode of id -1 should fail");
   free(s);
-  CHECK(tokenizer_token_text(gpt2, 1000, NULL) == NULL && tokenizer_token_text(gpt2, -1, NULL) ==
-                                                             NULL,
+  CHECK(tokenizer_token_text(gpt2, 1000, NULL) == NULL &&
+            tokenizer_token_text(gpt2, -1, NULL) == NULL,
         "token_text out of range should be NULL");
 
   /* Malformed files. */
@@ -343,10 +346,10 @@ static void test_errors(const char *root, const tokenizer_t *gpt2, const tokeniz
     tokenizer_free(t);
   }
 
-  static const char *const files[] = {"notjson.json", "nomodel.json", "wordpiece.json",
-                                      "badmerge.json", "badmerge2.json", "badregex.json",
-                                      "badbehavior.json", "badid.json", "dropout.json",
-                                      "added.json", "empty.json", "truncated.gguf", "ok.json"};
+  static const char *const files[] = {
+      "notjson.json",  "nomodel.json",     "wordpiece.json", "badmerge.json", "badmerge2.json",
+      "badregex.json", "badbehavior.json", "badid.json",     "dropout.json",  "added.json",
+      "empty.json",    "truncated.gguf",   "ok.json"};
   for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
     snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
     unlink(path);
@@ -366,8 +369,8 @@ static void test_special(const tokenizer_t *gpt2, const tokenizer_t *llama) {
     has |= enc.ids[i] == 0;
   CHECK(has && enc.n == 3 && enc.starts[1] == 1 && enc.ends[1] == 14,
         "<|endoftext|> should be matched as one token spanning bytes 1 .. 14");
-  CHECK(tokenizer_encode(gpt2, text, strlen(text), TOKENIZER_SPECIAL_AS_TEXT, &enc, err) == 0,
-        "%s", err);
+  CHECK(tokenizer_encode(gpt2, text, strlen(text), TOKENIZER_SPECIAL_AS_TEXT, &enc, err) == 0, "%s",
+        err);
   has = 0;
   for (size_t i = 0; i < enc.n; i++)
     has |= enc.ids[i] == 0;
@@ -397,7 +400,10 @@ static void test_special(const tokenizer_t *gpt2, const tokenizer_t *llama) {
   int32_t byte = tokenizer_token_id(llama, "<0x0A>", err);
   s = tokenizer_token_text(llama, byte, &n);
   CHECK(byte >= 0 && s && n == 1 && s[0] == '\n', "llama: the text of <0x0A> should be \\n");
-  int32_t sp = tokenizer_token_id(llama, "\xE2\x96\x81" "the", err);
+  int32_t sp = tokenizer_token_id(llama,
+                                  "\xE2\x96\x81"
+                                  "the",
+                                  err);
   s = tokenizer_token_text(llama, sp, &n);
   CHECK(sp >= 0 && s && n == 4 && memcmp(s, " the", 4) == 0, "llama: text of \"\xE2\x96\x81the\"");
   s = tokenizer_token_piece(llama, sp, &n);
@@ -423,8 +429,9 @@ static void check_subject(const char *name, const tokenizer_t *t, const char *te
           want_first, want_last);
     size_t len;
     char *dec = tokenizer_decode(t, enc.ids + first, last - first + 1, 0, &len, err);
-    CHECK(dec && strstr(dec, subject), "%s: tokens %zu .. %zu decode to \"%s\", not containing "
-                                       "\"%s\"",
+    CHECK(dec && strstr(dec, subject),
+          "%s: tokens %zu .. %zu decode to \"%s\", not containing "
+          "\"%s\"",
           name, first, last, dec ? dec : err, subject);
     free(dec);
   }
@@ -504,7 +511,8 @@ static int run_smollm2(const char *root) {
           "smollm2: \"Eiffel Tower\" should be ids 414 46682 18669");
     size_t n;
     const char *s = tokenizer_token_text(t, enc.ids[last], &n);
-    CHECK(s && n == 6 && memcmp(s, " Tower", 6) == 0, "smollm2: the last subject token is \" Tower\"");
+    CHECK(s && n == 6 && memcmp(s, " Tower", 6) == 0,
+          "smollm2: the last subject token is \" Tower\"");
     printf("smollm2: \"Eiffel Tower\" -> tokens %zu .. %zu:", first, last);
     for (size_t i = first; i <= last; i++)
       printf(" \"%s\"", tokenizer_token_text(t, enc.ids[i], NULL));

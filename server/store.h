@@ -1,0 +1,186 @@
+/* store.h - the durable job store of hydrad: jobs, their specs, their work
+ * units and their result rows. One interface; SQLite (one machine) now,
+ * PostgreSQL (several machines) later.
+ *
+ * Promises:
+ * - store_job_create returns 0 only once the job, its spec and its pending
+ *   units are durable: acknowledge a job (HTTP 202) after it.
+ * - A unit's rows and the unit's completion commit together
+ *   (store_unit_complete): after a crash, even kill -9, a unit is either done
+ *   with all its rows stored or pending with none. Completing a done unit
+ *   stores nothing and returns STORE_DUPLICATE, so a restarted worker may
+ *   redo the first pending unit without repeating a row.
+ * - Rows that belong to no unit travel with a state change
+ *   (store_job_set_state): the header with the move to running, the summary
+ *   and end rows with the move to done. A job that is running after a restart
+ *   has its header; a finished job has all its rows.
+ * - A job's rows are numbered 0, 1, 2, ... in commit order, without gaps, and
+ *   stay readable until store_purge removes the finished job.
+ * - The SQLite store syncs every commit to disk (WAL, synchronous=FULL), so
+ *   what a call reported stored survives a power loss too, not only a crash
+ *   of the process.
+ *
+ * Errors: a function returns 0 on success; -1 on failure, with one line in
+ * err (HYDRA_ERR_LEN bytes, may be NULL) naming the store's file and the
+ * database's own message ("database or disk is full", "attempt to write a
+ * readonly database", "file is not a database"); or one of the positive
+ * STORE_* codes below, also with a line in err. A call that fails changes
+ * nothing: what was stored before it stays stored.
+ *
+ * Thread-safety: a store_t may be used from any number of threads at once.
+ * The SQLite store holds two connections: one for writes, under a mutex (the
+ * database takes one writer at a time anyway), and one for reads, under a
+ * second mutex; in WAL mode a read never waits for a commit and a commit never
+ * waits for a read. Two processes on one file are safe (each unit's rows are
+ * still stored once) but would both resume the same jobs. */
+#ifndef HYDRA_STORE_H
+#define HYDRA_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+
+typedef struct store store_t;
+
+/* Positive results: nothing was changed. */
+enum {
+  STORE_NOT_FOUND = 1, /* no job with that id (never created, or purged) */
+  STORE_DUPLICATE = 2, /* already there: the job id is taken, or the unit is done */
+  STORE_STATE = 3,     /* the job's state forbids it: finished already, or done asked
+                          while units are pending */
+};
+
+/* store_open flag. Read only: every write returns -1; no file is ever changed. In a directory
+ * the process cannot write, with no -wal file left by a crash, the file is
+ * read as immutable (so no other process may write it meanwhile). */
+#define STORE_READONLY 1
+
+#define STORE_ID_LEN 33     /* 32 lowercase hex digits (128 random bits) + NUL */
+#define STORE_USER_LEN 128  /* longest user name + 1 */
+#define STORE_MODEL_LEN 256 /* longest model name + 1 */
+#define STORE_MAX_UNITS (1 << 24)
+
+typedef enum {
+  STORE_QUEUED,
+  STORE_RUNNING,
+  STORE_DONE,
+  STORE_FAILED,
+  STORE_CANCELLED,
+} store_state_t;
+
+typedef struct {
+  char id[STORE_ID_LEN];
+  char user[STORE_USER_LEN];
+  char model[STORE_MODEL_LEN];
+  store_state_t state;
+  char error[HYDRA_ERR_LEN]; /* why it failed; "" otherwise */
+  double created_at;         /* unix seconds; set by the store */
+  double started_at;         /* 0 until it first runs */
+  double finished_at;        /* 0 until done, failed or cancelled */
+  double deadline;           /* unix seconds; 0 for none. Stored, not enforced */
+  int n_units;
+  int units_done;
+  int64_t variants_total;
+  int64_t variants_done;
+  int64_t rows; /* rows stored; the next row's sequence number */
+} store_job_t;
+
+/* A job to resume after a restart: queued, or running with its header
+ * stored. first_pending is its lowest pending unit (n_units when all units
+ * are done and only the move to done is left). */
+typedef struct {
+  store_job_t job;
+  int first_pending;
+} store_resume_t;
+
+/* One stored row, lent to the callback until it returns (text is not
+ * NUL-terminated; it holds no newline). Return non-zero to stop reading. */
+typedef int (*store_row_fn)(void *ctx, int64_t seq, const char *text, size_t len);
+
+/* "queued", "running", "done", "failed", "cancelled". */
+const char *store_state_name(store_state_t state);
+
+/* Opens the store named by url_or_path, creating it if it does not exist
+ * (unless STORE_READONLY): a file path or "sqlite:PATH" ("sqlite:///abs/path"
+ * too) is a SQLite database; "postgres://..." fails with a message saying
+ * PostgreSQL is not built in (the URL's password is never echoed). Brings the
+ * schema up to this build's version (versioned migrations, in one
+ * transaction); fails on a file that is not a hydra store, a schema newer than
+ * this build, a corrupt file, or a read-only file opened without
+ * STORE_READONLY. Returns NULL with err filled on failure. */
+store_t *store_open(const char *url_or_path, int flags, char *err);
+
+/* Closes the store. Safe on NULL. No call may be in flight. */
+void store_close(store_t *s);
+
+/* Stores a new queued job with n_units pending units and its spec (spec_len
+ * bytes of JSON text, kept as given). Reads job->id (32 lowercase hex
+ * digits, made by the caller), user, model, n_units (0..STORE_MAX_UNITS),
+ * variants_total and deadline; the store sets the rest. STORE_DUPLICATE if
+ * the id is taken. */
+int store_job_create(store_t *s, const store_job_t *job, const char *spec, size_t spec_len,
+                     char *err);
+
+/* Copies the job into *job. STORE_NOT_FOUND if there is none. */
+int store_job_get(store_t *s, const char *job_id, store_job_t *job, char *err);
+
+/* The job's spec as given to store_job_create: *spec is a malloc'd,
+ * NUL-terminated copy the caller frees, *len its length (len may be NULL). */
+int store_job_spec(store_t *s, const char *job_id, char **spec, size_t *len, char *err);
+
+/* Jobs of user (every user's when NULL), newest first, at most limit (0: all).
+ * *jobs is a malloc'd array the caller frees (NULL when *n is 0). */
+int store_jobs_list(store_t *s, const char *user, size_t limit, store_job_t **jobs, size_t *n,
+                    char *err);
+
+/* Jobs to resume (queued or running), oldest first, with their first pending
+ * unit. *jobs is a malloc'd array the caller frees (NULL when *n is 0). */
+int store_jobs_resumable(store_t *s, store_resume_t **jobs, size_t *n, char *err);
+
+/* Moves a job to state, appending rows (n_rows JSON lines, each without a
+ * newline; may be 0) in the same transaction. Allowed: queued -> running;
+ * queued or running -> done (only when every unit is done), failed or
+ * cancelled. error is kept for failed and cancelled (NULL for none; cut to
+ * HYDRA_ERR_LEN - 1 bytes at a character boundary). Sets started_at on the
+ * first move out of queued towards running or done, finished_at on the move
+ * to a final state. STORE_STATE, changing nothing, for any other move
+ * (running -> running, anything out of a final state). */
+int store_job_set_state(store_t *s, const char *job_id, store_state_t state, const char *error,
+                        const char *const rows[], size_t n_rows, char *err);
+
+/* store_job_set_state(s, job_id, STORE_CANCELLED, "cancelled", NULL, 0, err):
+ * STORE_STATE if the job has finished already. */
+int store_job_cancel(store_t *s, const char *job_id, char *err);
+
+/* Marks unit (0..n_units-1) of a queued or running job done, appends its
+ * rows (n_rows JSON lines, each without a newline; may be 0) with the next
+ * sequence numbers, and adds 1 to units_done and variants_done_delta (>= 0) to
+ * variants_done: all in one transaction. STORE_DUPLICATE, storing nothing,
+ * if the unit is done already; STORE_STATE if the job has finished. */
+int store_unit_complete(store_t *s, const char *job_id, int unit, const char *const rows[],
+                        size_t n_rows, int64_t variants_done_delta, char *err);
+
+/* Appends rows outside any unit to a queued or running job, in one
+ * transaction. Not idempotent: a retry after a crash may store them twice.
+ * Rows that must appear once go with store_unit_complete or
+ * store_job_set_state. STORE_STATE if the job has finished. */
+int store_rows_append(store_t *s, const char *job_id, const char *const rows[], size_t n_rows,
+                      char *err);
+
+/* Calls fn for the job's rows with sequence number >= first_seq, in order,
+ * at most max_rows of them (0: all), from one snapshot; stops early when fn
+ * returns non-zero. HTTP's ?after=N (the client holds N rows) is
+ * first_seq = N. *n_read (may be NULL) gets the rows passed to fn. *state
+ * (may be NULL) gets the job's state in the same snapshot: when it is final
+ * and fewer than max_rows were read, no row will follow. fn runs with the
+ * store's read lock held: it must not call the store. */
+int store_rows_read(store_t *s, const char *job_id, int64_t first_seq, size_t max_rows,
+                    store_row_fn fn, void *ctx, size_t *n_read, store_state_t *state, char *err);
+
+/* Deletes the jobs that finished (done, failed, cancelled) before
+ * older_than (unix seconds), with their units and rows, in one transaction.
+ * *n_purged (may be NULL) gets the number of jobs deleted. */
+int store_purge(store_t *s, double older_than, size_t *n_purged, char *err);
+
+#endif

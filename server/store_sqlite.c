@@ -1,0 +1,1115 @@
+/* store_sqlite.c - the job store on one SQLite file (store.h).
+ *
+ * WAL journal with synchronous=FULL: every commit's WAL frames are fsynced
+ * before COMMIT returns. NORMAL would survive kill -9 of the process (the
+ * frames are in the OS page cache) but a power loss or kernel crash could
+ * roll back the last commits, and with them jobs already acknowledged with
+ * 202. Commits here are one per submitted job and one per finished unit (a
+ * unit is seconds of model work), so the fsync costs nothing that matters.
+ *
+ * Schema: jobs keyed by an integer (rows and units refer to it; the 32-hex
+ * id is a unique column), units (job, idx) WITHOUT ROWID, result_rows (job, seq).
+ * Migration i (1-based) takes the schema from version i-1 to i; open applies
+ * the missing ones in one transaction. */
+#include "store.h"
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "error.h"
+
+#define BUSY_TIMEOUT_MS 5000
+#define WAL_SIZE_LIMIT (64 << 20) /* bytes the WAL file is cut back to after a checkpoint */
+#define WHAT_LEN 160
+
+static const char *const MIGRATIONS[] = {
+    /* 1: jobs, units, rows */
+    "CREATE TABLE jobs ("
+    " key INTEGER PRIMARY KEY,"
+    " id TEXT NOT NULL UNIQUE,"
+    " user_name TEXT NOT NULL,"
+    " model TEXT NOT NULL,"
+    " spec TEXT NOT NULL,"
+    " state TEXT NOT NULL CHECK (state IN ('queued','running','done','failed','cancelled')),"
+    " error TEXT NOT NULL DEFAULT '',"
+    " created_at REAL NOT NULL,"
+    " started_at REAL NOT NULL DEFAULT 0,"
+    " finished_at REAL NOT NULL DEFAULT 0,"
+    " deadline REAL NOT NULL DEFAULT 0,"
+    " n_units INTEGER NOT NULL,"
+    " units_done INTEGER NOT NULL DEFAULT 0,"
+    " variants_total INTEGER NOT NULL,"
+    " variants_done INTEGER NOT NULL DEFAULT 0,"
+    " n_rows INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX jobs_by_user ON jobs (user_name, created_at);"
+    "CREATE INDEX jobs_by_state ON jobs (state, created_at);"
+    "CREATE INDEX jobs_by_finish ON jobs (finished_at);"
+    "CREATE TABLE units ("
+    " job INTEGER NOT NULL,"
+    " idx INTEGER NOT NULL,"
+    " state TEXT NOT NULL CHECK (state IN ('pending','done')),"
+    " first_seq INTEGER NOT NULL DEFAULT 0,"
+    " n_rows INTEGER NOT NULL DEFAULT 0,"
+    " finished_at REAL NOT NULL DEFAULT 0,"
+    " PRIMARY KEY (job, idx)) WITHOUT ROWID;"
+    "CREATE TABLE result_rows ("
+    " job INTEGER NOT NULL,"
+    " seq INTEGER NOT NULL,"
+    " body TEXT NOT NULL,"
+    " PRIMARY KEY (job, seq));",
+};
+#define SCHEMA_VERSION ((int)(sizeof MIGRATIONS / sizeof MIGRATIONS[0]))
+
+#define JOB_COLUMNS                                                                                \
+  "id, user_name, model, state, error, created_at, started_at, finished_at, deadline, n_units, "   \
+  "units_done, variants_total, variants_done, n_rows"
+#define FINAL_STATES "('done','failed','cancelled')"
+
+enum {
+  W_BEGIN,
+  W_COMMIT,
+  W_ROLLBACK,
+  W_JOB_LOOKUP,
+  W_JOB_INSERT,
+  W_UNIT_INSERT,
+  W_UNIT_STATE,
+  W_ROW_INSERT,
+  W_UNIT_DONE,
+  W_JOB_PROGRESS,
+  W_JOB_STATE,
+  W_JOB_ROWS,
+  W_PURGE_ROWS,
+  W_PURGE_UNITS,
+  W_PURGE_JOBS,
+  W_COUNT
+};
+
+static const char *const WRITE_SQL[W_COUNT] = {
+    [W_BEGIN] = "BEGIN IMMEDIATE",
+    [W_COMMIT] = "COMMIT",
+    [W_ROLLBACK] = "ROLLBACK",
+    [W_JOB_LOOKUP] = "SELECT key, state, n_units, units_done, n_rows FROM jobs WHERE id = ?1",
+    [W_JOB_INSERT] = "INSERT INTO jobs (id, user_name, model, spec, state, created_at, deadline, "
+                     "n_units, variants_total) VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8)",
+    [W_UNIT_INSERT] = "INSERT INTO units (job, idx, state) VALUES (?1, ?2, 'pending')",
+    [W_UNIT_STATE] = "SELECT state = 'done' FROM units WHERE job = ?1 AND idx = ?2",
+    [W_ROW_INSERT] = "INSERT INTO result_rows (job, seq, body) VALUES (?1, ?2, ?3)",
+    [W_UNIT_DONE] = "UPDATE units SET state = 'done', first_seq = ?3, n_rows = ?4, "
+                    "finished_at = ?5 WHERE job = ?1 AND idx = ?2",
+    [W_JOB_PROGRESS] = "UPDATE jobs SET units_done = units_done + 1, "
+                       "variants_done = variants_done + ?2, n_rows = n_rows + ?3 WHERE key = ?1",
+    [W_JOB_STATE] = "UPDATE jobs SET state = ?2, error = ?3, "
+                    "started_at = CASE WHEN started_at = 0 AND ?2 IN ('running','done') "
+                    "THEN ?4 ELSE started_at END, "
+                    "finished_at = CASE WHEN ?2 IN " FINAL_STATES " THEN ?4 ELSE 0 END, "
+                    "n_rows = n_rows + ?5 WHERE key = ?1",
+    [W_JOB_ROWS] = "UPDATE jobs SET n_rows = n_rows + ?2 WHERE key = ?1",
+    [W_PURGE_ROWS] = "DELETE FROM result_rows WHERE job IN (SELECT key FROM jobs WHERE state IN "
+                     " " FINAL_STATES " AND finished_at < ?1)",
+    [W_PURGE_UNITS] = "DELETE FROM units WHERE job IN (SELECT key FROM jobs WHERE state IN "
+                      " " FINAL_STATES " AND finished_at < ?1)",
+    [W_PURGE_JOBS] = "DELETE FROM jobs WHERE state IN " FINAL_STATES " AND finished_at < ?1",
+};
+
+enum {
+  R_BEGIN,
+  R_END,
+  R_JOB_GET,
+  R_JOB_SPEC,
+  R_JOB_KEY,
+  R_JOBS_ALL,
+  R_JOBS_USER,
+  R_RESUMABLE,
+  R_ROWS,
+  R_COUNT
+};
+
+static const char *const READ_SQL[R_COUNT] = {
+    [R_BEGIN] = "BEGIN",
+    [R_END] = "ROLLBACK",
+    [R_JOB_GET] = "SELECT " JOB_COLUMNS " FROM jobs WHERE id = ?1",
+    [R_JOB_SPEC] = "SELECT spec FROM jobs WHERE id = ?1",
+    [R_JOB_KEY] = "SELECT key, state FROM jobs WHERE id = ?1",
+    [R_JOBS_ALL] = "SELECT " JOB_COLUMNS " FROM jobs ORDER BY created_at DESC, key DESC LIMIT ?1",
+    [R_JOBS_USER] = "SELECT " JOB_COLUMNS " FROM jobs WHERE user_name = ?2 "
+                    "ORDER BY created_at DESC, key DESC LIMIT ?1",
+    [R_RESUMABLE] = "SELECT " JOB_COLUMNS ", (SELECT min(idx) FROM units WHERE units.job = "
+                    "jobs.key AND units.state = 'pending') FROM jobs "
+                    "WHERE state IN ('queued','running') ORDER BY created_at, key",
+    [R_ROWS] = "SELECT seq, body FROM result_rows WHERE job = ?1 AND seq >= ?2 ORDER BY seq "
+               "LIMIT ?3",
+};
+
+struct store {
+  char *path;
+  sqlite3 *wdb; /* NULL when read-only */
+  sqlite3 *rdb;
+  sqlite3_stmt *w[W_COUNT];
+  sqlite3_stmt *r[R_COUNT];
+  pthread_mutex_t wlock, rlock;
+  int locks_ready;
+};
+
+/* What the writer knows of a job inside a transaction. */
+typedef struct {
+  int64_t key;
+  store_state_t state;
+  int n_units, units_done;
+  int64_t n_rows;
+} job_key_t;
+
+static const char *const STATE_NAMES[] = {"queued", "running", "done", "failed", "cancelled"};
+
+const char *store_state_name(store_state_t state) {
+  if ((unsigned)state >= sizeof STATE_NAMES / sizeof STATE_NAMES[0])
+    return "unknown";
+  return STATE_NAMES[state];
+}
+
+static int state_parse(const unsigned char *text, store_state_t *state) {
+  for (int i = 0; i < (int)(sizeof STATE_NAMES / sizeof STATE_NAMES[0]); i++)
+    if (text && strcmp((const char *)text, STATE_NAMES[i]) == 0) {
+      *state = (store_state_t)i;
+      return 0;
+    }
+  return -1;
+}
+
+static int state_final(store_state_t state) {
+  return state == STORE_DONE || state == STORE_FAILED || state == STORE_CANCELLED;
+}
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* SQLite's message; for a failed read, write or open also the system's
+ * ("disk I/O error (No space left on device)"), or SQLite's extended code
+ * when the system gave none. */
+static int db_error(const store_t *s, sqlite3 *db, const char *what, char *err) {
+  int ext = sqlite3_extended_errcode(db), code = ext & 0xff, sys = sqlite3_system_errno(db);
+  if (code != SQLITE_IOERR && code != SQLITE_FULL && code != SQLITE_CANTOPEN)
+    return err_set(err, "store %s: %s: %s", s->path, what, sqlite3_errmsg(db));
+  if (sys)
+    return err_set(err, "store %s: %s: %s (%s)", s->path, what, sqlite3_errmsg(db), strerror(sys));
+  return err_set(err, "store %s: %s: %s (SQLite code %d)", s->path, what, sqlite3_errmsg(db), ext);
+}
+
+/* Steps a statement that yields no row, then resets it. */
+static int run(const store_t *s, sqlite3 *db, sqlite3_stmt *st, const char *what, char *err) {
+  int rc = sqlite3_step(st);
+  if (rc != SQLITE_DONE) {
+    db_error(s, db, what, err);
+    sqlite3_reset(st);
+    return -1;
+  }
+  sqlite3_reset(st);
+  return 0;
+}
+
+/* Steps a statement expected to yield at most one row: 1 with the row
+ * current (the caller resets), 0 with none (reset), -1 on error (reset). */
+static int step_row(const store_t *s, sqlite3 *db, sqlite3_stmt *st, const char *what, char *err) {
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW)
+    return 1;
+  if (rc != SQLITE_DONE)
+    db_error(s, db, what, err);
+  sqlite3_reset(st);
+  return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* Copies a text column into a buffer of size n, cut at n - 1 bytes. */
+static void column_copy(sqlite3_stmt *st, int col, char *dst, size_t n) {
+  const unsigned char *text = sqlite3_column_text(st, col);
+  snprintf(dst, n, "%s", text ? (const char *)text : "");
+}
+
+/* Reads the JOB_COLUMNS starting at column 0. */
+static int job_read(const store_t *s, sqlite3_stmt *st, store_job_t *job, char *err) {
+  memset(job, 0, sizeof *job);
+  column_copy(st, 0, job->id, sizeof job->id);
+  column_copy(st, 1, job->user, sizeof job->user);
+  column_copy(st, 2, job->model, sizeof job->model);
+  if (state_parse(sqlite3_column_text(st, 3), &job->state))
+    return err_set(err, "store %s: job %s: unknown state '%s'", s->path, job->id,
+                   (const char *)sqlite3_column_text(st, 3));
+  column_copy(st, 4, job->error, sizeof job->error);
+  job->created_at = sqlite3_column_double(st, 5);
+  job->started_at = sqlite3_column_double(st, 6);
+  job->finished_at = sqlite3_column_double(st, 7);
+  job->deadline = sqlite3_column_double(st, 8);
+  job->n_units = sqlite3_column_int(st, 9);
+  job->units_done = sqlite3_column_int(st, 10);
+  job->variants_total = sqlite3_column_int64(st, 11);
+  job->variants_done = sqlite3_column_int64(st, 12);
+  job->rows = sqlite3_column_int64(st, 13);
+  return 0;
+}
+
+/* ---- opening ---------------------------------------------------------- */
+
+/* The SQLite path named by url_or_path, or NULL with err filled. */
+static const char *sqlite_path(const char *url, char *err) {
+  if (!url || !*url)
+    return err_set(err, "store: no path given"), NULL;
+  if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0)
+    return err_set(err, "store postgres://...: PostgreSQL support is not built into this hydrad "
+                        "(use a SQLite path)"),
+           NULL;
+  const char *path = url;
+  if (strncmp(url, "sqlite://", 9) == 0)
+    path = url + 9;
+  else if (strncmp(url, "sqlite:", 7) == 0)
+    path = url + 7;
+  else if (strstr(url, "://"))
+    return err_set(err, "store %.*s: unknown store kind (a path, sqlite:PATH or postgres://...)",
+                   (int)(strstr(url, "://") - url + 3), url),
+           NULL;
+  if (!*path || strcmp(path, ":memory:") == 0)
+    return err_set(err, "store %s: the store needs a file path", url), NULL;
+  return path;
+}
+
+static int exec_sql(const store_t *s, sqlite3 *db, const char *sql, const char *what, char *err) {
+  char *msg = NULL;
+  if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+    err_set(err, "store %s: %s: %s", s->path, what, msg ? msg : sqlite3_errmsg(db));
+    sqlite3_free(msg);
+    return -1;
+  }
+  return 0;
+}
+
+/* Integer result of a one-row query; -1 with err on failure. */
+static int query_int(const store_t *s, sqlite3 *db, const char *sql, const char *what,
+                     int64_t *value, char *err) {
+  sqlite3_stmt *st = NULL;
+  if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+    return db_error(s, db, what, err);
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW)
+    *value = sqlite3_column_int64(st, 0);
+  else if (rc != SQLITE_DONE)
+    db_error(s, db, what, err);
+  sqlite3_finalize(st);
+  if (rc == SQLITE_DONE)
+    return err_set(err, "store %s: %s: no result", s->path, what);
+  return rc == SQLITE_ROW ? 0 : -1;
+}
+
+/* The schema version in the file: 0 for an empty file; -1 with err for a
+ * file with tables that are not a hydra store. */
+static int schema_version(const store_t *s, sqlite3 *db, int64_t *version, char *err) {
+  int64_t has_table = 0, other_tables = 0;
+  if (query_int(s, db,
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND "
+                "name = 'schema_version'",
+                "read the schema", &has_table, err))
+    return -1;
+  if (!has_table) {
+    if (query_int(s, db, "SELECT count(*) FROM sqlite_master", "read the schema", &other_tables,
+                  err))
+      return -1;
+    if (other_tables)
+      return err_set(err, "store %s: not a hydra store (no schema_version table)", s->path);
+    *version = 0;
+    return 0;
+  }
+  *version = 0;
+  if (query_int(s, db, "SELECT coalesce(max(version), 0) FROM schema_version",
+                "read the schema version", version, err))
+    return -1;
+  if (*version > SCHEMA_VERSION)
+    return err_set(err, "store %s: schema version %lld is newer than this hydrad's (%d)", s->path,
+                   (long long)*version, SCHEMA_VERSION);
+  return 0;
+}
+
+static int migrate(const store_t *s, char *err) {
+  char what[WHAT_LEN];
+  int64_t version;
+  if (exec_sql(s, s->wdb, "BEGIN IMMEDIATE", "begin the schema migration", err))
+    return -1;
+  if (schema_version(s, s->wdb, &version, err))
+    goto fail;
+  if (version == SCHEMA_VERSION)
+    return exec_sql(s, s->wdb, "COMMIT", "end the schema check", err);
+  if (exec_sql(s, s->wdb, "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
+               "create the schema_version table", err))
+    goto fail;
+  for (int v = (int)version + 1; v <= SCHEMA_VERSION; v++) {
+    snprintf(what, sizeof what, "migrate the schema to version %d", v);
+    if (exec_sql(s, s->wdb, MIGRATIONS[v - 1], what, err))
+      goto fail;
+  }
+  snprintf(what, sizeof what,
+           "DELETE FROM schema_version; INSERT INTO schema_version (version) VALUES (%d)",
+           SCHEMA_VERSION);
+  if (exec_sql(s, s->wdb, what, "record the schema version", err) ||
+      exec_sql(s, s->wdb, "COMMIT", "commit the schema migration", err))
+    goto fail;
+  return 0;
+fail:
+  if (!sqlite3_get_autocommit(s->wdb))
+    sqlite3_exec(s->wdb, "ROLLBACK", NULL, NULL, NULL);
+  return -1;
+}
+
+/* immutable: open "file:PATH?immutable=1" (read-only; no locks, no -shm). */
+static int open_db(const store_t *s, int readonly, int immutable, sqlite3 **db, char *err) {
+  int flags = (readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
+              SQLITE_OPEN_NOMUTEX;
+  char *uri = NULL;
+  if (immutable) {
+    size_t n = strlen(s->path);
+    if (!(uri = malloc(3 * n + 32)))
+      return err_set(err, "store %s: open: out of memory", s->path);
+    char *at = uri + sprintf(uri, "file:");
+    for (size_t i = 0; i < n; i++)
+      at += strchr("%?#", s->path[i]) ? sprintf(at, "%%%02X", (unsigned char)s->path[i])
+                                      : sprintf(at, "%c", s->path[i]);
+    strcpy(at, "?immutable=1");
+    flags |= SQLITE_OPEN_URI;
+  }
+  int rc = sqlite3_open_v2(uri ? uri : s->path, db, flags, NULL);
+  free(uri);
+  if (rc != SQLITE_OK) {
+    if (!*db)
+      return err_set(err, "store %s: open: out of memory", s->path);
+    return db_error(s, *db, "open", err);
+  }
+  sqlite3_busy_timeout(*db, BUSY_TIMEOUT_MS);
+  sqlite3_extended_result_codes(*db, 1);
+  return 0;
+}
+
+static int open_writer(store_t *s, char *err) {
+  char sql[96];
+  if (open_db(s, 0, 0, &s->wdb, err))
+    return -1;
+  if (sqlite3_db_readonly(s->wdb, "main") == 1)
+    return err_set(err,
+                   "store %s: the file is read-only to this process (open it read-only to read "
+                   "it)",
+                   s->path);
+  /* journal_mode answers with the mode in effect; the first page read also
+   * tells a file that is not a database. */
+  sqlite3_stmt *st = NULL;
+  if (sqlite3_prepare_v2(s->wdb, "PRAGMA journal_mode = WAL", -1, &st, NULL) != SQLITE_OK)
+    return db_error(s, s->wdb, "set WAL mode", err);
+  int rc = sqlite3_step(st);
+  int wal = rc == SQLITE_ROW && sqlite3_column_text(st, 0) &&
+            strcmp((const char *)sqlite3_column_text(st, 0), "wal") == 0;
+  if (rc != SQLITE_ROW)
+    db_error(s, s->wdb, "set WAL mode", err);
+  else if (!wal)
+    err_set(err, "store %s: set WAL mode: the file stays in mode '%s'", s->path,
+            (const char *)sqlite3_column_text(st, 0));
+  sqlite3_finalize(st);
+  if (!wal)
+    return -1;
+  snprintf(sql, sizeof sql, "PRAGMA synchronous = FULL; PRAGMA journal_size_limit = %d",
+           WAL_SIZE_LIMIT);
+  if (exec_sql(s, s->wdb, sql, "set synchronous mode", err) || migrate(s, err))
+    return -1;
+  for (int i = 0; i < W_COUNT; i++)
+    if (sqlite3_prepare_v3(s->wdb, WRITE_SQL[i], -1, SQLITE_PREPARE_PERSISTENT, &s->w[i], NULL) !=
+        SQLITE_OK)
+      return db_error(s, s->wdb, "prepare a statement", err);
+  return 0;
+}
+
+/* A read-only store in a directory this process cannot write has no -shm
+ * file to share; when no -wal file is left either, the database file holds
+ * every commit and can be read as immutable. */
+static int wal_left(const store_t *s) {
+  char wal[4096];
+  struct stat st;
+  snprintf(wal, sizeof wal, "%s-wal", s->path);
+  return stat(wal, &st) == 0 && st.st_size > 0;
+}
+
+static int open_reader(store_t *s, char *err) {
+  int64_t version;
+  if (open_db(s, 1, 0, &s->rdb, err))
+    return -1;
+  if (schema_version(s, s->rdb, &version, err)) {
+    int code = sqlite3_extended_errcode(s->rdb) & 0xff;
+    if (s->wdb || (code != SQLITE_READONLY && code != SQLITE_CANTOPEN) || wal_left(s))
+      return -1;
+    sqlite3_close(s->rdb);
+    s->rdb = NULL;
+    if (open_db(s, 1, 1, &s->rdb, err) || schema_version(s, s->rdb, &version, err))
+      return -1;
+  }
+  if (version != SCHEMA_VERSION)
+    return err_set(err, "store %s: not a hydra store (schema version %lld, this hydrad needs %d)",
+                   s->path, (long long)version, SCHEMA_VERSION);
+  for (int i = 0; i < R_COUNT; i++)
+    if (sqlite3_prepare_v3(s->rdb, READ_SQL[i], -1, SQLITE_PREPARE_PERSISTENT, &s->r[i], NULL) !=
+        SQLITE_OK)
+      return db_error(s, s->rdb, "prepare a statement", err);
+  return 0;
+}
+
+store_t *store_open(const char *url_or_path, int flags, char *err) {
+  const char *path = sqlite_path(url_or_path, err);
+  if (!path)
+    return NULL;
+  store_t *s = calloc(1, sizeof *s);
+  if (!s || !(s->path = strdup(path))) {
+    free(s);
+    err_set(err, "store %s: out of memory", path);
+    return NULL;
+  }
+  if (pthread_mutex_init(&s->wlock, NULL)) {
+    err_set(err, "store %s: cannot make a mutex", path);
+    goto fail;
+  }
+  if (pthread_mutex_init(&s->rlock, NULL)) {
+    pthread_mutex_destroy(&s->wlock);
+    err_set(err, "store %s: cannot make a mutex", path);
+    goto fail;
+  }
+  s->locks_ready = 1;
+  if (!(flags & STORE_READONLY) && open_writer(s, err))
+    goto fail;
+  if (open_reader(s, err))
+    goto fail;
+  return s;
+fail:
+  store_close(s);
+  return NULL;
+}
+
+void store_close(store_t *s) {
+  if (!s)
+    return;
+  for (int i = 0; i < R_COUNT; i++)
+    sqlite3_finalize(s->r[i]);
+  for (int i = 0; i < W_COUNT; i++)
+    sqlite3_finalize(s->w[i]);
+  sqlite3_close(s->rdb);
+  sqlite3_close(s->wdb);
+  if (s->locks_ready) {
+    pthread_mutex_destroy(&s->rlock);
+    pthread_mutex_destroy(&s->wlock);
+  }
+  free(s->path);
+  free(s);
+}
+
+/* ---- writing ---------------------------------------------------------- */
+
+static int writable(const store_t *s, char *err) {
+  if (!s->wdb)
+    return err_set(err, "store %s: opened read-only", s->path);
+  return 0;
+}
+
+static int rows_check(const store_t *s, const char *const rows[], size_t n_rows, char *err) {
+  if (n_rows && !rows)
+    return err_set(err, "store %s: %zu rows given without rows", s->path, n_rows);
+  for (size_t i = 0; i < n_rows; i++) {
+    if (!rows[i])
+      return err_set(err, "store %s: row %zu is NULL", s->path, i);
+    if (strchr(rows[i], '\n'))
+      return err_set(err, "store %s: row %zu holds a newline", s->path, i);
+  }
+  return 0;
+}
+
+static int tx_begin(store_t *s, const char *what, char *err) {
+  return run(s, s->wdb, s->w[W_BEGIN], what, err);
+}
+
+/* A failed COMMIT may leave the transaction open (SQLITE_BUSY); roll back. */
+static int tx_commit(store_t *s, const char *what, char *err) {
+  if (run(s, s->wdb, s->w[W_COMMIT], what, err)) {
+    if (!sqlite3_get_autocommit(s->wdb))
+      run(s, s->wdb, s->w[W_ROLLBACK], what, NULL);
+    return -1;
+  }
+  return 0;
+}
+
+/* Some errors (SQLITE_FULL, SQLITE_IOERR) roll back by themselves. */
+static void tx_rollback(store_t *s) {
+  if (!sqlite3_get_autocommit(s->wdb))
+    run(s, s->wdb, s->w[W_ROLLBACK], "rollback", NULL);
+}
+
+/* Looks the job up inside the writer's transaction: 0, STORE_NOT_FOUND or -1. */
+static int job_lookup(store_t *s, const char *job_id, job_key_t *job, const char *what, char *err) {
+  sqlite3_stmt *st = s->w[W_JOB_LOOKUP];
+  if (sqlite3_bind_text(st, 1, job_id, -1, SQLITE_STATIC) != SQLITE_OK)
+    return db_error(s, s->wdb, what, err);
+  int rc = step_row(s, s->wdb, st, what, err);
+  if (rc <= 0) {
+    if (rc == 0)
+      err_set(err, "store %s: %s: no job %s", s->path, what, job_id);
+    return rc == 0 ? STORE_NOT_FOUND : -1;
+  }
+  job->key = sqlite3_column_int64(st, 0);
+  int bad = state_parse(sqlite3_column_text(st, 1), &job->state);
+  job->n_units = sqlite3_column_int(st, 2);
+  job->units_done = sqlite3_column_int(st, 3);
+  job->n_rows = sqlite3_column_int64(st, 4);
+  sqlite3_reset(st);
+  if (bad)
+    return err_set(err, "store %s: %s: job %s has an unknown state", s->path, what, job_id);
+  return 0;
+}
+
+/* Inserts rows with sequence numbers first_seq, first_seq + 1, ... */
+static int rows_insert(store_t *s, int64_t job_key, int64_t first_seq, const char *const rows[],
+                       size_t n_rows, const char *what, char *err) {
+  sqlite3_stmt *st = s->w[W_ROW_INSERT];
+  for (size_t i = 0; i < n_rows; i++) {
+    if (sqlite3_bind_int64(st, 1, job_key) | sqlite3_bind_int64(st, 2, first_seq + (int64_t)i) |
+        sqlite3_bind_text64(st, 3, rows[i], strlen(rows[i]), SQLITE_STATIC, SQLITE_UTF8))
+      return db_error(s, s->wdb, what, err);
+    if (run(s, s->wdb, st, what, err))
+      return -1;
+  }
+  return 0;
+}
+
+static int job_id_check(const store_t *s, const char *id, char *err) {
+  size_t n = id ? strlen(id) : 0;
+  if (n != STORE_ID_LEN - 1)
+    return err_set(err, "store %s: job id '%.40s' is not %d hex digits", s->path, id ? id : "",
+                   STORE_ID_LEN - 1);
+  for (size_t i = 0; i < n; i++)
+    if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
+      return err_set(err, "store %s: job id '%s' is not lowercase hex", s->path, id);
+  return 0;
+}
+
+static int job_create_locked(store_t *s, const store_job_t *job, const char *spec, size_t spec_len,
+                             const char *what, char *err) {
+  job_key_t existing;
+  int rc = -1;
+  if (tx_begin(s, what, err))
+    return -1;
+  int found = job_lookup(s, job->id, &existing, what, err);
+  if (found == 0) {
+    rc = STORE_DUPLICATE;
+    err_set(err, "store %s: %s: the id is taken", s->path, what);
+    goto fail;
+  }
+  if (found < 0)
+    goto fail;
+  sqlite3_stmt *st = s->w[W_JOB_INSERT];
+  if (sqlite3_bind_text(st, 1, job->id, -1, SQLITE_STATIC) |
+      sqlite3_bind_text(st, 2, job->user, -1, SQLITE_STATIC) |
+      sqlite3_bind_text(st, 3, job->model, -1, SQLITE_STATIC) |
+      sqlite3_bind_text64(st, 4, spec, spec_len, SQLITE_STATIC, SQLITE_UTF8) |
+      sqlite3_bind_double(st, 5, now_s()) | sqlite3_bind_double(st, 6, job->deadline) |
+      sqlite3_bind_int(st, 7, job->n_units) | sqlite3_bind_int64(st, 8, job->variants_total)) {
+    db_error(s, s->wdb, what, err);
+    goto fail;
+  }
+  if (run(s, s->wdb, st, what, err))
+    goto fail;
+  int64_t key = sqlite3_last_insert_rowid(s->wdb);
+  st = s->w[W_UNIT_INSERT];
+  for (int u = 0; u < job->n_units; u++) {
+    if (sqlite3_bind_int64(st, 1, key) | sqlite3_bind_int(st, 2, u)) {
+      db_error(s, s->wdb, what, err);
+      goto fail;
+    }
+    if (run(s, s->wdb, st, what, err))
+      goto fail;
+  }
+  return tx_commit(s, what, err);
+fail:
+  tx_rollback(s);
+  return rc;
+}
+
+int store_job_create(store_t *s, const store_job_t *job, const char *spec, size_t spec_len,
+                     char *err) {
+  char what[WHAT_LEN];
+  if (writable(s, err) || job_id_check(s, job->id, err))
+    return -1;
+  snprintf(what, sizeof what, "create job %s", job->id);
+  if (strnlen(job->user, STORE_USER_LEN) == STORE_USER_LEN)
+    return err_set(err, "store %s: %s: user name longer than %d bytes", s->path, what,
+                   STORE_USER_LEN - 1);
+  if (strnlen(job->model, STORE_MODEL_LEN) == STORE_MODEL_LEN)
+    return err_set(err, "store %s: %s: model name longer than %d bytes", s->path, what,
+                   STORE_MODEL_LEN - 1);
+  if (job->n_units < 0 || job->n_units > STORE_MAX_UNITS)
+    return err_set(err, "store %s: %s: %d units (0..%d allowed)", s->path, what, job->n_units,
+                   STORE_MAX_UNITS);
+  if (job->variants_total < 0)
+    return err_set(err, "store %s: %s: negative variants_total", s->path, what);
+  if (!spec)
+    return err_set(err, "store %s: %s: no spec", s->path, what);
+  pthread_mutex_lock(&s->wlock);
+  int rc = job_create_locked(s, job, spec, spec_len, what, err);
+  pthread_mutex_unlock(&s->wlock);
+  return rc;
+}
+
+static int unit_complete_locked(store_t *s, const char *job_id, int unit, const char *const rows[],
+                                size_t n_rows, int64_t variants_delta, const char *what,
+                                char *err) {
+  job_key_t job;
+  if (tx_begin(s, what, err))
+    return -1;
+  int rc = job_lookup(s, job_id, &job, what, err);
+  if (rc)
+    goto fail;
+  rc = -1;
+  if (state_final(job.state)) {
+    rc = STORE_STATE;
+    err_set(err, "store %s: %s: the job is %s", s->path, what, store_state_name(job.state));
+    goto fail;
+  }
+  if (unit >= job.n_units) {
+    err_set(err, "store %s: %s: the job has %d units", s->path, what, job.n_units);
+    goto fail;
+  }
+  sqlite3_stmt *st = s->w[W_UNIT_STATE];
+  if (sqlite3_bind_int64(st, 1, job.key) | sqlite3_bind_int(st, 2, unit)) {
+    db_error(s, s->wdb, what, err);
+    goto fail;
+  }
+  int found = step_row(s, s->wdb, st, what, err);
+  if (found <= 0) {
+    if (found == 0)
+      err_set(err, "store %s: %s: the unit is missing", s->path, what);
+    goto fail;
+  }
+  int done = sqlite3_column_int(st, 0);
+  sqlite3_reset(st);
+  if (done) {
+    rc = STORE_DUPLICATE;
+    err_set(err, "store %s: %s: the unit is done already", s->path, what);
+    goto fail;
+  }
+  if (rows_insert(s, job.key, job.n_rows, rows, n_rows, what, err))
+    goto fail;
+  st = s->w[W_UNIT_DONE];
+  if (sqlite3_bind_int64(st, 1, job.key) | sqlite3_bind_int(st, 2, unit) |
+      sqlite3_bind_int64(st, 3, job.n_rows) | sqlite3_bind_int64(st, 4, (int64_t)n_rows) |
+      sqlite3_bind_double(st, 5, now_s())) {
+    db_error(s, s->wdb, what, err);
+    goto fail;
+  }
+  if (run(s, s->wdb, st, what, err))
+    goto fail;
+  st = s->w[W_JOB_PROGRESS];
+  if (sqlite3_bind_int64(st, 1, job.key) | sqlite3_bind_int64(st, 2, variants_delta) |
+      sqlite3_bind_int64(st, 3, (int64_t)n_rows)) {
+    db_error(s, s->wdb, what, err);
+    goto fail;
+  }
+  if (run(s, s->wdb, st, what, err))
+    goto fail;
+  return tx_commit(s, what, err);
+fail:
+  tx_rollback(s);
+  return rc;
+}
+
+int store_unit_complete(store_t *s, const char *job_id, int unit, const char *const rows[],
+                        size_t n_rows, int64_t variants_done_delta, char *err) {
+  char what[WHAT_LEN];
+  snprintf(what, sizeof what, "complete unit %d of job %.40s", unit, job_id ? job_id : "");
+  if (writable(s, err) || rows_check(s, rows, n_rows, err))
+    return -1;
+  if (!job_id || unit < 0 || variants_done_delta < 0)
+    return err_set(err, "store %s: %s: bad arguments", s->path, what);
+  pthread_mutex_lock(&s->wlock);
+  int rc = unit_complete_locked(s, job_id, unit, rows, n_rows, variants_done_delta, what, err);
+  pthread_mutex_unlock(&s->wlock);
+  return rc;
+}
+
+static int set_state_locked(store_t *s, const char *job_id, store_state_t state, const char *error,
+                            const char *const rows[], size_t n_rows, const char *what, char *err) {
+  job_key_t job;
+  if (tx_begin(s, what, err))
+    return -1;
+  int rc = job_lookup(s, job_id, &job, what, err);
+  if (rc)
+    goto fail;
+  rc = STORE_STATE;
+  if (state_final(job.state) || (state == STORE_RUNNING && job.state != STORE_QUEUED)) {
+    err_set(err, "store %s: %s: the job is %s", s->path, what, store_state_name(job.state));
+    goto fail;
+  }
+  if (state == STORE_DONE && job.units_done < job.n_units) {
+    err_set(err, "store %s: %s: %d of %d units are pending", s->path, what,
+            job.n_units - job.units_done, job.n_units);
+    goto fail;
+  }
+  rc = -1;
+  if (rows_insert(s, job.key, job.n_rows, rows, n_rows, what, err))
+    goto fail;
+  sqlite3_stmt *st = s->w[W_JOB_STATE];
+  if (sqlite3_bind_int64(st, 1, job.key) |
+      sqlite3_bind_text(st, 2, store_state_name(state), -1, SQLITE_STATIC) |
+      sqlite3_bind_text(st, 3, error, -1, SQLITE_STATIC) | sqlite3_bind_double(st, 4, now_s()) |
+      sqlite3_bind_int64(st, 5, (int64_t)n_rows)) {
+    db_error(s, s->wdb, what, err);
+    goto fail;
+  }
+  if (run(s, s->wdb, st, what, err))
+    goto fail;
+  return tx_commit(s, what, err);
+fail:
+  tx_rollback(s);
+  return rc;
+}
+
+int store_job_set_state(store_t *s, const char *job_id, store_state_t state, const char *error,
+                        const char *const rows[], size_t n_rows, char *err) {
+  char what[WHAT_LEN], message[HYDRA_ERR_LEN];
+  snprintf(what, sizeof what, "move job %.40s to %s", job_id ? job_id : "",
+           store_state_name(state));
+  if (writable(s, err) || rows_check(s, rows, n_rows, err))
+    return -1;
+  if (!job_id || (!state_final(state) && state != STORE_RUNNING))
+    return err_set(err, "store %s: %s: not a state a job can move to", s->path, what);
+  /* Cut the message at a character boundary: back over continuation bytes. */
+  size_t n = 0;
+  if (error && (state == STORE_FAILED || state == STORE_CANCELLED)) {
+    n = strnlen(error, sizeof message - 1);
+    if (error[n])
+      while (n > 0 && ((unsigned char)error[n] & 0xc0) == 0x80)
+        n--;
+    memcpy(message, error, n);
+  }
+  message[n] = 0;
+  pthread_mutex_lock(&s->wlock);
+  int rc = set_state_locked(s, job_id, state, message, rows, n_rows, what, err);
+  pthread_mutex_unlock(&s->wlock);
+  return rc;
+}
+
+int store_job_cancel(store_t *s, const char *job_id, char *err) {
+  return store_job_set_state(s, job_id, STORE_CANCELLED, "cancelled", NULL, 0, err);
+}
+
+static int rows_append_locked(store_t *s, const char *job_id, const char *const rows[],
+                              size_t n_rows, const char *what, char *err) {
+  job_key_t job;
+  if (tx_begin(s, what, err))
+    return -1;
+  int rc = job_lookup(s, job_id, &job, what, err);
+  if (rc)
+    goto fail;
+  if (state_final(job.state)) {
+    rc = STORE_STATE;
+    err_set(err, "store %s: %s: the job is %s", s->path, what, store_state_name(job.state));
+    goto fail;
+  }
+  rc = -1;
+  if (rows_insert(s, job.key, job.n_rows, rows, n_rows, what, err))
+    goto fail;
+  sqlite3_stmt *st = s->w[W_JOB_ROWS];
+  if (sqlite3_bind_int64(st, 1, job.key) | sqlite3_bind_int64(st, 2, (int64_t)n_rows)) {
+    db_error(s, s->wdb, what, err);
+    goto fail;
+  }
+  if (run(s, s->wdb, st, what, err))
+    goto fail;
+  return tx_commit(s, what, err);
+fail:
+  tx_rollback(s);
+  return rc;
+}
+
+int store_rows_append(store_t *s, const char *job_id, const char *const rows[], size_t n_rows,
+                      char *err) {
+  char what[WHAT_LEN];
+  snprintf(what, sizeof what, "append rows to job %.40s", job_id ? job_id : "");
+  if (writable(s, err) || rows_check(s, rows, n_rows, err))
+    return -1;
+  if (!job_id)
+    return err_set(err, "store %s: %s: no job id", s->path, what);
+  pthread_mutex_lock(&s->wlock);
+  int rc = rows_append_locked(s, job_id, rows, n_rows, what, err);
+  pthread_mutex_unlock(&s->wlock);
+  return rc;
+}
+
+static int purge_locked(store_t *s, double older_than, size_t *n_purged, char *err) {
+  const char *what = "purge finished jobs";
+  if (tx_begin(s, what, err))
+    return -1;
+  static const int steps[] = {W_PURGE_ROWS, W_PURGE_UNITS, W_PURGE_JOBS};
+  for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+    sqlite3_stmt *st = s->w[steps[i]];
+    if (sqlite3_bind_double(st, 1, older_than)) {
+      db_error(s, s->wdb, what, err);
+      goto fail;
+    }
+    if (run(s, s->wdb, st, what, err))
+      goto fail;
+  }
+  size_t n = (size_t)sqlite3_changes(s->wdb);
+  if (tx_commit(s, what, err))
+    return -1;
+  if (n_purged)
+    *n_purged = n;
+  return 0;
+fail:
+  tx_rollback(s);
+  return -1;
+}
+
+int store_purge(store_t *s, double older_than, size_t *n_purged, char *err) {
+  if (writable(s, err))
+    return -1;
+  pthread_mutex_lock(&s->wlock);
+  int rc = purge_locked(s, older_than, n_purged, err);
+  pthread_mutex_unlock(&s->wlock);
+  return rc;
+}
+
+/* ---- reading ---------------------------------------------------------- */
+
+int store_job_get(store_t *s, const char *job_id, store_job_t *job, char *err) {
+  char what[WHAT_LEN];
+  snprintf(what, sizeof what, "read job %.40s", job_id ? job_id : "");
+  if (!job_id)
+    return err_set(err, "store %s: %s: no job id", s->path, what);
+  pthread_mutex_lock(&s->rlock);
+  sqlite3_stmt *st = s->r[R_JOB_GET];
+  int rc = -1;
+  if (sqlite3_bind_text(st, 1, job_id, -1, SQLITE_STATIC)) {
+    db_error(s, s->rdb, what, err);
+    goto out;
+  }
+  int found = step_row(s, s->rdb, st, what, err);
+  if (found == 0) {
+    rc = STORE_NOT_FOUND;
+    err_set(err, "store %s: %s: no such job", s->path, what);
+  } else if (found > 0) {
+    rc = job_read(s, st, job, err);
+    sqlite3_reset(st);
+  }
+out:
+  pthread_mutex_unlock(&s->rlock);
+  return rc;
+}
+
+int store_job_spec(store_t *s, const char *job_id, char **spec, size_t *len, char *err) {
+  char what[WHAT_LEN];
+  snprintf(what, sizeof what, "read the spec of job %.40s", job_id ? job_id : "");
+  *spec = NULL;
+  if (!job_id)
+    return err_set(err, "store %s: %s: no job id", s->path, what);
+  pthread_mutex_lock(&s->rlock);
+  sqlite3_stmt *st = s->r[R_JOB_SPEC];
+  int rc = -1;
+  if (sqlite3_bind_text(st, 1, job_id, -1, SQLITE_STATIC)) {
+    db_error(s, s->rdb, what, err);
+    goto out;
+  }
+  int found = step_row(s, s->rdb, st, what, err);
+  if (found == 0) {
+    rc = STORE_NOT_FOUND;
+    err_set(err, "store %s: %s: no such job", s->path, what);
+  } else if (found > 0) {
+    const unsigned char *text = sqlite3_column_text(st, 0);
+    size_t n = (size_t)sqlite3_column_bytes(st, 0);
+    if (!text && sqlite3_errcode(s->rdb) == SQLITE_NOMEM)
+      err_set(err, "store %s: %s: out of memory", s->path, what);
+    else if (!(*spec = malloc(n + 1)))
+      err_set(err, "store %s: %s: out of memory", s->path, what);
+    else {
+      if (n)
+        memcpy(*spec, text, n);
+      (*spec)[n] = 0;
+      if (len)
+        *len = n;
+      rc = 0;
+    }
+    sqlite3_reset(st);
+  }
+out:
+  pthread_mutex_unlock(&s->rlock);
+  return rc;
+}
+
+/* Appends one element of size elem to a growing array. */
+static void *array_push(void **items, size_t *n, size_t *cap, size_t elem) {
+  if (*n == *cap) {
+    size_t new_cap = *cap ? *cap * 2 : 16;
+    void *grown = realloc(*items, new_cap * elem);
+    if (!grown)
+      return NULL;
+    *items = grown;
+    *cap = new_cap;
+  }
+  return (char *)*items + (*n)++ * elem;
+}
+
+int store_jobs_list(store_t *s, const char *user, size_t limit, store_job_t **jobs, size_t *n,
+                    char *err) {
+  const char *what = "list jobs";
+  void *items = NULL;
+  size_t count = 0, cap = 0;
+  int rc = -1, step;
+  *jobs = NULL;
+  *n = 0;
+  pthread_mutex_lock(&s->rlock);
+  sqlite3_stmt *st = s->r[user ? R_JOBS_USER : R_JOBS_ALL];
+  if (sqlite3_bind_int64(st, 1, limit ? (int64_t)limit : -1) ||
+      (user && sqlite3_bind_text(st, 2, user, -1, SQLITE_STATIC))) {
+    db_error(s, s->rdb, what, err);
+    goto out;
+  }
+  while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+    store_job_t *job = array_push(&items, &count, &cap, sizeof *job);
+    if (!job) {
+      err_set(err, "store %s: %s: out of memory", s->path, what);
+      goto out;
+    }
+    if (job_read(s, st, job, err))
+      goto out;
+  }
+  if (step != SQLITE_DONE) {
+    db_error(s, s->rdb, what, err);
+    goto out;
+  }
+  rc = 0;
+out:
+  sqlite3_reset(st);
+  pthread_mutex_unlock(&s->rlock);
+  if (rc) {
+    free(items);
+    return rc;
+  }
+  *jobs = items;
+  *n = count;
+  return 0;
+}
+
+int store_jobs_resumable(store_t *s, store_resume_t **jobs, size_t *n, char *err) {
+  const char *what = "list jobs to resume";
+  void *items = NULL;
+  size_t count = 0, cap = 0;
+  int rc = -1, step;
+  *jobs = NULL;
+  *n = 0;
+  pthread_mutex_lock(&s->rlock);
+  sqlite3_stmt *st = s->r[R_RESUMABLE];
+  while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+    store_resume_t *resume = array_push(&items, &count, &cap, sizeof *resume);
+    if (!resume) {
+      err_set(err, "store %s: %s: out of memory", s->path, what);
+      goto out;
+    }
+    if (job_read(s, st, &resume->job, err))
+      goto out;
+    resume->first_pending = sqlite3_column_type(st, 14) == SQLITE_NULL ? resume->job.n_units
+                                                                       : sqlite3_column_int(st, 14);
+  }
+  if (step != SQLITE_DONE) {
+    db_error(s, s->rdb, what, err);
+    goto out;
+  }
+  rc = 0;
+out:
+  sqlite3_reset(st);
+  pthread_mutex_unlock(&s->rlock);
+  if (rc) {
+    free(items);
+    return rc;
+  }
+  *jobs = items;
+  *n = count;
+  return 0;
+}
+
+static int rows_read_locked(store_t *s, const char *job_id, int64_t first_seq, size_t max_rows,
+                            store_row_fn fn, void *ctx, size_t *n_read, store_state_t *state,
+                            const char *what, char *err) {
+  int rc = -1, step = SQLITE_DONE;
+  size_t count = 0;
+  if (run(s, s->rdb, s->r[R_BEGIN], what, err))
+    return -1;
+  sqlite3_stmt *st = s->r[R_JOB_KEY];
+  if (sqlite3_bind_text(st, 1, job_id, -1, SQLITE_STATIC)) {
+    db_error(s, s->rdb, what, err);
+    goto out;
+  }
+  int found = step_row(s, s->rdb, st, what, err);
+  if (found <= 0) {
+    if (found == 0) {
+      rc = STORE_NOT_FOUND;
+      err_set(err, "store %s: %s: no such job", s->path, what);
+    }
+    goto out;
+  }
+  int64_t key = sqlite3_column_int64(st, 0);
+  store_state_t job_state;
+  int bad = state_parse(sqlite3_column_text(st, 1), &job_state);
+  sqlite3_reset(st);
+  if (bad) {
+    err_set(err, "store %s: %s: unknown job state", s->path, what);
+    goto out;
+  }
+  st = s->r[R_ROWS];
+  if (sqlite3_bind_int64(st, 1, key) | sqlite3_bind_int64(st, 2, first_seq) |
+      sqlite3_bind_int64(st, 3, max_rows ? (int64_t)max_rows : -1)) {
+    db_error(s, s->rdb, what, err);
+    goto out;
+  }
+  int stopped = 0;
+  while (!stopped && (step = sqlite3_step(st)) == SQLITE_ROW) {
+    const char *text = (const char *)sqlite3_column_text(st, 1);
+    size_t len = (size_t)sqlite3_column_bytes(st, 1);
+    if (!text && len == 0 && sqlite3_errcode(s->rdb) == SQLITE_NOMEM) {
+      err_set(err, "store %s: %s: out of memory", s->path, what);
+      sqlite3_reset(st);
+      goto out;
+    }
+    count++;
+    stopped = fn(ctx, sqlite3_column_int64(st, 0), text ? text : "", len);
+  }
+  if (!stopped && step != SQLITE_DONE) {
+    db_error(s, s->rdb, what, err);
+    sqlite3_reset(st);
+    goto out;
+  }
+  sqlite3_reset(st);
+  if (n_read)
+    *n_read = count;
+  if (state)
+    *state = job_state;
+  rc = 0;
+out:
+  if (!sqlite3_get_autocommit(s->rdb))
+    run(s, s->rdb, s->r[R_END], what, NULL);
+  return rc;
+}
+
+int store_rows_read(store_t *s, const char *job_id, int64_t first_seq, size_t max_rows,
+                    store_row_fn fn, void *ctx, size_t *n_read, store_state_t *state, char *err) {
+  char what[WHAT_LEN];
+  snprintf(what, sizeof what, "read rows of job %.40s", job_id ? job_id : "");
+  if (n_read)
+    *n_read = 0;
+  if (!job_id || !fn || first_seq < 0)
+    return err_set(err, "store %s: %s: bad arguments", s->path, what);
+  pthread_mutex_lock(&s->rlock);
+  int rc = rows_read_locked(s, job_id, first_seq, max_rows, fn, ctx, n_read, state, what, err);
+  pthread_mutex_unlock(&s->rlock);
+  return rc;
+}

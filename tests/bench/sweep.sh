@@ -1,0 +1,142 @@
+#!/bin/bash
+# tests/bench/sweep.sh - issue 4's ablation-sweep benchmark: the paper's "hydra"
+# preset (attn.* and mlp.* of SmolLM2-135M, resample x 15, final position,
+# clean argmax target) over the 16 prompts of sweep_prompts.json, i.e. 60 x 15 x
+# 16 = 14,400 ablated runs: hydra's engine with reuse on and off, against a
+# PyTorch researcher's baseline (transformers + forward hooks, one forward per
+# component and resample) on the same cores, with the counted FLOPs over the
+# machine's sgemm rate as the floor. Replaces the "## Ablation sweep" section of
+# tests/bench/RESULTS.md. Reports; never gates.
+#   PYTHON        a python with torch + transformers + gguf (default: python3)
+#   BUILD         the build folder (default: build)
+#   THREADS       threads for hydra and torch (default: nproc)
+#   RUNS          timed runs of hydra with reuse on, median (default 3; one warm-up)
+#   OFF_SUBSET    hydra reuse off runs every K-th component, extrapolated (default 6;
+#                 1 runs the whole sweep)
+#   TORCH_SUBSET  the same for PyTorch (default 6; 1 runs the whole sweep, ~10 min
+#                 on 2 cores)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+build=${BUILD:-build}
+runs=${RUNS:-3}
+threads=${THREADS:-$(nproc)}
+python=${PYTHON:-python3}
+off_k=${OFF_SUBSET:-6}
+torch_k=${TORCH_SUBSET:-6}
+model=${MODEL:-models/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf}
+prompts=tests/bench/sweep_prompts.json
+cmd="PYTHON=$python BUILD=$build THREADS=$threads RUNS=$runs OFF_SUBSET=$off_k TORCH_SUBSET=$torch_k bash tests/bench/sweep.sh"
+[ -s "$model" ] || bash deploy/get-model.sh smollm2-135m models
+[ -s "$prompts" ] || "$python" tests/bench/make_sweep_prompts.py "$model"
+# A build folder configured before bench_sweep existed learns of it on a re-run of cmake.
+cmake --build "$build" --target bench_sweep >/dev/null 2>&1 ||
+  { cmake "$build" >/dev/null && cmake --build "$build" --target bench_sweep >/dev/null; }
+bench="$build/tests/bench_sweep"
+export OMP_NUM_THREADS=$threads
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+
+echo "hydra, reuse on ($runs runs after a warm-up)..." >&2
+on=$("$bench" "$model" "$prompts" --reuse 1 --runs "$runs" --threads "$threads")
+echo "$on"
+echo "hydra, reuse on, components subset $torch_k (rows for the PyTorch check)..." >&2
+"$bench" "$model" "$prompts" --reuse 1 --runs 1 --warmup 0 --threads "$threads" \
+  --components-subset "$torch_k" --sgemm-rows 64 --rows-out "$tmp/rows_on.json" >/dev/null
+echo "hydra, reuse off, every ${off_k}th component..." >&2
+off=$("$bench" "$model" "$prompts" --reuse 0 --runs 1 --warmup 0 --threads "$threads" \
+  --components-subset "$off_k" --rows-out "$tmp/rows_off.json")
+echo "$off"
+echo "PyTorch, every ${torch_k}th component..." >&2
+"$python" tests/bench/sweep_torch.py "$model" "$prompts" --threads "$threads" \
+  --components-subset "$torch_k" --hydra-rows "$tmp/rows_on.json" \
+  --hydra-rows "$tmp/rows_off.json" 2>/dev/null >"$tmp/torch.txt" ||
+  echo "backend=torch-unavailable extrapolated_s=nan flops_all=nan" >>"$tmp/torch.txt"
+torch_line=$(tail -1 "$tmp/torch.txt")
+checks=$(grep '^check' "$tmp/torch.txt" || true)
+echo "$checks"
+echo "$torch_line"
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+
+get() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$2"; }
+calc() { awk "BEGIN { x = $1; if (x != x) print \"n/a\"; else printf \"$2\", x }" 2>/dev/null || echo n/a; }
+sg=$(get sgemm_gflops "$on")
+sg_rows=$(get sgemm_rows "$on")
+variants=$(get variants_all "$on")
+on_s=$(get median_s "$on")
+on_f=$(get flops_all "$on")
+off_s=$(get extrapolated_s "$off")
+off_meas=$(get median_s "$off")
+off_f=$(get flops_full "$off")
+off_n=$(get components "$off")
+t_s=$(get extrapolated_s "$torch_line")
+t_meas=$(get measured_s "$torch_line")
+t_f=$(get flops_all "$torch_line")
+t_n=$(get components "$torch_line")
+t_name=$(get backend "$torch_line")
+t_attn=$(get attn "$torch_line")
+n_all=$(get components_all "$on")
+how() { # measured or extrapolated from a subset
+  if [ "$1" = "$n_all" ]; then echo "$2"; else echo "extrapolated x$(calc "$n_all / $1" %.0f) from $1 of $n_all components ($(calc "$3" %.1f) s)"; fi
+}
+row() { # name seconds how flops
+  local floor
+  floor=$(calc "$4 / ($sg * 1e9)" %.1f)
+  echo "| $1 | $(calc "$2" %.1f) | $3 | $(calc "$variants / $2" %.0f) | $(calc "$t_s / $2" %.1f) | $(calc "$4 / 1e12" %.2f) | $floor | $(calc "$floor / $2" %.2f) |"
+}
+cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
+table="| configuration | seconds | how | variants/s | vs PyTorch | counted TFLOP | floor s | fraction of floor |
+| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |
+$(row "hydra, reuse on" "$on_s" "measured, median of $runs" "$on_f")
+$(row "hydra, reuse off (a full forward per variant)" "$off_s" "$(how "$off_n" "measured" "$off_meas")" "$off_f")
+$(row "PyTorch + hooks ($t_name, $t_attn)" "$t_s" "$(how "$t_n" "measured" "$t_meas")" "$t_f")"
+echo
+echo "$table"
+
+cat >"$tmp/section.md" <<MD
+## Ablation sweep: SmolLM2-135M, the hydra preset (60 components x 15 resamples x 16 prompts = $variants ablated runs)
+
+Written by \`tests/bench/sweep.sh\` (command: \`$cmd\`).
+Machine: $cpu, $threads threads ($(nproc) cores visible, shared with other
+work: load average $load_before before, $load_after after), $(date -u +%Y-%m-%d).
+
+The job: the 16 factual-recall prompts of \`sweep_prompts.json\` (6 to 11
+tokens, no BOS; ids from transformers' tokenizer on the GGUF), components
+attn.0, mlp.0, ..., mlp.29, resample with 15 draws (seed 0), intervention at
+each prompt's final position, target the clean argmax, metrics: the centred
+target logit only (plus hydra's per-slot direct effects). "seconds" is one
+whole sweep (clean pass included, model loading not). "vs PyTorch" is the
+PyTorch baseline's time over the row's. "counted TFLOP" is the work the
+configuration does, counted from the job's shape (matrix products and
+attention of every recomputed row from the sub-stage its variant joins at, the
+clean pass, the readouts; PyTorch: its right-padded batch of 16 x 11 tokens
+with logits at every position, one forward per component and draw, plus the
+clean one); "floor s" is that over OpenBLAS sgemm's rate on one layer's
+matrix shapes at $sg_rows rows, measured in the same run: $sg GFLOP/s.
+"fraction of floor" is floor s over seconds.
+
+$table
+
+Reuse on: the clean pass once, each variant joins at its component's
+sub-stage from the cached residual and recomputes only the final position.
+Reuse off: every variant is a whole forward over all of its prompt's positions
+(the engine's reference path). PyTorch: the researcher's loop, one forward of
+the 16 prompts (right-padded batch with attention mask, \`use_cache=False\`,
+torch.no_grad, fp32, torch.set_num_threads($threads)) per component and draw,
+a forward hook on the layer's self_attn or mlp replacing the output at each
+prompt's final position by the clean output at another prompt's final
+position. Extrapolated rows scale the measured time by all components over
+those run (every ablated forward of those configurations costs the same
+whatever the component). The draws in the PyTorch script are hydra's own
+(the same splitmix64 of seed, prompt, component, sample), so its effects can
+be checked one by one against hydra's on the same components:
+
+\`\`\`
+$checks
+\`\`\`
+
+Target (issue 4): hydra with reuse on >= 20x the PyTorch baseline on the CPU.
+MD
+bash tests/bench/results_section.sh tests/bench/RESULTS.md "## Ablation sweep" "$tmp/section.md"
+echo "wrote tests/bench/RESULTS.md (section \"Ablation sweep\")"

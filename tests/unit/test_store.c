@@ -1,0 +1,987 @@
+/* test_store - the SQLite job store (server/store.h): store URLs; jobs
+ * created, read, listed; units completed atomically and once; rows read from
+ * a sequence number; resuming after close and reopen; kill -9 of a writer at
+ * random moments (every finished unit's rows there once, in order, without
+ * gaps); purge; a full disk (a file size limit), a read-only file, a corrupt
+ * file; readers and a writer on several threads.
+ * usage: test_store [seed] [dir]   (dir: where the databases go; a fresh
+ * directory under /tmp by default) */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "store.h"
+
+static int failures;
+static uint64_t seed = 20240611, rng_state;
+static char dir[512];
+
+#define CHECK(cond, ...)                                                                           \
+  do {                                                                                             \
+    if (!(cond)) {                                                                                 \
+      printf("FAIL %s:%d: ", __FILE__, __LINE__);                                                  \
+      printf(__VA_ARGS__);                                                                         \
+      printf("\n");                                                                                \
+      fflush(stdout);                                                                              \
+      failures++;                                                                                  \
+    }                                                                                              \
+  } while (0)
+
+static uint64_t rnd_bits(void) {
+  rng_state ^= rng_state << 13;
+  rng_state ^= rng_state >> 7;
+  rng_state ^= rng_state << 17;
+  return rng_state;
+}
+
+static uint64_t mix(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+/* A forked child's exit code, after flushing what it printed. */
+static int child_exit(int code) {
+  fflush(stdout);
+  return code;
+}
+
+static void db_path(char *out, size_t n, const char *name) {
+  snprintf(out, n, "%s/%s", dir, name);
+}
+
+static void db_remove(const char *path) {
+  char side[600];
+  unlink(path);
+  snprintf(side, sizeof side, "%s-wal", path);
+  unlink(side);
+  snprintf(side, sizeof side, "%s-shm", path);
+  unlink(side);
+}
+
+static void job_id(char *id, uint64_t n) {
+  snprintf(id, STORE_ID_LEN, "%016llx%016llx", (unsigned long long)mix(seed ^ n),
+           (unsigned long long)mix(n * 31 + 7));
+}
+
+static store_job_t job_new(const char *id, const char *user, int n_units) {
+  store_job_t job;
+  memset(&job, 0, sizeof job);
+  snprintf(job.id, sizeof job.id, "%s", id);
+  snprintf(job.user, sizeof job.user, "%s", user);
+  snprintf(job.model, sizeof job.model, "smollm2-135m");
+  job.n_units = n_units;
+  job.variants_total = (int64_t)n_units * 10;
+  return job;
+}
+
+/* The rows of unit u: a seeded count (0..6) of rows with a seeded amount of
+ * padding (0..2999 bytes, so some rows spill onto overflow pages). */
+static int unit_rows(int u) {
+  return (int)(mix(seed * 1000003 + (uint64_t)u) % 7);
+}
+
+static char *unit_row(int u, int k) {
+  int pad = (int)(mix(seed + (uint64_t)u * 131 + (uint64_t)k) % 3000);
+  char *row = malloc(64 + (size_t)pad);
+  int n = snprintf(row, 64, "{\"unit\":%d,\"k\":%d,\"pad\":\"", u, k);
+  for (int i = 0; i < pad; i++)
+    row[n + i] = (char)('a' + (u + k + i) % 26);
+  snprintf(row + n + pad, 8, "\"}");
+  return row;
+}
+
+static int complete_unit(store_t *s, const char *id, int u, char *err) {
+  int n = unit_rows(u);
+  char *rows[8] = {0};
+  for (int k = 0; k < n; k++)
+    rows[k] = unit_row(u, k);
+  int rc = store_unit_complete(s, id, u, (const char *const *)rows, (size_t)n, 10, err);
+  for (int k = 0; k < n; k++)
+    free(rows[k]);
+  return rc;
+}
+
+/* ---- reading every row back ------------------------------------------- */
+
+typedef struct {
+  char **text;
+  int64_t *seq;
+  size_t n, cap;
+} rows_t;
+
+static int collect(void *ctx, int64_t seq, const char *text, size_t len) {
+  rows_t *r = ctx;
+  if (r->n == r->cap) {
+    r->cap = r->cap ? r->cap * 2 : 64;
+    r->text = realloc(r->text, r->cap * sizeof *r->text);
+    r->seq = realloc(r->seq, r->cap * sizeof *r->seq);
+  }
+  r->text[r->n] = malloc(len + 1);
+  memcpy(r->text[r->n], text, len);
+  r->text[r->n][len] = 0;
+  r->seq[r->n++] = seq;
+  return 0;
+}
+
+static void rows_free(rows_t *r) {
+  for (size_t i = 0; i < r->n; i++)
+    free(r->text[i]);
+  free(r->text);
+  free(r->seq);
+  memset(r, 0, sizeof *r);
+}
+
+/* Checks a job written by complete_unit in unit order after a "header" row:
+ * sequence 0..rows-1 without gaps, the header, then units 0..units_done-1
+ * each with all its rows once, then the summary and end rows if done.
+ * Returns the number of failures. */
+static int verify_job(store_t *s, const char *id, const char *context) {
+  char err[HYDRA_ERR_LEN];
+  store_job_t job;
+  rows_t r = {0};
+  int before = failures;
+  int rc = store_job_get(s, id, &job, err);
+  CHECK(rc == 0, "%s: job_get: %d %s", context, rc, err);
+  if (rc)
+    return 1;
+  rc = store_rows_read(s, id, 0, 0, collect, &r, NULL, NULL, err);
+  CHECK(rc == 0, "%s: rows_read: %s", context, err);
+  CHECK((int64_t)r.n == job.rows, "%s: %zu rows read, job says %lld", context, r.n,
+        (long long)job.rows);
+  for (size_t i = 0; i < r.n; i++)
+    if (r.seq[i] != (int64_t)i) {
+      CHECK(0, "%s: row %zu has sequence number %lld", context, i, (long long)r.seq[i]);
+      break;
+    }
+  size_t at = 0;
+  if (job.state != STORE_QUEUED) {
+    CHECK(r.n > 0 && strcmp(r.text[0], "{\"type\":\"header\"}") == 0, "%s: no header row", context);
+    at = 1;
+  }
+  for (int u = 0; u < job.units_done && failures == before; u++)
+    for (int k = 0; k < unit_rows(u); k++, at++) {
+      char *want = unit_row(u, k);
+      CHECK(at < r.n && strcmp(r.text[at], want) == 0, "%s: row %zu is not unit %d row %d", context,
+            at, u, k);
+      free(want);
+    }
+  if (job.state == STORE_DONE) {
+    CHECK(at + 2 == r.n && strcmp(r.text[at], "{\"type\":\"summary\"}") == 0 &&
+              strcmp(r.text[at + 1], "{\"type\":\"end\"}") == 0,
+          "%s: summary and end rows missing", context);
+    at += 2;
+  }
+  CHECK(at == r.n, "%s: %zu rows stored, %zu expected from %d done units", context, r.n, at,
+        job.units_done);
+  CHECK(job.variants_done == 10 * (int64_t)job.units_done, "%s: variants_done %lld", context,
+        (long long)job.variants_done);
+  rows_free(&r);
+  return failures - before;
+}
+
+/* ---- tests ------------------------------------------------------------ */
+
+static void test_urls(void) {
+  char err[HYDRA_ERR_LEN], path[600], url[700];
+  store_t *s = store_open("postgres://hydra:s3cret@db.example/hydra", 0, err);
+  CHECK(!s && strstr(err, "not built") && !strstr(err, "s3cret"), "postgres: %s", err);
+  s = store_open("mysql://x/y", 0, err);
+  CHECK(!s && strstr(err, "mysql://"), "mysql: %s", err);
+  s = store_open(":memory:", 0, err);
+  CHECK(!s, "an in-memory store opened");
+  s = store_open("", 0, err);
+  CHECK(!s, "an empty path opened");
+  db_path(path, sizeof path, "url.db");
+  snprintf(url, sizeof url, "sqlite:%s", path);
+  s = store_open(url, 0, err);
+  CHECK(s, "%s: %s", url, err);
+  store_close(s);
+  snprintf(url, sizeof url, "sqlite://%s", path);
+  s = store_open(url, 0, err);
+  CHECK(s, "%s: %s", url, err);
+  store_close(s);
+  db_remove(path);
+}
+
+static void test_jobs(void) {
+  char err[HYDRA_ERR_LEN], path[600], ids[3][STORE_ID_LEN];
+  db_path(path, sizeof path, "jobs.db");
+  store_t *s = store_open(path, 0, err);
+  CHECK(s, "open: %s", err);
+  if (!s)
+    return;
+  size_t spec_len = 1 << 20;
+  char *spec = malloc(spec_len + 1);
+  for (size_t i = 0; i < spec_len; i++)
+    spec[i] = (char)(' ' + rnd_bits() % 95);
+  spec[spec_len] = 0;
+  const char *users[3] = {"ada", "bob", "ada"};
+  for (int i = 0; i < 3; i++) {
+    job_id(ids[i], 100 + (uint64_t)i);
+    store_job_t job = job_new(ids[i], users[i], i + 1);
+    job.deadline = 1e9 + i;
+    int rc = store_job_create(s, &job, spec, spec_len - (size_t)i, err);
+    CHECK(rc == 0, "create %d: %s", i, err);
+  }
+  store_job_t job = job_new(ids[1], "eve", 1);
+  CHECK(store_job_create(s, &job, "{}", 2, err) == STORE_DUPLICATE, "duplicate id: %s", err);
+  job = job_new("0123", "eve", 1);
+  CHECK(store_job_create(s, &job, "{}", 2, err) == -1 && strstr(err, path), "short id: %s", err);
+  job = job_new("0123456789ABCDEF0123456789abcdef", "eve", 1);
+  CHECK(store_job_create(s, &job, "{}", 2, err) == -1, "uppercase id accepted");
+  job = job_new(ids[0], "eve", -1);
+  job.id[0] = job.id[0] == 'f' ? 'e' : 'f';
+  CHECK(store_job_create(s, &job, "{}", 2, err) == -1, "negative unit count accepted");
+
+  store_job_t got;
+  int rc = store_job_get(s, ids[1], &got, err);
+  CHECK(rc == 0 && strcmp(got.user, "bob") == 0 && strcmp(got.model, "smollm2-135m") == 0 &&
+            got.state == STORE_QUEUED && got.n_units == 2 && got.units_done == 0 &&
+            got.variants_total == 20 && got.rows == 0 && got.deadline == 1e9 + 1 &&
+            got.created_at > 1.6e9 && got.started_at == 0 && got.finished_at == 0,
+        "get: rc %d %s", rc, err);
+  char other[STORE_ID_LEN];
+  job_id(other, 999);
+  CHECK(store_job_get(s, other, &got, err) == STORE_NOT_FOUND, "missing job: %s", err);
+
+  char *back = NULL;
+  size_t back_len = 0;
+  rc = store_job_spec(s, ids[2], &back, &back_len, err);
+  CHECK(rc == 0 && back_len == spec_len - 2 && memcmp(back, spec, back_len) == 0 &&
+            back[back_len] == 0,
+        "spec round trip: %s", err);
+  free(back);
+  CHECK(store_job_spec(s, other, &back, NULL, err) == STORE_NOT_FOUND && !back, "missing spec");
+
+  store_job_t *list = NULL;
+  size_t n = 0;
+  rc = store_jobs_list(s, NULL, 0, &list, &n, err);
+  CHECK(rc == 0 && n == 3 && strcmp(list[0].id, ids[2]) == 0 && strcmp(list[2].id, ids[0]) == 0,
+        "list all: %zu, %s", n, err);
+  free(list);
+  rc = store_jobs_list(s, "ada", 0, &list, &n, err);
+  CHECK(rc == 0 && n == 2 && strcmp(list[0].id, ids[2]) == 0 && strcmp(list[1].id, ids[0]) == 0,
+        "list ada: %zu", n);
+  free(list);
+  rc = store_jobs_list(s, "ada", 1, &list, &n, err);
+  CHECK(rc == 0 && n == 1 && strcmp(list[0].id, ids[2]) == 0, "list ada limit 1: %zu", n);
+  free(list);
+  rc = store_jobs_list(s, "nobody", 0, &list, &n, err);
+  CHECK(rc == 0 && n == 0 && !list, "list of a user without jobs: %zu", n);
+  free(spec);
+  store_close(s);
+  db_remove(path);
+}
+
+typedef struct {
+  int stop_after;
+  int seen;
+} stopper_t;
+
+static int stop_early(void *ctx, int64_t seq, const char *text, size_t len) {
+  (void)seq, (void)text, (void)len;
+  stopper_t *st = ctx;
+  return ++st->seen >= st->stop_after;
+}
+
+static void test_units(void) {
+  char err[HYDRA_ERR_LEN], path[600], id[STORE_ID_LEN];
+  const char *header[] = {"{\"type\":\"header\"}"};
+  const char *finish[] = {"{\"type\":\"summary\"}", "{\"type\":\"end\"}"};
+  db_path(path, sizeof path, "units.db");
+  store_t *s = store_open(path, 0, err);
+  CHECK(s, "open: %s", err);
+  if (!s)
+    return;
+  job_id(id, 1);
+  store_job_t job = job_new(id, "ada", 4);
+  CHECK(store_job_create(s, &job, "{}", 2, err) == 0, "create: %s", err);
+  CHECK(store_job_set_state(s, id, STORE_RUNNING, NULL, header, 1, err) == 0, "run: %s", err);
+  CHECK(store_job_set_state(s, id, STORE_RUNNING, NULL, header, 1, err) == STORE_STATE,
+        "running twice: %s", err);
+  CHECK(store_job_set_state(s, id, STORE_QUEUED, NULL, NULL, 0, err) == -1, "back to queued");
+
+  int rc = complete_unit(s, id, 0, err);
+  CHECK(rc == 0, "unit 0: %s", err);
+  store_job_t got;
+  store_job_get(s, id, &got, err);
+  int64_t rows_after_0 = got.rows;
+  CHECK(got.rows == 1 + unit_rows(0) && got.units_done == 1 && got.started_at >= got.created_at,
+        "after unit 0: rows %lld", (long long)got.rows);
+  rc = complete_unit(s, id, 0, err);
+  CHECK(rc == STORE_DUPLICATE, "unit 0 again: %d %s", rc, err);
+  store_job_get(s, id, &got, err);
+  CHECK(got.rows == rows_after_0 && got.units_done == 1 && got.variants_done == 10,
+        "a repeated unit changed the job: rows %lld", (long long)got.rows);
+  CHECK(complete_unit(s, id, 4, err) == -1, "unit 4 of 4 accepted");
+  CHECK(complete_unit(s, id, -1, err) == -1, "unit -1 accepted");
+  const char *bad[] = {"{\"a\":1}", "{\"b\":\n2}"};
+  CHECK(store_unit_complete(s, id, 1, bad, 2, 1, err) == -1 && strstr(err, "newline"),
+        "a row with a newline: %s", err);
+  CHECK(store_job_set_state(s, id, STORE_DONE, NULL, finish, 2, err) == STORE_STATE &&
+            strstr(err, "3 of 4"),
+        "done with units pending: %s", err);
+  char other[STORE_ID_LEN];
+  job_id(other, 2);
+  CHECK(complete_unit(s, other, 0, err) == STORE_NOT_FOUND, "unit of a missing job: %s", err);
+
+  for (int u = 1; u < 4; u++)
+    CHECK(complete_unit(s, id, u, err) == 0, "unit %d: %s", u, err);
+  verify_job(s, id, "units, running");
+
+  /* reading from a sequence number, with a limit, stopping early */
+  rows_t r = {0};
+  size_t n_read = 0;
+  store_state_t state = STORE_FAILED;
+  rc = store_rows_read(s, id, 2, 3, collect, &r, &n_read, &state, err);
+  CHECK(rc == 0 && state == STORE_RUNNING, "read from 2: %s", err);
+  store_job_get(s, id, &got, err);
+  size_t want = got.rows - 2 < 3 ? (size_t)(got.rows - 2) : 3;
+  CHECK(n_read == want && r.n == want && (want == 0 || r.seq[0] == 2), "read from 2: %zu rows",
+        r.n);
+  rows_free(&r);
+  rc = store_rows_read(s, id, got.rows, 10, collect, &r, &n_read, NULL, err);
+  CHECK(rc == 0 && n_read == 0, "read past the end: %zu", n_read);
+  rows_free(&r);
+  CHECK(store_rows_read(s, id, -1, 10, collect, &r, NULL, NULL, err) == -1, "first_seq -1");
+  CHECK(store_rows_read(s, other, 0, 10, collect, &r, NULL, NULL, err) == STORE_NOT_FOUND,
+        "rows of a missing job");
+  if (got.rows >= 2) {
+    stopper_t stop = {2, 0};
+    rc = store_rows_read(s, id, 0, 0, stop_early, &stop, &n_read, NULL, err);
+    CHECK(rc == 0 && n_read == 2 && stop.seen == 2, "stopping early: %zu", n_read);
+  }
+
+  CHECK(store_job_set_state(s, id, STORE_DONE, NULL, finish, 2, err) == 0, "done: %s", err);
+  store_job_get(s, id, &got, err);
+  CHECK(got.state == STORE_DONE && got.finished_at >= got.started_at && got.units_done == 4,
+        "after done");
+  verify_job(s, id, "units, done");
+  CHECK(complete_unit(s, id, 3, err) == STORE_STATE, "unit of a done job: %s", err);
+  CHECK(store_rows_append(s, id, header, 1, err) == STORE_STATE, "append to a done job: %s", err);
+  CHECK(store_job_cancel(s, id, err) == STORE_STATE, "cancel a done job: %s", err);
+  rc = store_rows_read(s, id, 0, 1, collect, &r, &n_read, &state, err);
+  CHECK(rc == 0 && state == STORE_DONE, "state read with rows");
+  rows_free(&r);
+
+  /* failing: the message is kept, cut at a character boundary */
+  job_id(id, 3);
+  job = job_new(id, "bob", 2);
+  CHECK(store_job_create(s, &job, "{}", 2, err) == 0, "create: %s", err);
+  CHECK(store_rows_append(s, id, header, 1, err) == 0, "append: %s", err);
+  char message[2 * HYDRA_ERR_LEN] = "x";
+  for (size_t i = 1; i + 2 < sizeof message; i += 2)
+    memcpy(message + i, "\xc3\xa9", 3); /* é */
+  CHECK(store_job_set_state(s, id, STORE_FAILED, message, NULL, 0, err) == 0, "fail: %s", err);
+  store_job_get(s, id, &got, err);
+  size_t len = strlen(got.error);
+  CHECK(got.state == STORE_FAILED && len == HYDRA_ERR_LEN - 1 && got.started_at == 0 &&
+            got.finished_at > 0 && got.rows == 1,
+        "failed job: length %zu", len);
+  CHECK(((unsigned char)got.error[len - 1] & 0xc0) == 0x80 &&
+            ((unsigned char)got.error[len - 2] & 0xe0) == 0xc0,
+        "the message was cut inside a character");
+
+  job_id(id, 4);
+  job = job_new(id, "bob", 2);
+  CHECK(store_job_create(s, &job, "{}", 2, err) == 0, "create: %s", err);
+  CHECK(store_job_cancel(s, id, err) == 0, "cancel: %s", err);
+  store_job_get(s, id, &got, err);
+  CHECK(got.state == STORE_CANCELLED && strcmp(got.error, "cancelled") == 0, "cancelled job");
+  CHECK(store_job_cancel(s, id, err) == STORE_STATE, "cancel twice: %s", err);
+  store_close(s);
+  db_remove(path);
+}
+
+static void test_resume(void) {
+  char err[HYDRA_ERR_LEN], path[600], ids[3][STORE_ID_LEN];
+  const char *header[] = {"{\"type\":\"header\"}"};
+  const char *finish[] = {"{\"type\":\"summary\"}", "{\"type\":\"end\"}"};
+  db_path(path, sizeof path, "resume.db");
+  store_t *s = store_open(path, 0, err);
+  CHECK(s, "open: %s", err);
+  if (!s)
+    return;
+  for (int i = 0; i < 3; i++) {
+    job_id(ids[i], 10 + (uint64_t)i);
+    store_job_t job = job_new(ids[i], "ada", 5);
+    CHECK(store_job_create(s, &job, "{\"x\":1}", 7, err) == 0, "create: %s", err);
+  }
+  store_job_set_state(s, ids[1], STORE_RUNNING, NULL, header, 1, err);
+  complete_unit(s, ids[1], 0, err);
+  complete_unit(s, ids[1], 1, err);
+  store_job_set_state(s, ids[2], STORE_RUNNING, NULL, header, 1, err);
+  for (int u = 0; u < 5; u++)
+    complete_unit(s, ids[2], u, err);
+  store_close(s);
+
+  s = store_open(path, 0, err);
+  CHECK(s, "reopen: %s", err);
+  if (!s)
+    return;
+  store_resume_t *jobs = NULL;
+  size_t n = 0;
+  int rc = store_jobs_resumable(s, &jobs, &n, err);
+  CHECK(rc == 0 && n == 3, "resumable: %zu %s", n, err);
+  if (n == 3) {
+    CHECK(strcmp(jobs[0].job.id, ids[0]) == 0 && jobs[0].job.state == STORE_QUEUED &&
+              jobs[0].first_pending == 0,
+          "queued job: first pending %d", jobs[0].first_pending);
+    CHECK(strcmp(jobs[1].job.id, ids[1]) == 0 && jobs[1].job.state == STORE_RUNNING &&
+              jobs[1].first_pending == 2 && jobs[1].job.units_done == 2,
+          "half-done job: first pending %d", jobs[1].first_pending);
+    CHECK(strcmp(jobs[2].job.id, ids[2]) == 0 && jobs[2].first_pending == 5,
+          "all units done: first pending %d", jobs[2].first_pending);
+  }
+  free(jobs);
+  verify_job(s, ids[1], "resume, half done");
+  CHECK(store_job_set_state(s, ids[2], STORE_DONE, NULL, finish, 2, err) == 0, "done: %s", err);
+  store_job_set_state(s, ids[0], STORE_FAILED, "model gone", NULL, 0, err);
+  rc = store_jobs_resumable(s, &jobs, &n, err);
+  CHECK(rc == 0 && n == 1 && strcmp(jobs[0].job.id, ids[1]) == 0, "resumable after: %zu", n);
+  free(jobs);
+  store_close(s);
+  db_remove(path);
+}
+
+/* A writer that resumes the job as hydrad would after a restart: the move to
+ * running carries the header; the first pending unit's predecessor is redone
+ * (a worker that crashed before learning its commit went through). */
+static int crash_child(const char *path, const char *id) {
+  char err[HYDRA_ERR_LEN];
+  const char *header[] = {"{\"type\":\"header\"}"};
+  const char *finish[] = {"{\"type\":\"summary\"}", "{\"type\":\"end\"}"};
+  store_t *s = store_open(path, 0, err);
+  if (!s)
+    return printf("child: open: %s\n", err), 1;
+  store_resume_t *jobs = NULL;
+  size_t n = 0;
+  if (store_jobs_resumable(s, &jobs, &n, err) || n != 1 || strcmp(jobs[0].job.id, id) != 0)
+    return printf("child: resumable: %zu jobs %s\n", n, err), 1;
+  store_resume_t job = jobs[0];
+  free(jobs);
+  if (job.job.state == STORE_QUEUED &&
+      store_job_set_state(s, id, STORE_RUNNING, NULL, header, 1, err))
+    return printf("child: run: %s\n", err), 1;
+  if (job.first_pending > 0 && complete_unit(s, id, job.first_pending - 1, err) != STORE_DUPLICATE)
+    return printf("child: redoing a done unit did not say duplicate: %s\n", err), 1;
+  for (int u = job.first_pending; u < job.job.n_units; u++)
+    if (complete_unit(s, id, u, err))
+      return printf("child: unit %d: %s\n", u, err), 1;
+  if (store_job_set_state(s, id, STORE_DONE, NULL, finish, 2, err))
+    return printf("child: done: %s\n", err), 1;
+  store_close(s);
+  return 0;
+}
+
+static void test_crash(void) {
+  char err[HYDRA_ERR_LEN], path[600], id[STORE_ID_LEN], context[64];
+  const int n_units = 100, max_rounds = 80;
+  db_path(path, sizeof path, "crash.db");
+  store_t *s = store_open(path, 0, err);
+  CHECK(s, "open: %s", err);
+  if (!s)
+    return;
+  job_id(id, 20);
+  store_job_t job = job_new(id, "ada", n_units);
+  CHECK(store_job_create(s, &job, "{}", 2, err) == 0, "create: %s", err);
+  store_close(s);
+
+  int kills = 0, finished = 0, last_done = 0, before = failures;
+  for (int round = 0; round <= max_rounds && !finished && failures == before; round++) {
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0)
+      _exit(child_exit(crash_child(path, id)));
+    if (round < max_rounds) { /* the last round runs to the end */
+      usleep((useconds_t)(1000 + rnd_bits() % 40000));
+      if (kill(pid, SIGKILL) == 0)
+        kills++;
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    if (WIFEXITED(status)) {
+      CHECK(WEXITSTATUS(status) == 0, "round %d: the writer failed", round);
+      finished = WEXITSTATUS(status) == 0;
+    }
+    s = store_open(path, 0, err);
+    CHECK(s, "round %d: reopen after kill -9: %s", round, err);
+    if (!s)
+      return;
+    snprintf(context, sizeof context, "crash round %d", round);
+    verify_job(s, id, context);
+    store_job_t got;
+    store_job_get(s, id, &got, err);
+    CHECK(got.units_done >= last_done, "round %d: units done went back from %d to %d", round,
+          last_done, got.units_done);
+    last_done = got.units_done;
+    finished |= got.state == STORE_DONE; /* killed after its last commit */
+    if (finished)
+      CHECK(got.state == STORE_DONE, "round %d: the writer finished, the job is %s", round,
+            store_state_name(got.state));
+    store_close(s);
+  }
+  CHECK(finished, "the job never finished");
+  printf("crash: %d kill -9 rounds, %d units, every finished unit's rows once\n", kills, n_units);
+  db_remove(path);
+}
+
+static void test_purge(void) {
+  char err[HYDRA_ERR_LEN], path[600], ids[3][STORE_ID_LEN];
+  const char *finish[] = {"{\"type\":\"summary\"}", "{\"type\":\"end\"}"};
+  db_path(path, sizeof path, "purge.db");
+  store_t *s = store_open(path, 0, err);
+  CHECK(s, "open: %s", err);
+  if (!s)
+    return;
+  store_job_t got[3];
+  for (int i = 0; i < 3; i++) {
+    job_id(ids[i], 30 + (uint64_t)i);
+    store_job_t job = job_new(ids[i], "ada", 1);
+    CHECK(store_job_create(s, &job, "{}", 2, err) == 0, "create: %s", err);
+    complete_unit(s, ids[i], 0, err);
+  }
+  CHECK(store_job_set_state(s, ids[0], STORE_DONE, NULL, finish, 2, err) == 0, "done: %s", err);
+  usleep(20000);
+  CHECK(store_job_set_state(s, ids[1], STORE_FAILED, "boom", finish, 1, err) == 0, "%s", err);
+  for (int i = 0; i < 3; i++)
+    store_job_get(s, ids[i], &got[i], err);
+  size_t n = 99;
+  double between = (got[0].finished_at + got[1].finished_at) / 2;
+  CHECK(store_purge(s, between, &n, err) == 0 && n == 1, "purge the first: %zu %s", n, err);
+  store_job_t job;
+  CHECK(store_job_get(s, ids[0], &job, err) == STORE_NOT_FOUND, "purged job still there");
+  rows_t r = {0};
+  CHECK(store_rows_read(s, ids[0], 0, 0, collect, &r, NULL, NULL, err) == STORE_NOT_FOUND,
+        "purged rows still there");
+  CHECK(store_job_get(s, ids[1], &job, err) == 0 && job.rows == unit_rows(0) + 1,
+        "the later job was purged too");
+  CHECK(store_purge(s, got[1].finished_at + 1e6, &n, err) == 0 && n == 1, "purge all: %zu", n);
+  CHECK(store_job_get(s, ids[2], &job, err) == 0 && job.state == STORE_QUEUED,
+        "a queued job was purged");
+  /* the id can be used again and starts clean: no unit or row was left behind */
+  job = job_new(ids[0], "bob", 1);
+  CHECK(store_job_create(s, &job, "{}", 2, err) == 0, "reuse: %s", err);
+  CHECK(store_rows_read(s, ids[0], 0, 0, collect, &r, NULL, NULL, err) == 0 && r.n == 0,
+        "rows left behind: %zu", r.n);
+  CHECK(complete_unit(s, ids[0], 0, err) == 0, "unit left behind: %s", err);
+  rows_free(&r);
+  store_close(s);
+  db_remove(path);
+}
+
+/* Writes units until the file size limit makes a commit fail, then lifts the
+ * limit and finishes the failed unit. Exits 0 when all went as expected. */
+static int disk_full_child(const char *path, const char *id) {
+  char err[HYDRA_ERR_LEN];
+  signal(SIGXFSZ, SIG_IGN);
+  store_t *s = store_open(path, 0, err);
+  if (!s)
+    return printf("child: open: %s\n", err), 1;
+  struct rlimit old, lim;
+  getrlimit(RLIMIT_FSIZE, &old);
+  lim = old;
+  lim.rlim_cur = 256 << 10;
+  if (setrlimit(RLIMIT_FSIZE, &lim))
+    return printf("child: setrlimit: %s\n", strerror(errno)), 1;
+  int u, rc = 0;
+  for (u = 0; u < 4000 && (rc = complete_unit(s, id, u, err)) == 0; u++)
+    ;
+  if (rc != -1 || !strstr(err, path))
+    return printf("child: %d units stored, rc %d: %s\n", u, rc, err), 1;
+  printf("full disk at unit %d: %s\n", u, err);
+  if (setrlimit(RLIMIT_FSIZE, &old))
+    return printf("child: setrlimit: %s\n", strerror(errno)), 1;
+  if ((rc = complete_unit(s, id, u, err)) != 0)
+    return printf("child: unit %d after space came back: %d %s\n", u, rc, err), 1;
+  if ((rc = complete_unit(s, id, u, err)) != STORE_DUPLICATE)
+    return printf("child: unit %d twice: %d %s\n", u, rc, err), 1;
+  store_close(s);
+  return 0;
+}
+
+static void test_disk_full(void) {
+  char err[HYDRA_ERR_LEN], path[600], id[STORE_ID_LEN];
+  const char *header[] = {"{\"type\":\"header\"}"};
+  db_path(path, sizeof path, "full.db");
+  store_t *s = store_open(path, 0, err);
+  CHECK(s, "open: %s", err);
+  if (!s)
+    return;
+  job_id(id, 40);
+  store_job_t job = job_new(id, "ada", 4000);
+  CHECK(store_job_create(s, &job, "{}", 2, err) == 0, "create: %s", err);
+  store_job_set_state(s, id, STORE_RUNNING, NULL, header, 1, err);
+  store_close(s);
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid == 0)
+    _exit(child_exit(disk_full_child(path, id)));
+  int status = 0;
+  waitpid(pid, &status, 0);
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the full-disk writer failed (status %d)",
+        status);
+  s = store_open(path, 0, err);
+  CHECK(s, "reopen: %s", err);
+  if (!s)
+    return;
+  store_job_t got;
+  store_job_get(s, id, &got, err);
+  CHECK(got.units_done > 0, "no unit survived the full disk");
+  verify_job(s, id, "after a full disk");
+  store_close(s);
+  db_remove(path);
+}
+
+/* Opens the store read-only: reads work, writes fail naming the file. */
+static void check_read_only_open(const char *path, const char *id, int64_t rows) {
+  char err[HYDRA_ERR_LEN];
+  store_t *s = store_open(path, STORE_READONLY, err);
+  CHECK(s, "open read-only: %s", err);
+  if (!s)
+    return;
+  store_job_t got;
+  rows_t r = {0};
+  CHECK(store_job_get(s, id, &got, err) == 0 && got.rows == rows, "read-only get: %s", err);
+  CHECK(store_rows_read(s, id, 0, 0, collect, &r, NULL, NULL, err) == 0 && (int64_t)r.n == rows,
+        "read-only rows: %zu %s", r.n, err);
+  rows_free(&r);
+  CHECK(complete_unit(s, id, 1, err) == -1 && strstr(err, path) && strstr(err, "read-only"),
+        "read-only write: %s", err);
+  CHECK(store_purge(s, 1e12, NULL, err) == -1, "read-only purge");
+  store_close(s);
+}
+
+/* A store in a directory made read-only with chmod: opening it for writing
+ * fails naming the file; read-only opening reads it. Returns failures. */
+static int chmod_case(const char *base) {
+  char err[HYDRA_ERR_LEN], sub[600], path[700], id[STORE_ID_LEN];
+  int before = failures;
+  snprintf(sub, sizeof sub, "%s/ro-XXXXXX", base);
+  if (!mkdtemp(sub))
+    return printf("mkdtemp %s: %s\n", sub, strerror(errno)), 1;
+  snprintf(path, sizeof path, "%s/ro.db", sub);
+  store_t *s = store_open(path, 0, err);
+  CHECK(s, "open: %s", err);
+  if (!s)
+    return 1;
+  job_id(id, 50);
+  store_job_t job = job_new(id, "ada", 2);
+  CHECK(store_job_create(s, &job, "{}", 2, err) == 0, "create: %s", err);
+  complete_unit(s, id, 0, err);
+  store_job_get(s, id, &job, err);
+  store_close(s);
+  chmod(path, 0444);
+  chmod(sub, 0555);
+  s = store_open(path, 0, err);
+  CHECK(!s && strstr(err, path), "a read-only file opened for writing: %s", s ? "" : err);
+  if (!s)
+    printf("read-only file and directory: %s\n", err);
+  store_close(s);
+  check_read_only_open(path, id, job.rows);
+  chmod(sub, 0755);
+  chmod(path, 0644);
+  db_remove(path);
+  rmdir(sub);
+  return failures - before;
+}
+
+static void test_read_only(void) {
+  char err[HYDRA_ERR_LEN], path[600], id[STORE_ID_LEN];
+  db_path(path, sizeof path, "ro.db");
+  store_t *s = store_open(path, 0, err);
+  CHECK(s, "open: %s", err);
+  if (!s)
+    return;
+  job_id(id, 50);
+  store_job_t job = job_new(id, "ada", 2);
+  CHECK(store_job_create(s, &job, "{}", 2, err) == 0, "create: %s", err);
+  complete_unit(s, id, 0, err);
+  store_job_get(s, id, &job, err);
+  store_close(s);
+  check_read_only_open(path, id, job.rows);
+  s = store_open(path, 0, err);
+  CHECK(s && verify_job(s, id, "after read-only use") == 0, "reopen: %s", err);
+  store_close(s);
+  db_remove(path);
+  char missing[600];
+  db_path(missing, sizeof missing, "missing.db");
+  s = store_open(missing, STORE_READONLY, err);
+  CHECK(!s && strstr(err, missing), "a missing file opened read-only: %s", err);
+  CHECK(access(missing, F_OK) != 0, "opening read-only created the file");
+
+  if (geteuid() != 0) {
+    chmod_case(dir);
+    return;
+  }
+  /* chmod does not stop root: run the case as nobody. */
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid == 0) {
+    if (setgid(65534) || setuid(65534)) {
+      printf("skip: chmod read-only case: cannot drop root (%s)\n", strerror(errno));
+      _exit(child_exit(77));
+    }
+    _exit(child_exit(chmod_case("/tmp") ? 1 : 0));
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  CHECK(WIFEXITED(status) && (WEXITSTATUS(status) == 0 || WEXITSTATUS(status) == 77),
+        "the chmod read-only case failed as nobody (status %d)", status);
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+    printf("read-only: chmod case run as nobody (this test runs as root)\n");
+}
+
+static int file_read(const char *path, unsigned char **data, size_t *n) {
+  FILE *f = fopen(path, "rb");
+  if (!f)
+    return -1;
+  fseek(f, 0, SEEK_END);
+  *n = (size_t)ftell(f);
+  fseek(f, 0, SEEK_SET);
+  *data = malloc(*n + 1);
+  size_t got = fread(*data, 1, *n, f);
+  fclose(f);
+  return got == *n ? 0 : -1;
+}
+
+static int count_rows(void *ctx, int64_t seq, const char *text, size_t len) {
+  (void)seq, (void)text, (void)len;
+  ++*(size_t *)ctx;
+  return 0;
+}
+
+static void test_corrupt(void) {
+  char err[HYDRA_ERR_LEN], path[600], id[STORE_ID_LEN];
+  db_path(path, sizeof path, "garbage.db");
+  size_t n = 16384;
+  unsigned char *garbage = malloc(n), *after = NULL;
+  for (size_t i = 0; i < n; i++)
+    garbage[i] = (unsigned char)rnd_bits();
+  FILE *f = fopen(path, "wb");
+  fwrite(garbage, 1, n, f);
+  fclose(f);
+  store_t *s = store_open(path, 0, err);
+  CHECK(!s && strstr(err, path) && strstr(err, "not a database"), "garbage: %s", err);
+  store_close(s);
+  s = store_open(path, STORE_READONLY, err);
+  CHECK(!s && strstr(err, path), "garbage read-only: %s", err);
+  store_close(s);
+  size_t after_n = 0;
+  CHECK(file_read(path, &after, &after_n) == 0 && after_n == n && memcmp(after, garbage, n) == 0,
+        "a failed open changed the file");
+  free(after);
+  free(garbage);
+  db_remove(path);
+
+  /* a store whose middle pages are overwritten: errors or wrong rows, never
+   * a crash; every error names the file */
+  db_path(path, sizeof path, "corrupt.db");
+  s = store_open(path, 0, err);
+  CHECK(s, "open: %s", err);
+  if (!s)
+    return;
+  job_id(id, 60);
+  store_job_t job = job_new(id, "ada", 60);
+  store_job_create(s, &job, "{}", 2, err);
+  for (int u = 0; u < 60; u++)
+    complete_unit(s, id, u, err);
+  store_close(s);
+  f = fopen(path, "r+b");
+  fseek(f, 0, SEEK_END);
+  long size = ftell(f);
+  for (long at = 4096 * 2; at < size; at += 4096 * 3) {
+    unsigned char page[1024];
+    for (size_t i = 0; i < sizeof page; i++)
+      page[i] = (unsigned char)rnd_bits();
+    fseek(f, at, SEEK_SET);
+    fwrite(page, 1, sizeof page, f);
+  }
+  fclose(f);
+  s = store_open(path, 0, err);
+  int noticed = !s;
+  if (!s)
+    CHECK(strstr(err, path), "corrupt open: %s", err);
+  if (s) {
+    size_t count = 0;
+    store_job_t *list = NULL;
+    int rc = store_jobs_list(s, NULL, 0, &list, &n, err);
+    free(list);
+    if (rc)
+      CHECK(strstr(err, path), "corrupt list: %s", err);
+    noticed |= rc != 0;
+    rc = store_rows_read(s, id, 0, 0, count_rows, &count, NULL, NULL, err);
+    if (rc)
+      CHECK(strstr(err, path), "corrupt rows: %s", err);
+    noticed |= rc != 0;
+    rc = complete_unit(s, id, 0, err);
+    noticed |= rc == -1;
+    store_close(s);
+  }
+  printf("corrupt pages: %s (%s)\n", noticed ? "reported" : "not noticed", noticed ? err : "");
+  db_remove(path);
+}
+
+/* One writer thread completes units while readers follow the rows. */
+typedef struct {
+  store_t *s;
+  const char *id;
+  int n_units;
+  int failed;
+} shared_t;
+
+static void *writer_thread(void *arg) {
+  shared_t *sh = arg;
+  char err[HYDRA_ERR_LEN];
+  const char *header[] = {"{\"type\":\"header\"}"};
+  const char *finish[] = {"{\"type\":\"summary\"}", "{\"type\":\"end\"}"};
+  if (store_job_set_state(sh->s, sh->id, STORE_RUNNING, NULL, header, 1, err))
+    sh->failed = printf("writer: %s\n", err);
+  for (int u = 0; u < sh->n_units && !sh->failed; u++)
+    if (complete_unit(sh->s, sh->id, u, err))
+      sh->failed = printf("writer: unit %d: %s\n", u, err);
+  if (store_job_set_state(sh->s, sh->id, STORE_DONE, NULL, finish, 2, err))
+    sh->failed = printf("writer: done: %s\n", err);
+  return NULL;
+}
+
+typedef struct {
+  int64_t next;
+  int bad;
+} follower_t;
+
+static int follow(void *ctx, int64_t seq, const char *text, size_t len) {
+  follower_t *f = ctx;
+  if (seq != f->next || len != strlen(text))
+    f->bad = 1;
+  f->next = seq + 1;
+  return 0;
+}
+
+static void *reader_thread(void *arg) {
+  shared_t *sh = arg;
+  char err[HYDRA_ERR_LEN];
+  follower_t f = {0, 0};
+  store_state_t state = STORE_QUEUED;
+  for (int spins = 0; spins < 1000000; spins++) {
+    size_t n = 0;
+    if (store_rows_read(sh->s, sh->id, f.next, 5, follow, &f, &n, &state, err)) {
+      printf("reader: %s\n", err);
+      f.bad = 1;
+      break;
+    }
+    if (n < 5 && (state == STORE_DONE || state == STORE_FAILED))
+      break;
+    if (n == 0)
+      usleep(200);
+  }
+  store_job_t job;
+  store_job_get(sh->s, sh->id, &job, err);
+  if (f.bad || f.next != job.rows || state != STORE_DONE) {
+    printf("reader: %lld rows followed of %lld, state %s\n", (long long)f.next, (long long)job.rows,
+           store_state_name(state));
+    sh->failed = 1;
+  }
+  return NULL;
+}
+
+static void test_threads(void) {
+  char err[HYDRA_ERR_LEN], path[600], id[STORE_ID_LEN];
+  db_path(path, sizeof path, "threads.db");
+  store_t *s = store_open(path, 0, err);
+  CHECK(s, "open: %s", err);
+  if (!s)
+    return;
+  job_id(id, 70);
+  store_job_t job = job_new(id, "ada", 120);
+  CHECK(store_job_create(s, &job, "{}", 2, err) == 0, "create: %s", err);
+  shared_t sh = {s, id, 120, 0};
+  pthread_t writer, readers[3];
+  for (int i = 0; i < 3; i++)
+    pthread_create(&readers[i], NULL, reader_thread, &sh);
+  pthread_create(&writer, NULL, writer_thread, &sh);
+  pthread_join(writer, NULL);
+  for (int i = 0; i < 3; i++)
+    pthread_join(readers[i], NULL);
+  CHECK(!sh.failed, "threads: a reader or the writer failed");
+  verify_job(s, id, "threads");
+  store_close(s);
+  db_remove(path);
+}
+
+static int sql_exec(const char *path, const char *sql) {
+  sqlite3 *db = NULL;
+  int rc = sqlite3_open(path, &db) || sqlite3_exec(db, sql, NULL, NULL, NULL);
+  sqlite3_close(db);
+  return rc;
+}
+
+/* Someone else's database is refused and left alone; a schema from a newer
+ * hydrad is refused. */
+static void test_not_a_store(void) {
+  char err[HYDRA_ERR_LEN], path[600];
+  db_path(path, sizeof path, "other.db");
+  CHECK(sql_exec(path, "CREATE TABLE t (x); INSERT INTO t VALUES (1)") == 0, "make other.db");
+  store_t *s = store_open(path, 0, err);
+  CHECK(!s && strstr(err, "not a hydra store") && strstr(err, path), "foreign database: %s", err);
+  store_close(s);
+  CHECK(sql_exec(path, "SELECT * FROM jobs") != 0, "tables were added to a foreign database");
+  db_remove(path);
+
+  s = store_open(path, 0, err);
+  CHECK(s, "open: %s", err);
+  store_close(s);
+  CHECK(sql_exec(path, "UPDATE schema_version SET version = 99") == 0, "plant version 99");
+  s = store_open(path, 0, err);
+  CHECK(!s && strstr(err, "newer"), "a newer schema: %s", err);
+  store_close(s);
+  s = store_open(path, STORE_READONLY, err);
+  CHECK(!s && strstr(err, "newer"), "a newer schema, read-only: %s", err);
+  store_close(s);
+  db_remove(path);
+}
+
+int main(int argc, char **argv) {
+  if (argc > 1)
+    seed = strtoull(argv[1], NULL, 10);
+  rng_state = seed ? seed : 1;
+  if (argc > 2)
+    snprintf(dir, sizeof dir, "%s", argv[2]);
+  else {
+    snprintf(dir, sizeof dir, "/tmp/test_store_XXXXXX");
+    if (!mkdtemp(dir))
+      return printf("mkdtemp: %s\n", strerror(errno)), 1;
+  }
+  test_urls();
+  test_jobs();
+  test_units();
+  test_resume();
+  test_purge();
+  test_read_only();
+  test_corrupt();
+  test_disk_full();
+  test_threads();
+  test_not_a_store();
+  test_crash();
+  if (argc <= 2)
+    rmdir(dir);
+  if (failures) {
+    printf("test_store: %d failures (seed %llu)\n", failures, (unsigned long long)seed);
+    return 1;
+  }
+  printf("test_store: all passed (seed %llu)\n", (unsigned long long)seed);
+  return 0;
+}

@@ -81,6 +81,10 @@ long results_rows(const results_t *r) {
   return r->rows;
 }
 
+void results_set_rows(results_t *r, long rows) {
+  r->rows = rows;
+}
+
 static int emit(results_t *r, json_t *row) {
   if (!row)
     return -1;
@@ -173,12 +177,9 @@ static int on_clean(void *ctx, const engine_clean_t *c) {
   return emit(r, row);
 }
 
-static int on_variant(void *ctx, const engine_variant_t *v) {
-  results_t *r = ctx;
-  const plan_t *p = r->plan;
-  stat_t *s = &r->stats[(size_t)v->component * p->n_methods + v->method];
-  const double q[5] = {v->direct_effect, v->total_effect, v->compensation, v->compensation_attn,
-                       v->compensation_mlp};
+static void add_stats(results_t *r, int component, int method, const double q[5],
+                      const float *delta) {
+  stat_t *s = &r->stats[(size_t)component * r->plan->n_methods + method];
   s->n++;
   for (int i = 0; i < 5; i++) {
     s->sum[i] += q[i];
@@ -186,7 +187,59 @@ static int on_variant(void *ctx, const engine_variant_t *v) {
   }
   s->sum_dc += q[0] * q[2];
   for (int k = 0; k < r->n_slots; k++)
-    s->delta[k] += v->delta_de[k];
+    s->delta[k] += delta[k];
+}
+
+void results_reset_summary(results_t *r) {
+  const size_t n = (size_t)r->plan->n_components * r->plan->n_methods;
+  for (size_t i = 0; i < n; i++) {
+    double *delta = r->stats[i].delta;
+    memset(&r->stats[i], 0, sizeof(stat_t));
+    r->stats[i].delta = delta;
+    memset(delta, 0, sizeof(double) * r->n_slots);
+  }
+}
+
+static int name_index(char **names, int n, const char *name) {
+  for (int i = 0; name && i < n; i++)
+    if (strcmp(names[i], name) == 0)
+      return i;
+  return -1;
+}
+
+int results_add_variant_row(results_t *r, const json_t *row) {
+  const char *type = json_string_value(json_object_get(row, "type"));
+  if (!type || strcmp(type, "variant") != 0)
+    return 0;
+  const plan_t *p = r->plan;
+  const int c = name_index(p->component_names, p->n_components,
+                           json_string_value(json_object_get(row, "component")));
+  const int m =
+      name_index(p->method_names, p->n_methods, json_string_value(json_object_get(row, "method")));
+  json_t *eff = json_object_get(row, "effects");
+  if (c < 0 || m < 0 || json_array_size(eff) != (size_t)r->n_slots)
+    return -1;
+  const char *keys[5] = {"direct_effect", "total_effect", "compensation", "compensation_attn",
+                         "compensation_mlp"};
+  double q[5];
+  for (int i = 0; i < 5; i++)
+    q[i] = json_number_value(json_object_get(row, keys[i]));
+  float *delta = malloc(sizeof(float) * r->n_slots);
+  if (!delta)
+    return -1;
+  for (int k = 0; k < r->n_slots; k++)
+    delta[k] = (float)json_number_value(json_array_get(eff, k));
+  add_stats(r, c, m, q, delta);
+  free(delta);
+  return 0;
+}
+
+static int on_variant(void *ctx, const engine_variant_t *v) {
+  results_t *r = ctx;
+  const plan_t *p = r->plan;
+  const double q[5] = {v->direct_effect, v->total_effect, v->compensation, v->compensation_attn,
+                       v->compensation_mlp};
+  add_stats(r, v->component, v->method, q, v->delta_de);
 
   json_t *row = json_object();
   json_object_set_new(row, "type", json_string("variant"));

@@ -45,7 +45,18 @@ engine_sink_t results_sink(results_t *r);
 /* Emits the summary rows and the end row. */
 int results_finish(results_t *r, double elapsed_s);
 
+/* Adds a stored variant row (as on_variant wrote it) to the summary sums:
+ * the daemon rebuilds a job's summary from its stored rows, so a restart
+ * mid-job loses nothing. Rows of other types are ignored. */
+int results_add_variant_row(results_t *r, const json_t *row);
+
+/* Drops the summary sums (before re-adding every stored row). */
+void results_reset_summary(results_t *r);
+
 /* Rows emitted so far. */
 long results_rows(const results_t *r);
+
+/* Sets the count the end row reports (rows of the job stored before it). */
+void results_set_rows(results_t *r, long rows);
 
 #endif

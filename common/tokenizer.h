@@ -8,9 +8,10 @@
  *     spaces, the leading-space rule (Metaspace prepend_scheme, or a Prepend
  *     normalizer), byte fallback to <0xNN> tokens.
  *
- * A tokenizer comes from the model itself: a directory's tokenizer.json (with
- * tokenizer_config.json's add_bos_token / add_eos_token when present, as
- * transformers reads them) or a GGUF file's tokenizer.ggml.* metadata, read
+ * A tokenizer comes from the model itself: a directory's tokenizer.json (its
+ * post-processor decides BOS/EOS; tokenizer_config.json's named special
+ * tokens are added, as transformers does) or a GGUF file's tokenizer.ggml.*
+ * metadata (add_bos_token, add_eos_token, token types), read
  * the way transformers' GGUF loader reads it, except that tokenizer.ggml.pre
  * picks the pre-tokenizer the model was trained with (e.g. "smollm": every
  * digit on its own, as SmolLM2's own tokenizer.json and llama.cpp do).
@@ -69,7 +70,8 @@ enum {
 tokenizer_t *tokenizer_load(const char *model_path, char *err);
 
 /* The two loaders tokenizer_load dispatches to. `json_path` is a
- * tokenizer.json; tokenizer_config.json next to it is read when present. */
+ * tokenizer.json; tokenizer_config.json and config.json next to it are read
+ * when present. */
 tokenizer_t *tokenizer_load_json(const char *json_path, char *err);
 tokenizer_t *tokenizer_load_gguf(const char *gguf_path, char *err);
 

@@ -1,9 +1,8 @@
 /* tokenizer_json.c - a tokenizer from Hugging Face's tokenizer.json (the
  * serialization of tokenizers' Tokenizer: added_tokens, normalizer,
- * pre_tokenizer, model, post_processor, decoder), plus the add_bos_token /
- * add_eos_token and named special tokens of tokenizer_config.json next to it,
- * which transformers applies on top. Every error names the file and the JSON
- * path of the field. */
+ * pre_tokenizer, model, post_processor, decoder), plus the named special
+ * tokens of tokenizer_config.json next to it, which transformers adds on top.
+ * Every error names the file and the JSON path of the field. */
 #include <jansson.h>
 #include <limits.h>
 #include <stdio.h>
@@ -675,8 +674,9 @@ static json_t *load_sibling(const char *json_path, const char *name, char *path_
 }
 
 /* What transformers layers over tokenizer.json: named special tokens become
- * special added tokens, and an explicit add_bos_token / add_eos_token
- * replaces the post-processor by "[BOS] $A [EOS]". */
+ * special added tokens. (Its add_bos_token / add_eos_token are ignored when
+ * there is a tokenizer.json, whose post-processor decides; transformers 5
+ * does the same.) BOS/EOS ids come from there or else config.json. */
 static int apply_configs(json_loader_t *L, const char *json_path) {
   char path[2048];
   tokenizer_t *t = L->t;
@@ -698,15 +698,6 @@ static int apply_configs(json_loader_t *L, const char *json_path) {
         t->bos_id = id;
       if (i == 1)
         t->eos_id = id;
-    }
-    const json_t *add_bos = json_object_get(cfg, "add_bos_token");
-    const json_t *add_eos = json_object_get(cfg, "add_eos_token");
-    if (json_is_boolean(add_bos) || json_is_boolean(add_eos)) {
-      t->n_prefix = t->n_suffix = 0;
-      if (json_is_true(add_bos) && t->bos_id >= 0 && tokenizer_add_prefix(t, t->bos_id, L->err))
-        goto fail;
-      if (json_is_true(add_eos) && t->eos_id >= 0 && tokenizer_add_suffix(t, t->eos_id, L->err))
-        goto fail;
     }
     json_decref(cfg);
   }

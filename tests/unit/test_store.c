@@ -79,7 +79,7 @@ static void job_id(char *id, uint64_t n) {
 static store_job_t job_new(const char *id, const char *user, int n_units) {
   store_job_t job;
   memset(&job, 0, sizeof job);
-  snprintf(job.id, sizeof job.id, "%s", id);
+  snprintf(job.id, sizeof job.id, "%.32s", id);
   snprintf(job.user, sizeof job.user, "%s", user);
   snprintf(job.model, sizeof job.model, "smollm2-135m");
   job.n_units = n_units;

@@ -1,0 +1,100 @@
+#include "auth.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+
+typedef struct {
+  char *token, *user;
+  role_t role;
+} entry_t;
+
+struct auth {
+  entry_t *e;
+  int n;
+};
+
+auth_t *auth_load(const char *path, char *err) {
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    err_set(err, "%s: %s", path, strerror(errno));
+    return NULL;
+  }
+  auth_t *a = calloc(1, sizeof(*a));
+  char line[1024];
+  int lineno = 0, cap = 0;
+  while (a && fgets(line, sizeof(line), f)) {
+    lineno++;
+    char *hash = strchr(line, '#');
+    if (hash)
+      *hash = '\0';
+    char token[512], user[256], role[32], extra[8];
+    int n = sscanf(line, "%511s %255s %31s %7s", token, user, role, extra);
+    if (n <= 0)
+      continue;
+    if (n != 3 || (strcmp(role, "user") != 0 && strcmp(role, "admin") != 0) || strlen(token) < 8) {
+      err_set(err,
+              "%s:%d: expected \"TOKEN USER ROLE\" (a token of 8+ characters, ROLE user "
+              "or admin)",
+              path, lineno);
+      auth_free(a);
+      a = NULL;
+      break;
+    }
+    if (a->n == cap) {
+      cap = cap ? 2 * cap : 8;
+      entry_t *g = realloc(a->e, sizeof(entry_t) * cap);
+      if (!g) {
+        auth_free(a);
+        a = NULL;
+        break;
+      }
+      a->e = g;
+    }
+    entry_t *e = &a->e[a->n++];
+    e->token = strdup(token);
+    e->user = strdup(user);
+    e->role = strcmp(role, "admin") == 0 ? ROLE_ADMIN : ROLE_USER;
+  }
+  fclose(f);
+  if (a && a->n == 0) {
+    err_set(err, "%s: no tokens", path);
+    auth_free(a);
+    return NULL;
+  }
+  return a;
+}
+
+void auth_free(auth_t *a) {
+  if (!a)
+    return;
+  for (int i = 0; i < a->n; i++) {
+    free(a->e[i].token);
+    free(a->e[i].user);
+  }
+  free(a->e);
+  free(a);
+}
+
+/* Constant time in the token's content (not its length). */
+static int same(const char *a, const char *b) {
+  size_t la = strlen(a), lb = strlen(b);
+  unsigned char d = (unsigned char)(la != lb);
+  for (size_t i = 0; i < la; i++)
+    d |= (unsigned char)(a[i] ^ b[i < lb ? i : 0]);
+  return d == 0;
+}
+
+const char *auth_lookup(const auth_t *a, const char *token, role_t *role) {
+  const char *user = NULL;
+  *role = ROLE_NONE;
+  for (int i = 0; a && token && i < a->n; i++)
+    if (same(token, a->e[i].token)) {
+      user = a->e[i].user;
+      *role = a->e[i].role;
+    }
+  return user;
+}

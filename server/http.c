@@ -1,0 +1,759 @@
+/* http.c - hydrad's REST API on libmicrohttpd: one internal polling thread
+ * (epoll), suspend/resume for result streams; no callback waits on the
+ * engine. Routes are in http_routes[] (the OpenAPI document lists them all;
+ * a test checks it). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "http.h"
+#include "results.h"
+#include "server.h"
+#include "utf8.h"
+
+const http_route_t http_routes[] = {
+    {"GET", "/v1/health"},
+    {"GET", "/v1/openapi.json"},
+    {"GET", "/v1/models"},
+    {"GET", "/v1/models/{id}"},
+    {"POST", "/v1/models/{id}/tokenize"},
+    {"POST", "/v1/jobs"},
+    {"GET", "/v1/jobs"},
+    {"GET", "/v1/jobs/{id}"},
+    {"DELETE", "/v1/jobs/{id}"},
+    {"GET", "/v1/jobs/{id}/results"},
+    {"GET", "/metrics"},
+    {NULL, NULL},
+};
+
+/* ------------------------------------------------------------ requests -- */
+
+typedef struct {
+  char *body;
+  size_t len, cap;
+  int too_large;
+  double t0;
+  int status;
+  char user[STORE_USER_LEN];
+  char method[16];
+  char path[256];
+} request_t;
+
+typedef enum { STREAM_NDJSON, STREAM_SSE, STREAM_CSV } stream_format_t;
+
+struct stream {
+  server_t *s;
+  struct MHD_Connection *conn;
+  char job_id[STORE_ID_LEN];
+  int64_t next_seq;
+  stream_format_t format;
+  int finished;
+  char *buf;
+  size_t len, off, cap;
+  struct stream *next;
+};
+typedef struct stream stream_t;
+
+static enum MHD_Result respond(struct MHD_Connection *c, request_t *rq, int status,
+                               const char *type, const char *body, size_t len) {
+  struct MHD_Response *r =
+      MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+  if (!r)
+    return MHD_NO;
+  MHD_add_response_header(r, "Content-Type", type);
+  enum MHD_Result ok = MHD_queue_response(c, (unsigned)status, r);
+  MHD_destroy_response(r);
+  if (rq)
+    rq->status = status;
+  return ok;
+}
+
+static enum MHD_Result respond_json(struct MHD_Connection *c, request_t *rq, int status,
+                                    json_t *v) {
+  char *s = json_dumps(v, JSON_COMPACT | JSON_ENSURE_ASCII);
+  json_decref(v);
+  if (!s)
+    return MHD_NO;
+  enum MHD_Result ok = respond(c, rq, status, "application/json", s, strlen(s));
+  free(s);
+  return ok;
+}
+
+/* {"error": {"code", "message", "field"}} */
+static enum MHD_Result respond_error(struct MHD_Connection *c, request_t *rq, int status,
+                                     const char *field, const char *fmt, ...) {
+  char msg[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  if (!utf8_valid(msg, strlen(msg), NULL))
+    snprintf(msg, sizeof(msg), "(message not valid UTF-8)");
+  json_t *e = json_object();
+  json_object_set_new(e, "code", json_integer(status));
+  json_object_set_new(e, "message", json_string(msg));
+  json_object_set_new(e, "field",
+                      json_string(field && utf8_valid(field, strlen(field), NULL) ? field : ""));
+  return respond_json(c, rq, status, json_pack("{s:o}", "error", e));
+}
+
+/* The caller's user and role, from "Authorization: Bearer TOKEN". */
+static const char *authenticate(server_t *s, struct MHD_Connection *c, role_t *role) {
+  if (s->cfg.no_auth) {
+    *role = ROLE_ADMIN;
+    return "local";
+  }
+  const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+  if (!h || strncmp(h, "Bearer ", 7) != 0) {
+    *role = ROLE_NONE;
+    return NULL;
+  }
+  return auth_lookup(s->auth, h + 7, role);
+}
+
+/* ------------------------------------------------------------- streams -- */
+
+static int buf_append(stream_t *st, const char *p, size_t n) {
+  if (st->len + n > st->cap) {
+    size_t cap = st->cap ? st->cap : 65536;
+    while (cap < st->len + n)
+      cap *= 2;
+    char *g = realloc(st->buf, cap);
+    if (!g)
+      return -1;
+    st->buf = g;
+    st->cap = cap;
+  }
+  memcpy(st->buf + st->len, p, n);
+  st->len += n;
+  return 0;
+}
+
+static void csv_value(stream_t *st, const json_t *v) {
+  char num[64];
+  int n = json_is_number(v) ? snprintf(num, sizeof(num), ",%.9g", json_number_value(v))
+                            : snprintf(num, sizeof(num), ",");
+  buf_append(st, num, (size_t)n);
+}
+
+static const char *const csv_keys[] = {"total_effect",
+                                       "direct_effect",
+                                       "compensation",
+                                       "compensation_attn",
+                                       "compensation_mlp",
+                                       "norm_share",
+                                       "ablated_logit",
+                                       "inv_scale",
+                                       "logprob",
+                                       "kl",
+                                       "rank",
+                                       NULL};
+
+static int format_row(void *ctx, int64_t seq, const char *text, size_t len) {
+  stream_t *st = ctx;
+  st->next_seq = seq + 1;
+  if (st->format == STREAM_NDJSON)
+    return buf_append(st, text, len) || buf_append(st, "\n", 1);
+  if (st->format == STREAM_SSE) {
+    char id[48];
+    int n = snprintf(id, sizeof(id), "id: %lld\ndata: ", (long long)seq);
+    return buf_append(st, id, (size_t)n) || buf_append(st, text, len) || buf_append(st, "\n\n", 2);
+  }
+  json_t *row = json_loadb(text, len, 0, NULL);
+  const char *type = json_string_value(json_object_get(row, "type"));
+  if (type && strcmp(type, "header") == 0) {
+    buf_append(st, "prompt,component,method,samples", 31);
+    for (int i = 0; csv_keys[i]; i++) {
+      buf_append(st, ",", 1);
+      buf_append(st, csv_keys[i], strlen(csv_keys[i]));
+    }
+    json_t *slots = json_object_get(row, "slots");
+    for (size_t i = 0; i < json_array_size(slots); i++) {
+      char col[80];
+      int n = snprintf(col, sizeof(col), ",effect_%s", json_string_value(json_array_get(slots, i)));
+      buf_append(st, col, (size_t)n);
+    }
+    buf_append(st, "\n", 1);
+  } else if (type && strcmp(type, "variant") == 0) {
+    char head[512];
+    int n = snprintf(head, sizeof(head), "%lld,%s,%s,%lld",
+                     json_integer_value(json_object_get(row, "prompt")),
+                     json_string_value(json_object_get(row, "component")),
+                     json_string_value(json_object_get(row, "method")),
+                     json_integer_value(json_object_get(row, "samples")));
+    buf_append(st, head, (size_t)n);
+    for (int i = 0; csv_keys[i]; i++)
+      csv_value(st, json_object_get(row, csv_keys[i]));
+    json_t *eff = json_object_get(row, "effects");
+    for (size_t i = 0; i < json_array_size(eff); i++)
+      csv_value(st, json_array_get(eff, i));
+    buf_append(st, "\n", 1);
+  }
+  json_decref(row);
+  return 0;
+}
+
+static ssize_t stream_reader(void *cls, uint64_t pos, char *out, size_t max) {
+  stream_t *st = cls;
+  server_t *s = st->s;
+  (void)pos;
+  if (st->off == st->len) {
+    if (st->finished)
+      return MHD_CONTENT_READER_END_OF_STREAM;
+    st->off = st->len = 0;
+    pthread_mutex_lock(&s->streams_lock);
+    const uint64_t gen = s->generation;
+    pthread_mutex_unlock(&s->streams_lock);
+    char err[HYDRA_ERR_LEN];
+    size_t n = 0;
+    store_state_t state = STORE_QUEUED;
+    if (store_rows_read(s->store, st->job_id, st->next_seq, 256, format_row, st, &n, &state, err) !=
+        0)
+      return MHD_CONTENT_READER_END_WITH_ERROR;
+    if (n == 0) {
+      if (state == STORE_DONE || state == STORE_FAILED || state == STORE_CANCELLED)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+      /* Nothing yet: wait for the next commit, unless one came meanwhile. */
+      pthread_mutex_lock(&s->streams_lock);
+      if (s->generation == gen && !s->stopping) {
+        st->next = s->waiting;
+        s->waiting = st;
+        MHD_suspend_connection(st->conn);
+      }
+      pthread_mutex_unlock(&s->streams_lock);
+      return 0;
+    }
+  }
+  size_t n = st->len - st->off < max ? st->len - st->off : max;
+  memcpy(out, st->buf + st->off, n);
+  st->off += n;
+  return (ssize_t)n;
+}
+
+/* A stream is freed only after it was resumed (out of the waiting list). */
+static void stream_free(void *cls) {
+  stream_t *st = cls;
+  free(st->buf);
+  free(st);
+}
+
+void server_rows_committed(server_t *s) {
+  pthread_mutex_lock(&s->streams_lock);
+  s->generation++;
+  for (stream_t *st = s->waiting; st;) {
+    stream_t *next = st->next;
+    st->next = NULL;
+    MHD_resume_connection(st->conn);
+    st = next;
+  }
+  s->waiting = NULL;
+  pthread_mutex_unlock(&s->streams_lock);
+}
+
+static enum MHD_Result respond_stream(server_t *s, struct MHD_Connection *c, request_t *rq,
+                                      const char *job_id, int64_t after, int status) {
+  stream_t *st = calloc(1, sizeof(*st));
+  if (!st)
+    return respond_error(c, rq, 500, "", "out of memory");
+  st->s = s;
+  st->conn = c;
+  st->next_seq = after;
+  snprintf(st->job_id, sizeof(st->job_id), "%s", job_id);
+  const char *accept = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Accept");
+  const char *fmt = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "format");
+  st->format = fmt && strcmp(fmt, "csv") == 0                  ? STREAM_CSV
+               : accept && strstr(accept, "text/event-stream") ? STREAM_SSE
+                                                               : STREAM_NDJSON;
+  struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 32 * 1024,
+                                                             stream_reader, st, stream_free);
+  if (!r) {
+    stream_free(st);
+    return MHD_NO;
+  }
+  MHD_add_response_header(r, "Content-Type",
+                          st->format == STREAM_CSV   ? "text/csv"
+                          : st->format == STREAM_SSE ? "text/event-stream"
+                                                     : "application/x-ndjson");
+  MHD_add_response_header(r, "Cache-Control", "no-cache");
+  enum MHD_Result ok = MHD_queue_response(c, (unsigned)status, r);
+  MHD_destroy_response(r);
+  rq->status = status;
+  return ok;
+}
+
+/* -------------------------------------------------------------- routes -- */
+
+static json_t *model_json(const server_model_t *m, int detail) {
+  const model_config_t *c = &m->model->cfg;
+  json_t *o =
+      json_pack("{s:s,s:s,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:s}", "id", m->name, "family", c->family,
+                "n_layers", c->n_layers, "d_model", c->d_model, "n_heads", c->n_heads, "n_kv_heads",
+                c->n_kv_heads, "d_mlp", c->d_mlp, "vocab_size", c->vocab_size, "context",
+                c->max_positions, "tokenizer", m->tok ? tokenizer_kind(m->tok) : "none");
+  if (detail) {
+    json_t *comps = json_array();
+    json_array_append_new(comps, json_string("embed"));
+    for (int l = 0; l < c->n_layers; l++) {
+      char name[64];
+      snprintf(name, sizeof(name), "attn.%d", l);
+      json_array_append_new(comps, json_string(name));
+      snprintf(name, sizeof(name), "mlp.%d", l);
+      json_array_append_new(comps, json_string(name));
+    }
+    json_object_set_new(o, "components", comps);
+    char heads[96], neurons[96];
+    snprintf(heads, sizeof(heads), "head.L.H for L < %d, H < %d", c->n_layers, c->n_heads);
+    snprintf(neurons, sizeof(neurons), "neuron.L.N for L < %d, N < %d", c->n_layers, c->d_mlp);
+    json_object_set_new(o, "heads", json_string(heads));
+    json_object_set_new(o, "neurons", json_string(neurons));
+  }
+  return o;
+}
+
+static enum MHD_Result route_health(server_t *s, struct MHD_Connection *c, request_t *rq) {
+  json_t *models = json_array();
+  for (int i = 0; i < s->n_models; i++)
+    json_array_append_new(models, json_string(s->models[i].name));
+  json_t *devices = json_array();
+  if (strcmp(s->backend->ops->name, "cuda") == 0)
+    json_array_append_new(devices, json_string("cuda:0"));
+  return respond_json(c, rq, 200,
+                      json_pack("{s:s,s:s,s:o,s:o,s:b}", "status", s->draining ? "draining" : "ok",
+                                "backend", s->backend->ops->name, "devices", devices, "models",
+                                models, "auth", !s->cfg.no_auth));
+}
+
+static enum MHD_Result route_tokenize(server_t *s, struct MHD_Connection *c, request_t *rq,
+                                      const server_model_t *m) {
+  json_error_t je;
+  json_t *body = json_loadb(rq->body ? rq->body : "", rq->len, JSON_REJECT_DUPLICATES, &je);
+  const char *text = json_string_value(json_object_get(body, "text"));
+  if (!text) {
+    json_decref(body);
+    return respond_error(c, rq, 400, "text", "expected {\"text\": \"...\"}");
+  }
+  if (!m->tok) {
+    json_decref(body);
+    return respond_error(c, rq, 422, "model", "model %s has no tokenizer", m->name);
+  }
+  char err[HYDRA_ERR_LEN];
+  tokenizer_encoding_t enc = {0};
+  const size_t tlen = json_string_length(json_object_get(body, "text"));
+  if (tokenizer_encode(m->tok, text, tlen, TOKENIZER_ADD_SPECIAL, &enc, err) != 0) {
+    json_decref(body);
+    return respond_error(c, rq, 400, "text", "%s", err);
+  }
+  json_t *ids = json_array(), *tokens = json_array(), *offsets = json_array();
+  for (size_t i = 0; i < enc.n; i++) {
+    size_t len = 0;
+    const char *t = tokenizer_token_text(m->tok, enc.ids[i], &len);
+    if (!t || !utf8_valid(t, len, NULL))
+      t = tokenizer_token_piece(m->tok, enc.ids[i], &len);
+    json_array_append_new(ids, json_integer(enc.ids[i]));
+    json_array_append_new(tokens, t ? json_stringn(t, len) : json_null());
+    json_array_append_new(offsets,
+                          json_pack("[I,I]", (json_int_t)enc.starts[i], (json_int_t)enc.ends[i]));
+  }
+  tokenizer_encoding_free(&enc);
+  json_decref(body);
+  (void)s;
+  return respond_json(c, rq, 200,
+                      json_pack("{s:o,s:o,s:o}", "ids", ids, "tokens", tokens, "offsets", offsets));
+}
+
+static void random_id(char out[STORE_ID_LEN]) {
+  unsigned char b[16];
+  if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b)) { /* never expected; still unguessable */
+    int fd = open("/dev/urandom", O_RDONLY);
+    if (fd < 0 || read(fd, b, sizeof(b)) != (ssize_t)sizeof(b))
+      for (size_t i = 0; i < sizeof(b); i++)
+        b[i] = (unsigned char)(rand() ^ (int)(server_now() * 1e6));
+    if (fd >= 0)
+      close(fd);
+  }
+  for (int i = 0; i < 16; i++)
+    snprintf(out + 2 * i, 3, "%02x", b[i]);
+}
+
+static enum MHD_Result route_submit(server_t *s, struct MHD_Connection *c, request_t *rq,
+                                    const char *user) {
+  if (s->draining)
+    return respond_error(c, rq, 503, "", "the server is draining: no new jobs");
+  if (rq->too_large)
+    return respond_error(c, rq, 413, "", "request body larger than %ld bytes", s->cfg.max_body);
+  job_error_t jerr = {0};
+  job_spec_t *spec = job_parse(rq->body ? rq->body : "", rq->len, &jerr);
+  if (!spec)
+    return respond_error(c, rq, 400, jerr.field, "%s", jerr.message);
+  int mi = spec->model ? server_find_model(s, spec->model) : s->n_models == 1 ? 0 : -1;
+  if (mi < 0) {
+    char msg[256];
+    if (spec->model)
+      snprintf(msg, sizeof(msg), "no model named \"%.128s\" is loaded", spec->model);
+    else
+      snprintf(msg, sizeof(msg), "several models are loaded: name one with \"model\"");
+    job_free(spec);
+    return respond_error(c, rq, 422, "model", "%s", msg);
+  }
+  server_model_t *m = &s->models[mi];
+  plan_t plan;
+  if (plan_build(spec, m->model, m->tok, &plan, &jerr) != 0) {
+    job_free(spec);
+    return respond_error(c, rq, 422, jerr.field, "%s", jerr.message);
+  }
+  const long variants = plan.n_variants;
+  int too_long = -1;
+  for (int p = 0; p < plan.n_prompts; p++)
+    if (plan.lengths[p] > s->cfg.max_prompt_tokens)
+      too_long = p;
+  const int n_prompts = plan.n_prompts;
+  plan_free(&plan);
+  if (too_long >= 0) {
+    job_free(spec);
+    char field[48];
+    snprintf(field, sizeof(field), "prompts[%d]", too_long);
+    return respond_error(c, rq, 413, field, "more than %d tokens", s->cfg.max_prompt_tokens);
+  }
+  if (variants > s->cfg.max_variants) {
+    job_free(spec);
+    return respond_error(c, rq, 413, "ablations", "%ld variants: more than the limit of %ld",
+                         variants, s->cfg.max_variants);
+  }
+  if (scheduler_user_jobs(s, user) >= s->cfg.max_jobs_per_user) {
+    job_free(spec);
+    return respond_error(c, rq, 429, "", "user %s has %d jobs queued or running (the limit)", user,
+                         s->cfg.max_jobs_per_user);
+  }
+  store_job_t job = {0};
+  random_id(job.id);
+  snprintf(job.user, sizeof(job.user), "%s", user);
+  snprintf(job.model, sizeof(job.model), "%s", m->name);
+  job.n_units = (n_prompts + s->cfg.unit_prompts - 1) / s->cfg.unit_prompts;
+  job.variants_total = variants;
+  const double dl = spec->deadline_s > 0 ? spec->deadline_s : s->cfg.default_deadline_s;
+  job.deadline = dl > 0 ? server_now() + dl : 0;
+  char err[HYDRA_ERR_LEN];
+  if (store_job_create(s->store, &job, rq->body, rq->len, err) != 0) {
+    job_free(spec);
+    server_log(s, 0, "storing a job failed: %s", err);
+    return respond_error(c, rq, 503, "", "the job store failed: %s", err);
+  }
+  job.state = STORE_QUEUED;
+  if (scheduler_enqueue(s, &job, spec, mi, 0, err) != 0) {
+    store_job_set_state(s->store, job.id, STORE_FAILED, err, NULL, 0, NULL);
+    return respond_error(c, rq, 422, "", "%s", err);
+  }
+  server_log(s, 1, "job %s queued: user %s, model %s, %d prompts, %ld variants, %d units", job.id,
+             user, m->name, n_prompts, variants, job.n_units);
+  const char *wait = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "wait");
+  if (wait && strcmp(wait, "stream") == 0)
+    return respond_stream(s, c, rq, job.id, 0, 200);
+  char status_url[96], results_url[128];
+  snprintf(status_url, sizeof(status_url), "/v1/jobs/%s", job.id);
+  snprintf(results_url, sizeof(results_url), "/v1/jobs/%s/results", job.id);
+  return respond_json(c, rq, 202,
+                      json_pack("{s:s,s:s,s:s,s:s,s:I}", "id", job.id, "state", "queued",
+                                "status_url", status_url, "results_url", results_url, "variants",
+                                (json_int_t)variants));
+}
+
+static json_t *job_json(server_t *s, const store_job_t *j) {
+  int64_t done = j->variants_done;
+  if (j->state == STORE_RUNNING || j->state == STORE_QUEUED) {
+    int64_t live = scheduler_progress(s, j->id);
+    if (live > done)
+      done = live;
+  }
+  const int active = j->state == STORE_RUNNING;
+  const double rate = active ? s->rate_ewma : 0;
+  json_t *progress =
+      json_pack("{s:I,s:I,s:i,s:i,s:o,s:o}", "variants_done", (json_int_t)done, "variants_total",
+                (json_int_t)j->variants_total, "units_done", j->units_done, "n_units", j->n_units,
+                "rate", rate > 0 ? json_real(rate) : json_null(), "eta_s",
+                rate > 0 ? json_real((j->variants_total - done) / rate) : json_null());
+  json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:o,s:I,s:f}", "id", j->id, "user", j->user, "model",
+                        j->model, "state", store_state_name(j->state), "progress", progress, "rows",
+                        (json_int_t)j->rows, "created_at", j->created_at);
+  json_object_set_new(o, "started_at", j->started_at > 0 ? json_real(j->started_at) : json_null());
+  json_object_set_new(o, "finished_at",
+                      j->finished_at > 0 ? json_real(j->finished_at) : json_null());
+  json_object_set_new(o, "error", j->error[0] ? json_string(j->error) : json_null());
+  char url[128];
+  snprintf(url, sizeof(url), "/v1/jobs/%s/results", j->id);
+  json_object_set_new(o, "results_url", json_string(url));
+  return o;
+}
+
+/* The job, if the caller may see it (its owner or an admin); else 404. */
+static int load_job(server_t *s, const char *id, const char *user, role_t role, store_job_t *j) {
+  char err[HYDRA_ERR_LEN];
+  if (strlen(id) != 32 || store_job_get(s->store, id, j, err) != 0)
+    return -1;
+  return role == ROLE_ADMIN || strcmp(j->user, user) == 0 ? 0 : -1;
+}
+
+static enum MHD_Result route_metrics(server_t *s, struct MHD_Connection *c, request_t *rq) {
+  char *text = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&text, &len);
+  if (!f)
+    return respond_error(c, rq, 500, "", "out of memory");
+  store_job_t *jobs = NULL;
+  size_t n = 0;
+  long by_state[5] = {0};
+  char err[HYDRA_ERR_LEN];
+  if (store_jobs_list(s->store, NULL, 0, &jobs, &n, err) == 0)
+    for (size_t i = 0; i < n; i++)
+      by_state[jobs[i].state]++;
+  free(jobs);
+  fprintf(f, "# HELP hydra_jobs Jobs in the store by state.\n# TYPE hydra_jobs gauge\n");
+  for (int st = 0; st < 5; st++)
+    fprintf(f, "hydra_jobs{state=\"%s\"} %ld\n", store_state_name((store_state_t)st), by_state[st]);
+  pthread_mutex_lock(&s->lock);
+  fprintf(f,
+          "# HELP hydra_rows_total Result rows stored by this process.\n"
+          "# TYPE hydra_rows_total counter\nhydra_rows_total %lld\n",
+          (long long)s->rows_total);
+  fprintf(f,
+          "# HELP hydra_variants_total Ablated variants run by this process.\n"
+          "# TYPE hydra_variants_total counter\nhydra_variants_total %lld\n",
+          (long long)s->variants_total_done);
+  fprintf(f,
+          "# HELP hydra_variants_per_second Recent engine throughput.\n"
+          "# TYPE hydra_variants_per_second gauge\nhydra_variants_per_second %g\n",
+          s->rate_ewma);
+  fprintf(f, "# HELP hydra_queue_length Jobs queued or running, per user.\n"
+             "# TYPE hydra_queue_length gauge\n");
+  for (sched_job_t *j = s->jobs; j; j = j->next) {
+    int first = 1, count = 0;
+    for (sched_job_t *k = s->jobs; k; k = k->next) {
+      if (k == j)
+        break;
+      first &= strcmp(k->user, j->user) != 0;
+    }
+    if (!first)
+      continue;
+    for (sched_job_t *k = j; k; k = k->next)
+      count += strcmp(k->user, j->user) == 0;
+    fprintf(f, "hydra_queue_length{user=\"%s\"} %d\n", j->user, count);
+  }
+  pthread_mutex_unlock(&s->lock);
+  long rss_pages = 0;
+  FILE *statm = fopen("/proc/self/statm", "r");
+  if (statm) {
+    long size;
+    if (fscanf(statm, "%ld %ld", &size, &rss_pages) != 2)
+      rss_pages = 0;
+    fclose(statm);
+  }
+  fprintf(f,
+          "# HELP hydra_cpu_memory_bytes Resident memory of hydrad.\n"
+          "# TYPE hydra_cpu_memory_bytes gauge\nhydra_cpu_memory_bytes %ld\n",
+          rss_pages * sysconf(_SC_PAGESIZE));
+  fprintf(f,
+          "# HELP hydra_requests_total HTTP requests answered.\n"
+          "# TYPE hydra_requests_total counter\nhydra_requests_total %lld\n",
+          (long long)s->requests_total);
+  fclose(f);
+  enum MHD_Result ok = respond(c, rq, 200, "text/plain; version=0.0.4", text, len);
+  free(text);
+  return ok;
+}
+
+static enum MHD_Result dispatch(server_t *s, struct MHD_Connection *c, request_t *rq,
+                                const char *url, const char *method) {
+  const int get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0,
+            del = strcmp(method, "DELETE") == 0;
+  if (get && strcmp(url, "/v1/health") == 0)
+    return route_health(s, c, rq);
+  if (get && strcmp(url, "/v1/openapi.json") == 0)
+    return respond(c, rq, 200, "application/json", openapi_document, strlen(openapi_document));
+  role_t role;
+  const char *user = authenticate(s, c, &role);
+  if (!user)
+    return respond_error(c, rq, 401, "", "missing or unknown bearer token");
+  snprintf(rq->user, sizeof(rq->user), "%s", user);
+  if (get && strcmp(url, "/metrics") == 0)
+    return route_metrics(s, c, rq);
+  if (get && strcmp(url, "/v1/models") == 0) {
+    json_t *list = json_array();
+    for (int i = 0; i < s->n_models; i++)
+      json_array_append_new(list, model_json(&s->models[i], 0));
+    return respond_json(c, rq, 200, json_pack("{s:o}", "models", list));
+  }
+  if (strncmp(url, "/v1/models/", 11) == 0) {
+    char name[128];
+    const char *rest = url + 11, *slash = strchr(rest, '/');
+    snprintf(name, sizeof(name), "%.*s", slash ? (int)(slash - rest) : (int)strlen(rest), rest);
+    int mi = server_find_model(s, name);
+    if (mi < 0)
+      return respond_error(c, rq, 404, "", "no model named %s", name);
+    if (get && !slash)
+      return respond_json(c, rq, 200, model_json(&s->models[mi], 1));
+    if (post && slash && strcmp(slash, "/tokenize") == 0)
+      return route_tokenize(s, c, rq, &s->models[mi]);
+    return respond_error(c, rq, slash ? 404 : 405, "", "no such route");
+  }
+  if (strcmp(url, "/v1/jobs") == 0) {
+    if (post)
+      return route_submit(s, c, rq, user);
+    if (get) {
+      store_job_t *jobs = NULL;
+      size_t n = 0;
+      char err[HYDRA_ERR_LEN];
+      if (store_jobs_list(s->store, role == ROLE_ADMIN ? NULL : user, 1000, &jobs, &n, err) != 0)
+        return respond_error(c, rq, 503, "", "the job store failed: %s", err);
+      json_t *list = json_array();
+      for (size_t i = 0; i < n; i++)
+        json_array_append_new(list, job_json(s, &jobs[i]));
+      free(jobs);
+      return respond_json(c, rq, 200, json_pack("{s:o}", "jobs", list));
+    }
+    return respond_error(c, rq, 405, "", "method not allowed");
+  }
+  if (strncmp(url, "/v1/jobs/", 9) == 0) {
+    char id[64];
+    const char *rest = url + 9, *slash = strchr(rest, '/');
+    snprintf(id, sizeof(id), "%.*s", slash ? (int)(slash - rest) : (int)strlen(rest), rest);
+    store_job_t j;
+    if (load_job(s, id, user, role, &j) != 0)
+      return respond_error(c, rq, 404, "", "no job %s", id);
+    if (!slash && get)
+      return respond_json(c, rq, 200, job_json(s, &j));
+    if (!slash && del) {
+      scheduler_cancel(s, id);
+      char err[HYDRA_ERR_LEN];
+      if (j.state == STORE_QUEUED || j.state == STORE_RUNNING) {
+        /* a running unit stops at its next pass; the worker then stores the state */
+        if (strcmp(s->running_job, id) != 0 && store_job_cancel(s->store, id, err) < 0)
+          return respond_error(c, rq, 503, "", "the job store failed: %s", err);
+        server_log(s, 1, "job %s cancelled by %s", id, user);
+        server_rows_committed(s);
+        return respond_json(c, rq, 200, json_pack("{s:s,s:s}", "id", id, "state", "cancelled"));
+      }
+      return respond_json(c, rq, 200,
+                          json_pack("{s:s,s:s}", "id", id, "state", store_state_name(j.state)));
+    }
+    if (slash && strcmp(slash, "/results") == 0 && get) {
+      const char *after = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "after");
+      char *end = NULL;
+      long long a = after ? strtoll(after, &end, 10) : 0;
+      if (after && (*end || a < 0))
+        return respond_error(c, rq, 400, "after", "expected a row count >= 0");
+      return respond_stream(s, c, rq, id, a, 200);
+    }
+    return respond_error(c, rq, slash ? 404 : 405, "", "no such route");
+  }
+  return respond_error(c, rq, 404, "", "no such route: %s %s", method, url);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls) {
+  server_t *s = cls;
+  (void)version;
+  request_t *rq = *con_cls;
+  if (!rq) {
+    rq = calloc(1, sizeof(*rq));
+    if (!rq)
+      return MHD_NO;
+    rq->t0 = server_now();
+    snprintf(rq->method, sizeof(rq->method), "%s", method);
+    snprintf(rq->path, sizeof(rq->path), "%s", url);
+    *con_cls = rq;
+    return MHD_YES;
+  }
+  if (*upload_data_size) { /* collect the body across calls */
+    if (!rq->too_large && rq->len + *upload_data_size > (size_t)s->cfg.max_body)
+      rq->too_large = 1;
+    if (!rq->too_large) {
+      if (rq->len + *upload_data_size + 1 > rq->cap) {
+        size_t cap = rq->cap ? rq->cap : 4096;
+        while (cap < rq->len + *upload_data_size + 1)
+          cap *= 2;
+        char *g = realloc(rq->body, cap);
+        if (!g)
+          return MHD_NO;
+        rq->body = g;
+        rq->cap = cap;
+      }
+      memcpy(rq->body + rq->len, upload_data, *upload_data_size);
+      rq->len += *upload_data_size;
+      rq->body[rq->len] = '\0';
+    }
+    *upload_data_size = 0;
+    return MHD_YES;
+  }
+  return dispatch(s, c, rq, url, method);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe) {
+  server_t *s = cls;
+  request_t *rq = *con_cls;
+  (void)c;
+  if (!rq)
+    return;
+  pthread_mutex_lock(&s->lock);
+  s->requests_total++;
+  pthread_mutex_unlock(&s->lock);
+  server_log(s, 1, "request %s %s user=%s status=%d %.1f ms%s", rq->method, rq->path,
+             rq->user[0] ? rq->user : "-", rq->status, (server_now() - rq->t0) * 1e3,
+             toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (client went away)");
+  free(rq->body);
+  free(rq);
+  *con_cls = NULL;
+}
+
+/* Logs method and path of each request as it starts (the token never). */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c) {
+  server_t *s = cls;
+  (void)c;
+  char path[256];
+  snprintf(path, sizeof(path), "%s", uri);
+  char *q = strchr(path, '?');
+  if (q)
+    *q = '\0';
+  server_log(s, 2, "request %s", path);
+  return NULL;
+}
+
+int http_start(server_t *s, char *err) {
+  struct sockaddr_in addr = {0};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons((uint16_t)s->cfg.port);
+  if (inet_pton(AF_INET, s->cfg.listen, &addr.sin_addr) != 1)
+    return err_set(err, "--listen %s: not an IPv4 address", s->cfg.listen);
+  s->mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+                                MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG,
+                            (uint16_t)s->cfg.port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR,
+                            (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                            MHD_OPTION_URI_LOG_CALLBACK, on_uri, s, MHD_OPTION_CONNECTION_LIMIT,
+                            (unsigned)s->cfg.connection_limit, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                            (unsigned)s->cfg.per_ip_limit, MHD_OPTION_CONNECTION_TIMEOUT,
+                            (unsigned)s->cfg.connection_timeout_s, MHD_OPTION_END);
+  if (!s->mhd)
+    return err_set(err, "cannot listen on %s:%d (in use, or not allowed)", s->cfg.listen,
+                   s->cfg.port);
+  return 0;
+}
+
+void http_stop(server_t *s) {
+  if (!s->mhd)
+    return;
+  pthread_mutex_lock(&s->streams_lock);
+  s->stopping = 1;
+  pthread_mutex_unlock(&s->streams_lock);
+  server_rows_committed(s); /* resume every suspended stream before stopping */
+  MHD_stop_daemon(s->mhd);
+  s->mhd = NULL;
+}

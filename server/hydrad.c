@@ -1,0 +1,322 @@
+/* hydrad - the hydra daemon: holds models on the backend, accepts ablation
+ * jobs over HTTP, runs them unit by unit, stores and streams the rows.
+ * Options come from a config file (--config FILE: "key = value" lines, the
+ * same keys as the flags without "--") and then from the flags. */
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "server.h"
+
+static volatile sig_atomic_t got_signal;
+
+static void on_signal(int sig) {
+  got_signal = sig;
+}
+
+static void usage(FILE *f) {
+  fprintf(f, "usage: hydrad --model NAME=PATH [--model ...] [options]\n"
+             "  --config FILE            options as \"key = value\" lines (keys as below)\n"
+             "  --listen ADDR            IPv4 address to listen on (default 127.0.0.1)\n"
+             "  --port N                 (default 8080)\n"
+             "  --model NAME=PATH        a model to load: GGUF file or Hugging Face directory\n"
+             "  --store PATH             SQLite job store (default hydra.db)\n"
+             "  --tokens FILE            bearer tokens: \"TOKEN USER ROLE\" lines\n"
+             "  --no-auth                no tokens: every request is the admin user \"local\"\n"
+             "  --backend auto|cpu|cuda  (default auto)\n"
+             "  --threads N              CPU threads (default: all cores)\n"
+             "  --unit-prompts N         prompts per work unit (default 8)\n"
+             "  --max-jobs-per-user N    queued + running (default 8)\n"
+             "  --max-variants N         per job (default 10000000)\n"
+             "  --max-prompt-tokens N    (default 2048)\n"
+             "  --max-body BYTES         request body (default 16777216)\n"
+             "  --deadline-s S           default per-job deadline (default 0: none)\n"
+             "  --retention-days D       keep finished jobs (default 30)\n"
+             "  --connection-limit N     (default 512)  --per-ip-limit N (default 64)\n"
+             "  --connection-timeout-s S idle connections are closed (default 30)\n"
+             "  --log-level error|info|debug\n");
+}
+
+/* One option; 0 ok, -1 bad value, 1 unknown key. */
+static int set_option(server_config_t *c, const char *key, const char *val, char *err) {
+  char *end = NULL;
+#define NUM(field, lo)                                                                             \
+  do {                                                                                             \
+    double v_ = strtod(val, &end);                                                                 \
+    if (end == val || *end || v_ < (lo))                                                           \
+      return err_set(err, "--%s: expected a number >= %g, got \"%s\"", key, (double)(lo), val);    \
+    c->field = v_;                                                                                 \
+  } while (0)
+  if (strcmp(key, "listen") == 0)
+    snprintf(c->listen, sizeof(c->listen), "%s", val);
+  else if (strcmp(key, "port") == 0)
+    NUM(port, 0);
+  else if (strcmp(key, "store") == 0)
+    snprintf(c->store, sizeof(c->store), "%s", val);
+  else if (strcmp(key, "tokens") == 0)
+    snprintf(c->tokens, sizeof(c->tokens), "%s", val);
+  else if (strcmp(key, "backend") == 0)
+    snprintf(c->backend, sizeof(c->backend), "%s", val);
+  else if (strcmp(key, "threads") == 0)
+    NUM(threads, 0);
+  else if (strcmp(key, "unit-prompts") == 0)
+    NUM(unit_prompts, 1);
+  else if (strcmp(key, "max-jobs-per-user") == 0)
+    NUM(max_jobs_per_user, 1);
+  else if (strcmp(key, "max-variants") == 0)
+    NUM(max_variants, 1);
+  else if (strcmp(key, "max-prompt-tokens") == 0)
+    NUM(max_prompt_tokens, 1);
+  else if (strcmp(key, "max-body") == 0)
+    NUM(max_body, 1);
+  else if (strcmp(key, "deadline-s") == 0)
+    NUM(default_deadline_s, 0);
+  else if (strcmp(key, "retention-days") == 0) {
+    NUM(retention_s, 0);
+    c->retention_s *= 86400;
+  } else if (strcmp(key, "connection-limit") == 0)
+    NUM(connection_limit, 1);
+  else if (strcmp(key, "per-ip-limit") == 0)
+    NUM(per_ip_limit, 1);
+  else if (strcmp(key, "connection-timeout-s") == 0)
+    NUM(connection_timeout_s, 1);
+  else if (strcmp(key, "no-auth") == 0)
+    c->no_auth = strcmp(val, "false") != 0 && strcmp(val, "0") != 0;
+  else if (strcmp(key, "log-level") == 0) {
+    if (strcmp(val, "error") == 0)
+      c->log_level = 0;
+    else if (strcmp(val, "info") == 0)
+      c->log_level = 1;
+    else if (strcmp(val, "debug") == 0)
+      c->log_level = 2;
+    else
+      return err_set(err, "--log-level: expected error, info or debug");
+  } else if (strcmp(key, "model") == 0) {
+    const char *eq = strchr(val, '=');
+    if (!eq || eq == val || !eq[1] || (size_t)(eq - val) >= sizeof(c->model_names[0]))
+      return err_set(err, "--model: expected NAME=PATH, got \"%s\"", val);
+    if (c->n_models == SERVER_MAX_MODELS)
+      return err_set(err, "--model: at most %d models", SERVER_MAX_MODELS);
+    snprintf(c->model_names[c->n_models], sizeof(c->model_names[0]), "%.*s", (int)(eq - val), val);
+    snprintf(c->model_paths[c->n_models], sizeof(c->model_paths[0]), "%s", eq + 1);
+    c->n_models++;
+  } else
+    return 1;
+#undef NUM
+  return 0;
+}
+
+static int load_config_file(server_config_t *c, const char *path, char *err) {
+  FILE *f = fopen(path, "r");
+  if (!f)
+    return err_set(err, "--config %s: %s", path, strerror(errno));
+  char line[2048];
+  int lineno = 0, rc = 0;
+  while (!rc && fgets(line, sizeof(line), f)) {
+    lineno++;
+    char *p = line, *hash = strchr(line, '#');
+    if (hash)
+      *hash = '\0';
+    while (*p == ' ' || *p == '\t')
+      p++;
+    char *e = p + strlen(p);
+    while (e > p && (e[-1] == '\n' || e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
+      *--e = '\0';
+    if (!*p)
+      continue;
+    char *eq = strchr(p, '=');
+    if (!eq) {
+      rc = err_set(err, "%s:%d: expected \"key = value\"", path, lineno);
+      break;
+    }
+    char *k = p, *v = eq + 1;
+    char *ke = eq;
+    while (ke > k && (ke[-1] == ' ' || ke[-1] == '\t'))
+      ke--;
+    *ke = '\0';
+    while (*v == ' ' || *v == '\t')
+      v++;
+    char sub[HYDRA_ERR_LEN];
+    int r = set_option(c, k, v, sub);
+    if (r == 1)
+      rc = err_set(err, "%s:%d: unknown key \"%s\"", path, lineno, k);
+    else if (r < 0)
+      rc = err_set(err, "%s:%d: %s", path, lineno, sub);
+  }
+  fclose(f);
+  return rc;
+}
+
+static int parse_args(server_config_t *c, int argc, char **argv, char *err) {
+  for (int i = 1; i < argc; i++)
+    if (strcmp(argv[i], "--config") == 0 && i + 1 < argc && load_config_file(c, argv[i + 1], err))
+      return -1;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+      usage(stdout);
+      exit(0);
+    }
+    if (strncmp(a, "--", 2) != 0)
+      return err_set(err, "unexpected argument \"%s\"", a);
+    if (strcmp(a, "--no-auth") == 0) {
+      c->no_auth = 1;
+      continue;
+    }
+    if (i + 1 >= argc)
+      return err_set(err, "%s needs a value", a);
+    const char *v = argv[++i];
+    if (strcmp(a, "--config") == 0)
+      continue;
+    int r = set_option(c, a + 2, v, err);
+    if (r == 1)
+      return err_set(err, "unknown option %s", a);
+    if (r < 0)
+      return -1;
+  }
+  if (c->n_models == 0)
+    return err_set(err, "no model: give --model NAME=PATH");
+  if (!c->no_auth && !c->tokens[0])
+    return err_set(err, "no --tokens file (or --no-auth for a single-user machine)");
+  return 0;
+}
+
+/* Queued and half-done jobs continue where they stopped. */
+static void resume_jobs(server_t *s) {
+  char err[HYDRA_ERR_LEN];
+  store_resume_t *jobs = NULL;
+  size_t n = 0;
+  if (store_jobs_resumable(s->store, &jobs, &n, err) != 0) {
+    server_log(s, 0, "listing jobs to resume: %s", err);
+    return;
+  }
+  for (size_t i = 0; i < n; i++) {
+    store_job_t *j = &jobs[i].job;
+    char *spec_text = NULL;
+    size_t len = 0;
+    job_error_t jerr;
+    job_spec_t *spec = NULL;
+    int mi = server_find_model(s, j->model);
+    if (mi < 0) {
+      store_job_set_state(s->store, j->id, STORE_FAILED, "its model is no longer loaded", NULL, 0,
+                          NULL);
+      continue;
+    }
+    if (store_job_spec(s->store, j->id, &spec_text, &len, err) != 0 ||
+        !(spec = job_parse(spec_text, len, &jerr))) {
+      store_job_set_state(s->store, j->id, STORE_FAILED, "its stored spec is unreadable", NULL, 0,
+                          NULL);
+      free(spec_text);
+      continue;
+    }
+    free(spec_text);
+    if (scheduler_enqueue(s, j, spec, mi, jobs[i].first_pending, err) != 0)
+      store_job_set_state(s->store, j->id, STORE_FAILED, err, NULL, 0, NULL);
+    else
+      server_log(s, 1, "job %s resumed at unit %d of %d", j->id, jobs[i].first_pending, j->n_units);
+  }
+  free(jobs);
+}
+
+int main(int argc, char **argv) {
+  static server_t srv;
+  server_t *s = &srv;
+  server_config_t *c = &s->cfg;
+  *c = (server_config_t){.listen = "127.0.0.1",
+                         .port = 8080,
+                         .store = "hydra.db",
+                         .backend = "auto",
+                         .log_level = 1,
+                         .unit_prompts = 8,
+                         .max_jobs_per_user = 8,
+                         .max_variants = 10000000,
+                         .max_prompt_tokens = 2048,
+                         .max_body = 16 << 20,
+                         .retention_s = 30 * 86400.0,
+                         .connection_limit = 512,
+                         .per_ip_limit = 64,
+                         .connection_timeout_s = 30};
+  char err[HYDRA_ERR_LEN] = "";
+  if (parse_args(c, argc, argv, err) != 0) {
+    fprintf(stderr, "hydrad: %s\n", err);
+    usage(stderr);
+    return 2;
+  }
+  pthread_mutex_init(&s->lock, NULL);
+  pthread_cond_init(&s->wake, NULL);
+  pthread_mutex_init(&s->streams_lock, NULL);
+  signal(SIGPIPE, SIG_IGN);
+  int rc = 1;
+  if (!c->no_auth && !(s->auth = auth_load(c->tokens, err)))
+    goto fail;
+  if (!(s->store = store_open(c->store, 0, err)))
+    goto fail;
+  if (!(s->backend = backend_create(c->backend, c->threads, err)))
+    goto fail;
+  for (int i = 0; i < c->n_models; i++) {
+    server_model_t *m = &s->models[i];
+    snprintf(m->name, sizeof(m->name), "%s", c->model_names[i]);
+    char tok_err[HYDRA_ERR_LEN];
+    if (!(m->model = model_load(c->model_paths[i], err)))
+      goto fail;
+    m->tok = tokenizer_load(c->model_paths[i], tok_err);
+    if (!m->tok)
+      server_log(s, 1, "model %s: no tokenizer (%s): jobs must give token ids", m->name, tok_err);
+    if (!(m->engine = engine_create(m->model, s->backend, err)))
+      goto fail;
+    s->n_models++;
+    server_log(s, 1, "model %s loaded from %s (%s, %d layers, tensor types %s)", m->name,
+               c->model_paths[i], m->model->cfg.family, m->model->cfg.n_layers,
+               m->model->tensor_types);
+  }
+  resume_jobs(s);
+  if (scheduler_start(s, err) != 0 || http_start(s, err) != 0)
+    goto fail;
+  server_log(s, 1, "listening on %s:%d, backend %s, store %s", c->listen, c->port,
+             s->backend->ops->name, c->store);
+  struct sigaction sa = {0};
+  sa.sa_handler = on_signal;
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+  while (!got_signal)
+    pause();
+  /* Drain: no new job, no new unit; the running unit finishes and is stored. */
+  server_log(s, 1, "signal %d: draining", (int)got_signal);
+  pthread_mutex_lock(&s->lock);
+  s->draining = 1;
+  pthread_cond_broadcast(&s->wake);
+  pthread_mutex_unlock(&s->lock);
+  pthread_join(s->worker, NULL);
+  s->worker = 0;
+  http_stop(s);
+  rc = 0;
+fail:
+  if (rc)
+    fprintf(stderr, "hydrad: %s\n", err);
+  if (s->worker) {
+    http_stop(s);
+    scheduler_stop(s);
+  } else {
+    while (s->jobs) {
+      sched_job_t *j = s->jobs;
+      s->jobs = j->next;
+      plan_free(&j->plan);
+      job_free(j->spec);
+      free(j);
+    }
+  }
+  for (int i = 0; i < s->n_models; i++) {
+    engine_destroy(s->models[i].engine);
+    tokenizer_free(s->models[i].tok);
+    model_free(s->models[i].model);
+  }
+  backend_destroy(s->backend);
+  store_close(s->store);
+  auth_free(s->auth);
+  return rc;
+}

@@ -1,0 +1,40 @@
+/* server.c - small helpers every hydrad module uses: clock, log, model lookup. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "server.h"
+
+double server_now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_REALTIME, &t);
+  return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+void server_log(const server_t *s, int level, const char *fmt, ...) {
+  if (level > s->cfg.log_level)
+    return;
+  char when[32];
+  time_t now = time(NULL);
+  struct tm tm;
+  gmtime_r(&now, &tm);
+  strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  char line[2048];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof(line), fmt, ap);
+  va_end(ap);
+  fprintf(stderr, "%s hydrad %s %s\n", when,
+          level == 0   ? "error"
+          : level == 1 ? "info"
+                       : "debug",
+          line);
+}
+
+int server_find_model(const server_t *s, const char *name) {
+  for (int i = 0; name && i < s->n_models; i++)
+    if (strcmp(s->models[i].name, name) == 0)
+      return i;
+  return -1;
+}

@@ -1,0 +1,123 @@
+/* server.h - what hydrad's modules share: the configuration, the loaded
+ * models, the scheduler's view of a job, and the server context passed
+ * through libmicrohttpd's cls pointers (no globals). */
+#ifndef HYDRA_SERVER_H
+#define HYDRA_SERVER_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "auth.h"
+#include "backend.h"
+#include "engine.h"
+#include "model.h"
+#include "plan.h"
+#include "store.h"
+#include "tokenizer.h"
+
+#define SERVER_MAX_MODELS 16
+
+typedef struct {
+  char listen[64];
+  int port;
+  char store[1024];
+  char tokens[1024];
+  char backend[16];
+  int threads;
+  int log_level; /* 0 error, 1 info, 2 debug */
+  int n_models;
+  char model_names[SERVER_MAX_MODELS][64];
+  char model_paths[SERVER_MAX_MODELS][1024];
+  int unit_prompts;          /* prompts per work unit */
+  int max_jobs_per_user;     /* queued + running */
+  long max_variants;         /* per job */
+  int max_prompt_tokens;     /* per prompt */
+  long max_body;             /* request body bytes */
+  double default_deadline_s; /* 0: none */
+  double retention_s;        /* finished jobs kept this long */
+  int connection_limit;
+  int per_ip_limit;
+  int connection_timeout_s;
+  int no_auth; /* every request is the admin "local" (for a single-user box) */
+} server_config_t;
+
+typedef struct {
+  char name[64];
+  model_t *model;
+  tokenizer_t *tok; /* NULL when the model brings none */
+  engine_t *engine;
+} server_model_t;
+
+/* A job the scheduler knows: queued or running. */
+typedef struct sched_job {
+  char id[STORE_ID_LEN];
+  char user[STORE_USER_LEN];
+  int model;        /* index into server_t.models */
+  job_spec_t *spec; /* parsed once */
+  plan_t plan;      /* built once */
+  int n_units, next_unit;
+  int started;         /* header stored */
+  volatile int cancel; /* set by DELETE */
+  double deadline;     /* unix seconds; 0: none */
+  double started_at;
+  int64_t variants_done; /* live, for progress */
+  struct sched_job *next;
+} sched_job_t;
+
+typedef struct server {
+  server_config_t cfg;
+  auth_t *auth;
+  store_t *store;
+  backend_t *backend;
+  server_model_t models[SERVER_MAX_MODELS];
+  int n_models;
+
+  /* scheduler */
+  pthread_mutex_t lock;
+  pthread_cond_t wake;
+  pthread_t worker;
+  sched_job_t *jobs; /* queued and running, oldest first */
+  char last_user[STORE_USER_LEN];
+  volatile int draining, stopping;
+  char running_job[STORE_ID_LEN];
+
+  /* streams waiting for rows: resumed after every commit */
+  pthread_mutex_t streams_lock;
+  struct stream *waiting;
+  uint64_t generation;
+
+  /* metrics */
+  int64_t rows_total, variants_total_done, requests_total;
+  double rate_ewma; /* variants per second */
+  struct MHD_Daemon *mhd;
+} server_t;
+
+/* scheduler.c */
+int scheduler_start(server_t *s, char *err);
+void scheduler_stop(server_t *s);
+/* Adds a stored job (state queued or running) to the queue. Takes spec. */
+int scheduler_enqueue(server_t *s, const store_job_t *job, job_spec_t *spec, int model,
+                      int first_unit, char *err);
+/* Marks a queued/running job cancelled; 0 if it was known here. */
+int scheduler_cancel(server_t *s, const char *id);
+/* Jobs of a user queued or running (for the concurrency limit). */
+int scheduler_user_jobs(server_t *s, const char *user);
+/* Live variants done of a running job, or -1. */
+int64_t scheduler_progress(server_t *s, const char *id);
+/* Called after rows of a job were committed: resumes waiting streams. */
+void server_rows_committed(server_t *s);
+
+/* http.c */
+int http_start(server_t *s, char *err);
+void http_stop(server_t *s);
+
+/* openapi.c */
+extern const char *const openapi_document;
+
+/* hydrad.c */
+void server_log(const server_t *s, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+int server_find_model(const server_t *s, const char *name);
+double server_now(void);
+
+#endif

@@ -1,0 +1,1177 @@
+#!/usr/bin/env python3
+"""Integration test of hydrad over real HTTP on loopback.
+
+usage: test_hydrad.py BUILD_DIR ROOT [--keep] [--only NAME,...]
+
+Starts hydrad (BUILD_DIR/server/hydrad) with the tiny Llama model from
+ROOT/tests/data/tiny-llama on free loopback ports, each instance with its own
+SQLite store in a temporary directory, and checks the HTTP API v1 contract
+(ROOT/../shared/DESIGN.md "HTTP API (v1)", tests/integration/README.md).
+Every check prints one line (ok / FAIL / note); the exit status is 1 when any
+check failed, 2 on a usage error, 0 otherwise. Python standard library only.
+"""
+
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+
+# ---------------------------------------------------------------------------
+# reporting
+
+FAILURES = []
+NOTES = []
+
+
+def check(name, cond, detail=""):
+    """Records and prints one check; returns cond so callers can branch."""
+    if cond:
+        print(f"  ok    {name}", flush=True)
+    else:
+        FAILURES.append(f"{name}: {detail}")
+        print(f"  FAIL  {name}" + (f" -- {detail}" if detail else ""), flush=True)
+    return bool(cond)
+
+
+def note(msg):
+    """Something outside the contract worth knowing; never fails the run."""
+    NOTES.append(msg)
+    print(f"  note  {msg}", flush=True)
+
+
+def section(title):
+    print(f"\n== {title}", flush=True)
+
+
+def short(b, n=300):
+    if isinstance(b, (bytes, bytearray)):
+        b = b.decode("utf-8", "replace")
+    b = str(b)
+    return b if len(b) <= n else b[:n] + "..."
+
+
+# ---------------------------------------------------------------------------
+# HTTP helpers
+
+TOKENS = {
+    "alice": "tok-alice-0123456789",
+    "bob": "tok-bob-0123456789",
+    "carol": "tok-carol-0123456789",
+    "admin": "tok-admin-0123456789",
+}
+WRONG_TOKEN = "tok-nobody-0123456789"
+
+TOKENS_FILE = """# hydrad tokens for the integration test
+# TOKEN USER ROLE
+
+{alice} alice user
+{bob} bob user
+  # an indented comment
+{carol} carol user
+{admin} root admin
+""".format(**TOKENS)
+
+
+class Resp:
+    def __init__(self, status, headers, body, error=None):
+        self.status = status
+        self.headers = headers  # lower-case names
+        self.body = body
+        self.error = error
+
+    def json(self):
+        try:
+            return json.loads(self.body)
+        except Exception:
+            return None
+
+    def ctype(self):
+        return self.headers.get("content-type", "").split(";")[0].strip().lower()
+
+    def __repr__(self):
+        if self.error:
+            return f"<no response: {self.error}>"
+        return f"<{self.status} {self.ctype()} {short(self.body, 200)}>"
+
+
+def auth_headers(token):
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def request(port, method, path, token=None, body=None, headers=None, timeout=30):
+    """One request on a fresh connection; the whole body read."""
+    h = dict(auth_headers(token))
+    if headers:
+        h.update(headers)
+    if body is not None and not isinstance(body, (bytes, bytearray)):
+        body = json.dumps(body).encode()
+        h.setdefault("Content-Type", "application/json")
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        try:
+            conn.request(method, path, body=body, headers=h)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server may answer (413) and close before the body is sent
+        r = conn.getresponse()
+        data = r.read()
+        return Resp(r.status, {k.lower(): v for k, v in r.getheaders()}, data)
+    except Exception as e:  # noqa: BLE001 - reported as a failed check
+        return Resp(None, {}, b"", error=f"{type(e).__name__}: {e}")
+    finally:
+        conn.close()
+
+
+def is_error_json(r, status, field=None):
+    """The contract's error: status, JSON {"error": {"code", "message", "field"}}."""
+    if r.status != status:
+        return False, f"status {r.status}, want {status}: {r!r}"
+    j = r.json()
+    if not isinstance(j, dict) or not isinstance(j.get("error"), dict):
+        return False, f"body is not a JSON error: {short(r.body)}"
+    e = j["error"]
+    if e.get("code") != status:
+        return False, f"error.code {e.get('code')!r}, want {status}"
+    if not isinstance(e.get("message"), str) or not e["message"]:
+        return False, f"error.message missing or empty: {e!r}"
+    if not isinstance(e.get("field"), str):
+        return False, f"error.field missing or not a string: {e!r}"
+    if field is not None and e["field"] != field:
+        return False, f"error.field {e['field']!r}, want {field!r} (message {e['message']!r})"
+    if r.ctype() != "application/json":
+        return False, f"Content-Type {r.headers.get('content-type')!r}, want application/json"
+    return True, ""
+
+
+def check_error(name, r, status, field=None):
+    ok, why = is_error_json(r, status, field)
+    return check(name, ok, why)
+
+
+def parse_ndjson(body):
+    rows, bad = [], []
+    for line in body.decode("utf-8", "replace").split("\n"):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except Exception:
+            bad.append(line)
+    return rows, bad
+
+
+def parse_sse(body):
+    """data: payloads of the events; other fields (id, event, comments) ignored."""
+    rows, bad = [], []
+    text = body.decode("utf-8", "replace").replace("\r\n", "\n")
+    for block in text.split("\n\n"):
+        data = [ln[5:].lstrip(" ") if ln.startswith("data:") else None for ln in block.split("\n")]
+        data = [d for d in data if d is not None]
+        if not data:
+            continue
+        payload = "\n".join(data)
+        try:
+            rows.append(json.loads(payload))
+        except Exception:
+            bad.append(payload)
+    return rows, bad
+
+
+def stream_lines(port, path, token, timeout=60, headers=None):
+    """Opens a streamed GET; returns (conn, response). Caller reads lines."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    h = dict(auth_headers(token))
+    if headers:
+        h.update(headers)
+    conn.request("GET", path, headers=h)
+    return conn, conn.getresponse()
+
+
+# ---------------------------------------------------------------------------
+# jobs
+
+def ids_prompt(i, n):
+    return {"ids": [(7 * i + j) % 997 + 3 for j in range(n)]}
+
+
+def small_job(n_prompts=3, methods=("zero",), components=("*",)):
+    return {
+        "model": "tiny",
+        "prompts": [ids_prompt(i, 4 + i) for i in range(n_prompts)],
+        "ablations": {"components": list(components), "methods": list(methods)},
+    }
+
+
+def slow_job(n_prompts=8, samples=40, n_tokens=100):
+    """Every unit (one prompt with --unit-prompts 1) takes a noticeable time:
+    resample at every position, no prefix reuse."""
+    return {
+        "model": "tiny",
+        "prompts": [ids_prompt(i, n_tokens) for i in range(n_prompts)],
+        "ablations": {"components": ["*"], "methods": ["resample"], "samples": samples,
+                      "seed": 3, "positions": "all"},
+        "reuse": False,
+    }
+
+
+N_COMPONENTS = 6  # "*" on a 3-layer model: attn.0 mlp.0 attn.1 mlp.1 attn.2 mlp.2
+COMPONENTS = ["attn.0", "mlp.0", "attn.1", "mlp.1", "attn.2", "mlp.2"]
+ID_RE = re.compile(r"^[0-9a-f]{32}$")
+
+
+def expected_rows(n_prompts, n_variants_per_prompt):
+    return 1 + n_prompts + n_prompts * n_variants_per_prompt + n_variants_per_prompt + 1
+
+
+def check_rows(name, rows, n_prompts, components, methods):
+    """Exactly one header, one clean per prompt, one variant per prompt x
+    component x method, one summary per component x method, one end; header
+    first, end last, summaries after the variants, a prompt's clean row before
+    its variant rows. Returns True when all hold."""
+    ok = True
+    types = [r.get("type") for r in rows]
+    want_n = expected_rows(n_prompts, len(components) * len(methods))
+    ok &= check(f"{name}: {want_n} rows", len(rows) == want_n,
+                f"got {len(rows)} rows: " + ", ".join(f"{t}={types.count(t)}" for t in sorted(set(map(str, types)))))
+    ok &= check(f"{name}: header first, end last", bool(rows) and types[0] == "header" and types[-1] == "end",
+                f"first {types[:1]}, last {types[-1:]}")
+    ok &= check(f"{name}: one header, one end",
+                types.count("header") == 1 and types.count("end") == 1,
+                f"header x{types.count('header')}, end x{types.count('end')}")
+    bad_types = [t for t in types if t not in ("header", "clean", "variant", "summary", "end")]
+    ok &= check(f"{name}: row types known", not bad_types, f"unknown {bad_types[:5]}")
+    cleans = [r.get("prompt") for r in rows if r.get("type") == "clean"]
+    ok &= check(f"{name}: one clean row per prompt", sorted(cleans) == list(range(n_prompts)),
+                f"clean prompts {sorted(map(str, cleans))}")
+    var_keys = [(r.get("prompt"), r.get("component"), r.get("method")) for r in rows if r.get("type") == "variant"]
+    want_keys = sorted((p, c, m) for p in range(n_prompts) for c in components for m in methods)
+    got_keys = sorted(var_keys, key=str)
+    dups = sorted({k for k in var_keys if var_keys.count(k) > 1}, key=str)
+    missing = sorted(set(want_keys) - set(var_keys), key=str)
+    ok &= check(f"{name}: one variant row per prompt x component x method",
+                len(var_keys) == len(want_keys) and not dups and not missing,
+                f"{len(got_keys)} variant rows, duplicates {dups[:5]}, missing {missing[:5]}")
+    sum_keys = [(r.get("component"), r.get("method")) for r in rows if r.get("type") == "summary"]
+    want_sum = sorted((c, m) for c in components for m in methods)
+    ok &= check(f"{name}: one summary per component x method", sorted(sum_keys, key=str) == want_sum,
+                f"summaries {sum_keys}")
+    # order
+    last_variant = max((i for i, t in enumerate(types) if t == "variant"), default=-1)
+    first_summary = min((i for i, t in enumerate(types) if t == "summary"), default=len(types))
+    ok &= check(f"{name}: summaries after every variant row", last_variant < first_summary,
+                f"last variant at {last_variant}, first summary at {first_summary}")
+    clean_at = {r.get("prompt"): i for i, r in enumerate(rows) if r.get("type") == "clean"}
+    late = [i for i, r in enumerate(rows)
+            if r.get("type") == "variant" and clean_at.get(r.get("prompt"), 1 << 30) > i]
+    ok &= check(f"{name}: a prompt's clean row precedes its variant rows", not late,
+                f"variant rows before their clean row at {late[:5]}")
+    last_clean = max((i for i, t in enumerate(types) if t == "clean"), default=-1)
+    first_variant = min((i for i, t in enumerate(types) if t == "variant"), default=len(types))
+    if last_clean > first_variant:
+        note(f"{name}: clean and variant rows interleave (clean row at {last_clean} after the "
+             f"first variant row at {first_variant}); the contract lists header|clean|variant|summary|end")
+    end = rows[-1] if rows else {}
+    if isinstance(end.get("rows"), int) and end.get("type") == "end":
+        ok &= check(f"{name}: end.rows counts the rows", end["rows"] in (len(rows), len(rows) - 1),
+                    f"end.rows {end['rows']}, stream has {len(rows)}")
+    return ok
+
+
+def variant_effects(rows):
+    return {(r["prompt"], r["component"], r["method"]): r.get("total_effect")
+            for r in rows if r.get("type") == "variant"}
+
+
+def compare_effects(name, got_rows, ref_rows, tol=1e-5):
+    got, ref = variant_effects(got_rows), variant_effects(ref_rows)
+    if not check(f"{name}: same variant keys", set(got) == set(ref),
+                 f"only in got {sorted(set(got) - set(ref), key=str)[:3]}, "
+                 f"only in ref {sorted(set(ref) - set(got), key=str)[:3]}"):
+        return False
+    worst, worst_key = 0.0, None
+    for k, v in ref.items():
+        g = got[k]
+        if not isinstance(g, (int, float)) or not isinstance(v, (int, float)):
+            worst, worst_key = float("inf"), k
+            break
+        d = abs(g - v)
+        if d > worst:
+            worst, worst_key = d, k
+    return check(f"{name}: total_effect within {tol:g} ({len(ref)} variants)", worst <= tol,
+                 f"max |diff| {worst:g} at {worst_key}: got {got.get(worst_key)}, want {ref.get(worst_key)}")
+
+
+# ---------------------------------------------------------------------------
+# the daemon
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+class Daemon:
+    def __init__(self, binary, root, workdir, name, store, extra=()):
+        self.binary, self.root, self.workdir, self.name = binary, root, workdir, name
+        self.store = store
+        self.extra = list(extra)
+        self.port = free_port()
+        self.proc = None
+        self.log_path = os.path.join(workdir, f"{name}.log")
+        self.starts = 0
+
+    def argv(self):
+        return [self.binary, "--listen", "127.0.0.1", "--port", str(self.port),
+                "--model", "tiny=" + os.path.join(self.root, "tests", "data", "tiny-llama"),
+                "--store", self.store, "--tokens", os.path.join(self.workdir, "tokens"),
+                "--backend", "cpu", "--threads", "1", "--log-level", "info"] + self.extra
+
+    def start(self, timeout=30):
+        self.starts += 1
+        log = open(self.log_path, "ab")
+        log.write(f"\n---- start {self.starts}: {' '.join(self.argv())}\n".encode())
+        log.flush()
+        self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL)
+        log.close()
+        t0 = time.time()
+        while time.time() - t0 < timeout:
+            if self.proc.poll() is not None:
+                return False, f"exited with {self.proc.returncode}; log:\n{self.log_tail()}"
+            r = request(self.port, "GET", "/v1/health", timeout=2)
+            if r.status == 200:
+                return True, f"{time.time() - t0:.2f}s"
+            time.sleep(0.05)
+        return False, f"no 200 from /v1/health within {timeout}s; log:\n{self.log_tail()}"
+
+    def kill9(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def term(self, timeout=20):
+        """SIGTERM; returns the exit status or None if it did not exit."""
+        if not self.proc or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill9()
+            return None
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, n=30):
+        try:
+            with open(self.log_path, "rb") as f:
+                lines = f.read().decode("utf-8", "replace").splitlines()
+            return "\n".join("      | " + ln for ln in lines[-n:])
+        except OSError:
+            return "      | (no log)"
+
+    # shorthands
+    def req(self, method, path, token=None, body=None, headers=None, timeout=30):
+        return request(self.port, method, path, token, body, headers, timeout)
+
+    def submit(self, job, user="alice"):
+        return self.req("POST", "/v1/jobs", TOKENS[user], job)
+
+    def status(self, jid, user="alice"):
+        r = self.req("GET", f"/v1/jobs/{jid}", TOKENS[user])
+        return r.json() if r.status == 200 else None
+
+    def wait(self, jid, user="alice", timeout=60, states=("done", "failed", "cancelled")):
+        t0 = time.time()
+        st = None
+        while time.time() - t0 < timeout:
+            st = self.status(jid, user)
+            if st and st.get("state") in states:
+                return st
+            time.sleep(0.05)
+        return st
+
+    def results(self, jid, user="alice", query="", headers=None, timeout=60):
+        return self.req("GET", f"/v1/jobs/{jid}/results{query}", TOKENS[user], headers=headers,
+                        timeout=timeout)
+
+
+def run_local(build, root, job, workdir, fmt="ndjson"):
+    """Reference rows from `hydra run` (no daemon)."""
+    path = os.path.join(workdir, f"local-{time.time_ns()}.json")
+    with open(path, "w") as f:
+        json.dump(job, f)
+    exe = os.path.join(build, "clients", "hydra")
+    p = subprocess.run([exe, "run", "--model", os.path.join(root, "tests", "data", "tiny-llama"), path,
+                        "--threads", "1", "--format", fmt], capture_output=True, timeout=120)
+    if p.returncode != 0:
+        return None
+    if fmt == "csv":
+        return p.stdout.decode()
+    return parse_ndjson(p.stdout)[0]
+
+
+def csv_effects(text):
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        return {}, []
+    head = lines[0].split(",")
+    out = {}
+    try:
+        ip, ic, im, it = (head.index(x) for x in ("prompt", "component", "method", "total_effect"))
+    except ValueError:
+        return {}, head
+    for ln in lines[1:]:
+        f = ln.split(",")
+        try:
+            out[(int(f[ip]), f[ic], f[im])] = float(f[it])
+        except (ValueError, IndexError):
+            pass
+    return out, head
+
+
+# ---------------------------------------------------------------------------
+# test groups (daemon A: the main instance)
+
+def t_health_openapi(d):
+    section("health and OpenAPI (no token needed)")
+    r = d.req("GET", "/v1/health")
+    j = r.json() or {}
+    check("GET /v1/health -> 200", r.status == 200, repr(r))
+    check("health: JSON", r.ctype() == "application/json", r.headers.get("content-type"))
+    check("health: status ok, backend cpu, models [tiny]",
+          j.get("status") == "ok" and j.get("backend") == "cpu" and
+          ("tiny" in j.get("models", []) or any(isinstance(m, dict) and m.get("id") == "tiny"
+                                                 for m in j.get("models", []))),
+          short(r.body))
+    if j.get("models") and not all(isinstance(m, str) for m in j["models"]):
+        note(f"health.models is not a list of names: {short(json.dumps(j.get('models')))}")
+
+    r = d.req("GET", "/v1/openapi.json")
+    j = r.json() or {}
+    check("GET /v1/openapi.json -> 200 JSON", r.status == 200 and isinstance(r.json(), dict), repr(r))
+    check("openapi: version 3.x", str(j.get("openapi", "")).startswith("3."), f"openapi={j.get('openapi')!r}")
+    paths = j.get("paths") or {}
+    norm = {}
+    for p, ops in paths.items():
+        norm[re.sub(r"\{[^}]*\}", "{}", p)] = {k.lower() for k in (ops or {})}
+    want = [("get", "/v1/health"), ("get", "/v1/models"), ("get", "/v1/models/{}"),
+            ("post", "/v1/models/{}/tokenize"), ("post", "/v1/jobs"), ("get", "/v1/jobs"),
+            ("get", "/v1/jobs/{}"), ("delete", "/v1/jobs/{}"), ("get", "/v1/jobs/{}/results"),
+            ("get", "/metrics"), ("get", "/v1/openapi.json")]
+    missing = [f"{m.upper()} {p}" for m, p in want if m not in norm.get(p, set())]
+    check("openapi: paths cover every route", not missing, f"missing {missing}; has {sorted(paths)}")
+
+
+def t_models(d):
+    section("models and tokenize")
+    r = d.req("GET", "/v1/models", TOKENS["alice"])
+    j = r.json() or {}
+    models = j.get("models") if isinstance(j.get("models"), list) else []
+    tiny = next((m for m in models if isinstance(m, dict) and m.get("id") == "tiny"), None)
+    check("GET /v1/models -> 200 with tiny", r.status == 200 and tiny is not None, repr(r))
+    check("models: tiny is llama with 3 layers",
+          tiny is not None and tiny.get("family") == "llama" and tiny.get("n_layers") == 3, short(json.dumps(tiny)))
+    r = d.req("GET", "/v1/models/tiny", TOKENS["alice"])
+    j = r.json() or {}
+    comps = j.get("components") or []
+    check("GET /v1/models/tiny -> 200", r.status == 200 and j.get("id") == "tiny", repr(r))
+    want = ["embed"] + COMPONENTS
+    check("model: components include embed, attn.L, mlp.L",
+          isinstance(comps, list) and all(c in comps for c in want), f"components {short(json.dumps(comps))}")
+    check("model: no layer 3 component", "attn.3" not in comps and "mlp.3" not in comps, short(json.dumps(comps)))
+    check_error("GET /v1/models/nope -> 404 JSON error", d.req("GET", "/v1/models/nope", TOKENS["alice"]), 404)
+
+    r = d.req("POST", "/v1/models/tiny/tokenize", TOKENS["alice"], {"text": "hello world"})
+    j = r.json() or {}
+    ids, toks = j.get("ids"), j.get("tokens")
+    check("POST tokenize -> 200 ids and tokens", r.status == 200 and isinstance(ids, list) and isinstance(toks, list)
+          and len(ids) > 0 and len(ids) == len(toks), repr(r))
+    check("tokenize: ids are ints in the vocabulary, tokens strings",
+          isinstance(ids, list) and all(isinstance(i, int) and 0 <= i < 1000 for i in ids)
+          and isinstance(toks, list) and all(isinstance(t, str) for t in toks), short(r.body))
+    r2 = d.req("POST", "/v1/models/tiny/tokenize", TOKENS["alice"], {"text": "hello world"})
+    check("tokenize: deterministic", r2.json() == j, f"{short(r2.body)} vs {short(r.body)}")
+    check_error("tokenize unknown model -> 404", d.req("POST", "/v1/models/nope/tokenize", TOKENS["alice"],
+                                                       {"text": "x"}), 404)
+    check_error("tokenize without text -> 400", d.req("POST", "/v1/models/tiny/tokenize", TOKENS["alice"],
+                                                      {"txt": "x"}), 400)
+    check_error("tokenize bad JSON -> 400", d.req("POST", "/v1/models/tiny/tokenize", TOKENS["alice"],
+                                                  b"{\"text\": ", {"Content-Type": "application/json"}), 400)
+
+
+def t_submit_errors(d, max_body):
+    section("job submission errors")
+    a = TOKENS["alice"]
+    r = d.req("POST", "/v1/jobs", a, b"{\"model\": \"tiny\", \"prompts\": [", {"Content-Type": "application/json"})
+    check_error("bad JSON -> 400", r, 400)
+    job = small_job()
+    job["bogus"] = 1
+    check_error("unknown field -> 400 field 'bogus'", d.submit(job), 400, "bogus")
+    job = small_job()
+    job["ablations"]["methods"] = ["zero", "frobnicate"]
+    check_error("unknown method -> 400 field 'ablations.methods[1]'", d.submit(job), 400, "ablations.methods[1]")
+    job = small_job()
+    job["prompts"] = []
+    r = d.submit(job)
+    check_error("no prompts -> 400", r, 400)
+    check_error("body not an object -> 400", d.req("POST", "/v1/jobs", a, b"[1,2,3]",
+                                                   {"Content-Type": "application/json"}), 400)
+    check_error("empty body -> 400", d.req("POST", "/v1/jobs", a, b"", {"Content-Type": "application/json"}), 400)
+    job = small_job(components=["mlp.7"])
+    check_error("layer out of range -> 422 field 'ablations.components[0]'", d.submit(job), 422,
+                "ablations.components[0]")
+    job = small_job(components=["attn.0", "head.0.9"])
+    check_error("head out of range -> 422 field 'ablations.components[1]'", d.submit(job), 422,
+                "ablations.components[1]")
+    job = small_job()
+    job["model"] = "nope"
+    r = d.submit(job)
+    if r.status == 404:
+        check_error("unknown model -> 404", r, 404)
+    else:
+        check_error("unknown model -> 422 field 'model'", r, 422, "model")
+    job = small_job()
+    job["prompts"][1] = {"ids": [1, 2, 5000]}
+    r = d.submit(job)
+    ok, why = is_error_json(r, 422)
+    check("token id outside the vocabulary -> 422 naming prompts[1]",
+          ok and (r.json()["error"]["field"]).startswith("prompts[1]"), why or short(r.body))
+    # too many variants: 20 prompts x 6 components x 1000 samples
+    job = slow_job(n_prompts=20, samples=1000, n_tokens=5)
+    check_error("too many variants -> 413", d.submit(job), 413)
+    # body over --max-body (valid JSON, padded with prompts)
+    big = small_job()
+    pad = max_body + 4096
+    big["prompts"] += [{"ids": [5] * 200} for _ in range(pad // 600 + 1)]
+    body = json.dumps(big).encode()
+    check("(413 body is really over --max-body)", len(body) > max_body, f"{len(body)} <= {max_body}")
+    check_error(f"body of {len(body)} bytes > --max-body {max_body} -> 413",
+                d.req("POST", "/v1/jobs", a, body, {"Content-Type": "application/json"}), 413)
+    check("daemon alive after the error cases", d.req("GET", "/v1/health").status == 200, d.log_tail())
+
+
+def t_job_flow(d, build, root, workdir):
+    """A small job end to end: 202, status, results in every format, compared
+    with `hydra run`. Returns its id (alice's, done)."""
+    section("job flow: submit, status, results (NDJSON, ?after, SSE, CSV), wait=stream")
+    job = small_job()
+    r = d.submit(job)
+    j = r.json() or {}
+    jid = j.get("id", "")
+    check("POST /v1/jobs -> 202", r.status == 202, repr(r))
+    check("submit: id is 32 lowercase hex", bool(ID_RE.match(str(jid))), f"id {jid!r}")
+    check("submit: status_url and results_url",
+          j.get("status_url") == f"/v1/jobs/{jid}" and j.get("results_url") == f"/v1/jobs/{jid}/results",
+          short(r.body))
+    if not jid:
+        return None
+    st = d.wait(jid, timeout=60)
+    check("job reaches done", st is not None and st.get("state") == "done", short(json.dumps(st)))
+    st = st or {}
+    pr = st.get("progress") or {}
+    check("status: id, state, progress, rows, error keys",
+          st.get("id") == jid and all(k in st for k in ("state", "progress", "rows", "error")), short(json.dumps(st)))
+    check("status: progress has variants_done/total, units_done, n_units, rate, eta_s",
+          all(k in pr for k in ("variants_done", "variants_total", "units_done", "n_units", "rate", "eta_s")),
+          short(json.dumps(pr)))
+    check("status (done): variants_done == variants_total == 18, units_done == n_units == 3",
+          pr.get("variants_done") == pr.get("variants_total") == 18 and pr.get("units_done") == pr.get("n_units") == 3,
+          short(json.dumps(pr)))
+    n_rows = expected_rows(3, 6)
+    check(f"status (done): rows == {n_rows}", st.get("rows") == n_rows, f"rows {st.get('rows')}")
+    check("status (done): error null or empty", st.get("error") in (None, ""), f"error {st.get('error')!r}")
+
+    r = d.results(jid)
+    check("GET results -> 200 application/x-ndjson", r.status == 200 and r.ctype() == "application/x-ndjson",
+          repr(r))
+    rows, bad = parse_ndjson(r.body)
+    check("results: every line is JSON", not bad, f"bad lines {bad[:2]}")
+    check("results: body ends with a newline", r.body.endswith(b"\n"), short(r.body[-50:]))
+    check_rows("results", rows, 3, COMPONENTS, ["zero"])
+    local = run_local(build, root, job, workdir)
+    if check("hydra run reference ran", local is not None):
+        compare_effects("results vs hydra run", rows, local)
+        lc = {r2["prompt"]: r2.get("logit") for r2 in local if r2.get("type") == "clean"}
+        dc = {r2["prompt"]: r2.get("logit") for r2 in rows if r2.get("type") == "clean"}
+        check("clean logits equal hydra run's", all(abs((dc.get(p) or 1e9) - v) <= 1e-5 for p, v in lc.items()),
+              f"{dc} vs {lc}")
+
+    for n in (0, 1, 5, n_rows - 1, n_rows):
+        r = d.results(jid, query=f"?after={n}")
+        got, _ = parse_ndjson(r.body)
+        check(f"?after={n} -> rows[{n}:]", r.status == 200 and got == rows[n:],
+              f"{r.status}, {len(got)} rows, want {len(rows[n:])}")
+    r = d.results(jid, query=f"?after={n_rows + 10}")
+    check("?after past the end -> 200, no rows", r.status == 200 and not parse_ndjson(r.body)[0], repr(r))
+    r = d.results(jid, query="?after=abc")
+    if r.status != 400:
+        note(f"GET results?after=abc answers {r.status}, not 400")
+    else:
+        check_error("?after=abc -> 400", r, 400)
+    r = d.results(jid, query="?after=-1")
+    if r.status != 400:
+        note(f"GET results?after=-1 answers {r.status}, not 400")
+
+    r = d.results(jid, headers={"Accept": "text/event-stream"})
+    check("Accept: text/event-stream -> 200 text/event-stream",
+          r.status == 200 and r.ctype() == "text/event-stream", repr(r))
+    srows, sbad = parse_sse(r.body)
+    check("SSE: data events carry the same rows", srows == rows and not sbad,
+          f"{len(srows)} events, {len(sbad)} unparsable, want {len(rows)}; start {short(r.body, 200)}")
+    body = r.body.decode("utf-8", "replace")
+    check("SSE: events are 'data: <row>\\n\\n'", body.count("data: ") >= len(rows) and "\n\n" in body,
+          short(body, 200))
+    r = d.results(jid, query="?after=10", headers={"Accept": "text/event-stream"})
+    srows, _ = parse_sse(r.body)
+    check("SSE with ?after=10 -> rows[10:]", r.status == 200 and srows == rows[10:], f"{len(srows)} events")
+
+    r = d.results(jid, query="?format=csv")
+    text = r.body.decode("utf-8", "replace")
+    check("?format=csv -> 200 text/csv", r.status == 200 and r.ctype() == "text/csv", repr(r))
+    eff, head = csv_effects(text)
+    check("CSV: header names prompt, component, method, total_effect",
+          all(h in head for h in ("prompt", "component", "method", "total_effect")), short(text, 200))
+    ref = variant_effects(rows)
+    check("CSV: one line per variant with the NDJSON total_effect",
+          set(eff) == set(ref) and all(abs(eff[k] - ref[k]) <= 1e-5 * max(1, abs(ref[k])) for k in ref),
+          f"{len(eff)} CSV variants, {len(ref)} NDJSON variants")
+    local_csv = run_local(build, root, job, workdir, fmt="csv")
+    if local_csv is not None:
+        lh = local_csv.splitlines()[0] if local_csv else ""
+        if text.splitlines()[:1] != [lh]:
+            note(f"daemon CSV header differs from hydra run's: {short(text.splitlines()[:1])} vs {short(lh)}")
+    r = d.results(jid, query="?format=xml")
+    if r.status != 400:
+        note(f"GET results?format=xml answers {r.status}, not 400")
+
+    # wait=stream
+    job2 = small_job(n_prompts=4, methods=("zero", "mean"), components=("attn.*", "mlp.1"))
+    r = d.req("POST", "/v1/jobs?wait=stream", TOKENS["alice"], job2, timeout=60)
+    check("POST /v1/jobs?wait=stream -> 200 application/x-ndjson",
+          r.status == 200 and r.ctype() == "application/x-ndjson", repr(r))
+    wrows, wbad = parse_ndjson(r.body)
+    check("wait=stream: every line JSON", not wbad, f"{wbad[:2]}")
+    check_rows("wait=stream", wrows, 4, ["attn.0", "attn.1", "attn.2", "mlp.1"], ["zero", "mean"])
+    local2 = run_local(build, root, job2, workdir)
+    if local2:
+        compare_effects("wait=stream vs hydra run", wrows, local2)
+    check_error("wait=stream with a bad job -> 400 (not a stream)",
+                d.req("POST", "/v1/jobs?wait=stream", TOKENS["alice"], {"model": "tiny"}), 400)
+
+    r = d.req("GET", "/v1/jobs", TOKENS["alice"])
+    lst = (r.json() or {}).get("jobs")
+    check("GET /v1/jobs -> 200 {jobs: [...]}", r.status == 200 and isinstance(lst, list), repr(r))
+    ids = [x.get("id") for x in lst or [] if isinstance(x, dict)]
+    check("jobs list: has the job, with state", jid in ids and all("state" in x for x in lst or []),
+          f"ids {ids}")
+    check("jobs list: wait=stream job listed too", len(ids) >= 2, f"ids {ids}")
+    return jid
+
+
+def t_access(d, jid):
+    """every route x {no token, wrong token, other user's token, admin}."""
+    section("access: every route x {none, wrong, other user, admin}")
+    tiny_job = small_job(n_prompts=2)
+    bad = [None, WRONG_TOKEN]
+    job_routes = [("GET", f"/v1/jobs/{jid}", None), ("GET", f"/v1/jobs/{jid}/results", None),
+                  ("GET", f"/v1/jobs/{jid}/results?format=csv", None),
+                  ("GET", f"/v1/jobs/{jid}/results?after=3", None)]
+    other_routes = [("GET", "/v1/models", None), ("GET", "/v1/models/tiny", None),
+                    ("POST", "/v1/models/tiny/tokenize", {"text": "hi"}), ("GET", "/v1/jobs", None),
+                    ("POST", "/v1/jobs", tiny_job), ("GET", "/metrics", None)]
+    for m, p, b in job_routes + other_routes + [("DELETE", f"/v1/jobs/{jid}", None)]:
+        for tok in bad:
+            who = "no token" if tok is None else "wrong token"
+            r = d.req(m, p, tok, b)
+            check_error(f"{m} {p.replace(jid, 'ID')} {who} -> 401", r, 401)
+    # malformed authorization
+    for hv, what in ((f"Basic {TOKENS['alice']}", "Basic scheme"), ("Bearer", "Bearer without a token"),
+                     (f"Bearer {TOKENS['alice'][:-1]}", "token prefix"),
+                     (f"Bearer {TOKENS['alice']}x", "token with a suffix"),
+                     (f"Bearer {TOKENS['alice'].upper()}", "token in upper case"),
+                     (f"Bearer alice", "user name as token")):
+        r = d.req("GET", "/v1/jobs", headers={"Authorization": hv})
+        check_error(f"GET /v1/jobs with {what} -> 401", r, 401)
+    r = d.req("GET", "/v1/jobs", headers={"Authorization": f"bearer {TOKENS['alice']}"})
+    if r.status != 200:
+        note(f"'bearer' (lower case scheme) answers {r.status}; RFC 7235 schemes are case-insensitive")
+    # health and openapi need none, and a wrong token does not break them
+    for p in ("/v1/health", "/v1/openapi.json"):
+        check(f"GET {p} no token -> 200", d.req("GET", p).status == 200)
+        r = d.req("GET", p, WRONG_TOKEN)
+        if r.status != 200:
+            note(f"GET {p} with an unknown token answers {r.status} (needs no token)")
+        check(f"GET {p} admin -> 200", d.req("GET", p, TOKENS["admin"]).status == 200)
+
+    # other user's job: 404, same answer as a job that does not exist
+    fake = "0123456789abcdef0123456789abcdef"
+    for m, p, b in job_routes + [("DELETE", f"/v1/jobs/{jid}", None)]:
+        r = d.req(m, p, TOKENS["bob"], b)
+        check_error(f"{m} {p.replace(jid, 'ID')} other user -> 404", r, 404)
+        r2 = d.req(m, p.replace(jid, fake), TOKENS["bob"], b)
+        b1 = r.body.decode("utf-8", "replace").replace(jid, "ID")
+        b2 = r2.body.decode("utf-8", "replace").replace(fake, "ID")
+        check(f"{m} {p.replace(jid, 'ID')} other user: same answer as a missing job", r.status == r2.status
+              and b1 == b2, f"{r.status} {short(b1)} vs {r2.status} {short(b2)}")
+    st = d.status(jid)
+    check("other user's DELETE left the job alone", st and st.get("state") == "done", short(json.dumps(st)))
+    for p in (f"/v1/jobs/{jid}x", "/v1/jobs/not-a-job", f"/v1/jobs/{jid.upper()}"):
+        r = d.req("GET", p, TOKENS["alice"])
+        check_error(f"GET {p.replace(jid, 'ID').replace(jid.upper(), 'ID_UPPER')} (malformed id) -> 404", r, 404)
+
+    # owner and admin
+    for who in ("alice", "admin"):
+        for m, p, b in job_routes:
+            r = d.req(m, p, TOKENS[who], b)
+            check(f"{m} {p.replace(jid, 'ID')} {who} -> 200", r.status == 200, repr(r))
+    r = d.req("GET", "/v1/jobs", TOKENS["bob"])
+    ids = [x.get("id") for x in (r.json() or {}).get("jobs", [])]
+    check("GET /v1/jobs other user -> 200 without alice's job", r.status == 200 and jid not in ids, f"{ids}")
+    r = d.req("GET", "/v1/jobs", TOKENS["admin"])
+    ids = [x.get("id") for x in (r.json() or {}).get("jobs", [])]
+    check("GET /v1/jobs admin -> 200 with alice's job", r.status == 200 and jid in ids, f"{ids}")
+    for who in ("bob", "admin"):
+        for m, p, b in other_routes:
+            if p == "/metrics":
+                continue
+            r = d.req(m, p, TOKENS[who], b)
+            want = 202 if m == "POST" and p == "/v1/jobs" else 200
+            check(f"{m} {p} {who} -> {want}", r.status == want, repr(r))
+            if want == 202 and r.status == 202:
+                nid = r.json()["id"]
+                st = d.wait(nid, who)
+                check(f"{who}'s job finishes", st and st.get("state") == "done", short(json.dumps(st)))
+                if who == "bob":
+                    check("alice cannot see bob's job -> 404", d.req("GET", f"/v1/jobs/{nid}",
+                                                                     TOKENS["alice"]).status == 404)
+                    check("admin sees bob's job -> 200", d.req("GET", f"/v1/jobs/{nid}",
+                                                               TOKENS["admin"]).status == 200)
+    r = d.req("GET", "/metrics", TOKENS["admin"])
+    check("GET /metrics admin -> 200", r.status == 200, repr(r))
+    r = d.req("GET", "/metrics", TOKENS["bob"])
+    if r.status == 403:
+        check_error("GET /metrics user -> 403 (admin only)", r, 403)
+    else:
+        check("GET /metrics user -> 200 or 403", r.status == 200, repr(r))
+        note("GET /metrics answers 200 to a plain user (queue lengths name every user)")
+    # DELETE of a finished job: 200 with the final state
+    r = d.req("DELETE", f"/v1/jobs/{jid}", TOKENS["admin"])
+    check("DELETE finished job admin -> 200 state done", r.status == 200 and (r.json() or {}).get("state") == "done",
+          repr(r))
+    r = d.req("DELETE", f"/v1/jobs/{jid}", TOKENS["alice"])
+    check("DELETE finished job owner -> 200 state done", r.status == 200 and (r.json() or {}).get("state") == "done",
+          repr(r))
+    st = d.status(jid)
+    check("job still done after DELETE", st and st.get("state") == "done", short(json.dumps(st)))
+    r = d.req("GET", "/v1/nope", TOKENS["alice"])
+    check_error("GET /v1/nope -> 404 JSON", r, 404)
+    r = d.req("PUT", "/v1/jobs", TOKENS["alice"], small_job())
+    if r.status != 405:
+        note(f"PUT /v1/jobs answers {r.status}, not 405")
+
+
+def read_stream(resp, on_row=None):
+    """Reads NDJSON lines until EOF; returns (rows, arrival times)."""
+    rows, times = [], []
+    while True:
+        line = resp.readline()
+        if not line:
+            break
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        rows.append(row)
+        times.append(time.time())
+        if on_row:
+            on_row(row)
+    return rows, times
+
+
+def t_live(d, build, root, workdir):
+    """A slow job of alice: live stream, a client that disconnects, bob's
+    small job overtaking it (round-robin), bob cannot touch it."""
+    section("live results, disconnecting clients, round-robin between users")
+    job = slow_job()
+    r = d.submit(job)
+    if not check("slow job submitted -> 202", r.status == 202, repr(r)):
+        return
+    jid = r.json()["id"]
+    t_submit = time.time()
+
+    # client 1: reads the whole stream live
+    live = {}
+
+    def reader():
+        try:
+            conn, resp = stream_lines(d.port, f"/v1/jobs/{jid}/results", TOKENS["alice"], timeout=90)
+            live["status"] = resp.status
+            live["ctype"] = resp.getheader("Content-Type", "")
+
+            def on_row(row):
+                if row.get("type") == "header" and "state_at_header" not in live:
+                    st = d.status(jid)
+                    live["state_at_header"] = st and st.get("state")
+
+            live["rows"], live["times"] = read_stream(resp, on_row)
+            conn.close()
+        except Exception as e:  # noqa: BLE001
+            live["error"] = f"{type(e).__name__}: {e}"
+
+    th = threading.Thread(target=reader, daemon=True)
+    th.start()
+
+    # clients 2 and 3: read a little, then vanish (FIN, and RST)
+    dropped = []
+    for rst in (False, True):
+        s = socket.create_connection(("127.0.0.1", d.port), timeout=30)
+        s.sendall((f"GET /v1/jobs/{jid}/results HTTP/1.1\r\nHost: x\r\n"
+                   f"Authorization: Bearer {TOKENS['alice']}\r\n\r\n").encode())
+        got = b""
+        t0 = time.time()
+        while b"\"type\":\"clean\"" not in got.replace(b" ", b"") and time.time() - t0 < 30:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            got += chunk
+        dropped.append(got)
+        if rst:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+    check("disconnecting clients got the stream's first rows",
+          all(b"header" in g for g in dropped), short(b" | ".join(g[:120] for g in dropped)))
+
+    # bob cannot see or cancel it
+    check_error("bob GET alice's running job -> 404", d.req("GET", f"/v1/jobs/{jid}", TOKENS["bob"]), 404)
+    check_error("bob DELETE alice's running job -> 404", d.req("DELETE", f"/v1/jobs/{jid}", TOKENS["bob"]), 404)
+
+    # round-robin: bob's small job, submitted after alice's big one started, finishes first
+    st = d.wait(jid, timeout=30, states=("running", "done", "failed", "cancelled"))
+    check("slow job running", st and st.get("state") == "running", short(json.dumps(st)))
+    pr = (st or {}).get("progress") or {}
+    check("running: progress n_units == 8, units_done < 8",
+          pr.get("n_units") == 8 and isinstance(pr.get("units_done"), int) and pr["units_done"] < 8,
+          short(json.dumps(pr)))
+    small = small_job(n_prompts=2)
+    small["ablations"]["positions"] = "all"
+    r = d.submit(small, "bob")
+    check("bob's small job -> 202", r.status == 202, repr(r))
+    if r.status == 202:
+        bid = r.json()["id"]
+        bst = d.wait(bid, "bob", timeout=60)
+        ast = d.status(jid) or {}
+        check("bob's small job done", bst and bst.get("state") == "done", short(json.dumps(bst)))
+        check("round-robin: bob's job finished while alice's (submitted first) still runs",
+              ast.get("state") in ("queued", "running"),
+              f"alice's job is {ast.get('state')} with {(ast.get('progress') or {}).get('units_done')}/8 units "
+              f"when bob's finished")
+        pr = ast.get("progress") or {}
+        if ast.get("state") == "running":
+            check("running: progress variants_done < variants_total, rate >= 0",
+                  isinstance(pr.get("variants_done"), int) and pr.get("variants_done") < pr.get("variants_total", 0)
+                  and isinstance(pr.get("rate"), (int, float)) and pr["rate"] >= 0, short(json.dumps(pr)))
+            check("running: rows counted", isinstance(ast.get("rows"), int) and ast["rows"] >= 1,
+                  f"rows {ast.get('rows')}")
+        brows, _ = parse_ndjson(d.results(bid, "bob").body)
+        check_rows("bob's job", brows, 2, COMPONENTS, ["zero"])
+
+    # many idle connections do not block a normal request (while the job runs)
+    idle = []
+    try:
+        for i in range(50):
+            s = socket.create_connection(("127.0.0.1", d.port), timeout=5)
+            if i % 2:
+                s.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n")  # never finished
+            idle.append(s)
+        check("opened 50 idle connections", len(idle) == 50)
+        t0 = time.time()
+        r = d.req("GET", "/v1/health", timeout=5)
+        check("health answers with 50 idle connections open", r.status == 200, f"{r!r} after {time.time() - t0:.1f}s")
+        r = d.req("GET", f"/v1/jobs/{jid}", TOKENS["alice"], timeout=5)
+        check("job status answers with 50 idle connections open", r.status == 200, repr(r))
+    except OSError as e:
+        check("opened 50 idle connections", False, f"{e} after {len(idle)}")
+    finally:
+        for s in idle:
+            s.close()
+
+    th.join(90)
+    st = d.wait(jid, timeout=60)
+    check("slow job done (disconnected clients did not stop it)", st and st.get("state") == "done",
+          short(json.dumps(st)))
+    check("live reader: 200 application/x-ndjson", live.get("status") == 200 and
+          live.get("ctype", "").split(";")[0] == "application/x-ndjson", f"{live.get('status')} {live.get('ctype')} "
+          f"{live.get('error', '')}")
+    rows = live.get("rows") or []
+    check_rows("live stream", rows, 8, COMPONENTS, ["resample"])
+    check("live stream: header arrived while the job was not done",
+          live.get("state_at_header") in ("queued", "running"), f"state then {live.get('state_at_header')!r}")
+    times = live.get("times") or []
+    if len(times) == len(rows) and rows:
+        first_var = next(t for t, r2 in zip(times, rows) if r2.get("type") == "variant")
+        check("live stream: first variant row came well before the end (streamed, not buffered)",
+              times[-1] - first_var > 0.3, f"{times[-1] - first_var:.2f}s apart; job took {times[-1] - t_submit:.2f}s")
+    r = d.results(jid)
+    later, _ = parse_ndjson(r.body)
+    check("results read after the disconnects equal the live stream", later == rows,
+          f"{len(later)} vs {len(rows)} rows")
+    check("daemon alive after the disconnects", d.alive() and d.req("GET", "/v1/health").status == 200)
+    return jid, rows
+
+
+def t_quota_cancel(d):
+    section("per-user concurrency limit (429) and DELETE of queued and running jobs")
+    ids = []
+    for i in range(3):
+        r = d.submit(slow_job(n_prompts=6, samples=40), "carol")
+        check(f"carol job {i + 1} -> 202", r.status == 202, repr(r))
+        if r.status == 202:
+            ids.append(r.json()["id"])
+    r = d.submit(small_job(), "carol")
+    check_error("carol job 4 over --max-jobs-per-user 3 -> 429", r, 429)
+    r = d.submit(small_job(), "bob")
+    check("bob is not limited by carol's jobs -> 202", r.status == 202, repr(r))
+    bob_id = r.json()["id"] if r.status == 202 else None
+
+    r = d.req("GET", "/metrics", TOKENS["admin"])
+    text = r.body.decode("utf-8", "replace")
+    check("GET /metrics -> 200 text/plain", r.status == 200 and r.ctype() == "text/plain", repr(r))
+    check("metrics: hydra_jobs{state=...}", re.search(r'^hydra_jobs\{[^}]*state="[a-z]+"[^}]*\}\s+[0-9.e+]+\s*$',
+                                                       text, re.M) is not None, short(text, 600))
+    check("metrics: hydra_rows_total", re.search(r"^hydra_rows_total(\{[^}]*\})?\s+[0-9.e+]+\s*$", text, re.M)
+          is not None, short(text, 600))
+    m = re.search(r'^hydra_queue_length\{[^}]*user="carol"[^}]*\}\s+([0-9.e+]+)\s*$', text, re.M)
+    check("metrics: hydra_queue_length{user=\"carol\"} >= 2", m is not None and float(m.group(1)) >= 2,
+          f"{m.group(0) if m else 'absent'}; queue lines: "
+          + "; ".join(ln for ln in text.splitlines() if "queue" in ln))
+    bad_lines = [ln for ln in text.splitlines() if ln and not ln.startswith("#")
+                 and not re.match(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[^}]*\})?\s+[-+0-9.eEinfNa]+(\s+\d+)?$', ln)]
+    check("metrics: every sample line is Prometheus text", not bad_lines, f"{bad_lines[:3]}")
+
+    if len(ids) == 3:
+        first = d.status(ids[0], "carol") or {}
+        if first.get("state") != "running":
+            st = d.wait(ids[0], "carol", timeout=30, states=("running",))
+        r = d.req("DELETE", f"/v1/jobs/{ids[2]}", TOKENS["carol"])
+        check("DELETE queued job -> 200 state cancelled", r.status == 200 and (r.json() or {}).get("state") ==
+              "cancelled", repr(r))
+        st = d.status(ids[2], "carol") or {}
+        check("cancelled queued job: state cancelled", st.get("state") == "cancelled", short(json.dumps(st)))
+        r = d.submit(small_job(n_prompts=2), "carol")
+        check("a cancelled job frees its slot: carol's next job -> 202", r.status == 202, repr(r))
+        if r.status == 202:
+            ids.append(r.json()["id"])
+        r = d.req("DELETE", f"/v1/jobs/{ids[0]}", TOKENS["carol"])
+        check("DELETE running job -> 200 state cancelled", r.status == 200 and (r.json() or {}).get("state") ==
+              "cancelled", repr(r))
+        st = d.wait(ids[0], "carol", timeout=10, states=("cancelled", "done", "failed"))
+        check("cancelled running job: state cancelled", st and st.get("state") == "cancelled", short(json.dumps(st)))
+        r = d.req("DELETE", f"/v1/jobs/{ids[0]}", TOKENS["carol"])
+        check("DELETE again -> 200 state cancelled", r.status == 200 and (r.json() or {}).get("state") ==
+              "cancelled", repr(r))
+        r = d.results(ids[0], "carol", timeout=10)
+        crow, cbad = parse_ndjson(r.body)
+        check("results of a cancelled job: 200, finite, rows are JSON", r.status == 200 and not cbad, repr(r))
+        if crow and crow[-1].get("type") != "end":
+            note(f"a cancelled job's results end with a {crow[-1].get('type')!r} row, no 'end' row")
+        r = d.req("DELETE", f"/v1/jobs/{ids[1]}", TOKENS["admin"])
+        check("admin DELETE carol's queued job -> 200 cancelled", r.status == 200 and (r.json() or {}).get("state") ==
+              "cancelled", repr(r))
+        for jid in ids[3:]:
+            st = d.wait(jid, "carol", timeout=30)
+            check("carol's small job done after the cancels", st and st.get("state") == "done", short(json.dumps(st)))
+    if bob_id:
+        st = d.wait(bob_id, "bob", timeout=30)
+        check("bob's job done", st and st.get("state") == "done", short(json.dumps(st)))
+    r = d.req("GET", "/v1/jobs", TOKENS["carol"])
+    states = sorted(x.get("state") for x in (r.json() or {}).get("jobs", []))
+    check("carol's list: 3 cancelled, 1 done", states.count("cancelled") == 3 and "done" in states,
+          f"states {states}")
+
+
+def t_metrics_final(d, min_rows):
+    section("metrics after the jobs")
+    r = d.req("GET", "/metrics", TOKENS["admin"])
+    text = r.body.decode("utf-8", "replace")
+    vals = {}
+    for ln in text.splitlines():
+        m = re.match(r'^(hydra_jobs)\{[^}]*state="([a-z]+)"[^}]*\}\s+([0-9.e+]+)', ln)
+        if m:
+            vals[m.group(2)] = vals.get(m.group(2), 0) + float(m.group(3))
+    m = re.search(r"^hydra_rows_total(?:\{[^}]*\})?\s+([0-9.e+]+)", text, re.M)
+    rows_total = float(m.group(1)) if m else -1
+    check("metrics: hydra_jobs{state=\"done\"} counts the done jobs (>= 6)", vals.get("done", 0) >= 6, f"{vals}")
+    check("metrics: hydra_jobs{state=\"cancelled\"} >= 3", vals.get("cancelled", 0) >= 3, f"{vals}")
+    check(f"metrics: hydra_rows_total >= {min_rows}", rows_total >= min_rows, f"hydra_rows_total {rows_total}")
+
+
+# ---------------------------------------------------------------------------
+# daemon B: kill -9 and restart
+
+def t_restart(build, root, workdir, reference_rows=None):
+    section("kill -9 during a job, restart on the same store")
+    store = os.path.join(workdir, "restart", "store.db")
+    os.makedirs(os.path.dirname(store), exist_ok=True)
+    d = Daemon(os.path.join(build, "server", "hydrad"), root, workdir, "hydrad-restart", store,
+               ["--unit-prompts", "1", "--max-variants", "100000"])
+    ok, why = d.start()
+    if not check("restart daemon starts", ok, why):
+        return
+    try:
+        job = slow_job()
+        r = d.submit(job)
+        if not check("slow job -> 202", r.status == 202, repr(r)):
+            return
+        jid = r.json()["id"]
+        qjob = small_job(n_prompts=3)
+        r = d.submit(qjob)
+        qid = r.json()["id"] if r.status == 202 else None
+        check("a second (queued) job -> 202", qid is not None, repr(r))
+        t0 = time.time()
+        st = None
+        while time.time() - t0 < 60:
+            st = d.status(jid) or {}
+            if (st.get("progress") or {}).get("units_done", 0) >= 2 or st.get("state") in ("done", "failed"):
+                break
+            time.sleep(0.02)
+        pr = (st or {}).get("progress") or {}
+        rows_before = (st or {}).get("rows")
+        d.kill9()
+        check("killed -9 mid-job (2 <= units_done < 8)", st and st.get("state") == "running" and
+              2 <= pr.get("units_done", 0) < 8, short(json.dumps(st)))
+        ok, why = d.start()
+        if not check("daemon restarts on the same store", ok, why):
+            return
+        st2 = d.status(jid) or {}
+        check("after restart: job known, not failed", st2.get("state") in ("queued", "running", "done"),
+              short(json.dumps(st2)))
+        check("after restart: no stored row lost", isinstance(st2.get("rows"), int) and isinstance(rows_before, int)
+              and st2["rows"] >= rows_before, f"rows {rows_before} before, {st2.get('rows')} after")
+        # a stream opened now follows the resumed job to its end
+        conn, resp = stream_lines(d.port, f"/v1/jobs/{jid}/results", TOKENS["alice"], timeout=90)
+        rows, _ = read_stream(resp)
+        conn.close()
+        st = d.wait(jid, timeout=60)
+        check("resumed job done", st and st.get("state") == "done", short(json.dumps(st)))
+        pr = (st or {}).get("progress") or {}
+        check("resumed job: units_done == n_units == 8, variants_done == variants_total",
+              pr.get("units_done") == pr.get("n_units") == 8 and pr.get("variants_done") == pr.get("variants_total"),
+              short(json.dumps(pr)))
+        check_rows("resumed job", rows, 8, COMPONENTS, ["resample"])
+        full, _ = parse_ndjson(d.results(jid).body)
+        check("resumed job: stored rows equal the streamed rows", full == rows, f"{len(full)} vs {len(rows)}")
+        check("resumed job: status rows == rows returned", (st or {}).get("rows") == len(full),
+              f"{(st or {}).get('rows')} vs {len(full)}")
+        if qid:
+            qst = d.wait(qid, timeout=60)
+            check("queued job resumed and done", qst and qst.get("state") == "done", short(json.dumps(qst)))
+            qrows, _ = parse_ndjson(d.results(qid).body)
+            check_rows("queued job after restart", qrows, 3, COMPONENTS, ["zero"])
+        if reference_rows is None:
+            # the same job on a fresh daemon, without interruption
+            store2 = os.path.join(workdir, "fresh", "store.db")
+            os.makedirs(os.path.dirname(store2), exist_ok=True)
+            f = Daemon(d.binary, root, workdir, "hydrad-fresh", store2, ["--unit-prompts", "1",
+                                                                          "--max-variants", "100000"])
+            ok, why = f.start()
+            if check("fresh reference daemon starts", ok, why):
+                r = f.req("POST", "/v1/jobs?wait=stream", TOKENS["alice"], job, timeout=120)
+                reference_rows, _ = parse_ndjson(r.body)
+                f.term()
+        if reference_rows:
+            compare_effects("resumed vs uninterrupted", rows, reference_rows)
+            ref_sum = {(x["component"], x["method"]): x for x in reference_rows if x.get("type") == "summary"}
+            got_sum = {(x["component"], x["method"]): x for x in rows if x.get("type") == "summary"}
+            diffs = [k for k in ref_sum if k not in got_sum or abs(
+                (got_sum[k].get("total_effect") or {}).get("mean", 1e9) -
+                (ref_sum[k].get("total_effect") or {}).get("mean", -1e9)) > 1e-5]
+            check("resumed vs uninterrupted: summary total_effect means equal", not diffs, f"differ at {diffs}")
+        # SIGTERM drains and exits while a job runs
+        r = d.submit(slow_job(n_prompts=4))
+        if r.status == 202:
+            did = r.json()["id"]
+            d.wait(did, timeout=20, states=("running",))
+            t1 = time.time()
+            rc = d.term(timeout=20)
+            check("SIGTERM during a job: exits 0 within 20s", rc == 0, f"exit {rc} after {time.time() - t1:.1f}s")
+            ok, why = d.start()
+            if check("restart after SIGTERM", ok, why):
+                st = d.wait(did, timeout=60)
+                check("drained job finishes after the restart", st and st.get("state") == "done",
+                      short(json.dumps(st)))
+                drows, _ = parse_ndjson(d.results(did).body)
+                check_rows("drained job", drows, 4, COMPONENTS, ["resample"])
+    finally:
+        d.kill9()
+        if FAILURES:
+            print("    restart daemon log tail:\n" + d.log_tail(15))
+
+
+# ---------------------------------------------------------------------------
+
+def main(argv):
+    args = [a for a in argv[1:] if not a.startswith("--")]
+    keep = "--keep" in argv
+    if len(args) != 2:
+        print(__doc__.strip().splitlines()[2], file=sys.stderr)
+        return 2
+    build, root = (os.path.abspath(a) for a in args)
+    binary = os.path.join(build, "server", "hydrad")
+    if not os.access(binary, os.X_OK):
+        print(f"no hydrad at {binary}", file=sys.stderr)
+        return 2
+    t_start = time.time()
+    workdir = tempfile.mkdtemp(prefix="hydrad-it-")
+    with open(os.path.join(workdir, "tokens"), "w") as f:
+        f.write(TOKENS_FILE)
+    print(f"workdir {workdir}")
+    max_body = 65536
+    d = Daemon(binary, root, workdir, "hydrad", os.path.join(workdir, "store.db"),
+               ["--unit-prompts", "1", "--max-jobs-per-user", "3", "--max-variants", "20000",
+                "--max-body", str(max_body)])
+    section("start")
+    ok, why = d.start()
+    if not check("hydrad starts and answers /v1/health", ok, why):
+        return 1
+    try:
+        t_health_openapi(d)
+        t_models(d)
+        t_submit_errors(d, max_body)
+        jid = t_job_flow(d, build, root, workdir)
+        if jid:
+            t_access(d, jid)
+        live = t_live(d, build, root, workdir)
+        t_quota_cancel(d)
+        t_metrics_final(d, expected_rows(8, 6) + expected_rows(3, 6))
+        check("main daemon still alive", d.alive(), d.log_tail())
+    finally:
+        rc = d.term()
+        check("SIGTERM with nothing running: exits 0", rc == 0, f"exit {rc}")
+        if FAILURES:
+            print("    main daemon log tail:\n" + d.log_tail(20))
+    t_restart(build, root, workdir, None)
+
+    elapsed = time.time() - t_start
+    print(f"\n{len(FAILURES)} failed, {len(NOTES)} notes, {elapsed:.1f}s")
+    for f in FAILURES:
+        print(f"  FAIL {f}")
+    if not keep and not FAILURES:
+        subprocess.run(["rm", "-rf", workdir])
+    else:
+        print(f"kept {workdir}")
+    return 1 if FAILURES else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -8,4 +8,7 @@ enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_SERVER = 3 };
 /* hydra run --model PATH JOB.json [...]; argv excludes "run". */
 int cmd_run(int argc, char **argv);
 
+/* hydra table ROWS.ndjson; argv excludes "table". */
+int cmd_table(int argc, char **argv);
+
 #endif

@@ -323,3 +323,50 @@ fail:
   free(doc);
   return rc;
 }
+
+/* hydra table ROWS.ndjson: the per-layer table of stored result rows (for
+ * instance a daemon's results saved with curl). */
+int cmd_table(int argc, char **argv) {
+  if (argc != 1) {
+    fprintf(stderr, "usage: hydra table ROWS.ndjson (- for standard input)\n");
+    return EXIT_USAGE;
+  }
+  FILE *f = strcmp(argv[0], "-") == 0 ? stdin : fopen(argv[0], "r");
+  if (!f) {
+    fprintf(stderr, "hydra table: %s: %s\n", argv[0], strerror(errno));
+    return EXIT_FAIL;
+  }
+  run_out_t o = {.format = FORMAT_TABLE, .out = stdout, .summary = json_array()};
+  char *line = NULL;
+  size_t cap = 0;
+  double elapsed = NAN;
+  long lineno = 0;
+  int rc = EXIT_OK;
+  while (getline(&line, &cap, f) > 0) {
+    lineno++;
+    json_error_t je;
+    json_t *row = json_loads(line, 0, &je);
+    if (!row) {
+      fprintf(stderr, "hydra table: %s:%ld: %s\n", argv[0], lineno, je.text);
+      rc = EXIT_FAIL;
+      break;
+    }
+    const char *type = json_string_value(json_object_get(row, "type"));
+    if (type && strcmp(type, "end") == 0)
+      elapsed = json_number_value(json_object_get(row, "elapsed_s"));
+    emit_row(&o, row);
+    json_decref(row);
+  }
+  free(line);
+  if (f != stdin)
+    fclose(f);
+  if (rc == EXIT_OK && !o.header) {
+    fprintf(stderr, "hydra table: %s: no header row\n", argv[0]);
+    rc = EXIT_FAIL;
+  }
+  if (rc == EXIT_OK)
+    print_table(&o, elapsed);
+  json_decref(o.summary);
+  json_decref(o.header);
+  return rc;
+}

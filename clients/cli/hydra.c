@@ -15,6 +15,7 @@ static void usage(FILE *out) {
   fprintf(out, "usage:\n"
                "  hydra run --model PATH JOB.json [--format ndjson|table|csv]\n"
                "            [--backend auto|cpu|cuda] [--threads N] [--max-rows N]\n"
+               "  hydra table ROWS.ndjson   (the per-layer table of saved result rows)\n"
                "  hydra info --model PATH\n"
                "  hydra forward --model PATH --ids ID,ID,... [--top N] [--backend auto|cpu|cuda]\n"
                "                [--threads N]\n"
@@ -134,6 +135,8 @@ int main(int argc, char **argv) {
   }
   if (strcmp(argv[1], "run") == 0)
     return cmd_run(argc - 2, argv + 2);
+  if (strcmp(argv[1], "table") == 0)
+    return cmd_table(argc - 2, argv + 2);
   const char *cmd = argv[1], *model = NULL, *ids = NULL, *backend = "auto";
   int top = 10, threads = 0;
   for (int i = 2; i < argc; i++) {

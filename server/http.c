@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <unistd.h>
 
@@ -113,7 +114,7 @@ static const char *authenticate(server_t *s, struct MHD_Connection *c, role_t *r
     return "local";
   }
   const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
-  if (!h || strncmp(h, "Bearer ", 7) != 0) {
+  if (!h || strncasecmp(h, "Bearer ", 7) != 0) {
     *role = ROLE_NONE;
     return NULL;
   }
@@ -388,6 +389,9 @@ static enum MHD_Result route_submit(server_t *s, struct MHD_Connection *c, reque
                                     const char *user) {
   if (s->draining)
     return respond_error(c, rq, 503, "", "the server is draining: no new jobs");
+  const char *wait_arg = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "wait");
+  if (wait_arg && strcmp(wait_arg, "stream") != 0)
+    return respond_error(c, rq, 400, "wait", "expected wait=stream");
   if (rq->too_large)
     return respond_error(c, rq, 413, "", "request body larger than %ld bytes", s->cfg.max_body);
   job_error_t jerr = {0};
@@ -573,6 +577,8 @@ static enum MHD_Result dispatch(server_t *s, struct MHD_Connection *c, request_t
                                 const char *url, const char *method) {
   const int get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0,
             del = strcmp(method, "DELETE") == 0;
+  if (rq->too_large)
+    return respond_error(c, rq, 413, "", "request body larger than %ld bytes", s->cfg.max_body);
   if (get && strcmp(url, "/v1/health") == 0)
     return route_health(s, c, rq);
   if (get && strcmp(url, "/v1/openapi.json") == 0)
@@ -649,6 +655,15 @@ static enum MHD_Result dispatch(server_t *s, struct MHD_Connection *c, request_t
       long long a = after ? strtoll(after, &end, 10) : 0;
       if (after && (*end || a < 0))
         return respond_error(c, rq, 400, "after", "expected a row count >= 0");
+      const char *last_id = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Last-Event-ID");
+      if (!after && last_id) { /* an SSE client reconnecting: resume after its last event */
+        long long l = strtoll(last_id, &end, 10);
+        if (*end == '\0' && l >= 0)
+          a = l + 1;
+      }
+      const char *fmt = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "format");
+      if (fmt && strcmp(fmt, "csv") != 0 && strcmp(fmt, "ndjson") != 0)
+        return respond_error(c, rq, 400, "format", "expected ndjson or csv");
       return respond_stream(s, c, rq, id, a, 200);
     }
     return respond_error(c, rq, slash ? 404 : 405, "", "no such route");
@@ -670,6 +685,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     snprintf(rq->method, sizeof(rq->method), "%s", method);
     snprintf(rq->path, sizeof(rq->path), "%s", url);
     *con_cls = rq;
+    /* A declared body over the limit is refused before it is read. */
+    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+    if (cl && strtoull(cl, NULL, 10) > (unsigned long long)s->cfg.max_body)
+      return respond_error(c, rq, 413, "", "request body larger than %ld bytes", s->cfg.max_body);
     return MHD_YES;
   }
   if (*upload_data_size) { /* collect the body across calls */

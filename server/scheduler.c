@@ -243,6 +243,9 @@ static int run_unit(server_t *s, sched_job_t *j) {
       goto done;
     }
     j->started = 1;
+    pthread_mutex_lock(&s->lock);
+    s->rows_total += (int64_t)buf.n;
+    pthread_mutex_unlock(&s->lock);
     server_log(s, 1, "job %s running (%d units)", j->id, j->n_units);
     server_rows_committed(s);
     rowbuf_clear(&buf);
@@ -304,6 +307,9 @@ static int run_unit(server_t *s, sched_job_t *j) {
     end_job(s, j, STORE_FAILED, err[0] ? err : "writing the summary failed");
     goto done;
   }
+  pthread_mutex_lock(&s->lock);
+  s->rows_total += (int64_t)buf.n;
+  pthread_mutex_unlock(&s->lock);
   server_log(s, 1, "job %s done", j->id);
   server_rows_committed(s);
 done:

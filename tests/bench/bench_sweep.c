@@ -21,6 +21,9 @@
  *   sgemm_gflops      OpenBLAS sgemm on one layer's matrix shapes (q, k, v, o, gate,
  *                     up, down) at --sgemm-rows rows (default: the pass budget, 4096)
  *   floor_s           flops_all / sgemm rate
+ *   cpu_per_wall      the timed runs' CPU time (all threads) over their wall time:
+ *                     about the thread count on an idle machine, less when other
+ *                     work took the cores
  * FLOPs counted: matrix products (2 per multiply-add) and attention (scores
  * and weighted sum over each row's keys) of every recomputed row from the
  * sub-stage its variant joins at; the clean pass over every token, with the
@@ -44,6 +47,12 @@
 static double now(void) {
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static double cpu_now(void) { /* CPU time of every thread of the process */
+  struct timespec t;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
   return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
@@ -288,15 +297,18 @@ int main(int argc, char **argv) {
                  .total = calloc((size_t)n_prompts * n_comps, sizeof(float))};
   engine_sink_t sink = {.ctx = &rows, .clean = on_clean, .variant = on_variant};
 
-  double *times = malloc(sizeof(double) * runs);
+  double *times = malloc(sizeof(double) * runs), wall = 0, cpu = 0;
   for (int r = -warmup; r < runs; r++) {
-    double t0 = now();
+    const double t0 = now(), c0 = cpu_now();
     if (engine_run(e, &job, &sink, err) != 0) {
       fprintf(stderr, "bench_sweep: %s\n", err);
       return 1;
     }
-    if (r >= 0)
+    if (r >= 0) {
       times[r] = now() - t0;
+      wall += times[r];
+      cpu += cpu_now() - c0;
+    }
   }
   const double t = median(times, runs);
   const long variants = engine_job_variants(&job);
@@ -313,10 +325,10 @@ int main(int argc, char **argv) {
   printf("reuse=%d prompts=%d tokens=%ld components=%d components_all=%d samples=%d runs=%d "
          "median_s=%.4f extrapolated_s=%.4f variants=%ld variants_all=%ld variants_per_s=%.1f "
          "flops=%.4e flops_all=%.4e flops_full=%.4e gflops=%.2f sgemm_gflops=%.2f sgemm_rows=%d "
-         "floor_s=%.4f floor_full_s=%.4f\n",
+         "floor_s=%.4f floor_full_s=%.4f cpu_per_wall=%.2f\n",
          reuse, n_prompts, tokens, n_comps, n_all, samples, runs, t, extrapolated, variants,
          (long)samples * n_all * n_prompts, variants / t, flops, flops_all, flops_full,
-         flops / t / 1e9, sg, sg_rows, flops_all / (sg * 1e9), flops_full / (sg * 1e9));
+         flops / t / 1e9, sg, sg_rows, flops_all / (sg * 1e9), flops_full / (sg * 1e9), cpu / wall);
   if (rows_out) {
     FILE *f = fopen(rows_out, "w");
     if (!f) {

@@ -11,18 +11,22 @@
 #   BUILD         the build folder (default: build)
 #   THREADS       threads for hydra and torch (default: nproc)
 #   RUNS          timed runs of hydra with reuse on, median (default 3; one warm-up)
-#   OFF_SUBSET    hydra reuse off runs every K-th component, extrapolated (default 6;
-#                 1 runs the whole sweep)
-#   TORCH_SUBSET  the same for PyTorch (default 6; 1 runs the whole sweep, ~10 min
-#                 on 2 cores)
+#   OFF_SUBSET    hydra reuse off runs every K-th component (index % K == 0 in
+#                 attn.0, mlp.0, attn.1, ...), extrapolated to all (default 9: 7
+#                 components, attention and MLP; 1 runs the whole sweep, ~6 min)
+#   TORCH_SUBSET  the same for PyTorch (default 9; 1 runs the whole sweep, ~11 min
+#                 on 2 idle cores)
+# The machine's other work slows every row: each row's CPU/wall (CPU time of
+# all threads over wall time, about THREADS when the cores were free) and the
+# load average at each step are recorded with the results.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 build=${BUILD:-build}
 runs=${RUNS:-3}
 threads=${THREADS:-$(nproc)}
 python=${PYTHON:-python3}
-off_k=${OFF_SUBSET:-6}
-torch_k=${TORCH_SUBSET:-6}
+off_k=${OFF_SUBSET:-9}
+torch_k=${TORCH_SUBSET:-9}
 model=${MODEL:-models/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf}
 prompts=tests/bench/sweep_prompts.json
 cmd="PYTHON=$python BUILD=$build THREADS=$threads RUNS=$runs OFF_SUBSET=$off_k TORCH_SUBSET=$torch_k bash tests/bench/sweep.sh"
@@ -36,19 +40,23 @@ export OMP_NUM_THREADS=$threads
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+loads=""
+load() { loads="$loads${loads:+, }$1 $(cut -d' ' -f1 /proc/loadavg)"; }
 
 echo "hydra, reuse on ($runs runs after a warm-up)..." >&2
+load "reuse on"
 on=$("$bench" "$model" "$prompts" --reuse 1 --runs "$runs" --threads "$threads")
 echo "$on"
 echo "hydra, reuse on, components subset $torch_k (rows for the PyTorch check)..." >&2
 "$bench" "$model" "$prompts" --reuse 1 --runs 1 --warmup 0 --threads "$threads" \
   --components-subset "$torch_k" --sgemm-rows 64 --rows-out "$tmp/rows_on.json" >/dev/null
-echo "hydra, reuse off, every ${off_k}th component..." >&2
+echo "hydra, reuse off, components subset $off_k..." >&2
+load "reuse off"
 off=$("$bench" "$model" "$prompts" --reuse 0 --runs 1 --warmup 0 --threads "$threads" \
   --components-subset "$off_k" --rows-out "$tmp/rows_off.json")
 echo "$off"
-echo "PyTorch, every ${torch_k}th component..." >&2
+echo "PyTorch, components subset $torch_k..." >&2
+load "PyTorch"
 "$python" tests/bench/sweep_torch.py "$model" "$prompts" --threads "$threads" \
   --components-subset "$torch_k" --hydra-rows "$tmp/rows_on.json" \
   --hydra-rows "$tmp/rows_off.json" 2>/dev/null >"$tmp/torch.txt" ||
@@ -57,7 +65,7 @@ torch_line=$(tail -1 "$tmp/torch.txt")
 checks=$(grep '^check' "$tmp/torch.txt" || true)
 echo "$checks"
 echo "$torch_line"
-load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+load "end"
 
 get() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$2"; }
 calc() { awk "BEGIN { x = $1; if (x != x) print \"n/a\"; else printf \"$2\", x }" 2>/dev/null || echo n/a; }
@@ -80,17 +88,22 @@ n_all=$(get components_all "$on")
 how() { # measured or extrapolated from a subset
   if [ "$1" = "$n_all" ]; then echo "$2"; else echo "extrapolated x$(calc "$n_all / $1" %.0f) from $1 of $n_all components ($(calc "$3" %.1f) s)"; fi
 }
-row() { # name seconds how flops
+row() { # name seconds how flops cpu/wall
   local floor
   floor=$(calc "$4 / ($sg * 1e9)" %.1f)
-  echo "| $1 | $(calc "$2" %.1f) | $3 | $(calc "$variants / $2" %.0f) | $(calc "$t_s / $2" %.1f) | $(calc "$4 / 1e12" %.2f) | $floor | $(calc "$floor / $2" %.2f) |"
+  echo "| $1 | $(calc "$2" %.1f) | $3 | $(calc "$variants / $2" %.0f) | $(calc "$t_s / $2" %.1f) | $(calc "$4 / 1e12" %.2f) | $floor | $(calc "$floor / $2" %.2f) | $5 |"
+}
+subset() { # the components of a subset, as bench_sweep and sweep_torch.py pick them
+  local i out=""
+  for ((i = 0; i < n_all; i += $1)); do out="$out${out:+, }$([ $((i % 2)) = 0 ] && echo attn || echo mlp).$((i / 2))"; done
+  echo "$out"
 }
 cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
-table="| configuration | seconds | how | variants/s | vs PyTorch | counted TFLOP | floor s | fraction of floor |
-| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |
-$(row "hydra, reuse on" "$on_s" "measured, median of $runs" "$on_f")
-$(row "hydra, reuse off (a full forward per variant)" "$off_s" "$(how "$off_n" "measured" "$off_meas")" "$off_f")
-$(row "PyTorch + hooks ($t_name, $t_attn)" "$t_s" "$(how "$t_n" "measured" "$t_meas")" "$t_f")"
+table="| configuration | seconds | how | variants/s | vs PyTorch | counted TFLOP | floor s | fraction of floor | CPU/wall |
+| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |
+$(row "hydra, reuse on" "$on_s" "measured, median of $runs" "$on_f" "$(get cpu_per_wall "$on")")
+$(row "hydra, reuse off (a full forward per variant)" "$off_s" "$(how "$off_n" "measured" "$off_meas")" "$off_f" "$(get cpu_per_wall "$off")")
+$(row "PyTorch + hooks ($t_name, $t_attn)" "$t_s" "$(how "$t_n" "measured" "$t_meas")" "$t_f" "$(get cpu_per_wall "$torch_line")")"
 echo
 echo "$table"
 
@@ -99,7 +112,7 @@ cat >"$tmp/section.md" <<MD
 
 Written by \`tests/bench/sweep.sh\` (command: \`$cmd\`).
 Machine: $cpu, $threads threads ($(nproc) cores visible, shared with other
-work: load average $load_before before, $load_after after), $(date -u +%Y-%m-%d).
+work; 1-minute load average at the start of each step: $loads), $(date -u +%Y-%m-%d).
 
 The job: the 16 factual-recall prompts of \`sweep_prompts.json\` (6 to 11
 tokens, no BOS; ids from transformers' tokenizer on the GGUF), components
@@ -114,7 +127,9 @@ clean pass, the readouts; PyTorch: its right-padded batch of 16 x 11 tokens
 with logits at every position, one forward per component and draw, plus the
 clean one); "floor s" is that over OpenBLAS sgemm's rate on one layer's
 matrix shapes at $sg_rows rows, measured in the same run: $sg GFLOP/s.
-"fraction of floor" is floor s over seconds.
+"fraction of floor" is floor s over seconds. "CPU/wall" is the timed part's
+CPU time (all threads) over its wall time: about $threads when the cores were
+the benchmark's own, less when other work took them (then that row is slow).
 
 $table
 
@@ -128,7 +143,8 @@ a forward hook on the layer's self_attn or mlp replacing the output at each
 prompt's final position by the clean output at another prompt's final
 position. Extrapolated rows scale the measured time by all components over
 those run (every ablated forward of those configurations costs the same
-whatever the component). The draws in the PyTorch script are hydra's own
+whatever the component): reuse off ran $(subset "$off_k"); PyTorch ran
+$(subset "$torch_k"). The draws in the PyTorch script are hydra's own
 (the same splitmix64 of seed, prompt, component, sample), so its effects can
 be checked one by one against hydra's on the same components:
 

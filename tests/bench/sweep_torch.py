@@ -105,7 +105,7 @@ def main():
 
     with torch.no_grad():
         forward()  # warm-up
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
 
         # ---- clean pass: keep the components' outputs at the final positions
         clean_out = {}
@@ -151,6 +151,7 @@ def main():
                 total[:, ci] += (clean_logit - ab).double()
         total /= a.samples
         t = time.perf_counter() - t0
+        cpu_per_wall = (time.process_time() - c0) / t
 
     # ---- counted FLOPs of this work (the padded batch, logits at every position)
     d, V, f = cfg.hidden_size, cfg.vocab_size, cfg.intermediate_size
@@ -190,7 +191,8 @@ def main():
           f"components={len(run)} components_all={len(comps)} samples={a.samples} "
           f"forwards={forwards_run} measured_s={t:.4f} extrapolated_s={extrapolated:.4f} "
           f"variants={variants} variants_all={len(comps) * a.samples * P} "
-          f"variants_per_s={len(comps) * a.samples * P / extrapolated:.1f} flops_all={per_forward * forwards_all:.4e}")
+          f"variants_per_s={len(comps) * a.samples * P / extrapolated:.1f} flops_all={per_forward * forwards_all:.4e} "
+          f"cpu_per_wall={cpu_per_wall:.2f}")
 
 
 if __name__ == "__main__":

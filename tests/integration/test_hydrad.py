@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Integration test of hydrad over real HTTP on loopback.
 
-usage: test_hydrad.py BUILD_DIR ROOT [--keep] [--only NAME,...]
+usage: test_hydrad.py BUILD_DIR ROOT [--keep]
 
 Starts hydrad (BUILD_DIR/server/hydrad) with the tiny Llama model from
 ROOT/tests/data/tiny-llama on free loopback ports, each instance with its own
@@ -23,13 +23,13 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.parse
 
 # ---------------------------------------------------------------------------
 # reporting
 
 FAILURES = []
 NOTES = []
+NOTED_INTERLEAVE = []  # noted once per run
 
 
 def check(name, cond, detail=""):
@@ -156,6 +156,28 @@ def check_error(name, r, status, field=None):
     return check(name, ok, why)
 
 
+def raw_exchange(port, data, wait=5):
+    """Sends data on a fresh socket; returns what came back within wait s."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=wait)
+    out = b""
+    try:
+        s.sendall(data)
+        t0 = time.time()
+        while time.time() - t0 < wait:
+            s.settimeout(max(0.05, wait - (time.time() - t0)))
+            c = s.recv(65536)
+            if not c:
+                break
+            out += c
+            if b"\r\n\r\n" in out and not out.startswith(b"HTTP/1.1 100"):
+                break
+    except OSError:
+        pass
+    finally:
+        s.close()
+    return out
+
+
 def parse_ndjson(body):
     rows, bad = [], []
     for line in body.decode("utf-8", "replace").split("\n"):
@@ -275,9 +297,11 @@ def check_rows(name, rows, n_prompts, components, methods):
                 f"variant rows before their clean row at {late[:5]}")
     last_clean = max((i for i, t in enumerate(types) if t == "clean"), default=-1)
     first_variant = min((i for i, t in enumerate(types) if t == "variant"), default=len(types))
-    if last_clean > first_variant:
+    if last_clean > first_variant and not NOTED_INTERLEAVE:
+        NOTED_INTERLEAVE.append(name)
         note(f"{name}: clean and variant rows interleave (clean row at {last_clean} after the "
-             f"first variant row at {first_variant}); the contract lists header|clean|variant|summary|end")
+             f"first variant row at {first_variant}): each unit's clean rows come with its variant rows; "
+             f"the contract lists header|clean|variant|summary|end (noted once)")
     end = rows[-1] if rows else {}
     if isinstance(end.get("rows"), int) and end.get("type") == "end":
         ok &= check(f"{name}: end.rows counts the rows", end["rows"] in (len(rows), len(rows) - 1),
@@ -559,6 +583,17 @@ def t_submit_errors(d, max_body):
     check("(413 body is really over --max-body)", len(body) > max_body, f"{len(body)} <= {max_body}")
     check_error(f"body of {len(body)} bytes > --max-body {max_body} -> 413",
                 d.req("POST", "/v1/jobs", a, body, {"Content-Type": "application/json"}), 413)
+    r = d.req("POST", "/v1/models/tiny/tokenize", a, {"text": "a" * (max_body + 1000)})
+    check_error(f"tokenize body > --max-body {max_body} -> 413", r, 413)
+    # a declared Content-Length over the limit is refused before the body comes
+    head = (f"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {a}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {max_body * 16}\r\n\r\n").encode()
+    got = raw_exchange(d.port, head, wait=5)
+    check(f"Content-Length {max_body * 16} > --max-body, no body sent -> 413 at once",
+          got.startswith(b"HTTP/1.1 413"), f"got {short(got, 120)!r} within 5 s")
+    got = raw_exchange(d.port, head.replace(b"\r\n\r\n", b"\r\nExpect: 100-continue\r\n\r\n"), wait=3)
+    if not got.startswith(b"HTTP/1.1 413"):
+        note(f"Expect: 100-continue with Content-Length > --max-body answers {short(got, 40)!r}, not 413")
     check("daemon alive after the error cases", d.req("GET", "/v1/health").status == 200, d.log_tail())
 
 
@@ -637,6 +672,12 @@ def t_job_flow(d, build, root, workdir):
     srows, _ = parse_sse(r.body)
     check("SSE with ?after=10 -> rows[10:]", r.status == 200 and srows == rows[10:], f"{len(srows)} events")
 
+    if re.search(r"^id:", body, re.M):
+        r = d.results(jid, headers={"Accept": "text/event-stream", "Last-Event-ID": "10"})
+        lrows, _ = parse_sse(r.body)
+        if lrows != rows[11:] and lrows != rows[10:]:
+            note(f"SSE events carry id: lines but a reconnect with Last-Event-ID: 10 gets {len(lrows)} of "
+                 f"{len(rows)} rows again (EventSource reconnects would duplicate rows)")
     r = d.results(jid, query="?format=csv")
     text = r.body.decode("utf-8", "replace")
     check("?format=csv -> 200 text/csv", r.status == 200 and r.ctype() == "text/csv", repr(r))
@@ -920,8 +961,10 @@ def t_live(d, build, root, workdir):
     times = live.get("times") or []
     if len(times) == len(rows) and rows:
         first_var = next(t for t, r2 in zip(times, rows) if r2.get("type") == "variant")
-        check("live stream: first variant row came well before the end (streamed, not buffered)",
-              times[-1] - first_var > 0.3, f"{times[-1] - first_var:.2f}s apart; job took {times[-1] - t_submit:.2f}s")
+        took = times[-1] - t_submit
+        check("live stream: first variant row came in the first half of the job (streamed, not buffered)",
+              times[-1] - first_var > 0.5 * took, f"first variant {first_var - t_submit:.2f}s, end {took:.2f}s "
+              f"after the submit")
     r = d.results(jid)
     later, _ = parse_ndjson(r.body)
     check("results read after the disconnects equal the live stream", later == rows,
@@ -1000,6 +1043,50 @@ def t_quota_cancel(d):
           f"states {states}")
 
 
+def t_fail_cancel_stream(d):
+    section("a failing job (deadline), DELETE during ?wait=stream")
+    job = slow_job(n_prompts=4, samples=100)
+    job["deadline_s"] = 0.3
+    r = d.submit(job)
+    if check("job with deadline_s 0.3 -> 202", r.status == 202, repr(r)):
+        jid = r.json()["id"]
+        st = d.wait(jid, timeout=30) or {}
+        check("deadline passed: state failed with an error message",
+              st.get("state") == "failed" and isinstance(st.get("error"), str) and st["error"] != "",
+              short(json.dumps(st)))
+        r = d.results(jid, timeout=10)
+        rows, bad = parse_ndjson(r.body)
+        check("failed job's results: 200, finite, header first", r.status == 200 and not bad and rows and
+              rows[0].get("type") == "header", repr(r))
+        check("failed job: status rows == rows returned", st.get("rows") == len(rows), f"{st.get('rows')} vs {len(rows)}")
+        r = d.req("DELETE", f"/v1/jobs/{jid}", TOKENS["alice"])
+        check("DELETE failed job -> 200 state failed", r.status == 200 and (r.json() or {}).get("state") == "failed",
+              repr(r))
+    out = {}
+
+    def waiter():
+        out["r"] = d.req("POST", "/v1/jobs?wait=stream", TOKENS["alice"], slow_job(n_prompts=6), timeout=60)
+
+    th = threading.Thread(target=waiter, daemon=True)
+    th.start()
+    wid, t0 = None, time.time()
+    while wid is None and time.time() - t0 < 20:
+        jobs = (d.req("GET", "/v1/jobs", TOKENS["alice"]).json() or {}).get("jobs", [])
+        wid = next((x["id"] for x in jobs if x.get("state") == "running"), None)
+        time.sleep(0.05)
+    if check("wait=stream job running", wid is not None):
+        time.sleep(0.3)
+        r = d.req("DELETE", f"/v1/jobs/{wid}", TOKENS["alice"])
+        check("DELETE during wait=stream -> 200 cancelled", r.status == 200 and (r.json() or {}).get("state") ==
+              "cancelled", repr(r))
+        th.join(30)
+        rr = out.get("r")
+        check("the wait=stream response ends after the cancel", rr is not None and rr.status == 200 and
+              not th.is_alive(), repr(rr))
+        st = d.status(wid) or {}
+        check("wait=stream job cancelled", st.get("state") == "cancelled", short(json.dumps(st)))
+
+
 def t_metrics_final(d, min_rows):
     section("metrics after the jobs")
     r = d.req("GET", "/metrics", TOKENS["admin"])
@@ -1014,6 +1101,16 @@ def t_metrics_final(d, min_rows):
     check("metrics: hydra_jobs{state=\"done\"} counts the done jobs (>= 6)", vals.get("done", 0) >= 6, f"{vals}")
     check("metrics: hydra_jobs{state=\"cancelled\"} >= 3", vals.get("cancelled", 0) >= 3, f"{vals}")
     check(f"metrics: hydra_rows_total >= {min_rows}", rows_total >= min_rows, f"hydra_rows_total {rows_total}")
+    jobs = (d.req("GET", "/v1/jobs", TOKENS["admin"]).json() or {}).get("jobs", [])
+    stored = sum(x.get("rows") or 0 for x in jobs)
+    by_type = {}
+    for x in jobs:
+        for row in parse_ndjson(d.results(x["id"], "admin").body)[0]:
+            by_type[row.get("type")] = by_type.get(row.get("type"), 0) + 1
+    check(f"metrics: hydra_rows_total == rows of every job this process ran ({stored})", rows_total == stored,
+          f"hydra_rows_total {rows_total:g}, the {len(jobs)} jobs hold {stored} rows ({by_type})")
+    log = open(d.log_path, encoding="utf-8", errors="replace").read()
+    check("no token in the daemon's log", not any(t in log for t in TOKENS.values()) and WRONG_TOKEN not in log)
 
 
 # ---------------------------------------------------------------------------
@@ -1023,6 +1120,7 @@ def t_restart(build, root, workdir, reference_rows=None):
     section("kill -9 during a job, restart on the same store")
     store = os.path.join(workdir, "restart", "store.db")
     os.makedirs(os.path.dirname(store), exist_ok=True)
+    n_failed = len(FAILURES)
     d = Daemon(os.path.join(build, "server", "hydrad"), root, workdir, "hydrad-restart", store,
                ["--unit-prompts", "1", "--max-variants", "100000"])
     ok, why = d.start()
@@ -1038,26 +1136,28 @@ def t_restart(build, root, workdir, reference_rows=None):
         r = d.submit(qjob)
         qid = r.json()["id"] if r.status == 202 else None
         check("a second (queued) job -> 202", qid is not None, repr(r))
-        t0 = time.time()
-        st = None
-        while time.time() - t0 < 60:
-            st = d.status(jid) or {}
-            if (st.get("progress") or {}).get("units_done", 0) >= 2 or st.get("state") in ("done", "failed"):
-                break
-            time.sleep(0.02)
-        pr = (st or {}).get("progress") or {}
-        rows_before = (st or {}).get("rows")
-        d.kill9()
-        check("killed -9 mid-job (2 <= units_done < 8)", st and st.get("state") == "running" and
-              2 <= pr.get("units_done", 0) < 8, short(json.dumps(st)))
-        ok, why = d.start()
-        if not check("daemon restarts on the same store", ok, why):
-            return
-        st2 = d.status(jid) or {}
-        check("after restart: job known, not failed", st2.get("state") in ("queued", "running", "done"),
-              short(json.dumps(st2)))
-        check("after restart: no stored row lost", isinstance(st2.get("rows"), int) and isinstance(rows_before, int)
-              and st2["rows"] >= rows_before, f"rows {rows_before} before, {st2.get('rows')} after")
+        for kill_at in (2, 5):  # kill -9 twice: the second time a resumed job dies again
+            t0 = time.time()
+            st = None
+            while time.time() - t0 < 60:
+                st = d.status(jid) or {}
+                if (st.get("progress") or {}).get("units_done", 0) >= kill_at or st.get("state") in ("done", "failed"):
+                    break
+                time.sleep(0.02)
+            pr = (st or {}).get("progress") or {}
+            rows_before = (st or {}).get("rows")
+            d.kill9()
+            check(f"killed -9 mid-job ({kill_at} <= units_done < 8)", st and st.get("state") == "running" and
+                  kill_at <= pr.get("units_done", 0) < 8, short(json.dumps(st)))
+            ok, why = d.start()
+            if not check("daemon restarts on the same store", ok, why):
+                return
+            st2 = d.status(jid) or {}
+            check("after restart: job known, not failed", st2.get("state") in ("queued", "running", "done"),
+                  short(json.dumps(st2)))
+            check("after restart: no stored row lost", isinstance(st2.get("rows"), int) and
+                  isinstance(rows_before, int) and st2["rows"] >= rows_before,
+                  f"rows {rows_before} before, {st2.get('rows')} after")
         # a stream opened now follows the resumed job to its end
         conn, resp = stream_lines(d.port, f"/v1/jobs/{jid}/results", TOKENS["alice"], timeout=90)
         rows, _ = read_stream(resp)
@@ -1097,12 +1197,24 @@ def t_restart(build, root, workdir, reference_rows=None):
                 (got_sum[k].get("total_effect") or {}).get("mean", 1e9) -
                 (ref_sum[k].get("total_effect") or {}).get("mean", -1e9)) > 1e-5]
             check("resumed vs uninterrupted: summary total_effect means equal", not diffs, f"differ at {diffs}")
-        # SIGTERM drains and exits while a job runs
-        r = d.submit(slow_job(n_prompts=4))
+        # SIGTERM drains and exits while a job runs (a long unit: the drain takes a moment)
+        r = d.submit(slow_job(n_prompts=3, samples=120))
         if r.status == 202:
             did = r.json()["id"]
             d.wait(did, timeout=20, states=("running",))
+            time.sleep(0.1)
             t1 = time.time()
+            d.proc.send_signal(signal.SIGTERM)
+            time.sleep(0.05)
+            h = d.req("GET", "/v1/health", timeout=3)
+            s2 = d.submit(small_job())
+            if h.status == 200:
+                check("while draining: health says draining", (h.json() or {}).get("status") == "draining",
+                      short(h.body))
+            else:
+                note(f"health during the drain: {h!r} (drain over already?)")
+            if s2.status is not None:
+                check_error("while draining: POST /v1/jobs -> 503", s2, 503)
             rc = d.term(timeout=20)
             check("SIGTERM during a job: exits 0 within 20s", rc == 0, f"exit {rc} after {time.time() - t1:.1f}s")
             ok, why = d.start()
@@ -1111,10 +1223,10 @@ def t_restart(build, root, workdir, reference_rows=None):
                 check("drained job finishes after the restart", st and st.get("state") == "done",
                       short(json.dumps(st)))
                 drows, _ = parse_ndjson(d.results(did).body)
-                check_rows("drained job", drows, 4, COMPONENTS, ["resample"])
+                check_rows("drained job", drows, 3, COMPONENTS, ["resample"])
     finally:
         d.kill9()
-        if FAILURES:
+        if len(FAILURES) > n_failed:
             print("    restart daemon log tail:\n" + d.log_tail(15))
 
 
@@ -1132,6 +1244,7 @@ def main(argv):
         print(f"no hydrad at {binary}", file=sys.stderr)
         return 2
     t_start = time.time()
+    n_failed = 0
     workdir = tempfile.mkdtemp(prefix="hydrad-it-")
     with open(os.path.join(workdir, "tokens"), "w") as f:
         f.write(TOKENS_FILE)
@@ -1151,14 +1264,15 @@ def main(argv):
         jid = t_job_flow(d, build, root, workdir)
         if jid:
             t_access(d, jid)
-        live = t_live(d, build, root, workdir)
+        t_live(d, build, root, workdir)
         t_quota_cancel(d)
+        t_fail_cancel_stream(d)
         t_metrics_final(d, expected_rows(8, 6) + expected_rows(3, 6))
         check("main daemon still alive", d.alive(), d.log_tail())
     finally:
         rc = d.term()
         check("SIGTERM with nothing running: exits 0", rc == 0, f"exit {rc}")
-        if FAILURES:
+        if len(FAILURES) > n_failed:
             print("    main daemon log tail:\n" + d.log_tail(20))
     t_restart(build, root, workdir, None)
 

@@ -406,7 +406,7 @@ static enum MHD_Result route_submit(server_t *s, struct MHD_Connection *c, reque
     else
       snprintf(msg, sizeof(msg), "several models are loaded: name one with \"model\"");
     job_free(spec);
-    return respond_error(c, rq, 422, "model", "%s", msg);
+    return respond_error(c, rq, 404, "model", "%s", msg);
   }
   server_model_t *m = &s->models[mi];
   plan_t plan;
@@ -746,20 +746,51 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c) {
   return NULL;
 }
 
+static char *read_pem(const char *path, char *err) {
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    err_set(err, "%s: %s", path, strerror(errno));
+    return NULL;
+  }
+  char *buf = calloc(1, 1 << 20);
+  size_t n = buf ? fread(buf, 1, (1 << 20) - 1, f) : 0;
+  fclose(f);
+  if (!buf || n == 0 || !strstr(buf, "-----BEGIN")) {
+    free(buf);
+    err_set(err, "%s: not a PEM file", path);
+    return NULL;
+  }
+  return buf;
+}
+
 int http_start(server_t *s, char *err) {
   struct sockaddr_in addr = {0};
   addr.sin_family = AF_INET;
   addr.sin_port = htons((uint16_t)s->cfg.port);
   if (inet_pton(AF_INET, s->cfg.listen, &addr.sin_addr) != 1)
     return err_set(err, "--listen %s: not an IPv4 address", s->cfg.listen);
+  char *cert = NULL, *key = NULL;
+  unsigned tls = 0;
+  if (s->cfg.tls_cert[0]) {
+    if (!(cert = read_pem(s->cfg.tls_cert, err)) || !(key = read_pem(s->cfg.tls_key, err))) {
+      free(cert);
+      return -1;
+    }
+    tls = MHD_USE_TLS;
+  }
+  /* With TLS the certificate options come before the end marker. */
   s->mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
-                                MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG,
+                                MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | tls,
                             (uint16_t)s->cfg.port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR,
                             (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
                             MHD_OPTION_URI_LOG_CALLBACK, on_uri, s, MHD_OPTION_CONNECTION_LIMIT,
                             (unsigned)s->cfg.connection_limit, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
                             (unsigned)s->cfg.per_ip_limit, MHD_OPTION_CONNECTION_TIMEOUT,
-                            (unsigned)s->cfg.connection_timeout_s, MHD_OPTION_END);
+                            (unsigned)s->cfg.connection_timeout_s,
+                            tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, cert,
+                            MHD_OPTION_HTTPS_MEM_KEY, key, MHD_OPTION_END);
+  free(cert); /* libmicrohttpd copies them at start */
+  free(key);
   if (!s->mhd)
     return err_set(err, "cannot listen on %s:%d (in use, or not allowed)", s->cfg.listen,
                    s->cfg.port);

@@ -28,6 +28,8 @@ static void usage(FILE *f) {
              "  --store PATH             SQLite job store (default hydra.db)\n"
              "  --tokens FILE            bearer tokens: \"TOKEN USER ROLE\" lines\n"
              "  --no-auth                no tokens: every request is the admin user \"local\"\n"
+             "                           (loopback only)\n"
+             "  --tls-cert PEM --tls-key PEM   serve HTTPS\n"
              "  --backend auto|cpu|cuda  (default auto)\n"
              "  --threads N              CPU threads (default: all cores)\n"
              "  --unit-prompts N         prompts per work unit (default 8)\n"
@@ -85,6 +87,10 @@ static int set_option(server_config_t *c, const char *key, const char *val, char
     NUM(per_ip_limit, 1);
   else if (strcmp(key, "connection-timeout-s") == 0)
     NUM(connection_timeout_s, 1);
+  else if (strcmp(key, "tls-cert") == 0)
+    snprintf(c->tls_cert, sizeof(c->tls_cert), "%s", val);
+  else if (strcmp(key, "tls-key") == 0)
+    snprintf(c->tls_key, sizeof(c->tls_key), "%s", val);
   else if (strcmp(key, "no-auth") == 0)
     c->no_auth = strcmp(val, "false") != 0 && strcmp(val, "0") != 0;
   else if (strcmp(key, "log-level") == 0) {
@@ -183,6 +189,11 @@ static int parse_args(server_config_t *c, int argc, char **argv, char *err) {
     return err_set(err, "no model: give --model NAME=PATH");
   if (!c->no_auth && !c->tokens[0])
     return err_set(err, "no --tokens file (or --no-auth for a single-user machine)");
+  if (c->no_auth && strncmp(c->listen, "127.", 4) != 0)
+    return err_set(err, "--no-auth listens on loopback only (--listen 127.0.0.1), not %s",
+                   c->listen);
+  if (!c->tls_cert[0] != !c->tls_key[0])
+    return err_set(err, "HTTPS needs both --tls-cert and --tls-key");
   return 0;
 }
 

@@ -38,7 +38,8 @@ typedef struct {
   int connection_limit;
   int per_ip_limit;
   int connection_timeout_s;
-  int no_auth; /* every request is the admin "local" (for a single-user box) */
+  int no_auth; /* every request is the admin "local" (a single-user box; loopback only) */
+  char tls_cert[1024], tls_key[1024]; /* PEM files: HTTPS when both are given */
 } server_config_t;
 
 typedef struct {

@@ -13,7 +13,7 @@ export HYDRA_REQUIRE_MODELS=${HYDRA_REQUIRE_MODELS:-1}
 bash deploy/get-model.sh smollm2-135m models
 
 echo "== sanitizer build (ASan + UBSan) =="
-cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DENABLE_CUDA=OFF -DHYDRA_WERROR=ON \
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DENABLE_CUDA=OFF -DHYDRA_WERROR=ON \
   -DHYDRA_SANITIZE=ON >/dev/null
 cmake --build build-asan -j "$jobs"
 # OpenBLAS and OpenMP keep thread pools alive at exit; leak checking would

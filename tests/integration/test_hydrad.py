@@ -15,14 +15,17 @@ import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 
 # ---------------------------------------------------------------------------
 # reporting
@@ -107,7 +110,14 @@ def auth_headers(token):
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
-def request(port, method, path, token=None, body=None, headers=None, timeout=30):
+def connect(port, timeout=30, tls=None):
+    """An HTTP connection to the daemon; HTTPS with the ssl context tls."""
+    if tls is not None:
+        return http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout, context=tls)
+    return http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+
+
+def request(port, method, path, token=None, body=None, headers=None, timeout=30, tls=None):
     """One request on a fresh connection; the whole body read."""
     h = dict(auth_headers(token))
     if headers:
@@ -115,7 +125,7 @@ def request(port, method, path, token=None, body=None, headers=None, timeout=30)
     if body is not None and not isinstance(body, (bytes, bytearray)):
         body = json.dumps(body).encode()
         h.setdefault("Content-Type", "application/json")
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    conn = connect(port, timeout, tls)
     try:
         try:
             conn.request(method, path, body=body, headers=h)
@@ -178,6 +188,57 @@ def raw_exchange(port, data, wait=5):
     return out
 
 
+def raw_response(port, data, wait=5):
+    """Sends data (a whole request, normally with Connection: close) on a fresh
+    socket and reads until the server closes or wait s pass. Returns (status
+    or None, everything received, closed) where closed says the server closed."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=wait)
+    out, closed = b"", False
+    try:
+        s.sendall(data)
+        t0 = time.time()
+        while time.time() - t0 < wait:
+            s.settimeout(max(0.05, wait - (time.time() - t0)))
+            c = s.recv(65536)
+            if not c:
+                closed = True
+                break
+            out += c
+    except OSError:
+        closed = True
+    finally:
+        s.close()
+    m = re.match(rb"HTTP/1\.[01] (\d{3}) ", out)
+    return (int(m.group(1)) if m else None), out, closed
+
+
+def response_body(raw):
+    """The body of a raw HTTP/1.1 response (chunked transfer decoded); None
+    when the response is incomplete."""
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    if not sep:
+        return None
+    if re.search(rb"(?im)^transfer-encoding:\s*chunked", head):
+        out = b""
+        while True:
+            size, sep, body = body.partition(b"\r\n")
+            if not sep:
+                return None
+            try:
+                n = int(size.split(b";")[0], 16)
+            except ValueError:
+                return None
+            if n == 0:
+                return out
+            if len(body) < n + 2:
+                return None
+            out, body = out + body[:n], body[n + 2:]
+    m = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+    if m and len(body) < int(m.group(1)):
+        return None
+    return body[:int(m.group(1))] if m else body
+
+
 def parse_ndjson(body):
     rows, bad = [], []
     for line in body.decode("utf-8", "replace").split("\n"):
@@ -207,9 +268,9 @@ def parse_sse(body):
     return rows, bad
 
 
-def stream_lines(port, path, token, timeout=60, headers=None):
+def stream_lines(port, path, token, timeout=60, headers=None, tls=None):
     """Opens a streamed GET; returns (conn, response). Caller reads lines."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    conn = connect(port, timeout, tls)
     h = dict(auth_headers(token))
     if headers:
         h.update(headers)
@@ -353,6 +414,7 @@ class Daemon:
         self.proc = None
         self.log_path = os.path.join(workdir, f"{name}.log")
         self.starts = 0
+        self.tls = None  # an ssl context when the daemon serves HTTPS
 
     def argv(self):
         return [self.binary, "--listen", "127.0.0.1", "--port", str(self.port),
@@ -372,7 +434,7 @@ class Daemon:
         while time.time() - t0 < timeout:
             if self.proc.poll() is not None:
                 return False, f"exited with {self.proc.returncode}; log:\n{self.log_tail()}"
-            r = request(self.port, "GET", "/v1/health", timeout=2)
+            r = request(self.port, "GET", "/v1/health", timeout=2, tls=self.tls)
             if r.status == 200:
                 return True, f"{time.time() - t0:.2f}s"
             time.sleep(0.05)
@@ -407,7 +469,7 @@ class Daemon:
 
     # shorthands
     def req(self, method, path, token=None, body=None, headers=None, timeout=30):
-        return request(self.port, method, path, token, body, headers, timeout)
+        return request(self.port, method, path, token, body, headers, timeout, self.tls)
 
     def submit(self, job, user="alice"):
         return self.req("POST", "/v1/jobs", TOKENS[user], job)
@@ -561,11 +623,7 @@ def t_submit_errors(d, max_body):
                 "ablations.components[1]")
     job = small_job()
     job["model"] = "nope"
-    r = d.submit(job)
-    if r.status == 404:
-        check_error("unknown model -> 404", r, 404)
-    else:
-        check_error("unknown model -> 422 field 'model'", r, 422, "model")
+    check_error("unknown model -> 404 field 'model'", d.submit(job), 404, "model")
     job = small_job()
     job["prompts"][1] = {"ids": [1, 2, 5000]}
     r = d.submit(job)
@@ -592,8 +650,17 @@ def t_submit_errors(d, max_body):
     check(f"Content-Length {max_body * 16} > --max-body, no body sent -> 413 at once",
           got.startswith(b"HTTP/1.1 413"), f"got {short(got, 120)!r} within 5 s")
     got = raw_exchange(d.port, head.replace(b"\r\n\r\n", b"\r\nExpect: 100-continue\r\n\r\n"), wait=3)
-    if not got.startswith(b"HTTP/1.1 413"):
-        note(f"Expect: 100-continue with Content-Length > --max-body answers {short(got, 40)!r}, not 413")
+    check("... with Expect: 100-continue -> 413, no 100 Continue", got.startswith(b"HTTP/1.1 413"),
+          f"got {short(got, 60)!r}")
+    for what, req_head in (
+            ("GET /v1/health", b"GET /v1/health HTTP/1.1\r\nHost: x\r\n"),
+            ("POST tokenize", f"POST /v1/models/tiny/tokenize HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {a}\r\n"
+                              .encode()),
+            ("POST /v1/jobs without a token", b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\n")):
+        got = raw_exchange(d.port, req_head + f"Content-Length: {max_body * 16}\r\n\r\n".encode(), wait=5)
+        ok413 = got.startswith(b"HTTP/1.1 413") or ("without a token" in what and got.startswith(b"HTTP/1.1 401"))
+        check(f"{what} with Content-Length > --max-body, no body sent -> 413 at once", ok413,
+              f"got {short(got, 80)!r} within 5 s")
     check("daemon alive after the error cases", d.req("GET", "/v1/health").status == 200, d.log_tail())
 
 
@@ -650,14 +717,12 @@ def t_job_flow(d, build, root, workdir):
               f"{r.status}, {len(got)} rows, want {len(rows[n:])}")
     r = d.results(jid, query=f"?after={n_rows + 10}")
     check("?after past the end -> 200, no rows", r.status == 200 and not parse_ndjson(r.body)[0], repr(r))
-    r = d.results(jid, query="?after=abc")
+    check_error("?after=abc -> 400 field 'after'", d.results(jid, query="?after=abc"), 400, "after")
+    check_error("?after=-1 -> 400 field 'after'", d.results(jid, query="?after=-1"), 400, "after")
+    check_error("?after=5x -> 400 field 'after'", d.results(jid, query="?after=5x"), 400, "after")
+    r = d.results(jid, query="?after=")
     if r.status != 400:
-        note(f"GET results?after=abc answers {r.status}, not 400")
-    else:
-        check_error("?after=abc -> 400", r, 400)
-    r = d.results(jid, query="?after=-1")
-    if r.status != 400:
-        note(f"GET results?after=-1 answers {r.status}, not 400")
+        note(f"GET results?after= (empty) answers {r.status} with {len(parse_ndjson(r.body)[0])} rows, not 400")
 
     r = d.results(jid, headers={"Accept": "text/event-stream"})
     check("Accept: text/event-stream -> 200 text/event-stream",
@@ -672,12 +737,36 @@ def t_job_flow(d, build, root, workdir):
     srows, _ = parse_sse(r.body)
     check("SSE with ?after=10 -> rows[10:]", r.status == 200 and srows == rows[10:], f"{len(srows)} events")
 
-    if re.search(r"^id:", body, re.M):
-        r = d.results(jid, headers={"Accept": "text/event-stream", "Last-Event-ID": "10"})
-        lrows, _ = parse_sse(r.body)
-        if lrows != rows[11:] and lrows != rows[10:]:
-            note(f"SSE events carry id: lines but a reconnect with Last-Event-ID: 10 gets {len(lrows)} of "
-                 f"{len(rows)} rows again (EventSource reconnects would duplicate rows)")
+    ids = [int(x) for x in re.findall(r"^id: *(\d+)$", body, re.M)]
+    check("SSE: every event has an id: line, the row's index 0, 1, ...", ids == list(range(len(rows))),
+          f"ids {ids[:5]}... ({len(ids)} ids, {len(rows)} rows)")
+    sse = {"Accept": "text/event-stream"}
+    r = d.results(jid, headers=dict(sse, **{"Last-Event-ID": "10"}))
+    lrows, _ = parse_sse(r.body)
+    check("SSE reconnect with Last-Event-ID: 10 -> rows[11:]", r.status == 200 and lrows == rows[11:],
+          f"{r.status}, {len(lrows)} rows, want {len(rows[11:])}")
+    r = d.results(jid, headers=dict(sse, **{"Last-Event-ID": str(n_rows - 1)}))
+    check("Last-Event-ID of the last row -> 200, no rows", r.status == 200 and not parse_sse(r.body)[0],
+          repr(r))
+    # An EventSource reconnects to the same URL (its ?after included) and adds
+    # Last-Event-ID: the id, always later, must win or the client gets rows twice.
+    r = d.results(jid, query="?after=5", headers=dict(sse, **{"Last-Event-ID": "10"}))
+    lrows, _ = parse_sse(r.body)
+    check("SSE ?after=5 reconnecting with Last-Event-ID: 10 -> rows[11:] (no row twice)",
+          r.status == 200 and lrows == rows[11:],
+          f"{r.status}, {len(lrows)} rows, want {len(rows[11:])} (rows[6:] has {len(rows[6:])})")
+    r = d.results(jid, headers=dict(sse, **{"Last-Event-ID": "junk"}))
+    if not (r.status == 400 or (r.status == 200 and parse_sse(r.body)[0] == rows)):
+        check("Last-Event-ID: junk -> 400, or ignored (every row)", False, repr(r))
+    # the largest id: its successor overflows a signed 64-bit count
+    head = (f"GET /v1/jobs/{jid}/results HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKENS['alice']}\r\n"
+            f"Accept: text/event-stream\r\nLast-Event-ID: 9223372036854775807\r\nConnection: close\r\n\r\n")
+    status, raw, _ = raw_response(d.port, head.encode(), wait=5)
+    body_ = response_body(raw)
+    check("Last-Event-ID: 9223372036854775807 -> a complete 200 with no rows (or 400)",
+          status == 400 or (status == 200 and body_ is not None and not parse_sse(body_)[0]),
+          f"status {status}, body {'incomplete (no final chunk)' if body_ is None else short(body_, 80)}")
+    check_error("SSE ?format=xml -> 400", d.results(jid, query="?format=xml", headers=sse), 400, "format")
     r = d.results(jid, query="?format=csv")
     text = r.body.decode("utf-8", "replace")
     check("?format=csv -> 200 text/csv", r.status == 200 and r.ctype() == "text/csv", repr(r))
@@ -693,9 +782,9 @@ def t_job_flow(d, build, root, workdir):
         lh = local_csv.splitlines()[0] if local_csv else ""
         if text.splitlines()[:1] != [lh]:
             note(f"daemon CSV header differs from hydra run's: {short(text.splitlines()[:1])} vs {short(lh)}")
-    r = d.results(jid, query="?format=xml")
-    if r.status != 400:
-        note(f"GET results?format=xml answers {r.status}, not 400")
+    check_error("?format=xml -> 400 field 'format'", d.results(jid, query="?format=xml"), 400, "format")
+    r = d.results(jid, query="?format=ndjson")
+    check("?format=ndjson -> the NDJSON rows", r.status == 200 and parse_ndjson(r.body)[0] == rows, repr(r))
 
     # wait=stream
     job2 = small_job(n_prompts=4, methods=("zero", "mean"), components=("attn.*", "mlp.1"))
@@ -710,6 +799,11 @@ def t_job_flow(d, build, root, workdir):
         compare_effects("wait=stream vs hydra run", wrows, local2)
     check_error("wait=stream with a bad job -> 400 (not a stream)",
                 d.req("POST", "/v1/jobs?wait=stream", TOKENS["alice"], {"model": "tiny"}), 400)
+    n_jobs = len((d.req("GET", "/v1/jobs", TOKENS["alice"]).json() or {}).get("jobs", []))
+    check_error("POST /v1/jobs?wait=bogus -> 400 field 'wait'",
+                d.req("POST", "/v1/jobs?wait=bogus", TOKENS["alice"], small_job()), 400, "wait")
+    check("?wait=bogus created no job",
+          len((d.req("GET", "/v1/jobs", TOKENS["alice"]).json() or {}).get("jobs", [])) == n_jobs)
 
     r = d.req("GET", "/v1/jobs", TOKENS["alice"])
     lst = (r.json() or {}).get("jobs")
@@ -745,9 +839,9 @@ def t_access(d, jid):
                      (f"Bearer alice", "user name as token")):
         r = d.req("GET", "/v1/jobs", headers={"Authorization": hv})
         check_error(f"GET /v1/jobs with {what} -> 401", r, 401)
-    r = d.req("GET", "/v1/jobs", headers={"Authorization": f"bearer {TOKENS['alice']}"})
-    if r.status != 200:
-        note(f"'bearer' (lower case scheme) answers {r.status}; RFC 7235 schemes are case-insensitive")
+    for scheme in ("bearer", "BEARER"):
+        r = d.req("GET", "/v1/jobs", headers={"Authorization": f"{scheme} {TOKENS['alice']}"})
+        check(f"'{scheme}' scheme (case-insensitive, RFC 9110) -> 200", r.status == 200, repr(r))
     # health and openapi need none, and a wrong token does not break them
     for p in ("/v1/health", "/v1/openapi.json"):
         check(f"GET {p} no token -> 200", d.req("GET", p).status == 200)
@@ -818,9 +912,6 @@ def t_access(d, jid):
     check("job still done after DELETE", st and st.get("state") == "done", short(json.dumps(st)))
     r = d.req("GET", "/v1/nope", TOKENS["alice"])
     check_error("GET /v1/nope -> 404 JSON", r, 404)
-    r = d.req("PUT", "/v1/jobs", TOKENS["alice"], small_job())
-    if r.status != 405:
-        note(f"PUT /v1/jobs answers {r.status}, not 405")
 
 
 def read_stream(resp, on_row=None):
@@ -1114,6 +1205,500 @@ def t_metrics_final(d, min_rows):
 
 
 # ---------------------------------------------------------------------------
+# load: many streaming clients on one running job, many small requests
+
+def read_sse_events(resp, limit=None):
+    """Reads SSE events (id, row) until EOF or limit events."""
+    events, ev_id, data = [], None, []
+    while limit is None or len(events) < limit:
+        line = resp.readline()
+        if not line:
+            break
+        line = line.decode("utf-8", "replace").rstrip("\r\n")
+        if line == "":
+            if data:
+                events.append((ev_id, json.loads("\n".join(data))))
+            ev_id, data = None, []
+        elif line.startswith("id:"):
+            ev_id = line[3:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].lstrip(" "))
+    return events
+
+
+def t_load(d, n_streams=50, n_small=1000, n_conns=4):
+    """n_streams clients follow one running job (half from its start, half
+    joining once it has progressed; some NDJSON, some SSE, some SSE that drop
+    and reconnect with Last-Event-ID), while n_small small requests go over
+    n_conns keep-alive connections. Every client must get every row exactly
+    once, every small request must succeed."""
+    section(f"load: {n_streams} streaming clients on one running job, {n_small} small requests "
+            f"over {n_conns} keep-alive connections")
+    job = slow_job(n_prompts=8, samples=10)
+    r = d.submit(job)
+    if not check("load job -> 202", r.status == 202, repr(r)):
+        return
+    jid = r.json()["id"]
+    path = f"/v1/jobs/{jid}/results"
+    out = [None] * n_streams
+    attached = threading.Semaphore(0)
+
+    def client(i):
+        kind = ("sse-reconnect" if i % 10 == 9 else "sse" if i % 5 == 4 else "ndjson")
+        res = {"kind": kind, "rows": [], "error": None, "ids": []}
+        out[i] = res
+        try:
+            hdr = {"Accept": "text/event-stream"} if kind != "ndjson" else {}
+            conn, resp = stream_lines(d.port, path, TOKENS["alice"], timeout=90, headers=hdr)
+            res["status"] = resp.status
+            attached.release()
+            if kind == "ndjson":
+                res["rows"] = read_stream(resp)[0]
+            else:
+                ev = read_sse_events(resp, limit=3 + i % 7 if kind == "sse-reconnect" else None)
+                if kind == "sse-reconnect":
+                    conn.close()  # drop, and come back as an EventSource does
+                    last = ev[-1][0] if ev else None
+                    h2 = dict(hdr, **({"Last-Event-ID": last} if last is not None else {}))
+                    conn, resp = stream_lines(d.port, path, TOKENS["alice"], timeout=90, headers=h2)
+                    res["status2"] = resp.status
+                    ev += read_sse_events(resp)
+                res["ids"] = [e[0] for e in ev]
+                res["rows"] = [e[1] for e in ev]
+            conn.close()
+        except Exception as e:  # noqa: BLE001 - reported below
+            res["error"] = f"{type(e).__name__}: {e}"
+            attached.release()
+
+    threads = []
+    for i in range(n_streams // 2):
+        threads.append(threading.Thread(target=client, args=(i,), daemon=True))
+        threads[-1].start()
+    t0 = time.time()
+    st = {}
+    while time.time() - t0 < 30:
+        st = d.status(jid) or {}
+        if (st.get("progress") or {}).get("units_done", 0) >= 2 or st.get("state") not in ("queued", "running"):
+            break
+        time.sleep(0.02)
+    for i in range(n_streams // 2, n_streams):
+        threads.append(threading.Thread(target=client, args=(i,), daemon=True))
+        threads[-1].start()
+    for _ in range(n_streams):
+        attached.acquire(timeout=30)
+    st = d.status(jid) or {}
+    live = st.get("state") in ("queued", "running")
+    if not live:
+        note(f"the load job was {st.get('state')} once all {n_streams} clients had attached: the late ones read a "
+             f"finished job (a slow machine makes the job longer, a fast one shorter)")
+
+    # small requests over keep-alive connections, while the streams are open
+    small = {"errors": [], "reconnects": 0, "lat": []}
+    lock = threading.Lock()
+
+    def small_client(k):
+        conn = connect(d.port, timeout=30)
+        sock = None
+        for n in range(n_small // n_conns):
+            p, tok = (f"/v1/jobs/{jid}", TOKENS["alice"]) if n % 2 else ("/v1/health", None)
+            t1 = time.time()
+            try:
+                conn.request("GET", p, headers=auth_headers(tok))
+                if sock is not None and conn.sock is not sock:
+                    with lock:
+                        small["reconnects"] += 1
+                sock = conn.sock
+                resp = conn.getresponse()
+                data = resp.read()
+                j = json.loads(data)
+                ok = resp.status == 200 and (j.get("id") == jid if n % 2 else j.get("status") == "ok")
+                if not ok:
+                    raise ValueError(f"{resp.status} {short(data, 100)}")
+            except Exception as e:  # noqa: BLE001
+                with lock:
+                    small["errors"].append(f"{p}: {type(e).__name__}: {e}")
+                conn.close()
+                conn = connect(d.port, timeout=30)
+                sock = None
+            with lock:
+                small["lat"].append(time.time() - t1)
+        conn.close()
+
+    t1 = time.time()
+    sthreads = [threading.Thread(target=small_client, args=(k,), daemon=True) for k in range(n_conns)]
+    for th in sthreads:
+        th.start()
+    for th in sthreads:
+        th.join(120)
+    took = time.time() - t1
+    lat = sorted(small["lat"])
+    pct = (lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1e3) if lat else (lambda q: float("nan"))
+    check(f"{n_small} small requests (health, job status) over {n_conns} keep-alive connections: 0 errors",
+          len(lat) == n_small and not small["errors"],
+          f"{len(small['errors'])} errors of {len(lat)}: {small['errors'][:3]}")
+    print(f"        ({took:.2f} s, p50 {pct(0.5):.1f} ms, p99 {pct(0.99):.1f} ms, "
+          f"job {st.get('state')} meanwhile)", flush=True)
+    check("keep-alive: no connection was closed by the daemon", small["reconnects"] == 0,
+          f"{small['reconnects']} reconnects")
+
+    for th in threads:
+        th.join(120)
+    fst = d.wait(jid, timeout=60)
+    check("load job done", fst and fst.get("state") == "done", short(json.dumps(fst)))
+    ref, _ = parse_ndjson(d.results(jid).body)
+    check_rows("load job", ref, 8, COMPONENTS, ["resample"])
+    hung = [i for i, th in enumerate(threads) if th.is_alive()]
+    check(f"all {n_streams} streaming clients finished", not hung, f"still reading: {hung}")
+    errs = [(i, o["error"]) for i, o in enumerate(out) if o and o["error"]]
+    check(f"{n_streams} streams: no errors, every status 200", not errs and all(
+        o and o.get("status") == 200 and o.get("status2", 200) == 200 for o in out),
+        f"errors {errs[:3]}; statuses {[o and (o.get('status'), o.get('status2')) for o in out][:10]}")
+    for kind in ("ndjson", "sse", "sse-reconnect"):
+        group = [(i, o) for i, o in enumerate(out) if o and o["kind"] == kind]
+        bad = [(i, len(o["rows"])) for i, o in group if o["rows"] != ref]
+        check(f"{len(group)} {kind} clients: every row exactly once, in order ({len(ref)} rows)",
+              group and not bad, f"clients (index, rows) that differ: {bad[:6]}")
+        if kind != "ndjson":
+            bad = [i for i, o in group if o["ids"] != [str(k) for k in range(len(o["ids"]))]]
+            check(f"{kind} clients: event ids 0, 1, ... without a gap or repeat", not bad,
+                  f"clients {bad[:5]}: {[out[i]['ids'][:12] for i in bad[:2]]}")
+    check("daemon alive after the load", d.alive() and d.req("GET", "/v1/health").status == 200, d.log_tail())
+
+
+# ---------------------------------------------------------------------------
+# malformed requests: each answered with its status, none crashes the daemon
+
+def t_malformed(d, jid):
+    section("malformed requests: bodies, methods, routes, paths, URLs, headers")
+    a = TOKENS["alice"]
+    ctype = {"Content-Type": "application/json"}
+    good = small_job(n_prompts=2, components=["attn.0"])
+
+    def post(name, body, status, field=None, path="/v1/jobs", msg_re=None):
+        body = body if isinstance(body, (bytes, bytearray)) else json.dumps(body).encode()
+        r = d.req("POST", path, a, body, ctype)
+        ok, why = is_error_json(r, status, field)
+        if ok and msg_re and not re.search(msg_re, r.json()["error"]["message"]):
+            ok, why = False, f"message {r.json()['error']['message']!r} lacks {msg_re!r}"
+        return check(f"{name} -> {status}" + (f" field {field!r}" if field else ""), ok, why)
+
+    def with_(path_, value):
+        """good with value at path_ (a list of keys and indices)."""
+        doc = json.loads(json.dumps(good))
+        o = doc
+        for k in path_[:-1]:
+            o = o[k]
+        o[path_[-1]] = value
+        return doc
+
+    # documents that are not JSON, or not an object
+    post("invalid JSON", b'{"model": "tiny",\n "prompts": [,]}', 400, "", msg_re=r"line 2, column \d+")
+    post("invalid JSON at the end", b'{"model": "tiny"', 400, "", msg_re=r"line 1, column \d+")
+    post("JSON that is an array", b"[1, 2, 3]", 400, "", msg_re="object")
+    post("JSON that is a string", b'"job"', 400, "")
+    post("JSON null", b"null", 400, "")
+    post("empty body", b"", 400, "")
+    post("whitespace body", b" \n\t ", 400, "")
+    post("duplicate key", b'{"model": "tiny", "model": "tiny", "prompts": [{"ids": [3]}]}', 400, "")
+    post("trailing garbage", json.dumps(good).encode() + b" xyz", 400, "")
+    post("two documents", json.dumps(good).encode() * 2, 400, "")
+    post("NaN", json.dumps(good)[:-1].encode() + b', "deadline_s": NaN}', 400, "")
+    # wrong types at field paths
+    for where, value, field in (
+            (["model"], 5, "model"), (["prompts"], {"a": 1}, "prompts"), (["prompts"], "abc", "prompts"),
+            (["prompts", 0], 5, "prompts[0]"), (["prompts", 0], [3, 4], "prompts[0]"),
+            (["prompts", 0, "ids"], "3,4", "prompts[0].ids"), (["prompts", 1, "ids"], [3, "4"], "prompts[1].ids[1]"),
+            (["prompts", 1, "ids"], [3, 4.5], "prompts[1].ids[1]"), (["prompts", 0, "ids"], [-1], "prompts[0].ids[0]"),
+            (["prompts", 0], {"text": 5}, "prompts[0].text"), (["ablations"], [1], "ablations"),
+            (["ablations", "components"], "attn.0", "ablations.components"),
+            (["ablations", "components"], ["attn.0", 7], "ablations.components[1]"),
+            (["ablations", "methods"], {"zero": 1}, "ablations.methods"),
+            (["ablations", "methods"], [None], "ablations.methods[0]"),
+            (["ablations", "samples"], "3", "ablations.samples"), (["ablations", "samples"], -1, "ablations.samples"),
+            (["ablations", "seed"], 1.5, "ablations.seed"), (["ablations", "positions"], 3, "ablations.positions"),
+            (["reuse"], "yes", "reuse"), (["deadline_s"], "1", "deadline_s"), (["deadline_s"], -1, "deadline_s"),
+            (["target"], 5, "target"), (["target"], {"id": "5"}, "target.id"), (["metrics"], "kl", "metrics")):
+        post(f"{'.'.join(map(str, where))} = {json.dumps(value)}", with_(where, value), 400, field)
+    # NUL bytes and invalid UTF-8
+    post("raw NUL byte in a string", b'{"model": "ti\x00ny", "prompts": [{"ids": [3]}]}', 400, "")
+    post("\\u0000 in a string", json.dumps(with_(["model"], "ti\u0000ny")).encode(), 400, "")
+    post("NUL byte after the document", json.dumps(good).encode() + b"\x00", 400, "")
+    post("invalid UTF-8 (0xff)", b'{"model": "ti\xffny", "prompts": [{"ids": [3]}]}', 400, "",
+         msg_re=r"UTF-8 at byte offset 13 \(line 1, column 14\)")
+    post("invalid UTF-8 (overlong 0xc0 0xaf)", b'{"model": "\xc0\xaf", "prompts": [{"ids": [3]}]}', 400, "")
+    post("invalid UTF-8 (truncated sequence)", b'{"model": "\xe2\x82", "prompts": [{"ids": [3]}]}', 400, "")
+    post("lone surrogate escape \\ud800", json.dumps(good).replace('"tiny"', '"\\ud800"').encode(), 400, "")
+    # deep nesting, huge numbers
+    post("10,000-deep nested array", b"[" * 10000 + b"]" * 10000, 400, "")
+    post("10,000-deep nested object", b'{"a":' * 10000 + b"1" + b"}" * 10000, 400, "")
+    post("10,000-deep array as a field value",
+         json.dumps(good)[:-1].encode() + b', "metrics": ' + b"[" * 10000 + b"]" * 10000 + b"}", 400, "")
+    post("integer 10^30", json.dumps(with_(["ablations", "seed"], 10 ** 30)).encode(), 400, "")
+    post("number 1e400", json.dumps(good)[:-1].encode() + b', "deadline_s": 1e400}', 400, "")
+    post("samples 2^62", with_(["ablations", "samples"], 2 ** 62), 400, "ablations.samples")
+    post("samples 1e300", with_(["ablations", "samples"], 1e300), 400, "ablations.samples")
+    post("token id 2^63-1", with_(["prompts", 0, "ids"], [2 ** 63 - 1]), 400, "prompts[0].ids[0]")
+    post("deadline_s 1e300", with_(["deadline_s"], 1e300), 400, "deadline_s")
+    # tokenize gets the same treatment
+    tok = "/v1/models/tiny/tokenize"
+    post("tokenize: invalid JSON", b'{"text": ', 400, path=tok)
+    post("tokenize: text = 5", {"text": 5}, 400, "text", path=tok)
+    post("tokenize: invalid UTF-8", b'{"text": "\xff"}', 400, path=tok)
+    post("tokenize: \\u0000 in text", b'{"text": "a\\u0000b"}', 400, path=tok)
+    post("tokenize: 10,000-deep array", b"[" * 10000 + b"]" * 10000, 400, path=tok)
+
+    # unknown methods on existing routes: 405 (with Allow, RFC 9110 15.5.6)
+    routes = ["/v1/health", "/v1/openapi.json", "/v1/models", "/v1/models/tiny", "/v1/models/tiny/tokenize",
+              "/v1/jobs", f"/v1/jobs/{jid}", f"/v1/jobs/{jid}/results", "/metrics"]
+    no_allow = []
+    for m in ("PUT", "PATCH"):
+        for p in routes:
+            r = d.req(m, p, a, b"{}", ctype)
+            check_error(f"{m} {p.replace(jid, 'ID')} -> 405", r, 405)
+            if r.status == 405 and "allow" not in r.headers:
+                no_allow.append(f"{m} {p.replace(jid, 'ID')}")
+    for m, p in (("POST", "/v1/health"), ("DELETE", "/v1/jobs"), ("POST", f"/v1/jobs/{jid}"),
+                 ("DELETE", f"/v1/jobs/{jid}/results"), ("GET", "/v1/models/tiny/tokenize"), ("POST", "/metrics")):
+        check_error(f"{m} {p.replace(jid, 'ID')} -> 405", d.req(m, p, a), 405)
+    check("405 answers carry an Allow header (RFC 9110 15.5.6)", not no_allow, f"no Allow on {no_allow[:4]}...")
+    st = d.status(jid)
+    check("the job is untouched by PUT/PATCH/POST on it", st and st.get("state") == "done", short(json.dumps(st)))
+    r = d.req("FOO", "/v1/health", a)
+    if r.status not in (405, 501):
+        note(f"an unknown method (FOO /v1/health) answers {r.status}, not 405 or 501")
+
+    # unknown routes, odd ids, path traversal
+    for p in ("/v1/nope", "/v2/jobs", "/v1/", "/v1/jobs/", "/v1/jobs//results", f"/v1/jobs/{jid}/",
+              f"/v1/jobs/{jid}/results/x", f"/v1/jobs/{jid}/status", "/v1/models/", "/v1/models/tiny/x",
+              "/v1/models/tiny/tokenize/x", "/v1/healthz", "/V1/HEALTH", "/v1/jobs/../../etc/passwd",
+              "/v1/jobs/..%2f..%2fetc%2fpasswd", "/v1/jobs/%2e%2e%2f%2e%2e%2fetc%2fpasswd",
+              "/v1/models/../../../etc/passwd", "/v1/models/..%2f..%2f..%2fetc%2fpasswd",
+              f"/v1/jobs/{jid}/../{jid}", "/v1/jobs/" + "../" * 10 + "etc/passwd",
+              "/v1/jobs/%00" + "a" * 31, "/v1/jobs/" + "a" * 31 + "%00",
+              "/v1/jobs/" + urllib.parse.quote("' OR '1'='1' --" + "x" * 16),
+              "/v1/jobs/" + "%" * 32, "/v1/jobs/" + "z" * 32):
+        r = d.req("GET", p, a)
+        name = f"GET {short(p.replace(jid, 'ID'), 60)}"
+        if check_error(f"{name} -> 404", r, 404):
+            check(f"{name}: no file content in the answer", b"root:" not in r.body, short(r.body))
+    # invalid UTF-8 in the path: an answer, and a valid JSON error
+    status, raw, _ = raw_response(d.port, b"GET /v1/jobs/\xff\xfe HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                                  + a.encode() + b"\r\nConnection: close\r\n\r\n")
+    body = response_body(raw) or b""
+    try:
+        ok_json = isinstance(json.loads(body.decode("utf-8")), dict)
+    except (UnicodeDecodeError, ValueError):
+        ok_json = False
+    check("GET /v1/jobs/<invalid UTF-8> -> 404, valid UTF-8 JSON", status == 404 and ok_json, short(raw, 200))
+
+    # very long URLs and headers: 404/414/431 (libmicrohttpd's memory limit), no crash
+    for n in (4000, 16000, 40000, 200000):
+        r = d.req("GET", "/v1/jobs/" + "a" * n, a, timeout=10)
+        check(f"URL of {n} characters -> 404 or 414", r.status in (404, 414), repr(r))
+    r = d.req("GET", f"/v1/jobs/{jid}/results?after=" + "9" * 20000, a, timeout=10)
+    check("query of 20,000 digits -> 400, 414 or an empty 200",
+          r.status in (400, 414) or (r.status == 200 and not r.body.strip()), repr(r))
+    for n in (4000, 40000, 200000):
+        r = d.req("GET", "/v1/health", headers={"X-Long": "b" * n}, timeout=10)
+        want = (200,) if n < 8000 else (431, 400, 413)
+        check(f"a header of {n} bytes -> {' or '.join(map(str, want))}", r.status in want, repr(r))
+    r = d.req("GET", "/v1/health", headers={f"X-H{i}": "v" for i in range(3000)}, timeout=10)
+    check("3,000 headers -> 431 (or 200)", r.status in (431, 400, 200), repr(r))
+    r = d.req("GET", "/v1/jobs", headers={"Authorization": "Bearer " + "t" * 20000}, timeout=10)
+    check("a 20,000-byte bearer token -> 401 or 431", r.status in (401, 431), repr(r))
+
+    # framing
+    head = f"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {a}\r\nConnection: close\r\n"
+    for cl in ("abc", "-1", "1.5"):
+        status, raw, _ = raw_response(d.port, (head + f"Content-Length: {cl}\r\n\r\n{{}}").encode())
+        check(f"Content-Length: {cl} -> 400", status == 400, short(raw, 80))
+        if raw.count(b"HTTP/1.1 400") > 1 and not any("headers twice" in n for n in NOTES):
+            note(f"libmicrohttpd's own 400 for a bad Content-Length sends its status line and headers twice "
+                 f"(the second copy is read as the body): {short(raw, 140)!r}")
+    status, raw, _ = raw_response(d.port, (head + "Content-Length: 2\r\nContent-Length: 100\r\n\r\n{}").encode())
+    if status != 400:
+        note(f"two different Content-Length headers (2 and 100) answer {status}, not 400 (RFC 9112 6.3: "
+             f"an unrecoverable error; the first one is used)")
+    chunks = b"".join(b"%x\r\n%s\r\n" % (8192, b" " * 8192) for _ in range(12)) + b"0\r\n\r\n"
+    status, raw, _ = raw_response(d.port, head.encode() + b"Transfer-Encoding: chunked\r\n\r\n" + chunks)
+    check("chunked body over --max-body (no Content-Length) -> 413", status == 413, short(raw, 100))
+    status, raw, _ = raw_response(d.port, head.encode() + b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n")
+    check("malformed chunked body -> 400", status == 400, short(raw, 100))
+    body = json.dumps(good).encode()
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 7]), body[i:i + 7]) for i in range(0, len(body), 7))
+    status, raw, _ = raw_response(d.port, head.encode() + b"Transfer-Encoding: chunked\r\n\r\n" + chunked
+                                  + b"0\r\n\r\n")
+    check("a job in 7-byte chunks -> 202", status == 202, short(raw, 100))
+    status, raw, _ = raw_response(d.port, b"GET /v1/health HTTP/2.0\r\nHost: x\r\n\r\n")
+    check("HTTP/2.0 request line -> 505", status == 505, short(raw, 80))
+    status, raw, closed = raw_response(d.port, b"GET /v1/health\r\n\r\n")
+    check("request line without a version -> 400 or closed", status == 400 or (status is None and closed),
+          short(raw, 80))
+    status, raw, _ = raw_response(d.port, b"GET /v1/health HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n")
+    check("header line without a colon -> 400", status == 400, short(raw, 80))
+    status, raw, closed = raw_response(d.port, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64, wait=1)
+    check("TLS ClientHello on the plain port: no HTTP 2xx", status is None or status >= 400, short(raw, 80))
+    status, raw, _ = raw_response(d.port, ("GET /v1/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                                           f"{a}\x00junk\r\nConnection: close\r\n\r\n").encode())
+    if status == 200:
+        note("a NUL byte in the Authorization header cuts the token there (Bearer TOKEN\\0junk is TOKEN): "
+             "RFC 9110 5.5 says reject the message or replace NUL with a space")
+    status, raw, _ = raw_response(d.port, f"GET /v1/jobs/{jid}\x00x HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                                          f"{a}\r\nConnection: close\r\n\r\n".encode())
+    check("NUL byte in the path: an answer (no crash)", status is not None, short(raw, 80))
+
+    check("daemon alive after the malformed requests", d.alive() and d.req("GET", "/v1/health").status == 200,
+          d.log_tail())
+    st = d.status(jid)
+    check("the job still reads after the malformed requests", st and st.get("state") == "done" and
+          d.results(jid).status == 200, short(json.dumps(st)))
+
+
+# ---------------------------------------------------------------------------
+# options checked at start: --no-auth on loopback only; HTTPS
+
+def run_daemon_expect_exit(binary, args, timeout=20):
+    try:
+        p = subprocess.run([binary] + args, capture_output=True, timeout=timeout)
+        return p.returncode, (p.stdout + p.stderr).decode("utf-8", "replace")
+    except subprocess.TimeoutExpired:
+        return None, "still running"
+
+
+def t_no_auth(build, root, workdir):
+    section("--no-auth: loopback only")
+    binary = os.path.join(build, "server", "hydrad")
+    model = ["--model", "tiny=" + os.path.join(root, "tests", "data", "tiny-llama"), "--backend", "cpu",
+             "--threads", "1", "--store", os.path.join(workdir, "noauth-refused.db"), "--port", str(free_port())]
+    for addr in ("0.0.0.0", "10.1.2.3", "192.168.0.1"):
+        rc, out = run_daemon_expect_exit(binary, model + ["--no-auth", "--listen", addr])
+        check(f"--no-auth --listen {addr} -> exit 2", rc == 2, f"exit {rc}: {short(out, 200)}")
+    rc, out = run_daemon_expect_exit(binary, model + ["--listen", "0.0.0.0", "--no-auth"])
+    check("--listen 0.0.0.0 --no-auth (other order) -> exit 2", rc == 2, f"exit {rc}: {short(out, 200)}")
+    conf = os.path.join(workdir, "noauth.conf")
+    with open(conf, "w") as f:
+        f.write("# a config file\nno-auth = true\nlisten = 0.0.0.0\n")
+    rc, out = run_daemon_expect_exit(binary, model + ["--config", conf])
+    check("config file: no-auth = true, listen = 0.0.0.0 -> exit 2", rc == 2, f"exit {rc}: {short(out, 200)}")
+
+    d = Daemon(binary, root, workdir, "hydrad-noauth", os.path.join(workdir, "noauth.db"))
+    d.argv = lambda: [d.binary, "--listen", "127.0.0.1", "--port", str(d.port), "--model",
+                      "tiny=" + os.path.join(root, "tests", "data", "tiny-llama"), "--store", d.store,
+                      "--backend", "cpu", "--threads", "1", "--no-auth"]
+    ok, why = d.start()
+    if not check("--no-auth --listen 127.0.0.1 starts", ok, why):
+        return
+    try:
+        h = d.req("GET", "/v1/health").json() or {}
+        check("--no-auth: health says auth false", h.get("auth") is False, short(json.dumps(h)))
+        r = d.req("POST", "/v1/jobs?wait=stream", None, small_job(n_prompts=2))
+        rows, _ = parse_ndjson(r.body)
+        check("--no-auth: a job without a token -> 200 stream", r.status == 200 and rows and
+              rows[-1].get("type") == "end", repr(r))
+        r = d.req("GET", "/v1/jobs", WRONG_TOKEN)
+        jobs = (r.json() or {}).get("jobs") or []
+        check("--no-auth: any token is the admin 'local'", r.status == 200 and jobs and
+              jobs[0].get("user") == "local", repr(r))
+    finally:
+        rc = d.term()
+        check("--no-auth daemon: SIGTERM exits 0", rc == 0, f"exit {rc}")
+
+
+def t_tls(build, root, workdir):
+    section("HTTPS (--tls-cert, --tls-key)")
+    binary = os.path.join(build, "server", "hydrad")
+    base = ["--model", "tiny=" + os.path.join(root, "tests", "data", "tiny-llama"), "--backend", "cpu",
+            "--threads", "1", "--tokens", os.path.join(workdir, "tokens"), "--port", str(free_port()),
+            "--store", os.path.join(workdir, "tls-refused.db")]
+    cert, key = os.path.join(workdir, "cert.pem"), os.path.join(workdir, "key.pem")
+    rc, out = run_daemon_expect_exit(binary, base + ["--tls-cert", cert])
+    check("--tls-cert without --tls-key -> exit 2", rc == 2, f"exit {rc}: {short(out, 200)}")
+    rc, out = run_daemon_expect_exit(binary, base + ["--tls-key", key])
+    check("--tls-key without --tls-cert -> exit 2", rc == 2, f"exit {rc}: {short(out, 200)}")
+    openssl = shutil.which("openssl")
+    if not openssl:
+        note("no openssl command: the HTTPS checks are skipped")
+        return
+    try:
+        p = subprocess.run([openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                            "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=127.0.0.1",
+                            "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+                           capture_output=True, timeout=30)
+        made = p.returncode == 0
+    except (OSError, subprocess.TimeoutExpired) as e:
+        made, p = False, e
+    if not made:
+        note(f"openssl could not make a self-signed certificate ({short(getattr(p, 'stderr', p), 200)}): "
+             f"the HTTPS checks are skipped")
+        return
+    rc, out = run_daemon_expect_exit(binary, base + ["--tls-cert", os.path.join(workdir, "tokens"),
+                                                     "--tls-key", key])
+    check("--tls-cert that is not PEM -> exits non-zero, names the file", rc not in (0, None) and "tokens" in out,
+          f"exit {rc}: {short(out, 200)}")
+    rc, out = run_daemon_expect_exit(binary, base + ["--tls-cert", key, "--tls-key", cert])
+    check("--tls-cert and --tls-key swapped -> exits non-zero", rc not in (0, None), f"exit {rc}: {short(out, 200)}")
+    if rc not in (0, None) and "cannot listen" in out:
+        note(f"with an unusable certificate/key pair hydrad says {short(out.strip().splitlines()[-1], 120)!r} "
+             f"(the TLS setup failed, not the port)")
+
+    d = Daemon(binary, root, workdir, "hydrad-tls", os.path.join(workdir, "tls.db"),
+               ["--tls-cert", cert, "--tls-key", key, "--unit-prompts", "1"])
+    d.tls = ssl.create_default_context(cafile=cert)
+    ok, why = d.start()
+    if not check("hydrad with --tls-cert/--tls-key starts (health over https, certificate verified)", ok, why):
+        return
+    try:
+        r = d.req("GET", "/v1/health")
+        check("https GET /v1/health -> 200 JSON", r.status == 200 and (r.json() or {}).get("status") == "ok", repr(r))
+        check_error("https GET /v1/jobs without a token -> 401", d.req("GET", "/v1/jobs"), 401)
+        job = small_job(n_prompts=3)
+        r = d.req("POST", "/v1/jobs?wait=stream", TOKENS["alice"], job, timeout=60)
+        rows, _ = parse_ndjson(r.body)
+        check("https POST /v1/jobs?wait=stream -> 200 NDJSON", r.status == 200 and
+              r.ctype() == "application/x-ndjson", repr(r))
+        check_rows("https stream", rows, 3, COMPONENTS, ["zero"])
+        r = d.submit(small_job(n_prompts=2))
+        if r.status == 202:
+            jid = r.json()["id"]
+            try:
+                conn, resp = stream_lines(d.port, f"/v1/jobs/{jid}/results", TOKENS["alice"], timeout=30,
+                                          tls=d.tls)
+                srows, _ = read_stream(resp)
+                conn.close()
+            except Exception as e:  # noqa: BLE001
+                srows = [f"{type(e).__name__}: {e}"]
+            st = d.status(jid) or {}
+            check("https results stream (live, suspended and resumed) ends with the job",
+                  st.get("state") == "done" and srows and isinstance(srows[-1], dict) and
+                  srows[-1].get("type") == "end" and
+                  len(srows) == st.get("rows"), f"{len(srows)} rows, status {short(json.dumps(st))}")
+        conn = connect(d.port, 10, d.tls)
+        statuses = []
+        try:
+            for _ in range(5):
+                conn.request("GET", "/v1/health")
+                resp = conn.getresponse()
+                resp.read()
+                statuses.append(resp.status)
+        except Exception as e:  # noqa: BLE001
+            statuses.append(f"{type(e).__name__}: {e}")
+        conn.close()
+        check("https keep-alive: 5 requests on one connection", statuses == [200] * 5, f"{statuses}")
+        r = request(d.port, "GET", "/v1/health", timeout=5)
+        check("plain http on the https port fails (no HTTP answer)", r.status is None, repr(r))
+        r = request(d.port, "GET", "/v1/health", timeout=5, tls=ssl.create_default_context())
+        check("https with an untrusting client fails (certificate not verified)", r.status is None and
+              "CERTIFICATE_VERIFY_FAILED" in (r.error or ""), repr(r))
+        check("daemon alive after the plain-http attempt", d.alive() and d.req("GET", "/v1/health").status == 200,
+              d.log_tail())
+        log = open(d.log_path, encoding="utf-8", errors="replace").read()
+        check("no token in the https daemon's log", not any(t in log for t in TOKENS.values()))
+    finally:
+        rc = d.term()
+        check("https daemon: SIGTERM exits 0", rc == 0, f"exit {rc}")
+
+
+# ---------------------------------------------------------------------------
 # daemon B: kill -9 and restart
 
 def t_restart(build, root, workdir, reference_rows=None):
@@ -1265,6 +1850,9 @@ def main(argv):
         if jid:
             t_access(d, jid)
         t_live(d, build, root, workdir)
+        t_load(d)
+        if jid:
+            t_malformed(d, jid)
         t_quota_cancel(d)
         t_fail_cancel_stream(d)
         t_metrics_final(d, expected_rows(8, 6) + expected_rows(3, 6))
@@ -1274,6 +1862,8 @@ def main(argv):
         check("SIGTERM with nothing running: exits 0", rc == 0, f"exit {rc}")
         if len(FAILURES) > n_failed:
             print("    main daemon log tail:\n" + d.log_tail(20))
+    t_no_auth(build, root, workdir)
+    t_tls(build, root, workdir)
     t_restart(build, root, workdir, None)
 
     elapsed = time.time() - t_start

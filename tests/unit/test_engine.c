@@ -10,10 +10,10 @@
  *   effects of ablated runs, log-probs: |ours - theirs| <= 1e-4 * scale;
  *   final-norm 1/scale: relative 1e-4; KL: |ours - theirs| <= 1e-4 * max(1, KL);
  *   rank: equal, or off by one where the two logits involved are within 1e-4 * scale.
- * Invariants (1e-5 * scale): the direct effects plus the norm's bias term sum
- * to the clean logit; reuse on and off agree, and so do one run and the same
- * prompts split into work units, with many small passes (chunk size); scale:1
- * changes nothing;
+ * Invariants: the direct effects plus the norm's bias term sum to the clean
+ * logit (1e-5 * scale); reuse on and off agree, and so do one run and the same
+ * prompts split into work units, with many small passes (5e-5 * scale, see
+ * BATCH_BOUND); scale:1 changes nothing (1e-5 * scale);
  * with the ablated norm scale, total effect == -(sum of direct-effect changes). */
 #include <jansson.h>
 #include <math.h>
@@ -27,6 +27,11 @@
 #include "model.h"
 
 #define MAX_ROWS 20000
+/* Reuse on/off and work units run the same arithmetic in batches of other
+ * sizes; BLAS picks its blocking by size, so sums round differently: measured
+ * up to 1.3e-5 of the logit scale on SmolLM2 under noise at every position
+ * (30 fp32 layers). */
+#define BATCH_BOUND 5e-5
 
 static int failures;
 static double scale_ref = 1.0;
@@ -399,8 +404,8 @@ int main(int argc, char **argv) {
       snprintf(what, sizeof(what), "units prompt %d comp %s: total", a->prompt,
                S2.names[a->component]);
       expect(a->prompt == u->prompt && a->component == u->component, what, u->prompt, a->prompt, 0);
-      close_to(what, u->total_effect, a->total_effect, 1e-5 * scale_ref);
-      close_to(what, u->compensation, a->compensation, 1e-5 * scale_ref);
+      close_to(what, u->total_effect, a->total_effect, BATCH_BOUND * scale_ref);
+      close_to(what, u->compensation, a->compensation, BATCH_BOUND * scale_ref);
     }
     collect_free(&units);
     collect_free(&part);
@@ -408,11 +413,11 @@ int main(int argc, char **argv) {
       const engine_variant_t *a = &out.rows[i].row, *r = &ref.rows[i].row;
       snprintf(what, sizeof(what), "reuse(%s) prompt %d comp %s method %d total",
                all ? "all" : "last", a->prompt, S2.names[a->component], a->method);
-      close_to(what, a->total_effect, r->total_effect, 1e-5 * scale_ref);
-      close_to(what, a->compensation, r->compensation, 1e-5 * scale_ref);
-      close_to(what, a->kl, r->kl, 1e-5 * fmax(1.0, r->kl));
+      close_to(what, a->total_effect, r->total_effect, BATCH_BOUND * scale_ref);
+      close_to(what, a->compensation, r->compensation, BATCH_BOUND * scale_ref);
+      close_to(what, a->kl, r->kl, BATCH_BOUND * fmax(1.0, r->kl));
       for (int s = 0; s < n_slots; s++)
-        close_to(what, a->delta_de[s], r->delta_de[s], 1e-5 * scale_ref);
+        close_to(what, a->delta_de[s], r->delta_de[s], BATCH_BOUND * scale_ref);
     }
     free(pos);
   }

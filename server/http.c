@@ -573,8 +573,66 @@ static enum MHD_Result route_metrics(server_t *s, struct MHD_Connection *c, requ
   return ok;
 }
 
+/* Does url fit the template ("{x}" is one non-empty path segment)? */
+static int path_matches(const char *tmpl, const char *url) {
+  while (*tmpl && *url) {
+    if (*tmpl == '{') {
+      tmpl = strchr(tmpl, '}');
+      if (!tmpl)
+        return 0;
+      tmpl++;
+      const char *seg = url;
+      while (*url && *url != '/')
+        url++;
+      if (url == seg)
+        return 0;
+    } else if (*tmpl++ != *url++)
+      return 0;
+  }
+  return !*tmpl && !*url;
+}
+
+/* 405 with Allow when the path is a route of other methods; 0 when the
+ * method fits or the path is no route (404 later). */
+static enum MHD_Result check_method(struct MHD_Connection *c, request_t *rq, const char *url,
+                                    const char *method, int *answered) {
+  char allow[64] = "";
+  int path_known = 0;
+  for (const http_route_t *r = http_routes; r->method; r++)
+    if (path_matches(r->path, url)) {
+      path_known = 1;
+      if (strcmp(r->method, method) == 0)
+        return MHD_YES;
+      if (!strstr(allow, r->method))
+        snprintf(allow + strlen(allow), sizeof(allow) - strlen(allow), "%s%s", allow[0] ? ", " : "",
+                 r->method);
+    }
+  if (!path_known)
+    return MHD_YES;
+  *answered = 1;
+  char body[256];
+  snprintf(body, sizeof(body),
+           "{\"error\":{\"code\":405,\"message\":\"method %s not allowed here (allowed: "
+           "%s)\",\"field\":\"\"}}",
+           strlen(method) < 16 ? method : "?", allow);
+  struct MHD_Response *r =
+      MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_COPY);
+  if (!r)
+    return MHD_NO;
+  MHD_add_response_header(r, "Content-Type", "application/json");
+  MHD_add_response_header(r, "Allow", allow);
+  enum MHD_Result ok = MHD_queue_response(c, 405, r);
+  MHD_destroy_response(r);
+  rq->status = 405;
+  return ok;
+}
+
 static enum MHD_Result dispatch(server_t *s, struct MHD_Connection *c, request_t *rq,
                                 const char *url, const char *method) {
+  int answered = 0;
+  enum MHD_Result m = check_method(c, rq, url, method, &answered);
+  if (answered || m != MHD_YES)
+    return m;
   const int get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0,
             del = strcmp(method, "DELETE") == 0;
   if (rq->too_large)
@@ -656,10 +714,12 @@ static enum MHD_Result dispatch(server_t *s, struct MHD_Connection *c, request_t
       if (after && (*end || a < 0))
         return respond_error(c, rq, 400, "after", "expected a row count >= 0");
       const char *last_id = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Last-Event-ID");
-      if (!after && last_id) { /* an SSE client reconnecting: resume after its last event */
+      if (last_id) { /* an SSE client reconnecting: resume after its last event */
+        errno = 0;
         long long l = strtoll(last_id, &end, 10);
-        if (*end == '\0' && l >= 0)
-          a = l + 1;
+        if (*end || l < 0 || errno)
+          return respond_error(c, rq, 400, "Last-Event-ID", "expected a row number >= 0");
+        a = l < INT64_MAX ? l + 1 : l;
       }
       const char *fmt = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "format");
       if (fmt && strcmp(fmt, "csv") != 0 && strcmp(fmt, "ndjson") != 0)

@@ -51,8 +51,11 @@ def note(msg):
     print(f"  note  {msg}", flush=True)
 
 
+T0 = time.time()
+
+
 def section(title):
-    print(f"\n== {title}", flush=True)
+    print(f"\n== {title}  [{time.time() - T0:.1f} s]", flush=True)
 
 
 def short(b, n=300):
@@ -758,14 +761,7 @@ def t_job_flow(d, build, root, workdir):
     r = d.results(jid, headers=dict(sse, **{"Last-Event-ID": "junk"}))
     if not (r.status == 400 or (r.status == 200 and parse_sse(r.body)[0] == rows)):
         check("Last-Event-ID: junk -> 400, or ignored (every row)", False, repr(r))
-    # the largest id: its successor overflows a signed 64-bit count
-    head = (f"GET /v1/jobs/{jid}/results HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKENS['alice']}\r\n"
-            f"Accept: text/event-stream\r\nLast-Event-ID: 9223372036854775807\r\nConnection: close\r\n\r\n")
-    status, raw, _ = raw_response(d.port, head.encode(), wait=5)
-    body_ = response_body(raw)
-    check("Last-Event-ID: 9223372036854775807 -> a complete 200 with no rows (or 400)",
-          status == 400 or (status == 200 and body_ is not None and not parse_sse(body_)[0]),
-          f"status {status}, body {'incomplete (no final chunk)' if body_ is None else short(body_, 80)}")
+    # (Last-Event-ID: 2^63-1 is tried on the --no-auth daemon: it may kill a sanitizer build)
     check_error("SSE ?format=xml -> 400", d.results(jid, query="?format=xml", headers=sse), 400, "format")
     r = d.results(jid, query="?format=csv")
     text = r.body.decode("utf-8", "replace")
@@ -1478,9 +1474,8 @@ def t_malformed(d, jid):
               "/v1/jobs/" + urllib.parse.quote("' OR '1'='1' --" + "x" * 16),
               "/v1/jobs/" + "%" * 32, "/v1/jobs/" + "z" * 32):
         r = d.req("GET", p, a)
-        name = f"GET {short(p.replace(jid, 'ID'), 60)}"
-        if check_error(f"{name} -> 404", r, 404):
-            check(f"{name}: no file content in the answer", b"root:" not in r.body, short(r.body))
+        ok, why = is_error_json(r, 404)
+        check(f"GET {short(p.replace(jid, 'ID'), 60)} -> 404", ok and b"root:" not in r.body, why or short(r.body))
     # invalid UTF-8 in the path: an answer, and a valid JSON error
     status, raw, _ = raw_response(d.port, b"GET /v1/jobs/\xff\xfe HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
                                   + a.encode() + b"\r\nConnection: close\r\n\r\n")
@@ -1599,6 +1594,19 @@ def t_no_auth(build, root, workdir):
         jobs = (r.json() or {}).get("jobs") or []
         check("--no-auth: any token is the admin 'local'", r.status == 200 and jobs and
               jobs[0].get("user") == "local", repr(r))
+        # The largest event id: its successor overflows a signed 64-bit count
+        # (here, on a throwaway daemon: UBSan stops a sanitizer build there).
+        if jobs:
+            head = (f"GET /v1/jobs/{jobs[0]['id']}/results HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n"
+                    f"Last-Event-ID: 9223372036854775807\r\nConnection: close\r\n\r\n")
+            status, raw, _ = raw_response(d.port, head.encode(), wait=5)
+            body = response_body(raw)
+            check("Last-Event-ID: 9223372036854775807 -> a complete 200 with no rows (or 400)",
+                  status == 400 or (status == 200 and body is not None and not parse_sse(body)[0]),
+                  f"status {status}, body {'incomplete (no final chunk)' if body is None else short(body, 80)}")
+            time.sleep(0.2)
+            check("daemon alive after Last-Event-ID: 9223372036854775807",
+                  d.alive() and d.req("GET", "/v1/health").status == 200, d.log_tail(3))
     finally:
         rc = d.term()
         check("--no-auth daemon: SIGTERM exits 0", rc == 0, f"exit {rc}")

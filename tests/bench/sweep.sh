@@ -16,6 +16,8 @@
 #                 components, attention and MLP; 1 runs the whole sweep, ~6 min)
 #   TORCH_SUBSET  the same for PyTorch (default 9; 1 runs the whole sweep, ~11 min
 #                 on 2 idle cores)
+#   WAIT_IDLE     before each timed step, wait up to this many seconds for the
+#                 cores to be idle (>= 90% idle over 2 s; default 0: don't wait)
 # The machine's other work slows every row: each row's CPU/wall (CPU time of
 # all threads over wall time, about THREADS when the cores were free) and the
 # load average at each step are recorded with the results.
@@ -29,7 +31,7 @@ off_k=${OFF_SUBSET:-9}
 torch_k=${TORCH_SUBSET:-9}
 model=${MODEL:-models/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf}
 prompts=tests/bench/sweep_prompts.json
-cmd="PYTHON=$python BUILD=$build THREADS=$threads RUNS=$runs OFF_SUBSET=$off_k TORCH_SUBSET=$torch_k bash tests/bench/sweep.sh"
+cmd="PYTHON=$python BUILD=$build THREADS=$threads RUNS=$runs OFF_SUBSET=$off_k TORCH_SUBSET=$torch_k WAIT_IDLE=${WAIT_IDLE:-0} bash tests/bench/sweep.sh"
 [ -s "$model" ] || bash deploy/get-model.sh smollm2-135m models
 [ -s "$prompts" ] || "$python" tests/bench/make_sweep_prompts.py "$model"
 # A build folder configured before bench_sweep existed learns of it on a re-run of cmake.
@@ -40,8 +42,21 @@ export OMP_NUM_THREADS=$threads
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+wait_idle=${WAIT_IDLE:-0}
+idle_pct() { # percent of CPU time idle over the next 2 s
+  local a b
+  a=($(sed -n 's/^cpu  *//p' /proc/stat))
+  sleep 2
+  b=($(sed -n 's/^cpu  *//p' /proc/stat))
+  awk -v i=$((b[3] + b[4] - a[3] - a[4])) -v t=$(($(IFS=+; echo "$((${b[*]}))") - $(IFS=+; echo "$((${a[*]}))"))) \
+    'BEGIN { printf "%d", (t > 0 ? 100 * i / t : 100) }'
+}
 loads=""
-load() { loads="$loads${loads:+, }$1 $(cut -d' ' -f1 /proc/loadavg)"; }
+load() { # waits for idle cores (WAIT_IDLE), then notes the load average
+  local until=$((SECONDS + wait_idle))
+  while [ "$SECONDS" -lt "$until" ] && [ "$(idle_pct)" -lt 90 ]; do sleep 3; done
+  loads="$loads${loads:+, }$1 $(cut -d' ' -f1 /proc/loadavg)"
+}
 
 echo "hydra, reuse on ($runs runs after a warm-up)..." >&2
 load "reuse on"

@@ -270,9 +270,30 @@ int main(int argc, char **argv) {
   }
 
   /* 2. every golden ablation */
-  const char *kinds[] = {"zero", "scale:0.5", "mean"};
-  const method_t methods[] = {
-      {.kind = METHOD_ZERO}, {.kind = METHOD_SCALE, .value = 0.5f}, {.kind = METHOD_MEAN}};
+  /* NK fixed methods, then a patch from each prompt; resample draws as the
+   * golden says (its script reproduces the engine's seeded draws). */
+  enum { NK = 4 };
+  const char *kinds[NK] = {"zero", "scale:0.5", "mean", "resample"};
+  const method_t methods[NK] = {{.kind = METHOD_ZERO},
+                                {.kind = METHOD_SCALE, .value = 0.5f},
+                                {.kind = METHOD_MEAN},
+                                {.kind = METHOD_RESAMPLE}};
+  int resample_samples = 0;
+  uint64_t resample_seed = 0;
+  for (size_t i = 0; i < json_array_size(abl); i++) {
+    json_t *A = json_array_get(abl, i);
+    const char *mname = json_string_value(json_object_get(A, "method"));
+    if (mname && strcmp(mname, "resample") == 0) {
+      resample_samples = (int)json_integer_value(json_object_get(A, "samples"));
+      resample_seed = (uint64_t)json_integer_value(json_object_get(A, "seed"));
+    }
+  }
+  json_t *rc_names = json_object_get(g, "resample_components");
+  for (size_t i = 0; i < json_array_size(rc_names); i++) {
+    const char *want = json_string_value(json_array_get(rc_names, i));
+    expect(i < (size_t)S.n_comps && want && strcmp(S.names[i], want) == 0,
+           "resample_components: the golden's component order is the test's", (double)i, 0, 0);
+  }
   int compared = 0;
   static setup_t SA; /* every position of every prompt */
   SA = S;
@@ -284,12 +305,18 @@ int main(int argc, char **argv) {
   int any_all = 0;
   for (size_t i = 0; i < json_array_size(abl); i++)
     any_all |= json_is_string(json_object_get(json_array_get(abl, i), "positions"));
-  for (int k = 0; k < 2 * (3 + S.n_prompts); k++) {
-    const int all = k >= 3 + S.n_prompts, km = k % (3 + S.n_prompts);
+  for (int k = 0; k < 2 * (NK + S.n_prompts); k++) {
+    const int all = k >= NK + S.n_prompts, km = k % (NK + S.n_prompts);
+    if (km == 3 && (all || resample_samples < 1))
+      continue; /* resample goldens: last position only */
     if (all && !any_all)
       break;
-    method_t mk = km < 3 ? methods[km] : (method_t){.kind = METHOD_PATCH, .source = km - 3};
+    method_t mk = km < NK ? methods[km] : (method_t){.kind = METHOD_PATCH, .source = km - NK};
     job = make_job(all ? &SA : &S, &mk, 1, all_metrics);
+    if (km == 3) {
+      job.samples = resample_samples;
+      job.seed = resample_seed;
+    }
     if (run(e, &job, &out, n_slots) != 0)
       goto done;
     for (size_t i = 0; i < json_array_size(abl); i++) {
@@ -297,9 +324,9 @@ int main(int argc, char **argv) {
       const char *pos = json_string_value(json_object_get(A, "positions"));
       if ((pos && strcmp(pos, "all") == 0) != all)
         continue;
-      int match = km < 3 ? json_is_string(meth) && strcmp(json_string_value(meth), kinds[km]) == 0
-                         : json_is_object(meth) &&
-                               json_integer_value(json_object_get(meth, "patch")) == km - 3;
+      int match = km < NK ? json_is_string(meth) && strcmp(json_string_value(meth), kinds[km]) == 0
+                          : json_is_object(meth) &&
+                                json_integer_value(json_object_get(meth, "patch")) == km - NK;
       if (!match)
         continue;
       const int p = (int)json_integer_value(json_object_get(A, "prompt"));
@@ -316,7 +343,7 @@ int main(int argc, char **argv) {
       compared++;
       const engine_variant_t *r = &v->row;
       char tag[96];
-      snprintf(tag, sizeof(tag), "prompt %d %s %s%s", p, name, km < 3 ? kinds[km] : "patch",
+      snprintf(tag, sizeof(tag), "prompt %d %s %s%s", p, name, km < NK ? kinds[km] : "patch",
                all ? " (all positions)" : "");
       snprintf(what, sizeof(what), "%s total_effect", tag);
       close_to(what, r->total_effect, json_number_value(json_object_get(A, "total_effect")), tol);

@@ -34,6 +34,14 @@ clean run's argmax there.
                    n_i) takes the clean value at position t - n_i + n_j of
                    prompt s (length n_j); where that is < 0 the position is
                    left alone. Still read at the final position, same target.
+  resample         tiny models only, method "resample", "samples": 3,
+                   "seed": 11: for prompt p and component index c (in
+                   "resample_components": first appearance in the
+                   ablations), sample s patches from the source hydra's
+                   engine draws: r = mix(seed, p, c, s) % (n_prompts - 1),
+                   source = r if r < p else r + 1 (splitmix64; as
+                   tests/bench/sweep_torch.py, checked against it); every
+                   field is the mean over the samples (rank too).
 
 Usage:
   python tests/golden/make_ablation_golden.py \
@@ -64,6 +72,8 @@ SMOLLM2_PROMPTS = [
     "The Great Wall is in the country of",
 ]
 SIG_DIGITS = 8  # significant digits kept in the JSON (fp32 has ~7.2)
+M64 = (1 << 64) - 1
+SWEEP_TORCH = os.path.join(REPO_ROOT, "tests", "bench", "sweep_torch.py")
 
 # Tolerances of the self-checks (fp32 throughout).
 DE_SUM_RTOL = 1e-4
@@ -375,6 +385,62 @@ def all_positions(arch, cleans, means, all_plan, heads, neurons, last_rows):
     return rows
 
 
+def splitmix(x):
+    x = (x + 0x9E3779B97F4A7C15) & M64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & M64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & M64
+    return x ^ (x >> 31)
+
+
+def resample_source(seed, p, c, s, n_prompts):
+    """The source prompt hydra's engine draws for resample (prompt p, component
+    index c in the job's component list, sample s): never p itself."""
+    x = splitmix(splitmix(splitmix(seed ^ 0x68796472) ^ p) ^ ((c * 0x100000001B3) & M64) ^ s)
+    r = x % (n_prompts - 1)
+    return r if r < p else r + 1
+
+
+def resample_rows(arch, cleans, means, comps, samples, seed, patch_rows):
+    """Rows of resample ablations at the final position: for each prompt and
+    component (index c in comps), the mean over `samples` draws of the record
+    of a patch from the drawn source prompt."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("sweep_torch", SWEEP_TORCH)
+    sweep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sweep)
+    n = len(cleans)
+    key = lambda r: (r["prompt"], r["component"], json.dumps(r["method"]))
+    by_key = {key(r): r for r in patch_rows if "positions" not in r}
+    rows, draws, worst, k = [], {}, 0.0, 0
+    for i in range(n):
+        for c, comp in enumerate(comps):
+            srcs = [resample_source(seed, i, c, s, n) for s in range(samples)]
+            assert srcs == [sweep.hydra_draw(seed, i, c, s, n) for s in range(samples)], (i, c, srcs)
+            assert all(0 <= j < n and j != i for j in srcs), srcs
+            for j in srcs:
+                draws[j] = draws.get(j, 0) + 1
+            recs = [ablate(arch, cleans[i], comp, {"patch": j}, cleans, means) for j in srcs]
+            # a draw that is the golden's own patch source gives that patch row
+            for j, r in zip(srcs, recs):
+                pr = by_key.get(key({"prompt": i, "component": comp, "method": {"patch": j}}))
+                if pr is not None:
+                    worst, k = max(worst, record_diff(r, pr)), k + 1
+            avg = {f: sum(r[f] for r in recs) / samples
+                   for f in ("ablated_logit", "total_effect", "ablated_inv_scale", "logprob", "kl", "rank")}
+            avg["de_clean_scale"] = [sum(r["de_clean_scale"][q] for r in recs) / samples
+                                     for q in range(len(arch.component_order))]
+            rows.append({"prompt": i, "component": comp, "method": "resample", "samples": samples,
+                         "seed": seed, "ablated_logit": avg["ablated_logit"],
+                         "total_effect": avg["total_effect"], "de_clean_scale": avg["de_clean_scale"],
+                         "ablated_inv_scale": avg["ablated_inv_scale"], "logprob": avg["logprob"],
+                         "kl": avg["kl"], "rank": avg["rank"]})
+    log(f"  resample: {len(rows)} rows ({len(comps)} components, {samples} samples, seed {seed}); "
+        f"draws agree with {rel(SWEEP_TORCH)}; sources drawn {dict(sorted(draws.items()))}")
+    log(f"  resample: {k} draws equal to the golden's patch source vs the patch rows: max |diff| = {worst:.2e}")
+    assert k > 0 and worst == 0.0, (k, worst)
+    return rows
+
+
 def choose_extras(arch, cleans, kind):
     """Two heads (or neurons): the one with the largest mean |clean DE| over the
     prompts in the last layer, and the same in the layers below it."""
@@ -548,11 +614,14 @@ def record_diff(a, b):
     return max(d, float(a["rank"] != b["rank"]))
 
 
-def make_golden(arch, name, model_field, prompts, plan, golden_dir, texts=None, tok=None, all_plan=None):
+def make_golden(arch, name, model_field, prompts, plan, golden_dir, texts=None, tok=None, all_plan=None,
+                resample=None):
     """plan: list of (components, methods) groups; components is "main"
     (every main component), "heads" or "neurons". all_plan: None, or
     (components, methods) for ablations at every position; components may
-    name "heads[k]" / "neurons[k]" for the k-th chosen unit."""
+    name "heads[k]" / "neurons[k]" for the k-th chosen unit. resample: None,
+    or (samples, seed) for resample rows of every ablated component, appended
+    last."""
     n = len(prompts)
     # ---- clean runs -------------------------------------------------------
     cleans = []
@@ -643,6 +712,16 @@ def make_golden(arch, name, model_field, prompts, plan, golden_dir, texts=None, 
     if all_plan is not None:
         rows += all_positions(arch, cleans, means, all_plan, heads, neurons, rows)
 
+    resample_comps = None
+    if resample is not None:
+        # the component list of hydra's test: first appearance in the ablations
+        resample_comps = []
+        for r in rows:
+            if r["component"] not in resample_comps:
+                resample_comps.append(r["component"])
+        assert resample_comps == arch.component_order + extras, resample_comps
+        rows += resample_rows(arch, cleans, means, resample_comps, *resample, rows)
+
     # ---- report a few things ----------------------------------------------
     for i, cl in enumerate(cleans):
         late_neg = [(c, round(d, 3)) for c, d in zip(arch.component_order, cl["de"])
@@ -680,8 +759,10 @@ def make_golden(arch, name, model_field, prompts, plan, golden_dir, texts=None, 
              f'  "norm": {json.dumps(arch.norm_kind)},',
              f'  "component_order": {json.dumps(arch.component_order)},',
              f'  "heads": {json.dumps(heads)},',
-             f'  "neurons": {json.dumps(neurons)},',
-             '  "prompts": [']
+             f'  "neurons": {json.dumps(neurons)},']
+    if resample_comps is not None:
+        lines += [f'  "resample_components": {json.dumps(resample_comps)},']
+    lines += ['  "prompts": [']
     lines += ["    " + json.dumps(clean_rec(i, cl)) + ("," if i + 1 < n else "") for i, cl in enumerate(cleans)]
     lines += ["  ],", '  "ablations": [']
     lines += ["    " + json.dumps(abl_rec(r)) + ("," if k + 1 < len(rows) else "") for k, r in enumerate(rows)]
@@ -710,6 +791,7 @@ TINY_PLAN = [("main", ["zero", "scale:0.5", "mean", "patch"]),
              ("neurons", ["zero", "scale:0.5", "mean", "patch"])]
 # ablations at every position (tiny models only)
 TINY_ALL_PLAN = (["attn.0", "mlp.1", "attn.2", "mlp.2", "heads[0]", "neurons[0]", "embed"], ["zero", "patch"])
+TINY_RESAMPLE = (3, 11)  # (samples, seed): resample rows of every component (tiny models only)
 SMOLLM2_PLAN = [("main", ["zero", "patch"]), ("heads", ["zero"]), ("neurons", ["zero"])]
 
 
@@ -734,7 +816,8 @@ def main():
         model = load_eager(path)
         arch = Arch(model)
         prompts = tiny_prompts(TINY_SEEDS[name], model.config.vocab_size)
-        make_golden(arch, name, rel(path), prompts, TINY_PLAN, golden_dir, all_plan=TINY_ALL_PLAN)
+        make_golden(arch, name, rel(path), prompts, TINY_PLAN, golden_dir, all_plan=TINY_ALL_PLAN,
+                    resample=TINY_RESAMPLE)
 
     if args.smollm2:
         log(f"[smollm2-135m] {args.smollm2}")

@@ -93,6 +93,22 @@ def forward(w, c, family, ids, abl=None, positions="last", full=None):
     return (x @ head.T)[-1], cap, resid
 
 
+M64 = (1 << 64) - 1
+
+
+def splitmix(x):
+    x = (x + 0x9E3779B97F4A7C15) & M64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & M64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & M64
+    return x ^ (x >> 31)
+
+
+def resample_source(seed, p, c, s, n):
+    """hydra's resample draw: prompt p, component index c, sample s, n prompts."""
+    r = splitmix(splitmix(splitmix(seed ^ 0x68796472) ^ p) ^ ((c * 0x100000001B3) & M64) ^ s) % (n - 1)
+    return r if r < p else r + 1
+
+
 def log_softmax(x):
     m = x.max()
     return x - m - np.log(np.exp(x - m).sum())
@@ -143,13 +159,50 @@ def check(name, root):
     n = len(clean)
     all_comps = set(r["component"] for r in g["ablations"])
     means = {k: np.mean([cl["cap"][k] for cl in clean], axis=0) for k in all_comps}
-    n_all = 0
+    # resample draws index the components by first appearance in the ablations
+    first = []
+    for r in g["ablations"]:
+        if r["component"] not in first:
+            first.append(r["component"])
+    if "resample_components" in g:
+        assert g["resample_components"] == first, (name, g["resample_components"], first)
+
+    def measure(cl, k, fn, positions):
+        """The record fields of one run (rank None where a logit ties the target)."""
+        lg, cap, resid = forward(w, c, family, cl["ids"], (k, fn), positions)
+        t = cl["t"]
+        al = float(lg[t] - lg.mean())
+        lp = log_softmax(lg)
+        lpc = log_softmax(cl["lg"])
+        # rank: skip where another logit ties the target within the fp32 error
+        rank = int((lg > lg[t]).sum()) if np.sort(np.abs(lg - lg[t]))[1] > 1e-4 else None
+        return {"ablated_logit": al, "total_effect": cl["cl"] - al,
+                "de_clean_scale": np.array([de(cap[x], cl["inv"], cl["u"]) for x in order]),
+                "ablated_inv_scale": inv_scale(resid), "logprob": float(lp[t]),
+                "kl": float((np.exp(lpc) * (lpc - lp)).sum()), "rank": rank}
+
+    n_all = n_res = 0
     for r in g["ablations"]:
         cl = clean[r["prompt"]]
         k, m = r["component"], r["method"]
         positions = r.get("positions", "last")
         n_all += positions == "all"
-        if positions == "all":
+        if m == "resample":
+            # mean over the samples of a patch from each drawn source
+            n_res += 1
+            assert positions == "last"
+            i, ci = r["prompt"], first.index(k)
+            recs = [measure(cl, k, lambda v, k=k, s=resample_source(r["seed"], i, ci, q, n):
+                            np.broadcast_to(clean[s]["cap"][k], np.shape(v)).copy(), positions)
+                    for q in range(r["samples"])]
+            got = {f: sum(x[f] for x in recs) / len(recs) for f in recs[0] if f != "rank"}
+            got["rank"] = (None if any(x["rank"] is None for x in recs)
+                           else sum(x["rank"] for x in recs) / len(recs))
+        else:
+            got = None
+        if got is not None:
+            pass
+        elif positions == "all":
             # every position; a patch aligns from the end: position t of this
             # prompt (length n_i) takes the source's (length n_j) position
             # t - n_i + n_j, and keeps its own value where that is < 0
@@ -173,23 +226,22 @@ def check(name, root):
         else:
             a = float(m.split(":")[1])
             fn = lambda v, a=a: v * a
-        lg, cap, resid = forward(w, c, family, cl["ids"], (k, fn), positions)
-        t = cl["t"]
-        al = float(lg[t] - lg.mean())
-        cmp("ablated_logit", al, r["ablated_logit"], 1e-4)
-        cmp("total_effect", cl["cl"] - al, r["total_effect"], 1e-4)
-        cmp("de_clean_scale", [de(cap[x], cl["inv"], cl["u"]) for x in order], r["de_clean_scale"], 1e-4)
+        if got is None:
+            got = measure(cl, k, fn, positions)
+        cmp("ablated_logit", got["ablated_logit"], r["ablated_logit"], 1e-4)
+        cmp("total_effect", got["total_effect"], r["total_effect"], 1e-4)
+        cmp("de_clean_scale", got["de_clean_scale"], r["de_clean_scale"], 1e-4)
         # relative: zeroing llama's embed at every position zeroes the whole
         # residual stream, and its inv_scale is 1/sqrt(eps) = 316.2
-        cmp("ablated_inv_scale", inv_scale(resid), r["ablated_inv_scale"], 1e-6 * max(1.0, r["ablated_inv_scale"]))
-        lp = log_softmax(lg)
-        lpc = log_softmax(cl["lg"])
-        cmp("logprob", lp[t], r["logprob"], 1e-4)
-        cmp("kl", float((np.exp(lpc) * (lpc - lp)).sum()), r["kl"], 1e-5)
-        # rank: skip where another logit ties the target within the fp32 error
-        if np.sort(np.abs(lg - lg[t]))[1] > 1e-4:
-            assert int((lg > lg[t]).sum()) == r["rank"], (name, r)
-    print(f"[{name}] {n} prompts, {len(g['ablations'])} ablations ({n_all} at all positions) match; max abs diff: "
+        cmp("ablated_inv_scale", got["ablated_inv_scale"], r["ablated_inv_scale"],
+            1e-6 * max(1.0, r["ablated_inv_scale"]))
+        cmp("logprob", got["logprob"], r["logprob"], 1e-4)
+        cmp("kl", got["kl"], r["kl"], 1e-5)
+        if got["rank"] is not None:
+            # a resample rank is a mean of integers, kept to 8 digits
+            assert abs(got["rank"] - r["rank"]) <= 1e-7 * max(1.0, abs(r["rank"])), (name, got["rank"], r)
+    print(f"[{name}] {n} prompts, {len(g['ablations'])} ablations ({n_all} at all positions, "
+          f"{n_res} resample) match; max abs diff: "
           + ", ".join(f"{k} {v:.1e}" for k, v in worst.items()))
 
 

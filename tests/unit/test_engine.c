@@ -363,7 +363,7 @@ int main(int argc, char **argv) {
       double kl = json_number_value(json_object_get(A, "kl"));
       snprintf(what, sizeof(what), "%s kl", tag);
       close_to(what, r->kl, kl, 1e-4 * fmax(1.0, kl));
-      double rank = (double)json_integer_value(json_object_get(A, "rank"));
+      double rank = json_number_value(json_object_get(A, "rank"));
       snprintf(what, sizeof(what), "%s rank", tag);
       expect(fabs(r->rank - rank) <= 1.0, what, r->rank, rank, 1);
     }

@@ -223,6 +223,8 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *out, size_t max) {
     if (n == 0) {
       if (state == STORE_DONE || state == STORE_FAILED || state == STORE_CANCELLED)
         return MHD_CONTENT_READER_END_OF_STREAM;
+      if (s->stopping) /* shutting down: a clean end; the client resumes with ?after= */
+        return MHD_CONTENT_READER_END_OF_STREAM;
       /* Nothing yet: wait for the next commit, unless one came meanwhile. */
       pthread_mutex_lock(&s->streams_lock);
       if (s->generation == gen && !s->stopping) {
@@ -711,7 +713,7 @@ static enum MHD_Result dispatch(server_t *s, struct MHD_Connection *c, request_t
       const char *after = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "after");
       char *end = NULL;
       long long a = after ? strtoll(after, &end, 10) : 0;
-      if (after && (*end || a < 0))
+      if (after && (*end || end == after || a < 0))
         return respond_error(c, rq, 400, "after", "expected a row count >= 0");
       const char *last_id = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Last-Event-ID");
       if (last_id) { /* an SSE client reconnecting: resume after its last event */
@@ -850,10 +852,13 @@ int http_start(server_t *s, char *err) {
                             tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, cert,
                             MHD_OPTION_HTTPS_MEM_KEY, key, MHD_OPTION_END);
   free(cert); /* libmicrohttpd copies them at start */
-  free(key);
+  if (key) {
+    explicit_bzero(key, strlen(key));
+    free(key);
+  }
   if (!s->mhd)
-    return err_set(err, "cannot listen on %s:%d (in use, or not allowed)", s->cfg.listen,
-                   s->cfg.port);
+    return err_set(err, "cannot listen on %s:%d (in use, or not allowed%s)", s->cfg.listen,
+                   s->cfg.port, tls ? ", or the TLS certificate and key do not fit" : "");
   return 0;
 }
 

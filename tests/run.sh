@@ -19,7 +19,7 @@ cmake --build build-asan -j "$jobs"
 # OpenBLAS and OpenMP keep thread pools alive at exit; leak checking would
 # report them, not hydra. Every other ASan/UBSan check is on.
 ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-  ctest --test-dir build-asan --output-on-failure -E '^format$' -j "$jobs"
+  ctest --test-dir build-asan --output-on-failure -E "^format$" -j 1
 
 echo "== main build =="
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DHYDRA_WERROR=ON \

@@ -17,21 +17,7 @@
 #include "forward.h"
 #include "model.h"
 
-static double now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec + t.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-  qsort(v, n, sizeof(double), cmp_double);
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
+#include "bench_util.h"
 
 /* Floating-point operations of one forward pass over `batch` sequences of
  * `tokens` tokens, logits at every row. */
@@ -63,14 +49,14 @@ static double sgemm_gflops(const model_config_t *c, int rows, int runs) {
       w[i] = (float)(i % 13) * 0.01f;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, in, 1, x, in, w, in, 0, y, out);
     for (int r = 0; r < runs; r++) {
-      double t0 = now();
+      double t0 = bench_now();
       for (int k = 0; k < 10; k++)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, in, 1, x, in, w, in, 0, y,
                     out);
-      times[r] = (now() - t0) / 10;
+      times[r] = (bench_now() - t0) / 10;
     }
     flops_total += 2.0 * rows * out * in;
-    time_total += median(times, runs);
+    time_total += bench_median(times, runs);
     free(x), free(w), free(y);
   }
   free(times);
@@ -140,14 +126,14 @@ int main(int argc, char **argv) {
     return 1;
   }
   for (int r = 0; r < runs; r++) {
-    double t0 = now();
+    double t0 = bench_now();
     if (forward_run(f, &fb, &out, err) != 0) {
       fprintf(stderr, "bench_forward: %s\n", err);
       return 1;
     }
-    times[r] = now() - t0;
+    times[r] = bench_now() - t0;
   }
-  double t = median(times, runs);
+  double t = bench_median(times, runs);
   double gflops = forward_flops(&m->cfg, batch, tokens) / t / 1e9;
   double sgemm = strcmp(b->ops->name, "cpu") == 0 ? sgemm_gflops(&m->cfg, rows, runs) : 0;
   printf("backend=%s batch=%d tokens=%d runs=%d median_s=%.4f tokens_per_s=%.1f gflops=%.2f "

@@ -44,26 +44,12 @@
 #include "engine.h"
 #include "model.h"
 
-static double now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec + t.tv_nsec * 1e-9;
-}
+#include "bench_util.h"
 
 static double cpu_now(void) { /* CPU time of every thread of the process */
   struct timespec t;
   clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
   return t.tv_sec + t.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-  qsort(v, n, sizeof(double), cmp_double);
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 /* ---- FLOPs of the engine's work, from the job's shape ---- */
@@ -136,11 +122,11 @@ static double sgemm_gflops(const model_config_t *c, int rows, int runs) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, in, 1, x, in, w, in, 0, y, out);
     double best = 1e30;
     for (int r = 0; r < runs; r++) {
-      double t0 = now();
+      double t0 = bench_now();
       for (int k = 0; k < 5; k++)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, in, 1, x, in, w, in, 0, y,
                     out);
-      const double t = (now() - t0) / 5;
+      const double t = (bench_now() - t0) / 5;
       if (t < best)
         best = t;
     }
@@ -299,18 +285,18 @@ int main(int argc, char **argv) {
 
   double *times = malloc(sizeof(double) * runs), wall = 0, cpu = 0;
   for (int r = -warmup; r < runs; r++) {
-    const double t0 = now(), c0 = cpu_now();
+    const double t0 = bench_now(), c0 = cpu_now();
     if (engine_run(e, &job, &sink, err) != 0) {
       fprintf(stderr, "bench_sweep: %s\n", err);
       return 1;
     }
     if (r >= 0) {
-      times[r] = now() - t0;
+      times[r] = bench_now() - t0;
       wall += times[r];
       cpu += cpu_now() - c0;
     }
   }
-  const double t = median(times, runs);
+  const double t = bench_median(times, runs);
   const long variants = engine_job_variants(&job);
   const double flops = sweep_flops(c, lengths, n_prompts, comps, n_comps, samples, reuse);
   const double flops_all = sweep_flops(c, lengths, n_prompts, all, n_all, samples, reuse);

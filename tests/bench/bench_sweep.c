@@ -7,6 +7,7 @@
  * usage: bench_sweep MODEL PROMPTS.json [--reuse 0|1] [--runs N] [--warmup 0|1]
  *                    [--threads N] [--max-rows N] [--components-subset K]
  *                    [--samples S] [--seed S] [--sgemm-rows R] [--rows-out FILE]
+ *                    [--backend cpu|cuda|auto] [--peak N]
  *
  * Components: attn.0, mlp.0, attn.1, ..., mlp.{L-1}; --components-subset K
  * keeps every K-th of them (index % K == 0), for timing a slow configuration
@@ -18,8 +19,13 @@
  *   flops_all         the same for every component (the whole sweep)
  *   flops_full        a full-recompute sweep (every variant a whole forward
  *                     over all its positions, reuse off), every component
- *   sgemm_gflops      OpenBLAS sgemm on one layer's matrix shapes (q, k, v, o, gate,
- *                     up, down) at --sgemm-rows rows (default: the pass budget, 4096)
+ *   sgemm_gflops      the backend's matmul (OpenBLAS or cuBLAS sgemm) on one layer's
+ *                     matrix shapes (q, k, v, o, gate, up, down) at --sgemm-rows rows
+ *                     (default: the pass budget, 4096)
+ *   peak_gflops       the same op on one square N x N x N product (--peak N, default
+ *                     0: not measured), the library's own best case
+ *   gemm_share        gflops / peak_gflops: the engine's counted FLOP rate over the
+ *                     library's peak (when --peak is given)
  *   floor_s           flops_all / sgemm rate
  *   cpu_per_wall      the timed runs' CPU time (all threads) over their wall time:
  *                     about the thread count on an idle machine, less when other
@@ -32,7 +38,6 @@
  * ops inside layers (norms, RoPE, SwiGLU, adds) are not counted.
  * --rows-out writes the clean logits and the per-row total effects for
  * tests/bench/sweep_torch.py to compare. */
-#include <cblas.h>
 #include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -98,41 +103,58 @@ static double sweep_flops(const model_config_t *c, const int *lengths, int n_pro
   return f;
 }
 
-/* ---- the machine's sgemm rate on one layer's shapes ----
- * Each shape's best of `runs` timings (of 5 calls each): the floor is a
- * lower bound, and on a shared machine the best run is the one least
- * disturbed by others. */
+/* ---- the backend's matrix-product rate ----
+ * Through the backend's own matmul op (OpenBLAS sgemm on the CPU, cuBLAS
+ * sgemm on the GPU), on random operands in backend memory. Each shape's best
+ * of `runs` timings (of 5 calls each, synchronized): the floor is a lower
+ * bound, and on a shared machine the best run is the one least disturbed by
+ * others. Returns GFLOP/s, or -1 when the backend fails. */
 
-static double sgemm_gflops(const model_config_t *c, int rows, int runs) {
+static double gemm_time(backend_t *b, int rows, int out, int in, int runs) {
+  const size_t nx = (size_t)rows * in, nw = (size_t)out * in, ny = (size_t)rows * out;
+  float *h = malloc(sizeof(float) * (nx > nw ? nx : nw));
+  float *x = b->ops->alloc(b, nx * 4), *w = b->ops->alloc(b, nw * 4), *y = b->ops->alloc(b, ny * 4);
+  double best = -1;
+  uint64_t st = 0x9E3779B97F4A7C15ULL ^ (uint64_t)(rows * 31 + out * 7 + in);
+  for (size_t i = 0; i < (nx > nw ? nx : nw); i++) { /* random, never zeros */
+    st ^= st << 13, st ^= st >> 7, st ^= st << 17;
+    h[i] = (float)((double)(st >> 11) / (double)(1ULL << 53) - 0.5);
+  }
+  if (h && x && w && y && b->ops->upload(b, x, h, nx * 4) == 0 &&
+      b->ops->upload(b, w, h, nw * 4) == 0 &&
+      b->ops->matmul(b, y, x, w, NULL, rows, out, in, 0) == 0 && b->ops->synchronize(b) == 0) {
+    best = 1e30;
+    for (int r = 0; r < runs && best > 0; r++) {
+      const double t0 = bench_now();
+      for (int k = 0; k < 5; k++)
+        if (b->ops->matmul(b, y, x, w, NULL, rows, out, in, 0) != 0)
+          best = -1;
+      if (b->ops->synchronize(b) != 0)
+        best = -1;
+      const double t = (bench_now() - t0) / 5;
+      if (best > 0 && t < best)
+        best = t;
+    }
+  }
+  b->ops->free(b, x), b->ops->free(b, w), b->ops->free(b, y);
+  free(h);
+  return best;
+}
+
+/* The rate on one layer's shapes (q, k, v, o, up, down, and gate for SwiGLU). */
+static double gemm_gflops(backend_t *b, const model_config_t *c, int rows, int runs) {
   const int q = c->n_heads * c->head_dim, kv = c->n_kv_heads * c->head_dim;
-  /* {out, in}: q, k, v, o, up, down, and gate for SwiGLU */
   const int shapes[7][2] = {{q, c->d_model},       {kv, c->d_model},       {kv, c->d_model},
                             {c->d_model, q},       {c->d_mlp, c->d_model}, {c->d_model, c->d_mlp},
                             {c->d_mlp, c->d_model}};
   const int n_shapes = c->mlp == MLP_SWIGLU ? 7 : 6;
   double flops = 0, total = 0;
   for (int s = 0; s < n_shapes; s++) {
-    const int out = shapes[s][0], in = shapes[s][1];
-    float *x = malloc((size_t)rows * in * 4), *w = malloc((size_t)out * in * 4),
-          *y = malloc((size_t)rows * out * 4);
-    for (size_t i = 0; i < (size_t)rows * in; i++)
-      x[i] = (float)(i % 17) * 0.01f;
-    for (size_t i = 0; i < (size_t)out * in; i++)
-      w[i] = (float)(i % 13) * 0.01f;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, in, 1, x, in, w, in, 0, y, out);
-    double best = 1e30;
-    for (int r = 0; r < runs; r++) {
-      double t0 = bench_now();
-      for (int k = 0; k < 5; k++)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, in, 1, x, in, w, in, 0, y,
-                    out);
-      const double t = (bench_now() - t0) / 5;
-      if (t < best)
-        best = t;
-    }
-    flops += 2.0 * rows * out * in;
-    total += best;
-    free(x), free(w), free(y);
+    const double t = gemm_time(b, rows, shapes[s][0], shapes[s][1], runs);
+    if (t < 0)
+      return -1;
+    flops += 2.0 * rows * shapes[s][0] * shapes[s][1];
+    total += t;
   }
   return flops / total / 1e9;
 }
@@ -192,12 +214,13 @@ int main(int argc, char **argv) {
   if (argc < 3) {
     fprintf(stderr, "usage: bench_sweep MODEL PROMPTS.json [--reuse 0|1] [--runs N] "
                     "[--warmup 0|1] [--threads N] [--max-rows N] [--components-subset K] "
-                    "[--samples S] [--seed S] [--sgemm-rows R] [--rows-out FILE]\n");
+                    "[--samples S] [--seed S] [--sgemm-rows R] [--rows-out FILE] "
+                    "[--backend NAME] [--peak N]\n");
     return 2;
   }
-  const char *path = argv[1], *prompts_path = argv[2], *rows_out = NULL;
+  const char *path = argv[1], *prompts_path = argv[2], *rows_out = NULL, *backend = "cpu";
   int reuse = 1, runs = 3, warmup = 1, threads = 0, max_rows = 0, subset = 1, samples = 15;
-  int sgemm_rows = 0;
+  int sgemm_rows = 0, peak = 0;
   uint64_t seed = 0;
   for (int i = 3; i + 1 < argc; i += 2) {
     if (!strcmp(argv[i], "--reuse"))
@@ -220,6 +243,10 @@ int main(int argc, char **argv) {
       sgemm_rows = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--rows-out"))
       rows_out = argv[i + 1];
+    else if (!strcmp(argv[i], "--backend"))
+      backend = argv[i + 1];
+    else if (!strcmp(argv[i], "--peak"))
+      peak = atoi(argv[i + 1]);
     else {
       fprintf(stderr, "bench_sweep: unknown option %s\n", argv[i]);
       return 2;
@@ -234,7 +261,7 @@ int main(int argc, char **argv) {
     return 1;
   char err[HYDRA_ERR_LEN];
   model_t *m = model_load(path, err);
-  backend_t *b = m ? backend_create("cpu", threads, err) : NULL;
+  backend_t *b = m ? backend_create(backend, threads, err) : NULL;
   engine_t *e = b ? engine_create(m, b, err) : NULL;
   if (!e) {
     fprintf(stderr, "bench_sweep: %s\n", err);
@@ -303,7 +330,8 @@ int main(int argc, char **argv) {
   const double flops_full = sweep_flops(c, lengths, n_prompts, all, n_all, samples, 0);
   /* the sgemm rate at the rows of a full pass (the engine's row budget) */
   const int sg_rows = sgemm_rows > 0 ? sgemm_rows : max_rows > 0 ? max_rows : 4096;
-  const double sg = sgemm_gflops(c, sg_rows, 5);
+  const double sg = gemm_gflops(b, c, sg_rows, 5);
+  const double pk = peak > 0 ? 2.0 * peak * peak * peak / gemm_time(b, peak, peak, peak, 5) / 1e9 : 0;
   const double extrapolated = t * (double)n_all / n_comps;
   long tokens = 0;
   for (int p = 0; p < n_prompts; p++)
@@ -311,10 +339,12 @@ int main(int argc, char **argv) {
   printf("reuse=%d prompts=%d tokens=%ld components=%d components_all=%d samples=%d runs=%d "
          "median_s=%.4f extrapolated_s=%.4f variants=%ld variants_all=%ld variants_per_s=%.1f "
          "flops=%.4e flops_all=%.4e flops_full=%.4e gflops=%.2f sgemm_gflops=%.2f sgemm_rows=%d "
-         "floor_s=%.4f floor_full_s=%.4f cpu_per_wall=%.2f\n",
+         "floor_s=%.4f floor_full_s=%.4f peak_gflops=%.1f peak_n=%d gemm_share=%.3f "
+         "cpu_per_wall=%.2f backend=%s\n",
          reuse, n_prompts, tokens, n_comps, n_all, samples, runs, t, extrapolated, variants,
          (long)samples * n_all * n_prompts, variants / t, flops, flops_all, flops_full,
-         flops / t / 1e9, sg, sg_rows, flops_all / (sg * 1e9), flops_full / (sg * 1e9), cpu / wall);
+         flops / t / 1e9, sg, sg_rows, flops_all / (sg * 1e9), flops_full / (sg * 1e9), pk, peak,
+         pk > 0 ? flops / t / 1e9 / pk : 0, cpu / wall, b->ops->name);
   if (rows_out) {
     FILE *f = fopen(rows_out, "w");
     if (!f) {

@@ -69,11 +69,19 @@ def main():
     ap.add_argument("--components-subset", type=int, default=1)
     ap.add_argument("--draws", choices=("hydra", "numpy"), default="hydra")
     ap.add_argument("--attn", choices=("sdpa", "eager"), default="sdpa")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (fp32, TF32 off)")
     ap.add_argument("--hydra-rows", action="append", default=[],
                     help="bench_sweep --rows-out file to compare with (repeatable)")
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
+    dev = torch.device(a.device)
+    torch.backends.cuda.matmul.allow_tf32 = False  # fp32, as hydra's default
+    torch.backends.cudnn.allow_tf32 = False
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
     prompts = json.load(open(a.prompts))["prompts"]
     P = len(prompts)
     lengths = [len(p["ids"]) for p in prompts]
@@ -83,16 +91,25 @@ def main():
     for i, p in enumerate(prompts):
         ids[i, : lengths[i]] = torch.tensor(p["ids"])
         mask[i, : lengths[i]] = 1
-    rows = torch.arange(P)
-    last = torch.tensor(lengths) - 1
+    ids, mask = ids.to(dev), mask.to(dev)
+    rows = torch.arange(P, device=dev)
+    last = torch.tensor(lengths, device=dev) - 1
 
-    model = AutoModelForCausalLM.from_pretrained(
-        os.path.dirname(a.model), gguf_file=os.path.basename(a.model),
-        dtype=torch.float32, attn_implementation=a.attn)
-    model.eval()
+    if os.path.isdir(a.model):  # a Hugging Face folder (config.json + safetensors)
+        model = AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.float32,
+                                                     attn_implementation=a.attn)
+    else:  # a GGUF file, dequantised
+        model = AutoModelForCausalLM.from_pretrained(
+            os.path.dirname(a.model), gguf_file=os.path.basename(a.model),
+            dtype=torch.float32, attn_implementation=a.attn)
+    model.to(dev).eval()
     cfg = model.config
-    layers = model.model.layers
+    # llama-style (model.layers[L].self_attn / .mlp) or GPT-2 (transformer.h[L].attn / .mlp)
+    layers = model.model.layers if hasattr(model, "model") else model.transformer.h
     nL = len(layers)
+
+    def attn_of(layer):
+        return layer.self_attn if hasattr(layer, "self_attn") else layer.attn
     comps = [("attn" if i % 2 == 0 else "mlp", i // 2) for i in range(2 * nL)]
     run = comps[:: a.components_subset]
 
@@ -105,6 +122,7 @@ def main():
 
     with torch.no_grad():
         forward()  # warm-up
+        sync()
         t0, c0 = time.perf_counter(), time.process_time()
 
         # ---- clean pass: keep the components' outputs at the final positions
@@ -118,7 +136,7 @@ def main():
 
         handles = []
         for L, layer in enumerate(layers):
-            handles.append(layer.self_attn.register_forward_hook(keeper(("attn", L))))
+            handles.append(attn_of(layer).register_forward_hook(keeper(("attn", L))))
             handles.append(layer.mlp.register_forward_hook(keeper(("mlp", L))))
         cl = centred_final(forward())
         for h in handles:
@@ -128,15 +146,16 @@ def main():
 
         # ---- the sweep: one forward per (component, sample)
         rng = np.random.default_rng(a.seed)
-        total = torch.zeros(P, len(run), dtype=torch.float64)
+        total = torch.zeros(P, len(run), dtype=torch.float64, device=dev)
         for ci, (kind, L) in enumerate(run):
-            mod = layers[L].self_attn if kind == "attn" else layers[L].mlp
+            mod = attn_of(layers[L]) if kind == "attn" else layers[L].mlp
             src_vals = clean_out[(kind, L)]
             for s in range(a.samples):
                 if a.draws == "hydra":
-                    src = torch.tensor([hydra_draw(a.seed, p, ci, s, P) for p in range(P)])
+                    src = torch.tensor([hydra_draw(a.seed, p, ci, s, P) for p in range(P)],
+                                       device=dev)
                 else:
-                    r = torch.from_numpy(rng.integers(0, P - 1, size=P))
+                    r = torch.from_numpy(rng.integers(0, P - 1, size=P)).to(dev)
                     src = torch.where(r < rows, r, r + 1)
                 repl = src_vals[src]
 
@@ -150,15 +169,21 @@ def main():
                 h.remove()
                 total[:, ci] += (clean_logit - ab).double()
         total /= a.samples
+        sync()
         t = time.perf_counter() - t0
+        total, target, clean_logit = total.cpu(), target.cpu(), clean_logit.cpu()
         cpu_per_wall = (time.process_time() - c0) / t
 
     # ---- counted FLOPs of this work (the padded batch, logits at every position)
-    d, V, f = cfg.hidden_size, cfg.vocab_size, cfg.intermediate_size
+    d, V = cfg.hidden_size, cfg.vocab_size
+    f = getattr(cfg, "intermediate_size", None) or getattr(cfg, "n_inner", None) or 4 * d
     hd = getattr(cfg, "head_dim", None) or d // cfg.num_attention_heads
-    q, kv = cfg.num_attention_heads * hd, cfg.num_key_value_heads * hd
+    q = cfg.num_attention_heads * hd
+    kv = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+    kv *= hd
+    n_mlp = 3 if getattr(cfg, "model_type", "") != "gpt2" else 2
     tok = P * T
-    per_forward = nL * (tok * 2 * (d * q + 2 * d * kv + q * d + 3 * d * f)
+    per_forward = nL * (tok * 2 * (d * q + 2 * d * kv + q * d + n_mlp * d * f)
                         + P * 2 * 2 * q * T * T) + tok * 2 * V * d
     forwards_run = 1 + len(run) * a.samples
     forwards_all = 1 + len(comps) * a.samples
@@ -187,7 +212,7 @@ def main():
             print(f"{tag} {names[i]}: total effect, mean over prompts: hydra {mean_h[i]:.4f} "
                   f"torch {mean_t[i]:.4f}")
 
-    print(f"backend=torch-{torch.__version__} attn={a.attn} padding=right batch={P} tokens={T} "
+    print(f"backend=torch-{torch.__version__}-{dev.type} attn={a.attn} padding=right batch={P} tokens={T} "
           f"components={len(run)} components_all={len(comps)} samples={a.samples} "
           f"forwards={forwards_run} measured_s={t:.4f} extrapolated_s={extrapolated:.4f} "
           f"variants={variants} variants_all={len(comps) * a.samples * P} "

@@ -1,126 +1,218 @@
 #!/bin/bash
 # tests/gpu/run.sh - the GPU suite, for a machine with an NVIDIA GPU (run from
 # the repository root). One script: builds with CUDA, checks every op of the
-# CUDA backend against the naive reference on random inputs (fresh seed,
-# printed) and against the CPU backend on the same seed, runs the logits and
-# engine goldens on the CUDA backend, runs compute-sanitizer (memcheck) on a
-# short engine test, runs the GPU benchmarks, and writes tests/gpu/RESULTS.md
-# (and a copy to $OUT when set, for the device tool to bring back).
+# CUDA backend against the naive double-precision reference on random inputs
+# (fresh seed, printed) and the CPU backend on the same seed, runs the logits
+# and engine goldens on the CUDA backend, runs compute-sanitizer (memcheck) on
+# the ops and a short engine test, runs the GPU benchmark (the hydra preset
+# sweep on random GPT-2-small- and Llama-7B-shaped models against PyTorch
+# forward hooks on the same GPU, whose total effects it also compares), and
+# writes tests/gpu/RESULTS.md (and copies to $OUT when set, for the device tool).
 #
 # Packages the device machine lacks (jansson, PCRE2, libmicrohttpd, SQLite,
-# OpenBLAS) travel as .deb files in .debs/ (deploy/fetch-debs.sh downloads
-# them) and are unpacked into a private prefix.
+# OpenBLAS, pkg-config) travel as .deb files in .debs/ (deploy/fetch-debs.sh
+# downloads them) and are unpacked into a private prefix.
+#   HYDRA_CUDA_ARCH   CUDA architecture to build (default 90)
+#   GPU_BENCH=0       skip the benchmarks
+#   PYTHON            python with torch + transformers (default python3)
+#   GPU_MODELS, GPU_SWEEPS, GPU_PEAK, GPU_BENCH_BACKEND, GPU_TORCH_DEVICE: the
+#                     benchmark's models:prompts, models:k, square GEMM size,
+#                     backends (cpu for a dry run of the script without a GPU)
 # Exit status: 0 all green, 1 a check failed, 77 no GPU here.
 set -u
 cd "$(dirname "$0")/../.."
 root=$(pwd)
-log=$(mktemp)
+work=${GPU_WORK:-/tmp/hydra-gpu}
+mkdir -p "$work"
+log=$work/log.txt
+: >"$log"
 results=tests/gpu/RESULTS.md
+python=${PYTHON:-python3}
 fail=0
+t_start=$SECONDS
+seed=$(date +%s)
 
 if ! command -v nvidia-smi >/dev/null || ! nvidia-smi -L >/dev/null 2>&1; then
   echo "tests/gpu/run.sh: no GPU visible: skipping" >&2
   exit 77
 fi
 
+arch=$(gcc -dumpmachine)
+deps_root=""
 if [ -d .debs ] && ls .debs/*.deb >/dev/null 2>&1; then
-  prefix=/opt/hydra-deps
-  mkdir -p "$prefix"
-  for f in .debs/*.deb; do dpkg -x "$f" "$prefix"; done
-  arch=$(gcc -dumpmachine)
-  export PKG_CONFIG_PATH="$prefix/usr/lib/$arch/pkgconfig:$prefix/usr/share/pkgconfig:${PKG_CONFIG_PATH:-}"
-  export CPATH="$prefix/usr/include:$prefix/usr/include/$arch:${CPATH:-}"
-  export LIBRARY_PATH="$prefix/usr/lib/$arch:$prefix/usr/lib/$arch/openblas-openmp:${LIBRARY_PATH:-}"
-  export LD_LIBRARY_PATH="$prefix/usr/lib/$arch:$prefix/usr/lib/$arch/openblas-openmp:${LD_LIBRARY_PATH:-}"
-  export CMAKE_PREFIX_PATH="$prefix/usr:${CMAKE_PREFIX_PATH:-}"
-  # pkg-config files name /usr: point them at the prefix.
-  sed -i "s#^prefix=/usr#prefix=$prefix/usr#" "$prefix"/usr/lib/"$arch"/pkgconfig/*.pc 2>/dev/null
+  deps_root=/opt/hydra-deps
+  mkdir -p "$deps_root"
+  for f in .debs/*.deb; do
+    case $(basename "$f") in # runtime libraries the system may already have (keep its own)
+    libgomp1_*) ldconfig -p | grep -q 'libgomp\.so\.1 ' && continue ;;
+    libgfortran5_*) ldconfig -p | grep -q 'libgfortran\.so\.5 ' && continue ;;
+    libquadmath0_*) ldconfig -p | grep -q 'libquadmath\.so\.0 ' && continue ;;
+    esac
+    dpkg -x "$f" "$deps_root"
+  done
+  lib_dir=$deps_root/usr/lib/$arch
+  sed -i "s#^prefix=/usr#prefix=$deps_root/usr#" "$lib_dir"/pkgconfig/*.pc "$deps_root"/usr/share/pkgconfig/*.pc 2>/dev/null
+  # hydra links libmicrohttpd dynamically: GnuTLS is only its runtime
+  # dependency (unpacked above), and its development files are not needed
+  sed -i '/^Requires.private: gnutls/d' "$lib_dir"/pkgconfig/libmicrohttpd.pc
+  export PKG_CONFIG_PATH="$lib_dir/pkgconfig:$deps_root/usr/share/pkgconfig:${PKG_CONFIG_PATH:-}"
+  export PKG_CONFIG_LIBDIR="$lib_dir/pkgconfig:$deps_root/usr/share/pkgconfig"
+  export CMAKE_PREFIX_PATH="$deps_root/usr:${CMAKE_PREFIX_PATH:-}"
+  export PATH="$PATH:$deps_root/usr/bin"
+  command -v pkg-config >/dev/null || ln -sf "$deps_root/usr/bin/pkgconf" "$deps_root/usr/bin/pkg-config"
+  # hydra's programs find these; python (torch) runs without them
+  hydra_ld="$lib_dir:$lib_dir/openblas-openmp:${LD_LIBRARY_PATH:-}"
+else
+  hydra_ld=${LD_LIBRARY_PATH:-}
 fi
 export PATH=/usr/local/cuda/bin:$PATH
+# hydra's programs run with the unpacked libraries; python (torch) without them
+hy=(env "LD_LIBRARY_PATH=$hydra_ld")
+py=(env -u LD_LIBRARY_PATH PYTHONUNBUFFERED=1 "$python")
 
-step() { echo "== $*" | tee -a "$log"; }
-check() { # name, command...
-  local name=$1
-  shift
-  if "$@" >>"$log" 2>&1; then
-    echo "| $name | pass |" >>"$log.table"
+# RESULTS.md is rewritten after every step (and copied to $OUT with the log):
+# a run cut short still brings back what it measured.
+write_results() {
+{
+    echo "# GPU suite"
+    echo
+    echo "Written by \`bash tests/gpu/run.sh\` on $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | head -1),"
+    echo "CUDA $(nvcc --version | sed -n 's/.*release \([0-9.]*\).*/\1/p'), $(date -u +%Y-%m-%d). Op seed: $seed. Wall time $((SECONDS - t_start)) s."
+    echo
+    echo "| check | result |"
+    echo "| --- | --- |"
+    cat "$table"
+    if [ -s "$bench" ]; then
+      echo
+      echo "## Benchmark: hydra preset sweep (resample x 15, every attention and MLP layer, final position)"
+      echo
+      echo "Random weights of real shapes (tests/gpu/make_models.py); prompts of 8-16 random ids."
+      echo "hydra: median of 3 engine runs after a warm-up (bench_sweep --backend cuda). PyTorch:"
+      echo "transformers + forward hooks, fp32 with TF32 off, one forward per (component, draw) over the"
+      echo "padded batch, run on every k-th component and extrapolated (tests/bench/sweep_torch.py"
+      echo "--device cuda). GEMM share: the engine's counted FLOP rate over cuBLAS sgemm on 8192^3."
+      echo
+      echo "| model | prompts | ablated runs | hydra | PyTorch hooks | ratio | hydra GFLOP/s | GEMM share of cuBLAS peak |"
+      echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
+      cat "$bench"
+      echo
+      echo "Agreement (same draws; hydra rows from a components-subset run):"
+      echo
+      cat "$work/checks.md" 2>/dev/null
+      echo
+      cat "$work/forward.md" 2>/dev/null
+    fi
+  } >"$results"
+  [ -n "${OUT:-}" ] && cp "$results" "$log" "$OUT/" 2>/dev/null
+  return 0
+}
+
+get() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$2" | tail -1; }
+step() {
+  write_results
+  echo "== [$((SECONDS - t_start)) s] $*" | tee -a "$log"
+}
+table=$work/table.md bench=$work/bench.md
+rm -f "$work"/*.md
+: >"$table"
+: >"$bench"
+check() { # name, timeout seconds, command...
+  local name=$1 limit=$2 rc t0=$SECONDS
+  shift 2
+  echo "-- $name: $*" >>"$log"
+  timeout "$limit" "$@" >"$work/check.log" 2>&1
+  rc=$?
+  cat "$work/check.log" >>"$log"
+  if [ $rc -eq 0 ]; then
+    echo "| $name | pass ($((SECONDS - t0)) s) |" >>"$table"
   else
-    echo "| $name | **FAIL** (exit $?) |" >>"$log.table"
+    echo "| $name | **FAIL** (exit $rc$([ $rc -eq 124 ] && echo ", timed out after $limit s")) |" >>"$table"
+    echo "---- FAIL: $name (exit $rc), last lines:"
+    tail -25 "$work/check.log"
     fail=1
   fi
 }
-: >"$log.table"
 
-step "build (CUDA, sm_90)"
-cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DENABLE_CUDA=ON \
-  -DCMAKE_CUDA_ARCHITECTURES="${HYDRA_CUDA_ARCH:-90}" >>"$log" 2>&1 &&
-  cmake --build build-gpu -j "$(nproc)" >>"$log" 2>&1 || {
+step "build (CUDA, sm_${HYDRA_CUDA_ARCH:-90}) on $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
+targets="test_ops test_golden_logits test_engine bench_forward bench_sweep"
+if ! LD_LIBRARY_PATH=$hydra_ld cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DENABLE_CUDA=ON \
+  -DCMAKE_CUDA_ARCHITECTURES="${HYDRA_CUDA_ARCH:-90}" ${deps_root:+-DHYDRA_DEPS_ROOT=$deps_root} \
+  >>"$log" 2>&1 || ! LD_LIBRARY_PATH=$hydra_ld cmake --build build-gpu -j "$(nproc)" \
+  --target $targets >>"$log" 2>&1; then
   echo "build failed:"
   tail -40 "$log"
+  [ -n "${OUT:-}" ] && cp "$log" "$OUT/"
   exit 1
-}
+fi
+bin=build-gpu/tests
 
-seed=$(date +%s)
 step "ops (seed $seed)"
-check "ops: CUDA against the naive reference (seed $seed)" build-gpu/tests/test_ops cuda "$seed"
-check "ops: CPU against the naive reference (same seed)" build-gpu/tests/test_ops cpu "$seed"
+check "ops: CUDA against the double-precision reference (seed $seed)" 120 "${hy[@]}" $bin/test_ops cuda "$seed"
+check "ops: CPU against the double-precision reference (same seed)" 120 "${hy[@]}" $bin/test_ops cpu "$seed"
 
 step "goldens on CUDA"
-for g in tiny-gpt2 tiny-llama tiny-llama-sharded smollm2-135m; do
-  check "logits $g (transformers, <= 1e-4)" build-gpu/tests/test_golden_logits "$root" \
+for g in tiny-gpt2 tiny-llama tiny-llama-sharded; do
+  check "logits $g (transformers, <= 1e-4)" 120 "${hy[@]}" $bin/test_golden_logits "$root" \
     "tests/golden/$g.json" --backend cuda
 done
-for g in tiny-gpt2 tiny-llama smollm2-135m; do
-  check "engine $g (transformers hooks, identities)" build-gpu/tests/test_engine "$root" \
+for g in tiny-gpt2 tiny-llama; do
+  check "engine $g (transformers hooks <= 1e-4, identities)" 180 "${hy[@]}" $bin/test_engine "$root" \
     "tests/golden/ablation_$g.json" --backend cuda
 done
+if [ -s models/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf ]; then
+  check "logits smollm2-135m" 120 "${hy[@]}" $bin/test_golden_logits "$root" tests/golden/smollm2-135m.json --backend cuda
+  check "engine smollm2-135m" 300 "${hy[@]}" $bin/test_engine "$root" tests/golden/ablation_smollm2-135m.json --backend cuda
+else
+  echo "| SmolLM2 goldens | not run: the model (94 MB) cannot travel to the device machine |" >>"$table"
+fi
+
+bench_be=${GPU_BENCH_BACKEND:-cuda} torch_dev=${GPU_TORCH_DEVICE:-cuda} # cpu: a dry run
+if [ "${GPU_BENCH:-1}" != 0 ]; then
+  step "benchmark models (random weights, real shapes)"
+  check "make random models (transformers init)" 150 "${py[@]}" tests/gpu/make_models.py "$work/models" \
+    --which "${GPU_MODELS:-gpt2-small:1209,llama7b-L4:256}"
+  for spec in ${GPU_SWEEPS:-"gpt2-small:6" "llama7b-L4:4"}; do
+    name=${spec%:*} k=${spec#*:}
+    m=$work/models/$name p=$work/models/prompts-$name.json
+    [ -s "$p" ] || continue
+    step "sweep $name: hydra (cuda)"
+    timeout 150 "${hy[@]}" $bin/bench_sweep "$m" "$p" --backend "$bench_be" --runs 3 --peak "${GPU_PEAK:-8192}" >"$work/h.txt" 2>&1
+    h=$(tail -1 "$work/h.txt")
+    echo "$name hydra: $h" | tee -a "$log"
+    timeout 60 "${hy[@]}" $bin/bench_sweep "$m" "$p" --backend "$bench_be" --runs 1 --warmup 0 \
+      --components-subset "$k" --rows-out "$work/rows-$name.json" >>"$log" 2>&1
+    step "sweep $name: PyTorch hooks (cuda), every ${k}th component, extrapolated"
+    timeout 120 "${py[@]}" tests/bench/sweep_torch.py "$m" "$p" --device "$torch_dev" --components-subset "$k" \
+      --hydra-rows "$work/rows-$name.json" >"$work/t.txt" 2>&1
+    cat "$work/t.txt" >>"$log"
+    t=$(tail -1 "$work/t.txt")
+    echo "$name torch: $t" | tee -a "$log"
+    grep '^check' "$work/t.txt" | tee -a "$log" | sed 's/^/    /'
+    hs=$(get median_s "$h") ts=$(get extrapolated_s "$t")
+    ratio=$(awk -v a="$ts" -v b="$hs" 'BEGIN { if (a > 0 && b > 0) printf "%.1f", a / b; else print "-" }')
+    printf '| %s | %s | %s | %s s | %s s | **%s×** | %s | %s of %s GFLOP/s |\n' "$name" \
+      "$(get prompts "$h")" "$(get variants "$h")" "${hs:--}" "${ts:--}" "$ratio" \
+      "$(get gflops "$h")" "$(get gemm_share "$h")" "$(get peak_gflops "$h")" >>"$bench"
+    grep '^check' "$work/t.txt" | sed "s/^check /- $name: /" >>"$work/checks.md"
+  done
+  step "forward throughput"
+  for be in cuda cpu; do
+    line=$(timeout 120 "${hy[@]}" $bin/bench_forward "$work/models/gpt2-small" --backend $be --batch 8 --tokens 64 --runs 5 2>&1 | tail -1)
+    echo "forward gpt2-small $be: $line" | tee -a "$log"
+    echo "- forward, gpt2-small, 8 x 64 tokens, $be: $line" >>"$work/forward.md"
+  done
+fi
 
 step "compute-sanitizer"
 if command -v compute-sanitizer >/dev/null; then
-  check "compute-sanitizer memcheck: engine on tiny-llama" compute-sanitizer --tool memcheck \
-    --error-exitcode 9 build-gpu/tests/test_engine "$root" tests/golden/ablation_tiny-llama.json \
-    --backend cuda
+  check "compute-sanitizer memcheck: ops" 150 "${hy[@]}" compute-sanitizer --tool memcheck --error-exitcode 9 \
+    $bin/test_ops cuda "$seed"
+  check "compute-sanitizer memcheck: engine on tiny-llama" 200 "${hy[@]}" compute-sanitizer --tool memcheck \
+    --error-exitcode 9 $bin/test_engine "$root" tests/golden/ablation_tiny-llama.json --backend cuda
 else
-  echo "| compute-sanitizer | not installed |" >>"$log.table"
+  echo "| compute-sanitizer | not installed |" >>"$table"
 fi
 
-step "benchmarks"
-bench=""
-model=models/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf
-if [ -s "$model" ]; then
-  for be in cuda cpu; do
-    line=$(build-gpu/tests/bench_forward "$model" --backend "$be" --batch 8 --tokens 64 --runs 5 2>&1 | tail -1)
-    bench="$bench
-| forward SmolLM2 8x64 | $be | $line |"
-  done
-  if [ -x build-gpu/tests/bench_sweep ]; then
-    for be in cuda cpu; do
-      line=$(build-gpu/tests/bench_sweep "$model" --backend "$be" --runs 3 2>&1 | tail -1)
-      bench="$bench
-| sweep (hydra preset, 16 prompts) | $be | $line |"
-    done
-  fi
-else
-  bench="
-| benchmarks | - | SmolLM2 not present (models/ does not travel to the device machine) |"
-fi
-
-{
-  echo "# GPU suite"
-  echo
-  echo "Written by \`bash tests/gpu/run.sh\` on $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | head -1),"
-  echo "CUDA $(nvcc --version | sed -n 's/.*release \([0-9.]*\).*/\1/p'), $(date -u +%Y-%m-%d). Op seed: $seed."
-  echo
-  echo "| check | result |"
-  echo "| --- | --- |"
-  cat "$log.table"
-  echo
-  echo "## Benchmarks"
-  echo
-  echo "| what | backend | result |"
-  echo "| --- | --- | --- |"
-  echo "$bench" | sed '/^$/d'
-} >"$results"
+write_results
 cat "$results"
-[ -n "${OUT:-}" ] && cp "$results" "$log" "$OUT/" 2>/dev/null
 exit $fail

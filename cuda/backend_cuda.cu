@@ -8,15 +8,48 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 extern "C" {
 #include "backend.h"
 }
 
+/* HYDRA_CUDA_PROFILE=1: every op is bracketed by a pair of events on the
+ * stream; at each synchronisation (and at exit) their times are summed per
+ * kind of op and, when the backend is destroyed, printed to stderr with the
+ * wall time since it was created: the difference is time the GPU sat idle
+ * waiting for the host. Off by default (events cost a few microseconds). */
+enum {
+  P_UPLOAD,
+  P_DOWNLOAD,
+  P_COPY,
+  P_MATMUL,
+  P_NORM,
+  P_ROPE,
+  P_ATTENTION,
+  P_INTERVENE,
+  P_ROW_DOTS,
+  P_ELEMENTWISE,
+  P_ROWS,
+  P_N
+};
+static const char *const prof_names[P_N] = {"upload", "download",  "copy/memset", "matmul",
+                                            "norm",   "rope",      "attention",   "intervene",
+                                            "row_dots", "elementwise", "gather/scatter/embed"};
+
+typedef struct {
+  int on, n, cap;
+  cudaEvent_t *ev; /* 2 per op */
+  int *op;
+  double ms[P_N], wall0;
+  long calls[P_N];
+} prof_t;
+
 typedef struct {
   int device;
   cudaStream_t stream;
   cublasHandle_t blas;
+  prof_t prof;
 } cuda_impl_t;
 
 #define CUDA_TRY(b, call)                                                                          \
@@ -44,6 +77,47 @@ typedef struct {
 static inline cuda_impl_t *impl(backend_t *b) {
   return (cuda_impl_t *)b->impl;
 }
+
+static double wall_now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static void prof_flush(prof_t *p) {
+  if (!p->on || p->n == 0)
+    return;
+  cudaEventSynchronize(p->ev[2 * p->n - 1]);
+  for (int i = 0; i < p->n; i++) {
+    float ms = 0;
+    if (cudaEventElapsedTime(&ms, p->ev[2 * i], p->ev[2 * i + 1]) == cudaSuccess)
+      p->ms[p->op[i]] += ms;
+    p->calls[p->op[i]]++;
+  }
+  cudaGetLastError();
+  p->n = 0;
+}
+
+/* One op's scope: records its start event on entry and its end on any return. */
+struct prof_scope {
+  cuda_impl_t *c;
+  int slot;
+  prof_scope(backend_t *b, int op) : c(impl(b)), slot(-1) {
+    prof_t *p = &c->prof;
+    if (!p->on)
+      return;
+    if (p->n == p->cap)
+      prof_flush(p);
+    slot = p->n++;
+    p->op[slot] = op;
+    cudaEventRecord(p->ev[2 * slot], c->stream);
+  }
+  ~prof_scope() {
+    if (slot >= 0)
+      cudaEventRecord(c->prof.ev[2 * slot + 1], c->stream);
+  }
+};
+#define PROF(b, op) prof_scope prof_scope_(b, op)
 static inline unsigned blocks(size_t n, unsigned threads) {
   return (unsigned)((n + threads - 1) / threads);
 }
@@ -67,28 +141,33 @@ static void cuda_free(backend_t *b, void *p) {
 }
 
 static int cuda_upload(backend_t *b, void *dst, const void *src, size_t bytes) {
+  PROF(b, P_UPLOAD);
   CUDA_TRY(b, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, impl(b)->stream));
   return 0;
 }
 
 static int cuda_download(backend_t *b, void *dst, const void *src, size_t bytes) {
+  PROF(b, P_DOWNLOAD);
   CUDA_TRY(b, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, impl(b)->stream));
   CUDA_TRY(b, cudaStreamSynchronize(impl(b)->stream));
   return 0;
 }
 
 static int cuda_copy(backend_t *b, void *dst, const void *src, size_t bytes) {
+  PROF(b, P_COPY);
   CUDA_TRY(b, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, impl(b)->stream));
   return 0;
 }
 
 static int cuda_memset0(backend_t *b, void *dst, size_t bytes) {
+  PROF(b, P_COPY);
   CUDA_TRY(b, cudaMemsetAsync(dst, 0, bytes, impl(b)->stream));
   return 0;
 }
 
 static int cuda_synchronize(backend_t *b) {
   CUDA_TRY(b, cudaStreamSynchronize(impl(b)->stream));
+  prof_flush(&impl(b)->prof);
   return 0;
 }
 
@@ -106,6 +185,7 @@ __global__ void k_bias_rows(float *y, const float *bias, int rows, int out, int 
  * y^T[out, rows] = w^T^T . x^T: op(A) = T on w (ld in), op(B) = N on x. */
 static int cuda_matmul(backend_t *b, float *y, const float *x, const float *w, const float *bias,
                        int rows, int out, int in, int accumulate) {
+  PROF(b, P_MATMUL);
   if (rows == 0)
     return 0;
   float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
@@ -180,6 +260,7 @@ __global__ void k_rmsnorm(float *y, float *inv_scale, const float *x, const floa
 
 static int cuda_layernorm(backend_t *b, float *y, float *inv_scale, const float *x,
                           const float *gamma, const float *beta, int rows, int d, float eps) {
+  PROF(b, P_NORM);
   if (rows == 0)
     return 0;
   k_layernorm<<<rows, 256, 0, impl(b)->stream>>>(y, inv_scale, x, gamma, beta, d, eps);
@@ -189,6 +270,7 @@ static int cuda_layernorm(backend_t *b, float *y, float *inv_scale, const float 
 
 static int cuda_rmsnorm(backend_t *b, float *y, float *inv_scale, const float *x,
                         const float *gamma, int rows, int d, float eps) {
+  PROF(b, P_NORM);
   if (rows == 0)
     return 0;
   k_rmsnorm<<<rows, 256, 0, impl(b)->stream>>>(y, inv_scale, x, gamma, d, eps);
@@ -217,6 +299,7 @@ __global__ void k_rope(float *x, const int *position, int rows, int n_heads, int
 
 static int cuda_rope(backend_t *b, float *x, const int *position, int rows, int n_heads,
                      int head_dim, int rotary_dim, float theta) {
+  PROF(b, P_ROPE);
   size_t n = (size_t)rows * n_heads * (rotary_dim / 2);
   if (n == 0)
     return 0;
@@ -289,6 +372,7 @@ static int cuda_attention(backend_t *b, float *out, const float *q, const float 
                           const int *key_start, const int *n_keys, const float *k2, const float *v2,
                           const int *key2_start, const int *n_keys2, int rows, int n_heads,
                           int n_kv_heads, int head_dim) {
+  PROF(b, P_ATTENTION);
   if (head_dim > 32 * ATT_MAX_PER_LANE)
     return err_set(b->err, "attention: head_dim %d is larger than %d", head_dim,
                    32 * ATT_MAX_PER_LANE);
@@ -320,6 +404,7 @@ __global__ void k_intervene(float *x, int width, const intervention_t *entries, 
 
 static int cuda_intervene(backend_t *b, float *x, int width, const intervention_t *entries, int n,
                           const float *src) {
+  PROF(b, P_INTERVENE);
   if (n == 0)
     return 0;
   k_intervene<<<n, 128, 0, impl(b)->stream>>>(x, width, entries, src);
@@ -342,6 +427,7 @@ __global__ void k_row_dots(float *out, const int *out_index, const float *x, con
 
 static int cuda_row_dots(backend_t *b, float *out, const int *out_index, const float *x,
                          const int *x_row, const float *dirs, const int *dir_row, int n, int d) {
+  PROF(b, P_ROW_DOTS);
   if (n == 0)
     return 0;
   k_row_dots<<<n, 256, 0, impl(b)->stream>>>(out, out_index, x, x_row, dirs, dir_row, d);
@@ -377,6 +463,7 @@ __global__ void k_add(float *y, const float *x, size_t n) {
 }
 
 static int cuda_activation(backend_t *b, float *x, size_t n, activation_t act) {
+  PROF(b, P_ELEMENTWISE);
   if (act != ACT_GELU_TANH && act != ACT_GELU_ERF && act != ACT_SILU)
     return err_set(b->err, "unknown activation %d", (int)act);
   if (n == 0)
@@ -387,6 +474,7 @@ static int cuda_activation(backend_t *b, float *x, size_t n, activation_t act) {
 }
 
 static int cuda_swiglu(backend_t *b, float *gate, const float *up, size_t n) {
+  PROF(b, P_ELEMENTWISE);
   if (n == 0)
     return 0;
   k_swiglu<<<blocks(n, 256), 256, 0, impl(b)->stream>>>(gate, up, n);
@@ -395,6 +483,7 @@ static int cuda_swiglu(backend_t *b, float *gate, const float *up, size_t n) {
 }
 
 static int cuda_add(backend_t *b, float *y, const float *x, size_t n) {
+  PROF(b, P_ELEMENTWISE);
   if (n == 0)
     return 0;
   k_add<<<blocks(n, 256), 256, 0, impl(b)->stream>>>(y, x, n);
@@ -434,6 +523,7 @@ __global__ void k_embed(float *x, const float *tok_embed, const int *ids, const 
 
 static int cuda_gather_rows(backend_t *b, float *dst, const float *src, const int *index, int rows,
                             int d) {
+  PROF(b, P_ROWS);
   size_t n = (size_t)rows * d;
   if (n == 0)
     return 0;
@@ -444,6 +534,7 @@ static int cuda_gather_rows(backend_t *b, float *dst, const float *src, const in
 
 static int cuda_scatter_rows(backend_t *b, float *dst, const float *src, const int *index, int rows,
                              int d) {
+  PROF(b, P_ROWS);
   size_t n = (size_t)rows * d;
   if (n == 0)
     return 0;
@@ -454,6 +545,7 @@ static int cuda_scatter_rows(backend_t *b, float *dst, const float *src, const i
 
 static int cuda_embed(backend_t *b, float *x, const float *tok_embed, const int *ids,
                       const float *pos_embed, const int *position, int rows, int d) {
+  PROF(b, P_ROWS);
   size_t n = (size_t)rows * d;
   if (n == 0)
     return 0;
@@ -525,6 +617,17 @@ extern "C" backend_t *backend_cuda_create(int n_threads, char *err) {
     err_set(err, "CUDA backend: cuBLAS status %d", (int)s);
     goto fail;
   }
+  if (getenv("HYDRA_CUDA_PROFILE") && atoi(getenv("HYDRA_CUDA_PROFILE")) > 0) {
+    prof_t *p = &c->prof;
+    p->cap = 8192;
+    p->ev = (cudaEvent_t *)calloc(2 * (size_t)p->cap, sizeof(cudaEvent_t));
+    p->op = (int *)calloc((size_t)p->cap, sizeof(int));
+    p->on = p->ev && p->op;
+    for (int i = 0; p->on && i < 2 * p->cap; i++)
+      if (cudaEventCreate(&p->ev[i]) != cudaSuccess)
+        p->on = 0;
+    p->wall0 = wall_now();
+  }
   return b;
 fail:
   backend_cuda_destroy(b);
@@ -535,6 +638,27 @@ extern "C" void backend_cuda_destroy(backend_t *b) {
   if (!b)
     return;
   cuda_impl_t *c = impl(b);
+  if (c && c->prof.on) {
+    prof_t *p = &c->prof;
+    cudaStreamSynchronize(c->stream);
+    prof_flush(p);
+    double total = 0;
+    for (int i = 0; i < P_N; i++)
+      total += p->ms[i];
+    const double wall = (wall_now() - p->wall0) * 1e3;
+    fprintf(stderr, "hydra cuda profile: %.1f ms wall since the backend was created, %.1f ms in ops "
+                    "(GPU busy %.0f%%)\n", wall, total, wall > 0 ? 100 * total / wall : 0);
+    for (int i = 0; i < P_N; i++)
+      if (p->calls[i])
+        fprintf(stderr, "  %-22s %10.1f ms %5.1f%% %9ld calls %8.1f us/call\n", prof_names[i],
+                p->ms[i], total > 0 ? 100 * p->ms[i] / total : 0, p->calls[i],
+                1e3 * p->ms[i] / p->calls[i]);
+    for (int i = 0; i < 2 * p->cap; i++)
+      if (p->ev[i])
+        cudaEventDestroy(p->ev[i]);
+    free(p->ev);
+    free(p->op);
+  }
   if (c) {
     if (c->blas)
       cublasDestroy(c->blas);

@@ -7,7 +7,7 @@
  * usage: bench_sweep MODEL PROMPTS.json [--reuse 0|1] [--runs N] [--warmup 0|1]
  *                    [--threads N] [--max-rows N] [--components-subset K]
  *                    [--samples S] [--seed S] [--sgemm-rows R] [--rows-out FILE]
- *                    [--backend cpu|cuda|auto] [--peak N]
+ *                    [--backend cpu|cuda|auto] [--peak N] [--gemm 0|1]
  *
  * Components: attn.0, mlp.0, attn.1, ..., mlp.{L-1}; --components-subset K
  * keeps every K-th of them (index % K == 0), for timing a slow configuration
@@ -22,6 +22,7 @@
  *   sgemm_gflops      the backend's matmul (OpenBLAS or cuBLAS sgemm) on one layer's
  *                     matrix shapes (q, k, v, o, gate, up, down) at --sgemm-rows rows
  *                     (default: the pass budget, 4096)
+ *                     (--gemm 0: not measured, e.g. for a profile of the runs alone)
  *   peak_gflops       the same op on one square N x N x N product (--peak N, default
  *                     0: not measured), the library's own best case
  *   gemm_share        gflops / peak_gflops: the engine's counted FLOP rate over the
@@ -215,12 +216,12 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: bench_sweep MODEL PROMPTS.json [--reuse 0|1] [--runs N] "
                     "[--warmup 0|1] [--threads N] [--max-rows N] [--components-subset K] "
                     "[--samples S] [--seed S] [--sgemm-rows R] [--rows-out FILE] "
-                    "[--backend NAME] [--peak N]\n");
+                    "[--backend NAME] [--peak N] [--gemm 0|1]\n");
     return 2;
   }
   const char *path = argv[1], *prompts_path = argv[2], *rows_out = NULL, *backend = "cpu";
   int reuse = 1, runs = 3, warmup = 1, threads = 0, max_rows = 0, subset = 1, samples = 15;
-  int sgemm_rows = 0, peak = 0;
+  int sgemm_rows = 0, peak = 0, gemm = 1;
   uint64_t seed = 0;
   for (int i = 3; i + 1 < argc; i += 2) {
     if (!strcmp(argv[i], "--reuse"))
@@ -247,6 +248,8 @@ int main(int argc, char **argv) {
       backend = argv[i + 1];
     else if (!strcmp(argv[i], "--peak"))
       peak = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--gemm"))
+      gemm = atoi(argv[i + 1]);
     else {
       fprintf(stderr, "bench_sweep: unknown option %s\n", argv[i]);
       return 2;
@@ -330,7 +333,7 @@ int main(int argc, char **argv) {
   const double flops_full = sweep_flops(c, lengths, n_prompts, all, n_all, samples, 0);
   /* the sgemm rate at the rows of a full pass (the engine's row budget) */
   const int sg_rows = sgemm_rows > 0 ? sgemm_rows : max_rows > 0 ? max_rows : 4096;
-  const double sg = gemm_gflops(b, c, sg_rows, 5);
+  const double sg = gemm ? gemm_gflops(b, c, sg_rows, 5) : 0;
   const double pk = peak > 0 ? 2.0 * peak * peak * peak / gemm_time(b, peak, peak, peak, 5) / 1e9 : 0;
   const double extrapolated = t * (double)n_all / n_comps;
   long tokens = 0;

@@ -43,6 +43,13 @@ typedef struct {
   int (*memset0)(backend_t *b, void *dst, size_t bytes);
   int (*copy)(backend_t *b, void *dst, const void *src, size_t bytes); /* within backend memory */
   int (*synchronize)(backend_t *b);
+  /* Bytes the backend could still allocate (free device memory), or 0 when it
+   * does not know (host memory): the engine sizes its passes from it. */
+  size_t (*memory_available)(backend_t *b);
+  /* Matrix-product precision: 0 fp32 (the default), 1 TF32 tensor cores
+   * where the backend has them. Returns the precision now in force (the CPU
+   * backend has no TF32 and stays at 0). */
+  int (*set_precision)(backend_t *b, int tf32);
 
   /* ---- ops ----
    * y[rows, out] = x[rows, in] . w[out, in]^T (+ bias[out], if non-NULL);

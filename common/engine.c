@@ -1,6 +1,7 @@
 /* engine.c - the batched ablation engine; see engine.h for what it computes. */
 #include "engine.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,7 +9,6 @@
 
 #include "forward.h"
 
-#define DEFAULT_MAX_ROWS 4096
 #define LOGIT_ROWS 256 /* readout rows whose full logits are computed at once */
 #define ACCUMULATOR_FLOATS (64L << 20)
 
@@ -40,6 +40,9 @@ struct engine {
   /* clean caches: [n_layers][cap_clean][*] */
   int cap_clean;
   float *resid_pre, *resid_mid, *kcache, *vcache;
+
+  size_t memory_budget; /* bytes for activations; 0: from the backend */
+  size_t held_pass, held_clean; /* bytes of pass and clean buffers held now */
 };
 
 /* ---------------------------------------------------------------- slots -- */
@@ -161,6 +164,7 @@ static void free_pass_buffers(engine_t *e) {
   e->index = e->index2 = e->index3 = e->ident = NULL;
   e->entries = NULL;
   e->cap_rows = e->cap_prompts = e->cap_read = 0;
+  e->held_pass = 0;
 }
 
 static void free_clean_buffers(engine_t *e) {
@@ -170,6 +174,7 @@ static void free_clean_buffers(engine_t *e) {
   release(e, e->vcache);
   e->resid_pre = e->resid_mid = e->kcache = e->vcache = NULL;
   e->cap_clean = 0;
+  e->held_clean = 0;
 }
 
 /* Pass buffers for `rows` rows, `prompts` prompts and `reads` readout rows. */
@@ -190,10 +195,13 @@ static int ensure_pass_buffers(engine_t *e, int rows, int prompts, int reads, ch
   const size_t n_idx = r > (size_t)reads * n_slots ? r : (size_t)reads * n_slots;
   backend_t *b = e->b;
   int failed = 0;
+  size_t held = 0;
 #define ALLOC(field, bytes)                                                                        \
   do {                                                                                             \
     if (!failed && !(e->field = b->ops->alloc(b, bytes)))                                          \
       failed = 1;                                                                                  \
+    else if (!failed)                                                                              \
+      held += (bytes);                                                                             \
   } while (0)
   ALLOC(x, r * d * f);
   ALLOC(xn, r * d * f);
@@ -239,6 +247,7 @@ static int ensure_pass_buffers(engine_t *e, int rows, int prompts, int reads, ch
   e->cap_rows = rows;
   e->cap_prompts = prompts;
   e->cap_read = reads;
+  e->held_pass = held;
   return 0;
 }
 
@@ -251,6 +260,7 @@ static int ensure_clean_buffers(engine_t *e, int rows, char *err) {
                kv = (size_t)c->n_kv_heads * c->head_dim, f = sizeof(float);
   backend_t *b = e->b;
   int failed = 0;
+  size_t held = 0;
   ALLOC(resid_pre, n * d * f);
   ALLOC(resid_mid, n * d * f);
   ALLOC(kcache, n * kv * f);
@@ -261,7 +271,50 @@ static int ensure_clean_buffers(engine_t *e, int rows, char *err) {
     return err_set(err, "out of backend memory for the clean cache of %d rows: %s", rows, b->err);
   }
   e->cap_clean = rows;
+  e->held_clean = held;
   return 0;
+}
+
+/* Backend bytes one row of a pass and of the clean cache take (the buffers
+ * above; readouts sized as if every row were one). */
+static size_t bytes_per_row(const engine_t *e) {
+  const model_config_t *c = &e->host->cfg;
+  const size_t d = c->d_model, q = (size_t)c->n_heads * c->head_dim,
+               kv = (size_t)c->n_kv_heads * c->head_dim, fm = c->d_mlp, w = e->width_max,
+               ns = engine_n_slots(c), L = c->n_layers;
+  const size_t pass = 4 * (3 * d + 2 * q + 2 * kv + 2 * fm + 2 * w + 1) + 4 * 5 +
+                      4 * 4 * ns + sizeof(intervention_t) + 4 * (2 * d + ns + 1);
+  const size_t clean = 4 * L * (2 * d + 2 * kv);
+  return pass + clean;
+}
+
+void engine_set_memory_budget(engine_t *e, size_t bytes) {
+  e->memory_budget = bytes;
+}
+
+int engine_pass_rows(engine_t *e, int longest, size_t *bytes) {
+  const size_t per_row = bytes_per_row(e);
+  /* what the backend could give: free memory plus what this engine holds */
+  const size_t avail = e->b->ops->memory_available(e->b);
+  size_t budget = 0;
+  if (avail > 0)
+    budget = (size_t)((double)(avail + e->held_pass + e->held_clean) * ENGINE_MEMORY_SHARE);
+  if (e->memory_budget > 0 && (budget == 0 || e->memory_budget < budget))
+    budget = e->memory_budget;
+  long rows = budget > 0 ? (long)(budget / per_row) : ENGINE_DEFAULT_ROWS;
+  if (rows > ENGINE_MAX_ROWS)
+    rows = ENGINE_MAX_ROWS;
+  if (rows < longest)
+    rows = longest;
+  if (rows < 1)
+    rows = 1;
+  if (bytes)
+    *bytes = (size_t)rows * per_row;
+  return (int)rows;
+}
+
+const char *engine_precision(const engine_t *e, int tf32) {
+  return e->b->ops->set_precision(e->b, tf32) ? "tf32" : "fp32";
 }
 
 engine_t *engine_create(const model_t *m, backend_t *b, char *err) {
@@ -343,8 +396,11 @@ typedef struct {
   int full_logits;  /* metrics need the whole distribution */
   long *prompt_row; /* [n_prompts + 1] */
 
-  float **store; /* [N_SITES * n_layers]: clean outputs at intervened positions, or NULL */
-  float **mean;  /* same index: [max_k][width] means aligned from the end */
+  /* [N_SITES * n_layers]: clean outputs at intervened positions, or NULL:
+   * in backend memory (dstore, read by the intervention op for resample and
+   * patch) and, when a mean is asked for, on the host (store) */
+  float **dstore, **store;
+  float **mean; /* same index: [max_k][width] means aligned from the end */
   int max_k;
 
   int *target, *foil; /* [n_prompts] */
@@ -395,9 +451,11 @@ static int download_rows(run_t *R, float *host, const float *buf, int width, con
 /* Stores the clean outputs of a site at every intervened position of the
  * chunk's prompts, when some component needs them as a source. */
 static int capture_sources(run_t *R, site_t site, int layer, const float *buf) {
-  float *dst = R->store[store_index(R, site, layer)];
+  const int idx = store_index(R, site, layer);
+  float *dst = R->dstore[idx], *host = R->store[idx];
   if (!dst)
     return 0;
+  backend_t *b = R->e->b;
   const int width = site_width(R->cfg, site);
   const int first = R->job->position_offsets[R->c0], n = R->job->position_offsets[R->c1] - first;
   int *rows = malloc(sizeof(int) * (n ? n : 1));
@@ -408,11 +466,17 @@ static int capture_sources(run_t *R, site_t site, int layer, const float *buf) {
     for (int k = 0; k < n_positions(R, p); k++)
       rows[off - first + k] = R->clean_start[cp] + R->job->position_list[off + k];
   }
-  /* in pieces: the gather buffer holds cap_rows rows */
+  /* gathered in backend memory, in pieces of the index buffer's size; to the
+   * host only for the means */
   int rc = 0;
   for (int i = 0; i < n && !rc; i += R->e->cap_rows) {
-    int m = n - i < R->e->cap_rows ? n - i : R->e->cap_rows;
-    rc = download_rows(R, dst + (size_t)(first + i) * width, buf, width, rows + i, m);
+    const int m = n - i < R->e->cap_rows ? n - i : R->e->cap_rows;
+    float *at = dst + (size_t)(first + i) * width;
+    if (b->ops->upload(b, R->e->index2, rows + i, (size_t)m * sizeof(int)) ||
+        b->ops->gather_rows(b, at, buf, R->e->index2, m, width) ||
+        (host && b->ops->download(b, host + (size_t)(first + i) * width, at,
+                                  (size_t)m * width * sizeof(float))))
+      rc = err_set(R->err, "backend %s: %s", b->ops->name, b->err);
   }
   free(rows);
   return rc;
@@ -444,49 +508,73 @@ done:
 
 /* ---- interventions ---- */
 
-/* Fills the source values of one entry: the clean output of `source` at the
- * position aligned from the end, or the mean; 0 if the source lacks it. */
-static int source_values(run_t *R, const variant_t *v, site_t site, int layer, int k, int c0,
-                         int c1, float *out) {
-  const method_t *m = &R->job->methods[v->method];
-  const int width = site_width(R->cfg, site), n_i = n_positions(R, v->prompt);
-  const int from_end = n_i - 1 - k;
-  const float *row;
-  if (m->kind == METHOD_MEAN) {
-    if (from_end >= R->max_k)
-      return -1;
-    row = R->mean[store_index(R, site, layer)] + (size_t)from_end * width;
-  } else {
-    const int j = v->source, n_j = n_positions(R, j), kk = n_j - 1 - from_end;
-    if (kk < 0)
-      return -1;
-    row =
-        R->store[store_index(R, site, layer)] + (size_t)(R->job->position_offsets[j] + kk) * width;
-  }
+/* The store row holding the source of one entry of a resample or patch:
+ * the clean output of `source` at the position aligned from the end; -1 if
+ * the source lacks it. */
+static long source_row(const run_t *R, const variant_t *v, int k) {
+  const int n_i = n_positions(R, v->prompt), from_end = n_i - 1 - k;
+  const int j = v->source, kk = n_positions(R, j) - 1 - from_end;
+  return kk < 0 ? -1 : (long)R->job->position_offsets[j] + kk;
+}
+
+/* Fills the mean values of one entry (aligned from the end); -1 if no
+ * prompt has that position. */
+static int mean_values(run_t *R, const variant_t *v, site_t site, int layer, int k, int c0, int c1,
+                       float *out) {
+  const int width = site_width(R->cfg, site), from_end = n_positions(R, v->prompt) - 1 - k;
+  if (from_end >= R->max_k)
+    return -1;
+  const float *row = R->mean[store_index(R, site, layer)] + (size_t)from_end * width;
   memcpy(out, row + c0, sizeof(float) * (c1 - c0));
   return 0;
 }
 
 /* Builds and applies the intervention table of one site of one layer for
- * the first n_active rows of the pass. */
+ * the first n_joined rows of the pass: entries whose values come from the
+ * host (noise, mean) first, then those read from the backend's store of
+ * clean outputs (resample, patch), each group one op. */
 static int apply_site(run_t *R, const variant_t *vs, int nv, int n_joined, site_t site, int layer,
                       float *buf) {
   const engine_job_t *job = R->job;
   const int width = site_width(R->cfg, site);
-  intervention_t *entries = NULL;
+  intervention_t *entries = NULL, *stored = NULL;
   float *src = NULL;
-  int n = 0, n_src = 0, cap = 0, rc = -1;
+  int n = 0, n_stored = 0, n_src = 0, cap = 0, cap_stored = 0, rc = -1;
   for (int i = 0; i < n_joined && i < nv; i++) {
     const variant_t *v = &vs[i];
     const component_t *c = &job->components[v->component];
     if (component_site(c) != site || (site != SITE_EMBED && c->layer != layer))
       continue;
     const method_t *m = &job->methods[v->method];
+    const int from_store = m->kind == METHOD_RESAMPLE || m->kind == METHOD_PATCH;
     int c0, c1;
     component_cols(R->cfg, c, &c0, &c1);
     const int off = job->position_offsets[v->prompt];
     for (int k = 0; k < n_positions(R, v->prompt); k++) {
       const int t = job->position_list[off + k];
+      intervention_t e = {.row = v->base + (t - v->p0), .col0 = c0, .col1 = c1};
+      if (from_store) {
+        const long row = source_row(R, v, k);
+        if (row < 0)
+          continue; /* the source has no such position: leave it */
+        if ((size_t)row * width + c0 > (size_t)INT_MAX) {
+          err_set(R->err, "the store of clean outputs is too large for one intervention table");
+          goto done;
+        }
+        if (n_stored == cap_stored) {
+          cap_stored = cap_stored ? 2 * cap_stored : 64;
+          intervention_t *ne = realloc(stored, sizeof(*ne) * cap_stored);
+          if (!ne) {
+            err_set(R->err, "out of memory");
+            goto done;
+          }
+          stored = ne;
+        }
+        e.kind = INTERVENE_SET;
+        e.src_offset = (int)((size_t)row * width + c0);
+        stored[n_stored++] = e;
+        continue;
+      }
       if (n == cap) {
         cap = cap ? 2 * cap : 64;
         intervention_t *ne = realloc(entries, sizeof(*ne) * cap);
@@ -500,22 +588,17 @@ static int apply_site(run_t *R, const variant_t *vs, int nv, int n_joined, site_
           goto done;
         }
       }
-      intervention_t *e = &entries[n];
-      e->row = v->base + (t - v->p0);
-      e->col0 = c0;
-      e->col1 = c1;
-      e->src_offset = n_src;
-      e->alpha = 0.0f;
+      e.src_offset = n_src;
       switch (m->kind) {
       case METHOD_ZERO:
-        e->kind = INTERVENE_SCALE;
+        e.kind = INTERVENE_SCALE;
         break;
       case METHOD_SCALE:
-        e->kind = INTERVENE_SCALE;
-        e->alpha = m->value;
+        e.kind = INTERVENE_SCALE;
+        e.alpha = m->value;
         break;
       case METHOD_NOISE:
-        e->kind = INTERVENE_ADD;
+        e.kind = INTERVENE_ADD;
         for (int col = c0; col < c1; col++)
           src[n_src + col - c0] =
               m->value *
@@ -523,26 +606,31 @@ static int apply_site(run_t *R, const variant_t *vs, int nv, int n_joined, site_
                            (uint64_t)v->component << 8 | (uint64_t)v->method, (uint64_t)col));
         n_src += c1 - c0;
         break;
-      default: /* resample, patch, mean */
-        e->kind = INTERVENE_SET;
-        if (source_values(R, v, site, layer, k, c0, c1, src + n_src) != 0)
-          continue; /* the source has no such position: leave it */
+      default: /* mean */
+        e.kind = INTERVENE_SET;
+        if (mean_values(R, v, site, layer, k, c0, c1, src + n_src) != 0)
+          continue; /* no prompt has that position: leave it */
         n_src += c1 - c0;
         break;
       }
-      n++;
+      entries[n++] = e;
     }
   }
   rc = 0;
-  if (n) {
-    backend_t *b = R->e->b;
-    if (b->ops->upload(b, R->e->entries, entries, sizeof(*entries) * n) ||
-        (n_src && b->ops->upload(b, R->e->src, src, sizeof(float) * n_src)) ||
-        b->ops->intervene(b, buf, width, R->e->entries, n, R->e->src))
-      rc = err_set(R->err, "backend %s: %s", b->ops->name, b->err);
-  }
+  backend_t *b = R->e->b;
+  intervention_t *dev = R->e->entries;
+  if (n && (b->ops->upload(b, dev, entries, sizeof(*entries) * n) ||
+            (n_src && b->ops->upload(b, R->e->src, src, sizeof(float) * n_src)) ||
+            b->ops->intervene(b, buf, width, dev, n, R->e->src)))
+    rc = err_set(R->err, "backend %s: %s", b->ops->name, b->err);
+  if (!rc && n_stored &&
+      (b->ops->upload(b, dev + n, stored, sizeof(*stored) * n_stored) ||
+       b->ops->intervene(b, buf, width, dev + n, n_stored,
+                         R->dstore[store_index(R, site, layer)])))
+    rc = err_set(R->err, "backend %s: %s", b->ops->name, b->err);
 done:
   free(entries);
+  free(stored);
   free(src);
   return rc;
 }
@@ -1023,12 +1111,15 @@ static int alloc_store(run_t *R) {
   const engine_job_t *job = R->job;
   const int n_idx = N_SITES * R->cfg->n_layers;
   const long n_pos = job->position_offsets[job->n_prompts];
-  int needs = 0;
-  for (int m = 0; m < job->n_methods; m++)
+  int needs = 0, needs_mean = 0;
+  for (int m = 0; m < job->n_methods; m++) {
     needs |= method_needs_source(job->methods[m].kind);
+    needs_mean |= job->methods[m].kind == METHOD_MEAN;
+  }
+  R->dstore = calloc(n_idx, sizeof(float *));
   R->store = calloc(n_idx, sizeof(float *));
   R->mean = calloc(n_idx, sizeof(float *));
-  if (!R->store || !R->mean)
+  if (!R->dstore || !R->store || !R->mean)
     return err_set(R->err, "out of memory");
   R->max_k = 0;
   for (int p = 0; p < job->n_prompts; p++)
@@ -1040,9 +1131,16 @@ static int alloc_store(run_t *R) {
     const component_t *c = &job->components[i];
     const site_t s = component_site(c);
     const int idx = store_index(R, s, c->layer);
-    if (R->store[idx])
+    if (R->dstore[idx])
       continue;
-    R->store[idx] = malloc(sizeof(float) * (size_t)n_pos * site_width(R->cfg, s));
+    const size_t bytes = sizeof(float) * (size_t)n_pos * site_width(R->cfg, s);
+    backend_t *b = R->e->b;
+    if (!(R->dstore[idx] = b->ops->alloc(b, bytes)))
+      return err_set(R->err, "out of backend memory for the clean outputs of %ld positions: %s",
+                     n_pos, b->err);
+    if (!needs_mean)
+      continue;
+    R->store[idx] = malloc(bytes);
     R->mean[idx] = calloc((size_t)R->max_k * site_width(R->cfg, s), sizeof(float));
     if (!R->store[idx] || !R->mean[idx])
       return err_set(R->err, "out of memory for the clean outputs of %ld positions", n_pos);
@@ -1187,11 +1285,14 @@ static int emit_chunk(run_t *R) {
 }
 
 static void free_run(run_t *R) {
-  if (R->store)
+  if (R->dstore)
     for (int i = 0; i < N_SITES * R->cfg->n_layers; i++) {
+      if (R->dstore[i])
+        R->e->b->ops->free(R->e->b, R->dstore[i]);
       free(R->store[i]);
       free(R->mean[i]);
     }
+  free(R->dstore);
   free(R->store);
   free(R->mean);
   free(R->prompt_row);
@@ -1255,9 +1356,9 @@ int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, 
   for (int p = 0; p < P; p++)
     if (job->lengths[p] > longest)
       longest = job->lengths[p];
-  const int budget = (job->max_rows > 0 ? job->max_rows : DEFAULT_MAX_ROWS) > longest
-                         ? (job->max_rows > 0 ? job->max_rows : DEFAULT_MAX_ROWS)
-                         : longest;
+  const int budget = job->max_rows > 0 ? (job->max_rows > longest ? job->max_rows : longest)
+                                       : engine_pass_rows(e, longest, NULL);
+  e->b->ops->set_precision(e->b, job->tf32);
   int rc = -1;
   R.prompt_row = malloc(sizeof(long) * (P + 1));
   R.target = malloc(sizeof(int) * P);

@@ -52,7 +52,8 @@ typedef struct {
   unsigned metrics;            /* METRIC_* */
   int norm_scale_ablated;      /* direct effects of ablated runs with their own norm scale */
   int reuse;                   /* 0: full recompute of every variant */
-  int max_rows;                /* rows per pass (the memory budget); 0: default */
+  int max_rows;                /* rows per pass; 0: sized from the memory budget (below) */
+  int tf32;                    /* matrix products on TF32 tensor cores where the backend has them */
   /* Run only the prompts [prompt_first, prompt_end) (a work unit); 0, 0: all.
    * Sources (resample, patch, mean) still come from every prompt of the job,
    * and rows carry the job's prompt indices. */
@@ -97,6 +98,21 @@ typedef struct {
  * engine. */
 engine_t *engine_create(const model_t *m, backend_t *b, char *err);
 void engine_destroy(engine_t *e);
+
+/* Memory for activations: with 0 (the default) a backend that knows its free
+ * memory (CUDA) gets passes sized to ENGINE_MEMORY_SHARE of what is free when
+ * a job starts, and a host backend keeps passes of ENGINE_DEFAULT_ROWS rows;
+ * with bytes > 0, passes are sized to at most that many bytes. Rows per pass
+ * stay within [the longest prompt, ENGINE_MAX_ROWS]. */
+#define ENGINE_DEFAULT_ROWS 4096
+#define ENGINE_MAX_ROWS 65536
+#define ENGINE_MEMORY_SHARE 0.8
+void engine_set_memory_budget(engine_t *e, size_t bytes);
+/* The rows per pass a job without max_rows gets now, and the bytes they take. */
+int engine_pass_rows(engine_t *e, int longest, size_t *bytes);
+/* Precision a job's matrix products run in on this engine's backend:
+ * "fp32" or "tf32" (what the backend grants). */
+const char *engine_precision(const engine_t *e, int tf32);
 
 /* Runs a job. Errors (bad ids, a patch source without the position, out of
  * backend memory, cancel) fail the run with err filled; rows already given

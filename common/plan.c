@@ -284,6 +284,7 @@ int plan_build(const job_spec_t *spec, const model_t *m, const tokenizer_t *tok,
   j->position_list = p->position_list;
   j->metrics = spec->metrics;
   j->norm_scale_ablated = spec->norm_scale_ablated;
+  j->tf32 = spec->tf32;
   j->reuse = spec->reuse;
   p->n_variants = engine_job_variants(j);
   rc = 0;

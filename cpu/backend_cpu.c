@@ -39,6 +39,16 @@ static int cpu_memset0(backend_t *b, void *dst, size_t bytes) {
   return 0;
 }
 
+static size_t cpu_memory_available(backend_t *b) {
+  (void)b;
+  return 0; /* host memory: unknown, the engine keeps its default pass size */
+}
+
+static int cpu_set_precision(backend_t *b, int tf32) {
+  (void)b, (void)tf32;
+  return 0; /* OpenBLAS sgemm is fp32 */
+}
+
 static int cpu_synchronize(backend_t *b) {
   (void)b;
   return 0;
@@ -347,6 +357,8 @@ static const backend_ops_t cpu_ops = {
     .memset0 = cpu_memset0,
     .copy = cpu_copy,
     .synchronize = cpu_synchronize,
+    .memory_available = cpu_memory_available,
+    .set_precision = cpu_set_precision,
     .matmul = cpu_matmul,
     .layernorm = cpu_layernorm,
     .rmsnorm = cpu_rmsnorm,

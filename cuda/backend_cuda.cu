@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 extern "C" {
@@ -45,10 +46,23 @@ typedef struct {
   long calls[P_N];
 } prof_t;
 
+/* Pinned staging for host<->device copies: PIN_SEGS segments of PIN_SEG
+ * bytes used in turn. An upload copies into the current segment and queues
+ * an asynchronous DMA from it, so the host runs on while the GPU works (a copy
+ * from pageable memory would wait); a segment is reused only after the event
+ * recorded behind its last copy has passed. Larger copies go directly. */
+#define PIN_SEGS 4
+#define PIN_SEG (16u << 20)
+
 typedef struct {
   int device;
   cudaStream_t stream;
   cublasHandle_t blas;
+  int tf32;
+  char *pin;                    /* PIN_SEGS * PIN_SEG pinned bytes, or NULL */
+  size_t pin_used;              /* bytes used in the current segment */
+  int pin_seg;                  /* the current segment */
+  cudaEvent_t pin_ev[PIN_SEGS]; /* behind each segment's last copy */
   prof_t prof;
 } cuda_impl_t;
 
@@ -140,17 +154,67 @@ static void cuda_free(backend_t *b, void *p) {
   cudaFree(p);
 }
 
+/* A staging region of `bytes` (<= PIN_SEG) in pinned memory, or NULL. */
+static char *pin_take(backend_t *b, size_t bytes) {
+  cuda_impl_t *c = impl(b);
+  if (!c->pin || bytes > PIN_SEG)
+    return NULL;
+  if (c->pin_used + bytes > PIN_SEG) { /* next segment, once its last copy is done */
+    c->pin_seg = (c->pin_seg + 1) % PIN_SEGS;
+    c->pin_used = 0;
+    if (cudaEventSynchronize(c->pin_ev[c->pin_seg]) != cudaSuccess)
+      return NULL;
+  }
+  char *p = c->pin + (size_t)c->pin_seg * PIN_SEG + c->pin_used;
+  c->pin_used += (bytes + 255) & ~(size_t)255;
+  return p;
+}
+
 static int cuda_upload(backend_t *b, void *dst, const void *src, size_t bytes) {
   PROF(b, P_UPLOAD);
-  CUDA_TRY(b, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, impl(b)->stream));
+  cuda_impl_t *c = impl(b);
+  char *stage = pin_take(b, bytes);
+  if (!stage) {
+    CUDA_TRY(b, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, c->stream));
+    return 0;
+  }
+  memcpy(stage, src, bytes);
+  CUDA_TRY(b, cudaMemcpyAsync(dst, stage, bytes, cudaMemcpyHostToDevice, c->stream));
+  CUDA_TRY(b, cudaEventRecord(c->pin_ev[c->pin_seg], c->stream));
   return 0;
 }
 
 static int cuda_download(backend_t *b, void *dst, const void *src, size_t bytes) {
   PROF(b, P_DOWNLOAD);
-  CUDA_TRY(b, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, impl(b)->stream));
-  CUDA_TRY(b, cudaStreamSynchronize(impl(b)->stream));
+  cuda_impl_t *c = impl(b);
+  char *stage = pin_take(b, bytes);
+  CUDA_TRY(b, cudaMemcpyAsync(stage ? stage : dst, src, bytes, cudaMemcpyDeviceToHost, c->stream));
+  if (stage)
+    CUDA_TRY(b, cudaEventRecord(c->pin_ev[c->pin_seg], c->stream));
+  CUDA_TRY(b, cudaStreamSynchronize(c->stream));
+  if (stage)
+    memcpy(dst, stage, bytes);
   return 0;
+}
+
+static size_t cuda_memory_available(backend_t *b) {
+  size_t free_b = 0, total = 0;
+  if (cudaMemGetInfo(&free_b, &total) != cudaSuccess) {
+    cudaGetLastError();
+    err_set(b->err, "cudaMemGetInfo failed");
+    return 0;
+  }
+  return free_b;
+}
+
+static int cuda_set_precision(backend_t *b, int tf32) {
+  cuda_impl_t *c = impl(b);
+  /* fp32: pedantic (no TF32 shortcuts); tf32: tensor cores with fp32 accumulation */
+  if (cublasSetMathMode(c->blas, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_PEDANTIC_MATH) !=
+      CUBLAS_STATUS_SUCCESS)
+    return c->tf32;
+  c->tf32 = tf32 ? 1 : 0;
+  return c->tf32;
 }
 
 static int cuda_copy(backend_t *b, void *dst, const void *src, size_t bytes) {
@@ -565,6 +629,8 @@ static backend_ops_t make_ops(void) {
   o.memset0 = cuda_memset0;
   o.copy = cuda_copy;
   o.synchronize = cuda_synchronize;
+  o.memory_available = cuda_memory_available;
+  o.set_precision = cuda_set_precision;
   o.matmul = cuda_matmul;
   o.layernorm = cuda_layernorm;
   o.rmsnorm = cuda_rmsnorm;
@@ -617,6 +683,18 @@ extern "C" backend_t *backend_cuda_create(int n_threads, char *err) {
     err_set(err, "CUDA backend: cuBLAS status %d", (int)s);
     goto fail;
   }
+  /* pinned staging; without it (cudaHostAlloc refused) copies go directly */
+  if (cudaHostAlloc((void **)&c->pin, (size_t)PIN_SEGS * PIN_SEG, cudaHostAllocDefault) !=
+      cudaSuccess) {
+    cudaGetLastError();
+    c->pin = NULL;
+  }
+  for (int i = 0; c->pin && i < PIN_SEGS; i++)
+    if (cudaEventCreateWithFlags(&c->pin_ev[i], cudaEventDisableTiming) != cudaSuccess ||
+        cudaEventRecord(c->pin_ev[i], c->stream) != cudaSuccess) {
+      err_set(err, "CUDA backend: cannot create staging events");
+      goto fail;
+    }
   if (getenv("HYDRA_CUDA_PROFILE") && atoi(getenv("HYDRA_CUDA_PROFILE")) > 0) {
     prof_t *p = &c->prof;
     p->cap = 8192;
@@ -660,6 +738,13 @@ extern "C" void backend_cuda_destroy(backend_t *b) {
     free(p->op);
   }
   if (c) {
+    if (c->stream)
+      cudaStreamSynchronize(c->stream);
+    for (int i = 0; i < PIN_SEGS; i++)
+      if (c->pin_ev[i])
+        cudaEventDestroy(c->pin_ev[i]);
+    if (c->pin)
+      cudaFreeHost(c->pin);
     if (c->blas)
       cublasDestroy(c->blas);
     if (c->stream)

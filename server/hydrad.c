@@ -32,6 +32,8 @@ static void usage(FILE *f) {
              "  --tls-cert PEM --tls-key PEM   serve HTTPS\n"
              "  --backend auto|cpu|cuda  (default auto)\n"
              "  --threads N              CPU threads (default: all cores)\n"
+             "  --memory-budget MIB      backend memory for activations (default: 80%% of\n"
+             "                           the GPU's free memory; CPU: passes of 4096 rows)\n"
              "  --unit-prompts N         prompts per work unit (default 8)\n"
              "  --max-jobs-per-user N    queued + running (default 8)\n"
              "  --max-variants N         per job (default 10000000)\n"
@@ -66,6 +68,8 @@ static int set_option(server_config_t *c, const char *key, const char *val, char
     snprintf(c->backend, sizeof(c->backend), "%s", val);
   else if (strcmp(key, "threads") == 0)
     NUM(threads, 0);
+  else if (strcmp(key, "memory-budget") == 0)
+    NUM(memory_budget_mib, 0);
   else if (strcmp(key, "unit-prompts") == 0)
     NUM(unit_prompts, 1);
   else if (strcmp(key, "max-jobs-per-user") == 0)
@@ -280,6 +284,7 @@ int main(int argc, char **argv) {
       server_log(s, 1, "model %s: no tokenizer (%s): jobs must give token ids", m->name, tok_err);
     if (!(m->engine = engine_create(m->model, s->backend, err)))
       goto fail;
+    engine_set_memory_budget(m->engine, (size_t)(c->memory_budget_mib * 1048576.0));
     s->n_models++;
     server_log(s, 1, "model %s loaded from %s (%s, %d layers, tensor types %s)", m->name,
                c->model_paths[i], m->model->cfg.family, m->model->cfg.n_layers,

@@ -208,7 +208,7 @@ static results_t *job_results(server_t *s, sched_job_t *j, rowbuf_t *buf, char *
   server_model_t *m = &s->models[j->model];
   results_info_t info = {.model_name = m->name,
                          .backend = s->backend->ops->name,
-                         .precision = j->spec->tf32 ? "tf32" : "fp32",
+                         .precision = engine_precision(m->engine, j->spec->tf32),
                          .norm_scale_ablated = j->spec->norm_scale_ablated};
   return results_create(&j->plan, m->model, m->tok, &info, collect, buf, err);
 }

@@ -206,6 +206,7 @@ int cmd_run(int argc, char **argv) {
   const char *model_path = NULL, *job_path = NULL, *backend_name = "auto";
   format_t format = FORMAT_NDJSON;
   int threads = 0, max_rows = 0;
+  double memory_mib = 0;
   for (int i = 0; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (a[0] != '-' || strcmp(a, "-") == 0) {
@@ -224,6 +225,8 @@ int cmd_run(int argc, char **argv) {
       threads = atoi(v);
     else if (strcmp(a, "--max-rows") == 0)
       max_rows = atoi(v);
+    else if (strcmp(a, "--memory-budget") == 0)
+      memory_mib = atof(v);
     else if (strcmp(a, "--format") == 0) {
       if (strcmp(v, "ndjson") == 0)
         format = FORMAT_NDJSON;
@@ -243,7 +246,8 @@ int cmd_run(int argc, char **argv) {
   }
   if (!model_path || !job_path) {
     fprintf(stderr, "usage: hydra run --model PATH JOB.json [--format ndjson|table|csv] "
-                    "[--backend auto|cpu|cuda] [--threads N] [--max-rows N]\n");
+                    "[--backend auto|cpu|cuda] [--threads N] [--max-rows N] "
+                    "[--memory-budget MIB]\n");
     return EXIT_USAGE;
   }
   char err[4 * HYDRA_ERR_LEN] = "";
@@ -281,12 +285,13 @@ int cmd_run(int argc, char **argv) {
     plan.job.max_rows = max_rows;
   if (!(b = backend_create(backend_name, threads, err)) || !(e = engine_create(m, b, err)))
     goto fail;
+  engine_set_memory_budget(e, (size_t)(memory_mib * 1048576.0));
   const char *slash = strrchr(model_path, '/');
   results_info_t info = {.model_name = spec->model ? spec->model
                                        : slash     ? slash + 1
                                                    : model_path,
                          .backend = b->ops->name,
-                         .precision = spec->tf32 ? "tf32" : "fp32",
+                         .precision = engine_precision(e, spec->tf32),
                          .norm_scale_ablated = spec->norm_scale_ablated};
   if (!(r = results_create(&plan, m, tok, &info, emit_row, &o, err)))
     goto fail;

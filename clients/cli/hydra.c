@@ -15,6 +15,7 @@ static void usage(FILE *out) {
   fprintf(out, "usage:\n"
                "  hydra run --model PATH JOB.json [--format ndjson|table|csv]\n"
                "            [--backend auto|cpu|cuda] [--threads N] [--max-rows N]\n"
+               "            [--memory-budget MIB]\n"
                "  hydra table ROWS.ndjson   (the per-layer table of saved result rows)\n"
                "  hydra info --model PATH\n"
                "  hydra forward --model PATH --ids ID,ID,... [--top N] [--backend auto|cpu|cuda]\n"

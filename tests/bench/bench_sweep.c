@@ -8,6 +8,7 @@
  *                    [--threads N] [--max-rows N] [--components-subset K]
  *                    [--samples S] [--seed S] [--sgemm-rows R] [--rows-out FILE]
  *                    [--backend cpu|cuda|auto] [--peak N] [--gemm 0|1]
+ *                    [--precision fp32|tf32]
  *
  * Components: attn.0, mlp.0, attn.1, ..., mlp.{L-1}; --components-subset K
  * keeps every K-th of them (index % K == 0), for timing a slow configuration
@@ -21,7 +22,7 @@
  *                     over all its positions, reuse off), every component
  *   sgemm_gflops      the backend's matmul (OpenBLAS or cuBLAS sgemm) on one layer's
  *                     matrix shapes (q, k, v, o, gate, up, down) at --sgemm-rows rows
- *                     (default: the pass budget, 4096)
+ *                     (default: the engine's rows per pass)
  *                     (--gemm 0: not measured, e.g. for a profile of the runs alone)
  *   peak_gflops       the same op on one square N x N x N product (--peak N, default
  *                     0: not measured), the library's own best case
@@ -216,12 +217,12 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: bench_sweep MODEL PROMPTS.json [--reuse 0|1] [--runs N] "
                     "[--warmup 0|1] [--threads N] [--max-rows N] [--components-subset K] "
                     "[--samples S] [--seed S] [--sgemm-rows R] [--rows-out FILE] "
-                    "[--backend NAME] [--peak N] [--gemm 0|1]\n");
+                    "[--backend NAME] [--peak N] [--gemm 0|1] [--precision fp32|tf32]\n");
     return 2;
   }
   const char *path = argv[1], *prompts_path = argv[2], *rows_out = NULL, *backend = "cpu";
   int reuse = 1, runs = 3, warmup = 1, threads = 0, max_rows = 0, subset = 1, samples = 15;
-  int sgemm_rows = 0, peak = 0, gemm = 1;
+  int sgemm_rows = 0, peak = 0, gemm = 1, tf32 = 0;
   uint64_t seed = 0;
   for (int i = 3; i + 1 < argc; i += 2) {
     if (!strcmp(argv[i], "--reuse"))
@@ -250,6 +251,8 @@ int main(int argc, char **argv) {
       peak = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--gemm"))
       gemm = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--precision"))
+      tf32 = !strcmp(argv[i + 1], "tf32");
     else {
       fprintf(stderr, "bench_sweep: unknown option %s\n", argv[i]);
       return 2;
@@ -305,7 +308,8 @@ int main(int argc, char **argv) {
                       .position_list = positions,
                       .metrics = 0,
                       .reuse = reuse,
-                      .max_rows = max_rows};
+                      .max_rows = max_rows,
+                      .tf32 = tf32};
   rows_t rows = {.n_prompts = n_prompts,
                  .n_comps = n_comps,
                  .target = calloc(n_prompts, sizeof(int)),
@@ -332,7 +336,10 @@ int main(int argc, char **argv) {
   const double flops_all = sweep_flops(c, lengths, n_prompts, all, n_all, samples, reuse);
   const double flops_full = sweep_flops(c, lengths, n_prompts, all, n_all, samples, 0);
   /* the sgemm rate at the rows of a full pass (the engine's row budget) */
-  const int sg_rows = sgemm_rows > 0 ? sgemm_rows : max_rows > 0 ? max_rows : 4096;
+  const int sg_rows = sgemm_rows > 0 ? sgemm_rows
+                      : max_rows > 0 ? max_rows
+                                     : engine_pass_rows(e, 0, NULL);
+  b->ops->set_precision(b, tf32); /* the rates in the job's precision */
   const double sg = gemm ? gemm_gflops(b, c, sg_rows, 5) : 0;
   const double pk = peak > 0 ? 2.0 * peak * peak * peak / gemm_time(b, peak, peak, peak, 5) / 1e9 : 0;
   const double extrapolated = t * (double)n_all / n_comps;
@@ -343,11 +350,12 @@ int main(int argc, char **argv) {
          "median_s=%.4f extrapolated_s=%.4f variants=%ld variants_all=%ld variants_per_s=%.1f "
          "flops=%.4e flops_all=%.4e flops_full=%.4e gflops=%.2f sgemm_gflops=%.2f sgemm_rows=%d "
          "floor_s=%.4f floor_full_s=%.4f peak_gflops=%.1f peak_n=%d gemm_share=%.3f "
-         "cpu_per_wall=%.2f backend=%s\n",
+         "cpu_per_wall=%.2f backend=%s precision=%s pass_rows=%d\n",
          reuse, n_prompts, tokens, n_comps, n_all, samples, runs, t, extrapolated, variants,
          (long)samples * n_all * n_prompts, variants / t, flops, flops_all, flops_full,
          flops / t / 1e9, sg, sg_rows, flops_all / (sg * 1e9), flops_full / (sg * 1e9), pk, peak,
-         pk > 0 ? flops / t / 1e9 / pk : 0, cpu / wall, b->ops->name);
+         pk > 0 ? flops / t / 1e9 / pk : 0, cpu / wall, b->ops->name, engine_precision(e, tf32),
+         max_rows > 0 ? max_rows : engine_pass_rows(e, 0, NULL));
   if (rows_out) {
     FILE *f = fopen(rows_out, "w");
     if (!f) {

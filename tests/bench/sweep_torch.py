@@ -70,14 +70,15 @@ def main():
     ap.add_argument("--draws", choices=("hydra", "numpy"), default="hydra")
     ap.add_argument("--attn", choices=("sdpa", "eager"), default="sdpa")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (fp32, TF32 off)")
+    ap.add_argument("--tf32", action="store_true", help="TF32 matrix products on the GPU")
     ap.add_argument("--hydra-rows", action="append", default=[],
                     help="bench_sweep --rows-out file to compare with (repeatable)")
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
     dev = torch.device(a.device)
-    torch.backends.cuda.matmul.allow_tf32 = False  # fp32, as hydra's default
-    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = a.tf32  # fp32 unless asked, as hydra's default
+    torch.backends.cudnn.allow_tf32 = a.tf32
 
     def sync():
         if dev.type == "cuda":
@@ -212,7 +213,7 @@ def main():
             print(f"{tag} {names[i]}: total effect, mean over prompts: hydra {mean_h[i]:.4f} "
                   f"torch {mean_t[i]:.4f}")
 
-    print(f"backend=torch-{torch.__version__}-{dev.type} attn={a.attn} padding=right batch={P} tokens={T} "
+    print(f"backend=torch-{torch.__version__}-{dev.type} tf32={int(a.tf32)} attn={a.attn} padding=right batch={P} tokens={T} "
           f"components={len(run)} components_all={len(comps)} samples={a.samples} "
           f"forwards={forwards_run} measured_s={t:.4f} extrapolated_s={extrapolated:.4f} "
           f"variants={variants} variants_all={len(comps) * a.samples * P} "

@@ -59,10 +59,13 @@ write_results() {
       echo "hydra: median of 3 engine runs after a warm-up (bench_sweep --backend cuda). PyTorch:"
       echo "transformers + forward hooks, fp32 with TF32 off, one forward per (component, draw) over the"
       echo "padded batch, run on every k-th component and extrapolated (tests/bench/sweep_torch.py"
-      echo "--device cuda). GEMM share: the engine's counted FLOP rate over cuBLAS sgemm on 8192^3."
+      echo "--device cuda; --tf32 for the tf32 rows). FLOP ratio: the PyTorch run's counted FLOPs"
+      echo "over hydra's (what equal efficiency would give). GEMM share: hydra's counted FLOP rate"
+      echo "over cuBLAS on one 8192^3 product in the same precision. GPU busy: time in ops over wall"
+      echo "time of a profiled run (HYDRA_CUDA_PROFILE=1)."
       echo
-      echo "| model | prompts | ablated runs | hydra | PyTorch hooks | ratio | hydra GFLOP/s | GEMM share of cuBLAS peak |"
-      echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
+      echo "| model | precision | prompts | ablated runs | rows per pass | hydra | PyTorch hooks | ratio | FLOP ratio | hydra GFLOP/s | GEMM share of cuBLAS peak (GFLOP/s) | GPU busy |"
+      echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
       cat "$bench"
       echo
       echo "Agreement (same draws; hydra rows from a components-subset run):"
@@ -136,29 +139,39 @@ if [ "${GPU_BENCH:-1}" != 0 ]; then
   step "benchmark models (random weights, real shapes)"
   check "make random models (transformers init)" 150 "${py[@]}" tests/gpu/make_models.py "$work/models" \
     --which "${GPU_MODELS:-gpt2-small:1209,llama7b-L4:256}"
-  for spec in ${GPU_SWEEPS:-"gpt2-small:6" "llama7b-L4:4"}; do
-    name=${spec%:*} k=${spec#*:}
+  # name:k:precision: hydra's whole sweep against PyTorch on every k-th component
+  for spec in ${GPU_SWEEPS:-"gpt2-small:6:fp32" "llama7b-L4:4:fp32" "llama7b-L4:4:tf32"}; do
+    IFS=: read -r name k prec <<<"$spec"
     m=$work/models/$name p=$work/models/prompts-$name.json
     [ -s "$p" ] || continue
-    step "sweep $name: hydra (cuda)"
-    timeout 150 "${hy[@]}" $bin/bench_sweep "$m" "$p" --backend "$bench_be" --runs 3 --peak "${GPU_PEAK:-8192}" >"$work/h.txt" 2>&1
+    tflag=""
+    [ "$prec" = tf32 ] && tflag=--tf32
+    step "sweep $name $prec: hydra ($bench_be)"
+    timeout 150 "${hy[@]}" $bin/bench_sweep "$m" "$p" --backend "$bench_be" --runs 3 \
+      --peak "${GPU_PEAK:-8192}" --precision "$prec" >"$work/h.txt" 2>&1
     h=$(tail -1 "$work/h.txt")
     echo "$name hydra: $h" | tee -a "$log"
+    # one more run under the profiler: GPU busy share and time per kind of op
+    HYDRA_CUDA_PROFILE=1 timeout 60 "${hy[@]}" $bin/bench_sweep "$m" "$p" --backend "$bench_be" \
+      --runs 1 --warmup 1 --gemm 0 --precision "$prec" >"$work/prof.txt" 2>&1
+    grep -A12 "hydra cuda profile" "$work/prof.txt" | tee -a "$log" | head -3
+    busy=$(sed -n 's/.*GPU busy \([0-9]*%\).*/\1/p' "$work/prof.txt")
     timeout 60 "${hy[@]}" $bin/bench_sweep "$m" "$p" --backend "$bench_be" --runs 1 --warmup 0 \
-      --components-subset "$k" --rows-out "$work/rows-$name.json" >>"$log" 2>&1
-    step "sweep $name: PyTorch hooks (cuda), every ${k}th component, extrapolated"
+      --components-subset "$k" --precision "$prec" --rows-out "$work/rows-$name.json" >>"$log" 2>&1
+    step "sweep $name $prec: PyTorch hooks ($torch_dev), every ${k}th component, extrapolated"
     timeout 120 "${py[@]}" tests/bench/sweep_torch.py "$m" "$p" --device "$torch_dev" --components-subset "$k" \
-      --hydra-rows "$work/rows-$name.json" >"$work/t.txt" 2>&1
+      $tflag --hydra-rows "$work/rows-$name.json" >"$work/t.txt" 2>&1
     cat "$work/t.txt" >>"$log"
     t=$(tail -1 "$work/t.txt")
     echo "$name torch: $t" | tee -a "$log"
     grep '^check' "$work/t.txt" | tee -a "$log" | sed 's/^/    /'
     hs=$(get median_s "$h") ts=$(get extrapolated_s "$t")
     ratio=$(awk -v a="$ts" -v b="$hs" 'BEGIN { if (a > 0 && b > 0) printf "%.1f", a / b; else print "-" }')
-    printf '| %s | %s | %s | %s s | %s s | **%s×** | %s | %s of %s GFLOP/s |\n' "$name" \
-      "$(get prompts "$h")" "$(get variants "$h")" "${hs:--}" "${ts:--}" "$ratio" \
-      "$(get gflops "$h")" "$(get gemm_share "$h")" "$(get peak_gflops "$h")" >>"$bench"
-    grep '^check' "$work/t.txt" | sed "s/^check /- $name: /" >>"$work/checks.md"
+    floor=$(awk -v f="$(get flops_all "$t")" -v g="$(get flops_all "$h")" 'BEGIN { if (g > 0) printf "%.0f", f / g; else print "-" }')
+    printf '| %s | %s | %s | %s | %s | %s s | %s s | **%s×** | %s× | %s | %s of %s | %s |\n' "$name" "$prec" \
+      "$(get prompts "$h")" "$(get variants "$h")" "$(get pass_rows "$h")" "${hs:--}" "${ts:--}" "$ratio" \
+      "$floor" "$(get gflops "$h")" "$(get gemm_share "$h")" "$(get peak_gflops "$h")" "${busy:--}" >>"$bench"
+    grep '^check' "$work/t.txt" | sed "s/^check /- $name $prec: /" >>"$work/checks.md"
   done
   step "forward throughput"
   for be in cuda cpu; do

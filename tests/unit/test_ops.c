@@ -68,7 +68,11 @@ static void run(int rc, const char *op) {
   }
 }
 
-static void test_matmul(int rows, int out, int in, int bias, int acc) {
+static void test_matmul(int rows, int out, int in, int bias, int acc, int tf32) {
+  if (tf32 && B->ops->set_precision(B, 1) != 1) {
+    printf("  matmul tf32: not offered by backend %s (fp32 only)\n", B->ops->name);
+    return;
+  }
   size_t nx = (size_t)rows * in, nw = (size_t)out * in, ny = (size_t)rows * out;
   float *x = malloc(nx * 4), *w = malloc(nw * 4), *b = malloc(out * 4), *y = malloc(ny * 4);
   double *ref = malloc(ny * 8);
@@ -84,10 +88,47 @@ static void test_matmul(int rows, int out, int in, int bias, int acc) {
   run(B->ops->matmul(B, dy, dx, dw, bias ? db : NULL, rows, out, in, acc), "matmul");
   back(y, dy, ny * 4);
   char name[64];
-  snprintf(name, sizeof(name), "matmul%s%s", bias ? "+b" : "", acc ? "+acc" : "");
-  check(name, y, ref, ny, 1e-5);
+  snprintf(name, sizeof(name), "matmul%s%s%s", bias ? "+b" : "", acc ? "+acc" : "",
+           tf32 ? " tf32" : "");
+  /* TF32 keeps 10 mantissa bits of each operand: about 1e-3 of the output's scale */
+  check(name, y, ref, ny, tf32 ? 5e-3 : 1e-5);
+  if (tf32 && B->ops->set_precision(B, 0) != 0) {
+    printf("FAIL matmul: the backend did not return to fp32\n");
+    failures++;
+  }
   B->ops->free(B, dx), B->ops->free(B, dw), B->ops->free(B, db), B->ops->free(B, dy);
   free(x), free(w), free(b), free(y), free(ref);
+}
+
+/* Uploads and downloads of many sizes, in sequence (the CUDA backend stages
+ * them through a ring of pinned segments: wrap-around and direct copies of
+ * large buffers), each checked exactly after all were queued. */
+static void test_transfers(void) {
+  const size_t sizes[] = {1, 1000, 300000, 2000000, 2000000, 2000000, 5000000, 2000000,
+                          7000000, 3, 2000000, 2000000};
+  const int n = sizeof(sizes) / sizeof(sizes[0]);
+  float *host[12], *d[12];
+  for (int i = 0; i < n; i++) {
+    host[i] = malloc(sizes[i] * 4);
+    fill(host[i], sizes[i], 10);
+    d[i] = B->ops->alloc(B, sizes[i] * 4);
+    run(!d[i] || B->ops->upload(B, d[i], host[i], sizes[i] * 4), "upload");
+  }
+  int bad = 0;
+  for (int i = 0; i < n; i++) {
+    float *back_ = malloc(sizes[i] * 4);
+    back(back_, d[i], sizes[i] * 4);
+    bad += memcmp(back_, host[i], sizes[i] * 4) != 0;
+    free(back_), free(host[i]);
+    B->ops->free(B, d[i]);
+  }
+  printf("%s transfers (%d buffers, 4 B to 28 MB)\n", bad ? "FAIL" : "  ok", n);
+  failures += bad != 0;
+  const size_t avail = B->ops->memory_available(B);
+  if (!B->host_memory && avail == 0) {
+    printf("FAIL memory_available: a device backend reports no free memory\n");
+    failures++;
+  }
 }
 
 static void test_norms(int rows, int d) {
@@ -363,10 +404,12 @@ int main(int argc, char **argv) {
     return strcmp(name, "cpu") == 0 ? 1 : 77; /* no such backend here: skip */
   }
   printf("test_ops: backend %s, seed %llu\n", B->ops->name, (unsigned long long)seed);
-  test_matmul(37, 53, 71, 0, 0);
-  test_matmul(64, 96, 64, 1, 0);
-  test_matmul(5, 1000, 64, 1, 1);
-  test_matmul(1, 7, 3, 0, 1);
+  test_matmul(37, 53, 71, 0, 0, 0);
+  test_matmul(64, 96, 64, 1, 0, 0);
+  test_matmul(5, 1000, 64, 1, 1, 0);
+  test_matmul(1, 7, 3, 0, 1, 0);
+  test_matmul(257, 300, 576, 1, 0, 1);
+  test_transfers();
   test_norms(13, 576);
   test_norms(3, 64);
   test_rope(9, 4, 64, 64, 10000.0f);

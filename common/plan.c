@@ -187,9 +187,7 @@ static int resolve_targets(const job_spec_t *spec, const model_t *m, const token
   char field[64];
   int job_target = -1, job_foil = -1;
   if (spec->target == TARGET_NEXT)
-    return fail(err, "target",
-                "\"next\" (the true next token at every position) is not supported by this "
-                "engine yet; name a target token or use argmax");
+    return 0; /* set by expand_next */
   if ((spec->target == TARGET_TOKEN || spec->target == TARGET_FOIL) &&
       (spec->target_token.text || spec->target_token.id >= 0))
     if (resolve_token(&spec->target_token, m, tok, "target", &job_target, err))
@@ -215,12 +213,83 @@ static int resolve_targets(const job_spec_t *spec, const model_t *m, const token
   return 0;
 }
 
+/* "target": "next": every job prompt becomes its readouts (see plan.h).
+ * A readout keeps the prompt's intervened positions up to its own position
+ * ("last" is the readout's own position); a readout none of whose positions
+ * is intervened is left out (every effect there would be exactly zero). */
+static int expand_next(const job_spec_t *spec, plan_t *p, job_error_t *err) {
+  const int P = p->n_prompts;
+  long n_read = 0, n_ids = 0, n_pos = 0;
+  for (int i = 0; i < P; i++)
+    for (int t = 0; t + 1 < p->lengths[i]; t++) {
+      n_read++;
+      n_ids += t + 1;
+      n_pos += spec->positions == POSITIONS_LAST ? 1 : p->position_offsets[i + 1] - p->position_offsets[i];
+    }
+  if (n_read == 0)
+    return fail(err, "target", "\"next\" needs a prompt of at least 2 tokens");
+  if (n_read > (1L << 24) || n_ids > (1L << 30))
+    return fail(err, "target", "\"next\" over these prompts makes %ld readouts: too many", n_read);
+  int *lengths = malloc(sizeof(int) * n_read), *ids = malloc(sizeof(int) * n_ids),
+      *targets = malloc(sizeof(int) * n_read), *offsets = malloc(sizeof(int) * (n_read + 1)),
+      *list = malloc(sizeof(int) * (n_pos ? n_pos : 1)), *prompt_of = malloc(sizeof(int) * n_read),
+      *position_of = malloc(sizeof(int) * n_read);
+  if (!lengths || !ids || !targets || !offsets || !list || !prompt_of || !position_of) {
+    free(lengths), free(ids), free(targets), free(offsets), free(list), free(prompt_of),
+        free(position_of);
+    return fail(err, "", "out of memory");
+  }
+  long r = 0, at = 0, np = 0, start = 0;
+  for (int i = 0; i < P; i++) {
+    const int *pid = p->ids + start;
+    for (int t = 0; t + 1 < p->lengths[i]; t++) {
+      const long first_pos = np;
+      if (spec->positions == POSITIONS_LAST)
+        list[np++] = t;
+      else
+        for (int k = p->position_offsets[i]; k < p->position_offsets[i + 1]; k++)
+          if (p->position_list[k] <= t)
+            list[np++] = p->position_list[k];
+      if (np == first_pos)
+        continue; /* nothing intervened up to t */
+      offsets[r] = (int)first_pos;
+      lengths[r] = t + 1;
+      targets[r] = pid[t + 1];
+      prompt_of[r] = i;
+      position_of[r] = t;
+      memcpy(ids + at, pid, sizeof(int) * (t + 1));
+      at += t + 1;
+      r++;
+    }
+    start += p->lengths[i];
+  }
+  if (r == 0) {
+    free(lengths), free(ids), free(targets), free(offsets), free(list), free(prompt_of),
+        free(position_of);
+    return fail(err, "ablations.positions",
+                "with \"target\": \"next\" no readout has an intervened position at or before it");
+  }
+  offsets[r] = (int)np;
+  free(p->lengths), free(p->ids), free(p->targets), free(p->position_offsets),
+      free(p->position_list);
+  p->lengths = lengths;
+  p->ids = ids;
+  p->targets = targets;
+  p->position_offsets = offsets;
+  p->position_list = list;
+  p->prompt_of = prompt_of;
+  p->position_of = position_of;
+  p->n_prompts = (int)r;
+  return 0;
+}
+
 int plan_build(const job_spec_t *spec, const model_t *m, const tokenizer_t *tok, plan_t *p,
                job_error_t *err) {
   memset(p, 0, sizeof(*p));
-  const int P = spec->n_prompts;
+  int P = spec->n_prompts;
   tokenizer_encoding_t *enc = calloc(P, sizeof(*enc));
   p->n_prompts = P;
+  p->n_job_prompts = P;
   p->lengths = malloc(sizeof(int) * P);
   p->targets = malloc(sizeof(int) * P);
   p->position_offsets = malloc(sizeof(int) * (P + 1));
@@ -233,6 +302,20 @@ int plan_build(const job_spec_t *spec, const model_t *m, const tokenizer_t *tok,
       resolve_targets(spec, m, tok, p, err) ||
       job_expand_components(spec, &m->cfg, &p->components, &p->n_components, err))
     goto done;
+  if (spec->target == TARGET_NEXT) {
+    for (int k = 0; k < spec->n_methods; k++)
+      if (spec->methods[k].kind == METHOD_PATCH) {
+        char field[64];
+        snprintf(field, sizeof(field), "ablations.methods[%d]", k);
+        fail(err, field,
+             "patch names a source prompt; with \"target\": \"next\" use resample, mean, "
+             "zero, scale or noise");
+        goto done;
+      }
+    if (expand_next(spec, p, err))
+      goto done;
+  }
+  const int EP = p->n_prompts; /* engine prompts */
   p->component_names = calloc(p->n_components ? p->n_components : 1, sizeof(char *));
   p->n_methods = spec->n_methods;
   p->methods = malloc(sizeof(method_t) * (p->n_methods ? p->n_methods : 1));
@@ -259,7 +342,7 @@ int plan_build(const job_spec_t *spec, const model_t *m, const tokenizer_t *tok,
     }
     char field[64];
     snprintf(field, sizeof(field), "ablations.methods[%d]", k);
-    if (p->methods[k].kind == METHOD_RESAMPLE && P < 2) {
+    if (p->methods[k].kind == METHOD_RESAMPLE && EP < 2) {
       fail(err, field, "resample draws from the job's other prompts: give at least 2 prompts");
       goto done;
     }
@@ -269,7 +352,7 @@ int plan_build(const job_spec_t *spec, const model_t *m, const tokenizer_t *tok,
     }
   }
   engine_job_t *j = &p->job;
-  j->n_prompts = P;
+  j->n_prompts = EP;
   j->lengths = p->lengths;
   j->ids = p->ids;
   j->targets = p->targets;
@@ -312,6 +395,8 @@ void plan_free(plan_t *p) {
   free(p->foils);
   free(p->position_offsets);
   free(p->position_list);
+  free(p->prompt_of);
+  free(p->position_of);
   free(p->components);
   free(p->methods);
   memset(p, 0, sizeof(*p));

@@ -15,7 +15,14 @@
 
 typedef struct {
   engine_job_t job; /* points into the arrays below */
+  /* Engine prompts. With "target": "next" each job prompt of n tokens
+   * becomes up to n - 1 readouts: the prefix ending at position t, read at t
+   * with the prompt's token t + 1 as target (causal attention: the prefix's
+   * run is the full prompt's run up to t); prompt_of/position_of map a
+   * readout back (NULL otherwise: engine prompt = job prompt). */
   int n_prompts;
+  int *prompt_of, *position_of;
+  int n_job_prompts;
   int *lengths, *ids, *targets, *foils;
   int *position_offsets, *position_list;
   component_t *components;

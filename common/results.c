@@ -133,7 +133,9 @@ int results_header(results_t *r) {
   json_object_set_new(h, "family", json_string(c->family));
   json_object_set_new(h, "n_layers", json_integer(c->n_layers));
   json_object_set_new(h, "d_model", json_integer(c->d_model));
-  json_object_set_new(h, "n_prompts", json_integer(r->plan->n_prompts));
+  json_object_set_new(h, "n_prompts", json_integer(r->plan->n_job_prompts));
+  if (r->plan->prompt_of) /* "target": "next": one readout per (prompt, position) */
+    json_object_set_new(h, "n_readouts", json_integer(r->plan->n_prompts));
   json_object_set_new(h, "components",
                       string_array(r->plan->component_names, r->plan->n_components));
   json_object_set_new(h, "methods", string_array(r->plan->method_names, r->plan->n_methods));
@@ -148,6 +150,16 @@ int results_header(results_t *r) {
   return emit(r, h);
 }
 
+/* "prompt" (the job's prompt index) and, for "target": "next" readouts,
+ * "position" (the readout's position in that prompt). */
+static void set_prompt(json_t *row, const plan_t *p, int engine_prompt) {
+  if (p->prompt_of) {
+    json_object_set_new(row, "prompt", json_integer(p->prompt_of[engine_prompt]));
+    json_object_set_new(row, "position", json_integer(p->position_of[engine_prompt]));
+  } else
+    json_object_set_new(row, "prompt", json_integer(engine_prompt));
+}
+
 static int on_clean(void *ctx, const engine_clean_t *c) {
   results_t *r = ctx;
   const plan_t *p = r->plan;
@@ -158,7 +170,7 @@ static int on_clean(void *ctx, const engine_clean_t *c) {
   for (int t = 0; t < p->lengths[c->prompt]; t++)
     json_array_append_new(tokens, token_string(r, p->ids[start + t]));
   json_object_set_new(row, "type", json_string("clean"));
-  json_object_set_new(row, "prompt", json_integer(c->prompt));
+  set_prompt(row, p, c->prompt);
   json_object_set_new(row, "tokens", tokens);
   json_object_set_new(row, "target", json_integer(c->target));
   json_object_set_new(row, "target_token", token_string(r, c->target));
@@ -243,7 +255,7 @@ static int on_variant(void *ctx, const engine_variant_t *v) {
 
   json_t *row = json_object();
   json_object_set_new(row, "type", json_string("variant"));
-  json_object_set_new(row, "prompt", json_integer(v->prompt));
+  set_prompt(row, p, v->prompt);
   json_object_set_new(row, "component", json_string(p->component_names[v->component]));
   json_object_set_new(row, "method", json_string(p->method_names[v->method]));
   json_object_set_new(row, "samples", json_integer(v->samples));

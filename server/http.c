@@ -172,7 +172,7 @@ static int format_row(void *ctx, int64_t seq, const char *text, size_t len) {
   json_t *row = json_loadb(text, len, 0, NULL);
   const char *type = json_string_value(json_object_get(row, "type"));
   if (type && strcmp(type, "header") == 0) {
-    buf_append(st, "prompt,component,method,samples", 31);
+    buf_append(st, "prompt,position,component,method,samples", 40);
     for (int i = 0; csv_keys[i]; i++) {
       buf_append(st, ",", 1);
       buf_append(st, csv_keys[i], strlen(csv_keys[i]));
@@ -186,8 +186,12 @@ static int format_row(void *ctx, int64_t seq, const char *text, size_t len) {
     buf_append(st, "\n", 1);
   } else if (type && strcmp(type, "variant") == 0) {
     char head[512];
-    int n = snprintf(head, sizeof(head), "%lld,%s,%s,%lld",
-                     json_integer_value(json_object_get(row, "prompt")),
+    json_t *pos = json_object_get(row, "position"); /* "target": "next" readouts */
+    char at[24] = "";
+    if (json_is_integer(pos))
+      snprintf(at, sizeof(at), "%lld", json_integer_value(pos));
+    int n = snprintf(head, sizeof(head), "%lld,%s,%s,%s,%lld",
+                     json_integer_value(json_object_get(row, "prompt")), at,
                      json_string_value(json_object_get(row, "component")),
                      json_string_value(json_object_get(row, "method")),
                      json_integer_value(json_object_get(row, "samples")));

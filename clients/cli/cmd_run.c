@@ -59,7 +59,8 @@ static int emit_row(void *ctx, json_t *row) {
     o->header = json_incref(row);
     o->n_slots = (int)json_array_size(json_object_get(row, "slots"));
     if (o->format == FORMAT_CSV) {
-      fprintf(o->out, "prompt,component,method,samples,total_effect,direct_effect,compensation,"
+      fprintf(o->out, "prompt,position,component,method,samples,total_effect,direct_effect,"
+                      "compensation,"
                       "compensation_attn,compensation_mlp,norm_share,ablated_logit,inv_scale,"
                       "logprob,kl,rank");
       json_t *slots = json_object_get(row, "slots");
@@ -68,7 +69,11 @@ static int emit_row(void *ctx, json_t *row) {
       fprintf(o->out, "\n");
     }
   } else if (strcmp(type, "variant") == 0 && o->format == FORMAT_CSV) {
-    fprintf(o->out, "%lld,%s,%s,%lld", json_integer_value(json_object_get(row, "prompt")),
+    json_t *pos = json_object_get(row, "position"); /* "target": "next" readouts */
+    char at[24] = "";
+    if (json_is_integer(pos))
+      snprintf(at, sizeof(at), "%lld", json_integer_value(pos));
+    fprintf(o->out, "%lld,%s,%s,%s,%lld", json_integer_value(json_object_get(row, "prompt")), at,
             json_string_value(json_object_get(row, "component")),
             json_string_value(json_object_get(row, "method")),
             json_integer_value(json_object_get(row, "samples")));

@@ -61,9 +61,16 @@ static const bad_t bad[] = {
     {422, "target.foil",
      "{\"prompts\": [\"the cat\"], \"target\": {\"id\": 5, \"foil_id\": 4000}, \"ablations\": "
      "{\"components\": [\"attn.0\"], \"methods\": [\"zero\"]}}"},
+    /* "target": "next" */
+    {422, "ablations.methods[0]",
+     "{\"prompts\": [\"the cat\", \"a dog\"], \"target\": \"next\", \"ablations\": "
+     "{\"components\": [\"attn.0\"], \"methods\": [{\"patch\": {\"source\": 1}}]}}"},
     {422, "target",
-     "{\"prompts\": [\"the cat\"], \"target\": \"next\", \"ablations\": {\"components\": "
+     "{\"prompts\": [{\"ids\": [5]}], \"target\": \"next\", \"ablations\": {\"components\": "
      "[\"attn.0\"], \"methods\": [\"zero\"]}}"},
+    {422, "ablations.positions",
+     "{\"prompts\": [{\"ids\": [5, 6, 7]}], \"target\": \"next\", \"ablations\": "
+     "{\"components\": [\"attn.0\"], \"methods\": [\"zero\"], \"positions\": [2]}}"},
 };
 
 int main(int argc, char **argv) {

@@ -41,7 +41,7 @@ struct engine {
   int cap_clean;
   float *resid_pre, *resid_mid, *kcache, *vcache;
 
-  size_t memory_budget; /* bytes for activations; 0: from the backend */
+  size_t memory_budget;         /* bytes for activations; 0: from the backend */
   size_t held_pass, held_clean; /* bytes of pass and clean buffers held now */
 };
 
@@ -282,8 +282,8 @@ static size_t bytes_per_row(const engine_t *e) {
   const size_t d = c->d_model, q = (size_t)c->n_heads * c->head_dim,
                kv = (size_t)c->n_kv_heads * c->head_dim, fm = c->d_mlp, w = e->width_max,
                ns = engine_n_slots(c), L = c->n_layers;
-  const size_t pass = 4 * (3 * d + 2 * q + 2 * kv + 2 * fm + 2 * w + 1) + 4 * 5 +
-                      4 * 4 * ns + sizeof(intervention_t) + 4 * (2 * d + ns + 1);
+  const size_t pass = 4 * (3 * d + 2 * q + 2 * kv + 2 * fm + 2 * w + 1) + 4 * 5 + 4 * 4 * ns +
+                      sizeof(intervention_t) + 4 * (2 * d + ns + 1);
   const size_t clean = 4 * L * (2 * d + 2 * kv);
   return pass + clean;
 }
@@ -625,8 +625,7 @@ static int apply_site(run_t *R, const variant_t *vs, int nv, int n_joined, site_
     rc = err_set(R->err, "backend %s: %s", b->ops->name, b->err);
   if (!rc && n_stored &&
       (b->ops->upload(b, dev + n, stored, sizeof(*stored) * n_stored) ||
-       b->ops->intervene(b, buf, width, dev + n, n_stored,
-                         R->dstore[store_index(R, site, layer)])))
+       b->ops->intervene(b, buf, width, dev + n, n_stored, R->dstore[store_index(R, site, layer)])))
     rc = err_set(R->err, "backend %s: %s", b->ops->name, b->err);
 done:
   free(entries);

@@ -224,7 +224,9 @@ static int expand_next(const job_spec_t *spec, plan_t *p, job_error_t *err) {
     for (int t = 0; t + 1 < p->lengths[i]; t++) {
       n_read++;
       n_ids += t + 1;
-      n_pos += spec->positions == POSITIONS_LAST ? 1 : p->position_offsets[i + 1] - p->position_offsets[i];
+      n_pos += spec->positions == POSITIONS_LAST
+                   ? 1
+                   : p->position_offsets[i + 1] - p->position_offsets[i];
     }
   if (n_read == 0)
     return fail(err, "target", "\"next\" needs a prompt of at least 2 tokens");

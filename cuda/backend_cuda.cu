@@ -34,9 +34,10 @@ enum {
   P_ROWS,
   P_N
 };
-static const char *const prof_names[P_N] = {"upload", "download",  "copy/memset", "matmul",
-                                            "norm",   "rope",      "attention",   "intervene",
-                                            "row_dots", "elementwise", "gather/scatter/embed"};
+static const char *const prof_names[P_N] = {
+    "upload",   "download",    "copy/memset",         "matmul",
+    "norm",     "rope",        "attention",           "intervene",
+    "row_dots", "elementwise", "gather/scatter/embed"};
 
 typedef struct {
   int on, n, cap;
@@ -724,8 +725,10 @@ extern "C" void backend_cuda_destroy(backend_t *b) {
     for (int i = 0; i < P_N; i++)
       total += p->ms[i];
     const double wall = (wall_now() - p->wall0) * 1e3;
-    fprintf(stderr, "hydra cuda profile: %.1f ms wall since the backend was created, %.1f ms in ops "
-                    "(GPU busy %.0f%%)\n", wall, total, wall > 0 ? 100 * total / wall : 0);
+    fprintf(stderr,
+            "hydra cuda profile: %.1f ms wall since the backend was created, %.1f ms in ops "
+            "(GPU busy %.0f%%)\n",
+            wall, total, wall > 0 ? 100 * total / wall : 0);
     for (int i = 0; i < P_N; i++)
       if (p->calls[i])
         fprintf(stderr, "  %-22s %10.1f ms %5.1f%% %9ld calls %8.1f us/call\n", prof_names[i],

@@ -341,7 +341,8 @@ int main(int argc, char **argv) {
                                      : engine_pass_rows(e, 0, NULL);
   b->ops->set_precision(b, tf32); /* the rates in the job's precision */
   const double sg = gemm ? gemm_gflops(b, c, sg_rows, 5) : 0;
-  const double pk = peak > 0 ? 2.0 * peak * peak * peak / gemm_time(b, peak, peak, peak, 5) / 1e9 : 0;
+  const double pk =
+      peak > 0 ? 2.0 * peak * peak * peak / gemm_time(b, peak, peak, peak, 5) / 1e9 : 0;
   const double extrapolated = t * (double)n_all / n_comps;
   long tokens = 0;
   for (int p = 0; p < n_prompts; p++)

@@ -106,7 +106,7 @@ check() { # name, timeout seconds, command...
 }
 
 step "build (CUDA, sm_${HYDRA_CUDA_ARCH:-90}) on $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
-if ! gpu_build test_ops test_golden_logits test_engine bench_forward bench_sweep >>"$log" 2>&1; then
+if ! gpu_build test_ops test_golden_logits test_engine test_next bench_forward bench_sweep >>"$log" 2>&1; then
   echo "build failed:"
   tail -40 "$log"
   [ -n "${OUT:-}" ] && cp "$log" "$OUT/"
@@ -126,6 +126,10 @@ done
 for g in tiny-gpt2 tiny-llama; do
   check "engine $g (transformers hooks <= 1e-4, identities)" 180 "${hy[@]}" $bin/test_engine "$root" \
     "tests/golden/ablation_$g.json" --backend cuda
+done
+for g in tiny-gpt2 tiny-llama; do
+  check "target next $g (transformers hooks <= 1e-4)" 120 "${hy[@]}" $bin/test_next "$root" \
+    "tests/golden/next_$g.json" --backend cuda
 done
 if [ -s models/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf ]; then
   check "logits smollm2-135m" 120 "${hy[@]}" $bin/test_golden_logits "$root" tests/golden/smollm2-135m.json --backend cuda

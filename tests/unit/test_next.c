@@ -73,7 +73,8 @@ int main(int argc, char **argv) {
   json_t *readouts = json_object_get(g, "readouts"), *abl = json_object_get(g, "ablations");
   double scale = 1.0;
   for (size_t k = 0; k < json_array_size(readouts); k++) {
-    double cl = fabs(json_number_value(json_object_get(json_array_get(readouts, k), "clean_logit")));
+    double cl =
+        fabs(json_number_value(json_object_get(json_array_get(readouts, k), "clean_logit")));
     if (cl > scale)
       scale = cl;
   }
@@ -92,9 +93,9 @@ int main(int argc, char **argv) {
     json_t *pr = json_loads(prompts, 0, NULL), *list = json_array();
     for (size_t i = 0; i < json_array_size(pr); i++)
       json_array_append_new(list, json_pack("{s:O}", "ids", json_array_get(pr, i)));
-    json_t *spec_json = json_pack("{s:o, s:s, s:{s:[s], s:[s], s:s}}", "prompts", list, "target",
-                                  "next", "ablations", "components", comp, "methods", method,
-                                  "positions", positions);
+    json_t *spec_json =
+        json_pack("{s:o, s:s, s:{s:[s], s:[s], s:s}}", "prompts", list, "target", "next",
+                  "ablations", "components", comp, "methods", method, "positions", positions);
     char *txt = json_dumps(spec_json, JSON_COMPACT);
     snprintf(spec_text, sizeof(spec_text), "%s", txt);
     free(txt);

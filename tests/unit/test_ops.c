@@ -104,8 +104,8 @@ static void test_matmul(int rows, int out, int in, int bias, int acc, int tf32) 
  * them through a ring of pinned segments: wrap-around and direct copies of
  * large buffers), each checked exactly after all were queued. */
 static void test_transfers(void) {
-  const size_t sizes[] = {1, 1000, 300000, 2000000, 2000000, 2000000, 5000000, 2000000,
-                          7000000, 3, 2000000, 2000000};
+  const size_t sizes[] = {1,       1000,    300000,  2000000, 2000000, 2000000,
+                          5000000, 2000000, 7000000, 3,       2000000, 2000000};
   const int n = sizeof(sizes) / sizeof(sizes[0]);
   float *host[12], *d[12];
   for (int i = 0; i < n; i++) {

@@ -1,0 +1,56 @@
+"""The paper's two standard pictures from a job's Results (matplotlib, PNG)."""
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def _kind_color(name):
+    return "tab:blue" if name.startswith("attn") else "tab:orange" if name.startswith("mlp") else "gray"
+
+
+def plot_direct_vs_total(results, path, method=None, title=None):
+    """Mean direct effect against mean total effect of every ablated component
+    (McGrath et al. Fig. 2/4): points below y = x were compensated downstream."""
+    s = results.summary
+    if method is not None:
+        s = s[s["method"] == method]
+    x = np.array([r["mean"] for r in s["direct_effect"]])
+    y = np.array([r["mean"] for r in s["total_effect"]])
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.scatter(x, y, c=[_kind_color(c) for c in s["component"]], s=28)
+    for xi, yi, name in zip(x, y, s["component"]):
+        ax.annotate(name, (xi, yi), fontsize=6, xytext=(2, 2), textcoords="offset points")
+    lim = [min(x.min(), y.min(), 0) * 1.1, max(x.max(), y.max(), 0) * 1.1]
+    ax.plot(lim, lim, "k--", lw=0.8, label="y = x")
+    ax.set_xlabel("direct effect (mean over prompts)")
+    ax.set_ylabel("total effect (mean over prompts)")
+    ax.set_title(title or "direct vs total effect (blue: attention, orange: MLP)", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_effect_table(results, path, method=None, title=None):
+    """Heatmap of the mean effect table: rows the ablated component, columns
+    every downstream slot, values the change of its direct effect."""
+    t = results.effect_table(method=method)
+    v = t.values.astype(float)
+    lim = np.nanmax(np.abs(v)) or 1.0
+    fig, ax = plt.subplots(figsize=(max(6, 0.16 * v.shape[1] + 2), max(4, 0.16 * v.shape[0] + 1.5)))
+    im = ax.imshow(v, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
+    ax.set_xticks(range(v.shape[1]))
+    ax.set_xticklabels(t.columns, rotation=90, fontsize=5)
+    ax.set_yticks(range(v.shape[0]))
+    ax.set_yticklabels(t.index, fontsize=5)
+    ax.set_xlabel("downstream component (its direct effect's change)")
+    ax.set_ylabel("ablated component")
+    fig.colorbar(im, ax=ax, shrink=0.7)
+    ax.set_title(title or "effect table", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -15,6 +15,7 @@
 #   HYDRA_CUDA_ARCH   CUDA architecture to build (default 90)
 #   GPU_BENCH=0       skip the benchmarks
 #   PYTHON            python with torch + transformers (default python3)
+#   GPU_RESULTS       where to write the results (default tests/gpu/RESULTS.md)
 #   GPU_MODELS, GPU_SWEEPS, GPU_PEAK, GPU_BENCH_BACKEND, GPU_TORCH_DEVICE: the
 #                     benchmark's models:prompts, models:k, square GEMM size,
 #                     backends (cpu for a dry run of the script without a GPU)
@@ -26,7 +27,7 @@ work=${GPU_WORK:-/tmp/hydra-gpu}
 mkdir -p "$work"
 log=$work/log.txt
 : >"$log"
-results=tests/gpu/RESULTS.md
+results=${GPU_RESULTS:-tests/gpu/RESULTS.md}
 python=${PYTHON:-python3}
 fail=0
 t_start=$SECONDS

@@ -108,6 +108,34 @@ ATHLETES = {
     "Novak Djokovic": "tennis", "Shaquille O'Neal": "basketball", "Diego Maradona": "soccer|football",
 }
 
+CITIES = {
+    "Paris": "France", "Lyon": "France", "Marseille": "France", "Berlin": "Germany",
+    "Munich": "Germany", "Hamburg": "Germany", "Frankfurt": "Germany", "Rome": "Italy",
+    "Milan": "Italy", "Naples": "Italy", "Venice": "Italy", "Florence": "Italy", "Madrid": "Spain",
+    "Barcelona": "Spain", "Seville": "Spain", "Valencia": "Spain", "Lisbon": "Portugal",
+    "Porto": "Portugal", "London": "England|United|UK|Britain", "Manchester": "England|United|UK|Britain",
+    "Liverpool": "England|United|UK|Britain", "Edinburgh": "Scotland|United|UK|Britain",
+    "Dublin": "Ireland", "Amsterdam": "the Netherlands|Netherlands|Holland",
+    "Rotterdam": "the Netherlands|Netherlands|Holland", "Brussels": "Belgium", "Vienna": "Austria",
+    "Zurich": "Switzerland", "Geneva": "Switzerland", "Stockholm": "Sweden", "Oslo": "Norway",
+    "Copenhagen": "Denmark", "Helsinki": "Finland", "Warsaw": "Poland", "Krakow": "Poland",
+    "Prague": "the Czech Republic|Czech|Czechia", "Budapest": "Hungary", "Athens": "Greece",
+    "Istanbul": "Turkey", "Moscow": "Russia", "Saint Petersburg": "Russia", "Kyiv": "Ukraine",
+    "Tokyo": "Japan", "Osaka": "Japan", "Kyoto": "Japan", "Beijing": "China", "Shanghai": "China",
+    "Hong Kong": "China", "Seoul": "South Korea|Korea", "Busan": "South Korea|Korea",
+    "Mumbai": "India", "Delhi": "India", "Bangalore": "India", "Kolkata": "India",
+    "Bangkok": "Thailand", "Hanoi": "Vietnam", "Jakarta": "Indonesia", "Manila": "the Philippines|Philippines",
+    "Karachi": "Pakistan", "Tehran": "Iran", "Baghdad": "Iraq", "Cairo": "Egypt",
+    "Nairobi": "Kenya", "Lagos": "Nigeria", "Johannesburg": "South Africa", "Cape Town": "South Africa",
+    "Casablanca": "Morocco", "Sydney": "Australia", "Melbourne": "Australia", "Brisbane": "Australia",
+    "Auckland": "New Zealand", "Toronto": "Canada", "Vancouver": "Canada", "Montreal": "Canada",
+    "Chicago": "the United States|United|US|USA|America", "Boston": "the United States|United|US|USA|America",
+    "Houston": "the United States|United|US|USA|America", "Mexico City": "Mexico",
+    "Guadalajara": "Mexico", "Havana": "Cuba", "Lima": "Peru", "Bogota": "Colombia",
+    "Santiago": "Chile", "Buenos Aires": "Argentina", "Sao Paulo": "Brazil", "Rio de Janeiro": "Brazil",
+    "Caracas": "Venezuela",
+}
+
 GROUPS = [
     ("capital", "The capital of {s} is the city of", CAPITALS),
     ("landmark city", "{s} is located in the city of", LANDMARKS),
@@ -117,10 +145,11 @@ GROUPS = [
     ("author", "The book {s} was written by", AUTHORS),
     ("headquarters", "The company {s} has its headquarters in", HEADQUARTERS),
     ("sport", "{s} is famous for playing the sport of", ATHLETES),
+    ("city country", "{s} is a city in the country of", CITIES),
 ]
 
 RULE = ("One relation template per group (capital, landmark city, official language, currency, "
-        "continent, author, headquarters, sport), filled with a well-known subject; the prompt "
+        "continent, author, headquarters, sport, city country), filled with a well-known subject; the prompt "
         "ends right before the answer; the subject is marked; every acceptable answer is listed. "
         "A prompt is kept when the model's top token, stripped of spaces and lowercased, is a "
         "non-empty prefix of one of the answers (or an answer is a prefix of it).")

@@ -59,6 +59,11 @@ def run_job(client, spec, what):
     return res, dt
 
 
+def num(x):
+    """A summary number, NaN where the server sent null (e.g. R^2 of a constant)."""
+    return float("nan") if x is None else float(x)
+
+
 def layer_of(name):
     return int(name.split(".")[1])
 
@@ -151,10 +156,10 @@ def main():
     for i, c in enumerate(comps):
         fit = S.loc[c, "fit"]
         say(f"| {c} | {d[i]:+.3f} | {t[i]:+.3f} | {comp[i]:+.3f} | {ca[i]:+.3f} | {cm[i]:+.3f} | "
-            f"{t[i] - d[i] + comp[i]:+.3f} | {fit['slope']:+.2f} | {fit['r2']:.2f} |")
+            f"{t[i] - d[i] + comp[i]:+.3f} | {num(fit['slope']):+.2f} | {num(fit['r2']):.2f} |")
 
     # ---- (b) per-layer compensation vs direct: slope and R^2 (Fig. 7d) ------------
-    slopes = {c: S.loc[c, "fit"] for c in comps}
+    slopes = {c: {k: num(v) for k, v in S.loc[c, "fit"].items()} for c in comps}
     fig, ax = plt.subplots(1, 2, figsize=(9, 3.2))
     for k, kind in enumerate(("attn", "mlp")):
         cs = [c for c in comps if c.startswith(kind)]

@@ -133,7 +133,18 @@ CITIES = {
     "Houston": "the United States|United|US|USA|America", "Mexico City": "Mexico",
     "Guadalajara": "Mexico", "Havana": "Cuba", "Lima": "Peru", "Bogota": "Colombia",
     "Santiago": "Chile", "Buenos Aires": "Argentina", "Sao Paulo": "Brazil", "Rio de Janeiro": "Brazil",
-    "Caracas": "Venezuela",
+    "Caracas": "Venezuela", "Quito": "Ecuador", "Montevideo": "Uruguay", "La Paz": "Bolivia",
+    "Brasilia": "Brazil", "Salvador": "Brazil", "Cordoba": "Argentina|Spain", "Bilbao": "Spain",
+    "Turin": "Italy", "Bologna": "Italy", "Palermo": "Italy", "Cologne": "Germany",
+    "Stuttgart": "Germany", "Dresden": "Germany", "Nice": "France", "Bordeaux": "France",
+    "Toulouse": "France", "Antwerp": "Belgium", "Gothenburg": "Sweden", "Bergen": "Norway",
+    "Salzburg": "Austria", "Thessaloniki": "Greece", "Ankara": "Turkey", "Dubai": "the United Arab Emirates|United|UAE",
+    "Riyadh": "Saudi Arabia|Saudi", "Doha": "Qatar", "Kabul": "Afghanistan", "Dhaka": "Bangladesh",
+    "Kathmandu": "Nepal", "Colombo": "Sri Lanka|Sri", "Singapore": "Singapore", "Kuala Lumpur": "Malaysia",
+    "Taipei": "Taiwan", "Nagoya": "Japan", "Hiroshima": "Japan", "Guangzhou": "China",
+    "Shenzhen": "China", "Perth": "Australia", "Adelaide": "Australia", "Calgary": "Canada",
+    "Ottawa": "Canada", "Accra": "Ghana", "Addis Ababa": "Ethiopia", "Dakar": "Senegal",
+    "Tunis": "Tunisia", "Algiers": "Algeria", "Marrakesh": "Morocco", "Alexandria": "Egypt",
 }
 
 GROUPS = [

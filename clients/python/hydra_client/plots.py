@@ -20,8 +20,10 @@ def plot_direct_vs_total(results, path, method=None, title=None):
     y = np.array([r["mean"] for r in s["total_effect"]])
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.scatter(x, y, c=[_kind_color(c) for c in s["component"]], s=28)
+    span = max(np.abs(x).max(), np.abs(y).max()) or 1.0
     for xi, yi, name in zip(x, y, s["component"]):
-        ax.annotate(name, (xi, yi), fontsize=6, xytext=(2, 2), textcoords="offset points")
+        if max(abs(xi), abs(yi)) > 0.15 * span:  # label the large ones; the cluster near 0 stays legible
+            ax.annotate(name, (xi, yi), fontsize=6, xytext=(2, 2), textcoords="offset points")
     lim = [min(x.min(), y.min(), 0) * 1.1, max(x.max(), y.max(), 0) * 1.1]
     ax.plot(lim, lim, "k--", lw=0.8, label="y = x")
     ax.set_xlabel("direct effect (mean over prompts)")

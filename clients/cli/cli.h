@@ -2,6 +2,8 @@
 #ifndef HYDRA_CLI_H
 #define HYDRA_CLI_H
 
+#include <stdio.h>
+
 /* Exit codes (documented in the README). */
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_SERVER = 3 };
 
@@ -10,5 +12,22 @@ int cmd_run(int argc, char **argv);
 
 /* hydra table ROWS.ndjson; argv excludes "table". */
 int cmd_table(int argc, char **argv);
+
+/* The per-layer table of NDJSON result rows read from f. */
+int table_from_rows(FILE *f, const char *name, FILE *out);
+
+/* A whole file ("-": standard input), NUL-terminated; NULL with err. */
+char *read_file(const char *path, size_t *len, char *err);
+
+/* The commands that talk to hydrad (cmd_remote.c); argv excludes the
+ * command's name. */
+int cmd_models(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_submit(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+int cmd_results(int argc, char **argv);
+int cmd_cancel(int argc, char **argv);
+int cmd_jobs(int argc, char **argv);
+int cmd_check(int argc, char **argv);
 
 #endif

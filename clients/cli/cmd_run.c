@@ -167,7 +167,7 @@ static void print_table(run_out_t *o, double elapsed) {
   }
 }
 
-static char *read_file(const char *path, size_t *len, char *err) {
+char *read_file(const char *path, size_t *len, char *err) {
   FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
   if (!f) {
     err_set(err, "%s: %s", path, strerror(errno));
@@ -334,6 +334,44 @@ fail:
   return rc;
 }
 
+/* The per-layer table of result rows read from f (NDJSON); name is for
+ * messages. Returns EXIT_OK or EXIT_FAIL. */
+int table_from_rows(FILE *f, const char *name, FILE *out) {
+  run_out_t o = {.format = FORMAT_TABLE, .out = out, .summary = json_array()};
+  char *line = NULL;
+  size_t cap = 0;
+  double elapsed = NAN;
+  long lineno = 0;
+  int rc = EXIT_OK;
+  while (getline(&line, &cap, f) > 0) {
+    lineno++;
+    if (line[0] == '\n')
+      continue;
+    json_error_t je;
+    json_t *row = json_loads(line, 0, &je);
+    if (!row) {
+      fprintf(stderr, "hydra: %s:%ld: %s\n", name, lineno, je.text);
+      rc = EXIT_FAIL;
+      break;
+    }
+    const char *type = json_string_value(json_object_get(row, "type"));
+    if (type && strcmp(type, "end") == 0)
+      elapsed = json_number_value(json_object_get(row, "elapsed_s"));
+    emit_row(&o, row);
+    json_decref(row);
+  }
+  free(line);
+  if (rc == EXIT_OK && !o.header) {
+    fprintf(stderr, "hydra: %s: no header row\n", name);
+    rc = EXIT_FAIL;
+  }
+  if (rc == EXIT_OK)
+    print_table(&o, elapsed);
+  json_decref(o.summary);
+  json_decref(o.header);
+  return rc;
+}
+
 /* hydra table ROWS.ndjson: the per-layer table of stored result rows (for
  * instance a daemon's results saved with curl). */
 int cmd_table(int argc, char **argv) {
@@ -346,37 +384,8 @@ int cmd_table(int argc, char **argv) {
     fprintf(stderr, "hydra table: %s: %s\n", argv[0], strerror(errno));
     return EXIT_FAIL;
   }
-  run_out_t o = {.format = FORMAT_TABLE, .out = stdout, .summary = json_array()};
-  char *line = NULL;
-  size_t cap = 0;
-  double elapsed = NAN;
-  long lineno = 0;
-  int rc = EXIT_OK;
-  while (getline(&line, &cap, f) > 0) {
-    lineno++;
-    json_error_t je;
-    json_t *row = json_loads(line, 0, &je);
-    if (!row) {
-      fprintf(stderr, "hydra table: %s:%ld: %s\n", argv[0], lineno, je.text);
-      rc = EXIT_FAIL;
-      break;
-    }
-    const char *type = json_string_value(json_object_get(row, "type"));
-    if (type && strcmp(type, "end") == 0)
-      elapsed = json_number_value(json_object_get(row, "elapsed_s"));
-    emit_row(&o, row);
-    json_decref(row);
-  }
-  free(line);
+  const int rc = table_from_rows(f, argv[0], stdout);
   if (f != stdin)
     fclose(f);
-  if (rc == EXIT_OK && !o.header) {
-    fprintf(stderr, "hydra table: %s: no header row\n", argv[0]);
-    rc = EXIT_FAIL;
-  }
-  if (rc == EXIT_OK)
-    print_table(&o, elapsed);
-  json_decref(o.summary);
-  json_decref(o.header);
   return rc;
 }

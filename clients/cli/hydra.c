@@ -1,5 +1,7 @@
-/* hydra - command-line client. At this stage: inspect a model and run a
- * forward pass locally (no daemon). */
+/* hydra - the command-line client: jobs on a hydrad server (models,
+ * tokenize, submit, status, results, cancel, jobs, check), local runs (run,
+ * table, info, forward). */
+#include <curl/curl.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,16 +14,29 @@
 #include "model.h"
 
 static void usage(FILE *out) {
-  fprintf(out, "usage:\n"
-               "  hydra run --model PATH JOB.json [--format ndjson|table|csv]\n"
-               "            [--backend auto|cpu|cuda] [--threads N] [--max-rows N]\n"
-               "            [--memory-budget MIB]\n"
-               "  hydra table ROWS.ndjson   (the per-layer table of saved result rows)\n"
-               "  hydra info --model PATH\n"
-               "  hydra forward --model PATH --ids ID,ID,... [--top N] [--backend auto|cpu|cuda]\n"
-               "                [--threads N]\n"
-               "PATH is a GGUF file or a directory with config.json and model.safetensors.\n"
-               "exit codes: 0 ok, 1 failure, 2 usage\n");
+  fprintf(out,
+          "usage:\n"
+          "  on a hydrad server (--url URL --token TOKEN, or $HYDRA_URL, $HYDRA_TOKEN):\n"
+          "  hydra models\n"
+          "  hydra tokenize MODEL TEXT\n"
+          "  hydra submit JOB.json [--follow [--format table|csv|ndjson]]\n"
+          "  hydra status ID\n"
+          "  hydra results ID [--format table|csv|ndjson] [--after N]\n"
+          "  hydra cancel ID\n"
+          "  hydra jobs\n"
+          "  hydra check --baseline BASE.json JOB.json [--rtol R] [--atol A] [--junit OUT.xml]\n"
+          "  hydra check --write-baseline --baseline BASE.json JOB.json\n"
+          "  locally:\n"
+          "  hydra run --model PATH JOB.json [--format ndjson|table|csv]\n"
+          "            [--backend auto|cpu|cuda] [--threads N] [--max-rows N]\n"
+          "            [--memory-budget MIB]\n"
+          "  hydra table ROWS.ndjson   (the per-layer table of saved result rows)\n"
+          "  hydra info --model PATH\n"
+          "  hydra forward --model PATH --ids ID,ID,... [--top N] [--backend auto|cpu|cuda]\n"
+          "                [--threads N]\n"
+          "PATH is a GGUF file or a directory with config.json and model.safetensors.\n"
+          "exit codes: 0 ok, 1 failure or drift (check), 2 usage or a bad job, 3 server or\n"
+          "connection\n");
 }
 
 static int parse_ids(const char *s, int **ids, int *n) {
@@ -138,6 +153,19 @@ int main(int argc, char **argv) {
     return cmd_run(argc - 2, argv + 2);
   if (strcmp(argv[1], "table") == 0)
     return cmd_table(argc - 2, argv + 2);
+  static const struct {
+    const char *name;
+    int (*fn)(int, char **);
+  } remote[] = {{"models", cmd_models}, {"tokenize", cmd_tokenize}, {"submit", cmd_submit},
+                {"status", cmd_status}, {"results", cmd_results},   {"cancel", cmd_cancel},
+                {"jobs", cmd_jobs},     {"check", cmd_check}};
+  for (size_t i = 0; i < sizeof(remote) / sizeof(remote[0]); i++)
+    if (strcmp(argv[1], remote[i].name) == 0) {
+      curl_global_init(CURL_GLOBAL_DEFAULT);
+      const int rc = remote[i].fn(argc - 2, argv + 2);
+      curl_global_cleanup();
+      return rc;
+    }
   const char *cmd = argv[1], *model = NULL, *ids = NULL, *backend = "auto";
   int top = 10, threads = 0;
   for (int i = 2; i < argc; i++) {

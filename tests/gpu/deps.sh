@@ -24,6 +24,8 @@ if [ -d .debs ] && ls .debs/*.deb >/dev/null 2>&1; then
   # hydra links libmicrohttpd dynamically: GnuTLS is only its runtime
   # dependency (unpacked above), and its development files are not needed
   sed -i '/^Requires.private: gnutls/d' "$lib_dir"/pkgconfig/libmicrohttpd.pc
+  # likewise libcurl's own dependencies (the GPU suite does not build the CLI)
+  sed -i '/^Requires.private:/d' "$lib_dir"/pkgconfig/libcurl.pc 2>/dev/null
   export PKG_CONFIG_PATH="$lib_dir/pkgconfig:$deps_root/usr/share/pkgconfig:${PKG_CONFIG_PATH:-}"
   export PKG_CONFIG_LIBDIR="$lib_dir/pkgconfig:$deps_root/usr/share/pkgconfig"
   export CMAKE_PREFIX_PATH="$deps_root/usr:${CMAKE_PREFIX_PATH:-}"

@@ -1,0 +1,157 @@
+#!/usr/bin/env python3
+"""The hydra CLI's server commands against a real hydrad on loopback (tiny
+GPT-2 of tests/data, a token file): models, tokenize, submit (--follow),
+status, results (ndjson, csv, table, --after), cancel, jobs, the server's
+errors with their field paths and the documented exit codes, and check (CI
+regression mode): a fresh baseline passes (0), a perturbed one drifts (1),
+the JUnit XML is well formed with one testcase per component x method.
+
+usage: test_cli.py HYDRA HYDRAD ROOT"""
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+
+HYDRA, HYDRAD, ROOT = sys.argv[1:4]
+failures = 0
+
+
+def check(what, ok, detail=""):
+    global failures
+    print(("ok   " if ok else "FAIL ") + what + ("" if ok else f": {detail}"))
+    failures += not ok
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+tmp = tempfile.mkdtemp(prefix="hydra-cli-")
+TOKEN = "cli-token-0123456789abcdef"
+with open(os.path.join(tmp, "tokens"), "w") as f:
+    f.write(f"{TOKEN} alice user\n")
+port = free_port()
+URL = f"http://127.0.0.1:{port}"
+log = open(os.path.join(tmp, "hydrad.log"), "w")
+server = subprocess.Popen([HYDRAD, "--port", str(port), "--model",
+                           f"tiny={os.path.join(ROOT, 'tests', 'data', 'tiny-gpt2')}",
+                           "--store", os.path.join(tmp, "hydra.db"), "--tokens",
+                           os.path.join(tmp, "tokens"), "--backend", "cpu", "--threads", "1"],
+                          stderr=log)
+ENV = dict(os.environ, HYDRA_URL=URL, HYDRA_TOKEN=TOKEN)
+
+
+def hydra(*args, env=ENV, timeout=300):
+    p = subprocess.run([HYDRA, *args], capture_output=True, text=True, env=env, timeout=timeout)
+    return p.returncode, p.stdout, p.stderr
+
+
+def job_file(name, doc):
+    path = os.path.join(tmp, name)
+    with open(path, "w") as f:
+        json.dump(doc, f)
+    return path
+
+
+try:
+    for _ in range(200):
+        if hydra("models")[0] == 0:
+            break
+        time.sleep(0.05)
+    rc, out, err = hydra("models")
+    check("models lists tiny", rc == 0 and "tiny" in out and "gpt2" in out, out + err)
+    rc, out, err = hydra("tokenize", "tiny", "the cat sat")
+    check("tokenize prints ids and tokens", rc == 0 and len(out.strip().splitlines()) >= 2, out + err)
+
+    prompts = ["the cat sat on the mat", "a dog ran in the park", "one two three four five",
+               {"ids": [5, 17, 250, 9, 33]}]
+    small = job_file("small.json", {"model": "tiny", "preset": "hydra", "prompts": prompts,
+                                    "ablations": {"samples": 3}})
+    rc, out, err = hydra("submit", small)
+    job = out.strip()
+    check("submit prints the job id", rc == 0 and len(job) >= 16, out + err)
+    rc, out, err = hydra("submit", small, "--follow")
+    check("submit --follow prints the table", rc == 0 and "component" in out and "attn.0" in out,
+          out + err)
+    check("submit --follow: progress lines on a non-terminal stderr", "variants" in err, err)
+    rc, out, err = hydra("status", job)
+    check("status", rc == 0 and "state" in out and job in out, out + err)
+    rc, out, err = hydra("results", job)
+    rows = [json.loads(x) for x in out.splitlines() if x.strip()]
+    types = [r["type"] for r in rows]
+    check("results ndjson: header, clean, variant, summary, end",
+          rc == 0 and types[0] == "header" and types[-1] == "end" and "variant" in types
+          and "summary" in types, types[:3])
+    rc, out2, err = hydra("results", job, "--after", "3")
+    check("results --after 3 skips 3 rows", rc == 0 and len(out2.splitlines()) == len(rows) - 3,
+          (len(out2.splitlines()), len(rows)))
+    rc, out, err = hydra("results", job, "--format", "csv")
+    check("results csv", rc == 0 and out.startswith("prompt,position,component,method"), out[:80])
+    rc, out, err = hydra("results", job, "--format", "table")
+    check("results table", rc == 0 and "direct" in out and "mlp.1" in out, out + err)
+    rc, out, err = hydra("jobs")
+    check("jobs lists the job", rc == 0 and job in out, out + err)
+
+    big = job_file("big.json", {"model": "tiny", "preset": "hydra", "prompts": prompts * 60})
+    rc, out, err = hydra("submit", big)
+    rc2, out2, err2 = hydra("cancel", out.strip())
+    check("cancel", rc == 0 and rc2 == 0 and "cancel" in out2, out2 + err2)
+
+    # errors: the server's message with its field path, and the exit codes
+    bad = job_file("bad.json", {"model": "tiny", "prompts": ["x", "y"],
+                                "ablations": {"components": ["mlp.40"], "methods": ["zero"]}})
+    rc, out, err = hydra("submit", bad)
+    check("a bad job: exit 2 with the field path", rc == 2 and "ablations.components" in err, err)
+    rc, out, err = hydra("jobs", env=dict(ENV, HYDRA_TOKEN="wrong-token-000000000000"))
+    check("a wrong token: exit 3, HTTP 401", rc == 3 and "401" in err, err)
+    rc, out, err = hydra("models", "--url", f"http://127.0.0.1:{free_port()}")
+    check("no server: exit 3", rc == 3 and err.strip(), err)
+    rc, out, err = hydra("status")
+    check("usage error: exit 2", rc == 2, err)
+    rc, out, err = hydra("status", "../../etc/passwd")
+    check("a path-like id is refused before any request", rc == 2, err)
+    rc, out, err = hydra("results", job, "--format", "xml")
+    check("bad --format: exit 2", rc == 2, err)
+
+    # check: CI regression mode
+    base = os.path.join(tmp, "base.json")
+    rc, out, err = hydra("check", "--write-baseline", "--baseline", base, small)
+    doc = json.load(open(base)) if os.path.exists(base) else {}
+    check("check --write-baseline", rc == 0 and len(doc.get("summary", {})) == 6, out + err)
+    junit = os.path.join(tmp, "junit.xml")
+    rc, out, err = hydra("check", "--baseline", base, small, "--junit", junit)
+    check("check against a fresh baseline: exit 0", rc == 0 and "DRIFT" not in out, out + err)
+    suite = ET.parse(junit).getroot()
+    cases = suite.findall("./testsuite/testcase")
+    check("JUnit: testsuites/testsuite with one testcase per component x method, no failures",
+          suite.tag == "testsuites" and len(cases) == 6 and suite.get("failures") == "0"
+          and suite.find("testsuite").get("tests") == "6"
+          and all(c.get("classname") and c.get("name") for c in cases), ET.tostring(suite)[:300])
+    key = sorted(doc["summary"])[2]
+    doc["summary"][key]["total_effect"] += 0.05
+    bad_base = os.path.join(tmp, "perturbed.json")
+    json.dump(doc, open(bad_base, "w"))
+    rc, out, err = hydra("check", "--baseline", bad_base, small, "--junit", junit)
+    check("check against a perturbed baseline: exit 1, the drift named",
+          rc == 1 and "DRIFT" in out and key.split()[0] in out and "total_effect" in out, out + err)
+    suite = ET.parse(junit).getroot()
+    failed = [c for c in suite.iter("testcase") if c.find("failure") is not None]
+    check("JUnit: the drifted component is the one failure",
+          suite.get("failures") == "1" and len(failed) == 1 and failed[0].get("name") == key,
+          ET.tostring(suite)[:400])
+    rc, out, err = hydra("check", "--baseline", bad_base, small, "--atol", "0.1")
+    check("a looser --atol accepts it", rc == 0, out + err)
+    rc, out, err = hydra("check", "--baseline", os.path.join(tmp, "none.json"), small)
+    check("check without a baseline file: exit 2", rc == 2, err)
+finally:
+    server.terminate()
+    server.wait(timeout=60)
+
+print(f"test_cli: {'FAILED' if failures else 'ok'} ({failures} failures)")
+sys.exit(1 if failures else 0)

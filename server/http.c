@@ -33,6 +33,9 @@ const http_route_t http_routes[] = {
     {"DELETE", "/v1/jobs/{id}"},
     {"GET", "/v1/jobs/{id}/results"},
     {"GET", "/metrics"},
+    {"GET", "/"},
+    {"GET", "/dashboard.js"},
+    {"GET", "/dashboard.css"},
     {NULL, NULL},
 };
 
@@ -75,6 +78,33 @@ static enum MHD_Result respond(struct MHD_Connection *c, request_t *rq, int stat
   MHD_destroy_response(r);
   if (rq)
     rq->status = status;
+  return ok;
+}
+
+/* The dashboard's files (dashboard_assets.c, generated from server/dashboard):
+ * public like /v1/health (the page asks for the token and keeps it in the
+ * tab's session), served with a policy that allows only this origin. */
+extern const unsigned char dashboard_index_html[], dashboard_dashboard_js[],
+    dashboard_dashboard_css[];
+extern const size_t dashboard_index_html_len, dashboard_dashboard_js_len,
+    dashboard_dashboard_css_len;
+
+static enum MHD_Result respond_asset(struct MHD_Connection *c, request_t *rq, const char *type,
+                                     const unsigned char *body, size_t len) {
+  struct MHD_Response *r =
+      MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_PERSISTENT);
+  if (!r)
+    return MHD_NO;
+  MHD_add_response_header(r, "Content-Type", type);
+  MHD_add_response_header(r, "Content-Security-Policy",
+                          "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' "
+                          "data:; frame-ancestors 'none'");
+  MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+  MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
+  MHD_add_response_header(r, "Cache-Control", "no-cache");
+  enum MHD_Result ok = MHD_queue_response(c, 200, r);
+  MHD_destroy_response(r);
+  rq->status = 200;
   return ok;
 }
 
@@ -647,6 +677,15 @@ static enum MHD_Result dispatch(server_t *s, struct MHD_Connection *c, request_t
     return route_health(s, c, rq);
   if (get && strcmp(url, "/v1/openapi.json") == 0)
     return respond(c, rq, 200, "application/json", openapi_document, strlen(openapi_document));
+  if (get && strcmp(url, "/") == 0)
+    return respond_asset(c, rq, "text/html; charset=utf-8", dashboard_index_html,
+                         dashboard_index_html_len);
+  if (get && strcmp(url, "/dashboard.js") == 0)
+    return respond_asset(c, rq, "text/javascript; charset=utf-8", dashboard_dashboard_js,
+                         dashboard_dashboard_js_len);
+  if (get && strcmp(url, "/dashboard.css") == 0)
+    return respond_asset(c, rq, "text/css; charset=utf-8", dashboard_dashboard_css,
+                         dashboard_dashboard_css_len);
   role_t role;
   const char *user = authenticate(s, c, &role);
   if (!user)

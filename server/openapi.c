@@ -6,7 +6,8 @@
 const char *const openapi_document =
     "{\"openapi\":\"3.0.3\",\"info\":{\"title\":\"hydrad\",\"version\":\"1\",\"description\":"
     "\"Batch ablation se"
-    "rvice (hydra). Bearer tokens map to users; every route but /v1/health and /v1/openapi.json"
+    "rvice (hydra). Bearer tokens map to users; every route but /v1/health, /v1/openapi.json and "
+    "the dashboard's files"
     " needs "
     "one.\"},\"components\":{\"securitySchemes\":{\"bearer\":{\"type\":\"http\",\"scheme\":"
     "\"bearer\"}}"
@@ -130,4 +131,10 @@ const char *const openapi_document =
     "memory\",\"responses\":{\"200\":{\"description\":\"metric"
     "s\",\"content\":{\"text/"
     "plain\":{}}},\"401\":{\"description\":\"error\",\"content\":{\"application/json\""
-    ":{\"schema\":{\"$ref\":\"#/components/schemas/Error\"}}}}}}}}}";
+    ":{\"schema\":{\"$ref\":\"#/components/schemas/Error\"}}}}}}},"
+    "\"/\":{\"get\":{\"summary\":\"the web dashboard (HTML; it asks for a token)\",\"security\":[],"
+    "\"responses\":{\"200\":{\"description\":\"page\",\"content\":{\"text/html\":{}}}}}},"
+    "\"/dashboard.js\":{\"get\":{\"summary\":\"the dashboard's script\",\"security\":[],"
+    "\"responses\":{\"200\":{\"description\":\"script\",\"content\":{\"text/javascript\":{}}}}}},"
+    "\"/dashboard.css\":{\"get\":{\"summary\":\"the dashboard's style sheet\",\"security\":[],"
+    "\"responses\":{\"200\":{\"description\":\"style\",\"content\":{\"text/css\":{}}}}}}}}";

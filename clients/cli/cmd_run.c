@@ -20,10 +20,13 @@
 
 typedef enum { FORMAT_NDJSON, FORMAT_TABLE, FORMAT_CSV } format_t;
 
+#define TABLE_PROMPTS 12 /* prompts the table lists with their target tokens */
+
 typedef struct {
   format_t format;
   FILE *out;
   json_t *summary; /* table: summary rows kept for the end */
+  json_t *clean;   /* table: the first clean rows (prompts and their targets) */
   json_t *header;
   int n_slots;
   double start;
@@ -89,6 +92,9 @@ static int emit_row(void *ctx, json_t *row) {
     fprintf(o->out, "\n");
   } else if (strcmp(type, "summary") == 0 && o->format == FORMAT_TABLE)
     json_array_append(o->summary, row);
+  else if (strcmp(type, "clean") == 0 && o->format == FORMAT_TABLE && o->clean &&
+           json_array_size(o->clean) < TABLE_PROMPTS)
+    json_array_append(o->clean, row);
   return ferror(o->out) ? -1 : 0;
 }
 
@@ -147,6 +153,29 @@ static void print_table(run_out_t *o, double elapsed) {
           json_integer_value(json_object_get(o->header, "n_prompts")),
           json_integer_value(json_object_get(o->header, "variants")),
           json_string_value(json_object_get(o->header, "backend")), elapsed);
+  size_t k;
+  json_t *cl;
+  json_array_foreach(o->clean, k, cl) { /* the prompt's tokens and its target, as strings */
+    fprintf(f, "  prompt %lld", json_integer_value(json_object_get(cl, "prompt")));
+    if (json_is_integer(json_object_get(cl, "position")))
+      fprintf(f, " @%lld", json_integer_value(json_object_get(cl, "position")));
+    fprintf(f, ": \"");
+    size_t t;
+    json_t *tok;
+    json_array_foreach(json_object_get(cl, "tokens"), t, tok) {
+      const char *s = json_string_value(tok);
+      for (; s && *s; s++)
+        fputc(*s == '\n' ? ' ' : *s, f);
+    }
+    fprintf(f, "\" -> \"%s\" (centred logit %.3f)\n",
+            json_string_value(json_object_get(cl, "target_token"))
+                ? json_string_value(json_object_get(cl, "target_token"))
+                : "?",
+            json_number_value(json_object_get(cl, "logit")));
+  }
+  const long long n_prompts = json_integer_value(json_object_get(o->header, "n_prompts"));
+  if ((long long)json_array_size(o->clean) < n_prompts)
+    fprintf(f, "  ... %lld more prompts\n", n_prompts - (long long)json_array_size(o->clean));
   fprintf(f, "effects on the centred target logit, mean over prompts (+- 95%% interval)\n");
   fprintf(f, "%-14s %-10s %16s %16s %16s %9s %9s %7s %6s\n", "component", "method", "direct",
           "total", "compensation", "comp.attn", "comp.mlp", "slope", "R2");
@@ -265,7 +294,11 @@ int cmd_run(int argc, char **argv) {
   engine_t *e = NULL;
   results_t *r = NULL;
   plan_t plan = {0};
-  run_out_t o = {.format = format, .out = stdout, .summary = json_array(), .tty = isatty(2)};
+  run_out_t o = {.format = format,
+                 .out = stdout,
+                 .summary = json_array(),
+                 .clean = json_array(),
+                 .tty = isatty(2)};
   int rc = EXIT_FAIL;
   char *doc = read_file(job_path, &len, err);
   if (!doc)
@@ -322,6 +355,7 @@ fail:
   if (rc != EXIT_OK)
     fprintf(stderr, "hydra run: %s\n", err);
   json_decref(o.summary);
+  json_decref(o.clean);
   json_decref(o.header);
   results_free(r);
   engine_destroy(e);
@@ -337,7 +371,8 @@ fail:
 /* The per-layer table of result rows read from f (NDJSON); name is for
  * messages. Returns EXIT_OK or EXIT_FAIL. */
 int table_from_rows(FILE *f, const char *name, FILE *out) {
-  run_out_t o = {.format = FORMAT_TABLE, .out = out, .summary = json_array()};
+  run_out_t o = {
+      .format = FORMAT_TABLE, .out = out, .summary = json_array(), .clean = json_array()};
   char *line = NULL;
   size_t cap = 0;
   double elapsed = NAN;
@@ -368,6 +403,7 @@ int table_from_rows(FILE *f, const char *name, FILE *out) {
   if (rc == EXIT_OK)
     print_table(&o, elapsed);
   json_decref(o.summary);
+  json_decref(o.clean);
   json_decref(o.header);
   return rc;
 }

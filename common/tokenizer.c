@@ -1163,7 +1163,7 @@ static int strings_append(strings_t *s, const char *p, size_t n) {
 }
 
 static const char *string_at(const strings_t *s, size_t i) {
-  return s->buf + s->off[i];
+  return s->buf ? s->buf + s->off[i] : ""; /* no buffer yet: every string is empty */
 }
 
 static int decode_step(const decode_step_t *d, const strings_t *in, strings_t *out) {

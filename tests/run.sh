@@ -1,7 +1,10 @@
 #!/bin/bash
 # tests/run.sh - build and run every test suite; the last line is ctest's summary.
 #   1. a sanitizer build (ASan + UBSan, CPU only) runs the unit and golden tests;
-#   2. the main build (-Werror; CUDA compiled and linked when nvcc is found,
+#   2. a fuzzing build (clang, libFuzzer, ASan + UBSan) runs every parser's
+#      fuzz target for HYDRA_FUZZ_SECONDS (default 30) from the committed
+#      seeds and replays every input that once failed (tests/fuzz);
+#   3. the main build (-Werror; CUDA compiled and linked when nvcc is found,
 #      for one architecture: HYDRA_CUDA_ARCH, default 90) runs every test.
 # Needs the SmolLM2 model (deploy/get-model.sh smollm2-135m); it is fetched
 # when missing.
@@ -20,6 +23,12 @@ cmake --build build-asan -j "$jobs"
 # report them, not hydra. Every other ASan/UBSan check is on.
 ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan --output-on-failure -E "^format$" -j 1
+
+echo "== fuzzing (libFuzzer, ${HYDRA_FUZZ_SECONDS:-30} s per target) =="
+cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DENABLE_CUDA=OFF -DHYDRA_FUZZ=ON -DHYDRA_FUZZ_SECONDS="${HYDRA_FUZZ_SECONDS:-30}" >/dev/null
+cmake --build build-fuzz -j "$jobs"
+ctest --test-dir build-fuzz --output-on-failure -j "$jobs"
 
 echo "== main build =="
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DHYDRA_WERROR=ON \

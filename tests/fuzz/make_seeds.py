@@ -114,4 +114,30 @@ for i, text in enumerate(["The Eiffel Tower is in Paris.", "naïve café 1889 �
                           "\xff\xfe not utf-8".encode("latin-1").decode("latin-1")]):
     put("bpe", f"text{i}.txt", text.encode("utf-8", "surrogateescape"))
 put("bpe", "bytes.bin", bytes([0xff, 0xc3, 0x28, 0xe2, 0x82, 0, 0x41]))
+# ---- raw HTTP requests (fuzz_http; the token is the fuzzer server's)
+TOK = "Authorization: Bearer fuzz-token-0123456789abcdef\r\n"
+job = json.dumps({"model": "tiny", "prompts": ["the cat", "a dog"],
+                  "ablations": {"components": ["attn.0"], "methods": ["zero"]}})
+reqs = {
+    "health": "GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n",
+    "models": f"GET /v1/models HTTP/1.1\r\nHost: x\r\n{TOK}\r\n",
+    "model": f"GET /v1/models/tiny HTTP/1.1\r\nHost: x\r\n{TOK}\r\n",
+    "tokenize": f"POST /v1/models/tiny/tokenize HTTP/1.1\r\nHost: x\r\n{TOK}Content-Length: 19\r\n\r\n"
+                '{"text": "the cat"}',
+    "submit": f"POST /v1/jobs HTTP/1.1\r\nHost: x\r\n{TOK}Content-Type: application/json\r\n"
+              f"Content-Length: {len(job)}\r\n\r\n{job}",
+    "submit_stream": f"POST /v1/jobs?wait=stream HTTP/1.1\r\nHost: x\r\n{TOK}Content-Length: {len(job)}\r\n\r\n{job}",
+    "chunked": f"POST /v1/jobs HTTP/1.1\r\nHost: x\r\n{TOK}Transfer-Encoding: chunked\r\n\r\n"
+               f"{len(job):x}\r\n{job}\r\n0\r\n\r\n",
+    "jobs": f"GET /v1/jobs HTTP/1.1\r\nHost: x\r\n{TOK}\r\n",
+    "results": f"GET /v1/jobs/0123456789abcdef0123456789abcdef/results?after=2&format=csv HTTP/1.1\r\n"
+               f"Host: x\r\n{TOK}Accept: text/event-stream\r\nLast-Event-ID: 3\r\n\r\n",
+    "delete": f"DELETE /v1/jobs/0123456789abcdef0123456789abcdef HTTP/1.1\r\nHost: x\r\n{TOK}\r\n",
+    "metrics": f"GET /metrics HTTP/1.1\r\nHost: x\r\n{TOK}\r\n",
+    "dashboard": "GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /dashboard.js HTTP/1.1\r\nHost: x\r\n\r\n",
+    "pipelined": "GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n" + f"GET /v1/jobs HTTP/1.1\r\nHost: x\r\n{TOK}\r\n",
+    "bad_method": f"PUT /v1/jobs HTTP/1.1\r\nHost: x\r\n{TOK}Content-Length: 2\r\n\r\n{{}}",
+}
+for name, text in reqs.items():
+    put("http", f"{name}.txt", text)
 print("seeds written under", os.path.relpath(os.path.join(HERE, "corpus"), ROOT))

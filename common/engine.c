@@ -292,7 +292,9 @@ void engine_set_memory_budget(engine_t *e, size_t bytes) {
   e->memory_budget = bytes;
 }
 
-int engine_pass_rows(engine_t *e, int longest, size_t *bytes) {
+/* Rows per pass within the budget, less `reserved` bytes held for the job
+ * (its store of clean outputs). */
+static int pass_rows(engine_t *e, int longest, size_t reserved, size_t *bytes) {
   const size_t per_row = bytes_per_row(e);
   /* what the backend could give: free memory plus what this engine holds */
   const size_t avail = e->b->ops->memory_available(e->b);
@@ -301,7 +303,11 @@ int engine_pass_rows(engine_t *e, int longest, size_t *bytes) {
     budget = (size_t)((double)(avail + e->held_pass + e->held_clean) * ENGINE_MEMORY_SHARE);
   if (e->memory_budget > 0 && (budget == 0 || e->memory_budget < budget))
     budget = e->memory_budget;
+  if (budget > 0)
+    budget = budget > reserved ? budget - reserved : 0;
   long rows = budget > 0 ? (long)(budget / per_row) : ENGINE_DEFAULT_ROWS;
+  if (e->memory_budget == 0 && avail == 0)
+    rows = ENGINE_DEFAULT_ROWS;
   if (rows > ENGINE_MAX_ROWS)
     rows = ENGINE_MAX_ROWS;
   if (rows < longest)
@@ -311,6 +317,10 @@ int engine_pass_rows(engine_t *e, int longest, size_t *bytes) {
   if (bytes)
     *bytes = (size_t)rows * per_row;
   return (int)rows;
+}
+
+int engine_pass_rows(engine_t *e, int longest, size_t *bytes) {
+  return pass_rows(e, longest, 0, bytes);
 }
 
 const char *engine_precision(const engine_t *e, int tf32) {
@@ -1104,6 +1114,28 @@ static int check_job(const engine_t *e, const engine_job_t *job, char *err) {
   return 0;
 }
 
+/* Bytes of backend memory the store of clean outputs takes (see alloc_store). */
+static size_t store_bytes(const run_t *R) {
+  const engine_job_t *job = R->job;
+  int needs = 0;
+  for (int m = 0; m < job->n_methods; m++)
+    needs |= method_needs_source(job->methods[m].kind);
+  if (!needs)
+    return 0;
+  const long n_pos = job->position_offsets[job->n_prompts];
+  size_t total = 0;
+  for (int i = 0; i < job->n_components; i++) {
+    const site_t s = component_site(&job->components[i]);
+    int seen = 0;
+    for (int k = 0; k < i && !seen; k++)
+      seen = component_site(&job->components[k]) == s &&
+             (s == SITE_EMBED || job->components[k].layer == job->components[i].layer);
+    if (!seen)
+      total += sizeof(float) * (size_t)n_pos * site_width(R->cfg, s);
+  }
+  return total;
+}
+
 /* Allocates the host store of clean outputs for every (site, layer) some
  * component needs as a source. */
 static int alloc_store(run_t *R) {
@@ -1355,8 +1387,18 @@ int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, 
   for (int p = 0; p < P; p++)
     if (job->lengths[p] > longest)
       longest = job->lengths[p];
+  /* A memory budget the job cannot fit in fails the job, never the process. */
+  const size_t reserved = store_bytes(&R);
+  if (e->memory_budget > 0 && reserved + (size_t)longest * bytes_per_row(e) > e->memory_budget)
+    return err_set(err,
+                   "the job needs at least %.1f MiB of backend memory (clean outputs %.1f MiB, "
+                   "a pass over its longest prompt of %d tokens %.1f MiB), over the memory "
+                   "budget of %.1f MiB",
+                   (reserved + (double)longest * bytes_per_row(e)) / 1048576.0,
+                   reserved / 1048576.0, longest, (double)longest * bytes_per_row(e) / 1048576.0,
+                   e->memory_budget / 1048576.0);
   const int budget = job->max_rows > 0 ? (job->max_rows > longest ? job->max_rows : longest)
-                                       : engine_pass_rows(e, longest, NULL);
+                                       : pass_rows(e, longest, reserved, NULL);
   e->b->ops->set_precision(e->b, job->tf32);
   int rc = -1;
   R.prompt_row = malloc(sizeof(long) * (P + 1));

@@ -34,7 +34,8 @@ static void usage(FILE *f) {
              "  --threads N              CPU threads (default: all cores)\n"
              "  --memory-budget MIB      backend memory for activations (default: 80%% of\n"
              "                           the GPU's free memory; CPU: passes of 4096 rows)\n"
-             "  --unit-prompts N         prompts per work unit (default 8)\n"
+             "  --unit-prompts N         prompts per work unit (default 8 on the CPU, 256 on a\n"
+             "                           GPU, whose passes need many rows to be efficient)\n"
              "  --max-jobs-per-user N    queued + running (default 8)\n"
              "  --max-variants N         per job (default 10000000)\n"
              "  --max-prompt-tokens N    (default 2048)\n"
@@ -247,7 +248,7 @@ int main(int argc, char **argv) {
                          .store = "hydra.db",
                          .backend = "auto",
                          .log_level = 1,
-                         .unit_prompts = 8,
+                         .unit_prompts = 0, /* 0: by backend, below */
                          .max_jobs_per_user = 8,
                          .max_variants = 10000000,
                          .max_prompt_tokens = 2048,
@@ -273,6 +274,8 @@ int main(int argc, char **argv) {
     goto fail;
   if (!(s->backend = backend_create(c->backend, c->threads, err)))
     goto fail;
+  if (c->unit_prompts == 0) /* a GPU pass wants thousands of rows; a CPU unit stays small */
+    c->unit_prompts = s->backend->host_memory ? 8 : 256;
   for (int i = 0; i < c->n_models; i++) {
     server_model_t *m = &s->models[i];
     snprintf(m->name, sizeof(m->name), "%s", c->model_names[i]);

@@ -228,7 +228,7 @@ static void end_job(server_t *s, sched_job_t *j, store_state_t state, const char
 static int run_unit(server_t *s, sched_job_t *j) {
   char err[HYDRA_ERR_LEN] = "";
   rowbuf_t buf = {0};
-  const int unit = j->next_unit, K = s->cfg.unit_prompts, P = j->plan.n_prompts;
+  const int unit = j->next_unit, P = j->plan.n_prompts;
   results_t *r = job_results(s, j, &buf, err);
   int rc = 1;
   if (!r) {
@@ -252,8 +252,11 @@ static int run_unit(server_t *s, sched_job_t *j) {
   }
   if (unit < j->n_units) {
     engine_job_t ej = j->plan.job;
-    ej.prompt_first = unit * K;
-    ej.prompt_end = (unit + 1) * K < P ? (unit + 1) * K : P;
+    /* Unit u holds prompts [u P / n, (u + 1) P / n): from the job's own
+     * stored unit count, so a restart with another --unit-prompts resumes
+     * the same units. */
+    ej.prompt_first = (int)((long)unit * P / j->n_units);
+    ej.prompt_end = (int)((long)(unit + 1) * P / j->n_units);
     unit_ctx_t u = {.s = s, .j = j, .inner = results_sink(r)};
     pthread_mutex_lock(&s->lock);
     u.base = j->variants_done;

@@ -255,7 +255,9 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *out, size_t max) {
         0)
       return MHD_CONTENT_READER_END_WITH_ERROR;
     if (n == 0) {
-      if (state == STORE_DONE || state == STORE_FAILED || state == STORE_CANCELLED)
+      store_state_t ended;
+      if (state == STORE_DONE || state == STORE_FAILED || state == STORE_CANCELLED ||
+          scheduler_unstored(s, st->job_id, &ended, err, sizeof(err)))
         return MHD_CONTENT_READER_END_OF_STREAM;
       if (s->stopping) /* shutting down: a clean end; the client resumes with ?after= */
         return MHD_CONTENT_READER_END_OF_STREAM;
@@ -538,6 +540,12 @@ static int load_job(server_t *s, const char *id, const char *user, role_t role, 
   char err[HYDRA_ERR_LEN];
   if (strlen(id) != 32 || store_job_get(s->store, id, j, err) != 0)
     return -1;
+  store_state_t ended;
+  if ((j->state == STORE_QUEUED || j->state == STORE_RUNNING) &&
+      scheduler_unstored(s, id, &ended, err, sizeof(err))) { /* the store could not record it */
+    j->state = ended;
+    snprintf(j->error, sizeof(j->error), "%s", err);
+  }
   return role == ROLE_ADMIN || strcmp(j->user, user) == 0 ? 0 : -1;
 }
 

@@ -267,6 +267,7 @@ int main(int argc, char **argv) {
   pthread_cond_init(&s->wake, NULL);
   pthread_mutex_init(&s->streams_lock, NULL);
   signal(SIGPIPE, SIG_IGN);
+  signal(SIGXFSZ, SIG_IGN); /* a file-size limit fails the write (EFBIG), never the daemon */
   int rc = 1;
   if (!c->no_auth && !(s->auth = auth_load(c->tokens, err)))
     goto fail;
@@ -334,6 +335,7 @@ fail:
     tokenizer_free(s->models[i].tok);
     model_free(s->models[i].model);
   }
+  scheduler_forget_unstored(s);
   backend_destroy(s->backend);
   store_close(s->store);
   auth_free(s->auth);

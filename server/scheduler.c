@@ -101,6 +101,34 @@ int64_t scheduler_progress(server_t *s, const char *id) {
   return v;
 }
 
+struct unstored {
+  char id[STORE_ID_LEN];
+  store_state_t state;
+  char why[HYDRA_ERR_LEN];
+  struct unstored *next;
+};
+
+int scheduler_unstored(server_t *s, const char *id, store_state_t *state, char *why, size_t len) {
+  int found = 0;
+  pthread_mutex_lock(&s->lock);
+  for (struct unstored *u = s->unstored; u && !found; u = u->next)
+    if (strcmp(u->id, id) == 0) {
+      found = 1;
+      *state = u->state;
+      snprintf(why, len, "%s", u->why);
+    }
+  pthread_mutex_unlock(&s->lock);
+  return found;
+}
+
+void scheduler_forget_unstored(server_t *s) {
+  while (s->unstored) {
+    struct unstored *u = s->unstored;
+    s->unstored = u->next;
+    free(u);
+  }
+}
+
 /* Removes a job from the queue (the caller holds the lock). */
 static void unlink_job(server_t *s, sched_job_t *j) {
   for (sched_job_t **p = &s->jobs; *p; p = &(*p)->next)
@@ -216,8 +244,21 @@ static results_t *job_results(server_t *s, sched_job_t *j, rowbuf_t *buf, char *
 /* Fails or cancels a job in the store. */
 static void end_job(server_t *s, sched_job_t *j, store_state_t state, const char *why) {
   char err[HYDRA_ERR_LEN];
-  if (store_job_set_state(s->store, j->id, state, why, NULL, 0, err) < 0)
+  if (store_job_set_state(s->store, j->id, state, why, NULL, 0, err) < 0) {
     server_log(s, 0, "job %s: storing state %s failed: %s", j->id, store_state_name(state), err);
+    /* Kept in memory: the job's status and streams still tell how it ended. */
+    struct unstored *u = calloc(1, sizeof(*u));
+    if (u) {
+      snprintf(u->id, sizeof(u->id), "%s", j->id);
+      u->state = state;
+      snprintf(u->why, sizeof(u->why), "%.200s (not recorded: the job store failed: %.200s)",
+               why ? why : store_state_name(state), err);
+      pthread_mutex_lock(&s->lock);
+      u->next = s->unstored;
+      s->unstored = u;
+      pthread_mutex_unlock(&s->lock);
+    }
+  }
   server_log(s, 1, "job %s %s%s%s", j->id, store_state_name(state), why ? ": " : "",
              why ? why : "");
   server_rows_committed(s);

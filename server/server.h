@@ -79,6 +79,9 @@ typedef struct server {
   pthread_cond_t wake;
   pthread_t worker;
   sched_job_t *jobs; /* queued and running, oldest first */
+  /* jobs that ended while the store could not record it (a full or failing
+   * disk): their end, kept in memory so that status and streams tell it */
+  struct unstored *unstored;
   char last_user[STORE_USER_LEN];
   volatile int draining, stopping;
   char running_job[STORE_ID_LEN];
@@ -106,6 +109,10 @@ int scheduler_cancel(server_t *s, const char *id);
 int scheduler_user_jobs(server_t *s, const char *user);
 /* Live variants done of a running job, or -1. */
 int64_t scheduler_progress(server_t *s, const char *id);
+/* A job whose end (state, why) the store failed to record; 1 if known. */
+int scheduler_unstored(server_t *s, const char *id, store_state_t *state, char *why, size_t len);
+/* Frees that memory (at exit, the worker stopped). */
+void scheduler_forget_unstored(server_t *s);
 /* Called after rows of a job were committed: resumes waiting streams. */
 void server_rows_committed(server_t *s);
 

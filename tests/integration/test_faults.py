@@ -6,10 +6,15 @@
   2. the model's files are truncated after start: likewise;
   3. a job over the memory budget (--memory-budget): the job fails with a
      message naming the budget; the daemon keeps serving, and a job that fits
-     runs after it.
+     runs after it;
+  4. a full disk: hydrad runs under a file-size limit (RLIMIT_FSIZE) that its
+     SQLite store outgrows in the middle of a large job: that job fails with
+     an error naming the store, in its status and at the end of its stream;
+     an earlier job's rows are intact; the daemon keeps answering.
 
 usage: test_faults.py HYDRAD ROOT"""
 import json
+import resource
 import os
 import shutil
 import socket
@@ -38,7 +43,7 @@ def free_port():
 
 
 class Daemon:
-    def __init__(self, model_dir, *extra):
+    def __init__(self, model_dir, *extra, fsize=None):
         self.tmp = tempfile.mkdtemp(prefix="hydra-faults-")
         with open(os.path.join(self.tmp, "tokens"), "w") as f:
             f.write(f"{TOKEN} alice user\n")
@@ -48,7 +53,9 @@ class Daemon:
             [HYDRAD, "--port", str(self.port), "--model", f"tiny={model_dir}", "--store",
              os.path.join(self.tmp, "hydra.db"), "--tokens", os.path.join(self.tmp, "tokens"),
              "--backend", "cpu", "--threads", "1", *extra],
-            stderr=open(os.path.join(self.tmp, "hydrad.log"), "w"))
+            stderr=open(os.path.join(self.tmp, "hydrad.log"), "w"),
+            preexec_fn=(lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize)))
+            if fsize else None)
         for _ in range(300):
             try:
                 self.get("/v1/health")
@@ -127,6 +134,32 @@ check("the daemon keeps serving: a job that fits runs after it",
       st["state"] == "done" and any(r["type"] == "end" for r in rows), st)
 check("health after the failed job", d.get("/v1/health")[0] == 200)
 check("the daemon stops cleanly", d.stop() == 0)
+
+# 4: the disk fills up (a 1 MiB file-size limit on the daemon's files)
+d = Daemon(os.path.join(ROOT, "tests", "data", "tiny-gpt2"), "--unit-prompts", "4",
+           fsize=1 << 20)
+st, small_rows = d.run(SPEC)
+check("full disk: a small job before it is done", st["state"] == "done", st)
+huge = {"model": "tiny", "prompts": [f"prompt number {i} about cats and dogs" for i in range(400)],
+        "ablations": {"components": ["*"], "methods": ["zero"]}}
+st, _ = d.run(huge)
+print("  full disk: the failed job:", st.get("error"))
+check("full disk: the job that outgrows the store fails, naming the store",
+      st["state"] == "failed" and "store" in (st.get("error") or ""), st)
+try:
+    _, again = d.get(f"/v1/jobs/{st['id']}/results?wait=stream")
+    ended = True
+except OSError as e:
+    ended, again = False, str(e)
+check("full disk: the failed job's stream ends", ended, again[:200])
+jobs = json.loads(d.get("/v1/jobs")[1])["jobs"]
+first = next((j for j in jobs if j["state"] == "done"), None)
+rows_again = [json.loads(x) for x in d.get(f"/v1/jobs/{first['id']}/results")[1].splitlines() if x] \
+    if first else []
+check("full disk: the earlier job's rows are intact", effects(rows_again) == effects(small_rows) != [],
+      (len(rows_again), len(small_rows)))
+check("full disk: health still answers", d.get("/v1/health")[0] == 200)
+check("full disk: the daemon stops cleanly", d.stop() == 0)
 
 print(f"test_faults: {'FAILED' if failures else 'ok'} ({failures} failures)")
 sys.exit(1 if failures else 0)

@@ -9,7 +9,7 @@ $sudo apt-get update
 $sudo apt-get install -y --no-install-recommends \
   build-essential cmake pkg-config git ca-certificates \
   libopenblas-openmp-dev libjansson-dev libpcre2-dev libmicrohttpd-dev libsqlite3-dev libcurl4-openssl-dev clang-format clang libomp-dev \
-  python3 python3-pip python3-venv python3-pytest python3-requests python3-pandas python3-matplotlib python3-selenium chromium chromium-driver curl
+  python3 python3-pip python3-venv python3-pytest python3-requests python3-pandas python3-matplotlib python3-selenium chromium chromium-driver shellcheck systemd curl
 if command -v nvcc >/dev/null || [ -x /usr/local/cuda/bin/nvcc ]; then
   echo "install-deps.sh: CUDA toolkit found: the CUDA backend will be built"
 else

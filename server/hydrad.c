@@ -72,7 +72,7 @@ static int set_option(server_config_t *c, const char *key, const char *val, char
   else if (strcmp(key, "memory-budget") == 0)
     NUM(memory_budget_mib, 0);
   else if (strcmp(key, "unit-prompts") == 0)
-    NUM(unit_prompts, 1);
+    NUM(unit_prompts, 0); /* 0: by backend */
   else if (strcmp(key, "max-jobs-per-user") == 0)
     NUM(max_jobs_per_user, 1);
   else if (strcmp(key, "max-variants") == 0)

@@ -46,9 +46,9 @@ trap 'rm -rf "$tmp"' EXIT
 wait_idle=${WAIT_IDLE:-0}
 idle_pct() { # percent of CPU time idle over the next 2 s
   local a b
-  a=($(sed -n 's/^cpu  *//p' /proc/stat))
+  read -r -a a < <(sed -n 's/^cpu  *//p' /proc/stat)
   sleep 2
-  b=($(sed -n 's/^cpu  *//p' /proc/stat))
+  read -r -a b < <(sed -n 's/^cpu  *//p' /proc/stat)
   awk -v i=$((b[3] + b[4] - a[3] - a[4])) -v t=$(($(IFS=+; echo "$((${b[*]}))") - $(IFS=+; echo "$((${a[*]}))"))) \
     'BEGIN { printf "%d", (t > 0 ? 100 * i / t : 100) }'
 }

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # sourced: sets variables for its caller
 # tests/gpu/deps.sh - sourced by the GPU scripts (from the repository root):
 # unpacks the Debian packages in .debs/ (deploy/fetch-debs.sh) into a private
 # prefix for a machine without a package registry, and sets

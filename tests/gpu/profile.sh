@@ -7,7 +7,7 @@
 #   PROF_MODELS  models:prompts (default gpt2-small:1209,llama7b-L4:256)
 #   PROF_ROWS    pass budgets (default "4096 16384 65536")
 set -u
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 . tests/gpu/deps.sh
 work=${GPU_WORK:-/tmp/hydra-gpu}
 mkdir -p "$work"

@@ -21,7 +21,7 @@
 #                     backends (cpu for a dry run of the script without a GPU)
 # Exit status: 0 all green, 1 a check failed, 77 no GPU here.
 set -u
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 root=$(pwd)
 work=${GPU_WORK:-/tmp/hydra-gpu}
 mkdir -p "$work"

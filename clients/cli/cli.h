@@ -13,6 +13,12 @@ int cmd_run(int argc, char **argv);
 /* hydra table ROWS.ndjson; argv excludes "table". */
 int cmd_table(int argc, char **argv);
 
+/* Monotonic seconds. */
+double cli_now(void);
+/* One redrawn progress line on stderr (a terminal's): "LABEL [####  ] done/total
+ * variants  rate/s  ETA"; end finishes the line. */
+void cli_progress_bar(const char *label, long done, long total, double rate, double eta, int end);
+
 /* The per-layer table of NDJSON result rows read from f. */
 int table_from_rows(FILE *f, const char *name, FILE *out);
 

@@ -299,44 +299,38 @@ static int job_path(char *buf, size_t n, const char *id, const char *suffix) {
   return 0;
 }
 
-int cmd_status(int argc, char **argv) {
+static void print_cancel(json_t *j) {
+  printf("%s %s\n", str(j, "id"), str(j, "state"));
+}
+
+/* hydra CMD ID: one request on a job, its answer shown by show(). */
+static int job_command(const char *cmd, int argc, char **argv, const char *method,
+                       void (*show)(json_t *)) {
   opts_t o = {0};
-  int rc = parse_opts("status", argc, argv, URL_OPTS, &o);
+  int rc = parse_opts(cmd, argc, argv, URL_OPTS, &o);
   if (rc)
     return rc;
   char path[256];
   if (o.n_pos != 1) {
-    fprintf(stderr, "usage: hydra status ID\n");
+    fprintf(stderr, "usage: hydra %s ID\n", cmd);
     return EXIT_USAGE;
   }
   if ((rc = job_path(path, sizeof(path), o.pos[0], "")))
     return rc;
-  json_t *doc = call_json("status", &o, "GET", path, NULL, 0, &rc);
+  json_t *doc = call_json(cmd, &o, method, path, NULL, 0, &rc);
   if (!doc)
     return rc;
-  print_status(doc);
+  show(doc);
   json_decref(doc);
   return EXIT_OK;
 }
 
+int cmd_status(int argc, char **argv) {
+  return job_command("status", argc, argv, "GET", print_status);
+}
+
 int cmd_cancel(int argc, char **argv) {
-  opts_t o = {0};
-  int rc = parse_opts("cancel", argc, argv, URL_OPTS, &o);
-  if (rc)
-    return rc;
-  char path[256];
-  if (o.n_pos != 1) {
-    fprintf(stderr, "usage: hydra cancel ID\n");
-    return EXIT_USAGE;
-  }
-  if ((rc = job_path(path, sizeof(path), o.pos[0], "")))
-    return rc;
-  json_t *doc = call_json("cancel", &o, "DELETE", path, NULL, 0, &rc);
-  if (!doc)
-    return rc;
-  printf("%s %s\n", str(doc, "id"), str(doc, "state"));
-  json_decref(doc);
-  return EXIT_OK;
+  return job_command("cancel", argc, argv, "DELETE", print_cancel);
 }
 
 int cmd_jobs(int argc, char **argv) {
@@ -406,12 +400,6 @@ int cmd_results(int argc, char **argv) {
   return fetch_results("results", &o, o.pos[0], o.format ? o.format : "ndjson", stdout, NULL);
 }
 
-static double now_s(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec + t.tv_nsec * 1e-9;
-}
-
 /* Waits for a job's end with progress on stderr (a bar on a terminal, plain
  * lines otherwise). Returns EXIT_OK when done, EXIT_FAIL when it failed or
  * was cancelled (the server's reason printed). */
@@ -435,16 +423,12 @@ static int follow(const char *cmd, const opts_t *o, const char *id) {
     const char *state = str(j, "state");
     const int end =
         !strcmp(state, "done") || !strcmp(state, "failed") || !strcmp(state, "cancelled");
-    if (tty) {
-      const int width = 30, fill = total > 0 ? (int)(width * (double)done / total) : 0;
-      fprintf(stderr, "\r%-9s [%.*s%*s] %ld/%ld variants  %.0f/s  ETA %.0fs ", state, fill,
-              "##############################", width - fill, "", done, total, rate, eta);
-      if (end)
-        fprintf(stderr, "\n");
-    } else if (end || (done != last_done && now_s() - last >= 5)) {
+    if (tty)
+      cli_progress_bar(state, done, total, rate, eta, end);
+    else if (end || (done != last_done && cli_now() - last >= 5)) {
       fprintf(stderr, "hydra: job %s %s: %ld/%ld variants, %.1f/s, ETA %.0fs\n", id, state, done,
               total, rate, eta);
-      last = now_s();
+      last = cli_now();
       last_done = done;
     }
     if (end) {

@@ -34,10 +34,19 @@ typedef struct {
   long last_print;
 } run_out_t;
 
-static double now_s(void) {
+double cli_now(void) {
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
   return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+void cli_progress_bar(const char *label, long done, long total, double rate, double eta, int end) {
+  const int width = 30, fill = total > 0 ? (int)(width * (double)done / total) : 0;
+  fprintf(stderr, "\r%s%s[%.*s%*s] %ld/%ld variants  %.0f/s  ETA %.0fs ", label,
+          label[0] ? " " : "", fill, "##############################", width - fill, "", done,
+          total, rate, eta);
+  if (end)
+    fprintf(stderr, "\n");
 }
 
 static void csv_number(FILE *f, json_t *v) {
@@ -100,15 +109,11 @@ static int emit_row(void *ctx, json_t *row) {
 
 static int progress(void *ctx, long done, long total) {
   run_out_t *o = ctx;
-  const double el = now_s() - o->start, rate = el > 0 ? done / el : 0;
+  const double el = cli_now() - o->start, rate = el > 0 ? done / el : 0;
   const double eta = rate > 0 ? (total - done) / rate : 0;
-  if (o->tty) {
-    const int width = 30, fill = total ? (int)(width * done / total) : width;
-    fprintf(stderr, "\r[%.*s%*s] %ld/%ld variants  %.0f/s  ETA %.0fs ", fill,
-            "##############################", width - fill, "", done, total, rate, eta);
-    if (done == total)
-      fprintf(stderr, "\n");
-  } else if (done == total || done - o->last_print >= total / 10) {
+  if (o->tty)
+    cli_progress_bar("", done, total, rate, eta, done == total);
+  else if (done == total || done - o->last_print >= total / 10) {
     fprintf(stderr, "hydra: %ld/%ld variants, %.1f/s, ETA %.0fs\n", done, total, rate, eta);
     o->last_print = done;
   }
@@ -333,7 +338,7 @@ int cmd_run(int argc, char **argv) {
                          .norm_scale_ablated = spec->norm_scale_ablated};
   if (!(r = results_create(&plan, m, tok, &info, emit_row, &o, err)))
     goto fail;
-  o.start = now_s();
+  o.start = cli_now();
   if (results_header(r) != 0) {
     snprintf(err, sizeof(err), "writing the results failed");
     goto fail;
@@ -343,7 +348,7 @@ int cmd_run(int argc, char **argv) {
       .ctx = &sc, .clean = sink_clean, .variant = sink_variant, .progress = sink_progress};
   if (engine_run(e, &plan.job, &sink, err) != 0)
     goto fail;
-  const double elapsed = now_s() - o.start;
+  const double elapsed = cli_now() - o.start;
   if (results_finish(r, elapsed) != 0) {
     snprintf(err, sizeof(err), "writing the results failed");
     goto fail;

@@ -9,41 +9,17 @@ the JUnit XML is well formed with one testcase per component x method.
 usage: test_cli.py HYDRA HYDRAD ROOT"""
 import json
 import os
-import socket
 import subprocess
 import sys
-import tempfile
-import time
 import xml.etree.ElementTree as ET
 
+from hydra_testutil import Checks, Daemon, free_port
+
 HYDRA, HYDRAD, ROOT = sys.argv[1:4]
-failures = 0
-
-
-def check(what, ok, detail=""):
-    global failures
-    print(("ok   " if ok else "FAIL ") + what + ("" if ok else f": {detail}"))
-    failures += not ok
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-tmp = tempfile.mkdtemp(prefix="hydra-cli-")
+check = Checks("test_cli")
 TOKEN = "cli-token-0123456789abcdef"
-with open(os.path.join(tmp, "tokens"), "w") as f:
-    f.write(f"{TOKEN} alice user\n")
-port = free_port()
-URL = f"http://127.0.0.1:{port}"
-log = open(os.path.join(tmp, "hydrad.log"), "w")
-server = subprocess.Popen([HYDRAD, "--port", str(port), "--model",
-                           f"tiny={os.path.join(ROOT, 'tests', 'data', 'tiny-gpt2')}",
-                           "--store", os.path.join(tmp, "hydra.db"), "--tokens",
-                           os.path.join(tmp, "tokens"), "--backend", "cpu", "--threads", "1"],
-                          stderr=log)
+server = Daemon(HYDRAD, os.path.join(ROOT, "tests", "data", "tiny-gpt2"), {TOKEN: "alice user"})
+tmp, URL = server.tmp, server.url
 ENV = dict(os.environ, HYDRA_URL=URL, HYDRA_TOKEN=TOKEN)
 
 
@@ -60,10 +36,6 @@ def job_file(name, doc):
 
 
 try:
-    for _ in range(200):
-        if hydra("models")[0] == 0:
-            break
-        time.sleep(0.05)
     rc, out, err = hydra("models")
     check("models lists tiny", rc == 0 and "tiny" in out and "gpt2" in out, out + err)
     rc, out, err = hydra("tokenize", "tiny", "the cat sat")
@@ -80,6 +52,8 @@ try:
     check("submit --follow prints the table", rc == 0 and "component" in out and "attn.0" in out,
           out + err)
     check("submit --follow: progress lines on a non-terminal stderr", "variants" in err, err)
+    check("the table lists each prompt's tokens and target token",
+          'prompt 0: "the cat sat on the mat" -> "' in out and 'prompt 3: "' in out, out[:400])
     rc, out, err = hydra("status", job)
     check("status", rc == 0 and "state" in out and job in out, out + err)
     rc, out, err = hydra("results", job)
@@ -150,8 +124,6 @@ try:
     rc, out, err = hydra("check", "--baseline", os.path.join(tmp, "none.json"), small)
     check("check without a baseline file: exit 2", rc == 2, err)
 finally:
-    server.terminate()
-    server.wait(timeout=60)
+    server.stop()
 
-print(f"test_cli: {'FAILED' if failures else 'ok'} ({failures} failures)")
-sys.exit(1 if failures else 0)
+sys.exit(check.exit_code())

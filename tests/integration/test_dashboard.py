@@ -10,69 +10,28 @@ summary table; the token must be in sessionStorage and not localStorage.
 A screenshot is saved as a test artifact.
 
 usage: test_dashboard.py HYDRAD ROOT ARTIFACT_DIR"""
-import json
 import os
-import socket
-import subprocess
 import sys
-import tempfile
-import time
 import urllib.request
 
+from hydra_testutil import Checks, Daemon
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 HYDRAD, ROOT, ARTIFACTS = sys.argv[1:4]
-failures = 0
-
-
-def check(what, ok, detail=""):
-    global failures
-    print(("ok   " if ok else "FAIL ") + what + ("" if ok else f": {detail}"))
-    failures += not ok
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def api(url, token, path, body=None):
-    req = urllib.request.Request(url + path, data=body, headers={"Authorization": f"Bearer {token}"})
-    with urllib.request.urlopen(req, timeout=30) as r:
-        return r.read().decode()
-
-
-tmp = tempfile.mkdtemp(prefix="hydra-dash-")
+check = Checks("test_dashboard")
 TOKEN = "dash-token-0123456789abcdef"
-with open(os.path.join(tmp, "tokens"), "w") as f:
-    f.write(f"{TOKEN} alice user\n")
-port = free_port()
-URL = f"http://127.0.0.1:{port}"
-server = subprocess.Popen([HYDRAD, "--port", str(port), "--model",
-                           f"tiny={os.path.join(ROOT, 'tests', 'data', 'tiny-gpt2')}",
-                           "--store", os.path.join(tmp, "hydra.db"), "--tokens",
-                           os.path.join(tmp, "tokens"), "--backend", "cpu", "--threads", "1"],
-                          stderr=open(os.path.join(tmp, "hydrad.log"), "w"))
+server = Daemon(HYDRAD, os.path.join(ROOT, "tests", "data", "tiny-gpt2"), {TOKEN: "alice user"})
+URL = server.url
 driver = None
 try:
-    for _ in range(200):
-        try:
-            urllib.request.urlopen(URL + "/v1/health", timeout=2)
-            break
-        except OSError:
-            time.sleep(0.05)
     spec = {"model": "tiny", "preset": "hydra", "ablations": {"samples": 3},
             "prompts": ["the cat sat on the mat", "a dog ran in the park", "one two three four"]}
-    job = json.loads(api(URL, TOKEN, "/v1/jobs", json.dumps(spec).encode()))["id"]
-    for _ in range(600):
-        if json.loads(api(URL, TOKEN, f"/v1/jobs/{job}"))["state"] in ("done", "failed"):
-            break
-        time.sleep(0.1)
-    rows = [json.loads(x) for x in api(URL, TOKEN, f"/v1/jobs/{job}/results").splitlines() if x]
+    job = server.submit(spec)
+    server.wait(job)
+    rows = server.rows(job)
     header = next(r for r in rows if r["type"] == "header")
     summary = [r for r in rows if r["type"] == "summary"]
 
@@ -142,8 +101,6 @@ try:
 finally:
     if driver:
         driver.quit()
-    server.terminate()
-    server.wait(timeout=60)
+    server.stop()
 
-print(f"test_dashboard: {'FAILED' if failures else 'ok'} ({failures} failures)")
-sys.exit(1 if failures else 0)
+sys.exit(check.exit_code())

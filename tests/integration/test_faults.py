@@ -14,81 +14,17 @@
 
 usage: test_faults.py HYDRAD ROOT"""
 import json
-import resource
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
+
+from hydra_testutil import Checks, Daemon
 
 HYDRAD, ROOT = sys.argv[1:3]
-TOKEN = "faults-token-0123456789abcdef"
-failures = 0
-
-
-def check(what, ok, detail=""):
-    global failures
-    print(("ok   " if ok else "FAIL ") + what + ("" if ok else f": {detail}"))
-    failures += not ok
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Daemon:
-    def __init__(self, model_dir, *extra, fsize=None):
-        self.tmp = tempfile.mkdtemp(prefix="hydra-faults-")
-        with open(os.path.join(self.tmp, "tokens"), "w") as f:
-            f.write(f"{TOKEN} alice user\n")
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [HYDRAD, "--port", str(self.port), "--model", f"tiny={model_dir}", "--store",
-             os.path.join(self.tmp, "hydra.db"), "--tokens", os.path.join(self.tmp, "tokens"),
-             "--backend", "cpu", "--threads", "1", *extra],
-            stderr=open(os.path.join(self.tmp, "hydrad.log"), "w"),
-            preexec_fn=(lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize)))
-            if fsize else None)
-        for _ in range(300):
-            try:
-                self.get("/v1/health")
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise SystemExit("hydrad did not start: " + open(os.path.join(self.tmp, "hydrad.log")).read())
-
-    def req(self, path, body=None):
-        r = urllib.request.Request(self.url + path, data=body,
-                                   headers={"Authorization": f"Bearer {TOKEN}"})
-        with urllib.request.urlopen(r, timeout=60) as a:
-            return a.status, a.read().decode()
-
-    def get(self, path):
-        return self.req(path)
-
-    def run(self, spec):
-        """Submits, waits for the end; returns (final status, rows)."""
-        _, body = self.req("/v1/jobs", json.dumps(spec).encode())
-        jid = json.loads(body)["id"]
-        for _ in range(1200):
-            st = json.loads(self.get(f"/v1/jobs/{jid}")[1])
-            if st["state"] in ("done", "failed", "cancelled"):
-                break
-            time.sleep(0.05)
-        rows = [json.loads(x) for x in self.get(f"/v1/jobs/{jid}/results")[1].splitlines() if x]
-        return st, rows
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(timeout=60)
-        return self.proc.returncode
+TINY = os.path.join(ROOT, "tests", "data", "tiny-gpt2")
+TOKENS = {"faults-token-0123456789abcdef": "alice user"}
+check = Checks("test_faults")
 
 
 def effects(rows):
@@ -104,7 +40,7 @@ for fault in ("vanish", "truncate"):
     model = tempfile.mkdtemp(prefix="hydra-model-")
     for f in os.listdir(os.path.join(ROOT, "tests", "data", "tiny-gpt2")):
         shutil.copy(os.path.join(ROOT, "tests", "data", "tiny-gpt2", f), model)
-    d = Daemon(model)
+    d = Daemon(HYDRAD, model, TOKENS)
     st, before = d.run(SPEC)
     for f in os.listdir(model):
         p = os.path.join(model, f)
@@ -122,7 +58,7 @@ for fault in ("vanish", "truncate"):
     shutil.rmtree(model, ignore_errors=True)
 
 # 3: over the memory budget
-d = Daemon(os.path.join(ROOT, "tests", "data", "tiny-gpt2"), "--memory-budget", "2")
+d = Daemon(HYDRAD, TINY, TOKENS, "--memory-budget", "2")
 big = {"model": "tiny", "prompts": [{"ids": list(range(1, 101))} for _ in range(60)],
        "ablations": {"components": ["neuron.0.*"], "methods": ["resample"], "samples": 1,
                      "positions": "all"}}
@@ -136,8 +72,7 @@ check("health after the failed job", d.get("/v1/health")[0] == 200)
 check("the daemon stops cleanly", d.stop() == 0)
 
 # 4: the disk fills up (a 1 MiB file-size limit on the daemon's files)
-d = Daemon(os.path.join(ROOT, "tests", "data", "tiny-gpt2"), "--unit-prompts", "4",
-           fsize=1 << 20)
+d = Daemon(HYDRAD, TINY, TOKENS, "--unit-prompts", "4", fsize=1 << 20)
 st, small_rows = d.run(SPEC)
 check("full disk: a small job before it is done", st["state"] == "done", st)
 huge = {"model": "tiny", "prompts": [f"prompt number {i} about cats and dogs" for i in range(400)],
@@ -154,12 +89,40 @@ except OSError as e:
 check("full disk: the failed job's stream ends", ended, again[:200])
 jobs = json.loads(d.get("/v1/jobs")[1])["jobs"]
 first = next((j for j in jobs if j["state"] == "done"), None)
-rows_again = [json.loads(x) for x in d.get(f"/v1/jobs/{first['id']}/results")[1].splitlines() if x] \
-    if first else []
+rows_again = d.rows(first["id"]) if first else []
 check("full disk: the earlier job's rows are intact", effects(rows_again) == effects(small_rows) != [],
       (len(rows_again), len(small_rows)))
 check("full disk: health still answers", d.get("/v1/health")[0] == 200)
 check("full disk: the daemon stops cleanly", d.stop() == 0)
 
-print(f"test_faults: {'FAILED' if failures else 'ok'} ({failures} failures)")
-sys.exit(1 if failures else 0)
+# 5: kill -9 in the middle of a job, restart on the same store with another
+# --unit-prompts: the job resumes the units it was split into (not the new
+# size's), every row exactly once, equal to an uninterrupted run
+slow = {"model": "tiny", "prompts": [f"prompt {i} of the restart test" for i in range(30)],
+        "ablations": {"components": ["*"], "methods": ["resample"], "samples": 300}}
+ref = Daemon(HYDRAD, TINY, TOKENS, "--unit-prompts", "3")
+st, want = ref.run(slow)
+ref.stop()
+d = Daemon(HYDRAD, TINY, TOKENS, "--unit-prompts", "3")
+jid = d.submit(slow)
+for _ in range(2000):
+    st = json.loads(d.get(f"/v1/jobs/{jid}")[1])
+    if st["progress"]["units_done"] >= 2 or st["state"] != "running" and st["state"] != "queued":
+        break
+d.kill()
+check("restart: killed after some units, before the end",
+      2 <= st["progress"]["units_done"] < st["progress"]["n_units"], st["progress"])
+d2 = Daemon(HYDRAD, TINY, TOKENS, "--unit-prompts", "7", store=d.store)
+st = d2.wait(jid, timeout=300)
+got = d2.rows(jid)
+keys = [(r["prompt"], r["component"]) for r in got if r["type"] == "variant"]
+check("restart with another --unit-prompts: the job finishes", st["state"] == "done", st)
+check("restart: every (prompt, component) row exactly once",
+      len(keys) == len(set(keys)) == 30 * 6, (len(keys), len(set(keys))))
+w = {(r["prompt"], r["component"]): r["total_effect"] for r in want if r["type"] == "variant"}
+worst = max((abs(r["total_effect"] - w.get((r["prompt"], r["component"]), 1e9))
+             for r in got if r["type"] == "variant"), default=1e9)
+check("restart: rows equal an uninterrupted run (1e-5)", worst <= 1e-5, worst)
+check("restart: the daemon stops cleanly", d2.stop() == 0)
+
+sys.exit(check.exit_code())

@@ -5,7 +5,6 @@ Run by ctest (`python_client`) as:
     python3 -m pytest -q tests/integration/test_python_client.py
 with HYDRAD (the daemon binary) and HYDRA_ROOT set."""
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -18,16 +17,11 @@ ROOT = os.environ.get("HYDRA_ROOT", os.path.abspath(os.path.join(os.path.dirname
 sys.path.insert(0, os.path.join(ROOT, "clients", "python"))
 from hydra_client import Client, HydraError  # noqa: E402
 from hydra_client.plots import plot_direct_vs_total, plot_effect_table  # noqa: E402
+from hydra_testutil import free_port  # noqa: E402
 
 TOKEN = "pytest-token-0123456789abcdef"
 PROMPTS = ["the cat sat on the mat", "a dog ran in the park", "one two three four five",
            {"ids": [5, 17, 250, 9, 33]}]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -306,8 +306,6 @@ static int pass_rows(engine_t *e, int longest, size_t reserved, size_t *bytes) {
   if (budget > 0)
     budget = budget > reserved ? budget - reserved : 0;
   long rows = budget > 0 ? (long)(budget / per_row) : ENGINE_DEFAULT_ROWS;
-  if (e->memory_budget == 0 && avail == 0)
-    rows = ENGINE_DEFAULT_ROWS;
   if (rows > ENGINE_MAX_ROWS)
     rows = ENGINE_MAX_ROWS;
   if (rows < longest)

@@ -490,7 +490,7 @@ static enum MHD_Result route_submit(server_t *s, struct MHD_Connection *c, reque
     return respond_error(c, rq, 503, "", "the job store failed: %s", err);
   }
   job.state = STORE_QUEUED;
-  if (scheduler_enqueue(s, &job, spec, mi, 0, err) != 0) {
+  if (scheduler_enqueue(s, &job, spec, mi, err) != 0) {
     store_job_set_state(s->store, job.id, STORE_FAILED, err, NULL, 0, NULL);
     return respond_error(c, rq, 422, "", "%s", err);
   }

@@ -25,7 +25,13 @@ static void usage(FILE *f) {
              "  --listen ADDR            IPv4 address to listen on (default 127.0.0.1)\n"
              "  --port N                 (default 8080)\n"
              "  --model NAME=PATH        a model to load: GGUF file or Hugging Face directory\n"
-             "  --store PATH             SQLite job store (default hydra.db)\n"
+             "  --store PATH|URL         job store: a SQLite file (default hydra.db), or\n"
+             "                           postgres://USER@HOST/DB shared by several hydrad\n"
+             "  --worker-id NAME         this worker's name in the store's leases (default\n"
+             "                           HOST:PORT; unique among the workers of a store)\n"
+             "  --lease-s S              a claimed unit's lease, renewed every third of it;\n"
+             "                           a dead worker's unit is claimed again after it\n"
+             "                           (default 30)\n"
              "  --tokens FILE            bearer tokens: \"TOKEN USER ROLE\" lines\n"
              "  --no-auth                no tokens: every request is the admin user \"local\"\n"
              "                           (loopback only)\n"
@@ -63,7 +69,13 @@ static int set_option(server_config_t *c, const char *key, const char *val, char
     NUM(port, 0);
   else if (strcmp(key, "store") == 0)
     snprintf(c->store, sizeof(c->store), "%s", val);
-  else if (strcmp(key, "tokens") == 0)
+  else if (strcmp(key, "worker-id") == 0) {
+    if (!*val || strlen(val) >= sizeof(c->worker_id))
+      return err_set(err, "--worker-id: 1 to %zu bytes", sizeof(c->worker_id) - 1);
+    snprintf(c->worker_id, sizeof(c->worker_id), "%s", val);
+  } else if (strcmp(key, "lease-s") == 0) {
+    NUM(lease_s, 0.3);
+  } else if (strcmp(key, "tokens") == 0)
     snprintf(c->tokens, sizeof(c->tokens), "%s", val);
   else if (strcmp(key, "backend") == 0)
     snprintf(c->backend, sizeof(c->backend), "%s", val);
@@ -202,43 +214,6 @@ static int parse_args(server_config_t *c, int argc, char **argv, char *err) {
   return 0;
 }
 
-/* Queued and half-done jobs continue where they stopped. */
-static void resume_jobs(server_t *s) {
-  char err[HYDRA_ERR_LEN];
-  store_resume_t *jobs = NULL;
-  size_t n = 0;
-  if (store_jobs_resumable(s->store, &jobs, &n, err) != 0) {
-    server_log(s, 0, "listing jobs to resume: %s", err);
-    return;
-  }
-  for (size_t i = 0; i < n; i++) {
-    store_job_t *j = &jobs[i].job;
-    char *spec_text = NULL;
-    size_t len = 0;
-    job_error_t jerr;
-    job_spec_t *spec = NULL;
-    int mi = server_find_model(s, j->model);
-    if (mi < 0) {
-      store_job_set_state(s->store, j->id, STORE_FAILED, "its model is no longer loaded", NULL, 0,
-                          NULL);
-      continue;
-    }
-    if (store_job_spec(s->store, j->id, &spec_text, &len, err) != 0 ||
-        !(spec = job_parse(spec_text, len, &jerr))) {
-      store_job_set_state(s->store, j->id, STORE_FAILED, "its stored spec is unreadable", NULL, 0,
-                          NULL);
-      free(spec_text);
-      continue;
-    }
-    free(spec_text);
-    if (scheduler_enqueue(s, j, spec, mi, jobs[i].first_pending, err) != 0)
-      store_job_set_state(s->store, j->id, STORE_FAILED, err, NULL, 0, NULL);
-    else
-      server_log(s, 1, "job %s resumed at unit %d of %d", j->id, jobs[i].first_pending, j->n_units);
-  }
-  free(jobs);
-}
-
 int main(int argc, char **argv) {
   static server_t srv;
   server_t *s = &srv;
@@ -256,16 +231,18 @@ int main(int argc, char **argv) {
                          .retention_s = 30 * 86400.0,
                          .connection_limit = 512,
                          .per_ip_limit = 64,
-                         .connection_timeout_s = 30};
+                         .connection_timeout_s = 30,
+                         .lease_s = 30};
   char err[HYDRA_ERR_LEN] = "";
   if (parse_args(c, argc, argv, err) != 0) {
     fprintf(stderr, "hydrad: %s\n", err);
     usage(stderr);
     return 2;
   }
-  pthread_mutex_init(&s->lock, NULL);
-  pthread_cond_init(&s->wake, NULL);
-  pthread_mutex_init(&s->streams_lock, NULL);
+  if (server_init_locks(s) != 0) {
+    fprintf(stderr, "hydrad: cannot make the scheduler's locks\n");
+    return 1;
+  }
   signal(SIGPIPE, SIG_IGN);
   signal(SIGXFSZ, SIG_IGN); /* a file-size limit fails the write (EFBIG), never the daemon */
   int rc = 1;
@@ -273,6 +250,12 @@ int main(int argc, char **argv) {
     goto fail;
   if (!(s->store = store_open(c->store, 0, err)))
     goto fail;
+  if (!c->worker_id[0]) {
+    char host[64] = "localhost";
+    gethostname(host, sizeof(host) - 1);
+    host[sizeof(host) - 1] = '\0';
+    snprintf(c->worker_id, sizeof(c->worker_id), "%s:%d", host, c->port);
+  }
   if (!(s->backend = backend_create(c->backend, c->threads, err)))
     goto fail;
   if (c->unit_prompts == 0) /* a GPU pass wants thousands of rows; a CPU unit stays small */
@@ -294,11 +277,10 @@ int main(int argc, char **argv) {
                c->model_paths[i], m->model->cfg.family, m->model->cfg.n_layers,
                m->model->tensor_types);
   }
-  resume_jobs(s);
   if (scheduler_start(s, err) != 0 || http_start(s, err) != 0)
     goto fail;
-  server_log(s, 1, "listening on %s:%d, backend %s, store %s", c->listen, c->port,
-             s->backend->ops->name, c->store);
+  server_log(s, 1, "listening on %s:%d, backend %s, store %s, worker %s", c->listen, c->port,
+             s->backend->ops->name, store_name(s->store), c->worker_id);
   struct sigaction sa = {0};
   sa.sa_handler = on_signal;
   sigaction(SIGTERM, &sa, NULL);
@@ -318,18 +300,10 @@ int main(int argc, char **argv) {
 fail:
   if (rc)
     fprintf(stderr, "hydrad: %s\n", err);
-  if (s->worker) {
+  if (s->worker)
     http_stop(s);
+  if (s->store) /* joins what still runs, frees this worker's leases and the queue */
     scheduler_stop(s);
-  } else {
-    while (s->jobs) {
-      sched_job_t *j = s->jobs;
-      s->jobs = j->next;
-      plan_free(&j->plan);
-      job_free(j->spec);
-      free(j);
-    }
-  }
   for (int i = 0; i < s->n_models; i++) {
     engine_destroy(s->models[i].engine);
     tokenizer_free(s->models[i].tok);

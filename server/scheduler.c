@@ -1,11 +1,15 @@
 /* scheduler.c - hydrad's worker: jobs are split into work units (chunks of
  * prompts); units run one at a time, round-robin between users, so a small
- * job is not stuck behind a large one. A unit's rows are stored with its
- * completion in one transaction; a restart resumes at the first pending unit. */
+ * job is not stuck behind a large one. A unit is claimed in the store under a
+ * lease before it runs (the keeper thread renews the lease), and its rows are
+ * stored with its completion in one transaction; a restart, or another node
+ * on a shared store, claims the units left pending. The worker that finds
+ * every unit done claims the summary, stores it and ends the job. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "results.h"
 #include "server.h"
@@ -49,8 +53,21 @@ static void sched_job_free(sched_job_t *j) {
   free(j);
 }
 
-int scheduler_enqueue(server_t *s, const store_job_t *job, job_spec_t *spec, int model,
-                      int first_unit, char *err) {
+double scheduler_clock(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* The queued job with this id (the caller holds the lock). */
+static sched_job_t *find_job(server_t *s, const char *id) {
+  for (sched_job_t *j = s->jobs; j; j = j->next)
+    if (strcmp(j->id, id) == 0)
+      return j;
+  return NULL;
+}
+
+int scheduler_enqueue(server_t *s, const store_job_t *job, job_spec_t *spec, int model, char *err) {
   sched_job_t *j = calloc(1, sizeof(*j));
   if (!j) {
     job_free(spec);
@@ -63,16 +80,21 @@ int scheduler_enqueue(server_t *s, const store_job_t *job, job_spec_t *spec, int
   j->model = model;
   j->spec = spec;
   j->n_units = job->n_units;
-  j->next_unit = first_unit;
   j->started = job->state == STORE_RUNNING;
   j->deadline = job->deadline;
   j->started_at = job->started_at > 0 ? job->started_at : server_now();
+  j->known_since = scheduler_clock();
   if (plan_build(spec, m->model, m->tok, &j->plan, &jerr) != 0) {
     err_set(err, "%s%s%s", jerr.field, jerr.field[0] ? ": " : "", jerr.message);
     sched_job_free(j);
     return -1;
   }
   pthread_mutex_lock(&s->lock);
+  if (find_job(s, j->id)) { /* learnt of twice (submitted here, seen in the store) */
+    pthread_mutex_unlock(&s->lock);
+    sched_job_free(j);
+    return 0;
+  }
   sched_job_t **tail = &s->jobs;
   while (*tail)
     tail = &(*tail)->next;
@@ -157,37 +179,39 @@ int scheduler_cancel(server_t *s, const char *id) {
   return found;
 }
 
-/* The next job: round-robin over users in queue order, each user's oldest
- * job first. The caller holds the lock. */
+/* Whether an earlier job of the queue that can run now belongs to j's user. */
+static int user_seen_before(server_t *s, sched_job_t *j, double now) {
+  for (sched_job_t *k = s->jobs; k != j; k = k->next)
+    if (k->retry_at <= now && strcmp(k->user, j->user) == 0)
+      return 1;
+  return 0;
+}
+
+/* The next job: round-robin over the users with a job that can run now (in
+ * the order of their first such job), each user's oldest job first. A job
+ * waiting on units leased to other workers (retry_at) is passed over. NULL
+ * when none can run. The caller holds the lock. */
 static sched_job_t *pick(server_t *s) {
-  if (!s->jobs)
-    return NULL;
-  sched_job_t *first_after = NULL;
+  const double now = scheduler_clock();
+  sched_job_t *next_user = NULL, *other_user = NULL, *last_user = NULL;
   int seen_last = 0;
   for (sched_job_t *j = s->jobs; j; j = j->next) {
-    if (strcmp(j->user, s->last_user) == 0) {
-      seen_last = 1;
+    if (j->retry_at > now)
       continue;
-    }
-    if (seen_last) { /* the first job of a user after last_user's */
-      int earlier = 0;
-      for (sched_job_t *k = s->jobs; k != j; k = k->next)
-        earlier |= strcmp(k->user, j->user) == 0;
-      if (!earlier) {
-        first_after = j;
-        break;
-      }
+    if (strcmp(j->user, s->last_user) == 0) {
+      if (!last_user)
+        last_user = j;
+      seen_last = 1;
+    } else if (!user_seen_before(s, j, now)) {
+      if (!other_user)
+        other_user = j;
+      if (seen_last && !next_user)
+        next_user = j;
     }
   }
-  sched_job_t *pick = first_after ? first_after : s->jobs;
-  if (!first_after) { /* wrap around: the oldest job of the first user that is not last */
-    for (sched_job_t *j = s->jobs; j; j = j->next)
-      if (strcmp(j->user, s->last_user) != 0) {
-        pick = j;
-        break;
-      }
-  }
-  snprintf(s->last_user, sizeof(s->last_user), "%s", pick->user);
+  sched_job_t *pick = next_user ? next_user : other_user ? other_user : last_user;
+  if (pick)
+    snprintf(s->last_user, sizeof(s->last_user), "%s", pick->user);
   return pick;
 }
 
@@ -241,10 +265,17 @@ static results_t *job_results(server_t *s, sched_job_t *j, rowbuf_t *buf, char *
   return results_create(&j->plan, m->model, m->tok, &info, collect, buf, err);
 }
 
-/* Fails or cancels a job in the store. */
+/* Fails or cancels a job in the store. A job that ended meanwhile (a cancel
+ * or another worker) stays as it ended. */
 static void end_job(server_t *s, sched_job_t *j, store_state_t state, const char *why) {
   char err[HYDRA_ERR_LEN];
-  if (store_job_set_state(s->store, j->id, state, why, NULL, 0, err) < 0) {
+  const int rc = store_job_set_state(s->store, j->id, state, why, NULL, 0, err);
+  if (rc == STORE_STATE || rc == STORE_NOT_FOUND) {
+    server_log(s, 2, "job %s: not moved to %s: %s", j->id, store_state_name(state), err);
+    server_rows_committed(s);
+    return;
+  }
+  if (rc < 0) {
     server_log(s, 0, "job %s: storing state %s failed: %s", j->id, store_state_name(state), err);
     /* Kept in memory: the job's status and streams still tell how it ended. */
     struct unstored *u = calloc(1, sizeof(*u));
@@ -264,102 +295,173 @@ static void end_job(server_t *s, sched_job_t *j, store_state_t state, const char
   server_rows_committed(s);
 }
 
-/* Runs one unit of job j. Returns 1 when the job has ended (done, failed,
- * cancelled), 0 when units remain, -1 when the worker must stop. */
-static int run_unit(server_t *s, sched_job_t *j) {
+/* Stores the header with the move to running, once per job: when another
+ * worker stored it first, the job is running already. 0 to go on, 1 when the
+ * job has ended (failed here, or ended elsewhere). */
+static int start_job(server_t *s, sched_job_t *j, results_t *r, rowbuf_t *buf) {
   char err[HYDRA_ERR_LEN] = "";
-  rowbuf_t buf = {0};
-  const int unit = j->next_unit, P = j->plan.n_prompts;
-  results_t *r = job_results(s, j, &buf, err);
-  int rc = 1;
-  if (!r) {
+  if (results_header(r) != 0) {
+    end_job(s, j, STORE_FAILED, "writing the header failed");
+    return 1;
+  }
+  int rc = store_job_set_state(s->store, j->id, STORE_RUNNING, NULL,
+                               (const char *const *)buf->rows, buf->n, err);
+  if (rc == STORE_STATE) {
+    store_job_t now;
+    rc = store_job_get(s->store, j->id, &now, err);
+    if (rc == 0 && now.state != STORE_RUNNING)
+      return 1;
+  }
+  if (rc != 0) {
+    end_job(s, j, STORE_FAILED, err[0] ? err : "storing the header failed");
+    return 1;
+  }
+  j->started = 1;
+  pthread_mutex_lock(&s->lock);
+  s->rows_total += (int64_t)buf->n;
+  pthread_mutex_unlock(&s->lock);
+  server_log(s, 1, "job %s running (%d units)", j->id, j->n_units);
+  server_rows_committed(s);
+  rowbuf_clear(buf);
+  return 0;
+}
+
+/* Runs a claimed unit. 0 when it is stored (by this worker or, after its
+ * lease ran out, another), 1 when the job has ended, -1 when the worker must
+ * stop (draining: the unit stays pending). */
+static int run_claimed_unit(server_t *s, sched_job_t *j, results_t *r, rowbuf_t *buf, int unit) {
+  char err[HYDRA_ERR_LEN] = "";
+  const int P = j->plan.n_prompts;
+  engine_job_t ej = j->plan.job;
+  /* Unit u holds prompts [u P / n, (u + 1) P / n): from the job's own stored
+   * unit count, so a restart with another --unit-prompts, or another node,
+   * runs the same units. */
+  ej.prompt_first = (int)((long)unit * P / j->n_units);
+  ej.prompt_end = (int)((long)(unit + 1) * P / j->n_units);
+  unit_ctx_t u = {.s = s, .j = j, .inner = results_sink(r)};
+  pthread_mutex_lock(&s->lock);
+  u.base = j->variants_done;
+  pthread_mutex_unlock(&s->lock);
+  engine_sink_t sink = {
+      .ctx = &u, .clean = unit_clean, .variant = unit_variant, .progress = unit_progress};
+  const double t0 = server_now();
+  if (engine_run(s->models[j->model].engine, &ej, &sink, err) != 0) {
+    if (s->stopping && !j->cancel)
+      return -1;
+    if (j->cancel)
+      end_job(s, j, STORE_CANCELLED, "cancelled");
+    else
+      end_job(s, j, STORE_FAILED, u.deadline_hit ? "deadline exceeded" : err);
+    return 1;
+  }
+  const int64_t variants = engine_job_variants(&ej) / P * (ej.prompt_end - ej.prompt_first);
+  int rc = store_unit_complete(s->store, j->id, unit, (const char *const *)buf->rows, buf->n,
+                               variants, err);
+  if (rc == STORE_DUPLICATE) { /* the lease ran out and another worker stored it first */
+    server_log(s, 1, "job %s: unit %d was stored by another worker; this run's rows dropped",
+               j->id, unit);
+    rowbuf_clear(buf);
+    return 0;
+  }
+  if (rc == STORE_STATE || rc == STORE_NOT_FOUND) /* ended meanwhile (a cancel elsewhere) */
+    return 1;
+  if (rc < 0) {
     end_job(s, j, STORE_FAILED, err);
     return 1;
   }
-  if (!j->started) {
-    if (results_header(r) != 0 ||
-        store_job_set_state(s->store, j->id, STORE_RUNNING, NULL, (const char *const *)buf.rows,
-                            buf.n, err) < 0) {
-      end_job(s, j, STORE_FAILED, err[0] ? err : "storing the header failed");
-      goto done;
-    }
-    j->started = 1;
-    pthread_mutex_lock(&s->lock);
-    s->rows_total += (int64_t)buf.n;
-    pthread_mutex_unlock(&s->lock);
-    server_log(s, 1, "job %s running (%d units)", j->id, j->n_units);
-    server_rows_committed(s);
-    rowbuf_clear(&buf);
-  }
-  if (unit < j->n_units) {
-    engine_job_t ej = j->plan.job;
-    /* Unit u holds prompts [u P / n, (u + 1) P / n): from the job's own
-     * stored unit count, so a restart with another --unit-prompts resumes
-     * the same units. */
-    ej.prompt_first = (int)((long)unit * P / j->n_units);
-    ej.prompt_end = (int)((long)(unit + 1) * P / j->n_units);
-    unit_ctx_t u = {.s = s, .j = j, .inner = results_sink(r)};
-    pthread_mutex_lock(&s->lock);
-    u.base = j->variants_done;
-    pthread_mutex_unlock(&s->lock);
-    engine_sink_t sink = {
-        .ctx = &u, .clean = unit_clean, .variant = unit_variant, .progress = unit_progress};
-    const double t0 = server_now();
-    if (engine_run(s->models[j->model].engine, &ej, &sink, err) != 0) {
-      if (s->stopping && !j->cancel) {
-        rc = -1; /* draining: the unit stays pending and resumes after the restart */
-        goto done;
-      }
-      if (j->cancel)
-        end_job(s, j, STORE_CANCELLED, "cancelled");
-      else
-        end_job(s, j, STORE_FAILED, u.deadline_hit ? "deadline exceeded" : err);
-      goto done;
-    }
-    const int64_t variants = engine_job_variants(&ej) / P * (ej.prompt_end - ej.prompt_first);
-    int src = store_unit_complete(s->store, j->id, unit, (const char *const *)buf.rows, buf.n,
-                                  variants, err);
-    if (src < 0 || src == STORE_STATE) {
-      end_job(s, j, STORE_FAILED, err);
-      goto done;
-    }
-    const double dt = server_now() - t0;
-    pthread_mutex_lock(&s->lock);
-    s->rows_total += (int64_t)buf.n;
-    s->variants_total_done += variants;
-    if (dt > 0)
-      s->rate_ewma = s->rate_ewma > 0 ? 0.7 * s->rate_ewma + 0.3 * variants / dt : variants / dt;
-    j->variants_done = u.base + variants;
-    pthread_mutex_unlock(&s->lock);
-    server_rows_committed(s);
-    rowbuf_clear(&buf);
-    j->next_unit++;
-  }
-  if (j->next_unit < j->n_units) {
-    rc = 0;
-    goto done;
-  }
-  /* The last unit: the summary from every stored variant row, then done. */
+  const double dt = server_now() - t0;
+  pthread_mutex_lock(&s->lock);
+  s->rows_total += (int64_t)buf->n;
+  s->variants_total_done += variants;
+  if (dt > 0)
+    s->rate_ewma = s->rate_ewma > 0 ? 0.7 * s->rate_ewma + 0.3 * variants / dt : variants / dt;
+  j->variants_done = u.base + variants;
+  pthread_mutex_unlock(&s->lock);
+  server_rows_committed(s);
+  rowbuf_clear(buf);
+  return 0;
+}
+
+/* Every unit is done: the summary from every stored variant row, then done. */
+static int finish_job(server_t *s, sched_job_t *j, results_t *r, rowbuf_t *buf) {
+  char err[HYDRA_ERR_LEN] = "";
   results_reset_summary(r);
   store_job_t stored;
   if (store_job_get(s->store, j->id, &stored, err) == 0)
     results_set_rows(r, stored.rows);
   if (store_rows_read(s->store, j->id, 0, 0, read_row, r, NULL, NULL, err) < 0 ||
-      results_finish(r, server_now() - j->started_at) != 0 ||
-      store_job_set_state(s->store, j->id, STORE_DONE, NULL, (const char *const *)buf.rows, buf.n,
-                          err) < 0) {
+      results_finish(r, server_now() - j->started_at) != 0) {
     end_job(s, j, STORE_FAILED, err[0] ? err : "writing the summary failed");
-    goto done;
+    return 1;
+  }
+  int rc = store_job_set_state(s->store, j->id, STORE_DONE, NULL, (const char *const *)buf->rows,
+                               buf->n, err);
+  if (rc == STORE_STATE || rc == STORE_NOT_FOUND)
+    return 1;
+  if (rc < 0) {
+    end_job(s, j, STORE_FAILED, err);
+    return 1;
   }
   pthread_mutex_lock(&s->lock);
-  s->rows_total += (int64_t)buf.n;
+  s->rows_total += (int64_t)buf->n;
   pthread_mutex_unlock(&s->lock);
   server_log(s, 1, "job %s done", j->id);
   server_rows_committed(s);
-done:
+  return 1;
+}
+
+/* Claims and runs one unit of job j (or its summary). Returns 1 when the job
+ * has ended (done, failed, cancelled, here or elsewhere), 0 when work may
+ * remain, -1 when the worker must stop. */
+static int run_unit(server_t *s, sched_job_t *j) {
+  char err[HYDRA_ERR_LEN] = "";
+  int unit = -1;
+  int rc = store_claim_unit(s->store, j->id, s->cfg.worker_id, s->cfg.lease_s, &unit, err);
+  if (rc == STORE_STATE || rc == STORE_NOT_FOUND) { /* ended elsewhere */
+    server_rows_committed(s);
+    return 1;
+  }
+  if (rc < 0) {
+    if (!store_shared(s->store)) {
+      end_job(s, j, STORE_FAILED, err);
+      return 1;
+    }
+    server_log(s, 0, "job %s: %s (trying again)", j->id, err); /* the database may be back soon */
+    j->retry_at = scheduler_clock() + 1;
+    return 0;
+  }
+  if (unit < 0) { /* the pending units are leased to live workers */
+    j->retry_at = scheduler_clock() + (s->cfg.lease_s < 4 ? s->cfg.lease_s / 4 : 1);
+    return 0;
+  }
+  pthread_mutex_lock(&s->lock);
+  s->claimed_unit = unit;
+  pthread_mutex_unlock(&s->lock);
+  rowbuf_t buf = {0};
+  results_t *r = job_results(s, j, &buf, err);
+  if (!r) {
+    end_job(s, j, STORE_FAILED, err);
+    return 1;
+  }
+  rc = 0;
+  if (!j->started)
+    rc = start_job(s, j, r, &buf);
+  if (rc == 0)
+    rc = unit < j->n_units ? run_claimed_unit(s, j, r, &buf, unit) : finish_job(s, j, r, &buf);
   rowbuf_clear(&buf);
   results_free(r);
   return rc;
+}
+
+/* Sleeps seconds of the monotonic clock on the wake condition (the caller
+ * holds the lock). */
+static void wait_for(server_t *s, double seconds) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  const double t = (double)ts.tv_nsec * 1e-9 + seconds;
+  ts.tv_sec += (time_t)t;
+  ts.tv_nsec = (long)((t - floor(t)) * 1e9);
+  pthread_cond_timedwait(&s->wake, &s->lock, &ts);
 }
 
 static void *worker(void *arg) {
@@ -368,19 +470,27 @@ static void *worker(void *arg) {
   for (;;) {
     pthread_mutex_lock(&s->lock);
     sched_job_t *j = NULL;
-    while (!s->stopping && !s->draining && !(j = pick(s)))
-      pthread_cond_wait(&s->wake, &s->lock);
+    while (!s->stopping && !s->draining && !(j = pick(s))) {
+      if (s->jobs) /* all waiting on other workers' leases */
+        wait_for(s, 0.2);
+      else
+        pthread_cond_wait(&s->wake, &s->lock);
+    }
     if (s->stopping || s->draining) {
       pthread_mutex_unlock(&s->lock);
       break;
     }
     snprintf(s->running_job, sizeof(s->running_job), "%s", j->id);
+    s->running = j;
+    s->claimed_unit = -1;
     pthread_mutex_unlock(&s->lock);
 
     int rc = j->cancel ? (end_job(s, j, STORE_CANCELLED, "cancelled"), 1) : run_unit(s, j);
 
     pthread_mutex_lock(&s->lock);
     s->running_job[0] = '\0';
+    s->running = NULL;
+    s->claimed_unit = -1;
     if (rc != 0)
       unlink_job(s, j);
     pthread_mutex_unlock(&s->lock);
@@ -401,10 +511,155 @@ static void *worker(void *arg) {
   return NULL;
 }
 
+/* Renews the running unit's lease; a job that ended in the store (a cancel
+ * on another node) stops at its next pass. */
+static void renew(server_t *s) {
+  char id[STORE_ID_LEN], err[HYDRA_ERR_LEN];
+  pthread_mutex_lock(&s->lock);
+  const int unit = s->running ? s->claimed_unit : -1;
+  snprintf(id, sizeof(id), "%s", s->running ? s->running->id : "");
+  pthread_mutex_unlock(&s->lock);
+  if (unit < 0)
+    return;
+  int held = 1;
+  store_state_t state = STORE_RUNNING;
+  int rc = store_renew_lease(s->store, id, unit, s->cfg.worker_id, s->cfg.lease_s, &held, &state,
+                             err);
+  if (rc < 0) {
+    server_log(s, 0, "job %s: %s", id, err);
+    return;
+  }
+  if (rc == 0 && !held)
+    server_log(s, 1, "job %s: the lease on unit %d ran out and another worker took it", id, unit);
+  if (rc == STORE_NOT_FOUND || store_state_final(state)) {
+    pthread_mutex_lock(&s->lock);
+    if (s->running && strcmp(s->running->id, id) == 0)
+      s->running->cancel = 1;
+    pthread_mutex_unlock(&s->lock);
+  }
+}
+
+/* The keeper: renews leases every third of a lease and, on a shared store,
+ * polls it twice a second. Sleeps by the monotonic clock. */
+static void *keeper(void *arg) {
+  server_t *s = arg;
+  const double poll_s = 0.5, renew_s = s->cfg.lease_s / 3;
+  double last_renew = scheduler_clock(), last_poll = last_renew;
+  while (!s->keeper_stop) {
+    const struct timespec tick = {0, 50 * 1000 * 1000};
+    nanosleep(&tick, NULL);
+    const double now = scheduler_clock();
+    if (now - last_renew >= renew_s) {
+      renew(s);
+      last_renew = now;
+    }
+    if (store_shared(s->store) && now - last_poll >= poll_s && !s->draining && !s->stopping) {
+      scheduler_discover(s);
+      server_rows_committed(s); /* rows other nodes committed */
+      last_poll = now;
+    }
+  }
+  return NULL;
+}
+
+/* Queues one job found in the store. */
+static void discover_job(server_t *s, const store_resume_t *found) {
+  char err[HYDRA_ERR_LEN];
+  const store_job_t *j = &found->job;
+  char *spec_text = NULL;
+  size_t len = 0;
+  job_error_t jerr;
+  job_spec_t *spec = NULL;
+  int mi = server_find_model(s, j->model);
+  if (mi < 0) {
+    if (!store_shared(s->store))
+      store_job_set_state(s->store, j->id, STORE_FAILED, "its model is no longer loaded", NULL, 0,
+                          NULL);
+    return;
+  }
+  if (store_job_spec(s->store, j->id, &spec_text, &len, err) != 0 ||
+      !(spec = job_parse(spec_text, len, &jerr))) {
+    store_job_set_state(s->store, j->id, STORE_FAILED, "its stored spec is unreadable", NULL, 0,
+                        NULL);
+    free(spec_text);
+    return;
+  }
+  free(spec_text);
+  if (scheduler_enqueue(s, j, spec, mi, err) != 0)
+    store_job_set_state(s->store, j->id, STORE_FAILED, err, NULL, 0, NULL);
+  else
+    server_log(s, store_shared(s->store) ? 2 : 1, "job %s queued here at unit %d of %d", j->id,
+               found->first_pending, j->n_units);
+}
+
+void scheduler_discover(server_t *s) {
+  char err[HYDRA_ERR_LEN];
+  store_resume_t *jobs = NULL;
+  size_t n = 0;
+  const double listed_at = scheduler_clock();
+  if (store_jobs_resumable(s->store, &jobs, &n, err) != 0) {
+    server_log(s, 0, "listing jobs to run: %s", err);
+    return;
+  }
+  for (size_t i = 0; i < n; i++) {
+    pthread_mutex_lock(&s->lock);
+    const int known = find_job(s, jobs[i].job.id) != NULL;
+    pthread_mutex_unlock(&s->lock);
+    if (!known)
+      discover_job(s, &jobs[i]);
+  }
+  /* Jobs known here that ended elsewhere (known before the listing, so not
+   * a job submitted here meanwhile) leave the queue. */
+  sched_job_t *gone = NULL;
+  pthread_mutex_lock(&s->lock);
+  for (sched_job_t **p = &s->jobs; *p;) {
+    sched_job_t *j = *p;
+    int listed = 0;
+    for (size_t i = 0; i < n && !listed; i++)
+      listed = strcmp(jobs[i].job.id, j->id) == 0;
+    if (!listed && j->known_since < listed_at && j != s->running) {
+      *p = j->next;
+      j->next = gone;
+      gone = j;
+    } else
+      p = &j->next;
+  }
+  pthread_mutex_unlock(&s->lock);
+  while (gone) {
+    sched_job_t *j = gone;
+    gone = j->next;
+    sched_job_free(j);
+  }
+  free(jobs);
+}
+
 int scheduler_start(server_t *s, char *err) {
+  size_t n = 0;
+  /* This worker's leases from before a crash: free them rather than wait. */
+  if (store_release_leases(s->store, s->cfg.worker_id, &n, err) < 0)
+    return -1;
+  if (n)
+    server_log(s, 1, "released %zu leases of an earlier run of worker %s", n, s->cfg.worker_id);
+  scheduler_discover(s);
   if (pthread_create(&s->worker, NULL, worker, s) != 0)
     return err_set(err, "cannot start the worker thread");
+  if (pthread_create(&s->keeper, NULL, keeper, s) != 0)
+    return err_set(err, "cannot start the keeper thread");
+  s->keeper_started = 1;
   return 0;
+}
+
+/* Joins the keeper and frees this worker's leases (its running unit, if
+ * stopped in the middle, is claimed by the next worker at once). */
+static void stop_keeper(server_t *s) {
+  char err[HYDRA_ERR_LEN];
+  if (s->keeper_started) {
+    s->keeper_stop = 1;
+    pthread_join(s->keeper, NULL);
+    s->keeper_started = 0;
+  }
+  if (store_release_leases(s->store, s->cfg.worker_id, NULL, err) < 0)
+    server_log(s, 0, "releasing leases: %s", err);
 }
 
 void scheduler_stop(server_t *s) {
@@ -412,7 +667,10 @@ void scheduler_stop(server_t *s) {
   s->stopping = 1;
   pthread_cond_broadcast(&s->wake);
   pthread_mutex_unlock(&s->lock);
-  pthread_join(s->worker, NULL);
+  if (s->worker)
+    pthread_join(s->worker, NULL);
+  s->worker = 0;
+  stop_keeper(s);
   while (s->jobs) {
     sched_job_t *j = s->jobs;
     s->jobs = j->next;

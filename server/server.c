@@ -1,4 +1,5 @@
-/* server.c - small helpers every hydrad module uses: clock, log, model lookup. */
+/* server.c - small helpers every hydrad module uses: locks, clock, log,
+ * model lookup. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -37,4 +38,16 @@ int server_find_model(const server_t *s, const char *name) {
     if (strcmp(s->models[i].name, name) == 0)
       return i;
   return -1;
+}
+
+int server_init_locks(server_t *s) {
+  pthread_condattr_t attr;
+  /* The worker's timed waits count monotonic seconds: a clock jump neither
+   * stalls nor hurries it. */
+  if (pthread_condattr_init(&attr) || pthread_condattr_setclock(&attr, CLOCK_MONOTONIC) ||
+      pthread_cond_init(&s->wake, &attr) || pthread_mutex_init(&s->lock, NULL) ||
+      pthread_mutex_init(&s->streams_lock, NULL))
+    return -1;
+  pthread_condattr_destroy(&attr);
+  return 0;
 }

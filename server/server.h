@@ -41,6 +41,8 @@ typedef struct {
   int connection_timeout_s;
   int no_auth; /* every request is the admin "local" (a single-user box; loopback only) */
   char tls_cert[1024], tls_key[1024]; /* PEM files: HTTPS when both are given */
+  char worker_id[STORE_WORKER_LEN];   /* this worker's name in the store's leases */
+  double lease_s;                     /* a claimed unit's lease, renewed every third of it */
 } server_config_t;
 
 typedef struct {
@@ -57,8 +59,10 @@ typedef struct sched_job {
   int model;        /* index into server_t.models */
   job_spec_t *spec; /* parsed once */
   plan_t plan;      /* built once */
-  int n_units, next_unit;
+  int n_units;
   int started;         /* header stored */
+  double retry_at;     /* monotonic seconds: nothing to claim before then */
+  double known_since;  /* monotonic seconds: when this process learnt of it */
   volatile int cancel; /* set by DELETE */
   double deadline;     /* unix seconds; 0: none */
   double started_at;
@@ -77,8 +81,12 @@ typedef struct server {
   /* scheduler */
   pthread_mutex_t lock;
   pthread_cond_t wake;
-  pthread_t worker;
-  sched_job_t *jobs; /* queued and running, oldest first */
+  pthread_t worker, keeper;
+  int keeper_started;
+  volatile int keeper_stop;
+  sched_job_t *jobs;    /* queued and running, oldest first */
+  sched_job_t *running; /* the job whose unit runs now, or NULL */
+  int claimed_unit;     /* its claimed unit (n_units: the summary) */
   /* jobs that ended while the store could not record it (a full or failing
    * disk): their end, kept in memory so that status and streams tell it */
   struct unstored *unstored;
@@ -98,11 +106,23 @@ typedef struct server {
 } server_t;
 
 /* scheduler.c */
+/* Starts the worker (runs units) and the keeper (renews the running unit's
+ * lease; on a shared store also learns of jobs submitted to other nodes and
+ * wakes streams for rows they commit). */
 int scheduler_start(server_t *s, char *err);
+/* Stops both threads; the running unit stops at its next pass (it stays
+ * pending), the worker's leases are released. */
 void scheduler_stop(server_t *s);
-/* Adds a stored job (state queued or running) to the queue. Takes spec. */
-int scheduler_enqueue(server_t *s, const store_job_t *job, job_spec_t *spec, int model,
-                      int first_unit, char *err);
+/* Adds a stored job (state queued or running) to the queue. Takes spec.
+ * A job already queued here is left as it is. */
+int scheduler_enqueue(server_t *s, const store_job_t *job, job_spec_t *spec, int model, char *err);
+/* Queues the store's queued and running jobs this process does not know:
+ * at start (a restart resumes them) and, on a shared store, every poll. A
+ * job whose model is not loaded fails on a store of its own; on a shared
+ * store it is left to the nodes that have the model. */
+void scheduler_discover(server_t *s);
+/* Monotonic seconds (leases' and retries' timers; immune to clock jumps). */
+double scheduler_clock(void);
 /* Marks a queued/running job cancelled; 0 if it was known here. */
 int scheduler_cancel(server_t *s, const char *id);
 /* Jobs of a user queued or running (for the concurrency limit). */
@@ -122,6 +142,11 @@ void http_stop(server_t *s);
 
 /* openapi.c */
 extern const char *const openapi_document;
+
+/* server.c */
+/* Makes the lock, the worker's wake condition (on the monotonic clock) and
+ * the streams' lock. */
+int server_init_locks(server_t *s);
 
 /* hydrad.c */
 void server_log(const server_t *s, int level, const char *fmt, ...)

@@ -1,6 +1,7 @@
 /* store.h - the durable job store of hydrad: jobs, their specs, their work
- * units and their result rows. One interface; SQLite (one machine) now,
- * PostgreSQL (several machines) later.
+ * units and their result rows. One interface, two stores: SQLite (one
+ * machine, one hydrad) and PostgreSQL (several hydrad processes on several
+ * machines serving one queue).
  *
  * Promises:
  * - store_job_create returns 0 only once the job, its spec and its pending
@@ -27,12 +28,18 @@
  * STORE_* codes below, also with a line in err. A call that fails changes
  * nothing: what was stored before it stays stored.
  *
+ * - Work is claimed: a worker claims a pending unit for a lease
+ *   (store_claim_unit), renews it while it works (store_renew_lease), and
+ *   stores it with store_unit_complete. A unit whose lease ran out (its worker
+ *   died) is claimed again. Leases are judged by the store's clock (the
+ *   database server's for PostgreSQL), never by the workers' clocks, so a
+ *   worker whose clock jumps neither steals live leases nor keeps dead ones.
+ *
  * Thread-safety: a store_t may be used from any number of threads at once.
- * The SQLite store holds two connections: one for writes, under a mutex (the
- * database takes one writer at a time anyway), and one for reads, under a
- * second mutex; in WAL mode a read never waits for a commit and a commit never
- * waits for a read. Two processes on one file are safe (each unit's rows are
- * still stored once) but would both resume the same jobs. */
+ * Each store holds two connections: one for writes, under a mutex, and one for
+ * reads, under a second mutex; a read never waits for a commit. A SQLite file
+ * belongs to one hydrad (opening it for writing frees every lease in it); a
+ * PostgreSQL database is shared by any number of them. */
 #ifndef HYDRA_STORE_H
 #define HYDRA_STORE_H
 
@@ -60,6 +67,7 @@ enum {
 #define STORE_USER_LEN 128  /* longest user name + 1 */
 #define STORE_MODEL_LEN 256 /* longest model name + 1 */
 #define STORE_MAX_UNITS (1 << 24)
+#define STORE_WORKER_LEN 128 /* longest worker name + 1 */
 
 typedef enum {
   STORE_QUEUED,
@@ -101,18 +109,32 @@ typedef int (*store_row_fn)(void *ctx, int64_t seq, const char *text, size_t len
 /* "queued", "running", "done", "failed", "cancelled". */
 const char *store_state_name(store_state_t state);
 
+/* 1 for the states a job ends in: done, failed, cancelled. */
+int store_state_final(store_state_t state);
+
 /* Opens the store named by url_or_path, creating it if it does not exist
  * (unless STORE_READONLY): a file path or "sqlite:PATH" ("sqlite:///abs/path"
- * too) is a SQLite database; "postgres://..." fails with a message saying
- * PostgreSQL is not built in (the URL's password is never echoed). Brings the
- * schema up to this build's version (versioned migrations, in one
- * transaction); fails on a file that is not a hydra store, a schema newer than
- * this build, a corrupt file, or a read-only file opened without
+ * too) is a SQLite database; "postgres://..." or "postgresql://..." (libpq's
+ * URI, e.g. postgres://hydra@db.lab/hydra?sslmode=require; the password best
+ * kept in PGPASSWORD or ~/.pgpass) is a PostgreSQL database, when this build
+ * has libpq, and a message saying it is not built in otherwise. Messages name
+ * the store by its path or its URL without the password. Brings the schema up
+ * to this build's version (versioned migrations, in one transaction, one
+ * process at a time); fails on a database that is not a hydra store, a schema
+ * newer than this build, a corrupt file, or a read-only file opened without
  * STORE_READONLY. Returns NULL with err filled on failure. */
 store_t *store_open(const char *url_or_path, int flags, char *err);
 
 /* Closes the store. Safe on NULL. No call may be in flight. */
 void store_close(store_t *s);
+
+/* The store's name for messages and logs: its path, or its URL without the
+ * password. Lives as long as the store. */
+const char *store_name(const store_t *s);
+
+/* 1 when other processes may change the store meanwhile (PostgreSQL): jobs
+ * appear, progress and end there without this process; 0 for SQLite. */
+int store_shared(const store_t *s);
 
 /* Stores a new queued job with n_units pending units and its spec (spec_len
  * bytes of JSON text, kept as given). Reads job->id (32 lowercase hex
@@ -177,6 +199,31 @@ int store_rows_append(store_t *s, const char *job_id, const char *const rows[], 
  * store's read lock held: it must not call the store. */
 int store_rows_read(store_t *s, const char *job_id, int64_t first_seq, size_t max_rows,
                     store_row_fn fn, void *ctx, size_t *n_read, store_state_t *state, char *err);
+
+/* Claims work on a queued or running job for worker (a name unique among the
+ * store's workers, at most STORE_WORKER_LEN - 1 bytes) for lease_s seconds of
+ * the store's clock. *unit gets: the lowest pending unit whose lease is free
+ * or ran out, now leased to worker; n_units when every unit is done (the
+ * claim to store the summary and end the job, leased likewise); -1 when
+ * nothing can be claimed now (the pending units are leased to live workers,
+ * or another worker holds the summary claim). STORE_STATE when the job has
+ * ended; STORE_NOT_FOUND. */
+int store_claim_unit(store_t *s, const char *job_id, const char *worker, double lease_s, int *unit,
+                     char *err);
+
+/* Extends worker's lease on unit (n_units: the summary claim) to lease_s
+ * seconds from now. *held (may be NULL) gets 1 when worker still held it, 0
+ * when the lease had run out and another worker took it (completing the unit
+ * then stores nothing: STORE_DUPLICATE); *state (may be NULL) gets the job's
+ * state, so that a worker learns of a cancel made on another node.
+ * STORE_NOT_FOUND when the job is gone. */
+int store_renew_lease(store_t *s, const char *job_id, int unit, const char *worker, double lease_s,
+                      int *held, store_state_t *state, char *err);
+
+/* Frees every lease worker holds, so that others may claim its units now:
+ * at a clean stop, and at start (the leases of this worker's previous life,
+ * after a crash). *n_released (may be NULL) gets how many. */
+int store_release_leases(store_t *s, const char *worker, size_t *n_released, char *err);
 
 /* Deletes the jobs that finished (done, failed, cancelled) before
  * older_than (unix seconds), with their units and rows, in one transaction.

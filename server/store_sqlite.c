@@ -11,7 +11,7 @@
  * id is a unique column), units (job, idx) WITHOUT ROWID, result_rows (job, seq).
  * Migration i (1-based) takes the schema from version i-1 to i; open applies
  * the missing ones in one transaction. */
-#include "store.h"
+#include "store_impl.h"
 
 #include <pthread.h>
 #include <sqlite3.h>
@@ -62,6 +62,11 @@ static const char *const MIGRATIONS[] = {
     " seq INTEGER NOT NULL,"
     " body TEXT NOT NULL,"
     " PRIMARY KEY (job, seq));",
+    /* 2: leases on units and on the summary claim (store_claim_unit) */
+    "ALTER TABLE units ADD COLUMN lease_owner TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE units ADD COLUMN lease_until REAL NOT NULL DEFAULT 0;"
+    "ALTER TABLE jobs ADD COLUMN final_owner TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE jobs ADD COLUMN final_until REAL NOT NULL DEFAULT 0;",
 };
 #define SCHEMA_VERSION ((int)(sizeof MIGRATIONS / sizeof MIGRATIONS[0]))
 
@@ -86,6 +91,13 @@ enum {
   W_PURGE_ROWS,
   W_PURGE_UNITS,
   W_PURGE_JOBS,
+  W_CLAIM_FIND,
+  W_CLAIM_UNIT,
+  W_CLAIM_FINAL,
+  W_RENEW_UNIT,
+  W_RENEW_FINAL,
+  W_RELEASE_UNITS,
+  W_RELEASE_FINAL,
   W_COUNT
 };
 
@@ -114,6 +126,19 @@ static const char *const WRITE_SQL[W_COUNT] = {
     [W_PURGE_UNITS] = "DELETE FROM units WHERE job IN (SELECT key FROM jobs WHERE state IN "
                       " " FINAL_STATES " AND finished_at < ?1)",
     [W_PURGE_JOBS] = "DELETE FROM jobs WHERE state IN " FINAL_STATES " AND finished_at < ?1",
+    /* ?1 job key, ?2 now, ?3 worker, ?4 lease end, ?5 unit */
+    [W_CLAIM_FIND] = "SELECT min(idx) FROM units WHERE job = ?1 AND state = 'pending' AND "
+                     "(lease_until <= ?2 OR lease_owner = ?3)",
+    [W_CLAIM_UNIT] = "UPDATE units SET lease_owner = ?3, lease_until = ?4 WHERE job = ?1 AND "
+                     "idx = ?5",
+    [W_CLAIM_FINAL] = "UPDATE jobs SET final_owner = ?3, final_until = ?4 WHERE key = ?1 AND "
+                      "(final_until <= ?2 OR final_owner = ?3)",
+    [W_RENEW_UNIT] = "UPDATE units SET lease_until = ?4 WHERE job = ?1 AND idx = ?5 AND "
+                     "lease_owner = ?3 AND state = 'pending'",
+    [W_RENEW_FINAL] = "UPDATE jobs SET final_until = ?4 WHERE key = ?1 AND final_owner = ?3",
+    [W_RELEASE_UNITS] = "UPDATE units SET lease_owner = '', lease_until = 0 WHERE "
+                        "lease_owner = ?1 AND state = 'pending'",
+    [W_RELEASE_FINAL] = "UPDATE jobs SET final_owner = '', final_until = 0 WHERE final_owner = ?1",
 };
 
 enum {
@@ -145,7 +170,8 @@ static const char *const READ_SQL[R_COUNT] = {
                "LIMIT ?3",
 };
 
-struct store {
+typedef struct sqlite_store {
+  store_t base;
   char *path;
   sqlite3 *wdb; /* NULL when read-only */
   sqlite3 *rdb;
@@ -153,7 +179,7 @@ struct store {
   sqlite3_stmt *r[R_COUNT];
   pthread_mutex_t wlock, rlock;
   int locks_ready;
-};
+} sqlite_store_t;
 
 /* What the writer knows of a job inside a transaction. */
 typedef struct {
@@ -162,27 +188,6 @@ typedef struct {
   int n_units, units_done;
   int64_t n_rows;
 } job_key_t;
-
-static const char *const STATE_NAMES[] = {"queued", "running", "done", "failed", "cancelled"};
-
-const char *store_state_name(store_state_t state) {
-  if ((unsigned)state >= sizeof STATE_NAMES / sizeof STATE_NAMES[0])
-    return "unknown";
-  return STATE_NAMES[state];
-}
-
-static int state_parse(const unsigned char *text, store_state_t *state) {
-  for (int i = 0; i < (int)(sizeof STATE_NAMES / sizeof STATE_NAMES[0]); i++)
-    if (text && strcmp((const char *)text, STATE_NAMES[i]) == 0) {
-      *state = (store_state_t)i;
-      return 0;
-    }
-  return -1;
-}
-
-static int state_final(store_state_t state) {
-  return state == STORE_DONE || state == STORE_FAILED || state == STORE_CANCELLED;
-}
 
 static double now_s(void) {
   struct timespec ts;
@@ -193,7 +198,7 @@ static double now_s(void) {
 /* SQLite's message; for a failed read, write or open also the system's
  * ("disk I/O error (No space left on device)"), or SQLite's extended code
  * when the system gave none. */
-static int db_error(const store_t *s, sqlite3 *db, const char *what, char *err) {
+static int db_error(const sqlite_store_t *s, sqlite3 *db, const char *what, char *err) {
   int ext = sqlite3_extended_errcode(db), code = ext & 0xff, sys = sqlite3_system_errno(db);
   if (code != SQLITE_IOERR && code != SQLITE_FULL && code != SQLITE_CANTOPEN)
     return err_set(err, "store %s: %s: %s", s->path, what, sqlite3_errmsg(db));
@@ -203,7 +208,7 @@ static int db_error(const store_t *s, sqlite3 *db, const char *what, char *err) 
 }
 
 /* Steps a statement that yields no row, then resets it. */
-static int run(const store_t *s, sqlite3 *db, sqlite3_stmt *st, const char *what, char *err) {
+static int run(const sqlite_store_t *s, sqlite3 *db, sqlite3_stmt *st, const char *what, char *err) {
   int rc = sqlite3_step(st);
   if (rc != SQLITE_DONE) {
     db_error(s, db, what, err);
@@ -216,7 +221,7 @@ static int run(const store_t *s, sqlite3 *db, sqlite3_stmt *st, const char *what
 
 /* Steps a statement expected to yield at most one row: 1 with the row
  * current (the caller resets), 0 with none (reset), -1 on error (reset). */
-static int step_row(const store_t *s, sqlite3 *db, sqlite3_stmt *st, const char *what, char *err) {
+static int step_row(const sqlite_store_t *s, sqlite3 *db, sqlite3_stmt *st, const char *what, char *err) {
   int rc = sqlite3_step(st);
   if (rc == SQLITE_ROW)
     return 1;
@@ -233,12 +238,12 @@ static void column_copy(sqlite3_stmt *st, int col, char *dst, size_t n) {
 }
 
 /* Reads the JOB_COLUMNS starting at column 0. */
-static int job_read(const store_t *s, sqlite3_stmt *st, store_job_t *job, char *err) {
+static int job_read(const sqlite_store_t *s, sqlite3_stmt *st, store_job_t *job, char *err) {
   memset(job, 0, sizeof *job);
   column_copy(st, 0, job->id, sizeof job->id);
   column_copy(st, 1, job->user, sizeof job->user);
   column_copy(st, 2, job->model, sizeof job->model);
-  if (state_parse(sqlite3_column_text(st, 3), &job->state))
+  if (store_state_parse((const char *)sqlite3_column_text(st, 3), &job->state))
     return err_set(err, "store %s: job %s: unknown state '%s'", s->path, job->id,
                    (const char *)sqlite3_column_text(st, 3));
   column_copy(st, 4, job->error, sizeof job->error);
@@ -256,29 +261,7 @@ static int job_read(const store_t *s, sqlite3_stmt *st, store_job_t *job, char *
 
 /* ---- opening ---------------------------------------------------------- */
 
-/* The SQLite path named by url_or_path, or NULL with err filled. */
-static const char *sqlite_path(const char *url, char *err) {
-  if (!url || !*url)
-    return err_set(err, "store: no path given"), NULL;
-  if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0)
-    return err_set(err, "store postgres://...: PostgreSQL support is not built into this hydrad "
-                        "(use a SQLite path)"),
-           NULL;
-  const char *path = url;
-  if (strncmp(url, "sqlite://", 9) == 0)
-    path = url + 9;
-  else if (strncmp(url, "sqlite:", 7) == 0)
-    path = url + 7;
-  else if (strstr(url, "://"))
-    return err_set(err, "store %.*s: unknown store kind (a path, sqlite:PATH or postgres://...)",
-                   (int)(strstr(url, "://") - url + 3), url),
-           NULL;
-  if (!*path || strcmp(path, ":memory:") == 0)
-    return err_set(err, "store %s: the store needs a file path", url), NULL;
-  return path;
-}
-
-static int exec_sql(const store_t *s, sqlite3 *db, const char *sql, const char *what, char *err) {
+static int exec_sql(const sqlite_store_t *s, sqlite3 *db, const char *sql, const char *what, char *err) {
   char *msg = NULL;
   if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
     err_set(err, "store %s: %s: %s", s->path, what, msg ? msg : sqlite3_errmsg(db));
@@ -289,7 +272,7 @@ static int exec_sql(const store_t *s, sqlite3 *db, const char *sql, const char *
 }
 
 /* Integer result of a one-row query; -1 with err on failure. */
-static int query_int(const store_t *s, sqlite3 *db, const char *sql, const char *what,
+static int query_int(const sqlite_store_t *s, sqlite3 *db, const char *sql, const char *what,
                      int64_t *value, char *err) {
   sqlite3_stmt *st = NULL;
   if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
@@ -307,7 +290,7 @@ static int query_int(const store_t *s, sqlite3 *db, const char *sql, const char 
 
 /* The schema version in the file: 0 for an empty file; -1 with err for a
  * file with tables that are not a hydra store. */
-static int schema_version(const store_t *s, sqlite3 *db, int64_t *version, char *err) {
+static int schema_version(const sqlite_store_t *s, sqlite3 *db, int64_t *version, char *err) {
   int64_t has_table = 0, other_tables = 0;
   if (query_int(s, db,
                 "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND "
@@ -333,7 +316,7 @@ static int schema_version(const store_t *s, sqlite3 *db, int64_t *version, char 
   return 0;
 }
 
-static int migrate(const store_t *s, char *err) {
+static int migrate(const sqlite_store_t *s, char *err) {
   char what[WHAT_LEN];
   int64_t version;
   if (exec_sql(s, s->wdb, "BEGIN IMMEDIATE", "begin the schema migration", err))
@@ -364,7 +347,7 @@ fail:
 }
 
 /* immutable: open "file:PATH?immutable=1" (read-only; no locks, no -shm). */
-static int open_db(const store_t *s, int readonly, int immutable, sqlite3 **db, char *err) {
+static int open_db(const sqlite_store_t *s, int readonly, int immutable, sqlite3 **db, char *err) {
   int flags = (readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
               SQLITE_OPEN_NOMUTEX;
   char *uri = NULL;
@@ -391,7 +374,7 @@ static int open_db(const store_t *s, int readonly, int immutable, sqlite3 **db, 
   return 0;
 }
 
-static int open_writer(store_t *s, char *err) {
+static int open_writer(sqlite_store_t *s, char *err) {
   char sql[96];
   if (open_db(s, 0, 0, &s->wdb, err))
     return -1;
@@ -420,6 +403,12 @@ static int open_writer(store_t *s, char *err) {
            WAL_SIZE_LIMIT);
   if (exec_sql(s, s->wdb, sql, "set synchronous mode", err) || migrate(s, err))
     return -1;
+  /* The file belongs to this process: the leases in it are an earlier life's. */
+  if (exec_sql(s, s->wdb,
+               "UPDATE units SET lease_owner = '', lease_until = 0 WHERE lease_until > 0;"
+               "UPDATE jobs SET final_owner = '', final_until = 0 WHERE final_until > 0",
+               "free the leases of an earlier run", err))
+    return -1;
   for (int i = 0; i < W_COUNT; i++)
     if (sqlite3_prepare_v3(s->wdb, WRITE_SQL[i], -1, SQLITE_PREPARE_PERSISTENT, &s->w[i], NULL) !=
         SQLITE_OK)
@@ -430,14 +419,14 @@ static int open_writer(store_t *s, char *err) {
 /* A read-only store in a directory this process cannot write has no -shm
  * file to share; when no -wal file is left either, the database file holds
  * every commit and can be read as immutable. */
-static int wal_left(const store_t *s) {
+static int wal_left(const sqlite_store_t *s) {
   char wal[4096];
   struct stat st;
   snprintf(wal, sizeof wal, "%s-wal", s->path);
   return stat(wal, &st) == 0 && st.st_size > 0;
 }
 
-static int open_reader(store_t *s, char *err) {
+static int open_reader(sqlite_store_t *s, char *err) {
   int64_t version;
   if (open_db(s, 1, 0, &s->rdb, err))
     return -1;
@@ -460,16 +449,19 @@ static int open_reader(store_t *s, char *err) {
   return 0;
 }
 
-store_t *store_open(const char *url_or_path, int flags, char *err) {
-  const char *path = sqlite_path(url_or_path, err);
-  if (!path)
-    return NULL;
-  store_t *s = calloc(1, sizeof *s);
+static const store_ops_t SQLITE_OPS;
+static void sq_close(store_t *base);
+
+store_t *store_sqlite_open(const char *path, int flags, char *err) {
+  sqlite_store_t *s = calloc(1, sizeof *s);
   if (!s || !(s->path = strdup(path))) {
     free(s);
     err_set(err, "store %s: out of memory", path);
     return NULL;
   }
+  s->base.ops = &SQLITE_OPS;
+  s->base.name = s->path;
+  s->base.readonly = (flags & STORE_READONLY) != 0;
   if (pthread_mutex_init(&s->wlock, NULL)) {
     err_set(err, "store %s: cannot make a mutex", path);
     goto fail;
@@ -484,15 +476,14 @@ store_t *store_open(const char *url_or_path, int flags, char *err) {
     goto fail;
   if (open_reader(s, err))
     goto fail;
-  return s;
+  return &s->base;
 fail:
-  store_close(s);
+  sq_close(&s->base);
   return NULL;
 }
 
-void store_close(store_t *s) {
-  if (!s)
-    return;
+static void sq_close(store_t *base) {
+  sqlite_store_t *s = (sqlite_store_t *)base;
   for (int i = 0; i < R_COUNT; i++)
     sqlite3_finalize(s->r[i]);
   for (int i = 0; i < W_COUNT; i++)
@@ -509,30 +500,12 @@ void store_close(store_t *s) {
 
 /* ---- writing ---------------------------------------------------------- */
 
-static int writable(const store_t *s, char *err) {
-  if (!s->wdb)
-    return err_set(err, "store %s: opened read-only", s->path);
-  return 0;
-}
-
-static int rows_check(const store_t *s, const char *const rows[], size_t n_rows, char *err) {
-  if (n_rows && !rows)
-    return err_set(err, "store %s: %zu rows given without rows", s->path, n_rows);
-  for (size_t i = 0; i < n_rows; i++) {
-    if (!rows[i])
-      return err_set(err, "store %s: row %zu is NULL", s->path, i);
-    if (strchr(rows[i], '\n'))
-      return err_set(err, "store %s: row %zu holds a newline", s->path, i);
-  }
-  return 0;
-}
-
-static int tx_begin(store_t *s, const char *what, char *err) {
+static int tx_begin(sqlite_store_t *s, const char *what, char *err) {
   return run(s, s->wdb, s->w[W_BEGIN], what, err);
 }
 
 /* A failed COMMIT may leave the transaction open (SQLITE_BUSY); roll back. */
-static int tx_commit(store_t *s, const char *what, char *err) {
+static int tx_commit(sqlite_store_t *s, const char *what, char *err) {
   if (run(s, s->wdb, s->w[W_COMMIT], what, err)) {
     if (!sqlite3_get_autocommit(s->wdb))
       run(s, s->wdb, s->w[W_ROLLBACK], what, NULL);
@@ -542,13 +515,13 @@ static int tx_commit(store_t *s, const char *what, char *err) {
 }
 
 /* Some errors (SQLITE_FULL, SQLITE_IOERR) roll back by themselves. */
-static void tx_rollback(store_t *s) {
+static void tx_rollback(sqlite_store_t *s) {
   if (!sqlite3_get_autocommit(s->wdb))
     run(s, s->wdb, s->w[W_ROLLBACK], "rollback", NULL);
 }
 
 /* Looks the job up inside the writer's transaction: 0, STORE_NOT_FOUND or -1. */
-static int job_lookup(store_t *s, const char *job_id, job_key_t *job, const char *what, char *err) {
+static int job_lookup(sqlite_store_t *s, const char *job_id, job_key_t *job, const char *what, char *err) {
   sqlite3_stmt *st = s->w[W_JOB_LOOKUP];
   if (sqlite3_bind_text(st, 1, job_id, -1, SQLITE_STATIC) != SQLITE_OK)
     return db_error(s, s->wdb, what, err);
@@ -559,7 +532,7 @@ static int job_lookup(store_t *s, const char *job_id, job_key_t *job, const char
     return rc == 0 ? STORE_NOT_FOUND : -1;
   }
   job->key = sqlite3_column_int64(st, 0);
-  int bad = state_parse(sqlite3_column_text(st, 1), &job->state);
+  int bad = store_state_parse((const char *)sqlite3_column_text(st, 1), &job->state);
   job->n_units = sqlite3_column_int(st, 2);
   job->units_done = sqlite3_column_int(st, 3);
   job->n_rows = sqlite3_column_int64(st, 4);
@@ -570,7 +543,7 @@ static int job_lookup(store_t *s, const char *job_id, job_key_t *job, const char
 }
 
 /* Inserts rows with sequence numbers first_seq, first_seq + 1, ... */
-static int rows_insert(store_t *s, int64_t job_key, int64_t first_seq, const char *const rows[],
+static int rows_insert(sqlite_store_t *s, int64_t job_key, int64_t first_seq, const char *const rows[],
                        size_t n_rows, const char *what, char *err) {
   sqlite3_stmt *st = s->w[W_ROW_INSERT];
   for (size_t i = 0; i < n_rows; i++) {
@@ -583,18 +556,7 @@ static int rows_insert(store_t *s, int64_t job_key, int64_t first_seq, const cha
   return 0;
 }
 
-static int job_id_check(const store_t *s, const char *id, char *err) {
-  size_t n = id ? strlen(id) : 0;
-  if (n != STORE_ID_LEN - 1)
-    return err_set(err, "store %s: job id '%.40s' is not %d hex digits", s->path, id ? id : "",
-                   STORE_ID_LEN - 1);
-  for (size_t i = 0; i < n; i++)
-    if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
-      return err_set(err, "store %s: job id '%s' is not lowercase hex", s->path, id);
-  return 0;
-}
-
-static int job_create_locked(store_t *s, const store_job_t *job, const char *spec, size_t spec_len,
+static int job_create_locked(sqlite_store_t *s, const store_job_t *job, const char *spec, size_t spec_len,
                              const char *what, char *err) {
   job_key_t existing;
   int rc = -1;
@@ -636,32 +598,16 @@ fail:
   return rc;
 }
 
-int store_job_create(store_t *s, const store_job_t *job, const char *spec, size_t spec_len,
-                     char *err) {
-  char what[WHAT_LEN];
-  if (writable(s, err) || job_id_check(s, job->id, err))
-    return -1;
-  snprintf(what, sizeof what, "create job %s", job->id);
-  if (strnlen(job->user, STORE_USER_LEN) == STORE_USER_LEN)
-    return err_set(err, "store %s: %s: user name longer than %d bytes", s->path, what,
-                   STORE_USER_LEN - 1);
-  if (strnlen(job->model, STORE_MODEL_LEN) == STORE_MODEL_LEN)
-    return err_set(err, "store %s: %s: model name longer than %d bytes", s->path, what,
-                   STORE_MODEL_LEN - 1);
-  if (job->n_units < 0 || job->n_units > STORE_MAX_UNITS)
-    return err_set(err, "store %s: %s: %d units (0..%d allowed)", s->path, what, job->n_units,
-                   STORE_MAX_UNITS);
-  if (job->variants_total < 0)
-    return err_set(err, "store %s: %s: negative variants_total", s->path, what);
-  if (!spec)
-    return err_set(err, "store %s: %s: no spec", s->path, what);
+static int sq_job_create(store_t *base, const store_job_t *job, const char *spec,
+                         size_t spec_len, const char *what, char *err) {
+  sqlite_store_t *s = (sqlite_store_t *)base;
   pthread_mutex_lock(&s->wlock);
   int rc = job_create_locked(s, job, spec, spec_len, what, err);
   pthread_mutex_unlock(&s->wlock);
   return rc;
 }
 
-static int unit_complete_locked(store_t *s, const char *job_id, int unit, const char *const rows[],
+static int unit_complete_locked(sqlite_store_t *s, const char *job_id, int unit, const char *const rows[],
                                 size_t n_rows, int64_t variants_delta, const char *what,
                                 char *err) {
   job_key_t job;
@@ -671,7 +617,7 @@ static int unit_complete_locked(store_t *s, const char *job_id, int unit, const 
   if (rc)
     goto fail;
   rc = -1;
-  if (state_final(job.state)) {
+  if (store_state_final(job.state)) {
     rc = STORE_STATE;
     err_set(err, "store %s: %s: the job is %s", s->path, what, store_state_name(job.state));
     goto fail;
@@ -723,21 +669,17 @@ fail:
   return rc;
 }
 
-int store_unit_complete(store_t *s, const char *job_id, int unit, const char *const rows[],
-                        size_t n_rows, int64_t variants_done_delta, char *err) {
-  char what[WHAT_LEN];
-  snprintf(what, sizeof what, "complete unit %d of job %.40s", unit, job_id ? job_id : "");
-  if (writable(s, err) || rows_check(s, rows, n_rows, err))
-    return -1;
-  if (!job_id || unit < 0 || variants_done_delta < 0)
-    return err_set(err, "store %s: %s: bad arguments", s->path, what);
+static int sq_unit_complete(store_t *base, const char *job_id, int unit, const char *const rows[],
+                            size_t n_rows, int64_t variants_done_delta, const char *what,
+                            char *err) {
+  sqlite_store_t *s = (sqlite_store_t *)base;
   pthread_mutex_lock(&s->wlock);
   int rc = unit_complete_locked(s, job_id, unit, rows, n_rows, variants_done_delta, what, err);
   pthread_mutex_unlock(&s->wlock);
   return rc;
 }
 
-static int set_state_locked(store_t *s, const char *job_id, store_state_t state, const char *error,
+static int set_state_locked(sqlite_store_t *s, const char *job_id, store_state_t state, const char *error,
                             const char *const rows[], size_t n_rows, const char *what, char *err) {
   job_key_t job;
   if (tx_begin(s, what, err))
@@ -746,7 +688,7 @@ static int set_state_locked(store_t *s, const char *job_id, store_state_t state,
   if (rc)
     goto fail;
   rc = STORE_STATE;
-  if (state_final(job.state) || (state == STORE_RUNNING && job.state != STORE_QUEUED)) {
+  if (store_state_final(job.state) || (state == STORE_RUNNING && job.state != STORE_QUEUED)) {
     err_set(err, "store %s: %s: the job is %s", s->path, what, store_state_name(job.state));
     goto fail;
   }
@@ -774,36 +716,18 @@ fail:
   return rc;
 }
 
-int store_job_set_state(store_t *s, const char *job_id, store_state_t state, const char *error,
-                        const char *const rows[], size_t n_rows, char *err) {
-  char what[WHAT_LEN], message[HYDRA_ERR_LEN];
-  snprintf(what, sizeof what, "move job %.40s to %s", job_id ? job_id : "",
-           store_state_name(state));
-  if (writable(s, err) || rows_check(s, rows, n_rows, err))
-    return -1;
-  if (!job_id || (!state_final(state) && state != STORE_RUNNING))
-    return err_set(err, "store %s: %s: not a state a job can move to", s->path, what);
-  /* Cut the message at a character boundary: back over continuation bytes. */
-  size_t n = 0;
-  if (error && (state == STORE_FAILED || state == STORE_CANCELLED)) {
-    n = strnlen(error, sizeof message - 1);
-    if (error[n])
-      while (n > 0 && ((unsigned char)error[n] & 0xc0) == 0x80)
-        n--;
-    memcpy(message, error, n);
-  }
-  message[n] = 0;
+static int sq_job_set_state(store_t *base, const char *job_id, store_state_t state,
+                            const char *error, const char *const rows[], size_t n_rows,
+                            const char *what, char *err) {
+  sqlite_store_t *s = (sqlite_store_t *)base;
   pthread_mutex_lock(&s->wlock);
-  int rc = set_state_locked(s, job_id, state, message, rows, n_rows, what, err);
+  int rc = set_state_locked(s, job_id, state, error, rows, n_rows, what, err);
   pthread_mutex_unlock(&s->wlock);
   return rc;
 }
 
-int store_job_cancel(store_t *s, const char *job_id, char *err) {
-  return store_job_set_state(s, job_id, STORE_CANCELLED, "cancelled", NULL, 0, err);
-}
 
-static int rows_append_locked(store_t *s, const char *job_id, const char *const rows[],
+static int rows_append_locked(sqlite_store_t *s, const char *job_id, const char *const rows[],
                               size_t n_rows, const char *what, char *err) {
   job_key_t job;
   if (tx_begin(s, what, err))
@@ -811,7 +735,7 @@ static int rows_append_locked(store_t *s, const char *job_id, const char *const 
   int rc = job_lookup(s, job_id, &job, what, err);
   if (rc)
     goto fail;
-  if (state_final(job.state)) {
+  if (store_state_final(job.state)) {
     rc = STORE_STATE;
     err_set(err, "store %s: %s: the job is %s", s->path, what, store_state_name(job.state));
     goto fail;
@@ -832,21 +756,16 @@ fail:
   return rc;
 }
 
-int store_rows_append(store_t *s, const char *job_id, const char *const rows[], size_t n_rows,
-                      char *err) {
-  char what[WHAT_LEN];
-  snprintf(what, sizeof what, "append rows to job %.40s", job_id ? job_id : "");
-  if (writable(s, err) || rows_check(s, rows, n_rows, err))
-    return -1;
-  if (!job_id)
-    return err_set(err, "store %s: %s: no job id", s->path, what);
+static int sq_rows_append(store_t *base, const char *job_id, const char *const rows[],
+                          size_t n_rows, const char *what, char *err) {
+  sqlite_store_t *s = (sqlite_store_t *)base;
   pthread_mutex_lock(&s->wlock);
   int rc = rows_append_locked(s, job_id, rows, n_rows, what, err);
   pthread_mutex_unlock(&s->wlock);
   return rc;
 }
 
-static int purge_locked(store_t *s, double older_than, size_t *n_purged, char *err) {
+static int purge_locked(sqlite_store_t *s, double older_than, size_t *n_purged, char *err) {
   const char *what = "purge finished jobs";
   if (tx_begin(s, what, err))
     return -1;
@@ -871,22 +790,153 @@ fail:
   return -1;
 }
 
-int store_purge(store_t *s, double older_than, size_t *n_purged, char *err) {
-  if (writable(s, err))
-    return -1;
+static int sq_purge(store_t *base, double older_than, size_t *n_purged, char *err) {
+  sqlite_store_t *s = (sqlite_store_t *)base;
   pthread_mutex_lock(&s->wlock);
   int rc = purge_locked(s, older_than, n_purged, err);
   pthread_mutex_unlock(&s->wlock);
   return rc;
 }
 
+/* ---- leases ----------------------------------------------------------- */
+
+/* Binds ?1 job key, ?2 now, ?3 worker, ?4 lease end, ?5 unit (those the
+ * statement has) and steps it; *changed gets the rows it changed. */
+static int lease_run(sqlite_store_t *s, int which, int64_t key, const char *worker, double lease_s,
+                     int unit, int *changed, const char *what, char *err) {
+  sqlite3_stmt *st = s->w[which];
+  const double now = now_s();
+  const int n = sqlite3_bind_parameter_count(st);
+  if (sqlite3_bind_int64(st, 1, key) | (n >= 2 ? sqlite3_bind_double(st, 2, now) : 0) |
+      sqlite3_bind_text(st, 3, worker, -1, SQLITE_STATIC) |
+      sqlite3_bind_double(st, 4, now + lease_s) | (n >= 5 ? sqlite3_bind_int(st, 5, unit) : 0))
+    return db_error(s, s->wdb, what, err);
+  if (run(s, s->wdb, st, what, err))
+    return -1;
+  *changed = sqlite3_changes(s->wdb);
+  return 0;
+}
+
+static int claim_locked(sqlite_store_t *s, const char *job_id, const char *worker, double lease_s,
+                        int *unit, const char *what, char *err) {
+  job_key_t job;
+  int changed = 0;
+  if (tx_begin(s, what, err))
+    return -1;
+  int rc = job_lookup(s, job_id, &job, what, err);
+  if (rc)
+    goto fail;
+  if (store_state_final(job.state)) {
+    rc = STORE_STATE;
+    err_set(err, "store %s: %s: the job is %s", s->path, what, store_state_name(job.state));
+    goto fail;
+  }
+  rc = -1;
+  sqlite3_stmt *st = s->w[W_CLAIM_FIND];
+  if (sqlite3_bind_int64(st, 1, job.key) | sqlite3_bind_double(st, 2, now_s()) |
+      sqlite3_bind_text(st, 3, worker, -1, SQLITE_STATIC)) {
+    db_error(s, s->wdb, what, err);
+    goto fail;
+  }
+  if (step_row(s, s->wdb, st, what, err) != 1)
+    goto fail;
+  const int free_unit = sqlite3_column_type(st, 0) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 0);
+  sqlite3_reset(st);
+  if (free_unit >= 0) {
+    if (lease_run(s, W_CLAIM_UNIT, job.key, worker, lease_s, free_unit, &changed, what, err))
+      goto fail;
+    *unit = free_unit;
+  } else if (job.units_done == job.n_units) {
+    if (lease_run(s, W_CLAIM_FINAL, job.key, worker, lease_s, 0, &changed, what, err))
+      goto fail;
+    *unit = changed ? job.n_units : -1;
+  }
+  return tx_commit(s, what, err);
+fail:
+  tx_rollback(s);
+  *unit = -1;
+  return rc;
+}
+
+static int sq_claim_unit(store_t *base, const char *job_id, const char *worker, double lease_s,
+                         int *unit, const char *what, char *err) {
+  sqlite_store_t *s = (sqlite_store_t *)base;
+  pthread_mutex_lock(&s->wlock);
+  int rc = claim_locked(s, job_id, worker, lease_s, unit, what, err);
+  pthread_mutex_unlock(&s->wlock);
+  return rc;
+}
+
+static int renew_locked(sqlite_store_t *s, const char *job_id, int unit, const char *worker,
+                        double lease_s, int *held, store_state_t *state, const char *what,
+                        char *err) {
+  job_key_t job;
+  int changed = 0;
+  if (tx_begin(s, what, err))
+    return -1;
+  int rc = job_lookup(s, job_id, &job, what, err);
+  if (rc)
+    goto fail;
+  rc = -1;
+  if (lease_run(s, unit < job.n_units ? W_RENEW_UNIT : W_RENEW_FINAL, job.key, worker, lease_s,
+                unit, &changed, what, err))
+    goto fail;
+  *held = changed > 0;
+  *state = job.state;
+  return tx_commit(s, what, err);
+fail:
+  tx_rollback(s);
+  return rc;
+}
+
+static int sq_renew_lease(store_t *base, const char *job_id, int unit, const char *worker,
+                          double lease_s, int *held, store_state_t *state, const char *what,
+                          char *err) {
+  sqlite_store_t *s = (sqlite_store_t *)base;
+  pthread_mutex_lock(&s->wlock);
+  int rc = renew_locked(s, job_id, unit, worker, lease_s, held, state, what, err);
+  pthread_mutex_unlock(&s->wlock);
+  return rc;
+}
+
+static int release_locked(sqlite_store_t *s, const char *worker, size_t *n_released, char *err) {
+  const char *what = "release leases";
+  size_t n = 0;
+  if (tx_begin(s, what, err))
+    return -1;
+  static const int steps[] = {W_RELEASE_UNITS, W_RELEASE_FINAL};
+  for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+    sqlite3_stmt *st = s->w[steps[i]];
+    if (sqlite3_bind_text(st, 1, worker, -1, SQLITE_STATIC)) {
+      db_error(s, s->wdb, what, err);
+      goto fail;
+    }
+    if (run(s, s->wdb, st, what, err))
+      goto fail;
+    n += (size_t)sqlite3_changes(s->wdb);
+  }
+  if (tx_commit(s, what, err))
+    return -1;
+  *n_released = n;
+  return 0;
+fail:
+  tx_rollback(s);
+  return -1;
+}
+
+static int sq_release_leases(store_t *base, const char *worker, size_t *n_released, char *err) {
+  sqlite_store_t *s = (sqlite_store_t *)base;
+  pthread_mutex_lock(&s->wlock);
+  int rc = release_locked(s, worker, n_released, err);
+  pthread_mutex_unlock(&s->wlock);
+  return rc;
+}
+
 /* ---- reading ---------------------------------------------------------- */
 
-int store_job_get(store_t *s, const char *job_id, store_job_t *job, char *err) {
-  char what[WHAT_LEN];
-  snprintf(what, sizeof what, "read job %.40s", job_id ? job_id : "");
-  if (!job_id)
-    return err_set(err, "store %s: %s: no job id", s->path, what);
+static int sq_job_get(store_t *base, const char *job_id, store_job_t *job, const char *what,
+                      char *err) {
+  sqlite_store_t *s = (sqlite_store_t *)base;
   pthread_mutex_lock(&s->rlock);
   sqlite3_stmt *st = s->r[R_JOB_GET];
   int rc = -1;
@@ -907,12 +957,9 @@ out:
   return rc;
 }
 
-int store_job_spec(store_t *s, const char *job_id, char **spec, size_t *len, char *err) {
-  char what[WHAT_LEN];
-  snprintf(what, sizeof what, "read the spec of job %.40s", job_id ? job_id : "");
-  *spec = NULL;
-  if (!job_id)
-    return err_set(err, "store %s: %s: no job id", s->path, what);
+static int sq_job_spec(store_t *base, const char *job_id, char **spec, size_t *len,
+                       const char *what, char *err) {
+  sqlite_store_t *s = (sqlite_store_t *)base;
   pthread_mutex_lock(&s->rlock);
   sqlite3_stmt *st = s->r[R_JOB_SPEC];
   int rc = -1;
@@ -946,21 +993,9 @@ out:
   return rc;
 }
 
-/* Appends one element of size elem to a growing array. */
-static void *array_push(void **items, size_t *n, size_t *cap, size_t elem) {
-  if (*n == *cap) {
-    size_t new_cap = *cap ? *cap * 2 : 16;
-    void *grown = realloc(*items, new_cap * elem);
-    if (!grown)
-      return NULL;
-    *items = grown;
-    *cap = new_cap;
-  }
-  return (char *)*items + (*n)++ * elem;
-}
-
-int store_jobs_list(store_t *s, const char *user, size_t limit, store_job_t **jobs, size_t *n,
-                    char *err) {
+static int sq_jobs_list(store_t *base, const char *user, size_t limit, store_job_t **jobs,
+                        size_t *n, char *err) {
+  sqlite_store_t *s = (sqlite_store_t *)base;
   const char *what = "list jobs";
   void *items = NULL;
   size_t count = 0, cap = 0;
@@ -975,7 +1010,7 @@ int store_jobs_list(store_t *s, const char *user, size_t limit, store_job_t **jo
     goto out;
   }
   while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-    store_job_t *job = array_push(&items, &count, &cap, sizeof *job);
+    store_job_t *job = store_array_push(&items, &count, &cap, sizeof *job);
     if (!job) {
       err_set(err, "store %s: %s: out of memory", s->path, what);
       goto out;
@@ -1000,7 +1035,8 @@ out:
   return 0;
 }
 
-int store_jobs_resumable(store_t *s, store_resume_t **jobs, size_t *n, char *err) {
+static int sq_jobs_resumable(store_t *base, store_resume_t **jobs, size_t *n, char *err) {
+  sqlite_store_t *s = (sqlite_store_t *)base;
   const char *what = "list jobs to resume";
   void *items = NULL;
   size_t count = 0, cap = 0;
@@ -1010,7 +1046,7 @@ int store_jobs_resumable(store_t *s, store_resume_t **jobs, size_t *n, char *err
   pthread_mutex_lock(&s->rlock);
   sqlite3_stmt *st = s->r[R_RESUMABLE];
   while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-    store_resume_t *resume = array_push(&items, &count, &cap, sizeof *resume);
+    store_resume_t *resume = store_array_push(&items, &count, &cap, sizeof *resume);
     if (!resume) {
       err_set(err, "store %s: %s: out of memory", s->path, what);
       goto out;
@@ -1037,7 +1073,7 @@ out:
   return 0;
 }
 
-static int rows_read_locked(store_t *s, const char *job_id, int64_t first_seq, size_t max_rows,
+static int rows_read_locked(sqlite_store_t *s, const char *job_id, int64_t first_seq, size_t max_rows,
                             store_row_fn fn, void *ctx, size_t *n_read, store_state_t *state,
                             const char *what, char *err) {
   int rc = -1, step = SQLITE_DONE;
@@ -1059,7 +1095,7 @@ static int rows_read_locked(store_t *s, const char *job_id, int64_t first_seq, s
   }
   int64_t key = sqlite3_column_int64(st, 0);
   store_state_t job_state;
-  int bad = state_parse(sqlite3_column_text(st, 1), &job_state);
+  int bad = store_state_parse((const char *)sqlite3_column_text(st, 1), &job_state);
   sqlite3_reset(st);
   if (bad) {
     err_set(err, "store %s: %s: unknown job state", s->path, what);
@@ -1100,16 +1136,29 @@ out:
   return rc;
 }
 
-int store_rows_read(store_t *s, const char *job_id, int64_t first_seq, size_t max_rows,
-                    store_row_fn fn, void *ctx, size_t *n_read, store_state_t *state, char *err) {
-  char what[WHAT_LEN];
-  snprintf(what, sizeof what, "read rows of job %.40s", job_id ? job_id : "");
-  if (n_read)
-    *n_read = 0;
-  if (!job_id || !fn || first_seq < 0)
-    return err_set(err, "store %s: %s: bad arguments", s->path, what);
+static int sq_rows_read(store_t *base, const char *job_id, int64_t first_seq, size_t max_rows,
+                        store_row_fn fn, void *ctx, size_t *n_read, store_state_t *state,
+                        const char *what, char *err) {
+  sqlite_store_t *s = (sqlite_store_t *)base;
   pthread_mutex_lock(&s->rlock);
   int rc = rows_read_locked(s, job_id, first_seq, max_rows, fn, ctx, n_read, state, what, err);
   pthread_mutex_unlock(&s->rlock);
   return rc;
 }
+
+static const store_ops_t SQLITE_OPS = {
+    .close = sq_close,
+    .job_create = sq_job_create,
+    .job_get = sq_job_get,
+    .job_spec = sq_job_spec,
+    .jobs_list = sq_jobs_list,
+    .jobs_resumable = sq_jobs_resumable,
+    .job_set_state = sq_job_set_state,
+    .unit_complete = sq_unit_complete,
+    .rows_append = sq_rows_append,
+    .rows_read = sq_rows_read,
+    .purge = sq_purge,
+    .claim_unit = sq_claim_unit,
+    .renew_lease = sq_renew_lease,
+    .release_leases = sq_release_leases,
+};

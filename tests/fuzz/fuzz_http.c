@@ -109,9 +109,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   c->connection_limit = 64;
   c->per_ip_limit = 64;
   c->connection_timeout_s = 2;
-  pthread_mutex_init(&S.lock, NULL);
-  pthread_cond_init(&S.wake, NULL);
-  pthread_mutex_init(&S.streams_lock, NULL);
+  snprintf(c->worker_id, sizeof(c->worker_id), "fuzz");
+  c->lease_s = 30;
+  if (server_init_locks(&S) != 0)
+    die("setup", "locks");
   snprintf(path, sizeof(path), "%s/tests/data/tiny-gpt2", root ? root : ".");
   server_model_t *m = &S.models[0];
   snprintf(m->name, sizeof(m->name), "tiny");

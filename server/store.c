@@ -1,0 +1,270 @@
+/* store.c - store.h's calls: the store named by a URL, the arguments
+ * checked once for every store, then the store's own operation
+ * (store_impl.h). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store_impl.h"
+
+#define WHAT_LEN 160
+
+static const char *const STATE_NAMES[] = {"queued", "running", "done", "failed", "cancelled"};
+
+const char *store_state_name(store_state_t state) {
+  if ((unsigned)state >= sizeof STATE_NAMES / sizeof STATE_NAMES[0])
+    return "unknown";
+  return STATE_NAMES[state];
+}
+
+int store_state_parse(const char *text, store_state_t *state) {
+  for (int i = 0; i < (int)(sizeof STATE_NAMES / sizeof STATE_NAMES[0]); i++)
+    if (text && strcmp(text, STATE_NAMES[i]) == 0) {
+      *state = (store_state_t)i;
+      return 0;
+    }
+  return -1;
+}
+
+int store_state_final(store_state_t state) {
+  return state == STORE_DONE || state == STORE_FAILED || state == STORE_CANCELLED;
+}
+
+void *store_array_push(void **items, size_t *n, size_t *cap, size_t elem) {
+  if (*n == *cap) {
+    size_t new_cap = *cap ? *cap * 2 : 16;
+    void *grown = realloc(*items, new_cap * elem);
+    if (!grown)
+      return NULL;
+    *items = grown;
+    *cap = new_cap;
+  }
+  return (char *)*items + (*n)++ * elem;
+}
+
+/* ---- opening ---------------------------------------------------------- */
+
+store_t *store_open(const char *url, int flags, char *err) {
+  if (!url || !*url)
+    return err_set(err, "store: no path given"), NULL;
+  if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0)
+    return store_postgres_open(url, flags, err);
+  const char *path = url;
+  if (strncmp(url, "sqlite://", 9) == 0)
+    path = url + 9;
+  else if (strncmp(url, "sqlite:", 7) == 0)
+    path = url + 7;
+  else if (strstr(url, "://"))
+    return err_set(err, "store %.*s: unknown store kind (a path, sqlite:PATH or postgres://...)",
+                   (int)(strstr(url, "://") - url + 3), url),
+           NULL;
+  if (!*path || strcmp(path, ":memory:") == 0)
+    return err_set(err, "store %s: the store needs a file path", url), NULL;
+  return store_sqlite_open(path, flags, err);
+}
+
+void store_close(store_t *s) {
+  if (s)
+    s->ops->close(s);
+}
+
+const char *store_name(const store_t *s) {
+  return s->name;
+}
+
+int store_shared(const store_t *s) {
+  return s->shared;
+}
+
+/* ---- argument checks -------------------------------------------------- */
+
+static int writable(const store_t *s, char *err) {
+  if (s->readonly)
+    return err_set(err, "store %s: opened read-only", s->name);
+  return 0;
+}
+
+static int rows_check(const store_t *s, const char *const rows[], size_t n_rows, char *err) {
+  if (n_rows && !rows)
+    return err_set(err, "store %s: %zu rows given without rows", s->name, n_rows);
+  for (size_t i = 0; i < n_rows; i++) {
+    if (!rows[i])
+      return err_set(err, "store %s: row %zu is NULL", s->name, i);
+    if (strchr(rows[i], '\n'))
+      return err_set(err, "store %s: row %zu holds a newline", s->name, i);
+  }
+  return 0;
+}
+
+static int job_id_check(const store_t *s, const char *id, char *err) {
+  size_t n = id ? strlen(id) : 0;
+  if (n != STORE_ID_LEN - 1)
+    return err_set(err, "store %s: job id '%.40s' is not %d hex digits", s->name, id ? id : "",
+                   STORE_ID_LEN - 1);
+  for (size_t i = 0; i < n; i++)
+    if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
+      return err_set(err, "store %s: job id '%s' is not lowercase hex", s->name, id);
+  return 0;
+}
+
+static int worker_check(const store_t *s, const char *worker, const char *what, char *err) {
+  if (!worker || !*worker || strnlen(worker, STORE_WORKER_LEN) == STORE_WORKER_LEN)
+    return err_set(err, "store %s: %s: the worker name is empty or longer than %d bytes", s->name,
+                   what, STORE_WORKER_LEN - 1);
+  return 0;
+}
+
+/* ---- writing ---------------------------------------------------------- */
+
+int store_job_create(store_t *s, const store_job_t *job, const char *spec, size_t spec_len,
+                     char *err) {
+  char what[WHAT_LEN];
+  if (writable(s, err) || job_id_check(s, job->id, err))
+    return -1;
+  snprintf(what, sizeof what, "create job %s", job->id);
+  if (strnlen(job->user, STORE_USER_LEN) == STORE_USER_LEN)
+    return err_set(err, "store %s: %s: user name longer than %d bytes", s->name, what,
+                   STORE_USER_LEN - 1);
+  if (strnlen(job->model, STORE_MODEL_LEN) == STORE_MODEL_LEN)
+    return err_set(err, "store %s: %s: model name longer than %d bytes", s->name, what,
+                   STORE_MODEL_LEN - 1);
+  if (job->n_units < 0 || job->n_units > STORE_MAX_UNITS)
+    return err_set(err, "store %s: %s: %d units (0..%d allowed)", s->name, what, job->n_units,
+                   STORE_MAX_UNITS);
+  if (job->variants_total < 0)
+    return err_set(err, "store %s: %s: negative variants_total", s->name, what);
+  if (!spec)
+    return err_set(err, "store %s: %s: no spec", s->name, what);
+  return s->ops->job_create(s, job, spec, spec_len, what, err);
+}
+
+int store_unit_complete(store_t *s, const char *job_id, int unit, const char *const rows[],
+                        size_t n_rows, int64_t variants_done_delta, char *err) {
+  char what[WHAT_LEN];
+  snprintf(what, sizeof what, "complete unit %d of job %.40s", unit, job_id ? job_id : "");
+  if (writable(s, err) || rows_check(s, rows, n_rows, err))
+    return -1;
+  if (!job_id || unit < 0 || variants_done_delta < 0)
+    return err_set(err, "store %s: %s: bad arguments", s->name, what);
+  return s->ops->unit_complete(s, job_id, unit, rows, n_rows, variants_done_delta, what, err);
+}
+
+int store_job_set_state(store_t *s, const char *job_id, store_state_t state, const char *error,
+                        const char *const rows[], size_t n_rows, char *err) {
+  char what[WHAT_LEN], message[HYDRA_ERR_LEN];
+  snprintf(what, sizeof what, "move job %.40s to %s", job_id ? job_id : "",
+           store_state_name(state));
+  if (writable(s, err) || rows_check(s, rows, n_rows, err))
+    return -1;
+  if (!job_id || (!store_state_final(state) && state != STORE_RUNNING))
+    return err_set(err, "store %s: %s: not a state a job can move to", s->name, what);
+  /* Cut the message at a character boundary: back over continuation bytes. */
+  size_t n = 0;
+  if (error && (state == STORE_FAILED || state == STORE_CANCELLED)) {
+    n = strnlen(error, sizeof message - 1);
+    if (error[n])
+      while (n > 0 && ((unsigned char)error[n] & 0xc0) == 0x80)
+        n--;
+    memcpy(message, error, n);
+  }
+  message[n] = 0;
+  return s->ops->job_set_state(s, job_id, state, message, rows, n_rows, what, err);
+}
+
+int store_job_cancel(store_t *s, const char *job_id, char *err) {
+  return store_job_set_state(s, job_id, STORE_CANCELLED, "cancelled", NULL, 0, err);
+}
+
+int store_rows_append(store_t *s, const char *job_id, const char *const rows[], size_t n_rows,
+                      char *err) {
+  char what[WHAT_LEN];
+  snprintf(what, sizeof what, "append rows to job %.40s", job_id ? job_id : "");
+  if (writable(s, err) || rows_check(s, rows, n_rows, err))
+    return -1;
+  if (!job_id)
+    return err_set(err, "store %s: %s: no job id", s->name, what);
+  return s->ops->rows_append(s, job_id, rows, n_rows, what, err);
+}
+
+int store_purge(store_t *s, double older_than, size_t *n_purged, char *err) {
+  if (writable(s, err))
+    return -1;
+  return s->ops->purge(s, older_than, n_purged, err);
+}
+
+int store_claim_unit(store_t *s, const char *job_id, const char *worker, double lease_s, int *unit,
+                     char *err) {
+  char what[WHAT_LEN];
+  snprintf(what, sizeof what, "claim a unit of job %.40s", job_id ? job_id : "");
+  *unit = -1;
+  if (writable(s, err) || worker_check(s, worker, what, err))
+    return -1;
+  if (!job_id || !(lease_s > 0))
+    return err_set(err, "store %s: %s: bad arguments", s->name, what);
+  return s->ops->claim_unit(s, job_id, worker, lease_s, unit, what, err);
+}
+
+int store_renew_lease(store_t *s, const char *job_id, int unit, const char *worker, double lease_s,
+                      int *held, store_state_t *state, char *err) {
+  char what[WHAT_LEN];
+  int held_here = 0;
+  store_state_t state_here = STORE_QUEUED;
+  snprintf(what, sizeof what, "renew the lease on unit %d of job %.40s", unit,
+           job_id ? job_id : "");
+  if (writable(s, err) || worker_check(s, worker, what, err))
+    return -1;
+  if (!job_id || unit < 0 || !(lease_s > 0))
+    return err_set(err, "store %s: %s: bad arguments", s->name, what);
+  return s->ops->renew_lease(s, job_id, unit, worker, lease_s, held ? held : &held_here,
+                             state ? state : &state_here, what, err);
+}
+
+int store_release_leases(store_t *s, const char *worker, size_t *n_released, char *err) {
+  size_t n_here = 0;
+  if (writable(s, err) || worker_check(s, worker, "release leases", err))
+    return -1;
+  return s->ops->release_leases(s, worker, n_released ? n_released : &n_here, err);
+}
+
+/* ---- reading ---------------------------------------------------------- */
+
+int store_job_get(store_t *s, const char *job_id, store_job_t *job, char *err) {
+  char what[WHAT_LEN];
+  snprintf(what, sizeof what, "read job %.40s", job_id ? job_id : "");
+  if (!job_id)
+    return err_set(err, "store %s: %s: no job id", s->name, what);
+  return s->ops->job_get(s, job_id, job, what, err);
+}
+
+int store_job_spec(store_t *s, const char *job_id, char **spec, size_t *len, char *err) {
+  char what[WHAT_LEN];
+  snprintf(what, sizeof what, "read the spec of job %.40s", job_id ? job_id : "");
+  *spec = NULL;
+  if (!job_id)
+    return err_set(err, "store %s: %s: no job id", s->name, what);
+  return s->ops->job_spec(s, job_id, spec, len, what, err);
+}
+
+int store_jobs_list(store_t *s, const char *user, size_t limit, store_job_t **jobs, size_t *n,
+                    char *err) {
+  *jobs = NULL;
+  *n = 0;
+  return s->ops->jobs_list(s, user, limit, jobs, n, err);
+}
+
+int store_jobs_resumable(store_t *s, store_resume_t **jobs, size_t *n, char *err) {
+  *jobs = NULL;
+  *n = 0;
+  return s->ops->jobs_resumable(s, jobs, n, err);
+}
+
+int store_rows_read(store_t *s, const char *job_id, int64_t first_seq, size_t max_rows,
+                    store_row_fn fn, void *ctx, size_t *n_read, store_state_t *state, char *err) {
+  char what[WHAT_LEN];
+  snprintf(what, sizeof what, "read rows of job %.40s", job_id ? job_id : "");
+  if (n_read)
+    *n_read = 0;
+  if (!job_id || !fn || first_seq < 0)
+    return err_set(err, "store %s: %s: bad arguments", s->name, what);
+  return s->ops->rows_read(s, job_id, first_seq, max_rows, fn, ctx, n_read, state, what, err);
+}

@@ -1,0 +1,57 @@
+/* store_impl.h - what a store implementation provides to store.c: a table
+ * of operations, one per call of store.h. store.c checks the arguments
+ * (ids, rows, names, states) and names the operation ("complete unit 3 of job
+ * ..."); an operation gets them checked, takes its own locks, and fills err
+ * with "store NAME: WHAT: why". Not for the store's users. */
+#ifndef HYDRA_STORE_IMPL_H
+#define HYDRA_STORE_IMPL_H
+
+#include "store.h"
+
+typedef struct store_ops {
+  void (*close)(store_t *s);
+  int (*job_create)(store_t *s, const store_job_t *job, const char *spec, size_t spec_len,
+                    const char *what, char *err);
+  int (*job_get)(store_t *s, const char *job_id, store_job_t *job, const char *what, char *err);
+  int (*job_spec)(store_t *s, const char *job_id, char **spec, size_t *len, const char *what,
+                  char *err);
+  int (*jobs_list)(store_t *s, const char *user, size_t limit, store_job_t **jobs, size_t *n,
+                   char *err);
+  int (*jobs_resumable)(store_t *s, store_resume_t **jobs, size_t *n, char *err);
+  int (*job_set_state)(store_t *s, const char *job_id, store_state_t state, const char *error,
+                       const char *const rows[], size_t n_rows, const char *what, char *err);
+  int (*unit_complete)(store_t *s, const char *job_id, int unit, const char *const rows[],
+                       size_t n_rows, int64_t variants_done_delta, const char *what, char *err);
+  int (*rows_append)(store_t *s, const char *job_id, const char *const rows[], size_t n_rows,
+                     const char *what, char *err);
+  int (*rows_read)(store_t *s, const char *job_id, int64_t first_seq, size_t max_rows,
+                   store_row_fn fn, void *ctx, size_t *n_read, store_state_t *state,
+                   const char *what, char *err);
+  int (*purge)(store_t *s, double older_than, size_t *n_purged, char *err);
+  int (*claim_unit)(store_t *s, const char *job_id, const char *worker, double lease_s, int *unit,
+                    const char *what, char *err);
+  int (*renew_lease)(store_t *s, const char *job_id, int unit, const char *worker, double lease_s,
+                     int *held, store_state_t *state, const char *what, char *err);
+  int (*release_leases)(store_t *s, const char *worker, size_t *n_released, char *err);
+} store_ops_t;
+
+/* The head of every store: implementations embed it first. */
+struct store {
+  const store_ops_t *ops;
+  const char *name; /* for messages: the path, or the URL without its password */
+  int readonly;     /* opened with STORE_READONLY: every write fails */
+  int shared;       /* other processes write it too */
+};
+
+/* The state named text, or -1. */
+int store_state_parse(const char *text, store_state_t *state);
+
+/* Growing arrays of jobs: appends one element of size elem; NULL when out of
+ * memory. */
+void *store_array_push(void **items, size_t *n, size_t *cap, size_t elem);
+
+store_t *store_sqlite_open(const char *path, int flags, char *err);
+/* In store_postgres.c when this build has libpq, else store_postgres_none.c. */
+store_t *store_postgres_open(const char *url, int flags, char *err);
+
+#endif

@@ -1,0 +1,1052 @@
+/* store_postgres.c - the job store on PostgreSQL (store.h), shared by every
+ * hydrad of a lab: any of them accepts jobs, claims work units and serves
+ * results.
+ *
+ * Schema (tables prefixed hydra_, so the database may hold others): jobs
+ * keyed by a bigint (the 32-hex id is unique), units (job, idx) with a lease
+ * (owner, until), rows (job, seq). A job's own row is the lock that orders
+ * everything written to it: a unit's completion, a state change or an append
+ * takes it FOR UPDATE, numbers its rows from the job's row count and commits
+ * rows, unit and count together, so rows are numbered in commit order without
+ * gaps and a reader sees a prefix. Units are claimed with SELECT ... FOR
+ * UPDATE SKIP LOCKED, the lowest pending unit whose lease ran out (by the
+ * database server's clock) first. Rows travel by COPY, one round trip per
+ * unit. Migrations run under an advisory lock, so workers that start
+ * together migrate once.
+ *
+ * Each store holds two connections (writes, reads), each under a mutex; a
+ * connection found broken is reset before the next call, so a database
+ * restart costs the calls made while it is down, not the process. */
+#include <inttypes.h>
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store_impl.h"
+
+#define MIGRATION_LOCK 0x68796472 /* "hydr": pg_advisory_xact_lock key */
+#define READ_PAGE 4096            /* rows per query when reading a job's rows */
+#define COPY_CHUNK (1 << 20)
+#define NOW_S "extract(epoch from clock_timestamp())::float8"
+
+static const char *const MIGRATIONS[] = {
+    /* 1: jobs, units with leases, rows */
+    "CREATE TABLE hydra_jobs ("
+    " key bigserial PRIMARY KEY,"
+    " id text NOT NULL UNIQUE,"
+    " user_name text NOT NULL,"
+    " model text NOT NULL,"
+    " spec text NOT NULL,"
+    " state text NOT NULL CHECK (state IN ('queued','running','done','failed','cancelled')),"
+    " error text NOT NULL DEFAULT '',"
+    " created_at float8 NOT NULL,"
+    " started_at float8 NOT NULL DEFAULT 0,"
+    " finished_at float8 NOT NULL DEFAULT 0,"
+    " deadline float8 NOT NULL DEFAULT 0,"
+    " n_units integer NOT NULL,"
+    " units_done integer NOT NULL DEFAULT 0,"
+    " variants_total bigint NOT NULL,"
+    " variants_done bigint NOT NULL DEFAULT 0,"
+    " n_rows bigint NOT NULL DEFAULT 0,"
+    " final_owner text NOT NULL DEFAULT '',"
+    " final_until float8 NOT NULL DEFAULT 0);"
+    "CREATE INDEX hydra_jobs_by_user ON hydra_jobs (user_name, created_at);"
+    "CREATE INDEX hydra_jobs_by_state ON hydra_jobs (state, created_at);"
+    "CREATE INDEX hydra_jobs_by_finish ON hydra_jobs (finished_at);"
+    "CREATE TABLE hydra_units ("
+    " job bigint NOT NULL,"
+    " idx integer NOT NULL,"
+    " state text NOT NULL DEFAULT 'pending' CHECK (state IN ('pending','done')),"
+    " first_seq bigint NOT NULL DEFAULT 0,"
+    " n_rows bigint NOT NULL DEFAULT 0,"
+    " finished_at float8 NOT NULL DEFAULT 0,"
+    " lease_owner text NOT NULL DEFAULT '',"
+    " lease_until float8 NOT NULL DEFAULT 0,"
+    " PRIMARY KEY (job, idx));"
+    "CREATE INDEX hydra_units_by_owner ON hydra_units (lease_owner) WHERE lease_owner <> '';"
+    "CREATE TABLE hydra_result_rows ("
+    " job bigint NOT NULL,"
+    " seq bigint NOT NULL,"
+    " body text NOT NULL,"
+    " PRIMARY KEY (job, seq));",
+};
+#define SCHEMA_VERSION ((int)(sizeof MIGRATIONS / sizeof MIGRATIONS[0]))
+
+#define JOB_COLUMNS                                                                                \
+  "id, user_name, model, state, error, created_at, started_at, finished_at, deadline, n_units, "   \
+  "units_done, variants_total, variants_done, n_rows"
+#define FINAL_STATES "('done','failed','cancelled')"
+
+typedef struct {
+  store_t base;
+  char *name;     /* the URL without its password */
+  char *conninfo; /* the URL as given */
+  PGconn *w, *r;  /* w is NULL when read-only */
+  pthread_mutex_t wlock, rlock;
+  int locks_ready;
+} pg_store_t;
+
+/* What a writer knows of a job it holds locked. */
+typedef struct {
+  char key[24];
+  store_state_t state;
+  int n_units, units_done;
+  int64_t n_rows;
+} job_lock_t;
+
+/* ---- connections and errors ------------------------------------------- */
+
+/* The URL with any password left out: the user part's ":secret" and a
+ * "password=" parameter. */
+static char *redact(const char *url) {
+  size_t n = strlen(url);
+  char *out = malloc(n + 1);
+  if (!out)
+    return NULL;
+  const char *scheme = strstr(url, "://"), *rest = scheme ? scheme + 3 : url;
+  const char *at = strchr(rest, '@'), *slash = strchr(rest, '/');
+  size_t o = 0;
+  if (at && (!slash || at < slash)) { /* userinfo: keep the user, drop ":password" */
+    const char *colon = memchr(rest, ':', (size_t)(at - rest));
+    const char *user_end = colon ? colon : at;
+    memcpy(out, url, (size_t)(user_end - url));
+    o = (size_t)(user_end - url);
+    url = at;
+  }
+  for (const char *p = url; *p;) {
+    const int param_start = p > url && (p[-1] == '?' || p[-1] == '&');
+    if (param_start && strncmp(p, "password=", 9) == 0) {
+      while (*p && *p != '&')
+        p++;
+      if (*p == '&')
+        p++;
+      continue;
+    }
+    out[o++] = *p++;
+  }
+  while (o > 0 && (out[o - 1] == '&' || out[o - 1] == '?'))
+    o--;
+  out[o] = 0;
+  return out;
+}
+
+/* The first line of a message, without its "ERROR:  " prefix. */
+static int pg_fail(const pg_store_t *s, const char *message, const char *what, char *err) {
+  const char *m = message && *message ? message : "unknown error";
+  if (strncmp(m, "ERROR:  ", 8) == 0)
+    m += 8;
+  size_t n = strcspn(m, "\n");
+  return err_set(err, "store %s: %s: %.*s", s->name, what, (int)n, m);
+}
+
+/* Resets a connection found broken (the server restarted, the network
+ * dropped); -1 with err when it stays broken. */
+static int conn_ready(const pg_store_t *s, PGconn *c, const char *what, char *err) {
+  if (PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) != PQTRANS_UNKNOWN)
+    return 0;
+  PQreset(c);
+  if (PQstatus(c) != CONNECTION_OK)
+    return pg_fail(s, PQerrorMessage(c), what, err);
+  return 0;
+}
+
+/* Runs sql with text parameters (NULL for SQL NULL). *out (may be NULL) gets
+ * the result, which the caller clears; without out the result is cleared. */
+static int q(const pg_store_t *s, PGconn *c, const char *sql, int n, const char *const *params,
+             PGresult **out, const char *what, char *err) {
+  PGresult *res = PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
+  ExecStatusType st = PQresultStatus(res);
+  if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+    pg_fail(s, res ? PQresultErrorMessage(res) : PQerrorMessage(c), what, err);
+    PQclear(res);
+    return -1;
+  }
+  if (out)
+    *out = res;
+  else
+    PQclear(res);
+  return 0;
+}
+
+static int begin(const pg_store_t *s, PGconn *c, const char *sql, const char *what, char *err) {
+  if (conn_ready(s, c, what, err))
+    return -1;
+  return q(s, c, sql, 0, NULL, NULL, what, err);
+}
+
+static int commit(const pg_store_t *s, PGconn *c, const char *what, char *err) {
+  return q(s, c, "COMMIT", 0, NULL, NULL, what, err);
+}
+
+/* Ends a failed transaction; the connection may be broken. */
+static void rollback(PGconn *c) {
+  if (PQtransactionStatus(c) != PQTRANS_IDLE)
+    PQclear(PQexec(c, "ROLLBACK"));
+}
+
+static int64_t col_i64(const PGresult *res, int row, int col) {
+  return strtoll(PQgetvalue(res, row, col), NULL, 10);
+}
+
+static double col_f64(const PGresult *res, int row, int col) {
+  return strtod(PQgetvalue(res, row, col), NULL);
+}
+
+/* Reads the JOB_COLUMNS starting at column 0 of a row. */
+static int job_read(const pg_store_t *s, const PGresult *res, int row, store_job_t *job,
+                    char *err) {
+  memset(job, 0, sizeof *job);
+  snprintf(job->id, sizeof job->id, "%s", PQgetvalue(res, row, 0));
+  snprintf(job->user, sizeof job->user, "%s", PQgetvalue(res, row, 1));
+  snprintf(job->model, sizeof job->model, "%s", PQgetvalue(res, row, 2));
+  if (store_state_parse(PQgetvalue(res, row, 3), &job->state))
+    return err_set(err, "store %s: job %s: unknown state '%s'", s->name, job->id,
+                   PQgetvalue(res, row, 3));
+  snprintf(job->error, sizeof job->error, "%s", PQgetvalue(res, row, 4));
+  job->created_at = col_f64(res, row, 5);
+  job->started_at = col_f64(res, row, 6);
+  job->finished_at = col_f64(res, row, 7);
+  job->deadline = col_f64(res, row, 8);
+  job->n_units = (int)col_i64(res, row, 9);
+  job->units_done = (int)col_i64(res, row, 10);
+  job->variants_total = col_i64(res, row, 11);
+  job->variants_done = col_i64(res, row, 12);
+  job->rows = col_i64(res, row, 13);
+  return 0;
+}
+
+/* ---- opening ---------------------------------------------------------- */
+
+/* The schema version: 0 for a database without hydra's tables. */
+static int schema_version(const pg_store_t *s, PGconn *c, int *version, char *err) {
+  PGresult *res = NULL;
+  if (q(s, c, "SELECT to_regclass('hydra_schema') IS NOT NULL, to_regclass('hydra_jobs') IS NOT NULL",
+        0, NULL, &res, "read the schema", err))
+    return -1;
+  const int has_version = PQgetvalue(res, 0, 0)[0] == 't', has_jobs = PQgetvalue(res, 0, 1)[0] == 't';
+  PQclear(res);
+  *version = 0;
+  if (!has_version) {
+    if (has_jobs)
+      return err_set(err, "store %s: not a hydra store (a hydra_jobs table without hydra_schema)",
+                     s->name);
+    return 0;
+  }
+  if (q(s, c, "SELECT coalesce(max(version), 0) FROM hydra_schema", 0, NULL, &res,
+        "read the schema version", err))
+    return -1;
+  *version = (int)col_i64(res, 0, 0);
+  PQclear(res);
+  if (*version > SCHEMA_VERSION)
+    return err_set(err, "store %s: schema version %d is newer than this hydrad's (%d)", s->name,
+                   *version, SCHEMA_VERSION);
+  return 0;
+}
+
+static int migrate(const pg_store_t *s, char *err) {
+  char what[96], sql[160];
+  int version;
+  if (begin(s, s->w, "BEGIN", "begin the schema migration", err))
+    return -1;
+  snprintf(sql, sizeof sql, "SELECT pg_advisory_xact_lock(%d)", MIGRATION_LOCK);
+  if (q(s, s->w, sql, 0, NULL, NULL, "lock the schema", err) ||
+      schema_version(s, s->w, &version, err))
+    goto fail;
+  if (version == SCHEMA_VERSION)
+    return commit(s, s->w, "end the schema check", err);
+  if (q(s, s->w, "CREATE TABLE IF NOT EXISTS hydra_schema (version integer NOT NULL)", 0, NULL,
+        NULL, "create the hydra_schema table", err))
+    goto fail;
+  for (int v = version + 1; v <= SCHEMA_VERSION; v++) {
+    snprintf(what, sizeof what, "migrate the schema to version %d", v);
+    PGresult *res = PQexec(s->w, MIGRATIONS[v - 1]); /* several statements: no parameters */
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+      pg_fail(s, PQresultErrorMessage(res), what, err);
+      PQclear(res);
+      goto fail;
+    }
+    PQclear(res);
+  }
+  snprintf(sql, sizeof sql, "DELETE FROM hydra_schema; INSERT INTO hydra_schema VALUES (%d)",
+           SCHEMA_VERSION);
+  PGresult *res = PQexec(s->w, sql);
+  if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+    pg_fail(s, PQresultErrorMessage(res), "record the schema version", err);
+    PQclear(res);
+    goto fail;
+  }
+  PQclear(res);
+  return commit(s, s->w, "commit the schema migration", err);
+fail:
+  rollback(s->w);
+  return -1;
+}
+
+static int connect_db(const pg_store_t *s, PGconn **c, char *err) {
+  *c = PQconnectdb(s->conninfo);
+  if (!*c)
+    return err_set(err, "store %s: connect: out of memory", s->name);
+  if (PQstatus(*c) != CONNECTION_OK)
+    return pg_fail(s, PQerrorMessage(*c), "connect", err);
+  /* Notices (e.g. "relation already exists, skipping") are not errors. */
+  PQsetNoticeProcessor(*c, NULL, NULL);
+  return q(s, *c, "SET client_encoding = 'UTF8'", 0, NULL, NULL, "connect", err);
+}
+
+static const store_ops_t POSTGRES_OPS;
+static void pg_close(store_t *base);
+
+store_t *store_postgres_open(const char *url, int flags, char *err) {
+  pg_store_t *s = calloc(1, sizeof *s);
+  int version = 0;
+  if (!s || !(s->name = redact(url)) || !(s->conninfo = strdup(url))) {
+    err_set(err, "store postgres: out of memory");
+    if (s)
+      free(s->name);
+    free(s);
+    return NULL;
+  }
+  s->base.ops = &POSTGRES_OPS;
+  s->base.name = s->name;
+  s->base.readonly = (flags & STORE_READONLY) != 0;
+  s->base.shared = 1;
+  if (pthread_mutex_init(&s->wlock, NULL)) {
+    err_set(err, "store %s: cannot make a mutex", s->name);
+    goto fail;
+  }
+  if (pthread_mutex_init(&s->rlock, NULL)) {
+    pthread_mutex_destroy(&s->wlock);
+    err_set(err, "store %s: cannot make a mutex", s->name);
+    goto fail;
+  }
+  s->locks_ready = 1;
+  if (!s->base.readonly && (connect_db(s, &s->w, err) || migrate(s, err)))
+    goto fail;
+  if (connect_db(s, &s->r, err) || schema_version(s, s->r, &version, err))
+    goto fail;
+  if (version != SCHEMA_VERSION) {
+    err_set(err, "store %s: not a hydra store (schema version %d, this hydrad needs %d)", s->name,
+            version, SCHEMA_VERSION);
+    goto fail;
+  }
+  return &s->base;
+fail:
+  pg_close(&s->base);
+  return NULL;
+}
+
+static void pg_close(store_t *base) {
+  pg_store_t *s = (pg_store_t *)base;
+  if (s->w)
+    PQfinish(s->w);
+  if (s->r)
+    PQfinish(s->r);
+  if (s->locks_ready) {
+    pthread_mutex_destroy(&s->rlock);
+    pthread_mutex_destroy(&s->wlock);
+  }
+  free(s->conninfo);
+  free(s->name);
+  free(s);
+}
+
+/* ---- writing ---------------------------------------------------------- */
+
+/* Locks the job's row for the rest of the transaction: 0, STORE_NOT_FOUND
+ * or -1. */
+static int job_lock(pg_store_t *s, const char *job_id, job_lock_t *job, const char *what,
+                    char *err) {
+  PGresult *res = NULL;
+  const char *p[] = {job_id};
+  if (q(s, s->w,
+        "SELECT key, state, n_units, units_done, n_rows FROM hydra_jobs WHERE id = $1 FOR UPDATE",
+        1, p, &res, what, err))
+    return -1;
+  if (PQntuples(res) == 0) {
+    PQclear(res);
+    err_set(err, "store %s: %s: no job %s", s->name, what, job_id);
+    return STORE_NOT_FOUND;
+  }
+  snprintf(job->key, sizeof job->key, "%s", PQgetvalue(res, 0, 0));
+  int bad = store_state_parse(PQgetvalue(res, 0, 1), &job->state);
+  job->n_units = (int)col_i64(res, 0, 2);
+  job->units_done = (int)col_i64(res, 0, 3);
+  job->n_rows = col_i64(res, 0, 4);
+  PQclear(res);
+  if (bad)
+    return err_set(err, "store %s: %s: job %s has an unknown state", s->name, what, job_id);
+  return 0;
+}
+
+/* Appends text to a COPY line buffer, escaping what COPY's text format
+ * reads specially. */
+static void copy_escape(char *out, size_t *o, const char *text) {
+  for (const char *p = text; *p; p++) {
+    switch (*p) {
+    case '\\': out[(*o)++] = '\\', out[(*o)++] = '\\'; break;
+    case '\t': out[(*o)++] = '\\', out[(*o)++] = 't'; break;
+    case '\n': out[(*o)++] = '\\', out[(*o)++] = 'n'; break;
+    case '\r': out[(*o)++] = '\\', out[(*o)++] = 'r'; break;
+    default: out[(*o)++] = *p;
+    }
+  }
+}
+
+/* Inserts rows numbered first_seq, first_seq + 1, ... by one COPY. */
+static int rows_insert(pg_store_t *s, const char *job_key, int64_t first_seq,
+                       const char *const rows[], size_t n_rows, const char *what, char *err) {
+  if (n_rows == 0)
+    return 0;
+  PGresult *res = PQexec(s->w, "COPY hydra_result_rows (job, seq, body) FROM STDIN");
+  if (PQresultStatus(res) != PGRES_COPY_IN) {
+    pg_fail(s, PQresultErrorMessage(res), what, err);
+    PQclear(res);
+    return -1;
+  }
+  PQclear(res);
+  char *buf = NULL;
+  size_t cap = 0, o = 0;
+  int failed = 0;
+  for (size_t i = 0; i < n_rows && !failed; i++) {
+    size_t need = 64 + 2 * strlen(rows[i]);
+    if (o + need > cap) {
+      if (o && PQputCopyData(s->w, buf, (int)o) != 1)
+        failed = 1;
+      o = 0;
+      size_t want = need > COPY_CHUNK ? need : COPY_CHUNK;
+      if (!failed && want > cap) {
+        char *grown = realloc(buf, want);
+        if (!grown) {
+          err_set(err, "store %s: %s: out of memory", s->name, what);
+          failed = 2;
+          break;
+        }
+        buf = grown;
+        cap = want;
+      }
+    }
+    if (failed)
+      break;
+    o += (size_t)sprintf(buf + o, "%s\t%" PRId64 "\t", job_key, first_seq + (int64_t)i);
+    copy_escape(buf, &o, rows[i]);
+    buf[o++] = '\n';
+  }
+  if (!failed && o && PQputCopyData(s->w, buf, (int)o) != 1)
+    failed = 1;
+  free(buf);
+  if (PQputCopyEnd(s->w, failed ? "hydra: the rows could not be sent" : NULL) != 1 && !failed)
+    failed = 1;
+  int rc = 0;
+  while ((res = PQgetResult(s->w))) {
+    if (PQresultStatus(res) != PGRES_COMMAND_OK && !rc) {
+      if (failed != 2)
+        pg_fail(s, PQresultErrorMessage(res), what, err);
+      rc = -1;
+    }
+    PQclear(res);
+  }
+  if (failed == 1 && !rc)
+    pg_fail(s, PQerrorMessage(s->w), what, err);
+  return failed ? -1 : rc;
+}
+
+static int job_create_locked(pg_store_t *s, const store_job_t *job, const char *spec,
+                             size_t spec_len, const char *what, char *err) {
+  char deadline[40], n_units[16], variants[24];
+  if (memchr(spec, 0, spec_len))
+    return err_set(err, "store %s: %s: the spec holds a NUL byte", s->name, what);
+  char *text = malloc(spec_len + 1);
+  if (!text)
+    return err_set(err, "store %s: %s: out of memory", s->name, what);
+  memcpy(text, spec, spec_len);
+  text[spec_len] = 0;
+  snprintf(deadline, sizeof deadline, "%.17g", job->deadline);
+  snprintf(n_units, sizeof n_units, "%d", job->n_units);
+  snprintf(variants, sizeof variants, "%" PRId64, job->variants_total);
+  const char *p[] = {job->id, job->user, job->model, text, deadline, n_units, variants};
+  PGresult *res = NULL;
+  int rc = -1;
+  if (begin(s, s->w, "BEGIN", what, err))
+    goto out;
+  if (q(s, s->w,
+        "INSERT INTO hydra_jobs (id, user_name, model, spec, state, created_at, deadline, "
+        "n_units, variants_total) VALUES ($1, $2, $3, $4, 'queued', " NOW_S ", $5, $6, $7) "
+        "ON CONFLICT (id) DO NOTHING RETURNING key",
+        7, p, &res, what, err))
+    goto out;
+  if (PQntuples(res) == 0) {
+    rc = STORE_DUPLICATE;
+    err_set(err, "store %s: %s: the id is taken", s->name, what);
+    goto out;
+  }
+  const char *u[] = {PQgetvalue(res, 0, 0), n_units};
+  if (q(s, s->w,
+        "INSERT INTO hydra_units (job, idx) SELECT $1::bigint, generate_series(0, $2::int - 1)",
+        2, u, NULL, what, err) ||
+      commit(s, s->w, what, err))
+    goto out;
+  rc = 0;
+out:
+  PQclear(res);
+  if (rc)
+    rollback(s->w);
+  free(text);
+  return rc;
+}
+
+static int pg_job_create(store_t *base, const store_job_t *job, const char *spec, size_t spec_len,
+                         const char *what, char *err) {
+  pg_store_t *s = (pg_store_t *)base;
+  pthread_mutex_lock(&s->wlock);
+  int rc = job_create_locked(s, job, spec, spec_len, what, err);
+  pthread_mutex_unlock(&s->wlock);
+  return rc;
+}
+
+static int unit_complete_locked(pg_store_t *s, const char *job_id, int unit,
+                                const char *const rows[], size_t n_rows, int64_t variants_delta,
+                                const char *what, char *err) {
+  job_lock_t job;
+  char unit_s[16], first[24], count[24], delta[24];
+  PGresult *res = NULL;
+  if (begin(s, s->w, "BEGIN", what, err))
+    return -1;
+  int rc = job_lock(s, job_id, &job, what, err);
+  if (rc)
+    goto fail;
+  rc = -1;
+  if (store_state_final(job.state)) {
+    rc = STORE_STATE;
+    err_set(err, "store %s: %s: the job is %s", s->name, what, store_state_name(job.state));
+    goto fail;
+  }
+  if (unit >= job.n_units) {
+    err_set(err, "store %s: %s: the job has %d units", s->name, what, job.n_units);
+    goto fail;
+  }
+  snprintf(unit_s, sizeof unit_s, "%d", unit);
+  const char *p[] = {job.key, unit_s};
+  if (q(s, s->w, "SELECT state = 'done' FROM hydra_units WHERE job = $1 AND idx = $2", 2, p, &res,
+        what, err))
+    goto fail;
+  if (PQntuples(res) == 0) {
+    err_set(err, "store %s: %s: the unit is missing", s->name, what);
+    goto fail;
+  }
+  if (PQgetvalue(res, 0, 0)[0] == 't') {
+    rc = STORE_DUPLICATE;
+    err_set(err, "store %s: %s: the unit is done already", s->name, what);
+    goto fail;
+  }
+  if (rows_insert(s, job.key, job.n_rows, rows, n_rows, what, err))
+    goto fail;
+  snprintf(first, sizeof first, "%" PRId64, job.n_rows);
+  snprintf(count, sizeof count, "%zu", n_rows);
+  snprintf(delta, sizeof delta, "%" PRId64, variants_delta);
+  const char *pu[] = {job.key, unit_s, first, count};
+  const char *pj[] = {job.key, delta, count};
+  if (q(s, s->w,
+        "UPDATE hydra_units SET state = 'done', first_seq = $3, n_rows = $4, finished_at = " NOW_S
+        ", lease_owner = '', lease_until = 0 WHERE job = $1 AND idx = $2",
+        4, pu, NULL, what, err) ||
+      q(s, s->w,
+        "UPDATE hydra_jobs SET units_done = units_done + 1, variants_done = variants_done + $2, "
+        "n_rows = n_rows + $3 WHERE key = $1",
+        3, pj, NULL, what, err) ||
+      commit(s, s->w, what, err))
+    goto fail;
+  PQclear(res);
+  return 0;
+fail:
+  PQclear(res);
+  rollback(s->w);
+  return rc;
+}
+
+static int pg_unit_complete(store_t *base, const char *job_id, int unit, const char *const rows[],
+                            size_t n_rows, int64_t variants_done_delta, const char *what,
+                            char *err) {
+  pg_store_t *s = (pg_store_t *)base;
+  pthread_mutex_lock(&s->wlock);
+  int rc = unit_complete_locked(s, job_id, unit, rows, n_rows, variants_done_delta, what, err);
+  pthread_mutex_unlock(&s->wlock);
+  return rc;
+}
+
+static int set_state_locked(pg_store_t *s, const char *job_id, store_state_t state,
+                            const char *error, const char *const rows[], size_t n_rows,
+                            const char *what, char *err) {
+  job_lock_t job;
+  char count[24];
+  if (begin(s, s->w, "BEGIN", what, err))
+    return -1;
+  int rc = job_lock(s, job_id, &job, what, err);
+  if (rc)
+    goto fail;
+  rc = STORE_STATE;
+  if (store_state_final(job.state) || (state == STORE_RUNNING && job.state != STORE_QUEUED)) {
+    err_set(err, "store %s: %s: the job is %s", s->name, what, store_state_name(job.state));
+    goto fail;
+  }
+  if (state == STORE_DONE && job.units_done < job.n_units) {
+    err_set(err, "store %s: %s: %d of %d units are pending", s->name, what,
+            job.n_units - job.units_done, job.n_units);
+    goto fail;
+  }
+  rc = -1;
+  if (rows_insert(s, job.key, job.n_rows, rows, n_rows, what, err))
+    goto fail;
+  snprintf(count, sizeof count, "%zu", n_rows);
+  const char *p[] = {job.key, store_state_name(state), error, count};
+  if (q(s, s->w,
+        "UPDATE hydra_jobs SET state = $2::text, error = $3, "
+        "started_at = CASE WHEN started_at = 0 AND $2::text IN ('running','done') THEN " NOW_S
+        " ELSE started_at END, "
+        "finished_at = CASE WHEN $2::text IN " FINAL_STATES " THEN " NOW_S " ELSE 0 END, "
+        "n_rows = n_rows + $4::bigint WHERE key = $1",
+        4, p, NULL, what, err) ||
+      commit(s, s->w, what, err))
+    goto fail;
+  return 0;
+fail:
+  rollback(s->w);
+  return rc;
+}
+
+static int pg_job_set_state(store_t *base, const char *job_id, store_state_t state,
+                            const char *error, const char *const rows[], size_t n_rows,
+                            const char *what, char *err) {
+  pg_store_t *s = (pg_store_t *)base;
+  pthread_mutex_lock(&s->wlock);
+  int rc = set_state_locked(s, job_id, state, error, rows, n_rows, what, err);
+  pthread_mutex_unlock(&s->wlock);
+  return rc;
+}
+
+static int rows_append_locked(pg_store_t *s, const char *job_id, const char *const rows[],
+                              size_t n_rows, const char *what, char *err) {
+  job_lock_t job;
+  char count[24];
+  if (begin(s, s->w, "BEGIN", what, err))
+    return -1;
+  int rc = job_lock(s, job_id, &job, what, err);
+  if (rc)
+    goto fail;
+  if (store_state_final(job.state)) {
+    rc = STORE_STATE;
+    err_set(err, "store %s: %s: the job is %s", s->name, what, store_state_name(job.state));
+    goto fail;
+  }
+  rc = -1;
+  snprintf(count, sizeof count, "%zu", n_rows);
+  const char *p[] = {job.key, count};
+  if (rows_insert(s, job.key, job.n_rows, rows, n_rows, what, err) ||
+      q(s, s->w, "UPDATE hydra_jobs SET n_rows = n_rows + $2 WHERE key = $1", 2, p, NULL, what,
+        err) ||
+      commit(s, s->w, what, err))
+    goto fail;
+  return 0;
+fail:
+  rollback(s->w);
+  return rc;
+}
+
+static int pg_rows_append(store_t *base, const char *job_id, const char *const rows[],
+                          size_t n_rows, const char *what, char *err) {
+  pg_store_t *s = (pg_store_t *)base;
+  pthread_mutex_lock(&s->wlock);
+  int rc = rows_append_locked(s, job_id, rows, n_rows, what, err);
+  pthread_mutex_unlock(&s->wlock);
+  return rc;
+}
+
+static int purge_locked(pg_store_t *s, double older_than, size_t *n_purged, char *err) {
+  const char *what = "purge finished jobs";
+  char before[40];
+  PGresult *res = NULL;
+  snprintf(before, sizeof before, "%.17g", older_than);
+  const char *p[] = {before};
+  if (begin(s, s->w, "BEGIN", what, err))
+    return -1;
+  if (q(s, s->w,
+        "DELETE FROM hydra_result_rows WHERE job IN (SELECT key FROM hydra_jobs WHERE state IN "
+        FINAL_STATES " AND finished_at < $1)",
+        1, p, NULL, what, err) ||
+      q(s, s->w,
+        "DELETE FROM hydra_units WHERE job IN (SELECT key FROM hydra_jobs WHERE state IN "
+        FINAL_STATES " AND finished_at < $1)",
+        1, p, NULL, what, err) ||
+      q(s, s->w, "DELETE FROM hydra_jobs WHERE state IN " FINAL_STATES " AND finished_at < $1", 1,
+        p, &res, what, err))
+    goto fail;
+  size_t n = (size_t)strtoull(PQcmdTuples(res), NULL, 10);
+  PQclear(res);
+  if (commit(s, s->w, what, err))
+    goto fail;
+  if (n_purged)
+    *n_purged = n;
+  return 0;
+fail:
+  rollback(s->w);
+  return -1;
+}
+
+static int pg_purge(store_t *base, double older_than, size_t *n_purged, char *err) {
+  pg_store_t *s = (pg_store_t *)base;
+  pthread_mutex_lock(&s->wlock);
+  int rc = purge_locked(s, older_than, n_purged, err);
+  pthread_mutex_unlock(&s->wlock);
+  return rc;
+}
+
+/* ---- leases ----------------------------------------------------------- */
+
+static int claim_locked(pg_store_t *s, const char *job_id, const char *worker, double lease_s,
+                        int *unit, const char *what, char *err) {
+  char lease[40];
+  PGresult *res = NULL;
+  snprintf(lease, sizeof lease, "%.17g", lease_s);
+  const char *pj[] = {job_id};
+  if (begin(s, s->w, "BEGIN", what, err))
+    return -1;
+  int rc = -1;
+  if (q(s, s->w, "SELECT key, state, n_units, units_done FROM hydra_jobs WHERE id = $1", 1, pj,
+        &res, what, err))
+    goto fail;
+  if (PQntuples(res) == 0) {
+    rc = STORE_NOT_FOUND;
+    err_set(err, "store %s: %s: no job %s", s->name, what, job_id);
+    goto fail;
+  }
+  char key[24];
+  store_state_t state;
+  snprintf(key, sizeof key, "%s", PQgetvalue(res, 0, 0));
+  if (store_state_parse(PQgetvalue(res, 0, 1), &state)) {
+    err_set(err, "store %s: %s: unknown job state", s->name, what);
+    goto fail;
+  }
+  const int n_units = (int)col_i64(res, 0, 2), units_done = (int)col_i64(res, 0, 3);
+  PQclear(res);
+  res = NULL;
+  if (store_state_final(state)) {
+    rc = STORE_STATE;
+    err_set(err, "store %s: %s: the job is %s", s->name, what, store_state_name(state));
+    goto fail;
+  }
+  const char *p[] = {key, worker, lease};
+  if (q(s, s->w,
+        "WITH free AS (SELECT idx FROM hydra_units WHERE job = $1 AND state = 'pending' AND "
+        "(lease_until <= " NOW_S " OR lease_owner = $2) ORDER BY idx LIMIT 1 "
+        "FOR UPDATE SKIP LOCKED) "
+        "UPDATE hydra_units u SET lease_owner = $2, lease_until = " NOW_S " + $3::float8 "
+        "FROM free WHERE u.job = $1 AND u.idx = free.idx RETURNING u.idx",
+        3, p, &res, what, err))
+    goto fail;
+  if (PQntuples(res) > 0)
+    *unit = (int)col_i64(res, 0, 0);
+  else if (units_done == n_units) {
+    PQclear(res);
+    res = NULL;
+    if (q(s, s->w,
+          "UPDATE hydra_jobs SET final_owner = $2, final_until = " NOW_S " + $3::float8 "
+          "WHERE key = $1 AND state IN ('queued','running') AND units_done = n_units AND "
+          "(final_until <= " NOW_S " OR final_owner = $2) RETURNING n_units",
+          3, p, &res, what, err))
+      goto fail;
+    if (PQntuples(res) > 0)
+      *unit = n_units;
+  }
+  PQclear(res);
+  return commit(s, s->w, what, err);
+fail:
+  PQclear(res);
+  rollback(s->w);
+  *unit = -1;
+  return rc;
+}
+
+static int pg_claim_unit(store_t *base, const char *job_id, const char *worker, double lease_s,
+                         int *unit, const char *what, char *err) {
+  pg_store_t *s = (pg_store_t *)base;
+  pthread_mutex_lock(&s->wlock);
+  int rc = claim_locked(s, job_id, worker, lease_s, unit, what, err);
+  pthread_mutex_unlock(&s->wlock);
+  return rc;
+}
+
+static int renew_locked(pg_store_t *s, const char *job_id, int unit, const char *worker,
+                        double lease_s, int *held, store_state_t *state, const char *what,
+                        char *err) {
+  char lease[40], unit_s[16];
+  PGresult *res = NULL;
+  snprintf(lease, sizeof lease, "%.17g", lease_s);
+  snprintf(unit_s, sizeof unit_s, "%d", unit);
+  const char *p[] = {job_id, unit_s, worker, lease};
+  if (conn_ready(s, s->w, what, err))
+    return -1;
+  /* One statement: the state, and the lease extended where worker holds it. */
+  if (q(s, s->w,
+        "WITH j AS (SELECT key, state, n_units FROM hydra_jobs WHERE id = $1), "
+        "u AS (UPDATE hydra_units SET lease_until = " NOW_S " + $4::float8 FROM j "
+        "WHERE hydra_units.job = j.key AND idx = $2::int AND $2::int < j.n_units AND "
+        "lease_owner = $3 AND hydra_units.state = 'pending' RETURNING 1), "
+        "f AS (UPDATE hydra_jobs SET final_until = " NOW_S " + $4::float8 FROM j "
+        "WHERE hydra_jobs.key = j.key AND $2::int >= j.n_units AND final_owner = $3 RETURNING 1) "
+        "SELECT j.state, (SELECT count(*) FROM u) + (SELECT count(*) FROM f) FROM j",
+        4, p, &res, what, err))
+    return -1;
+  int rc = 0;
+  if (PQntuples(res) == 0) {
+    rc = STORE_NOT_FOUND;
+    err_set(err, "store %s: %s: no job %s", s->name, what, job_id);
+  } else if (store_state_parse(PQgetvalue(res, 0, 0), state)) {
+    rc = err_set(err, "store %s: %s: unknown job state", s->name, what);
+  } else {
+    *held = col_i64(res, 0, 1) > 0;
+  }
+  PQclear(res);
+  return rc;
+}
+
+static int pg_renew_lease(store_t *base, const char *job_id, int unit, const char *worker,
+                          double lease_s, int *held, store_state_t *state, const char *what,
+                          char *err) {
+  pg_store_t *s = (pg_store_t *)base;
+  pthread_mutex_lock(&s->wlock);
+  int rc = renew_locked(s, job_id, unit, worker, lease_s, held, state, what, err);
+  pthread_mutex_unlock(&s->wlock);
+  return rc;
+}
+
+static int pg_release_leases(store_t *base, const char *worker, size_t *n_released, char *err) {
+  pg_store_t *s = (pg_store_t *)base;
+  const char *what = "release leases";
+  const char *p[] = {worker};
+  PGresult *res = NULL;
+  pthread_mutex_lock(&s->wlock);
+  int rc = -1;
+  if (conn_ready(s, s->w, what, err) ||
+      q(s, s->w,
+        "WITH u AS (UPDATE hydra_units SET lease_owner = '', lease_until = 0 "
+        "WHERE lease_owner = $1 AND state = 'pending' RETURNING 1), "
+        "f AS (UPDATE hydra_jobs SET final_owner = '', final_until = 0 WHERE final_owner = $1 "
+        "RETURNING 1) SELECT (SELECT count(*) FROM u) + (SELECT count(*) FROM f)",
+        1, p, &res, what, err))
+    goto out;
+  *n_released = (size_t)col_i64(res, 0, 0);
+  rc = 0;
+out:
+  PQclear(res);
+  pthread_mutex_unlock(&s->wlock);
+  return rc;
+}
+
+/* ---- reading ---------------------------------------------------------- */
+
+static int pg_job_get(store_t *base, const char *job_id, store_job_t *job, const char *what,
+                      char *err) {
+  pg_store_t *s = (pg_store_t *)base;
+  PGresult *res = NULL;
+  const char *p[] = {job_id};
+  int rc = -1;
+  pthread_mutex_lock(&s->rlock);
+  if (conn_ready(s, s->r, what, err) ||
+      q(s, s->r, "SELECT " JOB_COLUMNS " FROM hydra_jobs WHERE id = $1", 1, p, &res, what, err))
+    goto out;
+  if (PQntuples(res) == 0) {
+    rc = STORE_NOT_FOUND;
+    err_set(err, "store %s: %s: no such job", s->name, what);
+  } else
+    rc = job_read(s, res, 0, job, err);
+out:
+  PQclear(res);
+  pthread_mutex_unlock(&s->rlock);
+  return rc;
+}
+
+static int pg_job_spec(store_t *base, const char *job_id, char **spec, size_t *len,
+                       const char *what, char *err) {
+  pg_store_t *s = (pg_store_t *)base;
+  PGresult *res = NULL;
+  const char *p[] = {job_id};
+  int rc = -1;
+  pthread_mutex_lock(&s->rlock);
+  if (conn_ready(s, s->r, what, err) ||
+      q(s, s->r, "SELECT spec FROM hydra_jobs WHERE id = $1", 1, p, &res, what, err))
+    goto out;
+  if (PQntuples(res) == 0) {
+    rc = STORE_NOT_FOUND;
+    err_set(err, "store %s: %s: no such job", s->name, what);
+    goto out;
+  }
+  size_t n = (size_t)PQgetlength(res, 0, 0);
+  if (!(*spec = malloc(n + 1))) {
+    err_set(err, "store %s: %s: out of memory", s->name, what);
+    goto out;
+  }
+  memcpy(*spec, PQgetvalue(res, 0, 0), n);
+  (*spec)[n] = 0;
+  if (len)
+    *len = n;
+  rc = 0;
+out:
+  PQclear(res);
+  pthread_mutex_unlock(&s->rlock);
+  return rc;
+}
+
+/* Jobs of a query whose columns are JOB_COLUMNS, then, with first_pending,
+ * the lowest pending unit (NULL for none). */
+static int jobs_query(pg_store_t *s, const char *sql, int n_params, const char *const *params,
+                      int with_pending, void **items, size_t *count, const char *what,
+                      char *err) {
+  PGresult *res = NULL;
+  size_t cap = 0, elem = with_pending ? sizeof(store_resume_t) : sizeof(store_job_t);
+  int rc = -1;
+  pthread_mutex_lock(&s->rlock);
+  if (conn_ready(s, s->r, what, err) || q(s, s->r, sql, n_params, params, &res, what, err))
+    goto out;
+  for (int i = 0; i < PQntuples(res); i++) {
+    void *item = store_array_push(items, count, &cap, elem);
+    if (!item) {
+      err_set(err, "store %s: %s: out of memory", s->name, what);
+      goto out;
+    }
+    store_job_t *job = with_pending ? &((store_resume_t *)item)->job : item;
+    if (job_read(s, res, i, job, err))
+      goto out;
+    if (with_pending)
+      ((store_resume_t *)item)->first_pending =
+          PQgetisnull(res, i, 14) ? job->n_units : (int)col_i64(res, i, 14);
+  }
+  rc = 0;
+out:
+  PQclear(res);
+  pthread_mutex_unlock(&s->rlock);
+  if (rc) {
+    free(*items);
+    *items = NULL;
+    *count = 0;
+  }
+  return rc;
+}
+
+static int pg_jobs_list(store_t *base, const char *user, size_t limit, store_job_t **jobs,
+                        size_t *n, char *err) {
+  char lim[24];
+  snprintf(lim, sizeof lim, "%zu", limit);
+  const char *p[] = {limit ? lim : NULL, user};
+  void *items = NULL;
+  int rc = jobs_query((pg_store_t *)base,
+                      user ? "SELECT " JOB_COLUMNS " FROM hydra_jobs WHERE user_name = $2 "
+                             "ORDER BY created_at DESC, key DESC LIMIT $1::bigint"
+                           : "SELECT " JOB_COLUMNS " FROM hydra_jobs "
+                             "ORDER BY created_at DESC, key DESC LIMIT $1::bigint",
+                      user ? 2 : 1, p, 0, &items, n, "list jobs", err);
+  *jobs = items;
+  return rc;
+}
+
+static int pg_jobs_resumable(store_t *base, store_resume_t **jobs, size_t *n, char *err) {
+  void *items = NULL;
+  int rc = jobs_query((pg_store_t *)base,
+                      "SELECT " JOB_COLUMNS ", (SELECT min(idx) FROM hydra_units u WHERE u.job = "
+                      "j.key AND u.state = 'pending') FROM hydra_jobs j "
+                      "WHERE state IN ('queued','running') ORDER BY created_at, key",
+                      0, NULL, 1, &items, n, "list jobs to resume", err);
+  *jobs = items;
+  return rc;
+}
+
+static int rows_read_locked(pg_store_t *s, const char *job_id, int64_t first_seq, size_t max_rows,
+                            store_row_fn fn, void *ctx, size_t *n_read, store_state_t *state,
+                            const char *what, char *err) {
+  PGresult *res = NULL;
+  size_t count = 0;
+  int rc = -1;
+  const char *pj[] = {job_id};
+  if (begin(s, s->r, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", what, err))
+    return -1;
+  if (q(s, s->r, "SELECT key, state FROM hydra_jobs WHERE id = $1", 1, pj, &res, what, err))
+    goto out;
+  if (PQntuples(res) == 0) {
+    rc = STORE_NOT_FOUND;
+    err_set(err, "store %s: %s: no such job", s->name, what);
+    goto out;
+  }
+  char key[24];
+  store_state_t job_state;
+  snprintf(key, sizeof key, "%s", PQgetvalue(res, 0, 0));
+  if (store_state_parse(PQgetvalue(res, 0, 1), &job_state)) {
+    err_set(err, "store %s: %s: unknown job state", s->name, what);
+    goto out;
+  }
+  PQclear(res);
+  res = NULL;
+  int stopped = 0;
+  int64_t next = first_seq;
+  for (;;) {
+    size_t page = READ_PAGE;
+    if (max_rows && max_rows - count < page)
+      page = max_rows - count;
+    if (page == 0)
+      break;
+    char from[24], lim[24];
+    snprintf(from, sizeof from, "%" PRId64, next);
+    snprintf(lim, sizeof lim, "%zu", page);
+    const char *p[] = {key, from, lim};
+    if (q(s, s->r,
+          "SELECT seq, body FROM hydra_result_rows WHERE job = $1 AND seq >= $2 ORDER BY seq "
+          "LIMIT $3",
+          3, p, &res, what, err))
+      goto out;
+    const int n = PQntuples(res);
+    for (int i = 0; i < n && !stopped; i++) {
+      count++;
+      next = col_i64(res, i, 0) + 1;
+      stopped = fn(ctx, col_i64(res, i, 0), PQgetvalue(res, i, 1), (size_t)PQgetlength(res, i, 1));
+    }
+    PQclear(res);
+    res = NULL;
+    if (stopped || (size_t)n < page)
+      break;
+  }
+  if (n_read)
+    *n_read = count;
+  if (state)
+    *state = job_state;
+  rc = 0;
+out:
+  PQclear(res);
+  rollback(s->r);
+  return rc;
+}
+
+static int pg_rows_read(store_t *base, const char *job_id, int64_t first_seq, size_t max_rows,
+                        store_row_fn fn, void *ctx, size_t *n_read, store_state_t *state,
+                        const char *what, char *err) {
+  pg_store_t *s = (pg_store_t *)base;
+  pthread_mutex_lock(&s->rlock);
+  int rc = rows_read_locked(s, job_id, first_seq, max_rows, fn, ctx, n_read, state, what, err);
+  pthread_mutex_unlock(&s->rlock);
+  return rc;
+}
+
+static const store_ops_t POSTGRES_OPS = {
+    .close = pg_close,
+    .job_create = pg_job_create,
+    .job_get = pg_job_get,
+    .job_spec = pg_job_spec,
+    .jobs_list = pg_jobs_list,
+    .jobs_resumable = pg_jobs_resumable,
+    .job_set_state = pg_job_set_state,
+    .unit_complete = pg_unit_complete,
+    .rows_append = pg_rows_append,
+    .rows_read = pg_rows_read,
+    .purge = pg_purge,
+    .claim_unit = pg_claim_unit,
+    .renew_lease = pg_renew_lease,
+    .release_leases = pg_release_leases,
+};

@@ -304,8 +304,8 @@ static int start_job(server_t *s, sched_job_t *j, results_t *r, rowbuf_t *buf) {
     end_job(s, j, STORE_FAILED, "writing the header failed");
     return 1;
   }
-  int rc = store_job_set_state(s->store, j->id, STORE_RUNNING, NULL,
-                               (const char *const *)buf->rows, buf->n, err);
+  int rc = store_job_set_state(s->store, j->id, STORE_RUNNING, NULL, (const char *const *)buf->rows,
+                               buf->n, err);
   if (rc == STORE_STATE) {
     store_job_t now;
     rc = store_job_get(s->store, j->id, &now, err);
@@ -358,8 +358,8 @@ static int run_claimed_unit(server_t *s, sched_job_t *j, results_t *r, rowbuf_t 
   int rc = store_unit_complete(s->store, j->id, unit, (const char *const *)buf->rows, buf->n,
                                variants, err);
   if (rc == STORE_DUPLICATE) { /* the lease ran out and another worker stored it first */
-    server_log(s, 1, "job %s: unit %d was stored by another worker; this run's rows dropped",
-               j->id, unit);
+    server_log(s, 1, "job %s: unit %d was stored by another worker; this run's rows dropped", j->id,
+               unit);
     rowbuf_clear(buf);
     return 0;
   }
@@ -523,8 +523,8 @@ static void renew(server_t *s) {
     return;
   int held = 1;
   store_state_t state = STORE_RUNNING;
-  int rc = store_renew_lease(s->store, id, unit, s->cfg.worker_id, s->cfg.lease_s, &held, &state,
-                             err);
+  int rc =
+      store_renew_lease(s->store, id, unit, s->cfg.worker_id, s->cfg.lease_s, &held, &state, err);
   if (rc < 0) {
     server_log(s, 0, "job %s: %s", id, err);
     return;

@@ -222,10 +222,12 @@ static int job_read(const pg_store_t *s, const PGresult *res, int row, store_job
 /* The schema version: 0 for a database without hydra's tables. */
 static int schema_version(const pg_store_t *s, PGconn *c, int *version, char *err) {
   PGresult *res = NULL;
-  if (q(s, c, "SELECT to_regclass('hydra_schema') IS NOT NULL, to_regclass('hydra_jobs') IS NOT NULL",
-        0, NULL, &res, "read the schema", err))
+  if (q(s, c,
+        "SELECT to_regclass('hydra_schema') IS NOT NULL, to_regclass('hydra_jobs') IS NOT NULL", 0,
+        NULL, &res, "read the schema", err))
     return -1;
-  const int has_version = PQgetvalue(res, 0, 0)[0] == 't', has_jobs = PQgetvalue(res, 0, 1)[0] == 't';
+  const int has_version = PQgetvalue(res, 0, 0)[0] == 't',
+            has_jobs = PQgetvalue(res, 0, 1)[0] == 't';
   PQclear(res);
   *version = 0;
   if (!has_version) {
@@ -385,11 +387,20 @@ static int job_lock(pg_store_t *s, const char *job_id, job_lock_t *job, const ch
 static void copy_escape(char *out, size_t *o, const char *text) {
   for (const char *p = text; *p; p++) {
     switch (*p) {
-    case '\\': out[(*o)++] = '\\', out[(*o)++] = '\\'; break;
-    case '\t': out[(*o)++] = '\\', out[(*o)++] = 't'; break;
-    case '\n': out[(*o)++] = '\\', out[(*o)++] = 'n'; break;
-    case '\r': out[(*o)++] = '\\', out[(*o)++] = 'r'; break;
-    default: out[(*o)++] = *p;
+    case '\\':
+      out[(*o)++] = '\\', out[(*o)++] = '\\';
+      break;
+    case '\t':
+      out[(*o)++] = '\\', out[(*o)++] = 't';
+      break;
+    case '\n':
+      out[(*o)++] = '\\', out[(*o)++] = 'n';
+      break;
+    case '\r':
+      out[(*o)++] = '\\', out[(*o)++] = 'r';
+      break;
+    default:
+      out[(*o)++] = *p;
     }
   }
 }
@@ -483,8 +494,8 @@ static int job_create_locked(pg_store_t *s, const store_job_t *job, const char *
   }
   const char *u[] = {PQgetvalue(res, 0, 0), n_units};
   if (q(s, s->w,
-        "INSERT INTO hydra_units (job, idx) SELECT $1::bigint, generate_series(0, $2::int - 1)",
-        2, u, NULL, what, err) ||
+        "INSERT INTO hydra_units (job, idx) SELECT $1::bigint, generate_series(0, $2::int - 1)", 2,
+        u, NULL, what, err) ||
       commit(s, s->w, what, err))
     goto out;
   rc = 0;
@@ -671,12 +682,12 @@ static int purge_locked(pg_store_t *s, double older_than, size_t *n_purged, char
   if (begin(s, s->w, "BEGIN", what, err))
     return -1;
   if (q(s, s->w,
-        "DELETE FROM hydra_result_rows WHERE job IN (SELECT key FROM hydra_jobs WHERE state IN "
-        FINAL_STATES " AND finished_at < $1)",
+        "DELETE FROM hydra_result_rows WHERE job IN (SELECT key FROM hydra_jobs WHERE state "
+        "IN " FINAL_STATES " AND finished_at < $1)",
         1, p, NULL, what, err) ||
       q(s, s->w,
-        "DELETE FROM hydra_units WHERE job IN (SELECT key FROM hydra_jobs WHERE state IN "
-        FINAL_STATES " AND finished_at < $1)",
+        "DELETE FROM hydra_units WHERE job IN (SELECT key FROM hydra_jobs WHERE state "
+        "IN " FINAL_STATES " AND finished_at < $1)",
         1, p, NULL, what, err) ||
       q(s, s->w, "DELETE FROM hydra_jobs WHERE state IN " FINAL_STATES " AND finished_at < $1", 1,
         p, &res, what, err))
@@ -900,8 +911,7 @@ out:
 /* Jobs of a query whose columns are JOB_COLUMNS, then, with first_pending,
  * the lowest pending unit (NULL for none). */
 static int jobs_query(pg_store_t *s, const char *sql, int n_params, const char *const *params,
-                      int with_pending, void **items, size_t *count, const char *what,
-                      char *err) {
+                      int with_pending, void **items, size_t *count, const char *what, char *err) {
   PGresult *res = NULL;
   size_t cap = 0, elem = with_pending ? sizeof(store_resume_t) : sizeof(store_job_t);
   int rc = -1;

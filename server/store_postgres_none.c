@@ -5,8 +5,9 @@
 
 store_t *store_postgres_open(const char *url, int flags, char *err) {
   (void)flags;
-  err_set(err, "store %.*s...: PostgreSQL support is not built into this hydrad (install "
-               "libpq-dev and rebuild, or use a SQLite path)",
+  err_set(err,
+          "store %.*s...: PostgreSQL support is not built into this hydrad (install "
+          "libpq-dev and rebuild, or use a SQLite path)",
           (int)(strstr(url, "://") - url + 3), url);
   return NULL;
 }

@@ -208,7 +208,8 @@ static int db_error(const sqlite_store_t *s, sqlite3 *db, const char *what, char
 }
 
 /* Steps a statement that yields no row, then resets it. */
-static int run(const sqlite_store_t *s, sqlite3 *db, sqlite3_stmt *st, const char *what, char *err) {
+static int run(const sqlite_store_t *s, sqlite3 *db, sqlite3_stmt *st, const char *what,
+               char *err) {
   int rc = sqlite3_step(st);
   if (rc != SQLITE_DONE) {
     db_error(s, db, what, err);
@@ -221,7 +222,8 @@ static int run(const sqlite_store_t *s, sqlite3 *db, sqlite3_stmt *st, const cha
 
 /* Steps a statement expected to yield at most one row: 1 with the row
  * current (the caller resets), 0 with none (reset), -1 on error (reset). */
-static int step_row(const sqlite_store_t *s, sqlite3 *db, sqlite3_stmt *st, const char *what, char *err) {
+static int step_row(const sqlite_store_t *s, sqlite3 *db, sqlite3_stmt *st, const char *what,
+                    char *err) {
   int rc = sqlite3_step(st);
   if (rc == SQLITE_ROW)
     return 1;
@@ -261,7 +263,8 @@ static int job_read(const sqlite_store_t *s, sqlite3_stmt *st, store_job_t *job,
 
 /* ---- opening ---------------------------------------------------------- */
 
-static int exec_sql(const sqlite_store_t *s, sqlite3 *db, const char *sql, const char *what, char *err) {
+static int exec_sql(const sqlite_store_t *s, sqlite3 *db, const char *sql, const char *what,
+                    char *err) {
   char *msg = NULL;
   if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
     err_set(err, "store %s: %s: %s", s->path, what, msg ? msg : sqlite3_errmsg(db));
@@ -521,7 +524,8 @@ static void tx_rollback(sqlite_store_t *s) {
 }
 
 /* Looks the job up inside the writer's transaction: 0, STORE_NOT_FOUND or -1. */
-static int job_lookup(sqlite_store_t *s, const char *job_id, job_key_t *job, const char *what, char *err) {
+static int job_lookup(sqlite_store_t *s, const char *job_id, job_key_t *job, const char *what,
+                      char *err) {
   sqlite3_stmt *st = s->w[W_JOB_LOOKUP];
   if (sqlite3_bind_text(st, 1, job_id, -1, SQLITE_STATIC) != SQLITE_OK)
     return db_error(s, s->wdb, what, err);
@@ -543,8 +547,8 @@ static int job_lookup(sqlite_store_t *s, const char *job_id, job_key_t *job, con
 }
 
 /* Inserts rows with sequence numbers first_seq, first_seq + 1, ... */
-static int rows_insert(sqlite_store_t *s, int64_t job_key, int64_t first_seq, const char *const rows[],
-                       size_t n_rows, const char *what, char *err) {
+static int rows_insert(sqlite_store_t *s, int64_t job_key, int64_t first_seq,
+                       const char *const rows[], size_t n_rows, const char *what, char *err) {
   sqlite3_stmt *st = s->w[W_ROW_INSERT];
   for (size_t i = 0; i < n_rows; i++) {
     if (sqlite3_bind_int64(st, 1, job_key) | sqlite3_bind_int64(st, 2, first_seq + (int64_t)i) |
@@ -556,8 +560,8 @@ static int rows_insert(sqlite_store_t *s, int64_t job_key, int64_t first_seq, co
   return 0;
 }
 
-static int job_create_locked(sqlite_store_t *s, const store_job_t *job, const char *spec, size_t spec_len,
-                             const char *what, char *err) {
+static int job_create_locked(sqlite_store_t *s, const store_job_t *job, const char *spec,
+                             size_t spec_len, const char *what, char *err) {
   job_key_t existing;
   int rc = -1;
   if (tx_begin(s, what, err))
@@ -598,8 +602,8 @@ fail:
   return rc;
 }
 
-static int sq_job_create(store_t *base, const store_job_t *job, const char *spec,
-                         size_t spec_len, const char *what, char *err) {
+static int sq_job_create(store_t *base, const store_job_t *job, const char *spec, size_t spec_len,
+                         const char *what, char *err) {
   sqlite_store_t *s = (sqlite_store_t *)base;
   pthread_mutex_lock(&s->wlock);
   int rc = job_create_locked(s, job, spec, spec_len, what, err);
@@ -607,9 +611,9 @@ static int sq_job_create(store_t *base, const store_job_t *job, const char *spec
   return rc;
 }
 
-static int unit_complete_locked(sqlite_store_t *s, const char *job_id, int unit, const char *const rows[],
-                                size_t n_rows, int64_t variants_delta, const char *what,
-                                char *err) {
+static int unit_complete_locked(sqlite_store_t *s, const char *job_id, int unit,
+                                const char *const rows[], size_t n_rows, int64_t variants_delta,
+                                const char *what, char *err) {
   job_key_t job;
   if (tx_begin(s, what, err))
     return -1;
@@ -679,8 +683,9 @@ static int sq_unit_complete(store_t *base, const char *job_id, int unit, const c
   return rc;
 }
 
-static int set_state_locked(sqlite_store_t *s, const char *job_id, store_state_t state, const char *error,
-                            const char *const rows[], size_t n_rows, const char *what, char *err) {
+static int set_state_locked(sqlite_store_t *s, const char *job_id, store_state_t state,
+                            const char *error, const char *const rows[], size_t n_rows,
+                            const char *what, char *err) {
   job_key_t job;
   if (tx_begin(s, what, err))
     return -1;
@@ -725,7 +730,6 @@ static int sq_job_set_state(store_t *base, const char *job_id, store_state_t sta
   pthread_mutex_unlock(&s->wlock);
   return rc;
 }
-
 
 static int rows_append_locked(sqlite_store_t *s, const char *job_id, const char *const rows[],
                               size_t n_rows, const char *what, char *err) {
@@ -1073,9 +1077,9 @@ out:
   return 0;
 }
 
-static int rows_read_locked(sqlite_store_t *s, const char *job_id, int64_t first_seq, size_t max_rows,
-                            store_row_fn fn, void *ctx, size_t *n_read, store_state_t *state,
-                            const char *what, char *err) {
+static int rows_read_locked(sqlite_store_t *s, const char *job_id, int64_t first_seq,
+                            size_t max_rows, store_row_fn fn, void *ctx, size_t *n_read,
+                            store_state_t *state, const char *what, char *err) {
   int rc = -1, step = SQLITE_DONE;
   size_t count = 0;
   if (run(s, s->rdb, s->r[R_BEGIN], what, err))

@@ -6,6 +6,11 @@
 #      directory and the tiny test model) and answers /v1/health;
 #   3. systemd-analyze verify on deploy/hydrad.service (ExecStart pointed at
 #      the built hydrad);
+#   4. the Kubernetes manifests (deploy/kubernetes) with check_k8s.py (no
+#      kubeconform in Debian: object shapes, selectors, probes, GPU limits,
+#      every referenced Secret/ConfigMap/claim defined).
+# deploy/slurm/hydrad-workers.sh is shellchecked here and run, with two
+# workers on the CPU, by the multinode test.
 # The Containerfile has no checker in Debian 12 (no hadolint, no podman here).
 set -u
 hydrad=$1 root=$2
@@ -77,6 +82,17 @@ if command -v systemd-analyze >/dev/null; then
   fi
 else
   bad "systemd-analyze is not installed (Debian: systemd)"
+fi
+# 4. Kubernetes
+if python3 -c 'import yaml' 2>/dev/null; then
+  if out=$(python3 tests/integration/check_k8s.py deploy/kubernetes/hydra.yaml \
+    deploy/kubernetes/secret.example.yaml 2>&1); then
+    ok "$out"
+  else
+    bad "kubernetes manifests: $out"
+  fi
+else
+  bad "python3 yaml is not installed (Debian: python3-yaml)"
 fi
 echo "test_deploy: $([ $fail = 0 ] && echo ok || echo FAILED)"
 exit $fail

@@ -1,11 +1,15 @@
-/* test_store - the SQLite job store (server/store.h): store URLs; jobs
- * created, read, listed; units completed atomically and once; rows read from
- * a sequence number; resuming after close and reopen; kill -9 of a writer at
+/* test_store - the job store (server/store.h): store URLs; jobs created,
+ * read, listed; units completed atomically and once; rows read from a
+ * sequence number; resuming after close and reopen; kill -9 of a writer at
  * random moments (every finished unit's rows there once, in order, without
- * gaps); purge; a full disk (a file size limit), a read-only file, a corrupt
- * file; readers and a writer on several threads.
+ * gaps); purge; leases (claims, expiry, renewal, release, the summary claim);
+ * readers and a writer on several threads; on SQLite also a full disk (a file
+ * size limit), a read-only file, a corrupt file.
  * usage: test_store [seed] [dir]   (dir: where the databases go; a fresh
- * directory under /tmp by default) */
+ * directory under /tmp by default)
+ *        test_store --postgres [seed]   the same on the PostgreSQL database
+ * named by HYDRA_TEST_POSTGRES (tests/integration/with_postgres.sh makes
+ * one); its hydra tables are dropped between tests. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -26,6 +30,7 @@
 static int failures;
 static uint64_t seed = 20240611, rng_state;
 static char dir[512];
+static const char *pg_url; /* --postgres: every store is this database */
 
 #define CHECK(cond, ...)                                                                           \
   do {                                                                                             \
@@ -59,11 +64,24 @@ static int child_exit(int code) {
 }
 
 static void db_path(char *out, size_t n, const char *name) {
-  snprintf(out, n, "%s/%s", dir, name);
+  if (pg_url)
+    snprintf(out, n, "%s", pg_url);
+  else
+    snprintf(out, n, "%s/%s", dir, name);
 }
 
 static void db_remove(const char *path) {
   char side[600];
+  if (pg_url) { /* the next test starts on an empty database */
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "psql -q '%s' -c 'DROP TABLE IF EXISTS hydra_jobs, hydra_units, hydra_result_rows, "
+             "hydra_schema' 2>&1",
+             pg_url);
+    if (system(cmd) != 0)
+      printf("FAIL: %s\n", cmd), failures++;
+    return;
+  }
   unlink(path);
   snprintf(side, sizeof side, "%s-wal", path);
   unlink(side);
@@ -926,6 +944,74 @@ static void test_threads(void) {
   db_remove(path);
 }
 
+/* Two workers on one job: claims take the lowest free unit; a live lease
+ * keeps others off, an expired one does not; renewing tells a lost lease and
+ * the job's state; the unit's first completion stores it and the other's is a
+ * duplicate; the summary claim comes when every unit is done; releasing frees
+ * a worker's leases. Times by the store's clock, with short leases. */
+static void test_leases(void) {
+  char err[HYDRA_ERR_LEN], path[600], id[STORE_ID_LEN];
+  const char *header[] = {"{\"type\":\"header\"}"};
+  const char *finish[] = {"{\"type\":\"summary\"}", "{\"type\":\"end\"}"};
+  db_path(path, sizeof path, "leases.db");
+  store_t *s = store_open(path, 0, err);
+  CHECK(s, "open: %s", err);
+  if (!s)
+    return;
+  job_id(id, 80);
+  store_job_t job = job_new(id, "ada", 3);
+  CHECK(store_job_create(s, &job, "{}", 2, err) == 0, "create: %s", err);
+  int a = -9, b = -9, c = -9, held = -1;
+  store_state_t state = STORE_DONE;
+  CHECK(store_claim_unit(s, id, "a", 60, &a, err) == 0 && a == 0, "a claims: %d %s", a, err);
+  CHECK(store_claim_unit(s, id, "b", 0.4, &b, err) == 0 && b == 1, "b claims: %d %s", b, err);
+  CHECK(store_claim_unit(s, id, "a", 60, &c, err) == 0 && c == 0, "a claims its own again: %d", c);
+  CHECK(store_claim_unit(s, id, "c", 60, &c, err) == 0 && c == 2, "c claims: %d %s", c, err);
+  CHECK(store_claim_unit(s, id, "d", 60, &c, err) == 0 && c == -1, "all leased: %d %s", c, err);
+  CHECK(store_claim_unit(s, id, "", 60, &c, err) == -1, "an empty worker name");
+  CHECK(store_renew_lease(s, id, 1, "b", 0.4, &held, &state, err) == 0 && held == 1 &&
+            state == STORE_QUEUED,
+        "b renews: held %d state %s %s", held, store_state_name(state), err);
+  usleep(600000); /* b's lease runs out */
+  CHECK(store_claim_unit(s, id, "d", 60, &c, err) == 0 && c == 1, "d takes b's unit: %d %s", c,
+        err);
+  CHECK(store_renew_lease(s, id, 1, "b", 0.4, &held, &state, err) == 0 && held == 0,
+        "b's lease is lost: held %d %s", held, err);
+  CHECK(store_job_set_state(s, id, STORE_RUNNING, NULL, header, 1, err) == 0, "run: %s", err);
+  CHECK(complete_unit(s, id, 1, err) == 0, "b stores unit 1 (late, first): %s", err);
+  CHECK(complete_unit(s, id, 1, err) == STORE_DUPLICATE, "d stores unit 1 too: %s", err);
+  CHECK(complete_unit(s, id, 0, err) == 0, "a stores unit 0: %s", err);
+  CHECK(store_claim_unit(s, id, "e", 60, &c, err) == 0 && c == -1, "unit 2 still leased to c: %d",
+        c);
+  size_t n = 0;
+  CHECK(store_release_leases(s, "c", &n, err) == 0 && n == 1, "c releases: %zu %s", n, err);
+  CHECK(store_claim_unit(s, id, "e", 60, &c, err) == 0 && c == 2, "e claims unit 2: %d %s", c, err);
+  CHECK(complete_unit(s, id, 2, err) == 0, "e stores unit 2: %s", err);
+  CHECK(store_claim_unit(s, id, "a", 60, &a, err) == 0 && a == 3, "a claims the summary: %d", a);
+  CHECK(store_claim_unit(s, id, "b", 60, &b, err) == 0 && b == -1, "one summary claim: %d", b);
+  CHECK(store_renew_lease(s, id, 3, "a", 60, &held, &state, err) == 0 && held == 1 &&
+            state == STORE_RUNNING,
+        "a renews the summary claim: %d %s", held, err);
+  CHECK(store_job_set_state(s, id, STORE_DONE, NULL, finish, 2, err) == 0, "done: %s", err);
+  CHECK(store_claim_unit(s, id, "b", 60, &b, err) == STORE_STATE && b == -1, "claim a done job");
+  CHECK(store_renew_lease(s, id, 3, "a", 60, &held, &state, err) == 0 && state == STORE_DONE,
+        "renewing tells the job ended: %s", store_state_name(state));
+  verify_job(s, id, "leases");
+  char other[STORE_ID_LEN];
+  job_id(other, 81);
+  CHECK(store_claim_unit(s, other, "a", 60, &a, err) == STORE_NOT_FOUND, "claim a missing job");
+  /* a cancel made elsewhere is seen by the worker renewing its lease */
+  job = job_new(other, "bob", 2);
+  CHECK(store_job_create(s, &job, "{}", 2, err) == 0, "create: %s", err);
+  CHECK(store_claim_unit(s, other, "a", 60, &a, err) == 0 && a == 0, "claim: %s", err);
+  CHECK(store_job_cancel(s, other, err) == 0, "cancel: %s", err);
+  CHECK(store_renew_lease(s, other, 0, "a", 60, &held, &state, err) == 0 &&
+            state == STORE_CANCELLED,
+        "renew after a cancel: %s", store_state_name(state));
+  store_close(s);
+  db_remove(path);
+}
+
 static int sql_exec(const char *path, const char *sql) {
   sqlite3 *db = NULL;
   int rc = sqlite3_open(path, &db) || sqlite3_exec(db, sql, NULL, NULL, NULL);
@@ -959,6 +1045,11 @@ static void test_not_a_store(void) {
 }
 
 int main(int argc, char **argv) {
+  if (argc > 1 && strcmp(argv[1], "--postgres") == 0) {
+    if (!(pg_url = getenv("HYDRA_TEST_POSTGRES")) || !*pg_url)
+      return printf("test_store --postgres: HYDRA_TEST_POSTGRES is not set\n"), 1;
+    argv++, argc--;
+  }
   if (argc > 1)
     seed = strtoull(argv[1], NULL, 10);
   rng_state = seed ? seed : 1;
@@ -969,23 +1060,32 @@ int main(int argc, char **argv) {
     if (!mkdtemp(dir))
       return printf("mkdtemp: %s\n", strerror(errno)), 1;
   }
-  test_urls();
+  if (pg_url)
+    db_remove(pg_url);
+  else
+    test_urls();
   test_jobs();
   test_units();
   test_resume();
   test_purge();
-  test_read_only();
-  test_corrupt();
-  test_disk_full();
+  test_leases();
+  if (!pg_url) { /* files: permissions, corruption, size limits */
+    test_read_only();
+    test_corrupt();
+    test_disk_full();
+  }
   test_threads();
-  test_not_a_store();
+  if (!pg_url)
+    test_not_a_store();
   test_crash();
   if (argc <= 2)
     rmdir(dir);
   if (failures) {
-    printf("test_store: %d failures (seed %llu)\n", failures, (unsigned long long)seed);
+    printf("test_store%s: %d failures (seed %llu)\n", pg_url ? " --postgres" : "", failures,
+           (unsigned long long)seed);
     return 1;
   }
-  printf("test_store: all passed (seed %llu)\n", (unsigned long long)seed);
+  printf("test_store%s: all passed (seed %llu)\n", pg_url ? " --postgres" : "",
+         (unsigned long long)seed);
   return 0;
 }

@@ -295,6 +295,20 @@ static void end_job(server_t *s, sched_job_t *j, store_state_t state, const char
   server_rows_committed(s);
 }
 
+/* A store call failed. On a store of its own the job fails (a full disk
+ * will not empty itself). On a shared store the database may be restarting
+ * or out of reach: the job stays, its unit pending (the lease runs out), and
+ * this worker tries it again in a second. Returns run_unit's code. */
+static int store_failed(server_t *s, sched_job_t *j, const char *err) {
+  if (!store_shared(s->store)) {
+    end_job(s, j, STORE_FAILED, err);
+    return 1;
+  }
+  server_log(s, 0, "job %s: %s (trying again)", j->id, err);
+  j->retry_at = scheduler_clock() + 1;
+  return 0;
+}
+
 /* Stores the header with the move to running, once per job: when another
  * worker stored it first, the job is running already. 0 to go on, 1 when the
  * job has ended (failed here, or ended elsewhere). */
@@ -312,10 +326,8 @@ static int start_job(server_t *s, sched_job_t *j, results_t *r, rowbuf_t *buf) {
     if (rc == 0 && now.state != STORE_RUNNING)
       return 1;
   }
-  if (rc != 0) {
-    end_job(s, j, STORE_FAILED, err[0] ? err : "storing the header failed");
-    return 1;
-  }
+  if (rc != 0)
+    return store_failed(s, j, err[0] ? err : "storing the header failed");
   j->started = 1;
   pthread_mutex_lock(&s->lock);
   s->rows_total += (int64_t)buf->n;
@@ -365,10 +377,8 @@ static int run_claimed_unit(server_t *s, sched_job_t *j, results_t *r, rowbuf_t 
   }
   if (rc == STORE_STATE || rc == STORE_NOT_FOUND) /* ended meanwhile (a cancel elsewhere) */
     return 1;
-  if (rc < 0) {
-    end_job(s, j, STORE_FAILED, err);
-    return 1;
-  }
+  if (rc < 0)
+    return store_failed(s, j, err);
   const double dt = server_now() - t0;
   pthread_mutex_lock(&s->lock);
   s->rows_total += (int64_t)buf->n;
@@ -389,19 +399,18 @@ static int finish_job(server_t *s, sched_job_t *j, results_t *r, rowbuf_t *buf) 
   store_job_t stored;
   if (store_job_get(s->store, j->id, &stored, err) == 0)
     results_set_rows(r, stored.rows);
-  if (store_rows_read(s->store, j->id, 0, 0, read_row, r, NULL, NULL, err) < 0 ||
-      results_finish(r, server_now() - j->started_at) != 0) {
-    end_job(s, j, STORE_FAILED, err[0] ? err : "writing the summary failed");
+  if (store_rows_read(s->store, j->id, 0, 0, read_row, r, NULL, NULL, err) < 0)
+    return store_failed(s, j, err);
+  if (results_finish(r, server_now() - j->started_at) != 0) {
+    end_job(s, j, STORE_FAILED, "writing the summary failed");
     return 1;
   }
   int rc = store_job_set_state(s->store, j->id, STORE_DONE, NULL, (const char *const *)buf->rows,
                                buf->n, err);
   if (rc == STORE_STATE || rc == STORE_NOT_FOUND)
     return 1;
-  if (rc < 0) {
-    end_job(s, j, STORE_FAILED, err);
-    return 1;
-  }
+  if (rc < 0)
+    return store_failed(s, j, err);
   pthread_mutex_lock(&s->lock);
   s->rows_total += (int64_t)buf->n;
   pthread_mutex_unlock(&s->lock);
@@ -421,15 +430,8 @@ static int run_unit(server_t *s, sched_job_t *j) {
     server_rows_committed(s);
     return 1;
   }
-  if (rc < 0) {
-    if (!store_shared(s->store)) {
-      end_job(s, j, STORE_FAILED, err);
-      return 1;
-    }
-    server_log(s, 0, "job %s: %s (trying again)", j->id, err); /* the database may be back soon */
-    j->retry_at = scheduler_clock() + 1;
-    return 0;
-  }
+  if (rc < 0)
+    return store_failed(s, j, err);
   if (unit < 0) { /* the pending units are leased to live workers */
     j->retry_at = scheduler_clock() + (s->cfg.lease_s < 4 ? s->cfg.lease_s / 4 : 1);
     return 0;

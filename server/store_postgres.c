@@ -286,14 +286,19 @@ fail:
   return -1;
 }
 
+/* The server's notices ("terminating connection due to ...") are not
+ * errors; the call that meets the closed connection reports it. */
+static void ignore_notice(void *arg, const char *message) {
+  (void)arg, (void)message;
+}
+
 static int connect_db(const pg_store_t *s, PGconn **c, char *err) {
   *c = PQconnectdb(s->conninfo);
   if (!*c)
     return err_set(err, "store %s: connect: out of memory", s->name);
   if (PQstatus(*c) != CONNECTION_OK)
     return pg_fail(s, PQerrorMessage(*c), "connect", err);
-  /* Notices (e.g. "relation already exists, skipping") are not errors. */
-  PQsetNoticeProcessor(*c, NULL, NULL);
+  PQsetNoticeProcessor(*c, ignore_notice, NULL);
   return q(s, *c, "SET client_encoding = 'UTF8'", 0, NULL, NULL, "connect", err);
 }
 

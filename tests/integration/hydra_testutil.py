@@ -2,6 +2,7 @@
 counter, a free loopback port, and a daemon on the tiny GPT-2 (or another
 model) with a token file and a scratch store, reached over HTTP with
 urllib. (test_hydrad.py keeps its own, richer harness.)"""
+import atexit
 import json
 import os
 import resource
@@ -55,6 +56,7 @@ class Daemon:
             [hydrad, "--port", str(self.port), "--model", f"tiny={model_dir}", "--store",
              self.store, "--tokens", self.tokens_path, "--backend", "cpu", "--threads", "1", *extra],
             stderr=open(self.log_path, "w"), preexec_fn=limit)
+        atexit.register(self._reap)  # a test that stops early leaves no daemon behind
         for _ in range(300):
             try:
                 self.get("/v1/health")
@@ -94,6 +96,11 @@ class Daemon:
         jid = self.submit(spec)
         st = self.wait(jid)
         return st, self.rows(jid)
+
+    def _reap(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
     def stop(self):
         self.proc.terminate()

@@ -34,6 +34,10 @@ trap stop EXIT
   -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c max_connections=200" start >/dev/null ||
   { cat "$dir/server.log"; exit 1; }
 export HYDRA_TEST_POSTGRES="postgres://hydra@127.0.0.1:$port/postgres"
+# How a test restarts the server mid-run: $HYDRA_TEST_POSTGRES_RESTART
+# (pg_ctl restart -m immediate: every connection drops, nothing is lost).
+HYDRA_TEST_POSTGRES_RESTART="${as[*]} $bindir/pg_ctl -D $dir/data -l $dir/server.log -m immediate -w -t 60 restart"
+export HYDRA_TEST_POSTGRES_RESTART
 echo "with_postgres: PostgreSQL $("$bindir/postgres" --version | awk '{print $3}') at $HYDRA_TEST_POSTGRES"
 set +e
 "$@"

@@ -75,8 +75,8 @@ static void db_remove(const char *path) {
   if (pg_url) { /* the next test starts on an empty database */
     char cmd[1024];
     snprintf(cmd, sizeof cmd,
-             "psql -q '%s' -c 'DROP TABLE IF EXISTS hydra_jobs, hydra_units, hydra_result_rows, "
-             "hydra_schema' 2>&1",
+             "PGOPTIONS='-c client_min_messages=warning' psql -q '%s' -c 'DROP TABLE IF EXISTS "
+             "hydra_jobs, hydra_units, hydra_result_rows, hydra_schema' 2>&1",
              pg_url);
     if (system(cmd) != 0)
       printf("FAIL: %s\n", cmd), failures++;
@@ -1044,6 +1044,36 @@ static void test_not_a_store(void) {
   db_remove(path);
 }
 
+/* PostgreSQL: a schema from a newer hydrad is refused, and so is a
+ * database whose hydra_jobs table has no schema version; other tables in the
+ * database are none of the store's business. */
+static void test_pg_schema(void) {
+  char err[HYDRA_ERR_LEN], cmd[1200];
+  store_t *s = store_open(pg_url, 0, err);
+  CHECK(s, "open: %s", err);
+  store_close(s);
+  snprintf(cmd, sizeof cmd,
+           "psql -q -v ON_ERROR_STOP=1 '%s' -c 'UPDATE hydra_schema SET version = 99; "
+           "CREATE TABLE IF NOT EXISTS someone_elses (x int)'",
+           pg_url);
+  CHECK(system(cmd) == 0, "plant version 99: %s", cmd);
+  s = store_open(pg_url, 0, err);
+  CHECK(!s && strstr(err, "newer"), "a newer schema: %s", err);
+  store_close(s);
+  snprintf(cmd, sizeof cmd, "psql -q -v ON_ERROR_STOP=1 '%s' -c 'DROP TABLE hydra_schema'", pg_url);
+  CHECK(system(cmd) == 0, "drop the version: %s", cmd);
+  s = store_open(pg_url, 0, err);
+  CHECK(!s && strstr(err, "not a hydra store"), "hydra_jobs without a version: %s", err);
+  store_close(s);
+  db_remove(pg_url);
+  s = store_open(pg_url, 0, err);
+  CHECK(s, "open beside another table: %s", err);
+  store_close(s);
+  snprintf(cmd, sizeof cmd, "psql -q '%s' -c 'DROP TABLE someone_elses'", pg_url);
+  CHECK(system(cmd) == 0, "%s", cmd);
+  db_remove(pg_url);
+}
+
 int main(int argc, char **argv) {
   if (argc > 1 && strcmp(argv[1], "--postgres") == 0) {
     if (!(pg_url = getenv("HYDRA_TEST_POSTGRES")) || !*pg_url)
@@ -1077,6 +1107,8 @@ int main(int argc, char **argv) {
   test_threads();
   if (!pg_url)
     test_not_a_store();
+  else
+    test_pg_schema();
   test_crash();
   if (argc <= 2)
     rmdir(dir);

@@ -292,8 +292,19 @@ static void ignore_notice(void *arg, const char *message) {
   (void)arg, (void)message;
 }
 
+/* Connects with a bounded connect and TCP keepalives, so that a database
+ * host that vanishes fails calls within a minute instead of hanging them;
+ * the URL's own settings of these win (they come later). */
 static int connect_db(const pg_store_t *s, PGconn **c, char *err) {
-  *c = PQconnectdb(s->conninfo);
+  const char *const keys[] = {"connect_timeout",
+                              "keepalives_idle",
+                              "keepalives_interval",
+                              "keepalives_count",
+                              "application_name",
+                              "dbname",
+                              NULL};
+  const char *const values[] = {"10", "30", "10", "3", "hydrad", s->conninfo, NULL};
+  *c = PQconnectdbParams(keys, values, 1);
   if (!*c)
     return err_set(err, "store %s: connect: out of memory", s->name);
   if (PQstatus(*c) != CONNECTION_OK)

@@ -750,8 +750,9 @@ static enum MHD_Result dispatch(server_t *s, struct MHD_Connection *c, request_t
       scheduler_cancel(s, id);
       char err[HYDRA_ERR_LEN];
       if (j.state == STORE_QUEUED || j.state == STORE_RUNNING) {
-        /* a running unit stops at its next pass; the worker then stores the state */
-        if (strcmp(s->running_job, id) != 0 && store_job_cancel(s->store, id, err) < 0)
+        /* Stored here, whoever runs it: a unit running on this node stops at its next
+         * pass, one on another node when its worker next renews its lease. */
+        if (store_job_cancel(s->store, id, err) < 0)
           return respond_error(c, rq, 503, "", "the job store failed: %s", err);
         server_log(s, 1, "job %s cancelled by %s", id, user);
         server_rows_committed(s);

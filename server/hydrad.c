@@ -277,7 +277,9 @@ int main(int argc, char **argv) {
                c->model_paths[i], m->model->cfg.family, m->model->cfg.n_layers,
                m->model->tensor_types);
   }
-  if (scheduler_start(s, err) != 0 || http_start(s, err) != 0)
+  /* HTTP first: a second hydrad started by mistake on a busy port stops here,
+   * before it frees the leases of the worker already running as HOST:PORT. */
+  if (http_start(s, err) != 0 || scheduler_start(s, err) != 0)
     goto fail;
   server_log(s, 1, "listening on %s:%d, backend %s, store %s, worker %s", c->listen, c->port,
              s->backend->ops->name, store_name(s->store), c->worker_id);
@@ -300,8 +302,7 @@ int main(int argc, char **argv) {
 fail:
   if (rc)
     fprintf(stderr, "hydrad: %s\n", err);
-  if (s->worker)
-    http_stop(s);
+  http_stop(s); /* safe when stopped or never started */
   if (s->store) /* joins what still runs, frees this worker's leases and the queue */
     scheduler_stop(s);
   for (int i = 0; i < s->n_models; i++) {

@@ -386,6 +386,7 @@ static int run_claimed_unit(server_t *s, sched_job_t *j, results_t *r, rowbuf_t 
   if (dt > 0)
     s->rate_ewma = s->rate_ewma > 0 ? 0.7 * s->rate_ewma + 0.3 * variants / dt : variants / dt;
   j->variants_done = u.base + variants;
+  s->claimed_unit = -1; /* stored: nothing left to renew */
   pthread_mutex_unlock(&s->lock);
   server_rows_committed(s);
   rowbuf_clear(buf);
@@ -448,7 +449,7 @@ static int run_unit(server_t *s, sched_job_t *j) {
   rc = 0;
   if (!j->started)
     rc = start_job(s, j, r, &buf);
-  if (rc == 0)
+  if (rc == 0 && j->started) /* not started: the store failed, try again later */
     rc = unit < j->n_units ? run_claimed_unit(s, j, r, &buf, unit) : finish_job(s, j, r, &buf);
   rowbuf_clear(&buf);
   results_free(r);
@@ -493,7 +494,7 @@ static void *worker(void *arg) {
     s->running_job[0] = '\0';
     s->running = NULL;
     s->claimed_unit = -1;
-    if (rc != 0)
+    if (rc > 0) /* ended; a stopping worker leaves the job for scheduler_stop to free */
       unlink_job(s, j);
     pthread_mutex_unlock(&s->lock);
     if (rc == 1)
@@ -579,8 +580,13 @@ static void discover_job(server_t *s, const store_resume_t *found) {
                           NULL);
     return;
   }
-  if (store_job_spec(s->store, j->id, &spec_text, &len, err) != 0 ||
-      !(spec = job_parse(spec_text, len, &jerr))) {
+  int rc = store_job_spec(s->store, j->id, &spec_text, &len, err);
+  if (rc != 0) { /* the store failed, or the job is gone: look again at the next poll */
+    if (rc < 0)
+      server_log(s, 0, "job %s: %s", j->id, err);
+    return;
+  }
+  if (!(spec = job_parse(spec_text, len, &jerr))) {
     store_job_set_state(s->store, j->id, STORE_FAILED, "its stored spec is unreadable", NULL, 0,
                         NULL);
     free(spec_text);

@@ -212,9 +212,10 @@ int store_claim_unit(store_t *s, const char *job_id, const char *worker, double 
                      char *err);
 
 /* Extends worker's lease on unit (n_units: the summary claim) to lease_s
- * seconds from now. *held (may be NULL) gets 1 when worker still held it, 0
- * when the lease had run out and another worker took it (completing the unit
- * then stores nothing: STORE_DUPLICATE); *state (may be NULL) gets the job's
+ * seconds from now. *held (may be NULL) gets 1 when worker still held it
+ * (or the unit is stored already: no lease is needed any more), 0 when the
+ * lease had run out and another worker took it (completing the unit then
+ * stores nothing: STORE_DUPLICATE); *state (may be NULL) gets the job's
  * state, so that a worker learns of a cancel made on another node.
  * STORE_NOT_FOUND when the job is gone. */
 int store_renew_lease(store_t *s, const char *job_id, int unit, const char *worker, double lease_s,

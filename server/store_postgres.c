@@ -29,6 +29,7 @@
 #define MIGRATION_LOCK 0x68796472 /* "hydr": pg_advisory_xact_lock key */
 #define READ_PAGE 4096            /* rows per query when reading a job's rows */
 #define COPY_CHUNK (1 << 20)
+#define MAX_SECRETS 8
 #define NOW_S "extract(epoch from clock_timestamp())::float8"
 
 static const char *const MIGRATIONS[] = {
@@ -71,6 +72,8 @@ static const char *const MIGRATIONS[] = {
     " seq bigint NOT NULL,"
     " body text NOT NULL,"
     " PRIMARY KEY (job, seq));",
+    /* 2: claims and resumes find pending units without walking the done ones */
+    "CREATE INDEX hydra_units_pending ON hydra_units (job, idx) WHERE state = 'pending';",
 };
 #define SCHEMA_VERSION ((int)(sizeof MIGRATIONS / sizeof MIGRATIONS[0]))
 
@@ -83,8 +86,13 @@ typedef struct {
   store_t base;
   char *name;     /* the URL without its password */
   char *conninfo; /* the URL as given */
-  PGconn *w, *r;  /* w is NULL when read-only */
-  pthread_mutex_t wlock, rlock;
+  /* the password as libpq reads it, and the pieces of the URL's user part
+   * after ':' (libpq quotes such pieces in errors): scrubbed from messages */
+  char *secrets[MAX_SECRETS];
+  int n_secrets;
+  PGconn *w, *r; /* w is NULL when read-only */
+  PGconn *l;     /* leases: renewals never wait behind a long write */
+  pthread_mutex_t wlock, rlock, llock;
   int locks_ready;
 } pg_store_t;
 
@@ -106,9 +114,12 @@ static char *redact(const char *url) {
   if (!out)
     return NULL;
   const char *scheme = strstr(url, "://"), *rest = scheme ? scheme + 3 : url;
-  const char *at = strchr(rest, '@'), *slash = strchr(rest, '/');
+  const char *query = strchr(rest, '?'), *at = NULL;
+  for (const char *p = rest; *p && (!query || p < query); p++)
+    if (*p == '@')
+      at = p; /* the last '@' before the query ends the user part */
   size_t o = 0;
-  if (at && (!slash || at < slash)) { /* userinfo: keep the user, drop ":password" */
+  if (at) { /* userinfo: keep the user, drop ":password" */
     const char *colon = memchr(rest, ':', (size_t)(at - rest));
     const char *user_end = colon ? colon : at;
     memcpy(out, url, (size_t)(user_end - url));
@@ -117,7 +128,7 @@ static char *redact(const char *url) {
   }
   for (const char *p = url; *p;) {
     const int param_start = p > url && (p[-1] == '?' || p[-1] == '&');
-    if (param_start && strncmp(p, "password=", 9) == 0) {
+    if (param_start && (strncmp(p, "password=", 9) == 0 || strncmp(p, "sslpassword=", 12) == 0)) {
       while (*p && *p != '&')
         p++;
       if (*p == '&')
@@ -134,11 +145,16 @@ static char *redact(const char *url) {
 
 /* The first line of a message, without its "ERROR:  " prefix. */
 static int pg_fail(const pg_store_t *s, const char *message, const char *what, char *err) {
+  char line[HYDRA_ERR_LEN];
   const char *m = message && *message ? message : "unknown error";
   if (strncmp(m, "ERROR:  ", 8) == 0)
     m += 8;
-  size_t n = strcspn(m, "\n");
-  return err_set(err, "store %s: %s: %.*s", s->name, what, (int)n, m);
+  snprintf(line, sizeof line, "%.*s", (int)strcspn(m, "\n"), m);
+  /* libpq may quote what it could not use: never the password */
+  for (int i = 0; i < s->n_secrets; i++)
+    for (char *at; (at = strstr(line, s->secrets[i]));)
+      memset(at, '*', strlen(s->secrets[i]));
+  return err_set(err, "store %s: %s: %s", s->name, what, line);
 }
 
 /* Resets a connection found broken (the server restarted, the network
@@ -296,21 +312,54 @@ static void ignore_notice(void *arg, const char *message) {
  * host that vanishes fails calls within a minute instead of hanging them;
  * the URL's own settings of these win (they come later). */
 static int connect_db(const pg_store_t *s, PGconn **c, char *err) {
-  const char *const keys[] = {"connect_timeout",
-                              "keepalives_idle",
-                              "keepalives_interval",
-                              "keepalives_count",
-                              "application_name",
-                              "dbname",
-                              NULL};
-  const char *const values[] = {"10", "30", "10", "3", "hydrad", s->conninfo, NULL};
+  /* A statement waits at most a minute for a row lock (a worker cut off
+   * mid-transaction holds its job's row until the server notices); a session
+   * idle inside a transaction for two minutes is ended by the server. */
+  const char *const keys[] = {"connect_timeout",  "keepalives_idle",  "keepalives_interval",
+                              "keepalives_count", "application_name", "client_encoding",
+                              "options",          "dbname",           NULL};
+  const char *const values[] = {
+      "10",
+      "30",
+      "10",
+      "3",
+      "hydrad",
+      "UTF8",
+      "-c lock_timeout=60000 -c idle_in_transaction_session_timeout=120000",
+      s->conninfo,
+      NULL};
   *c = PQconnectdbParams(keys, values, 1);
   if (!*c)
     return err_set(err, "store %s: connect: out of memory", s->name);
   if (PQstatus(*c) != CONNECTION_OK)
     return pg_fail(s, PQerrorMessage(*c), "connect", err);
   PQsetNoticeProcessor(*c, ignore_notice, NULL);
-  return q(s, *c, "SET client_encoding = 'UTF8'", 0, NULL, NULL, "connect", err);
+  return 0;
+}
+
+static void add_secret(pg_store_t *s, const char *text, size_t n) {
+  if (n >= 2 && s->n_secrets < MAX_SECRETS && (s->secrets[s->n_secrets] = strndup(text, n)))
+    s->n_secrets++;
+}
+
+/* The URL's user part after the first ':', whole and cut at URL delimiters. */
+static void add_user_part_secrets(pg_store_t *s, const char *url) {
+  const char *scheme = strstr(url, "://"), *rest = scheme ? scheme + 3 : url;
+  const char *query = strchr(rest, '?'), *at = NULL;
+  for (const char *p = rest; *p && (!query || p < query); p++)
+    if (*p == '@')
+      at = p;
+  const char *colon = at ? memchr(rest, ':', (size_t)(at - rest)) : NULL;
+  if (!colon)
+    return;
+  add_secret(s, colon + 1, (size_t)(at - colon - 1));
+  for (const char *p = colon + 1; p < at;) {
+    size_t n = strcspn(p, "/:#@?");
+    if (p + n > at)
+      n = (size_t)(at - p);
+    add_secret(s, p, n);
+    p += n + 1;
+  }
 }
 
 static const store_ops_t POSTGRES_OPS;
@@ -330,6 +379,18 @@ store_t *store_postgres_open(const char *url, int flags, char *err) {
   s->base.name = s->name;
   s->base.readonly = (flags & STORE_READONLY) != 0;
   s->base.shared = 1;
+  char *parse_error = NULL;
+  PQconninfoOption *opts = PQconninfoParse(url, &parse_error);
+  if (!opts) { /* libpq's message may quote the password: not shown */
+    PQfreemem(parse_error);
+    err_set(err, "store %s: not a valid PostgreSQL URI", s->name);
+    goto fail;
+  }
+  for (PQconninfoOption *o = opts; o->keyword; o++)
+    if (strcmp(o->keyword, "password") == 0 && o->val && *o->val)
+      add_secret(s, o->val, strlen(o->val));
+  PQconninfoFree(opts);
+  add_user_part_secrets(s, url);
   if (pthread_mutex_init(&s->wlock, NULL)) {
     err_set(err, "store %s: cannot make a mutex", s->name);
     goto fail;
@@ -339,8 +400,15 @@ store_t *store_postgres_open(const char *url, int flags, char *err) {
     err_set(err, "store %s: cannot make a mutex", s->name);
     goto fail;
   }
+  if (pthread_mutex_init(&s->llock, NULL)) {
+    pthread_mutex_destroy(&s->wlock);
+    pthread_mutex_destroy(&s->rlock);
+    err_set(err, "store %s: cannot make a mutex", s->name);
+    goto fail;
+  }
   s->locks_ready = 1;
-  if (!s->base.readonly && (connect_db(s, &s->w, err) || migrate(s, err)))
+  if (!s->base.readonly &&
+      (connect_db(s, &s->w, err) || migrate(s, err) || connect_db(s, &s->l, err)))
     goto fail;
   if (connect_db(s, &s->r, err) || schema_version(s, s->r, &version, err))
     goto fail;
@@ -361,10 +429,15 @@ static void pg_close(store_t *base) {
     PQfinish(s->w);
   if (s->r)
     PQfinish(s->r);
+  if (s->l)
+    PQfinish(s->l);
   if (s->locks_ready) {
+    pthread_mutex_destroy(&s->llock);
     pthread_mutex_destroy(&s->rlock);
     pthread_mutex_destroy(&s->wlock);
   }
+  for (int i = 0; i < s->n_secrets; i++)
+    free(s->secrets[i]);
   free(s->conninfo);
   free(s->name);
   free(s);
@@ -467,6 +540,13 @@ static int rows_insert(pg_store_t *s, const char *job_key, int64_t first_seq,
     failed = 1;
   int rc = 0;
   while ((res = PQgetResult(s->w))) {
+    if (PQresultStatus(res) == PGRES_COPY_IN) { /* the end was not taken: give up */
+      PQclear(res);
+      if (!rc)
+        pg_fail(s, PQerrorMessage(s->w), what, err);
+      rc = -1;
+      break;
+    }
     if (PQresultStatus(res) != PGRES_COMMAND_OK && !rc) {
       if (failed != 2)
         pg_fail(s, PQresultErrorMessage(res), what, err);
@@ -695,29 +775,21 @@ static int purge_locked(pg_store_t *s, double older_than, size_t *n_purged, char
   PGresult *res = NULL;
   snprintf(before, sizeof before, "%.17g", older_than);
   const char *p[] = {before};
-  if (begin(s, s->w, "BEGIN", what, err))
+  if (conn_ready(s, s->w, what, err))
     return -1;
+  /* One statement: the jobs it deletes are the ones whose units and rows go. */
   if (q(s, s->w,
-        "DELETE FROM hydra_result_rows WHERE job IN (SELECT key FROM hydra_jobs WHERE state "
-        "IN " FINAL_STATES " AND finished_at < $1)",
-        1, p, NULL, what, err) ||
-      q(s, s->w,
-        "DELETE FROM hydra_units WHERE job IN (SELECT key FROM hydra_jobs WHERE state "
-        "IN " FINAL_STATES " AND finished_at < $1)",
-        1, p, NULL, what, err) ||
-      q(s, s->w, "DELETE FROM hydra_jobs WHERE state IN " FINAL_STATES " AND finished_at < $1", 1,
-        p, &res, what, err))
-    goto fail;
-  size_t n = (size_t)strtoull(PQcmdTuples(res), NULL, 10);
-  PQclear(res);
-  if (commit(s, s->w, what, err))
-    goto fail;
+        "WITH j AS (DELETE FROM hydra_jobs WHERE state IN " FINAL_STATES
+        " AND finished_at < $1 RETURNING key), "
+        "u AS (DELETE FROM hydra_units WHERE job IN (SELECT key FROM j)), "
+        "r AS (DELETE FROM hydra_result_rows WHERE job IN (SELECT key FROM j)) "
+        "SELECT count(*) FROM j",
+        1, p, &res, what, err))
+    return -1;
   if (n_purged)
-    *n_purged = n;
+    *n_purged = (size_t)col_i64(res, 0, 0);
+  PQclear(res);
   return 0;
-fail:
-  rollback(s->w);
-  return -1;
 }
 
 static int pg_purge(store_t *base, double older_than, size_t *n_purged, char *err) {
@@ -811,17 +883,20 @@ static int renew_locked(pg_store_t *s, const char *job_id, int unit, const char 
   snprintf(lease, sizeof lease, "%.17g", lease_s);
   snprintf(unit_s, sizeof unit_s, "%d", unit);
   const char *p[] = {job_id, unit_s, worker, lease};
-  if (conn_ready(s, s->w, what, err))
+  if (conn_ready(s, s->l, what, err))
     return -1;
   /* One statement: the state, and the lease extended where worker holds it. */
-  if (q(s, s->w,
+  if (q(s, s->l,
         "WITH j AS (SELECT key, state, n_units FROM hydra_jobs WHERE id = $1), "
         "u AS (UPDATE hydra_units SET lease_until = " NOW_S " + $4::float8 FROM j "
         "WHERE hydra_units.job = j.key AND idx = $2::int AND $2::int < j.n_units AND "
         "lease_owner = $3 AND hydra_units.state = 'pending' RETURNING 1), "
         "f AS (UPDATE hydra_jobs SET final_until = " NOW_S " + $4::float8 FROM j "
-        "WHERE hydra_jobs.key = j.key AND $2::int >= j.n_units AND final_owner = $3 RETURNING 1) "
-        "SELECT j.state, (SELECT count(*) FROM u) + (SELECT count(*) FROM f) FROM j",
+        "WHERE hydra_jobs.key = j.key AND $2::int >= j.n_units AND final_owner = $3 RETURNING 1), "
+        "d AS (SELECT 1 FROM hydra_units, j WHERE hydra_units.job = j.key AND idx = $2::int "
+        "AND hydra_units.state = 'done') "
+        "SELECT j.state, (SELECT count(*) FROM u) + (SELECT count(*) FROM f) + "
+        "(SELECT count(*) FROM d) FROM j",
         4, p, &res, what, err))
     return -1;
   int rc = 0;
@@ -841,9 +916,9 @@ static int pg_renew_lease(store_t *base, const char *job_id, int unit, const cha
                           double lease_s, int *held, store_state_t *state, const char *what,
                           char *err) {
   pg_store_t *s = (pg_store_t *)base;
-  pthread_mutex_lock(&s->wlock);
+  pthread_mutex_lock(&s->llock);
   int rc = renew_locked(s, job_id, unit, worker, lease_s, held, state, what, err);
-  pthread_mutex_unlock(&s->wlock);
+  pthread_mutex_unlock(&s->llock);
   return rc;
 }
 
@@ -852,10 +927,10 @@ static int pg_release_leases(store_t *base, const char *worker, size_t *n_releas
   const char *what = "release leases";
   const char *p[] = {worker};
   PGresult *res = NULL;
-  pthread_mutex_lock(&s->wlock);
+  pthread_mutex_lock(&s->llock);
   int rc = -1;
-  if (conn_ready(s, s->w, what, err) ||
-      q(s, s->w,
+  if (conn_ready(s, s->l, what, err) ||
+      q(s, s->l,
         "WITH u AS (UPDATE hydra_units SET lease_owner = '', lease_until = 0 "
         "WHERE lease_owner = $1 AND state = 'pending' RETURNING 1), "
         "f AS (UPDATE hydra_jobs SET final_owner = '', final_until = 0 WHERE final_owner = $1 "
@@ -866,7 +941,7 @@ static int pg_release_leases(store_t *base, const char *worker, size_t *n_releas
   rc = 0;
 out:
   PQclear(res);
-  pthread_mutex_unlock(&s->wlock);
+  pthread_mutex_unlock(&s->llock);
   return rc;
 }
 

@@ -66,7 +66,8 @@ static const char *const MIGRATIONS[] = {
     "ALTER TABLE units ADD COLUMN lease_owner TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE units ADD COLUMN lease_until REAL NOT NULL DEFAULT 0;"
     "ALTER TABLE jobs ADD COLUMN final_owner TEXT NOT NULL DEFAULT '';"
-    "ALTER TABLE jobs ADD COLUMN final_until REAL NOT NULL DEFAULT 0;",
+    "ALTER TABLE jobs ADD COLUMN final_until REAL NOT NULL DEFAULT 0;"
+    "CREATE INDEX units_pending ON units (job, idx) WHERE state = 'pending';",
 };
 #define SCHEMA_VERSION ((int)(sizeof MIGRATIONS / sizeof MIGRATIONS[0]))
 
@@ -885,6 +886,20 @@ static int renew_locked(sqlite_store_t *s, const char *job_id, int unit, const c
   if (lease_run(s, unit < job.n_units ? W_RENEW_UNIT : W_RENEW_FINAL, job.key, worker, lease_s,
                 unit, &changed, what, err))
     goto fail;
+  if (!changed && unit < job.n_units) { /* a stored unit needs no lease: nothing was lost */
+    sqlite3_stmt *st = s->w[W_UNIT_STATE];
+    if (sqlite3_bind_int64(st, 1, job.key) | sqlite3_bind_int(st, 2, unit)) {
+      db_error(s, s->wdb, what, err);
+      goto fail;
+    }
+    int found = step_row(s, s->wdb, st, what, err);
+    if (found < 0)
+      goto fail;
+    if (found) {
+      changed = sqlite3_column_int(st, 0);
+      sqlite3_reset(st);
+    }
+  }
   *held = changed > 0;
   *state = job.state;
   return tx_commit(s, what, err);

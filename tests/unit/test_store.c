@@ -220,6 +220,10 @@ static void test_urls(void) {
         "postgres: %s", err);
   s = store_open("postgresql://db.invalid/hydra?user=a&password=s3cret&sslmode=disable", 0, err);
   CHECK(!s && !strstr(err, "s3cret"), "postgres, password parameter: %s", err);
+  s = store_open("postgres://hydra:s3c/ret@db.invalid/hydra", 0, err); /* a '/' in it */
+  CHECK(!s && !strstr(err, "s3c"), "postgres, a slash in the password: %s", err);
+  s = store_open("postgres://hydra:s3cr%zzet@db.invalid/hydra", 0, err); /* a bad escape */
+  CHECK(!s && !strstr(err, "s3cr"), "postgres, a URL libpq cannot parse: %s", err);
   s = store_open("mysql://x/y", 0, err);
   CHECK(!s && strstr(err, "mysql://"), "mysql: %s", err);
   s = store_open(":memory:", 0, err);

@@ -96,7 +96,7 @@ typedef struct {
   int locks_ready;
 } pg_store_t;
 
-/* What a writer knows of a job it holds locked. */
+/* What a call knows of a job (job_find). */
 typedef struct {
   char key[24];
   store_state_t state;
@@ -445,14 +445,19 @@ static void pg_close(store_t *base) {
 
 /* ---- writing ---------------------------------------------------------- */
 
-/* Locks the job's row for the rest of the transaction: 0, STORE_NOT_FOUND
- * or -1. */
-static int job_lock(pg_store_t *s, const char *job_id, job_lock_t *job, const char *what,
-                    char *err) {
+/* Reads the job on connection c, inside its transaction; with JOB_LOCK its
+ * row stays locked until the transaction ends, with JOB_OPEN a job that has
+ * ended is STORE_STATE. 0, STORE_NOT_FOUND, STORE_STATE or -1. */
+enum { JOB_LOCK = 1, JOB_OPEN = 2 };
+static int job_find(pg_store_t *s, PGconn *c, const char *job_id, int how, job_lock_t *job,
+                    const char *what, char *err) {
   PGresult *res = NULL;
   const char *p[] = {job_id};
-  if (q(s, s->w,
-        "SELECT key, state, n_units, units_done, n_rows FROM hydra_jobs WHERE id = $1 FOR UPDATE",
+  if (q(s, c,
+        how & JOB_LOCK ? "SELECT key, state, n_units, units_done, n_rows FROM hydra_jobs "
+                         "WHERE id = $1 FOR UPDATE"
+                       : "SELECT key, state, n_units, units_done, n_rows FROM hydra_jobs "
+                         "WHERE id = $1",
         1, p, &res, what, err))
     return -1;
   if (PQntuples(res) == 0) {
@@ -468,6 +473,9 @@ static int job_lock(pg_store_t *s, const char *job_id, job_lock_t *job, const ch
   PQclear(res);
   if (bad)
     return err_set(err, "store %s: %s: job %s has an unknown state", s->name, what, job_id);
+  if ((how & JOB_OPEN) && store_state_final(job->state))
+    return err_set(err, "store %s: %s: the job is %s", s->name, what, store_state_name(job->state)),
+           STORE_STATE;
   return 0;
 }
 
@@ -620,15 +628,10 @@ static int unit_complete_locked(pg_store_t *s, const char *job_id, int unit,
   PGresult *res = NULL;
   if (begin(s, s->w, "BEGIN", what, err))
     return -1;
-  int rc = job_lock(s, job_id, &job, what, err);
+  int rc = job_find(s, s->w, job_id, JOB_LOCK | JOB_OPEN, &job, what, err);
   if (rc)
     goto fail;
   rc = -1;
-  if (store_state_final(job.state)) {
-    rc = STORE_STATE;
-    err_set(err, "store %s: %s: the job is %s", s->name, what, store_state_name(job.state));
-    goto fail;
-  }
   if (unit >= job.n_units) {
     err_set(err, "store %s: %s: the job has %d units", s->name, what, job.n_units);
     goto fail;
@@ -689,7 +692,7 @@ static int set_state_locked(pg_store_t *s, const char *job_id, store_state_t sta
   char count[24];
   if (begin(s, s->w, "BEGIN", what, err))
     return -1;
-  int rc = job_lock(s, job_id, &job, what, err);
+  int rc = job_find(s, s->w, job_id, JOB_LOCK, &job, what, err);
   if (rc)
     goto fail;
   rc = STORE_STATE;
@@ -738,14 +741,9 @@ static int rows_append_locked(pg_store_t *s, const char *job_id, const char *con
   char count[24];
   if (begin(s, s->w, "BEGIN", what, err))
     return -1;
-  int rc = job_lock(s, job_id, &job, what, err);
+  int rc = job_find(s, s->w, job_id, JOB_LOCK | JOB_OPEN, &job, what, err);
   if (rc)
     goto fail;
-  if (store_state_final(job.state)) {
-    rc = STORE_STATE;
-    err_set(err, "store %s: %s: the job is %s", s->name, what, store_state_name(job.state));
-    goto fail;
-  }
   rc = -1;
   snprintf(count, sizeof count, "%zu", n_rows);
   const char *p[] = {job.key, count};
@@ -807,34 +805,15 @@ static int claim_locked(pg_store_t *s, const char *job_id, const char *worker, d
   char lease[40];
   PGresult *res = NULL;
   snprintf(lease, sizeof lease, "%.17g", lease_s);
-  const char *pj[] = {job_id};
+  job_lock_t job;
   if (begin(s, s->w, "BEGIN", what, err))
     return -1;
-  int rc = -1;
-  if (q(s, s->w, "SELECT key, state, n_units, units_done FROM hydra_jobs WHERE id = $1", 1, pj,
-        &res, what, err))
+  int rc = job_find(s, s->w, job_id, JOB_OPEN, &job, what, err);
+  if (rc)
     goto fail;
-  if (PQntuples(res) == 0) {
-    rc = STORE_NOT_FOUND;
-    err_set(err, "store %s: %s: no job %s", s->name, what, job_id);
-    goto fail;
-  }
-  char key[24];
-  store_state_t state;
-  snprintf(key, sizeof key, "%s", PQgetvalue(res, 0, 0));
-  if (store_state_parse(PQgetvalue(res, 0, 1), &state)) {
-    err_set(err, "store %s: %s: unknown job state", s->name, what);
-    goto fail;
-  }
-  const int n_units = (int)col_i64(res, 0, 2), units_done = (int)col_i64(res, 0, 3);
-  PQclear(res);
-  res = NULL;
-  if (store_state_final(state)) {
-    rc = STORE_STATE;
-    err_set(err, "store %s: %s: the job is %s", s->name, what, store_state_name(state));
-    goto fail;
-  }
-  const char *p[] = {key, worker, lease};
+  rc = -1;
+  const int n_units = job.n_units;
+  const char *p[] = {job.key, worker, lease};
   if (q(s, s->w,
         "WITH free AS (SELECT idx FROM hydra_units WHERE job = $1 AND state = 'pending' AND "
         "(lease_until <= " NOW_S " OR lease_owner = $2) ORDER BY idx LIMIT 1 "
@@ -845,7 +824,7 @@ static int claim_locked(pg_store_t *s, const char *job_id, const char *worker, d
     goto fail;
   if (PQntuples(res) > 0)
     *unit = (int)col_i64(res, 0, 0);
-  else if (units_done == n_units) {
+  else if (job.units_done == n_units) {
     PQclear(res);
     res = NULL;
     if (q(s, s->w,
@@ -1067,25 +1046,12 @@ static int rows_read_locked(pg_store_t *s, const char *job_id, int64_t first_seq
   PGresult *res = NULL;
   size_t count = 0;
   int rc = -1;
-  const char *pj[] = {job_id};
+  job_lock_t job;
   if (begin(s, s->r, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", what, err))
     return -1;
-  if (q(s, s->r, "SELECT key, state FROM hydra_jobs WHERE id = $1", 1, pj, &res, what, err))
+  if ((rc = job_find(s, s->r, job_id, 0, &job, what, err)) != 0)
     goto out;
-  if (PQntuples(res) == 0) {
-    rc = STORE_NOT_FOUND;
-    err_set(err, "store %s: %s: no such job", s->name, what);
-    goto out;
-  }
-  char key[24];
-  store_state_t job_state;
-  snprintf(key, sizeof key, "%s", PQgetvalue(res, 0, 0));
-  if (store_state_parse(PQgetvalue(res, 0, 1), &job_state)) {
-    err_set(err, "store %s: %s: unknown job state", s->name, what);
-    goto out;
-  }
-  PQclear(res);
-  res = NULL;
+  rc = -1;
   int stopped = 0;
   int64_t next = first_seq;
   for (;;) {
@@ -1097,7 +1063,7 @@ static int rows_read_locked(pg_store_t *s, const char *job_id, int64_t first_seq
     char from[24], lim[24];
     snprintf(from, sizeof from, "%" PRId64, next);
     snprintf(lim, sizeof lim, "%zu", page);
-    const char *p[] = {key, from, lim};
+    const char *p[] = {job.key, from, lim};
     if (q(s, s->r,
           "SELECT seq, body FROM hydra_result_rows WHERE job = $1 AND seq >= $2 ORDER BY seq "
           "LIMIT $3",
@@ -1117,7 +1083,7 @@ static int rows_read_locked(pg_store_t *s, const char *job_id, int64_t first_seq
   if (n_read)
     *n_read = count;
   if (state)
-    *state = job_state;
+    *state = job.state;
   rc = 0;
 out:
   PQclear(res);

@@ -547,6 +547,16 @@ static int job_lookup(sqlite_store_t *s, const char *job_id, job_key_t *job, con
   return 0;
 }
 
+/* job_lookup, and STORE_STATE for a job that has ended. */
+static int job_lookup_open(sqlite_store_t *s, const char *job_id, job_key_t *job, const char *what,
+                           char *err) {
+  int rc = job_lookup(s, job_id, job, what, err);
+  if (rc == 0 && store_state_final(job->state))
+    return err_set(err, "store %s: %s: the job is %s", s->path, what, store_state_name(job->state)),
+           STORE_STATE;
+  return rc;
+}
+
 /* Inserts rows with sequence numbers first_seq, first_seq + 1, ... */
 static int rows_insert(sqlite_store_t *s, int64_t job_key, int64_t first_seq,
                        const char *const rows[], size_t n_rows, const char *what, char *err) {
@@ -618,15 +628,10 @@ static int unit_complete_locked(sqlite_store_t *s, const char *job_id, int unit,
   job_key_t job;
   if (tx_begin(s, what, err))
     return -1;
-  int rc = job_lookup(s, job_id, &job, what, err);
+  int rc = job_lookup_open(s, job_id, &job, what, err);
   if (rc)
     goto fail;
   rc = -1;
-  if (store_state_final(job.state)) {
-    rc = STORE_STATE;
-    err_set(err, "store %s: %s: the job is %s", s->path, what, store_state_name(job.state));
-    goto fail;
-  }
   if (unit >= job.n_units) {
     err_set(err, "store %s: %s: the job has %d units", s->path, what, job.n_units);
     goto fail;
@@ -737,14 +742,9 @@ static int rows_append_locked(sqlite_store_t *s, const char *job_id, const char 
   job_key_t job;
   if (tx_begin(s, what, err))
     return -1;
-  int rc = job_lookup(s, job_id, &job, what, err);
+  int rc = job_lookup_open(s, job_id, &job, what, err);
   if (rc)
     goto fail;
-  if (store_state_final(job.state)) {
-    rc = STORE_STATE;
-    err_set(err, "store %s: %s: the job is %s", s->path, what, store_state_name(job.state));
-    goto fail;
-  }
   rc = -1;
   if (rows_insert(s, job.key, job.n_rows, rows, n_rows, what, err))
     goto fail;
@@ -828,14 +828,9 @@ static int claim_locked(sqlite_store_t *s, const char *job_id, const char *worke
   int changed = 0;
   if (tx_begin(s, what, err))
     return -1;
-  int rc = job_lookup(s, job_id, &job, what, err);
+  int rc = job_lookup_open(s, job_id, &job, what, err);
   if (rc)
     goto fail;
-  if (store_state_final(job.state)) {
-    rc = STORE_STATE;
-    err_set(err, "store %s: %s: the job is %s", s->path, what, store_state_name(job.state));
-    goto fail;
-  }
   rc = -1;
   sqlite3_stmt *st = s->w[W_CLAIM_FIND];
   if (sqlite3_bind_int64(st, 1, job.key) | sqlite3_bind_double(st, 2, now_s()) |

@@ -15,6 +15,7 @@
 #define HYDRA_BACKEND_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "error.h"
 #include "model.h"
@@ -56,6 +57,15 @@ typedef struct {
    * with accumulate, y += instead of y =. */
   int (*matmul)(backend_t *b, float *y, const float *x, const float *w, const float *bias, int rows,
                 int out, int in, int accumulate);
+
+  /* matmul with w[out, in] held as bfloat16 (common/bf16.h): the same
+   * product in fp32, with the weights widened exactly. scratch is backend
+   * memory of scratch_floats >= in floats that the op may overwrite: w is
+   * widened into it a block of rows at a time (fewer, larger products when
+   * it holds all out * in). */
+  int (*matmul_bf16)(backend_t *b, float *y, const float *x, const uint16_t *w, const float *bias,
+                     int rows, int out, int in, int accumulate, float *scratch,
+                     size_t scratch_floats);
 
   /* y[rows, d] = (x - mean) / sqrt(var + eps) * gamma + beta; inv_scale[rows]
    * (optional) receives 1 / sqrt(var + eps), the scale the direct effects freeze. */

@@ -707,9 +707,9 @@ static int run_layers(run_t *R, const pass_t *P, const variant_t *vs, int nv) {
       float *kl = clean ? e->kcache + (size_t)L * layer_rows * kv : e->k;
       float *vl = clean ? e->vcache + (size_t)L * layer_rows * kv : e->v;
       TRY(norm_rows(e, e->xn, NULL, e->x, w->attn_norm_w, w->attn_norm_b, n));
-      TRY(op->matmul(b, e->q, e->xn, w->wq, w->bq, n, q, d, 0)); /* q[n, H*hd]  */
-      TRY(op->matmul(b, kl, e->xn, w->wk, w->bk, n, kv, d, 0));  /* k[n, KV*hd] */
-      TRY(op->matmul(b, vl, e->xn, w->wv, w->bv, n, kv, d, 0));  /* v[n, KV*hd] */
+      TRY(forward_matmul(e->fw, e->q, e->xn, w->wq, w->bq, n, q, d, 0)); /* q[n, H*hd]  */
+      TRY(forward_matmul(e->fw, kl, e->xn, w->wk, w->bk, n, kv, d, 0));  /* k[n, KV*hd] */
+      TRY(forward_matmul(e->fw, vl, e->xn, w->wv, w->bv, n, kv, d, 0));  /* v[n, KV*hd] */
       if (c->positions == POSITIONS_ROPE) {
         TRY(op->rope(b, e->q, e->position, n, c->n_heads, c->head_dim, c->rotary_dim,
                      c->rope_theta));
@@ -725,7 +725,7 @@ static int run_layers(run_t *R, const pass_t *P, const variant_t *vs, int nv) {
         TRY(capture_sources(R, SITE_HEAD, L, e->att));
       else
         TRY(apply_site(R, vs, nv, n, SITE_HEAD, L, e->att));
-      TRY(op->matmul(b, e->proj, e->att, w->wo, w->bo, n, d, q, 0)); /* proj[n, d] */
+      TRY(forward_matmul(e->fw, e->proj, e->att, w->wo, w->bo, n, d, q, 0)); /* proj[n, d] */
       if (clean) {
         TRY(capture_sources(R, SITE_ATTN, L, e->proj));
         TRY(capture_slot(R, 1 + 2 * L, e->proj));
@@ -740,18 +740,18 @@ static int run_layers(run_t *R, const pass_t *P, const variant_t *vs, int nv) {
         TRY(op->copy(b, mid, e->x, (size_t)n * d * sizeof(float)));
       TRY(norm_rows(e, e->xn, NULL, e->x, w->mlp_norm_w, w->mlp_norm_b, n));
       if (c->mlp == MLP_SWIGLU) {
-        TRY(op->matmul(b, e->h, e->xn, w->w_gate, NULL, n, fm, d, 0));   /* gate[n, F] */
-        TRY(op->matmul(b, e->h2, e->xn, w->w_up, w->b_up, n, fm, d, 0)); /* up[n, F]   */
+        TRY(forward_matmul(e->fw, e->h, e->xn, w->w_gate, NULL, n, fm, d, 0));   /* gate[n, F] */
+        TRY(forward_matmul(e->fw, e->h2, e->xn, w->w_up, w->b_up, n, fm, d, 0)); /* up[n, F]   */
         TRY(op->swiglu(b, e->h, e->h2, (size_t)n * fm));                 /* h[n, F]    */
       } else {
-        TRY(op->matmul(b, e->h, e->xn, w->w_up, w->b_up, n, fm, d, 0));
+        TRY(forward_matmul(e->fw, e->h, e->xn, w->w_up, w->b_up, n, fm, d, 0));
         TRY(op->activation(b, e->h, (size_t)n * fm, c->activation));
       }
       if (clean)
         TRY(capture_sources(R, SITE_NEURON, L, e->h));
       else
         TRY(apply_site(R, vs, nv, n, SITE_NEURON, L, e->h));
-      TRY(op->matmul(b, e->proj, e->h, w->w_down, w->b_down, n, d, fm, 0)); /* proj[n, d] */
+      TRY(forward_matmul(e->fw, e->proj, e->h, w->w_down, w->b_down, n, d, fm, 0)); /* proj[n, d] */
       if (clean) {
         TRY(capture_sources(R, SITE_MLP, L, e->proj));
         TRY(capture_slot(R, 2 + 2 * L, e->proj));
@@ -820,7 +820,7 @@ static int clean_pass(run_t *R, int emit) {
   }
   for (int c0 = 0; c0 < np; c0 += LOGIT_ROWS) {
     const int n = np - c0 < LOGIT_ROWS ? np - c0 : LOGIT_ROWS;
-    if (op->matmul(b, e->logits, e->xn + (size_t)c0 * d, e->dev->unembed, NULL, n, V, d, 0) ||
+    if (forward_matmul(e->fw, e->logits, e->xn + (size_t)c0 * d, e->dev->unembed, NULL, n, V, d, 0) ||
         op->download(b, logits, e->logits, sizeof(float) * (size_t)n * V)) {
       free(inv);
       err_set(R->err, "backend %s: %s", op->name, b->err);
@@ -1048,7 +1048,7 @@ static int variant_pass(run_t *R, variant_t *vs, int nv) {
   for (int c0 = 0; c0 < nv; c0 += LOGIT_ROWS) {
     const int n = nv - c0 < LOGIT_ROWS ? nv - c0 : LOGIT_ROWS;
     if (logits &&
-        (op->matmul(b, e->logits, e->xn + (size_t)c0 * d, e->dev->unembed, NULL, n, V, d, 0) ||
+        (forward_matmul(e->fw, e->logits, e->xn + (size_t)c0 * d, e->dev->unembed, NULL, n, V, d, 0) ||
          op->download(b, logits, e->logits, sizeof(float) * (size_t)n * V))) {
       err_set(R->err, "backend %s: %s", op->name, b->err);
       goto done;

@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bf16.h"
+
 #define TRY(call)                                                                                  \
   do {                                                                                             \
     if ((call) != 0)                                                                               \
@@ -13,26 +15,13 @@ struct forward {
   const model_t *host;
   model_t dev; /* the same description with every array in backend memory */
   backend_t *b;
+  int bf16;      /* projections held as bf16 (see upload_weights) */
+  float *scratch; /* [scratch_floats]: bf16 projections widened for a product */
+  size_t scratch_floats;
   int capacity; /* rows the work buffers hold */
   float *x, *xn, *q, *k, *v, *att, *proj, *h, *h2, *scale, *logits;
   int *ids, *position, *key_start, *n_keys, *logit_rows;
 };
-
-/* Every weight array of a layer, in a fixed order, with its length. */
-static int layer_tensors(const model_config_t *c, layer_weights_t *w, float ***ptr, size_t *len) {
-  const size_t d = (size_t)c->d_model, q = (size_t)c->n_heads * c->head_dim,
-               kv = (size_t)c->n_kv_heads * c->head_dim, f = (size_t)c->d_mlp;
-  float **p[] = {&w->attn_norm_w, &w->attn_norm_b, &w->wq,   &w->bq,   &w->wk,
-                 &w->bk,          &w->wv,          &w->bv,   &w->wo,   &w->bo,
-                 &w->mlp_norm_w,  &w->mlp_norm_b,  &w->w_up, &w->b_up, &w->w_gate,
-                 &w->w_down,      &w->b_down};
-  size_t n[] = {d, d, q * d, q, kv * d, kv, kv * d, kv, d * q, d, d, d, f * d, f, f * d, d * f, d};
-  for (int i = 0; i < 17; i++) {
-    ptr[i] = p[i];
-    len[i] = n[i];
-  }
-  return 17;
-}
 
 static float *upload(backend_t *b, const float *src, size_t n, int *failed) {
   if (!src || *failed)
@@ -43,62 +32,116 @@ static float *upload(backend_t *b, const float *src, size_t n, int *failed) {
   return dst;
 }
 
-static void release(backend_t *b, float *p) {
-  if (p)
+/* A projection of a bf16 model: n bf16 values (exact, the model is rounded)
+ * behind a float pointer that only forward_matmul reads. */
+static float *upload_bf16(backend_t *b, const float *src, size_t n, int *failed) {
+  if (!src || *failed)
+    return NULL;
+  enum { CHUNK = 1 << 22 };
+  uint16_t *dst = b->ops->alloc(b, n * sizeof(uint16_t));
+  uint16_t *tmp = malloc(sizeof(uint16_t) * (n < CHUNK ? n : CHUNK));
+  if (!dst || !tmp) {
+    if (!tmp)
+      err_set(b->err, "out of host memory");
+    *failed = 1;
+  }
+  for (size_t i = 0; i < n && !*failed; i += CHUNK) {
+    size_t k = n - i < CHUNK ? n - i : CHUNK;
+    for (size_t j = 0; j < k; j++)
+      tmp[j] = bf16_from_float(src[i + j]);
+    if (b->ops->upload(b, dst + i, tmp, k * sizeof(uint16_t)) != 0)
+      *failed = 1;
+  }
+  free(tmp);
+  return (float *)dst;
+}
+
+/* Frees a device array unless it is the host's own (used in place). */
+static void release(backend_t *b, float *p, const float *host) {
+  if (p && p != host)
     b->ops->free(b, p);
 }
 
 static void free_device_weights(forward_t *f) {
-  if (f->b->host_memory)
-    return;
+  const model_t *m = f->host;
   model_t *d = &f->dev;
-  if (d->layers) {
-    for (int l = 0; l < d->cfg.n_layers; l++) {
-      float **ptr[17];
-      size_t len[17];
-      int n = layer_tensors(&d->cfg, &d->layers[l], ptr, len);
-      for (int i = 0; i < n; i++)
-        release(f->b, *ptr[i]);
-    }
+  for (int l = 0; l < d->cfg.n_layers; l++) {
+    layer_weights_t hw = m->layers[l];
+    float **ptr[MODEL_LAYER_TENSORS], **hptr[MODEL_LAYER_TENSORS];
+    size_t len[MODEL_LAYER_TENSORS];
+    int n = model_layer_tensors(&d->cfg, &d->layers[l], ptr, len, NULL);
+    model_layer_tensors(&d->cfg, &hw, hptr, len, NULL);
+    for (int i = 0; i < n; i++)
+      release(f->b, *ptr[i], *hptr[i]);
   }
   if (d->unembed != d->tok_embed)
-    release(f->b, d->unembed);
-  release(f->b, d->tok_embed);
-  release(f->b, d->pos_embed);
-  release(f->b, d->final_norm_w);
-  release(f->b, d->final_norm_b);
+    release(f->b, d->unembed, m->unembed);
+  release(f->b, d->tok_embed, m->tok_embed);
+  release(f->b, d->pos_embed, m->pos_embed);
+  release(f->b, d->final_norm_w, m->final_norm_w);
+  release(f->b, d->final_norm_b, m->final_norm_b);
+  if (f->scratch)
+    f->b->ops->free(f->b, f->scratch);
 }
 
+/* fp32 weights on a host-memory backend are used in place; otherwise every
+ * array is copied to the backend, and a bf16 model's projections (and its
+ * unembedding) are stored as bf16, widened per product into one scratch
+ * buffer the size of the largest layer projection. */
 static int upload_weights(forward_t *f, char *err) {
   const model_t *m = f->host;
   model_t *d = &f->dev;
+  backend_t *b = f->b;
+  const model_config_t *c = &m->cfg;
   *d = *m;
-  d->layers = calloc((size_t)m->cfg.n_layers, sizeof(layer_weights_t));
+  d->layers = calloc((size_t)c->n_layers, sizeof(layer_weights_t));
   if (!d->layers)
     return err_set(err, "out of memory");
-  if (f->b->host_memory) {
-    memcpy(d->layers, m->layers, (size_t)m->cfg.n_layers * sizeof(layer_weights_t));
+  memcpy(d->layers, m->layers, (size_t)c->n_layers * sizeof(layer_weights_t));
+  if (b->host_memory && !f->bf16)
     return 0;
-  }
-  const model_config_t *c = &m->cfg;
+  const int copy = !b->host_memory;
   const size_t vd = (size_t)c->vocab_size * c->d_model;
   int failed = 0;
-  d->tok_embed = upload(f->b, m->tok_embed, vd, &failed);
-  d->pos_embed = upload(f->b, m->pos_embed, (size_t)c->max_positions * c->d_model, &failed);
-  d->final_norm_w = upload(f->b, m->final_norm_w, c->d_model, &failed);
-  d->final_norm_b = upload(f->b, m->final_norm_b, c->d_model, &failed);
-  d->unembed = c->tied_unembed ? d->tok_embed : upload(f->b, m->unembed, vd, &failed);
   for (int l = 0; l < c->n_layers && !failed; l++) {
-    d->layers[l] = m->layers[l];
-    float **ptr[17];
-    size_t len[17];
-    int n = layer_tensors(c, &d->layers[l], ptr, len);
-    for (int i = 0; i < n; i++)
-      *ptr[i] = upload(f->b, *ptr[i], len[i], &failed);
+    float **ptr[MODEL_LAYER_TENSORS];
+    size_t len[MODEL_LAYER_TENSORS];
+    int proj[MODEL_LAYER_TENSORS];
+    int n = model_layer_tensors(c, &d->layers[l], ptr, len, proj);
+    for (int i = 0; i < n; i++) {
+      if (f->bf16 && proj[i]) {
+        *ptr[i] = upload_bf16(b, *ptr[i], len[i], &failed);
+        if (len[i] > f->scratch_floats)
+          f->scratch_floats = len[i];
+      } else if (copy) {
+        *ptr[i] = upload(b, *ptr[i], len[i], &failed);
+      }
+    }
   }
+  if (copy) {
+    d->tok_embed = upload(b, m->tok_embed, vd, &failed);
+    d->pos_embed = upload(b, m->pos_embed, (size_t)c->max_positions * c->d_model, &failed);
+    d->final_norm_w = upload(b, m->final_norm_w, c->d_model, &failed);
+    d->final_norm_b = upload(b, m->final_norm_b, c->d_model, &failed);
+  }
+  if (f->bf16)
+    d->unembed = upload_bf16(b, m->unembed, vd, &failed);
+  else if (copy)
+    d->unembed = c->tied_unembed ? d->tok_embed : upload(b, m->unembed, vd, &failed);
+  if (f->bf16 && !failed && !(f->scratch = b->ops->alloc(b, f->scratch_floats * sizeof(float))))
+    failed = 1;
   if (failed)
-    return err_set(err, "uploading weights: %s", f->b->err);
+    return err_set(err, "uploading weights: %s", b->err);
   return 0;
+}
+
+int forward_matmul(forward_t *f, float *y, const float *x, const float *w, const float *bias,
+                   int rows, int out, int in, int accumulate) {
+  backend_t *b = f->b;
+  if (f->bf16)
+    return b->ops->matmul_bf16(b, y, x, (const uint16_t *)w, bias, rows, out, in, accumulate,
+                               f->scratch, f->scratch_floats);
+  return b->ops->matmul(b, y, x, w, bias, rows, out, in, accumulate);
 }
 
 static void free_work(forward_t *f) {
@@ -162,6 +205,7 @@ forward_t *forward_create(const model_t *m, backend_t *b, char *err) {
   }
   f->host = m;
   f->b = b;
+  f->bf16 = m->weights_bf16;
   if (upload_weights(f, err) != 0) {
     forward_destroy(f);
     return NULL;
@@ -207,9 +251,9 @@ static int attention_block(forward_t *f, const layer_weights_t *w, int rows) {
   const backend_ops_t *op = f->b->ops;
   backend_t *b = f->b;
   const int d = c->d_model, q = c->n_heads * c->head_dim, kv = c->n_kv_heads * c->head_dim;
-  TRY(op->matmul(b, f->q, f->xn, w->wq, w->bq, rows, q, d, 0));  /* q[rows, H*hd]   */
-  TRY(op->matmul(b, f->k, f->xn, w->wk, w->bk, rows, kv, d, 0)); /* k[rows, KV*hd]  */
-  TRY(op->matmul(b, f->v, f->xn, w->wv, w->bv, rows, kv, d, 0)); /* v[rows, KV*hd]  */
+  TRY(forward_matmul(f, f->q, f->xn, w->wq, w->bq, rows, q, d, 0));  /* q[rows, H*hd]   */
+  TRY(forward_matmul(f, f->k, f->xn, w->wk, w->bk, rows, kv, d, 0)); /* k[rows, KV*hd]  */
+  TRY(forward_matmul(f, f->v, f->xn, w->wv, w->bv, rows, kv, d, 0)); /* v[rows, KV*hd]  */
   if (c->positions == POSITIONS_ROPE) {
     TRY(op->rope(b, f->q, f->position, rows, c->n_heads, c->head_dim, c->rotary_dim,
                  c->rope_theta));
@@ -218,7 +262,7 @@ static int attention_block(forward_t *f, const layer_weights_t *w, int rows) {
   }
   TRY(op->attention(b, f->att, f->q, f->k, f->v, f->key_start, f->n_keys, NULL, NULL, NULL, NULL,
                     rows, c->n_heads, c->n_kv_heads, c->head_dim)); /* att[rows, H*hd] */
-  TRY(op->matmul(b, f->proj, f->att, w->wo, w->bo, rows, d, q, 0)); /* proj[rows, d]   */
+  TRY(forward_matmul(f, f->proj, f->att, w->wo, w->bo, rows, d, q, 0)); /* proj[rows, d]   */
   return 0;
 fail:
   return -1;
@@ -232,14 +276,14 @@ static int mlp_block(forward_t *f, const layer_weights_t *w, int rows) {
   const int d = c->d_model, fm = c->d_mlp;
   const size_t n = (size_t)rows * fm;
   if (c->mlp == MLP_SWIGLU) {
-    TRY(op->matmul(b, f->h, f->xn, w->w_gate, NULL, rows, fm, d, 0));   /* gate[rows, F] */
-    TRY(op->matmul(b, f->h2, f->xn, w->w_up, w->b_up, rows, fm, d, 0)); /* up[rows, F] */
+    TRY(forward_matmul(f, f->h, f->xn, w->w_gate, NULL, rows, fm, d, 0));   /* gate[rows, F] */
+    TRY(forward_matmul(f, f->h2, f->xn, w->w_up, w->b_up, rows, fm, d, 0)); /* up[rows, F] */
     TRY(op->swiglu(b, f->h, f->h2, n));                                 /* silu(gate)*up */
   } else {
-    TRY(op->matmul(b, f->h, f->xn, w->w_up, w->b_up, rows, fm, d, 0)); /* h[rows, F] */
+    TRY(forward_matmul(f, f->h, f->xn, w->w_up, w->b_up, rows, fm, d, 0)); /* h[rows, F] */
     TRY(op->activation(b, f->h, n, c->activation));
   }
-  TRY(op->matmul(b, f->proj, f->h, w->w_down, w->b_down, rows, d, fm, 0)); /* proj[rows, d] */
+  TRY(forward_matmul(f, f->proj, f->h, w->w_down, w->b_down, rows, d, fm, 0)); /* proj[rows, d] */
   return 0;
 fail:
   return -1;
@@ -340,7 +384,7 @@ int forward_run(forward_t *f, const forward_batch_t *batch, forward_out_t *out, 
       TRY(op->gather_rows(b, f->proj, f->xn, f->logit_rows, n, d));
       src = f->proj;
     }
-    TRY(op->matmul(b, f->logits, src, m->unembed, NULL, n, c->vocab_size, d, 0));
+    TRY(forward_matmul(f, f->logits, src, m->unembed, NULL, n, c->vocab_size, d, 0));
     TRY(op->download(b, out->logits, f->logits, (size_t)n * c->vocab_size * sizeof(float)));
   }
   TRY(op->synchronize(b));

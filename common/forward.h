@@ -1,7 +1,7 @@
 /* forward.h - the forward pass of a model on a backend.
  *
  * A forward_t holds a model's weights in the backend's memory (uploaded once;
- * used in place on a host-memory backend) and work buffers that grow to the
+ * fp32 weights used in place on a host-memory backend) and work buffers that grow to the
  * largest batch seen and are reused. One thread at a time. */
 #ifndef HYDRA_FORWARD_H
 #define HYDRA_FORWARD_H
@@ -40,8 +40,16 @@ void forward_destroy(forward_t *f);
 int forward_run(forward_t *f, const forward_batch_t *batch, forward_out_t *out, char *err);
 
 /* The model as the backend holds it: the same description, every array in
- * backend memory. Valid until forward_destroy. */
+ * backend memory. Valid until forward_destroy. For a bf16 model
+ * (model_t.weights_bf16) the projection matrices (wq wk wv wo w_up w_gate
+ * w_down, unembed) point at bf16 data: pass them only to forward_matmul. */
 const model_t *forward_weights(const forward_t *f);
+
+/* y[rows, out] = x[rows, in] . w[out, in]^T (+ bias) for w one of
+ * forward_weights(f)'s projection matrices, in the dtype they are held in
+ * (backend ops matmul or matmul_bf16). */
+int forward_matmul(forward_t *f, float *y, const float *x, const float *w, const float *bias,
+                   int rows, int out, int in, int accumulate);
 
 /* Total rows of a batch, or -1 when a length is < 1. */
 long forward_batch_rows(const forward_batch_t *batch);

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "bf16.h"
 #include "error.h"
 
 int model_config_check(const model_config_t *c, char *err) {
@@ -120,18 +121,36 @@ size_t model_n_params(const model_t *m) {
   return n;
 }
 
+int model_layer_tensors(const model_config_t *c, layer_weights_t *w, float ***ptr, size_t *len,
+                        int *proj) {
+  const size_t d = (size_t)c->d_model, q = (size_t)c->n_heads * c->head_dim,
+               kv = (size_t)c->n_kv_heads * c->head_dim, f = (size_t)c->d_mlp;
+  float **p[MODEL_LAYER_TENSORS] = {
+      &w->attn_norm_w, &w->attn_norm_b, &w->wq,   &w->bq,     &w->wk,     &w->bk,
+      &w->wv,          &w->bv,          &w->wo,   &w->bo,     &w->mlp_norm_w,
+      &w->mlp_norm_b,  &w->w_up,        &w->b_up, &w->w_gate, &w->w_down, &w->b_down};
+  const size_t n[MODEL_LAYER_TENSORS] = {d,     d, q * d, q,     kv * d, kv,    kv * d, kv, d * q,
+                                         d,     d, d,     f * d, f,      f * d, d * f,  d};
+  const int is_proj[MODEL_LAYER_TENSORS] = {0, 0, 1, 0, 1, 0, 1, 0, 1, 0, 0, 0, 1, 0, 1, 1, 0};
+  for (int i = 0; i < MODEL_LAYER_TENSORS; i++) {
+    ptr[i] = p[i];
+    len[i] = n[i];
+    if (proj)
+      proj[i] = is_proj[i];
+  }
+  return MODEL_LAYER_TENSORS;
+}
+
 void model_free(model_t *m) {
   if (!m)
     return;
   if (m->layers) {
     for (int l = 0; l < m->cfg.n_layers; l++) {
-      layer_weights_t *w = &m->layers[l];
-      float *all[] = {w->attn_norm_w, w->attn_norm_b, w->wq,   w->bq,   w->wk,
-                      w->bk,          w->wv,          w->bv,   w->wo,   w->bo,
-                      w->mlp_norm_w,  w->mlp_norm_b,  w->w_up, w->b_up, w->w_gate,
-                      w->w_down,      w->b_down};
-      for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
-        free(all[i]);
+      float **ptr[MODEL_LAYER_TENSORS];
+      size_t len[MODEL_LAYER_TENSORS];
+      int n = model_layer_tensors(&m->cfg, &m->layers[l], ptr, len, NULL);
+      for (int i = 0; i < n; i++)
+        free(*ptr[i]);
     }
     free(m->layers);
   }
@@ -142,6 +161,32 @@ void model_free(model_t *m) {
   free(m->final_norm_w);
   free(m->final_norm_b);
   free(m);
+}
+
+static void round_bf16(float *x, size_t n) {
+  if (x)
+    for (size_t i = 0; i < n; i++)
+      x[i] = bf16_to_float(bf16_from_float(x[i]));
+}
+
+void model_round_bf16(model_t *m) {
+  const model_config_t *c = &m->cfg;
+  const size_t d = (size_t)c->d_model, vd = (size_t)c->vocab_size * d;
+  for (int l = 0; l < c->n_layers; l++) {
+    float **ptr[MODEL_LAYER_TENSORS];
+    size_t len[MODEL_LAYER_TENSORS];
+    int n = model_layer_tensors(c, &m->layers[l], ptr, len, NULL);
+    for (int i = 0; i < n; i++)
+      round_bf16(*ptr[i], len[i]);
+  }
+  round_bf16(m->tok_embed, vd);
+  if (m->unembed != m->tok_embed)
+    round_bf16(m->unembed, vd);
+  if (m->pos_embed)
+    round_bf16(m->pos_embed, (size_t)c->max_positions * d);
+  round_bf16(m->final_norm_w, d);
+  round_bf16(m->final_norm_b, d);
+  m->weights_bf16 = 1;
 }
 
 static int ends_with(const char *s, const char *suffix) {

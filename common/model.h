@@ -61,6 +61,8 @@ typedef struct {
   layer_weights_t *layers;            /* [n_layers] */
   float *final_norm_w, *final_norm_b; /* [d_model] */
   float *unembed;                     /* [vocab_size, d_model]; == tok_embed when tied */
+  int weights_bf16; /* every weight rounded to bfloat16 (model_round_bf16): a backend with
+                       its own memory keeps the projections as bf16 there */
 } model_t;
 
 /* Loads a model from `path`: a directory holding config.json and
@@ -82,6 +84,20 @@ int model_config_check(const model_config_t *cfg, char *err);
 size_t model_n_params(const model_t *m);
 
 void model_free(model_t *m);
+
+/* Every per-layer array slot of w (NULL where the family has none), in a
+ * fixed order, with its length in floats; returns the count (at most
+ * MODEL_LAYER_TENSORS). *proj[i] is 1 for the projection matrices (wq, wk,
+ * wv, wo, w_up, w_gate, w_down), 0 for norms and biases. */
+#define MODEL_LAYER_TENSORS 17
+int model_layer_tensors(const model_config_t *c, layer_weights_t *w, float ***ptr, size_t *len,
+                        int *proj);
+
+/* `--weights-dtype bf16`: rounds every weight in place to the nearest
+ * bfloat16 (ties to even, as torch's .to(torch.bfloat16)) and marks the model
+ * so. The numbers are then those of the checkpoint in bf16, computed in fp32;
+ * a GPU backend stores the projection matrices in half the memory. */
+void model_round_bf16(model_t *m);
 
 /* Format loaders, called by model_load. */
 model_t *model_load_hf(const char *dir, char *err);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "bf16.h"
 
 typedef struct {
   int n_threads;
@@ -54,27 +55,56 @@ static int cpu_synchronize(backend_t *b) {
   return 0;
 }
 
+/* y = bias (or y += bias): the product then accumulates onto it. Returns
+ * whether it did. */
+static int fill_bias(float *y, const float *bias, int rows, int out, int accumulate) {
+  if (!bias)
+    return 0;
+#pragma omp parallel for schedule(static)
+  for (int r = 0; r < rows; r++) {
+    float *yr = y + (size_t)r * out;
+    if (accumulate)
+      for (int j = 0; j < out; j++)
+        yr[j] += bias[j];
+    else
+      memcpy(yr, bias, (size_t)out * sizeof(float));
+  }
+  return 1;
+}
+
 /* y[rows, out] = x[rows, in] . w[out, in]^T + bias */
 static int cpu_matmul(backend_t *b, float *y, const float *x, const float *w, const float *bias,
                       int rows, int out, int in, int accumulate) {
   (void)b;
   if (rows == 0)
     return 0;
-  float beta = accumulate ? 1.0f : 0.0f;
-  if (bias) {
-#pragma omp parallel for schedule(static)
-    for (int r = 0; r < rows; r++) {
-      float *yr = y + (size_t)r * out;
-      if (accumulate)
-        for (int j = 0; j < out; j++)
-          yr[j] += bias[j];
-      else
-        memcpy(yr, bias, (size_t)out * sizeof(float));
-    }
-    beta = 1.0f;
-  }
+  float beta = fill_bias(y, bias, rows, out, accumulate) || accumulate ? 1.0f : 0.0f;
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, in, 1.0f, x, in, w, in, beta, y,
               out);
+  return 0;
+}
+
+/* The same, w widened from bf16 into scratch block by block: y[:, o0:o1]
+ * (leading dimension out) = x . w[o0:o1]^T. */
+static int cpu_matmul_bf16(backend_t *b, float *y, const float *x, const uint16_t *w,
+                           const float *bias, int rows, int out, int in, int accumulate,
+                           float *scratch, size_t scratch_floats) {
+  if (scratch_floats < (size_t)in)
+    return err_set(b->err, "matmul_bf16: scratch of %zu floats is under one row of %d",
+                   scratch_floats, in);
+  if (rows == 0)
+    return 0;
+  float beta = fill_bias(y, bias, rows, out, accumulate) || accumulate ? 1.0f : 0.0f;
+  const long block = (long)(scratch_floats / (size_t)in);
+  for (long o0 = 0; o0 < out; o0 += block) {
+    const long n = out - o0 < block ? out - o0 : block;
+    const uint16_t *src = w + (size_t)o0 * in;
+#pragma omp parallel for schedule(static)
+    for (long i = 0; i < n * in; i++)
+      scratch[i] = bf16_to_float(src[i]);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, (int)n, in, 1.0f, x, in, scratch,
+                in, beta, y + o0, out);
+  }
   return 0;
 }
 
@@ -360,6 +390,7 @@ static const backend_ops_t cpu_ops = {
     .memory_available = cpu_memory_available,
     .set_precision = cpu_set_precision,
     .matmul = cpu_matmul,
+    .matmul_bf16 = cpu_matmul_bf16,
     .layernorm = cpu_layernorm,
     .rmsnorm = cpu_rmsnorm,
     .rope = cpu_rope,

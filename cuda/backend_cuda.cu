@@ -265,6 +265,44 @@ static int cuda_matmul(backend_t *b, float *y, const float *x, const float *w, c
   return 0;
 }
 
+__global__ void k_widen_bf16(float *dst, const uint16_t *src, size_t n) {
+  for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+       i += (size_t)gridDim.x * blockDim.x)
+    dst[i] = __uint_as_float((unsigned)src[i] << 16);
+}
+
+/* As cuda_matmul, on a block of w's rows at a time widened into scratch:
+ * y[:, o0:o1] (leading dimension out) = x . w[o0:o1]^T. */
+static int cuda_matmul_bf16(backend_t *b, float *y, const float *x, const uint16_t *w,
+                            const float *bias, int rows, int out, int in, int accumulate,
+                            float *scratch, size_t scratch_floats) {
+  PROF(b, P_MATMUL);
+  if (scratch_floats < (size_t)in)
+    return err_set(b->err, "matmul_bf16: scratch of %zu floats is under one row of %d",
+                   scratch_floats, in);
+  if (rows == 0)
+    return 0;
+  cudaStream_t st = impl(b)->stream;
+  float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+  if (bias) {
+    size_t n = (size_t)rows * out;
+    k_bias_rows<<<blocks(n, 256), 256, 0, st>>>(y, bias, rows, out, accumulate);
+    LAUNCH_CHECK(b);
+    beta = 1.0f;
+  }
+  const long block = (long)(scratch_floats / (size_t)in);
+  for (long o0 = 0; o0 < out; o0 += block) {
+    const long n = out - o0 < block ? out - o0 : block;
+    const size_t count = (size_t)n * in;
+    const unsigned grid = blocks(count, 256) < 65536u * 8 ? blocks(count, 256) : 65536u * 8;
+    k_widen_bf16<<<grid, 256, 0, st>>>(scratch, w + (size_t)o0 * in, count);
+    LAUNCH_CHECK(b);
+    CUBLAS_TRY(b, cublasSgemm(impl(b)->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)n, rows, in, &alpha,
+                              scratch, in, x, in, &beta, y + o0, out));
+  }
+  return 0;
+}
+
 /* ---- norms: one block per row ---- */
 
 __device__ float block_sum(float v, float *shared) {
@@ -633,6 +671,7 @@ static backend_ops_t make_ops(void) {
   o.memory_available = cuda_memory_available;
   o.set_precision = cuda_set_precision;
   o.matmul = cuda_matmul;
+  o.matmul_bf16 = cuda_matmul_bf16;
   o.layernorm = cuda_layernorm;
   o.rmsnorm = cuda_rmsnorm;
   o.rope = cuda_rope;

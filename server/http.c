@@ -338,6 +338,7 @@ static json_t *model_json(const server_model_t *m, int detail) {
                 "n_layers", c->n_layers, "d_model", c->d_model, "n_heads", c->n_heads, "n_kv_heads",
                 c->n_kv_heads, "d_mlp", c->d_mlp, "vocab_size", c->vocab_size, "context",
                 c->max_positions, "tokenizer", m->tok ? tokenizer_kind(m->tok) : "none");
+  json_object_set_new(o, "weights_dtype", json_string(m->model->weights_bf16 ? "bf16" : "fp32"));
   if (detail) {
     json_t *comps = json_array();
     json_array_append_new(comps, json_string("embed"));

@@ -40,6 +40,9 @@ static void usage(FILE *f) {
              "  --threads N              CPU threads (default: all cores)\n"
              "  --memory-budget MIB      backend memory for activations (default: 80%% of\n"
              "                           the GPU's free memory; CPU: passes of 4096 rows)\n"
+             "  --weights-dtype fp32|bf16  weights as loaded (default fp32), or rounded to\n"
+             "                           bfloat16: half the GPU memory for the projections,\n"
+             "                           products still in fp32\n"
              "  --unit-prompts N         prompts per work unit (default 8 on the CPU, 256 on a\n"
              "                           GPU, whose passes need many rows to be efficient)\n"
              "  --max-jobs-per-user N    queued + running (default 8)\n"
@@ -83,6 +86,11 @@ static int set_option(server_config_t *c, const char *key, const char *val, char
     NUM(threads, 0);
   else if (strcmp(key, "memory-budget") == 0)
     NUM(memory_budget_mib, 0);
+  else if (strcmp(key, "weights-dtype") == 0) {
+    if (strcmp(val, "fp32") != 0 && strcmp(val, "bf16") != 0)
+      return err_set(err, "--weights-dtype: expected fp32 or bf16, got \"%s\"", val);
+    c->weights_bf16 = strcmp(val, "bf16") == 0;
+  }
   else if (strcmp(key, "unit-prompts") == 0)
     NUM(unit_prompts, 0); /* 0: by backend */
   else if (strcmp(key, "max-jobs-per-user") == 0)
@@ -266,6 +274,8 @@ int main(int argc, char **argv) {
     char tok_err[HYDRA_ERR_LEN];
     if (!(m->model = model_load(c->model_paths[i], err)))
       goto fail;
+    if (c->weights_bf16)
+      model_round_bf16(m->model);
     m->tok = tokenizer_load(c->model_paths[i], tok_err);
     if (!m->tok)
       server_log(s, 1, "model %s: no tokenizer (%s): jobs must give token ids", m->name, tok_err);
@@ -273,9 +283,9 @@ int main(int argc, char **argv) {
       goto fail;
     engine_set_memory_budget(m->engine, (size_t)(c->memory_budget_mib * 1048576.0));
     s->n_models++;
-    server_log(s, 1, "model %s loaded from %s (%s, %d layers, tensor types %s)", m->name,
-               c->model_paths[i], m->model->cfg.family, m->model->cfg.n_layers,
-               m->model->tensor_types);
+    server_log(s, 1, "model %s loaded from %s (%s, %d layers, tensor types %s, weights %s)",
+               m->name, c->model_paths[i], m->model->cfg.family, m->model->cfg.n_layers,
+               m->model->tensor_types, m->model->weights_bf16 ? "bf16" : "fp32");
   }
   /* HTTP first: a second hydrad started by mistake on a busy port stops here,
    * before it frees the leases of the worker already running as HOST:PORT. */

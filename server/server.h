@@ -25,6 +25,7 @@ typedef struct {
   char backend[16];
   int threads;
   double memory_budget_mib; /* 0: from the backend */
+  int weights_bf16;         /* --weights-dtype bf16: models rounded, projections bf16 on the GPU */
   int log_level;            /* 0 error, 1 info, 2 debug */
   int n_models;
   char model_names[SERVER_MAX_MODELS][64];

@@ -244,7 +244,7 @@ char *read_file(const char *path, size_t *len, char *err) {
 int cmd_run(int argc, char **argv) {
   const char *model_path = NULL, *job_path = NULL, *backend_name = "auto";
   format_t format = FORMAT_NDJSON;
-  int threads = 0, max_rows = 0;
+  int threads = 0, max_rows = 0, weights_bf16 = 0;
   double memory_mib = 0;
   for (int i = 0; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -266,6 +266,13 @@ int cmd_run(int argc, char **argv) {
       max_rows = atoi(v);
     else if (strcmp(a, "--memory-budget") == 0)
       memory_mib = atof(v);
+    else if (strcmp(a, "--weights-dtype") == 0) {
+      if (strcmp(v, "fp32") != 0 && strcmp(v, "bf16") != 0) {
+        fprintf(stderr, "hydra run: --weights-dtype: expected fp32 or bf16\n");
+        return EXIT_USAGE;
+      }
+      weights_bf16 = strcmp(v, "bf16") == 0;
+    }
     else if (strcmp(a, "--format") == 0) {
       if (strcmp(v, "ndjson") == 0)
         format = FORMAT_NDJSON;
@@ -286,7 +293,7 @@ int cmd_run(int argc, char **argv) {
   if (!model_path || !job_path) {
     fprintf(stderr, "usage: hydra run --model PATH JOB.json [--format ndjson|table|csv] "
                     "[--backend auto|cpu|cuda] [--threads N] [--max-rows N] "
-                    "[--memory-budget MIB]\n");
+                    "[--memory-budget MIB] [--weights-dtype fp32|bf16]\n");
     return EXIT_USAGE;
   }
   char err[4 * HYDRA_ERR_LEN] = "";
@@ -316,6 +323,8 @@ int cmd_run(int argc, char **argv) {
   }
   if (!(m = model_load(model_path, err)))
     goto fail;
+  if (weights_bf16)
+    model_round_bf16(m);
   char tok_err[HYDRA_ERR_LEN];
   tok = tokenizer_load(model_path, tok_err); /* optional: ids-only jobs need none */
   if (plan_build(spec, m, tok, &plan, &jerr) != 0) {

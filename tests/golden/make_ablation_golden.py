@@ -614,7 +614,7 @@ def record_diff(a, b):
     return max(d, float(a["rank"] != b["rank"]))
 
 
-def make_golden(arch, name, model_field, prompts, plan, golden_dir, texts=None, tok=None, all_plan=None,
+def make_golden(arch, name, model_field, prompts, plan, golden_dir, texts=None, tok=None, all_plan=None, weights_dtype=None,
                 resample=None):
     """plan: list of (components, methods) groups; components is "main"
     (every main component), "heads" or "neurons". all_plan: None, or
@@ -756,6 +756,7 @@ def make_golden(arch, name, model_field, prompts, plan, golden_dir, texts=None, 
     lines = ["{",
              f'  "model": {json.dumps(model_field)},',
              f'  "source": {json.dumps(SOURCE)},',
+             *([f'  "weights_dtype": {json.dumps(weights_dtype)},'] if weights_dtype else []),
              f'  "norm": {json.dumps(arch.norm_kind)},',
              f'  "component_order": {json.dumps(arch.component_order)},',
              f'  "heads": {json.dumps(heads)},',
@@ -781,6 +782,15 @@ def load_eager(path, **kw):
     return m
 
 
+def round_to_bf16(model):
+    """hydra's --weights-dtype bf16: every weight as torch rounds it to bfloat16
+    (nearest, ties to even), the arithmetic still fp32."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(p.to(torch.bfloat16).to(torch.float32))
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
 def tiny_prompts(seed, vocab):
     rng = np.random.default_rng(seed)
     return [rng.integers(0, vocab, size=n).tolist() for n in TINY_PROMPT_LENS]
@@ -800,6 +810,9 @@ def main():
     ap.add_argument("--out", default="tests", help="output root (writes golden/ablation_*.json)")
     ap.add_argument("--smollm2", help="path to SmolLM2-135M-Instruct.Q4_1.gguf (skipped if absent)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    ap.add_argument("--weights-dtype", choices=["fp32", "bf16"], default="fp32",
+                    help="bf16: every parameter of the tiny models rounded to bfloat16 by torch "
+                         "(computed in fp32), written as ablation_<name>-bf16.json; SmolLM2 skipped")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -814,12 +827,18 @@ def main():
         path = os.path.join(data_dir, name)
         log(f"[{name}] {rel(path)}")
         model = load_eager(path)
+        bf16 = args.weights_dtype == "bf16"
+        if bf16:
+            round_to_bf16(model)
         arch = Arch(model)
         prompts = tiny_prompts(TINY_SEEDS[name], model.config.vocab_size)
-        make_golden(arch, name, rel(path), prompts, TINY_PLAN, golden_dir, all_plan=TINY_ALL_PLAN,
-                    resample=TINY_RESAMPLE)
+        make_golden(arch, name + ("-bf16" if bf16 else ""), rel(path), prompts, TINY_PLAN,
+                    golden_dir, all_plan=TINY_ALL_PLAN, resample=TINY_RESAMPLE,
+                    weights_dtype="bf16" if bf16 else None)
 
-    if args.smollm2:
+    if args.smollm2 and args.weights_dtype == "bf16":
+        log("[smollm2-135m] skipped (bf16 goldens are for the tiny models)")
+    elif args.smollm2:
         log(f"[smollm2-135m] {args.smollm2}")
         d, f = os.path.split(os.path.abspath(args.smollm2))
         tok = AutoTokenizer.from_pretrained(d, gguf_file=f)

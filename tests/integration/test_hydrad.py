@@ -496,14 +496,14 @@ class Daemon:
                         timeout=timeout)
 
 
-def run_local(build, root, job, workdir, fmt="ndjson"):
+def run_local(build, root, job, workdir, fmt="ndjson", extra=()):
     """Reference rows from `hydra run` (no daemon)."""
     path = os.path.join(workdir, f"local-{time.time_ns()}.json")
     with open(path, "w") as f:
         json.dump(job, f)
     exe = os.path.join(build, "clients", "hydra")
     p = subprocess.run([exe, "run", "--model", os.path.join(root, "tests", "data", "tiny-llama"), path,
-                        "--threads", "1", "--format", fmt], capture_output=True, timeout=120)
+                        "--threads", "1", "--format", fmt, *extra], capture_output=True, timeout=120)
     if p.returncode != 0:
         return None
     if fmt == "csv":
@@ -1560,6 +1560,59 @@ def run_daemon_expect_exit(binary, args, timeout=20):
         return None, "still running"
 
 
+def t_weights_bf16(build, root, workdir):
+    """--weights-dtype bf16 against the golden made by transformers with every
+    weight rounded by torch to bf16 (tests/golden/ablation_tiny-llama-bf16.json)."""
+    section("--weights-dtype bf16 (against transformers' bf16-rounded weights)")
+    binary = os.path.join(build, "server", "hydrad")
+    base = ["--model", "tiny=" + os.path.join(root, "tests", "data", "tiny-llama"), "--backend", "cpu",
+            "--threads", "1", "--tokens", os.path.join(workdir, "tokens"), "--port", str(free_port()),
+            "--store", os.path.join(workdir, "bf16-refused.db")]
+    rc, out = run_daemon_expect_exit(binary, base + ["--weights-dtype", "fp16"])
+    check("--weights-dtype fp16 -> exit 2 naming the option", rc == 2 and "--weights-dtype" in out,
+          f"exit {rc}: {short(out, 200)}")
+    golden = json.load(open(os.path.join(root, "tests", "golden", "ablation_tiny-llama-bf16.json")))
+    comps = [c for c in golden["component_order"]]
+    want = {(a["prompt"], a["component"]): a["total_effect"] for a in golden["ablations"]
+            if a["method"] == "zero" and "positions" not in a and a["component"] in comps}
+    job = {"model": "tiny", "prompts": [{"ids": p["ids"]} for p in golden["prompts"]],
+           "ablations": {"components": comps, "methods": ["zero"]}}
+    d = Daemon(binary, root, workdir, "hydrad-bf16", os.path.join(workdir, "bf16.db"),
+               ["--weights-dtype", "bf16", "--unit-prompts", "2"])
+    ok, why = d.start()
+    if not check("hydrad --weights-dtype bf16 starts", ok, why):
+        return
+    try:
+        m = d.req("GET", "/v1/models/tiny", TOKENS["alice"]).json() or {}
+        check("GET /v1/models/tiny: weights_dtype bf16", m.get("weights_dtype") == "bf16", short(json.dumps(m)))
+        r = d.submit(job)
+        jid = (r.json() or {}).get("id")
+        st = d.wait(jid) if jid else None
+        check("bf16 job done", st and st.get("state") == "done", short(r.body))
+        rows, _ = parse_ndjson(d.results(jid).body) if jid else ([], [])
+        head = rows[0] if rows else {}
+        check("header: weights_dtype bf16, precision fp32",
+              head.get("weights_dtype") == "bf16" and head.get("precision") == "fp32", short(json.dumps(head)))
+        got = {(r["prompt"], r["component"]): r["total_effect"] for r in rows if r.get("type") == "variant"}
+        scale = max(abs(p["clean_logit"]) for p in golden["prompts"])
+        tol = 1e-4 * scale
+        worst = max((abs(got.get(k, float("inf")) - v), k) for k, v in want.items())
+        check(f"bf16 total effects equal the golden's within {tol:.2g} ({len(want)} rows)",
+              len(want) == 4 * len(comps) and worst[0] <= tol, f"worst {worst}")
+        local = run_local(build, root, job, workdir, extra=("--weights-dtype", "bf16")) or []
+        mine = {(r["prompt"], r["component"]): r["total_effect"] for r in local if r.get("type") == "variant"}
+        worst = max((abs(mine.get(k, float("inf")) - v), k) for k, v in want.items())
+        check(f"hydra run --weights-dtype bf16: the golden's within {tol:.2g}", worst[0] <= tol,
+              f"worst {worst}")
+        local = run_local(build, root, job, workdir) or []
+        fp32 = {(r["prompt"], r["component"]): r["total_effect"] for r in local if r.get("type") == "variant"}
+        gap = max((abs(fp32[k] - v) for k, v in want.items() if k in fp32), default=0.0)
+        check(f"fp32 weights miss the bf16 golden by more than the bound (by {gap:.2g}): "
+              f"the check can fail", len(fp32) == len(want) and gap > tol, f"gap {gap}")
+    finally:
+        check("bf16 daemon: SIGTERM exits 0", d.term() == 0, d.log_tail())
+
+
 def t_no_auth(build, root, workdir):
     section("--no-auth: loopback only")
     binary = os.path.join(build, "server", "hydrad")
@@ -1874,6 +1927,7 @@ def main(argv):
             print("    main daemon log tail:\n" + d.log_tail(20))
     t_no_auth(build, root, workdir)
     t_tls(build, root, workdir)
+    t_weights_bf16(build, root, workdir)
     t_restart(build, root, workdir, None)
 
     elapsed = time.time() - t_start

@@ -194,6 +194,9 @@ int main(int argc, char **argv) {
     snprintf(path, sizeof(path), "%s/%s", root, model_name ? model_name : "");
   char err[HYDRA_ERR_LEN];
   model_t *m = model_load(path, err);
+  const char *dtype = json_string_value(json_object_get(g, "weights_dtype"));
+  if (m && dtype && strcmp(dtype, "bf16") == 0) /* the golden's weights went through torch's bf16 */
+    model_round_bf16(m);
   backend_t *b = m ? backend_create(backend, 0, err) : NULL;
   engine_t *e = b ? engine_create(m, b, err) : NULL;
   if (!e) {
@@ -237,8 +240,10 @@ int main(int argc, char **argv) {
     }
   }
   const double tol = 1e-4 * scale_ref;
-  printf("test_engine: %s on %s (%s): %d prompts, %d components, scale %.3f, bound %.3g\n", golden,
-         path, b->ops->name, S.n_prompts, S.n_comps, scale_ref, tol);
+  printf("test_engine: %s on %s (%s, weights %s): %d prompts, %d components, scale %.3f, bound "
+         "%.3g\n",
+         golden, path, b->ops->name, m->weights_bf16 ? "bf16" : "fp32", S.n_prompts, S.n_comps,
+         scale_ref, tol);
 
   collect_t out = {0}, ref = {0};
   const unsigned all_metrics = METRIC_LOGPROB | METRIC_KL | METRIC_RANK;

@@ -742,7 +742,7 @@ static int run_layers(run_t *R, const pass_t *P, const variant_t *vs, int nv) {
       if (c->mlp == MLP_SWIGLU) {
         TRY(forward_matmul(e->fw, e->h, e->xn, w->w_gate, NULL, n, fm, d, 0));   /* gate[n, F] */
         TRY(forward_matmul(e->fw, e->h2, e->xn, w->w_up, w->b_up, n, fm, d, 0)); /* up[n, F]   */
-        TRY(op->swiglu(b, e->h, e->h2, (size_t)n * fm));                 /* h[n, F]    */
+        TRY(op->swiglu(b, e->h, e->h2, (size_t)n * fm));                         /* h[n, F]    */
       } else {
         TRY(forward_matmul(e->fw, e->h, e->xn, w->w_up, w->b_up, n, fm, d, 0));
         TRY(op->activation(b, e->h, (size_t)n * fm, c->activation));
@@ -820,7 +820,8 @@ static int clean_pass(run_t *R, int emit) {
   }
   for (int c0 = 0; c0 < np; c0 += LOGIT_ROWS) {
     const int n = np - c0 < LOGIT_ROWS ? np - c0 : LOGIT_ROWS;
-    if (forward_matmul(e->fw, e->logits, e->xn + (size_t)c0 * d, e->dev->unembed, NULL, n, V, d, 0) ||
+    if (forward_matmul(e->fw, e->logits, e->xn + (size_t)c0 * d, e->dev->unembed, NULL, n, V, d,
+                       0) ||
         op->download(b, logits, e->logits, sizeof(float) * (size_t)n * V)) {
       free(inv);
       err_set(R->err, "backend %s: %s", op->name, b->err);
@@ -1047,9 +1048,9 @@ static int variant_pass(run_t *R, variant_t *vs, int nv) {
   }
   for (int c0 = 0; c0 < nv; c0 += LOGIT_ROWS) {
     const int n = nv - c0 < LOGIT_ROWS ? nv - c0 : LOGIT_ROWS;
-    if (logits &&
-        (forward_matmul(e->fw, e->logits, e->xn + (size_t)c0 * d, e->dev->unembed, NULL, n, V, d, 0) ||
-         op->download(b, logits, e->logits, sizeof(float) * (size_t)n * V))) {
+    if (logits && (forward_matmul(e->fw, e->logits, e->xn + (size_t)c0 * d, e->dev->unembed, NULL,
+                                  n, V, d, 0) ||
+                   op->download(b, logits, e->logits, sizeof(float) * (size_t)n * V))) {
       err_set(R->err, "backend %s: %s", op->name, b->err);
       goto done;
     }

@@ -15,7 +15,7 @@ struct forward {
   const model_t *host;
   model_t dev; /* the same description with every array in backend memory */
   backend_t *b;
-  int bf16;      /* projections held as bf16 (see upload_weights) */
+  int bf16;       /* projections held as bf16 (see upload_weights) */
   float *scratch; /* [scratch_floats]: bf16 projections widened for a product */
   size_t scratch_floats;
   int capacity; /* rows the work buffers hold */
@@ -261,7 +261,7 @@ static int attention_block(forward_t *f, const layer_weights_t *w, int rows) {
                  c->rope_theta));
   }
   TRY(op->attention(b, f->att, f->q, f->k, f->v, f->key_start, f->n_keys, NULL, NULL, NULL, NULL,
-                    rows, c->n_heads, c->n_kv_heads, c->head_dim)); /* att[rows, H*hd] */
+                    rows, c->n_heads, c->n_kv_heads, c->head_dim));     /* att[rows, H*hd] */
   TRY(forward_matmul(f, f->proj, f->att, w->wo, w->bo, rows, d, q, 0)); /* proj[rows, d]   */
   return 0;
 fail:
@@ -278,7 +278,7 @@ static int mlp_block(forward_t *f, const layer_weights_t *w, int rows) {
   if (c->mlp == MLP_SWIGLU) {
     TRY(forward_matmul(f, f->h, f->xn, w->w_gate, NULL, rows, fm, d, 0));   /* gate[rows, F] */
     TRY(forward_matmul(f, f->h2, f->xn, w->w_up, w->b_up, rows, fm, d, 0)); /* up[rows, F] */
-    TRY(op->swiglu(b, f->h, f->h2, n));                                 /* silu(gate)*up */
+    TRY(op->swiglu(b, f->h, f->h2, n));                                     /* silu(gate)*up */
   } else {
     TRY(forward_matmul(f, f->h, f->xn, w->w_up, w->b_up, rows, fm, d, 0)); /* h[rows, F] */
     TRY(op->activation(b, f->h, n, c->activation));

@@ -126,11 +126,11 @@ int model_layer_tensors(const model_config_t *c, layer_weights_t *w, float ***pt
   const size_t d = (size_t)c->d_model, q = (size_t)c->n_heads * c->head_dim,
                kv = (size_t)c->n_kv_heads * c->head_dim, f = (size_t)c->d_mlp;
   float **p[MODEL_LAYER_TENSORS] = {
-      &w->attn_norm_w, &w->attn_norm_b, &w->wq,   &w->bq,     &w->wk,     &w->bk,
-      &w->wv,          &w->bv,          &w->wo,   &w->bo,     &w->mlp_norm_w,
-      &w->mlp_norm_b,  &w->w_up,        &w->b_up, &w->w_gate, &w->w_down, &w->b_down};
-  const size_t n[MODEL_LAYER_TENSORS] = {d,     d, q * d, q,     kv * d, kv,    kv * d, kv, d * q,
-                                         d,     d, d,     f * d, f,      f * d, d * f,  d};
+      &w->attn_norm_w, &w->attn_norm_b, &w->wq,     &w->bq,     &w->wk,         &w->bk,
+      &w->wv,          &w->bv,          &w->wo,     &w->bo,     &w->mlp_norm_w, &w->mlp_norm_b,
+      &w->w_up,        &w->b_up,        &w->w_gate, &w->w_down, &w->b_down};
+  const size_t n[MODEL_LAYER_TENSORS] = {d, d, q * d, q,     kv * d, kv,    kv * d, kv, d * q,
+                                         d, d, d,     f * d, f,      f * d, d * f,  d};
   const int is_proj[MODEL_LAYER_TENSORS] = {0, 0, 1, 0, 1, 0, 1, 0, 1, 0, 0, 0, 1, 0, 1, 1, 0};
   for (int i = 0; i < MODEL_LAYER_TENSORS; i++) {
     ptr[i] = p[i];

@@ -102,8 +102,8 @@ static int cpu_matmul_bf16(backend_t *b, float *y, const float *x, const uint16_
 #pragma omp parallel for schedule(static)
     for (long i = 0; i < n * in; i++)
       scratch[i] = bf16_to_float(src[i]);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, (int)n, in, 1.0f, x, in, scratch,
-                in, beta, y + o0, out);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, (int)n, in, 1.0f, x, in, scratch, in,
+                beta, y + o0, out);
   }
   return 0;
 }

@@ -90,8 +90,7 @@ static int set_option(server_config_t *c, const char *key, const char *val, char
     if (strcmp(val, "fp32") != 0 && strcmp(val, "bf16") != 0)
       return err_set(err, "--weights-dtype: expected fp32 or bf16, got \"%s\"", val);
     c->weights_bf16 = strcmp(val, "bf16") == 0;
-  }
-  else if (strcmp(key, "unit-prompts") == 0)
+  } else if (strcmp(key, "unit-prompts") == 0)
     NUM(unit_prompts, 0); /* 0: by backend */
   else if (strcmp(key, "max-jobs-per-user") == 0)
     NUM(max_jobs_per_user, 1);

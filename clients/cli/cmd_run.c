@@ -272,8 +272,7 @@ int cmd_run(int argc, char **argv) {
         return EXIT_USAGE;
       }
       weights_bf16 = strcmp(v, "bf16") == 0;
-    }
-    else if (strcmp(a, "--format") == 0) {
+    } else if (strcmp(a, "--format") == 0) {
       if (strcmp(v, "ndjson") == 0)
         format = FORMAT_NDJSON;
       else if (strcmp(v, "table") == 0)

@@ -217,12 +217,13 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: bench_sweep MODEL PROMPTS.json [--reuse 0|1] [--runs N] "
                     "[--warmup 0|1] [--threads N] [--max-rows N] [--components-subset K] "
                     "[--samples S] [--seed S] [--sgemm-rows R] [--rows-out FILE] "
-                    "[--backend NAME] [--peak N] [--gemm 0|1] [--precision fp32|tf32]\n");
+                    "[--backend NAME] [--peak N] [--gemm 0|1] [--precision fp32|tf32] "
+                    "[--weights-dtype fp32|bf16]\n");
     return 2;
   }
   const char *path = argv[1], *prompts_path = argv[2], *rows_out = NULL, *backend = "cpu";
   int reuse = 1, runs = 3, warmup = 1, threads = 0, max_rows = 0, subset = 1, samples = 15;
-  int sgemm_rows = 0, peak = 0, gemm = 1, tf32 = 0;
+  int sgemm_rows = 0, peak = 0, gemm = 1, tf32 = 0, weights_bf16 = 0;
   uint64_t seed = 0;
   for (int i = 3; i + 1 < argc; i += 2) {
     if (!strcmp(argv[i], "--reuse"))
@@ -253,6 +254,8 @@ int main(int argc, char **argv) {
       gemm = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--precision"))
       tf32 = !strcmp(argv[i + 1], "tf32");
+    else if (!strcmp(argv[i], "--weights-dtype"))
+      weights_bf16 = !strcmp(argv[i + 1], "bf16");
     else {
       fprintf(stderr, "bench_sweep: unknown option %s\n", argv[i]);
       return 2;
@@ -267,6 +270,8 @@ int main(int argc, char **argv) {
     return 1;
   char err[HYDRA_ERR_LEN];
   model_t *m = model_load(path, err);
+  if (m && weights_bf16)
+    model_round_bf16(m);
   backend_t *b = m ? backend_create(backend, threads, err) : NULL;
   engine_t *e = b ? engine_create(m, b, err) : NULL;
   if (!e) {
@@ -351,12 +356,12 @@ int main(int argc, char **argv) {
          "median_s=%.4f extrapolated_s=%.4f variants=%ld variants_all=%ld variants_per_s=%.1f "
          "flops=%.4e flops_all=%.4e flops_full=%.4e gflops=%.2f sgemm_gflops=%.2f sgemm_rows=%d "
          "floor_s=%.4f floor_full_s=%.4f peak_gflops=%.1f peak_n=%d gemm_share=%.3f "
-         "cpu_per_wall=%.2f backend=%s precision=%s pass_rows=%d\n",
+         "cpu_per_wall=%.2f backend=%s precision=%s weights=%s pass_rows=%d\n",
          reuse, n_prompts, tokens, n_comps, n_all, samples, runs, t, extrapolated, variants,
          (long)samples * n_all * n_prompts, variants / t, flops, flops_all, flops_full,
          flops / t / 1e9, sg, sg_rows, flops_all / (sg * 1e9), flops_full / (sg * 1e9), pk, peak,
          pk > 0 ? flops / t / 1e9 / pk : 0, cpu / wall, b->ops->name, engine_precision(e, tf32),
-         max_rows > 0 ? max_rows : engine_pass_rows(e, 0, NULL));
+         m->weights_bf16 ? "bf16" : "fp32", max_rows > 0 ? max_rows : engine_pass_rows(e, 0, NULL));
   if (rows_out) {
     FILE *f = fopen(rows_out, "w");
     if (!f) {

@@ -71,6 +71,9 @@ def main():
     ap.add_argument("--attn", choices=("sdpa", "eager"), default="sdpa")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (fp32, TF32 off)")
     ap.add_argument("--tf32", action="store_true", help="TF32 matrix products on the GPU")
+    ap.add_argument("--weights-bf16", action="store_true",
+                    help="every weight rounded to bfloat16, arithmetic in fp32 "
+                         "(hydra's --weights-dtype bf16)")
     ap.add_argument("--hydra-rows", action="append", default=[],
                     help="bench_sweep --rows-out file to compare with (repeatable)")
     a = ap.parse_args()
@@ -103,6 +106,10 @@ def main():
         model = AutoModelForCausalLM.from_pretrained(
             os.path.dirname(a.model), gguf_file=os.path.basename(a.model),
             dtype=torch.float32, attn_implementation=a.attn)
+    if a.weights_bf16:
+        with torch.no_grad():
+            for p in model.parameters():
+                p.copy_(p.to(torch.bfloat16).to(torch.float32))
     model.to(dev).eval()
     cfg = model.config
     # llama-style (model.layers[L].self_attn / .mlp) or GPT-2 (transformer.h[L].attn / .mlp)

@@ -12,6 +12,11 @@ or exactly one: zeros hide unwritten outputs and can run faster than data).
   llama7b-L4   Llama-7B's layer shape (d 4096, 32 heads, MLP 11008, SwiGLU,
                RoPE, vocab 32000) with 4 of its 32 layers: 1.0 B parameters,
                4.4 GB in fp32; the sweep's cost per layer is that of the 7B
+  llama7b      the whole Llama-7B shape (32 layers, 6.7 B parameters), saved
+               in bf16 (13.5 GB on disk; 27 GB of GPU memory in fp32, 13.5 GB
+               with hydra's --weights-dtype bf16). Opt-in, not in the default
+               --which: GPU_MODELS=llama7b:64 GPU_SWEEPS=llama7b:16:fp32:bf16
+               bash tests/gpu/run.sh
 
 usage: make_models.py OUTDIR [--seed S] [--which gpt2-small:1209,llama7b-L4:256]
 Writes OUTDIR/NAME/{config.json,model.safetensors} and OUTDIR/prompts-NAME.json
@@ -37,8 +42,9 @@ def redraw_small(model, g):
 def build(name):
     if name == "gpt2-small":
         return GPT2LMHeadModel(GPT2Config())
-    if name == "llama7b-L4":
-        cfg = LlamaConfig(hidden_size=4096, intermediate_size=11008, num_hidden_layers=4,
+    if name in ("llama7b-L4", "llama7b"):
+        cfg = LlamaConfig(hidden_size=4096, intermediate_size=11008,
+                          num_hidden_layers=4 if name == "llama7b-L4" else 32,
                           num_attention_heads=32, num_key_value_heads=32, vocab_size=32000,
                           max_position_embeddings=4096, rms_norm_eps=1e-5,
                           tie_word_embeddings=False)
@@ -62,6 +68,8 @@ def main():
             model = build(name)
         g = torch.Generator(device=dev).manual_seed(a.seed)
         redraw_small(model, g)
+        if name == "llama7b":
+            model.to(torch.bfloat16)
         model.save_pretrained(path, safe_serialization=True, max_shard_size="20GB")
         for f in os.listdir(path):  # config.json + safetensors only
             if f not in ("config.json",) and not f.endswith((".safetensors", ".json")):

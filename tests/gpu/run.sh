@@ -17,7 +17,10 @@
 #   PYTHON            python with torch + transformers (default python3)
 #   GPU_RESULTS       where to write the results (default tests/gpu/RESULTS.md)
 #   GPU_MODELS, GPU_SWEEPS, GPU_PEAK, GPU_BENCH_BACKEND, GPU_TORCH_DEVICE: the
-#                     benchmark's models:prompts, models:k, square GEMM size,
+#                     benchmark's models:prompts, models:k:precision[:bf16]
+#                     (bf16: weights rounded, hydra --weights-dtype bf16; the
+#                     whole 7B: GPU_MODELS=llama7b:64
+#                     GPU_SWEEPS=llama7b:16:fp32:bf16), square GEMM size,
 #                     backends (cpu for a dry run of the script without a GPU)
 # Exit status: 0 all green, 1 a check failed, 77 no GPU here.
 set -u
@@ -124,7 +127,7 @@ for g in tiny-gpt2 tiny-llama tiny-llama-sharded; do
   check "logits $g (transformers, <= 1e-4)" 120 "${hy[@]}" $bin/test_golden_logits "$root" \
     "tests/golden/$g.json" --backend cuda
 done
-for g in tiny-gpt2 tiny-llama; do
+for g in tiny-gpt2 tiny-llama tiny-gpt2-bf16 tiny-llama-bf16; do
   check "engine $g (transformers hooks <= 1e-4, identities)" 180 "${hy[@]}" $bin/test_engine "$root" \
     "tests/golden/ablation_$g.json" --backend cuda
 done
@@ -144,25 +147,29 @@ if [ "${GPU_BENCH:-1}" != 0 ]; then
   step "benchmark models (random weights, real shapes)"
   check "make random models (transformers init)" 150 "${py[@]}" tests/gpu/make_models.py "$work/models" \
     --which "${GPU_MODELS:-gpt2-small:1209,llama7b-L4:256}"
-  # name:k:precision: hydra's whole sweep against PyTorch on every k-th component
-  for spec in ${GPU_SWEEPS:-"gpt2-small:6:fp32" "llama7b-L4:4:fp32" "llama7b-L4:4:tf32"}; do
-    IFS=: read -r name k prec <<<"$spec"
+  # name:k:precision[:bf16]: hydra's whole sweep against PyTorch on every k-th component
+  # (bf16: weights rounded to bfloat16 in both, hydra holding its projections as bf16)
+  for spec in ${GPU_SWEEPS:-"gpt2-small:6:fp32" "llama7b-L4:4:fp32" "llama7b-L4:4:tf32" "llama7b-L4:4:fp32:bf16"}; do
+    IFS=: read -r name k prec wdt <<<"$spec"
+    wdt=${wdt:-fp32}
     m=$work/models/$name p=$work/models/prompts-$name.json
     [ -s "$p" ] || continue
-    tflag=""
+    tflag="" wflag=()
     [ "$prec" = tf32 ] && tflag=--tf32
-    step "sweep $name $prec: hydra ($bench_be)"
+    [ "$wdt" = bf16 ] && tflag="$tflag --weights-bf16"
+    wflag=(--weights-dtype "$wdt")
+    step "sweep $name $prec $wdt weights: hydra ($bench_be)"
     timeout 150 "${hy[@]}" $bin/bench_sweep "$m" "$p" --backend "$bench_be" --runs 3 \
-      --peak "${GPU_PEAK:-8192}" --precision "$prec" >"$work/h.txt" 2>&1
+      --peak "${GPU_PEAK:-8192}" --precision "$prec" "${wflag[@]}" >"$work/h.txt" 2>&1
     h=$(tail -1 "$work/h.txt")
     echo "$name hydra: $h" | tee -a "$log"
     # one more run under the profiler: GPU busy share and time per kind of op
     HYDRA_CUDA_PROFILE=1 timeout 60 "${hy[@]}" $bin/bench_sweep "$m" "$p" --backend "$bench_be" \
-      --runs 1 --warmup 1 --gemm 0 --precision "$prec" >"$work/prof.txt" 2>&1
+      --runs 1 --warmup 1 --gemm 0 --precision "$prec" "${wflag[@]}" >"$work/prof.txt" 2>&1
     grep -A12 "hydra cuda profile" "$work/prof.txt" | tee -a "$log" | head -3
     busy=$(sed -n 's/.*GPU busy \([0-9]*%\).*/\1/p' "$work/prof.txt")
     timeout 60 "${hy[@]}" $bin/bench_sweep "$m" "$p" --backend "$bench_be" --runs 1 --warmup 0 \
-      --components-subset "$k" --precision "$prec" --rows-out "$work/rows-$name.json" >>"$log" 2>&1
+      --components-subset "$k" --precision "$prec" "${wflag[@]}" --rows-out "$work/rows-$name.json" >>"$log" 2>&1
     step "sweep $name $prec: PyTorch hooks ($torch_dev), every ${k}th component, extrapolated"
     timeout 120 "${py[@]}" tests/bench/sweep_torch.py "$m" "$p" --device "$torch_dev" --components-subset "$k" \
       $tflag --hydra-rows "$work/rows-$name.json" >"$work/t.txt" 2>&1
@@ -173,10 +180,11 @@ if [ "${GPU_BENCH:-1}" != 0 ]; then
     hs=$(get median_s "$h") ts=$(get extrapolated_s "$t")
     ratio=$(awk -v a="$ts" -v b="$hs" 'BEGIN { if (a > 0 && b > 0) printf "%.1f", a / b; else print "-" }')
     floor=$(awk -v f="$(get flops_all "$t")" -v g="$(get flops_all "$h")" 'BEGIN { if (g > 0) printf "%.0f", f / g; else print "-" }')
-    printf '| %s | %s | %s | %s | %s | %s s | %s s | **%s×** | %s× | %s | %s of %s | %s |\n' "$name" "$prec" \
+    printf '| %s | %s | %s | %s | %s | %s s | %s s | **%s×** | %s× | %s | %s of %s | %s |\n' "$name" \
+      "$prec$([ "$wdt" = bf16 ] && echo ", bf16 weights")" \
       "$(get prompts "$h")" "$(get variants "$h")" "$(get pass_rows "$h")" "${hs:--}" "${ts:--}" "$ratio" \
       "$floor" "$(get gflops "$h")" "$(get gemm_share "$h")" "$(get peak_gflops "$h")" "${busy:--}" >>"$bench"
-    grep '^check' "$work/t.txt" | sed "s/^check /- $name $prec: /" >>"$work/checks.md"
+    grep '^check' "$work/t.txt" | sed "s/^check /- $name $prec $wdt weights: /" >>"$work/checks.md"
   done
   step "forward throughput"
   for be in cuda cpu; do
@@ -192,6 +200,9 @@ if command -v compute-sanitizer >/dev/null; then
     $bin/test_ops cuda "$seed"
   check "compute-sanitizer memcheck: engine on tiny-llama" 200 "${hy[@]}" compute-sanitizer --tool memcheck \
     --error-exitcode 9 $bin/test_engine "$root" tests/golden/ablation_tiny-llama.json --backend cuda
+  check "compute-sanitizer memcheck: engine on tiny-llama, bf16 weights" 200 "${hy[@]}" compute-sanitizer \
+    --tool memcheck --error-exitcode 9 $bin/test_engine "$root" tests/golden/ablation_tiny-llama-bf16.json \
+    --backend cuda
 else
   echo "| compute-sanitizer | not installed |" >>"$table"
 fi

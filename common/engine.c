@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "forward.h"
 
@@ -17,6 +18,23 @@
     if ((call) != 0)                                                                               \
       goto fail;                                                                                   \
   } while (0)
+
+/* HYDRA_ENGINE_PROFILE=1: host wall time per phase of engine_run, printed
+ * when the engine is destroyed. On an asynchronous backend (CUDA) the queue
+ * drains at each pass's readout download, so the GPU idles through what the
+ * host does between that download and the next pass's first op (accumulate,
+ * tables). */
+enum { PH_CLEAN, PH_SORT, PH_TABLES, PH_LAYERS, PH_READOUT, PH_ACCUMULATE, PH_EMIT, PH_N };
+static const char *const phase_names[PH_N] = {
+    "clean passes",    "variant order",      "pass tables + uploads",
+    "layers (queued)", "readout + download", "accumulate",
+    "emit rows"};
+
+static double now_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec + t.tv_nsec * 1e-9;
+}
 
 /* Where an intervention writes. */
 typedef enum { SITE_EMBED, SITE_HEAD, SITE_ATTN, SITE_NEURON, SITE_MLP, N_SITES } site_t;
@@ -43,7 +61,35 @@ struct engine {
 
   size_t memory_budget;         /* bytes for activations; 0: from the backend */
   size_t held_pass, held_clean; /* bytes of pass and clean buffers held now */
+
+  int profile; /* HYDRA_ENGINE_PROFILE */
+  double phase_s[PH_N], run_s;
+  long runs, passes;
 };
+
+/* Adds the time since *t0 to a phase and restarts the clock. */
+static void phase(engine_t *e, int ph, double *t0) {
+  if (!e->profile)
+    return;
+  double t = now_s();
+  e->phase_s[ph] += t - *t0;
+  *t0 = t;
+}
+
+static void print_profile(const engine_t *e) {
+  if (!e->profile || e->runs == 0)
+    return;
+  fprintf(stderr, "hydra engine profile (%s backend): %ld runs, %ld variant passes, %.3f s\n",
+          e->b->ops->name, e->runs, e->passes, e->run_s);
+  double sum = 0;
+  for (int i = 0; i < PH_N; i++) {
+    sum += e->phase_s[i];
+    fprintf(stderr, "  %-24s %9.3f s %5.1f%%\n", phase_names[i], e->phase_s[i],
+            e->run_s > 0 ? 100.0 * e->phase_s[i] / e->run_s : 0.0);
+  }
+  fprintf(stderr, "  %-24s %9.3f s %5.1f%%\n", "other", e->run_s - sum,
+          e->run_s > 0 ? 100.0 * (e->run_s - sum) / e->run_s : 0.0);
+}
 
 /* ---------------------------------------------------------------- slots -- */
 
@@ -338,6 +384,8 @@ engine_t *engine_create(const model_t *m, backend_t *b, char *err) {
   }
   e->host = m;
   e->b = b;
+  const char *prof = getenv("HYDRA_ENGINE_PROFILE");
+  e->profile = prof && atoi(prof) > 0;
   const model_config_t *c = &m->cfg;
   e->width_max = c->d_model;
   if (c->n_heads * c->head_dim > e->width_max)
@@ -369,6 +417,7 @@ fail:
 void engine_destroy(engine_t *e) {
   if (!e)
     return;
+  print_profile(e);
   free_pass_buffers(e);
   free_clean_buffers(e);
   forward_destroy(e->fw);
@@ -985,6 +1034,8 @@ static int variant_pass(run_t *R, variant_t *vs, int nv) {
   const model_config_t *c = R->cfg;
   const engine_job_t *job = R->job;
   const int d = R->d, ns = R->n_slots, V = c->vocab_size, n_stage = 2 * c->n_layers;
+  double t0 = e->profile ? now_s() : 0;
+  e->passes++;
   int rows = 0;
   for (int i = 0; i < nv; i++) {
     vs[i].base = rows;
@@ -1032,8 +1083,10 @@ static int variant_pass(run_t *R, variant_t *vs, int nv) {
     goto done;
   }
   pass_t P = {.rows = rows, .n_read = nv, .join = join, .join_read = join_read};
+  phase(e, PH_TABLES, &t0);
   if (run_layers(R, &P, vs, nv) != 0)
     goto done;
+  phase(e, PH_LAYERS, &t0);
 
   /* the final norm at each variant's final row; centred target logits */
   float *de_out = out, *logit = out + (size_t)nv * ns, *inv = logit + nv;
@@ -1046,6 +1099,7 @@ static int variant_pass(run_t *R, variant_t *vs, int nv) {
     err_set(R->err, "backend %s: %s", op->name, b->err);
     goto done;
   }
+  phase(e, PH_READOUT, &t0);
   for (int c0 = 0; c0 < nv; c0 += LOGIT_ROWS) {
     const int n = nv - c0 < LOGIT_ROWS ? nv - c0 : LOGIT_ROWS;
     if (logits && (forward_matmul(e->fw, e->logits, e->xn + (size_t)c0 * d, e->dev->unembed, NULL,
@@ -1058,6 +1112,7 @@ static int variant_pass(run_t *R, variant_t *vs, int nv) {
       accumulate(R, &vs[c0 + i], de_out, nv, c0 + i, logit[c0 + i], inv[c0 + i],
                  logits ? logits + (size_t)i * V : NULL);
   }
+  phase(e, PH_ACCUMULATE, &t0);
   rc = 0;
 done:
   free(host);
@@ -1449,6 +1504,8 @@ int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, 
     goto done;
 
   /* Sources from other chunks must be there before any variant runs. */
+  const double t_run = e->profile ? now_s() : 0;
+  double t0 = t_run;
   int needs_sources = 0;
   for (int m = 0; m < job->n_methods; m++)
     needs_sources |= method_needs_source(job->methods[m].kind);
@@ -1459,6 +1516,7 @@ int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, 
         goto done;
       c0 = c1;
     }
+  phase(e, PH_CLEAN, &t0);
 
   const int first = job->prompt_end > 0 ? job->prompt_first : 0;
   const int end = job->prompt_end > 0 ? job->prompt_end : P;
@@ -1470,6 +1528,7 @@ int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, 
       goto done;
     compute_means(&R);
   }
+  phase(e, PH_CLEAN, &t0);
   for (int c0 = first; c0 < end;) {
     int c1 = chunk_end(&R, c0, budget);
     if (c1 > end)
@@ -1478,12 +1537,14 @@ int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, 
       goto done;
     if (needs_sources && c0 == first)
       compute_means(&R);
+    phase(e, PH_CLEAN, &t0);
     long nv = 0;
     variant_t *vs = chunk_variants(&R, &nv);
     if (!vs) {
       err_set(err, "out of memory");
       goto done;
     }
+    phase(e, PH_SORT, &t0);
     for (long i = 0; i < nv;) {
       long j = i, rows = 0;
       while (j < nv && (j == i || rows + vs[j].rows <= budget))
@@ -1492,6 +1553,8 @@ int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, 
         free(vs);
         goto done;
       }
+      if (e->profile) /* variant_pass timed its own phases */
+        t0 = now_s();
       R.done += j - i;
       if (sink && sink->progress && sink->progress(sink->ctx, R.done, R.total) != 0) {
         free(vs);
@@ -1503,9 +1566,14 @@ int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, 
     free(vs);
     if (emit_chunk(&R) != 0)
       goto done;
+    phase(e, PH_EMIT, &t0);
     c0 = c1;
   }
   rc = 0;
+  if (e->profile) {
+    e->run_s += now_s() - t_run;
+    e->runs++;
+  }
 done:
   free_run(&R);
   return rc;

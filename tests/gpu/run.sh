@@ -77,6 +77,13 @@ write_results() {
       cat "$work/checks.md" 2>/dev/null
       echo
       cat "$work/forward.md" 2>/dev/null
+      if [ -s "$work/phases.md" ]; then
+        echo
+        echo "Engine phases, host wall time of the profiled run (HYDRA_ENGINE_PROFILE=1; the GPU"
+        echo "idles through what the host does between a pass's readout download and its next op):"
+        echo
+        cat "$work/phases.md"
+      fi
     fi
   } >"$results"
   [ -n "${OUT:-}" ] && cp "$results" "$log" "$OUT/" 2>/dev/null
@@ -164,10 +171,12 @@ if [ "${GPU_BENCH:-1}" != 0 ]; then
     h=$(tail -1 "$work/h.txt")
     echo "$name hydra: $h" | tee -a "$log"
     # one more run under the profiler: GPU busy share and time per kind of op
-    HYDRA_CUDA_PROFILE=1 timeout 60 "${hy[@]}" $bin/bench_sweep "$m" "$p" --backend "$bench_be" \
+    HYDRA_CUDA_PROFILE=1 HYDRA_ENGINE_PROFILE=1 timeout 60 "${hy[@]}" $bin/bench_sweep "$m" "$p" --backend "$bench_be" \
       --runs 1 --warmup 1 --gemm 0 --precision "$prec" "${wflag[@]}" >"$work/prof.txt" 2>&1
     grep -A12 "hydra cuda profile" "$work/prof.txt" | tee -a "$log" | head -3
     busy=$(sed -n 's/.*GPU busy \([0-9]*%\).*/\1/p' "$work/prof.txt")
+    { echo "- $name $prec $wdt weights:"; echo; echo '```'
+      grep -A8 "hydra engine profile" "$work/prof.txt"; echo '```'; } >>"$work/phases.md"
     timeout 60 "${hy[@]}" $bin/bench_sweep "$m" "$p" --backend "$bench_be" --runs 1 --warmup 0 \
       --components-subset "$k" --precision "$prec" "${wflag[@]}" --rows-out "$work/rows-$name.json" >>"$log" 2>&1
     step "sweep $name $prec: PyTorch hooks ($torch_dev), every ${k}th component, extrapolated"

@@ -6,13 +6,14 @@
 #include <stdint.h>
 #include <string.h>
 
-/* Round to nearest, ties to even (as torch's float32 -> bfloat16); a NaN
- * stays a NaN, a value beyond bf16's largest finite becomes infinite. */
+/* Round to nearest, ties to even, as torch's float32 -> bfloat16: a NaN
+ * becomes the quiet NaN 0x7fc0, a value beyond bf16's largest finite becomes
+ * infinite, a subnormal keeps its top bits. */
 static inline uint16_t bf16_from_float(float f) {
   uint32_t u;
   memcpy(&u, &f, sizeof(u));
   if ((u & 0x7fffffffu) > 0x7f800000u)
-    return (uint16_t)((u >> 16) | 0x0040u);
+    return 0x7fc0u;
   u += 0x7fffu + ((u >> 16) & 1u);
   return (uint16_t)(u >> 16);
 }

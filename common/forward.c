@@ -84,8 +84,9 @@ static void free_device_weights(forward_t *f) {
     f->b->ops->free(f->b, f->scratch);
 }
 
-/* fp32 weights on a host-memory backend are used in place; otherwise every
- * array is copied to the backend, and a bf16 model's projections (and its
+/* On a host-memory backend the weights are used in place (a bf16 model's
+ * are rounded fp32 there: the same products, no copy). Otherwise every array
+ * is copied to the backend, and a bf16 model's projections (and its
  * unembedding) are stored as bf16, widened per product into one scratch
  * buffer the size of the largest layer projection. */
 static int upload_weights(forward_t *f, char *err) {
@@ -98,9 +99,8 @@ static int upload_weights(forward_t *f, char *err) {
   if (!d->layers)
     return err_set(err, "out of memory");
   memcpy(d->layers, m->layers, (size_t)c->n_layers * sizeof(layer_weights_t));
-  if (b->host_memory && !f->bf16)
+  if (b->host_memory)
     return 0;
-  const int copy = !b->host_memory;
   const size_t vd = (size_t)c->vocab_size * c->d_model;
   int failed = 0;
   for (int l = 0; l < c->n_layers && !failed; l++) {
@@ -113,20 +113,18 @@ static int upload_weights(forward_t *f, char *err) {
         *ptr[i] = upload_bf16(b, *ptr[i], len[i], &failed);
         if (len[i] > f->scratch_floats)
           f->scratch_floats = len[i];
-      } else if (copy) {
+      } else {
         *ptr[i] = upload(b, *ptr[i], len[i], &failed);
       }
     }
   }
-  if (copy) {
-    d->tok_embed = upload(b, m->tok_embed, vd, &failed);
-    d->pos_embed = upload(b, m->pos_embed, (size_t)c->max_positions * c->d_model, &failed);
-    d->final_norm_w = upload(b, m->final_norm_w, c->d_model, &failed);
-    d->final_norm_b = upload(b, m->final_norm_b, c->d_model, &failed);
-  }
+  d->tok_embed = upload(b, m->tok_embed, vd, &failed);
+  d->pos_embed = upload(b, m->pos_embed, (size_t)c->max_positions * c->d_model, &failed);
+  d->final_norm_w = upload(b, m->final_norm_w, c->d_model, &failed);
+  d->final_norm_b = upload(b, m->final_norm_b, c->d_model, &failed);
   if (f->bf16)
     d->unembed = upload_bf16(b, m->unembed, vd, &failed);
-  else if (copy)
+  else
     d->unembed = c->tied_unembed ? d->tok_embed : upload(b, m->unembed, vd, &failed);
   if (f->bf16 && !failed && !(f->scratch = b->ops->alloc(b, f->scratch_floats * sizeof(float))))
     failed = 1;
@@ -205,7 +203,7 @@ forward_t *forward_create(const model_t *m, backend_t *b, char *err) {
   }
   f->host = m;
   f->b = b;
-  f->bf16 = m->weights_bf16;
+  f->bf16 = m->weights_bf16 && !b->host_memory; /* host memory: the rounded fp32 in place */
   if (upload_weights(f, err) != 0) {
     forward_destroy(f);
     return NULL;

@@ -480,8 +480,10 @@ static int pattern_parse(const char *s, triple_t *p, char *msg, size_t msg_len) 
 /* ---- the document's parts ---- */
 
 static const char *const top_keys[] = {
-    "model",          "preset",       "prompts",   "target", "ablations",  "metrics", "norm_scale",
-    "direct_effects", "effect_table", "precision", "reuse",  "deadline_s", NULL};
+    "model",        "preset",    "prompts",       "target",
+    "ablations",    "metrics",   "norm_scale",    "direct_effects",
+    "effect_table", "precision", "weights_dtype", "reuse",
+    "deadline_s",   NULL};
 static const char *const prompt_keys[] = {"text", "ids", "subject", "target", NULL};
 static const char *const target_keys[] = {"token", "id", "foil", "foil_id", NULL};
 static const char *const ablation_keys[] = {"components", "methods",   "samples",
@@ -946,6 +948,7 @@ static int parse_document(const json_t *root, job_spec_t *spec, job_error_t *err
   static const char *const presets[] = {"hydra", NULL};
   static const char *const norm_scales[] = {"clean", "ablated", NULL};
   static const char *const precisions[] = {"fp32", "tf32", NULL};
+  static const char *const dtypes[] = {"fp32", "bf16", NULL};
   const json_t *e;
   int target_given = 0, samples_given = 0, methods_given = 0, i = 0;
   if (!json_is_object(root))
@@ -1006,6 +1009,11 @@ static int parse_document(const json_t *root, job_spec_t *spec, job_error_t *err
     if (want_enum(e, "precision", "precision", precisions, &i, err))
       return -1;
     spec->tf32 = i == 1;
+  }
+  if ((e = json_object_get(root, "weights_dtype"))) {
+    if (want_enum(e, "weights_dtype", "weights_dtype", dtypes, &i, err))
+      return -1;
+    spec->weights_bf16 = i;
   }
   if ((e = json_object_get(root, "reuse")) && want_bool(e, "reuse", &spec->reuse, err))
     return -1;
@@ -1069,6 +1077,7 @@ job_spec_t *job_parse(const char *json, size_t len, job_error_t *err) {
   spec->positions = POSITIONS_LAST;
   spec->metrics = METRIC_LOGIT;
   spec->direct_effects = spec->effect_table = spec->reuse = 1;
+  spec->weights_bf16 = -1;
   if (parse_document(root, spec, err))
     goto fail;
   json_decref(root);

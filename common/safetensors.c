@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "bf16.h"
 #include "error.h"
 
 /* F32 and F64 are read straight into memory: the format is little-endian. */
@@ -361,13 +362,6 @@ static float f16_to_f32(uint16_t h) {
   return f;
 }
 
-static float bf16_to_f32(uint16_t h) {
-  uint32_t bits = (uint32_t)h << 16;
-  float f;
-  memcpy(&f, &bits, sizeof(f));
-  return f;
-}
-
 static void convert(const unsigned char *src, size_t n, safetensors_dtype_t dtype, float *dst) {
   for (size_t i = 0; i < n; i++) {
     if (dtype == SAFETENSORS_F64) {
@@ -376,7 +370,7 @@ static void convert(const unsigned char *src, size_t n, safetensors_dtype_t dtyp
       dst[i] = (float)v;
     } else {
       uint16_t h = (uint16_t)(src[2 * i] | src[2 * i + 1] << 8);
-      dst[i] = dtype == SAFETENSORS_F16 ? f16_to_f32(h) : bf16_to_f32(h);
+      dst[i] = dtype == SAFETENSORS_F16 ? f16_to_f32(h) : bf16_to_float(h);
     }
   }
 }

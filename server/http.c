@@ -424,6 +424,18 @@ static void random_id(char out[STORE_ID_LEN]) {
     snprintf(out + 2 * i, 3, "%02x", b[i]);
 }
 
+/* The job document with "weights_dtype" set (it parsed already); NULL when
+ * out of memory. The caller frees it. */
+static char *pin_weights_dtype(const char *body, size_t len, const char *dtype, size_t *out_len) {
+  json_t *root = json_loadb(body ? body : "", len, 0, NULL);
+  char *doc = NULL;
+  if (root && json_object_set_new(root, "weights_dtype", json_string(dtype)) == 0)
+    doc = json_dumps(root, JSON_COMPACT);
+  json_decref(root);
+  *out_len = doc ? strlen(doc) : 0;
+  return doc;
+}
+
 static enum MHD_Result route_submit(server_t *s, struct MHD_Connection *c, request_t *rq,
                                     const char *user) {
   if (s->draining)
@@ -448,6 +460,13 @@ static enum MHD_Result route_submit(server_t *s, struct MHD_Connection *c, reque
     return respond_error(c, rq, 404, "model", "%s", msg);
   }
   server_model_t *m = &s->models[mi];
+  const char *held = m->model->weights_bf16 ? "bf16" : "fp32";
+  if (spec->weights_bf16 >= 0 && spec->weights_bf16 != m->model->weights_bf16) {
+    job_free(spec);
+    return respond_error(c, rq, 422, "weights_dtype",
+                         "model %s is held with %s weights here (hydrad --weights-dtype)", m->name,
+                         held);
+  }
   plan_t plan;
   if (plan_build(spec, m->model, m->tok, &plan, &jerr) != 0) {
     job_free(spec);
@@ -485,7 +504,19 @@ static enum MHD_Result route_submit(server_t *s, struct MHD_Connection *c, reque
   const double dl = spec->deadline_s > 0 ? spec->deadline_s : s->cfg.default_deadline_s;
   job.deadline = dl > 0 ? server_now() + dl : 0;
   char err[HYDRA_ERR_LEN];
-  if (store_job_create(s->store, &job, rq->body, rq->len, err) != 0) {
+  /* The stored document names the weights it runs with: a worker holding the
+   * model in the other dtype refuses it (scheduler_enqueue). */
+  size_t doc_len = 0;
+  char *doc = spec->weights_bf16 < 0 ? pin_weights_dtype(rq->body, rq->len, held, &doc_len) : NULL;
+  if (spec->weights_bf16 < 0 && !doc) {
+    job_free(spec);
+    return respond_error(c, rq, 500, "", "out of memory");
+  }
+  spec->weights_bf16 = m->model->weights_bf16;
+  const int stored =
+      store_job_create(s->store, &job, doc ? doc : rq->body, doc ? doc_len : rq->len, err);
+  free(doc);
+  if (stored != 0) {
     job_free(spec);
     server_log(s, 0, "storing a job failed: %s", err);
     return respond_error(c, rq, 503, "", "the job store failed: %s", err);

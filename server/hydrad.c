@@ -42,7 +42,7 @@ static void usage(FILE *f) {
              "                           the GPU's free memory; CPU: passes of 4096 rows)\n"
              "  --weights-dtype fp32|bf16  weights as loaded (default fp32), or rounded to\n"
              "                           bfloat16: half the GPU memory for the projections,\n"
-             "                           products still in fp32\n"
+             "                           products still in fp32 (CPU: same numbers, no saving)\n"
              "  --unit-prompts N         prompts per work unit (default 8 on the CPU, 256 on a\n"
              "                           GPU, whose passes need many rows to be efficient)\n"
              "  --max-jobs-per-user N    queued + running (default 8)\n"
@@ -273,6 +273,7 @@ int main(int argc, char **argv) {
     char tok_err[HYDRA_ERR_LEN];
     if (!(m->model = model_load(c->model_paths[i], err)))
       goto fail;
+    s->n_models++; /* counted from here: the cleanup frees what is loaded */
     if (c->weights_bf16)
       model_round_bf16(m->model);
     m->tok = tokenizer_load(c->model_paths[i], tok_err);
@@ -281,7 +282,6 @@ int main(int argc, char **argv) {
     if (!(m->engine = engine_create(m->model, s->backend, err)))
       goto fail;
     engine_set_memory_budget(m->engine, (size_t)(c->memory_budget_mib * 1048576.0));
-    s->n_models++;
     server_log(s, 1, "model %s loaded from %s (%s, %d layers, tensor types %s, weights %s)",
                m->name, c->model_paths[i], m->model->cfg.family, m->model->cfg.n_layers,
                m->model->tensor_types, m->model->weights_bf16 ? "bf16" : "fp32");

@@ -84,6 +84,15 @@ int scheduler_enqueue(server_t *s, const store_job_t *job, job_spec_t *spec, int
   j->deadline = job->deadline;
   j->started_at = job->started_at > 0 ? job->started_at : server_now();
   j->known_since = scheduler_clock();
+  if (spec->weights_bf16 >= 0 && spec->weights_bf16 != m->model->weights_bf16) {
+    err_set(err,
+            "the job was submitted for %s weights (\"weights_dtype\"); this worker holds "
+            "model %s with %s weights (hydrad --weights-dtype)",
+            spec->weights_bf16 ? "bf16" : "fp32", m->name,
+            m->model->weights_bf16 ? "bf16" : "fp32");
+    sched_job_free(j);
+    return -1;
+  }
   if (plan_build(spec, m->model, m->tok, &j->plan, &jerr) != 0) {
     err_set(err, "%s%s%s", jerr.field, jerr.field[0] ? ": " : "", jerr.message);
     sched_job_free(j);

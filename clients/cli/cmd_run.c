@@ -244,7 +244,7 @@ char *read_file(const char *path, size_t *len, char *err) {
 int cmd_run(int argc, char **argv) {
   const char *model_path = NULL, *job_path = NULL, *backend_name = "auto";
   format_t format = FORMAT_NDJSON;
-  int threads = 0, max_rows = 0, weights_bf16 = 0;
+  int threads = 0, max_rows = 0, weights_bf16 = -1;
   double memory_mib = 0;
   for (int i = 0; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -322,7 +322,13 @@ int cmd_run(int argc, char **argv) {
   }
   if (!(m = model_load(model_path, err)))
     goto fail;
-  if (weights_bf16)
+  if (weights_bf16 >= 0 && spec->weights_bf16 >= 0 && weights_bf16 != spec->weights_bf16) {
+    snprintf(err, sizeof(err), "%s: weights_dtype: the job asks for %s weights, --weights-dtype %s",
+             job_path, spec->weights_bf16 ? "bf16" : "fp32", weights_bf16 ? "bf16" : "fp32");
+    rc = EXIT_USAGE;
+    goto fail;
+  }
+  if (weights_bf16 == 1 || spec->weights_bf16 == 1) /* the job document may ask for it */
     model_round_bf16(m);
   char tok_err[HYDRA_ERR_LEN];
   tok = tokenizer_load(model_path, tok_err); /* optional: ids-only jobs need none */

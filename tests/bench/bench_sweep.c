@@ -254,9 +254,13 @@ int main(int argc, char **argv) {
       gemm = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--precision"))
       tf32 = !strcmp(argv[i + 1], "tf32");
-    else if (!strcmp(argv[i], "--weights-dtype"))
+    else if (!strcmp(argv[i], "--weights-dtype")) {
+      if (strcmp(argv[i + 1], "fp32") && strcmp(argv[i + 1], "bf16")) {
+        fprintf(stderr, "bench_sweep: --weights-dtype: expected fp32 or bf16\n");
+        return 2;
+      }
       weights_bf16 = !strcmp(argv[i + 1], "bf16");
-    else {
+    } else {
       fprintf(stderr, "bench_sweep: unknown option %s\n", argv[i]);
       return 2;
     }

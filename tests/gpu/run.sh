@@ -20,7 +20,8 @@
 #                     benchmark's models:prompts, models:k:precision[:bf16]
 #                     (bf16: weights rounded, hydra --weights-dtype bf16; the
 #                     whole 7B: GPU_MODELS=llama7b:64
-#                     GPU_SWEEPS=llama7b:16:fp32:bf16), square GEMM size,
+#                     GPU_SWEEPS=llama7b:16:fp32:bf16 GPU_MODELS_TIMEOUT=400
+#                     GPU_SWEEP_TIMEOUT=400), square GEMM size,
 #                     backends (cpu for a dry run of the script without a GPU)
 # Exit status: 0 all green, 1 a check failed, 77 no GPU here.
 set -u
@@ -152,7 +153,7 @@ fi
 bench_be=${GPU_BENCH_BACKEND:-cuda} torch_dev=${GPU_TORCH_DEVICE:-cuda} # cpu: a dry run
 if [ "${GPU_BENCH:-1}" != 0 ]; then
   step "benchmark models (random weights, real shapes)"
-  check "make random models (transformers init)" 150 "${py[@]}" tests/gpu/make_models.py "$work/models" \
+  check "make random models (transformers init)" "${GPU_MODELS_TIMEOUT:-150}" "${py[@]}" tests/gpu/make_models.py "$work/models" \
     --which "${GPU_MODELS:-gpt2-small:1209,llama7b-L4:256}"
   # name:k:precision[:bf16]: hydra's whole sweep against PyTorch on every k-th component
   # (bf16: weights rounded to bfloat16 in both, hydra holding its projections as bf16)
@@ -166,7 +167,7 @@ if [ "${GPU_BENCH:-1}" != 0 ]; then
     [ "$wdt" = bf16 ] && tflag="$tflag --weights-bf16"
     wflag=(--weights-dtype "$wdt")
     step "sweep $name $prec $wdt weights: hydra ($bench_be)"
-    timeout 150 "${hy[@]}" $bin/bench_sweep "$m" "$p" --backend "$bench_be" --runs 3 \
+    timeout "${GPU_SWEEP_TIMEOUT:-150}" "${hy[@]}" $bin/bench_sweep "$m" "$p" --backend "$bench_be" --runs 3 \
       --peak "${GPU_PEAK:-8192}" --precision "$prec" "${wflag[@]}" >"$work/h.txt" 2>&1
     h=$(tail -1 "$work/h.txt")
     echo "$name hydra: $h" | tee -a "$log"

@@ -1609,8 +1609,25 @@ def t_weights_bf16(build, root, workdir):
         gap = max((abs(fp32[k] - v) for k, v in want.items() if k in fp32), default=0.0)
         check(f"fp32 weights miss the bf16 golden by more than the bound (by {gap:.2g}): "
               f"the check can fail", len(fp32) == len(want) and gap > tol, f"gap {gap}")
-    finally:
-        check("bf16 daemon: SIGTERM exits 0", d.term() == 0, d.log_tail())
+        r = d.submit(dict(job, weights_dtype="fp32"))
+        check_error("a job asking for fp32 weights from a bf16 hydrad -> 422 weights_dtype", r, 422,
+                    "weights_dtype")
+        # a job left unfinished by the bf16 worker is refused by an fp32 one on the same store
+        r = d.submit(slow_job())
+        slow = (r.json() or {}).get("id")
+        d.kill9()
+    except Exception:
+        d.kill9()
+        raise
+    d.extra = ["--unit-prompts", "2"]  # the same store, fp32 weights
+    ok, why = d.start()
+    if check("hydrad on the same store with fp32 weights starts", ok, why) and slow:
+        st = d.wait(slow) or {}
+        err = str(st.get("error", ""))
+        check("the bf16 job is failed there, naming both weight types",
+              st.get("state") == "failed" and "bf16" in err and "fp32" in err and "weights_dtype" in err,
+              short(json.dumps(st)))
+    check("fp32 daemon: SIGTERM exits 0", d.term() == 0, d.log_tail())
 
 
 def t_no_auth(build, root, workdir):

@@ -2,7 +2,10 @@
  * Face transformers and torch forward hooks (tests/golden/make_ablation_golden.py),
  * plus the engine's own invariants.
  *
- * usage: test_engine ROOT GOLDEN.json [--backend NAME]
+ * usage: test_engine ROOT GOLDEN.json [--backend NAME] [--copy-weights]
+ * (--copy-weights: a host-memory backend gets the weights copied as a GPU
+ * backend does, bf16 projections held as bf16: the CUDA path's storage,
+ * checked on the CPU)
  *
  * Bounds (fp32; "scale" = the largest |clean centred target logit| of the
  * golden's prompts):
@@ -165,12 +168,21 @@ static const vrow_t *find(const collect_t *c, int prompt, int component) {
 
 int main(int argc, char **argv) {
   if (argc < 3) {
-    fprintf(stderr, "usage: test_engine ROOT GOLDEN.json [--backend NAME]\n");
+    fprintf(stderr, "usage: test_engine ROOT GOLDEN.json [--backend NAME] [--copy-weights]\n");
     return 2;
   }
   const char *root = argv[1], *golden = argv[2], *backend = "cpu";
-  if (argc >= 5 && strcmp(argv[3], "--backend") == 0)
-    backend = argv[4];
+  int copy_weights = 0;
+  for (int i = 3; i < argc; i++) {
+    if (strcmp(argv[i], "--backend") == 0 && i + 1 < argc)
+      backend = argv[++i];
+    else if (strcmp(argv[i], "--copy-weights") == 0)
+      copy_weights = 1;
+    else {
+      fprintf(stderr, "test_engine: unknown argument %s\n", argv[i]);
+      return 2;
+    }
+  }
   json_error_t jerr;
   json_t *g = json_load_file(golden, JSON_REJECT_DUPLICATES, &jerr);
   if (!g) {
@@ -195,9 +207,15 @@ int main(int argc, char **argv) {
   char err[HYDRA_ERR_LEN];
   model_t *m = model_load(path, err);
   const char *dtype = json_string_value(json_object_get(g, "weights_dtype"));
-  if (m && dtype && strcmp(dtype, "bf16") == 0) /* the golden's weights went through torch's bf16 */
+  if (dtype && strcmp(dtype, "bf16") != 0) {
+    fprintf(stderr, "test_engine: %s: unknown weights_dtype \"%s\"\n", golden, dtype);
+    return 1;
+  }
+  if (m && dtype) /* the golden's weights went through torch's bf16 */
     model_round_bf16(m);
   backend_t *b = m ? backend_create(backend, 0, err) : NULL;
+  if (b && copy_weights)
+    b->host_memory = 0; /* its buffers still are: ops work on either */
   engine_t *e = b ? engine_create(m, b, err) : NULL;
   if (!e) {
     fprintf(stderr, "test_engine: %s\n", err);
@@ -240,10 +258,10 @@ int main(int argc, char **argv) {
     }
   }
   const double tol = 1e-4 * scale_ref;
-  printf("test_engine: %s on %s (%s, weights %s): %d prompts, %d components, scale %.3f, bound "
-         "%.3g\n",
-         golden, path, b->ops->name, m->weights_bf16 ? "bf16" : "fp32", S.n_prompts, S.n_comps,
-         scale_ref, tol);
+  printf("test_engine: %s on %s (%s, weights %s%s): %d prompts, %d components, scale %.3f, "
+         "bound %.3g\n",
+         golden, path, b->ops->name, m->weights_bf16 ? "bf16" : "fp32",
+         copy_weights ? ", copied" : "", S.n_prompts, S.n_comps, scale_ref, tol);
 
   collect_t out = {0}, ref = {0};
   const unsigned all_metrics = METRIC_LOGPROB | METRIC_KL | METRIC_RANK;

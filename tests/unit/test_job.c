@@ -127,7 +127,7 @@ static void test_minimal(void) {
   CHECK(s->positions == POSITIONS_LAST && !s->position_list && !s->position_substring, "positions");
   CHECK(s->metrics == METRIC_LOGIT, "metrics %#x", s->metrics);
   CHECK(!s->norm_scale_ablated && s->direct_effects && s->effect_table && !s->tf32 && s->reuse &&
-            s->deadline_s == 0,
+            s->deadline_s == 0 && s->weights_bf16 == -1,
         "flags");
   job_free(s);
 }
@@ -149,7 +149,7 @@ static void test_full(void) {
       "               'samples': 7, 'seed': 9007199254740992, 'positions': [3, -1]},"
       " 'metrics': ['logit', 'logprob', 'prob', 'logit_diff', 'kl', 'rank'],"
       " 'norm_scale': 'ablated', 'direct_effects': false, 'effect_table': false,"
-      " 'precision': 'tf32', 'reuse': false, 'deadline_s': 1.5}");
+      " 'precision': 'tf32', 'weights_dtype': 'bf16', 'reuse': false, 'deadline_s': 1.5}");
   if (!s)
     return;
   CHECK(str_is(s->model, "smollm2-135m"), "model");
@@ -196,6 +196,7 @@ static void test_full(void) {
   CHECK(s->norm_scale_ablated && !s->direct_effects && !s->effect_table && s->tf32 && !s->reuse,
         "flags");
   CHECK(s->deadline_s == 1.5, "deadline %g", s->deadline_s);
+  CHECK(s->weights_bf16 == 1, "weights_dtype bf16: %d", s->weights_bf16);
   job_free(s);
 }
 
@@ -530,6 +531,8 @@ static void test_invalid(void) {
       "norm_scale", "unknown norm_scale");
   BAD("{'prompts': ['a', 'b'], 'precision': 'fp16', 'ablations': {'components': ['*']}}",
       "precision", "unknown precision \"fp16\"");
+  BAD("{'prompts': ['a', 'b'], 'weights_dtype': 'fp16', 'ablations': {'components': ['*']}}",
+      "weights_dtype", "unknown weights_dtype \"fp16\"");
   BAD("{'prompts': ['a', 'b'], 'direct_effects': 1, 'ablations': {'components': ['*']}}",
       "direct_effects", "expected true or false");
   BAD("{'prompts': ['a', 'b'], 'effect_table': null, 'ablations': {'components': ['*']}}",

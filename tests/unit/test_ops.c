@@ -101,6 +101,37 @@ static void test_matmul(int rows, int out, int in, int bias, int acc, int tf32) 
   free(x), free(w), free(b), free(y), free(ref);
 }
 
+/* Rounding to bf16 at the edges: every expected value is what torch 2.x's
+ * .to(torch.bfloat16) gives (a NaN's bits differ between torch's code paths:
+ * only NaN-ness is checked). */
+static void test_bf16_rounding(void) {
+  const struct {
+    float in;
+    uint16_t want;
+  } cases[] = {
+      {1.0f, 0x3f80},           {1.00390625f, 0x3f80}, /* 1 + 2^-8: a tie, down to even */
+      {1.01171875f, 0x3f82},                           /* 1 + 3 * 2^-8: a tie, up to even */
+      {-2.5f, 0xc020},          {-0.0f, 0x8000},
+      {3.3895314e38f, 0x7f7f},  /* bf16's largest finite */
+      {3.40282347e38f, 0x7f80}, /* FLT_MAX: beyond it, to infinity */
+      {1e-40f, 0x0001},         /* a subnormal keeps its top bits */
+  };
+  int bad = 0;
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+    if (bf16_from_float(cases[i].in) != cases[i].want) {
+      printf("FAIL bf16 rounding of %.9g: got 0x%04x, want 0x%04x\n", (double)cases[i].in,
+             bf16_from_float(cases[i].in), cases[i].want);
+      bad++;
+    }
+  if (bf16_from_float(nextafterf(1.00390625f, 2.0f)) != 0x3f81 || /* just above a tie: up */
+      !isnan(bf16_to_float(bf16_from_float(NAN))) || bf16_to_float(0x3f82) != 1.015625f) {
+    printf("FAIL bf16: NaN or widening\n");
+    bad++;
+  }
+  printf("bf16 rounding   %s\n", bad ? "FAIL" : "ok");
+  failures += bad;
+}
+
 /* matmul_bf16 with a scratch of scratch_rows rows of w: one block, or
  * several with a ragged last one; the reference widens the same bf16 values. */
 static void test_matmul_bf16(int rows, int out, int in, int bias, int acc, int scratch_rows) {
@@ -449,6 +480,7 @@ int main(int argc, char **argv) {
   test_matmul(5, 1000, 64, 1, 1, 0);
   test_matmul(1, 7, 3, 0, 1, 0);
   test_matmul(257, 300, 576, 1, 0, 1);
+  test_bf16_rounding();
   test_matmul_bf16(37, 53, 71, 0, 0, 53);
   test_matmul_bf16(64, 96, 64, 1, 0, 7);
   test_matmul_bf16(5, 1000, 64, 1, 1, 300);

@@ -461,7 +461,7 @@ typedef struct {
   int max_k;
 
   int *target, *foil; /* [n_prompts] */
-  float *clean_logit, *clean_inv, *clean_lse, *clean_diff;
+  float *clean_logit, *clean_inv, *clean_diff;
 
   /* the chunk */
   int c0, c1, clean_rows;
@@ -867,6 +867,14 @@ static int clean_pass(run_t *R, int emit) {
     err_set(R->err, "backend %s: %s", op->name, inv ? b->err : "out of memory");
     goto done;
   }
+  for (int cp = 0; cp < np; cp++) {
+    const int p = R->c0 + cp;
+    if (job->targets[p] >= V || (job->foils && job->foils[p] >= V)) {
+      free(inv);
+      err_set(R->err, "prompt %d: target or foil id outside the vocabulary of %d", p, V);
+      goto done;
+    }
+  }
   for (int c0 = 0; c0 < np; c0 += LOGIT_ROWS) {
     const int n = np - c0 < LOGIT_ROWS ? np - c0 : LOGIT_ROWS;
     if (forward_matmul(e->fw, e->logits, e->xn + (size_t)c0 * d, e->dev->unembed, NULL, n, V, d,
@@ -876,35 +884,33 @@ static int clean_pass(run_t *R, int emit) {
       err_set(R->err, "backend %s: %s", op->name, b->err);
       goto done;
     }
+    /* The host reads every clean logit while the GPU waits: threads over the
+     * rows, and the log-softmax only when a metric needs it. */
+#pragma omp parallel for schedule(static) if (n > 1)
     for (int i = 0; i < n; i++) {
       const int cp = c0 + i, p = R->c0 + cp;
       const float *l = logits + (size_t)i * V;
       int best = 0;
-      double sum = 0.0, max = l[0];
+      double sum = 0.0;
       for (int t = 0; t < V; t++) {
         sum += l[t];
         if (l[t] > l[best])
           best = t;
       }
-      max = l[best];
-      double se = 0.0;
-      for (int t = 0; t < V; t++)
-        se += exp(l[t] - max);
-      const double lse = max + log(se);
-      if (job->targets[p] >= V || (job->foils && job->foils[p] >= V)) {
-        free(inv);
-        err_set(R->err, "prompt %d: target or foil id outside the vocabulary of %d", p, V);
-        goto done;
-      }
       R->target[p] = job->targets[p] >= 0 ? job->targets[p] : best;
       R->foil[p] = job->foils ? job->foils[p] : -1;
       R->clean_logit[p] = (float)(l[R->target[p]] - sum / V);
-      R->clean_lse[p] = (float)lse;
       R->clean_inv[p] = inv[cp];
       R->clean_diff[p] = R->foil[p] >= 0 ? l[R->target[p]] - l[R->foil[p]] : 0.0f;
-      if (R->full_logits)
+      if (R->full_logits) {
+        const float max = l[best];
+        double se = 0.0;
         for (int t = 0; t < V; t++)
-          R->clean_logprob[(size_t)cp * V + t] = (float)(l[t] - lse);
+          se += expf(l[t] - max);
+        const float lse = (float)(max + log(se));
+        for (int t = 0; t < V; t++)
+          R->clean_logprob[(size_t)cp * V + t] = l[t] - lse;
+      }
     }
   }
   free(inv);
@@ -1385,7 +1391,6 @@ static void free_run(run_t *R) {
   free(R->foil);
   free(R->clean_logit);
   free(R->clean_inv);
-  free(R->clean_lse);
   free(R->clean_diff);
   free(R->clean_start);
   free(R->clean_out);
@@ -1460,10 +1465,8 @@ int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, 
   R.foil = malloc(sizeof(int) * P);
   R.clean_logit = malloc(sizeof(float) * P);
   R.clean_inv = malloc(sizeof(float) * P);
-  R.clean_lse = malloc(sizeof(float) * P);
   R.clean_diff = malloc(sizeof(float) * P);
-  if (!R.prompt_row || !R.target || !R.foil || !R.clean_logit || !R.clean_inv || !R.clean_lse ||
-      !R.clean_diff) {
+  if (!R.prompt_row || !R.target || !R.foil || !R.clean_logit || !R.clean_inv || !R.clean_diff) {
     err_set(err, "out of memory");
     goto done;
   }

@@ -8,7 +8,13 @@
  *                    [--threads N] [--max-rows N] [--components-subset K]
  *                    [--samples S] [--seed S] [--sgemm-rows R] [--rows-out FILE]
  *                    [--backend cpu|cuda|auto] [--peak N] [--gemm 0|1]
- *                    [--precision fp32|tf32]
+ *                    [--precision fp32|tf32] [--weights-dtype fp32|bf16] [--null-ops 1]
+ *
+ * --null-ops 1: the CPU backend with every compute op and every copy within
+ * backend memory a no-op (uploads and downloads still copy, as through a GPU
+ * backend's staging): the run's time is then the engine's own host work,
+ * what an asynchronous GPU backend must hide behind its kernels (the numbers
+ * it produces are meaningless).
  *
  * Components: attn.0, mlp.0, attn.1, ..., mlp.{L-1}; --components-subset K
  * keeps every K-th of them (index % K == 0), for timing a slow configuration
@@ -52,6 +58,106 @@
 #include "model.h"
 
 #include "bench_util.h"
+
+/* ---- --null-ops: compute ops that do nothing ---- */
+static int null_matmul(backend_t *b, float *y, const float *x, const float *w, const float *bias,
+                       int rows, int out, int in, int acc) {
+  (void)b, (void)y, (void)x, (void)w, (void)bias, (void)rows, (void)out, (void)in, (void)acc;
+  return 0;
+}
+static int null_matmul_bf16(backend_t *b, float *y, const float *x, const uint16_t *w,
+                            const float *bias, int rows, int out, int in, int acc, float *s,
+                            size_t sn) {
+  (void)b, (void)y, (void)x, (void)w, (void)bias, (void)rows, (void)out, (void)in, (void)acc;
+  (void)s, (void)sn;
+  return 0;
+}
+static int null_layernorm(backend_t *b, float *y, float *inv, const float *x, const float *g,
+                          const float *be, int rows, int d, float eps) {
+  (void)b, (void)y, (void)inv, (void)x, (void)g, (void)be, (void)rows, (void)d, (void)eps;
+  return 0;
+}
+static int null_rmsnorm(backend_t *b, float *y, float *inv, const float *x, const float *g,
+                        int rows, int d, float eps) {
+  (void)b, (void)y, (void)inv, (void)x, (void)g, (void)rows, (void)d, (void)eps;
+  return 0;
+}
+static int null_rope(backend_t *b, float *x, const int *pos, int rows, int h, int hd, int rot,
+                     float theta) {
+  (void)b, (void)x, (void)pos, (void)rows, (void)h, (void)hd, (void)rot, (void)theta;
+  return 0;
+}
+static int null_attention(backend_t *b, float *out, const float *q, const float *k, const float *v,
+                          const int *ks, const int *nk, const float *k2, const float *v2,
+                          const int *ks2, const int *nk2, int rows, int h, int kvh, int hd) {
+  (void)b, (void)out, (void)q, (void)k, (void)v, (void)ks, (void)nk, (void)k2, (void)v2;
+  (void)ks2, (void)nk2, (void)rows, (void)h, (void)kvh, (void)hd;
+  return 0;
+}
+static int null_activation(backend_t *b, float *x, size_t n, activation_t act) {
+  (void)b, (void)x, (void)n, (void)act;
+  return 0;
+}
+static int null_swiglu(backend_t *b, float *g, const float *u, size_t n) {
+  (void)b, (void)g, (void)u, (void)n;
+  return 0;
+}
+static int null_add(backend_t *b, float *y, const float *x, size_t n) {
+  (void)b, (void)y, (void)x, (void)n;
+  return 0;
+}
+static int null_rows(backend_t *b, float *dst, const float *src, const int *index, int rows,
+                     int d) {
+  (void)b, (void)dst, (void)src, (void)index, (void)rows, (void)d;
+  return 0;
+}
+static int null_embed(backend_t *b, float *x, const float *te, const int *ids, const float *pe,
+                      const int *pos, int rows, int d) {
+  (void)b, (void)x, (void)te, (void)ids, (void)pe, (void)pos, (void)rows, (void)d;
+  return 0;
+}
+static int null_intervene(backend_t *b, float *x, int width, const intervention_t *e, int n,
+                          const float *src) {
+  (void)b, (void)x, (void)width, (void)e, (void)n, (void)src;
+  return 0;
+}
+static int null_row_dots(backend_t *b, float *out, const int *oi, const float *x, const int *xr,
+                         const float *dirs, const int *dr, int n, int d) {
+  (void)b, (void)out, (void)oi, (void)x, (void)xr, (void)dirs, (void)dr, (void)n, (void)d;
+  return 0;
+}
+
+static int null_copy(backend_t *b, void *dst, const void *src, size_t bytes) {
+  (void)b, (void)dst, (void)src, (void)bytes;
+  return 0;
+}
+static int null_memset0(backend_t *b, void *dst, size_t bytes) {
+  (void)b, (void)dst, (void)bytes;
+  return 0;
+}
+
+static backend_ops_t null_ops;
+static void use_null_ops(backend_t *b) {
+  null_ops = *b->ops;
+  null_ops.name = "null-ops";
+  null_ops.copy = null_copy; /* within backend memory: the device's work */
+  null_ops.memset0 = null_memset0;
+  null_ops.matmul = null_matmul;
+  null_ops.matmul_bf16 = null_matmul_bf16;
+  null_ops.layernorm = null_layernorm;
+  null_ops.rmsnorm = null_rmsnorm;
+  null_ops.rope = null_rope;
+  null_ops.attention = null_attention;
+  null_ops.activation = null_activation;
+  null_ops.swiglu = null_swiglu;
+  null_ops.add = null_add;
+  null_ops.gather_rows = null_rows;
+  null_ops.scatter_rows = null_rows;
+  null_ops.embed = null_embed;
+  null_ops.intervene = null_intervene;
+  null_ops.row_dots = null_row_dots;
+  b->ops = &null_ops;
+}
 
 static double cpu_now(void) { /* CPU time of every thread of the process */
   struct timespec t;
@@ -223,7 +329,7 @@ int main(int argc, char **argv) {
   }
   const char *path = argv[1], *prompts_path = argv[2], *rows_out = NULL, *backend = "cpu";
   int reuse = 1, runs = 3, warmup = 1, threads = 0, max_rows = 0, subset = 1, samples = 15;
-  int sgemm_rows = 0, peak = 0, gemm = 1, tf32 = 0, weights_bf16 = 0;
+  int sgemm_rows = 0, peak = 0, gemm = 1, tf32 = 0, weights_bf16 = 0, null = 0;
   uint64_t seed = 0;
   for (int i = 3; i + 1 < argc; i += 2) {
     if (!strcmp(argv[i], "--reuse"))
@@ -252,6 +358,8 @@ int main(int argc, char **argv) {
       peak = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--gemm"))
       gemm = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--null-ops"))
+      null = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--precision"))
       tf32 = !strcmp(argv[i + 1], "tf32");
     else if (!strcmp(argv[i], "--weights-dtype")) {
@@ -276,7 +384,9 @@ int main(int argc, char **argv) {
   model_t *m = model_load(path, err);
   if (m && weights_bf16)
     model_round_bf16(m);
-  backend_t *b = m ? backend_create(backend, threads, err) : NULL;
+  backend_t *b = m ? backend_create(null ? "cpu" : backend, threads, err) : NULL;
+  if (b && null)
+    use_null_ops(b);
   engine_t *e = b ? engine_create(m, b, err) : NULL;
   if (!e) {
     fprintf(stderr, "bench_sweep: %s\n", err);

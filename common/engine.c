@@ -1287,23 +1287,24 @@ static int chunk_end(const run_t *R, int c0, int budget) {
   return c1;
 }
 
-static int compare_variants(const void *a, const void *b) {
-  const variant_t *x = a, *y = b;
-  if (x->stage != y->stage)
-    return x->stage - y->stage;
-  return (x->order > y->order) - (x->order < y->order);
-}
-
-/* Every variant of the chunk's prompts, sorted by the sub-stage they join at. */
+/* Every variant of the chunk's prompts, sorted by the sub-stage they join at
+ * (stably: a counting sort over the 2 n_layers stages). */
 static variant_t *chunk_variants(run_t *R, long *n_out) {
   const engine_job_t *job = R->job;
+  const int n_stage = 2 * R->cfg->n_layers;
   long n = 0;
   for (int m = 0; m < job->n_methods; m++)
     n += job->methods[m].kind == METHOD_RESAMPLE ? job->samples : 1;
   n *= (long)job->n_components * (R->c1 - R->c0);
-  variant_t *vs = malloc(sizeof(variant_t) * (n ? n : 1));
-  if (!vs)
+  variant_t *vs = malloc(sizeof(variant_t) * (n ? n : 1)),
+            *sorted = malloc(sizeof(variant_t) * (n ? n : 1));
+  long *at = calloc((size_t)n_stage + 1, sizeof(long));
+  if (!vs || !sorted || !at) {
+    free(vs);
+    free(sorted);
+    free(at);
     return NULL;
+  }
   long i = 0;
   for (int p = R->c0; p < R->c1; p++)
     for (int c = 0; c < job->n_components; c++)
@@ -1330,11 +1331,17 @@ static variant_t *chunk_variants(run_t *R, long *n_out) {
           v->p0 = job->reuse ? first : 0;
           v->rows = job->lengths[p] - v->p0;
           v->order = i;
+          at[v->stage + 1]++;
         }
       }
-  qsort(vs, n, sizeof(variant_t), compare_variants);
+  for (int k = 0; k < n_stage; k++)
+    at[k + 1] += at[k];
+  for (long j = 0; j < n; j++)
+    sorted[at[vs[j].stage]++] = vs[j];
+  free(vs);
+  free(at);
   *n_out = n;
-  return vs;
+  return sorted;
 }
 
 static int emit_chunk(run_t *R) {

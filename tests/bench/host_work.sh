@@ -1,0 +1,83 @@
+#!/bin/bash
+# tests/bench/host_work.sh - the engine's own host work on the GPU benchmark's
+# GPT-2-small-shaped sweep (the hydra preset, 1,209 prompts, 435,240 ablated
+# runs, passes of 65,536 rows): bench_sweep --null-ops runs the engine on the
+# CPU backend with every compute op and device copy a no-op, so its time is
+# what the host does between and around the kernels, which an asynchronous
+# GPU backend waits through when it is not hidden (tests/gpu/NOTES.md). The
+# baseline is the engine at BASE, built in a temporary worktree with this
+# tree's bench_sweep.c, measured alternately with this tree in the same run.
+# Replaces the "## Engine host work" section of tests/bench/RESULTS.md.
+# Reports; never gates.
+#   PYTHON   a python with torch + transformers (makes the random model)
+#   BUILD    this tree's build folder (default: build)
+#   BASE     the baseline commit (default 2622465: before the clean pass's
+#            log-softmax was skipped when unneeded and the variant order became
+#            a counting sort)
+#   RUNS     alternating measurements of each, median (default 5; each one
+#            the median of 3 engine runs after a warm-up)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+build=${BUILD:-build}
+base=${BASE:-2622465}
+runs=${RUNS:-5}
+python=${PYTHON:-python3}
+work=${HOST_WORK_DIR:-/tmp/hydra-host-work}
+cmd="PYTHON=$python BUILD=$build BASE=$base RUNS=$runs bash tests/bench/host_work.sh"
+mkdir -p "$work"
+model=$work/models/gpt2-small prompts=$work/models/prompts-gpt2-small.json
+[ -s "$prompts" ] || "$python" tests/gpu/make_models.py "$work/models" --which gpt2-small:1209 >/dev/null
+cmake --build "$build" --target bench_sweep >/dev/null
+
+# the baseline engine with this tree's benchmark program
+wt=$work/base
+if [ ! -x "$wt/b/tests/bench_sweep" ] || [ "$(git -C "$wt" rev-parse HEAD 2>/dev/null)" != "$(git rev-parse "$base")" ]; then
+  git worktree remove --force "$wt" >/dev/null 2>&1 || rm -rf "$wt"
+  git worktree prune
+  git worktree add -q --detach "$wt" "$base"
+  cp tests/bench/bench_sweep.c "$wt/tests/bench/"
+  cmake -S "$wt" -B "$wt/b" -DCMAKE_BUILD_TYPE=Release -DENABLE_CUDA=OFF >/dev/null
+  cmake --build "$wt/b" --target bench_sweep -j"$(nproc)" >/dev/null
+fi
+
+args=("$model" "$prompts" --runs 3 --warmup 1 --gemm 0 --null-ops 1 --max-rows 65536)
+get() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$2" | tail -1; }
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+: >"$work/base.txt"
+: >"$work/head.txt"
+for i in $(seq "$runs"); do
+  line=$("$wt/b/tests/bench_sweep" "${args[@]}" 2>/dev/null | tail -1)
+  get median_s "$line" >>"$work/base.txt"
+  line=$("$build/tests/bench_sweep" "${args[@]}" 2>/dev/null | tail -1)
+  get median_s "$line" >>"$work/head.txt"
+  echo "run $i: base $(tail -1 "$work/base.txt") s, this tree $(tail -1 "$work/head.txt") s"
+done
+b=$(median <"$work/base.txt") h=$(median <"$work/head.txt")
+ratio=$(awk -v b="$b" -v h="$h" 'BEGIN { printf "%.2f", b / h }')
+phases=$(HYDRA_ENGINE_PROFILE=1 "$build/tests/bench_sweep" "${args[@]}" 2>&1 >/dev/null | grep -A8 "hydra engine profile")
+
+section=$(mktemp)
+{
+  echo "## Engine host work: GPT-2-small-shaped sweep, hydra preset, 1,209 prompts, 435,240 ablated runs"
+  echo
+  echo "Command: \`$cmd\`"
+  echo "Machine: $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); $(date -u +%Y-%m-%d)."
+  echo
+  echo "The engine with every compute op and device copy a no-op (\`bench_sweep --null-ops 1\`, passes of"
+  echo "65,536 rows): the host work a GPU waits through unless it overlaps kernels. Median of $runs"
+  echo "alternating measurements (each the median of 3 runs after a warm-up)."
+  echo
+  echo "| engine | host work per sweep | ratio |"
+  echo "| --- | --- | --- |"
+  echo "| baseline ($(git rev-parse --short "$base")) | $b s | 1.00 |"
+  echo "| this tree ($(git rev-parse --short HEAD)$(git diff --quiet HEAD -- common cpu || echo ", modified")) | $h s | **${ratio}x** less |"
+  echo
+  echo "Where this tree's host time goes (HYDRA_ENGINE_PROFILE=1, the warm-up run included):"
+  echo
+  echo '```'
+  echo "$phases"
+  echo '```'
+} >"$section"
+cat "$section"
+bash tests/bench/results_section.sh tests/bench/RESULTS.md "## Engine host work" "$section"
+rm -f "$section"

@@ -917,6 +917,7 @@ static int clean_pass(run_t *R, int emit) {
 
   /* frozen-norm target directions and the clean direct effects (Eq. 10) */
   const float *gamma = e->host->final_norm_w, *beta = e->host->final_norm_b;
+#pragma omp parallel for schedule(static) if (np > 1)
   for (int cp = 0; cp < np; cp++) {
     const int p = R->c0 + cp;
     const float *u = e->host->unembed + (size_t)R->target[p] * d;

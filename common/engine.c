@@ -466,7 +466,7 @@ typedef struct {
   /* the chunk */
   int c0, c1, clean_rows;
   int *clean_start;     /* [chunk prompts] */
-  float *clean_out;     /* [chunk prompts][n_slots][d]: component outputs at the final row */
+  float *clean_out;     /* [n_slots][chunk prompts][d]: component outputs at the final row */
   float *clean_de;      /* [chunk prompts][n_slots] */
   float *clean_logprob; /* [chunk prompts][vocab] when full_logits */
   float *dirs_host, *udirs_host;
@@ -539,27 +539,17 @@ static int capture_sources(run_t *R, site_t site, int layer, const float *buf) {
   return rc;
 }
 
-/* Keeps each chunk prompt's final-row output of a slot's component. */
+/* Keeps each chunk prompt's final-row output of a slot's component, straight
+ * into the slot's block of clean_out. */
 static int capture_slot(run_t *R, int slot, const float *buf) {
-  const int np = R->c1 - R->c0, d = R->d;
-  int *rows = calloc(np ? np : 1, sizeof(int));
-  float *tmp = malloc(sizeof(float) * (size_t)(np ? np : 1) * d);
-  int rc = -1;
-  if (!rows || !tmp) {
-    err_set(R->err, "out of memory");
-    goto done;
-  }
+  const int np = R->c1 - R->c0;
+  int *rows = malloc(sizeof(int) * (np ? np : 1));
+  if (!rows)
+    return err_set(R->err, "out of memory");
   for (int cp = 0; cp < np; cp++)
     rows[cp] = final_row(R, cp);
-  if (download_rows(R, tmp, buf, d, rows, np))
-    goto done;
-  for (int cp = 0; cp < np; cp++)
-    memcpy(R->clean_out + ((size_t)cp * R->n_slots + slot) * d, tmp + (size_t)cp * d,
-           sizeof(float) * d);
-  rc = 0;
-done:
+  const int rc = download_rows(R, R->clean_out + (size_t)slot * np * R->d, buf, R->d, rows, np);
   free(rows);
-  free(tmp);
   return rc;
 }
 
@@ -935,7 +925,7 @@ static int clean_pass(run_t *R, int emit) {
         dir[i] -= (float)(mean / d);
     R->norm_bias_term[cp] = (float)bias;
     for (int s = 0; s < R->n_slots; s++) {
-      const float *y = R->clean_out + ((size_t)cp * R->n_slots + s) * d;
+      const float *y = R->clean_out + ((size_t)s * np + cp) * d;
       double de = 0.0;
       for (int i = 0; i < d; i++)
         de += (double)y[i] * dir[i];

@@ -1604,6 +1604,19 @@ def t_weights_bf16(build, root, workdir):
         worst = max((abs(mine.get(k, float("inf")) - v), k) for k, v in want.items())
         check(f"hydra run --weights-dtype bf16: the golden's within {tol:.2g}", worst[0] <= tol,
               f"worst {worst}")
+        local = run_local(build, root, dict(job, weights_dtype="bf16"), workdir) or []
+        mine = {(r["prompt"], r["component"]): r["total_effect"] for r in local if r.get("type") == "variant"}
+        worst = max((abs(mine.get(k, float("inf")) - v), k) for k, v in want.items())
+        check(f"hydra run of a job asking \"weights_dtype\": \"bf16\": the golden's within {tol:.2g}",
+              worst[0] <= tol, f"worst {worst}")
+        path = os.path.join(workdir, "bf16-conflict.json")
+        with open(path, "w") as f:
+            json.dump(dict(job, weights_dtype="bf16"), f)
+        p = subprocess.run([os.path.join(build, "clients", "hydra"), "run", "--model",
+                            os.path.join(root, "tests", "data", "tiny-llama"), path, "--weights-dtype", "fp32"],
+                           capture_output=True, text=True, timeout=60)
+        check("hydra run: a job's weights_dtype against --weights-dtype -> exit 2 naming both",
+              p.returncode == 2 and "weights_dtype" in p.stderr and "fp32" in p.stderr, p.stderr[-300:])
         local = run_local(build, root, job, workdir) or []
         fp32 = {(r["prompt"], r["component"]): r["total_effect"] for r in local if r.get("type") == "variant"}
         gap = max((abs(fp32[k] - v) for k, v in want.items() if k in fp32), default=0.0)

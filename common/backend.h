@@ -51,6 +51,10 @@ typedef struct {
    * where the backend has them. Returns the precision now in force (the CPU
    * backend has no TF32 and stays at 0). */
   int (*set_precision)(backend_t *b, int tf32);
+  /* Makes the calling thread ready to drive the backend: state that is per
+   * thread (OpenMP's thread count, CUDA's current device). A thread other
+   * than the one that created the backend calls it before its first op. */
+  void (*attach_thread)(backend_t *b);
 
   /* ---- ops ----
    * y[rows, out] = x[rows, in] . w[out, in]^T (+ bias[out], if non-NULL);

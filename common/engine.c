@@ -26,9 +26,8 @@
  * tables). */
 enum { PH_CLEAN, PH_SORT, PH_TABLES, PH_LAYERS, PH_READOUT, PH_ACCUMULATE, PH_EMIT, PH_N };
 static const char *const phase_names[PH_N] = {
-    "clean passes",    "variant order",      "pass tables + uploads",
-    "layers (queued)", "readout + download", "accumulate",
-    "emit rows"};
+    "clean passes",       "variant order", "pass tables + uploads", "layers (queued)",
+    "readout + download", "accumulate",    "emit rows, progress"};
 
 static double now_s(void) {
   struct timespec t;
@@ -897,9 +896,9 @@ static int clean_pass(run_t *R, int emit) {
         double se = 0.0;
         for (int t = 0; t < V; t++)
           se += expf(l[t] - max);
-        const float lse = (float)(max + log(se));
+        const double lse = max + log(se); /* kept in double: a log-prob near 0 stays exact */
         for (int t = 0; t < V; t++)
-          R->clean_logprob[(size_t)cp * V + t] = l[t] - lse;
+          R->clean_logprob[(size_t)cp * V + t] = (float)(l[t] - lse);
       }
     }
   }
@@ -1458,6 +1457,7 @@ int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, 
                                        : pass_rows(e, longest, reserved, NULL);
   e->b->ops->set_precision(e->b, job->tf32);
   int rc = -1;
+  double t_run = 0; /* HYDRA_ENGINE_PROFILE */
   R.prompt_row = malloc(sizeof(long) * (P + 1));
   R.target = malloc(sizeof(int) * P);
   R.foil = malloc(sizeof(int) * P);
@@ -1505,7 +1505,7 @@ int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, 
     goto done;
 
   /* Sources from other chunks must be there before any variant runs. */
-  const double t_run = e->profile ? now_s() : 0;
+  t_run = e->profile ? now_s() : 0;
   double t0 = t_run;
   int needs_sources = 0;
   for (int m = 0; m < job->n_methods; m++)
@@ -1562,6 +1562,7 @@ int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, 
         err_set(err, "cancelled");
         goto done;
       }
+      phase(e, PH_EMIT, &t0);
       i = j;
     }
     free(vs);
@@ -1571,11 +1572,11 @@ int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, 
     c0 = c1;
   }
   rc = 0;
-  if (e->profile) {
+done:
+  if (e->profile && t_run > 0) { /* ended runs too: the phases counted them */
     e->run_s += now_s() - t_run;
     e->runs++;
   }
-done:
   free_run(&R);
   return rc;
 }

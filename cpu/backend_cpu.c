@@ -11,6 +11,7 @@
 
 typedef struct {
   int n_threads;
+  int threads_given; /* n_threads asked for at creation (else OpenMP's default) */
 } cpu_impl_t;
 
 static void *cpu_alloc(backend_t *b, size_t bytes) {
@@ -48,6 +49,16 @@ static size_t cpu_memory_available(backend_t *b) {
 static int cpu_set_precision(backend_t *b, int tf32) {
   (void)b, (void)tf32;
   return 0; /* OpenBLAS sgemm is fp32 */
+}
+
+/* OpenMP's thread count is the calling thread's: a new thread starts from
+ * the default (all cores), and OpenBLAS takes its count from it. */
+static void cpu_attach_thread(backend_t *b) {
+  const cpu_impl_t *impl = b->impl;
+  if (impl->threads_given) {
+    omp_set_num_threads(impl->n_threads);
+    openblas_set_num_threads(impl->n_threads);
+  }
 }
 
 static int cpu_synchronize(backend_t *b) {
@@ -389,6 +400,7 @@ static const backend_ops_t cpu_ops = {
     .synchronize = cpu_synchronize,
     .memory_available = cpu_memory_available,
     .set_precision = cpu_set_precision,
+    .attach_thread = cpu_attach_thread,
     .matmul = cpu_matmul,
     .matmul_bf16 = cpu_matmul_bf16,
     .layernorm = cpu_layernorm,
@@ -419,6 +431,7 @@ backend_t *backend_cpu_create(int n_threads, char *err) {
     openblas_set_num_threads(n_threads);
   }
   impl->n_threads = n_threads > 0 ? n_threads : omp_get_max_threads();
+  impl->threads_given = n_threads > 0;
   b->ops = &cpu_ops;
   b->host_memory = 1;
   b->impl = impl;

@@ -218,6 +218,12 @@ static int cuda_set_precision(backend_t *b, int tf32) {
   return c->tf32;
 }
 
+/* CUDA's current device is per thread. */
+static void cuda_attach_thread(backend_t *b) {
+  if (cudaSetDevice(impl(b)->device) != cudaSuccess)
+    cudaGetLastError(); /* the next op reports what is wrong */
+}
+
 static int cuda_copy(backend_t *b, void *dst, const void *src, size_t bytes) {
   PROF(b, P_COPY);
   CUDA_TRY(b, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, impl(b)->stream));
@@ -670,6 +676,7 @@ static backend_ops_t make_ops(void) {
   o.synchronize = cuda_synchronize;
   o.memory_available = cuda_memory_available;
   o.set_precision = cuda_set_precision;
+  o.attach_thread = cuda_attach_thread;
   o.matmul = cuda_matmul;
   o.matmul_bf16 = cuda_matmul_bf16;
   o.layernorm = cuda_layernorm;

@@ -91,7 +91,7 @@ int scheduler_enqueue(server_t *s, const store_job_t *job, job_spec_t *spec, int
             spec->weights_bf16 ? "bf16" : "fp32", m->name,
             m->model->weights_bf16 ? "bf16" : "fp32");
     sched_job_free(j);
-    return -1;
+    return SCHEDULER_OTHER_WEIGHTS;
   }
   if (plan_build(spec, m->model, m->tok, &j->plan, &jerr) != 0) {
     err_set(err, "%s%s%s", jerr.field, jerr.field[0] ? ": " : "", jerr.message);
@@ -479,6 +479,7 @@ static void wait_for(server_t *s, double seconds) {
 static void *worker(void *arg) {
   server_t *s = arg;
   double last_purge = 0;
+  s->backend->ops->attach_thread(s->backend); /* --threads on this thread too */
   for (;;) {
     pthread_mutex_lock(&s->lock);
     sched_job_t *j = NULL;
@@ -602,7 +603,11 @@ static void discover_job(server_t *s, const store_resume_t *found) {
     return;
   }
   free(spec_text);
-  if (scheduler_enqueue(s, j, spec, mi, err) != 0)
+  rc = scheduler_enqueue(s, j, spec, mi, err);
+  if (rc == SCHEDULER_OTHER_WEIGHTS &&
+      store_shared(s->store)) /* a worker that holds them runs it */
+    server_log(s, 2, "job %s left to other workers: %s", j->id, err);
+  else if (rc != 0)
     store_job_set_state(s->store, j->id, STORE_FAILED, err, NULL, 0, NULL);
   else
     server_log(s, store_shared(s->store) ? 2 : 1, "job %s queued here at unit %d of %d", j->id,

@@ -115,7 +115,11 @@ int scheduler_start(server_t *s, char *err);
  * pending), the worker's leases are released. */
 void scheduler_stop(server_t *s);
 /* Adds a stored job (state queued or running) to the queue. Takes spec.
- * A job already queued here is left as it is. */
+ * A job already queued here is left as it is. Returns 0, -1 with err (the
+ * job cannot run), or SCHEDULER_OTHER_WEIGHTS with err when the job asks
+ * for the weights dtype this worker does not hold (on a shared store,
+ * another worker may hold it). */
+#define SCHEDULER_OTHER_WEIGHTS (-2)
 int scheduler_enqueue(server_t *s, const store_job_t *job, job_spec_t *spec, int model, char *err);
 /* Queues the store's queued and running jobs this process does not know:
  * at start (a restart resumes them) and, on a shared store, every poll. A

@@ -320,14 +320,14 @@ int cmd_run(int argc, char **argv) {
     rc = EXIT_USAGE;
     goto fail;
   }
-  if (!(m = model_load(model_path, err)))
-    goto fail;
   if (weights_bf16 >= 0 && spec->weights_bf16 >= 0 && weights_bf16 != spec->weights_bf16) {
     snprintf(err, sizeof(err), "%s: weights_dtype: the job asks for %s weights, --weights-dtype %s",
              job_path, spec->weights_bf16 ? "bf16" : "fp32", weights_bf16 ? "bf16" : "fp32");
     rc = EXIT_USAGE;
     goto fail;
   }
+  if (!(m = model_load(model_path, err)))
+    goto fail;
   if (weights_bf16 == 1 || spec->weights_bf16 == 1) /* the job document may ask for it */
     model_round_bf16(m);
   char tok_err[HYDRA_ERR_LEN];

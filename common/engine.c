@@ -474,6 +474,7 @@ typedef struct {
   double *acc_delta;
 
   long done, total;
+  int sources_only; /* a clean pass run only to fill the store of sources */
   char *err;
 } run_t;
 
@@ -542,6 +543,8 @@ static int capture_sources(run_t *R, site_t site, int layer, const float *buf) {
  * into the slot's block of clean_out. */
 static int capture_slot(run_t *R, int slot, const float *buf) {
   const int np = R->c1 - R->c0;
+  if (R->sources_only)
+    return 0;
   int *rows = malloc(sizeof(int) * (np ? np : 1));
   if (!rows)
     return err_set(R->err, "out of memory");
@@ -841,8 +844,15 @@ static int clean_pass(run_t *R, int emit) {
     err_set(R->err, "backend %s: %s", op->name, b->err);
     goto done;
   }
-  if (run_layers(R, &P, NULL, 0) != 0)
+  R->sources_only = !emit;
+  const int layers_rc = run_layers(R, &P, NULL, 0);
+  R->sources_only = 0;
+  if (layers_rc != 0)
     goto done;
+  if (!emit) { /* the sources are stored: targets, logits and directions are the emitting pass's */
+    rc = 0;
+    goto done;
+  }
 
   /* final norm and full logits at each prompt's final row */
   for (int cp = 0; cp < np; cp++)

@@ -9,6 +9,10 @@
  *                    [--samples S] [--seed S] [--sgemm-rows R] [--rows-out FILE]
  *                    [--backend cpu|cuda|auto] [--peak N] [--gemm 0|1]
  *                    [--precision fp32|tf32] [--weights-dtype fp32|bf16] [--null-ops 1]
+ *                    [--unit-prompts N]
+ *
+ * --unit-prompts N: each run is the job in work units of N prompts, one
+ * engine_run each, as hydrad runs it (0: one run over every prompt).
  *
  * --null-ops 1: the CPU backend with every compute op and every copy within
  * backend memory a no-op (uploads and downloads still copy, as through a GPU
@@ -329,7 +333,7 @@ int main(int argc, char **argv) {
   }
   const char *path = argv[1], *prompts_path = argv[2], *rows_out = NULL, *backend = "cpu";
   int reuse = 1, runs = 3, warmup = 1, threads = 0, max_rows = 0, subset = 1, samples = 15;
-  int sgemm_rows = 0, peak = 0, gemm = 1, tf32 = 0, weights_bf16 = 0, null = 0;
+  int sgemm_rows = 0, peak = 0, gemm = 1, tf32 = 0, weights_bf16 = 0, null = 0, unit = 0;
   uint64_t seed = 0;
   for (int i = 3; i + 1 < argc; i += 2) {
     if (!strcmp(argv[i], "--reuse"))
@@ -360,6 +364,8 @@ int main(int argc, char **argv) {
       gemm = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--null-ops"))
       null = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--unit-prompts"))
+      unit = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--precision"))
       tf32 = !strcmp(argv[i + 1], "tf32");
     else if (!strcmp(argv[i], "--weights-dtype")) {
@@ -439,10 +445,16 @@ int main(int argc, char **argv) {
   double *times = malloc(sizeof(double) * runs), wall = 0, cpu = 0;
   for (int r = -warmup; r < runs; r++) {
     const double t0 = bench_now(), c0 = cpu_now();
-    if (engine_run(e, &job, &sink, err) != 0) {
-      fprintf(stderr, "bench_sweep: %s\n", err);
-      return 1;
+    const int step = unit > 0 ? unit : n_prompts;
+    for (int u0 = 0; u0 < n_prompts; u0 += step) {
+      job.prompt_first = unit > 0 ? u0 : 0;
+      job.prompt_end = unit > 0 ? (u0 + step < n_prompts ? u0 + step : n_prompts) : 0;
+      if (engine_run(e, &job, &sink, err) != 0) {
+        fprintf(stderr, "bench_sweep: %s\n", err);
+        return 1;
+      }
     }
+    job.prompt_first = job.prompt_end = 0;
     if (r >= 0) {
       times[r] = bench_now() - t0;
       wall += times[r];
@@ -470,12 +482,13 @@ int main(int argc, char **argv) {
          "median_s=%.4f extrapolated_s=%.4f variants=%ld variants_all=%ld variants_per_s=%.1f "
          "flops=%.4e flops_all=%.4e flops_full=%.4e gflops=%.2f sgemm_gflops=%.2f sgemm_rows=%d "
          "floor_s=%.4f floor_full_s=%.4f peak_gflops=%.1f peak_n=%d gemm_share=%.3f "
-         "cpu_per_wall=%.2f backend=%s precision=%s weights=%s pass_rows=%d\n",
+         "cpu_per_wall=%.2f backend=%s precision=%s weights=%s pass_rows=%d unit_prompts=%d\n",
          reuse, n_prompts, tokens, n_comps, n_all, samples, runs, t, extrapolated, variants,
          (long)samples * n_all * n_prompts, variants / t, flops, flops_all, flops_full,
          flops / t / 1e9, sg, sg_rows, flops_all / (sg * 1e9), flops_full / (sg * 1e9), pk, peak,
          pk > 0 ? flops / t / 1e9 / pk : 0, cpu / wall, b->ops->name, engine_precision(e, tf32),
-         m->weights_bf16 ? "bf16" : "fp32", max_rows > 0 ? max_rows : engine_pass_rows(e, 0, NULL));
+         m->weights_bf16 ? "bf16" : "fp32", max_rows > 0 ? max_rows : engine_pass_rows(e, 0, NULL),
+         unit);
   if (rows_out) {
     FILE *f = fopen(rows_out, "w");
     if (!f) {

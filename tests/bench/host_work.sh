@@ -4,7 +4,8 @@
 # runs, passes of 65,536 rows): bench_sweep --null-ops runs the engine on the
 # CPU backend with every compute op and device copy a no-op, so its time is
 # what the host does between and around the kernels, which an asynchronous
-# GPU backend waits through when it is not hidden (tests/gpu/NOTES.md). The
+# GPU backend waits through when it is not hidden (tests/gpu/NOTES.md), for
+# the job in one run and in hydrad's GPU work units of 256 prompts. The
 # baseline is the engine at BASE, built in a temporary worktree with this
 # tree's bench_sweep.c, measured alternately with this tree in the same run.
 # Replaces the "## Engine host work" section of tests/bench/RESULTS.md.
@@ -12,8 +13,9 @@
 #   PYTHON   a python with torch + transformers (makes the random model)
 #   BUILD    this tree's build folder (default: build)
 #   BASE     the baseline commit (default 2622465: before the clean pass's
-#            log-softmax was skipped when unneeded and the variant order became
-#            a counting sort)
+#            log-softmax was skipped when unneeded, the variant order became
+#            a counting sort and source-only clean passes stopped after the
+#            layers)
 #   RUNS     alternating measurements of each, median (default 5; each one
 #            the median of 3 engine runs after a warm-up)
 set -euo pipefail
@@ -31,29 +33,35 @@ cmake --build "$build" --target bench_sweep >/dev/null
 
 # the baseline engine with this tree's benchmark program
 wt=$work/base
-if [ ! -x "$wt/b/tests/bench_sweep" ] || [ "$(git -C "$wt" rev-parse HEAD 2>/dev/null)" != "$(git rev-parse "$base")" ]; then
+if [ ! -d "$wt/b" ] || [ "$(git -C "$wt" rev-parse HEAD 2>/dev/null)" != "$(git rev-parse "$base")" ]; then
   git worktree remove --force "$wt" >/dev/null 2>&1 || rm -rf "$wt"
   git worktree prune
   git worktree add -q --detach "$wt" "$base"
-  cp tests/bench/bench_sweep.c "$wt/tests/bench/"
   cmake -S "$wt" -B "$wt/b" -DCMAKE_BUILD_TYPE=Release -DENABLE_CUDA=OFF >/dev/null
-  cmake --build "$wt/b" --target bench_sweep -j"$(nproc)" >/dev/null
 fi
+cp tests/bench/bench_sweep.c "$wt/tests/bench/" # this tree's program, the baseline's engine
+cmake --build "$wt/b" --target bench_sweep -j"$(nproc)" >/dev/null
 
 args=("$model" "$prompts" --runs 3 --warmup 1 --gemm 0 --null-ops 1 --max-rows 65536)
 get() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$2" | tail -1; }
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-: >"$work/base.txt"
-: >"$work/head.txt"
-for i in $(seq "$runs"); do
-  line=$("$wt/b/tests/bench_sweep" "${args[@]}" 2>/dev/null | tail -1)
-  get median_s "$line" >>"$work/base.txt"
-  line=$("$build/tests/bench_sweep" "${args[@]}" 2>/dev/null | tail -1)
-  get median_s "$line" >>"$work/head.txt"
-  echo "run $i: base $(tail -1 "$work/base.txt") s, this tree $(tail -1 "$work/head.txt") s"
+rows=""
+for unit in 0 256; do
+  : >"$work/base.txt"
+  : >"$work/head.txt"
+  for i in $(seq "$runs"); do
+    line=$("$wt/b/tests/bench_sweep" "${args[@]}" --unit-prompts "$unit" 2>/dev/null | tail -1)
+    get median_s "$line" >>"$work/base.txt"
+    line=$("$build/tests/bench_sweep" "${args[@]}" --unit-prompts "$unit" 2>/dev/null | tail -1)
+    get median_s "$line" >>"$work/head.txt"
+    echo "units of $unit (0: one run), run $i: base $(tail -1 "$work/base.txt") s, this tree $(tail -1 "$work/head.txt") s"
+  done
+  b=$(median <"$work/base.txt") h=$(median <"$work/head.txt")
+  ratio=$(awk -v b="$b" -v h="$h" 'BEGIN { printf "%.2f", b / h }')
+  what="one engine run"
+  [ "$unit" -gt 0 ] && what="work units of $unit prompts (hydrad on a GPU)"
+  rows="$rows| $what | $b s | $h s | **${ratio}x** less |"$'\n'
 done
-b=$(median <"$work/base.txt") h=$(median <"$work/head.txt")
-ratio=$(awk -v b="$b" -v h="$h" 'BEGIN { printf "%.2f", b / h }')
 phases=$(HYDRA_ENGINE_PROFILE=1 "$build/tests/bench_sweep" "${args[@]}" 2>&1 >/dev/null | grep -A8 "hydra engine profile")
 
 section=$(mktemp)
@@ -67,12 +75,11 @@ section=$(mktemp)
   echo "65,536 rows): the host work a GPU waits through unless it overlaps kernels. Median of $runs"
   echo "alternating measurements (each the median of 3 runs after a warm-up)."
   echo
-  echo "| engine | host work per sweep | ratio |"
-  echo "| --- | --- | --- |"
-  echo "| baseline ($(git rev-parse --short "$base")) | $b s | 1.00 |"
-  echo "| this tree ($(git rev-parse --short HEAD)$(git diff --quiet HEAD -- common cpu || echo ", modified")) | $h s | **${ratio}x** less |"
+  echo "| the sweep as | baseline ($(git rev-parse --short "$base")) | this tree ($(git rev-parse --short HEAD)$(git diff --quiet HEAD -- common cpu || echo ", modified")) | ratio |"
+  echo "| --- | --- | --- | --- |"
+  printf '%s' "$rows"
   echo
-  echo "Where this tree's host time goes (HYDRA_ENGINE_PROFILE=1, the warm-up run included):"
+  echo "Where this tree's host time goes, one engine run (HYDRA_ENGINE_PROFILE=1, the warm-up run included):"
   echo
   echo '```'
   echo "$phases"

@@ -61,10 +61,20 @@ struct engine {
   size_t memory_budget;         /* bytes for activations; 0: from the backend */
   size_t held_pass, held_clean; /* bytes of pass and clean buffers held now */
 
+  /* the store of clean sources kept after a run with a source_key (see
+   * engine_job_t): [N_SITES * n_layers] each */
+  struct {
+    uint64_t key;
+    float **dstore, **store, **mean;
+    size_t bytes;
+  } kept;
+
   int profile; /* HYDRA_ENGINE_PROFILE */
   double phase_s[PH_N], run_s;
   long runs, passes;
 };
+
+static void drop_kept(engine_t *e);
 
 /* Adds the time since *t0 to a phase and restarts the clock. */
 static void phase(engine_t *e, int ph, double *t0) {
@@ -345,7 +355,8 @@ static int pass_rows(engine_t *e, int longest, size_t reserved, size_t *bytes) {
   const size_t avail = e->b->ops->memory_available(e->b);
   size_t budget = 0;
   if (avail > 0)
-    budget = (size_t)((double)(avail + e->held_pass + e->held_clean) * ENGINE_MEMORY_SHARE);
+    budget = (size_t)((double)(avail + e->held_pass + e->held_clean + e->kept.bytes) *
+                      ENGINE_MEMORY_SHARE);
   if (e->memory_budget > 0 && (budget == 0 || e->memory_budget < budget))
     budget = e->memory_budget;
   if (budget > 0)
@@ -417,6 +428,7 @@ void engine_destroy(engine_t *e) {
   if (!e)
     return;
   print_profile(e);
+  drop_kept(e);
   free_pass_buffers(e);
   free_clean_buffers(e);
   forward_destroy(e->fw);
@@ -1196,9 +1208,28 @@ static size_t store_bytes(const run_t *R) {
   return total;
 }
 
-/* Allocates the host store of clean outputs for every (site, layer) some
- * component needs as a source. */
-static int alloc_store(run_t *R) {
+static void free_store(engine_t *e, float **dstore, float **store, float **mean) {
+  if (dstore)
+    for (int i = 0; i < N_SITES * e->host->cfg.n_layers; i++) {
+      if (dstore[i])
+        e->b->ops->free(e->b, dstore[i]);
+      free(store[i]);
+      free(mean[i]);
+    }
+  free(dstore);
+  free(store);
+  free(mean);
+}
+
+static void drop_kept(engine_t *e) {
+  free_store(e, e->kept.dstore, e->kept.store, e->kept.mean);
+  memset(&e->kept, 0, sizeof(e->kept));
+}
+
+/* Allocates the store of clean outputs for every (site, layer) some
+ * component needs as a source (and its host copy and means for mean
+ * ablation), or takes the store a run of the same job kept (filled). */
+static int alloc_store(run_t *R, int kept) {
   const engine_job_t *job = R->job;
   const int n_idx = N_SITES * R->cfg->n_layers;
   const long n_pos = job->position_offsets[job->n_prompts];
@@ -1207,15 +1238,23 @@ static int alloc_store(run_t *R) {
     needs |= method_needs_source(job->methods[m].kind);
     needs_mean |= job->methods[m].kind == METHOD_MEAN;
   }
+  R->max_k = 0;
+  for (int p = 0; p < job->n_prompts; p++)
+    if (n_positions(R, p) > R->max_k)
+      R->max_k = n_positions(R, p);
+  engine_t *e = R->e;
+  if (kept) {
+    R->dstore = e->kept.dstore;
+    R->store = e->kept.store;
+    R->mean = e->kept.mean;
+    memset(&e->kept, 0, sizeof(e->kept)); /* the run holds it now */
+    return 0;
+  }
   R->dstore = calloc(n_idx, sizeof(float *));
   R->store = calloc(n_idx, sizeof(float *));
   R->mean = calloc(n_idx, sizeof(float *));
   if (!R->dstore || !R->store || !R->mean)
     return err_set(R->err, "out of memory");
-  R->max_k = 0;
-  for (int p = 0; p < job->n_prompts; p++)
-    if (n_positions(R, p) > R->max_k)
-      R->max_k = n_positions(R, p);
   if (!needs)
     return 0;
   for (int i = 0; i < job->n_components; i++) {
@@ -1383,16 +1422,7 @@ static int emit_chunk(run_t *R) {
 }
 
 static void free_run(run_t *R) {
-  if (R->dstore)
-    for (int i = 0; i < N_SITES * R->cfg->n_layers; i++) {
-      if (R->dstore[i])
-        R->e->b->ops->free(R->e->b, R->dstore[i]);
-      free(R->store[i]);
-      free(R->mean[i]);
-    }
-  free(R->dstore);
-  free(R->store);
-  free(R->mean);
+  free_store(R->e, R->dstore, R->store, R->mean);
   free(R->prompt_row);
   free(R->target);
   free(R->foil);
@@ -1454,6 +1484,9 @@ int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, 
     if (job->lengths[p] > longest)
       longest = job->lengths[p];
   /* A memory budget the job cannot fit in fails the job, never the process. */
+  const int kept = job->source_key != 0 && job->source_key == e->kept.key && e->kept.dstore;
+  if (!kept)
+    drop_kept(e); /* another job's: its memory goes back before passes are sized */
   const size_t reserved = store_bytes(&R);
   if (e->memory_budget > 0 && reserved + (size_t)longest * bytes_per_row(e) > e->memory_budget)
     return err_set(err,
@@ -1481,7 +1514,7 @@ int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, 
   R.prompt_row[0] = 0;
   for (int p = 0; p < P; p++)
     R.prompt_row[p + 1] = R.prompt_row[p] + job->lengths[p];
-  if (alloc_store(&R) != 0)
+  if (alloc_store(&R, kept) != 0)
     goto done;
 
   /* the largest chunk sizes every buffer once */
@@ -1520,6 +1553,8 @@ int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, 
   int needs_sources = 0;
   for (int m = 0; m < job->n_methods; m++)
     needs_sources |= method_needs_source(job->methods[m].kind);
+  if (kept) /* filled by an earlier run of this job, means included */
+    needs_sources = 0;
   if (needs_sources && n_chunks > 1)
     for (int c0 = 0; c0 < P;) {
       int c1 = chunk_end(&R, c0, budget);
@@ -1582,6 +1617,14 @@ int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, 
     c0 = c1;
   }
   rc = 0;
+  if (job->source_key) { /* complete now: the job's next run starts from it */
+    e->kept.key = job->source_key;
+    e->kept.dstore = R.dstore;
+    e->kept.store = R.store;
+    e->kept.mean = R.mean;
+    e->kept.bytes = reserved;
+    R.dstore = R.store = R.mean = NULL;
+  }
 done:
   if (e->profile && t_run > 0) { /* ended runs too: the phases counted them */
     e->run_s += now_s() - t_run;

@@ -58,6 +58,12 @@ typedef struct {
    * Sources (resample, patch, mean) still come from every prompt of the job,
    * and rows carry the job's prompt indices. */
   int prompt_first, prompt_end;
+  /* Nonzero: every run given this key is the same job (prompts, components,
+   * methods, positions), e.g. its work units. The engine keeps the job's
+   * store of clean sources (resample, patch, mean) in backend memory from one
+   * such run to the next instead of recomputing it from a clean pass over
+   * every prompt; a run with another key frees it. 0: nothing kept. */
+  uint64_t source_key;
 } engine_job_t;
 
 typedef struct {

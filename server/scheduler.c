@@ -98,12 +98,14 @@ int scheduler_enqueue(server_t *s, const store_job_t *job, job_spec_t *spec, int
     sched_job_free(j);
     return -1;
   }
+  static uint64_t next_source_key; /* under s->lock */
   pthread_mutex_lock(&s->lock);
   if (find_job(s, j->id)) { /* learnt of twice (submitted here, seen in the store) */
     pthread_mutex_unlock(&s->lock);
     sched_job_free(j);
     return 0;
   }
+  j->source_key = ++next_source_key;
   sched_job_t **tail = &s->jobs;
   while (*tail)
     tail = &(*tail)->next;
@@ -359,6 +361,7 @@ static int run_claimed_unit(server_t *s, sched_job_t *j, results_t *r, rowbuf_t 
    * runs the same units. */
   ej.prompt_first = (int)((long)unit * P / j->n_units);
   ej.prompt_end = (int)((long)(unit + 1) * P / j->n_units);
+  ej.source_key = j->source_key;
   unit_ctx_t u = {.s = s, .j = j, .inner = results_sink(r)};
   pthread_mutex_lock(&s->lock);
   u.base = j->variants_done;

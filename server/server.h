@@ -61,6 +61,8 @@ typedef struct sched_job {
   job_spec_t *spec; /* parsed once */
   plan_t plan;      /* built once */
   int n_units;
+  uint64_t source_key; /* unique to this queue entry: its units share the engine's
+                          store of clean sources (engine_job_t.source_key) */
   int started;         /* header stored */
   double retry_at;     /* monotonic seconds: nothing to claim before then */
   double known_since;  /* monotonic seconds: when this process learnt of it */

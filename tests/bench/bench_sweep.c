@@ -9,10 +9,12 @@
  *                    [--samples S] [--seed S] [--sgemm-rows R] [--rows-out FILE]
  *                    [--backend cpu|cuda|auto] [--peak N] [--gemm 0|1]
  *                    [--precision fp32|tf32] [--weights-dtype fp32|bf16] [--null-ops 1]
- *                    [--unit-prompts N]
+ *                    [--unit-prompts N] [--keep-sources 0|1]
  *
  * --unit-prompts N: each run is the job in work units of N prompts, one
- * engine_run each, as hydrad runs it (0: one run over every prompt).
+ * engine_run each, as hydrad runs it (one source_key per run of the job,
+ * so its units share the store of sources, unless --keep-sources 0; 0: one
+ * run over every prompt).
  *
  * --null-ops 1: the CPU backend with every compute op and every copy within
  * backend memory a no-op (uploads and downloads still copy, as through a GPU
@@ -333,7 +335,7 @@ int main(int argc, char **argv) {
   }
   const char *path = argv[1], *prompts_path = argv[2], *rows_out = NULL, *backend = "cpu";
   int reuse = 1, runs = 3, warmup = 1, threads = 0, max_rows = 0, subset = 1, samples = 15;
-  int sgemm_rows = 0, peak = 0, gemm = 1, tf32 = 0, weights_bf16 = 0, null = 0, unit = 0;
+  int sgemm_rows = 0, peak = 0, gemm = 1, tf32 = 0, weights_bf16 = 0, null = 0, unit = 0, keep = 1;
   uint64_t seed = 0;
   for (int i = 3; i + 1 < argc; i += 2) {
     if (!strcmp(argv[i], "--reuse"))
@@ -366,6 +368,8 @@ int main(int argc, char **argv) {
       null = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--unit-prompts"))
       unit = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--keep-sources"))
+      keep = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--precision"))
       tf32 = !strcmp(argv[i + 1], "tf32");
     else if (!strcmp(argv[i], "--weights-dtype")) {
@@ -449,6 +453,7 @@ int main(int argc, char **argv) {
     for (int u0 = 0; u0 < n_prompts; u0 += step) {
       job.prompt_first = unit > 0 ? u0 : 0;
       job.prompt_end = unit > 0 ? (u0 + step < n_prompts ? u0 + step : n_prompts) : 0;
+      job.source_key = unit > 0 && keep ? (uint64_t)r + 2 : 0; /* as hydrad: units share it */
       if (engine_run(e, &job, &sink, err) != 0) {
         fprintf(stderr, "bench_sweep: %s\n", err);
         return 1;

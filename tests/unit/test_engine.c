@@ -436,29 +436,53 @@ int main(int argc, char **argv) {
       goto done;
     }
     expect(out.n_rows == ref.n_rows, "reuse: row count", out.n_rows, ref.n_rows, 0);
-    /* work units: the prompts in two ranges give the same rows as one run */
-    collect_t units = {0}, part = {0};
-    units.n_slots = n_slots;
-    for (int u = 0; u < 2; u++) {
-      engine_job_t ju = j1;
-      ju.prompt_first = u ? S.n_prompts / 2 : 0;
-      ju.prompt_end = u ? S.n_prompts : S.n_prompts / 2;
-      if (run(e, &ju, &part, n_slots) == 0)
-        for (int i = 0; i < part.n_rows; i++) {
-          on_variant(&units, &part.rows[i].row);
-        }
+    /* work units: the prompts in two ranges give the same rows as one run;
+     * keyed (as hydrad runs them), the second unit takes the store of
+     * sources the first kept, and a third keyed run of the first range
+     * again, after a job with another key dropped it, recomputes it */
+    for (int keyed = 0; keyed < 2; keyed++) {
+      collect_t units = {0}, part = {0}, again = {0};
+      units.n_slots = n_slots;
+      for (int u = 0; u < 2; u++) {
+        engine_job_t ju = j1;
+        ju.prompt_first = u ? S.n_prompts / 2 : 0;
+        ju.prompt_end = u ? S.n_prompts : S.n_prompts / 2;
+        ju.source_key = keyed ? 42 : 0;
+        if (run(e, &ju, &part, n_slots) == 0)
+          for (int i = 0; i < part.n_rows; i++)
+            on_variant(&units, &part.rows[i].row);
+      }
+      if (keyed) {
+        engine_job_t other = j1, ju = j1;
+        other.source_key = 43;
+        other.prompt_end = 1;
+        ju.source_key = 42;
+        ju.prompt_end = S.n_prompts / 2;
+        if (run(e, &other, &part, n_slots) == 0 && run(e, &ju, &again, n_slots) == 0)
+          for (int i = 0; i < again.n_rows && i < units.n_rows; i++) {
+            snprintf(what, sizeof(what), "keyed unit rerun after another key, row %d", i);
+            close_to(what, again.rows[i].row.total_effect, units.rows[i].row.total_effect,
+                     BATCH_BOUND * scale_ref);
+          }
+        expect(again.n_rows > 0, "keyed unit rerun: rows", again.n_rows, 1, 0);
+      }
+      expect(units.n_rows == out.n_rows, keyed ? "keyed units: row count" : "units: row count",
+             units.n_rows, out.n_rows, 0);
+      for (int i = 0; i < out.n_rows && i < units.n_rows; i++) {
+        const engine_variant_t *a = &out.rows[i].row, *u = &units.rows[i].row;
+        snprintf(what, sizeof(what), "%sunits prompt %d comp %s: total", keyed ? "keyed " : "",
+                 a->prompt, S2.names[a->component]);
+        expect(a->prompt == u->prompt && a->component == u->component, what, u->prompt, a->prompt,
+               0);
+        close_to(what, u->total_effect, a->total_effect, BATCH_BOUND * scale_ref);
+        close_to(what, u->compensation, a->compensation, BATCH_BOUND * scale_ref);
+        for (int s = 0; s < n_slots; s++)
+          close_to(what, u->delta_de[s], a->delta_de[s], BATCH_BOUND * scale_ref);
+      }
+      collect_free(&units);
+      collect_free(&part);
+      collect_free(&again);
     }
-    expect(units.n_rows == out.n_rows, "units: row count", units.n_rows, out.n_rows, 0);
-    for (int i = 0; i < out.n_rows && i < units.n_rows; i++) {
-      const engine_variant_t *a = &out.rows[i].row, *u = &units.rows[i].row;
-      snprintf(what, sizeof(what), "units prompt %d comp %s: total", a->prompt,
-               S2.names[a->component]);
-      expect(a->prompt == u->prompt && a->component == u->component, what, u->prompt, a->prompt, 0);
-      close_to(what, u->total_effect, a->total_effect, BATCH_BOUND * scale_ref);
-      close_to(what, u->compensation, a->compensation, BATCH_BOUND * scale_ref);
-    }
-    collect_free(&units);
-    collect_free(&part);
     for (int i = 0; i < out.n_rows && i < ref.n_rows; i++) {
       const engine_variant_t *a = &out.rows[i].row, *r = &ref.rows[i].row;
       snprintf(what, sizeof(what), "reuse(%s) prompt %d comp %s method %d total",

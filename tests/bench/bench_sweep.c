@@ -453,7 +453,9 @@ int main(int argc, char **argv) {
     for (int u0 = 0; u0 < n_prompts; u0 += step) {
       job.prompt_first = unit > 0 ? u0 : 0;
       job.prompt_end = unit > 0 ? (u0 + step < n_prompts ? u0 + step : n_prompts) : 0;
+#ifndef HYDRA_BENCH_BASELINE /* tests/bench/host_work.sh builds it on an engine without */
       job.source_key = unit > 0 && keep ? (uint64_t)r + 2 : 0; /* as hydrad: units share it */
+#endif
       if (engine_run(e, &job, &sink, err) != 0) {
         fprintf(stderr, "bench_sweep: %s\n", err);
         return 1;

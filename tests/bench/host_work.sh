@@ -37,7 +37,8 @@ if [ ! -d "$wt/b" ] || [ "$(git -C "$wt" rev-parse HEAD 2>/dev/null)" != "$(git 
   git worktree remove --force "$wt" >/dev/null 2>&1 || rm -rf "$wt"
   git worktree prune
   git worktree add -q --detach "$wt" "$base"
-  cmake -S "$wt" -B "$wt/b" -DCMAKE_BUILD_TYPE=Release -DENABLE_CUDA=OFF >/dev/null
+  cmake -S "$wt" -B "$wt/b" -DCMAKE_BUILD_TYPE=Release -DENABLE_CUDA=OFF \
+    -DCMAKE_C_FLAGS=-DHYDRA_BENCH_BASELINE >/dev/null
 fi
 cp tests/bench/bench_sweep.c "$wt/tests/bench/" # this tree's program, the baseline's engine
 cmake --build "$wt/b" --target bench_sweep -j"$(nproc)" >/dev/null
@@ -62,6 +63,21 @@ for unit in 0 256; do
   [ "$unit" -gt 0 ] && what="work units of $unit prompts (hydrad on a GPU)"
   rows="$rows| $what | $b s | $h s | **${ratio}x** less |"$'\n'
 done
+# hydrad's CPU units (8 prompts) on the real CPU backend: each unit recomputing
+# the job's store of resample sources (as before) or taking the one kept by the
+# job's previous unit (engine_job_t.source_key), 64 prompts, every 6th component
+prompts64=$work/prompts-64.json
+"$python" -c "import json,sys; d=json.load(open(sys.argv[1])); d['prompts']=d['prompts'][:64]; json.dump(d,open(sys.argv[2],'w'))" "$prompts" "$prompts64"
+uargs=("$model" "$prompts64" --runs 1 --warmup 0 --gemm 0 --components-subset 6 --unit-prompts 8)
+: >"$work/k0.txt"
+: >"$work/k1.txt"
+for i in $(seq "${UNIT_RUNS:-3}"); do
+  get median_s "$("$build/tests/bench_sweep" "${uargs[@]}" --keep-sources 0 2>/dev/null | tail -1)" >>"$work/k0.txt"
+  get median_s "$("$build/tests/bench_sweep" "${uargs[@]}" --keep-sources 1 2>/dev/null | tail -1)" >>"$work/k1.txt"
+  echo "CPU units of 8, run $i: recomputed $(tail -1 "$work/k0.txt") s, kept $(tail -1 "$work/k1.txt") s"
+done
+k0=$(median <"$work/k0.txt") k1=$(median <"$work/k1.txt")
+kratio=$(awk -v b="$k0" -v h="$k1" 'BEGIN { printf "%.2f", b / h }')
 phases=$(HYDRA_ENGINE_PROFILE=1 "$build/tests/bench_sweep" "${args[@]}" 2>&1 >/dev/null | grep -A8 "hydra engine profile")
 
 section=$(mktemp)
@@ -78,6 +94,14 @@ section=$(mktemp)
   echo "| the sweep as | baseline ($(git rev-parse --short "$base")) | this tree ($(git rev-parse --short HEAD)$(git diff --quiet HEAD -- common cpu || echo ", modified")) | ratio |"
   echo "| --- | --- | --- | --- |"
   printf '%s' "$rows"
+  echo
+  echo "hydrad's CPU work units (8 prompts) on the real CPU backend, 64 of the prompts, every 6th"
+  echo "component (\`bench_sweep --unit-prompts 8 --components-subset 6\`), median of ${UNIT_RUNS:-3} alternating runs:"
+  echo
+  echo "| each unit | sweep time | ratio |"
+  echo "| --- | --- | --- |"
+  echo "| recomputes the job's store of resample sources (\`--keep-sources 0\`, as before) | $k0 s | 1.00 |"
+  echo "| takes the store the job's previous unit kept | $k1 s | **${kratio}x** faster |"
   echo
   echo "Where this tree's host time goes, one engine run (HYDRA_ENGINE_PROFILE=1, the warm-up run included):"
   echo

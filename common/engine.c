@@ -486,7 +486,6 @@ typedef struct {
   double *acc_delta;
 
   long done, total;
-  int sources_only; /* a clean pass run only to fill the store of sources */
   char *err;
 } run_t;
 
@@ -553,9 +552,9 @@ static int capture_sources(run_t *R, site_t site, int layer, const float *buf) {
 
 /* Keeps each chunk prompt's final-row output of a slot's component, straight
  * into the slot's block of clean_out. */
-static int capture_slot(run_t *R, int slot, const float *buf) {
+static int capture_slot(run_t *R, int keep, int slot, const float *buf) {
   const int np = R->c1 - R->c0;
-  if (R->sources_only)
+  if (!keep)
     return 0;
   int *rows = malloc(sizeof(int) * (np ? np : 1));
   if (!rows)
@@ -704,6 +703,7 @@ typedef struct {
   int *join;      /* [2 n_layers]: rows active at each sub-stage */
   int *join_read; /* [2 n_layers]: readouts active at each sub-stage */
   int *read_row, *read_prompt;
+  int keep_slots; /* clean mode: each slot's final-row outputs (an emitting clean pass) */
 } pass_t;
 
 static int norm_rows(engine_t *e, float *y, float *inv, const float *x, const float *gamma,
@@ -749,7 +749,7 @@ static int run_layers(run_t *R, const pass_t *P, const variant_t *vs, int nv) {
       if (k == 0) {
         if (clean) {
           TRY(capture_sources(R, SITE_EMBED, 0, e->x));
-          TRY(capture_slot(R, 0, e->x));
+          TRY(capture_slot(R, P->keep_slots, 0, e->x));
         } else {
           TRY(apply_site(R, vs, nv, n, SITE_EMBED, 0, e->x));
           TRY(readout(R, P, k, 0, e->x));
@@ -781,7 +781,7 @@ static int run_layers(run_t *R, const pass_t *P, const variant_t *vs, int nv) {
       TRY(forward_matmul(e->fw, e->proj, e->att, w->wo, w->bo, n, d, q, 0)); /* proj[n, d] */
       if (clean) {
         TRY(capture_sources(R, SITE_ATTN, L, e->proj));
-        TRY(capture_slot(R, 1 + 2 * L, e->proj));
+        TRY(capture_slot(R, P->keep_slots, 1 + 2 * L, e->proj));
       } else {
         TRY(apply_site(R, vs, nv, n, SITE_ATTN, L, e->proj));
         TRY(readout(R, P, k, 1 + 2 * L, e->proj));
@@ -807,7 +807,7 @@ static int run_layers(run_t *R, const pass_t *P, const variant_t *vs, int nv) {
       TRY(forward_matmul(e->fw, e->proj, e->h, w->w_down, w->b_down, n, d, fm, 0)); /* proj[n, d] */
       if (clean) {
         TRY(capture_sources(R, SITE_MLP, L, e->proj));
-        TRY(capture_slot(R, 2 + 2 * L, e->proj));
+        TRY(capture_slot(R, P->keep_slots, 2 + 2 * L, e->proj));
       } else {
         TRY(apply_site(R, vs, nv, n, SITE_MLP, L, e->proj));
         TRY(readout(R, P, k, 2 + 2 * L, e->proj));
@@ -847,7 +847,7 @@ static int clean_pass(run_t *R, int emit) {
     }
   for (int k = 0; k < 2 * c->n_layers; k++)
     join[k] = rows;
-  pass_t P = {.rows = rows, .n_read = 0, .join = join, .join_read = join};
+  pass_t P = {.rows = rows, .n_read = 0, .join = join, .join_read = join, .keep_slots = emit};
   const int *ids = job->ids + R->prompt_row[R->c0];
   const size_t ib = sizeof(int) * rows;
   if (op->upload(b, e->position, position, ib) || op->upload(b, e->key_start, key_start, ib) ||
@@ -856,10 +856,7 @@ static int clean_pass(run_t *R, int emit) {
     err_set(R->err, "backend %s: %s", op->name, b->err);
     goto done;
   }
-  R->sources_only = !emit;
-  const int layers_rc = run_layers(R, &P, NULL, 0);
-  R->sources_only = 0;
-  if (layers_rc != 0)
+  if (run_layers(R, &P, NULL, 0) != 0)
     goto done;
   if (!emit) { /* the sources are stored: targets, logits and directions are the emitting pass's */
     rc = 0;

@@ -1643,6 +1643,32 @@ def t_weights_bf16(build, root, workdir):
     check("fp32 daemon: SIGTERM exits 0", d.term() == 0, d.log_tail())
 
 
+def t_threads(build, root, workdir):
+    """--threads reaches the thread that runs jobs: OpenMP's thread count is
+    per thread, so a worker thread left at the default uses every core (its
+    pool then has as many threads whatever --threads says)."""
+    section("--threads applies to the job worker")
+    binary = os.path.join(build, "server", "hydrad")
+    counts = {}
+    for n in (1, 2):
+        d = Daemon(binary, root, workdir, f"hydrad-threads{n}", os.path.join(workdir, f"threads{n}.db"),
+                   ["--threads", str(n)])
+        ok, why = d.start()
+        if not check(f"hydrad --threads {n} starts", ok, why):
+            return
+        try:
+            r = d.submit(small_job(n_prompts=2))
+            jid = (r.json() or {}).get("id")
+            st = d.wait(jid) if jid else None
+            check(f"--threads {n}: a job runs", st and st.get("state") == "done", short(r.body))
+            with open(f"/proc/{d.proc.pid}/status") as f:
+                counts[n] = int(next(ln.split()[1] for ln in f if ln.startswith("Threads:")))
+        finally:
+            d.term()
+    check("--threads 2 runs jobs with exactly one more thread than --threads 1 (the worker's OpenMP team)",
+          counts.get(2, 0) - counts.get(1, 0) == 1, f"threads: {counts}")
+
+
 def t_no_auth(build, root, workdir):
     section("--no-auth: loopback only")
     binary = os.path.join(build, "server", "hydrad")
@@ -1958,6 +1984,7 @@ def main(argv):
     t_no_auth(build, root, workdir)
     t_tls(build, root, workdir)
     t_weights_bf16(build, root, workdir)
+    t_threads(build, root, workdir)
     t_restart(build, root, workdir, None)
 
     elapsed = time.time() - t_start

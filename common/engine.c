@@ -38,6 +38,13 @@ static double now_s(void) {
 /* Where an intervention writes. */
 typedef enum { SITE_EMBED, SITE_HEAD, SITE_ATTN, SITE_NEURON, SITE_MLP, N_SITES } site_t;
 
+typedef struct {
+  uint64_t key;
+  float **dstore, **store, **mean;
+  size_t bytes;       /* backend memory */
+  unsigned long used; /* when a run last took or kept it (least recent goes first) */
+} kept_t;
+
 struct engine {
   const model_t *host;
   const model_t *dev; /* weights in backend memory */
@@ -61,20 +68,19 @@ struct engine {
   size_t memory_budget;         /* bytes for activations; 0: from the backend */
   size_t held_pass, held_clean; /* bytes of pass and clean buffers held now */
 
-  /* the store of clean sources kept after a run with a source_key (see
-   * engine_job_t): [N_SITES * n_layers] each */
-  struct {
-    uint64_t key;
-    float **dstore, **store, **mean;
-    size_t bytes;
-  } kept;
+  /* stores of clean sources kept after runs with a source_key (see
+   * engine_job_t), one per job: [N_SITES * n_layers] each; dstore NULL in
+   * a free slot */
+  kept_t kept[ENGINE_KEPT_MAX];
+  unsigned long kept_clock; /* stamps kept_t.used */
 
   int profile; /* HYDRA_ENGINE_PROFILE */
   double phase_s[PH_N], run_s;
   long runs, passes;
 };
 
-static void drop_kept(engine_t *e);
+static void drop_kept(engine_t *e, int i);
+static size_t kept_bytes(const engine_t *e);
 
 /* Adds the time since *t0 to a phase and restarts the clock. */
 static void phase(engine_t *e, int ph, double *t0) {
@@ -349,16 +355,24 @@ void engine_set_memory_budget(engine_t *e, size_t bytes) {
 
 /* Rows per pass within the budget, less `reserved` bytes held for the job
  * (its store of clean outputs). */
-static int pass_rows(engine_t *e, int longest, size_t reserved, size_t *bytes) {
-  const size_t per_row = bytes_per_row(e);
+/* Bytes of backend memory a run may take (pass and clean buffers, its store
+ * of clean outputs, other jobs' kept stores); 0: unknown (a host backend
+ * without a set budget). */
+static size_t memory_total(engine_t *e) {
   /* what the backend could give: free memory plus what this engine holds */
   const size_t avail = e->b->ops->memory_available(e->b);
   size_t budget = 0;
   if (avail > 0)
-    budget = (size_t)((double)(avail + e->held_pass + e->held_clean + e->kept.bytes) *
+    budget = (size_t)((double)(avail + e->held_pass + e->held_clean + kept_bytes(e)) *
                       ENGINE_MEMORY_SHARE);
   if (e->memory_budget > 0 && (budget == 0 || e->memory_budget < budget))
     budget = e->memory_budget;
+  return budget;
+}
+
+static int pass_rows(engine_t *e, int longest, size_t reserved, size_t *bytes) {
+  const size_t per_row = bytes_per_row(e);
+  size_t budget = memory_total(e);
   if (budget > 0)
     budget = budget > reserved ? budget - reserved : 0;
   long rows = budget > 0 ? (long)(budget / per_row) : ENGINE_DEFAULT_ROWS;
@@ -428,7 +442,8 @@ void engine_destroy(engine_t *e) {
   if (!e)
     return;
   print_profile(e);
-  drop_kept(e);
+  for (int i = 0; i < ENGINE_KEPT_MAX; i++)
+    drop_kept(e, i);
   free_pass_buffers(e);
   free_clean_buffers(e);
   forward_destroy(e->fw);
@@ -1218,14 +1233,62 @@ static void free_store(engine_t *e, float **dstore, float **store, float **mean)
   free(mean);
 }
 
-static void drop_kept(engine_t *e) {
-  free_store(e, e->kept.dstore, e->kept.store, e->kept.mean);
-  memset(&e->kept, 0, sizeof(e->kept));
+static void drop_kept(engine_t *e, int i) {
+  free_store(e, e->kept[i].dstore, e->kept[i].store, e->kept[i].mean);
+  memset(&e->kept[i], 0, sizeof(e->kept[i]));
+}
+
+static size_t kept_bytes(const engine_t *e) {
+  size_t n = 0;
+  for (int i = 0; i < ENGINE_KEPT_MAX; i++)
+    n += e->kept[i].bytes;
+  return n;
+}
+
+/* The slot holding the store kept for a key; -1 if none. */
+static int find_kept(const engine_t *e, uint64_t key) {
+  for (int i = 0; key && i < ENGINE_KEPT_MAX; i++)
+    if (e->kept[i].dstore && e->kept[i].key == key)
+      return i;
+  return -1;
+}
+
+/* Drops the least recently used kept store other than slot `keep`; 0 when
+ * there was none to drop. */
+static int drop_oldest_kept(engine_t *e, int keep) {
+  int old = -1;
+  for (int i = 0; i < ENGINE_KEPT_MAX; i++)
+    if (i != keep && e->kept[i].dstore && (old < 0 || e->kept[i].used < e->kept[old].used))
+      old = i;
+  if (old < 0)
+    return 0;
+  drop_kept(e, old);
+  return 1;
+}
+
+int engine_kept_sources(const engine_t *e, size_t *bytes) {
+  int n = 0;
+  for (int i = 0; i < ENGINE_KEPT_MAX; i++)
+    n += e->kept[i].dstore != NULL;
+  if (bytes)
+    *bytes = kept_bytes(e);
+  return n;
+}
+
+void engine_retain_sources(engine_t *e, const uint64_t *keys, int n_keys) {
+  for (int i = 0; i < ENGINE_KEPT_MAX; i++) {
+    int live = 0;
+    for (int k = 0; k < n_keys && !live; k++)
+      live = e->kept[i].dstore && keys[k] == e->kept[i].key;
+    if (!live)
+      drop_kept(e, i);
+  }
 }
 
 /* Allocates the store of clean outputs for every (site, layer) some
  * component needs as a source (and its host copy and means for mean
- * ablation), or takes the store a run of the same job kept (filled). */
+ * ablation), or takes the store a run of the same job kept in slot `kept`
+ * (filled; -1: none). */
 static int alloc_store(run_t *R, int kept) {
   const engine_job_t *job = R->job;
   const int n_idx = N_SITES * R->cfg->n_layers;
@@ -1240,11 +1303,11 @@ static int alloc_store(run_t *R, int kept) {
     if (n_positions(R, p) > R->max_k)
       R->max_k = n_positions(R, p);
   engine_t *e = R->e;
-  if (kept) {
-    R->dstore = e->kept.dstore;
-    R->store = e->kept.store;
-    R->mean = e->kept.mean;
-    memset(&e->kept, 0, sizeof(e->kept)); /* the run holds it now */
+  if (kept >= 0) {
+    R->dstore = e->kept[kept].dstore;
+    R->store = e->kept[kept].store;
+    R->mean = e->kept[kept].mean;
+    memset(&e->kept[kept], 0, sizeof(e->kept[kept])); /* the run holds it now */
     return 0;
   }
   R->dstore = calloc(n_idx, sizeof(float *));
@@ -1481,9 +1544,7 @@ int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, 
     if (job->lengths[p] > longest)
       longest = job->lengths[p];
   /* A memory budget the job cannot fit in fails the job, never the process. */
-  const int kept = job->source_key != 0 && job->source_key == e->kept.key && e->kept.dstore;
-  if (!kept)
-    drop_kept(e); /* another job's: its memory goes back before passes are sized */
+  const int kept = find_kept(e, job->source_key);
   const size_t reserved = store_bytes(&R);
   if (e->memory_budget > 0 && reserved + (size_t)longest * bytes_per_row(e) > e->memory_budget)
     return err_set(err,
@@ -1493,8 +1554,16 @@ int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, 
                    (reserved + (double)longest * bytes_per_row(e)) / 1048576.0,
                    reserved / 1048576.0, longest, (double)longest * bytes_per_row(e) / 1048576.0,
                    e->memory_budget / 1048576.0);
+  /* Passes are sized as if other jobs' kept stores were free; those stores
+   * then stay only as long as they fit beside this run (least recent first
+   * out): keeping them never costs a run rows per pass. */
   const int budget = job->max_rows > 0 ? (job->max_rows > longest ? job->max_rows : longest)
                                        : pass_rows(e, longest, reserved, NULL);
+  const size_t total = memory_total(e);
+  const size_t own = reserved + (size_t)budget * bytes_per_row(e);
+  while (total > 0 && own + kept_bytes(e) - (kept >= 0 ? e->kept[kept].bytes : 0) > total &&
+         drop_oldest_kept(e, kept))
+    ;
   e->b->ops->set_precision(e->b, job->tf32);
   int rc = -1;
   double t_run = 0; /* HYDRA_ENGINE_PROFILE */
@@ -1550,7 +1619,7 @@ int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, 
   int needs_sources = 0;
   for (int m = 0; m < job->n_methods; m++)
     needs_sources |= method_needs_source(job->methods[m].kind);
-  if (kept) /* filled by an earlier run of this job, means included */
+  if (kept >= 0) /* filled by an earlier run of this job, means included */
     needs_sources = 0;
   if (needs_sources && n_chunks > 1)
     for (int c0 = 0; c0 < P;) {
@@ -1615,11 +1684,21 @@ int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, 
   }
   rc = 0;
   if (job->source_key) { /* complete now: the job's next run starts from it */
-    e->kept.key = job->source_key;
-    e->kept.dstore = R.dstore;
-    e->kept.store = R.store;
-    e->kept.mean = R.mean;
-    e->kept.bytes = reserved;
+    int slot = 0;
+    while (slot < ENGINE_KEPT_MAX && e->kept[slot].dstore)
+      slot++;
+    if (slot == ENGINE_KEPT_MAX) { /* full: the least recently used goes */
+      drop_oldest_kept(e, -1);
+      slot = 0;
+      while (e->kept[slot].dstore)
+        slot++;
+    }
+    e->kept[slot] = (kept_t){.key = job->source_key,
+                             .dstore = R.dstore,
+                             .store = R.store,
+                             .mean = R.mean,
+                             .bytes = reserved,
+                             .used = ++e->kept_clock};
     R.dstore = R.store = R.mean = NULL;
   }
 done:

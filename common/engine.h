@@ -62,7 +62,7 @@ typedef struct {
    * methods, positions), e.g. its work units. The engine keeps the job's
    * store of clean sources (resample, patch, mean) in backend memory from one
    * such run to the next instead of recomputing it from a clean pass over
-   * every prompt; a run with another key frees it. 0: nothing kept. */
+   * every prompt (see engine_retain_sources). 0: nothing kept. */
   uint64_t source_key;
 } engine_job_t;
 
@@ -119,6 +119,18 @@ int engine_pass_rows(engine_t *e, int longest, size_t *bytes);
 /* Precision a job's matrix products run in on this engine's backend:
  * "fp32" or "tf32" (what the backend grants). */
 const char *engine_precision(const engine_t *e, int tf32);
+
+/* Stores of clean sources kept for keyed jobs (engine_job_t.source_key):
+ * one per key, at most ENGINE_KEPT_MAX, so jobs whose units interleave (one
+ * user's, then another's) each keep theirs. A run sizes its passes as if
+ * the other jobs' stores were free, then drops them, least recently used
+ * first, until the rest fits its memory beside the run; a full table drops
+ * its least recently used store. engine_retain_sources drops every store
+ * whose key is not listed (the caller's jobs that have ended);
+ * engine_kept_sources counts the stores kept and their backend bytes. */
+#define ENGINE_KEPT_MAX 4
+void engine_retain_sources(engine_t *e, const uint64_t *keys, int n_keys);
+int engine_kept_sources(const engine_t *e, size_t *bytes);
 
 /* Runs a job. Errors (bad ids, a patch source without the position, out of
  * backend memory, cancel) fail the run with err filled; rows already given

@@ -626,6 +626,12 @@ static enum MHD_Result route_metrics(server_t *s, struct MHD_Connection *c, requ
       count += strcmp(k->user, j->user) == 0;
     fprintf(f, "hydra_queue_length{user=\"%s\"} %d\n", j->user, count);
   }
+  fprintf(f, "# HELP hydra_source_store_bytes Backend memory holding queued jobs' clean "
+             "sources (resample, patch, mean) between their work units, per model.\n"
+             "# TYPE hydra_source_store_bytes gauge\n");
+  for (int i = 0; i < s->n_models; i++)
+    fprintf(f, "hydra_source_store_bytes{model=\"%s\"} %zu\n", s->models[i].name,
+            s->models[i].kept_bytes);
   pthread_mutex_unlock(&s->lock);
   long rss_pages = 0;
   FILE *statm = fopen("/proc/self/statm", "r");

@@ -182,6 +182,8 @@ int scheduler_cancel(server_t *s, const char *id) {
       if (strcmp(s->running_job, id) != 0) { /* not running now: drop it here */
         unlink_job(s, j);
         drop = j;
+        s->retain_pending = 1; /* its kept sources go back (worker) */
+        pthread_cond_signal(&s->wake);
       }
       break;
     }
@@ -479,6 +481,34 @@ static void wait_for(server_t *s, double seconds) {
   pthread_cond_timedwait(&s->wake, &s->lock, &ts);
 }
 
+/* Frees the engines' stores of clean sources kept for jobs that have left
+ * the queue (done, failed, cancelled, or dropped by discovery): only the
+ * queued jobs' stores stay in backend memory between units. */
+static void retain_sources(server_t *s) {
+  for (int m = 0; m < s->n_models; m++) {
+    uint64_t *keys = NULL;
+    int n = 0, cap = 0;
+    pthread_mutex_lock(&s->lock);
+    for (sched_job_t *j = s->jobs; j; j = j->next)
+      cap++;
+    if (cap > 0 && !(keys = malloc(sizeof(uint64_t) * cap))) {
+      pthread_mutex_unlock(&s->lock);
+      continue; /* out of memory: they stay kept until the next unit */
+    }
+    for (sched_job_t *j = s->jobs; j; j = j->next)
+      if (j->model == m)
+        keys[n++] = j->source_key;
+    pthread_mutex_unlock(&s->lock);
+    engine_retain_sources(s->models[m].engine, keys, n);
+    free(keys);
+    size_t bytes = 0;
+    engine_kept_sources(s->models[m].engine, &bytes);
+    pthread_mutex_lock(&s->lock);
+    s->models[m].kept_bytes = bytes;
+    pthread_mutex_unlock(&s->lock);
+  }
+}
+
 static void *worker(void *arg) {
   server_t *s = arg;
   double last_purge = 0;
@@ -487,6 +517,13 @@ static void *worker(void *arg) {
     pthread_mutex_lock(&s->lock);
     sched_job_t *j = NULL;
     while (!s->stopping && !s->draining && !(j = pick(s))) {
+      if (s->retain_pending) { /* a job left the queue while no unit ran */
+        s->retain_pending = 0;
+        pthread_mutex_unlock(&s->lock);
+        retain_sources(s);
+        pthread_mutex_lock(&s->lock);
+        continue;
+      }
       if (s->jobs) /* all waiting on other workers' leases */
         wait_for(s, 0.2);
       else
@@ -512,6 +549,7 @@ static void *worker(void *arg) {
     pthread_mutex_unlock(&s->lock);
     if (rc == 1)
       sched_job_free(j);
+    retain_sources(s);
     if (rc < 0)
       break;
     if (s->cfg.retention_s > 0 && server_now() - last_purge > 600) {
@@ -648,6 +686,10 @@ void scheduler_discover(server_t *s) {
       gone = j;
     } else
       p = &j->next;
+  }
+  if (gone) { /* their kept sources go back (worker) */
+    s->retain_pending = 1;
+    pthread_cond_signal(&s->wake);
   }
   pthread_mutex_unlock(&s->lock);
   while (gone) {

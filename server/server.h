@@ -51,6 +51,7 @@ typedef struct {
   model_t *model;
   tokenizer_t *tok; /* NULL when the model brings none */
   engine_t *engine;
+  size_t kept_bytes; /* backend memory holding queued jobs' clean sources (under the lock) */
 } server_model_t;
 
 /* A job the scheduler knows: queued or running. */
@@ -89,6 +90,7 @@ typedef struct server {
   volatile int keeper_stop;
   sched_job_t *jobs;    /* queued and running, oldest first */
   sched_job_t *running; /* the job whose unit runs now, or NULL */
+  int retain_pending;   /* a queued job was dropped: the worker frees its kept sources */
   int claimed_unit;     /* its claimed unit (n_units: the summary) */
   /* jobs that ended while the store could not record it (a full or failing
    * disk): their end, kept in memory so that status and streams tell it */

@@ -1060,6 +1060,23 @@ def t_live(d, build, root, workdir):
     return jid, rows
 
 
+def source_store_bytes(d, model="tiny"):
+    """hydra_source_store_bytes{model=...} from GET /metrics; None when absent."""
+    text = d.req("GET", "/metrics", TOKENS["admin"]).body.decode("utf-8", "replace")
+    m = re.search(r'^hydra_source_store_bytes\{model="%s"\}\s+([0-9.e+]+)\s*$' % re.escape(model), text, re.M)
+    return float(m.group(1)) if m else None
+
+
+def poll_source_store(d, want_zero, timeout=15):
+    """Polls the metric until it is zero (want_zero) or positive; returns the last value."""
+    end = time.time() + timeout
+    v = source_store_bytes(d)
+    while time.time() < end and (v is None or (v == 0) != want_zero):
+        time.sleep(0.05)
+        v = source_store_bytes(d)
+    return v
+
+
 def t_quota_cancel(d):
     section("per-user concurrency limit (429) and DELETE of queued and running jobs")
     ids = []
@@ -1093,6 +1110,11 @@ def t_quota_cancel(d):
         first = d.status(ids[0], "carol") or {}
         if first.get("state") != "running":
             st = d.wait(ids[0], "carol", timeout=30, states=("running",))
+        # a resample job's units share one store of clean sources, kept in
+        # backend memory while the job is queued (freed when it ends: t_metrics_final)
+        v = poll_source_store(d, want_zero=False)
+        check("metrics: hydra_source_store_bytes{model=\"tiny\"} > 0 while a resample job runs",
+              v is not None and v > 0, f"hydra_source_store_bytes {v}")
         r = d.req("DELETE", f"/v1/jobs/{ids[2]}", TOKENS["carol"])
         check("DELETE queued job -> 200 state cancelled", r.status == 200 and (r.json() or {}).get("state") ==
               "cancelled", repr(r))
@@ -1196,6 +1218,9 @@ def t_metrics_final(d, min_rows):
             by_type[row.get("type")] = by_type.get(row.get("type"), 0) + 1
     check(f"metrics: hydra_rows_total == rows of every job this process ran ({stored})", rows_total == stored,
           f"hydra_rows_total {rows_total:g}, the {len(jobs)} jobs hold {stored} rows ({by_type})")
+    v = poll_source_store(d, want_zero=True)
+    check("metrics: hydra_source_store_bytes 0 once every job has ended (kept sources freed)", v == 0,
+          f"hydra_source_store_bytes {v}")
     log = open(d.log_path, encoding="utf-8", errors="replace").read()
     check("no token in the daemon's log", not any(t in log for t in TOKENS.values()) and WRONG_TOKEN not in log)
 

@@ -438,10 +438,12 @@ int main(int argc, char **argv) {
     expect(out.n_rows == ref.n_rows, "reuse: row count", out.n_rows, ref.n_rows, 0);
     /* work units: the prompts in two ranges give the same rows as one run;
      * keyed (as hydrad runs them), the second unit takes the store of
-     * sources the first kept, and a third keyed run of the first range
-     * again, after a job with another key dropped it, recomputes it */
+     * sources the first kept. Then the kept stores: a unit of another job
+     * keeps its own beside it; the first range again takes the kept one, and
+     * after engine_retain_sources dropped it, recomputes it; a memory budget
+     * with no room for another job's store drops it, least recent first. */
     for (int keyed = 0; keyed < 2; keyed++) {
-      collect_t units = {0}, part = {0}, again = {0};
+      collect_t units = {0}, part = {0};
       units.n_slots = n_slots;
       for (int u = 0; u < 2; u++) {
         engine_job_t ju = j1;
@@ -453,18 +455,57 @@ int main(int argc, char **argv) {
             on_variant(&units, &part.rows[i].row);
       }
       if (keyed) {
+        size_t one = 0, two = 0, bytes = 0;
+        expect(engine_kept_sources(e, &one) == 1 && one > 0, "kept stores after job 42's units",
+               engine_kept_sources(e, NULL), 1, 0);
         engine_job_t other = j1, ju = j1;
         other.source_key = 43;
         other.prompt_end = 1;
         ju.source_key = 42;
         ju.prompt_end = S.n_prompts / 2;
-        if (run(e, &other, &part, n_slots) == 0 && run(e, &ju, &again, n_slots) == 0)
-          for (int i = 0; i < again.n_rows && i < units.n_rows; i++) {
-            snprintf(what, sizeof(what), "keyed unit rerun after another key, row %d", i);
-            close_to(what, again.rows[i].row.total_effect, units.rows[i].row.total_effect,
-                     BATCH_BOUND * scale_ref);
+        for (int pass = 0; pass < 2; pass++) { /* kept, then recomputed */
+          collect_t again = {0};
+          again.n_slots = n_slots;
+          if (pass == 0 && run(e, &other, &part, n_slots) == 0) {
+            expect(engine_kept_sources(e, &two) == 2 && two == 2 * one,
+                   "kept stores beside another job's", engine_kept_sources(e, NULL), 2, 0);
           }
-        expect(again.n_rows > 0, "keyed unit rerun: rows", again.n_rows, 1, 0);
+          if (pass == 1) {
+            const uint64_t live = 43;
+            engine_retain_sources(e, &live, 1);
+            expect(engine_kept_sources(e, &bytes) == 1 && bytes == one,
+                   "kept stores after retaining job 43's", engine_kept_sources(e, NULL), 1, 0);
+          }
+          if (run(e, &ju, &again, n_slots) == 0)
+            for (int i = 0; i < again.n_rows && i < units.n_rows; i++) {
+              snprintf(what, sizeof(what), "keyed unit rerun (%s), row %d",
+                       pass ? "store recomputed" : "store kept", i);
+              close_to(what, again.rows[i].row.total_effect, units.rows[i].row.total_effect,
+                       BATCH_BOUND * scale_ref);
+            }
+          expect(again.n_rows > 0, "keyed unit rerun: rows", again.n_rows, 1, 0);
+          collect_free(&again);
+        }
+        /* both kept; a budget for this run and one store of clean outputs */
+        size_t pass_bytes = 0;
+        const int rows = engine_pass_rows(e, 1, &pass_bytes);
+        const size_t per_row = pass_bytes / (size_t)rows;
+        engine_set_memory_budget(e, one + (size_t)ju.max_rows * per_row + one / 2);
+        if (run(e, &other, &part, n_slots) == 0)
+          expect(engine_kept_sources(e, &bytes) == 1 && bytes == one,
+                 "kept stores within a memory budget", engine_kept_sources(e, NULL), 1, 0);
+        engine_set_memory_budget(e, 0);
+        /* at most ENGINE_KEPT_MAX: the least recently used goes */
+        for (int k = 0; k <= ENGINE_KEPT_MAX; k++) {
+          engine_job_t jk = other;
+          jk.source_key = 100 + (uint64_t)k;
+          run(e, &jk, &part, n_slots);
+        }
+        expect(engine_kept_sources(e, NULL) == ENGINE_KEPT_MAX, "kept stores at most",
+               engine_kept_sources(e, NULL), ENGINE_KEPT_MAX, 0);
+        engine_retain_sources(e, NULL, 0);
+        expect(engine_kept_sources(e, &bytes) == 0 && bytes == 0, "kept stores after retain none",
+               engine_kept_sources(e, NULL), 0, 0);
       }
       expect(units.n_rows == out.n_rows, keyed ? "keyed units: row count" : "units: row count",
              units.n_rows, out.n_rows, 0);
@@ -481,7 +522,6 @@ int main(int argc, char **argv) {
       }
       collect_free(&units);
       collect_free(&part);
-      collect_free(&again);
     }
     for (int i = 0; i < out.n_rows && i < ref.n_rows; i++) {
       const engine_variant_t *a = &out.rows[i].row, *r = &ref.rows[i].row;

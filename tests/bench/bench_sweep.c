@@ -9,12 +9,15 @@
  *                    [--samples S] [--seed S] [--sgemm-rows R] [--rows-out FILE]
  *                    [--backend cpu|cuda|auto] [--peak N] [--gemm 0|1]
  *                    [--precision fp32|tf32] [--weights-dtype fp32|bf16] [--null-ops 1]
- *                    [--unit-prompts N] [--keep-sources 0|1]
+ *                    [--unit-prompts N] [--keep-sources 0|1] [--interleave J]
  *
  * --unit-prompts N: each run is the job in work units of N prompts, one
  * engine_run each, as hydrad runs it (one source_key per run of the job,
  * so its units share the store of sources, unless --keep-sources 0; 0: one
  * run over every prompt).
+ * --interleave J: each run is J copies of the job, as J users' jobs in
+ * hydrad: their units alternate (unit 1 of every job, then unit 2, ...),
+ * each job with its own source_key; median_s is the time of all J.
  *
  * --null-ops 1: the CPU backend with every compute op and every copy within
  * backend memory a no-op (uploads and downloads still copy, as through a GPU
@@ -335,7 +338,8 @@ int main(int argc, char **argv) {
   }
   const char *path = argv[1], *prompts_path = argv[2], *rows_out = NULL, *backend = "cpu";
   int reuse = 1, runs = 3, warmup = 1, threads = 0, max_rows = 0, subset = 1, samples = 15;
-  int sgemm_rows = 0, peak = 0, gemm = 1, tf32 = 0, weights_bf16 = 0, null = 0, unit = 0, keep = 1;
+  int sgemm_rows = 0, peak = 0, gemm = 1, tf32 = 0, weights_bf16 = 0, null = 0, unit = 0, keep = 1,
+      interleave = 1;
   uint64_t seed = 0;
   for (int i = 3; i + 1 < argc; i += 2) {
     if (!strcmp(argv[i], "--reuse"))
@@ -370,6 +374,8 @@ int main(int argc, char **argv) {
       unit = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--keep-sources"))
       keep = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--interleave"))
+      interleave = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--precision"))
       tf32 = !strcmp(argv[i + 1], "tf32");
     else if (!strcmp(argv[i], "--weights-dtype")) {
@@ -383,8 +389,9 @@ int main(int argc, char **argv) {
       return 2;
     }
   }
-  if (runs < 1 || subset < 1 || samples < 1 || max_rows < 0) {
-    fprintf(stderr, "bench_sweep: runs, components-subset and samples must be positive\n");
+  if (runs < 1 || subset < 1 || samples < 1 || max_rows < 0 || interleave < 1) {
+    fprintf(stderr,
+            "bench_sweep: runs, components-subset, samples and interleave must be positive\n");
     return 2;
   }
   int n_prompts, *lengths, *ids;
@@ -450,17 +457,19 @@ int main(int argc, char **argv) {
   for (int r = -warmup; r < runs; r++) {
     const double t0 = bench_now(), c0 = cpu_now();
     const int step = unit > 0 ? unit : n_prompts;
-    for (int u0 = 0; u0 < n_prompts; u0 += step) {
-      job.prompt_first = unit > 0 ? u0 : 0;
-      job.prompt_end = unit > 0 ? (u0 + step < n_prompts ? u0 + step : n_prompts) : 0;
+    for (int u0 = 0; u0 < n_prompts; u0 += step)
+      for (int k = 0; k < interleave; k++) {
+        job.prompt_first = unit > 0 ? u0 : 0;
+        job.prompt_end = unit > 0 ? (u0 + step < n_prompts ? u0 + step : n_prompts) : 0;
 #ifndef HYDRA_BENCH_BASELINE /* tests/bench/host_work.sh builds it on an engine without */
-      job.source_key = unit > 0 && keep ? (uint64_t)r + 2 : 0; /* as hydrad: units share it */
+        /* as hydrad: a job's units share its key, every job has its own */
+        job.source_key = unit > 0 && keep ? (uint64_t)(r + 2) * 64 + (uint64_t)k : 0;
 #endif
-      if (engine_run(e, &job, &sink, err) != 0) {
-        fprintf(stderr, "bench_sweep: %s\n", err);
-        return 1;
+        if (engine_run(e, &job, &sink, err) != 0) {
+          fprintf(stderr, "bench_sweep: %s\n", err);
+          return 1;
+        }
       }
-    }
     job.prompt_first = job.prompt_end = 0;
     if (r >= 0) {
       times[r] = bench_now() - t0;
@@ -489,13 +498,14 @@ int main(int argc, char **argv) {
          "median_s=%.4f extrapolated_s=%.4f variants=%ld variants_all=%ld variants_per_s=%.1f "
          "flops=%.4e flops_all=%.4e flops_full=%.4e gflops=%.2f sgemm_gflops=%.2f sgemm_rows=%d "
          "floor_s=%.4f floor_full_s=%.4f peak_gflops=%.1f peak_n=%d gemm_share=%.3f "
-         "cpu_per_wall=%.2f backend=%s precision=%s weights=%s pass_rows=%d unit_prompts=%d\n",
+         "cpu_per_wall=%.2f backend=%s precision=%s weights=%s pass_rows=%d unit_prompts=%d "
+         "interleave=%d\n",
          reuse, n_prompts, tokens, n_comps, n_all, samples, runs, t, extrapolated, variants,
          (long)samples * n_all * n_prompts, variants / t, flops, flops_all, flops_full,
          flops / t / 1e9, sg, sg_rows, flops_all / (sg * 1e9), flops_full / (sg * 1e9), pk, peak,
          pk > 0 ? flops / t / 1e9 / pk : 0, cpu / wall, b->ops->name, engine_precision(e, tf32),
          m->weights_bf16 ? "bf16" : "fp32", max_rows > 0 ? max_rows : engine_pass_rows(e, 0, NULL),
-         unit);
+         unit, interleave);
   if (rows_out) {
     FILE *f = fopen(rows_out, "w");
     if (!f) {

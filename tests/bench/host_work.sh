@@ -16,32 +16,42 @@
 #            log-softmax was skipped when unneeded, the variant order became
 #            a counting sort and source-only clean passes stopped after the
 #            layers)
+#   BASE1    the engine that kept one job's store of sources (default
+#            8010aff), for two users' jobs whose units alternate
 #   RUNS     alternating measurements of each, median (default 5; each one
 #            the median of 3 engine runs after a warm-up)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 build=${BUILD:-build}
 base=${BASE:-2622465}
+base1=${BASE1:-8010aff}
 runs=${RUNS:-5}
 python=${PYTHON:-python3}
 work=${HOST_WORK_DIR:-/tmp/hydra-host-work}
-cmd="PYTHON=$python BUILD=$build BASE=$base RUNS=$runs bash tests/bench/host_work.sh"
+cmd="PYTHON=$python BUILD=$build BASE=$base BASE1=$base1 RUNS=$runs bash tests/bench/host_work.sh"
 mkdir -p "$work"
 model=$work/models/gpt2-small prompts=$work/models/prompts-gpt2-small.json
 [ -s "$prompts" ] || "$python" tests/gpu/make_models.py "$work/models" --which gpt2-small:1209 >/dev/null
 cmake --build "$build" --target bench_sweep >/dev/null
 
-# the baseline engine with this tree's benchmark program
+# a baseline engine with this tree's benchmark program: worktree DIR at COMMIT
+# (built with C flags FLAGS)
+build_base() {
+  local wt=$1 commit=$2 flags=$3
+  if [ ! -d "$wt/b" ] || [ "$(git -C "$wt" rev-parse HEAD 2>/dev/null)" != "$(git rev-parse "$commit")" ]; then
+    git worktree remove --force "$wt" >/dev/null 2>&1 || rm -rf "$wt"
+    git worktree prune
+    git worktree add -q --detach "$wt" "$commit"
+    cmake -S "$wt" -B "$wt/b" -DCMAKE_BUILD_TYPE=Release -DENABLE_CUDA=OFF \
+      -DCMAKE_C_FLAGS="$flags" >/dev/null
+  fi
+  cp tests/bench/bench_sweep.c "$wt/tests/bench/" # this tree's program, the baseline's engine
+  cmake --build "$wt/b" --target bench_sweep -j"$(nproc)" >/dev/null
+}
 wt=$work/base
-if [ ! -d "$wt/b" ] || [ "$(git -C "$wt" rev-parse HEAD 2>/dev/null)" != "$(git rev-parse "$base")" ]; then
-  git worktree remove --force "$wt" >/dev/null 2>&1 || rm -rf "$wt"
-  git worktree prune
-  git worktree add -q --detach "$wt" "$base"
-  cmake -S "$wt" -B "$wt/b" -DCMAKE_BUILD_TYPE=Release -DENABLE_CUDA=OFF \
-    -DCMAKE_C_FLAGS=-DHYDRA_BENCH_BASELINE >/dev/null
-fi
-cp tests/bench/bench_sweep.c "$wt/tests/bench/" # this tree's program, the baseline's engine
-cmake --build "$wt/b" --target bench_sweep -j"$(nproc)" >/dev/null
+build_base "$wt" "$base" -DHYDRA_BENCH_BASELINE
+wt1=$work/onestore
+build_base "$wt1" "$base1" ""
 
 args=("$model" "$prompts" --runs 3 --warmup 1 --gemm 0 --null-ops 1 --max-rows 65536)
 get() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$2" | tail -1; }
@@ -76,8 +86,21 @@ for i in $(seq "${UNIT_RUNS:-3}"); do
   get median_s "$("$build/tests/bench_sweep" "${uargs[@]}" --keep-sources 1 2>/dev/null | tail -1)" >>"$work/k1.txt"
   echo "CPU units of 8, run $i: recomputed $(tail -1 "$work/k0.txt") s, kept $(tail -1 "$work/k1.txt") s"
 done
+# two users' jobs (the same 64 prompts) whose units alternate, as hydrad's
+# round-robin runs them: the engine keeping one job's store (BASE1) drops the
+# other's at every unit; this tree keeps both
+: >"$work/i1.txt"
+: >"$work/i2.txt"
+for i in $(seq "${UNIT_RUNS:-3}"); do
+  get median_s "$("$wt1/b/tests/bench_sweep" "${uargs[@]}" --interleave 2 2>/dev/null | tail -1)" >>"$work/i1.txt"
+  get median_s "$("$build/tests/bench_sweep" "${uargs[@]}" --interleave 2 2>/dev/null | tail -1)" >>"$work/i2.txt"
+  echo "two jobs' CPU units interleaved, run $i: one kept store $(tail -1 "$work/i1.txt") s, one per job $(tail -1 "$work/i2.txt") s"
+done
 k0=$(median <"$work/k0.txt") k1=$(median <"$work/k1.txt")
 kratio=$(awk -v b="$k0" -v h="$k1" 'BEGIN { printf "%.2f", b / h }')
+i1=$(median <"$work/i1.txt") i2=$(median <"$work/i2.txt")
+iratio=$(awk -v b="$i1" -v h="$i2" 'BEGIN { printf "%.2f", b / h }')
+iper=$(awk -v h="$i2" -v k="$k1" 'BEGIN { printf "%.2f", h / (2 * k) }')
 phases=$(HYDRA_ENGINE_PROFILE=1 "$build/tests/bench_sweep" "${args[@]}" 2>&1 >/dev/null | grep -A8 "hydra engine profile")
 
 section=$(mktemp)
@@ -102,6 +125,14 @@ section=$(mktemp)
   echo "| --- | --- | --- |"
   echo "| recomputes the job's store of resample sources (\`--keep-sources 0\`, as before) | $k0 s | 1.00 |"
   echo "| takes the store the job's previous unit kept | $k1 s | **${kratio}x** faster |"
+  echo
+  echo "Two users' jobs (the same 64 prompts each) whose units alternate, as hydrad's round-robin runs"
+  echo "them (\`--interleave 2\`), median of ${UNIT_RUNS:-3} alternating runs:"
+  echo
+  echo "| engine | both jobs | ratio |"
+  echo "| --- | --- | --- |"
+  echo "| keeps one job's store ($(git rev-parse --short "$base1")): each job's unit drops the other's | $i1 s | 1.00 |"
+  echo "| keeps a store per job (up to 4) | $i2 s (${iper}x two jobs run one after the other) | **${iratio}x** faster |"
   echo
   echo "Where this tree's host time goes, one engine run (HYDRA_ENGINE_PROFILE=1, the warm-up run included):"
   echo

@@ -847,9 +847,9 @@ static int clean_pass(run_t *R, int emit) {
   const engine_job_t *job = R->job;
   const int np = R->c1 - R->c0, rows = R->clean_rows, d = R->d, V = c->vocab_size;
   int *host = malloc(sizeof(int) * (size_t)rows * 4), *join = malloc(sizeof(int) * 2 * c->n_layers);
-  float *logits = malloc(sizeof(float) * (size_t)LOGIT_ROWS * V);
+  float *logits = R->full_logits ? malloc(sizeof(float) * (size_t)LOGIT_ROWS * V) : NULL;
   int rc = -1;
-  if (!host || !join || !logits) {
+  if (!host || !join || (R->full_logits && !logits)) {
     err_set(R->err, "out of memory");
     goto done;
   }
@@ -898,17 +898,32 @@ static int clean_pass(run_t *R, int emit) {
       goto done;
     }
   }
+  /* Without a full-distribution metric only the argmax, the mean and two
+   * logits per row are read: reduced where the logits are (logit_stats), so
+   * they never cross to the host. targets in index, foils in index3, the
+   * argmaxes in index2, the stats in tmp. */
+  const int *foils = job->foils ? job->foils + R->c0 : NULL;
+  if (!R->full_logits && (op->upload(b, e->index, job->targets + R->c0, sizeof(int) * np) ||
+                          (foils && op->upload(b, e->index3, foils, sizeof(int) * np)))) {
+    free(inv);
+    err_set(R->err, "backend %s: %s", op->name, b->err);
+    goto done;
+  }
   for (int c0 = 0; c0 < np; c0 += LOGIT_ROWS) {
     const int n = np - c0 < LOGIT_ROWS ? np - c0 : LOGIT_ROWS;
     if (forward_matmul(e->fw, e->logits, e->xn + (size_t)c0 * d, e->dev->unembed, NULL, n, V, d,
                        0) ||
-        op->download(b, logits, e->logits, sizeof(float) * (size_t)n * V)) {
+        (!R->full_logits && op->logit_stats(b, e->index2 + c0, e->tmp + (size_t)3 * c0, e->logits,
+                                            n, V, e->index + c0, foils ? e->index3 + c0 : NULL)) ||
+        (R->full_logits && op->download(b, logits, e->logits, sizeof(float) * (size_t)n * V))) {
       free(inv);
       err_set(R->err, "backend %s: %s", op->name, b->err);
       goto done;
     }
-    /* The host reads every clean logit while the GPU waits: threads over the
-     * rows, and the log-softmax only when a metric needs it. */
+    if (!R->full_logits)
+      continue;
+      /* The host reads every clean logit while the GPU waits: threads over the
+       * rows, and the log-softmax only when a metric needs it. */
 #pragma omp parallel for schedule(static) if (n > 1)
     for (int i = 0; i < n; i++) {
       const int cp = c0 + i, p = R->c0 + cp;
@@ -935,6 +950,29 @@ static int clean_pass(run_t *R, int emit) {
           R->clean_logprob[(size_t)cp * V + t] = (float)(l[t] - lse);
       }
     }
+  }
+  if (!R->full_logits) {
+    int *best = malloc(sizeof(int) * np);
+    float *stats = malloc(sizeof(float) * 3 * (size_t)np);
+    if (!best || !stats || op->download(b, best, e->index2, sizeof(int) * np) ||
+        op->download(b, stats, e->tmp, sizeof(float) * 3 * (size_t)np)) {
+      err_set(R->err, "backend %s: %s", op->name, best && stats ? b->err : "out of memory");
+      free(best);
+      free(stats);
+      free(inv);
+      goto done;
+    }
+    for (int cp = 0; cp < np; cp++) {
+      const int p = R->c0 + cp;
+      const float *st = stats + (size_t)3 * cp;
+      R->target[p] = job->targets[p] >= 0 ? job->targets[p] : best[cp];
+      R->foil[p] = foils ? foils[cp] : -1;
+      R->clean_logit[p] = (float)((double)st[1] - st[0]);
+      R->clean_inv[p] = inv[cp];
+      R->clean_diff[p] = R->foil[p] >= 0 ? st[1] - st[2] : 0.0f;
+    }
+    free(best);
+    free(stats);
   }
   free(inv);
 

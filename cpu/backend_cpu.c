@@ -308,6 +308,28 @@ static int cpu_row_dots(backend_t *b, float *out, const int *out_index, const fl
   return 0;
 }
 
+static int cpu_logit_stats(backend_t *b, int *best, float *stats, const float *logits, int rows,
+                           int vocab, const int *targets, const int *foils) {
+  (void)b;
+#pragma omp parallel for schedule(static) if (rows > 1)
+  for (int r = 0; r < rows; r++) {
+    const float *l = logits + (size_t)r * vocab;
+    int arg = -1;
+    double sum = 0.0;
+    for (int t = 0; t < vocab; t++) {
+      sum += l[t];
+      if (l[t] == l[t] && (arg < 0 || l[t] > l[arg])) /* NaN never wins */
+        arg = t;
+    }
+    best[r] = arg < 0 ? 0 : arg;
+    const int target = targets[r] >= 0 ? targets[r] : best[r];
+    stats[3 * (size_t)r] = (float)(sum / vocab);
+    stats[3 * (size_t)r + 1] = l[target];
+    stats[3 * (size_t)r + 2] = foils && foils[r] >= 0 ? l[foils[r]] : 0.0f;
+  }
+  return 0;
+}
+
 static inline float gelu_tanh(float x) {
   const float c = 0.7978845608028654f; /* sqrt(2/pi) */
   return 0.5f * x * (1.0f + tanhf(c * (x + 0.044715f * x * x * x)));
@@ -415,6 +437,7 @@ static const backend_ops_t cpu_ops = {
     .embed = cpu_embed,
     .intervene = cpu_intervene,
     .row_dots = cpu_row_dots,
+    .logit_stats = cpu_logit_stats,
 };
 
 backend_t *backend_cpu_create(int n_threads, char *err) {

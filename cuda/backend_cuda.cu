@@ -544,6 +544,78 @@ static int cuda_row_dots(backend_t *b, float *out, const int *out_index, const f
   return 0;
 }
 
+/* (v, i) replaces (bv, bi) as the argmax so far: none yet (bi < 0), a larger
+ * value, or an equal one at a lower index; a NaN (i < 0) never does. */
+__device__ void best_merge(float *bv, int *bi, float v, int i) {
+  if (i >= 0 && (*bi < 0 || v > *bv || (v == *bv && i < *bi))) {
+    *bv = v;
+    *bi = i;
+  }
+}
+
+/* One block of LOGIT_THREADS per row: the argmax and the double sum over the
+ * vocabulary, then the target's and foil's logits. */
+#define LOGIT_THREADS 512
+__global__ void k_logit_stats(int *best, float *stats, const float *logits, int vocab,
+                              const int *targets, const int *foils) {
+  __shared__ double s_sum[LOGIT_THREADS / 32];
+  __shared__ float s_v[LOGIT_THREADS / 32];
+  __shared__ int s_i[LOGIT_THREADS / 32];
+  const float *l = logits + (size_t)blockIdx.x * vocab;
+  double sum = 0.0;
+  float bv = 0.0f;
+  int bi = -1;
+  for (int t = threadIdx.x; t < vocab; t += blockDim.x) {
+    const float v = l[t];
+    sum += v;
+    best_merge(&bv, &bi, v, v == v ? t : -1);
+  }
+  for (int o = 16; o > 0; o >>= 1) {
+    sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+    const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+    best_merge(&bv, &bi, ov, oi);
+  }
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (lane == 0) {
+    s_sum[warp] = sum;
+    s_v[warp] = bv;
+    s_i[warp] = bi;
+  }
+  __syncthreads();
+  if (warp != 0)
+    return;
+  const int n_warps = blockDim.x >> 5;
+  sum = lane < n_warps ? s_sum[lane] : 0.0;
+  bv = lane < n_warps ? s_v[lane] : 0.0f;
+  bi = lane < n_warps ? s_i[lane] : -1;
+  for (int o = 16; o > 0; o >>= 1) {
+    sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+    const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+    best_merge(&bv, &bi, ov, oi);
+  }
+  if (lane == 0) {
+    const int r = blockIdx.x, arg = bi < 0 ? 0 : bi;
+    const int target = targets[r] >= 0 ? targets[r] : arg;
+    best[r] = arg;
+    stats[3 * (size_t)r] = (float)(sum / vocab);
+    stats[3 * (size_t)r + 1] = l[target];
+    stats[3 * (size_t)r + 2] = foils && foils[r] >= 0 ? l[foils[r]] : 0.0f;
+  }
+}
+
+static int cuda_logit_stats(backend_t *b, int *best, float *stats, const float *logits, int rows,
+                            int vocab, const int *targets, const int *foils) {
+  PROF(b, P_ROW_DOTS);
+  if (rows == 0)
+    return 0;
+  k_logit_stats<<<rows, LOGIT_THREADS, 0, impl(b)->stream>>>(best, stats, logits, vocab, targets,
+                                                             foils);
+  LAUNCH_CHECK(b);
+  return 0;
+}
+
 /* ---- element-wise ---- */
 
 __global__ void k_activation(float *x, size_t n, int act) {
@@ -691,6 +763,7 @@ static backend_ops_t make_ops(void) {
   o.embed = cuda_embed;
   o.intervene = cuda_intervene;
   o.row_dots = cuda_row_dots;
+  o.logit_stats = cuda_logit_stats;
   return o;
 }
 static const backend_ops_t cuda_ops = make_ops();

@@ -136,6 +136,13 @@ static int null_row_dots(backend_t *b, float *out, const int *oi, const float *x
   return 0;
 }
 
+static int null_logit_stats(backend_t *b, int *best, float *stats, const float *logits, int rows,
+                            int vocab, const int *targets, const int *foils) {
+  (void)b, (void)logits, (void)vocab, (void)targets, (void)foils;
+  memset(best, 0, sizeof(int) * (size_t)rows);
+  memset(stats, 0, sizeof(float) * 3 * (size_t)rows);
+  return 0;
+}
 static int null_copy(backend_t *b, void *dst, const void *src, size_t bytes) {
   (void)b, (void)dst, (void)src, (void)bytes;
   return 0;
@@ -152,6 +159,7 @@ static void use_null_ops(backend_t *b) {
   null_ops.copy = null_copy; /* within backend memory: the device's work */
   null_ops.memset0 = null_memset0;
   null_ops.matmul = null_matmul;
+  null_ops.logit_stats = null_logit_stats;
   null_ops.matmul_bf16 = null_matmul_bf16;
   null_ops.layernorm = null_layernorm;
   null_ops.rmsnorm = null_rmsnorm;

@@ -267,29 +267,36 @@ int main(int argc, char **argv) {
   const unsigned all_metrics = METRIC_LOGPROB | METRIC_KL | METRIC_RANK;
   char what[160];
 
-  /* 1. clean: target, logit, scale, direct effects, and their sum */
+  /* 1. clean: target, logit, scale, direct effects, and their sum; with
+   * only the logit asked for (the clean logits reduced by the backend's
+   * logit_stats), then with the full distribution (read on the host) */
   method_t zero = {.kind = METHOD_ZERO};
-  engine_job_t job = make_job(&S, &zero, 1, all_metrics);
-  if (run(e, &job, &out, n_slots) != 0)
-    goto done;
-  for (int p = 0; p < S.n_prompts; p++) {
-    json_t *P = json_array_get(prompts, p), *de = json_object_get(P, "de");
-    const engine_clean_t *c = &out.clean[p];
-    expect(c->target == (int)json_integer_value(json_object_get(P, "target")), "clean target",
-           c->target, (double)json_integer_value(json_object_get(P, "target")), 0);
-    snprintf(what, sizeof(what), "prompt %d clean logit", p);
-    close_to(what, c->logit, json_number_value(json_object_get(P, "clean_logit")), tol);
-    double inv = json_number_value(json_object_get(P, "inv_scale"));
-    snprintf(what, sizeof(what), "prompt %d inv_scale", p);
-    close_to(what, c->inv_scale, inv, 1e-4 * fabs(inv));
-    double sum = c->norm_bias_term;
-    for (int s = 0; s < n_slots; s++) {
-      snprintf(what, sizeof(what), "prompt %d clean de[%d]", p, s);
-      close_to(what, c->de[s], json_number_value(json_array_get(de, s)), tol);
-      sum += c->de[s];
+  engine_job_t job;
+  for (int full = 0; full < 2; full++) {
+    job = make_job(&S, &zero, 1, full ? all_metrics : 0);
+    if (run(e, &job, &out, n_slots) != 0)
+      goto done;
+    for (int p = 0; p < S.n_prompts; p++) {
+      json_t *P = json_array_get(prompts, p), *de = json_object_get(P, "de");
+      const engine_clean_t *c = &out.clean[p];
+      expect(c->target == (int)json_integer_value(json_object_get(P, "target")),
+             full ? "clean target (full distribution)" : "clean target (logit_stats)", c->target,
+             (double)json_integer_value(json_object_get(P, "target")), 0);
+      snprintf(what, sizeof(what), "prompt %d clean logit (%s)", p,
+               full ? "full distribution" : "logit_stats");
+      close_to(what, c->logit, json_number_value(json_object_get(P, "clean_logit")), tol);
+      double inv = json_number_value(json_object_get(P, "inv_scale"));
+      snprintf(what, sizeof(what), "prompt %d inv_scale", p);
+      close_to(what, c->inv_scale, inv, 1e-4 * fabs(inv));
+      double sum = c->norm_bias_term;
+      for (int s = 0; s < n_slots; s++) {
+        snprintf(what, sizeof(what), "prompt %d clean de[%d]", p, s);
+        close_to(what, c->de[s], json_number_value(json_array_get(de, s)), tol);
+        sum += c->de[s];
+      }
+      snprintf(what, sizeof(what), "prompt %d: sum of direct effects = clean logit", p);
+      close_to(what, sum, c->logit, 1e-5 * scale_ref);
     }
-    snprintf(what, sizeof(what), "prompt %d: sum of direct effects = clean logit", p);
-    close_to(what, sum, c->logit, 1e-5 * scale_ref);
   }
 
   /* 2. every golden ablation */

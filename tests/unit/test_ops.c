@@ -464,6 +464,77 @@ static void test_rows(int n_src, int rows, int d) {
   free(src), free(dst), free(idx), free(pos), free(ref);
 }
 
+/* logit_stats over rows of vocab logits: argmaxes exact (ties to the first,
+ * NaNs skipped, an all-NaN row 0), means and the target/foil logits to 1e-6
+ * of the scale. Rows: random; a tie planted at two positions; a NaN planted
+ * above every value; all NaN. */
+static void test_logit_stats(int rows, int vocab) {
+  const size_t n = (size_t)rows * vocab;
+  float *l = malloc(n * 4), *stats = malloc((size_t)rows * 3 * 4);
+  int *targets = malloc(rows * sizeof(int)), *foils = malloc(rows * sizeof(int));
+  int *best = malloc(rows * sizeof(int)), *want_best = malloc(rows * sizeof(int));
+  double *want = malloc((size_t)rows * 3 * 8);
+  fill(l, n, 8);
+  for (int r = 0; r < rows; r++) {
+    float *lr = l + (size_t)r * vocab;
+    if (r % 4 == 1) { /* a tie at the maximum: the first index wins */
+      lr[vocab - 2] = 100.0f;
+      lr[vocab / 3] = 100.0f;
+    } else if (r % 4 == 2) /* NaN beside the true maximum */
+      lr[0] = NAN, lr[vocab / 2] = 50.0f;
+    else if (r == rows - 1)
+      for (int t = 0; t < vocab; t++)
+        lr[t] = NAN;
+    targets[r] = r % 3 == 0 ? -1 : (int)((r * 7919L) % vocab);
+    foils[r] = r % 5 == 0 ? -1 : (int)((r * 104729L) % vocab);
+  }
+  float *dl = dev(l, n * 4), *dstats = dev(stats, (size_t)rows * 3 * 4);
+  int *dt = dev(targets, rows * sizeof(int)), *df = dev(foils, rows * sizeof(int)),
+      *dbest = dev(best, rows * sizeof(int));
+  for (int with_foils = 0; with_foils < 2; with_foils++) {
+    for (int r = 0; r < rows; r++) {
+      const float *lr = l + (size_t)r * vocab;
+      int arg = -1;
+      double sum = 0.0;
+      for (int t = 0; t < vocab; t++) {
+        sum += lr[t];
+        if (!isnan(lr[t]) && (arg < 0 || lr[t] > lr[arg]))
+          arg = t;
+      }
+      want_best[r] = arg < 0 ? 0 : arg;
+      want[3 * r] = sum / vocab;
+      want[3 * r + 1] = lr[targets[r] >= 0 ? targets[r] : want_best[r]];
+      want[3 * r + 2] = with_foils && foils[r] >= 0 ? lr[foils[r]] : 0.0;
+    }
+    run(B->ops->logit_stats(B, dbest, dstats, dl, rows, vocab, dt, with_foils ? df : NULL),
+        "logit_stats");
+    back(best, dbest, rows * sizeof(int));
+    back(stats, dstats, (size_t)rows * 3 * 4);
+    int bad = 0;
+    for (int r = 0; r < rows; r++) {
+      if (best[r] != want_best[r]) {
+        printf("FAIL logit_stats row %d: argmax %d, want %d\n", r, best[r], want_best[r]);
+        bad++;
+      }
+      for (int k = 0; k < 3; k++) /* a NaN where one is due (a mean over a NaN) */
+        if (isnan(want[3 * r + k])) {
+          if (!isnan(stats[3 * r + k])) {
+            printf("FAIL logit_stats row %d stat %d: %g, want NaN\n", r, k, stats[3 * r + k]);
+            bad++;
+          }
+          stats[3 * r + k] = 0.0f, want[3 * r + k] = 0.0;
+        }
+    }
+    char name[64];
+    snprintf(name, sizeof(name), "logit_stats%s", with_foils ? "+foils" : "");
+    check(name, stats, want, (size_t)rows * 3, 1e-6);
+    failures += bad;
+  }
+  B->ops->free(B, dl), B->ops->free(B, dstats), B->ops->free(B, dt), B->ops->free(B, df),
+      B->ops->free(B, dbest);
+  free(l), free(stats), free(targets), free(foils), free(best), free(want_best), free(want);
+}
+
 int main(int argc, char **argv) {
   const char *name = argc > 1 ? argv[1] : "cpu";
   uint64_t seed = argc > 2 ? strtoull(argv[2], NULL, 10) : (uint64_t)time(NULL);
@@ -495,6 +566,8 @@ int main(int argc, char **argv) {
   test_attention(9, 3, 64, 1);
   test_intervene(40, 96);
   test_row_dots(30, 4, 50, 576);
+  test_logit_stats(13, 50257);
+  test_logit_stats(6, 37);
   test_elementwise(10007);
   test_rows(50, 23, 64);
   backend_destroy(B);

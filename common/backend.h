@@ -137,9 +137,10 @@ typedef struct {
    * memory), what the engine reads of them when no metric needs the whole
    * distribution, so the rows never leave the device: best[r] the argmax
    * (the first of equal maxima; NaNs never win; 0 when every logit is NaN),
-   * stats[3 r] the mean logit (summed in double), stats[3 r + 1] the logit
-   * of targets[r] (targets[r] < 0: of the argmax), stats[3 r + 2] the logit
-   * of foils[r] (foils NULL or foils[r] < 0: 0). Ids must be < vocab. */
+   * stats[3 r + 1] the logit of targets[r] (targets[r] < 0: of the argmax),
+   * stats[3 r] that logit centred, less the mean logit (in double),
+   * stats[3 r + 2] the logit of foils[r] (foils NULL or foils[r] < 0: 0).
+   * Ids must be < vocab. */
   int (*logit_stats)(backend_t *b, int *best, float *stats, const float *logits, int rows,
                      int vocab, const int *targets, const int *foils);
 } backend_ops_t;

@@ -928,13 +928,15 @@ static int clean_pass(run_t *R, int emit) {
     for (int i = 0; i < n; i++) {
       const int cp = c0 + i, p = R->c0 + cp;
       const float *l = logits + (size_t)i * V;
-      int best = 0;
+      int best = -1; /* as logit_stats: the first of equal maxima, never a NaN */
       double sum = 0.0;
       for (int t = 0; t < V; t++) {
         sum += l[t];
-        if (l[t] > l[best])
+        if (l[t] == l[t] && (best < 0 || l[t] > l[best]))
           best = t;
       }
+      if (best < 0)
+        best = 0;
       R->target[p] = job->targets[p] >= 0 ? job->targets[p] : best;
       R->foil[p] = job->foils ? job->foils[p] : -1;
       R->clean_logit[p] = (float)(l[R->target[p]] - sum / V);
@@ -967,7 +969,7 @@ static int clean_pass(run_t *R, int emit) {
       const float *st = stats + (size_t)3 * cp;
       R->target[p] = job->targets[p] >= 0 ? job->targets[p] : best[cp];
       R->foil[p] = foils ? foils[cp] : -1;
-      R->clean_logit[p] = (float)((double)st[1] - st[0]);
+      R->clean_logit[p] = st[0];
       R->clean_inv[p] = inv[cp];
       R->clean_diff[p] = R->foil[p] >= 0 ? st[1] - st[2] : 0.0f;
     }
@@ -1618,8 +1620,16 @@ int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, 
   R.prompt_row[0] = 0;
   for (int p = 0; p < P; p++)
     R.prompt_row[p + 1] = R.prompt_row[p] + job->lengths[p];
-  if (alloc_store(&R, kept) != 0)
-    goto done;
+  if (alloc_store(&R, kept) != 0) {
+    if (!engine_kept_sources(e, NULL)) /* nothing kept to give back */
+      goto done;
+    free_store(e, R.dstore, R.store, R.mean); /* the partial one */
+    R.dstore = R.store = R.mean = NULL;
+    while (drop_oldest_kept(e, -1)) /* other jobs' stores go back, then once more */
+      ;
+    if (alloc_store(&R, -1) != 0)
+      goto done;
+  }
 
   /* the largest chunk sizes every buffer once */
   int max_np = 0, max_rows = 0, n_chunks = 0;
@@ -1648,8 +1658,15 @@ int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, 
   }
   const int pass_rows = budget > max_rows ? budget : max_rows;
   if (ensure_pass_buffers(e, pass_rows, max_np, budget, err) != 0 ||
-      ensure_clean_buffers(e, max_rows, err) != 0)
-    goto done;
+      ensure_clean_buffers(e, max_rows, err) != 0) {
+    if (!engine_kept_sources(e, NULL)) /* nothing kept to give back */
+      goto done;
+    while (drop_oldest_kept(e, -1)) /* other jobs' stores go back, then once more */
+      ;
+    if (ensure_pass_buffers(e, pass_rows, max_np, budget, err) != 0 ||
+        ensure_clean_buffers(e, max_rows, err) != 0)
+      goto done;
+  }
 
   /* Sources from other chunks must be there before any variant runs. */
   t_run = e->profile ? now_s() : 0;
@@ -1721,7 +1738,7 @@ int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, 
     c0 = c1;
   }
   rc = 0;
-  if (job->source_key) { /* complete now: the job's next run starts from it */
+  if (job->source_key && reserved > 0) { /* complete now: the job's next run starts from it */
     int slot = 0;
     while (slot < ENGINE_KEPT_MAX && e->kept[slot].dstore)
       slot++;

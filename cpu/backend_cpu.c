@@ -323,7 +323,7 @@ static int cpu_logit_stats(backend_t *b, int *best, float *stats, const float *l
     }
     best[r] = arg < 0 ? 0 : arg;
     const int target = targets[r] >= 0 ? targets[r] : best[r];
-    stats[3 * (size_t)r] = (float)(sum / vocab);
+    stats[3 * (size_t)r] = (float)((double)l[target] - sum / vocab);
     stats[3 * (size_t)r + 1] = l[target];
     stats[3 * (size_t)r + 2] = foils && foils[r] >= 0 ? l[foils[r]] : 0.0f;
   }

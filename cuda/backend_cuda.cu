@@ -30,14 +30,14 @@ enum {
   P_ATTENTION,
   P_INTERVENE,
   P_ROW_DOTS,
+  P_LOGIT_STATS,
   P_ELEMENTWISE,
   P_ROWS,
   P_N
 };
 static const char *const prof_names[P_N] = {
-    "upload",   "download",    "copy/memset",         "matmul",
-    "norm",     "rope",        "attention",           "intervene",
-    "row_dots", "elementwise", "gather/scatter/embed"};
+    "upload",    "download",  "copy/memset", "matmul",      "norm",        "rope",
+    "attention", "intervene", "row_dots",    "logit_stats", "elementwise", "gather/scatter/embed"};
 
 typedef struct {
   int on, n, cap;
@@ -554,7 +554,7 @@ __device__ void best_merge(float *bv, int *bi, float v, int i) {
 }
 
 /* One block of LOGIT_THREADS per row: the argmax and the double sum over the
- * vocabulary, then the target's and foil's logits. */
+ * vocabulary, then the centred target logit and the target's and foil's. */
 #define LOGIT_THREADS 512
 __global__ void k_logit_stats(int *best, float *stats, const float *logits, int vocab,
                               const int *targets, const int *foils) {
@@ -599,7 +599,7 @@ __global__ void k_logit_stats(int *best, float *stats, const float *logits, int 
     const int r = blockIdx.x, arg = bi < 0 ? 0 : bi;
     const int target = targets[r] >= 0 ? targets[r] : arg;
     best[r] = arg;
-    stats[3 * (size_t)r] = (float)(sum / vocab);
+    stats[3 * (size_t)r] = (float)((double)l[target] - sum / vocab);
     stats[3 * (size_t)r + 1] = l[target];
     stats[3 * (size_t)r + 2] = foils && foils[r] >= 0 ? l[foils[r]] : 0.0f;
   }
@@ -607,7 +607,7 @@ __global__ void k_logit_stats(int *best, float *stats, const float *logits, int 
 
 static int cuda_logit_stats(backend_t *b, int *best, float *stats, const float *logits, int rows,
                             int vocab, const int *targets, const int *foils) {
-  PROF(b, P_ROW_DOTS);
+  PROF(b, P_LOGIT_STATS);
   if (rows == 0)
     return 0;
   k_logit_stats<<<rows, LOGIT_THREADS, 0, impl(b)->stream>>>(best, stats, logits, vocab, targets,

@@ -272,6 +272,7 @@ int main(int argc, char **argv) {
    * logit_stats), then with the full distribution (read on the host) */
   method_t zero = {.kind = METHOD_ZERO};
   engine_job_t job;
+  float reduced_logit[64];
   for (int full = 0; full < 2; full++) {
     job = make_job(&S, &zero, 1, full ? all_metrics : 0);
     if (run(e, &job, &out, n_slots) != 0)
@@ -296,6 +297,12 @@ int main(int argc, char **argv) {
       }
       snprintf(what, sizeof(what), "prompt %d: sum of direct effects = clean logit", p);
       close_to(what, sum, c->logit, 1e-5 * scale_ref);
+      if (!full)
+        reduced_logit[p] = c->logit;
+      else { /* the same sums, reduced on the backend or read on the host */
+        snprintf(what, sizeof(what), "prompt %d: clean logit by logit_stats = on the host", p);
+        close_to(what, reduced_logit[p], c->logit, 1e-6 * scale_ref);
+      }
     }
   }
 
@@ -493,16 +500,34 @@ int main(int argc, char **argv) {
           expect(again.n_rows > 0, "keyed unit rerun: rows", again.n_rows, 1, 0);
           collect_free(&again);
         }
-        /* both kept; a budget for this run and one store of clean outputs */
+        /* 43, 42 and 44 kept (least recent first); job 43 again with a
+         * budget for its run, its store and one more: 42 goes, 44 stays */
+        engine_job_t j44 = other;
+        j44.source_key = 44;
+        run(e, &j44, &part, n_slots);
         size_t pass_bytes = 0;
         const int rows = engine_pass_rows(e, 1, &pass_bytes);
         const size_t per_row = pass_bytes / (size_t)rows;
-        engine_set_memory_budget(e, one + (size_t)ju.max_rows * per_row + one / 2);
+        engine_set_memory_budget(e, 2 * one + (size_t)ju.max_rows * per_row + one / 2);
         if (run(e, &other, &part, n_slots) == 0)
-          expect(engine_kept_sources(e, &bytes) == 1 && bytes == one,
-                 "kept stores within a memory budget", engine_kept_sources(e, NULL), 1, 0);
+          expect(engine_kept_sources(e, &bytes) == 2 && bytes == 2 * one,
+                 "kept stores within a memory budget", engine_kept_sources(e, NULL), 2, 0);
         engine_set_memory_budget(e, 0);
-        /* at most ENGINE_KEPT_MAX: the least recently used goes */
+        const uint64_t k44 = 44;
+        engine_retain_sources(e, &k44, 1);
+        expect(engine_kept_sources(e, NULL) == 1, "the budget dropped the least recent store",
+               engine_kept_sources(e, NULL), 1, 0);
+        /* a job that needs no sources keeps nothing */
+        method_t zero_m = {.kind = METHOD_ZERO};
+        engine_job_t jz = other;
+        jz.methods = &zero_m;
+        jz.n_methods = 1;
+        jz.source_key = 45;
+        run(e, &jz, &part, n_slots);
+        expect(engine_kept_sources(e, NULL) == 1, "a job without sources keeps no store",
+               engine_kept_sources(e, NULL), 1, 0);
+        /* at most ENGINE_KEPT_MAX: the least recently used goes (100) */
+        engine_retain_sources(e, NULL, 0);
         for (int k = 0; k <= ENGINE_KEPT_MAX; k++) {
           engine_job_t jk = other;
           jk.source_key = 100 + (uint64_t)k;
@@ -510,6 +535,10 @@ int main(int argc, char **argv) {
         }
         expect(engine_kept_sources(e, NULL) == ENGINE_KEPT_MAX, "kept stores at most",
                engine_kept_sources(e, NULL), ENGINE_KEPT_MAX, 0);
+        const uint64_t first = 100;
+        engine_retain_sources(e, &first, 1);
+        expect(engine_kept_sources(e, NULL) == 0, "a full table dropped the least recent store",
+               engine_kept_sources(e, NULL), 0, 0);
         engine_retain_sources(e, NULL, 0);
         expect(engine_kept_sources(e, &bytes) == 0 && bytes == 0, "kept stores after retain none",
                engine_kept_sources(e, NULL), 0, 0);

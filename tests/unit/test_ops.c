@@ -465,8 +465,8 @@ static void test_rows(int n_src, int rows, int d) {
 }
 
 /* logit_stats over rows of vocab logits: argmaxes exact (ties to the first,
- * NaNs skipped, an all-NaN row 0), means and the target/foil logits to 1e-6
- * of the scale. Rows: random; a tie planted at two positions; a NaN planted
+ * NaNs skipped, an all-NaN row 0), centred target logits and the target/foil
+ * logits to 1e-6 of the scale. Rows: random; a tie planted at two positions; a NaN planted
  * above every value; all NaN. */
 static void test_logit_stats(int rows, int vocab) {
   const size_t n = (size_t)rows * vocab;
@@ -502,8 +502,8 @@ static void test_logit_stats(int rows, int vocab) {
           arg = t;
       }
       want_best[r] = arg < 0 ? 0 : arg;
-      want[3 * r] = sum / vocab;
       want[3 * r + 1] = lr[targets[r] >= 0 ? targets[r] : want_best[r]];
+      want[3 * r] = want[3 * r + 1] - sum / vocab;
       want[3 * r + 2] = with_foils && foils[r] >= 0 ? lr[foils[r]] : 0.0;
     }
     run(B->ops->logit_stats(B, dbest, dstats, dl, rows, vocab, dt, with_foils ? df : NULL),

@@ -166,6 +166,66 @@ static const vrow_t *find(const collect_t *c, int prompt, int component) {
   return NULL;
 }
 
+/* A CPU backend whose memory runs out at a cap (bytes in use). */
+static size_t capped_used, capped_cap;
+static const backend_ops_t *cpu_ops;
+static void *capped_alloc(backend_t *b, size_t bytes) {
+  if (capped_cap && capped_used + bytes > capped_cap) {
+    snprintf(b->err, sizeof(b->err), "out of memory (test cap)");
+    return NULL;
+  }
+  size_t *p = malloc(bytes + 16); /* the size in front of the buffer */
+  if (!p)
+    return NULL;
+  *p = bytes;
+  capped_used += bytes;
+  return (char *)p + 16;
+}
+static void capped_free(backend_t *b, void *q) {
+  (void)b;
+  if (!q)
+    return;
+  size_t *p = (size_t *)((char *)q - 16);
+  capped_used -= *p;
+  free(p);
+}
+
+/* Other jobs' kept stores go back when a run's allocation fails, and the
+ * run is retried: jobs 1 and 2 keep their stores, memory is capped below
+ * what job 3 needs beside them, and job 3 still runs, alone kept after. */
+static void test_oom_retry(const model_t *m, const engine_job_t *job, int n_slots) {
+  char err[HYDRA_ERR_LEN];
+  backend_t *b = backend_create("cpu", 0, err);
+  if (!b)
+    return;
+  static backend_ops_t capped;
+  cpu_ops = b->ops;
+  capped = *b->ops;
+  capped.alloc = capped_alloc;
+  capped.free = capped_free;
+  b->ops = &capped;
+  capped_used = capped_cap = 0;
+  engine_t *e = engine_create(m, b, err);
+  collect_t out = {0};
+  size_t two = 0; /* the bytes of jobs 1 and 2's stores */
+  for (int k = 1; e && k <= 3; k++) {
+    engine_job_t jk = *job;
+    jk.source_key = (uint64_t)k;
+    if (k == 3) { /* room for job 3's store only once the other two are gone */
+      engine_kept_sources(e, &two);
+      capped_cap = capped_used + two / 4;
+    }
+    run(e, &jk, &out, n_slots);
+  }
+  expect(e && engine_kept_sources(e, NULL) == 1 && out.n_rows > 0,
+         "out of memory: other jobs' stores given back, the run retried",
+         e ? engine_kept_sources(e, NULL) : -1, 1, 0);
+  collect_free(&out);
+  engine_destroy(e);
+  b->ops = cpu_ops;
+  backend_destroy(b);
+}
+
 int main(int argc, char **argv) {
   if (argc < 3) {
     fprintf(stderr, "usage: test_engine ROOT GOLDEN.json [--backend NAME] [--copy-weights]\n");
@@ -526,6 +586,8 @@ int main(int argc, char **argv) {
         run(e, &jz, &part, n_slots);
         expect(engine_kept_sources(e, NULL) == 1, "a job without sources keeps no store",
                engine_kept_sources(e, NULL), 1, 0);
+        if (strcmp(backend, "cpu") == 0)
+          test_oom_retry(m, &other, n_slots);
         /* at most ENGINE_KEPT_MAX: the least recently used goes (100) */
         engine_retain_sources(e, NULL, 0);
         for (int k = 0; k <= ENGINE_KEPT_MAX; k++) {

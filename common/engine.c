@@ -491,10 +491,15 @@ typedef struct {
 
   /* the chunk */
   int c0, c1, clean_rows;
-  int *clean_start;     /* [chunk prompts] */
-  float *clean_out;     /* [n_slots][chunk prompts][d]: component outputs at the final row */
-  float *clean_de;      /* [chunk prompts][n_slots] */
-  float *clean_logprob; /* [chunk prompts][vocab] when full_logits */
+  int *clean_start; /* [chunk prompts] */
+  float *clean_out; /* [n_slots][chunk prompts][d]: component outputs at the final row */
+  float *clean_de;  /* [chunk prompts][n_slots] */
+  /* when full_logits: the clean distribution, [chunk prompts][vocab] probs
+   * p, and per chunk prompt sum p log p, sum p (the KL's clean terms) and
+   * the target's log-prob */
+  float *clean_prob;
+  double *clean_plogp, *clean_psum;
+  float *clean_target_logprob;
   float *dirs_host, *udirs_host;
   float *norm_bias_term;
   accum_t *acc; /* [chunk prompts][n_components][n_methods] */
@@ -948,8 +953,17 @@ static int clean_pass(run_t *R, int emit) {
         for (int t = 0; t < V; t++)
           se += expf(l[t] - max);
         const double lse = max + log(se); /* kept in double: a log-prob near 0 stays exact */
-        for (int t = 0; t < V; t++)
-          R->clean_logprob[(size_t)cp * V + t] = (float)(l[t] - lse);
+        float *prob = R->clean_prob + (size_t)cp * V;
+        double plogp = 0.0, psum = 0.0;
+        for (int t = 0; t < V; t++) {
+          const float lp = (float)(l[t] - lse);
+          prob[t] = expf(lp);
+          plogp += (double)prob[t] * lp;
+          psum += prob[t];
+        }
+        R->clean_plogp[cp] = plogp;
+        R->clean_psum[cp] = psum;
+        R->clean_target_logprob[cp] = (float)(l[R->target[p]] - lse);
       }
     }
   }
@@ -1021,7 +1035,7 @@ static int clean_pass(run_t *R, int emit) {
                             .inv_scale = R->clean_inv[p],
                             .norm_bias_term = R->norm_bias_term[cp],
                             .de = R->clean_de + (size_t)cp * R->n_slots};
-      row.logprob = R->full_logits ? R->clean_logprob[(size_t)cp * V + R->target[p]] : NAN;
+      row.logprob = R->full_logits ? R->clean_target_logprob[cp] : NAN;
       row.prob = R->full_logits ? expf(row.logprob) : NAN;
       if (R->sink->clean(R->sink->ctx, &row) != 0) {
         err_set(R->err, "cancelled");
@@ -1039,8 +1053,36 @@ done:
 
 /* ---- a pass of variants ---- */
 
+/* The full-distribution metrics of one ablated run from its logits:
+ * m[0] the target's log-prob, m[1] its prob, m[2] KL(clean || ablated),
+ * m[3] the target's rank, m[4] target minus foil logit. KL is sum p (log p -
+ * l + lse) = sum p log p - sum p l + lse sum p over the clean probs p, so a
+ * variant takes one exp per logit. Reads only: runs on threads. */
+static void variant_metrics(const run_t *R, const variant_t *v, const float *logits, double *m) {
+  const int V = R->cfg->vocab_size, t = R->target[v->prompt], cp = v->cprompt,
+            foil = R->foil[v->prompt];
+  float max = logits[0];
+  for (int k = 1; k < V; k++)
+    if (logits[k] > max)
+      max = logits[k];
+  const float *p = R->clean_prob + (size_t)cp * V, lt = logits[t];
+  double se = 0.0, pl = 0.0;
+  int rank = 0;
+  for (int k = 0; k < V; k++) {
+    se += expf(logits[k] - max);
+    pl += (double)p[k] * logits[k];
+    rank += logits[k] > lt;
+  }
+  const double lse = max + log(se);
+  m[0] = lt - lse;
+  m[1] = exp(lt - lse);
+  m[2] = R->clean_plogp[cp] - pl + lse * R->clean_psum[cp];
+  m[3] = rank;
+  m[4] = foil >= 0 ? lt - logits[foil] : 0.0;
+}
+
 static void accumulate(run_t *R, const variant_t *v, const float *de_out, int nr, int i,
-                       float logit, float inv, const float *logits) {
+                       float logit, float inv, const double *metrics) {
   const engine_job_t *job = R->job;
   const int ns = R->n_slots, cp = v->cprompt, p = v->prompt;
   accum_t *a =
@@ -1072,28 +1114,12 @@ static void accumulate(run_t *R, const variant_t *v, const float *de_out, int nr
   a->comp_mlp += comp_mlp;
   a->logit += logit;
   a->inv += inv;
-  if (logits) {
-    const int V = R->cfg->vocab_size, t = R->target[p];
-    double max = logits[0];
-    for (int k = 1; k < V; k++)
-      if (logits[k] > max)
-        max = logits[k];
-    double se = 0.0;
-    for (int k = 0; k < V; k++)
-      se += exp(logits[k] - max);
-    const double lse = max + log(se);
-    const float *clp = R->clean_logprob + (size_t)cp * V;
-    double kl = 0.0;
-    int rank = 0;
-    for (int k = 0; k < V; k++) {
-      kl += exp(clp[k]) * (clp[k] - (logits[k] - lse));
-      rank += logits[k] > logits[t];
-    }
-    a->logprob += logits[t] - lse;
-    a->prob += exp(logits[t] - lse);
-    a->kl += kl;
-    a->rank += rank;
-    a->diff += R->foil[p] >= 0 ? logits[t] - logits[R->foil[p]] : 0.0;
+  if (metrics) {
+    a->logprob += metrics[0];
+    a->prob += metrics[1];
+    a->kl += metrics[2];
+    a->rank += metrics[3];
+    a->diff += metrics[4];
   }
 }
 
@@ -1114,8 +1140,9 @@ static int variant_pass(run_t *R, variant_t *vs, int nv) {
   int *host = malloc(sizeof(int) * ((size_t)rows * 6 + (size_t)nv * 2 + 2 * n_stage));
   float *out = malloc(sizeof(float) * ((size_t)nv * (ns + 2)));
   float *logits = R->full_logits ? malloc(sizeof(float) * (size_t)LOGIT_ROWS * V) : NULL;
+  double *metrics = R->full_logits ? malloc(sizeof(double) * 5 * LOGIT_ROWS) : NULL;
   int rc = -1;
-  if (!host || !out || (R->full_logits && !logits)) {
+  if (!host || !out || (R->full_logits && (!logits || !metrics))) {
     err_set(R->err, "out of memory");
     goto done;
   }
@@ -1178,9 +1205,14 @@ static int variant_pass(run_t *R, variant_t *vs, int nv) {
       err_set(R->err, "backend %s: %s", op->name, b->err);
       goto done;
     }
+    if (logits) {
+#pragma omp parallel for schedule(static) if (n > 1)
+      for (int i = 0; i < n; i++)
+        variant_metrics(R, &vs[c0 + i], logits + (size_t)i * V, metrics + 5 * (size_t)i);
+    }
     for (int i = 0; i < n; i++)
       accumulate(R, &vs[c0 + i], de_out, nv, c0 + i, logit[c0 + i], inv[c0 + i],
-                 logits ? logits + (size_t)i * V : NULL);
+                 metrics ? metrics + 5 * (size_t)i : NULL);
   }
   phase(e, PH_ACCUMULATE, &t0);
   rc = 0;
@@ -1188,6 +1220,7 @@ done:
   free(host);
   free(out);
   free(logits);
+  free(metrics);
   return rc;
 }
 
@@ -1532,7 +1565,10 @@ static void free_run(run_t *R) {
   free(R->clean_start);
   free(R->clean_out);
   free(R->clean_de);
-  free(R->clean_logprob);
+  free(R->clean_prob);
+  free(R->clean_plogp);
+  free(R->clean_psum);
+  free(R->clean_target_logprob);
   free(R->dirs_host);
   free(R->udirs_host);
   free(R->norm_bias_term);
@@ -1645,13 +1681,20 @@ int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, 
   R.clean_start = malloc(sizeof(int) * max_np);
   R.clean_out = malloc(sizeof(float) * (size_t)max_np * ns * d);
   R.clean_de = malloc(sizeof(float) * (size_t)max_np * ns);
-  R.clean_logprob = R.full_logits ? malloc(sizeof(float) * (size_t)max_np * c->vocab_size) : NULL;
+  if (R.full_logits) {
+    R.clean_prob = malloc(sizeof(float) * (size_t)max_np * c->vocab_size);
+    R.clean_plogp = malloc(sizeof(double) * max_np);
+    R.clean_psum = malloc(sizeof(double) * max_np);
+    R.clean_target_logprob = malloc(sizeof(float) * max_np);
+  }
   R.dirs_host = malloc(sizeof(float) * (size_t)max_np * d);
   R.udirs_host = malloc(sizeof(float) * (size_t)max_np * d);
   R.norm_bias_term = malloc(sizeof(float) * max_np);
   R.acc = malloc(sizeof(accum_t) * (n_acc ? n_acc : 1));
   R.acc_delta = malloc(sizeof(double) * (n_acc ? n_acc : 1) * ns);
-  if (!R.clean_start || !R.clean_out || !R.clean_de || (R.full_logits && !R.clean_logprob) ||
+  if (!R.clean_start || !R.clean_out || !R.clean_de ||
+      (R.full_logits &&
+       (!R.clean_prob || !R.clean_plogp || !R.clean_psum || !R.clean_target_logprob)) ||
       !R.dirs_host || !R.udirs_host || !R.norm_bias_term || !R.acc || !R.acc_delta) {
     err_set(err, "out of memory for chunks of %d prompts", max_np);
     goto done;

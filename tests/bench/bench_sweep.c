@@ -10,6 +10,7 @@
  *                    [--backend cpu|cuda|auto] [--peak N] [--gemm 0|1]
  *                    [--precision fp32|tf32] [--weights-dtype fp32|bf16] [--null-ops 1]
  *                    [--unit-prompts N] [--keep-sources 0|1] [--interleave J]
+ *                    [--metrics logit|all]
  *
  * --unit-prompts N: each run is the job in work units of N prompts, one
  * engine_run each, as hydrad runs it (one source_key per run of the job,
@@ -18,6 +19,8 @@
  * --interleave J: each run is J copies of the job, as J users' jobs in
  * hydrad: their units alternate (unit 1 of every job, then unit 2, ...),
  * each job with its own source_key; median_s is the time of all J.
+ * --metrics all: every metric of the full distribution too (log-prob, prob,
+ * KL, rank), as a job asking for them runs (default logit: the preset's).
  *
  * --null-ops 1: the CPU backend with every compute op and every copy within
  * backend memory a no-op (uploads and downloads still copy, as through a GPU
@@ -136,6 +139,7 @@ static int null_row_dots(backend_t *b, float *out, const int *oi, const float *x
   return 0;
 }
 
+#ifndef HYDRA_BENCH_NO_LOGIT_STATS /* host_work.sh builds it on engines without */
 static int null_logit_stats(backend_t *b, int *best, float *stats, const float *logits, int rows,
                             int vocab, const int *targets, const int *foils) {
   (void)b, (void)logits, (void)vocab, (void)targets, (void)foils;
@@ -143,6 +147,7 @@ static int null_logit_stats(backend_t *b, int *best, float *stats, const float *
   memset(stats, 0, sizeof(float) * 3 * (size_t)rows);
   return 0;
 }
+#endif
 static int null_copy(backend_t *b, void *dst, const void *src, size_t bytes) {
   (void)b, (void)dst, (void)src, (void)bytes;
   return 0;
@@ -159,7 +164,9 @@ static void use_null_ops(backend_t *b) {
   null_ops.copy = null_copy; /* within backend memory: the device's work */
   null_ops.memset0 = null_memset0;
   null_ops.matmul = null_matmul;
+#ifndef HYDRA_BENCH_NO_LOGIT_STATS
   null_ops.logit_stats = null_logit_stats;
+#endif
   null_ops.matmul_bf16 = null_matmul_bf16;
   null_ops.layernorm = null_layernorm;
   null_ops.rmsnorm = null_rmsnorm;
@@ -347,7 +354,7 @@ int main(int argc, char **argv) {
   const char *path = argv[1], *prompts_path = argv[2], *rows_out = NULL, *backend = "cpu";
   int reuse = 1, runs = 3, warmup = 1, threads = 0, max_rows = 0, subset = 1, samples = 15;
   int sgemm_rows = 0, peak = 0, gemm = 1, tf32 = 0, weights_bf16 = 0, null = 0, unit = 0, keep = 1,
-      interleave = 1;
+      interleave = 1, all_metrics = 0;
   uint64_t seed = 0;
   for (int i = 3; i + 1 < argc; i += 2) {
     if (!strcmp(argv[i], "--reuse"))
@@ -384,7 +391,13 @@ int main(int argc, char **argv) {
       keep = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--interleave"))
       interleave = atoi(argv[i + 1]);
-    else if (!strcmp(argv[i], "--precision"))
+    else if (!strcmp(argv[i], "--metrics")) {
+      if (strcmp(argv[i + 1], "logit") && strcmp(argv[i + 1], "all")) {
+        fprintf(stderr, "bench_sweep: --metrics: expected logit or all\n");
+        return 2;
+      }
+      all_metrics = !strcmp(argv[i + 1], "all");
+    } else if (!strcmp(argv[i], "--precision"))
       tf32 = !strcmp(argv[i + 1], "tf32");
     else if (!strcmp(argv[i], "--weights-dtype")) {
       if (strcmp(argv[i + 1], "fp32") && strcmp(argv[i + 1], "bf16")) {
@@ -450,7 +463,8 @@ int main(int argc, char **argv) {
                       .seed = seed,
                       .position_offsets = offsets,
                       .position_list = positions,
-                      .metrics = 0,
+                      .metrics =
+                          all_metrics ? METRIC_LOGPROB | METRIC_PROB | METRIC_KL | METRIC_RANK : 0,
                       .reuse = reuse,
                       .max_rows = max_rows,
                       .tf32 = tf32};

@@ -42,16 +42,17 @@ build_base() {
     git worktree remove --force "$wt" >/dev/null 2>&1 || rm -rf "$wt"
     git worktree prune
     git worktree add -q --detach "$wt" "$commit"
-    cmake -S "$wt" -B "$wt/b" -DCMAKE_BUILD_TYPE=Release -DENABLE_CUDA=OFF \
-      -DCMAKE_C_FLAGS="$flags" >/dev/null
   fi
+  cmake -S "$wt" -B "$wt/b" -DCMAKE_BUILD_TYPE=Release -DENABLE_CUDA=OFF \
+    -DCMAKE_C_FLAGS="$flags" >/dev/null
   cp tests/bench/bench_sweep.c "$wt/tests/bench/" # this tree's program, the baseline's engine
   cmake --build "$wt/b" --target bench_sweep -j"$(nproc)" >/dev/null
 }
 wt=$work/base
-build_base "$wt" "$base" -DHYDRA_BENCH_BASELINE
+# (both engines predate the backend op logit_stats)
+build_base "$wt" "$base" "-DHYDRA_BENCH_BASELINE -DHYDRA_BENCH_NO_LOGIT_STATS"
 wt1=$work/onestore
-build_base "$wt1" "$base1" ""
+build_base "$wt1" "$base1" -DHYDRA_BENCH_NO_LOGIT_STATS
 
 args=("$model" "$prompts" --runs 3 --warmup 1 --gemm 0 --null-ops 1 --max-rows 65536)
 get() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$2" | tail -1; }

@@ -255,7 +255,7 @@ int main(int argc, char **argv) {
   int rc = 1;
   if (!c->no_auth && !(s->auth = auth_load(c->tokens, err)))
     goto fail;
-  if (!(s->store = store_open(c->store, 0, err)))
+  if (!(s->store = store_open(c->store, STORE_EXCLUSIVE, err)))
     goto fail;
   if (!c->worker_id[0]) {
     char host[64] = "localhost";

@@ -62,6 +62,14 @@ enum {
  * the process cannot write, with no -wal file left by a crash, the file is
  * read as immutable (so no other process may write it meanwhile). */
 #define STORE_READONLY 1
+/* store_open flag. One writer process: a SQLite store is locked for this
+ * process's lifetime (an advisory lock on PATH.lock holding its pid, let go
+ * when the process ends, a crash included), and a second process opening it
+ * with this flag fails, naming the first one's pid. hydrad opens its store so:
+ * a second daemon on the same file would take the first one's jobs for its
+ * own and fail those whose model it lacks. A PostgreSQL store is shared by
+ * design; the flag does nothing there. */
+#define STORE_EXCLUSIVE 2
 
 #define STORE_ID_LEN 33     /* 32 lowercase hex digits (128 random bits) + NUL */
 #define STORE_USER_LEN 128  /* longest user name + 1 */

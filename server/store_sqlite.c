@@ -13,13 +13,17 @@
  * the missing ones in one transaction. */
 #include "store_impl.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "error.h"
 
@@ -180,6 +184,7 @@ typedef struct sqlite_store {
   sqlite3_stmt *r[R_COUNT];
   pthread_mutex_t wlock, rlock;
   int locks_ready;
+  int lock_fd; /* PATH.lock under STORE_EXCLUSIVE; -1 */
 } sqlite_store_t;
 
 /* What the writer knows of a job inside a transaction. */
@@ -456,6 +461,38 @@ static int open_reader(sqlite_store_t *s, char *err) {
 static const store_ops_t SQLITE_OPS;
 static void sq_close(store_t *base);
 
+/* STORE_EXCLUSIVE: takes the advisory lock on PATH.lock and writes this
+ * process's pid in it; fails naming the holder's pid when another process
+ * holds it. */
+static int lock_exclusive(sqlite_store_t *s, char *err) {
+  char lock_path[4096];
+  if (snprintf(lock_path, sizeof(lock_path), "%s.lock", s->path) >= (int)sizeof(lock_path))
+    return err_set(err, "store %s: the path is too long", s->path);
+  s->lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (s->lock_fd < 0)
+    return err_set(err, "store %s: cannot open its lock file %s: %s", s->path, lock_path,
+                   strerror(errno));
+  if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    const int e = errno;
+    char pid[32] = "";
+    ssize_t n = pread(s->lock_fd, pid, sizeof(pid) - 1, 0);
+    pid[n > 0 ? n : 0] = '\0';
+    pid[strcspn(pid, "\n")] = '\0';
+    if (e == EWOULDBLOCK)
+      return err_set(err,
+                     "store %s is in use by another hydrad (pid %s, lock %s): give each daemon "
+                     "its own --store, or share a postgres:// store between workers",
+                     s->path, pid[0] ? pid : "unknown", lock_path);
+    return err_set(err, "store %s: cannot lock %s: %s", s->path, lock_path, strerror(e));
+  }
+  char pid[32];
+  const int len = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+  if (ftruncate(s->lock_fd, 0) != 0 || pwrite(s->lock_fd, pid, (size_t)len, 0) != len)
+    return err_set(err, "store %s: cannot write its lock file %s: %s", s->path, lock_path,
+                   strerror(errno));
+  return 0;
+}
+
 store_t *store_sqlite_open(const char *path, int flags, char *err) {
   sqlite_store_t *s = calloc(1, sizeof *s);
   if (!s || !(s->path = strdup(path))) {
@@ -463,6 +500,7 @@ store_t *store_sqlite_open(const char *path, int flags, char *err) {
     err_set(err, "store %s: out of memory", path);
     return NULL;
   }
+  s->lock_fd = -1;
   s->base.ops = &SQLITE_OPS;
   s->base.name = s->path;
   s->base.readonly = (flags & STORE_READONLY) != 0;
@@ -476,6 +514,8 @@ store_t *store_sqlite_open(const char *path, int flags, char *err) {
     goto fail;
   }
   s->locks_ready = 1;
+  if ((flags & STORE_EXCLUSIVE) && !(flags & STORE_READONLY) && lock_exclusive(s, err))
+    goto fail;
   if (!(flags & STORE_READONLY) && open_writer(s, err))
     goto fail;
   if (open_reader(s, err))
@@ -498,6 +538,8 @@ static void sq_close(store_t *base) {
     pthread_mutex_destroy(&s->rlock);
     pthread_mutex_destroy(&s->wlock);
   }
+  if (s->lock_fd >= 0)
+    close(s->lock_fd); /* lets the lock go; the file stays, with the last pid */
   free(s->path);
   free(s);
 }

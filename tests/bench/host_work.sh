@@ -97,6 +97,18 @@ for i in $(seq "${UNIT_RUNS:-3}"); do
   get median_s "$("$build/tests/bench_sweep" "${uargs[@]}" --interleave 2 2>/dev/null | tail -1)" >>"$work/i2.txt"
   echo "two jobs' CPU units interleaved, run $i: one kept store $(tail -1 "$work/i1.txt") s, one per job $(tail -1 "$work/i2.txt") s"
 done
+# the full-distribution metrics (log-prob, prob, KL, rank) of every ablated
+# run, read on the host: 64 prompts, null ops, the engine of BASE1 and this tree
+: >"$work/m1.txt"
+: >"$work/m2.txt"
+margs=("$model" "$prompts64" --runs 1 --warmup 0 --gemm 0 --null-ops 1 --max-rows 65536 --metrics all)
+for i in $(seq "${UNIT_RUNS:-3}"); do
+  get median_s "$("$wt1/b/tests/bench_sweep" "${margs[@]}" 2>/dev/null | tail -1)" >>"$work/m1.txt"
+  get median_s "$("$build/tests/bench_sweep" "${margs[@]}" 2>/dev/null | tail -1)" >>"$work/m2.txt"
+  echo "every metric, 64 prompts, run $i: $(git rev-parse --short "$base1") $(tail -1 "$work/m1.txt") s, this tree $(tail -1 "$work/m2.txt") s"
+done
+m1=$(median <"$work/m1.txt") m2=$(median <"$work/m2.txt")
+mratio=$(awk -v b="$m1" -v h="$m2" 'BEGIN { printf "%.2f", b / h }')
 k0=$(median <"$work/k0.txt") k1=$(median <"$work/k1.txt")
 kratio=$(awk -v b="$k0" -v h="$k1" 'BEGIN { printf "%.2f", b / h }')
 i1=$(median <"$work/i1.txt") i2=$(median <"$work/i2.txt")
@@ -134,6 +146,14 @@ section=$(mktemp)
   echo "| --- | --- | --- |"
   echo "| keeps one job's store ($(git rev-parse --short "$base1")): each job's unit drops the other's | $i1 s | 1.00 |"
   echo "| keeps a store per job (up to 4) | $i2 s (${iper}x two jobs run one after the other) | **${iratio}x** faster |"
+  echo
+  echo "Every full-distribution metric (\`--metrics all\`: log-prob, prob, KL, rank of each of 23,040"
+  echo "ablated runs over 50,257 logits), 64 prompts, null ops: the host's own work, median of ${UNIT_RUNS:-3} alternating runs:"
+  echo
+  echo "| engine | host work | ratio |"
+  echo "| --- | --- | --- |"
+  echo "| $(git rev-parse --short "$base1") (two exps per logit in double, one thread) | $m1 s | 1.00 |"
+  echo "| this tree (one expf per logit, threads over the runs) | $m2 s | **${mratio}x** less |"
   echo
   echo "Where this tree's host time goes, one engine run (HYDRA_ENGINE_PROFILE=1, the warm-up run included):"
   echo

@@ -1668,6 +1668,40 @@ def t_weights_bf16(build, root, workdir):
     check("fp32 daemon: SIGTERM exits 0", d.term() == 0, d.log_tail())
 
 
+def t_store_lock(build, root, workdir):
+    """One daemon per SQLite store: a second one on the same file would take
+    the first one's queued jobs for its own (and fail those whose model it
+    lacks); it is refused at start, naming the first one's pid, and the first
+    one's job runs on untouched. After a kill -9 the lock is free again."""
+    section("one hydrad per SQLite store")
+    binary = os.path.join(build, "server", "hydrad")
+    store = os.path.join(workdir, "locked.db")
+    a = Daemon(binary, root, workdir, "hydrad-lock-a", store, ["--unit-prompts", "1"])
+    ok, why = a.start()
+    if not check("first daemon starts", ok, why):
+        return
+    try:
+        r = a.submit(slow_job(n_prompts=4, samples=40))
+        jid = (r.json() or {}).get("id")
+        b = Daemon(binary, root, workdir, "hydrad-lock-b", store)
+        ok, why = b.start(timeout=15)
+        check("a second daemon on the same store exits with an error", not ok and not b.alive(), why)
+        log = open(b.log_path, encoding="utf-8", errors="replace").read()
+        check("its message names the store, the other daemon's pid and what to do",
+              "in use by another hydrad" in log and f"pid {a.proc.pid}" in log and "--store" in log,
+              b.log_tail(5))
+        b.kill9()
+        if jid:
+            st = a.wait(jid, timeout=120) or {}
+            check("the first daemon's job is done, not taken", st.get("state") == "done", short(json.dumps(st)))
+        a.kill9()
+        ok, why = b.start()
+        check("after a kill -9 of the first, a daemon starts on the store (the lock went with it)", ok, why)
+        check("SIGTERM exits 0", b.term() == 0, b.log_tail())
+    finally:
+        a.kill9()
+
+
 def t_threads(build, root, workdir):
     """--threads reaches the thread that runs jobs: OpenMP's thread count is
     per thread, so a worker thread left at the default uses every core (its
@@ -2010,6 +2044,7 @@ def main(argv):
     t_tls(build, root, workdir)
     t_weights_bf16(build, root, workdir)
     t_threads(build, root, workdir)
+    t_store_lock(build, root, workdir)
     t_restart(build, root, workdir, None)
 
     elapsed = time.time() - t_start

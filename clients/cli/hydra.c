@@ -168,6 +168,15 @@ int main(int argc, char **argv) {
     }
   const char *cmd = argv[1], *model = NULL, *ids = NULL, *backend = "auto";
   int top = 10, threads = 0;
+  if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+    usage(stdout);
+    return EXIT_OK;
+  }
+  if (strcmp(cmd, "info") != 0 && strcmp(cmd, "forward") != 0) { /* before its options */
+    fprintf(stderr, "hydra: unknown command %s\n", cmd);
+    usage(stderr);
+    return EXIT_USAGE;
+  }
   for (int i = 2; i < argc; i++) {
     const char *a = argv[i];
     const char *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -195,10 +204,6 @@ int main(int argc, char **argv) {
       return EXIT_USAGE;
     }
     i++;
-  }
-  if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
-    usage(stdout);
-    return EXIT_OK;
   }
   if (!model) {
     fprintf(stderr, "hydra: --model is required\n");

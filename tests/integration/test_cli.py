@@ -92,6 +92,10 @@ try:
     check("a path-like id is refused before any request", rc == 2, err)
     rc, out, err = hydra("results", job, "--format", "xml")
     check("bad --format: exit 2", rc == 2, err)
+    for argv in (("frobnicate", "x"), ("bogus",)):
+        rc, out, err = hydra(*argv)
+        check(f"unknown command {argv[0]}: exit 2, named", rc == 2 and f"unknown command {argv[0]}" in err,
+              err)
 
     # check: CI regression mode
     base = os.path.join(tmp, "base.json")

@@ -109,13 +109,17 @@ static int parse_opts(const char *cmd, int argc, char **argv, const char *allowe
 typedef struct {
   char *data;
   size_t len, cap;
-  FILE *tee; /* when set, the body goes there as it arrives (streaming) */
+  FILE *tee;  /* when set, a 2xx body goes there as it arrives (streaming) */
+  CURL *curl; /* the transfer (set by http) */
 } buf_t;
 
 static size_t on_body(char *p, size_t size, size_t n, void *ctx) {
   buf_t *b = ctx;
   const size_t m = size * n;
-  if (b->tee) {
+  long status = 0;
+  if (b->tee && b->curl)
+    curl_easy_getinfo(b->curl, CURLINFO_RESPONSE_CODE, &status);
+  if (b->tee && status < 400) { /* an error's JSON is kept for its message */
     if (fwrite(p, 1, m, b->tee) != m)
       return 0;
     fflush(b->tee);
@@ -158,6 +162,7 @@ static long http(const opts_t *o, const char *method, const char *path, const ch
   curl_easy_setopt(c, CURLOPT_URL, url);
   curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+  out->curl = c;
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
   curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
@@ -175,12 +180,14 @@ static long http(const opts_t *o, const char *method, const char *path, const ch
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
   curl_slist_free_all(h);
   curl_easy_cleanup(c);
+  out->curl = NULL;
   return status;
 }
 
 /* The server's error, printed as "hydra CMD: FIELD: MESSAGE (HTTP n)";
  * returns the exit code: a request the server refused as wrong is a usage
- * error (2), anything else a server error (3). */
+ * error (2), as is a 404 naming a field of the job (a model not loaded
+ * there), anything else a server error (3). */
 static int server_error(const char *cmd, long status, const buf_t *b) {
   json_t *doc = b->data ? json_loads(b->data, 0, NULL) : NULL;
   json_t *e = json_object_get(doc, "error");
@@ -188,8 +195,10 @@ static int server_error(const char *cmd, long status, const buf_t *b) {
   const char *field = json_string_value(json_object_get(e, "field"));
   fprintf(stderr, "hydra %s: %s%s%s (HTTP %ld)\n", cmd, field && field[0] ? field : "",
           field && field[0] ? ": " : "", msg ? msg : (b->data ? b->data : "no answer"), status);
+  const int bad_job =
+      status == 400 || status == 413 || status == 422 || (status == 404 && field && field[0]);
   json_decref(doc);
-  return status == 400 || status == 413 || status == 422 ? EXIT_USAGE : EXIT_SERVER;
+  return bad_job ? EXIT_USAGE : EXIT_SERVER;
 }
 
 /* GET/POST/DELETE expecting JSON; NULL after the message (exit code in *rc). */

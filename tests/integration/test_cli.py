@@ -82,12 +82,20 @@ try:
                                 "ablations": {"components": ["mlp.40"], "methods": ["zero"]}})
     rc, out, err = hydra("submit", bad)
     check("a bad job: exit 2 with the field path", rc == 2 and "ablations.components" in err, err)
+    nomodel = job_file("nomodel.json", {"model": "gpt3", "prompts": ["x"],
+                                        "ablations": {"components": ["mlp.0"], "methods": ["zero"]}})
+    rc, out, err = hydra("submit", nomodel)
+    check("a job for a model not loaded: exit 2 (a bad job), naming the field",
+          rc == 2 and "model" in err and "gpt3" in err, err)
     rc, out, err = hydra("jobs", env=dict(ENV, HYDRA_TOKEN="wrong-token-000000000000"))
     check("a wrong token: exit 3, HTTP 401", rc == 3 and "401" in err, err)
     rc, out, err = hydra("models", "--url", f"http://127.0.0.1:{free_port()}")
     check("no server: exit 3", rc == 3 and err.strip(), err)
     rc, out, err = hydra("status")
     check("usage error: exit 2", rc == 2, err)
+    rc, out, err = hydra("results", "deadbeef" * 4)
+    check("results of an unknown job: exit 3, the message on stderr, nothing on stdout",
+          rc == 3 and not out and "404" in err and "{" not in err, f"stdout {out!r} stderr {err!r}")
     rc, out, err = hydra("status", "../../etc/passwd")
     check("a path-like id is refused before any request", rc == 2, err)
     rc, out, err = hydra("results", job, "--format", "xml")

@@ -79,7 +79,7 @@ struct engine {
   long runs, passes;
 };
 
-static void drop_kept(engine_t *e, int i);
+static int drop_all_kept(engine_t *e);
 static size_t kept_bytes(const engine_t *e);
 
 /* Adds the time since *t0 to a phase and restarts the clock. */
@@ -353,8 +353,6 @@ void engine_set_memory_budget(engine_t *e, size_t bytes) {
   e->memory_budget = bytes;
 }
 
-/* Rows per pass within the budget, less `reserved` bytes held for the job
- * (its store of clean outputs). */
 /* Bytes of backend memory a run may take (pass and clean buffers, its store
  * of clean outputs, other jobs' kept stores); 0: unknown (a host backend
  * without a set budget). */
@@ -370,6 +368,8 @@ static size_t memory_total(engine_t *e) {
   return budget;
 }
 
+/* Rows per pass within the budget, less `reserved` bytes held for the job
+ * (its store of clean outputs). */
 static int pass_rows(engine_t *e, int longest, size_t reserved, size_t *bytes) {
   const size_t per_row = bytes_per_row(e);
   size_t budget = memory_total(e);
@@ -442,8 +442,7 @@ void engine_destroy(engine_t *e) {
   if (!e)
     return;
   print_profile(e);
-  for (int i = 0; i < ENGINE_KEPT_MAX; i++)
-    drop_kept(e, i);
+  drop_all_kept(e);
   free_pass_buffers(e);
   free_clean_buffers(e);
   forward_destroy(e->fw);
@@ -495,10 +494,10 @@ typedef struct {
   float *clean_out; /* [n_slots][chunk prompts][d]: component outputs at the final row */
   float *clean_de;  /* [chunk prompts][n_slots] */
   /* when full_logits: the clean distribution, [chunk prompts][vocab] probs
-   * p, and per chunk prompt sum p log p, sum p (the KL's clean terms) and
-   * the target's log-prob */
+   * p, and per chunk prompt the log-sum-exp, sum p log p, sum p (the KL's
+   * clean terms) and the target's log-prob */
   float *clean_prob;
-  double *clean_plogp, *clean_psum;
+  double *clean_lse, *clean_plogp, *clean_psum;
   float *clean_target_logprob;
   float *dirs_host, *udirs_host;
   float *norm_bias_term;
@@ -903,13 +902,13 @@ static int clean_pass(run_t *R, int emit) {
       goto done;
     }
   }
-  /* Without a full-distribution metric only the argmax, the mean and two
-   * logits per row are read: reduced where the logits are (logit_stats), so
-   * they never cross to the host. targets in index, foils in index3, the
-   * argmaxes in index2, the stats in tmp. */
+  /* The argmax, the centred target logit and the target's and foil's logits
+   * are reduced where the logits are (logit_stats): without a
+   * full-distribution metric the logits never cross to the host. targets in
+   * index, foils in index3, the argmaxes in index2, the stats in tmp. */
   const int *foils = job->foils ? job->foils + R->c0 : NULL;
-  if (!R->full_logits && (op->upload(b, e->index, job->targets + R->c0, sizeof(int) * np) ||
-                          (foils && op->upload(b, e->index3, foils, sizeof(int) * np)))) {
+  if (op->upload(b, e->index, job->targets + R->c0, sizeof(int) * np) ||
+      (foils && op->upload(b, e->index3, foils, sizeof(int) * np))) {
     free(inv);
     err_set(R->err, "backend %s: %s", op->name, b->err);
     goto done;
@@ -918,8 +917,8 @@ static int clean_pass(run_t *R, int emit) {
     const int n = np - c0 < LOGIT_ROWS ? np - c0 : LOGIT_ROWS;
     if (forward_matmul(e->fw, e->logits, e->xn + (size_t)c0 * d, e->dev->unembed, NULL, n, V, d,
                        0) ||
-        (!R->full_logits && op->logit_stats(b, e->index2 + c0, e->tmp + (size_t)3 * c0, e->logits,
-                                            n, V, e->index + c0, foils ? e->index3 + c0 : NULL)) ||
+        op->logit_stats(b, e->index2 + c0, e->tmp + (size_t)3 * c0, e->logits, n, V, e->index + c0,
+                        foils ? e->index3 + c0 : NULL) ||
         (R->full_logits && op->download(b, logits, e->logits, sizeof(float) * (size_t)n * V))) {
       free(inv);
       err_set(R->err, "backend %s: %s", op->name, b->err);
@@ -927,69 +926,56 @@ static int clean_pass(run_t *R, int emit) {
     }
     if (!R->full_logits)
       continue;
-      /* The host reads every clean logit while the GPU waits: threads over the
-       * rows, and the log-softmax only when a metric needs it. */
+      /* The clean distribution, for the metrics that read it: the host reads
+       * every clean logit while the GPU waits, threads over the rows. */
 #pragma omp parallel for schedule(static) if (n > 1)
     for (int i = 0; i < n; i++) {
-      const int cp = c0 + i, p = R->c0 + cp;
+      const int cp = c0 + i;
       const float *l = logits + (size_t)i * V;
-      int best = -1; /* as logit_stats: the first of equal maxima, never a NaN */
-      double sum = 0.0;
+      float max = l[0];
+      for (int t = 1; t < V; t++)
+        if (l[t] > max)
+          max = l[t];
+      double se = 0.0;
+      for (int t = 0; t < V; t++)
+        se += expf(l[t] - max);
+      const double lse = max + log(se); /* kept in double: a log-prob near 0 stays exact */
+      float *prob = R->clean_prob + (size_t)cp * V;
+      double plogp = 0.0, psum = 0.0;
       for (int t = 0; t < V; t++) {
-        sum += l[t];
-        if (l[t] == l[t] && (best < 0 || l[t] > l[best]))
-          best = t;
+        const float lp = (float)(l[t] - lse);
+        prob[t] = expf(lp);
+        plogp += (double)prob[t] * lp;
+        psum += prob[t];
       }
-      if (best < 0)
-        best = 0;
-      R->target[p] = job->targets[p] >= 0 ? job->targets[p] : best;
-      R->foil[p] = job->foils ? job->foils[p] : -1;
-      R->clean_logit[p] = (float)(l[R->target[p]] - sum / V);
-      R->clean_inv[p] = inv[cp];
-      R->clean_diff[p] = R->foil[p] >= 0 ? l[R->target[p]] - l[R->foil[p]] : 0.0f;
-      if (R->full_logits) {
-        const float max = l[best];
-        double se = 0.0;
-        for (int t = 0; t < V; t++)
-          se += expf(l[t] - max);
-        const double lse = max + log(se); /* kept in double: a log-prob near 0 stays exact */
-        float *prob = R->clean_prob + (size_t)cp * V;
-        double plogp = 0.0, psum = 0.0;
-        for (int t = 0; t < V; t++) {
-          const float lp = (float)(l[t] - lse);
-          prob[t] = expf(lp);
-          plogp += (double)prob[t] * lp;
-          psum += prob[t];
-        }
-        R->clean_plogp[cp] = plogp;
-        R->clean_psum[cp] = psum;
-        R->clean_target_logprob[cp] = (float)(l[R->target[p]] - lse);
-      }
+      R->clean_lse[cp] = lse;
+      R->clean_plogp[cp] = plogp;
+      R->clean_psum[cp] = psum;
     }
   }
-  if (!R->full_logits) {
-    int *best = malloc(sizeof(int) * np);
-    float *stats = malloc(sizeof(float) * 3 * (size_t)np);
-    if (!best || !stats || op->download(b, best, e->index2, sizeof(int) * np) ||
-        op->download(b, stats, e->tmp, sizeof(float) * 3 * (size_t)np)) {
-      err_set(R->err, "backend %s: %s", op->name, best && stats ? b->err : "out of memory");
-      free(best);
-      free(stats);
-      free(inv);
-      goto done;
-    }
-    for (int cp = 0; cp < np; cp++) {
-      const int p = R->c0 + cp;
-      const float *st = stats + (size_t)3 * cp;
-      R->target[p] = job->targets[p] >= 0 ? job->targets[p] : best[cp];
-      R->foil[p] = foils ? foils[cp] : -1;
-      R->clean_logit[p] = st[0];
-      R->clean_inv[p] = inv[cp];
-      R->clean_diff[p] = R->foil[p] >= 0 ? st[1] - st[2] : 0.0f;
-    }
+  int *best = malloc(sizeof(int) * np);
+  float *stats = malloc(sizeof(float) * 3 * (size_t)np);
+  if (!best || !stats || op->download(b, best, e->index2, sizeof(int) * np) ||
+      op->download(b, stats, e->tmp, sizeof(float) * 3 * (size_t)np)) {
+    err_set(R->err, "backend %s: %s", op->name, best && stats ? b->err : "out of memory");
     free(best);
     free(stats);
+    free(inv);
+    goto done;
   }
+  for (int cp = 0; cp < np; cp++) {
+    const int p = R->c0 + cp;
+    const float *st = stats + (size_t)3 * cp;
+    R->target[p] = job->targets[p] >= 0 ? job->targets[p] : best[cp];
+    R->foil[p] = foils ? foils[cp] : -1;
+    R->clean_logit[p] = st[0];
+    R->clean_inv[p] = inv[cp];
+    R->clean_diff[p] = R->foil[p] >= 0 ? st[1] - st[2] : 0.0f;
+    if (R->full_logits)
+      R->clean_target_logprob[cp] = (float)(st[1] - R->clean_lse[cp]);
+  }
+  free(best);
+  free(stats);
   free(inv);
 
   /* frozen-norm target directions and the clean direct effects (Eq. 10) */
@@ -1326,6 +1312,17 @@ static int find_kept(const engine_t *e, uint64_t key) {
   return -1;
 }
 
+/* Drops every kept store; 0 when there was none. */
+static int drop_all_kept(engine_t *e) {
+  int n = 0;
+  for (int i = 0; i < ENGINE_KEPT_MAX; i++)
+    if (e->kept[i].dstore) {
+      drop_kept(e, i);
+      n++;
+    }
+  return n > 0;
+}
+
 /* Drops the least recently used kept store other than slot `keep`; 0 when
  * there was none to drop. */
 static int drop_oldest_kept(engine_t *e, int keep) {
@@ -1566,6 +1563,7 @@ static void free_run(run_t *R) {
   free(R->clean_out);
   free(R->clean_de);
   free(R->clean_prob);
+  free(R->clean_lse);
   free(R->clean_plogp);
   free(R->clean_psum);
   free(R->clean_target_logprob);
@@ -1657,13 +1655,9 @@ int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, 
   for (int p = 0; p < P; p++)
     R.prompt_row[p + 1] = R.prompt_row[p] + job->lengths[p];
   if (alloc_store(&R, kept) != 0) {
-    if (!engine_kept_sources(e, NULL)) /* nothing kept to give back */
-      goto done;
     free_store(e, R.dstore, R.store, R.mean); /* the partial one */
     R.dstore = R.store = R.mean = NULL;
-    while (drop_oldest_kept(e, -1)) /* other jobs' stores go back, then once more */
-      ;
-    if (alloc_store(&R, -1) != 0)
+    if (!drop_all_kept(e) || alloc_store(&R, -1) != 0) /* other jobs' stores go back: once more */
       goto done;
   }
 
@@ -1683,6 +1677,7 @@ int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, 
   R.clean_de = malloc(sizeof(float) * (size_t)max_np * ns);
   if (R.full_logits) {
     R.clean_prob = malloc(sizeof(float) * (size_t)max_np * c->vocab_size);
+    R.clean_lse = malloc(sizeof(double) * max_np);
     R.clean_plogp = malloc(sizeof(double) * max_np);
     R.clean_psum = malloc(sizeof(double) * max_np);
     R.clean_target_logprob = malloc(sizeof(float) * max_np);
@@ -1693,8 +1688,8 @@ int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, 
   R.acc = malloc(sizeof(accum_t) * (n_acc ? n_acc : 1));
   R.acc_delta = malloc(sizeof(double) * (n_acc ? n_acc : 1) * ns);
   if (!R.clean_start || !R.clean_out || !R.clean_de ||
-      (R.full_logits &&
-       (!R.clean_prob || !R.clean_plogp || !R.clean_psum || !R.clean_target_logprob)) ||
+      (R.full_logits && (!R.clean_prob || !R.clean_lse || !R.clean_plogp || !R.clean_psum ||
+                         !R.clean_target_logprob)) ||
       !R.dirs_host || !R.udirs_host || !R.norm_bias_term || !R.acc || !R.acc_delta) {
     err_set(err, "out of memory for chunks of %d prompts", max_np);
     goto done;
@@ -1702,11 +1697,8 @@ int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, 
   const int pass_rows = budget > max_rows ? budget : max_rows;
   if (ensure_pass_buffers(e, pass_rows, max_np, budget, err) != 0 ||
       ensure_clean_buffers(e, max_rows, err) != 0) {
-    if (!engine_kept_sources(e, NULL)) /* nothing kept to give back */
-      goto done;
-    while (drop_oldest_kept(e, -1)) /* other jobs' stores go back, then once more */
-      ;
-    if (ensure_pass_buffers(e, pass_rows, max_np, budget, err) != 0 ||
+    if (!drop_all_kept(e) || /* other jobs' stores go back: once more */
+        ensure_pass_buffers(e, pass_rows, max_np, budget, err) != 0 ||
         ensure_clean_buffers(e, max_rows, err) != 0)
       goto done;
   }

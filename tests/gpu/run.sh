@@ -3,7 +3,8 @@
 # the repository root). One script: builds with CUDA, checks every op of the
 # CUDA backend against the naive double-precision reference on random inputs
 # (fresh seed, printed) and the CPU backend on the same seed, runs the logits
-# and engine goldens on the CUDA backend, runs compute-sanitizer (memcheck) on
+# and engine goldens on the CUDA backend, serves jobs from hydrad on the CUDA
+# backend over HTTP (tests/gpu/hydrad_gpu.py), runs compute-sanitizer (memcheck) on
 # the ops and a short engine test, runs the GPU benchmark (the hydra preset
 # sweep on random GPT-2-small- and Llama-7B-shaped models against PyTorch
 # forward hooks on the same GPU, whose total effects it also compares), and
@@ -118,7 +119,7 @@ check() { # name, timeout seconds, command...
 }
 
 step "build (CUDA, sm_${HYDRA_CUDA_ARCH:-90}) on $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
-if ! gpu_build test_ops test_golden_logits test_engine test_next bench_forward bench_sweep >>"$log" 2>&1; then
+if ! gpu_build test_ops test_golden_logits test_engine test_next bench_forward bench_sweep hydrad >>"$log" 2>&1; then
   echo "build failed:"
   tail -40 "$log"
   [ -n "${OUT:-}" ] && cp "$log" "$OUT/"
@@ -203,6 +204,16 @@ if [ "${GPU_BENCH:-1}" != 0 ]; then
     echo "- forward, gpt2-small, 8 x 64 tokens, $be: $line" >>"$work/forward.md"
   done
 fi
+
+step "hydrad on CUDA"
+# the tiny Llama's golden over HTTP, and two users' interleaved jobs on a
+# GPT-2-small-shaped model against hydrad --backend cpu (tests/gpu/hydrad_gpu.py)
+if [ ! -d "$work/models/gpt2-small" ]; then
+  check "make a random GPT-2 small (transformers init)" 150 "${py[@]}" tests/gpu/make_models.py "$work/models" \
+    --which gpt2-small:64
+fi
+check "hydrad --backend cuda: tiny Llama golden over HTTP; two users' jobs = --backend cpu" 300 \
+  "${hy[@]}" python3 tests/gpu/hydrad_gpu.py build-gpu/server/hydrad "$root" "$work/models/gpt2-small"
 
 step "compute-sanitizer"
 if command -v compute-sanitizer >/dev/null; then

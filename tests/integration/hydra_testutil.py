@@ -36,12 +36,14 @@ def free_port():
 
 
 class Daemon:
-    """hydrad serving one model as "tiny" on a free port, CPU, one thread.
-    tokens: {token: "USER ROLE"}; store: a path (default: a new scratch
-    directory's hydra.db); fsize: a file-size limit in bytes (RLIMIT_FSIZE);
-    extra: more flags."""
+    """hydrad serving one model as "tiny" on a free port (by default the CPU
+    backend on one thread). tokens: {token: "USER ROLE"}; store: a path
+    (default: a new scratch directory's hydra.db); fsize: a file-size limit in
+    bytes (RLIMIT_FSIZE); start_s: how long it may take to answer; extra:
+    more flags."""
 
-    def __init__(self, hydrad, model_dir, tokens, *extra, store=None, fsize=None):
+    def __init__(self, hydrad, model_dir, tokens, *extra, store=None, fsize=None, backend="cpu",
+                 threads=1, start_s=15):
         self.tmp = tempfile.mkdtemp(prefix="hydra-test-")
         self.tokens_path = os.path.join(self.tmp, "tokens")
         with open(self.tokens_path, "w") as f:
@@ -54,10 +56,10 @@ class Daemon:
         limit = (lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))) if fsize else None
         self.proc = subprocess.Popen(
             [hydrad, "--port", str(self.port), "--model", f"tiny={model_dir}", "--store",
-             self.store, "--tokens", self.tokens_path, "--backend", "cpu", "--threads", "1", *extra],
+             self.store, "--tokens", self.tokens_path, "--backend", backend, "--threads", str(threads), *extra],
             stderr=open(self.log_path, "w"), preexec_fn=limit)
         atexit.register(self._reap)  # a test that stops early leaves no daemon behind
-        for _ in range(300):
+        for _ in range(int(start_s / 0.05)):
             try:
                 self.get("/v1/health")
                 return

@@ -143,6 +143,23 @@ typedef struct {
    * Ids must be < vocab. */
   int (*logit_stats)(backend_t *b, int *best, float *stats, const float *logits, int rows,
                      int vocab, const int *targets, const int *foils);
+
+  /* The full-distribution metrics of `rows` rows of `vocab` logits (in
+   * backend memory), reduced where the logits are. Row r is a run of prompt
+   * p = prompt[r]: its target t is targets[p] (< 0: the row's argmax, as in
+   * logit_stats), its foil foils[p] (foils NULL or < 0: none). With lse the
+   * row's log-sum-exp (in double):
+   *   out[5 r]     l[t] - lse, the target's log-prob;  out[5 r + 1] its exp;
+   *   out[5 r + 2] KL(ref || row) = sum_k exp(q_k) (q_k - l_k + lse), q the
+   *                reference log-probs ref_lp[p * vocab ...] (ref_lp NULL: 0);
+   *   out[5 r + 3] the target's rank, #{k : l_k > l[t]};
+   *   out[5 r + 4] l[t] - l[foil] (0 without a foil).
+   * lp_out non-NULL: lp_out[r * vocab + k] = l_k - lse (the clean run's
+   * log-probs, the reference of its ablated runs). Sums in double; ids must be
+   * < vocab. */
+  int (*logit_metrics)(backend_t *b, float *out, float *lp_out, const float *logits, int rows,
+                       int vocab, const int *prompt, const int *targets, const int *foils,
+                       const float *ref_lp);
 } backend_ops_t;
 
 struct backend {

@@ -12,6 +12,10 @@
 
 #define LOGIT_ROWS 256 /* readout rows whose full logits are computed at once */
 #define ACCUMULATOR_FLOATS (64L << 20)
+/* Backend bytes of clean log-probs (a chunk's prompts x vocab floats, the
+ * reference of the KL) a full-distribution job may hold: chunks hold at most
+ * this many bytes' worth of prompts (and a quarter of the backend's memory). */
+#define CLEAN_LP_BYTES (512L << 20)
 
 #define TRY(call)                                                                                  \
   do {                                                                                             \
@@ -59,7 +63,10 @@ struct engine {
   int *position, *key_start, *n_keys, *key2_start, *n_keys2, *index, *index2, *index3, *ident;
   intervention_t *entries;
   float *dirs, *udirs, *de_out, *logit_out; /* readouts */
-  int cap_prompts, cap_read;
+  float *metric_out;                        /* [cap_read][5]: logit_metrics' rows */
+  int *ptarget, *pfoil;                     /* [cap_prompts]: the chunk's targets and foils */
+  float *clean_lp;                          /* [cap_lp][vocab]: the chunk's clean log-probs */
+  int cap_prompts, cap_read, cap_lp;
 
   /* clean caches: [n_layers][cap_clean][*] */
   int cap_clean;
@@ -212,19 +219,22 @@ static void release(engine_t *e, void *p) {
 }
 
 static void free_pass_buffers(engine_t *e) {
-  void *all[] = {e->x,      e->xn,       e->q,         e->k,      e->v,          e->att,
-                 e->proj,   e->h,        e->h2,        e->src,    e->tmp,        e->scale,
-                 e->logits, e->position, e->key_start, e->n_keys, e->key2_start, e->n_keys2,
-                 e->index,  e->index2,   e->index3,    e->ident,  e->entries,    e->dirs,
-                 e->udirs,  e->de_out,   e->logit_out};
+  void *all[] = {e->x,       e->xn,       e->q,         e->k,          e->v,          e->att,
+                 e->proj,    e->h,        e->h2,        e->src,        e->tmp,        e->scale,
+                 e->logits,  e->position, e->key_start, e->n_keys,     e->key2_start, e->n_keys2,
+                 e->index,   e->index2,   e->index3,    e->ident,      e->entries,    e->dirs,
+                 e->udirs,   e->de_out,   e->logit_out, e->metric_out, e->ptarget,    e->pfoil,
+                 e->clean_lp};
   for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
     release(e, all[i]);
   e->x = e->xn = e->q = e->k = e->v = e->att = e->proj = e->h = e->h2 = e->src = e->tmp = NULL;
   e->scale = e->logits = e->dirs = e->udirs = e->de_out = e->logit_out = NULL;
+  e->metric_out = e->clean_lp = NULL;
+  e->ptarget = e->pfoil = NULL;
   e->position = e->key_start = e->n_keys = e->key2_start = e->n_keys2 = NULL;
   e->index = e->index2 = e->index3 = e->ident = NULL;
   e->entries = NULL;
-  e->cap_rows = e->cap_prompts = e->cap_read = 0;
+  e->cap_rows = e->cap_prompts = e->cap_read = e->cap_lp = 0;
   e->held_pass = 0;
 }
 
@@ -238,9 +248,10 @@ static void free_clean_buffers(engine_t *e) {
   e->held_clean = 0;
 }
 
-/* Pass buffers for `rows` rows, `prompts` prompts and `reads` readout rows. */
-static int ensure_pass_buffers(engine_t *e, int rows, int prompts, int reads, char *err) {
-  if (rows <= e->cap_rows && prompts <= e->cap_prompts && reads <= e->cap_read)
+/* Pass buffers for `rows` rows, `prompts` prompts, `reads` readout rows and
+ * the clean log-probs of `lp` prompts. */
+static int ensure_pass_buffers(engine_t *e, int rows, int prompts, int reads, int lp, char *err) {
+  if (rows <= e->cap_rows && prompts <= e->cap_prompts && reads <= e->cap_read && lp <= e->cap_lp)
     return 0;
   if (rows < e->cap_rows)
     rows = e->cap_rows;
@@ -248,6 +259,8 @@ static int ensure_pass_buffers(engine_t *e, int rows, int prompts, int reads, ch
     prompts = e->cap_prompts;
   if (reads < e->cap_read)
     reads = e->cap_read;
+  if (lp < e->cap_lp)
+    lp = e->cap_lp;
   free_pass_buffers(e);
   const model_config_t *c = &e->host->cfg;
   const size_t r = (size_t)rows, d = c->d_model, q = (size_t)c->n_heads * c->head_dim,
@@ -291,6 +304,11 @@ static int ensure_pass_buffers(engine_t *e, int rows, int prompts, int reads, ch
   ALLOC(udirs, (size_t)prompts * d * f);
   ALLOC(de_out, (size_t)reads * n_slots * f);
   ALLOC(logit_out, (size_t)reads * f);
+  ALLOC(metric_out, (size_t)reads * 5 * f);
+  ALLOC(ptarget, (size_t)prompts * in);
+  ALLOC(pfoil, (size_t)prompts * in);
+  if (lp > 0)
+    ALLOC(clean_lp, (size_t)lp * c->vocab_size * f);
   if (!failed) {
     int *ident = malloc(n_idx * in);
     if (!ident)
@@ -308,6 +326,7 @@ static int ensure_pass_buffers(engine_t *e, int rows, int prompts, int reads, ch
   e->cap_rows = rows;
   e->cap_prompts = prompts;
   e->cap_read = reads;
+  e->cap_lp = lp;
   e->held_pass = held;
   return 0;
 }
@@ -344,7 +363,7 @@ static size_t bytes_per_row(const engine_t *e) {
                kv = (size_t)c->n_kv_heads * c->head_dim, fm = c->d_mlp, w = e->width_max,
                ns = engine_n_slots(c), L = c->n_layers;
   const size_t pass = 4 * (3 * d + 2 * q + 2 * kv + 2 * fm + 2 * w + 1) + 4 * 5 + 4 * 4 * ns +
-                      sizeof(intervention_t) + 4 * (2 * d + ns + 1);
+                      sizeof(intervention_t) + 4 * (2 * d + ns + 1) + 4 * 5 + 4 * 2;
   const size_t clean = 4 * L * (2 * d + 2 * kv);
   return pass + clean;
 }
@@ -476,6 +495,7 @@ typedef struct {
   const model_config_t *cfg;
   int n_slots, d;
   int full_logits;  /* metrics need the whole distribution */
+  int lp_prompts;   /* when full_logits: most prompts in a chunk (clean_lp) */
   long *prompt_row; /* [n_prompts + 1] */
 
   /* [N_SITES * n_layers]: clean outputs at intervened positions, or NULL:
@@ -493,11 +513,8 @@ typedef struct {
   int *clean_start; /* [chunk prompts] */
   float *clean_out; /* [n_slots][chunk prompts][d]: component outputs at the final row */
   float *clean_de;  /* [chunk prompts][n_slots] */
-  /* when full_logits: the clean distribution, [chunk prompts][vocab] probs
-   * p, and per chunk prompt the log-sum-exp, sum p log p, sum p (the KL's
-   * clean terms) and the target's log-prob */
-  float *clean_prob;
-  double *clean_lse, *clean_plogp, *clean_psum;
+  /* when full_logits: per chunk prompt the target's clean log-prob (the
+   * clean distribution itself stays in backend memory, e->clean_lp) */
   float *clean_target_logprob;
   float *dirs_host, *udirs_host;
   float *norm_bias_term;
@@ -851,9 +868,8 @@ static int clean_pass(run_t *R, int emit) {
   const engine_job_t *job = R->job;
   const int np = R->c1 - R->c0, rows = R->clean_rows, d = R->d, V = c->vocab_size;
   int *host = malloc(sizeof(int) * (size_t)rows * 4), *join = malloc(sizeof(int) * 2 * c->n_layers);
-  float *logits = R->full_logits ? malloc(sizeof(float) * (size_t)LOGIT_ROWS * V) : NULL;
   int rc = -1;
-  if (!host || !join || (R->full_logits && !logits)) {
+  if (!host || !join) {
     err_set(R->err, "out of memory");
     goto done;
   }
@@ -903,9 +919,11 @@ static int clean_pass(run_t *R, int emit) {
     }
   }
   /* The argmax, the centred target logit and the target's and foil's logits
-   * are reduced where the logits are (logit_stats): without a
-   * full-distribution metric the logits never cross to the host. targets in
-   * index, foils in index3, the argmaxes in index2, the stats in tmp. */
+   * are reduced where the logits are (logit_stats), and so are the
+   * full-distribution metrics' clean terms (logit_metrics: the target's
+   * log-prob, and the log-probs kept in clean_lp for the ablated runs' KL):
+   * the logits never cross to the host. targets in index, foils in index3,
+   * the argmaxes in index2, the stats in tmp, the metrics in metric_out. */
   const int *foils = job->foils ? job->foils + R->c0 : NULL;
   if (op->upload(b, e->index, job->targets + R->c0, sizeof(int) * np) ||
       (foils && op->upload(b, e->index3, foils, sizeof(int) * np))) {
@@ -919,47 +937,27 @@ static int clean_pass(run_t *R, int emit) {
                        0) ||
         op->logit_stats(b, e->index2 + c0, e->tmp + (size_t)3 * c0, e->logits, n, V, e->index + c0,
                         foils ? e->index3 + c0 : NULL) ||
-        (R->full_logits && op->download(b, logits, e->logits, sizeof(float) * (size_t)n * V))) {
+        (R->full_logits &&
+         op->logit_metrics(b, e->metric_out + (size_t)5 * c0, e->clean_lp + (size_t)c0 * V,
+                           e->logits, n, V, e->ident + c0, e->index, foils ? e->index3 : NULL,
+                           NULL))) {
       free(inv);
       err_set(R->err, "backend %s: %s", op->name, b->err);
       goto done;
     }
-    if (!R->full_logits)
-      continue;
-      /* The clean distribution, for the metrics that read it: the host reads
-       * every clean logit while the GPU waits, threads over the rows. */
-#pragma omp parallel for schedule(static) if (n > 1)
-    for (int i = 0; i < n; i++) {
-      const int cp = c0 + i;
-      const float *l = logits + (size_t)i * V;
-      float max = l[0];
-      for (int t = 1; t < V; t++)
-        if (l[t] > max)
-          max = l[t];
-      double se = 0.0;
-      for (int t = 0; t < V; t++)
-        se += expf(l[t] - max);
-      const double lse = max + log(se); /* kept in double: a log-prob near 0 stays exact */
-      float *prob = R->clean_prob + (size_t)cp * V;
-      double plogp = 0.0, psum = 0.0;
-      for (int t = 0; t < V; t++) {
-        const float lp = (float)(l[t] - lse);
-        prob[t] = expf(lp);
-        plogp += (double)prob[t] * lp;
-        psum += prob[t];
-      }
-      R->clean_lse[cp] = lse;
-      R->clean_plogp[cp] = plogp;
-      R->clean_psum[cp] = psum;
-    }
   }
   int *best = malloc(sizeof(int) * np);
   float *stats = malloc(sizeof(float) * 3 * (size_t)np);
-  if (!best || !stats || op->download(b, best, e->index2, sizeof(int) * np) ||
-      op->download(b, stats, e->tmp, sizeof(float) * 3 * (size_t)np)) {
-    err_set(R->err, "backend %s: %s", op->name, best && stats ? b->err : "out of memory");
+  float *mout = R->full_logits ? malloc(sizeof(float) * 5 * (size_t)np) : NULL;
+  if (!best || !stats || (R->full_logits && !mout) ||
+      op->download(b, best, e->index2, sizeof(int) * np) ||
+      op->download(b, stats, e->tmp, sizeof(float) * 3 * (size_t)np) ||
+      (mout && op->download(b, mout, e->metric_out, sizeof(float) * 5 * (size_t)np))) {
+    err_set(R->err, "backend %s: %s", op->name,
+            best && stats && (mout || !R->full_logits) ? b->err : "out of memory");
     free(best);
     free(stats);
+    free(mout);
     free(inv);
     goto done;
   }
@@ -972,11 +970,18 @@ static int clean_pass(run_t *R, int emit) {
     R->clean_inv[p] = inv[cp];
     R->clean_diff[p] = R->foil[p] >= 0 ? st[1] - st[2] : 0.0f;
     if (R->full_logits)
-      R->clean_target_logprob[cp] = (float)(st[1] - R->clean_lse[cp]);
+      R->clean_target_logprob[cp] = mout[5 * (size_t)cp];
   }
   free(best);
   free(stats);
+  free(mout);
   free(inv);
+  /* the resolved targets and the foils, for the ablated runs' metrics */
+  if (R->full_logits && (op->upload(b, e->ptarget, R->target + R->c0, sizeof(int) * np) ||
+                         op->upload(b, e->pfoil, R->foil + R->c0, sizeof(int) * np))) {
+    err_set(R->err, "backend %s: %s", op->name, b->err);
+    goto done;
+  }
 
   /* frozen-norm target directions and the clean direct effects (Eq. 10) */
   const float *gamma = e->host->final_norm_w, *beta = e->host->final_norm_b;
@@ -1033,42 +1038,13 @@ static int clean_pass(run_t *R, int emit) {
 done:
   free(host);
   free(join);
-  free(logits);
   return rc;
 }
 
 /* ---- a pass of variants ---- */
 
-/* The full-distribution metrics of one ablated run from its logits:
- * m[0] the target's log-prob, m[1] its prob, m[2] KL(clean || ablated),
- * m[3] the target's rank, m[4] target minus foil logit. KL is sum p (log p -
- * l + lse) = sum p log p - sum p l + lse sum p over the clean probs p, so a
- * variant takes one exp per logit. Reads only: runs on threads. */
-static void variant_metrics(const run_t *R, const variant_t *v, const float *logits, double *m) {
-  const int V = R->cfg->vocab_size, t = R->target[v->prompt], cp = v->cprompt,
-            foil = R->foil[v->prompt];
-  float max = logits[0];
-  for (int k = 1; k < V; k++)
-    if (logits[k] > max)
-      max = logits[k];
-  const float *p = R->clean_prob + (size_t)cp * V, lt = logits[t];
-  double se = 0.0, pl = 0.0;
-  int rank = 0;
-  for (int k = 0; k < V; k++) {
-    se += expf(logits[k] - max);
-    pl += (double)p[k] * logits[k];
-    rank += logits[k] > lt;
-  }
-  const double lse = max + log(se);
-  m[0] = lt - lse;
-  m[1] = exp(lt - lse);
-  m[2] = R->clean_plogp[cp] - pl + lse * R->clean_psum[cp];
-  m[3] = rank;
-  m[4] = foil >= 0 ? lt - logits[foil] : 0.0;
-}
-
 static void accumulate(run_t *R, const variant_t *v, const float *de_out, int nr, int i,
-                       float logit, float inv, const double *metrics) {
+                       float logit, float inv, const float *metrics) {
   const engine_job_t *job = R->job;
   const int ns = R->n_slots, cp = v->cprompt, p = v->prompt;
   accum_t *a =
@@ -1124,11 +1100,9 @@ static int variant_pass(run_t *R, variant_t *vs, int nv) {
     rows += vs[i].rows;
   }
   int *host = malloc(sizeof(int) * ((size_t)rows * 6 + (size_t)nv * 2 + 2 * n_stage));
-  float *out = malloc(sizeof(float) * ((size_t)nv * (ns + 2)));
-  float *logits = R->full_logits ? malloc(sizeof(float) * (size_t)LOGIT_ROWS * V) : NULL;
-  double *metrics = R->full_logits ? malloc(sizeof(double) * 5 * LOGIT_ROWS) : NULL;
+  float *out = malloc(sizeof(float) * ((size_t)nv * (ns + 2 + (R->full_logits ? 5 : 0))));
   int rc = -1;
-  if (!host || !out || (R->full_logits && (!logits || !metrics))) {
+  if (!host || !out) {
     err_set(R->err, "out of memory");
     goto done;
   }
@@ -1171,42 +1145,42 @@ static int variant_pass(run_t *R, variant_t *vs, int nv) {
     goto done;
   phase(e, PH_LAYERS, &t0);
 
-  /* the final norm at each variant's final row; centred target logits */
-  float *de_out = out, *logit = out + (size_t)nv * ns, *inv = logit + nv;
+  /* the final norm at each variant's final row; centred target logits; with
+   * a full-distribution metric, each run's logits and their metrics against
+   * its prompt's clean log-probs, where the logits are (logit_metrics) */
+  float *de_out = out, *logit = out + (size_t)nv * ns, *inv = logit + nv, *metrics = inv + nv;
   if (op->gather_rows(b, e->tmp, e->x, e->index2, nv, d) ||
       norm_rows(e, e->xn, e->scale, e->tmp, e->dev->final_norm_w, e->dev->final_norm_b, nv) ||
-      op->row_dots(b, e->logit_out, e->ident, e->xn, e->ident, e->udirs, e->index3, nv, d) ||
-      op->download(b, logit, e->logit_out, sizeof(float) * nv) ||
+      op->row_dots(b, e->logit_out, e->ident, e->xn, e->ident, e->udirs, e->index3, nv, d)) {
+    err_set(R->err, "backend %s: %s", op->name, b->err);
+    goto done;
+  }
+  for (int c0 = 0; c0 < nv && R->full_logits; c0 += LOGIT_ROWS) {
+    const int n = nv - c0 < LOGIT_ROWS ? nv - c0 : LOGIT_ROWS;
+    if (forward_matmul(e->fw, e->logits, e->xn + (size_t)c0 * d, e->dev->unembed, NULL, n, V, d,
+                       0) ||
+        op->logit_metrics(b, e->metric_out + (size_t)5 * c0, NULL, e->logits, n, V, e->index3 + c0,
+                          e->ptarget, e->pfoil, e->clean_lp)) {
+      err_set(R->err, "backend %s: %s", op->name, b->err);
+      goto done;
+    }
+  }
+  if (op->download(b, logit, e->logit_out, sizeof(float) * nv) ||
       op->download(b, inv, e->scale, sizeof(float) * nv) ||
-      op->download(b, de_out, e->de_out, sizeof(float) * (size_t)nv * ns)) {
+      op->download(b, de_out, e->de_out, sizeof(float) * (size_t)nv * ns) ||
+      (R->full_logits && op->download(b, metrics, e->metric_out, sizeof(float) * 5 * (size_t)nv))) {
     err_set(R->err, "backend %s: %s", op->name, b->err);
     goto done;
   }
   phase(e, PH_READOUT, &t0);
-  for (int c0 = 0; c0 < nv; c0 += LOGIT_ROWS) {
-    const int n = nv - c0 < LOGIT_ROWS ? nv - c0 : LOGIT_ROWS;
-    if (logits && (forward_matmul(e->fw, e->logits, e->xn + (size_t)c0 * d, e->dev->unembed, NULL,
-                                  n, V, d, 0) ||
-                   op->download(b, logits, e->logits, sizeof(float) * (size_t)n * V))) {
-      err_set(R->err, "backend %s: %s", op->name, b->err);
-      goto done;
-    }
-    if (logits) {
-#pragma omp parallel for schedule(static) if (n > 1)
-      for (int i = 0; i < n; i++)
-        variant_metrics(R, &vs[c0 + i], logits + (size_t)i * V, metrics + 5 * (size_t)i);
-    }
-    for (int i = 0; i < n; i++)
-      accumulate(R, &vs[c0 + i], de_out, nv, c0 + i, logit[c0 + i], inv[c0 + i],
-                 metrics ? metrics + 5 * (size_t)i : NULL);
-  }
+  for (int i = 0; i < nv; i++)
+    accumulate(R, &vs[i], de_out, nv, i, logit[i], inv[i],
+               R->full_logits ? metrics + 5 * (size_t)i : NULL);
   phase(e, PH_ACCUMULATE, &t0);
   rc = 0;
 done:
   free(host);
   free(out);
-  free(logits);
-  free(metrics);
   return rc;
 }
 
@@ -1448,8 +1422,9 @@ static int chunk_end(const run_t *R, int c0, int budget) {
   const long per_prompt = (long)job->n_components * job->n_methods * (R->n_slots + 16);
   int c1 = c0, rows = 0;
   while (c1 < job->n_prompts) {
-    if (c1 > c0 &&
-        (rows + job->lengths[c1] > budget || (long)(c1 - c0 + 1) * per_prompt > ACCUMULATOR_FLOATS))
+    if (c1 > c0 && (rows + job->lengths[c1] > budget ||
+                    (long)(c1 - c0 + 1) * per_prompt > ACCUMULATOR_FLOATS ||
+                    (R->lp_prompts > 0 && c1 - c0 + 1 > R->lp_prompts)))
       break;
     rows += job->lengths[c1++];
   }
@@ -1562,10 +1537,6 @@ static void free_run(run_t *R) {
   free(R->clean_start);
   free(R->clean_out);
   free(R->clean_de);
-  free(R->clean_prob);
-  free(R->clean_lse);
-  free(R->clean_plogp);
-  free(R->clean_psum);
   free(R->clean_target_logprob);
   free(R->dirs_host);
   free(R->udirs_host);
@@ -1617,16 +1588,30 @@ int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, 
   for (int p = 0; p < P; p++)
     if (job->lengths[p] > longest)
       longest = job->lengths[p];
+  /* Chunks of a full-distribution job hold at most lp_prompts prompts' clean
+   * log-probs in backend memory (the reference of the ablated runs' KL). */
+  if (R.full_logits) {
+    const size_t row = sizeof(float) * (size_t)c->vocab_size, total = memory_total(e);
+    size_t cap = CLEAN_LP_BYTES;
+    if (total > 0 && total / 4 < cap)
+      cap = total / 4;
+    R.lp_prompts = cap / row > (size_t)P ? P : (int)(cap / row);
+    if (R.lp_prompts < 1)
+      R.lp_prompts = 1;
+  }
   /* A memory budget the job cannot fit in fails the job, never the process. */
   const int kept = find_kept(e, job->source_key);
-  const size_t reserved = store_bytes(&R);
-  if (e->memory_budget > 0 && reserved + (size_t)longest * bytes_per_row(e) > e->memory_budget)
+  const size_t lp_row = sizeof(float) * (size_t)c->vocab_size, stored = store_bytes(&R),
+               reserved = stored + lp_row * R.lp_prompts,
+               least = stored + (R.full_logits ? lp_row : 0) + (size_t)longest * bytes_per_row(e);
+  if (e->memory_budget > 0 && least > e->memory_budget)
     return err_set(err,
                    "the job needs at least %.1f MiB of backend memory (clean outputs %.1f MiB, "
-                   "a pass over its longest prompt of %d tokens %.1f MiB), over the memory "
+                   "a pass over its longest prompt of %d tokens %.1f MiB%s), over the memory "
                    "budget of %.1f MiB",
-                   (reserved + (double)longest * bytes_per_row(e)) / 1048576.0,
-                   reserved / 1048576.0, longest, (double)longest * bytes_per_row(e) / 1048576.0,
+                   least / 1048576.0, stored / 1048576.0, longest,
+                   (double)longest * bytes_per_row(e) / 1048576.0,
+                   R.full_logits ? ", a prompt's clean log-probs" : "",
                    e->memory_budget / 1048576.0);
   /* Passes are sized as if other jobs' kept stores were free; those stores
    * then stay only as long as they fit beside this run (least recent first
@@ -1676,10 +1661,6 @@ int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, 
   R.clean_out = malloc(sizeof(float) * (size_t)max_np * ns * d);
   R.clean_de = malloc(sizeof(float) * (size_t)max_np * ns);
   if (R.full_logits) {
-    R.clean_prob = malloc(sizeof(float) * (size_t)max_np * c->vocab_size);
-    R.clean_lse = malloc(sizeof(double) * max_np);
-    R.clean_plogp = malloc(sizeof(double) * max_np);
-    R.clean_psum = malloc(sizeof(double) * max_np);
     R.clean_target_logprob = malloc(sizeof(float) * max_np);
   }
   R.dirs_host = malloc(sizeof(float) * (size_t)max_np * d);
@@ -1687,18 +1668,17 @@ int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, 
   R.norm_bias_term = malloc(sizeof(float) * max_np);
   R.acc = malloc(sizeof(accum_t) * (n_acc ? n_acc : 1));
   R.acc_delta = malloc(sizeof(double) * (n_acc ? n_acc : 1) * ns);
-  if (!R.clean_start || !R.clean_out || !R.clean_de ||
-      (R.full_logits && (!R.clean_prob || !R.clean_lse || !R.clean_plogp || !R.clean_psum ||
-                         !R.clean_target_logprob)) ||
+  if (!R.clean_start || !R.clean_out || !R.clean_de || (R.full_logits && !R.clean_target_logprob) ||
       !R.dirs_host || !R.udirs_host || !R.norm_bias_term || !R.acc || !R.acc_delta) {
     err_set(err, "out of memory for chunks of %d prompts", max_np);
     goto done;
   }
   const int pass_rows = budget > max_rows ? budget : max_rows;
-  if (ensure_pass_buffers(e, pass_rows, max_np, budget, err) != 0 ||
+  const int reads = budget > max_np ? budget : max_np, lp = R.full_logits ? max_np : 0;
+  if (ensure_pass_buffers(e, pass_rows, max_np, reads, lp, err) != 0 ||
       ensure_clean_buffers(e, max_rows, err) != 0) {
     if (!drop_all_kept(e) || /* other jobs' stores go back: once more */
-        ensure_pass_buffers(e, pass_rows, max_np, budget, err) != 0 ||
+        ensure_pass_buffers(e, pass_rows, max_np, reads, lp, err) != 0 ||
         ensure_clean_buffers(e, max_rows, err) != 0)
       goto done;
   }
@@ -1773,7 +1753,7 @@ int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, 
     c0 = c1;
   }
   rc = 0;
-  if (job->source_key && reserved > 0) { /* complete now: the job's next run starts from it */
+  if (job->source_key && stored > 0) { /* complete now: the job's next run starts from it */
     int slot = 0;
     while (slot < ENGINE_KEPT_MAX && e->kept[slot].dstore)
       slot++;
@@ -1787,7 +1767,7 @@ int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, 
                              .dstore = R.dstore,
                              .store = R.store,
                              .mean = R.mean,
-                             .bytes = reserved,
+                             .bytes = stored,
                              .used = ++e->kept_clock};
     R.dstore = R.store = R.mean = NULL;
   }

@@ -330,6 +330,47 @@ static int cpu_logit_stats(backend_t *b, int *best, float *stats, const float *l
   return 0;
 }
 
+static int cpu_logit_metrics(backend_t *b, float *out, float *lp_out, const float *logits, int rows,
+                             int vocab, const int *prompt, const int *targets, const int *foils,
+                             const float *ref_lp) {
+  (void)b;
+#pragma omp parallel for schedule(static) if (rows > 1)
+  for (int r = 0; r < rows; r++) {
+    const float *l = logits + (size_t)r * vocab;
+    const int p = prompt[r];
+    int arg = -1;
+    float max = -INFINITY;
+    for (int k = 0; k < vocab; k++)
+      if (l[k] == l[k] && (arg < 0 || l[k] > l[arg])) /* NaN never wins */
+        arg = k, max = l[k];
+    const int t = targets[p] >= 0 ? targets[p] : (arg < 0 ? 0 : arg);
+    const float lt = l[t];
+    const float *q = ref_lp ? ref_lp + (size_t)p * vocab : NULL;
+    double se = 0.0, pql = 0.0, psum = 0.0;
+    int rank = 0;
+    for (int k = 0; k < vocab; k++) {
+      se += expf(l[k] - max);
+      rank += l[k] > lt;
+      if (q) {
+        const double pk = expf(q[k]);
+        pql += pk * ((double)q[k] - l[k]);
+        psum += pk;
+      }
+    }
+    const double lse = max + log(se);
+    float *o = out + 5 * (size_t)r;
+    o[0] = (float)(lt - lse);
+    o[1] = (float)exp(lt - lse);
+    o[2] = q ? (float)(pql + lse * psum) : 0.0f;
+    o[3] = (float)rank;
+    o[4] = foils && foils[p] >= 0 ? lt - l[foils[p]] : 0.0f;
+    if (lp_out)
+      for (int k = 0; k < vocab; k++)
+        lp_out[(size_t)r * vocab + k] = (float)(l[k] - lse);
+  }
+  return 0;
+}
+
 static inline float gelu_tanh(float x) {
   const float c = 0.7978845608028654f; /* sqrt(2/pi) */
   return 0.5f * x * (1.0f + tanhf(c * (x + 0.044715f * x * x * x)));
@@ -438,6 +479,7 @@ static const backend_ops_t cpu_ops = {
     .intervene = cpu_intervene,
     .row_dots = cpu_row_dots,
     .logit_stats = cpu_logit_stats,
+    .logit_metrics = cpu_logit_metrics,
 };
 
 backend_t *backend_cpu_create(int n_threads, char *err) {

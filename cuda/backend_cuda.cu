@@ -31,13 +31,15 @@ enum {
   P_INTERVENE,
   P_ROW_DOTS,
   P_LOGIT_STATS,
+  P_LOGIT_METRICS,
   P_ELEMENTWISE,
   P_ROWS,
   P_N
 };
 static const char *const prof_names[P_N] = {
-    "upload",    "download",  "copy/memset", "matmul",      "norm",        "rope",
-    "attention", "intervene", "row_dots",    "logit_stats", "elementwise", "gather/scatter/embed"};
+    "upload",        "download",    "copy/memset",         "matmul",   "norm",
+    "rope",          "attention",   "intervene",           "row_dots", "logit_stats",
+    "logit_metrics", "elementwise", "gather/scatter/embed"};
 
 typedef struct {
   int on, n, cap;
@@ -616,6 +618,121 @@ static int cuda_logit_stats(backend_t *b, int *best, float *stats, const float *
   return 0;
 }
 
+/* Block-wide reductions over LOGIT_THREADS threads; every thread gets the
+ * result, and every thread of the block must call them. */
+__device__ void block_best(float *bv, int *bi) {
+  __shared__ float s_v[LOGIT_THREADS / 32];
+  __shared__ int s_i[LOGIT_THREADS / 32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
+  for (int o = 16; o > 0; o >>= 1) {
+    const float ov = __shfl_xor_sync(0xffffffffu, *bv, o);
+    const int oi = __shfl_xor_sync(0xffffffffu, *bi, o);
+    best_merge(bv, bi, ov, oi);
+  }
+  if (lane == 0)
+    s_v[warp] = *bv, s_i[warp] = *bi;
+  __syncthreads();
+  if (warp == 0) {
+    *bv = lane < n_warps ? s_v[lane] : 0.0f;
+    *bi = lane < n_warps ? s_i[lane] : -1;
+    for (int o = 16; o > 0; o >>= 1) {
+      const float ov = __shfl_xor_sync(0xffffffffu, *bv, o);
+      const int oi = __shfl_xor_sync(0xffffffffu, *bi, o);
+      best_merge(bv, bi, ov, oi);
+    }
+    if (lane == 0)
+      s_v[0] = *bv, s_i[0] = *bi;
+  }
+  __syncthreads();
+  *bv = s_v[0], *bi = s_i[0];
+  __syncthreads(); /* s_v, s_i free for another call */
+}
+
+#define SUM_N 4
+__device__ void block_sums(double *v) {
+  __shared__ double s[LOGIT_THREADS / 32][SUM_N];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
+  for (int j = 0; j < SUM_N; j++)
+    for (int o = 16; o > 0; o >>= 1)
+      v[j] += __shfl_xor_sync(0xffffffffu, v[j], o);
+  if (lane == 0)
+    for (int j = 0; j < SUM_N; j++)
+      s[warp][j] = v[j];
+  __syncthreads();
+  if (warp == 0) {
+    for (int j = 0; j < SUM_N; j++) {
+      v[j] = lane < n_warps ? s[lane][j] : 0.0;
+      for (int o = 16; o > 0; o >>= 1)
+        v[j] += __shfl_xor_sync(0xffffffffu, v[j], o);
+    }
+    if (lane == 0)
+      for (int j = 0; j < SUM_N; j++)
+        s[0][j] = v[j];
+  }
+  __syncthreads();
+  for (int j = 0; j < SUM_N; j++)
+    v[j] = s[0][j];
+  __syncthreads();
+}
+
+/* One block of LOGIT_THREADS per row: the argmax (the maximum for the
+ * log-sum-exp), then one pass for the exp sum, the target's rank and the KL
+ * terms against the reference log-probs, then the row's log-probs if asked. */
+__global__ void k_logit_metrics(float *out, float *lp_out, const float *logits, int vocab,
+                                const int *prompt, const int *targets, const int *foils,
+                                const float *ref_lp) {
+  const int r = blockIdx.x, p = prompt[r];
+  const float *l = logits + (size_t)r * vocab;
+  float bv = 0.0f;
+  int bi = -1;
+  for (int k = threadIdx.x; k < vocab; k += blockDim.x) {
+    const float v = l[k];
+    best_merge(&bv, &bi, v, v == v ? k : -1);
+  }
+  block_best(&bv, &bi);
+  const float max = bi < 0 ? -INFINITY : bv;
+  const int t = targets[p] >= 0 ? targets[p] : (bi < 0 ? 0 : bi);
+  const float lt = l[t];
+  const float *q = ref_lp ? ref_lp + (size_t)p * vocab : NULL;
+  double acc[SUM_N] = {0.0, 0.0, 0.0, 0.0}; /* exp sum, sum p (q - l), sum p, rank */
+  for (int k = threadIdx.x; k < vocab; k += blockDim.x) {
+    const float v = l[k];
+    acc[0] += expf(v - max);
+    acc[3] += v > lt ? 1.0 : 0.0;
+    if (q) {
+      const float qk = q[k];
+      const double pk = expf(qk);
+      acc[1] += pk * ((double)qk - v);
+      acc[2] += pk;
+    }
+  }
+  block_sums(acc);
+  const double lse = max + log(acc[0]);
+  if (threadIdx.x == 0) {
+    float *o = out + 5 * (size_t)r;
+    o[0] = (float)(lt - lse);
+    o[1] = (float)exp(lt - lse);
+    o[2] = q ? (float)(acc[1] + lse * acc[2]) : 0.0f;
+    o[3] = (float)acc[3];
+    o[4] = foils && foils[p] >= 0 ? lt - l[foils[p]] : 0.0f;
+  }
+  if (lp_out)
+    for (int k = threadIdx.x; k < vocab; k += blockDim.x)
+      lp_out[(size_t)r * vocab + k] = (float)(l[k] - lse);
+}
+
+static int cuda_logit_metrics(backend_t *b, float *out, float *lp_out, const float *logits,
+                              int rows, int vocab, const int *prompt, const int *targets,
+                              const int *foils, const float *ref_lp) {
+  PROF(b, P_LOGIT_METRICS);
+  if (rows == 0)
+    return 0;
+  k_logit_metrics<<<rows, LOGIT_THREADS, 0, impl(b)->stream>>>(out, lp_out, logits, vocab, prompt,
+                                                               targets, foils, ref_lp);
+  LAUNCH_CHECK(b);
+  return 0;
+}
+
 /* ---- element-wise ---- */
 
 __global__ void k_activation(float *x, size_t n, int act) {
@@ -764,6 +881,7 @@ static backend_ops_t make_ops(void) {
   o.intervene = cuda_intervene;
   o.row_dots = cuda_row_dots;
   o.logit_stats = cuda_logit_stats;
+  o.logit_metrics = cuda_logit_metrics;
   return o;
 }
 static const backend_ops_t cuda_ops = make_ops();

@@ -56,8 +56,10 @@
  * unembedding at each prompt's final row; per variant the final norm, the
  * target logit and the direct effect of every recomputed slot. Elementwise
  * ops inside layers (norms, RoPE, SwiGLU, adds) are not counted.
- * --rows-out writes the clean logits and the per-row total effects for
- * tests/bench/sweep_torch.py to compare. */
+ *
+ * --rows-out writes the clean logits and the per-row total effects (with
+ * --metrics all, the KL and log-prob too) for tests/bench/sweep_torch.py to
+ * compare. */
 #include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -148,6 +150,16 @@ static int null_logit_stats(backend_t *b, int *best, float *stats, const float *
   return 0;
 }
 #endif
+#ifndef HYDRA_BENCH_NO_LOGIT_METRICS /* likewise, on engines before logit_metrics */
+static int null_logit_metrics(backend_t *b, float *out, float *lp_out, const float *logits,
+                              int rows, int vocab, const int *prompt, const int *targets,
+                              const int *foils, const float *ref_lp) {
+  (void)b, (void)lp_out, (void)logits, (void)vocab, (void)prompt, (void)targets, (void)foils,
+      (void)ref_lp;
+  memset(out, 0, sizeof(float) * 5 * (size_t)rows);
+  return 0;
+}
+#endif
 static int null_copy(backend_t *b, void *dst, const void *src, size_t bytes) {
   (void)b, (void)dst, (void)src, (void)bytes;
   return 0;
@@ -166,6 +178,9 @@ static void use_null_ops(backend_t *b) {
   null_ops.matmul = null_matmul;
 #ifndef HYDRA_BENCH_NO_LOGIT_STATS
   null_ops.logit_stats = null_logit_stats;
+#endif
+#ifndef HYDRA_BENCH_NO_LOGIT_METRICS
+  null_ops.logit_metrics = null_logit_metrics;
 #endif
   null_ops.matmul_bf16 = null_matmul_bf16;
   null_ops.layernorm = null_layernorm;
@@ -221,7 +236,8 @@ static double variant_flops(const model_config_t *c, const layer_cost_t *k, int 
 /* The whole run: the clean pass, then every variant of the chosen
  * components (stage = the component's sub-stage with reuse, else 0). */
 static double sweep_flops(const model_config_t *c, const int *lengths, int n_prompts,
-                          const component_t *comps, int n_comps, int samples, int reuse) {
+                          const component_t *comps, int n_comps, int samples, int reuse,
+                          int full_logits) {
   const layer_cost_t k = layer_cost(c);
   double f = 0;
   for (int p = 0; p < n_prompts; p++) /* every layer and slot, full logits at the final row */
@@ -230,7 +246,8 @@ static double sweep_flops(const model_config_t *c, const int *lengths, int n_pro
     const int stage = comps[i].kind == COMPONENT_ATTN ? 2 * comps[i].layer : 2 * comps[i].layer + 1;
     for (int p = 0; p < n_prompts; p++)
       f += (double)samples *
-           variant_flops(c, &k, reuse ? stage : 0, reuse ? lengths[p] - 1 : 0, lengths[p]);
+           (variant_flops(c, &k, reuse ? stage : 0, reuse ? lengths[p] - 1 : 0, lengths[p]) +
+            (full_logits ? k.unembed_row : 0)); /* --metrics all: every run's logits */
   }
   return f;
 }
@@ -326,7 +343,8 @@ typedef struct {
   int n_prompts, n_comps;
   int *target;
   float *clean_logit;
-  float *total; /* [prompt][component] */
+  float *total;        /* [prompt][component] */
+  float *kl, *logprob; /* likewise, with --metrics all (means over the draws) */
 } rows_t;
 
 static int on_clean(void *ctx, const engine_clean_t *row) {
@@ -338,7 +356,10 @@ static int on_clean(void *ctx, const engine_clean_t *row) {
 
 static int on_variant(void *ctx, const engine_variant_t *row) {
   rows_t *R = ctx;
-  R->total[(size_t)row->prompt * R->n_comps + row->component] = row->total_effect;
+  const size_t i = (size_t)row->prompt * R->n_comps + row->component;
+  R->total[i] = row->total_effect;
+  R->kl[i] = row->kl;
+  R->logprob[i] = row->logprob;
   return 0;
 }
 
@@ -472,7 +493,9 @@ int main(int argc, char **argv) {
                  .n_comps = n_comps,
                  .target = calloc(n_prompts, sizeof(int)),
                  .clean_logit = calloc(n_prompts, sizeof(float)),
-                 .total = calloc((size_t)n_prompts * n_comps, sizeof(float))};
+                 .total = calloc((size_t)n_prompts * n_comps, sizeof(float)),
+                 .kl = calloc((size_t)n_prompts * n_comps, sizeof(float)),
+                 .logprob = calloc((size_t)n_prompts * n_comps, sizeof(float))};
   engine_sink_t sink = {.ctx = &rows, .clean = on_clean, .variant = on_variant};
 
   double *times = malloc(sizeof(double) * runs), wall = 0, cpu = 0;
@@ -501,9 +524,11 @@ int main(int argc, char **argv) {
   }
   const double t = bench_median(times, runs);
   const long variants = engine_job_variants(&job);
-  const double flops = sweep_flops(c, lengths, n_prompts, comps, n_comps, samples, reuse);
-  const double flops_all = sweep_flops(c, lengths, n_prompts, all, n_all, samples, reuse);
-  const double flops_full = sweep_flops(c, lengths, n_prompts, all, n_all, samples, 0);
+  const double flops =
+      sweep_flops(c, lengths, n_prompts, comps, n_comps, samples, reuse, all_metrics);
+  const double flops_all =
+      sweep_flops(c, lengths, n_prompts, all, n_all, samples, reuse, all_metrics);
+  const double flops_full = sweep_flops(c, lengths, n_prompts, all, n_all, samples, 0, all_metrics);
   /* the sgemm rate at the rows of a full pass (the engine's row budget) */
   const int sg_rows = sgemm_rows > 0 ? sgemm_rows
                       : max_rows > 0 ? max_rows
@@ -545,18 +570,23 @@ int main(int argc, char **argv) {
       component_name(&comps[i], name, sizeof(name));
       fprintf(f, "%s\"%s\"", i ? ", " : "", name);
     }
-    fprintf(f, "],\n \"total_effect\": [");
-    for (int p = 0; p < n_prompts; p++) {
-      fprintf(f, "%s[", p ? ",\n  " : "\n  ");
-      for (int i = 0; i < n_comps; i++)
-        fprintf(f, "%s%.6g", i ? ", " : "", rows.total[(size_t)p * n_comps + i]);
-      fprintf(f, "]");
+    const char *names[3] = {"total_effect", "kl", "logprob"};
+    const float *arrays[3] = {rows.total, rows.kl, rows.logprob};
+    for (int a = 0; a < (all_metrics ? 3 : 1); a++) {
+      fprintf(f, "],\n \"%s\": [", names[a]);
+      for (int p = 0; p < n_prompts; p++) {
+        fprintf(f, "%s[", p ? ",\n  " : "\n  ");
+        for (int i = 0; i < n_comps; i++)
+          fprintf(f, "%s%.8g", i ? ", " : "", arrays[a][(size_t)p * n_comps + i]);
+        fprintf(f, "]");
+      }
     }
     fprintf(f, "]}\n");
     fclose(f);
   }
   free(times), free(targets), free(offsets), free(positions), free(all), free(comps);
-  free(rows.target), free(rows.clean_logit), free(rows.total), free(lengths), free(ids);
+  free(rows.target), free(rows.clean_logit), free(rows.total), free(rows.kl), free(rows.logprob),
+      free(lengths), free(ids);
   engine_destroy(e);
   backend_destroy(b);
   model_free(m);

@@ -17,7 +17,9 @@
 #            a counting sort and source-only clean passes stopped after the
 #            layers)
 #   BASE1    the engine that kept one job's store of sources (default
-#            8010aff), for two users' jobs whose units alternate
+#            8010aff), for two users' jobs whose units alternate, and read
+#            the full-distribution metrics on one thread
+#   BASE2    the engine that read them on the host's threads (default 5790bb3)
 #   RUNS     alternating measurements of each, median (default 5; each one
 #            the median of 3 engine runs after a warm-up)
 set -euo pipefail
@@ -25,10 +27,11 @@ cd "$(dirname "$0")/../.."
 build=${BUILD:-build}
 base=${BASE:-2622465}
 base1=${BASE1:-8010aff}
+base2=${BASE2:-5790bb3}
 runs=${RUNS:-5}
 python=${PYTHON:-python3}
 work=${HOST_WORK_DIR:-/tmp/hydra-host-work}
-cmd="PYTHON=$python BUILD=$build BASE=$base BASE1=$base1 RUNS=$runs bash tests/bench/host_work.sh"
+cmd="PYTHON=$python BUILD=$build BASE=$base BASE1=$base1 BASE2=$base2 RUNS=$runs bash tests/bench/host_work.sh"
 mkdir -p "$work"
 model=$work/models/gpt2-small prompts=$work/models/prompts-gpt2-small.json
 [ -s "$prompts" ] || "$python" tests/gpu/make_models.py "$work/models" --which gpt2-small:1209 >/dev/null
@@ -50,9 +53,12 @@ build_base() {
 }
 wt=$work/base
 # (both engines predate the backend op logit_stats)
-build_base "$wt" "$base" "-DHYDRA_BENCH_BASELINE -DHYDRA_BENCH_NO_LOGIT_STATS"
+# (and logit_metrics)
+build_base "$wt" "$base" "-DHYDRA_BENCH_BASELINE -DHYDRA_BENCH_NO_LOGIT_STATS -DHYDRA_BENCH_NO_LOGIT_METRICS"
 wt1=$work/onestore
-build_base "$wt1" "$base1" -DHYDRA_BENCH_NO_LOGIT_STATS
+build_base "$wt1" "$base1" "-DHYDRA_BENCH_NO_LOGIT_STATS -DHYDRA_BENCH_NO_LOGIT_METRICS"
+wt2=$work/hostmetrics
+build_base "$wt2" "$base2" -DHYDRA_BENCH_NO_LOGIT_METRICS
 
 args=("$model" "$prompts" --runs 3 --warmup 1 --gemm 0 --null-ops 1 --max-rows 65536)
 get() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$2" | tail -1; }
@@ -98,17 +104,21 @@ for i in $(seq "${UNIT_RUNS:-3}"); do
   echo "two jobs' CPU units interleaved, run $i: one kept store $(tail -1 "$work/i1.txt") s, one per job $(tail -1 "$work/i2.txt") s"
 done
 # the full-distribution metrics (log-prob, prob, KL, rank) of every ablated
-# run, read on the host: 64 prompts, null ops, the engine of BASE1 and this tree
+# run: 64 prompts, null ops, the engines of BASE1 and BASE2 (read on the host)
+# and this tree (reduced by the backend's logit_metrics)
 : >"$work/m1.txt"
 : >"$work/m2.txt"
+: >"$work/m3.txt"
 margs=("$model" "$prompts64" --runs 1 --warmup 0 --gemm 0 --null-ops 1 --max-rows 65536 --metrics all)
 for i in $(seq "${UNIT_RUNS:-3}"); do
   get median_s "$("$wt1/b/tests/bench_sweep" "${margs[@]}" 2>/dev/null | tail -1)" >>"$work/m1.txt"
-  get median_s "$("$build/tests/bench_sweep" "${margs[@]}" 2>/dev/null | tail -1)" >>"$work/m2.txt"
-  echo "every metric, 64 prompts, run $i: $(git rev-parse --short "$base1") $(tail -1 "$work/m1.txt") s, this tree $(tail -1 "$work/m2.txt") s"
+  get median_s "$("$wt2/b/tests/bench_sweep" "${margs[@]}" 2>/dev/null | tail -1)" >>"$work/m2.txt"
+  get median_s "$("$build/tests/bench_sweep" "${margs[@]}" 2>/dev/null | tail -1)" >>"$work/m3.txt"
+  echo "every metric, 64 prompts, run $i: $(git rev-parse --short "$base1") $(tail -1 "$work/m1.txt") s, $(git rev-parse --short "$base2") $(tail -1 "$work/m2.txt") s, this tree $(tail -1 "$work/m3.txt") s"
 done
-m1=$(median <"$work/m1.txt") m2=$(median <"$work/m2.txt")
+m1=$(median <"$work/m1.txt") m2=$(median <"$work/m2.txt") m3=$(median <"$work/m3.txt")
 mratio=$(awk -v b="$m1" -v h="$m2" 'BEGIN { printf "%.2f", b / h }')
+mratio3=$(awk -v b="$m1" -v h="$m3" 'BEGIN { printf "%.1f", b / h }')
 k0=$(median <"$work/k0.txt") k1=$(median <"$work/k1.txt")
 kratio=$(awk -v b="$k0" -v h="$k1" 'BEGIN { printf "%.2f", b / h }')
 i1=$(median <"$work/i1.txt") i2=$(median <"$work/i2.txt")
@@ -153,7 +163,8 @@ section=$(mktemp)
   echo "| engine | host work | ratio |"
   echo "| --- | --- | --- |"
   echo "| $(git rev-parse --short "$base1") (two exps per logit in double, one thread) | $m1 s | 1.00 |"
-  echo "| this tree (one expf per logit, threads over the runs) | $m2 s | **${mratio}x** less |"
+  echo "| $(git rev-parse --short "$base2") (one expf per logit, threads over the runs) | $m2 s | ${mratio}x less |"
+  echo "| this tree (reduced by the backend where the logits are: \`logit_metrics\`; no logits downloaded) | $m3 s | **${mratio3}x** less |"
   echo
   echo "Where this tree's host time goes, one engine run (HYDRA_ENGINE_PROFILE=1, the warm-up run included):"
   echo

@@ -29,7 +29,11 @@ tests/bench/sweep_prompts.json.
 --components-subset K runs every K-th component only (as bench_sweep does);
 extrapolated_s = measured_s * 60 / components run: every ablated forward costs
 the same whatever the component. --hydra-rows FILE (bench_sweep --rows-out,
-same subset) compares clean logits and total effects with hydra.
+same subset) compares clean logits and total effects with hydra. --metrics
+all also reads each ablated run's whole final-position distribution: the
+target's log-prob and KL(clean || ablated), from log_softmax in float64 of
+the fp32 logits, averaged over the draws (as hydra's --metrics all), and
+compares them with the rows' "kl" and "logprob" when present.
 
 Prints one key=value line (last line) for sweep.sh.
 """
@@ -74,6 +78,8 @@ def main():
     ap.add_argument("--weights-bf16", action="store_true",
                     help="every weight rounded to bfloat16, arithmetic in fp32 "
                          "(hydra's --weights-dtype bf16)")
+    ap.add_argument("--metrics", choices=("logit", "all"), default="logit",
+                    help="all: the target's log-prob and KL(clean || ablated) of every run too")
     ap.add_argument("--hydra-rows", action="append", default=[],
                     help="bench_sweep --rows-out file to compare with (repeatable)")
     a = ap.parse_args()
@@ -124,8 +130,11 @@ def main():
     def forward():
         return model(input_ids=ids, attention_mask=mask, use_cache=False).logits
 
+    last_logits = [None]  # the latest forward's final-position logits, for --metrics all
+
     def centred_final(logits):
         lf = logits[rows, last]  # [P, V] at each prompt's final position
+        last_logits[0] = lf
         return lf - lf.mean(dim=-1, keepdim=True)
 
     with torch.no_grad():
@@ -151,10 +160,16 @@ def main():
             h.remove()
         target = cl.argmax(dim=-1)
         clean_logit = cl[rows, target]
+        full = a.metrics == "all"
+        if full:  # the clean distribution at the final position, in float64
+            clean_lp = torch.log_softmax(last_logits[0].double(), dim=-1)
+            clean_p = clean_lp.exp()
 
         # ---- the sweep: one forward per (component, sample)
         rng = np.random.default_rng(a.seed)
         total = torch.zeros(P, len(run), dtype=torch.float64, device=dev)
+        kl = torch.zeros_like(total)
+        logprob = torch.zeros_like(total)
         for ci, (kind, L) in enumerate(run):
             mod = attn_of(layers[L]) if kind == "attn" else layers[L].mlp
             src_vals = clean_out[(kind, L)]
@@ -176,10 +191,17 @@ def main():
                 ab = centred_final(forward())[rows, target]
                 h.remove()
                 total[:, ci] += (clean_logit - ab).double()
+                if full:
+                    lp = torch.log_softmax(last_logits[0].double(), dim=-1)
+                    kl[:, ci] += (clean_p * (clean_lp - lp)).sum(dim=-1)
+                    logprob[:, ci] += lp[rows, target]
         total /= a.samples
+        kl /= a.samples
+        logprob /= a.samples
         sync()
         t = time.perf_counter() - t0
         total, target, clean_logit = total.cpu(), target.cpu(), clean_logit.cpu()
+        kl, logprob = kl.cpu(), logprob.cpu()
         cpu_per_wall = (time.process_time() - c0) / t
 
     # ---- counted FLOPs of this work (the padded batch, logits at every position)
@@ -219,6 +241,12 @@ def main():
         for i in sorted(range(len(names)), key=lambda i: -abs(mean_t[i]))[:3]:
             print(f"{tag} {names[i]}: total effect, mean over prompts: hydra {mean_h[i]:.4f} "
                   f"torch {mean_t[i]:.4f}")
+        for key, ref in (("kl", kl), ("logprob", logprob)):
+            if key in h and a.metrics == "all":
+                hv, tv = np.array(h[key]), ref.numpy()
+                err = np.abs(hv - tv) / np.maximum(1.0, np.abs(tv))
+                print(f"{tag} {key} (mean of {a.samples} draws) per prompt and component: max "
+                      f"|diff| / max(1, |torch|) {err.max():.1e} (torch up to {np.abs(tv).max():.3g})")
 
     print(f"backend=torch-{torch.__version__}-{dev.type} tf32={int(a.tf32)} attn={a.attn} padding=right batch={P} tokens={T} "
           f"components={len(run)} components_all={len(comps)} samples={a.samples} "

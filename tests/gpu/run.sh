@@ -18,8 +18,10 @@
 #   PYTHON            python with torch + transformers (default python3)
 #   GPU_RESULTS       where to write the results (default tests/gpu/RESULTS.md)
 #   GPU_MODELS, GPU_SWEEPS, GPU_PEAK, GPU_BENCH_BACKEND, GPU_TORCH_DEVICE: the
-#                     benchmark's models:prompts, models:k:precision[:bf16]
-#                     (bf16: weights rounded, hydra --weights-dtype bf16; the
+#                     benchmark's models:prompts,
+#                     models:k:precision[:weights[:metrics]] (weights bf16:
+#                     rounded, hydra --weights-dtype bf16; metrics all:
+#                     bench_sweep and sweep_torch.py --metrics all; the
 #                     whole 7B: GPU_MODELS=llama7b:64
 #                     GPU_SWEEPS=llama7b:16:fp32:bf16 GPU_MODELS_TIMEOUT=400
 #                     GPU_SWEEP_TIMEOUT=400), square GEMM size,
@@ -156,18 +158,19 @@ if [ "${GPU_BENCH:-1}" != 0 ]; then
   step "benchmark models (random weights, real shapes)"
   check "make random models (transformers init)" "${GPU_MODELS_TIMEOUT:-150}" "${py[@]}" tests/gpu/make_models.py "$work/models" \
     --which "${GPU_MODELS:-gpt2-small:1209,llama7b-L4:256}"
-  # name:k:precision[:bf16]: hydra's whole sweep against PyTorch on every k-th component
-  # (bf16: weights rounded to bfloat16 in both, hydra holding its projections as bf16)
-  for spec in ${GPU_SWEEPS:-"gpt2-small:6:fp32" "llama7b-L4:4:fp32" "llama7b-L4:4:tf32" "llama7b-L4:4:fp32:bf16"}; do
-    IFS=: read -r name k prec wdt <<<"$spec"
-    wdt=${wdt:-fp32}
+  # name:k:precision[:weights[:metrics]]: hydra's whole sweep against PyTorch on every
+  # k-th component (weights bf16: rounded to bfloat16 in both, hydra holding its
+  # projections as bf16; metrics all: every run's log-prob, prob, KL and rank too)
+  for spec in ${GPU_SWEEPS:-"gpt2-small:6:fp32" "gpt2-small:6:fp32:fp32:all" "llama7b-L4:4:fp32" "llama7b-L4:4:tf32" "llama7b-L4:4:fp32:bf16"}; do
+    IFS=: read -r name k prec wdt met <<<"$spec"
+    wdt=${wdt:-fp32} met=${met:-logit}
     m=$work/models/$name p=$work/models/prompts-$name.json
     [ -s "$p" ] || continue
     tflag="" wflag=()
     [ "$prec" = tf32 ] && tflag=--tf32
     [ "$wdt" = bf16 ] && tflag="$tflag --weights-bf16"
-    wflag=(--weights-dtype "$wdt")
-    step "sweep $name $prec $wdt weights: hydra ($bench_be)"
+    wflag=(--weights-dtype "$wdt" --metrics "$met")
+    step "sweep $name $prec $wdt weights, metrics $met: hydra ($bench_be)"
     timeout "${GPU_SWEEP_TIMEOUT:-150}" "${hy[@]}" $bin/bench_sweep "$m" "$p" --backend "$bench_be" --runs 3 \
       --peak "${GPU_PEAK:-8192}" --precision "$prec" "${wflag[@]}" >"$work/h.txt" 2>&1
     h=$(tail -1 "$work/h.txt")
@@ -177,13 +180,13 @@ if [ "${GPU_BENCH:-1}" != 0 ]; then
       --runs 1 --warmup 1 --gemm 0 --precision "$prec" "${wflag[@]}" >"$work/prof.txt" 2>&1
     grep -A12 "hydra cuda profile" "$work/prof.txt" | tee -a "$log" | head -3
     busy=$(sed -n 's/.*GPU busy \([0-9]*%\).*/\1/p' "$work/prof.txt")
-    { echo "- $name $prec $wdt weights:"; echo; echo '```'
+    { echo "- $name $prec $wdt weights, metrics $met:"; echo; echo '```'
       grep -A8 "hydra engine profile" "$work/prof.txt"; echo '```'; } >>"$work/phases.md"
     timeout 60 "${hy[@]}" $bin/bench_sweep "$m" "$p" --backend "$bench_be" --runs 1 --warmup 0 \
       --components-subset "$k" --precision "$prec" "${wflag[@]}" --rows-out "$work/rows-$name.json" >>"$log" 2>&1
     step "sweep $name $prec: PyTorch hooks ($torch_dev), every ${k}th component, extrapolated"
     timeout 120 "${py[@]}" tests/bench/sweep_torch.py "$m" "$p" --device "$torch_dev" --components-subset "$k" \
-      $tflag --hydra-rows "$work/rows-$name.json" >"$work/t.txt" 2>&1
+      $tflag --metrics "$met" --hydra-rows "$work/rows-$name.json" >"$work/t.txt" 2>&1
     cat "$work/t.txt" >>"$log"
     t=$(tail -1 "$work/t.txt")
     echo "$name torch: $t" | tee -a "$log"
@@ -192,10 +195,10 @@ if [ "${GPU_BENCH:-1}" != 0 ]; then
     ratio=$(awk -v a="$ts" -v b="$hs" 'BEGIN { if (a > 0 && b > 0) printf "%.1f", a / b; else print "-" }')
     floor=$(awk -v f="$(get flops_all "$t")" -v g="$(get flops_all "$h")" 'BEGIN { if (g > 0) printf "%.0f", f / g; else print "-" }')
     printf '| %s | %s | %s | %s | %s | %s s | %s s | **%s×** | %s× | %s | %s of %s | %s |\n' "$name" \
-      "$prec$([ "$wdt" = bf16 ] && echo ", bf16 weights")" \
+      "$prec$([ "$wdt" = bf16 ] && echo ", bf16 weights")$([ "$met" = all ] && echo ", every metric")" \
       "$(get prompts "$h")" "$(get variants "$h")" "$(get pass_rows "$h")" "${hs:--}" "${ts:--}" "$ratio" \
       "$floor" "$(get gflops "$h")" "$(get gemm_share "$h")" "$(get peak_gflops "$h")" "${busy:--}" >>"$bench"
-    grep '^check' "$work/t.txt" | sed "s/^check /- $name $prec $wdt weights: /" >>"$work/checks.md"
+    grep '^check' "$work/t.txt" | sed "s/^check /- $name $prec $wdt weights, metrics $met: /" >>"$work/checks.md"
   done
   step "forward throughput"
   for be in cuda cpu; do

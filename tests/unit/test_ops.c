@@ -535,6 +535,116 @@ static void test_logit_stats(int rows, int vocab) {
   free(l), free(stats), free(targets), free(foils), free(best), free(want_best), free(want);
 }
 
+/* logit_metrics over rows of vocab logits, each a run of one of n_prompts
+ * prompts, against a double-precision reference: log-prob, prob, KL against
+ * the prompt's reference log-probs, rank (exact), target - foil logit, and
+ * the log-probs written with lp_out. Rows: random; a tie at the maximum with
+ * the argmax as target; a peaked row whose target is its argmax (log-prob
+ * near 0: checked element-wise, relative); a row equal to its prompt's
+ * reference (KL ~ 0); logits shifted by +80. Outputs poisoned (NaN) first. */
+static void test_logit_metrics(int rows, int vocab, int n_prompts) {
+  const size_t n = (size_t)rows * vocab, nq = (size_t)n_prompts * vocab;
+  float *l = malloc(n * 4), *q = malloc(nq * 4), *out = malloc((size_t)rows * 5 * 4);
+  float *lp = malloc(n * 4);
+  int *prompt = malloc(rows * sizeof(int)), *targets = malloc(n_prompts * sizeof(int)),
+      *foils = malloc(n_prompts * sizeof(int));
+  double *want = malloc((size_t)rows * 5 * 8), *want_lp = malloc(n * 8);
+  fill(l, n, 6);
+  fill(q, nq, 6);
+  for (int p = 0; p < n_prompts; p++) { /* q: a log-softmax, in double */
+    float *qp = q + (size_t)p * vocab;
+    double m = qp[0], se = 0.0;
+    for (int k = 1; k < vocab; k++)
+      m = qp[k] > m ? qp[k] : m;
+    for (int k = 0; k < vocab; k++)
+      se += exp(qp[k] - m);
+    for (int k = 0; k < vocab; k++)
+      qp[k] = (float)(qp[k] - m - log(se));
+    targets[p] = p % 3 == 0 ? -1 : (int)((p * 7919L) % vocab);
+    foils[p] = p % 4 == 1 ? -1 : (int)((p * 104729L) % vocab);
+  }
+  for (int r = 0; r < rows; r++) {
+    float *lr = l + (size_t)r * vocab;
+    prompt[r] = (int)((r * 31L + 7) % n_prompts);
+    if (r == 1) /* a tie at the maximum; prompt 0's target is the argmax */
+      prompt[r] = 0, lr[vocab - 2] = 40.0f, lr[vocab / 3] = 40.0f;
+    else if (r == 2) /* peaked: log-prob ~ -1e-8 .. -1e-4 */
+      prompt[r] = 0, lr[vocab / 2] = 30.0f;
+    else if (r == 3) /* the prompt's own reference: KL ~ 0 */
+      memcpy(lr, q + (size_t)prompt[r] * vocab, vocab * 4);
+    else if (r == 4)
+      for (int k = 0; k < vocab; k++)
+        lr[k] += 80.0f;
+  }
+  float *dl = dev(l, n * 4), *dq = dev(q, nq * 4);
+  int *dp = dev(prompt, rows * sizeof(int)), *dt = dev(targets, n_prompts * sizeof(int)),
+      *df = dev(foils, n_prompts * sizeof(int));
+  for (int with = 0; with < 2; with++) { /* with foils, reference and lp_out; without */
+    for (int r = 0; r < rows; r++) {
+      const float *lr = l + (size_t)r * vocab;
+      const int p = prompt[r];
+      int arg = 0;
+      for (int k = 1; k < vocab; k++)
+        if (lr[k] > lr[arg])
+          arg = k;
+      const int t = targets[p] >= 0 ? targets[p] : arg;
+      double se = 0.0, kl = 0.0;
+      int rank = 0;
+      for (int k = 0; k < vocab; k++) {
+        se += exp((double)lr[k] - lr[arg]);
+        rank += lr[k] > lr[t];
+      }
+      const double lse = lr[arg] + log(se);
+      for (int k = 0; k < vocab && with; k++) {
+        const double qk = q[(size_t)p * vocab + k];
+        kl += exp(qk) * (qk - lr[k] + lse);
+      }
+      for (int k = 0; k < vocab; k++)
+        want_lp[(size_t)r * vocab + k] = lr[k] - lse;
+      double *w = want + 5 * (size_t)r;
+      w[0] = lr[t] - lse, w[1] = exp(lr[t] - lse), w[2] = kl, w[3] = rank;
+      w[4] = with && foils[p] >= 0 ? (double)lr[t] - lr[foils[p]] : 0.0;
+    }
+    for (size_t i = 0; i < (size_t)rows * 5; i++)
+      out[i] = NAN;
+    for (size_t i = 0; i < n; i++)
+      lp[i] = NAN;
+    float *dout = dev(out, (size_t)rows * 5 * 4), *dlp = dev(lp, n * 4);
+    run(B->ops->logit_metrics(B, dout, with ? dlp : NULL, dl, rows, vocab, dp, dt, with ? df : NULL,
+                              with ? dq : NULL),
+        "logit_metrics");
+    back(out, dout, (size_t)rows * 5 * 4);
+    back(lp, dlp, n * 4);
+    static const char *const names[5] = {"logprob", "prob", "kl", "rank", "logit_diff"};
+    static const double bounds[5] = {1e-5, 1e-5, 1e-5, 0.0, 1e-6};
+    float *got = malloc(rows * 4);
+    double *col = malloc(rows * 8);
+    for (int m = 0; m < 5; m++) {
+      for (int r = 0; r < rows; r++)
+        got[r] = out[5 * r + m], col[r] = want[5 * r + m];
+      char name[64];
+      snprintf(name, sizeof(name), "metrics %s%s", names[m], with ? "+ref" : "");
+      check(name, got, col, rows, bounds[m]);
+    }
+    const double lp2 = out[5 * 2], w2 = want[5 * 2], kl3 = out[5 * 3 + 2];
+    const int near0 = fabs(lp2 - w2) <= 1e-4 * fabs(w2) + 1e-12 && w2 < 0 && w2 > -1e-3;
+    printf("  log-prob near 0: %.6g, want %.6g  %s\n", lp2, w2, near0 ? "ok" : "FAIL");
+    failures += !near0;
+    if (with) {
+      const int self = fabs(kl3) <= 1e-6;
+      printf("  KL of a row against itself: %.3g  %s\n", kl3, self ? "ok" : "FAIL");
+      failures += !self;
+      check("metrics lp_out", lp, want_lp, n, 1e-6);
+    }
+    B->ops->free(B, dout), B->ops->free(B, dlp);
+    free(got), free(col);
+  }
+  B->ops->free(B, dl), B->ops->free(B, dq), B->ops->free(B, dp), B->ops->free(B, dt),
+      B->ops->free(B, df);
+  free(l), free(q), free(out), free(lp), free(prompt), free(targets), free(foils), free(want),
+      free(want_lp);
+}
+
 int main(int argc, char **argv) {
   const char *name = argc > 1 ? argv[1] : "cpu";
   uint64_t seed = argc > 2 ? strtoull(argv[2], NULL, 10) : (uint64_t)time(NULL);
@@ -568,6 +678,8 @@ int main(int argc, char **argv) {
   test_row_dots(30, 4, 50, 576);
   test_logit_stats(13, 50257);
   test_logit_stats(6, 37);
+  test_logit_metrics(13, 50257, 5);
+  test_logit_metrics(7, 37, 3);
   test_elementwise(10007);
   test_rows(50, 23, 64);
   backend_destroy(B);

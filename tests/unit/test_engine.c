@@ -63,6 +63,7 @@ typedef struct {
   float clean_de[64][256];
   vrow_t *rows;
   int n_rows, cap;
+  int n_clean, clean_first; /* clean rows seen; of them, before the first variant row */
 } collect_t;
 
 static int on_clean(void *ctx, const engine_clean_t *r) {
@@ -70,6 +71,9 @@ static int on_clean(void *ctx, const engine_clean_t *r) {
   c->clean[r->prompt] = *r;
   memcpy(c->clean_de[r->prompt], r->de, sizeof(float) * c->n_slots);
   c->clean[r->prompt].de = c->clean_de[r->prompt];
+  c->n_clean++;
+  if (c->n_rows == 0)
+    c->clean_first = c->n_clean;
   return 0;
 }
 
@@ -94,6 +98,7 @@ static void collect_free(collect_t *c) {
   free(c->rows);
   c->rows = NULL;
   c->n_rows = c->cap = 0;
+  c->n_clean = c->clean_first = 0;
 }
 
 static int parse_component(const char *s, component_t *c) {
@@ -468,6 +473,74 @@ int main(int argc, char **argv) {
   printf("compared %d golden ablations\n", compared);
   expect(compared == (int)json_array_size(abl), "every golden ablation compared", compared,
          (double)json_array_size(abl), 0);
+
+  /* 2b. a full-distribution job's chunks hold at most a quarter of the
+   * memory budget in clean log-probs (4 x vocab bytes a prompt): with a
+   * budget for lp < n_prompts of them (and max_rows not limiting), the
+   * first chunk's clean rows are exactly lp, and every metric equals the
+   * unconstrained run's. The golden's prompts repeated up to 48 times: a
+   * pass over the longest prompt must fit in the budget too. */
+  {
+    static setup_t SL;
+    SL = S;
+    int P = 0;
+    for (int r = 0, src = 0; P < 48; P++) {
+      const int q = P % S.n_prompts, len = S.lengths[q];
+      if (q == 0)
+        src = 0;
+      if (r + len > (int)(sizeof(SL.ids) / sizeof(SL.ids[0])))
+        break;
+      memcpy(SL.ids + r, S.ids + src, sizeof(int) * len);
+      SL.lengths[P] = len, SL.targets[P] = S.targets[q];
+      SL.offsets[P] = P, SL.positions[P] = len - 1;
+      r += len, src += len;
+    }
+    SL.offsets[P] = P;
+    SL.n_prompts = P;
+    const int V = m->cfg.vocab_size;
+    int longest = 0;
+    for (int p = 0; p < P; p++)
+      longest = SL.lengths[p] > longest ? SL.lengths[p] : longest;
+    size_t bytes = 0;
+    const int rows = engine_pass_rows(e, longest, &bytes);
+    const size_t per_row = bytes / (size_t)rows, lp_row = 4 * (size_t)V;
+    size_t budget = (size_t)longest * per_row + lp_row + 1;
+    if (budget < 4 * lp_row)
+      budget = 4 * lp_row;
+    const int lp = (int)(budget / 4 / lp_row) < P ? (int)(budget / 4 / lp_row) : P;
+    job = make_job(&SL, &zero, 1, all_metrics);
+    job.max_rows = 4096;
+    collect_t capped_out = {0};
+    if (run(e, &job, &ref, n_slots) == 0) {
+      engine_set_memory_budget(e, budget);
+      if (run(e, &job, &capped_out, n_slots) == 0) {
+        printf("clean log-probs within a budget of %zu bytes: %d of %d prompts a chunk\n", budget,
+               lp, P);
+        expect(lp < P, "the budget test's chunks hold fewer prompts than the job", lp, P - 1, P);
+        expect(capped_out.clean_first == lp, "clean rows of the first chunk (clean log-probs cap)",
+               capped_out.clean_first, lp, 0);
+        expect(capped_out.n_rows == ref.n_rows, "capped chunks: every variant row",
+               capped_out.n_rows, ref.n_rows, 0);
+        for (int i = 0; i < ref.n_rows; i++) {
+          const vrow_t *a = find(&capped_out, ref.rows[i].prompt, ref.rows[i].component);
+          const engine_variant_t *r = &ref.rows[i].row;
+          if (!a)
+            continue;
+          snprintf(what, sizeof(what), "capped chunks: prompt %d component %d kl",
+                   ref.rows[i].prompt, ref.rows[i].component);
+          close_to(what, a->row.kl, r->kl, BATCH_BOUND * fmax(1.0, r->kl));
+          snprintf(what, sizeof(what), "capped chunks: prompt %d component %d logprob",
+                   ref.rows[i].prompt, ref.rows[i].component);
+          close_to(what, a->row.logprob, r->logprob, BATCH_BOUND * scale_ref);
+          snprintf(what, sizeof(what), "capped chunks: prompt %d component %d total effect",
+                   ref.rows[i].prompt, ref.rows[i].component);
+          close_to(what, a->row.total_effect, r->total_effect, BATCH_BOUND * scale_ref);
+        }
+      }
+      engine_set_memory_budget(e, 0);
+    }
+    collect_free(&capped_out);
+  }
 
   /* 3. reuse on and off agree (positions: last, and every position) */
   for (int all = 0; all < 2; all++) {

@@ -65,15 +65,20 @@ struct engine {
   float *dirs, *udirs, *de_out, *logit_out; /* readouts */
   float *metric_out;                        /* [cap_read][5]: logit_metrics' rows */
   int *ptarget, *pfoil;                     /* [cap_prompts]: the chunk's targets and foils */
-  float *clean_lp;                          /* [cap_lp][vocab]: the chunk's clean log-probs */
-  int cap_prompts, cap_read, cap_lp;
+  int cap_prompts, cap_read;
 
   /* clean caches: [n_layers][cap_clean][*] */
   int cap_clean;
   float *resid_pre, *resid_mid, *kcache, *vcache;
 
+  /* a full-distribution job's clean log-probs: [cap_lp][vocab], sized for
+   * each such job (freed by a job without) */
+  float *clean_lp;
+  int cap_lp;
+
   size_t memory_budget;         /* bytes for activations; 0: from the backend */
   size_t held_pass, held_clean; /* bytes of pass and clean buffers held now */
+  size_t held_lp;               /* bytes of clean_lp */
 
   /* stores of clean sources kept after runs with a source_key (see
    * engine_job_t), one per job: [N_SITES * n_layers] each; dstore NULL in
@@ -219,22 +224,21 @@ static void release(engine_t *e, void *p) {
 }
 
 static void free_pass_buffers(engine_t *e) {
-  void *all[] = {e->x,       e->xn,       e->q,         e->k,          e->v,          e->att,
-                 e->proj,    e->h,        e->h2,        e->src,        e->tmp,        e->scale,
-                 e->logits,  e->position, e->key_start, e->n_keys,     e->key2_start, e->n_keys2,
-                 e->index,   e->index2,   e->index3,    e->ident,      e->entries,    e->dirs,
-                 e->udirs,   e->de_out,   e->logit_out, e->metric_out, e->ptarget,    e->pfoil,
-                 e->clean_lp};
+  void *all[] = {e->x,      e->xn,       e->q,         e->k,          e->v,          e->att,
+                 e->proj,   e->h,        e->h2,        e->src,        e->tmp,        e->scale,
+                 e->logits, e->position, e->key_start, e->n_keys,     e->key2_start, e->n_keys2,
+                 e->index,  e->index2,   e->index3,    e->ident,      e->entries,    e->dirs,
+                 e->udirs,  e->de_out,   e->logit_out, e->metric_out, e->ptarget,    e->pfoil};
   for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
     release(e, all[i]);
   e->x = e->xn = e->q = e->k = e->v = e->att = e->proj = e->h = e->h2 = e->src = e->tmp = NULL;
   e->scale = e->logits = e->dirs = e->udirs = e->de_out = e->logit_out = NULL;
-  e->metric_out = e->clean_lp = NULL;
+  e->metric_out = NULL;
   e->ptarget = e->pfoil = NULL;
   e->position = e->key_start = e->n_keys = e->key2_start = e->n_keys2 = NULL;
   e->index = e->index2 = e->index3 = e->ident = NULL;
   e->entries = NULL;
-  e->cap_rows = e->cap_prompts = e->cap_read = e->cap_lp = 0;
+  e->cap_rows = e->cap_prompts = e->cap_read = 0;
   e->held_pass = 0;
 }
 
@@ -248,10 +252,9 @@ static void free_clean_buffers(engine_t *e) {
   e->held_clean = 0;
 }
 
-/* Pass buffers for `rows` rows, `prompts` prompts, `reads` readout rows and
- * the clean log-probs of `lp` prompts. */
-static int ensure_pass_buffers(engine_t *e, int rows, int prompts, int reads, int lp, char *err) {
-  if (rows <= e->cap_rows && prompts <= e->cap_prompts && reads <= e->cap_read && lp <= e->cap_lp)
+/* Pass buffers for `rows` rows, `prompts` prompts and `reads` readout rows. */
+static int ensure_pass_buffers(engine_t *e, int rows, int prompts, int reads, char *err) {
+  if (rows <= e->cap_rows && prompts <= e->cap_prompts && reads <= e->cap_read)
     return 0;
   if (rows < e->cap_rows)
     rows = e->cap_rows;
@@ -259,8 +262,6 @@ static int ensure_pass_buffers(engine_t *e, int rows, int prompts, int reads, in
     prompts = e->cap_prompts;
   if (reads < e->cap_read)
     reads = e->cap_read;
-  if (lp < e->cap_lp)
-    lp = e->cap_lp;
   free_pass_buffers(e);
   const model_config_t *c = &e->host->cfg;
   const size_t r = (size_t)rows, d = c->d_model, q = (size_t)c->n_heads * c->head_dim,
@@ -307,8 +308,6 @@ static int ensure_pass_buffers(engine_t *e, int rows, int prompts, int reads, in
   ALLOC(metric_out, (size_t)reads * 5 * f);
   ALLOC(ptarget, (size_t)prompts * in);
   ALLOC(pfoil, (size_t)prompts * in);
-  if (lp > 0)
-    ALLOC(clean_lp, (size_t)lp * c->vocab_size * f);
   if (!failed) {
     int *ident = malloc(n_idx * in);
     if (!ident)
@@ -326,7 +325,6 @@ static int ensure_pass_buffers(engine_t *e, int rows, int prompts, int reads, in
   e->cap_rows = rows;
   e->cap_prompts = prompts;
   e->cap_read = reads;
-  e->cap_lp = lp;
   e->held_pass = held;
   return 0;
 }
@@ -355,6 +353,26 @@ static int ensure_clean_buffers(engine_t *e, int rows, char *err) {
   return 0;
 }
 
+/* The clean log-probs of `lp` prompts (0: none): held at the size a job
+ * needs, so a smaller or logit-only job gives the memory back. */
+static int ensure_lp_buffer(engine_t *e, int lp, char *err) {
+  if (lp == e->cap_lp || (lp > 0 && lp < e->cap_lp && 2 * lp >= e->cap_lp))
+    return 0;
+  release(e, e->clean_lp);
+  e->clean_lp = NULL;
+  e->cap_lp = 0;
+  e->held_lp = 0;
+  if (lp == 0)
+    return 0;
+  const size_t bytes = sizeof(float) * (size_t)lp * e->host->cfg.vocab_size;
+  if (!(e->clean_lp = e->b->ops->alloc(e->b, bytes)))
+    return err_set(err, "out of backend memory for the clean log-probs of %d prompts: %s", lp,
+                   e->b->err);
+  e->cap_lp = lp;
+  e->held_lp = bytes;
+  return 0;
+}
+
 /* Backend bytes one row of a pass and of the clean cache take (the buffers
  * above; readouts sized as if every row were one). */
 static size_t bytes_per_row(const engine_t *e) {
@@ -380,7 +398,7 @@ static size_t memory_total(engine_t *e) {
   const size_t avail = e->b->ops->memory_available(e->b);
   size_t budget = 0;
   if (avail > 0)
-    budget = (size_t)((double)(avail + e->held_pass + e->held_clean + kept_bytes(e)) *
+    budget = (size_t)((double)(avail + e->held_pass + e->held_clean + e->held_lp + kept_bytes(e)) *
                       ENGINE_MEMORY_SHARE);
   if (e->memory_budget > 0 && (budget == 0 || e->memory_budget < budget))
     budget = e->memory_budget;
@@ -464,6 +482,7 @@ void engine_destroy(engine_t *e) {
   drop_all_kept(e);
   free_pass_buffers(e);
   free_clean_buffers(e);
+  ensure_lp_buffer(e, 0, NULL);
   forward_destroy(e->fw);
   free(e->u_mean);
   free(e);
@@ -1588,22 +1607,26 @@ int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, 
   for (int p = 0; p < P; p++)
     if (job->lengths[p] > longest)
       longest = job->lengths[p];
+  const int kept = find_kept(e, job->source_key);
+  const size_t lp_row = sizeof(float) * (size_t)c->vocab_size, stored = store_bytes(&R),
+               least = stored + (R.full_logits ? lp_row : 0) + (size_t)longest * bytes_per_row(e);
   /* Chunks of a full-distribution job hold at most lp_prompts prompts' clean
-   * log-probs in backend memory (the reference of the ablated runs' KL). */
+   * log-probs in backend memory (the reference of the ablated runs' KL):
+   * CLEAN_LP_BYTES, a quarter of the memory, and what the store and a pass
+   * over the longest prompt leave. */
   if (R.full_logits) {
-    const size_t row = sizeof(float) * (size_t)c->vocab_size, total = memory_total(e);
+    const size_t total = memory_total(e);
     size_t cap = CLEAN_LP_BYTES;
     if (total > 0 && total / 4 < cap)
       cap = total / 4;
-    R.lp_prompts = cap / row > (size_t)P ? P : (int)(cap / row);
+    if (total > 0 && total > least && total - least + lp_row < cap)
+      cap = total - least + lp_row;
+    R.lp_prompts = cap / lp_row > (size_t)P ? P : (int)(cap / lp_row);
     if (R.lp_prompts < 1)
       R.lp_prompts = 1;
   }
+  const size_t reserved = stored + lp_row * R.lp_prompts;
   /* A memory budget the job cannot fit in fails the job, never the process. */
-  const int kept = find_kept(e, job->source_key);
-  const size_t lp_row = sizeof(float) * (size_t)c->vocab_size, stored = store_bytes(&R),
-               reserved = stored + lp_row * R.lp_prompts,
-               least = stored + (R.full_logits ? lp_row : 0) + (size_t)longest * bytes_per_row(e);
   if (e->memory_budget > 0 && least > e->memory_budget)
     return err_set(err,
                    "the job needs at least %.1f MiB of backend memory (clean outputs %.1f MiB, "
@@ -1646,16 +1669,22 @@ int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, 
       goto done;
   }
 
-  /* the largest chunk sizes every buffer once */
+  /* the largest chunk sizes every buffer once: the chunks from prompt 0 (the
+   * sources' passes) and those of the run's range, which can hold more */
+  const int first = job->prompt_end > 0 ? job->prompt_first : 0;
+  const int end = job->prompt_end > 0 ? job->prompt_end : P;
   int max_np = 0, max_rows = 0, n_chunks = 0;
-  for (int c0 = 0; c0 < P; n_chunks++) {
-    int c1 = chunk_end(&R, c0, budget);
-    if (c1 - c0 > max_np)
-      max_np = c1 - c0;
-    if (R.prompt_row[c1] - R.prompt_row[c0] > max_rows)
-      max_rows = (int)(R.prompt_row[c1] - R.prompt_row[c0]);
-    c0 = c1;
-  }
+  for (int from = 0; from < 2; from++)
+    for (int c0 = from ? first : 0; c0 < (from ? end : P); n_chunks += !from) {
+      int c1 = chunk_end(&R, c0, budget);
+      if (from && c1 > end)
+        c1 = end;
+      if (c1 - c0 > max_np)
+        max_np = c1 - c0;
+      if (R.prompt_row[c1] - R.prompt_row[c0] > max_rows)
+        max_rows = (int)(R.prompt_row[c1] - R.prompt_row[c0]);
+      c0 = c1;
+    }
   const size_t n_acc = (size_t)max_np * job->n_components * job->n_methods;
   R.clean_start = malloc(sizeof(int) * max_np);
   R.clean_out = malloc(sizeof(float) * (size_t)max_np * ns * d);
@@ -1675,10 +1704,12 @@ int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, 
   }
   const int pass_rows = budget > max_rows ? budget : max_rows;
   const int reads = budget > max_np ? budget : max_np, lp = R.full_logits ? max_np : 0;
-  if (ensure_pass_buffers(e, pass_rows, max_np, reads, lp, err) != 0 ||
+  if (ensure_lp_buffer(e, lp, err) != 0 ||
+      ensure_pass_buffers(e, pass_rows, max_np, reads, err) != 0 ||
       ensure_clean_buffers(e, max_rows, err) != 0) {
     if (!drop_all_kept(e) || /* other jobs' stores go back: once more */
-        ensure_pass_buffers(e, pass_rows, max_np, reads, lp, err) != 0 ||
+        ensure_lp_buffer(e, lp, err) != 0 ||
+        ensure_pass_buffers(e, pass_rows, max_np, reads, err) != 0 ||
         ensure_clean_buffers(e, max_rows, err) != 0)
       goto done;
   }
@@ -1700,8 +1731,6 @@ int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, 
     }
   phase(e, PH_CLEAN, &t0);
 
-  const int first = job->prompt_end > 0 ? job->prompt_first : 0;
-  const int end = job->prompt_end > 0 ? job->prompt_end : P;
   R.total = engine_job_variants(job) / P * (end - first);
   if (needs_sources && n_chunks == 1) /* the single chunk's clean pass fills the store */
     needs_sources = 2;

@@ -137,18 +137,29 @@ static enum MHD_Result respond_error(struct MHD_Connection *c, request_t *rq, in
   return respond_json(c, rq, status, json_pack("{s:o}", "error", e));
 }
 
-/* The caller's user and role, from "Authorization: Bearer TOKEN". */
+/* The caller's user and role, from "Authorization: Bearer TOKEN" (spaces or
+ * tabs around the token are not part of it, RFC 9110's OWS). */
 static const char *authenticate(server_t *s, struct MHD_Connection *c, role_t *role) {
   if (s->cfg.no_auth) {
     *role = ROLE_ADMIN;
     return "local";
   }
+  *role = ROLE_NONE;
   const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
-  if (!h || strncasecmp(h, "Bearer ", 7) != 0) {
-    *role = ROLE_NONE;
+  if (!h || strncasecmp(h, "Bearer ", 7) != 0)
     return NULL;
-  }
-  return auth_lookup(s->auth, h + 7, role);
+  const char *t = h + 7;
+  while (*t == ' ' || *t == '\t')
+    t++;
+  size_t n = strlen(t);
+  while (n > 0 && (t[n - 1] == ' ' || t[n - 1] == '\t'))
+    n--;
+  char token[512];
+  if (n == 0 || n >= sizeof(token))
+    return NULL;
+  memcpy(token, t, n);
+  token[n] = '\0';
+  return auth_lookup(s->auth, token, role);
 }
 
 /* ------------------------------------------------------------- streams -- */

@@ -838,6 +838,13 @@ def t_access(d, jid):
     for scheme in ("bearer", "BEARER"):
         r = d.req("GET", "/v1/jobs", headers={"Authorization": f"{scheme} {TOKENS['alice']}"})
         check(f"'{scheme}' scheme (case-insensitive, RFC 9110) -> 200", r.status == 200, repr(r))
+    for hv, what in ((f"Bearer  {TOKENS['alice']}", "two spaces before the token"),
+                     (f"Bearer {TOKENS['alice']} ", "a space after the token"),
+                     (f"Bearer {TOKENS['alice']}\t", "a tab after the token")):
+        r = d.req("GET", "/v1/jobs", headers={"Authorization": hv})
+        check(f"GET /v1/jobs with {what} (whitespace around the token) -> 200", r.status == 200, repr(r))
+    r = d.req("GET", "/v1/jobs", headers={"Authorization": "Bearer " + "x" * 600})
+    check_error("GET /v1/jobs with a 600-character token -> 401", r, 401)
     # health and openapi need none, and a wrong token does not break them
     for p in ("/v1/health", "/v1/openapi.json"):
         check(f"GET {p} no token -> 200", d.req("GET", p).status == 200)

@@ -475,7 +475,8 @@ int main(int argc, char **argv) {
          (double)json_array_size(abl), 0);
 
   /* 2b. a full-distribution job's chunks hold at most a quarter of the
-   * memory budget in clean log-probs (4 x vocab bytes a prompt): with a
+   * memory budget in clean log-probs (4 x vocab bytes a prompt), and no more
+   * than a pass over the longest prompt leaves of it: with a
    * budget for lp < n_prompts of them (and max_rows not limiting), the
    * first chunk's clean rows are exactly lp, and every metric equals the
    * unconstrained run's. The golden's prompts repeated up to 48 times: a
@@ -504,10 +505,11 @@ int main(int argc, char **argv) {
     size_t bytes = 0;
     const int rows = engine_pass_rows(e, longest, &bytes);
     const size_t per_row = bytes / (size_t)rows, lp_row = 4 * (size_t)V;
-    size_t budget = (size_t)longest * per_row + lp_row + 1;
-    if (budget < 4 * lp_row)
-      budget = 4 * lp_row;
-    const int lp = (int)(budget / 4 / lp_row) < P ? (int)(budget / 4 / lp_row) : P;
+    /* a quarter of the budget, or what a pass over the longest prompt leaves */
+    const size_t budget = 2 * (size_t)longest * per_row + lp_row,
+                 room = budget - (size_t)longest * per_row,
+                 cap = budget / 4 < room ? budget / 4 : room;
+    const int lp = (int)(cap / lp_row) < P ? (int)(cap / lp_row) : P;
     job = make_job(&SL, &zero, 1, all_metrics);
     job.max_rows = 4096;
     collect_t capped_out = {0};
@@ -540,6 +542,47 @@ int main(int argc, char **argv) {
       engine_set_memory_budget(e, 0);
     }
     collect_free(&capped_out);
+  }
+
+  /* 2c. a prompt range whose chunks hold more prompts than those counted from
+   * prompt 0 (lengths 6 4 1 1 4 6, 10 rows a pass: [0,2) [2,5) [5,6) from 0,
+   * [1,5) from 1): its rows equal the whole job's (ASan: no buffer overrun) */
+  {
+    static setup_t SR;
+    SR = S;
+    const int lens[6] = {6, 4, 1, 1, 4, 6};
+    SR.n_prompts = 6;
+    for (int p = 0, r = 0; p < 6; p++) {
+      SR.lengths[p] = lens[p];
+      SR.targets[p] = -1;
+      SR.offsets[p] = p;
+      SR.positions[p] = lens[p] - 1;
+      for (int t = 0; t < lens[p]; t++, r++)
+        SR.ids[r] = (7 * r + 3 * p) % m->cfg.vocab_size;
+    }
+    SR.offsets[6] = 6;
+    job = make_job(&SR, &zero, 1, all_metrics);
+    job.max_rows = 10;
+    collect_t part = {0};
+    if (run(e, &job, &ref, n_slots) == 0) {
+      job.prompt_first = 1;
+      job.prompt_end = 5;
+      if (run(e, &job, &part, n_slots) == 0) {
+        expect(part.n_rows == 4 * SR.n_comps, "prompt range [1,5): its variant rows", part.n_rows,
+               4 * SR.n_comps, 0);
+        for (int i = 0; i < part.n_rows; i++) {
+          const vrow_t *a = &part.rows[i], *r = find(&ref, a->prompt, a->component);
+          snprintf(what, sizeof(what), "prompt range: prompt %d component %d total effect / kl",
+                   a->prompt, a->component);
+          expect(r != NULL && a->prompt >= 1 && a->prompt < 5, what, a->prompt, 1, 0);
+          if (r) {
+            close_to(what, a->row.total_effect, r->row.total_effect, BATCH_BOUND * scale_ref);
+            close_to(what, a->row.kl, r->row.kl, BATCH_BOUND * fmax(1.0, r->row.kl));
+          }
+        }
+      }
+    }
+    collect_free(&part);
   }
 
   /* 3. reuse on and off agree (positions: last, and every position) */

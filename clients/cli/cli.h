@@ -18,6 +18,8 @@ double cli_now(void);
 /* One redrawn progress line on stderr (a terminal's): "LABEL [####  ] done/total
  * variants  rate/s  ETA"; end finishes the line. */
 void cli_progress_bar(const char *label, long done, long total, double rate, double eta, int end);
+/* "ETA 12s", or "ETA ?" while eta < 0 (no rate measured yet); buf of 32 chars. */
+const char *cli_eta(double eta, char *buf);
 
 /* The per-layer table of NDJSON result rows read from f. */
 int table_from_rows(FILE *f, const char *name, FILE *out);

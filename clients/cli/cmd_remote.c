@@ -427,16 +427,18 @@ static int follow(const char *cmd, const opts_t *o, const char *id) {
     json_t *p = json_object_get(j, "progress");
     const long done = (long)json_integer_value(json_object_get(p, "variants_done")),
                total = (long)json_integer_value(json_object_get(p, "variants_total"));
+    const json_t *eta_s = json_object_get(p, "eta_s"); /* null until a rate is known */
     const double rate = json_number_value(json_object_get(p, "rate")),
-                 eta = json_number_value(json_object_get(p, "eta_s"));
+                 eta = json_is_number(eta_s) ? json_number_value(eta_s) : -1;
     const char *state = str(j, "state");
     const int end =
         !strcmp(state, "done") || !strcmp(state, "failed") || !strcmp(state, "cancelled");
     if (tty)
       cli_progress_bar(state, done, total, rate, eta, end);
     else if (end || (done != last_done && cli_now() - last >= 5)) {
-      fprintf(stderr, "hydra: job %s %s: %ld/%ld variants, %.1f/s, ETA %.0fs\n", id, state, done,
-              total, rate, eta);
+      char e[32];
+      fprintf(stderr, "hydra: job %s %s: %ld/%ld variants, %.1f/s, %s\n", id, state, done, total,
+              rate, cli_eta(end ? 0 : eta, e));
       last = cli_now();
       last_done = done;
     }

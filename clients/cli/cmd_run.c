@@ -40,11 +40,20 @@ double cli_now(void) {
   return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
+const char *cli_eta(double eta, char *buf) {
+  if (eta < 0)
+    snprintf(buf, 32, "ETA ?");
+  else
+    snprintf(buf, 32, "ETA %.0fs", eta);
+  return buf;
+}
+
 void cli_progress_bar(const char *label, long done, long total, double rate, double eta, int end) {
   const int width = 30, fill = total > 0 ? (int)(width * (double)done / total) : 0;
-  fprintf(stderr, "\r%s%s[%.*s%*s] %ld/%ld variants  %.0f/s  ETA %.0fs ", label,
-          label[0] ? " " : "", fill, "##############################", width - fill, "", done,
-          total, rate, eta);
+  char e[32];
+  fprintf(stderr, "\r%s%s[%.*s%*s] %ld/%ld variants  %.0f/s  %s ", label, label[0] ? " " : "", fill,
+          "##############################", width - fill, "", done, total, rate,
+          cli_eta(end ? 0 : eta, e));
   if (end)
     fprintf(stderr, "\n");
 }
@@ -110,11 +119,12 @@ static int emit_row(void *ctx, json_t *row) {
 static int progress(void *ctx, long done, long total) {
   run_out_t *o = ctx;
   const double el = cli_now() - o->start, rate = el > 0 ? done / el : 0;
-  const double eta = rate > 0 ? (total - done) / rate : 0;
+  const double eta = done == total ? 0 : rate > 0 ? (total - done) / rate : -1;
   if (o->tty)
     cli_progress_bar("", done, total, rate, eta, done == total);
   else if (done == total || done - o->last_print >= total / 10) {
-    fprintf(stderr, "hydra: %ld/%ld variants, %.1f/s, ETA %.0fs\n", done, total, rate, eta);
+    char e[32];
+    fprintf(stderr, "hydra: %ld/%ld variants, %.1f/s, %s\n", done, total, rate, cli_eta(eta, e));
     o->last_print = done;
   }
   return 0;

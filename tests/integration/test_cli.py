@@ -52,6 +52,10 @@ try:
     check("submit --follow prints the table", rc == 0 and "component" in out and "attn.0" in out,
           out + err)
     check("submit --follow: progress lines on a non-terminal stderr", "variants" in err, err)
+    lines = [x for x in err.splitlines() if "variants" in x]
+    check("submit --follow: no 'ETA 0s' before the job is done (unknown: 'ETA ?')",
+          all("ETA 0s" not in x for x in lines if " done:" not in x) and
+          all("ETA" in x for x in lines), err)
     check("the table lists each prompt's tokens and target token",
           'prompt 0: "the cat sat on the mat" -> "' in out and 'prompt 3: "' in out, out[:400])
     rc, out, err = hydra("status", job)

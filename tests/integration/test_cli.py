@@ -53,8 +53,9 @@ try:
           out + err)
     check("submit --follow: progress lines on a non-terminal stderr", "variants" in err, err)
     lines = [x for x in err.splitlines() if "variants" in x]
-    check("submit --follow: no 'ETA 0s' before the job is done (unknown: 'ETA ?')",
-          all("ETA 0s" not in x for x in lines if " done:" not in x) and
+    # before the server knows a rate (eta_s null: printed 0.0/s) the ETA is unknown, not 0 s
+    check("submit --follow: 'ETA ?' while no rate is known (was 'ETA 0s')",
+          all("ETA ?" in x for x in lines if ", 0.0/s," in x and " done:" not in x) and
           all("ETA" in x for x in lines), err)
     check("the table lists each prompt's tokens and target token",
           'prompt 0: "the cat sat on the mat" -> "' in out and 'prompt 3: "' in out, out[:400])

@@ -61,6 +61,7 @@ struct stream {
   int64_t next_seq;
   stream_format_t format;
   int finished;
+  int ended_row; /* the closing row of a failed or cancelled job was sent */
   char *buf;
   size_t len, off, cap;
   struct stream *next;
@@ -248,6 +249,24 @@ static int format_row(void *ctx, int64_t seq, const char *text, size_t len) {
   return 0;
 }
 
+/* A failed or cancelled job stores no end row (its rows stop where it
+ * stopped): its streams close with one made here, not stored, so that a
+ * reader following the job learns how it ended without asking for its
+ * status: {"type": "end", "state", "error", "rows"}, rows counting it. */
+static int closing_row(stream_t *st, store_state_t state, const char *why) {
+  store_job_t job;
+  char err[HYDRA_ERR_LEN];
+  if (store_job_get(st->s->store, st->job_id, &job, err) != 0)
+    return -1;
+  json_t *row = json_pack("{s:s, s:s, s:s, s:I}", "type", "end", "state", store_state_name(state),
+                          "error", why ? why : job.error, "rows", (json_int_t)(job.rows + 1));
+  char *text = row ? json_dumps(row, JSON_COMPACT) : NULL;
+  const int rc = text ? format_row(st, job.rows, text, strlen(text)) : -1;
+  free(text);
+  json_decref(row);
+  return rc;
+}
+
 static ssize_t stream_reader(void *cls, uint64_t pos, char *out, size_t max) {
   stream_t *st = cls;
   server_t *s = st->s;
@@ -266,10 +285,17 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *out, size_t max) {
         0)
       return MHD_CONTENT_READER_END_WITH_ERROR;
     if (n == 0) {
-      store_state_t ended;
-      if (state == STORE_DONE || state == STORE_FAILED || state == STORE_CANCELLED ||
-          scheduler_unstored(s, st->job_id, &ended, err, sizeof(err)))
+      store_state_t ended = state;
+      const int stored = state == STORE_DONE || state == STORE_FAILED || state == STORE_CANCELLED;
+      if (stored || scheduler_unstored(s, st->job_id, &ended, err, sizeof(err))) {
+        if ((ended == STORE_FAILED || ended == STORE_CANCELLED) && !st->ended_row &&
+            st->format != STREAM_CSV) {
+          st->ended_row = 1;
+          if (closing_row(st, ended, stored ? NULL : err) == 0 && st->len > 0)
+            return stream_reader(cls, pos, out, max); /* sends it; then the end */
+        }
         return MHD_CONTENT_READER_END_OF_STREAM;
+      }
       if (s->stopping) /* shutting down: a clean end; the client resumes with ?after= */
         return MHD_CONTENT_READER_END_OF_STREAM;
       /* Nothing yet: wait for the next commit, unless one came meanwhile. */

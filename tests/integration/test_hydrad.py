@@ -1142,8 +1142,16 @@ def t_quota_cancel(d):
         r = d.results(ids[0], "carol", timeout=10)
         crow, cbad = parse_ndjson(r.body)
         check("results of a cancelled job: 200, finite, rows are JSON", r.status == 200 and not cbad, repr(r))
-        if crow and crow[-1].get("type") != "end":
-            note(f"a cancelled job's results end with a {crow[-1].get('type')!r} row, no 'end' row")
+        last = crow[-1] if crow else {}
+        check("results of a cancelled job close with an end row: state cancelled, rows counting it",
+              last.get("type") == "end" and last.get("state") == "cancelled" and last.get("rows") == len(crow)
+              and [x.get("type") for x in crow].count("end") == 1, short(json.dumps(last)))
+        sse = d.req("GET", f"/v1/jobs/{ids[0]}/results", TOKENS["carol"],
+                    headers={"Accept": "text/event-stream"}, timeout=10)
+        events = [e for e in sse.body.decode(errors="replace").split("\n\n") if e.strip()]
+        check("SSE of a cancelled job: the last event is the end row, its id one past the last stored row",
+              bool(events) and '"type":"end"' in events[-1].replace(" ", "") and
+              events[-1].startswith(f"id: {len(crow) - 1}\n"), short(events[-1] if events else sse.body))
         r = d.req("DELETE", f"/v1/jobs/{ids[1]}", TOKENS["admin"])
         check("admin DELETE carol's queued job -> 200 cancelled", r.status == 200 and (r.json() or {}).get("state") ==
               "cancelled", repr(r))
@@ -1174,7 +1182,12 @@ def t_fail_cancel_stream(d):
         rows, bad = parse_ndjson(r.body)
         check("failed job's results: 200, finite, header first", r.status == 200 and not bad and rows and
               rows[0].get("type") == "header", repr(r))
-        check("failed job: status rows == rows returned", st.get("rows") == len(rows), f"{st.get('rows')} vs {len(rows)}")
+        last = rows[-1] if rows else {}
+        check("failed job's results close with an end row naming the state and the error (not stored)",
+              last.get("type") == "end" and last.get("state") == "failed" and last.get("error") == st.get("error")
+              and last.get("rows") == len(rows), short(json.dumps(last)))
+        check("failed job: status rows == rows returned less the closing end row",
+              st.get("rows") == len(rows) - 1, f"{st.get('rows')} vs {len(rows)}")
         r = d.req("DELETE", f"/v1/jobs/{jid}", TOKENS["alice"])
         check("DELETE failed job -> 200 state failed", r.status == 200 and (r.json() or {}).get("state") == "failed",
               repr(r))

@@ -75,6 +75,8 @@ static enum MHD_Result respond(struct MHD_Connection *c, request_t *rq, int stat
   if (!r)
     return MHD_NO;
   MHD_add_response_header(r, "Content-Type", type);
+  if (status == 401) /* RFC 9110 11.6.1: a 401 names the scheme it wants */
+    MHD_add_response_header(r, "WWW-Authenticate", "Bearer realm=\"hydra\"");
   enum MHD_Result ok = MHD_queue_response(c, (unsigned)status, r);
   MHD_destroy_response(r);
   if (rq)
@@ -197,8 +199,10 @@ static const char *const csv_keys[] = {"total_effect",
                                        "ablated_logit",
                                        "inv_scale",
                                        "logprob",
+                                       "prob",
                                        "kl",
                                        "rank",
+                                       "logit_diff",
                                        NULL};
 
 static int format_row(void *ctx, int64_t seq, const char *text, size_t len) {
@@ -360,6 +364,11 @@ static enum MHD_Result respond_stream(server_t *s, struct MHD_Connection *c, req
                           : st->format == STREAM_SSE ? "text/event-stream"
                                                      : "application/x-ndjson");
   MHD_add_response_header(r, "Cache-Control", "no-cache");
+  /* the job's id, for POST /v1/jobs?wait=stream (resume with ?after=N) */
+  char where[96];
+  snprintf(where, sizeof(where), "/v1/jobs/%s/results", st->job_id);
+  MHD_add_response_header(r, "X-Hydra-Job", st->job_id);
+  MHD_add_response_header(r, "Content-Location", where);
   enum MHD_Result ok = MHD_queue_response(c, (unsigned)status, r);
   MHD_destroy_response(r);
   rq->status = status;

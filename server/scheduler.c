@@ -465,6 +465,33 @@ static int run_unit(server_t *s, sched_job_t *j) {
     rc = start_job(s, j, r, &buf);
   if (rc == 0 && j->started) /* not started: the store failed, try again later */
     rc = unit < j->n_units ? run_claimed_unit(s, j, r, &buf, unit) : finish_job(s, j, r, &buf);
+  /* After the job's last unit its summary comes at once (it is the job's
+   * next claim), not after a turn of every other job: a small job is done
+   * when its rows are. */
+  store_job_t stored;
+  if (rc == 0 && unit < j->n_units && store_job_get(s->store, j->id, &stored, err) == 0 &&
+      stored.units_done >= stored.n_units) {
+    int next = -1;
+    rc = store_claim_unit(s->store, j->id, s->cfg.worker_id, s->cfg.lease_s, &next, err);
+    if (rc == STORE_STATE || rc == STORE_NOT_FOUND) {
+      server_rows_committed(s);
+      rc = 1;
+    } else if (rc < 0) {
+      rc = store_failed(s, j, err);
+    } else if (next == j->n_units) {
+      pthread_mutex_lock(&s->lock);
+      s->claimed_unit = next;
+      pthread_mutex_unlock(&s->lock);
+      rc = finish_job(s, j, r, &buf);
+    } else if (next >= 0) { /* not expected with every unit done; run what was claimed */
+      pthread_mutex_lock(&s->lock);
+      s->claimed_unit = next;
+      pthread_mutex_unlock(&s->lock);
+      rc = run_claimed_unit(s, j, r, &buf, next);
+    } else {
+      rc = 0; /* the summary is leased to another worker */
+    }
+  }
   rowbuf_clear(&buf);
   results_free(r);
   return rc;

@@ -83,7 +83,7 @@ static int emit_row(void *ctx, json_t *row) {
       fprintf(o->out, "prompt,position,component,method,samples,total_effect,direct_effect,"
                       "compensation,"
                       "compensation_attn,compensation_mlp,norm_share,ablated_logit,inv_scale,"
-                      "logprob,kl,rank");
+                      "logprob,prob,kl,rank,logit_diff");
       json_t *slots = json_object_get(row, "slots");
       for (size_t i = 0; i < json_array_size(slots); i++)
         fprintf(o->out, ",effect_%s", json_string_value(json_array_get(slots, i)));
@@ -100,8 +100,8 @@ static int emit_row(void *ctx, json_t *row) {
             json_integer_value(json_object_get(row, "samples")));
     const char *keys[] = {
         "total_effect", "direct_effect", "compensation", "compensation_attn", "compensation_mlp",
-        "norm_share",   "ablated_logit", "inv_scale",    "logprob",           "kl",
-        "rank"};
+        "norm_share",   "ablated_logit", "inv_scale",    "logprob",           "prob",
+        "kl",           "rank",          "logit_diff"};
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
       csv_number(o->out, json_object_get(row, keys[i]));
     json_t *eff = json_object_get(row, "effects");
@@ -161,13 +161,16 @@ static double field_ci(json_t *row, const char *key) {
 /* The per-layer table: one line per ablated component and method. */
 static void print_table(run_out_t *o, double elapsed) {
   FILE *f = o->out;
-  fprintf(f, "model %s (%s, %lld layers), %lld prompts, %lld variants, backend %s, %.1f s\n",
+  char took[32] = ""; /* no end row with a time: a job that did not finish */
+  if (!isnan(elapsed))
+    snprintf(took, sizeof(took), ", %.1f s", elapsed);
+  fprintf(f, "model %s (%s, %lld layers), %lld prompts, %lld variants, backend %s%s\n",
           json_string_value(json_object_get(o->header, "model")),
           json_string_value(json_object_get(o->header, "family")),
           json_integer_value(json_object_get(o->header, "n_layers")),
           json_integer_value(json_object_get(o->header, "n_prompts")),
           json_integer_value(json_object_get(o->header, "variants")),
-          json_string_value(json_object_get(o->header, "backend")), elapsed);
+          json_string_value(json_object_get(o->header, "backend")), took);
   size_t k;
   json_t *cl;
   json_array_foreach(o->clean, k, cl) { /* the prompt's tokens and its target, as strings */
@@ -407,6 +410,7 @@ int table_from_rows(FILE *f, const char *name, FILE *out) {
   double elapsed = NAN;
   long lineno = 0;
   int rc = EXIT_OK;
+  char ended[300] = ""; /* a failed or cancelled job's end row: how it ended */
   while (getline(&line, &cap, f) > 0) {
     lineno++;
     if (line[0] == '\n')
@@ -419,8 +423,14 @@ int table_from_rows(FILE *f, const char *name, FILE *out) {
       break;
     }
     const char *type = json_string_value(json_object_get(row, "type"));
-    if (type && strcmp(type, "end") == 0)
+    if (type && strcmp(type, "end") == 0) {
       elapsed = json_number_value(json_object_get(row, "elapsed_s"));
+      const char *state = json_string_value(json_object_get(row, "state")),
+                 *why = json_string_value(json_object_get(row, "error"));
+      if (state && strcmp(state, "done") != 0)
+        snprintf(ended, sizeof(ended), "%s%s%.200s", state, why && why[0] ? ": " : "",
+                 why ? why : "");
+    }
     emit_row(&o, row);
     json_decref(row);
   }
@@ -429,8 +439,13 @@ int table_from_rows(FILE *f, const char *name, FILE *out) {
     fprintf(stderr, "hydra: %s: no header row\n", name);
     rc = EXIT_FAIL;
   }
-  if (rc == EXIT_OK)
+  if (rc == EXIT_OK) {
     print_table(&o, elapsed);
+    if (ended[0]) { /* partial rows: say so, and not as success */
+      fprintf(stderr, "hydra: %s: the job %s; its rows stop where it stopped\n", name, ended);
+      rc = EXIT_FAIL;
+    }
+  }
   json_decref(o.summary);
   json_decref(o.clean);
   json_decref(o.header);

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 
 from hydra_testutil import Checks, Daemon, free_port
@@ -81,6 +82,14 @@ try:
     rc, out, err = hydra("submit", big)
     rc2, out2, err2 = hydra("cancel", out.strip())
     check("cancel", rc == 0 and rc2 == 0 and "cancel" in out2, out2 + err2)
+    cid = out.strip()
+    for _ in range(200):  # the cancel lands at the end of the running unit
+        if '"cancelled"' in hydra("status", cid)[1]:
+            break
+        time.sleep(0.05)
+    rc, out, err = hydra("results", cid, "--format", "table")
+    check("results table of a cancelled job: exit 1, says it was cancelled (partial rows)",
+          rc == 1 and "cancelled" in err and "nan s" not in out, f"exit {rc}: {err[-300:]} {out[:200]}")
 
     # errors: the server's message with its field path, and the exit codes
     bad = job_file("bad.json", {"model": "tiny", "prompts": ["x", "y"],

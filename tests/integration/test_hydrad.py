@@ -773,6 +773,19 @@ def t_job_flow(d, build, root, workdir):
     check("CSV: one line per variant with the NDJSON total_effect",
           set(eff) == set(ref) and all(abs(eff[k] - ref[k]) <= 1e-5 * max(1, abs(ref[k])) for k in ref),
           f"{len(eff)} CSV variants, {len(ref)} NDJSON variants")
+    check("CSV: a column for every metric (logprob, prob, kl, rank, logit_diff)",
+          all(h in head for h in ("logprob", "prob", "kl", "rank", "logit_diff")), short(text, 300))
+    mjob = dict(small_job(n_prompts=2), metrics=["logit", "prob", "kl"])
+    r = d.submit(mjob)
+    mid = (r.json() or {}).get("id") if r.status == 202 else None
+    if mid and (d.wait(mid) or {}).get("state") == "done":
+        mrows, _ = parse_ndjson(d.results(mid).body)
+        lines = [ln.split(",") for ln in d.results(mid, query="?format=csv").body.decode().splitlines() if ln]
+        h = lines[0] if lines else []
+        got = sorted(float(f[h.index("prob")]) for f in lines[1:]) if "prob" in h else []
+        want = sorted(x["prob"] for x in mrows if x.get("type") == "variant")
+        check("CSV prob column = the NDJSON rows' prob", len(got) == len(want) > 0 and
+              all(abs(a - b) <= 1e-6 for a, b in zip(got, want)), f"{got[:3]} vs {want[:3]}")
     local_csv = run_local(build, root, job, workdir, fmt="csv")
     if local_csv is not None:
         lh = local_csv.splitlines()[0] if local_csv else ""
@@ -787,6 +800,10 @@ def t_job_flow(d, build, root, workdir):
     r = d.req("POST", "/v1/jobs?wait=stream", TOKENS["alice"], job2, timeout=60)
     check("POST /v1/jobs?wait=stream -> 200 application/x-ndjson",
           r.status == 200 and r.ctype() == "application/x-ndjson", repr(r))
+    wid = r.headers.get("x-hydra-job", "")
+    check("wait=stream: the job's id in X-Hydra-Job, its results in Content-Location (to resume)",
+          ID_RE.match(wid) is not None and r.headers.get("content-location") == f"/v1/jobs/{wid}/results",
+          short(json.dumps(r.headers)))
     wrows, wbad = parse_ndjson(r.body)
     check("wait=stream: every line JSON", not wbad, f"{wbad[:2]}")
     check_rows("wait=stream", wrows, 4, ["attn.0", "attn.1", "attn.2", "mlp.1"], ["zero", "mean"])
@@ -835,6 +852,8 @@ def t_access(d, jid):
                      (f"Bearer alice", "user name as token")):
         r = d.req("GET", "/v1/jobs", headers={"Authorization": hv})
         check_error(f"GET /v1/jobs with {what} -> 401", r, 401)
+        check(f"401 ({what}) names its scheme: WWW-Authenticate: Bearer",
+              r.headers.get("www-authenticate", "").startswith("Bearer"), short(json.dumps(r.headers)))
     for scheme in ("bearer", "BEARER"):
         r = d.req("GET", "/v1/jobs", headers={"Authorization": f"{scheme} {TOKENS['alice']}"})
         check(f"'{scheme}' scheme (case-insensitive, RFC 9110) -> 200", r.status == 200, repr(r))
@@ -1004,6 +1023,22 @@ def t_live(d, build, root, workdir):
     check("bob's small job -> 202", r.status == 202, repr(r))
     if r.status == 202:
         bid = r.json()["id"]
+        # alice's units done when bob's rows were all stored, and when bob's job was done
+        at_rows = at_done = None
+        t_end = time.time() + 60
+        while time.time() < t_end:
+            b = d.status(bid, "bob") or {}
+            a_units = ((d.status(jid) or {}).get("progress") or {}).get("units_done")
+            bp = b.get("progress") or {}
+            if b.get("state") in ("done", "failed", "cancelled"):
+                at_done = a_units
+                break
+            if at_rows is None and bp.get("variants_total") and bp.get("variants_done") == bp["variants_total"]:
+                at_rows = a_units
+            time.sleep(0.02)
+        check("bob's job is done in the turn of its last unit, not after another unit of alice's",
+              at_rows is None or at_rows == at_done, f"alice's units done: {at_rows} when bob's rows were "
+              f"stored, {at_done} when bob's job was done")
         bst = d.wait(bid, "bob", timeout=60)
         ast = d.status(jid) or {}
         check("bob's small job done", bst and bst.get("state") == "done", short(json.dumps(bst)))

@@ -1450,6 +1450,24 @@ static int chunk_end(const run_t *R, int c0, int budget) {
   return c1;
 }
 
+/* The chunks of prompts [c0, c1) (as the run walks them, the last cut at c1):
+ * widens *max_np and *max_rows to the largest one's prompts and rows;
+ * returns how many there are. */
+static int chunk_sizes(const run_t *R, int c0, int c1, int budget, int *max_np, int *max_rows) {
+  int n = 0;
+  for (int a = c0; a < c1; n++) {
+    int b = chunk_end(R, a, budget);
+    if (b > c1)
+      b = c1;
+    if (b - a > *max_np)
+      *max_np = b - a;
+    if (R->prompt_row[b] - R->prompt_row[a] > *max_rows)
+      *max_rows = (int)(R->prompt_row[b] - R->prompt_row[a]);
+    a = b;
+  }
+  return n;
+}
+
 /* Every variant of the chunk's prompts, sorted by the sub-stage they join at
  * (stably: a counting sort over the 2 n_layers stages). */
 static variant_t *chunk_variants(run_t *R, long *n_out) {
@@ -1673,25 +1691,15 @@ int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, 
    * sources' passes) and those of the run's range, which can hold more */
   const int first = job->prompt_end > 0 ? job->prompt_first : 0;
   const int end = job->prompt_end > 0 ? job->prompt_end : P;
-  int max_np = 0, max_rows = 0, n_chunks = 0;
-  for (int from = 0; from < 2; from++)
-    for (int c0 = from ? first : 0; c0 < (from ? end : P); n_chunks += !from) {
-      int c1 = chunk_end(&R, c0, budget);
-      if (from && c1 > end)
-        c1 = end;
-      if (c1 - c0 > max_np)
-        max_np = c1 - c0;
-      if (R.prompt_row[c1] - R.prompt_row[c0] > max_rows)
-        max_rows = (int)(R.prompt_row[c1] - R.prompt_row[c0]);
-      c0 = c1;
-    }
+  int max_np = 0, max_rows = 0;
+  const int n_chunks = chunk_sizes(&R, 0, P, budget, &max_np, &max_rows);
+  chunk_sizes(&R, first, end, budget, &max_np, &max_rows);
   const size_t n_acc = (size_t)max_np * job->n_components * job->n_methods;
   R.clean_start = malloc(sizeof(int) * max_np);
   R.clean_out = malloc(sizeof(float) * (size_t)max_np * ns * d);
   R.clean_de = malloc(sizeof(float) * (size_t)max_np * ns);
-  if (R.full_logits) {
+  if (R.full_logits)
     R.clean_target_logprob = malloc(sizeof(float) * max_np);
-  }
   R.dirs_host = malloc(sizeof(float) * (size_t)max_np * d);
   R.udirs_host = malloc(sizeof(float) * (size_t)max_np * d);
   R.norm_bias_term = malloc(sizeof(float) * max_np);

@@ -434,26 +434,40 @@ static int finish_job(server_t *s, sched_job_t *j, results_t *r, rowbuf_t *buf) 
   return 1;
 }
 
-/* Claims and runs one unit of job j (or its summary). Returns 1 when the job
- * has ended (done, failed, cancelled, here or elsewhere), 0 when work may
- * remain, -1 when the worker must stop. */
-static int run_unit(server_t *s, sched_job_t *j) {
+/* Claims job j's next unit for this worker: *unit gets it (n_units: the
+ * summary; -1: nothing claimable now). Returns 1 when the job has ended (here
+ * or elsewhere), 0 otherwise, as run_unit. */
+static int claim_unit(server_t *s, sched_job_t *j, int *unit) {
   char err[HYDRA_ERR_LEN] = "";
-  int unit = -1;
-  int rc = store_claim_unit(s->store, j->id, s->cfg.worker_id, s->cfg.lease_s, &unit, err);
+  *unit = -1;
+  int rc = store_claim_unit(s->store, j->id, s->cfg.worker_id, s->cfg.lease_s, unit, err);
   if (rc == STORE_STATE || rc == STORE_NOT_FOUND) { /* ended elsewhere */
     server_rows_committed(s);
     return 1;
   }
   if (rc < 0)
     return store_failed(s, j, err);
+  if (*unit >= 0) {
+    pthread_mutex_lock(&s->lock);
+    s->claimed_unit = *unit;
+    pthread_mutex_unlock(&s->lock);
+  }
+  return 0;
+}
+
+/* Claims and runs one unit of job j (or its summary). Returns 1 when the job
+ * has ended (done, failed, cancelled, here or elsewhere), 0 when work may
+ * remain, -1 when the worker must stop. */
+static int run_unit(server_t *s, sched_job_t *j) {
+  char err[HYDRA_ERR_LEN] = "";
+  int unit = -1;
+  int rc = claim_unit(s, j, &unit);
+  if (rc != 0)
+    return rc;
   if (unit < 0) { /* the pending units are leased to live workers */
     j->retry_at = scheduler_clock() + (s->cfg.lease_s < 4 ? s->cfg.lease_s / 4 : 1);
     return 0;
   }
-  pthread_mutex_lock(&s->lock);
-  s->claimed_unit = unit;
-  pthread_mutex_unlock(&s->lock);
   rowbuf_t buf = {0};
   results_t *r = job_results(s, j, &buf, err);
   if (!r) {
@@ -471,26 +485,10 @@ static int run_unit(server_t *s, sched_job_t *j) {
   store_job_t stored;
   if (rc == 0 && unit < j->n_units && store_job_get(s->store, j->id, &stored, err) == 0 &&
       stored.units_done >= stored.n_units) {
-    int next = -1;
-    rc = store_claim_unit(s->store, j->id, s->cfg.worker_id, s->cfg.lease_s, &next, err);
-    if (rc == STORE_STATE || rc == STORE_NOT_FOUND) {
-      server_rows_committed(s);
-      rc = 1;
-    } else if (rc < 0) {
-      rc = store_failed(s, j, err);
-    } else if (next == j->n_units) {
-      pthread_mutex_lock(&s->lock);
-      s->claimed_unit = next;
-      pthread_mutex_unlock(&s->lock);
-      rc = finish_job(s, j, r, &buf);
-    } else if (next >= 0) { /* not expected with every unit done; run what was claimed */
-      pthread_mutex_lock(&s->lock);
-      s->claimed_unit = next;
-      pthread_mutex_unlock(&s->lock);
-      rc = run_claimed_unit(s, j, r, &buf, next);
-    } else {
-      rc = 0; /* the summary is leased to another worker */
-    }
+    int next = -1; /* -1: the summary is leased to another worker */
+    rc = claim_unit(s, j, &next);
+    if (rc == 0 && next >= 0)
+      rc = next < j->n_units ? run_claimed_unit(s, j, r, &buf, next) : finish_job(s, j, r, &buf);
   }
   rowbuf_clear(&buf);
   results_free(r);

@@ -452,8 +452,11 @@ static int cpu_embed(backend_t *b, float *x, const float *tok_embed, const int *
   return 0;
 }
 
+static void cpu_destroy(backend_t *b);
+
 static const backend_ops_t cpu_ops = {
     .name = "cpu",
+    .destroy = cpu_destroy,
     .alloc = cpu_alloc,
     .free = cpu_free,
     .upload = cpu_copy,
@@ -482,7 +485,7 @@ static const backend_ops_t cpu_ops = {
     .logit_metrics = cpu_logit_metrics,
 };
 
-backend_t *backend_cpu_create(int n_threads, char *err) {
+static backend_t *cpu_create(int n_threads, char *err) {
   backend_t *b = calloc(1, sizeof(*b));
   cpu_impl_t *impl = calloc(1, sizeof(*impl));
   if (!b || !impl) {
@@ -503,9 +506,16 @@ backend_t *backend_cpu_create(int n_threads, char *err) {
   return b;
 }
 
-void backend_cpu_destroy(backend_t *b) {
+static void cpu_destroy(backend_t *b) {
   if (!b)
     return;
   free(b->impl);
   free(b);
 }
+
+static int cpu_device_count(void) {
+  return 1;
+}
+
+const backend_entry_t backend_cpu_entry = {
+    .name = "cpu", .device_count = cpu_device_count, .create = cpu_create};

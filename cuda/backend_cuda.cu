@@ -853,9 +853,12 @@ static int cuda_embed(backend_t *b, float *x, const float *tok_embed, const int 
   return 0;
 }
 
+static void cuda_destroy(backend_t *b);
+
 static backend_ops_t make_ops(void) {
   backend_ops_t o = {};
   o.name = "cuda";
+  o.destroy = cuda_destroy;
   o.alloc = cuda_alloc;
   o.free = cuda_free;
   o.upload = cuda_upload;
@@ -886,7 +889,7 @@ static backend_ops_t make_ops(void) {
 }
 static const backend_ops_t cuda_ops = make_ops();
 
-extern "C" int backend_cuda_device_count(void) {
+static int cuda_device_count(void) {
   int n = 0;
   if (cudaGetDeviceCount(&n) != cudaSuccess) {
     cudaGetLastError();
@@ -895,7 +898,7 @@ extern "C" int backend_cuda_device_count(void) {
   return n;
 }
 
-extern "C" backend_t *backend_cuda_create(int n_threads, char *err) {
+static backend_t *cuda_create(int n_threads, char *err) {
   (void)n_threads;
   backend_t *b = (backend_t *)calloc(1, sizeof(*b));
   cuda_impl_t *c = (cuda_impl_t *)calloc(1, sizeof(*c));
@@ -946,11 +949,11 @@ extern "C" backend_t *backend_cuda_create(int n_threads, char *err) {
   }
   return b;
 fail:
-  backend_cuda_destroy(b);
+  cuda_destroy(b);
   return NULL;
 }
 
-extern "C" void backend_cuda_destroy(backend_t *b) {
+static void cuda_destroy(backend_t *b) {
   if (!b)
     return;
   cuda_impl_t *c = impl(b);
@@ -993,3 +996,5 @@ extern "C" void backend_cuda_destroy(backend_t *b) {
   }
   free(b);
 }
+
+extern "C" const backend_entry_t backend_cuda_entry = {"cuda", cuda_device_count, cuda_create};

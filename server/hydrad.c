@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "checkpoint.h"
 #include "server.h"
 
 static volatile sig_atomic_t got_signal;
@@ -270,15 +271,17 @@ int main(int argc, char **argv) {
   for (int i = 0; i < c->n_models; i++) {
     server_model_t *m = &s->models[i];
     snprintf(m->name, sizeof(m->name), "%s", c->model_names[i]);
-    char tok_err[HYDRA_ERR_LEN];
-    if (!(m->model = model_load(c->model_paths[i], err)))
+    checkpoint_t ck;
+    if (checkpoint_open(c->model_paths[i], CHECKPOINT_MODEL | CHECKPOINT_TOKENIZER, &ck, err))
       goto fail;
+    m->model = ck.model;
+    m->tok = ck.tokenizer;
     s->n_models++; /* counted from here: the cleanup frees what is loaded */
     if (c->weights_bf16)
       model_round_bf16(m->model);
-    m->tok = tokenizer_load(c->model_paths[i], tok_err);
     if (!m->tok)
-      server_log(s, 1, "model %s: no tokenizer (%s): jobs must give token ids", m->name, tok_err);
+      server_log(s, 1, "model %s: no tokenizer (%s): jobs must give token ids", m->name,
+                 ck.tokenizer_err);
     if (!(m->engine = engine_create(m->model, s->backend, err)))
       goto fail;
     engine_set_memory_budget(m->engine, (size_t)(c->memory_budget_mib * 1048576.0));

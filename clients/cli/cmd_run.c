@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "checkpoint.h"
 #include "cli.h"
 #include "engine.h"
 #include "job.h"

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "backend.h"
+#include "checkpoint.h"
 #include "cli.h"
 #include "forward.h"
 #include "model.h"

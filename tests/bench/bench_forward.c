@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "backend.h"
+#include "checkpoint.h"
 #include "forward.h"
 #include "model.h"
 

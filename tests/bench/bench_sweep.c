@@ -68,6 +68,7 @@
 #include <time.h>
 
 #include "backend.h"
+#include "checkpoint.h"
 #include "engine.h"
 #include "model.h"
 

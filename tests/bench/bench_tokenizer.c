@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "checkpoint.h"
 #include "error.h"
 #include "tokenizer.h"
 

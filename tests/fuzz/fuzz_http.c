@@ -20,6 +20,7 @@
 
 #include "auth.h"
 #include "backend.h"
+#include "checkpoint.h"
 #include "engine.h"
 #include "error.h"
 #include "server.h"

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "checkpoint.h"
 #include "engine.h"
 #include "model.h"
 

@@ -26,6 +26,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "checkpoint.h"
 #include "error.h"
 #include "gguf.h"
 #include "model.h"
@@ -403,7 +404,7 @@ static void test_valid_synthetic(const char *path) {
   free(q);
   gguf_close(g);
   err[0] = '\0';
-  model_t *m = model_load_gguf(path, err);
+  model_t *m = model_load(path, err);
   CHECK(!m && strstr(err, "architecture 'test'") && strstr(err, path),
         "loading a 'test' architecture as a model: '%s'", err);
   model_free(m);
@@ -527,7 +528,7 @@ static void test_tiny_llama(const char *root) {
   snprintf(path, sizeof(path), "%s/tests/data/gguf/tiny_llama.gguf", root);
   snprintf(expected_path, sizeof(expected_path), "%s/tests/data/gguf/tiny_llama_expected.gguf",
            root);
-  model_t *m = model_load_gguf(path, err);
+  model_t *m = model_load(path, err);
   if (!m) {
     failf("%s", err);
     return;
@@ -634,7 +635,7 @@ done:
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
     snprintf(path, sizeof(path), "%s/tests/data/gguf/%s", root, bad[i].file);
     err[0] = '\0';
-    m = model_load_gguf(path, err);
+    m = model_load(path, err);
     CHECK(!m && strstr(err, bad[i].want) && strstr(err, path), "%s: expected '%s', got '%s'",
           bad[i].file, bad[i].want, err);
     if (!m)
@@ -705,7 +706,7 @@ static void test_smollm2(const char *root) {
   print_tokenizer_keys(g);
   gguf_close(g);
 
-  model_t *m = model_load_gguf(path, err);
+  model_t *m = model_load(path, err);
   if (!m) {
     failf("%s", err);
     return;

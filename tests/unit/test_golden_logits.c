@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "checkpoint.h"
 #include "forward.h"
 #include "model.h"
 

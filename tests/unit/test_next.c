@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "checkpoint.h"
 #include "engine.h"
 #include "job.h"
 #include "model.h"

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "checkpoint.h"
 #include "error.h"
 #include "model.h"
 #include "safetensors.h"

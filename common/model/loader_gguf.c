@@ -270,14 +270,12 @@ static void list_types(const planned_t *plan, int n, char *out, size_t size) {
     at += (size_t)snprintf(out + at, size - at, "%s%s", k ? "," : "", names[k]);
 }
 
-model_t *model_load_gguf(const char *file, char *err) {
+model_t *model_from_gguf(const gguf_t *g, char *err) {
   model_t *m = NULL;
   planned_t *plan = NULL;
   model_config_t cfg;
   const char *arch = NULL;
-  gguf_t *g = gguf_open(file, err);
-  if (!g)
-    return NULL;
+  const char *file = gguf_path(g);
   if (gguf_get_string(g, "general.architecture", &arch, NULL, err))
     goto fail;
   if (strcmp(arch, ARCH) != 0) {
@@ -308,11 +306,9 @@ model_t *model_load_gguf(const char *file, char *err) {
   snprintf(m->weights_format, sizeof(m->weights_format), "gguf");
   list_types(plan, n, m->tensor_types, sizeof(m->tensor_types));
   free(plan);
-  gguf_close(g);
   return m;
 fail:
   model_free(m);
   free(plan);
-  gguf_close(g);
   return NULL;
 }

@@ -35,6 +35,8 @@ typedef struct {
 
 typedef struct {
   const char *name;
+  /* Frees the backend and everything it holds (b may be NULL). */
+  void (*destroy)(backend_t *b);
 
   /* ---- memory ---- */
   void *(*alloc)(backend_t *b, size_t bytes);
@@ -169,21 +171,26 @@ struct backend {
   char err[HYDRA_ERR_LEN];
 };
 
-/* Creates a backend by name: "cpu", "cuda" or "auto" (CUDA when built and a
- * device is present, else CPU). n_threads <= 0 means all cores. Returns NULL
- * with err filled when the backend is not available. */
+/* A backend a build can create: each backend folder defines one entry
+ * (backend_cpu_entry, backend_cuda_entry); the build lists those it
+ * compiled, in the order "auto" prefers them (compute/registry.c). */
+typedef struct {
+  const char *name;
+  /* Devices this machine has for it (the CPU: 1); 0: not usable here. */
+  int (*device_count)(void);
+  backend_t *(*create)(int n_threads, char *err);
+} backend_entry_t;
+
+/* Creates a backend by name: an entry's name, or "auto" (the first entry of
+ * the build with a device: CUDA when built and a GPU is visible, else the
+ * CPU). n_threads <= 0 means all cores. Returns NULL with err filled when
+ * the backend is not available (not built, or no device). */
 backend_t *backend_create(const char *name, int n_threads, char *err);
+
+/* b->ops->destroy(b); NULL is allowed. */
 void backend_destroy(backend_t *b);
 
 /* 1 when this build has the CUDA backend and a device is visible. */
 int backend_cuda_available(void);
-
-/* Each backend folder provides its constructor; backend_create picks one
- * (the registry is cpu/registry.c, or cuda/registry.c in a CUDA build). */
-backend_t *backend_cpu_create(int n_threads, char *err);
-void backend_cpu_destroy(backend_t *b);
-backend_t *backend_cuda_create(int n_threads, char *err);
-void backend_cuda_destroy(backend_t *b);
-int backend_cuda_device_count(void);
 
 #endif

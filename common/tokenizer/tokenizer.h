@@ -37,6 +37,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "gguf.h"
+
 typedef struct tokenizer tokenizer_t;
 
 /* Token ids and where each token lies in the text it was encoded from. */
@@ -63,17 +65,13 @@ enum {
   TOKENIZER_SKIP_SPECIAL = 1, /* leave special added tokens out */
 };
 
-/* Loads the tokenizer of the model at `model_path`, the same path model_load
- * takes: a directory holding tokenizer.json, a .safetensors file inside such a
- * directory, a tokenizer.json file, or a .gguf file. Returns NULL and fills
- * err (naming the file and what is wrong) on any failure. */
-tokenizer_t *tokenizer_load(const char *model_path, char *err);
-
-/* The two loaders tokenizer_load dispatches to. `json_path` is a
+/* The two loaders checkpoint_open (checkpoint/checkpoint.h) dispatches to;
+ * tokenizer_load there takes a model's path. `json_path` is a
  * tokenizer.json; tokenizer_config.json and config.json next to it are read
- * when present. */
+ * when present. tokenizer_from_gguf reads an open GGUF file's metadata. Both
+ * return NULL and fill err (naming the file and what is wrong) on failure. */
 tokenizer_t *tokenizer_load_json(const char *json_path, char *err);
-tokenizer_t *tokenizer_load_gguf(const char *gguf_path, char *err);
+tokenizer_t *tokenizer_from_gguf(const gguf_t *g, char *err);
 
 void tokenizer_free(tokenizer_t *t);
 

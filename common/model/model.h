@@ -9,6 +9,8 @@
 
 #include <stddef.h>
 
+#include "gguf.h"
+
 typedef enum { NORM_LAYERNORM, NORM_RMSNORM } norm_kind_t;
 typedef enum { POSITIONS_LEARNED, POSITIONS_ROPE } position_kind_t;
 typedef enum { MLP_GELU, MLP_SWIGLU } mlp_kind_t;
@@ -65,12 +67,6 @@ typedef struct {
                        its own memory keeps the projections as bf16 there */
 } model_t;
 
-/* Loads a model from `path`: a directory holding config.json and
- * model.safetensors (or model.safetensors.index.json), a .safetensors file
- * inside such a directory, or a .gguf file. Returns NULL and fills err
- * (naming the file and what is wrong) on any failure; never aborts. */
-model_t *model_load(const char *path, char *err);
-
 /* Allocates a model whose every tensor (per cfg: biases where attn_bias,
  * mlp_bias or LayerNorm ask for them) is present and zeroed. Used by loaders
  * and tests. Returns NULL on bad cfg or out of memory. */
@@ -99,8 +95,10 @@ int model_layer_tensors(const model_config_t *c, layer_weights_t *w, float ***pt
  * a GPU backend stores the projection matrices in half the memory. */
 void model_round_bf16(model_t *m);
 
-/* Format loaders, called by model_load. */
+/* Format loaders, called by checkpoint_open (checkpoint/checkpoint.h, where
+ * model_load takes any model path): a Hugging Face directory (config.json
+ * and safetensors), an open GGUF file. NULL with err filled on failure. */
 model_t *model_load_hf(const char *dir, char *err);
-model_t *model_load_gguf(const char *file, char *err);
+model_t *model_from_gguf(const gguf_t *g, char *err);
 
 #endif

@@ -57,7 +57,7 @@ static const struct {
 
 typedef struct {
   const char *path;
-  gguf_t *g;
+  const gguf_t *g;
   tokenizer_t *t;
   gguf_array_t tokens;
   gguf_array_t types; /* n == 0 when absent */
@@ -436,17 +436,12 @@ static int build(gguf_loader_t *L) {
   return added_tokens(L);
 }
 
-tokenizer_t *tokenizer_load_gguf(const char *gguf_path, char *err) {
-  gguf_loader_t L = {.path = gguf_path, .err = err};
-  L.g = gguf_open(gguf_path, err);
-  if (!L.g)
-    return NULL;
-  L.t = tokenizer_new(gguf_path, err);
+tokenizer_t *tokenizer_from_gguf(const gguf_t *g, char *err) {
+  gguf_loader_t L = {.path = gguf_path(g), .err = err, .g = g};
+  L.t = tokenizer_new(L.path, err);
   if (!L.t || build(&L) || tokenizer_finish(L.t, err)) {
     tokenizer_free(L.t);
-    gguf_close(L.g);
     return NULL;
   }
-  gguf_close(L.g);
   return L.t;
 }

@@ -37,6 +37,20 @@ int model_config_check(const model_config_t *c, char *err) {
   }
   if (c->mlp == MLP_SWIGLU && c->activation != ACT_SILU)
     return err_set(err, "a SwiGLU MLP needs the SiLU activation");
+  /* described, not implemented yet: refused by name, never computed wrong */
+  if (c->positions == POSITIONS_ROPE && c->rope_pairs != ROPE_HALVES)
+    return err_set(err, "rope_pairs: adjacent-pair rotary (GPT-J style) is not implemented");
+  if (c->mlp == MLP_GEGLU)
+    return err_set(err, "mlp: a GeGLU MLP is not implemented");
+  if (c->embed_scale != 0.0f && c->embed_scale != 1.0f)
+    return err_set(err, "embed_scale = %g: scaled embeddings are not implemented",
+                   (double)c->embed_scale);
+  if (c->attn_softcap != 0.0f)
+    return err_set(err, "attn_softcap: attention soft-capping is not implemented");
+  if (c->final_softcap != 0.0f)
+    return err_set(err, "final_softcap: final-logit soft-capping is not implemented");
+  if (c->sliding_window != 0)
+    return err_set(err, "sliding_window: sliding-window attention is not implemented");
   return 0;
 }
 
@@ -77,6 +91,18 @@ model_t *model_alloc(const model_config_t *cfg, char *err) {
       w->attn_norm_b = tensor_alloc(d, &failed);
       w->mlp_norm_b = tensor_alloc(d, &failed);
     }
+    if (cfg->post_norms) {
+      w->post_attn_norm_w = tensor_alloc(d, &failed);
+      w->post_mlp_norm_w = tensor_alloc(d, &failed);
+      if (ln) {
+        w->post_attn_norm_b = tensor_alloc(d, &failed);
+        w->post_mlp_norm_b = tensor_alloc(d, &failed);
+      }
+    }
+    if (cfg->qk_norm) {
+      w->q_norm_w = tensor_alloc((size_t)cfg->head_dim, &failed);
+      w->k_norm_w = tensor_alloc((size_t)cfg->head_dim, &failed);
+    }
     w->wq = tensor_alloc(q * d, &failed);
     w->wk = tensor_alloc(kv * d, &failed);
     w->wv = tensor_alloc(kv * d, &failed);
@@ -88,7 +114,7 @@ model_t *model_alloc(const model_config_t *cfg, char *err) {
       w->bo = tensor_alloc(d, &failed);
     }
     w->w_up = tensor_alloc(f * d, &failed);
-    if (cfg->mlp == MLP_SWIGLU)
+    if (cfg->mlp != MLP_GELU)
       w->w_gate = tensor_alloc(f * d, &failed);
     w->w_down = tensor_alloc(d * f, &failed);
     if (cfg->mlp_bias) {
@@ -114,7 +140,11 @@ size_t model_n_params(const model_t *m) {
   const size_t d = (size_t)c->d_model, q = (size_t)c->n_heads * c->head_dim,
                kv = (size_t)c->n_kv_heads * c->head_dim, f = (size_t)c->d_mlp,
                v = (size_t)c->vocab_size;
-  size_t per_layer = 2 * d + q * d + 2 * kv * d + d * q + f * d * (c->mlp == MLP_SWIGLU ? 3 : 2);
+  size_t per_layer = 2 * d + q * d + 2 * kv * d + d * q + f * d * (c->mlp == MLP_GELU ? 2 : 3);
+  if (c->post_norms)
+    per_layer += 2 * d;
+  if (c->qk_norm)
+    per_layer += 2 * (size_t)c->head_dim;
   size_t n = v * d + (c->tied_unembed ? 0 : v * d) + c->n_layers * per_layer + d;
   if (c->positions == POSITIONS_LEARNED)
     n += (size_t)c->max_positions * d;
@@ -125,13 +155,35 @@ int model_layer_tensors(const model_config_t *c, layer_weights_t *w, float ***pt
                         int *proj) {
   const size_t d = (size_t)c->d_model, q = (size_t)c->n_heads * c->head_dim,
                kv = (size_t)c->n_kv_heads * c->head_dim, f = (size_t)c->d_mlp;
-  float **p[MODEL_LAYER_TENSORS] = {
-      &w->attn_norm_w, &w->attn_norm_b, &w->wq,     &w->bq,     &w->wk,         &w->bk,
-      &w->wv,          &w->bv,          &w->wo,     &w->bo,     &w->mlp_norm_w, &w->mlp_norm_b,
-      &w->w_up,        &w->b_up,        &w->w_gate, &w->w_down, &w->b_down};
-  const size_t n[MODEL_LAYER_TENSORS] = {d, d, q * d, q,     kv * d, kv,    kv * d, kv, d * q,
-                                         d, d, d,     f * d, f,      f * d, d * f,  d};
-  const int is_proj[MODEL_LAYER_TENSORS] = {0, 0, 1, 0, 1, 0, 1, 0, 1, 0, 0, 0, 1, 0, 1, 1, 0};
+  const size_t hd = (size_t)c->head_dim;
+  float **p[MODEL_LAYER_TENSORS] = {&w->attn_norm_w,
+                                    &w->attn_norm_b,
+                                    &w->wq,
+                                    &w->bq,
+                                    &w->wk,
+                                    &w->bk,
+                                    &w->wv,
+                                    &w->bv,
+                                    &w->wo,
+                                    &w->bo,
+                                    &w->mlp_norm_w,
+                                    &w->mlp_norm_b,
+                                    &w->w_up,
+                                    &w->b_up,
+                                    &w->w_gate,
+                                    &w->w_down,
+                                    &w->b_down,
+                                    &w->post_attn_norm_w,
+                                    &w->post_attn_norm_b,
+                                    &w->post_mlp_norm_w,
+                                    &w->post_mlp_norm_b,
+                                    &w->q_norm_w,
+                                    &w->k_norm_w};
+  const size_t n[MODEL_LAYER_TENSORS] = {d,     d, q * d, q, kv * d, kv, kv * d, kv,
+                                         d * q, d, d,     d, f * d,  f,  f * d,  d * f,
+                                         d,     d, d,     d, d,      hd, hd};
+  const int is_proj[MODEL_LAYER_TENSORS] = {0, 0, 1, 0, 1, 0, 1, 0, 1, 0, 0, 0,
+                                            1, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0};
   for (int i = 0; i < MODEL_LAYER_TENSORS; i++) {
     ptr[i] = p[i];
     len[i] = n[i];

@@ -12,10 +12,20 @@
 #include "gguf.h"
 
 typedef enum { NORM_LAYERNORM, NORM_RMSNORM } norm_kind_t;
-typedef enum { POSITIONS_LEARNED, POSITIONS_ROPE } position_kind_t;
-typedef enum { MLP_GELU, MLP_SWIGLU } mlp_kind_t;
+typedef enum { POSITIONS_LEARNED, POSITIONS_ROPE, POSITIONS_NONE } position_kind_t;
+/* ROPE_HALVES: dimension i pairs with i + rotary_dim/2 (Hugging Face
+ * rotate_half: llama, neox); ROPE_ADJACENT: 2i with 2i + 1 (GPT-J). */
+typedef enum { ROPE_HALVES, ROPE_ADJACENT } rope_pairs_t;
+/* MLP_GELU: down(act(up x)); MLP_SWIGLU: down(silu(gate x) * up x);
+ * MLP_GEGLU: down(gelu(gate x) * up x). */
+typedef enum { MLP_GELU, MLP_SWIGLU, MLP_GEGLU } mlp_kind_t;
 typedef enum { ACT_GELU_TANH, ACT_GELU_ERF, ACT_SILU } activation_t;
 
+/* The block description: every choice a family makes, as data. The one
+ * transformer (compute/transformer.c) reads it; a family is a loader that
+ * fills it and maps tensor names, never a second forward pass. A choice
+ * the transformer does not implement yet is refused by model_config_check,
+ * naming the field. */
 typedef struct {
   char family[16]; /* "gpt2" or "llama" */
   int n_layers;
@@ -26,31 +36,50 @@ typedef struct {
   int d_mlp;
   int vocab_size;
   int max_positions; /* context length; the learned position table's rows */
+  /* norms: the kind (LayerNorm has a bias), its epsilon; a pre norm before
+   * attention and before the MLP always; post_norms: their outputs also pass
+   * through their own norm before the residual add (OLMo-2, Gemma 2/3);
+   * qk_norm: q and k are RMS-normed per head before the rotary (Qwen3). A
+   * "(1 + w)" scale (Gemma) is folded into the weights by its loader. */
   norm_kind_t norm;
   float norm_eps;
+  int post_norms;
+  int qk_norm;
+  /* positions */
   position_kind_t positions;
   float rope_theta;
   int rotary_dim; /* dimensions rotated per head (== head_dim for llama) */
+  rope_pairs_t rope_pairs;
+  /* MLP */
   mlp_kind_t mlp;
   activation_t activation;
+  /* residual stream */
   int parallel_residual; /* attention and MLP read the same residual (neox) */
-  int attn_bias;         /* q, k, v and o projections have biases */
-  int mlp_bias;          /* up and down projections have biases */
-  int tied_unembed;      /* unembed aliases tok_embed */
-  int bos_id, eos_id;    /* -1 when unknown */
+  float embed_scale;     /* embeddings multiplied by it (0 or 1: none) */
+  /* attention */
+  int attn_bias;       /* q, k, v and o projections have biases */
+  int mlp_bias;        /* up and down projections have biases */
+  float attn_softcap;  /* scores = c tanh(scores / c) (0: none) */
+  float final_softcap; /* logits = c tanh(logits / c) (0: none) */
+  int sliding_window;  /* keys within this many positions (0: all) */
+  int tied_unembed;    /* unembed aliases tok_embed */
+  int bos_id, eos_id;  /* -1 when unknown */
 } model_config_t;
 
 /* Biases are NULL where the family has none. */
 typedef struct {
-  float *attn_norm_w, *attn_norm_b; /* [d_model] */
-  float *wq, *bq;                   /* [n_heads*head_dim, d_model] */
-  float *wk, *bk;                   /* [n_kv_heads*head_dim, d_model] */
-  float *wv, *bv;                   /* [n_kv_heads*head_dim, d_model] */
-  float *wo, *bo;                   /* [d_model, n_heads*head_dim] */
-  float *mlp_norm_w, *mlp_norm_b;   /* [d_model] */
-  float *w_up, *b_up;               /* [d_mlp, d_model] (gpt2 c_fc, llama up_proj) */
-  float *w_gate;                    /* [d_mlp, d_model], SwiGLU only */
-  float *w_down, *b_down;           /* [d_model, d_mlp] */
+  float *attn_norm_w, *attn_norm_b;           /* [d_model] */
+  float *wq, *bq;                             /* [n_heads*head_dim, d_model] */
+  float *wk, *bk;                             /* [n_kv_heads*head_dim, d_model] */
+  float *wv, *bv;                             /* [n_kv_heads*head_dim, d_model] */
+  float *wo, *bo;                             /* [d_model, n_heads*head_dim] */
+  float *post_attn_norm_w, *post_attn_norm_b; /* [d_model], post_norms only */
+  float *q_norm_w, *k_norm_w;                 /* [head_dim], qk_norm only */
+  float *mlp_norm_w, *mlp_norm_b;             /* [d_model] */
+  float *w_up, *b_up;                         /* [d_mlp, d_model] (gpt2 c_fc, llama up_proj) */
+  float *w_gate;                              /* [d_mlp, d_model], SwiGLU only */
+  float *w_down, *b_down;                     /* [d_model, d_mlp] */
+  float *post_mlp_norm_w, *post_mlp_norm_b;   /* [d_model], post_norms only */
 } layer_weights_t;
 
 typedef struct {
@@ -85,7 +114,7 @@ void model_free(model_t *m);
  * fixed order, with its length in floats; returns the count (at most
  * MODEL_LAYER_TENSORS). *proj[i] is 1 for the projection matrices (wq, wk,
  * wv, wo, w_up, w_gate, w_down), 0 for norms and biases. */
-#define MODEL_LAYER_TENSORS 17
+#define MODEL_LAYER_TENSORS 23
 int model_layer_tensors(const model_config_t *c, layer_weights_t *w, float ***ptr, size_t *len,
                         int *proj);
 

@@ -1,0 +1,64 @@
+/* effects.h - the equations of McGrath et al., "The Hydra Effect"
+ * (arXiv 2307.15771), each tagged with its number; pure functions of host
+ * arrays, no backend, no state. The engine and the result rows compute
+ * every reported quantity through them.
+ *
+ * Notation: d the model width, u_t the unembedding row of token t, ubar the
+ * mean unembedding row, gamma and beta the final norm's scale and bias, s
+ * the final norm's 1/scale of the clean run at the read position. */
+#ifndef HYDRA_EFFECTS_H
+#define HYDRA_EFFECTS_H
+
+/* Eq. 9 (centred logits): ubar[d] = the mean over the vocabulary of the
+ * unembedding rows (summed in double). A centred logit is (u_t - ubar) . z. */
+void effects_mean_unembed(const float *unembed, int vocab, int d, float *ubar);
+
+/* Eq. 10 (the frozen-norm direction): udir = u_t - ubar (the centred
+ * unembedding row; the ablated run's centred target logit is udir . its
+ * normed final residual) and dir = gamma * udir * s, less its mean for a
+ * LayerNorm ((x - mean x) . w == x . (w - mean w)), so that a component's
+ * direct effect is its output . dir. Returns the norm's bias term beta .
+ * udir (0 when beta is NULL): the direct effects of all components sum with
+ * it to the clean centred target logit. */
+double effects_direction(const float *u_target, const float *ubar, const float *gamma,
+                         const float *beta, float s, int layernorm, int d, float *dir, float *udir);
+
+/* Eq. 10 (direct effect): y . dir, summed in double. */
+double effects_direct(const float *y, const float *dir, int d);
+
+/* Eq. 12, sign turned so that an important component is positive: the
+ * clean centred target logit minus the ablated run's. */
+double effects_total(double clean_logit, double ablated_logit);
+
+/* The norm's share of self-repair: an ablated run's direct effects read
+ * with its own final-norm scale (norm_scale "ablated") are those read with
+ * the clean scale times this factor. */
+double effects_norm_rescale(float ablated_inv_scale, float clean_inv_scale);
+
+/* Slots are the direct-effect decomposition: 0 the embeddings, 1 + 2L the
+ * attention of layer L, 2 + 2L its MLP. 1 when slot `s` is downstream of
+ * the ablated slot `of` (reads its output): later slots, except that with a
+ * parallel residual layer L's MLP does not read its attention. */
+int effects_downstream(int s, int of, int parallel_residual);
+
+/* What an ablation did to the direct effects (Eq. 33 and the paper's
+ * Figs. 1, 3, 8), from the clean run's direct effects clean[n_slots] and
+ * the ablated run's ablated[n_slots]:
+ *   delta[s]     = ablated[s] - clean[s] (the effect-table row);
+ *   direct       = -delta[of], the ablated component's own direct-effect drop;
+ *   compensation = sum of delta[s] over slots downstream of `of` (Eq. 33),
+ *                  split into attention slots (the Hydra effect) and MLP
+ *                  slots (mostly reduced erasure). */
+typedef struct {
+  double direct, compensation, compensation_attn, compensation_mlp;
+} effects_change_t;
+effects_change_t effects_compensation(const double *clean, const double *ablated, int n_slots,
+                                      int of, int parallel_residual, double *delta);
+
+/* Fig. 7d: the least-squares fit compensation = slope * direct + c over n
+ * prompts, from the sums of x = direct, y = compensation, x^2, y^2 and x y.
+ * NaN where undefined (n < 2, no spread in x; r2 also no spread in y). */
+void effects_fit(double n, double sx, double sy, double sxx, double syy, double sxy, double *slope,
+                 double *r2);
+
+#endif

@@ -1,0 +1,205 @@
+/* engine_internal.h - the parts of the ablation engine, shared by its
+ * files and nothing else:
+ *   engine.c         the run: chunks of prompts, variants in stage order, rows out
+ *   passes.c         the clean pass and the variant passes, through the
+ *                    transformer's hooks
+ *   interventions.c  a site's intervention table for the rows of a pass
+ *   sources.c        the store of clean sources (resample, patch, mean) and
+ *                    the stores kept between a job's runs
+ *   memory.c         backend buffers and the memory budget
+ *   sites.c          components, their slots, sites and columns
+ *   effects.c        the paper's equations (effects.h) */
+#ifndef HYDRA_ENGINE_INTERNAL_H
+#define HYDRA_ENGINE_INTERNAL_H
+
+#include <stdint.h>
+
+#include "engine.h"
+#include "transformer.h"
+
+#define LOGIT_ROWS 256 /* readout rows whose full logits are computed at once */
+#define ACCUMULATOR_FLOATS (64L << 20)
+/* Backend bytes of clean log-probs (a chunk's prompts x vocab floats, the
+ * reference of the KL) a full-distribution job may hold: chunks hold at most
+ * this many bytes' worth of prompts (and a quarter of the backend's memory). */
+#define CLEAN_LP_BYTES (512L << 20)
+
+#define TRY(call)                                                                                  \
+  do {                                                                                             \
+    if ((call) != 0)                                                                               \
+      goto fail;                                                                                   \
+  } while (0)
+
+/* HYDRA_ENGINE_PROFILE=1: host wall time per phase of engine_run, printed
+ * when the engine is destroyed. */
+enum { PH_CLEAN, PH_SORT, PH_TABLES, PH_LAYERS, PH_READOUT, PH_ACCUMULATE, PH_EMIT, PH_N };
+
+/* A job's store of clean sources: [HOOK_N * n_layers] per (site, layer). */
+typedef struct {
+  float **dstore, **store, **mean;
+} source_store_t;
+
+typedef struct {
+  uint64_t key;
+  source_store_t s;
+  size_t bytes;       /* backend memory */
+  unsigned long used; /* when a run last took or kept it (least recent goes first) */
+} kept_t;
+
+struct engine {
+  const model_t *host;
+  const model_t *dev; /* weights in backend memory */
+  backend_t *b;
+  transformer_t *tf;
+  float *u_mean; /* host [d]: mean unembedding row (Eq. 9's centring) */
+  int width_max; /* max(d, H*hd, d_mlp) */
+
+  /* pass buffers (backend memory) beside the transformer's, for cap_rows
+   * rows, cap_prompts prompts and cap_read readouts */
+  int cap_rows, cap_prompts, cap_read;
+  float *values;        /* [rows][width_max]: intervention values made on the host */
+  float *gathered;      /* [rows][width_max]: rows gathered for a download or the final norm */
+  float *final_normed;  /* [reads][d]: the final norm of each readout row */
+  float *final_inv;     /* [reads]: its 1/scale */
+  float *logits;        /* [LOGIT_ROWS][vocab] */
+  float *clean_stats;   /* [prompts][3]: logit_stats of the clean logits */
+  int *token_ids;       /* [rows]: the clean pass's ids */
+  int *clean_row;       /* [rows]: the clean row a variant row joins from */
+  int *row_list;        /* [n_idx]: rows to gather for a download */
+  int *read_row;        /* [reads]: each readout's row (a prompt's or variant's final row) */
+  int *read_prompt;     /* [reads]: each readout's chunk prompt */
+  int *ident;           /* [n_idx]: 0, 1, 2, ... */
+  int *job_targets;     /* [prompts]: the job's targets (-1: the argmax) and */
+  int *job_foils;       /* foils of the chunk */
+  int *argmax;          /* [prompts]: the clean argmax */
+  int *ptarget, *pfoil; /* [prompts]: the resolved targets and foils */
+  intervention_t *entries;
+  float *dirs, *udirs, *de_out, *logit_out; /* readouts */
+  float *metric_out;                        /* [cap_read][5]: logit_metrics' rows */
+
+  /* clean caches: [n_layers][cap_clean][*] */
+  int cap_clean;
+  float *resid_pre, *resid_mid, *kcache, *vcache;
+
+  /* a full-distribution job's clean log-probs: [cap_lp][vocab], sized for
+   * each such job (freed by a job without) */
+  float *clean_lp;
+  int cap_lp;
+
+  size_t memory_budget;         /* bytes for activations; 0: from the backend */
+  size_t held_pass, held_clean; /* bytes of pass and clean buffers held now */
+  size_t held_lp;               /* bytes of clean_lp */
+
+  /* stores of clean sources kept after runs with a source_key (see
+   * engine_job_t), one per job; s.dstore NULL in a free slot */
+  kept_t kept[ENGINE_KEPT_MAX];
+  unsigned long kept_clock; /* stamps kept_t.used */
+
+  int profile; /* HYDRA_ENGINE_PROFILE */
+  double phase_s[PH_N], run_s;
+  long runs, passes;
+};
+
+typedef struct {
+  int prompt, cprompt; /* global and chunk-local prompt */
+  int component, method, sample;
+  int source; /* resample/patch source prompt; -1 */
+  int stage;  /* the sub-stage it joins at */
+  int p0;     /* first recomputed position */
+  int rows, base;
+  long order;
+} variant_t;
+
+/* Sums over the samples of one (prompt, component, method). */
+typedef struct {
+  int count;
+  double total, direct, comp, comp_attn, comp_mlp, logit, inv, logprob, prob, kl, rank, diff;
+  double *delta; /* [n_slots] */
+} accum_t;
+
+typedef struct {
+  engine_t *e;
+  const engine_job_t *job;
+  const engine_sink_t *sink;
+  const model_config_t *cfg;
+  int n_slots, d;
+  int full_logits;  /* metrics need the whole distribution */
+  int lp_prompts;   /* when full_logits: most prompts in a chunk (clean_lp) */
+  long *prompt_row; /* [n_prompts + 1] */
+
+  /* clean outputs at intervened positions per (site, layer), or NULL: in
+   * backend memory (dstore, read by the intervention op for resample and
+   * patch) and, when a mean is asked for, on the host (store); mean: the
+   * same index, [max_k][width] means aligned from the end */
+  source_store_t src;
+  int max_k;
+
+  int *target, *foil; /* [n_prompts] */
+  float *clean_logit, *clean_inv, *clean_diff;
+
+  /* the chunk */
+  int c0, c1, clean_rows;
+  int *clean_start; /* [chunk prompts] */
+  float *clean_out; /* [n_slots][chunk prompts][d]: component outputs at the final row */
+  float *clean_de;  /* [chunk prompts][n_slots] */
+  /* when full_logits: per chunk prompt the target's clean log-prob (the
+   * clean distribution itself stays in backend memory, e->clean_lp) */
+  float *clean_target_logprob;
+  float *dirs_host, *udirs_host;
+  float *norm_bias_term;
+  accum_t *acc; /* [chunk prompts][n_components][n_methods] */
+  double *acc_delta;
+
+  long done, total;
+  char *err;
+} run_t;
+
+/* ---- sites.c ---- */
+hook_site_t component_site(const component_t *c);
+int component_stage(const model_config_t *cfg, const component_t *c);
+int site_width(const model_config_t *c, hook_site_t s);
+void component_cols(const model_config_t *cfg, const component_t *c, int *c0, int *c1);
+int method_needs_source(method_kind_t k);
+int store_index(const model_config_t *c, hook_site_t s, int layer);
+int n_positions(const run_t *R, int prompt);
+int final_row(const run_t *R, int cprompt);
+
+/* ---- memory.c ---- */
+void free_pass_buffers(engine_t *e);
+void free_clean_buffers(engine_t *e);
+int ensure_pass_buffers(engine_t *e, int rows, int prompts, int reads, char *err);
+int ensure_clean_buffers(engine_t *e, int rows, char *err);
+int ensure_lp_buffer(engine_t *e, int lp, char *err);
+size_t bytes_per_row(const engine_t *e);
+size_t memory_total(engine_t *e);
+int pass_rows(engine_t *e, int longest, size_t reserved, size_t *bytes);
+
+/* ---- sources.c ---- */
+int capture_sources(run_t *R, hook_site_t site, int layer, const float *buf);
+long source_row(const run_t *R, const variant_t *v, int k);
+int mean_values(run_t *R, const variant_t *v, hook_site_t site, int layer, int k, int c0, int c1,
+                float *out);
+size_t store_bytes(const run_t *R);
+int alloc_store(run_t *R, int kept);
+void free_store(engine_t *e, source_store_t *s);
+void compute_means(run_t *R);
+size_t kept_bytes(const engine_t *e);
+int find_kept(const engine_t *e, uint64_t key);
+int drop_all_kept(engine_t *e);
+int drop_oldest_kept(engine_t *e, int keep);
+void keep_store(run_t *R, size_t bytes);
+
+/* ---- interventions.c ---- */
+int apply_site(run_t *R, const variant_t *vs, int nv, int n_joined, hook_site_t site, int layer,
+               float *buf);
+
+/* ---- passes.c ---- */
+int download_rows(run_t *R, float *host, const float *buf, int width, const int *rows, int n);
+int clean_pass(run_t *R, int emit);
+int variant_pass(run_t *R, variant_t *vs, int nv);
+
+/* ---- engine.c ---- */
+double engine_now(void);
+void engine_phase(engine_t *e, int ph, double *t0);
+
+#endif

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "effects.h"
 #include "utf8.h"
 
 /* Running sums of one (component, method) over prompts. */
@@ -311,14 +312,12 @@ int results_finish(results_t *r, double elapsed_s) {
       for (int i = 0; i < 5; i++)
         json_object_set_new(row, names[i], mean_ci(s->sum[i], s->sum2[i], s->n));
       /* compensation = slope * direct + intercept, least squares over prompts (Fig. 7d) */
-      const double n = (double)s->n, sx = s->sum[0], sy = s->sum[2];
-      const double sxx = s->sum2[0] - sx * sx / (n ? n : 1),
-                   syy = s->sum2[2] - sy * sy / (n ? n : 1),
-                   sxy = s->sum_dc - sx * sy / (n ? n : 1);
+      double slope, r2;
+      effects_fit((double)s->n, s->sum[0], s->sum[2], s->sum2[0], s->sum2[2], s->sum_dc, &slope,
+                  &r2);
       json_t *fit = json_object();
-      json_object_set_new(fit, "slope", num(n > 1 && sxx > 0 ? sxy / sxx : NAN));
-      json_object_set_new(fit, "r2",
-                          num(n > 1 && sxx > 0 && syy > 0 ? sxy * sxy / (sxx * syy) : NAN));
+      json_object_set_new(fit, "slope", num(slope));
+      json_object_set_new(fit, "r2", num(r2));
       json_object_set_new(row, "fit", fit);
       json_t *eff = json_array();
       for (int t = 0; t < r->n_slots; t++)

@@ -123,6 +123,12 @@ size_t utf8_encode(uint32_t cp, char out[4]) {
   return 4;
 }
 
+size_t utf8_cut(const char *s, size_t n) {
+  while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+    n--;
+  return n;
+}
+
 /* Walks s, calling out to either copy a valid sequence or write U+FFFD for a
  * maximal invalid subpart; with out == NULL it only counts. */
 static size_t lossy_walk(const char *s, size_t n, char *out) {

@@ -26,6 +26,11 @@ int utf8_valid(const char *s, size_t n, size_t *bad);
  * returns its length (1 to 4); returns 0 for an invalid cp. */
 size_t utf8_encode(uint32_t cp, char out[4]);
 
+/* Where s may be cut at or before byte n without splitting a character: n,
+ * or n moved back over the continuation bytes s[n] starts (s[n] must be
+ * readable: n < the length of s). */
+size_t utf8_cut(const char *s, size_t n);
+
 /* Bytes the lossy repair of s[0 .. n) needs (at most 3 * n). */
 size_t utf8_lossy_size(const char *s, size_t n);
 

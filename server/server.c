@@ -1,17 +1,11 @@
-/* server.c - small helpers every hydrad module uses: locks, clock, log,
- * model lookup. */
+/* server.c - small helpers every hydrad module uses: locks, log, model
+ * lookup. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
 #include "server.h"
-
-double server_now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_REALTIME, &t);
-  return t.tv_sec + t.tv_nsec * 1e-9;
-}
 
 void server_log(const server_t *s, int level, const char *fmt, ...) {
   if (level > s->cfg.log_level)

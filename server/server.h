@@ -130,8 +130,6 @@ int scheduler_enqueue(server_t *s, const store_job_t *job, job_spec_t *spec, int
  * job whose model is not loaded fails on a store of its own; on a shared
  * store it is left to the nodes that have the model. */
 void scheduler_discover(server_t *s);
-/* Monotonic seconds (leases' and retries' timers; immune to clock jumps). */
-double scheduler_clock(void);
 /* Marks a queued/running job cancelled; 0 if it was known here. */
 int scheduler_cancel(server_t *s, const char *id);
 /* Jobs of a user queued or running (for the concurrency limit). */
@@ -161,6 +159,5 @@ int server_init_locks(server_t *s);
 void server_log(const server_t *s, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 int server_find_model(const server_t *s, const char *name);
-double server_now(void);
 
 #endif

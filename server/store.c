@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "store_impl.h"
+#include "utf8.h"
 
 #define WHAT_LEN 160
 
@@ -28,18 +29,6 @@ int store_state_parse(const char *text, store_state_t *state) {
 
 int store_state_final(store_state_t state) {
   return state == STORE_DONE || state == STORE_FAILED || state == STORE_CANCELLED;
-}
-
-void *store_array_push(void **items, size_t *n, size_t *cap, size_t elem) {
-  if (*n == *cap) {
-    size_t new_cap = *cap ? *cap * 2 : 16;
-    void *grown = realloc(*items, new_cap * elem);
-    if (!grown)
-      return NULL;
-    *items = grown;
-    *cap = new_cap;
-  }
-  return (char *)*items + (*n)++ * elem;
 }
 
 /* ---- opening ---------------------------------------------------------- */
@@ -163,8 +152,7 @@ int store_job_set_state(store_t *s, const char *job_id, store_state_t state, con
   if (error && (state == STORE_FAILED || state == STORE_CANCELLED)) {
     n = strnlen(error, sizeof message - 1);
     if (error[n])
-      while (n > 0 && ((unsigned char)error[n] & 0xc0) == 0x80)
-        n--;
+      n = utf8_cut(error, n);
     memcpy(message, error, n);
   }
   message[n] = 0;

@@ -46,10 +46,6 @@ struct store {
 /* The state named text, or -1. */
 int store_state_parse(const char *text, store_state_t *state);
 
-/* Growing arrays of jobs: appends one element of size elem; NULL when out of
- * memory. */
-void *store_array_push(void **items, size_t *n, size_t *cap, size_t elem);
-
 store_t *store_sqlite_open(const char *path, int flags, char *err);
 /* In store_postgres.c when this build has libpq, else store_postgres_none.c. */
 store_t *store_postgres_open(const char *url, int flags, char *err);

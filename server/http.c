@@ -247,6 +247,18 @@ static int closing_row(stream_t *st, store_state_t state, const char *why) {
   return rc;
 }
 
+/* Suspends a stream until the next commit (under the notifier's lock, so
+ * resume_streams sees it); not while the daemon stops. */
+static void park_stream(void *cls) {
+  stream_t *st = cls;
+  server_t *s = st->s;
+  if (s->stopping)
+    return;
+  st->next = s->waiting;
+  s->waiting = st;
+  MHD_suspend_connection(st->conn);
+}
+
 static ssize_t stream_reader(void *cls, uint64_t pos, char *out, size_t max) {
   stream_t *st = cls;
   server_t *s = st->s;
@@ -256,9 +268,7 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *out, size_t max) {
       return MHD_CONTENT_READER_END_OF_STREAM;
     st->sent = 0;
     buffer_clear(&st->out);
-    pthread_mutex_lock(&s->streams_lock);
-    const uint64_t gen = s->generation;
-    pthread_mutex_unlock(&s->streams_lock);
+    const uint64_t gen = notify_generation(&s->notify);
     char err[HYDRA_ERR_LEN];
     size_t n = 0;
     store_state_t state = STORE_QUEUED;
@@ -280,13 +290,7 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *out, size_t max) {
       if (s->stopping) /* shutting down: a clean end; the client resumes with ?after= */
         return MHD_CONTENT_READER_END_OF_STREAM;
       /* Nothing yet: wait for the next commit, unless one came meanwhile. */
-      pthread_mutex_lock(&s->streams_lock);
-      if (s->generation == gen && !s->stopping) {
-        st->next = s->waiting;
-        s->waiting = st;
-        MHD_suspend_connection(st->conn);
-      }
-      pthread_mutex_unlock(&s->streams_lock);
+      notify_park(&s->notify, gen, park_stream, st);
       return 0;
     }
   }
@@ -303,9 +307,10 @@ static void stream_free(void *cls) {
   free(st);
 }
 
-void server_rows_committed(server_t *s) {
-  pthread_mutex_lock(&s->streams_lock);
-  s->generation++;
+/* The notifier's listener: rows were committed, every waiting stream reads
+ * again (under the notifier's lock). */
+static void resume_streams(void *cls) {
+  server_t *s = cls;
   for (stream_t *st = s->waiting; st;) {
     stream_t *next = st->next;
     st->next = NULL;
@@ -313,7 +318,6 @@ void server_rows_committed(server_t *s) {
     st = next;
   }
   s->waiting = NULL;
-  pthread_mutex_unlock(&s->streams_lock);
 }
 
 static enum MHD_Result respond_stream(server_t *s, struct MHD_Connection *c, request_t *rq,
@@ -819,7 +823,7 @@ static enum MHD_Result dispatch(server_t *s, struct MHD_Connection *c, request_t
         if (store_job_cancel(s->store, id, err) < 0)
           return respond_error(c, rq, 503, "", "the job store failed: %s", err);
         server_log(s, 1, "job %s cancelled by %s", id, user);
-        server_rows_committed(s);
+        notify_rows_committed(&s->notify);
         return respond_json(c, rq, 200, json_pack("{s:s,s:s}", "id", id, "state", "cancelled"));
       }
       return respond_json(c, rq, 200,
@@ -943,6 +947,8 @@ int http_start(server_t *s, char *err) {
     }
     tls = MHD_USE_TLS;
   }
+  /* Listening before the first request: a stream may park at once. */
+  notify_listen(&s->notify, resume_streams, s);
   /* With TLS the certificate options come before the end marker. */
   s->mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
                                 MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | tls,
@@ -959,19 +965,20 @@ int http_start(server_t *s, char *err) {
     explicit_bzero(key, strlen(key));
     free(key);
   }
-  if (!s->mhd)
+  if (!s->mhd) {
+    notify_listen(&s->notify, NULL, NULL);
     return err_set(err, "cannot listen on %s:%d (in use, or not allowed%s)", s->cfg.listen,
                    s->cfg.port, tls ? ", or the TLS certificate and key do not fit" : "");
+  }
   return 0;
 }
 
 void http_stop(server_t *s) {
   if (!s->mhd)
     return;
-  pthread_mutex_lock(&s->streams_lock);
-  s->stopping = 1;
-  pthread_mutex_unlock(&s->streams_lock);
-  server_rows_committed(s); /* resume every suspended stream before stopping */
+  s->stopping = 1;                   /* no stream parks from here on (park_stream) */
+  notify_rows_committed(&s->notify); /* resume every suspended stream before stopping */
   MHD_stop_daemon(s->mhd);
   s->mhd = NULL;
+  notify_listen(&s->notify, NULL, NULL);
 }

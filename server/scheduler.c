@@ -275,7 +275,7 @@ static void end_job(server_t *s, sched_job_t *j, store_state_t state, const char
   const int rc = store_job_set_state(s->store, j->id, state, why, NULL, 0, err);
   if (rc == STORE_STATE || rc == STORE_NOT_FOUND) {
     server_log(s, 2, "job %s: not moved to %s: %s", j->id, store_state_name(state), err);
-    server_rows_committed(s);
+    notify_rows_committed(&s->notify);
     return;
   }
   if (rc < 0) {
@@ -295,7 +295,7 @@ static void end_job(server_t *s, sched_job_t *j, store_state_t state, const char
   }
   server_log(s, 1, "job %s %s%s%s", j->id, store_state_name(state), why ? ": " : "",
              why ? why : "");
-  server_rows_committed(s);
+  notify_rows_committed(&s->notify);
 }
 
 /* A store call failed. On a store of its own the job fails (a full disk
@@ -336,7 +336,7 @@ static int start_job(server_t *s, sched_job_t *j, results_t *r, rowbuf_t *buf) {
   s->rows_total += (int64_t)buf->n;
   pthread_mutex_unlock(&s->lock);
   server_log(s, 1, "job %s running (%d units)", j->id, j->n_units);
-  server_rows_committed(s);
+  notify_rows_committed(&s->notify);
   rowbuf_clear(buf);
   return 0;
 }
@@ -392,7 +392,7 @@ static int run_claimed_unit(server_t *s, sched_job_t *j, results_t *r, rowbuf_t 
   j->variants_done = u.base + variants;
   s->claimed_unit = -1; /* stored: nothing left to renew */
   pthread_mutex_unlock(&s->lock);
-  server_rows_committed(s);
+  notify_rows_committed(&s->notify);
   rowbuf_clear(buf);
   return 0;
 }
@@ -420,7 +420,7 @@ static int finish_job(server_t *s, sched_job_t *j, results_t *r, rowbuf_t *buf) 
   s->rows_total += (int64_t)buf->n;
   pthread_mutex_unlock(&s->lock);
   server_log(s, 1, "job %s done", j->id);
-  server_rows_committed(s);
+  notify_rows_committed(&s->notify);
   return 1;
 }
 
@@ -432,7 +432,7 @@ static int claim_unit(server_t *s, sched_job_t *j, int *unit) {
   *unit = -1;
   int rc = store_claim_unit(s->store, j->id, s->cfg.worker_id, s->cfg.lease_s, unit, err);
   if (rc == STORE_STATE || rc == STORE_NOT_FOUND) { /* ended elsewhere */
-    server_rows_committed(s);
+    notify_rows_committed(&s->notify);
     return 1;
   }
   if (rc < 0)
@@ -620,7 +620,7 @@ static void *keeper(void *arg) {
     }
     if (store_shared(s->store) && now - last_poll >= poll_s && !s->draining && !s->stopping) {
       scheduler_discover(s);
-      server_rows_committed(s); /* rows other nodes committed */
+      notify_rows_committed(&s->notify); /* rows other nodes committed */
       last_poll = now;
     }
   }

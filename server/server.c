@@ -40,7 +40,7 @@ int server_init_locks(server_t *s) {
    * stalls nor hurries it. */
   if (pthread_condattr_init(&attr) || pthread_condattr_setclock(&attr, CLOCK_MONOTONIC) ||
       pthread_cond_init(&s->wake, &attr) || pthread_mutex_init(&s->lock, NULL) ||
-      pthread_mutex_init(&s->streams_lock, NULL))
+      notify_init(&s->notify))
     return -1;
   pthread_condattr_destroy(&attr);
   return 0;

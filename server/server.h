@@ -11,6 +11,7 @@
 #include "backend.h"
 #include "engine.h"
 #include "model.h"
+#include "notify.h"
 #include "plan.h"
 #include "store.h"
 #include "tokenizer.h"
@@ -99,10 +100,10 @@ typedef struct server {
   volatile int draining, stopping;
   char running_job[STORE_ID_LEN];
 
-  /* streams waiting for rows: resumed after every commit */
-  pthread_mutex_t streams_lock;
+  /* commits of rows, heard by http.c; the result streams waiting for rows
+   * (http.c's, under the notifier's lock) */
+  notify_t notify;
   struct stream *waiting;
-  uint64_t generation;
 
   /* metrics */
   int64_t rows_total, variants_total_done, requests_total;
@@ -140,8 +141,6 @@ int64_t scheduler_progress(server_t *s, const char *id);
 int scheduler_unstored(server_t *s, const char *id, store_state_t *state, char *why, size_t len);
 /* Frees that memory (at exit, the worker stopped). */
 void scheduler_forget_unstored(server_t *s);
-/* Called after rows of a job were committed: resumes waiting streams. */
-void server_rows_committed(server_t *s);
 
 /* http.c */
 int http_start(server_t *s, char *err);
@@ -152,7 +151,7 @@ extern const char *const openapi_document;
 
 /* server.c */
 /* Makes the lock, the worker's wake condition (on the monotonic clock) and
- * the streams' lock. */
+ * the row notifier. */
 int server_init_locks(server_t *s);
 
 /* hydrad.c */

@@ -1,6 +1,6 @@
-/* store.c - store.h's calls: the store named by a URL, the arguments
- * checked once for every store, then the store's own operation
- * (store_impl.h). */
+/* store.c - store.h's calls on an open store: the arguments checked once
+ * for every store, then the store's own operation (store_impl.h). Opening
+ * one is store_open.c's, above the stores. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,26 +31,7 @@ int store_state_final(store_state_t state) {
   return state == STORE_DONE || state == STORE_FAILED || state == STORE_CANCELLED;
 }
 
-/* ---- opening ---------------------------------------------------------- */
-
-store_t *store_open(const char *url, int flags, char *err) {
-  if (!url || !*url)
-    return err_set(err, "store: no path given"), NULL;
-  if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0)
-    return store_postgres_open(url, flags, err);
-  const char *path = url;
-  if (strncmp(url, "sqlite://", 9) == 0)
-    path = url + 9;
-  else if (strncmp(url, "sqlite:", 7) == 0)
-    path = url + 7;
-  else if (strstr(url, "://"))
-    return err_set(err, "store %.*s: unknown store kind (a path, sqlite:PATH or postgres://...)",
-                   (int)(strstr(url, "://") - url + 3), url),
-           NULL;
-  if (!*path || strcmp(path, ":memory:") == 0)
-    return err_set(err, "store %s: the store needs a file path", url), NULL;
-  return store_sqlite_open(path, flags, err);
-}
+/* ---- the store ------------------------------------------------------- */
 
 void store_close(store_t *s) {
   if (s)

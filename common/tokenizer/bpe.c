@@ -264,16 +264,8 @@ int bpe_add_piece(bpe_t *b, const char *s, size_t len, int32_t id, char *err) {
     }
     b->cap_ids = cap;
   }
-  if (b->arena_len + len + 1 > b->arena_cap) {
-    size_t cap = b->arena_cap ? b->arena_cap : 1 << 16;
-    while (cap < b->arena_len + len + 1)
-      cap *= 2;
-    char *a = realloc(b->arena, cap);
-    if (!a)
-      return err_set(err, "out of memory adding piece %d", (int)id);
-    b->arena = a;
-    b->arena_cap = cap;
-  }
+  if (buffer_grow((void **)&b->arena, &b->arena_cap, b->arena_len + len + 1, 1))
+    return err_set(err, "out of memory adding piece %d", (int)id);
   if ((b->n_pieces + 1) * 2 > b->n_piece_slots && grow_piece_slots(b))
     return err_set(err, "out of memory adding piece %d", (int)id);
   memcpy(b->arena + b->arena_len, s, len);

@@ -9,10 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 extern "C" {
 #include "backend.h"
+#include "clock.h"
 }
 
 /* HYDRA_CUDA_PROFILE=1: every op is bracketed by a pair of events on the
@@ -93,12 +93,6 @@ typedef struct {
 
 static inline cuda_impl_t *impl(backend_t *b) {
   return (cuda_impl_t *)b->impl;
-}
-
-static double wall_now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
 static void prof_flush(prof_t *p) {
@@ -945,7 +939,7 @@ static backend_t *cuda_create(int n_threads, char *err) {
     for (int i = 0; p->on && i < 2 * p->cap; i++)
       if (cudaEventCreate(&p->ev[i]) != cudaSuccess)
         p->on = 0;
-    p->wall0 = wall_now();
+    p->wall0 = clock_monotonic();
   }
   return b;
 fail:
@@ -964,7 +958,7 @@ static void cuda_destroy(backend_t *b) {
     double total = 0;
     for (int i = 0; i < P_N; i++)
       total += p->ms[i];
-    const double wall = (wall_now() - p->wall0) * 1e3;
+    const double wall = (clock_monotonic() - p->wall0) * 1e3;
     fprintf(stderr,
             "hydra cuda profile: %.1f ms wall since the backend was created, %.1f ms in ops "
             "(GPU busy %.0f%%)\n",

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buffer.h"
 #include "error.h"
 
 typedef struct {
@@ -25,7 +26,8 @@ auth_t *auth_load(const char *path, char *err) {
   }
   auth_t *a = calloc(1, sizeof(*a));
   char line[1024];
-  int lineno = 0, cap = 0;
+  int lineno = 0;
+  size_t cap = 0;
   while (a && fgets(line, sizeof(line), f)) {
     lineno++;
     char *hash = strchr(line, '#');
@@ -44,15 +46,10 @@ auth_t *auth_load(const char *path, char *err) {
       a = NULL;
       break;
     }
-    if (a->n == cap) {
-      cap = cap ? 2 * cap : 8;
-      entry_t *g = realloc(a->e, sizeof(entry_t) * cap);
-      if (!g) {
-        auth_free(a);
-        a = NULL;
-        break;
-      }
-      a->e = g;
+    if (buffer_grow((void **)&a->e, &cap, (size_t)a->n + 1, sizeof(entry_t)) != 0) {
+      auth_free(a);
+      a = NULL;
+      break;
     }
     entry_t *e = &a->e[a->n++];
     e->token = strdup(token);

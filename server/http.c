@@ -16,6 +16,8 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "buffer.h"
+#include "clock.h"
 #include "http.h"
 #include "results.h"
 #include "server.h"
@@ -42,8 +44,7 @@ const http_route_t http_routes[] = {
 /* ------------------------------------------------------------ requests -- */
 
 typedef struct {
-  char *body;
-  size_t len, cap;
+  buffer_t body; /* collected across calls of the access handler */
   int too_large;
   double t0;
   int status;
@@ -62,8 +63,8 @@ struct stream {
   stream_format_t format;
   int finished;
   int ended_row; /* the closing row of a failed or cancelled job was sent */
-  char *buf;
-  size_t len, off, cap;
+  buffer_t out;  /* formatted rows; out.data[sent ..) not yet sent */
+  size_t sent;
   struct stream *next;
 };
 typedef struct stream stream_t;
@@ -167,27 +168,11 @@ static const char *authenticate(server_t *s, struct MHD_Connection *c, role_t *r
 
 /* ------------------------------------------------------------- streams -- */
 
-static int buf_append(stream_t *st, const char *p, size_t n) {
-  if (st->len + n > st->cap) {
-    size_t cap = st->cap ? st->cap : 65536;
-    while (cap < st->len + n)
-      cap *= 2;
-    char *g = realloc(st->buf, cap);
-    if (!g)
-      return -1;
-    st->buf = g;
-    st->cap = cap;
-  }
-  memcpy(st->buf + st->len, p, n);
-  st->len += n;
-  return 0;
-}
-
 static void csv_value(stream_t *st, const json_t *v) {
-  char num[64];
-  int n = json_is_number(v) ? snprintf(num, sizeof(num), ",%.9g", json_number_value(v))
-                            : snprintf(num, sizeof(num), ",");
-  buf_append(st, num, (size_t)n);
+  if (json_is_number(v))
+    buffer_appendf(&st->out, ",%.9g", json_number_value(v));
+  else
+    buffer_append(&st->out, ",", 1);
 }
 
 static const char *const csv_keys[] = {"total_effect",
@@ -209,45 +194,36 @@ static int format_row(void *ctx, int64_t seq, const char *text, size_t len) {
   stream_t *st = ctx;
   st->next_seq = seq + 1;
   if (st->format == STREAM_NDJSON)
-    return buf_append(st, text, len) || buf_append(st, "\n", 1);
-  if (st->format == STREAM_SSE) {
-    char id[48];
-    int n = snprintf(id, sizeof(id), "id: %lld\ndata: ", (long long)seq);
-    return buf_append(st, id, (size_t)n) || buf_append(st, text, len) || buf_append(st, "\n\n", 2);
-  }
+    return buffer_append(&st->out, text, len) || buffer_append(&st->out, "\n", 1);
+  if (st->format == STREAM_SSE)
+    return buffer_appendf(&st->out, "id: %lld\ndata: ", (long long)seq) ||
+           buffer_append(&st->out, text, len) || buffer_append(&st->out, "\n\n", 2);
   json_t *row = json_loadb(text, len, 0, NULL);
   const char *type = json_string_value(json_object_get(row, "type"));
   if (type && strcmp(type, "header") == 0) {
-    buf_append(st, "prompt,position,component,method,samples", 40);
-    for (int i = 0; csv_keys[i]; i++) {
-      buf_append(st, ",", 1);
-      buf_append(st, csv_keys[i], strlen(csv_keys[i]));
-    }
+    buffer_appendf(&st->out, "prompt,position,component,method,samples");
+    for (int i = 0; csv_keys[i]; i++)
+      buffer_appendf(&st->out, ",%s", csv_keys[i]);
     json_t *slots = json_object_get(row, "slots");
-    for (size_t i = 0; i < json_array_size(slots); i++) {
-      char col[80];
-      int n = snprintf(col, sizeof(col), ",effect_%s", json_string_value(json_array_get(slots, i)));
-      buf_append(st, col, (size_t)n);
-    }
-    buf_append(st, "\n", 1);
+    for (size_t i = 0; i < json_array_size(slots); i++)
+      buffer_appendf(&st->out, ",effect_%s", json_string_value(json_array_get(slots, i)));
+    buffer_append(&st->out, "\n", 1);
   } else if (type && strcmp(type, "variant") == 0) {
-    char head[512];
     json_t *pos = json_object_get(row, "position"); /* "target": "next" readouts */
     char at[24] = "";
     if (json_is_integer(pos))
       snprintf(at, sizeof(at), "%lld", json_integer_value(pos));
-    int n = snprintf(head, sizeof(head), "%lld,%s,%s,%s,%lld",
-                     json_integer_value(json_object_get(row, "prompt")), at,
-                     json_string_value(json_object_get(row, "component")),
-                     json_string_value(json_object_get(row, "method")),
-                     json_integer_value(json_object_get(row, "samples")));
-    buf_append(st, head, (size_t)n);
+    buffer_appendf(&st->out, "%lld,%s,%s,%s,%lld",
+                   json_integer_value(json_object_get(row, "prompt")), at,
+                   json_string_value(json_object_get(row, "component")),
+                   json_string_value(json_object_get(row, "method")),
+                   json_integer_value(json_object_get(row, "samples")));
     for (int i = 0; csv_keys[i]; i++)
       csv_value(st, json_object_get(row, csv_keys[i]));
     json_t *eff = json_object_get(row, "effects");
     for (size_t i = 0; i < json_array_size(eff); i++)
       csv_value(st, json_array_get(eff, i));
-    buf_append(st, "\n", 1);
+    buffer_append(&st->out, "\n", 1);
   }
   json_decref(row);
   return 0;
@@ -271,17 +247,28 @@ static int closing_row(stream_t *st, store_state_t state, const char *why) {
   return rc;
 }
 
+/* Suspends a stream until the next commit (under the notifier's lock, so
+ * resume_streams sees it); not while the daemon stops. */
+static void park_stream(void *cls) {
+  stream_t *st = cls;
+  server_t *s = st->s;
+  if (s->stopping)
+    return;
+  st->next = s->waiting;
+  s->waiting = st;
+  MHD_suspend_connection(st->conn);
+}
+
 static ssize_t stream_reader(void *cls, uint64_t pos, char *out, size_t max) {
   stream_t *st = cls;
   server_t *s = st->s;
   (void)pos;
-  if (st->off == st->len) {
+  if (st->sent == st->out.len) {
     if (st->finished)
       return MHD_CONTENT_READER_END_OF_STREAM;
-    st->off = st->len = 0;
-    pthread_mutex_lock(&s->streams_lock);
-    const uint64_t gen = s->generation;
-    pthread_mutex_unlock(&s->streams_lock);
+    st->sent = 0;
+    buffer_clear(&st->out);
+    const uint64_t gen = notify_generation(&s->notify);
     char err[HYDRA_ERR_LEN];
     size_t n = 0;
     store_state_t state = STORE_QUEUED;
@@ -295,7 +282,7 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *out, size_t max) {
         if ((ended == STORE_FAILED || ended == STORE_CANCELLED) && !st->ended_row &&
             st->format != STREAM_CSV) {
           st->ended_row = 1;
-          if (closing_row(st, ended, stored ? NULL : err) == 0 && st->len > 0)
+          if (closing_row(st, ended, stored ? NULL : err) == 0 && st->out.len > 0)
             return stream_reader(cls, pos, out, max); /* sends it; then the end */
         }
         return MHD_CONTENT_READER_END_OF_STREAM;
@@ -303,32 +290,27 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *out, size_t max) {
       if (s->stopping) /* shutting down: a clean end; the client resumes with ?after= */
         return MHD_CONTENT_READER_END_OF_STREAM;
       /* Nothing yet: wait for the next commit, unless one came meanwhile. */
-      pthread_mutex_lock(&s->streams_lock);
-      if (s->generation == gen && !s->stopping) {
-        st->next = s->waiting;
-        s->waiting = st;
-        MHD_suspend_connection(st->conn);
-      }
-      pthread_mutex_unlock(&s->streams_lock);
+      notify_park(&s->notify, gen, park_stream, st);
       return 0;
     }
   }
-  size_t n = st->len - st->off < max ? st->len - st->off : max;
-  memcpy(out, st->buf + st->off, n);
-  st->off += n;
+  size_t n = st->out.len - st->sent < max ? st->out.len - st->sent : max;
+  memcpy(out, st->out.data + st->sent, n);
+  st->sent += n;
   return (ssize_t)n;
 }
 
 /* A stream is freed only after it was resumed (out of the waiting list). */
 static void stream_free(void *cls) {
   stream_t *st = cls;
-  free(st->buf);
+  buffer_free(&st->out);
   free(st);
 }
 
-void server_rows_committed(server_t *s) {
-  pthread_mutex_lock(&s->streams_lock);
-  s->generation++;
+/* The notifier's listener: rows were committed, every waiting stream reads
+ * again (under the notifier's lock). */
+static void resume_streams(void *cls) {
+  server_t *s = cls;
   for (stream_t *st = s->waiting; st;) {
     stream_t *next = st->next;
     st->next = NULL;
@@ -336,7 +318,6 @@ void server_rows_committed(server_t *s) {
     st = next;
   }
   s->waiting = NULL;
-  pthread_mutex_unlock(&s->streams_lock);
 }
 
 static enum MHD_Result respond_stream(server_t *s, struct MHD_Connection *c, request_t *rq,
@@ -421,7 +402,8 @@ static enum MHD_Result route_health(server_t *s, struct MHD_Connection *c, reque
 static enum MHD_Result route_tokenize(server_t *s, struct MHD_Connection *c, request_t *rq,
                                       const server_model_t *m) {
   json_error_t je;
-  json_t *body = json_loadb(rq->body ? rq->body : "", rq->len, JSON_REJECT_DUPLICATES, &je);
+  json_t *body =
+      json_loadb(rq->body.data ? rq->body.data : "", rq->body.len, JSON_REJECT_DUPLICATES, &je);
   const char *text = json_string_value(json_object_get(body, "text"));
   if (!text) {
     json_decref(body);
@@ -462,7 +444,7 @@ static void random_id(char out[STORE_ID_LEN]) {
     int fd = open("/dev/urandom", O_RDONLY);
     if (fd < 0 || read(fd, b, sizeof(b)) != (ssize_t)sizeof(b))
       for (size_t i = 0; i < sizeof(b); i++)
-        b[i] = (unsigned char)(rand() ^ (int)(server_now() * 1e6));
+        b[i] = (unsigned char)(rand() ^ (int)(clock_wall() * 1e6));
     if (fd >= 0)
       close(fd);
   }
@@ -492,7 +474,7 @@ static enum MHD_Result route_submit(server_t *s, struct MHD_Connection *c, reque
   if (rq->too_large)
     return respond_error(c, rq, 413, "", "request body larger than %ld bytes", s->cfg.max_body);
   job_error_t jerr = {0};
-  job_spec_t *spec = job_parse(rq->body ? rq->body : "", rq->len, &jerr);
+  job_spec_t *spec = job_parse(rq->body.data ? rq->body.data : "", rq->body.len, &jerr);
   if (!spec)
     return respond_error(c, rq, 400, jerr.field, "%s", jerr.message);
   int mi = spec->model ? server_find_model(s, spec->model) : s->n_models == 1 ? 0 : -1;
@@ -548,19 +530,21 @@ static enum MHD_Result route_submit(server_t *s, struct MHD_Connection *c, reque
   job.n_units = (n_prompts + s->cfg.unit_prompts - 1) / s->cfg.unit_prompts;
   job.variants_total = variants;
   const double dl = spec->deadline_s > 0 ? spec->deadline_s : s->cfg.default_deadline_s;
-  job.deadline = dl > 0 ? server_now() + dl : 0;
+  job.deadline = dl > 0 ? clock_wall() + dl : 0;
   char err[HYDRA_ERR_LEN];
   /* The stored document names the weights it runs with: a worker holding the
    * model in the other dtype refuses it (scheduler_enqueue). */
   size_t doc_len = 0;
-  char *doc = spec->weights_bf16 < 0 ? pin_weights_dtype(rq->body, rq->len, held, &doc_len) : NULL;
+  char *doc = spec->weights_bf16 < 0
+                  ? pin_weights_dtype(rq->body.data, rq->body.len, held, &doc_len)
+                  : NULL;
   if (spec->weights_bf16 < 0 && !doc) {
     job_free(spec);
     return respond_error(c, rq, 500, "", "out of memory");
   }
   spec->weights_bf16 = m->model->weights_bf16;
-  const int stored =
-      store_job_create(s->store, &job, doc ? doc : rq->body, doc ? doc_len : rq->len, err);
+  const int stored = store_job_create(s->store, &job, doc ? doc : rq->body.data,
+                                      doc ? doc_len : rq->body.len, err);
   free(doc);
   if (stored != 0) {
     job_free(spec);
@@ -839,7 +823,7 @@ static enum MHD_Result dispatch(server_t *s, struct MHD_Connection *c, request_t
         if (store_job_cancel(s->store, id, err) < 0)
           return respond_error(c, rq, 503, "", "the job store failed: %s", err);
         server_log(s, 1, "job %s cancelled by %s", id, user);
-        server_rows_committed(s);
+        notify_rows_committed(&s->notify);
         return respond_json(c, rq, 200, json_pack("{s:s,s:s}", "id", id, "state", "cancelled"));
       }
       return respond_json(c, rq, 200,
@@ -879,7 +863,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     rq = calloc(1, sizeof(*rq));
     if (!rq)
       return MHD_NO;
-    rq->t0 = server_now();
+    rq->t0 = clock_monotonic();
     snprintf(rq->method, sizeof(rq->method), "%s", method);
     snprintf(rq->path, sizeof(rq->path), "%s", url);
     *con_cls = rq;
@@ -890,23 +874,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     return MHD_YES;
   }
   if (*upload_data_size) { /* collect the body across calls */
-    if (!rq->too_large && rq->len + *upload_data_size > (size_t)s->cfg.max_body)
+    if (!rq->too_large && rq->body.len + *upload_data_size > (size_t)s->cfg.max_body)
       rq->too_large = 1;
-    if (!rq->too_large) {
-      if (rq->len + *upload_data_size + 1 > rq->cap) {
-        size_t cap = rq->cap ? rq->cap : 4096;
-        while (cap < rq->len + *upload_data_size + 1)
-          cap *= 2;
-        char *g = realloc(rq->body, cap);
-        if (!g)
-          return MHD_NO;
-        rq->body = g;
-        rq->cap = cap;
-      }
-      memcpy(rq->body + rq->len, upload_data, *upload_data_size);
-      rq->len += *upload_data_size;
-      rq->body[rq->len] = '\0';
-    }
+    if (!rq->too_large && buffer_append(&rq->body, upload_data, *upload_data_size) != 0)
+      return MHD_NO;
     *upload_data_size = 0;
     return MHD_YES;
   }
@@ -924,9 +895,9 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
   s->requests_total++;
   pthread_mutex_unlock(&s->lock);
   server_log(s, 1, "request %s %s user=%s status=%d %.1f ms%s", rq->method, rq->path,
-             rq->user[0] ? rq->user : "-", rq->status, (server_now() - rq->t0) * 1e3,
+             rq->user[0] ? rq->user : "-", rq->status, (clock_monotonic() - rq->t0) * 1e3,
              toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (client went away)");
-  free(rq->body);
+  buffer_free(&rq->body);
   free(rq);
   *con_cls = NULL;
 }
@@ -976,6 +947,8 @@ int http_start(server_t *s, char *err) {
     }
     tls = MHD_USE_TLS;
   }
+  /* Listening before the first request: a stream may park at once. */
+  notify_listen(&s->notify, resume_streams, s);
   /* With TLS the certificate options come before the end marker. */
   s->mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
                                 MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | tls,
@@ -992,19 +965,20 @@ int http_start(server_t *s, char *err) {
     explicit_bzero(key, strlen(key));
     free(key);
   }
-  if (!s->mhd)
+  if (!s->mhd) {
+    notify_listen(&s->notify, NULL, NULL);
     return err_set(err, "cannot listen on %s:%d (in use, or not allowed%s)", s->cfg.listen,
                    s->cfg.port, tls ? ", or the TLS certificate and key do not fit" : "");
+  }
   return 0;
 }
 
 void http_stop(server_t *s) {
   if (!s->mhd)
     return;
-  pthread_mutex_lock(&s->streams_lock);
-  s->stopping = 1;
-  pthread_mutex_unlock(&s->streams_lock);
-  server_rows_committed(s); /* resume every suspended stream before stopping */
+  s->stopping = 1;                   /* no stream parks from here on (park_stream) */
+  notify_rows_committed(&s->notify); /* resume every suspended stream before stopping */
   MHD_stop_daemon(s->mhd);
   s->mhd = NULL;
+  notify_listen(&s->notify, NULL, NULL);
 }

@@ -5,12 +5,14 @@
  * stored with its completion in one transaction; a restart, or another node
  * on a shared store, claims the units left pending. The worker that finds
  * every unit done claims the summary, stores it and ends the job. */
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "buffer.h"
+#include "clock.h"
+#include "json_field.h"
 #include "results.h"
 #include "server.h"
 
@@ -24,15 +26,9 @@ static int collect(void *ctx, json_t *row) {
   char *s = json_dumps(row, JSON_COMPACT);
   if (!s)
     return -1;
-  if (b->n == b->cap) {
-    size_t cap = b->cap ? 2 * b->cap : 64;
-    char **g = realloc(b->rows, sizeof(char *) * cap);
-    if (!g) {
-      free(s);
-      return -1;
-    }
-    b->rows = g;
-    b->cap = cap;
+  if (buffer_grow((void **)&b->rows, &b->cap, b->n + 1, sizeof(char *)) != 0) {
+    free(s);
+    return -1;
   }
   b->rows[b->n++] = s;
   return 0;
@@ -51,12 +47,6 @@ static void sched_job_free(sched_job_t *j) {
   plan_free(&j->plan);
   job_free(j->spec);
   free(j);
-}
-
-double scheduler_clock(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 /* The queued job with this id (the caller holds the lock). */
@@ -82,8 +72,8 @@ int scheduler_enqueue(server_t *s, const store_job_t *job, job_spec_t *spec, int
   j->n_units = job->n_units;
   j->started = job->state == STORE_RUNNING;
   j->deadline = job->deadline;
-  j->started_at = job->started_at > 0 ? job->started_at : server_now();
-  j->known_since = scheduler_clock();
+  j->started_at = job->started_at > 0 ? job->started_at : clock_wall();
+  j->known_since = clock_monotonic();
   if (spec->weights_bf16 >= 0 && spec->weights_bf16 != m->model->weights_bf16) {
     err_set(err,
             "the job was submitted for %s weights (\"weights_dtype\"); this worker holds "
@@ -94,7 +84,7 @@ int scheduler_enqueue(server_t *s, const store_job_t *job, job_spec_t *spec, int
     return SCHEDULER_OTHER_WEIGHTS;
   }
   if (plan_build(spec, m->model, m->tok, &j->plan, &jerr) != 0) {
-    err_set(err, "%s%s%s", jerr.field, jerr.field[0] ? ": " : "", jerr.message);
+    json_field_message(err, HYDRA_ERR_LEN, jerr.field, jerr.message);
     sched_job_free(j);
     return -1;
   }
@@ -205,7 +195,7 @@ static int user_seen_before(server_t *s, sched_job_t *j, double now) {
  * waiting on units leased to other workers (retry_at) is passed over. NULL
  * when none can run. The caller holds the lock. */
 static sched_job_t *pick(server_t *s) {
-  const double now = scheduler_clock();
+  const double now = clock_monotonic();
   sched_job_t *next_user = NULL, *other_user = NULL, *last_user = NULL;
   int seen_last = 0;
   for (sched_job_t *j = s->jobs; j; j = j->next) {
@@ -252,7 +242,7 @@ static int unit_progress(void *ctx, long done, long total) {
   pthread_mutex_lock(&u->s->lock);
   u->j->variants_done = u->base + done;
   pthread_mutex_unlock(&u->s->lock);
-  if (u->j->deadline > 0 && server_now() > u->j->deadline) {
+  if (u->j->deadline > 0 && clock_wall() > u->j->deadline) {
     u->deadline_hit = 1;
     return 1;
   }
@@ -285,7 +275,7 @@ static void end_job(server_t *s, sched_job_t *j, store_state_t state, const char
   const int rc = store_job_set_state(s->store, j->id, state, why, NULL, 0, err);
   if (rc == STORE_STATE || rc == STORE_NOT_FOUND) {
     server_log(s, 2, "job %s: not moved to %s: %s", j->id, store_state_name(state), err);
-    server_rows_committed(s);
+    notify_rows_committed(&s->notify);
     return;
   }
   if (rc < 0) {
@@ -305,7 +295,7 @@ static void end_job(server_t *s, sched_job_t *j, store_state_t state, const char
   }
   server_log(s, 1, "job %s %s%s%s", j->id, store_state_name(state), why ? ": " : "",
              why ? why : "");
-  server_rows_committed(s);
+  notify_rows_committed(&s->notify);
 }
 
 /* A store call failed. On a store of its own the job fails (a full disk
@@ -318,7 +308,7 @@ static int store_failed(server_t *s, sched_job_t *j, const char *err) {
     return 1;
   }
   server_log(s, 0, "job %s: %s (trying again)", j->id, err);
-  j->retry_at = scheduler_clock() + 1;
+  j->retry_at = clock_monotonic() + 1;
   return 0;
 }
 
@@ -346,7 +336,7 @@ static int start_job(server_t *s, sched_job_t *j, results_t *r, rowbuf_t *buf) {
   s->rows_total += (int64_t)buf->n;
   pthread_mutex_unlock(&s->lock);
   server_log(s, 1, "job %s running (%d units)", j->id, j->n_units);
-  server_rows_committed(s);
+  notify_rows_committed(&s->notify);
   rowbuf_clear(buf);
   return 0;
 }
@@ -370,7 +360,7 @@ static int run_claimed_unit(server_t *s, sched_job_t *j, results_t *r, rowbuf_t 
   pthread_mutex_unlock(&s->lock);
   engine_sink_t sink = {
       .ctx = &u, .clean = unit_clean, .variant = unit_variant, .progress = unit_progress};
-  const double t0 = server_now();
+  const double t0 = clock_monotonic();
   if (engine_run(s->models[j->model].engine, &ej, &sink, err) != 0) {
     if (s->stopping && !j->cancel)
       return -1;
@@ -393,7 +383,7 @@ static int run_claimed_unit(server_t *s, sched_job_t *j, results_t *r, rowbuf_t 
     return 1;
   if (rc < 0)
     return store_failed(s, j, err);
-  const double dt = server_now() - t0;
+  const double dt = clock_monotonic() - t0;
   pthread_mutex_lock(&s->lock);
   s->rows_total += (int64_t)buf->n;
   s->variants_total_done += variants;
@@ -402,7 +392,7 @@ static int run_claimed_unit(server_t *s, sched_job_t *j, results_t *r, rowbuf_t 
   j->variants_done = u.base + variants;
   s->claimed_unit = -1; /* stored: nothing left to renew */
   pthread_mutex_unlock(&s->lock);
-  server_rows_committed(s);
+  notify_rows_committed(&s->notify);
   rowbuf_clear(buf);
   return 0;
 }
@@ -416,7 +406,7 @@ static int finish_job(server_t *s, sched_job_t *j, results_t *r, rowbuf_t *buf) 
     results_set_rows(r, stored.rows);
   if (store_rows_read(s->store, j->id, 0, 0, read_row, r, NULL, NULL, err) < 0)
     return store_failed(s, j, err);
-  if (results_finish(r, server_now() - j->started_at) != 0) {
+  if (results_finish(r, clock_wall() - j->started_at) != 0) {
     end_job(s, j, STORE_FAILED, "writing the summary failed");
     return 1;
   }
@@ -430,7 +420,7 @@ static int finish_job(server_t *s, sched_job_t *j, results_t *r, rowbuf_t *buf) 
   s->rows_total += (int64_t)buf->n;
   pthread_mutex_unlock(&s->lock);
   server_log(s, 1, "job %s done", j->id);
-  server_rows_committed(s);
+  notify_rows_committed(&s->notify);
   return 1;
 }
 
@@ -442,7 +432,7 @@ static int claim_unit(server_t *s, sched_job_t *j, int *unit) {
   *unit = -1;
   int rc = store_claim_unit(s->store, j->id, s->cfg.worker_id, s->cfg.lease_s, unit, err);
   if (rc == STORE_STATE || rc == STORE_NOT_FOUND) { /* ended elsewhere */
-    server_rows_committed(s);
+    notify_rows_committed(&s->notify);
     return 1;
   }
   if (rc < 0)
@@ -465,7 +455,7 @@ static int run_unit(server_t *s, sched_job_t *j) {
   if (rc != 0)
     return rc;
   if (unit < 0) { /* the pending units are leased to live workers */
-    j->retry_at = scheduler_clock() + (s->cfg.lease_s < 4 ? s->cfg.lease_s / 4 : 1);
+    j->retry_at = clock_monotonic() + (s->cfg.lease_s < 4 ? s->cfg.lease_s / 4 : 1);
     return 0;
   }
   rowbuf_t buf = {0};
@@ -498,12 +488,8 @@ static int run_unit(server_t *s, sched_job_t *j) {
 /* Sleeps seconds of the monotonic clock on the wake condition (the caller
  * holds the lock). */
 static void wait_for(server_t *s, double seconds) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  const double t = (double)ts.tv_nsec * 1e-9 + seconds;
-  ts.tv_sec += (time_t)t;
-  ts.tv_nsec = (long)((t - floor(t)) * 1e9);
-  pthread_cond_timedwait(&s->wake, &s->lock, &ts);
+  const struct timespec until = clock_monotonic_after(seconds);
+  pthread_cond_timedwait(&s->wake, &s->lock, &until);
 }
 
 /* Frees the engines' stores of clean sources kept for jobs that have left
@@ -577,14 +563,14 @@ static void *worker(void *arg) {
     retain_sources(s);
     if (rc < 0)
       break;
-    if (s->cfg.retention_s > 0 && server_now() - last_purge > 600) {
+    if (s->cfg.retention_s > 0 && clock_wall() - last_purge > 600) {
       char err[HYDRA_ERR_LEN];
       size_t n = 0;
-      if (store_purge(s->store, server_now() - s->cfg.retention_s, &n, err) < 0)
+      if (store_purge(s->store, clock_wall() - s->cfg.retention_s, &n, err) < 0)
         server_log(s, 0, "purge: %s", err);
       else if (n)
         server_log(s, 1, "purged %zu finished jobs older than the retention", n);
-      last_purge = server_now();
+      last_purge = clock_wall();
     }
   }
   return NULL;
@@ -623,18 +609,18 @@ static void renew(server_t *s) {
 static void *keeper(void *arg) {
   server_t *s = arg;
   const double poll_s = 0.5, renew_s = s->cfg.lease_s / 3;
-  double last_renew = scheduler_clock(), last_poll = last_renew;
+  double last_renew = clock_monotonic(), last_poll = last_renew;
   while (!s->keeper_stop) {
     const struct timespec tick = {0, 50 * 1000 * 1000};
     nanosleep(&tick, NULL);
-    const double now = scheduler_clock();
+    const double now = clock_monotonic();
     if (now - last_renew >= renew_s) {
       renew(s);
       last_renew = now;
     }
     if (store_shared(s->store) && now - last_poll >= poll_s && !s->draining && !s->stopping) {
       scheduler_discover(s);
-      server_rows_committed(s); /* rows other nodes committed */
+      notify_rows_committed(&s->notify); /* rows other nodes committed */
       last_poll = now;
     }
   }
@@ -684,7 +670,7 @@ void scheduler_discover(server_t *s) {
   char err[HYDRA_ERR_LEN];
   store_resume_t *jobs = NULL;
   size_t n = 0;
-  const double listed_at = scheduler_clock();
+  const double listed_at = clock_monotonic();
   if (store_jobs_resumable(s->store, &jobs, &n, err) != 0) {
     server_log(s, 0, "listing jobs to run: %s", err);
     return;

@@ -1,17 +1,11 @@
-/* server.c - small helpers every hydrad module uses: locks, clock, log,
- * model lookup. */
+/* server.c - small helpers every hydrad module uses: locks, log, model
+ * lookup. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
 #include "server.h"
-
-double server_now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_REALTIME, &t);
-  return t.tv_sec + t.tv_nsec * 1e-9;
-}
 
 void server_log(const server_t *s, int level, const char *fmt, ...) {
   if (level > s->cfg.log_level)
@@ -46,7 +40,7 @@ int server_init_locks(server_t *s) {
    * stalls nor hurries it. */
   if (pthread_condattr_init(&attr) || pthread_condattr_setclock(&attr, CLOCK_MONOTONIC) ||
       pthread_cond_init(&s->wake, &attr) || pthread_mutex_init(&s->lock, NULL) ||
-      pthread_mutex_init(&s->streams_lock, NULL))
+      notify_init(&s->notify))
     return -1;
   pthread_condattr_destroy(&attr);
   return 0;

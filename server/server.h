@@ -11,6 +11,7 @@
 #include "backend.h"
 #include "engine.h"
 #include "model.h"
+#include "notify.h"
 #include "plan.h"
 #include "store.h"
 #include "tokenizer.h"
@@ -99,10 +100,10 @@ typedef struct server {
   volatile int draining, stopping;
   char running_job[STORE_ID_LEN];
 
-  /* streams waiting for rows: resumed after every commit */
-  pthread_mutex_t streams_lock;
+  /* commits of rows, heard by http.c; the result streams waiting for rows
+   * (http.c's, under the notifier's lock) */
+  notify_t notify;
   struct stream *waiting;
-  uint64_t generation;
 
   /* metrics */
   int64_t rows_total, variants_total_done, requests_total;
@@ -130,8 +131,6 @@ int scheduler_enqueue(server_t *s, const store_job_t *job, job_spec_t *spec, int
  * job whose model is not loaded fails on a store of its own; on a shared
  * store it is left to the nodes that have the model. */
 void scheduler_discover(server_t *s);
-/* Monotonic seconds (leases' and retries' timers; immune to clock jumps). */
-double scheduler_clock(void);
 /* Marks a queued/running job cancelled; 0 if it was known here. */
 int scheduler_cancel(server_t *s, const char *id);
 /* Jobs of a user queued or running (for the concurrency limit). */
@@ -142,8 +141,6 @@ int64_t scheduler_progress(server_t *s, const char *id);
 int scheduler_unstored(server_t *s, const char *id, store_state_t *state, char *why, size_t len);
 /* Frees that memory (at exit, the worker stopped). */
 void scheduler_forget_unstored(server_t *s);
-/* Called after rows of a job were committed: resumes waiting streams. */
-void server_rows_committed(server_t *s);
 
 /* http.c */
 int http_start(server_t *s, char *err);
@@ -154,13 +151,12 @@ extern const char *const openapi_document;
 
 /* server.c */
 /* Makes the lock, the worker's wake condition (on the monotonic clock) and
- * the streams' lock. */
+ * the row notifier. */
 int server_init_locks(server_t *s);
 
 /* hydrad.c */
 void server_log(const server_t *s, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 int server_find_model(const server_t *s, const char *name);
-double server_now(void);
 
 #endif

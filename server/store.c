@@ -1,11 +1,12 @@
-/* store.c - store.h's calls: the store named by a URL, the arguments
- * checked once for every store, then the store's own operation
- * (store_impl.h). */
+/* store.c - store.h's calls on an open store: the arguments checked once
+ * for every store, then the store's own operation (store_impl.h). Opening
+ * one is store_open.c's, above the stores. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "store_impl.h"
+#include "utf8.h"
 
 #define WHAT_LEN 160
 
@@ -30,38 +31,7 @@ int store_state_final(store_state_t state) {
   return state == STORE_DONE || state == STORE_FAILED || state == STORE_CANCELLED;
 }
 
-void *store_array_push(void **items, size_t *n, size_t *cap, size_t elem) {
-  if (*n == *cap) {
-    size_t new_cap = *cap ? *cap * 2 : 16;
-    void *grown = realloc(*items, new_cap * elem);
-    if (!grown)
-      return NULL;
-    *items = grown;
-    *cap = new_cap;
-  }
-  return (char *)*items + (*n)++ * elem;
-}
-
-/* ---- opening ---------------------------------------------------------- */
-
-store_t *store_open(const char *url, int flags, char *err) {
-  if (!url || !*url)
-    return err_set(err, "store: no path given"), NULL;
-  if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0)
-    return store_postgres_open(url, flags, err);
-  const char *path = url;
-  if (strncmp(url, "sqlite://", 9) == 0)
-    path = url + 9;
-  else if (strncmp(url, "sqlite:", 7) == 0)
-    path = url + 7;
-  else if (strstr(url, "://"))
-    return err_set(err, "store %.*s: unknown store kind (a path, sqlite:PATH or postgres://...)",
-                   (int)(strstr(url, "://") - url + 3), url),
-           NULL;
-  if (!*path || strcmp(path, ":memory:") == 0)
-    return err_set(err, "store %s: the store needs a file path", url), NULL;
-  return store_sqlite_open(path, flags, err);
-}
+/* ---- the store ------------------------------------------------------- */
 
 void store_close(store_t *s) {
   if (s)
@@ -163,8 +133,7 @@ int store_job_set_state(store_t *s, const char *job_id, store_state_t state, con
   if (error && (state == STORE_FAILED || state == STORE_CANCELLED)) {
     n = strnlen(error, sizeof message - 1);
     if (error[n])
-      while (n > 0 && ((unsigned char)error[n] & 0xc0) == 0x80)
-        n--;
+      n = utf8_cut(error, n);
     memcpy(message, error, n);
   }
   message[n] = 0;

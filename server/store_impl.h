@@ -1,8 +1,9 @@
-/* store_impl.h - what a store implementation provides to store.c: a table
- * of operations, one per call of store.h. store.c checks the arguments
- * (ids, rows, names, states) and names the operation ("complete unit 3 of job
- * ..."); an operation gets them checked, takes its own locks, and fills err
- * with "store NAME: WHAT: why". Not for the store's users. */
+/* store_impl.h - what a store implementation provides: to store.c a table
+ * of operations, one per call of store.h, and to store_open.c its door.
+ * store.c checks the arguments (ids, rows, names, states) and names the
+ * operation ("complete unit 3 of job ..."); an operation gets them checked,
+ * takes its own locks, and fills err with "store NAME: WHAT: why". Not for
+ * the store's users. */
 #ifndef HYDRA_STORE_IMPL_H
 #define HYDRA_STORE_IMPL_H
 
@@ -46,12 +47,10 @@ struct store {
 /* The state named text, or -1. */
 int store_state_parse(const char *text, store_state_t *state);
 
-/* Growing arrays of jobs: appends one element of size elem; NULL when out of
- * memory. */
-void *store_array_push(void **items, size_t *n, size_t *cap, size_t elem);
-
+/* Each store's own door, for the front door (store_open.c) alone. The
+ * PostgreSQL one is in store_postgres.c when this build has libpq, else in
+ * store_postgres_none.c. */
 store_t *store_sqlite_open(const char *path, int flags, char *err);
-/* In store_postgres.c when this build has libpq, else store_postgres_none.c. */
 store_t *store_postgres_open(const char *url, int flags, char *err);
 
 #endif

@@ -19,11 +19,13 @@
  * restart costs the calls made while it is down, not the process. */
 #include <inttypes.h>
 #include <libpq-fe.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "buffer.h"
 #include "store_impl.h"
 
 #define MIGRATION_LOCK 0x68796472 /* "hydr": pg_advisory_xact_lock key */
@@ -479,26 +481,22 @@ static int job_find(pg_store_t *s, PGconn *c, const char *job_id, int how, job_l
   return 0;
 }
 
-/* Appends text to a COPY line buffer, escaping what COPY's text format
- * reads specially. */
-static void copy_escape(char *out, size_t *o, const char *text) {
-  for (const char *p = text; *p; p++) {
-    switch (*p) {
-    case '\\':
-      out[(*o)++] = '\\', out[(*o)++] = '\\';
-      break;
-    case '\t':
-      out[(*o)++] = '\\', out[(*o)++] = 't';
-      break;
-    case '\n':
-      out[(*o)++] = '\\', out[(*o)++] = 'n';
-      break;
-    case '\r':
-      out[(*o)++] = '\\', out[(*o)++] = 'r';
-      break;
-    default:
-      out[(*o)++] = *p;
-    }
+/* Appends one COPY line (text format: job, seq, body) to out, escaping in
+ * the body what COPY reads specially. 0, or -1 when out of memory. */
+static int copy_line(buffer_t *out, const char *job_key, int64_t seq, const char *body) {
+  if (buffer_appendf(out, "%s\t%" PRId64 "\t", job_key, seq) != 0)
+    return -1;
+  for (const char *p = body;;) {
+    const size_t plain = strcspn(p, "\\\t\n\r");
+    if (buffer_append(out, p, plain) != 0)
+      return -1;
+    p += plain;
+    if (!*p)
+      return buffer_append(out, "\n", 1);
+    const char escaped[2] = {'\\', *p == '\t' ? 't' : *p == '\n' ? 'n' : *p == '\r' ? 'r' : '\\'};
+    if (buffer_append(out, escaped, 2) != 0)
+      return -1;
+    p++;
   }
 }
 
@@ -514,36 +512,20 @@ static int rows_insert(pg_store_t *s, const char *job_key, int64_t first_seq,
     return -1;
   }
   PQclear(res);
-  char *buf = NULL;
-  size_t cap = 0, o = 0;
+  /* Sent in pieces of about COPY_CHUNK bytes (whole lines). */
+  buffer_t lines = {0};
   int failed = 0;
   for (size_t i = 0; i < n_rows && !failed; i++) {
-    size_t need = 64 + 2 * strlen(rows[i]);
-    if (o + need > cap) {
-      if (o && PQputCopyData(s->w, buf, (int)o) != 1)
+    if (copy_line(&lines, job_key, first_seq + (int64_t)i, rows[i]) != 0) {
+      err_set(err, "store %s: %s: out of memory", s->name, what);
+      failed = 2;
+    } else if (lines.len >= COPY_CHUNK || i + 1 == n_rows) {
+      if (lines.len > INT_MAX || PQputCopyData(s->w, lines.data, (int)lines.len) != 1)
         failed = 1;
-      o = 0;
-      size_t want = need > COPY_CHUNK ? need : COPY_CHUNK;
-      if (!failed && want > cap) {
-        char *grown = realloc(buf, want);
-        if (!grown) {
-          err_set(err, "store %s: %s: out of memory", s->name, what);
-          failed = 2;
-          break;
-        }
-        buf = grown;
-        cap = want;
-      }
+      buffer_clear(&lines);
     }
-    if (failed)
-      break;
-    o += (size_t)sprintf(buf + o, "%s\t%" PRId64 "\t", job_key, first_seq + (int64_t)i);
-    copy_escape(buf, &o, rows[i]);
-    buf[o++] = '\n';
   }
-  if (!failed && o && PQputCopyData(s->w, buf, (int)o) != 1)
-    failed = 1;
-  free(buf);
+  buffer_free(&lines);
   if (PQputCopyEnd(s->w, failed ? "hydra: the rows could not be sent" : NULL) != 1 && !failed)
     failed = 1;
   int rc = 0;
@@ -989,11 +971,11 @@ static int jobs_query(pg_store_t *s, const char *sql, int n_params, const char *
   if (conn_ready(s, s->r, what, err) || q(s, s->r, sql, n_params, params, &res, what, err))
     goto out;
   for (int i = 0; i < PQntuples(res); i++) {
-    void *item = store_array_push(items, count, &cap, elem);
-    if (!item) {
+    if (buffer_grow(items, &cap, *count + 1, elem) != 0) {
       err_set(err, "store %s: %s: out of memory", s->name, what);
       goto out;
     }
+    void *item = (char *)*items + (*count)++ * elem;
     store_job_t *job = with_pending ? &((store_resume_t *)item)->job : item;
     if (job_read(s, res, i, job, err))
       goto out;

@@ -22,9 +22,10 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "buffer.h"
+#include "clock.h"
 #include "error.h"
 
 #define BUSY_TIMEOUT_MS 5000
@@ -194,12 +195,6 @@ typedef struct {
   int n_units, units_done;
   int64_t n_rows;
 } job_key_t;
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* SQLite's message; for a failed read, write or open also the system's
  * ("disk I/O error (No space left on device)"), or SQLite's extended code
@@ -632,7 +627,7 @@ static int job_create_locked(sqlite_store_t *s, const store_job_t *job, const ch
       sqlite3_bind_text(st, 2, job->user, -1, SQLITE_STATIC) |
       sqlite3_bind_text(st, 3, job->model, -1, SQLITE_STATIC) |
       sqlite3_bind_text64(st, 4, spec, spec_len, SQLITE_STATIC, SQLITE_UTF8) |
-      sqlite3_bind_double(st, 5, now_s()) | sqlite3_bind_double(st, 6, job->deadline) |
+      sqlite3_bind_double(st, 5, clock_wall()) | sqlite3_bind_double(st, 6, job->deadline) |
       sqlite3_bind_int(st, 7, job->n_units) | sqlite3_bind_int64(st, 8, job->variants_total)) {
     db_error(s, s->wdb, what, err);
     goto fail;
@@ -701,7 +696,7 @@ static int unit_complete_locked(sqlite_store_t *s, const char *job_id, int unit,
   st = s->w[W_UNIT_DONE];
   if (sqlite3_bind_int64(st, 1, job.key) | sqlite3_bind_int(st, 2, unit) |
       sqlite3_bind_int64(st, 3, job.n_rows) | sqlite3_bind_int64(st, 4, (int64_t)n_rows) |
-      sqlite3_bind_double(st, 5, now_s())) {
+      sqlite3_bind_double(st, 5, clock_wall())) {
     db_error(s, s->wdb, what, err);
     goto fail;
   }
@@ -756,8 +751,8 @@ static int set_state_locked(sqlite_store_t *s, const char *job_id, store_state_t
   sqlite3_stmt *st = s->w[W_JOB_STATE];
   if (sqlite3_bind_int64(st, 1, job.key) |
       sqlite3_bind_text(st, 2, store_state_name(state), -1, SQLITE_STATIC) |
-      sqlite3_bind_text(st, 3, error, -1, SQLITE_STATIC) | sqlite3_bind_double(st, 4, now_s()) |
-      sqlite3_bind_int64(st, 5, (int64_t)n_rows)) {
+      sqlite3_bind_text(st, 3, error, -1, SQLITE_STATIC) |
+      sqlite3_bind_double(st, 4, clock_wall()) | sqlite3_bind_int64(st, 5, (int64_t)n_rows)) {
     db_error(s, s->wdb, what, err);
     goto fail;
   }
@@ -852,7 +847,7 @@ static int sq_purge(store_t *base, double older_than, size_t *n_purged, char *er
 static int lease_run(sqlite_store_t *s, int which, int64_t key, const char *worker, double lease_s,
                      int unit, int *changed, const char *what, char *err) {
   sqlite3_stmt *st = s->w[which];
-  const double now = now_s();
+  const double now = clock_wall();
   const int n = sqlite3_bind_parameter_count(st);
   if (sqlite3_bind_int64(st, 1, key) | (n >= 2 ? sqlite3_bind_double(st, 2, now) : 0) |
       sqlite3_bind_text(st, 3, worker, -1, SQLITE_STATIC) |
@@ -875,7 +870,7 @@ static int claim_locked(sqlite_store_t *s, const char *job_id, const char *worke
     goto fail;
   rc = -1;
   sqlite3_stmt *st = s->w[W_CLAIM_FIND];
-  if (sqlite3_bind_int64(st, 1, job.key) | sqlite3_bind_double(st, 2, now_s()) |
+  if (sqlite3_bind_int64(st, 1, job.key) | sqlite3_bind_double(st, 2, clock_wall()) |
       sqlite3_bind_text(st, 3, worker, -1, SQLITE_STATIC)) {
     db_error(s, s->wdb, what, err);
     goto fail;
@@ -1066,11 +1061,11 @@ static int sq_jobs_list(store_t *base, const char *user, size_t limit, store_job
     goto out;
   }
   while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-    store_job_t *job = store_array_push(&items, &count, &cap, sizeof *job);
-    if (!job) {
+    if (buffer_grow(&items, &cap, count + 1, sizeof(store_job_t)) != 0) {
       err_set(err, "store %s: %s: out of memory", s->path, what);
       goto out;
     }
+    store_job_t *job = (store_job_t *)items + count++;
     if (job_read(s, st, job, err))
       goto out;
   }
@@ -1102,11 +1097,11 @@ static int sq_jobs_resumable(store_t *base, store_resume_t **jobs, size_t *n, ch
   pthread_mutex_lock(&s->rlock);
   sqlite3_stmt *st = s->r[R_RESUMABLE];
   while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-    store_resume_t *resume = store_array_push(&items, &count, &cap, sizeof *resume);
-    if (!resume) {
+    if (buffer_grow(&items, &cap, count + 1, sizeof(store_resume_t)) != 0) {
       err_set(err, "store %s: %s: out of memory", s->path, what);
       goto out;
     }
+    store_resume_t *resume = (store_resume_t *)items + count++;
     if (job_read(s, st, &resume->job, err))
       goto out;
     resume->first_pending = sqlite3_column_type(st, 14) == SQLITE_NULL ? resume->job.n_units

@@ -13,8 +13,6 @@ int cmd_run(int argc, char **argv);
 /* hydra table ROWS.ndjson; argv excludes "table". */
 int cmd_table(int argc, char **argv);
 
-/* Monotonic seconds. */
-double cli_now(void);
 /* One redrawn progress line on stderr (a terminal's): "LABEL [####  ] done/total
  * variants  rate/s  ETA"; end finishes the line. */
 void cli_progress_bar(const char *label, long done, long total, double rate, double eta, int end);

@@ -12,11 +12,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "buffer.h"
 #include "cli.h"
+#include "clock.h"
 #include "error.h"
+#include "json_field.h"
 
 /* ---- options ---- */
 
@@ -107,14 +109,13 @@ static int parse_opts(const char *cmd, int argc, char **argv, const char *allowe
 /* ---- HTTP ---- */
 
 typedef struct {
-  char *data;
-  size_t len, cap;
-  FILE *tee;  /* when set, a 2xx body goes there as it arrives (streaming) */
-  CURL *curl; /* the transfer (set by http) */
-} buf_t;
+  buffer_t body; /* the answer's body, unless teed */
+  FILE *tee;     /* when set, a 2xx body goes there as it arrives (streaming) */
+  CURL *curl;    /* the transfer (set by http) */
+} reply_t;
 
 static size_t on_body(char *p, size_t size, size_t n, void *ctx) {
-  buf_t *b = ctx;
+  reply_t *b = ctx;
   const size_t m = size * n;
   long status = 0;
   if (b->tee && b->curl)
@@ -125,26 +126,13 @@ static size_t on_body(char *p, size_t size, size_t n, void *ctx) {
     fflush(b->tee);
     return m;
   }
-  if (b->len + m + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap < b->len + m + 1)
-      cap *= 2;
-    char *g = realloc(b->data, cap);
-    if (!g)
-      return 0;
-    b->data = g;
-    b->cap = cap;
-  }
-  memcpy(b->data + b->len, p, m);
-  b->len += m;
-  b->data[b->len] = '\0';
-  return m;
+  return buffer_append(&b->body, p, m) == 0 ? m : 0;
 }
 
 /* One request. Returns the HTTP status, or -1 after printing why the server
  * could not be reached. The body is in out (NUL-terminated) unless out->tee. */
 static long http(const opts_t *o, const char *method, const char *path, const char *body,
-                 size_t body_len, buf_t *out) {
+                 size_t body_len, reply_t *out) {
   CURL *c = curl_easy_init();
   if (!c) {
     fprintf(stderr, "hydra: cannot start libcurl\n");
@@ -188,13 +176,19 @@ static long http(const opts_t *o, const char *method, const char *path, const ch
  * returns the exit code: a request the server refused as wrong is a usage
  * error (2), as is a 404 naming a field of the job (a model not loaded
  * there), anything else a server error (3). */
-static int server_error(const char *cmd, long status, const buf_t *b) {
-  json_t *doc = b->data ? json_loads(b->data, 0, NULL) : NULL;
+static int server_error(const char *cmd, long status, const reply_t *b) {
+  const char *body = b->body.data;
+  json_t *doc = body ? json_loads(body, 0, NULL) : NULL;
   json_t *e = json_object_get(doc, "error");
   const char *msg = json_string_value(json_object_get(e, "message"));
   const char *field = json_string_value(json_object_get(e, "field"));
-  fprintf(stderr, "hydra %s: %s%s%s (HTTP %ld)\n", cmd, field && field[0] ? field : "",
-          field && field[0] ? ": " : "", msg ? msg : (b->data ? b->data : "no answer"), status);
+  /* hydrad's messages are under 1 KiB, its field paths under 128 bytes; an
+   * answer that is not its JSON error is shown as it came. */
+  char line[2048];
+  const char *text = msg    ? json_field_message(line, sizeof(line), field, msg)
+                     : body ? body
+                            : "no answer";
+  fprintf(stderr, "hydra %s: %s (HTTP %ld)\n", cmd, text, status);
   const int bad_job =
       status == 400 || status == 413 || status == 422 || (status == 404 && field && field[0]);
   json_decref(doc);
@@ -204,18 +198,18 @@ static int server_error(const char *cmd, long status, const buf_t *b) {
 /* GET/POST/DELETE expecting JSON; NULL after the message (exit code in *rc). */
 static json_t *call_json(const char *cmd, const opts_t *o, const char *method, const char *path,
                          const char *body, size_t body_len, int *rc) {
-  buf_t b = {0};
+  reply_t b = {0};
   const long st = http(o, method, path, body, body_len, &b);
   json_t *doc = NULL;
   if (st < 0)
     *rc = EXIT_SERVER;
   else if (st >= 400)
     *rc = server_error(cmd, st, &b);
-  else if (!(doc = json_loads(b.data ? b.data : "", 0, NULL))) {
+  else if (!(doc = json_loads(b.body.data ? b.body.data : "", 0, NULL))) {
     fprintf(stderr, "hydra %s: the server's answer is not JSON\n", cmd);
     *rc = EXIT_SERVER;
   }
-  free(b.data);
+  buffer_free(&b.body);
   return doc;
 }
 
@@ -366,7 +360,7 @@ int cmd_jobs(int argc, char **argv) {
 /* Fetches a job's rows (waiting for its end) in the given format to out:
  * ndjson and csv as they arrive, table from the rows at the end. */
 static int fetch_results(const char *cmd, const opts_t *o, const char *id, const char *format,
-                         FILE *out, buf_t *keep) {
+                         FILE *out, buffer_t *keep) {
   char path[512];
   int rc = job_path(path, sizeof(path) - 64, id, "/results?wait=stream");
   if (rc)
@@ -376,24 +370,24 @@ static int fetch_results(const char *cmd, const opts_t *o, const char *id, const
   if (strcmp(format, "csv") == 0)
     strcat(path, "&format=csv");
   const int stream = strcmp(format, "table") != 0 && !keep;
-  buf_t b = {.tee = stream ? out : NULL};
+  reply_t b = {.tee = stream ? out : NULL};
   const long st = http(o, "GET", path, NULL, 0, &b);
   if (st < 0)
     rc = EXIT_SERVER;
   else if (st >= 400)
     rc = server_error(cmd, st, &b);
   else if (!stream && out && strcmp(format, "table") == 0) {
-    FILE *f = fmemopen(b.data ? b.data : (char *)"", b.len, "r");
+    FILE *f = fmemopen(b.body.data ? b.body.data : (char *)"", b.body.len, "r");
     rc = f ? table_from_rows(f, id, out) : EXIT_FAIL;
     if (f)
       fclose(f);
   } else if (!stream && out)
-    fwrite(b.data ? b.data : "", 1, b.len, out);
+    fwrite(b.body.data ? b.body.data : "", 1, b.body.len, out);
   if (keep && rc == EXIT_OK) {
-    *keep = b;
-    b.data = NULL;
+    *keep = b.body;
+    b.body = (buffer_t){0};
   }
-  free(b.data);
+  buffer_free(&b.body);
   return rc;
 }
 
@@ -435,11 +429,11 @@ static int follow(const char *cmd, const opts_t *o, const char *id) {
         !strcmp(state, "done") || !strcmp(state, "failed") || !strcmp(state, "cancelled");
     if (tty)
       cli_progress_bar(state, done, total, rate, eta, end);
-    else if (end || (done != last_done && cli_now() - last >= 5)) {
+    else if (end || (done != last_done && clock_monotonic() - last >= 5)) {
       char e[32];
       fprintf(stderr, "hydra: job %s %s: %ld/%ld variants, %.1f/s, %s\n", id, state, done, total,
               rate, cli_eta(end ? 0 : eta, e));
-      last = cli_now();
+      last = clock_monotonic();
       last_done = done;
     }
     if (end) {
@@ -575,13 +569,13 @@ int cmd_check(int argc, char **argv) {
     json_decref(base);
     return rc;
   }
-  buf_t rows = {0};
+  buffer_t rows = {0};
   if ((rc = fetch_results("check", &o, id, "ndjson", NULL, &rows))) {
     json_decref(base);
     return rc;
   }
   json_t *header = NULL, *cur = summary_of(rows.data ? rows.data : "", rows.len, &header);
-  free(rows.data);
+  buffer_free(&rows);
   if (o.write_baseline) {
     const size_t n_cur = json_object_size(cur);
     json_t *doc =

@@ -6,14 +6,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "backend.h"
+#include "buffer.h"
 #include "checkpoint.h"
 #include "cli.h"
+#include "clock.h"
 #include "engine.h"
 #include "job.h"
+#include "json_field.h"
 #include "model.h"
 #include "plan.h"
 #include "results.h"
@@ -34,12 +36,6 @@ typedef struct {
   int tty;
   long last_print;
 } run_out_t;
-
-double cli_now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec + t.tv_nsec * 1e-9;
-}
 
 const char *cli_eta(double eta, char *buf) {
   if (eta < 0)
@@ -119,7 +115,7 @@ static int emit_row(void *ctx, json_t *row) {
 
 static int progress(void *ctx, long done, long total) {
   run_out_t *o = ctx;
-  const double el = cli_now() - o->start, rate = el > 0 ? done / el : 0;
+  const double el = clock_monotonic() - o->start, rate = el > 0 ? done / el : 0;
   const double eta = done == total ? 0 : rate > 0 ? (total - done) / rate : -1;
   if (o->tty)
     cli_progress_bar("", done, total, rate, eta, done == total);
@@ -221,38 +217,30 @@ char *read_file(const char *path, size_t *len, char *err) {
     err_set(err, "%s: %s", path, strerror(errno));
     return NULL;
   }
-  size_t cap = 1 << 16, n = 0;
-  char *buf = malloc(cap + 1);
-  while (buf) {
-    if (n == cap) {
-      if (cap > JOB_MAX_DOCUMENT_BYTES) {
-        free(buf);
-        buf = NULL;
-        err_set(err, "%s: larger than %u bytes", path, JOB_MAX_DOCUMENT_BYTES);
-        break;
-      }
-      char *grown = realloc(buf, 2 * cap + 1);
-      if (!grown) {
-        free(buf);
-        buf = NULL;
-        break;
-      }
-      buf = grown;
-      cap *= 2;
-    }
-    size_t got = fread(buf + n, 1, cap - n, f);
-    n += got;
-    if (got == 0)
-      break;
+  /* Up to twice the job limit is read, so that job_parse can say how large
+   * a document over it is. */
+  buffer_t doc = {0};
+  char chunk[1 << 16];
+  size_t got;
+  int failed = 0;
+  while (!failed && (got = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+    if (doc.len >= 2 * (size_t)JOB_MAX_DOCUMENT_BYTES)
+      failed = err_set(err, "%s: larger than %u bytes", path, JOB_MAX_DOCUMENT_BYTES);
+    else if (buffer_append(&doc, chunk, got) != 0)
+      failed = err_set(err, "%s: out of memory", path);
   }
   if (f != stdin)
     fclose(f);
-  if (buf) {
-    buf[n] = '\0';
-    *len = n;
-  } else if (!err[0])
+  if (failed) {
+    buffer_free(&doc);
+    return NULL;
+  }
+  if (!doc.data && buffer_append(&doc, "", 0) != 0) { /* an empty file: "" */
     err_set(err, "%s: out of memory", path);
-  return buf;
+    return NULL;
+  }
+  *len = doc.len;
+  return doc.data;
 }
 
 int cmd_run(int argc, char **argv) {
@@ -328,9 +316,10 @@ int cmd_run(int argc, char **argv) {
   char *doc = read_file(job_path, &len, err);
   if (!doc)
     goto fail;
+  char why[2 * HYDRA_ERR_LEN];
   if (!(spec = job_parse(doc, len, &jerr))) {
-    snprintf(err, sizeof(err), "%s: %s%s%s", job_path, jerr.field, jerr.field[0] ? ": " : "",
-             jerr.message);
+    snprintf(err, sizeof(err), "%s: %s", job_path,
+             json_field_message(why, sizeof(why), jerr.field, jerr.message));
     rc = EXIT_USAGE;
     goto fail;
   }
@@ -347,8 +336,9 @@ int cmd_run(int argc, char **argv) {
   char tok_err[HYDRA_ERR_LEN];
   tok = tokenizer_load(model_path, tok_err); /* optional: ids-only jobs need none */
   if (plan_build(spec, m, tok, &plan, &jerr) != 0) {
-    snprintf(err, sizeof(err), "%s: %s%s%s%s%s", job_path, jerr.field, jerr.field[0] ? ": " : "",
-             jerr.message, tok ? "" : "; tokenizer: ", tok ? "" : tok_err);
+    snprintf(err, sizeof(err), "%s: %s%s%s", job_path,
+             json_field_message(why, sizeof(why), jerr.field, jerr.message),
+             tok ? "" : "; tokenizer: ", tok ? "" : tok_err);
     rc = EXIT_USAGE;
     goto fail;
   }
@@ -366,7 +356,7 @@ int cmd_run(int argc, char **argv) {
                          .norm_scale_ablated = spec->norm_scale_ablated};
   if (!(r = results_create(&plan, m, tok, &info, emit_row, &o, err)))
     goto fail;
-  o.start = cli_now();
+  o.start = clock_monotonic();
   if (results_header(r) != 0) {
     snprintf(err, sizeof(err), "writing the results failed");
     goto fail;
@@ -376,7 +366,7 @@ int cmd_run(int argc, char **argv) {
       .ctx = &sc, .clean = sink_clean, .variant = sink_variant, .progress = sink_progress};
   if (engine_run(e, &plan.job, &sink, err) != 0)
     goto fail;
-  const double elapsed = cli_now() - o.start;
+  const double elapsed = clock_monotonic() - o.start;
   if (results_finish(r, elapsed) != 0) {
     snprintf(err, sizeof(err), "writing the results failed");
     goto fail;

@@ -6,11 +6,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "backend.h"
+#include "buffer.h"
 #include "checkpoint.h"
 #include "cli.h"
+#include "clock.h"
 #include "forward.h"
 #include "model.h"
 
@@ -41,24 +42,17 @@ static void usage(FILE *out) {
 }
 
 static int parse_ids(const char *s, int **ids, int *n) {
-  int cap = 16;
+  size_t cap = 0;
   *n = 0;
-  *ids = malloc((size_t)cap * sizeof(int));
-  if (!*ids)
-    return -1;
+  *ids = NULL;
   while (*s) {
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
     if (end == s || errno || v < 0 || v > 1 << 30)
       return -1;
-    if (*n == cap) {
-      cap *= 2;
-      int *grown = realloc(*ids, (size_t)cap * sizeof(int));
-      if (!grown)
-        return -1;
-      *ids = grown;
-    }
+    if (buffer_grow((void **)ids, &cap, (size_t)*n + 1, sizeof(int)) != 0)
+      return -1;
     (*ids)[(*n)++] = (int)v;
     s = end;
     if (*s == ',')
@@ -114,12 +108,10 @@ static int cmd_forward(const char *model_path, const char *ids_arg, int top, con
   }
   forward_batch_t batch = {.n_seqs = 1, .lengths = &n, .ids = ids};
   forward_out_t out = {.logit_rows = &last, .n_logit_rows = 1, .logits = logits};
-  struct timespec t0, t1;
-  clock_gettime(CLOCK_MONOTONIC, &t0);
+  const double t0 = clock_monotonic();
   if (forward_run(f, &batch, &out, err) != 0)
     goto fail;
-  clock_gettime(CLOCK_MONOTONIC, &t1);
-  double ms = (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6;
+  const double ms = (clock_monotonic() - t0) * 1e3;
   printf("model %s (%s, %d layers), backend %s, %d tokens, %.1f ms\n", model_path, m->cfg.family,
          m->cfg.n_layers, b->ops->name, n, ms);
   printf("top %d next tokens after the last position:\n  rank  token_id     logit\n", top);

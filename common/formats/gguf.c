@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "buffer.h"
 #include "error.h"
 
 /* Counts and sizes bounded by the file size are cast to size_t freely. */
@@ -288,16 +289,8 @@ static int read_string_array(reader_t *r, kv_t *kv, char *err) {
                      "remain in the file",
                      r->path, (unsigned long long)i, kv->key, (unsigned long long)len,
                      (unsigned long long)reader_left(r));
-    if (used + len + 1 > cap) {
-      size_t want = cap ? cap : 4096;
-      while (want < used + len + 1)
-        want *= 2;
-      char *p = realloc(kv->array_arena, want);
-      if (!p)
-        return err_set(err, "%s: out of memory reading metadata key %s", r->path, kv->key);
-      kv->array_arena = p;
-      cap = want;
-    }
+    if (buffer_grow((void **)&kv->array_arena, &cap, used + len + 1, 1) != 0)
+      return err_set(err, "%s: out of memory reading metadata key %s", r->path, kv->key);
     if (reader_read(r, kv->array_arena + used, len, "a string in an array", err))
       return -1;
     kv->array_arena[used + len] = '\0';

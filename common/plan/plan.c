@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buffer.h"
+
 static int fail(job_error_t *err, const char *field, const char *fmt, ...) {
   if (err) {
     snprintf(err->field, sizeof(err->field), "%s", field);
@@ -44,20 +46,6 @@ static int resolve_token(const job_token_t *t, const model_t *m, const tokenizer
   if (*id >= m->cfg.vocab_size)
     return fail(err, field, "token id %d is outside the model's vocabulary of %d", *id,
                 m->cfg.vocab_size);
-  return 0;
-}
-
-static int grow(void **p, size_t *cap, size_t need, size_t size) {
-  if (need <= *cap)
-    return 0;
-  size_t n = *cap ? *cap : 256;
-  while (n < need)
-    n *= 2;
-  void *q = realloc(*p, n * size);
-  if (!q)
-    return -1;
-  *p = q;
-  *cap = n;
   return 0;
 }
 
@@ -103,7 +91,7 @@ static int tokenize_prompts(const job_spec_t *spec, const model_t *m, const toke
     if (len > m->cfg.max_positions)
       return fail(err, field, "%d tokens: more than the model's context of %d", len,
                   m->cfg.max_positions);
-    if (grow((void **)&p->ids, &cap, n + len, sizeof(int)))
+    if (buffer_grow((void **)&p->ids, &cap, n + len, sizeof(int)))
       return fail(err, "", "out of memory");
     for (int t = 0; t < len; t++) {
       const int id = pr->text ? enc[i].ids[t] : ids[t];
@@ -127,7 +115,7 @@ static int resolve_positions(const job_spec_t *spec, plan_t *p, tokenizer_encodi
   for (int i = 0; i < spec->n_prompts; i++) {
     const int len = p->lengths[i];
     p->position_offsets[i] = (int)n;
-    if (grow((void **)&p->position_list, &cap, n + len, sizeof(int)))
+    if (buffer_grow((void **)&p->position_list, &cap, n + len, sizeof(int)))
       return fail(err, "", "out of memory");
     switch (spec->positions) {
     case POSITIONS_LAST:

@@ -15,53 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json_field.h"
+#include "utf8.h"
+
 typedef char path_t[JOB_FIELD_LEN];
-
-/* ---- UTF-8 ---- */
-
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 (RFC 3629: no
- * overlongs, no surrogates, nothing above U+10FFFF). */
-static int utf8_seq_len(const unsigned char *s, size_t avail) {
-  unsigned c = s[0];
-  int n;
-  unsigned lo = 0x80, hi = 0xbf;
-  if (c < 0x80)
-    return 1;
-  if (c >= 0xc2 && c <= 0xdf)
-    n = 2;
-  else if (c >= 0xe0 && c <= 0xef) {
-    n = 3;
-    if (c == 0xe0)
-      lo = 0xa0;
-    if (c == 0xed)
-      hi = 0x9f;
-  } else if (c >= 0xf0 && c <= 0xf4) {
-    n = 4;
-    if (c == 0xf0)
-      lo = 0x90;
-    if (c == 0xf4)
-      hi = 0x8f;
-  } else
-    return 0;
-  if (avail < (size_t)n || s[1] < lo || s[1] > hi)
-    return 0;
-  for (int i = 2; i < n; i++)
-    if ((s[i] & 0xc0) != 0x80)
-      return 0;
-  return n;
-}
-
-/* Offset of the first byte that does not start a valid sequence, or len. */
-static size_t utf8_invalid_at(const unsigned char *s, size_t len) {
-  size_t i = 0;
-  while (i < len) {
-    int n = utf8_seq_len(s + i, len - i);
-    if (!n)
-      return i;
-    i += (size_t)n;
-  }
-  return len;
-}
 
 /* In place: control characters and bytes of broken sequences (such as a
  * character cut by snprintf) become '?', so the text is safe in JSON. */
@@ -69,14 +26,14 @@ static void sanitize(char *str) {
   unsigned char *s = (unsigned char *)str;
   size_t len = strlen(str), i = 0;
   while (i < len) {
-    int n = utf8_seq_len(s + i, len - i);
+    size_t n = utf8_decode(s + i, len - i, NULL);
     if (n == 1 && (s[i] < 0x20 || s[i] == 0x7f))
       s[i] = '?';
     if (!n) {
       s[i] = '?';
       n = 1;
     }
-    i += (size_t)n;
+    i += n;
   }
 }
 
@@ -104,48 +61,10 @@ static const char *shorten(char buf[48], const char *s) {
     memcpy(buf, s, n + 1);
     return buf;
   }
-  n = 40;
-  while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
-    n--;
+  n = utf8_cut(s, 40);
   memcpy(buf, s, n);
   memcpy(buf + n, "...", 4);
   return buf;
-}
-
-static const char *path_key(path_t out, const char *base, const char *key) {
-  int n = base[0] ? snprintf(out, JOB_FIELD_LEN, "%s.%s", base, key)
-                  : snprintf(out, JOB_FIELD_LEN, "%s", key);
-  if (n < 0)
-    out[0] = '\0';
-  return out;
-}
-
-static const char *path_index(path_t out, const char *base, size_t i) {
-  if (snprintf(out, JOB_FIELD_LEN, "%s[%zu]", base, i) < 0)
-    out[0] = '\0';
-  return out;
-}
-
-static const char *type_name(const json_t *v) {
-  switch (json_typeof(v)) {
-  case JSON_OBJECT:
-    return "an object";
-  case JSON_ARRAY:
-    return "an array";
-  case JSON_STRING:
-    return "a string";
-  case JSON_INTEGER:
-    return "an integer";
-  case JSON_REAL:
-    return "a number";
-  case JSON_TRUE:
-    return "true";
-  case JSON_FALSE:
-    return "false";
-  case JSON_NULL:
-    return "null";
-  }
-  return "an unknown value";
 }
 
 /* Case-insensitive Levenshtein distance; large for words over 64 bytes. */
@@ -248,8 +167,8 @@ static int check_keys(const json_t *obj, const char *base, const char *const *kn
     (void)value;
     if (in_list(key, known) >= 0)
       continue;
-    return fail(err, path_key(p, base, shorten(short_key, key)), "unknown field%s",
-                hint(why, sizeof why, key, known));
+    return fail(err, json_field_key(p, JOB_FIELD_LEN, base, shorten(short_key, key)),
+                "unknown field%s", hint(why, sizeof why, key, known));
   }
   return 0;
 }
@@ -259,15 +178,14 @@ static int want_string(const json_t *v, const char *field, const char **out, job
   const char *s;
   size_t n, bad;
   if (!json_is_string(v))
-    return fail(err, field, "expected a string, got %s", type_name(v));
+    return fail(err, field, "expected a string, got %s", json_field_kind(v));
   s = json_string_value(v);
   n = json_string_length(v);
   if (n == 0)
     return fail(err, field, "must not be empty");
   if (memchr(s, '\0', n))
     return fail(err, field, "contains a NUL character");
-  bad = utf8_invalid_at((const unsigned char *)s, n);
-  if (bad < n)
+  if (!utf8_valid(s, n, &bad))
     return fail(err, field, "invalid UTF-8 at byte offset %zu of the string", bad);
   *out = s;
   return 0;
@@ -287,7 +205,7 @@ static int want_int(const json_t *v, const char *field, long long lo, long long 
                     const char *what, long long *out, job_error_t *err) {
   long long x;
   if (!json_is_integer(v))
-    return fail(err, field, "expected %s, got %s", what, type_name(v));
+    return fail(err, field, "expected %s, got %s", what, json_field_kind(v));
   x = (long long)json_integer_value(v);
   if (x < lo)
     return fail(err, field, "expected %s, got %lld", what, x);
@@ -299,7 +217,7 @@ static int want_int(const json_t *v, const char *field, long long lo, long long 
 
 static int want_bool(const json_t *v, const char *field, int *out, job_error_t *err) {
   if (!json_is_boolean(v))
-    return fail(err, field, "expected true or false, got %s", type_name(v));
+    return fail(err, field, "expected true or false, got %s", json_field_kind(v));
   *out = json_is_true(v);
   return 0;
 }
@@ -324,7 +242,7 @@ static int want_enum(const json_t *v, const char *field, const char *what, const
 static int want_array(const json_t *v, const char *field, const char *what, size_t max, size_t *n,
                       job_error_t *err) {
   if (!json_is_array(v))
-    return fail(err, field, "expected an array of %s, got %s", what, type_name(v));
+    return fail(err, field, "expected an array of %s, got %s", what, json_field_kind(v));
   *n = json_array_size(v);
   if (*n == 0)
     return fail(err, field, "needs at least one of %s", what);
@@ -347,7 +265,7 @@ static int want_token(const json_t *v, const char *field, int allow_text, int al
     return copy_string(v, field, &t->text, err);
   return fail(err, field,
               "expected a token (a string) or a token id (a non-negative integer), got %s",
-              type_name(v));
+              json_field_kind(v));
 }
 
 static int token_equal(const job_token_t *a, const job_token_t *b) {
@@ -500,7 +418,7 @@ static int parse_prompt(const json_t *v, const char *field, job_prompt_t *p, job
     return copy_string(v, field, &p->text, err);
   if (!json_is_object(v))
     return fail(err, field, "expected a string or an object with text or ids, got %s",
-                type_name(v));
+                json_field_kind(v));
   if (check_keys(v, field, prompt_keys, err))
     return -1;
   text = json_object_get(v, "text");
@@ -508,14 +426,15 @@ static int parse_prompt(const json_t *v, const char *field, job_prompt_t *p, job
   subject = json_object_get(v, "subject");
   target = json_object_get(v, "target");
   if (text && ids)
-    return fail(err, path_key(f, field, "ids"), "give only one of text and ids");
+    return fail(err, json_field_key(f, JOB_FIELD_LEN, field, "ids"),
+                "give only one of text and ids");
   if (!text && !ids)
     return fail(err, field, "needs text or ids");
-  if (text && copy_string(text, path_key(f, field, "text"), &p->text, err))
+  if (text && copy_string(text, json_field_key(f, JOB_FIELD_LEN, field, "text"), &p->text, err))
     return -1;
   if (ids) {
     size_t n = 0;
-    path_key(f, field, "ids");
+    json_field_key(f, JOB_FIELD_LEN, field, "ids");
     if (want_array(ids, f, "token ids", INT_MAX, &n, err))
       return -1;
     p->ids = malloc(n * sizeof *p->ids);
@@ -525,14 +444,14 @@ static int parse_prompt(const json_t *v, const char *field, job_prompt_t *p, job
     for (size_t i = 0; i < n; i++) {
       long long id = 0;
       path_t fi;
-      if (want_int(json_array_get(ids, i), path_index(fi, f, i), 0, INT_MAX,
+      if (want_int(json_array_get(ids, i), json_field_index(fi, JOB_FIELD_LEN, f, i), 0, INT_MAX,
                    "a non-negative integer", &id, err))
         return -1;
       p->ids[i] = (int)id;
     }
   }
   if (subject) {
-    path_key(f, field, "subject");
+    json_field_key(f, JOB_FIELD_LEN, field, "subject");
     if (!p->text)
       return fail(err, f, "a subject needs the prompt as text, not ids");
     if (copy_string(subject, f, &p->subject, err))
@@ -542,7 +461,8 @@ static int parse_prompt(const json_t *v, const char *field, job_prompt_t *p, job
       return fail(err, f, "\"%s\" does not occur in the prompt's text", shorten(s, p->subject));
     }
   }
-  if (target && want_token(target, path_key(f, field, "target"), 1, 1, &p->target, err))
+  if (target &&
+      want_token(target, json_field_key(f, JOB_FIELD_LEN, field, "target"), 1, 1, &p->target, err))
     return -1;
   return 0;
 }
@@ -560,7 +480,8 @@ static int parse_prompts(const json_t *v, job_spec_t *spec, job_error_t *err) {
   for (size_t i = 0; i < n; i++) {
     path_t f;
     spec->prompts[i].target.id = -1;
-    if (parse_prompt(json_array_get(v, i), path_index(f, "prompts", i), &spec->prompts[i], err))
+    if (parse_prompt(json_array_get(v, i), json_field_index(f, JOB_FIELD_LEN, "prompts", i),
+                     &spec->prompts[i], err))
       return -1;
   }
   return 0;
@@ -580,7 +501,7 @@ static int parse_target(const json_t *v, job_spec_t *spec, job_error_t *err) {
     return fail(err, "target",
                 "expected \"argmax\", \"next\" or an object such as {\"token\": \" "
                 "Paris\"}, got %s",
-                type_name(v));
+                json_field_kind(v));
   if (check_keys(v, "target", target_keys, err))
     return -1;
   token = json_object_get(v, "token");
@@ -704,13 +625,13 @@ static int parse_patch(const json_t *v, const char *field, int n_prompts, method
   patch = json_object_get(v, "patch");
   if (!patch)
     return fail(err, field, "expected a method string or {\"patch\": {\"source\": P}}");
-  path_key(f, field, "patch");
+  json_field_key(f, JOB_FIELD_LEN, field, "patch");
   if (!json_is_object(patch))
-    return fail(err, f, "expected an object {\"source\": P}, got %s", type_name(patch));
+    return fail(err, f, "expected an object {\"source\": P}, got %s", json_field_kind(patch));
   if (check_keys(patch, f, patch_keys, err))
     return -1;
   source = json_object_get(patch, "source");
-  path_key(fs, f, "source");
+  json_field_key(fs, JOB_FIELD_LEN, f, "source");
   if (!source)
     return fail(err, fs, "required: the index of the prompt to patch from");
   if (want_int(source, fs, 0, LLONG_MAX, "a prompt index (a non-negative integer)", &src, err))
@@ -736,7 +657,7 @@ static int parse_methods(const json_t *v, job_spec_t *spec, job_error_t *err) {
     const json_t *e = json_array_get(v, i);
     method_t *m = &spec->methods[i];
     path_t f;
-    path_index(f, "ablations.methods", i);
+    json_field_index(f, JOB_FIELD_LEN, "ablations.methods", i);
     if (json_is_object(e)) {
       if (parse_patch(e, f, spec->n_prompts, m, err))
         return -1;
@@ -768,7 +689,7 @@ static int parse_components(const json_t *v, job_spec_t *spec, job_error_t *err)
     char msg[256], short_s[48];
     triple_t p;
     path_t f;
-    path_index(f, "ablations.components", i);
+    json_field_index(f, JOB_FIELD_LEN, "ablations.components", i);
     if (copy_string(json_array_get(v, i), f, &spec->components[i], err))
       return -1;
     if (pattern_parse(spec->components[i], &p, msg, sizeof msg))
@@ -799,8 +720,8 @@ static int parse_positions(const json_t *v, job_spec_t *spec, job_error_t *err) 
     for (size_t i = 0; i < n; i++) {
       long long x = 0;
       path_t fi;
-      if (want_int(json_array_get(v, i), path_index(fi, f, i), -INT_MAX, INT_MAX,
-                   "a position (an integer; negative counts from the end)", &x, err))
+      if (want_int(json_array_get(v, i), json_field_index(fi, JOB_FIELD_LEN, f, i), -INT_MAX,
+                   INT_MAX, "a position (an integer; negative counts from the end)", &x, err))
         return -1;
       spec->position_list[i] = (int)x;
     }
@@ -823,19 +744,19 @@ static int parse_positions(const json_t *v, job_spec_t *spec, job_error_t *err) 
   return fail(err, f,
               "expected \"last\", \"all\", \"subject\", a list of positions or {\"substring\": "
               "...}, got %s",
-              type_name(v));
+              json_field_kind(v));
 }
 
 static int parse_metrics(const json_t *v, job_spec_t *spec, job_error_t *err) {
   size_t n = 0;
   if (!json_is_array(v))
-    return fail(err, "metrics", "expected an array of metric names, got %s", type_name(v));
+    return fail(err, "metrics", "expected an array of metric names, got %s", json_field_kind(v));
   n = json_array_size(v);
   for (size_t i = 0; i < n; i++) {
     int k = 0;
     path_t f;
-    if (want_enum(json_array_get(v, i), path_index(f, "metrics", i), "metric", metric_names, &k,
-                  err))
+    if (want_enum(json_array_get(v, i), json_field_index(f, JOB_FIELD_LEN, "metrics", i), "metric",
+                  metric_names, &k, err))
       return -1;
     if (1u << k == METRIC_LOGIT_DIFF && spec->target != TARGET_FOIL)
       return fail(err, f,
@@ -866,7 +787,7 @@ static int parse_ablations(const json_t *v, job_spec_t *spec, int *samples_given
   const json_t *e;
   long long x = 0;
   if (!json_is_object(v))
-    return fail(err, "ablations", "expected an object, got %s", type_name(v));
+    return fail(err, "ablations", "expected an object, got %s", json_field_kind(v));
   if (check_keys(v, "ablations", ablation_keys, err))
     return -1;
   if ((e = json_object_get(v, "components")) && parse_components(e, spec, err))
@@ -899,7 +820,8 @@ static int check_prompts_against_job(job_spec_t *spec, int target_given, int met
     if (token_given(&spec->prompts[i].target))
       first = i;
   if (first >= 0) {
-    path_key(f, path_index(fp, "prompts", (size_t)first), "target");
+    json_field_key(f, JOB_FIELD_LEN, json_field_index(fp, JOB_FIELD_LEN, "prompts", (size_t)first),
+                   "target");
     if (target_given && (spec->target == TARGET_ARGMAX || spec->target == TARGET_NEXT))
       return fail(err, f, "a prompt's target conflicts with \"target\": \"%s\"",
                   spec->target == TARGET_ARGMAX ? "argmax" : "next");
@@ -908,7 +830,8 @@ static int check_prompts_against_job(job_spec_t *spec, int target_given, int met
     for (int i = 0; i < spec->n_prompts; i++) {
       const job_token_t *t = &spec->prompts[i].target;
       path_t fi;
-      path_key(fi, path_index(fp, "prompts", (size_t)i), "target");
+      json_field_key(fi, JOB_FIELD_LEN, json_field_index(fp, JOB_FIELD_LEN, "prompts", (size_t)i),
+                     "target");
       if (!token_given(t) && !target_given)
         return fail(err, fi, "required: prompts[%d] names a target and the job names none", first);
       if (spec->target == TARGET_FOIL && token_given(t) && token_equal(t, &spec->foil_token))
@@ -919,12 +842,12 @@ static int check_prompts_against_job(job_spec_t *spec, int target_given, int met
     for (int i = 0; i < spec->n_prompts; i++) {
       const job_prompt_t *p = &spec->prompts[i];
       char s[48];
-      path_index(fp, "prompts", (size_t)i);
+      json_field_index(fp, JOB_FIELD_LEN, "prompts", (size_t)i);
       if (!p->text)
-        return fail(err, path_key(f, fp, "ids"),
+        return fail(err, json_field_key(f, JOB_FIELD_LEN, fp, "ids"),
                     "positions by substring (ablations.positions) need the prompt as text");
       if (!spec->position_substring && !p->subject)
-        return fail(err, path_key(f, fp, "subject"),
+        return fail(err, json_field_key(f, JOB_FIELD_LEN, fp, "subject"),
                     "required: ablations.positions is \"subject\" (give the prompt as {\"text\": "
                     "..., \"subject\": ...})");
       if (spec->position_substring && !strstr(p->text, spec->position_substring))
@@ -938,7 +861,7 @@ static int check_prompts_against_job(job_spec_t *spec, int target_given, int met
           return fail(err, "ablations.methods",
                       "the default method, resample, needs at least 2 prompts; give more prompts "
                       "or another method (e.g. [\"zero\"])");
-        return fail(err, path_index(f, "ablations.methods", (size_t)i),
+        return fail(err, json_field_index(f, JOB_FIELD_LEN, "ablations.methods", (size_t)i),
                     "resample needs at least 2 prompts (it draws another prompt's activations)");
       }
   return 0;
@@ -952,7 +875,7 @@ static int parse_document(const json_t *root, job_spec_t *spec, job_error_t *err
   const json_t *e;
   int target_given = 0, samples_given = 0, methods_given = 0, i = 0;
   if (!json_is_object(root))
-    return fail(err, "", "expected a JSON object, got %s", type_name(root));
+    return fail(err, "", "expected a JSON object, got %s", json_field_kind(root));
   if (check_keys(root, "", top_keys, err))
     return -1;
   if ((e = json_object_get(root, "model")) && copy_string(e, "model", &spec->model, err))
@@ -1020,7 +943,7 @@ static int parse_document(const json_t *root, job_spec_t *spec, job_error_t *err
   if ((e = json_object_get(root, "deadline_s"))) {
     double d;
     if (!json_is_number(e))
-      return fail(err, "deadline_s", "expected a number of seconds, got %s", type_name(e));
+      return fail(err, "deadline_s", "expected a number of seconds, got %s", json_field_kind(e));
     d = json_number_value(e);
     if (!(d > 0) || d > JOB_MAX_DEADLINE_S)
       return fail(err, "deadline_s", "expected seconds in (0, %g], got %g", JOB_MAX_DEADLINE_S, d);
@@ -1047,8 +970,7 @@ job_spec_t *job_parse(const char *json, size_t len, job_error_t *err) {
          JOB_MAX_DOCUMENT_BYTES);
     return NULL;
   }
-  bad = utf8_invalid_at((const unsigned char *)json, len);
-  if (bad < len) {
+  if (!utf8_valid(json, len, &bad)) {
     size_t line = 1, column = 1;
     for (size_t i = 0; i < bad; i++) {
       if (json[i] == '\n') {
@@ -1272,7 +1194,7 @@ int job_expand_components(const job_spec_t *spec, const model_config_t *cfg, com
     char msg[256], s[48];
     path_t f;
     triple_t p;
-    x.field = path_index(f, "ablations.components", (size_t)i);
+    x.field = json_field_index(f, JOB_FIELD_LEN, "ablations.components", (size_t)i);
     x.pattern = spec->components[i] ? spec->components[i] : "";
     if (pattern_parse(x.pattern, &p, msg, sizeof msg)) {
       fail(err, f, "\"%s\": %s", shorten(s, x.pattern), msg);

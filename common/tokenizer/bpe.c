@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buffer.h"
 #include "error.h"
 #include "utf8.h"
 
@@ -263,16 +264,8 @@ int bpe_add_piece(bpe_t *b, const char *s, size_t len, int32_t id, char *err) {
     }
     b->cap_ids = cap;
   }
-  if (b->arena_len + len + 1 > b->arena_cap) {
-    size_t cap = b->arena_cap ? b->arena_cap : 1 << 16;
-    while (cap < b->arena_len + len + 1)
-      cap *= 2;
-    char *a = realloc(b->arena, cap);
-    if (!a)
-      return err_set(err, "out of memory adding piece %d", (int)id);
-    b->arena = a;
-    b->arena_cap = cap;
-  }
+  if (buffer_grow((void **)&b->arena, &b->arena_cap, b->arena_len + len + 1, 1))
+    return err_set(err, "out of memory adding piece %d", (int)id);
   if ((b->n_pieces + 1) * 2 > b->n_piece_slots && grow_piece_slots(b))
     return err_set(err, "out of memory adding piece %d", (int)id);
   memcpy(b->arena + b->arena_len, s, len);
@@ -442,31 +435,17 @@ void bpe_scratch_free(bpe_scratch_t *s) {
   free(s);
 }
 
-static int reserve(void **p, size_t *cap, size_t need, size_t elem) {
-  if (need <= *cap)
-    return 0;
-  size_t n = *cap ? *cap : 64;
-  while (n < need)
-    n *= 2;
-  void *q = realloc(*p, n * elem);
-  if (!q)
-    return -1;
-  *p = q;
-  *cap = n;
-  return 0;
-}
-
 static int out_reserve(bpe_scratch_t *s, size_t need) {
   if (need <= s->out_cap)
     return 0;
   size_t cap = s->out_cap;
-  if (reserve((void **)&s->ids, &cap, need, sizeof(int32_t)))
+  if (buffer_grow((void **)&s->ids, &cap, need, sizeof(int32_t)))
     return -1;
   cap = s->out_cap;
-  if (reserve((void **)&s->starts, &cap, need, sizeof(uint32_t)))
+  if (buffer_grow((void **)&s->starts, &cap, need, sizeof(uint32_t)))
     return -1;
   cap = s->out_cap;
-  if (reserve((void **)&s->ends, &cap, need, sizeof(uint32_t)))
+  if (buffer_grow((void **)&s->ends, &cap, need, sizeof(uint32_t)))
     return -1;
   s->out_cap = cap;
   return 0;
@@ -479,7 +458,7 @@ static int heap_less(const heap_item_t *a, const heap_item_t *b) {
 }
 
 static int heap_push(bpe_scratch_t *s, heap_item_t item) {
-  if (reserve((void **)&s->heap, &s->heap_cap, s->heap_len + 1, sizeof(heap_item_t)))
+  if (buffer_grow((void **)&s->heap, &s->heap_cap, s->heap_len + 1, sizeof(heap_item_t)))
     return -1;
   size_t i = s->heap_len++;
   while (i > 0) {
@@ -627,7 +606,7 @@ static size_t initial_symbols(const bpe_t *b, const char *word, size_t len, bpe_
 static int32_t whole_word_id(const bpe_t *b, const char *word, size_t len, bpe_scratch_t *s) {
   if (!b->opt.byte_level)
     return bpe_piece_id(b, word, len);
-  if (reserve((void **)&s->spelled, &s->spelled_cap, 2 * len + 1, 1))
+  if (buffer_grow((void **)&s->spelled, &s->spelled_cap, 2 * len + 1, 1))
     return -1;
   size_t n = 0;
   for (size_t i = 0; i < len; i++)
@@ -672,18 +651,18 @@ static void cache_put(bpe_t *b, const char *word, size_t len, uint64_t h, const 
   if (!b->cache || b->cache_entries >= CACHE_MAX_ENTRIES)
     goto done;
   size_t keys_cap = b->cache_keys_cap, vals_cap = b->cache_vals_cap;
-  if (reserve((void **)&b->cache_keys, &keys_cap, b->cache_keys_len + len, 1))
+  if (buffer_grow((void **)&b->cache_keys, &keys_cap, b->cache_keys_len + len, 1))
     goto done;
   b->cache_keys_cap = keys_cap;
   size_t need = b->cache_vals_len + s->out_len;
   vals_cap = b->cache_vals_cap;
-  if (reserve((void **)&b->cache_ids, &vals_cap, need, sizeof(int32_t)))
+  if (buffer_grow((void **)&b->cache_ids, &vals_cap, need, sizeof(int32_t)))
     goto done;
   vals_cap = b->cache_vals_cap;
-  if (reserve((void **)&b->cache_starts, &vals_cap, need, sizeof(uint32_t)))
+  if (buffer_grow((void **)&b->cache_starts, &vals_cap, need, sizeof(uint32_t)))
     goto done;
   vals_cap = b->cache_vals_cap;
-  if (reserve((void **)&b->cache_ends, &vals_cap, need, sizeof(uint32_t)))
+  if (buffer_grow((void **)&b->cache_ends, &vals_cap, need, sizeof(uint32_t)))
     goto done;
   b->cache_vals_cap = vals_cap;
   size_t mask = CACHE_SLOTS - 1, i = (size_t)h & mask;
@@ -728,7 +707,7 @@ static int encode_uncached(const bpe_t *b, const char *word, size_t len, bpe_scr
     }
   }
   /* Byte fallback turns a character into up to 4 symbols: at most len. */
-  if (reserve((void **)&s->sym, &s->sym_cap, len + 1, sizeof(symbol_t)))
+  if (buffer_grow((void **)&s->sym, &s->sym_cap, len + 1, sizeof(symbol_t)))
     return -1;
   size_t n_sym = initial_symbols(b, word, len, s);
   if (merge_all(b, s, n_sym))
@@ -779,13 +758,13 @@ static int encode_cut(const bpe_t *b, const char *word, size_t len, bpe_scratch_
       return -1;
     size_t need = s->word_len + s->out_len, cap = s->word_cap;
     if (need > s->word_cap) {
-      if (reserve((void **)&s->word_ids, &cap, need, sizeof(int32_t)))
+      if (buffer_grow((void **)&s->word_ids, &cap, need, sizeof(int32_t)))
         return -1;
       cap = s->word_cap;
-      if (reserve((void **)&s->word_starts, &cap, need, sizeof(uint32_t)))
+      if (buffer_grow((void **)&s->word_starts, &cap, need, sizeof(uint32_t)))
         return -1;
       cap = s->word_cap;
-      if (reserve((void **)&s->word_ends, &cap, need, sizeof(uint32_t)))
+      if (buffer_grow((void **)&s->word_ends, &cap, need, sizeof(uint32_t)))
         return -1;
       s->word_cap = cap;
     }

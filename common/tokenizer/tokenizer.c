@@ -8,30 +8,12 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "buffer.h"
 #include "error.h"
 #include "tokenizer_internal.h"
 #include "utf8.h"
 
 #define NO_TEXT SIZE_MAX
-
-/* ---- small growable arrays ---- */
-
-static int grow(void **p, size_t *cap, size_t need, size_t elem) {
-  if (need <= *cap)
-    return 0;
-  size_t n = *cap ? *cap : 16;
-  while (n < need) {
-    if (n > SIZE_MAX / 2 / elem)
-      return -1;
-    n *= 2;
-  }
-  void *q = realloc(*p, n * elem);
-  if (!q)
-    return -1;
-  *p = q;
-  *cap = n;
-  return 0;
-}
 
 static char *dup_bytes(const char *s, size_t n) {
   char *d = malloc(n + 1);
@@ -216,7 +198,7 @@ int tokenizer_add_added(tokenizer_t *t, const char *content, size_t len, int32_t
   if (id < 0 || id == INT32_MAX)
     return err_set(err, "%s: added token \"%.*s\" has id %ld out of range", t->path, (int)len,
                    content, (long)id);
-  if (grow((void **)&t->added, &t->cap_added, t->n_added + 1, sizeof(added_token_t)))
+  if (buffer_grow((void **)&t->added, &t->cap_added, t->n_added + 1, sizeof(added_token_t)))
     return err_set(err, "%s: out of memory", t->path);
   added_token_t *a = &t->added[t->n_added];
   memset(a, 0, sizeof(*a));
@@ -338,7 +320,7 @@ static int replace_all(const char *s, size_t n, const char *pat, size_t pat_len,
   while (i < n) {
     const char *hit = pat_len ? find_bytes(s + i, n - i, pat, pat_len) : NULL;
     size_t copy = hit ? (size_t)(hit - (s + i)) : n - i;
-    if (grow((void **)out, out_cap, *out_len + copy + rep_len + 1, 1))
+    if (buffer_grow((void **)out, out_cap, *out_len + copy + rep_len + 1, 1))
       return -1;
     memcpy(*out + *out_len, s + i, copy);
     *out_len += copy;
@@ -449,7 +431,7 @@ int tokenizer_finish(tokenizer_t *t, char *err) {
     } else if (token_text_of(t, piece, plen, &text, &text_len)) {
       text = NULL;
     }
-    if (!text || grow((void **)&t->text_arena, &arena_cap, arena_len + text_len + 1, 1)) {
+    if (!text || buffer_grow((void **)&t->text_arena, &arena_cap, arena_len + text_len + 1, 1)) {
       free(text);
       return err_set(err, "%s: out of memory", t->path);
     }
@@ -692,7 +674,7 @@ static int pattern_find(const tokenizer_pattern_t *p, pcre2_match_data *md, cons
 }
 
 static int push_item(encoder_t *e, size_t start, size_t end, int is_match) {
-  if (grow((void **)&e->items, &e->cap_items, e->n_items + 1, sizeof(split_item_t)))
+  if (buffer_grow((void **)&e->items, &e->cap_items, e->n_items + 1, sizeof(split_item_t)))
     return -1;
   e->items[e->n_items++] = (split_item_t){start, end, is_match};
   return 0;
@@ -701,7 +683,7 @@ static int push_item(encoder_t *e, size_t start, size_t end, int is_match) {
 static int push_next(encoder_t *e, size_t start, size_t end) {
   if (start == end)
     return 0; /* tokenizers drops empty splits */
-  if (grow((void **)&e->pieces_next, &e->cap_next, e->n_next + 1, sizeof(span_t)))
+  if (buffer_grow((void **)&e->pieces_next, &e->cap_next, e->n_next + 1, sizeof(span_t)))
     return -1;
   e->pieces_next[e->n_next++] = (span_t){start, end};
   return 0;
@@ -969,7 +951,7 @@ static int encode_segment(encoder_t *e, const char *text, size_t start, size_t e
   e->n_pieces = 0;
   if (e->cur_len == 0)
     return 0;
-  if (grow((void **)&e->pieces, &e->cap_pieces, 1, sizeof(span_t)))
+  if (buffer_grow((void **)&e->pieces, &e->cap_pieces, 1, sizeof(span_t)))
     return oom(e);
   e->pieces[0] = (span_t){0, e->cur_len};
   e->n_pieces = 1;
@@ -1153,7 +1135,7 @@ static int strings_new(strings_t *s) {
 
 /* Appends bytes to the last string. */
 static int strings_append(strings_t *s, const char *p, size_t n) {
-  if (grow((void **)&s->buf, &s->cap, s->len + n + 1, 1))
+  if (buffer_grow((void **)&s->buf, &s->cap, s->len + n + 1, 1))
     return -1;
   if (n)
     memcpy(s->buf + s->len, p, n);

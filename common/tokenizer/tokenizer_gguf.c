@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buffer.h"
 #include "error.h"
 #include "gguf.h"
 #include "tokenizer_internal.h"
@@ -220,14 +221,9 @@ static int add_score_merges(gguf_loader_t *L, bpe_t *b, const gguf_array_t *scor
       int32_t l = bpe_piece_id(b, s, at), r = bpe_piece_id(b, s + at, len - at);
       if (l < 0 || r < 0)
         continue;
-      if (n == cap) {
-        cap = cap ? cap * 2 : 4096;
-        scored_merge_t *p = realloc(m, cap * sizeof(*m));
-        if (!p) {
-          fail(L, "out of memory deriving merges");
-          goto done;
-        }
-        m = p;
+      if (buffer_grow((void **)&m, &cap, n + 1, sizeof(*m)) != 0) {
+        fail(L, "out of memory deriving merges");
+        goto done;
       }
       m[n++] = (scored_merge_t){l, r, score, count_chars(s, at), count_chars(s + at, len - at), 0};
     }

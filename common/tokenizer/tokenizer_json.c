@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "error.h"
+#include "json_field.h"
 #include "tokenizer_internal.h"
 #include "utf8.h"
 
@@ -27,16 +28,6 @@ static int fail(json_loader_t *L, const char *field, const char *what) {
   return err_set(L->err, "%s: %s: %s", L->path, field, what);
 }
 
-/* A child field's path for messages: "pre_tokenizer.pretokenizers[1]"
- * (key for an object member, index >= 0 for an array element); long paths
- * are cut. */
-static void field_path(char *buf, const char *parent, const char *key, long index) {
-  int n = index >= 0 ? snprintf(buf, FIELD_LEN, "%s[%ld]", parent, index)
-                     : snprintf(buf, FIELD_LEN, "%s.%s", parent, key ? key : "?");
-  if (n < 0)
-    buf[0] = '\0';
-}
-
 /* Optional boolean; absent or null gives dflt. */
 static int get_bool(json_loader_t *L, const json_t *obj, const char *parent, const char *key,
                     int dflt, int *out) {
@@ -48,7 +39,7 @@ static int get_bool(json_loader_t *L, const json_t *obj, const char *parent, con
   }
   if (!json_is_boolean(v)) {
     char f[FIELD_LEN];
-    field_path(f, parent, key, -1);
+    json_field_key(f, FIELD_LEN, parent, key);
     return fail(L, f, "must be true or false");
   }
   *out = json_is_true(v);
@@ -63,7 +54,7 @@ static int get_string(json_loader_t *L, const json_t *obj, const char *parent, c
   if (out_len)
     *out_len = 0;
   char f[FIELD_LEN];
-  field_path(f, parent, key, -1);
+  json_field_key(f, FIELD_LEN, parent, key);
   if ((!v || json_is_null(v)) && dflt) {
     *out = dflt;
     if (out_len)
@@ -83,7 +74,7 @@ static int get_int(json_loader_t *L, const json_t *obj, const char *parent, cons
   const json_t *v = json_object_get(obj, key);
   *out = dflt;
   char f[FIELD_LEN];
-  field_path(f, parent, key, -1);
+  json_field_key(f, FIELD_LEN, parent, key);
   if ((!v || json_is_null(v)) && dflt >= lo) {
     *out = dflt;
     return 0;
@@ -106,7 +97,7 @@ static const char *type_of(const json_t *obj) {
 static int get_pattern(json_loader_t *L, const json_t *obj, const char *parent,
                        tokenizer_pattern_t *p, int allow_regex) {
   char f[FIELD_LEN], msg[HYDRA_ERR_LEN];
-  field_path(f, parent, "pattern", -1);
+  json_field_key(f, FIELD_LEN, parent, "pattern");
   const json_t *v = json_object_get(obj, "pattern");
   const json_t *s = json_object_get(v, "String"), *r = json_object_get(v, "Regex");
   if (json_is_string(s))
@@ -131,7 +122,7 @@ static int get_char(json_loader_t *L, const json_t *obj, const char *parent, con
     return -1;
   if (n == 0 || n > 4 || utf8_decode((const unsigned char *)s, n, NULL) != n) {
     char f[FIELD_LEN];
-    field_path(f, parent, key, -1);
+    json_field_key(f, FIELD_LEN, parent, key);
     return fail(L, f, "must be a single character");
   }
   memcpy(out, s, n);
@@ -160,12 +151,12 @@ static int parse_normalizer(json_loader_t *L, const json_t *n, const char *field
   char f[FIELD_LEN];
   if (strcmp(type, "Sequence") == 0) {
     const json_t *list = json_object_get(n, "normalizers");
-    field_path(f, field, "normalizers", -1);
+    json_field_key(f, FIELD_LEN, field, "normalizers");
     if (!json_is_array(list))
       return fail(L, f, "must be an array");
     for (size_t i = 0; i < json_array_size(list); i++) {
       char g[FIELD_LEN];
-      field_path(g, f, NULL, (long)i);
+      json_field_index(g, FIELD_LEN, f, i);
       if (parse_normalizer(L, json_array_get(list, i), g))
         return -1;
     }
@@ -235,7 +226,7 @@ static int parse_behavior(json_loader_t *L, const json_t *obj, const char *field
     }
   }
   char f[FIELD_LEN];
-  field_path(f, field, "behavior", -1);
+  json_field_key(f, FIELD_LEN, field, "behavior");
   return fail(L, f, "must be Removed, Isolated, MergedWithPrevious, MergedWithNext or Contiguous");
 }
 
@@ -259,7 +250,7 @@ static int parse_prepend_scheme(json_loader_t *L, const json_t *obj, const char 
     *out = PREPEND_NEVER;
   else {
     char f[FIELD_LEN];
-    field_path(f, field, "prepend_scheme", -1);
+    json_field_key(f, FIELD_LEN, field, "prepend_scheme");
     return fail(L, f, "must be \"first\", \"always\" or \"never\"");
   }
   return 0;
@@ -274,12 +265,12 @@ static int parse_pre_tokenizer(json_loader_t *L, const json_t *p, const char *fi
   char f[FIELD_LEN];
   if (strcmp(type, "Sequence") == 0) {
     const json_t *list = json_object_get(p, "pretokenizers");
-    field_path(f, field, "pretokenizers", -1);
+    json_field_key(f, FIELD_LEN, field, "pretokenizers");
     if (!json_is_array(list))
       return fail(L, f, "must be an array");
     for (size_t i = 0; i < json_array_size(list); i++) {
       char g[FIELD_LEN];
-      field_path(g, f, NULL, (long)i);
+      json_field_index(g, FIELD_LEN, f, i);
       if (parse_pre_tokenizer(L, json_array_get(list, i), g))
         return -1;
     }
@@ -339,7 +330,7 @@ static int parse_pre_tokenizer(json_loader_t *L, const json_t *p, const char *fi
 
 static int parse_merge(json_loader_t *L, bpe_t *b, const json_t *m, size_t i) {
   char f[FIELD_LEN], msg[HYDRA_ERR_LEN];
-  snprintf(f, sizeof(f), "model.merges[%zu]", i);
+  json_field_index(f, sizeof(f), "model.merges", i);
   const char *left, *right;
   size_t left_len, right_len;
   if (json_is_string(m)) {
@@ -384,7 +375,7 @@ static int parse_model(json_loader_t *L, const json_t *m) {
     v = json_object_get(m, affixes[i]);
     if (v && !json_is_null(v) && !(json_is_string(v) && json_string_length(v) == 0)) {
       char f[FIELD_LEN];
-      snprintf(f, sizeof(f), "model.%s", affixes[i]);
+      json_field_key(f, sizeof(f), "model", affixes[i]);
       return fail(L, f, "is not supported (must be null or empty)");
     }
   }
@@ -442,7 +433,7 @@ static int parse_added_tokens(json_loader_t *L, const json_t *list) {
     return fail(L, "added_tokens", "must be an array");
   for (size_t i = 0; i < json_array_size(list); i++) {
     char f[FIELD_LEN];
-    snprintf(f, sizeof(f), "added_tokens[%zu]", i);
+    json_field_index(f, sizeof(f), "added_tokens", i);
     const json_t *a = json_array_get(list, i);
     const char *content;
     size_t len;
@@ -511,12 +502,12 @@ static int parse_post_processor(json_loader_t *L, const json_t *p, const char *f
   char f[FIELD_LEN];
   if (strcmp(type, "Sequence") == 0) {
     const json_t *list = json_object_get(p, "processors");
-    field_path(f, field, "processors", -1);
+    json_field_key(f, FIELD_LEN, field, "processors");
     if (!json_is_array(list))
       return fail(L, f, "must be an array");
     for (size_t i = 0; i < json_array_size(list); i++) {
       char g[FIELD_LEN];
-      field_path(g, f, NULL, (long)i);
+      json_field_index(g, FIELD_LEN, f, i);
       if (parse_post_processor(L, json_array_get(list, i), g))
         return -1;
     }
@@ -527,14 +518,14 @@ static int parse_post_processor(json_loader_t *L, const json_t *p, const char *f
   if (strcmp(type, "TemplateProcessing") == 0) {
     const json_t *single = json_object_get(p, "single");
     const json_t *specials = json_object_get(p, "special_tokens");
-    field_path(f, field, "single", -1);
+    json_field_key(f, FIELD_LEN, field, "single");
     if (!json_is_array(single))
       return fail(L, f, "must be an array");
     int seen_a = 0;
     for (size_t i = 0; i < json_array_size(single); i++) {
       const json_t *item = json_array_get(single, i);
       char g[FIELD_LEN];
-      field_path(g, f, NULL, (long)i);
+      json_field_index(g, FIELD_LEN, f, i);
       const json_t *st = json_object_get(item, "SpecialToken");
       const json_t *seq = json_object_get(item, "Sequence");
       if (json_is_object(seq)) {
@@ -577,12 +568,12 @@ static int parse_decoder(json_loader_t *L, const json_t *d, const char *field) {
   char f[FIELD_LEN];
   if (strcmp(type, "Sequence") == 0) {
     const json_t *list = json_object_get(d, "decoders");
-    field_path(f, field, "decoders", -1);
+    json_field_key(f, FIELD_LEN, field, "decoders");
     if (!json_is_array(list))
       return fail(L, f, "must be an array");
     for (size_t i = 0; i < json_array_size(list); i++) {
       char g[FIELD_LEN];
-      field_path(g, f, NULL, (long)i);
+      json_field_index(g, FIELD_LEN, f, i);
       if (parse_decoder(L, json_array_get(list, i), g))
         return -1;
     }

@@ -1,5 +1,5 @@
-/* test_gguf - the GGUF reader (common/gguf.c) and the llama GGUF loader
- * (common/loader_gguf.c).
+/* test_gguf - the GGUF reader (common/formats/gguf.c) and the llama GGUF
+ * loader (common/model/loader_gguf.c).
  *
  * usage: test_gguf ROOT
  *   (a) golden: ROOT/tests/data/gguf/quant_types.gguf, written by gguf-py

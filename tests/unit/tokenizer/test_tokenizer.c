@@ -1,4 +1,4 @@
-/* test_tokenizer - the tokenizers (common/tokenizer*.c, bpe.c, utf8.c)
+/* test_tokenizer - the tokenizers (common/tokenizer/, common/util/utf8.c)
  * against Hugging Face tokenizers.
  *
  * usage: test_tokenizer ROOT tiny      (a) to (d) below

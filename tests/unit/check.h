@@ -23,6 +23,16 @@
       check_fail(__FILE__, __LINE__, __VA_ARGS__);                                                 \
   } while (0)
 
+/* CHECK at another line of this file: for a helper that checks on behalf of
+ * its caller (the caller passes __LINE__). */
+#define CHECK_AT(line, cond, ...)                                                                  \
+  do {                                                                                             \
+    if (cond)                                                                                      \
+      check_pass();                                                                                \
+    else                                                                                           \
+      check_fail(__FILE__, line, __VA_ARGS__);                                                     \
+  } while (0)
+
 /* One check of a float against its reference by relative error with a
  * stated bound: passes when |got - want| <= bound * scale, where scale is
  * what the error is relative to (|want|; a golden's largest logit for an
@@ -57,8 +67,7 @@ int check_failures(void);
  * the seed when one was given; returns the exit code for main (0 or 1). */
 int check_exit(const char *name);
 
-/* The parts of the macros above; check_fail is also for a helper that
- * reports a failed check at its caller's file and line. */
+/* The parts of the macros above. */
 void check_pass(void);
 void check_fail(const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -33,6 +33,10 @@
       check_fail(__FILE__, line, __VA_ARGS__);                                                     \
   } while (0)
 
+/* A failed check where the test met the fault itself (an error returned, a
+ * file missing): prints file:line and the message, counts a failure. */
+#define FAIL(...) check_fail(__FILE__, __LINE__, __VA_ARGS__)
+
 /* One check of a float against its reference by relative error with a
  * stated bound: passes when |got - want| <= bound * scale, where scale is
  * what the error is relative to (|want|; a golden's largest logit for an

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes the GGUF goldens for tests/unit/test_gguf.c with gguf-py (llama.cpp's
+"""Writes the GGUF goldens for tests/unit/formats/test_gguf.c with gguf-py (llama.cpp's
 own GGUF writer and quantiser), so that the C reader is checked against a
 program hydra did not write.
 

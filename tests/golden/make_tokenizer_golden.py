@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes the tokenizer goldens for tests/unit/test_tokenizer.c with Hugging Face
+"""Writes the tokenizer goldens for tests/unit/tokenizer/test_tokenizer.c with Hugging Face
 `tokenizers` / `transformers` (and, as a cross-check, Google's `sentencepiece`),
 so that hydra's tokenizer is checked against programs hydra did not write.
 

@@ -62,14 +62,13 @@ static void check_directions(const json_t *g, int d, int vocab) {
     const int target = (int)json_integer_value(json_object_get(c, "target"));
     const int ln = (int)json_integer_value(json_object_get(c, "layernorm"));
     const float s = (float)json_number_value(json_object_get(c, "inv_scale"));
-    const double bias = effects_direction(unembed + (size_t)target * d, ubar, gamma, beta, s, ln,
-                                          d, dir, udir);
+    const double bias =
+        effects_direction(unembed + (size_t)target * d, ubar, gamma, beta, s, ln, d, dir, udir);
     const double want_bias = json_number_value(json_object_get(c, "bias_term"));
     CHECK_CLOSE("bias term", bias, want_bias, FP32_BOUND, fmax(1, fabs(want_bias)));
     for (int i = 0; i < d; i++) {
       CHECK_CLOSE("direction", dir[i], dir_want[i], FP32_BOUND, max_abs(dir_want, d));
-      CHECK_CLOSE("centred unembedding", udir[i], udir_want[i], FP32_BOUND,
-                  max_abs(udir_want, d));
+      CHECK_CLOSE("centred unembedding", udir[i], udir_want[i], FP32_BOUND, max_abs(udir_want, d));
     }
     for (size_t slot = 0; slot < m; slot++)
       CHECK_CLOSE("direct effect", effects_direct(ys + slot * d, dir, d), direct_want[slot],
@@ -104,8 +103,8 @@ static void check_compensation(const json_t *g, int n_slots) {
     const double scale = max_abs(delta_want, n);
     for (int s = 0; s < n_slots; s++)
       CHECK_CLOSE("effect-table row", delta[s], delta_want[s], DOUBLE_BOUND, scale);
-    CHECK_CLOSE("direct", ch.direct, json_number_value(json_object_get(c, "direct")),
-                DOUBLE_BOUND, scale);
+    CHECK_CLOSE("direct", ch.direct, json_number_value(json_object_get(c, "direct")), DOUBLE_BOUND,
+                scale);
     CHECK_CLOSE("compensation", ch.compensation,
                 json_number_value(json_object_get(c, "compensation")), DOUBLE_BOUND, scale);
     CHECK_CLOSE("compensation (attention)", ch.compensation_attn,

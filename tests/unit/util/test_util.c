@@ -11,23 +11,13 @@
 #include <string.h>
 
 #include "buffer.h"
+#include "check.h"
 #include "clock.h"
 #include "json_field.h"
 #include "rng.h"
 #include "utf8.h"
 
-static int failures;
 static uint64_t seed = 20250101, rng_state;
-
-#define CHECK(cond, ...)                                                                           \
-  do {                                                                                             \
-    if (!(cond)) {                                                                                 \
-      printf("FAIL %s:%d: ", __FILE__, __LINE__);                                                  \
-      printf(__VA_ARGS__);                                                                         \
-      printf("\n");                                                                                \
-      failures++;                                                                                  \
-    }                                                                                              \
-  } while (0)
 
 static uint64_t rnd_bits(void) {
   rng_state ^= rng_state << 13;
@@ -178,6 +168,7 @@ int main(int argc, char **argv) {
   if (argc > 1)
     seed = strtoull(argv[1], NULL, 10);
   rng_state = seed ? seed : 1;
+  check_seed(seed);
   printf("test_util: seed %llu\n", (unsigned long long)seed);
   test_buffer_append();
   test_buffer_appendf();
@@ -186,10 +177,5 @@ int main(int argc, char **argv) {
   test_json_field();
   test_clock();
   test_rng();
-  if (failures) {
-    printf("test_util: %d failure(s) (seed %llu)\n", failures, (unsigned long long)seed);
-    return 1;
-  }
-  printf("test_util: all passed\n");
-  return 0;
+  return check_exit("test_util");
 }

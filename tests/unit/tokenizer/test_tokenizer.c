@@ -1,4 +1,4 @@
-/* test_tokenizer - the tokenizers (common/tokenizer*.c, bpe.c, utf8.c)
+/* test_tokenizer - the tokenizers (common/tokenizer/, common/util/utf8.c)
  * against Hugging Face tokenizers.
  *
  * usage: test_tokenizer ROOT tiny      (a) to (d) below
@@ -33,38 +33,18 @@
  *       ROOT/models/smollm2-135m-tokenizer/tokenizer.json exists (written by
  *       the golden script; not committed). */
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "checkpoint.h"
 #include "error.h"
 #include "tokenizer.h"
 
 #define SKIP 77
-
-static int n_failed, n_checked;
-
-static void failf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void failf(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  fprintf(stderr, "test_tokenizer: FAIL: ");
-  vfprintf(stderr, fmt, ap);
-  fprintf(stderr, "\n");
-  va_end(ap);
-  n_failed++;
-}
-
-#define CHECK(cond, ...)                                                                           \
-  do {                                                                                             \
-    n_checked++;                                                                                   \
-    if (!(cond))                                                                                   \
-      failf(__VA_ARGS__);                                                                          \
-  } while (0)
 
 static int file_exists(const char *path) {
   struct stat sb;
@@ -96,14 +76,14 @@ static void check_line(const char *name, const tokenizer_t *t, const json_t *row
   const json_t *jdec = json_object_get(row, "decoded"), *joff = json_object_get(row, "offsets");
   if (!json_is_string(jtext) || !json_is_array(jids) || !json_is_string(jdec) ||
       !json_is_array(joff) || json_array_size(joff) != json_array_size(jids)) {
-    failf("%s: golden line %zu is malformed", name, line);
+    FAIL("%s: golden line %zu is malformed", name, line);
     return;
   }
   const char *text = json_string_value(jtext);
   size_t len = json_string_length(jtext), n = json_array_size(jids);
   int32_t *want = malloc((n ? n : 1) * sizeof(int32_t));
   if (!want) {
-    failf("out of memory");
+    FAIL("out of memory");
     return;
   }
   for (size_t i = 0; i < n; i++)
@@ -111,14 +91,14 @@ static void check_line(const char *name, const tokenizer_t *t, const json_t *row
 
   tokenizer_encoding_t enc = {0};
   if (tokenizer_encode(t, text, len, TOKENIZER_ADD_SPECIAL, &enc, err)) {
-    failf("%s: line %zu: encode failed: %s", name, line, err);
+    FAIL("%s: line %zu: encode failed: %s", name, line, err);
     goto done;
   }
   int same = enc.n == n && (n == 0 || memcmp(enc.ids, want, n * sizeof(int32_t)) == 0);
   CHECK(same, "%s: line %zu: ids %s, Hugging Face %s", name, line,
         ids_str(enc.ids, enc.n, a, sizeof(a)), ids_str(want, n, b, sizeof(b)));
   if (!same)
-    fprintf(stderr, "  text: %.*s\n", (int)len, text);
+    printf("  text: %.*s\n", (int)len, text);
 
   /* Offsets against Hugging Face's. */
   int ascii = is_ascii(text, len);
@@ -136,7 +116,7 @@ static void check_line(const char *name, const tokenizer_t *t, const json_t *row
   size_t dlen;
   char *dec = tokenizer_decode(t, want, n, 0, &dlen, err);
   if (!dec) {
-    failf("%s: line %zu: decode failed: %s", name, line, err);
+    FAIL("%s: line %zu: decode failed: %s", name, line, err);
   } else {
     const char *hf = json_string_value(jdec);
     size_t hf_len = json_string_length(jdec);
@@ -149,7 +129,7 @@ static void check_line(const char *name, const tokenizer_t *t, const json_t *row
   /* Round trip without special tokens, where Hugging Face's is lossless. */
   if (json_is_true(json_object_get(row, "lossless"))) {
     if (tokenizer_encode(t, text, len, 0, &enc, err)) {
-      failf("%s: line %zu: encode failed: %s", name, line, err);
+      FAIL("%s: line %zu: encode failed: %s", name, line, err);
       goto done;
     }
     dec = tokenizer_decode(t, enc.ids, enc.n, 0, &dlen, err);
@@ -167,25 +147,25 @@ static void run_golden(const char *name, const char *tokenizer_path, const char 
   char err[HYDRA_ERR_LEN];
   tokenizer_t *t = tokenizer_load(tokenizer_path, err);
   if (!t) {
-    failf("%s: cannot load %s: %s", name, tokenizer_path, err);
+    FAIL("%s: cannot load %s: %s", name, tokenizer_path, err);
     return;
   }
   FILE *f = fopen(golden_path, "r");
   if (!f) {
-    failf("%s: cannot open %s", name, golden_path);
+    FAIL("%s: cannot open %s", name, golden_path);
     tokenizer_free(t);
     return;
   }
   char *line = NULL;
   size_t cap = 0, n_lines = 0;
-  int failed_before = n_failed;
+  int failed_before = check_failures();
   ssize_t got;
   while ((got = getline(&line, &cap, f)) > 0) {
     json_error_t je;
     json_t *row = json_loadb(line, (size_t)got, JSON_ALLOW_NUL, &je);
     n_lines++;
     if (!row) {
-      failf("%s: %s line %zu: %s", name, golden_path, n_lines, je.text);
+      FAIL("%s: %s line %zu: %s", name, golden_path, n_lines, je.text);
       continue;
     }
     check_line(name, t, row, n_lines);
@@ -195,7 +175,7 @@ static void run_golden(const char *name, const char *tokenizer_path, const char 
   fclose(f);
   CHECK(n_lines >= 40, "%s: %s has only %zu lines", name, golden_path, n_lines);
   printf("golden %-16s %-14s vocab %6d: %zu lines, %s\n", name, tokenizer_kind(t),
-         (int)tokenizer_n_vocab(t), n_lines, n_failed == failed_before ? "ok" : "FAILED");
+         (int)tokenizer_n_vocab(t), n_lines, check_failures() == failed_before ? "ok" : "FAILED");
   tokenizer_free(t);
 }
 
@@ -214,7 +194,7 @@ static void expect_encode_error(const tokenizer_t *t, const char *text, size_t l
 static void write_file(const char *path, const char *content) {
   FILE *f = fopen(path, "w");
   if (!f || fputs(content, f) < 0)
-    failf("cannot write %s", path);
+    FAIL("cannot write %s", path);
   if (f)
     fclose(f);
 }
@@ -276,7 +256,7 @@ static void test_errors(const char *root, const tokenizer_t *gpt2, const tokeniz
   /* Malformed files. */
   char dir[] = "/tmp/hydra_tokenizer_XXXXXX";
   if (!mkdtemp(dir)) {
-    failf("mkdtemp failed");
+    FAIL("mkdtemp failed");
     return;
   }
   char path[512];
@@ -423,7 +403,7 @@ static void check_subject(const char *name, const tokenizer_t *t, const char *te
   if (tokenizer_encode(t, text, strlen(text), TOKENIZER_ADD_SPECIAL, &enc, err) ||
       tokenizer_find_substring(&enc, text, strlen(text), subject, strlen(subject), &first, &last,
                                err)) {
-    failf("%s: substring \"%s\": %s", name, subject, err);
+    FAIL("%s: substring \"%s\": %s", name, subject, err);
   } else {
     CHECK(first == want_first && last == want_last,
           "%s: \"%s\" covers tokens %zu .. %zu, expected %zu .. %zu", name, subject, first, last,
@@ -460,7 +440,7 @@ static int run_tiny(const char *root) {
   tokenizer_t *gpt2 = tokenizer_load(tok[0], err);
   tokenizer_t *llama = gpt2 ? tokenizer_load(tok[1], err) : NULL;
   if (!gpt2 || !llama) {
-    failf("loading the tiny tokenizers: %s", err);
+    FAIL("loading the tiny tokenizers: %s", err);
   } else {
     test_errors(root, gpt2, llama);
     test_special(gpt2, llama);
@@ -485,7 +465,7 @@ static int run_smollm2(const char *root) {
   if (!file_exists(path)) {
     const char *req = getenv("HYDRA_REQUIRE_MODELS");
     if (req && strcmp(req, "1") == 0) {
-      failf("SmolLM2 GGUF %s is missing and HYDRA_REQUIRE_MODELS=1", path);
+      FAIL("SmolLM2 GGUF %s is missing and HYDRA_REQUIRE_MODELS=1", path);
       return 1;
     }
     printf("skip: SmolLM2 GGUF %s is absent (set HYDRA_SMOLLM2)\n", path);
@@ -497,7 +477,7 @@ static int run_smollm2(const char *root) {
   char err[HYDRA_ERR_LEN];
   tokenizer_t *t = tokenizer_load(path, err);
   if (!t) {
-    failf("loading %s: %s", path, err);
+    FAIL("loading %s: %s", path, err);
     return 1;
   }
   const char *text = "The Eiffel Tower is located in the city of";
@@ -542,6 +522,7 @@ int main(int argc, char **argv) {
   int rc = strcmp(argv[2], "tiny") == 0 ? run_tiny(argv[1]) : run_smollm2(argv[1]);
   if (rc == SKIP)
     return SKIP;
-  printf("test_tokenizer %s: %d checks, %d failed\n", argv[2], n_checked, n_failed);
-  return n_failed ? 1 : 0;
+  char name[64];
+  snprintf(name, sizeof(name), "test_tokenizer %s", argv[2]);
+  return check_exit(name);
 }

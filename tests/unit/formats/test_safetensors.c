@@ -15,24 +15,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "checkpoint.h"
 #include "error.h"
 #include "model.h"
 #include "safetensors.h"
 
-static int failures;
 static uint64_t seed = 20240601, rng_state;
 static char tmp[256];
-
-#define CHECK(cond, ...)                                                                           \
-  do {                                                                                             \
-    if (!(cond)) {                                                                                 \
-      printf("FAIL %s:%d: ", __FILE__, __LINE__);                                                  \
-      printf(__VA_ARGS__);                                                                         \
-      printf("\n");                                                                                \
-      failures++;                                                                                  \
-    }                                                                                              \
-  } while (0)
 
 static uint64_t rnd_bits(void) {
   rng_state ^= rng_state << 13;
@@ -918,11 +908,12 @@ int main(int argc, char **argv) {
   if (argc > 2)
     seed = strtoull(argv[2], NULL, 10);
   rng_state = seed ? seed : 1;
+  check_seed(seed);
   snprintf(tmp, sizeof(tmp), "%s/hydra-test-safetensors-XXXXXX",
            getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
   if (!mkdtemp(tmp)) {
-    printf("FAIL: cannot create a temporary directory under %s\n", tmp);
-    return 1;
+    CHECK(0, "cannot create a temporary directory under %s", tmp);
+    return check_exit("test_safetensors");
   }
   test_values();
   test_truncated();
@@ -932,10 +923,5 @@ int main(int argc, char **argv) {
   if (argc > 1)
     test_repo_models(argv[1]);
   nftw(tmp, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-  if (failures) {
-    printf("test_safetensors: %d failure(s) (seed %llu)\n", failures, (unsigned long long)seed);
-    return 1;
-  }
-  printf("test_safetensors: all passed (seed %llu)\n", (unsigned long long)seed);
-  return 0;
+  return check_exit("test_safetensors");
 }

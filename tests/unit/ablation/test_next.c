@@ -13,13 +13,14 @@
 #include <string.h>
 
 #include "backend.h"
+#include "check.h"
 #include "checkpoint.h"
 #include "engine.h"
 #include "job.h"
 #include "model.h"
 #include "plan.h"
 
-static int failures;
+#define BOUND 1e-4 /* of the largest |clean logit| */
 
 typedef struct {
   const plan_t *plan;
@@ -41,13 +42,6 @@ static int on_variant(void *ctx, const engine_variant_t *v) {
   R->direct[v->prompt] = v->direct_effect;
   R->seen[v->prompt]++;
   return 0;
-}
-
-static void check(const char *what, double got, double want, double bound) {
-  if (!(fabs(got - want) <= bound)) {
-    printf("FAIL %s: got %.7g, want %.7g (bound %.2g)\n", what, got, want, bound);
-    failures++;
-  }
 }
 
 int main(int argc, char **argv) {
@@ -79,10 +73,9 @@ int main(int argc, char **argv) {
     if (cl > scale)
       scale = cl;
   }
-  const double bound = 1e-4 * scale;
   char *prompts = json_dumps(json_object_get(g, "prompts"), JSON_COMPACT);
   printf("test_next: %s on %s (%s): %zu readouts, %zu ablations, bound %.3g\n", argv[2], path,
-         b->ops->name, json_array_size(readouts), json_array_size(abl), bound);
+         b->ops->name, json_array_size(readouts), json_array_size(abl), BOUND * scale);
 
   for (size_t a = 0; a < json_array_size(abl); a++) {
     json_t *A = json_array_get(abl, a);
@@ -106,8 +99,7 @@ int main(int argc, char **argv) {
     job_spec_t *spec = job_parse(spec_text, strlen(spec_text), &je);
     plan_t plan;
     if (!spec || plan_build(spec, m, NULL, &plan, &je) != 0) {
-      printf("FAIL %s %s %s: %s: %s\n", comp, method, positions, je.field, je.message);
-      failures++;
+      FAIL("%s %s %s: %s: %s", comp, method, positions, je.field, je.message);
       job_free(spec);
       continue;
     }
@@ -121,8 +113,7 @@ int main(int argc, char **argv) {
                 .seen = calloc(n, sizeof(int))};
     engine_sink_t sink = {.ctx = &R, .clean = on_clean, .variant = on_variant};
     if (engine_run(e, &plan.job, &sink, err) != 0) {
-      printf("FAIL %s %s %s: engine: %s\n", comp, method, positions, err);
-      failures++;
+      FAIL("%s %s %s: engine: %s", comp, method, positions, err);
     } else {
       /* every golden readout is one engine prompt, in the same order */
       int compared = 0;
@@ -138,28 +129,25 @@ int main(int argc, char **argv) {
         snprintf(what, sizeof(what), "%s %s %s prompt %d position %d", comp, method, positions, p,
                  t);
         if (ep < 0 || R.seen[ep] != 1) {
-          printf("FAIL %s: no single row for the readout\n", what);
-          failures++;
+          FAIL("%s: no single row for the readout", what);
           continue;
         }
-        if (R.target[ep] != (int)json_integer_value(json_object_get(r, "target"))) {
-          printf("FAIL %s: target %d\n", what, R.target[ep]);
-          failures++;
-        }
-        check(what, R.clean[ep], json_number_value(json_object_get(r, "clean_logit")), bound);
-        check(what, R.total[ep],
-              json_number_value(json_array_get(json_object_get(r, "total_effect"), a)), bound);
-        check(what, R.direct[ep],
-              json_number_value(json_array_get(json_object_get(r, "direct_effect"), a)), bound);
+        CHECK(R.target[ep] == (int)json_integer_value(json_object_get(r, "target")),
+              "%s: target %d", what, R.target[ep]);
+        CHECK_CLOSE(what, R.clean[ep], json_number_value(json_object_get(r, "clean_logit")), BOUND,
+                    scale);
+        CHECK_CLOSE(what, R.total[ep],
+                    json_number_value(json_array_get(json_object_get(r, "total_effect"), a)), BOUND,
+                    scale);
+        CHECK_CLOSE(what, R.direct[ep],
+                    json_number_value(json_array_get(json_object_get(r, "direct_effect"), a)),
+                    BOUND, scale);
         compared++;
       }
       printf("  %-8s %-10s %-4s: %d readouts compared (%d engine prompts)\n", comp, method,
              positions, compared, n);
-      if (compared != n) {
-        printf("FAIL %s %s %s: %d engine prompts, %d golden readouts\n", comp, method, positions, n,
-               compared);
-        failures++;
-      }
+      CHECK(compared == n, "%s %s %s: %d engine prompts, %d golden readouts", comp, method,
+            positions, n, compared);
     }
     free(R.clean), free(R.total), free(R.direct), free(R.target), free(R.seen);
     plan_free(&plan);
@@ -170,6 +158,5 @@ int main(int argc, char **argv) {
   engine_destroy(e);
   backend_destroy(b);
   model_free(m);
-  printf("test_next: %s\n", failures ? "FAILED" : "ok");
-  return failures ? 1 : 0;
+  return check_exit("test_next");
 }

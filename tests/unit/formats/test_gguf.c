@@ -1,5 +1,5 @@
-/* test_gguf - the GGUF reader (common/gguf.c) and the llama GGUF loader
- * (common/loader_gguf.c).
+/* test_gguf - the GGUF reader (common/formats/gguf.c) and the llama GGUF
+ * loader (common/model/loader_gguf.c).
  *
  * usage: test_gguf ROOT
  *   (a) golden: ROOT/tests/data/gguf/quant_types.gguf, written by gguf-py
@@ -19,13 +19,13 @@
  *       config and checks the config; skipped when absent unless
  *       HYDRA_REQUIRE_MODELS=1. */
 #include <math.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "checkpoint.h"
 #include "error.h"
 #include "gguf.h"
@@ -33,48 +33,16 @@
 
 #define BOUND 1e-6
 
-static int n_failed;
-
-static void failf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void failf(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  fprintf(stderr, "test_gguf: FAIL: ");
-  vfprintf(stderr, fmt, ap);
-  fprintf(stderr, "\n");
-  va_end(ap);
-  n_failed++;
-}
-
-#define CHECK(cond, ...)                                                                           \
-  do {                                                                                             \
-    if (!(cond))                                                                                   \
-      failf(__VA_ARGS__);                                                                          \
-  } while (0)
-
-/* max |a - b| / max |b|; 0 when both are all zeros. */
-static double rel_error(const float *a, const float *b, size_t n) {
-  double diff = 0, scale = 0;
-  for (size_t i = 0; i < n; i++) {
-    double d = fabs((double)a[i] - (double)b[i]);
-    if (d > diff || d != d)
-      diff = d != d ? INFINITY : d;
-    if (fabs((double)b[i]) > scale)
-      scale = fabs((double)b[i]);
-  }
-  return scale > 0 ? diff / scale : diff;
-}
-
 static float *read_tensor(const gguf_t *g, const char *name) {
   char err[HYDRA_ERR_LEN];
   const gguf_tensor_t *t = gguf_tensor_find(g, name);
   if (!t) {
-    failf("%s: no tensor %s", gguf_path(g), name);
+    FAIL("%s: no tensor %s", gguf_path(g), name);
     return NULL;
   }
   float *x = malloc((size_t)t->n_elements * sizeof(float));
   if (!x || gguf_tensor_read_f32(g, t, x, (size_t)t->n_elements, err)) {
-    failf("reading %s: %s", name, x ? err : "out of memory");
+    FAIL("reading %s: %s", name, x ? err : "out of memory");
     free(x);
     return NULL;
   }
@@ -111,7 +79,7 @@ static void test_metadata(const gguf_t *g) {
 
   const char *want_strings[] = {"alpha", "", "\xc4\xa0the", "a b"};
   if (gguf_get_array(g, "test.strings", &a, err) || a.type != GGUF_TYPE_STRING || a.n != 4)
-    failf("test.strings: %s", err);
+    FAIL("test.strings: %s", err);
   else
     for (uint64_t i = 0; i < 4; i++) {
       const char *si = gguf_array_string(&a, i, &len);
@@ -145,7 +113,7 @@ static void test_golden(const char *root) {
   snprintf(path, sizeof(path), "%s/tests/data/gguf/quant_types.gguf", root);
   gguf_t *g = gguf_open(path, err);
   if (!g) {
-    failf("%s", err);
+    FAIL("%s", err);
     return;
   }
   test_metadata(g);
@@ -159,7 +127,7 @@ static void test_golden(const char *root) {
           t ? gguf_tensor_type_name(t->type) : "(absent)");
     float *got = read_tensor(g, names[i]), *want = read_tensor(g, expected_name);
     if (got && want) {
-      double e = rel_error(got, want, (size_t)t->n_elements);
+      double e = check_rel_error(got, want, (size_t)t->n_elements);
       printf("  golden %-12s %-5s %4llu values: relative error %.3g (bound %g)\n", names[i],
              types[i], (unsigned long long)t->n_elements, e, BOUND);
       CHECK(e <= BOUND, "%s: relative error %g > %g", names[i], e, BOUND);
@@ -374,7 +342,7 @@ static void expect_open_failure(const char *path, const char *what, const char *
   char err[HYDRA_ERR_LEN] = "";
   gguf_t *g = gguf_open(path, err);
   if (g) {
-    failf("%s: a file with %s opened without error", path, what);
+    FAIL("%s: a file with %s opened without error", path, what);
     gguf_close(g);
     return;
   }
@@ -391,7 +359,7 @@ static void test_valid_synthetic(const char *path) {
   char err[HYDRA_ERR_LEN];
   gguf_t *g = gguf_open(path, err);
   if (!g) {
-    failf("the valid synthetic file does not open: %s", err);
+    FAIL("the valid synthetic file does not open: %s", err);
     return;
   }
   float *a = read_tensor(g, "a"), *q = read_tensor(g, "b");
@@ -415,7 +383,7 @@ static void test_broken(void) {
   char dir[1024], path[1200];
   snprintf(dir, sizeof(dir), "%s/test_gguf.XXXXXX", tmp && *tmp ? tmp : "/tmp");
   if (!mkdtemp(dir)) {
-    failf("mkdtemp(%s) failed", dir);
+    FAIL("mkdtemp(%s) failed", dir);
     return;
   }
   bytes_t b = {0};
@@ -425,7 +393,7 @@ static void test_broken(void) {
     build_file(&b, (mutation_t)m, &header_len);
     snprintf(path, sizeof(path), "%s/%s.gguf", dir, MUTATIONS[m].name);
     if (b.oom || write_file(path, b.p, b.n)) {
-      failf("cannot write %s", path);
+      FAIL("cannot write %s", path);
       continue;
     }
     n_files++;
@@ -470,7 +438,7 @@ static void test_broken(void) {
   expect_open_failure(dir, "directory", "not a regular file", 1);
   free(b.p);
   if (rmdir(dir) != 0)
-    failf("cannot remove %s", dir);
+    FAIL("cannot remove %s", dir);
   printf("  broken: %d files written to %s\n", n_files, dir);
 }
 
@@ -498,7 +466,7 @@ static void test_truncated_golden(const char *root) {
   const char *tmp = getenv("TMPDIR");
   snprintf(dir, sizeof(dir), "%s/test_gguf.XXXXXX", tmp && *tmp ? tmp : "/tmp");
   if (!n || !mkdtemp(dir)) {
-    failf("cannot copy %s into a temporary directory", src);
+    FAIL("cannot copy %s into a temporary directory", src);
     free(p);
     return;
   }
@@ -508,7 +476,7 @@ static void test_truncated_golden(const char *root) {
     if (write_file(path, p, cut) == 0) {
       gguf_t *h = gguf_open(path, err);
       if (h && cut < end)
-        failf("%s: truncated at %zu of %zu bytes but opened", path, cut, n);
+        FAIL("%s: truncated at %zu of %zu bytes but opened", path, cut, n);
       if (!h)
         CHECK(strstr(err, path) != NULL, "%s: error does not name the file: %s", path, err);
       gguf_close(h);
@@ -530,7 +498,7 @@ static void test_tiny_llama(const char *root) {
            root);
   model_t *m = model_load(path, err);
   if (!m) {
-    failf("%s", err);
+    FAIL("%s", err);
     return;
   }
   const model_config_t *c = &m->cfg;
@@ -553,7 +521,7 @@ static void test_tiny_llama(const char *root) {
 
   gguf_t *want = gguf_open(expected_path, err), *raw = gguf_open(path, err);
   if (!want || !raw) {
-    failf("%s", err);
+    FAIL("%s", err);
     goto done;
   }
   for (int l = 0; l < c->n_layers; l++) {
@@ -581,7 +549,7 @@ static void test_tiny_llama(const char *root) {
       const gguf_tensor_t *t = gguf_tensor_find(src, name);
       float *x = read_tensor(src, name);
       if (x && t) {
-        double e = rel_error(checks[k].got, x, (size_t)t->n_elements);
+        double e = check_rel_error(checks[k].got, x, (size_t)t->n_elements);
         if (checks[k].permuted)
           printf("  tiny llama %-22s vs Hugging Face layout: relative error %.3g (bound %g)\n",
                  name, e, BOUND);
@@ -589,7 +557,7 @@ static void test_tiny_llama(const char *root) {
       }
       if (x && checks[k].permuted) {
         float *stored = read_tensor(raw, name);
-        CHECK(stored && rel_error(checks[k].got, stored, (size_t)t->n_elements) > 0.1,
+        CHECK(stored && check_rel_error(checks[k].got, stored, (size_t)t->n_elements) > 0.1,
               "%s: the loader did not un-permute", name);
         free(stored);
       }
@@ -598,8 +566,8 @@ static void test_tiny_llama(const char *root) {
   }
   float *embed = read_tensor(raw, "token_embd.weight"),
         *norm = read_tensor(raw, "output_norm.weight");
-  CHECK(embed && rel_error(m->tok_embed, embed, 20 * 32) == 0, "token_embd.weight");
-  CHECK(norm && rel_error(m->final_norm_w, norm, 32) == 0, "output_norm.weight");
+  CHECK(embed && check_rel_error(m->tok_embed, embed, 20 * 32) == 0, "token_embd.weight");
+  CHECK(norm && check_rel_error(m->final_norm_w, norm, 32) == 0, "output_norm.weight");
   free(embed);
   free(norm);
 
@@ -683,14 +651,14 @@ static void test_smollm2(const char *root) {
   if (access(path, R_OK) != 0) {
     const char *req = getenv("HYDRA_REQUIRE_MODELS");
     if (req && strcmp(req, "1") == 0)
-      failf("%s is not here (run deploy/get-model.sh smollm2-135m)", path);
+      FAIL("%s is not here (run deploy/get-model.sh smollm2-135m)", path);
     else
       printf("  smollm2: skipped, %s is not here\n", path);
     return;
   }
   gguf_t *g = gguf_open(path, err);
   if (!g) {
-    failf("%s", err);
+    FAIL("%s", err);
     return;
   }
   int counts[64] = {0};
@@ -708,7 +676,7 @@ static void test_smollm2(const char *root) {
 
   model_t *m = model_load(path, err);
   if (!m) {
-    failf("%s", err);
+    FAIL("%s", err);
     return;
   }
   const model_config_t *c = &m->cfg;
@@ -743,10 +711,5 @@ int main(int argc, char **argv) {
   test_tiny_llama(root);
   printf("(d) SmolLM2\n");
   test_smollm2(root);
-  if (n_failed) {
-    fprintf(stderr, "test_gguf: %d checks failed\n", n_failed);
-    return 1;
-  }
-  printf("test_gguf: all checks passed\n");
-  return 0;
+  return check_exit("test_gguf");
 }

@@ -11,20 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "job.h"
 
-static int failures;
 static uint64_t seed = 20240607, rng_state;
-
-#define CHECK(cond, ...)                                                                           \
-  do {                                                                                             \
-    if (!(cond)) {                                                                                 \
-      printf("FAIL %s:%d: ", __FILE__, __LINE__);                                                  \
-      printf(__VA_ARGS__);                                                                         \
-      printf("\n");                                                                                \
-      failures++;                                                                                  \
-    }                                                                                              \
-  } while (0)
 
 static uint64_t rnd_bits(void) {
   rng_state ^= rng_state << 13;
@@ -65,11 +55,7 @@ static job_spec_t *parse_ok_at(int line, const char *doc) {
   char *s = q(doc);
   job_error_t err;
   job_spec_t *spec = job_parse(s, strlen(s), &err);
-  if (!spec) {
-    printf("FAIL %s:%d: valid document rejected: %s: %s\n  %s\n", __FILE__, line, err.field,
-           err.message, s);
-    failures++;
-  }
+  CHECK_AT(line, spec, "valid document rejected: %s: %s\n  %s", err.field, err.message, s);
   free(s);
   return spec;
 }
@@ -78,22 +64,15 @@ static job_spec_t *parse_ok_at(int line, const char *doc) {
 static void bad_at(int line, const char *doc, size_t len, const char *field, const char *substr) {
   job_error_t err;
   job_spec_t *spec = job_parse(doc, len, &err);
+  CHECK_AT(line, !spec, "invalid document accepted (want %s: ...%s...)", field, substr);
   if (spec) {
-    printf("FAIL %s:%d: invalid document accepted (want %s: ...%s...)\n", __FILE__, line, field,
-           substr);
-    failures++;
     job_free(spec);
     return;
   }
-  if (strcmp(err.field, field) || !strstr(err.message, substr)) {
-    printf("FAIL %s:%d: got \"%s: %s\", want field \"%s\" and message with \"%s\"\n", __FILE__,
-           line, err.field, err.message, field, substr);
-    failures++;
-  }
-  if (!clean_text(err.field) || !clean_text(err.message)) {
-    printf("FAIL %s:%d: error text is not clean UTF-8\n", __FILE__, line);
-    failures++;
-  }
+  CHECK_AT(line, !strcmp(err.field, field) && strstr(err.message, substr),
+           "got \"%s: %s\", want field \"%s\" and message with \"%s\"", err.field, err.message,
+           field, substr);
+  CHECK_AT(line, clean_text(err.field) && clean_text(err.message), "error text is not clean UTF-8");
 }
 
 static void bad_q_at(int line, const char *doc, const char *field, const char *substr) {
@@ -648,11 +627,9 @@ static void expand_bad_at(int line, const char *doc, const model_config_t *cfg, 
   component_t *c = NULL;
   job_error_t err;
   int n = expand(doc, cfg, &c, &err);
-  if (n >= 0 || c || strcmp(err.field, field) || !strstr(err.message, message)) {
-    printf("FAIL %s:%d: expansion gave %d, \"%s: %s\"; want \"%s: ...%s...\"\n", __FILE__, line, n,
-           n < 0 ? err.field : "", n < 0 ? err.message : "", field, message);
-    failures++;
-  }
+  CHECK_AT(line, n < 0 && !c && !strcmp(err.field, field) && strstr(err.message, message),
+           "expansion gave %d, \"%s: %s\"; want \"%s: ...%s...\"", n, n < 0 ? err.field : "",
+           n < 0 ? err.message : "", field, message);
   free(c);
 }
 #define EXPAND_BAD(doc, cfg, field, message) expand_bad_at(__LINE__, doc, cfg, field, message)
@@ -939,6 +916,7 @@ static void test_robustness(void) {
 int main(int argc, char **argv) {
   if (argc > 1)
     seed = strtoull(argv[1], NULL, 10);
+  check_seed(seed);
   printf("test_job: seed %llu\n", (unsigned long long)seed);
   test_minimal();
   test_full();
@@ -951,10 +929,5 @@ int main(int argc, char **argv) {
   test_expand();
   test_names_and_methods();
   test_robustness();
-  if (failures) {
-    printf("test_job: %d failure(s) (seed %llu)\n", failures, (unsigned long long)seed);
-    return 1;
-  }
-  printf("test_job: all passed\n");
-  return 0;
+  return check_exit("test_job");
 }

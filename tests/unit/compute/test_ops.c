@@ -10,6 +10,7 @@
 
 #include "backend.h"
 #include "bf16.h"
+#include "check.h"
 
 static uint64_t rng_state;
 static double rnd(void) { /* uniform in [-1, 1) */
@@ -24,27 +25,12 @@ static void fill(float *x, size_t n, double scale) {
 }
 
 static backend_t *B;
-static int failures;
 
-/* max |got - want| / max |want|: error relative to the output's scale */
-static double rel_err(const float *got, const double *want, size_t n) {
-  double num = 0.0, den = 0.0;
-  for (size_t i = 0; i < n; i++) {
-    double e = fabs((double)got[i] - want[i]);
-    if (!(e <= num)) /* also catches NaN */
-      num = e;
-    if (fabs(want[i]) > den)
-      den = fabs(want[i]);
-  }
-  return den > 0 ? num / den : num;
-}
-
-static void check(const char *op, const float *got, const double *want, size_t n, double bound) {
-  double e = rel_err(got, want, n);
-  int ok = e <= bound;
-  printf("%-14s rel err %.3g (bound %.0e)  %s\n", op, e, bound, ok ? "ok" : "FAIL");
-  if (!ok)
-    failures++;
+/* One line of the op table: the output's error relative to its scale. */
+static void compare(const char *op, const float *got, const double *want, size_t n, double bound) {
+  double e = check_rel_error(got, want, n);
+  printf("%-14s rel err %.3g (bound %.0e)  %s\n", op, e, bound, e <= bound ? "ok" : "FAIL");
+  CHECK(e <= bound, "%s: rel err %.3g above the bound %.0e", op, e, bound);
 }
 
 /* Device copies of host arrays. */
@@ -92,11 +78,8 @@ static void test_matmul(int rows, int out, int in, int bias, int acc, int tf32) 
   snprintf(name, sizeof(name), "matmul%s%s%s", bias ? "+b" : "", acc ? "+acc" : "",
            tf32 ? " tf32" : "");
   /* TF32 keeps 10 mantissa bits of each operand: about 1e-3 of the output's scale */
-  check(name, y, ref, ny, tf32 ? 5e-3 : 1e-5);
-  if (tf32 && B->ops->set_precision(B, 0) != 0) {
-    printf("FAIL matmul: the backend did not return to fp32\n");
-    failures++;
-  }
+  compare(name, y, ref, ny, tf32 ? 5e-3 : 1e-5);
+  CHECK(!tf32 || B->ops->set_precision(B, 0) == 0, "matmul: the backend did not return to fp32");
   B->ops->free(B, dx), B->ops->free(B, dw), B->ops->free(B, db), B->ops->free(B, dy);
   free(x), free(w), free(b), free(y), free(ref);
 }
@@ -116,20 +99,15 @@ static void test_bf16_rounding(void) {
       {3.40282347e38f, 0x7f80}, /* FLT_MAX: beyond it, to infinity */
       {1e-40f, 0x0001},         /* a subnormal keeps its top bits */
   };
-  int bad = 0;
+  const int before = check_failures();
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
-    if (bf16_from_float(cases[i].in) != cases[i].want) {
-      printf("FAIL bf16 rounding of %.9g: got 0x%04x, want 0x%04x\n", (double)cases[i].in,
-             bf16_from_float(cases[i].in), cases[i].want);
-      bad++;
-    }
-  if (bf16_from_float(nextafterf(1.00390625f, 2.0f)) != 0x3f81 || /* just above a tie: up */
-      !isnan(bf16_to_float(bf16_from_float(NAN))) || bf16_to_float(0x3f82) != 1.015625f) {
-    printf("FAIL bf16: NaN or widening\n");
-    bad++;
-  }
-  printf("bf16 rounding   %s\n", bad ? "FAIL" : "ok");
-  failures += bad;
+    CHECK(bf16_from_float(cases[i].in) == cases[i].want,
+          "bf16 rounding of %.9g: got 0x%04x, want 0x%04x", (double)cases[i].in,
+          bf16_from_float(cases[i].in), cases[i].want);
+  CHECK(bf16_from_float(nextafterf(1.00390625f, 2.0f)) == 0x3f81 && /* just above a tie: up */
+            isnan(bf16_to_float(bf16_from_float(NAN))) && bf16_to_float(0x3f82) == 1.015625f,
+        "bf16: NaN or widening");
+  printf("bf16 rounding   %s\n", check_failures() > before ? "FAIL" : "ok");
 }
 
 /* matmul_bf16 with a scratch of scratch_rows rows of w: one block, or
@@ -160,12 +138,10 @@ static void test_matmul_bf16(int rows, int out, int in, int bias, int acc, int s
   char name[64];
   snprintf(name, sizeof(name), "matmul_bf16%s%s /%d", bias ? "+b" : "", acc ? "+acc" : "",
            (out + scratch_rows - 1) / scratch_rows);
-  check(name, y, ref, ny, 1e-5);
+  compare(name, y, ref, ny, 1e-5);
   /* a scratch under one row of w is refused, not overrun */
-  if (B->ops->matmul_bf16(B, dy, dx, dw, NULL, rows, out, in, 0, scratch, (size_t)in - 1) == 0) {
-    printf("FAIL matmul_bf16: a scratch of in - 1 floats was accepted\n");
-    failures++;
-  }
+  CHECK(B->ops->matmul_bf16(B, dy, dx, dw, NULL, rows, out, in, 0, scratch, (size_t)in - 1) != 0,
+        "matmul_bf16: a scratch of in - 1 floats was accepted");
   B->ops->free(B, dx), B->ops->free(B, dw), B->ops->free(B, db), B->ops->free(B, dy);
   B->ops->free(B, scratch);
   free(x), free(wf), free(w), free(b), free(y), free(ref);
@@ -194,12 +170,9 @@ static void test_transfers(void) {
     B->ops->free(B, d[i]);
   }
   printf("%s transfers (%d buffers, 4 B to 28 MB)\n", bad ? "FAIL" : "  ok", n);
-  failures += bad != 0;
+  CHECK(bad == 0, "transfers: %d of %d buffers came back changed", bad, n);
   const size_t avail = B->ops->memory_available(B);
-  if (!B->host_memory && avail == 0) {
-    printf("FAIL memory_available: a device backend reports no free memory\n");
-    failures++;
-  }
+  CHECK(B->host_memory || avail != 0, "memory_available: a device backend reports no free memory");
 }
 
 static void test_norms(int rows, int d) {
@@ -232,8 +205,8 @@ static void test_norms(int rows, int d) {
       run(B->ops->rmsnorm(B, dy, ds, dx, dg, rows, d, 1e-5f), "rmsnorm");
     back(y, dy, n * 4);
     back(s, ds, rows * 4);
-    check(kind == 0 ? "layernorm" : "rmsnorm", y, ref, n, 1e-5);
-    check(kind == 0 ? "layernorm.scale" : "rmsnorm.scale", s, sref, rows, 1e-5);
+    compare(kind == 0 ? "layernorm" : "rmsnorm", y, ref, n, 1e-5);
+    compare(kind == 0 ? "layernorm.scale" : "rmsnorm.scale", s, sref, rows, 1e-5);
   }
   B->ops->free(B, dx), B->ops->free(B, dg), B->ops->free(B, db), B->ops->free(B, dy);
   B->ops->free(B, ds);
@@ -266,7 +239,7 @@ static void test_rope(int rows, int heads, int hd, int rot, float theta) {
   int *dp = dev(pos, rows * 4);
   run(B->ops->rope(B, dx, dp, rows, heads, hd, rot, theta), "rope");
   back(x, dx, n * 4);
-  check(rot == hd ? "rope" : "rope.partial", x, ref, n, 2e-5);
+  compare(rot == hd ? "rope" : "rope.partial", x, ref, n, 2e-5);
   B->ops->free(B, dx), B->ops->free(B, dp);
   free(x), free(pos), free(ref);
 }
@@ -325,10 +298,10 @@ static void test_attention(int heads, int kv_heads, int hd, int split) {
                         dnk2, rows, heads, kv_heads, hd),
       "attention");
   back(o, dout, nq * 4);
-  check(split              ? "attention.split"
-        : kv_heads < heads ? "attention.gqa"
-                           : "attention",
-        o, ref, nq, 1e-5);
+  compare(split              ? "attention.split"
+          : kv_heads < heads ? "attention.gqa"
+                             : "attention",
+          o, ref, nq, 1e-5);
   B->ops->free(B, dq), B->ops->free(B, dk), B->ops->free(B, dv), B->ops->free(B, dout);
   B->ops->free(B, dk2), B->ops->free(B, dv2), B->ops->free(B, dks), B->ops->free(B, dnk);
   B->ops->free(B, dks2), B->ops->free(B, dnk2);
@@ -363,7 +336,7 @@ static void test_intervene(int rows, int width) {
   intervention_t *de = dev(e, sizeof(intervention_t) * ne);
   run(B->ops->intervene(B, dx, width, de, ne, ds), "intervene");
   back(y, dx, n * 4);
-  check("intervene", y, ref, n, 1e-7);
+  compare("intervene", y, ref, n, 1e-7);
   B->ops->free(B, dx), B->ops->free(B, ds), B->ops->free(B, de);
   free(x), free(src), free(y), free(ref);
 }
@@ -386,7 +359,7 @@ static void test_row_dots(int n_rows, int n_dirs, int n, int d) {
   int *doi = dev(oi, n * 4), *dxr = dev(xr, n * 4), *ddr = dev(dr, n * 4);
   run(B->ops->row_dots(B, dout, doi, dx, dxr, dd, ddr, n, d), "row_dots");
   back(out, dout, 2 * n * 4);
-  check("row_dots", out, ref, 2 * n, 1e-5);
+  compare("row_dots", out, ref, 2 * n, 1e-5);
   B->ops->free(B, dx), B->ops->free(B, dd), B->ops->free(B, dout), B->ops->free(B, doi);
   B->ops->free(B, dxr), B->ops->free(B, ddr);
   free(x), free(dirs), free(out), free(oi), free(xr), free(dr), free(ref);
@@ -410,7 +383,7 @@ static void test_elementwise(size_t n) {
     float *dy = dev(x, n * 4);
     run(B->ops->activation(B, dy, n, acts[a]), names[a]);
     back(y, dy, n * 4);
-    check(names[a], y, ref, n, 1e-6);
+    compare(names[a], y, ref, n, 1e-6);
     B->ops->free(B, dy);
   }
   for (size_t i = 0; i < n; i++)
@@ -418,12 +391,12 @@ static void test_elementwise(size_t n) {
   float *dg = dev(x, n * 4);
   run(B->ops->swiglu(B, dg, du, n), "swiglu");
   back(y, dg, n * 4);
-  check("swiglu", y, ref, n, 1e-6);
+  compare("swiglu", y, ref, n, 1e-6);
   for (size_t i = 0; i < n; i++)
     ref[i] = (double)x[i] + u[i];
   run(B->ops->add(B, dx, du, n), "add");
   back(y, dx, n * 4);
-  check("add", y, ref, n, 1e-7);
+  compare("add", y, ref, n, 1e-7);
   B->ops->free(B, dx), B->ops->free(B, du), B->ops->free(B, dg);
   free(x), free(u), free(y), free(ref);
 }
@@ -442,14 +415,14 @@ static void test_rows(int n_src, int rows, int d) {
   int *di = dev(idx, rows * 4), *dp = dev(pos, rows * 4);
   run(B->ops->gather_rows(B, dd, ds, di, rows, d), "gather_rows");
   back(dst, dd, (size_t)rows * d * 4);
-  check("gather_rows", dst, ref, (size_t)rows * d, 0);
+  compare("gather_rows", dst, ref, (size_t)rows * d, 0);
   /* embed: token table src, position table = src as well */
   for (int r = 0; r < rows; r++)
     for (int i = 0; i < d; i++)
       ref[(size_t)r * d + i] = (double)src[(size_t)idx[r] * d + i] + src[(size_t)pos[r] * d + i];
   run(B->ops->embed(B, dd, ds, di, ds, dp, rows, d), "embed");
   back(dst, dd, (size_t)rows * d * 4);
-  check("embed", dst, ref, (size_t)rows * d, 1e-7);
+  compare("embed", dst, ref, (size_t)rows * d, 1e-7);
   /* scatter: a permutation of the first `rows` rows */
   for (int r = 0; r < rows; r++)
     idx[r] = (r * 7 + 3) % rows;
@@ -459,7 +432,7 @@ static void test_rows(int n_src, int rows, int d) {
       ref[(size_t)idx[r] * d + i] = src[(size_t)r * d + i];
   run(B->ops->scatter_rows(B, dd, ds, di, rows, d), "scatter_rows");
   back(dst, dd, (size_t)rows * d * 4);
-  check("scatter_rows", dst, ref, (size_t)rows * d, 0);
+  compare("scatter_rows", dst, ref, (size_t)rows * d, 0);
   B->ops->free(B, ds), B->ops->free(B, dd), B->ops->free(B, di), B->ops->free(B, dp);
   free(src), free(dst), free(idx), free(pos), free(ref);
 }
@@ -510,25 +483,19 @@ static void test_logit_stats(int rows, int vocab) {
         "logit_stats");
     back(best, dbest, rows * sizeof(int));
     back(stats, dstats, (size_t)rows * 3 * 4);
-    int bad = 0;
     for (int r = 0; r < rows; r++) {
-      if (best[r] != want_best[r]) {
-        printf("FAIL logit_stats row %d: argmax %d, want %d\n", r, best[r], want_best[r]);
-        bad++;
-      }
+      CHECK(best[r] == want_best[r], "logit_stats row %d: argmax %d, want %d", r, best[r],
+            want_best[r]);
       for (int k = 0; k < 3; k++) /* a NaN where one is due (a mean over a NaN) */
         if (isnan(want[3 * r + k])) {
-          if (!isnan(stats[3 * r + k])) {
-            printf("FAIL logit_stats row %d stat %d: %g, want NaN\n", r, k, stats[3 * r + k]);
-            bad++;
-          }
+          CHECK(isnan(stats[3 * r + k]), "logit_stats row %d stat %d: %g, want NaN", r, k,
+                stats[3 * r + k]);
           stats[3 * r + k] = 0.0f, want[3 * r + k] = 0.0;
         }
     }
     char name[64];
     snprintf(name, sizeof(name), "logit_stats%s", with_foils ? "+foils" : "");
-    check(name, stats, want, (size_t)rows * 3, 1e-6);
-    failures += bad;
+    compare(name, stats, want, (size_t)rows * 3, 1e-6);
   }
   B->ops->free(B, dl), B->ops->free(B, dstats), B->ops->free(B, dt), B->ops->free(B, df),
       B->ops->free(B, dbest);
@@ -624,17 +591,17 @@ static void test_logit_metrics(int rows, int vocab, int n_prompts) {
         got[r] = out[5 * r + m], col[r] = want[5 * r + m];
       char name[64];
       snprintf(name, sizeof(name), "metrics %s%s", names[m], with ? "+ref" : "");
-      check(name, got, col, rows, bounds[m]);
+      compare(name, got, col, rows, bounds[m]);
     }
     const double lp2 = out[5 * 2], w2 = want[5 * 2], kl3 = out[5 * 3 + 2];
     const int near0 = fabs(lp2 - w2) <= 1e-4 * fabs(w2) + 1e-12 && w2 < 0 && w2 > -1e-3;
     printf("  log-prob near 0: %.6g, want %.6g  %s\n", lp2, w2, near0 ? "ok" : "FAIL");
-    failures += !near0;
+    CHECK(near0, "log-prob near 0: %.6g, want %.6g (bound 1e-4 of it)", lp2, w2);
     if (with) {
       const int self = fabs(kl3) <= 1e-6;
       printf("  KL of a row against itself: %.3g  %s\n", kl3, self ? "ok" : "FAIL");
-      failures += !self;
-      check("metrics lp_out", lp, want_lp, n, 1e-6);
+      CHECK(self, "KL of a row against itself: %.3g (bound 1e-6)", kl3);
+      compare("metrics lp_out", lp, want_lp, n, 1e-6);
     }
     B->ops->free(B, dout), B->ops->free(B, dlp);
     free(got), free(col);
@@ -649,6 +616,7 @@ int main(int argc, char **argv) {
   const char *name = argc > 1 ? argv[1] : "cpu";
   uint64_t seed = argc > 2 ? strtoull(argv[2], NULL, 10) : (uint64_t)time(NULL);
   rng_state = seed * 2654435761ULL + 1;
+  check_seed(seed);
   char err[HYDRA_ERR_LEN];
   B = backend_create(name, 0, err);
   if (!B) {
@@ -683,7 +651,5 @@ int main(int argc, char **argv) {
   test_elementwise(10007);
   test_rows(50, 23, 64);
   backend_destroy(B);
-  if (failures)
-    printf("test_ops: %d FAILED (seed %llu)\n", failures, (unsigned long long)seed);
-  return failures ? 1 : 0;
+  return check_exit("test_ops");
 }

@@ -6,21 +6,18 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "check.h"
 #include "http.h"
 #include "server.h"
 
 int main(void) {
   json_error_t je;
   json_t *doc = json_loads(openapi_document, JSON_REJECT_DUPLICATES, &je);
-  int failures = 0;
-  if (!doc) {
-    printf("FAIL the document is not JSON: %s (line %d)\n", je.text, je.line);
-    return 1;
-  }
-  if (strncmp(json_string_value(json_object_get(doc, "openapi")) ?: "", "3.", 2) != 0) {
-    printf("FAIL not an OpenAPI 3 document\n");
-    failures++;
-  }
+  CHECK(doc, "the document is not JSON: %s (line %d)", je.text, je.line);
+  if (!doc)
+    return check_exit("test_openapi");
+  CHECK(strncmp(json_string_value(json_object_get(doc, "openapi")) ?: "", "3.", 2) == 0,
+        "not an OpenAPI 3 document");
   json_t *paths = json_object_get(doc, "paths");
   int n_routes = 0;
   for (const http_route_t *r = http_routes; r->method; r++, n_routes++) {
@@ -29,10 +26,8 @@ int main(void) {
     for (; r->method[i] && i < sizeof(lower) - 1; i++)
       lower[i] = (char)tolower((unsigned char)r->method[i]);
     lower[i] = '\0';
-    if (!json_object_get(json_object_get(paths, r->path), lower)) {
-      printf("FAIL %s %s is not in the OpenAPI document\n", r->method, r->path);
-      failures++;
-    }
+    CHECK(json_object_get(json_object_get(paths, r->path), lower),
+          "%s %s is not in the OpenAPI document", r->method, r->path);
   }
   const char *path;
   json_t *item;
@@ -43,13 +38,10 @@ int main(void) {
       int found = 0;
       for (const http_route_t *r = http_routes; r->method; r++)
         found |= strcmp(r->path, path) == 0 && strcasecmp(r->method, method) == 0;
-      if (!found) {
-        printf("FAIL the document lists %s %s, which hydrad does not answer\n", method, path);
-        failures++;
-      }
+      CHECK(found, "the document lists %s %s, which hydrad does not answer", method, path);
     }
   }
   json_decref(doc);
-  printf("test_openapi: %d routes, %s\n", n_routes, failures ? "FAILED" : "ok");
-  return failures ? 1 : 0;
+  printf("test_openapi: %d routes\n", n_routes);
+  return check_exit("test_openapi");
 }

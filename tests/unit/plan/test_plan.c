@@ -6,17 +6,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "checkpoint.h"
 #include "job.h"
 #include "model.h"
 #include "plan.h"
 #include "tokenizer.h"
 
-static int failures;
-
 /* The status the daemon answers: 0 for a job that runs. */
-static int check(const model_t *m, const tokenizer_t *tok, const char *doc, plan_t *plan,
-                 job_error_t *err) {
+static int status_of(const model_t *m, const tokenizer_t *tok, const char *doc, plan_t *plan,
+                     job_error_t *err) {
   memset(err, 0, sizeof(*err));
   job_spec_t *spec = job_parse(doc, strlen(doc), err);
   if (!spec)
@@ -87,12 +86,10 @@ int main(int argc, char **argv) {
   job_error_t jerr;
   plan_t plan;
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-    int status = check(m, tok, bad[i].doc, &plan, &jerr);
-    if (status != bad[i].status || strcmp(jerr.field, bad[i].field) != 0) {
-      printf("FAIL bad job %zu: status %d field \"%s\" (%s); expected %d \"%s\"\n", i, status,
-             jerr.field, jerr.message, bad[i].status, bad[i].field);
-      failures++;
-    }
+    int status = status_of(m, tok, bad[i].doc, &plan, &jerr);
+    CHECK(status == bad[i].status && strcmp(jerr.field, bad[i].field) == 0,
+          "bad job %zu: status %d field \"%s\" (%s); expected %d \"%s\"", i, status, jerr.field,
+          jerr.message, bad[i].status, bad[i].field);
     if (status == 0)
       plan_free(&plan);
   }
@@ -103,10 +100,8 @@ int main(int argc, char **argv) {
     n += snprintf(doc + n, 8192 - n, "%s%d", t ? "," : "", t % 50);
   snprintf(doc + n, 8192 - n,
            "]}], \"ablations\": {\"components\": [\"*\"], \"methods\": [\"zero\"]}}");
-  if (check(m, tok, doc, &plan, &jerr) != 422 || strcmp(jerr.field, "prompts[0].ids") != 0) {
-    printf("FAIL a prompt longer than the context: field \"%s\" (%s)\n", jerr.field, jerr.message);
-    failures++;
-  }
+  CHECK(status_of(m, tok, doc, &plan, &jerr) == 422 && strcmp(jerr.field, "prompts[0].ids") == 0,
+        "a prompt longer than the context: field \"%s\" (%s)", jerr.field, jerr.message);
   free(doc);
 
   /* a good job: text prompts, a subject, a named target, the hydra preset */
@@ -114,33 +109,28 @@ int main(int argc, char **argv) {
                      "\"subject\": \"cat\"}, {\"text\": \"a dog ran\", \"subject\": \"dog\"}], "
                      "\"target\": {\"token\": \" the\"}, "
                      "\"ablations\": {\"positions\": \"subject\"}}";
-  int status = check(m, tok, good, &plan, &jerr);
-  if (status != 0) {
-    printf("FAIL good job: %d %s: %s\n", status, jerr.field, jerr.message);
-    failures++;
-  } else {
+  int status = status_of(m, tok, good, &plan, &jerr);
+  CHECK(status == 0, "good job: %d %s: %s", status, jerr.field, jerr.message);
+  if (status == 0) {
     tokenizer_encoding_t enc = {0};
     tokenizer_encode(tok, "the cat sat on the mat", 22, 0, &enc, err);
     size_t first = 0, last = 0;
     tokenizer_find_substring(&enc, "the cat sat on the mat", 22, "cat", 3, &first, &last, err);
     tokenizer_encoding_t tgt = {0};
     tokenizer_encode(tok, " the", 4, 0, &tgt, err);
-    if (plan.n_components != 6 || plan.job.samples != 15 || plan.n_variants != 2 * 6 * 15 ||
-        plan.lengths[0] != (int)enc.n || plan.position_list[0] != (int)last ||
-        plan.targets[0] != tgt.ids[0] || strcmp(plan.component_names[1], "mlp.0") != 0) {
-      printf("FAIL good job planned wrongly: %d components, %d samples, %ld variants, position "
-             "%d (want %zu), target %d (want %d)\n",
-             plan.n_components, plan.job.samples, plan.n_variants, plan.position_list[0], last,
-             plan.targets[0], tgt.n ? tgt.ids[0] : -1);
-      failures++;
-    }
+    CHECK(plan.n_components == 6 && plan.job.samples == 15 && plan.n_variants == 2 * 6 * 15 &&
+              plan.lengths[0] == (int)enc.n && plan.position_list[0] == (int)last &&
+              plan.targets[0] == tgt.ids[0] && strcmp(plan.component_names[1], "mlp.0") == 0,
+          "good job planned wrongly: %d components, %d samples, %ld variants, position %d (want "
+          "%zu), target %d (want %d)",
+          plan.n_components, plan.job.samples, plan.n_variants, plan.position_list[0], last,
+          plan.targets[0], tgt.n ? tgt.ids[0] : -1);
     tokenizer_encoding_free(&enc);
     tokenizer_encoding_free(&tgt);
     plan_free(&plan);
   }
   tokenizer_free(tok);
   model_free(m);
-  printf("test_plan: %zu bad jobs, %s\n", sizeof(bad) / sizeof(bad[0]) + 1,
-         failures ? "FAILED" : "ok");
-  return failures ? 1 : 0;
+  printf("test_plan: %zu bad jobs\n", sizeof(bad) / sizeof(bad[0]) + 1);
+  return check_exit("test_plan");
 }

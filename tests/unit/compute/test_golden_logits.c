@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "check.h"
 #include "checkpoint.h"
 #include "forward.h"
 #include "model.h"
@@ -114,34 +115,25 @@ int main(int argc, char **argv) {
   if (forward_run(f, &batch, &out, err) != 0)
     return fail("forward_run", err);
 
-  int failures = 0;
   double worst = 0;
   for (k = 0; k < n_logit; k++) {
     const float *a = got + k * vocab, *e = want + k * vocab;
-    double num = 0, den = 0;
     int best = 0;
-    for (int i = 0; i < vocab; i++) {
-      double d = fabs((double)a[i] - e[i]);
-      if (!(d <= num))
-        num = d;
-      den = fmax(den, fabs(e[i]));
+    for (int i = 0; i < vocab; i++)
       if (a[i] > a[best])
         best = i;
-    }
-    double rel = num / den;
+    double rel = check_rel_error(a, e, (size_t)vocab);
     worst = fmax(worst, rel);
-    if (!(rel <= BOUND) || best != argmax[k]) {
-      printf("row %d: rel err %.3g (bound %.0e), argmax %d expected %d  FAIL\n", logit_rows[k], rel,
-             BOUND, best, argmax[k]);
-      failures++;
-    }
+    CHECK(rel <= BOUND && best == argmax[k],
+          "row %d: rel err %.3g (bound %.0e), argmax %d expected %d", logit_rows[k], rel, BOUND,
+          best, argmax[k]);
   }
-  printf("%s on %s (%s): %zu prompts, %zu positions, worst rel err %.3g (bound %.0e): %s\n", golden,
-         model_path, b->ops->name, n_seqs, n_logit, worst, BOUND, failures ? "FAIL" : "ok");
+  printf("%s on %s (%s): %zu prompts, %zu positions, worst rel err %.3g (bound %.0e)\n", golden,
+         model_path, b->ops->name, n_seqs, n_logit, worst, BOUND);
   forward_destroy(f);
   backend_destroy(b);
   model_free(m);
   json_decref(g);
   free(lengths), free(ids), free(logit_rows), free(argmax), free(want), free(got);
-  return failures ? 1 : 0;
+  return check_exit("test_golden_logits");
 }

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "check.h"
 #include "checkpoint.h"
 #include "engine.h"
 #include "model.h"
@@ -36,21 +37,10 @@
  * up to 1.3e-5 of the logit scale on SmolLM2 under noise at every position
  * (30 fp32 layers). */
 #define BATCH_BOUND 5e-5
+/* Every golden value: 1e-4 of the logit scale (scale_ref). */
+#define GOLDEN_BOUND 1e-4
 
-static int failures;
 static double scale_ref = 1.0;
-
-static void expect(int ok, const char *what, double got, double want, double bound) {
-  if (!ok) {
-    failures++;
-    if (failures <= 40)
-      printf("FAIL %s: got %.7g want %.7g (bound %.3g)\n", what, got, want, bound);
-  }
-}
-
-static void close_to(const char *what, double got, double want, double bound) {
-  expect(fabs(got - want) <= bound, what, got, want, bound);
-}
 
 typedef struct {
   int prompt, component, method;
@@ -158,8 +148,7 @@ static int run(engine_t *e, engine_job_t *job, collect_t *out, int n_slots) {
   out->n_slots = n_slots;
   engine_sink_t sink = {.ctx = out, .clean = on_clean, .variant = on_variant};
   if (engine_run(e, job, &sink, err) != 0) {
-    printf("FAIL engine_run: %s\n", err);
-    failures++;
+    FAIL("engine_run: %s", err);
     return -1;
   }
   return 0;
@@ -223,9 +212,9 @@ static void test_oom_retry(const model_t *m, const engine_job_t *job, int n_slot
     }
     run(e, &jk, &out, n_slots);
   }
-  expect(e && engine_kept_sources(e, NULL) == 1 && out.n_rows > 0,
-         "out of memory: other jobs' stores given back, the run retried",
-         e ? engine_kept_sources(e, NULL) : -1, 1, 0);
+  CHECK(e && engine_kept_sources(e, NULL) == 1 && out.n_rows > 0,
+        "out of memory: other jobs' stores given back, the run retried: %d kept, want 1",
+        e ? engine_kept_sources(e, NULL) : -1);
   collect_free(&out);
   engine_destroy(e);
   b->ops = cpu_ops;
@@ -238,6 +227,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   const char *root = argv[1], *golden = argv[2], *backend = "cpu";
+  check_quiet_after(40);
   int copy_weights = 0;
   for (int i = 3; i < argc; i++) {
     if (strcmp(argv[i], "--backend") == 0 && i + 1 < argc)
@@ -323,11 +313,11 @@ int main(int argc, char **argv) {
       S.n_comps++;
     }
   }
-  const double tol = 1e-4 * scale_ref;
   printf("test_engine: %s on %s (%s, weights %s%s): %d prompts, %d components, scale %.3f, "
          "bound %.3g\n",
          golden, path, b->ops->name, m->weights_bf16 ? "bf16" : "fp32",
-         copy_weights ? ", copied" : "", S.n_prompts, S.n_comps, scale_ref, tol);
+         copy_weights ? ", copied" : "", S.n_prompts, S.n_comps, scale_ref,
+         GOLDEN_BOUND * scale_ref);
 
   collect_t out = {0}, ref = {0};
   const unsigned all_metrics = METRIC_LOGPROB | METRIC_KL | METRIC_RANK;
@@ -346,28 +336,31 @@ int main(int argc, char **argv) {
     for (int p = 0; p < S.n_prompts; p++) {
       json_t *P = json_array_get(prompts, p), *de = json_object_get(P, "de");
       const engine_clean_t *c = &out.clean[p];
-      expect(c->target == (int)json_integer_value(json_object_get(P, "target")),
-             full ? "clean target (full distribution)" : "clean target (logit_stats)", c->target,
-             (double)json_integer_value(json_object_get(P, "target")), 0);
+      CHECK(c->target == (int)json_integer_value(json_object_get(P, "target")),
+            "prompt %d clean target (%s): got %d, want %d", p,
+            full ? "full distribution" : "logit_stats", c->target,
+            (int)json_integer_value(json_object_get(P, "target")));
       snprintf(what, sizeof(what), "prompt %d clean logit (%s)", p,
                full ? "full distribution" : "logit_stats");
-      close_to(what, c->logit, json_number_value(json_object_get(P, "clean_logit")), tol);
+      CHECK_CLOSE(what, c->logit, json_number_value(json_object_get(P, "clean_logit")),
+                  GOLDEN_BOUND, scale_ref);
       double inv = json_number_value(json_object_get(P, "inv_scale"));
       snprintf(what, sizeof(what), "prompt %d inv_scale", p);
-      close_to(what, c->inv_scale, inv, 1e-4 * fabs(inv));
+      CHECK_CLOSE(what, c->inv_scale, inv, 1e-4, fabs(inv));
       double sum = c->norm_bias_term;
       for (int s = 0; s < n_slots; s++) {
         snprintf(what, sizeof(what), "prompt %d clean de[%d]", p, s);
-        close_to(what, c->de[s], json_number_value(json_array_get(de, s)), tol);
+        CHECK_CLOSE(what, c->de[s], json_number_value(json_array_get(de, s)), GOLDEN_BOUND,
+                    scale_ref);
         sum += c->de[s];
       }
       snprintf(what, sizeof(what), "prompt %d: sum of direct effects = clean logit", p);
-      close_to(what, sum, c->logit, 1e-5 * scale_ref);
+      CHECK_CLOSE(what, sum, c->logit, 1e-5, scale_ref);
       if (!full)
         reduced_logit[p] = c->logit;
       else { /* the same sums, reduced on the backend or read on the host */
         snprintf(what, sizeof(what), "prompt %d: clean logit by logit_stats = on the host", p);
-        close_to(what, reduced_logit[p], c->logit, 1e-6 * scale_ref);
+        CHECK_CLOSE(what, reduced_logit[p], c->logit, 1e-6, scale_ref);
       }
     }
   }
@@ -394,8 +387,8 @@ int main(int argc, char **argv) {
   json_t *rc_names = json_object_get(g, "resample_components");
   for (size_t i = 0; i < json_array_size(rc_names); i++) {
     const char *want = json_string_value(json_array_get(rc_names, i));
-    expect(i < (size_t)S.n_comps && want && strcmp(S.names[i], want) == 0,
-           "resample_components: the golden's component order is the test's", (double)i, 0, 0);
+    CHECK(i < (size_t)S.n_comps && want && strcmp(S.names[i], want) == 0,
+          "resample_components: the golden's component order is the test's (component %zu)", i);
   }
   int compared = 0;
   static setup_t SA; /* every position of every prompt */
@@ -439,8 +432,7 @@ int main(int argc, char **argv) {
         ci++;
       const vrow_t *v = find(&out, p, ci);
       if (!v) {
-        failures++;
-        printf("FAIL no row for prompt %d %s\n", p, name);
+        FAIL("no row for prompt %d %s", p, name);
         continue;
       }
       compared++;
@@ -449,31 +441,34 @@ int main(int argc, char **argv) {
       snprintf(tag, sizeof(tag), "prompt %d %s %s%s", p, name, km < NK ? kinds[km] : "patch",
                all ? " (all positions)" : "");
       snprintf(what, sizeof(what), "%s total_effect", tag);
-      close_to(what, r->total_effect, json_number_value(json_object_get(A, "total_effect")), tol);
+      CHECK_CLOSE(what, r->total_effect, json_number_value(json_object_get(A, "total_effect")),
+                  GOLDEN_BOUND, scale_ref);
       snprintf(what, sizeof(what), "%s ablated_logit", tag);
-      close_to(what, r->ablated_logit, json_number_value(json_object_get(A, "ablated_logit")), tol);
+      CHECK_CLOSE(what, r->ablated_logit, json_number_value(json_object_get(A, "ablated_logit")),
+                  GOLDEN_BOUND, scale_ref);
       double inv = json_number_value(json_object_get(A, "ablated_inv_scale"));
       snprintf(what, sizeof(what), "%s ablated_inv_scale", tag);
-      close_to(what, r->inv_scale, inv, 1e-4 * fabs(inv));
+      CHECK_CLOSE(what, r->inv_scale, inv, 1e-4, fabs(inv));
       json_t *de = json_object_get(A, "de_clean_scale");
       for (int s = 0; s < n_slots; s++) {
         snprintf(what, sizeof(what), "%s de[%d]", tag, s);
-        close_to(what, out.clean[p].de[s] + r->delta_de[s],
-                 json_number_value(json_array_get(de, s)), tol);
+        CHECK_CLOSE(what, out.clean[p].de[s] + r->delta_de[s],
+                    json_number_value(json_array_get(de, s)), GOLDEN_BOUND, scale_ref);
       }
       snprintf(what, sizeof(what), "%s logprob", tag);
-      close_to(what, r->logprob, json_number_value(json_object_get(A, "logprob")), tol);
+      CHECK_CLOSE(what, r->logprob, json_number_value(json_object_get(A, "logprob")), GOLDEN_BOUND,
+                  scale_ref);
       double kl = json_number_value(json_object_get(A, "kl"));
       snprintf(what, sizeof(what), "%s kl", tag);
-      close_to(what, r->kl, kl, 1e-4 * fmax(1.0, kl));
+      CHECK_CLOSE(what, r->kl, kl, 1e-4, fmax(1.0, kl));
       double rank = json_number_value(json_object_get(A, "rank"));
       snprintf(what, sizeof(what), "%s rank", tag);
-      expect(fabs(r->rank - rank) <= 1.0, what, r->rank, rank, 1);
+      CHECK_CLOSE(what, r->rank, rank, 1.0, 1.0); /* off by one at most */
     }
   }
   printf("compared %d golden ablations\n", compared);
-  expect(compared == (int)json_array_size(abl), "every golden ablation compared", compared,
-         (double)json_array_size(abl), 0);
+  CHECK(compared == (int)json_array_size(abl), "every golden ablation compared: %d of %zu",
+        compared, json_array_size(abl));
 
   /* 2b. a full-distribution job's chunks hold at most a quarter of the
    * memory budget in clean log-probs (4 x vocab bytes a prompt), and no more
@@ -524,11 +519,12 @@ int main(int argc, char **argv) {
       if (run(e, &job, &capped_out, n_slots) == 0) {
         printf("clean log-probs within a budget of %zu bytes: %d of %d prompts a chunk\n", budget,
                lp, P);
-        expect(lp < P, "the budget test's chunks hold fewer prompts than the job", lp, P - 1, P);
-        expect(capped_out.clean_first == lp, "clean rows of the first chunk (clean log-probs cap)",
-               capped_out.clean_first, lp, 0);
-        expect(capped_out.n_rows == ref.n_rows, "capped chunks: every variant row",
-               capped_out.n_rows, ref.n_rows, 0);
+        CHECK(lp < P, "the budget test's chunks hold fewer prompts than the job: %d of %d", lp, P);
+        CHECK(capped_out.clean_first == lp,
+              "clean rows of the first chunk (clean log-probs cap): got %d, want %d",
+              capped_out.clean_first, lp);
+        CHECK(capped_out.n_rows == ref.n_rows, "capped chunks: every variant row: got %d, want %d",
+              capped_out.n_rows, ref.n_rows);
         for (int i = 0; i < ref.n_rows; i++) {
           const vrow_t *a = find(&capped_out, ref.rows[i].prompt, ref.rows[i].component);
           const engine_variant_t *r = &ref.rows[i].row;
@@ -536,13 +532,13 @@ int main(int argc, char **argv) {
             continue;
           snprintf(what, sizeof(what), "capped chunks: prompt %d component %d kl",
                    ref.rows[i].prompt, ref.rows[i].component);
-          close_to(what, a->row.kl, r->kl, BATCH_BOUND * fmax(1.0, r->kl));
+          CHECK_CLOSE(what, a->row.kl, r->kl, BATCH_BOUND, fmax(1.0, r->kl));
           snprintf(what, sizeof(what), "capped chunks: prompt %d component %d logprob",
                    ref.rows[i].prompt, ref.rows[i].component);
-          close_to(what, a->row.logprob, r->logprob, BATCH_BOUND * scale_ref);
+          CHECK_CLOSE(what, a->row.logprob, r->logprob, BATCH_BOUND, scale_ref);
           snprintf(what, sizeof(what), "capped chunks: prompt %d component %d total effect",
                    ref.rows[i].prompt, ref.rows[i].component);
-          close_to(what, a->row.total_effect, r->total_effect, BATCH_BOUND * scale_ref);
+          CHECK_CLOSE(what, a->row.total_effect, r->total_effect, BATCH_BOUND, scale_ref);
         }
       }
       engine_set_memory_budget(e, 0);
@@ -574,16 +570,17 @@ int main(int argc, char **argv) {
       job.prompt_first = 1;
       job.prompt_end = 5;
       if (run(e, &job, &part, n_slots) == 0) {
-        expect(part.n_rows == 4 * SR.n_comps, "prompt range [1,5): its variant rows", part.n_rows,
-               4 * SR.n_comps, 0);
+        CHECK(part.n_rows == 4 * SR.n_comps,
+              "prompt range [1,5): its variant rows: got %d, want %d", part.n_rows, 4 * SR.n_comps);
         for (int i = 0; i < part.n_rows; i++) {
           const vrow_t *a = &part.rows[i], *r = find(&ref, a->prompt, a->component);
           snprintf(what, sizeof(what), "prompt range: prompt %d component %d total effect / kl",
                    a->prompt, a->component);
-          expect(r != NULL && a->prompt >= 1 && a->prompt < 5, what, a->prompt, 1, 0);
+          CHECK(r != NULL && a->prompt >= 1 && a->prompt < 5, "%s: a row of prompt %d", what,
+                a->prompt);
           if (r) {
-            close_to(what, a->row.total_effect, r->row.total_effect, BATCH_BOUND * scale_ref);
-            close_to(what, a->row.kl, r->row.kl, BATCH_BOUND * fmax(1.0, r->row.kl));
+            CHECK_CLOSE(what, a->row.total_effect, r->row.total_effect, BATCH_BOUND, scale_ref);
+            CHECK_CLOSE(what, a->row.kl, r->row.kl, BATCH_BOUND, fmax(1.0, r->row.kl));
           }
         }
       }
@@ -631,7 +628,7 @@ int main(int argc, char **argv) {
       free(pos);
       goto done;
     }
-    expect(out.n_rows == ref.n_rows, "reuse: row count", out.n_rows, ref.n_rows, 0);
+    CHECK(out.n_rows == ref.n_rows, "reuse: row count: got %d, want %d", out.n_rows, ref.n_rows);
     /* work units: the prompts in two ranges give the same rows as one run;
      * keyed (as hydrad runs them), the second unit takes the store of
      * sources the first kept. Then the kept stores: a unit of another job
@@ -652,8 +649,8 @@ int main(int argc, char **argv) {
       }
       if (keyed) {
         size_t one = 0, two = 0, bytes = 0;
-        expect(engine_kept_sources(e, &one) == 1 && one > 0, "kept stores after job 42's units",
-               engine_kept_sources(e, NULL), 1, 0);
+        CHECK(engine_kept_sources(e, &one) == 1 && one > 0,
+              "kept stores after job 42's units: %d, want 1", engine_kept_sources(e, NULL));
         engine_job_t other = j1, ju = j1;
         other.source_key = 43;
         other.prompt_end = 1;
@@ -663,23 +660,23 @@ int main(int argc, char **argv) {
           collect_t again = {0};
           again.n_slots = n_slots;
           if (pass == 0 && run(e, &other, &part, n_slots) == 0) {
-            expect(engine_kept_sources(e, &two) == 2 && two == 2 * one,
-                   "kept stores beside another job's", engine_kept_sources(e, NULL), 2, 0);
+            CHECK(engine_kept_sources(e, &two) == 2 && two == 2 * one,
+                  "kept stores beside another job's: %d, want 2", engine_kept_sources(e, NULL));
           }
           if (pass == 1) {
             const uint64_t live = 43;
             engine_retain_sources(e, &live, 1);
-            expect(engine_kept_sources(e, &bytes) == 1 && bytes == one,
-                   "kept stores after retaining job 43's", engine_kept_sources(e, NULL), 1, 0);
+            CHECK(engine_kept_sources(e, &bytes) == 1 && bytes == one,
+                  "kept stores after retaining job 43's: %d, want 1", engine_kept_sources(e, NULL));
           }
           if (run(e, &ju, &again, n_slots) == 0)
             for (int i = 0; i < again.n_rows && i < units.n_rows; i++) {
               snprintf(what, sizeof(what), "keyed unit rerun (%s), row %d",
                        pass ? "store recomputed" : "store kept", i);
-              close_to(what, again.rows[i].row.total_effect, units.rows[i].row.total_effect,
-                       BATCH_BOUND * scale_ref);
+              CHECK_CLOSE(what, again.rows[i].row.total_effect, units.rows[i].row.total_effect,
+                          BATCH_BOUND, scale_ref);
             }
-          expect(again.n_rows > 0, "keyed unit rerun: rows", again.n_rows, 1, 0);
+          CHECK(again.n_rows > 0, "keyed unit rerun: %d rows", again.n_rows);
           collect_free(&again);
         }
         /* 43, 42 and 44 kept (least recent first); job 43 again with a
@@ -694,13 +691,14 @@ int main(int argc, char **argv) {
         engine_job_t logit_only = other; /* no clean log-probs reserved beside the stores */
         logit_only.metrics = 0;
         if (run(e, &logit_only, &part, n_slots) == 0)
-          expect(engine_kept_sources(e, &bytes) == 2 && bytes == 2 * one,
-                 "kept stores within a memory budget", engine_kept_sources(e, NULL), 2, 0);
+          CHECK(engine_kept_sources(e, &bytes) == 2 && bytes == 2 * one,
+                "kept stores within a memory budget: %d, want 2", engine_kept_sources(e, NULL));
         engine_set_memory_budget(e, 0);
         const uint64_t k44 = 44;
         engine_retain_sources(e, &k44, 1);
-        expect(engine_kept_sources(e, NULL) == 1, "the budget dropped the least recent store",
-               engine_kept_sources(e, NULL), 1, 0);
+        CHECK(engine_kept_sources(e, NULL) == 1,
+              "the budget dropped the least recent store: %d kept, want 1",
+              engine_kept_sources(e, NULL));
         /* a job that needs no sources keeps nothing */
         method_t zero_m = {.kind = METHOD_ZERO};
         engine_job_t jz = other;
@@ -708,8 +706,9 @@ int main(int argc, char **argv) {
         jz.n_methods = 1;
         jz.source_key = 45;
         run(e, &jz, &part, n_slots);
-        expect(engine_kept_sources(e, NULL) == 1, "a job without sources keeps no store",
-               engine_kept_sources(e, NULL), 1, 0);
+        CHECK(engine_kept_sources(e, NULL) == 1,
+              "a job without sources keeps no store: %d kept, want 1",
+              engine_kept_sources(e, NULL));
         if (strcmp(backend, "cpu") == 0)
           test_oom_retry(m, &other, n_slots);
         /* at most ENGINE_KEPT_MAX: the least recently used goes (100) */
@@ -719,28 +718,29 @@ int main(int argc, char **argv) {
           jk.source_key = 100 + (uint64_t)k;
           run(e, &jk, &part, n_slots);
         }
-        expect(engine_kept_sources(e, NULL) == ENGINE_KEPT_MAX, "kept stores at most",
-               engine_kept_sources(e, NULL), ENGINE_KEPT_MAX, 0);
+        CHECK(engine_kept_sources(e, NULL) == ENGINE_KEPT_MAX, "kept stores at most: %d, want %d",
+              engine_kept_sources(e, NULL), ENGINE_KEPT_MAX);
         const uint64_t first = 100;
         engine_retain_sources(e, &first, 1);
-        expect(engine_kept_sources(e, NULL) == 0, "a full table dropped the least recent store",
-               engine_kept_sources(e, NULL), 0, 0);
+        CHECK(engine_kept_sources(e, NULL) == 0,
+              "a full table dropped the least recent store: %d kept, want 0",
+              engine_kept_sources(e, NULL));
         engine_retain_sources(e, NULL, 0);
-        expect(engine_kept_sources(e, &bytes) == 0 && bytes == 0, "kept stores after retain none",
-               engine_kept_sources(e, NULL), 0, 0);
+        CHECK(engine_kept_sources(e, &bytes) == 0 && bytes == 0,
+              "kept stores after retain none: %d, want 0", engine_kept_sources(e, NULL));
       }
-      expect(units.n_rows == out.n_rows, keyed ? "keyed units: row count" : "units: row count",
-             units.n_rows, out.n_rows, 0);
+      CHECK(units.n_rows == out.n_rows, "%sunits: row count: got %d, want %d",
+            keyed ? "keyed " : "", units.n_rows, out.n_rows);
       for (int i = 0; i < out.n_rows && i < units.n_rows; i++) {
         const engine_variant_t *a = &out.rows[i].row, *u = &units.rows[i].row;
         snprintf(what, sizeof(what), "%sunits prompt %d comp %s: total", keyed ? "keyed " : "",
                  a->prompt, S2.names[a->component]);
-        expect(a->prompt == u->prompt && a->component == u->component, what, u->prompt, a->prompt,
-               0);
-        close_to(what, u->total_effect, a->total_effect, BATCH_BOUND * scale_ref);
-        close_to(what, u->compensation, a->compensation, BATCH_BOUND * scale_ref);
+        CHECK(a->prompt == u->prompt && a->component == u->component,
+              "%s: unit row of prompt %d component %d", what, u->prompt, u->component);
+        CHECK_CLOSE(what, u->total_effect, a->total_effect, BATCH_BOUND, scale_ref);
+        CHECK_CLOSE(what, u->compensation, a->compensation, BATCH_BOUND, scale_ref);
         for (int s = 0; s < n_slots; s++)
-          close_to(what, u->delta_de[s], a->delta_de[s], BATCH_BOUND * scale_ref);
+          CHECK_CLOSE(what, u->delta_de[s], a->delta_de[s], BATCH_BOUND, scale_ref);
       }
       collect_free(&units);
       collect_free(&part);
@@ -749,11 +749,11 @@ int main(int argc, char **argv) {
       const engine_variant_t *a = &out.rows[i].row, *r = &ref.rows[i].row;
       snprintf(what, sizeof(what), "reuse(%s) prompt %d comp %s method %d total",
                all ? "all" : "last", a->prompt, S2.names[a->component], a->method);
-      close_to(what, a->total_effect, r->total_effect, BATCH_BOUND * scale_ref);
-      close_to(what, a->compensation, r->compensation, BATCH_BOUND * scale_ref);
-      close_to(what, a->kl, r->kl, BATCH_BOUND * fmax(1.0, r->kl));
+      CHECK_CLOSE(what, a->total_effect, r->total_effect, BATCH_BOUND, scale_ref);
+      CHECK_CLOSE(what, a->compensation, r->compensation, BATCH_BOUND, scale_ref);
+      CHECK_CLOSE(what, a->kl, r->kl, BATCH_BOUND, fmax(1.0, r->kl));
       for (int s = 0; s < n_slots; s++)
-        close_to(what, a->delta_de[s], r->delta_de[s], BATCH_BOUND * scale_ref);
+        CHECK_CLOSE(what, a->delta_de[s], r->delta_de[s], BATCH_BOUND, scale_ref);
     }
     free(pos);
   }
@@ -765,9 +765,9 @@ int main(int argc, char **argv) {
     goto done;
   for (int i = 0; i < out.n_rows; i++) {
     snprintf(what, sizeof(what), "scale:1 %s total", S.names[out.rows[i].component]);
-    close_to(what, out.rows[i].row.total_effect, 0.0, 1e-5 * scale_ref);
+    CHECK_CLOSE(what, out.rows[i].row.total_effect, 0.0, 1e-5, scale_ref);
     for (int s = 0; s < n_slots; s++)
-      close_to(what, out.rows[i].row.delta_de[s], 0.0, 1e-5 * scale_ref);
+      CHECK_CLOSE(what, out.rows[i].row.delta_de[s], 0.0, 1e-5, scale_ref);
   }
 
   /* 5. with the ablated run's own norm scale, direct effects add up again */
@@ -782,7 +782,7 @@ int main(int argc, char **argv) {
       sum += r->delta_de[s];
     snprintf(what, sizeof(what), "ablated scale %s: total = -sum of changes",
              S.names[r->component]);
-    close_to(what, r->total_effect, -sum, tol);
+    CHECK_CLOSE(what, r->total_effect, -sum, GOLDEN_BOUND, scale_ref);
   }
 
 done:
@@ -792,6 +792,5 @@ done:
   backend_destroy(b);
   model_free(m);
   json_decref(g);
-  printf("test_engine: %s\n", failures ? "FAILED" : "ok");
-  return failures ? 1 : 0;
+  return check_exit("test_engine");
 }

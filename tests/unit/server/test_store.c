@@ -25,23 +25,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "store.h"
 
-static int failures;
 static uint64_t seed = 20240611, rng_state;
 static char dir[512];
 static const char *pg_url; /* --postgres: every store is this database */
-
-#define CHECK(cond, ...)                                                                           \
-  do {                                                                                             \
-    if (!(cond)) {                                                                                 \
-      printf("FAIL %s:%d: ", __FILE__, __LINE__);                                                  \
-      printf(__VA_ARGS__);                                                                         \
-      printf("\n");                                                                                \
-      fflush(stdout);                                                                              \
-      failures++;                                                                                  \
-    }                                                                                              \
-  } while (0)
 
 static uint64_t rnd_bits(void) {
   rng_state ^= rng_state << 13;
@@ -78,8 +67,7 @@ static void db_remove(const char *path) {
              "PGOPTIONS='-c client_min_messages=warning' psql -q '%s' -c 'DROP TABLE IF EXISTS "
              "hydra_jobs, hydra_units, hydra_result_rows, hydra_schema' 2>&1",
              pg_url);
-    if (system(cmd) != 0)
-      printf("FAIL: %s\n", cmd), failures++;
+    CHECK(system(cmd) == 0, "%s", cmd);
     return;
   }
   unlink(path);
@@ -170,7 +158,7 @@ static int verify_job(store_t *s, const char *id, const char *context) {
   char err[HYDRA_ERR_LEN];
   store_job_t job;
   rows_t r = {0};
-  int before = failures;
+  int before = check_failures();
   int rc = store_job_get(s, id, &job, err);
   CHECK(rc == 0, "%s: job_get: %d %s", context, rc, err);
   if (rc)
@@ -189,7 +177,7 @@ static int verify_job(store_t *s, const char *id, const char *context) {
     CHECK(r.n > 0 && strcmp(r.text[0], "{\"type\":\"header\"}") == 0, "%s: no header row", context);
     at = 1;
   }
-  for (int u = 0; u < job.units_done && failures == before; u++)
+  for (int u = 0; u < job.units_done && check_failures() == before; u++)
     for (int k = 0; k < unit_rows(u); k++, at++) {
       char *want = unit_row(u, k);
       CHECK(at < r.n && strcmp(r.text[at], want) == 0, "%s: row %zu is not unit %d row %d", context,
@@ -207,7 +195,7 @@ static int verify_job(store_t *s, const char *id, const char *context) {
   CHECK(job.variants_done == 10 * (int64_t)job.units_done, "%s: variants_done %lld", context,
         (long long)job.variants_done);
   rows_free(&r);
-  return failures - before;
+  return check_failures() - before;
 }
 
 /* ---- tests ------------------------------------------------------------ */
@@ -526,8 +514,8 @@ static void test_crash(void) {
   CHECK(store_job_create(s, &job, "{}", 2, err) == 0, "create: %s", err);
   store_close(s);
 
-  int kills = 0, finished = 0, last_done = 0, before = failures;
-  for (int round = 0; round <= max_rounds && !finished && failures == before; round++) {
+  int kills = 0, finished = 0, last_done = 0, before = check_failures();
+  for (int round = 0; round <= max_rounds && !finished && check_failures() == before; round++) {
     fflush(stdout);
     pid_t pid = fork();
     if (pid == 0)
@@ -695,7 +683,7 @@ static void check_read_only_open(const char *path, const char *id, int64_t rows)
  * fails naming the file; read-only opening reads it. Returns failures. */
 static int chmod_case(const char *base) {
   char err[HYDRA_ERR_LEN], sub[600], path[700], id[STORE_ID_LEN];
-  int before = failures;
+  int before = check_failures();
   snprintf(sub, sizeof sub, "%s/ro-XXXXXX", base);
   if (!mkdtemp(sub))
     return printf("mkdtemp %s: %s\n", sub, strerror(errno)), 1;
@@ -722,7 +710,7 @@ static int chmod_case(const char *base) {
   chmod(path, 0644);
   db_remove(path);
   rmdir(sub);
-  return failures - before;
+  return check_failures() - before;
 }
 
 static void test_read_only(void) {
@@ -1087,6 +1075,7 @@ int main(int argc, char **argv) {
   if (argc > 1)
     seed = strtoull(argv[1], NULL, 10);
   rng_state = seed ? seed : 1;
+  check_seed(seed);
   if (argc > 2)
     snprintf(dir, sizeof dir, "%s", argv[2]);
   else {
@@ -1116,12 +1105,5 @@ int main(int argc, char **argv) {
   test_crash();
   if (argc <= 2)
     rmdir(dir);
-  if (failures) {
-    printf("test_store%s: %d failures (seed %llu)\n", pg_url ? " --postgres" : "", failures,
-           (unsigned long long)seed);
-    return 1;
-  }
-  printf("test_store%s: all passed (seed %llu)\n", pg_url ? " --postgres" : "",
-         (unsigned long long)seed);
-  return 0;
+  return check_exit(pg_url ? "test_store --postgres" : "test_store");
 }

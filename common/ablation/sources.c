@@ -54,8 +54,8 @@ long source_row(const run_t *R, const variant_t *v, int k) {
 
 /* Fills the mean values of one entry (aligned from the end); -1 if no
  * prompt has that position. */
-int mean_values(run_t *R, const variant_t *v, hook_site_t site, int layer, int k, int c0,
-                int c1, float *out) {
+int mean_values(run_t *R, const variant_t *v, hook_site_t site, int layer, int k, int c0, int c1,
+                float *out) {
   const int width = site_width(R->cfg, site), from_end = n_positions(R, v->prompt) - 1 - k;
   if (from_end >= R->max_k)
     return -1;

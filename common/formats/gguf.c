@@ -47,51 +47,14 @@ struct gguf {
   struct name_index *tensors_by_name; /* tensors, sorted by name */
 };
 
-/* ggml's type traits: name, elements per block, bytes per block. */
-typedef struct {
-  const char *name;
-  uint32_t block_size;
-  uint32_t type_size;
-} type_traits_t;
-
-static const type_traits_t TYPE_TRAITS[] = {
-    [0] = {"F32", 1, 4},         [1] = {"F16", 1, 2},         [2] = {"Q4_0", 32, 18},
-    [3] = {"Q4_1", 32, 20},      [6] = {"Q5_0", 32, 22},      [7] = {"Q5_1", 32, 24},
-    [8] = {"Q8_0", 32, 34},      [9] = {"Q8_1", 32, 40},      [10] = {"Q2_K", 256, 84},
-    [11] = {"Q3_K", 256, 110},   [12] = {"Q4_K", 256, 144},   [13] = {"Q5_K", 256, 176},
-    [14] = {"Q6_K", 256, 210},   [15] = {"Q8_K", 256, 292},   [16] = {"IQ2_XXS", 256, 66},
-    [17] = {"IQ2_XS", 256, 74},  [18] = {"IQ3_XXS", 256, 98}, [19] = {"IQ1_S", 256, 50},
-    [20] = {"IQ4_NL", 32, 18},   [21] = {"IQ3_S", 256, 110},  [22] = {"IQ2_S", 256, 82},
-    [23] = {"IQ4_XS", 256, 136}, [24] = {"I8", 1, 1},         [25] = {"I16", 1, 2},
-    [26] = {"I32", 1, 4},        [27] = {"I64", 1, 8},        [28] = {"F64", 1, 8},
-    [29] = {"IQ1_M", 256, 56},   [30] = {"BF16", 1, 2},       [34] = {"TQ1_0", 256, 54},
-    [35] = {"TQ2_0", 256, 66},   [39] = {"MXFP4", 32, 17},
-};
-#define N_TYPE_TRAITS (sizeof(TYPE_TRAITS) / sizeof(TYPE_TRAITS[0]))
-
-static const type_traits_t *type_traits(uint32_t type) {
-  if (type >= N_TYPE_TRAITS || !TYPE_TRAITS[type].name)
-    return NULL;
-  return &TYPE_TRAITS[type];
-}
-
 const char *gguf_tensor_type_name(uint32_t type) {
-  const type_traits_t *tt = type_traits(type);
-  return tt ? tt->name : NULL;
+  const gguf_quant_type_t *qt = gguf_quant_type(type);
+  return qt ? qt->name : NULL;
 }
 
 int gguf_tensor_type_supported(uint32_t type) {
-  switch (type) {
-  case GGUF_TENSOR_F32:
-  case GGUF_TENSOR_F16:
-  case GGUF_TENSOR_BF16:
-  case GGUF_TENSOR_Q8_0:
-  case GGUF_TENSOR_Q4_0:
-  case GGUF_TENSOR_Q4_1:
-    return 1;
-  default:
-    return 0;
-  }
+  const gguf_quant_type_t *qt = gguf_quant_type(type);
+  return qt && qt->decode;
 }
 
 static const char *const VALUE_TYPE_NAMES[] = {
@@ -143,23 +106,6 @@ static float f32_from_bits(uint32_t bits) {
   float f;
   memcpy(&f, &bits, sizeof(f));
   return f;
-}
-
-/* IEEE 754 binary16 to binary32, exact for every input (subnormals, inf, NaN). */
-static float f16_to_f32(uint16_t h) {
-  uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1f, mant = h & 0x3ff;
-  if (exp == 0x1f)
-    return f32_from_bits(sign | 0x7f800000u | mant << 13);
-  if (exp != 0)
-    return f32_from_bits(sign | (exp + 112) << 23 | mant << 13);
-  if (mant == 0)
-    return f32_from_bits(sign);
-  uint32_t shift = 0;
-  while (!(mant & 0x400)) {
-    mant <<= 1;
-    shift++;
-  }
-  return f32_from_bits(sign | (113 - shift) << 23 | (mant & 0x3ff) << 13);
 }
 
 static int mul_overflows(uint64_t a, uint64_t b, uint64_t *out) {
@@ -395,7 +341,7 @@ static int read_tensor_info(reader_t *r, gguf_tensor_t *t, char *err) {
   t->n_elements = n;
   if (reader_u32(r, &t->type, "a tensor's type", err))
     return -1;
-  const type_traits_t *tt = type_traits(t->type);
+  const gguf_quant_type_t *tt = gguf_quant_type(t->type);
   if (!tt)
     return err_set(err, "%s: tensor %s has unknown type %u", r->path, name, t->type);
   if (t->ne[0] % tt->block_size)
@@ -801,54 +747,6 @@ const gguf_tensor_t *gguf_tensor_find(const gguf_t *g, const char *name) {
   return NULL;
 }
 
-/* ---- dequantisation (block layouts as in ggml-common.h) ---- */
-
-static float q8_value(uint8_t q) {
-  return (float)((int)q - (q & 0x80 ? 256 : 0));
-}
-
-static void decode_blocks(uint32_t type, const uint8_t *src, float *dst, size_t n_blocks) {
-  switch (type) {
-  case GGUF_TENSOR_F32:
-    for (size_t i = 0; i < n_blocks; i++)
-      dst[i] = f32_from_bits(load_u32(src + 4 * i));
-    break;
-  case GGUF_TENSOR_F16:
-    for (size_t i = 0; i < n_blocks; i++)
-      dst[i] = f16_to_f32(load_u16(src + 2 * i));
-    break;
-  case GGUF_TENSOR_BF16:
-    for (size_t i = 0; i < n_blocks; i++)
-      dst[i] = f32_from_bits((uint32_t)load_u16(src + 2 * i) << 16);
-    break;
-  case GGUF_TENSOR_Q8_0: /* fp16 d, int8 q[32]: x = q * d */
-    for (size_t b = 0; b < n_blocks; b++, src += 34, dst += 32) {
-      float d = f16_to_f32(load_u16(src));
-      for (int j = 0; j < 32; j++)
-        dst[j] = q8_value(src[2 + j]) * d;
-    }
-    break;
-  case GGUF_TENSOR_Q4_0: /* fp16 d, nibbles[16]: x[j] = (lo - 8) d, x[j+16] = (hi - 8) d */
-    for (size_t b = 0; b < n_blocks; b++, src += 18, dst += 32) {
-      float d = f16_to_f32(load_u16(src));
-      for (int j = 0; j < 16; j++) {
-        dst[j] = (float)((src[2 + j] & 0x0f) - 8) * d;
-        dst[j + 16] = (float)((src[2 + j] >> 4) - 8) * d;
-      }
-    }
-    break;
-  case GGUF_TENSOR_Q4_1: /* fp16 d, fp16 m, nibbles[16]: x = q d + m */
-    for (size_t b = 0; b < n_blocks; b++, src += 20, dst += 32) {
-      float d = f16_to_f32(load_u16(src)), m = f16_to_f32(load_u16(src + 2));
-      for (int j = 0; j < 16; j++) {
-        dst[j] = (float)(src[4 + j] & 0x0f) * d + m;
-        dst[j + 16] = (float)(src[4 + j] >> 4) * d + m;
-      }
-    }
-    break;
-  }
-}
-
 int gguf_tensor_read_f32(const gguf_t *g, const gguf_tensor_t *t, float *dst, size_t n, char *err) {
   if (t < g->tensors || t >= g->tensors + g->n_tensors)
     return err_set(err, "%s: gguf_tensor_read_f32 was given a tensor of another file", g->path);
@@ -858,7 +756,7 @@ int gguf_tensor_read_f32(const gguf_t *g, const gguf_tensor_t *t, float *dst, si
   if (!gguf_tensor_type_supported(t->type))
     return err_set(err, "%s: tensor %s has type %s, which this reader cannot convert to F32",
                    g->path, t->name, gguf_tensor_type_name(t->type));
-  const type_traits_t *tt = type_traits(t->type);
+  const gguf_quant_type_t *tt = gguf_quant_type(t->type);
   const uint64_t chunk_blocks = (1u << 20) / tt->type_size, n_blocks = t->n_bytes / tt->type_size;
   uint8_t *buf = malloc((size_t)(chunk_blocks * tt->type_size));
   if (!buf)
@@ -872,7 +770,7 @@ int gguf_tensor_read_f32(const gguf_t *g, const gguf_tensor_t *t, float *dst, si
       free(buf);
       return -1;
     }
-    decode_blocks(t->type, buf, dst + b * tt->block_size, (size_t)k);
+    gguf_quants_dequantise(tt, buf, dst + b * tt->block_size, (size_t)k);
   }
   free(buf);
   return 0;

@@ -18,6 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "gguf_quants.h" /* the tensor types: gguf_tensor_type_t, their blocks */
+
 #define GGUF_MAX_DIMS 4
 #define GGUF_DEFAULT_ALIGNMENT 32
 
@@ -37,18 +39,6 @@ typedef enum {
   GGUF_TYPE_INT64 = 11,
   GGUF_TYPE_FLOAT64 = 12,
 } gguf_value_type_t;
-
-/* Tensor data types (ggml_type). Only the ones gguf_tensor_read_f32 decodes are
- * named here; gguf_open also accepts every other type ggml defines (Q6_K, ...)
- * so that such files can be inspected, and rejects numbers ggml does not. */
-typedef enum {
-  GGUF_TENSOR_F32 = 0,
-  GGUF_TENSOR_F16 = 1,
-  GGUF_TENSOR_Q4_0 = 2,
-  GGUF_TENSOR_Q4_1 = 3,
-  GGUF_TENSOR_Q8_0 = 8,
-  GGUF_TENSOR_BF16 = 30,
-} gguf_tensor_type_t;
 
 typedef struct gguf gguf_t;
 
@@ -129,8 +119,11 @@ const char *gguf_value_type_name(uint32_t type);
 
 /* Reads tensor `t` (from this context) and converts it to fp32 in dst, in
  * the file's element order (ne0 fastest). `n` is the number of floats dst
- * holds and must equal t->n_elements. Decodes F32, F16, BF16, Q8_0, Q4_0 and
- * Q4_1; any other type gives an error naming it. Returns 0 or -1. */
+ * holds and must equal t->n_elements. Decodes every type that
+ * gguf_quants.h gives a decoder (all that llama.cpp writes: F32, F16, BF16,
+ * Q4_0 .. Q8_0, the K-quants, the IQ types, TQ1_0, TQ2_0, MXFP4), on
+ * OpenMP threads; any other type gives an error naming the tensor and the
+ * type. Returns 0 or -1. */
 int gguf_tensor_read_f32(const gguf_t *g, const gguf_tensor_t *t, float *dst, size_t n, char *err);
 
 #endif

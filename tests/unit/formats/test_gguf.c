@@ -216,7 +216,7 @@ typedef enum {
   M_DUP_TENSOR,
   M_BLOCK_MISMATCH,
   M_NO_DATA,
-  M_Q6_K, /* valid, but a type the reader cannot convert */
+  M_Q8_1, /* valid, but a type the reader cannot convert */
   N_MUTATIONS
 } mutation_t;
 
@@ -252,7 +252,7 @@ static const struct {
     [M_DUP_TENSOR] = {"dup_tensor", "appears twice"},
     [M_BLOCK_MISMATCH] = {"block_mismatch", "block size"},
     [M_NO_DATA] = {"no_data", "larger than the file"},
-    [M_Q6_K] = {"q6_k", NULL},
+    [M_Q8_1] = {"q8_1", NULL},
 };
 
 /* A small valid file, "test" architecture: three keys, tensor a (F32 [8, 2],
@@ -289,10 +289,7 @@ static void build_file(bytes_t *b, mutation_t m, size_t *header_len) {
   put_u32(b, GGUF_TENSOR_F32);
   put_u64(b, 0);
 
-  uint64_t b_ne0 = m == M_Q6_K             ? 256
-                   : m == M_BLOCK_MISMATCH ? 16
-                   : m == M_NE_HUGE        ? 1ull << 63
-                                           : 32;
+  uint64_t b_ne0 = m == M_BLOCK_MISMATCH ? 16 : m == M_NE_HUGE ? 1ull << 63 : 32;
   put_str(b, m == M_DUP_TENSOR ? "a" : "b", 0);
   put_u32(b, m == M_N_DIMS_0 ? 0 : m == M_N_DIMS_9 ? 9 : m == M_NE_OVERFLOW ? 3 : 1);
   if (m == M_NE_OVERFLOW) {
@@ -302,7 +299,10 @@ static void build_file(bytes_t *b, mutation_t m, size_t *header_len) {
   } else {
     put_u64(b, b_ne0);
   }
-  put_u32(b, m == M_TYPE_99 ? 99 : m == M_TYPE_4 ? 4 : m == M_Q6_K ? 14 : GGUF_TENSOR_Q4_0);
+  put_u32(b, m == M_TYPE_99  ? 99
+             : m == M_TYPE_4 ? 4
+             : m == M_Q8_1   ? GGUF_TENSOR_Q8_1
+                             : GGUF_TENSOR_Q4_0);
   put_u64(b, m == M_OFFSET_EOF          ? 1ull << 20
              : m == M_OFFSET_OVERFLOW   ? UINT64_MAX - 31
              : m == M_OFFSET_MISALIGNED ? 68
@@ -318,8 +318,8 @@ static void build_file(bytes_t *b, mutation_t m, size_t *header_len) {
     float x = (float)i / 4 - 1;
     put(b, &x, 4);
   }
-  if (m == M_Q6_K) {
-    uint8_t zeros[210] = {0};
+  if (m == M_Q8_1) {
+    uint8_t zeros[40] = {0};
     put(b, zeros, sizeof(zeros));
     return;
   }
@@ -399,13 +399,14 @@ static void test_broken(void) {
     n_files++;
     if (m == M_NONE) {
       test_valid_synthetic(path);
-    } else if (m == M_Q6_K) {
+    } else if (m == M_Q8_1) {
       char err[HYDRA_ERR_LEN] = "";
       gguf_t *g = gguf_open(path, err);
       const gguf_tensor_t *t = g ? gguf_tensor_find(g, "b") : NULL;
-      float x[256];
-      CHECK(t && gguf_tensor_read_f32(g, t, x, 256, err) != 0 && strstr(err, "Q6_K"),
-            "reading a Q6_K tensor must fail naming the type: '%s'", err);
+      float x[32];
+      CHECK(t && gguf_tensor_read_f32(g, t, x, 32, err) != 0 && strstr(err, "tensor b ") &&
+                strstr(err, "Q8_1"),
+            "reading a Q8_1 tensor must fail naming the tensor and the type: '%s'", err);
       gguf_close(g);
     } else {
       expect_open_failure(path, MUTATIONS[m].name, MUTATIONS[m].phrase, 1);

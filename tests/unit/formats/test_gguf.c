@@ -13,7 +13,9 @@
  *   (c) ROOT/tests/data/gguf/tiny_llama*.gguf (same script): the config, the
  *       un-permuted q/k weights against the Hugging Face layout the script
  *       started from (bound 1e-6 as above), and the missing-tensor and
- *       shape-mismatch errors.
+ *       shape-mismatch errors. Then ROOT/tests/golden/quants/tiny_llama_mixed.gguf
+ *       (tests/golden/make_mixed_quant_golden.py), a Q4_0 file with a Q6_K
+ *       output.weight and Q4_K/Q5_K/Q6_K/Q5_0 layers, loads.
  *   (d) SmolLM2-135M (Q4_1 GGUF) from $HYDRA_SMOLLM2 or
  *       ROOT/models/smollm2-135m/: prints its tensor types, tokenizer keys and
  *       config and checks the config; skipped when absent unless
@@ -613,6 +615,32 @@ done:
   }
 }
 
+/* A Q4_0 file with output.weight in Q6_K and layers in Q4_K, Q5_K, Q6_K and
+ * Q5_0, as llama.cpp's _K_M recipes mix them, loads (its logits:
+ * ctest golden_logits_tiny-llama-mixed-quants). */
+static void test_mixed_quants(const char *root) {
+  char path[2048], err[HYDRA_ERR_LEN] = "";
+  snprintf(path, sizeof(path), "%s/tests/golden/quants/tiny_llama_mixed.gguf", root);
+  model_t *m = model_load(path, err);
+  if (!m) {
+    FAIL("%s", err);
+    return;
+  }
+  printf("  mixed types: %s loads, tensor_types %s\n", path, m->tensor_types);
+  CHECK(strcmp(m->tensor_types, "F32,Q4_0,Q4_K,Q5_0,Q5_K,Q6_K") == 0, "tensor_types '%s'",
+        m->tensor_types);
+  CHECK(!m->cfg.tied_unembed && m->unembed != m->tok_embed, "output.weight must be its own");
+  gguf_t *g = gguf_open(path, err);
+  const gguf_tensor_t *t = g ? gguf_tensor_find(g, "output.weight") : NULL;
+  CHECK(t && strcmp(gguf_tensor_type_name(t->type), "Q6_K") == 0, "output.weight is Q6_K");
+  float *out = g ? read_tensor(g, "output.weight") : NULL;
+  CHECK(out && check_rel_error(m->unembed, out, (size_t)m->cfg.vocab_size * m->cfg.d_model) == 0,
+        "the loaded output.weight is its Q6_K values");
+  free(out);
+  gguf_close(g);
+  model_free(m);
+}
+
 /* ---- (d) SmolLM2 ---- */
 
 static void print_tokenizer_keys(const gguf_t *g) {
@@ -710,6 +738,7 @@ int main(int argc, char **argv) {
   test_truncated_golden(root);
   printf("(c) tiny llama\n");
   test_tiny_llama(root);
+  test_mixed_quants(root);
   printf("(d) SmolLM2\n");
   test_smollm2(root);
   return check_exit("test_gguf");

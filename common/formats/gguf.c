@@ -10,6 +10,7 @@
 
 #include "buffer.h"
 #include "error.h"
+#include "gguf_internal.h"
 
 /* Counts and sizes bounded by the file size are cast to size_t freely. */
 _Static_assert(sizeof(size_t) >= sizeof(uint64_t), "gguf.c needs a 64-bit size_t");
@@ -19,33 +20,6 @@ _Static_assert(sizeof(size_t) >= sizeof(uint64_t), "gguf.c needs a 64-bit size_t
  * a tensor info is a name (8) + n_dims (4) + one dim (8) + type (4) + offset (8). */
 #define MIN_KV_BYTES 13
 #define MIN_TENSOR_INFO_BYTES 32
-
-typedef struct {
-  char *key;
-  gguf_value_type_t type;
-  uint8_t scalar[8]; /* a scalar value's little-endian bytes */
-  char *str;
-  uint64_t str_len;
-  gguf_array_t array;
-  void *array_data;
-  char *array_arena; /* a STRING array's characters */
-  char **array_strings;
-  uint64_t *array_lens;
-} kv_t;
-
-struct gguf {
-  char path[1024];
-  int fd;
-  uint64_t file_size;
-  uint32_t version;
-  uint32_t alignment;
-  uint64_t data_offset;
-  int64_t n_kv;
-  kv_t *kv;
-  int64_t n_tensors;
-  gguf_tensor_t *tensors;
-  struct name_index *tensors_by_name; /* tensors, sorted by name */
-};
 
 const char *gguf_tensor_type_name(uint32_t type) {
   const gguf_quant_type_t *qt = gguf_quant_type(type);
@@ -88,24 +62,6 @@ static uint32_t value_type_size(uint32_t type) {
   default:
     return 0;
   }
-}
-
-static uint16_t load_u16(const uint8_t *p) {
-  return (uint16_t)(p[0] | (uint16_t)p[1] << 8);
-}
-
-static uint32_t load_u32(const uint8_t *p) {
-  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t load_u64(const uint8_t *p) {
-  return (uint64_t)load_u32(p) | (uint64_t)load_u32(p + 4) << 32;
-}
-
-static float f32_from_bits(uint32_t bits) {
-  float f;
-  memcpy(&f, &bits, sizeof(f));
-  return f;
 }
 
 static int mul_overflows(uint64_t a, uint64_t b, uint64_t *out) {
@@ -354,11 +310,6 @@ static int read_tensor_info(reader_t *r, gguf_tensor_t *t, char *err) {
 
 /* ---- sorted name indices, for duplicate checks and lookups ---- */
 
-typedef struct name_index {
-  const char *name;
-  int64_t index;
-} name_index_t;
-
 static int cmp_name_index(const void *a, const void *b) {
   return strcmp(((const name_index_t *)a)->name, ((const name_index_t *)b)->name);
 }
@@ -573,155 +524,6 @@ uint32_t gguf_alignment(const gguf_t *g) {
 
 uint64_t gguf_data_offset(const gguf_t *g) {
   return g->data_offset;
-}
-
-int64_t gguf_n_kv(const gguf_t *g) {
-  return g->n_kv;
-}
-
-const char *gguf_key(const gguf_t *g, int64_t i) {
-  return i >= 0 && i < g->n_kv ? g->kv[i].key : NULL;
-}
-
-int gguf_kv_type(const gguf_t *g, int64_t i) {
-  return i >= 0 && i < g->n_kv ? (int)g->kv[i].type : -1;
-}
-
-int64_t gguf_find_key(const gguf_t *g, const char *key) {
-  for (int64_t i = 0; i < g->n_kv; i++)
-    if (strcmp(g->kv[i].key, key) == 0)
-      return i;
-  return -1;
-}
-
-/* The pair for `key` if present and of `type`, else NULL with err set. */
-static const kv_t *find_typed(const gguf_t *g, const char *key, gguf_value_type_t type, char *err) {
-  int64_t i = gguf_find_key(g, key);
-  if (i < 0) {
-    err_set(err, "%s: metadata key %s is missing", g->path, key);
-    return NULL;
-  }
-  if (g->kv[i].type != type) {
-    err_set(err, "%s: metadata key %s has type %s, expected %s", g->path, key,
-            gguf_value_type_name(g->kv[i].type), gguf_value_type_name(type));
-    return NULL;
-  }
-  return &g->kv[i];
-}
-
-int gguf_get_u32(const gguf_t *g, const char *key, uint32_t *out, char *err) {
-  const kv_t *kv = find_typed(g, key, GGUF_TYPE_UINT32, err);
-  if (!kv)
-    return -1;
-  *out = load_u32(kv->scalar);
-  return 0;
-}
-
-int gguf_get_i32(const gguf_t *g, const char *key, int32_t *out, char *err) {
-  const kv_t *kv = find_typed(g, key, GGUF_TYPE_INT32, err);
-  if (!kv)
-    return -1;
-  uint32_t u = load_u32(kv->scalar);
-  memcpy(out, &u, sizeof(u));
-  return 0;
-}
-
-int gguf_get_f32(const gguf_t *g, const char *key, float *out, char *err) {
-  const kv_t *kv = find_typed(g, key, GGUF_TYPE_FLOAT32, err);
-  if (!kv)
-    return -1;
-  *out = f32_from_bits(load_u32(kv->scalar));
-  return 0;
-}
-
-int gguf_get_bool(const gguf_t *g, const char *key, int *out, char *err) {
-  const kv_t *kv = find_typed(g, key, GGUF_TYPE_BOOL, err);
-  if (!kv)
-    return -1;
-  *out = kv->scalar[0] != 0;
-  return 0;
-}
-
-int gguf_get_int(const gguf_t *g, const char *key, int64_t *out, char *err) {
-  int64_t i = gguf_find_key(g, key);
-  if (i < 0)
-    return err_set(err, "%s: metadata key %s is missing", g->path, key);
-  const uint8_t *s = g->kv[i].scalar;
-  switch (g->kv[i].type) {
-  case GGUF_TYPE_UINT8:
-    *out = s[0];
-    return 0;
-  case GGUF_TYPE_INT8:
-    *out = (int64_t)s[0] - (s[0] & 0x80 ? 0x100 : 0);
-    return 0;
-  case GGUF_TYPE_UINT16:
-    *out = load_u16(s);
-    return 0;
-  case GGUF_TYPE_INT16:
-    *out = (int64_t)load_u16(s) - (s[1] & 0x80 ? 0x10000 : 0);
-    return 0;
-  case GGUF_TYPE_UINT32:
-    *out = load_u32(s);
-    return 0;
-  case GGUF_TYPE_INT32:
-    *out = (int64_t)load_u32(s) - (s[3] & 0x80 ? (int64_t)0x100000000 : 0);
-    return 0;
-  case GGUF_TYPE_UINT64:
-  case GGUF_TYPE_INT64: {
-    uint64_t u = load_u64(s);
-    if (g->kv[i].type == GGUF_TYPE_UINT64 && u > INT64_MAX)
-      return err_set(err, "%s: metadata key %s = %llu is too large", g->path, key,
-                     (unsigned long long)u);
-    memcpy(out, &u, sizeof(u));
-    return 0;
-  }
-  default:
-    return err_set(err, "%s: metadata key %s has type %s, expected an integer", g->path, key,
-                   gguf_value_type_name(g->kv[i].type));
-  }
-}
-
-int gguf_get_float(const gguf_t *g, const char *key, double *out, char *err) {
-  int64_t i = gguf_find_key(g, key);
-  if (i < 0)
-    return err_set(err, "%s: metadata key %s is missing", g->path, key);
-  if (g->kv[i].type == GGUF_TYPE_FLOAT32) {
-    *out = f32_from_bits(load_u32(g->kv[i].scalar));
-    return 0;
-  }
-  if (g->kv[i].type == GGUF_TYPE_FLOAT64) {
-    uint64_t u = load_u64(g->kv[i].scalar);
-    memcpy(out, &u, sizeof(u));
-    return 0;
-  }
-  return err_set(err, "%s: metadata key %s has type %s, expected a float", g->path, key,
-                 gguf_value_type_name(g->kv[i].type));
-}
-
-int gguf_get_string(const gguf_t *g, const char *key, const char **out, uint64_t *len, char *err) {
-  const kv_t *kv = find_typed(g, key, GGUF_TYPE_STRING, err);
-  if (!kv)
-    return -1;
-  *out = kv->str;
-  if (len)
-    *len = kv->str_len;
-  return 0;
-}
-
-int gguf_get_array(const gguf_t *g, const char *key, gguf_array_t *out, char *err) {
-  const kv_t *kv = find_typed(g, key, GGUF_TYPE_ARRAY, err);
-  if (!kv)
-    return -1;
-  *out = kv->array;
-  return 0;
-}
-
-const char *gguf_array_string(const gguf_array_t *a, uint64_t i, uint64_t *len) {
-  if (a->type != GGUF_TYPE_STRING || !a->strings || i >= a->n)
-    return NULL;
-  if (len)
-    *len = a->string_lens[i];
-  return a->strings[i];
 }
 
 int64_t gguf_n_tensors(const gguf_t *g) {

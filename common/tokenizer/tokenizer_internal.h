@@ -1,7 +1,9 @@
 /* tokenizer_internal.h - the parts of a tokenizer, shared by tokenizer.c
- * (encode, decode) and its two loaders (tokenizer_json.c, tokenizer_gguf.c);
- * nothing outside those files includes it. Each part mirrors the Hugging Face
- * `tokenizers` component of the same name. */
+ * (building, token texts, queries), the encoder (tokenizer_encode.c,
+ * tokenizer_segment.c), the decoder (tokenizer_decode.c) and the two loaders
+ * (tokenizer_json.c, tokenizer_gguf.c); nothing outside tokenizer/ includes
+ * it. Each part mirrors the Hugging Face `tokenizers` component of the same
+ * name. */
 #ifndef HYDRA_TOKENIZER_INTERNAL_H
 #define HYDRA_TOKENIZER_INTERNAL_H
 
@@ -147,5 +149,16 @@ int32_t tokenizer_lookup(const tokenizer_t *t, const char *s, size_t len);
 /* Ends loading: sorts the added tokens and computes each token's text.
  * Requires t->bpe. */
 int tokenizer_finish(tokenizer_t *t, char *err);
+
+/* tokenizer.c's byte helpers, which the encoder and decoder share. */
+/* The first occurrence of pat[0 .. m) in s[0 .. n), or NULL (memmem). */
+const char *tokenizer_find_bytes(const char *s, size_t n, const char *pat, size_t m);
+/* The byte a <0xNN> piece names, or -1. */
+int tokenizer_fallback_byte(const char *s, size_t n);
+/* A byte-level spelling as the bytes it spells (tokenizers' ByteLevel
+ * decoder); writes at most n bytes to out, which may be s. */
+size_t tokenizer_byte_level_bytes(const char *s, size_t n, char *out);
+/* The added token that has id, or NULL. */
+const added_token_t *tokenizer_added_by_id(const tokenizer_t *t, int32_t id);
 
 #endif

@@ -1,7 +1,7 @@
 /* engine.c - the batched ablation engine's run: chunks of prompts, each a
  * clean pass then its variants in passes sorted by the sub-stage they join
  * at, rows out through the sink; see engine.h for what it computes and
- * engine_internal.h for where each part lives. */
+ * engine_parts.h for where each part lives. */
 #include "engine.h"
 
 #include <math.h>
@@ -9,42 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "clock.h"
 #include "effects.h"
-#include "engine_internal.h"
+#include "engine_parts.h"
 #include "rng.h"
-
-static const char *const phase_names[PH_N] = {
-    "clean passes",       "variant order", "pass tables + uploads", "layers (queued)",
-    "readout + download", "accumulate",    "emit rows, progress"};
-
-double engine_now(void) {
-  return clock_monotonic();
-}
-
-/* Adds the time since *t0 to a phase and restarts the clock. */
-void engine_phase(engine_t *e, int ph, double *t0) {
-  if (!e->profile)
-    return;
-  double t = engine_now();
-  e->phase_s[ph] += t - *t0;
-  *t0 = t;
-}
-
-static void print_profile(const engine_t *e) {
-  if (!e->profile || e->runs == 0)
-    return;
-  fprintf(stderr, "hydra engine profile (%s backend): %ld runs, %ld variant passes, %.3f s\n",
-          e->b->ops->name, e->runs, e->passes, e->run_s);
-  double sum = 0;
-  for (int i = 0; i < PH_N; i++) {
-    sum += e->phase_s[i];
-    fprintf(stderr, "  %-24s %9.3f s %5.1f%%\n", phase_names[i], e->phase_s[i],
-            e->run_s > 0 ? 100.0 * e->phase_s[i] / e->run_s : 0.0);
-  }
-  fprintf(stderr, "  %-24s %9.3f s %5.1f%%\n", "other", e->run_s - sum,
-          e->run_s > 0 ? 100.0 * (e->run_s - sum) / e->run_s : 0.0);
-}
 
 const char *engine_precision(const engine_t *e, int tf32) {
   return e->b->ops->set_precision(e->b, tf32) ? "tf32" : "fp32";
@@ -90,7 +57,7 @@ fail:
 void engine_destroy(engine_t *e) {
   if (!e)
     return;
-  print_profile(e);
+  engine_print_profile(e);
   drop_all_kept(e);
   free_pass_buffers(e);
   free_clean_buffers(e);

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine_internal.h"
+#include "engine_parts.h"
 #include "rng.h"
 
 /* Builds and applies the intervention table of one site of one layer for

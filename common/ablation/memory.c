@@ -2,7 +2,7 @@
  * its passes. */
 #include <stdlib.h>
 
-#include "engine_internal.h"
+#include "engine_parts.h"
 
 static void release(engine_t *e, void *p) {
   if (p)

@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "effects.h"
-#include "engine_internal.h"
+#include "engine_parts.h"
 
 /* What a pass's hooks see. */
 typedef struct {

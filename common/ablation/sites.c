@@ -2,7 +2,7 @@
  * columns they are intervened at, the sub-stage their variants join at. */
 #include <stdio.h>
 
-#include "engine_internal.h"
+#include "engine_parts.h"
 
 int engine_n_slots(const model_config_t *cfg) {
   return 1 + 2 * cfg->n_layers;

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine_internal.h"
+#include "engine_parts.h"
 
 /* Stores the clean outputs of a site at every intervened position of the
  * chunk's prompts, when some component needs them as a source. */

@@ -6,12 +6,6 @@
 
 #include "bf16.h"
 
-#define TRY(call)                                                                                  \
-  do {                                                                                             \
-    if ((call) != 0)                                                                               \
-      goto fail;                                                                                   \
-  } while (0)
-
 struct transformer {
   const model_t *host;
   model_t dev; /* the same description with every array in backend memory */

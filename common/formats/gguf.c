@@ -10,7 +10,7 @@
 
 #include "buffer.h"
 #include "error.h"
-#include "gguf_internal.h"
+#include "gguf_file.h"
 
 /* Counts and sizes bounded by the file size are cast to size_t freely. */
 _Static_assert(sizeof(size_t) >= sizeof(uint64_t), "gguf.c needs a 64-bit size_t");
@@ -524,6 +524,13 @@ uint32_t gguf_alignment(const gguf_t *g) {
 
 uint64_t gguf_data_offset(const gguf_t *g) {
   return g->data_offset;
+}
+
+int64_t gguf_find_key(const gguf_t *g, const char *key) {
+  for (int64_t i = 0; i < g->n_kv; i++)
+    if (strcmp(g->kv[i].key, key) == 0)
+      return i;
+  return -1;
 }
 
 int64_t gguf_n_tensors(const gguf_t *g) {

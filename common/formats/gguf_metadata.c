@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "error.h"
-#include "gguf_internal.h"
+#include "gguf_file.h"
 
 int64_t gguf_n_kv(const gguf_t *g) {
   return g->n_kv;
@@ -16,13 +16,6 @@ const char *gguf_key(const gguf_t *g, int64_t i) {
 
 int gguf_kv_type(const gguf_t *g, int64_t i) {
   return i >= 0 && i < g->n_kv ? (int)g->kv[i].type : -1;
-}
-
-int64_t gguf_find_key(const gguf_t *g, const char *key) {
-  for (int64_t i = 0; i < g->n_kv; i++)
-    if (strcmp(g->kv[i].key, key) == 0)
-      return i;
-  return -1;
 }
 
 /* The pair for `key` if present and of `type`, else NULL with err set. */

@@ -2,6 +2,7 @@
 
 #include <string.h>
 
+#include "endian.h"
 #include "gguf_quants_grids.h"
 
 /* Every decoder below computes each value with the same fp32 operations, in
@@ -11,20 +12,6 @@
  * Sub-blocks and bit planes are laid out as in llama.cpp's ggml-common.h. */
 
 #define QK_K 256
-
-static uint16_t load_u16(const uint8_t *p) {
-  return (uint16_t)(p[0] | (uint16_t)p[1] << 8);
-}
-
-static uint32_t load_u32(const uint8_t *p) {
-  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static float f32_from_bits(uint32_t bits) {
-  float f;
-  memcpy(&f, &bits, sizeof(f));
-  return f;
-}
 
 /* IEEE 754 binary16 to binary32, exact for every input (subnormals, inf, NaN). */
 static float f16_to_f32(uint16_t h) {

@@ -14,15 +14,6 @@
 
 #define NO_TEXT SIZE_MAX
 
-static char *dup_bytes(const char *s, size_t n) {
-  char *d = malloc(n + 1);
-  if (d) {
-    memcpy(d, s, n);
-    d[n] = '\0';
-  }
-  return d;
-}
-
 /* The first occurrence of pat[0 .. m) in s[0 .. n) (memmem, which C11 and
  * POSIX lack). */
 const char *tokenizer_find_bytes(const char *s, size_t n, const char *pat, size_t m) {
@@ -63,8 +54,8 @@ void tokenizer_pattern_free(tokenizer_pattern_t *p) {
 
 int tokenizer_pattern_literal(tokenizer_pattern_t *p, const char *s, size_t len, char *err) {
   memset(p, 0, sizeof(*p));
-  p->literal = dup_bytes(s, len);
-  p->source = dup_bytes(s, len);
+  p->literal = bytes_dup(s, len);
+  p->source = bytes_dup(s, len);
   if (!p->literal || !p->source) {
     tokenizer_pattern_free(p);
     return err_set(err, "out of memory");
@@ -157,7 +148,7 @@ int tokenizer_pattern_regex(tokenizer_pattern_t *p, const char *expr, size_t len
   }
 
   pcre2_jit_compile(p->re, PCRE2_JIT_COMPLETE); /* without JIT, matching is only slower */
-  p->source = dup_bytes(expr, len);
+  p->source = bytes_dup(expr, len);
   if (!p->source) {
     tokenizer_pattern_free(p);
     return err_set(err, "out of memory");
@@ -194,7 +185,7 @@ int tokenizer_add_added(tokenizer_t *t, const char *content, size_t len, int32_t
     return err_set(err, "%s: out of memory", t->path);
   added_token_t *a = &t->added[t->n_added];
   memset(a, 0, sizeof(*a));
-  a->content = dup_bytes(content, len);
+  a->content = bytes_dup(content, len);
   if (!a->content)
     return err_set(err, "%s: out of memory", t->path);
   a->len = len;
@@ -331,7 +322,7 @@ static int replace_all(const char *s, size_t n, const char *pat, size_t pat_len,
 static int token_text_of(const tokenizer_t *t, const char *piece, size_t n, char **out,
                          size_t *out_len) {
   size_t len = n;
-  char *cur = dup_bytes(piece, n);
+  char *cur = bytes_dup(piece, n);
   if (!cur)
     return -1;
   for (size_t k = 0; k < t->n_decode; k++) {
@@ -351,7 +342,7 @@ static int token_text_of(const tokenizer_t *t, const char *piece, size_t n, char
       int rc = replace_all(cur, len, d->pattern, d->pattern_len, meta ? " " : d->content,
                            meta ? 1 : d->content_len, &next, &next_len, &next_cap);
       free(cur);
-      cur = rc ? NULL : next ? next : dup_bytes("", 0);
+      cur = rc ? NULL : next ? next : bytes_dup("", 0);
       if (!cur) {
         free(rc ? next : NULL);
         return -1;
@@ -418,7 +409,7 @@ int tokenizer_finish(tokenizer_t *t, char *err) {
     char *text = NULL;
     size_t text_len = 0;
     if (t->added_of_id[id] >= 0) {
-      text = dup_bytes(piece, plen);
+      text = bytes_dup(piece, plen);
       text_len = plen;
     } else if (token_text_of(t, piece, plen, &text, &text_len)) {
       text = NULL;

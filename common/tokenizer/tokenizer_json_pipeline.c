@@ -7,18 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buffer.h"
 #include "error.h"
 #include "json_field.h"
 #include "tokenizer_json_internal.h"
-
-static char *copy_string(const char *s, size_t n) {
-  char *d = malloc(n + 1);
-  if (d) {
-    memcpy(d, s, n);
-    d[n] = '\0';
-  }
-  return d;
-}
 
 /* ---- normalizer ---- */
 
@@ -50,7 +42,7 @@ int json_loader_parse_normalizer(json_loader_t *L, const json_t *n, const char *
       return -1;
     normalize_step_t *s =
         tokenizer_add_normalize(L->t, prepend ? NORMALIZE_PREPEND : NORMALIZE_REPLACE, L->err);
-    if (!s || !(s->content = copy_string(content, len)))
+    if (!s || !(s->content = bytes_dup(content, len)))
       return s ? json_loader_fail(L, field, "out of memory") : -1;
     s->content_len = len;
     return prepend ? 0 : json_loader_get_pattern(L, n, field, &s->pattern, 1);
@@ -340,7 +332,7 @@ int json_loader_parse_decoder(json_loader_t *L, const json_t *d, const char *fie
     s->pattern_len = pat.literal_len;
     pat.literal = NULL;
     tokenizer_pattern_free(&pat);
-    s->content = copy_string(content, len);
+    s->content = bytes_dup(content, len);
     s->content_len = len;
     return s->content ? 0 : json_loader_fail(L, field, "out of memory");
   }
@@ -353,7 +345,7 @@ int json_loader_parse_decoder(json_loader_t *L, const json_t *d, const char *fie
         json_loader_get_int(L, d, field, "stop", 0, 0, INT_MAX, &stop))
       return -1;
     decode_step_t *s = tokenizer_add_decode(L->t, DECODE_STRIP, L->err);
-    if (!s || !(s->content = copy_string(c, n)))
+    if (!s || !(s->content = bytes_dup(c, n)))
       return s ? json_loader_fail(L, field, "out of memory") : -1;
     s->content_len = n;
     s->start = (int)start;
@@ -368,7 +360,7 @@ int json_loader_parse_decoder(json_loader_t *L, const json_t *d, const char *fie
         parse_prepend_scheme(L, d, field, &prepend))
       return -1;
     decode_step_t *s = tokenizer_add_decode(L->t, DECODE_METASPACE, L->err);
-    if (!s || !(s->pattern = copy_string(c, n)))
+    if (!s || !(s->pattern = bytes_dup(c, n)))
       return s ? json_loader_fail(L, field, "out of memory") : -1;
     s->pattern_len = n;
     s->prepend = prepend;

@@ -59,3 +59,12 @@ void buffer_free(buffer_t *b) {
   b->data = NULL;
   b->len = b->cap = 0;
 }
+
+char *bytes_dup(const char *s, size_t n) {
+  char *d = n < SIZE_MAX ? malloc(n + 1) : NULL;
+  if (d) {
+    memcpy(d, s, n);
+    d[n] = '\0';
+  }
+  return d;
+}

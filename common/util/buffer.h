@@ -36,4 +36,8 @@ void buffer_free(buffer_t *b);
  * when the size would pass SIZE_MAX (*items and *cap then unchanged). */
 int buffer_grow(void **items, size_t *cap, size_t need, size_t elem);
 
+/* A malloc'd copy of n bytes (NULs among them kept) followed by a NUL; NULL
+ * when out of memory. The caller frees it. */
+char *bytes_dup(const char *s, size_t n);
+
 #endif

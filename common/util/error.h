@@ -13,4 +13,12 @@
  * `return err_set(err, "...")` reads as a failure return. */
 int err_set(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* TRY(call): a call that returns non-zero on failure jumps to the
+ * function's `fail:` cleanup block (one cleanup block per function). */
+#define TRY(call)                                                                                  \
+  do {                                                                                             \
+    if ((call) != 0)                                                                               \
+      goto fail;                                                                                   \
+  } while (0)
+
 #endif

@@ -19,8 +19,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (tokenizer_encode(t, text, strlen(text), TOKENIZER_ADD_SPECIAL, &enc, err) == 0) {
     size_t len = 0;
     free(tokenizer_decode(t, enc.ids, enc.n, 0, &len, err));
-    tokenizer_encoding_free(&enc);
   }
+  tokenizer_encoding_free(&enc); /* a failed encode may hold memory too */
   tokenizer_free(t);
   return 0;
 }

@@ -1,12 +1,13 @@
-/* gguf_internal.h - the parsed GGUF file, shared by gguf.c (the header
+/* gguf_file.h - the parsed GGUF file, shared by gguf.c (the header
  * reader, tensors) and gguf_metadata.c (the key-value getters); nothing
  * outside common/formats includes it. */
-#ifndef HYDRA_GGUF_INTERNAL_H
-#define HYDRA_GGUF_INTERNAL_H
+#ifndef HYDRA_GGUF_FILE_H
+#define HYDRA_GGUF_FILE_H
 
 #include <stdint.h>
 #include <string.h>
 
+#include "endian.h"
 #include "gguf.h"
 
 typedef struct {
@@ -40,24 +41,5 @@ typedef struct name_index {
   const char *name;
   int64_t index;
 } name_index_t;
-
-/* Little-endian fields of the file. */
-static inline uint16_t load_u16(const uint8_t *p) {
-  return (uint16_t)(p[0] | (uint16_t)p[1] << 8);
-}
-
-static inline uint32_t load_u32(const uint8_t *p) {
-  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static inline uint64_t load_u64(const uint8_t *p) {
-  return (uint64_t)load_u32(p) | (uint64_t)load_u32(p + 4) << 32;
-}
-
-static inline float f32_from_bits(uint32_t bits) {
-  float f;
-  memcpy(&f, &bits, sizeof(f));
-  return f;
-}
 
 #endif

@@ -1,6 +1,7 @@
-/* engine_internal.h - the parts of the ablation engine, shared by its
+/* engine_parts.h - the parts of the ablation engine, shared by its
  * files and nothing else:
  *   engine.c         the run: chunks of prompts, variants in stage order, rows out
+ *   profile.c        HYDRA_ENGINE_PROFILE: host time per phase
  *   passes.c         the clean pass and the variant passes, through the
  *                    transformer's hooks
  *   interventions.c  a site's intervention table for the rows of a pass
@@ -9,8 +10,8 @@
  *   memory.c         backend buffers and the memory budget
  *   sites.c          components, their slots, sites and columns
  *   effects.c        the paper's equations (effects.h) */
-#ifndef HYDRA_ENGINE_INTERNAL_H
-#define HYDRA_ENGINE_INTERNAL_H
+#ifndef HYDRA_ENGINE_PARTS_H
+#define HYDRA_ENGINE_PARTS_H
 
 #include <stdint.h>
 
@@ -23,12 +24,6 @@
  * reference of the KL) a full-distribution job may hold: chunks hold at most
  * this many bytes' worth of prompts (and a quarter of the backend's memory). */
 #define CLEAN_LP_BYTES (512L << 20)
-
-#define TRY(call)                                                                                  \
-  do {                                                                                             \
-    if ((call) != 0)                                                                               \
-      goto fail;                                                                                   \
-  } while (0)
 
 /* HYDRA_ENGINE_PROFILE=1: host wall time per phase of engine_run, printed
  * when the engine is destroyed. */
@@ -198,8 +193,9 @@ int download_rows(run_t *R, float *host, const float *buf, int width, const int 
 int clean_pass(run_t *R, int emit);
 int variant_pass(run_t *R, variant_t *vs, int nv);
 
-/* ---- engine.c ---- */
+/* ---- profile.c ---- */
 double engine_now(void);
 void engine_phase(engine_t *e, int ph, double *t0);
+void engine_print_profile(const engine_t *e);
 
 #endif

@@ -1,7 +1,13 @@
 /* http.c - hydrad's REST API on libmicrohttpd: one internal polling thread
- * (epoll), suspend/resume for result streams; no callback waits on the
- * engine. Routes are in http_routes[] (the OpenAPI document lists them all;
- * a test checks it). */
+ * (epoll) that only reads requests and writes answers. A request is
+ * authenticated on the first call of the access handler (before any body
+ * byte is kept); a job to submit or a text to tokenize goes, once its body
+ * is complete, to the request workers (requests.h) while its connection is
+ * suspended. Result streams are suspended between commits, and resumed
+ * every few seconds (keep-alives, dead peers dropped). A timer cuts off
+ * connections whose request has not arrived whole within its deadline.
+ * Routes are in http_routes[] (the OpenAPI document lists them all; a test
+ * checks it). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -14,43 +20,80 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "buffer.h"
 #include "clock.h"
 #include "http.h"
+#include "requests.h"
 #include "results.h"
 #include "server.h"
 #include "utf8.h"
 
 const http_route_t http_routes[] = {
-    {"GET", "/v1/health"},
-    {"GET", "/v1/openapi.json"},
-    {"GET", "/v1/models"},
-    {"GET", "/v1/models/{id}"},
-    {"POST", "/v1/models/{id}/tokenize"},
-    {"POST", "/v1/jobs"},
-    {"GET", "/v1/jobs"},
-    {"GET", "/v1/jobs/{id}"},
-    {"DELETE", "/v1/jobs/{id}"},
-    {"GET", "/v1/jobs/{id}/results"},
-    {"GET", "/metrics"},
-    {"GET", "/"},
-    {"GET", "/dashboard.js"},
-    {"GET", "/dashboard.css"},
-    {NULL, NULL},
+    {"GET", "/v1/health", 1},
+    {"GET", "/v1/openapi.json", 1},
+    {"GET", "/v1/models", 0},
+    {"GET", "/v1/models/{id}", 0},
+    {"POST", "/v1/models/{id}/tokenize", 0},
+    {"POST", "/v1/jobs", 0},
+    {"GET", "/v1/jobs", 0},
+    {"GET", "/v1/jobs/{id}", 0},
+    {"DELETE", "/v1/jobs/{id}", 0},
+    {"GET", "/v1/jobs/{id}/results", 0},
+    {"GET", "/metrics", 0},
+    {"GET", "/", 1},
+    {"GET", "/dashboard.js", 1},
+    {"GET", "/dashboard.css", 1},
+    {NULL, NULL, 0},
+};
+
+/* A /tokenize body, and the tokens it may make (the answer lists each). */
+#define TOKENIZE_MAX_BODY (1L << 20)
+#define TOKENIZE_MAX_TOKENS 65536
+
+/* The HTTP layer's own state: the request workers, the connections with
+ * their request deadlines, the timer. */
+typedef struct conn_state {
+  int fd;
+  double deadline; /* monotonic seconds by which the request must be read; 0: none now */
+  struct conn_state *prev, *next;
+} conn_state_t;
+
+struct http {
+  requests_t *requests;
+  pthread_mutex_t lock; /* conns */
+  conn_state_t *conns;
+  pthread_t timer;
+  int timer_started;
+  volatile int timer_stop;
 };
 
 /* ------------------------------------------------------------ requests -- */
 
 typedef struct {
   buffer_t body; /* collected across calls of the access handler */
+  long max_body; /* this route's */
   int too_large;
   double t0;
   int status;
-  char user[STORE_USER_LEN];
+  char user[STORE_USER_LEN]; /* "" on a public route */
+  role_t role;
   char method[16];
   char path[256];
+  /* Handed to a request worker (the connection suspended meanwhile). The
+   * worker fills the answer, sets answered and resumes the connection. */
+  server_t *s;
+  struct MHD_Connection *conn;
+  int model;       /* /tokenize: the model */
+  int wait_stream; /* POST /v1/jobs?wait=stream */
+  int queued;
+  int answered;
+  int answer_status;
+  char *answer;                  /* JSON, malloc'd */
+  char answer_job[STORE_ID_LEN]; /* wait=stream: the job whose rows to stream */
 } request_t;
 
 typedef enum { STREAM_NDJSON, STREAM_SSE, STREAM_CSV } stream_format_t;
@@ -65,6 +108,8 @@ struct stream {
   int ended_row; /* the closing row of a failed or cancelled job was sent */
   buffer_t out;  /* formatted rows; out.data[sent ..) not yet sent */
   size_t sent;
+  int fd;           /* the connection's socket, to see that the peer left */
+  double last_sent; /* monotonic: the last bytes handed to libmicrohttpd */
   struct stream *next;
 };
 typedef struct stream stream_t;
@@ -124,13 +169,9 @@ static enum MHD_Result respond_json(struct MHD_Connection *c, request_t *rq, int
 }
 
 /* {"error": {"code", "message", "field"}} */
-static enum MHD_Result respond_error(struct MHD_Connection *c, request_t *rq, int status,
-                                     const char *field, const char *fmt, ...) {
+static json_t *error_json(int status, const char *field, const char *fmt, va_list ap) {
   char msg[1024];
-  va_list ap;
-  va_start(ap, fmt);
   vsnprintf(msg, sizeof(msg), fmt, ap);
-  va_end(ap);
   if (!utf8_valid(msg, strlen(msg), NULL))
     snprintf(msg, sizeof(msg), "(message not valid UTF-8)");
   json_t *e = json_object();
@@ -138,7 +179,39 @@ static enum MHD_Result respond_error(struct MHD_Connection *c, request_t *rq, in
   json_object_set_new(e, "message", json_string(msg));
   json_object_set_new(e, "field",
                       json_string(field && utf8_valid(field, strlen(field), NULL) ? field : ""));
-  return respond_json(c, rq, status, json_pack("{s:o}", "error", e));
+  return json_pack("{s:o}", "error", e);
+}
+
+static enum MHD_Result respond_error(struct MHD_Connection *c, request_t *rq, int status,
+                                     const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+static enum MHD_Result respond_error(struct MHD_Connection *c, request_t *rq, int status,
+                                     const char *field, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  json_t *v = error_json(status, field, fmt, ap);
+  va_end(ap);
+  return respond_json(c, rq, status, v);
+}
+
+/* A request worker's answer (sent by the HTTP thread, deliver). Returns 0. */
+static int answer_json(request_t *rq, int status, json_t *v) {
+  rq->answer = v ? json_dumps(v, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+  json_decref(v);
+  rq->answer_status = status;
+  return 0;
+}
+
+static int answer_error(request_t *rq, int status, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int answer_error(request_t *rq, int status, const char *field, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  json_t *v = error_json(status, field, fmt, ap);
+  va_end(ap);
+  return answer_json(rq, status, v);
 }
 
 /* The caller's user and role, from "Authorization: Bearer TOKEN" (spaces or
@@ -259,6 +332,16 @@ static void park_stream(void *cls) {
   MHD_suspend_connection(st->conn);
 }
 
+/* Whether the client closed its end (a stream waiting for rows reads
+ * nothing, so libmicrohttpd would not see it go). */
+static int peer_gone(const stream_t *st) {
+  char b;
+  if (st->fd < 0)
+    return 0;
+  const ssize_t n = recv(st->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
 static ssize_t stream_reader(void *cls, uint64_t pos, char *out, size_t max) {
   stream_t *st = cls;
   server_t *s = st->s;
@@ -289,6 +372,14 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *out, size_t max) {
       }
       if (s->stopping) /* shutting down: a clean end; the client resumes with ?after= */
         return MHD_CONTENT_READER_END_OF_STREAM;
+      if (peer_gone(st)) /* an abandoned stream frees its slot */
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+      /* SSE has comments: a quiet stream sends one now and then, so that
+       * proxies keep it and a dead peer shows (NDJSON and CSV have none). */
+      if (st->format == STREAM_SSE &&
+          clock_monotonic() - st->last_sent >= s->cfg.stream_keepalive_s &&
+          buffer_append(&st->out, ": keep-alive\n\n", 14) == 0)
+        return stream_reader(cls, pos, out, max);
       /* Nothing yet: wait for the next commit, unless one came meanwhile. */
       notify_park(&s->notify, gen, park_stream, st);
       return 0;
@@ -297,6 +388,7 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *out, size_t max) {
   size_t n = st->out.len - st->sent < max ? st->out.len - st->sent : max;
   memcpy(out, st->out.data + st->sent, n);
   st->sent += n;
+  st->last_sent = clock_monotonic();
   return (ssize_t)n;
 }
 
@@ -328,6 +420,10 @@ static enum MHD_Result respond_stream(server_t *s, struct MHD_Connection *c, req
   st->s = s;
   st->conn = c;
   st->next_seq = after;
+  const union MHD_ConnectionInfo *ci =
+      MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+  st->fd = ci ? ci->connect_fd : -1;
+  st->last_sent = clock_monotonic();
   snprintf(st->job_id, sizeof(st->job_id), "%s", job_id);
   const char *accept = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Accept");
   const char *fmt = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "format");
@@ -399,26 +495,30 @@ static enum MHD_Result route_health(server_t *s, struct MHD_Connection *c, reque
                                 models, "auth", !s->cfg.no_auth));
 }
 
-static enum MHD_Result route_tokenize(server_t *s, struct MHD_Connection *c, request_t *rq,
-                                      const server_model_t *m) {
+/* POST /v1/models/{id}/tokenize, on a request worker. */
+static int tokenize_text(request_t *rq) {
+  const server_model_t *m = &rq->s->models[rq->model];
   json_error_t je;
   json_t *body =
       json_loadb(rq->body.data ? rq->body.data : "", rq->body.len, JSON_REJECT_DUPLICATES, &je);
   const char *text = json_string_value(json_object_get(body, "text"));
   if (!text) {
     json_decref(body);
-    return respond_error(c, rq, 400, "text", "expected {\"text\": \"...\"}");
+    return answer_error(rq, 400, "text", "expected {\"text\": \"...\"}");
   }
   if (!m->tok) {
     json_decref(body);
-    return respond_error(c, rq, 422, "model", "model %s has no tokenizer", m->name);
+    return answer_error(rq, 422, "model", "model %s has no tokenizer", m->name);
   }
   char err[HYDRA_ERR_LEN];
   tokenizer_encoding_t enc = {0};
   const size_t tlen = json_string_length(json_object_get(body, "text"));
-  if (tokenizer_encode(m->tok, text, tlen, TOKENIZER_ADD_SPECIAL, &enc, err) != 0) {
-    json_decref(body);
-    return respond_error(c, rq, 400, "text", "%s", err);
+  const int rc = tokenizer_encode_max(m->tok, text, tlen, TOKENIZER_ADD_SPECIAL,
+                                      TOKENIZE_MAX_TOKENS, &enc, err);
+  json_decref(body);
+  if (rc != 0) {
+    tokenizer_encoding_free(&enc);
+    return answer_error(rq, rc == TOKENIZER_TOO_MANY ? 413 : 400, "text", "%s", err);
   }
   json_t *ids = json_array(), *tokens = json_array(), *offsets = json_array();
   for (size_t i = 0; i < enc.n; i++) {
@@ -432,10 +532,8 @@ static enum MHD_Result route_tokenize(server_t *s, struct MHD_Connection *c, req
                           json_pack("[I,I]", (json_int_t)enc.starts[i], (json_int_t)enc.ends[i]));
   }
   tokenizer_encoding_free(&enc);
-  json_decref(body);
-  (void)s;
-  return respond_json(c, rq, 200,
-                      json_pack("{s:o,s:o,s:o}", "ids", ids, "tokens", tokens, "offsets", offsets));
+  return answer_json(rq, 200,
+                     json_pack("{s:o,s:o,s:o}", "ids", ids, "tokens", tokens, "offsets", offsets));
 }
 
 static void random_id(char out[STORE_ID_LEN]) {
@@ -464,19 +562,17 @@ static char *pin_weights_dtype(const char *body, size_t len, const char *dtype, 
   return doc;
 }
 
-static enum MHD_Result route_submit(server_t *s, struct MHD_Connection *c, request_t *rq,
-                                    const char *user) {
+/* POST /v1/jobs, on a request worker: parse, plan once within the limits,
+ * store, queue (the plan moves into the queue). */
+static int submit_job(request_t *rq) {
+  server_t *s = rq->s;
+  const char *user = rq->user;
   if (s->draining)
-    return respond_error(c, rq, 503, "", "the server is draining: no new jobs");
-  const char *wait_arg = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "wait");
-  if (wait_arg && strcmp(wait_arg, "stream") != 0)
-    return respond_error(c, rq, 400, "wait", "expected wait=stream");
-  if (rq->too_large)
-    return respond_error(c, rq, 413, "", "request body larger than %ld bytes", s->cfg.max_body);
+    return answer_error(rq, 503, "", "the server is draining: no new jobs");
   job_error_t jerr = {0};
   job_spec_t *spec = job_parse(rq->body.data ? rq->body.data : "", rq->body.len, &jerr);
   if (!spec)
-    return respond_error(c, rq, 400, jerr.field, "%s", jerr.message);
+    return answer_error(rq, jerr.too_large ? 413 : 400, jerr.field, "%s", jerr.message);
   int mi = spec->model ? server_find_model(s, spec->model) : s->n_models == 1 ? 0 : -1;
   if (mi < 0) {
     char msg[256];
@@ -485,43 +581,31 @@ static enum MHD_Result route_submit(server_t *s, struct MHD_Connection *c, reque
     else
       snprintf(msg, sizeof(msg), "several models are loaded: name one with \"model\"");
     job_free(spec);
-    return respond_error(c, rq, 404, "model", "%s", msg);
+    return answer_error(rq, 404, "model", "%s", msg);
   }
   server_model_t *m = &s->models[mi];
   const char *held = m->model->weights_bf16 ? "bf16" : "fp32";
   if (spec->weights_bf16 >= 0 && spec->weights_bf16 != m->model->weights_bf16) {
     job_free(spec);
-    return respond_error(c, rq, 422, "weights_dtype",
-                         "model %s is held with %s weights here (hydrad --weights-dtype)", m->name,
-                         held);
+    return answer_error(rq, 422, "weights_dtype",
+                        "model %s is held with %s weights here (hydrad --weights-dtype)", m->name,
+                        held);
   }
+  const plan_limits_t limits = {.max_prompt_tokens = s->cfg.max_prompt_tokens,
+                                .max_variants = s->cfg.max_variants,
+                                .max_bytes = (size_t)(s->cfg.job_memory_mib * 1048576.0)};
   plan_t plan;
-  if (plan_build(spec, m->model, m->tok, &plan, &jerr) != 0) {
+  if (plan_build_limited(spec, m->model, m->tok, &limits, &plan, &jerr) != 0) {
     job_free(spec);
-    return respond_error(c, rq, 422, jerr.field, "%s", jerr.message);
+    return answer_error(rq, jerr.too_large ? 413 : 422, jerr.field, "%s", jerr.message);
   }
   const long variants = plan.n_variants;
-  int too_long = -1;
-  for (int p = 0; p < plan.n_prompts; p++)
-    if (plan.lengths[p] > s->cfg.max_prompt_tokens)
-      too_long = p;
   const int n_prompts = plan.n_prompts;
-  plan_free(&plan);
-  if (too_long >= 0) {
-    job_free(spec);
-    char field[48];
-    snprintf(field, sizeof(field), "prompts[%d]", too_long);
-    return respond_error(c, rq, 413, field, "more than %d tokens", s->cfg.max_prompt_tokens);
-  }
-  if (variants > s->cfg.max_variants) {
-    job_free(spec);
-    return respond_error(c, rq, 413, "ablations", "%ld variants: more than the limit of %ld",
-                         variants, s->cfg.max_variants);
-  }
   if (scheduler_user_jobs(s, user) >= s->cfg.max_jobs_per_user) {
+    plan_free(&plan);
     job_free(spec);
-    return respond_error(c, rq, 429, "", "user %s has %d jobs queued or running (the limit)", user,
-                         s->cfg.max_jobs_per_user);
+    return answer_error(rq, 429, "", "user %s has %d jobs queued or running (the limit)", user,
+                        s->cfg.max_jobs_per_user);
   }
   store_job_t job = {0};
   random_id(job.id);
@@ -539,35 +623,81 @@ static enum MHD_Result route_submit(server_t *s, struct MHD_Connection *c, reque
                   ? pin_weights_dtype(rq->body.data, rq->body.len, held, &doc_len)
                   : NULL;
   if (spec->weights_bf16 < 0 && !doc) {
+    plan_free(&plan);
     job_free(spec);
-    return respond_error(c, rq, 500, "", "out of memory");
+    return answer_error(rq, 500, "", "out of memory");
   }
   spec->weights_bf16 = m->model->weights_bf16;
   const int stored = store_job_create(s->store, &job, doc ? doc : rq->body.data,
                                       doc ? doc_len : rq->body.len, err);
   free(doc);
   if (stored != 0) {
+    plan_free(&plan);
     job_free(spec);
     server_log(s, 0, "storing a job failed: %s", err);
-    return respond_error(c, rq, 503, "", "the job store failed: %s", err);
+    return answer_error(rq, 503, "", "the job store failed: %s", err);
   }
   job.state = STORE_QUEUED;
-  if (scheduler_enqueue(s, &job, spec, mi, err) != 0) {
+  if (scheduler_enqueue(s, &job, spec, &plan, mi, err) != 0) {
     store_job_set_state(s->store, job.id, STORE_FAILED, err, NULL, 0, NULL);
-    return respond_error(c, rq, 422, "", "%s", err);
+    return answer_error(rq, 422, "", "%s", err);
   }
   server_log(s, 1, "job %s queued: user %s, model %s, %d prompts, %ld variants, %d units", job.id,
              user, m->name, n_prompts, variants, job.n_units);
-  const char *wait = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "wait");
-  if (wait && strcmp(wait, "stream") == 0)
-    return respond_stream(s, c, rq, job.id, 0, 200);
+  if (rq->wait_stream) {
+    snprintf(rq->answer_job, sizeof(rq->answer_job), "%s", job.id);
+    return 0;
+  }
   char status_url[96], results_url[128];
   snprintf(status_url, sizeof(status_url), "/v1/jobs/%s", job.id);
   snprintf(results_url, sizeof(results_url), "/v1/jobs/%s/results", job.id);
-  return respond_json(c, rq, 202,
-                      json_pack("{s:s,s:s,s:s,s:s,s:I}", "id", job.id, "state", "queued",
-                                "status_url", status_url, "results_url", results_url, "variants",
-                                (json_int_t)variants));
+  return answer_json(rq, 202,
+                     json_pack("{s:s,s:s,s:s,s:s,s:I}", "id", job.id, "state", "queued",
+                               "status_url", status_url, "results_url", results_url, "variants",
+                               (json_int_t)variants));
+}
+
+/* The request workers' tasks: the answer, then the connection resumed (the
+ * HTTP thread sends it, deliver). */
+static void work_submit(void *task) {
+  request_t *rq = task;
+  submit_job(rq);
+  rq->answered = 1;
+  MHD_resume_connection(rq->conn);
+}
+
+static void work_tokenize(void *task) {
+  request_t *rq = task;
+  tokenize_text(rq);
+  rq->answered = 1;
+  MHD_resume_connection(rq->conn);
+}
+
+/* Runs under the request queue's lock, before a worker can take the task. */
+static void park_request(void *task) {
+  request_t *rq = task;
+  MHD_suspend_connection(rq->conn);
+}
+
+static enum MHD_Result hand_over(server_t *s, struct MHD_Connection *c, request_t *rq,
+                                 requests_fn work) {
+  rq->s = s;
+  rq->conn = c;
+  rq->queued = 1;
+  if (requests_submit(s->http->requests, work, park_request, rq) == 0)
+    return MHD_YES;
+  rq->queued = 0;
+  return respond_error(c, rq, 503, "", "the server has %d requests waiting (the limit): try again",
+                       4 * s->cfg.request_workers);
+}
+
+/* A request worker's answer, sent from the HTTP thread. */
+static enum MHD_Result deliver(server_t *s, struct MHD_Connection *c, request_t *rq) {
+  if (rq->answer_job[0])
+    return respond_stream(s, c, rq, rq->answer_job, 0, 200);
+  if (!rq->answer)
+    return respond_error(c, rq, 500, "", "out of memory");
+  return respond(c, rq, rq->answer_status, "application/json", rq->answer, strlen(rq->answer));
 }
 
 static json_t *job_json(server_t *s, const store_job_t *j) {
@@ -739,16 +869,20 @@ static enum MHD_Result check_method(struct MHD_Connection *c, request_t *rq, con
   return ok;
 }
 
+/* The route's entry in http_routes, or NULL. */
+static const http_route_t *find_route(const char *url, const char *method) {
+  for (const http_route_t *r = http_routes; r->method; r++)
+    if (strcmp(r->method, method) == 0 && path_matches(r->path, url))
+      return r;
+  return NULL;
+}
+
 static enum MHD_Result dispatch(server_t *s, struct MHD_Connection *c, request_t *rq,
                                 const char *url, const char *method) {
-  int answered = 0;
-  enum MHD_Result m = check_method(c, rq, url, method, &answered);
-  if (answered || m != MHD_YES)
-    return m;
   const int get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0,
             del = strcmp(method, "DELETE") == 0;
   if (rq->too_large)
-    return respond_error(c, rq, 413, "", "request body larger than %ld bytes", s->cfg.max_body);
+    return respond_error(c, rq, 413, "", "request body larger than %ld bytes", rq->max_body);
   if (get && strcmp(url, "/v1/health") == 0)
     return route_health(s, c, rq);
   if (get && strcmp(url, "/v1/openapi.json") == 0)
@@ -762,11 +896,8 @@ static enum MHD_Result dispatch(server_t *s, struct MHD_Connection *c, request_t
   if (get && strcmp(url, "/dashboard.css") == 0)
     return respond_asset(c, rq, "text/css; charset=utf-8", dashboard_dashboard_css,
                          dashboard_dashboard_css_len);
-  role_t role;
-  const char *user = authenticate(s, c, &role);
-  if (!user)
-    return respond_error(c, rq, 401, "", "missing or unknown bearer token");
-  snprintf(rq->user, sizeof(rq->user), "%s", user);
+  const char *user = rq->user; /* authenticated on the first call */
+  const role_t role = rq->role;
   if (get && strcmp(url, "/metrics") == 0)
     return route_metrics(s, c, rq);
   if (get && strcmp(url, "/v1/models") == 0) {
@@ -784,13 +915,22 @@ static enum MHD_Result dispatch(server_t *s, struct MHD_Connection *c, request_t
       return respond_error(c, rq, 404, "", "no model named %s", name);
     if (get && !slash)
       return respond_json(c, rq, 200, model_json(&s->models[mi], 1));
-    if (post && slash && strcmp(slash, "/tokenize") == 0)
-      return route_tokenize(s, c, rq, &s->models[mi]);
+    if (post && slash && strcmp(slash, "/tokenize") == 0) {
+      rq->model = mi;
+      return hand_over(s, c, rq, work_tokenize);
+    }
     return respond_error(c, rq, slash ? 404 : 405, "", "no such route");
   }
   if (strcmp(url, "/v1/jobs") == 0) {
-    if (post)
-      return route_submit(s, c, rq, user);
+    if (post) {
+      if (s->draining)
+        return respond_error(c, rq, 503, "", "the server is draining: no new jobs");
+      const char *wait = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "wait");
+      if (wait && strcmp(wait, "stream") != 0)
+        return respond_error(c, rq, 400, "wait", "expected wait=stream");
+      rq->wait_stream = wait != NULL;
+      return hand_over(s, c, rq, work_submit);
+    }
     if (get) {
       store_job_t *jobs = NULL;
       size_t n = 0;
@@ -853,6 +993,45 @@ static enum MHD_Result dispatch(server_t *s, struct MHD_Connection *c, request_t
   return respond_error(c, rq, 404, "", "no such route: %s %s", method, url);
 }
 
+/* The connection's request deadline: from now (reading a request) or none
+ * (the request is read). */
+static void request_deadline(server_t *s, struct MHD_Connection *c, int reading) {
+  const union MHD_ConnectionInfo *ci =
+      MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  conn_state_t *cs = ci ? ci->socket_context : NULL;
+  if (!cs)
+    return;
+  pthread_mutex_lock(&s->http->lock);
+  cs->deadline = reading ? clock_monotonic() + s->cfg.request_deadline_s : 0;
+  pthread_mutex_unlock(&s->http->lock);
+}
+
+/* The first call, with the headers: the method, the caller (before any
+ * body byte is kept: an unknown token gets its 401 now), the body's size. */
+static enum MHD_Result on_headers(server_t *s, struct MHD_Connection *c, request_t *rq,
+                                  const char *url, const char *method) {
+  int answered = 0;
+  enum MHD_Result m = check_method(c, rq, url, method, &answered);
+  if (answered || m != MHD_YES)
+    return m;
+  const http_route_t *route = find_route(url, method);
+  if (!route || !route->public_route) {
+    const char *user = authenticate(s, c, &rq->role);
+    if (!user)
+      return respond_error(c, rq, 401, "", "missing or unknown bearer token");
+    snprintf(rq->user, sizeof(rq->user), "%s", user);
+  }
+  rq->max_body = s->cfg.max_body;
+  if (route && strcmp(route->path, "/v1/models/{id}/tokenize") == 0 &&
+      rq->max_body > TOKENIZE_MAX_BODY)
+    rq->max_body = TOKENIZE_MAX_BODY;
+  /* A declared body over the limit is refused before it is read. */
+  const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+  if (cl && strtoull(cl, NULL, 10) > (unsigned long long)rq->max_body)
+    return respond_error(c, rq, 413, "", "request body larger than %ld bytes", rq->max_body);
+  return MHD_YES;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls) {
@@ -867,20 +1046,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     snprintf(rq->method, sizeof(rq->method), "%s", method);
     snprintf(rq->path, sizeof(rq->path), "%s", url);
     *con_cls = rq;
-    /* A declared body over the limit is refused before it is read. */
-    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
-    if (cl && strtoull(cl, NULL, 10) > (unsigned long long)s->cfg.max_body)
-      return respond_error(c, rq, 413, "", "request body larger than %ld bytes", s->cfg.max_body);
-    return MHD_YES;
+    return on_headers(s, c, rq, url, method);
   }
   if (*upload_data_size) { /* collect the body across calls */
-    if (!rq->too_large && rq->body.len + *upload_data_size > (size_t)s->cfg.max_body)
+    if (!rq->too_large && rq->body.len + *upload_data_size > (size_t)rq->max_body)
       rq->too_large = 1;
     if (!rq->too_large && buffer_append(&rq->body, upload_data, *upload_data_size) != 0)
       return MHD_NO;
     *upload_data_size = 0;
     return MHD_YES;
   }
+  if (rq->queued) /* resumed by its request worker */
+    return rq->answered ? deliver(s, c, rq) : MHD_YES;
+  request_deadline(s, c, 0); /* read whole: no deadline while it is answered */
   return dispatch(s, c, rq, url, method);
 }
 
@@ -888,9 +1066,9 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
   server_t *s = cls;
   request_t *rq = *con_cls;
-  (void)c;
   if (!rq)
     return;
+  request_deadline(s, c, 1); /* the connection's next request */
   pthread_mutex_lock(&s->lock);
   s->requests_total++;
   pthread_mutex_unlock(&s->lock);
@@ -898,8 +1076,78 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
              rq->user[0] ? rq->user : "-", rq->status, (clock_monotonic() - rq->t0) * 1e3,
              toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (client went away)");
   buffer_free(&rq->body);
+  free(rq->answer);
   free(rq);
   *con_cls = NULL;
+}
+
+/* Connections come and go: each has a deadline for its request (set again
+ * after every answer; none while a request is answered). */
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code) {
+  server_t *s = cls;
+  struct http *h = s->http;
+  conn_state_t *cs = *socket_context;
+  if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+    if (!(cs = calloc(1, sizeof(*cs))))
+      return; /* not on the timer: only the idle timeout applies */
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    cs->fd = ci ? ci->connect_fd : -1;
+    cs->deadline = clock_monotonic() + s->cfg.request_deadline_s;
+    pthread_mutex_lock(&h->lock);
+    cs->next = h->conns;
+    if (h->conns)
+      h->conns->prev = cs;
+    h->conns = cs;
+    pthread_mutex_unlock(&h->lock);
+    *socket_context = cs;
+    return;
+  }
+  if (!cs) /* closed: before its socket is (libmicrohttpd closes it after this call) */
+    return;
+  pthread_mutex_lock(&h->lock);
+  if (cs->prev)
+    cs->prev->next = cs->next;
+  else
+    h->conns = cs->next;
+  if (cs->next)
+    cs->next->prev = cs->prev;
+  pthread_mutex_unlock(&h->lock);
+  free(cs);
+  *socket_context = NULL;
+}
+
+/* The timer: cuts off connections whose request is not read by its
+ * deadline (libmicrohttpd's timeout is an idle one: a header line a second
+ * would hold a slot for ever); resumes the waiting streams every
+ * --stream-keepalive-s (a keep-alive, a dead peer dropped). */
+static void *http_timer(void *arg) {
+  server_t *s = arg;
+  struct http *h = s->http;
+  double last_wake = clock_monotonic();
+  while (!h->timer_stop) {
+    const struct timespec tick = {0, 100 * 1000 * 1000};
+    nanosleep(&tick, NULL);
+    const double now = clock_monotonic();
+    int cut = 0;
+    pthread_mutex_lock(&h->lock);
+    for (conn_state_t *cs = h->conns; cs; cs = cs->next)
+      if (cs->deadline > 0 && now > cs->deadline && cs->fd >= 0) {
+        shutdown(cs->fd, SHUT_RDWR); /* libmicrohttpd sees the end and closes it */
+        cs->deadline = 0;
+        cut++;
+      }
+    pthread_mutex_unlock(&h->lock);
+    if (cut)
+      server_log(s, 1, "%d connection%s cut off: the request was not read within %g s", cut,
+                 cut > 1 ? "s" : "", s->cfg.request_deadline_s);
+    if (now - last_wake >= s->cfg.stream_keepalive_s) {
+      notify_wake(&s->notify);
+      last_wake = now;
+    }
+  }
+  return NULL;
 }
 
 /* Logs method and path of each request as it starts (the token never). */
@@ -947,6 +1195,20 @@ int http_start(server_t *s, char *err) {
     }
     tls = MHD_USE_TLS;
   }
+  struct http *h = calloc(1, sizeof(*h));
+  if (!h || pthread_mutex_init(&h->lock, NULL) != 0) {
+    free(h);
+    free(cert);
+    free(key);
+    return err_set(err, "out of memory");
+  }
+  s->http = h;
+  if (!(h->requests = requests_start(s->cfg.request_workers, 4 * s->cfg.request_workers, err))) {
+    free(cert);
+    free(key);
+    http_stop(s);
+    return -1;
+  }
   /* Listening before the first request: a stream may park at once. */
   notify_listen(&s->notify, resume_streams, s);
   /* With TLS the certificate options come before the end marker. */
@@ -954,7 +1216,8 @@ int http_start(server_t *s, char *err) {
                                 MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | tls,
                             (uint16_t)s->cfg.port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR,
                             (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-                            MHD_OPTION_URI_LOG_CALLBACK, on_uri, s, MHD_OPTION_CONNECTION_LIMIT,
+                            MHD_OPTION_URI_LOG_CALLBACK, on_uri, s, MHD_OPTION_NOTIFY_CONNECTION,
+                            on_connection, s, MHD_OPTION_CONNECTION_LIMIT,
                             (unsigned)s->cfg.connection_limit, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
                             (unsigned)s->cfg.per_ip_limit, MHD_OPTION_CONNECTION_TIMEOUT,
                             (unsigned)s->cfg.connection_timeout_s,
@@ -966,19 +1229,39 @@ int http_start(server_t *s, char *err) {
     free(key);
   }
   if (!s->mhd) {
-    notify_listen(&s->notify, NULL, NULL);
-    return err_set(err, "cannot listen on %s:%d (in use, or not allowed%s)", s->cfg.listen,
-                   s->cfg.port, tls ? ", or the TLS certificate and key do not fit" : "");
+    err_set(err, "cannot listen on %s:%d (in use, or not allowed%s)", s->cfg.listen, s->cfg.port,
+            tls ? ", or the TLS certificate and key do not fit" : "");
+    http_stop(s);
+    return -1;
   }
+  if (pthread_create(&h->timer, NULL, http_timer, s) != 0) {
+    err_set(err, "cannot start the HTTP timer thread");
+    http_stop(s);
+    return -1;
+  }
+  h->timer_started = 1;
   return 0;
 }
 
 void http_stop(server_t *s) {
-  if (!s->mhd)
+  struct http *h = s->http;
+  if (!h)
     return;
-  s->stopping = 1;                   /* no stream parks from here on (park_stream) */
+  s->stopping = 1; /* no stream parks from here on (park_stream) */
+  /* Every request a worker has is answered and its connection resumed;
+   * new ones are refused (503). */
+  requests_stop(h->requests);
+  if (h->timer_started) {
+    h->timer_stop = 1;
+    pthread_join(h->timer, NULL);
+  }
   notify_rows_committed(&s->notify); /* resume every suspended stream before stopping */
-  MHD_stop_daemon(s->mhd);
+  if (s->mhd)
+    MHD_stop_daemon(s->mhd);
   s->mhd = NULL;
   notify_listen(&s->notify, NULL, NULL);
+  requests_free(h->requests);
+  pthread_mutex_destroy(&h->lock);
+  free(h);
+  s->http = NULL;
 }

@@ -6,6 +6,7 @@
 typedef struct {
   const char *method; /* NULL ends the table */
   const char *path;
+  int public_route; /* answered without a token */
 } http_route_t;
 
 extern const http_route_t http_routes[];

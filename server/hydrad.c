@@ -54,6 +54,13 @@ static void usage(FILE *f) {
              "  --retention-days D       keep finished jobs (default 30)\n"
              "  --connection-limit N     (default 512)  --per-ip-limit N (default 64)\n"
              "  --connection-timeout-s S idle connections are closed (default 30)\n"
+             "  --request-deadline-s S   a request's headers and body must arrive within S\n"
+             "                           seconds in all, or the connection is cut (default 30)\n"
+             "  --stream-keepalive-s S   waiting result streams are looked at every S seconds:\n"
+             "                           SSE gets a keep-alive comment, a gone client is\n"
+             "                           dropped (default 5)\n"
+             "  --request-workers N      threads that parse, plan and store jobs (default 2)\n"
+             "  --job-memory-mib MIB     what one job's plan may take (default 256)\n"
              "  --log-level error|info|debug\n");
 }
 
@@ -112,6 +119,14 @@ static int set_option(server_config_t *c, const char *key, const char *val, char
     NUM(per_ip_limit, 1);
   else if (strcmp(key, "connection-timeout-s") == 0)
     NUM(connection_timeout_s, 1);
+  else if (strcmp(key, "request-deadline-s") == 0)
+    NUM(request_deadline_s, 0.1);
+  else if (strcmp(key, "stream-keepalive-s") == 0)
+    NUM(stream_keepalive_s, 0.1);
+  else if (strcmp(key, "request-workers") == 0)
+    NUM(request_workers, 1);
+  else if (strcmp(key, "job-memory-mib") == 0)
+    NUM(job_memory_mib, 1);
   else if (strcmp(key, "tls-cert") == 0)
     snprintf(c->tls_cert, sizeof(c->tls_cert), "%s", val);
   else if (strcmp(key, "tls-key") == 0)
@@ -240,6 +255,10 @@ int main(int argc, char **argv) {
                          .connection_limit = 512,
                          .per_ip_limit = 64,
                          .connection_timeout_s = 30,
+                         .request_workers = 2,
+                         .request_deadline_s = 30,
+                         .stream_keepalive_s = 5,
+                         .job_memory_mib = 256,
                          .lease_s = 30};
   char err[HYDRA_ERR_LEN] = "";
   if (parse_args(c, argc, argv, err) != 0) {

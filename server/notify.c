@@ -39,3 +39,10 @@ int notify_park(notify_t *n, uint64_t gen, notify_fn park, void *ctx) {
   pthread_mutex_unlock(&n->lock);
   return parked;
 }
+
+void notify_wake(notify_t *n) {
+  pthread_mutex_lock(&n->lock);
+  if (n->listener)
+    n->listener(n->listener_ctx);
+  pthread_mutex_unlock(&n->lock);
+}

@@ -37,6 +37,10 @@ void notify_listen(notify_t *n, notify_fn fn, void *ctx);
  * store): the generation moves on and the listener runs. */
 void notify_rows_committed(notify_t *n);
 
+/* Runs the listener as a commit does, without counting one (a timer's
+ * tick: the waiting streams look again, send keep-alives, see dead peers). */
+void notify_wake(notify_t *n);
+
 /* The number of commits so far. */
 uint64_t notify_generation(notify_t *n);
 

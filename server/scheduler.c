@@ -57,11 +57,18 @@ static sched_job_t *find_job(server_t *s, const char *id) {
   return NULL;
 }
 
-int scheduler_enqueue(server_t *s, const store_job_t *job, job_spec_t *spec, int model, char *err) {
+int scheduler_enqueue(server_t *s, const store_job_t *job, job_spec_t *spec, plan_t *plan,
+                      int model, char *err) {
   sched_job_t *j = calloc(1, sizeof(*j));
   if (!j) {
     job_free(spec);
+    plan_free(plan);
     return err_set(err, "out of memory");
+  }
+  if (plan) { /* built by the caller: moved here, never built twice */
+    j->plan = *plan;
+    memset(plan, 0, sizeof(*plan));
+    j->planned = 1;
   }
   job_error_t jerr;
   server_model_t *m = &s->models[model];
@@ -83,7 +90,7 @@ int scheduler_enqueue(server_t *s, const store_job_t *job, job_spec_t *spec, int
     sched_job_free(j);
     return SCHEDULER_OTHER_WEIGHTS;
   }
-  if (plan_build(spec, m->model, m->tok, &j->plan, &jerr) != 0) {
+  if (!j->planned && plan_build(spec, m->model, m->tok, &j->plan, &jerr) != 0) {
     json_field_message(err, HYDRA_ERR_LEN, jerr.field, jerr.message);
     sched_job_free(j);
     return -1;
@@ -655,7 +662,7 @@ static void discover_job(server_t *s, const store_resume_t *found) {
     return;
   }
   free(spec_text);
-  rc = scheduler_enqueue(s, j, spec, mi, err);
+  rc = scheduler_enqueue(s, j, spec, NULL, mi, err);
   if (rc == SCHEDULER_OTHER_WEIGHTS &&
       store_shared(s->store)) /* a worker that holds them runs it */
     server_log(s, 2, "job %s left to other workers: %s", j->id, err);

@@ -41,6 +41,10 @@ typedef struct {
   int connection_limit;
   int per_ip_limit;
   int connection_timeout_s;
+  int request_workers;       /* threads that parse, plan and store requests */
+  double request_deadline_s; /* a request's headers and body, in total */
+  double stream_keepalive_s; /* waiting result streams are looked at this often */
+  double job_memory_mib;     /* what a job's plan may take */
   int no_auth; /* every request is the admin "local" (a single-user box; loopback only) */
   char tls_cert[1024], tls_key[1024]; /* PEM files: HTTPS when both are given */
   char worker_id[STORE_WORKER_LEN];   /* this worker's name in the store's leases */
@@ -61,7 +65,8 @@ typedef struct sched_job {
   char user[STORE_USER_LEN];
   int model;        /* index into server_t.models */
   job_spec_t *spec; /* parsed once */
-  plan_t plan;      /* built once */
+  plan_t plan;      /* built once: by the request worker that took the job, or at discovery */
+  int planned;
   int n_units;
   uint64_t source_key; /* unique to this queue entry: its units share the engine's
                           store of clean sources (engine_job_t.source_key) */
@@ -109,6 +114,7 @@ typedef struct server {
   int64_t rows_total, variants_total_done, requests_total;
   double rate_ewma; /* variants per second */
   struct MHD_Daemon *mhd;
+  struct http *http; /* http.c's own state */
 } server_t;
 
 /* scheduler.c */
@@ -119,13 +125,15 @@ int scheduler_start(server_t *s, char *err);
 /* Stops both threads; the running unit stops at its next pass (it stays
  * pending), the worker's leases are released. */
 void scheduler_stop(server_t *s);
-/* Adds a stored job (state queued or running) to the queue. Takes spec.
+/* Adds a stored job (state queued or running) to the queue. Takes spec,
+ * and plan when not NULL (its plan, built by the caller; NULL: built here).
  * A job already queued here is left as it is. Returns 0, -1 with err (the
  * job cannot run), or SCHEDULER_OTHER_WEIGHTS with err when the job asks
  * for the weights dtype this worker does not hold (on a shared store,
  * another worker may hold it). */
 #define SCHEDULER_OTHER_WEIGHTS (-2)
-int scheduler_enqueue(server_t *s, const store_job_t *job, job_spec_t *spec, int model, char *err);
+int scheduler_enqueue(server_t *s, const store_job_t *job, job_spec_t *spec, plan_t *plan,
+                      int model, char *err);
 /* Queues the store's queued and running jobs this process does not know:
  * at start (a restart resumes them) and, on a shared store, every poll. A
  * job whose model is not loaded fails on a store of its own; on a shared

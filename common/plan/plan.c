@@ -7,9 +7,13 @@
 
 #include "buffer.h"
 
+static int fail(job_error_t *err, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 static int fail(job_error_t *err, const char *field, const char *fmt, ...) {
   if (err) {
     snprintf(err->field, sizeof(err->field), "%s", field);
+    err->too_large = 0;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(err->message, sizeof(err->message), fmt, ap);
@@ -68,10 +72,26 @@ static int method_label(const method_t *m, char *buf, size_t len) {
 }
 
 /* Tokens of every prompt, concatenated; encodings kept for substrings. */
+static int too_large(job_error_t *err) {
+  err->too_large = 1;
+  return -1;
+}
+
+/* The tokens a prompt may have: the model's context, and max_prompt_tokens
+ * (413) when that is smaller. */
+static int token_cap(const model_t *m, const plan_limits_t *lim, int *is_limit) {
+  const int limit = lim && lim->max_prompt_tokens > 0 ? lim->max_prompt_tokens : 0;
+  *is_limit = limit > 0 && limit < m->cfg.max_positions;
+  return *is_limit ? limit : m->cfg.max_positions;
+}
+
 static int tokenize_prompts(const job_spec_t *spec, const model_t *m, const tokenizer_t *tok,
-                            plan_t *p, tokenizer_encoding_t *enc, job_error_t *err) {
+                            const plan_limits_t *lim, plan_t *p, tokenizer_encoding_t *enc,
+                            job_error_t *err) {
   size_t cap = 0, n = 0;
   char field[64];
+  int is_limit = 0;
+  const int max_tokens = token_cap(m, lim, &is_limit);
   for (int i = 0; i < spec->n_prompts; i++) {
     const job_prompt_t *pr = &spec->prompts[i];
     const int *ids = pr->ids;
@@ -81,16 +101,23 @@ static int tokenize_prompts(const job_spec_t *spec, const model_t *m, const toke
       if (!tok)
         return fail(err, field, "the model has no tokenizer: give the prompt as ids");
       char msg[HYDRA_ERR_LEN];
-      if (tokenizer_encode(tok, pr->text, strlen(pr->text), TOKENIZER_ADD_SPECIAL, &enc[i], msg))
+      const int rc = tokenizer_encode_max(tok, pr->text, strlen(pr->text), TOKENIZER_ADD_SPECIAL,
+                                          (size_t)max_tokens, &enc[i], msg);
+      len = rc == TOKENIZER_TOO_MANY ? max_tokens + 1 : (int)enc[i].n;
+      if (rc != 0 && rc != TOKENIZER_TOO_MANY)
         return fail(err, field, "%s", msg);
-      len = (int)enc[i].n;
     } else
       snprintf(field, sizeof(field), "prompts[%d].ids", i);
     if (len < 1)
       return fail(err, field, "the prompt has no tokens");
+    if (is_limit && len > max_tokens) {
+      snprintf(field, sizeof(field), "prompts[%d]", i);
+      fail(err, field, "more than %d tokens", max_tokens);
+      return too_large(err);
+    }
     if (len > m->cfg.max_positions)
-      return fail(err, field, "%d tokens: more than the model's context of %d", len,
-                  m->cfg.max_positions);
+      return fail(err, field, "%s%d tokens: more than the model's context of %d",
+                  pr->text ? "over " : "", pr->text ? len - 1 : len, m->cfg.max_positions);
     if (buffer_grow((void **)&p->ids, &cap, n + len, sizeof(int)))
       return fail(err, "", "out of memory");
     for (int t = 0; t < len; t++) {
@@ -273,8 +300,108 @@ static int expand_next(const job_spec_t *spec, plan_t *p, job_error_t *err) {
   return 0;
 }
 
+/* Variants per engine prompt (engine_job_variants / n_prompts). */
+static long variants_per_prompt(const job_spec_t *spec, int n_components) {
+  long per = 0;
+  for (int k = 0; k < spec->n_methods; k++)
+    per += spec->methods[k].kind == METHOD_RESAMPLE ? (spec->samples > 0 ? spec->samples : 1) : 1;
+  return per * n_components;
+}
+
+/* Before anything is tokenized: the variants of a job whose engine prompts
+ * are its prompts, token-id prompts against the token limit, a positions
+ * list against the context. */
+static int check_document(const job_spec_t *spec, const model_t *m, const plan_limits_t *lim,
+                          long per_prompt, job_error_t *err) {
+  char field[64];
+  if (spec->positions == POSITIONS_LIST && spec->n_positions > m->cfg.max_positions)
+    return fail(err, "ablations.positions", "%d positions: more than the model's context of %d",
+                spec->n_positions, m->cfg.max_positions);
+  if (!lim)
+    return 0;
+  const long variants = per_prompt * spec->n_prompts;
+  if (spec->target != TARGET_NEXT && lim->max_variants > 0 && variants > lim->max_variants) {
+    fail(err, "ablations", "%ld variants: more than the limit of %ld", variants, lim->max_variants);
+    return too_large(err);
+  }
+  for (int i = 0; lim->max_prompt_tokens > 0 && i < spec->n_prompts; i++)
+    if (!spec->prompts[i].text && spec->prompts[i].n_ids > lim->max_prompt_tokens) {
+      snprintf(field, sizeof(field), "prompts[%d]", i);
+      fail(err, field, "more than %d tokens", lim->max_prompt_tokens);
+      return too_large(err);
+    }
+  return 0;
+}
+
+/* Positions prompt i of len tokens will have (an upper bound for a list). */
+static long positions_of(const job_spec_t *spec, int len) {
+  switch (spec->positions) {
+  case POSITIONS_ALL:
+    return len;
+  case POSITIONS_LIST:
+    return spec->n_positions < len ? spec->n_positions : len;
+  default:
+    return 1;
+  }
+}
+
+/* From the token counts, before positions and readouts are made: the
+ * plan's variants and bytes ("target": "next" makes a readout per token,
+ * each with its own prefix and positions). */
+static int check_sizes(const job_spec_t *spec, const plan_limits_t *lim, const plan_t *p,
+                       long per_prompt, job_error_t *err) {
+  if (!lim)
+    return 0;
+  const int next = spec->target == TARGET_NEXT;
+  double readouts = 0, ids = 0, positions = 0;
+  for (int i = 0; i < p->n_prompts; i++) {
+    const double len = p->lengths[i], npos = (double)positions_of(spec, p->lengths[i]);
+    ids += len;
+    positions += npos;
+    if (next) { /* readout t: t + 1 ids, its positions up to t */
+      readouts += len - 1;
+      ids += len * (len - 1) / 2;
+      positions += spec->positions == POSITIONS_LAST ? len - 1
+                   : npos >= len                     ? len * (len - 1) / 2
+                                                     : npos * (len - 1);
+    }
+  }
+  const double prompts = next ? readouts : p->n_prompts;
+  const double variants = prompts * (double)per_prompt;
+  const double bytes = sizeof(int) * (ids + positions + 6 * (prompts + p->n_prompts));
+  const char *field = next ? "target" : "ablations.positions";
+  if (lim->max_variants > 0 && variants > (double)lim->max_variants) {
+    if (next)
+      fail(err, field,
+           "\"next\" over these prompts makes %.0f readouts, %.0f variants: more than the "
+           "limit of %ld",
+           readouts, variants, lim->max_variants);
+    else
+      fail(err, "ablations", "%.0f variants: more than the limit of %ld", variants,
+           lim->max_variants);
+    return too_large(err);
+  }
+  if (lim->max_bytes > 0 && bytes > (double)lim->max_bytes) {
+    fail(err, field,
+         "the plan would take %.0f MiB (%.0f token ids, %.0f positions%s): more than the "
+         "server's %.0f MiB per job",
+         bytes / 1048576, ids, positions, next ? " over the readouts of \"next\"" : "",
+         (double)lim->max_bytes / 1048576);
+    return too_large(err);
+  }
+  return 0;
+}
+
 int plan_build(const job_spec_t *spec, const model_t *m, const tokenizer_t *tok, plan_t *p,
                job_error_t *err) {
+  return plan_build_limited(spec, m, tok, NULL, p, err);
+}
+
+int plan_build_limited(const job_spec_t *spec, const model_t *m, const tokenizer_t *tok,
+                       const plan_limits_t *lim, plan_t *p, job_error_t *err) {
+  job_error_t scratch;
+  if (!err)
+    err = &scratch;
   memset(p, 0, sizeof(*p));
   int P = spec->n_prompts;
   tokenizer_encoding_t *enc = calloc(P, sizeof(*enc));
@@ -288,9 +415,13 @@ int plan_build(const job_spec_t *spec, const model_t *m, const tokenizer_t *tok,
     fail(err, "", "out of memory");
     goto done;
   }
-  if (tokenize_prompts(spec, m, tok, p, enc, err) || resolve_positions(spec, p, enc, err) ||
-      resolve_targets(spec, m, tok, p, err) ||
-      job_expand_components(spec, &m->cfg, &p->components, &p->n_components, err))
+  if (job_expand_components(spec, &m->cfg, &p->components, &p->n_components, err))
+    goto done;
+  const long per_prompt = variants_per_prompt(spec, p->n_components);
+  if (check_document(spec, m, lim, per_prompt, err) ||
+      tokenize_prompts(spec, m, tok, lim, p, enc, err) ||
+      check_sizes(spec, lim, p, per_prompt, err) || resolve_positions(spec, p, enc, err) ||
+      resolve_targets(spec, m, tok, p, err))
     goto done;
   if (spec->target == TARGET_NEXT) {
     for (int k = 0; k < spec->n_methods; k++)

@@ -34,10 +34,27 @@ typedef struct {
   long n_variants;     /* engine_job_variants */
 } plan_t;
 
+/* What a plan may take (0: no limit). */
+typedef struct {
+  int max_prompt_tokens; /* per prompt (tokenizing stops there) */
+  long max_variants;     /* engine prompts x variants per prompt */
+  size_t max_bytes;      /* the plan's own arrays */
+} plan_limits_t;
+
 /* Builds the plan. The tokenizer may be NULL when every prompt and target is
  * given as ids. Returns 0, or -1 with err naming the field. */
 int plan_build(const job_spec_t *spec, const model_t *m, const tokenizer_t *tok, plan_t *plan,
                job_error_t *err);
+
+/* plan_build within limits: every size the plan will allocate (prompts,
+ * tokens, readouts, positions, variants, bytes) is computed from the
+ * document before it is allocated: variants and token-id prompts before
+ * anything is tokenized, the rest from the token counts before the
+ * positions and readouts are made. Also caps a positions list at the
+ * model's context (422). A limit passed is an error with err->too_large set
+ * (HTTP 413), naming the field. lim NULL: no limits. */
+int plan_build_limited(const job_spec_t *spec, const model_t *m, const tokenizer_t *tok,
+                       const plan_limits_t *lim, plan_t *plan, job_error_t *err);
 
 void plan_free(plan_t *plan);
 

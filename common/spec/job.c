@@ -158,6 +158,38 @@ static int parse_target(const json_t *v, job_spec_t *spec, job_error_t *err) {
   return 0;
 }
 
+static int by_value(const void *a, const void *b) {
+  const int *x = a, *y = b;
+  return x[0] != y[0] ? (x[0] > y[0]) - (x[0] < y[0]) : (x[1] > y[1]) - (x[1] < y[1]);
+}
+
+/* A position given twice is the user's mistake (it would be read once):
+ * refused, naming its second entry. */
+static int check_unique_positions(const job_spec_t *spec, job_error_t *err) {
+  const int n = spec->n_positions;
+  int *pairs = malloc(sizeof(int) * 2 * (size_t)n); /* value, index */
+  if (!pairs)
+    return job_fail(err, "ablations.positions", "out of memory");
+  for (int i = 0; i < n; i++) {
+    pairs[2 * i] = spec->position_list[i];
+    pairs[2 * i + 1] = i;
+  }
+  qsort(pairs, (size_t)n, 2 * sizeof(int), by_value);
+  int dup = -1, first = -1;
+  for (int i = 1; i < n; i++)
+    if (pairs[2 * i] == pairs[2 * i - 2] && (dup < 0 || pairs[2 * i + 1] < dup)) {
+      dup = pairs[2 * i + 1];
+      first = pairs[2 * i - 1];
+    }
+  const int value = dup >= 0 ? spec->position_list[dup] : 0;
+  free(pairs);
+  if (dup < 0)
+    return 0;
+  path_t fi;
+  return job_fail(err, json_field_index(fi, JOB_FIELD_LEN, "ablations.positions", (size_t)dup),
+                  "position %d is given twice (also at ablations.positions[%d])", value, first);
+}
+
 static int parse_positions(const json_t *v, job_spec_t *spec, job_error_t *err) {
   const char *f = "ablations.positions";
   if (json_is_string(v)) {
@@ -171,8 +203,10 @@ static int parse_positions(const json_t *v, job_spec_t *spec, job_error_t *err) 
   }
   if (json_is_array(v)) {
     size_t n = 0;
-    if (job_want_array(v, f, "positions", INT_MAX, &n, err))
+    if (job_want_array(v, f, "positions", JOB_MAX_POSITIONS, &n, err)) {
+      err->too_large = json_is_array(v) && n > JOB_MAX_POSITIONS;
       return -1;
+    }
     spec->position_list = malloc(n * sizeof *spec->position_list);
     if (!spec->position_list)
       return job_fail(err, f, "out of memory");
@@ -186,7 +220,7 @@ static int parse_positions(const json_t *v, job_spec_t *spec, job_error_t *err) 
       spec->position_list[i] = (int)x;
     }
     spec->positions = POSITIONS_LIST;
-    return 0;
+    return check_unique_positions(spec, err);
   }
   if (json_is_object(v)) {
     static const char *const keys[] = {"substring", NULL};

@@ -27,6 +27,9 @@
 /* Variants per prompt: expanded components x methods, resample counted once
  * per sample (engine_job_variants / n_prompts). Also caps the pattern list. */
 #define JOB_MAX_VARIANTS 1000000
+/* Entries of an explicit positions list (a model's context caps it further,
+ * plan_build). */
+#define JOB_MAX_POSITIONS (1 << 17)
 
 /* An error while parsing or expanding a job: the field path and a message.
  * Both are NUL-terminated, valid UTF-8 without control characters (user text
@@ -34,6 +37,7 @@
 typedef struct {
   char field[JOB_FIELD_LEN]; /* e.g. "ablations.methods[1]"; "" for the whole document */
   char message[512];
+  int too_large; /* 1 when a size limit was passed (HTTP 413), 0 otherwise */
 } job_error_t;
 
 typedef enum {

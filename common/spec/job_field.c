@@ -34,6 +34,7 @@ static void sanitize(char *str) {
 int job_fail(job_error_t *err, const char *field, const char *fmt, ...) {
   va_list ap;
   snprintf(err->field, sizeof err->field, "%s", field);
+  err->too_large = 0;
   va_start(ap, fmt);
   vsnprintf(err->message, sizeof err->message, fmt, ap);
   va_end(ap);

@@ -43,6 +43,8 @@ typedef struct {
   size_t n_items, cap_items;
   pcre2_match_data *md;
   bpe_scratch_t *scratch;
+  size_t max_tokens; /* 0: no limit */
+  int too_many;      /* stopped at max_tokens */
   char *err;
 } encoder_t;
 

@@ -421,6 +421,8 @@ int tokenizer_finish(tokenizer_t *t, char *err) {
     memcpy(t->text_arena + arena_len, text, text_len + 1);
     t->text_off[id] = arena_len;
     t->text_len[id] = text_len;
+    if (plen > t->longest || text_len > t->longest)
+      t->longest = plen > text_len ? plen : text_len;
     arena_len += text_len + 1;
     free(text);
   }

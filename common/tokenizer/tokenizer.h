@@ -89,6 +89,13 @@ int32_t tokenizer_eos_id(const tokenizer_t *t);
  * and on unsupported normalization or out of memory. */
 int tokenizer_encode(const tokenizer_t *t, const char *text, size_t len, int flags,
                      tokenizer_encoding_t *out, char *err);
+/* As tokenizer_encode, stopping once the text needs more than max_tokens
+ * tokens (0: no limit): then TOKENIZER_TOO_MANY, err "more than N tokens",
+ * the work done bounded by max_tokens rather than by len (a piece that
+ * cannot fit is refused before its merges). */
+#define TOKENIZER_TOO_MANY (-2)
+int tokenizer_encode_max(const tokenizer_t *t, const char *text, size_t len, int flags,
+                         size_t max_tokens, tokenizer_encoding_t *out, char *err);
 void tokenizer_encoding_free(tokenizer_encoding_t *e);
 
 /* Decodes ids into text as Hugging Face's decode does (its decoder chain,

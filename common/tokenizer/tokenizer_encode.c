@@ -11,8 +11,15 @@
 #include "encoder_internal.h"
 #include "utf8.h"
 
+static int too_many(encoder_t *e) {
+  e->too_many = 1;
+  return err_set(e->err, "more than %zu tokens", e->max_tokens);
+}
+
 static int push_token(encoder_t *e, int32_t id, size_t start, size_t end) {
   tokenizer_encoding_t *o = e->out;
+  if (e->max_tokens && o->n >= e->max_tokens)
+    return too_many(e);
   if (o->n == o->cap) {
     size_t cap = o->cap ? o->cap * 2 : 64;
     int32_t *ids = realloc(o->ids, cap * sizeof(int32_t));
@@ -44,6 +51,12 @@ static int encode_pieces(encoder_t *e) {
     const int32_t *ids;
     const uint32_t *starts, *ends;
     size_t n;
+    /* A token covers at most 3 x longest bytes here (a space as Metaspace's
+     * 3-byte mark): a piece that needs more tokens than are left is refused
+     * before its merges are done. */
+    const size_t left = e->max_tokens > e->out->n ? e->max_tokens - e->out->n : 0;
+    if (e->max_tokens && (p.end - p.start) / 3 > left * (e->t->longest ? e->t->longest : 1))
+      return too_many(e);
     if (bpe_encode(bpe, e->cur + p.start, p.end - p.start, e->scratch, &ids, &starts, &ends, &n,
                    e->err))
       return -1;
@@ -184,6 +197,11 @@ static void encoder_free(encoder_t *e) {
 
 int tokenizer_encode(const tokenizer_t *t, const char *text, size_t len, int flags,
                      tokenizer_encoding_t *out, char *err) {
+  return tokenizer_encode_max(t, text, len, flags, 0, out, err);
+}
+
+int tokenizer_encode_max(const tokenizer_t *t, const char *text, size_t len, int flags,
+                         size_t max_tokens, tokenizer_encoding_t *out, char *err) {
   size_t bad;
   out->n = 0;
   if (!utf8_valid(text, len, &bad))
@@ -191,7 +209,7 @@ int tokenizer_encode(const tokenizer_t *t, const char *text, size_t len, int fla
                    "the text is not valid UTF-8: byte %zu (0x%02X) does not start a valid "
                    "sequence",
                    bad, (unsigned)(unsigned char)text[bad]);
-  encoder_t e = {.t = t, .out = out, .err = err, .which = -1};
+  encoder_t e = {.t = t, .out = out, .err = err, .which = -1, .max_tokens = max_tokens};
   e.md = pcre2_match_data_create(1, NULL);
   e.scratch = bpe_scratch_new();
   int rc = -1;
@@ -221,7 +239,7 @@ done:
   encoder_free(&e);
   if (rc)
     out->n = 0;
-  return rc;
+  return rc && e.too_many ? TOKENIZER_TOO_MANY : rc;
 }
 
 /* ---- positions by substring ---- */

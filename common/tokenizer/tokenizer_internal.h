@@ -123,6 +123,8 @@ struct tokenizer {
   char *text_arena; /* tokenizer_token_text of each id */
   size_t *text_off; /* [n_vocab], SIZE_MAX: no token */
   size_t *text_len;
+  size_t longest; /* the longest token, spelled or as text (bytes): bounds the
+                     tokens a text needs from below (tokenizer_encode_max) */
 };
 
 /* Allocates an empty tokenizer that names `path` in messages. */

@@ -104,6 +104,76 @@ int main(int argc, char **argv) {
         "a prompt longer than the context: field \"%s\" (%s)", jerr.field, jerr.message);
   free(doc);
 
+  /* Limits, checked before the plan's arrays are made (plan_build_limited). */
+  const char *dup = "{\"prompts\": [{\"ids\": [1, 2, 3, 4]}], \"ablations\": {\"components\": "
+                    "[\"attn.0\"], \"methods\": [\"zero\"], \"positions\": [0, 2, 0]}}";
+  CHECK(status_of(m, tok, dup, &plan, &jerr) == 400 &&
+            strcmp(jerr.field, "ablations.positions[2]") == 0,
+        "a position given twice: field \"%s\" (%s)", jerr.field, jerr.message);
+  doc = malloc(8192);
+  n = snprintf(doc, 8192,
+               "{\"prompts\": [{\"ids\": [1, 2]}], \"ablations\": {\"components\": "
+               "[\"attn.0\"], \"methods\": [\"zero\"], \"positions\": [");
+  for (int t = 0; t < 129; t++) /* one more than the context */
+    n += snprintf(doc + n, 8192 - n, "%s%d", t ? "," : "", t);
+  snprintf(doc + n, 8192 - n, "]}}");
+  CHECK(status_of(m, tok, doc, &plan, &jerr) == 422 &&
+            strcmp(jerr.field, "ablations.positions") == 0,
+        "positions beyond the context: field \"%s\" (%s)", jerr.field, jerr.message);
+  /* "next" x "all" over 4 prompts of 100 tokens: 4 x (100 + 2 x 4950) ids and
+   * positions = 160 kB of plan, over a 64 kB budget */
+  n = snprintf(doc, 8192, "{\"prompts\": [");
+  for (int p = 0; p < 4; p++) {
+    n += snprintf(doc + n, 8192 - n, "%s{\"ids\": [", p ? "," : "");
+    for (int t = 0; t < 100; t++)
+      n += snprintf(doc + n, 8192 - n, "%s%d", t ? "," : "", (7 * t + p) % 50);
+    n += snprintf(doc + n, 8192 - n, "]}");
+  }
+  snprintf(doc + n, 8192 - n,
+           "], \"target\": \"next\", \"ablations\": {\"components\": [\"attn.0\"], "
+           "\"methods\": [\"zero\"], \"positions\": \"all\"}}");
+  job_spec_t *spec = job_parse(doc, strlen(doc), &jerr);
+  const plan_limits_t small = {
+      .max_prompt_tokens = 1000, .max_variants = 1000000, .max_bytes = 64 << 10};
+  const plan_limits_t roomy = {
+      .max_prompt_tokens = 1000, .max_variants = 1000000, .max_bytes = 1 << 20};
+  const plan_limits_t few_tokens = {.max_prompt_tokens = 64};
+  const plan_limits_t few_variants = {.max_variants = 300};
+  CHECK(spec && plan_build_limited(spec, m, tok, &small, &plan, &jerr) == -1 && jerr.too_large &&
+            strcmp(jerr.field, "target") == 0,
+        "next x all over the memory budget: field \"%s\" (%s)", jerr.field, jerr.message);
+  int ok = spec && plan_build_limited(spec, m, tok, &roomy, &plan, &jerr) == 0;
+  CHECK(ok && plan.n_prompts == 4 * 99, "next x all within the budget: %s", jerr.message);
+  if (ok)
+    plan_free(&plan);
+  CHECK(spec && plan_build_limited(spec, m, tok, &few_tokens, &plan, &jerr) == -1 &&
+            jerr.too_large && strcmp(jerr.field, "prompts[0]") == 0,
+        "ids over max_prompt_tokens: field \"%s\" (%s)", jerr.field, jerr.message);
+  CHECK(spec && plan_build_limited(spec, m, tok, &few_variants, &plan, &jerr) == -1 &&
+            jerr.too_large && strcmp(jerr.field, "target") == 0,
+        "next's readouts over max_variants: field \"%s\" (%s)", jerr.field, jerr.message);
+  job_free(spec);
+  free(doc);
+  /* tokenizing stops at the limit: one 1 MB word, 16 tokens at most */
+  const size_t big = 1 << 20;
+  char *word = malloc(big);
+  memset(word, 'q', big);
+  tokenizer_encoding_t capped = {0};
+  CHECK(tokenizer_encode_max(tok, word, big, 0, 16, &capped, err) == TOKENIZER_TOO_MANY &&
+            capped.n == 0,
+        "a 1 MB word against 16 tokens: %zu tokens (%s)", capped.n, err);
+  tokenizer_encoding_t plain = {0};
+  tokenizer_encode(tok, "the cat sat", 11, 0, &plain, err);
+  CHECK(tokenizer_encode_max(tok, "the cat sat", 11, 0, 16, &capped, err) == 0 &&
+            capped.n == plain.n && plain.n > 0,
+        "\"the cat sat\" within 16 tokens: %zu tokens, %zu without a limit", capped.n, plain.n);
+  CHECK(tokenizer_encode_max(tok, "the cat sat", 11, 0, plain.n - 1, &capped, err) ==
+            TOKENIZER_TOO_MANY,
+        "\"the cat sat\" against one token fewer than it has");
+  tokenizer_encoding_free(&plain);
+  tokenizer_encoding_free(&capped);
+  free(word);
+
   /* a good job: text prompts, a subject, a named target, the hydra preset */
   const char *good = "{\"preset\": \"hydra\", \"prompts\": [{\"text\": \"the cat sat on the mat\", "
                      "\"subject\": \"cat\"}, {\"text\": \"a dog ran\", \"subject\": \"dog\"}], "

@@ -406,7 +406,8 @@ int transformer_run(transformer_t *t, const transformer_pass_t *P, char *err) {
   const model_config_t *c = &t->host->cfg;
   backend_t *b = t->b;
   b->err[0] = '\0';
-  P->hooks.err[0] = '\0';
+  if (P->hooks.err)
+    P->hooks.err[0] = '\0';
   if (P->rows > t->capacity)
     return err_set(err, "a pass of %d rows is over the %d reserved", P->rows, t->capacity);
   if (P->ids && b->ops->embed(b, t->resid, t->dev.tok_embed, P->ids, t->dev.pos_embed, t->position,
@@ -418,7 +419,7 @@ int transformer_run(transformer_t *t, const transformer_pass_t *P, char *err) {
       goto fail;
   return 0;
 fail:
-  if (P->hooks.err[0]) {
+  if (P->hooks.err && P->hooks.err[0]) {
     if (P->hooks.err != err)
       err_set(err, "%s", P->hooks.err);
     return -1;

@@ -105,7 +105,8 @@ int transformer_set_layout(transformer_t *t, int rows, const int *position, cons
 /* Runs every layer over the pass; afterwards transformer_residual(t) holds
  * the residual entering the final norm for the rows active at the last
  * sub-stage. Returns 0 or -1 (err: what a hook wrote, or the backend's
- * message). pass->hooks.err must be set (it may be err itself). */
+ * message). pass->hooks.err is where hooks write (it may be err itself, or
+ * NULL when no hook fails). */
 int transformer_run(transformer_t *t, const transformer_pass_t *pass, char *err);
 
 /* The final norm of `rows` rows of x[*, d] into y, with inv_scale[rows]

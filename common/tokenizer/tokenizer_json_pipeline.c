@@ -14,26 +14,31 @@
 
 /* ---- normalizer ---- */
 
+/* A "Sequence" step: each entry of its array `key` through `parse`. */
+static int parse_sequence(json_loader_t *L, const json_t *step, const char *field, const char *key,
+                          int (*parse)(json_loader_t *, const json_t *, const char *)) {
+  char f[FIELD_LEN];
+  const json_t *list = json_object_get(step, key);
+  json_field_key(f, FIELD_LEN, field, key);
+  if (!json_is_array(list))
+    return json_loader_fail(L, f, "must be an array");
+  for (size_t i = 0; i < json_array_size(list); i++) {
+    char g[FIELD_LEN];
+    json_field_index(g, FIELD_LEN, f, i);
+    if (parse(L, json_array_get(list, i), g))
+      return -1;
+  }
+  return 0;
+}
+
 int json_loader_parse_normalizer(json_loader_t *L, const json_t *n, const char *field) {
   if (!n || json_is_null(n))
     return 0;
   const char *type = json_loader_type_of(n);
   if (!type)
     return json_loader_fail(L, field, "has no \"type\"");
-  char f[FIELD_LEN];
-  if (strcmp(type, "Sequence") == 0) {
-    const json_t *list = json_object_get(n, "normalizers");
-    json_field_key(f, FIELD_LEN, field, "normalizers");
-    if (!json_is_array(list))
-      return json_loader_fail(L, f, "must be an array");
-    for (size_t i = 0; i < json_array_size(list); i++) {
-      char g[FIELD_LEN];
-      json_field_index(g, FIELD_LEN, f, i);
-      if (json_loader_parse_normalizer(L, json_array_get(list, i), g))
-        return -1;
-    }
-    return 0;
-  }
+  if (strcmp(type, "Sequence") == 0)
+    return parse_sequence(L, n, field, "normalizers", json_loader_parse_normalizer);
   if (strcmp(type, "Prepend") == 0 || strcmp(type, "Replace") == 0) {
     int prepend = type[0] == 'P';
     const char *content;
@@ -135,20 +140,8 @@ int json_loader_parse_pre_tokenizer(json_loader_t *L, const json_t *p, const cha
   const char *type = json_loader_type_of(p);
   if (!type)
     return json_loader_fail(L, field, "has no \"type\"");
-  char f[FIELD_LEN];
-  if (strcmp(type, "Sequence") == 0) {
-    const json_t *list = json_object_get(p, "pretokenizers");
-    json_field_key(f, FIELD_LEN, field, "pretokenizers");
-    if (!json_is_array(list))
-      return json_loader_fail(L, f, "must be an array");
-    for (size_t i = 0; i < json_array_size(list); i++) {
-      char g[FIELD_LEN];
-      json_field_index(g, FIELD_LEN, f, i);
-      if (json_loader_parse_pre_tokenizer(L, json_array_get(list, i), g))
-        return -1;
-    }
-    return 0;
-  }
+  if (strcmp(type, "Sequence") == 0)
+    return parse_sequence(L, p, field, "pretokenizers", json_loader_parse_pre_tokenizer);
   if (strcmp(type, "ByteLevel") == 0) {
     int add_prefix_space = 0, use_regex = 0;
     if (json_loader_get_bool(L, p, field, "add_prefix_space", 1, &add_prefix_space) ||
@@ -228,19 +221,8 @@ int json_loader_parse_post_processor(json_loader_t *L, const json_t *p, const ch
   if (!type)
     return json_loader_fail(L, field, "has no \"type\"");
   char f[FIELD_LEN];
-  if (strcmp(type, "Sequence") == 0) {
-    const json_t *list = json_object_get(p, "processors");
-    json_field_key(f, FIELD_LEN, field, "processors");
-    if (!json_is_array(list))
-      return json_loader_fail(L, f, "must be an array");
-    for (size_t i = 0; i < json_array_size(list); i++) {
-      char g[FIELD_LEN];
-      json_field_index(g, FIELD_LEN, f, i);
-      if (json_loader_parse_post_processor(L, json_array_get(list, i), g))
-        return -1;
-    }
-    return 0;
-  }
+  if (strcmp(type, "Sequence") == 0)
+    return parse_sequence(L, p, field, "processors", json_loader_parse_post_processor);
   if (strcmp(type, "ByteLevel") == 0)
     return 0; /* only trims offsets */
   if (strcmp(type, "TemplateProcessing") == 0) {
@@ -293,20 +275,8 @@ int json_loader_parse_decoder(json_loader_t *L, const json_t *d, const char *fie
   const char *type = json_loader_type_of(d);
   if (!type)
     return json_loader_fail(L, field, "has no \"type\"");
-  char f[FIELD_LEN];
-  if (strcmp(type, "Sequence") == 0) {
-    const json_t *list = json_object_get(d, "decoders");
-    json_field_key(f, FIELD_LEN, field, "decoders");
-    if (!json_is_array(list))
-      return json_loader_fail(L, f, "must be an array");
-    for (size_t i = 0; i < json_array_size(list); i++) {
-      char g[FIELD_LEN];
-      json_field_index(g, FIELD_LEN, f, i);
-      if (json_loader_parse_decoder(L, json_array_get(list, i), g))
-        return -1;
-    }
-    return 0;
-  }
+  if (strcmp(type, "Sequence") == 0)
+    return parse_sequence(L, d, field, "decoders", json_loader_parse_decoder);
   static const struct {
     const char *name;
     decode_kind_t kind;

@@ -46,32 +46,6 @@ double effects_norm_rescale(float ablated_inv_scale, float clean_inv_scale) {
   return (double)ablated_inv_scale / clean_inv_scale;
 }
 
-int effects_downstream(int s, int of, int parallel_residual) {
-  if (s <= of)
-    return 0;
-  /* slot of = 1 + 2L is layer L's attention; s = of + 1 its MLP */
-  return !(parallel_residual && of > 0 && of % 2 == 1 && s == of + 1);
-}
-
-effects_change_t effects_compensation(const double *clean, const double *ablated, int n_slots,
-                                      int of, int parallel_residual, double *delta) {
-  effects_change_t c = {0};
-  for (int s = 0; s < n_slots; s++) {
-    const double change = ablated[s] - clean[s];
-    delta[s] = change;
-    if (s == of)
-      c.direct = -change;
-    else if (effects_downstream(s, of, parallel_residual)) {
-      c.compensation += change;
-      if (s % 2)
-        c.compensation_attn += change;
-      else
-        c.compensation_mlp += change;
-    }
-  }
-  return c;
-}
-
 void effects_fit(double n, double sx, double sy, double sxx, double syy, double sxy, double *slope,
                  double *r2) {
   const double m = n ? n : 1;

@@ -39,12 +39,18 @@ double effects_norm_rescale(float ablated_inv_scale, float clean_inv_scale);
  * attention of layer L, 2 + 2L its MLP. 1 when slot `s` is downstream of
  * the ablated slot `of` (reads its output): later slots, except that with a
  * parallel residual layer L's MLP does not read its attention. */
-int effects_downstream(int s, int of, int parallel_residual);
+static inline int effects_downstream(int s, int of, int parallel_residual) {
+  if (s <= of)
+    return 0;
+  /* slot of = 1 + 2L is layer L's attention; s = of + 1 its MLP */
+  return !(parallel_residual && of > 0 && of % 2 == 1 && s == of + 1);
+}
 
 /* What an ablation did to the direct effects (Eq. 33 and the paper's
  * Figs. 1, 3, 8), from the clean run's direct effects clean[n_slots] and
  * the ablated run's ablated[n_slots]:
- *   delta[s]     = ablated[s] - clean[s] (the effect-table row);
+ *   delta[s]     = ablated[s] - clean[s] (the effect-table row), added into
+ *                  delta_sum[s] (a sum over samples: zero it for one run);
  *   direct       = -delta[of], the ablated component's own direct-effect drop;
  *   compensation = sum of delta[s] over slots downstream of `of` (Eq. 33),
  *                  split into attention slots (the Hydra effect) and MLP
@@ -52,8 +58,32 @@ int effects_downstream(int s, int of, int parallel_residual);
 typedef struct {
   double direct, compensation, compensation_attn, compensation_mlp;
 } effects_change_t;
-effects_change_t effects_compensation(const double *clean, const double *ablated, int n_slots,
-                                      int of, int parallel_residual, double *delta);
+/* One slot s's change (ablated - clean) counted into c (the engine walks
+ * the slots once, adding each change to its effect-table row). */
+static inline void effects_add_change(effects_change_t *c, int s, int of, int parallel_residual,
+                                      double change) {
+  if (s == of)
+    c->direct = -change;
+  else if (effects_downstream(s, of, parallel_residual)) {
+    c->compensation += change;
+    if (s % 2)
+      c->compensation_attn += change;
+    else
+      c->compensation_mlp += change;
+  }
+}
+
+static inline effects_change_t effects_compensation(const float *clean, const double *ablated,
+                                                    int n_slots, int of, int parallel_residual,
+                                                    double *delta_sum) {
+  effects_change_t c = {0};
+  for (int s = 0; s < n_slots; s++) {
+    const double change = ablated[s] - clean[s];
+    delta_sum[s] += change;
+    effects_add_change(&c, s, of, parallel_residual, change);
+  }
+  return c;
+}
 
 /* Fig. 7d: the least-squares fit compensation = slope * direct + c over n
  * prompts, from the sums of x = direct, y = compensation, x^2, y^2 and x y.

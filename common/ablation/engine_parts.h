@@ -150,14 +150,60 @@ typedef struct {
 } run_t;
 
 /* ---- sites.c ---- */
-hook_site_t component_site(const component_t *c);
 int component_stage(const model_config_t *cfg, const component_t *c);
-int site_width(const model_config_t *c, hook_site_t s);
-void component_cols(const model_config_t *cfg, const component_t *c, int *c0, int *c1);
 int method_needs_source(method_kind_t k);
-int store_index(const model_config_t *c, hook_site_t s, int layer);
-int n_positions(const run_t *R, int prompt);
-int final_row(const run_t *R, int cprompt);
+
+/* Inline: asked per variant and site in every pass. The hook site a
+ * component is intervened at; a site's width; the columns of the site a
+ * component covers; a (site, layer)'s index in a source store; a prompt's
+ * intervened positions; a chunk prompt's final row in the clean pass. */
+static inline hook_site_t component_site(const component_t *c) {
+  switch (c->kind) {
+  case COMPONENT_EMBED:
+    return HOOK_EMBED;
+  case COMPONENT_ATTN:
+    return HOOK_ATTN_OUT;
+  case COMPONENT_HEAD:
+    return HOOK_ATTN_HEADS;
+  case COMPONENT_MLP:
+    return HOOK_MLP_OUT;
+  case COMPONENT_NEURON:
+    return HOOK_MLP_HIDDEN;
+  }
+  return HOOK_ATTN_OUT;
+}
+
+static inline int site_width(const model_config_t *c, hook_site_t s) {
+  return s == HOOK_ATTN_HEADS   ? c->n_heads * c->head_dim
+         : s == HOOK_MLP_HIDDEN ? c->d_mlp
+                                : c->d_model;
+}
+
+static inline void component_cols(const model_config_t *cfg, const component_t *c, int *c0,
+                                  int *c1) {
+  if (c->kind == COMPONENT_HEAD) {
+    *c0 = c->index * cfg->head_dim;
+    *c1 = *c0 + cfg->head_dim;
+  } else if (c->kind == COMPONENT_NEURON) {
+    *c0 = c->index;
+    *c1 = c->index + 1;
+  } else {
+    *c0 = 0;
+    *c1 = cfg->d_model;
+  }
+}
+
+static inline int store_index(const model_config_t *c, hook_site_t s, int layer) {
+  return (int)s * c->n_layers + (layer < 0 ? 0 : layer);
+}
+
+static inline int n_positions(const run_t *R, int prompt) {
+  return R->job->position_offsets[prompt + 1] - R->job->position_offsets[prompt];
+}
+
+static inline int final_row(const run_t *R, int cprompt) {
+  return R->clean_start[cprompt] + R->job->lengths[R->c0 + cprompt] - 1;
+}
 
 /* ---- memory.c ---- */
 void free_pass_buffers(engine_t *e);

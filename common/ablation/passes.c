@@ -296,7 +296,7 @@ int clean_pass(run_t *R, int emit) {
 /* ---- a pass of variants ---- */
 
 static void accumulate(run_t *R, const variant_t *v, const float *de_out, int nr, int i,
-                       float logit, float inv, const float *metrics, double *work) {
+                       float logit, float inv, const float *metrics) {
   const engine_job_t *job = R->job;
   const int ns = R->n_slots, cp = v->cprompt, p = v->prompt;
   accum_t *a =
@@ -304,17 +304,16 @@ static void accumulate(run_t *R, const variant_t *v, const float *de_out, int nr
   const int cslot = engine_component_slot(&job->components[v->component]);
   const float *clean_de = R->clean_de + (size_t)cp * ns;
   const double rescale = job->norm_scale_ablated ? effects_norm_rescale(inv, R->clean_inv[p]) : 1.0;
-  double *clean = work, *ablated = work + ns, *delta = work + 2 * ns;
-  for (int s = 0; s < ns; s++) {
+  const int parallel = R->cfg->parallel_residual;
+  effects_change_t ch = {0};
+  for (int s = 0; s < ns; s++) { /* effects_compensation, one slot at a time */
     /* slots below where the variant joined are the clean run's */
     const int recomputed = s == 0 ? v->stage == 0 : s - 1 >= v->stage;
-    clean[s] = clean_de[s];
-    ablated[s] = (recomputed ? de_out[(size_t)s * nr + i] : clean_de[s]) * rescale;
+    const double ablated = (recomputed ? de_out[(size_t)s * nr + i] : clean_de[s]) * rescale;
+    const double change = ablated - clean_de[s];
+    a->delta[s] += change;
+    effects_add_change(&ch, s, cslot, parallel, change);
   }
-  const effects_change_t ch =
-      effects_compensation(clean, ablated, ns, cslot, R->cfg->parallel_residual, delta);
-  for (int s = 0; s < ns; s++)
-    a->delta[s] += delta[s];
   a->count++;
   a->total += effects_total(R->clean_logit[p], logit);
   a->direct += ch.direct;
@@ -383,9 +382,8 @@ int variant_pass(run_t *R, variant_t *vs, int nv) {
   }
   int *host = malloc(sizeof(int) * ((size_t)rows * 6 + (size_t)nv * 2 + 2 * n_stage));
   float *out = malloc(sizeof(float) * ((size_t)nv * (ns + 2 + (R->full_logits ? 5 : 0))));
-  double *work = malloc(sizeof(double) * 3 * ns);
   int rc = -1;
-  if (!host || !out || !work) {
+  if (!host || !out) {
     err_set(R->err, "out of memory");
     goto done;
   }
@@ -443,7 +441,7 @@ int variant_pass(run_t *R, variant_t *vs, int nv) {
   engine_phase(e, PH_READOUT, &t0);
   for (int i = 0; i < nv; i++)
     accumulate(R, &vs[i], de_out, nv, i, logit[i], inv[i],
-               R->full_logits ? metrics + 5 * (size_t)i : NULL, work);
+               R->full_logits ? metrics + 5 * (size_t)i : NULL);
   engine_phase(e, PH_ACCUMULATE, &t0);
   rc = 0;
   goto done;
@@ -452,6 +450,5 @@ fail:
 done:
   free(host);
   free(out);
-  free(work);
   return rc;
 }

@@ -39,41 +39,6 @@ int component_stage(const model_config_t *cfg, const component_t *c) {
   return cfg->parallel_residual ? 2 * c->layer : slot - 1;
 }
 
-hook_site_t component_site(const component_t *c) {
-  switch (c->kind) {
-  case COMPONENT_EMBED:
-    return HOOK_EMBED;
-  case COMPONENT_ATTN:
-    return HOOK_ATTN_OUT;
-  case COMPONENT_HEAD:
-    return HOOK_ATTN_HEADS;
-  case COMPONENT_MLP:
-    return HOOK_MLP_OUT;
-  case COMPONENT_NEURON:
-    return HOOK_MLP_HIDDEN;
-  }
-  return HOOK_ATTN_OUT;
-}
-
-int site_width(const model_config_t *c, hook_site_t s) {
-  return s == HOOK_ATTN_HEADS   ? c->n_heads * c->head_dim
-         : s == HOOK_MLP_HIDDEN ? c->d_mlp
-                                : c->d_model;
-}
-
-void component_cols(const model_config_t *cfg, const component_t *c, int *c0, int *c1) {
-  if (c->kind == COMPONENT_HEAD) {
-    *c0 = c->index * cfg->head_dim;
-    *c1 = *c0 + cfg->head_dim;
-  } else if (c->kind == COMPONENT_NEURON) {
-    *c0 = c->index;
-    *c1 = c->index + 1;
-  } else {
-    *c0 = 0;
-    *c1 = cfg->d_model;
-  }
-}
-
 int method_needs_source(method_kind_t k) {
   return k == METHOD_RESAMPLE || k == METHOD_PATCH || k == METHOD_MEAN;
 }
@@ -83,16 +48,4 @@ long engine_job_variants(const engine_job_t *job) {
   for (int m = 0; m < job->n_methods; m++)
     per_prompt += job->methods[m].kind == METHOD_RESAMPLE ? job->samples : 1;
   return per_prompt * job->n_components * job->n_prompts;
-}
-
-int store_index(const model_config_t *c, hook_site_t s, int layer) {
-  return (int)s * c->n_layers + (layer < 0 ? 0 : layer);
-}
-
-int n_positions(const run_t *R, int prompt) {
-  return R->job->position_offsets[prompt + 1] - R->job->position_offsets[prompt];
-}
-
-int final_row(const run_t *R, int cprompt) {
-  return R->clean_start[cprompt] + R->job->lengths[R->c0 + cprompt] - 1;
 }

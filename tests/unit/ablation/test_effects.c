@@ -94,11 +94,13 @@ static void check_compensation(const json_t *g, int n_slots) {
   const json_t *c;
   json_array_foreach(json_object_get(g, "compensation"), k, c) {
     size_t n;
-    double *clean = doubles(json_object_get(c, "clean"), &n);
+    float *clean = floats(json_object_get(c, "clean"), &n); /* fp32 values (the engine's) */
     double *ablated = doubles(json_object_get(c, "ablated"), &n);
     double *delta_want = doubles(json_object_get(c, "delta"), &n);
     const int of = (int)json_integer_value(json_object_get(c, "of"));
     const int parallel = (int)json_integer_value(json_object_get(c, "parallel"));
+    for (int s = 0; s < n_slots; s++)
+      delta[s] = 0.0;
     const effects_change_t ch = effects_compensation(clean, ablated, n_slots, of, parallel, delta);
     const double scale = max_abs(delta_want, n);
     for (int s = 0; s < n_slots; s++)

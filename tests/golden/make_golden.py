@@ -8,10 +8,17 @@ Writes (under --out, normally `tests`):
   data/tiny-gpt2/            random-init GPT-2 (config.json + model.safetensors)
   data/tiny-llama/           random-init Llama (config.json + model.safetensors)
   data/tiny-llama-sharded/   the same Llama, sharded (index.json + 2-3 shards)
+  data/tiny-gpt_neox/        random-init GPT-NeoX (Pythia): parallel residual,
+                             partial rotary, transformers 5 rope_parameters
+  data/tiny-gpt_neox-sequential/  the same family with use_parallel_residual
+                             false, written with Pythia's legacy keys
+                             (rotary_pct, rotary_emb_base)
   golden/<name>.json         prompts, recorded positions, argmax, metadata
   golden/<name>.f32          raw little-endian float32 logits
 for <name> in tiny-gpt2, tiny-llama, tiny-llama-sharded (same logits file as
-tiny-llama), and smollm2-135m (only when --smollm2 is given).
+tiny-llama), the newer families' tiny models (TINY_FAMILIES), and smollm2-135m
+(only when --smollm2 is given). --only NAME... makes just those models (the
+committed goldens of the others stay byte for byte).
 
 Usage:
   python tests/golden/make_golden.py \
@@ -35,6 +42,8 @@ from transformers import (
     AutoTokenizer,
     GPT2Config,
     GPT2LMHeadModel,
+    GPTNeoXConfig,
+    GPTNeoXForCausalLM,
     LlamaConfig,
     LlamaForCausalLM,
 )
@@ -51,6 +60,9 @@ TINY_PROMPT_LENS = (1, 7, 23)
 # attention is far from uniform (the transformers default 0.02 gives ~0.1).
 GPT2_INIT_RANGE = 0.25
 LLAMA_INIT_RANGE = 0.25
+# The newer families' tiny models: a smaller vocabulary and width keep each
+# model's files at a few hundred KB.
+FAMILY_VOCAB = 512
 NORM_WEIGHT_NOISE = 0.25   # norm weight = init (1.0) + N(0, this)
 NORM_BIAS_NOISE = 0.25     # LayerNorm bias = N(0, this)
 LINEAR_BIAS_NOISE = 0.3    # every linear/Conv1D bias = N(0, this)
@@ -274,6 +286,67 @@ def make_tiny_llama(data_dir, golden_dir):
                  logits_file=f"{name}.f32")
 
 
+def legacy_neox_rope_config(cfg_path):
+    """Pythia's published config.json (transformers 4) spells the rotary as
+    top-level "rotary_pct" and "rotary_emb_base"; rewrite in that form."""
+    with open(cfg_path) as f:
+        cfg = json.load(f)
+    rp = cfg.pop("rope_parameters")
+    assert rp.get("rope_type", "default") == "default", rp
+    cfg["rotary_emb_base"] = rp["rope_theta"]
+    cfg["rotary_pct"] = rp["partial_rotary_factor"]
+    with open(cfg_path, "w") as f:
+        json.dump(cfg, f, indent=2, sort_keys=True)
+        f.write("\n")
+    log(f"  rewrote {rel(cfg_path)} with Pythia's rotary_pct and rotary_emb_base")
+
+
+def make_family_model(data_dir, golden_dir, name, model, norm_types, seed, rewrite=None):
+    """Perturb, save, reload from disk (optionally after rewriting its
+    config.json in another spelling) and write the logits golden."""
+    perturb(model, seed + 1, norm_types)
+    path = os.path.join(data_dir, name)
+    save_model(model, path)
+    if rewrite:
+        rewrite(os.path.join(path, "config.json"))
+    ref = model
+    model = load_eager(path)
+    prompts, positions = tiny_prompts(seed + 2, model.config.vocab_size)
+    logits = run_prompts(model, prompts, positions)
+    if rewrite:  # the rewritten config must mean the same model
+        before = run_prompts(ref.eval(), prompts, positions)
+        maxdiff = max(float(np.abs(a - b).max()) for a, b in zip(logits, before))
+        assert maxdiff <= 1e-5, f"{name}: rewritten config changes the logits by {maxdiff}"
+    log(f"  {logit_stats(logits)}")
+    write_golden(golden_dir, name, rel(path), model.config.vocab_size, prompts, positions, logits)
+    return model
+
+
+def make_tiny_gpt_neox(data_dir, golden_dir, parallel):
+    name = "tiny-gpt_neox" + ("" if parallel else "-sequential")
+    log(f"[{name}]")
+    cfg = GPTNeoXConfig(hidden_size=48, intermediate_size=128, num_hidden_layers=3,
+                        num_attention_heads=4, vocab_size=FAMILY_VOCAB, max_position_embeddings=128,
+                        rope_parameters={"rope_type": "default", "rope_theta": 5000.0,
+                                         "partial_rotary_factor": 0.5},
+                        use_parallel_residual=parallel, hidden_act="gelu", layer_norm_eps=1e-5,
+                        tie_word_embeddings=False, initializer_range=GPT2_INIT_RANGE)
+    torch.manual_seed(4100 + parallel)
+    model = GPTNeoXForCausalLM(cfg).float().eval()
+    m = make_family_model(data_dir, golden_dir, name, model, (torch.nn.LayerNorm,), 4110 + parallel,
+                          None if parallel else legacy_neox_rope_config)
+    c = m.config
+    assert c.use_parallel_residual == parallel and c.rope_parameters["partial_rotary_factor"] == 0.5
+    assert m.gpt_neox.layers[0].attention.rotary_ndims == 6
+
+
+# name -> maker(data_dir, golden_dir)
+TINY_FAMILIES = {
+    "tiny-gpt_neox": lambda d, g: make_tiny_gpt_neox(d, g, True),
+    "tiny-gpt_neox-sequential": lambda d, g: make_tiny_gpt_neox(d, g, False),
+}
+
+
 def describe_gguf(path):
     from collections import Counter
     from gguf import GGUFReader
@@ -322,6 +395,8 @@ def main():
     ap.add_argument("--out", default="tests", help="output root (gets data/ and golden/)")
     ap.add_argument("--smollm2", help="path to SmolLM2-135M-Instruct.Q4_1.gguf (skipped if absent)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    ap.add_argument("--only", nargs="+", metavar="NAME",
+                    help="make only these tiny models (e.g. tiny-gpt_neox); the others' files are left alone")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -334,8 +409,17 @@ def main():
     os.makedirs(data_dir, exist_ok=True)
     os.makedirs(golden_dir, exist_ok=True)
 
-    make_tiny_gpt2(data_dir, golden_dir)
-    make_tiny_llama(data_dir, golden_dir)
+    makers = {"tiny-gpt2": make_tiny_gpt2, "tiny-llama": make_tiny_llama, **TINY_FAMILIES}
+    if args.only:
+        unknown = [n for n in args.only if n not in makers]
+        if unknown:
+            raise SystemExit(f"--only: unknown {unknown} (known: {', '.join(makers)})")
+        for n in args.only:
+            makers[n](data_dir, golden_dir)
+        log("done")
+        return
+    for maker in makers.values():
+        maker(data_dir, golden_dir)
     if args.smollm2:
         make_smollm2(args.smollm2, golden_dir)
     else:

@@ -797,10 +797,12 @@ static void test_llama(void) {
       {"hidden_size negative", "hidden_size", "-8", "hidden_size must be a positive integer"},
       {"hidden_size a float", "hidden_size", "8.0", "hidden_size must be a positive integer"},
       {"rms_norm_eps a string", "rms_norm_eps", "\"1e-6\"", "rms_norm_eps must be a positive"},
-      {"rope_scaling set", "rope_scaling", "{\"type\":\"linear\",\"factor\":2.0}",
-       "rope_scaling is not supported"},
-      {"llama3 rope", "rope_parameters", "{\"rope_type\":\"llama3\",\"rope_theta\":5e5}",
-       "rope_scaling is not supported"},
+      {"rope_scaling set", "rope_scaling", "{\"type\":\"dynamic\",\"factor\":2.0}",
+       "rope_scaling.type \"dynamic\" is not supported"},
+      {"yarn rope", "rope_parameters", "{\"rope_type\":\"yarn\",\"rope_theta\":5e5}",
+       "rope_parameters.rope_type \"yarn\" is not supported"},
+      {"partial rotary", "rope_parameters", "{\"rope_theta\":5e5,\"partial_rotary_factor\":0.5}",
+       "partial_rotary_factor"},
       {"hidden_act gelu", "hidden_act", "\"gelu\"", "\"gelu\""},
       {"tie_word_embeddings a string", "tie_word_embeddings", "\"no\"", "tie_word_embeddings"},
       {"eos_token_id a string", "eos_token_id", "\"</s>\"", "eos_token_id"},
@@ -880,11 +882,49 @@ static void test_llama(void) {
   fake_free(&fm);
 }
 
+/* Pythia's config.json (transformers 4 spelling); weights absent, so a
+ * config the loader accepts fails on the missing safetensors instead. */
+static const char *gpt_neox_config =
+    "{\"model_type\":\"gpt_neox\",\"hidden_size\":8,\"num_hidden_layers\":2,"
+    "\"num_attention_heads\":2,\"intermediate_size\":12,\"vocab_size\":11,"
+    "\"max_position_embeddings\":64,\"layer_norm_eps\":1e-05,\"hidden_act\":\"gelu\","
+    "\"rotary_pct\":0.5,\"rotary_emb_base\":10000,\"use_parallel_residual\":true,"
+    "\"tie_word_embeddings\":false,\"rope_scaling\":null}";
+
+static void test_gpt_neox_config(void) {
+  char dir[512], err[HYDRA_ERR_LEN] = "", config[2048];
+  struct {
+    const char *what, *key, *value, *reason;
+  } configs[] = {
+      {"accepted", "rope_scaling", "null", "model.safetensors"},
+      {"rope_parameters default", "rope_scaling",
+       "null,\"rope_parameters\":{\"rope_type\":\"default\",\"rope_theta\":10000,"
+       "\"partial_rotary_factor\":0.5}",
+       "model.safetensors"},
+      {"linear scaling", "rope_scaling", "{\"type\":\"linear\",\"factor\":2.0}",
+       "rope_scaling.type \"linear\" is not supported"},
+      {"rotary_pct over 1", "rotary_pct", "1.5", "partial rotary factor 1.5 is over 1"},
+      {"odd rotary dims", "rotary_pct", "0.75", "3 rotated dimensions"},
+      {"hidden_act relu", "hidden_act", "\"relu\"", "hidden_act \"relu\" is not supported"},
+      {"parallel not a bool", "use_parallel_residual", "1", "use_parallel_residual"},
+      {"heads do not divide", "num_attention_heads", "3", "num_attention_heads"},
+  };
+  for (size_t i = 0; i < sizeof(configs) / sizeof(configs[0]); i++) {
+    config_with(config, sizeof(config), gpt_neox_config, configs[i].key, configs[i].value);
+    write_model_dir(dir, "gpt_neox-config", config, NULL, 1);
+    model_t *m = model_load_hf(dir, err);
+    expect_error(configs[i].what, m == NULL, err, "gpt_neox-config", configs[i].reason);
+    model_free(m);
+  }
+}
+
 /* The committed tiny models, when the second engineer's data is present. */
 static void test_repo_models(const char *root) {
-  const char *names[] = {"tiny-gpt2", "tiny-llama", "tiny-llama-sharded"};
-  const char *families[] = {"gpt2", "llama", "llama"};
-  for (int i = 0; i < 3; i++) {
+  const char *names[] = {"tiny-gpt2", "tiny-llama", "tiny-llama-sharded", "tiny-gpt_neox",
+                         "tiny-gpt_neox-sequential"};
+  const char *families[] = {"gpt2", "llama", "llama", "gpt_neox", "gpt_neox"};
+  const int parallel[] = {0, 0, 0, 1, 0}, rotary_dim[] = {0, 16, 16, 6, 6};
+  for (int i = 0; i < (int)(sizeof(names) / sizeof(names[0])); i++) {
     char dir[1024], cfg[1100], err[HYDRA_ERR_LEN] = "";
     snprintf(dir, sizeof(dir), "%s/tests/data/%s", root, names[i]);
     snprintf(cfg, sizeof(cfg), "%s/config.json", dir);
@@ -895,6 +935,10 @@ static void test_repo_models(const char *root) {
     model_t *m = model_load_hf(dir, err);
     CHECK(m && strcmp(m->cfg.family, families[i]) == 0, "load %s: %s", names[i],
           m ? m->cfg.family : err);
+    if (m)
+      CHECK(m->cfg.parallel_residual == parallel[i] && m->cfg.rotary_dim == rotary_dim[i],
+            "%s: parallel_residual %d, rotary_dim %d", names[i], m->cfg.parallel_residual,
+            m->cfg.rotary_dim);
     model_free(m);
   }
 }
@@ -920,6 +964,7 @@ int main(int argc, char **argv) {
   test_broken();
   test_gpt2();
   test_llama();
+  test_gpt_neox_config();
   if (argc > 1)
     test_repo_models(argv[1]);
   nftw(tmp, remove_entry, 16, FTW_DEPTH | FTW_PHYS);

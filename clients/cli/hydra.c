@@ -87,7 +87,11 @@ static void print_info(const model_t *m) {
   printf("residual     %s\n", c->parallel_residual ? "parallel (attention and MLP read the "
                                                      "layer input)"
                                                    : "sequential");
-  printf("attention    biases %s\n", c->attn_bias ? "q, k, v, o" : "none");
+  printf("attention    biases %s%s%s\n", c->qkv_bias ? "q, k, v" : "",
+         c->qkv_bias && c->o_bias ? ", " : "",
+         c->o_bias     ? "o"
+         : c->qkv_bias ? ""
+                       : "none");
   if (c->positions == POSITIONS_ROPE)
     printf("positions    RoPE theta %g, %d of %d dims (%s)\n", (double)c->rope_theta, c->rotary_dim,
            c->head_dim, c->rope_pairs == ROPE_HALVES ? "halves" : "adjacent pairs");

@@ -319,11 +319,13 @@ static int llama_load_layer(hf_weights_t *w, int l, const model_config_t *c, lay
       load_matrix(w, tensor_name(n, "model.layers.%d.mlp.down_proj.weight", l), d, f, lw->w_down,
                   err))
     return -1;
-  if (c->attn_bias &&
+  if (c->qkv_bias &&
       (load_vector(w, tensor_name(n, "model.layers.%d.%s.q_proj.bias", l, a), q, lw->bq, err) ||
        load_vector(w, tensor_name(n, "model.layers.%d.%s.k_proj.bias", l, a), kv, lw->bk, err) ||
-       load_vector(w, tensor_name(n, "model.layers.%d.%s.v_proj.bias", l, a), kv, lw->bv, err) ||
-       load_vector(w, tensor_name(n, "model.layers.%d.%s.o_proj.bias", l, a), d, lw->bo, err)))
+       load_vector(w, tensor_name(n, "model.layers.%d.%s.v_proj.bias", l, a), kv, lw->bv, err)))
+    return -1;
+  if (c->o_bias &&
+      load_vector(w, tensor_name(n, "model.layers.%d.%s.o_proj.bias", l, a), d, lw->bo, err))
     return -1;
   return 0;
 }
@@ -375,11 +377,10 @@ static int gpt_neox_load_layer(hf_weights_t *w, int l, const model_config_t *c, 
   tensor_name(p, "gpt_neox.layers.%d", l);
   if (load_vector(w, tensor_name(n, "%s.input_layernorm.weight", p), d, lw->attn_norm_w, err) ||
       load_vector(w, tensor_name(n, "%s.input_layernorm.bias", p), d, lw->attn_norm_b, err) ||
-      load_neox_qkv(w, tensor_name(n, "%s.attention.query_key_value", p), c, lw, c->attn_bias,
+      load_neox_qkv(w, tensor_name(n, "%s.attention.query_key_value", p), c, lw, c->qkv_bias,
                     err) ||
       load_matrix(w, tensor_name(n, "%s.attention.dense.weight", p), d, d, lw->wo, err) ||
-      (c->attn_bias &&
-       load_vector(w, tensor_name(n, "%s.attention.dense.bias", p), d, lw->bo, err)) ||
+      (c->o_bias && load_vector(w, tensor_name(n, "%s.attention.dense.bias", p), d, lw->bo, err)) ||
       load_vector(w, tensor_name(n, "%s.post_attention_layernorm.weight", p), d, lw->mlp_norm_w,
                   err) ||
       load_vector(w, tensor_name(n, "%s.post_attention_layernorm.bias", p), d, lw->mlp_norm_b,
@@ -417,6 +418,7 @@ static const struct {
     {"gpt2", gpt2_load},
     {"llama", llama_load},
     {"gpt_neox", gpt_neox_load},
+    {"qwen2", llama_load},
 };
 
 static int load_family(hf_weights_t *w, model_t *m, char *err) {

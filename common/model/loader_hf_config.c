@@ -175,7 +175,8 @@ static int gpt2_config(const hf_config_t *c, model_config_t *cfg, char *err) {
   cfg->norm = NORM_LAYERNORM;
   cfg->positions = POSITIONS_LEARNED;
   cfg->mlp = MLP_GELU;
-  cfg->attn_bias = 1;
+  cfg->qkv_bias = 1;
+  cfg->o_bias = 1;
   cfg->mlp_bias = 1;
   cfg->tied_unembed = tied;
   return 0;
@@ -238,10 +239,12 @@ static int rope_config(const hf_config_t *c, const rope_keys_t *keys, model_conf
   return 0;
 }
 
-static int llama_config(const hf_config_t *c, model_config_t *cfg, char *err) {
-  int tied = 0, mlp_bias = 0;
+/* The keys llama and its descendants (qwen2, ...) share: RMSNorm, whole-head
+ * RoPE, a SwiGLU MLP without biases, GQA, tied or untied lm_head. */
+static int llama_like_config(const hf_config_t *c, const char *family, int eps_required,
+                             model_config_t *cfg, char *err) {
   const char *act = NULL;
-  snprintf(cfg->family, sizeof(cfg->family), "llama");
+  snprintf(cfg->family, sizeof(cfg->family), "%s", family);
   if (config_int(c, "hidden_size", 1, 0, &cfg->d_model, err) ||
       config_int(c, "num_hidden_layers", 1, 0, &cfg->n_layers, err) ||
       config_int(c, "num_attention_heads", 1, 0, &cfg->n_heads, err) ||
@@ -250,20 +253,15 @@ static int llama_config(const hf_config_t *c, model_config_t *cfg, char *err) {
       config_int(c, "intermediate_size", 1, 0, &cfg->d_mlp, err) ||
       config_int(c, "vocab_size", 1, 0, &cfg->vocab_size, err) ||
       config_int(c, "max_position_embeddings", 1, 0, &cfg->max_positions, err) ||
-      config_number(c, "rms_norm_eps", 1, 0.0, &cfg->norm_eps, err) ||
+      config_number(c, "rms_norm_eps", eps_required, 1e-6, &cfg->norm_eps, err) ||
       config_string(c, "hidden_act", "silu", &act, err) ||
-      config_bool(c, "tie_word_embeddings", 0, &tied, err) ||
-      config_bool(c, "attention_bias", 0, &cfg->attn_bias, err) ||
-      config_bool(c, "mlp_bias", 0, &mlp_bias, err) ||
+      config_bool(c, "tie_word_embeddings", 0, &cfg->tied_unembed, err) ||
       config_token_id(c, "bos_token_id", cfg->vocab_size, &cfg->bos_id, err) ||
       config_token_id(c, "eos_token_id", cfg->vocab_size, &cfg->eos_id, err))
     return -1;
   if (strcmp(act, "silu") != 0)
-    return err_set(err, "%s: hidden_act \"%.40s\" is not supported (llama needs silu)", c->path,
-                   act);
-  if (mlp_bias)
-    return err_set(err, "%s: mlp_bias = true is not supported (no gate_proj bias in the model)",
-                   c->path);
+    return err_set(err, "%s: hidden_act \"%.40s\" is not supported (%s needs silu)", c->path, act,
+                   family);
   if (cfg->head_dim == 0) {
     if (cfg->d_model % cfg->n_heads)
       return err_set(err,
@@ -274,16 +272,89 @@ static int llama_config(const hf_config_t *c, model_config_t *cfg, char *err) {
   }
   if (rope_config(c, &rope_keys_default, cfg, err))
     return -1;
-  if (cfg->rotary_dim != cfg->head_dim) /* LlamaAttention rotates whole heads */
+  if (cfg->rotary_dim != cfg->head_dim) /* the attention rotates whole heads */
     return err_set(err,
-                   "%s: partial_rotary_factor < 1 is not supported (llama rotates every "
+                   "%s: partial_rotary_factor < 1 is not supported (%s rotates every "
                    "dimension)",
-                   c->path);
+                   c->path, family);
   cfg->norm = NORM_RMSNORM;
   cfg->mlp = MLP_SWIGLU;
   cfg->activation = ACT_SILU;
   cfg->mlp_bias = 0;
-  cfg->tied_unembed = tied;
+  return 0;
+}
+
+static int llama_config(const hf_config_t *c, model_config_t *cfg, char *err) {
+  int attn_bias = 0, mlp_bias = 0;
+  if (llama_like_config(c, "llama", 1, cfg, err) ||
+      config_bool(c, "attention_bias", 0, &attn_bias, err) ||
+      config_bool(c, "mlp_bias", 0, &mlp_bias, err))
+    return -1;
+  if (mlp_bias)
+    return err_set(err, "%s: mlp_bias = true is not supported (no gate_proj bias in the model)",
+                   c->path);
+  cfg->qkv_bias = cfg->o_bias = attn_bias;
+  return 0;
+}
+
+/* A non-negative integer (0 allowed), absent or null: dflt. */
+static int config_count(const hf_config_t *c, const char *key, int dflt, int *out, char *err) {
+  const json_t *v = json_object_get(c->root, key);
+  if (!v || json_is_null(v)) {
+    *out = dflt;
+    return 0;
+  }
+  if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > INT_MAX)
+    return err_set(err, "%s: %s must be a non-negative integer", c->path, key);
+  *out = (int)json_integer_value(v);
+  return 0;
+}
+
+/* Qwen2's sliding window, as transformers reads it: in effect only with
+ * use_sliding_window true and a sliding_window, on the layers layer_types
+ * names "sliding_attention" (without layer_types: those from
+ * max_window_layers on). The transformer has no sliding windows, so one in
+ * effect is accepted only where no prompt reaches past it (a window of at
+ * least max_position_embeddings) and refused otherwise. */
+static int qwen2_sliding_config(const hf_config_t *c, const model_config_t *cfg, char *err) {
+  int use = 0, window = 0, first_sliding = 28, n_sliding = 0;
+  if (config_bool(c, "use_sliding_window", 0, &use, err) ||
+      config_count(c, "sliding_window", 0, &window, err) ||
+      config_count(c, "max_window_layers", 28, &first_sliding, err))
+    return -1;
+  if (!use || window == 0)
+    return 0;
+  const json_t *types = json_object_get(c->root, "layer_types");
+  if (types && !json_is_null(types)) {
+    if (!json_is_array(types) || json_array_size(types) != (size_t)cfg->n_layers)
+      return err_set(err, "%s: layer_types must be a list of num_hidden_layers = %d strings",
+                     c->path, cfg->n_layers);
+    for (int l = 0; l < cfg->n_layers; l++) {
+      const char *t = json_string_value(json_array_get(types, (size_t)l));
+      if (!t || (strcmp(t, "full_attention") != 0 && strcmp(t, "sliding_attention") != 0))
+        return err_set(err,
+                       "%s: layer_types[%d] must be \"full_attention\" or \"sliding_attention\"",
+                       c->path, l);
+      n_sliding += strcmp(t, "sliding_attention") == 0;
+    }
+  } else if (cfg->n_layers > first_sliding) {
+    n_sliding = cfg->n_layers - first_sliding;
+  }
+  if (n_sliding == 0 || window >= cfg->max_positions)
+    return 0;
+  return err_set(err,
+                 "%s: sliding_window = %d with use_sliding_window = true is not supported "
+                 "(sliding-window attention is not implemented; a window of at least "
+                 "max_position_embeddings = %d is accepted)",
+                 c->path, window, cfg->max_positions);
+}
+
+/* Qwen2: llama's block with q, k and v biases and no o_proj bias. */
+static int qwen2_config(const hf_config_t *c, model_config_t *cfg, char *err) {
+  if (llama_like_config(c, "qwen2", 0, cfg, err) || qwen2_sliding_config(c, cfg, err))
+    return -1;
+  cfg->qkv_bias = 1;
+  cfg->o_bias = 0;
   return 0;
 }
 
@@ -319,7 +390,7 @@ static int gpt_neox_config(const hf_config_t *c, model_config_t *cfg, char *err)
     return -1;
   cfg->norm = NORM_LAYERNORM;
   cfg->mlp = MLP_GELU;
-  cfg->attn_bias = bias;
+  cfg->qkv_bias = cfg->o_bias = bias;
   cfg->mlp_bias = 1;
   return 0;
 }
@@ -334,6 +405,7 @@ static const hf_family_t hf_families[] = {
     {"gpt2", gpt2_config},
     {"llama", llama_config},
     {"gpt_neox", gpt_neox_config},
+    {"qwen2", qwen2_config},
 };
 #define N_HF_FAMILIES (sizeof(hf_families) / sizeof(hf_families[0]))
 

@@ -107,12 +107,13 @@ model_t *model_alloc(const model_config_t *cfg, char *err) {
     w->wk = tensor_alloc(kv * d, &failed);
     w->wv = tensor_alloc(kv * d, &failed);
     w->wo = tensor_alloc(d * q, &failed);
-    if (cfg->attn_bias) {
+    if (cfg->qkv_bias) {
       w->bq = tensor_alloc(q, &failed);
       w->bk = tensor_alloc(kv, &failed);
       w->bv = tensor_alloc(kv, &failed);
-      w->bo = tensor_alloc(d, &failed);
     }
+    if (cfg->o_bias)
+      w->bo = tensor_alloc(d, &failed);
     w->w_up = tensor_alloc(f * d, &failed);
     if (cfg->mlp != MLP_GELU)
       w->w_gate = tensor_alloc(f * d, &failed);

@@ -1,6 +1,6 @@
 /* model.h - the one internal description of a decoder-only transformer.
  *
- * Every family (gpt2, llama) is a loader that maps its tensor names onto this
+ * Every family (gpt2, llama, gpt_neox, qwen2, ...) is a loader that maps its tensor names onto this
  * description. All weights are held in host memory as fp32, row-major, with
  * every projection stored as [out, in] (the torch nn.Linear layout): y = x W^T.
  * A model owns all its arrays; model_free releases them. */
@@ -27,7 +27,7 @@ typedef enum { ACT_GELU_TANH, ACT_GELU_ERF, ACT_SILU } activation_t;
  * the transformer does not implement yet is refused by model_config_check,
  * naming the field. */
 typedef struct {
-  char family[16]; /* "gpt2" or "llama" */
+  char family[16]; /* the model_type it was read as: "gpt2", "llama", "gpt_neox", ... */
   int n_layers;
   int d_model;
   int n_heads;
@@ -57,7 +57,8 @@ typedef struct {
   int parallel_residual; /* attention and MLP read the same residual (neox) */
   float embed_scale;     /* embeddings multiplied by it (0 or 1: none) */
   /* attention */
-  int attn_bias;       /* q, k, v and o projections have biases */
+  int qkv_bias;        /* q, k and v projections have biases */
+  int o_bias;          /* the attention output projection has a bias */
   int mlp_bias;        /* up and down projections have biases */
   float attn_softcap;  /* scores = c tanh(scores / c) (0: none) */
   float final_softcap; /* logits = c tanh(logits / c) (0: none) */
@@ -96,8 +97,8 @@ typedef struct {
                        its own memory keeps the projections as bf16 there */
 } model_t;
 
-/* Allocates a model whose every tensor (per cfg: biases where attn_bias,
- * mlp_bias or LayerNorm ask for them) is present and zeroed. Used by loaders
+/* Allocates a model whose every tensor (per cfg: biases where qkv_bias,
+ * o_bias, mlp_bias or LayerNorm ask for them) is present and zeroed. Used by loaders
  * and tests. Returns NULL on bad cfg or out of memory. */
 model_t *model_alloc(const model_config_t *cfg, char *err);
 

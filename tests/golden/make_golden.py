@@ -13,6 +13,10 @@ Writes (under --out, normally `tests`):
   data/tiny-gpt_neox-sequential/  the same family with use_parallel_residual
                              false, written with Pythia's legacy keys
                              (rotary_pct, rotary_emb_base)
+  data/tiny-qwen2/           random-init Qwen2 (q/k/v biases, no o_proj bias),
+                             config in the published spelling: top-level
+                             rope_theta, use_sliding_window false with a
+                             window smaller than the context
   golden/<name>.json         prompts, recorded positions, argmax, metadata
   golden/<name>.f32          raw little-endian float32 logits
 for <name> in tiny-gpt2, tiny-llama, tiny-llama-sharded (same logits file as
@@ -44,6 +48,8 @@ from transformers import (
     GPT2LMHeadModel,
     GPTNeoXConfig,
     GPTNeoXForCausalLM,
+    Qwen2Config,
+    Qwen2ForCausalLM,
     LlamaConfig,
     LlamaForCausalLM,
 )
@@ -340,10 +346,49 @@ def make_tiny_gpt_neox(data_dir, golden_dir, parallel):
     assert m.gpt_neox.layers[0].attention.rotary_ndims == 6
 
 
+def published_qwen2_config(cfg_path):
+    """Qwen2/2.5's published config.json (transformers 4): top-level rope_theta,
+    no layer_types, and a sliding_window that is off (use_sliding_window
+    false) although smaller than the context and with max_window_layers
+    below num_hidden_layers: the loader must see that nothing slides."""
+    with open(cfg_path) as f:
+        cfg = json.load(f)
+    rp = cfg.pop("rope_parameters")
+    assert rp.get("rope_type", "default") == "default", rp
+    cfg.pop("layer_types")
+    cfg["rope_theta"] = rp["rope_theta"]
+    cfg["rope_scaling"] = None
+    cfg["use_sliding_window"] = False
+    cfg["sliding_window"] = 16
+    cfg["max_window_layers"] = 1
+    with open(cfg_path, "w") as f:
+        json.dump(cfg, f, indent=2, sort_keys=True)
+        f.write("\n")
+    log(f"  rewrote {rel(cfg_path)} in Qwen2's published spelling (sliding window off)")
+
+
+def make_tiny_qwen2(data_dir, golden_dir):
+    name = "tiny-qwen2"
+    log(f"[{name}]")
+    cfg = Qwen2Config(hidden_size=48, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
+                      num_key_value_heads=2, vocab_size=FAMILY_VOCAB, max_position_embeddings=128,
+                      rope_parameters={"rope_type": "default", "rope_theta": 20000.0}, rms_norm_eps=1e-6,
+                      tie_word_embeddings=False, initializer_range=LLAMA_INIT_RANGE)
+    torch.manual_seed(4200)
+    model = Qwen2ForCausalLM(cfg).float().eval()
+    from transformers.models.qwen2.modeling_qwen2 import Qwen2RMSNorm
+    m = make_family_model(data_dir, golden_dir, name, model, (Qwen2RMSNorm,), 4210,
+                          published_qwen2_config)
+    a = m.model.layers[0].self_attn
+    assert a.q_proj.bias is not None and a.o_proj.bias is None
+    assert all(l.self_attn.sliding_window is None for l in m.model.layers)
+
+
 # name -> maker(data_dir, golden_dir)
 TINY_FAMILIES = {
     "tiny-gpt_neox": lambda d, g: make_tiny_gpt_neox(d, g, True),
     "tiny-gpt_neox-sequential": lambda d, g: make_tiny_gpt_neox(d, g, False),
+    "tiny-qwen2": make_tiny_qwen2,
 }
 
 

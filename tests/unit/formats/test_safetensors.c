@@ -557,8 +557,8 @@ static void test_gpt2(void) {
               c->d_mlp == D_MLP && c->vocab_size == VOCAB && c->max_positions == POS &&
               c->norm == NORM_LAYERNORM && fabsf(c->norm_eps - 1e-5f) < 1e-12f &&
               c->positions == POSITIONS_LEARNED && c->mlp == MLP_GELU &&
-              c->activation == ACT_GELU_TANH && c->attn_bias && c->mlp_bias && c->tied_unembed &&
-              c->bos_id == -1 && c->eos_id == 3,
+              c->activation == ACT_GELU_TANH && c->qkv_bias && c->o_bias && c->mlp_bias &&
+              c->tied_unembed && c->bos_id == -1 && c->eos_id == 3,
           "gpt2 config fields");
     CHECK(strcmp(m->path, dir) == 0 && strcmp(m->weights_format, "safetensors") == 0 &&
               strcmp(m->tensor_types, "F32") == 0,
@@ -708,7 +708,8 @@ static void check_llama(const model_t *m, fake_model_t *fm, const char *what) {
             c->norm == NORM_RMSNORM && fabsf(c->norm_eps - 1e-6f) < 1e-13f &&
             c->positions == POSITIONS_ROPE && c->rope_theta == 500000.0f &&
             c->rotary_dim == HEAD_DIM && c->mlp == MLP_SWIGLU && c->activation == ACT_SILU &&
-            !c->attn_bias && !c->mlp_bias && !c->tied_unembed && c->bos_id == 1 && c->eos_id == 2,
+            !c->qkv_bias && !c->o_bias && !c->mlp_bias && !c->tied_unembed && c->bos_id == 1 &&
+            c->eos_id == 2,
         "%s: llama config fields", what);
   CHECK(strcmp(m->tensor_types, "F32,BF16") == 0, "%s: tensor_types = %s", what, m->tensor_types);
   check_array("tok_embed", m->tok_embed, fake_find(fm, "model.embed_tokens.weight"), 0, VOCAB * D,
@@ -918,12 +919,62 @@ static void test_gpt_neox_config(void) {
   }
 }
 
+/* Qwen2's published config.json; weights absent, as above. Three layers, a
+ * context of 64. */
+static const char *qwen2_config =
+    "{\"model_type\":\"qwen2\",\"hidden_size\":8,\"num_hidden_layers\":3,"
+    "\"num_attention_heads\":2,\"num_key_value_heads\":1,\"intermediate_size\":12,"
+    "\"vocab_size\":11,\"max_position_embeddings\":64,\"rms_norm_eps\":1e-06,"
+    "\"rope_theta\":1000000.0,\"sliding_window\":32,"
+    "\"max_window_layers\":1,\"tie_word_embeddings\":true}";
+
+static void test_qwen2_config(void) {
+  char dir[512], err[HYDRA_ERR_LEN] = "", config[2048];
+  struct {
+    const char *what, *key, *value, *reason;
+  } configs[] = {
+      {"sliding window off", "sliding_window", "32,\"use_sliding_window\":false",
+       "model.safetensors"},
+      {"sliding window on", "sliding_window", "32,\"use_sliding_window\":true",
+       "sliding_window = 32 with use_sliding_window = true is not supported"},
+      {"window as long as the context", "sliding_window", "64,\"use_sliding_window\":true",
+       "model.safetensors"},
+      {"no sliding layers", "max_window_layers", "3,\"use_sliding_window\":true",
+       "model.safetensors"},
+      {"every layer sliding", "max_window_layers", "0,\"use_sliding_window\":true",
+       "sliding_window = 32"},
+      {"layer_types all full", "max_window_layers",
+       "0,\"use_sliding_window\":true,\"layer_types\":[\"full_attention\",\"full_attention\","
+       "\"full_attention\"]",
+       "model.safetensors"},
+      {"layer_types one sliding", "max_window_layers",
+       "3,\"use_sliding_window\":true,\"layer_types\":[\"full_attention\",\"sliding_attention\","
+       "\"full_attention\"]",
+       "sliding_window = 32"},
+      {"layer_types unknown", "max_window_layers",
+       "3,\"use_sliding_window\":true,\"layer_types\":[\"full_attention\",\"chunked\","
+       "\"full_attention\"]",
+       "layer_types[1]"},
+      {"yarn", "rope_theta", "1e6,\"rope_scaling\":{\"type\":\"yarn\",\"factor\":4.0}",
+       "rope_scaling.type \"yarn\" is not supported"},
+      {"hidden_act gelu", "rms_norm_eps", "1e-6,\"hidden_act\":\"gelu\"", "hidden_act \"gelu\""},
+  };
+  for (size_t i = 0; i < sizeof(configs) / sizeof(configs[0]); i++) {
+    config_with(config, sizeof(config), qwen2_config, configs[i].key, configs[i].value);
+    write_model_dir(dir, "qwen2-config", config, NULL, 1);
+    model_t *m = model_load_hf(dir, err);
+    expect_error(configs[i].what, m == NULL, err, "qwen2-config", configs[i].reason);
+    model_free(m);
+  }
+}
+
 /* The committed tiny models, when the second engineer's data is present. */
 static void test_repo_models(const char *root) {
-  const char *names[] = {"tiny-gpt2", "tiny-llama", "tiny-llama-sharded", "tiny-gpt_neox",
-                         "tiny-gpt_neox-sequential"};
-  const char *families[] = {"gpt2", "llama", "llama", "gpt_neox", "gpt_neox"};
-  const int parallel[] = {0, 0, 0, 1, 0}, rotary_dim[] = {0, 16, 16, 6, 6};
+  const char *names[] = {
+      "tiny-gpt2", "tiny-llama", "tiny-llama-sharded", "tiny-gpt_neox", "tiny-gpt_neox-sequential",
+      "tiny-qwen2"};
+  const char *families[] = {"gpt2", "llama", "llama", "gpt_neox", "gpt_neox", "qwen2"};
+  const int parallel[] = {0, 0, 0, 1, 0, 0}, rotary_dim[] = {0, 16, 16, 6, 6, 12};
   for (int i = 0; i < (int)(sizeof(names) / sizeof(names[0])); i++) {
     char dir[1024], cfg[1100], err[HYDRA_ERR_LEN] = "";
     snprintf(dir, sizeof(dir), "%s/tests/data/%s", root, names[i]);
@@ -935,6 +986,9 @@ static void test_repo_models(const char *root) {
     model_t *m = model_load_hf(dir, err);
     CHECK(m && strcmp(m->cfg.family, families[i]) == 0, "load %s: %s", names[i],
           m ? m->cfg.family : err);
+    if (m && strcmp(names[i], "tiny-qwen2") == 0)
+      CHECK(m->cfg.qkv_bias && !m->cfg.o_bias && m->layers[2].bv && !m->layers[2].bo,
+            "tiny-qwen2: q/k/v biases, no o_proj bias");
     if (m)
       CHECK(m->cfg.parallel_residual == parallel[i] && m->cfg.rotary_dim == rotary_dim[i],
             "%s: parallel_residual %d, rotary_dim %d", names[i], m->cfg.parallel_residual,
@@ -965,6 +1019,7 @@ int main(int argc, char **argv) {
   test_gpt2();
   test_llama();
   test_gpt_neox_config();
+  test_qwen2_config();
   if (argc > 1)
     test_repo_models(argv[1]);
   nftw(tmp, remove_entry, 16, FTW_DEPTH | FTW_PHYS);

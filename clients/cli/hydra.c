@@ -67,6 +67,24 @@ static const char *activation_name(activation_t a) {
   return a == ACT_GELU_TANH ? "GELU (tanh)" : a == ACT_GELU_ERF ? "GELU (erf)" : "SiLU";
 }
 
+static void print_rope(const model_config_t *c) {
+  static const char *scaling[] = {"no scaling", "linear scaling", "llama3 scaling", "yarn scaling"};
+  printf("positions    RoPE theta %g, %d of %d dims (%s), %s", (double)c->rope_theta, c->rotary_dim,
+         c->head_dim, c->rope_pairs == ROPE_HALVES ? "halves" : "adjacent pairs",
+         scaling[c->rope_scaling]);
+  if (c->rope_scaling != ROPE_SCALING_NONE)
+    printf(" factor %g", (double)c->rope_factor);
+  if (c->rope_scaling == ROPE_SCALING_LLAMA3)
+    printf(", low/high freq factors %g/%g", (double)c->rope_low_freq_factor,
+           (double)c->rope_high_freq_factor);
+  if (c->rope_scaling == ROPE_SCALING_YARN)
+    printf(", beta fast/slow %g/%g, attention factor %g", (double)c->rope_beta_fast,
+           (double)c->rope_beta_slow, (double)c->rope_attn_factor);
+  if (c->rope_scaling == ROPE_SCALING_LLAMA3 || c->rope_scaling == ROPE_SCALING_YARN)
+    printf(", original context %d", c->rope_original_max_positions);
+  printf("\n");
+}
+
 /* The block description as the loader read it: every choice of the family. */
 static void print_info(const model_t *m) {
   const model_config_t *c = &m->cfg;
@@ -93,8 +111,7 @@ static void print_info(const model_t *m) {
          : c->qkv_bias ? ""
                        : "none");
   if (c->positions == POSITIONS_ROPE)
-    printf("positions    RoPE theta %g, %d of %d dims (%s)\n", (double)c->rope_theta, c->rotary_dim,
-           c->head_dim, c->rope_pairs == ROPE_HALVES ? "halves" : "adjacent pairs");
+    print_rope(c);
   else if (c->positions == POSITIONS_LEARNED)
     printf("positions    learned\n");
   else

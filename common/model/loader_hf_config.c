@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <float.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -192,11 +193,112 @@ typedef struct {
 
 static const rope_keys_t rope_keys_default = {"rope_theta", "partial_rotary_factor", 1.0};
 
-/* The rotary settings into cfg->rope_theta and cfg->rotary_dim (head_dim set
- * first). As transformers reads them: a non-null rope_scaling (the older
- * name) wins over rope_parameters; a value in that object wins over the
- * top-level key, which wins over the default. Any scaling (a rope_type other
- * than "default") is refused rather than ignored. */
+/* The pretraining context of llama3 and yarn: a top-level
+ * original_max_position_embeddings wins (transformers' exception for Phi-3),
+ * then the one in the rope object, then max_position_embeddings. */
+static int rope_original_context(const hf_config_t *c, const json_t *params, const char *where,
+                                 const model_config_t *cfg, int *out, char *err) {
+  const json_t *top = json_object_get(c->root, "original_max_position_embeddings");
+  if (top && !json_is_null(top))
+    return config_int(c, "original_max_position_embeddings", 1, 0, out, err);
+  hf_config_t in = {c->path, params};
+  char key[96];
+  snprintf(key, sizeof(key), "%s.original_max_position_embeddings", where);
+  const json_t *v = json_object_get(params, "original_max_position_embeddings");
+  if (v && !json_is_null(v) &&
+      (!json_is_integer(v) || json_integer_value(v) <= 0 || json_integer_value(v) > INT_MAX))
+    return err_set(err, "%s: %s must be a positive integer", c->path, key);
+  return config_int(&in, "original_max_position_embeddings", 0, cfg->max_positions, out, err);
+}
+
+/* yarn_get_mscale of transformers (YaRN, Eq. 21). */
+static double yarn_mscale(double scale, double mscale) {
+  return scale <= 1.0 ? 1.0 : 0.1 * mscale * log(scale) + 1.0;
+}
+
+/* A rope_type's parameters (the object `where`) into cfg, as transformers'
+ * rope init functions read them. */
+static int rope_scaling_config(const hf_config_t *c, const json_t *params, const char *where,
+                               const char *type_key, const char *type, model_config_t *cfg,
+                               char *err) {
+  double factor = 1.0, x;
+  if (strcmp(type, "default") == 0)
+    return 0;
+  if (strcmp(type, "linear") != 0 && strcmp(type, "dynamic") != 0 && strcmp(type, "llama3") != 0 &&
+      strcmp(type, "yarn") != 0)
+    return err_set(err,
+                   "%s: %s.%s \"%.40s\" is not supported (supported: default, linear, dynamic, "
+                   "llama3, yarn)",
+                   c->path, where, type_key, type);
+  if (config_double_in(c, params, where, "factor", 1, 0.0, &factor, err))
+    return -1;
+  if (factor < 1.0)
+    return err_set(err, "%s: %s.factor = %g must be at least 1", c->path, where, factor);
+  cfg->rope_factor = (float)factor;
+  if (strcmp(type, "linear") == 0) {
+    cfg->rope_scaling = ROPE_SCALING_LINEAR;
+    return 0;
+  }
+  if (strcmp(type, "dynamic") == 0) {
+    /* transformers rescales only prompts longer than max_position_embeddings,
+     * and hydra takes none: the frequencies stay the default ones. A shorter
+     * original context would start the scaling within the prompts hydra takes
+     * in other implementations: refused rather than guessed. */
+    int original = 0;
+    if (rope_original_context(c, params, where, cfg, &original, err))
+      return -1;
+    if (original < cfg->max_positions)
+      return err_set(err,
+                     "%s: %s.original_max_position_embeddings = %d with rope_type \"dynamic\" is "
+                     "not supported (dynamic scaling within max_position_embeddings = %d)",
+                     c->path, where, original, cfg->max_positions);
+    cfg->rope_factor = 1.0f;
+    return 0;
+  }
+  if (rope_original_context(c, params, where, cfg, &cfg->rope_original_max_positions, err))
+    return -1;
+  if (strcmp(type, "llama3") == 0) {
+    cfg->rope_scaling = ROPE_SCALING_LLAMA3;
+    if (config_number_in(c, params, where, "low_freq_factor", 1, 0.0, &cfg->rope_low_freq_factor,
+                         err) ||
+        config_number_in(c, params, where, "high_freq_factor", 1, 0.0, &cfg->rope_high_freq_factor,
+                         err))
+      return -1;
+    if (cfg->rope_high_freq_factor <= cfg->rope_low_freq_factor)
+      return err_set(err, "%s: %s.high_freq_factor must be above low_freq_factor", c->path, where);
+    return 0;
+  }
+  /* yarn */
+  double mscale = 0.0, mscale_all = 0.0, attn = 0.0, beta;
+  int truncate = 1;
+  const json_t *t = json_object_get(params, "truncate");
+  cfg->rope_scaling = ROPE_SCALING_YARN;
+  if (t && !json_is_null(t) && !json_is_boolean(t))
+    return err_set(err, "%s: %s.truncate must be true or false", c->path, where);
+  if (t && json_is_boolean(t))
+    truncate = json_is_true(t);
+  cfg->rope_truncate = truncate;
+  if (config_double_in(c, params, where, "attention_factor", 0, 0.0, &attn, err) ||
+      config_double_in(c, params, where, "mscale", 0, 0.0, &mscale, err) ||
+      config_double_in(c, params, where, "mscale_all_dim", 0, 0.0, &mscale_all, err) ||
+      config_double_in(c, params, where, "beta_fast", 0, 32.0, &beta, err))
+    return -1;
+  cfg->rope_beta_fast = (float)beta;
+  if (config_double_in(c, params, where, "beta_slow", 0, 1.0, &x, err))
+    return -1;
+  cfg->rope_beta_slow = (float)x;
+  if (attn == 0.0)
+    attn = mscale > 0.0 && mscale_all > 0.0
+               ? yarn_mscale(factor, mscale) / yarn_mscale(factor, mscale_all)
+               : yarn_mscale(factor, 1.0);
+  cfg->rope_attn_factor = (float)attn;
+  return 0;
+}
+
+/* The rotary settings into cfg (head_dim set first). As transformers reads
+ * them: a non-null rope_scaling (the older name) wins over rope_parameters;
+ * a value in that object wins over the top-level key, which wins over the
+ * default. A rope_type hydra does not compute is refused, never ignored. */
 static int rope_config(const hf_config_t *c, const rope_keys_t *keys, model_config_t *cfg,
                        char *err) {
   const char *where = "rope_scaling";
@@ -218,11 +320,10 @@ static int rope_config(const hf_config_t *c, const rope_keys_t *keys, model_conf
     const json_t *type = json_object_get(params, type_key);
     if (type && !json_is_string(type))
       return err_set(err, "%s: %s.%s must be a string", c->path, where, type_key);
-    if (type && strcmp(json_string_value(type), "default") != 0)
-      return err_set(err, "%s: %s.%s \"%.40s\" is not supported (supported: default)", c->path,
-                     where, type_key, json_string_value(type));
     if (config_double_in(c, params, where, "rope_theta", 0, theta, &theta, err) ||
-        config_double_in(c, params, where, "partial_rotary_factor", 0, factor, &factor, err))
+        config_double_in(c, params, where, "partial_rotary_factor", 0, factor, &factor, err) ||
+        rope_scaling_config(c, params, where, type_key, type ? json_string_value(type) : "default",
+                            cfg, err))
       return -1;
   }
   if (factor > 1.0)

@@ -16,6 +16,21 @@ typedef enum { POSITIONS_LEARNED, POSITIONS_ROPE, POSITIONS_NONE } position_kind
 /* ROPE_HALVES: dimension i pairs with i + rotary_dim/2 (Hugging Face
  * rotate_half: llama, neox); ROPE_ADJACENT: 2i with 2i + 1 (GPT-J). */
 typedef enum { ROPE_HALVES, ROPE_ADJACENT } rope_pairs_t;
+/* How the rotary's inverse frequencies theta^(-2i/rotary_dim) are scaled, as
+ * transformers' rope_type (modeling_rope_utils.py): NONE ("default", and
+ * "dynamic" within its static range); LINEAR: all divided by rope_factor;
+ * LLAMA3: low frequencies divided by rope_factor, high ones kept, a smooth
+ * ramp between (rope_low_freq_factor, rope_high_freq_factor,
+ * rope_original_max_positions); YARN: interpolation and extrapolation mixed
+ * by a linear ramp over the dimensions (rope_beta_fast, rope_beta_slow,
+ * rope_truncate, rope_original_max_positions), cos and sin multiplied by
+ * rope_attn_factor. */
+typedef enum {
+  ROPE_SCALING_NONE,
+  ROPE_SCALING_LINEAR,
+  ROPE_SCALING_LLAMA3,
+  ROPE_SCALING_YARN
+} rope_scaling_t;
 /* MLP_GELU: down(act(up x)); MLP_SWIGLU: down(silu(gate x) * up x);
  * MLP_GEGLU: down(gelu(gate x) * up x). */
 typedef enum { MLP_GELU, MLP_SWIGLU, MLP_GEGLU } mlp_kind_t;
@@ -50,6 +65,13 @@ typedef struct {
   float rope_theta;
   int rotary_dim; /* dimensions rotated per head (== head_dim for llama) */
   rope_pairs_t rope_pairs;
+  rope_scaling_t rope_scaling;
+  float rope_factor;
+  float rope_low_freq_factor, rope_high_freq_factor; /* llama3 */
+  float rope_beta_fast, rope_beta_slow;              /* yarn */
+  int rope_truncate;                                 /* yarn: the ramp's ends rounded outwards */
+  float rope_attn_factor;                            /* yarn; 0 or 1: none */
+  int rope_original_max_positions;                   /* llama3, yarn: the pretraining context */
   /* MLP */
   mlp_kind_t mlp;
   activation_t activation;
@@ -105,6 +127,12 @@ model_t *model_alloc(const model_config_t *cfg, char *err);
 /* Checks a config for internal consistency (positive sizes, heads divide,
  * ...). Returns 0 or -1 with err naming the field. */
 int model_config_check(const model_config_t *cfg, char *err);
+
+/* The rotary's inverse frequency of each dimension pair, inv_freq[rotary_dim
+ * / 2], with its rope_scaling applied, and the factor cos and sin are
+ * multiplied by (*attn_scale, 1 unless yarn), computed in double as
+ * transformers' rope init functions compute them. */
+void model_rope_frequencies(const model_config_t *c, double *inv_freq, float *attn_scale);
 
 /* Number of parameters held (tied unembedding counted once). */
 size_t model_n_params(const model_t *m);

@@ -66,7 +66,8 @@ SOURCE = f"transformers {transformers.__version__}, torch {torch.__version__}"
 
 TINY_PROMPT_LENS = (5, 9, 12, 7)
 TINY_SEEDS = {"tiny-gpt2": 3001, "tiny-llama": 3002, "tiny-gpt_neox": 3003,
-              "tiny-gpt_neox-sequential": 3004, "tiny-qwen2": 3005}
+              "tiny-gpt_neox-sequential": 3004, "tiny-qwen2": 3005,
+              "tiny-llama3": 3006}
 SMOLLM2_PROMPTS = [
     "The Eiffel Tower is located in the city of",
     "The capital of Japan is the city of",

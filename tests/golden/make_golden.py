@@ -384,11 +384,47 @@ def make_tiny_qwen2(data_dir, golden_dir):
     assert all(l.self_attn.sliding_window is None for l in m.model.layers)
 
 
+def make_tiny_llama_rope(data_dir, golden_dir, name, rope, shape):
+    """A Llama whose rope_parameters scale the frequencies (Llama 3.1's
+    llama3, linear, yarn); every regime of the scaling falls on some
+    dimension of these head sizes."""
+    log(f"[{name}]")
+    cfg = LlamaConfig(**{"vocab_size": FAMILY_VOCAB, **shape}, rms_norm_eps=1e-5,
+                      rope_parameters=rope, tie_word_embeddings=False,
+                      initializer_range=LLAMA_INIT_RANGE)
+    torch.manual_seed(4300 + len(name))
+    model = LlamaForCausalLM(cfg).float().eval()
+    from transformers.models.llama.modeling_llama import LlamaRMSNorm
+    m = make_family_model(data_dir, golden_dir, name, model, (LlamaRMSNorm,), 4310 + len(name))
+    rot = m.model.rotary_emb
+    assert m.config.rope_parameters["rope_type"] == rope["rope_type"], m.config.rope_parameters
+    log(f"  inv_freq {rot.inv_freq.tolist()}, attention scaling {rot.attention_scaling}")
+
+
+LLAMA_SMALL = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                   num_key_value_heads=2, vocab_size=256)
+
+
 # name -> maker(data_dir, golden_dir)
 TINY_FAMILIES = {
     "tiny-gpt_neox": lambda d, g: make_tiny_gpt_neox(d, g, True),
     "tiny-gpt_neox-sequential": lambda d, g: make_tiny_gpt_neox(d, g, False),
     "tiny-qwen2": make_tiny_qwen2,
+    # llama3: original context 64, wavelengths 6.3 (kept), 33 (smoothed), 168... (divided)
+    "tiny-llama3": lambda d, g: make_tiny_llama_rope(
+        d, g, "tiny-llama3",
+        {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
+         "high_freq_factor": 4.0, "original_max_position_embeddings": 64},
+        dict(hidden_size=48, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
+             num_key_value_heads=2, max_position_embeddings=128)),
+    "tiny-llama-linear": lambda d, g: make_tiny_llama_rope(
+        d, g, "tiny-llama-linear", {"rope_type": "linear", "rope_theta": 10000.0, "factor": 4.0},
+        dict(LLAMA_SMALL, max_position_embeddings=128)),
+    # yarn: ramp over pairs 0..3 of 4 (theta 100, original context 64), attention factor 1 + 0.1 ln 4
+    "tiny-llama-yarn": lambda d, g: make_tiny_llama_rope(
+        d, g, "tiny-llama-yarn",
+        {"rope_type": "yarn", "rope_theta": 100.0, "factor": 4.0, "original_max_position_embeddings": 64},
+        dict(LLAMA_SMALL, max_position_embeddings=256)),
 }
 
 

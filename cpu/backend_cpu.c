@@ -166,19 +166,15 @@ static int cpu_rmsnorm(backend_t *b, float *y, float *inv_scale, const float *x,
 }
 
 /* x[rows, n_heads*head_dim], rotate_half pairing of dims i and i + rotary_dim/2 */
-static int cpu_rope(backend_t *b, float *x, const int *position, int rows, int n_heads,
-                    int head_dim, int rotary_dim, float theta) {
+static int cpu_rope(backend_t *b, float *x, const int *position, const float *inv_freq, int rows,
+                    int n_heads, int head_dim, int rotary_dim, float attn_scale) {
+  (void)b;
   const int half = rotary_dim / 2;
-  double inv_freq[512];
-  if (half > 512)
-    return err_set(b->err, "rope: rotary_dim %d is larger than 1024", rotary_dim);
-  for (int i = 0; i < half; i++)
-    inv_freq[i] = pow((double)theta, -2.0 * i / rotary_dim);
 #pragma omp parallel for schedule(static)
   for (int r = 0; r < rows; r++) {
     for (int i = 0; i < half; i++) {
       double angle = (double)position[r] * inv_freq[i];
-      float c = (float)cos(angle), s = (float)sin(angle);
+      float c = (float)(cos(angle) * attn_scale), s = (float)(sin(angle) * attn_scale);
       for (int h = 0; h < n_heads; h++) {
         float *xh = x + (size_t)r * n_heads * head_dim + (size_t)h * head_dim;
         float a = xh[i], bb = xh[i + half];

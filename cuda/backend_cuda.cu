@@ -385,8 +385,8 @@ static int cuda_rmsnorm(backend_t *b, float *y, float *inv_scale, const float *x
 
 /* ---- RoPE: one thread per (row, head, pair) ---- */
 
-__global__ void k_rope(float *x, const int *position, int rows, int n_heads, int head_dim,
-                       int rotary_dim, float theta) {
+__global__ void k_rope(float *x, const int *position, const float *inv_freq, int rows, int n_heads,
+                       int head_dim, int rotary_dim, float attn_scale) {
   const int half = rotary_dim / 2;
   size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (t >= (size_t)rows * n_heads * half)
@@ -395,21 +395,21 @@ __global__ void k_rope(float *x, const int *position, int rows, int n_heads, int
   size_t rh = t / half;
   int r = (int)(rh / n_heads);
   float *xh = x + rh * head_dim;
-  double angle = (double)position[r] * pow((double)theta, -2.0 * i / rotary_dim);
-  float c = (float)cos(angle), s = (float)sin(angle);
+  double angle = (double)position[r] * (double)inv_freq[i];
+  float c = (float)(cos(angle) * attn_scale), s = (float)(sin(angle) * attn_scale);
   float a = xh[i], bb = xh[i + half];
   xh[i] = a * c - bb * s;
   xh[i + half] = bb * c + a * s;
 }
 
-static int cuda_rope(backend_t *b, float *x, const int *position, int rows, int n_heads,
-                     int head_dim, int rotary_dim, float theta) {
+static int cuda_rope(backend_t *b, float *x, const int *position, const float *inv_freq, int rows,
+                     int n_heads, int head_dim, int rotary_dim, float attn_scale) {
   PROF(b, P_ROPE);
   size_t n = (size_t)rows * n_heads * (rotary_dim / 2);
   if (n == 0)
     return 0;
-  k_rope<<<blocks(n, 256), 256, 0, impl(b)->stream>>>(x, position, rows, n_heads, head_dim,
-                                                      rotary_dim, theta);
+  k_rope<<<blocks(n, 256), 256, 0, impl(b)->stream>>>(x, position, inv_freq, rows, n_heads,
+                                                      head_dim, rotary_dim, attn_scale);
   LAUNCH_CHECK(b);
   return 0;
 }

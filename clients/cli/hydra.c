@@ -63,23 +63,59 @@ static int parse_ids(const char *s, int **ids, int *n) {
   return *n > 0 ? 0 : -1;
 }
 
+static const char *activation_name(activation_t a) {
+  return a == ACT_GELU_TANH ? "GELU (tanh)" : a == ACT_GELU_ERF ? "GELU (erf)" : "SiLU";
+}
+
+static void print_rope(const model_config_t *c) {
+  static const char *scaling[] = {"no scaling", "linear scaling", "llama3 scaling", "yarn scaling"};
+  printf("positions    RoPE theta %g, %d of %d dims (%s), %s", (double)c->rope_theta, c->rotary_dim,
+         c->head_dim, c->rope_pairs == ROPE_HALVES ? "halves" : "adjacent pairs",
+         scaling[c->rope_scaling]);
+  if (c->rope_scaling != ROPE_SCALING_NONE)
+    printf(" factor %g", (double)c->rope_factor);
+  if (c->rope_scaling == ROPE_SCALING_LLAMA3)
+    printf(", low/high freq factors %g/%g", (double)c->rope_low_freq_factor,
+           (double)c->rope_high_freq_factor);
+  if (c->rope_scaling == ROPE_SCALING_YARN)
+    printf(", beta fast/slow %g/%g, attention factor %g", (double)c->rope_beta_fast,
+           (double)c->rope_beta_slow, (double)c->rope_attn_factor);
+  if (c->rope_scaling == ROPE_SCALING_LLAMA3 || c->rope_scaling == ROPE_SCALING_YARN)
+    printf(", original context %d", c->rope_original_max_positions);
+  printf("\n");
+}
+
+/* The block description as the loader read it: every choice of the family. */
 static void print_info(const model_t *m) {
   const model_config_t *c = &m->cfg;
+  static const char *mlp_names[] = {"plain", "SwiGLU", "GeGLU"};
   printf("model        %s\n", m->path);
   printf("format       %s (tensor types %s)\n", m->weights_format, m->tensor_types);
   printf("family       %s\n", c->family);
   printf("layers       %d\n", c->n_layers);
   printf("d_model      %d\n", c->d_model);
   printf("heads        %d (kv %d, head_dim %d)\n", c->n_heads, c->n_kv_heads, c->head_dim);
-  printf("d_mlp        %d (%s)\n", c->d_mlp, c->mlp == MLP_SWIGLU ? "SwiGLU" : "GELU");
+  printf("d_mlp        %d (%s MLP, %s%s)\n", c->d_mlp, mlp_names[c->mlp],
+         activation_name(c->activation), c->mlp_bias ? ", biases" : "");
   printf("vocab        %d\n", c->vocab_size);
   printf("context      %d\n", c->max_positions);
-  printf("norm         %s eps %g\n", c->norm == NORM_RMSNORM ? "RMSNorm" : "LayerNorm",
-         (double)c->norm_eps);
+  printf("norm         %s eps %g%s%s\n", c->norm == NORM_RMSNORM ? "RMSNorm" : "LayerNorm",
+         (double)c->norm_eps, c->post_norms ? ", post norms" : "",
+         c->qk_norm ? ", q/k norms per head" : "");
+  printf("residual     %s\n", c->parallel_residual ? "parallel (attention and MLP read the "
+                                                     "layer input)"
+                                                   : "sequential");
+  printf("attention    biases %s%s%s\n", c->qkv_bias ? "q, k, v" : "",
+         c->qkv_bias && c->o_bias ? ", " : "",
+         c->o_bias     ? "o"
+         : c->qkv_bias ? ""
+                       : "none");
   if (c->positions == POSITIONS_ROPE)
-    printf("positions    RoPE theta %g, %d dims\n", (double)c->rope_theta, c->rotary_dim);
-  else
+    print_rope(c);
+  else if (c->positions == POSITIONS_LEARNED)
     printf("positions    learned\n");
+  else
+    printf("positions    none\n");
   printf("unembedding  %s\n", c->tied_unembed ? "tied" : "untied");
   printf("parameters   %zu\n", model_n_params(m));
 }

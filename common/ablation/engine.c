@@ -18,13 +18,6 @@ const char *engine_precision(const engine_t *e, int tf32) {
 }
 
 engine_t *engine_create(const model_t *m, backend_t *b, char *err) {
-  if (m->cfg.parallel_residual) {
-    err_set(err,
-            "parallel_residual: the engine's parallel attention and MLP (family %s) are not yet "
-            "checked against a reference",
-            m->cfg.family);
-    return NULL;
-  }
   engine_t *e = calloc(1, sizeof(*e));
   if (!e) {
     err_set(err, "out of memory");

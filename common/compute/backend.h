@@ -83,10 +83,14 @@ typedef struct {
                  int rows, int d, float eps);
 
   /* In place on x[rows, n_heads * head_dim]: rotate the first rotary_dim
-   * dimensions of every head by position[row] * theta^(-2i/rotary_dim), in the
-   * Hugging Face "rotate_half" pairing (i with i + rotary_dim/2). */
-  int (*rope)(backend_t *b, float *x, const int *position, int rows, int n_heads, int head_dim,
-              int rotary_dim, float theta);
+   * dimensions of every head, pair i (< rotary_dim/2) by the angle
+   * position[row] * inv_freq[i], in the Hugging Face "rotate_half" pairing
+   * (i with i + rotary_dim/2), with cos and sin multiplied by attn_scale
+   * (yarn's attention factor; 1: none): x_i' = s (x_i cos - x_j sin),
+   * x_j' = s (x_j cos + x_i sin). inv_freq[rotary_dim/2] is in backend
+   * memory (model_rope_frequencies, rounded to float). */
+  int (*rope)(backend_t *b, float *x, const int *position, const float *inv_freq, int rows,
+              int n_heads, int head_dim, int rotary_dim, float attn_scale);
 
   /* Causal softmax attention. out[rows, n_heads*head_dim]; q likewise.
    * Query row r attends to n_keys[r] key rows of k/v starting at

@@ -10,8 +10,10 @@ struct transformer {
   const model_t *host;
   model_t dev; /* the same description with every array in backend memory */
   backend_t *b;
-  int bf16;       /* projections held as bf16 (see upload_weights) */
-  float *scratch; /* [scratch_floats]: bf16 projections widened for a product */
+  int bf16;         /* projections held as bf16 (see upload_weights) */
+  float *scratch;   /* [scratch_floats]: bf16 projections widened for a product */
+  float *inv_freq;  /* [rotary_dim / 2]: the rotary's scaled inverse frequencies (RoPE only) */
+  float rope_scale; /* cos and sin multiplied by it (yarn's attention factor) */
   size_t scratch_floats;
   /* work buffers for capacity rows, named after what they hold */
   int capacity;
@@ -85,6 +87,26 @@ static void free_device_weights(transformer_t *t) {
   release(t->b, d->final_norm_b, m->final_norm_b);
   if (t->scratch)
     t->b->ops->free(t->b, t->scratch);
+  if (t->inv_freq)
+    t->b->ops->free(t->b, t->inv_freq);
+}
+
+/* The rotary's per-pair inverse frequencies, once per model, in backend memory. */
+static int upload_rope(transformer_t *t, char *err) {
+  const model_config_t *c = &t->host->cfg;
+  const int half = c->rotary_dim / 2;
+  double freq[512];
+  float freq32[512];
+  if (half > 512)
+    return err_set(err, "rotary_dim %d is larger than 1024", c->rotary_dim);
+  model_rope_frequencies(c, freq, &t->rope_scale);
+  for (int i = 0; i < half; i++)
+    freq32[i] = (float)freq[i];
+  int failed = 0;
+  t->inv_freq = upload(t->b, freq32, (size_t)half, &failed);
+  if (failed)
+    return err_set(err, "uploading the rotary frequencies: %s", t->b->err);
+  return 0;
 }
 
 /* On a host-memory backend the weights are used in place (a bf16 model's
@@ -235,7 +257,8 @@ transformer_t *transformer_create(const model_t *m, backend_t *b, char *err) {
   t->host = m;
   t->b = b;
   t->bf16 = m->weights_bf16 && !b->host_memory; /* host memory: the rounded fp32 in place */
-  if (upload_weights(t, err) != 0) {
+  if (upload_weights(t, err) != 0 ||
+      (m->cfg.positions == POSITIONS_ROPE && upload_rope(t, err) != 0)) {
     transformer_destroy(t);
     return NULL;
   }
@@ -312,8 +335,10 @@ static int attention(transformer_t *t, const transformer_pass_t *P, int L, int n
     TRY(op->rmsnorm(b, k, NULL, k, w->k_norm_w, n * c->n_kv_heads, c->head_dim, c->norm_eps));
   }
   if (c->positions == POSITIONS_ROPE) {
-    TRY(op->rope(b, t->q, t->position, n, c->n_heads, c->head_dim, c->rotary_dim, c->rope_theta));
-    TRY(op->rope(b, k, t->position, n, c->n_kv_heads, c->head_dim, c->rotary_dim, c->rope_theta));
+    TRY(op->rope(b, t->q, t->position, t->inv_freq, n, c->n_heads, c->head_dim, c->rotary_dim,
+                 t->rope_scale));
+    TRY(op->rope(b, k, t->position, t->inv_freq, n, c->n_kv_heads, c->head_dim, c->rotary_dim,
+                 t->rope_scale));
   }
   if (P->kv == KV_CACHE_PREFIX) /* the clean prefix from the cache, then the pass's own rows */
     TRY(op->attention(b, t->heads, t->q, P->cache_k + at_layer, P->cache_v + at_layer, t->key_start,

@@ -1,7 +1,7 @@
 /* loader_hf.c - the Hugging Face loader: config.json (loader_hf_config.c) +
  * safetensors weights (one model.safetensors, or shards listed by
- * model.safetensors.index.json), mapped onto model_t for the gpt2 and llama
- * families. */
+ * model.safetensors.index.json), mapped onto model_t per family
+ * (hf_loaders[]). */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -319,11 +319,13 @@ static int llama_load_layer(hf_weights_t *w, int l, const model_config_t *c, lay
       load_matrix(w, tensor_name(n, "model.layers.%d.mlp.down_proj.weight", l), d, f, lw->w_down,
                   err))
     return -1;
-  if (c->attn_bias &&
+  if (c->qkv_bias &&
       (load_vector(w, tensor_name(n, "model.layers.%d.%s.q_proj.bias", l, a), q, lw->bq, err) ||
        load_vector(w, tensor_name(n, "model.layers.%d.%s.k_proj.bias", l, a), kv, lw->bk, err) ||
-       load_vector(w, tensor_name(n, "model.layers.%d.%s.v_proj.bias", l, a), kv, lw->bv, err) ||
-       load_vector(w, tensor_name(n, "model.layers.%d.%s.o_proj.bias", l, a), d, lw->bo, err)))
+       load_vector(w, tensor_name(n, "model.layers.%d.%s.v_proj.bias", l, a), kv, lw->bv, err)))
+    return -1;
+  if (c->o_bias &&
+      load_vector(w, tensor_name(n, "model.layers.%d.%s.o_proj.bias", l, a), d, lw->bo, err))
     return -1;
   return 0;
 }
@@ -344,6 +346,88 @@ static int llama_load(hf_weights_t *w, model_t *m, char *err) {
   return 0;
 }
 
+/* GPT-NeoX's fused query_key_value: rows [n_heads, 3, head_dim] (q, k, v of
+ * head 0, then of head 1, ...), de-interleaved into wq, wk, wv and their
+ * biases (NULL: none). */
+static int load_neox_qkv(hf_weights_t *w, const char *prefix, const model_config_t *c,
+                         layer_weights_t *lw, int bias, char *err) {
+  const size_t d = (size_t)c->d_model, hd = (size_t)c->head_dim, heads = (size_t)c->n_heads;
+  float *dst_w[3] = {lw->wq, lw->wk, lw->wv}, *dst_b[3] = {lw->bq, lw->bk, lw->bv};
+  char n[HF_NAME_LEN];
+  for (int part = 0; part < 1 + bias; part++) {
+    const size_t cols = part ? 1 : d; /* the weight's rows are d wide, the bias's 1 */
+    float *src = weights_scratch(w, 3 * heads * hd * cols, err);
+    if (!src)
+      return -1;
+    if (part ? load_vector(w, tensor_name(n, "%s.bias", prefix), 3 * heads * hd, src, err)
+             : load_matrix(w, tensor_name(n, "%s.weight", prefix), 3 * heads * hd, d, src, err))
+      return -1;
+    for (size_t h = 0; h < heads; h++)
+      for (int j = 0; j < 3; j++)
+        memcpy((part ? dst_b : dst_w)[j] + h * hd * cols, src + (h * 3 + (size_t)j) * hd * cols,
+               hd * cols * sizeof(float));
+  }
+  return 0;
+}
+
+static int gpt_neox_load_layer(hf_weights_t *w, int l, const model_config_t *c, layer_weights_t *lw,
+                               char *err) {
+  const size_t d = (size_t)c->d_model, f = (size_t)c->d_mlp;
+  char n[HF_NAME_LEN], p[HF_NAME_LEN];
+  tensor_name(p, "gpt_neox.layers.%d", l);
+  if (load_vector(w, tensor_name(n, "%s.input_layernorm.weight", p), d, lw->attn_norm_w, err) ||
+      load_vector(w, tensor_name(n, "%s.input_layernorm.bias", p), d, lw->attn_norm_b, err) ||
+      load_neox_qkv(w, tensor_name(n, "%s.attention.query_key_value", p), c, lw, c->qkv_bias,
+                    err) ||
+      load_matrix(w, tensor_name(n, "%s.attention.dense.weight", p), d, d, lw->wo, err) ||
+      (c->o_bias && load_vector(w, tensor_name(n, "%s.attention.dense.bias", p), d, lw->bo, err)) ||
+      load_vector(w, tensor_name(n, "%s.post_attention_layernorm.weight", p), d, lw->mlp_norm_w,
+                  err) ||
+      load_vector(w, tensor_name(n, "%s.post_attention_layernorm.bias", p), d, lw->mlp_norm_b,
+                  err) ||
+      load_matrix(w, tensor_name(n, "%s.mlp.dense_h_to_4h.weight", p), f, d, lw->w_up, err) ||
+      load_vector(w, tensor_name(n, "%s.mlp.dense_h_to_4h.bias", p), f, lw->b_up, err) ||
+      load_matrix(w, tensor_name(n, "%s.mlp.dense_4h_to_h.weight", p), d, f, lw->w_down, err) ||
+      load_vector(w, tensor_name(n, "%s.mlp.dense_4h_to_h.bias", p), d, lw->b_down, err))
+    return -1;
+  return 0;
+}
+
+static int gpt_neox_load(hf_weights_t *w, model_t *m, char *err) {
+  const model_config_t *c = &m->cfg;
+  const size_t d = (size_t)c->d_model, v = (size_t)c->vocab_size;
+  if (load_matrix(w, "gpt_neox.embed_in.weight", v, d, m->tok_embed, err))
+    return -1;
+  for (int l = 0; l < c->n_layers; l++) {
+    if (gpt_neox_load_layer(w, l, c, &m->layers[l], err))
+      return -1;
+  }
+  if (load_vector(w, "gpt_neox.final_layer_norm.weight", d, m->final_norm_w, err) ||
+      load_vector(w, "gpt_neox.final_layer_norm.bias", d, m->final_norm_b, err))
+    return -1;
+  if (!c->tied_unembed)
+    return load_matrix(w, "embed_out.weight", v, d, m->unembed, err);
+  return 0;
+}
+
+/* Each family's tensor names (the family loader_hf_config.c wrote into cfg). */
+static const struct {
+  const char *family;
+  int (*load)(hf_weights_t *w, model_t *m, char *err);
+} hf_loaders[] = {
+    {"gpt2", gpt2_load},
+    {"llama", llama_load},
+    {"gpt_neox", gpt_neox_load},
+    {"qwen2", llama_load},
+};
+
+static int load_family(hf_weights_t *w, model_t *m, char *err) {
+  for (size_t i = 0; i < sizeof(hf_loaders) / sizeof(hf_loaders[0]); i++)
+    if (strcmp(hf_loaders[i].family, m->cfg.family) == 0)
+      return hf_loaders[i].load(w, m, err);
+  return err_set(err, "%s: no tensor mapping for family %s", m->path, m->cfg.family);
+}
+
 model_t *model_load_hf(const char *dir, char *err) {
   char config_path[HF_PATH_LEN];
   json_t *root = NULL;
@@ -360,9 +444,9 @@ model_t *model_load_hf(const char *dir, char *err) {
   m = model_alloc(&cfg, err);
   if (!m)
     goto fail;
-  if (strcmp(cfg.family, "gpt2") == 0 ? gpt2_load(&w, m, err) : llama_load(&w, m, err))
-    goto fail;
   snprintf(m->path, sizeof(m->path), "%s", dir);
+  if (load_family(&w, m, err))
+    goto fail;
   snprintf(m->weights_format, sizeof(m->weights_format), "safetensors");
   snprintf(m->tensor_types, sizeof(m->tensor_types), "%s", w.types);
   weights_close(&w);

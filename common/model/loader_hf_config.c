@@ -1,10 +1,11 @@
 /* loader_hf_config.c - a Hugging Face model's config.json read into the
- * block description (model_config_t): its typed fields, and the gpt2 and llama
- * families' keys mapped onto the description; every choice hydra does not
+ * block description (model_config_t): its typed fields, and each family's
+ * keys mapped onto the description (hf_families[]); every choice hydra does not
  * compute is refused, naming the file and the key. */
 #include <errno.h>
 #include <float.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -36,20 +37,29 @@ static int config_int(const hf_config_t *c, const char *key, int required, int d
 }
 
 /* A positive, finite number, read from `obj` (config root or a nested object
- * called `where`). */
-static int config_number_in(const hf_config_t *c, const json_t *obj, const char *where,
-                            const char *key, int required, double dflt, float *out, char *err) {
+ * called `where`) in double, as Python holds it. */
+static int config_double_in(const hf_config_t *c, const json_t *obj, const char *where,
+                            const char *key, int required, double dflt, double *out, char *err) {
   const json_t *v = json_object_get(obj, key);
   const char *dot = *where ? "." : "";
   if (!v && required)
     return err_set(err, "%s: %s%s%s is missing (a positive number)", c->path, where, dot, key);
   if (!v || (json_is_null(v) && !required)) {
-    *out = (float)dflt;
+    *out = dflt;
     return 0;
   }
   double x = json_number_value(v);
   if (!json_is_number(v) || !(x > 0.0 && x <= FLT_MAX))
     return err_set(err, "%s: %s%s%s must be a positive number", c->path, where, dot, key);
+  *out = x;
+  return 0;
+}
+
+static int config_number_in(const hf_config_t *c, const json_t *obj, const char *where,
+                            const char *key, int required, double dflt, float *out, char *err) {
+  double x;
+  if (config_double_in(c, obj, where, key, required, dflt, &x, err))
+    return -1;
   *out = (float)x;
   return 0;
 }
@@ -113,6 +123,24 @@ static int config_token_id(const hf_config_t *c, const char *key, int vocab_size
   return 0;
 }
 
+/* A GELU MLP's activation by its transformers name (ACT2FN): gelu_new,
+ * gelu_pytorch_tanh and gelu_fast are one function, the tanh approximation;
+ * gelu is the exact (erf) one. */
+static int gelu_activation(const hf_config_t *c, const char *key, const char *act,
+                           model_config_t *cfg, char *err) {
+  if (strcmp(act, "gelu_new") == 0 || strcmp(act, "gelu_pytorch_tanh") == 0 ||
+      strcmp(act, "gelu_fast") == 0)
+    cfg->activation = ACT_GELU_TANH;
+  else if (strcmp(act, "gelu") == 0)
+    cfg->activation = ACT_GELU_ERF;
+  else
+    return err_set(err,
+                   "%s: %s \"%.40s\" is not supported (supported: gelu_new, "
+                   "gelu_pytorch_tanh, gelu_fast, gelu)",
+                   c->path, key, act);
+  return 0;
+}
+
 static int gpt2_config(const hf_config_t *c, model_config_t *cfg, char *err) {
   int n_inner = 0, tied = 1, scale_attn = 1, scale_by_layer = 0;
   const char *act = NULL;
@@ -131,17 +159,8 @@ static int gpt2_config(const hf_config_t *c, model_config_t *cfg, char *err) {
       config_token_id(c, "bos_token_id", cfg->vocab_size, &cfg->bos_id, err) ||
       config_token_id(c, "eos_token_id", cfg->vocab_size, &cfg->eos_id, err))
     return -1;
-  /* gelu_new, gelu_pytorch_tanh and gelu_fast are one function: the tanh approximation. */
-  if (strcmp(act, "gelu_new") == 0 || strcmp(act, "gelu_pytorch_tanh") == 0 ||
-      strcmp(act, "gelu_fast") == 0)
-    cfg->activation = ACT_GELU_TANH;
-  else if (strcmp(act, "gelu") == 0)
-    cfg->activation = ACT_GELU_ERF;
-  else
-    return err_set(err,
-                   "%s: activation_function \"%.40s\" is not supported (supported: gelu_new, "
-                   "gelu_pytorch_tanh, gelu_fast, gelu)",
-                   c->path, act);
+  if (gelu_activation(c, "activation_function", act, cfg, err))
+    return -1;
   if (!scale_attn)
     return err_set(err, "%s: scale_attn_weights = false is not supported", c->path);
   if (scale_by_layer)
@@ -157,45 +176,176 @@ static int gpt2_config(const hf_config_t *c, model_config_t *cfg, char *err) {
   cfg->norm = NORM_LAYERNORM;
   cfg->positions = POSITIONS_LEARNED;
   cfg->mlp = MLP_GELU;
-  cfg->attn_bias = 1;
+  cfg->qkv_bias = 1;
+  cfg->o_bias = 1;
   cfg->mlp_bias = 1;
   cfg->tied_unembed = tied;
   return 0;
 }
 
-/* rope_theta lives at the top level (transformers 4) or in rope_parameters
- * (transformers 5); any rope scaling is refused rather than ignored. */
-static int llama_rope_config(const hf_config_t *c, model_config_t *cfg, char *err) {
-  const json_t *scaling = json_object_get(c->root, "rope_scaling");
-  const json_t *params = json_object_get(c->root, "rope_parameters");
-  if (scaling && !json_is_null(scaling))
-    return err_set(err, "%s: rope_scaling is not supported (it must be null or absent)", c->path);
-  if (config_number(c, "rope_theta", 0, 10000.0, &cfg->rope_theta, err))
+/* How a family spells its rotary settings at the top level of config.json
+ * (transformers 4 style); transformers 5 writes them into rope_parameters. */
+typedef struct {
+  const char *theta_key;  /* "rope_theta" (gpt_neox: "rotary_emb_base") */
+  const char *factor_key; /* "partial_rotary_factor" (gpt_neox: "rotary_pct") */
+  double factor_dflt;     /* the rotated share of head_dim when none is given */
+} rope_keys_t;
+
+static const rope_keys_t rope_keys_default = {"rope_theta", "partial_rotary_factor", 1.0};
+
+/* The pretraining context of llama3 and yarn: a top-level
+ * original_max_position_embeddings wins (transformers' exception for Phi-3),
+ * then the one in the rope object, then max_position_embeddings. */
+static int rope_original_context(const hf_config_t *c, const json_t *params, const char *where,
+                                 const model_config_t *cfg, int *out, char *err) {
+  const json_t *top = json_object_get(c->root, "original_max_position_embeddings");
+  if (top && !json_is_null(top))
+    return config_int(c, "original_max_position_embeddings", 1, 0, out, err);
+  hf_config_t in = {c->path, params};
+  char key[96];
+  snprintf(key, sizeof(key), "%s.original_max_position_embeddings", where);
+  const json_t *v = json_object_get(params, "original_max_position_embeddings");
+  if (v && !json_is_null(v) &&
+      (!json_is_integer(v) || json_integer_value(v) <= 0 || json_integer_value(v) > INT_MAX))
+    return err_set(err, "%s: %s must be a positive integer", c->path, key);
+  return config_int(&in, "original_max_position_embeddings", 0, cfg->max_positions, out, err);
+}
+
+/* yarn_get_mscale of transformers (YaRN, Eq. 21). */
+static double yarn_mscale(double scale, double mscale) {
+  return scale <= 1.0 ? 1.0 : 0.1 * mscale * log(scale) + 1.0;
+}
+
+/* A rope_type's parameters (the object `where`) into cfg, as transformers'
+ * rope init functions read them. */
+static int rope_scaling_config(const hf_config_t *c, const json_t *params, const char *where,
+                               const char *type_key, const char *type, model_config_t *cfg,
+                               char *err) {
+  double factor = 1.0, x;
+  if (strcmp(type, "default") == 0)
+    return 0;
+  if (strcmp(type, "linear") != 0 && strcmp(type, "dynamic") != 0 && strcmp(type, "llama3") != 0 &&
+      strcmp(type, "yarn") != 0)
+    return err_set(err,
+                   "%s: %s.%s \"%.40s\" is not supported (supported: default, linear, dynamic, "
+                   "llama3, yarn)",
+                   c->path, where, type_key, type);
+  if (config_double_in(c, params, where, "factor", 1, 0.0, &factor, err))
     return -1;
-  if (params && !json_is_null(params)) {
-    if (!json_is_object(params))
-      return err_set(err, "%s: rope_parameters must be an object", c->path);
-    const json_t *type = json_object_get(params, "rope_type");
-    if (!type)
-      type = json_object_get(params, "type");
-    if (type && !json_is_string(type))
-      return err_set(err, "%s: rope_parameters.rope_type must be a string", c->path);
-    if (type && strcmp(json_string_value(type), "default") != 0)
-      return err_set(err,
-                     "%s: rope_parameters.rope_type \"%.40s\" is not supported: rope_scaling is "
-                     "not supported (only \"default\")",
-                     c->path, json_string_value(type));
-    if (config_number_in(c, params, "rope_parameters", "rope_theta", 0, cfg->rope_theta,
-                         &cfg->rope_theta, err))
-      return -1;
+  if (factor < 1.0)
+    return err_set(err, "%s: %s.factor = %g must be at least 1", c->path, where, factor);
+  cfg->rope_factor = (float)factor;
+  if (strcmp(type, "linear") == 0) {
+    cfg->rope_scaling = ROPE_SCALING_LINEAR;
+    return 0;
   }
+  if (strcmp(type, "dynamic") == 0) {
+    /* transformers rescales only prompts longer than max_position_embeddings,
+     * and hydra takes none: the frequencies stay the default ones. A shorter
+     * original context would start the scaling within the prompts hydra takes
+     * in other implementations: refused rather than guessed. */
+    int original = 0;
+    if (rope_original_context(c, params, where, cfg, &original, err))
+      return -1;
+    if (original < cfg->max_positions)
+      return err_set(err,
+                     "%s: %s.original_max_position_embeddings = %d with rope_type \"dynamic\" is "
+                     "not supported (dynamic scaling within max_position_embeddings = %d)",
+                     c->path, where, original, cfg->max_positions);
+    cfg->rope_factor = 1.0f;
+    return 0;
+  }
+  if (rope_original_context(c, params, where, cfg, &cfg->rope_original_max_positions, err))
+    return -1;
+  if (strcmp(type, "llama3") == 0) {
+    cfg->rope_scaling = ROPE_SCALING_LLAMA3;
+    if (config_number_in(c, params, where, "low_freq_factor", 1, 0.0, &cfg->rope_low_freq_factor,
+                         err) ||
+        config_number_in(c, params, where, "high_freq_factor", 1, 0.0, &cfg->rope_high_freq_factor,
+                         err))
+      return -1;
+    if (cfg->rope_high_freq_factor <= cfg->rope_low_freq_factor)
+      return err_set(err, "%s: %s.high_freq_factor must be above low_freq_factor", c->path, where);
+    return 0;
+  }
+  /* yarn */
+  double mscale = 0.0, mscale_all = 0.0, attn = 0.0, beta;
+  int truncate = 1;
+  const json_t *t = json_object_get(params, "truncate");
+  cfg->rope_scaling = ROPE_SCALING_YARN;
+  if (t && !json_is_null(t) && !json_is_boolean(t))
+    return err_set(err, "%s: %s.truncate must be true or false", c->path, where);
+  if (t && json_is_boolean(t))
+    truncate = json_is_true(t);
+  cfg->rope_truncate = truncate;
+  if (config_double_in(c, params, where, "attention_factor", 0, 0.0, &attn, err) ||
+      config_double_in(c, params, where, "mscale", 0, 0.0, &mscale, err) ||
+      config_double_in(c, params, where, "mscale_all_dim", 0, 0.0, &mscale_all, err) ||
+      config_double_in(c, params, where, "beta_fast", 0, 32.0, &beta, err))
+    return -1;
+  cfg->rope_beta_fast = (float)beta;
+  if (config_double_in(c, params, where, "beta_slow", 0, 1.0, &x, err))
+    return -1;
+  cfg->rope_beta_slow = (float)x;
+  if (attn == 0.0)
+    attn = mscale > 0.0 && mscale_all > 0.0
+               ? yarn_mscale(factor, mscale) / yarn_mscale(factor, mscale_all)
+               : yarn_mscale(factor, 1.0);
+  cfg->rope_attn_factor = (float)attn;
   return 0;
 }
 
-static int llama_config(const hf_config_t *c, model_config_t *cfg, char *err) {
-  int tied = 0, mlp_bias = 0;
+/* The rotary settings into cfg (head_dim set first). As transformers reads
+ * them: a non-null rope_scaling (the older name) wins over rope_parameters;
+ * a value in that object wins over the top-level key, which wins over the
+ * default. A rope_type hydra does not compute is refused, never ignored. */
+static int rope_config(const hf_config_t *c, const rope_keys_t *keys, model_config_t *cfg,
+                       char *err) {
+  const char *where = "rope_scaling";
+  const json_t *params = json_object_get(c->root, where);
+  double theta, factor;
+  if (!params || json_is_null(params)) {
+    where = "rope_parameters";
+    params = json_object_get(c->root, where);
+  }
+  if (params && json_is_null(params))
+    params = NULL;
+  if (params && !json_is_object(params))
+    return err_set(err, "%s: %s must be an object", c->path, where);
+  if (config_double_in(c, c->root, "", keys->theta_key, 0, 10000.0, &theta, err) ||
+      config_double_in(c, c->root, "", keys->factor_key, 0, keys->factor_dflt, &factor, err))
+    return -1;
+  if (params) {
+    const char *type_key = json_object_get(params, "rope_type") ? "rope_type" : "type";
+    const json_t *type = json_object_get(params, type_key);
+    if (type && !json_is_string(type))
+      return err_set(err, "%s: %s.%s must be a string", c->path, where, type_key);
+    if (config_double_in(c, params, where, "rope_theta", 0, theta, &theta, err) ||
+        config_double_in(c, params, where, "partial_rotary_factor", 0, factor, &factor, err) ||
+        rope_scaling_config(c, params, where, type_key, type ? json_string_value(type) : "default",
+                            cfg, err))
+      return -1;
+  }
+  if (factor > 1.0)
+    return err_set(err, "%s: the partial rotary factor %g is over 1", c->path, factor);
+  cfg->rope_theta = (float)theta;
+  cfg->rotary_dim = (int)(cfg->head_dim * factor); /* int(head_dim * factor), as transformers */
+  if (cfg->rotary_dim % 2 || cfg->rotary_dim == 0)
+    return err_set(err,
+                   "%s: the partial rotary factor %g gives %d rotated dimensions of %d (must "
+                   "be even and positive)",
+                   c->path, factor, cfg->rotary_dim, cfg->head_dim);
+  cfg->positions = POSITIONS_ROPE;
+  cfg->rope_pairs = ROPE_HALVES;
+  return 0;
+}
+
+/* The keys llama and its descendants (qwen2, ...) share: RMSNorm, whole-head
+ * RoPE, a SwiGLU MLP without biases, GQA, tied or untied lm_head. */
+static int llama_like_config(const hf_config_t *c, const char *family, int eps_required,
+                             model_config_t *cfg, char *err) {
   const char *act = NULL;
-  snprintf(cfg->family, sizeof(cfg->family), "llama");
+  snprintf(cfg->family, sizeof(cfg->family), "%s", family);
   if (config_int(c, "hidden_size", 1, 0, &cfg->d_model, err) ||
       config_int(c, "num_hidden_layers", 1, 0, &cfg->n_layers, err) ||
       config_int(c, "num_attention_heads", 1, 0, &cfg->n_heads, err) ||
@@ -204,21 +354,15 @@ static int llama_config(const hf_config_t *c, model_config_t *cfg, char *err) {
       config_int(c, "intermediate_size", 1, 0, &cfg->d_mlp, err) ||
       config_int(c, "vocab_size", 1, 0, &cfg->vocab_size, err) ||
       config_int(c, "max_position_embeddings", 1, 0, &cfg->max_positions, err) ||
-      config_number(c, "rms_norm_eps", 1, 0.0, &cfg->norm_eps, err) ||
+      config_number(c, "rms_norm_eps", eps_required, 1e-6, &cfg->norm_eps, err) ||
       config_string(c, "hidden_act", "silu", &act, err) ||
-      config_bool(c, "tie_word_embeddings", 0, &tied, err) ||
-      config_bool(c, "attention_bias", 0, &cfg->attn_bias, err) ||
-      config_bool(c, "mlp_bias", 0, &mlp_bias, err) ||
+      config_bool(c, "tie_word_embeddings", 0, &cfg->tied_unembed, err) ||
       config_token_id(c, "bos_token_id", cfg->vocab_size, &cfg->bos_id, err) ||
-      config_token_id(c, "eos_token_id", cfg->vocab_size, &cfg->eos_id, err) ||
-      llama_rope_config(c, cfg, err))
+      config_token_id(c, "eos_token_id", cfg->vocab_size, &cfg->eos_id, err))
     return -1;
   if (strcmp(act, "silu") != 0)
-    return err_set(err, "%s: hidden_act \"%.40s\" is not supported (llama needs silu)", c->path,
-                   act);
-  if (mlp_bias)
-    return err_set(err, "%s: mlp_bias = true is not supported (no gate_proj bias in the model)",
-                   c->path);
+    return err_set(err, "%s: hidden_act \"%.40s\" is not supported (%s needs silu)", c->path, act,
+                   family);
   if (cfg->head_dim == 0) {
     if (cfg->d_model % cfg->n_heads)
       return err_set(err,
@@ -227,14 +371,153 @@ static int llama_config(const hf_config_t *c, model_config_t *cfg, char *err) {
                      c->path, cfg->d_model, cfg->n_heads);
     cfg->head_dim = cfg->d_model / cfg->n_heads;
   }
+  if (rope_config(c, &rope_keys_default, cfg, err))
+    return -1;
+  if (cfg->rotary_dim != cfg->head_dim) /* the attention rotates whole heads */
+    return err_set(err,
+                   "%s: partial_rotary_factor < 1 is not supported (%s rotates every "
+                   "dimension)",
+                   c->path, family);
   cfg->norm = NORM_RMSNORM;
-  cfg->positions = POSITIONS_ROPE;
-  cfg->rotary_dim = cfg->head_dim;
   cfg->mlp = MLP_SWIGLU;
   cfg->activation = ACT_SILU;
   cfg->mlp_bias = 0;
-  cfg->tied_unembed = tied;
   return 0;
+}
+
+static int llama_config(const hf_config_t *c, model_config_t *cfg, char *err) {
+  int attn_bias = 0, mlp_bias = 0;
+  if (llama_like_config(c, "llama", 1, cfg, err) ||
+      config_bool(c, "attention_bias", 0, &attn_bias, err) ||
+      config_bool(c, "mlp_bias", 0, &mlp_bias, err))
+    return -1;
+  if (mlp_bias)
+    return err_set(err, "%s: mlp_bias = true is not supported (no gate_proj bias in the model)",
+                   c->path);
+  cfg->qkv_bias = cfg->o_bias = attn_bias;
+  return 0;
+}
+
+/* A non-negative integer (0 allowed), absent or null: dflt. */
+static int config_count(const hf_config_t *c, const char *key, int dflt, int *out, char *err) {
+  const json_t *v = json_object_get(c->root, key);
+  if (!v || json_is_null(v)) {
+    *out = dflt;
+    return 0;
+  }
+  if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > INT_MAX)
+    return err_set(err, "%s: %s must be a non-negative integer", c->path, key);
+  *out = (int)json_integer_value(v);
+  return 0;
+}
+
+/* Qwen2's sliding window, as transformers reads it: in effect only with
+ * use_sliding_window true and a sliding_window, on the layers layer_types
+ * names "sliding_attention" (without layer_types: those from
+ * max_window_layers on). The transformer has no sliding windows, so one in
+ * effect is accepted only where no prompt reaches past it (a window of at
+ * least max_position_embeddings) and refused otherwise. */
+static int qwen2_sliding_config(const hf_config_t *c, const model_config_t *cfg, char *err) {
+  int use = 0, window = 0, first_sliding = 28, n_sliding = 0;
+  if (config_bool(c, "use_sliding_window", 0, &use, err) ||
+      config_count(c, "sliding_window", 0, &window, err) ||
+      config_count(c, "max_window_layers", 28, &first_sliding, err))
+    return -1;
+  if (!use || window == 0)
+    return 0;
+  const json_t *types = json_object_get(c->root, "layer_types");
+  if (types && !json_is_null(types)) {
+    if (!json_is_array(types) || json_array_size(types) != (size_t)cfg->n_layers)
+      return err_set(err, "%s: layer_types must be a list of num_hidden_layers = %d strings",
+                     c->path, cfg->n_layers);
+    for (int l = 0; l < cfg->n_layers; l++) {
+      const char *t = json_string_value(json_array_get(types, (size_t)l));
+      if (!t || (strcmp(t, "full_attention") != 0 && strcmp(t, "sliding_attention") != 0))
+        return err_set(err,
+                       "%s: layer_types[%d] must be \"full_attention\" or \"sliding_attention\"",
+                       c->path, l);
+      n_sliding += strcmp(t, "sliding_attention") == 0;
+    }
+  } else if (cfg->n_layers > first_sliding) {
+    n_sliding = cfg->n_layers - first_sliding;
+  }
+  if (n_sliding == 0 || window >= cfg->max_positions)
+    return 0;
+  return err_set(err,
+                 "%s: sliding_window = %d with use_sliding_window = true is not supported "
+                 "(sliding-window attention is not implemented; a window of at least "
+                 "max_position_embeddings = %d is accepted)",
+                 c->path, window, cfg->max_positions);
+}
+
+/* Qwen2: llama's block with q, k and v biases and no o_proj bias. */
+static int qwen2_config(const hf_config_t *c, model_config_t *cfg, char *err) {
+  if (llama_like_config(c, "qwen2", 0, cfg, err) || qwen2_sliding_config(c, cfg, err))
+    return -1;
+  cfg->qkv_bias = 1;
+  cfg->o_bias = 0;
+  return 0;
+}
+
+/* GPT-NeoX (Pythia): LayerNorm with biases, a fused per-head qkv (split by
+ * loader_hf.c), partial rotary, a parallel residual unless
+ * use_parallel_residual is false. */
+static int gpt_neox_config(const hf_config_t *c, model_config_t *cfg, char *err) {
+  static const rope_keys_t keys = {"rotary_emb_base", "rotary_pct", 0.25};
+  const char *act = NULL;
+  int bias = 1;
+  snprintf(cfg->family, sizeof(cfg->family), "gpt_neox");
+  if (config_int(c, "hidden_size", 1, 0, &cfg->d_model, err) ||
+      config_int(c, "num_hidden_layers", 1, 0, &cfg->n_layers, err) ||
+      config_int(c, "num_attention_heads", 1, 0, &cfg->n_heads, err) ||
+      config_int(c, "intermediate_size", 1, 0, &cfg->d_mlp, err) ||
+      config_int(c, "vocab_size", 1, 0, &cfg->vocab_size, err) ||
+      config_int(c, "max_position_embeddings", 1, 0, &cfg->max_positions, err) ||
+      config_number(c, "layer_norm_eps", 0, 1e-5, &cfg->norm_eps, err) ||
+      config_string(c, "hidden_act", "gelu", &act, err) ||
+      config_bool(c, "tie_word_embeddings", 0, &cfg->tied_unembed, err) ||
+      config_bool(c, "use_parallel_residual", 1, &cfg->parallel_residual, err) ||
+      config_bool(c, "attention_bias", 1, &bias, err) ||
+      config_token_id(c, "bos_token_id", cfg->vocab_size, &cfg->bos_id, err) ||
+      config_token_id(c, "eos_token_id", cfg->vocab_size, &cfg->eos_id, err) ||
+      gelu_activation(c, "hidden_act", act, cfg, err))
+    return -1;
+  if (cfg->d_model % cfg->n_heads)
+    return err_set(err, "%s: hidden_size = %d is not divisible by num_attention_heads = %d",
+                   c->path, cfg->d_model, cfg->n_heads);
+  cfg->n_kv_heads = cfg->n_heads;
+  cfg->head_dim = cfg->d_model / cfg->n_heads;
+  if (rope_config(c, &keys, cfg, err))
+    return -1;
+  cfg->norm = NORM_LAYERNORM;
+  cfg->mlp = MLP_GELU;
+  cfg->qkv_bias = cfg->o_bias = bias;
+  cfg->mlp_bias = 1;
+  return 0;
+}
+
+/* The families config.json may name, with their mappings. */
+typedef struct {
+  const char *model_type;
+  int (*config)(const hf_config_t *c, model_config_t *cfg, char *err);
+} hf_family_t;
+
+static const hf_family_t hf_families[] = {
+    {"gpt2", gpt2_config},
+    {"llama", llama_config},
+    {"gpt_neox", gpt_neox_config},
+    {"qwen2", qwen2_config},
+};
+#define N_HF_FAMILIES (sizeof(hf_families) / sizeof(hf_families[0]))
+
+static int unsupported_model_type(const hf_config_t *c, const char *model_type, char *err) {
+  char names[256] = "";
+  size_t used = 0;
+  for (size_t i = 0; i < N_HF_FAMILIES && used < sizeof(names); i++)
+    used += (size_t)snprintf(names + used, sizeof(names) - used, "%s%s", i ? ", " : "",
+                             hf_families[i].model_type);
+  return err_set(err, "%s: model_type \"%.40s\" is not supported (supported: %s)", c->path,
+                 model_type, names);
 }
 
 int hf_config_load(const char *path, json_t **root, model_config_t *cfg, char *err) {
@@ -251,16 +534,13 @@ int hf_config_load(const char *path, json_t **root, model_config_t *cfg, char *e
   memset(cfg, 0, sizeof(*cfg));
   if (config_string(&c, "model_type", NULL, &model_type, err))
     return -1;
-  if (strcmp(model_type, "gpt2") == 0) {
-    if (gpt2_config(&c, cfg, err))
-      return -1;
-  } else if (strcmp(model_type, "llama") == 0) {
-    if (llama_config(&c, cfg, err))
-      return -1;
-  } else {
-    return err_set(err, "%s: model_type \"%.40s\" is not supported (supported: gpt2, llama)", path,
-                   model_type);
-  }
+  size_t f = 0;
+  while (f < N_HF_FAMILIES && strcmp(hf_families[f].model_type, model_type) != 0)
+    f++;
+  if (f == N_HF_FAMILIES)
+    return unsupported_model_type(&c, model_type, err);
+  if (hf_families[f].config(&c, cfg, err))
+    return -1;
   char why[HYDRA_ERR_LEN];
   if (model_config_check(cfg, why))
     return err_set(err, "%s: %s", path, why);

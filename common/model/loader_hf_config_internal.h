@@ -15,10 +15,10 @@ static inline int file_exists(const char *path) {
   return stat(path, &sb) == 0;
 }
 
-/* Reads config.json at path into cfg (zeroed first) for its model_type (gpt2,
- * llama) and checks it with model_config_check. *root gets the parsed
- * document, which the caller frees (json_decref) whether or not this fails.
- * Returns 0, or -1 with err naming the file and the key. */
+/* Reads config.json at path into cfg (zeroed first) for its model_type (a family
+ * of loader_hf_config.c's hf_families[]) and checks it with model_config_check. *root gets the
+ * parsed document, which the caller frees (json_decref) whether or not this fails. Returns 0, or -1
+ * with err naming the file and the key. */
 int hf_config_load(const char *path, json_t **root, model_config_t *cfg, char *err);
 
 #endif

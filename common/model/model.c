@@ -1,5 +1,6 @@
 #include "model.h"
 
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +36,16 @@ int model_config_check(const model_config_t *c, char *err) {
       return err_set(err, "rotary_dim = %d must be even and at most head_dim = %d", c->rotary_dim,
                      c->head_dim);
   }
+  if (c->positions == POSITIONS_ROPE && c->rope_scaling != ROPE_SCALING_NONE) {
+    if (!(c->rope_factor >= 1.0f))
+      return err_set(err, "rope_factor = %g must be at least 1", (double)c->rope_factor);
+    if (c->rope_scaling != ROPE_SCALING_LINEAR && c->rope_original_max_positions <= 0)
+      return err_set(err, "rope_original_max_positions = %d must be positive",
+                     c->rope_original_max_positions);
+    if (c->rope_scaling == ROPE_SCALING_LLAMA3 &&
+        !(c->rope_high_freq_factor > c->rope_low_freq_factor && c->rope_low_freq_factor > 0.0f))
+      return err_set(err, "rope_high_freq_factor must be above rope_low_freq_factor > 0");
+  }
   if (c->mlp == MLP_SWIGLU && c->activation != ACT_SILU)
     return err_set(err, "a SwiGLU MLP needs the SiLU activation");
   /* described, not implemented yet: refused by name, never computed wrong */
@@ -52,6 +63,62 @@ int model_config_check(const model_config_t *c, char *err) {
   if (c->sliding_window != 0)
     return err_set(err, "sliding_window: sliding-window attention is not implemented");
   return 0;
+}
+
+static const double PI = 3.14159265358979323846;
+
+/* transformers' _compute_yarn_parameters: the dimension where a frequency
+ * turns num_rotations times over the pretraining context. */
+static double yarn_correction_dim(double num_rotations, int dim, double base, int context) {
+  return (dim * log(context / (num_rotations * 2 * PI))) / (2 * log(base));
+}
+
+void model_rope_frequencies(const model_config_t *c, double *inv_freq, float *attn_scale) {
+  const int dim = c->rotary_dim, half = dim / 2;
+  const double factor = c->rope_factor, base = c->rope_theta;
+  double low = 0.0, high = 0.0;
+  *attn_scale = 1.0f;
+  if (c->rope_scaling == ROPE_SCALING_YARN) {
+    low = yarn_correction_dim(c->rope_beta_fast, dim, base, c->rope_original_max_positions);
+    high = yarn_correction_dim(c->rope_beta_slow, dim, base, c->rope_original_max_positions);
+    if (c->rope_truncate)
+      low = floor(low), high = ceil(high);
+    low = fmax(low, 0.0), high = fmin(high, dim - 1);
+    if (low == high)
+      high += 0.001; /* as transformers: no division by zero */
+    if (c->rope_attn_factor > 0.0f)
+      *attn_scale = c->rope_attn_factor;
+  }
+  for (int i = 0; i < half; i++) {
+    const double f = pow(base, -2.0 * i / dim);
+    switch (c->rope_scaling) {
+    case ROPE_SCALING_NONE:
+      inv_freq[i] = f;
+      break;
+    case ROPE_SCALING_LINEAR:
+      inv_freq[i] = f / factor;
+      break;
+    case ROPE_SCALING_LLAMA3: { /* Llama 3.1's apply_scaling */
+      const double context = c->rope_original_max_positions, wavelen = 2 * PI / f;
+      const double lo = c->rope_low_freq_factor, hi = c->rope_high_freq_factor;
+      if (wavelen > context / lo)
+        inv_freq[i] = f / factor;
+      else if (wavelen < context / hi)
+        inv_freq[i] = f;
+      else {
+        const double smooth = (context / wavelen - lo) / (hi - lo);
+        inv_freq[i] = (1 - smooth) * f / factor + smooth * f;
+      }
+      break;
+    }
+    case ROPE_SCALING_YARN: {
+      const double ramp = fmin(fmax((i - low) / (high - low), 0.0), 1.0);
+      const double extrapolation = 1 - ramp;
+      inv_freq[i] = f / factor * (1 - extrapolation) + f * extrapolation;
+      break;
+    }
+    }
+  }
 }
 
 static float *tensor_alloc(size_t n, int *failed) {
@@ -107,12 +174,13 @@ model_t *model_alloc(const model_config_t *cfg, char *err) {
     w->wk = tensor_alloc(kv * d, &failed);
     w->wv = tensor_alloc(kv * d, &failed);
     w->wo = tensor_alloc(d * q, &failed);
-    if (cfg->attn_bias) {
+    if (cfg->qkv_bias) {
       w->bq = tensor_alloc(q, &failed);
       w->bk = tensor_alloc(kv, &failed);
       w->bv = tensor_alloc(kv, &failed);
-      w->bo = tensor_alloc(d, &failed);
     }
+    if (cfg->o_bias)
+      w->bo = tensor_alloc(d, &failed);
     w->w_up = tensor_alloc(f * d, &failed);
     if (cfg->mlp != MLP_GELU)
       w->w_gate = tensor_alloc(f * d, &failed);

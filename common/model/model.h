@@ -1,6 +1,6 @@
 /* model.h - the one internal description of a decoder-only transformer.
  *
- * Every family (gpt2, llama) is a loader that maps its tensor names onto this
+ * Every family (gpt2, llama, gpt_neox, qwen2, ...) is a loader that maps its tensor names onto this
  * description. All weights are held in host memory as fp32, row-major, with
  * every projection stored as [out, in] (the torch nn.Linear layout): y = x W^T.
  * A model owns all its arrays; model_free releases them. */
@@ -16,6 +16,21 @@ typedef enum { POSITIONS_LEARNED, POSITIONS_ROPE, POSITIONS_NONE } position_kind
 /* ROPE_HALVES: dimension i pairs with i + rotary_dim/2 (Hugging Face
  * rotate_half: llama, neox); ROPE_ADJACENT: 2i with 2i + 1 (GPT-J). */
 typedef enum { ROPE_HALVES, ROPE_ADJACENT } rope_pairs_t;
+/* How the rotary's inverse frequencies theta^(-2i/rotary_dim) are scaled, as
+ * transformers' rope_type (modeling_rope_utils.py): NONE ("default", and
+ * "dynamic" within its static range); LINEAR: all divided by rope_factor;
+ * LLAMA3: low frequencies divided by rope_factor, high ones kept, a smooth
+ * ramp between (rope_low_freq_factor, rope_high_freq_factor,
+ * rope_original_max_positions); YARN: interpolation and extrapolation mixed
+ * by a linear ramp over the dimensions (rope_beta_fast, rope_beta_slow,
+ * rope_truncate, rope_original_max_positions), cos and sin multiplied by
+ * rope_attn_factor. */
+typedef enum {
+  ROPE_SCALING_NONE,
+  ROPE_SCALING_LINEAR,
+  ROPE_SCALING_LLAMA3,
+  ROPE_SCALING_YARN
+} rope_scaling_t;
 /* MLP_GELU: down(act(up x)); MLP_SWIGLU: down(silu(gate x) * up x);
  * MLP_GEGLU: down(gelu(gate x) * up x). */
 typedef enum { MLP_GELU, MLP_SWIGLU, MLP_GEGLU } mlp_kind_t;
@@ -27,7 +42,7 @@ typedef enum { ACT_GELU_TANH, ACT_GELU_ERF, ACT_SILU } activation_t;
  * the transformer does not implement yet is refused by model_config_check,
  * naming the field. */
 typedef struct {
-  char family[16]; /* "gpt2" or "llama" */
+  char family[16]; /* the model_type it was read as: "gpt2", "llama", "gpt_neox", ... */
   int n_layers;
   int d_model;
   int n_heads;
@@ -50,6 +65,13 @@ typedef struct {
   float rope_theta;
   int rotary_dim; /* dimensions rotated per head (== head_dim for llama) */
   rope_pairs_t rope_pairs;
+  rope_scaling_t rope_scaling;
+  float rope_factor;
+  float rope_low_freq_factor, rope_high_freq_factor; /* llama3 */
+  float rope_beta_fast, rope_beta_slow;              /* yarn */
+  int rope_truncate;                                 /* yarn: the ramp's ends rounded outwards */
+  float rope_attn_factor;                            /* yarn; 0 or 1: none */
+  int rope_original_max_positions;                   /* llama3, yarn: the pretraining context */
   /* MLP */
   mlp_kind_t mlp;
   activation_t activation;
@@ -57,7 +79,8 @@ typedef struct {
   int parallel_residual; /* attention and MLP read the same residual (neox) */
   float embed_scale;     /* embeddings multiplied by it (0 or 1: none) */
   /* attention */
-  int attn_bias;       /* q, k, v and o projections have biases */
+  int qkv_bias;        /* q, k and v projections have biases */
+  int o_bias;          /* the attention output projection has a bias */
   int mlp_bias;        /* up and down projections have biases */
   float attn_softcap;  /* scores = c tanh(scores / c) (0: none) */
   float final_softcap; /* logits = c tanh(logits / c) (0: none) */
@@ -96,14 +119,20 @@ typedef struct {
                        its own memory keeps the projections as bf16 there */
 } model_t;
 
-/* Allocates a model whose every tensor (per cfg: biases where attn_bias,
- * mlp_bias or LayerNorm ask for them) is present and zeroed. Used by loaders
+/* Allocates a model whose every tensor (per cfg: biases where qkv_bias,
+ * o_bias, mlp_bias or LayerNorm ask for them) is present and zeroed. Used by loaders
  * and tests. Returns NULL on bad cfg or out of memory. */
 model_t *model_alloc(const model_config_t *cfg, char *err);
 
 /* Checks a config for internal consistency (positive sizes, heads divide,
  * ...). Returns 0 or -1 with err naming the field. */
 int model_config_check(const model_config_t *cfg, char *err);
+
+/* The rotary's inverse frequency of each dimension pair, inv_freq[rotary_dim
+ * / 2], with its rope_scaling applied, and the factor cos and sin are
+ * multiplied by (*attn_scale, 1 unless yarn), computed in double as
+ * transformers' rope init functions compute them. */
+void model_rope_frequencies(const model_config_t *c, double *inv_freq, float *attn_scale);
 
 /* Number of parameters held (tied unembedding counted once). */
 size_t model_n_params(const model_t *m);

@@ -97,9 +97,9 @@ static int null_rmsnorm(backend_t *b, float *y, float *inv, const float *x, cons
   (void)b, (void)y, (void)inv, (void)x, (void)g, (void)rows, (void)d, (void)eps;
   return 0;
 }
-static int null_rope(backend_t *b, float *x, const int *pos, int rows, int h, int hd, int rot,
-                     float theta) {
-  (void)b, (void)x, (void)pos, (void)rows, (void)h, (void)hd, (void)rot, (void)theta;
+static int null_rope(backend_t *b, float *x, const int *pos, const float *freq, int rows, int h,
+                     int hd, int rot, float scale) {
+  (void)b, (void)x, (void)pos, (void)freq, (void)rows, (void)h, (void)hd, (void)rot, (void)scale;
   return 0;
 }
 static int null_attention(backend_t *b, float *out, const float *q, const float *k, const float *v,

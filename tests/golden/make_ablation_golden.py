@@ -5,7 +5,8 @@ Computed with Hugging Face `transformers` + plain torch forward hooks on the CPU
 (fp32, eager attention, batch 1, no cache). None of hydra's code is used.
 
 Writes golden/ablation_<name>.json (under --out, normally `tests`) for
-tiny-gpt2, tiny-llama and, with --smollm2, smollm2-135m. The format is in
+tiny-gpt2, tiny-llama and, with --smollm2, smollm2-135m; with --only, for the
+tiny models named (the newer families': tiny-gpt_neox, ...). The format is in
 tests/golden/README.md ("Ablation goldens").
 
 Everything is read at the FINAL position of each prompt; the target is the
@@ -64,7 +65,9 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 SOURCE = f"transformers {transformers.__version__}, torch {torch.__version__}"
 
 TINY_PROMPT_LENS = (5, 9, 12, 7)
-TINY_SEEDS = {"tiny-gpt2": 3001, "tiny-llama": 3002}
+TINY_SEEDS = {"tiny-gpt2": 3001, "tiny-llama": 3002, "tiny-gpt_neox": 3003,
+              "tiny-gpt_neox-sequential": 3004, "tiny-qwen2": 3005,
+              "tiny-llama3": 3006}
 SMOLLM2_PROMPTS = [
     "The Eiffel Tower is located in the city of",
     "The capital of Japan is the city of",
@@ -119,7 +122,7 @@ class Arch:
             self.b_down = [b.mlp.c_proj.bias.detach() for b in t.h]
             self.gamma = t.ln_f.weight.detach()
             self.beta = t.ln_f.bias.detach()
-        elif self.family == "llama":
+        elif self.family in ("llama", "qwen2"):  # qwen2: llama's modules, q/k/v biases
             m = model.model
             self.n_layers = c.num_hidden_layers
             self.n_heads = c.num_attention_heads
@@ -140,10 +143,33 @@ class Arch:
                            for l in m.layers]
             self.gamma = m.norm.weight.detach()
             self.beta = None
+        elif self.family == "gpt_neox":
+            # parallel residual or not, every component adds its output to the
+            # residual stream, so the final norm's input is still their sum
+            m = model.gpt_neox
+            self.n_layers = c.num_hidden_layers
+            self.n_heads = c.num_attention_heads
+            self.d_model = c.hidden_size
+            self.head_dim = c.hidden_size // c.num_attention_heads
+            self.embed_mod = m.embed_in
+            self.attn_out = [l.attention.dense for l in m.layers]
+            self.mlp_out = [l.mlp for l in m.layers]
+            self.down = [l.mlp.dense_4h_to_h for l in m.layers]
+            self.final_norm = m.final_layer_norm
+            self.norm_kind = "layernorm"
+            self.eps = m.final_layer_norm.eps
+            self.W_O = [l.attention.dense.weight.detach() for l in m.layers]   # [out, in]
+            self.b_O = [None if l.attention.dense.bias is None else l.attention.dense.bias.detach()
+                        for l in m.layers]
+            self.W_down = [l.mlp.dense_4h_to_h.weight.detach() for l in m.layers]
+            self.b_down = [l.mlp.dense_4h_to_h.bias.detach() for l in m.layers]
+            self.gamma = m.final_layer_norm.weight.detach()
+            self.beta = m.final_layer_norm.bias.detach()
         else:
             raise SystemExit(f"unsupported model_type {self.family}")
-        assert getattr(model.lm_head, "bias", None) is None, "lm_head bias not handled"
-        self.W_U = model.lm_head.weight.detach()            # [vocab, d_model]
+        lm_head = model.get_output_embeddings()            # lm_head; gpt_neox: embed_out
+        assert getattr(lm_head, "bias", None) is None, "lm_head bias not handled"
+        self.W_U = lm_head.weight.detach()                 # [vocab, d_model]
         self.W_U_mean = self.W_U.mean(0)
         self.d_ff = self.W_down[0].shape[1]
         self.component_order = ["embed"]
@@ -580,7 +606,7 @@ class weights_zeroed:
                     wpe = arch.model.transformer.wpe.weight.detach()
                     return lambda T: -wpe[:T]
                 emb = arch.embed_mod.weight
-                assert emb.data_ptr() != arch.model.lm_head.weight.data_ptr(), "tied embeddings"
+                assert emb.data_ptr() != arch.W_U.data_ptr(), "tied embeddings"
                 self._zero(emb)
                 return lambda T: None
             L = int(c.split(".")[1])
@@ -810,6 +836,9 @@ def main():
     ap.add_argument("--out", default="tests", help="output root (writes golden/ablation_*.json)")
     ap.add_argument("--smollm2", help="path to SmolLM2-135M-Instruct.Q4_1.gguf (skipped if absent)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    ap.add_argument("--only", nargs="+", metavar="NAME", choices=sorted(TINY_SEEDS),
+                    help="make only these tiny models' goldens (SmolLM2 skipped); the others' "
+                         "files are left alone")
     ap.add_argument("--weights-dtype", choices=["fp32", "bf16"], default="fp32",
                     help="bf16: every parameter of the tiny models rounded to bfloat16 by torch "
                          "(computed in fp32), written as ablation_<name>-bf16.json; SmolLM2 skipped")
@@ -823,7 +852,7 @@ def main():
     golden_dir = os.path.join(args.out, "golden")
     os.makedirs(golden_dir, exist_ok=True)
 
-    for name in ("tiny-gpt2", "tiny-llama"):
+    for name in args.only or ("tiny-gpt2", "tiny-llama"):
         path = os.path.join(data_dir, name)
         log(f"[{name}] {rel(path)}")
         model = load_eager(path)
@@ -836,7 +865,9 @@ def main():
                     golden_dir, all_plan=TINY_ALL_PLAN, resample=TINY_RESAMPLE,
                     weights_dtype="bf16" if bf16 else None)
 
-    if args.smollm2 and args.weights_dtype == "bf16":
+    if args.only:
+        log("[smollm2-135m] skipped (--only)")
+    elif args.smollm2 and args.weights_dtype == "bf16":
         log("[smollm2-135m] skipped (bf16 goldens are for the tiny models)")
     elif args.smollm2:
         log(f"[smollm2-135m] {args.smollm2}")

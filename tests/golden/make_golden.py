@@ -8,10 +8,21 @@ Writes (under --out, normally `tests`):
   data/tiny-gpt2/            random-init GPT-2 (config.json + model.safetensors)
   data/tiny-llama/           random-init Llama (config.json + model.safetensors)
   data/tiny-llama-sharded/   the same Llama, sharded (index.json + 2-3 shards)
+  data/tiny-gpt_neox/        random-init GPT-NeoX (Pythia): parallel residual,
+                             partial rotary, transformers 5 rope_parameters
+  data/tiny-gpt_neox-sequential/  the same family with use_parallel_residual
+                             false, written with Pythia's legacy keys
+                             (rotary_pct, rotary_emb_base)
+  data/tiny-qwen2/           random-init Qwen2 (q/k/v biases, no o_proj bias),
+                             config in the published spelling: top-level
+                             rope_theta, use_sliding_window false with a
+                             window smaller than the context
   golden/<name>.json         prompts, recorded positions, argmax, metadata
   golden/<name>.f32          raw little-endian float32 logits
 for <name> in tiny-gpt2, tiny-llama, tiny-llama-sharded (same logits file as
-tiny-llama), and smollm2-135m (only when --smollm2 is given).
+tiny-llama), the newer families' tiny models (TINY_FAMILIES), and smollm2-135m
+(only when --smollm2 is given). --only NAME... makes just those models (the
+committed goldens of the others stay byte for byte).
 
 Usage:
   python tests/golden/make_golden.py \
@@ -35,6 +46,10 @@ from transformers import (
     AutoTokenizer,
     GPT2Config,
     GPT2LMHeadModel,
+    GPTNeoXConfig,
+    GPTNeoXForCausalLM,
+    Qwen2Config,
+    Qwen2ForCausalLM,
     LlamaConfig,
     LlamaForCausalLM,
 )
@@ -51,6 +66,9 @@ TINY_PROMPT_LENS = (1, 7, 23)
 # attention is far from uniform (the transformers default 0.02 gives ~0.1).
 GPT2_INIT_RANGE = 0.25
 LLAMA_INIT_RANGE = 0.25
+# The newer families' tiny models: a smaller vocabulary and width keep each
+# model's files at a few hundred KB.
+FAMILY_VOCAB = 512
 NORM_WEIGHT_NOISE = 0.25   # norm weight = init (1.0) + N(0, this)
 NORM_BIAS_NOISE = 0.25     # LayerNorm bias = N(0, this)
 LINEAR_BIAS_NOISE = 0.3    # every linear/Conv1D bias = N(0, this)
@@ -274,6 +292,142 @@ def make_tiny_llama(data_dir, golden_dir):
                  logits_file=f"{name}.f32")
 
 
+def legacy_neox_rope_config(cfg_path):
+    """Pythia's published config.json (transformers 4) spells the rotary as
+    top-level "rotary_pct" and "rotary_emb_base"; rewrite in that form."""
+    with open(cfg_path) as f:
+        cfg = json.load(f)
+    rp = cfg.pop("rope_parameters")
+    assert rp.get("rope_type", "default") == "default", rp
+    cfg["rotary_emb_base"] = rp["rope_theta"]
+    cfg["rotary_pct"] = rp["partial_rotary_factor"]
+    with open(cfg_path, "w") as f:
+        json.dump(cfg, f, indent=2, sort_keys=True)
+        f.write("\n")
+    log(f"  rewrote {rel(cfg_path)} with Pythia's rotary_pct and rotary_emb_base")
+
+
+def make_family_model(data_dir, golden_dir, name, model, norm_types, seed, rewrite=None):
+    """Perturb, save, reload from disk (optionally after rewriting its
+    config.json in another spelling) and write the logits golden."""
+    perturb(model, seed + 1, norm_types)
+    path = os.path.join(data_dir, name)
+    save_model(model, path)
+    if rewrite:
+        rewrite(os.path.join(path, "config.json"))
+    ref = model
+    model = load_eager(path)
+    prompts, positions = tiny_prompts(seed + 2, model.config.vocab_size)
+    logits = run_prompts(model, prompts, positions)
+    if rewrite:  # the rewritten config must mean the same model
+        before = run_prompts(ref.eval(), prompts, positions)
+        maxdiff = max(float(np.abs(a - b).max()) for a, b in zip(logits, before))
+        assert maxdiff <= 1e-5, f"{name}: rewritten config changes the logits by {maxdiff}"
+    log(f"  {logit_stats(logits)}")
+    write_golden(golden_dir, name, rel(path), model.config.vocab_size, prompts, positions, logits)
+    return model
+
+
+def make_tiny_gpt_neox(data_dir, golden_dir, parallel):
+    name = "tiny-gpt_neox" + ("" if parallel else "-sequential")
+    log(f"[{name}]")
+    cfg = GPTNeoXConfig(hidden_size=48, intermediate_size=128, num_hidden_layers=3,
+                        num_attention_heads=4, vocab_size=FAMILY_VOCAB, max_position_embeddings=128,
+                        rope_parameters={"rope_type": "default", "rope_theta": 5000.0,
+                                         "partial_rotary_factor": 0.5},
+                        use_parallel_residual=parallel, hidden_act="gelu", layer_norm_eps=1e-5,
+                        tie_word_embeddings=False, initializer_range=GPT2_INIT_RANGE)
+    torch.manual_seed(4100 + parallel)
+    model = GPTNeoXForCausalLM(cfg).float().eval()
+    m = make_family_model(data_dir, golden_dir, name, model, (torch.nn.LayerNorm,), 4110 + parallel,
+                          None if parallel else legacy_neox_rope_config)
+    c = m.config
+    assert c.use_parallel_residual == parallel and c.rope_parameters["partial_rotary_factor"] == 0.5
+    assert m.gpt_neox.layers[0].attention.rotary_ndims == 6
+
+
+def published_qwen2_config(cfg_path):
+    """Qwen2/2.5's published config.json (transformers 4): top-level rope_theta,
+    no layer_types, and a sliding_window that is off (use_sliding_window
+    false) although smaller than the context and with max_window_layers
+    below num_hidden_layers: the loader must see that nothing slides."""
+    with open(cfg_path) as f:
+        cfg = json.load(f)
+    rp = cfg.pop("rope_parameters")
+    assert rp.get("rope_type", "default") == "default", rp
+    cfg.pop("layer_types")
+    cfg["rope_theta"] = rp["rope_theta"]
+    cfg["rope_scaling"] = None
+    cfg["use_sliding_window"] = False
+    cfg["sliding_window"] = 16
+    cfg["max_window_layers"] = 1
+    with open(cfg_path, "w") as f:
+        json.dump(cfg, f, indent=2, sort_keys=True)
+        f.write("\n")
+    log(f"  rewrote {rel(cfg_path)} in Qwen2's published spelling (sliding window off)")
+
+
+def make_tiny_qwen2(data_dir, golden_dir):
+    name = "tiny-qwen2"
+    log(f"[{name}]")
+    cfg = Qwen2Config(hidden_size=48, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
+                      num_key_value_heads=2, vocab_size=FAMILY_VOCAB, max_position_embeddings=128,
+                      rope_parameters={"rope_type": "default", "rope_theta": 20000.0}, rms_norm_eps=1e-6,
+                      tie_word_embeddings=False, initializer_range=LLAMA_INIT_RANGE)
+    torch.manual_seed(4200)
+    model = Qwen2ForCausalLM(cfg).float().eval()
+    from transformers.models.qwen2.modeling_qwen2 import Qwen2RMSNorm
+    m = make_family_model(data_dir, golden_dir, name, model, (Qwen2RMSNorm,), 4210,
+                          published_qwen2_config)
+    a = m.model.layers[0].self_attn
+    assert a.q_proj.bias is not None and a.o_proj.bias is None
+    assert all(l.self_attn.sliding_window is None for l in m.model.layers)
+
+
+def make_tiny_llama_rope(data_dir, golden_dir, name, rope, shape):
+    """A Llama whose rope_parameters scale the frequencies (Llama 3.1's
+    llama3, linear, yarn); every regime of the scaling falls on some
+    dimension of these head sizes."""
+    log(f"[{name}]")
+    cfg = LlamaConfig(**{"vocab_size": FAMILY_VOCAB, **shape}, rms_norm_eps=1e-5,
+                      rope_parameters=rope, tie_word_embeddings=False,
+                      initializer_range=LLAMA_INIT_RANGE)
+    torch.manual_seed(4300 + len(name))
+    model = LlamaForCausalLM(cfg).float().eval()
+    from transformers.models.llama.modeling_llama import LlamaRMSNorm
+    m = make_family_model(data_dir, golden_dir, name, model, (LlamaRMSNorm,), 4310 + len(name))
+    rot = m.model.rotary_emb
+    assert m.config.rope_parameters["rope_type"] == rope["rope_type"], m.config.rope_parameters
+    log(f"  inv_freq {rot.inv_freq.tolist()}, attention scaling {rot.attention_scaling}")
+
+
+LLAMA_SMALL = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                   num_key_value_heads=2, vocab_size=256)
+
+
+# name -> maker(data_dir, golden_dir)
+TINY_FAMILIES = {
+    "tiny-gpt_neox": lambda d, g: make_tiny_gpt_neox(d, g, True),
+    "tiny-gpt_neox-sequential": lambda d, g: make_tiny_gpt_neox(d, g, False),
+    "tiny-qwen2": make_tiny_qwen2,
+    # llama3: original context 64, wavelengths 6.3 (kept), 33 (smoothed), 168... (divided)
+    "tiny-llama3": lambda d, g: make_tiny_llama_rope(
+        d, g, "tiny-llama3",
+        {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
+         "high_freq_factor": 4.0, "original_max_position_embeddings": 64},
+        dict(hidden_size=48, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
+             num_key_value_heads=2, max_position_embeddings=128)),
+    "tiny-llama-linear": lambda d, g: make_tiny_llama_rope(
+        d, g, "tiny-llama-linear", {"rope_type": "linear", "rope_theta": 10000.0, "factor": 4.0},
+        dict(LLAMA_SMALL, max_position_embeddings=128)),
+    # yarn: ramp over pairs 0..3 of 4 (theta 100, original context 64), attention factor 1 + 0.1 ln 4
+    "tiny-llama-yarn": lambda d, g: make_tiny_llama_rope(
+        d, g, "tiny-llama-yarn",
+        {"rope_type": "yarn", "rope_theta": 100.0, "factor": 4.0, "original_max_position_embeddings": 64},
+        dict(LLAMA_SMALL, max_position_embeddings=256)),
+}
+
+
 def describe_gguf(path):
     from collections import Counter
     from gguf import GGUFReader
@@ -322,6 +476,8 @@ def main():
     ap.add_argument("--out", default="tests", help="output root (gets data/ and golden/)")
     ap.add_argument("--smollm2", help="path to SmolLM2-135M-Instruct.Q4_1.gguf (skipped if absent)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    ap.add_argument("--only", nargs="+", metavar="NAME",
+                    help="make only these tiny models (e.g. tiny-gpt_neox); the others' files are left alone")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -334,8 +490,17 @@ def main():
     os.makedirs(data_dir, exist_ok=True)
     os.makedirs(golden_dir, exist_ok=True)
 
-    make_tiny_gpt2(data_dir, golden_dir)
-    make_tiny_llama(data_dir, golden_dir)
+    makers = {"tiny-gpt2": make_tiny_gpt2, "tiny-llama": make_tiny_llama, **TINY_FAMILIES}
+    if args.only:
+        unknown = [n for n in args.only if n not in makers]
+        if unknown:
+            raise SystemExit(f"--only: unknown {unknown} (known: {', '.join(makers)})")
+        for n in args.only:
+            makers[n](data_dir, golden_dir)
+        log("done")
+        return
+    for maker in makers.values():
+        maker(data_dir, golden_dir)
     if args.smollm2:
         make_smollm2(args.smollm2, golden_dir)
     else:

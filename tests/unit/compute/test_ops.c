@@ -213,12 +213,17 @@ static void test_norms(int rows, int d) {
   free(x), free(g), free(be), free(y), free(s), free(ref), free(sref);
 }
 
-static void test_rope(int rows, int heads, int hd, int rot, float theta) {
+/* scaled: every pair's frequency multiplied by its own factor in [0.5, 1.5)
+ * (as the scalings do) and cos and sin by attn_scale (yarn). */
+static void test_rope(int rows, int heads, int hd, int rot, float theta, int scaled,
+                      float attn_scale) {
   size_t n = (size_t)rows * heads * hd;
-  float *x = malloc(n * 4);
+  float *x = malloc(n * 4), *freq = malloc((size_t)rot / 2 * 4);
   int *pos = malloc(rows * 4);
   double *ref = malloc(n * 8);
   fill(x, n, 1);
+  for (int i = 0; i < rot / 2; i++)
+    freq[i] = (float)(pow(theta, -2.0 * i / rot) * (scaled ? 1.0 + rnd() * 0.5 : 1.0));
   for (int r = 0; r < rows; r++)
     pos[r] = (int)((rnd() + 1.0) * 1000);
   for (int r = 0; r < rows; r++)
@@ -227,21 +232,22 @@ static void test_rope(int rows, int heads, int hd, int rot, float theta) {
       double *rh = ref + ((size_t)r * heads + h) * hd;
       for (int i = 0; i < hd; i++)
         rh[i] = xh[i];
-      /* rotate_half: out = x*cos + concat(-x2, x1)*sin, frequency index i mod rot/2 */
+      /* rotate_half: out = (x*cos + concat(-x2, x1)*sin) * attn_scale, pair i mod rot/2 */
       for (int i = 0; i < rot; i++) {
         int j = i % (rot / 2);
-        double a = pos[r] * pow(theta, -2.0 * j / rot);
+        double a = pos[r] * (double)freq[j];
         double other = i < rot / 2 ? -xh[i + rot / 2] : xh[i - rot / 2];
-        rh[i] = xh[i] * cos(a) + other * sin(a);
+        rh[i] = (xh[i] * cos(a) + other * sin(a)) * attn_scale;
       }
     }
+  float *df = dev(freq, (size_t)rot / 2 * 4);
   float *dx = dev(x, n * 4);
   int *dp = dev(pos, rows * 4);
-  run(B->ops->rope(B, dx, dp, rows, heads, hd, rot, theta), "rope");
+  run(B->ops->rope(B, dx, dp, df, rows, heads, hd, rot, attn_scale), "rope");
   back(x, dx, n * 4);
-  compare(rot == hd ? "rope" : "rope.partial", x, ref, n, 2e-5);
-  B->ops->free(B, dx), B->ops->free(B, dp);
-  free(x), free(pos), free(ref);
+  compare(scaled ? "rope.scaled" : rot == hd ? "rope" : "rope.partial", x, ref, n, 2e-5);
+  B->ops->free(B, dx), B->ops->free(B, dp), B->ops->free(B, df);
+  free(x), free(pos), free(ref), free(freq);
 }
 
 /* Three sequences packed. With split, each row reads its first keys from k/v
@@ -637,8 +643,9 @@ int main(int argc, char **argv) {
   test_transfers();
   test_norms(13, 576);
   test_norms(3, 64);
-  test_rope(9, 4, 64, 64, 10000.0f);
-  test_rope(6, 3, 32, 16, 5000.0f);
+  test_rope(9, 4, 64, 64, 10000.0f, 0, 1.0f);
+  test_rope(6, 3, 32, 16, 5000.0f, 0, 1.0f);
+  test_rope(7, 2, 32, 24, 500000.0f, 1, 1.2f);
   test_attention(4, 4, 16, 0);
   test_attention(9, 3, 64, 0);
   test_attention(9, 3, 64, 1);

@@ -512,7 +512,8 @@ static void test_tiny_llama(const char *root) {
         c->n_layers, c->d_model, c->n_heads, c->n_kv_heads, c->head_dim, c->d_mlp, c->vocab_size,
         c->max_positions);
   CHECK(c->norm == NORM_RMSNORM && c->positions == POSITIONS_ROPE && c->mlp == MLP_SWIGLU &&
-            c->activation == ACT_SILU && !c->attn_bias && !c->mlp_bias && !c->parallel_residual,
+            c->activation == ACT_SILU && !c->qkv_bias && !c->o_bias && !c->mlp_bias &&
+            !c->parallel_residual,
         "tiny llama kinds");
   CHECK(c->rope_theta == 50000.0f && c->rotary_dim == 8 && c->norm_eps == 1e-5f,
         "rope_theta %g rotary_dim %d eps %g", (double)c->rope_theta, c->rotary_dim,

@@ -557,8 +557,8 @@ static void test_gpt2(void) {
               c->d_mlp == D_MLP && c->vocab_size == VOCAB && c->max_positions == POS &&
               c->norm == NORM_LAYERNORM && fabsf(c->norm_eps - 1e-5f) < 1e-12f &&
               c->positions == POSITIONS_LEARNED && c->mlp == MLP_GELU &&
-              c->activation == ACT_GELU_TANH && c->attn_bias && c->mlp_bias && c->tied_unembed &&
-              c->bos_id == -1 && c->eos_id == 3,
+              c->activation == ACT_GELU_TANH && c->qkv_bias && c->o_bias && c->mlp_bias &&
+              c->tied_unembed && c->bos_id == -1 && c->eos_id == 3,
           "gpt2 config fields");
     CHECK(strcmp(m->path, dir) == 0 && strcmp(m->weights_format, "safetensors") == 0 &&
               strcmp(m->tensor_types, "F32") == 0,
@@ -708,7 +708,8 @@ static void check_llama(const model_t *m, fake_model_t *fm, const char *what) {
             c->norm == NORM_RMSNORM && fabsf(c->norm_eps - 1e-6f) < 1e-13f &&
             c->positions == POSITIONS_ROPE && c->rope_theta == 500000.0f &&
             c->rotary_dim == HEAD_DIM && c->mlp == MLP_SWIGLU && c->activation == ACT_SILU &&
-            !c->attn_bias && !c->mlp_bias && !c->tied_unembed && c->bos_id == 1 && c->eos_id == 2,
+            !c->qkv_bias && !c->o_bias && !c->mlp_bias && !c->tied_unembed && c->bos_id == 1 &&
+            c->eos_id == 2,
         "%s: llama config fields", what);
   CHECK(strcmp(m->tensor_types, "F32,BF16") == 0, "%s: tensor_types = %s", what, m->tensor_types);
   check_array("tok_embed", m->tok_embed, fake_find(fm, "model.embed_tokens.weight"), 0, VOCAB * D,
@@ -797,10 +798,27 @@ static void test_llama(void) {
       {"hidden_size negative", "hidden_size", "-8", "hidden_size must be a positive integer"},
       {"hidden_size a float", "hidden_size", "8.0", "hidden_size must be a positive integer"},
       {"rms_norm_eps a string", "rms_norm_eps", "\"1e-6\"", "rms_norm_eps must be a positive"},
-      {"rope_scaling set", "rope_scaling", "{\"type\":\"linear\",\"factor\":2.0}",
-       "rope_scaling is not supported"},
-      {"llama3 rope", "rope_parameters", "{\"rope_type\":\"llama3\",\"rope_theta\":5e5}",
-       "rope_scaling is not supported"},
+      {"dynamic from a shorter context", "rope_scaling",
+       "{\"type\":\"dynamic\",\"factor\":2.0,\"original_max_position_embeddings\":32}",
+       "rope_scaling.original_max_position_embeddings = 32 with rope_type \"dynamic\""},
+      {"longrope", "rope_parameters", "{\"rope_type\":\"longrope\",\"rope_theta\":5e5}",
+       "rope_parameters.rope_type \"longrope\" is not supported"},
+      {"rope type unknown", "rope_parameters", "{\"rope_type\":\"ntk\",\"factor\":2}",
+       "rope_parameters.rope_type \"ntk\" is not supported"},
+      {"linear without factor", "rope_parameters", "{\"rope_type\":\"linear\"}",
+       "rope_parameters.factor is missing"},
+      {"factor below 1", "rope_scaling", "{\"type\":\"linear\",\"factor\":0.5}",
+       "rope_scaling.factor = 0.5 must be at least 1"},
+      {"llama3 without low_freq_factor", "rope_parameters",
+       "{\"rope_type\":\"llama3\",\"factor\":8,\"high_freq_factor\":4,"
+       "\"original_max_position_embeddings\":32}",
+       "rope_parameters.low_freq_factor is missing"},
+      {"llama3 factors reversed", "rope_parameters",
+       "{\"rope_type\":\"llama3\",\"factor\":8,\"low_freq_factor\":4,\"high_freq_factor\":1,"
+       "\"original_max_position_embeddings\":32}",
+       "high_freq_factor must be above low_freq_factor"},
+      {"partial rotary", "rope_parameters", "{\"rope_theta\":5e5,\"partial_rotary_factor\":0.5}",
+       "partial_rotary_factor"},
       {"hidden_act gelu", "hidden_act", "\"gelu\"", "\"gelu\""},
       {"tie_word_embeddings a string", "tie_word_embeddings", "\"no\"", "tie_word_embeddings"},
       {"eos_token_id a string", "eos_token_id", "\"</s>\"", "eos_token_id"},
@@ -880,11 +898,103 @@ static void test_llama(void) {
   fake_free(&fm);
 }
 
+/* Pythia's config.json (transformers 4 spelling); weights absent, so a
+ * config the loader accepts fails on the missing safetensors instead. */
+static const char *gpt_neox_config =
+    "{\"model_type\":\"gpt_neox\",\"hidden_size\":8,\"num_hidden_layers\":2,"
+    "\"num_attention_heads\":2,\"intermediate_size\":12,\"vocab_size\":11,"
+    "\"max_position_embeddings\":64,\"layer_norm_eps\":1e-05,\"hidden_act\":\"gelu\","
+    "\"rotary_pct\":0.5,\"rotary_emb_base\":10000,\"use_parallel_residual\":true,"
+    "\"tie_word_embeddings\":false,\"rope_scaling\":null}";
+
+static void test_gpt_neox_config(void) {
+  char dir[512], err[HYDRA_ERR_LEN] = "", config[2048];
+  struct {
+    const char *what, *key, *value, *reason;
+  } configs[] = {
+      {"accepted", "rope_scaling", "null", "model.safetensors"},
+      {"rope_parameters default", "rope_scaling",
+       "null,\"rope_parameters\":{\"rope_type\":\"default\",\"rope_theta\":10000,"
+       "\"partial_rotary_factor\":0.5}",
+       "model.safetensors"},
+      {"linear scaling", "rope_scaling", "{\"type\":\"linear\",\"factor\":2.0}",
+       "model.safetensors"},
+      {"longrope", "rope_scaling", "{\"type\":\"longrope\",\"factor\":2.0}",
+       "rope_scaling.type \"longrope\" is not supported"},
+      {"rotary_pct over 1", "rotary_pct", "1.5", "partial rotary factor 1.5 is over 1"},
+      {"odd rotary dims", "rotary_pct", "0.75", "3 rotated dimensions"},
+      {"hidden_act relu", "hidden_act", "\"relu\"", "hidden_act \"relu\" is not supported"},
+      {"parallel not a bool", "use_parallel_residual", "1", "use_parallel_residual"},
+      {"heads do not divide", "num_attention_heads", "3", "num_attention_heads"},
+  };
+  for (size_t i = 0; i < sizeof(configs) / sizeof(configs[0]); i++) {
+    config_with(config, sizeof(config), gpt_neox_config, configs[i].key, configs[i].value);
+    write_model_dir(dir, "gpt_neox-config", config, NULL, 1);
+    model_t *m = model_load_hf(dir, err);
+    expect_error(configs[i].what, m == NULL, err, "gpt_neox-config", configs[i].reason);
+    model_free(m);
+  }
+}
+
+/* Qwen2's published config.json; weights absent, as above. Three layers, a
+ * context of 64. */
+static const char *qwen2_config =
+    "{\"model_type\":\"qwen2\",\"hidden_size\":8,\"num_hidden_layers\":3,"
+    "\"num_attention_heads\":2,\"num_key_value_heads\":1,\"intermediate_size\":12,"
+    "\"vocab_size\":11,\"max_position_embeddings\":64,\"rms_norm_eps\":1e-06,"
+    "\"rope_theta\":1000000.0,\"sliding_window\":32,"
+    "\"max_window_layers\":1,\"tie_word_embeddings\":true}";
+
+static void test_qwen2_config(void) {
+  char dir[512], err[HYDRA_ERR_LEN] = "", config[2048];
+  struct {
+    const char *what, *key, *value, *reason;
+  } configs[] = {
+      {"sliding window off", "sliding_window", "32,\"use_sliding_window\":false",
+       "model.safetensors"},
+      {"sliding window on", "sliding_window", "32,\"use_sliding_window\":true",
+       "sliding_window = 32 with use_sliding_window = true is not supported"},
+      {"window as long as the context", "sliding_window", "64,\"use_sliding_window\":true",
+       "model.safetensors"},
+      {"no sliding layers", "max_window_layers", "3,\"use_sliding_window\":true",
+       "model.safetensors"},
+      {"every layer sliding", "max_window_layers", "0,\"use_sliding_window\":true",
+       "sliding_window = 32"},
+      {"layer_types all full", "max_window_layers",
+       "0,\"use_sliding_window\":true,\"layer_types\":[\"full_attention\",\"full_attention\","
+       "\"full_attention\"]",
+       "model.safetensors"},
+      {"layer_types one sliding", "max_window_layers",
+       "3,\"use_sliding_window\":true,\"layer_types\":[\"full_attention\",\"sliding_attention\","
+       "\"full_attention\"]",
+       "sliding_window = 32"},
+      {"layer_types unknown", "max_window_layers",
+       "3,\"use_sliding_window\":true,\"layer_types\":[\"full_attention\",\"chunked\","
+       "\"full_attention\"]",
+       "layer_types[1]"},
+      {"yarn", "rope_theta", "1e6,\"rope_scaling\":{\"type\":\"yarn\",\"factor\":4.0}",
+       "model.safetensors"},
+      {"dynamic", "rope_theta", "1e6,\"rope_scaling\":{\"type\":\"dynamic\",\"factor\":4.0}",
+       "model.safetensors"},
+      {"hidden_act gelu", "rms_norm_eps", "1e-6,\"hidden_act\":\"gelu\"", "hidden_act \"gelu\""},
+  };
+  for (size_t i = 0; i < sizeof(configs) / sizeof(configs[0]); i++) {
+    config_with(config, sizeof(config), qwen2_config, configs[i].key, configs[i].value);
+    write_model_dir(dir, "qwen2-config", config, NULL, 1);
+    model_t *m = model_load_hf(dir, err);
+    expect_error(configs[i].what, m == NULL, err, "qwen2-config", configs[i].reason);
+    model_free(m);
+  }
+}
+
 /* The committed tiny models, when the second engineer's data is present. */
 static void test_repo_models(const char *root) {
-  const char *names[] = {"tiny-gpt2", "tiny-llama", "tiny-llama-sharded"};
-  const char *families[] = {"gpt2", "llama", "llama"};
-  for (int i = 0; i < 3; i++) {
+  const char *names[] = {
+      "tiny-gpt2", "tiny-llama", "tiny-llama-sharded", "tiny-gpt_neox", "tiny-gpt_neox-sequential",
+      "tiny-qwen2"};
+  const char *families[] = {"gpt2", "llama", "llama", "gpt_neox", "gpt_neox", "qwen2"};
+  const int parallel[] = {0, 0, 0, 1, 0, 0}, rotary_dim[] = {0, 16, 16, 6, 6, 12};
+  for (int i = 0; i < (int)(sizeof(names) / sizeof(names[0])); i++) {
     char dir[1024], cfg[1100], err[HYDRA_ERR_LEN] = "";
     snprintf(dir, sizeof(dir), "%s/tests/data/%s", root, names[i]);
     snprintf(cfg, sizeof(cfg), "%s/config.json", dir);
@@ -895,6 +1005,13 @@ static void test_repo_models(const char *root) {
     model_t *m = model_load_hf(dir, err);
     CHECK(m && strcmp(m->cfg.family, families[i]) == 0, "load %s: %s", names[i],
           m ? m->cfg.family : err);
+    if (m && strcmp(names[i], "tiny-qwen2") == 0)
+      CHECK(m->cfg.qkv_bias && !m->cfg.o_bias && m->layers[2].bv && !m->layers[2].bo,
+            "tiny-qwen2: q/k/v biases, no o_proj bias");
+    if (m)
+      CHECK(m->cfg.parallel_residual == parallel[i] && m->cfg.rotary_dim == rotary_dim[i],
+            "%s: parallel_residual %d, rotary_dim %d", names[i], m->cfg.parallel_residual,
+            m->cfg.rotary_dim);
     model_free(m);
   }
 }
@@ -920,6 +1037,8 @@ int main(int argc, char **argv) {
   test_broken();
   test_gpt2();
   test_llama();
+  test_gpt_neox_config();
+  test_qwen2_config();
   if (argc > 1)
     test_repo_models(argv[1]);
   nftw(tmp, remove_entry, 16, FTW_DEPTH | FTW_PHYS);

@@ -720,7 +720,10 @@ static json_t *job_json(server_t *s, const store_job_t *j) {
   json_object_set_new(o, "started_at", j->started_at > 0 ? json_real(j->started_at) : json_null());
   json_object_set_new(o, "finished_at",
                       j->finished_at > 0 ? json_real(j->finished_at) : json_null());
-  json_object_set_new(o, "error", j->error[0] ? json_string(j->error) : json_null());
+  /* A done job's stored message is a warning (e.g. non-finite rows). */
+  const int finished = j->state == STORE_DONE;
+  json_object_set_new(o, "error", j->error[0] && !finished ? json_string(j->error) : json_null());
+  json_object_set_new(o, "warning", j->error[0] && finished ? json_string(j->error) : json_null());
   char url[128];
   snprintf(url, sizeof(url), "/v1/jobs/%s/results", j->id);
   json_object_set_new(o, "results_url", json_string(url));

@@ -514,6 +514,7 @@ static json_t *summary_of(const char *rows, size_t len, json_t **header) {
       json_t *v = json_object();
       for (int i = 0; i < 3; i++)
         json_object_set(v, CHECKED[i], json_object_get(json_object_get(row, CHECKED[i]), "mean"));
+      json_object_set(v, "nonfinite", json_object_get(row, "nonfinite"));
       json_object_set_new(out, key, v);
     }
     json_decref(row);
@@ -615,10 +616,15 @@ int cmd_check(int argc, char **argv) {
     size_t w = 0;
     if (!cv)
       w += snprintf(why + w, sizeof(why) - w, "missing from this run");
+    else if (json_integer_value(json_object_get(cv, "nonfinite")) > 0)
+      w += snprintf(why + w, sizeof(why) - w, "%lld rows with non-finite values",
+                    (long long)json_integer_value(json_object_get(cv, "nonfinite")));
     else
       for (int i = 0; i < 3; i++) {
-        const double b = json_number_value(json_object_get(bv, CHECKED[i])),
-                     c = json_number_value(json_object_get(cv, CHECKED[i]));
+        /* null (non-finite) is never a number within tolerance, not even of null */
+        const json_t *bj = json_object_get(bv, CHECKED[i]), *cj = json_object_get(cv, CHECKED[i]);
+        const double b = json_is_number(bj) ? json_number_value(bj) : NAN,
+                     c = json_is_number(cj) ? json_number_value(cj) : NAN;
         const double tol = o.atol + o.rtol * fabs(b), d = fabs(c - b);
         if (!(d <= tol) && w < sizeof(why))
           w += snprintf(why + w, sizeof(why) - w, "%s%s %.6g -> %.6g (|diff| %.3g > %.3g)",

@@ -341,19 +341,25 @@ int cmd_jobs(int argc, char **argv) {
   int rc = parse_opts("jobs", argc, argv, URL_OPTS, &o);
   if (rc)
     return rc;
-  json_t *doc = call_json("jobs", &o, "GET", "/v1/jobs", NULL, 0, &rc);
-  if (!doc)
-    return rc;
   printf("%-34s %-10s %-10s %-12s %21s\n", "id", "state", "user", "model", "variants");
-  size_t i;
-  json_t *j;
-  json_array_foreach(json_object_get(doc, "jobs"), i, j) {
-    json_t *p = json_object_get(j, "progress");
-    printf("%-34s %-10s %-10s %-12s %10lld/%-10lld\n", str(j, "id"), str(j, "state"),
-           str(j, "user"), str(j, "model"), json_integer_value(json_object_get(p, "variants_done")),
-           json_integer_value(json_object_get(p, "variants_total")));
+  char page[256] = "/v1/jobs";
+  while (page[0]) { /* every page: "next" until null */
+    json_t *doc = call_json("jobs", &o, "GET", page, NULL, 0, &rc);
+    if (!doc)
+      return rc;
+    size_t i;
+    json_t *j;
+    json_array_foreach(json_object_get(doc, "jobs"), i, j) {
+      json_t *p = json_object_get(j, "progress");
+      printf("%-34s %-10s %-10s %-12s %10lld/%-10lld\n", str(j, "id"), str(j, "state"),
+             str(j, "user"), str(j, "model"),
+             json_integer_value(json_object_get(p, "variants_done")),
+             json_integer_value(json_object_get(p, "variants_total")));
+    }
+    const char *next = json_string_value(json_object_get(doc, "next"));
+    snprintf(page, sizeof page, "%s", next && strlen(next) < sizeof page ? next : "");
+    json_decref(doc);
   }
-  json_decref(doc);
   return EXIT_OK;
 }
 

@@ -50,6 +50,12 @@ const http_route_t http_routes[] = {
     {NULL, NULL, 0},
 };
 
+/* Seconds a 429 asks the client to wait before it tries again. */
+#define RETRY_AFTER_S "5"
+
+/* Rows of GET /v1/jobs per page (?limit=, at most this; a "next" link for more). */
+#define JOBS_PAGE_MAX 1000
+
 /* A /tokenize body, and the tokens it may make (the answer lists each). */
 #define TOKENIZE_MAX_BODY (1L << 20)
 #define TOKENIZE_MAX_TOKENS 65536
@@ -83,6 +89,8 @@ typedef struct {
   role_t role;
   char method[16];
   char path[256];
+  int head;  /* HEAD on a GET route: answered as GET, without a body */
+  int close; /* answered before its body is read: the connection closes */
   /* Handed to a request worker (the connection suspended meanwhile). The
    * worker fills the answer, sets answered and resumes the connection. */
   server_t *s;
@@ -105,8 +113,9 @@ struct stream {
   int64_t next_seq;
   stream_format_t format;
   int finished;
-  int ended_row; /* the closing row of a failed or cancelled job was sent */
-  buffer_t out;  /* formatted rows; out.data[sent ..) not yet sent */
+  int ended_row;   /* the closing row of a failed or cancelled job was sent */
+  int64_t corrupt; /* the sequence number of a stored row that is not JSON; -1: none */
+  buffer_t out;    /* formatted rows; out.data[sent ..) not yet sent */
   size_t sent;
   int fd;           /* the connection's socket, to see that the peer left */
   double last_sent; /* monotonic: the last bytes handed to libmicrohttpd */
@@ -123,6 +132,10 @@ static enum MHD_Result respond(struct MHD_Connection *c, request_t *rq, int stat
   MHD_add_response_header(r, "Content-Type", type);
   if (status == 401) /* RFC 9110 11.6.1: a 401 names the scheme it wants */
     MHD_add_response_header(r, "WWW-Authenticate", "Bearer realm=\"hydra\"");
+  if (status == 429) /* RFC 6585 4: when to ask again */
+    MHD_add_response_header(r, "Retry-After", RETRY_AFTER_S);
+  if (rq && rq->close) /* the body is not read (a request we refuse to frame) */
+    MHD_add_response_header(r, "Connection", "close");
   enum MHD_Result ok = MHD_queue_response(c, (unsigned)status, r);
   MHD_destroy_response(r);
   if (rq)
@@ -157,12 +170,18 @@ static enum MHD_Result respond_asset(struct MHD_Connection *c, request_t *rq, co
   return ok;
 }
 
+static const char ERROR_500[] =
+    "{\"error\":{\"code\":500,\"message\":\"the answer could not be "
+    "made (a corrupt store record, or out of memory)\",\"field\":\"\"}}";
+
+/* v (taken); a JSON 500 when v is NULL (json_pack refused a stored string that
+ * is not UTF-8, or memory ran out): never a 200 with a broken body. */
 static enum MHD_Result respond_json(struct MHD_Connection *c, request_t *rq, int status,
                                     json_t *v) {
-  char *s = json_dumps(v, JSON_COMPACT | JSON_ENSURE_ASCII);
+  char *s = v ? json_dumps(v, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
   json_decref(v);
   if (!s)
-    return MHD_NO;
+    return respond(c, rq, 500, "application/json", ERROR_500, sizeof ERROR_500 - 1);
   enum MHD_Result ok = respond(c, rq, status, "application/json", s, strlen(s));
   free(s);
   return ok;
@@ -265,13 +284,20 @@ static const char *const csv_keys[] = {"total_effect",
 
 static int format_row(void *ctx, int64_t seq, const char *text, size_t len) {
   stream_t *st = ctx;
+  json_t *row = json_loadb(text, len, JSON_ALLOW_NUL, NULL); /* tokens may hold U+0000 */
+  if (!json_is_object(row)) { /* a corrupt store: stop before it (stream_fill) */
+    json_decref(row);
+    st->corrupt = seq;
+    return 1;
+  }
   st->next_seq = seq + 1;
+  if (st->format != STREAM_CSV)
+    json_decref(row);
   if (st->format == STREAM_NDJSON)
     return buffer_append(&st->out, text, len) || buffer_append(&st->out, "\n", 1);
   if (st->format == STREAM_SSE)
     return buffer_appendf(&st->out, "id: %lld\ndata: ", (long long)seq) ||
            buffer_append(&st->out, text, len) || buffer_append(&st->out, "\n\n", 2);
-  json_t *row = json_loadb(text, len, 0, NULL);
   const char *type = json_string_value(json_object_get(row, "type"));
   if (type && strcmp(type, "header") == 0) {
     buffer_appendf(&st->out, "prompt,position,component,method,samples");
@@ -342,13 +368,29 @@ static int peer_gone(const stream_t *st) {
   return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
+/* A stored row that is not JSON ends the stream: NDJSON and SSE get a last
+ * row saying so (every line stays JSON), then the response is cut (no
+ * clean end), CSV is cut. */
+static void corrupt_row(stream_t *st) {
+  st->finished = 1;
+  if (st->format == STREAM_CSV)
+    return;
+  char row[200];
+  snprintf(row, sizeof row,
+           "{\"type\":\"error\",\"error\":{\"code\":500,\"message\":\"stored row %lld of "
+           "this job is corrupt\",\"field\":\"\"}}",
+           (long long)st->corrupt);
+  format_row(st, st->corrupt, row, strlen(row));
+}
+
 static ssize_t stream_reader(void *cls, uint64_t pos, char *out, size_t max) {
   stream_t *st = cls;
   server_t *s = st->s;
   (void)pos;
   if (st->sent == st->out.len) {
     if (st->finished)
-      return MHD_CONTENT_READER_END_OF_STREAM;
+      return st->corrupt >= 0 ? MHD_CONTENT_READER_END_WITH_ERROR
+                              : MHD_CONTENT_READER_END_OF_STREAM;
     st->sent = 0;
     buffer_clear(&st->out);
     const uint64_t gen = notify_generation(&s->notify);
@@ -358,7 +400,13 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *out, size_t max) {
     if (store_rows_read(s->store, st->job_id, st->next_seq, 256, format_row, st, &n, &state, err) !=
         0)
       return MHD_CONTENT_READER_END_WITH_ERROR;
-    if (n == 0) {
+    if (st->corrupt >= 0) {
+      const int64_t bad = st->corrupt;
+      corrupt_row(st);
+      st->corrupt = bad;
+      if (st->out.len == 0)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    } else if (n == 0) {
       store_state_t ended = state;
       const int stored = state == STORE_DONE || state == STORE_FAILED || state == STORE_CANCELLED;
       if (stored || scheduler_unstored(s, st->job_id, &ended, err, sizeof(err))) {
@@ -420,6 +468,7 @@ static enum MHD_Result respond_stream(server_t *s, struct MHD_Connection *c, req
   st->s = s;
   st->conn = c;
   st->next_seq = after;
+  st->corrupt = -1;
   const union MHD_ConnectionInfo *ci =
       MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
   st->fd = ci ? ci->connect_fd : -1;
@@ -430,16 +479,34 @@ static enum MHD_Result respond_stream(server_t *s, struct MHD_Connection *c, req
   st->format = fmt && strcmp(fmt, "csv") == 0                  ? STREAM_CSV
                : accept && strstr(accept, "text/event-stream") ? STREAM_SSE
                                                                : STREAM_NDJSON;
+  const char *type = st->format == STREAM_CSV   ? "text/csv"
+                     : st->format == STREAM_SSE ? "text/event-stream"
+                                                : "application/x-ndjson";
+  /* The first rows are read now: a corrupt one is a JSON 500, not a 200
+   * that breaks off (one further on ends the stream, corrupt_row). */
+  char err[HYDRA_ERR_LEN];
+  if (store_rows_read(s->store, st->job_id, st->next_seq, 256, format_row, st, NULL, NULL, err) !=
+      0) {
+    stream_free(st);
+    return respond_error(c, rq, 503, "", "the job store failed: %s", err);
+  }
+  if (st->corrupt >= 0) {
+    const long long bad = (long long)st->corrupt;
+    stream_free(st);
+    server_log(s, 0, "job %s: stored row %lld is not JSON", job_id, bad);
+    return respond_error(c, rq, 500, "", "stored row %lld of this job is corrupt", bad);
+  }
+  if (rq->head) { /* the same headers, no body */
+    stream_free(st);
+    return respond(c, rq, status, type, "", 0);
+  }
   struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 32 * 1024,
                                                              stream_reader, st, stream_free);
   if (!r) {
     stream_free(st);
     return MHD_NO;
   }
-  MHD_add_response_header(r, "Content-Type",
-                          st->format == STREAM_CSV   ? "text/csv"
-                          : st->format == STREAM_SSE ? "text/event-stream"
-                                                     : "application/x-ndjson");
+  MHD_add_response_header(r, "Content-Type", type);
   MHD_add_response_header(r, "Cache-Control", "no-cache");
   /* the job's id, for POST /v1/jobs?wait=stream (resume with ?after=N) */
   char where[96];
@@ -720,7 +787,10 @@ static json_t *job_json(server_t *s, const store_job_t *j) {
   json_object_set_new(o, "started_at", j->started_at > 0 ? json_real(j->started_at) : json_null());
   json_object_set_new(o, "finished_at",
                       j->finished_at > 0 ? json_real(j->finished_at) : json_null());
-  json_object_set_new(o, "error", j->error[0] ? json_string(j->error) : json_null());
+  /* A done job's stored message is a warning (e.g. non-finite rows). */
+  const int finished = j->state == STORE_DONE;
+  json_object_set_new(o, "error", j->error[0] && !finished ? json_string(j->error) : json_null());
+  json_object_set_new(o, "warning", j->error[0] && finished ? json_string(j->error) : json_null());
   char url[128];
   snprintf(url, sizeof(url), "/v1/jobs/%s/results", j->id);
   json_object_set_new(o, "results_url", json_string(url));
@@ -771,9 +841,20 @@ static enum MHD_Result route_metrics(server_t *s, struct MHD_Connection *c, requ
           "# HELP hydra_variants_per_second Recent engine throughput.\n"
           "# TYPE hydra_variants_per_second gauge\nhydra_variants_per_second %g\n",
           s->rate_ewma);
-  fprintf(f, "# HELP hydra_queue_length Jobs queued or running, per user.\n"
+  /* A user's name is shown to that user and to admins; the rest is a sum. */
+  int queued_all = 0;
+  for (sched_job_t *j = s->jobs; j; j = j->next)
+    queued_all++;
+  fprintf(f,
+          "# HELP hydra_queue_length_total Jobs queued or running, all users.\n"
+          "# TYPE hydra_queue_length_total gauge\nhydra_queue_length_total %d\n",
+          queued_all);
+  fprintf(f, "# HELP hydra_queue_length Jobs queued or running, per user (an admin sees "
+             "every user, a user only themself).\n"
              "# TYPE hydra_queue_length gauge\n");
   for (sched_job_t *j = s->jobs; j; j = j->next) {
+    if (rq->role != ROLE_ADMIN && strcmp(j->user, rq->user) != 0)
+      continue;
     int first = 1, count = 0;
     for (sched_job_t *k = s->jobs; k; k = k->next) {
       if (k == j)
@@ -815,6 +896,47 @@ static enum MHD_Result route_metrics(server_t *s, struct MHD_Connection *c, requ
   return ok;
 }
 
+/* GET /v1/jobs: the caller's jobs (an admin's: all), newest first, a page
+ * of ?limit= (1..JOBS_PAGE_MAX, default the most) after the job ?after=ID;
+ * "next" is the next page's URL, null on the last. */
+static enum MHD_Result route_jobs_list(server_t *s, struct MHD_Connection *c, request_t *rq) {
+  const char *limit_s = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "limit");
+  const char *after = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "after");
+  long limit = JOBS_PAGE_MAX;
+  if (limit_s) {
+    char *end = NULL;
+    errno = 0;
+    limit = strtol(limit_s, &end, 10);
+    if (end == limit_s || *end || errno || limit < 1 || limit > JOBS_PAGE_MAX)
+      return respond_error(c, rq, 400, "limit", "expected a page size from 1 to %d", JOBS_PAGE_MAX);
+  }
+  store_job_t *jobs = NULL;
+  size_t n = 0, first = 0;
+  char err[HYDRA_ERR_LEN];
+  if (store_jobs_list(s->store, rq->role == ROLE_ADMIN ? NULL : rq->user, 0, &jobs, &n, err) != 0)
+    return respond_error(c, rq, 503, "", "the job store failed: %s", err);
+  if (after) {
+    while (first < n && strcmp(jobs[first].id, after) != 0)
+      first++;
+    if (first == n) {
+      free(jobs);
+      return respond_error(c, rq, 400, "after", "no job of yours with that id");
+    }
+    first++;
+  }
+  const size_t last = n - first > (size_t)limit ? first + (size_t)limit : n;
+  json_t *list = json_array();
+  for (size_t i = first; i < last; i++)
+    json_array_append_new(list, job_json(s, &jobs[i]));
+  char next[128];
+  if (last < n)
+    snprintf(next, sizeof next, "/v1/jobs?limit=%ld&after=%s", limit, jobs[last - 1].id);
+  json_t *page = json_pack("{s:o,s:o}", "jobs", list, "next",
+                           last < n && last > first ? json_string(next) : json_null());
+  free(jobs);
+  return respond_json(c, rq, 200, page);
+}
+
 /* Does url fit the template ("{x}" is one non-empty path segment)? */
 static int path_matches(const char *tmpl, const char *url) {
   while (*tmpl && *url) {
@@ -851,6 +973,8 @@ static enum MHD_Result check_method(struct MHD_Connection *c, request_t *rq, con
     }
   if (!path_known)
     return MHD_YES;
+  if (strstr(allow, "GET"))
+    snprintf(allow + strlen(allow), sizeof(allow) - strlen(allow), ", HEAD");
   *answered = 1;
   char body[256];
   snprintf(body, sizeof(body),
@@ -931,18 +1055,8 @@ static enum MHD_Result dispatch(server_t *s, struct MHD_Connection *c, request_t
       rq->wait_stream = wait != NULL;
       return hand_over(s, c, rq, work_submit);
     }
-    if (get) {
-      store_job_t *jobs = NULL;
-      size_t n = 0;
-      char err[HYDRA_ERR_LEN];
-      if (store_jobs_list(s->store, role == ROLE_ADMIN ? NULL : user, 1000, &jobs, &n, err) != 0)
-        return respond_error(c, rq, 503, "", "the job store failed: %s", err);
-      json_t *list = json_array();
-      for (size_t i = 0; i < n; i++)
-        json_array_append_new(list, job_json(s, &jobs[i]));
-      free(jobs);
-      return respond_json(c, rq, 200, json_pack("{s:o}", "jobs", list));
-    }
+    if (get)
+      return route_jobs_list(s, c, rq);
     return respond_error(c, rq, 405, "", "method not allowed");
   }
   if (strncmp(url, "/v1/jobs/", 9) == 0) {
@@ -993,6 +1107,20 @@ static enum MHD_Result dispatch(server_t *s, struct MHD_Connection *c, request_t
   return respond_error(c, rq, 404, "", "no such route: %s %s", method, url);
 }
 
+/* in, with control characters (and backslash) as \xNN, cut to fit out. */
+static const char *log_escape(char *out, size_t n, const char *in) {
+  size_t o = 0;
+  for (; *in && o + 5 < n; in++) {
+    const unsigned char ch = (unsigned char)*in;
+    if (ch < 0x20 || ch == 0x7f || ch == '\\')
+      o += (size_t)snprintf(out + o, n - o, "\\x%02x", ch);
+    else
+      out[o++] = (char)ch;
+  }
+  out[o] = '\0';
+  return out;
+}
+
 /* The connection's request deadline: from now (reading a request) or none
  * (the request is read). */
 static void request_deadline(server_t *s, struct MHD_Connection *c, int reading) {
@@ -1006,10 +1134,56 @@ static void request_deadline(server_t *s, struct MHD_Connection *c, int reading)
   pthread_mutex_unlock(&s->http->lock);
 }
 
-/* The first call, with the headers: the method, the caller (before any
- * body byte is kept: an unknown token gets its 401 now), the body's size. */
+/* Headers that must come once, counted (framing and identity). */
+typedef struct {
+  int content_length, chunked, authorization;
+} header_counts_t;
+
+static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value) {
+  header_counts_t *n = cls;
+  (void)kind;
+  if (strcasecmp(key, "Content-Length") == 0)
+    n->content_length++;
+  else if (strcasecmp(key, "Authorization") == 0)
+    n->authorization++;
+  else if (strcasecmp(key, "Transfer-Encoding") == 0 && value)
+    for (const char *v = value; *v; v++) /* a coding list: "gzip, chunked" */
+      if (strncasecmp(v, "chunked", 7) == 0) {
+        n->chunked++;
+        break;
+      }
+  return MHD_YES;
+}
+
+/* 400 (closing the connection, its body unread) for a request whose body
+ * two readers could frame differently (two Content-Lengths, or one with
+ * chunked: RFC 9112 6.3) or that names two callers (two Authorization
+ * headers: neither wins). 0 when it is fine. */
+static int refuse_ambiguous(struct MHD_Connection *c, request_t *rq, enum MHD_Result *m) {
+  header_counts_t n = {0};
+  MHD_get_connection_values(c, MHD_HEADER_KIND, count_header, &n);
+  const char *why = n.content_length > 1            ? "two Content-Length headers"
+                    : n.content_length && n.chunked ? "Content-Length with chunked encoding"
+                    : n.authorization > 1           ? "two Authorization headers"
+                                                    : NULL;
+  if (!why)
+    return 0;
+  rq->close = 1;
+  *m = respond_error(
+      c, rq, 400, n.authorization > 1 && n.content_length <= 1 && !n.chunked ? "Authorization" : "",
+      "ambiguous request: %s", why);
+  return 1;
+}
+
+/* The first call, with the headers: the framing, the method, the caller
+ * (before any body byte is kept: an unknown token gets its 401 now), the
+ * body's size. */
 static enum MHD_Result on_headers(server_t *s, struct MHD_Connection *c, request_t *rq,
                                   const char *url, const char *method) {
+  enum MHD_Result refused;
+  if (refuse_ambiguous(c, rq, &refused))
+    return refused;
   int answered = 0;
   enum MHD_Result m = check_method(c, rq, url, method, &answered);
   if (answered || m != MHD_YES)
@@ -1038,12 +1212,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
   server_t *s = cls;
   (void)version;
   request_t *rq = *con_cls;
+  const int head = strcmp(method, "HEAD") == 0;
+  if (head) /* a GET route's headers; libmicrohttpd sends no body to a HEAD */
+    method = "GET";
   if (!rq) {
     rq = calloc(1, sizeof(*rq));
     if (!rq)
       return MHD_NO;
+    rq->head = head;
     rq->t0 = clock_monotonic();
-    snprintf(rq->method, sizeof(rq->method), "%s", method);
+    snprintf(rq->method, sizeof(rq->method), "%s", head ? "HEAD" : method);
     snprintf(rq->path, sizeof(rq->path), "%s", url);
     *con_cls = rq;
     return on_headers(s, c, rq, url, method);
@@ -1072,8 +1250,10 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
   pthread_mutex_lock(&s->lock);
   s->requests_total++;
   pthread_mutex_unlock(&s->lock);
-  server_log(s, 1, "request %s %s user=%s status=%d %.1f ms%s", rq->method, rq->path,
-             rq->user[0] ? rq->user : "-", rq->status, (clock_monotonic() - rq->t0) * 1e3,
+  char path[4 * sizeof rq->path];
+  server_log(s, 1, "request %s %s user=%s status=%d %.1f ms%s", rq->method,
+             log_escape(path, sizeof path, rq->path), rq->user[0] ? rq->user : "-", rq->status,
+             (clock_monotonic() - rq->t0) * 1e3,
              toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (client went away)");
   buffer_free(&rq->body);
   free(rq->answer);
@@ -1150,7 +1330,8 @@ static void *http_timer(void *arg) {
   return NULL;
 }
 
-/* Logs method and path of each request as it starts (the token never). */
+/* Logs method and path of each request as it starts (the token never),
+ * its control characters escaped: a request cannot write lines of its own. */
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c) {
   server_t *s = cls;
   (void)c;
@@ -1159,7 +1340,8 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c) {
   char *q = strchr(path, '?');
   if (q)
     *q = '\0';
-  server_log(s, 2, "request %s", path);
+  char shown[4 * sizeof path];
+  server_log(s, 2, "request %s", log_escape(shown, sizeof shown, path));
   return NULL;
 }
 

@@ -260,7 +260,7 @@ static int read_row(void *ctx, int64_t seq, const char *text, size_t len) {
   (void)seq;
   json_t *row = json_loadb(text, len, 0, NULL);
   if (row) {
-    results_add_variant_row(ctx, row);
+    results_add_row(ctx, row);
     json_decref(row);
   }
   return 0;
@@ -417,8 +417,14 @@ static int finish_job(server_t *s, sched_job_t *j, results_t *r, rowbuf_t *buf) 
     end_job(s, j, STORE_FAILED, "writing the summary failed");
     return 1;
   }
-  int rc = store_job_set_state(s->store, j->id, STORE_DONE, NULL, (const char *const *)buf->rows,
-                               buf->n, err);
+  char warning[160] = "";
+  const long nonfinite = results_nonfinite(r);
+  if (nonfinite)
+    snprintf(warning, sizeof warning,
+             "%ld row%s hold non-finite values (null, named in each row's \"nonfinite\")",
+             nonfinite, nonfinite == 1 ? "" : "s");
+  int rc = store_job_set_state(s->store, j->id, STORE_DONE, warning[0] ? warning : NULL,
+                               (const char *const *)buf->rows, buf->n, err);
   if (rc == STORE_STATE || rc == STORE_NOT_FOUND)
     return 1;
   if (rc < 0)

@@ -130,7 +130,7 @@ int store_job_set_state(store_t *s, const char *job_id, store_state_t state, con
     return err_set(err, "store %s: %s: not a state a job can move to", s->name, what);
   /* Cut the message at a character boundary: back over continuation bytes. */
   size_t n = 0;
-  if (error && (state == STORE_FAILED || state == STORE_CANCELLED)) {
+  if (error && (state == STORE_FAILED || state == STORE_CANCELLED || state == STORE_DONE)) {
     n = strnlen(error, sizeof message - 1);
     if (error[n])
       n = utf8_cut(error, n);

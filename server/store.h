@@ -90,7 +90,7 @@ typedef struct {
   char user[STORE_USER_LEN];
   char model[STORE_MODEL_LEN];
   store_state_t state;
-  char error[HYDRA_ERR_LEN]; /* why it failed; "" otherwise */
+  char error[HYDRA_ERR_LEN]; /* why it failed; a done job's warning; "" otherwise */
   double created_at;         /* unix seconds; set by the store */
   double started_at;         /* 0 until it first runs */
   double finished_at;        /* 0 until done, failed or cancelled */
@@ -171,7 +171,8 @@ int store_jobs_resumable(store_t *s, store_resume_t **jobs, size_t *n, char *err
 /* Moves a job to state, appending rows (n_rows JSON lines, each without a
  * newline; may be 0) in the same transaction. Allowed: queued -> running;
  * queued or running -> done (only when every unit is done), failed or
- * cancelled. error is kept for failed and cancelled (NULL for none; cut to
+ * cancelled. error is kept for failed and cancelled, and for done as its
+ * warning (e.g. rows with non-finite values) (NULL for none; cut to
  * HYDRA_ERR_LEN - 1 bytes at a character boundary). Sets started_at on the
  * first move out of queued towards running or done, finished_at on the move
  * to a final state. STORE_STATE, changing nothing, for any other move

@@ -341,19 +341,25 @@ int cmd_jobs(int argc, char **argv) {
   int rc = parse_opts("jobs", argc, argv, URL_OPTS, &o);
   if (rc)
     return rc;
-  json_t *doc = call_json("jobs", &o, "GET", "/v1/jobs", NULL, 0, &rc);
-  if (!doc)
-    return rc;
   printf("%-34s %-10s %-10s %-12s %21s\n", "id", "state", "user", "model", "variants");
-  size_t i;
-  json_t *j;
-  json_array_foreach(json_object_get(doc, "jobs"), i, j) {
-    json_t *p = json_object_get(j, "progress");
-    printf("%-34s %-10s %-10s %-12s %10lld/%-10lld\n", str(j, "id"), str(j, "state"),
-           str(j, "user"), str(j, "model"), json_integer_value(json_object_get(p, "variants_done")),
-           json_integer_value(json_object_get(p, "variants_total")));
+  char page[256] = "/v1/jobs";
+  while (page[0]) { /* every page: "next" until null */
+    json_t *doc = call_json("jobs", &o, "GET", page, NULL, 0, &rc);
+    if (!doc)
+      return rc;
+    size_t i;
+    json_t *j;
+    json_array_foreach(json_object_get(doc, "jobs"), i, j) {
+      json_t *p = json_object_get(j, "progress");
+      printf("%-34s %-10s %-10s %-12s %10lld/%-10lld\n", str(j, "id"), str(j, "state"),
+             str(j, "user"), str(j, "model"),
+             json_integer_value(json_object_get(p, "variants_done")),
+             json_integer_value(json_object_get(p, "variants_total")));
+    }
+    const char *next = json_string_value(json_object_get(doc, "next"));
+    snprintf(page, sizeof page, "%s", next && strlen(next) < sizeof page ? next : "");
+    json_decref(doc);
   }
-  json_decref(doc);
   return EXIT_OK;
 }
 
@@ -514,6 +520,7 @@ static json_t *summary_of(const char *rows, size_t len, json_t **header) {
       json_t *v = json_object();
       for (int i = 0; i < 3; i++)
         json_object_set(v, CHECKED[i], json_object_get(json_object_get(row, CHECKED[i]), "mean"));
+      json_object_set(v, "nonfinite", json_object_get(row, "nonfinite"));
       json_object_set_new(out, key, v);
     }
     json_decref(row);
@@ -615,10 +622,15 @@ int cmd_check(int argc, char **argv) {
     size_t w = 0;
     if (!cv)
       w += snprintf(why + w, sizeof(why) - w, "missing from this run");
+    else if (json_integer_value(json_object_get(cv, "nonfinite")) > 0)
+      w += snprintf(why + w, sizeof(why) - w, "%lld rows with non-finite values",
+                    (long long)json_integer_value(json_object_get(cv, "nonfinite")));
     else
       for (int i = 0; i < 3; i++) {
-        const double b = json_number_value(json_object_get(bv, CHECKED[i])),
-                     c = json_number_value(json_object_get(cv, CHECKED[i]));
+        /* null (non-finite) is never a number within tolerance, not even of null */
+        const json_t *bj = json_object_get(bv, CHECKED[i]), *cj = json_object_get(cv, CHECKED[i]);
+        const double b = json_is_number(bj) ? json_number_value(bj) : NAN,
+                     c = json_is_number(cj) ? json_number_value(cj) : NAN;
         const double tol = o.atol + o.rtol * fabs(b), d = fabs(c - b);
         if (!(d <= tol) && w < sizeof(why))
           w += snprintf(why + w, sizeof(why) - w, "%s%s %.6g -> %.6g (|diff| %.3g > %.3g)",

@@ -186,7 +186,9 @@ static void print_table(run_out_t *o, double elapsed) {
             json_string_value(json_object_get(cl, "target_token"))
                 ? json_string_value(json_object_get(cl, "target_token"))
                 : "?",
-            json_number_value(json_object_get(cl, "logit")));
+            json_is_number(json_object_get(cl, "logit"))
+                ? json_number_value(json_object_get(cl, "logit"))
+                : NAN);
   }
   const long long n_prompts = json_integer_value(json_object_get(o->header, "n_prompts"));
   if ((long long)json_array_size(o->clean) < n_prompts)
@@ -371,6 +373,11 @@ int cmd_run(int argc, char **argv) {
     snprintf(err, sizeof(err), "writing the results failed");
     goto fail;
   }
+  if (results_nonfinite(r))
+    fprintf(stderr,
+            "hydra run: warning: %ld rows hold non-finite values (null, named in each "
+            "row's \"nonfinite\"; their means are null)\n",
+            results_nonfinite(r));
   if (format == FORMAT_TABLE)
     print_table(&o, elapsed);
   rc = EXIT_OK;
@@ -421,6 +428,10 @@ int table_from_rows(FILE *f, const char *name, FILE *out) {
       if (state && strcmp(state, "done") != 0)
         snprintf(ended, sizeof(ended), "%s%s%.200s", state, why && why[0] ? ": " : "",
                  why ? why : "");
+      const json_int_t nonfinite = json_integer_value(json_object_get(row, "nonfinite"));
+      if (nonfinite > 0)
+        fprintf(stderr, "hydra: warning: %s: %lld rows hold non-finite values\n", name,
+                (long long)nonfinite);
     }
     emit_row(&o, row);
     json_decref(row);

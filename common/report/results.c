@@ -11,6 +11,7 @@
 /* Running sums of one (component, method) over prompts. */
 typedef struct {
   long n;
+  long nonfinite;         /* rows with a non-finite value (their sums are NaN) */
   double sum[5], sum2[5]; /* direct, total, compensation, attn, mlp */
   double sum_dc;          /* direct x compensation */
   double *delta;          /* [n_slots] */
@@ -27,6 +28,7 @@ struct results {
   stat_t *stats;
   double *deltas;
   long rows;
+  long nonfinite_rows; /* rows added or emitted with a non-finite value */
   char **slot_names;
 };
 
@@ -100,6 +102,34 @@ static json_t *num(double x) {
   return isfinite(x) ? json_real(x) : json_null();
 }
 
+/* A stored number, NaN where the row holds null (a non-finite value): never 0. */
+static double stored_num(const json_t *v) {
+  return json_is_number(v) ? json_number_value(v) : NAN;
+}
+
+/* Sets row[key] to x (null when non-finite), and lists key in nonfinite. */
+static void put(json_t *row, json_t *nonfinite, const char *key, double x) {
+  if (!isfinite(x))
+    json_array_append_new(nonfinite, json_string(key));
+  json_object_set_new(row, key, num(x));
+}
+
+/* The row's "nonfinite" list, when it names any field; counts the row. */
+static void mark_nonfinite(results_t *r, json_t *row, json_t *nonfinite) {
+  if (json_array_size(nonfinite)) {
+    json_object_set(row, "nonfinite", nonfinite);
+    r->nonfinite_rows++;
+  }
+  json_decref(nonfinite);
+}
+
+/* Metrics beyond the centred logit are in a row exactly when the job asks
+ * for one of them (null and marked when non-finite, never left out). */
+static int full_metrics(const plan_t *p) {
+  return (p->job.metrics &
+          (METRIC_LOGPROB | METRIC_PROB | METRIC_KL | METRIC_RANK | METRIC_LOGIT_DIFF)) != 0;
+}
+
 /* A token's text when it is valid UTF-8 on its own, else its vocabulary piece. */
 static json_t *token_string(const results_t *r, int id) {
   if (!r->tok || id < 0)
@@ -119,10 +149,16 @@ static json_t *string_array(char **s, int n) {
   return a;
 }
 
-static json_t *float_array(const float *x, int n) {
+/* x as an array (null for non-finite entries, then key is listed in nonfinite). */
+static json_t *float_array(const float *x, int n, json_t *nonfinite, const char *key) {
   json_t *a = json_array();
-  for (int i = 0; i < n; i++)
+  int bad = 0;
+  for (int i = 0; i < n; i++) {
+    bad |= !isfinite(x[i]);
     json_array_append_new(a, num(x[i]));
+  }
+  if (bad)
+    json_array_append_new(nonfinite, json_string(key));
   return a;
 }
 
@@ -165,7 +201,7 @@ static void set_prompt(json_t *row, const plan_t *p, int engine_prompt) {
 static int on_clean(void *ctx, const engine_clean_t *c) {
   results_t *r = ctx;
   const plan_t *p = r->plan;
-  json_t *row = json_object(), *tokens = json_array();
+  json_t *row = json_object(), *tokens = json_array(), *nonfinite = json_array();
   long start = 0;
   for (int i = 0; i < c->prompt; i++)
     start += p->lengths[i];
@@ -176,25 +212,28 @@ static int on_clean(void *ctx, const engine_clean_t *c) {
   json_object_set_new(row, "tokens", tokens);
   json_object_set_new(row, "target", json_integer(c->target));
   json_object_set_new(row, "target_token", token_string(r, c->target));
-  json_object_set_new(row, "logit", num(c->logit));
+  put(row, nonfinite, "logit", c->logit);
   if (c->foil >= 0) {
     json_object_set_new(row, "foil", json_integer(c->foil));
-    json_object_set_new(row, "logit_diff", num(c->logit_diff));
+    put(row, nonfinite, "logit_diff", c->logit_diff);
   }
-  if (!isnan(c->logprob)) {
-    json_object_set_new(row, "logprob", num(c->logprob));
-    json_object_set_new(row, "prob", num(c->prob));
+  if (full_metrics(p)) {
+    put(row, nonfinite, "logprob", c->logprob);
+    put(row, nonfinite, "prob", c->prob);
   }
-  json_object_set_new(row, "inv_scale", num(c->inv_scale));
-  json_object_set_new(row, "norm_bias", num(c->norm_bias_term));
-  json_object_set_new(row, "direct_effects", float_array(c->de, r->n_slots));
+  put(row, nonfinite, "inv_scale", c->inv_scale);
+  put(row, nonfinite, "norm_bias", c->norm_bias_term);
+  json_object_set_new(row, "direct_effects",
+                      float_array(c->de, r->n_slots, nonfinite, "direct_effects"));
+  mark_nonfinite(r, row, nonfinite);
   return emit(r, row);
 }
 
 static void add_stats(results_t *r, int component, int method, const double q[5],
-                      const float *delta) {
+                      const double *delta, int nonfinite) {
   stat_t *s = &r->stats[(size_t)component * r->plan->n_methods + method];
   s->n++;
+  s->nonfinite += nonfinite != 0;
   for (int i = 0; i < 5; i++) {
     s->sum[i] += q[i];
     s->sum2[i] += q[i] * q[i];
@@ -212,6 +251,11 @@ void results_reset_summary(results_t *r) {
     r->stats[i].delta = delta;
     memset(delta, 0, sizeof(double) * r->n_slots);
   }
+  r->nonfinite_rows = 0;
+}
+
+long results_nonfinite(const results_t *r) {
+  return r->nonfinite_rows;
 }
 
 static int name_index(char **names, int n, const char *name) {
@@ -221,10 +265,13 @@ static int name_index(char **names, int n, const char *name) {
   return -1;
 }
 
-int results_add_variant_row(results_t *r, const json_t *row) {
+int results_add_row(results_t *r, const json_t *row) {
   const char *type = json_string_value(json_object_get(row, "type"));
-  if (!type || strcmp(type, "variant") != 0)
+  if (!type || strcmp(type, "variant") != 0) {
+    if (type && strcmp(type, "clean") == 0 && json_array_size(json_object_get(row, "nonfinite")))
+      r->nonfinite_rows++;
     return 0;
+  }
   const plan_t *p = r->plan;
   const int c = name_index(p->component_names, p->n_components,
                            json_string_value(json_object_get(row, "component")));
@@ -236,49 +283,56 @@ int results_add_variant_row(results_t *r, const json_t *row) {
   const char *keys[5] = {"direct_effect", "total_effect", "compensation", "compensation_attn",
                          "compensation_mlp"};
   double q[5];
+  int nonfinite = json_array_size(json_object_get(row, "nonfinite")) != 0;
   for (int i = 0; i < 5; i++)
-    q[i] = json_number_value(json_object_get(row, keys[i]));
-  float *delta = malloc(sizeof(float) * r->n_slots);
+    nonfinite |= !isfinite(q[i] = stored_num(json_object_get(row, keys[i])));
+  double *delta = malloc(sizeof(double) * r->n_slots);
   if (!delta)
     return -1;
   for (int k = 0; k < r->n_slots; k++)
-    delta[k] = (float)json_number_value(json_array_get(eff, k));
-  add_stats(r, c, m, q, delta);
+    nonfinite |= !isfinite(delta[k] = stored_num(json_array_get(eff, k)));
+  add_stats(r, c, m, q, delta, nonfinite);
+  r->nonfinite_rows += nonfinite != 0;
   free(delta);
   return 0;
 }
 
+/* The row is summed as stored (results_add_row): the summary of a local run
+ * and the daemon's, rebuilt from stored rows, are the same numbers. */
 static int on_variant(void *ctx, const engine_variant_t *v) {
   results_t *r = ctx;
   const plan_t *p = r->plan;
-  const double q[5] = {v->direct_effect, v->total_effect, v->compensation, v->compensation_attn,
-                       v->compensation_mlp};
-  add_stats(r, v->component, v->method, q, v->delta_de);
-
-  json_t *row = json_object();
+  json_t *row = json_object(), *nonfinite = json_array();
   json_object_set_new(row, "type", json_string("variant"));
   set_prompt(row, p, v->prompt);
   json_object_set_new(row, "component", json_string(p->component_names[v->component]));
   json_object_set_new(row, "method", json_string(p->method_names[v->method]));
   json_object_set_new(row, "samples", json_integer(v->samples));
-  json_object_set_new(row, "total_effect", num(v->total_effect));
-  json_object_set_new(row, "direct_effect", num(v->direct_effect));
-  json_object_set_new(row, "compensation", num(v->compensation));
-  json_object_set_new(row, "compensation_attn", num(v->compensation_attn));
-  json_object_set_new(row, "compensation_mlp", num(v->compensation_mlp));
+  put(row, nonfinite, "total_effect", v->total_effect);
+  put(row, nonfinite, "direct_effect", v->direct_effect);
+  put(row, nonfinite, "compensation", v->compensation);
+  put(row, nonfinite, "compensation_attn", v->compensation_attn);
+  put(row, nonfinite, "compensation_mlp", v->compensation_mlp);
   /* total = direct - compensation + the part carried by the final norm's scale */
-  json_object_set_new(row, "norm_share", num(v->total_effect - v->direct_effect + v->compensation));
-  json_object_set_new(row, "ablated_logit", num(v->ablated_logit));
-  json_object_set_new(row, "inv_scale", num(v->inv_scale));
-  if (!isnan(v->kl)) {
-    json_object_set_new(row, "logprob", num(v->logprob));
-    json_object_set_new(row, "prob", num(v->prob));
-    json_object_set_new(row, "kl", num(v->kl));
-    json_object_set_new(row, "rank", num(v->rank));
+  put(row, nonfinite, "norm_share", v->total_effect - v->direct_effect + v->compensation);
+  put(row, nonfinite, "ablated_logit", v->ablated_logit);
+  put(row, nonfinite, "inv_scale", v->inv_scale);
+  if (full_metrics(p)) {
+    put(row, nonfinite, "logprob", v->logprob);
+    put(row, nonfinite, "prob", v->prob);
+    put(row, nonfinite, "kl", v->kl);
+    put(row, nonfinite, "rank", v->rank);
     if (p->foils)
-      json_object_set_new(row, "logit_diff", num(v->logit_diff));
+      put(row, nonfinite, "logit_diff", v->logit_diff);
   }
-  json_object_set_new(row, "effects", float_array(v->delta_de, r->n_slots));
+  json_object_set_new(row, "effects", float_array(v->delta_de, r->n_slots, nonfinite, "effects"));
+  if (json_array_size(nonfinite))
+    json_object_set(row, "nonfinite", nonfinite);
+  json_decref(nonfinite);
+  if (results_add_row(r, row) != 0) {
+    json_decref(row);
+    return -1;
+  }
   return emit(r, row);
 }
 
@@ -309,6 +363,8 @@ int results_finish(results_t *r, double elapsed_s) {
       json_object_set_new(row, "component", json_string(p->component_names[c]));
       json_object_set_new(row, "method", json_string(p->method_names[k]));
       json_object_set_new(row, "n", json_integer(s->n));
+      /* NaN in the sums: those means are null, never 0 */
+      json_object_set_new(row, "nonfinite", json_integer(s->nonfinite));
       for (int i = 0; i < 5; i++)
         json_object_set_new(row, names[i], mean_ci(s->sum[i], s->sum2[i], s->n));
       /* compensation = slope * direct + intercept, least squares over prompts (Fig. 7d) */
@@ -330,6 +386,7 @@ int results_finish(results_t *r, double elapsed_s) {
   json_object_set_new(end, "type", json_string("end"));
   json_object_set_new(end, "rows", json_integer(r->rows + 1));
   json_object_set_new(end, "variants", json_integer(p->n_variants));
+  json_object_set_new(end, "nonfinite", json_integer(r->nonfinite_rows));
   json_object_set_new(end, "elapsed_s", num(elapsed_s));
   return emit(r, end);
 }

@@ -10,6 +10,12 @@
  * mean effect-table row, and the slope and R^2 of compensation against direct
  * effect: the paper's Fig. 7d), and an "end" row.
  *
+ * JSON has no NaN: a non-finite value is written as null and its field is
+ * listed in the row's "nonfinite" array (absent when there is none); metrics
+ * the job asked for are always present. Summary rows count such rows per
+ * component x method ("nonfinite": N) and leave the means they touch null;
+ * the end row counts them for the job.
+ *
  * The emitter receives each row (borrowed: serialize or json_incref it) and
  * returns non-zero to stop the job. Not thread-safe; one job per results_t. */
 #ifndef HYDRA_RESULTS_H
@@ -45,13 +51,20 @@ engine_sink_t results_sink(results_t *r);
 /* Emits the summary rows and the end row. */
 int results_finish(results_t *r, double elapsed_s);
 
-/* Adds a stored variant row (as on_variant wrote it) to the summary sums:
- * the daemon rebuilds a job's summary from its stored rows, so a restart
- * mid-job loses nothing. Rows of other types are ignored. */
-int results_add_variant_row(results_t *r, const json_t *row);
+/* Adds a stored row (as the sink wrote it) to the summary: a variant row to
+ * its sums, any row with a non-finite value to the count. The daemon rebuilds
+ * a job's summary from its stored rows (a restart mid-job loses nothing) and
+ * the sink sums each row through here too, so both summarise the same rows
+ * alike. A null where a number belongs is non-finite: the sums it enters
+ * are NaN and their means null, never 0. Other rows are ignored. */
+int results_add_row(results_t *r, const json_t *row);
 
-/* Drops the summary sums (before re-adding every stored row). */
+/* Drops the summary sums and the count (before re-adding every stored row). */
 void results_reset_summary(results_t *r);
+
+/* Rows added or emitted so far that hold a non-finite value (null in JSON,
+ * named in the row's "nonfinite" list). */
+long results_nonfinite(const results_t *r);
 
 /* Rows emitted so far. */
 long results_rows(const results_t *r);

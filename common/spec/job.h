@@ -63,6 +63,9 @@ typedef enum {
   METHOD_PATCH, /* output replaced by its clean output on prompt `source` */
 } method_kind_t;
 
+/* The largest |scale| and noise standard deviation a job may ask for. */
+#define METHOD_VALUE_MAX 1e6
+
 typedef struct {
   method_kind_t kind;
   float value; /* scale factor or noise std */
@@ -179,7 +182,8 @@ void component_name(const component_t *c, char *buf, size_t len);
 
 /* Parses one method string ("resample", "zero", "mean", "scale:0.5",
  * "noise:0.1"); patch is given as an object. The value is a decimal number
- * (C locale), finite as a float; noise's is >= 0. Sets value 0 and source -1
+ * (C locale), finite, at most METHOD_VALUE_MAX in magnitude; noise's is
+ * >= 0. Sets value 0 and source -1
  * where they do not apply. Returns 0, or -1 leaving *m unspecified. */
 int method_parse(const char *s, method_t *m);
 

@@ -80,6 +80,11 @@ static int method_parse_why(const char *s, method_t *m, char *msg, size_t msg_le
       return job_say(msg, msg_len, "%s needs a finite decimal number after ':'", name);
     if (kind == METHOD_NOISE && m->value < 0)
       return job_say(msg, msg_len, "the noise's standard deviation must be >= 0");
+    /* Beyond this the ablated run overflows fp32 and its rows are NaN. */
+    if (fabsf(m->value) > METHOD_VALUE_MAX)
+      return job_say(msg, msg_len, "%s must be at most %g in magnitude",
+                     kind == METHOD_SCALE ? "the scale" : "the noise's standard deviation",
+                     METHOD_VALUE_MAX);
     return 0;
   case METHOD_PATCH:
     return job_say(msg, msg_len, "patch is given as an object: {\"patch\": {\"source\": 3}}");

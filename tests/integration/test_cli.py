@@ -9,6 +9,8 @@ the JUnit XML is well formed with one testcase per component x method.
 usage: test_cli.py HYDRA HYDRAD ROOT"""
 import json
 import os
+import shutil
+import struct
 import subprocess
 import sys
 import time
@@ -149,6 +151,63 @@ try:
     check("a looser --atol accepts it", rc == 0, out + err)
     rc, out, err = hydra("check", "--baseline", os.path.join(tmp, "none.json"), small)
     check("check without a baseline file: exit 2", rc == 2, err)
+
+    # Non-finite results: a copy of tiny whose position embeddings from 6 on are NaN, so a
+    # prompt longer than 6 tokens gives NaN rows and the shorter ones stay finite.
+    nan_dir = os.path.join(tmp, "nan-gpt2")
+    os.makedirs(nan_dir)
+    src = os.path.join(ROOT, "tests", "data", "tiny-gpt2")
+    for name in ("config.json", "tokenizer.json"):
+        shutil.copy(os.path.join(src, name), nan_dir)
+    blob = bytearray(open(os.path.join(src, "model.safetensors"), "rb").read())
+    n_head = struct.unpack("<Q", blob[:8])[0]
+    wpe = json.loads(blob[8:8 + n_head])["transformer.wpe.weight"]
+    start = 8 + n_head + wpe["data_offsets"][0] + 6 * wpe["shape"][1] * 4
+    end = 8 + n_head + wpe["data_offsets"][1]
+    blob[start:end] = struct.pack("<f", float("nan")) * ((end - start) // 4)
+    open(os.path.join(nan_dir, "model.safetensors"), "wb").write(bytes(blob))
+    nan_doc = {"model": "tiny", "prompts": [{"ids": [5, 17, 250, 9]}, {"ids": [5, 17, 250, 9, 33, 4, 8, 9]},
+                                            {"ids": [7, 3, 2, 60, 11]}],
+               "ablations": {"components": ["attn.0", "mlp.1"], "methods": ["zero"]},
+               "metrics": ["logit", "kl"]}
+    nan_job = job_file("nan.json", nan_doc)
+    nan_server = Daemon(HYDRAD, nan_dir, {TOKEN: "alice user"})
+    try:
+        rc, out, err = hydra("run", "--model", nan_dir, nan_job, "--format", "ndjson")
+        local = [json.loads(x) for x in out.splitlines() if x.strip()]
+        check("hydra run: non-finite rows warned on stderr, exit 0",
+              rc == 0 and "non-finite" in err and local and local[-1]["type"] == "end"
+              and local[-1]["nonfinite"] == 3, err[-300:])
+        nan_env = dict(ENV, HYDRA_URL=nan_server.url)
+        rc, out, err = hydra("submit", nan_job, "--follow", "--format", "ndjson", env=nan_env)
+        remote = [json.loads(x) for x in out.splitlines() if x.strip()]
+        summaries = lambda rows: [r for r in rows if r["type"] == "summary"]
+        check("hydrad's summary of the same rows is hydra run's (null, never mean 0.0 +- 0.0)",
+              rc == 0 and summaries(remote) == summaries(local) and len(summaries(local)) == 2,
+              (summaries(remote), summaries(local)))
+        check("summary: a non-finite count per component, the touched means null",
+              all(r["nonfinite"] == 1 and r["n"] == 3 and r["total_effect"]["mean"] is None
+                  for r in summaries(remote)), summaries(remote))
+        bad = [r for r in remote if r["type"] == "variant" and r["prompt"] == 1]
+        good = [r for r in remote if r["type"] == "variant" and r["prompt"] != 1]
+        check("a NaN variant row: null values named in 'nonfinite', the asked-for kl kept",
+              len(bad) == 2 and all("total_effect" in r["nonfinite"] and "kl" in r
+                                    and r["total_effect"] is None for r in bad), bad)
+        check("finite rows carry no marker", good and all("nonfinite" not in r for r in good), good)
+        clean = [r for r in remote if r["type"] == "clean" and r["prompt"] == 1]
+        check("the NaN clean row is marked too", clean and "logit" in clean[0]["nonfinite"], clean)
+        jobs = json.loads(nan_server.get("/v1/jobs")[1])["jobs"]
+        status = jobs[0] if jobs else {}
+        check("the job's status warns of the non-finite rows",
+              status.get("state") == "done" and status.get("error") is None
+              and "non-finite" in (status.get("warning") or ""), status)
+        nan_base = os.path.join(tmp, "nan-baseline.json")
+        rc, out, err = hydra("check", "--write-baseline", "--baseline", nan_base, nan_job, env=nan_env)
+        rc, out, err = hydra("check", "--baseline", nan_base, nan_job, env=nan_env)
+        check("hydra check fails on non-finite values (null was read as 0 and passed)",
+              rc == 1 and "non-finite" in out and "DRIFT" in out, out + err)
+    finally:
+        nan_server.stop()
 finally:
     server.stop()
 

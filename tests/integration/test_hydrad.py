@@ -922,7 +922,6 @@ def t_access(d, jid):
         check_error("GET /metrics user -> 403 (admin only)", r, 403)
     else:
         check("GET /metrics user -> 200 or 403", r.status == 200, repr(r))
-        note("GET /metrics answers 200 to a plain user (queue lengths name every user)")
     # DELETE of a finished job: 200 with the final state
     r = d.req("DELETE", f"/v1/jobs/{jid}", TOKENS["admin"])
     check("DELETE finished job admin -> 200 state done", r.status == 200 and (r.json() or {}).get("state") == "done",
@@ -1129,6 +1128,8 @@ def t_quota_cancel(d):
             ids.append(r.json()["id"])
     r = d.submit(small_job(), "carol")
     check_error("carol job 4 over --max-jobs-per-user 3 -> 429", r, 429)
+    check("429 carries Retry-After (seconds)", r.headers.get("retry-after", "").isdigit(),
+          r.headers)
     r = d.submit(small_job(), "bob")
     check("bob is not limited by carol's jobs -> 202", r.status == 202, repr(r))
     bob_id = r.json()["id"] if r.status == 202 else None
@@ -1147,6 +1148,17 @@ def t_quota_cancel(d):
     bad_lines = [ln for ln in text.splitlines() if ln and not ln.startswith("#")
                  and not re.match(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[^}]*\})?\s+[-+0-9.eEinfNa]+(\s+\d+)?$', ln)]
     check("metrics: every sample line is Prometheus text", not bad_lines, f"{bad_lines[:3]}")
+    r = d.req("GET", "/metrics", TOKENS["bob"])
+    bob_text = r.body.decode("utf-8", "replace")
+    total = re.search(r"^hydra_queue_length_total\s+(\d+)\s*$", bob_text, re.M)
+    check("metrics for bob: no other user's name, their jobs in hydra_queue_length_total",
+          r.status == 200 and "carol" not in bob_text and "alice" not in bob_text
+          and total is not None and int(total.group(1)) >= 3,
+          "; ".join(ln for ln in bob_text.splitlines() if "queue" in ln))
+    r = d.req("GET", "/metrics", TOKENS["carol"])
+    check("metrics for carol: her own queue length by name",
+          re.search(r'^hydra_queue_length\{user="carol"\}\s+[1-9]', r.body.decode(), re.M) is not None,
+          short(r.body, 600))
 
     if len(ids) == 3:
         first = d.status(ids[0], "carol") or {}
@@ -1627,6 +1639,148 @@ def t_malformed(d, jid):
     st = d.status(jid)
     check("the job still reads after the malformed requests", st and st.get("state") == "done" and
           d.results(jid).status == 200, short(json.dumps(st)))
+
+
+# ---------------------------------------------------------------------------
+# small fixes of issue 21: HEAD, ambiguous framing and callers, escaped log
+# lines, pages of GET /v1/jobs
+
+def t_small_fixes(d, jid):
+    section("HEAD, two Content-Lengths / Authorizations, control characters in the log, job pages")
+    a = TOKENS["alice"]
+    for path in ("/v1/health", "/v1/models", f"/v1/jobs/{jid}", f"/v1/jobs/{jid}/results", "/metrics"):
+        g, h = d.req("GET", path, TOKENS["admin"]), d.req("HEAD", path, TOKENS["admin"])
+        check(f"HEAD {path.replace(jid, 'ID')}: GET's status and type, no body (was 405)",
+              h.status == g.status == 200 and h.ctype() == g.ctype() and h.body == b"", (g, h))
+    r = d.req("HEAD", f"/v1/jobs/{jid}")
+    check("HEAD without a token: 401", r.status == 401 and r.body == b"", r)
+    r = d.req("PUT", "/v1/health", a, b"{}")
+    check("405 lists HEAD beside GET in Allow", "HEAD" in r.headers.get("allow", ""), r.headers)
+
+    body = json.dumps(small_job()).encode()
+    good = f"Authorization: Bearer {a}\r\n"
+    cases = [
+        ("two Content-Lengths", good + f"Content-Length: {len(body)}\r\nContent-Length: {len(body)}\r\n", ""),
+        ("Content-Length with chunked",
+         good + f"Content-Length: {len(body)}\r\nTransfer-Encoding: chunked\r\n", ""),
+        ("two Authorization headers (good, wrong)", good + f"Authorization: Bearer {WRONG_TOKEN}\r\n"
+         + f"Content-Length: {len(body)}\r\n", "Authorization"),
+        ("two Authorization headers (wrong, good)", f"Authorization: Bearer {WRONG_TOKEN}\r\n" + good
+         + f"Content-Length: {len(body)}\r\n", "Authorization"),
+    ]
+    for name, headers, field in cases:
+        raw = (f"POST /v1/jobs HTTP/1.1\r\nHost: x\r\n{headers}Content-Type: application/json\r\n\r\n"
+               ).encode() + body
+        status, out, closed = raw_response(d.port, raw, wait=5)
+        err = json.loads(response_body(out) or b"null") if status else None
+        check(f"{name}: 400 naming {field or 'no field'}, connection closed",
+              status == 400 and closed and isinstance(err, dict)
+              and err.get("error", {}).get("field") == field, short(out))
+
+    # libmicrohttpd 0.9.75 answers these itself, with HTML bodies it compiles in (README)
+    for name, raw, want in (("a 40 kB URL", b"GET /" + b"a" * 40000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+                            ("a 40 kB header", b"GET / HTTP/1.1\r\nHost: x\r\nX: " + b"a" * 40000 + b"\r\n\r\n", 431),
+                            ("HTTP/3.5", b"GET / HTTP/3.5\r\nHost: x\r\n\r\n", 505),
+                            ("a header line without a colon", b"GET / HTTP/1.1\r\nHost: x\r\nbad\r\n\r\n", 400)):
+        status, out, _ = raw_response(d.port, raw, wait=5)
+        check(f"{name}: libmicrohttpd's {want}", status == want, short(out))
+        if b"<html>" not in out:
+            note(f"{name}: libmicrohttpd's {want} has no HTML body any more: README's list is out of date")
+
+    marker = f"FAKE-{os.getpid()}"
+    raw_exchange(d.port, f"GET /v1/jobs/%0a{marker}%1b[31m HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                 .encode(), wait=3)
+    raw_exchange(d.port, f"GET /v1/x\x1b{marker} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                 .encode(), wait=3)
+    time.sleep(0.3)
+    log = open(d.log_path, "rb").read()
+    check("control characters of a URL are escaped in the log (before authentication)",
+          marker.encode() in log and b"\n" + marker.encode() not in log
+          and b"\x1b" + marker.encode() not in log and b"\\x0a" + marker.encode() in log,
+          [ln for ln in log.splitlines() if marker.encode() in ln][:4])
+
+    r = d.req("GET", "/v1/jobs", a)
+    every = [j["id"] for j in (r.json() or {}).get("jobs", [])]
+    check("GET /v1/jobs: all of alice's jobs on one page, next null",
+          r.status == 200 and len(every) >= 3 and r.json().get("next") is None, r)
+    seen, path, pages = [], "/v1/jobs?limit=2", 0
+    while path and pages < 100:
+        r = d.req("GET", path, a)
+        page = r.json() or {}
+        seen += [j["id"] for j in page.get("jobs", [])]
+        check_page = r.status == 200 and len(page.get("jobs", [])) <= 2
+        if not check_page:
+            break
+        path, pages = page.get("next"), pages + 1
+    check("GET /v1/jobs?limit=2, following next: the same jobs in the same order, no repeats",
+          seen == every and pages == (len(every) + 1) // 2, (pages, len(seen), len(every)))
+    check_error("GET /v1/jobs?limit=0 -> 400 naming limit", d.req("GET", "/v1/jobs?limit=0", a), 400, "limit")
+    check_error("GET /v1/jobs?limit=1001 -> 400 naming limit", d.req("GET", "/v1/jobs?limit=1001", a),
+                400, "limit")
+    check_error("GET /v1/jobs?after=unknown -> 400 naming after",
+                d.req("GET", "/v1/jobs?after=" + "0" * 32, a), 400, "after")
+
+
+# ---------------------------------------------------------------------------
+# a corrupt store: answered with JSON errors, never invalid JSON under 200
+
+def t_corrupt_store(build, root, workdir):
+    section("corrupt store rows and records: JSON 500, never invalid JSON under 200")
+    binary = os.path.join(build, "server", "hydrad")
+    store = os.path.join(workdir, "corrupt.db")
+    d = Daemon(binary, root, workdir, "hydrad-corrupt", store)
+    ok, why = d.start()
+    if not check("hydrad (corrupt store) starts", ok, why):
+        return
+    try:
+        # the second has more rows than the first read of a stream (256)
+        ids = [d.submit(small_job(n_prompts=n)).json()["id"] for n in (3, 40, 3)]
+        for jid in ids:
+            d.wait(jid)
+    finally:
+        d.term()
+    import sqlite3
+    db = sqlite3.connect(store)
+    key = lambda jid: db.execute("SELECT key FROM jobs WHERE id = ?", (jid,)).fetchone()[0]
+    db.execute("UPDATE result_rows SET body = '{\"type\": \"clean\", \"prom' WHERE job = ? AND seq = 2",
+               (key(ids[0]),))
+    last = db.execute("SELECT max(seq) FROM result_rows WHERE job = ?", (key(ids[1]),)).fetchone()[0]
+    db.execute("UPDATE result_rows SET body = 'not json' WHERE job = ? AND seq = ?", (key(ids[1]), last))
+    db.execute("UPDATE jobs SET model = CAST(x'ff' AS TEXT) WHERE id = ?", (ids[2],))
+    db.commit()
+    db.close()
+    ok, why = d.start()
+    if not check("hydrad restarts on the corrupted store", ok, why):
+        return
+    try:
+        for fmt in ("", "?format=csv"):
+            check_error(f"results{fmt} with a corrupt row among the first: JSON 500",
+                        d.results(ids[0], query=fmt), 500)
+        r = d.results(ids[0], query="?after=3")
+        rows, bad = parse_ndjson(r.body)
+        check("results after the corrupt row: 200, every line JSON", r.status == 200 and not bad and rows, r)
+        status, out, _ = raw_response(d.port, (f"GET /v1/jobs/{ids[1]}/results?after=1 HTTP/1.1\r\n"
+                                               f"Host: x\r\nAuthorization: Bearer {TOKENS['alice']}\r\n"
+                                               "Connection: close\r\n\r\n").encode(), wait=10)
+        chunks, body = out.partition(b"\r\n\r\n")[2], b""
+        while True:  # the chunks that came whole (the response is cut: no last chunk)
+            size, sep, rest = chunks.partition(b"\r\n")
+            n = int(size.split(b";")[0] or b"0", 16) if sep and re.fullmatch(rb"[0-9a-fA-F]+", size) else 0
+            if n == 0 or len(rest) < n + 2:
+                break
+            body, chunks = body + rest[:n], rest[n + 2:]
+        rows, bad = parse_ndjson(body)
+        check("a corrupt row further on: 200, every line JSON, an error row last, no clean end",
+              status == 200 and not bad and rows and rows[-1].get("type") == "error"
+              and rows[-1]["error"].get("code") == 500 and not out.endswith(b"0\r\n\r\n"),
+              (status, rows[-1:] if rows else short(out)))
+        check_error("GET /v1/jobs/ID of a record that is not UTF-8: JSON 500",
+                    d.req("GET", f"/v1/jobs/{ids[2]}", TOKENS["alice"]), 500)
+        r = d.req("GET", "/v1/jobs", TOKENS["alice"])
+        check("GET /v1/jobs with that record: valid JSON", r.status in (200, 500) and r.json() is not None, r)
+        check("hydrad (corrupt store) still answers", d.req("GET", "/v1/health").status == 200)
+    finally:
+        d.term()
 
 
 # ---------------------------------------------------------------------------
@@ -2287,6 +2441,7 @@ def main(argv):
         t_load(d)
         if jid:
             t_malformed(d, jid)
+            t_small_fixes(d, jid)
         t_quota_cancel(d)
         t_fail_cancel_stream(d)
         t_metrics_final(d, expected_rows(8, 6) + expected_rows(3, 6))
@@ -2296,6 +2451,7 @@ def main(argv):
         check("SIGTERM with nothing running: exits 0", rc == 0, f"exit {rc}")
         if len(FAILURES) > n_failed:
             print("    main daemon log tail:\n" + d.log_tail(20))
+    t_corrupt_store(build, root, workdir)
     t_no_auth(build, root, workdir)
     t_tls(build, root, workdir)
     t_weights_bf16(build, root, workdir)

@@ -421,6 +421,24 @@ static void test_invalid(void) {
       "ablations.methods[0]", "finite");
   BAD("{'prompts': ['a', 'b'], 'ablations': {'components': ['*'], 'methods': ['scale:1e39']}}",
       "ablations.methods[0]", "finite");
+  /* Absurd values (their runs overflow fp32 into NaN rows) are refused, naming the field. */
+  BAD("{'prompts': ['a', 'b'], 'ablations': {'components': ['*'], 'methods': ['scale:3e38']}}",
+      "ablations.methods[0]", "at most 1e+06");
+  BAD("{'prompts': ['a', 'b'], 'ablations': {'components': ['*'], 'methods': ['zero', "
+      "'scale:-1000001']}}",
+      "ablations.methods[1]", "the scale must be at most 1e+06");
+  BAD("{'prompts': ['a', 'b'], 'ablations': {'components': ['*'], 'methods': ['noise:2e6']}}",
+      "ablations.methods[0]", "standard deviation must be at most 1e+06");
+  BAD("{'prompts': ['a', 'b'], 'ablations': {'components': ['*'], 'methods': ['noise:nan']}}",
+      "ablations.methods[0]", "finite");
+  {
+    method_t m;
+    CHECK(method_parse("scale:1e6", &m) == 0 && m.value == 1e6f, "scale:1e6 is the limit");
+    CHECK(method_parse("scale:-1e6", &m) == 0, "scale:-1e6 is the limit");
+    CHECK(method_parse("noise:1e6", &m) == 0 && m.value == 1e6f, "noise:1e6 is the limit");
+    CHECK(method_parse("scale:1.000001e6", &m) != 0, "scale:1.000001e6 is past it");
+    CHECK(method_parse("noise:inf", &m) != 0, "noise:inf");
+  }
   BAD("{'prompts': ['a', 'b'], 'ablations': {'components': ['*'], 'methods': ['scale:0x1p3']}}",
       "ablations.methods[0]", "decimal");
   BAD("{'prompts': ['a', 'b'], 'ablations': {'components': ['*'], 'methods': ['scale:']}}",
@@ -797,7 +815,7 @@ static void test_names_and_methods(void) {
   CHECK(method_parse("scale:-1.25e2", &m) == 0 && m.value == -125.0f, "scale exponent");
   CHECK(method_parse("scale:.5", &m) == 0 && m.value == 0.5f, "scale .5");
   CHECK(method_parse("noise:0.1", &m) == 0 && m.kind == METHOD_NOISE && m.value == 0.1f, "noise");
-  CHECK(method_parse("scale:3.4e38", &m) == 0 && isfinite(m.value), "near FLT_MAX");
+  CHECK(method_parse("scale:3.4e38", &m) != 0, "near FLT_MAX: refused (over METHOD_VALUE_MAX)");
   {
     const char *bad[] = {"",           "resample:1",  "scale",       "scale:",        "scale:abc",
                          "scale: 0.5", "scale:0.5 ",  "scale:0.5x",  "scale:inf",     "scale:nan",

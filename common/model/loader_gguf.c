@@ -52,6 +52,18 @@ static int get_float(const gguf_t *g, const char *key, int required, double dflt
   return 0;
 }
 
+/* A special-token id, -1 (unset) when absent or outside the vocabulary:
+ * llama.cpp's converters write 0xFFFFFFFF for a token the model lacks, and
+ * llama.cpp reads any id past the vocabulary as "bad special token" and
+ * ignores it (tokenizer_gguf.c does the same for the tokenizer). */
+static int get_special_id(const gguf_t *g, const char *key, int vocab_size, int *out, char *err) {
+  int64_t v = -1;
+  if (gguf_find_key(g, key) >= 0 && gguf_get_int(g, key, &v, err))
+    return -1;
+  *out = v >= 0 && v < vocab_size ? (int)v : -1;
+  return 0;
+}
+
 /* Rejects llama variants this loader would silently get wrong. */
 static int check_supported(const gguf_t *g, char *err) {
   const char *scaling = NULL;
@@ -124,8 +136,8 @@ static int read_config(const gguf_t *g, model_config_t *c, char *err) {
                    c->d_model);
   c->vocab_size = (int)embed->ne[1];
   c->tied_unembed = gguf_tensor_find(g, "output.weight") == NULL;
-  if (get_int(g, "tokenizer.ggml.bos_token_id", 0, -1, -1, c->vocab_size - 1, &c->bos_id, err) ||
-      get_int(g, "tokenizer.ggml.eos_token_id", 0, -1, -1, c->vocab_size - 1, &c->eos_id, err))
+  if (get_special_id(g, "tokenizer.ggml.bos_token_id", c->vocab_size, &c->bos_id, err) ||
+      get_special_id(g, "tokenizer.ggml.eos_token_id", c->vocab_size, &c->eos_id, err))
     return -1;
   char inner[HYDRA_ERR_LEN];
   if (model_config_check(c, inner))

@@ -307,7 +307,12 @@ static int sentencepiece_pipeline(gguf_loader_t *L) {
   return 0;
 }
 
-/* An optional token id key; -1 when absent. */
+/* An optional special-token id key; -1 (unset) when absent or outside the
+ * vocabulary. llama.cpp's converters write 0xFFFFFFFF for a token the model
+ * lacks; llama.cpp warns "bad special token" and keeps its per-vocabulary
+ * default instead (BOS 1 for "llama", 11 for "gpt2": guesses for old files,
+ * wrong for any other vocabulary), and transformers' GGUF loader fails on
+ * the index. Unset is the one reading that never invents a token. */
 static int get_token_id(gguf_loader_t *L, const char *key, int32_t *out) {
   int64_t v;
   *out = -1;
@@ -315,9 +320,8 @@ static int get_token_id(gguf_loader_t *L, const char *key, int32_t *out) {
     return 0;
   if (gguf_get_int(L->g, key, &v, L->err))
     return -1;
-  if (v < 0 || (uint64_t)v >= L->tokens.n)
-    return fail(L, "%s is not a token id", key);
-  *out = (int32_t)v;
+  if (v >= 0 && (uint64_t)v < L->tokens.n)
+    *out = (int32_t)v;
   return 0;
 }
 
@@ -372,6 +376,11 @@ static int added_tokens(gguf_loader_t *L) {
   if (gguf_find_key(L->g, "tokenizer.ggml.add_eos_token") >= 0 &&
       gguf_get_bool(L->g, "tokenizer.ggml.add_eos_token", &add_eos, L->err))
     return -1;
+  /* add_bos_token with BOS unset prepends nothing. llama.cpp prepends its
+   * default BOS (see get_token_id), or asserts BOS is set where the default
+   * is none (llama-vocab.cpp's tokenize), and transformers refuses the file,
+   * so there is no reference to follow; the text is encoded as when the flag
+   * is false. EOS likewise. */
   if (add_bos && t->bos_id >= 0 && tokenizer_add_prefix(t, t->bos_id, L->err))
     return -1;
   if (add_eos && t->eos_id >= 0 && tokenizer_add_suffix(t, t->eos_id, L->err))

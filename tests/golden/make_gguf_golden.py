@@ -111,7 +111,7 @@ def check_against_transformers(gguf_w, n_head, n_kv, want):
     assert np.array_equal(got, want), "transformers disagrees with the reference un-permutation"
 
 
-def tiny_llama(path, expected_path, cfg, drop=None, bad_shape=None, seed=SEED + 1):
+def tiny_llama(path, expected_path, cfg, drop=None, bad_shape=None, seed=SEED + 1, special=None):
     rng = np.random.default_rng(seed)
     d, nh, nkv, f, v = cfg["d_model"], cfg["n_heads"], cfg["n_kv_heads"], cfg["d_mlp"], cfg["vocab"]
     hd = d // nh
@@ -139,8 +139,10 @@ def tiny_llama(path, expected_path, cfg, drop=None, bad_shape=None, seed=SEED + 
                     gguf.GGUFValueType.ARRAY, sub_type=gguf.GGUFValueType.FLOAT32)
     w.add_key_value("tokenizer.ggml.merges", ["t 1", "t 2"], gguf.GGUFValueType.ARRAY,
                     sub_type=gguf.GGUFValueType.STRING)
-    w.add_uint32("tokenizer.ggml.bos_token_id", v - 2)
-    w.add_uint32("tokenizer.ggml.eos_token_id", v - 1)
+    if special is None:
+        special = {"bos_token_id": v - 2, "eos_token_id": v - 1}
+    for key, token_id in special.items():
+        w.add_uint32("tokenizer.ggml." + key, token_id)
 
     expected = {}
 

@@ -13,7 +13,10 @@
  *   (c) ROOT/tests/data/gguf/tiny_llama*.gguf (same script): the config, the
  *       un-permuted q/k weights against the Hugging Face layout the script
  *       started from (bound 1e-6 as above), and the missing-tensor and
- *       shape-mismatch errors. Then ROOT/tests/golden/quants/tiny_llama_mixed.gguf
+ *       shape-mismatch errors; tiny_llama_unset_ids.gguf
+ *       (tests/golden/make_unset_ids_gguf.py), whose BOS, padding and
+ *       separator ids are 0xFFFFFFFF and EOS past the vocabulary, loads with
+ *       both unset. Then ROOT/tests/golden/quants/tiny_llama_mixed.gguf
  *       (tests/golden/make_mixed_quant_golden.py), a Q4_0 file with a Q6_K
  *       output.weight and Q4_K/Q5_K/Q6_K/Q5_0 layers, loads.
  *   (d) SmolLM2-135M (Q4_1 GGUF) from $HYDRA_SMOLLM2 or
@@ -619,6 +622,22 @@ done:
 /* A Q4_0 file with output.weight in Q6_K and layers in Q4_K, Q5_K, Q6_K and
  * Q5_0, as llama.cpp's _K_M recipes mix them, loads (its logits:
  * ctest golden_logits_tiny-llama-mixed-quants). */
+/* Special ids as llama.cpp's converters write an absent token (0xFFFFFFFF)
+ * or past the vocabulary read as unset, and the model loads (the tokenizer
+ * side: test_tokenizer's unset ids). */
+static void test_unset_ids(const char *root) {
+  char path[2048], err[HYDRA_ERR_LEN] = "";
+  snprintf(path, sizeof(path), "%s/tests/data/gguf/tiny_llama_unset_ids.gguf", root);
+  model_t *m = model_load(path, err);
+  if (!m) {
+    FAIL("unset special ids: %s", err);
+    return;
+  }
+  CHECK(m->cfg.bos_id == -1 && m->cfg.eos_id == -1,
+        "unset special ids: model bos %d eos %d, want -1 -1", m->cfg.bos_id, m->cfg.eos_id);
+  model_free(m);
+}
+
 static void test_mixed_quants(const char *root) {
   char path[2048], err[HYDRA_ERR_LEN] = "";
   snprintf(path, sizeof(path), "%s/tests/golden/quants/tiny_llama_mixed.gguf", root);
@@ -739,6 +758,7 @@ int main(int argc, char **argv) {
   test_truncated_golden(root);
   printf("(c) tiny llama\n");
   test_tiny_llama(root);
+  test_unset_ids(root);
   test_mixed_quants(root);
   printf("(d) SmolLM2\n");
   test_smollm2(root);

@@ -15,6 +15,9 @@
  *       tiny-gpt2 (tokenizer.json, byte-level), tiny-llama (tokenizer.json,
  *       sentencepiece BPE with byte fallback), tiny-llama-gguf (the same
  *       vocabulary as GGUF metadata, merges derived from scores).
+ *       The same vocabulary with unset special ids (0xFFFFFFFF or past
+ *       the vocabulary, tests/golden/make_unset_ids_gguf.py) loads and
+ *       encodes as that golden less its BOS.
  *   (b) errors: invalid UTF-8 (naming the byte), an unknown token, ids out of
  *       range, malformed tokenizer.json files written to a temporary folder,
  *       a GGUF without a tokenizer, paths that hold no tokenizer: each fails
@@ -176,6 +179,59 @@ static void run_golden(const char *name, const char *tokenizer_path, const char 
   CHECK(n_lines >= 40, "%s: %s has only %zu lines", name, golden_path, n_lines);
   printf("golden %-16s %-14s vocab %6d: %zu lines, %s\n", name, tokenizer_kind(t),
          (int)tokenizer_n_vocab(t), n_lines, check_failures() == failed_before ? "ok" : "FAILED");
+  tokenizer_free(t);
+}
+
+/* tiny_llama_tokenizer_unset_ids.gguf (tests/golden/make_unset_ids_gguf.py):
+ * tiny-llama-gguf's vocabulary with BOS, unknown, padding and separator ids
+ * 0xFFFFFFFF and EOS past the vocabulary, add_bos_token still true.
+ * Transformers refuses that file, so each case is transformers' encoding of
+ * the original file less its BOS (unset, so not prepended); cases holding
+ * "<unk>" are left out (unset, it is text, not the special token). */
+static void run_unset_ids(const char *root) {
+  char path[1024], gold[1024], err[HYDRA_ERR_LEN], a[4096], b[4096];
+  snprintf(path, sizeof(path), "%s/tests/data/gguf/tiny_llama_tokenizer_unset_ids.gguf", root);
+  snprintf(gold, sizeof(gold), "%s/tests/golden/tokenizer_tiny-llama-gguf.jsonl", root);
+  tokenizer_t *t = tokenizer_load(path, err);
+  FILE *f = t ? fopen(gold, "r") : NULL;
+  if (!f) {
+    FAIL("unset ids: cannot load %s or open %s: %s", path, gold, t ? "" : err);
+    tokenizer_free(t);
+    return;
+  }
+  CHECK(tokenizer_bos_id(t) == -1 && tokenizer_eos_id(t) == -1, "unset ids: bos %d eos %d",
+        (int)tokenizer_bos_id(t), (int)tokenizer_eos_id(t));
+  char *line = NULL;
+  size_t cap = 0, n_lines = 0, n_checked = 0;
+  ssize_t got;
+  while ((got = getline(&line, &cap, f)) > 0) {
+    json_t *row = json_loadb(line, (size_t)got, JSON_ALLOW_NUL, NULL);
+    const json_t *jtext = json_object_get(row, "text"), *jids = json_object_get(row, "ids");
+    n_lines++;
+    const char *text = json_string_value(jtext);
+    size_t len = json_string_length(jtext), n = json_array_size(jids);
+    if (!text || n == 0 || json_integer_value(json_array_get(jids, 0)) != 1) {
+      FAIL("unset ids: golden line %zu is not a BOS-first encoding", n_lines);
+    } else if (!strstr(text, "<unk>")) {
+      int32_t want[1024];
+      size_t n_want = 0;
+      for (size_t i = 1; i < n && n_want < 1024; i++)
+        want[n_want++] = (int32_t)json_integer_value(json_array_get(jids, i));
+      tokenizer_encoding_t enc = {0};
+      int rc = tokenizer_encode(t, text, len, TOKENIZER_ADD_SPECIAL, &enc, err);
+      CHECK(rc == 0 && enc.n == n_want && memcmp(enc.ids, want, n_want * sizeof(int32_t)) == 0,
+            "unset ids: line %zu: ids %s, want %s (%s)", n_lines,
+            ids_str(enc.ids, enc.n, a, sizeof(a)), ids_str(want, n_want, b, sizeof(b)),
+            rc ? err : "");
+      tokenizer_encoding_free(&enc);
+      n_checked++;
+    }
+    json_decref(row);
+  }
+  free(line);
+  fclose(f);
+  CHECK(n_checked >= 40, "unset ids: only %zu cases checked", n_checked);
+  printf("unset ids: %zu of %zu cases encode as transformers' less BOS\n", n_checked, n_lines);
   tokenizer_free(t);
 }
 
@@ -437,6 +493,7 @@ static int run_tiny(const char *root) {
     snprintf(gold[i], sizeof(gold[i]), "%s/tests/golden/tokenizer_%s.jsonl", root, names[i]);
     run_golden(names[i], tok[i], gold[i]);
   }
+  run_unset_ids(root);
   tokenizer_t *gpt2 = tokenizer_load(tok[0], err);
   tokenizer_t *llama = gpt2 ? tokenizer_load(tok[1], err) : NULL;
   if (!gpt2 || !llama) {

@@ -42,7 +42,7 @@ typedef enum { PREPEND_NEVER, PREPEND_FIRST, PREPEND_ALWAYS } prepend_scheme_t;
 typedef enum {
   NORMALIZE_PREPEND, /* content before a non-empty text */
   NORMALIZE_REPLACE, /* every match of pattern by content */
-  NORMALIZE_UNICODE, /* NFC/NFD/NFKC/NFKD: accepted only where it is the identity */
+  NORMALIZE_UNICODE, /* NFC; NFD/NFKC/NFKD accepted only where they are the identity */
 } normalize_kind_t;
 
 typedef struct {

@@ -52,9 +52,9 @@ int json_loader_parse_normalizer(json_loader_t *L, const json_t *n, const char *
     s->content_len = len;
     return prepend ? 0 : json_loader_get_pattern(L, n, field, &s->pattern, 1);
   }
-  /* Unicode normalization forms: the code points below which each is the
-   * identity (NFC: nothing below U+0300 composes or decomposes; NFD: U+00C0
-   * decomposes; the K forms change U+00A0). */
+  /* Unicode normalization forms: NFC is implemented (unicode_nfc.c); the
+   * others are accepted on text below the code point where each stops being
+   * the identity (NFD: U+00C0 decomposes; the K forms change U+00A0). */
   static const struct {
     const char *form;
     uint32_t below;

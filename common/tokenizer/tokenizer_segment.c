@@ -8,6 +8,7 @@
 
 #include "buffer.h"
 #include "encoder_internal.h"
+#include "unicode_nfc.h"
 #include "utf8.h"
 
 /* ---- rewriting the segment (normalizers, prefix spaces, Metaspace) ---- */
@@ -244,7 +245,67 @@ int segment_split(encoder_t *e, const tokenizer_pattern_t *p, split_behavior_t b
 
 /* ---- normalizers ---- */
 
+/* Where the chunk starting at cur[from] ends: at the next NFC boundary (or a
+ * byte that is not UTF-8, which is a chunk of its own). */
+static size_t nfc_chunk_end(const encoder_t *e, size_t from) {
+  size_t at = from;
+  do {
+    size_t len = utf8_decode((const unsigned char *)e->cur + at, e->cur_len - at, NULL);
+    if (!len)
+      return at == from ? at + 1 : at;
+    at += len;
+    uint32_t cp;
+    len = utf8_decode((const unsigned char *)e->cur + at, e->cur_len - at, &cp);
+    if (!len || unicode_nfc_boundary(cp))
+      return at;
+  } while (at < e->cur_len);
+  return at;
+}
+
+/* NFC, chunk by chunk between boundaries: a chunk the quick check passes is
+ * copied with its alignment; another is normalized, each new character
+ * standing for the characters it came from (a composite for all its parts),
+ * as tokenizers' NormalizedString::nfc aligns them. */
+static int normalize_nfc(encoder_t *e) {
+  if (unicode_nfc_is_quick(e->cur, e->cur_len))
+    return 0;
+  aligned_t *a = rewrite_begin(e);
+  unicode_char_t *chars = NULL;
+  size_t cap = 0;
+  for (size_t from = 0, to; from < e->cur_len; from = to) {
+    to = nfc_chunk_end(e, from);
+    if (unicode_nfc_is_quick(e->cur + from, to - from)) {
+      if (emit_copy(e, a, from, to))
+        goto oom;
+      continue;
+    }
+    if (buffer_grow((void **)&chars, &cap, 4 * (to - from) + 4, sizeof(*chars)))
+      goto oom;
+    size_t n = 0;
+    for (size_t at = from; at < to;) {
+      size_t len = utf8_decode((const unsigned char *)e->cur + at, to - at, &chars[n].cp);
+      chars[n].start = orig_start(e, at);
+      chars[n++].end = orig_end(e, at + len - 1);
+      at += len;
+    }
+    n = unicode_nfc_chars(chars, n);
+    for (size_t i = 0; i < n; i++) {
+      char utf8[4];
+      if (emit(a, utf8, utf8_encode(chars[i].cp, utf8), chars[i].start, chars[i].end))
+        goto oom;
+    }
+  }
+  free(chars);
+  rewrite_end(e, a);
+  return 0;
+oom:
+  free(chars);
+  return oom(e);
+}
+
 static int normalize_unicode(encoder_t *e, const normalize_step_t *s) {
+  if (strcmp(s->form, "NFC") == 0)
+    return normalize_nfc(e);
   for (size_t i = 0; i < e->cur_len;) {
     uint32_t cp;
     size_t len = utf8_decode((const unsigned char *)e->cur + i, e->cur_len - i, &cp);

@@ -264,8 +264,8 @@ static size_t nfc_chunk_end(const encoder_t *e, size_t from) {
 
 /* NFC, chunk by chunk between boundaries: a chunk the quick check passes is
  * copied with its alignment; another is normalized, each new character
- * standing for the characters it came from (a composite for all its parts),
- * as tokenizers' NormalizedString::nfc aligns them. */
+ * standing for the character it came from (a composite for its starter), as
+ * tokenizers' NormalizedString::nfc aligns them. */
 static int normalize_nfc(encoder_t *e) {
   if (unicode_nfc_is_quick(e->cur, e->cur_len))
     return 0;

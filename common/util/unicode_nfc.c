@@ -124,8 +124,6 @@ static size_t recompose(unicode_char_t *c, size_t n) {
       uint32_t composite = compose(c[starter].cp, c[i].cp);
       if (composite) {
         c[starter].cp = composite;
-        c[starter].start = c[i].start < c[starter].start ? c[i].start : c[starter].start;
-        c[starter].end = c[i].end > c[starter].end ? c[i].end : c[starter].end;
         continue;
       }
     }

@@ -13,7 +13,8 @@
 extern const char UNICODE_NFC_VERSION[];
 
 /* A code point and the span [start, end) of the source text it stands for;
- * a composition spans both its parts. */
+ * a composite keeps its starter's span, as tokenizers' NormalizedString::nfc
+ * aligns it (the marks it absorbs stand for nothing). */
 typedef struct {
   uint32_t cp;
   size_t start, end;

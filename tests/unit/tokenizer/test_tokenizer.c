@@ -18,6 +18,8 @@
  *       The same vocabulary with unset special ids (0xFFFFFFFF or past
  *       the vocabulary, tests/golden/make_unset_ids_gguf.py) loads and
  *       encodes as that golden less its BOS.
+ *       tiny-gpt2 with an NFC normalizer: the golden as above on the
+ *       corpus and its NFD (tests/golden/make_nfc_tokenizer_golden.py).
  *   (b) errors: invalid UTF-8 (naming the byte), an unknown token, ids out of
  *       range, malformed tokenizer.json files written to a temporary folder,
  *       a GGUF without a tokenizer, paths that hold no tokenizer: each fails
@@ -233,6 +235,30 @@ static void run_unset_ids(const char *root) {
   CHECK(n_checked >= 40, "unset ids: only %zu cases checked", n_checked);
   printf("unset ids: %zu of %zu cases encode as transformers' less BOS\n", n_checked, n_lines);
   tokenizer_free(t);
+}
+
+/* tiny-gpt2's tokenizer.json with an NFC normalizer, written to a temporary
+ * folder, against tokenizers' encoding of the corpus and its NFD
+ * (tests/golden/make_nfc_tokenizer_golden.py). */
+static void run_nfc(const char *root) {
+  char src[1024], dir[] = "/tmp/hydra_nfc_XXXXXX", path[1100], gold[1024];
+  snprintf(src, sizeof(src), "%s/tests/data/tiny-gpt2/tokenizer.json", root);
+  snprintf(gold, sizeof(gold), "%s/tests/golden/tokenizer_tiny-gpt2-nfc.jsonl", root);
+  json_t *doc = json_load_file(src, 0, NULL);
+  if (!doc || !mkdtemp(dir)) {
+    FAIL("nfc: cannot read %s or make a temporary folder", src);
+    json_decref(doc);
+    return;
+  }
+  snprintf(path, sizeof(path), "%s/tokenizer.json", dir);
+  json_object_set_new(doc, "normalizer", json_pack("{s:s}", "type", "NFC"));
+  if (json_dump_file(doc, path, 0) == 0)
+    run_golden("tiny-gpt2-nfc", path, gold);
+  else
+    FAIL("nfc: cannot write %s", path);
+  json_decref(doc);
+  unlink(path);
+  rmdir(dir);
 }
 
 /* ---- (b) errors ---- */
@@ -494,6 +520,7 @@ static int run_tiny(const char *root) {
     run_golden(names[i], tok[i], gold[i]);
   }
   run_unset_ids(root);
+  run_nfc(root);
   tokenizer_t *gpt2 = tokenizer_load(tok[0], err);
   tokenizer_t *llama = gpt2 ? tokenizer_load(tok[1], err) : NULL;
   if (!gpt2 || !llama) {

@@ -327,6 +327,11 @@ static int llama_load_layer(hf_weights_t *w, int l, const model_config_t *c, lay
   if (c->o_bias &&
       load_vector(w, tensor_name(n, "model.layers.%d.%s.o_proj.bias", l, a), d, lw->bo, err))
     return -1;
+  if (c->qk_norm && (load_vector(w, tensor_name(n, "model.layers.%d.%s.q_norm.weight", l, a),
+                                 (size_t)c->head_dim, lw->q_norm_w, err) ||
+                     load_vector(w, tensor_name(n, "model.layers.%d.%s.k_norm.weight", l, a),
+                                 (size_t)c->head_dim, lw->k_norm_w, err)))
+    return -1;
   return 0;
 }
 
@@ -415,10 +420,8 @@ static const struct {
   const char *family;
   int (*load)(hf_weights_t *w, model_t *m, char *err);
 } hf_loaders[] = {
-    {"gpt2", gpt2_load},
-    {"llama", llama_load},
-    {"gpt_neox", gpt_neox_load},
-    {"qwen2", llama_load},
+    {"gpt2", gpt2_load},   {"llama", llama_load}, {"gpt_neox", gpt_neox_load},
+    {"qwen2", llama_load}, {"qwen3", llama_load}, {"mistral", llama_load},
 };
 
 static int load_family(hf_weights_t *w, model_t *m, char *err) {

@@ -341,16 +341,17 @@ static int rope_config(const hf_config_t *c, const rope_keys_t *keys, model_conf
 }
 
 /* The keys llama and its descendants (qwen2, ...) share: RMSNorm, whole-head
- * RoPE, a SwiGLU MLP without biases, GQA, tied or untied lm_head. */
+ * RoPE, a SwiGLU MLP without biases, GQA, tied or untied lm_head. An absent
+ * head_dim is head_dim_dflt (0: hidden_size / num_attention_heads). */
 static int llama_like_config(const hf_config_t *c, const char *family, int eps_required,
-                             model_config_t *cfg, char *err) {
+                             int head_dim_dflt, model_config_t *cfg, char *err) {
   const char *act = NULL;
   snprintf(cfg->family, sizeof(cfg->family), "%s", family);
   if (config_int(c, "hidden_size", 1, 0, &cfg->d_model, err) ||
       config_int(c, "num_hidden_layers", 1, 0, &cfg->n_layers, err) ||
       config_int(c, "num_attention_heads", 1, 0, &cfg->n_heads, err) ||
       config_int(c, "num_key_value_heads", 0, cfg->n_heads, &cfg->n_kv_heads, err) ||
-      config_int(c, "head_dim", 0, 0, &cfg->head_dim, err) ||
+      config_int(c, "head_dim", 0, head_dim_dflt, &cfg->head_dim, err) ||
       config_int(c, "intermediate_size", 1, 0, &cfg->d_mlp, err) ||
       config_int(c, "vocab_size", 1, 0, &cfg->vocab_size, err) ||
       config_int(c, "max_position_embeddings", 1, 0, &cfg->max_positions, err) ||
@@ -387,7 +388,7 @@ static int llama_like_config(const hf_config_t *c, const char *family, int eps_r
 
 static int llama_config(const hf_config_t *c, model_config_t *cfg, char *err) {
   int attn_bias = 0, mlp_bias = 0;
-  if (llama_like_config(c, "llama", 1, cfg, err) ||
+  if (llama_like_config(c, "llama", 1, 0, cfg, err) ||
       config_bool(c, "attention_bias", 0, &attn_bias, err) ||
       config_bool(c, "mlp_bias", 0, &mlp_bias, err))
     return -1;
@@ -411,13 +412,13 @@ static int config_count(const hf_config_t *c, const char *key, int dflt, int *ou
   return 0;
 }
 
-/* Qwen2's sliding window, as transformers reads it: in effect only with
+/* Qwen2's and Qwen3's sliding window, as transformers reads it: in effect only with
  * use_sliding_window true and a sliding_window, on the layers layer_types
  * names "sliding_attention" (without layer_types: those from
  * max_window_layers on). The transformer has no sliding windows, so one in
  * effect is accepted only where no prompt reaches past it (a window of at
  * least max_position_embeddings) and refused otherwise. */
-static int qwen2_sliding_config(const hf_config_t *c, const model_config_t *cfg, char *err) {
+static int qwen_sliding_config(const hf_config_t *c, const model_config_t *cfg, char *err) {
   int use = 0, window = 0, first_sliding = 28, n_sliding = 0;
   if (config_bool(c, "use_sliding_window", 0, &use, err) ||
       config_count(c, "sliding_window", 0, &window, err) ||
@@ -452,11 +453,48 @@ static int qwen2_sliding_config(const hf_config_t *c, const model_config_t *cfg,
 
 /* Qwen2: llama's block with q, k and v biases and no o_proj bias. */
 static int qwen2_config(const hf_config_t *c, model_config_t *cfg, char *err) {
-  if (llama_like_config(c, "qwen2", 0, cfg, err) || qwen2_sliding_config(c, cfg, err))
+  if (llama_like_config(c, "qwen2", 0, 0, cfg, err) || qwen_sliding_config(c, cfg, err))
     return -1;
   cfg->qkv_bias = 1;
   cfg->o_bias = 0;
   return 0;
+}
+
+/* Qwen3: llama's block with q and k RMS-normed per head (over head_dim, with
+ * rms_norm_eps) before the rotary, biases on q, k, v and o together
+ * (attention_bias), head_dim 128 when absent (Qwen3Config's default), and
+ * Qwen2's sliding window. */
+static int qwen3_config(const hf_config_t *c, model_config_t *cfg, char *err) {
+  int attn_bias = 0;
+  if (llama_like_config(c, "qwen3", 0, 128, cfg, err) || qwen_sliding_config(c, cfg, err) ||
+      config_bool(c, "attention_bias", 0, &attn_bias, err))
+    return -1;
+  cfg->qkv_bias = cfg->o_bias = attn_bias;
+  cfg->qk_norm = 1;
+  return 0;
+}
+
+/* Mistral: llama's block without biases, every layer attending over a
+ * sliding_window of keys (4096 when absent, as MistralConfig; null: all).
+ * The transformer has no sliding windows: a window is accepted only where no
+ * prompt reaches past it (at least max_position_embeddings), refused
+ * otherwise. */
+static int mistral_config(const hf_config_t *c, model_config_t *cfg, char *err) {
+  int window = 4096;
+  const json_t *v = json_object_get(c->root, "sliding_window");
+  if (llama_like_config(c, "mistral", 0, 0, cfg, err) ||
+      (!(v && json_is_null(v)) && config_int(c, "sliding_window", 0, 4096, &window, err)))
+    return -1;
+  if (v && json_is_null(v))
+    return 0;
+  if (window >= cfg->max_positions)
+    return 0;
+  return err_set(err,
+                 "%s: sliding_window = %d%s is not supported (sliding-window attention is not "
+                 "implemented; null or a window of at least max_position_embeddings = %d is "
+                 "accepted)",
+                 c->path, window, v ? "" : " (absent: MistralConfig's default)",
+                 cfg->max_positions);
 }
 
 /* GPT-NeoX (Pythia): LayerNorm with biases, a fused per-head qkv (split by
@@ -503,10 +541,8 @@ typedef struct {
 } hf_family_t;
 
 static const hf_family_t hf_families[] = {
-    {"gpt2", gpt2_config},
-    {"llama", llama_config},
-    {"gpt_neox", gpt_neox_config},
-    {"qwen2", qwen2_config},
+    {"gpt2", gpt2_config},   {"llama", llama_config}, {"gpt_neox", gpt_neox_config},
+    {"qwen2", qwen2_config}, {"qwen3", qwen3_config}, {"mistral", mistral_config},
 };
 #define N_HF_FAMILIES (sizeof(hf_families) / sizeof(hf_families[0]))
 

@@ -17,6 +17,11 @@ Writes (under --out, normally `tests`):
                              config in the published spelling: top-level
                              rope_theta, use_sliding_window false with a
                              window smaller than the context
+  data/tiny-qwen3/           random-init Qwen3: q/k RMS norms per head,
+                             head_dim given (16, not hidden/heads = 12),
+                             attention_bias
+  data/tiny-mistral/         random-init Mistral: head_dim given (16), a
+                             sliding_window as long as the context
   golden/<name>.json         prompts, recorded positions, argmax, metadata
   golden/<name>.f32          raw little-endian float32 logits
 for <name> in tiny-gpt2, tiny-llama, tiny-llama-sharded (same logits file as
@@ -50,6 +55,10 @@ from transformers import (
     GPTNeoXForCausalLM,
     Qwen2Config,
     Qwen2ForCausalLM,
+    Qwen3Config,
+    Qwen3ForCausalLM,
+    MistralConfig,
+    MistralForCausalLM,
     LlamaConfig,
     LlamaForCausalLM,
 )
@@ -405,11 +414,48 @@ LLAMA_SMALL = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, nu
                    num_key_value_heads=2, vocab_size=256)
 
 
+def make_tiny_qwen3(data_dir, golden_dir):
+    name = "tiny-qwen3"
+    log(f"[{name}]")
+    cfg = Qwen3Config(hidden_size=48, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
+                      num_key_value_heads=2, head_dim=16, vocab_size=FAMILY_VOCAB,
+                      max_position_embeddings=128,
+                      rope_parameters={"rope_type": "default", "rope_theta": 30000.0}, rms_norm_eps=1e-6,
+                      attention_bias=True, tie_word_embeddings=False, initializer_range=LLAMA_INIT_RANGE)
+    torch.manual_seed(4400)
+    model = Qwen3ForCausalLM(cfg).float().eval()
+    from transformers.models.qwen3.modeling_qwen3 import Qwen3RMSNorm
+    m = make_family_model(data_dir, golden_dir, name, model, (Qwen3RMSNorm,), 4410)
+    a = m.model.layers[0].self_attn
+    assert a.head_dim == 16 and tuple(a.q_norm.weight.shape) == (16,), a.head_dim
+    assert a.q_proj.bias is not None and a.o_proj.bias is not None
+    assert float((a.q_norm.weight.detach() - 1).abs().max()) > 0.1  # the per-head norms are not the identity
+    assert all(l.self_attn.sliding_window is None for l in m.model.layers)
+
+
+def make_tiny_mistral(data_dir, golden_dir):
+    name = "tiny-mistral"
+    log(f"[{name}]")
+    cfg = MistralConfig(hidden_size=48, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
+                        num_key_value_heads=2, head_dim=16, vocab_size=FAMILY_VOCAB,
+                        max_position_embeddings=128, sliding_window=128,
+                        rope_parameters={"rope_type": "default", "rope_theta": 15000.0}, rms_norm_eps=1e-5,
+                        tie_word_embeddings=False, initializer_range=LLAMA_INIT_RANGE)
+    torch.manual_seed(4500)
+    model = MistralForCausalLM(cfg).float().eval()
+    from transformers.models.mistral.modeling_mistral import MistralRMSNorm
+    m = make_family_model(data_dir, golden_dir, name, model, (MistralRMSNorm,), 4510)
+    a = m.model.layers[0].self_attn
+    assert a.head_dim == 16 and m.config.sliding_window == 128, (a.head_dim, m.config.sliding_window)
+
+
 # name -> maker(data_dir, golden_dir)
 TINY_FAMILIES = {
     "tiny-gpt_neox": lambda d, g: make_tiny_gpt_neox(d, g, True),
     "tiny-gpt_neox-sequential": lambda d, g: make_tiny_gpt_neox(d, g, False),
     "tiny-qwen2": make_tiny_qwen2,
+    "tiny-qwen3": make_tiny_qwen3,
+    "tiny-mistral": make_tiny_mistral,
     # llama3: original context 64, wavelengths 6.3 (kept), 33 (smoothed), 168... (divided)
     "tiny-llama3": lambda d, g: make_tiny_llama_rope(
         d, g, "tiny-llama3",

@@ -18,6 +18,7 @@
 #include "check.h"
 #include "checkpoint.h"
 #include "error.h"
+#include "loader_hf_config_internal.h"
 #include "model.h"
 #include "safetensors.h"
 
@@ -987,13 +988,100 @@ static void test_qwen2_config(void) {
   }
 }
 
+/* Qwen3's config.json: Qwen2's sliding-window keys, q/k norms per head, and a
+ * head_dim of 128 when absent (Qwen3Config's default). */
+static const char *qwen3_config =
+    "{\"model_type\":\"qwen3\",\"hidden_size\":8,\"num_hidden_layers\":3,"
+    "\"num_attention_heads\":2,\"num_key_value_heads\":1,\"head_dim\":6,"
+    "\"intermediate_size\":12,\"vocab_size\":11,\"max_position_embeddings\":64,"
+    "\"rms_norm_eps\":1e-06,\"rope_theta\":1000000.0,\"sliding_window\":32,"
+    "\"max_window_layers\":1}";
+
+static void test_qwen3_config(void) {
+  char dir[512], err[HYDRA_ERR_LEN] = "", config[2048];
+  struct {
+    const char *what, *key, *value, *reason;
+  } configs[] = {
+      {"sliding window off", "sliding_window", "32,\"use_sliding_window\":false",
+       "model.safetensors"},
+      {"sliding window on", "sliding_window", "32,\"use_sliding_window\":true",
+       "sliding_window = 32 with use_sliding_window = true is not supported"},
+      {"window as long as the context", "sliding_window", "64,\"use_sliding_window\":true",
+       "model.safetensors"},
+      {"attention_bias not a bool", "head_dim", "6,\"attention_bias\":1",
+       "attention_bias must be true or false"},
+      {"head_dim zero", "head_dim", "0", "head_dim must be a positive integer"},
+      {"partial rotary", "head_dim", "8,\"partial_rotary_factor\":0.5",
+       "partial_rotary_factor < 1 is not supported"},
+      {"longrope", "rope_theta", "1e6,\"rope_scaling\":{\"rope_type\":\"longrope\"}",
+       "rope_scaling.rope_type \"longrope\" is not supported"},
+  };
+  for (size_t i = 0; i < sizeof(configs) / sizeof(configs[0]); i++) {
+    config_with(config, sizeof(config), qwen3_config, configs[i].key, configs[i].value);
+    write_model_dir(dir, "qwen3-config", config, NULL, 1);
+    model_t *m = model_load_hf(dir, err);
+    expect_error(configs[i].what, m == NULL, err, "qwen3-config", configs[i].reason);
+    model_free(m);
+  }
+  /* no head_dim: 128, not hidden_size / num_attention_heads */
+  model_config_t cfg;
+  json_t *root = NULL;
+  config_with(config, sizeof(config), qwen3_config, "head_dim", NULL);
+  write_model_dir(dir, "qwen3-config", config, NULL, 1);
+  char path[600];
+  snprintf(path, sizeof(path), "%s/config.json", dir);
+  CHECK(hf_config_load(path, &root, &cfg, err) == 0 && cfg.head_dim == 128 && cfg.qk_norm &&
+            strcmp(cfg.family, "qwen3") == 0,
+        "qwen3 without head_dim: head_dim %d (%s)", cfg.head_dim, err);
+  json_decref(root);
+}
+
+/* Mistral's config.json; weights absent, as above. A context of 64. */
+static const char *mistral_config =
+    "{\"model_type\":\"mistral\",\"sliding_window\":null,\"hidden_size\":8,\"num_hidden_layers\":2,"
+    "\"num_attention_heads\":2,\"num_key_value_heads\":1,\"intermediate_size\":12,"
+    "\"vocab_size\":11,\"max_position_embeddings\":64,\"rms_norm_eps\":1e-05,"
+    "\"rope_theta\":10000.0}";
+
+static void test_mistral_config(void) {
+  char dir[512], err[HYDRA_ERR_LEN] = "", config[2048];
+  struct {
+    const char *what, *key, *value, *reason;
+  } configs[] = {
+      {"no sliding window", "sliding_window", "null", "model.safetensors"},
+      {"window as long as the context", "sliding_window", "64", "model.safetensors"},
+      {"window shorter than the context", "sliding_window", "32",
+       "sliding_window = 32 is not supported (sliding-window attention is not implemented"},
+      {"window absent (4096), context 64", "sliding_window", NULL, "model.safetensors"},
+      {"window zero", "sliding_window", "0", "sliding_window must be a positive integer"},
+      {"longrope", "rope_theta", "1e4,\"rope_scaling\":{\"rope_type\":\"longrope\"}",
+       "rope_scaling.rope_type \"longrope\" is not supported"},
+  };
+  for (size_t i = 0; i < sizeof(configs) / sizeof(configs[0]); i++) {
+    config_with(config, sizeof(config), mistral_config, configs[i].key, configs[i].value);
+    write_model_dir(dir, "mistral-config", config, NULL, 1);
+    model_t *m = model_load_hf(dir, err);
+    expect_error(configs[i].what, m == NULL, err, "mistral-config", configs[i].reason);
+    model_free(m);
+  }
+  char longer[2048]; /* absent, with a context past 4096 */
+  config_with(longer, sizeof(longer), mistral_config, "max_position_embeddings", "8192");
+  config_with(config, sizeof(config), longer, "sliding_window", NULL);
+  write_model_dir(dir, "mistral-config", config, NULL, 1);
+  model_t *m = model_load_hf(dir, err);
+  expect_error("window absent (4096), context 8192", m == NULL, err, "mistral-config",
+               "sliding_window = 4096 (absent: MistralConfig's default) is not supported");
+  model_free(m);
+}
+
 /* The committed tiny models, when the second engineer's data is present. */
 static void test_repo_models(const char *root) {
   const char *names[] = {
-      "tiny-gpt2", "tiny-llama", "tiny-llama-sharded", "tiny-gpt_neox", "tiny-gpt_neox-sequential",
-      "tiny-qwen2"};
-  const char *families[] = {"gpt2", "llama", "llama", "gpt_neox", "gpt_neox", "qwen2"};
-  const int parallel[] = {0, 0, 0, 1, 0, 0}, rotary_dim[] = {0, 16, 16, 6, 6, 12};
+      "tiny-gpt2",  "tiny-llama", "tiny-llama-sharded", "tiny-gpt_neox", "tiny-gpt_neox-sequential",
+      "tiny-qwen2", "tiny-qwen3", "tiny-mistral"};
+  const char *families[] = {"gpt2",     "llama", "llama", "gpt_neox",
+                            "gpt_neox", "qwen2", "qwen3", "mistral"};
+  const int parallel[] = {0, 0, 0, 1, 0, 0, 0, 0}, rotary_dim[] = {0, 16, 16, 6, 6, 12, 16, 16};
   for (int i = 0; i < (int)(sizeof(names) / sizeof(names[0])); i++) {
     char dir[1024], cfg[1100], err[HYDRA_ERR_LEN] = "";
     snprintf(dir, sizeof(dir), "%s/tests/data/%s", root, names[i]);
@@ -1008,6 +1096,10 @@ static void test_repo_models(const char *root) {
     if (m && strcmp(names[i], "tiny-qwen2") == 0)
       CHECK(m->cfg.qkv_bias && !m->cfg.o_bias && m->layers[2].bv && !m->layers[2].bo,
             "tiny-qwen2: q/k/v biases, no o_proj bias");
+    if (m && strcmp(names[i], "tiny-qwen3") == 0)
+      CHECK(m->cfg.qk_norm && m->cfg.head_dim == 16 && m->cfg.qkv_bias && m->cfg.o_bias &&
+                m->layers[2].k_norm_w && m->layers[2].bo,
+            "tiny-qwen3: per-head q/k norms, head_dim 16, q/k/v/o biases");
     if (m)
       CHECK(m->cfg.parallel_residual == parallel[i] && m->cfg.rotary_dim == rotary_dim[i],
             "%s: parallel_residual %d, rotary_dim %d", names[i], m->cfg.parallel_residual,
@@ -1039,6 +1131,8 @@ int main(int argc, char **argv) {
   test_llama();
   test_gpt_neox_config();
   test_qwen2_config();
+  test_qwen3_config();
+  test_mistral_config();
   if (argc > 1)
     test_repo_models(argv[1]);
   nftw(tmp, remove_entry, 16, FTW_DEPTH | FTW_PHYS);

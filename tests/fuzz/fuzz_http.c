@@ -110,6 +110,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   c->connection_limit = 64;
   c->per_ip_limit = 64;
   c->connection_timeout_s = 2;
+  c->request_workers = 1;
+  c->request_deadline_s = 5;
+  c->stream_keepalive_s = 1;
+  c->job_memory_mib = 64;
   snprintf(c->worker_id, sizeof(c->worker_id), "fuzz");
   c->lease_s = 30;
   if (server_init_locks(&S) != 0)

@@ -47,10 +47,9 @@ static inline int effects_downstream(int s, int of, int parallel_residual) {
 }
 
 /* What an ablation did to the direct effects (Eq. 33 and the paper's
- * Figs. 1, 3, 8), from the clean run's direct effects clean[n_slots] and
- * the ablated run's ablated[n_slots]:
- *   delta[s]     = ablated[s] - clean[s] (the effect-table row), added into
- *                  delta_sum[s] (a sum over samples: zero it for one run);
+ * Figs. 1, 3, 8), from the clean run's direct effects clean[s] and the
+ * ablated run's ablated[s] over the slots:
+ *   delta[s]     = ablated[s] - clean[s] (the effect-table row);
  *   direct       = -delta[of], the ablated component's own direct-effect drop;
  *   compensation = sum of delta[s] over slots downstream of `of` (Eq. 33),
  *                  split into attention slots (the Hydra effect) and MLP
@@ -58,8 +57,8 @@ static inline int effects_downstream(int s, int of, int parallel_residual) {
 typedef struct {
   double direct, compensation, compensation_attn, compensation_mlp;
 } effects_change_t;
-/* One slot s's change (ablated - clean) counted into c (the engine walks
- * the slots once, adding each change to its effect-table row). */
+/* One slot s's change delta[s] counted into c; a caller walks the slots
+ * once (the engine adds each change to its effect-table row as it goes). */
 static inline void effects_add_change(effects_change_t *c, int s, int of, int parallel_residual,
                                       double change) {
   if (s == of)
@@ -71,18 +70,6 @@ static inline void effects_add_change(effects_change_t *c, int s, int of, int pa
     else
       c->compensation_mlp += change;
   }
-}
-
-static inline effects_change_t effects_compensation(const float *clean, const double *ablated,
-                                                    int n_slots, int of, int parallel_residual,
-                                                    double *delta_sum) {
-  effects_change_t c = {0};
-  for (int s = 0; s < n_slots; s++) {
-    const double change = ablated[s] - clean[s];
-    delta_sum[s] += change;
-    effects_add_change(&c, s, of, parallel_residual, change);
-  }
-  return c;
 }
 
 /* Fig. 7d: the least-squares fit compensation = slope * direct + c over n

@@ -306,7 +306,7 @@ static void accumulate(run_t *R, const variant_t *v, const float *de_out, int nr
   const double rescale = job->norm_scale_ablated ? effects_norm_rescale(inv, R->clean_inv[p]) : 1.0;
   const int parallel = R->cfg->parallel_residual;
   effects_change_t ch = {0};
-  for (int s = 0; s < ns; s++) { /* effects_compensation, one slot at a time */
+  for (int s = 0; s < ns; s++) { /* Eq. 33, one slot at a time */
     /* slots below where the variant joined are the clean run's */
     const int recomputed = s == 0 ? v->stage == 0 : s - 1 >= v->stage;
     const double ablated = (recomputed ? de_out[(size_t)s * nr + i] : clean_de[s]) * rescale;

@@ -308,11 +308,12 @@ static int hook(const transformer_pass_t *P, hook_site_t site, int layer, float 
 }
 
 /* Rows [first, n) join at sub-stage k. */
-static int join(const transformer_pass_t *P, int k, float *x, int first, int n) {
+static int join(transformer_t *t, const transformer_pass_t *P, int k, float *x, int first, int n) {
   if (n <= first)
     return 0;
   if (!P->hooks.join)
-    return err_set(P->hooks.err, "rows join sub-stage %d of a pass without a join hook", k);
+    return err_set(P->hooks.err ? P->hooks.err : t->b->err,
+                   "rows join sub-stage %d of a pass without a join hook", k);
   return P->hooks.join(P->hooks.ctx, k, x, first, n);
 }
 
@@ -396,8 +397,9 @@ static int layer(transformer_t *t, const transformer_pass_t *P, int L, int *pres
   const int n_attn = P->stage_rows ? P->stage_rows[k] : P->rows;
   const int n_mlp = P->stage_rows ? P->stage_rows[k + 1] : P->rows;
   if (c->parallel_residual && n_mlp != n_attn)
-    return err_set(P->hooks.err, "with a parallel residual, rows join a layer at its attention");
-  TRY(join(P, k, t->resid, *present, n_attn));
+    return err_set(P->hooks.err ? P->hooks.err : t->b->err,
+                   "with a parallel residual, rows join a layer at its attention");
+  TRY(join(t, P, k, t->resid, *present, n_attn));
   if (n_attn > *present)
     *present = n_attn;
   if (n_attn > 0) {
@@ -410,7 +412,7 @@ static int layer(transformer_t *t, const transformer_pass_t *P, int L, int *pres
     TRY(attention(t, P, L, n_attn));
     TRY(op->add(b, t->resid, t->out, (size_t)n_attn * d));
   }
-  TRY(join(P, k + 1, t->resid, *present, n_mlp));
+  TRY(join(t, P, k + 1, t->resid, *present, n_mlp));
   if (n_mlp > *present)
     *present = n_mlp;
   if (n_mlp == 0)

@@ -57,19 +57,31 @@ static inline int effects_downstream(int s, int of, int parallel_residual) {
 typedef struct {
   double direct, compensation, compensation_attn, compensation_mlp;
 } effects_change_t;
-/* One slot s's change delta[s] counted into c; a caller walks the slots
- * once (the engine adds each change to its effect-table row as it goes). */
-static inline void effects_add_change(effects_change_t *c, int s, int of, int parallel_residual,
-                                      double change) {
-  if (s == of)
-    c->direct = -change;
-  else if (effects_downstream(s, of, parallel_residual)) {
+/* One slot s's change delta[s] counted into c by its role: 1 the ablated
+ * unit's own slot (a group has several: its direct effect is their summed
+ * drop), 2 downstream of it and not its own (compensation), 0 neither. A
+ * caller walks the slots once (the engine adds each change to its
+ * effect-table row as it goes). */
+static inline void effects_add_role(effects_change_t *c, int s, int role, double change) {
+  if (role == 1)
+    c->direct -= change;
+  else if (role == 2) {
     c->compensation += change;
     if (s % 2)
       c->compensation_attn += change;
     else
       c->compensation_mlp += change;
   }
+}
+
+/* effects_add_role for one ablated slot `of`. */
+static inline void effects_add_change(effects_change_t *c, int s, int of, int parallel_residual,
+                                      double change) {
+  effects_add_role(c, s,
+                   s == of                                        ? 1
+                   : effects_downstream(s, of, parallel_residual) ? 2
+                                                                  : 0,
+                   change);
 }
 
 /* Fig. 7d: the least-squares fit compensation = slope * direct + c over n

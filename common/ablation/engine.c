@@ -94,6 +94,20 @@ static int check_job(const engine_t *e, const engine_job_t *job, char *err) {
         ((k->kind == COMPONENT_HEAD || k->kind == COMPONENT_NEURON) &&
          (k->index < 0 || k->index >= limit)))
       return err_set(err, "component %d is outside the model", i);
+    if (k->kind == COMPONENT_RESID_MID && c->parallel_residual)
+      return err_set(err, "component %d: resid_mid of a block with a parallel residual", i);
+  }
+  if (job->unit_first) {
+    if (job->n_units < 0 || job->unit_first[0] != 0 ||
+        job->unit_first[job->n_units] != job->n_components)
+      return err_set(err, "units do not cover the components");
+    for (int u = 0; u < job->n_units; u++) {
+      if (job->unit_first[u + 1] <= job->unit_first[u])
+        return err_set(err, "unit %d has no component", u);
+      for (int a = job->unit_first[u]; a < job->unit_first[u + 1]; a++)
+        if (is_resid(&job->components[a]) && job->unit_first[u + 1] - job->unit_first[u] > 1)
+          return err_set(err, "unit %d: a residual-stream site is a unit of its own", u);
+    }
   }
   for (int m = 0; m < job->n_methods; m++) {
     const method_t *k = &job->methods[m];
@@ -109,7 +123,7 @@ static int check_job(const engine_t *e, const engine_job_t *job, char *err) {
  * accumulator within its own. */
 static int chunk_end(const run_t *R, int c0, int budget) {
   const engine_job_t *job = R->job;
-  const long per_prompt = (long)job->n_components * job->n_methods * (R->n_slots + 16);
+  const long per_prompt = (long)n_units(job) * job->n_methods * (R->n_slots + 16);
   int c1 = c0, rows = 0;
   while (c1 < job->n_prompts) {
     if (c1 > c0 && (rows + job->lengths[c1] > budget ||
@@ -147,7 +161,7 @@ static variant_t *chunk_variants(run_t *R, long *n_out) {
   long n = 0;
   for (int m = 0; m < job->n_methods; m++)
     n += job->methods[m].kind == METHOD_RESAMPLE ? job->samples : 1;
-  n *= (long)job->n_components * (R->c1 - R->c0);
+  n *= (long)n_units(job) * (R->c1 - R->c0);
   variant_t *vs = malloc(sizeof(variant_t) * (n ? n : 1)),
             *sorted = malloc(sizeof(variant_t) * (n ? n : 1));
   long *at = calloc((size_t)n_stage + 1, sizeof(long));
@@ -159,7 +173,7 @@ static variant_t *chunk_variants(run_t *R, long *n_out) {
   }
   long i = 0;
   for (int p = R->c0; p < R->c1; p++)
-    for (int c = 0; c < job->n_components; c++)
+    for (int c = 0; c < n_units(job); c++)
       for (int m = 0; m < job->n_methods; m++) {
         const method_t *method = &job->methods[m];
         const int samples = method->kind == METHOD_RESAMPLE ? job->samples : 1;
@@ -179,7 +193,7 @@ static variant_t *chunk_variants(run_t *R, long *n_out) {
             v->source = r < p ? r : r + 1;
           }
           const int first = job->position_list[job->position_offsets[p]];
-          v->stage = job->reuse ? component_stage(R->cfg, &job->components[c]) : 0;
+          v->stage = job->reuse ? unit_stage(job, R->cfg, c) : 0;
           v->p0 = job->reuse ? first : 0;
           v->rows = job->lengths[p] - v->p0;
           v->order = i;
@@ -204,9 +218,9 @@ static int emit_chunk(run_t *R) {
     return err_set(R->err, "out of memory");
   int rc = 0;
   for (int cp = 0; cp < R->c1 - R->c0 && !rc; cp++)
-    for (int c = 0; c < job->n_components && !rc; c++)
+    for (int c = 0; c < n_units(job) && !rc; c++)
       for (int m = 0; m < job->n_methods && !rc; m++) {
-        const accum_t *a = &R->acc[((size_t)cp * job->n_components + c) * job->n_methods + m];
+        const accum_t *a = &R->acc[((size_t)cp * n_units(job) + c) * job->n_methods + m];
         const double n = a->count ? a->count : 1;
         for (int s = 0; s < ns; s++)
           delta[s] = (float)(a->delta[s] / n);
@@ -251,6 +265,8 @@ static void free_run(run_t *R) {
   free(R->norm_bias_term);
   free(R->acc);
   free(R->acc_delta);
+  free(R->unit_role);
+  free(R->unit_resid);
 }
 
 /* Sets up chunk [c0, c1): row offsets and host buffers. */
@@ -261,7 +277,7 @@ static int begin_chunk(run_t *R, int c0, int c1) {
   R->clean_rows = (int)(R->prompt_row[c1] - R->prompt_row[c0]);
   for (int cp = 0; cp < np; cp++)
     R->clean_start[cp] = (int)(R->prompt_row[c0 + cp] - R->prompt_row[c0]);
-  const size_t n_acc = (size_t)np * R->job->n_components * R->job->n_methods;
+  const size_t n_acc = (size_t)np * n_units(R->job) * R->job->n_methods;
   memset(R->acc, 0, sizeof(accum_t) * n_acc);
   memset(R->acc_delta, 0, sizeof(double) * n_acc * ns);
   for (size_t i = 0; i < n_acc; i++)
@@ -348,6 +364,8 @@ int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, 
     err_set(err, "out of memory");
     goto done;
   }
+  if (unit_roles(&R) != 0)
+    goto done;
   R.prompt_row[0] = 0;
   for (int p = 0; p < P; p++)
     R.prompt_row[p + 1] = R.prompt_row[p] + job->lengths[p];
@@ -364,7 +382,7 @@ int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, 
   int max_np = 0, max_rows = 0;
   const int n_chunks = chunk_sizes(&R, 0, P, budget, &max_np, &max_rows);
   chunk_sizes(&R, first, end, budget, &max_np, &max_rows);
-  const size_t n_acc = (size_t)max_np * job->n_components * job->n_methods;
+  const size_t n_acc = (size_t)max_np * n_units(job) * job->n_methods;
   R.clean_start = malloc(sizeof(int) * max_np);
   R.clean_out = malloc(sizeof(float) * (size_t)max_np * ns * d);
   R.clean_de = malloc(sizeof(float) * (size_t)max_np * ns);

@@ -43,6 +43,12 @@ typedef struct {
   const int *foils;   /* NULL or [n_prompts]: foil ids for METRIC_LOGIT_DIFF */
   const component_t *components;
   int n_components;
+  /* Units, what a variant ablates together and a row is keyed by
+   * (engine_variant_t.component): unit u is components [unit_first[u],
+   * unit_first[u + 1]). NULL: each component is its own unit (n_units
+   * ignored). A unit with a residual-stream site has only that one. */
+  const int *unit_first;
+  int n_units;
   const method_t *methods;
   int n_methods;
   int samples; /* resample draws (>= 1) */
@@ -78,11 +84,15 @@ typedef struct {
 } engine_clean_t;
 
 typedef struct {
-  int prompt, component, method;
-  int samples;         /* variants averaged into this row */
-  float total_effect;  /* clean logit - ablated logit */
-  float direct_effect; /* the ablated component's own direct-effect drop */
-  float compensation;  /* sum of downstream direct-effect changes */
+  int prompt, component, method; /* component: the unit (engine_job_t.unit_first) */
+  int samples;                   /* variants averaged into this row */
+  float total_effect;            /* clean logit - ablated logit */
+  /* The unit's own direct-effect drop: summed over its slots for a group;
+   * for a residual-stream site, the drop of the residual's own projection
+   * on the frozen-norm direction at the final position (the sum of the
+   * direct effects of every slot upstream of it, as the site holds them). */
+  float direct_effect;
+  float compensation; /* sum of downstream direct-effect changes (slots not in the unit) */
   float compensation_attn, compensation_mlp;
   float ablated_logit;                       /* centred target logit of the ablated run */
   float inv_scale;                           /* the ablated run's final-norm 1/scale */
@@ -139,7 +149,8 @@ int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, 
 
 int engine_n_slots(const model_config_t *cfg);
 void engine_slot_name(int slot, char *buf, size_t len);
-/* The slot a component's direct effect is counted in. */
+/* The slot a component's direct effect is counted in; -1 for a
+ * residual-stream site (not a slot). */
 int engine_component_slot(const component_t *c);
 /* Number of variants a job runs (resample counts each sample). */
 long engine_job_variants(const engine_job_t *job);

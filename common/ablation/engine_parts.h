@@ -63,6 +63,7 @@ struct engine {
   int *row_list;        /* [n_idx]: rows to gather for a download */
   int *read_row;        /* [reads]: each readout's row (a prompt's or variant's final row) */
   int *read_prompt;     /* [reads]: each readout's chunk prompt */
+  int *resid_read;      /* [2][reads]: rows and prompts of a residual site's readouts */
   int *ident;           /* [n_idx]: 0, 1, 2, ... */
   int *job_targets;     /* [prompts]: the job's targets (-1: the argmax) and */
   int *job_foils;       /* foils of the chunk */
@@ -97,7 +98,8 @@ struct engine {
 
 typedef struct {
   int prompt, cprompt; /* global and chunk-local prompt */
-  int component, method, sample;
+  int component;       /* the unit */
+  int method, sample;
   int source; /* resample/patch source prompt; -1 */
   int stage;  /* the sub-stage it joins at */
   int p0;     /* first recomputed position */
@@ -129,6 +131,11 @@ typedef struct {
   source_store_t src;
   int max_k;
 
+  /* per unit: each slot's role in its effects (UNIT_*), and for a
+   * residual-stream site the first slot downstream of it (else -1) */
+  unsigned char *unit_role; /* [n_units][n_slots] */
+  int *unit_resid;          /* [n_units] */
+
   int *target, *foil; /* [n_prompts] */
   float *clean_logit, *clean_inv, *clean_diff;
 
@@ -150,14 +157,24 @@ typedef struct {
 } run_t;
 
 /* ---- sites.c ---- */
+/* a slot's role in a unit's effects (effects_add_role) */
+enum { UNIT_UNTOUCHED, UNIT_OWN, UNIT_DOWNSTREAM };
 int component_stage(const model_config_t *cfg, const component_t *c);
+int unit_stage(const engine_job_t *job, const model_config_t *cfg, int u);
+int resid_first_downstream(const component_t *c);
+int unit_roles(run_t *R);
 int method_needs_source(method_kind_t k);
 
 /* Inline: asked per variant and site in every pass. The hook site a
- * component is intervened at; a site's width; the columns of the site a
- * component covers; a (site, layer)'s index in a source store; a prompt's
- * intervened positions; a chunk prompt's final row in the clean pass. */
-static inline hook_site_t component_site(const component_t *c) {
+ * component is intervened at and that site's layer (resid_post.L below the
+ * last layer is resid_pre.L+1: the same vector, so its variants join one
+ * sub-stage later); a site's width; the columns of the site a component
+ * covers; a (site, layer)'s index in a source store; a prompt's intervened
+ * positions; a chunk prompt's final row in the clean pass; a unit's
+ * components. */
+static inline hook_site_t component_site(const model_config_t *cfg, const component_t *c,
+                                         int *layer) {
+  *layer = c->layer < 0 ? 0 : c->layer;
   switch (c->kind) {
   case COMPONENT_EMBED:
     return HOOK_EMBED;
@@ -169,8 +186,35 @@ static inline hook_site_t component_site(const component_t *c) {
     return HOOK_MLP_OUT;
   case COMPONENT_NEURON:
     return HOOK_MLP_HIDDEN;
+  case COMPONENT_RESID_PRE:
+    return HOOK_RESID_PRE;
+  case COMPONENT_RESID_MID:
+    return HOOK_RESID_MID;
+  case COMPONENT_RESID_POST:
+    if (c->layer + 1 < cfg->n_layers) {
+      *layer = c->layer + 1;
+      return HOOK_RESID_PRE;
+    }
+    return HOOK_RESID_POST;
   }
   return HOOK_ATTN_OUT;
+}
+
+static inline int is_resid(const component_t *c) {
+  return c->kind == COMPONENT_RESID_PRE || c->kind == COMPONENT_RESID_MID ||
+         c->kind == COMPONENT_RESID_POST;
+}
+
+static inline int unit_first(const engine_job_t *job, int u) {
+  return job->unit_first ? job->unit_first[u] : u;
+}
+
+static inline int unit_end(const engine_job_t *job, int u) {
+  return job->unit_first ? job->unit_first[u + 1] : u + 1;
+}
+
+static inline int n_units(const engine_job_t *job) {
+  return job->unit_first ? job->n_units : job->n_components;
 }
 
 static inline int site_width(const model_config_t *c, hook_site_t s) {

@@ -14,13 +14,14 @@ void free_pass_buffers(engine_t *e) {
                  e->clean_stats, e->token_ids, e->clean_row,    e->row_list,  e->read_row,
                  e->read_prompt, e->ident,     e->job_targets,  e->job_foils, e->argmax,
                  e->ptarget,     e->pfoil,     e->entries,      e->dirs,      e->udirs,
-                 e->de_out,      e->logit_out, e->metric_out};
+                 e->de_out,      e->logit_out, e->metric_out,   e->resid_read};
   for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
     release(e, all[i]);
   e->values = e->gathered = e->final_normed = e->final_inv = e->logits = e->clean_stats = NULL;
   e->token_ids = e->clean_row = e->row_list = e->read_row = e->read_prompt = e->ident = NULL;
   e->job_targets = e->job_foils = e->argmax = e->ptarget = e->pfoil = NULL;
   e->entries = NULL;
+  e->resid_read = NULL;
   e->dirs = e->udirs = e->de_out = e->logit_out = e->metric_out = NULL;
   if (e->tf)
     transformer_release_work(e->tf);
@@ -85,7 +86,8 @@ int ensure_pass_buffers(engine_t *e, int rows, int prompts, int reads, char *err
   ALLOC(entries, r * sizeof(intervention_t));
   ALLOC(dirs, np * d * f);
   ALLOC(udirs, np * d * f);
-  ALLOC(de_out, nr * n_slots * f);
+  ALLOC(de_out, nr * (n_slots + 1) * f); /* the slots, then a residual site's own */
+  ALLOC(resid_read, 2 * nr * in);
   ALLOC(logit_out, nr * f);
   ALLOC(metric_out, nr * 5 * f);
   if (!failed) {

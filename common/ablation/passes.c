@@ -21,6 +21,10 @@ typedef struct {
   int n_read;
   const int *join_read; /* [2 n_layers]: readouts active at each sub-stage */
   int keep_slots;       /* clean: keep each slot's final-row outputs (an emitting pass) */
+  /* variants: [HOOK_N * n_layers], 1 where a variant of the pass intervenes
+   * (store_index), 2 where also a residual-stream unit reads out */
+  unsigned char *touch;
+  const int *read_row, *read_prompt; /* host copies of the pass's readouts */
 } pass_t;
 
 /* Gathers rows of a backend buffer and brings them to the host. */
@@ -65,11 +69,6 @@ static int site_slot(hook_site_t site, int layer) {
   }
 }
 
-static int is_source_site(hook_site_t site) {
-  return site == HOOK_EMBED || site == HOOK_ATTN_HEADS || site == HOOK_ATTN_OUT ||
-         site == HOOK_MLP_HIDDEN || site == HOOK_MLP_OUT;
-}
-
 /* ---- clean pass hooks: capture ---- */
 
 static int clean_at(void *ctx, hook_site_t site, int layer, float *buf, int n, int width) {
@@ -81,9 +80,8 @@ static int clean_at(void *ctx, hook_site_t site, int layer, float *buf, int n, i
     float *cache = (site == HOOK_RESID_PRE ? e->resid_pre : e->resid_mid) + at_layer;
     if (e->b->ops->copy(e->b, cache, buf, bytes))
       return err_set(R->err, "backend %s: %s", e->b->ops->name, e->b->err);
-    return 0;
   }
-  if (is_source_site(site) && capture_sources(R, site, layer, buf) != 0)
+  if (capture_sources(R, site, layer, buf) != 0)
     return -1;
   const int slot = site_slot(site, layer);
   return slot >= 0 ? capture_slot(R, P->keep_slots, slot, buf) : 0;
@@ -116,10 +114,47 @@ static int readout(pass_t *P, int slot, const float *buf) {
   return 0;
 }
 
+/* The residual's own direct effect at the final row of each variant of a
+ * residual-stream unit intervened at this site: de_out[n_slots][i]. */
+static int resid_readout(pass_t *P, hook_site_t site, int layer, const float *buf, int n) {
+  run_t *R = P->R;
+  engine_t *e = R->e;
+  const engine_job_t *job = R->job;
+  int *idx = malloc(sizeof(int) * 3 * (size_t)P->nv), m = 0;
+  if (!idx)
+    return err_set(R->err, "out of memory");
+  for (int i = 0; i < P->nv; i++) {
+    const variant_t *v = &P->vs[i];
+    const component_t *c = &job->components[unit_first(job, v->component)];
+    int at;
+    if (R->unit_resid[v->component] < 0 || component_site(R->cfg, c, &at) != site || at != layer ||
+        P->read_row[i] >= n)
+      continue;
+    idx[m] = R->n_slots * P->n_read + i;
+    idx[P->nv + m] = P->read_row[i];
+    idx[2 * P->nv + m] = P->read_prompt[i];
+    m++;
+  }
+  backend_t *b = e->b;
+  int rc = 0;
+  /* three index lists in the readout index buffers (each holds nv) */
+  if (m && (b->ops->upload(b, e->row_list, idx, sizeof(int) * m) ||
+            b->ops->upload(b, e->resid_read, idx + P->nv, sizeof(int) * m) ||
+            b->ops->upload(b, e->resid_read + e->cap_read, idx + 2 * P->nv, sizeof(int) * m) ||
+            b->ops->row_dots(b, e->de_out, e->row_list, buf, e->resid_read, e->dirs,
+                             e->resid_read + e->cap_read, m, R->d)))
+    rc = err_set(R->err, "backend %s: %s", b->ops->name, b->err);
+  free(idx);
+  return rc;
+}
+
 static int variant_at(void *ctx, hook_site_t site, int layer, float *buf, int n, int width) {
   pass_t *P = ctx;
   (void)width;
-  if (is_source_site(site) && apply_site(P->R, P->vs, P->nv, n, site, layer, buf) != 0)
+  const unsigned char touch = P->touch[store_index(P->R->cfg, site, layer)];
+  if (touch && apply_site(P->R, P->vs, P->nv, n, site, layer, buf) != 0)
+    return -1;
+  if (touch == 2 && resid_readout(P, site, layer, buf, n) != 0)
     return -1;
   const int slot = site_slot(site, layer);
   return slot >= 0 ? readout(P, slot, buf) : 0;
@@ -298,22 +333,25 @@ int clean_pass(run_t *R, int emit) {
 static void accumulate(run_t *R, const variant_t *v, const float *de_out, int nr, int i,
                        float logit, float inv, const float *metrics) {
   const engine_job_t *job = R->job;
-  const int ns = R->n_slots, cp = v->cprompt, p = v->prompt;
-  accum_t *a =
-      &R->acc[((size_t)cp * job->n_components + v->component) * job->n_methods + v->method];
-  const int cslot = engine_component_slot(&job->components[v->component]);
+  const int ns = R->n_slots, cp = v->cprompt, p = v->prompt, u = v->component;
+  accum_t *a = &R->acc[((size_t)cp * n_units(job) + u) * job->n_methods + v->method];
+  const unsigned char *role = R->unit_role + (size_t)u * ns;
   const float *clean_de = R->clean_de + (size_t)cp * ns;
   const double rescale = job->norm_scale_ablated ? effects_norm_rescale(inv, R->clean_inv[p]) : 1.0;
-  const int parallel = R->cfg->parallel_residual;
   effects_change_t ch = {0};
+  double upstream = 0;           /* a residual site: the clean direct effects summed in it */
   for (int s = 0; s < ns; s++) { /* Eq. 33, one slot at a time */
     /* slots below where the variant joined are the clean run's */
     const int recomputed = s == 0 ? v->stage == 0 : s - 1 >= v->stage;
     const double ablated = (recomputed ? de_out[(size_t)s * nr + i] : clean_de[s]) * rescale;
     const double change = ablated - clean_de[s];
     a->delta[s] += change;
-    effects_add_change(&ch, s, cslot, parallel, change);
+    effects_add_role(&ch, s, role[s], change);
+    if (s < R->unit_resid[u])
+      upstream += clean_de[s];
   }
+  if (R->unit_resid[u] >= 0) /* the residual's own projection, clean minus ablated */
+    ch.direct = upstream - de_out[(size_t)ns * nr + i] * rescale;
   a->count++;
   a->total += effects_total(R->clean_logit[p], logit);
   a->direct += ch.direct;
@@ -381,9 +419,10 @@ int variant_pass(run_t *R, variant_t *vs, int nv) {
     rows += vs[i].rows;
   }
   int *host = malloc(sizeof(int) * ((size_t)rows * 6 + (size_t)nv * 2 + 2 * n_stage));
-  float *out = malloc(sizeof(float) * ((size_t)nv * (ns + 2 + (R->full_logits ? 5 : 0))));
+  float *out = malloc(sizeof(float) * ((size_t)nv * (ns + 3 + (R->full_logits ? 5 : 0))));
+  unsigned char *touch = calloc((size_t)HOOK_N * c->n_layers, 1);
   int rc = -1;
-  if (!host || !out) {
+  if (!host || !out || !touch) {
     err_set(R->err, "out of memory");
     goto done;
   }
@@ -404,7 +443,22 @@ int variant_pass(run_t *R, variant_t *vs, int nv) {
   TRY(op->upload(b, e->clean_row, l.clean_row, sizeof(int) * rows));
   TRY(op->upload(b, e->read_row, l.read_row, sizeof(int) * nv));
   TRY(op->upload(b, e->read_prompt, l.read_prompt, sizeof(int) * nv));
-  pass_t P = {.R = R, .vs = vs, .nv = nv, .n_read = nv, .join_read = l.join_read};
+  for (int i = 0; i < nv; i++) /* the sites this pass's variants intervene at */
+    for (int a = unit_first(R->job, vs[i].component); a < unit_end(R->job, vs[i].component); a++) {
+      int layer;
+      const component_t *comp = &R->job->components[a];
+      const hook_site_t site = component_site(c, comp, &layer);
+      const int idx = store_index(c, site, layer);
+      touch[idx] = is_resid(comp) ? 2 : touch[idx] ? touch[idx] : 1;
+    }
+  pass_t P = {.R = R,
+              .vs = vs,
+              .nv = nv,
+              .n_read = nv,
+              .join_read = l.join_read,
+              .touch = touch,
+              .read_row = l.read_row,
+              .read_prompt = l.read_prompt};
   const size_t kv_layer = (size_t)e->cap_clean * c->n_kv_heads * c->head_dim;
   transformer_pass_t pass = {
       .rows = rows,
@@ -422,7 +476,7 @@ int variant_pass(run_t *R, variant_t *vs, int nv) {
   /* the final norm at each variant's final row; centred target logits; with
    * a full-distribution metric, each run's logits and their metrics against
    * its prompt's clean log-probs, where the logits are (logit_metrics) */
-  float *de_out = out, *logit = out + (size_t)nv * ns, *inv = logit + nv, *metrics = inv + nv;
+  float *de_out = out, *logit = out + (size_t)nv * (ns + 1), *inv = logit + nv, *metrics = inv + nv;
   TRY(op->gather_rows(b, e->gathered, transformer_residual(e->tf), e->read_row, nv, d));
   TRY(transformer_final_norm(e->tf, e->final_normed, e->final_inv, e->gathered, nv));
   TRY(op->row_dots(b, e->logit_out, e->ident, e->final_normed, e->ident, e->udirs, e->read_prompt,
@@ -435,7 +489,7 @@ int variant_pass(run_t *R, variant_t *vs, int nv) {
   }
   TRY(op->download(b, logit, e->logit_out, sizeof(float) * nv));
   TRY(op->download(b, inv, e->final_inv, sizeof(float) * nv));
-  TRY(op->download(b, de_out, e->de_out, sizeof(float) * (size_t)nv * ns));
+  TRY(op->download(b, de_out, e->de_out, sizeof(float) * (size_t)nv * (ns + 1)));
   if (R->full_logits)
     TRY(op->download(b, metrics, e->metric_out, sizeof(float) * 5 * (size_t)nv));
   engine_phase(e, PH_READOUT, &t0);
@@ -450,5 +504,6 @@ fail:
 done:
   free(host);
   free(out);
+  free(touch);
   return rc;
 }

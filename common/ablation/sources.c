@@ -4,6 +4,7 @@
  * backend memory; on the host too for means), and the stores kept between
  * the runs (work units) of one job. */
 #include <limits.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -74,15 +75,16 @@ size_t store_bytes(const run_t *R) {
     return 0;
   const long n_pos = job->position_offsets[job->n_prompts];
   size_t total = 0;
+  unsigned char *seen = calloc((size_t)HOOK_N * R->cfg->n_layers, 1);
+  if (!seen)
+    return SIZE_MAX / 2; /* cannot be planned: fails the budget */
   for (int i = 0; i < job->n_components; i++) {
-    const hook_site_t s = component_site(&job->components[i]);
-    int seen = 0;
-    for (int k = 0; k < i && !seen; k++)
-      seen = component_site(&job->components[k]) == s &&
-             (s == HOOK_EMBED || job->components[k].layer == job->components[i].layer);
-    if (!seen)
+    int layer;
+    const hook_site_t s = component_site(R->cfg, &job->components[i], &layer);
+    if (!seen[store_index(R->cfg, s, layer)]++)
       total += sizeof(float) * (size_t)n_pos * site_width(R->cfg, s);
   }
+  free(seen);
   return total;
 }
 
@@ -196,9 +198,9 @@ int alloc_store(run_t *R, int kept) {
   if (!needs)
     return 0;
   for (int i = 0; i < job->n_components; i++) {
-    const component_t *c = &job->components[i];
-    const hook_site_t s = component_site(c);
-    const int idx = store_index(R->cfg, s, c->layer);
+    int layer;
+    const hook_site_t s = component_site(R->cfg, &job->components[i], &layer);
+    const int idx = store_index(R->cfg, s, layer);
     if (R->src.dstore[idx])
       continue;
     const size_t bytes = sizeof(float) * (size_t)n_pos * site_width(R->cfg, s);

@@ -300,6 +300,47 @@ static int expand_next(const job_spec_t *spec, plan_t *p, job_error_t *err) {
   return 0;
 }
 
+/* The units: the components expanded (one unit each), then each group
+ * (one unit of its components). */
+static int expand_units(const job_spec_t *spec, const model_config_t *cfg, plan_t *p,
+                        job_error_t *err) {
+  int n = 0;
+  if (job_expand_components(spec, cfg, &p->atoms, &n, err))
+    return -1;
+  const long units = (long)n + spec->n_groups;
+  if (units > JOB_MAX_VARIANTS)
+    return fail(err, "ablations.groups", "%ld components and groups: more than %d", units,
+                JOB_MAX_VARIANTS);
+  p->n_atoms = n;
+  p->n_components = (int)units;
+  if (!(p->unit_first = malloc(sizeof(int) * (units + 1))))
+    return fail(err, "", "out of memory");
+  for (int u = 0; u <= n; u++)
+    p->unit_first[u] = u;
+  for (int g = 0; g < spec->n_groups; g++) {
+    component_t *atoms = NULL;
+    int k = 0;
+    if (job_expand_group(spec, g, cfg, &atoms, &k, err))
+      return -1;
+    if ((long)p->n_atoms + k > JOB_MAX_VARIANTS) {
+      free(atoms);
+      return fail(err, "ablations.groups", "the groups take more than %d components in all",
+                  JOB_MAX_VARIANTS);
+    }
+    component_t *all = realloc(p->atoms, sizeof(component_t) * (size_t)(p->n_atoms + k));
+    if (!all) {
+      free(atoms);
+      return fail(err, "", "out of memory");
+    }
+    memcpy(all + p->n_atoms, atoms, sizeof(component_t) * (size_t)k);
+    free(atoms);
+    p->atoms = all;
+    p->n_atoms += k;
+    p->unit_first[n + g + 1] = p->n_atoms;
+  }
+  return 0;
+}
+
 /* Variants per engine prompt (engine_job_variants / n_prompts). */
 static long variants_per_prompt(const job_spec_t *spec, int n_components) {
   long per = 0;
@@ -415,7 +456,7 @@ int plan_build_limited(const job_spec_t *spec, const model_t *m, const tokenizer
     fail(err, "", "out of memory");
     goto done;
   }
-  if (job_expand_components(spec, &m->cfg, &p->components, &p->n_components, err))
+  if (expand_units(spec, &m->cfg, p, err))
     goto done;
   const long per_prompt = variants_per_prompt(spec, p->n_components);
   if (check_document(spec, m, lim, per_prompt, err) ||
@@ -447,7 +488,11 @@ int plan_build_limited(const job_spec_t *spec, const model_t *m, const tokenizer
   }
   for (int c = 0; c < p->n_components; c++) {
     char name[64];
-    component_name(&p->components[c], name, sizeof(name));
+    const int g = c - (p->n_components - spec->n_groups); /* >= 0: a group */
+    if (g >= 0)
+      snprintf(name, sizeof(name), "%s", spec->groups[g].name);
+    else
+      component_name(&p->atoms[p->unit_first[c]], name, sizeof(name));
     if (!(p->component_names[c] = strdup(name))) {
       fail(err, "", "out of memory");
       goto done;
@@ -478,8 +523,10 @@ int plan_build_limited(const job_spec_t *spec, const model_t *m, const tokenizer
   j->ids = p->ids;
   j->targets = p->targets;
   j->foils = p->foils;
-  j->components = p->components;
-  j->n_components = p->n_components;
+  j->components = p->atoms;
+  j->n_components = p->n_atoms;
+  j->unit_first = spec->n_groups ? p->unit_first : NULL;
+  j->n_units = p->n_components;
   j->methods = p->methods;
   j->n_methods = p->n_methods;
   j->samples = spec->samples > 0 ? spec->samples : 1;
@@ -518,7 +565,8 @@ void plan_free(plan_t *p) {
   free(p->position_list);
   free(p->prompt_of);
   free(p->position_of);
-  free(p->components);
+  free(p->atoms);
+  free(p->unit_first);
   free(p->methods);
   memset(p, 0, sizeof(*p));
 }

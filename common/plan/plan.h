@@ -25,9 +25,14 @@ typedef struct {
   int n_job_prompts;
   int *lengths, *ids, *targets, *foils;
   int *position_offsets, *position_list;
-  component_t *components;
-  int n_components;
-  char **component_names; /* [n_components] canonical names */
+  /* Units: what a variant ablates and a result row is keyed by. Each
+   * component of the job is one unit, then each group; unit u ablates
+   * atoms [unit_first[u], unit_first[u + 1]). */
+  component_t *atoms;
+  int n_atoms;
+  int *unit_first;        /* [n_components + 1] */
+  int n_components;       /* units */
+  char **component_names; /* [n_components]: canonical names, then the groups' names */
   method_t *methods;
   int n_methods;
   char **method_names; /* [n_methods] "resample", "scale:0.5", "patch:3" */

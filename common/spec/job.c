@@ -32,7 +32,7 @@ static const char *const top_keys[] = {
     "deadline_s",   NULL};
 static const char *const prompt_keys[] = {"text", "ids", "subject", "target", NULL};
 static const char *const target_keys[] = {"token", "id", "foil", "foil_id", NULL};
-static const char *const ablation_keys[] = {"components", "methods",   "samples",
+static const char *const ablation_keys[] = {"components", "groups",    "methods", "samples",
                                             "seed",       "positions", NULL};
 static const char *const metric_names[] = {"logit", "logprob", "prob", "logit_diff",
                                            "kl",    "rank",    NULL};
@@ -287,6 +287,8 @@ static int parse_ablations(const json_t *v, job_spec_t *spec, int *samples_given
     return -1;
   if ((e = json_object_get(v, "components")) && job_parse_components(e, spec, err))
     return -1;
+  if ((e = json_object_get(v, "groups")) && job_parse_groups(e, spec, err))
+    return -1;
   if ((e = json_object_get(v, "methods")) && job_parse_methods(e, spec, err))
     return -1;
   if ((e = json_object_get(v, "samples"))) {
@@ -396,7 +398,7 @@ static int parse_document(const json_t *root, job_spec_t *spec, job_error_t *err
   }
   if ((e = json_object_get(root, "ablations")) && parse_ablations(e, spec, &samples_given, err))
     return -1;
-  if (!spec->components) {
+  if (!spec->components && !spec->n_groups) {
     if (!spec->preset_hydra)
       return job_fail(err, "ablations.components",
                       "required: what to ablate, e.g. [\"attn.*\", \"mlp.*\"] (or give \"preset\": "
@@ -528,6 +530,13 @@ void job_free(job_spec_t *spec) {
   for (int i = 0; spec->components && i < spec->n_components; i++)
     free(spec->components[i]);
   free(spec->components);
+  for (int i = 0; spec->groups && i < spec->n_groups; i++) {
+    free(spec->groups[i].name);
+    for (int k = 0; spec->groups[i].patterns && k < spec->groups[i].n_patterns; k++)
+      free(spec->groups[i].patterns[k]);
+    free(spec->groups[i].patterns);
+  }
+  free(spec->groups);
   free(spec->methods);
   free(spec->position_list);
   free(spec->position_substring);

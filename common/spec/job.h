@@ -46,6 +46,13 @@ typedef enum {
   COMPONENT_MLP,    /* MLP layer output: "mlp.L" */
   COMPONENT_HEAD,   /* one attention head, before the output projection: "head.L.H" */
   COMPONENT_NEURON, /* one MLP hidden unit, after the activation: "neuron.L.N" */
+  /* The residual stream (not a slot of the direct-effect decomposition):
+   * what enters layer L ("resid_pre.L"), what is between its attention and
+   * MLP in a sequential block ("resid_mid.L"), what leaves it
+   * ("resid_post.L"). */
+  COMPONENT_RESID_PRE,
+  COMPONENT_RESID_MID,
+  COMPONENT_RESID_POST,
 } component_kind_t;
 
 typedef struct {
@@ -113,6 +120,17 @@ typedef struct {
   job_token_t target; /* optional per-prompt target (text NULL and id -1: none) */
 } job_prompt_t;
 
+/* A group: components ablated together in one variant, named once
+ * ("ablations.groups": {"name": [patterns]}). */
+typedef struct {
+  char *name;      /* 1 to JOB_GROUP_NAME_MAX bytes; not a component name */
+  char **patterns; /* as written, syntax checked; no residual-stream site */
+  int n_patterns;
+} job_group_t;
+
+#define JOB_GROUP_NAME_MAX 64
+#define JOB_MAX_GROUPS 10000
+
 typedef struct {
   char *model; /* model name on the server; NULL for local runs */
   int preset_hydra;
@@ -131,6 +149,8 @@ typedef struct {
 
   char **components; /* patterns as written: "attn.*", "head.5.*", "mlp.3" (syntax checked) */
   int n_components;
+  job_group_t *groups; /* each one unit of the results, after the components' */
+  int n_groups;
   method_t *methods; /* no two alike; resample only with >= 2 prompts */
   int n_methods;
   int samples;   /* resample draws per ablation (default 1; hydra preset 15) */
@@ -176,6 +196,13 @@ void job_free(job_spec_t *spec);
  * d_mlp positive. */
 int job_expand_components(const job_spec_t *spec, const model_config_t *cfg, component_t **out,
                           int *n_out, job_error_t *err);
+
+/* Expands group g's patterns as job_expand_components does (each component
+ * once, in order), into the components of that one unit. Errors name
+ * "ablations.groups.NAME[i]"; the group's components count against
+ * JOB_MAX_VARIANTS too. */
+int job_expand_group(const job_spec_t *spec, int g, const model_config_t *cfg, component_t **out,
+                     int *n_out, job_error_t *err);
 
 /* Writes the canonical name of a component ("attn.3", "head.5.2", "embed"). */
 void component_name(const component_t *c, char *buf, size_t len);

@@ -21,6 +21,9 @@ typedef enum {
   PATTERN_MLP,
   PATTERN_HEAD,
   PATTERN_NEURON,
+  PATTERN_RESID_PRE,
+  PATTERN_RESID_MID,
+  PATTERN_RESID_POST,
 } pattern_kind_t;
 
 #define WILDCARD (-1) /* layer or index "*" */
@@ -31,7 +34,8 @@ typedef struct {
   int layer, index;
 } triple_t;
 
-static const char *const pattern_kinds[] = {"*", "embed", "attn", "mlp", "head", "neuron", NULL};
+static const char *const pattern_kinds[] = {
+    "*", "embed", "attn", "mlp", "head", "neuron", "resid_pre", "resid_mid", "resid_post", NULL};
 
 /* A part: "*" (when star_ok) or a non-negative decimal without leading zero. */
 static int parse_part(const char *s, size_t n, int star_ok, const char *what, int *out, char *msg,
@@ -99,6 +103,14 @@ static int pattern_parse(const char *s, triple_t *p, char *msg, size_t msg_len) 
                      (int)len[0], part[0]);
     return parse_part(part[1], len[1], 1, "layer", &p->layer, msg, msg_len);
   }
+  for (int k = PATTERN_RESID_PRE; k <= PATTERN_RESID_POST; k++)
+    if (len[0] == strlen(pattern_kinds[k]) && !strncmp(part[0], pattern_kinds[k], len[0])) {
+      p->kind = k;
+      if (n != 2)
+        return job_say(msg, msg_len, "expected %s.LAYER or %s.*", pattern_kinds[k],
+                       pattern_kinds[k]);
+      return parse_part(part[1], len[1], 1, "layer", &p->layer, msg, msg_len);
+    }
   if (len[0] == 4 && !strncmp(part[0], "head", 4)) {
     p->kind = PATTERN_HEAD;
     if (n == 2 && len[1] == 1 && part[1][0] == '*') {
@@ -245,6 +257,7 @@ static int out_of_range(expansion_t *x, const char *what, int have) {
 }
 
 static int expand_pattern(expansion_t *x, triple_t p, const model_config_t *cfg) {
+  char s[48];
   int l0 = p.layer, l1 = p.layer + 1;
   if (p.kind == PATTERN_EMBED)
     return add(x, COMPONENT_EMBED, -1, -1);
@@ -268,6 +281,18 @@ static int expand_pattern(expansion_t *x, triple_t p, const model_config_t *cfg)
       if (add(x, p.kind == PATTERN_ATTN ? COMPONENT_ATTN : COMPONENT_MLP, l, -1))
         return -1;
       break;
+    case PATTERN_RESID_PRE:
+    case PATTERN_RESID_MID:
+    case PATTERN_RESID_POST:
+      if (p.kind == PATTERN_RESID_MID && cfg->parallel_residual)
+        return job_fail(x->err, x->field,
+                        "\"%s\": this model's blocks have a parallel residual (attention and "
+                        "MLP both read the layer's input): there is no resid_mid; use "
+                        "resid_pre or resid_post",
+                        job_shorten(s, x->pattern));
+      if (add(x, (component_kind_t)(COMPONENT_RESID_PRE + (p.kind - PATTERN_RESID_PRE)), l, -1))
+        return -1;
+      break;
     case PATTERN_HEAD:
     case PATTERN_NEURON: {
       component_kind_t kind = p.kind == PATTERN_HEAD ? COMPONENT_HEAD : COMPONENT_NEURON;
@@ -285,8 +310,10 @@ static int expand_pattern(expansion_t *x, triple_t p, const model_config_t *cfg)
   return 0;
 }
 
-int job_expand_components(const job_spec_t *spec, const model_config_t *cfg, component_t **out,
-                          int *n_out, job_error_t *err) {
+/* Expands patterns[0..n) (their fields base[i]) into *out, each component
+ * once in order of first appearance. */
+static int expand_list(char *const *patterns, int n, const char *base, const job_spec_t *spec,
+                       const model_config_t *cfg, component_t **out, int *n_out, job_error_t *err) {
   job_error_t scratch;
   expansion_t x = {{0}, 0, "", "", NULL};
   triple_set_t wildcards = {0};
@@ -308,12 +335,12 @@ int job_expand_components(const job_spec_t *spec, const model_config_t *cfg, com
                          ? (spec->samples < JOB_MAX_VARIANTS ? spec->samples : JOB_MAX_VARIANTS)
                          : 1;
   x.max = (size_t)(JOB_MAX_VARIANTS / (per_component > 0 ? per_component : 1));
-  for (int i = 0; i < spec->n_components; i++) {
+  for (int i = 0; i < n; i++) {
     char msg[256], s[48];
     path_t f;
     triple_t p;
-    x.field = json_field_index(f, JOB_FIELD_LEN, "ablations.components", (size_t)i);
-    x.pattern = spec->components[i] ? spec->components[i] : "";
+    x.field = json_field_index(f, JOB_FIELD_LEN, base, (size_t)i);
+    x.pattern = patterns[i] ? patterns[i] : "";
     if (pattern_parse(x.pattern, &p, msg, sizeof msg)) {
       job_fail(err, f, "\"%s\": %s", job_shorten(s, x.pattern), msg);
       goto fail;
@@ -334,7 +361,7 @@ int job_expand_components(const job_spec_t *spec, const model_config_t *cfg, com
   if (x.components.n) {
     *out = malloc(x.components.n * sizeof **out);
     if (!*out) {
-      job_fail(err, "ablations.components", "out of memory");
+      job_fail(err, base, "out of memory");
       goto fail;
     }
     for (size_t i = 0; i < x.components.n; i++)
@@ -349,6 +376,81 @@ fail:
   set_free(&x.components);
   set_free(&wildcards);
   return -1;
+}
+
+int job_expand_components(const job_spec_t *spec, const model_config_t *cfg, component_t **out,
+                          int *n_out, job_error_t *err) {
+  return expand_list(spec ? spec->components : NULL, spec ? spec->n_components : 0,
+                     "ablations.components", spec, cfg, out, n_out, err);
+}
+
+int job_expand_group(const job_spec_t *spec, int g, const model_config_t *cfg, component_t **out,
+                     int *n_out, job_error_t *err) {
+  path_t base;
+  if (!spec || g < 0 || g >= spec->n_groups)
+    return job_fail(err, "ablations.groups", "job_expand_group: no group %d", g);
+  json_field_key(base, JOB_FIELD_LEN, "ablations.groups", spec->groups[g].name);
+  return expand_list(spec->groups[g].patterns, spec->groups[g].n_patterns, base, spec, cfg, out,
+                     n_out, err);
+}
+
+/* ablations.groups: {"name": ["pattern", ...], ...}. */
+int job_parse_groups(const json_t *v, job_spec_t *spec, job_error_t *err) {
+  const char *key;
+  const json_t *list;
+  if (!json_is_object(v))
+    return job_fail(err, "ablations.groups",
+                    "expected an object of named lists of components, e.g. {\"layers 10-11\": "
+                    "[\"attn.10\", \"attn.11\"]}, got %s",
+                    json_field_kind(v));
+  const size_t n = json_object_size(v);
+  if (n > JOB_MAX_GROUPS)
+    return job_fail(err, "ablations.groups", "%zu groups: more than %d", n, JOB_MAX_GROUPS);
+  spec->groups = calloc(n ? n : 1, sizeof *spec->groups);
+  if (!spec->groups)
+    return job_fail(err, "ablations.groups", "out of memory");
+  json_object_foreach((json_t *)v, key, list) {
+    job_group_t *g = &spec->groups[spec->n_groups++];
+    path_t f;
+    char msg[256], s[48];
+    triple_t p;
+    json_field_key(f, JOB_FIELD_LEN, "ablations.groups", key);
+    const size_t klen = strlen(key);
+    if (klen == 0 || klen > JOB_GROUP_NAME_MAX)
+      return job_fail(err, f, "a group's name is 1 to %d bytes", JOB_GROUP_NAME_MAX);
+    for (size_t i = 0; i < klen; i++)
+      if ((unsigned char)key[i] < 0x20 || key[i] == 0x7f)
+        return job_fail(err, f, "a group's name has no control characters");
+    if (pattern_parse(key, &p, msg, sizeof msg) == 0)
+      return job_fail(err, f,
+                      "\"%s\" is a component's name: name the group otherwise (results are "
+                      "keyed by it)",
+                      job_shorten(s, key));
+    if (!(g->name = strdup(key)))
+      return job_fail(err, f, "out of memory");
+    size_t m = 0;
+    if (job_want_array(list, f, "components", JOB_MAX_VARIANTS, &m, err))
+      return -1;
+    if (m == 0)
+      return job_fail(err, f, "an empty group: list the components it ablates together");
+    if (!(g->patterns = calloc(m, sizeof *g->patterns)))
+      return job_fail(err, f, "out of memory");
+    g->n_patterns = (int)m;
+    for (size_t i = 0; i < m; i++) {
+      path_t fi;
+      json_field_index(fi, JOB_FIELD_LEN, f, i);
+      if (job_copy_string(json_array_get(list, i), fi, &g->patterns[i], err))
+        return -1;
+      if (pattern_parse(g->patterns[i], &p, msg, sizeof msg))
+        return job_fail(err, fi, "\"%s\": %s", job_shorten(s, g->patterns[i]), msg);
+      if (p.kind >= PATTERN_RESID_PRE)
+        return job_fail(err, fi,
+                        "\"%s\": a residual-stream site cannot be ablated in a group (it is "
+                        "not a slot of the direct effects); give it in ablations.components",
+                        job_shorten(s, g->patterns[i]));
+    }
+  }
+  return 0;
 }
 
 void component_name(const component_t *c, char *buf, size_t len) {
@@ -369,6 +471,12 @@ void component_name(const component_t *c, char *buf, size_t len) {
     break;
   case COMPONENT_NEURON:
     snprintf(buf, len, "neuron.%d.%d", c->layer, c->index);
+    break;
+  case COMPONENT_RESID_PRE:
+  case COMPONENT_RESID_MID:
+  case COMPONENT_RESID_POST:
+    snprintf(buf, len, "%s.%d", pattern_kinds[PATTERN_RESID_PRE + (c->kind - COMPONENT_RESID_PRE)],
+             c->layer);
     break;
   default:
     snprintf(buf, len, "unknown");

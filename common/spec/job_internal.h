@@ -47,6 +47,8 @@ int job_want_token(const json_t *v, const char *field, int allow_text, int allow
 
 /* ablations.components: the patterns, syntax checked (job_component.c). */
 int job_parse_components(const json_t *v, job_spec_t *spec, job_error_t *err);
+/* ablations.groups: named lists of patterns, syntax checked (job_component.c). */
+int job_parse_groups(const json_t *v, job_spec_t *spec, job_error_t *err);
 /* ablations.methods (job_method.c); patch sources are checked against
  * spec->n_prompts. */
 int job_parse_methods(const json_t *v, job_spec_t *spec, job_error_t *err);

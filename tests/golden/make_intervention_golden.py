@@ -1,0 +1,320 @@
+#!/usr/bin/env python3
+"""Golden results of hydra's newer interventions: residual-stream sites
+(resid_pre.L, resid_mid.L, resid_post.L) and group ablations (several
+components ablated together in one run), each as a job document a user would
+write, with the rows `transformers` + torch forward hooks give for it.
+
+Computed on the CPU in fp32 (eager attention, batch 1, no cache); none of
+hydra's code is used. The hook plumbing, direct effects and clean records come
+from make_ablation_golden.py (the engine goldens' script).
+
+Definitions (the README's "Residual-stream sites" and "Groups"):
+  resid_pre.L      the input of decoder layer L (a pre-hook on the layer)
+  resid_post.L     the output of decoder layer L (a forward hook on it)
+  resid_mid.L      the residual between attention and MLP of layer L: the
+                   attention output o is replaced by f(r + o) - r, where r is
+                   the layer's input in the same run (so r + o becomes f(r + o))
+  direct effect    a residual site: DE(clean value) - DE(ablated value) at the
+                   final position, read with the clean frozen norm scale; a
+                   group: the summed drop of its slots' direct effects
+  compensation     the summed change of the direct effects of the slots
+                   downstream of the unit (after a residual site; after the
+                   group's first slot and not in the group)
+  positions        "last": the final position; "all": every position (patch
+                   aligned from the end, as the engine goldens)
+  methods          zero, scale:0.5, mean (final-position clean values averaged
+                   over the prompts; "last" only), patch from prompt 1
+
+Usage:
+  python tests/golden/make_intervention_golden.py --out tests
+Writes tests/golden/interventions_<name>.json for tiny-gpt2 and tiny-llama.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+import torch
+import transformers
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import make_ablation_golden as G  # noqa: E402
+
+GROUPS = {
+    "heads 0,1 of layer 1": ["head.1.0", "head.1.1"],
+    "attn 0 and mlp 1": ["attn.0", "mlp.1"],
+    "layers 1-2": ["attn.1", "mlp.1", "attn.2", "mlp.2"],
+    "three neurons of mlp 2": ["neuron.2.3", "neuron.2.17", "neuron.2.40"],
+}
+RESID = ["resid_pre.0", "resid_pre.2", "resid_mid.0", "resid_mid.2", "resid_post.0", "resid_post.2"]
+CASES = [
+    ("residual sites, final position", RESID, {}, ["zero", "scale:0.5", "mean", "patch"], "last"),
+    ("residual sites, every position", RESID, {}, ["zero", "patch"], "all"),
+    ("groups, final position", [], GROUPS, ["zero", "scale:0.5", "mean", "patch"], "last"),
+    ("groups and their members, every position", ["head.1.0", "attn.0"], GROUPS,
+     ["zero", "patch"], "all"),
+]
+
+
+def layers(arch):
+    m = arch.model
+    return m.transformer.h if arch.family == "gpt2" else m.model.layers
+
+
+def slot_of(comp):
+    kind, L = comp.split(".")[0], int(comp.split(".")[1])
+    return 1 + 2 * L if kind in ("attn", "head") else 2 + 2 * L
+
+
+def resid_first_downstream(comp):
+    kind, L = comp.split(".")[0], int(comp.split(".")[1])
+    return {"resid_pre": 1, "resid_mid": 2, "resid_post": 3}[kind] + 2 * L
+
+
+def at_positions(fn, positions):
+    """fn on the final position's vector, or on every position's."""
+    def apply(v):  # v: [T, ...]
+        v = v.clone()
+        if positions == "all":
+            v[:] = fn(v.clone())
+        else:
+            v[-1] = fn(v[-1].clone())
+        return v
+    return apply
+
+
+def run(arch, ids, interventions, positions, box=None):
+    """One forward of prompt ids with interventions {comp: fn(value) -> value}
+    (fn on the final position's value, or on [T, ...] for "all"). Residual
+    sites are hooked here; the rest by make_ablation_golden.forward. box, when
+    given, receives each residual site's value at the final position after
+    the intervention. Returns forward()'s captures, with each slot's output
+    as the component computed it (before a resid_mid site changes it)."""
+    handles, rest, true_out = [], {}, {}
+    box = box if box is not None else {}
+    L_ = layers(arch)
+    for comp, fn in interventions.items():
+        kind = comp.split(".")[0]
+        if not kind.startswith("resid_"):
+            rest[comp] = fn
+            continue
+        L = int(comp.split(".")[1])
+        f = at_positions(fn, positions)
+        if kind == "resid_pre":
+            def pre(mod, args, kwargs, f=f, comp=comp):
+                if args:
+                    x = args[0]
+                    y = f(x[0])[None]
+                    box[comp] = y[0, -1].detach().clone()
+                    return (y,) + tuple(args[1:]), kwargs
+                x = kwargs["hidden_states"]
+                y = f(x[0])[None]
+                box[comp] = y[0, -1].detach().clone()
+                return args, {**kwargs, "hidden_states": y}
+            handles.append(L_[L].register_forward_pre_hook(pre, with_kwargs=True))
+        elif kind == "resid_post":
+            def post(mod, args, out, f=f, comp=comp):
+                y = f(out[0])[None]
+                box[comp] = y[0, -1].detach().clone()
+                return y
+            handles.append(L_[L].register_forward_hook(post))
+        else:  # resid_mid: the attention output o becomes f(r + o) - r
+            r = {}
+
+            def grab_in(mod, args, kwargs, r=r):
+                r["x"] = (args[0] if args else kwargs["hidden_states"])[0].detach().clone()
+            handles.append(L_[L].register_forward_pre_hook(grab_in, with_kwargs=True))
+
+            def true_attn(mod, args, out, L=L):
+                true_out[f"attn.{L}"] = out[0, -1].detach().clone()
+            handles.append(arch.attn_out[L].register_forward_hook(true_attn))
+
+            def mid(mod, args, out, f=f, r=r, comp=comp):
+                o = out[0]
+                y = f(r["x"] + o)
+                box[comp] = y[-1].detach().clone()
+                return (y - r["x"])[None]
+            handles.append(arch.attn_out[L].register_forward_hook(mid))
+    try:
+        cap = G.forward(arch, ids, rest, positions)
+    finally:
+        for h in handles:
+            h.remove()
+    cap.update(true_out)
+    return cap
+
+
+def clean_values(arch, cl, comp):
+    """A residual site's clean values at every position ([T, d])."""
+    full = cl.setdefault("resid_full", {})
+    if comp not in full:
+        got = {}
+
+        def grab(v):
+            got["v"] = v.clone()
+            return v
+        run(arch, cl["ids"], {comp: grab}, "all")
+        full[comp] = got["v"]
+    return full[comp]
+
+
+def value_fn(arch, method, comp, i, cleans, means, positions):
+    n = len(cleans)
+    if method == "zero":
+        return lambda v: torch.zeros_like(v)
+    if method.startswith("scale:"):
+        a = float(method.split(":")[1])
+        return lambda v: v * a
+    if method == "mean":
+        assert positions == "last"
+        m = means[comp]
+        return lambda v: m.clone().reshape(v.shape)
+    assert method == "patch"
+    j = PATCH_SOURCE
+    if comp.startswith("resid_"):
+        src = clean_values(arch, cleans[j], comp)
+        if positions == "last":
+            return lambda v: src[-1].clone()
+        n_i, n_j = len(cleans[i]["ids"]), src.shape[0]
+        k = min(n_i, n_j)
+
+        def fn(v):
+            v = v.clone()
+            v[n_i - k:] = src[n_j - k:]
+            return v
+        return fn
+    if positions == "last":
+        return G.method_fn({"patch": j}, comp, cleans, means, arch)
+    return G.method_fn_all({"patch": j}, comp, cleans[i], cleans, arch)
+
+
+PATCH_SOURCE = 1  # every prompt patched from prompt 1 (from itself: a no-op)
+
+
+def unit_row(arch, cleans, means, i, name, members, method, positions):
+    cl = cleans[i]
+    fns = {c: value_fn(arch, method, c, i, cleans, means, positions) for c in members}
+    box = {}
+    cap = run(arch, cl["ids"], fns, positions, box)
+    t, u, inv = cl["target"], cl["u"], cl["inv"]
+    lg = cap["logits"]
+    ablated_logit = float(G.centred(lg)[t])
+    de = [arch.de(cap[c], inv, u) for c in arch.component_order]
+    ns = len(de)
+    if members[0].startswith("resid_"):
+        (site,) = members
+        fd = resid_first_downstream(site)
+        # every slot before the site is the clean run's; the final residual
+        # is the site's value plus every later slot's output
+        assert all(abs(de[s] - cl["de"][s]) <= 1e-5 for s in range(fd)), site
+        resid = box[site] + sum(cap[arch.component_order[s]] for s in range(fd, ns))
+        err = float((resid - cap["resid"]).abs().max() / max(1.0, float(cap["resid"].abs().max())))
+        assert err < 1e-5, (site, err)
+        clean_site = clean_values(arch, cl, site)[-1]
+        direct = arch.de(clean_site, inv, u) - arch.de(box[site], inv, u)
+        comp = sum(de[s] - cl["de"][s] for s in range(fd, ns))
+    else:
+        own = {slot_of(c) for c in members}
+        first = min(own)
+        direct = sum(cl["de"][s] - de[s] for s in own)
+        comp = sum(de[s] - cl["de"][s] for s in range(first + 1, ns) if s not in own)
+    return {"prompt": i, "component": name,
+            "method": f"patch:{PATCH_SOURCE}" if method == "patch" else method,
+            "positions": positions, "total_effect": cl["clean_logit"] - ablated_logit,
+            "ablated_logit": ablated_logit, "direct_effect": direct, "compensation": comp,
+            "de_clean_scale": de}
+
+
+def make(arch, name, path, prompts, golden_dir):
+    cleans = []
+    for ids in prompts:
+        cap = G.forward(arch, ids)
+        lg = cap["logits"]
+        t = int(lg.argmax())
+        u, inv = arch.u(t), arch.inv_scale(cap["resid"])
+        cl = {"ids": ids, "cap": cap, "target": t, "u": u, "inv": inv,
+              "clean_logit": float(G.centred(lg)[t]), "logp": torch.log_softmax(lg, -1)}
+        cl["de"] = [arch.de(cap[c], inv, u) for c in arch.component_order]
+        cleans.append(cl)
+    every = sorted({c for cs in GROUPS.values() for c in cs} | {"head.1.0", "attn.0"})
+    means = {c: torch.stack([G.comp_value(arch, cl["cap"], c).reshape(-1) for cl in cleans]).mean(0)
+             for c in every}
+    for c in RESID:
+        means[c] = torch.stack([clean_values(arch, cl, c)[-1] for cl in cleans]).mean(0)
+
+    # self-checks: a no-op (scale:1, patch from itself) changes nothing;
+    # resid_post.L and resid_pre.L+1 are the same vector
+    worst = 0.0
+    for c in RESID:
+        cl = cleans[0]
+        for pos in ("last", "all"):
+            cap = run(arch, cl["ids"], {c: lambda v: v * 1.0}, pos)
+            worst = max(worst, abs(float(G.centred(cap["logits"])[cl["target"]]) - cl["clean_logit"]))
+    assert worst <= 1e-5, worst
+    for L in range(arch.n_layers - 1):
+        a = clean_values(arch, cleans[1], f"resid_post.{L}")
+        b = clean_values(arch, cleans[1], f"resid_pre.{L + 1}")
+        assert torch.equal(a, b), L
+    G.log(f"  no-op residual interventions: max |logit change| {worst:.2e}; resid_post.L == resid_pre.L+1")
+
+    cases = []
+    for title, comps, groups, methods, positions in CASES:
+        units = [(c, [c]) for c in comps] + list(groups.items())
+        job = {"prompts": [{"ids": cl["ids"]} for cl in cleans],
+               "ablations": {"methods": [m if m != "patch" else {"patch": {"source": PATCH_SOURCE}}
+                                         for m in methods],
+                             "positions": positions}}
+        if comps:
+            job["ablations"]["components"] = comps
+        if groups:
+            job["ablations"]["groups"] = groups
+        rows = []
+        for i in range(len(cleans)):
+            for un, members in units:
+                for m in methods:
+                    rows.append(unit_row(arch, cleans, means, i, un, members, m, positions))
+        cases.append({"name": title, "job": job, "rows": rows})
+        G.log(f"  {title}: {len(rows)} rows")
+
+    def r(v):
+        return [G.rnd(x) for x in v] if isinstance(v, list) else G.rnd(v) if isinstance(v, float) else v
+
+    lines = ["{", f'  "model": {json.dumps(path)},', f'  "source": {json.dumps(G.SOURCE)},',
+             f'  "component_order": {json.dumps(arch.component_order)},', '  "prompts": [']
+    lines += ["    " + json.dumps({"ids": cl["ids"], "target": cl["target"],
+                                   "clean_logit": G.rnd(cl["clean_logit"]),
+                                   "de": [G.rnd(x) for x in cl["de"]]})
+              + ("," if k + 1 < len(cleans) else "") for k, cl in enumerate(cleans)]
+    lines += ["  ],", '  "cases": [']
+    for k, c in enumerate(cases):
+        lines += ["    {" + f'"name": {json.dumps(c["name"])}, "job": {json.dumps(c["job"])}, "rows": [']
+        lines += ["      " + json.dumps({key: r(v) for key, v in row.items()})
+                  + ("," if q + 1 < len(c["rows"]) else "") for q, row in enumerate(c["rows"])]
+        lines += ["    ]}" + ("," if k + 1 < len(cases) else "")]
+    lines += ["  ]", "}"]
+    out = os.path.join(golden_dir, f"interventions_{name}.json")
+    with open(out, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    json.load(open(out))
+    G.log(f"  wrote {G.rel(out)} ({os.path.getsize(out)} bytes)")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="tests")
+    ap.add_argument("--only", nargs="+", default=["tiny-gpt2", "tiny-llama"])
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    transformers.logging.set_verbosity_error()
+    for name in args.only:
+        path = os.path.join(args.out, "data", name)
+        G.log(f"[{name}] {G.rel(path)}")
+        arch = G.Arch(G.load_eager(path))
+        prompts = G.tiny_prompts(G.TINY_SEEDS[name], arch.model.config.vocab_size)
+        make(arch, name, G.rel(path), prompts, os.path.join(args.out, "golden"))
+
+
+if __name__ == "__main__":
+    main()

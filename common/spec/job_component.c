@@ -431,8 +431,6 @@ int job_parse_groups(const json_t *v, job_spec_t *spec, job_error_t *err) {
     size_t m = 0;
     if (job_want_array(list, f, "components", JOB_MAX_VARIANTS, &m, err))
       return -1;
-    if (m == 0)
-      return job_fail(err, f, "an empty group: list the components it ablates together");
     if (!(g->patterns = calloc(m, sizeof *g->patterns)))
       return job_fail(err, f, "out of memory");
     g->n_patterns = (int)m;

@@ -136,8 +136,8 @@ static void run_case(engine_t *e, const model_t *m, json_t *kase, double scale, 
     compared++;
   }
   CHECK(rc != 0 || (compared == (int)json_array_size(rows) && c.n == compared),
-        "%s (%s): %d golden rows compared of %zu, the engine gave %d", name, modes[mode],
-        compared, json_array_size(rows), c.n);
+        "%s (%s): %d golden rows compared of %zu, the engine gave %d", name, modes[mode], compared,
+        json_array_size(rows), c.n);
   printf("  %s (%s): %d rows\n", name, modes[mode], compared);
   free(c.rows);
   free(c.deltas);
@@ -159,8 +159,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   char path[2048], err[HYDRA_ERR_LEN];
-  snprintf(path, sizeof(path), "%s/%s", argv[1],
-           json_string_value(json_object_get(g, "model")));
+  snprintf(path, sizeof(path), "%s/%s", argv[1], json_string_value(json_object_get(g, "model")));
   model_t *m = model_load(path, err);
   backend_t *b = m ? backend_create("cpu", 0, err) : NULL;
   engine_t *e = b ? engine_create(m, b, err) : NULL;
@@ -171,8 +170,8 @@ int main(int argc, char **argv) {
   double scale = 0;
   json_t *prompts = json_object_get(g, "prompts");
   for (size_t p = 0; p < json_array_size(prompts); p++)
-    scale = fmax(scale, fabs(json_number_value(
-                            json_object_get(json_array_get(prompts, p), "clean_logit"))));
+    scale = fmax(
+        scale, fabs(json_number_value(json_object_get(json_array_get(prompts, p), "clean_logit"))));
   printf("test_interventions: %s on %s, scale %.3f, bound %.3g\n", argv[2], path, scale,
          GOLDEN_BOUND * scale);
   json_t *cases = json_object_get(g, "cases");

@@ -792,6 +792,77 @@ static void test_expand(void) {
   }
 }
 
+/* Residual-stream sites and groups: syntax, expansion, refusals naming the
+ * field. */
+static void test_resid_and_groups(void) {
+  model_config_t cfg = test_config();
+  component_t *c = NULL;
+  job_error_t err;
+  int n = expand("{'prompts': ['a'], 'ablations': {'components': ['resid_pre.0', 'resid_mid.*', "
+                 "'resid_post.29'], 'methods': ['zero']}}",
+                 &cfg, &c, &err);
+  CHECK(n == 32 && name_is(&c[0], "resid_pre.0") && name_is(&c[1], "resid_mid.0") &&
+            name_is(&c[30], "resid_mid.29") && name_is(&c[31], "resid_post.29") &&
+            c[31].kind == COMPONENT_RESID_POST && c[31].layer == 29,
+        "residual sites expand (%d)", n);
+  free(c);
+  EXPAND_BAD("{'prompts': ['a'], 'ablations': {'components': ['resid_post.30'], 'methods': "
+             "['zero']}}",
+             &cfg, "ablations.components[0]", "(model has 30 layers)");
+  cfg.parallel_residual = 1;
+  EXPAND_BAD("{'prompts': ['a'], 'ablations': {'components': ['resid_pre.*', 'resid_mid.3'], "
+             "'methods': ['zero']}}",
+             &cfg, "ablations.components[1]", "there is no resid_mid");
+  cfg.parallel_residual = 0;
+  BAD("{'prompts': ['a'], 'ablations': {'components': ['resid_pre.1.2']}}",
+      "ablations.components[0]", "expected resid_pre.LAYER");
+  BAD("{'prompts': ['a'], 'ablations': {'components': ['resid_pre']}}", "ablations.components[0]",
+      "expected resid_pre.LAYER or resid_pre.*");
+  BAD("{'prompts': ['a'], 'ablations': {'components': ['resid.3']}}", "ablations.components[0]",
+      "unknown component kind");
+
+  job_spec_t *s = PARSE_OK("{'prompts': ['a', 'b'], 'ablations': {'groups': {'L1 heads': "
+                           "['head.1.*'], 'late': ['attn.28', 'mlp.29', 'attn.28']}}}");
+  CHECK(s && !s->components && s->n_groups == 2 && str_is(s->groups[0].name, "L1 heads") &&
+            s->groups[1].n_patterns == 3 && str_is(s->groups[1].patterns[1], "mlp.29"),
+        "groups parsed, in order, without components");
+  if (s) {
+    n = -1;
+    c = NULL;
+    if (job_expand_group(s, 1, &cfg, &c, &n, &err) == 0)
+      CHECK(n == 2 && name_is(&c[0], "attn.28") && name_is(&c[1], "mlp.29"),
+            "a group's components once each (%d)", n);
+    else
+      FAIL("group expansion: %s: %s", err.field, err.message);
+    free(c);
+    CHECK(job_expand_group(s, 0, &cfg, &c, &n, &err) == 0 && n == 9, "head.1.* in a group: %d", n);
+    free(c);
+  }
+  job_free(s);
+  s = PARSE_OK("{'prompts': ['a', 'b'], 'ablations': {'groups': {'g': ['head.40.0']}}}");
+  if (s) {
+    c = NULL;
+    n = job_expand_group(s, 0, &cfg, &c, &n, &err);
+    CHECK(n < 0 && !strcmp(err.field, "ablations.groups.g[0]") &&
+              strstr(err.message, "(model has 30 layers)"),
+          "a group's head out of range names the group's field: %s: %s", err.field, err.message);
+    free(c);
+  }
+  job_free(s);
+  BAD("{'prompts': ['a', 'b'], 'ablations': {'groups': {'g': ['resid_pre.3']}}}",
+      "ablations.groups.g[0]", "a residual-stream site cannot be ablated in a group");
+  BAD("{'prompts': ['a', 'b'], 'ablations': {'groups': {'mlp.3': ['mlp.3', 'attn.3']}}}",
+      "ablations.groups.mlp.3", "is a component's name");
+  BAD("{'prompts': ['a', 'b'], 'ablations': {'groups': {'g': []}}}", "ablations.groups.g",
+      "needs at least one");
+  BAD("{'prompts': ['a', 'b'], 'ablations': {'groups': {'': ['mlp.1']}}}", "ablations.groups.",
+      "1 to 64 bytes");
+  BAD("{'prompts': ['a', 'b'], 'ablations': {'groups': ['mlp.1']}}", "ablations.groups",
+      "expected an object of named lists");
+  BAD("{'prompts': ['a', 'b'], 'ablations': {'groups': {'g': ['mlp.x']}}}", "ablations.groups.g[0]",
+      "non-negative integer");
+}
+
 static void test_names_and_methods(void) {
   component_t c[] = {{COMPONENT_EMBED, -1, -1},
                      {COMPONENT_ATTN, 3, -1},
@@ -945,6 +1016,7 @@ int main(int argc, char **argv) {
   test_error_text();
   test_limits();
   test_expand();
+  test_resid_and_groups();
   test_names_and_methods();
   test_robustness();
   return check_exit("test_job");

@@ -313,6 +313,7 @@ static int expand_units(const job_spec_t *spec, const model_config_t *cfg, plan_
                 JOB_MAX_VARIANTS);
   p->n_atoms = n;
   p->n_components = (int)units;
+  p->n_groups = spec->n_groups;
   if (!(p->unit_first = malloc(sizeof(int) * (units + 1))))
     return fail(err, "", "out of memory");
   for (int u = 0; u <= n; u++)

@@ -32,6 +32,7 @@ typedef struct {
   int n_atoms;
   int *unit_first;        /* [n_components + 1] */
   int n_components;       /* units */
+  int n_groups;           /* the last n_groups units are the job's groups */
   char **component_names; /* [n_components]: canonical names, then the groups' names */
   method_t *methods;
   int n_methods;

@@ -175,6 +175,32 @@ int results_header(results_t *r) {
     json_object_set_new(h, "n_readouts", json_integer(r->plan->n_prompts));
   json_object_set_new(h, "components",
                       string_array(r->plan->component_names, r->plan->n_components));
+  const plan_t *p = r->plan;
+  if (p->n_groups > 0) { /* each group's components, by their canonical names */
+    json_t *groups = json_object();
+    for (int u = p->n_components - p->n_groups; u < p->n_components; u++) {
+      json_t *members = json_array();
+      for (int a = p->unit_first[u]; a < p->unit_first[u + 1]; a++) {
+        char name[64];
+        component_name(&p->atoms[a], name, sizeof(name));
+        json_array_append_new(members, json_string(name));
+      }
+      json_object_set_new(groups, p->component_names[u], members);
+    }
+    json_object_set_new(h, "groups", groups);
+  }
+  int resid = 0;
+  for (int a = 0; a < p->n_atoms; a++)
+    resid |= p->atoms[a].kind == COMPONENT_RESID_PRE || p->atoms[a].kind == COMPONENT_RESID_MID ||
+             p->atoms[a].kind == COMPONENT_RESID_POST;
+  if (resid)
+    json_object_set_new(
+        h, "residual_sites",
+        json_string("a residual-stream site is not a slot of the direct effects: its "
+                    "direct_effect is the drop of the site's own projection on the frozen-norm "
+                    "target direction at the final position (the clean direct effects of every "
+                    "slot upstream of it, as the site holds them); compensation sums the changes "
+                    "of every slot downstream of it; its effects row is every slot's change"));
   json_object_set_new(h, "methods", string_array(r->plan->method_names, r->plan->n_methods));
   json_object_set_new(h, "samples", json_integer(r->plan->job.samples));
   json_object_set_new(h, "slots", string_array(r->slot_names, r->n_slots));

@@ -62,11 +62,11 @@ void engine_destroy(engine_t *e) {
 
 static int check_job(const engine_t *e, const engine_job_t *job, char *err) {
   const model_config_t *c = &e->host->cfg;
-  if (job->n_prompts < 1)
+  if (job->n_prompts < 1 || job->n_sources < 0)
     return err_set(err, "no prompts");
   if (job->n_components < 0 || job->n_methods < 0 || job->samples < 1)
     return err_set(err, "bad component, method or sample counts");
-  for (int p = 0; p < job->n_prompts; p++) {
+  for (int p = 0; p < n_all_prompts(job); p++) {
     const int len = job->lengths[p];
     if (len < 1 || len > c->max_positions)
       return err_set(err, "prompt %d: %d tokens (the model takes 1 to %d)", p, len,
@@ -82,7 +82,7 @@ static int check_job(const engine_t *e, const engine_job_t *job, char *err) {
     }
   }
   long row = 0;
-  for (int p = 0; p < job->n_prompts; p++)
+  for (int p = 0; p < n_all_prompts(job); p++)
     for (int t = 0; t < job->lengths[p]; t++, row++)
       if (job->ids[row] < 0 || job->ids[row] >= c->vocab_size)
         return err_set(err, "prompt %d token %d: id %d is outside the vocabulary [0, %d)", p, t,
@@ -113,7 +113,11 @@ static int check_job(const engine_t *e, const engine_job_t *job, char *err) {
     const method_t *k = &job->methods[m];
     if (k->kind == METHOD_RESAMPLE && job->n_prompts < 2)
       return err_set(err, "resample needs at least 2 prompts to draw from");
-    if (k->kind == METHOD_PATCH && (k->source < 0 || k->source >= job->n_prompts))
+    if (k->kind == METHOD_PATCH && k->source == METHOD_SOURCE_COUNTERFACTUAL) {
+      for (int p = 0; p < job->n_prompts; p++)
+        if (!job->pair || job->pair[p] < 0 || job->pair[p] >= n_all_prompts(job))
+          return err_set(err, "prompt %d has no counterfactual to patch from", p);
+    } else if (k->kind == METHOD_PATCH && (k->source < 0 || k->source >= job->n_prompts))
       return err_set(err, "patch source %d is not a prompt of the job", k->source);
   }
   return 0;
@@ -125,7 +129,7 @@ static int chunk_end(const run_t *R, int c0, int budget) {
   const engine_job_t *job = R->job;
   const long per_prompt = (long)n_units(job) * job->n_methods * (R->n_slots + 16);
   int c1 = c0, rows = 0;
-  while (c1 < job->n_prompts) {
+  while (c1 < n_all_prompts(job)) {
     if (c1 > c0 && (rows + job->lengths[c1] > budget ||
                     (long)(c1 - c0 + 1) * per_prompt > ACCUMULATOR_FLOATS ||
                     (R->lp_prompts > 0 && c1 - c0 + 1 > R->lp_prompts)))
@@ -186,7 +190,8 @@ static variant_t *chunk_variants(run_t *R, long *n_out) {
           v->sample = s;
           v->source = -1;
           if (method->kind == METHOD_PATCH)
-            v->source = method->source;
+            v->source =
+                method->source == METHOD_SOURCE_COUNTERFACTUAL ? job->pair[p] : method->source;
           else if (method->kind == METHOD_RESAMPLE) {
             const int r = (int)(rng_mix(job->seed, (uint64_t)p, (uint64_t)c, (uint64_t)s) %
                                 (uint64_t)(job->n_prompts - 1));
@@ -307,9 +312,9 @@ int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, 
              .err = err};
   R.full_logits = (job->metrics & (METRIC_LOGPROB | METRIC_PROB | METRIC_KL | METRIC_RANK |
                                    METRIC_LOGIT_DIFF)) != 0;
-  const int P = job->n_prompts, ns = R.n_slots, d = R.d;
+  const int P = job->n_prompts, P_all = n_all_prompts(job), ns = R.n_slots, d = R.d;
   int longest = 0;
-  for (int p = 0; p < P; p++)
+  for (int p = 0; p < P_all; p++)
     if (job->lengths[p] > longest)
       longest = job->lengths[p];
   const int kept = find_kept(e, job->source_key);
@@ -354,7 +359,7 @@ int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, 
   e->b->ops->set_precision(e->b, job->tf32);
   int rc = -1;
   double t_run = 0; /* HYDRA_ENGINE_PROFILE */
-  R.prompt_row = malloc(sizeof(long) * (P + 1));
+  R.prompt_row = malloc(sizeof(long) * (P_all + 1));
   R.target = malloc(sizeof(int) * P);
   R.foil = malloc(sizeof(int) * P);
   R.clean_logit = malloc(sizeof(float) * P);
@@ -367,7 +372,7 @@ int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, 
   if (unit_roles(&R) != 0)
     goto done;
   R.prompt_row[0] = 0;
-  for (int p = 0; p < P; p++)
+  for (int p = 0; p < P_all; p++)
     R.prompt_row[p + 1] = R.prompt_row[p] + job->lengths[p];
   if (alloc_store(&R, kept) != 0) {
     free_store(e, &R.src);                             /* the partial one */
@@ -380,7 +385,7 @@ int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, 
   const int first = job->prompt_end > 0 ? job->prompt_first : 0;
   const int end = job->prompt_end > 0 ? job->prompt_end : P;
   int max_np = 0, max_rows = 0;
-  const int n_chunks = chunk_sizes(&R, 0, P, budget, &max_np, &max_rows);
+  const int n_chunks = chunk_sizes(&R, 0, P_all, budget, &max_np, &max_rows);
   chunk_sizes(&R, first, end, budget, &max_np, &max_rows);
   const size_t n_acc = (size_t)max_np * n_units(job) * job->n_methods;
   R.clean_start = malloc(sizeof(int) * max_np);
@@ -418,8 +423,9 @@ int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, 
     needs_sources |= method_needs_source(job->methods[m].kind);
   if (kept >= 0) /* filled by an earlier run of this job, means included */
     needs_sources = 0;
-  if (needs_sources && n_chunks > 1)
-    for (int c0 = 0; c0 < P;) {
+  /* (source-only prompts are never in an emitting chunk: their own passes) */
+  if (needs_sources && (n_chunks > 1 || P_all > P))
+    for (int c0 = 0; c0 < P_all;) {
       int c1 = chunk_end(&R, c0, budget);
       if (begin_chunk(&R, c0, c1) != 0 || clean_pass(&R, 0) != 0)
         goto done;
@@ -428,7 +434,7 @@ int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, 
   engine_phase(e, PH_CLEAN, &t0);
 
   R.total = engine_job_variants(job) / P * (end - first);
-  if (needs_sources && n_chunks == 1) /* the single chunk's clean pass fills the store */
+  if (needs_sources && n_chunks == 1 && P_all == P) /* the single chunk's clean pass fills it */
     needs_sources = 2;
   if (needs_sources == 2 && (first > 0 || end < P)) {
     if (begin_chunk(&R, 0, chunk_end(&R, 0, budget)) != 0 || clean_pass(&R, 0) != 0)

@@ -53,7 +53,16 @@ typedef struct {
   int n_methods;
   int samples; /* resample draws (>= 1) */
   uint64_t seed;
-  const int *position_offsets; /* [n_prompts + 1] */
+  /* Source-only prompts: lengths, ids and positions of n_sources more
+   * prompts follow the n_prompts' (a paired dataset's counterfactuals).
+   * Their clean outputs are stored as patch sources; they get no rows, no
+   * resample draws them, no mean counts them. */
+  int n_sources;
+  /* [n_prompts]: each prompt's source (an index into the prompts and then
+   * the source-only prompts) for METHOD_PATCH with source
+   * METHOD_SOURCE_COUNTERFACTUAL; NULL when no method patches from pairs. */
+  const int *pair;
+  const int *position_offsets; /* [n_prompts + n_sources + 1] */
   const int *position_list;    /* per prompt, increasing positions to intervene at */
   unsigned metrics;            /* METRIC_* */
   int norm_scale_ablated;      /* direct effects of ablated runs with their own norm scale */

@@ -213,6 +213,11 @@ static inline int unit_end(const engine_job_t *job, int u) {
   return job->unit_first ? job->unit_first[u + 1] : u + 1;
 }
 
+/* The job's prompts and then its source-only prompts. */
+static inline int n_all_prompts(const engine_job_t *job) {
+  return job->n_prompts + (job->n_sources > 0 ? job->n_sources : 0);
+}
+
 static inline int n_units(const engine_job_t *job) {
   return job->unit_first ? job->n_units : job->n_components;
 }

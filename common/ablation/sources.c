@@ -73,7 +73,7 @@ size_t store_bytes(const run_t *R) {
     needs |= method_needs_source(job->methods[m].kind);
   if (!needs)
     return 0;
-  const long n_pos = job->position_offsets[job->n_prompts];
+  const long n_pos = job->position_offsets[n_all_prompts(job)];
   size_t total = 0;
   unsigned char *seen = calloc((size_t)HOOK_N * R->cfg->n_layers, 1);
   if (!seen)
@@ -174,7 +174,7 @@ void engine_retain_sources(engine_t *e, const uint64_t *keys, int n_keys) {
 int alloc_store(run_t *R, int kept) {
   const engine_job_t *job = R->job;
   const int n_idx = HOOK_N * R->cfg->n_layers;
-  const long n_pos = job->position_offsets[job->n_prompts];
+  const long n_pos = job->position_offsets[n_all_prompts(job)];
   int needs = 0, needs_mean = 0;
   for (int m = 0; m < job->n_methods; m++) {
     needs |= method_needs_source(job->methods[m].kind);

@@ -6,11 +6,9 @@
 #include <string.h>
 
 #include "buffer.h"
+#include "plan_internal.h"
 
-static int fail(job_error_t *err, const char *field, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fail(job_error_t *err, const char *field, const char *fmt, ...) {
+int plan_fail(job_error_t *err, const char *field, const char *fmt, ...) {
   if (err) {
     snprintf(err->field, sizeof(err->field), "%s", field);
     err->too_large = 0;
@@ -27,29 +25,29 @@ static int resolve_token(const job_token_t *t, const model_t *m, const tokenizer
                          const char *field, int *id, job_error_t *err) {
   if (t->id >= 0) {
     if (t->id >= m->cfg.vocab_size)
-      return fail(err, field, "token id %d is outside the vocabulary of %d", t->id,
-                  m->cfg.vocab_size);
+      return plan_fail(err, field, "token id %d is outside the vocabulary of %d", t->id,
+                       m->cfg.vocab_size);
     *id = t->id;
     return 0;
   }
   if (!t->text)
-    return fail(err, field, "no token given");
+    return plan_fail(err, field, "no token given");
   if (!tok)
-    return fail(err, field, "the model has no tokenizer: give the token as an id");
+    return plan_fail(err, field, "the model has no tokenizer: give the token as an id");
   char msg[HYDRA_ERR_LEN];
   tokenizer_encoding_t enc = {0};
   if (tokenizer_encode(tok, t->text, strlen(t->text), 0, &enc, msg) != 0)
-    return fail(err, field, "%s", msg);
+    return plan_fail(err, field, "%s", msg);
   if (enc.n != 1) {
     size_t n = enc.n;
     tokenizer_encoding_free(&enc);
-    return fail(err, field, "\"%.64s\" is %zu tokens, not one", t->text, n);
+    return plan_fail(err, field, "\"%.64s\" is %zu tokens, not one", t->text, n);
   }
   *id = enc.ids[0];
   tokenizer_encoding_free(&enc);
   if (*id >= m->cfg.vocab_size)
-    return fail(err, field, "token id %d is outside the model's vocabulary of %d", *id,
-                m->cfg.vocab_size);
+    return plan_fail(err, field, "token id %d is outside the model's vocabulary of %d", *id,
+                     m->cfg.vocab_size);
   return 0;
 }
 
@@ -66,32 +64,32 @@ static int method_label(const method_t *m, char *buf, size_t len) {
   case METHOD_NOISE:
     return snprintf(buf, len, "noise:%g", (double)m->value);
   case METHOD_PATCH:
+    if (m->source == METHOD_SOURCE_COUNTERFACTUAL)
+      return snprintf(buf, len, "patch:counterfactual");
     return snprintf(buf, len, "patch:%d", m->source);
   }
   return snprintf(buf, len, "?");
 }
 
-/* Tokens of every prompt, concatenated; encodings kept for substrings. */
-static int too_large(job_error_t *err) {
+int plan_too_large(job_error_t *err) {
   err->too_large = 1;
   return -1;
 }
 
-/* The tokens a prompt may have: the model's context, and max_prompt_tokens
- * (413) when that is smaller. */
-static int token_cap(const model_t *m, const plan_limits_t *lim, int *is_limit) {
+int plan_token_cap(const model_t *m, const plan_limits_t *lim, int *is_limit) {
   const int limit = lim && lim->max_prompt_tokens > 0 ? lim->max_prompt_tokens : 0;
   *is_limit = limit > 0 && limit < m->cfg.max_positions;
   return *is_limit ? limit : m->cfg.max_positions;
 }
 
+/* Tokens of every prompt, concatenated; encodings kept for substrings. */
 static int tokenize_prompts(const job_spec_t *spec, const model_t *m, const tokenizer_t *tok,
                             const plan_limits_t *lim, plan_t *p, tokenizer_encoding_t *enc,
                             job_error_t *err) {
   size_t cap = 0, n = 0;
   char field[64];
   int is_limit = 0;
-  const int max_tokens = token_cap(m, lim, &is_limit);
+  const int max_tokens = plan_token_cap(m, lim, &is_limit);
   for (int i = 0; i < spec->n_prompts; i++) {
     const job_prompt_t *pr = &spec->prompts[i];
     const int *ids = pr->ids;
@@ -99,33 +97,33 @@ static int tokenize_prompts(const job_spec_t *spec, const model_t *m, const toke
     if (pr->text) {
       snprintf(field, sizeof(field), "prompts[%d].text", i);
       if (!tok)
-        return fail(err, field, "the model has no tokenizer: give the prompt as ids");
+        return plan_fail(err, field, "the model has no tokenizer: give the prompt as ids");
       char msg[HYDRA_ERR_LEN];
       const int rc = tokenizer_encode_max(tok, pr->text, strlen(pr->text), TOKENIZER_ADD_SPECIAL,
                                           (size_t)max_tokens, &enc[i], msg);
       len = rc == TOKENIZER_TOO_MANY ? max_tokens + 1 : (int)enc[i].n;
       if (rc != 0 && rc != TOKENIZER_TOO_MANY)
-        return fail(err, field, "%s", msg);
+        return plan_fail(err, field, "%s", msg);
     } else
       snprintf(field, sizeof(field), "prompts[%d].ids", i);
     if (len < 1)
-      return fail(err, field, "the prompt has no tokens");
+      return plan_fail(err, field, "the prompt has no tokens");
     if (is_limit && len > max_tokens) {
       snprintf(field, sizeof(field), "prompts[%d]", i);
-      fail(err, field, "more than %d tokens", max_tokens);
-      return too_large(err);
+      plan_fail(err, field, "more than %d tokens", max_tokens);
+      return plan_too_large(err);
     }
     if (len > m->cfg.max_positions)
-      return fail(err, field, "%s%d tokens: more than the model's context of %d",
-                  pr->text ? "over " : "", pr->text ? len - 1 : len, m->cfg.max_positions);
+      return plan_fail(err, field, "%s%d tokens: more than the model's context of %d",
+                       pr->text ? "over " : "", pr->text ? len - 1 : len, m->cfg.max_positions);
     if (buffer_grow((void **)&p->ids, &cap, n + len, sizeof(int)))
-      return fail(err, "", "out of memory");
+      return plan_fail(err, "", "out of memory");
     for (int t = 0; t < len; t++) {
       const int id = pr->text ? enc[i].ids[t] : ids[t];
       if (id < 0 || id >= m->cfg.vocab_size) {
         snprintf(field, sizeof(field), "prompts[%d].ids[%d]", i, t);
-        return fail(err, field, "token id %d is outside the vocabulary of %d", id,
-                    m->cfg.vocab_size);
+        return plan_fail(err, field, "token id %d is outside the vocabulary of %d", id,
+                         m->cfg.vocab_size);
       }
       p->ids[n + t] = id;
     }
@@ -143,7 +141,7 @@ static int resolve_positions(const job_spec_t *spec, plan_t *p, tokenizer_encodi
     const int len = p->lengths[i];
     p->position_offsets[i] = (int)n;
     if (buffer_grow((void **)&p->position_list, &cap, n + len, sizeof(int)))
-      return fail(err, "", "out of memory");
+      return plan_fail(err, "", "out of memory");
     switch (spec->positions) {
     case POSITIONS_LAST:
       p->position_list[n++] = len - 1;
@@ -155,7 +153,7 @@ static int resolve_positions(const job_spec_t *spec, plan_t *p, tokenizer_encodi
     case POSITIONS_LIST: {
       char *seen = calloc(len, 1);
       if (!seen)
-        return fail(err, "", "out of memory");
+        return plan_fail(err, "", "out of memory");
       for (int k = 0; k < spec->n_positions; k++) {
         int t = spec->position_list[k];
         if (t < 0)
@@ -163,8 +161,8 @@ static int resolve_positions(const job_spec_t *spec, plan_t *p, tokenizer_encodi
         if (t < 0 || t >= len) {
           free(seen);
           snprintf(field, sizeof(field), "ablations.positions[%d]", k);
-          return fail(err, field, "position %d is outside prompt %d of %d tokens",
-                      spec->position_list[k], i, len);
+          return plan_fail(err, field, "position %d is outside prompt %d of %d tokens",
+                           spec->position_list[k], i, len);
         }
         seen[t] = 1;
       }
@@ -182,12 +180,12 @@ static int resolve_positions(const job_spec_t *spec, plan_t *p, tokenizer_encodi
       if (!spec->position_substring)
         snprintf(field, sizeof(field), "prompts[%d].subject", i);
       if (!pr->text || !sub)
-        return fail(err, field, "naming positions by a substring needs the prompt as text");
+        return plan_fail(err, field, "naming positions by a substring needs the prompt as text");
       size_t first, last;
       char msg[HYDRA_ERR_LEN];
       if (tokenizer_find_substring(&enc[i], pr->text, strlen(pr->text), sub, strlen(sub), &first,
                                    &last, msg) != 0)
-        return fail(err, field, "prompt %d: %s", i, msg);
+        return plan_fail(err, field, "prompt %d: %s", i, msg);
       p->position_list[n++] = (int)last; /* the subject's last token, as in causal tracing */
       break;
     }
@@ -208,11 +206,12 @@ static int resolve_targets(const job_spec_t *spec, const model_t *m, const token
     if (resolve_token(&spec->target_token, m, tok, "target", &job_target, err))
       return -1;
   if (spec->target == TARGET_FOIL) {
-    if (resolve_token(&spec->foil_token, m, tok, "target.foil", &job_foil, err))
+    if ((spec->foil_token.text || spec->foil_token.id >= 0) &&
+        resolve_token(&spec->foil_token, m, tok, "target.foil", &job_foil, err))
       return -1;
     p->foils = malloc(sizeof(int) * spec->n_prompts);
     if (!p->foils)
-      return fail(err, "", "out of memory");
+      return plan_fail(err, "", "out of memory");
   }
   for (int i = 0; i < spec->n_prompts; i++) {
     const job_token_t *t = &spec->prompts[i].target;
@@ -224,6 +223,16 @@ static int resolve_targets(const job_spec_t *spec, const model_t *m, const token
     }
     if (p->foils)
       p->foils[i] = job_foil;
+    const job_token_t *f = &spec->prompts[i].foil;
+    if (p->foils && (f->text || f->id >= 0)) {
+      snprintf(field, sizeof(field), "prompts[%d].foil", i);
+      if (resolve_token(f, m, tok, field, &p->foils[i], err))
+        return -1;
+    }
+    if (p->foils && p->foils[i] == p->targets[i]) {
+      snprintf(field, sizeof(field), "prompts[%d].foil", i);
+      return plan_fail(err, field, "token %d is also the prompt's target", p->foils[i]);
+    }
   }
   return 0;
 }
@@ -244,9 +253,10 @@ static int expand_next(const job_spec_t *spec, plan_t *p, job_error_t *err) {
                    : p->position_offsets[i + 1] - p->position_offsets[i];
     }
   if (n_read == 0)
-    return fail(err, "target", "\"next\" needs a prompt of at least 2 tokens");
+    return plan_fail(err, "target", "\"next\" needs a prompt of at least 2 tokens");
   if (n_read > (1L << 24) || n_ids > (1L << 30))
-    return fail(err, "target", "\"next\" over these prompts makes %ld readouts: too many", n_read);
+    return plan_fail(err, "target", "\"next\" over these prompts makes %ld readouts: too many",
+                     n_read);
   int *lengths = malloc(sizeof(int) * n_read), *ids = malloc(sizeof(int) * n_ids),
       *targets = malloc(sizeof(int) * n_read), *offsets = malloc(sizeof(int) * (n_read + 1)),
       *list = malloc(sizeof(int) * (n_pos ? n_pos : 1)), *prompt_of = malloc(sizeof(int) * n_read),
@@ -254,7 +264,7 @@ static int expand_next(const job_spec_t *spec, plan_t *p, job_error_t *err) {
   if (!lengths || !ids || !targets || !offsets || !list || !prompt_of || !position_of) {
     free(lengths), free(ids), free(targets), free(offsets), free(list), free(prompt_of),
         free(position_of);
-    return fail(err, "", "out of memory");
+    return plan_fail(err, "", "out of memory");
   }
   long r = 0, at = 0, np = 0, start = 0;
   for (int i = 0; i < P; i++) {
@@ -283,8 +293,9 @@ static int expand_next(const job_spec_t *spec, plan_t *p, job_error_t *err) {
   if (r == 0) {
     free(lengths), free(ids), free(targets), free(offsets), free(list), free(prompt_of),
         free(position_of);
-    return fail(err, "ablations.positions",
-                "with \"target\": \"next\" no readout has an intervened position at or before it");
+    return plan_fail(
+        err, "ablations.positions",
+        "with \"target\": \"next\" no readout has an intervened position at or before it");
   }
   offsets[r] = (int)np;
   free(p->lengths), free(p->ids), free(p->targets), free(p->position_offsets),
@@ -309,13 +320,13 @@ static int expand_units(const job_spec_t *spec, const model_config_t *cfg, plan_
     return -1;
   const long units = (long)n + spec->n_groups;
   if (units > JOB_MAX_VARIANTS)
-    return fail(err, "ablations.groups", "%ld components and groups: more than %d", units,
-                JOB_MAX_VARIANTS);
+    return plan_fail(err, "ablations.groups", "%ld components and groups: more than %d", units,
+                     JOB_MAX_VARIANTS);
   p->n_atoms = n;
   p->n_components = (int)units;
   p->n_groups = spec->n_groups;
   if (!(p->unit_first = malloc(sizeof(int) * (units + 1))))
-    return fail(err, "", "out of memory");
+    return plan_fail(err, "", "out of memory");
   for (int u = 0; u <= n; u++)
     p->unit_first[u] = u;
   for (int g = 0; g < spec->n_groups; g++) {
@@ -325,13 +336,13 @@ static int expand_units(const job_spec_t *spec, const model_config_t *cfg, plan_
       return -1;
     if ((long)p->n_atoms + k > JOB_MAX_VARIANTS) {
       free(atoms);
-      return fail(err, "ablations.groups", "the groups take more than %d components in all",
-                  JOB_MAX_VARIANTS);
+      return plan_fail(err, "ablations.groups", "the groups take more than %d components in all",
+                       JOB_MAX_VARIANTS);
     }
     component_t *all = realloc(p->atoms, sizeof(component_t) * (size_t)(p->n_atoms + k));
     if (!all) {
       free(atoms);
-      return fail(err, "", "out of memory");
+      return plan_fail(err, "", "out of memory");
     }
     memcpy(all + p->n_atoms, atoms, sizeof(component_t) * (size_t)k);
     free(atoms);
@@ -357,20 +368,22 @@ static int check_document(const job_spec_t *spec, const model_t *m, const plan_l
                           long per_prompt, job_error_t *err) {
   char field[64];
   if (spec->positions == POSITIONS_LIST && spec->n_positions > m->cfg.max_positions)
-    return fail(err, "ablations.positions", "%d positions: more than the model's context of %d",
-                spec->n_positions, m->cfg.max_positions);
+    return plan_fail(err, "ablations.positions",
+                     "%d positions: more than the model's context of %d", spec->n_positions,
+                     m->cfg.max_positions);
   if (!lim)
     return 0;
   const long variants = per_prompt * spec->n_prompts;
   if (spec->target != TARGET_NEXT && lim->max_variants > 0 && variants > lim->max_variants) {
-    fail(err, "ablations", "%ld variants: more than the limit of %ld", variants, lim->max_variants);
-    return too_large(err);
+    plan_fail(err, "ablations", "%ld variants: more than the limit of %ld", variants,
+              lim->max_variants);
+    return plan_too_large(err);
   }
   for (int i = 0; lim->max_prompt_tokens > 0 && i < spec->n_prompts; i++)
     if (!spec->prompts[i].text && spec->prompts[i].n_ids > lim->max_prompt_tokens) {
       snprintf(field, sizeof(field), "prompts[%d]", i);
-      fail(err, field, "more than %d tokens", lim->max_prompt_tokens);
-      return too_large(err);
+      plan_fail(err, field, "more than %d tokens", lim->max_prompt_tokens);
+      return plan_too_large(err);
     }
   return 0;
 }
@@ -414,22 +427,22 @@ static int check_sizes(const job_spec_t *spec, const plan_limits_t *lim, const p
   const char *field = next ? "target" : "ablations.positions";
   if (lim->max_variants > 0 && variants > (double)lim->max_variants) {
     if (next)
-      fail(err, field,
-           "\"next\" over these prompts makes %.0f readouts, %.0f variants: more than the "
-           "limit of %ld",
-           readouts, variants, lim->max_variants);
+      plan_fail(err, field,
+                "\"next\" over these prompts makes %.0f readouts, %.0f variants: more than the "
+                "limit of %ld",
+                readouts, variants, lim->max_variants);
     else
-      fail(err, "ablations", "%.0f variants: more than the limit of %ld", variants,
-           lim->max_variants);
-    return too_large(err);
+      plan_fail(err, "ablations", "%.0f variants: more than the limit of %ld", variants,
+                lim->max_variants);
+    return plan_too_large(err);
   }
   if (lim->max_bytes > 0 && bytes > (double)lim->max_bytes) {
-    fail(err, field,
-         "the plan would take %.0f MiB (%.0f token ids, %.0f positions%s): more than the "
-         "server's %.0f MiB per job",
-         bytes / 1048576, ids, positions, next ? " over the readouts of \"next\"" : "",
-         (double)lim->max_bytes / 1048576);
-    return too_large(err);
+    plan_fail(err, field,
+              "the plan would take %.0f MiB (%.0f token ids, %.0f positions%s): more than the "
+              "server's %.0f MiB per job",
+              bytes / 1048576, ids, positions, next ? " over the readouts of \"next\"" : "",
+              (double)lim->max_bytes / 1048576);
+    return plan_too_large(err);
   }
   return 0;
 }
@@ -454,7 +467,7 @@ int plan_build_limited(const job_spec_t *spec, const model_t *m, const tokenizer
   p->position_offsets = malloc(sizeof(int) * (P + 1));
   int rc = -1;
   if (!enc || !p->lengths || !p->targets || !p->position_offsets) {
-    fail(err, "", "out of memory");
+    plan_fail(err, "", "out of memory");
     goto done;
   }
   if (expand_units(spec, &m->cfg, p, err))
@@ -470,21 +483,23 @@ int plan_build_limited(const job_spec_t *spec, const model_t *m, const tokenizer
       if (spec->methods[k].kind == METHOD_PATCH) {
         char field[64];
         snprintf(field, sizeof(field), "ablations.methods[%d]", k);
-        fail(err, field,
-             "patch names a source prompt; with \"target\": \"next\" use resample, mean, "
-             "zero, scale or noise");
+        plan_fail(err, field,
+                  "patch names a source prompt; with \"target\": \"next\" use resample, mean, "
+                  "zero, scale or noise");
         goto done;
       }
     if (expand_next(spec, p, err))
       goto done;
   }
+  if (plan_pairs(spec, m, tok, lim, p, err))
+    goto done;
   const int EP = p->n_prompts; /* engine prompts */
   p->component_names = calloc(p->n_components ? p->n_components : 1, sizeof(char *));
   p->n_methods = spec->n_methods;
   p->methods = malloc(sizeof(method_t) * (p->n_methods ? p->n_methods : 1));
   p->method_names = calloc(p->n_methods ? p->n_methods : 1, sizeof(char *));
   if (!p->component_names || !p->methods || !p->method_names) {
-    fail(err, "", "out of memory");
+    plan_fail(err, "", "out of memory");
     goto done;
   }
   for (int c = 0; c < p->n_components; c++) {
@@ -495,7 +510,7 @@ int plan_build_limited(const job_spec_t *spec, const model_t *m, const tokenizer
     else
       component_name(&p->atoms[p->unit_first[c]], name, sizeof(name));
     if (!(p->component_names[c] = strdup(name))) {
-      fail(err, "", "out of memory");
+      plan_fail(err, "", "out of memory");
       goto done;
     }
   }
@@ -504,17 +519,17 @@ int plan_build_limited(const job_spec_t *spec, const model_t *m, const tokenizer
     p->methods[k] = spec->methods[k];
     method_label(&p->methods[k], name, sizeof(name));
     if (!(p->method_names[k] = strdup(name))) {
-      fail(err, "", "out of memory");
+      plan_fail(err, "", "out of memory");
       goto done;
     }
     char field[64];
     snprintf(field, sizeof(field), "ablations.methods[%d]", k);
     if (p->methods[k].kind == METHOD_RESAMPLE && EP < 2) {
-      fail(err, field, "resample draws from the job's other prompts: give at least 2 prompts");
+      plan_fail(err, field, "resample draws from the job's other prompts: give at least 2 prompts");
       goto done;
     }
     if (p->methods[k].kind == METHOD_PATCH && p->methods[k].source >= P) {
-      fail(err, field, "patch source %d is not a prompt of the job", p->methods[k].source);
+      plan_fail(err, field, "patch source %d is not a prompt of the job", p->methods[k].source);
       goto done;
     }
   }
@@ -532,6 +547,8 @@ int plan_build_limited(const job_spec_t *spec, const model_t *m, const tokenizer
   j->n_methods = p->n_methods;
   j->samples = spec->samples > 0 ? spec->samples : 1;
   j->seed = spec->seed;
+  j->n_sources = p->n_sources;
+  j->pair = p->pair;
   j->position_offsets = p->position_offsets;
   j->position_list = p->position_list;
   j->metrics = spec->metrics;
@@ -565,6 +582,7 @@ void plan_free(plan_t *p) {
   free(p->position_offsets);
   free(p->position_list);
   free(p->prompt_of);
+  free(p->pair);
   free(p->position_of);
   free(p->atoms);
   free(p->unit_first);

@@ -24,7 +24,12 @@ typedef struct {
   int *prompt_of, *position_of;
   int n_job_prompts;
   int *lengths, *ids, *targets, *foils;
-  int *position_offsets, *position_list;
+  int *position_offsets, *position_list; /* [n_prompts + n_sources (+ 1)] */
+  /* Paired prompts (plan_pairs): n_sources source-only prompts follow the
+   * n_prompts in lengths, ids and positions; pair[i] is prompt i's patch
+   * source for "counterfactual" (NULL: no pairs). */
+  int n_sources;
+  int *pair;
   /* Units: what a variant ablates and a result row is keyed by. Each
    * component of the job is one unit, then each group; unit u ablates
    * atoms [unit_first[u], unit_first[u + 1]). */

@@ -30,15 +30,76 @@ static const char *const top_keys[] = {
     "ablations",    "metrics",   "norm_scale",    "direct_effects",
     "effect_table", "precision", "weights_dtype", "reuse",
     "deadline_s",   NULL};
-static const char *const prompt_keys[] = {"text", "ids", "subject", "target", NULL};
+static const char *const prompt_keys[] = {"text",           "ids", "subject", "target", "foil",
+                                          "counterfactual", NULL};
+static const char *const cf_keys[] = {"text", "ids", "prompt", NULL};
 static const char *const target_keys[] = {"token", "id", "foil", "foil_id", NULL};
-static const char *const ablation_keys[] = {"components", "groups",    "methods", "samples",
-                                            "seed",       "positions", NULL};
+static const char *const ablation_keys[] = {"components", "groups",    "methods",  "samples",
+                                            "seed",       "positions", "patching", NULL};
 static const char *const metric_names[] = {"logit", "logprob", "prob", "logit_diff",
                                            "kl",    "rank",    NULL};
 
-static int parse_prompt(const json_t *v, const char *field, job_prompt_t *p, job_error_t *err) {
-  const json_t *text, *ids, *subject, *target;
+/* A list of token ids into *out (n of them). */
+static int parse_ids(const json_t *ids, const char *f, int **out, int *n_out, job_error_t *err) {
+  size_t n = 0;
+  if (job_want_array(ids, f, "token ids", INT_MAX, &n, err))
+    return -1;
+  *out = malloc(n * sizeof **out);
+  if (!*out)
+    return job_fail(err, f, "out of memory");
+  *n_out = (int)n;
+  for (size_t i = 0; i < n; i++) {
+    long long id = 0;
+    path_t fi;
+    if (job_want_int(json_array_get(ids, i), json_field_index(fi, JOB_FIELD_LEN, f, i), 0, INT_MAX,
+                     "a non-negative integer", &id, err))
+      return -1;
+    (*out)[i] = (int)id;
+  }
+  return 0;
+}
+
+/* prompts[i].counterfactual: "text", {"text": ...}, {"ids": [...]} or
+ * {"prompt": j}. */
+static int parse_counterfactual(const json_t *v, const char *field, int i, int n_prompts,
+                                job_prompt_t *p, job_error_t *err) {
+  path_t f;
+  p->has_cf = 1;
+  p->cf_prompt = -1;
+  if (json_is_string(v))
+    return job_copy_string(v, field, &p->cf_text, err);
+  if (!json_is_object(v))
+    return job_fail(err, field,
+                    "expected the corrupted prompt: a string, {\"text\": ...}, {\"ids\": "
+                    "[...]} or {\"prompt\": INDEX} (another prompt of the job), got %s",
+                    json_field_kind(v));
+  if (job_check_keys(v, field, cf_keys, err))
+    return -1;
+  const json_t *text = json_object_get(v, "text"), *ids = json_object_get(v, "ids"),
+               *other = json_object_get(v, "prompt");
+  if (!!text + !!ids + !!other != 1)
+    return job_fail(err, field, "give exactly one of text, ids and prompt");
+  if (text)
+    return job_copy_string(text, json_field_key(f, JOB_FIELD_LEN, field, "text"), &p->cf_text, err);
+  if (ids)
+    return parse_ids(ids, json_field_key(f, JOB_FIELD_LEN, field, "ids"), &p->cf_ids, &p->cf_n_ids,
+                     err);
+  long long j = 0;
+  json_field_key(f, JOB_FIELD_LEN, field, "prompt");
+  if (job_want_int(other, f, 0, INT_MAX, "a prompt index (a non-negative integer)", &j, err))
+    return -1;
+  if (j >= n_prompts)
+    return job_fail(err, f, "prompt %lld does not exist (the job has %d prompt%s)", j, n_prompts,
+                    n_prompts == 1 ? "" : "s");
+  if (j == i)
+    return job_fail(err, f, "a prompt is not its own counterfactual");
+  p->cf_prompt = (int)j;
+  return 0;
+}
+
+static int parse_prompt(const json_t *v, const char *field, int index, int n_prompts,
+                        job_prompt_t *p, job_error_t *err) {
+  const json_t *text, *ids, *subject, *target, *foil, *cf;
   path_t f;
   if (json_is_string(v))
     return job_copy_string(v, field, &p->text, err);
@@ -51,6 +112,8 @@ static int parse_prompt(const json_t *v, const char *field, job_prompt_t *p, job
   ids = json_object_get(v, "ids");
   subject = json_object_get(v, "subject");
   target = json_object_get(v, "target");
+  foil = json_object_get(v, "foil");
+  cf = json_object_get(v, "counterfactual");
   if (text && ids)
     return job_fail(err, json_field_key(f, JOB_FIELD_LEN, field, "ids"),
                     "give only one of text and ids");
@@ -58,24 +121,9 @@ static int parse_prompt(const json_t *v, const char *field, job_prompt_t *p, job
     return job_fail(err, field, "needs text or ids");
   if (text && job_copy_string(text, json_field_key(f, JOB_FIELD_LEN, field, "text"), &p->text, err))
     return -1;
-  if (ids) {
-    size_t n = 0;
-    json_field_key(f, JOB_FIELD_LEN, field, "ids");
-    if (job_want_array(ids, f, "token ids", INT_MAX, &n, err))
-      return -1;
-    p->ids = malloc(n * sizeof *p->ids);
-    if (!p->ids)
-      return job_fail(err, f, "out of memory");
-    p->n_ids = (int)n;
-    for (size_t i = 0; i < n; i++) {
-      long long id = 0;
-      path_t fi;
-      if (job_want_int(json_array_get(ids, i), json_field_index(fi, JOB_FIELD_LEN, f, i), 0,
-                       INT_MAX, "a non-negative integer", &id, err))
-        return -1;
-      p->ids[i] = (int)id;
-    }
-  }
+  if (ids &&
+      parse_ids(ids, json_field_key(f, JOB_FIELD_LEN, field, "ids"), &p->ids, &p->n_ids, err))
+    return -1;
   if (subject) {
     json_field_key(f, JOB_FIELD_LEN, field, "subject");
     if (!p->text)
@@ -90,6 +138,14 @@ static int parse_prompt(const json_t *v, const char *field, job_prompt_t *p, job
   }
   if (target && job_want_token(target, json_field_key(f, JOB_FIELD_LEN, field, "target"), 1, 1,
                                &p->target, err))
+    return -1;
+  if (foil &&
+      job_want_token(foil, json_field_key(f, JOB_FIELD_LEN, field, "foil"), 1, 1, &p->foil, err))
+    return -1;
+  if (foil && token_given(&p->target) && token_equal(&p->target, &p->foil))
+    return job_fail(err, f, "the foil is the same token as the prompt's target");
+  if (cf && parse_counterfactual(cf, json_field_key(f, JOB_FIELD_LEN, field, "counterfactual"),
+                                 index, n_prompts, p, err))
     return -1;
   return 0;
 }
@@ -106,9 +162,10 @@ static int parse_prompts(const json_t *v, job_spec_t *spec, job_error_t *err) {
   spec->n_prompts = (int)n;
   for (size_t i = 0; i < n; i++) {
     path_t f;
-    spec->prompts[i].target.id = -1;
-    if (parse_prompt(json_array_get(v, i), json_field_index(f, JOB_FIELD_LEN, "prompts", i),
-                     &spec->prompts[i], err))
+    spec->prompts[i].target.id = spec->prompts[i].foil.id = -1;
+    spec->prompts[i].cf_prompt = -1;
+    if (parse_prompt(json_array_get(v, i), json_field_index(f, JOB_FIELD_LEN, "prompts", i), (int)i,
+                     (int)n, &spec->prompts[i], err))
       return -1;
   }
   return 0;
@@ -253,10 +310,13 @@ static int parse_metrics(const json_t *v, job_spec_t *spec, job_error_t *err) {
     if (job_want_enum(json_array_get(v, i), json_field_index(f, JOB_FIELD_LEN, "metrics", i),
                       "metric", metric_names, &k, err))
       return -1;
-    if (1u << k == METRIC_LOGIT_DIFF && spec->target != TARGET_FOIL)
+    int prompt_foil = 0;
+    for (int i = 0; i < spec->n_prompts && !prompt_foil; i++)
+      prompt_foil = token_given(&spec->prompts[i].foil);
+    if (1u << k == METRIC_LOGIT_DIFF && spec->target != TARGET_FOIL && !prompt_foil)
       return job_fail(err, f,
                       "logit_diff needs a target with a foil: \"target\": {\"token\": \" "
-                      "Paris\", \"foil\": \" Rome\"}");
+                      "Paris\", \"foil\": \" Rome\"} (or each prompt's \"foil\")");
     spec->metrics |= 1u << k;
   }
   return 0;
@@ -305,6 +365,71 @@ static int parse_ablations(const json_t *v, job_spec_t *spec, int *samples_given
   }
   if ((e = json_object_get(v, "positions")) && parse_positions(e, spec, err))
     return -1;
+  if ((e = json_object_get(v, "patching"))) {
+    static const char *const names[] = {"noising", "denoising", NULL};
+    if (job_want_enum(e, "ablations.patching", "patching", names, &spec->denoising, err))
+      return -1;
+  }
+  return 0;
+}
+
+/* Per-prompt foils and counterfactuals against the job: a foil makes the
+ * job's target a logit difference and then every prompt needs one (its own
+ * or the job's); patch from counterfactuals and denoising need every
+ * prompt's counterfactual; denoising needs a named target (the clean
+ * answer, which the corrupted run need not give). */
+static int check_pairs(job_spec_t *spec, int target_given, job_error_t *err) {
+  path_t f, fp;
+  int first_foil = -1, missing_cf = -1, cf_method = -1;
+  for (int i = 0; i < spec->n_prompts; i++) {
+    if (token_given(&spec->prompts[i].foil) && first_foil < 0)
+      first_foil = i;
+    if (!spec->prompts[i].has_cf && missing_cf < 0)
+      missing_cf = i;
+  }
+  for (int k = 0; k < spec->n_methods; k++)
+    if (spec->methods[k].kind == METHOD_PATCH &&
+        spec->methods[k].source == METHOD_SOURCE_COUNTERFACTUAL)
+      cf_method = k;
+  if (first_foil >= 0) {
+    json_field_key(f, JOB_FIELD_LEN, json_field_index(fp, JOB_FIELD_LEN, "prompts", first_foil),
+                   "foil");
+    if (spec->target == TARGET_ARGMAX || spec->target == TARGET_NEXT)
+      return job_fail(err, f,
+                      "a foil needs a named target (the job's \"target\" or each prompt's): "
+                      "the logit difference is target minus foil");
+    for (int i = 0; spec->target != TARGET_FOIL && i < spec->n_prompts; i++)
+      if (!token_given(&spec->prompts[i].foil)) {
+        json_field_key(f, JOB_FIELD_LEN, json_field_index(fp, JOB_FIELD_LEN, "prompts", i), "foil");
+        return job_fail(err, f, "required: prompts[%d] names a foil and the job names none",
+                        first_foil);
+      }
+    spec->target = TARGET_FOIL;
+    for (int i = 0; i < spec->n_prompts; i++) {
+      const job_prompt_t *p = &spec->prompts[i];
+      const job_token_t *t = token_given(&p->target) ? &p->target : &spec->target_token;
+      const job_token_t *fo = token_given(&p->foil) ? &p->foil : &spec->foil_token;
+      if (token_given(t) && token_equal(t, fo)) {
+        json_field_key(f, JOB_FIELD_LEN, json_field_index(fp, JOB_FIELD_LEN, "prompts", i), "foil");
+        return job_fail(err, f, "the same token as the prompt's target");
+      }
+    }
+  }
+  if ((cf_method >= 0 || spec->denoising) && missing_cf >= 0) {
+    json_field_index(fp, JOB_FIELD_LEN, "prompts", missing_cf);
+    return job_fail(err, json_field_key(f, JOB_FIELD_LEN, fp, "counterfactual"),
+                    "required: %s needs every prompt's counterfactual (its corrupted version: "
+                    "text, ids, or {\"prompt\": INDEX})",
+                    cf_method >= 0 ? "patch from \"counterfactual\""
+                                   : "\"patching\": \"denoising\"");
+  }
+  if (spec->denoising && (spec->target == TARGET_ARGMAX || spec->target == TARGET_NEXT))
+    return job_fail(err, "ablations.patching",
+                    "denoising runs each prompt's counterfactual: name the clean answer as the "
+                    "target (\"target\": {\"token\": ...} or each prompt's \"target\"), "
+                    "not \"%s\"",
+                    spec->target == TARGET_NEXT ? "next" : "argmax");
+  (void)target_given;
   return 0;
 }
 
@@ -336,6 +461,8 @@ static int check_prompts_against_job(job_spec_t *spec, int target_given, int met
         return job_fail(err, fi, "the same token as the foil");
     }
   }
+  if (check_pairs(spec, target_given, err))
+    return -1;
   if (spec->positions == POSITIONS_SUBSTRING)
     for (int i = 0; i < spec->n_prompts; i++) {
       const job_prompt_t *p = &spec->prompts[i];
@@ -523,6 +650,9 @@ void job_free(job_spec_t *spec) {
     free(spec->prompts[i].ids);
     free(spec->prompts[i].subject);
     free(spec->prompts[i].target.text);
+    free(spec->prompts[i].foil.text);
+    free(spec->prompts[i].cf_text);
+    free(spec->prompts[i].cf_ids);
   }
   free(spec->prompts);
   free(spec->target_token.text);

@@ -76,8 +76,12 @@ typedef enum {
 typedef struct {
   method_kind_t kind;
   float value; /* scale factor or noise std */
-  int source;  /* patch: index of the source prompt */
+  int source;  /* patch: index of the source prompt, or METHOD_SOURCE_COUNTERFACTUAL */
 } method_t;
+
+/* patch's source: each prompt's own counterfactual (job_prompt_t), or in
+ * "denoising" each prompt's clean text (the run is its counterfactual). */
+#define METHOD_SOURCE_COUNTERFACTUAL (-2)
 
 typedef enum {
   POSITIONS_LAST,      /* the final prompt position (the paper) */
@@ -118,6 +122,15 @@ typedef struct {
   int n_ids;
   char *subject;      /* optional: names positions by substring */
   job_token_t target; /* optional per-prompt target (text NULL and id -1: none) */
+  job_token_t foil;   /* optional per-prompt foil (as target) */
+  /* Optional counterfactual, the corrupted version of the prompt: text or
+   * ids of its own (cf_text or cf_ids), or another prompt of the job
+   * (cf_prompt >= 0). has_cf 0: none. */
+  int has_cf;
+  char *cf_text;
+  int *cf_ids;
+  int cf_n_ids;
+  int cf_prompt;
 } job_prompt_t;
 
 /* A group: components ablated together in one variant, named once
@@ -155,6 +168,13 @@ typedef struct {
   int n_methods;
   int samples;   /* resample draws per ablation (default 1; hydra preset 15) */
   uint64_t seed; /* resample and noise draws (default 0) */
+
+  /* "ablations.patching": 0 "noising" (the default: each prompt runs as
+   * written, counterfactual sources patched in), 1 "denoising" (each
+   * prompt's counterfactual runs, the prompt's own clean outputs patched
+   * in). Denoising needs every prompt's counterfactual and an explicit
+   * target. */
+  int denoising;
 
   position_mode_t positions;
   int *position_list; /* POSITIONS_LIST */

@@ -123,7 +123,20 @@ static int parse_patch(const json_t *v, const char *field, int n_prompts, method
   source = json_object_get(patch, "source");
   json_field_key(fs, JOB_FIELD_LEN, f, "source");
   if (!source)
-    return job_fail(err, fs, "required: the index of the prompt to patch from");
+    return job_fail(err, fs,
+                    "required: the index of the prompt to patch from, or \"counterfactual\" "
+                    "(each prompt's own)");
+  if (json_is_string(source)) {
+    if (strcmp(json_string_value(source), "counterfactual") != 0)
+      return job_fail(err, fs,
+                      "expected a prompt index or \"counterfactual\" (each prompt's own "
+                      "counterfactual), got \"%s\"",
+                      json_string_value(source));
+    m->kind = METHOD_PATCH;
+    m->value = 0;
+    m->source = METHOD_SOURCE_COUNTERFACTUAL;
+    return 0;
+  }
   if (job_want_int(source, fs, 0, LLONG_MAX, "a prompt index (a non-negative integer)", &src, err))
     return -1;
   if (src >= n_prompts)

@@ -159,8 +159,9 @@ def clean_values(arch, cl, comp):
     return full[comp]
 
 
-def value_fn(arch, method, comp, i, cleans, means, positions):
-    n = len(cleans)
+def value_fn(arch, method, comp, i, cleans, means, positions, src_cl=None):
+    """fn for `method` on component comp of prompt i; a patch reads prompt
+    PATCH_SOURCE's clean values, or src_cl's (a pair's source) when given."""
     if method == "zero":
         return lambda v: torch.zeros_like(v)
     if method.startswith("scale:"):
@@ -171,12 +172,14 @@ def value_fn(arch, method, comp, i, cleans, means, positions):
         m = means[comp]
         return lambda v: m.clone().reshape(v.shape)
     assert method == "patch"
-    j = PATCH_SOURCE
+    j, run_cl = PATCH_SOURCE, cleans[i]
+    if src_cl is not None:
+        cleans, j = [src_cl], 0
     if comp.startswith("resid_"):
         src = clean_values(arch, cleans[j], comp)
         if positions == "last":
             return lambda v: src[-1].clone()
-        n_i, n_j = len(cleans[i]["ids"]), src.shape[0]
+        n_i, n_j = len(run_cl["ids"]), src.shape[0]
         k = min(n_i, n_j)
 
         def fn(v):
@@ -186,15 +189,15 @@ def value_fn(arch, method, comp, i, cleans, means, positions):
         return fn
     if positions == "last":
         return G.method_fn({"patch": j}, comp, cleans, means, arch)
-    return G.method_fn_all({"patch": j}, comp, cleans[i], cleans, arch)
+    return G.method_fn_all({"patch": j}, comp, run_cl, cleans, arch)
 
 
 PATCH_SOURCE = 1  # every prompt patched from prompt 1 (from itself: a no-op)
 
 
-def unit_row(arch, cleans, means, i, name, members, method, positions):
+def unit_row(arch, cleans, means, i, name, members, method, positions, src_cl=None, label=None):
     cl = cleans[i]
-    fns = {c: value_fn(arch, method, c, i, cleans, means, positions) for c in members}
+    fns = {c: value_fn(arch, method, c, i, cleans, means, positions, src_cl) for c in members}
     box = {}
     cap = run(arch, cl["ids"], fns, positions, box)
     t, u, inv = cl["target"], cl["u"], cl["inv"]
@@ -219,24 +222,97 @@ def unit_row(arch, cleans, means, i, name, members, method, positions):
         first = min(own)
         direct = sum(cl["de"][s] - de[s] for s in own)
         comp = sum(de[s] - cl["de"][s] for s in range(first + 1, ns) if s not in own)
-    return {"prompt": i, "component": name,
-            "method": f"patch:{PATCH_SOURCE}" if method == "patch" else method,
+    row = {"prompt": i, "component": name,
+           "method": label or (f"patch:{PATCH_SOURCE}" if method == "patch" else method),
             "positions": positions, "total_effect": cl["clean_logit"] - ablated_logit,
             "ablated_logit": ablated_logit, "direct_effect": direct, "compensation": comp,
             "de_clean_scale": de}
+    if "foil" in cl:
+        row["logit_diff"] = float(lg[t] - lg[cl["foil"]])
+    return row
+
+
+def clean_record(arch, ids, target=None, foil=None):
+    cap = G.forward(arch, ids)
+    lg = cap["logits"]
+    t = int(lg.argmax()) if target is None else target
+    u, inv = arch.u(t), arch.inv_scale(cap["resid"])
+    cl = {"ids": ids, "cap": cap, "target": t, "u": u, "inv": inv,
+          "clean_logit": float(G.centred(lg)[t]), "logp": torch.log_softmax(lg, -1)}
+    cl["de"] = [arch.de(cap[c], inv, u) for c in arch.component_order]
+    if foil is not None:
+        cl["foil"] = foil
+        cl["logit_diff"] = float(lg[t] - lg[foil])
+    return cl
+
+
+PAIR_COMPONENTS = ["attn.0", "attn.1", "attn.2", "mlp.1", "head.1.0", "resid_pre.1", "resid_post.2"]
+PAIR_GROUPS = {"attn 0 and mlp 2": ["attn.0", "mlp.2"]}
+
+
+def pair_cases(arch, prompts):
+    """Paired prompts: each prompt's counterfactual (its own ids, or another
+    prompt of the job), per-prompt targets and foils; noising at the final
+    position (a pair may differ in length there) and denoising at every
+    position (pairs of equal length)."""
+    rng = G.np.random.default_rng(4242)
+    vocab = arch.model.config.vocab_size
+
+    def corrupt(ids, k):
+        ids = list(ids)
+        for t in rng.choice(len(ids) - 1, size=k, replace=False):
+            ids[t] = int(rng.integers(0, vocab))
+        return ids
+    n = len(prompts)
+    own = [corrupt(ids, 2) for ids in prompts]
+    short = own[2][:-2]  # prompt 2's counterfactual is 2 tokens shorter
+    # noising: prompt 0 own ids, 1 -> prompt 3, 2 a shorter text, 3 -> prompt 0
+    cf_noise = [{"ids": own[0]}, {"prompt": 3}, {"ids": short}, {"prompt": 0}]
+    cf_ids = [own[0], prompts[3], short, prompts[0]]
+    cases = []
+    for title, denoise, positions, cf_doc, cf_tok in (
+            ("paired prompts, noising, final position", False, "last", cf_noise, cf_ids),
+            ("paired prompts, denoising, every position", True, "all",
+             [{"ids": o} for o in own], own)):
+        # target: the clean prompt's argmax; foil: the counterfactual's (or its runner-up)
+        targets, foils = [], []
+        for i in range(n):
+            a = G.forward(arch, prompts[i])["logits"]
+            b = G.forward(arch, cf_tok[i])["logits"]
+            t = int(a.argmax())
+            f = int(b.argmax())
+            if f == t:
+                f = int(torch.topk(b, 2).indices[1])
+            targets.append(t)
+            foils.append(f)
+        runs = [cf_tok[i] if denoise else prompts[i] for i in range(n)]
+        srcs = [prompts[i] if denoise else cf_tok[i] for i in range(n)]
+        cleans = [clean_record(arch, runs[i], targets[i], foils[i]) for i in range(n)]
+        src_cls = [clean_record(arch, srcs[i]) for i in range(n)]
+        job = {"prompts": [{"ids": prompts[i], "target": targets[i], "foil": foils[i],
+                            "counterfactual": cf_doc[i]} for i in range(n)],
+               "ablations": {"components": PAIR_COMPONENTS, "groups": PAIR_GROUPS,
+                             "methods": [{"patch": {"source": "counterfactual"}}, "zero"],
+                             "positions": positions},
+               "metrics": ["logit_diff"]}
+        if denoise:
+            job["ablations"]["patching"] = "denoising"
+        units = [(c, [c]) for c in PAIR_COMPONENTS] + list(PAIR_GROUPS.items())
+        rows = []
+        for i in range(n):
+            for un, members in units:
+                rows.append(unit_row(arch, cleans, None, i, un, members, "patch", positions,
+                                     src_cls[i], "patch:counterfactual"))
+                rows.append(unit_row(arch, cleans, None, i, un, members, "zero", positions))
+        clean = [{"prompt": i, "target": cl["target"], "clean_logit": cl["clean_logit"],
+                  "logit_diff": cl["logit_diff"]} for i, cl in enumerate(cleans)]
+        cases.append({"name": title, "job": job, "clean": clean, "rows": rows})
+        G.log(f"  {title}: {len(rows)} rows")
+    return cases
 
 
 def make(arch, name, path, prompts, golden_dir):
-    cleans = []
-    for ids in prompts:
-        cap = G.forward(arch, ids)
-        lg = cap["logits"]
-        t = int(lg.argmax())
-        u, inv = arch.u(t), arch.inv_scale(cap["resid"])
-        cl = {"ids": ids, "cap": cap, "target": t, "u": u, "inv": inv,
-              "clean_logit": float(G.centred(lg)[t]), "logp": torch.log_softmax(lg, -1)}
-        cl["de"] = [arch.de(cap[c], inv, u) for c in arch.component_order]
-        cleans.append(cl)
+    cleans = [clean_record(arch, ids) for ids in prompts]
     every = sorted({c for cs in GROUPS.values() for c in cs} | {"head.1.0", "attn.0"})
     means = {c: torch.stack([G.comp_value(arch, cl["cap"], c).reshape(-1) for cl in cleans]).mean(0)
              for c in every}
@@ -276,6 +352,7 @@ def make(arch, name, path, prompts, golden_dir):
                     rows.append(unit_row(arch, cleans, means, i, un, members, m, positions))
         cases.append({"name": title, "job": job, "rows": rows})
         G.log(f"  {title}: {len(rows)} rows")
+    cases += pair_cases(arch, prompts)
 
     def r(v):
         return [G.rnd(x) for x in v] if isinstance(v, list) else G.rnd(v) if isinstance(v, float) else v
@@ -288,7 +365,10 @@ def make(arch, name, path, prompts, golden_dir):
               + ("," if k + 1 < len(cleans) else "") for k, cl in enumerate(cleans)]
     lines += ["  ],", '  "cases": [']
     for k, c in enumerate(cases):
-        lines += ["    {" + f'"name": {json.dumps(c["name"])}, "job": {json.dumps(c["job"])}, "rows": [']
+        clean = f'"clean": {json.dumps([{k: r(v) for k, v in x.items()} for x in c["clean"]])}, ' \
+            if "clean" in c else ""
+        lines += ["    {" + f'"name": {json.dumps(c["name"])}, "job": {json.dumps(c["job"])}, '
+                  + clean + '"rows": [']
         lines += ["      " + json.dumps({key: r(v) for key, v in row.items()})
                   + ("," if q + 1 < len(c["rows"]) else "") for q, row in enumerate(c["rows"])]
         lines += ["    ]}" + ("," if k + 1 < len(cases) else "")]

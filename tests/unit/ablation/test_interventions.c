@@ -33,13 +33,16 @@ typedef struct {
   int n_slots;
   engine_variant_t *rows;
   float *deltas;
-  float *clean_de; /* [prompts][n_slots] */
+  float *clean_de;          /* [prompts][n_slots] */
+  engine_clean_t clean[64]; /* (de not kept) */
   int n, cap;
 } collect_t;
 
 static int on_clean(void *ctx, const engine_clean_t *r) {
   collect_t *c = ctx;
   memcpy(c->clean_de + (size_t)r->prompt * c->n_slots, r->de, sizeof(float) * c->n_slots);
+  if (r->prompt < 64)
+    c->clean[r->prompt] = *r;
   return 0;
 }
 
@@ -126,6 +129,12 @@ static void run_case(engine_t *e, const model_t *m, json_t *kase, double scale, 
       CHECK_CLOSE(what, got[q], json_number_value(json_object_get(g, keys[q])), GOLDEN_BOUND,
                   scale);
     }
+    json_t *diff = json_object_get(g, "logit_diff");
+    if (diff) {
+      snprintf(what, sizeof(what), "%s (%s): prompt %d %s %s logit_diff", name, modes[mode], p,
+               unit, method);
+      CHECK_CLOSE(what, r->logit_diff, json_number_value(diff), GOLDEN_BOUND, scale);
+    }
     json_t *de = json_object_get(g, "de_clean_scale");
     for (int s = 0; s < ns; s++) {
       snprintf(what, sizeof(what), "%s (%s): prompt %d %s %s de[%d]", name, modes[mode], p, unit,
@@ -134,6 +143,22 @@ static void run_case(engine_t *e, const model_t *m, json_t *kase, double scale, 
                   json_number_value(json_array_get(de, s)), GOLDEN_BOUND, scale);
     }
     compared++;
+  }
+  json_t *clean = json_object_get(kase, "clean"); /* the runs' targets, logits, differences */
+  for (size_t i = 0; rc == 0 && i < json_array_size(clean); i++) {
+    json_t *g = json_array_get(clean, i);
+    const int p = (int)json_integer_value(json_object_get(g, "prompt"));
+    const engine_clean_t *r = &c.clean[p];
+    char what[256];
+    CHECK(r->target == json_integer_value(json_object_get(g, "target")),
+          "%s (%s): prompt %d clean target %d, want %lld", name, modes[mode], p, r->target,
+          json_integer_value(json_object_get(g, "target")));
+    snprintf(what, sizeof(what), "%s (%s): prompt %d clean logit", name, modes[mode], p);
+    CHECK_CLOSE(what, r->logit, json_number_value(json_object_get(g, "clean_logit")), GOLDEN_BOUND,
+                scale);
+    snprintf(what, sizeof(what), "%s (%s): prompt %d clean logit_diff", name, modes[mode], p);
+    CHECK_CLOSE(what, r->logit_diff, json_number_value(json_object_get(g, "logit_diff")),
+                GOLDEN_BOUND, scale);
   }
   CHECK(rc != 0 || (compared == (int)json_array_size(rows) && c.n == compared),
         "%s (%s): %d golden rows compared of %zu, the engine gave %d", name, modes[mode], compared,

@@ -863,6 +863,55 @@ static void test_resid_and_groups(void) {
       "non-negative integer");
 }
 
+/* Paired prompts: counterfactuals, per-prompt foils, the patching
+ * direction; refusals naming the field. */
+static void test_pairs(void) {
+  job_spec_t *s = PARSE_OK(
+      "{'prompts': [{'text': 'a b', 'target': ' x', 'foil': ' y', 'counterfactual': 'a c'}, "
+      "{'ids': [1, 2], 'target': 5, 'foil': 6, 'counterfactual': {'prompt': 0}}, "
+      "{'text': 'q', 'target': ' x', 'foil': ' z', 'counterfactual': {'ids': [3, 4]}}], "
+      "'ablations': {'components': ['attn.*'], 'methods': [{'patch': {'source': "
+      "'counterfactual'}}], 'patching': 'denoising'}, 'metrics': ['logit_diff']}");
+  CHECK(s && s->target == TARGET_FOIL && s->denoising == 1 &&
+            s->methods[0].source == METHOD_SOURCE_COUNTERFACTUAL &&
+            str_is(s->prompts[0].cf_text, "a c") && s->prompts[1].cf_prompt == 0 &&
+            s->prompts[2].cf_n_ids == 2 && s->prompts[2].cf_ids[1] == 4 &&
+            str_is(s->prompts[2].foil.text, " z") && s->prompts[1].foil.id == 6 &&
+            (s->metrics & METRIC_LOGIT_DIFF),
+        "paired prompts parsed");
+  job_free(s);
+  BAD("{'prompts': [{'text': 'a', 'counterfactual': {'prompt': 5}}, 'b'], 'ablations': "
+      "{'components': ['attn.*']}}",
+      "prompts[0].counterfactual.prompt", "prompt 5 does not exist");
+  BAD("{'prompts': [{'text': 'a', 'counterfactual': {'prompt': 0}}, 'b'], 'ablations': "
+      "{'components': ['attn.*']}}",
+      "prompts[0].counterfactual.prompt", "not its own counterfactual");
+  BAD("{'prompts': [{'text': 'a', 'counterfactual': {'text': 'b', 'ids': [1]}}], 'ablations': "
+      "{'components': ['attn.*']}}",
+      "prompts[0].counterfactual", "exactly one of text, ids and prompt");
+  BAD("{'prompts': [{'text': 'a', 'counterfactual': 'b'}, 'c'], 'ablations': {'components': "
+      "['attn.*'], 'methods': [{'patch': {'source': 'counterfactual'}}]}}",
+      "prompts[1].counterfactual", "required: patch from \"counterfactual\"");
+  BAD("{'prompts': [{'text': 'a', 'counterfactual': 'b'}], 'ablations': {'components': "
+      "['attn.*'], 'methods': ['zero'], 'patching': 'denoising'}}",
+      "ablations.patching", "name the clean answer as the target");
+  BAD("{'prompts': [{'text': 'a', 'counterfactual': 'b'}], 'ablations': {'components': "
+      "['attn.*'], 'methods': [{'patch': {'source': 'pair'}}]}}",
+      "ablations.methods[0].patch.source", "expected a prompt index or \"counterfactual\"");
+  BAD("{'prompts': [{'text': 'a', 'foil': ' b'}], 'ablations': {'components': ['attn.*'], "
+      "'methods': ['zero']}}",
+      "prompts[0].foil", "a foil needs a named target");
+  BAD("{'prompts': [{'text': 'a', 'target': ' x', 'foil': ' b'}, {'text': 'c', 'target': ' x'}], "
+      "'ablations': {'components': ['attn.*'], 'methods': ['zero']}}",
+      "prompts[1].foil", "required: prompts[0] names a foil");
+  BAD("{'prompts': [{'text': 'a', 'target': ' x', 'foil': ' x'}], 'ablations': {'components': "
+      "['attn.*'], 'methods': ['zero']}}",
+      "prompts[0].foil", "the foil is the same token as the prompt's target");
+  BAD("{'prompts': ['a'], 'ablations': {'components': ['attn.*'], 'methods': ['zero'], "
+      "'patching': 'both'}}",
+      "ablations.patching", "noising");
+}
+
 static void test_names_and_methods(void) {
   component_t c[] = {{COMPONENT_EMBED, -1, -1},
                      {COMPONENT_ATTN, 3, -1},
@@ -1017,6 +1066,7 @@ int main(int argc, char **argv) {
   test_limits();
   test_expand();
   test_resid_and_groups();
+  test_pairs();
   test_names_and_methods();
   test_robustness();
   return check_exit("test_job");

@@ -71,6 +71,19 @@ static const bad_t bad[] = {
     {422, "ablations.positions",
      "{\"prompts\": [{\"ids\": [5, 6, 7]}], \"target\": \"next\", \"ablations\": "
      "{\"components\": [\"attn.0\"], \"methods\": [\"zero\"], \"positions\": [2]}}"},
+    /* paired prompts */
+    {422, "prompts[0].counterfactual",
+     "{\"prompts\": [{\"ids\": [5, 6, 7], \"counterfactual\": {\"ids\": [5, 6]}}], "
+     "\"ablations\": {\"components\": [\"attn.0\"], \"methods\": [{\"patch\": "
+     "{\"source\": \"counterfactual\"}}], \"positions\": \"all\"}}"},
+    {422, "prompts[0].counterfactual.ids[1]",
+     "{\"prompts\": [{\"ids\": [5, 6], \"counterfactual\": {\"ids\": [5, 6000]}}], "
+     "\"ablations\": {\"components\": [\"attn.0\"], \"methods\": [{\"patch\": "
+     "{\"source\": \"counterfactual\"}}]}}"},
+    {422, "prompts[1].foil",
+     "{\"prompts\": [{\"ids\": [5], \"target\": 7, \"foil\": 8}, {\"ids\": [6], "
+     "\"target\": 7, \"foil\": 9000}], \"ablations\": {\"components\": [\"attn.0\"], "
+     "\"methods\": [\"zero\"]}}"},
 };
 
 int main(int argc, char **argv) {

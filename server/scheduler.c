@@ -377,7 +377,7 @@ static int run_claimed_unit(server_t *s, sched_job_t *j, results_t *r, rowbuf_t 
       end_job(s, j, STORE_FAILED, u.deadline_hit ? "deadline exceeded" : err);
     return 1;
   }
-  const int64_t variants = engine_job_variants(&ej) / P * (ej.prompt_end - ej.prompt_first);
+  const int64_t variants = engine_range_variants(&ej, ej.prompt_first, ej.prompt_end);
   int rc = store_unit_complete(s->store, j->id, unit, (const char *const *)buf->rows, buf->n,
                                variants, err);
   if (rc == STORE_DUPLICATE) { /* the lease ran out and another worker stored it first */

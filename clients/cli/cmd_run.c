@@ -155,6 +155,47 @@ static double field_ci(json_t *row, const char *key) {
   return json_is_number(v) ? json_number_value(v) : NAN;
 }
 
+/* A per-position grid: for each method, the mean total effect of every
+ * component (rows) at every grid position (columns): the layer x position
+ * heatmap as text. */
+static void print_grid(run_out_t *o) {
+  FILE *f = o->out;
+  json_t *grid = json_object_get(o->header, "grid"),
+         *methods = json_object_get(o->header, "methods");
+  json_t *units = json_object_get(o->header, "components");
+  const size_t ng = json_array_size(grid), nu = json_array_size(units);
+  size_t im, iu, ig, i;
+  json_t *method, *unit, *row;
+  json_array_foreach(methods, im, method) {
+    fprintf(f, "total effect by position, method %s (mean over the prompts with the position)\n",
+            json_string_value(method));
+    fprintf(f, "%-16s", "component");
+    for (ig = 0; ig < ng; ig++)
+      fprintf(f, " %7lld", json_integer_value(json_array_get(grid, ig)));
+    fputc('\n', f);
+    for (iu = 0; iu < nu; iu++) {
+      unit = json_array_get(units, iu);
+      fprintf(f, "%-16.16s", json_string_value(unit));
+      for (ig = 0; ig < ng; ig++) {
+        double v = NAN;
+        json_array_foreach(o->summary, i, row) {
+          if (!strcmp(json_string_value(json_object_get(row, "component")),
+                      json_string_value(unit)) &&
+              !strcmp(json_string_value(json_object_get(row, "method")),
+                      json_string_value(method)) &&
+              json_integer_value(json_object_get(row, "position")) ==
+                  json_integer_value(json_array_get(grid, ig))) {
+            v = field_mean(row, "total_effect");
+            break;
+          }
+        }
+        fprintf(f, " %7.3f", v);
+      }
+      fputc('\n', f);
+    }
+  }
+}
+
 /* The per-layer table: one line per ablated component and method. */
 static void print_table(run_out_t *o, double elapsed) {
   FILE *f = o->out;
@@ -193,6 +234,10 @@ static void print_table(run_out_t *o, double elapsed) {
   const long long n_prompts = json_integer_value(json_object_get(o->header, "n_prompts"));
   if ((long long)json_array_size(o->clean) < n_prompts)
     fprintf(f, "  ... %lld more prompts\n", n_prompts - (long long)json_array_size(o->clean));
+  if (json_object_get(o->header, "grid")) {
+    print_grid(o);
+    return;
+  }
   fprintf(f, "effects on the centred target logit, mean over prompts (+- 95%% interval)\n");
   fprintf(f, "%-14s %-10s %16s %16s %16s %9s %9s %7s %6s\n", "component", "method", "direct",
           "total", "compensation", "comp.attn", "comp.mlp", "slope", "R2");

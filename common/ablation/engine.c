@@ -127,22 +127,27 @@ static int check_job(const engine_t *e, const engine_job_t *job, char *err) {
  * accumulator within its own. */
 static int chunk_end(const run_t *R, int c0, int budget) {
   const engine_job_t *job = R->job;
-  const long per_prompt = (long)n_units(job) * job->n_methods * (R->n_slots + 16);
+  const long per_run = (long)n_units(job) * job->n_methods * (R->n_slots + 16);
   int c1 = c0, rows = 0;
+  long runs = 0;
   while (c1 < n_all_prompts(job)) {
-    if (c1 > c0 && (rows + job->lengths[c1] > budget ||
-                    (long)(c1 - c0 + 1) * per_prompt > ACCUMULATOR_FLOATS ||
-                    (R->lp_prompts > 0 && c1 - c0 + 1 > R->lp_prompts)))
+    const long more = c1 < job->n_prompts ? prompt_runs(R, c1) : 0;
+    if (c1 > c0 &&
+        (rows + job->lengths[c1] > budget || (runs + more) * per_run > ACCUMULATOR_FLOATS ||
+         (R->lp_prompts > 0 && c1 - c0 + 1 > R->lp_prompts)))
       break;
+    runs += more;
     rows += job->lengths[c1++];
   }
   return c1;
 }
 
 /* The chunks of prompts [c0, c1) (as the run walks them, the last cut at c1):
- * widens *max_np and *max_rows to the largest one's prompts and rows;
+ * widens *max_np, *max_rows and *max_runs to the largest one's prompts,
+ * rows and accumulator runs (a grid's positions);
  * returns how many there are. */
-static int chunk_sizes(const run_t *R, int c0, int c1, int budget, int *max_np, int *max_rows) {
+static int chunk_sizes(const run_t *R, int c0, int c1, int budget, int *max_np, int *max_rows,
+                       long *max_runs) {
   int n = 0;
   for (int a = c0; a < c1; n++) {
     int b = chunk_end(R, a, budget);
@@ -150,6 +155,11 @@ static int chunk_sizes(const run_t *R, int c0, int c1, int budget, int *max_np, 
       b = c1;
     if (b - a > *max_np)
       *max_np = b - a;
+    long runs = 0;
+    for (int p = a; p < b && p < R->job->n_prompts; p++)
+      runs += prompt_runs(R, p);
+    if (runs > *max_runs)
+      *max_runs = runs;
     if (R->prompt_row[b] - R->prompt_row[a] > *max_rows)
       *max_rows = (int)(R->prompt_row[b] - R->prompt_row[a]);
     a = b;
@@ -162,10 +172,7 @@ static int chunk_sizes(const run_t *R, int c0, int c1, int budget, int *max_np, 
 static variant_t *chunk_variants(run_t *R, long *n_out) {
   const engine_job_t *job = R->job;
   const int n_stage = 2 * R->cfg->n_layers;
-  long n = 0;
-  for (int m = 0; m < job->n_methods; m++)
-    n += job->methods[m].kind == METHOD_RESAMPLE ? job->samples : 1;
-  n *= (long)n_units(job) * (R->c1 - R->c0);
+  const long n = engine_range_variants(job, R->c0, R->c1);
   variant_t *vs = malloc(sizeof(variant_t) * (n ? n : 1)),
             *sorted = malloc(sizeof(variant_t) * (n ? n : 1));
   long *at = calloc((size_t)n_stage + 1, sizeof(long));
@@ -177,34 +184,36 @@ static variant_t *chunk_variants(run_t *R, long *n_out) {
   }
   long i = 0;
   for (int p = R->c0; p < R->c1; p++)
-    for (int c = 0; c < n_units(job); c++)
-      for (int m = 0; m < job->n_methods; m++) {
-        const method_t *method = &job->methods[m];
-        const int samples = method->kind == METHOD_RESAMPLE ? job->samples : 1;
-        for (int s = 0; s < samples; s++, i++) {
-          variant_t *v = &vs[i];
-          v->prompt = p;
-          v->cprompt = p - R->c0;
-          v->component = c;
-          v->method = m;
-          v->sample = s;
-          v->source = -1;
-          if (method->kind == METHOD_PATCH)
-            v->source =
-                method->source == METHOD_SOURCE_COUNTERFACTUAL ? job->pair[p] : method->source;
-          else if (method->kind == METHOD_RESAMPLE) {
-            const int r = (int)(rng_mix(job->seed, (uint64_t)p, (uint64_t)c, (uint64_t)s) %
-                                (uint64_t)(job->n_prompts - 1));
-            v->source = r < p ? r : r + 1;
+    for (int k = job->each_position ? 0 : -1; k < (job->each_position ? n_positions(R, p) : 0); k++)
+      for (int c = 0; c < n_units(job); c++)
+        for (int m = 0; m < job->n_methods; m++) {
+          const method_t *method = &job->methods[m];
+          const int samples = method->kind == METHOD_RESAMPLE ? job->samples : 1;
+          for (int s = 0; s < samples; s++, i++) {
+            variant_t *v = &vs[i];
+            v->prompt = p;
+            v->cprompt = p - R->c0;
+            v->component = c;
+            v->method = m;
+            v->sample = s;
+            v->source = -1;
+            if (method->kind == METHOD_PATCH)
+              v->source =
+                  method->source == METHOD_SOURCE_COUNTERFACTUAL ? job->pair[p] : method->source;
+            else if (method->kind == METHOD_RESAMPLE) {
+              const int r = (int)(rng_mix(job->seed, (uint64_t)p, (uint64_t)c, (uint64_t)s) %
+                                  (uint64_t)(job->n_prompts - 1));
+              v->source = r < p ? r : r + 1;
+            }
+            const int first = job->position_list[job->position_offsets[p] + (k > 0 ? k : 0)];
+            v->k = k;
+            v->stage = job->reuse ? unit_stage(job, R->cfg, c) : 0;
+            v->p0 = job->reuse ? first : 0;
+            v->rows = job->lengths[p] - v->p0;
+            v->order = i;
+            at[v->stage + 1]++;
           }
-          const int first = job->position_list[job->position_offsets[p]];
-          v->stage = job->reuse ? unit_stage(job, R->cfg, c) : 0;
-          v->p0 = job->reuse ? first : 0;
-          v->rows = job->lengths[p] - v->p0;
-          v->order = i;
-          at[v->stage + 1]++;
         }
-      }
   for (int k = 0; k < n_stage; k++)
     at[k + 1] += at[k];
   for (long j = 0; j < n; j++)
@@ -223,32 +232,37 @@ static int emit_chunk(run_t *R) {
     return err_set(R->err, "out of memory");
   int rc = 0;
   for (int cp = 0; cp < R->c1 - R->c0 && !rc; cp++)
-    for (int c = 0; c < n_units(job) && !rc; c++)
-      for (int m = 0; m < job->n_methods && !rc; m++) {
-        const accum_t *a = &R->acc[((size_t)cp * n_units(job) + c) * job->n_methods + m];
-        const double n = a->count ? a->count : 1;
-        for (int s = 0; s < ns; s++)
-          delta[s] = (float)(a->delta[s] / n);
-        engine_variant_t row = {.prompt = R->c0 + cp,
-                                .component = c,
-                                .method = m,
-                                .samples = a->count,
-                                .total_effect = (float)(a->total / n),
-                                .direct_effect = (float)(a->direct / n),
-                                .compensation = (float)(a->comp / n),
-                                .compensation_attn = (float)(a->comp_attn / n),
-                                .compensation_mlp = (float)(a->comp_mlp / n),
-                                .ablated_logit = (float)(a->logit / n),
-                                .inv_scale = (float)(a->inv / n),
-                                .logprob = R->full_logits ? (float)(a->logprob / n) : NAN,
-                                .prob = R->full_logits ? (float)(a->prob / n) : NAN,
-                                .kl = R->full_logits ? (float)(a->kl / n) : NAN,
-                                .rank = R->full_logits ? (float)(a->rank / n) : NAN,
-                                .logit_diff = R->full_logits ? (float)(a->diff / n) : NAN,
-                                .delta_de = delta};
-        if (R->sink && R->sink->variant && R->sink->variant(R->sink->ctx, &row) != 0)
-          rc = err_set(R->err, "cancelled");
-      }
+    for (int run = 0; run < prompt_runs(R, R->c0 + cp) && !rc; run++)
+      for (int c = 0; c < n_units(job) && !rc; c++)
+        for (int m = 0; m < job->n_methods && !rc; m++) {
+          const accum_t *a =
+              &R->acc[((size_t)(R->acc_first[cp] + run) * n_units(job) + c) * job->n_methods + m];
+          const double n = a->count ? a->count : 1;
+          for (int s = 0; s < ns; s++)
+            delta[s] = (float)(a->delta[s] / n);
+          const int off = job->position_offsets[R->c0 + cp];
+          engine_variant_t row = {.prompt = R->c0 + cp,
+                                  .position =
+                                      job->each_position ? job->position_list[off + run] : -1,
+                                  .component = c,
+                                  .method = m,
+                                  .samples = a->count,
+                                  .total_effect = (float)(a->total / n),
+                                  .direct_effect = (float)(a->direct / n),
+                                  .compensation = (float)(a->comp / n),
+                                  .compensation_attn = (float)(a->comp_attn / n),
+                                  .compensation_mlp = (float)(a->comp_mlp / n),
+                                  .ablated_logit = (float)(a->logit / n),
+                                  .inv_scale = (float)(a->inv / n),
+                                  .logprob = R->full_logits ? (float)(a->logprob / n) : NAN,
+                                  .prob = R->full_logits ? (float)(a->prob / n) : NAN,
+                                  .kl = R->full_logits ? (float)(a->kl / n) : NAN,
+                                  .rank = R->full_logits ? (float)(a->rank / n) : NAN,
+                                  .logit_diff = R->full_logits ? (float)(a->diff / n) : NAN,
+                                  .delta_de = delta};
+          if (R->sink && R->sink->variant && R->sink->variant(R->sink->ctx, &row) != 0)
+            rc = err_set(R->err, "cancelled");
+        }
   free(delta);
   return rc;
 }
@@ -269,6 +283,7 @@ static void free_run(run_t *R) {
   free(R->udirs_host);
   free(R->norm_bias_term);
   free(R->acc);
+  free(R->acc_first);
   free(R->acc_delta);
   free(R->unit_role);
   free(R->unit_resid);
@@ -282,7 +297,12 @@ static int begin_chunk(run_t *R, int c0, int c1) {
   R->clean_rows = (int)(R->prompt_row[c1] - R->prompt_row[c0]);
   for (int cp = 0; cp < np; cp++)
     R->clean_start[cp] = (int)(R->prompt_row[c0 + cp] - R->prompt_row[c0]);
-  const size_t n_acc = (size_t)np * n_units(R->job) * R->job->n_methods;
+  int runs = 0;
+  for (int cp = 0; cp < np; cp++) {
+    R->acc_first[cp] = runs;
+    runs += R->c0 + cp < R->job->n_prompts ? prompt_runs(R, R->c0 + cp) : 0;
+  }
+  const size_t n_acc = (size_t)runs * n_units(R->job) * R->job->n_methods;
   memset(R->acc, 0, sizeof(accum_t) * n_acc);
   memset(R->acc_delta, 0, sizeof(double) * n_acc * ns);
   for (size_t i = 0; i < n_acc; i++)
@@ -385,10 +405,12 @@ int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, 
   const int first = job->prompt_end > 0 ? job->prompt_first : 0;
   const int end = job->prompt_end > 0 ? job->prompt_end : P;
   int max_np = 0, max_rows = 0;
-  const int n_chunks = chunk_sizes(&R, 0, P_all, budget, &max_np, &max_rows);
-  chunk_sizes(&R, first, end, budget, &max_np, &max_rows);
-  const size_t n_acc = (size_t)max_np * n_units(job) * job->n_methods;
+  long max_runs = 0;
+  const int n_chunks = chunk_sizes(&R, 0, P_all, budget, &max_np, &max_rows, &max_runs);
+  chunk_sizes(&R, first, end, budget, &max_np, &max_rows, &max_runs);
+  const size_t n_acc = (size_t)max_runs * n_units(job) * job->n_methods;
   R.clean_start = malloc(sizeof(int) * max_np);
+  R.acc_first = malloc(sizeof(int) * max_np);
   R.clean_out = malloc(sizeof(float) * (size_t)max_np * ns * d);
   R.clean_de = malloc(sizeof(float) * (size_t)max_np * ns);
   if (R.full_logits)
@@ -399,7 +421,8 @@ int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, 
   R.acc = malloc(sizeof(accum_t) * (n_acc ? n_acc : 1));
   R.acc_delta = malloc(sizeof(double) * (n_acc ? n_acc : 1) * ns);
   if (!R.clean_start || !R.clean_out || !R.clean_de || (R.full_logits && !R.clean_target_logprob) ||
-      !R.dirs_host || !R.udirs_host || !R.norm_bias_term || !R.acc || !R.acc_delta) {
+      !R.dirs_host || !R.udirs_host || !R.norm_bias_term || !R.acc || !R.acc_delta ||
+      !R.acc_first) {
     err_set(err, "out of memory for chunks of %d prompts", max_np);
     goto done;
   }
@@ -433,7 +456,7 @@ int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, 
     }
   engine_phase(e, PH_CLEAN, &t0);
 
-  R.total = engine_job_variants(job) / P * (end - first);
+  R.total = engine_range_variants(job, first, end);
   if (needs_sources && n_chunks == 1 && P_all == P) /* the single chunk's clean pass fills it */
     needs_sources = 2;
   if (needs_sources == 2 && (first > 0 || end < P)) {

@@ -63,12 +63,15 @@ typedef struct {
    * METHOD_SOURCE_COUNTERFACTUAL; NULL when no method patches from pairs. */
   const int *pair;
   const int *position_offsets; /* [n_prompts + n_sources + 1] */
-  const int *position_list;    /* per prompt, increasing positions to intervene at */
-  unsigned metrics;            /* METRIC_* */
-  int norm_scale_ablated;      /* direct effects of ablated runs with their own norm scale */
-  int reuse;                   /* 0: full recompute of every variant */
-  int max_rows;                /* rows per pass; 0: sized from the memory budget (below) */
-  int tf32;                    /* matrix products on TF32 tensor cores where the backend has them */
+  /* 0: a variant intervenes at every position of its prompt's list; 1: a
+   * per-position grid, one variant per listed position (rows carry it). */
+  int each_position;
+  const int *position_list; /* per prompt, increasing positions to intervene at */
+  unsigned metrics;         /* METRIC_* */
+  int norm_scale_ablated;   /* direct effects of ablated runs with their own norm scale */
+  int reuse;                /* 0: full recompute of every variant */
+  int max_rows;             /* rows per pass; 0: sized from the memory budget (below) */
+  int tf32;                 /* matrix products on TF32 tensor cores where the backend has them */
   /* Run only the prompts [prompt_first, prompt_end) (a work unit); 0, 0: all.
    * Sources (resample, patch, mean) still come from every prompt of the job,
    * and rows carry the job's prompt indices. */
@@ -94,6 +97,7 @@ typedef struct {
 
 typedef struct {
   int prompt, component, method; /* component: the unit (engine_job_t.unit_first) */
+  int position;                  /* a grid's intervened position; -1 otherwise */
   int samples;                   /* variants averaged into this row */
   float total_effect;            /* clean logit - ablated logit */
   /* The unit's own direct-effect drop: summed over its slots for a group;
@@ -161,7 +165,9 @@ void engine_slot_name(int slot, char *buf, size_t len);
 /* The slot a component's direct effect is counted in; -1 for a
  * residual-stream site (not a slot). */
 int engine_component_slot(const component_t *c);
-/* Number of variants a job runs (resample counts each sample). */
+/* Number of variants a job runs (resample counts each sample; a grid each
+ * position), and those of its prompts [first, end). */
 long engine_job_variants(const engine_job_t *job);
+long engine_range_variants(const engine_job_t *job, int first, int end);
 
 #endif

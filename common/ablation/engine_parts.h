@@ -100,6 +100,7 @@ typedef struct {
   int prompt, cprompt; /* global and chunk-local prompt */
   int component;       /* the unit */
   int method, sample;
+  int k;      /* a grid's position (index into the prompt's list); -1: all of them */
   int source; /* resample/patch source prompt; -1 */
   int stage;  /* the sub-stage it joins at */
   int p0;     /* first recomputed position */
@@ -149,7 +150,9 @@ typedef struct {
   float *clean_target_logprob;
   float *dirs_host, *udirs_host;
   float *norm_bias_term;
-  accum_t *acc; /* [chunk prompts][n_components][n_methods] */
+  /* [chunk prompts, and a grid's positions of each][n_units][n_methods] */
+  accum_t *acc;
+  int *acc_first; /* [chunk prompts]: a prompt's first accumulator run (positions before) */
   double *acc_delta;
 
   long done, total;
@@ -248,6 +251,11 @@ static inline int store_index(const model_config_t *c, hook_site_t s, int layer)
 
 static inline int n_positions(const run_t *R, int prompt) {
   return R->job->position_offsets[prompt + 1] - R->job->position_offsets[prompt];
+}
+
+/* The runs a prompt's accumulators hold: its grid positions, or 1. */
+static inline int prompt_runs(const run_t *R, int prompt) {
+  return R->job->each_position ? n_positions(R, prompt) : 1;
 }
 
 static inline int final_row(const run_t *R, int cprompt) {

@@ -77,7 +77,8 @@ int apply_site(run_t *R, const variant_t *vs, int nv, int n_joined, hook_site_t 
       int c0, c1;
       component_cols(R->cfg, c, &c0, &c1);
       const int off = job->position_offsets[v->prompt];
-      for (int k = 0; k < n_positions(R, v->prompt); k++) {
+      for (int k = v->k >= 0 ? v->k : 0; k < (v->k >= 0 ? v->k + 1 : n_positions(R, v->prompt));
+           k++) {
         const int t = job->position_list[off + k];
         intervention_t e = {.row = v->base + (t - v->p0), .col0 = c0, .col1 = c1};
         if (from_store) {

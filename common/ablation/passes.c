@@ -334,7 +334,8 @@ static void accumulate(run_t *R, const variant_t *v, const float *de_out, int nr
                        float logit, float inv, const float *metrics) {
   const engine_job_t *job = R->job;
   const int ns = R->n_slots, cp = v->cprompt, p = v->prompt, u = v->component;
-  accum_t *a = &R->acc[((size_t)cp * n_units(job) + u) * job->n_methods + v->method];
+  const int run = R->acc_first[cp] + (v->k > 0 ? v->k : 0);
+  accum_t *a = &R->acc[((size_t)run * n_units(job) + u) * job->n_methods + v->method];
   const unsigned char *role = R->unit_role + (size_t)u * ns;
   const float *clean_de = R->clean_de + (size_t)cp * ns;
   const double rescale = job->norm_scale_ablated ? effects_norm_rescale(inv, R->clean_inv[p]) : 1.0;

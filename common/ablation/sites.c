@@ -112,9 +112,15 @@ int method_needs_source(method_kind_t k) {
   return k == METHOD_RESAMPLE || k == METHOD_PATCH || k == METHOD_MEAN;
 }
 
-long engine_job_variants(const engine_job_t *job) {
-  long per_prompt = 0;
+long engine_range_variants(const engine_job_t *job, int first, int end) {
+  long per_prompt = 0, runs = 0;
   for (int m = 0; m < job->n_methods; m++)
     per_prompt += job->methods[m].kind == METHOD_RESAMPLE ? job->samples : 1;
-  return per_prompt * n_units(job) * job->n_prompts;
+  for (int p = first; p < end; p++)
+    runs += job->each_position ? job->position_offsets[p + 1] - job->position_offsets[p] : 1;
+  return per_prompt * n_units(job) * runs;
+}
+
+long engine_job_variants(const engine_job_t *job) {
+  return engine_range_variants(job, 0, job->n_prompts);
 }

@@ -353,6 +353,46 @@ static int expand_units(const job_spec_t *spec, const model_config_t *cfg, plan_
   return 0;
 }
 
+/* A per-position grid's positions: every position some prompt intervenes
+ * at, increasing (the summary has a row per unit x method x position); the
+ * summary's effect tables within GRID_SUMMARY_FLOATS. */
+#define GRID_SUMMARY_FLOATS (1L << 24)
+static int grid_positions(const job_spec_t *spec, const model_t *m, plan_t *p, job_error_t *err) {
+  if (!spec->positions_each)
+    return 0;
+  int max = 0;
+  for (long k = 0; k < p->position_offsets[p->n_prompts]; k++)
+    if (p->position_list[k] + 1 > max)
+      max = p->position_list[k] + 1;
+  unsigned char *seen = calloc((size_t)max + 1, 1);
+  if (!seen)
+    return plan_fail(err, "", "out of memory");
+  for (long k = 0; k < p->position_offsets[p->n_prompts]; k++)
+    seen[p->position_list[k]] = 1;
+  int n = 0;
+  for (int t = 0; t < max; t++)
+    n += seen[t];
+  const double floats = (double)n * p->n_components * spec->n_methods * engine_n_slots(&m->cfg);
+  if (floats > (double)GRID_SUMMARY_FLOATS) {
+    free(seen);
+    plan_fail(err, "ablations.positions.each",
+              "a grid of %d positions x %d components x %d methods: its summary would hold "
+              "%.0f M effect-table entries, more than %ld M; grid fewer positions or components",
+              n, p->n_components, spec->n_methods, floats / 1e6, GRID_SUMMARY_FLOATS >> 20);
+    return plan_too_large(err);
+  }
+  p->grid = malloc(sizeof(int) * (n ? n : 1));
+  if (!p->grid) {
+    free(seen);
+    return plan_fail(err, "", "out of memory");
+  }
+  for (int t = 0; t < max; t++)
+    if (seen[t])
+      p->grid[p->n_grid++] = t;
+  free(seen);
+  return 0;
+}
+
 /* Variants per engine prompt (engine_job_variants / n_prompts). */
 static long variants_per_prompt(const job_spec_t *spec, int n_components) {
   long per = 0;
@@ -422,7 +462,8 @@ static int check_sizes(const job_spec_t *spec, const plan_limits_t *lim, const p
     }
   }
   const double prompts = next ? readouts : p->n_prompts;
-  const double variants = prompts * (double)per_prompt;
+  /* a grid runs each prompt once per position */
+  const double variants = (spec->positions_each ? positions : prompts) * (double)per_prompt;
   const double bytes = sizeof(int) * (ids + positions + 6 * (prompts + p->n_prompts));
   const char *field = next ? "target" : "ablations.positions";
   if (lim->max_variants > 0 && variants > (double)lim->max_variants) {
@@ -432,8 +473,9 @@ static int check_sizes(const job_spec_t *spec, const plan_limits_t *lim, const p
                 "limit of %ld",
                 readouts, variants, lim->max_variants);
     else
-      plan_fail(err, "ablations", "%.0f variants: more than the limit of %ld", variants,
-                lim->max_variants);
+      plan_fail(err, spec->positions_each ? "ablations.positions.each" : "ablations",
+                "%.0f variants%s: more than the limit of %ld", variants,
+                spec->positions_each ? " (one per position of the grid)" : "", lim->max_variants);
     return plan_too_large(err);
   }
   if (lim->max_bytes > 0 && bytes > (double)lim->max_bytes) {
@@ -491,7 +533,7 @@ int plan_build_limited(const job_spec_t *spec, const model_t *m, const tokenizer
     if (expand_next(spec, p, err))
       goto done;
   }
-  if (plan_pairs(spec, m, tok, lim, p, err))
+  if (plan_pairs(spec, m, tok, lim, p, err) || grid_positions(spec, m, p, err))
     goto done;
   const int EP = p->n_prompts; /* engine prompts */
   p->component_names = calloc(p->n_components ? p->n_components : 1, sizeof(char *));
@@ -548,6 +590,7 @@ int plan_build_limited(const job_spec_t *spec, const model_t *m, const tokenizer
   j->samples = spec->samples > 0 ? spec->samples : 1;
   j->seed = spec->seed;
   j->n_sources = p->n_sources;
+  j->each_position = spec->positions_each;
   j->pair = p->pair;
   j->position_offsets = p->position_offsets;
   j->position_list = p->position_list;
@@ -583,6 +626,7 @@ void plan_free(plan_t *p) {
   free(p->position_list);
   free(p->prompt_of);
   free(p->pair);
+  free(p->grid);
   free(p->position_of);
   free(p->atoms);
   free(p->unit_first);

@@ -30,6 +30,10 @@ typedef struct {
    * source for "counterfactual" (NULL: no pairs). */
   int n_sources;
   int *pair;
+  /* A per-position grid ("positions": {"each": ...}): the positions some
+   * prompt intervenes at, increasing (NULL otherwise). */
+  int *grid;
+  int n_grid;
   /* Units: what a variant ablates and a result row is keyed by. Each
    * component of the job is one unit, then each group; unit u ablates
    * atoms [unit_first[u], unit_first[u + 1]). */

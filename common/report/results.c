@@ -8,7 +8,7 @@
 #include "effects.h"
 #include "utf8.h"
 
-/* Running sums of one (component, method) over prompts. */
+/* Running sums of one (component, method[, grid position]) over prompts. */
 typedef struct {
   long n;
   long nonfinite;         /* rows with a non-finite value (their sums are NaN) */
@@ -32,6 +32,26 @@ struct results {
   char **slot_names;
 };
 
+/* Summaries: one per component x method, and per grid position. */
+static size_t n_stats_of(const plan_t *p) {
+  return (size_t)p->n_components * p->n_methods * (p->grid ? (size_t)p->n_grid : 1);
+}
+
+/* The grid index of a position (-1: not in the grid). */
+static int grid_index(const plan_t *p, long position) {
+  int lo = 0, hi = p->n_grid - 1;
+  while (lo <= hi) {
+    const int mid = (lo + hi) / 2;
+    if (p->grid[mid] == position)
+      return mid;
+    if (p->grid[mid] < position)
+      lo = mid + 1;
+    else
+      hi = mid - 1;
+  }
+  return -1;
+}
+
 results_t *results_create(const plan_t *plan, const model_t *m, const tokenizer_t *tok,
                           const results_info_t *info, results_emit_fn emit, void *ctx, char *err) {
   results_t *r = calloc(1, sizeof(*r));
@@ -46,7 +66,7 @@ results_t *results_create(const plan_t *plan, const model_t *m, const tokenizer_
   r->emit = emit;
   r->ctx = ctx;
   r->n_slots = engine_n_slots(&m->cfg);
-  const size_t n_stats = (size_t)plan->n_components * plan->n_methods;
+  const size_t n_stats = n_stats_of(plan);
   r->stats = calloc(n_stats ? n_stats : 1, sizeof(stat_t));
   r->deltas = calloc((n_stats ? n_stats : 1) * r->n_slots, sizeof(double));
   r->slot_names = calloc(r->n_slots, sizeof(char *));
@@ -189,6 +209,12 @@ int results_header(results_t *r) {
     }
     json_object_set_new(h, "groups", groups);
   }
+  if (p->grid) { /* a per-position grid: rows and summaries carry "position" */
+    json_t *grid = json_array();
+    for (int g = 0; g < p->n_grid; g++)
+      json_array_append_new(grid, json_integer(p->grid[g]));
+    json_object_set_new(h, "grid", grid);
+  }
   int resid = 0;
   for (int a = 0; a < p->n_atoms; a++)
     resid |= p->atoms[a].kind == COMPONENT_RESID_PRE || p->atoms[a].kind == COMPONENT_RESID_MID ||
@@ -255,9 +281,11 @@ static int on_clean(void *ctx, const engine_clean_t *c) {
   return emit(r, row);
 }
 
-static void add_stats(results_t *r, int component, int method, const double q[5],
+static void add_stats(results_t *r, int component, int method, int g, const double q[5],
                       const double *delta, int nonfinite) {
-  stat_t *s = &r->stats[(size_t)component * r->plan->n_methods + method];
+  const plan_t *p = r->plan;
+  stat_t *s =
+      &r->stats[((size_t)component * p->n_methods + method) * (p->grid ? p->n_grid : 1) + g];
   s->n++;
   s->nonfinite += nonfinite != 0;
   for (int i = 0; i < 5; i++) {
@@ -270,7 +298,7 @@ static void add_stats(results_t *r, int component, int method, const double q[5]
 }
 
 void results_reset_summary(results_t *r) {
-  const size_t n = (size_t)r->plan->n_components * r->plan->n_methods;
+  const size_t n = n_stats_of(r->plan);
   for (size_t i = 0; i < n; i++) {
     double *delta = r->stats[i].delta;
     memset(&r->stats[i], 0, sizeof(stat_t));
@@ -304,7 +332,8 @@ int results_add_row(results_t *r, const json_t *row) {
   const int m =
       name_index(p->method_names, p->n_methods, json_string_value(json_object_get(row, "method")));
   json_t *eff = json_object_get(row, "effects");
-  if (c < 0 || m < 0 || json_array_size(eff) != (size_t)r->n_slots)
+  const int g = p->grid ? grid_index(p, json_integer_value(json_object_get(row, "position"))) : 0;
+  if (c < 0 || m < 0 || g < 0 || json_array_size(eff) != (size_t)r->n_slots)
     return -1;
   const char *keys[5] = {"direct_effect", "total_effect", "compensation", "compensation_attn",
                          "compensation_mlp"};
@@ -317,7 +346,7 @@ int results_add_row(results_t *r, const json_t *row) {
     return -1;
   for (int k = 0; k < r->n_slots; k++)
     nonfinite |= !isfinite(delta[k] = stored_num(json_array_get(eff, k)));
-  add_stats(r, c, m, q, delta, nonfinite);
+  add_stats(r, c, m, g, q, delta, nonfinite);
   r->nonfinite_rows += nonfinite != 0;
   free(delta);
   return 0;
@@ -333,6 +362,8 @@ static int on_variant(void *ctx, const engine_variant_t *v) {
   set_prompt(row, p, v->prompt);
   json_object_set_new(row, "component", json_string(p->component_names[v->component]));
   json_object_set_new(row, "method", json_string(p->method_names[v->method]));
+  if (p->grid) /* a grid's intervened position */
+    json_object_set_new(row, "position", json_integer(v->position));
   json_object_set_new(row, "samples", json_integer(v->samples));
   put(row, nonfinite, "total_effect", v->total_effect);
   put(row, nonfinite, "direct_effect", v->direct_effect);
@@ -381,33 +412,37 @@ int results_finish(results_t *r, double elapsed_s) {
   const plan_t *p = r->plan;
   const char *names[5] = {"direct_effect", "total_effect", "compensation", "compensation_attn",
                           "compensation_mlp"};
+  const int n_g = p->grid ? p->n_grid : 1;
   for (int c = 0; c < p->n_components; c++)
-    for (int k = 0; k < p->n_methods; k++) {
-      const stat_t *s = &r->stats[(size_t)c * p->n_methods + k];
-      json_t *row = json_object();
-      json_object_set_new(row, "type", json_string("summary"));
-      json_object_set_new(row, "component", json_string(p->component_names[c]));
-      json_object_set_new(row, "method", json_string(p->method_names[k]));
-      json_object_set_new(row, "n", json_integer(s->n));
-      /* NaN in the sums: those means are null, never 0 */
-      json_object_set_new(row, "nonfinite", json_integer(s->nonfinite));
-      for (int i = 0; i < 5; i++)
-        json_object_set_new(row, names[i], mean_ci(s->sum[i], s->sum2[i], s->n));
-      /* compensation = slope * direct + intercept, least squares over prompts (Fig. 7d) */
-      double slope, r2;
-      effects_fit((double)s->n, s->sum[0], s->sum[2], s->sum2[0], s->sum2[2], s->sum_dc, &slope,
-                  &r2);
-      json_t *fit = json_object();
-      json_object_set_new(fit, "slope", num(slope));
-      json_object_set_new(fit, "r2", num(r2));
-      json_object_set_new(row, "fit", fit);
-      json_t *eff = json_array();
-      for (int t = 0; t < r->n_slots; t++)
-        json_array_append_new(eff, num(s->n ? s->delta[t] / s->n : NAN));
-      json_object_set_new(row, "effects", eff);
-      if (emit(r, row) != 0)
-        return -1;
-    }
+    for (int k = 0; k < p->n_methods; k++)
+      for (int g = 0; g < n_g; g++) {
+        const stat_t *s = &r->stats[((size_t)c * p->n_methods + k) * n_g + g];
+        json_t *row = json_object();
+        json_object_set_new(row, "type", json_string("summary"));
+        json_object_set_new(row, "component", json_string(p->component_names[c]));
+        json_object_set_new(row, "method", json_string(p->method_names[k]));
+        if (p->grid)
+          json_object_set_new(row, "position", json_integer(p->grid[g]));
+        json_object_set_new(row, "n", json_integer(s->n));
+        /* NaN in the sums: those means are null, never 0 */
+        json_object_set_new(row, "nonfinite", json_integer(s->nonfinite));
+        for (int i = 0; i < 5; i++)
+          json_object_set_new(row, names[i], mean_ci(s->sum[i], s->sum2[i], s->n));
+        /* compensation = slope * direct + intercept, least squares over prompts (Fig. 7d) */
+        double slope, r2;
+        effects_fit((double)s->n, s->sum[0], s->sum[2], s->sum2[0], s->sum2[2], s->sum_dc, &slope,
+                    &r2);
+        json_t *fit = json_object();
+        json_object_set_new(fit, "slope", num(slope));
+        json_object_set_new(fit, "r2", num(r2));
+        json_object_set_new(row, "fit", fit);
+        json_t *eff = json_array();
+        for (int t = 0; t < r->n_slots; t++)
+          json_array_append_new(eff, num(s->n ? s->delta[t] / s->n : NAN));
+        json_object_set_new(row, "effects", eff);
+        if (emit(r, row) != 0)
+          return -1;
+      }
   json_t *end = json_object();
   json_object_set_new(end, "type", json_string("end"));
   json_object_set_new(end, "rows", json_integer(r->rows + 1));

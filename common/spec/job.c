@@ -222,11 +222,11 @@ static int by_value(const void *a, const void *b) {
 
 /* A position given twice is the user's mistake (it would be read once):
  * refused, naming its second entry. */
-static int check_unique_positions(const job_spec_t *spec, job_error_t *err) {
+static int check_unique_positions(const job_spec_t *spec, const char *f, job_error_t *err) {
   const int n = spec->n_positions;
   int *pairs = malloc(sizeof(int) * 2 * (size_t)n); /* value, index */
   if (!pairs)
-    return job_fail(err, "ablations.positions", "out of memory");
+    return job_fail(err, f, "out of memory");
   for (int i = 0; i < n; i++) {
     pairs[2 * i] = spec->position_list[i];
     pairs[2 * i + 1] = i;
@@ -243,12 +243,14 @@ static int check_unique_positions(const job_spec_t *spec, job_error_t *err) {
   if (dup < 0)
     return 0;
   path_t fi;
-  return job_fail(err, json_field_index(fi, JOB_FIELD_LEN, "ablations.positions", (size_t)dup),
-                  "position %d is given twice (also at ablations.positions[%d])", value, first);
+  return job_fail(err, json_field_index(fi, JOB_FIELD_LEN, f, (size_t)dup),
+                  "position %d is given twice (also at %s[%d])", value, f, first);
 }
 
-static int parse_positions(const json_t *v, job_spec_t *spec, job_error_t *err) {
-  const char *f = "ablations.positions";
+/* A position rule at field f; {"each": RULE} (a per-position grid) where
+ * each_ok. */
+static int parse_position_rule(const json_t *v, const char *f, int each_ok, job_spec_t *spec,
+                               job_error_t *err) {
   if (json_is_string(v)) {
     static const char *const names[] = {"last", "all", "subject", NULL};
     static const position_mode_t modes[] = {POSITIONS_LAST, POSITIONS_ALL, POSITIONS_SUBSTRING};
@@ -277,25 +279,40 @@ static int parse_positions(const json_t *v, job_spec_t *spec, job_error_t *err) 
       spec->position_list[i] = (int)x;
     }
     spec->positions = POSITIONS_LIST;
-    return check_unique_positions(spec, err);
+    return check_unique_positions(spec, f, err);
   }
   if (json_is_object(v)) {
-    static const char *const keys[] = {"substring", NULL};
-    const json_t *sub;
+    static const char *const keys[] = {"substring", "each", NULL};
+    const json_t *sub = json_object_get(v, "substring"), *each = json_object_get(v, "each");
+    path_t fs;
     if (job_check_keys(v, f, keys, err))
       return -1;
-    sub = json_object_get(v, "substring");
+    if (each && each_ok) {
+      if (sub)
+        return job_fail(err, f, "give only one of substring and each");
+      spec->positions_each = 1;
+      return parse_position_rule(each, json_field_key(fs, JOB_FIELD_LEN, f, "each"), 0, spec, err);
+    }
+    if (each)
+      return job_fail(err, json_field_key(fs, JOB_FIELD_LEN, f, "each"), "\"each\" does not nest");
     if (!sub)
-      return job_fail(err, f, "expected {\"substring\": \"...\"}");
-    if (job_copy_string(sub, "ablations.positions.substring", &spec->position_substring, err))
+      return job_fail(err, f,
+                      "expected {\"substring\": \"...\"} or {\"each\": RULE} (a per-position "
+                      "grid)");
+    if (job_copy_string(sub, json_field_key(fs, JOB_FIELD_LEN, f, "substring"),
+                        &spec->position_substring, err))
       return -1;
     spec->positions = POSITIONS_SUBSTRING;
     return 0;
   }
   return job_fail(err, f,
-                  "expected \"last\", \"all\", \"subject\", a list of positions or {\"substring\": "
-                  "...}, got %s",
+                  "expected \"last\", \"all\", \"subject\", a list of positions, {\"substring\": "
+                  "...} or {\"each\": RULE}, got %s",
                   json_field_kind(v));
+}
+
+static int parse_positions(const json_t *v, job_spec_t *spec, job_error_t *err) {
+  return parse_position_rule(v, "ablations.positions", 1, spec, err);
 }
 
 static int parse_metrics(const json_t *v, job_spec_t *spec, job_error_t *err) {
@@ -463,6 +480,10 @@ static int check_prompts_against_job(job_spec_t *spec, int target_given, int met
   }
   if (check_pairs(spec, target_given, err))
     return -1;
+  if (spec->positions_each && spec->target == TARGET_NEXT)
+    return job_fail(err, "ablations.positions.each",
+                    "a per-position grid reads the final position; with \"target\": \"next\" "
+                    "every position is already its own readout");
   if (spec->positions == POSITIONS_SUBSTRING)
     for (int i = 0; i < spec->n_prompts; i++) {
       const job_prompt_t *p = &spec->prompts[i];

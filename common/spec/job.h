@@ -177,6 +177,9 @@ typedef struct {
   int denoising;
 
   position_mode_t positions;
+  /* {"each": RULE}: a per-position grid, one variant per position the rule
+   * gives (rows keyed by position) instead of one over all of them */
+  int positions_each;
   int *position_list; /* POSITIONS_LIST */
   int n_positions;
   char *position_substring; /* POSITIONS_SUBSTRING with an explicit string; NULL: each

@@ -311,6 +311,73 @@ def pair_cases(arch, prompts):
     return cases
 
 
+GRID_COMPONENTS = ["attn.0", "mlp.1", "head.1.0", "resid_pre.1", "resid_mid.2"]
+GRID_GROUPS = {"attn 0 and mlp 2": ["attn.0", "mlp.2"]}
+
+
+def grid_case(arch, cleans):
+    """A per-position grid ("positions": {"each": "all"}): one run per prompt,
+    unit, method and position t, intervening at t alone (patch from prompt
+    PATCH_SOURCE aligned from the end: t - n_i + n_j, left alone below 0)."""
+    def full(cl, comp):
+        return clean_values(arch, cl, comp) if comp.startswith("resid_") else G.full_value(arch, cl, comp)
+
+    def at_t(method, comp, i, t):
+        def fn(v):  # v: [T, ...], every position
+            v = v.clone()
+            if method == "zero":
+                v[t] = torch.zeros_like(v[t])
+            elif method == "scale:0.5":
+                v[t] = v[t] * 0.5
+            else:
+                src = full(cleans[PATCH_SOURCE], comp)
+                s = t - len(cleans[i]["ids"]) + src.shape[0]
+                if s >= 0:
+                    v[t] = src[s]
+            return v
+        return fn
+    units = [(c, [c]) for c in GRID_COMPONENTS] + list(GRID_GROUPS.items())
+    methods = ["zero", "scale:0.5", "patch"]
+    rows = []
+    for i, cl in enumerate(cleans):
+        for t in range(len(cl["ids"])):
+            for un, members in units:
+                for m in methods:
+                    fns = {c: at_t(m, c, i, t) for c in members}
+                    row = grid_row(arch, cl, un, members, fns, t)
+                    row.update({"prompt": i, "method": f"patch:{PATCH_SOURCE}" if m == "patch" else m,
+                                "position": t})
+                    rows.append(row)
+    job = {"prompts": [{"ids": c["ids"]} for c in cleans],
+           "ablations": {"components": GRID_COMPONENTS, "groups": GRID_GROUPS,
+                         "methods": ["zero", "scale:0.5", {"patch": {"source": PATCH_SOURCE}}],
+                         "positions": {"each": "all"}}}
+    G.log(f"  per-position grid, every position: {len(rows)} rows")
+    return {"name": "per-position grid, every position", "job": job, "rows": rows}
+
+
+def grid_row(arch, cl, name, members, fns, t):
+    """The fields of one grid run (interventions at position t via "all" hooks)."""
+    box = {}
+    cap = run(arch, cl["ids"], fns, "all", box)
+    tg, u, inv = cl["target"], cl["u"], cl["inv"]
+    ablated_logit = float(G.centred(cap["logits"])[tg])
+    de = [arch.de(cap[c], inv, u) for c in arch.component_order]
+    ns = len(de)
+    if members[0].startswith("resid_"):
+        (site,) = members
+        fd = resid_first_downstream(site)
+        direct = arch.de(clean_values(arch, cl, site)[-1], inv, u) - arch.de(box[site], inv, u)
+        comp = sum(de[s] - cl["de"][s] for s in range(fd, ns))
+    else:
+        own = {slot_of(c) for c in members}
+        direct = sum(cl["de"][s] - de[s] for s in own)
+        comp = sum(de[s] - cl["de"][s] for s in range(min(own) + 1, ns) if s not in own)
+    return {"component": name, "total_effect": cl["clean_logit"] - ablated_logit,
+            "ablated_logit": ablated_logit, "direct_effect": direct, "compensation": comp,
+            "de_clean_scale": de}
+
+
 def make(arch, name, path, prompts, golden_dir):
     cleans = [clean_record(arch, ids) for ids in prompts]
     every = sorted({c for cs in GROUPS.values() for c in cs} | {"head.1.0", "attn.0"})
@@ -353,6 +420,7 @@ def make(arch, name, path, prompts, golden_dir):
         cases.append({"name": title, "job": job, "rows": rows})
         G.log(f"  {title}: {len(rows)} rows")
     cases += pair_cases(arch, prompts)
+    cases.append(grid_case(arch, cleans))
 
     def r(v):
         return [G.rnd(x) for x in v] if isinstance(v, list) else G.rnd(v) if isinstance(v, float) else v

@@ -62,10 +62,12 @@ static int on_variant(void *ctx, const engine_variant_t *r) {
   return 0;
 }
 
-static int find(const collect_t *c, int prompt, const char *unit, const char *method) {
+static int find(const collect_t *c, int prompt, const char *unit, const char *method,
+                int position) {
   for (int i = 0; i < c->n; i++) {
     const engine_variant_t *r = &c->rows[i];
-    if (r->prompt == prompt && strcmp(c->plan->component_names[r->component], unit) == 0 &&
+    if (r->prompt == prompt && r->position == position &&
+        strcmp(c->plan->component_names[r->component], unit) == 0 &&
         strcmp(c->plan->method_names[r->method], method) == 0)
       return i;
   }
@@ -113,19 +115,22 @@ static void run_case(engine_t *e, const model_t *m, json_t *kase, double scale, 
     const int p = (int)json_integer_value(json_object_get(g, "prompt"));
     const char *unit = json_string_value(json_object_get(g, "component"));
     const char *method = json_string_value(json_object_get(g, "method"));
-    const int k = find(&c, p, unit, method);
+    json_t *at = json_object_get(g, "position");
+    const int position = at ? (int)json_integer_value(at) : -1;
+    const int k = find(&c, p, unit, method, position);
     if (k < 0) {
-      FAIL("%s (%s): no row for prompt %d %s %s", name, modes[mode], p, unit, method);
+      FAIL("%s (%s): no row for prompt %d %s %s position %d", name, modes[mode], p, unit, method,
+           position);
       continue;
     }
     const engine_variant_t *r = &c.rows[k];
-    char what[256];
+    char what[320];
     static const char *const keys[] = {"total_effect", "ablated_logit", "direct_effect",
                                        "compensation"};
     const double got[] = {r->total_effect, r->ablated_logit, r->direct_effect, r->compensation};
     for (int q = 0; q < 4; q++) {
-      snprintf(what, sizeof(what), "%s (%s): prompt %d %s %s %s", name, modes[mode], p, unit,
-               method, keys[q]);
+      snprintf(what, sizeof(what), "%s (%s): prompt %d %s %s @%d %s", name, modes[mode], p, unit,
+               method, position, keys[q]);
       CHECK_CLOSE(what, got[q], json_number_value(json_object_get(g, keys[q])), GOLDEN_BOUND,
                   scale);
     }

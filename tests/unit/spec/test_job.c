@@ -912,6 +912,31 @@ static void test_pairs(void) {
       "ablations.patching", "noising");
 }
 
+/* Per-position grids: {"each": RULE}. */
+static void test_grid(void) {
+  job_spec_t *s = PARSE_OK("{'prompts': ['a'], 'ablations': {'components': ['attn.*'], 'methods': "
+                           "['zero'], 'positions': {'each': [0, -1]}}}");
+  CHECK(s && s->positions_each && s->positions == POSITIONS_LIST && s->n_positions == 2,
+        "a grid over a list");
+  job_free(s);
+  s = PARSE_OK("{'prompts': [{'text': 'a b', 'subject': 'b'}], 'ablations': {'components': "
+               "['attn.*'], 'methods': ['zero'], 'positions': {'each': 'subject'}}}");
+  CHECK(s && s->positions_each && s->positions == POSITIONS_SUBSTRING, "a grid over the subject");
+  job_free(s);
+  BAD("{'prompts': ['a'], 'ablations': {'components': ['attn.*'], 'positions': {'each': "
+      "{'each': 'all'}}}}",
+      "ablations.positions.each.each", "does not nest");
+  BAD("{'prompts': ['a'], 'ablations': {'components': ['attn.*'], 'positions': {'each': [1, "
+      "1]}}}",
+      "ablations.positions.each[1]", "given twice");
+  BAD("{'prompts': ['a'], 'ablations': {'components': ['attn.*'], 'positions': {'each': "
+      "'first'}}}",
+      "ablations.positions.each", "last");
+  BAD("{'prompts': ['a b'], 'target': 'next', 'ablations': {'components': ['attn.*'], "
+      "'methods': ['zero'], 'positions': {'each': 'all'}}}",
+      "ablations.positions.each", "every position is already its own readout");
+}
+
 static void test_names_and_methods(void) {
   component_t c[] = {{COMPONENT_EMBED, -1, -1},
                      {COMPONENT_ATTN, 3, -1},
@@ -1067,6 +1092,7 @@ int main(int argc, char **argv) {
   test_expand();
   test_resid_and_groups();
   test_pairs();
+  test_grid();
   test_names_and_methods();
   test_robustness();
   return check_exit("test_job");

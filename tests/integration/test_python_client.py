@@ -16,7 +16,7 @@ import pytest
 ROOT = os.environ.get("HYDRA_ROOT", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 sys.path.insert(0, os.path.join(ROOT, "clients", "python"))
 from hydra_client import Client, HydraError  # noqa: E402
-from hydra_client.plots import plot_direct_vs_total, plot_effect_table  # noqa: E402
+from hydra_client.plots import plot_direct_vs_total, plot_effect_table, plot_position_grid  # noqa: E402
 from hydra_testutil import free_port  # noqa: E402
 
 TOKEN = "pytest-token-0123456789abcdef"
@@ -129,3 +129,31 @@ def test_cancel(server):
     with pytest.raises(HydraError):
         job.follow(progress=False)
     assert job.status()["state"] == "cancelled"
+
+
+def test_position_grid_frame_and_heatmap(server, tmp_path):
+    """A per-position grid: rows and summaries carry `position`, the grid
+    frame is component x position, the heatmap is labelled."""
+    c = Client(server[0], TOKEN)
+    job = c.submit({"model": "tiny", "prompts": [{"ids": [5, 17, 250, 9, 33]}, {"ids": [7, 8, 9, 10, 11]}],
+                    "ablations": {"components": ["resid_pre.1", "attn.2"], "groups": {"both mlps": ["mlp.0", "mlp.1"]},
+                                  "methods": ["zero", {"patch": {"source": 1}}],
+                                  "positions": {"each": "all"}}})
+    job.follow(progress=False)
+    res = job.results()
+    assert res.header["grid"] == [0, 1, 2, 3, 4]
+    assert "position" in res.variants.columns and "position" in res.summary.columns
+    assert len(res.variants) == 2 * 3 * 2 * 5
+    g = res.position_grid(method="zero")
+    assert list(g.index) == ["resid_pre.1", "attn.2", "both mlps"] and list(g.columns) == [0, 1, 2, 3, 4]
+    assert g.notna().all().all()
+    with pytest.raises(ValueError):
+        res.position_grid()  # two methods: name one
+    with pytest.raises(ValueError):
+        res.position_grid(method="mean")
+    fig = plot_position_grid(res, tmp_path / "grid.png", method="zero")
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "intervened position" and ax.get_ylabel() == "component"
+    assert fig.axes[1].get_ylabel().startswith("total effect")
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["resid_pre.1", "attn.2", "both mlps"]
+    assert os.path.getsize(tmp_path / "grid.png") > 1000

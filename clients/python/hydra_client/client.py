@@ -143,6 +143,31 @@ class Results:
         self.summary = pd.DataFrame(by.get("summary", []))
         self.end = (by.get("end") or [None])[0]
 
+    def position_grid(self, method=None, value="total_effect", stat="mean"):
+        """A per-position grid's summary ("positions": {"each": ...}) as a
+        wide frame: rows the ablated components and groups (in the job's
+        order), columns the intervened positions, values the mean of `value`
+        over the prompts that have that position. Raises ValueError on a job
+        without a grid or a method it lacks."""
+        s = self.summary
+        if "position" not in s.columns or "grid" not in self.header:
+            raise ValueError("this job has no per-position grid (\"positions\": {\"each\": ...})")
+        methods = list(s["method"].unique())
+        if method is None:
+            if len(methods) > 1:
+                raise ValueError(f"the job has several methods {methods}: name one")
+            method = methods[0]
+        if method not in methods:
+            raise ValueError(f"the job has no method {method!r} (it has {methods})")
+        s = s[s["method"] == method]
+        units = [u for u in self.header.get("components", []) if u in set(s["component"])]
+        grid = pd.DataFrame(index=units, columns=self.header["grid"], dtype=float)
+        for _, r in s.iterrows():
+            v = r[value]
+            grid.loc[r["component"], int(r["position"])] = v.get(stat) if isinstance(v, dict) else v
+        grid.index.name, grid.columns.name = "component", "position"
+        return grid
+
     def effect_table(self, method=None, stat="mean"):
         """The mean effect table as a wide frame: rows the ablated component,
         columns the downstream slots, values the mean change of each slot's

@@ -87,6 +87,50 @@ function color(v, lim) {
   return t >= 0 ? `rgb(${a},${a},255)` : `rgb(255,${a},${a})`;
 }
 
+// a summary row's label: its component, and a grid's position
+function rowLabel(r) { return r.position === undefined ? r.component : `${r.component} @${r.position}`; }
+
+// A per-position grid: rows the components (header order), columns the
+// grid's positions, cells the mean total effect for the method.
+function drawGrid(rows, header, method) {
+  const table = $("gridmap");
+  table.replaceChildren();
+  const sums = rows.filter((r) => r.method === method);
+  let lim = 0;
+  for (const r of sums) if (r.total_effect && isFinite(r.total_effect.mean)) lim = Math.max(lim, Math.abs(r.total_effect.mean));
+  $("grid-lim").textContent = "±" + fmt(lim);
+  const head = document.createElement("thead");
+  const htr = document.createElement("tr");
+  htr.append(document.createElement("th"));
+  for (const p of header.grid) {
+    const th = document.createElement("th");
+    th.textContent = String(p);
+    htr.append(th);
+  }
+  head.append(htr);
+  const body = document.createElement("tbody");
+  for (const c of header.components) {
+    const tr = document.createElement("tr");
+    const th = document.createElement("th");
+    th.textContent = c;
+    tr.append(th);
+    for (const p of header.grid) {
+      const r = sums.find((x) => x.component === c && x.position === p);
+      const v = r && r.total_effect ? r.total_effect.mean : null;
+      const td = document.createElement("td");
+      td.className = "cell";
+      td.dataset.component = c;
+      td.dataset.position = String(p);
+      td.dataset.value = String(v);
+      td.title = `${c} at position ${p}: total effect ${fmt(v, 4)}`;
+      td.style.background = typeof v === "number" ? color(v, lim) : "#ddd";
+      tr.append(td);
+    }
+    body.append(tr);
+  }
+  table.append(head, body);
+}
+
 function drawHeatmap(rows, slots, method) {
   const table = $("heatmap");
   table.replaceChildren();
@@ -106,7 +150,7 @@ function drawHeatmap(rows, slots, method) {
   for (const r of sums) {
     const tr = document.createElement("tr");
     const th = document.createElement("th");
-    th.textContent = r.component;
+    th.textContent = rowLabel(r);
     tr.append(th);
     r.effects.forEach((v, k) => {
       const td = document.createElement("td");
@@ -128,7 +172,7 @@ function drawScatter(rows, method) {
   const ns = "http://www.w3.org/2000/svg";
   svg.replaceChildren();
   const pts = rows.filter((r) => r.method === method)
-    .map((r) => ({ c: r.component, x: r.direct_effect.mean, y: r.total_effect.mean }))
+    .map((r) => ({ c: rowLabel(r), x: r.direct_effect.mean, y: r.total_effect.mean }))
     .filter((p) => isFinite(p.x) && isFinite(p.y));
   const all = pts.flatMap((p) => [p.x, p.y]).concat([0]);
   const lo = Math.min(...all), hi = Math.max(...all), pad = 0.05 * (hi - lo || 1);
@@ -173,7 +217,7 @@ function drawSummary(rows) {
   body.replaceChildren();
   for (const r of rows) {
     const tr = document.createElement("tr");
-    const vals = [r.component, r.method, String(r.n), fmt(r.direct_effect.mean), fmt(r.total_effect.mean),
+    const vals = [rowLabel(r), r.method, String(r.n), fmt(r.direct_effect.mean), fmt(r.total_effect.mean),
       fmt(r.compensation.mean), fmt(r.compensation_attn.mean), fmt(r.compensation_mlp.mean),
       fmt(r.fit && r.fit.slope, 2), fmt(r.fit && r.fit.r2, 2)];
     for (const v of vals) {
@@ -209,7 +253,12 @@ async function showJob(id) {
     const methods = [...new Set(summary.map((r) => r.method))];
     const sel = $("method");
     sel.replaceChildren(...methods.map((m) => { const o = document.createElement("option"); o.textContent = m; return o; }));
-    const draw = () => { drawHeatmap(summary, header.slots, sel.value); drawScatter(summary, sel.value); };
+    $("grid-section").hidden = !header.grid;
+    const draw = () => {
+      if (header.grid) drawGrid(summary, header, sel.value);
+      drawHeatmap(summary, header.slots, sel.value);
+      drawScatter(summary, sel.value);
+    };
     sel.onchange = draw;
     draw();
     drawSummary(summary);

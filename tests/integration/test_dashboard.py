@@ -93,6 +93,30 @@ try:
     shot = os.path.join(ARTIFACTS, "dashboard.png")
     driver.save_screenshot(shot)
     check(f"screenshot saved ({shot})", os.path.getsize(shot) > 10000)
+
+    # a per-position grid: the component x position heatmap, cells as the API's means
+    grid_job = server.submit({"model": "tiny", "prompts": ["the cat sat on the mat", "a dog ran in the park"],
+                              "ablations": {"components": ["resid_pre.1", "attn.2"], "methods": ["zero"],
+                                            "positions": {"each": "all"}}})
+    server.wait(grid_job)
+    grows = server.rows(grid_job)
+    gheader = next(r for r in grows if r["type"] == "header")
+    gsum = [r for r in grows if r["type"] == "summary"]
+    driver.get(URL + "/#job=" + grid_job)
+    wait.until(lambda d: d.execute_script("return document.body.dataset.ready") == grid_job)
+    check("grid: the position heatmap is shown", driver.find_element(By.ID, "grid-section").is_displayed())
+    gcells = driver.find_elements(By.CSS_SELECTOR, "#gridmap td.cell")
+    want = {(r["component"], r["position"]): r["total_effect"]["mean"] for r in gsum}
+    got = {(c.get_attribute("data-component"), int(c.get_attribute("data-position"))):
+           float(c.get_attribute("data-value")) for c in gcells}
+    check("grid: one cell per component x position, values as the API",
+          len(gcells) == len(gheader["components"]) * len(gheader["grid"])
+          and all(abs(got[k] - v) <= 1e-6 for k, v in want.items()), (len(gcells), len(want)))
+    heads = [t.text for t in driver.find_elements(By.CSS_SELECTOR, "#gridmap thead th")][1:]
+    check("grid: columns are the grid's positions", heads == [str(p) for p in gheader["grid"]], heads)
+    check("grid: the colour scale's end is written out",
+          driver.find_element(By.ID, "grid-lim").text.startswith("±"))
+    driver.save_screenshot(os.path.join(ARTIFACTS, "dashboard-grid.png"))
     driver.find_element(By.ID, "logout").click()
     check("forgetting the token clears the session",
           driver.execute_script("return sessionStorage.getItem('hydra-token')") is None)

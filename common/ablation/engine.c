@@ -113,7 +113,8 @@ static int check_job(const engine_t *e, const engine_job_t *job, char *err) {
     const method_t *k = &job->methods[m];
     if (k->kind == METHOD_RESAMPLE && job->n_prompts < 2)
       return err_set(err, "resample needs at least 2 prompts to draw from");
-    if (k->kind == METHOD_PATCH && k->source == METHOD_SOURCE_COUNTERFACTUAL) {
+    if (k->kind == METHOD_PATCH &&
+        (k->source == METHOD_SOURCE_COUNTERFACTUAL || k->source == METHOD_SOURCE_CLEAN)) {
       for (int p = 0; p < job->n_prompts; p++)
         if (!job->pair || job->pair[p] < 0 || job->pair[p] >= n_all_prompts(job))
           return err_set(err, "prompt %d has no counterfactual to patch from", p);
@@ -198,8 +199,10 @@ static variant_t *chunk_variants(run_t *R, long *n_out) {
             v->sample = s;
             v->source = -1;
             if (method->kind == METHOD_PATCH)
-              v->source =
-                  method->source == METHOD_SOURCE_COUNTERFACTUAL ? job->pair[p] : method->source;
+              v->source = method->source == METHOD_SOURCE_COUNTERFACTUAL ||
+                                  method->source == METHOD_SOURCE_CLEAN
+                              ? job->pair[p]
+                              : method->source;
             else if (method->kind == METHOD_RESAMPLE) {
               const int r = (int)(rng_mix(job->seed, (uint64_t)p, (uint64_t)c, (uint64_t)s) %
                                   (uint64_t)(job->n_prompts - 1));

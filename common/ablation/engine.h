@@ -35,6 +35,8 @@
 
 typedef struct engine engine_t;
 
+#define ENGINE_TRACE_KEY 0x7472616365ULL /* "trace" */
+
 typedef struct {
   int n_prompts;
   const int *lengths; /* [n_prompts] */
@@ -66,6 +68,15 @@ typedef struct {
   /* 0: a variant intervenes at every position of its prompt's list; 1: a
    * per-position grid, one variant per listed position (rows carry it). */
   int each_position;
+  /* Causal tracing: noise of standard deviation trace_std (0: none) added
+   * to the embeddings of run prompt p at positions trace_list[
+   * trace_offsets[p] .. trace_offsets[p + 1]), in its clean pass and every
+   * variant (before the variant's own intervention), never to a
+   * source-only prompt. Draw of (p, t, column c): trace_std *
+   * rng_gaussian(rng_mix(trace_seed, p << 20 | t, ENGINE_TRACE_KEY, c)). */
+  float trace_std;
+  uint64_t trace_seed;
+  const int *trace_offsets, *trace_list;
   const int *position_list; /* per prompt, increasing positions to intervene at */
   unsigned metrics;         /* METRIC_* */
   int norm_scale_ablated;   /* direct effects of ablated runs with their own norm scale */

@@ -135,3 +135,48 @@ done:
   free(stored.host);
   return rc;
 }
+
+/* One prompt's trace noise on its rows at or after position p0 (row of
+ * position t: base + t - p0), for the first n rows of the pass. */
+static int trace_prompt(run_t *R, table_t *t, int prompt, int p0, int base, int n, float *buf) {
+  const engine_job_t *job = R->job;
+  const int d = R->d;
+  for (int k = job->trace_offsets[prompt]; k < job->trace_offsets[prompt + 1]; k++) {
+    const int pos = job->trace_list[k], row = base + pos - p0;
+    if (pos < p0 || row >= n)
+      continue;
+    if (room(R, t, R->e->cap_rows, d, 1, buf, NULL) != 0)
+      return -1;
+    float *values = t->values + t->n_src;
+    for (int col = 0; col < d; col++)
+      values[col] = job->trace_std *
+                    rng_gaussian(rng_mix(job->trace_seed, (uint64_t)prompt << 20 | (uint64_t)pos,
+                                         ENGINE_TRACE_KEY, (uint64_t)col));
+    t->host[t->n++] = (intervention_t){
+        .row = row, .col0 = 0, .col1 = d, .kind = INTERVENE_ADD, .src_offset = t->n_src};
+    t->n_src += d;
+  }
+  return 0;
+}
+
+int apply_trace(run_t *R, const variant_t *vs, int nv, int n, float *buf) {
+  const engine_job_t *job = R->job;
+  if (!(job->trace_std > 0) || !job->trace_offsets)
+    return 0;
+  table_t t = {0};
+  int rc = -1;
+  if (!vs) { /* the clean pass: every run prompt of the chunk from position 0 */
+    for (int cp = 0; cp < R->c1 - R->c0; cp++)
+      if (R->c0 + cp < job->n_prompts &&
+          trace_prompt(R, &t, R->c0 + cp, 0, R->clean_start[cp], n, buf) != 0)
+        goto done;
+  } else
+    for (int i = 0; i < nv; i++)
+      if (trace_prompt(R, &t, vs[i].prompt, vs[i].p0, vs[i].base, n, buf) != 0)
+        goto done;
+  rc = flush(R, &t, R->d, buf, NULL);
+done:
+  free(t.host);
+  free(t.values);
+  return rc;
+}

@@ -1,5 +1,6 @@
 #include "plan.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,6 +67,8 @@ static int method_label(const method_t *m, char *buf, size_t len) {
   case METHOD_PATCH:
     if (m->source == METHOD_SOURCE_COUNTERFACTUAL)
       return snprintf(buf, len, "patch:counterfactual");
+    if (m->source == METHOD_SOURCE_CLEAN)
+      return snprintf(buf, len, "restore");
     return snprintf(buf, len, "patch:%d", m->source);
   }
   return snprintf(buf, len, "?");
@@ -353,6 +356,62 @@ static int expand_units(const job_spec_t *spec, const model_config_t *cfg, plan_
   return 0;
 }
 
+/* Causal tracing: the noise's standard deviation (an absolute one, or a
+ * multiple of the token embedding table's standard deviation over all its
+ * entries) and every prompt's subject tokens, the positions it corrupts. */
+static int trace_positions(const job_spec_t *spec, const model_t *m, plan_t *p,
+                           tokenizer_encoding_t *enc, job_error_t *err) {
+  if (!spec->trace)
+    return 0;
+  double std = spec->trace_std;
+  if (std < 0) {
+    const size_t n = (size_t)m->cfg.vocab_size * m->cfg.d_model;
+    double sum = 0, sum2 = 0;
+    for (size_t i = 0; i < n; i++) {
+      sum += m->tok_embed[i];
+      sum2 += (double)m->tok_embed[i] * m->tok_embed[i];
+    }
+    const double mean = sum / (double)n;
+    std = spec->trace_scale * sqrt(fmax(sum2 / (double)n - mean * mean, 0.0));
+  }
+  p->trace_std = (float)std;
+  const int P = spec->n_prompts;
+  long total = 0;
+  p->trace_offsets = malloc(sizeof(int) * (P + 1));
+  if (!p->trace_offsets)
+    return plan_fail(err, "", "out of memory");
+  size_t *first = malloc(sizeof(size_t) * 2 * (P ? P : 1));
+  if (!first)
+    return plan_fail(err, "", "out of memory");
+  for (int i = 0; i < P; i++) {
+    const job_prompt_t *pr = &spec->prompts[i];
+    char field[64], msg[HYDRA_ERR_LEN];
+    snprintf(field, sizeof(field), "prompts[%d].subject", i);
+    if (!pr->text || !pr->subject) {
+      free(first);
+      return plan_fail(err, field, "\"trace\" needs each prompt as text with its subject");
+    }
+    if (tokenizer_find_substring(&enc[i], pr->text, strlen(pr->text), pr->subject,
+                                 strlen(pr->subject), &first[2 * i], &first[2 * i + 1], msg) != 0) {
+      free(first);
+      return plan_fail(err, field, "%s", msg);
+    }
+    p->trace_offsets[i] = (int)total;
+    total += (long)(first[2 * i + 1] - first[2 * i] + 1);
+  }
+  p->trace_offsets[P] = (int)total;
+  p->trace_list = malloc(sizeof(int) * (total ? total : 1));
+  if (!p->trace_list) {
+    free(first);
+    return plan_fail(err, "", "out of memory");
+  }
+  for (int i = 0; i < P; i++)
+    for (size_t t = first[2 * i]; t <= first[2 * i + 1]; t++)
+      p->trace_list[p->trace_offsets[i] + (t - first[2 * i])] = (int)t;
+  free(first);
+  return 0;
+}
+
 /* A per-position grid's positions: every position some prompt intervenes
  * at, increasing (the summary has a row per unit x method x position); the
  * summary's effect tables within GRID_SUMMARY_FLOATS. */
@@ -533,7 +592,8 @@ int plan_build_limited(const job_spec_t *spec, const model_t *m, const tokenizer
     if (expand_next(spec, p, err))
       goto done;
   }
-  if (plan_pairs(spec, m, tok, lim, p, err) || grid_positions(spec, m, p, err))
+  if (trace_positions(spec, m, p, enc, err) || plan_pairs(spec, m, tok, lim, p, err) ||
+      grid_positions(spec, m, p, err))
     goto done;
   const int EP = p->n_prompts; /* engine prompts */
   p->component_names = calloc(p->n_components ? p->n_components : 1, sizeof(char *));
@@ -591,6 +651,10 @@ int plan_build_limited(const job_spec_t *spec, const model_t *m, const tokenizer
   j->seed = spec->seed;
   j->n_sources = p->n_sources;
   j->each_position = spec->positions_each;
+  j->trace_std = p->trace_std;
+  j->trace_seed = spec->trace_seed;
+  j->trace_offsets = p->trace_offsets;
+  j->trace_list = p->trace_list;
   j->pair = p->pair;
   j->position_offsets = p->position_offsets;
   j->position_list = p->position_list;
@@ -627,6 +691,8 @@ void plan_free(plan_t *p) {
   free(p->prompt_of);
   free(p->pair);
   free(p->grid);
+  free(p->trace_offsets);
+  free(p->trace_list);
   free(p->position_of);
   free(p->atoms);
   free(p->unit_first);

@@ -34,6 +34,11 @@ typedef struct {
    * prompt intervenes at, increasing (NULL otherwise). */
   int *grid;
   int n_grid;
+  /* Causal tracing ("trace"): the noise's standard deviation and each run
+   * prompt's corrupted positions (its subject's tokens; offsets
+   * [n_prompts + 1]); NULL without a trace. */
+  float trace_std;
+  int *trace_offsets, *trace_list;
   /* Units: what a variant ablates and a result row is keyed by. Each
    * component of the job is one unit, then each group; unit u ablates
    * atoms [unit_first[u], unit_first[u + 1]). */

@@ -4,7 +4,8 @@
  * "counterfactual" reads each prompt's counterfactual: another prompt of the
  * job, or a source-only prompt appended after the job's. In denoising each
  * prompt's counterfactual runs in its place and the prompt's own clean text,
- * appended as a source-only prompt, is the source. */
+ * appended as a source-only prompt, is the source. With a "trace", each
+ * prompt's clean copy is its source (restore). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,7 +76,7 @@ static int cf_tokens(const job_spec_t *spec, const model_t *m, const tokenizer_t
 
 int plan_pairs(const job_spec_t *spec, const model_t *m, const tokenizer_t *tok,
                const plan_limits_t *lim, plan_t *p, job_error_t *err) {
-  int use = spec->denoising;
+  int use = spec->denoising || spec->trace;
   for (int k = 0; k < spec->n_methods; k++)
     use |= spec->methods[k].kind == METHOD_PATCH &&
            spec->methods[k].source == METHOD_SOURCE_COUNTERFACTUAL;
@@ -100,7 +101,10 @@ int plan_pairs(const job_spec_t *spec, const model_t *m, const tokenizer_t *tok,
   int n_src = 0;
   long n_ids = row[P], n_pos = p->position_offsets[P];
   for (int i = 0; i < P; i++) {
-    if (cf_tokens(spec, m, tok, lim, p, row, i, &cf[i], err) != 0)
+    if (spec->trace) { /* the source: the same tokens, run clean */
+      cf[i].ids = p->ids + row[i];
+      cf[i].len = p->lengths[i];
+    } else if (cf_tokens(spec, m, tok, lim, p, row, i, &cf[i], err) != 0)
       goto done;
     if (cf[i].len != p->lengths[i] && spec->positions != POSITIONS_LAST) {
       char field[64];
@@ -111,7 +115,7 @@ int plan_pairs(const job_spec_t *spec, const model_t *m, const tokenizer_t *tok,
                 cf[i].len, p->lengths[i]);
       goto done;
     }
-    const int extra = spec->denoising || spec->prompts[i].cf_prompt < 0;
+    const int extra = spec->denoising || spec->trace || spec->prompts[i].cf_prompt < 0;
     const int np = p->position_offsets[i + 1] - p->position_offsets[i];
     if (extra) {
       src_of[n_src] = i;

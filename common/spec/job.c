@@ -29,7 +29,7 @@ static const char *const top_keys[] = {
     "model",        "preset",    "prompts",       "target",
     "ablations",    "metrics",   "norm_scale",    "direct_effects",
     "effect_table", "precision", "weights_dtype", "reuse",
-    "deadline_s",   NULL};
+    "deadline_s",   "trace",     NULL};
 static const char *const prompt_keys[] = {"text",           "ids", "subject", "target", "foil",
                                           "counterfactual", NULL};
 static const char *const cf_keys[] = {"text", "ids", "prompt", NULL};
@@ -390,6 +390,90 @@ static int parse_ablations(const json_t *v, job_spec_t *spec, int *samples_given
   return 0;
 }
 
+/* "trace": {"std": X} or {"scale": K} (K times the embedding table's
+ * standard deviation; default 3, ROME's), "seed". */
+static int parse_trace(const json_t *v, job_spec_t *spec, job_error_t *err) {
+  static const char *const keys[] = {"std", "scale", "seed", NULL};
+  if (!json_is_object(v))
+    return job_fail(err, "trace",
+                    "expected an object: {\"scale\": 3} (3 times the embeddings' standard "
+                    "deviation, ROME's) or {\"std\": 0.1}, and optionally \"seed\", got %s",
+                    json_field_kind(v));
+  if (job_check_keys(v, "trace", keys, err))
+    return -1;
+  const json_t *sd = json_object_get(v, "std"), *sc = json_object_get(v, "scale"),
+               *seed = json_object_get(v, "seed");
+  if (sd && sc)
+    return job_fail(err, "trace.scale", "give only one of std and scale");
+  spec->trace = 1;
+  spec->trace_std = -1;
+  spec->trace_scale = 3.0;
+  const json_t *x = sd ? sd : sc;
+  if (x) {
+    const char *f = sd ? "trace.std" : "trace.scale";
+    if (!json_is_number(x))
+      return job_fail(err, f, "expected a number, got %s", json_field_kind(x));
+    const double d = json_number_value(x);
+    if (!(d >= 0) || d > METHOD_VALUE_MAX)
+      return job_fail(err, f, "expected a number in [0, %g], got %g", METHOD_VALUE_MAX, d);
+    if (sd)
+      spec->trace_std = d;
+    else
+      spec->trace_scale = d;
+  }
+  if (seed) {
+    long long s = 0;
+    if (job_want_int(seed, "trace.seed", 0, (long long)JOB_MAX_SEED, "a non-negative integer", &s,
+                     err))
+      return -1;
+    spec->trace_seed = (uint64_t)s;
+  }
+  return 0;
+}
+
+/* Causal tracing against the job: every prompt names its subject (the
+ * tokens corrupted) as text, the target is named (the clean answer: the
+ * corrupted run's argmax is not it), no pairs; "restore" only with a trace. */
+static int check_trace(job_spec_t *spec, job_error_t *err) {
+  path_t f, fp;
+  int restore = -1, cf = -1;
+  for (int k = 0; k < spec->n_methods; k++) {
+    if (spec->methods[k].kind == METHOD_PATCH && spec->methods[k].source == METHOD_SOURCE_CLEAN)
+      restore = k;
+    if (spec->methods[k].kind == METHOD_PATCH &&
+        spec->methods[k].source == METHOD_SOURCE_COUNTERFACTUAL)
+      cf = k;
+  }
+  if (!spec->trace) {
+    if (restore >= 0)
+      return job_fail(err, json_field_index(f, JOB_FIELD_LEN, "ablations.methods", restore),
+                      "restore puts a clean state back into a corrupted run: give \"trace\" "
+                      "(e.g. {\"scale\": 3}) to corrupt the subject");
+    return 0;
+  }
+  for (int i = 0; i < spec->n_prompts; i++)
+    if (!spec->prompts[i].subject) {
+      json_field_index(fp, JOB_FIELD_LEN, "prompts", i);
+      return job_fail(err, json_field_key(f, JOB_FIELD_LEN, fp, "subject"),
+                      "required: \"trace\" corrupts each prompt's subject (give the prompt as "
+                      "{\"text\": ..., \"subject\": ...})");
+    }
+  if (spec->target == TARGET_ARGMAX || spec->target == TARGET_NEXT)
+    return job_fail(err, "target",
+                    "\"trace\" runs each prompt corrupted: name the clean answer as the target "
+                    "(\"target\": {\"token\": ...} or each prompt's \"target\"), not \"%s\"",
+                    spec->target == TARGET_NEXT ? "next" : "argmax");
+  if (spec->denoising)
+    return job_fail(err, "ablations.patching",
+                    "\"trace\" already defines the run (the corrupted prompt) and its source (the "
+                    "clean one): no denoising");
+  if (cf >= 0)
+    return job_fail(err, json_field_index(f, JOB_FIELD_LEN, "ablations.methods", cf),
+                    "with \"trace\" use \"restore\" (the prompt's clean state), not a "
+                    "counterfactual patch");
+  return 0;
+}
+
 /* Per-prompt foils and counterfactuals against the job: a foil makes the
  * job's target a logit difference and then every prompt needs one (its own
  * or the job's); patch from counterfactuals and denoising need every
@@ -480,6 +564,8 @@ static int check_prompts_against_job(job_spec_t *spec, int target_given, int met
   }
   if (check_pairs(spec, target_given, err))
     return -1;
+  if (check_trace(spec, err))
+    return -1;
   if (spec->positions_each && spec->target == TARGET_NEXT)
     return job_fail(err, "ablations.positions.each",
                     "a per-position grid reads the final position; with \"target\": \"next\" "
@@ -564,6 +650,8 @@ static int parse_document(const json_t *root, job_spec_t *spec, job_error_t *err
     spec->n_methods = 1;
   } else
     methods_given = 1;
+  if ((e = json_object_get(root, "trace")) && parse_trace(e, spec, err))
+    return -1;
   if ((e = json_object_get(root, "metrics")) && parse_metrics(e, spec, err))
     return -1;
   spec->metrics |= METRIC_LOGIT;

@@ -82,6 +82,9 @@ typedef struct {
 /* patch's source: each prompt's own counterfactual (job_prompt_t), or in
  * "denoising" each prompt's clean text (the run is its counterfactual). */
 #define METHOD_SOURCE_COUNTERFACTUAL (-2)
+/* "restore" (causal tracing): patch from the prompt's own clean run, into
+ * the run the job's "trace" corrupts. */
+#define METHOD_SOURCE_CLEAN (-3)
 
 typedef enum {
   POSITIONS_LAST,      /* the final prompt position (the paper) */
@@ -175,6 +178,16 @@ typedef struct {
    * in). Denoising needs every prompt's counterfactual and an explicit
    * target. */
   int denoising;
+
+  /* "trace" (causal tracing, Meng et al. 2022): every run of the job has
+   * Gaussian noise added to the embeddings of its prompt's subject tokens
+   * (the clean pass and every variant), std trace_std, or trace_scale times
+   * the standard deviation of the token embedding table's entries when
+   * trace_std < 0; "restore" patches a state of the clean run back in.
+   * trace 0: none. */
+  int trace;
+  double trace_std, trace_scale;
+  uint64_t trace_seed;
 
   position_mode_t positions;
   /* {"each": RULE}: a per-position grid, one variant per position the rule

@@ -12,8 +12,8 @@
 #include "job_internal.h"
 #include "json_field.h"
 
-static const char *const method_names[] = {"resample", "zero",  "mean", "scale",
-                                           "noise",    "patch", NULL};
+static const char *const method_names[] = {"resample", "zero",  "mean",    "scale",
+                                           "noise",    "patch", "restore", NULL};
 
 /* A decimal number (sign, digits, fraction, exponent; no hex, inf or nan)
  * that spans all of s and is finite as a float. */
@@ -88,6 +88,12 @@ static int method_parse_why(const char *s, method_t *m, char *msg, size_t msg_le
     return 0;
   case METHOD_PATCH:
     return job_say(msg, msg_len, "patch is given as an object: {\"patch\": {\"source\": 3}}");
+  case METHOD_PATCH + 1: /* "restore": causal tracing's restore of the clean state */
+    m->kind = METHOD_PATCH;
+    m->source = METHOD_SOURCE_CLEAN;
+    if (colon)
+      return job_say(msg, msg_len, "restore takes no value");
+    return 0;
   default:
     return job_say(msg, msg_len, "unknown method%s", job_hint(why, sizeof why, name, method_names));
   }

@@ -70,9 +70,9 @@ typedef struct {
   int each_position;
   /* Causal tracing: noise of standard deviation trace_std (0: none) added
    * to the embeddings of run prompt p at positions trace_list[
-   * trace_offsets[p] .. trace_offsets[p + 1]), in its clean pass and every
-   * variant (before the variant's own intervention), never to a
-   * source-only prompt. Draw of (p, t, column c): trace_std *
+   * trace_offsets[p] .. trace_offsets[p + 1]) in its clean pass, which every
+   * variant joins from (so the variant's own intervention comes after
+   * it), never to a source-only prompt. Draw of (p, t, column c): trace_std *
    * rng_gaussian(rng_mix(trace_seed, p << 20 | t, ENGINE_TRACE_KEY, c)). */
   float trace_std;
   uint64_t trace_seed;

@@ -291,9 +291,9 @@ void keep_store(run_t *R, size_t bytes);
 int apply_site(run_t *R, const variant_t *vs, int nv, int n_joined, hook_site_t site, int layer,
                float *buf);
 
-/* Causal tracing's noise at HOOK_EMBED for the first n rows of a pass:
- * the clean pass's (vs NULL) or the variants'. */
-int apply_trace(run_t *R, const variant_t *vs, int nv, int n, float *buf);
+/* Causal tracing's noise at HOOK_EMBED of the clean pass (the first n rows):
+ * the corrupted run every variant joins from. */
+int apply_trace(run_t *R, int n, float *buf);
 
 /* ---- passes.c ---- */
 int download_rows(run_t *R, float *host, const float *buf, int width, const int *rows, int n);

@@ -137,7 +137,9 @@ done:
 }
 
 /* One prompt's trace noise on its rows at or after position p0 (row of
- * position t: base + t - p0), for the first n rows of the pass. */
+ * position t: base + t - p0), for the first n rows of the pass. Only the
+ * clean pass adds it: every variant joins from that pass's (corrupted)
+ * residuals and keys/values. */
 static int trace_prompt(run_t *R, table_t *t, int prompt, int p0, int base, int n, float *buf) {
   const engine_job_t *job = R->job;
   const int d = R->d;
@@ -159,21 +161,16 @@ static int trace_prompt(run_t *R, table_t *t, int prompt, int p0, int base, int 
   return 0;
 }
 
-int apply_trace(run_t *R, const variant_t *vs, int nv, int n, float *buf) {
+int apply_trace(run_t *R, int n, float *buf) {
   const engine_job_t *job = R->job;
   if (!(job->trace_std > 0) || !job->trace_offsets)
     return 0;
   table_t t = {0};
   int rc = -1;
-  if (!vs) { /* the clean pass: every run prompt of the chunk from position 0 */
-    for (int cp = 0; cp < R->c1 - R->c0; cp++)
-      if (R->c0 + cp < job->n_prompts &&
-          trace_prompt(R, &t, R->c0 + cp, 0, R->clean_start[cp], n, buf) != 0)
-        goto done;
-  } else
-    for (int i = 0; i < nv; i++)
-      if (trace_prompt(R, &t, vs[i].prompt, vs[i].p0, vs[i].base, n, buf) != 0)
-        goto done;
+  for (int cp = 0; cp < R->c1 - R->c0; cp++) /* every run prompt of the chunk */
+    if (R->c0 + cp < job->n_prompts &&
+        trace_prompt(R, &t, R->c0 + cp, 0, R->clean_start[cp], n, buf) != 0)
+      goto done;
   rc = flush(R, &t, R->d, buf, NULL);
 done:
   free(t.host);

@@ -75,7 +75,7 @@ static int clean_at(void *ctx, hook_site_t site, int layer, float *buf, int n, i
   pass_t *P = ctx;
   run_t *R = P->R;
   engine_t *e = R->e;
-  if (site == HOOK_EMBED && apply_trace(R, NULL, 0, n, buf) != 0) /* the corrupted run */
+  if (site == HOOK_EMBED && apply_trace(R, n, buf) != 0) /* the corrupted run */
     return -1;
   const size_t at_layer = (size_t)layer * e->cap_clean * R->d, bytes = sizeof(float) * n * width;
   if (site == HOOK_RESID_PRE || site == HOOK_RESID_MID) { /* where variants will start from */
@@ -154,8 +154,6 @@ static int variant_at(void *ctx, hook_site_t site, int layer, float *buf, int n,
   pass_t *P = ctx;
   (void)width;
   const unsigned char touch = P->touch[store_index(P->R->cfg, site, layer)];
-  if (site == HOOK_EMBED && apply_trace(P->R, P->vs, P->nv, n, buf) != 0)
-    return -1;
   if (touch && apply_site(P->R, P->vs, P->nv, n, site, layer, buf) != 0)
     return -1;
   if (touch == 2 && resid_readout(P, site, layer, buf, n) != 0)

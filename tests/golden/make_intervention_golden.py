@@ -84,6 +84,35 @@ def at_positions(fn, positions):
     return apply
 
 
+M64 = (1 << 64) - 1
+TRACE_KEY = 0x7472616365  # "trace": hydra's ENGINE_TRACE_KEY
+
+
+def mix(seed, a, b, c):
+    """hydra's rng_mix (splitmix64 chained over the counters)."""
+    sm = G.splitmix
+    return sm(sm(sm(seed ^ 0x68796472) ^ a) ^ ((b * 0x100000001B3) & M64) ^ c)
+
+
+def gaussian(key):
+    """hydra's rng_gaussian: Box-Muller on two splitmix64 values, as float32."""
+    import math
+    r1, r2 = G.splitmix(key), G.splitmix(key ^ 0xD1B54A32D192ED03)
+    u1 = ((r1 >> 11) + 1.0) / 9007199254740993.0
+    u2 = (r2 >> 11) / 9007199254740992.0
+    return G.np.float32(math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2))
+
+
+def trace_noise(std, seed, prompt, positions, d):
+    """{position: [d] noise} of a traced prompt (float32 as hydra adds it)."""
+    std = G.np.float32(std)
+    return {t: torch.tensor([std * gaussian(mix(seed, prompt << 20 | t, TRACE_KEY, c)) for c in range(d)],
+                            dtype=torch.float32) for t in positions}
+
+
+NOISE = {}  # {position: noise}: added to the embeddings by run() while set
+
+
 def run(arch, ids, interventions, positions, box=None):
     """One forward of prompt ids with interventions {comp: fn(value) -> value}
     (fn on the final position's value, or on [T, ...] for "all"). Residual
@@ -94,6 +123,13 @@ def run(arch, ids, interventions, positions, box=None):
     handles, rest, true_out = [], {}, {}
     box = box if box is not None else {}
     L_ = layers(arch)
+    if NOISE:  # causal tracing's corruption, before any other hook on the embeddings
+        def corrupt(mod, args, out):
+            out = out.clone()
+            for t, z in NOISE.items():
+                out[0, t] = out[0, t] + z
+            return out
+        handles.append(arch.embed_mod.register_forward_hook(corrupt))
     for comp, fn in interventions.items():
         kind = comp.split(".")[0]
         if not kind.startswith("resid_"):
@@ -378,6 +414,97 @@ def grid_row(arch, cl, name, members, fns, t):
             "de_clean_scale": de}
 
 
+TRACE_TEXTS = [("the cat sat on the mat", "the cat"), ("a dog ran in the park", "dog"),
+               ("one two three four five", "two three")]
+TRACE_UNITS = ["resid_pre.0", "resid_pre.2", "attn.1", "mlp.1"]
+TRACE_GROUPS = {"mlp window 0-1": ["mlp.0", "mlp.1"]}
+
+
+def trace_cases(arch, path):
+    """Causal tracing: each prompt's subject embeddings get seeded noise (as
+    hydra draws it) in every run; "restore" puts the clean run's state back
+    at one position (a grid over every position), or at the subject's last
+    token. The target is the clean run's argmax, named in the job."""
+    global NOISE
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(os.path.join(G.REPO_ROOT, path))
+    W_E = arch.embed_mod.weight if hasattr(arch.embed_mod, "weight") else arch.model.transformer.wte.weight
+    emb_std = float(W_E.detach().double().std(unbiased=False))
+    d = arch.d_model
+    prompts, spans = [], []
+    for text, subject in TRACE_TEXTS:
+        enc = tok(text, return_offsets_mapping=True)
+        a = text.index(subject)
+        b = a + len(subject)
+        span = [k for k, (x, y) in enumerate(enc["offset_mapping"]) if x < b and y > a and y > x]
+        prompts.append(enc["input_ids"])
+        spans.append(span)
+    cases = []
+    for title, trace, positions, methods in (
+            ("causal trace, per-position grid", {"std": 0.5, "seed": 7}, {"each": "all"}, ["restore"]),
+            ("causal trace, the subject's last token", {"scale": 3, "seed": 2}, "subject",
+             ["restore", "zero"])):
+        std = trace.get("std", trace.get("scale", 0) * emb_std)
+        clean = [clean_record(arch, ids) for ids in prompts]
+        targets = [c["target"] for c in clean]
+        corrupted = []
+        for i, ids in enumerate(prompts):
+            NOISE = trace_noise(std, trace["seed"], i, spans[i], d)
+            corrupted.append(clean_record_run(arch, ids, targets[i]))
+        NOISE = {}
+        units = [(c, [c]) for c in TRACE_UNITS] + list(TRACE_GROUPS.items())
+        rows = []
+        for i, ids in enumerate(prompts):
+            NOISE = trace_noise(std, trace["seed"], i, spans[i], d)
+            where = range(len(ids)) if isinstance(positions, dict) else [spans[i][-1]]
+            for t in where:
+                for un, members in units:
+                    for m in methods:
+                        fns = {c: restore_at(arch, clean[i], c, t, m) for c in members}
+                        row = grid_row(arch, corrupted[i], un, members, fns, t)
+                        row.update({"prompt": i, "method": m})
+                        if isinstance(positions, dict):
+                            row["position"] = t
+                        rows.append(row)
+            NOISE = {}
+        job = {"prompts": [{"text": text, "subject": subject, "target": targets[i]}
+                           for i, (text, subject) in enumerate(TRACE_TEXTS)],
+               "trace": trace,
+               "ablations": {"components": TRACE_UNITS, "groups": TRACE_GROUPS, "methods": methods,
+                             "positions": positions}}
+        cl = [{"prompt": i, "target": c["target"], "clean_logit": c["clean_logit"]}
+              for i, c in enumerate(corrupted)]
+        cases.append({"name": title, "job": job, "clean": cl, "rows": rows, "tokens": prompts})
+        G.log(f"  {title}: {len(rows)} rows (noise std {std:.4f}, subjects {spans})")
+    return cases
+
+
+def clean_record_run(arch, ids, target):
+    """clean_record of a run through run() (so the trace noise applies)."""
+    cap = run(arch, ids, {}, "last")
+    lg = cap["logits"]
+    u, inv = arch.u(target), arch.inv_scale(cap["resid"])
+    cl = {"ids": ids, "cap": cap, "target": target, "u": u, "inv": inv,
+          "clean_logit": float(G.centred(lg)[target]), "logp": torch.log_softmax(lg, -1)}
+    cl["de"] = [arch.de(cap[c], inv, u) for c in arch.component_order]
+    return cl
+
+
+def restore_at(arch, clean, comp, t, method):
+    """fn([T, ...]) putting the clean run's value of comp back at position t
+    (restore), or zeroing it there."""
+    global NOISE
+    saved, NOISE = NOISE, {}
+    src = clean_values(arch, clean, comp) if comp.startswith("resid_") else G.full_value(arch, clean, comp)
+    NOISE = saved
+
+    def fn(v):
+        v = v.clone()
+        v[t] = torch.zeros_like(v[t]) if method == "zero" else src[t]
+        return v
+    return fn
+
+
 def make(arch, name, path, prompts, golden_dir):
     cleans = [clean_record(arch, ids) for ids in prompts]
     every = sorted({c for cs in GROUPS.values() for c in cs} | {"head.1.0", "attn.0"})
@@ -421,6 +548,7 @@ def make(arch, name, path, prompts, golden_dir):
         G.log(f"  {title}: {len(rows)} rows")
     cases += pair_cases(arch, prompts)
     cases.append(grid_case(arch, cleans))
+    cases += trace_cases(arch, path)
 
     def r(v):
         return [G.rnd(x) for x in v] if isinstance(v, list) else G.rnd(v) if isinstance(v, float) else v

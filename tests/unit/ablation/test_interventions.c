@@ -25,6 +25,7 @@
 #include "job.h"
 #include "model.h"
 #include "plan.h"
+#include "tokenizer.h"
 
 #define GOLDEN_BOUND 1e-4
 
@@ -74,7 +75,8 @@ static int find(const collect_t *c, int prompt, const char *unit, const char *me
   return -1;
 }
 
-static void run_case(engine_t *e, const model_t *m, json_t *kase, double scale, int mode) {
+static void run_case(engine_t *e, const model_t *m, const tokenizer_t *tok, json_t *kase,
+                     double scale, int mode) {
   static const char *const modes[] = {"reuse", "no reuse", "passes of a few rows"};
   const char *name = json_string_value(json_object_get(kase, "name"));
   json_t *doc = json_deep_copy(json_object_get(kase, "job"));
@@ -89,10 +91,19 @@ static void run_case(engine_t *e, const model_t *m, json_t *kase, double scale, 
   if (!spec)
     return;
   plan_t plan;
-  if (plan_build(spec, m, NULL, &plan, &jerr) != 0) {
+  if (plan_build(spec, m, tok, &plan, &jerr) != 0) {
     FAIL("%s: plan refused: %s: %s", name, jerr.field, jerr.message);
     job_free(spec);
     return;
+  }
+  json_t *tokens = json_object_get(kase, "tokens"); /* text prompts: transformers' tokens */
+  for (size_t p = 0, at = 0; p < json_array_size(tokens) && (int)p < plan.n_prompts; p++) {
+    json_t *want = json_array_get(tokens, p);
+    int same = plan.lengths[p] == (int)json_array_size(want);
+    for (int t = 0; same && t < plan.lengths[p]; t++)
+      same = plan.ids[at + t] == json_integer_value(json_array_get(want, t));
+    CHECK(same, "%s: prompt %zu tokenized as transformers does", name, p);
+    at += plan.lengths[p];
   }
   const int ns = engine_n_slots(&m->cfg);
   collect_t c = {.plan = &plan, .n_slots = ns};
@@ -191,7 +202,8 @@ int main(int argc, char **argv) {
   char path[2048], err[HYDRA_ERR_LEN];
   snprintf(path, sizeof(path), "%s/%s", argv[1], json_string_value(json_object_get(g, "model")));
   model_t *m = model_load(path, err);
-  backend_t *b = m ? backend_create("cpu", 0, err) : NULL;
+  tokenizer_t *tok = m ? tokenizer_load(path, err) : NULL;
+  backend_t *b = tok ? backend_create("cpu", 0, err) : NULL;
   engine_t *e = b ? engine_create(m, b, err) : NULL;
   if (!e) {
     fprintf(stderr, "test_interventions: %s\n", err);
@@ -207,9 +219,10 @@ int main(int argc, char **argv) {
   json_t *cases = json_object_get(g, "cases");
   for (size_t k = 0; k < json_array_size(cases); k++)
     for (int mode = 0; mode < 3; mode++)
-      run_case(e, m, json_array_get(cases, k), scale, mode);
+      run_case(e, m, tok, json_array_get(cases, k), scale, mode);
   engine_destroy(e);
   backend_destroy(b);
+  tokenizer_free(tok);
   model_free(m);
   json_decref(g);
   return check_exit("test_interventions");

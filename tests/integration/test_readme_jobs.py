@@ -51,7 +51,12 @@ for k, text in enumerate(blocks):
           all(g in expanded for g in abl.get("groups", {})), expanded)
     variants = [r for r in rows if r["type"] == "variant"]
     n_methods = len(abl.get("methods", ["resample"]))
-    want = len(doc["prompts"]) * len(expanded) * n_methods
+    runs = len(doc["prompts"])
+    if abl.get("positions") == {"each": "all"}:  # a grid: a run per prompt and position
+        runs = sum(len(r["tokens"]) for r in rows if r["type"] == "clean")
+        check(f"example {k}: grid rows carry their position",
+              all("position" in v for v in variants if v["type"] == "variant"))
+    want = runs * len(expanded) * n_methods
     check(f"example {k}: {want} variant rows", len(variants) == want, len(variants))
     check(f"example {k}: every value finite", not any(r.get("nonfinite") for r in rows),
           [r for r in rows if r.get("nonfinite")][:2])

@@ -937,6 +937,45 @@ static void test_grid(void) {
       "ablations.positions.each", "every position is already its own readout");
 }
 
+/* Causal tracing: "trace" and "restore". */
+static void test_trace(void) {
+  job_spec_t *s = PARSE_OK(
+      "{'prompts': [{'text': 'The Space Needle is in', 'subject': 'The Space Needle', 'target': "
+      "' Seattle'}], 'trace': {'seed': 4}, 'ablations': {'components': ['resid_pre.*'], "
+      "'methods': ['restore'], 'positions': {'each': 'all'}}}");
+  CHECK(s && s->trace && s->trace_std < 0 && s->trace_scale == 3.0 && s->trace_seed == 4 &&
+            s->methods[0].kind == METHOD_PATCH && s->methods[0].source == METHOD_SOURCE_CLEAN,
+        "a trace with ROME's default noise");
+  job_free(s);
+  s = PARSE_OK("{'prompts': [{'text': 'a b', 'subject': 'a', 'target': ' b'}], 'trace': {'std': "
+               "0.25}, 'ablations': {'components': ['attn.*'], 'methods': ['restore', 'zero']}}");
+  CHECK(s && s->trace_std == 0.25, "a trace with an absolute std");
+  job_free(s);
+  BAD("{'prompts': ['a'], 'ablations': {'components': ['attn.*'], 'methods': ['restore']}}",
+      "ablations.methods[0]", "give \"trace\"");
+  BAD("{'prompts': [{'text': 'a b', 'target': ' b'}], 'trace': {}, 'ablations': {'components': "
+      "['attn.*'], 'methods': ['restore']}}",
+      "prompts[0].subject", "required: \"trace\" corrupts each prompt's subject");
+  BAD("{'prompts': [{'text': 'a b', 'subject': 'a'}], 'trace': {}, 'ablations': {'components': "
+      "['attn.*'], 'methods': ['restore']}}",
+      "target", "name the clean answer");
+  BAD("{'prompts': [{'text': 'a b', 'subject': 'a', 'target': ' b'}], 'trace': {'std': -1}, "
+      "'ablations': {'components': ['attn.*'], 'methods': ['restore']}}",
+      "trace.std", "expected a number in [0");
+  BAD("{'prompts': [{'text': 'a b', 'subject': 'a', 'target': ' b'}], 'trace': {'std': 1, "
+      "'scale': 3}, 'ablations': {'components': ['attn.*'], 'methods': ['restore']}}",
+      "trace.scale", "only one of std and scale");
+  BAD("{'prompts': [{'text': 'a b', 'subject': 'a', 'target': ' b'}], 'trace': {'noise': 3}, "
+      "'ablations': {'components': ['attn.*'], 'methods': ['restore']}}",
+      "trace.noise", "");
+  BAD("{'prompts': [{'text': 'a b', 'subject': 'a', 'target': ' b', 'counterfactual': 'c b'}], "
+      "'trace': {}, 'ablations': {'components': ['attn.*'], 'methods': [{'patch': {'source': "
+      "'counterfactual'}}]}}",
+      "ablations.methods[0]", "use \"restore\"");
+  BAD("{'prompts': ['a'], 'ablations': {'components': ['attn.*'], 'methods': ['restore:2']}}",
+      "ablations.methods[0]", "restore takes no value");
+}
+
 static void test_names_and_methods(void) {
   component_t c[] = {{COMPONENT_EMBED, -1, -1},
                      {COMPONENT_ATTN, 3, -1},
@@ -1093,6 +1132,7 @@ int main(int argc, char **argv) {
   test_resid_and_groups();
   test_pairs();
   test_grid();
+  test_trace();
   test_names_and_methods();
   test_robustness();
   return check_exit("test_job");

@@ -286,7 +286,7 @@ PAIR_COMPONENTS = ["attn.0", "attn.1", "attn.2", "mlp.1", "head.1.0", "resid_pre
 PAIR_GROUPS = {"attn 0 and mlp 2": ["attn.0", "mlp.2"]}
 
 
-def pair_cases(arch, prompts):
+def pair_cases(arch, prompts, only_noising=False):
     """Paired prompts: each prompt's counterfactual (its own ids, or another
     prompt of the job), per-prompt targets and foils; noising at the final
     position (a pair may differ in length there) and denoising at every
@@ -310,6 +310,8 @@ def pair_cases(arch, prompts):
             ("paired prompts, noising, final position", False, "last", cf_noise, cf_ids),
             ("paired prompts, denoising, every position", True, "all",
              [{"ids": o} for o in own], own)):
+        if only_noising and denoise:
+            continue
         # target: the clean prompt's argmax; foil: the counterfactual's (or its runner-up)
         targets, foils = [], []
         for i in range(n):
@@ -420,14 +422,15 @@ TRACE_UNITS = ["resid_pre.0", "resid_pre.2", "attn.1", "mlp.1"]
 TRACE_GROUPS = {"mlp window 0-1": ["mlp.0", "mlp.1"]}
 
 
-def trace_cases(arch, path):
+def trace_cases(arch, path, tok=None, only_last=False):
     """Causal tracing: each prompt's subject embeddings get seeded noise (as
     hydra draws it) in every run; "restore" puts the clean run's state back
     at one position (a grid over every position), or at the subject's last
     token. The target is the clean run's argmax, named in the job."""
     global NOISE
-    from transformers import AutoTokenizer
-    tok = AutoTokenizer.from_pretrained(os.path.join(G.REPO_ROOT, path))
+    if tok is None:
+        from transformers import AutoTokenizer
+        tok = AutoTokenizer.from_pretrained(os.path.join(G.REPO_ROOT, path))
     W_E = arch.embed_mod.weight if hasattr(arch.embed_mod, "weight") else arch.model.transformer.wte.weight
     emb_std = float(W_E.detach().double().std(unbiased=False))
     d = arch.d_model
@@ -444,6 +447,8 @@ def trace_cases(arch, path):
             ("causal trace, per-position grid", {"std": 0.5, "seed": 7}, {"each": "all"}, ["restore"]),
             ("causal trace, the subject's last token", {"scale": 3, "seed": 2}, "subject",
              ["restore", "zero"])):
+        if only_last and isinstance(positions, dict):
+            continue
         std = trace.get("std", trace.get("scale", 0) * emb_std)
         clean = [clean_record(arch, ids) for ids in prompts]
         targets = [c["target"] for c in clean]
@@ -505,7 +510,9 @@ def restore_at(arch, clean, comp, t, method):
     return fn
 
 
-def make(arch, name, path, prompts, golden_dir):
+def make(arch, name, path, prompts, golden_dir, small=False, tok=None, model_field=None):
+    """small (SmolLM2): the final-position cases, noising pairs and the
+    subject-last trace, zero and patch only (a small file)."""
     cleans = [clean_record(arch, ids) for ids in prompts]
     every = sorted({c for cs in GROUPS.values() for c in cs} | {"head.1.0", "attn.0"})
     means = {c: torch.stack([G.comp_value(arch, cl["cap"], c).reshape(-1) for cl in cleans]).mean(0)
@@ -530,6 +537,10 @@ def make(arch, name, path, prompts, golden_dir):
 
     cases = []
     for title, comps, groups, methods, positions in CASES:
+        if small:
+            if positions != "last":
+                continue
+            methods = [m for m in methods if m in ("zero", "patch")]
         units = [(c, [c]) for c in comps] + list(groups.items())
         job = {"prompts": [{"ids": cl["ids"]} for cl in cleans],
                "ablations": {"methods": [m if m != "patch" else {"patch": {"source": PATCH_SOURCE}}
@@ -546,14 +557,15 @@ def make(arch, name, path, prompts, golden_dir):
                     rows.append(unit_row(arch, cleans, means, i, un, members, m, positions))
         cases.append({"name": title, "job": job, "rows": rows})
         G.log(f"  {title}: {len(rows)} rows")
-    cases += pair_cases(arch, prompts)
-    cases.append(grid_case(arch, cleans))
-    cases += trace_cases(arch, path)
+    cases += pair_cases(arch, prompts, only_noising=small)
+    if not small:
+        cases.append(grid_case(arch, cleans))
+    cases += trace_cases(arch, path, tok, only_last=small)
 
     def r(v):
         return [G.rnd(x) for x in v] if isinstance(v, list) else G.rnd(v) if isinstance(v, float) else v
 
-    lines = ["{", f'  "model": {json.dumps(path)},', f'  "source": {json.dumps(G.SOURCE)},',
+    lines = ["{", f'  "model": {json.dumps(model_field or path)},', f'  "source": {json.dumps(G.SOURCE)},',
              f'  "component_order": {json.dumps(arch.component_order)},', '  "prompts": [']
     lines += ["    " + json.dumps({"ids": cl["ids"], "target": cl["target"],
                                    "clean_logit": G.rnd(cl["clean_logit"]),
@@ -579,7 +591,8 @@ def make(arch, name, path, prompts, golden_dir):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="tests")
-    ap.add_argument("--only", nargs="+", default=["tiny-gpt2", "tiny-llama"])
+    ap.add_argument("--only", nargs="*", default=["tiny-gpt2", "tiny-llama"])
+    ap.add_argument("--smollm2", help="SmolLM2-135M-Instruct.Q4_1.gguf: also its (smaller) golden")
     args = ap.parse_args()
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
@@ -590,6 +603,15 @@ def main():
         arch = G.Arch(G.load_eager(path))
         prompts = G.tiny_prompts(G.TINY_SEEDS[name], arch.model.config.vocab_size)
         make(arch, name, G.rel(path), prompts, os.path.join(args.out, "golden"))
+    if args.smollm2:
+        from transformers import AutoTokenizer
+        G.log(f"[smollm2-135m] {args.smollm2}")
+        d, f = os.path.split(os.path.abspath(args.smollm2))
+        tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
+        arch = G.Arch(G.load_eager(d, gguf_file=f))
+        prompts = [tok(s, add_special_tokens=False)["input_ids"] for s in G.SMOLLM2_PROMPTS]
+        make(arch, "smollm2-135m", None, prompts, os.path.join(args.out, "golden"), small=True,
+             tok=tok, model_field="$SMOLLM2")
 
 
 if __name__ == "__main__":

@@ -208,8 +208,9 @@ static int read_rope(const gguf_t *g, const gguf_arch_t *a, model_config_t *c, c
   if (!(a->flags & F(PARTIAL_ROTARY)) && c->rotary_dim != c->head_dim)
     return err_set(err,
                    "%s: %s = %d differs from the head size %d: architecture '%s' rotates whole "
-                   "heads (llama.cpp refuses it too)",
-                   path, dims.s, c->rotary_dim, c->head_dim, a->name);
+                   "heads%s",
+                   path, dims.s, c->rotary_dim, c->head_dim, a->name,
+                   a->flags & F(PERMUTED_QK) ? " (llama.cpp refuses it too)" : "");
   if (c->rotary_dim > c->head_dim || c->rotary_dim % 2)
     return err_set(err, "%s: %s = %d must be even and at most the head size %d", path, dims.s,
                    c->rotary_dim, c->head_dim);
@@ -239,6 +240,8 @@ static int read_rope_freqs(const gguf_t *g, model_config_t *c, char *err) {
   if (!t)
     return 0;
   const int pairs = c->rotary_dim / 2;
+  if (c->rotary_dim > MODEL_MAX_HEAD_DIM) /* before model_config_check: the array's bound */
+    return err_set(err, "%s: head size %d is out of range", gguf_path(g), c->head_dim);
   if (t->n_dims != 1 || t->ne[0] != (uint64_t)pairs)
     return err_set(err, "%s: tensor rope_freqs.weight has %llu values; the rotary needs %d",
                    gguf_path(g), (unsigned long long)t->n_elements, pairs);

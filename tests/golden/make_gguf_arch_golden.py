@@ -10,6 +10,9 @@ F32, as `--outtype f16`), and the logits of that file from `transformers`.
   tests/golden/gguf-<name>.json/.f32 its logits at every position of three
                                      prompts (1, 7, 23 random ids); format:
                                      tests/golden/README.md
+  tests/data/gguf/refused/*.gguf     small files with one thing wrong (REFUSED),
+                                     which test_gguf_archs expects refused
+  tests/fuzz/corpus/gguf/{llama,gptneox}.gguf   small valid files, fuzz seeds
 
 Where transformers reads the architecture from GGUF (llama, qwen2, qwen3,
 gpt2), the logits are transformers' own forward of the GGUF file, loaded with
@@ -125,8 +128,9 @@ def common_keys(w, hp):
     w.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
 
 
-def convert(model, arch, path, name):
-    """Writes model (a transformers model) as llama.cpp's converter would."""
+def convert(model, arch, path, name, tweak=None):
+    """Writes model (a transformers model) as llama.cpp's converter would;
+    tweak(writer), when given, changes the file just before it is written."""
     hp = model.config.to_dict()
     n_layers = model.config.num_hidden_layers
     w = gguf.GGUFWriter(path, arch=gguf.MODEL_ARCH_NAMES[arch])
@@ -191,6 +195,8 @@ def convert(model, arch, path, name):
         head_dim = hp.get("head_dim") or hp["hidden_size"] // hp["num_attention_heads"]
         w.add_tensor(gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ROPE_FREQS] + ".weight",
                      llama3_rope_factors(rope, head_dim))
+    if tweak:
+        tweak(w)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -325,6 +331,83 @@ def make(root, name):
     write_golden(root, name, gguf_rel, prompts, logits, how)
 
 
+# ---- files the loader must refuse, naming what is wrong (test_gguf) ---------------------------
+
+def set_key(key, value, vtype=gguf.GGUFValueType.UINT32):
+    return lambda w: w.add_key_value(key, value, vtype)
+
+
+def drop_key(key):
+    return lambda w: w.kv_data[0].pop(key)
+
+
+def drop_tensor(name):
+    return lambda w: w.tensors[0].pop(name)
+
+
+def add_tensor(name, values):
+    return lambda w: w.add_tensor(name, np.asarray(values, dtype=np.float32))
+
+
+SMALL = dict(vocab_size=16, hidden_size=16, intermediate_size=16, num_hidden_layers=1,
+             num_attention_heads=2, max_position_embeddings=64, initializer_range=INIT_RANGE)
+SMALL_ROPE = {"rope_type": "default", "rope_theta": 10000.0}
+
+# file: (model, tweak); test_gguf holds the message each must give.
+REFUSED = {
+    "llama-rope-dims-half": ("llama", set_key("llama.rope.dimension_count", 4)),
+    "llama-rope-dims-over": ("llama", set_key("llama.rope.dimension_count", 16)),
+    "llama-attention-scale": ("llama", set_key("llama.attention.scale", 0.5,
+                                               gguf.GGUFValueType.FLOAT32)),
+    "llama-sliding-window": ("llama", set_key("llama.attention.sliding_window", 16)),
+    "llama-rope-yarn": ("llama", lambda w: (
+        w.add_rope_scaling_type(gguf.RopeScalingType.YARN), w.add_rope_scaling_factor(4.0))),
+    "llama-experts": ("llama", set_key("llama.expert_count", 8)),
+    "llama-rope-freqs-short": ("llama", add_tensor("rope_freqs.weight", [1.0, 2.0])),
+    "llama-rope-freqs-zero": ("llama", add_tensor("rope_freqs.weight", [1.0, 0.0, 1.0, 4.0])),
+    "qwen2-no-k-bias": ("qwen2", drop_tensor("blk.0.attn_k.bias")),
+    "qwen2-rope-freqs": ("qwen2", add_tensor("rope_freqs.weight", [1.0, 1.0, 1.0, 1.0])),
+    "qwen3-rope-dims": ("qwen3", set_key("qwen3.rope.dimension_count", 6)),
+    "gptneox-rope-dims-odd": ("gptneox", set_key("gptneox.rope.dimension_count", 3)),
+    "gptneox-rope-dims-over": ("gptneox", set_key("gptneox.rope.dimension_count", 10)),
+    "gptneox-no-parallel-key": ("gptneox", drop_key("gptneox.use_parallel_residual")),
+    "gptneox-kv-heads": ("gptneox", set_key("gptneox.attention.head_count_kv", 1)),
+    "gpt2-rope-key": ("gpt2", set_key("gpt2.rope.dimension_count", 8)),
+}
+
+
+def small_model(family):
+    if family == "llama":
+        return gguf.MODEL_ARCH.LLAMA, LlamaForCausalLM(LlamaConfig(
+            **SMALL, num_key_value_heads=1, rope_parameters=SMALL_ROPE))
+    if family == "qwen2":
+        return gguf.MODEL_ARCH.QWEN2, Qwen2ForCausalLM(Qwen2Config(
+            **SMALL, num_key_value_heads=1, rope_parameters=SMALL_ROPE))
+    if family == "qwen3":
+        return gguf.MODEL_ARCH.QWEN3, Qwen3ForCausalLM(Qwen3Config(
+            **SMALL, num_key_value_heads=1, head_dim=8, rope_parameters=SMALL_ROPE))
+    if family == "gptneox":
+        return gguf.MODEL_ARCH.GPTNEOX, GPTNeoXForCausalLM(GPTNeoXConfig(
+            **SMALL, rope_parameters={**SMALL_ROPE, "partial_rotary_factor": 0.5}))
+    return gguf.MODEL_ARCH.GPT2, GPT2LMHeadModel(GPT2Config(
+        vocab_size=16, n_embd=16, n_layer=1, n_head=2, n_positions=64))
+
+
+def make_refused(root):
+    for name, (family, tweak) in REFUSED.items():
+        torch.manual_seed(7)
+        arch, model = small_model(family)
+        path = os.path.join(root, "tests", "data", "gguf", "refused", f"{name}.gguf")
+        convert(model.eval(), arch, path, name, tweak)
+        print(f"  {path}: {os.path.getsize(path)} bytes")
+    for family in ("llama", "gptneox"):  # valid small files: seeds for fuzz_gguf
+        torch.manual_seed(7)
+        arch, model = small_model(family)
+        path = os.path.join(root, "tests", "fuzz", "corpus", "gguf", f"{family}.gguf")
+        convert(model.eval(), arch, path, family)
+        print(f"  {path}: {os.path.getsize(path)} bytes")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("root", nargs="?",
@@ -335,6 +418,8 @@ def main():
     root = os.path.relpath(args.root)
     for name in args.only or MODELS:
         make(root, name)
+    if not args.only:
+        make_refused(root)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
  * or known not to change the computation; any other, and any value the
  * architecture cannot have, is refused naming the key. */
 #include <float.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -37,10 +38,19 @@ static int key_allowed(const gguf_arch_t *a, const char *suffix) {
                                        "expert_used_count", "attention.sliding_window",
                                        /* llama.cpp's own bookkeeping */
                                        "tensor_data_layout"};
-  static const char *const rope[] = {
-      "rope.dimension_count",  "rope.freq_base",      "rope.scale_linear",
-      "rope.scaling.type",     "rope.scaling.factor", "rope.scaling.original_context_length",
-      "rope.scaling.finetuned"};
+  static const char *const rope[] = {"rope.dimension_count",
+                                     "rope.freq_base",
+                                     "rope.scale_linear",
+                                     "rope.scaling.type",
+                                     "rope.scaling.factor",
+                                     "rope.scaling.original_context_length",
+                                     "rope.scaling.finetuned",
+                                     "rope.scaling.yarn_beta_fast",
+                                     "rope.scaling.yarn_beta_slow",
+                                     "rope.scaling.yarn_ext_factor",
+                                     "rope.scaling.attn_factor",
+                                     "rope.scaling.yarn_attn_factor",
+                                     "rope.scaling.yarn_log_multiplier"};
   static const char *const head_dim[] = {"attention.key_length", "attention.value_length"};
 #define IN(list)                                                                                   \
   for (size_t i = 0; i < sizeof(list) / sizeof(list[0]); i++)                                      \
@@ -196,7 +206,43 @@ static int read_sizes(const gguf_t *g, const gguf_arch_t *a, model_config_t *c, 
   return 0;
 }
 
-/* RoPE: the rotated dimensions, the base, the scaling (linear only). */
+/* A key that must hold its llama.cpp default where present. */
+static int require_default(const gguf_t *g, const gguf_arch_t *a, const char *suffix, double dflt,
+                           const char *why, char *err) {
+  const arch_key_t k = arch_key(a, suffix);
+  double v = dflt;
+  if (gguf_find_key(g, k.s) >= 0 && gguf_get_float(g, k.s, &v, err))
+    return -1;
+  if (v != dflt)
+    return err_set(err, "%s: %s = %g is not supported (%s)", gguf_path(g), k.s, v, why);
+  return 0;
+}
+
+/* YaRN as llama.cpp computes it (ggml's rope_yarn): the ramp between
+ * floor and ceil of the correction dimensions of yarn_beta_fast and
+ * yarn_beta_slow (32, 1) over the original context, cos and sin scaled by
+ * 1 + 0.1 ln(factor). That is transformers' yarn with truncate and its
+ * default attention factor; an attention factor, extrapolation factor or
+ * log multiplier of the file's own llama.cpp and transformers read
+ * differently, so they are refused. */
+static int read_yarn(const gguf_t *g, const gguf_arch_t *a, model_config_t *c, char *err) {
+  static const char *why = "llama.cpp and transformers read it differently";
+  if (get_int(g, a, "rope.scaling.original_context_length", 1, 0, 1, INT32_MAX,
+              &c->rope_original_max_positions, err) ||
+      get_float(g, a, "rope.scaling.yarn_beta_fast", 0, 32.0, &c->rope_beta_fast, err) ||
+      get_float(g, a, "rope.scaling.yarn_beta_slow", 0, 1.0, &c->rope_beta_slow, err) ||
+      require_default(g, a, "rope.scaling.yarn_ext_factor", 1.0, why, err) ||
+      require_default(g, a, "rope.scaling.attn_factor", 1.0, why, err) ||
+      require_default(g, a, "rope.scaling.yarn_attn_factor", 1.0, why, err) ||
+      require_default(g, a, "rope.scaling.yarn_log_multiplier", 0.0, why, err))
+    return -1;
+  c->rope_scaling = ROPE_SCALING_YARN;
+  c->rope_truncate = 1;
+  c->rope_attn_factor = 1.0f + 0.1f * logf(c->rope_factor);
+  return 0;
+}
+
+/* RoPE: the rotated dimensions, the base, the scaling (linear, yarn). */
 static int read_rope(const gguf_t *g, const gguf_arch_t *a, model_config_t *c, char *err) {
   const char *path = gguf_path(g);
   const arch_key_t dims = arch_key(a, "rope.dimension_count");
@@ -226,12 +272,15 @@ static int read_rope(const gguf_t *g, const gguf_arch_t *a, model_config_t *c, c
     return -1;
   if (factor == 1.0f)
     return 0;
-  if (strcmp(type, "linear") != 0)
-    return err_set(err, "%s: %s = '%.32s' with factor %g is not supported (only linear)", path,
-                   type_key.s, type, (double)factor);
-  c->rope_scaling = ROPE_SCALING_LINEAR;
   c->rope_factor = factor;
-  return 0;
+  if (strcmp(type, "linear") == 0) {
+    c->rope_scaling = ROPE_SCALING_LINEAR;
+    return 0;
+  }
+  if (strcmp(type, "yarn") == 0)
+    return read_yarn(g, a, c, err);
+  return err_set(err, "%s: %s = '%.32s' with factor %g is not supported (linear or yarn)", path,
+                 type_key.s, type, (double)factor);
 }
 
 /* rope_freqs.weight: llama.cpp's per-pair divisors of the frequencies. */

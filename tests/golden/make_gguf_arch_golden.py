@@ -116,6 +116,18 @@ def common_keys(w, hp):
     if rope_type == "linear":
         w.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
         w.add_rope_scaling_factor(rope["factor"])
+    elif rope_type == "yarn":
+        w.add_rope_scaling_type(gguf.RopeScalingType.YARN)
+        w.add_rope_scaling_factor(rope["factor"])
+        w.add_rope_scaling_orig_ctx_len(rope["original_max_position_embeddings"])
+        if rope.get("extrapolation_factor") is not None:
+            w.add_rope_scaling_yarn_ext_factor(rope["extrapolation_factor"])
+        if rope.get("attention_factor", rope.get("attn_factor")) is not None:
+            w.add_rope_scaling_yarn_attn_factor(rope.get("attention_factor", rope.get("attn_factor")))
+        if rope.get("beta_fast") is not None:
+            w.add_rope_scaling_yarn_beta_fast(rope["beta_fast"])
+        if rope.get("beta_slow") is not None:
+            w.add_rope_scaling_yarn_beta_slow(rope["beta_slow"])
     elif rope_type not in (None, "default", "llama3"):
         raise ValueError(f"this script does not convert rope_type {rope_type}")
     if rope.get("rope_theta") is not None:
@@ -241,6 +253,12 @@ MODELS = {
     "qwen2": (gguf.MODEL_ARCH.QWEN2, Qwen2ForCausalLM, lambda: Qwen2Config(
         **LLAMA_SHAPE, rms_norm_eps=1e-6, rope_parameters={"rope_type": "default",
                                                             "rope_theta": 30000.0}), "gguf", 5300),
+    # YaRN (Qwen2.5's long-context recipe): factor 4 over an original context
+    # of 32 = 128 / 4; theta 100 so that the ramp spans the 4 pairs.
+    "qwen2-yarn": (gguf.MODEL_ARCH.QWEN2, Qwen2ForCausalLM, lambda: Qwen2Config(
+        **{**LLAMA_SHAPE, "max_position_embeddings": 128}, rms_norm_eps=1e-6,
+        rope_parameters={"rope_type": "yarn", "rope_theta": 100.0, "factor": 4.0,
+                         "original_max_position_embeddings": 32}), "hf", 5350),
     # transformers' GGUF loader reads no head_dim for qwen3: Qwen3Config's
     # default, 128, is the only one it loads right.
     "qwen3": (gguf.MODEL_ARCH.QWEN3, Qwen3ForCausalLM, lambda: Qwen3Config(
@@ -360,8 +378,11 @@ REFUSED = {
     "llama-attention-scale": ("llama", set_key("llama.attention.scale", 0.5,
                                                gguf.GGUFValueType.FLOAT32)),
     "llama-sliding-window": ("llama", set_key("llama.attention.sliding_window", 16)),
-    "llama-rope-yarn": ("llama", lambda w: (
-        w.add_rope_scaling_type(gguf.RopeScalingType.YARN), w.add_rope_scaling_factor(4.0))),
+    "llama-rope-longrope": ("llama", lambda w: (
+        w.add_rope_scaling_type(gguf.RopeScalingType.LONGROPE), w.add_rope_scaling_factor(4.0))),
+    "llama-rope-yarn-attn-factor": ("llama", lambda w: (
+        w.add_rope_scaling_type(gguf.RopeScalingType.YARN), w.add_rope_scaling_factor(4.0),
+        w.add_rope_scaling_orig_ctx_len(16), w.add_rope_scaling_yarn_attn_factor(0.8))),
     "llama-experts": ("llama", set_key("llama.expert_count", 8)),
     "llama-rope-freqs-short": ("llama", add_tensor("rope_freqs.weight", [1.0, 2.0])),
     "llama-rope-freqs-zero": ("llama", add_tensor("rope_freqs.weight", [1.0, 0.0, 1.0, 4.0])),

@@ -74,6 +74,16 @@ static void test_configs(const char *root) {
           "qwen2: q/k/v biases, no output bias");
     model_free(m);
   }
+  m = load(root, "arch-qwen2-yarn", path, sizeof(path));
+  if (m) {
+    const model_config_t *c = &m->cfg;
+    CHECK(c->rope_scaling == ROPE_SCALING_YARN && c->rope_factor == 4.0f &&
+              c->rope_original_max_positions == 32 && c->rope_beta_fast == 32.0f &&
+              c->rope_beta_slow == 1.0f && c->rope_truncate &&
+              fabsf(c->rope_attn_factor - 1.138629f) < 1e-6f,
+          "qwen2.rope.scaling.type yarn: factor 4, context 32, betas 32/1, attention 1 + 0.1 ln 4");
+    model_free(m);
+  }
   m = load(root, "arch-qwen3", path, sizeof(path));
   if (m) {
     CHECK(!strcmp(m->cfg.family, "qwen3") && m->cfg.qk_norm && m->cfg.head_dim == 128 &&
@@ -118,7 +128,11 @@ static void test_refused(const char *root) {
       {"llama-rope-dims-over", "llama.rope.dimension_count = 16 differs from the head size 8"},
       {"llama-attention-scale", "metadata key llama.attention.scale is not one hydra reads"},
       {"llama-sliding-window", "llama.attention.sliding_window = 16 is not supported"},
-      {"llama-rope-yarn", "llama.rope.scaling.type = 'yarn' with factor 4 is not supported"},
+      {"llama-rope-longrope",
+       "llama.rope.scaling.type = 'longrope' with factor 4 is not supported (linear or yarn)"},
+      {"llama-rope-yarn-attn-factor",
+       "llama.rope.scaling.yarn_attn_factor = 0.8 is not supported (llama.cpp and transformers "
+       "read it differently)"},
       {"llama-experts", "llama.expert_count = 8: mixture-of-experts"},
       {"llama-rope-freqs-short", "tensor rope_freqs.weight has 2 values; the rotary needs 4"},
       {"llama-rope-freqs-zero", "rope_freq_factors[1] = 0 must be positive"},

@@ -29,8 +29,9 @@ static const gguf_arch_t gguf_archs[] = {
 };
 #define N_ARCHS (sizeof(gguf_archs) / sizeof(gguf_archs[0]))
 
-/* The "<arch>." keys an architecture may carry: read below, or (last group)
- * known to leave the logits alone. */
+/* The "<arch>." keys an architecture may carry: read below, or known to
+ * leave the logits alone (tensor_data_layout, rope.scaling.finetuned,
+ * expert_used_count without experts). */
 static int key_allowed(const gguf_arch_t *a, const char *suffix) {
   static const char *const always[] = {"block_count", "context_length", "embedding_length",
                                        "feed_forward_length", "attention.head_count",
@@ -222,19 +223,14 @@ static int require_default(const gguf_t *g, const gguf_arch_t *a, const char *su
  * floor and ceil of the correction dimensions of yarn_beta_fast and
  * yarn_beta_slow (32, 1) over the original context, cos and sin scaled by
  * 1 + 0.1 ln(factor). That is transformers' yarn with truncate and its
- * default attention factor; an attention factor, extrapolation factor or
- * log multiplier of the file's own llama.cpp and transformers read
- * differently, so they are refused. */
+ * default attention factor (read_rope refuses a file's own). */
 static int read_yarn(const gguf_t *g, const gguf_arch_t *a, model_config_t *c, char *err) {
-  static const char *why = "llama.cpp and transformers read it differently";
   if (get_int(g, a, "rope.scaling.original_context_length", 1, 0, 1, INT32_MAX,
               &c->rope_original_max_positions, err) ||
       get_float(g, a, "rope.scaling.yarn_beta_fast", 0, 32.0, &c->rope_beta_fast, err) ||
       get_float(g, a, "rope.scaling.yarn_beta_slow", 0, 1.0, &c->rope_beta_slow, err) ||
-      require_default(g, a, "rope.scaling.yarn_ext_factor", 1.0, why, err) ||
-      require_default(g, a, "rope.scaling.attn_factor", 1.0, why, err) ||
-      require_default(g, a, "rope.scaling.yarn_attn_factor", 1.0, why, err) ||
-      require_default(g, a, "rope.scaling.yarn_log_multiplier", 0.0, why, err))
+      require_default(g, a, "rope.scaling.yarn_ext_factor", 1.0,
+                      "only the full YaRN ramp is implemented", err))
     return -1;
   c->rope_scaling = ROPE_SCALING_YARN;
   c->rope_truncate = 1;
@@ -269,6 +265,13 @@ static int read_rope(const gguf_t *g, const gguf_arch_t *a, model_config_t *c, c
                 has(g, a, "rope.scaling.factor") ? "rope.scaling.factor" : "rope.scale_linear", 0,
                 1.0, &factor, err) ||
       (gguf_find_key(g, type_key.s) >= 0 && gguf_get_string(g, type_key.s, &type, NULL, err)))
+    return -1;
+  /* llama.cpp multiplies cos and sin by these whatever the scaling;
+   * transformers reads them differently or not at all */
+  static const char *why = "llama.cpp and transformers read it differently";
+  if (require_default(g, a, "rope.scaling.attn_factor", 1.0, why, err) ||
+      require_default(g, a, "rope.scaling.yarn_attn_factor", 1.0, why, err) ||
+      require_default(g, a, "rope.scaling.yarn_log_multiplier", 0.0, why, err))
     return -1;
   if (factor == 1.0f)
     return 0;

@@ -18,10 +18,10 @@ Where transformers reads the architecture from GGUF (llama, qwen2, qwen3,
 gpt2), the logits are transformers' own forward of the GGUF file, loaded with
 `gguf_file=`, and the script checks that they equal those of the model it was
 made from (weights rounded to fp16 as the file holds them) within 1e-5.
-Where it does not (gptneox; llama with rope_freqs.weight or with
-rope.scaling.type linear, which transformers' GGUF loader ignores), the
-logits come from the transformers model the file was made from, its weights
-rounded to fp16 as the file holds them. Nothing of hydra is used.
+Where it does not (gptneox; llama with rope_freqs.weight, rope.scaling or
+attention biases, qwen2 with rope.scaling, which transformers' GGUF loader
+ignores), the logits come from the transformers model the file was made
+from, its weights rounded to fp16 as the file holds them. Nothing of hydra is used.
 
 usage: python tests/golden/make_gguf_arch_golden.py [ROOT] [--only NAME...]
 (needs: torch transformers gguf numpy; CPU, eager attention, 1 thread)
@@ -180,8 +180,8 @@ def convert(model, arch, path, name, tweak=None):
     for hf_name, tensor in model.state_dict().items():
         if hf_name.endswith((".attn.bias", ".attn.masked_bias", "rotary_emb.inv_freq")):
             continue
-        if arch == gguf.MODEL_ARCH.GPT2 and not hf_name.startswith("transformer."):
-            continue  # lm_head: tied to wte, the file has none
+        if hf_name == "lm_head.weight" and model.config.tie_word_embeddings:
+            continue  # save_pretrained leaves a tied head out: the converter never sees it
         data = tensor.detach().float().numpy()
         if arch == gguf.MODEL_ARCH.LLAMA:
             if hf_name.endswith(("q_proj.weight", "q_proj.bias")):
@@ -250,6 +250,12 @@ MODELS = {
         **LLAMA_SHAPE, rms_norm_eps=1e-5,
         rope_parameters={"rope_type": "linear", "rope_theta": 10000.0, "factor": 4.0}),
         "hf", 5250),
+    # attention_bias (q, k, v, o; q and k biases permuted with their rows) and
+    # tied embeddings (no output.weight). transformers' GGUF loader builds a
+    # llama without biases.
+    "llama-bias-tied": (gguf.MODEL_ARCH.LLAMA, LlamaForCausalLM, lambda: LlamaConfig(
+        **{**LLAMA_SHAPE, "tie_word_embeddings": True}, attention_bias=True, rms_norm_eps=1e-5,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0}), "hf", 5280),
     "qwen2": (gguf.MODEL_ARCH.QWEN2, Qwen2ForCausalLM, lambda: Qwen2Config(
         **LLAMA_SHAPE, rms_norm_eps=1e-6, rope_parameters={"rope_type": "default",
                                                             "rope_theta": 30000.0}), "gguf", 5300),

@@ -37,6 +37,15 @@ int model_config_check(const model_config_t *c, char *err) {
       return err_set(err, "rotary_dim = %d must be even and at most head_dim = %d", c->rotary_dim,
                      c->head_dim);
   }
+  if (c->rope_n_freq_factors != 0) {
+    if (c->positions != POSITIONS_ROPE || c->rope_n_freq_factors != c->rotary_dim / 2)
+      return err_set(err, "rope_n_freq_factors = %d must be rotary_dim / 2 = %d",
+                     c->rope_n_freq_factors, c->rotary_dim / 2);
+    for (int i = 0; i < c->rope_n_freq_factors; i++)
+      if (!(c->rope_freq_factors[i] > 0.0f && c->rope_freq_factors[i] <= FLT_MAX))
+        return err_set(err, "rope_freq_factors[%d] = %g must be positive and finite", i,
+                       (double)c->rope_freq_factors[i]);
+  }
   if (c->positions == POSITIONS_ROPE && c->rope_scaling != ROPE_SCALING_NONE) {
     if (!(c->rope_factor >= 1.0f))
       return err_set(err, "rope_factor = %g must be at least 1", (double)c->rope_factor);
@@ -46,15 +55,6 @@ int model_config_check(const model_config_t *c, char *err) {
     if (c->rope_scaling == ROPE_SCALING_LLAMA3 &&
         !(c->rope_high_freq_factor > c->rope_low_freq_factor && c->rope_low_freq_factor > 0.0f))
       return err_set(err, "rope_high_freq_factor must be above rope_low_freq_factor > 0");
-  }
-  if (c->rope_n_freq_factors != 0) {
-    if (c->positions != POSITIONS_ROPE || c->rope_n_freq_factors != c->rotary_dim / 2)
-      return err_set(err, "rope_n_freq_factors = %d must be rotary_dim / 2 = %d",
-                     c->rope_n_freq_factors, c->rotary_dim / 2);
-    for (int i = 0; i < c->rope_n_freq_factors; i++)
-      if (!(c->rope_freq_factors[i] > 0.0f && c->rope_freq_factors[i] <= FLT_MAX))
-        return err_set(err, "rope_freq_factors[%d] = %g must be positive and finite", i,
-                       (double)c->rope_freq_factors[i]);
   }
   if (c->mlp == MLP_SWIGLU && c->activation != ACT_SILU)
     return err_set(err, "a SwiGLU MLP needs the SiLU activation");

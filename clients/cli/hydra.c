@@ -82,6 +82,12 @@ static void print_rope(const model_config_t *c) {
            (double)c->rope_beta_slow, (double)c->rope_attn_factor);
   if (c->rope_scaling == ROPE_SCALING_LLAMA3 || c->rope_scaling == ROPE_SCALING_YARN)
     printf(", original context %d", c->rope_original_max_positions);
+  if (c->rope_n_freq_factors) { /* a GGUF's rope_freqs.weight */
+    printf(", frequencies divided by");
+    for (int i = 0; i < c->rope_n_freq_factors && i < 8; i++)
+      printf(" %g", (double)c->rope_freq_factors[i]);
+    printf("%s", c->rope_n_freq_factors > 8 ? " ..." : "");
+  }
   printf("\n");
 }
 

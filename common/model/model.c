@@ -1,5 +1,6 @@
 #include "model.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -19,7 +20,7 @@ int model_config_check(const model_config_t *c, char *err) {
     return err_set(err, "n_heads = %d is out of range", c->n_heads);
   if (c->n_kv_heads <= 0 || c->n_kv_heads > c->n_heads || c->n_heads % c->n_kv_heads)
     return err_set(err, "n_kv_heads = %d does not divide n_heads = %d", c->n_kv_heads, c->n_heads);
-  if (c->head_dim <= 0 || c->head_dim > 1024)
+  if (c->head_dim <= 0 || c->head_dim > MODEL_MAX_HEAD_DIM)
     return err_set(err, "head_dim = %d is out of range", c->head_dim);
   if (c->d_mlp <= 0 || c->d_mlp > 1 << 20)
     return err_set(err, "d_mlp = %d is out of range", c->d_mlp);
@@ -35,6 +36,15 @@ int model_config_check(const model_config_t *c, char *err) {
     if (c->rotary_dim <= 0 || c->rotary_dim > c->head_dim || c->rotary_dim % 2)
       return err_set(err, "rotary_dim = %d must be even and at most head_dim = %d", c->rotary_dim,
                      c->head_dim);
+  }
+  if (c->rope_n_freq_factors != 0) {
+    if (c->positions != POSITIONS_ROPE || c->rope_n_freq_factors != c->rotary_dim / 2)
+      return err_set(err, "rope_n_freq_factors = %d must be rotary_dim / 2 = %d",
+                     c->rope_n_freq_factors, c->rotary_dim / 2);
+    for (int i = 0; i < c->rope_n_freq_factors; i++)
+      if (!(c->rope_freq_factors[i] > 0.0f && c->rope_freq_factors[i] <= FLT_MAX))
+        return err_set(err, "rope_freq_factors[%d] = %g must be positive and finite", i,
+                       (double)c->rope_freq_factors[i]);
   }
   if (c->positions == POSITIONS_ROPE && c->rope_scaling != ROPE_SCALING_NONE) {
     if (!(c->rope_factor >= 1.0f))
@@ -120,6 +130,8 @@ void model_rope_frequencies(const model_config_t *c, double *inv_freq, float *at
       break;
     }
     }
+    if (c->rope_n_freq_factors) /* llama.cpp's rope_freqs: theta / factor */
+      inv_freq[i] /= c->rope_freq_factors[i];
   }
 }
 

@@ -11,6 +11,8 @@
 
 #include "gguf.h"
 
+#define MODEL_MAX_HEAD_DIM 1024 /* model_config_check's bound on head_dim */
+
 typedef enum { NORM_LAYERNORM, NORM_RMSNORM } norm_kind_t;
 typedef enum { POSITIONS_LEARNED, POSITIONS_ROPE, POSITIONS_NONE } position_kind_t;
 /* ROPE_HALVES: dimension i pairs with i + rotary_dim/2 (Hugging Face
@@ -72,6 +74,10 @@ typedef struct {
   int rope_truncate;                                 /* yarn: the ramp's ends rounded outwards */
   float rope_attn_factor;                            /* yarn; 0 or 1: none */
   int rope_original_max_positions;                   /* llama3, yarn: the pretraining context */
+  /* per-pair divisors of the inverse frequencies, after rope_scaling (a GGUF
+   * rope_freqs.weight: Llama 3 scaling as llama.cpp stores it); 0 pairs: none */
+  int rope_n_freq_factors; /* 0 or rotary_dim / 2 */
+  float rope_freq_factors[MODEL_MAX_HEAD_DIM / 2];
   /* MLP */
   mlp_kind_t mlp;
   activation_t activation;

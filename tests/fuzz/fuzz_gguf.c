@@ -1,11 +1,13 @@
 /* fuzz_gguf - the GGUF reader on arbitrary files: header, metadata of every
- * type, tensor infos; then every metadata key read back by type. */
+ * type, tensor infos; then every metadata key read back by type; then the
+ * file as a model (model_from_gguf: architectures, keys, tensors). */
 #include <stdint.h>
 #include <stdlib.h>
 
 #include "error.h"
 #include "fuzz_util.h"
 #include "gguf.h"
+#include "model.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   char err[HYDRA_ERR_LEN];
@@ -26,6 +28,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       for (uint64_t k = 0; k < a.n && k < 64; k++)
         gguf_array_string(&a, k, &len);
   }
+  model_free(model_from_gguf(g, err));
   gguf_close(g);
   return 0;
 }

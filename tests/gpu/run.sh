@@ -136,7 +136,8 @@ check "ops: CPU against the double-precision reference (same seed)" 120 "${hy[@]
 step "goldens on CUDA"
 for g in tiny-gpt2 tiny-llama tiny-llama-sharded tiny-llama-mixed-quants tiny-gpt_neox \
   tiny-gpt_neox-sequential tiny-qwen2 tiny-qwen3 tiny-mistral tiny-llama3 tiny-llama-linear \
-  tiny-llama-yarn; do
+  tiny-llama-yarn gguf-llama gguf-mistral gguf-llama3 gguf-llama-linear gguf-llama-bias-tied \
+  gguf-qwen2 gguf-qwen2-yarn gguf-qwen3 gguf-gptneox gguf-gptneox-sequential gguf-gpt2; do
   check "logits $g (transformers, <= 1e-4)" 120 "${hy[@]}" $bin/test_golden_logits "$root" \
     "tests/golden/$g.json" --backend cuda
 done

@@ -1,0 +1,453 @@
+#!/usr/bin/env python3
+"""Per-architecture GGUF goldens: a tiny random transformers model of each
+family, converted to GGUF the way llama.cpp's convert_hf_to_gguf.py converts
+it (gguf-py's writer and tensor-name map, its metadata keys, its q/k
+permutation for llama, its qkv de-interleaving for gptneox, its transposes for
+gpt2, rope_freqs.weight for Llama 3 scaling; matrices F16, norms and biases
+F32, as `--outtype f16`), and the logits of that file from `transformers`.
+
+  tests/data/gguf/arch-<name>.gguf   the converted file (40-130 KB each)
+  tests/golden/gguf-<name>.json/.f32 its logits at every position of three
+                                     prompts (1, 7, 23 random ids); format:
+                                     tests/golden/README.md
+  tests/data/gguf/refused/*.gguf     small files with one thing wrong (REFUSED),
+                                     which test_gguf_archs expects refused
+  tests/fuzz/corpus/gguf/{llama,gptneox}.gguf   small valid files, fuzz seeds
+
+Where transformers reads the architecture from GGUF (llama, qwen2, qwen3,
+gpt2), the logits are transformers' own forward of the GGUF file, loaded with
+`gguf_file=`, and the script checks that they equal those of the model it was
+made from (weights rounded to fp16 as the file holds them) within 1e-5.
+Where it does not (gptneox; llama with rope_freqs.weight, rope.scaling or
+attention biases, qwen2 with rope.scaling, which transformers' GGUF loader
+ignores), the logits come from the transformers model the file was made
+from, its weights rounded to fp16 as the file holds them. Nothing of hydra is used.
+
+usage: python tests/golden/make_gguf_arch_golden.py [ROOT] [--only NAME...]
+(needs: torch transformers gguf numpy; CPU, eager attention, 1 thread)
+"""
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+
+import gguf
+import numpy as np
+import torch
+import transformers
+from gguf import GGMLQuantizationType as T
+from transformers import (AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, GPTNeoXConfig,
+                          GPTNeoXForCausalLM, LlamaConfig, LlamaForCausalLM, MistralConfig,
+                          MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM, Qwen3Config,
+                          Qwen3ForCausalLM)
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from make_golden import perturb  # noqa: E402  (the tiny models' norm and bias noise)
+
+VOCAB = 128
+PROMPT_LENS = (1, 7, 23)
+INIT_RANGE = 0.25
+SOURCE = f"transformers {transformers.__version__}, torch {torch.__version__}, gguf-py " \
+         f"{gguf.__version__ if hasattr(gguf, '__version__') else '0.19.0'}"
+
+
+# ---- the converter: convert_hf_to_gguf.py's choices, per architecture ------------------------
+
+def llama_permute(w, n_head, n_head_kv):
+    """LlamaModel.permute: rotate_half rows -> ggml's adjacent-pair rows."""
+    if n_head_kv is not None and n_head != n_head_kv:
+        n_head = n_head_kv
+    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(
+        w.shape)
+
+
+def neox_qkv(w, n_head, n_embd):
+    """GPTNeoXModel.modify_tensors: per-head [q k v] interleaving -> q | k | v."""
+    if w.ndim == 2:
+        w = w.reshape(n_head, 3, n_embd // n_head, n_embd)
+        return np.concatenate([w[:, i].reshape(-1, n_embd) for i in range(3)])
+    w = w.reshape(n_head, 3, n_embd // n_head)
+    return np.concatenate([w[:, i].reshape(-1) for i in range(3)])
+
+
+def llama3_rope_factors(rope, head_dim):
+    """LlamaModel.generate_extra_tensors: rope_freqs.weight for rope_type llama3."""
+    base = rope.get("rope_theta", 10000.0)
+    freqs = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+    factor, low, high = rope.get("factor", 8.0), rope.get("low_freq_factor", 1.0), \
+        rope.get("high_freq_factor", 4.0)
+    old_context = rope.get("original_max_position_embeddings", 8192)
+    low_wavelen, high_wavelen = old_context / low, old_context / high
+    out = []
+    for freq in freqs:
+        wavelen = 2 * math.pi / freq
+        if wavelen < high_wavelen:
+            out.append(1)
+        elif wavelen > low_wavelen:
+            out.append(factor)
+        else:
+            smooth = (old_context / wavelen - low) / (high - low)
+            out.append(1 / ((1 - smooth) / factor + smooth))
+    return np.array(out, dtype=np.float32)
+
+
+def write_tokenizer(w, vocab):
+    """A minimal gpt2-model vocabulary: transformers' GGUF loader reads the
+    vocabulary size from it where the architecture has no vocab_size key."""
+    w.add_tokenizer_model("gpt2")
+    w.add_token_list([f"t{i}" for i in range(vocab)])
+    w.add_token_types([1] * vocab)
+    w.add_token_merges(["t 1"])
+
+
+def common_keys(w, hp):
+    """TextModel.set_gguf_parameters."""
+    w.add_block_count(hp["num_hidden_layers"])
+    w.add_context_length(hp["max_position_embeddings"])
+    w.add_embedding_length(hp["hidden_size"])
+    w.add_feed_forward_length(hp["intermediate_size"])
+    w.add_head_count(hp["num_attention_heads"])
+    if hp.get("num_key_value_heads") is not None:
+        w.add_head_count_kv(hp["num_key_value_heads"])
+    rope = hp.get("rope_parameters") or {}
+    rope_type = rope.get("rope_type")
+    if rope_type == "linear":
+        w.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+        w.add_rope_scaling_factor(rope["factor"])
+    elif rope_type == "yarn":
+        w.add_rope_scaling_type(gguf.RopeScalingType.YARN)
+        w.add_rope_scaling_factor(rope["factor"])
+        w.add_rope_scaling_orig_ctx_len(rope["original_max_position_embeddings"])
+        if rope.get("extrapolation_factor") is not None:
+            w.add_rope_scaling_yarn_ext_factor(rope["extrapolation_factor"])
+        if rope.get("attention_factor", rope.get("attn_factor")) is not None:
+            w.add_rope_scaling_yarn_attn_factor(rope.get("attention_factor", rope.get("attn_factor")))
+        if rope.get("beta_fast") is not None:
+            w.add_rope_scaling_yarn_beta_fast(rope["beta_fast"])
+        if rope.get("beta_slow") is not None:
+            w.add_rope_scaling_yarn_beta_slow(rope["beta_slow"])
+    elif rope_type not in (None, "default", "llama3"):
+        raise ValueError(f"this script does not convert rope_type {rope_type}")
+    if rope.get("rope_theta") is not None:
+        w.add_rope_freq_base(rope["rope_theta"])
+    if hp.get("rms_norm_eps") is not None:
+        w.add_layer_norm_rms_eps(hp["rms_norm_eps"])
+    if hp.get("head_dim") is not None:
+        w.add_key_length(hp["head_dim"])
+        w.add_value_length(hp["head_dim"])
+    w.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
+
+
+def convert(model, arch, path, name, tweak=None):
+    """Writes model (a transformers model) as llama.cpp's converter would;
+    tweak(writer), when given, changes the file just before it is written."""
+    hp = model.config.to_dict()
+    n_layers = model.config.num_hidden_layers
+    w = gguf.GGUFWriter(path, arch=gguf.MODEL_ARCH_NAMES[arch])
+    w.add_name(name)
+    tmap = gguf.get_tensor_name_map(arch, n_layers)
+    if arch == gguf.MODEL_ARCH.GPTNEOX:  # GPTNeoXModel.set_gguf_parameters
+        w.add_context_length(hp["max_position_embeddings"])
+        w.add_embedding_length(hp["hidden_size"])
+        w.add_block_count(n_layers)
+        w.add_feed_forward_length(hp["intermediate_size"])
+        rotary_pct = hp["rope_parameters"]["partial_rotary_factor"]
+        w.add_rope_dimension_count(
+            int(rotary_pct * (hp["hidden_size"] // hp["num_attention_heads"])))
+        w.add_head_count(hp["num_attention_heads"])
+        w.add_parallel_residual(hp.get("use_parallel_residual", True))
+        w.add_layer_norm_eps(hp["layer_norm_eps"])
+    elif arch == gguf.MODEL_ARCH.GPT2:  # GPT2Model.set_gguf_parameters
+        w.add_block_count(n_layers)
+        w.add_context_length(hp["n_ctx"] if "n_ctx" in hp else hp["n_positions"])
+        w.add_embedding_length(hp["n_embd"])
+        w.add_feed_forward_length(4 * hp["n_embd"])
+        w.add_head_count(hp["n_head"])
+        w.add_layer_norm_eps(hp["layer_norm_epsilon"])
+        w.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
+    else:
+        common_keys(w, hp)
+    if arch == gguf.MODEL_ARCH.LLAMA:  # LlamaModel.set_gguf_parameters
+        w.add_vocab_size(hp["vocab_size"])
+        head_dim = hp.get("head_dim") or hp["hidden_size"] // hp["num_attention_heads"]
+        w.add_rope_dimension_count(head_dim)
+    write_tokenizer(w, model.config.vocab_size)
+
+    n_head = hp.get("num_attention_heads", hp.get("n_head"))
+    n_kv = hp.get("num_key_value_heads") or n_head
+    for hf_name, tensor in model.state_dict().items():
+        if hf_name.endswith((".attn.bias", ".attn.masked_bias", "rotary_emb.inv_freq")):
+            continue
+        if hf_name == "lm_head.weight" and model.config.tie_word_embeddings:
+            continue  # save_pretrained leaves a tied head out: the converter never sees it
+        data = tensor.detach().float().numpy()
+        if arch == gguf.MODEL_ARCH.LLAMA:
+            if hf_name.endswith(("q_proj.weight", "q_proj.bias")):
+                data = llama_permute(data, n_head, n_head)
+            if hf_name.endswith(("k_proj.weight", "k_proj.bias")):
+                data = llama_permute(data, n_head, n_kv)
+        if arch == gguf.MODEL_ARCH.GPTNEOX and "query_key_value" in hf_name:
+            data = neox_qkv(data, n_head, hp["hidden_size"])
+        if arch == gguf.MODEL_ARCH.GPT2:
+            if hf_name.endswith((".c_attn.weight", ".c_proj.weight", ".c_fc.weight")):
+                data = data.T
+            hf_name = hf_name[len("transformer."):]
+        gguf_name = tmap.get_name(hf_name, try_suffixes=(".weight", ".bias"))
+        if gguf_name is None:
+            raise ValueError(f"cannot map {hf_name}")
+        data = np.ascontiguousarray(data)
+        if data.ndim <= 1 or gguf_name.endswith("_norm.weight"):
+            w.add_tensor(gguf_name, data.astype(np.float32))
+        else:
+            w.add_tensor(gguf_name, data.astype(np.float16))
+    rope = hp.get("rope_parameters") or {}
+    if arch == gguf.MODEL_ARCH.LLAMA and rope.get("rope_type") == "llama3":
+        head_dim = hp.get("head_dim") or hp["hidden_size"] // hp["num_attention_heads"]
+        w.add_tensor(gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ROPE_FREQS] + ".weight",
+                     llama3_rope_factors(rope, head_dim))
+    if tweak:
+        tweak(w)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+# ---- the tiny models ---------------------------------------------------------------------------
+
+LLAMA_SHAPE = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                   tie_word_embeddings=False, initializer_range=INIT_RANGE)
+
+
+def rms_norms():
+    from transformers.models.llama.modeling_llama import LlamaRMSNorm
+    from transformers.models.qwen2.modeling_qwen2 import Qwen2RMSNorm
+    from transformers.models.qwen3.modeling_qwen3 import Qwen3RMSNorm
+    from transformers.models.mistral.modeling_mistral import MistralRMSNorm
+    return (LlamaRMSNorm, Qwen2RMSNorm, Qwen3RMSNorm, MistralRMSNorm)
+
+
+# name: (architecture, model class, config, golden source, seed). "gguf": transformers
+# loading the GGUF; "hf": the transformers model it was made from.
+MODELS = {
+    "llama": (gguf.MODEL_ARCH.LLAMA, LlamaForCausalLM, lambda: LlamaConfig(
+        **LLAMA_SHAPE, rms_norm_eps=1e-5, rope_parameters={"rope_type": "default",
+                                                            "rope_theta": 20000.0}), "gguf", 5100),
+    # llama.cpp converts Mistral as llama (no sliding window key): a llama file
+    # whose heads are not hidden / heads wide (key_length).
+    "mistral": (gguf.MODEL_ARCH.LLAMA, MistralForCausalLM, lambda: MistralConfig(
+        **LLAMA_SHAPE, head_dim=16, rms_norm_eps=1e-5, sliding_window=None,
+        rope_parameters={"rope_type": "default", "rope_theta": 15000.0}), "gguf", 5150),
+    "llama3": (gguf.MODEL_ARCH.LLAMA, LlamaForCausalLM, lambda: LlamaConfig(
+        **{**LLAMA_SHAPE, "hidden_size": 48, "max_position_embeddings": 128}, rms_norm_eps=1e-5,
+        rope_parameters={"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0,
+                         "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                         "original_max_position_embeddings": 64}), "hf", 5200),
+    "llama-linear": (gguf.MODEL_ARCH.LLAMA, LlamaForCausalLM, lambda: LlamaConfig(
+        **LLAMA_SHAPE, rms_norm_eps=1e-5,
+        rope_parameters={"rope_type": "linear", "rope_theta": 10000.0, "factor": 4.0}),
+        "hf", 5250),
+    # attention_bias (q, k, v, o; q and k biases permuted with their rows) and
+    # tied embeddings (no output.weight). transformers' GGUF loader builds a
+    # llama without biases.
+    "llama-bias-tied": (gguf.MODEL_ARCH.LLAMA, LlamaForCausalLM, lambda: LlamaConfig(
+        **{**LLAMA_SHAPE, "tie_word_embeddings": True}, attention_bias=True, rms_norm_eps=1e-5,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0}), "hf", 5280),
+    "qwen2": (gguf.MODEL_ARCH.QWEN2, Qwen2ForCausalLM, lambda: Qwen2Config(
+        **LLAMA_SHAPE, rms_norm_eps=1e-6, rope_parameters={"rope_type": "default",
+                                                            "rope_theta": 30000.0}), "gguf", 5300),
+    # YaRN (Qwen2.5's long-context recipe): factor 4 over an original context
+    # of 32 = 128 / 4; theta 100 so that the ramp spans the 4 pairs.
+    "qwen2-yarn": (gguf.MODEL_ARCH.QWEN2, Qwen2ForCausalLM, lambda: Qwen2Config(
+        **{**LLAMA_SHAPE, "max_position_embeddings": 128}, rms_norm_eps=1e-6,
+        rope_parameters={"rope_type": "yarn", "rope_theta": 100.0, "factor": 4.0,
+                         "original_max_position_embeddings": 32}), "hf", 5350),
+    # transformers' GGUF loader reads no head_dim for qwen3: Qwen3Config's
+    # default, 128, is the only one it loads right.
+    "qwen3": (gguf.MODEL_ARCH.QWEN3, Qwen3ForCausalLM, lambda: Qwen3Config(
+        **{**LLAMA_SHAPE, "num_attention_heads": 2, "num_key_value_heads": 1}, head_dim=128,
+        rms_norm_eps=1e-6, rope_parameters={"rope_type": "default", "rope_theta": 40000.0}),
+        "gguf", 5410),
+    "gptneox": (gguf.MODEL_ARCH.GPTNEOX, GPTNeoXForCausalLM, lambda: GPTNeoXConfig(
+        vocab_size=VOCAB, hidden_size=48, intermediate_size=96, num_hidden_layers=2,
+        num_attention_heads=4, max_position_embeddings=64, hidden_act="gelu",
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                         "partial_rotary_factor": 0.5},
+        use_parallel_residual=True, tie_word_embeddings=False, initializer_range=INIT_RANGE),
+        "hf", 5500),
+    "gptneox-sequential": (gguf.MODEL_ARCH.GPTNEOX, GPTNeoXForCausalLM, lambda: GPTNeoXConfig(
+        vocab_size=VOCAB, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+        num_attention_heads=4, max_position_embeddings=64, hidden_act="gelu",
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                         "partial_rotary_factor": 0.25},
+        use_parallel_residual=False, tie_word_embeddings=False, initializer_range=INIT_RANGE),
+        "hf", 5600),
+    "gpt2": (gguf.MODEL_ARCH.GPT2, GPT2LMHeadModel, lambda: GPT2Config(
+        vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, n_positions=1024,
+        activation_function="gelu_new", initializer_range=INIT_RANGE), "gguf", 5700),
+}
+
+
+def make_model(cls, config, seed):
+    torch.manual_seed(seed)
+    model = cls(config).float().eval()
+    perturb(model, seed + 1, rms_norms() + (torch.nn.LayerNorm,))
+    with torch.no_grad():  # the file holds matrices in fp16: so does the reference
+        for pname, p in model.named_parameters():
+            if p.ndim >= 2:
+                p.copy_(p.half().float())
+    return model
+
+
+def run_prompts(model, prompts):
+    out = []
+    with torch.no_grad():
+        for ids in prompts:
+            logits = model(input_ids=torch.tensor([ids]), use_cache=False).logits[0]
+            out.append(logits.numpy().astype("<f4"))
+    return out
+
+
+def write_golden(root, name, gguf_rel, prompts, logits, source):
+    golden = os.path.join(root, "tests", "golden", f"gguf-{name}")
+    np.concatenate(logits).astype("<f4").tofile(golden + ".f32")
+    recs = [{"ids": ids, "positions": list(range(len(ids))),
+             "argmax": [int(a) for a in arr.argmax(-1)]} for ids, arr in zip(prompts, logits)]
+    lines = ["{", f'  "model": {json.dumps(gguf_rel)},', f'  "vocab": {VOCAB},',
+             f'  "source": {json.dumps(source)},', '  "prompts": [']
+    lines += ["    " + json.dumps(r) + ("," if i + 1 < len(recs) else "")
+              for i, r in enumerate(recs)]
+    lines += ["  ],", f'  "logits_file": "gguf-{name}.f32"', "}"]
+    with open(golden + ".json", "w") as f:
+        f.write("\n".join(lines) + "\n")
+    gaps = [float(np.diff(np.sort(a, -1)[:, -2:], axis=-1).min()) for a in logits]
+    scale = max(float(np.abs(a).max()) for a in logits)
+    print(f"  {golden}.json, .f32: logit scale {scale:.3g}, min top1-top2 gap {min(gaps):.3g}")
+
+
+def make(root, name):
+    arch, cls, config, source, seed = MODELS[name]
+    model = make_model(cls, config(), seed)
+    model.config._attn_implementation = "eager"
+    rng = np.random.default_rng(seed + 2)
+    prompts = [[int(t) for t in rng.integers(0, VOCAB, size=n)] for n in PROMPT_LENS]
+    reference = run_prompts(model, prompts)
+    gguf_rel = f"tests/data/gguf/arch-{name}.gguf"
+    path = os.path.join(root, gguf_rel)
+    convert(model, arch, path, f"tiny-{name}")
+    if source == "gguf":
+        loaded = AutoModelForCausalLM.from_pretrained(
+            os.path.dirname(path), gguf_file=os.path.basename(path), dtype=torch.float32,
+            attn_implementation="eager").eval()
+        logits = run_prompts(loaded, prompts)
+        worst = max(float(np.abs(a - b).max() / np.abs(b).max())
+                    for a, b in zip(logits, reference))
+        assert worst <= 1e-5, f"{name}: transformers' GGUF load differs from the model by {worst}"
+        how = f"{SOURCE}; transformers loading the GGUF (gguf_file=), within {worst:.1g} of " \
+              "the model it was converted from"
+    else:
+        logits = reference
+        how = f"{SOURCE}; the transformers model the GGUF was converted from (fp16 weights)"
+    print(f"[{name}] {path}: {os.path.getsize(path)} bytes")
+    write_golden(root, name, gguf_rel, prompts, logits, how)
+
+
+# ---- files the loader must refuse, naming what is wrong (test_gguf) ---------------------------
+
+def set_key(key, value, vtype=gguf.GGUFValueType.UINT32):
+    return lambda w: w.add_key_value(key, value, vtype)
+
+
+def drop_key(key):
+    return lambda w: w.kv_data[0].pop(key)
+
+
+def drop_tensor(name):
+    return lambda w: w.tensors[0].pop(name)
+
+
+def add_tensor(name, values):
+    return lambda w: w.add_tensor(name, np.asarray(values, dtype=np.float32))
+
+
+SMALL = dict(vocab_size=16, hidden_size=16, intermediate_size=16, num_hidden_layers=1,
+             num_attention_heads=2, max_position_embeddings=64, initializer_range=INIT_RANGE)
+SMALL_ROPE = {"rope_type": "default", "rope_theta": 10000.0}
+
+# file: (model, tweak); test_gguf holds the message each must give.
+REFUSED = {
+    "llama-rope-dims-half": ("llama", set_key("llama.rope.dimension_count", 4)),
+    "llama-rope-dims-over": ("llama", set_key("llama.rope.dimension_count", 16)),
+    "llama-attention-scale": ("llama", set_key("llama.attention.scale", 0.5,
+                                               gguf.GGUFValueType.FLOAT32)),
+    "llama-sliding-window": ("llama", set_key("llama.attention.sliding_window", 16)),
+    "llama-rope-longrope": ("llama", lambda w: (
+        w.add_rope_scaling_type(gguf.RopeScalingType.LONGROPE), w.add_rope_scaling_factor(4.0))),
+    "llama-rope-yarn-attn-factor": ("llama", lambda w: (
+        w.add_rope_scaling_type(gguf.RopeScalingType.YARN), w.add_rope_scaling_factor(4.0),
+        w.add_rope_scaling_orig_ctx_len(16), w.add_rope_scaling_yarn_attn_factor(0.8))),
+    "llama-experts": ("llama", set_key("llama.expert_count", 8)),
+    "llama-rope-freqs-short": ("llama", add_tensor("rope_freqs.weight", [1.0, 2.0])),
+    "llama-rope-freqs-zero": ("llama", add_tensor("rope_freqs.weight", [1.0, 0.0, 1.0, 4.0])),
+    "qwen2-no-k-bias": ("qwen2", drop_tensor("blk.0.attn_k.bias")),
+    "qwen2-rope-freqs": ("qwen2", add_tensor("rope_freqs.weight", [1.0, 1.0, 1.0, 1.0])),
+    "qwen3-rope-dims": ("qwen3", set_key("qwen3.rope.dimension_count", 6)),
+    "gptneox-rope-dims-odd": ("gptneox", set_key("gptneox.rope.dimension_count", 3)),
+    "gptneox-rope-dims-over": ("gptneox", set_key("gptneox.rope.dimension_count", 10)),
+    "gptneox-no-parallel-key": ("gptneox", drop_key("gptneox.use_parallel_residual")),
+    "gptneox-kv-heads": ("gptneox", set_key("gptneox.attention.head_count_kv", 1)),
+    "gpt2-rope-key": ("gpt2", set_key("gpt2.rope.dimension_count", 8)),
+}
+
+
+def small_model(family):
+    if family == "llama":
+        return gguf.MODEL_ARCH.LLAMA, LlamaForCausalLM(LlamaConfig(
+            **SMALL, num_key_value_heads=1, rope_parameters=SMALL_ROPE))
+    if family == "qwen2":
+        return gguf.MODEL_ARCH.QWEN2, Qwen2ForCausalLM(Qwen2Config(
+            **SMALL, num_key_value_heads=1, rope_parameters=SMALL_ROPE))
+    if family == "qwen3":
+        return gguf.MODEL_ARCH.QWEN3, Qwen3ForCausalLM(Qwen3Config(
+            **SMALL, num_key_value_heads=1, head_dim=8, rope_parameters=SMALL_ROPE))
+    if family == "gptneox":
+        return gguf.MODEL_ARCH.GPTNEOX, GPTNeoXForCausalLM(GPTNeoXConfig(
+            **SMALL, rope_parameters={**SMALL_ROPE, "partial_rotary_factor": 0.5}))
+    return gguf.MODEL_ARCH.GPT2, GPT2LMHeadModel(GPT2Config(
+        vocab_size=16, n_embd=16, n_layer=1, n_head=2, n_positions=64))
+
+
+def make_refused(root):
+    for name, (family, tweak) in REFUSED.items():
+        torch.manual_seed(7)
+        arch, model = small_model(family)
+        path = os.path.join(root, "tests", "data", "gguf", "refused", f"{name}.gguf")
+        convert(model.eval(), arch, path, name, tweak)
+        print(f"  {path}: {os.path.getsize(path)} bytes")
+    for family in ("llama", "gptneox"):  # valid small files: seeds for fuzz_gguf
+        torch.manual_seed(7)
+        arch, model = small_model(family)
+        path = os.path.join(root, "tests", "fuzz", "corpus", "gguf", f"{family}.gguf")
+        convert(model.eval(), arch, path, family)
+        print(f"  {path}: {os.path.getsize(path)} bytes")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("root", nargs="?",
+                    default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+    ap.add_argument("--only", nargs="*", choices=sorted(MODELS))
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    root = os.path.relpath(args.root)
+    for name in args.only or MODELS:
+        make(root, name)
+    if not args.only:
+        make_refused(root)
+
+
+if __name__ == "__main__":
+    main()

@@ -26,10 +26,9 @@ static int token_given(const job_token_t *t) {
 /* ---- the document's parts ---- */
 
 static const char *const top_keys[] = {
-    "model",        "preset",    "prompts",       "target",
-    "ablations",    "metrics",   "norm_scale",    "direct_effects",
-    "effect_table", "precision", "weights_dtype", "reuse",
-    "deadline_s",   "trace",     NULL};
+    "model",         "preset",     "prompts",        "target",       "ablations",
+    "metrics",       "norm_scale", "direct_effects", "effect_table", "precision",
+    "weights_dtype", "reuse",      "deadline_s",     "trace",        NULL};
 static const char *const prompt_keys[] = {"text",           "ids", "subject", "target", "foil",
                                           "counterfactual", NULL};
 static const char *const cf_keys[] = {"text", "ids", "prompt", NULL};

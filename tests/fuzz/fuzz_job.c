@@ -1,6 +1,6 @@
 /* fuzz_job - the job document parser on arbitrary bytes: it must accept or
  * reject with a field path and a message, never crash or leak; an accepted
- * document must expand its components against a model shape. */
+ * document must expand its components and groups against a model shape. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +26,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   int n = 0;
   if (job_expand_components(spec, &cfg, &comps, &n, &err) == 0)
     free(comps);
+  for (int g = 0; g < spec->n_groups; g++) { /* each group's components, as a plan expands them */
+    comps = NULL;
+    if (job_expand_group(spec, g, &cfg, &comps, &n, &err) == 0)
+      free(comps);
+  }
   job_free(spec);
   return 0;
 }

@@ -89,10 +89,13 @@ static int check_job(const engine_t *e, const engine_job_t *job, char *err) {
                        job->ids[row], c->vocab_size);
   for (int i = 0; i < job->n_components; i++) {
     const component_t *k = &job->components[i];
-    const int limit = k->kind == COMPONENT_HEAD ? c->n_heads : c->d_mlp;
+    const int limit = k->kind == COMPONENT_HEAD || k->kind == COMPONENT_Q ? c->n_heads
+                      : k->kind == COMPONENT_K || k->kind == COMPONENT_V  ? c->n_kv_heads
+                                                                          : c->d_mlp;
+    const int indexed = k->kind == COMPONENT_HEAD || k->kind == COMPONENT_NEURON ||
+                        k->kind == COMPONENT_Q || k->kind == COMPONENT_K || k->kind == COMPONENT_V;
     if ((k->kind != COMPONENT_EMBED && (k->layer < 0 || k->layer >= c->n_layers)) ||
-        ((k->kind == COMPONENT_HEAD || k->kind == COMPONENT_NEURON) &&
-         (k->index < 0 || k->index >= limit)))
+        (indexed && (k->index < 0 || k->index >= limit)))
       return err_set(err, "component %d is outside the model", i);
     if (k->kind == COMPONENT_RESID_MID && c->parallel_residual)
       return err_set(err, "component %d: resid_mid of a block with a parallel residual", i);

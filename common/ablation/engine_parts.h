@@ -189,6 +189,12 @@ static inline hook_site_t component_site(const model_config_t *cfg, const compon
     return HOOK_MLP_OUT;
   case COMPONENT_NEURON:
     return HOOK_MLP_HIDDEN;
+  case COMPONENT_Q:
+    return HOOK_Q;
+  case COMPONENT_K:
+    return HOOK_K;
+  case COMPONENT_V:
+    return HOOK_V;
   case COMPONENT_RESID_PRE:
     return HOOK_RESID_PRE;
   case COMPONENT_RESID_MID:
@@ -226,14 +232,16 @@ static inline int n_units(const engine_job_t *job) {
 }
 
 static inline int site_width(const model_config_t *c, hook_site_t s) {
-  return s == HOOK_ATTN_HEADS   ? c->n_heads * c->head_dim
-         : s == HOOK_MLP_HIDDEN ? c->d_mlp
-                                : c->d_model;
+  return s == HOOK_ATTN_HEADS || s == HOOK_Q ? c->n_heads * c->head_dim
+         : s == HOOK_K || s == HOOK_V        ? c->n_kv_heads * c->head_dim
+         : s == HOOK_MLP_HIDDEN              ? c->d_mlp
+                                             : c->d_model;
 }
 
 static inline void component_cols(const model_config_t *cfg, const component_t *c, int *c0,
                                   int *c1) {
-  if (c->kind == COMPONENT_HEAD) {
+  if (c->kind == COMPONENT_HEAD || c->kind == COMPONENT_Q || c->kind == COMPONENT_K ||
+      c->kind == COMPONENT_V) {
     *c0 = c->index * cfg->head_dim;
     *c1 = *c0 + cfg->head_dim;
   } else if (c->kind == COMPONENT_NEURON) {

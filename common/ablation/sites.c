@@ -24,6 +24,9 @@ int engine_component_slot(const component_t *c) {
     return 0;
   case COMPONENT_ATTN:
   case COMPONENT_HEAD:
+  case COMPONENT_Q:
+  case COMPONENT_K:
+  case COMPONENT_V:
     return 1 + 2 * c->layer;
   case COMPONENT_MLP:
   case COMPONENT_NEURON:

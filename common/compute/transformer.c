@@ -335,6 +335,9 @@ static int attention(transformer_t *t, const transformer_pass_t *P, int L, int n
     TRY(op->rmsnorm(b, t->q, NULL, t->q, w->q_norm_w, n * c->n_heads, c->head_dim, c->norm_eps));
     TRY(op->rmsnorm(b, k, NULL, k, w->k_norm_w, n * c->n_kv_heads, c->head_dim, c->norm_eps));
   }
+  TRY(hook(P, HOOK_Q, L, t->q, n, q));
+  TRY(hook(P, HOOK_K, L, k, n, kv));
+  TRY(hook(P, HOOK_V, L, v, n, kv));
   if (c->positions == POSITIONS_ROPE) {
     TRY(op->rope(b, t->q, t->position, t->inv_freq, n, c->n_heads, c->head_dim, c->rotary_dim,
                  t->rope_scale));

@@ -24,10 +24,13 @@
 typedef struct transformer transformer_t;
 
 /* Hook sites, in the order a layer reaches them. Widths: d = d_model,
- * H*hd = n_heads * head_dim, F = d_mlp. */
+ * H*hd = n_heads * head_dim, KV*hd = n_kv_heads * head_dim, F = d_mlp. */
 typedef enum {
   HOOK_EMBED,      /* [rows, d]: the embeddings (layer 0's input, before resid_pre.0) */
   HOOK_RESID_PRE,  /* [rows, d]: layer L's input residual */
+  HOOK_Q,          /* [rows, H*hd]: every head's query, after a q norm, before the rotary */
+  HOOK_K,          /* [rows, KV*hd]: every key head's key, after a k norm, before the rotary */
+  HOOK_V,          /* [rows, KV*hd]: every value head's value */
   HOOK_ATTN_HEADS, /* [rows, H*hd]: every head's output before the output projection */
   HOOK_ATTN_OUT,   /* [rows, d]: what attention adds to the residual (after a post norm) */
   HOOK_RESID_MID,  /* [rows, d]: the residual between attention and MLP (sequential) */

@@ -53,6 +53,13 @@ typedef enum {
   COMPONENT_RESID_PRE,
   COMPONENT_RESID_MID,
   COMPONENT_RESID_POST,
+  /* One head's query, key or value ("q.L.H", "k.L.H", "v.L.H"; H of k and
+   * v counts the key/value heads): the projection's columns of that head,
+   * after a q/k norm and before the rotary (TransformerLens' hook_q, hook_k,
+   * hook_v). Its effects count in its layer's attention slot. */
+  COMPONENT_Q,
+  COMPONENT_K,
+  COMPONENT_V,
 } component_kind_t;
 
 typedef struct {

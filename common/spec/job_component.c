@@ -24,6 +24,9 @@ typedef enum {
   PATTERN_RESID_PRE,
   PATTERN_RESID_MID,
   PATTERN_RESID_POST,
+  PATTERN_Q,
+  PATTERN_K,
+  PATTERN_V,
 } pattern_kind_t;
 
 #define WILDCARD (-1) /* layer or index "*" */
@@ -111,14 +114,19 @@ static int pattern_parse(const char *s, triple_t *p, char *msg, size_t msg_len) 
                        pattern_kinds[k]);
       return parse_part(part[1], len[1], 1, "layer", &p->layer, msg, msg_len);
     }
-  if (len[0] == 4 && !strncmp(part[0], "head", 4)) {
-    p->kind = PATTERN_HEAD;
+  const int qkv = len[0] == 1 && (part[0][0] == 'q' || part[0][0] == 'k' || part[0][0] == 'v');
+  if ((len[0] == 4 && !strncmp(part[0], "head", 4)) || qkv) {
+    p->kind = !qkv                ? PATTERN_HEAD
+              : part[0][0] == 'q' ? PATTERN_Q
+              : part[0][0] == 'k' ? PATTERN_K
+                                  : PATTERN_V;
     if (n == 2 && len[1] == 1 && part[1][0] == '*') {
       p->layer = p->index = WILDCARD;
       return 0;
     }
     if (n != 3)
-      return job_say(msg, msg_len, "expected head.LAYER.HEAD, head.LAYER.* or head.*");
+      return job_say(msg, msg_len, "expected %.*s.LAYER.HEAD, %.*s.LAYER.* or %.*s.*", (int)len[0],
+                     part[0], (int)len[0], part[0], (int)len[0], part[0]);
     if (parse_part(part[1], len[1], 0, "layer", &p->layer, msg, msg_len))
       return -1;
     return parse_part(part[2], len[2], 1, "head", &p->index, msg, msg_len);
@@ -266,8 +274,10 @@ static int expand_pattern(expansion_t *x, triple_t p, const model_config_t *cfg)
     l1 = cfg->n_layers;
   } else if (p.layer >= cfg->n_layers)
     return out_of_range(x, "layers", cfg->n_layers);
-  if (p.kind == PATTERN_HEAD && p.index >= cfg->n_heads)
+  if ((p.kind == PATTERN_HEAD || p.kind == PATTERN_Q) && p.index >= cfg->n_heads)
     return out_of_range(x, "heads per layer", cfg->n_heads);
+  if ((p.kind == PATTERN_K || p.kind == PATTERN_V) && p.index >= cfg->n_kv_heads)
+    return out_of_range(x, "key/value heads per layer", cfg->n_kv_heads);
   if (p.kind == PATTERN_NEURON && p.index >= cfg->d_mlp)
     return out_of_range(x, "MLP neurons per layer", cfg->d_mlp);
   for (int l = l0; l < l1; l++) {
@@ -294,9 +304,18 @@ static int expand_pattern(expansion_t *x, triple_t p, const model_config_t *cfg)
         return -1;
       break;
     case PATTERN_HEAD:
-    case PATTERN_NEURON: {
-      component_kind_t kind = p.kind == PATTERN_HEAD ? COMPONENT_HEAD : COMPONENT_NEURON;
-      int n = p.kind == PATTERN_HEAD ? cfg->n_heads : cfg->d_mlp;
+    case PATTERN_NEURON:
+    case PATTERN_Q:
+    case PATTERN_K:
+    case PATTERN_V: {
+      component_kind_t kind = p.kind == PATTERN_HEAD     ? COMPONENT_HEAD
+                              : p.kind == PATTERN_NEURON ? COMPONENT_NEURON
+                              : p.kind == PATTERN_Q      ? COMPONENT_Q
+                              : p.kind == PATTERN_K      ? COMPONENT_K
+                                                         : COMPONENT_V;
+      int n = p.kind == PATTERN_NEURON                     ? cfg->d_mlp
+              : p.kind == PATTERN_K || p.kind == PATTERN_V ? cfg->n_kv_heads
+                                                           : cfg->n_heads;
       int i0 = p.index == WILDCARD ? 0 : p.index, i1 = p.index == WILDCARD ? n : p.index + 1;
       for (int i = i0; i < i1; i++)
         if (add(x, kind, l, i))
@@ -441,7 +460,7 @@ int job_parse_groups(const json_t *v, job_spec_t *spec, job_error_t *err) {
         return -1;
       if (pattern_parse(g->patterns[i], &p, msg, sizeof msg))
         return job_fail(err, fi, "\"%s\": %s", job_shorten(s, g->patterns[i]), msg);
-      if (p.kind >= PATTERN_RESID_PRE)
+      if (p.kind >= PATTERN_RESID_PRE && p.kind <= PATTERN_RESID_POST)
         return job_fail(err, fi,
                         "\"%s\": a residual-stream site cannot be ablated in a group (it is "
                         "not a slot of the direct effects); give it in ablations.components",
@@ -475,6 +494,11 @@ void component_name(const component_t *c, char *buf, size_t len) {
   case COMPONENT_RESID_POST:
     snprintf(buf, len, "%s.%d", pattern_kinds[PATTERN_RESID_PRE + (c->kind - COMPONENT_RESID_PRE)],
              c->layer);
+    break;
+  case COMPONENT_Q:
+  case COMPONENT_K:
+  case COMPONENT_V:
+    snprintf(buf, len, "%c.%d.%d", "qkv"[c->kind - COMPONENT_Q], c -> layer, c -> index);
     break;
   default:
     snprintf(buf, len, "unknown");

@@ -48,12 +48,17 @@ GROUPS = {
     "three neurons of mlp 2": ["neuron.2.3", "neuron.2.17", "neuron.2.40"],
 }
 RESID = ["resid_pre.0", "resid_pre.2", "resid_mid.0", "resid_mid.2", "resid_post.0", "resid_post.2"]
+QKV = ["q.1.0", "k.1.1", "v.2.0", "q.0.3", "v.0.1"]
+QKV_GROUPS = {"q and v of head 1.0": ["q.1.0", "v.1.0"], "keys 0 and 1 of layer 1": ["k.1.0", "k.1.1"]}
 CASES = [
     ("residual sites, final position", RESID, {}, ["zero", "scale:0.5", "mean", "patch"], "last"),
     ("residual sites, every position", RESID, {}, ["zero", "patch"], "all"),
     ("groups, final position", [], GROUPS, ["zero", "scale:0.5", "mean", "patch"], "last"),
     ("groups and their members, every position", ["head.1.0", "attn.0"], GROUPS,
      ["zero", "patch"], "all"),
+    ("queries, keys and values, final position", QKV, QKV_GROUPS,
+     ["zero", "scale:0.5", "mean", "patch"], "last"),
+    ("queries, keys and values, every position", QKV, QKV_GROUPS, ["zero", "patch"], "all"),
 ]
 
 
@@ -64,7 +69,7 @@ def layers(arch):
 
 def slot_of(comp):
     kind, L = comp.split(".")[0], int(comp.split(".")[1])
-    return 1 + 2 * L if kind in ("attn", "head") else 2 + 2 * L
+    return 1 + 2 * L if kind in ("attn", "head", "q", "k", "v") else 2 + 2 * L
 
 
 def resid_first_downstream(comp):
@@ -132,6 +137,16 @@ def run(arch, ids, interventions, positions, box=None):
         handles.append(arch.embed_mod.register_forward_hook(corrupt))
     for comp, fn in interventions.items():
         kind = comp.split(".")[0]
+        if kind in ("q", "k", "v"):  # a head's columns of the projection's output (before rotary)
+            mod, cols = qkv_point(arch, comp)
+            f = at_positions(fn, positions)
+
+            def proj(mod, args, out, f=f, cols=cols):
+                out = out.clone()
+                out[0, :, cols] = f(out[0, :, cols].clone())
+                return out
+            handles.append(mod.register_forward_hook(proj))
+            continue
         if not kind.startswith("resid_"):
             rest[comp] = fn
             continue
@@ -181,8 +196,22 @@ def run(arch, ids, interventions, positions, box=None):
     return cap
 
 
+def qkv_point(arch, comp):
+    """(module, columns) of q.L.H / k.L.H / v.L.H: llama's q_proj, k_proj or
+    v_proj output, gpt2's fused c_attn output [q | k | v]; head H's head_dim
+    columns."""
+    kind, L, H = comp.split(".")
+    L, H, hd = int(L), int(H), arch.head_dim
+    if arch.family == "gpt2":
+        off = {"q": 0, "k": 1, "v": 2}[kind] * arch.d_model
+        return layers(arch)[L].attn.c_attn, slice(off + H * hd, off + (H + 1) * hd)
+    attn = layers(arch)[L].self_attn
+    return getattr(attn, kind + "_proj"), slice(H * hd, (H + 1) * hd)
+
+
 def clean_values(arch, cl, comp):
-    """A residual site's clean values at every position ([T, d])."""
+    """A residual site's (or a head's q, k, v) clean values at every
+    position ([T, width])."""
     full = cl.setdefault("resid_full", {})
     if comp not in full:
         got = {}
@@ -205,13 +234,15 @@ def value_fn(arch, method, comp, i, cleans, means, positions, src_cl=None):
         return lambda v: v * a
     if method == "mean":
         assert positions == "last"
+        if comp not in means:
+            means[comp] = torch.stack([clean_values(arch, c, comp)[-1] for c in cleans]).mean(0)
         m = means[comp]
         return lambda v: m.clone().reshape(v.shape)
     assert method == "patch"
     j, run_cl = PATCH_SOURCE, cleans[i]
     if src_cl is not None:
         cleans, j = [src_cl], 0
-    if comp.startswith("resid_"):
+    if comp.startswith("resid_") or comp.split(".")[0] in ("q", "k", "v"):
         src = clean_values(arch, cleans[j], comp)
         if positions == "last":
             return lambda v: src[-1].clone()

@@ -806,6 +806,20 @@ static void test_resid_and_groups(void) {
             c[31].kind == COMPONENT_RESID_POST && c[31].layer == 29,
         "residual sites expand (%d)", n);
   free(c);
+  n = expand("{'prompts': ['a'], 'ablations': {'components': ['q.2.8', 'k.2.*', 'v.*'], "
+             "'methods': ['zero']}}",
+             &cfg, &c, &err);
+  CHECK(n == 1 + 3 + 30 * 3 && name_is(&c[0], "q.2.8") && c[0].kind == COMPONENT_Q &&
+            name_is(&c[1], "k.2.0") && name_is(&c[3], "k.2.2") && name_is(&c[4], "v.0.0") &&
+            c[4].kind == COMPONENT_V,
+        "queries, keys and values expand (k and v over the key/value heads: %d)", n);
+  free(c);
+  EXPAND_BAD("{'prompts': ['a'], 'ablations': {'components': ['k.1.3'], 'methods': ['zero']}}",
+             &cfg, "ablations.components[0]", "(model has 3 key/value heads per layer)");
+  EXPAND_BAD("{'prompts': ['a'], 'ablations': {'components': ['q.1.9'], 'methods': ['zero']}}",
+             &cfg, "ablations.components[0]", "(model has 9 heads per layer)");
+  BAD("{'prompts': ['a'], 'ablations': {'components': ['q.1']}}", "ablations.components[0]",
+      "expected q.LAYER.HEAD");
   EXPAND_BAD("{'prompts': ['a'], 'ablations': {'components': ['resid_post.30'], 'methods': "
              "['zero']}}",
              &cfg, "ablations.components[0]", "(model has 30 layers)");

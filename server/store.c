@@ -98,6 +98,9 @@ int store_job_create(store_t *s, const store_job_t *job, const char *spec, size_
   if (strnlen(job->model, STORE_MODEL_LEN) == STORE_MODEL_LEN)
     return err_set(err, "store %s: %s: model name longer than %d bytes", s->name, what,
                    STORE_MODEL_LEN - 1);
+  if (strnlen(job->fingerprint, STORE_FINGERPRINT_LEN) == STORE_FINGERPRINT_LEN)
+    return err_set(err, "store %s: %s: model fingerprint longer than %d bytes", s->name, what,
+                   STORE_FINGERPRINT_LEN - 1);
   if (job->n_units < 0 || job->n_units > STORE_MAX_UNITS)
     return err_set(err, "store %s: %s: %d units (0..%d allowed)", s->name, what, job->n_units,
                    STORE_MAX_UNITS);
@@ -138,6 +141,33 @@ int store_job_set_state(store_t *s, const char *job_id, store_state_t state, con
   }
   message[n] = 0;
   return s->ops->job_set_state(s, job_id, state, message, rows, n_rows, what, err);
+}
+
+int store_job_note(store_t *s, const char *job_id, const char *note, char *err) {
+  char what[WHAT_LEN], text[STORE_NOTE_LEN];
+  snprintf(what, sizeof what, "note on job %.40s", job_id ? job_id : "");
+  if (writable(s, err))
+    return -1;
+  if (!job_id)
+    return err_set(err, "store %s: %s: no job id", s->name, what);
+  size_t n = note ? strnlen(note, sizeof text - 1) : 0;
+  if (n && note[n])
+    n = utf8_cut(note, n);
+  if (n)
+    memcpy(text, note, n);
+  text[n] = 0;
+  return s->ops->job_note(s, job_id, text, what, err);
+}
+
+int store_job_retry(store_t *s, const char *job_id, store_state_t *state, char *err) {
+  char what[WHAT_LEN];
+  store_state_t state_here = STORE_QUEUED;
+  snprintf(what, sizeof what, "retry job %.40s", job_id ? job_id : "");
+  if (writable(s, err))
+    return -1;
+  if (!job_id)
+    return err_set(err, "store %s: %s: no job id", s->name, what);
+  return s->ops->job_retry(s, job_id, state ? state : &state_here, what, err);
 }
 
 int store_job_cancel(store_t *s, const char *job_id, char *err) {

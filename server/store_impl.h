@@ -34,6 +34,9 @@ typedef struct store_ops {
   int (*renew_lease)(store_t *s, const char *job_id, int unit, const char *worker, double lease_s,
                      int *held, store_state_t *state, const char *what, char *err);
   int (*release_leases)(store_t *s, const char *worker, size_t *n_released, char *err);
+  int (*job_note)(store_t *s, const char *job_id, const char *note, const char *what, char *err);
+  int (*job_retry)(store_t *s, const char *job_id, store_state_t *state, const char *what,
+                   char *err);
 } store_ops_t;
 
 /* The head of every store: implementations embed it first. */

@@ -76,12 +76,16 @@ static const char *const MIGRATIONS[] = {
     " PRIMARY KEY (job, seq));",
     /* 2: claims and resumes find pending units without walking the done ones */
     "CREATE INDEX hydra_units_pending ON hydra_units (job, idx) WHERE state = 'pending';",
+    /* 3: the model a job was submitted for; why a job waits */
+    "ALTER TABLE hydra_jobs ADD COLUMN fingerprint text NOT NULL DEFAULT '';"
+    "ALTER TABLE hydra_jobs ADD COLUMN note text NOT NULL DEFAULT '';",
 };
 #define SCHEMA_VERSION ((int)(sizeof MIGRATIONS / sizeof MIGRATIONS[0]))
 
 #define JOB_COLUMNS                                                                                \
   "id, user_name, model, state, error, created_at, started_at, finished_at, deadline, n_units, "   \
-  "units_done, variants_total, variants_done, n_rows"
+  "units_done, variants_total, variants_done, n_rows, fingerprint, note"
+#define JOB_COLUMNS_N 16
 #define FINAL_STATES "('done','failed','cancelled')"
 
 typedef struct {
@@ -232,6 +236,8 @@ static int job_read(const pg_store_t *s, const PGresult *res, int row, store_job
   job->variants_total = col_i64(res, row, 11);
   job->variants_done = col_i64(res, row, 12);
   job->rows = col_i64(res, row, 13);
+  snprintf(job->fingerprint, sizeof job->fingerprint, "%s", PQgetvalue(res, row, 14));
+  snprintf(job->note, sizeof job->note, "%s", PQgetvalue(res, row, 15));
   return 0;
 }
 
@@ -562,16 +568,18 @@ static int job_create_locked(pg_store_t *s, const store_job_t *job, const char *
   snprintf(deadline, sizeof deadline, "%.17g", job->deadline);
   snprintf(n_units, sizeof n_units, "%d", job->n_units);
   snprintf(variants, sizeof variants, "%" PRId64, job->variants_total);
-  const char *p[] = {job->id, job->user, job->model, text, deadline, n_units, variants};
+  const char *p[] = {job->id,  job->user, job->model, text,
+                     deadline, n_units,   variants,   job->fingerprint};
   PGresult *res = NULL;
   int rc = -1;
   if (begin(s, s->w, "BEGIN", what, err))
     goto out;
   if (q(s, s->w,
         "INSERT INTO hydra_jobs (id, user_name, model, spec, state, created_at, deadline, "
-        "n_units, variants_total) VALUES ($1, $2, $3, $4, 'queued', " NOW_S ", $5, $6, $7) "
+        "n_units, variants_total, fingerprint) "
+        "VALUES ($1, $2, $3, $4, 'queued', " NOW_S ", $5, $6, $7, $8) "
         "ON CONFLICT (id) DO NOTHING RETURNING key",
-        7, p, &res, what, err))
+        8, p, &res, what, err))
     goto out;
   if (PQntuples(res) == 0) {
     rc = STORE_DUPLICATE;
@@ -645,7 +653,7 @@ static int unit_complete_locked(pg_store_t *s, const char *job_id, int unit,
         4, pu, NULL, what, err) ||
       q(s, s->w,
         "UPDATE hydra_jobs SET units_done = units_done + 1, variants_done = variants_done + $2, "
-        "n_rows = n_rows + $3 WHERE key = $1",
+        "n_rows = n_rows + $3, note = '' WHERE key = $1",
         3, pj, NULL, what, err) ||
       commit(s, s->w, what, err))
     goto fail;
@@ -693,7 +701,7 @@ static int set_state_locked(pg_store_t *s, const char *job_id, store_state_t sta
   snprintf(count, sizeof count, "%zu", n_rows);
   const char *p[] = {job.key, store_state_name(state), error, count};
   if (q(s, s->w,
-        "UPDATE hydra_jobs SET state = $2::text, error = $3, "
+        "UPDATE hydra_jobs SET state = $2::text, error = $3, note = '', "
         "started_at = CASE WHEN started_at = 0 AND $2::text IN ('running','done') THEN " NOW_S
         " ELSE started_at END, "
         "finished_at = CASE WHEN $2::text IN " FINAL_STATES " THEN " NOW_S " ELSE 0 END, "
@@ -745,6 +753,84 @@ static int pg_rows_append(store_t *base, const char *job_id, const char *const r
   pg_store_t *s = (pg_store_t *)base;
   pthread_mutex_lock(&s->wlock);
   int rc = rows_append_locked(s, job_id, rows, n_rows, what, err);
+  pthread_mutex_unlock(&s->wlock);
+  return rc;
+}
+
+static int note_locked(pg_store_t *s, const char *job_id, const char *note, const char *what,
+                       char *err) {
+  job_lock_t job;
+  if (begin(s, s->w, "BEGIN", what, err))
+    return -1;
+  int rc = job_find(s, s->w, job_id, JOB_LOCK | JOB_OPEN, &job, what, err);
+  if (rc)
+    goto fail;
+  rc = -1;
+  const char *p[] = {job.key, note};
+  if (q(s, s->w, "UPDATE hydra_jobs SET note = $2 WHERE key = $1", 2, p, NULL, what, err) ||
+      commit(s, s->w, what, err))
+    goto fail;
+  return 0;
+fail:
+  rollback(s->w);
+  return rc;
+}
+
+static int pg_job_note(store_t *base, const char *job_id, const char *note, const char *what,
+                       char *err) {
+  pg_store_t *s = (pg_store_t *)base;
+  pthread_mutex_lock(&s->wlock);
+  int rc = note_locked(s, job_id, note, what, err);
+  pthread_mutex_unlock(&s->wlock);
+  return rc;
+}
+
+static int retry_locked(pg_store_t *s, const char *job_id, store_state_t *state, const char *what,
+                        char *err) {
+  job_lock_t job;
+  PGresult *res = NULL;
+  if (begin(s, s->w, "BEGIN", what, err))
+    return -1;
+  int rc = job_find(s, s->w, job_id, JOB_LOCK, &job, what, err);
+  if (rc)
+    goto fail;
+  rc = STORE_STATE;
+  if (job.state != STORE_FAILED) {
+    err_set(err, "store %s: %s: the job is %s, not failed", s->name, what,
+            store_state_name(job.state));
+    goto fail;
+  }
+  rc = -1;
+  const char *p[] = {job.key};
+  if (q(s, s->w,
+        "UPDATE hydra_jobs SET state = CASE WHEN started_at > 0 THEN 'running' ELSE 'queued' "
+        "END, error = '', note = '', finished_at = 0, final_owner = '', final_until = 0 "
+        "WHERE key = $1 RETURNING state",
+        1, p, &res, what, err))
+    goto fail;
+  if (PQntuples(res) != 1 || store_state_parse(PQgetvalue(res, 0, 0), state)) {
+    err_set(err, "store %s: %s: the job's new state is unreadable", s->name, what);
+    goto fail;
+  }
+  if (q(s, s->w,
+        "UPDATE hydra_units SET lease_owner = '', lease_until = 0 WHERE job = $1 AND "
+        "state = 'pending'",
+        1, p, NULL, what, err) ||
+      commit(s, s->w, what, err))
+    goto fail;
+  PQclear(res);
+  return 0;
+fail:
+  PQclear(res);
+  rollback(s->w);
+  return rc;
+}
+
+static int pg_job_retry(store_t *base, const char *job_id, store_state_t *state, const char *what,
+                        char *err) {
+  pg_store_t *s = (pg_store_t *)base;
+  pthread_mutex_lock(&s->wlock);
+  int rc = retry_locked(s, job_id, state, what, err);
   pthread_mutex_unlock(&s->wlock);
   return rc;
 }
@@ -981,7 +1067,7 @@ static int jobs_query(pg_store_t *s, const char *sql, int n_params, const char *
       goto out;
     if (with_pending)
       ((store_resume_t *)item)->first_pending =
-          PQgetisnull(res, i, 14) ? job->n_units : (int)col_i64(res, i, 14);
+          PQgetisnull(res, i, JOB_COLUMNS_N) ? job->n_units : (int)col_i64(res, i, JOB_COLUMNS_N);
   }
   rc = 0;
 out:
@@ -1098,4 +1184,6 @@ static const store_ops_t POSTGRES_OPS = {
     .claim_unit = pg_claim_unit,
     .renew_lease = pg_renew_lease,
     .release_leases = pg_release_leases,
+    .job_note = pg_job_note,
+    .job_retry = pg_job_retry,
 };

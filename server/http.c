@@ -42,6 +42,7 @@ const http_route_t http_routes[] = {
     {"GET", "/v1/jobs", 0},
     {"GET", "/v1/jobs/{id}", 0},
     {"DELETE", "/v1/jobs/{id}", 0},
+    {"POST", "/v1/jobs/{id}/retry", 0},
     {"GET", "/v1/jobs/{id}/results", 0},
     {"GET", "/metrics", 0},
     {"GET", "/", 1},
@@ -95,8 +96,9 @@ typedef struct {
    * worker fills the answer, sets answered and resumes the connection. */
   server_t *s;
   struct MHD_Connection *conn;
-  int model;       /* /tokenize: the model */
-  int wait_stream; /* POST /v1/jobs?wait=stream */
+  int model;                 /* /tokenize: the model */
+  char job_id[STORE_ID_LEN]; /* /v1/jobs/{id}/retry: the job */
+  int wait_stream;           /* POST /v1/jobs?wait=stream */
   int queued;
   int answered;
   int answer_status;
@@ -529,6 +531,7 @@ static json_t *model_json(const server_model_t *m, int detail) {
                 c->n_kv_heads, "d_mlp", c->d_mlp, "vocab_size", c->vocab_size, "context",
                 c->max_positions, "tokenizer", m->tok ? tokenizer_kind(m->tok) : "none");
   json_object_set_new(o, "weights_dtype", json_string(m->model->weights_bf16 ? "bf16" : "fp32"));
+  json_object_set_new(o, "fingerprint", json_string(m->fingerprint));
   if (detail) {
     json_t *comps = json_array();
     json_array_append_new(comps, json_string("embed"));
@@ -678,6 +681,7 @@ static int submit_job(request_t *rq) {
   random_id(job.id);
   snprintf(job.user, sizeof(job.user), "%s", user);
   snprintf(job.model, sizeof(job.model), "%s", m->name);
+  snprintf(job.fingerprint, sizeof(job.fingerprint), "%s", m->fingerprint);
   job.n_units = (n_prompts + s->cfg.unit_prompts - 1) / s->cfg.unit_prompts;
   job.variants_total = variants;
   const double dl = spec->deadline_s > 0 ? spec->deadline_s : s->cfg.default_deadline_s;
@@ -724,11 +728,69 @@ static int submit_job(request_t *rq) {
                                (json_int_t)variants));
 }
 
+static int load_job(server_t *s, const char *id, const char *user, role_t role, store_job_t *j);
+
+/* POST /v1/jobs/{id}/retry, on a request worker (rq->job_id): a failed job goes back to the queue
+ * from its first pending unit. A job whose failure the store could not
+ * record (a full disk) is still queued or running there: this worker's
+ * memory of its end is dropped instead. */
+static int retry_job(request_t *rq) {
+  server_t *s = rq->s;
+  const char *id = rq->job_id;
+  char err[HYDRA_ERR_LEN];
+  if (s->draining)
+    return answer_error(rq, 503, "", "the server is draining: no job is retried");
+  store_job_t j;
+  if (load_job(s, id, rq->user, rq->role, &j) != 0)
+    return answer_error(rq, 404, "", "no job %s", id);
+  if (j.state != STORE_FAILED)
+    return answer_error(rq, 409, "", "job %s is %s: only a failed job can be retried", id,
+                        store_state_name(j.state));
+  if (j.deadline > 0 && clock_wall() > j.deadline)
+    return answer_error(rq, 409, "deadline",
+                        "job %s passed its deadline (%.0f s after its submission): submit it again",
+                        id, j.deadline - j.created_at);
+  if (scheduler_user_jobs(s, j.user) >= s->cfg.max_jobs_per_user)
+    return answer_error(rq, 429, "", "user %s has %d jobs queued or running (the limit)", j.user,
+                        s->cfg.max_jobs_per_user);
+  store_state_t state = STORE_QUEUED;
+  store_job_t stored;
+  if (scheduler_drop_unstored(s, id)) { /* failed here, never recorded: the store still runs it */
+    if (store_job_get(s->store, id, &stored, err) != 0)
+      return answer_error(rq, 503, "", "the job store failed: %s", err);
+    state = stored.state;
+  } else {
+    const int rc = store_job_retry(s->store, id, &state, err);
+    if (rc == STORE_STATE || rc == STORE_NOT_FOUND)
+      return answer_error(rq, 409, "", "job %s can no longer be retried: %s", id, err);
+    if (rc != 0)
+      return answer_error(rq, 503, "", "the job store failed: %s", err);
+  }
+  scheduler_discover(s);
+  server_log(s, 1, "job %s retried by %s (%s, from unit %d of %d)", id, rq->user,
+             store_state_name(state), j.units_done, j.n_units);
+  notify_rows_committed(&s->notify);
+  char status_url[96], results_url[128];
+  snprintf(status_url, sizeof(status_url), "/v1/jobs/%s", id);
+  snprintf(results_url, sizeof(results_url), "/v1/jobs/%s/results", id);
+  return answer_json(rq, 202,
+                     json_pack("{s:s,s:s,s:s,s:s,s:i,s:i}", "id", id, "state",
+                               store_state_name(state), "status_url", status_url, "results_url",
+                               results_url, "units_done", j.units_done, "n_units", j.n_units));
+}
+
 /* The request workers' tasks: the answer, then the connection resumed (the
  * HTTP thread sends it, deliver). */
 static void work_submit(void *task) {
   request_t *rq = task;
   submit_job(rq);
+  rq->answered = 1;
+  MHD_resume_connection(rq->conn);
+}
+
+static void work_retry(void *task) {
+  request_t *rq = task;
+  retry_job(rq);
   rq->answered = 1;
   MHD_resume_connection(rq->conn);
 }
@@ -791,6 +853,11 @@ static json_t *job_json(server_t *s, const store_job_t *j) {
   const int finished = j->state == STORE_DONE;
   json_object_set_new(o, "error", j->error[0] && !finished ? json_string(j->error) : json_null());
   json_object_set_new(o, "warning", j->error[0] && finished ? json_string(j->error) : json_null());
+  /* Why a queued or running job does not run here (its model is not held). */
+  const int open = j->state == STORE_QUEUED || j->state == STORE_RUNNING;
+  json_object_set_new(o, "waiting", open && j->note[0] ? json_string(j->note) : json_null());
+  json_object_set_new(o, "model_fingerprint",
+                      j->fingerprint[0] ? json_string(j->fingerprint) : json_null());
   char url[128];
   snprintf(url, sizeof(url), "/v1/jobs/%s/results", j->id);
   json_object_set_new(o, "results_url", json_string(url));
@@ -1101,6 +1168,10 @@ static enum MHD_Result dispatch(server_t *s, struct MHD_Connection *c, request_t
       if (fmt && strcmp(fmt, "csv") != 0 && strcmp(fmt, "ndjson") != 0)
         return respond_error(c, rq, 400, "format", "expected ndjson or csv");
       return respond_stream(s, c, rq, id, a, 200);
+    }
+    if (slash && strcmp(slash, "/retry") == 0 && post) {
+      snprintf(rq->job_id, sizeof(rq->job_id), "%.32s", id);
+      return hand_over(s, c, rq, work_retry);
     }
     return respond_error(c, rq, slash ? 404 : 405, "", "no such route");
   }

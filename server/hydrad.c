@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include "checkpoint.h"
+#include "clock.h"
+#include "fingerprint.h"
 #include "server.h"
 
 static volatile sig_atomic_t got_signal;
@@ -26,6 +28,9 @@ static void usage(FILE *f) {
              "  --listen ADDR            IPv4 address to listen on (default 127.0.0.1)\n"
              "  --port N                 (default 8080)\n"
              "  --model NAME=PATH        a model to load: GGUF file or Hugging Face directory\n"
+             "  --fingerprint-cache beside|off  each model file's SHA-256 cached in\n"
+             "                           FILE.hydra-fingerprint (default beside), or computed\n"
+             "                           at every start\n"
              "  --store PATH|URL         job store: a SQLite file (default hydra.db), or\n"
              "                           postgres://USER@HOST/DB shared by several hydrad\n"
              "  --worker-id NAME         this worker's name in the store's leases (default\n"
@@ -127,7 +132,14 @@ static int set_option(server_config_t *c, const char *key, const char *val, char
     NUM(request_workers, 1);
   else if (strcmp(key, "job-memory-mib") == 0)
     NUM(job_memory_mib, 1);
-  else if (strcmp(key, "tls-cert") == 0)
+  else if (strcmp(key, "fingerprint-cache") == 0) {
+    if (strcmp(val, "beside") == 0)
+      c->fingerprint_cache = FINGERPRINT_CACHE_BESIDE;
+    else if (strcmp(val, "off") == 0)
+      c->fingerprint_cache = FINGERPRINT_CACHE_OFF;
+    else
+      return err_set(err, "--fingerprint-cache: expected beside or off, got \"%s\"", val);
+  } else if (strcmp(key, "tls-cert") == 0)
     snprintf(c->tls_cert, sizeof(c->tls_cert), "%s", val);
   else if (strcmp(key, "tls-key") == 0)
     snprintf(c->tls_key, sizeof(c->tls_key), "%s", val);
@@ -296,6 +308,16 @@ int main(int argc, char **argv) {
     m->model = ck.model;
     m->tok = ck.tokenizer;
     s->n_models++; /* counted from here: the cleanup frees what is loaded */
+    int n_hashed = 0;
+    const double t_hash = clock_monotonic();
+    if (fingerprint_model(c->model_paths[i], m->model, m->tok, c->fingerprint_cache, m->fingerprint,
+                          sizeof(m->fingerprint), &n_hashed, err))
+      goto fail;
+    server_log(s, 1, "model %s: fingerprint %s (%s)", m->name, m->fingerprint,
+               n_hashed ? "computed" : "cached");
+    if (n_hashed)
+      server_log(s, 2, "model %s: %d files hashed in %.2f s", m->name, n_hashed,
+                 clock_monotonic() - t_hash);
     if (c->weights_bf16)
       model_round_bf16(m->model);
     if (!m->tok)

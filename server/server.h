@@ -10,6 +10,7 @@
 #include "auth.h"
 #include "backend.h"
 #include "engine.h"
+#include "fingerprint.h"
 #include "model.h"
 #include "notify.h"
 #include "plan.h"
@@ -49,6 +50,7 @@ typedef struct {
   char tls_cert[1024], tls_key[1024]; /* PEM files: HTTPS when both are given */
   char worker_id[STORE_WORKER_LEN];   /* this worker's name in the store's leases */
   double lease_s;                     /* a claimed unit's lease, renewed every third of it */
+  fingerprint_cache_t fingerprint_cache;
 } server_config_t;
 
 typedef struct {
@@ -56,6 +58,7 @@ typedef struct {
   model_t *model;
   tokenizer_t *tok; /* NULL when the model brings none */
   engine_t *engine;
+  char fingerprint[STORE_FINGERPRINT_LEN]; /* fingerprint.h: what jobs for it pin */
   size_t kept_bytes; /* backend memory holding queued jobs' clean sources (under the lock) */
 } server_model_t;
 
@@ -101,6 +104,9 @@ typedef struct server {
   /* jobs that ended while the store could not record it (a full or failing
    * disk): their end, kept in memory so that status and streams tell it */
   struct unstored *unstored;
+  /* jobs this worker leaves waiting (their model is not held here), each
+   * noted once in the store; pruned when they leave the store's queue */
+  struct noted *noted;
   char last_user[STORE_USER_LEN];
   volatile int draining, stopping;
   char running_job[STORE_ID_LEN];
@@ -132,12 +138,17 @@ void scheduler_stop(server_t *s);
  * for the weights dtype this worker does not hold (on a shared store,
  * another worker may hold it). */
 #define SCHEDULER_OTHER_WEIGHTS (-2)
+/* ... or SCHEDULER_OTHER_MODEL with err when the job pins another model
+ * fingerprint than the one this worker holds under its model's name. */
+#define SCHEDULER_OTHER_MODEL (-3)
 int scheduler_enqueue(server_t *s, const store_job_t *job, job_spec_t *spec, plan_t *plan,
                       int model, char *err);
 /* Queues the store's queued and running jobs this process does not know:
- * at start (a restart resumes them) and, on a shared store, every poll. A
- * job whose model is not loaded fails on a store of its own; on a shared
- * store it is left to the nodes that have the model. */
+ * at start (a restart resumes them), after a retry and, on a shared store,
+ * every poll. A job whose model is not loaded here, or is loaded from
+ * another file (another fingerprint), is left waiting, never failed: its
+ * note in the store says why (once per job and process), and a worker that
+ * holds its model runs it, on a shared store or after a restart. */
 void scheduler_discover(server_t *s);
 /* Marks a queued/running job cancelled; 0 if it was known here. */
 int scheduler_cancel(server_t *s, const char *id);
@@ -149,6 +160,8 @@ int64_t scheduler_progress(server_t *s, const char *id);
 int scheduler_unstored(server_t *s, const char *id, store_state_t *state, char *why, size_t len);
 /* Frees that memory (at exit, the worker stopped). */
 void scheduler_forget_unstored(server_t *s);
+/* Forgets one such job (its retry goes on from the store); 1 if known. */
+int scheduler_drop_unstored(server_t *s, const char *id);
 
 /* http.c */
 int http_start(server_t *s, char *err);

@@ -289,6 +289,8 @@ static void print_status(json_t *j) {
   printf("rows      %lld\n", json_integer_value(json_object_get(j, "rows")));
   if (json_is_string(json_object_get(j, "error")))
     printf("error     %s\n", str(j, "error"));
+  if (json_is_string(json_object_get(j, "waiting")))
+    printf("waiting   %s\n", str(j, "waiting"));
 }
 
 static int job_path(char *buf, size_t n, const char *id, const char *suffix) {

@@ -251,6 +251,13 @@ int store_jobs_list(store_t *s, const char *user, size_t limit, store_job_t **jo
   return s->ops->jobs_list(s, user, limit, jobs, n, err);
 }
 
+int store_user_usage(store_t *s, const char *user, int64_t *jobs, int64_t *bytes, char *err) {
+  int64_t jobs_here = 0, bytes_here = 0;
+  if (!user)
+    return err_set(err, "store %s: read a user's usage: no user", s->name);
+  return s->ops->user_usage(s, user, jobs ? jobs : &jobs_here, bytes ? bytes : &bytes_here, err);
+}
+
 int store_jobs_resumable(store_t *s, store_resume_t **jobs, size_t *n, char *err) {
   *jobs = NULL;
   *n = 0;

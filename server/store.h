@@ -111,6 +111,7 @@ typedef struct {
    * its model's name); "" otherwise. Cleared by every state change and
    * every completed unit. */
   char note[STORE_NOTE_LEN];
+  int64_t bytes; /* its spec's and rows' bytes as stored (what counts against a user's quota) */
 } store_job_t;
 
 /* A job to resume after a restart: queued, or running with its header
@@ -174,6 +175,12 @@ int store_job_spec(store_t *s, const char *job_id, char **spec, size_t *len, cha
  * *jobs is a malloc'd array the caller frees (NULL when *n is 0). */
 int store_jobs_list(store_t *s, const char *user, size_t limit, store_job_t **jobs, size_t *n,
                     char *err);
+
+/* What a user keeps in the store: *jobs (may be NULL) gets the number of
+ * their jobs (any state, until purged), *bytes (may be NULL) the bytes of
+ * their specs and rows. From the store's read connection: a commit in
+ * flight may be left out. */
+int store_user_usage(store_t *s, const char *user, int64_t *jobs, int64_t *bytes, char *err);
 
 /* Jobs to resume (queued or running), oldest first, with their first pending
  * unit. *jobs is a malloc'd array the caller frees (NULL when *n is 0). */

@@ -35,6 +35,7 @@ typedef struct store_ops {
                      int *held, store_state_t *state, const char *what, char *err);
   int (*release_leases)(store_t *s, const char *worker, size_t *n_released, char *err);
   int (*job_note)(store_t *s, const char *job_id, const char *note, const char *what, char *err);
+  int (*user_usage)(store_t *s, const char *user, int64_t *jobs, int64_t *bytes, char *err);
   int (*job_retry)(store_t *s, const char *job_id, store_state_t *state, const char *what,
                    char *err);
 } store_ops_t;

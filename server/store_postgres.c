@@ -79,13 +79,17 @@ static const char *const MIGRATIONS[] = {
     /* 3: the model a job was submitted for; why a job waits */
     "ALTER TABLE hydra_jobs ADD COLUMN fingerprint text NOT NULL DEFAULT '';"
     "ALTER TABLE hydra_jobs ADD COLUMN note text NOT NULL DEFAULT '';",
+    /* 4: the bytes a job keeps (its spec and rows), for per-user quotas */
+    "ALTER TABLE hydra_jobs ADD COLUMN bytes bigint NOT NULL DEFAULT 0;"
+    "UPDATE hydra_jobs j SET bytes = octet_length(spec) + coalesce((SELECT "
+    "sum(octet_length(body)) FROM hydra_result_rows r WHERE r.job = j.key), 0);",
 };
 #define SCHEMA_VERSION ((int)(sizeof MIGRATIONS / sizeof MIGRATIONS[0]))
 
 #define JOB_COLUMNS                                                                                \
   "id, user_name, model, state, error, created_at, started_at, finished_at, deadline, n_units, "   \
-  "units_done, variants_total, variants_done, n_rows, fingerprint, note"
-#define JOB_COLUMNS_N 16
+  "units_done, variants_total, variants_done, n_rows, fingerprint, note, bytes"
+#define JOB_COLUMNS_N 17
 #define FINAL_STATES "('done','failed','cancelled')"
 
 typedef struct {
@@ -238,6 +242,7 @@ static int job_read(const pg_store_t *s, const PGresult *res, int row, store_job
   job->rows = col_i64(res, row, 13);
   snprintf(job->fingerprint, sizeof job->fingerprint, "%s", PQgetvalue(res, row, 14));
   snprintf(job->note, sizeof job->note, "%s", PQgetvalue(res, row, 15));
+  job->bytes = col_i64(res, row, 16);
   return 0;
 }
 
@@ -552,7 +557,17 @@ static int rows_insert(pg_store_t *s, const char *job_key, int64_t first_seq,
   }
   if (failed == 1 && !rc)
     pg_fail(s, PQerrorMessage(s->w), what, err);
-  return failed ? -1 : rc;
+  if (failed || rc)
+    return -1;
+  /* the job's bytes, in the same transaction */
+  int64_t bytes = 0;
+  for (size_t i = 0; i < n_rows; i++)
+    bytes += (int64_t)strlen(rows[i]);
+  char bytes_s[24];
+  snprintf(bytes_s, sizeof bytes_s, "%" PRId64, bytes);
+  const char *p[] = {job_key, bytes_s};
+  return q(s, s->w, "UPDATE hydra_jobs SET bytes = bytes + $2::bigint WHERE key = $1", 2, p, NULL,
+           what, err);
 }
 
 static int job_create_locked(pg_store_t *s, const store_job_t *job, const char *spec,
@@ -576,8 +591,8 @@ static int job_create_locked(pg_store_t *s, const store_job_t *job, const char *
     goto out;
   if (q(s, s->w,
         "INSERT INTO hydra_jobs (id, user_name, model, spec, state, created_at, deadline, "
-        "n_units, variants_total, fingerprint) "
-        "VALUES ($1, $2, $3, $4, 'queued', " NOW_S ", $5, $6, $7, $8) "
+        "n_units, variants_total, fingerprint, bytes) "
+        "VALUES ($1, $2, $3, $4, 'queued', " NOW_S ", $5, $6, $7, $8, octet_length($4)) "
         "ON CONFLICT (id) DO NOTHING RETURNING key",
         8, p, &res, what, err))
     goto out;
@@ -1097,6 +1112,26 @@ static int pg_jobs_list(store_t *base, const char *user, size_t limit, store_job
   return rc;
 }
 
+static int pg_user_usage(store_t *base, const char *user, int64_t *jobs, int64_t *bytes,
+                         char *err) {
+  pg_store_t *s = (pg_store_t *)base;
+  const char *what = "read a user's usage";
+  const char *p[] = {user};
+  PGresult *res = NULL;
+  int rc = -1;
+  pthread_mutex_lock(&s->rlock);
+  if (conn_ready(s, s->r, what, err) == 0 &&
+      q(s, s->r, "SELECT count(*), coalesce(sum(bytes), 0) FROM hydra_jobs WHERE user_name = $1", 1,
+        p, &res, what, err) == 0) {
+    *jobs = col_i64(res, 0, 0);
+    *bytes = col_i64(res, 0, 1);
+    rc = 0;
+  }
+  PQclear(res);
+  pthread_mutex_unlock(&s->rlock);
+  return rc;
+}
+
 static int pg_jobs_resumable(store_t *base, store_resume_t **jobs, size_t *n, char *err) {
   void *items = NULL;
   int rc = jobs_query((pg_store_t *)base,
@@ -1185,5 +1220,6 @@ static const store_ops_t POSTGRES_OPS = {
     .renew_lease = pg_renew_lease,
     .release_leases = pg_release_leases,
     .job_note = pg_job_note,
+    .user_usage = pg_user_usage,
     .job_retry = pg_job_retry,
 };

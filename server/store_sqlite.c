@@ -76,13 +76,17 @@ static const char *const MIGRATIONS[] = {
     /* 3: the model a job was submitted for; why a job waits */
     "ALTER TABLE jobs ADD COLUMN fingerprint TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE jobs ADD COLUMN note TEXT NOT NULL DEFAULT '';",
+    /* 4: the bytes a job keeps (its spec and rows), for per-user quotas */
+    "ALTER TABLE jobs ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE jobs SET bytes = length(CAST(spec AS BLOB)) + coalesce((SELECT "
+    "sum(length(CAST(body AS BLOB))) FROM result_rows WHERE result_rows.job = jobs.key), 0);",
 };
 #define SCHEMA_VERSION ((int)(sizeof MIGRATIONS / sizeof MIGRATIONS[0]))
 
 #define JOB_COLUMNS                                                                                \
   "id, user_name, model, state, error, created_at, started_at, finished_at, deadline, n_units, "   \
-  "units_done, variants_total, variants_done, n_rows, fingerprint, note"
-#define JOB_COLUMNS_N 16
+  "units_done, variants_total, variants_done, n_rows, fingerprint, note, bytes"
+#define JOB_COLUMNS_N 17
 #define FINAL_STATES "('done','failed','cancelled')"
 
 enum {
@@ -109,6 +113,7 @@ enum {
   W_RELEASE_UNITS,
   W_RELEASE_FINAL,
   W_JOB_NOTE,
+  W_JOB_BYTES,
   W_JOB_RETRY,
   W_RETRY_UNITS,
   W_COUNT
@@ -119,9 +124,10 @@ static const char *const WRITE_SQL[W_COUNT] = {
     [W_COMMIT] = "COMMIT",
     [W_ROLLBACK] = "ROLLBACK",
     [W_JOB_LOOKUP] = "SELECT key, state, n_units, units_done, n_rows FROM jobs WHERE id = ?1",
-    [W_JOB_INSERT] = "INSERT INTO jobs (id, user_name, model, spec, state, created_at, deadline, "
-                     "n_units, variants_total, fingerprint) "
-                     "VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8, ?9)",
+    [W_JOB_INSERT] =
+        "INSERT INTO jobs (id, user_name, model, spec, state, created_at, deadline, "
+        "n_units, variants_total, fingerprint, bytes) "
+        "VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8, ?9, length(CAST(?4 AS BLOB)))",
     [W_UNIT_INSERT] = "INSERT INTO units (job, idx, state) VALUES (?1, ?2, 'pending')",
     [W_UNIT_STATE] = "SELECT state = 'done' FROM units WHERE job = ?1 AND idx = ?2",
     [W_ROW_INSERT] = "INSERT INTO result_rows (job, seq, body) VALUES (?1, ?2, ?3)",
@@ -155,6 +161,7 @@ static const char *const WRITE_SQL[W_COUNT] = {
                         "lease_owner = ?1 AND state = 'pending'",
     [W_RELEASE_FINAL] = "UPDATE jobs SET final_owner = '', final_until = 0 WHERE final_owner = ?1",
     [W_JOB_NOTE] = "UPDATE jobs SET note = ?2 WHERE key = ?1",
+    [W_JOB_BYTES] = "UPDATE jobs SET bytes = bytes + ?2 WHERE key = ?1",
     [W_JOB_RETRY] = "UPDATE jobs SET state = CASE WHEN started_at > 0 THEN 'running' ELSE 'queued' "
                     "END, error = '', note = '', finished_at = 0, final_owner = '', "
                     "final_until = 0 WHERE key = ?1 RETURNING state",
@@ -171,6 +178,7 @@ enum {
   R_JOBS_ALL,
   R_JOBS_USER,
   R_RESUMABLE,
+  R_USAGE,
   R_ROWS,
   R_COUNT
 };
@@ -187,6 +195,7 @@ static const char *const READ_SQL[R_COUNT] = {
     [R_RESUMABLE] = "SELECT " JOB_COLUMNS ", (SELECT min(idx) FROM units WHERE units.job = "
                     "jobs.key AND units.state = 'pending') FROM jobs "
                     "WHERE state IN ('queued','running') ORDER BY created_at, key",
+    [R_USAGE] = "SELECT count(*), coalesce(sum(bytes), 0) FROM jobs WHERE user_name = ?1",
     [R_ROWS] = "SELECT seq, body FROM result_rows WHERE job = ?1 AND seq >= ?2 ORDER BY seq "
                "LIMIT ?3",
 };
@@ -276,6 +285,7 @@ static int job_read(const sqlite_store_t *s, sqlite3_stmt *st, store_job_t *job,
   job->rows = sqlite3_column_int64(st, 13);
   column_copy(st, 14, job->fingerprint, sizeof job->fingerprint);
   column_copy(st, 15, job->note, sizeof job->note);
+  job->bytes = sqlite3_column_int64(st, 16);
   return 0;
 }
 
@@ -615,14 +625,22 @@ static int job_lookup_open(sqlite_store_t *s, const char *job_id, job_key_t *job
 static int rows_insert(sqlite_store_t *s, int64_t job_key, int64_t first_seq,
                        const char *const rows[], size_t n_rows, const char *what, char *err) {
   sqlite3_stmt *st = s->w[W_ROW_INSERT];
+  int64_t bytes = 0;
   for (size_t i = 0; i < n_rows; i++) {
+    const size_t len = strlen(rows[i]);
+    bytes += (int64_t)len;
     if (sqlite3_bind_int64(st, 1, job_key) | sqlite3_bind_int64(st, 2, first_seq + (int64_t)i) |
-        sqlite3_bind_text64(st, 3, rows[i], strlen(rows[i]), SQLITE_STATIC, SQLITE_UTF8))
+        sqlite3_bind_text64(st, 3, rows[i], len, SQLITE_STATIC, SQLITE_UTF8))
       return db_error(s, s->wdb, what, err);
     if (run(s, s->wdb, st, what, err))
       return -1;
   }
-  return 0;
+  if (n_rows == 0)
+    return 0;
+  st = s->w[W_JOB_BYTES]; /* the job's bytes, in the same transaction */
+  if (sqlite3_bind_int64(st, 1, job_key) | sqlite3_bind_int64(st, 2, bytes))
+    return db_error(s, s->wdb, what, err);
+  return run(s, s->wdb, st, what, err);
 }
 
 static int job_create_locked(sqlite_store_t *s, const store_job_t *job, const char *spec,
@@ -1185,6 +1203,25 @@ out:
   return 0;
 }
 
+static int sq_user_usage(store_t *base, const char *user, int64_t *jobs, int64_t *bytes,
+                         char *err) {
+  sqlite_store_t *s = (sqlite_store_t *)base;
+  const char *what = "read a user's usage";
+  pthread_mutex_lock(&s->rlock);
+  sqlite3_stmt *st = s->r[R_USAGE];
+  int rc = -1;
+  if (sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC))
+    db_error(s, s->rdb, what, err);
+  else if (step_row(s, s->rdb, st, what, err) == 1) {
+    *jobs = sqlite3_column_int64(st, 0);
+    *bytes = sqlite3_column_int64(st, 1);
+    sqlite3_reset(st);
+    rc = 0;
+  }
+  pthread_mutex_unlock(&s->rlock);
+  return rc;
+}
+
 static int sq_jobs_resumable(store_t *base, store_resume_t **jobs, size_t *n, char *err) {
   sqlite_store_t *s = (sqlite_store_t *)base;
   const char *what = "list jobs to resume";
@@ -1313,5 +1350,6 @@ static const store_ops_t SQLITE_OPS = {
     .renew_lease = sq_renew_lease,
     .release_leases = sq_release_leases,
     .job_note = sq_job_note,
+    .user_usage = sq_user_usage,
     .job_retry = sq_job_retry,
 };

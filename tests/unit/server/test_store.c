@@ -5,7 +5,7 @@
  * gaps); purge; leases (claims, expiry, renewal, release, the summary claim);
  * a job's model fingerprint, its note (why it waits) and the retry of a
  * failed job from its first pending unit; on SQLite the migration that added
- * them;
+ * them; a user's usage (jobs, bytes of specs and rows) for quotas;
  * readers and a writer on several threads; on SQLite also a full disk (a file
  * size limit), a read-only file, a corrupt file.
  * usage: test_store [seed] [dir]   (dir: where the databases go; a fresh
@@ -1089,8 +1089,65 @@ static void test_retry(void) {
   db_remove(path);
 }
 
-/* A store of schema version 2 (before fingerprints and notes) is brought
- * up to date; its jobs have neither. */
+/* What a user keeps: jobs and the bytes of their specs and rows, counted as
+ * they are stored (job, units, state changes, appended rows), gone with a
+ * purge; other users' jobs apart. */
+static void test_usage(void) {
+  char err[HYDRA_ERR_LEN], path[600], ids[3][STORE_ID_LEN];
+  const char *header[] = {"{\"type\":\"header\"}"};
+  const char *finish[] = {"{\"type\":\"summary\"}", "{\"type\":\"end\"}"};
+  const char *extra[] = {"{\"type\":\"note\",\"text\":\"\xc3\xa9t\xc3\xa9\"}"};
+  db_path(path, sizeof path, "usage.db");
+  store_t *s = store_open(path, 0, err);
+  CHECK(s, "open: %s", err);
+  if (!s)
+    return;
+  int64_t jobs = -1, bytes = -1, want = 0;
+  CHECK(store_user_usage(s, "ada", &jobs, &bytes, err) == 0 && jobs == 0 && bytes == 0,
+        "nothing stored: %lld jobs, %lld bytes %s", (long long)jobs, (long long)bytes, err);
+  for (int i = 0; i < 3; i++) {
+    job_id(ids[i], 100 + (uint64_t)i);
+    store_job_t job = job_new(ids[i], i < 2 ? "ada" : "bob", 4);
+    char spec[64];
+    int n = snprintf(spec, sizeof spec, "{\"prompts\":[\"%.*s\"]}", 10 + 7 * i,
+                     "0123456789abcdefghijklmnopqrstuvwxyz");
+    CHECK(store_job_create(s, &job, spec, (size_t)n, err) == 0, "create: %s", err);
+    if (i < 2)
+      want += n;
+  }
+  store_job_set_state(s, ids[0], STORE_RUNNING, NULL, header, 1, err);
+  want += (int64_t)strlen(header[0]);
+  for (int u = 0; u < 4; u++) {
+    CHECK(complete_unit(s, ids[0], u, err) == 0, "unit %d: %s", u, err);
+    for (int k = 0; k < unit_rows(u); k++) {
+      char *row = unit_row(u, k);
+      want += (int64_t)strlen(row);
+      free(row);
+    }
+  }
+  CHECK(store_rows_append(s, ids[0], extra, 1, err) == 0, "append: %s", err);
+  want += (int64_t)strlen(extra[0]);
+  CHECK(store_job_set_state(s, ids[0], STORE_DONE, NULL, finish, 2, err) == 0, "done: %s", err);
+  want += (int64_t)(strlen(finish[0]) + strlen(finish[1]));
+  CHECK(store_user_usage(s, "ada", &jobs, &bytes, err) == 0 && jobs == 2 && bytes == want,
+        "ada: %lld jobs, %lld bytes (want 2, %lld) %s", (long long)jobs, (long long)bytes,
+        (long long)want, err);
+  store_job_t got;
+  CHECK(store_job_get(s, ids[1], &got, err) == 0 && got.bytes == 16 + 17, "a job's own bytes: %lld",
+        (long long)got.bytes);
+  CHECK(store_user_usage(s, "bob", &jobs, &bytes, err) == 0 && jobs == 1 && bytes == 16 + 24,
+        "bob: %lld jobs, %lld bytes", (long long)jobs, (long long)bytes);
+  size_t purged = 0;
+  CHECK(store_purge(s, 4e9, &purged, err) == 0 && purged == 1, "purge: %zu %s", purged, err);
+  CHECK(store_user_usage(s, "ada", &jobs, &bytes, err) == 0 && jobs == 1 && bytes == 16 + 17,
+        "ada after the purge: %lld jobs, %lld bytes", (long long)jobs, (long long)bytes);
+  store_close(s);
+  db_remove(path);
+}
+
+/* A store of schema version 2 (before fingerprints, notes and bytes) is
+ * brought up to date; its jobs have no fingerprint nor note, and their
+ * bytes are counted from what they hold. */
 static void test_migration(void) {
   char err[HYDRA_ERR_LEN], path[600], id[STORE_ID_LEN];
   db_path(path, sizeof path, "migrate.db");
@@ -1099,15 +1156,20 @@ static void test_migration(void) {
   job_id(id, 95);
   store_job_t job = job_new(id, "ada", 1), got;
   snprintf(job.fingerprint, sizeof job.fingerprint, "sha256:00");
+  const char *rows[] = {"{\"type\":\"header\"}"};
   CHECK(s && store_job_create(s, &job, "{}", 2, err) == 0, "create: %s", err);
+  CHECK(s && store_rows_append(s, id, rows, 1, err) == 0, "append: %s", err);
   store_close(s);
   CHECK(sql_exec(path, "ALTER TABLE jobs DROP COLUMN fingerprint; ALTER TABLE jobs DROP COLUMN "
-                       "note; UPDATE schema_version SET version = 2") == 0,
+                       "note; ALTER TABLE jobs DROP COLUMN bytes; "
+                       "UPDATE schema_version SET version = 2") == 0,
         "back to version 2");
   s = store_open(path, 0, err);
   CHECK(s, "open a version 2 store: %s", err);
-  CHECK(s && store_job_get(s, id, &got, err) == 0 && got.fingerprint[0] == 0 && got.note[0] == 0,
-        "its job: fingerprint '%s'", s ? got.fingerprint : "");
+  CHECK(s && store_job_get(s, id, &got, err) == 0 && got.fingerprint[0] == 0 && got.note[0] == 0 &&
+            got.bytes == (int64_t)(2 + strlen(rows[0])),
+        "its job: fingerprint '%s', %lld bytes", s ? got.fingerprint : "",
+        s ? (long long)got.bytes : 0LL);
   store_close(s);
   db_remove(path);
 }
@@ -1201,6 +1263,7 @@ int main(int argc, char **argv) {
   test_purge();
   test_leases();
   test_retry();
+  test_usage();
   if (!pg_url) { /* files: permissions, corruption, size limits */
     test_read_only();
     test_corrupt();

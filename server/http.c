@@ -71,6 +71,7 @@ typedef struct conn_state {
 
 struct http {
   requests_t *requests;
+  size_t buffered;      /* request body bytes held (or announced) now; the HTTP thread's alone */
   pthread_mutex_t lock; /* conns */
   conn_state_t *conns;
   pthread_t timer;
@@ -84,6 +85,8 @@ typedef struct {
   buffer_t body; /* collected across calls of the access handler */
   long max_body; /* this route's */
   int too_large;
+  size_t counted;      /* bytes of it in http.buffered */
+  int over_buffer_cap; /* the bodies of all connections would pass --max-buffered-mib */
   double t0;
   int status;
   char user[STORE_USER_LEN]; /* "" on a public route */
@@ -134,7 +137,7 @@ static enum MHD_Result respond(struct MHD_Connection *c, request_t *rq, int stat
   MHD_add_response_header(r, "Content-Type", type);
   if (status == 401) /* RFC 9110 11.6.1: a 401 names the scheme it wants */
     MHD_add_response_header(r, "WWW-Authenticate", "Bearer realm=\"hydra\"");
-  if (status == 429) /* RFC 6585 4: when to ask again */
+  if (status == 429 || status == 503) /* RFC 6585 4, RFC 9110 15.6.4: when to ask again */
     MHD_add_response_header(r, "Retry-After", RETRY_AFTER_S);
   if (rq && rq->close) /* the body is not read (a request we refuse to frame) */
     MHD_add_response_header(r, "Connection", "close");
@@ -632,6 +635,45 @@ static char *pin_weights_dtype(const char *body, size_t len, const char *dtype, 
   return doc;
 }
 
+/* The user's stored jobs and bytes against their quotas, before any work:
+ * 0, or -1 with the answer made (429 naming the quota and the usage; 413
+ * for a document larger than the whole bytes quota). */
+static int check_quotas(request_t *rq) {
+  server_t *s = rq->s;
+  int64_t jobs = 0, bytes = 0;
+  char err[HYDRA_ERR_LEN];
+  const double mib = 1048576.0, quota = s->cfg.max_stored_mib_per_user * mib;
+  if (store_user_usage(s->store, rq->user, &jobs, &bytes, err) != 0) {
+    answer_error(rq, 503, "", "the job store failed: %s", err);
+    return -1;
+  }
+  if (jobs >= s->cfg.max_stored_jobs_per_user) {
+    answer_error(rq, 429, "",
+                 "user %s keeps %lld jobs in the store, the quota (--max-stored-jobs-per-user "
+                 "%ld); finished jobs leave it %.0f days after they end",
+                 rq->user, (long long)jobs, s->cfg.max_stored_jobs_per_user,
+                 s->cfg.retention_s / 86400.0);
+    return -1;
+  }
+  if ((double)rq->body.len > quota) {
+    answer_error(rq, 413, "",
+                 "the job document (%.1f MiB) is larger than the quota of stored bytes per user "
+                 "(--max-stored-mib-per-user %g)",
+                 rq->body.len / mib, s->cfg.max_stored_mib_per_user);
+    return -1;
+  }
+  if ((double)bytes + (double)rq->body.len > quota) {
+    answer_error(rq, 429, "",
+                 "user %s keeps %.1f MiB of job documents and results in the store; this document "
+                 "(%.1f MiB) would pass the quota (--max-stored-mib-per-user %g); finished jobs "
+                 "leave it %.0f days after they end",
+                 rq->user, bytes / mib, rq->body.len / mib, s->cfg.max_stored_mib_per_user,
+                 s->cfg.retention_s / 86400.0);
+    return -1;
+  }
+  return 0;
+}
+
 /* POST /v1/jobs, on a request worker: parse, plan once within the limits,
  * store, queue (the plan moves into the queue). */
 static int submit_job(request_t *rq) {
@@ -639,6 +681,8 @@ static int submit_job(request_t *rq) {
   const char *user = rq->user;
   if (s->draining)
     return answer_error(rq, 503, "", "the server is draining: no new jobs");
+  if (check_quotas(rq) != 0)
+    return 0;
   job_error_t jerr = {0};
   job_spec_t *spec = job_parse(rq->body.data ? rq->body.data : "", rq->body.len, &jerr);
   if (!spec)
@@ -1068,12 +1112,35 @@ static const http_route_t *find_route(const char *url, const char *method) {
   return NULL;
 }
 
+/* Counts n bytes of rq's body against --max-buffered-mib (beyond what it
+ * counted already); -1, counting nothing, when they do not fit. */
+static int buffer_reserve(server_t *s, request_t *rq, size_t n) {
+  struct http *h = s->http;
+  if (n <= rq->counted)
+    return 0;
+  const size_t more = n - rq->counted, cap = (size_t)(s->cfg.max_buffered_mib * 1048576.0);
+  if (h->buffered + more > cap)
+    return -1;
+  h->buffered += more;
+  rq->counted = n;
+  return 0;
+}
+
+static enum MHD_Result refuse_buffer_cap(server_t *s, struct MHD_Connection *c, request_t *rq) {
+  return respond_error(c, rq, 503, "",
+                       "the server holds %.1f MiB of request bodies, its limit "
+                       "(--max-buffered-mib %.0f): try again later",
+                       s->http->buffered / 1048576.0, s->cfg.max_buffered_mib);
+}
+
 static enum MHD_Result dispatch(server_t *s, struct MHD_Connection *c, request_t *rq,
                                 const char *url, const char *method) {
   const int get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0,
             del = strcmp(method, "DELETE") == 0;
   if (rq->too_large)
     return respond_error(c, rq, 413, "", "request body larger than %ld bytes", rq->max_body);
+  if (rq->over_buffer_cap)
+    return refuse_buffer_cap(s, c, rq);
   if (get && strcmp(url, "/v1/health") == 0)
     return route_health(s, c, rq);
   if (get && strcmp(url, "/v1/openapi.json") == 0)
@@ -1272,8 +1339,15 @@ static enum MHD_Result on_headers(server_t *s, struct MHD_Connection *c, request
     rq->max_body = TOKENIZE_MAX_BODY;
   /* A declared body over the limit is refused before it is read. */
   const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
-  if (cl && strtoull(cl, NULL, 10) > (unsigned long long)rq->max_body)
+  const unsigned long long declared = cl ? strtoull(cl, NULL, 10) : 0;
+  if (declared > (unsigned long long)rq->max_body)
     return respond_error(c, rq, 413, "", "request body larger than %ld bytes", rq->max_body);
+  /* ... and so is one that would pass the bytes held for all connections
+   * (a declared body is counted whole from now) */
+  if (declared && buffer_reserve(s, rq, (size_t)declared) != 0) {
+    rq->close = 1;
+    return refuse_buffer_cap(s, c, rq);
+  }
   return MHD_YES;
 }
 
@@ -1298,9 +1372,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     return on_headers(s, c, rq, url, method);
   }
   if (*upload_data_size) { /* collect the body across calls */
-    if (!rq->too_large && rq->body.len + *upload_data_size > (size_t)rq->max_body)
+    const size_t len = rq->body.len + *upload_data_size;
+    if (!rq->too_large && len > (size_t)rq->max_body)
       rq->too_large = 1;
-    if (!rq->too_large && buffer_append(&rq->body, upload_data, *upload_data_size) != 0)
+    if (!rq->too_large && !rq->over_buffer_cap && buffer_reserve(s, rq, len) != 0) {
+      rq->over_buffer_cap = 1; /* what came is dropped; the rest is read and dropped too */
+      buffer_free(&rq->body);
+    }
+    if (!rq->too_large && !rq->over_buffer_cap &&
+        buffer_append(&rq->body, upload_data, *upload_data_size) != 0)
       return MHD_NO;
     *upload_data_size = 0;
     return MHD_YES;
@@ -1327,6 +1407,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
              (clock_monotonic() - rq->t0) * 1e3,
              toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (client went away)");
   buffer_free(&rq->body);
+  s->http->buffered -= rq->counted;
   free(rq->answer);
   free(rq);
   *con_cls = NULL;

@@ -52,6 +52,12 @@ static void usage(FILE *f) {
              "  --unit-prompts N         prompts per work unit (default 8 on the CPU, 256 on a\n"
              "                           GPU, whose passes need many rows to be efficient)\n"
              "  --max-jobs-per-user N    queued + running (default 8)\n"
+             "  --max-stored-jobs-per-user N  jobs a user keeps in the store, finished ones\n"
+             "                           too, until --retention-days (default 10000)\n"
+             "  --max-stored-mib-per-user MIB  bytes of a user's stored specs and result\n"
+             "                           rows (default 4096)\n"
+             "  --max-buffered-mib MIB   request bodies held at once across all connections;\n"
+             "                           beyond, 503 with Retry-After (default 256)\n"
              "  --max-variants N         per job (default 10000000)\n"
              "  --max-prompt-tokens N    (default 2048)\n"
              "  --max-body BYTES         request body (default 16777216)\n"
@@ -107,6 +113,12 @@ static int set_option(server_config_t *c, const char *key, const char *val, char
     NUM(unit_prompts, 0); /* 0: by backend */
   else if (strcmp(key, "max-jobs-per-user") == 0)
     NUM(max_jobs_per_user, 1);
+  else if (strcmp(key, "max-stored-jobs-per-user") == 0)
+    NUM(max_stored_jobs_per_user, 1);
+  else if (strcmp(key, "max-stored-mib-per-user") == 0)
+    NUM(max_stored_mib_per_user, 0.001);
+  else if (strcmp(key, "max-buffered-mib") == 0)
+    NUM(max_buffered_mib, 0.001);
   else if (strcmp(key, "max-variants") == 0)
     NUM(max_variants, 1);
   else if (strcmp(key, "max-prompt-tokens") == 0)
@@ -260,6 +272,9 @@ int main(int argc, char **argv) {
                          .log_level = 1,
                          .unit_prompts = 0, /* 0: by backend, below */
                          .max_jobs_per_user = 8,
+                         .max_stored_jobs_per_user = 10000,
+                         .max_stored_mib_per_user = 4096,
+                         .max_buffered_mib = 256,
                          .max_variants = 10000000,
                          .max_prompt_tokens = 2048,
                          .max_body = 16 << 20,

@@ -32,13 +32,16 @@ typedef struct {
   int n_models;
   char model_names[SERVER_MAX_MODELS][64];
   char model_paths[SERVER_MAX_MODELS][1024];
-  int unit_prompts;          /* prompts per work unit */
-  int max_jobs_per_user;     /* queued + running */
-  long max_variants;         /* per job */
-  int max_prompt_tokens;     /* per prompt */
-  long max_body;             /* request body bytes */
-  double default_deadline_s; /* 0: none */
-  double retention_s;        /* finished jobs kept this long */
+  int unit_prompts;               /* prompts per work unit */
+  int max_jobs_per_user;          /* queued + running */
+  long max_stored_jobs_per_user;  /* jobs kept in the store, any state */
+  double max_stored_mib_per_user; /* their specs and rows */
+  double max_buffered_mib;        /* request bodies held across all connections */
+  long max_variants;              /* per job */
+  int max_prompt_tokens;          /* per prompt */
+  long max_body;                  /* request body bytes */
+  double default_deadline_s;      /* 0: none */
+  double retention_s;             /* finished jobs kept this long */
   int connection_limit;
   int per_ip_limit;
   int connection_timeout_s;

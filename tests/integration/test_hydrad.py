@@ -2383,6 +2383,114 @@ def t_model_identity(build, root, workdir):
 
 
 # ---------------------------------------------------------------------------
+# per-user stored quotas, the cap on bytes buffered across connections (issue 21)
+
+def held_upload(port, declared, sent, token, path="/v1/jobs"):
+    """A socket that declared a body of `declared` bytes and sent `sent` of
+    them: the daemon holds (or refuses) it. Returns the socket."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+              f"Content-Type: application/json\r\nContent-Length: {declared}\r\n\r\n".encode()
+              + b" " * sent)
+    return s
+
+
+def read_some(s, wait=3):
+    out = b""
+    s.settimeout(wait)
+    try:
+        while b"\r\n\r\n" not in out or not out.rstrip().endswith(b"}"):
+            c = s.recv(65536)
+            if not c:
+                break
+            out += c
+    except OSError:
+        pass
+    return out
+
+
+def t_quotas(build, root, workdir):
+    section("per-user quotas of stored jobs and bytes; the cap on bytes buffered across connections")
+    n_failed = len(FAILURES)
+    d = Daemon(os.path.join(build, "server", "hydrad"), root, workdir, "hydrad-quotas",
+               os.path.join(workdir, "quotas.db"),
+               ["--unit-prompts", "1", "--max-stored-jobs-per-user", "3", "--max-stored-mib-per-user",
+                "0.05", "--max-buffered-mib", "0.25", "--max-body", "400000"])
+    ok, why = d.start()
+    if not check("quota daemon starts", ok, why):
+        return
+    try:
+        for i in range(3):
+            r = d.submit(small_job(n_prompts=1), "alice")
+            check(f"alice job {i + 1} of 3 -> 202", r.status == 202, repr(r))
+            if r.status == 202:
+                d.wait(r.json()["id"])
+        r = d.submit(small_job(n_prompts=1), "alice")
+        msg = ((r.json() or {}).get("error") or {}).get("message", "")
+        check_error("alice's 4th stored job (done ones count) -> 429", r, 429)
+        check("the 429 names the quota and the usage, with Retry-After",
+              "--max-stored-jobs-per-user 3" in msg and "keeps 3 jobs" in msg and
+              r.headers.get("retry-after", "").isdigit(), f"{msg!r} {r.headers}")
+        # bytes: bob's documents and results fill 0.05 MiB (52,428 bytes)
+        statuses, msg = [], ""
+        for i in range(3):
+            r = d.submit(small_job(n_prompts=20), "bob")
+            statuses.append(r.status)
+            if r.status == 202:
+                d.wait(r.json()["id"], user="bob")
+            else:
+                msg = ((r.json() or {}).get("error") or {}).get("message", "")
+                break
+        note(f"bob's submissions under the bytes quota: {statuses}")
+        check("bob's jobs are taken until their documents and rows pass 0.05 MiB, then 429 naming "
+              "the bytes quota and the usage",
+              statuses[0] == 202 and statuses[-1] == 429 and "--max-stored-mib-per-user 0.05" in msg
+              and "MiB of job documents and results" in msg, f"{statuses} {msg!r}")
+        r = d.req("POST", "/v1/jobs", TOKENS["carol"], body=(" " * 60000 + "{}").encode(),
+                  headers={"Content-Type": "application/json"})
+        check_error("a document larger than the whole bytes quota -> 413 naming it", r, 413)
+        check("  ... naming --max-stored-mib-per-user",
+              "--max-stored-mib-per-user" in ((r.json() or {}).get("error") or {}).get("message", ""), short(r.body))
+        # the cap on bodies held across connections: 0.25 MiB (262,144 bytes)
+        first = held_upload(d.port, 150000, 1000, TOKENS["carol"])
+        time.sleep(0.2)
+        second = held_upload(d.port, 150000, 1000, TOKENS["carol"])
+        raw = read_some(second)
+        second.close()
+        m = re.match(rb"HTTP/1\.[01] (\d{3}) ", raw)
+        check("a declared body that would pass --max-buffered-mib beside one held -> 503 at once, "
+              "with Retry-After, naming the cap",
+              m and m.group(1) == b"503" and b"retry-after" in raw.lower() and b"--max-buffered-mib" in raw,
+              short(raw))
+        r = d.req("GET", "/v1/health")
+        check("health answers meanwhile", r.status == 200, repr(r))
+        first.close()
+        time.sleep(0.3)
+        r = d.submit(small_job(n_prompts=1), "carol")
+        check("the held body's bytes come back when its connection goes: carol's job -> 202",
+              r.status == 202, repr(r))
+        # chunked: counted as it arrives; over the cap, the rest is read and dropped, then 503
+        s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+        s.sendall(f"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKENS['carol']}\r\n"
+                  "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n".encode())
+        for _ in range(30):  # 30 x 10,000 bytes: 300,000 > 262,144
+            s.sendall(b"2710\r\n" + b" " * 10000 + b"\r\n")
+        s.sendall(b"0\r\n\r\n")
+        raw = read_some(s, wait=5)
+        s.close()
+        m = re.match(rb"HTTP/1\.[01] (\d{3}) ", raw)
+        check("a chunked body passing --max-buffered-mib -> 503 naming the cap",
+              m and m.group(1) == b"503" and b"--max-buffered-mib" in raw, short(raw))
+        r = d.submit(small_job(n_prompts=1), "carol")
+        check("... and its bytes come back: the next job -> 202", r.status == 202, repr(r))
+        check("quota daemon still alive", d.alive(), d.log_tail())
+    finally:
+        d.kill9()
+        if len(FAILURES) > n_failed:
+            print("    quota daemon log tail:\n" + d.log_tail(20))
+
+
+# ---------------------------------------------------------------------------
 # hostile traffic: request workers, limits before work, deadlines (issue 21)
 
 def vm_rss_kib(pid):
@@ -2648,6 +2756,7 @@ def main(argv):
     t_store_lock(build, root, workdir)
     t_restart(build, root, workdir, None)
     t_model_identity(build, root, workdir)
+    t_quotas(build, root, workdir)
     t_hostile(build, root, workdir)
 
     elapsed = time.time() - t_start

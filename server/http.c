@@ -674,8 +674,9 @@ static int check_quotas(request_t *rq) {
   return 0;
 }
 
-/* POST /v1/jobs, on a request worker: parse, plan once within the limits,
- * store, queue (the plan moves into the queue). */
+/* POST /v1/jobs, on a request worker: parse, plan within the limits (the
+ * plan's errors answer now; it is freed: the queued job holds its document
+ * alone, the worker plans it again when its first unit runs), store, queue. */
 static int submit_job(request_t *rq) {
   server_t *s = rq->s;
   const char *user = rq->user;
@@ -715,8 +716,8 @@ static int submit_job(request_t *rq) {
   }
   const long variants = plan.n_variants;
   const int n_prompts = plan.n_prompts;
+  plan_free(&plan);
   if (scheduler_user_jobs(s, user) >= s->cfg.max_jobs_per_user) {
-    plan_free(&plan);
     job_free(spec);
     return answer_error(rq, 429, "", "user %s has %d jobs queued or running (the limit)", user,
                         s->cfg.max_jobs_per_user);
@@ -738,7 +739,6 @@ static int submit_job(request_t *rq) {
                   ? pin_weights_dtype(rq->body.data, rq->body.len, held, &doc_len)
                   : NULL;
   if (spec->weights_bf16 < 0 && !doc) {
-    plan_free(&plan);
     job_free(spec);
     return answer_error(rq, 500, "", "out of memory");
   }
@@ -747,13 +747,12 @@ static int submit_job(request_t *rq) {
                                       doc ? doc_len : rq->body.len, err);
   free(doc);
   if (stored != 0) {
-    plan_free(&plan);
     job_free(spec);
     server_log(s, 0, "storing a job failed: %s", err);
     return answer_error(rq, 503, "", "the job store failed: %s", err);
   }
   job.state = STORE_QUEUED;
-  if (scheduler_enqueue(s, &job, spec, &plan, mi, err) != 0) {
+  if (scheduler_enqueue(s, &job, spec, mi, err) != 0) {
     store_job_set_state(s->store, job.id, STORE_FAILED, err, NULL, 0, NULL);
     return answer_error(rq, 422, "", "%s", err);
   }

@@ -57,20 +57,12 @@ static sched_job_t *find_job(server_t *s, const char *id) {
   return NULL;
 }
 
-int scheduler_enqueue(server_t *s, const store_job_t *job, job_spec_t *spec, plan_t *plan,
-                      int model, char *err) {
+int scheduler_enqueue(server_t *s, const store_job_t *job, job_spec_t *spec, int model, char *err) {
   sched_job_t *j = calloc(1, sizeof(*j));
   if (!j) {
     job_free(spec);
-    plan_free(plan);
     return err_set(err, "out of memory");
   }
-  if (plan) { /* built by the caller: moved here, never built twice */
-    j->plan = *plan;
-    memset(plan, 0, sizeof(*plan));
-    j->planned = 1;
-  }
-  job_error_t jerr;
   server_model_t *m = &s->models[model];
   snprintf(j->id, sizeof(j->id), "%s", job->id);
   snprintf(j->user, sizeof(j->user), "%s", job->user);
@@ -97,11 +89,6 @@ int scheduler_enqueue(server_t *s, const store_job_t *job, job_spec_t *spec, pla
             m->model->weights_bf16 ? "bf16" : "fp32");
     sched_job_free(j);
     return SCHEDULER_OTHER_WEIGHTS;
-  }
-  if (!j->planned && plan_build(spec, m->model, m->tok, &j->plan, &jerr) != 0) {
-    json_field_message(err, HYDRA_ERR_LEN, jerr.field, jerr.message);
-    sched_job_free(j);
-    return -1;
   }
   static uint64_t next_source_key; /* under s->lock */
   pthread_mutex_lock(&s->lock);
@@ -505,6 +492,16 @@ static int run_unit(server_t *s, sched_job_t *j) {
     j->retry_at = clock_monotonic() + (s->cfg.lease_s < 4 ? s->cfg.lease_s / 4 : 1);
     return 0;
   }
+  job_error_t jerr;
+  server_model_t *m = &s->models[j->model];
+  if (!j->planned) { /* its first unit here: the plan, kept until the job ends */
+    if (plan_build(j->spec, m->model, m->tok, &j->plan, &jerr) != 0) {
+      json_field_message(err, HYDRA_ERR_LEN, jerr.field, jerr.message);
+      end_job(s, j, STORE_FAILED, err);
+      return 1;
+    }
+    j->planned = 1;
+  }
   rowbuf_t buf = {0};
   results_t *r = job_results(s, j, &buf, err);
   if (!r) {
@@ -753,7 +750,7 @@ static void discover_job(server_t *s, const store_resume_t *found) {
     return;
   }
   free(spec_text);
-  rc = scheduler_enqueue(s, j, spec, NULL, mi, err);
+  rc = scheduler_enqueue(s, j, spec, mi, err);
   if (rc == SCHEDULER_OTHER_MODEL)
     leave_waiting(s, j, err);
   else if (rc == SCHEDULER_OTHER_WEIGHTS &&

@@ -70,8 +70,8 @@ typedef struct sched_job {
   char id[STORE_ID_LEN];
   char user[STORE_USER_LEN];
   int model;        /* index into server_t.models */
-  job_spec_t *spec; /* parsed once */
-  plan_t plan;      /* built once: by the request worker that took the job, or at discovery */
+  job_spec_t *spec; /* its document, parsed once: all a queued job holds */
+  plan_t plan;      /* built at its first unit, kept until it ends */
   int planned;
   int n_units;
   uint64_t source_key; /* unique to this queue entry: its units share the engine's
@@ -134,9 +134,10 @@ int scheduler_start(server_t *s, char *err);
 /* Stops both threads; the running unit stops at its next pass (it stays
  * pending), the worker's leases are released. */
 void scheduler_stop(server_t *s);
-/* Adds a stored job (state queued or running) to the queue. Takes spec,
- * and plan when not NULL (its plan, built by the caller; NULL: built here).
- * A job already queued here is left as it is. Returns 0, -1 with err (the
+/* Adds a stored job (state queued or running) to the queue. Takes spec
+ * (its parsed document); its plan is built when its first unit runs, so a
+ * queued job holds its document alone. A job already queued here is left
+ * as it is. Returns 0, -1 with err (the
  * job cannot run), or SCHEDULER_OTHER_WEIGHTS with err when the job asks
  * for the weights dtype this worker does not hold (on a shared store,
  * another worker may hold it). */
@@ -144,8 +145,7 @@ void scheduler_stop(server_t *s);
 /* ... or SCHEDULER_OTHER_MODEL with err when the job pins another model
  * fingerprint than the one this worker holds under its model's name. */
 #define SCHEDULER_OTHER_MODEL (-3)
-int scheduler_enqueue(server_t *s, const store_job_t *job, job_spec_t *spec, plan_t *plan,
-                      int model, char *err);
+int scheduler_enqueue(server_t *s, const store_job_t *job, job_spec_t *spec, int model, char *err);
 /* Queues the store's queued and running jobs this process does not know:
  * at start (a restart resumes them), after a retry and, on a shared store,
  * every poll. A job whose model is not loaded here, or is loaded from

@@ -2491,6 +2491,65 @@ def t_quotas(build, root, workdir):
 
 
 # ---------------------------------------------------------------------------
+# a queued job holds its document, not its plan (issue 21)
+
+QUEUED_RSS_MIB = 16  # three queued jobs whose plans take about 27 MiB each may add this much
+
+
+def sanitized(build):
+    try:
+        with open(os.path.join(build, "CMakeCache.txt")) as f:
+            return "HYDRA_SANITIZE:BOOL=ON" in f.read()
+    except OSError:
+        return False
+
+
+def t_queued_memory(build, root, workdir):
+    section("a queued job holds its document, not its plan")
+    n_failed = len(FAILURES)
+    d = Daemon(os.path.join(build, "server", "hydrad"), root, workdir, "hydrad-queued",
+               os.path.join(workdir, "queued.db"),
+               ["--unit-prompts", "1", "--max-variants", "100000000", "--job-memory-mib", "1024",
+                "--max-jobs-per-user", "20"])
+    ok, why = d.start()
+    if not check("queued-memory daemon starts", ok, why):
+        return
+    try:
+        r = d.submit(slow_job(n_prompts=4, samples=400))
+        check("a slow job holds the worker -> 202", r.status == 202, repr(r))
+        slow_id = r.json()["id"] if r.status == 202 else None
+        d.wait(slow_id, timeout=20, states=("running",))
+        # 400 prompts of 127 ids, "next" x "all": a 0.25 MB document whose plan takes about 27 MiB
+        big = {"model": "tiny", "prompts": [{"ids": [(5 * i + j) % 997 + 3 for j in range(127)]} for i in range(400)],
+               "target": "next", "ablations": {"components": ["attn.0"], "methods": ["zero"], "positions": "all"}}
+        body = json.dumps(big).encode()
+        base = vm_rss_kib(d.proc.pid)
+        ids = []
+        for _ in range(3):
+            r = d.req("POST", "/v1/jobs", TOKENS["alice"], body, {"Content-Type": "application/json"}, timeout=120)
+            ids.append(r.json()["id"] if r.status == 202 else None)
+        time.sleep(0.3)
+        grown = (vm_rss_kib(d.proc.pid) - base) / 1024
+        queued = [(d.status(j) or {}).get("state") for j in ids if j]
+        check("three 0.25 MB jobs planned, checked and queued behind it -> 202, queued",
+              len(queued) == 3 and all(s == "queued" for s in queued), (ids, queued))
+        what = (f"the three queued jobs add {grown:.1f} MiB of RSS (bound {QUEUED_RSS_MIB} MiB; "
+                f"their plans, kept before, about 80)")
+        if sanitized(build):
+            note(what + ": not checked under ASan, whose quarantine keeps freed plans")
+        else:
+            check(what, grown < QUEUED_RSS_MIB, f"{grown:.1f} MiB")
+        for j in ids + [slow_id]:
+            if j:
+                d.req("DELETE", f"/v1/jobs/{j}", TOKENS["alice"])
+        check("queued-memory daemon still alive", d.alive(), d.log_tail())
+    finally:
+        d.kill9()
+        if len(FAILURES) > n_failed:
+            print("    queued-memory daemon log tail:\n" + d.log_tail(20))
+
+
+# ---------------------------------------------------------------------------
 # hostile traffic: request workers, limits before work, deadlines (issue 21)
 
 def vm_rss_kib(pid):
@@ -2757,6 +2816,7 @@ def main(argv):
     t_restart(build, root, workdir, None)
     t_model_identity(build, root, workdir)
     t_quotas(build, root, workdir)
+    t_queued_memory(build, root, workdir)
     t_hostile(build, root, workdir)
 
     elapsed = time.time() - t_start

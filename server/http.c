@@ -6,8 +6,8 @@
  * suspended. Result streams are suspended between commits, and resumed
  * every few seconds (keep-alives, dead peers dropped). A timer cuts off
  * connections whose request has not arrived whole within its deadline.
- * Routes are in http_routes[] (the OpenAPI document lists them all; a test
- * checks it). */
+ * Routes are one table, http_routes[], each with its handler: the
+ * dispatcher, the 405 answers and the OpenAPI test read it. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -31,25 +31,6 @@
 #include "results.h"
 #include "server.h"
 #include "utf8.h"
-
-const http_route_t http_routes[] = {
-    {"GET", "/v1/health", 1},
-    {"GET", "/v1/openapi.json", 1},
-    {"GET", "/v1/models", 0},
-    {"GET", "/v1/models/{id}", 0},
-    {"POST", "/v1/models/{id}/tokenize", 0},
-    {"POST", "/v1/jobs", 0},
-    {"GET", "/v1/jobs", 0},
-    {"GET", "/v1/jobs/{id}", 0},
-    {"DELETE", "/v1/jobs/{id}", 0},
-    {"POST", "/v1/jobs/{id}/retry", 0},
-    {"GET", "/v1/jobs/{id}/results", 0},
-    {"GET", "/metrics", 0},
-    {"GET", "/", 1},
-    {"GET", "/dashboard.js", 1},
-    {"GET", "/dashboard.css", 1},
-    {NULL, NULL, 0},
-};
 
 /* Seconds a 429 asks the client to wait before it tries again. */
 #define RETRY_AFTER_S "5"
@@ -81,7 +62,7 @@ struct http {
 
 /* ------------------------------------------------------------ requests -- */
 
-typedef struct {
+struct http_request {
   buffer_t body; /* collected across calls of the access handler */
   long max_body; /* this route's */
   int too_large;
@@ -107,7 +88,8 @@ typedef struct {
   int answer_status;
   char *answer;                  /* JSON, malloc'd */
   char answer_job[STORE_ID_LEN]; /* wait=stream: the job whose rows to stream */
-} request_t;
+};
+typedef struct http_request request_t;
 
 typedef enum { STREAM_NDJSON, STREAM_SSE, STREAM_CSV } stream_format_t;
 
@@ -555,7 +537,9 @@ static json_t *model_json(const server_model_t *m, int detail) {
   return o;
 }
 
-static enum MHD_Result route_health(server_t *s, struct MHD_Connection *c, request_t *rq) {
+static enum MHD_Result route_health(server_t *s, struct MHD_Connection *c, request_t *rq,
+                                    const char *id) {
+  (void)id;
   json_t *models = json_array();
   for (int i = 0; i < s->n_models; i++)
     json_array_append_new(models, json_string(s->models[i].name));
@@ -921,7 +905,9 @@ static int load_job(server_t *s, const char *id, const char *user, role_t role, 
   return role == ROLE_ADMIN || strcmp(j->user, user) == 0 ? 0 : -1;
 }
 
-static enum MHD_Result route_metrics(server_t *s, struct MHD_Connection *c, request_t *rq) {
+static enum MHD_Result route_metrics(server_t *s, struct MHD_Connection *c, request_t *rq,
+                                     const char *id) {
+  (void)id;
   char *text = NULL;
   size_t len = 0;
   FILE *f = open_memstream(&text, &len);
@@ -1009,7 +995,9 @@ static enum MHD_Result route_metrics(server_t *s, struct MHD_Connection *c, requ
 /* GET /v1/jobs: the caller's jobs (an admin's: all), newest first, a page
  * of ?limit= (1..JOBS_PAGE_MAX, default the most) after the job ?after=ID;
  * "next" is the next page's URL, null on the last. */
-static enum MHD_Result route_jobs_list(server_t *s, struct MHD_Connection *c, request_t *rq) {
+static enum MHD_Result route_jobs_list(server_t *s, struct MHD_Connection *c, request_t *rq,
+                                       const char *id) {
+  (void)id;
   const char *limit_s = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "limit");
   const char *after = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "after");
   long limit = JOBS_PAGE_MAX;
@@ -1048,7 +1036,9 @@ static enum MHD_Result route_jobs_list(server_t *s, struct MHD_Connection *c, re
 }
 
 /* Does url fit the template ("{x}" is one non-empty path segment)? */
-static int path_matches(const char *tmpl, const char *url) {
+/* Whether url fits the template; its {id} segment (non-empty, up to the
+ * next '/') into id (id_len bytes, may be 0: not kept), cut to fit. */
+static int path_matches(const char *tmpl, const char *url, char *id, size_t id_len) {
   while (*tmpl && *url) {
     if (*tmpl == '{') {
       tmpl = strchr(tmpl, '}');
@@ -1060,6 +1050,8 @@ static int path_matches(const char *tmpl, const char *url) {
         url++;
       if (url == seg)
         return 0;
+      if (id_len)
+        snprintf(id, id_len, "%.*s", (int)(url - seg), seg);
     } else if (*tmpl++ != *url++)
       return 0;
   }
@@ -1073,7 +1065,7 @@ static enum MHD_Result check_method(struct MHD_Connection *c, request_t *rq, con
   char allow[64] = "";
   int path_known = 0;
   for (const http_route_t *r = http_routes; r->method; r++)
-    if (path_matches(r->path, url)) {
+    if (path_matches(r->path, url, NULL, 0)) {
       path_known = 1;
       if (strcmp(r->method, method) == 0)
         return MHD_YES;
@@ -1103,14 +1095,6 @@ static enum MHD_Result check_method(struct MHD_Connection *c, request_t *rq, con
   return ok;
 }
 
-/* The route's entry in http_routes, or NULL. */
-static const http_route_t *find_route(const char *url, const char *method) {
-  for (const http_route_t *r = http_routes; r->method; r++)
-    if (strcmp(r->method, method) == 0 && path_matches(r->path, url))
-      return r;
-  return NULL;
-}
-
 /* Counts n bytes of rq's body against --max-buffered-mib (beyond what it
  * counted already); -1, counting nothing, when they do not fit. */
 static int buffer_reserve(server_t *s, request_t *rq, size_t n) {
@@ -1132,116 +1116,183 @@ static enum MHD_Result refuse_buffer_cap(server_t *s, struct MHD_Connection *c, 
                        s->http->buffered / 1048576.0, s->cfg.max_buffered_mib);
 }
 
+/* ---------------------------------------------------- the route table -- */
+
+static enum MHD_Result route_openapi(server_t *s, struct MHD_Connection *c, request_t *rq,
+                                     const char *id) {
+  (void)s, (void)id;
+  return respond(c, rq, 200, "application/json", openapi_document, strlen(openapi_document));
+}
+
+static enum MHD_Result route_index(server_t *s, struct MHD_Connection *c, request_t *rq,
+                                   const char *id) {
+  (void)s, (void)id;
+  return respond_asset(c, rq, "text/html; charset=utf-8", dashboard_index_html,
+                       dashboard_index_html_len);
+}
+
+static enum MHD_Result route_script(server_t *s, struct MHD_Connection *c, request_t *rq,
+                                    const char *id) {
+  (void)s, (void)id;
+  return respond_asset(c, rq, "text/javascript; charset=utf-8", dashboard_dashboard_js,
+                       dashboard_dashboard_js_len);
+}
+
+static enum MHD_Result route_style(server_t *s, struct MHD_Connection *c, request_t *rq,
+                                   const char *id) {
+  (void)s, (void)id;
+  return respond_asset(c, rq, "text/css; charset=utf-8", dashboard_dashboard_css,
+                       dashboard_dashboard_css_len);
+}
+
+static enum MHD_Result route_models(server_t *s, struct MHD_Connection *c, request_t *rq,
+                                    const char *id) {
+  (void)id;
+  json_t *list = json_array();
+  for (int i = 0; i < s->n_models; i++)
+    json_array_append_new(list, model_json(&s->models[i], 0));
+  return respond_json(c, rq, 200, json_pack("{s:o}", "models", list));
+}
+
+static enum MHD_Result route_model(server_t *s, struct MHD_Connection *c, request_t *rq,
+                                   const char *id) {
+  const int mi = server_find_model(s, id);
+  if (mi < 0)
+    return respond_error(c, rq, 404, "", "no model named %s", id);
+  return respond_json(c, rq, 200, model_json(&s->models[mi], 1));
+}
+
+static enum MHD_Result route_tokenize(server_t *s, struct MHD_Connection *c, request_t *rq,
+                                      const char *id) {
+  if ((rq->model = server_find_model(s, id)) < 0)
+    return respond_error(c, rq, 404, "", "no model named %s", id);
+  return hand_over(s, c, rq, work_tokenize);
+}
+
+static enum MHD_Result route_submit(server_t *s, struct MHD_Connection *c, request_t *rq,
+                                    const char *id) {
+  (void)id;
+  if (s->draining)
+    return respond_error(c, rq, 503, "", "the server is draining: no new jobs");
+  const char *wait = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "wait");
+  if (wait && strcmp(wait, "stream") != 0)
+    return respond_error(c, rq, 400, "wait", "expected wait=stream");
+  rq->wait_stream = wait != NULL;
+  return hand_over(s, c, rq, work_submit);
+}
+
+/* The job the caller may see (load_job), or a 404 answered. */
+static int job_or_404(server_t *s, struct MHD_Connection *c, request_t *rq, const char *id,
+                      store_job_t *j, enum MHD_Result *answer) {
+  if (load_job(s, id, rq->user, rq->role, j) == 0)
+    return 0;
+  *answer = respond_error(c, rq, 404, "", "no job %s", id);
+  return -1;
+}
+
+static enum MHD_Result route_job(server_t *s, struct MHD_Connection *c, request_t *rq,
+                                 const char *id) {
+  store_job_t j;
+  enum MHD_Result answer;
+  if (job_or_404(s, c, rq, id, &j, &answer))
+    return answer;
+  return respond_json(c, rq, 200, job_json(s, &j));
+}
+
+static enum MHD_Result route_cancel(server_t *s, struct MHD_Connection *c, request_t *rq,
+                                    const char *id) {
+  store_job_t j;
+  enum MHD_Result answer;
+  if (job_or_404(s, c, rq, id, &j, &answer))
+    return answer;
+  scheduler_cancel(s, id);
+  char err[HYDRA_ERR_LEN];
+  if (j.state == STORE_QUEUED || j.state == STORE_RUNNING) {
+    /* Stored here, whoever runs it: a unit running on this node stops at its next
+     * pass, one on another node when its worker next renews its lease. */
+    if (store_job_cancel(s->store, id, err) < 0)
+      return respond_error(c, rq, 503, "", "the job store failed: %s", err);
+    server_log(s, 1, "job %s cancelled by %s", id, rq->user);
+    notify_rows_committed(&s->notify);
+    return respond_json(c, rq, 200, json_pack("{s:s,s:s}", "id", id, "state", "cancelled"));
+  }
+  return respond_json(c, rq, 200,
+                      json_pack("{s:s,s:s}", "id", id, "state", store_state_name(j.state)));
+}
+
+static enum MHD_Result route_results(server_t *s, struct MHD_Connection *c, request_t *rq,
+                                     const char *id) {
+  store_job_t j;
+  enum MHD_Result answer;
+  if (job_or_404(s, c, rq, id, &j, &answer))
+    return answer;
+  const char *after = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "after");
+  char *end = NULL;
+  long long a = after ? strtoll(after, &end, 10) : 0;
+  if (after && (*end || end == after || a < 0))
+    return respond_error(c, rq, 400, "after", "expected a row count >= 0");
+  const char *last_id = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Last-Event-ID");
+  if (last_id) { /* an SSE client reconnecting: resume after its last event */
+    errno = 0;
+    long long l = strtoll(last_id, &end, 10);
+    if (*end || l < 0 || errno)
+      return respond_error(c, rq, 400, "Last-Event-ID", "expected a row number >= 0");
+    a = l < INT64_MAX ? l + 1 : l;
+  }
+  const char *fmt = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "format");
+  if (fmt && strcmp(fmt, "csv") != 0 && strcmp(fmt, "ndjson") != 0)
+    return respond_error(c, rq, 400, "format", "expected ndjson or csv");
+  return respond_stream(s, c, rq, id, a, 200);
+}
+
+/* The job is looked up (404 for another user's) by the request worker. */
+static enum MHD_Result route_retry(server_t *s, struct MHD_Connection *c, request_t *rq,
+                                   const char *id) {
+  snprintf(rq->job_id, sizeof(rq->job_id), "%.32s", id);
+  return hand_over(s, c, rq, work_retry);
+}
+
+/* Every route hydrad answers, with its handler. A public route is answered
+ * without a token; a route's {id} reaches its handler. */
+const http_route_t http_routes[] = {
+    {"GET", "/v1/health", 1, route_health},
+    {"GET", "/v1/openapi.json", 1, route_openapi},
+    {"GET", "/v1/models", 0, route_models},
+    {"GET", "/v1/models/{id}", 0, route_model},
+    {"POST", "/v1/models/{id}/tokenize", 0, route_tokenize},
+    {"POST", "/v1/jobs", 0, route_submit},
+    {"GET", "/v1/jobs", 0, route_jobs_list},
+    {"GET", "/v1/jobs/{id}", 0, route_job},
+    {"DELETE", "/v1/jobs/{id}", 0, route_cancel},
+    {"POST", "/v1/jobs/{id}/retry", 0, route_retry},
+    {"GET", "/v1/jobs/{id}/results", 0, route_results},
+    {"GET", "/metrics", 0, route_metrics},
+    {"GET", "/", 1, route_index},
+    {"GET", "/dashboard.js", 1, route_script},
+    {"GET", "/dashboard.css", 1, route_style},
+    {NULL, NULL, 0, NULL},
+};
+
+/* The route's entry in http_routes, with its {id} in id, or NULL. */
+static const http_route_t *find_route(const char *url, const char *method, char *id,
+                                      size_t id_len) {
+  for (const http_route_t *r = http_routes; r->method; r++)
+    if (strcmp(r->method, method) == 0 && path_matches(r->path, url, id, id_len))
+      return r;
+  return NULL;
+}
+
 static enum MHD_Result dispatch(server_t *s, struct MHD_Connection *c, request_t *rq,
                                 const char *url, const char *method) {
-  const int get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0,
-            del = strcmp(method, "DELETE") == 0;
   if (rq->too_large)
     return respond_error(c, rq, 413, "", "request body larger than %ld bytes", rq->max_body);
   if (rq->over_buffer_cap)
     return refuse_buffer_cap(s, c, rq);
-  if (get && strcmp(url, "/v1/health") == 0)
-    return route_health(s, c, rq);
-  if (get && strcmp(url, "/v1/openapi.json") == 0)
-    return respond(c, rq, 200, "application/json", openapi_document, strlen(openapi_document));
-  if (get && strcmp(url, "/") == 0)
-    return respond_asset(c, rq, "text/html; charset=utf-8", dashboard_index_html,
-                         dashboard_index_html_len);
-  if (get && strcmp(url, "/dashboard.js") == 0)
-    return respond_asset(c, rq, "text/javascript; charset=utf-8", dashboard_dashboard_js,
-                         dashboard_dashboard_js_len);
-  if (get && strcmp(url, "/dashboard.css") == 0)
-    return respond_asset(c, rq, "text/css; charset=utf-8", dashboard_dashboard_css,
-                         dashboard_dashboard_css_len);
-  const char *user = rq->user; /* authenticated on the first call */
-  const role_t role = rq->role;
-  if (get && strcmp(url, "/metrics") == 0)
-    return route_metrics(s, c, rq);
-  if (get && strcmp(url, "/v1/models") == 0) {
-    json_t *list = json_array();
-    for (int i = 0; i < s->n_models; i++)
-      json_array_append_new(list, model_json(&s->models[i], 0));
-    return respond_json(c, rq, 200, json_pack("{s:o}", "models", list));
-  }
-  if (strncmp(url, "/v1/models/", 11) == 0) {
-    char name[128];
-    const char *rest = url + 11, *slash = strchr(rest, '/');
-    snprintf(name, sizeof(name), "%.*s", slash ? (int)(slash - rest) : (int)strlen(rest), rest);
-    int mi = server_find_model(s, name);
-    if (mi < 0)
-      return respond_error(c, rq, 404, "", "no model named %s", name);
-    if (get && !slash)
-      return respond_json(c, rq, 200, model_json(&s->models[mi], 1));
-    if (post && slash && strcmp(slash, "/tokenize") == 0) {
-      rq->model = mi;
-      return hand_over(s, c, rq, work_tokenize);
-    }
-    return respond_error(c, rq, slash ? 404 : 405, "", "no such route");
-  }
-  if (strcmp(url, "/v1/jobs") == 0) {
-    if (post) {
-      if (s->draining)
-        return respond_error(c, rq, 503, "", "the server is draining: no new jobs");
-      const char *wait = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "wait");
-      if (wait && strcmp(wait, "stream") != 0)
-        return respond_error(c, rq, 400, "wait", "expected wait=stream");
-      rq->wait_stream = wait != NULL;
-      return hand_over(s, c, rq, work_submit);
-    }
-    if (get)
-      return route_jobs_list(s, c, rq);
-    return respond_error(c, rq, 405, "", "method not allowed");
-  }
-  if (strncmp(url, "/v1/jobs/", 9) == 0) {
-    char id[64];
-    const char *rest = url + 9, *slash = strchr(rest, '/');
-    snprintf(id, sizeof(id), "%.*s", slash ? (int)(slash - rest) : (int)strlen(rest), rest);
-    store_job_t j;
-    if (load_job(s, id, user, role, &j) != 0)
-      return respond_error(c, rq, 404, "", "no job %s", id);
-    if (!slash && get)
-      return respond_json(c, rq, 200, job_json(s, &j));
-    if (!slash && del) {
-      scheduler_cancel(s, id);
-      char err[HYDRA_ERR_LEN];
-      if (j.state == STORE_QUEUED || j.state == STORE_RUNNING) {
-        /* Stored here, whoever runs it: a unit running on this node stops at its next
-         * pass, one on another node when its worker next renews its lease. */
-        if (store_job_cancel(s->store, id, err) < 0)
-          return respond_error(c, rq, 503, "", "the job store failed: %s", err);
-        server_log(s, 1, "job %s cancelled by %s", id, user);
-        notify_rows_committed(&s->notify);
-        return respond_json(c, rq, 200, json_pack("{s:s,s:s}", "id", id, "state", "cancelled"));
-      }
-      return respond_json(c, rq, 200,
-                          json_pack("{s:s,s:s}", "id", id, "state", store_state_name(j.state)));
-    }
-    if (slash && strcmp(slash, "/results") == 0 && get) {
-      const char *after = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "after");
-      char *end = NULL;
-      long long a = after ? strtoll(after, &end, 10) : 0;
-      if (after && (*end || end == after || a < 0))
-        return respond_error(c, rq, 400, "after", "expected a row count >= 0");
-      const char *last_id = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Last-Event-ID");
-      if (last_id) { /* an SSE client reconnecting: resume after its last event */
-        errno = 0;
-        long long l = strtoll(last_id, &end, 10);
-        if (*end || l < 0 || errno)
-          return respond_error(c, rq, 400, "Last-Event-ID", "expected a row number >= 0");
-        a = l < INT64_MAX ? l + 1 : l;
-      }
-      const char *fmt = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "format");
-      if (fmt && strcmp(fmt, "csv") != 0 && strcmp(fmt, "ndjson") != 0)
-        return respond_error(c, rq, 400, "format", "expected ndjson or csv");
-      return respond_stream(s, c, rq, id, a, 200);
-    }
-    if (slash && strcmp(slash, "/retry") == 0 && post) {
-      snprintf(rq->job_id, sizeof(rq->job_id), "%.32s", id);
-      return hand_over(s, c, rq, work_retry);
-    }
-    return respond_error(c, rq, slash ? 404 : 405, "", "no such route");
-  }
-  return respond_error(c, rq, 404, "", "no such route: %s %s", method, url);
+  char id[sizeof rq->path] = "";
+  const http_route_t *route = find_route(url, method, id, sizeof id);
+  if (!route)
+    return respond_error(c, rq, 404, "", "no such route: %s %s", method, url);
+  return route->handler(s, c, rq, id);
 }
 
 /* in, with control characters (and backslash) as \xNN, cut to fit out. */
@@ -1325,7 +1376,7 @@ static enum MHD_Result on_headers(server_t *s, struct MHD_Connection *c, request
   enum MHD_Result m = check_method(c, rq, url, method, &answered);
   if (answered || m != MHD_YES)
     return m;
-  const http_route_t *route = find_route(url, method);
+  const http_route_t *route = find_route(url, method, NULL, 0);
   if (!route || !route->public_route) {
     const char *user = authenticate(s, c, &rq->role);
     if (!user)

@@ -31,6 +31,25 @@ int store_state_final(store_state_t state) {
   return state == STORE_DONE || state == STORE_FAILED || state == STORE_CANCELLED;
 }
 
+int store_move_allowed(store_state_t from, store_state_t to, int units_done, int n_units, char *why,
+                       size_t len) {
+  if (to == STORE_QUEUED) { /* a retry */
+    if (from == STORE_FAILED)
+      return 0;
+    snprintf(why, len, "the job is %s, not failed", store_state_name(from));
+    return STORE_STATE;
+  }
+  if (store_state_final(from) || (to == STORE_RUNNING && from != STORE_QUEUED)) {
+    snprintf(why, len, "the job is %s", store_state_name(from));
+    return STORE_STATE;
+  }
+  if (to == STORE_DONE && units_done < n_units) {
+    snprintf(why, len, "%d of %d units are pending", n_units - units_done, n_units);
+    return STORE_STATE;
+  }
+  return 0;
+}
+
 /* ---- the store ------------------------------------------------------- */
 
 void store_close(store_t *s) {

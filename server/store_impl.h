@@ -48,6 +48,15 @@ struct store {
   int shared;       /* other processes write it too */
 };
 
+/* The job state machine, once for every store: whether a job in state
+ * `from`, with units_done of n_units stored, may move to `to`: queued ->
+ * running; queued or running -> done (every unit stored), failed or
+ * cancelled; failed -> queued (a retry: back to the queue, running again
+ * when it had started). 0, or STORE_STATE with why (len bytes) saying what
+ * forbids it. A driver checks it inside the transaction that moves the job. */
+int store_move_allowed(store_state_t from, store_state_t to, int units_done, int n_units, char *why,
+                       size_t len);
+
 /* The state named text, or -1. */
 int store_state_parse(const char *text, store_state_t *state);
 

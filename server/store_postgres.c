@@ -700,14 +700,9 @@ static int set_state_locked(pg_store_t *s, const char *job_id, store_state_t sta
   int rc = job_find(s, s->w, job_id, JOB_LOCK, &job, what, err);
   if (rc)
     goto fail;
-  rc = STORE_STATE;
-  if (store_state_final(job.state) || (state == STORE_RUNNING && job.state != STORE_QUEUED)) {
-    err_set(err, "store %s: %s: the job is %s", s->name, what, store_state_name(job.state));
-    goto fail;
-  }
-  if (state == STORE_DONE && job.units_done < job.n_units) {
-    err_set(err, "store %s: %s: %d of %d units are pending", s->name, what,
-            job.n_units - job.units_done, job.n_units);
+  char why[96];
+  if ((rc = store_move_allowed(job.state, state, job.units_done, job.n_units, why, sizeof why))) {
+    err_set(err, "store %s: %s: %s", s->name, what, why);
     goto fail;
   }
   rc = -1;
@@ -809,10 +804,10 @@ static int retry_locked(pg_store_t *s, const char *job_id, store_state_t *state,
   int rc = job_find(s, s->w, job_id, JOB_LOCK, &job, what, err);
   if (rc)
     goto fail;
-  rc = STORE_STATE;
-  if (job.state != STORE_FAILED) {
-    err_set(err, "store %s: %s: the job is %s, not failed", s->name, what,
-            store_state_name(job.state));
+  char why[96];
+  if ((rc = store_move_allowed(job.state, STORE_QUEUED, job.units_done, job.n_units, why,
+                               sizeof why))) {
+    err_set(err, "store %s: %s: %s", s->name, what, why);
     goto fail;
   }
   rc = -1;

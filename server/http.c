@@ -806,6 +806,27 @@ static int retry_job(request_t *rq) {
                                results_url, "units_done", j.units_done, "n_units", j.n_units));
 }
 
+/* DELETE /v1/jobs/{id}, on a request worker (rq->job_id). */
+static int cancel_job(request_t *rq) {
+  server_t *s = rq->s;
+  const char *id = rq->job_id;
+  store_job_t j;
+  char err[HYDRA_ERR_LEN];
+  if (load_job(s, id, rq->user, rq->role, &j) != 0)
+    return answer_error(rq, 404, "", "no job %s", id);
+  scheduler_cancel(s, id);
+  if (j.state == STORE_QUEUED || j.state == STORE_RUNNING) {
+    /* Stored here, whoever runs it: a unit running on this node stops at its next
+     * pass, one on another node when its worker next renews its lease. */
+    if (store_job_cancel(s->store, id, err) < 0)
+      return answer_error(rq, 503, "", "the job store failed: %s", err);
+    server_log(s, 1, "job %s cancelled by %s", id, rq->user);
+    notify_rows_committed(&s->notify);
+    return answer_json(rq, 200, json_pack("{s:s,s:s}", "id", id, "state", "cancelled"));
+  }
+  return answer_json(rq, 200, json_pack("{s:s,s:s}", "id", id, "state", store_state_name(j.state)));
+}
+
 /* The request workers' tasks: the answer, then the connection resumed (the
  * HTTP thread sends it, deliver). */
 static void work_submit(void *task) {
@@ -818,6 +839,13 @@ static void work_submit(void *task) {
 static void work_retry(void *task) {
   request_t *rq = task;
   retry_job(rq);
+  rq->answered = 1;
+  MHD_resume_connection(rq->conn);
+}
+
+static void work_cancel(void *task) {
+  request_t *rq = task;
+  cancel_job(rq);
   rq->answered = 1;
   MHD_resume_connection(rq->conn);
 }
@@ -1199,25 +1227,12 @@ static enum MHD_Result route_job(server_t *s, struct MHD_Connection *c, request_
   return respond_json(c, rq, 200, job_json(s, &j));
 }
 
+/* The cancel is stored by a request worker: the HTTP thread never waits
+ * on the store's write lock (a large unit's commit holds it for seconds). */
 static enum MHD_Result route_cancel(server_t *s, struct MHD_Connection *c, request_t *rq,
                                     const char *id) {
-  store_job_t j;
-  enum MHD_Result answer;
-  if (job_or_404(s, c, rq, id, &j, &answer))
-    return answer;
-  scheduler_cancel(s, id);
-  char err[HYDRA_ERR_LEN];
-  if (j.state == STORE_QUEUED || j.state == STORE_RUNNING) {
-    /* Stored here, whoever runs it: a unit running on this node stops at its next
-     * pass, one on another node when its worker next renews its lease. */
-    if (store_job_cancel(s->store, id, err) < 0)
-      return respond_error(c, rq, 503, "", "the job store failed: %s", err);
-    server_log(s, 1, "job %s cancelled by %s", id, rq->user);
-    notify_rows_committed(&s->notify);
-    return respond_json(c, rq, 200, json_pack("{s:s,s:s}", "id", id, "state", "cancelled"));
-  }
-  return respond_json(c, rq, 200,
-                      json_pack("{s:s,s:s}", "id", id, "state", store_state_name(j.state)));
+  snprintf(rq->job_id, sizeof(rq->job_id), "%.32s", id);
+  return hand_over(s, c, rq, work_cancel);
 }
 
 static enum MHD_Result route_results(server_t *s, struct MHD_Connection *c, request_t *rq,

@@ -16,6 +16,9 @@
 #include "results.h"
 #include "server.h"
 
+/* Stored rows read back per call for a job's summary. */
+#define SUMMARY_PAGE 256
+
 typedef struct {
   char **rows;
   size_t n, cap;
@@ -432,8 +435,13 @@ static int finish_job(server_t *s, sched_job_t *j, results_t *r, rowbuf_t *buf) 
   store_job_t stored;
   if (store_job_get(s->store, j->id, &stored, err) == 0)
     results_set_rows(r, stored.rows);
-  if (store_rows_read(s->store, j->id, 0, 0, read_row, r, NULL, NULL, err) < 0)
-    return store_failed(s, j, err);
+  /* By pages: the store's read lock is held while read_row parses a page,
+   * and the HTTP thread's streams read through the same lock (one read of
+   * 61,708 rows held /v1/health for 2.3 s). */
+  size_t n = SUMMARY_PAGE;
+  for (int64_t seq = 0; n == SUMMARY_PAGE; seq += (int64_t)n)
+    if (store_rows_read(s->store, j->id, seq, SUMMARY_PAGE, read_row, r, &n, NULL, err) < 0)
+      return store_failed(s, j, err);
   if (results_finish(r, clock_wall() - j->started_at) != 0) {
     end_job(s, j, STORE_FAILED, "writing the summary failed");
     return 1;

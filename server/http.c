@@ -29,6 +29,7 @@
 #include "http.h"
 #include "requests.h"
 #include "results.h"
+#include "row_csv.h"
 #include "server.h"
 #include "utf8.h"
 
@@ -247,28 +248,6 @@ static const char *authenticate(server_t *s, struct MHD_Connection *c, role_t *r
 
 /* ------------------------------------------------------------- streams -- */
 
-static void csv_value(stream_t *st, const json_t *v) {
-  if (json_is_number(v))
-    buffer_appendf(&st->out, ",%.9g", json_number_value(v));
-  else
-    buffer_append(&st->out, ",", 1);
-}
-
-static const char *const csv_keys[] = {"total_effect",
-                                       "direct_effect",
-                                       "compensation",
-                                       "compensation_attn",
-                                       "compensation_mlp",
-                                       "norm_share",
-                                       "ablated_logit",
-                                       "inv_scale",
-                                       "logprob",
-                                       "prob",
-                                       "kl",
-                                       "rank",
-                                       "logit_diff",
-                                       NULL};
-
 static int format_row(void *ctx, int64_t seq, const char *text, size_t len) {
   stream_t *st = ctx;
   json_t *row = json_loadb(text, len, JSON_ALLOW_NUL, NULL); /* tokens may hold U+0000 */
@@ -285,34 +264,9 @@ static int format_row(void *ctx, int64_t seq, const char *text, size_t len) {
   if (st->format == STREAM_SSE)
     return buffer_appendf(&st->out, "id: %lld\ndata: ", (long long)seq) ||
            buffer_append(&st->out, text, len) || buffer_append(&st->out, "\n\n", 2);
-  const char *type = json_string_value(json_object_get(row, "type"));
-  if (type && strcmp(type, "header") == 0) {
-    buffer_appendf(&st->out, "prompt,position,component,method,samples");
-    for (int i = 0; csv_keys[i]; i++)
-      buffer_appendf(&st->out, ",%s", csv_keys[i]);
-    json_t *slots = json_object_get(row, "slots");
-    for (size_t i = 0; i < json_array_size(slots); i++)
-      buffer_appendf(&st->out, ",effect_%s", json_string_value(json_array_get(slots, i)));
-    buffer_append(&st->out, "\n", 1);
-  } else if (type && strcmp(type, "variant") == 0) {
-    json_t *pos = json_object_get(row, "position"); /* "target": "next" readouts */
-    char at[24] = "";
-    if (json_is_integer(pos))
-      snprintf(at, sizeof(at), "%lld", json_integer_value(pos));
-    buffer_appendf(&st->out, "%lld,%s,%s,%s,%lld",
-                   json_integer_value(json_object_get(row, "prompt")), at,
-                   json_string_value(json_object_get(row, "component")),
-                   json_string_value(json_object_get(row, "method")),
-                   json_integer_value(json_object_get(row, "samples")));
-    for (int i = 0; csv_keys[i]; i++)
-      csv_value(st, json_object_get(row, csv_keys[i]));
-    json_t *eff = json_object_get(row, "effects");
-    for (size_t i = 0; i < json_array_size(eff); i++)
-      csv_value(st, json_array_get(eff, i));
-    buffer_append(&st->out, "\n", 1);
-  }
+  const int rc = row_csv(row, &st->out);
   json_decref(row);
-  return 0;
+  return rc;
 }
 
 /* A failed or cancelled job stores no end row (its rows stop where it

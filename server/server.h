@@ -161,7 +161,8 @@ int scheduler_user_jobs(server_t *s, const char *user);
 int64_t scheduler_progress(server_t *s, const char *id);
 /* A job whose end (state, why) the store failed to record; 1 if known. */
 int scheduler_unstored(server_t *s, const char *id, store_state_t *state, char *why, size_t len);
-/* Frees that memory (at exit, the worker stopped). */
+/* Frees that memory, and the list of jobs left waiting (at exit, the
+ * worker stopped). */
 void scheduler_forget_unstored(server_t *s);
 /* Forgets one such job (its retry goes on from the store); 1 if known. */
 int scheduler_drop_unstored(server_t *s, const char *id);

@@ -15,7 +15,8 @@ bounded in count and time (well under a minute):
 
 Meanwhile three clients poll GET /v1/health and RSS is sampled every 10 ms:
 health's p99 must stay under 100 ms and RSS within RSS_BOUND_MIB of its
-value before the abuse. Each abuse's answers are checked too.
+value before the abuse (in a sanitizer build, whose quarantine keeps freed
+memory, RSS is reported only). Each abuse's answers are checked too.
 
 usage: test_hostile.py HYDRAD ROOT"""
 import json
@@ -249,7 +250,12 @@ check("every abuse ran to its end within 90 s", not any(t.is_alive() for t in ab
       f"{elapsed:.1f} s")
 check(f"/v1/health p99 < {HEALTH_P99_S * 1e3:.0f} ms throughout ({len(lat)} requests)",
       p99 is not None and p99 < HEALTH_P99_S and len(lat) >= 50, f"p99 {p99}")
-check(f"RSS peak within {RSS_BOUND_MIB} MiB of its start", grown < RSS_BOUND_MIB, f"+{grown:.1f} MiB")
+cache = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(HYDRAD))), "CMakeCache.txt")
+sanitized = os.path.exists(cache) and "HYDRA_SANITIZE:BOOL=ON" in open(cache).read()
+if sanitized:
+    print(f"note RSS peak +{grown:.1f} MiB: not checked in a sanitizer build (its quarantine keeps freed memory)")
+else:
+    check(f"RSS peak within {RSS_BOUND_MIB} MiB of its start", grown < RSS_BOUND_MIB, f"+{grown:.1f} MiB")
 check("big documents: 3 x 2 MB 10,000-prompt jobs -> 202", results.get("big") == [202] * 3, results.get("big"))
 check("amplifying documents: 6 x 1 MB 'next' x 'all' -> 413", results.get("amplify") == [413] * 6,
       results.get("amplify"))

@@ -6,8 +6,8 @@
  * suspended. Result streams are suspended between commits, and resumed
  * every few seconds (keep-alives, dead peers dropped). A timer cuts off
  * connections whose request has not arrived whole within its deadline.
- * Routes are in http_routes[] (the OpenAPI document lists them all; a test
- * checks it). */
+ * Routes are one table, http_routes[], each with its handler: the
+ * dispatcher, the 405 answers and the OpenAPI test read it. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -29,26 +29,9 @@
 #include "http.h"
 #include "requests.h"
 #include "results.h"
+#include "row_csv.h"
 #include "server.h"
 #include "utf8.h"
-
-const http_route_t http_routes[] = {
-    {"GET", "/v1/health", 1},
-    {"GET", "/v1/openapi.json", 1},
-    {"GET", "/v1/models", 0},
-    {"GET", "/v1/models/{id}", 0},
-    {"POST", "/v1/models/{id}/tokenize", 0},
-    {"POST", "/v1/jobs", 0},
-    {"GET", "/v1/jobs", 0},
-    {"GET", "/v1/jobs/{id}", 0},
-    {"DELETE", "/v1/jobs/{id}", 0},
-    {"GET", "/v1/jobs/{id}/results", 0},
-    {"GET", "/metrics", 0},
-    {"GET", "/", 1},
-    {"GET", "/dashboard.js", 1},
-    {"GET", "/dashboard.css", 1},
-    {NULL, NULL, 0},
-};
 
 /* Seconds a 429 asks the client to wait before it tries again. */
 #define RETRY_AFTER_S "5"
@@ -70,6 +53,7 @@ typedef struct conn_state {
 
 struct http {
   requests_t *requests;
+  size_t buffered;      /* request body bytes held (or announced) now; the HTTP thread's alone */
   pthread_mutex_t lock; /* conns */
   conn_state_t *conns;
   pthread_t timer;
@@ -79,10 +63,12 @@ struct http {
 
 /* ------------------------------------------------------------ requests -- */
 
-typedef struct {
+struct http_request {
   buffer_t body; /* collected across calls of the access handler */
   long max_body; /* this route's */
   int too_large;
+  size_t counted;      /* bytes of it in http.buffered */
+  int over_buffer_cap; /* the bodies of all connections would pass --max-buffered-mib */
   double t0;
   int status;
   char user[STORE_USER_LEN]; /* "" on a public route */
@@ -95,14 +81,16 @@ typedef struct {
    * worker fills the answer, sets answered and resumes the connection. */
   server_t *s;
   struct MHD_Connection *conn;
-  int model;       /* /tokenize: the model */
-  int wait_stream; /* POST /v1/jobs?wait=stream */
+  int model;                 /* /tokenize: the model */
+  char job_id[STORE_ID_LEN]; /* /v1/jobs/{id}/retry: the job */
+  int wait_stream;           /* POST /v1/jobs?wait=stream */
   int queued;
   int answered;
   int answer_status;
   char *answer;                  /* JSON, malloc'd */
   char answer_job[STORE_ID_LEN]; /* wait=stream: the job whose rows to stream */
-} request_t;
+};
+typedef struct http_request request_t;
 
 typedef enum { STREAM_NDJSON, STREAM_SSE, STREAM_CSV } stream_format_t;
 
@@ -132,7 +120,7 @@ static enum MHD_Result respond(struct MHD_Connection *c, request_t *rq, int stat
   MHD_add_response_header(r, "Content-Type", type);
   if (status == 401) /* RFC 9110 11.6.1: a 401 names the scheme it wants */
     MHD_add_response_header(r, "WWW-Authenticate", "Bearer realm=\"hydra\"");
-  if (status == 429) /* RFC 6585 4: when to ask again */
+  if (status == 429 || status == 503) /* RFC 6585 4, RFC 9110 15.6.4: when to ask again */
     MHD_add_response_header(r, "Retry-After", RETRY_AFTER_S);
   if (rq && rq->close) /* the body is not read (a request we refuse to frame) */
     MHD_add_response_header(r, "Connection", "close");
@@ -260,28 +248,6 @@ static const char *authenticate(server_t *s, struct MHD_Connection *c, role_t *r
 
 /* ------------------------------------------------------------- streams -- */
 
-static void csv_value(stream_t *st, const json_t *v) {
-  if (json_is_number(v))
-    buffer_appendf(&st->out, ",%.9g", json_number_value(v));
-  else
-    buffer_append(&st->out, ",", 1);
-}
-
-static const char *const csv_keys[] = {"total_effect",
-                                       "direct_effect",
-                                       "compensation",
-                                       "compensation_attn",
-                                       "compensation_mlp",
-                                       "norm_share",
-                                       "ablated_logit",
-                                       "inv_scale",
-                                       "logprob",
-                                       "prob",
-                                       "kl",
-                                       "rank",
-                                       "logit_diff",
-                                       NULL};
-
 static int format_row(void *ctx, int64_t seq, const char *text, size_t len) {
   stream_t *st = ctx;
   json_t *row = json_loadb(text, len, JSON_ALLOW_NUL, NULL); /* tokens may hold U+0000 */
@@ -298,34 +264,9 @@ static int format_row(void *ctx, int64_t seq, const char *text, size_t len) {
   if (st->format == STREAM_SSE)
     return buffer_appendf(&st->out, "id: %lld\ndata: ", (long long)seq) ||
            buffer_append(&st->out, text, len) || buffer_append(&st->out, "\n\n", 2);
-  const char *type = json_string_value(json_object_get(row, "type"));
-  if (type && strcmp(type, "header") == 0) {
-    buffer_appendf(&st->out, "prompt,position,component,method,samples");
-    for (int i = 0; csv_keys[i]; i++)
-      buffer_appendf(&st->out, ",%s", csv_keys[i]);
-    json_t *slots = json_object_get(row, "slots");
-    for (size_t i = 0; i < json_array_size(slots); i++)
-      buffer_appendf(&st->out, ",effect_%s", json_string_value(json_array_get(slots, i)));
-    buffer_append(&st->out, "\n", 1);
-  } else if (type && strcmp(type, "variant") == 0) {
-    json_t *pos = json_object_get(row, "position"); /* "target": "next" readouts */
-    char at[24] = "";
-    if (json_is_integer(pos))
-      snprintf(at, sizeof(at), "%lld", json_integer_value(pos));
-    buffer_appendf(&st->out, "%lld,%s,%s,%s,%lld",
-                   json_integer_value(json_object_get(row, "prompt")), at,
-                   json_string_value(json_object_get(row, "component")),
-                   json_string_value(json_object_get(row, "method")),
-                   json_integer_value(json_object_get(row, "samples")));
-    for (int i = 0; csv_keys[i]; i++)
-      csv_value(st, json_object_get(row, csv_keys[i]));
-    json_t *eff = json_object_get(row, "effects");
-    for (size_t i = 0; i < json_array_size(eff); i++)
-      csv_value(st, json_array_get(eff, i));
-    buffer_append(&st->out, "\n", 1);
-  }
+  const int rc = row_csv(row, &st->out);
   json_decref(row);
-  return 0;
+  return rc;
 }
 
 /* A failed or cancelled job stores no end row (its rows stop where it
@@ -529,6 +470,7 @@ static json_t *model_json(const server_model_t *m, int detail) {
                 c->n_kv_heads, "d_mlp", c->d_mlp, "vocab_size", c->vocab_size, "context",
                 c->max_positions, "tokenizer", m->tok ? tokenizer_kind(m->tok) : "none");
   json_object_set_new(o, "weights_dtype", json_string(m->model->weights_bf16 ? "bf16" : "fp32"));
+  json_object_set_new(o, "fingerprint", json_string(m->fingerprint));
   if (detail) {
     json_t *comps = json_array();
     json_array_append_new(comps, json_string("embed"));
@@ -549,7 +491,9 @@ static json_t *model_json(const server_model_t *m, int detail) {
   return o;
 }
 
-static enum MHD_Result route_health(server_t *s, struct MHD_Connection *c, request_t *rq) {
+static enum MHD_Result route_health(server_t *s, struct MHD_Connection *c, request_t *rq,
+                                    const char *id) {
+  (void)id;
   json_t *models = json_array();
   for (int i = 0; i < s->n_models; i++)
     json_array_append_new(models, json_string(s->models[i].name));
@@ -629,13 +573,55 @@ static char *pin_weights_dtype(const char *body, size_t len, const char *dtype, 
   return doc;
 }
 
-/* POST /v1/jobs, on a request worker: parse, plan once within the limits,
- * store, queue (the plan moves into the queue). */
+/* The user's stored jobs and bytes against their quotas, before any work:
+ * 0, or -1 with the answer made (429 naming the quota and the usage; 413
+ * for a document larger than the whole bytes quota). */
+static int check_quotas(request_t *rq) {
+  server_t *s = rq->s;
+  int64_t jobs = 0, bytes = 0;
+  char err[HYDRA_ERR_LEN];
+  const double mib = 1048576.0, quota = s->cfg.max_stored_mib_per_user * mib;
+  if (store_user_usage(s->store, rq->user, &jobs, &bytes, err) != 0) {
+    answer_error(rq, 503, "", "the job store failed: %s", err);
+    return -1;
+  }
+  if (jobs >= s->cfg.max_stored_jobs_per_user) {
+    answer_error(rq, 429, "",
+                 "user %s keeps %lld jobs in the store, the quota (--max-stored-jobs-per-user "
+                 "%ld); finished jobs leave it %.0f days after they end",
+                 rq->user, (long long)jobs, s->cfg.max_stored_jobs_per_user,
+                 s->cfg.retention_s / 86400.0);
+    return -1;
+  }
+  if ((double)rq->body.len > quota) {
+    answer_error(rq, 413, "",
+                 "the job document (%.1f MiB) is larger than the quota of stored bytes per user "
+                 "(--max-stored-mib-per-user %g)",
+                 rq->body.len / mib, s->cfg.max_stored_mib_per_user);
+    return -1;
+  }
+  if ((double)bytes + (double)rq->body.len > quota) {
+    answer_error(rq, 429, "",
+                 "user %s keeps %.1f MiB of job documents and results in the store; this document "
+                 "(%.1f MiB) would pass the quota (--max-stored-mib-per-user %g); finished jobs "
+                 "leave it %.0f days after they end",
+                 rq->user, bytes / mib, rq->body.len / mib, s->cfg.max_stored_mib_per_user,
+                 s->cfg.retention_s / 86400.0);
+    return -1;
+  }
+  return 0;
+}
+
+/* POST /v1/jobs, on a request worker: parse, plan within the limits (the
+ * plan's errors answer now; it is freed: the queued job holds its document
+ * alone, the worker plans it again when its first unit runs), store, queue. */
 static int submit_job(request_t *rq) {
   server_t *s = rq->s;
   const char *user = rq->user;
   if (s->draining)
     return answer_error(rq, 503, "", "the server is draining: no new jobs");
+  if (check_quotas(rq) != 0)
+    return 0;
   job_error_t jerr = {0};
   job_spec_t *spec = job_parse(rq->body.data ? rq->body.data : "", rq->body.len, &jerr);
   if (!spec)
@@ -668,8 +654,8 @@ static int submit_job(request_t *rq) {
   }
   const long variants = plan.n_variants;
   const int n_prompts = plan.n_prompts;
+  plan_free(&plan);
   if (scheduler_user_jobs(s, user) >= s->cfg.max_jobs_per_user) {
-    plan_free(&plan);
     job_free(spec);
     return answer_error(rq, 429, "", "user %s has %d jobs queued or running (the limit)", user,
                         s->cfg.max_jobs_per_user);
@@ -678,6 +664,7 @@ static int submit_job(request_t *rq) {
   random_id(job.id);
   snprintf(job.user, sizeof(job.user), "%s", user);
   snprintf(job.model, sizeof(job.model), "%s", m->name);
+  snprintf(job.fingerprint, sizeof(job.fingerprint), "%s", m->fingerprint);
   job.n_units = (n_prompts + s->cfg.unit_prompts - 1) / s->cfg.unit_prompts;
   job.variants_total = variants;
   const double dl = spec->deadline_s > 0 ? spec->deadline_s : s->cfg.default_deadline_s;
@@ -690,7 +677,6 @@ static int submit_job(request_t *rq) {
                   ? pin_weights_dtype(rq->body.data, rq->body.len, held, &doc_len)
                   : NULL;
   if (spec->weights_bf16 < 0 && !doc) {
-    plan_free(&plan);
     job_free(spec);
     return answer_error(rq, 500, "", "out of memory");
   }
@@ -699,13 +685,12 @@ static int submit_job(request_t *rq) {
                                       doc ? doc_len : rq->body.len, err);
   free(doc);
   if (stored != 0) {
-    plan_free(&plan);
     job_free(spec);
     server_log(s, 0, "storing a job failed: %s", err);
     return answer_error(rq, 503, "", "the job store failed: %s", err);
   }
   job.state = STORE_QUEUED;
-  if (scheduler_enqueue(s, &job, spec, &plan, mi, err) != 0) {
+  if (scheduler_enqueue(s, &job, spec, mi, err) != 0) {
     store_job_set_state(s->store, job.id, STORE_FAILED, err, NULL, 0, NULL);
     return answer_error(rq, 422, "", "%s", err);
   }
@@ -724,11 +709,97 @@ static int submit_job(request_t *rq) {
                                (json_int_t)variants));
 }
 
+static int load_job(server_t *s, const char *id, const char *user, role_t role, store_job_t *j);
+
+/* POST /v1/jobs/{id}/retry, on a request worker (rq->job_id): a failed job goes back to the queue
+ * from its first pending unit. A job whose failure the store could not
+ * record (a full disk) is still queued or running there: this worker's
+ * memory of its end is dropped instead. */
+static int retry_job(request_t *rq) {
+  server_t *s = rq->s;
+  const char *id = rq->job_id;
+  char err[HYDRA_ERR_LEN];
+  if (s->draining)
+    return answer_error(rq, 503, "", "the server is draining: no job is retried");
+  store_job_t j;
+  if (load_job(s, id, rq->user, rq->role, &j) != 0)
+    return answer_error(rq, 404, "", "no job %s", id);
+  if (j.state != STORE_FAILED)
+    return answer_error(rq, 409, "", "job %s is %s: only a failed job can be retried", id,
+                        store_state_name(j.state));
+  if (j.deadline > 0 && clock_wall() > j.deadline)
+    return answer_error(rq, 409, "deadline",
+                        "job %s passed its deadline (%.0f s after its submission): submit it again",
+                        id, j.deadline - j.created_at);
+  if (scheduler_user_jobs(s, j.user) >= s->cfg.max_jobs_per_user)
+    return answer_error(rq, 429, "", "user %s has %d jobs queued or running (the limit)", j.user,
+                        s->cfg.max_jobs_per_user);
+  store_state_t state = STORE_QUEUED;
+  store_job_t stored;
+  if (scheduler_drop_unstored(s, id)) { /* failed here, never recorded: the store still runs it */
+    if (store_job_get(s->store, id, &stored, err) != 0)
+      return answer_error(rq, 503, "", "the job store failed: %s", err);
+    state = stored.state;
+  } else {
+    const int rc = store_job_retry(s->store, id, &state, err);
+    if (rc == STORE_STATE || rc == STORE_NOT_FOUND)
+      return answer_error(rq, 409, "", "job %s can no longer be retried: %s", id, err);
+    if (rc != 0)
+      return answer_error(rq, 503, "", "the job store failed: %s", err);
+  }
+  scheduler_discover(s);
+  server_log(s, 1, "job %s retried by %s (%s, from unit %d of %d)", id, rq->user,
+             store_state_name(state), j.units_done, j.n_units);
+  notify_rows_committed(&s->notify);
+  char status_url[96], results_url[128];
+  snprintf(status_url, sizeof(status_url), "/v1/jobs/%s", id);
+  snprintf(results_url, sizeof(results_url), "/v1/jobs/%s/results", id);
+  return answer_json(rq, 202,
+                     json_pack("{s:s,s:s,s:s,s:s,s:i,s:i}", "id", id, "state",
+                               store_state_name(state), "status_url", status_url, "results_url",
+                               results_url, "units_done", j.units_done, "n_units", j.n_units));
+}
+
+/* DELETE /v1/jobs/{id}, on a request worker (rq->job_id). */
+static int cancel_job(request_t *rq) {
+  server_t *s = rq->s;
+  const char *id = rq->job_id;
+  store_job_t j;
+  char err[HYDRA_ERR_LEN];
+  if (load_job(s, id, rq->user, rq->role, &j) != 0)
+    return answer_error(rq, 404, "", "no job %s", id);
+  scheduler_cancel(s, id);
+  if (j.state == STORE_QUEUED || j.state == STORE_RUNNING) {
+    /* Stored here, whoever runs it: a unit running on this node stops at its next
+     * pass, one on another node when its worker next renews its lease. */
+    if (store_job_cancel(s->store, id, err) < 0)
+      return answer_error(rq, 503, "", "the job store failed: %s", err);
+    server_log(s, 1, "job %s cancelled by %s", id, rq->user);
+    notify_rows_committed(&s->notify);
+    return answer_json(rq, 200, json_pack("{s:s,s:s}", "id", id, "state", "cancelled"));
+  }
+  return answer_json(rq, 200, json_pack("{s:s,s:s}", "id", id, "state", store_state_name(j.state)));
+}
+
 /* The request workers' tasks: the answer, then the connection resumed (the
  * HTTP thread sends it, deliver). */
 static void work_submit(void *task) {
   request_t *rq = task;
   submit_job(rq);
+  rq->answered = 1;
+  MHD_resume_connection(rq->conn);
+}
+
+static void work_retry(void *task) {
+  request_t *rq = task;
+  retry_job(rq);
+  rq->answered = 1;
+  MHD_resume_connection(rq->conn);
+}
+
+static void work_cancel(void *task) {
+  request_t *rq = task;
+  cancel_job(rq);
   rq->answered = 1;
   MHD_resume_connection(rq->conn);
 }
@@ -791,6 +862,11 @@ static json_t *job_json(server_t *s, const store_job_t *j) {
   const int finished = j->state == STORE_DONE;
   json_object_set_new(o, "error", j->error[0] && !finished ? json_string(j->error) : json_null());
   json_object_set_new(o, "warning", j->error[0] && finished ? json_string(j->error) : json_null());
+  /* Why a queued or running job does not run here (its model is not held). */
+  const int open = j->state == STORE_QUEUED || j->state == STORE_RUNNING;
+  json_object_set_new(o, "waiting", open && j->note[0] ? json_string(j->note) : json_null());
+  json_object_set_new(o, "model_fingerprint",
+                      j->fingerprint[0] ? json_string(j->fingerprint) : json_null());
   char url[128];
   snprintf(url, sizeof(url), "/v1/jobs/%s/results", j->id);
   json_object_set_new(o, "results_url", json_string(url));
@@ -811,7 +887,9 @@ static int load_job(server_t *s, const char *id, const char *user, role_t role, 
   return role == ROLE_ADMIN || strcmp(j->user, user) == 0 ? 0 : -1;
 }
 
-static enum MHD_Result route_metrics(server_t *s, struct MHD_Connection *c, request_t *rq) {
+static enum MHD_Result route_metrics(server_t *s, struct MHD_Connection *c, request_t *rq,
+                                     const char *id) {
+  (void)id;
   char *text = NULL;
   size_t len = 0;
   FILE *f = open_memstream(&text, &len);
@@ -899,7 +977,9 @@ static enum MHD_Result route_metrics(server_t *s, struct MHD_Connection *c, requ
 /* GET /v1/jobs: the caller's jobs (an admin's: all), newest first, a page
  * of ?limit= (1..JOBS_PAGE_MAX, default the most) after the job ?after=ID;
  * "next" is the next page's URL, null on the last. */
-static enum MHD_Result route_jobs_list(server_t *s, struct MHD_Connection *c, request_t *rq) {
+static enum MHD_Result route_jobs_list(server_t *s, struct MHD_Connection *c, request_t *rq,
+                                       const char *id) {
+  (void)id;
   const char *limit_s = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "limit");
   const char *after = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "after");
   long limit = JOBS_PAGE_MAX;
@@ -938,7 +1018,9 @@ static enum MHD_Result route_jobs_list(server_t *s, struct MHD_Connection *c, re
 }
 
 /* Does url fit the template ("{x}" is one non-empty path segment)? */
-static int path_matches(const char *tmpl, const char *url) {
+/* Whether url fits the template; its {id} segment (non-empty, up to the
+ * next '/') into id (id_len bytes, may be 0: not kept), cut to fit. */
+static int path_matches(const char *tmpl, const char *url, char *id, size_t id_len) {
   while (*tmpl && *url) {
     if (*tmpl == '{') {
       tmpl = strchr(tmpl, '}');
@@ -950,6 +1032,8 @@ static int path_matches(const char *tmpl, const char *url) {
         url++;
       if (url == seg)
         return 0;
+      if (id_len)
+        snprintf(id, id_len, "%.*s", (int)(url - seg), seg);
     } else if (*tmpl++ != *url++)
       return 0;
   }
@@ -963,7 +1047,7 @@ static enum MHD_Result check_method(struct MHD_Connection *c, request_t *rq, con
   char allow[64] = "";
   int path_known = 0;
   for (const http_route_t *r = http_routes; r->method; r++)
-    if (path_matches(r->path, url)) {
+    if (path_matches(r->path, url, NULL, 0)) {
       path_known = 1;
       if (strcmp(r->method, method) == 0)
         return MHD_YES;
@@ -993,118 +1077,191 @@ static enum MHD_Result check_method(struct MHD_Connection *c, request_t *rq, con
   return ok;
 }
 
-/* The route's entry in http_routes, or NULL. */
-static const http_route_t *find_route(const char *url, const char *method) {
+/* Counts n bytes of rq's body against --max-buffered-mib (beyond what it
+ * counted already); -1, counting nothing, when they do not fit. */
+static int buffer_reserve(server_t *s, request_t *rq, size_t n) {
+  struct http *h = s->http;
+  if (n <= rq->counted)
+    return 0;
+  const size_t more = n - rq->counted, cap = (size_t)(s->cfg.max_buffered_mib * 1048576.0);
+  if (h->buffered + more > cap)
+    return -1;
+  h->buffered += more;
+  rq->counted = n;
+  return 0;
+}
+
+static enum MHD_Result refuse_buffer_cap(server_t *s, struct MHD_Connection *c, request_t *rq) {
+  return respond_error(c, rq, 503, "",
+                       "the server holds %.1f MiB of request bodies, its limit "
+                       "(--max-buffered-mib %.0f): try again later",
+                       s->http->buffered / 1048576.0, s->cfg.max_buffered_mib);
+}
+
+/* ---------------------------------------------------- the route table -- */
+
+static enum MHD_Result route_openapi(server_t *s, struct MHD_Connection *c, request_t *rq,
+                                     const char *id) {
+  (void)s, (void)id;
+  return respond(c, rq, 200, "application/json", openapi_document, strlen(openapi_document));
+}
+
+static enum MHD_Result route_index(server_t *s, struct MHD_Connection *c, request_t *rq,
+                                   const char *id) {
+  (void)s, (void)id;
+  return respond_asset(c, rq, "text/html; charset=utf-8", dashboard_index_html,
+                       dashboard_index_html_len);
+}
+
+static enum MHD_Result route_script(server_t *s, struct MHD_Connection *c, request_t *rq,
+                                    const char *id) {
+  (void)s, (void)id;
+  return respond_asset(c, rq, "text/javascript; charset=utf-8", dashboard_dashboard_js,
+                       dashboard_dashboard_js_len);
+}
+
+static enum MHD_Result route_style(server_t *s, struct MHD_Connection *c, request_t *rq,
+                                   const char *id) {
+  (void)s, (void)id;
+  return respond_asset(c, rq, "text/css; charset=utf-8", dashboard_dashboard_css,
+                       dashboard_dashboard_css_len);
+}
+
+static enum MHD_Result route_models(server_t *s, struct MHD_Connection *c, request_t *rq,
+                                    const char *id) {
+  (void)id;
+  json_t *list = json_array();
+  for (int i = 0; i < s->n_models; i++)
+    json_array_append_new(list, model_json(&s->models[i], 0));
+  return respond_json(c, rq, 200, json_pack("{s:o}", "models", list));
+}
+
+static enum MHD_Result route_model(server_t *s, struct MHD_Connection *c, request_t *rq,
+                                   const char *id) {
+  const int mi = server_find_model(s, id);
+  if (mi < 0)
+    return respond_error(c, rq, 404, "", "no model named %s", id);
+  return respond_json(c, rq, 200, model_json(&s->models[mi], 1));
+}
+
+static enum MHD_Result route_tokenize(server_t *s, struct MHD_Connection *c, request_t *rq,
+                                      const char *id) {
+  if ((rq->model = server_find_model(s, id)) < 0)
+    return respond_error(c, rq, 404, "", "no model named %s", id);
+  return hand_over(s, c, rq, work_tokenize);
+}
+
+static enum MHD_Result route_submit(server_t *s, struct MHD_Connection *c, request_t *rq,
+                                    const char *id) {
+  (void)id;
+  if (s->draining)
+    return respond_error(c, rq, 503, "", "the server is draining: no new jobs");
+  const char *wait = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "wait");
+  if (wait && strcmp(wait, "stream") != 0)
+    return respond_error(c, rq, 400, "wait", "expected wait=stream");
+  rq->wait_stream = wait != NULL;
+  return hand_over(s, c, rq, work_submit);
+}
+
+/* The job the caller may see (load_job), or a 404 answered. */
+static int job_or_404(server_t *s, struct MHD_Connection *c, request_t *rq, const char *id,
+                      store_job_t *j, enum MHD_Result *answer) {
+  if (load_job(s, id, rq->user, rq->role, j) == 0)
+    return 0;
+  *answer = respond_error(c, rq, 404, "", "no job %s", id);
+  return -1;
+}
+
+static enum MHD_Result route_job(server_t *s, struct MHD_Connection *c, request_t *rq,
+                                 const char *id) {
+  store_job_t j;
+  enum MHD_Result answer;
+  if (job_or_404(s, c, rq, id, &j, &answer))
+    return answer;
+  return respond_json(c, rq, 200, job_json(s, &j));
+}
+
+/* The cancel is stored by a request worker: the HTTP thread never waits
+ * on the store's write lock (a large unit's commit holds it for seconds). */
+static enum MHD_Result route_cancel(server_t *s, struct MHD_Connection *c, request_t *rq,
+                                    const char *id) {
+  snprintf(rq->job_id, sizeof(rq->job_id), "%.32s", id);
+  return hand_over(s, c, rq, work_cancel);
+}
+
+static enum MHD_Result route_results(server_t *s, struct MHD_Connection *c, request_t *rq,
+                                     const char *id) {
+  store_job_t j;
+  enum MHD_Result answer;
+  if (job_or_404(s, c, rq, id, &j, &answer))
+    return answer;
+  const char *after = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "after");
+  char *end = NULL;
+  long long a = after ? strtoll(after, &end, 10) : 0;
+  if (after && (*end || end == after || a < 0))
+    return respond_error(c, rq, 400, "after", "expected a row count >= 0");
+  const char *last_id = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Last-Event-ID");
+  if (last_id) { /* an SSE client reconnecting: resume after its last event */
+    errno = 0;
+    long long l = strtoll(last_id, &end, 10);
+    if (*end || l < 0 || errno)
+      return respond_error(c, rq, 400, "Last-Event-ID", "expected a row number >= 0");
+    a = l < INT64_MAX ? l + 1 : l;
+  }
+  const char *fmt = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "format");
+  if (fmt && strcmp(fmt, "csv") != 0 && strcmp(fmt, "ndjson") != 0)
+    return respond_error(c, rq, 400, "format", "expected ndjson or csv");
+  return respond_stream(s, c, rq, id, a, 200);
+}
+
+/* The job is looked up (404 for another user's) by the request worker. */
+static enum MHD_Result route_retry(server_t *s, struct MHD_Connection *c, request_t *rq,
+                                   const char *id) {
+  snprintf(rq->job_id, sizeof(rq->job_id), "%.32s", id);
+  return hand_over(s, c, rq, work_retry);
+}
+
+/* Every route hydrad answers, with its handler. A public route is answered
+ * without a token; a route's {id} reaches its handler. */
+const http_route_t http_routes[] = {
+    {"GET", "/v1/health", 1, route_health},
+    {"GET", "/v1/openapi.json", 1, route_openapi},
+    {"GET", "/v1/models", 0, route_models},
+    {"GET", "/v1/models/{id}", 0, route_model},
+    {"POST", "/v1/models/{id}/tokenize", 0, route_tokenize},
+    {"POST", "/v1/jobs", 0, route_submit},
+    {"GET", "/v1/jobs", 0, route_jobs_list},
+    {"GET", "/v1/jobs/{id}", 0, route_job},
+    {"DELETE", "/v1/jobs/{id}", 0, route_cancel},
+    {"POST", "/v1/jobs/{id}/retry", 0, route_retry},
+    {"GET", "/v1/jobs/{id}/results", 0, route_results},
+    {"GET", "/metrics", 0, route_metrics},
+    {"GET", "/", 1, route_index},
+    {"GET", "/dashboard.js", 1, route_script},
+    {"GET", "/dashboard.css", 1, route_style},
+    {NULL, NULL, 0, NULL},
+};
+
+/* The route's entry in http_routes, with its {id} in id, or NULL. */
+static const http_route_t *find_route(const char *url, const char *method, char *id,
+                                      size_t id_len) {
   for (const http_route_t *r = http_routes; r->method; r++)
-    if (strcmp(r->method, method) == 0 && path_matches(r->path, url))
+    if (strcmp(r->method, method) == 0 && path_matches(r->path, url, id, id_len))
       return r;
   return NULL;
 }
 
 static enum MHD_Result dispatch(server_t *s, struct MHD_Connection *c, request_t *rq,
                                 const char *url, const char *method) {
-  const int get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0,
-            del = strcmp(method, "DELETE") == 0;
   if (rq->too_large)
     return respond_error(c, rq, 413, "", "request body larger than %ld bytes", rq->max_body);
-  if (get && strcmp(url, "/v1/health") == 0)
-    return route_health(s, c, rq);
-  if (get && strcmp(url, "/v1/openapi.json") == 0)
-    return respond(c, rq, 200, "application/json", openapi_document, strlen(openapi_document));
-  if (get && strcmp(url, "/") == 0)
-    return respond_asset(c, rq, "text/html; charset=utf-8", dashboard_index_html,
-                         dashboard_index_html_len);
-  if (get && strcmp(url, "/dashboard.js") == 0)
-    return respond_asset(c, rq, "text/javascript; charset=utf-8", dashboard_dashboard_js,
-                         dashboard_dashboard_js_len);
-  if (get && strcmp(url, "/dashboard.css") == 0)
-    return respond_asset(c, rq, "text/css; charset=utf-8", dashboard_dashboard_css,
-                         dashboard_dashboard_css_len);
-  const char *user = rq->user; /* authenticated on the first call */
-  const role_t role = rq->role;
-  if (get && strcmp(url, "/metrics") == 0)
-    return route_metrics(s, c, rq);
-  if (get && strcmp(url, "/v1/models") == 0) {
-    json_t *list = json_array();
-    for (int i = 0; i < s->n_models; i++)
-      json_array_append_new(list, model_json(&s->models[i], 0));
-    return respond_json(c, rq, 200, json_pack("{s:o}", "models", list));
-  }
-  if (strncmp(url, "/v1/models/", 11) == 0) {
-    char name[128];
-    const char *rest = url + 11, *slash = strchr(rest, '/');
-    snprintf(name, sizeof(name), "%.*s", slash ? (int)(slash - rest) : (int)strlen(rest), rest);
-    int mi = server_find_model(s, name);
-    if (mi < 0)
-      return respond_error(c, rq, 404, "", "no model named %s", name);
-    if (get && !slash)
-      return respond_json(c, rq, 200, model_json(&s->models[mi], 1));
-    if (post && slash && strcmp(slash, "/tokenize") == 0) {
-      rq->model = mi;
-      return hand_over(s, c, rq, work_tokenize);
-    }
-    return respond_error(c, rq, slash ? 404 : 405, "", "no such route");
-  }
-  if (strcmp(url, "/v1/jobs") == 0) {
-    if (post) {
-      if (s->draining)
-        return respond_error(c, rq, 503, "", "the server is draining: no new jobs");
-      const char *wait = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "wait");
-      if (wait && strcmp(wait, "stream") != 0)
-        return respond_error(c, rq, 400, "wait", "expected wait=stream");
-      rq->wait_stream = wait != NULL;
-      return hand_over(s, c, rq, work_submit);
-    }
-    if (get)
-      return route_jobs_list(s, c, rq);
-    return respond_error(c, rq, 405, "", "method not allowed");
-  }
-  if (strncmp(url, "/v1/jobs/", 9) == 0) {
-    char id[64];
-    const char *rest = url + 9, *slash = strchr(rest, '/');
-    snprintf(id, sizeof(id), "%.*s", slash ? (int)(slash - rest) : (int)strlen(rest), rest);
-    store_job_t j;
-    if (load_job(s, id, user, role, &j) != 0)
-      return respond_error(c, rq, 404, "", "no job %s", id);
-    if (!slash && get)
-      return respond_json(c, rq, 200, job_json(s, &j));
-    if (!slash && del) {
-      scheduler_cancel(s, id);
-      char err[HYDRA_ERR_LEN];
-      if (j.state == STORE_QUEUED || j.state == STORE_RUNNING) {
-        /* Stored here, whoever runs it: a unit running on this node stops at its next
-         * pass, one on another node when its worker next renews its lease. */
-        if (store_job_cancel(s->store, id, err) < 0)
-          return respond_error(c, rq, 503, "", "the job store failed: %s", err);
-        server_log(s, 1, "job %s cancelled by %s", id, user);
-        notify_rows_committed(&s->notify);
-        return respond_json(c, rq, 200, json_pack("{s:s,s:s}", "id", id, "state", "cancelled"));
-      }
-      return respond_json(c, rq, 200,
-                          json_pack("{s:s,s:s}", "id", id, "state", store_state_name(j.state)));
-    }
-    if (slash && strcmp(slash, "/results") == 0 && get) {
-      const char *after = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "after");
-      char *end = NULL;
-      long long a = after ? strtoll(after, &end, 10) : 0;
-      if (after && (*end || end == after || a < 0))
-        return respond_error(c, rq, 400, "after", "expected a row count >= 0");
-      const char *last_id = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Last-Event-ID");
-      if (last_id) { /* an SSE client reconnecting: resume after its last event */
-        errno = 0;
-        long long l = strtoll(last_id, &end, 10);
-        if (*end || l < 0 || errno)
-          return respond_error(c, rq, 400, "Last-Event-ID", "expected a row number >= 0");
-        a = l < INT64_MAX ? l + 1 : l;
-      }
-      const char *fmt = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "format");
-      if (fmt && strcmp(fmt, "csv") != 0 && strcmp(fmt, "ndjson") != 0)
-        return respond_error(c, rq, 400, "format", "expected ndjson or csv");
-      return respond_stream(s, c, rq, id, a, 200);
-    }
-    return respond_error(c, rq, slash ? 404 : 405, "", "no such route");
-  }
-  return respond_error(c, rq, 404, "", "no such route: %s %s", method, url);
+  if (rq->over_buffer_cap)
+    return refuse_buffer_cap(s, c, rq);
+  char id[sizeof rq->path] = "";
+  const http_route_t *route = find_route(url, method, id, sizeof id);
+  if (!route)
+    return respond_error(c, rq, 404, "", "no such route: %s %s", method, url);
+  return route->handler(s, c, rq, id);
 }
 
 /* in, with control characters (and backslash) as \xNN, cut to fit out. */
@@ -1188,7 +1345,7 @@ static enum MHD_Result on_headers(server_t *s, struct MHD_Connection *c, request
   enum MHD_Result m = check_method(c, rq, url, method, &answered);
   if (answered || m != MHD_YES)
     return m;
-  const http_route_t *route = find_route(url, method);
+  const http_route_t *route = find_route(url, method, NULL, 0);
   if (!route || !route->public_route) {
     const char *user = authenticate(s, c, &rq->role);
     if (!user)
@@ -1201,8 +1358,15 @@ static enum MHD_Result on_headers(server_t *s, struct MHD_Connection *c, request
     rq->max_body = TOKENIZE_MAX_BODY;
   /* A declared body over the limit is refused before it is read. */
   const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
-  if (cl && strtoull(cl, NULL, 10) > (unsigned long long)rq->max_body)
+  const unsigned long long declared = cl ? strtoull(cl, NULL, 10) : 0;
+  if (declared > (unsigned long long)rq->max_body)
     return respond_error(c, rq, 413, "", "request body larger than %ld bytes", rq->max_body);
+  /* ... and so is one that would pass the bytes held for all connections
+   * (a declared body is counted whole from now) */
+  if (declared && buffer_reserve(s, rq, (size_t)declared) != 0) {
+    rq->close = 1;
+    return refuse_buffer_cap(s, c, rq);
+  }
   return MHD_YES;
 }
 
@@ -1227,9 +1391,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     return on_headers(s, c, rq, url, method);
   }
   if (*upload_data_size) { /* collect the body across calls */
-    if (!rq->too_large && rq->body.len + *upload_data_size > (size_t)rq->max_body)
+    const size_t len = rq->body.len + *upload_data_size;
+    if (!rq->too_large && len > (size_t)rq->max_body)
       rq->too_large = 1;
-    if (!rq->too_large && buffer_append(&rq->body, upload_data, *upload_data_size) != 0)
+    if (!rq->too_large && !rq->over_buffer_cap && buffer_reserve(s, rq, len) != 0) {
+      rq->over_buffer_cap = 1; /* what came is dropped; the rest is read and dropped too */
+      buffer_free(&rq->body);
+    }
+    if (!rq->too_large && !rq->over_buffer_cap &&
+        buffer_append(&rq->body, upload_data, *upload_data_size) != 0)
       return MHD_NO;
     *upload_data_size = 0;
     return MHD_YES;
@@ -1256,6 +1426,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
              (clock_monotonic() - rq->t0) * 1e3,
              toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (client went away)");
   buffer_free(&rq->body);
+  s->http->buffered -= rq->counted;
   free(rq->answer);
   free(rq);
   *con_cls = NULL;

@@ -16,6 +16,9 @@
 #include "results.h"
 #include "server.h"
 
+/* Stored rows read back per call for a job's summary. */
+#define SUMMARY_PAGE 256
+
 typedef struct {
   char **rows;
   size_t n, cap;
@@ -57,20 +60,12 @@ static sched_job_t *find_job(server_t *s, const char *id) {
   return NULL;
 }
 
-int scheduler_enqueue(server_t *s, const store_job_t *job, job_spec_t *spec, plan_t *plan,
-                      int model, char *err) {
+int scheduler_enqueue(server_t *s, const store_job_t *job, job_spec_t *spec, int model, char *err) {
   sched_job_t *j = calloc(1, sizeof(*j));
   if (!j) {
     job_free(spec);
-    plan_free(plan);
     return err_set(err, "out of memory");
   }
-  if (plan) { /* built by the caller: moved here, never built twice */
-    j->plan = *plan;
-    memset(plan, 0, sizeof(*plan));
-    j->planned = 1;
-  }
-  job_error_t jerr;
   server_model_t *m = &s->models[model];
   snprintf(j->id, sizeof(j->id), "%s", job->id);
   snprintf(j->user, sizeof(j->user), "%s", job->user);
@@ -81,6 +76,14 @@ int scheduler_enqueue(server_t *s, const store_job_t *job, job_spec_t *spec, pla
   j->deadline = job->deadline;
   j->started_at = job->started_at > 0 ? job->started_at : clock_wall();
   j->known_since = clock_monotonic();
+  if (job->fingerprint[0] && strcmp(job->fingerprint, m->fingerprint) != 0) {
+    err_set(err,
+            "waiting for model %s as submitted (%.100s); this worker (%s) holds another file "
+            "under that name (%.100s)",
+            m->name, job->fingerprint, s->cfg.worker_id, m->fingerprint);
+    sched_job_free(j);
+    return SCHEDULER_OTHER_MODEL;
+  }
   if (spec->weights_bf16 >= 0 && spec->weights_bf16 != m->model->weights_bf16) {
     err_set(err,
             "the job was submitted for %s weights (\"weights_dtype\"); this worker holds "
@@ -89,11 +92,6 @@ int scheduler_enqueue(server_t *s, const store_job_t *job, job_spec_t *spec, pla
             m->model->weights_bf16 ? "bf16" : "fp32");
     sched_job_free(j);
     return SCHEDULER_OTHER_WEIGHTS;
-  }
-  if (!j->planned && plan_build(spec, m->model, m->tok, &j->plan, &jerr) != 0) {
-    json_field_message(err, HYDRA_ERR_LEN, jerr.field, jerr.message);
-    sched_job_free(j);
-    return -1;
   }
   static uint64_t next_source_key; /* under s->lock */
   pthread_mutex_lock(&s->lock);
@@ -131,6 +129,13 @@ int64_t scheduler_progress(server_t *s, const char *id) {
   return v;
 }
 
+/* A job this worker leaves waiting; listed: in the store's last listing. */
+struct noted {
+  char id[STORE_ID_LEN];
+  int listed;
+  struct noted *next;
+};
+
 struct unstored {
   char id[STORE_ID_LEN];
   store_state_t state;
@@ -151,7 +156,26 @@ int scheduler_unstored(server_t *s, const char *id, store_state_t *state, char *
   return found;
 }
 
+int scheduler_drop_unstored(server_t *s, const char *id) {
+  struct unstored *gone = NULL;
+  pthread_mutex_lock(&s->lock);
+  for (struct unstored **p = &s->unstored; *p; p = &(*p)->next)
+    if (strcmp((*p)->id, id) == 0) {
+      gone = *p;
+      *p = gone->next;
+      break;
+    }
+  pthread_mutex_unlock(&s->lock);
+  free(gone);
+  return gone != NULL;
+}
+
 void scheduler_forget_unstored(server_t *s) {
+  while (s->noted) {
+    struct noted *n = s->noted;
+    s->noted = n->next;
+    free(n);
+  }
   while (s->unstored) {
     struct unstored *u = s->unstored;
     s->unstored = u->next;
@@ -411,8 +435,13 @@ static int finish_job(server_t *s, sched_job_t *j, results_t *r, rowbuf_t *buf) 
   store_job_t stored;
   if (store_job_get(s->store, j->id, &stored, err) == 0)
     results_set_rows(r, stored.rows);
-  if (store_rows_read(s->store, j->id, 0, 0, read_row, r, NULL, NULL, err) < 0)
-    return store_failed(s, j, err);
+  /* By pages: the store's read lock is held while read_row parses a page,
+   * and the HTTP thread's streams read through the same lock (one read of
+   * 61,708 rows held /v1/health for 2.3 s). */
+  size_t n = SUMMARY_PAGE;
+  for (int64_t seq = 0; n == SUMMARY_PAGE; seq += (int64_t)n)
+    if (store_rows_read(s->store, j->id, seq, SUMMARY_PAGE, read_row, r, &n, NULL, err) < 0)
+      return store_failed(s, j, err);
   if (results_finish(r, clock_wall() - j->started_at) != 0) {
     end_job(s, j, STORE_FAILED, "writing the summary failed");
     return 1;
@@ -470,6 +499,16 @@ static int run_unit(server_t *s, sched_job_t *j) {
   if (unit < 0) { /* the pending units are leased to live workers */
     j->retry_at = clock_monotonic() + (s->cfg.lease_s < 4 ? s->cfg.lease_s / 4 : 1);
     return 0;
+  }
+  job_error_t jerr;
+  server_model_t *m = &s->models[j->model];
+  if (!j->planned) { /* its first unit here: the plan, kept until the job ends */
+    if (plan_build(j->spec, m->model, m->tok, &j->plan, &jerr) != 0) {
+      json_field_message(err, HYDRA_ERR_LEN, jerr.field, jerr.message);
+      end_job(s, j, STORE_FAILED, err);
+      return 1;
+    }
+    j->planned = 1;
   }
   rowbuf_t buf = {0};
   results_t *r = job_results(s, j, &buf, err);
@@ -640,6 +679,49 @@ static void *keeper(void *arg) {
   return NULL;
 }
 
+/* Leaves a job waiting: its note goes into the store once per process (a
+ * unit stored by a worker that has the model clears it), so that workers
+ * without the model do not rewrite it at every poll. */
+static void leave_waiting(server_t *s, const store_job_t *j, const char *why) {
+  int is_new = 0;
+  pthread_mutex_lock(&s->lock);
+  struct noted *n = s->noted;
+  while (n && strcmp(n->id, j->id) != 0)
+    n = n->next;
+  if (!n && (n = calloc(1, sizeof(*n)))) {
+    snprintf(n->id, sizeof(n->id), "%s", j->id);
+    n->next = s->noted;
+    s->noted = n;
+    is_new = 1;
+  }
+  if (n)
+    n->listed = 1;
+  pthread_mutex_unlock(&s->lock);
+  if (!is_new)
+    return;
+  char err[HYDRA_ERR_LEN];
+  if (store_job_note(s->store, j->id, why, err) < 0)
+    server_log(s, 0, "job %s: %s", j->id, err);
+  server_log(s, 1, "job %s left waiting: %s", j->id, why);
+}
+
+/* Forgets the jobs left waiting that the last listing no longer holds, and
+ * marks the others unlisted for the next one. */
+static void prune_noted(server_t *s) {
+  pthread_mutex_lock(&s->lock);
+  for (struct noted **p = &s->noted; *p;) {
+    struct noted *n = *p;
+    if (!n->listed) {
+      *p = n->next;
+      free(n);
+    } else {
+      n->listed = 0;
+      p = &n->next;
+    }
+  }
+  pthread_mutex_unlock(&s->lock);
+}
+
 /* Queues one job found in the store. */
 static void discover_job(server_t *s, const store_resume_t *found) {
   char err[HYDRA_ERR_LEN];
@@ -650,9 +732,17 @@ static void discover_job(server_t *s, const store_resume_t *found) {
   job_spec_t *spec = NULL;
   int mi = server_find_model(s, j->model);
   if (mi < 0) {
-    if (!store_shared(s->store))
-      store_job_set_state(s->store, j->id, STORE_FAILED, "its model is no longer loaded", NULL, 0,
-                          NULL);
+    snprintf(err, sizeof(err), "waiting for model %.100s, which this worker (%s) does not hold",
+             j->model, s->cfg.worker_id);
+    leave_waiting(s, j, err);
+    return;
+  }
+  if (j->fingerprint[0] && strcmp(j->fingerprint, s->models[mi].fingerprint) != 0) {
+    snprintf(err, sizeof(err),
+             "waiting for model %s as submitted (%.100s); this worker (%s) holds another file "
+             "under that name (%.100s)",
+             s->models[mi].name, j->fingerprint, s->cfg.worker_id, s->models[mi].fingerprint);
+    leave_waiting(s, j, err);
     return;
   }
   int rc = store_job_spec(s->store, j->id, &spec_text, &len, err);
@@ -668,9 +758,11 @@ static void discover_job(server_t *s, const store_resume_t *found) {
     return;
   }
   free(spec_text);
-  rc = scheduler_enqueue(s, j, spec, NULL, mi, err);
-  if (rc == SCHEDULER_OTHER_WEIGHTS &&
-      store_shared(s->store)) /* a worker that holds them runs it */
+  rc = scheduler_enqueue(s, j, spec, mi, err);
+  if (rc == SCHEDULER_OTHER_MODEL)
+    leave_waiting(s, j, err);
+  else if (rc == SCHEDULER_OTHER_WEIGHTS &&
+           store_shared(s->store)) /* a worker that holds them runs it */
     server_log(s, 2, "job %s left to other workers: %s", j->id, err);
   else if (rc != 0)
     store_job_set_state(s->store, j->id, STORE_FAILED, err, NULL, 0, NULL);
@@ -695,6 +787,7 @@ void scheduler_discover(server_t *s) {
     if (!known)
       discover_job(s, &jobs[i]);
   }
+  prune_noted(s);
   /* Jobs known here that ended elsewhere (known before the listing, so not
    * a job submitted here meanwhile) leave the queue. */
   sched_job_t *gone = NULL;

@@ -10,6 +10,7 @@
 #include "auth.h"
 #include "backend.h"
 #include "engine.h"
+#include "fingerprint.h"
 #include "model.h"
 #include "notify.h"
 #include "plan.h"
@@ -31,13 +32,16 @@ typedef struct {
   int n_models;
   char model_names[SERVER_MAX_MODELS][64];
   char model_paths[SERVER_MAX_MODELS][1024];
-  int unit_prompts;          /* prompts per work unit */
-  int max_jobs_per_user;     /* queued + running */
-  long max_variants;         /* per job */
-  int max_prompt_tokens;     /* per prompt */
-  long max_body;             /* request body bytes */
-  double default_deadline_s; /* 0: none */
-  double retention_s;        /* finished jobs kept this long */
+  int unit_prompts;               /* prompts per work unit */
+  int max_jobs_per_user;          /* queued + running */
+  long max_stored_jobs_per_user;  /* jobs kept in the store, any state */
+  double max_stored_mib_per_user; /* their specs and rows */
+  double max_buffered_mib;        /* request bodies held across all connections */
+  long max_variants;              /* per job */
+  int max_prompt_tokens;          /* per prompt */
+  long max_body;                  /* request body bytes */
+  double default_deadline_s;      /* 0: none */
+  double retention_s;             /* finished jobs kept this long */
   int connection_limit;
   int per_ip_limit;
   int connection_timeout_s;
@@ -49,6 +53,7 @@ typedef struct {
   char tls_cert[1024], tls_key[1024]; /* PEM files: HTTPS when both are given */
   char worker_id[STORE_WORKER_LEN];   /* this worker's name in the store's leases */
   double lease_s;                     /* a claimed unit's lease, renewed every third of it */
+  fingerprint_cache_t fingerprint_cache;
 } server_config_t;
 
 typedef struct {
@@ -56,6 +61,7 @@ typedef struct {
   model_t *model;
   tokenizer_t *tok; /* NULL when the model brings none */
   engine_t *engine;
+  char fingerprint[STORE_FINGERPRINT_LEN]; /* fingerprint.h: what jobs for it pin */
   size_t kept_bytes; /* backend memory holding queued jobs' clean sources (under the lock) */
 } server_model_t;
 
@@ -64,8 +70,8 @@ typedef struct sched_job {
   char id[STORE_ID_LEN];
   char user[STORE_USER_LEN];
   int model;        /* index into server_t.models */
-  job_spec_t *spec; /* parsed once */
-  plan_t plan;      /* built once: by the request worker that took the job, or at discovery */
+  job_spec_t *spec; /* its document, parsed once: all a queued job holds */
+  plan_t plan;      /* built at its first unit, kept until it ends */
   int planned;
   int n_units;
   uint64_t source_key; /* unique to this queue entry: its units share the engine's
@@ -101,6 +107,9 @@ typedef struct server {
   /* jobs that ended while the store could not record it (a full or failing
    * disk): their end, kept in memory so that status and streams tell it */
   struct unstored *unstored;
+  /* jobs this worker leaves waiting (their model is not held here), each
+   * noted once in the store; pruned when they leave the store's queue */
+  struct noted *noted;
   char last_user[STORE_USER_LEN];
   volatile int draining, stopping;
   char running_job[STORE_ID_LEN];
@@ -125,19 +134,24 @@ int scheduler_start(server_t *s, char *err);
 /* Stops both threads; the running unit stops at its next pass (it stays
  * pending), the worker's leases are released. */
 void scheduler_stop(server_t *s);
-/* Adds a stored job (state queued or running) to the queue. Takes spec,
- * and plan when not NULL (its plan, built by the caller; NULL: built here).
- * A job already queued here is left as it is. Returns 0, -1 with err (the
+/* Adds a stored job (state queued or running) to the queue. Takes spec
+ * (its parsed document); its plan is built when its first unit runs, so a
+ * queued job holds its document alone. A job already queued here is left
+ * as it is. Returns 0, -1 with err (the
  * job cannot run), or SCHEDULER_OTHER_WEIGHTS with err when the job asks
  * for the weights dtype this worker does not hold (on a shared store,
  * another worker may hold it). */
 #define SCHEDULER_OTHER_WEIGHTS (-2)
-int scheduler_enqueue(server_t *s, const store_job_t *job, job_spec_t *spec, plan_t *plan,
-                      int model, char *err);
+/* ... or SCHEDULER_OTHER_MODEL with err when the job pins another model
+ * fingerprint than the one this worker holds under its model's name. */
+#define SCHEDULER_OTHER_MODEL (-3)
+int scheduler_enqueue(server_t *s, const store_job_t *job, job_spec_t *spec, int model, char *err);
 /* Queues the store's queued and running jobs this process does not know:
- * at start (a restart resumes them) and, on a shared store, every poll. A
- * job whose model is not loaded fails on a store of its own; on a shared
- * store it is left to the nodes that have the model. */
+ * at start (a restart resumes them), after a retry and, on a shared store,
+ * every poll. A job whose model is not loaded here, or is loaded from
+ * another file (another fingerprint), is left waiting, never failed: its
+ * note in the store says why (once per job and process), and a worker that
+ * holds its model runs it, on a shared store or after a restart. */
 void scheduler_discover(server_t *s);
 /* Marks a queued/running job cancelled; 0 if it was known here. */
 int scheduler_cancel(server_t *s, const char *id);
@@ -147,8 +161,11 @@ int scheduler_user_jobs(server_t *s, const char *user);
 int64_t scheduler_progress(server_t *s, const char *id);
 /* A job whose end (state, why) the store failed to record; 1 if known. */
 int scheduler_unstored(server_t *s, const char *id, store_state_t *state, char *why, size_t len);
-/* Frees that memory (at exit, the worker stopped). */
+/* Frees that memory, and the list of jobs left waiting (at exit, the
+ * worker stopped). */
 void scheduler_forget_unstored(server_t *s);
+/* Forgets one such job (its retry goes on from the store); 1 if known. */
+int scheduler_drop_unstored(server_t *s, const char *id);
 
 /* http.c */
 int http_start(server_t *s, char *err);

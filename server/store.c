@@ -31,6 +31,25 @@ int store_state_final(store_state_t state) {
   return state == STORE_DONE || state == STORE_FAILED || state == STORE_CANCELLED;
 }
 
+int store_move_allowed(store_state_t from, store_state_t to, int units_done, int n_units, char *why,
+                       size_t len) {
+  if (to == STORE_QUEUED) { /* a retry */
+    if (from == STORE_FAILED)
+      return 0;
+    snprintf(why, len, "the job is %s, not failed", store_state_name(from));
+    return STORE_STATE;
+  }
+  if (store_state_final(from) || (to == STORE_RUNNING && from != STORE_QUEUED)) {
+    snprintf(why, len, "the job is %s", store_state_name(from));
+    return STORE_STATE;
+  }
+  if (to == STORE_DONE && units_done < n_units) {
+    snprintf(why, len, "%d of %d units are pending", n_units - units_done, n_units);
+    return STORE_STATE;
+  }
+  return 0;
+}
+
 /* ---- the store ------------------------------------------------------- */
 
 void store_close(store_t *s) {
@@ -98,6 +117,9 @@ int store_job_create(store_t *s, const store_job_t *job, const char *spec, size_
   if (strnlen(job->model, STORE_MODEL_LEN) == STORE_MODEL_LEN)
     return err_set(err, "store %s: %s: model name longer than %d bytes", s->name, what,
                    STORE_MODEL_LEN - 1);
+  if (strnlen(job->fingerprint, STORE_FINGERPRINT_LEN) == STORE_FINGERPRINT_LEN)
+    return err_set(err, "store %s: %s: model fingerprint longer than %d bytes", s->name, what,
+                   STORE_FINGERPRINT_LEN - 1);
   if (job->n_units < 0 || job->n_units > STORE_MAX_UNITS)
     return err_set(err, "store %s: %s: %d units (0..%d allowed)", s->name, what, job->n_units,
                    STORE_MAX_UNITS);
@@ -138,6 +160,33 @@ int store_job_set_state(store_t *s, const char *job_id, store_state_t state, con
   }
   message[n] = 0;
   return s->ops->job_set_state(s, job_id, state, message, rows, n_rows, what, err);
+}
+
+int store_job_note(store_t *s, const char *job_id, const char *note, char *err) {
+  char what[WHAT_LEN], text[STORE_NOTE_LEN];
+  snprintf(what, sizeof what, "note on job %.40s", job_id ? job_id : "");
+  if (writable(s, err))
+    return -1;
+  if (!job_id)
+    return err_set(err, "store %s: %s: no job id", s->name, what);
+  size_t n = note ? strnlen(note, sizeof text - 1) : 0;
+  if (n && note[n])
+    n = utf8_cut(note, n);
+  if (n)
+    memcpy(text, note, n);
+  text[n] = 0;
+  return s->ops->job_note(s, job_id, text, what, err);
+}
+
+int store_job_retry(store_t *s, const char *job_id, store_state_t *state, char *err) {
+  char what[WHAT_LEN];
+  store_state_t state_here = STORE_QUEUED;
+  snprintf(what, sizeof what, "retry job %.40s", job_id ? job_id : "");
+  if (writable(s, err))
+    return -1;
+  if (!job_id)
+    return err_set(err, "store %s: %s: no job id", s->name, what);
+  return s->ops->job_retry(s, job_id, state ? state : &state_here, what, err);
 }
 
 int store_job_cancel(store_t *s, const char *job_id, char *err) {
@@ -219,6 +268,13 @@ int store_jobs_list(store_t *s, const char *user, size_t limit, store_job_t **jo
   *jobs = NULL;
   *n = 0;
   return s->ops->jobs_list(s, user, limit, jobs, n, err);
+}
+
+int store_user_usage(store_t *s, const char *user, int64_t *jobs, int64_t *bytes, char *err) {
+  int64_t jobs_here = 0, bytes_here = 0;
+  if (!user)
+    return err_set(err, "store %s: read a user's usage: no user", s->name);
+  return s->ops->user_usage(s, user, jobs ? jobs : &jobs_here, bytes ? bytes : &bytes_here, err);
 }
 
 int store_jobs_resumable(store_t *s, store_resume_t **jobs, size_t *n, char *err) {

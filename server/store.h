@@ -75,7 +75,9 @@ enum {
 #define STORE_USER_LEN 128  /* longest user name + 1 */
 #define STORE_MODEL_LEN 256 /* longest model name + 1 */
 #define STORE_MAX_UNITS (1 << 24)
-#define STORE_WORKER_LEN 128 /* longest worker name + 1 */
+#define STORE_WORKER_LEN 128      /* longest worker name + 1 */
+#define STORE_FINGERPRINT_LEN 256 /* longest model fingerprint + 1 */
+#define STORE_NOTE_LEN 512        /* longest note on a waiting job + 1 */
 
 typedef enum {
   STORE_QUEUED,
@@ -100,6 +102,16 @@ typedef struct {
   int64_t variants_total;
   int64_t variants_done;
   int64_t rows; /* rows stored; the next row's sequence number */
+  /* The identity of the model the job was submitted for (its content hash,
+   * shapes and tokenizer, as hydrad computes it): only a worker holding a
+   * model of that fingerprint runs it. "" for jobs stored before
+   * fingerprints (any worker with the model's name runs them). */
+  char fingerprint[STORE_FINGERPRINT_LEN];
+  /* Why a queued or running job waits (a worker holds another file under
+   * its model's name); "" otherwise. Cleared by every state change and
+   * every completed unit. */
+  char note[STORE_NOTE_LEN];
+  int64_t bytes; /* its spec's and rows' bytes as stored (what counts against a user's quota) */
 } store_job_t;
 
 /* A job to resume after a restart: queued, or running with its header
@@ -146,8 +158,8 @@ int store_shared(const store_t *s);
 
 /* Stores a new queued job with n_units pending units and its spec (spec_len
  * bytes of JSON text, kept as given). Reads job->id (32 lowercase hex
- * digits, made by the caller), user, model, n_units (0..STORE_MAX_UNITS),
- * variants_total and deadline; the store sets the rest. STORE_DUPLICATE if
+ * digits, made by the caller), user, model, fingerprint, n_units
+ * (0..STORE_MAX_UNITS), variants_total and deadline; the store sets the rest. STORE_DUPLICATE if
  * the id is taken. */
 int store_job_create(store_t *s, const store_job_t *job, const char *spec, size_t spec_len,
                      char *err);
@@ -163,6 +175,12 @@ int store_job_spec(store_t *s, const char *job_id, char **spec, size_t *len, cha
  * *jobs is a malloc'd array the caller frees (NULL when *n is 0). */
 int store_jobs_list(store_t *s, const char *user, size_t limit, store_job_t **jobs, size_t *n,
                     char *err);
+
+/* What a user keeps in the store: *jobs (may be NULL) gets the number of
+ * their jobs (any state, until purged), *bytes (may be NULL) the bytes of
+ * their specs and rows. From the store's read connection: a commit in
+ * flight may be left out. */
+int store_user_usage(store_t *s, const char *user, int64_t *jobs, int64_t *bytes, char *err);
 
 /* Jobs to resume (queued or running), oldest first, with their first pending
  * unit. *jobs is a malloc'd array the caller frees (NULL when *n is 0). */
@@ -183,6 +201,19 @@ int store_job_set_state(store_t *s, const char *job_id, store_state_t state, con
 /* store_job_set_state(s, job_id, STORE_CANCELLED, "cancelled", NULL, 0, err):
  * STORE_STATE if the job has finished already. */
 int store_job_cancel(store_t *s, const char *job_id, char *err);
+
+/* Sets the note of a queued or running job (why it waits; "" clears it; cut
+ * to STORE_NOTE_LEN - 1 bytes at a character boundary). STORE_STATE if the
+ * job has finished. */
+int store_job_note(store_t *s, const char *job_id, const char *note, char *err);
+
+/* Requeues a failed job from its first pending unit: back to running when
+ * its header is stored (it had started), else to queued; its error, note
+ * and finish time cleared, the leases on its pending units and on its
+ * summary freed. Its done units and their rows stay as they are. *state
+ * (may be NULL) gets the state it moved to. STORE_STATE, changing nothing,
+ * unless the job is failed. */
+int store_job_retry(store_t *s, const char *job_id, store_state_t *state, char *err);
 
 /* Marks unit (0..n_units-1) of a queued or running job done, appends its
  * rows (n_rows JSON lines, each without a newline; may be 0) with the next

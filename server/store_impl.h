@@ -34,6 +34,10 @@ typedef struct store_ops {
   int (*renew_lease)(store_t *s, const char *job_id, int unit, const char *worker, double lease_s,
                      int *held, store_state_t *state, const char *what, char *err);
   int (*release_leases)(store_t *s, const char *worker, size_t *n_released, char *err);
+  int (*job_note)(store_t *s, const char *job_id, const char *note, const char *what, char *err);
+  int (*user_usage)(store_t *s, const char *user, int64_t *jobs, int64_t *bytes, char *err);
+  int (*job_retry)(store_t *s, const char *job_id, store_state_t *state, const char *what,
+                   char *err);
 } store_ops_t;
 
 /* The head of every store: implementations embed it first. */
@@ -43,6 +47,15 @@ struct store {
   int readonly;     /* opened with STORE_READONLY: every write fails */
   int shared;       /* other processes write it too */
 };
+
+/* The job state machine, once for every store: whether a job in state
+ * `from`, with units_done of n_units stored, may move to `to`: queued ->
+ * running; queued or running -> done (every unit stored), failed or
+ * cancelled; failed -> queued (a retry: back to the queue, running again
+ * when it had started). 0, or STORE_STATE with why (len bytes) saying what
+ * forbids it. A driver checks it inside the transaction that moves the job. */
+int store_move_allowed(store_state_t from, store_state_t to, int units_done, int n_units, char *why,
+                       size_t len);
 
 /* The state named text, or -1. */
 int store_state_parse(const char *text, store_state_t *state);

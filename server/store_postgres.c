@@ -76,12 +76,20 @@ static const char *const MIGRATIONS[] = {
     " PRIMARY KEY (job, seq));",
     /* 2: claims and resumes find pending units without walking the done ones */
     "CREATE INDEX hydra_units_pending ON hydra_units (job, idx) WHERE state = 'pending';",
+    /* 3: the model a job was submitted for; why a job waits */
+    "ALTER TABLE hydra_jobs ADD COLUMN fingerprint text NOT NULL DEFAULT '';"
+    "ALTER TABLE hydra_jobs ADD COLUMN note text NOT NULL DEFAULT '';",
+    /* 4: the bytes a job keeps (its spec and rows), for per-user quotas */
+    "ALTER TABLE hydra_jobs ADD COLUMN bytes bigint NOT NULL DEFAULT 0;"
+    "UPDATE hydra_jobs j SET bytes = octet_length(spec) + coalesce((SELECT "
+    "sum(octet_length(body)) FROM hydra_result_rows r WHERE r.job = j.key), 0);",
 };
 #define SCHEMA_VERSION ((int)(sizeof MIGRATIONS / sizeof MIGRATIONS[0]))
 
 #define JOB_COLUMNS                                                                                \
   "id, user_name, model, state, error, created_at, started_at, finished_at, deadline, n_units, "   \
-  "units_done, variants_total, variants_done, n_rows"
+  "units_done, variants_total, variants_done, n_rows, fingerprint, note, bytes"
+#define JOB_COLUMNS_N 17
 #define FINAL_STATES "('done','failed','cancelled')"
 
 typedef struct {
@@ -232,6 +240,9 @@ static int job_read(const pg_store_t *s, const PGresult *res, int row, store_job
   job->variants_total = col_i64(res, row, 11);
   job->variants_done = col_i64(res, row, 12);
   job->rows = col_i64(res, row, 13);
+  snprintf(job->fingerprint, sizeof job->fingerprint, "%s", PQgetvalue(res, row, 14));
+  snprintf(job->note, sizeof job->note, "%s", PQgetvalue(res, row, 15));
+  job->bytes = col_i64(res, row, 16);
   return 0;
 }
 
@@ -546,7 +557,17 @@ static int rows_insert(pg_store_t *s, const char *job_key, int64_t first_seq,
   }
   if (failed == 1 && !rc)
     pg_fail(s, PQerrorMessage(s->w), what, err);
-  return failed ? -1 : rc;
+  if (failed || rc)
+    return -1;
+  /* the job's bytes, in the same transaction */
+  int64_t bytes = 0;
+  for (size_t i = 0; i < n_rows; i++)
+    bytes += (int64_t)strlen(rows[i]);
+  char bytes_s[24];
+  snprintf(bytes_s, sizeof bytes_s, "%" PRId64, bytes);
+  const char *p[] = {job_key, bytes_s};
+  return q(s, s->w, "UPDATE hydra_jobs SET bytes = bytes + $2::bigint WHERE key = $1", 2, p, NULL,
+           what, err);
 }
 
 static int job_create_locked(pg_store_t *s, const store_job_t *job, const char *spec,
@@ -562,16 +583,18 @@ static int job_create_locked(pg_store_t *s, const store_job_t *job, const char *
   snprintf(deadline, sizeof deadline, "%.17g", job->deadline);
   snprintf(n_units, sizeof n_units, "%d", job->n_units);
   snprintf(variants, sizeof variants, "%" PRId64, job->variants_total);
-  const char *p[] = {job->id, job->user, job->model, text, deadline, n_units, variants};
+  const char *p[] = {job->id,  job->user, job->model, text,
+                     deadline, n_units,   variants,   job->fingerprint};
   PGresult *res = NULL;
   int rc = -1;
   if (begin(s, s->w, "BEGIN", what, err))
     goto out;
   if (q(s, s->w,
         "INSERT INTO hydra_jobs (id, user_name, model, spec, state, created_at, deadline, "
-        "n_units, variants_total) VALUES ($1, $2, $3, $4, 'queued', " NOW_S ", $5, $6, $7) "
+        "n_units, variants_total, fingerprint, bytes) "
+        "VALUES ($1, $2, $3, $4, 'queued', " NOW_S ", $5, $6, $7, $8, octet_length($4)) "
         "ON CONFLICT (id) DO NOTHING RETURNING key",
-        7, p, &res, what, err))
+        8, p, &res, what, err))
     goto out;
   if (PQntuples(res) == 0) {
     rc = STORE_DUPLICATE;
@@ -645,7 +668,7 @@ static int unit_complete_locked(pg_store_t *s, const char *job_id, int unit,
         4, pu, NULL, what, err) ||
       q(s, s->w,
         "UPDATE hydra_jobs SET units_done = units_done + 1, variants_done = variants_done + $2, "
-        "n_rows = n_rows + $3 WHERE key = $1",
+        "n_rows = n_rows + $3, note = '' WHERE key = $1",
         3, pj, NULL, what, err) ||
       commit(s, s->w, what, err))
     goto fail;
@@ -677,14 +700,9 @@ static int set_state_locked(pg_store_t *s, const char *job_id, store_state_t sta
   int rc = job_find(s, s->w, job_id, JOB_LOCK, &job, what, err);
   if (rc)
     goto fail;
-  rc = STORE_STATE;
-  if (store_state_final(job.state) || (state == STORE_RUNNING && job.state != STORE_QUEUED)) {
-    err_set(err, "store %s: %s: the job is %s", s->name, what, store_state_name(job.state));
-    goto fail;
-  }
-  if (state == STORE_DONE && job.units_done < job.n_units) {
-    err_set(err, "store %s: %s: %d of %d units are pending", s->name, what,
-            job.n_units - job.units_done, job.n_units);
+  char why[96];
+  if ((rc = store_move_allowed(job.state, state, job.units_done, job.n_units, why, sizeof why))) {
+    err_set(err, "store %s: %s: %s", s->name, what, why);
     goto fail;
   }
   rc = -1;
@@ -693,7 +711,7 @@ static int set_state_locked(pg_store_t *s, const char *job_id, store_state_t sta
   snprintf(count, sizeof count, "%zu", n_rows);
   const char *p[] = {job.key, store_state_name(state), error, count};
   if (q(s, s->w,
-        "UPDATE hydra_jobs SET state = $2::text, error = $3, "
+        "UPDATE hydra_jobs SET state = $2::text, error = $3, note = '', "
         "started_at = CASE WHEN started_at = 0 AND $2::text IN ('running','done') THEN " NOW_S
         " ELSE started_at END, "
         "finished_at = CASE WHEN $2::text IN " FINAL_STATES " THEN " NOW_S " ELSE 0 END, "
@@ -745,6 +763,84 @@ static int pg_rows_append(store_t *base, const char *job_id, const char *const r
   pg_store_t *s = (pg_store_t *)base;
   pthread_mutex_lock(&s->wlock);
   int rc = rows_append_locked(s, job_id, rows, n_rows, what, err);
+  pthread_mutex_unlock(&s->wlock);
+  return rc;
+}
+
+static int note_locked(pg_store_t *s, const char *job_id, const char *note, const char *what,
+                       char *err) {
+  job_lock_t job;
+  if (begin(s, s->w, "BEGIN", what, err))
+    return -1;
+  int rc = job_find(s, s->w, job_id, JOB_LOCK | JOB_OPEN, &job, what, err);
+  if (rc)
+    goto fail;
+  rc = -1;
+  const char *p[] = {job.key, note};
+  if (q(s, s->w, "UPDATE hydra_jobs SET note = $2 WHERE key = $1", 2, p, NULL, what, err) ||
+      commit(s, s->w, what, err))
+    goto fail;
+  return 0;
+fail:
+  rollback(s->w);
+  return rc;
+}
+
+static int pg_job_note(store_t *base, const char *job_id, const char *note, const char *what,
+                       char *err) {
+  pg_store_t *s = (pg_store_t *)base;
+  pthread_mutex_lock(&s->wlock);
+  int rc = note_locked(s, job_id, note, what, err);
+  pthread_mutex_unlock(&s->wlock);
+  return rc;
+}
+
+static int retry_locked(pg_store_t *s, const char *job_id, store_state_t *state, const char *what,
+                        char *err) {
+  job_lock_t job;
+  PGresult *res = NULL;
+  if (begin(s, s->w, "BEGIN", what, err))
+    return -1;
+  int rc = job_find(s, s->w, job_id, JOB_LOCK, &job, what, err);
+  if (rc)
+    goto fail;
+  char why[96];
+  if ((rc = store_move_allowed(job.state, STORE_QUEUED, job.units_done, job.n_units, why,
+                               sizeof why))) {
+    err_set(err, "store %s: %s: %s", s->name, what, why);
+    goto fail;
+  }
+  rc = -1;
+  const char *p[] = {job.key};
+  if (q(s, s->w,
+        "UPDATE hydra_jobs SET state = CASE WHEN started_at > 0 THEN 'running' ELSE 'queued' "
+        "END, error = '', note = '', finished_at = 0, final_owner = '', final_until = 0 "
+        "WHERE key = $1 RETURNING state",
+        1, p, &res, what, err))
+    goto fail;
+  if (PQntuples(res) != 1 || store_state_parse(PQgetvalue(res, 0, 0), state)) {
+    err_set(err, "store %s: %s: the job's new state is unreadable", s->name, what);
+    goto fail;
+  }
+  if (q(s, s->w,
+        "UPDATE hydra_units SET lease_owner = '', lease_until = 0 WHERE job = $1 AND "
+        "state = 'pending'",
+        1, p, NULL, what, err) ||
+      commit(s, s->w, what, err))
+    goto fail;
+  PQclear(res);
+  return 0;
+fail:
+  PQclear(res);
+  rollback(s->w);
+  return rc;
+}
+
+static int pg_job_retry(store_t *base, const char *job_id, store_state_t *state, const char *what,
+                        char *err) {
+  pg_store_t *s = (pg_store_t *)base;
+  pthread_mutex_lock(&s->wlock);
+  int rc = retry_locked(s, job_id, state, what, err);
   pthread_mutex_unlock(&s->wlock);
   return rc;
 }
@@ -981,7 +1077,7 @@ static int jobs_query(pg_store_t *s, const char *sql, int n_params, const char *
       goto out;
     if (with_pending)
       ((store_resume_t *)item)->first_pending =
-          PQgetisnull(res, i, 14) ? job->n_units : (int)col_i64(res, i, 14);
+          PQgetisnull(res, i, JOB_COLUMNS_N) ? job->n_units : (int)col_i64(res, i, JOB_COLUMNS_N);
   }
   rc = 0;
 out:
@@ -1008,6 +1104,26 @@ static int pg_jobs_list(store_t *base, const char *user, size_t limit, store_job
                              "ORDER BY created_at DESC, key DESC LIMIT $1::bigint",
                       user ? 2 : 1, p, 0, &items, n, "list jobs", err);
   *jobs = items;
+  return rc;
+}
+
+static int pg_user_usage(store_t *base, const char *user, int64_t *jobs, int64_t *bytes,
+                         char *err) {
+  pg_store_t *s = (pg_store_t *)base;
+  const char *what = "read a user's usage";
+  const char *p[] = {user};
+  PGresult *res = NULL;
+  int rc = -1;
+  pthread_mutex_lock(&s->rlock);
+  if (conn_ready(s, s->r, what, err) == 0 &&
+      q(s, s->r, "SELECT count(*), coalesce(sum(bytes), 0) FROM hydra_jobs WHERE user_name = $1", 1,
+        p, &res, what, err) == 0) {
+    *jobs = col_i64(res, 0, 0);
+    *bytes = col_i64(res, 0, 1);
+    rc = 0;
+  }
+  PQclear(res);
+  pthread_mutex_unlock(&s->rlock);
   return rc;
 }
 
@@ -1098,4 +1214,7 @@ static const store_ops_t POSTGRES_OPS = {
     .claim_unit = pg_claim_unit,
     .renew_lease = pg_renew_lease,
     .release_leases = pg_release_leases,
+    .job_note = pg_job_note,
+    .user_usage = pg_user_usage,
+    .job_retry = pg_job_retry,
 };

@@ -73,12 +73,20 @@ static const char *const MIGRATIONS[] = {
     "ALTER TABLE jobs ADD COLUMN final_owner TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE jobs ADD COLUMN final_until REAL NOT NULL DEFAULT 0;"
     "CREATE INDEX units_pending ON units (job, idx) WHERE state = 'pending';",
+    /* 3: the model a job was submitted for; why a job waits */
+    "ALTER TABLE jobs ADD COLUMN fingerprint TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE jobs ADD COLUMN note TEXT NOT NULL DEFAULT '';",
+    /* 4: the bytes a job keeps (its spec and rows), for per-user quotas */
+    "ALTER TABLE jobs ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE jobs SET bytes = length(CAST(spec AS BLOB)) + coalesce((SELECT "
+    "sum(length(CAST(body AS BLOB))) FROM result_rows WHERE result_rows.job = jobs.key), 0);",
 };
 #define SCHEMA_VERSION ((int)(sizeof MIGRATIONS / sizeof MIGRATIONS[0]))
 
 #define JOB_COLUMNS                                                                                \
   "id, user_name, model, state, error, created_at, started_at, finished_at, deadline, n_units, "   \
-  "units_done, variants_total, variants_done, n_rows"
+  "units_done, variants_total, variants_done, n_rows, fingerprint, note, bytes"
+#define JOB_COLUMNS_N 17
 #define FINAL_STATES "('done','failed','cancelled')"
 
 enum {
@@ -104,6 +112,10 @@ enum {
   W_RENEW_FINAL,
   W_RELEASE_UNITS,
   W_RELEASE_FINAL,
+  W_JOB_NOTE,
+  W_JOB_BYTES,
+  W_JOB_RETRY,
+  W_RETRY_UNITS,
   W_COUNT
 };
 
@@ -112,16 +124,19 @@ static const char *const WRITE_SQL[W_COUNT] = {
     [W_COMMIT] = "COMMIT",
     [W_ROLLBACK] = "ROLLBACK",
     [W_JOB_LOOKUP] = "SELECT key, state, n_units, units_done, n_rows FROM jobs WHERE id = ?1",
-    [W_JOB_INSERT] = "INSERT INTO jobs (id, user_name, model, spec, state, created_at, deadline, "
-                     "n_units, variants_total) VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8)",
+    [W_JOB_INSERT] =
+        "INSERT INTO jobs (id, user_name, model, spec, state, created_at, deadline, "
+        "n_units, variants_total, fingerprint, bytes) "
+        "VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8, ?9, length(CAST(?4 AS BLOB)))",
     [W_UNIT_INSERT] = "INSERT INTO units (job, idx, state) VALUES (?1, ?2, 'pending')",
     [W_UNIT_STATE] = "SELECT state = 'done' FROM units WHERE job = ?1 AND idx = ?2",
     [W_ROW_INSERT] = "INSERT INTO result_rows (job, seq, body) VALUES (?1, ?2, ?3)",
     [W_UNIT_DONE] = "UPDATE units SET state = 'done', first_seq = ?3, n_rows = ?4, "
                     "finished_at = ?5 WHERE job = ?1 AND idx = ?2",
     [W_JOB_PROGRESS] = "UPDATE jobs SET units_done = units_done + 1, "
-                       "variants_done = variants_done + ?2, n_rows = n_rows + ?3 WHERE key = ?1",
-    [W_JOB_STATE] = "UPDATE jobs SET state = ?2, error = ?3, "
+                       "variants_done = variants_done + ?2, n_rows = n_rows + ?3, note = '' "
+                       "WHERE key = ?1",
+    [W_JOB_STATE] = "UPDATE jobs SET state = ?2, error = ?3, note = '', "
                     "started_at = CASE WHEN started_at = 0 AND ?2 IN ('running','done') "
                     "THEN ?4 ELSE started_at END, "
                     "finished_at = CASE WHEN ?2 IN " FINAL_STATES " THEN ?4 ELSE 0 END, "
@@ -145,6 +160,13 @@ static const char *const WRITE_SQL[W_COUNT] = {
     [W_RELEASE_UNITS] = "UPDATE units SET lease_owner = '', lease_until = 0 WHERE "
                         "lease_owner = ?1 AND state = 'pending'",
     [W_RELEASE_FINAL] = "UPDATE jobs SET final_owner = '', final_until = 0 WHERE final_owner = ?1",
+    [W_JOB_NOTE] = "UPDATE jobs SET note = ?2 WHERE key = ?1",
+    [W_JOB_BYTES] = "UPDATE jobs SET bytes = bytes + ?2 WHERE key = ?1",
+    [W_JOB_RETRY] = "UPDATE jobs SET state = CASE WHEN started_at > 0 THEN 'running' ELSE 'queued' "
+                    "END, error = '', note = '', finished_at = 0, final_owner = '', "
+                    "final_until = 0 WHERE key = ?1 RETURNING state",
+    [W_RETRY_UNITS] = "UPDATE units SET lease_owner = '', lease_until = 0 WHERE job = ?1 AND "
+                      "state = 'pending'",
 };
 
 enum {
@@ -156,6 +178,7 @@ enum {
   R_JOBS_ALL,
   R_JOBS_USER,
   R_RESUMABLE,
+  R_USAGE,
   R_ROWS,
   R_COUNT
 };
@@ -172,6 +195,7 @@ static const char *const READ_SQL[R_COUNT] = {
     [R_RESUMABLE] = "SELECT " JOB_COLUMNS ", (SELECT min(idx) FROM units WHERE units.job = "
                     "jobs.key AND units.state = 'pending') FROM jobs "
                     "WHERE state IN ('queued','running') ORDER BY created_at, key",
+    [R_USAGE] = "SELECT count(*), coalesce(sum(bytes), 0) FROM jobs WHERE user_name = ?1",
     [R_ROWS] = "SELECT seq, body FROM result_rows WHERE job = ?1 AND seq >= ?2 ORDER BY seq "
                "LIMIT ?3",
 };
@@ -259,6 +283,9 @@ static int job_read(const sqlite_store_t *s, sqlite3_stmt *st, store_job_t *job,
   job->variants_total = sqlite3_column_int64(st, 11);
   job->variants_done = sqlite3_column_int64(st, 12);
   job->rows = sqlite3_column_int64(st, 13);
+  column_copy(st, 14, job->fingerprint, sizeof job->fingerprint);
+  column_copy(st, 15, job->note, sizeof job->note);
+  job->bytes = sqlite3_column_int64(st, 16);
   return 0;
 }
 
@@ -598,14 +625,22 @@ static int job_lookup_open(sqlite_store_t *s, const char *job_id, job_key_t *job
 static int rows_insert(sqlite_store_t *s, int64_t job_key, int64_t first_seq,
                        const char *const rows[], size_t n_rows, const char *what, char *err) {
   sqlite3_stmt *st = s->w[W_ROW_INSERT];
+  int64_t bytes = 0;
   for (size_t i = 0; i < n_rows; i++) {
+    const size_t len = strlen(rows[i]);
+    bytes += (int64_t)len;
     if (sqlite3_bind_int64(st, 1, job_key) | sqlite3_bind_int64(st, 2, first_seq + (int64_t)i) |
-        sqlite3_bind_text64(st, 3, rows[i], strlen(rows[i]), SQLITE_STATIC, SQLITE_UTF8))
+        sqlite3_bind_text64(st, 3, rows[i], len, SQLITE_STATIC, SQLITE_UTF8))
       return db_error(s, s->wdb, what, err);
     if (run(s, s->wdb, st, what, err))
       return -1;
   }
-  return 0;
+  if (n_rows == 0)
+    return 0;
+  st = s->w[W_JOB_BYTES]; /* the job's bytes, in the same transaction */
+  if (sqlite3_bind_int64(st, 1, job_key) | sqlite3_bind_int64(st, 2, bytes))
+    return db_error(s, s->wdb, what, err);
+  return run(s, s->wdb, st, what, err);
 }
 
 static int job_create_locked(sqlite_store_t *s, const store_job_t *job, const char *spec,
@@ -628,7 +663,8 @@ static int job_create_locked(sqlite_store_t *s, const store_job_t *job, const ch
       sqlite3_bind_text(st, 3, job->model, -1, SQLITE_STATIC) |
       sqlite3_bind_text64(st, 4, spec, spec_len, SQLITE_STATIC, SQLITE_UTF8) |
       sqlite3_bind_double(st, 5, clock_wall()) | sqlite3_bind_double(st, 6, job->deadline) |
-      sqlite3_bind_int(st, 7, job->n_units) | sqlite3_bind_int64(st, 8, job->variants_total)) {
+      sqlite3_bind_int(st, 7, job->n_units) | sqlite3_bind_int64(st, 8, job->variants_total) |
+      sqlite3_bind_text(st, 9, job->fingerprint, -1, SQLITE_STATIC)) {
     db_error(s, s->wdb, what, err);
     goto fail;
   }
@@ -735,14 +771,9 @@ static int set_state_locked(sqlite_store_t *s, const char *job_id, store_state_t
   int rc = job_lookup(s, job_id, &job, what, err);
   if (rc)
     goto fail;
-  rc = STORE_STATE;
-  if (store_state_final(job.state) || (state == STORE_RUNNING && job.state != STORE_QUEUED)) {
-    err_set(err, "store %s: %s: the job is %s", s->path, what, store_state_name(job.state));
-    goto fail;
-  }
-  if (state == STORE_DONE && job.units_done < job.n_units) {
-    err_set(err, "store %s: %s: %d of %d units are pending", s->path, what,
-            job.n_units - job.units_done, job.n_units);
+  char why[96];
+  if ((rc = store_move_allowed(job.state, state, job.units_done, job.n_units, why, sizeof why))) {
+    err_set(err, "store %s: %s: %s", s->path, what, why);
     goto fail;
   }
   rc = -1;
@@ -836,6 +867,87 @@ static int sq_purge(store_t *base, double older_than, size_t *n_purged, char *er
   sqlite_store_t *s = (sqlite_store_t *)base;
   pthread_mutex_lock(&s->wlock);
   int rc = purge_locked(s, older_than, n_purged, err);
+  pthread_mutex_unlock(&s->wlock);
+  return rc;
+}
+
+static int note_locked(sqlite_store_t *s, const char *job_id, const char *note, const char *what,
+                       char *err) {
+  job_key_t job;
+  if (tx_begin(s, what, err))
+    return -1;
+  int rc = job_lookup_open(s, job_id, &job, what, err);
+  if (rc)
+    goto fail;
+  rc = -1;
+  sqlite3_stmt *st = s->w[W_JOB_NOTE];
+  if (sqlite3_bind_int64(st, 1, job.key) | sqlite3_bind_text(st, 2, note, -1, SQLITE_STATIC)) {
+    db_error(s, s->wdb, what, err);
+    goto fail;
+  }
+  if (run(s, s->wdb, st, what, err))
+    goto fail;
+  return tx_commit(s, what, err);
+fail:
+  tx_rollback(s);
+  return rc;
+}
+
+static int sq_job_note(store_t *base, const char *job_id, const char *note, const char *what,
+                       char *err) {
+  sqlite_store_t *s = (sqlite_store_t *)base;
+  pthread_mutex_lock(&s->wlock);
+  int rc = note_locked(s, job_id, note, what, err);
+  pthread_mutex_unlock(&s->wlock);
+  return rc;
+}
+
+static int retry_locked(sqlite_store_t *s, const char *job_id, store_state_t *state,
+                        const char *what, char *err) {
+  job_key_t job;
+  if (tx_begin(s, what, err))
+    return -1;
+  int rc = job_lookup(s, job_id, &job, what, err);
+  if (rc)
+    goto fail;
+  char why[96];
+  if ((rc = store_move_allowed(job.state, STORE_QUEUED, job.units_done, job.n_units, why,
+                               sizeof why))) {
+    err_set(err, "store %s: %s: %s", s->path, what, why);
+    goto fail;
+  }
+  rc = -1;
+  sqlite3_stmt *st = s->w[W_JOB_RETRY];
+  if (sqlite3_bind_int64(st, 1, job.key)) {
+    db_error(s, s->wdb, what, err);
+    goto fail;
+  }
+  if (step_row(s, s->wdb, st, what, err) != 1)
+    goto fail;
+  int bad = store_state_parse((const char *)sqlite3_column_text(st, 0), state);
+  sqlite3_reset(st);
+  if (bad) {
+    err_set(err, "store %s: %s: an unknown state", s->path, what);
+    goto fail;
+  }
+  st = s->w[W_RETRY_UNITS];
+  if (sqlite3_bind_int64(st, 1, job.key)) {
+    db_error(s, s->wdb, what, err);
+    goto fail;
+  }
+  if (run(s, s->wdb, st, what, err))
+    goto fail;
+  return tx_commit(s, what, err);
+fail:
+  tx_rollback(s);
+  return rc;
+}
+
+static int sq_job_retry(store_t *base, const char *job_id, store_state_t *state, const char *what,
+                        char *err) {
+  sqlite_store_t *s = (sqlite_store_t *)base;
+  pthread_mutex_lock(&s->wlock);
+  int rc = retry_locked(s, job_id, state, what, err);
   pthread_mutex_unlock(&s->wlock);
   return rc;
 }
@@ -1086,6 +1198,25 @@ out:
   return 0;
 }
 
+static int sq_user_usage(store_t *base, const char *user, int64_t *jobs, int64_t *bytes,
+                         char *err) {
+  sqlite_store_t *s = (sqlite_store_t *)base;
+  const char *what = "read a user's usage";
+  pthread_mutex_lock(&s->rlock);
+  sqlite3_stmt *st = s->r[R_USAGE];
+  int rc = -1;
+  if (sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC))
+    db_error(s, s->rdb, what, err);
+  else if (step_row(s, s->rdb, st, what, err) == 1) {
+    *jobs = sqlite3_column_int64(st, 0);
+    *bytes = sqlite3_column_int64(st, 1);
+    sqlite3_reset(st);
+    rc = 0;
+  }
+  pthread_mutex_unlock(&s->rlock);
+  return rc;
+}
+
 static int sq_jobs_resumable(store_t *base, store_resume_t **jobs, size_t *n, char *err) {
   sqlite_store_t *s = (sqlite_store_t *)base;
   const char *what = "list jobs to resume";
@@ -1104,8 +1235,9 @@ static int sq_jobs_resumable(store_t *base, store_resume_t **jobs, size_t *n, ch
     store_resume_t *resume = (store_resume_t *)items + count++;
     if (job_read(s, st, &resume->job, err))
       goto out;
-    resume->first_pending = sqlite3_column_type(st, 14) == SQLITE_NULL ? resume->job.n_units
-                                                                       : sqlite3_column_int(st, 14);
+    resume->first_pending = sqlite3_column_type(st, JOB_COLUMNS_N) == SQLITE_NULL
+                                ? resume->job.n_units
+                                : sqlite3_column_int(st, JOB_COLUMNS_N);
   }
   if (step != SQLITE_DONE) {
     db_error(s, s->rdb, what, err);
@@ -1212,4 +1344,7 @@ static const store_ops_t SQLITE_OPS = {
     .claim_unit = sq_claim_unit,
     .renew_lease = sq_renew_lease,
     .release_leases = sq_release_leases,
+    .job_note = sq_job_note,
+    .user_usage = sq_user_usage,
+    .job_retry = sq_job_retry,
 };

@@ -33,6 +33,7 @@ int cmd_submit(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_results(int argc, char **argv);
 int cmd_cancel(int argc, char **argv);
+int cmd_retry(int argc, char **argv);
 int cmd_jobs(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 

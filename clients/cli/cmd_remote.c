@@ -289,6 +289,8 @@ static void print_status(json_t *j) {
   printf("rows      %lld\n", json_integer_value(json_object_get(j, "rows")));
   if (json_is_string(json_object_get(j, "error")))
     printf("error     %s\n", str(j, "error"));
+  if (json_is_string(json_object_get(j, "waiting")))
+    printf("waiting   %s\n", str(j, "waiting"));
 }
 
 static int job_path(char *buf, size_t n, const char *id, const char *suffix) {
@@ -306,9 +308,16 @@ static void print_cancel(json_t *j) {
   printf("%s %s\n", str(j, "id"), str(j, "state"));
 }
 
-/* hydra CMD ID: one request on a job, its answer shown by show(). */
+static void print_retry(json_t *j) {
+  printf("%s %s from unit %lld of %lld\n", str(j, "id"), str(j, "state"),
+         json_integer_value(json_object_get(j, "units_done")),
+         json_integer_value(json_object_get(j, "n_units")));
+}
+
+/* hydra CMD ID: one request on a job (its path, then suffix), its answer
+ * shown by show(). */
 static int job_command(const char *cmd, int argc, char **argv, const char *method,
-                       void (*show)(json_t *)) {
+                       const char *suffix, void (*show)(json_t *)) {
   opts_t o = {0};
   int rc = parse_opts(cmd, argc, argv, URL_OPTS, &o);
   if (rc)
@@ -318,7 +327,7 @@ static int job_command(const char *cmd, int argc, char **argv, const char *metho
     fprintf(stderr, "usage: hydra %s ID\n", cmd);
     return EXIT_USAGE;
   }
-  if ((rc = job_path(path, sizeof(path), o.pos[0], "")))
+  if ((rc = job_path(path, sizeof(path), o.pos[0], suffix)))
     return rc;
   json_t *doc = call_json(cmd, &o, method, path, NULL, 0, &rc);
   if (!doc)
@@ -329,11 +338,15 @@ static int job_command(const char *cmd, int argc, char **argv, const char *metho
 }
 
 int cmd_status(int argc, char **argv) {
-  return job_command("status", argc, argv, "GET", print_status);
+  return job_command("status", argc, argv, "GET", "", print_status);
 }
 
 int cmd_cancel(int argc, char **argv) {
-  return job_command("cancel", argc, argv, "DELETE", print_cancel);
+  return job_command("cancel", argc, argv, "DELETE", "", print_cancel);
+}
+
+int cmd_retry(int argc, char **argv) {
+  return job_command("retry", argc, argv, "POST", "/retry", print_retry);
 }
 
 int cmd_jobs(int argc, char **argv) {

@@ -19,6 +19,7 @@
 #include "model.h"
 #include "plan.h"
 #include "results.h"
+#include "row_csv.h"
 #include "tokenizer.h"
 
 typedef enum { FORMAT_NDJSON, FORMAT_TABLE, FORMAT_CSV } format_t;
@@ -55,13 +56,6 @@ void cli_progress_bar(const char *label, long done, long total, double rate, dou
     fprintf(stderr, "\n");
 }
 
-static void csv_number(FILE *f, json_t *v) {
-  if (json_is_number(v))
-    fprintf(f, ",%.9g", json_number_value(v));
-  else
-    fprintf(f, ",");
-}
-
 static int emit_row(void *ctx, json_t *row) {
   run_out_t *o = ctx;
   const char *type = json_string_value(json_object_get(row, "type"));
@@ -76,35 +70,15 @@ static int emit_row(void *ctx, json_t *row) {
   if (strcmp(type, "header") == 0) {
     o->header = json_incref(row);
     o->n_slots = (int)json_array_size(json_object_get(row, "slots"));
-    if (o->format == FORMAT_CSV) {
-      fprintf(o->out, "prompt,position,component,method,samples,total_effect,direct_effect,"
-                      "compensation,"
-                      "compensation_attn,compensation_mlp,norm_share,ablated_logit,inv_scale,"
-                      "logprob,prob,kl,rank,logit_diff");
-      json_t *slots = json_object_get(row, "slots");
-      for (size_t i = 0; i < json_array_size(slots); i++)
-        fprintf(o->out, ",effect_%s", json_string_value(json_array_get(slots, i)));
-      fprintf(o->out, "\n");
-    }
-  } else if (strcmp(type, "variant") == 0 && o->format == FORMAT_CSV) {
-    json_t *pos = json_object_get(row, "position"); /* "target": "next" readouts */
-    char at[24] = "";
-    if (json_is_integer(pos))
-      snprintf(at, sizeof(at), "%lld", json_integer_value(pos));
-    fprintf(o->out, "%lld,%s,%s,%s,%lld", json_integer_value(json_object_get(row, "prompt")), at,
-            json_string_value(json_object_get(row, "component")),
-            json_string_value(json_object_get(row, "method")),
-            json_integer_value(json_object_get(row, "samples")));
-    const char *keys[] = {
-        "total_effect", "direct_effect", "compensation", "compensation_attn", "compensation_mlp",
-        "norm_share",   "ablated_logit", "inv_scale",    "logprob",           "prob",
-        "kl",           "rank",          "logit_diff"};
-    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-      csv_number(o->out, json_object_get(row, keys[i]));
-    json_t *eff = json_object_get(row, "effects");
-    for (size_t i = 0; i < json_array_size(eff); i++)
-      csv_number(o->out, json_array_get(eff, i));
-    fprintf(o->out, "\n");
+  }
+  if (o->format == FORMAT_CSV) {
+    buffer_t line = {0};
+    const int rc = row_csv(row, &line);
+    if (rc == 0 && line.len)
+      fwrite(line.data, 1, line.len, o->out);
+    buffer_free(&line);
+    if (rc)
+      return -1;
   } else if (strcmp(type, "summary") == 0 && o->format == FORMAT_TABLE)
     json_array_append(o->summary, row);
   else if (strcmp(type, "clean") == 0 && o->format == FORMAT_TABLE && o->clean &&

@@ -25,6 +25,7 @@ static void usage(FILE *out) {
           "  hydra status ID\n"
           "  hydra results ID [--format table|csv|ndjson] [--after N]\n"
           "  hydra cancel ID\n"
+          "  hydra retry ID            (a failed job, from its first pending unit)\n"
           "  hydra jobs\n"
           "  hydra check --baseline BASE.json JOB.json [--rtol R] [--atol A] [--junit OUT.xml]\n"
           "  hydra check --write-baseline --baseline BASE.json JOB.json\n"
@@ -193,7 +194,7 @@ int main(int argc, char **argv) {
     int (*fn)(int, char **);
   } remote[] = {{"models", cmd_models}, {"tokenize", cmd_tokenize}, {"submit", cmd_submit},
                 {"status", cmd_status}, {"results", cmd_results},   {"cancel", cmd_cancel},
-                {"jobs", cmd_jobs},     {"check", cmd_check}};
+                {"retry", cmd_retry},   {"jobs", cmd_jobs},         {"check", cmd_check}};
   for (size_t i = 0; i < sizeof(remote) / sizeof(remote[0]); i++)
     if (strcmp(argv[1], remote[i].name) == 0) {
       curl_global_init(CURL_GLOBAL_DEFAULT);

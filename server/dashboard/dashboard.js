@@ -237,7 +237,7 @@ async function showJob(id) {
     const st = JSON.parse(await api("/v1/jobs/" + encodeURIComponent(id)));
     const p = st.progress || {};
     $("job-state").textContent = `${st.state} · model ${st.model} · ${p.variants_done}/${p.variants_total} ablated runs`
-      + (st.error ? " · " + st.error : "");
+      + (st.error ? " · " + st.error : "") + (st.waiting ? " · " + st.waiting : "");
     $("job-progress").firstElementChild.style.width =
       (p.variants_total ? 100 * p.variants_done / p.variants_total : 0) + "%";
     if (st.state === "queued" || st.state === "running") {

@@ -103,6 +103,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   c->threads = 1;
   c->unit_prompts = 8;
   c->max_jobs_per_user = 8;
+  c->max_stored_jobs_per_user = 100000;
+  c->max_stored_mib_per_user = 1024;
+  c->max_buffered_mib = 64;
   c->max_variants = 20000;
   c->max_prompt_tokens = 64;
   c->max_body = 1 << 20;

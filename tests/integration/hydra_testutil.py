@@ -39,7 +39,7 @@ class Daemon:
     """hydrad serving one model as "tiny" on a free port (by default the CPU
     backend on one thread). tokens: {token: "USER ROLE"}; store: a path
     (default: a new scratch directory's hydra.db); fsize: a file-size limit in
-    bytes (RLIMIT_FSIZE); start_s: how long it may take to answer; extra:
+    bytes (RLIMIT_FSIZE, soft); start_s: how long it may take to answer; extra:
     more flags."""
 
     def __init__(self, hydrad, model_dir, tokens, *extra, store=None, fsize=None, backend="cpu",
@@ -53,7 +53,9 @@ class Daemon:
         self.log_path = os.path.join(self.tmp, "hydrad.log")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        limit = (lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))) if fsize else None
+        # the soft limit only: a test may lift it from outside (prlimit) once the "disk" has room
+        hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+        limit = (lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, hard))) if fsize else None
         self.proc = subprocess.Popen(
             [hydrad, "--port", str(self.port), "--model", f"tiny={model_dir}", "--store",
              self.store, "--tokens", self.tokens_path, "--backend", backend, "--threads", str(threads), *extra],

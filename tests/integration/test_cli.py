@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The hydra CLI's server commands against a real hydrad on loopback (tiny
 GPT-2 of tests/data, a token file): models, tokenize, submit (--follow),
-status, results (ndjson, csv, table, --after), cancel, jobs, the server's
+status, results (ndjson, csv, table, --after), cancel, retry, jobs, the server's
 errors with their field paths and the documented exit codes, and check (CI
 regression mode): a fresh baseline passes (0), a perturbed one drifts (1),
 the JUnit XML is well formed with one testcase per component x method.
@@ -79,6 +79,9 @@ try:
     check("results table", rc == 0 and "direct" in out and "mlp.1" in out, out + err)
     rc, out, err = hydra("jobs")
     check("jobs lists the job", rc == 0 and job in out, out + err)
+    rc, out, err = hydra("retry", job)
+    check("retry of a done job: exit 3 with the server's 409 and its reason",
+          rc == 3 and "409" in err and "only a failed job can be retried" in err, f"exit {rc}: {err}")
 
     big = job_file("big.json", {"model": "tiny", "preset": "hydra", "prompts": prompts * 60})
     rc, out, err = hydra("submit", big)

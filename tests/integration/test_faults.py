@@ -10,11 +10,15 @@
   4. a full disk: hydrad runs under a file-size limit (RLIMIT_FSIZE) that its
      SQLite store outgrows in the middle of a large job: that job fails with
      an error naming the store, in its status and at the end of its stream;
-     an earlier job's rows are intact; the daemon keeps answering.
+     an earlier job's rows are intact; the daemon keeps answering. Once the
+     limit is lifted (prlimit on the running daemon), POST
+     /v1/jobs/{id}/retry requeues the job from its first pending unit and it
+     finishes, every row once.
 
 usage: test_faults.py HYDRAD ROOT"""
 import json
 import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -94,6 +98,20 @@ rows_again = d.rows(first["id"]) if first else []
 check("full disk: the earlier job's rows are intact", effects(rows_again) == effects(small_rows) != [],
       (len(rows_again), len(small_rows)))
 check("full disk: health still answers", d.get("/v1/health")[0] == 200)
+# the disk has room again: the failed job is retried from its first pending unit
+resource.prlimit(d.proc.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+units_at_failure = st["progress"]["units_done"]
+code, body = d.req(f"/v1/jobs/{st['id']}/retry", b"")
+ans = json.loads(body)
+check("full disk: POST /v1/jobs/{id}/retry once there is room -> 202 from its first pending unit",
+      code == 202 and ans.get("units_done") == units_at_failure and ans.get("state") == "running",
+      (code, ans, units_at_failure))
+st2 = d.wait(st["id"], timeout=300)
+rows_retried = d.rows(st["id"])
+keys = [(r["prompt"], r["component"]) for r in rows_retried if r["type"] == "variant"]
+check("full disk: the retried job finishes, every (prompt, component) row once",
+      st2["state"] == "done" and len(keys) == len(set(keys)) == 400 * 6
+      and [r["type"] for r in rows_retried].count("header") == 1, (st2["state"], len(keys), len(set(keys))))
 check("full disk: the daemon stops cleanly", d.stop() == 0)
 
 # 5: kill -9 in the middle of a job, restart on the same store with another

@@ -21,7 +21,11 @@ HYDRA_TEST_POSTGRES):
      (on the CPU backend here): two workers come up, share a job, and stop
      cleanly on SIGTERM;
   6. the database server restarts mid-job (every connection drops): the
-     workers reconnect and the job completes, rows exactly once, equal.
+     workers reconnect and the job completes, rows exactly once, equal;
+  7. a worker holding another file under the job's model name (one weight
+     changed): it runs none of the job's units, the job waits while only
+     that worker is up and its status says so, and the job finishes on its
+     own model, rows exactly once, equal.
 
 usage: test_multinode.py HYDRAD ROOT"""
 import json
@@ -52,8 +56,8 @@ def job(n_prompts, tag):
             "ablations": {"components": ["*"], "methods": ["resample"], "samples": 1000}}
 
 
-def worker(name, *extra):
-    return Daemon(HYDRAD, TINY, TOKENS, "--unit-prompts", "2", "--lease-s", LEASE,
+def worker(name, *extra, model=TINY):
+    return Daemon(HYDRAD, model, TOKENS, "--unit-prompts", "2", "--lease-s", LEASE,
                   "--worker-id", name, *extra, store=URL)
 
 
@@ -305,5 +309,42 @@ check("6: after the database restart the job completes", st["state"] == "done", 
 check_rows("6", nodes[0].rows(jid), want2, N2)
 for d in nodes:
     check(f"6: worker {d.port} stops cleanly", d.stop() == 0)
+
+# 7: a worker holding another file under the model's name
+other = tempfile.mkdtemp(prefix="hydra-other-model-")
+for f in os.listdir(TINY):
+    if not f.endswith(".hydra-fingerprint"):
+        shutil.copy(os.path.join(TINY, f), other)
+with open(os.path.join(other, "model.safetensors"), "r+b") as fh:  # one weight's exponent changed
+    fh.seek(-1, os.SEEK_END)
+    last = fh.read(1)
+    fh.seek(-1, os.SEEK_END)
+    fh.write(bytes([last[0] ^ 1]))
+wa = worker("w-a")
+jid = wa.submit(job(N2, "two"))
+st = wait_units(wa, jid, 2)
+wa.kill()
+wb = worker("w-b", model=other)
+fp = {n: json.loads(n.get("/v1/models/tiny")[1])["fingerprint"] for n in (wb,)}
+time.sleep(2 * float(LEASE) + 1)  # w-a's lease runs out: the unit would be free to take
+st_b = status(wb, jid)
+check("7: with only a worker holding another file up, the job waits and its status says so",
+      st_b["state"] == "running" and "another file" in (st_b.get("waiting") or "") and
+      st_b["progress"]["units_done"] == st["progress"]["units_done"], st_b)
+wa = worker("w-a")
+st = wa.wait(jid, timeout=300)
+check("7: the job finishes on its own model, its note gone",
+      st["state"] == "done" and st.get("waiting") is None, st)
+check_rows("7", wa.rows(jid), want2, N2)
+check("7: the worker holding the other file ran none of its variants", variants_run(wb) == 0,
+      variants_run(wb))
+jb = wb.submit(job(2, "b"))
+st = wb.wait(jb, timeout=120)
+check("7: a job submitted to that worker pins its file and runs there",
+      st["state"] == "done" and st.get("model_fingerprint") == fp[wb] and variants_run(wb) > 0,
+      (st, variants_run(wb)))
+for d in (wa, wb):
+    check(f"7: worker {d.port} stops cleanly", d.stop() == 0)
+shutil.rmtree(other, ignore_errors=True)
 
 sys.exit(check.exit_code())

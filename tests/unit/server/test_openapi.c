@@ -1,6 +1,7 @@
-/* test_openapi - every route hydrad answers (http_routes[]) is in the OpenAPI
- * document it serves, with its method, and the document has no route that
- * hydrad does not answer. */
+/* test_openapi - every route hydrad answers (http_routes[], the table its
+ * dispatcher reads) has a handler and is in the OpenAPI document it serves,
+ * with its method, and the document has no route that hydrad does not
+ * answer. */
 #include <ctype.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -28,6 +29,7 @@ int main(void) {
     lower[i] = '\0';
     CHECK(json_object_get(json_object_get(paths, r->path), lower),
           "%s %s is not in the OpenAPI document", r->method, r->path);
+    CHECK(r->handler, "%s %s has no handler", r->method, r->path);
   }
   const char *path;
   json_t *item;

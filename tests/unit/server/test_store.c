@@ -3,6 +3,9 @@
  * sequence number; resuming after close and reopen; kill -9 of a writer at
  * random moments (every finished unit's rows there once, in order, without
  * gaps); purge; leases (claims, expiry, renewal, release, the summary claim);
+ * a job's model fingerprint, its note (why it waits) and the retry of a
+ * failed job from its first pending unit; on SQLite the migration that added
+ * them; a user's usage (jobs, bytes of specs and rows) for quotas;
  * readers and a writer on several threads; on SQLite also a full disk (a file
  * size limit), a read-only file, a corrupt file.
  * usage: test_store [seed] [dir]   (dir: where the databases go; a fresh
@@ -1004,6 +1007,173 @@ static void test_leases(void) {
   db_remove(path);
 }
 
+static int sql_exec(const char *path, const char *sql);
+
+/* A job's model fingerprint; the note of a waiting job, cleared by a stored
+ * unit and by a state change; a failed job retried from its first pending
+ * unit (its leases freed, its done units and rows kept, numbered on without
+ * gaps); a job that failed before it started goes back to queued. */
+static void test_retry(void) {
+  char err[HYDRA_ERR_LEN], path[600], id[STORE_ID_LEN], early[STORE_ID_LEN], missing[STORE_ID_LEN];
+  const char *header[] = {"{\"type\":\"header\"}"};
+  const char *finish[] = {"{\"type\":\"summary\"}", "{\"type\":\"end\"}"};
+  const char *print = "sha256:5f2b0e61d0f5a9d4c3b2a1908f7e6d5c4b3a29180f7e6d5c4b3a29180f7e6d5c "
+                      "llama L30 d576 h9/3 f1536 v49152 tok:bpe/49152";
+  db_path(path, sizeof path, "retry.db");
+  store_t *s = store_open(path, 0, err);
+  CHECK(s, "open: %s", err);
+  if (!s)
+    return;
+  job_id(id, 90);
+  job_id(early, 91);
+  job_id(missing, 92);
+  store_job_t job = job_new(id, "ada", 3), got;
+  snprintf(job.fingerprint, sizeof job.fingerprint, "%s", print);
+  CHECK(store_job_create(s, &job, "{}", 2, err) == 0, "create: %s", err);
+  CHECK(store_job_get(s, id, &got, err) == 0 && strcmp(got.fingerprint, print) == 0 &&
+            got.note[0] == 0,
+        "the fingerprint is stored: '%s' note '%s'", got.fingerprint, got.note);
+  CHECK(store_job_note(s, id, "waiting for model tiny", err) == 0, "note: %s", err);
+  store_resume_t *jobs = NULL;
+  size_t n = 0;
+  CHECK(store_jobs_resumable(s, &jobs, &n, err) == 0 && n == 1 &&
+            strcmp(jobs[0].job.note, "waiting for model tiny") == 0 &&
+            strcmp(jobs[0].job.fingerprint, print) == 0,
+        "resumable with its note and fingerprint: %zu %s", n, err);
+  free(jobs);
+  CHECK(store_job_set_state(s, id, STORE_RUNNING, NULL, header, 1, err) == 0, "run: %s", err);
+  CHECK(store_job_get(s, id, &got, err) == 0 && got.note[0] == 0, "a state change clears the note");
+  store_job_note(s, id, "waiting again", err);
+  CHECK(complete_unit(s, id, 0, err) == 0, "unit 0: %s", err);
+  CHECK(store_job_get(s, id, &got, err) == 0 && got.note[0] == 0, "a stored unit clears the note");
+  /* a long note is cut at a character boundary */
+  char long_note[1200] = "";
+  for (int i = 0; i < 500; i++)
+    strcat(long_note, "\xc3\xa9");
+  CHECK(store_job_note(s, id, long_note, err) == 0, "long note: %s", err);
+  CHECK(store_job_get(s, id, &got, err) == 0 && strlen(got.note) == STORE_NOTE_LEN - 2 &&
+            (unsigned char)got.note[strlen(got.note) - 1] == 0xa9,
+        "a long note cut at a character: %zu bytes", strlen(got.note));
+  int unit = -1;
+  CHECK(store_claim_unit(s, id, "a", 600, &unit, err) == 0 && unit == 1, "a claims 1: %d", unit);
+  CHECK(store_job_set_state(s, id, STORE_FAILED, "database or disk is full", NULL, 0, err) == 0,
+        "fail: %s", err);
+  CHECK(store_job_note(s, id, "late", err) == STORE_STATE, "no note on a failed job");
+  CHECK(store_job_get(s, id, &got, err) == 0 && got.note[0] == 0 && got.finished_at > 0,
+        "failed: note '%s'", got.note);
+  store_state_t state = STORE_DONE;
+  CHECK(store_job_retry(s, id, &state, err) == 0 && state == STORE_RUNNING, "retry: %s %s",
+        store_state_name(state), err);
+  CHECK(store_job_get(s, id, &got, err) == 0 && got.state == STORE_RUNNING && !got.error[0] &&
+            got.finished_at == 0 && got.units_done == 1 && strcmp(got.fingerprint, print) == 0,
+        "retried: %s '%s' finished %g units %d", store_state_name(got.state), got.error,
+        got.finished_at, got.units_done);
+  CHECK(store_job_retry(s, id, &state, err) == STORE_STATE, "a running job is not retried: %s",
+        err);
+  CHECK(store_job_retry(s, missing, &state, err) == STORE_NOT_FOUND, "a missing job: %s", err);
+  CHECK(store_jobs_resumable(s, &jobs, &n, err) == 0 && n == 1 && jobs[0].first_pending == 1,
+        "resumable from unit 1: %zu", n);
+  free(jobs);
+  CHECK(store_claim_unit(s, id, "b", 60, &unit, err) == 0 && unit == 1,
+        "a's lease was freed: b claims unit 1: %d %s", unit, err);
+  CHECK(complete_unit(s, id, 1, err) == 0 && complete_unit(s, id, 2, err) == 0, "units: %s", err);
+  CHECK(store_job_set_state(s, id, STORE_DONE, NULL, finish, 2, err) == 0, "done: %s", err);
+  verify_job(s, id, "retried");
+  CHECK(store_job_retry(s, id, &state, err) == STORE_STATE, "a done job is not retried");
+  job = job_new(early, "bob", 2);
+  CHECK(store_job_create(s, &job, "{}", 2, err) == 0, "create: %s", err);
+  CHECK(store_job_set_state(s, early, STORE_FAILED, "no", NULL, 0, err) == 0, "fail: %s", err);
+  CHECK(store_job_retry(s, early, &state, err) == 0 && state == STORE_QUEUED,
+        "a job that failed before it started is queued again: %s", store_state_name(state));
+  store_close(s);
+  db_remove(path);
+}
+
+/* What a user keeps: jobs and the bytes of their specs and rows, counted as
+ * they are stored (job, units, state changes, appended rows), gone with a
+ * purge; other users' jobs apart. */
+static void test_usage(void) {
+  char err[HYDRA_ERR_LEN], path[600], ids[3][STORE_ID_LEN];
+  const char *header[] = {"{\"type\":\"header\"}"};
+  const char *finish[] = {"{\"type\":\"summary\"}", "{\"type\":\"end\"}"};
+  const char *extra[] = {"{\"type\":\"note\",\"text\":\"\xc3\xa9t\xc3\xa9\"}"};
+  db_path(path, sizeof path, "usage.db");
+  store_t *s = store_open(path, 0, err);
+  CHECK(s, "open: %s", err);
+  if (!s)
+    return;
+  int64_t jobs = -1, bytes = -1, want = 0;
+  CHECK(store_user_usage(s, "ada", &jobs, &bytes, err) == 0 && jobs == 0 && bytes == 0,
+        "nothing stored: %lld jobs, %lld bytes %s", (long long)jobs, (long long)bytes, err);
+  for (int i = 0; i < 3; i++) {
+    job_id(ids[i], 100 + (uint64_t)i);
+    store_job_t job = job_new(ids[i], i < 2 ? "ada" : "bob", 4);
+    char spec[64];
+    int n = snprintf(spec, sizeof spec, "{\"prompts\":[\"%.*s\"]}", 10 + 7 * i,
+                     "0123456789abcdefghijklmnopqrstuvwxyz");
+    CHECK(store_job_create(s, &job, spec, (size_t)n, err) == 0, "create: %s", err);
+    if (i < 2)
+      want += n;
+  }
+  store_job_set_state(s, ids[0], STORE_RUNNING, NULL, header, 1, err);
+  want += (int64_t)strlen(header[0]);
+  for (int u = 0; u < 4; u++) {
+    CHECK(complete_unit(s, ids[0], u, err) == 0, "unit %d: %s", u, err);
+    for (int k = 0; k < unit_rows(u); k++) {
+      char *row = unit_row(u, k);
+      want += (int64_t)strlen(row);
+      free(row);
+    }
+  }
+  CHECK(store_rows_append(s, ids[0], extra, 1, err) == 0, "append: %s", err);
+  want += (int64_t)strlen(extra[0]);
+  CHECK(store_job_set_state(s, ids[0], STORE_DONE, NULL, finish, 2, err) == 0, "done: %s", err);
+  want += (int64_t)(strlen(finish[0]) + strlen(finish[1]));
+  CHECK(store_user_usage(s, "ada", &jobs, &bytes, err) == 0 && jobs == 2 && bytes == want,
+        "ada: %lld jobs, %lld bytes (want 2, %lld) %s", (long long)jobs, (long long)bytes,
+        (long long)want, err);
+  store_job_t got;
+  CHECK(store_job_get(s, ids[1], &got, err) == 0 && got.bytes == 16 + 17, "a job's own bytes: %lld",
+        (long long)got.bytes);
+  CHECK(store_user_usage(s, "bob", &jobs, &bytes, err) == 0 && jobs == 1 && bytes == 16 + 24,
+        "bob: %lld jobs, %lld bytes", (long long)jobs, (long long)bytes);
+  size_t purged = 0;
+  CHECK(store_purge(s, 4e9, &purged, err) == 0 && purged == 1, "purge: %zu %s", purged, err);
+  CHECK(store_user_usage(s, "ada", &jobs, &bytes, err) == 0 && jobs == 1 && bytes == 16 + 17,
+        "ada after the purge: %lld jobs, %lld bytes", (long long)jobs, (long long)bytes);
+  store_close(s);
+  db_remove(path);
+}
+
+/* A store of schema version 2 (before fingerprints, notes and bytes) is
+ * brought up to date; its jobs have no fingerprint nor note, and their
+ * bytes are counted from what they hold. */
+static void test_migration(void) {
+  char err[HYDRA_ERR_LEN], path[600], id[STORE_ID_LEN];
+  db_path(path, sizeof path, "migrate.db");
+  store_t *s = store_open(path, 0, err);
+  CHECK(s, "open: %s", err);
+  job_id(id, 95);
+  store_job_t job = job_new(id, "ada", 1), got;
+  snprintf(job.fingerprint, sizeof job.fingerprint, "sha256:00");
+  const char *rows[] = {"{\"type\":\"header\"}"};
+  CHECK(s && store_job_create(s, &job, "{}", 2, err) == 0, "create: %s", err);
+  CHECK(s && store_rows_append(s, id, rows, 1, err) == 0, "append: %s", err);
+  store_close(s);
+  CHECK(sql_exec(path, "ALTER TABLE jobs DROP COLUMN fingerprint; ALTER TABLE jobs DROP COLUMN "
+                       "note; ALTER TABLE jobs DROP COLUMN bytes; "
+                       "UPDATE schema_version SET version = 2") == 0,
+        "back to version 2");
+  s = store_open(path, 0, err);
+  CHECK(s, "open a version 2 store: %s", err);
+  CHECK(s && store_job_get(s, id, &got, err) == 0 && got.fingerprint[0] == 0 && got.note[0] == 0 &&
+            got.bytes == (int64_t)(2 + strlen(rows[0])),
+        "its job: fingerprint '%s', %lld bytes", s ? got.fingerprint : "",
+        s ? (long long)got.bytes : 0LL);
+  store_close(s);
+  db_remove(path);
+}
+
 static int sql_exec(const char *path, const char *sql) {
   sqlite3 *db = NULL;
   int rc = sqlite3_open(path, &db) || sqlite3_exec(db, sql, NULL, NULL, NULL);
@@ -1092,15 +1262,18 @@ int main(int argc, char **argv) {
   test_resume();
   test_purge();
   test_leases();
+  test_retry();
+  test_usage();
   if (!pg_url) { /* files: permissions, corruption, size limits */
     test_read_only();
     test_corrupt();
     test_disk_full();
   }
   test_threads();
-  if (!pg_url)
+  if (!pg_url) {
     test_not_a_store();
-  else
+    test_migration();
+  } else
     test_pg_schema();
   test_crash();
   if (argc <= 2)

@@ -2,7 +2,8 @@
  * against a plain copy, printf-appends, growth of arrays and its overflow
  * check), UTF-8 cuts, JSON field paths and "field: message" lines, the
  * clocks, and the RNG (SplitMix64 against the published outputs of Vigna's
- * splitmix64.c seeded 0; Gaussian draws' mean and variance).
+ * splitmix64.c seeded 0; Gaussian draws' mean and variance), and SHA-256
+ * against FIPS 180-2's examples (appendix B), fed whole and in random pieces.
  * usage: test_util [seed] */
 #include <math.h>
 #include <stdint.h>
@@ -15,6 +16,7 @@
 #include "clock.h"
 #include "json_field.h"
 #include "rng.h"
+#include "sha256.h"
 #include "utf8.h"
 
 static uint64_t seed = 20250101, rng_state;
@@ -164,6 +166,45 @@ static void test_rng(void) {
   CHECK(fabs(mean) < 0.011 && fabs(var - 1) < 0.016, "mean %.5f, variance %.5f", mean, var);
 }
 
+/* FIPS 180-2 appendix B: "abc", the 448-bit message, a million 'a's; and
+ * the empty message (sha256sum of an empty file). Each fed whole and in
+ * random pieces. */
+static void test_sha256(void) {
+  static char million[1000000];
+  memset(million, 'a', sizeof million);
+  const struct {
+    const char *text;
+    size_t len;
+    const char *want;
+  } cases[] = {
+      {"abc", 3, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"},
+      {"", 0, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"},
+      {"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", 56,
+       "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"},
+      {million, sizeof million, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    for (int pieces = 0; pieces < 2; pieces++) {
+      sha256_t c;
+      unsigned char digest[32];
+      char hex[65];
+      sha256_init(&c);
+      size_t at = 0;
+      while (at < cases[i].len) {
+        size_t n = pieces ? 1 + rnd_bits() % 131 : cases[i].len - at;
+        if (n > cases[i].len - at)
+          n = cases[i].len - at;
+        sha256_update(&c, cases[i].text + at, n);
+        at += n;
+      }
+      sha256_final(&c, digest);
+      sha256_hex(digest, hex);
+      CHECK(strcmp(hex, cases[i].want) == 0, "sha256 of case %zu (%s): %s, want %s", i,
+            pieces ? "in pieces" : "whole", hex, cases[i].want);
+    }
+  }
+}
+
 int main(int argc, char **argv) {
   if (argc > 1)
     seed = strtoull(argv[1], NULL, 10);
@@ -177,5 +218,6 @@ int main(int argc, char **argv) {
   test_json_field();
   test_clock();
   test_rng();
+  test_sha256();
   return check_exit("test_util");
 }

@@ -121,7 +121,7 @@ check() { # name, timeout seconds, command...
 }
 
 step "build (CUDA, sm_${HYDRA_CUDA_ARCH:-90}) on $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
-if ! gpu_build test_ops test_golden_logits test_engine test_next bench_forward bench_sweep hydrad >>"$log" 2>&1; then
+if ! gpu_build test_ops test_golden_logits test_engine test_interventions test_next bench_forward bench_sweep hydrad >>"$log" 2>&1; then
   echo "build failed:"
   tail -40 "$log"
   [ -n "${OUT:-}" ] && cp "$log" "$OUT/"
@@ -145,6 +145,10 @@ for g in tiny-gpt2 tiny-llama tiny-gpt2-bf16 tiny-llama-bf16 tiny-gpt_neox tiny-
   tiny-qwen2 tiny-qwen3 tiny-mistral tiny-llama3; do
   check "engine $g (transformers hooks <= 1e-4, identities)" 180 "${hy[@]}" $bin/test_engine "$root" \
     "tests/golden/ablation_$g.json" --backend cuda
+done
+for g in tiny-gpt2 tiny-llama; do
+  check "interventions $g (residual sites, q/k/v, groups, pairs, grids, tracing; <= 1e-4)" 180 \
+    "${hy[@]}" $bin/test_interventions "$root" "tests/golden/interventions_$g.json" --backend cuda
 done
 for g in tiny-gpt2 tiny-llama; do
   check "target next $g (transformers hooks <= 1e-4)" 120 "${hy[@]}" $bin/test_next "$root" \

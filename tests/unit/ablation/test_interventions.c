@@ -190,10 +190,11 @@ static void run_case(engine_t *e, const model_t *m, const tokenizer_t *tok, json
 }
 
 int main(int argc, char **argv) {
-  if (argc < 3) {
-    fprintf(stderr, "usage: test_interventions ROOT GOLDEN.json\n");
+  if (argc < 3 || (argc > 3 && (argc != 5 || strcmp(argv[3], "--backend") != 0))) {
+    fprintf(stderr, "usage: test_interventions ROOT GOLDEN.json [--backend NAME]\n");
     return 2;
   }
+  const char *backend = argc == 5 ? argv[4] : "cpu";
   check_quiet_after(40);
   json_error_t jerr;
   json_t *g = json_load_file(argv[2], JSON_REJECT_DUPLICATES, &jerr);
@@ -220,19 +221,19 @@ int main(int argc, char **argv) {
     snprintf(path, sizeof(path), "%s/%s", argv[1], model_name ? model_name : "");
   model_t *m = model_load(path, err);
   tokenizer_t *tok = m ? tokenizer_load(path, err) : NULL;
-  backend_t *b = tok ? backend_create("cpu", 0, err) : NULL;
+  backend_t *b = tok ? backend_create(backend, 0, err) : NULL;
   engine_t *e = b ? engine_create(m, b, err) : NULL;
   if (!e) {
     fprintf(stderr, "test_interventions: %s\n", err);
-    return 1;
+    return b || !tok || strcmp(backend, "cpu") == 0 ? 1 : 77; /* 77: no such backend here */
   }
   double scale = 0;
   json_t *prompts = json_object_get(g, "prompts");
   for (size_t p = 0; p < json_array_size(prompts); p++)
     scale = fmax(
         scale, fabs(json_number_value(json_object_get(json_array_get(prompts, p), "clean_logit"))));
-  printf("test_interventions: %s on %s, scale %.3f, bound %.3g\n", argv[2], path, scale,
-         GOLDEN_BOUND * scale);
+  printf("test_interventions: %s on %s (%s), scale %.3f, bound %.3g\n", argv[2], path, b->ops->name,
+         scale, GOLDEN_BOUND * scale);
   /* the three ways on the tiny models; the real model (minutes each way) with reuse */
   const int modes = model_name && strcmp(model_name, "$SMOLLM2") == 0 ? 1 : 3;
   json_t *cases = json_object_get(g, "cases");

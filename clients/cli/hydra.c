@@ -99,9 +99,12 @@ static void print_info(const model_t *m) {
          activation_name(c->activation), c->mlp_bias ? ", biases" : "");
   printf("vocab        %d\n", c->vocab_size);
   printf("context      %d\n", c->max_positions);
-  printf("norm         %s eps %g%s%s\n", c->norm == NORM_RMSNORM ? "RMSNorm" : "LayerNorm",
-         (double)c->norm_eps, c->post_norms ? ", post norms" : "",
-         c->qk_norm ? ", q/k norms per head" : "");
+  printf("norm         %s eps %g%s%s%s\n", c->norm == NORM_RMSNORM ? "RMSNorm" : "LayerNorm",
+         (double)c->norm_eps, c->no_pre_norms ? ", no pre norms" : "",
+         c->post_norms ? ", post norms" : "",
+         c->qk_norm == QK_NORM_PER_HEAD ? ", q/k norms per head"
+         : c->qk_norm == QK_NORM_WHOLE  ? ", q/k norms over the whole projections"
+                                        : "");
   printf("residual     %s\n", c->parallel_residual ? "parallel (attention and MLP read the "
                                                      "layer input)"
                                                    : "sequential");

@@ -317,9 +317,11 @@ static int join(transformer_t *t, const transformer_pass_t *P, int k, float *x, 
   return P->hooks.join(P->hooks.ctx, k, x, first, n);
 }
 
-/* out[n, d] = attention of layer L over normed[n, d]; keys and values per
- * the pass's kv mode. */
-static int attention(transformer_t *t, const transformer_pass_t *P, int L, int n) {
+/* out[n, d] = attention of layer L over input[n, d] (the pre norm's output,
+ * or the residual itself without pre norms); keys and values per the pass's
+ * kv mode. */
+static int attention(transformer_t *t, const transformer_pass_t *P, int L, const float *input,
+                     int n) {
   const model_config_t *c = &t->host->cfg;
   const layer_weights_t *w = &t->dev.layers[L];
   const backend_ops_t *op = t->b->ops;
@@ -328,12 +330,15 @@ static int attention(transformer_t *t, const transformer_pass_t *P, int L, int n
   const size_t at_layer = (size_t)L * P->cache_layer_stride;
   float *k = P->kv == KV_FILL_CACHE ? P->cache_k + at_layer : t->k;
   float *v = P->kv == KV_FILL_CACHE ? P->cache_v + at_layer : t->v;
-  TRY(transformer_matmul(t, t->q, t->normed, w->wq, w->bq, n, q, d, 0)); /* q[n, H*hd]  */
-  TRY(transformer_matmul(t, k, t->normed, w->wk, w->bk, n, kv, d, 0));   /* k[n, KV*hd] */
-  TRY(transformer_matmul(t, v, t->normed, w->wv, w->bv, n, kv, d, 0));   /* v[n, KV*hd] */
-  if (c->qk_norm) { /* RMS per head, before the rotary */
+  TRY(transformer_matmul(t, t->q, input, w->wq, w->bq, n, q, d, 0)); /* q[n, H*hd]  */
+  TRY(transformer_matmul(t, k, input, w->wk, w->bk, n, kv, d, 0));   /* k[n, KV*hd] */
+  TRY(transformer_matmul(t, v, input, w->wv, w->bv, n, kv, d, 0));   /* v[n, KV*hd] */
+  if (c->qk_norm == QK_NORM_PER_HEAD) { /* RMS per head, before the rotary */
     TRY(op->rmsnorm(b, t->q, NULL, t->q, w->q_norm_w, n * c->n_heads, c->head_dim, c->norm_eps));
     TRY(op->rmsnorm(b, k, NULL, k, w->k_norm_w, n * c->n_kv_heads, c->head_dim, c->norm_eps));
+  } else if (c->qk_norm == QK_NORM_WHOLE) { /* RMS over each row's whole q and k */
+    TRY(op->rmsnorm(b, t->q, NULL, t->q, w->q_norm_w, n, q, c->norm_eps));
+    TRY(op->rmsnorm(b, k, NULL, k, w->k_norm_w, n, kv, c->norm_eps));
   }
   if (c->positions == POSITIONS_ROPE) {
     TRY(op->rope(b, t->q, t->position, t->inv_freq, n, c->n_heads, c->head_dim, c->rotary_dim,
@@ -406,10 +411,11 @@ static int layer(transformer_t *t, const transformer_pass_t *P, int L, int *pres
     if (L == 0)
       TRY(hook(P, HOOK_EMBED, 0, t->resid, n_attn, d));
     TRY(hook(P, HOOK_RESID_PRE, L, t->resid, n_attn, d));
-    TRY(norm(t, t->normed, NULL, t->resid, w->attn_norm_w, w->attn_norm_b, n_attn));
+    if (!c->no_pre_norms)
+      TRY(norm(t, t->normed, NULL, t->resid, w->attn_norm_w, w->attn_norm_b, n_attn));
     if (c->parallel_residual)
       TRY(norm(t, t->mlp_normed, NULL, t->resid, w->mlp_norm_w, w->mlp_norm_b, n_attn));
-    TRY(attention(t, P, L, n_attn));
+    TRY(attention(t, P, L, c->no_pre_norms ? t->resid : t->normed, n_attn));
     TRY(op->add(b, t->resid, t->out, (size_t)n_attn * d));
   }
   TRY(join(t, P, k + 1, t->resid, *present, n_mlp));
@@ -419,9 +425,14 @@ static int layer(transformer_t *t, const transformer_pass_t *P, int L, int *pres
     return 0;
   if (!c->parallel_residual) {
     TRY(hook(P, HOOK_RESID_MID, L, t->resid, n_mlp, d));
-    TRY(norm(t, t->normed, NULL, t->resid, w->mlp_norm_w, w->mlp_norm_b, n_mlp));
+    if (!c->no_pre_norms)
+      TRY(norm(t, t->normed, NULL, t->resid, w->mlp_norm_w, w->mlp_norm_b, n_mlp));
   }
-  TRY(mlp(t, P, L, c->parallel_residual ? t->mlp_normed : t->normed, n_mlp));
+  TRY(mlp(t, P, L,
+          c->parallel_residual ? t->mlp_normed
+          : c->no_pre_norms    ? t->resid
+                               : t->normed,
+          n_mlp));
   TRY(op->add(b, t->resid, t->out, (size_t)n_mlp * d));
   TRY(hook(P, HOOK_RESID_POST, L, t->resid, n_mlp, d));
   return 0;

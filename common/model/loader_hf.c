@@ -302,16 +302,27 @@ static int llama_load_layer(hf_weights_t *w, int l, const model_config_t *c, lay
                kv = (size_t)c->n_kv_heads * (size_t)c->head_dim;
   char n[HF_NAME_LEN];
   const char *a = "self_attn";
-  if (load_vector(w, tensor_name(n, "model.layers.%d.input_layernorm.weight", l), d,
-                  lw->attn_norm_w, err) ||
-      load_matrix(w, tensor_name(n, "model.layers.%d.%s.q_proj.weight", l, a), q, d, lw->wq, err) ||
+  /* OLMo-2 (post norms, no pre norms) names its post-attention norm
+   * post_attention_layernorm, the name llama gives its pre-MLP norm. */
+  const char *pre_mlp = "post_attention_layernorm", *post_attn = "post_attention_layernorm";
+  if (!c->no_pre_norms &&
+      (load_vector(w, tensor_name(n, "model.layers.%d.input_layernorm.weight", l), d,
+                   lw->attn_norm_w, err) ||
+       load_vector(w, tensor_name(n, "model.layers.%d.%s.weight", l, pre_mlp), d, lw->mlp_norm_w,
+                   err)))
+    return -1;
+  if (c->post_norms &&
+      (load_vector(w, tensor_name(n, "model.layers.%d.%s.weight", l, post_attn), d,
+                   lw->post_attn_norm_w, err) ||
+       load_vector(w, tensor_name(n, "model.layers.%d.post_feedforward_layernorm.weight", l), d,
+                   lw->post_mlp_norm_w, err)))
+    return -1;
+  if (load_matrix(w, tensor_name(n, "model.layers.%d.%s.q_proj.weight", l, a), q, d, lw->wq, err) ||
       load_matrix(w, tensor_name(n, "model.layers.%d.%s.k_proj.weight", l, a), kv, d, lw->wk,
                   err) ||
       load_matrix(w, tensor_name(n, "model.layers.%d.%s.v_proj.weight", l, a), kv, d, lw->wv,
                   err) ||
       load_matrix(w, tensor_name(n, "model.layers.%d.%s.o_proj.weight", l, a), d, q, lw->wo, err) ||
-      load_vector(w, tensor_name(n, "model.layers.%d.post_attention_layernorm.weight", l), d,
-                  lw->mlp_norm_w, err) ||
       load_matrix(w, tensor_name(n, "model.layers.%d.mlp.gate_proj.weight", l), f, d, lw->w_gate,
                   err) ||
       load_matrix(w, tensor_name(n, "model.layers.%d.mlp.up_proj.weight", l), f, d, lw->w_up,
@@ -327,10 +338,12 @@ static int llama_load_layer(hf_weights_t *w, int l, const model_config_t *c, lay
   if (c->o_bias &&
       load_vector(w, tensor_name(n, "model.layers.%d.%s.o_proj.bias", l, a), d, lw->bo, err))
     return -1;
-  if (c->qk_norm && (load_vector(w, tensor_name(n, "model.layers.%d.%s.q_norm.weight", l, a),
-                                 (size_t)c->head_dim, lw->q_norm_w, err) ||
-                     load_vector(w, tensor_name(n, "model.layers.%d.%s.k_norm.weight", l, a),
-                                 (size_t)c->head_dim, lw->k_norm_w, err)))
+  const size_t qn = c->qk_norm == QK_NORM_WHOLE ? q : (size_t)c->head_dim,
+               kn = c->qk_norm == QK_NORM_WHOLE ? kv : (size_t)c->head_dim;
+  if (c->qk_norm && (load_vector(w, tensor_name(n, "model.layers.%d.%s.q_norm.weight", l, a), qn,
+                                 lw->q_norm_w, err) ||
+                     load_vector(w, tensor_name(n, "model.layers.%d.%s.k_norm.weight", l, a), kn,
+                                 lw->k_norm_w, err)))
     return -1;
   return 0;
 }
@@ -422,6 +435,7 @@ static const struct {
 } hf_loaders[] = {
     {"gpt2", gpt2_load},   {"llama", llama_load}, {"gpt_neox", gpt_neox_load},
     {"qwen2", llama_load}, {"qwen3", llama_load}, {"mistral", llama_load},
+    {"olmo2", llama_load},
 };
 
 static int load_family(hf_weights_t *w, model_t *m, char *err) {

@@ -470,7 +470,7 @@ static int qwen3_config(const hf_config_t *c, model_config_t *cfg, char *err) {
       config_bool(c, "attention_bias", 0, &attn_bias, err))
     return -1;
   cfg->qkv_bias = cfg->o_bias = attn_bias;
-  cfg->qk_norm = 1;
+  cfg->qk_norm = QK_NORM_PER_HEAD;
   return 0;
 }
 
@@ -495,6 +495,22 @@ static int mistral_config(const hf_config_t *c, model_config_t *cfg, char *err) 
                  "accepted)",
                  c->path, window, v ? "" : " (absent: MistralConfig's default)",
                  cfg->max_positions);
+}
+
+/* OLMo-2: llama's block with no pre norms (attention and MLP read the
+ * residual itself), an RMSNorm on each sublayer's output before the residual
+ * add (post norms), q and k RMS-normed over their whole projections (not per
+ * head) before the rotary, and q/k/v/o biases with attention_bias. */
+static int olmo2_config(const hf_config_t *c, model_config_t *cfg, char *err) {
+  int attn_bias = 0;
+  if (llama_like_config(c, "olmo2", 1, 0, cfg, err) ||
+      config_bool(c, "attention_bias", 0, &attn_bias, err))
+    return -1;
+  cfg->qkv_bias = cfg->o_bias = attn_bias;
+  cfg->no_pre_norms = 1;
+  cfg->post_norms = 1;
+  cfg->qk_norm = QK_NORM_WHOLE;
+  return 0;
 }
 
 /* GPT-NeoX (Pythia): LayerNorm with biases, a fused per-head qkv (split by
@@ -543,6 +559,7 @@ typedef struct {
 static const hf_family_t hf_families[] = {
     {"gpt2", gpt2_config},   {"llama", llama_config}, {"gpt_neox", gpt_neox_config},
     {"qwen2", qwen2_config}, {"qwen3", qwen3_config}, {"mistral", mistral_config},
+    {"olmo2", olmo2_config},
 };
 #define N_HF_FAMILIES (sizeof(hf_families) / sizeof(hf_families[0]))
 

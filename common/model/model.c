@@ -46,13 +46,18 @@ int model_config_check(const model_config_t *c, char *err) {
         !(c->rope_high_freq_factor > c->rope_low_freq_factor && c->rope_low_freq_factor > 0.0f))
       return err_set(err, "rope_high_freq_factor must be above rope_low_freq_factor > 0");
   }
+  if (c->no_pre_norms && c->parallel_residual)
+    return err_set(err, "no_pre_norms with a parallel residual is not implemented");
+  if (c->qk_norm != QK_NORM_NONE && c->norm != NORM_RMSNORM)
+    return err_set(err, "qk_norm: q/k norms are RMSNorm (norm must be rmsnorm)");
   if (c->mlp == MLP_SWIGLU && c->activation != ACT_SILU)
     return err_set(err, "a SwiGLU MLP needs the SiLU activation");
   /* described, not implemented yet: refused by name, never computed wrong */
   if (c->positions == POSITIONS_ROPE && c->rope_pairs != ROPE_HALVES)
     return err_set(err, "rope_pairs: adjacent-pair rotary (GPT-J style) is not implemented");
-  if (c->post_norms) /* computed by the transformer; no family's golden checks it yet */
-    return err_set(err, "post_norms: post-sublayer norms are not checked against a reference yet");
+  if (c->post_norms && !c->no_pre_norms) /* computed; no family's golden checks both yet */
+    return err_set(err, "post_norms: post norms together with pre norms are not checked against a "
+                        "reference yet");
   if (c->mlp == MLP_GEGLU)
     return err_set(err, "mlp: a GeGLU MLP is not implemented");
   if (c->embed_scale != 0.0f && c->embed_scale != 1.0f)
@@ -154,9 +159,11 @@ model_t *model_alloc(const model_config_t *cfg, char *err) {
     failed = 1;
   for (int l = 0; l < cfg->n_layers && !failed; l++) {
     layer_weights_t *w = &m->layers[l];
-    w->attn_norm_w = tensor_alloc(d, &failed);
-    w->mlp_norm_w = tensor_alloc(d, &failed);
-    if (ln) {
+    if (!cfg->no_pre_norms)
+      w->attn_norm_w = tensor_alloc(d, &failed);
+    if (!cfg->no_pre_norms)
+      w->mlp_norm_w = tensor_alloc(d, &failed);
+    if (ln && !cfg->no_pre_norms) {
       w->attn_norm_b = tensor_alloc(d, &failed);
       w->mlp_norm_b = tensor_alloc(d, &failed);
     }
@@ -169,8 +176,9 @@ model_t *model_alloc(const model_config_t *cfg, char *err) {
       }
     }
     if (cfg->qk_norm) {
-      w->q_norm_w = tensor_alloc((size_t)cfg->head_dim, &failed);
-      w->k_norm_w = tensor_alloc((size_t)cfg->head_dim, &failed);
+      const int whole = cfg->qk_norm == QK_NORM_WHOLE;
+      w->q_norm_w = tensor_alloc(whole ? q : (size_t)cfg->head_dim, &failed);
+      w->k_norm_w = tensor_alloc(whole ? kv : (size_t)cfg->head_dim, &failed);
     }
     w->wq = tensor_alloc(q * d, &failed);
     w->wk = tensor_alloc(kv * d, &failed);
@@ -210,11 +218,14 @@ size_t model_n_params(const model_t *m) {
   const size_t d = (size_t)c->d_model, q = (size_t)c->n_heads * c->head_dim,
                kv = (size_t)c->n_kv_heads * c->head_dim, f = (size_t)c->d_mlp,
                v = (size_t)c->vocab_size;
-  size_t per_layer = 2 * d + q * d + 2 * kv * d + d * q + f * d * (c->mlp == MLP_GELU ? 2 : 3);
+  size_t per_layer = (c->no_pre_norms ? 0 : 2 * d) + q * d + 2 * kv * d + d * q +
+                     f * d * (c->mlp == MLP_GELU ? 2 : 3);
   if (c->post_norms)
     per_layer += 2 * d;
-  if (c->qk_norm)
+  if (c->qk_norm == QK_NORM_PER_HEAD)
     per_layer += 2 * (size_t)c->head_dim;
+  if (c->qk_norm == QK_NORM_WHOLE)
+    per_layer += q + kv;
   size_t n = v * d + (c->tied_unembed ? 0 : v * d) + c->n_layers * per_layer + d;
   if (c->positions == POSITIONS_LEARNED)
     n += (size_t)c->max_positions * d;
@@ -225,7 +236,8 @@ int model_layer_tensors(const model_config_t *c, layer_weights_t *w, float ***pt
                         int *proj) {
   const size_t d = (size_t)c->d_model, q = (size_t)c->n_heads * c->head_dim,
                kv = (size_t)c->n_kv_heads * c->head_dim, f = (size_t)c->d_mlp;
-  const size_t hd = (size_t)c->head_dim;
+  const size_t qn = c->qk_norm == QK_NORM_WHOLE ? q : (size_t)c->head_dim,
+               kn = c->qk_norm == QK_NORM_WHOLE ? kv : (size_t)c->head_dim;
   float **p[MODEL_LAYER_TENSORS] = {&w->attn_norm_w,
                                     &w->attn_norm_b,
                                     &w->wq,
@@ -251,7 +263,7 @@ int model_layer_tensors(const model_config_t *c, layer_weights_t *w, float ***pt
                                     &w->k_norm_w};
   const size_t n[MODEL_LAYER_TENSORS] = {d,     d, q * d, q, kv * d, kv, kv * d, kv,
                                          d * q, d, d,     d, f * d,  f,  f * d,  d * f,
-                                         d,     d, d,     d, d,      hd, hd};
+                                         d,     d, d,     d, d,      qn, kn};
   const int is_proj[MODEL_LAYER_TENSORS] = {0, 0, 1, 0, 1, 0, 1, 0, 1, 0, 0, 0,
                                             1, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0};
   for (int i = 0; i < MODEL_LAYER_TENSORS; i++) {

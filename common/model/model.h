@@ -35,6 +35,10 @@ typedef enum {
  * MLP_GEGLU: down(gelu(gate x) * up x). */
 typedef enum { MLP_GELU, MLP_SWIGLU, MLP_GEGLU } mlp_kind_t;
 typedef enum { ACT_GELU_TANH, ACT_GELU_ERF, ACT_SILU } activation_t;
+/* QK_NORM_PER_HEAD: q and k RMS-normed over each head's head_dim (Qwen3);
+ * QK_NORM_WHOLE: over the whole projection, n_heads*head_dim and
+ * n_kv_heads*head_dim wide (OLMo-2). Both before the rotary. */
+typedef enum { QK_NORM_NONE, QK_NORM_PER_HEAD, QK_NORM_WHOLE } qk_norm_t;
 
 /* The block description: every choice a family makes, as data. The one
  * transformer (compute/transformer.c) reads it; a family is a loader that
@@ -52,14 +56,16 @@ typedef struct {
   int vocab_size;
   int max_positions; /* context length; the learned position table's rows */
   /* norms: the kind (LayerNorm has a bias), its epsilon; a pre norm before
-   * attention and before the MLP always; post_norms: their outputs also pass
-   * through their own norm before the residual add (OLMo-2, Gemma 2/3);
-   * qk_norm: q and k are RMS-normed per head before the rotary (Qwen3). A
-   * "(1 + w)" scale (Gemma) is folded into the weights by its loader. */
+   * attention and before the MLP unless no_pre_norms (OLMo-2: the sublayers
+   * read the residual itself); post_norms: their outputs also pass through
+   * their own norm before the residual add (OLMo-2, Gemma 2/3); qk_norm: q
+   * and k RMS-normed before the rotary (qk_norm_t). A "(1 + w)" scale (Gemma)
+   * is folded into the weights by its loader. */
   norm_kind_t norm;
   float norm_eps;
+  int no_pre_norms;
   int post_norms;
-  int qk_norm;
+  qk_norm_t qk_norm;
   /* positions */
   position_kind_t positions;
   float rope_theta;
@@ -91,18 +97,18 @@ typedef struct {
 
 /* Biases are NULL where the family has none. */
 typedef struct {
-  float *attn_norm_w, *attn_norm_b;           /* [d_model] */
+  float *attn_norm_w, *attn_norm_b;           /* [d_model], NULL with no_pre_norms */
   float *wq, *bq;                             /* [n_heads*head_dim, d_model] */
   float *wk, *bk;                             /* [n_kv_heads*head_dim, d_model] */
   float *wv, *bv;                             /* [n_kv_heads*head_dim, d_model] */
   float *wo, *bo;                             /* [d_model, n_heads*head_dim] */
   float *post_attn_norm_w, *post_attn_norm_b; /* [d_model], post_norms only */
-  float *q_norm_w, *k_norm_w;                 /* [head_dim], qk_norm only */
-  float *mlp_norm_w, *mlp_norm_b;             /* [d_model] */
-  float *w_up, *b_up;                         /* [d_mlp, d_model] (gpt2 c_fc, llama up_proj) */
-  float *w_gate;                              /* [d_mlp, d_model], SwiGLU only */
-  float *w_down, *b_down;                     /* [d_model, d_mlp] */
-  float *post_mlp_norm_w, *post_mlp_norm_b;   /* [d_model], post_norms only */
+  float *q_norm_w, *k_norm_w;     /* qk_norm only: [head_dim] per head, [H*hd] and [KV*hd] whole */
+  float *mlp_norm_w, *mlp_norm_b; /* [d_model], NULL with no_pre_norms */
+  float *w_up, *b_up;             /* [d_mlp, d_model] (gpt2 c_fc, llama up_proj) */
+  float *w_gate;                  /* [d_mlp, d_model], SwiGLU only */
+  float *w_down, *b_down;         /* [d_model, d_mlp] */
+  float *post_mlp_norm_w, *post_mlp_norm_b; /* [d_model], post_norms only */
 } layer_weights_t;
 
 typedef struct {

@@ -68,7 +68,7 @@ TINY_PROMPT_LENS = (5, 9, 12, 7)
 TINY_SEEDS = {"tiny-gpt2": 3001, "tiny-llama": 3002, "tiny-gpt_neox": 3003,
               "tiny-gpt_neox-sequential": 3004, "tiny-qwen2": 3005,
               "tiny-llama3": 3006, "tiny-qwen3": 3007,
-              "tiny-mistral": 3008}
+              "tiny-mistral": 3008, "tiny-olmo2": 3009}
 SMOLLM2_PROMPTS = [
     "The Eiffel Tower is located in the city of",
     "The capital of Japan is the city of",
@@ -144,6 +144,29 @@ class Arch:
                            for l in m.layers]
             self.gamma = m.norm.weight.detach()
             self.beta = None
+        elif self.family == "olmo2":
+            # post norms, no pre norms: a component's output is its post norm's
+            # output (what it adds to the residual); heads are o_proj's input
+            m = model.model
+            self.n_layers = c.num_hidden_layers
+            self.n_heads = c.num_attention_heads
+            self.d_model = c.hidden_size
+            self.head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+            self.embed_mod = m.embed_tokens
+            self.attn_out = [l.post_attention_layernorm for l in m.layers]
+            self.mlp_out = [l.post_feedforward_layernorm for l in m.layers]
+            self.o_proj = [l.self_attn.o_proj for l in m.layers]
+            self.down = [l.mlp.down_proj for l in m.layers]
+            self.final_norm = m.norm
+            self.norm_kind = "rmsnorm"
+            self.eps = m.norm.variance_epsilon
+            self.W_O = [l.self_attn.o_proj.weight.detach() for l in m.layers]
+            self.b_O = [None if l.self_attn.o_proj.bias is None else l.self_attn.o_proj.bias.detach()
+                        for l in m.layers]
+            self.W_down = [l.mlp.down_proj.weight.detach() for l in m.layers]
+            self.b_down = [None for l in m.layers]
+            self.gamma = m.norm.weight.detach()
+            self.beta = None
         elif self.family == "gpt_neox":
             # parallel residual or not, every component adds its output to the
             # residual stream, so the final norm's input is still their sum
@@ -168,6 +191,11 @@ class Arch:
             self.beta = m.final_layer_norm.bias.detach()
         else:
             raise SystemExit(f"unsupported model_type {self.family}")
+        # heads are read at the output projection's input; without post norms
+        # that projection is the attention's output module
+        self.post_norms = hasattr(self, "o_proj")
+        if not self.post_norms:
+            self.o_proj = self.attn_out
         lm_head = model.get_output_embeddings()            # lm_head; gpt_neox: embed_out
         assert getattr(lm_head, "bias", None) is None, "lm_head bias not handled"
         self.W_U = lm_head.weight.detach()                 # [vocab, d_model]
@@ -191,7 +219,7 @@ class Arch:
             return self.mlp_out[L], "out", None
         if kind == "head":
             H = int(parts[2])
-            return self.attn_out[L], "in", slice(H * self.head_dim, (H + 1) * self.head_dim)
+            return self.o_proj[L], "in", slice(H * self.head_dim, (H + 1) * self.head_dim)
         if kind == "neuron":
             return self.down[L], "in", int(parts[2])
         raise ValueError(comp)
@@ -226,6 +254,23 @@ class Arch:
 
     def extra_vec(self, comp, value):
         return self.head_vec(comp, value) if comp.startswith("head.") else self.neuron_vec(comp, value)
+
+    def post_frozen(self, comp, cap, y):
+        """With post norms, a head's (neuron's) share y of its sublayer's
+        output before the post norm, through that norm frozen at the run's own
+        scale (RMSNorm: y / rms * gamma), so that a layer's heads (neurons)
+        and its bias share add up to attn.L (mlp.L); without, y itself."""
+        if not self.post_norms:
+            return y
+        L = int(comp.split(".")[1])
+        if comp.startswith("head."):
+            pre = self.W_O[L] @ cap["attn_in"][L] + (0 if self.b_O[L] is None else self.b_O[L])
+            norm = self.attn_out[L]
+        else:
+            pre = self.W_down[L] @ cap["down_in"][L] + (0 if self.b_down[L] is None else self.b_down[L])
+            norm = self.mlp_out[L]
+        assert self.norm_kind == "rmsnorm"
+        return y * torch.rsqrt(pre.pow(2).mean() + norm.variance_epsilon) * norm.weight.detach()
 
 
 # ---------------------------------------------------------------------------
@@ -298,7 +343,7 @@ def forward(arch, ids, interventions=None, positions="last", inputs_embeds=None)
     for L in range(arch.n_layers):
         handles.append(arch.attn_out[L].register_forward_hook(cap_out(f"attn.{L}")))
         handles.append(arch.mlp_out[L].register_forward_hook(cap_out(f"mlp.{L}")))
-        handles.append(arch.attn_out[L].register_forward_pre_hook(cap_in("attn_in", L)))
+        handles.append(arch.o_proj[L].register_forward_pre_hook(cap_in("attn_in", L)))
         handles.append(arch.down[L].register_forward_pre_hook(cap_in("down_in", L)))
     handles.append(arch.final_norm.register_forward_pre_hook(
         lambda mod, args: cap.__setitem__("resid", args[0][0, -1].detach().clone())))
@@ -334,7 +379,7 @@ def centred(logits):
 
 
 def extra_de(arch, cap, comp, inv, u):
-    return arch.de(arch.extra_vec(comp, comp_value(arch, cap, comp)), inv, u)
+    return arch.de(arch.post_frozen(comp, cap, arch.extra_vec(comp, comp_value(arch, cap, comp))), inv, u)
 
 
 # ---------------------------------------------------------------------------
@@ -482,6 +527,7 @@ def choose_extras(arch, cleans, kind):
                 ys = torch.einsum("dhk,hk->hd", W, h)                   # [n_heads, d_model]
             else:
                 ys = (arch.W_down[L] * cl["cap"]["down_in"][L]).T        # [d_ff, d_model]
+            ys = arch.post_frozen(f"{kind}.{L}.0", cl["cap"], ys)
             if arch.norm_kind == "layernorm":
                 ys = ys - ys.mean(1, keepdim=True)
             scores[L] += (((ys * cl["inv"]) * arch.gamma) @ u).abs().numpy()
@@ -614,12 +660,12 @@ class weights_zeroed:
             if c.startswith("mlp.") or c.startswith("attn."):
                 lin = arch.down[L] if c.startswith("mlp.") else arch.attn_out[L]
                 self._zero(lin.weight)
-                if lin.bias is not None:
+                if getattr(lin, "bias", None) is not None:  # a post norm (olmo2) has none
                     self._zero(lin.bias)
             elif c.startswith("head."):
                 H = int(c.split(".")[2])
                 sl = slice(H * arch.head_dim, (H + 1) * arch.head_dim)
-                w = arch.attn_out[L].weight
+                w = arch.o_proj[L].weight
                 self._zero(w, (sl, slice(None)) if conv else (slice(None), sl))
             else:
                 N = int(c.split(".")[2])
@@ -682,17 +728,20 @@ def make_golden(arch, name, model_field, prompts, plan, golden_dir, texts=None, 
     for cl in cleans:
         cl["extra_de"] = {c: extra_de(arch, cl["cap"], c, cl["inv"], cl["u"]) for c in extras}
         # heads of a layer (+ o_proj bias) add up to attn.L; neurons (+ bias) to mlp.L
+        # (with post norms: each through the post norm frozen at its clean scale)
         for c in extras:
             L = int(c.split(".")[1])
             kind = "attn" if c.startswith("head.") else "mlp"
+            frozen = lambda y: arch.post_frozen(c, cl["cap"], y)
             if kind == "attn":
-                parts = [arch.de(arch.head_vec(f"head.{L}.{H}", comp_value(arch, cl["cap"], f"head.{L}.{H}")),
+                parts = [arch.de(frozen(arch.head_vec(f"head.{L}.{H}",
+                                                      comp_value(arch, cl["cap"], f"head.{L}.{H}"))),
                                  cl["inv"], cl["u"]) for H in range(arch.n_heads)]
                 b = arch.b_O[L]
             else:
-                parts = [arch.de(arch.W_down[L] @ cl["cap"]["down_in"][L], cl["inv"], cl["u"])]
+                parts = [arch.de(frozen(arch.W_down[L] @ cl["cap"]["down_in"][L]), cl["inv"], cl["u"])]
                 b = arch.b_down[L]
-            tot = sum(parts) + (0.0 if b is None else arch.de(b, cl["inv"], cl["u"]))
+            tot = sum(parts) + (0.0 if b is None else arch.de(frozen(b), cl["inv"], cl["u"]))
             ref = cl["de"][arch.component_order.index(f"{kind}.{L}")]
             assert abs(tot - ref) <= 1e-4 * max(1.0, abs(ref)), (c, tot, ref)
 

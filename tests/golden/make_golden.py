@@ -22,6 +22,8 @@ Writes (under --out, normally `tests`):
                              attention_bias
   data/tiny-mistral/         random-init Mistral: head_dim given (16), a
                              sliding_window as long as the context
+  data/tiny-olmo2/           random-init OLMo-2: post norms and no pre norms,
+                             q/k norms over the whole projections, biases
   golden/<name>.json         prompts, recorded positions, argmax, metadata
   golden/<name>.f32          raw little-endian float32 logits
 for <name> in tiny-gpt2, tiny-llama, tiny-llama-sharded (same logits file as
@@ -59,6 +61,8 @@ from transformers import (
     Qwen3ForCausalLM,
     MistralConfig,
     MistralForCausalLM,
+    Olmo2Config,
+    Olmo2ForCausalLM,
     LlamaConfig,
     LlamaForCausalLM,
 )
@@ -449,6 +453,23 @@ def make_tiny_mistral(data_dir, golden_dir):
     assert a.head_dim == 16 and m.config.sliding_window == 128, (a.head_dim, m.config.sliding_window)
 
 
+def make_tiny_olmo2(data_dir, golden_dir):
+    name = "tiny-olmo2"
+    log(f"[{name}]")
+    cfg = Olmo2Config(hidden_size=48, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
+                      num_key_value_heads=2, vocab_size=FAMILY_VOCAB, max_position_embeddings=128,
+                      rope_parameters={"rope_type": "default", "rope_theta": 25000.0}, rms_norm_eps=1e-6,
+                      attention_bias=True, tie_word_embeddings=False, initializer_range=LLAMA_INIT_RANGE,
+                      pad_token_id=None, eos_token_id=None)
+    torch.manual_seed(4600)
+    model = Olmo2ForCausalLM(cfg).float().eval()
+    from transformers.models.olmo2.modeling_olmo2 import Olmo2RMSNorm
+    m = make_family_model(data_dir, golden_dir, name, model, (Olmo2RMSNorm,), 4610)
+    l = m.model.layers[0]
+    assert not hasattr(l, "input_layernorm") and tuple(l.self_attn.q_norm.weight.shape) == (48,)
+    assert tuple(l.self_attn.k_norm.weight.shape) == (24,) and l.self_attn.o_proj.bias is not None
+
+
 # name -> maker(data_dir, golden_dir)
 TINY_FAMILIES = {
     "tiny-gpt_neox": lambda d, g: make_tiny_gpt_neox(d, g, True),
@@ -456,6 +477,7 @@ TINY_FAMILIES = {
     "tiny-qwen2": make_tiny_qwen2,
     "tiny-qwen3": make_tiny_qwen3,
     "tiny-mistral": make_tiny_mistral,
+    "tiny-olmo2": make_tiny_olmo2,
     # llama3: original context 64, wavelengths 6.3 (kept), 33 (smoothed), 168... (divided)
     "tiny-llama3": lambda d, g: make_tiny_llama_rope(
         d, g, "tiny-llama3",

@@ -1078,10 +1078,11 @@ static void test_mistral_config(void) {
 static void test_repo_models(const char *root) {
   const char *names[] = {
       "tiny-gpt2",  "tiny-llama", "tiny-llama-sharded", "tiny-gpt_neox", "tiny-gpt_neox-sequential",
-      "tiny-qwen2", "tiny-qwen3", "tiny-mistral"};
-  const char *families[] = {"gpt2",     "llama", "llama", "gpt_neox",
-                            "gpt_neox", "qwen2", "qwen3", "mistral"};
-  const int parallel[] = {0, 0, 0, 1, 0, 0, 0, 0}, rotary_dim[] = {0, 16, 16, 6, 6, 12, 16, 16};
+      "tiny-qwen2", "tiny-qwen3", "tiny-mistral",       "tiny-olmo2"};
+  const char *families[] = {"gpt2",  "llama", "llama",   "gpt_neox", "gpt_neox",
+                            "qwen2", "qwen3", "mistral", "olmo2"};
+  const int parallel[] = {0, 0, 0, 1, 0, 0, 0, 0, 0},
+            rotary_dim[] = {0, 16, 16, 6, 6, 12, 16, 16, 12};
   for (int i = 0; i < (int)(sizeof(names) / sizeof(names[0])); i++) {
     char dir[1024], cfg[1100], err[HYDRA_ERR_LEN] = "";
     snprintf(dir, sizeof(dir), "%s/tests/data/%s", root, names[i]);
@@ -1100,6 +1101,10 @@ static void test_repo_models(const char *root) {
       CHECK(m->cfg.qk_norm && m->cfg.head_dim == 16 && m->cfg.qkv_bias && m->cfg.o_bias &&
                 m->layers[2].k_norm_w && m->layers[2].bo,
             "tiny-qwen3: per-head q/k norms, head_dim 16, q/k/v/o biases");
+    if (m && strcmp(names[i], "tiny-olmo2") == 0)
+      CHECK(m->cfg.no_pre_norms && m->cfg.post_norms && m->cfg.qk_norm == QK_NORM_WHOLE &&
+                !m->layers[2].attn_norm_w && m->layers[2].post_mlp_norm_w && m->layers[2].bo,
+            "tiny-olmo2: post norms only, q/k norms over the whole projections, biases");
     if (m)
       CHECK(m->cfg.parallel_residual == parallel[i] && m->cfg.rotary_dim == rotary_dim[i],
             "%s: parallel_residual %d, rotary_dim %d", names[i], m->cfg.parallel_residual,

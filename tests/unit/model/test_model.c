@@ -59,7 +59,16 @@ int main(void) {
   c.sliding_window = 16;
   refused(c, "sliding_window");
   c = valid();
-  c.post_norms = 1;
+  c.post_norms = 1; /* with pre norms (Gemma 2/3): no golden yet */
   refused(c, "post_norms");
+  c.no_pre_norms = 1; /* OLMo-2's block, checked by its goldens */
+  c.qk_norm = QK_NORM_WHOLE;
+  CHECK(model_config_check(&c, err) == 0, "post norms without pre norms pass (got \"%s\")", err);
+  c.norm = NORM_LAYERNORM;
+  refused(c, "qk_norm");
+  c = valid();
+  c.no_pre_norms = 1;
+  c.parallel_residual = 1;
+  refused(c, "no_pre_norms");
   return check_exit("test_model");
 }

@@ -169,7 +169,7 @@ static int clean_logits(run_t *R) {
     if (R->full_logits)
       TRY(op->logit_metrics(b, e->metric_out + (size_t)5 * c0, e->clean_lp + (size_t)c0 * V,
                             e->logits, n, V, e->ident + c0, e->job_targets,
-                            foils ? e->job_foils : NULL, NULL));
+                            foils ? e->job_foils : NULL, NULL, R->cfg->final_softcap));
   }
   TRY(op->download(b, best, e->argmax, sizeof(int) * np));
   TRY(op->download(b, stats, e->clean_stats, sizeof(float) * 3 * (size_t)np));
@@ -431,7 +431,8 @@ int variant_pass(run_t *R, variant_t *vs, int nv) {
     const int n = nv - c0 < LOGIT_ROWS ? nv - c0 : LOGIT_ROWS;
     TRY(transformer_unembed(e->tf, e->logits, e->final_normed + (size_t)c0 * d, n));
     TRY(op->logit_metrics(b, e->metric_out + (size_t)5 * c0, NULL, e->logits, n, V,
-                          e->read_prompt + c0, e->ptarget, e->pfoil, e->clean_lp));
+                          e->read_prompt + c0, e->ptarget, e->pfoil, e->clean_lp,
+                          c->final_softcap));
   }
   TRY(op->download(b, logit, e->logit_out, sizeof(float) * nv));
   TRY(op->download(b, inv, e->final_inv, sizeof(float) * nv));

@@ -52,24 +52,29 @@ int model_config_check(const model_config_t *c, char *err) {
     return err_set(err, "qk_norm: q/k norms are RMSNorm (norm must be rmsnorm)");
   if (c->mlp == MLP_SWIGLU && c->activation != ACT_SILU)
     return err_set(err, "a SwiGLU MLP needs the SiLU activation");
+  if (c->mlp == MLP_GEGLU && c->activation == ACT_SILU)
+    return err_set(err, "mlp: a GeGLU MLP needs a GELU activation");
+  if (!(c->embed_scale >= 0.0f && c->embed_scale < 1e30f))
+    return err_set(err, "embed_scale = %g is out of range", (double)c->embed_scale);
+  if (!(c->attn_scale >= 0.0f && c->attn_scale < 1e30f))
+    return err_set(err, "attn_scale = %g is out of range", (double)c->attn_scale);
+  if (!(c->attn_softcap >= 0.0f && c->attn_softcap < 1e30f))
+    return err_set(err, "attn_softcap = %g is out of range", (double)c->attn_softcap);
+  if (!(c->final_softcap >= 0.0f && c->final_softcap < 1e30f))
+    return err_set(err, "final_softcap = %g is out of range", (double)c->final_softcap);
+  if (c->sliding_window < 0 || c->sliding_period < 0)
+    return err_set(err, "sliding_window = %d, sliding_period = %d must not be negative",
+                   c->sliding_window, c->sliding_period);
+  if (!(c->rope_local_theta >= 0.0f && c->rope_local_theta < 1e30f))
+    return err_set(err, "rope_local_theta = %g is out of range", (double)c->rope_local_theta);
   /* described, not implemented yet: refused by name, never computed wrong */
   if (c->positions == POSITIONS_ROPE && c->rope_pairs != ROPE_HALVES)
     return err_set(err, "rope_pairs: adjacent-pair rotary (GPT-J style) is not implemented");
-  if (c->post_norms && !c->no_pre_norms) /* computed; no family's golden checks both yet */
-    return err_set(err, "post_norms: post norms together with pre norms are not checked against a "
-                        "reference yet");
-  if (c->mlp == MLP_GEGLU)
-    return err_set(err, "mlp: a GeGLU MLP is not implemented");
-  if (c->embed_scale != 0.0f && c->embed_scale != 1.0f)
-    return err_set(err, "embed_scale = %g: scaled embeddings are not implemented",
-                   (double)c->embed_scale);
-  if (c->attn_softcap != 0.0f)
-    return err_set(err, "attn_softcap: attention soft-capping is not implemented");
-  if (c->final_softcap != 0.0f)
-    return err_set(err, "final_softcap: final-logit soft-capping is not implemented");
-  if (c->sliding_window != 0)
-    return err_set(err, "sliding_window: sliding-window attention is not implemented");
   return 0;
+}
+
+int model_layer_slides(const model_config_t *c, int layer) {
+  return c->sliding_window > 0 && (c->sliding_period <= 1 || (layer + 1) % c->sliding_period != 0);
 }
 
 static const double PI = 3.14159265358979323846;

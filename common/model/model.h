@@ -88,11 +88,22 @@ typedef struct {
   int qkv_bias;        /* q, k and v projections have biases */
   int o_bias;          /* the attention output projection has a bias */
   int mlp_bias;        /* up and down projections have biases */
+  float attn_scale;    /* scores = q.k * it (0: 1/sqrt(head_dim); Gemma 2/3:
+                          query_pre_attn_scalar^-1/2) */
   float attn_softcap;  /* scores = c tanh(scores / c) (0: none) */
   float final_softcap; /* logits = c tanh(logits / c) (0: none) */
-  int sliding_window;  /* keys within this many positions (0: all) */
-  int tied_unembed;    /* unembed aliases tok_embed */
-  int bos_id, eos_id;  /* -1 when unknown */
+  /* sliding windows: a sliding layer's row reads the keys of its own and the
+   * sliding_window - 1 positions before it (0: all keys, every layer). The
+   * layers that slide: every one with sliding_period 0 or 1, else all but
+   * every sliding_period-th (layer L slides unless (L + 1) % period == 0:
+   * Gemma 2's alternation is period 2, Gemma 3's pattern 6). A sliding layer
+   * rotates with rope_local_theta's frequencies where it is set (Gemma 3's
+   * local base, unscaled), with the model's own otherwise. */
+  int sliding_window;
+  int sliding_period;
+  float rope_local_theta;
+  int tied_unembed;   /* unembed aliases tok_embed */
+  int bos_id, eos_id; /* -1 when unknown */
 } model_config_t;
 
 /* Biases are NULL where the family has none. */
@@ -139,6 +150,9 @@ int model_config_check(const model_config_t *cfg, char *err);
  * multiplied by (*attn_scale, 1 unless yarn), computed in double as
  * transformers' rope init functions compute them. */
 void model_rope_frequencies(const model_config_t *c, double *inv_freq, float *attn_scale);
+
+/* 1 when layer L attends through a sliding window (see sliding_window). */
+int model_layer_slides(const model_config_t *c, int layer);
 
 /* Number of parameters held (tied unembedding counted once). */
 size_t model_n_params(const model_t *m);

@@ -113,13 +113,31 @@ static void print_info(const model_t *m) {
          c->o_bias     ? "o"
          : c->qkv_bias ? ""
                        : "none");
-  if (c->positions == POSITIONS_ROPE)
+  if (c->attn_scale > 0.0f)
+    printf("scores       q.k * %g\n", (double)c->attn_scale);
+  if (c->attn_softcap > 0.0f)
+    printf("soft-cap     attention scores at %g\n", (double)c->attn_softcap);
+  if (c->sliding_window > 0) {
+    printf("window       %d keys on ", c->sliding_window);
+    if (c->sliding_period > 1)
+      printf("layers L with L + 1 not a multiple of %d\n", c->sliding_period);
+    else
+      printf("every layer\n");
+  }
+  if (c->positions == POSITIONS_ROPE) {
     print_rope(c);
-  else if (c->positions == POSITIONS_LEARNED)
+    if (c->rope_local_theta > 0.0f)
+      printf("local rotary theta %g on sliding layers (unscaled)\n", (double)c->rope_local_theta);
+  } else if (c->positions == POSITIONS_LEARNED)
     printf("positions    learned\n");
   else
     printf("positions    none\n");
+  if (c->embed_scale != 0.0f && c->embed_scale != 1.0f)
+    printf("embeddings   scaled by %g\n", (double)c->embed_scale);
   printf("unembedding  %s\n", c->tied_unembed ? "tied" : "untied");
+  if (c->final_softcap > 0.0f)
+    printf("soft-cap     final logits at %g (effects on the pre-cap logits)\n",
+           (double)c->final_softcap);
   printf("parameters   %zu\n", model_n_params(m));
 }
 

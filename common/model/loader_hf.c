@@ -302,9 +302,11 @@ static int llama_load_layer(hf_weights_t *w, int l, const model_config_t *c, lay
                kv = (size_t)c->n_kv_heads * (size_t)c->head_dim;
   char n[HF_NAME_LEN];
   const char *a = "self_attn";
-  /* OLMo-2 (post norms, no pre norms) names its post-attention norm
-   * post_attention_layernorm, the name llama gives its pre-MLP norm. */
-  const char *pre_mlp = "post_attention_layernorm", *post_attn = "post_attention_layernorm";
+  /* With post norms (OLMo-2, Gemma 2/3) post_attention_layernorm is the
+   * attention's post norm and the pre-MLP norm is pre_feedforward_layernorm;
+   * without (llama, Gemma 1) post_attention_layernorm is the pre-MLP norm. */
+  const char *post_attn = "post_attention_layernorm",
+             *pre_mlp = c->post_norms ? "pre_feedforward_layernorm" : "post_attention_layernorm";
   if (!c->no_pre_norms &&
       (load_vector(w, tensor_name(n, "model.layers.%d.input_layernorm.weight", l), d,
                    lw->attn_norm_w, err) ||
@@ -361,6 +363,32 @@ static int llama_load(hf_weights_t *w, model_t *m, char *err) {
     return -1;
   if (!c->tied_unembed)
     return load_matrix(w, "lm_head.weight", v, d, m->unembed, err);
+  return 0;
+}
+
+static void add_one(float *x, size_t n) {
+  for (size_t i = 0; x && i < n; i++)
+    x[i] += 1.0f;
+}
+
+/* Gemma 1/2/3: llama's tensor names (with Gemma 2/3's pre and post norms and
+ * Gemma 3's q/k norms); every RMSNorm scales by (1 + w), folded into the
+ * weights here (fp32, as GemmaRMSNorm's 1.0 + weight.float()). */
+static int gemma_load(hf_weights_t *w, model_t *m, char *err) {
+  const model_config_t *c = &m->cfg;
+  const size_t d = (size_t)c->d_model, hd = (size_t)c->head_dim;
+  if (llama_load(w, m, err))
+    return -1;
+  for (int l = 0; l < c->n_layers; l++) {
+    layer_weights_t *lw = &m->layers[l];
+    add_one(lw->attn_norm_w, d);
+    add_one(lw->mlp_norm_w, d);
+    add_one(lw->post_attn_norm_w, d);
+    add_one(lw->post_mlp_norm_w, d);
+    add_one(lw->q_norm_w, hd);
+    add_one(lw->k_norm_w, hd);
+  }
+  add_one(m->final_norm_w, d);
   return 0;
 }
 
@@ -433,9 +461,10 @@ static const struct {
   const char *family;
   int (*load)(hf_weights_t *w, model_t *m, char *err);
 } hf_loaders[] = {
-    {"gpt2", gpt2_load},   {"llama", llama_load}, {"gpt_neox", gpt_neox_load},
-    {"qwen2", llama_load}, {"qwen3", llama_load}, {"mistral", llama_load},
-    {"olmo2", llama_load},
+    {"gpt2", gpt2_load},         {"llama", llama_load}, {"gpt_neox", gpt_neox_load},
+    {"qwen2", llama_load},       {"qwen3", llama_load}, {"mistral", llama_load},
+    {"olmo2", llama_load},       {"gemma", gemma_load}, {"gemma2", gemma_load},
+    {"gemma3_text", gemma_load},
 };
 
 static int load_family(hf_weights_t *w, model_t *m, char *err) {

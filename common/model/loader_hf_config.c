@@ -513,6 +513,215 @@ static int olmo2_config(const hf_config_t *c, model_config_t *cfg, char *err) {
   return 0;
 }
 
+/* A non-negative number where null means "none" (0) and absence the
+ * family's default: Gemma 2's soft-caps. */
+static int config_cap(const hf_config_t *c, const char *key, double dflt, float *out, char *err) {
+  const json_t *v = json_object_get(c->root, key);
+  if (v && json_is_null(v)) {
+    *out = 0.0f;
+    return 0;
+  }
+  return config_number(c, key, 0, dflt, out, err);
+}
+
+/* layer_types (a list of "sliding_attention" / "full_attention"), or absent:
+ * every period-th layer full, the others sliding (period 0: none slide). The
+ * list must follow such a pattern (model_layer_slides); refused otherwise. */
+static int sliding_layers_config(const hf_config_t *c, int period, model_config_t *cfg, char *err) {
+  const json_t *types = json_object_get(c->root, "layer_types");
+  cfg->sliding_period = period;
+  if (!types || json_is_null(types))
+    return 0;
+  if (!json_is_array(types) || json_array_size(types) != (size_t)cfg->n_layers)
+    return err_set(err, "%s: layer_types must be a list of num_hidden_layers = %d strings", c->path,
+                   cfg->n_layers);
+  int first_full = -1;
+  for (int l = 0; l < cfg->n_layers; l++) {
+    const char *t = json_string_value(json_array_get(types, (size_t)l));
+    if (!t || (strcmp(t, "full_attention") != 0 && strcmp(t, "sliding_attention") != 0))
+      return err_set(err, "%s: layer_types[%d] must be \"full_attention\" or \"sliding_attention\"",
+                     c->path, l);
+    if (first_full < 0 && strcmp(t, "full_attention") == 0)
+      first_full = l;
+  }
+  cfg->sliding_period = first_full < 0 ? 0 : first_full + 1;
+  if (first_full == 0) /* every layer full: nothing slides */
+    cfg->sliding_window = 0;
+  for (int l = 0; l < cfg->n_layers; l++) {
+    const int slides =
+        strcmp(json_string_value(json_array_get(types, (size_t)l)), "sliding_attention") == 0;
+    if (cfg->sliding_window > 0 && slides != model_layer_slides(cfg, l))
+      return err_set(err,
+                     "%s: layer_types is not supported (hydra's sliding layers are all but every "
+                     "k-th; layer %d breaks the pattern of every %d-th full)",
+                     c->path, l, cfg->sliding_period);
+  }
+  return 0;
+}
+
+/* The keys Gemma 1, 2 and 3 share: llama's shape keys (head_dim given, 256
+ * when absent), RMSNorm with (1 + w) (folded into the weights by
+ * loader_hf.c), a GeGLU MLP whose GELU is `act_key`, embeddings scaled by
+ * sqrt(hidden_size) (in fp32, as the models' normalizer), a tied unembedding
+ * unless tie_word_embeddings is false, attention_bias on q/k/v/o. */
+static int gemma_like_config(const hf_config_t *c, const char *family, const char *act_key,
+                             model_config_t *cfg, char *err) {
+  const char *act = NULL;
+  int attn_bias = 0, bidirectional = 0;
+  snprintf(cfg->family, sizeof(cfg->family), "%s", family);
+  if (config_int(c, "hidden_size", 1, 0, &cfg->d_model, err) ||
+      config_int(c, "num_hidden_layers", 1, 0, &cfg->n_layers, err) ||
+      config_int(c, "num_attention_heads", 1, 0, &cfg->n_heads, err) ||
+      config_int(c, "num_key_value_heads", 0, cfg->n_heads, &cfg->n_kv_heads, err) ||
+      config_int(c, "head_dim", 0, 256, &cfg->head_dim, err) ||
+      config_int(c, "intermediate_size", 1, 0, &cfg->d_mlp, err) ||
+      config_int(c, "vocab_size", 1, 0, &cfg->vocab_size, err) ||
+      config_int(c, "max_position_embeddings", 1, 0, &cfg->max_positions, err) ||
+      config_number(c, "rms_norm_eps", 0, 1e-6, &cfg->norm_eps, err) ||
+      config_string(c, act_key, "gelu_pytorch_tanh", &act, err) ||
+      config_bool(c, "tie_word_embeddings", 1, &cfg->tied_unembed, err) ||
+      config_bool(c, "attention_bias", 0, &attn_bias, err) ||
+      config_bool(c, "use_bidirectional_attention", 0, &bidirectional, err) ||
+      config_token_id(c, "bos_token_id", cfg->vocab_size, &cfg->bos_id, err) ||
+      config_token_id(c, "eos_token_id", cfg->vocab_size, &cfg->eos_id, err))
+    return -1;
+  if (bidirectional)
+    return err_set(err,
+                   "%s: use_bidirectional_attention = true is not supported (hydra's "
+                   "attention is causal)",
+                   c->path);
+  /* GemmaConfig reads Gemma 1's legacy "gelu" as the tanh approximation */
+  if (strcmp(family, "gemma") == 0 && strcmp(act, "gelu") == 0)
+    act = "gelu_pytorch_tanh";
+  if (gelu_activation(c, act_key, act, cfg, err))
+    return -1;
+  cfg->norm = NORM_RMSNORM;
+  cfg->mlp = MLP_GEGLU;
+  cfg->qkv_bias = cfg->o_bias = attn_bias;
+  cfg->embed_scale = (float)sqrt((double)cfg->d_model);
+  return 0;
+}
+
+/* Gemma: llama's block with Gemma's norms, GeGLU and embedding scale. */
+static int gemma_config(const hf_config_t *c, model_config_t *cfg, char *err) {
+  if (gemma_like_config(c, "gemma", "hidden_act", cfg, err) ||
+      rope_config(c, &rope_keys_default, cfg, err))
+    return -1;
+  if (cfg->rotary_dim != cfg->head_dim)
+    return err_set(err,
+                   "%s: partial_rotary_factor < 1 is not supported (gemma rotates every "
+                   "dimension)",
+                   c->path);
+  return 0;
+}
+
+/* Gemma 2's and 3's attention: scores scaled by query_pre_attn_scalar^-1/2
+ * (256 when absent), attention and final-logit soft-caps (absent: the
+ * family's default; null: none), a sliding_window (4096 when absent; null:
+ * none) on the layers layer_types names (absent: all but every period-th). */
+static int gemma_attention_config(const hf_config_t *c, double softcap_attn, double softcap_final,
+                                  int period, model_config_t *cfg, char *err) {
+  double scalar = 256.0;
+  const json_t *window = json_object_get(c->root, "sliding_window");
+  cfg->sliding_window = 4096;
+  if (config_double_in(c, c->root, "", "query_pre_attn_scalar", 0, 256.0, &scalar, err) ||
+      config_cap(c, "attn_logit_softcapping", softcap_attn, &cfg->attn_softcap, err) ||
+      config_cap(c, "final_logit_softcapping", softcap_final, &cfg->final_softcap, err))
+    return -1;
+  if (window && json_is_null(window))
+    cfg->sliding_window = 0;
+  else if (config_int(c, "sliding_window", 0, 4096, &cfg->sliding_window, err))
+    return -1;
+  cfg->attn_scale = (float)pow(scalar, -0.5);
+  cfg->post_norms = 1;
+  return sliding_layers_config(c, period, cfg, err);
+}
+
+/* Gemma 2: pre and post norms around both sublayers, soft-caps (50 on the
+ * attention scores, 30 on the final logits by default), every other layer
+ * sliding (layers 0, 2, ...). */
+static int gemma2_config(const hf_config_t *c, model_config_t *cfg, char *err) {
+  if (gemma_like_config(c, "gemma2", "hidden_activation", cfg, err) ||
+      rope_config(c, &rope_keys_default, cfg, err) ||
+      gemma_attention_config(c, 50.0, 30.0, 2, cfg, err))
+    return -1;
+  if (cfg->rotary_dim != cfg->head_dim)
+    return err_set(err,
+                   "%s: partial_rotary_factor < 1 is not supported (gemma2 rotates every "
+                   "dimension)",
+                   c->path);
+  return 0;
+}
+
+/* Gemma 3's rotary: full-attention layers with rope_parameters.full_attention
+ * (its rope_theta, 1e6 when absent, and its scaling: linear for the larger
+ * models), sliding layers with rope_parameters.sliding_attention's theta
+ * (1e4), unscaled; or, as transformers 4 wrote them, rope_theta, rope_scaling
+ * and rope_local_base_freq at the top level. */
+static int gemma3_rope_config(const hf_config_t *c, model_config_t *cfg, char *err) {
+  const json_t *params = json_object_get(c->root, "rope_parameters");
+  const json_t *full = NULL, *local = NULL;
+  double theta = 1e6, local_theta = 1e4;
+  const char *where = "rope_scaling";
+  if (config_double_in(c, c->root, "", "rope_theta", 0, theta, &theta, err) ||
+      config_double_in(c, c->root, "", "rope_local_base_freq", 0, local_theta, &local_theta, err))
+    return -1;
+  if (params && json_is_object(params) && json_object_get(params, "full_attention")) {
+    full = json_object_get(params, "full_attention");
+    local = json_object_get(params, "sliding_attention");
+    where = "rope_parameters.full_attention";
+  } else {
+    full = json_object_get(c->root, "rope_scaling");
+  }
+  if (full && json_is_null(full))
+    full = NULL;
+  if (full && !json_is_object(full))
+    return err_set(err, "%s: %s must be an object", c->path, where);
+  if (local && !json_is_null(local)) {
+    const char *lw = "rope_parameters.sliding_attention";
+    if (!json_is_object(local))
+      return err_set(err, "%s: %s must be an object", c->path, lw);
+    const json_t *type = json_object_get(local, "rope_type");
+    if (type && (!json_is_string(type) || strcmp(json_string_value(type), "default") != 0))
+      return err_set(err,
+                     "%s: %s.rope_type must be \"default\" (a scaled local rotary is not "
+                     "supported)",
+                     c->path, lw);
+    if (config_double_in(c, local, lw, "rope_theta", 0, local_theta, &local_theta, err))
+      return -1;
+  }
+  if (full) {
+    const char *type_key = json_object_get(full, "rope_type") ? "rope_type" : "type";
+    const json_t *type = json_object_get(full, type_key);
+    if (type && !json_is_string(type))
+      return err_set(err, "%s: %s.%s must be a string", c->path, where, type_key);
+    if (config_double_in(c, full, where, "rope_theta", 0, theta, &theta, err) ||
+        rope_scaling_config(c, full, where, type_key, type ? json_string_value(type) : "default",
+                            cfg, err))
+      return -1;
+  }
+  cfg->rope_theta = (float)theta;
+  cfg->rope_local_theta = (float)local_theta;
+  cfg->rotary_dim = cfg->head_dim;
+  cfg->positions = POSITIONS_ROPE;
+  cfg->rope_pairs = ROPE_HALVES;
+  return 0;
+}
+
+/* Gemma 3 (text, model_type gemma3_text): Gemma 2's block with q and k
+ * RMS-normed per head ((1 + w)) before the rotary, no soft-caps by default,
+ * five sliding layers to one full (sliding_window_pattern, 6), local and
+ * global rotary bases. */
+static int gemma3_config(const hf_config_t *c, model_config_t *cfg, char *err) {
+  int pattern = 6;
+  if (gemma_like_config(c, "gemma3_text", "hidden_activation", cfg, err) ||
+      config_int(c, "sliding_window_pattern", 0, 6, &pattern, err) ||
+      gemma3_rope_config(c, cfg, err) || gemma_attention_config(c, 0.0, 0.0, pattern, cfg, err))
+    return -1;
+  cfg->qk_norm = QK_NORM_PER_HEAD;
+  return 0;
+}
+
 /* GPT-NeoX (Pythia): LayerNorm with biases, a fused per-head qkv (split by
  * loader_hf.c), partial rotary, a parallel residual unless
  * use_parallel_residual is false. */
@@ -557,9 +766,10 @@ typedef struct {
 } hf_family_t;
 
 static const hf_family_t hf_families[] = {
-    {"gpt2", gpt2_config},   {"llama", llama_config}, {"gpt_neox", gpt_neox_config},
-    {"qwen2", qwen2_config}, {"qwen3", qwen3_config}, {"mistral", mistral_config},
-    {"olmo2", olmo2_config},
+    {"gpt2", gpt2_config},          {"llama", llama_config}, {"gpt_neox", gpt_neox_config},
+    {"qwen2", qwen2_config},        {"qwen3", qwen3_config}, {"mistral", mistral_config},
+    {"olmo2", olmo2_config},        {"gemma", gemma_config}, {"gemma2", gemma2_config},
+    {"gemma3_text", gemma3_config},
 };
 #define N_HF_FAMILIES (sizeof(hf_families) / sizeof(hf_families[0]))
 

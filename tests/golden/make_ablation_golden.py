@@ -68,7 +68,8 @@ TINY_PROMPT_LENS = (5, 9, 12, 7)
 TINY_SEEDS = {"tiny-gpt2": 3001, "tiny-llama": 3002, "tiny-gpt_neox": 3003,
               "tiny-gpt_neox-sequential": 3004, "tiny-qwen2": 3005,
               "tiny-llama3": 3006, "tiny-qwen3": 3007,
-              "tiny-mistral": 3008, "tiny-olmo2": 3009}
+              "tiny-mistral": 3008, "tiny-olmo2": 3009, "tiny-gemma": 3010,
+              "tiny-gemma2": 3011, "tiny-gemma3": 3012}
 SMOLLM2_PROMPTS = [
     "The Eiffel Tower is located in the city of",
     "The capital of Japan is the city of",
@@ -167,6 +168,35 @@ class Arch:
             self.b_down = [None for l in m.layers]
             self.gamma = m.norm.weight.detach()
             self.beta = None
+        elif self.family in ("gemma", "gemma2", "gemma3_text"):
+            # RMSNorms scale by (1 + w); the scaled embedding is embed_tokens'
+            # output; Gemma 2/3's components are their post norms' outputs
+            m = model.model
+            self.n_layers = c.num_hidden_layers
+            self.n_heads = c.num_attention_heads
+            self.d_model = c.hidden_size
+            self.head_dim = c.head_dim
+            self.embed_mod = m.embed_tokens
+            if self.family == "gemma":
+                self.attn_out = [l.self_attn.o_proj for l in m.layers]
+                self.mlp_out = [l.mlp for l in m.layers]
+            else:
+                self.attn_out = [l.post_attention_layernorm for l in m.layers]
+                self.mlp_out = [l.post_feedforward_layernorm for l in m.layers]
+                self.o_proj = [l.self_attn.o_proj for l in m.layers]
+            self.down = [l.mlp.down_proj for l in m.layers]
+            self.final_norm = m.norm
+            self.norm_kind = "rmsnorm"
+            self.norm_offset = 1.0
+            self.eps = m.norm.eps
+            self.W_O = [l.self_attn.o_proj.weight.detach() for l in m.layers]
+            self.b_O = [None if l.self_attn.o_proj.bias is None else l.self_attn.o_proj.bias.detach()
+                        for l in m.layers]
+            self.W_down = [l.mlp.down_proj.weight.detach() for l in m.layers]
+            self.b_down = [None for l in m.layers]
+            self.gamma = 1.0 + m.norm.weight.detach()
+            self.beta = None
+            self.final_softcap = getattr(c, "final_logit_softcapping", None)
         elif self.family == "gpt_neox":
             # parallel residual or not, every component adds its output to the
             # residual stream, so the final norm's input is still their sum
@@ -193,6 +223,8 @@ class Arch:
             raise SystemExit(f"unsupported model_type {self.family}")
         # heads are read at the output projection's input; without post norms
         # that projection is the attention's output module
+        self.norm_offset = getattr(self, "norm_offset", 0.0)   # Gemma: (1 + w)
+        self.final_softcap = getattr(self, "final_softcap", None)
         self.post_norms = hasattr(self, "o_proj")
         if not self.post_norms:
             self.o_proj = self.attn_out
@@ -270,7 +302,8 @@ class Arch:
             pre = self.W_down[L] @ cap["down_in"][L] + (0 if self.b_down[L] is None else self.b_down[L])
             norm = self.mlp_out[L]
         assert self.norm_kind == "rmsnorm"
-        return y * torch.rsqrt(pre.pow(2).mean() + norm.variance_epsilon) * norm.weight.detach()
+        eps = getattr(norm, "variance_epsilon", None) or norm.eps
+        return y * torch.rsqrt(pre.pow(2).mean() + eps) * (self.norm_offset + norm.weight.detach())
 
 
 # ---------------------------------------------------------------------------
@@ -347,6 +380,9 @@ def forward(arch, ids, interventions=None, positions="last", inputs_embeds=None)
         handles.append(arch.down[L].register_forward_pre_hook(cap_in("down_in", L)))
     handles.append(arch.final_norm.register_forward_pre_hook(
         lambda mod, args: cap.__setitem__("resid", args[0][0, -1].detach().clone())))
+    # the unembedding's own output: the logits before any final soft-cap
+    handles.append(arch.model.get_output_embeddings().register_forward_hook(
+        lambda mod, args, out: cap.__setitem__("logits", out[0, -1].detach().clone())))
     try:
         with torch.no_grad():
             if inputs_embeds is None:
@@ -358,7 +394,16 @@ def forward(arch, ids, interventions=None, positions="last", inputs_embeds=None)
         for h in handles:
             h.remove()
     assert logits.dtype == torch.float32
-    cap["logits"] = logits[0, -1].detach().clone()
+    if "embed" not in cap:  # inputs_embeds bypass embed_tokens (Gemma's scale is inside it)
+        cap["embed"] = inputs_embeds[-1].detach().clone()
+    # out_logits: the model's output (capped where it has a final soft-cap),
+    # whose distribution the log-prob, KL and rank read; logits: pre-cap
+    cap["out_logits"] = logits[0, -1].detach().clone()
+    if arch.final_softcap is None:
+        assert torch.equal(cap["logits"], cap["out_logits"])
+    else:
+        c = arch.final_softcap
+        assert torch.allclose(torch.tanh(cap["logits"] / c) * c, cap["out_logits"], atol=1e-6)
     return cap
 
 
@@ -612,10 +657,11 @@ def record(arch, cl, cap, what):
     de_abl_sum = sum(arch.de(cap[c], inv_abl, cl["u"]) for c in arch.component_order) + arch.bias_term(cl["u"])
     assert abs(de_abl_sum - ablated_logit) <= DE_SUM_RTOL * max(1.0, abs(ablated_logit)), \
         (what, de_abl_sum, ablated_logit)
-    logp_abl = torch.log_softmax(lg, -1)
+    out = cap["out_logits"]
+    logp_abl = torch.log_softmax(out, -1)
     logp_clean = cl["logp"]
     kl = float((logp_clean.exp() * (logp_clean - logp_abl)).sum())
-    rank = int((lg > lg[t]).sum())
+    rank = int((out > out[t]).sum())
     return {
         "ablated_logit": ablated_logit,
         "total_effect": cl["clean_logit"] - ablated_logit,
@@ -637,12 +683,12 @@ class weights_zeroed:
     def __init__(self, arch, comp):
         self.arch, self.comp, self.saved = arch, comp, []
 
-    def _zero(self, p, idx=None):
+    def _zero(self, p, idx=None, value=0.0):
         self.saved.append((p, p.detach().clone()))
         if idx is None:
-            p.zero_()
+            p.fill_(value)
         else:
-            p[idx] = 0
+            p[idx] = value
 
     def __enter__(self):
         arch, c = self.arch, self.comp
@@ -653,13 +699,19 @@ class weights_zeroed:
                     wpe = arch.model.transformer.wpe.weight.detach()
                     return lambda T: -wpe[:T]
                 emb = arch.embed_mod.weight
+                if emb.data_ptr() == arch.W_U.data_ptr():  # tied (Gemma): zero inputs instead
+                    return lambda T: torch.zeros(T, arch.d_model)
                 assert emb.data_ptr() != arch.W_U.data_ptr(), "tied embeddings"
                 self._zero(emb)
                 return lambda T: None
             L = int(c.split(".")[1])
             if c.startswith("mlp.") or c.startswith("attn."):
-                lin = arch.down[L] if c.startswith("mlp.") else arch.attn_out[L]
-                self._zero(lin.weight)
+                lin = arch.mlp_out[L] if c.startswith("mlp.") else arch.attn_out[L]
+                if isinstance(lin, torch.nn.Linear) or not arch.post_norms:
+                    lin = arch.down[L] if c.startswith("mlp.") else arch.attn_out[L]
+                    self._zero(lin.weight)
+                else:  # a post norm: its scale (1 + w with Gemma's offset) zeroed
+                    self._zero(lin.weight, value=-arch.norm_offset)
                 if getattr(lin, "bias", None) is not None:  # a post norm (olmo2) has none
                     self._zero(lin.bias)
             elif c.startswith("head."):
@@ -704,8 +756,9 @@ def make_golden(arch, name, model_field, prompts, plan, golden_dir, texts=None, 
         t = int(lg.argmax())
         u = arch.u(t)
         inv = arch.inv_scale(cap["resid"])
+        assert t == int(cap["out_logits"].argmax())  # a soft-cap keeps the order
         cl = {"ids": ids, "cap": cap, "target": t, "u": u, "inv": inv,
-              "clean_logit": float(centred(lg)[t]), "logp": torch.log_softmax(lg, -1)}
+              "clean_logit": float(centred(lg)[t]), "logp": torch.log_softmax(cap["out_logits"], -1)}
         cl["de"] = [arch.de(cap[c], inv, u) for c in arch.component_order]
         s = sum(cl["de"]) + arch.bias_term(u)
         err = abs(s - cl["clean_logit"])

@@ -24,6 +24,13 @@ Writes (under --out, normally `tests`):
                              sliding_window as long as the context
   data/tiny-olmo2/           random-init OLMo-2: post norms and no pre norms,
                              q/k norms over the whole projections, biases
+  data/tiny-gemma/           random-init Gemma: GeGLU, sqrt(d) embedding scale,
+                             (1 + w) norms, tied, biases, legacy hidden_act
+  data/tiny-gemma2/          random-init Gemma 2: pre and post norms, soft-caps
+                             that bite, window 4 on alternate layers,
+                             query_pre_attn_scalar
+  data/tiny-gemma3/          random-init Gemma 3 (text): q/k norms, local and
+                             global rotary (linear scaling), window 5
   golden/<name>.json         prompts, recorded positions, argmax, metadata
   golden/<name>.f32          raw little-endian float32 logits
 for <name> in tiny-gpt2, tiny-llama, tiny-llama-sharded (same logits file as
@@ -63,6 +70,12 @@ from transformers import (
     MistralForCausalLM,
     Olmo2Config,
     Olmo2ForCausalLM,
+    GemmaConfig,
+    GemmaForCausalLM,
+    Gemma2Config,
+    Gemma2ForCausalLM,
+    Gemma3TextConfig,
+    Gemma3ForCausalLM,
     LlamaConfig,
     LlamaForCausalLM,
 )
@@ -470,6 +483,78 @@ def make_tiny_olmo2(data_dir, golden_dir):
     assert tuple(l.self_attn.k_norm.weight.shape) == (24,) and l.self_attn.o_proj.bias is not None
 
 
+def legacy_gemma_config(cfg_path):
+    """Gemma 1's published config.json says hidden_act "gelu", which
+    GemmaConfig reads as the tanh approximation; rewrite it so."""
+    with open(cfg_path) as f:
+        cfg = json.load(f)
+    assert cfg["hidden_act"] == "gelu_pytorch_tanh", cfg["hidden_act"]
+    cfg["hidden_act"] = "gelu"
+    with open(cfg_path, "w") as f:
+        json.dump(cfg, f, indent=2, sort_keys=True)
+        f.write("\n")
+    log(f"  rewrote {rel(cfg_path)} with Gemma 1's legacy hidden_act \"gelu\"")
+
+
+GEMMA_SHAPE = dict(hidden_size=48, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
+                   num_key_value_heads=2, head_dim=16, vocab_size=FAMILY_VOCAB,
+                   max_position_embeddings=128, initializer_range=LLAMA_INIT_RANGE,
+                   pad_token_id=None, eos_token_id=None, bos_token_id=None)
+
+
+def make_tiny_gemma(data_dir, golden_dir):
+    name = "tiny-gemma"
+    log(f"[{name}]")
+    cfg = GemmaConfig(**GEMMA_SHAPE, rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+                      rms_norm_eps=1e-6, attention_bias=True)
+    torch.manual_seed(4700)
+    model = GemmaForCausalLM(cfg).float().eval()
+    from transformers.models.gemma.modeling_gemma import GemmaRMSNorm
+    m = make_family_model(data_dir, golden_dir, name, model, (GemmaRMSNorm,), 4710, legacy_gemma_config)
+    assert m.config.tie_word_embeddings and m.config.hidden_act == "gelu_pytorch_tanh"
+    assert m.model.layers[0].self_attn.head_dim == 16 and m.model.layers[0].self_attn.o_proj.bias is not None
+
+
+def make_tiny_gemma2(data_dir, golden_dir):
+    """Soft-caps that bite (3 on the attention scores, 4 on the logits), a
+    window of 4 on layers 0 and 2, query_pre_attn_scalar 24 (not head_dim)."""
+    name = "tiny-gemma2"
+    log(f"[{name}]")
+    cfg = Gemma2Config(**GEMMA_SHAPE, rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+                       rms_norm_eps=1e-6, query_pre_attn_scalar=24, sliding_window=4,
+                       attn_logit_softcapping=3.0, final_logit_softcapping=4.0)
+    torch.manual_seed(4800)
+    model = Gemma2ForCausalLM(cfg).float().eval()
+    from transformers.models.gemma2.modeling_gemma2 import Gemma2RMSNorm
+    m = make_family_model(data_dir, golden_dir, name, model, (Gemma2RMSNorm,), 4810)
+    assert m.config.layer_types == ["sliding_attention", "full_attention", "sliding_attention"]
+    # the caps bite: the pre-cap logits reach past the cap
+    with torch.no_grad():
+        h = m.model(input_ids=torch.tensor([list(range(23))])).last_hidden_state
+        raw = m.lm_head(h)
+    log(f"  pre-cap logits max |x| {float(raw.abs().max()):.2f} (cap 4)")
+    assert float(raw.abs().max()) > 6.0
+
+
+def make_tiny_gemma3(data_dir, golden_dir):
+    """Layers 0, 1 sliding (window 5, local theta 100), layer 2 full (theta
+    10000, linear scaling 2); per-head q/k norms; no soft-caps."""
+    name = "tiny-gemma3"
+    log(f"[{name}]")
+    cfg = Gemma3TextConfig(**GEMMA_SHAPE, rms_norm_eps=1e-6, query_pre_attn_scalar=20, sliding_window=5,
+                           layer_types=["sliding_attention", "sliding_attention", "full_attention"],
+                           rope_parameters={"sliding_attention": {"rope_type": "default", "rope_theta": 100.0},
+                                            "full_attention": {"rope_type": "linear", "factor": 2.0,
+                                                               "rope_theta": 10000.0}})
+    torch.manual_seed(4900)
+    model = Gemma3ForCausalLM(cfg).float().eval()
+    from transformers.models.gemma3.modeling_gemma3 import Gemma3RMSNorm
+    m = make_family_model(data_dir, golden_dir, name, model, (Gemma3RMSNorm,), 4910)
+    assert m.config.model_type == "gemma3_text" and m.config.final_logit_softcapping is None
+    a = m.model.layers[0].self_attn
+    assert tuple(a.q_norm.weight.shape) == (16,) and float(a.q_norm.weight.abs().max()) > 0.1
+
+
 # name -> maker(data_dir, golden_dir)
 TINY_FAMILIES = {
     "tiny-gpt_neox": lambda d, g: make_tiny_gpt_neox(d, g, True),
@@ -478,6 +563,9 @@ TINY_FAMILIES = {
     "tiny-qwen3": make_tiny_qwen3,
     "tiny-mistral": make_tiny_mistral,
     "tiny-olmo2": make_tiny_olmo2,
+    "tiny-gemma": make_tiny_gemma,
+    "tiny-gemma2": make_tiny_gemma2,
+    "tiny-gemma3": make_tiny_gemma3,
     # llama3: original context 64, wavelengths 6.3 (kept), 33 (smoothed), 168... (divided)
     "tiny-llama3": lambda d, g: make_tiny_llama_rope(
         d, g, "tiny-llama3",

@@ -1074,15 +1074,102 @@ static void test_mistral_config(void) {
   model_free(m);
 }
 
+/* Gemma 2's and Gemma 3's config.json: soft-caps (absent: the family's
+ * default, null: none), sliding layers by layer_types or the default
+ * pattern, Gemma 3's local and global rotary; refusals name their key. */
+static const char *gemma2_config =
+    "{\"model_type\":\"gemma2\",\"hidden_size\":8,\"num_hidden_layers\":4,"
+    "\"num_attention_heads\":2,\"num_key_value_heads\":1,\"head_dim\":4,"
+    "\"intermediate_size\":12,\"vocab_size\":11,\"max_position_embeddings\":64,"
+    "\"sliding_window\":8,\"query_pre_attn_scalar\":16}";
+static const char *gemma3_config =
+    "{\"model_type\":\"gemma3_text\",\"hidden_size\":8,\"num_hidden_layers\":6,"
+    "\"num_attention_heads\":2,\"head_dim\":4,\"intermediate_size\":12,\"vocab_size\":11,"
+    "\"max_position_embeddings\":64,\"sliding_window\":8,\"rope_theta\":1000000.0,"
+    "\"rope_local_base_freq\":10000.0,\"rope_scaling\":{\"rope_type\":\"linear\","
+    "\"factor\":8.0},\"sliding_window_pattern\":3}";
+
+static int load_config(const char *name, const char *config, model_config_t *cfg, char *err) {
+  char dir[512], path[600];
+  json_t *root = NULL;
+  write_model_dir(dir, name, config, NULL, 1);
+  snprintf(path, sizeof(path), "%s/config.json", dir);
+  int rc = hf_config_load(path, &root, cfg, err);
+  json_decref(root);
+  return rc;
+}
+
+static void test_gemma_config(void) {
+  char err[HYDRA_ERR_LEN] = "", config[2048];
+  model_config_t cfg;
+  int rc = load_config("gemma2-config", gemma2_config, &cfg, err);
+  CHECK(rc == 0 && cfg.attn_softcap == 50.0f && cfg.final_softcap == 30.0f &&
+            cfg.sliding_window == 8 && cfg.sliding_period == 2 && cfg.post_norms &&
+            cfg.mlp == MLP_GEGLU && cfg.tied_unembed && fabsf(cfg.attn_scale - 0.25f) < 1e-7f &&
+            fabsf(cfg.embed_scale - sqrtf(8.0f)) < 1e-6f,
+        "gemma2 defaults: soft-caps 50 and 30, every other layer sliding (%s)", err);
+  config_with(config, sizeof(config), gemma2_config, "sliding_window",
+              "null,\"attn_logit_softcapping\":null,\"final_logit_softcapping\":null");
+  rc = load_config("gemma2-config", config, &cfg, err);
+  CHECK(rc == 0 && cfg.attn_softcap == 0.0f && cfg.final_softcap == 0.0f && cfg.sliding_window == 0,
+        "gemma2 with null soft-caps and window: none (%s)", err);
+  rc = load_config("gemma3-config", gemma3_config, &cfg, err);
+  CHECK(rc == 0 && cfg.qk_norm == QK_NORM_PER_HEAD && cfg.sliding_period == 3 &&
+            cfg.rope_theta == 1e6f && cfg.rope_local_theta == 1e4f &&
+            cfg.rope_scaling == ROPE_SCALING_LINEAR && cfg.rope_factor == 8.0f &&
+            cfg.attn_softcap == 0.0f && cfg.final_softcap == 0.0f,
+        "gemma3, transformers 4's spelling: local and global rotary, pattern 3 (%s)", err);
+  struct {
+    const char *what, *config, *key, *value, *reason;
+  } configs[] = {
+      {"bidirectional", gemma2_config, "head_dim", "4,\"use_bidirectional_attention\":true",
+       "use_bidirectional_attention = true is not supported"},
+      {"layer_types off the pattern", gemma2_config, "head_dim",
+       "4,\"layer_types\":[\"sliding_attention\",\"full_attention\",\"full_attention\","
+       "\"sliding_attention\"]",
+       "layer_types is not supported"},
+      {"unknown layer type", gemma2_config, "head_dim",
+       "4,\"layer_types\":[\"sliding_attention\",\"chunked_attention\",\"full_attention\","
+       "\"sliding_attention\"]",
+       "layer_types[1]"},
+      {"relu", gemma2_config, "head_dim", "4,\"hidden_activation\":\"relu\"",
+       "hidden_activation \"relu\" is not supported"},
+      {"scaled local rotary", gemma3_config, "rope_scaling",
+       "null,\"rope_parameters\":{\"full_attention\":{\"rope_type\":\"default\"},"
+       "\"sliding_attention\":{\"rope_type\":\"linear\",\"factor\":2.0}}",
+       "rope_parameters.sliding_attention.rope_type"},
+      {"longrope global rotary", gemma3_config, "rope_scaling",
+       "{\"rope_type\":\"longrope\",\"factor\":8.0}",
+       "rope_scaling.rope_type \"longrope\" is not supported"},
+  };
+  for (size_t i = 0; i < sizeof(configs) / sizeof(configs[0]); i++) {
+    char dir[512];
+    config_with(config, sizeof(config), configs[i].config, configs[i].key, configs[i].value);
+    write_model_dir(dir, "gemma-config", config, NULL, 1);
+    model_t *m = model_load_hf(dir, err);
+    expect_error(configs[i].what, m == NULL, err, "gemma-config", configs[i].reason);
+    model_free(m);
+  }
+}
+
 /* The committed tiny models, when the second engineer's data is present. */
 static void test_repo_models(const char *root) {
-  const char *names[] = {
-      "tiny-gpt2",  "tiny-llama", "tiny-llama-sharded", "tiny-gpt_neox", "tiny-gpt_neox-sequential",
-      "tiny-qwen2", "tiny-qwen3", "tiny-mistral",       "tiny-olmo2"};
-  const char *families[] = {"gpt2",  "llama", "llama",   "gpt_neox", "gpt_neox",
-                            "qwen2", "qwen3", "mistral", "olmo2"};
-  const int parallel[] = {0, 0, 0, 1, 0, 0, 0, 0, 0},
-            rotary_dim[] = {0, 16, 16, 6, 6, 12, 16, 16, 12};
+  const char *names[] = {"tiny-gpt2",
+                         "tiny-llama",
+                         "tiny-llama-sharded",
+                         "tiny-gpt_neox",
+                         "tiny-gpt_neox-sequential",
+                         "tiny-qwen2",
+                         "tiny-qwen3",
+                         "tiny-mistral",
+                         "tiny-olmo2",
+                         "tiny-gemma",
+                         "tiny-gemma2",
+                         "tiny-gemma3"};
+  const char *families[] = {"gpt2",  "llama",   "llama", "gpt_neox", "gpt_neox", "qwen2",
+                            "qwen3", "mistral", "olmo2", "gemma",    "gemma2",   "gemma3_text"};
+  const int parallel[] = {0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0},
+            rotary_dim[] = {0, 16, 16, 6, 6, 12, 16, 16, 12, 16, 16, 16};
   for (int i = 0; i < (int)(sizeof(names) / sizeof(names[0])); i++) {
     char dir[1024], cfg[1100], err[HYDRA_ERR_LEN] = "";
     snprintf(dir, sizeof(dir), "%s/tests/data/%s", root, names[i]);
@@ -1105,6 +1192,15 @@ static void test_repo_models(const char *root) {
       CHECK(m->cfg.no_pre_norms && m->cfg.post_norms && m->cfg.qk_norm == QK_NORM_WHOLE &&
                 !m->layers[2].attn_norm_w && m->layers[2].post_mlp_norm_w && m->layers[2].bo,
             "tiny-olmo2: post norms only, q/k norms over the whole projections, biases");
+    if (m && strcmp(names[i], "tiny-gemma2") == 0)
+      CHECK(m->cfg.post_norms && m->cfg.attn_softcap == 3.0f && m->cfg.final_softcap == 4.0f &&
+                m->cfg.sliding_window == 4 && m->cfg.sliding_period == 2 &&
+                m->layers[1].post_mlp_norm_w && m->unembed == m->tok_embed,
+            "tiny-gemma2: pre and post norms, soft-caps 3 and 4, window 4 on alternate layers");
+    if (m && strcmp(names[i], "tiny-gemma3") == 0)
+      CHECK(m->cfg.qk_norm == QK_NORM_PER_HEAD && m->cfg.rope_local_theta == 100.0f &&
+                m->cfg.sliding_period == 3 && m->cfg.rope_scaling == ROPE_SCALING_LINEAR,
+            "tiny-gemma3: q/k norms, local theta 100, every third layer full, linear scaling");
     if (m)
       CHECK(m->cfg.parallel_residual == parallel[i] && m->cfg.rotary_dim == rotary_dim[i],
             "%s: parallel_residual %d, rotary_dim %d", names[i], m->cfg.parallel_residual,
@@ -1138,6 +1234,7 @@ int main(int argc, char **argv) {
   test_qwen2_config();
   test_qwen3_config();
   test_mistral_config();
+  test_gemma_config();
   if (argc > 1)
     test_repo_models(argv[1]);
   nftw(tmp, remove_entry, 16, FTW_DEPTH | FTW_PHYS);

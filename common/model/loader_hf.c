@@ -366,6 +366,58 @@ static int llama_load(hf_weights_t *w, model_t *m, char *err) {
   return 0;
 }
 
+/* Rows [first, first + n) of a fused [rows, cols] projection into dst. */
+static void copy_rows(float *dst, const float *src, size_t first, size_t n, size_t cols) {
+  memcpy(dst, src + first * cols, n * cols * sizeof(float));
+}
+
+/* Phi-3: llama's names, with q, k and v fused as qkv_proj (rows q, then k,
+ * then v) and gate and up as gate_up_proj (rows gate, then up). */
+static int phi3_load_layer(hf_weights_t *w, int l, const model_config_t *c, layer_weights_t *lw,
+                           char *err) {
+  const size_t d = (size_t)c->d_model, f = (size_t)c->d_mlp,
+               q = (size_t)c->n_heads * (size_t)c->head_dim,
+               kv = (size_t)c->n_kv_heads * (size_t)c->head_dim;
+  char n[HF_NAME_LEN];
+  float *fused =
+      weights_scratch(w, (q + 2 * kv) * d > 2 * f * d ? (q + 2 * kv) * d : 2 * f * d, err);
+  if (!fused ||
+      load_vector(w, tensor_name(n, "model.layers.%d.input_layernorm.weight", l), d,
+                  lw->attn_norm_w, err) ||
+      load_matrix(w, tensor_name(n, "model.layers.%d.self_attn.qkv_proj.weight", l), q + 2 * kv, d,
+                  fused, err))
+    return -1;
+  copy_rows(lw->wq, fused, 0, q, d);
+  copy_rows(lw->wk, fused, q, kv, d);
+  copy_rows(lw->wv, fused, q + kv, kv, d);
+  if (load_matrix(w, tensor_name(n, "model.layers.%d.self_attn.o_proj.weight", l), d, q, lw->wo,
+                  err) ||
+      load_vector(w, tensor_name(n, "model.layers.%d.post_attention_layernorm.weight", l), d,
+                  lw->mlp_norm_w, err) ||
+      load_matrix(w, tensor_name(n, "model.layers.%d.mlp.gate_up_proj.weight", l), 2 * f, d, fused,
+                  err))
+    return -1;
+  copy_rows(lw->w_gate, fused, 0, f, d);
+  copy_rows(lw->w_up, fused, f, f, d);
+  return load_matrix(w, tensor_name(n, "model.layers.%d.mlp.down_proj.weight", l), d, f, lw->w_down,
+                     err);
+}
+
+static int phi3_load(hf_weights_t *w, model_t *m, char *err) {
+  const model_config_t *c = &m->cfg;
+  const size_t d = (size_t)c->d_model, v = (size_t)c->vocab_size;
+  if (load_matrix(w, "model.embed_tokens.weight", v, d, m->tok_embed, err))
+    return -1;
+  for (int l = 0; l < c->n_layers; l++)
+    if (phi3_load_layer(w, l, c, &m->layers[l], err))
+      return -1;
+  if (load_vector(w, "model.norm.weight", d, m->final_norm_w, err))
+    return -1;
+  if (!c->tied_unembed)
+    return load_matrix(w, "lm_head.weight", v, d, m->unembed, err);
+  return 0;
+}
+
 static void add_one(float *x, size_t n) {
   for (size_t i = 0; x && i < n; i++)
     x[i] += 1.0f;
@@ -464,7 +516,7 @@ static const struct {
     {"gpt2", gpt2_load},         {"llama", llama_load}, {"gpt_neox", gpt_neox_load},
     {"qwen2", llama_load},       {"qwen3", llama_load}, {"mistral", llama_load},
     {"olmo2", llama_load},       {"gemma", gemma_load}, {"gemma2", gemma_load},
-    {"gemma3_text", gemma_load},
+    {"gemma3_text", gemma_load}, {"phi3", phi3_load},
 };
 
 static int load_family(hf_weights_t *w, model_t *m, char *err) {

@@ -344,7 +344,8 @@ static int rope_config(const hf_config_t *c, const rope_keys_t *keys, model_conf
  * RoPE, a SwiGLU MLP without biases, GQA, tied or untied lm_head. An absent
  * head_dim is head_dim_dflt (0: hidden_size / num_attention_heads). */
 static int llama_like_config(const hf_config_t *c, const char *family, int eps_required,
-                             int head_dim_dflt, model_config_t *cfg, char *err) {
+                             int head_dim_dflt, int partial_rotary, model_config_t *cfg,
+                             char *err) {
   const char *act = NULL;
   snprintf(cfg->family, sizeof(cfg->family), "%s", family);
   if (config_int(c, "hidden_size", 1, 0, &cfg->d_model, err) ||
@@ -374,7 +375,7 @@ static int llama_like_config(const hf_config_t *c, const char *family, int eps_r
   }
   if (rope_config(c, &rope_keys_default, cfg, err))
     return -1;
-  if (cfg->rotary_dim != cfg->head_dim) /* the attention rotates whole heads */
+  if (cfg->rotary_dim != cfg->head_dim && !partial_rotary) /* the family rotates whole heads */
     return err_set(err,
                    "%s: partial_rotary_factor < 1 is not supported (%s rotates every "
                    "dimension)",
@@ -388,7 +389,7 @@ static int llama_like_config(const hf_config_t *c, const char *family, int eps_r
 
 static int llama_config(const hf_config_t *c, model_config_t *cfg, char *err) {
   int attn_bias = 0, mlp_bias = 0;
-  if (llama_like_config(c, "llama", 1, 0, cfg, err) ||
+  if (llama_like_config(c, "llama", 1, 0, 0, cfg, err) ||
       config_bool(c, "attention_bias", 0, &attn_bias, err) ||
       config_bool(c, "mlp_bias", 0, &mlp_bias, err))
     return -1;
@@ -453,7 +454,7 @@ static int qwen_sliding_config(const hf_config_t *c, const model_config_t *cfg, 
 
 /* Qwen2: llama's block with q, k and v biases and no o_proj bias. */
 static int qwen2_config(const hf_config_t *c, model_config_t *cfg, char *err) {
-  if (llama_like_config(c, "qwen2", 0, 0, cfg, err) || qwen_sliding_config(c, cfg, err))
+  if (llama_like_config(c, "qwen2", 0, 0, 0, cfg, err) || qwen_sliding_config(c, cfg, err))
     return -1;
   cfg->qkv_bias = 1;
   cfg->o_bias = 0;
@@ -466,7 +467,7 @@ static int qwen2_config(const hf_config_t *c, model_config_t *cfg, char *err) {
  * Qwen2's sliding window. */
 static int qwen3_config(const hf_config_t *c, model_config_t *cfg, char *err) {
   int attn_bias = 0;
-  if (llama_like_config(c, "qwen3", 0, 128, cfg, err) || qwen_sliding_config(c, cfg, err) ||
+  if (llama_like_config(c, "qwen3", 0, 128, 0, cfg, err) || qwen_sliding_config(c, cfg, err) ||
       config_bool(c, "attention_bias", 0, &attn_bias, err))
     return -1;
   cfg->qkv_bias = cfg->o_bias = attn_bias;
@@ -482,7 +483,7 @@ static int qwen3_config(const hf_config_t *c, model_config_t *cfg, char *err) {
 static int mistral_config(const hf_config_t *c, model_config_t *cfg, char *err) {
   int window = 4096;
   const json_t *v = json_object_get(c->root, "sliding_window");
-  if (llama_like_config(c, "mistral", 0, 0, cfg, err) ||
+  if (llama_like_config(c, "mistral", 0, 0, 0, cfg, err) ||
       (!(v && json_is_null(v)) && config_int(c, "sliding_window", 0, 4096, &window, err)))
     return -1;
   if (v && json_is_null(v))
@@ -503,7 +504,7 @@ static int mistral_config(const hf_config_t *c, model_config_t *cfg, char *err) 
  * head) before the rotary, and q/k/v/o biases with attention_bias. */
 static int olmo2_config(const hf_config_t *c, model_config_t *cfg, char *err) {
   int attn_bias = 0;
-  if (llama_like_config(c, "olmo2", 1, 0, cfg, err) ||
+  if (llama_like_config(c, "olmo2", 1, 0, 0, cfg, err) ||
       config_bool(c, "attention_bias", 0, &attn_bias, err))
     return -1;
   cfg->qkv_bias = cfg->o_bias = attn_bias;
@@ -556,6 +557,37 @@ static int sliding_layers_config(const hf_config_t *c, int period, model_config_
                      "k-th; layer %d breaks the pattern of every %d-th full)",
                      c->path, l, cfg->sliding_period);
   }
+  return 0;
+}
+
+/* Phi-3: llama's block (loader_hf.c splits its fused qkv_proj and
+ * gate_up_proj), partial rotary allowed (Phi-4-mini), a sliding_window on
+ * every layer (null: none), and only the default rotary: transformers reads
+ * Phi-3's rope types su, yarn and longrope all as longrope, which hydra does
+ * not compute. */
+static int phi3_config(const hf_config_t *c, model_config_t *cfg, char *err) {
+  const char *where = "rope_scaling";
+  const json_t *params = json_object_get(c->root, where);
+  if (!params || json_is_null(params))
+    params = json_object_get(c->root, where = "rope_parameters");
+  if (params && json_is_object(params)) {
+    const char *type_key = json_object_get(params, "rope_type") ? "rope_type" : "type";
+    const json_t *type = json_object_get(params, type_key);
+    if (type && (!json_is_string(type) || strcmp(json_string_value(type), "default") != 0))
+      return err_set(err,
+                     "%s: %s.%s %s%.40s%s is not supported (phi3 takes only \"default\"; su, "
+                     "yarn and longrope are Phi-3's longrope, not implemented)",
+                     c->path, where, type_key, json_is_string(type) ? "\"" : "",
+                     json_is_string(type) ? json_string_value(type) : "(not a string)",
+                     json_is_string(type) ? "\"" : "");
+  }
+  const json_t *window = json_object_get(c->root, "sliding_window");
+  if (llama_like_config(c, "phi3", 0, 0, 1, cfg, err))
+    return -1;
+  if (window && !json_is_null(window) &&
+      config_int(c, "sliding_window", 0, 0, &cfg->sliding_window, err))
+    return -1;
+  cfg->sliding_period = 0; /* every layer */
   return 0;
 }
 
@@ -769,7 +801,7 @@ static const hf_family_t hf_families[] = {
     {"gpt2", gpt2_config},          {"llama", llama_config}, {"gpt_neox", gpt_neox_config},
     {"qwen2", qwen2_config},        {"qwen3", qwen3_config}, {"mistral", mistral_config},
     {"olmo2", olmo2_config},        {"gemma", gemma_config}, {"gemma2", gemma2_config},
-    {"gemma3_text", gemma3_config},
+    {"gemma3_text", gemma3_config}, {"phi3", phi3_config},
 };
 #define N_HF_FAMILIES (sizeof(hf_families) / sizeof(hf_families[0]))
 

@@ -69,7 +69,7 @@ TINY_SEEDS = {"tiny-gpt2": 3001, "tiny-llama": 3002, "tiny-gpt_neox": 3003,
               "tiny-gpt_neox-sequential": 3004, "tiny-qwen2": 3005,
               "tiny-llama3": 3006, "tiny-qwen3": 3007,
               "tiny-mistral": 3008, "tiny-olmo2": 3009, "tiny-gemma": 3010,
-              "tiny-gemma2": 3011, "tiny-gemma3": 3012}
+              "tiny-gemma2": 3011, "tiny-gemma3": 3012, "tiny-phi3": 3013}
 SMOLLM2_PROMPTS = [
     "The Eiffel Tower is located in the city of",
     "The capital of Japan is the city of",
@@ -124,7 +124,7 @@ class Arch:
             self.b_down = [b.mlp.c_proj.bias.detach() for b in t.h]
             self.gamma = t.ln_f.weight.detach()
             self.beta = t.ln_f.bias.detach()
-        elif self.family in ("llama", "qwen2", "qwen3", "mistral"):  # llama's modules (+ biases, q/k norms)
+        elif self.family in ("llama", "qwen2", "qwen3", "mistral", "phi3"):  # llama's modules (+ biases, q/k norms)
             m = model.model
             self.n_layers = c.num_hidden_layers
             self.n_heads = c.num_attention_heads

@@ -31,6 +31,8 @@ Writes (under --out, normally `tests`):
                              query_pre_attn_scalar
   data/tiny-gemma3/          random-init Gemma 3 (text): q/k norms, local and
                              global rotary (linear scaling), window 5
+  data/tiny-phi3/            random-init Phi-3: fused qkv and gate_up, partial
+                             rotary 0.75, window 6 on every layer
   golden/<name>.json         prompts, recorded positions, argmax, metadata
   golden/<name>.f32          raw little-endian float32 logits
 for <name> in tiny-gpt2, tiny-llama, tiny-llama-sharded (same logits file as
@@ -76,6 +78,8 @@ from transformers import (
     Gemma2ForCausalLM,
     Gemma3TextConfig,
     Gemma3ForCausalLM,
+    Phi3Config,
+    Phi3ForCausalLM,
     LlamaConfig,
     LlamaForCausalLM,
 )
@@ -555,6 +559,25 @@ def make_tiny_gemma3(data_dir, golden_dir):
     assert tuple(a.q_norm.weight.shape) == (16,) and float(a.q_norm.weight.abs().max()) > 0.1
 
 
+def make_tiny_phi3(data_dir, golden_dir):
+    """Fused qkv_proj and gate_up_proj, partial rotary 0.75 (12 of 16, as
+    Phi-4-mini), a window of 6 on every layer."""
+    name = "tiny-phi3"
+    log(f"[{name}]")
+    cfg = Phi3Config(hidden_size=64, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
+                     num_key_value_heads=2, vocab_size=FAMILY_VOCAB, max_position_embeddings=128,
+                     original_max_position_embeddings=128, sliding_window=6,
+                     rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                      "partial_rotary_factor": 0.75},
+                     rms_norm_eps=1e-5, tie_word_embeddings=False, initializer_range=LLAMA_INIT_RANGE,
+                     pad_token_id=None, eos_token_id=None, bos_token_id=None)
+    torch.manual_seed(5000)
+    model = Phi3ForCausalLM(cfg).float().eval()
+    from transformers.models.phi3.modeling_phi3 import Phi3RMSNorm
+    m = make_family_model(data_dir, golden_dir, name, model, (Phi3RMSNorm,), 5010)
+    assert m.model.rotary_emb.inv_freq.numel() == 6 and m.config.sliding_window == 6
+
+
 # name -> maker(data_dir, golden_dir)
 TINY_FAMILIES = {
     "tiny-gpt_neox": lambda d, g: make_tiny_gpt_neox(d, g, True),
@@ -566,6 +589,7 @@ TINY_FAMILIES = {
     "tiny-gemma": make_tiny_gemma,
     "tiny-gemma2": make_tiny_gemma2,
     "tiny-gemma3": make_tiny_gemma3,
+    "tiny-phi3": make_tiny_phi3,
     # llama3: original context 64, wavelengths 6.3 (kept), 33 (smoothed), 168... (divided)
     "tiny-llama3": lambda d, g: make_tiny_llama_rope(
         d, g, "tiny-llama3",

@@ -1152,6 +1152,40 @@ static void test_gemma_config(void) {
   }
 }
 
+/* Phi-3's config.json: only the default rotary; su, yarn and longrope (all
+ * Phi-3's longrope to transformers) refused naming the key. */
+static const char *phi3_config =
+    "{\"model_type\":\"phi3\",\"hidden_size\":8,\"num_hidden_layers\":2,"
+    "\"num_attention_heads\":2,\"num_key_value_heads\":1,\"intermediate_size\":12,"
+    "\"vocab_size\":11,\"max_position_embeddings\":64,\"rms_norm_eps\":1e-05,"
+    "\"rope_scaling\":null,\"sliding_window\":2047}";
+
+static void test_phi3_config(void) {
+  char err[HYDRA_ERR_LEN] = "", config[2048];
+  model_config_t cfg;
+  int rc = load_config("phi3-config", phi3_config, &cfg, err);
+  CHECK(rc == 0 && cfg.sliding_window == 2047 && cfg.sliding_period == 0 &&
+            model_layer_slides(&cfg, 1) && cfg.rotary_dim == 4,
+        "phi3: a window on every layer (%s)", err);
+  struct {
+    const char *what, *value, *reason;
+  } configs[] = {
+      {"longrope", "{\"type\":\"longrope\",\"short_factor\":[1,1],\"long_factor\":[1,1]}",
+       "rope_scaling.type \"longrope\" is not supported"},
+      {"su", "{\"type\":\"su\"}", "rope_scaling.type \"su\" is not supported"},
+      {"yarn", "{\"rope_type\":\"yarn\",\"factor\":2.0}",
+       "rope_scaling.rope_type \"yarn\" is not supported"},
+  };
+  for (size_t i = 0; i < sizeof(configs) / sizeof(configs[0]); i++) {
+    char dir[512];
+    config_with(config, sizeof(config), phi3_config, "rope_scaling", configs[i].value);
+    write_model_dir(dir, "phi3-config", config, NULL, 1);
+    model_t *m = model_load_hf(dir, err);
+    expect_error(configs[i].what, m == NULL, err, "phi3-config", configs[i].reason);
+    model_free(m);
+  }
+}
+
 /* The committed tiny models, when the second engineer's data is present. */
 static void test_repo_models(const char *root) {
   const char *names[] = {"tiny-gpt2",
@@ -1165,11 +1199,13 @@ static void test_repo_models(const char *root) {
                          "tiny-olmo2",
                          "tiny-gemma",
                          "tiny-gemma2",
-                         "tiny-gemma3"};
-  const char *families[] = {"gpt2",  "llama",   "llama", "gpt_neox", "gpt_neox", "qwen2",
-                            "qwen3", "mistral", "olmo2", "gemma",    "gemma2",   "gemma3_text"};
-  const int parallel[] = {0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0},
-            rotary_dim[] = {0, 16, 16, 6, 6, 12, 16, 16, 12, 16, 16, 16};
+                         "tiny-gemma3",
+                         "tiny-phi3"};
+  const char *families[] = {"gpt2",   "llama",       "llama",   "gpt_neox", "gpt_neox",
+                            "qwen2",  "qwen3",       "mistral", "olmo2",    "gemma",
+                            "gemma2", "gemma3_text", "phi3"};
+  const int parallel[] = {0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+            rotary_dim[] = {0, 16, 16, 6, 6, 12, 16, 16, 12, 16, 16, 16, 12};
   for (int i = 0; i < (int)(sizeof(names) / sizeof(names[0])); i++) {
     char dir[1024], cfg[1100], err[HYDRA_ERR_LEN] = "";
     snprintf(dir, sizeof(dir), "%s/tests/data/%s", root, names[i]);
@@ -1235,6 +1271,7 @@ int main(int argc, char **argv) {
   test_qwen3_config();
   test_mistral_config();
   test_gemma_config();
+  test_phi3_config();
   if (argc > 1)
     test_repo_models(argv[1]);
   nftw(tmp, remove_entry, 16, FTW_DEPTH | FTW_PHYS);

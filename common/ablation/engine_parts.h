@@ -47,6 +47,7 @@ struct engine {
   backend_t *b;
   transformer_t *tf;
   float *u_mean; /* host [d]: mean unembedding row (Eq. 9's centring) */
+  double b_mean; /* the unembedding bias's mean (0: none) */
   int width_max; /* max(d, H*hd, d_mlp) */
 
   /* pass buffers (backend memory) beside the transformer's, for cap_rows
@@ -142,7 +143,8 @@ typedef struct {
   float *clean_target_logprob;
   float *dirs_host, *udirs_host;
   float *norm_bias_term;
-  accum_t *acc; /* [chunk prompts][n_components][n_methods] */
+  float *unembed_bias_term; /* [chunk prompts]: b[target] - mean b (unembedding bias only) */
+  accum_t *acc;             /* [chunk prompts][n_components][n_methods] */
   double *acc_delta;
 
   long done, total;

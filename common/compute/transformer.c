@@ -87,6 +87,7 @@ static void free_device_weights(transformer_t *t) {
   release(t->b, d->pos_embed, m->pos_embed);
   release(t->b, d->final_norm_w, m->final_norm_w);
   release(t->b, d->final_norm_b, m->final_norm_b);
+  release(t->b, d->unembed_b, m->unembed_b);
   if (t->scratch)
     t->b->ops->free(t->b, t->scratch);
   if (t->inv_freq)
@@ -161,6 +162,7 @@ static int upload_weights(transformer_t *t, char *err) {
   d->pos_embed = upload(b, m->pos_embed, (size_t)c->max_positions * c->d_model, &failed);
   d->final_norm_w = upload(b, m->final_norm_w, c->d_model, &failed);
   d->final_norm_b = upload(b, m->final_norm_b, c->d_model, &failed);
+  d->unembed_b = upload(b, m->unembed_b, (size_t)c->vocab_size, &failed);
   if (t->bf16)
     d->unembed = upload_bf16(b, m->unembed, vd, &failed);
   else
@@ -313,7 +315,8 @@ int transformer_final_norm(transformer_t *t, float *y, float *inv_scale, const f
 
 int transformer_unembed(transformer_t *t, float *logits, const float *x, int rows) {
   const model_config_t *c = &t->host->cfg;
-  return transformer_matmul(t, logits, x, t->dev.unembed, NULL, rows, c->vocab_size, c->d_model, 0);
+  return transformer_matmul(t, logits, x, t->dev.unembed, t->dev.unembed_b, rows, c->vocab_size,
+                            c->d_model, 0);
 }
 
 int transformer_cap_logits(transformer_t *t, float *logits, int rows) {

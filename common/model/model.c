@@ -209,6 +209,8 @@ model_t *model_alloc(const model_config_t *cfg, char *err) {
   if (ln)
     m->final_norm_b = tensor_alloc(d, &failed);
   m->unembed = cfg->tied_unembed ? m->tok_embed : tensor_alloc(v * d, &failed);
+  if (cfg->unembed_bias)
+    m->unembed_b = tensor_alloc(v, &failed);
   if (failed) {
     model_free(m);
     err_set(err, "out of memory allocating a model of %d layers, width %d, vocabulary %d",
@@ -234,6 +236,8 @@ size_t model_n_params(const model_t *m) {
   size_t n = v * d + (c->tied_unembed ? 0 : v * d) + c->n_layers * per_layer + d;
   if (c->positions == POSITIONS_LEARNED)
     n += (size_t)c->max_positions * d;
+  if (c->unembed_bias)
+    n += v;
   return n;
 }
 
@@ -299,6 +303,7 @@ void model_free(model_t *m) {
   free(m->pos_embed);
   free(m->final_norm_w);
   free(m->final_norm_b);
+  free(m->unembed_b);
   free(m);
 }
 
@@ -325,5 +330,6 @@ void model_round_bf16(model_t *m) {
     round_bf16(m->pos_embed, (size_t)c->max_positions * d);
   round_bf16(m->final_norm_w, d);
   round_bf16(m->final_norm_b, d);
+  round_bf16(m->unembed_b, (size_t)c->vocab_size);
   m->weights_bf16 = 1;
 }

@@ -103,6 +103,7 @@ typedef struct {
   int sliding_period;
   float rope_local_theta;
   int tied_unembed;   /* unembed aliases tok_embed */
+  int unembed_bias;   /* the unembedding has a bias (Phi-2's lm_head) */
   int bos_id, eos_id; /* -1 when unknown */
 } model_config_t;
 
@@ -132,6 +133,7 @@ typedef struct {
   layer_weights_t *layers;            /* [n_layers] */
   float *final_norm_w, *final_norm_b; /* [d_model] */
   float *unembed;                     /* [vocab_size, d_model]; == tok_embed when tied */
+  float *unembed_b;                   /* [vocab_size], unembed_bias only */
   int weights_bf16; /* every weight rounded to bfloat16 (model_round_bf16): a backend with
                        its own memory keeps the projections as bf16 there */
 } model_t;

@@ -418,6 +418,53 @@ static int phi3_load(hf_weights_t *w, model_t *m, char *err) {
   return 0;
 }
 
+/* Phi (Phi-2): q/k/v_proj and dense with biases, fc1/fc2 with biases, one
+ * input_layernorm for both sublayers (copied into the MLP's pre norm: the
+ * parallel residual reads it twice), final_layernorm, lm_head with a bias. */
+static int phi_load_layer(hf_weights_t *w, int l, const model_config_t *c, layer_weights_t *lw,
+                          char *err) {
+  const size_t d = (size_t)c->d_model, f = (size_t)c->d_mlp,
+               q = (size_t)c->n_heads * (size_t)c->head_dim,
+               kv = (size_t)c->n_kv_heads * (size_t)c->head_dim;
+  char n[HF_NAME_LEN], p[HF_NAME_LEN];
+  tensor_name(p, "model.layers.%d", l);
+  if (load_vector(w, tensor_name(n, "%s.input_layernorm.weight", p), d, lw->attn_norm_w, err) ||
+      load_vector(w, tensor_name(n, "%s.input_layernorm.bias", p), d, lw->attn_norm_b, err) ||
+      load_matrix(w, tensor_name(n, "%s.self_attn.q_proj.weight", p), q, d, lw->wq, err) ||
+      load_vector(w, tensor_name(n, "%s.self_attn.q_proj.bias", p), q, lw->bq, err) ||
+      load_matrix(w, tensor_name(n, "%s.self_attn.k_proj.weight", p), kv, d, lw->wk, err) ||
+      load_vector(w, tensor_name(n, "%s.self_attn.k_proj.bias", p), kv, lw->bk, err) ||
+      load_matrix(w, tensor_name(n, "%s.self_attn.v_proj.weight", p), kv, d, lw->wv, err) ||
+      load_vector(w, tensor_name(n, "%s.self_attn.v_proj.bias", p), kv, lw->bv, err) ||
+      load_matrix(w, tensor_name(n, "%s.self_attn.dense.weight", p), d, q, lw->wo, err) ||
+      load_vector(w, tensor_name(n, "%s.self_attn.dense.bias", p), d, lw->bo, err) ||
+      load_matrix(w, tensor_name(n, "%s.mlp.fc1.weight", p), f, d, lw->w_up, err) ||
+      load_vector(w, tensor_name(n, "%s.mlp.fc1.bias", p), f, lw->b_up, err) ||
+      load_matrix(w, tensor_name(n, "%s.mlp.fc2.weight", p), d, f, lw->w_down, err) ||
+      load_vector(w, tensor_name(n, "%s.mlp.fc2.bias", p), d, lw->b_down, err))
+    return -1;
+  memcpy(lw->mlp_norm_w, lw->attn_norm_w, d * sizeof(float));
+  memcpy(lw->mlp_norm_b, lw->attn_norm_b, d * sizeof(float));
+  return 0;
+}
+
+static int phi_load(hf_weights_t *w, model_t *m, char *err) {
+  const model_config_t *c = &m->cfg;
+  const size_t d = (size_t)c->d_model, v = (size_t)c->vocab_size;
+  if (load_matrix(w, "model.embed_tokens.weight", v, d, m->tok_embed, err))
+    return -1;
+  for (int l = 0; l < c->n_layers; l++)
+    if (phi_load_layer(w, l, c, &m->layers[l], err))
+      return -1;
+  if (load_vector(w, "model.final_layernorm.weight", d, m->final_norm_w, err) ||
+      load_vector(w, "model.final_layernorm.bias", d, m->final_norm_b, err) ||
+      load_vector(w, "lm_head.bias", v, m->unembed_b, err))
+    return -1;
+  if (!c->tied_unembed)
+    return load_matrix(w, "lm_head.weight", v, d, m->unembed, err);
+  return 0;
+}
+
 static void add_one(float *x, size_t n) {
   for (size_t i = 0; x && i < n; i++)
     x[i] += 1.0f;
@@ -516,7 +563,7 @@ static const struct {
     {"gpt2", gpt2_load},         {"llama", llama_load}, {"gpt_neox", gpt_neox_load},
     {"qwen2", llama_load},       {"qwen3", llama_load}, {"mistral", llama_load},
     {"olmo2", llama_load},       {"gemma", gemma_load}, {"gemma2", gemma_load},
-    {"gemma3_text", gemma_load}, {"phi3", phi3_load},
+    {"gemma3_text", gemma_load}, {"phi3", phi3_load},   {"phi", phi_load},
 };
 
 static int load_family(hf_weights_t *w, model_t *m, char *err) {

@@ -591,6 +591,48 @@ static int phi3_config(const hf_config_t *c, model_config_t *cfg, char *err) {
   return 0;
 }
 
+/* Phi (Phi-2): LayerNorm with biases, one input_layernorm read by attention
+ * and MLP side by side (a parallel residual; loader_hf.c gives both pre norms
+ * its weights), partial rotary (partial_rotary_factor, 0.5 when absent, as
+ * PhiConfig), q/k/v/dense and fc1/fc2 biases, a GELU MLP, an lm_head bias;
+ * qk_layernorm refused. */
+static int phi_config(const hf_config_t *c, model_config_t *cfg, char *err) {
+  static const rope_keys_t keys = {"rope_theta", "partial_rotary_factor", 0.5};
+  const char *act = NULL;
+  int qk_layernorm = 0;
+  snprintf(cfg->family, sizeof(cfg->family), "phi");
+  if (config_int(c, "hidden_size", 1, 0, &cfg->d_model, err) ||
+      config_int(c, "num_hidden_layers", 1, 0, &cfg->n_layers, err) ||
+      config_int(c, "num_attention_heads", 1, 0, &cfg->n_heads, err) ||
+      config_int(c, "num_key_value_heads", 0, cfg->n_heads, &cfg->n_kv_heads, err) ||
+      config_int(c, "intermediate_size", 1, 0, &cfg->d_mlp, err) ||
+      config_int(c, "vocab_size", 1, 0, &cfg->vocab_size, err) ||
+      config_int(c, "max_position_embeddings", 1, 0, &cfg->max_positions, err) ||
+      config_number(c, "layer_norm_eps", 0, 1e-5, &cfg->norm_eps, err) ||
+      config_string(c, "hidden_act", "gelu_new", &act, err) ||
+      config_bool(c, "tie_word_embeddings", 0, &cfg->tied_unembed, err) ||
+      config_bool(c, "qk_layernorm", 0, &qk_layernorm, err) ||
+      config_token_id(c, "bos_token_id", cfg->vocab_size, &cfg->bos_id, err) ||
+      config_token_id(c, "eos_token_id", cfg->vocab_size, &cfg->eos_id, err) ||
+      gelu_activation(c, "hidden_act", act, cfg, err))
+    return -1;
+  if (qk_layernorm)
+    return err_set(err, "%s: qk_layernorm = true is not supported (LayerNorms on q and k)",
+                   c->path);
+  if (cfg->d_model % cfg->n_heads)
+    return err_set(err, "%s: hidden_size = %d is not divisible by num_attention_heads = %d",
+                   c->path, cfg->d_model, cfg->n_heads);
+  if (config_int(c, "head_dim", 0, cfg->d_model / cfg->n_heads, &cfg->head_dim, err) ||
+      rope_config(c, &keys, cfg, err))
+    return -1;
+  cfg->norm = NORM_LAYERNORM;
+  cfg->mlp = MLP_GELU;
+  cfg->parallel_residual = 1;
+  cfg->qkv_bias = cfg->o_bias = cfg->mlp_bias = 1;
+  cfg->unembed_bias = 1;
+  return 0;
+}
+
 /* The keys Gemma 1, 2 and 3 share: llama's shape keys (head_dim given, 256
  * when absent), RMSNorm with (1 + w) (folded into the weights by
  * loader_hf.c), a GeGLU MLP whose GELU is `act_key`, embeddings scaled by
@@ -801,7 +843,7 @@ static const hf_family_t hf_families[] = {
     {"gpt2", gpt2_config},          {"llama", llama_config}, {"gpt_neox", gpt_neox_config},
     {"qwen2", qwen2_config},        {"qwen3", qwen3_config}, {"mistral", mistral_config},
     {"olmo2", olmo2_config},        {"gemma", gemma_config}, {"gemma2", gemma2_config},
-    {"gemma3_text", gemma3_config}, {"phi3", phi3_config},
+    {"gemma3_text", gemma3_config}, {"phi3", phi3_config},   {"phi", phi_config},
 };
 #define N_HF_FAMILIES (sizeof(hf_families) / sizeof(hf_families[0]))
 

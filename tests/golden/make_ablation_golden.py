@@ -69,7 +69,8 @@ TINY_SEEDS = {"tiny-gpt2": 3001, "tiny-llama": 3002, "tiny-gpt_neox": 3003,
               "tiny-gpt_neox-sequential": 3004, "tiny-qwen2": 3005,
               "tiny-llama3": 3006, "tiny-qwen3": 3007,
               "tiny-mistral": 3008, "tiny-olmo2": 3009, "tiny-gemma": 3010,
-              "tiny-gemma2": 3011, "tiny-gemma3": 3012, "tiny-phi3": 3013}
+              "tiny-gemma2": 3011, "tiny-gemma3": 3012, "tiny-phi3": 3013,
+              "tiny-phi": 3014}
 SMOLLM2_PROMPTS = [
     "The Eiffel Tower is located in the city of",
     "The capital of Japan is the city of",
@@ -197,6 +198,26 @@ class Arch:
             self.gamma = 1.0 + m.norm.weight.detach()
             self.beta = None
             self.final_softcap = getattr(c, "final_logit_softcapping", None)
+        elif self.family == "phi":
+            # one input_layernorm read by attention and MLP side by side
+            m = model.model
+            self.n_layers = c.num_hidden_layers
+            self.n_heads = c.num_attention_heads
+            self.d_model = c.hidden_size
+            self.head_dim = c.hidden_size // c.num_attention_heads
+            self.embed_mod = m.embed_tokens
+            self.attn_out = [l.self_attn.dense for l in m.layers]
+            self.mlp_out = [l.mlp for l in m.layers]
+            self.down = [l.mlp.fc2 for l in m.layers]
+            self.final_norm = m.final_layernorm
+            self.norm_kind = "layernorm"
+            self.eps = m.final_layernorm.eps
+            self.W_O = [l.self_attn.dense.weight.detach() for l in m.layers]
+            self.b_O = [l.self_attn.dense.bias.detach() for l in m.layers]
+            self.W_down = [l.mlp.fc2.weight.detach() for l in m.layers]
+            self.b_down = [l.mlp.fc2.bias.detach() for l in m.layers]
+            self.gamma = m.final_layernorm.weight.detach()
+            self.beta = m.final_layernorm.bias.detach()
         elif self.family == "gpt_neox":
             # parallel residual or not, every component adds its output to the
             # residual stream, so the final norm's input is still their sum
@@ -229,7 +250,7 @@ class Arch:
         if not self.post_norms:
             self.o_proj = self.attn_out
         lm_head = model.get_output_embeddings()            # lm_head; gpt_neox: embed_out
-        assert getattr(lm_head, "bias", None) is None, "lm_head bias not handled"
+        self.b_U = None if getattr(lm_head, "bias", None) is None else lm_head.bias.detach()
         self.W_U = lm_head.weight.detach()                 # [vocab, d_model]
         self.W_U_mean = self.W_U.mean(0)
         self.d_ff = self.W_down[0].shape[1]
@@ -272,8 +293,12 @@ class Arch:
             y = y - y.mean()
         return float(((y * inv) * self.gamma) @ u)
 
-    def bias_term(self, u):
-        return 0.0 if self.beta is None else float(self.beta @ u)
+    def bias_term(self, u, t):
+        """The final norm's bias term beta . u, plus, with an lm_head bias
+        (Phi-2), its centred share b[t] - mean b: the constants of the
+        centred logit that no component carries."""
+        b = 0.0 if self.beta is None else float(self.beta @ u)
+        return b if self.b_U is None else b + float(self.b_U[t] - self.b_U.mean())
 
     def head_vec(self, comp, value):
         _, L, H = comp.split(".")
@@ -654,7 +679,7 @@ def record(arch, cl, cap, what):
     de_clean = [arch.de(cap[c], cl["inv"], cl["u"]) for c in arch.component_order]
     # self-check: with the ablated run's own scale the direct effects add up
     # to the ablated centred logit (the captures saw the intervened values).
-    de_abl_sum = sum(arch.de(cap[c], inv_abl, cl["u"]) for c in arch.component_order) + arch.bias_term(cl["u"])
+    de_abl_sum = sum(arch.de(cap[c], inv_abl, cl["u"]) for c in arch.component_order) + arch.bias_term(cl["u"], t)
     assert abs(de_abl_sum - ablated_logit) <= DE_SUM_RTOL * max(1.0, abs(ablated_logit)), \
         (what, de_abl_sum, ablated_logit)
     out = cap["out_logits"]
@@ -760,7 +785,7 @@ def make_golden(arch, name, model_field, prompts, plan, golden_dir, texts=None, 
         cl = {"ids": ids, "cap": cap, "target": t, "u": u, "inv": inv,
               "clean_logit": float(centred(lg)[t]), "logp": torch.log_softmax(cap["out_logits"], -1)}
         cl["de"] = [arch.de(cap[c], inv, u) for c in arch.component_order]
-        s = sum(cl["de"]) + arch.bias_term(u)
+        s = sum(cl["de"]) + arch.bias_term(u, t)
         err = abs(s - cl["clean_logit"])
         assert err <= DE_SUM_RTOL * max(1.0, abs(cl["clean_logit"])), (s, cl["clean_logit"])
         # the final-norm input is the sum of the components (residual stream)

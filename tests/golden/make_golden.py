@@ -33,6 +33,9 @@ Writes (under --out, normally `tests`):
                              global rotary (linear scaling), window 5
   data/tiny-phi3/            random-init Phi-3: fused qkv and gate_up, partial
                              rotary 0.75, window 6 on every layer
+  data/tiny-phi/             random-init Phi (Phi-2): one LayerNorm for the
+                             parallel attention and MLP, partial rotary,
+                             biases, an lm_head bias
   golden/<name>.json         prompts, recorded positions, argmax, metadata
   golden/<name>.f32          raw little-endian float32 logits
 for <name> in tiny-gpt2, tiny-llama, tiny-llama-sharded (same logits file as
@@ -80,6 +83,8 @@ from transformers import (
     Gemma3ForCausalLM,
     Phi3Config,
     Phi3ForCausalLM,
+    PhiConfig,
+    PhiForCausalLM,
     LlamaConfig,
     LlamaForCausalLM,
 )
@@ -556,7 +561,7 @@ def make_tiny_gemma3(data_dir, golden_dir):
     m = make_family_model(data_dir, golden_dir, name, model, (Gemma3RMSNorm,), 4910)
     assert m.config.model_type == "gemma3_text" and m.config.final_logit_softcapping is None
     a = m.model.layers[0].self_attn
-    assert tuple(a.q_norm.weight.shape) == (16,) and float(a.q_norm.weight.abs().max()) > 0.1
+    assert tuple(a.q_norm.weight.shape) == (16,) and float(a.q_norm.weight.detach().abs().max()) > 0.1
 
 
 def make_tiny_phi3(data_dir, golden_dir):
@@ -578,6 +583,24 @@ def make_tiny_phi3(data_dir, golden_dir):
     assert m.model.rotary_emb.inv_freq.numel() == 6 and m.config.sliding_window == 6
 
 
+def make_tiny_phi(data_dir, golden_dir):
+    """Phi-2's block: one LayerNorm read by attention and MLP side by side,
+    partial rotary (the default 0.5), biases everywhere, an lm_head bias."""
+    name = "tiny-phi"
+    log(f"[{name}]")
+    cfg = PhiConfig(hidden_size=48, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4,
+                    vocab_size=FAMILY_VOCAB, max_position_embeddings=128, hidden_act="gelu_new",
+                    rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                     "partial_rotary_factor": 0.5},
+                    layer_norm_eps=1e-5, tie_word_embeddings=False, initializer_range=GPT2_INIT_RANGE,
+                    pad_token_id=None, eos_token_id=None, bos_token_id=None)
+    torch.manual_seed(5100)
+    model = PhiForCausalLM(cfg).float().eval()
+    m = make_family_model(data_dir, golden_dir, name, model, (torch.nn.LayerNorm,), 5110)
+    assert m.lm_head.bias is not None and float(m.lm_head.bias.detach().abs().max()) > 0.1
+    assert m.model.layers[0].self_attn.rotary_ndims == 6
+
+
 # name -> maker(data_dir, golden_dir)
 TINY_FAMILIES = {
     "tiny-gpt_neox": lambda d, g: make_tiny_gpt_neox(d, g, True),
@@ -590,6 +613,7 @@ TINY_FAMILIES = {
     "tiny-gemma2": make_tiny_gemma2,
     "tiny-gemma3": make_tiny_gemma3,
     "tiny-phi3": make_tiny_phi3,
+    "tiny-phi": make_tiny_phi,
     # llama3: original context 64, wavelengths 6.3 (kept), 33 (smoothed), 168... (divided)
     "tiny-llama3": lambda d, g: make_tiny_llama_rope(
         d, g, "tiny-llama3",

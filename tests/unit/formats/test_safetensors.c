@@ -1186,6 +1186,20 @@ static void test_phi3_config(void) {
   }
 }
 
+/* Phi (Phi-2): q/k LayerNorms refused by name. */
+static void test_phi_config(void) {
+  char dir[512], err[HYDRA_ERR_LEN] = "";
+  write_model_dir(dir, "phi-config",
+                  "{\"model_type\":\"phi\",\"hidden_size\":8,\"num_hidden_layers\":2,"
+                  "\"num_attention_heads\":2,\"intermediate_size\":12,\"vocab_size\":11,"
+                  "\"max_position_embeddings\":64,\"qk_layernorm\":true}",
+                  NULL, 1);
+  model_t *m = model_load_hf(dir, err);
+  expect_error("phi with qk_layernorm", m == NULL, err, "phi-config",
+               "qk_layernorm = true is not supported");
+  model_free(m);
+}
+
 /* The committed tiny models, when the second engineer's data is present. */
 static void test_repo_models(const char *root) {
   const char *names[] = {"tiny-gpt2",
@@ -1200,12 +1214,13 @@ static void test_repo_models(const char *root) {
                          "tiny-gemma",
                          "tiny-gemma2",
                          "tiny-gemma3",
-                         "tiny-phi3"};
+                         "tiny-phi3",
+                         "tiny-phi"};
   const char *families[] = {"gpt2",   "llama",       "llama",   "gpt_neox", "gpt_neox",
                             "qwen2",  "qwen3",       "mistral", "olmo2",    "gemma",
-                            "gemma2", "gemma3_text", "phi3"};
-  const int parallel[] = {0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-            rotary_dim[] = {0, 16, 16, 6, 6, 12, 16, 16, 12, 16, 16, 16, 12};
+                            "gemma2", "gemma3_text", "phi3",    "phi"};
+  const int parallel[] = {0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1},
+            rotary_dim[] = {0, 16, 16, 6, 6, 12, 16, 16, 12, 16, 16, 16, 12, 6};
   for (int i = 0; i < (int)(sizeof(names) / sizeof(names[0])); i++) {
     char dir[1024], cfg[1100], err[HYDRA_ERR_LEN] = "";
     snprintf(dir, sizeof(dir), "%s/tests/data/%s", root, names[i]);
@@ -1228,6 +1243,11 @@ static void test_repo_models(const char *root) {
       CHECK(m->cfg.no_pre_norms && m->cfg.post_norms && m->cfg.qk_norm == QK_NORM_WHOLE &&
                 !m->layers[2].attn_norm_w && m->layers[2].post_mlp_norm_w && m->layers[2].bo,
             "tiny-olmo2: post norms only, q/k norms over the whole projections, biases");
+    if (m && strcmp(names[i], "tiny-phi") == 0)
+      CHECK(m->cfg.unembed_bias && m->unembed_b && m->layers[1].b_up && m->layers[1].bo &&
+                m->layers[1].mlp_norm_b &&
+                m->layers[1].mlp_norm_b[3] == m->layers[1].attn_norm_b[3],
+            "tiny-phi: one LayerNorm for both sublayers, biases, an lm_head bias");
     if (m && strcmp(names[i], "tiny-gemma2") == 0)
       CHECK(m->cfg.post_norms && m->cfg.attn_softcap == 3.0f && m->cfg.final_softcap == 4.0f &&
                 m->cfg.sliding_window == 4 && m->cfg.sliding_period == 2 &&
@@ -1272,6 +1292,7 @@ int main(int argc, char **argv) {
   test_mistral_config();
   test_gemma_config();
   test_phi3_config();
+  test_phi_config();
   if (argc > 1)
     test_repo_models(argv[1]);
   nftw(tmp, remove_entry, 16, FTW_DEPTH | FTW_PHYS);

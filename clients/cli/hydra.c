@@ -105,6 +105,9 @@ static void print_info(const model_t *m) {
          c->qk_norm == QK_NORM_PER_HEAD ? ", q/k norms per head"
          : c->qk_norm == QK_NORM_WHOLE  ? ", q/k norms over the whole projections"
                                         : "");
+  if (c->residual_scale != 0.0f && c->residual_scale != 1.0f)
+    printf("sublayers    outputs scaled by %g before the residual add\n",
+           (double)c->residual_scale);
   printf("residual     %s\n", c->parallel_residual ? "parallel (attention and MLP read the "
                                                      "layer input)"
                                                    : "sequential");
@@ -134,7 +137,8 @@ static void print_info(const model_t *m) {
     printf("positions    none\n");
   if (c->embed_scale != 0.0f && c->embed_scale != 1.0f)
     printf("embeddings   scaled by %g\n", (double)c->embed_scale);
-  printf("unembedding  %s\n", c->tied_unembed ? "tied" : "untied");
+  printf("unembedding  %s%s\n", c->tied_unembed ? "tied" : "untied",
+         c->unembed_bias ? ", with a bias" : "");
   if (c->final_softcap > 0.0f)
     printf("soft-cap     final logits at %g (effects on the pre-cap logits)\n",
            (double)c->final_softcap);

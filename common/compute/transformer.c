@@ -341,6 +341,15 @@ static int join(transformer_t *t, const transformer_pass_t *P, int k, float *x, 
   return P->hooks.join(P->hooks.ctx, k, x, first, n);
 }
 
+/* out[n, d] *= the residual scale, where the family has one: what a
+ * sublayer adds to the residual, its component's output. */
+static int residual_scale(transformer_t *t, int n) {
+  const model_config_t *c = &t->host->cfg;
+  if (c->residual_scale == 0.0f || c->residual_scale == 1.0f)
+    return 0;
+  return t->b->ops->scale(t->b, t->out, (size_t)n * c->d_model, c->residual_scale);
+}
+
 /* out[n, d] = attention of layer L over input[n, d] (the pre norm's output,
  * or the residual itself without pre norms); keys and values per the pass's
  * kv mode. */
@@ -385,6 +394,7 @@ static int attention(transformer_t *t, const transformer_pass_t *P, int L, const
   TRY(transformer_matmul(t, t->out, t->heads, w->wo, w->bo, n, d, q, 0)); /* out[n, d] */
   if (c->post_norms)
     TRY(norm(t, t->out, NULL, t->out, w->post_attn_norm_w, w->post_attn_norm_b, n));
+  TRY(residual_scale(t, n));
   TRY(hook(P, HOOK_ATTN_OUT, L, t->out, n, d));
   return 0;
 fail:
@@ -415,6 +425,7 @@ static int mlp(transformer_t *t, const transformer_pass_t *P, int L, const float
   TRY(transformer_matmul(t, t->out, t->hidden, w->w_down, w->b_down, n, d, fm, 0)); /* [n, d] */
   if (c->post_norms)
     TRY(norm(t, t->out, NULL, t->out, w->post_mlp_norm_w, w->post_mlp_norm_b, n));
+  TRY(residual_scale(t, n));
   TRY(hook(P, HOOK_MLP_OUT, L, t->out, n, d));
   return 0;
 fail:

@@ -24,7 +24,8 @@ typedef struct {
   size_t n_shards;
   float *scratch; /* Conv1D weights before transposing */
   size_t scratch_n;
-  char types[128]; /* dtypes read, comma-separated */
+  char types[128];      /* dtypes read, comma-separated */
+  const json_t *config; /* config.json, parsed (borrowed): keys a family's loader folds in */
 } hf_weights_t;
 
 static int join_path(char *buf, const char *dir, const char *name, char *err) {
@@ -418,6 +419,18 @@ static int phi3_load(hf_weights_t *w, model_t *m, char *err) {
   return 0;
 }
 
+/* Granite: llama's names; its logits_scaling (checked positive by
+ * loader_hf_config.c) divides the final norm's weight. */
+static int granite_load(hf_weights_t *w, model_t *m, char *err) {
+  if (llama_load(w, m, err))
+    return -1;
+  const json_t *v = json_object_get(w->config, "logits_scaling");
+  const double scaling = v && json_is_number(v) ? json_number_value(v) : 1.0;
+  for (int i = 0; i < m->cfg.d_model; i++)
+    m->final_norm_w[i] = (float)(m->final_norm_w[i] / scaling);
+  return 0;
+}
+
 /* Phi (Phi-2): q/k/v_proj and dense with biases, fc1/fc2 with biases, one
  * input_layernorm for both sublayers (copied into the MLP's pre norm: the
  * parallel residual reads it twice), final_layernorm, lm_head with a bias. */
@@ -564,6 +577,7 @@ static const struct {
     {"qwen2", llama_load},       {"qwen3", llama_load}, {"mistral", llama_load},
     {"olmo2", llama_load},       {"gemma", gemma_load}, {"gemma2", gemma_load},
     {"gemma3_text", gemma_load}, {"phi3", phi3_load},   {"phi", phi_load},
+    {"granite", granite_load},
 };
 
 static int load_family(hf_weights_t *w, model_t *m, char *err) {
@@ -590,6 +604,7 @@ model_t *model_load_hf(const char *dir, char *err) {
   if (!m)
     goto fail;
   snprintf(m->path, sizeof(m->path), "%s", dir);
+  w.config = root;
   if (load_family(&w, m, err))
     goto fail;
   snprintf(m->weights_format, sizeof(m->weights_format), "safetensors");

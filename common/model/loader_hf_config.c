@@ -560,6 +560,29 @@ static int sliding_layers_config(const hf_config_t *c, int period, model_config_
   return 0;
 }
 
+/* Granite: llama's block with its multipliers: embeddings times
+ * embedding_multiplier, scores times attention_multiplier (instead of
+ * 1/sqrt(head_dim)), each sublayer's output times residual_multiplier, and
+ * the logits divided by logits_scaling (folded into the final norm's weight
+ * by loader_hf.c: the norm is RMSNorm, so the logits are linear in it). */
+static int granite_config(const hf_config_t *c, model_config_t *cfg, char *err) {
+  int attn_bias = 0, mlp_bias = 0;
+  float logits_scaling = 1.0f;
+  if (llama_like_config(c, "granite", 0, 0, 0, cfg, err) ||
+      config_bool(c, "attention_bias", 0, &attn_bias, err) ||
+      config_bool(c, "mlp_bias", 0, &mlp_bias, err) ||
+      config_number(c, "embedding_multiplier", 0, 1.0, &cfg->embed_scale, err) ||
+      config_number(c, "attention_multiplier", 0, 1.0, &cfg->attn_scale, err) ||
+      config_number(c, "residual_multiplier", 0, 1.0, &cfg->residual_scale, err) ||
+      config_number(c, "logits_scaling", 0, 1.0, &logits_scaling, err))
+    return -1;
+  if (mlp_bias)
+    return err_set(err, "%s: mlp_bias = true is not supported (no gate_proj bias in the model)",
+                   c->path);
+  cfg->qkv_bias = cfg->o_bias = attn_bias;
+  return 0;
+}
+
 /* Phi-3: llama's block (loader_hf.c splits its fused qkv_proj and
  * gate_up_proj), partial rotary allowed (Phi-4-mini), a sliding_window on
  * every layer (null: none), and only the default rotary: transformers reads
@@ -844,6 +867,7 @@ static const hf_family_t hf_families[] = {
     {"qwen2", qwen2_config},        {"qwen3", qwen3_config}, {"mistral", mistral_config},
     {"olmo2", olmo2_config},        {"gemma", gemma_config}, {"gemma2", gemma2_config},
     {"gemma3_text", gemma3_config}, {"phi3", phi3_config},   {"phi", phi_config},
+    {"granite", granite_config},
 };
 #define N_HF_FAMILIES (sizeof(hf_families) / sizeof(hf_families[0]))
 

@@ -56,6 +56,8 @@ int model_config_check(const model_config_t *c, char *err) {
     return err_set(err, "mlp: a GeGLU MLP needs a GELU activation");
   if (!(c->embed_scale >= 0.0f && c->embed_scale < 1e30f))
     return err_set(err, "embed_scale = %g is out of range", (double)c->embed_scale);
+  if (!(c->residual_scale >= 0.0f && c->residual_scale < 1e30f))
+    return err_set(err, "residual_scale = %g is out of range", (double)c->residual_scale);
   if (!(c->attn_scale >= 0.0f && c->attn_scale < 1e30f))
     return err_set(err, "attn_scale = %g is out of range", (double)c->attn_scale);
   if (!(c->attn_softcap >= 0.0f && c->attn_softcap < 1e30f))

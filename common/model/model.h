@@ -84,6 +84,8 @@ typedef struct {
   /* residual stream */
   int parallel_residual; /* attention and MLP read the same residual (neox) */
   float embed_scale;     /* embeddings multiplied by it (0 or 1: none) */
+  float residual_scale;  /* each sublayer's output multiplied by it before the residual add
+                            (Granite's residual_multiplier; 0 or 1: none) */
   /* attention */
   int qkv_bias;        /* q, k and v projections have biases */
   int o_bias;          /* the attention output projection has a bias */

@@ -70,7 +70,7 @@ TINY_SEEDS = {"tiny-gpt2": 3001, "tiny-llama": 3002, "tiny-gpt_neox": 3003,
               "tiny-llama3": 3006, "tiny-qwen3": 3007,
               "tiny-mistral": 3008, "tiny-olmo2": 3009, "tiny-gemma": 3010,
               "tiny-gemma2": 3011, "tiny-gemma3": 3012, "tiny-phi3": 3013,
-              "tiny-phi": 3014}
+              "tiny-phi": 3014, "tiny-granite": 3015}
 SMOLLM2_PROMPTS = [
     "The Eiffel Tower is located in the city of",
     "The capital of Japan is the city of",
@@ -125,7 +125,7 @@ class Arch:
             self.b_down = [b.mlp.c_proj.bias.detach() for b in t.h]
             self.gamma = t.ln_f.weight.detach()
             self.beta = t.ln_f.bias.detach()
-        elif self.family in ("llama", "qwen2", "qwen3", "mistral", "phi3"):  # llama's modules (+ biases, q/k norms)
+        elif self.family in ("llama", "qwen2", "qwen3", "mistral", "phi3", "granite"):  # llama's modules (+ biases, q/k norms)
             m = model.model
             self.n_layers = c.num_hidden_layers
             self.n_heads = c.num_attention_heads
@@ -245,6 +245,18 @@ class Arch:
         # heads are read at the output projection's input; without post norms
         # that projection is the attention's output module
         self.norm_offset = getattr(self, "norm_offset", 0.0)   # Gemma: (1 + w)
+        # Granite multiplies the embeddings and each sublayer's output outside
+        # any module: a component's output (what it adds) is the hooked value
+        # times these; interventions, linear, act on the hooked value alike
+        self.out_scales = {"embed": float(getattr(c, "embedding_multiplier", 1.0)),
+                           "attn": float(getattr(c, "residual_multiplier", 1.0)),
+                           "mlp": float(getattr(c, "residual_multiplier", 1.0))}
+        self.out_scales.update(head=self.out_scales["attn"], neuron=self.out_scales["mlp"])
+        # Granite's logits are the unembedding's output / logits_scaling: with
+        # an RMSNorm that is the final norm's scale divided by it
+        if float(getattr(c, "logits_scaling", 1.0)) != 1.0:
+            assert self.beta is None
+            self.gamma = self.gamma / float(c.logits_scaling)
         self.final_softcap = getattr(self, "final_softcap", None)
         self.post_norms = hasattr(self, "o_proj")
         if not self.post_norms:
@@ -312,13 +324,18 @@ class Arch:
     def extra_vec(self, comp, value):
         return self.head_vec(comp, value) if comp.startswith("head.") else self.neuron_vec(comp, value)
 
+    def comp_out(self, comp, y):
+        """A hooked component value as what it adds to the residual stream."""
+        s = self.out_scales[comp.split(".")[0]]
+        return y if s == 1.0 else y * s
+
     def post_frozen(self, comp, cap, y):
         """With post norms, a head's (neuron's) share y of its sublayer's
         output before the post norm, through that norm frozen at the run's own
         scale (RMSNorm: y / rms * gamma), so that a layer's heads (neurons)
         and its bias share add up to attn.L (mlp.L); without, y itself."""
         if not self.post_norms:
-            return y
+            return self.comp_out(comp, y)
         L = int(comp.split(".")[1])
         if comp.startswith("head."):
             pre = self.W_O[L] @ cap["attn_in"][L] + (0 if self.b_O[L] is None else self.b_O[L])
@@ -424,8 +441,8 @@ def forward(arch, ids, interventions=None, positions="last", inputs_embeds=None)
     # out_logits: the model's output (capped where it has a final soft-cap),
     # whose distribution the log-prob, KL and rank read; logits: pre-cap
     cap["out_logits"] = logits[0, -1].detach().clone()
-    if arch.final_softcap is None:
-        assert torch.equal(cap["logits"], cap["out_logits"])
+    if arch.final_softcap is None:  # (Granite divides the unembedding's output by logits_scaling)
+        cap["logits"] = cap["out_logits"]
     else:
         c = arch.final_softcap
         assert torch.allclose(torch.tanh(cap["logits"] / c) * c, cap["out_logits"], atol=1e-6)
@@ -676,10 +693,10 @@ def record(arch, cl, cap, what):
     c_abl = centred(lg)
     ablated_logit = float(c_abl[t])
     inv_abl = arch.inv_scale(cap["resid"])
-    de_clean = [arch.de(cap[c], cl["inv"], cl["u"]) for c in arch.component_order]
+    de_clean = [arch.de(arch.comp_out(c, cap[c]), cl["inv"], cl["u"]) for c in arch.component_order]
     # self-check: with the ablated run's own scale the direct effects add up
     # to the ablated centred logit (the captures saw the intervened values).
-    de_abl_sum = sum(arch.de(cap[c], inv_abl, cl["u"]) for c in arch.component_order) + arch.bias_term(cl["u"], t)
+    de_abl_sum = sum(arch.de(arch.comp_out(c, cap[c]), inv_abl, cl["u"]) for c in arch.component_order) + arch.bias_term(cl["u"], t)
     assert abs(de_abl_sum - ablated_logit) <= DE_SUM_RTOL * max(1.0, abs(ablated_logit)), \
         (what, de_abl_sum, ablated_logit)
     out = cap["out_logits"]
@@ -784,12 +801,12 @@ def make_golden(arch, name, model_field, prompts, plan, golden_dir, texts=None, 
         assert t == int(cap["out_logits"].argmax())  # a soft-cap keeps the order
         cl = {"ids": ids, "cap": cap, "target": t, "u": u, "inv": inv,
               "clean_logit": float(centred(lg)[t]), "logp": torch.log_softmax(cap["out_logits"], -1)}
-        cl["de"] = [arch.de(cap[c], inv, u) for c in arch.component_order]
+        cl["de"] = [arch.de(arch.comp_out(c, cap[c]), inv, u) for c in arch.component_order]
         s = sum(cl["de"]) + arch.bias_term(u, t)
         err = abs(s - cl["clean_logit"])
         assert err <= DE_SUM_RTOL * max(1.0, abs(cl["clean_logit"])), (s, cl["clean_logit"])
         # the final-norm input is the sum of the components (residual stream)
-        resid = sum(cap[c] for c in arch.component_order)
+        resid = sum(arch.comp_out(c, cap[c]) for c in arch.component_order)
         r_err = float((resid - cap["resid"]).abs().max() / cap["resid"].abs().max())
         assert r_err < 1e-5, r_err
         top2 = torch.topk(lg, 2).values

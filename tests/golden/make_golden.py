@@ -36,6 +36,8 @@ Writes (under --out, normally `tests`):
   data/tiny-phi/             random-init Phi (Phi-2): one LayerNorm for the
                              parallel attention and MLP, partial rotary,
                              biases, an lm_head bias
+  data/tiny-granite/         random-init Granite: every multiplier away from 1,
+                             tied
   golden/<name>.json         prompts, recorded positions, argmax, metadata
   golden/<name>.f32          raw little-endian float32 logits
 for <name> in tiny-gpt2, tiny-llama, tiny-llama-sharded (same logits file as
@@ -85,6 +87,8 @@ from transformers import (
     Phi3ForCausalLM,
     PhiConfig,
     PhiForCausalLM,
+    GraniteConfig,
+    GraniteForCausalLM,
     LlamaConfig,
     LlamaForCausalLM,
 )
@@ -601,6 +605,25 @@ def make_tiny_phi(data_dir, golden_dir):
     assert m.model.layers[0].self_attn.rotary_ndims == 6
 
 
+def make_tiny_granite(data_dir, golden_dir):
+    """Every multiplier away from 1: embeddings x3, scores x0.3 (not
+    1/sqrt(12)), sublayer outputs x0.6, logits / 2.5; tied."""
+    name = "tiny-granite"
+    log(f"[{name}]")
+    cfg = GraniteConfig(hidden_size=48, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
+                        num_key_value_heads=2, vocab_size=FAMILY_VOCAB, max_position_embeddings=128,
+                        rope_parameters={"rope_type": "default", "rope_theta": 10000.0}, rms_norm_eps=1e-6,
+                        embedding_multiplier=3.0, attention_multiplier=0.3, residual_multiplier=0.6,
+                        logits_scaling=2.5, tie_word_embeddings=True, attention_bias=True,
+                        initializer_range=LLAMA_INIT_RANGE, pad_token_id=None, eos_token_id=None,
+                        bos_token_id=None)
+    torch.manual_seed(5200)
+    model = GraniteForCausalLM(cfg).float().eval()
+    from transformers.models.granite.modeling_granite import GraniteRMSNorm
+    m = make_family_model(data_dir, golden_dir, name, model, (GraniteRMSNorm,), 5210)
+    assert m.config.logits_scaling == 2.5 and m.config.tie_word_embeddings
+
+
 # name -> maker(data_dir, golden_dir)
 TINY_FAMILIES = {
     "tiny-gpt_neox": lambda d, g: make_tiny_gpt_neox(d, g, True),
@@ -614,6 +637,7 @@ TINY_FAMILIES = {
     "tiny-gemma3": make_tiny_gemma3,
     "tiny-phi3": make_tiny_phi3,
     "tiny-phi": make_tiny_phi,
+    "tiny-granite": make_tiny_granite,
     # llama3: original context 64, wavelengths 6.3 (kept), 33 (smoothed), 168... (divided)
     "tiny-llama3": lambda d, g: make_tiny_llama_rope(
         d, g, "tiny-llama3",

@@ -1215,12 +1215,13 @@ static void test_repo_models(const char *root) {
                          "tiny-gemma2",
                          "tiny-gemma3",
                          "tiny-phi3",
-                         "tiny-phi"};
+                         "tiny-phi",
+                         "tiny-granite"};
   const char *families[] = {"gpt2",   "llama",       "llama",   "gpt_neox", "gpt_neox",
                             "qwen2",  "qwen3",       "mistral", "olmo2",    "gemma",
-                            "gemma2", "gemma3_text", "phi3",    "phi"};
-  const int parallel[] = {0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1},
-            rotary_dim[] = {0, 16, 16, 6, 6, 12, 16, 16, 12, 16, 16, 16, 12, 6};
+                            "gemma2", "gemma3_text", "phi3",    "phi",      "granite"};
+  const int parallel[] = {0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0},
+            rotary_dim[] = {0, 16, 16, 6, 6, 12, 16, 16, 12, 16, 16, 16, 12, 6, 12};
   for (int i = 0; i < (int)(sizeof(names) / sizeof(names[0])); i++) {
     char dir[1024], cfg[1100], err[HYDRA_ERR_LEN] = "";
     snprintf(dir, sizeof(dir), "%s/tests/data/%s", root, names[i]);
@@ -1248,6 +1249,10 @@ static void test_repo_models(const char *root) {
                 m->layers[1].mlp_norm_b &&
                 m->layers[1].mlp_norm_b[3] == m->layers[1].attn_norm_b[3],
             "tiny-phi: one LayerNorm for both sublayers, biases, an lm_head bias");
+    if (m && strcmp(names[i], "tiny-granite") == 0)
+      CHECK(m->cfg.embed_scale == 3.0f && fabsf(m->cfg.attn_scale - 0.3f) < 1e-7f &&
+                fabsf(m->cfg.residual_scale - 0.6f) < 1e-7f && m->cfg.tied_unembed,
+            "tiny-granite: embedding, attention and residual multipliers, tied");
     if (m && strcmp(names[i], "tiny-gemma2") == 0)
       CHECK(m->cfg.post_norms && m->cfg.attn_softcap == 3.0f && m->cfg.final_softcap == 4.0f &&
                 m->cfg.sliding_window == 4 && m->cfg.sliding_period == 2 &&

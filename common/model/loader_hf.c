@@ -419,6 +419,47 @@ static int phi3_load(hf_weights_t *w, model_t *m, char *err) {
   return 0;
 }
 
+/* GPT-Neo: transformer.h.L.{ln_1, attn.attention.{q,k,v}_proj (no biases),
+ * attn.attention.out_proj, ln_2, mlp.c_fc, mlp.c_proj} as nn.Linear. */
+static int gpt_neo_load_layer(hf_weights_t *w, int l, const model_config_t *c, layer_weights_t *lw,
+                              char *err) {
+  const size_t d = (size_t)c->d_model, f = (size_t)c->d_mlp;
+  char n[HF_NAME_LEN], p[HF_NAME_LEN];
+  tensor_name(p, "transformer.h.%d", l);
+  if (load_vector(w, tensor_name(n, "%s.ln_1.weight", p), d, lw->attn_norm_w, err) ||
+      load_vector(w, tensor_name(n, "%s.ln_1.bias", p), d, lw->attn_norm_b, err) ||
+      load_matrix(w, tensor_name(n, "%s.attn.attention.q_proj.weight", p), d, d, lw->wq, err) ||
+      load_matrix(w, tensor_name(n, "%s.attn.attention.k_proj.weight", p), d, d, lw->wk, err) ||
+      load_matrix(w, tensor_name(n, "%s.attn.attention.v_proj.weight", p), d, d, lw->wv, err) ||
+      load_matrix(w, tensor_name(n, "%s.attn.attention.out_proj.weight", p), d, d, lw->wo, err) ||
+      load_vector(w, tensor_name(n, "%s.attn.attention.out_proj.bias", p), d, lw->bo, err) ||
+      load_vector(w, tensor_name(n, "%s.ln_2.weight", p), d, lw->mlp_norm_w, err) ||
+      load_vector(w, tensor_name(n, "%s.ln_2.bias", p), d, lw->mlp_norm_b, err) ||
+      load_matrix(w, tensor_name(n, "%s.mlp.c_fc.weight", p), f, d, lw->w_up, err) ||
+      load_vector(w, tensor_name(n, "%s.mlp.c_fc.bias", p), f, lw->b_up, err) ||
+      load_matrix(w, tensor_name(n, "%s.mlp.c_proj.weight", p), d, f, lw->w_down, err) ||
+      load_vector(w, tensor_name(n, "%s.mlp.c_proj.bias", p), d, lw->b_down, err))
+    return -1;
+  return 0;
+}
+
+static int gpt_neo_load(hf_weights_t *w, model_t *m, char *err) {
+  const model_config_t *c = &m->cfg;
+  const size_t d = (size_t)c->d_model, v = (size_t)c->vocab_size;
+  if (load_matrix(w, "transformer.wte.weight", v, d, m->tok_embed, err) ||
+      load_matrix(w, "transformer.wpe.weight", (size_t)c->max_positions, d, m->pos_embed, err))
+    return -1;
+  for (int l = 0; l < c->n_layers; l++)
+    if (gpt_neo_load_layer(w, l, c, &m->layers[l], err))
+      return -1;
+  if (load_vector(w, "transformer.ln_f.weight", d, m->final_norm_w, err) ||
+      load_vector(w, "transformer.ln_f.bias", d, m->final_norm_b, err))
+    return -1;
+  if (!c->tied_unembed)
+    return load_matrix(w, "lm_head.weight", v, d, m->unembed, err);
+  return 0;
+}
+
 /* Granite: llama's names; its logits_scaling (checked positive by
  * loader_hf_config.c) divides the final norm's weight. */
 static int granite_load(hf_weights_t *w, model_t *m, char *err) {
@@ -573,11 +614,11 @@ static const struct {
   const char *family;
   int (*load)(hf_weights_t *w, model_t *m, char *err);
 } hf_loaders[] = {
-    {"gpt2", gpt2_load},         {"llama", llama_load}, {"gpt_neox", gpt_neox_load},
-    {"qwen2", llama_load},       {"qwen3", llama_load}, {"mistral", llama_load},
-    {"olmo2", llama_load},       {"gemma", gemma_load}, {"gemma2", gemma_load},
-    {"gemma3_text", gemma_load}, {"phi3", phi3_load},   {"phi", phi_load},
-    {"granite", granite_load},
+    {"gpt2", gpt2_load},         {"llama", llama_load},     {"gpt_neox", gpt_neox_load},
+    {"qwen2", llama_load},       {"qwen3", llama_load},     {"mistral", llama_load},
+    {"olmo2", llama_load},       {"gemma", gemma_load},     {"gemma2", gemma_load},
+    {"gemma3_text", gemma_load}, {"phi3", phi3_load},       {"phi", phi_load},
+    {"granite", granite_load},   {"gpt_neo", gpt_neo_load},
 };
 
 static int load_family(hf_weights_t *w, model_t *m, char *err) {

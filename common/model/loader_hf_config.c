@@ -656,6 +656,102 @@ static int phi_config(const hf_config_t *c, model_config_t *cfg, char *err) {
   return 0;
 }
 
+/* GPT-Neo's attention_layers ("global" / "local" per layer), expanded from
+ * attention_types ([[["global", "local"], 12]]: the pair 12 times) when the
+ * file has only those, into the sliding pattern: local layers slide. A list
+ * that is not "all but every k-th" (at an offset) is refused by name. */
+static int gpt_neo_layers_config(const hf_config_t *c, model_config_t *cfg, char *err) {
+  char global[4096];
+  int n = 0;
+  const json_t *types = json_object_get(c->root, "attention_types");
+  if (!types || !json_is_array(types))
+    return err_set(err, "%s: attention_types must be a list of [[types...], count]", c->path);
+  for (size_t i = 0; i < json_array_size(types); i++) {
+    const json_t *item = json_array_get(types, i), *names = json_array_get(item, 0),
+                 *count = json_array_get(item, 1);
+    if (!json_is_array(item) || !json_is_array(names) || !json_is_integer(count) ||
+        json_integer_value(count) < 0 || json_integer_value(count) > 4096)
+      return err_set(err, "%s: attention_types[%zu] must be [[types...], count]", c->path, i);
+    for (json_int_t k = 0; k < json_integer_value(count); k++)
+      for (size_t j = 0; j < json_array_size(names); j++) {
+        const char *t = json_string_value(json_array_get(names, j));
+        if (!t || (strcmp(t, "global") != 0 && strcmp(t, "local") != 0))
+          return err_set(err, "%s: attention_types[%zu]: a type must be \"global\" or \"local\"",
+                         c->path, i);
+        if (n >= cfg->n_layers || n >= (int)sizeof(global))
+          return err_set(err, "%s: attention_types names more layers than num_layers = %d", c->path,
+                         cfg->n_layers);
+        global[n++] = strcmp(t, "global") == 0;
+      }
+  }
+  if (n != cfg->n_layers)
+    return err_set(err, "%s: attention_types names %d layers, num_layers is %d", c->path, n,
+                   cfg->n_layers);
+  int first = -1, second = -1;
+  for (int l = 0; l < n && second < 0; l++) {
+    if (global[l] && first >= 0)
+      second = l;
+    else if (global[l])
+      first = l;
+  }
+  if (first < 0) { /* every layer local */
+    cfg->sliding_period = 0;
+    return 0;
+  }
+  cfg->sliding_period = second > 0 ? second - first : n + 1;
+  cfg->sliding_offset =
+      (cfg->sliding_period - (first + 1) % cfg->sliding_period) % cfg->sliding_period;
+  if (cfg->sliding_period == 1) /* every layer global */
+    cfg->sliding_window = 0;
+  for (int l = 0; l < n; l++)
+    if (cfg->sliding_window > 0 && (!global[l]) != model_layer_slides(cfg, l))
+      return err_set(err,
+                     "%s: attention_types is not supported (hydra's local layers are all but "
+                     "every k-th; layer %d breaks the pattern)",
+                     c->path, l);
+  return 0;
+}
+
+/* GPT-Neo: GPT-2's block (LayerNorm with biases, learned positions, a GELU
+ * MLP with biases) with separate q/k/v projections without biases, an
+ * out_proj with one, scores NOT scaled (no 1/sqrt(head_dim), as GPT-Neo),
+ * local layers attending over window_size keys, tied unembedding unless
+ * tie_word_embeddings is false. */
+static int gpt_neo_config(const hf_config_t *c, model_config_t *cfg, char *err) {
+  const char *act = NULL;
+  int inner = 0;
+  snprintf(cfg->family, sizeof(cfg->family), "gpt_neo");
+  if (config_int(c, "hidden_size", 1, 0, &cfg->d_model, err) ||
+      config_int(c, "num_layers", 1, 0, &cfg->n_layers, err) ||
+      config_int(c, "num_heads", 1, 0, &cfg->n_heads, err) ||
+      config_int(c, "intermediate_size", 0, 0, &inner, err) ||
+      config_int(c, "vocab_size", 1, 0, &cfg->vocab_size, err) ||
+      config_int(c, "max_position_embeddings", 1, 0, &cfg->max_positions, err) ||
+      config_int(c, "window_size", 0, 256, &cfg->sliding_window, err) ||
+      config_number(c, "layer_norm_epsilon", 0, 1e-5, &cfg->norm_eps, err) ||
+      config_string(c, "activation_function", "gelu_new", &act, err) ||
+      config_bool(c, "tie_word_embeddings", 1, &cfg->tied_unembed, err) ||
+      config_token_id(c, "bos_token_id", cfg->vocab_size, &cfg->bos_id, err) ||
+      config_token_id(c, "eos_token_id", cfg->vocab_size, &cfg->eos_id, err) ||
+      gelu_activation(c, "activation_function", act, cfg, err))
+    return -1;
+  if (cfg->d_model % cfg->n_heads)
+    return err_set(err, "%s: hidden_size = %d is not divisible by num_heads = %d", c->path,
+                   cfg->d_model, cfg->n_heads);
+  if (inner == 0 && cfg->d_model > INT_MAX / 4)
+    return err_set(err, "%s: hidden_size = %d is too large", c->path, cfg->d_model);
+  cfg->d_mlp = inner ? inner : 4 * cfg->d_model;
+  cfg->n_kv_heads = cfg->n_heads;
+  cfg->head_dim = cfg->d_model / cfg->n_heads;
+  cfg->norm = NORM_LAYERNORM;
+  cfg->positions = POSITIONS_LEARNED;
+  cfg->mlp = MLP_GELU;
+  cfg->qkv_bias = 0;
+  cfg->o_bias = cfg->mlp_bias = 1;
+  cfg->attn_scale = 1.0f;
+  return gpt_neo_layers_config(c, cfg, err);
+}
+
 /* The keys Gemma 1, 2 and 3 share: llama's shape keys (head_dim given, 256
  * when absent), RMSNorm with (1 + w) (folded into the weights by
  * loader_hf.c), a GeGLU MLP whose GELU is `act_key`, embeddings scaled by
@@ -863,11 +959,11 @@ typedef struct {
 } hf_family_t;
 
 static const hf_family_t hf_families[] = {
-    {"gpt2", gpt2_config},          {"llama", llama_config}, {"gpt_neox", gpt_neox_config},
-    {"qwen2", qwen2_config},        {"qwen3", qwen3_config}, {"mistral", mistral_config},
-    {"olmo2", olmo2_config},        {"gemma", gemma_config}, {"gemma2", gemma2_config},
-    {"gemma3_text", gemma3_config}, {"phi3", phi3_config},   {"phi", phi_config},
-    {"granite", granite_config},
+    {"gpt2", gpt2_config},          {"llama", llama_config},     {"gpt_neox", gpt_neox_config},
+    {"qwen2", qwen2_config},        {"qwen3", qwen3_config},     {"mistral", mistral_config},
+    {"olmo2", olmo2_config},        {"gemma", gemma_config},     {"gemma2", gemma2_config},
+    {"gemma3_text", gemma3_config}, {"phi3", phi3_config},       {"phi", phi_config},
+    {"granite", granite_config},    {"gpt_neo", gpt_neo_config},
 };
 #define N_HF_FAMILIES (sizeof(hf_families) / sizeof(hf_families[0]))
 

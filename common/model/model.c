@@ -64,7 +64,7 @@ int model_config_check(const model_config_t *c, char *err) {
     return err_set(err, "attn_softcap = %g is out of range", (double)c->attn_softcap);
   if (!(c->final_softcap >= 0.0f && c->final_softcap < 1e30f))
     return err_set(err, "final_softcap = %g is out of range", (double)c->final_softcap);
-  if (c->sliding_window < 0 || c->sliding_period < 0)
+  if (c->sliding_window < 0 || c->sliding_period < 0 || c->sliding_offset < 0)
     return err_set(err, "sliding_window = %d, sliding_period = %d must not be negative",
                    c->sliding_window, c->sliding_period);
   if (!(c->rope_local_theta >= 0.0f && c->rope_local_theta < 1e30f))
@@ -76,7 +76,8 @@ int model_config_check(const model_config_t *c, char *err) {
 }
 
 int model_layer_slides(const model_config_t *c, int layer) {
-  return c->sliding_window > 0 && (c->sliding_period <= 1 || (layer + 1) % c->sliding_period != 0);
+  return c->sliding_window > 0 &&
+         (c->sliding_period <= 1 || (layer + 1 + c->sliding_offset) % c->sliding_period != 0);
 }
 
 static const double PI = 3.14159265358979323846;

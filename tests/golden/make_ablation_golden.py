@@ -70,7 +70,8 @@ TINY_SEEDS = {"tiny-gpt2": 3001, "tiny-llama": 3002, "tiny-gpt_neox": 3003,
               "tiny-llama3": 3006, "tiny-qwen3": 3007,
               "tiny-mistral": 3008, "tiny-olmo2": 3009, "tiny-gemma": 3010,
               "tiny-gemma2": 3011, "tiny-gemma3": 3012, "tiny-phi3": 3013,
-              "tiny-phi": 3014, "tiny-granite": 3015}
+              "tiny-phi": 3014, "tiny-granite": 3015,
+              "tiny-gpt_neo": 3016}
 SMOLLM2_PROMPTS = [
     "The Eiffel Tower is located in the city of",
     "The capital of Japan is the city of",
@@ -198,6 +199,26 @@ class Arch:
             self.gamma = 1.0 + m.norm.weight.detach()
             self.beta = None
             self.final_softcap = getattr(c, "final_logit_softcapping", None)
+        elif self.family == "gpt_neo":
+            # GPT-2's layout with nn.Linear projections ([out, in])
+            t = model.transformer
+            self.n_layers = c.num_layers
+            self.n_heads = c.num_heads
+            self.d_model = c.hidden_size
+            self.head_dim = c.hidden_size // c.num_heads
+            self.embed_mod = t.drop            # its output = wte(ids) + wpe(pos)
+            self.attn_out = [b.attn.attention.out_proj for b in t.h]
+            self.mlp_out = [b.mlp for b in t.h]
+            self.down = [b.mlp.c_proj for b in t.h]
+            self.final_norm = t.ln_f
+            self.norm_kind = "layernorm"
+            self.eps = t.ln_f.eps
+            self.W_O = [b.attn.attention.out_proj.weight.detach() for b in t.h]
+            self.b_O = [b.attn.attention.out_proj.bias.detach() for b in t.h]
+            self.W_down = [b.mlp.c_proj.weight.detach() for b in t.h]
+            self.b_down = [b.mlp.c_proj.bias.detach() for b in t.h]
+            self.gamma = t.ln_f.weight.detach()
+            self.beta = t.ln_f.bias.detach()
         elif self.family == "phi":
             # one input_layernorm read by attention and MLP side by side
             m = model.model
@@ -509,7 +530,7 @@ def all_positions(arch, cleans, means, all_plan, heads, neurons, last_rows):
         n_i, n_j = len(ids_i), len(ids_j)
         mixed = ids_i[:max(0, n_i - n_j)] + ids_j[max(0, n_j - n_i):]
         assert len(mixed) == n_i
-        if arch.family == "gpt2":
+        if arch.family in ("gpt2", "gpt_neo"):  # learned positions
             t = arch.model.transformer
             pos = [p if p < n_i - n_j else p - n_i + n_j for p in range(n_i)]
             e = (t.wte.weight[mixed] + t.wpe.weight[pos] - t.wpe.weight[:n_i]).detach()
@@ -519,7 +540,7 @@ def all_positions(arch, cleans, means, all_plan, heads, neurons, last_rows):
         ref = record(arch, cl, cap, ("embed", "mixed ids"))
         worst = max(worst, record_diff(ablate(arch, cl, "embed", {"patch": j}, cleans, means, "all"), ref))
     log(f"  all positions: embed patch vs the model run on the patched input: max |diff| = {worst:.2e}")
-    assert worst <= (1e-5 if arch.family == "gpt2" else 1e-6), worst
+    assert worst <= (1e-5 if arch.family in ("gpt2", "gpt_neo") else 1e-6), worst
 
     rows = []
     for i in range(n):
@@ -737,7 +758,7 @@ class weights_zeroed:
         conv = arch.family == "gpt2"   # Conv1D weight is [in, out]
         with torch.no_grad():
             if c == "embed":
-                if arch.family == "gpt2":
+                if arch.family in ("gpt2", "gpt_neo"):
                     wpe = arch.model.transformer.wpe.weight.detach()
                     return lambda T: -wpe[:T]
                 emb = arch.embed_mod.weight

@@ -38,6 +38,8 @@ Writes (under --out, normally `tests`):
                              biases, an lm_head bias
   data/tiny-granite/         random-init Granite: every multiplier away from 1,
                              tied
+  data/tiny-gpt_neo/         random-init GPT-Neo: global, local (window 5),
+                             global; unscaled scores; tied
   golden/<name>.json         prompts, recorded positions, argmax, metadata
   golden/<name>.f32          raw little-endian float32 logits
 for <name> in tiny-gpt2, tiny-llama, tiny-llama-sharded (same logits file as
@@ -89,6 +91,8 @@ from transformers import (
     PhiForCausalLM,
     GraniteConfig,
     GraniteForCausalLM,
+    GPTNeoConfig,
+    GPTNeoForCausalLM,
     LlamaConfig,
     LlamaForCausalLM,
 )
@@ -624,6 +628,22 @@ def make_tiny_granite(data_dir, golden_dir):
     assert m.config.logits_scaling == 2.5 and m.config.tie_word_embeddings
 
 
+def make_tiny_gpt_neo(data_dir, golden_dir):
+    """Global layers 0 and 2, a local layer 1 with a window of 5; scores not
+    scaled (GPT-Neo's); tied."""
+    name = "tiny-gpt_neo"
+    log(f"[{name}]")
+    cfg = GPTNeoConfig(hidden_size=48, num_layers=3, num_heads=4, intermediate_size=128,
+                       vocab_size=FAMILY_VOCAB, max_position_embeddings=128, window_size=5,
+                       attention_types=[[["global", "local"], 1], [["global"], 1]],
+                       activation_function="gelu_new", layer_norm_epsilon=1e-5,
+                       initializer_range=0.1, bos_token_id=None, eos_token_id=None)
+    torch.manual_seed(5300)
+    model = GPTNeoForCausalLM(cfg).float().eval()
+    m = make_family_model(data_dir, golden_dir, name, model, (torch.nn.LayerNorm,), 5310)
+    assert m.config.attention_layers == ["global", "local", "global"]
+
+
 # name -> maker(data_dir, golden_dir)
 TINY_FAMILIES = {
     "tiny-gpt_neox": lambda d, g: make_tiny_gpt_neox(d, g, True),
@@ -638,6 +658,7 @@ TINY_FAMILIES = {
     "tiny-phi3": make_tiny_phi3,
     "tiny-phi": make_tiny_phi,
     "tiny-granite": make_tiny_granite,
+    "tiny-gpt_neo": make_tiny_gpt_neo,
     # llama3: original context 64, wavelengths 6.3 (kept), 33 (smoothed), 168... (divided)
     "tiny-llama3": lambda d, g: make_tiny_llama_rope(
         d, g, "tiny-llama3",

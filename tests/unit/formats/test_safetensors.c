@@ -1200,6 +1200,30 @@ static void test_phi_config(void) {
   model_free(m);
 }
 
+/* GPT-Neo: attention_types expanded into the local layers; a list off the
+ * "all but every k-th" pattern refused by name. */
+static void test_gpt_neo_config(void) {
+  char err[HYDRA_ERR_LEN] = "", config[2048];
+  static const char *neo =
+      "{\"model_type\":\"gpt_neo\",\"hidden_size\":8,\"num_layers\":6,\"num_heads\":2,"
+      "\"vocab_size\":11,\"max_position_embeddings\":64,\"window_size\":4,"
+      "\"attention_types\":[[[\"global\",\"local\"],3]]}";
+  model_config_t cfg;
+  int rc = load_config("gpt-neo-config", neo, &cfg, err);
+  CHECK(rc == 0 && cfg.sliding_period == 2 && cfg.sliding_offset == 1 &&
+            !model_layer_slides(&cfg, 4) && model_layer_slides(&cfg, 5) && cfg.d_mlp == 32,
+        "gpt_neo: global, local x3 (%s)", err);
+  config_with(config, sizeof(config), neo, "attention_types",
+              "[[[\"global\",\"local\",\"local\"],1],[[\"global\",\"local\"],1],"
+              "[[\"global\"],1]]");
+  char dir[512];
+  write_model_dir(dir, "gpt-neo-config", config, NULL, 1);
+  model_t *m = model_load_hf(dir, err);
+  expect_error("gpt_neo off the pattern", m == NULL, err, "gpt-neo-config",
+               "attention_types is not supported");
+  model_free(m);
+}
+
 /* The committed tiny models, when the second engineer's data is present. */
 static void test_repo_models(const char *root) {
   const char *names[] = {"tiny-gpt2",
@@ -1216,12 +1240,13 @@ static void test_repo_models(const char *root) {
                          "tiny-gemma3",
                          "tiny-phi3",
                          "tiny-phi",
-                         "tiny-granite"};
-  const char *families[] = {"gpt2",   "llama",       "llama",   "gpt_neox", "gpt_neox",
-                            "qwen2",  "qwen3",       "mistral", "olmo2",    "gemma",
-                            "gemma2", "gemma3_text", "phi3",    "phi",      "granite"};
-  const int parallel[] = {0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0},
-            rotary_dim[] = {0, 16, 16, 6, 6, 12, 16, 16, 12, 16, 16, 16, 12, 6, 12};
+                         "tiny-granite",
+                         "tiny-gpt_neo"};
+  const char *families[] = {"gpt2",  "llama",   "llama",   "gpt_neox", "gpt_neox", "qwen2",
+                            "qwen3", "mistral", "olmo2",   "gemma",    "gemma2",   "gemma3_text",
+                            "phi3",  "phi",     "granite", "gpt_neo"};
+  const int parallel[] = {0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0},
+            rotary_dim[] = {0, 16, 16, 6, 6, 12, 16, 16, 12, 16, 16, 16, 12, 6, 12, 0};
   for (int i = 0; i < (int)(sizeof(names) / sizeof(names[0])); i++) {
     char dir[1024], cfg[1100], err[HYDRA_ERR_LEN] = "";
     snprintf(dir, sizeof(dir), "%s/tests/data/%s", root, names[i]);
@@ -1253,6 +1278,11 @@ static void test_repo_models(const char *root) {
       CHECK(m->cfg.embed_scale == 3.0f && fabsf(m->cfg.attn_scale - 0.3f) < 1e-7f &&
                 fabsf(m->cfg.residual_scale - 0.6f) < 1e-7f && m->cfg.tied_unembed,
             "tiny-granite: embedding, attention and residual multipliers, tied");
+    if (m && strcmp(names[i], "tiny-gpt_neo") == 0)
+      CHECK(m->cfg.sliding_window == 5 && !model_layer_slides(&m->cfg, 0) &&
+                model_layer_slides(&m->cfg, 1) && !model_layer_slides(&m->cfg, 2) &&
+                m->cfg.attn_scale == 1.0f && !m->layers[0].bq && m->layers[0].bo,
+            "tiny-gpt_neo: global, local, global; unscaled scores; no q/k/v biases");
     if (m && strcmp(names[i], "tiny-gemma2") == 0)
       CHECK(m->cfg.post_norms && m->cfg.attn_softcap == 3.0f && m->cfg.final_softcap == 4.0f &&
                 m->cfg.sliding_window == 4 && m->cfg.sliding_period == 2 &&
@@ -1298,6 +1328,7 @@ int main(int argc, char **argv) {
   test_gemma_config();
   test_phi3_config();
   test_phi_config();
+  test_gpt_neo_config();
   if (argc > 1)
     test_repo_models(argv[1]);
   nftw(tmp, remove_entry, 16, FTW_DEPTH | FTW_PHYS);

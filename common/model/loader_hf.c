@@ -460,6 +460,60 @@ static int gpt_neo_load(hf_weights_t *w, model_t *m, char *err) {
   return 0;
 }
 
+/* StableLM: llama's projection names, LayerNorms with biases
+ * (input_layernorm, post_attention_layernorm; with a parallel residual only
+ * the first, given to both pre norms), model.norm with a bias. */
+static int stablelm_load_layer(hf_weights_t *w, int l, const model_config_t *c, layer_weights_t *lw,
+                               char *err) {
+  const size_t d = (size_t)c->d_model, f = (size_t)c->d_mlp,
+               q = (size_t)c->n_heads * (size_t)c->head_dim,
+               kv = (size_t)c->n_kv_heads * (size_t)c->head_dim;
+  char n[HF_NAME_LEN], p[HF_NAME_LEN];
+  tensor_name(p, "model.layers.%d", l);
+  if (load_vector(w, tensor_name(n, "%s.input_layernorm.weight", p), d, lw->attn_norm_w, err) ||
+      load_vector(w, tensor_name(n, "%s.input_layernorm.bias", p), d, lw->attn_norm_b, err) ||
+      load_matrix(w, tensor_name(n, "%s.self_attn.q_proj.weight", p), q, d, lw->wq, err) ||
+      load_matrix(w, tensor_name(n, "%s.self_attn.k_proj.weight", p), kv, d, lw->wk, err) ||
+      load_matrix(w, tensor_name(n, "%s.self_attn.v_proj.weight", p), kv, d, lw->wv, err) ||
+      load_matrix(w, tensor_name(n, "%s.self_attn.o_proj.weight", p), d, q, lw->wo, err) ||
+      load_matrix(w, tensor_name(n, "%s.mlp.gate_proj.weight", p), f, d, lw->w_gate, err) ||
+      load_matrix(w, tensor_name(n, "%s.mlp.up_proj.weight", p), f, d, lw->w_up, err) ||
+      load_matrix(w, tensor_name(n, "%s.mlp.down_proj.weight", p), d, f, lw->w_down, err))
+    return -1;
+  if (c->qkv_bias &&
+      (load_vector(w, tensor_name(n, "%s.self_attn.q_proj.bias", p), q, lw->bq, err) ||
+       load_vector(w, tensor_name(n, "%s.self_attn.k_proj.bias", p), kv, lw->bk, err) ||
+       load_vector(w, tensor_name(n, "%s.self_attn.v_proj.bias", p), kv, lw->bv, err)))
+    return -1;
+  if (c->parallel_residual) {
+    memcpy(lw->mlp_norm_w, lw->attn_norm_w, d * sizeof(float));
+    memcpy(lw->mlp_norm_b, lw->attn_norm_b, d * sizeof(float));
+    return 0;
+  }
+  return load_vector(w, tensor_name(n, "%s.post_attention_layernorm.weight", p), d, lw->mlp_norm_w,
+                     err) ||
+                 load_vector(w, tensor_name(n, "%s.post_attention_layernorm.bias", p), d,
+                             lw->mlp_norm_b, err)
+             ? -1
+             : 0;
+}
+
+static int stablelm_load(hf_weights_t *w, model_t *m, char *err) {
+  const model_config_t *c = &m->cfg;
+  const size_t d = (size_t)c->d_model, v = (size_t)c->vocab_size;
+  if (load_matrix(w, "model.embed_tokens.weight", v, d, m->tok_embed, err))
+    return -1;
+  for (int l = 0; l < c->n_layers; l++)
+    if (stablelm_load_layer(w, l, c, &m->layers[l], err))
+      return -1;
+  if (load_vector(w, "model.norm.weight", d, m->final_norm_w, err) ||
+      load_vector(w, "model.norm.bias", d, m->final_norm_b, err))
+    return -1;
+  if (!c->tied_unembed)
+    return load_matrix(w, "lm_head.weight", v, d, m->unembed, err);
+  return 0;
+}
+
 /* Granite: llama's names; its logits_scaling (checked positive by
  * loader_hf_config.c) divides the final norm's weight. */
 static int granite_load(hf_weights_t *w, model_t *m, char *err) {
@@ -618,7 +672,7 @@ static const struct {
     {"qwen2", llama_load},       {"qwen3", llama_load},     {"mistral", llama_load},
     {"olmo2", llama_load},       {"gemma", gemma_load},     {"gemma2", gemma_load},
     {"gemma3_text", gemma_load}, {"phi3", phi3_load},       {"phi", phi_load},
-    {"granite", granite_load},   {"gpt_neo", gpt_neo_load},
+    {"granite", granite_load},   {"gpt_neo", gpt_neo_load}, {"stablelm", stablelm_load},
 };
 
 static int load_family(hf_weights_t *w, model_t *m, char *err) {

@@ -752,6 +752,50 @@ static int gpt_neo_config(const hf_config_t *c, model_config_t *cfg, char *err) 
   return gpt_neo_layers_config(c, cfg, err);
 }
 
+/* StableLM: LayerNorm with biases, partial rotary (partial_rotary_factor,
+ * 0.25 when absent, as StableLmConfig), q/k/v biases with use_qkv_bias, no
+ * o_proj bias, a SwiGLU MLP without biases, untied by default; with
+ * use_parallel_residual one input_layernorm read by attention and MLP (as
+ * phi); qk_layernorm refused. */
+static int stablelm_config(const hf_config_t *c, model_config_t *cfg, char *err) {
+  static const rope_keys_t keys = {"rope_theta", "partial_rotary_factor", 0.25};
+  const char *act = NULL;
+  int qk_layernorm = 0;
+  snprintf(cfg->family, sizeof(cfg->family), "stablelm");
+  if (config_int(c, "hidden_size", 1, 0, &cfg->d_model, err) ||
+      config_int(c, "num_hidden_layers", 1, 0, &cfg->n_layers, err) ||
+      config_int(c, "num_attention_heads", 1, 0, &cfg->n_heads, err) ||
+      config_int(c, "num_key_value_heads", 0, cfg->n_heads, &cfg->n_kv_heads, err) ||
+      config_int(c, "intermediate_size", 1, 0, &cfg->d_mlp, err) ||
+      config_int(c, "vocab_size", 1, 0, &cfg->vocab_size, err) ||
+      config_int(c, "max_position_embeddings", 1, 0, &cfg->max_positions, err) ||
+      config_number(c, "layer_norm_eps", 0, 1e-5, &cfg->norm_eps, err) ||
+      config_string(c, "hidden_act", "silu", &act, err) ||
+      config_bool(c, "tie_word_embeddings", 0, &cfg->tied_unembed, err) ||
+      config_bool(c, "use_qkv_bias", 0, &cfg->qkv_bias, err) ||
+      config_bool(c, "qk_layernorm", 0, &qk_layernorm, err) ||
+      config_bool(c, "use_parallel_residual", 0, &cfg->parallel_residual, err) ||
+      config_token_id(c, "bos_token_id", cfg->vocab_size, &cfg->bos_id, err) ||
+      config_token_id(c, "eos_token_id", cfg->vocab_size, &cfg->eos_id, err))
+    return -1;
+  if (strcmp(act, "silu") != 0)
+    return err_set(err, "%s: hidden_act \"%.40s\" is not supported (stablelm needs silu)", c->path,
+                   act);
+  if (qk_layernorm)
+    return err_set(err, "%s: qk_layernorm = true is not supported (per-head LayerNorms on q and k)",
+                   c->path);
+  if (cfg->d_model % cfg->n_heads)
+    return err_set(err, "%s: hidden_size = %d is not divisible by num_attention_heads = %d",
+                   c->path, cfg->d_model, cfg->n_heads);
+  cfg->head_dim = cfg->d_model / cfg->n_heads;
+  if (rope_config(c, &keys, cfg, err))
+    return -1;
+  cfg->norm = NORM_LAYERNORM;
+  cfg->mlp = MLP_SWIGLU;
+  cfg->activation = ACT_SILU;
+  return 0;
+}
+
 /* The keys Gemma 1, 2 and 3 share: llama's shape keys (head_dim given, 256
  * when absent), RMSNorm with (1 + w) (folded into the weights by
  * loader_hf.c), a GeGLU MLP whose GELU is `act_key`, embeddings scaled by
@@ -963,7 +1007,7 @@ static const hf_family_t hf_families[] = {
     {"qwen2", qwen2_config},        {"qwen3", qwen3_config},     {"mistral", mistral_config},
     {"olmo2", olmo2_config},        {"gemma", gemma_config},     {"gemma2", gemma2_config},
     {"gemma3_text", gemma3_config}, {"phi3", phi3_config},       {"phi", phi_config},
-    {"granite", granite_config},    {"gpt_neo", gpt_neo_config},
+    {"granite", granite_config},    {"gpt_neo", gpt_neo_config}, {"stablelm", stablelm_config},
 };
 #define N_HF_FAMILIES (sizeof(hf_families) / sizeof(hf_families[0]))
 

@@ -71,7 +71,7 @@ TINY_SEEDS = {"tiny-gpt2": 3001, "tiny-llama": 3002, "tiny-gpt_neox": 3003,
               "tiny-mistral": 3008, "tiny-olmo2": 3009, "tiny-gemma": 3010,
               "tiny-gemma2": 3011, "tiny-gemma3": 3012, "tiny-phi3": 3013,
               "tiny-phi": 3014, "tiny-granite": 3015,
-              "tiny-gpt_neo": 3016}
+              "tiny-gpt_neo": 3016, "tiny-stablelm": 3017, "tiny-stablelm-parallel": 3018}
 SMOLLM2_PROMPTS = [
     "The Eiffel Tower is located in the city of",
     "The capital of Japan is the city of",
@@ -199,6 +199,26 @@ class Arch:
             self.gamma = 1.0 + m.norm.weight.detach()
             self.beta = None
             self.final_softcap = getattr(c, "final_logit_softcapping", None)
+        elif self.family == "stablelm":
+            # llama's modules with LayerNorms (biases); parallel or not
+            m = model.model
+            self.n_layers = c.num_hidden_layers
+            self.n_heads = c.num_attention_heads
+            self.d_model = c.hidden_size
+            self.head_dim = c.hidden_size // c.num_attention_heads
+            self.embed_mod = m.embed_tokens
+            self.attn_out = [l.self_attn.o_proj for l in m.layers]
+            self.mlp_out = [l.mlp for l in m.layers]
+            self.down = [l.mlp.down_proj for l in m.layers]
+            self.final_norm = m.norm
+            self.norm_kind = "layernorm"
+            self.eps = m.norm.eps
+            self.W_O = [l.self_attn.o_proj.weight.detach() for l in m.layers]
+            self.b_O = [None for l in m.layers]
+            self.W_down = [l.mlp.down_proj.weight.detach() for l in m.layers]
+            self.b_down = [None for l in m.layers]
+            self.gamma = m.norm.weight.detach()
+            self.beta = m.norm.bias.detach()
         elif self.family == "gpt_neo":
             # GPT-2's layout with nn.Linear projections ([out, in])
             t = model.transformer

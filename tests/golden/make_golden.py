@@ -40,6 +40,9 @@ Writes (under --out, normally `tests`):
                              tied
   data/tiny-gpt_neo/         random-init GPT-Neo: global, local (window 5),
                              global; unscaled scores; tied
+  data/tiny-stablelm/        random-init StableLM: LayerNorm, SwiGLU, partial
+                             rotary 0.25, q/k/v biases (and -parallel: one
+                             shared norm, a parallel residual)
   golden/<name>.json         prompts, recorded positions, argmax, metadata
   golden/<name>.f32          raw little-endian float32 logits
 for <name> in tiny-gpt2, tiny-llama, tiny-llama-sharded (same logits file as
@@ -93,6 +96,8 @@ from transformers import (
     GraniteForCausalLM,
     GPTNeoConfig,
     GPTNeoForCausalLM,
+    StableLmConfig,
+    StableLmForCausalLM,
     LlamaConfig,
     LlamaForCausalLM,
 )
@@ -644,6 +649,25 @@ def make_tiny_gpt_neo(data_dir, golden_dir):
     assert m.config.attention_layers == ["global", "local", "global"]
 
 
+def make_tiny_stablelm(data_dir, golden_dir, parallel):
+    """LayerNorm with biases, SwiGLU, partial rotary (the default 0.25: 4 of
+    16), q/k/v biases; sequential, or parallel with one shared norm."""
+    name = "tiny-stablelm" + ("-parallel" if parallel else "")
+    log(f"[{name}]")
+    cfg = StableLmConfig(hidden_size=64, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
+                         num_key_value_heads=2, vocab_size=FAMILY_VOCAB, max_position_embeddings=128,
+                         rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                          "partial_rotary_factor": 0.25},
+                         layer_norm_eps=1e-5, use_qkv_bias=True, use_parallel_residual=parallel,
+                         tie_word_embeddings=False, initializer_range=LLAMA_INIT_RANGE,
+                         pad_token_id=None, eos_token_id=None, bos_token_id=None)
+    torch.manual_seed(5400 + parallel)
+    model = StableLmForCausalLM(cfg).float().eval()
+    m = make_family_model(data_dir, golden_dir, name, model, (torch.nn.LayerNorm,), 5410 + parallel)
+    assert m.model.layers[0].self_attn.rotary_ndims == 4
+    assert (m.model.layers[0].post_attention_layernorm is None) == parallel
+
+
 # name -> maker(data_dir, golden_dir)
 TINY_FAMILIES = {
     "tiny-gpt_neox": lambda d, g: make_tiny_gpt_neox(d, g, True),
@@ -659,6 +683,8 @@ TINY_FAMILIES = {
     "tiny-phi": make_tiny_phi,
     "tiny-granite": make_tiny_granite,
     "tiny-gpt_neo": make_tiny_gpt_neo,
+    "tiny-stablelm": lambda d, g: make_tiny_stablelm(d, g, False),
+    "tiny-stablelm-parallel": lambda d, g: make_tiny_stablelm(d, g, True),
     # llama3: original context 64, wavelengths 6.3 (kept), 33 (smoothed), 168... (divided)
     "tiny-llama3": lambda d, g: make_tiny_llama_rope(
         d, g, "tiny-llama3",

@@ -1198,6 +1198,15 @@ static void test_phi_config(void) {
   expect_error("phi with qk_layernorm", m == NULL, err, "phi-config",
                "qk_layernorm = true is not supported");
   model_free(m);
+  write_model_dir(dir, "stablelm-config",
+                  "{\"model_type\":\"stablelm\",\"hidden_size\":8,\"num_hidden_layers\":2,"
+                  "\"num_attention_heads\":2,\"intermediate_size\":12,\"vocab_size\":11,"
+                  "\"max_position_embeddings\":64,\"qk_layernorm\":true}",
+                  NULL, 1);
+  m = model_load_hf(dir, err);
+  expect_error("stablelm with qk_layernorm", m == NULL, err, "stablelm-config",
+               "qk_layernorm = true is not supported");
+  model_free(m);
 }
 
 /* GPT-Neo: attention_types expanded into the local layers; a list off the
@@ -1241,12 +1250,14 @@ static void test_repo_models(const char *root) {
                          "tiny-phi3",
                          "tiny-phi",
                          "tiny-granite",
-                         "tiny-gpt_neo"};
+                         "tiny-gpt_neo",
+                         "tiny-stablelm",
+                         "tiny-stablelm-parallel"};
   const char *families[] = {"gpt2",  "llama",   "llama",   "gpt_neox", "gpt_neox", "qwen2",
                             "qwen3", "mistral", "olmo2",   "gemma",    "gemma2",   "gemma3_text",
-                            "phi3",  "phi",     "granite", "gpt_neo"};
-  const int parallel[] = {0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0},
-            rotary_dim[] = {0, 16, 16, 6, 6, 12, 16, 16, 12, 16, 16, 16, 12, 6, 12, 0};
+                            "phi3",  "phi",     "granite", "gpt_neo",  "stablelm", "stablelm"};
+  const int parallel[] = {0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1},
+            rotary_dim[] = {0, 16, 16, 6, 6, 12, 16, 16, 12, 16, 16, 16, 12, 6, 12, 0, 4, 4};
   for (int i = 0; i < (int)(sizeof(names) / sizeof(names[0])); i++) {
     char dir[1024], cfg[1100], err[HYDRA_ERR_LEN] = "";
     snprintf(dir, sizeof(dir), "%s/tests/data/%s", root, names[i]);

@@ -409,6 +409,11 @@ static int cpu_activation(backend_t *b, float *x, size_t n, activation_t act) {
     for (size_t i = 0; i < n; i++)
       x[i] = silu(x[i]);
     return 0;
+  case ACT_RELU:
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++)
+      x[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    return 0;
   }
   return err_set(b->err, "unknown activation %d", (int)act);
 }

@@ -749,6 +749,8 @@ __device__ __forceinline__ float activate(float t, int act) {
     return 0.5f * t * (1.0f + tanhf(0.7978845608028654f * (t + 0.044715f * t * t * t)));
   if (act == ACT_GELU_ERF)
     return 0.5f * t * (1.0f + erff(t * 0.7071067811865476f));
+  if (act == ACT_RELU)
+    return t > 0.0f ? t : 0.0f;
   return t / (1.0f + expf(-t));
 }
 
@@ -790,7 +792,7 @@ __global__ void k_add(float *y, const float *x, size_t n) {
 
 static int cuda_activation(backend_t *b, float *x, size_t n, activation_t act) {
   PROF(b, P_ELEMENTWISE);
-  if (act != ACT_GELU_TANH && act != ACT_GELU_ERF && act != ACT_SILU)
+  if (act != ACT_GELU_TANH && act != ACT_GELU_ERF && act != ACT_SILU && act != ACT_RELU)
     return err_set(b->err, "unknown activation %d", (int)act);
   if (n == 0)
     return 0;
@@ -810,7 +812,7 @@ static int cuda_swiglu(backend_t *b, float *gate, const float *up, size_t n) {
 
 static int cuda_glu(backend_t *b, float *gate, const float *up, size_t n, activation_t act) {
   PROF(b, P_ELEMENTWISE);
-  if (act != ACT_GELU_TANH && act != ACT_GELU_ERF && act != ACT_SILU)
+  if (act != ACT_GELU_TANH && act != ACT_GELU_ERF && act != ACT_SILU && act != ACT_RELU)
     return err_set(b->err, "unknown activation %d", (int)act);
   if (n == 0)
     return 0;

@@ -64,7 +64,10 @@ static int parse_ids(const char *s, int **ids, int *n) {
 }
 
 static const char *activation_name(activation_t a) {
-  return a == ACT_GELU_TANH ? "GELU (tanh)" : a == ACT_GELU_ERF ? "GELU (erf)" : "SiLU";
+  return a == ACT_GELU_TANH  ? "GELU (tanh)"
+         : a == ACT_GELU_ERF ? "GELU (erf)"
+         : a == ACT_RELU     ? "ReLU"
+                             : "SiLU";
 }
 
 static void print_rope(const model_config_t *c) {

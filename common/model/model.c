@@ -52,7 +52,7 @@ int model_config_check(const model_config_t *c, char *err) {
     return err_set(err, "qk_norm: q/k norms are RMSNorm (norm must be rmsnorm)");
   if (c->mlp == MLP_SWIGLU && c->activation != ACT_SILU)
     return err_set(err, "a SwiGLU MLP needs the SiLU activation");
-  if (c->mlp == MLP_GEGLU && c->activation == ACT_SILU)
+  if (c->mlp == MLP_GEGLU && c->activation != ACT_GELU_TANH && c->activation != ACT_GELU_ERF)
     return err_set(err, "mlp: a GeGLU MLP needs a GELU activation");
   if (!(c->embed_scale >= 0.0f && c->embed_scale < 1e30f))
     return err_set(err, "embed_scale = %g is out of range", (double)c->embed_scale);

@@ -34,7 +34,7 @@ typedef enum {
 /* MLP_GELU: down(act(up x)); MLP_SWIGLU: down(silu(gate x) * up x);
  * MLP_GEGLU: down(gelu(gate x) * up x). */
 typedef enum { MLP_GELU, MLP_SWIGLU, MLP_GEGLU } mlp_kind_t;
-typedef enum { ACT_GELU_TANH, ACT_GELU_ERF, ACT_SILU } activation_t;
+typedef enum { ACT_GELU_TANH, ACT_GELU_ERF, ACT_SILU, ACT_RELU } activation_t;
 /* QK_NORM_PER_HEAD: q and k RMS-normed over each head's head_dim (Qwen3);
  * QK_NORM_WHOLE: over the whole projection, n_heads*head_dim and
  * n_kv_heads*head_dim wide (OLMo-2). Both before the rotary. */

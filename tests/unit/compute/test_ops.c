@@ -383,14 +383,15 @@ static void test_elementwise(size_t n) {
   double *ref = malloc(n * 8);
   fill(x, n, 4), fill(u, n, 2);
   float *dx = dev(x, n * 4), *du = dev(u, n * 4);
-  const char *names[] = {"gelu_tanh", "gelu_erf", "silu"};
-  const activation_t acts[] = {ACT_GELU_TANH, ACT_GELU_ERF, ACT_SILU};
-  for (int a = 0; a < 3; a++) {
+  const char *names[] = {"gelu_tanh", "gelu_erf", "silu", "relu"};
+  const activation_t acts[] = {ACT_GELU_TANH, ACT_GELU_ERF, ACT_SILU, ACT_RELU};
+  for (int a = 0; a < 4; a++) {
     for (size_t i = 0; i < n; i++) {
       double t = x[i];
       ref[i] = acts[a] == ACT_GELU_TANH
                    ? 0.5 * t * (1 + tanh(sqrt(2 / M_PI) * (t + 0.044715 * t * t * t)))
                : acts[a] == ACT_GELU_ERF ? 0.5 * t * (1 + erf(t / sqrt(2)))
+               : acts[a] == ACT_RELU     ? (t > 0 ? t : 0)
                                          : t / (1 + exp(-t));
     }
     float *dy = dev(x, n * 4);

@@ -514,6 +514,57 @@ static int stablelm_load(hf_weights_t *w, model_t *m, char *err) {
   return 0;
 }
 
+/* OPT: model.decoder.{embed_tokens, embed_positions (rows 2.. : OPT adds 2
+ * to every position id), layers.L.{self_attn_layer_norm, self_attn.{q,k,v,
+ * out}_proj, final_layer_norm (the MLP's pre norm), fc1, fc2},
+ * final_layer_norm}. */
+static int opt_load_layer(hf_weights_t *w, int l, const model_config_t *c, layer_weights_t *lw,
+                          char *err) {
+  const size_t d = (size_t)c->d_model, f = (size_t)c->d_mlp;
+  char n[HF_NAME_LEN], p[HF_NAME_LEN];
+  tensor_name(p, "model.decoder.layers.%d", l);
+  if (load_vector(w, tensor_name(n, "%s.self_attn_layer_norm.weight", p), d, lw->attn_norm_w,
+                  err) ||
+      load_vector(w, tensor_name(n, "%s.self_attn_layer_norm.bias", p), d, lw->attn_norm_b, err) ||
+      load_matrix(w, tensor_name(n, "%s.self_attn.q_proj.weight", p), d, d, lw->wq, err) ||
+      load_matrix(w, tensor_name(n, "%s.self_attn.k_proj.weight", p), d, d, lw->wk, err) ||
+      load_matrix(w, tensor_name(n, "%s.self_attn.v_proj.weight", p), d, d, lw->wv, err) ||
+      load_matrix(w, tensor_name(n, "%s.self_attn.out_proj.weight", p), d, d, lw->wo, err) ||
+      load_vector(w, tensor_name(n, "%s.final_layer_norm.weight", p), d, lw->mlp_norm_w, err) ||
+      load_vector(w, tensor_name(n, "%s.final_layer_norm.bias", p), d, lw->mlp_norm_b, err) ||
+      load_matrix(w, tensor_name(n, "%s.fc1.weight", p), f, d, lw->w_up, err) ||
+      load_matrix(w, tensor_name(n, "%s.fc2.weight", p), d, f, lw->w_down, err))
+    return -1;
+  if (c->qkv_bias &&
+      (load_vector(w, tensor_name(n, "%s.self_attn.q_proj.bias", p), d, lw->bq, err) ||
+       load_vector(w, tensor_name(n, "%s.self_attn.k_proj.bias", p), d, lw->bk, err) ||
+       load_vector(w, tensor_name(n, "%s.self_attn.v_proj.bias", p), d, lw->bv, err) ||
+       load_vector(w, tensor_name(n, "%s.self_attn.out_proj.bias", p), d, lw->bo, err) ||
+       load_vector(w, tensor_name(n, "%s.fc1.bias", p), f, lw->b_up, err) ||
+       load_vector(w, tensor_name(n, "%s.fc2.bias", p), d, lw->b_down, err)))
+    return -1;
+  return 0;
+}
+
+static int opt_load(hf_weights_t *w, model_t *m, char *err) {
+  const model_config_t *c = &m->cfg;
+  const size_t d = (size_t)c->d_model, v = (size_t)c->vocab_size, np = (size_t)c->max_positions;
+  float *positions = weights_scratch(w, (np + 2) * d, err);
+  if (!positions || load_matrix(w, "model.decoder.embed_tokens.weight", v, d, m->tok_embed, err) ||
+      load_matrix(w, "model.decoder.embed_positions.weight", np + 2, d, positions, err))
+    return -1;
+  memcpy(m->pos_embed, positions + 2 * d, np * d * sizeof(float));
+  for (int l = 0; l < c->n_layers; l++)
+    if (opt_load_layer(w, l, c, &m->layers[l], err))
+      return -1;
+  if (load_vector(w, "model.decoder.final_layer_norm.weight", d, m->final_norm_w, err) ||
+      load_vector(w, "model.decoder.final_layer_norm.bias", d, m->final_norm_b, err))
+    return -1;
+  if (!c->tied_unembed)
+    return load_matrix(w, "lm_head.weight", v, d, m->unembed, err);
+  return 0;
+}
+
 /* Granite: llama's names; its logits_scaling (checked positive by
  * loader_hf_config.c) divides the final norm's weight. */
 static int granite_load(hf_weights_t *w, model_t *m, char *err) {
@@ -673,6 +724,7 @@ static const struct {
     {"olmo2", llama_load},       {"gemma", gemma_load},     {"gemma2", gemma_load},
     {"gemma3_text", gemma_load}, {"phi3", phi3_load},       {"phi", phi_load},
     {"granite", granite_load},   {"gpt_neo", gpt_neo_load}, {"stablelm", stablelm_load},
+    {"opt", opt_load},
 };
 
 static int load_family(hf_weights_t *w, model_t *m, char *err) {

@@ -796,6 +796,63 @@ static int stablelm_config(const hf_config_t *c, model_config_t *cfg, char *err)
   return 0;
 }
 
+/* OPT: LayerNorm with biases before each sublayer (do_layer_norm_before;
+ * OPT-350m's norms after are refused), learned positions (loader_hf.c drops
+ * the table's first two rows: OPT offsets position ids by 2), an MLP fc1/fc2
+ * with ReLU (or a GELU), biases everywhere with enable_bias, tied by default.
+ * A projected embedding (word_embed_proj_dim other than hidden_size) and
+ * LayerNorms without weights are refused by name. */
+static int opt_config(const hf_config_t *c, model_config_t *cfg, char *err) {
+  const char *act = NULL;
+  int pre_norm = 1, bias = 1, affine = 1, remove_final = 0, proj = 0;
+  snprintf(cfg->family, sizeof(cfg->family), "opt");
+  if (config_int(c, "hidden_size", 1, 0, &cfg->d_model, err) ||
+      config_int(c, "num_hidden_layers", 1, 0, &cfg->n_layers, err) ||
+      config_int(c, "num_attention_heads", 1, 0, &cfg->n_heads, err) ||
+      config_int(c, "ffn_dim", 1, 0, &cfg->d_mlp, err) ||
+      config_int(c, "vocab_size", 1, 0, &cfg->vocab_size, err) ||
+      config_int(c, "max_position_embeddings", 1, 0, &cfg->max_positions, err) ||
+      config_int(c, "word_embed_proj_dim", 0, cfg->d_model, &proj, err) ||
+      config_string(c, "activation_function", "relu", &act, err) ||
+      config_bool(c, "do_layer_norm_before", 1, &pre_norm, err) ||
+      config_bool(c, "enable_bias", 1, &bias, err) ||
+      config_bool(c, "layer_norm_elementwise_affine", 1, &affine, err) ||
+      config_bool(c, "_remove_final_layer_norm", 0, &remove_final, err) ||
+      config_bool(c, "tie_word_embeddings", 1, &cfg->tied_unembed, err) ||
+      config_token_id(c, "bos_token_id", cfg->vocab_size, &cfg->bos_id, err) ||
+      config_token_id(c, "eos_token_id", cfg->vocab_size, &cfg->eos_id, err))
+    return -1;
+  if (!pre_norm)
+    return err_set(err,
+                   "%s: do_layer_norm_before = false is not supported (norms after the "
+                   "sublayers, OPT-350m)",
+                   c->path);
+  if (proj != cfg->d_model)
+    return err_set(err,
+                   "%s: word_embed_proj_dim = %d other than hidden_size = %d is not "
+                   "supported (projected embeddings)",
+                   c->path, proj, cfg->d_model);
+  if (!affine)
+    return err_set(err, "%s: layer_norm_elementwise_affine = false is not supported", c->path);
+  if (remove_final)
+    return err_set(err, "%s: _remove_final_layer_norm = true is not supported", c->path);
+  if (strcmp(act, "relu") == 0)
+    cfg->activation = ACT_RELU;
+  else if (gelu_activation(c, "activation_function", act, cfg, err))
+    return -1;
+  if (cfg->d_model % cfg->n_heads)
+    return err_set(err, "%s: hidden_size = %d is not divisible by num_attention_heads = %d",
+                   c->path, cfg->d_model, cfg->n_heads);
+  cfg->n_kv_heads = cfg->n_heads;
+  cfg->head_dim = cfg->d_model / cfg->n_heads;
+  cfg->norm = NORM_LAYERNORM;
+  cfg->norm_eps = 1e-5f; /* nn.LayerNorm's default: OPT sets none */
+  cfg->positions = POSITIONS_LEARNED;
+  cfg->mlp = MLP_GELU;
+  cfg->qkv_bias = cfg->o_bias = cfg->mlp_bias = bias;
+  return 0;
+}
+
 /* The keys Gemma 1, 2 and 3 share: llama's shape keys (head_dim given, 256
  * when absent), RMSNorm with (1 + w) (folded into the weights by
  * loader_hf.c), a GeGLU MLP whose GELU is `act_key`, embeddings scaled by
@@ -1003,11 +1060,14 @@ typedef struct {
 } hf_family_t;
 
 static const hf_family_t hf_families[] = {
-    {"gpt2", gpt2_config},          {"llama", llama_config},     {"gpt_neox", gpt_neox_config},
-    {"qwen2", qwen2_config},        {"qwen3", qwen3_config},     {"mistral", mistral_config},
-    {"olmo2", olmo2_config},        {"gemma", gemma_config},     {"gemma2", gemma2_config},
-    {"gemma3_text", gemma3_config}, {"phi3", phi3_config},       {"phi", phi_config},
-    {"granite", granite_config},    {"gpt_neo", gpt_neo_config}, {"stablelm", stablelm_config},
+    {"gpt2", gpt2_config},         {"llama", llama_config},
+    {"gpt_neox", gpt_neox_config}, {"qwen2", qwen2_config},
+    {"qwen3", qwen3_config},       {"mistral", mistral_config},
+    {"olmo2", olmo2_config},       {"gemma", gemma_config},
+    {"gemma2", gemma2_config},     {"gemma3_text", gemma3_config},
+    {"phi3", phi3_config},         {"phi", phi_config},
+    {"granite", granite_config},   {"gpt_neo", gpt_neo_config},
+    {"stablelm", stablelm_config}, {"opt", opt_config},
 };
 #define N_HF_FAMILIES (sizeof(hf_families) / sizeof(hf_families[0]))
 

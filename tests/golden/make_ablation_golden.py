@@ -71,7 +71,8 @@ TINY_SEEDS = {"tiny-gpt2": 3001, "tiny-llama": 3002, "tiny-gpt_neox": 3003,
               "tiny-mistral": 3008, "tiny-olmo2": 3009, "tiny-gemma": 3010,
               "tiny-gemma2": 3011, "tiny-gemma3": 3012, "tiny-phi3": 3013,
               "tiny-phi": 3014, "tiny-granite": 3015,
-              "tiny-gpt_neo": 3016, "tiny-stablelm": 3017, "tiny-stablelm-parallel": 3018}
+              "tiny-gpt_neo": 3016, "tiny-stablelm": 3017, "tiny-stablelm-parallel": 3018,
+              "tiny-opt": 3019}
 SMOLLM2_PROMPTS = [
     "The Eiffel Tower is located in the city of",
     "The capital of Japan is the city of",
@@ -199,6 +200,28 @@ class Arch:
             self.gamma = 1.0 + m.norm.weight.detach()
             self.beta = None
             self.final_softcap = getattr(c, "final_logit_softcapping", None)
+        elif self.family == "opt":
+            # pre-norm OPT; no module outputs token + position embeddings, so
+            # `embed` is the first decoder layer's input
+            m = model.model.decoder
+            self.n_layers = c.num_hidden_layers
+            self.n_heads = c.num_attention_heads
+            self.d_model = c.hidden_size
+            self.head_dim = c.hidden_size // c.num_attention_heads
+            self.embed_mod = m.layers[0]
+            self.embed_is_input = True
+            self.attn_out = [l.self_attn.out_proj for l in m.layers]
+            self.mlp_out = [l.fc2 for l in m.layers]
+            self.down = [l.fc2 for l in m.layers]
+            self.final_norm = m.final_layer_norm
+            self.norm_kind = "layernorm"
+            self.eps = m.final_layer_norm.eps
+            self.W_O = [l.self_attn.out_proj.weight.detach() for l in m.layers]
+            self.b_O = [l.self_attn.out_proj.bias.detach() for l in m.layers]
+            self.W_down = [l.fc2.weight.detach() for l in m.layers]
+            self.b_down = [l.fc2.bias.detach() for l in m.layers]
+            self.gamma = m.final_layer_norm.weight.detach()
+            self.beta = m.final_layer_norm.bias.detach()
         elif self.family == "stablelm":
             # llama's modules with LayerNorms (biases); parallel or not
             m = model.model
@@ -286,6 +309,16 @@ class Arch:
         # heads are read at the output projection's input; without post norms
         # that projection is the attention's output module
         self.norm_offset = getattr(self, "norm_offset", 0.0)   # Gemma: (1 + w)
+        self.embed_is_input = getattr(self, "embed_is_input", False)
+        # learned positions: the token and position tables (position p's row)
+        if self.family in ("gpt2", "gpt_neo"):
+            self.wte = model.transformer.wte.weight.detach()
+            self.wpe = model.transformer.wpe.weight.detach()
+        elif self.family == "opt":  # OPT adds 2 to every position id
+            self.wte = model.model.decoder.embed_tokens.weight.detach()
+            self.wpe = model.model.decoder.embed_positions.weight.detach()[2:]
+        else:
+            self.wte = self.wpe = None
         # Granite multiplies the embeddings and each sublayer's output outside
         # any module: a component's output (what it adds) is the hooked value
         # times these; interventions, linear, act on the hooked value alike
@@ -317,7 +350,7 @@ class Arch:
         parts = comp.split(".")
         kind = parts[0]
         if kind == "embed":
-            return self.embed_mod, "out", None
+            return self.embed_mod, "in" if self.embed_is_input else "out", None
         L = int(parts[1])
         if kind == "attn":
             return self.attn_out[L], "out", None
@@ -392,6 +425,12 @@ class Arch:
 # ---------------------------------------------------------------------------
 # One forward pass with optional interventions and captures
 # ---------------------------------------------------------------------------
+def batched(x):
+    """x as [batch, T, ...]: OPT runs its MLP on the tokens flattened to [T, d]
+    (batch 1 here); a view, so writes reach x."""
+    return x.unsqueeze(0) if x.dim() == 2 else x
+
+
 def forward(arch, ids, interventions=None, positions="last", inputs_embeds=None):
     """Run one prompt. interventions: {component: fn(clean_value) -> new_value},
     applied at the final position only (positions="last"), or with
@@ -409,6 +448,7 @@ def forward(arch, ids, interventions=None, positions="last", inputs_embeds=None)
     def out_hook(fn, idx):
         def hook(mod, args, out):
             out = out.clone()
+            full, out = out, batched(out)
             if positions == "all":
                 if idx is None:
                     out[0] = fn(out[0].clone())
@@ -418,12 +458,13 @@ def forward(arch, ids, interventions=None, positions="last", inputs_embeds=None)
                 out[0, -1] = fn(out[0, -1].clone())
             else:
                 out[0, -1, idx] = fn(out[0, -1, idx].clone())
-            return out
+            return full
         return hook
 
     def in_hook(fn, idx):
         def hook(mod, args):
             x = args[0].clone()
+            full, x = x, batched(x)
             if positions == "all":
                 if idx is None:
                     x[0] = fn(x[0].clone())
@@ -433,7 +474,7 @@ def forward(arch, ids, interventions=None, positions="last", inputs_embeds=None)
                 x[0, -1] = fn(x[0, -1].clone())
             else:
                 x[0, -1, idx] = fn(x[0, -1, idx].clone())
-            return (x,) + tuple(args[1:])
+            return (full,) + tuple(args[1:])
         return hook
 
     # interventions first: hooks run in registration order, so the captures
@@ -447,15 +488,19 @@ def forward(arch, ids, interventions=None, positions="last", inputs_embeds=None)
 
     def cap_out(name):
         def hook(mod, args, out):
-            cap[name] = out[0, -1].detach().clone()
+            cap[name] = batched(out)[0, -1].detach().clone()
         return hook
 
     def cap_in(group, L):
         def hook(mod, args):
-            cap[group][L] = args[0][0, -1].detach().clone()
+            cap[group][L] = batched(args[0])[0, -1].detach().clone()
         return hook
 
-    handles.append(arch.embed_mod.register_forward_hook(cap_out("embed")))
+    if arch.embed_is_input:  # OPT: the embeddings are the first layer's input
+        handles.append(arch.embed_mod.register_forward_pre_hook(
+            lambda mod, args: cap.__setitem__("embed", args[0][0, -1].detach().clone())))
+    else:
+        handles.append(arch.embed_mod.register_forward_hook(cap_out("embed")))
     for L in range(arch.n_layers):
         handles.append(arch.attn_out[L].register_forward_hook(cap_out(f"attn.{L}")))
         handles.append(arch.mlp_out[L].register_forward_hook(cap_out(f"mlp.{L}")))
@@ -550,17 +595,16 @@ def all_positions(arch, cleans, means, all_plan, heads, neurons, last_rows):
         n_i, n_j = len(ids_i), len(ids_j)
         mixed = ids_i[:max(0, n_i - n_j)] + ids_j[max(0, n_j - n_i):]
         assert len(mixed) == n_i
-        if arch.family in ("gpt2", "gpt_neo"):  # learned positions
-            t = arch.model.transformer
+        if arch.wpe is not None:  # learned positions
             pos = [p if p < n_i - n_j else p - n_i + n_j for p in range(n_i)]
-            e = (t.wte.weight[mixed] + t.wpe.weight[pos] - t.wpe.weight[:n_i]).detach()
+            e = (arch.wte[mixed] + arch.wpe[pos] - arch.wpe[:n_i]).detach()
             cap = forward(arch, ids_i, inputs_embeds=e)
         else:
             cap = forward(arch, mixed)
         ref = record(arch, cl, cap, ("embed", "mixed ids"))
         worst = max(worst, record_diff(ablate(arch, cl, "embed", {"patch": j}, cleans, means, "all"), ref))
     log(f"  all positions: embed patch vs the model run on the patched input: max |diff| = {worst:.2e}")
-    assert worst <= (1e-5 if arch.family in ("gpt2", "gpt_neo") else 1e-6), worst
+    assert worst <= (1e-5 if arch.wpe is not None else 1e-6), worst
 
     rows = []
     for i in range(n):
@@ -778,9 +822,8 @@ class weights_zeroed:
         conv = arch.family == "gpt2"   # Conv1D weight is [in, out]
         with torch.no_grad():
             if c == "embed":
-                if arch.family in ("gpt2", "gpt_neo"):
-                    wpe = arch.model.transformer.wpe.weight.detach()
-                    return lambda T: -wpe[:T]
+                if arch.wpe is not None:  # the model adds the positions back: exactly 0
+                    return lambda T: -arch.wpe[:T]
                 emb = arch.embed_mod.weight
                 if emb.data_ptr() == arch.W_U.data_ptr():  # tied (Gemma): zero inputs instead
                     return lambda T: torch.zeros(T, arch.d_model)

@@ -43,6 +43,8 @@ Writes (under --out, normally `tests`):
   data/tiny-stablelm/        random-init StableLM: LayerNorm, SwiGLU, partial
                              rotary 0.25, q/k/v biases (and -parallel: one
                              shared norm, a parallel residual)
+  data/tiny-opt/             random-init OPT: positions offset by 2, ReLU,
+                             biases, tied
   golden/<name>.json         prompts, recorded positions, argmax, metadata
   golden/<name>.f32          raw little-endian float32 logits
 for <name> in tiny-gpt2, tiny-llama, tiny-llama-sharded (same logits file as
@@ -98,6 +100,8 @@ from transformers import (
     GPTNeoForCausalLM,
     StableLmConfig,
     StableLmForCausalLM,
+    OPTConfig,
+    OPTForCausalLM,
     LlamaConfig,
     LlamaForCausalLM,
 )
@@ -668,6 +672,21 @@ def make_tiny_stablelm(data_dir, golden_dir, parallel):
     assert (m.model.layers[0].post_attention_layernorm is None) == parallel
 
 
+def make_tiny_opt(data_dir, golden_dir):
+    """OPT's pre-norm block (as every size but 350m): learned positions offset
+    by 2, a ReLU MLP, biases everywhere, tied."""
+    name = "tiny-opt"
+    log(f"[{name}]")
+    cfg = OPTConfig(hidden_size=48, num_hidden_layers=3, ffn_dim=128, num_attention_heads=4,
+                    vocab_size=FAMILY_VOCAB, max_position_embeddings=128, word_embed_proj_dim=48,
+                    activation_function="relu", do_layer_norm_before=True, init_std=0.15,
+                    pad_token_id=1, bos_token_id=None, eos_token_id=None)
+    torch.manual_seed(5500)
+    model = OPTForCausalLM(cfg).float().eval()
+    m = make_family_model(data_dir, golden_dir, name, model, (torch.nn.LayerNorm,), 5510)
+    assert m.config.tie_word_embeddings and m.model.decoder.embed_positions.weight.shape[0] == 130
+
+
 # name -> maker(data_dir, golden_dir)
 TINY_FAMILIES = {
     "tiny-gpt_neox": lambda d, g: make_tiny_gpt_neox(d, g, True),
@@ -685,6 +704,7 @@ TINY_FAMILIES = {
     "tiny-gpt_neo": make_tiny_gpt_neo,
     "tiny-stablelm": lambda d, g: make_tiny_stablelm(d, g, False),
     "tiny-stablelm-parallel": lambda d, g: make_tiny_stablelm(d, g, True),
+    "tiny-opt": make_tiny_opt,
     # llama3: original context 64, wavelengths 6.3 (kept), 33 (smoothed), 168... (divided)
     "tiny-llama3": lambda d, g: make_tiny_llama_rope(
         d, g, "tiny-llama3",

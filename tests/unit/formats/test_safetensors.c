@@ -1207,6 +1207,27 @@ static void test_phi_config(void) {
   expect_error("stablelm with qk_layernorm", m == NULL, err, "stablelm-config",
                "qk_layernorm = true is not supported");
   model_free(m);
+  static const char *opt = "{\"model_type\":\"opt\",\"hidden_size\":8,\"num_hidden_layers\":2,"
+                           "\"num_attention_heads\":2,\"ffn_dim\":12,\"vocab_size\":11,"
+                           "\"max_position_embeddings\":64,\"do_layer_norm_before\":true}";
+  struct {
+    const char *what, *key, *value, *reason;
+  } opts[] = {
+      {"OPT-350m's norms after", "do_layer_norm_before", "false",
+       "do_layer_norm_before = false is not supported"},
+      {"projected embeddings", "do_layer_norm_before", "true,\"word_embed_proj_dim\":4",
+       "word_embed_proj_dim = 4 other than hidden_size = 8 is not supported"},
+      {"no affine norms", "do_layer_norm_before", "true,\"layer_norm_elementwise_affine\":false",
+       "layer_norm_elementwise_affine = false is not supported"},
+  };
+  for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+    char config[1024];
+    config_with(config, sizeof(config), opt, opts[i].key, opts[i].value);
+    write_model_dir(dir, "opt-config", config, NULL, 1);
+    m = model_load_hf(dir, err);
+    expect_error(opts[i].what, m == NULL, err, "opt-config", opts[i].reason);
+    model_free(m);
+  }
 }
 
 /* GPT-Neo: attention_types expanded into the local layers; a list off the
@@ -1252,12 +1273,14 @@ static void test_repo_models(const char *root) {
                          "tiny-granite",
                          "tiny-gpt_neo",
                          "tiny-stablelm",
-                         "tiny-stablelm-parallel"};
-  const char *families[] = {"gpt2",  "llama",   "llama",   "gpt_neox", "gpt_neox", "qwen2",
-                            "qwen3", "mistral", "olmo2",   "gemma",    "gemma2",   "gemma3_text",
-                            "phi3",  "phi",     "granite", "gpt_neo",  "stablelm", "stablelm"};
-  const int parallel[] = {0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1},
-            rotary_dim[] = {0, 16, 16, 6, 6, 12, 16, 16, 12, 16, 16, 16, 12, 6, 12, 0, 4, 4};
+                         "tiny-stablelm-parallel",
+                         "tiny-opt"};
+  const char *families[] = {"gpt2",    "llama",       "llama",    "gpt_neox", "gpt_neox",
+                            "qwen2",   "qwen3",       "mistral",  "olmo2",    "gemma",
+                            "gemma2",  "gemma3_text", "phi3",     "phi",      "granite",
+                            "gpt_neo", "stablelm",    "stablelm", "opt"};
+  const int parallel[] = {0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0},
+            rotary_dim[] = {0, 16, 16, 6, 6, 12, 16, 16, 12, 16, 16, 16, 12, 6, 12, 0, 4, 4, 0};
   for (int i = 0; i < (int)(sizeof(names) / sizeof(names[0])); i++) {
     char dir[1024], cfg[1100], err[HYDRA_ERR_LEN] = "";
     snprintf(dir, sizeof(dir), "%s/tests/data/%s", root, names[i]);
@@ -1294,6 +1317,10 @@ static void test_repo_models(const char *root) {
                 model_layer_slides(&m->cfg, 1) && !model_layer_slides(&m->cfg, 2) &&
                 m->cfg.attn_scale == 1.0f && !m->layers[0].bq && m->layers[0].bo,
             "tiny-gpt_neo: global, local, global; unscaled scores; no q/k/v biases");
+    if (m && strcmp(names[i], "tiny-opt") == 0)
+      CHECK(m->cfg.activation == ACT_RELU && m->cfg.positions == POSITIONS_LEARNED &&
+                m->cfg.tied_unembed && m->layers[2].b_down,
+            "tiny-opt: ReLU, learned positions, tied, biases");
     if (m && strcmp(names[i], "tiny-gemma2") == 0)
       CHECK(m->cfg.post_norms && m->cfg.attn_softcap == 3.0f && m->cfg.final_softcap == 4.0f &&
                 m->cfg.sliding_window == 4 && m->cfg.sliding_period == 2 &&

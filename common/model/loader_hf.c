@@ -565,6 +565,65 @@ static int opt_load(hf_weights_t *w, model_t *m, char *err) {
   return 0;
 }
 
+/* GPT-J rotates q and k in adjacent pairs (2i, 2i + 1) of each head's first
+ * rotary_dim dimensions; the transformer pairs halves (i, i + rotary_dim/2).
+ * Permuting the rows of wq and wk alike, per head, turns the one into the
+ * other: q.k is unchanged, so are the scores and every head's output. */
+static void adjacent_to_halves(float *w, const model_config_t *c, float *row_tmp) {
+  const size_t d = (size_t)c->d_model, hd = (size_t)c->head_dim, half = (size_t)c->rotary_dim / 2;
+  for (int h = 0; h < c->n_heads; h++) {
+    float *head = w + (size_t)h * hd * d;
+    memcpy(row_tmp, head, 2 * half * d * sizeof(float));
+    for (size_t i = 0; i < half; i++) {
+      memcpy(head + i * d, row_tmp + 2 * i * d, d * sizeof(float));
+      memcpy(head + (half + i) * d, row_tmp + (2 * i + 1) * d, d * sizeof(float));
+    }
+  }
+}
+
+/* GPT-J: transformer.h.L.{ln_1, attn.{q,k,v,out}_proj (no biases),
+ * mlp.fc_in, mlp.fc_out}; the one ln_1 given to both pre norms. */
+static int gptj_load_layer(hf_weights_t *w, int l, const model_config_t *c, layer_weights_t *lw,
+                           char *err) {
+  const size_t d = (size_t)c->d_model, f = (size_t)c->d_mlp;
+  char n[HF_NAME_LEN], p[HF_NAME_LEN];
+  float *row_tmp = weights_scratch(w, (size_t)c->rotary_dim * d, err);
+  tensor_name(p, "transformer.h.%d", l);
+  if (!row_tmp || load_vector(w, tensor_name(n, "%s.ln_1.weight", p), d, lw->attn_norm_w, err) ||
+      load_vector(w, tensor_name(n, "%s.ln_1.bias", p), d, lw->attn_norm_b, err) ||
+      load_matrix(w, tensor_name(n, "%s.attn.q_proj.weight", p), d, d, lw->wq, err) ||
+      load_matrix(w, tensor_name(n, "%s.attn.k_proj.weight", p), d, d, lw->wk, err) ||
+      load_matrix(w, tensor_name(n, "%s.attn.v_proj.weight", p), d, d, lw->wv, err) ||
+      load_matrix(w, tensor_name(n, "%s.attn.out_proj.weight", p), d, d, lw->wo, err) ||
+      load_matrix(w, tensor_name(n, "%s.mlp.fc_in.weight", p), f, d, lw->w_up, err) ||
+      load_vector(w, tensor_name(n, "%s.mlp.fc_in.bias", p), f, lw->b_up, err) ||
+      load_matrix(w, tensor_name(n, "%s.mlp.fc_out.weight", p), d, f, lw->w_down, err) ||
+      load_vector(w, tensor_name(n, "%s.mlp.fc_out.bias", p), d, lw->b_down, err))
+    return -1;
+  adjacent_to_halves(lw->wq, c, row_tmp);
+  adjacent_to_halves(lw->wk, c, row_tmp);
+  memcpy(lw->mlp_norm_w, lw->attn_norm_w, d * sizeof(float));
+  memcpy(lw->mlp_norm_b, lw->attn_norm_b, d * sizeof(float));
+  return 0;
+}
+
+static int gptj_load(hf_weights_t *w, model_t *m, char *err) {
+  const model_config_t *c = &m->cfg;
+  const size_t d = (size_t)c->d_model, v = (size_t)c->vocab_size;
+  if (load_matrix(w, "transformer.wte.weight", v, d, m->tok_embed, err))
+    return -1;
+  for (int l = 0; l < c->n_layers; l++)
+    if (gptj_load_layer(w, l, c, &m->layers[l], err))
+      return -1;
+  if (load_vector(w, "transformer.ln_f.weight", d, m->final_norm_w, err) ||
+      load_vector(w, "transformer.ln_f.bias", d, m->final_norm_b, err) ||
+      load_vector(w, "lm_head.bias", v, m->unembed_b, err))
+    return -1;
+  if (!c->tied_unembed)
+    return load_matrix(w, "lm_head.weight", v, d, m->unembed, err);
+  return 0;
+}
+
 /* Granite: llama's names; its logits_scaling (checked positive by
  * loader_hf_config.c) divides the final norm's weight. */
 static int granite_load(hf_weights_t *w, model_t *m, char *err) {
@@ -724,7 +783,7 @@ static const struct {
     {"olmo2", llama_load},       {"gemma", gemma_load},     {"gemma2", gemma_load},
     {"gemma3_text", gemma_load}, {"phi3", phi3_load},       {"phi", phi_load},
     {"granite", granite_load},   {"gpt_neo", gpt_neo_load}, {"stablelm", stablelm_load},
-    {"opt", opt_load},
+    {"opt", opt_load},           {"gptj", gptj_load},
 };
 
 static int load_family(hf_weights_t *w, model_t *m, char *err) {

@@ -853,6 +853,55 @@ static int opt_config(const hf_config_t *c, model_config_t *cfg, char *err) {
   return 0;
 }
 
+/* GPT-J: one ln_1 read by attention and MLP side by side (a parallel
+ * residual), q/k/v/out_proj without biases, rotary_dim dimensions rotated
+ * in adjacent pairs with base 10000 (loader_hf.c permutes q's and k's rows
+ * into the halves pairing: the scores are unchanged), a GELU MLP
+ * fc_in/fc_out with biases, an lm_head with a bias, untied. */
+static int gptj_config(const hf_config_t *c, model_config_t *cfg, char *err) {
+  const char *act = NULL;
+  int inner = 0;
+  snprintf(cfg->family, sizeof(cfg->family), "gptj");
+  if (config_int(c, "n_embd", 1, 0, &cfg->d_model, err) ||
+      config_int(c, "n_layer", 1, 0, &cfg->n_layers, err) ||
+      config_int(c, "n_head", 1, 0, &cfg->n_heads, err) ||
+      config_int(c, "n_inner", 0, 0, &inner, err) ||
+      config_int(c, "vocab_size", 1, 0, &cfg->vocab_size, err) ||
+      config_int(c, "n_positions", 1, 0, &cfg->max_positions, err) ||
+      config_number(c, "layer_norm_epsilon", 0, 1e-5, &cfg->norm_eps, err) ||
+      config_string(c, "activation_function", "gelu_new", &act, err) ||
+      config_bool(c, "tie_word_embeddings", 0, &cfg->tied_unembed, err) ||
+      config_token_id(c, "bos_token_id", cfg->vocab_size, &cfg->bos_id, err) ||
+      config_token_id(c, "eos_token_id", cfg->vocab_size, &cfg->eos_id, err) ||
+      gelu_activation(c, "activation_function", act, cfg, err))
+    return -1;
+  if (cfg->d_model % cfg->n_heads)
+    return err_set(err, "%s: n_embd = %d is not divisible by n_head = %d", c->path, cfg->d_model,
+                   cfg->n_heads);
+  if (inner == 0 && cfg->d_model > INT_MAX / 4)
+    return err_set(err, "%s: n_embd = %d is too large", c->path, cfg->d_model);
+  cfg->head_dim = cfg->d_model / cfg->n_heads;
+  const json_t *rot = json_object_get(c->root, "rotary_dim");
+  if (rot && json_is_null(rot))
+    cfg->rotary_dim = cfg->head_dim; /* GPT-J then rotates the whole of every head */
+  else if (config_int(c, "rotary_dim", 0, 64, &cfg->rotary_dim, err))
+    return -1;
+  if (cfg->rotary_dim > cfg->head_dim || cfg->rotary_dim % 2)
+    return err_set(err, "%s: rotary_dim = %d must be even and at most the head size %d", c->path,
+                   cfg->rotary_dim, cfg->head_dim);
+  cfg->d_mlp = inner ? inner : 4 * cfg->d_model;
+  cfg->n_kv_heads = cfg->n_heads;
+  cfg->norm = NORM_LAYERNORM;
+  cfg->positions = POSITIONS_ROPE;
+  cfg->rope_theta = 10000.0f;
+  cfg->rope_pairs = ROPE_HALVES; /* after the loader's permutation */
+  cfg->mlp = MLP_GELU;
+  cfg->parallel_residual = 1;
+  cfg->mlp_bias = 1;
+  cfg->unembed_bias = 1;
+  return 0;
+}
+
 /* The keys Gemma 1, 2 and 3 share: llama's shape keys (head_dim given, 256
  * when absent), RMSNorm with (1 + w) (folded into the weights by
  * loader_hf.c), a GeGLU MLP whose GELU is `act_key`, embeddings scaled by
@@ -1068,6 +1117,7 @@ static const hf_family_t hf_families[] = {
     {"phi3", phi3_config},         {"phi", phi_config},
     {"granite", granite_config},   {"gpt_neo", gpt_neo_config},
     {"stablelm", stablelm_config}, {"opt", opt_config},
+    {"gptj", gptj_config},
 };
 #define N_HF_FAMILIES (sizeof(hf_families) / sizeof(hf_families[0]))
 

@@ -72,7 +72,7 @@ TINY_SEEDS = {"tiny-gpt2": 3001, "tiny-llama": 3002, "tiny-gpt_neox": 3003,
               "tiny-gemma2": 3011, "tiny-gemma3": 3012, "tiny-phi3": 3013,
               "tiny-phi": 3014, "tiny-granite": 3015,
               "tiny-gpt_neo": 3016, "tiny-stablelm": 3017, "tiny-stablelm-parallel": 3018,
-              "tiny-opt": 3019}
+              "tiny-opt": 3019, "tiny-gptj": 3020}
 SMOLLM2_PROMPTS = [
     "The Eiffel Tower is located in the city of",
     "The capital of Japan is the city of",
@@ -200,6 +200,26 @@ class Arch:
             self.gamma = 1.0 + m.norm.weight.detach()
             self.beta = None
             self.final_softcap = getattr(c, "final_logit_softcapping", None)
+        elif self.family == "gptj":
+            # one ln_1 read by attention and MLP side by side; lm_head has a bias
+            t = model.transformer
+            self.n_layers = c.n_layer
+            self.n_heads = c.n_head
+            self.d_model = c.n_embd
+            self.head_dim = c.n_embd // c.n_head
+            self.embed_mod = t.wte
+            self.attn_out = [b.attn.out_proj for b in t.h]
+            self.mlp_out = [b.mlp for b in t.h]
+            self.down = [b.mlp.fc_out for b in t.h]
+            self.final_norm = t.ln_f
+            self.norm_kind = "layernorm"
+            self.eps = t.ln_f.eps
+            self.W_O = [b.attn.out_proj.weight.detach() for b in t.h]
+            self.b_O = [None for b in t.h]
+            self.W_down = [b.mlp.fc_out.weight.detach() for b in t.h]
+            self.b_down = [b.mlp.fc_out.bias.detach() for b in t.h]
+            self.gamma = t.ln_f.weight.detach()
+            self.beta = t.ln_f.bias.detach()
         elif self.family == "opt":
             # pre-norm OPT; no module outputs token + position embeddings, so
             # `embed` is the first decoder layer's input

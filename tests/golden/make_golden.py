@@ -45,6 +45,8 @@ Writes (under --out, normally `tests`):
                              shared norm, a parallel residual)
   data/tiny-opt/             random-init OPT: positions offset by 2, ReLU,
                              biases, tied
+  data/tiny-gptj/            random-init GPT-J: adjacent-pair rotary on 8 of
+                             12 dims, parallel, an lm_head bias
   golden/<name>.json         prompts, recorded positions, argmax, metadata
   golden/<name>.f32          raw little-endian float32 logits
 for <name> in tiny-gpt2, tiny-llama, tiny-llama-sharded (same logits file as
@@ -102,6 +104,8 @@ from transformers import (
     StableLmForCausalLM,
     OPTConfig,
     OPTForCausalLM,
+    GPTJConfig,
+    GPTJForCausalLM,
     LlamaConfig,
     LlamaForCausalLM,
 )
@@ -687,6 +691,21 @@ def make_tiny_opt(data_dir, golden_dir):
     assert m.config.tie_word_embeddings and m.model.decoder.embed_positions.weight.shape[0] == 130
 
 
+def make_tiny_gptj(data_dir, golden_dir):
+    """GPT-J: adjacent-pair rotary on 8 of 12 dims, one ln_1 for the
+    parallel attention and MLP, an lm_head bias."""
+    name = "tiny-gptj"
+    log(f"[{name}]")
+    cfg = GPTJConfig(n_embd=48, n_layer=3, n_head=4, rotary_dim=8, n_inner=128, vocab_size=FAMILY_VOCAB,
+                     n_positions=128, activation_function="gelu_new", layer_norm_epsilon=1e-5,
+                     tie_word_embeddings=False, initializer_range=GPT2_INIT_RANGE,
+                     bos_token_id=None, eos_token_id=None)
+    torch.manual_seed(5600)
+    model = GPTJForCausalLM(cfg).float().eval()
+    m = make_family_model(data_dir, golden_dir, name, model, (torch.nn.LayerNorm,), 5610)
+    assert m.lm_head.bias is not None and m.transformer.h[0].attn.rotary_dim == 8
+
+
 # name -> maker(data_dir, golden_dir)
 TINY_FAMILIES = {
     "tiny-gpt_neox": lambda d, g: make_tiny_gpt_neox(d, g, True),
@@ -705,6 +724,7 @@ TINY_FAMILIES = {
     "tiny-stablelm": lambda d, g: make_tiny_stablelm(d, g, False),
     "tiny-stablelm-parallel": lambda d, g: make_tiny_stablelm(d, g, True),
     "tiny-opt": make_tiny_opt,
+    "tiny-gptj": make_tiny_gptj,
     # llama3: original context 64, wavelengths 6.3 (kept), 33 (smoothed), 168... (divided)
     "tiny-llama3": lambda d, g: make_tiny_llama_rope(
         d, g, "tiny-llama3",

@@ -1274,13 +1274,14 @@ static void test_repo_models(const char *root) {
                          "tiny-gpt_neo",
                          "tiny-stablelm",
                          "tiny-stablelm-parallel",
-                         "tiny-opt"};
+                         "tiny-opt",
+                         "tiny-gptj"};
   const char *families[] = {"gpt2",    "llama",       "llama",    "gpt_neox", "gpt_neox",
                             "qwen2",   "qwen3",       "mistral",  "olmo2",    "gemma",
                             "gemma2",  "gemma3_text", "phi3",     "phi",      "granite",
-                            "gpt_neo", "stablelm",    "stablelm", "opt"};
-  const int parallel[] = {0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0},
-            rotary_dim[] = {0, 16, 16, 6, 6, 12, 16, 16, 12, 16, 16, 16, 12, 6, 12, 0, 4, 4, 0};
+                            "gpt_neo", "stablelm",    "stablelm", "opt",      "gptj"};
+  const int parallel[] = {0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 1},
+            rotary_dim[] = {0, 16, 16, 6, 6, 12, 16, 16, 12, 16, 16, 16, 12, 6, 12, 0, 4, 4, 0, 8};
   for (int i = 0; i < (int)(sizeof(names) / sizeof(names[0])); i++) {
     char dir[1024], cfg[1100], err[HYDRA_ERR_LEN] = "";
     snprintf(dir, sizeof(dir), "%s/tests/data/%s", root, names[i]);

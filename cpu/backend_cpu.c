@@ -186,9 +186,10 @@ static int cpu_rope(backend_t *b, float *x, const int *position, const float *in
   return 0;
 }
 
-/* One query head against a run of n keys: scores into score[], max updated. */
+/* One query head against a run of n keys: scores into score[], max updated
+ * (softcap > 0: capped, softcap * tanh(s / softcap)). */
 static void scores_run(float *score, const float *qh, const float *kb, size_t kv_stride, int n,
-                       int head_dim, float scale, float *max) {
+                       int head_dim, float scale, float softcap, float *max) {
   for (int j = 0; j < n; j++) {
     const float *kj = kb + (size_t)j * kv_stride;
     float s = 0.0f;
@@ -196,6 +197,8 @@ static void scores_run(float *score, const float *qh, const float *kb, size_t kv
     for (int i = 0; i < head_dim; i++)
       s += qh[i] * kj[i];
     s *= scale;
+    if (softcap > 0.0f)
+      s = softcap * tanhf(s / softcap);
     score[j] = s;
     if (s > *max)
       *max = s;
@@ -213,15 +216,15 @@ static void weighted_sum(float *oh, const float *score, const float *vb, size_t 
   }
 }
 
-/* out[rows, H*hd] = softmax(q k^T / sqrt(hd)) v over each row's one or two key runs */
+/* out[rows, H*hd] = softmax(cap(q k^T * scale)) v over each row's one or two
+ * key runs, less the keys before its window */
 static int cpu_attention(backend_t *b, float *out, const float *q, const float *k, const float *v,
                          const int *key_start, const int *n_keys, const float *k2, const float *v2,
                          const int *key2_start, const int *n_keys2, int rows, int n_heads,
-                         int n_kv_heads, int head_dim) {
+                         int n_kv_heads, int head_dim, float scale, float softcap, int window) {
   (void)b;
   const int group = n_heads / n_kv_heads;
   const size_t q_stride = (size_t)n_heads * head_dim, kv_stride = (size_t)n_kv_heads * head_dim;
-  const float scale = 1.0f / sqrtf((float)head_dim);
   int max_keys = 1;
   for (int r = 0; r < rows; r++) {
     int n = n_keys[r] + (k2 ? n_keys2[r] : 0);
@@ -236,15 +239,21 @@ static int cpu_attention(backend_t *b, float *out, const float *q, const float *
       for (int h = 0; h < n_heads; h++) {
         const float *qh = q + (size_t)r * q_stride + (size_t)h * head_dim;
         const size_t kv_off = (size_t)(h / group) * head_dim;
-        const int n1 = n_keys[r], n2 = k2 ? n_keys2[r] : 0;
-        const float *kb = k + (size_t)key_start[r] * kv_stride + kv_off;
-        const float *vb = v + (size_t)key_start[r] * kv_stride + kv_off;
+        int n1 = n_keys[r], n2 = k2 ? n_keys2[r] : 0, start1 = key_start[r],
+            start2 = k2 ? key2_start[r] : 0;
+        if (window > 0 && n1 + n2 > window) { /* the keys before the window, first run first */
+          const int skip = n1 + n2 - window, skip1 = skip < n1 ? skip : n1;
+          start1 += skip1, n1 -= skip1;
+          start2 += skip - skip1, n2 -= skip - skip1;
+        }
+        const float *kb = k + (size_t)start1 * kv_stride + kv_off;
+        const float *vb = v + (size_t)start1 * kv_stride + kv_off;
         float *oh = out + (size_t)r * q_stride + (size_t)h * head_dim;
         float max = -INFINITY;
-        scores_run(score, qh, kb, kv_stride, n1, head_dim, scale, &max);
+        scores_run(score, qh, kb, kv_stride, n1, head_dim, scale, softcap, &max);
         if (n2)
-          scores_run(score + n1, qh, k2 + (size_t)key2_start[r] * kv_stride + kv_off, kv_stride, n2,
-                     head_dim, scale, &max);
+          scores_run(score + n1, qh, k2 + (size_t)start2 * kv_stride + kv_off, kv_stride, n2,
+                     head_dim, scale, softcap, &max);
         double sum = 0.0;
         for (int j = 0; j < n1 + n2; j++) {
           score[j] = expf(score[j] - max);
@@ -255,8 +264,8 @@ static int cpu_attention(backend_t *b, float *out, const float *q, const float *
           oh[i] = 0.0f;
         weighted_sum(oh, score, vb, kv_stride, n1, head_dim, inv);
         if (n2)
-          weighted_sum(oh, score + n1, v2 + (size_t)key2_start[r] * kv_stride + kv_off, kv_stride,
-                       n2, head_dim, inv);
+          weighted_sum(oh, score + n1, v2 + (size_t)start2 * kv_stride + kv_off, kv_stride, n2,
+                       head_dim, inv);
       }
     }
     free(score);
@@ -326,30 +335,36 @@ static int cpu_logit_stats(backend_t *b, int *best, float *stats, const float *l
   return 0;
 }
 
+/* A logit as the distribution reads it: soft-capped when cap > 0. */
+static inline float capped(float x, float cap) {
+  return cap > 0.0f ? cap * tanhf(x / cap) : x;
+}
+
 static int cpu_logit_metrics(backend_t *b, float *out, float *lp_out, const float *logits, int rows,
                              int vocab, const int *prompt, const int *targets, const int *foils,
-                             const float *ref_lp) {
+                             const float *ref_lp, float softcap) {
   (void)b;
 #pragma omp parallel for schedule(static) if (rows > 1)
   for (int r = 0; r < rows; r++) {
     const float *l = logits + (size_t)r * vocab;
     const int p = prompt[r];
     int arg = -1;
-    float max = -INFINITY;
     for (int k = 0; k < vocab; k++)
       if (l[k] == l[k] && (arg < 0 || l[k] > l[arg])) /* NaN never wins */
-        arg = k, max = l[k];
+        arg = k;
+    const float max = arg < 0 ? -INFINITY : capped(l[arg], softcap);
     const int t = targets[p] >= 0 ? targets[p] : (arg < 0 ? 0 : arg);
-    const float lt = l[t];
+    const float lraw = l[t], lt = capped(lraw, softcap);
     const float *q = ref_lp ? ref_lp + (size_t)p * vocab : NULL;
     double se = 0.0, pql = 0.0, psum = 0.0;
     int rank = 0;
     for (int k = 0; k < vocab; k++) {
-      se += expf(l[k] - max);
-      rank += l[k] > lt;
+      const float lk = capped(l[k], softcap);
+      se += expf(lk - max);
+      rank += l[k] > lraw; /* the cap keeps the order: ranked before it, free of its rounding */
       if (q) {
         const double pk = expf(q[k]);
-        pql += pk * ((double)q[k] - l[k]);
+        pql += pk * ((double)q[k] - lk);
         psum += pk;
       }
     }
@@ -359,10 +374,10 @@ static int cpu_logit_metrics(backend_t *b, float *out, float *lp_out, const floa
     o[1] = (float)exp(lt - lse);
     o[2] = q ? (float)(pql + lse * psum) : 0.0f;
     o[3] = (float)rank;
-    o[4] = foils && foils[p] >= 0 ? lt - l[foils[p]] : 0.0f;
+    o[4] = foils && foils[p] >= 0 ? l[t] - l[foils[p]] : 0.0f;
     if (lp_out)
       for (int k = 0; k < vocab; k++)
-        lp_out[(size_t)r * vocab + k] = (float)(l[k] - lse);
+        lp_out[(size_t)r * vocab + k] = (float)(capped(l[k], softcap) - lse);
   }
   return 0;
 }
@@ -394,6 +409,11 @@ static int cpu_activation(backend_t *b, float *x, size_t n, activation_t act) {
     for (size_t i = 0; i < n; i++)
       x[i] = silu(x[i]);
     return 0;
+  case ACT_RELU:
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++)
+      x[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    return 0;
   }
   return err_set(b->err, "unknown activation %d", (int)act);
 }
@@ -403,6 +423,31 @@ static int cpu_swiglu(backend_t *b, float *gate, const float *up, size_t n) {
 #pragma omp parallel for schedule(static)
   for (size_t i = 0; i < n; i++)
     gate[i] = silu(gate[i]) * up[i];
+  return 0;
+}
+
+static int cpu_glu(backend_t *b, float *gate, const float *up, size_t n, activation_t act) {
+  if (cpu_activation(b, gate, n, act) != 0)
+    return -1;
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; i++)
+    gate[i] *= up[i];
+  return 0;
+}
+
+static int cpu_scale(backend_t *b, float *x, size_t n, float alpha) {
+  (void)b;
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; i++)
+    x[i] *= alpha;
+  return 0;
+}
+
+static int cpu_softcap(backend_t *b, float *x, size_t n, float cap) {
+  (void)b;
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; i++)
+    x[i] = cap * tanhf(x[i] / cap);
   return 0;
 }
 
@@ -471,6 +516,9 @@ static const backend_ops_t cpu_ops = {
     .attention = cpu_attention,
     .activation = cpu_activation,
     .swiglu = cpu_swiglu,
+    .glu = cpu_glu,
+    .scale = cpu_scale,
+    .softcap = cpu_softcap,
     .add = cpu_add,
     .gather_rows = cpu_gather_rows,
     .scatter_rows = cpu_scatter_rows,

@@ -421,7 +421,7 @@ static int cuda_rope(backend_t *b, float *x, const int *position, const float *i
 /* Online-softmax update of one warp's (m, l, acc) with a run of n keys. */
 __device__ void attend_run(const float *qr, float *acc, float &m, float &l, const float *kb,
                            const float *vb, size_t kv_stride, int n, int head_dim, float scale,
-                           int lane) {
+                           float softcap, int lane) {
   for (int j = 0; j < n; j++) {
     const float *kj = kb + (size_t)j * kv_stride, *vj = vb + (size_t)j * kv_stride;
     float s = 0.0f;
@@ -431,6 +431,8 @@ __device__ void attend_run(const float *qr, float *acc, float &m, float &l, cons
     for (int o = 16; o > 0; o >>= 1)
       s += __shfl_xor_sync(0xffffffffu, s, o);
     s *= scale;
+    if (softcap > 0.0f)
+      s = softcap * tanhf(s / softcap);
     const float m_new = fmaxf(m, s), corr = expf(m - m_new), w = expf(s - m_new);
     l = l * corr + w;
     p = 0;
@@ -443,7 +445,8 @@ __device__ void attend_run(const float *qr, float *acc, float &m, float &l, cons
 __global__ void k_attention(float *out, const float *q, const float *k, const float *v,
                             const int *key_start, const int *n_keys, const float *k2,
                             const float *v2, const int *key2_start, const int *n_keys2, int rows,
-                            int n_heads, int n_kv_heads, int head_dim, float scale) {
+                            int n_heads, int n_kv_heads, int head_dim, float scale, float softcap,
+                            int window) {
   const int warp = (int)(((size_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5);
   const int lane = threadIdx.x & 31;
   if (warp >= rows * n_heads)
@@ -458,14 +461,21 @@ __global__ void k_attention(float *out, const float *q, const float *k, const fl
     qr[per] = qh[i];
     acc[per] = 0.0f;
   }
+  int n1 = n_keys[r], n2 = k2 ? n_keys2[r] : 0, start1 = key_start[r],
+      start2 = k2 ? key2_start[r] : 0;
+  if (window > 0 && n1 + n2 > window) { /* the keys before the window, first run first */
+    const int skip = n1 + n2 - window, skip1 = skip < n1 ? skip : n1;
+    start1 += skip1, n1 -= skip1;
+    start2 += skip - skip1, n2 -= skip - skip1;
+  }
   float m = -INFINITY, l = 0.0f;
-  attend_run(qr, acc, m, l, k + (size_t)key_start[r] * kv_stride + kv_off,
-             v + (size_t)key_start[r] * kv_stride + kv_off, kv_stride, n_keys[r], head_dim, scale,
+  attend_run(qr, acc, m, l, k + (size_t)start1 * kv_stride + kv_off,
+             v + (size_t)start1 * kv_stride + kv_off, kv_stride, n1, head_dim, scale, softcap,
              lane);
-  if (k2)
-    attend_run(qr, acc, m, l, k2 + (size_t)key2_start[r] * kv_stride + kv_off,
-               v2 + (size_t)key2_start[r] * kv_stride + kv_off, kv_stride, n_keys2[r], head_dim,
-               scale, lane);
+  if (n2)
+    attend_run(qr, acc, m, l, k2 + (size_t)start2 * kv_stride + kv_off,
+               v2 + (size_t)start2 * kv_stride + kv_off, kv_stride, n2, head_dim, scale, softcap,
+               lane);
   float *oh = out + (size_t)r * q_stride + (size_t)h * head_dim;
   const float inv = l > 0.0f ? 1.0f / l : 0.0f;
   int p = 0;
@@ -476,7 +486,7 @@ __global__ void k_attention(float *out, const float *q, const float *k, const fl
 static int cuda_attention(backend_t *b, float *out, const float *q, const float *k, const float *v,
                           const int *key_start, const int *n_keys, const float *k2, const float *v2,
                           const int *key2_start, const int *n_keys2, int rows, int n_heads,
-                          int n_kv_heads, int head_dim) {
+                          int n_kv_heads, int head_dim, float scale, float softcap, int window) {
   PROF(b, P_ATTENTION);
   if (head_dim > 32 * ATT_MAX_PER_LANE)
     return err_set(b->err, "attention: head_dim %d is larger than %d", head_dim,
@@ -486,7 +496,7 @@ static int cuda_attention(backend_t *b, float *out, const float *q, const float 
     return 0;
   k_attention<<<blocks(threads, 128), 128, 0, impl(b)->stream>>>(
       out, q, k, v, key_start, n_keys, k2, v2, key2_start, n_keys2, rows, n_heads, n_kv_heads,
-      head_dim, 1.0f / sqrtf((float)head_dim));
+      head_dim, scale, softcap, window);
   LAUNCH_CHECK(b);
   return 0;
 }
@@ -672,9 +682,14 @@ __device__ void block_sums(double *v) {
 /* One block of LOGIT_THREADS per row: the argmax (the maximum for the
  * log-sum-exp), then one pass for the exp sum, the target's rank and the KL
  * terms against the reference log-probs, then the row's log-probs if asked. */
+/* A logit as the distribution reads it: soft-capped when cap > 0. */
+__device__ __forceinline__ float capped(float x, float cap) {
+  return cap > 0.0f ? cap * tanhf(x / cap) : x;
+}
+
 __global__ void k_logit_metrics(float *out, float *lp_out, const float *logits, int vocab,
                                 const int *prompt, const int *targets, const int *foils,
-                                const float *ref_lp) {
+                                const float *ref_lp, float softcap) {
   const int r = blockIdx.x, p = prompt[r];
   const float *l = logits + (size_t)r * vocab;
   float bv = 0.0f;
@@ -684,15 +699,15 @@ __global__ void k_logit_metrics(float *out, float *lp_out, const float *logits, 
     best_merge(&bv, &bi, v, v == v ? k : -1);
   }
   block_best(&bv, &bi);
-  const float max = bi < 0 ? -INFINITY : bv;
+  const float max = bi < 0 ? -INFINITY : capped(bv, softcap);
   const int t = targets[p] >= 0 ? targets[p] : (bi < 0 ? 0 : bi);
-  const float lt = l[t];
+  const float lraw = l[t], lt = capped(lraw, softcap);
   const float *q = ref_lp ? ref_lp + (size_t)p * vocab : NULL;
   double acc[SUM_N] = {0.0, 0.0, 0.0, 0.0}; /* exp sum, sum p (q - l), sum p, rank */
   for (int k = threadIdx.x; k < vocab; k += blockDim.x) {
-    const float v = l[k];
+    const float v = capped(l[k], softcap);
     acc[0] += expf(v - max);
-    acc[3] += v > lt ? 1.0 : 0.0;
+    acc[3] += l[k] > lraw ? 1.0 : 0.0; /* the cap keeps the order: ranked before it */
     if (q) {
       const float qk = q[k];
       const double pk = expf(qk);
@@ -708,38 +723,59 @@ __global__ void k_logit_metrics(float *out, float *lp_out, const float *logits, 
     o[1] = (float)exp(lt - lse);
     o[2] = q ? (float)(acc[1] + lse * acc[2]) : 0.0f;
     o[3] = (float)acc[3];
-    o[4] = foils && foils[p] >= 0 ? lt - l[foils[p]] : 0.0f;
+    o[4] = foils && foils[p] >= 0 ? l[t] - l[foils[p]] : 0.0f;
   }
   if (lp_out)
     for (int k = threadIdx.x; k < vocab; k += blockDim.x)
-      lp_out[(size_t)r * vocab + k] = (float)(l[k] - lse);
+      lp_out[(size_t)r * vocab + k] = (float)(capped(l[k], softcap) - lse);
 }
 
 static int cuda_logit_metrics(backend_t *b, float *out, float *lp_out, const float *logits,
                               int rows, int vocab, const int *prompt, const int *targets,
-                              const int *foils, const float *ref_lp) {
+                              const int *foils, const float *ref_lp, float softcap) {
   PROF(b, P_LOGIT_METRICS);
   if (rows == 0)
     return 0;
   k_logit_metrics<<<rows, LOGIT_THREADS, 0, impl(b)->stream>>>(out, lp_out, logits, vocab, prompt,
-                                                               targets, foils, ref_lp);
+                                                               targets, foils, ref_lp, softcap);
   LAUNCH_CHECK(b);
   return 0;
 }
 
 /* ---- element-wise ---- */
 
+__device__ __forceinline__ float activate(float t, int act) {
+  if (act == ACT_GELU_TANH)
+    return 0.5f * t * (1.0f + tanhf(0.7978845608028654f * (t + 0.044715f * t * t * t)));
+  if (act == ACT_GELU_ERF)
+    return 0.5f * t * (1.0f + erff(t * 0.7071067811865476f));
+  if (act == ACT_RELU)
+    return t > 0.0f ? t : 0.0f;
+  return t / (1.0f + expf(-t));
+}
+
 __global__ void k_activation(float *x, size_t n, int act) {
   size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-  if (i >= n)
-    return;
-  float t = x[i];
-  if (act == ACT_GELU_TANH)
-    x[i] = 0.5f * t * (1.0f + tanhf(0.7978845608028654f * (t + 0.044715f * t * t * t)));
-  else if (act == ACT_GELU_ERF)
-    x[i] = 0.5f * t * (1.0f + erff(t * 0.7071067811865476f));
-  else
-    x[i] = t / (1.0f + expf(-t));
+  if (i < n)
+    x[i] = activate(x[i], act);
+}
+
+__global__ void k_glu(float *gate, const float *up, size_t n, int act) {
+  size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n)
+    gate[i] = activate(gate[i], act) * up[i];
+}
+
+__global__ void k_scale(float *x, size_t n, float alpha) {
+  size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n)
+    x[i] *= alpha;
+}
+
+__global__ void k_softcap(float *x, size_t n, float cap) {
+  size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n)
+    x[i] = cap * tanhf(x[i] / cap);
 }
 
 __global__ void k_swiglu(float *gate, const float *up, size_t n) {
@@ -756,7 +792,7 @@ __global__ void k_add(float *y, const float *x, size_t n) {
 
 static int cuda_activation(backend_t *b, float *x, size_t n, activation_t act) {
   PROF(b, P_ELEMENTWISE);
-  if (act != ACT_GELU_TANH && act != ACT_GELU_ERF && act != ACT_SILU)
+  if (act != ACT_GELU_TANH && act != ACT_GELU_ERF && act != ACT_SILU && act != ACT_RELU)
     return err_set(b->err, "unknown activation %d", (int)act);
   if (n == 0)
     return 0;
@@ -770,6 +806,35 @@ static int cuda_swiglu(backend_t *b, float *gate, const float *up, size_t n) {
   if (n == 0)
     return 0;
   k_swiglu<<<blocks(n, 256), 256, 0, impl(b)->stream>>>(gate, up, n);
+  LAUNCH_CHECK(b);
+  return 0;
+}
+
+static int cuda_glu(backend_t *b, float *gate, const float *up, size_t n, activation_t act) {
+  PROF(b, P_ELEMENTWISE);
+  if (act != ACT_GELU_TANH && act != ACT_GELU_ERF && act != ACT_SILU && act != ACT_RELU)
+    return err_set(b->err, "unknown activation %d", (int)act);
+  if (n == 0)
+    return 0;
+  k_glu<<<blocks(n, 256), 256, 0, impl(b)->stream>>>(gate, up, n, (int)act);
+  LAUNCH_CHECK(b);
+  return 0;
+}
+
+static int cuda_scale(backend_t *b, float *x, size_t n, float alpha) {
+  PROF(b, P_ELEMENTWISE);
+  if (n == 0)
+    return 0;
+  k_scale<<<blocks(n, 256), 256, 0, impl(b)->stream>>>(x, n, alpha);
+  LAUNCH_CHECK(b);
+  return 0;
+}
+
+static int cuda_softcap(backend_t *b, float *x, size_t n, float cap) {
+  PROF(b, P_ELEMENTWISE);
+  if (n == 0)
+    return 0;
+  k_softcap<<<blocks(n, 256), 256, 0, impl(b)->stream>>>(x, n, cap);
   LAUNCH_CHECK(b);
   return 0;
 }
@@ -871,6 +936,9 @@ static backend_ops_t make_ops(void) {
   o.attention = cuda_attention;
   o.activation = cuda_activation;
   o.swiglu = cuda_swiglu;
+  o.glu = cuda_glu;
+  o.scale = cuda_scale;
+  o.softcap = cuda_softcap;
   o.add = cuda_add;
   o.gather_rows = cuda_gather_rows;
   o.scatter_rows = cuda_scatter_rows;

@@ -65,7 +65,10 @@ static int parse_ids(const char *s, int **ids, int *n) {
 }
 
 static const char *activation_name(activation_t a) {
-  return a == ACT_GELU_TANH ? "GELU (tanh)" : a == ACT_GELU_ERF ? "GELU (erf)" : "SiLU";
+  return a == ACT_GELU_TANH  ? "GELU (tanh)"
+         : a == ACT_GELU_ERF ? "GELU (erf)"
+         : a == ACT_RELU     ? "ReLU"
+                             : "SiLU";
 }
 
 static void print_rope(const model_config_t *c) {
@@ -106,9 +109,15 @@ static void print_info(const model_t *m) {
          activation_name(c->activation), c->mlp_bias ? ", biases" : "");
   printf("vocab        %d\n", c->vocab_size);
   printf("context      %d\n", c->max_positions);
-  printf("norm         %s eps %g%s%s\n", c->norm == NORM_RMSNORM ? "RMSNorm" : "LayerNorm",
-         (double)c->norm_eps, c->post_norms ? ", post norms" : "",
-         c->qk_norm ? ", q/k norms per head" : "");
+  printf("norm         %s eps %g%s%s%s\n", c->norm == NORM_RMSNORM ? "RMSNorm" : "LayerNorm",
+         (double)c->norm_eps, c->no_pre_norms ? ", no pre norms" : "",
+         c->post_norms ? ", post norms" : "",
+         c->qk_norm == QK_NORM_PER_HEAD ? ", q/k norms per head"
+         : c->qk_norm == QK_NORM_WHOLE  ? ", q/k norms over the whole projections"
+                                        : "");
+  if (c->residual_scale != 0.0f && c->residual_scale != 1.0f)
+    printf("sublayers    outputs scaled by %g before the residual add\n",
+           (double)c->residual_scale);
   printf("residual     %s\n", c->parallel_residual ? "parallel (attention and MLP read the "
                                                      "layer input)"
                                                    : "sequential");
@@ -117,13 +126,32 @@ static void print_info(const model_t *m) {
          c->o_bias     ? "o"
          : c->qkv_bias ? ""
                        : "none");
-  if (c->positions == POSITIONS_ROPE)
+  if (c->attn_scale > 0.0f)
+    printf("scores       q.k * %g\n", (double)c->attn_scale);
+  if (c->attn_softcap > 0.0f)
+    printf("soft-cap     attention scores at %g\n", (double)c->attn_softcap);
+  if (c->sliding_window > 0) {
+    printf("window       %d keys on ", c->sliding_window);
+    if (c->sliding_period > 1)
+      printf("layers L with L + 1 not a multiple of %d\n", c->sliding_period);
+    else
+      printf("every layer\n");
+  }
+  if (c->positions == POSITIONS_ROPE) {
     print_rope(c);
-  else if (c->positions == POSITIONS_LEARNED)
+    if (c->rope_local_theta > 0.0f)
+      printf("local rotary theta %g on sliding layers (unscaled)\n", (double)c->rope_local_theta);
+  } else if (c->positions == POSITIONS_LEARNED)
     printf("positions    learned\n");
   else
     printf("positions    none\n");
-  printf("unembedding  %s\n", c->tied_unembed ? "tied" : "untied");
+  if (c->embed_scale != 0.0f && c->embed_scale != 1.0f)
+    printf("embeddings   scaled by %g\n", (double)c->embed_scale);
+  printf("unembedding  %s%s\n", c->tied_unembed ? "tied" : "untied",
+         c->unembed_bias ? ", with a bias" : "");
+  if (c->final_softcap > 0.0f)
+    printf("soft-cap     final logits at %g (effects on the pre-cap logits)\n",
+           (double)c->final_softcap);
   printf("parameters   %zu\n", model_n_params(m));
 }
 

@@ -41,6 +41,8 @@ engine_t *engine_create(const model_t *m, backend_t *b, char *err) {
     goto fail;
   }
   effects_mean_unembed(m->unembed, c->vocab_size, c->d_model, e->u_mean);
+  for (int t = 0; m->unembed_b && t < c->vocab_size; t++)
+    e->b_mean += m->unembed_b[t] / (double)c->vocab_size;
   return e;
 fail:
   engine_destroy(e);
@@ -288,6 +290,7 @@ static void free_run(run_t *R) {
   free(R->dirs_host);
   free(R->udirs_host);
   free(R->norm_bias_term);
+  free(R->unembed_bias_term);
   free(R->acc);
   free(R->acc_first);
   free(R->acc_delta);
@@ -424,11 +427,12 @@ int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, 
   R.dirs_host = malloc(sizeof(float) * (size_t)max_np * d);
   R.udirs_host = malloc(sizeof(float) * (size_t)max_np * d);
   R.norm_bias_term = malloc(sizeof(float) * max_np);
+  R.unembed_bias_term = calloc((size_t)max_np, sizeof(float));
   R.acc = malloc(sizeof(accum_t) * (n_acc ? n_acc : 1));
   R.acc_delta = malloc(sizeof(double) * (n_acc ? n_acc : 1) * ns);
   if (!R.clean_start || !R.clean_out || !R.clean_de || (R.full_logits && !R.clean_target_logprob) ||
-      !R.dirs_host || !R.udirs_host || !R.norm_bias_term || !R.acc || !R.acc_delta ||
-      !R.acc_first) {
+      !R.dirs_host || !R.udirs_host || !R.norm_bias_term || !R.unembed_bias_term || !R.acc ||
+      !R.acc_delta || !R.acc_first) {
     err_set(err, "out of memory for chunks of %d prompts", max_np);
     goto done;
   }

@@ -97,13 +97,14 @@ typedef struct {
 
 typedef struct {
   int prompt;
-  int target, foil;     /* foil -1 when none */
-  float logit;          /* centred target logit */
-  float logit_diff;     /* target minus foil logit (foil given) */
-  float logprob, prob;  /* of the target */
-  float inv_scale;      /* the final norm's 1/scale at the final position */
-  float norm_bias_term; /* LayerNorm's beta . u (0 for RMSNorm) */
-  const float *de;      /* [n_slots] direct effects; they sum with norm_bias_term to logit */
+  int target, foil;        /* foil -1 when none */
+  float logit;             /* centred target logit */
+  float logit_diff;        /* target minus foil logit (foil given) */
+  float logprob, prob;     /* of the target */
+  float inv_scale;         /* the final norm's 1/scale at the final position */
+  float norm_bias_term;    /* LayerNorm's beta . u (0 for RMSNorm) */
+  float unembed_bias_term; /* the unembedding bias's centred b[target] - mean b (0: none) */
+  const float *de;         /* [n_slots] direct effects; they sum with the two bias terms to logit */
 } engine_clean_t;
 
 typedef struct {

@@ -47,6 +47,7 @@ struct engine {
   backend_t *b;
   transformer_t *tf;
   float *u_mean; /* host [d]: mean unembedding row (Eq. 9's centring) */
+  double b_mean; /* the unembedding bias's mean (0: none) */
   int width_max; /* max(d, H*hd, d_mlp) */
 
   /* pass buffers (backend memory) beside the transformer's, for cap_rows
@@ -150,6 +151,7 @@ typedef struct {
   float *clean_target_logprob;
   float *dirs_host, *udirs_host;
   float *norm_bias_term;
+  float *unembed_bias_term; /* [chunk prompts]: b[target] - mean b (unembedding bias only) */
   /* [chunk prompts, and a grid's positions of each][n_units][n_methods] */
   accum_t *acc;
   int *acc_first; /* [chunk prompts]: a prompt's first accumulator run (positions before) */

@@ -206,7 +206,7 @@ static int clean_logits(run_t *R) {
     if (R->full_logits)
       TRY(op->logit_metrics(b, e->metric_out + (size_t)5 * c0, e->clean_lp + (size_t)c0 * V,
                             e->logits, n, V, e->ident + c0, e->job_targets,
-                            foils ? e->job_foils : NULL, NULL));
+                            foils ? e->job_foils : NULL, NULL, R->cfg->final_softcap));
   }
   TRY(op->download(b, best, e->argmax, sizeof(int) * np));
   TRY(op->download(b, stats, e->clean_stats, sizeof(float) * 3 * (size_t)np));
@@ -255,6 +255,8 @@ static int clean_directions(run_t *R) {
     float *dir = R->dirs_host + (size_t)cp * d, *ud = R->udirs_host + (size_t)cp * d;
     R->norm_bias_term[cp] =
         (float)effects_direction(u, e->u_mean, gamma, beta, R->clean_inv[p], layernorm, d, dir, ud);
+    if (e->host->unembed_b) /* a constant of the centred logit that no component carries */
+      R->unembed_bias_term[cp] = (float)(e->host->unembed_b[R->target[p]] - e->b_mean);
     for (int s = 0; s < R->n_slots; s++)
       R->clean_de[(size_t)cp * R->n_slots + s] =
           (float)effects_direct(R->clean_out + ((size_t)s * np + cp) * d, dir, d);
@@ -278,6 +280,7 @@ static int emit_clean_rows(run_t *R) {
                           .logit_diff = R->clean_diff[p],
                           .inv_scale = R->clean_inv[p],
                           .norm_bias_term = R->norm_bias_term[cp],
+                          .unembed_bias_term = R->unembed_bias_term[cp],
                           .de = R->clean_de + (size_t)cp * R->n_slots};
     row.logprob = R->full_logits ? R->clean_target_logprob[cp] : NAN;
     row.prob = R->full_logits ? expf(row.logprob) : NAN;
@@ -488,7 +491,8 @@ int variant_pass(run_t *R, variant_t *vs, int nv) {
     const int n = nv - c0 < LOGIT_ROWS ? nv - c0 : LOGIT_ROWS;
     TRY(transformer_unembed(e->tf, e->logits, e->final_normed + (size_t)c0 * d, n));
     TRY(op->logit_metrics(b, e->metric_out + (size_t)5 * c0, NULL, e->logits, n, V,
-                          e->read_prompt + c0, e->ptarget, e->pfoil, e->clean_lp));
+                          e->read_prompt + c0, e->ptarget, e->pfoil, e->clean_lp,
+                          c->final_softcap));
   }
   TRY(op->download(b, logit, e->logit_out, sizeof(float) * nv));
   TRY(op->download(b, inv, e->final_inv, sizeof(float) * nv));
@@ -496,6 +500,8 @@ int variant_pass(run_t *R, variant_t *vs, int nv) {
   if (R->full_logits)
     TRY(op->download(b, metrics, e->metric_out, sizeof(float) * 5 * (size_t)nv));
   engine_phase(e, PH_READOUT, &t0);
+  for (int i = 0; i < nv && e->host->unembed_b; i++) /* the centred logit's bias constant */
+    logit[i] += R->unembed_bias_term[vs[i].cprompt];
   for (int i = 0; i < nv; i++)
     accumulate(R, &vs[i], de_out, nv, i, logit[i], inv[i],
                R->full_logits ? metrics + 5 * (size_t)i : NULL);

@@ -98,17 +98,30 @@ typedef struct {
    * starting at key2_start[r]: a variant reads its clean prefix from the clean
    * pass's cache and its recomputed suffix from its own rows. k, v, k2, v2 are
    * [*, n_kv_heads*head_dim]; head h reads kv head h / (n_heads / n_kv_heads).
-   * Scores are scaled by 1/sqrt(head_dim). */
+   * Scores are q.k * scale (1/sqrt(head_dim) for most families), then, with
+   * softcap > 0, softcap * tanh(score / softcap) (Gemma 2's attention
+   * soft-cap). window > 0: a row reads only the last `window` of its keys
+   * (its own and the window - 1 before it: a sliding window, the keys being
+   * the row's positions 0..p in order across the two runs); 0: all. */
   int (*attention)(backend_t *b, float *out, const float *q, const float *k, const float *v,
                    const int *key_start, const int *n_keys, const float *k2, const float *v2,
                    const int *key2_start, const int *n_keys2, int rows, int n_heads, int n_kv_heads,
-                   int head_dim);
+                   int head_dim, float scale, float softcap, int window);
 
   /* In place x[n] = act(x). */
   int (*activation)(backend_t *b, float *x, size_t n, activation_t act);
 
   /* gate[n] = silu(gate) * up, in place on gate. */
   int (*swiglu)(backend_t *b, float *gate, const float *up, size_t n);
+
+  /* gate[n] = act(gate) * up, in place on gate (GeGLU with a GELU act). */
+  int (*glu)(backend_t *b, float *gate, const float *up, size_t n, activation_t act);
+
+  /* In place x[n] *= alpha (Gemma's embedding scale). */
+  int (*scale)(backend_t *b, float *x, size_t n, float alpha);
+
+  /* In place x[n] = cap * tanh(x / cap), cap > 0 (a final-logit soft-cap). */
+  int (*softcap)(backend_t *b, float *x, size_t n, float cap);
 
   /* y[n] += x[n] */
   int (*add)(backend_t *b, float *y, const float *x, size_t n);
@@ -162,10 +175,15 @@ typedef struct {
    *   out[5 r + 4] l[t] - l[foil] (0 without a foil).
    * lp_out non-NULL: lp_out[r * vocab + k] = l_k - lse (the clean run's
    * log-probs, the reference of its ablated runs). Sums in double; ids must be
-   * < vocab. */
+   * < vocab. softcap > 0: the logits given are a final-logit soft-cap's input
+   * and the distribution is the capped one: every l_k above except the
+   * logit difference (out[5 r + 4], on the logits as given) reads
+   * softcap * tanh(logits / softcap); the target by default is still the
+   * argmax of the logits given, and the rank is counted on them too (the cap
+   * keeps the order; no ties from its rounding). */
   int (*logit_metrics)(backend_t *b, float *out, float *lp_out, const float *logits, int rows,
                        int vocab, const int *prompt, const int *targets, const int *foils,
-                       const float *ref_lp);
+                       const float *ref_lp, float softcap);
 } backend_ops_t;
 
 struct backend {

@@ -194,6 +194,7 @@ int forward_run(forward_t *f, const forward_batch_t *batch, forward_out_t *out, 
       src = f->gathered;
     }
     if (transformer_unembed(f->t, f->logits, src, n) ||
+        transformer_cap_logits(f->t, f->logits, n) ||
         op->download(b, out->logits, f->logits, (size_t)n * c->vocab_size * sizeof(float)))
       goto fail;
   }

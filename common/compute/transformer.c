@@ -1,6 +1,7 @@
 /* transformer.c - the one transformer block; see transformer.h. */
 #include "transformer.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,10 +11,11 @@ struct transformer {
   const model_t *host;
   model_t dev; /* the same description with every array in backend memory */
   backend_t *b;
-  int bf16;         /* projections held as bf16 (see upload_weights) */
-  float *scratch;   /* [scratch_floats]: bf16 projections widened for a product */
-  float *inv_freq;  /* [rotary_dim / 2]: the rotary's scaled inverse frequencies (RoPE only) */
-  float rope_scale; /* cos and sin multiplied by it (yarn's attention factor) */
+  int bf16;              /* projections held as bf16 (see upload_weights) */
+  float *scratch;        /* [scratch_floats]: bf16 projections widened for a product */
+  float *inv_freq;       /* [rotary_dim / 2]: the rotary's scaled inverse frequencies (RoPE only) */
+  float *inv_freq_local; /* [rotary_dim / 2]: sliding layers' (rope_local_theta), or NULL */
+  float rope_scale;      /* cos and sin multiplied by it (yarn's attention factor) */
   size_t scratch_floats;
   /* work buffers for capacity rows, named after what they hold */
   int capacity;
@@ -85,18 +87,22 @@ static void free_device_weights(transformer_t *t) {
   release(t->b, d->pos_embed, m->pos_embed);
   release(t->b, d->final_norm_w, m->final_norm_w);
   release(t->b, d->final_norm_b, m->final_norm_b);
+  release(t->b, d->unembed_b, m->unembed_b);
   if (t->scratch)
     t->b->ops->free(t->b, t->scratch);
   if (t->inv_freq)
     t->b->ops->free(t->b, t->inv_freq);
+  if (t->inv_freq_local)
+    t->b->ops->free(t->b, t->inv_freq_local);
 }
 
-/* The rotary's per-pair inverse frequencies, once per model, in backend memory. */
+/* The rotary's per-pair inverse frequencies, once per model, in backend
+ * memory; a second, unscaled set from rope_local_theta for sliding layers. */
 static int upload_rope(transformer_t *t, char *err) {
   const model_config_t *c = &t->host->cfg;
   const int half = c->rotary_dim / 2;
   double freq[512];
-  float freq32[512];
+  float freq32[512], local_scale;
   if (half > 512)
     return err_set(err, "rotary_dim %d is larger than 1024", c->rotary_dim);
   model_rope_frequencies(c, freq, &t->rope_scale);
@@ -104,6 +110,15 @@ static int upload_rope(transformer_t *t, char *err) {
     freq32[i] = (float)freq[i];
   int failed = 0;
   t->inv_freq = upload(t->b, freq32, (size_t)half, &failed);
+  if (c->rope_local_theta > 0.0f && !failed) {
+    model_config_t local = *c;
+    local.rope_theta = c->rope_local_theta;
+    local.rope_scaling = ROPE_SCALING_NONE;
+    model_rope_frequencies(&local, freq, &local_scale);
+    for (int i = 0; i < half; i++)
+      freq32[i] = (float)freq[i];
+    t->inv_freq_local = upload(t->b, freq32, (size_t)half, &failed);
+  }
   if (failed)
     return err_set(err, "uploading the rotary frequencies: %s", t->b->err);
   return 0;
@@ -147,6 +162,7 @@ static int upload_weights(transformer_t *t, char *err) {
   d->pos_embed = upload(b, m->pos_embed, (size_t)c->max_positions * c->d_model, &failed);
   d->final_norm_w = upload(b, m->final_norm_w, c->d_model, &failed);
   d->final_norm_b = upload(b, m->final_norm_b, c->d_model, &failed);
+  d->unembed_b = upload(b, m->unembed_b, (size_t)c->vocab_size, &failed);
   if (t->bf16)
     d->unembed = upload_bf16(b, m->unembed, vd, &failed);
   else
@@ -299,7 +315,15 @@ int transformer_final_norm(transformer_t *t, float *y, float *inv_scale, const f
 
 int transformer_unembed(transformer_t *t, float *logits, const float *x, int rows) {
   const model_config_t *c = &t->host->cfg;
-  return transformer_matmul(t, logits, x, t->dev.unembed, NULL, rows, c->vocab_size, c->d_model, 0);
+  return transformer_matmul(t, logits, x, t->dev.unembed, t->dev.unembed_b, rows, c->vocab_size,
+                            c->d_model, 0);
+}
+
+int transformer_cap_logits(transformer_t *t, float *logits, int rows) {
+  const model_config_t *c = &t->host->cfg;
+  if (c->final_softcap <= 0.0f)
+    return 0;
+  return t->b->ops->softcap(t->b, logits, (size_t)rows * c->vocab_size, c->final_softcap);
 }
 
 static int hook(const transformer_pass_t *P, hook_site_t site, int layer, float *buf, int n,
@@ -317,9 +341,20 @@ static int join(transformer_t *t, const transformer_pass_t *P, int k, float *x, 
   return P->hooks.join(P->hooks.ctx, k, x, first, n);
 }
 
-/* out[n, d] = attention of layer L over normed[n, d]; keys and values per
- * the pass's kv mode. */
-static int attention(transformer_t *t, const transformer_pass_t *P, int L, int n) {
+/* out[n, d] *= the residual scale, where the family has one: what a
+ * sublayer adds to the residual, its component's output. */
+static int residual_scale(transformer_t *t, int n) {
+  const model_config_t *c = &t->host->cfg;
+  if (c->residual_scale == 0.0f || c->residual_scale == 1.0f)
+    return 0;
+  return t->b->ops->scale(t->b, t->out, (size_t)n * c->d_model, c->residual_scale);
+}
+
+/* out[n, d] = attention of layer L over input[n, d] (the pre norm's output,
+ * or the residual itself without pre norms); keys and values per the pass's
+ * kv mode. */
+static int attention(transformer_t *t, const transformer_pass_t *P, int L, const float *input,
+                     int n) {
   const model_config_t *c = &t->host->cfg;
   const layer_weights_t *w = &t->dev.layers[L];
   const backend_ops_t *op = t->b->ops;
@@ -328,33 +363,41 @@ static int attention(transformer_t *t, const transformer_pass_t *P, int L, int n
   const size_t at_layer = (size_t)L * P->cache_layer_stride;
   float *k = P->kv == KV_FILL_CACHE ? P->cache_k + at_layer : t->k;
   float *v = P->kv == KV_FILL_CACHE ? P->cache_v + at_layer : t->v;
-  TRY(transformer_matmul(t, t->q, t->normed, w->wq, w->bq, n, q, d, 0)); /* q[n, H*hd]  */
-  TRY(transformer_matmul(t, k, t->normed, w->wk, w->bk, n, kv, d, 0));   /* k[n, KV*hd] */
-  TRY(transformer_matmul(t, v, t->normed, w->wv, w->bv, n, kv, d, 0));   /* v[n, KV*hd] */
-  if (c->qk_norm) { /* RMS per head, before the rotary */
+  TRY(transformer_matmul(t, t->q, input, w->wq, w->bq, n, q, d, 0)); /* q[n, H*hd]  */
+  TRY(transformer_matmul(t, k, input, w->wk, w->bk, n, kv, d, 0));   /* k[n, KV*hd] */
+  TRY(transformer_matmul(t, v, input, w->wv, w->bv, n, kv, d, 0));   /* v[n, KV*hd] */
+  if (c->qk_norm == QK_NORM_PER_HEAD) { /* RMS per head, before the rotary */
     TRY(op->rmsnorm(b, t->q, NULL, t->q, w->q_norm_w, n * c->n_heads, c->head_dim, c->norm_eps));
     TRY(op->rmsnorm(b, k, NULL, k, w->k_norm_w, n * c->n_kv_heads, c->head_dim, c->norm_eps));
+  } else if (c->qk_norm == QK_NORM_WHOLE) { /* RMS over each row's whole q and k */
+    TRY(op->rmsnorm(b, t->q, NULL, t->q, w->q_norm_w, n, q, c->norm_eps));
+    TRY(op->rmsnorm(b, k, NULL, k, w->k_norm_w, n, kv, c->norm_eps));
   }
   TRY(hook(P, HOOK_Q, L, t->q, n, q));
   TRY(hook(P, HOOK_K, L, k, n, kv));
   TRY(hook(P, HOOK_V, L, v, n, kv));
+  const int slides = model_layer_slides(c, L);
   if (c->positions == POSITIONS_ROPE) {
-    TRY(op->rope(b, t->q, t->position, t->inv_freq, n, c->n_heads, c->head_dim, c->rotary_dim,
-                 t->rope_scale));
-    TRY(op->rope(b, k, t->position, t->inv_freq, n, c->n_kv_heads, c->head_dim, c->rotary_dim,
-                 t->rope_scale));
+    const float *freq = slides && t->inv_freq_local ? t->inv_freq_local : t->inv_freq;
+    const float rs = slides && t->inv_freq_local ? 1.0f : t->rope_scale;
+    TRY(op->rope(b, t->q, t->position, freq, n, c->n_heads, c->head_dim, c->rotary_dim, rs));
+    TRY(op->rope(b, k, t->position, freq, n, c->n_kv_heads, c->head_dim, c->rotary_dim, rs));
   }
+  const float scale = c->attn_scale > 0.0f ? c->attn_scale : 1.0f / sqrtf((float)c->head_dim);
+  const int window = slides ? c->sliding_window : 0;
   if (P->kv == KV_CACHE_PREFIX) /* the clean prefix from the cache, then the pass's own rows */
     TRY(op->attention(b, t->heads, t->q, P->cache_k + at_layer, P->cache_v + at_layer, t->key_start,
                       t->n_keys, k, v, t->key2_start, t->n_keys2, n, c->n_heads, c->n_kv_heads,
-                      c->head_dim));
+                      c->head_dim, scale, c->attn_softcap, window));
   else
     TRY(op->attention(b, t->heads, t->q, k, v, t->key_start, t->n_keys, NULL, NULL, NULL, NULL, n,
-                      c->n_heads, c->n_kv_heads, c->head_dim)); /* heads[n, H*hd] */
+                      c->n_heads, c->n_kv_heads, c->head_dim, scale, c->attn_softcap,
+                      window)); /* heads[n, H*hd] */
   TRY(hook(P, HOOK_ATTN_HEADS, L, t->heads, n, q));
   TRY(transformer_matmul(t, t->out, t->heads, w->wo, w->bo, n, d, q, 0)); /* out[n, d] */
   if (c->post_norms)
     TRY(norm(t, t->out, NULL, t->out, w->post_attn_norm_w, w->post_attn_norm_b, n));
+  TRY(residual_scale(t, n));
   TRY(hook(P, HOOK_ATTN_OUT, L, t->out, n, d));
   return 0;
 fail:
@@ -373,6 +416,10 @@ static int mlp(transformer_t *t, const transformer_pass_t *P, int L, const float
     TRY(transformer_matmul(t, t->hidden, input, w->w_gate, NULL, n, fm, d, 0)); /* gate[n, F] */
     TRY(transformer_matmul(t, t->up, input, w->w_up, w->b_up, n, fm, d, 0));    /* up[n, F]   */
     TRY(op->swiglu(b, t->hidden, t->up, nf)); /* hidden = silu(gate) * up */
+  } else if (c->mlp == MLP_GEGLU) {
+    TRY(transformer_matmul(t, t->hidden, input, w->w_gate, NULL, n, fm, d, 0)); /* gate[n, F] */
+    TRY(transformer_matmul(t, t->up, input, w->w_up, w->b_up, n, fm, d, 0));    /* up[n, F]   */
+    TRY(op->glu(b, t->hidden, t->up, nf, c->activation)); /* hidden = gelu(gate) * up */
   } else {
     TRY(transformer_matmul(t, t->hidden, input, w->w_up, w->b_up, n, fm, d, 0)); /* [n, F] */
     TRY(op->activation(b, t->hidden, nf, c->activation));
@@ -381,6 +428,7 @@ static int mlp(transformer_t *t, const transformer_pass_t *P, int L, const float
   TRY(transformer_matmul(t, t->out, t->hidden, w->w_down, w->b_down, n, d, fm, 0)); /* [n, d] */
   if (c->post_norms)
     TRY(norm(t, t->out, NULL, t->out, w->post_mlp_norm_w, w->post_mlp_norm_b, n));
+  TRY(residual_scale(t, n));
   TRY(hook(P, HOOK_MLP_OUT, L, t->out, n, d));
   return 0;
 fail:
@@ -409,10 +457,11 @@ static int layer(transformer_t *t, const transformer_pass_t *P, int L, int *pres
     if (L == 0)
       TRY(hook(P, HOOK_EMBED, 0, t->resid, n_attn, d));
     TRY(hook(P, HOOK_RESID_PRE, L, t->resid, n_attn, d));
-    TRY(norm(t, t->normed, NULL, t->resid, w->attn_norm_w, w->attn_norm_b, n_attn));
+    if (!c->no_pre_norms)
+      TRY(norm(t, t->normed, NULL, t->resid, w->attn_norm_w, w->attn_norm_b, n_attn));
     if (c->parallel_residual)
       TRY(norm(t, t->mlp_normed, NULL, t->resid, w->mlp_norm_w, w->mlp_norm_b, n_attn));
-    TRY(attention(t, P, L, n_attn));
+    TRY(attention(t, P, L, c->no_pre_norms ? t->resid : t->normed, n_attn));
     TRY(op->add(b, t->resid, t->out, (size_t)n_attn * d));
   }
   TRY(join(t, P, k + 1, t->resid, *present, n_mlp));
@@ -422,9 +471,14 @@ static int layer(transformer_t *t, const transformer_pass_t *P, int L, int *pres
     return 0;
   if (!c->parallel_residual) {
     TRY(hook(P, HOOK_RESID_MID, L, t->resid, n_mlp, d));
-    TRY(norm(t, t->normed, NULL, t->resid, w->mlp_norm_w, w->mlp_norm_b, n_mlp));
+    if (!c->no_pre_norms)
+      TRY(norm(t, t->normed, NULL, t->resid, w->mlp_norm_w, w->mlp_norm_b, n_mlp));
   }
-  TRY(mlp(t, P, L, c->parallel_residual ? t->mlp_normed : t->normed, n_mlp));
+  TRY(mlp(t, P, L,
+          c->parallel_residual ? t->mlp_normed
+          : c->no_pre_norms    ? t->resid
+                               : t->normed,
+          n_mlp));
   TRY(op->add(b, t->resid, t->out, (size_t)n_mlp * d));
   TRY(hook(P, HOOK_RESID_POST, L, t->resid, n_mlp, d));
   return 0;
@@ -442,6 +496,9 @@ int transformer_run(transformer_t *t, const transformer_pass_t *P, char *err) {
     return err_set(err, "a pass of %d rows is over the %d reserved", P->rows, t->capacity);
   if (P->ids && b->ops->embed(b, t->resid, t->dev.tok_embed, P->ids, t->dev.pos_embed, t->position,
                               P->rows, c->d_model))
+    goto fail;
+  if (P->ids && c->embed_scale != 0.0f && c->embed_scale != 1.0f &&
+      b->ops->scale(b, t->resid, (size_t)P->rows * c->d_model, c->embed_scale))
     goto fail;
   int present = P->ids ? P->rows : 0;
   for (int L = 0; L < c->n_layers; L++)

@@ -116,8 +116,13 @@ int transformer_run(transformer_t *t, const transformer_pass_t *pass, char *err)
  * (optional) receiving each row's 1/scale (frozen for direct effects). */
 int transformer_final_norm(transformer_t *t, float *y, float *inv_scale, const float *x, int rows);
 
-/* logits[rows, vocab] = x[rows, d] . unembed^T */
+/* logits[rows, vocab] = x[rows, d] . unembed^T (+ the unembedding's bias, if any;
+ * before any final-logit soft-cap) */
 int transformer_unembed(transformer_t *t, float *logits, const float *x, int rows);
+
+/* In place on logits[rows, vocab]: the model's final-logit soft-cap, if it
+ * has one (c tanh(logits / c)); the model's output distribution's logits. */
+int transformer_cap_logits(transformer_t *t, float *logits, int rows);
 
 /* The pass's residual buffer [rows, d] (backend memory). */
 float *transformer_residual(transformer_t *t);

@@ -24,7 +24,8 @@ typedef struct {
   size_t n_shards;
   float *scratch; /* Conv1D weights before transposing */
   size_t scratch_n;
-  char types[128]; /* dtypes read, comma-separated */
+  char types[128];      /* dtypes read, comma-separated */
+  const json_t *config; /* config.json, parsed (borrowed): keys a family's loader folds in */
 } hf_weights_t;
 
 static int join_path(char *buf, const char *dir, const char *name, char *err) {
@@ -302,16 +303,29 @@ static int llama_load_layer(hf_weights_t *w, int l, const model_config_t *c, lay
                kv = (size_t)c->n_kv_heads * (size_t)c->head_dim;
   char n[HF_NAME_LEN];
   const char *a = "self_attn";
-  if (load_vector(w, tensor_name(n, "model.layers.%d.input_layernorm.weight", l), d,
-                  lw->attn_norm_w, err) ||
-      load_matrix(w, tensor_name(n, "model.layers.%d.%s.q_proj.weight", l, a), q, d, lw->wq, err) ||
+  /* With post norms (OLMo-2, Gemma 2/3) post_attention_layernorm is the
+   * attention's post norm and the pre-MLP norm is pre_feedforward_layernorm;
+   * without (llama, Gemma 1) post_attention_layernorm is the pre-MLP norm. */
+  const char *post_attn = "post_attention_layernorm",
+             *pre_mlp = c->post_norms ? "pre_feedforward_layernorm" : "post_attention_layernorm";
+  if (!c->no_pre_norms &&
+      (load_vector(w, tensor_name(n, "model.layers.%d.input_layernorm.weight", l), d,
+                   lw->attn_norm_w, err) ||
+       load_vector(w, tensor_name(n, "model.layers.%d.%s.weight", l, pre_mlp), d, lw->mlp_norm_w,
+                   err)))
+    return -1;
+  if (c->post_norms &&
+      (load_vector(w, tensor_name(n, "model.layers.%d.%s.weight", l, post_attn), d,
+                   lw->post_attn_norm_w, err) ||
+       load_vector(w, tensor_name(n, "model.layers.%d.post_feedforward_layernorm.weight", l), d,
+                   lw->post_mlp_norm_w, err)))
+    return -1;
+  if (load_matrix(w, tensor_name(n, "model.layers.%d.%s.q_proj.weight", l, a), q, d, lw->wq, err) ||
       load_matrix(w, tensor_name(n, "model.layers.%d.%s.k_proj.weight", l, a), kv, d, lw->wk,
                   err) ||
       load_matrix(w, tensor_name(n, "model.layers.%d.%s.v_proj.weight", l, a), kv, d, lw->wv,
                   err) ||
       load_matrix(w, tensor_name(n, "model.layers.%d.%s.o_proj.weight", l, a), d, q, lw->wo, err) ||
-      load_vector(w, tensor_name(n, "model.layers.%d.post_attention_layernorm.weight", l), d,
-                  lw->mlp_norm_w, err) ||
       load_matrix(w, tensor_name(n, "model.layers.%d.mlp.gate_proj.weight", l), f, d, lw->w_gate,
                   err) ||
       load_matrix(w, tensor_name(n, "model.layers.%d.mlp.up_proj.weight", l), f, d, lw->w_up,
@@ -327,10 +341,12 @@ static int llama_load_layer(hf_weights_t *w, int l, const model_config_t *c, lay
   if (c->o_bias &&
       load_vector(w, tensor_name(n, "model.layers.%d.%s.o_proj.bias", l, a), d, lw->bo, err))
     return -1;
-  if (c->qk_norm && (load_vector(w, tensor_name(n, "model.layers.%d.%s.q_norm.weight", l, a),
-                                 (size_t)c->head_dim, lw->q_norm_w, err) ||
-                     load_vector(w, tensor_name(n, "model.layers.%d.%s.k_norm.weight", l, a),
-                                 (size_t)c->head_dim, lw->k_norm_w, err)))
+  const size_t qn = c->qk_norm == QK_NORM_WHOLE ? q : (size_t)c->head_dim,
+               kn = c->qk_norm == QK_NORM_WHOLE ? kv : (size_t)c->head_dim;
+  if (c->qk_norm && (load_vector(w, tensor_name(n, "model.layers.%d.%s.q_norm.weight", l, a), qn,
+                                 lw->q_norm_w, err) ||
+                     load_vector(w, tensor_name(n, "model.layers.%d.%s.k_norm.weight", l, a), kn,
+                                 lw->k_norm_w, err)))
     return -1;
   return 0;
 }
@@ -348,6 +364,348 @@ static int llama_load(hf_weights_t *w, model_t *m, char *err) {
     return -1;
   if (!c->tied_unembed)
     return load_matrix(w, "lm_head.weight", v, d, m->unembed, err);
+  return 0;
+}
+
+/* Rows [first, first + n) of a fused [rows, cols] projection into dst. */
+static void copy_rows(float *dst, const float *src, size_t first, size_t n, size_t cols) {
+  memcpy(dst, src + first * cols, n * cols * sizeof(float));
+}
+
+/* Phi-3: llama's names, with q, k and v fused as qkv_proj (rows q, then k,
+ * then v) and gate and up as gate_up_proj (rows gate, then up). */
+static int phi3_load_layer(hf_weights_t *w, int l, const model_config_t *c, layer_weights_t *lw,
+                           char *err) {
+  const size_t d = (size_t)c->d_model, f = (size_t)c->d_mlp,
+               q = (size_t)c->n_heads * (size_t)c->head_dim,
+               kv = (size_t)c->n_kv_heads * (size_t)c->head_dim;
+  char n[HF_NAME_LEN];
+  float *fused =
+      weights_scratch(w, (q + 2 * kv) * d > 2 * f * d ? (q + 2 * kv) * d : 2 * f * d, err);
+  if (!fused ||
+      load_vector(w, tensor_name(n, "model.layers.%d.input_layernorm.weight", l), d,
+                  lw->attn_norm_w, err) ||
+      load_matrix(w, tensor_name(n, "model.layers.%d.self_attn.qkv_proj.weight", l), q + 2 * kv, d,
+                  fused, err))
+    return -1;
+  copy_rows(lw->wq, fused, 0, q, d);
+  copy_rows(lw->wk, fused, q, kv, d);
+  copy_rows(lw->wv, fused, q + kv, kv, d);
+  if (load_matrix(w, tensor_name(n, "model.layers.%d.self_attn.o_proj.weight", l), d, q, lw->wo,
+                  err) ||
+      load_vector(w, tensor_name(n, "model.layers.%d.post_attention_layernorm.weight", l), d,
+                  lw->mlp_norm_w, err) ||
+      load_matrix(w, tensor_name(n, "model.layers.%d.mlp.gate_up_proj.weight", l), 2 * f, d, fused,
+                  err))
+    return -1;
+  copy_rows(lw->w_gate, fused, 0, f, d);
+  copy_rows(lw->w_up, fused, f, f, d);
+  return load_matrix(w, tensor_name(n, "model.layers.%d.mlp.down_proj.weight", l), d, f, lw->w_down,
+                     err);
+}
+
+static int phi3_load(hf_weights_t *w, model_t *m, char *err) {
+  const model_config_t *c = &m->cfg;
+  const size_t d = (size_t)c->d_model, v = (size_t)c->vocab_size;
+  if (load_matrix(w, "model.embed_tokens.weight", v, d, m->tok_embed, err))
+    return -1;
+  for (int l = 0; l < c->n_layers; l++)
+    if (phi3_load_layer(w, l, c, &m->layers[l], err))
+      return -1;
+  if (load_vector(w, "model.norm.weight", d, m->final_norm_w, err))
+    return -1;
+  if (!c->tied_unembed)
+    return load_matrix(w, "lm_head.weight", v, d, m->unembed, err);
+  return 0;
+}
+
+/* GPT-Neo: transformer.h.L.{ln_1, attn.attention.{q,k,v}_proj (no biases),
+ * attn.attention.out_proj, ln_2, mlp.c_fc, mlp.c_proj} as nn.Linear. */
+static int gpt_neo_load_layer(hf_weights_t *w, int l, const model_config_t *c, layer_weights_t *lw,
+                              char *err) {
+  const size_t d = (size_t)c->d_model, f = (size_t)c->d_mlp;
+  char n[HF_NAME_LEN], p[HF_NAME_LEN];
+  tensor_name(p, "transformer.h.%d", l);
+  if (load_vector(w, tensor_name(n, "%s.ln_1.weight", p), d, lw->attn_norm_w, err) ||
+      load_vector(w, tensor_name(n, "%s.ln_1.bias", p), d, lw->attn_norm_b, err) ||
+      load_matrix(w, tensor_name(n, "%s.attn.attention.q_proj.weight", p), d, d, lw->wq, err) ||
+      load_matrix(w, tensor_name(n, "%s.attn.attention.k_proj.weight", p), d, d, lw->wk, err) ||
+      load_matrix(w, tensor_name(n, "%s.attn.attention.v_proj.weight", p), d, d, lw->wv, err) ||
+      load_matrix(w, tensor_name(n, "%s.attn.attention.out_proj.weight", p), d, d, lw->wo, err) ||
+      load_vector(w, tensor_name(n, "%s.attn.attention.out_proj.bias", p), d, lw->bo, err) ||
+      load_vector(w, tensor_name(n, "%s.ln_2.weight", p), d, lw->mlp_norm_w, err) ||
+      load_vector(w, tensor_name(n, "%s.ln_2.bias", p), d, lw->mlp_norm_b, err) ||
+      load_matrix(w, tensor_name(n, "%s.mlp.c_fc.weight", p), f, d, lw->w_up, err) ||
+      load_vector(w, tensor_name(n, "%s.mlp.c_fc.bias", p), f, lw->b_up, err) ||
+      load_matrix(w, tensor_name(n, "%s.mlp.c_proj.weight", p), d, f, lw->w_down, err) ||
+      load_vector(w, tensor_name(n, "%s.mlp.c_proj.bias", p), d, lw->b_down, err))
+    return -1;
+  return 0;
+}
+
+static int gpt_neo_load(hf_weights_t *w, model_t *m, char *err) {
+  const model_config_t *c = &m->cfg;
+  const size_t d = (size_t)c->d_model, v = (size_t)c->vocab_size;
+  if (load_matrix(w, "transformer.wte.weight", v, d, m->tok_embed, err) ||
+      load_matrix(w, "transformer.wpe.weight", (size_t)c->max_positions, d, m->pos_embed, err))
+    return -1;
+  for (int l = 0; l < c->n_layers; l++)
+    if (gpt_neo_load_layer(w, l, c, &m->layers[l], err))
+      return -1;
+  if (load_vector(w, "transformer.ln_f.weight", d, m->final_norm_w, err) ||
+      load_vector(w, "transformer.ln_f.bias", d, m->final_norm_b, err))
+    return -1;
+  if (!c->tied_unembed)
+    return load_matrix(w, "lm_head.weight", v, d, m->unembed, err);
+  return 0;
+}
+
+/* StableLM: llama's projection names, LayerNorms with biases
+ * (input_layernorm, post_attention_layernorm; with a parallel residual only
+ * the first, given to both pre norms), model.norm with a bias. */
+static int stablelm_load_layer(hf_weights_t *w, int l, const model_config_t *c, layer_weights_t *lw,
+                               char *err) {
+  const size_t d = (size_t)c->d_model, f = (size_t)c->d_mlp,
+               q = (size_t)c->n_heads * (size_t)c->head_dim,
+               kv = (size_t)c->n_kv_heads * (size_t)c->head_dim;
+  char n[HF_NAME_LEN], p[HF_NAME_LEN];
+  tensor_name(p, "model.layers.%d", l);
+  if (load_vector(w, tensor_name(n, "%s.input_layernorm.weight", p), d, lw->attn_norm_w, err) ||
+      load_vector(w, tensor_name(n, "%s.input_layernorm.bias", p), d, lw->attn_norm_b, err) ||
+      load_matrix(w, tensor_name(n, "%s.self_attn.q_proj.weight", p), q, d, lw->wq, err) ||
+      load_matrix(w, tensor_name(n, "%s.self_attn.k_proj.weight", p), kv, d, lw->wk, err) ||
+      load_matrix(w, tensor_name(n, "%s.self_attn.v_proj.weight", p), kv, d, lw->wv, err) ||
+      load_matrix(w, tensor_name(n, "%s.self_attn.o_proj.weight", p), d, q, lw->wo, err) ||
+      load_matrix(w, tensor_name(n, "%s.mlp.gate_proj.weight", p), f, d, lw->w_gate, err) ||
+      load_matrix(w, tensor_name(n, "%s.mlp.up_proj.weight", p), f, d, lw->w_up, err) ||
+      load_matrix(w, tensor_name(n, "%s.mlp.down_proj.weight", p), d, f, lw->w_down, err))
+    return -1;
+  if (c->qkv_bias &&
+      (load_vector(w, tensor_name(n, "%s.self_attn.q_proj.bias", p), q, lw->bq, err) ||
+       load_vector(w, tensor_name(n, "%s.self_attn.k_proj.bias", p), kv, lw->bk, err) ||
+       load_vector(w, tensor_name(n, "%s.self_attn.v_proj.bias", p), kv, lw->bv, err)))
+    return -1;
+  if (c->parallel_residual) {
+    memcpy(lw->mlp_norm_w, lw->attn_norm_w, d * sizeof(float));
+    memcpy(lw->mlp_norm_b, lw->attn_norm_b, d * sizeof(float));
+    return 0;
+  }
+  return load_vector(w, tensor_name(n, "%s.post_attention_layernorm.weight", p), d, lw->mlp_norm_w,
+                     err) ||
+                 load_vector(w, tensor_name(n, "%s.post_attention_layernorm.bias", p), d,
+                             lw->mlp_norm_b, err)
+             ? -1
+             : 0;
+}
+
+static int stablelm_load(hf_weights_t *w, model_t *m, char *err) {
+  const model_config_t *c = &m->cfg;
+  const size_t d = (size_t)c->d_model, v = (size_t)c->vocab_size;
+  if (load_matrix(w, "model.embed_tokens.weight", v, d, m->tok_embed, err))
+    return -1;
+  for (int l = 0; l < c->n_layers; l++)
+    if (stablelm_load_layer(w, l, c, &m->layers[l], err))
+      return -1;
+  if (load_vector(w, "model.norm.weight", d, m->final_norm_w, err) ||
+      load_vector(w, "model.norm.bias", d, m->final_norm_b, err))
+    return -1;
+  if (!c->tied_unembed)
+    return load_matrix(w, "lm_head.weight", v, d, m->unembed, err);
+  return 0;
+}
+
+/* OPT: model.decoder.{embed_tokens, embed_positions (rows 2.. : OPT adds 2
+ * to every position id), layers.L.{self_attn_layer_norm, self_attn.{q,k,v,
+ * out}_proj, final_layer_norm (the MLP's pre norm), fc1, fc2},
+ * final_layer_norm}. */
+static int opt_load_layer(hf_weights_t *w, int l, const model_config_t *c, layer_weights_t *lw,
+                          char *err) {
+  const size_t d = (size_t)c->d_model, f = (size_t)c->d_mlp;
+  char n[HF_NAME_LEN], p[HF_NAME_LEN];
+  tensor_name(p, "model.decoder.layers.%d", l);
+  if (load_vector(w, tensor_name(n, "%s.self_attn_layer_norm.weight", p), d, lw->attn_norm_w,
+                  err) ||
+      load_vector(w, tensor_name(n, "%s.self_attn_layer_norm.bias", p), d, lw->attn_norm_b, err) ||
+      load_matrix(w, tensor_name(n, "%s.self_attn.q_proj.weight", p), d, d, lw->wq, err) ||
+      load_matrix(w, tensor_name(n, "%s.self_attn.k_proj.weight", p), d, d, lw->wk, err) ||
+      load_matrix(w, tensor_name(n, "%s.self_attn.v_proj.weight", p), d, d, lw->wv, err) ||
+      load_matrix(w, tensor_name(n, "%s.self_attn.out_proj.weight", p), d, d, lw->wo, err) ||
+      load_vector(w, tensor_name(n, "%s.final_layer_norm.weight", p), d, lw->mlp_norm_w, err) ||
+      load_vector(w, tensor_name(n, "%s.final_layer_norm.bias", p), d, lw->mlp_norm_b, err) ||
+      load_matrix(w, tensor_name(n, "%s.fc1.weight", p), f, d, lw->w_up, err) ||
+      load_matrix(w, tensor_name(n, "%s.fc2.weight", p), d, f, lw->w_down, err))
+    return -1;
+  if (c->qkv_bias &&
+      (load_vector(w, tensor_name(n, "%s.self_attn.q_proj.bias", p), d, lw->bq, err) ||
+       load_vector(w, tensor_name(n, "%s.self_attn.k_proj.bias", p), d, lw->bk, err) ||
+       load_vector(w, tensor_name(n, "%s.self_attn.v_proj.bias", p), d, lw->bv, err) ||
+       load_vector(w, tensor_name(n, "%s.self_attn.out_proj.bias", p), d, lw->bo, err) ||
+       load_vector(w, tensor_name(n, "%s.fc1.bias", p), f, lw->b_up, err) ||
+       load_vector(w, tensor_name(n, "%s.fc2.bias", p), d, lw->b_down, err)))
+    return -1;
+  return 0;
+}
+
+static int opt_load(hf_weights_t *w, model_t *m, char *err) {
+  const model_config_t *c = &m->cfg;
+  const size_t d = (size_t)c->d_model, v = (size_t)c->vocab_size, np = (size_t)c->max_positions;
+  float *positions = weights_scratch(w, (np + 2) * d, err);
+  if (!positions || load_matrix(w, "model.decoder.embed_tokens.weight", v, d, m->tok_embed, err) ||
+      load_matrix(w, "model.decoder.embed_positions.weight", np + 2, d, positions, err))
+    return -1;
+  memcpy(m->pos_embed, positions + 2 * d, np * d * sizeof(float));
+  for (int l = 0; l < c->n_layers; l++)
+    if (opt_load_layer(w, l, c, &m->layers[l], err))
+      return -1;
+  if (load_vector(w, "model.decoder.final_layer_norm.weight", d, m->final_norm_w, err) ||
+      load_vector(w, "model.decoder.final_layer_norm.bias", d, m->final_norm_b, err))
+    return -1;
+  if (!c->tied_unembed)
+    return load_matrix(w, "lm_head.weight", v, d, m->unembed, err);
+  return 0;
+}
+
+/* GPT-J rotates q and k in adjacent pairs (2i, 2i + 1) of each head's first
+ * rotary_dim dimensions; the transformer pairs halves (i, i + rotary_dim/2).
+ * Permuting the rows of wq and wk alike, per head, turns the one into the
+ * other: q.k is unchanged, so are the scores and every head's output. */
+static void adjacent_to_halves(float *w, const model_config_t *c, float *row_tmp) {
+  const size_t d = (size_t)c->d_model, hd = (size_t)c->head_dim, half = (size_t)c->rotary_dim / 2;
+  for (int h = 0; h < c->n_heads; h++) {
+    float *head = w + (size_t)h * hd * d;
+    memcpy(row_tmp, head, 2 * half * d * sizeof(float));
+    for (size_t i = 0; i < half; i++) {
+      memcpy(head + i * d, row_tmp + 2 * i * d, d * sizeof(float));
+      memcpy(head + (half + i) * d, row_tmp + (2 * i + 1) * d, d * sizeof(float));
+    }
+  }
+}
+
+/* GPT-J: transformer.h.L.{ln_1, attn.{q,k,v,out}_proj (no biases),
+ * mlp.fc_in, mlp.fc_out}; the one ln_1 given to both pre norms. */
+static int gptj_load_layer(hf_weights_t *w, int l, const model_config_t *c, layer_weights_t *lw,
+                           char *err) {
+  const size_t d = (size_t)c->d_model, f = (size_t)c->d_mlp;
+  char n[HF_NAME_LEN], p[HF_NAME_LEN];
+  float *row_tmp = weights_scratch(w, (size_t)c->rotary_dim * d, err);
+  tensor_name(p, "transformer.h.%d", l);
+  if (!row_tmp || load_vector(w, tensor_name(n, "%s.ln_1.weight", p), d, lw->attn_norm_w, err) ||
+      load_vector(w, tensor_name(n, "%s.ln_1.bias", p), d, lw->attn_norm_b, err) ||
+      load_matrix(w, tensor_name(n, "%s.attn.q_proj.weight", p), d, d, lw->wq, err) ||
+      load_matrix(w, tensor_name(n, "%s.attn.k_proj.weight", p), d, d, lw->wk, err) ||
+      load_matrix(w, tensor_name(n, "%s.attn.v_proj.weight", p), d, d, lw->wv, err) ||
+      load_matrix(w, tensor_name(n, "%s.attn.out_proj.weight", p), d, d, lw->wo, err) ||
+      load_matrix(w, tensor_name(n, "%s.mlp.fc_in.weight", p), f, d, lw->w_up, err) ||
+      load_vector(w, tensor_name(n, "%s.mlp.fc_in.bias", p), f, lw->b_up, err) ||
+      load_matrix(w, tensor_name(n, "%s.mlp.fc_out.weight", p), d, f, lw->w_down, err) ||
+      load_vector(w, tensor_name(n, "%s.mlp.fc_out.bias", p), d, lw->b_down, err))
+    return -1;
+  adjacent_to_halves(lw->wq, c, row_tmp);
+  adjacent_to_halves(lw->wk, c, row_tmp);
+  memcpy(lw->mlp_norm_w, lw->attn_norm_w, d * sizeof(float));
+  memcpy(lw->mlp_norm_b, lw->attn_norm_b, d * sizeof(float));
+  return 0;
+}
+
+static int gptj_load(hf_weights_t *w, model_t *m, char *err) {
+  const model_config_t *c = &m->cfg;
+  const size_t d = (size_t)c->d_model, v = (size_t)c->vocab_size;
+  if (load_matrix(w, "transformer.wte.weight", v, d, m->tok_embed, err))
+    return -1;
+  for (int l = 0; l < c->n_layers; l++)
+    if (gptj_load_layer(w, l, c, &m->layers[l], err))
+      return -1;
+  if (load_vector(w, "transformer.ln_f.weight", d, m->final_norm_w, err) ||
+      load_vector(w, "transformer.ln_f.bias", d, m->final_norm_b, err) ||
+      load_vector(w, "lm_head.bias", v, m->unembed_b, err))
+    return -1;
+  if (!c->tied_unembed)
+    return load_matrix(w, "lm_head.weight", v, d, m->unembed, err);
+  return 0;
+}
+
+/* Granite: llama's names; its logits_scaling (checked positive by
+ * loader_hf_config.c) divides the final norm's weight. */
+static int granite_load(hf_weights_t *w, model_t *m, char *err) {
+  if (llama_load(w, m, err))
+    return -1;
+  const json_t *v = json_object_get(w->config, "logits_scaling");
+  const double scaling = v && json_is_number(v) ? json_number_value(v) : 1.0;
+  for (int i = 0; i < m->cfg.d_model; i++)
+    m->final_norm_w[i] = (float)(m->final_norm_w[i] / scaling);
+  return 0;
+}
+
+/* Phi (Phi-2): q/k/v_proj and dense with biases, fc1/fc2 with biases, one
+ * input_layernorm for both sublayers (copied into the MLP's pre norm: the
+ * parallel residual reads it twice), final_layernorm, lm_head with a bias. */
+static int phi_load_layer(hf_weights_t *w, int l, const model_config_t *c, layer_weights_t *lw,
+                          char *err) {
+  const size_t d = (size_t)c->d_model, f = (size_t)c->d_mlp,
+               q = (size_t)c->n_heads * (size_t)c->head_dim,
+               kv = (size_t)c->n_kv_heads * (size_t)c->head_dim;
+  char n[HF_NAME_LEN], p[HF_NAME_LEN];
+  tensor_name(p, "model.layers.%d", l);
+  if (load_vector(w, tensor_name(n, "%s.input_layernorm.weight", p), d, lw->attn_norm_w, err) ||
+      load_vector(w, tensor_name(n, "%s.input_layernorm.bias", p), d, lw->attn_norm_b, err) ||
+      load_matrix(w, tensor_name(n, "%s.self_attn.q_proj.weight", p), q, d, lw->wq, err) ||
+      load_vector(w, tensor_name(n, "%s.self_attn.q_proj.bias", p), q, lw->bq, err) ||
+      load_matrix(w, tensor_name(n, "%s.self_attn.k_proj.weight", p), kv, d, lw->wk, err) ||
+      load_vector(w, tensor_name(n, "%s.self_attn.k_proj.bias", p), kv, lw->bk, err) ||
+      load_matrix(w, tensor_name(n, "%s.self_attn.v_proj.weight", p), kv, d, lw->wv, err) ||
+      load_vector(w, tensor_name(n, "%s.self_attn.v_proj.bias", p), kv, lw->bv, err) ||
+      load_matrix(w, tensor_name(n, "%s.self_attn.dense.weight", p), d, q, lw->wo, err) ||
+      load_vector(w, tensor_name(n, "%s.self_attn.dense.bias", p), d, lw->bo, err) ||
+      load_matrix(w, tensor_name(n, "%s.mlp.fc1.weight", p), f, d, lw->w_up, err) ||
+      load_vector(w, tensor_name(n, "%s.mlp.fc1.bias", p), f, lw->b_up, err) ||
+      load_matrix(w, tensor_name(n, "%s.mlp.fc2.weight", p), d, f, lw->w_down, err) ||
+      load_vector(w, tensor_name(n, "%s.mlp.fc2.bias", p), d, lw->b_down, err))
+    return -1;
+  memcpy(lw->mlp_norm_w, lw->attn_norm_w, d * sizeof(float));
+  memcpy(lw->mlp_norm_b, lw->attn_norm_b, d * sizeof(float));
+  return 0;
+}
+
+static int phi_load(hf_weights_t *w, model_t *m, char *err) {
+  const model_config_t *c = &m->cfg;
+  const size_t d = (size_t)c->d_model, v = (size_t)c->vocab_size;
+  if (load_matrix(w, "model.embed_tokens.weight", v, d, m->tok_embed, err))
+    return -1;
+  for (int l = 0; l < c->n_layers; l++)
+    if (phi_load_layer(w, l, c, &m->layers[l], err))
+      return -1;
+  if (load_vector(w, "model.final_layernorm.weight", d, m->final_norm_w, err) ||
+      load_vector(w, "model.final_layernorm.bias", d, m->final_norm_b, err) ||
+      load_vector(w, "lm_head.bias", v, m->unembed_b, err))
+    return -1;
+  if (!c->tied_unembed)
+    return load_matrix(w, "lm_head.weight", v, d, m->unembed, err);
+  return 0;
+}
+
+static void add_one(float *x, size_t n) {
+  for (size_t i = 0; x && i < n; i++)
+    x[i] += 1.0f;
+}
+
+/* Gemma 1/2/3: llama's tensor names (with Gemma 2/3's pre and post norms and
+ * Gemma 3's q/k norms); every RMSNorm scales by (1 + w), folded into the
+ * weights here (fp32, as GemmaRMSNorm's 1.0 + weight.float()). */
+static int gemma_load(hf_weights_t *w, model_t *m, char *err) {
+  const model_config_t *c = &m->cfg;
+  const size_t d = (size_t)c->d_model, hd = (size_t)c->head_dim;
+  if (llama_load(w, m, err))
+    return -1;
+  for (int l = 0; l < c->n_layers; l++) {
+    layer_weights_t *lw = &m->layers[l];
+    add_one(lw->attn_norm_w, d);
+    add_one(lw->mlp_norm_w, d);
+    add_one(lw->post_attn_norm_w, d);
+    add_one(lw->post_mlp_norm_w, d);
+    add_one(lw->q_norm_w, hd);
+    add_one(lw->k_norm_w, hd);
+  }
+  add_one(m->final_norm_w, d);
   return 0;
 }
 
@@ -420,8 +778,12 @@ static const struct {
   const char *family;
   int (*load)(hf_weights_t *w, model_t *m, char *err);
 } hf_loaders[] = {
-    {"gpt2", gpt2_load},   {"llama", llama_load}, {"gpt_neox", gpt_neox_load},
-    {"qwen2", llama_load}, {"qwen3", llama_load}, {"mistral", llama_load},
+    {"gpt2", gpt2_load},         {"llama", llama_load},     {"gpt_neox", gpt_neox_load},
+    {"qwen2", llama_load},       {"qwen3", llama_load},     {"mistral", llama_load},
+    {"olmo2", llama_load},       {"gemma", gemma_load},     {"gemma2", gemma_load},
+    {"gemma3_text", gemma_load}, {"phi3", phi3_load},       {"phi", phi_load},
+    {"granite", granite_load},   {"gpt_neo", gpt_neo_load}, {"stablelm", stablelm_load},
+    {"opt", opt_load},           {"gptj", gptj_load},
 };
 
 static int load_family(hf_weights_t *w, model_t *m, char *err) {
@@ -448,6 +810,7 @@ model_t *model_load_hf(const char *dir, char *err) {
   if (!m)
     goto fail;
   snprintf(m->path, sizeof(m->path), "%s", dir);
+  w.config = root;
   if (load_family(&w, m, err))
     goto fail;
   snprintf(m->weights_format, sizeof(m->weights_format), "safetensors");

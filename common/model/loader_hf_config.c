@@ -344,7 +344,8 @@ static int rope_config(const hf_config_t *c, const rope_keys_t *keys, model_conf
  * RoPE, a SwiGLU MLP without biases, GQA, tied or untied lm_head. An absent
  * head_dim is head_dim_dflt (0: hidden_size / num_attention_heads). */
 static int llama_like_config(const hf_config_t *c, const char *family, int eps_required,
-                             int head_dim_dflt, model_config_t *cfg, char *err) {
+                             int head_dim_dflt, int partial_rotary, model_config_t *cfg,
+                             char *err) {
   const char *act = NULL;
   snprintf(cfg->family, sizeof(cfg->family), "%s", family);
   if (config_int(c, "hidden_size", 1, 0, &cfg->d_model, err) ||
@@ -374,7 +375,7 @@ static int llama_like_config(const hf_config_t *c, const char *family, int eps_r
   }
   if (rope_config(c, &rope_keys_default, cfg, err))
     return -1;
-  if (cfg->rotary_dim != cfg->head_dim) /* the attention rotates whole heads */
+  if (cfg->rotary_dim != cfg->head_dim && !partial_rotary) /* the family rotates whole heads */
     return err_set(err,
                    "%s: partial_rotary_factor < 1 is not supported (%s rotates every "
                    "dimension)",
@@ -388,7 +389,7 @@ static int llama_like_config(const hf_config_t *c, const char *family, int eps_r
 
 static int llama_config(const hf_config_t *c, model_config_t *cfg, char *err) {
   int attn_bias = 0, mlp_bias = 0;
-  if (llama_like_config(c, "llama", 1, 0, cfg, err) ||
+  if (llama_like_config(c, "llama", 1, 0, 0, cfg, err) ||
       config_bool(c, "attention_bias", 0, &attn_bias, err) ||
       config_bool(c, "mlp_bias", 0, &mlp_bias, err))
     return -1;
@@ -453,7 +454,7 @@ static int qwen_sliding_config(const hf_config_t *c, const model_config_t *cfg, 
 
 /* Qwen2: llama's block with q, k and v biases and no o_proj bias. */
 static int qwen2_config(const hf_config_t *c, model_config_t *cfg, char *err) {
-  if (llama_like_config(c, "qwen2", 0, 0, cfg, err) || qwen_sliding_config(c, cfg, err))
+  if (llama_like_config(c, "qwen2", 0, 0, 0, cfg, err) || qwen_sliding_config(c, cfg, err))
     return -1;
   cfg->qkv_bias = 1;
   cfg->o_bias = 0;
@@ -466,11 +467,11 @@ static int qwen2_config(const hf_config_t *c, model_config_t *cfg, char *err) {
  * Qwen2's sliding window. */
 static int qwen3_config(const hf_config_t *c, model_config_t *cfg, char *err) {
   int attn_bias = 0;
-  if (llama_like_config(c, "qwen3", 0, 128, cfg, err) || qwen_sliding_config(c, cfg, err) ||
+  if (llama_like_config(c, "qwen3", 0, 128, 0, cfg, err) || qwen_sliding_config(c, cfg, err) ||
       config_bool(c, "attention_bias", 0, &attn_bias, err))
     return -1;
   cfg->qkv_bias = cfg->o_bias = attn_bias;
-  cfg->qk_norm = 1;
+  cfg->qk_norm = QK_NORM_PER_HEAD;
   return 0;
 }
 
@@ -482,7 +483,7 @@ static int qwen3_config(const hf_config_t *c, model_config_t *cfg, char *err) {
 static int mistral_config(const hf_config_t *c, model_config_t *cfg, char *err) {
   int window = 4096;
   const json_t *v = json_object_get(c->root, "sliding_window");
-  if (llama_like_config(c, "mistral", 0, 0, cfg, err) ||
+  if (llama_like_config(c, "mistral", 0, 0, 0, cfg, err) ||
       (!(v && json_is_null(v)) && config_int(c, "sliding_window", 0, 4096, &window, err)))
     return -1;
   if (v && json_is_null(v))
@@ -495,6 +496,573 @@ static int mistral_config(const hf_config_t *c, model_config_t *cfg, char *err) 
                  "accepted)",
                  c->path, window, v ? "" : " (absent: MistralConfig's default)",
                  cfg->max_positions);
+}
+
+/* OLMo-2: llama's block with no pre norms (attention and MLP read the
+ * residual itself), an RMSNorm on each sublayer's output before the residual
+ * add (post norms), q and k RMS-normed over their whole projections (not per
+ * head) before the rotary, and q/k/v/o biases with attention_bias. */
+static int olmo2_config(const hf_config_t *c, model_config_t *cfg, char *err) {
+  int attn_bias = 0;
+  if (llama_like_config(c, "olmo2", 1, 0, 0, cfg, err) ||
+      config_bool(c, "attention_bias", 0, &attn_bias, err))
+    return -1;
+  cfg->qkv_bias = cfg->o_bias = attn_bias;
+  cfg->no_pre_norms = 1;
+  cfg->post_norms = 1;
+  cfg->qk_norm = QK_NORM_WHOLE;
+  return 0;
+}
+
+/* A non-negative number where null means "none" (0) and absence the
+ * family's default: Gemma 2's soft-caps. */
+static int config_cap(const hf_config_t *c, const char *key, double dflt, float *out, char *err) {
+  const json_t *v = json_object_get(c->root, key);
+  if (v && json_is_null(v)) {
+    *out = 0.0f;
+    return 0;
+  }
+  return config_number(c, key, 0, dflt, out, err);
+}
+
+/* layer_types (a list of "sliding_attention" / "full_attention"), or absent:
+ * every period-th layer full, the others sliding (period 0: none slide). The
+ * list must follow such a pattern (model_layer_slides); refused otherwise. */
+static int sliding_layers_config(const hf_config_t *c, int period, model_config_t *cfg, char *err) {
+  const json_t *types = json_object_get(c->root, "layer_types");
+  cfg->sliding_period = period;
+  if (!types || json_is_null(types))
+    return 0;
+  if (!json_is_array(types) || json_array_size(types) != (size_t)cfg->n_layers)
+    return err_set(err, "%s: layer_types must be a list of num_hidden_layers = %d strings", c->path,
+                   cfg->n_layers);
+  int first_full = -1;
+  for (int l = 0; l < cfg->n_layers; l++) {
+    const char *t = json_string_value(json_array_get(types, (size_t)l));
+    if (!t || (strcmp(t, "full_attention") != 0 && strcmp(t, "sliding_attention") != 0))
+      return err_set(err, "%s: layer_types[%d] must be \"full_attention\" or \"sliding_attention\"",
+                     c->path, l);
+    if (first_full < 0 && strcmp(t, "full_attention") == 0)
+      first_full = l;
+  }
+  cfg->sliding_period = first_full < 0 ? 0 : first_full + 1;
+  if (first_full == 0) /* every layer full: nothing slides */
+    cfg->sliding_window = 0;
+  for (int l = 0; l < cfg->n_layers; l++) {
+    const int slides =
+        strcmp(json_string_value(json_array_get(types, (size_t)l)), "sliding_attention") == 0;
+    if (cfg->sliding_window > 0 && slides != model_layer_slides(cfg, l))
+      return err_set(err,
+                     "%s: layer_types is not supported (hydra's sliding layers are all but every "
+                     "k-th; layer %d breaks the pattern of every %d-th full)",
+                     c->path, l, cfg->sliding_period);
+  }
+  return 0;
+}
+
+/* Granite: llama's block with its multipliers: embeddings times
+ * embedding_multiplier, scores times attention_multiplier (instead of
+ * 1/sqrt(head_dim)), each sublayer's output times residual_multiplier, and
+ * the logits divided by logits_scaling (folded into the final norm's weight
+ * by loader_hf.c: the norm is RMSNorm, so the logits are linear in it). */
+static int granite_config(const hf_config_t *c, model_config_t *cfg, char *err) {
+  int attn_bias = 0, mlp_bias = 0;
+  float logits_scaling = 1.0f;
+  if (llama_like_config(c, "granite", 0, 0, 0, cfg, err) ||
+      config_bool(c, "attention_bias", 0, &attn_bias, err) ||
+      config_bool(c, "mlp_bias", 0, &mlp_bias, err) ||
+      config_number(c, "embedding_multiplier", 0, 1.0, &cfg->embed_scale, err) ||
+      config_number(c, "attention_multiplier", 0, 1.0, &cfg->attn_scale, err) ||
+      config_number(c, "residual_multiplier", 0, 1.0, &cfg->residual_scale, err) ||
+      config_number(c, "logits_scaling", 0, 1.0, &logits_scaling, err))
+    return -1;
+  if (mlp_bias)
+    return err_set(err, "%s: mlp_bias = true is not supported (no gate_proj bias in the model)",
+                   c->path);
+  cfg->qkv_bias = cfg->o_bias = attn_bias;
+  return 0;
+}
+
+/* Phi-3: llama's block (loader_hf.c splits its fused qkv_proj and
+ * gate_up_proj), partial rotary allowed (Phi-4-mini), a sliding_window on
+ * every layer (null: none), and only the default rotary: transformers reads
+ * Phi-3's rope types su, yarn and longrope all as longrope, which hydra does
+ * not compute. */
+static int phi3_config(const hf_config_t *c, model_config_t *cfg, char *err) {
+  const char *where = "rope_scaling";
+  const json_t *params = json_object_get(c->root, where);
+  if (!params || json_is_null(params))
+    params = json_object_get(c->root, where = "rope_parameters");
+  if (params && json_is_object(params)) {
+    const char *type_key = json_object_get(params, "rope_type") ? "rope_type" : "type";
+    const json_t *type = json_object_get(params, type_key);
+    if (type && (!json_is_string(type) || strcmp(json_string_value(type), "default") != 0))
+      return err_set(err,
+                     "%s: %s.%s %s%.40s%s is not supported (phi3 takes only \"default\"; su, "
+                     "yarn and longrope are Phi-3's longrope, not implemented)",
+                     c->path, where, type_key, json_is_string(type) ? "\"" : "",
+                     json_is_string(type) ? json_string_value(type) : "(not a string)",
+                     json_is_string(type) ? "\"" : "");
+  }
+  const json_t *window = json_object_get(c->root, "sliding_window");
+  if (llama_like_config(c, "phi3", 0, 0, 1, cfg, err))
+    return -1;
+  if (window && !json_is_null(window) &&
+      config_int(c, "sliding_window", 0, 0, &cfg->sliding_window, err))
+    return -1;
+  cfg->sliding_period = 0; /* every layer */
+  return 0;
+}
+
+/* Phi (Phi-2): LayerNorm with biases, one input_layernorm read by attention
+ * and MLP side by side (a parallel residual; loader_hf.c gives both pre norms
+ * its weights), partial rotary (partial_rotary_factor, 0.5 when absent, as
+ * PhiConfig), q/k/v/dense and fc1/fc2 biases, a GELU MLP, an lm_head bias;
+ * qk_layernorm refused. */
+static int phi_config(const hf_config_t *c, model_config_t *cfg, char *err) {
+  static const rope_keys_t keys = {"rope_theta", "partial_rotary_factor", 0.5};
+  const char *act = NULL;
+  int qk_layernorm = 0;
+  snprintf(cfg->family, sizeof(cfg->family), "phi");
+  if (config_int(c, "hidden_size", 1, 0, &cfg->d_model, err) ||
+      config_int(c, "num_hidden_layers", 1, 0, &cfg->n_layers, err) ||
+      config_int(c, "num_attention_heads", 1, 0, &cfg->n_heads, err) ||
+      config_int(c, "num_key_value_heads", 0, cfg->n_heads, &cfg->n_kv_heads, err) ||
+      config_int(c, "intermediate_size", 1, 0, &cfg->d_mlp, err) ||
+      config_int(c, "vocab_size", 1, 0, &cfg->vocab_size, err) ||
+      config_int(c, "max_position_embeddings", 1, 0, &cfg->max_positions, err) ||
+      config_number(c, "layer_norm_eps", 0, 1e-5, &cfg->norm_eps, err) ||
+      config_string(c, "hidden_act", "gelu_new", &act, err) ||
+      config_bool(c, "tie_word_embeddings", 0, &cfg->tied_unembed, err) ||
+      config_bool(c, "qk_layernorm", 0, &qk_layernorm, err) ||
+      config_token_id(c, "bos_token_id", cfg->vocab_size, &cfg->bos_id, err) ||
+      config_token_id(c, "eos_token_id", cfg->vocab_size, &cfg->eos_id, err) ||
+      gelu_activation(c, "hidden_act", act, cfg, err))
+    return -1;
+  if (qk_layernorm)
+    return err_set(err, "%s: qk_layernorm = true is not supported (LayerNorms on q and k)",
+                   c->path);
+  if (cfg->d_model % cfg->n_heads)
+    return err_set(err, "%s: hidden_size = %d is not divisible by num_attention_heads = %d",
+                   c->path, cfg->d_model, cfg->n_heads);
+  if (config_int(c, "head_dim", 0, cfg->d_model / cfg->n_heads, &cfg->head_dim, err) ||
+      rope_config(c, &keys, cfg, err))
+    return -1;
+  cfg->norm = NORM_LAYERNORM;
+  cfg->mlp = MLP_GELU;
+  cfg->parallel_residual = 1;
+  cfg->qkv_bias = cfg->o_bias = cfg->mlp_bias = 1;
+  cfg->unembed_bias = 1;
+  return 0;
+}
+
+/* GPT-Neo's attention_layers ("global" / "local" per layer), expanded from
+ * attention_types ([[["global", "local"], 12]]: the pair 12 times) when the
+ * file has only those, into the sliding pattern: local layers slide. A list
+ * that is not "all but every k-th" (at an offset) is refused by name. */
+static int gpt_neo_layers_config(const hf_config_t *c, model_config_t *cfg, char *err) {
+  char global[4096];
+  int n = 0;
+  const json_t *types = json_object_get(c->root, "attention_types");
+  if (!types || !json_is_array(types))
+    return err_set(err, "%s: attention_types must be a list of [[types...], count]", c->path);
+  for (size_t i = 0; i < json_array_size(types); i++) {
+    const json_t *item = json_array_get(types, i), *names = json_array_get(item, 0),
+                 *count = json_array_get(item, 1);
+    if (!json_is_array(item) || !json_is_array(names) || !json_is_integer(count) ||
+        json_integer_value(count) < 0 || json_integer_value(count) > 4096)
+      return err_set(err, "%s: attention_types[%zu] must be [[types...], count]", c->path, i);
+    for (json_int_t k = 0; k < json_integer_value(count); k++)
+      for (size_t j = 0; j < json_array_size(names); j++) {
+        const char *t = json_string_value(json_array_get(names, j));
+        if (!t || (strcmp(t, "global") != 0 && strcmp(t, "local") != 0))
+          return err_set(err, "%s: attention_types[%zu]: a type must be \"global\" or \"local\"",
+                         c->path, i);
+        if (n >= cfg->n_layers || n >= (int)sizeof(global))
+          return err_set(err, "%s: attention_types names more layers than num_layers = %d", c->path,
+                         cfg->n_layers);
+        global[n++] = strcmp(t, "global") == 0;
+      }
+  }
+  if (n != cfg->n_layers)
+    return err_set(err, "%s: attention_types names %d layers, num_layers is %d", c->path, n,
+                   cfg->n_layers);
+  int first = -1, second = -1;
+  for (int l = 0; l < n && second < 0; l++) {
+    if (global[l] && first >= 0)
+      second = l;
+    else if (global[l])
+      first = l;
+  }
+  if (first < 0) { /* every layer local */
+    cfg->sliding_period = 0;
+    return 0;
+  }
+  cfg->sliding_period = second > 0 ? second - first : n + 1;
+  cfg->sliding_offset =
+      (cfg->sliding_period - (first + 1) % cfg->sliding_period) % cfg->sliding_period;
+  if (cfg->sliding_period == 1) /* every layer global */
+    cfg->sliding_window = 0;
+  for (int l = 0; l < n; l++)
+    if (cfg->sliding_window > 0 && (!global[l]) != model_layer_slides(cfg, l))
+      return err_set(err,
+                     "%s: attention_types is not supported (hydra's local layers are all but "
+                     "every k-th; layer %d breaks the pattern)",
+                     c->path, l);
+  return 0;
+}
+
+/* GPT-Neo: GPT-2's block (LayerNorm with biases, learned positions, a GELU
+ * MLP with biases) with separate q/k/v projections without biases, an
+ * out_proj with one, scores NOT scaled (no 1/sqrt(head_dim), as GPT-Neo),
+ * local layers attending over window_size keys, tied unembedding unless
+ * tie_word_embeddings is false. */
+static int gpt_neo_config(const hf_config_t *c, model_config_t *cfg, char *err) {
+  const char *act = NULL;
+  int inner = 0;
+  snprintf(cfg->family, sizeof(cfg->family), "gpt_neo");
+  if (config_int(c, "hidden_size", 1, 0, &cfg->d_model, err) ||
+      config_int(c, "num_layers", 1, 0, &cfg->n_layers, err) ||
+      config_int(c, "num_heads", 1, 0, &cfg->n_heads, err) ||
+      config_int(c, "intermediate_size", 0, 0, &inner, err) ||
+      config_int(c, "vocab_size", 1, 0, &cfg->vocab_size, err) ||
+      config_int(c, "max_position_embeddings", 1, 0, &cfg->max_positions, err) ||
+      config_int(c, "window_size", 0, 256, &cfg->sliding_window, err) ||
+      config_number(c, "layer_norm_epsilon", 0, 1e-5, &cfg->norm_eps, err) ||
+      config_string(c, "activation_function", "gelu_new", &act, err) ||
+      config_bool(c, "tie_word_embeddings", 1, &cfg->tied_unembed, err) ||
+      config_token_id(c, "bos_token_id", cfg->vocab_size, &cfg->bos_id, err) ||
+      config_token_id(c, "eos_token_id", cfg->vocab_size, &cfg->eos_id, err) ||
+      gelu_activation(c, "activation_function", act, cfg, err))
+    return -1;
+  if (cfg->d_model % cfg->n_heads)
+    return err_set(err, "%s: hidden_size = %d is not divisible by num_heads = %d", c->path,
+                   cfg->d_model, cfg->n_heads);
+  if (inner == 0 && cfg->d_model > INT_MAX / 4)
+    return err_set(err, "%s: hidden_size = %d is too large", c->path, cfg->d_model);
+  cfg->d_mlp = inner ? inner : 4 * cfg->d_model;
+  cfg->n_kv_heads = cfg->n_heads;
+  cfg->head_dim = cfg->d_model / cfg->n_heads;
+  cfg->norm = NORM_LAYERNORM;
+  cfg->positions = POSITIONS_LEARNED;
+  cfg->mlp = MLP_GELU;
+  cfg->qkv_bias = 0;
+  cfg->o_bias = cfg->mlp_bias = 1;
+  cfg->attn_scale = 1.0f;
+  return gpt_neo_layers_config(c, cfg, err);
+}
+
+/* StableLM: LayerNorm with biases, partial rotary (partial_rotary_factor,
+ * 0.25 when absent, as StableLmConfig), q/k/v biases with use_qkv_bias, no
+ * o_proj bias, a SwiGLU MLP without biases, untied by default; with
+ * use_parallel_residual one input_layernorm read by attention and MLP (as
+ * phi); qk_layernorm refused. */
+static int stablelm_config(const hf_config_t *c, model_config_t *cfg, char *err) {
+  static const rope_keys_t keys = {"rope_theta", "partial_rotary_factor", 0.25};
+  const char *act = NULL;
+  int qk_layernorm = 0;
+  snprintf(cfg->family, sizeof(cfg->family), "stablelm");
+  if (config_int(c, "hidden_size", 1, 0, &cfg->d_model, err) ||
+      config_int(c, "num_hidden_layers", 1, 0, &cfg->n_layers, err) ||
+      config_int(c, "num_attention_heads", 1, 0, &cfg->n_heads, err) ||
+      config_int(c, "num_key_value_heads", 0, cfg->n_heads, &cfg->n_kv_heads, err) ||
+      config_int(c, "intermediate_size", 1, 0, &cfg->d_mlp, err) ||
+      config_int(c, "vocab_size", 1, 0, &cfg->vocab_size, err) ||
+      config_int(c, "max_position_embeddings", 1, 0, &cfg->max_positions, err) ||
+      config_number(c, "layer_norm_eps", 0, 1e-5, &cfg->norm_eps, err) ||
+      config_string(c, "hidden_act", "silu", &act, err) ||
+      config_bool(c, "tie_word_embeddings", 0, &cfg->tied_unembed, err) ||
+      config_bool(c, "use_qkv_bias", 0, &cfg->qkv_bias, err) ||
+      config_bool(c, "qk_layernorm", 0, &qk_layernorm, err) ||
+      config_bool(c, "use_parallel_residual", 0, &cfg->parallel_residual, err) ||
+      config_token_id(c, "bos_token_id", cfg->vocab_size, &cfg->bos_id, err) ||
+      config_token_id(c, "eos_token_id", cfg->vocab_size, &cfg->eos_id, err))
+    return -1;
+  if (strcmp(act, "silu") != 0)
+    return err_set(err, "%s: hidden_act \"%.40s\" is not supported (stablelm needs silu)", c->path,
+                   act);
+  if (qk_layernorm)
+    return err_set(err, "%s: qk_layernorm = true is not supported (per-head LayerNorms on q and k)",
+                   c->path);
+  if (cfg->d_model % cfg->n_heads)
+    return err_set(err, "%s: hidden_size = %d is not divisible by num_attention_heads = %d",
+                   c->path, cfg->d_model, cfg->n_heads);
+  cfg->head_dim = cfg->d_model / cfg->n_heads;
+  if (rope_config(c, &keys, cfg, err))
+    return -1;
+  cfg->norm = NORM_LAYERNORM;
+  cfg->mlp = MLP_SWIGLU;
+  cfg->activation = ACT_SILU;
+  return 0;
+}
+
+/* OPT: LayerNorm with biases before each sublayer (do_layer_norm_before;
+ * OPT-350m's norms after are refused), learned positions (loader_hf.c drops
+ * the table's first two rows: OPT offsets position ids by 2), an MLP fc1/fc2
+ * with ReLU (or a GELU), biases everywhere with enable_bias, tied by default.
+ * A projected embedding (word_embed_proj_dim other than hidden_size) and
+ * LayerNorms without weights are refused by name. */
+static int opt_config(const hf_config_t *c, model_config_t *cfg, char *err) {
+  const char *act = NULL;
+  int pre_norm = 1, bias = 1, affine = 1, remove_final = 0, proj = 0;
+  snprintf(cfg->family, sizeof(cfg->family), "opt");
+  if (config_int(c, "hidden_size", 1, 0, &cfg->d_model, err) ||
+      config_int(c, "num_hidden_layers", 1, 0, &cfg->n_layers, err) ||
+      config_int(c, "num_attention_heads", 1, 0, &cfg->n_heads, err) ||
+      config_int(c, "ffn_dim", 1, 0, &cfg->d_mlp, err) ||
+      config_int(c, "vocab_size", 1, 0, &cfg->vocab_size, err) ||
+      config_int(c, "max_position_embeddings", 1, 0, &cfg->max_positions, err) ||
+      config_int(c, "word_embed_proj_dim", 0, cfg->d_model, &proj, err) ||
+      config_string(c, "activation_function", "relu", &act, err) ||
+      config_bool(c, "do_layer_norm_before", 1, &pre_norm, err) ||
+      config_bool(c, "enable_bias", 1, &bias, err) ||
+      config_bool(c, "layer_norm_elementwise_affine", 1, &affine, err) ||
+      config_bool(c, "_remove_final_layer_norm", 0, &remove_final, err) ||
+      config_bool(c, "tie_word_embeddings", 1, &cfg->tied_unembed, err) ||
+      config_token_id(c, "bos_token_id", cfg->vocab_size, &cfg->bos_id, err) ||
+      config_token_id(c, "eos_token_id", cfg->vocab_size, &cfg->eos_id, err))
+    return -1;
+  if (!pre_norm)
+    return err_set(err,
+                   "%s: do_layer_norm_before = false is not supported (norms after the "
+                   "sublayers, OPT-350m)",
+                   c->path);
+  if (proj != cfg->d_model)
+    return err_set(err,
+                   "%s: word_embed_proj_dim = %d other than hidden_size = %d is not "
+                   "supported (projected embeddings)",
+                   c->path, proj, cfg->d_model);
+  if (!affine)
+    return err_set(err, "%s: layer_norm_elementwise_affine = false is not supported", c->path);
+  if (remove_final)
+    return err_set(err, "%s: _remove_final_layer_norm = true is not supported", c->path);
+  if (strcmp(act, "relu") == 0)
+    cfg->activation = ACT_RELU;
+  else if (gelu_activation(c, "activation_function", act, cfg, err))
+    return -1;
+  if (cfg->d_model % cfg->n_heads)
+    return err_set(err, "%s: hidden_size = %d is not divisible by num_attention_heads = %d",
+                   c->path, cfg->d_model, cfg->n_heads);
+  cfg->n_kv_heads = cfg->n_heads;
+  cfg->head_dim = cfg->d_model / cfg->n_heads;
+  cfg->norm = NORM_LAYERNORM;
+  cfg->norm_eps = 1e-5f; /* nn.LayerNorm's default: OPT sets none */
+  cfg->positions = POSITIONS_LEARNED;
+  cfg->mlp = MLP_GELU;
+  cfg->qkv_bias = cfg->o_bias = cfg->mlp_bias = bias;
+  return 0;
+}
+
+/* GPT-J: one ln_1 read by attention and MLP side by side (a parallel
+ * residual), q/k/v/out_proj without biases, rotary_dim dimensions rotated
+ * in adjacent pairs with base 10000 (loader_hf.c permutes q's and k's rows
+ * into the halves pairing: the scores are unchanged), a GELU MLP
+ * fc_in/fc_out with biases, an lm_head with a bias, untied. */
+static int gptj_config(const hf_config_t *c, model_config_t *cfg, char *err) {
+  const char *act = NULL;
+  int inner = 0;
+  snprintf(cfg->family, sizeof(cfg->family), "gptj");
+  if (config_int(c, "n_embd", 1, 0, &cfg->d_model, err) ||
+      config_int(c, "n_layer", 1, 0, &cfg->n_layers, err) ||
+      config_int(c, "n_head", 1, 0, &cfg->n_heads, err) ||
+      config_int(c, "n_inner", 0, 0, &inner, err) ||
+      config_int(c, "vocab_size", 1, 0, &cfg->vocab_size, err) ||
+      config_int(c, "n_positions", 1, 0, &cfg->max_positions, err) ||
+      config_number(c, "layer_norm_epsilon", 0, 1e-5, &cfg->norm_eps, err) ||
+      config_string(c, "activation_function", "gelu_new", &act, err) ||
+      config_bool(c, "tie_word_embeddings", 0, &cfg->tied_unembed, err) ||
+      config_token_id(c, "bos_token_id", cfg->vocab_size, &cfg->bos_id, err) ||
+      config_token_id(c, "eos_token_id", cfg->vocab_size, &cfg->eos_id, err) ||
+      gelu_activation(c, "activation_function", act, cfg, err))
+    return -1;
+  if (cfg->d_model % cfg->n_heads)
+    return err_set(err, "%s: n_embd = %d is not divisible by n_head = %d", c->path, cfg->d_model,
+                   cfg->n_heads);
+  if (inner == 0 && cfg->d_model > INT_MAX / 4)
+    return err_set(err, "%s: n_embd = %d is too large", c->path, cfg->d_model);
+  cfg->head_dim = cfg->d_model / cfg->n_heads;
+  const json_t *rot = json_object_get(c->root, "rotary_dim");
+  if (rot && json_is_null(rot))
+    cfg->rotary_dim = cfg->head_dim; /* GPT-J then rotates the whole of every head */
+  else if (config_int(c, "rotary_dim", 0, 64, &cfg->rotary_dim, err))
+    return -1;
+  if (cfg->rotary_dim > cfg->head_dim || cfg->rotary_dim % 2)
+    return err_set(err, "%s: rotary_dim = %d must be even and at most the head size %d", c->path,
+                   cfg->rotary_dim, cfg->head_dim);
+  cfg->d_mlp = inner ? inner : 4 * cfg->d_model;
+  cfg->n_kv_heads = cfg->n_heads;
+  cfg->norm = NORM_LAYERNORM;
+  cfg->positions = POSITIONS_ROPE;
+  cfg->rope_theta = 10000.0f;
+  cfg->rope_pairs = ROPE_HALVES; /* after the loader's permutation */
+  cfg->mlp = MLP_GELU;
+  cfg->parallel_residual = 1;
+  cfg->mlp_bias = 1;
+  cfg->unembed_bias = 1;
+  return 0;
+}
+
+/* The keys Gemma 1, 2 and 3 share: llama's shape keys (head_dim given, 256
+ * when absent), RMSNorm with (1 + w) (folded into the weights by
+ * loader_hf.c), a GeGLU MLP whose GELU is `act_key`, embeddings scaled by
+ * sqrt(hidden_size) (in fp32, as the models' normalizer), a tied unembedding
+ * unless tie_word_embeddings is false, attention_bias on q/k/v/o. */
+static int gemma_like_config(const hf_config_t *c, const char *family, const char *act_key,
+                             model_config_t *cfg, char *err) {
+  const char *act = NULL;
+  int attn_bias = 0, bidirectional = 0;
+  snprintf(cfg->family, sizeof(cfg->family), "%s", family);
+  if (config_int(c, "hidden_size", 1, 0, &cfg->d_model, err) ||
+      config_int(c, "num_hidden_layers", 1, 0, &cfg->n_layers, err) ||
+      config_int(c, "num_attention_heads", 1, 0, &cfg->n_heads, err) ||
+      config_int(c, "num_key_value_heads", 0, cfg->n_heads, &cfg->n_kv_heads, err) ||
+      config_int(c, "head_dim", 0, 256, &cfg->head_dim, err) ||
+      config_int(c, "intermediate_size", 1, 0, &cfg->d_mlp, err) ||
+      config_int(c, "vocab_size", 1, 0, &cfg->vocab_size, err) ||
+      config_int(c, "max_position_embeddings", 1, 0, &cfg->max_positions, err) ||
+      config_number(c, "rms_norm_eps", 0, 1e-6, &cfg->norm_eps, err) ||
+      config_string(c, act_key, "gelu_pytorch_tanh", &act, err) ||
+      config_bool(c, "tie_word_embeddings", 1, &cfg->tied_unembed, err) ||
+      config_bool(c, "attention_bias", 0, &attn_bias, err) ||
+      config_bool(c, "use_bidirectional_attention", 0, &bidirectional, err) ||
+      config_token_id(c, "bos_token_id", cfg->vocab_size, &cfg->bos_id, err) ||
+      config_token_id(c, "eos_token_id", cfg->vocab_size, &cfg->eos_id, err))
+    return -1;
+  if (bidirectional)
+    return err_set(err,
+                   "%s: use_bidirectional_attention = true is not supported (hydra's "
+                   "attention is causal)",
+                   c->path);
+  /* GemmaConfig reads Gemma 1's legacy "gelu" as the tanh approximation */
+  if (strcmp(family, "gemma") == 0 && strcmp(act, "gelu") == 0)
+    act = "gelu_pytorch_tanh";
+  if (gelu_activation(c, act_key, act, cfg, err))
+    return -1;
+  cfg->norm = NORM_RMSNORM;
+  cfg->mlp = MLP_GEGLU;
+  cfg->qkv_bias = cfg->o_bias = attn_bias;
+  cfg->embed_scale = (float)sqrt((double)cfg->d_model);
+  return 0;
+}
+
+/* Gemma: llama's block with Gemma's norms, GeGLU and embedding scale. */
+static int gemma_config(const hf_config_t *c, model_config_t *cfg, char *err) {
+  if (gemma_like_config(c, "gemma", "hidden_act", cfg, err) ||
+      rope_config(c, &rope_keys_default, cfg, err))
+    return -1;
+  if (cfg->rotary_dim != cfg->head_dim)
+    return err_set(err,
+                   "%s: partial_rotary_factor < 1 is not supported (gemma rotates every "
+                   "dimension)",
+                   c->path);
+  return 0;
+}
+
+/* Gemma 2's and 3's attention: scores scaled by query_pre_attn_scalar^-1/2
+ * (256 when absent), attention and final-logit soft-caps (absent: the
+ * family's default; null: none), a sliding_window (4096 when absent; null:
+ * none) on the layers layer_types names (absent: all but every period-th). */
+static int gemma_attention_config(const hf_config_t *c, double softcap_attn, double softcap_final,
+                                  int period, model_config_t *cfg, char *err) {
+  double scalar = 256.0;
+  const json_t *window = json_object_get(c->root, "sliding_window");
+  cfg->sliding_window = 4096;
+  if (config_double_in(c, c->root, "", "query_pre_attn_scalar", 0, 256.0, &scalar, err) ||
+      config_cap(c, "attn_logit_softcapping", softcap_attn, &cfg->attn_softcap, err) ||
+      config_cap(c, "final_logit_softcapping", softcap_final, &cfg->final_softcap, err))
+    return -1;
+  if (window && json_is_null(window))
+    cfg->sliding_window = 0;
+  else if (config_int(c, "sliding_window", 0, 4096, &cfg->sliding_window, err))
+    return -1;
+  cfg->attn_scale = (float)pow(scalar, -0.5);
+  cfg->post_norms = 1;
+  return sliding_layers_config(c, period, cfg, err);
+}
+
+/* Gemma 2: pre and post norms around both sublayers, soft-caps (50 on the
+ * attention scores, 30 on the final logits by default), every other layer
+ * sliding (layers 0, 2, ...). */
+static int gemma2_config(const hf_config_t *c, model_config_t *cfg, char *err) {
+  if (gemma_like_config(c, "gemma2", "hidden_activation", cfg, err) ||
+      rope_config(c, &rope_keys_default, cfg, err) ||
+      gemma_attention_config(c, 50.0, 30.0, 2, cfg, err))
+    return -1;
+  if (cfg->rotary_dim != cfg->head_dim)
+    return err_set(err,
+                   "%s: partial_rotary_factor < 1 is not supported (gemma2 rotates every "
+                   "dimension)",
+                   c->path);
+  return 0;
+}
+
+/* Gemma 3's rotary: full-attention layers with rope_parameters.full_attention
+ * (its rope_theta, 1e6 when absent, and its scaling: linear for the larger
+ * models), sliding layers with rope_parameters.sliding_attention's theta
+ * (1e4), unscaled; or, as transformers 4 wrote them, rope_theta, rope_scaling
+ * and rope_local_base_freq at the top level. */
+static int gemma3_rope_config(const hf_config_t *c, model_config_t *cfg, char *err) {
+  const json_t *params = json_object_get(c->root, "rope_parameters");
+  const json_t *full = NULL, *local = NULL;
+  double theta = 1e6, local_theta = 1e4;
+  const char *where = "rope_scaling";
+  if (config_double_in(c, c->root, "", "rope_theta", 0, theta, &theta, err) ||
+      config_double_in(c, c->root, "", "rope_local_base_freq", 0, local_theta, &local_theta, err))
+    return -1;
+  if (params && json_is_object(params) && json_object_get(params, "full_attention")) {
+    full = json_object_get(params, "full_attention");
+    local = json_object_get(params, "sliding_attention");
+    where = "rope_parameters.full_attention";
+  } else {
+    full = json_object_get(c->root, "rope_scaling");
+  }
+  if (full && json_is_null(full))
+    full = NULL;
+  if (full && !json_is_object(full))
+    return err_set(err, "%s: %s must be an object", c->path, where);
+  if (local && !json_is_null(local)) {
+    const char *lw = "rope_parameters.sliding_attention";
+    if (!json_is_object(local))
+      return err_set(err, "%s: %s must be an object", c->path, lw);
+    const json_t *type = json_object_get(local, "rope_type");
+    if (type && (!json_is_string(type) || strcmp(json_string_value(type), "default") != 0))
+      return err_set(err,
+                     "%s: %s.rope_type must be \"default\" (a scaled local rotary is not "
+                     "supported)",
+                     c->path, lw);
+    if (config_double_in(c, local, lw, "rope_theta", 0, local_theta, &local_theta, err))
+      return -1;
+  }
+  if (full) {
+    const char *type_key = json_object_get(full, "rope_type") ? "rope_type" : "type";
+    const json_t *type = json_object_get(full, type_key);
+    if (type && !json_is_string(type))
+      return err_set(err, "%s: %s.%s must be a string", c->path, where, type_key);
+    if (config_double_in(c, full, where, "rope_theta", 0, theta, &theta, err) ||
+        rope_scaling_config(c, full, where, type_key, type ? json_string_value(type) : "default",
+                            cfg, err))
+      return -1;
+  }
+  cfg->rope_theta = (float)theta;
+  cfg->rope_local_theta = (float)local_theta;
+  cfg->rotary_dim = cfg->head_dim;
+  cfg->positions = POSITIONS_ROPE;
+  cfg->rope_pairs = ROPE_HALVES;
+  return 0;
+}
+
+/* Gemma 3 (text, model_type gemma3_text): Gemma 2's block with q and k
+ * RMS-normed per head ((1 + w)) before the rotary, no soft-caps by default,
+ * five sliding layers to one full (sliding_window_pattern, 6), local and
+ * global rotary bases. */
+static int gemma3_config(const hf_config_t *c, model_config_t *cfg, char *err) {
+  int pattern = 6;
+  if (gemma_like_config(c, "gemma3_text", "hidden_activation", cfg, err) ||
+      config_int(c, "sliding_window_pattern", 0, 6, &pattern, err) ||
+      gemma3_rope_config(c, cfg, err) || gemma_attention_config(c, 0.0, 0.0, pattern, cfg, err))
+    return -1;
+  cfg->qk_norm = QK_NORM_PER_HEAD;
+  return 0;
 }
 
 /* GPT-NeoX (Pythia): LayerNorm with biases, a fused per-head qkv (split by
@@ -541,8 +1109,15 @@ typedef struct {
 } hf_family_t;
 
 static const hf_family_t hf_families[] = {
-    {"gpt2", gpt2_config},   {"llama", llama_config}, {"gpt_neox", gpt_neox_config},
-    {"qwen2", qwen2_config}, {"qwen3", qwen3_config}, {"mistral", mistral_config},
+    {"gpt2", gpt2_config},         {"llama", llama_config},
+    {"gpt_neox", gpt_neox_config}, {"qwen2", qwen2_config},
+    {"qwen3", qwen3_config},       {"mistral", mistral_config},
+    {"olmo2", olmo2_config},       {"gemma", gemma_config},
+    {"gemma2", gemma2_config},     {"gemma3_text", gemma3_config},
+    {"phi3", phi3_config},         {"phi", phi_config},
+    {"granite", granite_config},   {"gpt_neo", gpt_neo_config},
+    {"stablelm", stablelm_config}, {"opt", opt_config},
+    {"gptj", gptj_config},
 };
 #define N_HF_FAMILIES (sizeof(hf_families) / sizeof(hf_families[0]))
 

@@ -56,25 +56,38 @@ int model_config_check(const model_config_t *c, char *err) {
         !(c->rope_high_freq_factor > c->rope_low_freq_factor && c->rope_low_freq_factor > 0.0f))
       return err_set(err, "rope_high_freq_factor must be above rope_low_freq_factor > 0");
   }
+  if (c->no_pre_norms && c->parallel_residual)
+    return err_set(err, "no_pre_norms with a parallel residual is not implemented");
+  if (c->qk_norm != QK_NORM_NONE && c->norm != NORM_RMSNORM)
+    return err_set(err, "qk_norm: q/k norms are RMSNorm (norm must be rmsnorm)");
   if (c->mlp == MLP_SWIGLU && c->activation != ACT_SILU)
     return err_set(err, "a SwiGLU MLP needs the SiLU activation");
+  if (c->mlp == MLP_GEGLU && c->activation != ACT_GELU_TANH && c->activation != ACT_GELU_ERF)
+    return err_set(err, "mlp: a GeGLU MLP needs a GELU activation");
+  if (!(c->embed_scale >= 0.0f && c->embed_scale < 1e30f))
+    return err_set(err, "embed_scale = %g is out of range", (double)c->embed_scale);
+  if (!(c->residual_scale >= 0.0f && c->residual_scale < 1e30f))
+    return err_set(err, "residual_scale = %g is out of range", (double)c->residual_scale);
+  if (!(c->attn_scale >= 0.0f && c->attn_scale < 1e30f))
+    return err_set(err, "attn_scale = %g is out of range", (double)c->attn_scale);
+  if (!(c->attn_softcap >= 0.0f && c->attn_softcap < 1e30f))
+    return err_set(err, "attn_softcap = %g is out of range", (double)c->attn_softcap);
+  if (!(c->final_softcap >= 0.0f && c->final_softcap < 1e30f))
+    return err_set(err, "final_softcap = %g is out of range", (double)c->final_softcap);
+  if (c->sliding_window < 0 || c->sliding_period < 0 || c->sliding_offset < 0)
+    return err_set(err, "sliding_window = %d, sliding_period = %d must not be negative",
+                   c->sliding_window, c->sliding_period);
+  if (!(c->rope_local_theta >= 0.0f && c->rope_local_theta < 1e30f))
+    return err_set(err, "rope_local_theta = %g is out of range", (double)c->rope_local_theta);
   /* described, not implemented yet: refused by name, never computed wrong */
   if (c->positions == POSITIONS_ROPE && c->rope_pairs != ROPE_HALVES)
     return err_set(err, "rope_pairs: adjacent-pair rotary (GPT-J style) is not implemented");
-  if (c->post_norms) /* computed by the transformer; no family's golden checks it yet */
-    return err_set(err, "post_norms: post-sublayer norms are not checked against a reference yet");
-  if (c->mlp == MLP_GEGLU)
-    return err_set(err, "mlp: a GeGLU MLP is not implemented");
-  if (c->embed_scale != 0.0f && c->embed_scale != 1.0f)
-    return err_set(err, "embed_scale = %g: scaled embeddings are not implemented",
-                   (double)c->embed_scale);
-  if (c->attn_softcap != 0.0f)
-    return err_set(err, "attn_softcap: attention soft-capping is not implemented");
-  if (c->final_softcap != 0.0f)
-    return err_set(err, "final_softcap: final-logit soft-capping is not implemented");
-  if (c->sliding_window != 0)
-    return err_set(err, "sliding_window: sliding-window attention is not implemented");
   return 0;
+}
+
+int model_layer_slides(const model_config_t *c, int layer) {
+  return c->sliding_window > 0 &&
+         (c->sliding_period <= 1 || (layer + 1 + c->sliding_offset) % c->sliding_period != 0);
 }
 
 static const double PI = 3.14159265358979323846;
@@ -166,9 +179,11 @@ model_t *model_alloc(const model_config_t *cfg, char *err) {
     failed = 1;
   for (int l = 0; l < cfg->n_layers && !failed; l++) {
     layer_weights_t *w = &m->layers[l];
-    w->attn_norm_w = tensor_alloc(d, &failed);
-    w->mlp_norm_w = tensor_alloc(d, &failed);
-    if (ln) {
+    if (!cfg->no_pre_norms)
+      w->attn_norm_w = tensor_alloc(d, &failed);
+    if (!cfg->no_pre_norms)
+      w->mlp_norm_w = tensor_alloc(d, &failed);
+    if (ln && !cfg->no_pre_norms) {
       w->attn_norm_b = tensor_alloc(d, &failed);
       w->mlp_norm_b = tensor_alloc(d, &failed);
     }
@@ -181,8 +196,9 @@ model_t *model_alloc(const model_config_t *cfg, char *err) {
       }
     }
     if (cfg->qk_norm) {
-      w->q_norm_w = tensor_alloc((size_t)cfg->head_dim, &failed);
-      w->k_norm_w = tensor_alloc((size_t)cfg->head_dim, &failed);
+      const int whole = cfg->qk_norm == QK_NORM_WHOLE;
+      w->q_norm_w = tensor_alloc(whole ? q : (size_t)cfg->head_dim, &failed);
+      w->k_norm_w = tensor_alloc(whole ? kv : (size_t)cfg->head_dim, &failed);
     }
     w->wq = tensor_alloc(q * d, &failed);
     w->wk = tensor_alloc(kv * d, &failed);
@@ -208,6 +224,8 @@ model_t *model_alloc(const model_config_t *cfg, char *err) {
   if (ln)
     m->final_norm_b = tensor_alloc(d, &failed);
   m->unembed = cfg->tied_unembed ? m->tok_embed : tensor_alloc(v * d, &failed);
+  if (cfg->unembed_bias)
+    m->unembed_b = tensor_alloc(v, &failed);
   if (failed) {
     model_free(m);
     err_set(err, "out of memory allocating a model of %d layers, width %d, vocabulary %d",
@@ -222,14 +240,19 @@ size_t model_n_params(const model_t *m) {
   const size_t d = (size_t)c->d_model, q = (size_t)c->n_heads * c->head_dim,
                kv = (size_t)c->n_kv_heads * c->head_dim, f = (size_t)c->d_mlp,
                v = (size_t)c->vocab_size;
-  size_t per_layer = 2 * d + q * d + 2 * kv * d + d * q + f * d * (c->mlp == MLP_GELU ? 2 : 3);
+  size_t per_layer = (c->no_pre_norms ? 0 : 2 * d) + q * d + 2 * kv * d + d * q +
+                     f * d * (c->mlp == MLP_GELU ? 2 : 3);
   if (c->post_norms)
     per_layer += 2 * d;
-  if (c->qk_norm)
+  if (c->qk_norm == QK_NORM_PER_HEAD)
     per_layer += 2 * (size_t)c->head_dim;
+  if (c->qk_norm == QK_NORM_WHOLE)
+    per_layer += q + kv;
   size_t n = v * d + (c->tied_unembed ? 0 : v * d) + c->n_layers * per_layer + d;
   if (c->positions == POSITIONS_LEARNED)
     n += (size_t)c->max_positions * d;
+  if (c->unembed_bias)
+    n += v;
   return n;
 }
 
@@ -237,7 +260,8 @@ int model_layer_tensors(const model_config_t *c, layer_weights_t *w, float ***pt
                         int *proj) {
   const size_t d = (size_t)c->d_model, q = (size_t)c->n_heads * c->head_dim,
                kv = (size_t)c->n_kv_heads * c->head_dim, f = (size_t)c->d_mlp;
-  const size_t hd = (size_t)c->head_dim;
+  const size_t qn = c->qk_norm == QK_NORM_WHOLE ? q : (size_t)c->head_dim,
+               kn = c->qk_norm == QK_NORM_WHOLE ? kv : (size_t)c->head_dim;
   float **p[MODEL_LAYER_TENSORS] = {&w->attn_norm_w,
                                     &w->attn_norm_b,
                                     &w->wq,
@@ -263,7 +287,7 @@ int model_layer_tensors(const model_config_t *c, layer_weights_t *w, float ***pt
                                     &w->k_norm_w};
   const size_t n[MODEL_LAYER_TENSORS] = {d,     d, q * d, q, kv * d, kv, kv * d, kv,
                                          d * q, d, d,     d, f * d,  f,  f * d,  d * f,
-                                         d,     d, d,     d, d,      hd, hd};
+                                         d,     d, d,     d, d,      qn, kn};
   const int is_proj[MODEL_LAYER_TENSORS] = {0, 0, 1, 0, 1, 0, 1, 0, 1, 0, 0, 0,
                                             1, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0};
   for (int i = 0; i < MODEL_LAYER_TENSORS; i++) {
@@ -294,6 +318,7 @@ void model_free(model_t *m) {
   free(m->pos_embed);
   free(m->final_norm_w);
   free(m->final_norm_b);
+  free(m->unembed_b);
   free(m);
 }
 
@@ -320,5 +345,6 @@ void model_round_bf16(model_t *m) {
     round_bf16(m->pos_embed, (size_t)c->max_positions * d);
   round_bf16(m->final_norm_w, d);
   round_bf16(m->final_norm_b, d);
+  round_bf16(m->unembed_b, (size_t)c->vocab_size);
   m->weights_bf16 = 1;
 }

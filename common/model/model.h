@@ -36,7 +36,11 @@ typedef enum {
 /* MLP_GELU: down(act(up x)); MLP_SWIGLU: down(silu(gate x) * up x);
  * MLP_GEGLU: down(gelu(gate x) * up x). */
 typedef enum { MLP_GELU, MLP_SWIGLU, MLP_GEGLU } mlp_kind_t;
-typedef enum { ACT_GELU_TANH, ACT_GELU_ERF, ACT_SILU } activation_t;
+typedef enum { ACT_GELU_TANH, ACT_GELU_ERF, ACT_SILU, ACT_RELU } activation_t;
+/* QK_NORM_PER_HEAD: q and k RMS-normed over each head's head_dim (Qwen3);
+ * QK_NORM_WHOLE: over the whole projection, n_heads*head_dim and
+ * n_kv_heads*head_dim wide (OLMo-2). Both before the rotary. */
+typedef enum { QK_NORM_NONE, QK_NORM_PER_HEAD, QK_NORM_WHOLE } qk_norm_t;
 
 /* The block description: every choice a family makes, as data. The one
  * transformer (compute/transformer.c) reads it; a family is a loader that
@@ -54,14 +58,16 @@ typedef struct {
   int vocab_size;
   int max_positions; /* context length; the learned position table's rows */
   /* norms: the kind (LayerNorm has a bias), its epsilon; a pre norm before
-   * attention and before the MLP always; post_norms: their outputs also pass
-   * through their own norm before the residual add (OLMo-2, Gemma 2/3);
-   * qk_norm: q and k are RMS-normed per head before the rotary (Qwen3). A
-   * "(1 + w)" scale (Gemma) is folded into the weights by its loader. */
+   * attention and before the MLP unless no_pre_norms (OLMo-2: the sublayers
+   * read the residual itself); post_norms: their outputs also pass through
+   * their own norm before the residual add (OLMo-2, Gemma 2/3); qk_norm: q
+   * and k RMS-normed before the rotary (qk_norm_t). A "(1 + w)" scale (Gemma)
+   * is folded into the weights by its loader. */
   norm_kind_t norm;
   float norm_eps;
+  int no_pre_norms;
   int post_norms;
-  int qk_norm;
+  qk_norm_t qk_norm;
   /* positions */
   position_kind_t positions;
   float rope_theta;
@@ -84,31 +90,47 @@ typedef struct {
   /* residual stream */
   int parallel_residual; /* attention and MLP read the same residual (neox) */
   float embed_scale;     /* embeddings multiplied by it (0 or 1: none) */
+  float residual_scale;  /* each sublayer's output multiplied by it before the residual add
+                            (Granite's residual_multiplier; 0 or 1: none) */
   /* attention */
   int qkv_bias;        /* q, k and v projections have biases */
   int o_bias;          /* the attention output projection has a bias */
   int mlp_bias;        /* up and down projections have biases */
+  float attn_scale;    /* scores = q.k * it (0: 1/sqrt(head_dim); Gemma 2/3:
+                          query_pre_attn_scalar^-1/2) */
   float attn_softcap;  /* scores = c tanh(scores / c) (0: none) */
   float final_softcap; /* logits = c tanh(logits / c) (0: none) */
-  int sliding_window;  /* keys within this many positions (0: all) */
-  int tied_unembed;    /* unembed aliases tok_embed */
-  int bos_id, eos_id;  /* -1 when unknown */
+  /* sliding windows: a sliding layer's row reads the keys of its own and the
+   * sliding_window - 1 positions before it (0: all keys, every layer). The
+   * layers that slide: every one with sliding_period 0 or 1, else all but
+   * every sliding_period-th (layer L slides unless (L + 1 + sliding_offset) %
+   * period == 0: Gemma 2's alternation is period 2, Gemma 3's pattern 6). A sliding layer
+   * rotates with rope_local_theta's frequencies where it is set (Gemma 3's
+   * local base, unscaled), with the model's own otherwise. */
+  int sliding_window;
+  int sliding_period;
+  int sliding_offset; /* the full layers are those with (L + 1 + offset) % period == 0 (GPT-Neo's
+                         global layers 0, 2, ...: period 2, offset 1) */
+  float rope_local_theta;
+  int tied_unembed;   /* unembed aliases tok_embed */
+  int unembed_bias;   /* the unembedding has a bias (Phi-2's lm_head) */
+  int bos_id, eos_id; /* -1 when unknown */
 } model_config_t;
 
 /* Biases are NULL where the family has none. */
 typedef struct {
-  float *attn_norm_w, *attn_norm_b;           /* [d_model] */
+  float *attn_norm_w, *attn_norm_b;           /* [d_model], NULL with no_pre_norms */
   float *wq, *bq;                             /* [n_heads*head_dim, d_model] */
   float *wk, *bk;                             /* [n_kv_heads*head_dim, d_model] */
   float *wv, *bv;                             /* [n_kv_heads*head_dim, d_model] */
   float *wo, *bo;                             /* [d_model, n_heads*head_dim] */
   float *post_attn_norm_w, *post_attn_norm_b; /* [d_model], post_norms only */
-  float *q_norm_w, *k_norm_w;                 /* [head_dim], qk_norm only */
-  float *mlp_norm_w, *mlp_norm_b;             /* [d_model] */
-  float *w_up, *b_up;                         /* [d_mlp, d_model] (gpt2 c_fc, llama up_proj) */
-  float *w_gate;                              /* [d_mlp, d_model], SwiGLU only */
-  float *w_down, *b_down;                     /* [d_model, d_mlp] */
-  float *post_mlp_norm_w, *post_mlp_norm_b;   /* [d_model], post_norms only */
+  float *q_norm_w, *k_norm_w;     /* qk_norm only: [head_dim] per head, [H*hd] and [KV*hd] whole */
+  float *mlp_norm_w, *mlp_norm_b; /* [d_model], NULL with no_pre_norms */
+  float *w_up, *b_up;             /* [d_mlp, d_model] (gpt2 c_fc, llama up_proj) */
+  float *w_gate;                  /* [d_mlp, d_model], SwiGLU only */
+  float *w_down, *b_down;         /* [d_model, d_mlp] */
+  float *post_mlp_norm_w, *post_mlp_norm_b; /* [d_model], post_norms only */
 } layer_weights_t;
 
 typedef struct {
@@ -121,6 +143,7 @@ typedef struct {
   layer_weights_t *layers;            /* [n_layers] */
   float *final_norm_w, *final_norm_b; /* [d_model] */
   float *unembed;                     /* [vocab_size, d_model]; == tok_embed when tied */
+  float *unembed_b;                   /* [vocab_size], unembed_bias only */
   int weights_bf16; /* every weight rounded to bfloat16 (model_round_bf16): a backend with
                        its own memory keeps the projections as bf16 there */
 } model_t;
@@ -139,6 +162,9 @@ int model_config_check(const model_config_t *cfg, char *err);
  * multiplied by (*attn_scale, 1 unless yarn), computed in double as
  * transformers' rope init functions compute them. */
 void model_rope_frequencies(const model_config_t *c, double *inv_freq, float *attn_scale);
+
+/* 1 when layer L attends through a sliding window (see sliding_window). */
+int model_layer_slides(const model_config_t *c, int layer);
 
 /* Number of parameters held (tied unembedding counted once). */
 size_t model_n_params(const model_t *m);

@@ -275,6 +275,7 @@ static int on_clean(void *ctx, const engine_clean_t *c) {
   }
   put(row, nonfinite, "inv_scale", c->inv_scale);
   put(row, nonfinite, "norm_bias", c->norm_bias_term);
+  put(row, nonfinite, "unembed_bias", c->unembed_bias_term);
   json_object_set_new(row, "direct_effects",
                       float_array(c->de, r->n_slots, nonfinite, "direct_effects"));
   mark_nonfinite(r, row, nonfinite);

@@ -102,9 +102,17 @@ static int null_rope(backend_t *b, float *x, const int *pos, const float *freq, 
   (void)b, (void)x, (void)pos, (void)freq, (void)rows, (void)h, (void)hd, (void)rot, (void)scale;
   return 0;
 }
+#ifdef HYDRA_BENCH_ATTENTION_UNCAPPED /* engines before the scale, soft-cap and window */
 static int null_attention(backend_t *b, float *out, const float *q, const float *k, const float *v,
                           const int *ks, const int *nk, const float *k2, const float *v2,
                           const int *ks2, const int *nk2, int rows, int h, int kvh, int hd) {
+#else
+static int null_attention(backend_t *b, float *out, const float *q, const float *k, const float *v,
+                          const int *ks, const int *nk, const float *k2, const float *v2,
+                          const int *ks2, const int *nk2, int rows, int h, int kvh, int hd,
+                          float scale, float softcap, int window) {
+  (void)scale, (void)softcap, (void)window;
+#endif
   (void)b, (void)out, (void)q, (void)k, (void)v, (void)ks, (void)nk, (void)k2, (void)v2;
   (void)ks2, (void)nk2, (void)rows, (void)h, (void)kvh, (void)hd;
   return 0;
@@ -154,9 +162,9 @@ static int null_logit_stats(backend_t *b, int *best, float *stats, const float *
 #ifndef HYDRA_BENCH_NO_LOGIT_METRICS /* likewise, on engines before logit_metrics */
 static int null_logit_metrics(backend_t *b, float *out, float *lp_out, const float *logits,
                               int rows, int vocab, const int *prompt, const int *targets,
-                              const int *foils, const float *ref_lp) {
+                              const int *foils, const float *ref_lp, float softcap) {
   (void)b, (void)lp_out, (void)logits, (void)vocab, (void)prompt, (void)targets, (void)foils,
-      (void)ref_lp;
+      (void)ref_lp, (void)softcap;
   memset(out, 0, sizeof(float) * 5 * (size_t)rows);
   return 0;
 }

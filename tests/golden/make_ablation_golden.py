@@ -68,7 +68,11 @@ TINY_PROMPT_LENS = (5, 9, 12, 7)
 TINY_SEEDS = {"tiny-gpt2": 3001, "tiny-llama": 3002, "tiny-gpt_neox": 3003,
               "tiny-gpt_neox-sequential": 3004, "tiny-qwen2": 3005,
               "tiny-llama3": 3006, "tiny-qwen3": 3007,
-              "tiny-mistral": 3008}
+              "tiny-mistral": 3008, "tiny-olmo2": 3009, "tiny-gemma": 3010,
+              "tiny-gemma2": 3011, "tiny-gemma3": 3012, "tiny-phi3": 3013,
+              "tiny-phi": 3014, "tiny-granite": 3015,
+              "tiny-gpt_neo": 3016, "tiny-stablelm": 3017, "tiny-stablelm-parallel": 3018,
+              "tiny-opt": 3019, "tiny-gptj": 3020}
 SMOLLM2_PROMPTS = [
     "The Eiffel Tower is located in the city of",
     "The capital of Japan is the city of",
@@ -123,7 +127,7 @@ class Arch:
             self.b_down = [b.mlp.c_proj.bias.detach() for b in t.h]
             self.gamma = t.ln_f.weight.detach()
             self.beta = t.ln_f.bias.detach()
-        elif self.family in ("llama", "qwen2", "qwen3", "mistral"):  # llama's modules (+ biases, q/k norms)
+        elif self.family in ("llama", "qwen2", "qwen3", "mistral", "phi3", "granite"):  # llama's modules (+ biases, q/k norms)
             m = model.model
             self.n_layers = c.num_hidden_layers
             self.n_heads = c.num_attention_heads
@@ -144,6 +148,160 @@ class Arch:
                            for l in m.layers]
             self.gamma = m.norm.weight.detach()
             self.beta = None
+        elif self.family == "olmo2":
+            # post norms, no pre norms: a component's output is its post norm's
+            # output (what it adds to the residual); heads are o_proj's input
+            m = model.model
+            self.n_layers = c.num_hidden_layers
+            self.n_heads = c.num_attention_heads
+            self.d_model = c.hidden_size
+            self.head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+            self.embed_mod = m.embed_tokens
+            self.attn_out = [l.post_attention_layernorm for l in m.layers]
+            self.mlp_out = [l.post_feedforward_layernorm for l in m.layers]
+            self.o_proj = [l.self_attn.o_proj for l in m.layers]
+            self.down = [l.mlp.down_proj for l in m.layers]
+            self.final_norm = m.norm
+            self.norm_kind = "rmsnorm"
+            self.eps = m.norm.variance_epsilon
+            self.W_O = [l.self_attn.o_proj.weight.detach() for l in m.layers]
+            self.b_O = [None if l.self_attn.o_proj.bias is None else l.self_attn.o_proj.bias.detach()
+                        for l in m.layers]
+            self.W_down = [l.mlp.down_proj.weight.detach() for l in m.layers]
+            self.b_down = [None for l in m.layers]
+            self.gamma = m.norm.weight.detach()
+            self.beta = None
+        elif self.family in ("gemma", "gemma2", "gemma3_text"):
+            # RMSNorms scale by (1 + w); the scaled embedding is embed_tokens'
+            # output; Gemma 2/3's components are their post norms' outputs
+            m = model.model
+            self.n_layers = c.num_hidden_layers
+            self.n_heads = c.num_attention_heads
+            self.d_model = c.hidden_size
+            self.head_dim = c.head_dim
+            self.embed_mod = m.embed_tokens
+            if self.family == "gemma":
+                self.attn_out = [l.self_attn.o_proj for l in m.layers]
+                self.mlp_out = [l.mlp for l in m.layers]
+            else:
+                self.attn_out = [l.post_attention_layernorm for l in m.layers]
+                self.mlp_out = [l.post_feedforward_layernorm for l in m.layers]
+                self.o_proj = [l.self_attn.o_proj for l in m.layers]
+            self.down = [l.mlp.down_proj for l in m.layers]
+            self.final_norm = m.norm
+            self.norm_kind = "rmsnorm"
+            self.norm_offset = 1.0
+            self.eps = m.norm.eps
+            self.W_O = [l.self_attn.o_proj.weight.detach() for l in m.layers]
+            self.b_O = [None if l.self_attn.o_proj.bias is None else l.self_attn.o_proj.bias.detach()
+                        for l in m.layers]
+            self.W_down = [l.mlp.down_proj.weight.detach() for l in m.layers]
+            self.b_down = [None for l in m.layers]
+            self.gamma = 1.0 + m.norm.weight.detach()
+            self.beta = None
+            self.final_softcap = getattr(c, "final_logit_softcapping", None)
+        elif self.family == "gptj":
+            # one ln_1 read by attention and MLP side by side; lm_head has a bias
+            t = model.transformer
+            self.n_layers = c.n_layer
+            self.n_heads = c.n_head
+            self.d_model = c.n_embd
+            self.head_dim = c.n_embd // c.n_head
+            self.embed_mod = t.wte
+            self.attn_out = [b.attn.out_proj for b in t.h]
+            self.mlp_out = [b.mlp for b in t.h]
+            self.down = [b.mlp.fc_out for b in t.h]
+            self.final_norm = t.ln_f
+            self.norm_kind = "layernorm"
+            self.eps = t.ln_f.eps
+            self.W_O = [b.attn.out_proj.weight.detach() for b in t.h]
+            self.b_O = [None for b in t.h]
+            self.W_down = [b.mlp.fc_out.weight.detach() for b in t.h]
+            self.b_down = [b.mlp.fc_out.bias.detach() for b in t.h]
+            self.gamma = t.ln_f.weight.detach()
+            self.beta = t.ln_f.bias.detach()
+        elif self.family == "opt":
+            # pre-norm OPT; no module outputs token + position embeddings, so
+            # `embed` is the first decoder layer's input
+            m = model.model.decoder
+            self.n_layers = c.num_hidden_layers
+            self.n_heads = c.num_attention_heads
+            self.d_model = c.hidden_size
+            self.head_dim = c.hidden_size // c.num_attention_heads
+            self.embed_mod = m.layers[0]
+            self.embed_is_input = True
+            self.attn_out = [l.self_attn.out_proj for l in m.layers]
+            self.mlp_out = [l.fc2 for l in m.layers]
+            self.down = [l.fc2 for l in m.layers]
+            self.final_norm = m.final_layer_norm
+            self.norm_kind = "layernorm"
+            self.eps = m.final_layer_norm.eps
+            self.W_O = [l.self_attn.out_proj.weight.detach() for l in m.layers]
+            self.b_O = [l.self_attn.out_proj.bias.detach() for l in m.layers]
+            self.W_down = [l.fc2.weight.detach() for l in m.layers]
+            self.b_down = [l.fc2.bias.detach() for l in m.layers]
+            self.gamma = m.final_layer_norm.weight.detach()
+            self.beta = m.final_layer_norm.bias.detach()
+        elif self.family == "stablelm":
+            # llama's modules with LayerNorms (biases); parallel or not
+            m = model.model
+            self.n_layers = c.num_hidden_layers
+            self.n_heads = c.num_attention_heads
+            self.d_model = c.hidden_size
+            self.head_dim = c.hidden_size // c.num_attention_heads
+            self.embed_mod = m.embed_tokens
+            self.attn_out = [l.self_attn.o_proj for l in m.layers]
+            self.mlp_out = [l.mlp for l in m.layers]
+            self.down = [l.mlp.down_proj for l in m.layers]
+            self.final_norm = m.norm
+            self.norm_kind = "layernorm"
+            self.eps = m.norm.eps
+            self.W_O = [l.self_attn.o_proj.weight.detach() for l in m.layers]
+            self.b_O = [None for l in m.layers]
+            self.W_down = [l.mlp.down_proj.weight.detach() for l in m.layers]
+            self.b_down = [None for l in m.layers]
+            self.gamma = m.norm.weight.detach()
+            self.beta = m.norm.bias.detach()
+        elif self.family == "gpt_neo":
+            # GPT-2's layout with nn.Linear projections ([out, in])
+            t = model.transformer
+            self.n_layers = c.num_layers
+            self.n_heads = c.num_heads
+            self.d_model = c.hidden_size
+            self.head_dim = c.hidden_size // c.num_heads
+            self.embed_mod = t.drop            # its output = wte(ids) + wpe(pos)
+            self.attn_out = [b.attn.attention.out_proj for b in t.h]
+            self.mlp_out = [b.mlp for b in t.h]
+            self.down = [b.mlp.c_proj for b in t.h]
+            self.final_norm = t.ln_f
+            self.norm_kind = "layernorm"
+            self.eps = t.ln_f.eps
+            self.W_O = [b.attn.attention.out_proj.weight.detach() for b in t.h]
+            self.b_O = [b.attn.attention.out_proj.bias.detach() for b in t.h]
+            self.W_down = [b.mlp.c_proj.weight.detach() for b in t.h]
+            self.b_down = [b.mlp.c_proj.bias.detach() for b in t.h]
+            self.gamma = t.ln_f.weight.detach()
+            self.beta = t.ln_f.bias.detach()
+        elif self.family == "phi":
+            # one input_layernorm read by attention and MLP side by side
+            m = model.model
+            self.n_layers = c.num_hidden_layers
+            self.n_heads = c.num_attention_heads
+            self.d_model = c.hidden_size
+            self.head_dim = c.hidden_size // c.num_attention_heads
+            self.embed_mod = m.embed_tokens
+            self.attn_out = [l.self_attn.dense for l in m.layers]
+            self.mlp_out = [l.mlp for l in m.layers]
+            self.down = [l.mlp.fc2 for l in m.layers]
+            self.final_norm = m.final_layernorm
+            self.norm_kind = "layernorm"
+            self.eps = m.final_layernorm.eps
+            self.W_O = [l.self_attn.dense.weight.detach() for l in m.layers]
+            self.b_O = [l.self_attn.dense.bias.detach() for l in m.layers]
+            self.W_down = [l.mlp.fc2.weight.detach() for l in m.layers]
+            self.b_down = [l.mlp.fc2.bias.detach() for l in m.layers]
+            self.gamma = m.final_layernorm.weight.detach()
+            self.beta = m.final_layernorm.bias.detach()
         elif self.family == "gpt_neox":
             # parallel residual or not, every component adds its output to the
             # residual stream, so the final norm's input is still their sum
@@ -168,8 +326,37 @@ class Arch:
             self.beta = m.final_layer_norm.bias.detach()
         else:
             raise SystemExit(f"unsupported model_type {self.family}")
+        # heads are read at the output projection's input; without post norms
+        # that projection is the attention's output module
+        self.norm_offset = getattr(self, "norm_offset", 0.0)   # Gemma: (1 + w)
+        self.embed_is_input = getattr(self, "embed_is_input", False)
+        # learned positions: the token and position tables (position p's row)
+        if self.family in ("gpt2", "gpt_neo"):
+            self.wte = model.transformer.wte.weight.detach()
+            self.wpe = model.transformer.wpe.weight.detach()
+        elif self.family == "opt":  # OPT adds 2 to every position id
+            self.wte = model.model.decoder.embed_tokens.weight.detach()
+            self.wpe = model.model.decoder.embed_positions.weight.detach()[2:]
+        else:
+            self.wte = self.wpe = None
+        # Granite multiplies the embeddings and each sublayer's output outside
+        # any module: a component's output (what it adds) is the hooked value
+        # times these; interventions, linear, act on the hooked value alike
+        self.out_scales = {"embed": float(getattr(c, "embedding_multiplier", 1.0)),
+                           "attn": float(getattr(c, "residual_multiplier", 1.0)),
+                           "mlp": float(getattr(c, "residual_multiplier", 1.0))}
+        self.out_scales.update(head=self.out_scales["attn"], neuron=self.out_scales["mlp"])
+        # Granite's logits are the unembedding's output / logits_scaling: with
+        # an RMSNorm that is the final norm's scale divided by it
+        if float(getattr(c, "logits_scaling", 1.0)) != 1.0:
+            assert self.beta is None
+            self.gamma = self.gamma / float(c.logits_scaling)
+        self.final_softcap = getattr(self, "final_softcap", None)
+        self.post_norms = hasattr(self, "o_proj")
+        if not self.post_norms:
+            self.o_proj = self.attn_out
         lm_head = model.get_output_embeddings()            # lm_head; gpt_neox: embed_out
-        assert getattr(lm_head, "bias", None) is None, "lm_head bias not handled"
+        self.b_U = None if getattr(lm_head, "bias", None) is None else lm_head.bias.detach()
         self.W_U = lm_head.weight.detach()                 # [vocab, d_model]
         self.W_U_mean = self.W_U.mean(0)
         self.d_ff = self.W_down[0].shape[1]
@@ -183,7 +370,7 @@ class Arch:
         parts = comp.split(".")
         kind = parts[0]
         if kind == "embed":
-            return self.embed_mod, "out", None
+            return self.embed_mod, "in" if self.embed_is_input else "out", None
         L = int(parts[1])
         if kind == "attn":
             return self.attn_out[L], "out", None
@@ -191,7 +378,7 @@ class Arch:
             return self.mlp_out[L], "out", None
         if kind == "head":
             H = int(parts[2])
-            return self.attn_out[L], "in", slice(H * self.head_dim, (H + 1) * self.head_dim)
+            return self.o_proj[L], "in", slice(H * self.head_dim, (H + 1) * self.head_dim)
         if kind == "neuron":
             return self.down[L], "in", int(parts[2])
         raise ValueError(comp)
@@ -212,8 +399,12 @@ class Arch:
             y = y - y.mean()
         return float(((y * inv) * self.gamma) @ u)
 
-    def bias_term(self, u):
-        return 0.0 if self.beta is None else float(self.beta @ u)
+    def bias_term(self, u, t):
+        """The final norm's bias term beta . u, plus, with an lm_head bias
+        (Phi-2), its centred share b[t] - mean b: the constants of the
+        centred logit that no component carries."""
+        b = 0.0 if self.beta is None else float(self.beta @ u)
+        return b if self.b_U is None else b + float(self.b_U[t] - self.b_U.mean())
 
     def head_vec(self, comp, value):
         _, L, H = comp.split(".")
@@ -227,10 +418,39 @@ class Arch:
     def extra_vec(self, comp, value):
         return self.head_vec(comp, value) if comp.startswith("head.") else self.neuron_vec(comp, value)
 
+    def comp_out(self, comp, y):
+        """A hooked component value as what it adds to the residual stream."""
+        s = self.out_scales[comp.split(".")[0]]
+        return y if s == 1.0 else y * s
+
+    def post_frozen(self, comp, cap, y):
+        """With post norms, a head's (neuron's) share y of its sublayer's
+        output before the post norm, through that norm frozen at the run's own
+        scale (RMSNorm: y / rms * gamma), so that a layer's heads (neurons)
+        and its bias share add up to attn.L (mlp.L); without, y itself."""
+        if not self.post_norms:
+            return self.comp_out(comp, y)
+        L = int(comp.split(".")[1])
+        if comp.startswith("head."):
+            pre = self.W_O[L] @ cap["attn_in"][L] + (0 if self.b_O[L] is None else self.b_O[L])
+            norm = self.attn_out[L]
+        else:
+            pre = self.W_down[L] @ cap["down_in"][L] + (0 if self.b_down[L] is None else self.b_down[L])
+            norm = self.mlp_out[L]
+        assert self.norm_kind == "rmsnorm"
+        eps = getattr(norm, "variance_epsilon", None) or norm.eps
+        return y * torch.rsqrt(pre.pow(2).mean() + eps) * (self.norm_offset + norm.weight.detach())
+
 
 # ---------------------------------------------------------------------------
 # One forward pass with optional interventions and captures
 # ---------------------------------------------------------------------------
+def batched(x):
+    """x as [batch, T, ...]: OPT runs its MLP on the tokens flattened to [T, d]
+    (batch 1 here); a view, so writes reach x."""
+    return x.unsqueeze(0) if x.dim() == 2 else x
+
+
 def forward(arch, ids, interventions=None, positions="last", inputs_embeds=None):
     """Run one prompt. interventions: {component: fn(clean_value) -> new_value},
     applied at the final position only (positions="last"), or with
@@ -248,6 +468,7 @@ def forward(arch, ids, interventions=None, positions="last", inputs_embeds=None)
     def out_hook(fn, idx):
         def hook(mod, args, out):
             out = out.clone()
+            full, out = out, batched(out)
             if positions == "all":
                 if idx is None:
                     out[0] = fn(out[0].clone())
@@ -257,12 +478,13 @@ def forward(arch, ids, interventions=None, positions="last", inputs_embeds=None)
                 out[0, -1] = fn(out[0, -1].clone())
             else:
                 out[0, -1, idx] = fn(out[0, -1, idx].clone())
-            return out
+            return full
         return hook
 
     def in_hook(fn, idx):
         def hook(mod, args):
             x = args[0].clone()
+            full, x = x, batched(x)
             if positions == "all":
                 if idx is None:
                     x[0] = fn(x[0].clone())
@@ -272,7 +494,7 @@ def forward(arch, ids, interventions=None, positions="last", inputs_embeds=None)
                 x[0, -1] = fn(x[0, -1].clone())
             else:
                 x[0, -1, idx] = fn(x[0, -1, idx].clone())
-            return (x,) + tuple(args[1:])
+            return (full,) + tuple(args[1:])
         return hook
 
     # interventions first: hooks run in registration order, so the captures
@@ -286,22 +508,29 @@ def forward(arch, ids, interventions=None, positions="last", inputs_embeds=None)
 
     def cap_out(name):
         def hook(mod, args, out):
-            cap[name] = out[0, -1].detach().clone()
+            cap[name] = batched(out)[0, -1].detach().clone()
         return hook
 
     def cap_in(group, L):
         def hook(mod, args):
-            cap[group][L] = args[0][0, -1].detach().clone()
+            cap[group][L] = batched(args[0])[0, -1].detach().clone()
         return hook
 
-    handles.append(arch.embed_mod.register_forward_hook(cap_out("embed")))
+    if arch.embed_is_input:  # OPT: the embeddings are the first layer's input
+        handles.append(arch.embed_mod.register_forward_pre_hook(
+            lambda mod, args: cap.__setitem__("embed", args[0][0, -1].detach().clone())))
+    else:
+        handles.append(arch.embed_mod.register_forward_hook(cap_out("embed")))
     for L in range(arch.n_layers):
         handles.append(arch.attn_out[L].register_forward_hook(cap_out(f"attn.{L}")))
         handles.append(arch.mlp_out[L].register_forward_hook(cap_out(f"mlp.{L}")))
-        handles.append(arch.attn_out[L].register_forward_pre_hook(cap_in("attn_in", L)))
+        handles.append(arch.o_proj[L].register_forward_pre_hook(cap_in("attn_in", L)))
         handles.append(arch.down[L].register_forward_pre_hook(cap_in("down_in", L)))
     handles.append(arch.final_norm.register_forward_pre_hook(
         lambda mod, args: cap.__setitem__("resid", args[0][0, -1].detach().clone())))
+    # the unembedding's own output: the logits before any final soft-cap
+    handles.append(arch.model.get_output_embeddings().register_forward_hook(
+        lambda mod, args, out: cap.__setitem__("logits", out[0, -1].detach().clone())))
     try:
         with torch.no_grad():
             if inputs_embeds is None:
@@ -313,7 +542,16 @@ def forward(arch, ids, interventions=None, positions="last", inputs_embeds=None)
         for h in handles:
             h.remove()
     assert logits.dtype == torch.float32
-    cap["logits"] = logits[0, -1].detach().clone()
+    if "embed" not in cap:  # inputs_embeds bypass embed_tokens (Gemma's scale is inside it)
+        cap["embed"] = inputs_embeds[-1].detach().clone()
+    # out_logits: the model's output (capped where it has a final soft-cap),
+    # whose distribution the log-prob, KL and rank read; logits: pre-cap
+    cap["out_logits"] = logits[0, -1].detach().clone()
+    if arch.final_softcap is None:  # (Granite divides the unembedding's output by logits_scaling)
+        cap["logits"] = cap["out_logits"]
+    else:
+        c = arch.final_softcap
+        assert torch.allclose(torch.tanh(cap["logits"] / c) * c, cap["out_logits"], atol=1e-6)
     return cap
 
 
@@ -334,7 +572,7 @@ def centred(logits):
 
 
 def extra_de(arch, cap, comp, inv, u):
-    return arch.de(arch.extra_vec(comp, comp_value(arch, cap, comp)), inv, u)
+    return arch.de(arch.post_frozen(comp, cap, arch.extra_vec(comp, comp_value(arch, cap, comp))), inv, u)
 
 
 # ---------------------------------------------------------------------------
@@ -377,17 +615,16 @@ def all_positions(arch, cleans, means, all_plan, heads, neurons, last_rows):
         n_i, n_j = len(ids_i), len(ids_j)
         mixed = ids_i[:max(0, n_i - n_j)] + ids_j[max(0, n_j - n_i):]
         assert len(mixed) == n_i
-        if arch.family == "gpt2":
-            t = arch.model.transformer
+        if arch.wpe is not None:  # learned positions
             pos = [p if p < n_i - n_j else p - n_i + n_j for p in range(n_i)]
-            e = (t.wte.weight[mixed] + t.wpe.weight[pos] - t.wpe.weight[:n_i]).detach()
+            e = (arch.wte[mixed] + arch.wpe[pos] - arch.wpe[:n_i]).detach()
             cap = forward(arch, ids_i, inputs_embeds=e)
         else:
             cap = forward(arch, mixed)
         ref = record(arch, cl, cap, ("embed", "mixed ids"))
         worst = max(worst, record_diff(ablate(arch, cl, "embed", {"patch": j}, cleans, means, "all"), ref))
     log(f"  all positions: embed patch vs the model run on the patched input: max |diff| = {worst:.2e}")
-    assert worst <= (1e-5 if arch.family == "gpt2" else 1e-6), worst
+    assert worst <= (1e-5 if arch.wpe is not None else 1e-6), worst
 
     rows = []
     for i in range(n):
@@ -482,6 +719,7 @@ def choose_extras(arch, cleans, kind):
                 ys = torch.einsum("dhk,hk->hd", W, h)                   # [n_heads, d_model]
             else:
                 ys = (arch.W_down[L] * cl["cap"]["down_in"][L]).T        # [d_ff, d_model]
+            ys = arch.post_frozen(f"{kind}.{L}.0", cl["cap"], ys)
             if arch.norm_kind == "layernorm":
                 ys = ys - ys.mean(1, keepdim=True)
             scores[L] += (((ys * cl["inv"]) * arch.gamma) @ u).abs().numpy()
@@ -560,16 +798,17 @@ def record(arch, cl, cap, what):
     c_abl = centred(lg)
     ablated_logit = float(c_abl[t])
     inv_abl = arch.inv_scale(cap["resid"])
-    de_clean = [arch.de(cap[c], cl["inv"], cl["u"]) for c in arch.component_order]
+    de_clean = [arch.de(arch.comp_out(c, cap[c]), cl["inv"], cl["u"]) for c in arch.component_order]
     # self-check: with the ablated run's own scale the direct effects add up
     # to the ablated centred logit (the captures saw the intervened values).
-    de_abl_sum = sum(arch.de(cap[c], inv_abl, cl["u"]) for c in arch.component_order) + arch.bias_term(cl["u"])
+    de_abl_sum = sum(arch.de(arch.comp_out(c, cap[c]), inv_abl, cl["u"]) for c in arch.component_order) + arch.bias_term(cl["u"], t)
     assert abs(de_abl_sum - ablated_logit) <= DE_SUM_RTOL * max(1.0, abs(ablated_logit)), \
         (what, de_abl_sum, ablated_logit)
-    logp_abl = torch.log_softmax(lg, -1)
+    out = cap["out_logits"]
+    logp_abl = torch.log_softmax(out, -1)
     logp_clean = cl["logp"]
     kl = float((logp_clean.exp() * (logp_clean - logp_abl)).sum())
-    rank = int((lg > lg[t]).sum())
+    rank = int((out > out[t]).sum())
     return {
         "ablated_logit": ablated_logit,
         "total_effect": cl["clean_logit"] - ablated_logit,
@@ -591,35 +830,40 @@ class weights_zeroed:
     def __init__(self, arch, comp):
         self.arch, self.comp, self.saved = arch, comp, []
 
-    def _zero(self, p, idx=None):
+    def _zero(self, p, idx=None, value=0.0):
         self.saved.append((p, p.detach().clone()))
         if idx is None:
-            p.zero_()
+            p.fill_(value)
         else:
-            p[idx] = 0
+            p[idx] = value
 
     def __enter__(self):
         arch, c = self.arch, self.comp
         conv = arch.family == "gpt2"   # Conv1D weight is [in, out]
         with torch.no_grad():
             if c == "embed":
-                if arch.family == "gpt2":
-                    wpe = arch.model.transformer.wpe.weight.detach()
-                    return lambda T: -wpe[:T]
+                if arch.wpe is not None:  # the model adds the positions back: exactly 0
+                    return lambda T: -arch.wpe[:T]
                 emb = arch.embed_mod.weight
+                if emb.data_ptr() == arch.W_U.data_ptr():  # tied (Gemma): zero inputs instead
+                    return lambda T: torch.zeros(T, arch.d_model)
                 assert emb.data_ptr() != arch.W_U.data_ptr(), "tied embeddings"
                 self._zero(emb)
                 return lambda T: None
             L = int(c.split(".")[1])
             if c.startswith("mlp.") or c.startswith("attn."):
-                lin = arch.down[L] if c.startswith("mlp.") else arch.attn_out[L]
-                self._zero(lin.weight)
-                if lin.bias is not None:
+                lin = arch.mlp_out[L] if c.startswith("mlp.") else arch.attn_out[L]
+                if isinstance(lin, torch.nn.Linear) or not arch.post_norms:
+                    lin = arch.down[L] if c.startswith("mlp.") else arch.attn_out[L]
+                    self._zero(lin.weight)
+                else:  # a post norm: its scale (1 + w with Gemma's offset) zeroed
+                    self._zero(lin.weight, value=-arch.norm_offset)
+                if getattr(lin, "bias", None) is not None:  # a post norm (olmo2) has none
                     self._zero(lin.bias)
             elif c.startswith("head."):
                 H = int(c.split(".")[2])
                 sl = slice(H * arch.head_dim, (H + 1) * arch.head_dim)
-                w = arch.attn_out[L].weight
+                w = arch.o_proj[L].weight
                 self._zero(w, (sl, slice(None)) if conv else (slice(None), sl))
             else:
                 N = int(c.split(".")[2])
@@ -658,14 +902,15 @@ def make_golden(arch, name, model_field, prompts, plan, golden_dir, texts=None, 
         t = int(lg.argmax())
         u = arch.u(t)
         inv = arch.inv_scale(cap["resid"])
+        assert t == int(cap["out_logits"].argmax())  # a soft-cap keeps the order
         cl = {"ids": ids, "cap": cap, "target": t, "u": u, "inv": inv,
-              "clean_logit": float(centred(lg)[t]), "logp": torch.log_softmax(lg, -1)}
-        cl["de"] = [arch.de(cap[c], inv, u) for c in arch.component_order]
-        s = sum(cl["de"]) + arch.bias_term(u)
+              "clean_logit": float(centred(lg)[t]), "logp": torch.log_softmax(cap["out_logits"], -1)}
+        cl["de"] = [arch.de(arch.comp_out(c, cap[c]), inv, u) for c in arch.component_order]
+        s = sum(cl["de"]) + arch.bias_term(u, t)
         err = abs(s - cl["clean_logit"])
         assert err <= DE_SUM_RTOL * max(1.0, abs(cl["clean_logit"])), (s, cl["clean_logit"])
         # the final-norm input is the sum of the components (residual stream)
-        resid = sum(cap[c] for c in arch.component_order)
+        resid = sum(arch.comp_out(c, cap[c]) for c in arch.component_order)
         r_err = float((resid - cap["resid"]).abs().max() / cap["resid"].abs().max())
         assert r_err < 1e-5, r_err
         top2 = torch.topk(lg, 2).values
@@ -682,17 +927,20 @@ def make_golden(arch, name, model_field, prompts, plan, golden_dir, texts=None, 
     for cl in cleans:
         cl["extra_de"] = {c: extra_de(arch, cl["cap"], c, cl["inv"], cl["u"]) for c in extras}
         # heads of a layer (+ o_proj bias) add up to attn.L; neurons (+ bias) to mlp.L
+        # (with post norms: each through the post norm frozen at its clean scale)
         for c in extras:
             L = int(c.split(".")[1])
             kind = "attn" if c.startswith("head.") else "mlp"
+            frozen = lambda y: arch.post_frozen(c, cl["cap"], y)
             if kind == "attn":
-                parts = [arch.de(arch.head_vec(f"head.{L}.{H}", comp_value(arch, cl["cap"], f"head.{L}.{H}")),
+                parts = [arch.de(frozen(arch.head_vec(f"head.{L}.{H}",
+                                                      comp_value(arch, cl["cap"], f"head.{L}.{H}"))),
                                  cl["inv"], cl["u"]) for H in range(arch.n_heads)]
                 b = arch.b_O[L]
             else:
-                parts = [arch.de(arch.W_down[L] @ cl["cap"]["down_in"][L], cl["inv"], cl["u"])]
+                parts = [arch.de(frozen(arch.W_down[L] @ cl["cap"]["down_in"][L]), cl["inv"], cl["u"])]
                 b = arch.b_down[L]
-            tot = sum(parts) + (0.0 if b is None else arch.de(b, cl["inv"], cl["u"]))
+            tot = sum(parts) + (0.0 if b is None else arch.de(frozen(b), cl["inv"], cl["u"]))
             ref = cl["de"][arch.component_order.index(f"{kind}.{L}")]
             assert abs(tot - ref) <= 1e-4 * max(1.0, abs(ref)), (c, tot, ref)
 

@@ -22,6 +22,31 @@ Writes (under --out, normally `tests`):
                              attention_bias
   data/tiny-mistral/         random-init Mistral: head_dim given (16), a
                              sliding_window as long as the context
+  data/tiny-olmo2/           random-init OLMo-2: post norms and no pre norms,
+                             q/k norms over the whole projections, biases
+  data/tiny-gemma/           random-init Gemma: GeGLU, sqrt(d) embedding scale,
+                             (1 + w) norms, tied, biases, legacy hidden_act
+  data/tiny-gemma2/          random-init Gemma 2: pre and post norms, soft-caps
+                             that bite, window 4 on alternate layers,
+                             query_pre_attn_scalar
+  data/tiny-gemma3/          random-init Gemma 3 (text): q/k norms, local and
+                             global rotary (linear scaling), window 5
+  data/tiny-phi3/            random-init Phi-3: fused qkv and gate_up, partial
+                             rotary 0.75, window 6 on every layer
+  data/tiny-phi/             random-init Phi (Phi-2): one LayerNorm for the
+                             parallel attention and MLP, partial rotary,
+                             biases, an lm_head bias
+  data/tiny-granite/         random-init Granite: every multiplier away from 1,
+                             tied
+  data/tiny-gpt_neo/         random-init GPT-Neo: global, local (window 5),
+                             global; unscaled scores; tied
+  data/tiny-stablelm/        random-init StableLM: LayerNorm, SwiGLU, partial
+                             rotary 0.25, q/k/v biases (and -parallel: one
+                             shared norm, a parallel residual)
+  data/tiny-opt/             random-init OPT: positions offset by 2, ReLU,
+                             biases, tied
+  data/tiny-gptj/            random-init GPT-J: adjacent-pair rotary on 8 of
+                             12 dims, parallel, an lm_head bias
   golden/<name>.json         prompts, recorded positions, argmax, metadata
   golden/<name>.f32          raw little-endian float32 logits
 for <name> in tiny-gpt2, tiny-llama, tiny-llama-sharded (same logits file as
@@ -59,6 +84,28 @@ from transformers import (
     Qwen3ForCausalLM,
     MistralConfig,
     MistralForCausalLM,
+    Olmo2Config,
+    Olmo2ForCausalLM,
+    GemmaConfig,
+    GemmaForCausalLM,
+    Gemma2Config,
+    Gemma2ForCausalLM,
+    Gemma3TextConfig,
+    Gemma3ForCausalLM,
+    Phi3Config,
+    Phi3ForCausalLM,
+    PhiConfig,
+    PhiForCausalLM,
+    GraniteConfig,
+    GraniteForCausalLM,
+    GPTNeoConfig,
+    GPTNeoForCausalLM,
+    StableLmConfig,
+    StableLmForCausalLM,
+    OPTConfig,
+    OPTForCausalLM,
+    GPTJConfig,
+    GPTJForCausalLM,
     LlamaConfig,
     LlamaForCausalLM,
 )
@@ -449,6 +496,216 @@ def make_tiny_mistral(data_dir, golden_dir):
     assert a.head_dim == 16 and m.config.sliding_window == 128, (a.head_dim, m.config.sliding_window)
 
 
+def make_tiny_olmo2(data_dir, golden_dir):
+    name = "tiny-olmo2"
+    log(f"[{name}]")
+    cfg = Olmo2Config(hidden_size=48, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
+                      num_key_value_heads=2, vocab_size=FAMILY_VOCAB, max_position_embeddings=128,
+                      rope_parameters={"rope_type": "default", "rope_theta": 25000.0}, rms_norm_eps=1e-6,
+                      attention_bias=True, tie_word_embeddings=False, initializer_range=LLAMA_INIT_RANGE,
+                      pad_token_id=None, eos_token_id=None)
+    torch.manual_seed(4600)
+    model = Olmo2ForCausalLM(cfg).float().eval()
+    from transformers.models.olmo2.modeling_olmo2 import Olmo2RMSNorm
+    m = make_family_model(data_dir, golden_dir, name, model, (Olmo2RMSNorm,), 4610)
+    l = m.model.layers[0]
+    assert not hasattr(l, "input_layernorm") and tuple(l.self_attn.q_norm.weight.shape) == (48,)
+    assert tuple(l.self_attn.k_norm.weight.shape) == (24,) and l.self_attn.o_proj.bias is not None
+
+
+def legacy_gemma_config(cfg_path):
+    """Gemma 1's published config.json says hidden_act "gelu", which
+    GemmaConfig reads as the tanh approximation; rewrite it so."""
+    with open(cfg_path) as f:
+        cfg = json.load(f)
+    assert cfg["hidden_act"] == "gelu_pytorch_tanh", cfg["hidden_act"]
+    cfg["hidden_act"] = "gelu"
+    with open(cfg_path, "w") as f:
+        json.dump(cfg, f, indent=2, sort_keys=True)
+        f.write("\n")
+    log(f"  rewrote {rel(cfg_path)} with Gemma 1's legacy hidden_act \"gelu\"")
+
+
+GEMMA_SHAPE = dict(hidden_size=48, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
+                   num_key_value_heads=2, head_dim=16, vocab_size=FAMILY_VOCAB,
+                   max_position_embeddings=128, initializer_range=LLAMA_INIT_RANGE,
+                   pad_token_id=None, eos_token_id=None, bos_token_id=None)
+
+
+def make_tiny_gemma(data_dir, golden_dir):
+    name = "tiny-gemma"
+    log(f"[{name}]")
+    cfg = GemmaConfig(**GEMMA_SHAPE, rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+                      rms_norm_eps=1e-6, attention_bias=True)
+    torch.manual_seed(4700)
+    model = GemmaForCausalLM(cfg).float().eval()
+    from transformers.models.gemma.modeling_gemma import GemmaRMSNorm
+    m = make_family_model(data_dir, golden_dir, name, model, (GemmaRMSNorm,), 4710, legacy_gemma_config)
+    assert m.config.tie_word_embeddings and m.config.hidden_act == "gelu_pytorch_tanh"
+    assert m.model.layers[0].self_attn.head_dim == 16 and m.model.layers[0].self_attn.o_proj.bias is not None
+
+
+def make_tiny_gemma2(data_dir, golden_dir):
+    """Soft-caps that bite (3 on the attention scores, 4 on the logits), a
+    window of 4 on layers 0 and 2, query_pre_attn_scalar 24 (not head_dim)."""
+    name = "tiny-gemma2"
+    log(f"[{name}]")
+    cfg = Gemma2Config(**GEMMA_SHAPE, rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+                       rms_norm_eps=1e-6, query_pre_attn_scalar=24, sliding_window=4,
+                       attn_logit_softcapping=3.0, final_logit_softcapping=4.0)
+    torch.manual_seed(4800)
+    model = Gemma2ForCausalLM(cfg).float().eval()
+    from transformers.models.gemma2.modeling_gemma2 import Gemma2RMSNorm
+    m = make_family_model(data_dir, golden_dir, name, model, (Gemma2RMSNorm,), 4810)
+    assert m.config.layer_types == ["sliding_attention", "full_attention", "sliding_attention"]
+    # the caps bite: the pre-cap logits reach past the cap
+    with torch.no_grad():
+        h = m.model(input_ids=torch.tensor([list(range(23))])).last_hidden_state
+        raw = m.lm_head(h)
+    log(f"  pre-cap logits max |x| {float(raw.abs().max()):.2f} (cap 4)")
+    assert float(raw.abs().max()) > 6.0
+
+
+def make_tiny_gemma3(data_dir, golden_dir):
+    """Layers 0, 1 sliding (window 5, local theta 100), layer 2 full (theta
+    10000, linear scaling 2); per-head q/k norms; no soft-caps."""
+    name = "tiny-gemma3"
+    log(f"[{name}]")
+    cfg = Gemma3TextConfig(**GEMMA_SHAPE, rms_norm_eps=1e-6, query_pre_attn_scalar=20, sliding_window=5,
+                           layer_types=["sliding_attention", "sliding_attention", "full_attention"],
+                           rope_parameters={"sliding_attention": {"rope_type": "default", "rope_theta": 100.0},
+                                            "full_attention": {"rope_type": "linear", "factor": 2.0,
+                                                               "rope_theta": 10000.0}})
+    torch.manual_seed(4900)
+    model = Gemma3ForCausalLM(cfg).float().eval()
+    from transformers.models.gemma3.modeling_gemma3 import Gemma3RMSNorm
+    m = make_family_model(data_dir, golden_dir, name, model, (Gemma3RMSNorm,), 4910)
+    assert m.config.model_type == "gemma3_text" and m.config.final_logit_softcapping is None
+    a = m.model.layers[0].self_attn
+    assert tuple(a.q_norm.weight.shape) == (16,) and float(a.q_norm.weight.detach().abs().max()) > 0.1
+
+
+def make_tiny_phi3(data_dir, golden_dir):
+    """Fused qkv_proj and gate_up_proj, partial rotary 0.75 (12 of 16, as
+    Phi-4-mini), a window of 6 on every layer."""
+    name = "tiny-phi3"
+    log(f"[{name}]")
+    cfg = Phi3Config(hidden_size=64, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
+                     num_key_value_heads=2, vocab_size=FAMILY_VOCAB, max_position_embeddings=128,
+                     original_max_position_embeddings=128, sliding_window=6,
+                     rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                      "partial_rotary_factor": 0.75},
+                     rms_norm_eps=1e-5, tie_word_embeddings=False, initializer_range=LLAMA_INIT_RANGE,
+                     pad_token_id=None, eos_token_id=None, bos_token_id=None)
+    torch.manual_seed(5000)
+    model = Phi3ForCausalLM(cfg).float().eval()
+    from transformers.models.phi3.modeling_phi3 import Phi3RMSNorm
+    m = make_family_model(data_dir, golden_dir, name, model, (Phi3RMSNorm,), 5010)
+    assert m.model.rotary_emb.inv_freq.numel() == 6 and m.config.sliding_window == 6
+
+
+def make_tiny_phi(data_dir, golden_dir):
+    """Phi-2's block: one LayerNorm read by attention and MLP side by side,
+    partial rotary (the default 0.5), biases everywhere, an lm_head bias."""
+    name = "tiny-phi"
+    log(f"[{name}]")
+    cfg = PhiConfig(hidden_size=48, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4,
+                    vocab_size=FAMILY_VOCAB, max_position_embeddings=128, hidden_act="gelu_new",
+                    rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                     "partial_rotary_factor": 0.5},
+                    layer_norm_eps=1e-5, tie_word_embeddings=False, initializer_range=GPT2_INIT_RANGE,
+                    pad_token_id=None, eos_token_id=None, bos_token_id=None)
+    torch.manual_seed(5100)
+    model = PhiForCausalLM(cfg).float().eval()
+    m = make_family_model(data_dir, golden_dir, name, model, (torch.nn.LayerNorm,), 5110)
+    assert m.lm_head.bias is not None and float(m.lm_head.bias.detach().abs().max()) > 0.1
+    assert m.model.layers[0].self_attn.rotary_ndims == 6
+
+
+def make_tiny_granite(data_dir, golden_dir):
+    """Every multiplier away from 1: embeddings x3, scores x0.3 (not
+    1/sqrt(12)), sublayer outputs x0.6, logits / 2.5; tied."""
+    name = "tiny-granite"
+    log(f"[{name}]")
+    cfg = GraniteConfig(hidden_size=48, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
+                        num_key_value_heads=2, vocab_size=FAMILY_VOCAB, max_position_embeddings=128,
+                        rope_parameters={"rope_type": "default", "rope_theta": 10000.0}, rms_norm_eps=1e-6,
+                        embedding_multiplier=3.0, attention_multiplier=0.3, residual_multiplier=0.6,
+                        logits_scaling=2.5, tie_word_embeddings=True, attention_bias=True,
+                        initializer_range=LLAMA_INIT_RANGE, pad_token_id=None, eos_token_id=None,
+                        bos_token_id=None)
+    torch.manual_seed(5200)
+    model = GraniteForCausalLM(cfg).float().eval()
+    from transformers.models.granite.modeling_granite import GraniteRMSNorm
+    m = make_family_model(data_dir, golden_dir, name, model, (GraniteRMSNorm,), 5210)
+    assert m.config.logits_scaling == 2.5 and m.config.tie_word_embeddings
+
+
+def make_tiny_gpt_neo(data_dir, golden_dir):
+    """Global layers 0 and 2, a local layer 1 with a window of 5; scores not
+    scaled (GPT-Neo's); tied."""
+    name = "tiny-gpt_neo"
+    log(f"[{name}]")
+    cfg = GPTNeoConfig(hidden_size=48, num_layers=3, num_heads=4, intermediate_size=128,
+                       vocab_size=FAMILY_VOCAB, max_position_embeddings=128, window_size=5,
+                       attention_types=[[["global", "local"], 1], [["global"], 1]],
+                       activation_function="gelu_new", layer_norm_epsilon=1e-5,
+                       initializer_range=0.1, bos_token_id=None, eos_token_id=None)
+    torch.manual_seed(5300)
+    model = GPTNeoForCausalLM(cfg).float().eval()
+    m = make_family_model(data_dir, golden_dir, name, model, (torch.nn.LayerNorm,), 5310)
+    assert m.config.attention_layers == ["global", "local", "global"]
+
+
+def make_tiny_stablelm(data_dir, golden_dir, parallel):
+    """LayerNorm with biases, SwiGLU, partial rotary (the default 0.25: 4 of
+    16), q/k/v biases; sequential, or parallel with one shared norm."""
+    name = "tiny-stablelm" + ("-parallel" if parallel else "")
+    log(f"[{name}]")
+    cfg = StableLmConfig(hidden_size=64, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
+                         num_key_value_heads=2, vocab_size=FAMILY_VOCAB, max_position_embeddings=128,
+                         rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                          "partial_rotary_factor": 0.25},
+                         layer_norm_eps=1e-5, use_qkv_bias=True, use_parallel_residual=parallel,
+                         tie_word_embeddings=False, initializer_range=LLAMA_INIT_RANGE,
+                         pad_token_id=None, eos_token_id=None, bos_token_id=None)
+    torch.manual_seed(5400 + parallel)
+    model = StableLmForCausalLM(cfg).float().eval()
+    m = make_family_model(data_dir, golden_dir, name, model, (torch.nn.LayerNorm,), 5410 + parallel)
+    assert m.model.layers[0].self_attn.rotary_ndims == 4
+    assert (m.model.layers[0].post_attention_layernorm is None) == parallel
+
+
+def make_tiny_opt(data_dir, golden_dir):
+    """OPT's pre-norm block (as every size but 350m): learned positions offset
+    by 2, a ReLU MLP, biases everywhere, tied."""
+    name = "tiny-opt"
+    log(f"[{name}]")
+    cfg = OPTConfig(hidden_size=48, num_hidden_layers=3, ffn_dim=128, num_attention_heads=4,
+                    vocab_size=FAMILY_VOCAB, max_position_embeddings=128, word_embed_proj_dim=48,
+                    activation_function="relu", do_layer_norm_before=True, init_std=0.15,
+                    pad_token_id=1, bos_token_id=None, eos_token_id=None)
+    torch.manual_seed(5500)
+    model = OPTForCausalLM(cfg).float().eval()
+    m = make_family_model(data_dir, golden_dir, name, model, (torch.nn.LayerNorm,), 5510)
+    assert m.config.tie_word_embeddings and m.model.decoder.embed_positions.weight.shape[0] == 130
+
+
+def make_tiny_gptj(data_dir, golden_dir):
+    """GPT-J: adjacent-pair rotary on 8 of 12 dims, one ln_1 for the
+    parallel attention and MLP, an lm_head bias."""
+    name = "tiny-gptj"
+    log(f"[{name}]")
+    cfg = GPTJConfig(n_embd=48, n_layer=3, n_head=4, rotary_dim=8, n_inner=128, vocab_size=FAMILY_VOCAB,
+                     n_positions=128, activation_function="gelu_new", layer_norm_epsilon=1e-5,
+                     tie_word_embeddings=False, initializer_range=GPT2_INIT_RANGE,
+                     bos_token_id=None, eos_token_id=None)
+    torch.manual_seed(5600)
+    model = GPTJForCausalLM(cfg).float().eval()
+    m = make_family_model(data_dir, golden_dir, name, model, (torch.nn.LayerNorm,), 5610)
+    assert m.lm_head.bias is not None and m.transformer.h[0].attn.rotary_dim == 8
+
+
 # name -> maker(data_dir, golden_dir)
 TINY_FAMILIES = {
     "tiny-gpt_neox": lambda d, g: make_tiny_gpt_neox(d, g, True),
@@ -456,6 +713,18 @@ TINY_FAMILIES = {
     "tiny-qwen2": make_tiny_qwen2,
     "tiny-qwen3": make_tiny_qwen3,
     "tiny-mistral": make_tiny_mistral,
+    "tiny-olmo2": make_tiny_olmo2,
+    "tiny-gemma": make_tiny_gemma,
+    "tiny-gemma2": make_tiny_gemma2,
+    "tiny-gemma3": make_tiny_gemma3,
+    "tiny-phi3": make_tiny_phi3,
+    "tiny-phi": make_tiny_phi,
+    "tiny-granite": make_tiny_granite,
+    "tiny-gpt_neo": make_tiny_gpt_neo,
+    "tiny-stablelm": lambda d, g: make_tiny_stablelm(d, g, False),
+    "tiny-stablelm-parallel": lambda d, g: make_tiny_stablelm(d, g, True),
+    "tiny-opt": make_tiny_opt,
+    "tiny-gptj": make_tiny_gptj,
     # llama3: original context 64, wavelengths 6.3 (kept), 33 (smoothed), 168... (divided)
     "tiny-llama3": lambda d, g: make_tiny_llama_rope(
         d, g, "tiny-llama3",

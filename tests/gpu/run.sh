@@ -135,14 +135,18 @@ check "ops: CPU against the double-precision reference (same seed)" 120 "${hy[@]
 
 step "goldens on CUDA"
 for g in tiny-gpt2 tiny-llama tiny-llama-sharded tiny-llama-mixed-quants tiny-gpt_neox \
-  tiny-gpt_neox-sequential tiny-qwen2 tiny-qwen3 tiny-mistral tiny-llama3 tiny-llama-linear \
-  tiny-llama-yarn gguf-llama gguf-mistral gguf-llama3 gguf-llama-linear gguf-llama-bias-tied \
-  gguf-qwen2 gguf-qwen2-yarn gguf-qwen3 gguf-gptneox gguf-gptneox-sequential gguf-gpt2; do
+  tiny-gpt_neox-sequential tiny-qwen2 tiny-qwen3 tiny-mistral tiny-olmo2 tiny-gemma tiny-gemma2 \
+  tiny-gemma3 tiny-phi3 tiny-phi tiny-granite tiny-gpt_neo tiny-stablelm tiny-stablelm-parallel \
+  tiny-opt tiny-gptj tiny-llama3 tiny-llama-linear tiny-llama-yarn gguf-llama gguf-mistral \
+  gguf-llama3 gguf-llama-linear gguf-llama-bias-tied gguf-qwen2 gguf-qwen2-yarn gguf-qwen3 \
+  gguf-gptneox gguf-gptneox-sequential gguf-gpt2; do
   check "logits $g (transformers, <= 1e-4)" 120 "${hy[@]}" $bin/test_golden_logits "$root" \
     "tests/golden/$g.json" --backend cuda
 done
 for g in tiny-gpt2 tiny-llama tiny-gpt2-bf16 tiny-llama-bf16 tiny-gpt_neox tiny-gpt_neox-sequential \
-  tiny-qwen2 tiny-qwen3 tiny-mistral tiny-llama3; do
+  tiny-qwen2 tiny-qwen3 tiny-mistral tiny-olmo2 tiny-gemma tiny-gemma2 tiny-gemma3 tiny-phi3 \
+  tiny-phi tiny-granite tiny-gpt_neo tiny-stablelm tiny-stablelm-parallel \
+  tiny-opt tiny-gptj tiny-llama3; do
   check "engine $g (transformers hooks <= 1e-4, identities)" 180 "${hy[@]}" $bin/test_engine "$root" \
     "tests/golden/ablation_$g.json" --backend cuda
 done

@@ -347,7 +347,7 @@ int main(int argc, char **argv) {
       double inv = json_number_value(json_object_get(P, "inv_scale"));
       snprintf(what, sizeof(what), "prompt %d inv_scale", p);
       CHECK_CLOSE(what, c->inv_scale, inv, 1e-4, fabs(inv));
-      double sum = c->norm_bias_term;
+      double sum = c->norm_bias_term + c->unembed_bias_term;
       for (int s = 0; s < n_slots; s++) {
         snprintf(what, sizeof(what), "prompt %d clean de[%d]", p, s);
         CHECK_CLOSE(what, c->de[s], json_number_value(json_array_get(de, s)), GOLDEN_BOUND,

@@ -253,7 +253,8 @@ static void test_rope(int rows, int heads, int hd, int rot, float theta, int sca
 /* Three sequences packed. With split, each row reads its first keys from k/v
  * and the rest from a second copy (k2/v2), as a variant reads its clean
  * prefix and its own suffix. */
-static void test_attention(int heads, int kv_heads, int hd, int split) {
+/* softcap > 0: scores capped; window > 0: each row's last `window` keys. */
+static void test_attention(int heads, int kv_heads, int hd, int split, float softcap, int window) {
   const int lens[3] = {5, 17, 1}, n_seq = 3;
   int rows = 0;
   for (int s = 0; s < n_seq; s++)
@@ -269,23 +270,28 @@ static void test_attention(int heads, int kv_heads, int hd, int split) {
     for (int t = 0; t < lens[s]; t++, r++)
       ks[r] = r - t, nk[r] = t + 1;
   double *p = malloc(rows * 8);
+  /* a scale other than 1/sqrt(hd) (query_pre_attn_scalar) with the soft-cap */
+  const double scale = softcap > 0 ? 1.0 / sqrt(hd * 0.75) : 1.0 / sqrt(hd);
   for (r = 0; r < rows; r++)
     for (int h = 0; h < heads; h++) {
       int g = h / (heads / kv_heads);
       double mx = -1e300, sum = 0;
-      for (int j = 0; j < nk[r]; j++) {
+      const int j0 = window > 0 && nk[r] > window ? nk[r] - window : 0;
+      for (int j = j0; j < nk[r]; j++) {
         double s = 0;
         for (int i = 0; i < hd; i++)
           s += (double)q[((size_t)r * heads + h) * hd + i] *
                k[((size_t)(ks[r] + j) * kv_heads + g) * hd + i];
-        p[j] = s / sqrt(hd);
+        p[j] = s * scale;
+        if (softcap > 0)
+          p[j] = softcap * tanh(p[j] / softcap);
         mx = fmax(mx, p[j]);
       }
-      for (int j = 0; j < nk[r]; j++)
+      for (int j = j0; j < nk[r]; j++)
         sum += (p[j] = exp(p[j] - mx));
       for (int i = 0; i < hd; i++) {
         double acc = 0;
-        for (int j = 0; j < nk[r]; j++)
+        for (int j = j0; j < nk[r]; j++)
           acc += p[j] / sum * v[((size_t)(ks[r] + j) * kv_heads + g) * hd + i];
         ref[((size_t)r * heads + h) * hd + i] = acc;
       }
@@ -301,13 +307,14 @@ static void test_attention(int heads, int kv_heads, int hd, int split) {
   int *dks = dev(ks, rows * 4), *dnk = dev(nk, rows * 4), *dks2 = dev(ks2, rows * 4),
       *dnk2 = dev(nk2, rows * 4);
   run(B->ops->attention(B, dout, dq, dk, dv, dks, dnk, split ? dk2 : NULL, split ? dv2 : NULL, dks2,
-                        dnk2, rows, heads, kv_heads, hd),
+                        dnk2, rows, heads, kv_heads, hd, (float)scale, softcap, window),
       "attention");
   back(o, dout, nq * 4);
-  compare(split              ? "attention.split"
-          : kv_heads < heads ? "attention.gqa"
-                             : "attention",
-          o, ref, nq, 1e-5);
+  char name[64];
+  snprintf(name, sizeof(name), "attention%s%s%s%s", split ? ".split" : "",
+           kv_heads < heads ? ".gqa" : "", softcap > 0 ? ".softcap" : "",
+           window > 0 ? ".window" : "");
+  compare(name, o, ref, nq, 1e-5);
   B->ops->free(B, dq), B->ops->free(B, dk), B->ops->free(B, dv), B->ops->free(B, dout);
   B->ops->free(B, dk2), B->ops->free(B, dv2), B->ops->free(B, dks), B->ops->free(B, dnk);
   B->ops->free(B, dks2), B->ops->free(B, dnk2);
@@ -376,14 +383,15 @@ static void test_elementwise(size_t n) {
   double *ref = malloc(n * 8);
   fill(x, n, 4), fill(u, n, 2);
   float *dx = dev(x, n * 4), *du = dev(u, n * 4);
-  const char *names[] = {"gelu_tanh", "gelu_erf", "silu"};
-  const activation_t acts[] = {ACT_GELU_TANH, ACT_GELU_ERF, ACT_SILU};
-  for (int a = 0; a < 3; a++) {
+  const char *names[] = {"gelu_tanh", "gelu_erf", "silu", "relu"};
+  const activation_t acts[] = {ACT_GELU_TANH, ACT_GELU_ERF, ACT_SILU, ACT_RELU};
+  for (int a = 0; a < 4; a++) {
     for (size_t i = 0; i < n; i++) {
       double t = x[i];
       ref[i] = acts[a] == ACT_GELU_TANH
                    ? 0.5 * t * (1 + tanh(sqrt(2 / M_PI) * (t + 0.044715 * t * t * t)))
                : acts[a] == ACT_GELU_ERF ? 0.5 * t * (1 + erf(t / sqrt(2)))
+               : acts[a] == ACT_RELU     ? (t > 0 ? t : 0)
                                          : t / (1 + exp(-t));
     }
     float *dy = dev(x, n * 4);
@@ -398,6 +406,37 @@ static void test_elementwise(size_t n) {
   run(B->ops->swiglu(B, dg, du, n), "swiglu");
   back(y, dg, n * 4);
   compare("swiglu", y, ref, n, 1e-6);
+  for (int a = 0; a < 2; a++) { /* GeGLU with either GELU */
+    for (size_t i = 0; i < n; i++) {
+      double t = x[i];
+      ref[i] = (acts[a] == ACT_GELU_TANH
+                    ? 0.5 * t * (1 + tanh(sqrt(2 / M_PI) * (t + 0.044715 * t * t * t)))
+                    : 0.5 * t * (1 + erf(t / sqrt(2)))) *
+               u[i];
+    }
+    float *dy = dev(x, n * 4);
+    run(B->ops->glu(B, dy, du, n, acts[a]), "glu");
+    back(y, dy, n * 4);
+    compare(a ? "glu gelu_erf" : "glu gelu_tanh", y, ref, n, 1e-6);
+    B->ops->free(B, dy);
+  }
+  {
+    const float alpha = 6.928203f, cap = 3.0f; /* sqrt(48); a cap that bites at |x| ~ 4 */
+    float *dy = dev(x, n * 4);
+    for (size_t i = 0; i < n; i++)
+      ref[i] = (double)x[i] * alpha;
+    run(B->ops->scale(B, dy, n, alpha), "scale");
+    back(y, dy, n * 4);
+    compare("scale", y, ref, n, 1e-7);
+    B->ops->free(B, dy);
+    dy = dev(x, n * 4);
+    for (size_t i = 0; i < n; i++)
+      ref[i] = cap * tanh((double)x[i] / cap);
+    run(B->ops->softcap(B, dy, n, cap), "softcap");
+    back(y, dy, n * 4);
+    compare("softcap", y, ref, n, 1e-6);
+    B->ops->free(B, dy);
+  }
   for (size_t i = 0; i < n; i++)
     ref[i] = (double)x[i] + u[i];
   run(B->ops->add(B, dx, du, n), "add");
@@ -515,7 +554,13 @@ static void test_logit_stats(int rows, int vocab) {
  * the argmax as target; a peaked row whose target is its argmax (log-prob
  * near 0: checked element-wise, relative); a row equal to its prompt's
  * reference (KL ~ 0); logits shifted by +80. Outputs poisoned (NaN) first. */
-static void test_logit_metrics(int rows, int vocab, int n_prompts) {
+/* The logit as a soft-capped distribution reads it (cap 0: as it is). */
+static double capped(double x, float cap) {
+  return cap > 0 ? cap * tanh(x / cap) : x;
+}
+
+/* softcap > 0: the rows are a final-logit soft-cap's input. */
+static void test_logit_metrics(int rows, int vocab, int n_prompts, float softcap) {
   const size_t n = (size_t)rows * vocab, nq = (size_t)n_prompts * vocab;
   float *l = malloc(n * 4), *q = malloc(nq * 4), *out = malloc((size_t)rows * 5 * 4);
   float *lp = malloc(n * 4);
@@ -561,21 +606,22 @@ static void test_logit_metrics(int rows, int vocab, int n_prompts) {
         if (lr[k] > lr[arg])
           arg = k;
       const int t = targets[p] >= 0 ? targets[p] : arg;
+      const double ct = capped(lr[t], softcap), cmax = capped(lr[arg], softcap);
       double se = 0.0, kl = 0.0;
       int rank = 0;
       for (int k = 0; k < vocab; k++) {
-        se += exp((double)lr[k] - lr[arg]);
-        rank += lr[k] > lr[t];
+        se += exp(capped(lr[k], softcap) - cmax);
+        rank += lr[k] > lr[t]; /* the cap keeps the order */
       }
-      const double lse = lr[arg] + log(se);
+      const double lse = cmax + log(se);
       for (int k = 0; k < vocab && with; k++) {
         const double qk = q[(size_t)p * vocab + k];
-        kl += exp(qk) * (qk - lr[k] + lse);
+        kl += exp(qk) * (qk - capped(lr[k], softcap) + lse);
       }
       for (int k = 0; k < vocab; k++)
-        want_lp[(size_t)r * vocab + k] = lr[k] - lse;
+        want_lp[(size_t)r * vocab + k] = capped(lr[k], softcap) - lse;
       double *w = want + 5 * (size_t)r;
-      w[0] = lr[t] - lse, w[1] = exp(lr[t] - lse), w[2] = kl, w[3] = rank;
+      w[0] = ct - lse, w[1] = exp(ct - lse), w[2] = kl, w[3] = rank;
       w[4] = with && foils[p] >= 0 ? (double)lr[t] - lr[foils[p]] : 0.0;
     }
     for (size_t i = 0; i < (size_t)rows * 5; i++)
@@ -584,7 +630,7 @@ static void test_logit_metrics(int rows, int vocab, int n_prompts) {
       lp[i] = NAN;
     float *dout = dev(out, (size_t)rows * 5 * 4), *dlp = dev(lp, n * 4);
     run(B->ops->logit_metrics(B, dout, with ? dlp : NULL, dl, rows, vocab, dp, dt, with ? df : NULL,
-                              with ? dq : NULL),
+                              with ? dq : NULL, softcap),
         "logit_metrics");
     back(out, dout, (size_t)rows * 5 * 4);
     back(lp, dlp, n * 4);
@@ -596,19 +642,23 @@ static void test_logit_metrics(int rows, int vocab, int n_prompts) {
       for (int r = 0; r < rows; r++)
         got[r] = out[5 * r + m], col[r] = want[5 * r + m];
       char name[64];
-      snprintf(name, sizeof(name), "metrics %s%s", names[m], with ? "+ref" : "");
+      snprintf(name, sizeof(name), "metrics %s%s%s", names[m], with ? "+ref" : "",
+               softcap > 0 ? "+cap" : "");
       compare(name, got, col, rows, bounds[m]);
     }
     const double lp2 = out[5 * 2], w2 = want[5 * 2], kl3 = out[5 * 3 + 2];
     const int near0 = fabs(lp2 - w2) <= 1e-4 * fabs(w2) + 1e-12 && w2 < 0 && w2 > -1e-3;
-    printf("  log-prob near 0: %.6g, want %.6g  %s\n", lp2, w2, near0 ? "ok" : "FAIL");
-    CHECK(near0, "log-prob near 0: %.6g, want %.6g (bound 1e-4 of it)", lp2, w2);
-    if (with) {
+    if (softcap == 0) { /* a cap flattens rows 2 and 3 */
+      printf("  log-prob near 0: %.6g, want %.6g  %s\n", lp2, w2, near0 ? "ok" : "FAIL");
+      CHECK(near0, "log-prob near 0: %.6g, want %.6g (bound 1e-4 of it)", lp2, w2);
+    }
+    if (with && softcap == 0) {
       const int self = fabs(kl3) <= 1e-6;
       printf("  KL of a row against itself: %.3g  %s\n", kl3, self ? "ok" : "FAIL");
       CHECK(self, "KL of a row against itself: %.3g (bound 1e-6)", kl3);
-      compare("metrics lp_out", lp, want_lp, n, 1e-6);
     }
+    if (with)
+      compare(softcap > 0 ? "metrics lp_out+cap" : "metrics lp_out", lp, want_lp, n, 1e-6);
     B->ops->free(B, dout), B->ops->free(B, dlp);
     free(got), free(col);
   }
@@ -646,15 +696,20 @@ int main(int argc, char **argv) {
   test_rope(9, 4, 64, 64, 10000.0f, 0, 1.0f);
   test_rope(6, 3, 32, 16, 5000.0f, 0, 1.0f);
   test_rope(7, 2, 32, 24, 500000.0f, 1, 1.2f);
-  test_attention(4, 4, 16, 0);
-  test_attention(9, 3, 64, 0);
-  test_attention(9, 3, 64, 1);
+  test_attention(4, 4, 16, 0, 0.0f, 0);
+  test_attention(9, 3, 64, 0, 0.0f, 0);
+  test_attention(9, 3, 64, 1, 0.0f, 0);
+  test_attention(4, 2, 32, 0, 1.5f, 0);
+  test_attention(4, 2, 32, 1, 0.0f, 4); /* the window ends in the first run or spans both */
+  test_attention(8, 4, 16, 1, 2.0f, 9);
   test_intervene(40, 96);
   test_row_dots(30, 4, 50, 576);
   test_logit_stats(13, 50257);
   test_logit_stats(6, 37);
-  test_logit_metrics(13, 50257, 5);
-  test_logit_metrics(7, 37, 3);
+  test_logit_metrics(13, 50257, 5, 0.0f);
+  test_logit_metrics(7, 37, 3, 0.0f);
+  test_logit_metrics(13, 50257, 5, 30.0f); /* Gemma 2's cap: bites on the rows at 40 and 80 */
+  test_logit_metrics(7, 37, 3, 4.0f);
   test_elementwise(10007);
   test_rows(50, 23, 64);
   backend_destroy(B);

@@ -1074,14 +1074,214 @@ static void test_mistral_config(void) {
   model_free(m);
 }
 
+/* Gemma 2's and Gemma 3's config.json: soft-caps (absent: the family's
+ * default, null: none), sliding layers by layer_types or the default
+ * pattern, Gemma 3's local and global rotary; refusals name their key. */
+static const char *gemma2_config =
+    "{\"model_type\":\"gemma2\",\"hidden_size\":8,\"num_hidden_layers\":4,"
+    "\"num_attention_heads\":2,\"num_key_value_heads\":1,\"head_dim\":4,"
+    "\"intermediate_size\":12,\"vocab_size\":11,\"max_position_embeddings\":64,"
+    "\"sliding_window\":8,\"query_pre_attn_scalar\":16}";
+static const char *gemma3_config =
+    "{\"model_type\":\"gemma3_text\",\"hidden_size\":8,\"num_hidden_layers\":6,"
+    "\"num_attention_heads\":2,\"head_dim\":4,\"intermediate_size\":12,\"vocab_size\":11,"
+    "\"max_position_embeddings\":64,\"sliding_window\":8,\"rope_theta\":1000000.0,"
+    "\"rope_local_base_freq\":10000.0,\"rope_scaling\":{\"rope_type\":\"linear\","
+    "\"factor\":8.0},\"sliding_window_pattern\":3}";
+
+static int load_config(const char *name, const char *config, model_config_t *cfg, char *err) {
+  char dir[512], path[600];
+  json_t *root = NULL;
+  write_model_dir(dir, name, config, NULL, 1);
+  snprintf(path, sizeof(path), "%s/config.json", dir);
+  int rc = hf_config_load(path, &root, cfg, err);
+  json_decref(root);
+  return rc;
+}
+
+static void test_gemma_config(void) {
+  char err[HYDRA_ERR_LEN] = "", config[2048];
+  model_config_t cfg;
+  int rc = load_config("gemma2-config", gemma2_config, &cfg, err);
+  CHECK(rc == 0 && cfg.attn_softcap == 50.0f && cfg.final_softcap == 30.0f &&
+            cfg.sliding_window == 8 && cfg.sliding_period == 2 && cfg.post_norms &&
+            cfg.mlp == MLP_GEGLU && cfg.tied_unembed && fabsf(cfg.attn_scale - 0.25f) < 1e-7f &&
+            fabsf(cfg.embed_scale - sqrtf(8.0f)) < 1e-6f,
+        "gemma2 defaults: soft-caps 50 and 30, every other layer sliding (%s)", err);
+  config_with(config, sizeof(config), gemma2_config, "sliding_window",
+              "null,\"attn_logit_softcapping\":null,\"final_logit_softcapping\":null");
+  rc = load_config("gemma2-config", config, &cfg, err);
+  CHECK(rc == 0 && cfg.attn_softcap == 0.0f && cfg.final_softcap == 0.0f && cfg.sliding_window == 0,
+        "gemma2 with null soft-caps and window: none (%s)", err);
+  rc = load_config("gemma3-config", gemma3_config, &cfg, err);
+  CHECK(rc == 0 && cfg.qk_norm == QK_NORM_PER_HEAD && cfg.sliding_period == 3 &&
+            cfg.rope_theta == 1e6f && cfg.rope_local_theta == 1e4f &&
+            cfg.rope_scaling == ROPE_SCALING_LINEAR && cfg.rope_factor == 8.0f &&
+            cfg.attn_softcap == 0.0f && cfg.final_softcap == 0.0f,
+        "gemma3, transformers 4's spelling: local and global rotary, pattern 3 (%s)", err);
+  struct {
+    const char *what, *config, *key, *value, *reason;
+  } configs[] = {
+      {"bidirectional", gemma2_config, "head_dim", "4,\"use_bidirectional_attention\":true",
+       "use_bidirectional_attention = true is not supported"},
+      {"layer_types off the pattern", gemma2_config, "head_dim",
+       "4,\"layer_types\":[\"sliding_attention\",\"full_attention\",\"full_attention\","
+       "\"sliding_attention\"]",
+       "layer_types is not supported"},
+      {"unknown layer type", gemma2_config, "head_dim",
+       "4,\"layer_types\":[\"sliding_attention\",\"chunked_attention\",\"full_attention\","
+       "\"sliding_attention\"]",
+       "layer_types[1]"},
+      {"relu", gemma2_config, "head_dim", "4,\"hidden_activation\":\"relu\"",
+       "hidden_activation \"relu\" is not supported"},
+      {"scaled local rotary", gemma3_config, "rope_scaling",
+       "null,\"rope_parameters\":{\"full_attention\":{\"rope_type\":\"default\"},"
+       "\"sliding_attention\":{\"rope_type\":\"linear\",\"factor\":2.0}}",
+       "rope_parameters.sliding_attention.rope_type"},
+      {"longrope global rotary", gemma3_config, "rope_scaling",
+       "{\"rope_type\":\"longrope\",\"factor\":8.0}",
+       "rope_scaling.rope_type \"longrope\" is not supported"},
+  };
+  for (size_t i = 0; i < sizeof(configs) / sizeof(configs[0]); i++) {
+    char dir[512];
+    config_with(config, sizeof(config), configs[i].config, configs[i].key, configs[i].value);
+    write_model_dir(dir, "gemma-config", config, NULL, 1);
+    model_t *m = model_load_hf(dir, err);
+    expect_error(configs[i].what, m == NULL, err, "gemma-config", configs[i].reason);
+    model_free(m);
+  }
+}
+
+/* Phi-3's config.json: only the default rotary; su, yarn and longrope (all
+ * Phi-3's longrope to transformers) refused naming the key. */
+static const char *phi3_config =
+    "{\"model_type\":\"phi3\",\"hidden_size\":8,\"num_hidden_layers\":2,"
+    "\"num_attention_heads\":2,\"num_key_value_heads\":1,\"intermediate_size\":12,"
+    "\"vocab_size\":11,\"max_position_embeddings\":64,\"rms_norm_eps\":1e-05,"
+    "\"rope_scaling\":null,\"sliding_window\":2047}";
+
+static void test_phi3_config(void) {
+  char err[HYDRA_ERR_LEN] = "", config[2048];
+  model_config_t cfg;
+  int rc = load_config("phi3-config", phi3_config, &cfg, err);
+  CHECK(rc == 0 && cfg.sliding_window == 2047 && cfg.sliding_period == 0 &&
+            model_layer_slides(&cfg, 1) && cfg.rotary_dim == 4,
+        "phi3: a window on every layer (%s)", err);
+  struct {
+    const char *what, *value, *reason;
+  } configs[] = {
+      {"longrope", "{\"type\":\"longrope\",\"short_factor\":[1,1],\"long_factor\":[1,1]}",
+       "rope_scaling.type \"longrope\" is not supported"},
+      {"su", "{\"type\":\"su\"}", "rope_scaling.type \"su\" is not supported"},
+      {"yarn", "{\"rope_type\":\"yarn\",\"factor\":2.0}",
+       "rope_scaling.rope_type \"yarn\" is not supported"},
+  };
+  for (size_t i = 0; i < sizeof(configs) / sizeof(configs[0]); i++) {
+    char dir[512];
+    config_with(config, sizeof(config), phi3_config, "rope_scaling", configs[i].value);
+    write_model_dir(dir, "phi3-config", config, NULL, 1);
+    model_t *m = model_load_hf(dir, err);
+    expect_error(configs[i].what, m == NULL, err, "phi3-config", configs[i].reason);
+    model_free(m);
+  }
+}
+
+/* Phi (Phi-2): q/k LayerNorms refused by name. */
+static void test_phi_config(void) {
+  char dir[512], err[HYDRA_ERR_LEN] = "";
+  write_model_dir(dir, "phi-config",
+                  "{\"model_type\":\"phi\",\"hidden_size\":8,\"num_hidden_layers\":2,"
+                  "\"num_attention_heads\":2,\"intermediate_size\":12,\"vocab_size\":11,"
+                  "\"max_position_embeddings\":64,\"qk_layernorm\":true}",
+                  NULL, 1);
+  model_t *m = model_load_hf(dir, err);
+  expect_error("phi with qk_layernorm", m == NULL, err, "phi-config",
+               "qk_layernorm = true is not supported");
+  model_free(m);
+  write_model_dir(dir, "stablelm-config",
+                  "{\"model_type\":\"stablelm\",\"hidden_size\":8,\"num_hidden_layers\":2,"
+                  "\"num_attention_heads\":2,\"intermediate_size\":12,\"vocab_size\":11,"
+                  "\"max_position_embeddings\":64,\"qk_layernorm\":true}",
+                  NULL, 1);
+  m = model_load_hf(dir, err);
+  expect_error("stablelm with qk_layernorm", m == NULL, err, "stablelm-config",
+               "qk_layernorm = true is not supported");
+  model_free(m);
+  static const char *opt = "{\"model_type\":\"opt\",\"hidden_size\":8,\"num_hidden_layers\":2,"
+                           "\"num_attention_heads\":2,\"ffn_dim\":12,\"vocab_size\":11,"
+                           "\"max_position_embeddings\":64,\"do_layer_norm_before\":true}";
+  struct {
+    const char *what, *key, *value, *reason;
+  } opts[] = {
+      {"OPT-350m's norms after", "do_layer_norm_before", "false",
+       "do_layer_norm_before = false is not supported"},
+      {"projected embeddings", "do_layer_norm_before", "true,\"word_embed_proj_dim\":4",
+       "word_embed_proj_dim = 4 other than hidden_size = 8 is not supported"},
+      {"no affine norms", "do_layer_norm_before", "true,\"layer_norm_elementwise_affine\":false",
+       "layer_norm_elementwise_affine = false is not supported"},
+  };
+  for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+    char config[1024];
+    config_with(config, sizeof(config), opt, opts[i].key, opts[i].value);
+    write_model_dir(dir, "opt-config", config, NULL, 1);
+    m = model_load_hf(dir, err);
+    expect_error(opts[i].what, m == NULL, err, "opt-config", opts[i].reason);
+    model_free(m);
+  }
+}
+
+/* GPT-Neo: attention_types expanded into the local layers; a list off the
+ * "all but every k-th" pattern refused by name. */
+static void test_gpt_neo_config(void) {
+  char err[HYDRA_ERR_LEN] = "", config[2048];
+  static const char *neo =
+      "{\"model_type\":\"gpt_neo\",\"hidden_size\":8,\"num_layers\":6,\"num_heads\":2,"
+      "\"vocab_size\":11,\"max_position_embeddings\":64,\"window_size\":4,"
+      "\"attention_types\":[[[\"global\",\"local\"],3]]}";
+  model_config_t cfg;
+  int rc = load_config("gpt-neo-config", neo, &cfg, err);
+  CHECK(rc == 0 && cfg.sliding_period == 2 && cfg.sliding_offset == 1 &&
+            !model_layer_slides(&cfg, 4) && model_layer_slides(&cfg, 5) && cfg.d_mlp == 32,
+        "gpt_neo: global, local x3 (%s)", err);
+  config_with(config, sizeof(config), neo, "attention_types",
+              "[[[\"global\",\"local\",\"local\"],1],[[\"global\",\"local\"],1],"
+              "[[\"global\"],1]]");
+  char dir[512];
+  write_model_dir(dir, "gpt-neo-config", config, NULL, 1);
+  model_t *m = model_load_hf(dir, err);
+  expect_error("gpt_neo off the pattern", m == NULL, err, "gpt-neo-config",
+               "attention_types is not supported");
+  model_free(m);
+}
+
 /* The committed tiny models, when the second engineer's data is present. */
 static void test_repo_models(const char *root) {
-  const char *names[] = {
-      "tiny-gpt2",  "tiny-llama", "tiny-llama-sharded", "tiny-gpt_neox", "tiny-gpt_neox-sequential",
-      "tiny-qwen2", "tiny-qwen3", "tiny-mistral"};
-  const char *families[] = {"gpt2",     "llama", "llama", "gpt_neox",
-                            "gpt_neox", "qwen2", "qwen3", "mistral"};
-  const int parallel[] = {0, 0, 0, 1, 0, 0, 0, 0}, rotary_dim[] = {0, 16, 16, 6, 6, 12, 16, 16};
+  const char *names[] = {"tiny-gpt2",
+                         "tiny-llama",
+                         "tiny-llama-sharded",
+                         "tiny-gpt_neox",
+                         "tiny-gpt_neox-sequential",
+                         "tiny-qwen2",
+                         "tiny-qwen3",
+                         "tiny-mistral",
+                         "tiny-olmo2",
+                         "tiny-gemma",
+                         "tiny-gemma2",
+                         "tiny-gemma3",
+                         "tiny-phi3",
+                         "tiny-phi",
+                         "tiny-granite",
+                         "tiny-gpt_neo",
+                         "tiny-stablelm",
+                         "tiny-stablelm-parallel",
+                         "tiny-opt",
+                         "tiny-gptj"};
+  const char *families[] = {"gpt2",    "llama",       "llama",    "gpt_neox", "gpt_neox",
+                            "qwen2",   "qwen3",       "mistral",  "olmo2",    "gemma",
+                            "gemma2",  "gemma3_text", "phi3",     "phi",      "granite",
+                            "gpt_neo", "stablelm",    "stablelm", "opt",      "gptj"};
+  const int parallel[] = {0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 1},
+            rotary_dim[] = {0, 16, 16, 6, 6, 12, 16, 16, 12, 16, 16, 16, 12, 6, 12, 0, 4, 4, 0, 8};
   for (int i = 0; i < (int)(sizeof(names) / sizeof(names[0])); i++) {
     char dir[1024], cfg[1100], err[HYDRA_ERR_LEN] = "";
     snprintf(dir, sizeof(dir), "%s/tests/data/%s", root, names[i]);
@@ -1100,6 +1300,37 @@ static void test_repo_models(const char *root) {
       CHECK(m->cfg.qk_norm && m->cfg.head_dim == 16 && m->cfg.qkv_bias && m->cfg.o_bias &&
                 m->layers[2].k_norm_w && m->layers[2].bo,
             "tiny-qwen3: per-head q/k norms, head_dim 16, q/k/v/o biases");
+    if (m && strcmp(names[i], "tiny-olmo2") == 0)
+      CHECK(m->cfg.no_pre_norms && m->cfg.post_norms && m->cfg.qk_norm == QK_NORM_WHOLE &&
+                !m->layers[2].attn_norm_w && m->layers[2].post_mlp_norm_w && m->layers[2].bo,
+            "tiny-olmo2: post norms only, q/k norms over the whole projections, biases");
+    if (m && strcmp(names[i], "tiny-phi") == 0)
+      CHECK(m->cfg.unembed_bias && m->unembed_b && m->layers[1].b_up && m->layers[1].bo &&
+                m->layers[1].mlp_norm_b &&
+                m->layers[1].mlp_norm_b[3] == m->layers[1].attn_norm_b[3],
+            "tiny-phi: one LayerNorm for both sublayers, biases, an lm_head bias");
+    if (m && strcmp(names[i], "tiny-granite") == 0)
+      CHECK(m->cfg.embed_scale == 3.0f && fabsf(m->cfg.attn_scale - 0.3f) < 1e-7f &&
+                fabsf(m->cfg.residual_scale - 0.6f) < 1e-7f && m->cfg.tied_unembed,
+            "tiny-granite: embedding, attention and residual multipliers, tied");
+    if (m && strcmp(names[i], "tiny-gpt_neo") == 0)
+      CHECK(m->cfg.sliding_window == 5 && !model_layer_slides(&m->cfg, 0) &&
+                model_layer_slides(&m->cfg, 1) && !model_layer_slides(&m->cfg, 2) &&
+                m->cfg.attn_scale == 1.0f && !m->layers[0].bq && m->layers[0].bo,
+            "tiny-gpt_neo: global, local, global; unscaled scores; no q/k/v biases");
+    if (m && strcmp(names[i], "tiny-opt") == 0)
+      CHECK(m->cfg.activation == ACT_RELU && m->cfg.positions == POSITIONS_LEARNED &&
+                m->cfg.tied_unembed && m->layers[2].b_down,
+            "tiny-opt: ReLU, learned positions, tied, biases");
+    if (m && strcmp(names[i], "tiny-gemma2") == 0)
+      CHECK(m->cfg.post_norms && m->cfg.attn_softcap == 3.0f && m->cfg.final_softcap == 4.0f &&
+                m->cfg.sliding_window == 4 && m->cfg.sliding_period == 2 &&
+                m->layers[1].post_mlp_norm_w && m->unembed == m->tok_embed,
+            "tiny-gemma2: pre and post norms, soft-caps 3 and 4, window 4 on alternate layers");
+    if (m && strcmp(names[i], "tiny-gemma3") == 0)
+      CHECK(m->cfg.qk_norm == QK_NORM_PER_HEAD && m->cfg.rope_local_theta == 100.0f &&
+                m->cfg.sliding_period == 3 && m->cfg.rope_scaling == ROPE_SCALING_LINEAR,
+            "tiny-gemma3: q/k norms, local theta 100, every third layer full, linear scaling");
     if (m)
       CHECK(m->cfg.parallel_residual == parallel[i] && m->cfg.rotary_dim == rotary_dim[i],
             "%s: parallel_residual %d, rotary_dim %d", names[i], m->cfg.parallel_residual,
@@ -1133,6 +1364,10 @@ int main(int argc, char **argv) {
   test_qwen2_config();
   test_qwen3_config();
   test_mistral_config();
+  test_gemma_config();
+  test_phi3_config();
+  test_phi_config();
+  test_gpt_neo_config();
   if (argc > 1)
     test_repo_models(argv[1]);
   nftw(tmp, remove_entry, 16, FTW_DEPTH | FTW_PHYS);

@@ -371,8 +371,9 @@ static int trace_positions(const job_spec_t *spec, const model_t *m, plan_t *p,
       sum += m->tok_embed[i];
       sum2 += (double)m->tok_embed[i] * m->tok_embed[i];
     }
-    const double mean = sum / (double)n;
-    std = spec->trace_scale * sqrt(fmax(sum2 / (double)n - mean * mean, 0.0));
+    const double mean = sum / (double)n, es = m->cfg.embed_scale > 0 ? m->cfg.embed_scale : 1.0;
+    /* the embeddings as the model feeds them (Gemma scales them by sqrt(d)) */
+    std = spec->trace_scale * es * sqrt(fmax(sum2 / (double)n - mean * mean, 0.0));
   }
   p->trace_std = (float)std;
   const int P = spec->n_prompts;

@@ -20,10 +20,10 @@
 #   RUNS           timed runs of hydra per job, median (default 3; one warm-up)
 #   NAIVE_SUBSET   the one-forward-per-cell baseline runs the units whose index
 #                  is a multiple of K (every prompt and position of them),
-#                  extrapolated to all units (default 3; 1 runs every cell)
-#   CACHED_SUBSET  the same for the KV-cache baseline (default 3)
-#   WINDOWS        1: the trace restores MLP and attention windows too (3x the
-#                  cells; default 0)
+#                  extrapolated to all units (default 5; 1 runs every cell)
+#   CACHED_SUBSET  the same for the KV-cache baseline (default 5)
+#   WINDOWS        1 (default): the trace restores MLP and attention windows
+#                  too (3x the cells); 0: resid_pre.L only
 #   RETRIES        reruns of a PyTorch step that other work disturbed (default 1)
 #   WAIT_IDLE      before each step, wait up to this many seconds for the cores
 #                  to be idle (>= 90% idle over 2 s; default 0: don't wait)
@@ -36,9 +36,9 @@ build=${BUILD:-build}
 runs=${RUNS:-3}
 threads=${THREADS:-$(nproc)}
 python=${PYTHON:-python3}
-naive_k=${NAIVE_SUBSET:-3}
-cached_k=${CACHED_SUBSET:-3}
-windows=${WINDOWS:-0}
+naive_k=${NAIVE_SUBSET:-5}
+cached_k=${CACHED_SUBSET:-5}
+windows=${WINDOWS:-1}
 retries=${RETRIES:-1}
 wait_idle=${WAIT_IDLE:-0}
 model=${MODEL:-models/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf}
@@ -64,7 +64,7 @@ load() { # waits for idle cores (WAIT_IDLE), then notes the load average
   loads="$loads${loads:+, }$1 $(cut -d' ' -f1 /proc/loadavg)"
 }
 get() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$2"; }
-median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
+median() { awk 'NF' | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
 calc() { awk "BEGIN { x = $1; if (x != x) print \"n/a\"; else printf \"$2\", x }" 2>/dev/null || echo n/a; }
 
 echo "writing the jobs (targets: the clean argmax from transformers)..." >&2
@@ -142,6 +142,13 @@ t_naive=$(grep "^kind=trace way=naive" "$tmp/torch.txt")
 cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
 units_trace="resid_pre.0 ... resid_pre.29"
 [ "$windows" = 1 ] && units_trace="$units_trace, and ROME's windows of 10 MLP outputs and of 10 attention outputs around each layer L (layers L - 5 ... L + 4, clipped to the model; \"mlp window L\", \"attn window L\"), each a group restored together"
+threads_note=""
+[ "$threads" -lt "$(nproc)" ] && threads_note="
+THREADS=$threads of $(nproc) cores, for both hydra and PyTorch: on cores other
+work keeps busy, threads that meet at every barrier wait for each other
+(measured on this machine before the run, at a load average of about 8: a
+10-token PyTorch forward took 0.17 s with one thread and 1.4 to 2.5 s with
+two; hydra's grid 58 s with two threads at CPU/wall 0.4, 12 s with one)."
 cat >"$tmp/section.md" <<MD
 ## Interventions: SmolLM2-135M, a per-position patching grid and a ROME causal trace
 
@@ -151,7 +158,7 @@ work; 1-minute load average at the start of each step: $loads), $(date -u +%Y-%m
 **The cores were not the benchmark's own**: other builds and tests ran
 beside it, so every row is slower than on idle cores, by an amount its
 CPU/wall shows (about $threads when the cores were free); compare rows of
-one run, not runs.
+one run, not runs.$threads_note
 
 The jobs (written by \`interventions_torch.py --write-jobs\`; text prompts,
 ids from transformers' tokenizer on the GGUF, each target the clean run's

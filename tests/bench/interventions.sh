@@ -77,7 +77,6 @@ echo "writing the jobs (targets: the clean argmax from transformers)..." >&2
 # the whole command's wall time; its CPU time over wall time).
 hydra_job() {
   local name=$1 i t engines="" walls="" cpws=""
-  load "hydra $name"
   "$hydra" run --model "$model" --threads "$threads" "$tmp/$name.json" >"$tmp/$name.ndjson" 2>"$tmp/$name.err" ||
     { cat "$tmp/$name.err" >&2; exit 1; }
   for ((i = 0; i < runs; i++)); do
@@ -94,9 +93,11 @@ hydra_job() {
   echo "engine_s=$(median <<<"$engines") wall_s=$(median <<<"$walls") cpu_per_wall=$(median <<<"$cpws") variants=$(sed -n 's/.*"type":"end".*"variants":\([0-9]*\).*/\1/p' "$tmp/$name.ndjson")"
 }
 echo "hydra, grid ($runs runs after a warm-up)..." >&2
+load "hydra grid"
 h_grid=$(hydra_job grid)
 echo "hydra grid: $h_grid"
 echo "hydra, trace ($runs runs after a warm-up)..." >&2
+load "hydra trace"
 h_trace=$(hydra_job trace)
 echo "hydra trace: $h_trace"
 
@@ -153,7 +154,7 @@ cat >"$tmp/section.md" <<MD
 ## Interventions: SmolLM2-135M, a per-position patching grid and a ROME causal trace
 
 Written by \`tests/bench/interventions.sh\` (command: \`$cmd\`).
-Machine: $cpu, $threads threads ($(nproc) cores visible, shared with other
+Machine: $cpu, threads: $threads ($(nproc) cores visible, shared with other
 work; 1-minute load average at the start of each step: $loads), $(date -u +%Y-%m-%d).
 **The cores were not the benchmark's own**: other builds and tests ran
 beside it, so every row is slower than on idle cores, by an amount its
@@ -198,8 +199,8 @@ includes the clean passes and not model loading, like hydra's engine time.
 Extrapolated rows scale the measured time by all units over those run (a
 cell's cost depends on its position, not on its unit; every position of the
 units run is run). "x hydra's engine time" is the row's seconds over
-hydra's engine seconds. A PyTorch step under 0.9 x $threads CPU/wall was run
-again, up to $retries more time(s), keeping the least disturbed try.
+hydra's engine seconds.$([ "$retries" -gt 0 ] && echo " A PyTorch step under 0.9 x $threads CPU/wall was run
+again, up to $retries more time(s), keeping the least disturbed try.")
 
 Every PyTorch cell is checked against hydra's variant row of the same
 prompt, unit and position: the run's centred target logit, the ablated

@@ -8,6 +8,7 @@
 
 #include "backend.h"
 #include "bf16.h"
+#include "gguf_quants.h"
 
 typedef struct {
   int n_threads;
@@ -113,6 +114,39 @@ static int cpu_matmul_bf16(backend_t *b, float *y, const float *x, const uint16_
 #pragma omp parallel for schedule(static)
     for (long i = 0; i < n * in; i++)
       scratch[i] = bf16_to_float(src[i]);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, (int)n, in, 1.0f, x, in, scratch, in,
+                beta, y + o0, out);
+  }
+  return 0;
+}
+
+/* The same, w decoded from its blocks a tile of rows at a time into scratch
+ * (as many rows as it holds, decoded in parallel): y[:, o0:o1] (leading
+ * dimension out) = x . w[o0:o1]^T. */
+static int cpu_matmul_blocks(backend_t *b, float *y, const float *x, const void *w, uint32_t type,
+                             const float *bias, int rows, int out, int in, int accumulate,
+                             float *scratch, size_t scratch_floats) {
+  const gguf_quant_type_t *tt = gguf_quant_type(type);
+  if (!tt || !model_native_type(type) || in % (int)tt->block_size)
+    return err_set(b->err, "matmul_blocks: type %s rows of %d cannot be multiplied in blocks",
+                   tt ? tt->name : "?", in);
+  if (type == GGUF_TENSOR_F32)
+    return cpu_matmul(b, y, x, w, bias, rows, out, in, accumulate);
+  if (scratch_floats < (size_t)in)
+    return err_set(b->err, "matmul_blocks: scratch of %zu floats is under one row of %d",
+                   scratch_floats, in);
+  if (rows == 0)
+    return 0;
+  float beta = fill_bias(y, bias, rows, out, accumulate) || accumulate ? 1.0f : 0.0f;
+  const size_t row_bytes = (size_t)(in / (int)tt->block_size) * tt->type_size;
+  const size_t row_blocks = (size_t)in / tt->block_size;
+  const long tile = (long)(scratch_floats / (size_t)in);
+  for (long o0 = 0; o0 < out; o0 += tile) {
+    const long n = out - o0 < tile ? out - o0 : tile;
+    const uint8_t *src = (const uint8_t *)w + (size_t)o0 * row_bytes;
+#pragma omp parallel for schedule(static)
+    for (long r = 0; r < n; r++)
+      tt->decode(src + (size_t)r * row_bytes, scratch + (size_t)r * in, row_blocks);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, (int)n, in, 1.0f, x, in, scratch, in,
                 beta, y + o0, out);
   }
@@ -510,6 +544,7 @@ static const backend_ops_t cpu_ops = {
     .attach_thread = cpu_attach_thread,
     .matmul = cpu_matmul,
     .matmul_bf16 = cpu_matmul_bf16,
+    .matmul_blocks = cpu_matmul_blocks,
     .layernorm = cpu_layernorm,
     .rmsnorm = cpu_rmsnorm,
     .rope = cpu_rope,

@@ -14,6 +14,7 @@ extern "C" {
 #include "backend.h"
 #include "clock.h"
 }
+#include "blocks_cuda.h"
 
 /* HYDRA_CUDA_PROFILE=1: every op is bracketed by a pair of events on the
  * stream; at each synchronisation (and at exit) their times are summed per
@@ -299,6 +300,45 @@ static int cuda_matmul_bf16(backend_t *b, float *y, const float *x, const uint16
     const unsigned grid = blocks(count, 256) < 65536u * 8 ? blocks(count, 256) : 65536u * 8;
     k_widen_bf16<<<grid, 256, 0, st>>>(scratch, w + (size_t)o0 * in, count);
     LAUNCH_CHECK(b);
+    CUBLAS_TRY(b, cublasSgemm(impl(b)->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)n, rows, in, &alpha,
+                              scratch, in, x, in, &beta, y + o0, out));
+  }
+  return 0;
+}
+
+/* As cuda_matmul, on w's blocks decoded into scratch a tile of rows at a
+ * time (blocks_decode): with a scratch of the whole matrix (the
+ * transformer's), one cublasSgemm, the same call as on the weights
+ * dequantised at load. F32 rows are multiplied where they are. */
+static int cuda_matmul_blocks(backend_t *b, float *y, const float *x, const void *w, uint32_t type,
+                              const float *bias, int rows, int out, int in, int accumulate,
+                              float *scratch, size_t scratch_floats) {
+  const gguf_quant_type_t *tt = gguf_quant_type(type);
+  if (!tt || !model_native_type(type) || in % (int)tt->block_size)
+    return err_set(b->err, "matmul_blocks: type %s rows of %d cannot be multiplied in blocks",
+                   tt ? tt->name : "?", in);
+  if (type == GGUF_TENSOR_F32)
+    return cuda_matmul(b, y, x, (const float *)w, bias, rows, out, in, accumulate);
+  PROF(b, P_MATMUL);
+  if (scratch_floats < (size_t)in)
+    return err_set(b->err, "matmul_blocks: scratch of %zu floats is under one row of %d",
+                   scratch_floats, in);
+  if (rows == 0)
+    return 0;
+  cudaStream_t st = impl(b)->stream;
+  float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+  if (bias) {
+    size_t n = (size_t)rows * out;
+    k_bias_rows<<<blocks(n, 256), 256, 0, st>>>(y, bias, rows, out, accumulate);
+    LAUNCH_CHECK(b);
+    beta = 1.0f;
+  }
+  const size_t row_bytes = (size_t)(in / (int)tt->block_size) * tt->type_size;
+  const long tile = (long)(scratch_floats / (size_t)in);
+  for (long o0 = 0; o0 < out; o0 += tile) {
+    const long n = out - o0 < tile ? out - o0 : tile;
+    CUDA_TRY(b, blocks_decode(st, (const uint8_t *)w + (size_t)o0 * row_bytes, type, scratch,
+                              (size_t)n * in));
     CUBLAS_TRY(b, cublasSgemm(impl(b)->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)n, rows, in, &alpha,
                               scratch, in, x, in, &beta, y + o0, out));
   }
@@ -930,6 +970,7 @@ static backend_ops_t make_ops(void) {
   o.attach_thread = cuda_attach_thread;
   o.matmul = cuda_matmul;
   o.matmul_bf16 = cuda_matmul_bf16;
+  o.matmul_blocks = cuda_matmul_blocks;
   o.layernorm = cuda_layernorm;
   o.rmsnorm = cuda_rmsnorm;
   o.rope = cuda_rope;

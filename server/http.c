@@ -469,7 +469,7 @@ static json_t *model_json(const server_model_t *m, int detail) {
                 "n_layers", c->n_layers, "d_model", c->d_model, "n_heads", c->n_heads, "n_kv_heads",
                 c->n_kv_heads, "d_mlp", c->d_mlp, "vocab_size", c->vocab_size, "context",
                 c->max_positions, "tokenizer", m->tok ? tokenizer_kind(m->tok) : "none");
-  json_object_set_new(o, "weights_dtype", json_string(m->model->weights_bf16 ? "bf16" : "fp32"));
+  json_object_set_new(o, "weights_dtype", json_string(weights_dtype_name(m->model->weights_dtype)));
   json_object_set_new(o, "fingerprint", json_string(m->fingerprint));
   if (detail) {
     json_t *comps = json_array();
@@ -637,8 +637,8 @@ static int submit_job(request_t *rq) {
     return answer_error(rq, 404, "model", "%s", msg);
   }
   server_model_t *m = &s->models[mi];
-  const char *held = m->model->weights_bf16 ? "bf16" : "fp32";
-  if (spec->weights_bf16 >= 0 && spec->weights_bf16 != m->model->weights_bf16) {
+  const char *held = weights_dtype_name(m->model->weights_dtype);
+  if (spec->weights_dtype >= 0 && spec->weights_dtype != m->model->weights_dtype) {
     job_free(spec);
     return answer_error(rq, 422, "weights_dtype",
                         "model %s is held with %s weights here (hydrad --weights-dtype)", m->name,
@@ -673,14 +673,14 @@ static int submit_job(request_t *rq) {
   /* The stored document names the weights it runs with: a worker holding the
    * model in the other dtype refuses it (scheduler_enqueue). */
   size_t doc_len = 0;
-  char *doc = spec->weights_bf16 < 0
+  char *doc = spec->weights_dtype < 0
                   ? pin_weights_dtype(rq->body.data, rq->body.len, held, &doc_len)
                   : NULL;
-  if (spec->weights_bf16 < 0 && !doc) {
+  if (spec->weights_dtype < 0 && !doc) {
     job_free(spec);
     return answer_error(rq, 500, "", "out of memory");
   }
-  spec->weights_bf16 = m->model->weights_bf16;
+  spec->weights_dtype = m->model->weights_dtype;
   const int stored = store_job_create(s->store, &job, doc ? doc : rq->body.data,
                                       doc ? doc_len : rq->body.len, err);
   free(doc);

@@ -47,9 +47,11 @@ static void usage(FILE *f) {
              "  --threads N              CPU threads (default: all cores)\n"
              "  --memory-budget MIB      backend memory for activations (default: 80%% of\n"
              "                           the GPU's free memory; CPU: passes of 4096 rows)\n"
-             "  --weights-dtype fp32|bf16  weights as loaded (default fp32), or rounded to\n"
-             "                           bfloat16: half the GPU memory for the projections,\n"
-             "                           products still in fp32 (CPU: same numbers, no saving)\n"
+             "  --weights-dtype fp32|bf16|native  weights as loaded (default fp32), or\n"
+             "                           rounded to bfloat16: half the GPU memory for the\n"
+             "                           projections, products still in fp32 (CPU: same\n"
+             "                           numbers, no saving); native: a GGUF file's projections\n"
+             "                           kept in their blocks, decoded tile by tile per product\n"
              "  --unit-prompts N         prompts per work unit (default 8 on the CPU, 256 on a\n"
              "                           GPU, whose passes need many rows to be efficient)\n"
              "  --max-jobs-per-user N    queued + running (default 8)\n"
@@ -107,9 +109,8 @@ static int set_option(server_config_t *c, const char *key, const char *val, char
   else if (strcmp(key, "memory-budget") == 0)
     NUM(memory_budget_mib, 0);
   else if (strcmp(key, "weights-dtype") == 0) {
-    if (strcmp(val, "fp32") != 0 && strcmp(val, "bf16") != 0)
-      return err_set(err, "--weights-dtype: expected fp32 or bf16, got \"%s\"", val);
-    c->weights_bf16 = strcmp(val, "bf16") == 0;
+    if ((c->weights_dtype = weights_dtype_parse(val)) < 0)
+      return err_set(err, "--weights-dtype: expected fp32, bf16 or native, got \"%s\"", val);
   } else if (strcmp(key, "unit-prompts") == 0)
     NUM(unit_prompts, 0); /* 0: by backend */
   else if (strcmp(key, "max-jobs-per-user") == 0)
@@ -328,7 +329,9 @@ int main(int argc, char **argv) {
     server_model_t *m = &s->models[i];
     snprintf(m->name, sizeof(m->name), "%s", c->model_names[i]);
     checkpoint_t ck;
-    if (checkpoint_open(c->model_paths[i], CHECKPOINT_MODEL | CHECKPOINT_TOKENIZER, &ck, err))
+    const unsigned native = c->weights_dtype == WEIGHTS_NATIVE ? CHECKPOINT_NATIVE : 0;
+    if (checkpoint_open(c->model_paths[i], CHECKPOINT_MODEL | CHECKPOINT_TOKENIZER | native, &ck,
+                        err))
       goto fail;
     m->model = ck.model;
     m->tok = ck.tokenizer;
@@ -343,7 +346,7 @@ int main(int argc, char **argv) {
     if (n_hashed)
       server_log(s, 2, "model %s: %d files hashed in %.2f s", m->name, n_hashed,
                  clock_monotonic() - t_hash);
-    if (c->weights_bf16)
+    if (c->weights_dtype == WEIGHTS_BF16)
       model_round_bf16(m->model);
     if (!m->tok)
       server_log(s, 1, "model %s: no tokenizer (%s): jobs must give token ids", m->name,
@@ -353,7 +356,7 @@ int main(int argc, char **argv) {
     engine_set_memory_budget(m->engine, (size_t)(c->memory_budget_mib * 1048576.0));
     server_log(s, 1, "model %s loaded from %s (%s, %d layers, tensor types %s, weights %s)",
                m->name, c->model_paths[i], m->model->cfg.family, m->model->cfg.n_layers,
-               m->model->tensor_types, m->model->weights_bf16 ? "bf16" : "fp32");
+               m->model->tensor_types, weights_dtype_name(m->model->weights_dtype));
   }
   /* HTTP first: a second hydrad started by mistake on a busy port stops here,
    * before it frees the leases of the worker already running as HOST:PORT. */

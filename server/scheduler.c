@@ -84,12 +84,12 @@ int scheduler_enqueue(server_t *s, const store_job_t *job, job_spec_t *spec, int
     sched_job_free(j);
     return SCHEDULER_OTHER_MODEL;
   }
-  if (spec->weights_bf16 >= 0 && spec->weights_bf16 != m->model->weights_bf16) {
+  if (spec->weights_dtype >= 0 && spec->weights_dtype != m->model->weights_dtype) {
     err_set(err,
             "the job was submitted for %s weights (\"weights_dtype\"); this worker holds "
             "model %s with %s weights (hydrad --weights-dtype)",
-            spec->weights_bf16 ? "bf16" : "fp32", m->name,
-            m->model->weights_bf16 ? "bf16" : "fp32");
+            weights_dtype_name(spec->weights_dtype), m->name,
+            weights_dtype_name(m->model->weights_dtype));
     sched_job_free(j);
     return SCHEDULER_OTHER_WEIGHTS;
   }

@@ -27,8 +27,9 @@ typedef struct {
   char backend[16];
   int threads;
   double memory_budget_mib; /* 0: from the backend */
-  int weights_bf16;         /* --weights-dtype bf16: models rounded, projections bf16 on the GPU */
-  int log_level;            /* 0 error, 1 info, 2 debug */
+  int weights_dtype; /* --weights-dtype (weights_dtype_t): bf16: models rounded, projections bf16
+                        on the GPU; native: GGUF projections kept in their blocks */
+  int log_level;     /* 0 error, 1 info, 2 debug */
   int n_models;
   char model_names[SERVER_MAX_MODELS][64];
   char model_paths[SERVER_MAX_MODELS][1024];

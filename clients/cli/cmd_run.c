@@ -267,7 +267,7 @@ char *read_file(const char *path, size_t *len, char *err) {
 int cmd_run(int argc, char **argv) {
   const char *model_path = NULL, *job_path = NULL, *backend_name = "auto";
   format_t format = FORMAT_NDJSON;
-  int threads = 0, max_rows = 0, weights_bf16 = -1;
+  int threads = 0, max_rows = 0, weights_dtype = -1;
   double memory_mib = 0;
   for (int i = 0; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -290,11 +290,10 @@ int cmd_run(int argc, char **argv) {
     else if (strcmp(a, "--memory-budget") == 0)
       memory_mib = atof(v);
     else if (strcmp(a, "--weights-dtype") == 0) {
-      if (strcmp(v, "fp32") != 0 && strcmp(v, "bf16") != 0) {
-        fprintf(stderr, "hydra run: --weights-dtype: expected fp32 or bf16\n");
+      if ((weights_dtype = weights_dtype_parse(v)) < 0) {
+        fprintf(stderr, "hydra run: --weights-dtype: expected fp32, bf16 or native\n");
         return EXIT_USAGE;
       }
-      weights_bf16 = strcmp(v, "bf16") == 0;
     } else if (strcmp(a, "--format") == 0) {
       if (strcmp(v, "ndjson") == 0)
         format = FORMAT_NDJSON;
@@ -315,7 +314,7 @@ int cmd_run(int argc, char **argv) {
   if (!model_path || !job_path) {
     fprintf(stderr, "usage: hydra run --model PATH JOB.json [--format ndjson|table|csv] "
                     "[--backend auto|cpu|cuda] [--threads N] [--max-rows N] "
-                    "[--memory-budget MIB] [--weights-dtype fp32|bf16]\n");
+                    "[--memory-budget MIB] [--weights-dtype fp32|bf16|native]\n");
     return EXIT_USAGE;
   }
   char err[4 * HYDRA_ERR_LEN] = "";
@@ -344,16 +343,16 @@ int cmd_run(int argc, char **argv) {
     rc = EXIT_USAGE;
     goto fail;
   }
-  if (weights_bf16 >= 0 && spec->weights_bf16 >= 0 && weights_bf16 != spec->weights_bf16) {
+  if (weights_dtype >= 0 && spec->weights_dtype >= 0 && weights_dtype != spec->weights_dtype) {
     snprintf(err, sizeof(err), "%s: weights_dtype: the job asks for %s weights, --weights-dtype %s",
-             job_path, spec->weights_bf16 ? "bf16" : "fp32", weights_bf16 ? "bf16" : "fp32");
+             job_path, weights_dtype_name(spec->weights_dtype), weights_dtype_name(weights_dtype));
     rc = EXIT_USAGE;
     goto fail;
   }
-  if (!(m = model_load(model_path, err)))
+  if (weights_dtype < 0) /* the job document may ask for it */
+    weights_dtype = spec->weights_dtype < 0 ? WEIGHTS_FP32 : spec->weights_dtype;
+  if (!(m = model_load_dtype(model_path, weights_dtype, err)))
     goto fail;
-  if (weights_bf16 == 1 || spec->weights_bf16 == 1) /* the job document may ask for it */
-    model_round_bf16(m);
   char tok_err[HYDRA_ERR_LEN];
   tok = tokenizer_load(model_path, tok_err); /* optional: ids-only jobs need none */
   if (plan_build(spec, m, tok, &plan, &jerr) != 0) {

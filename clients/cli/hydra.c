@@ -32,7 +32,7 @@ static void usage(FILE *out) {
           "  locally:\n"
           "  hydra run --model PATH JOB.json [--format ndjson|table|csv]\n"
           "            [--backend auto|cpu|cuda] [--threads N] [--max-rows N]\n"
-          "            [--memory-budget MIB] [--weights-dtype fp32|bf16]\n"
+          "            [--memory-budget MIB] [--weights-dtype fp32|bf16|native]\n"
           "  hydra table ROWS.ndjson   (the per-layer table of saved result rows)\n"
           "  hydra info --model PATH\n"
           "  hydra forward --model PATH --ids ID,ID,... [--top N] [--backend auto|cpu|cuda]\n"

@@ -85,8 +85,17 @@ int checkpoint_open(const char *path, unsigned want, checkpoint_t *out, char *er
   gguf_t *g = NULL;
   if (kind == PATH_GGUF && !(g = gguf_open(path, err)))
     return -1;
+  if (want_model && (want & CHECKPOINT_NATIVE) && !g) {
+    err_set(err,
+            "%s: native weights (--weights-dtype native) keep a GGUF file's blocks; this is "
+            "not a GGUF file (use fp32 or bf16)",
+            path);
+    return -1;
+  }
   if (want_model) {
-    out->model = g ? model_from_gguf(g, err) : model_load_hf(dir, err);
+    out->model = !g                         ? model_load_hf(dir, err)
+                 : want & CHECKPOINT_NATIVE ? model_from_gguf_native(g, err)
+                                            : model_from_gguf(g, err);
     if (!out->model) {
       gguf_close(g);
       return -1;
@@ -113,6 +122,16 @@ void checkpoint_close(checkpoint_t *c) {
   tokenizer_free(c->tokenizer);
   c->model = NULL;
   c->tokenizer = NULL;
+}
+
+model_t *model_load_dtype(const char *path, int dtype, char *err) {
+  checkpoint_t c;
+  const unsigned want = CHECKPOINT_MODEL | (dtype == WEIGHTS_NATIVE ? CHECKPOINT_NATIVE : 0);
+  if (checkpoint_open(path, want, &c, err) != 0)
+    return NULL;
+  if (dtype == WEIGHTS_BF16)
+    model_round_bf16(c.model);
+  return c.model;
 }
 
 model_t *model_load(const char *path, char *err) {

@@ -17,6 +17,8 @@
 enum {
   CHECKPOINT_MODEL = 1,     /* load the model; a failure fails the open */
   CHECKPOINT_TOKENIZER = 2, /* load the tokenizer; see below */
+  CHECKPOINT_NATIVE = 4,    /* a GGUF model's projections kept in their blocks
+                               (WEIGHTS_NATIVE); any other model path fails */
 };
 
 typedef struct {
@@ -39,5 +41,8 @@ void checkpoint_close(checkpoint_t *c);
  * on failure). */
 model_t *model_load(const char *path, char *err);
 tokenizer_t *tokenizer_load(const char *path, char *err);
+/* The model held as `dtype` (weights_dtype_t): fp32, rounded to bf16
+ * (model_round_bf16), or native (CHECKPOINT_NATIVE). */
+model_t *model_load_dtype(const char *path, int dtype, char *err);
 
 #endif

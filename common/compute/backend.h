@@ -73,6 +73,17 @@ typedef struct {
                      int rows, int out, int in, int accumulate, float *scratch,
                      size_t scratch_floats);
 
+  /* matmul with w[out, in] held in a GGUF block format (gguf_quants.h): row
+   * o is in / block_size blocks of `type` (one of model_native_type's) at
+   * w + o * row_bytes, in backend memory. The same product in fp32 as matmul
+   * on the weights dequantised at load (each value exactly as gguf_quants
+   * decodes it): tiles of rows are decoded into scratch (backend memory of
+   * scratch_floats >= in floats the op may overwrite) just before their
+   * product; F32 rows are multiplied where they are. */
+  int (*matmul_blocks)(backend_t *b, float *y, const float *x, const void *w, uint32_t type,
+                       const float *bias, int rows, int out, int in, int accumulate, float *scratch,
+                       size_t scratch_floats);
+
   /* y[rows, d] = (x - mean) / sqrt(var + eps) * gamma + beta; inv_scale[rows]
    * (optional) receives 1 / sqrt(var + eps), the scale the direct effects freeze. */
   int (*layernorm)(backend_t *b, float *y, float *inv_scale, const float *x, const float *gamma,

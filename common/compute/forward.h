@@ -41,7 +41,7 @@ int forward_run(forward_t *f, const forward_batch_t *batch, forward_out_t *out, 
 
 /* The model as the backend holds it: the same description, every array in
  * backend memory. Valid until forward_destroy. For a bf16 model
- * (model_t.weights_bf16) the projection matrices (wq wk wv wo w_up w_gate
+ * (model_t.weights_dtype) the projection matrices (wq wk wv wo w_up w_gate
  * w_down, unembed) point at bf16 data: pass them only to forward_matmul. */
 const model_t *forward_weights(const forward_t *f);
 

@@ -11,8 +11,11 @@ struct transformer {
   const model_t *host;
   model_t dev; /* the same description with every array in backend memory */
   backend_t *b;
-  int bf16;              /* projections held as bf16 (see upload_weights) */
-  float *scratch;        /* [scratch_floats]: bf16 projections widened for a product */
+  int bf16;               /* projections held as bf16 (see upload_weights) */
+  int native;             /* projections held in their file's blocks (model_blocks_t) */
+  model_blocks_t *blocks; /* [n_layers * MODEL_LAYER_TENSORS]: native projections in backend
+                             memory (a backend with its own memory) */
+  float *scratch;         /* [scratch_floats]: projections widened or decoded for a product */
   float *inv_freq;       /* [rotary_dim / 2]: the rotary's scaled inverse frequencies (RoPE only) */
   float *inv_freq_local; /* [rotary_dim / 2]: sliding layers' (rope_local_theta), or NULL */
   float rope_scale;      /* cos and sin multiplied by it (yarn's attention factor) */
@@ -63,6 +66,19 @@ static float *upload_bf16(backend_t *b, const float *src, size_t n, int *failed)
   return (float *)dst;
 }
 
+/* A native projection's blocks copied to backend memory, described by dst. */
+static float *upload_blocks(backend_t *b, const float *src, model_blocks_t *dst, int *failed) {
+  const model_blocks_t *hb = (const model_blocks_t *)src;
+  if (!src || *failed)
+    return NULL;
+  *dst = *hb;
+  const size_t bytes = (size_t)hb->rows * hb->row_bytes;
+  if (!(dst->blocks = b->ops->alloc(b, bytes)) ||
+      b->ops->upload(b, dst->blocks, hb->blocks, bytes) != 0)
+    *failed = 1;
+  return (float *)dst;
+}
+
 /* Frees a device array unless it is the host's own (used in place). */
 static void release(backend_t *b, float *p, const float *host) {
   if (p && p != host)
@@ -76,11 +92,19 @@ static void free_device_weights(transformer_t *t) {
     layer_weights_t hw = m->layers[l];
     float **ptr[MODEL_LAYER_TENSORS], **hptr[MODEL_LAYER_TENSORS];
     size_t len[MODEL_LAYER_TENSORS];
-    int n = model_layer_tensors(&d->cfg, &d->layers[l], ptr, len, NULL);
+    int proj[MODEL_LAYER_TENSORS];
+    int n = model_layer_tensors(&d->cfg, &d->layers[l], ptr, len, proj);
     model_layer_tensors(&d->cfg, &hw, hptr, len, NULL);
-    for (int i = 0; i < n; i++)
-      release(t->b, *ptr[i], *hptr[i]);
+    for (int i = 0; i < n; i++) {
+      if (t->native && proj[i]) {
+        if (*ptr[i] && *ptr[i] != *hptr[i] && ((model_blocks_t *)*ptr[i])->blocks)
+          t->b->ops->free(t->b, ((model_blocks_t *)*ptr[i])->blocks);
+      } else {
+        release(t->b, *ptr[i], *hptr[i]);
+      }
+    }
   }
+  free(t->blocks);
   if (d->unembed != d->tok_embed)
     release(t->b, d->unembed, m->unembed);
   release(t->b, d->tok_embed, m->tok_embed);
@@ -124,11 +148,27 @@ static int upload_rope(transformer_t *t, char *err) {
   return 0;
 }
 
+/* The floats of the largest layer projection: a native product decodes its
+ * whole matrix into scratch, then runs one sgemm, the same call as on the
+ * weights dequantised at load, so the same floats (the CPU's sgemm sums in
+ * an order that depends on the matrix's width: tiles of rows gave other
+ * roundings, and, with OpenMP's decode between OpenBLAS calls, a tenth of
+ * the rate on shared cores; tests/bench/RESULTS.md). */
+static size_t native_scratch_floats(const model_config_t *c) {
+  const size_t d = (size_t)c->d_model, q = (size_t)c->n_heads * c->head_dim,
+               kv = (size_t)c->n_kv_heads * c->head_dim, f = (size_t)c->d_mlp;
+  size_t largest = q * d > f * d ? q * d : f * d;
+  return largest > kv * d ? largest : kv * d;
+}
+
 /* On a host-memory backend the weights are used in place (a bf16 model's
- * are rounded fp32 there: the same products, no copy). Otherwise every array
- * is copied to the backend, and a bf16 model's projections (and its
- * unembedding) are stored as bf16, widened per product into one scratch
- * buffer the size of the largest layer projection. */
+ * are rounded fp32 there: the same products, no copy; a native model's
+ * blocks are decoded per product into one scratch buffer the size of the
+ * largest layer projection). Otherwise every array is copied to the
+ * backend: a bf16 model's projections (and its unembedding) are stored as
+ * bf16, widened per product into one scratch buffer the size of the largest
+ * layer projection; a native model's keep their blocks, decoded the same
+ * way. */
 static int upload_weights(transformer_t *t, char *err) {
   const model_t *m = t->host;
   model_t *d = &t->dev;
@@ -139,8 +179,17 @@ static int upload_weights(transformer_t *t, char *err) {
   if (!d->layers)
     return err_set(err, "out of memory");
   memcpy(d->layers, m->layers, (size_t)c->n_layers * sizeof(layer_weights_t));
+  if (t->native) {
+    t->scratch_floats = native_scratch_floats(c);
+    if (!(t->scratch = b->ops->alloc(b, t->scratch_floats * sizeof(float))))
+      return err_set(err, "allocating %zu floats of scratch for native weights: %s",
+                     t->scratch_floats, b->err);
+  }
   if (b->host_memory)
     return 0;
+  if (t->native &&
+      !(t->blocks = calloc((size_t)c->n_layers * MODEL_LAYER_TENSORS, sizeof(model_blocks_t))))
+    return err_set(err, "out of memory");
   const size_t vd = (size_t)c->vocab_size * c->d_model;
   int failed = 0;
   for (int l = 0; l < c->n_layers && !failed; l++) {
@@ -149,7 +198,10 @@ static int upload_weights(transformer_t *t, char *err) {
     int proj[MODEL_LAYER_TENSORS];
     int n = model_layer_tensors(c, &d->layers[l], ptr, len, proj);
     for (int i = 0; i < n; i++) {
-      if (t->bf16 && proj[i]) {
+      if (t->native && proj[i]) {
+        *ptr[i] =
+            upload_blocks(b, *ptr[i], &t->blocks[(size_t)l * MODEL_LAYER_TENSORS + i], &failed);
+      } else if (t->bf16 && proj[i]) {
         *ptr[i] = upload_bf16(b, *ptr[i], len[i], &failed);
         if (len[i] > t->scratch_floats)
           t->scratch_floats = len[i];
@@ -177,6 +229,11 @@ static int upload_weights(transformer_t *t, char *err) {
 int transformer_matmul(transformer_t *t, float *y, const float *x, const float *w,
                        const float *bias, int rows, int out, int in, int accumulate) {
   backend_t *b = t->b;
+  if (t->native) {
+    const model_blocks_t *w_blocks = (const model_blocks_t *)w;
+    return b->ops->matmul_blocks(b, y, x, w_blocks->blocks, w_blocks->type, bias, rows, out, in,
+                                 accumulate, t->scratch, t->scratch_floats);
+  }
   if (t->bf16)
     return b->ops->matmul_bf16(b, y, x, (const uint16_t *)w, bias, rows, out, in, accumulate,
                                t->scratch, t->scratch_floats);
@@ -272,7 +329,15 @@ transformer_t *transformer_create(const model_t *m, backend_t *b, char *err) {
   }
   t->host = m;
   t->b = b;
-  t->bf16 = m->weights_bf16 && !b->host_memory; /* host memory: the rounded fp32 in place */
+  /* host memory: a bf16 model's rounded fp32 in place */
+  t->bf16 = m->weights_dtype == WEIGHTS_BF16 && !b->host_memory;
+  t->native = m->weights_dtype == WEIGHTS_NATIVE;
+  if (t->native && !b->ops->matmul_blocks) {
+    err_set(err, "backend %s cannot multiply weights in their blocks (--weights-dtype native)",
+            b->ops->name);
+    free(t);
+    return NULL;
+  }
   if (upload_weights(t, err) != 0 ||
       (m->cfg.positions == POSITIONS_ROPE && upload_rope(t, err) != 0)) {
     transformer_destroy(t);
@@ -315,6 +380,9 @@ int transformer_final_norm(transformer_t *t, float *y, float *inv_scale, const f
 
 int transformer_unembed(transformer_t *t, float *logits, const float *x, int rows) {
   const model_config_t *c = &t->host->cfg;
+  if (t->native) /* a native model's unembedding is fp32 */
+    return t->b->ops->matmul(t->b, logits, x, t->dev.unembed, t->dev.unembed_b, rows, c->vocab_size,
+                             c->d_model, 0);
   return transformer_matmul(t, logits, x, t->dev.unembed, t->dev.unembed_b, rows, c->vocab_size,
                             c->d_model, 0);
 }

@@ -128,14 +128,15 @@ int transformer_cap_logits(transformer_t *t, float *logits, int rows);
 float *transformer_residual(transformer_t *t);
 
 /* The model as the backend holds it: the same description, every array in
- * backend memory. For a bf16 model (model_t.weights_bf16) the projection
- * matrices and the unembedding hold bf16 data: pass them only to
+ * backend memory. For a bf16 model (model_t.weights_dtype) the projection
+ * matrices and the unembedding hold bf16 data, for a native one the layer
+ * projections point at model_blocks_t: pass them only to
  * transformer_matmul. */
 const model_t *transformer_weights(const transformer_t *t);
 
 /* y[rows, out] = x[rows, in] . w[out, in]^T (+ bias) for w one of
  * transformer_weights(t)'s projection matrices, in the dtype they are held
- * in (backend ops matmul or matmul_bf16). */
+ * in (backend ops matmul, matmul_bf16 or matmul_blocks). */
 int transformer_matmul(transformer_t *t, float *y, const float *x, const float *w,
                        const float *bias, int rows, int out, int in, int accumulate);
 

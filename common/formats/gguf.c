@@ -584,3 +584,16 @@ int gguf_tensor_read_f32(const gguf_t *g, const gguf_tensor_t *t, float *dst, si
   free(buf);
   return 0;
 }
+
+int gguf_tensor_read_raw(const gguf_t *g, const gguf_tensor_t *t, void *dst, size_t bytes,
+                         char *err) {
+  if (t < g->tensors || t >= g->tensors + g->n_tensors)
+    return err_set(err, "%s: gguf_tensor_read_raw was given a tensor of another file", g->path);
+  if ((uint64_t)bytes != t->n_bytes)
+    return err_set(err, "%s: tensor %s takes %llu bytes but the destination holds %zu", g->path,
+                   t->name, (unsigned long long)t->n_bytes, bytes);
+  if (pread_full(g->fd, dst, bytes, t->offset))
+    return err_set(err, "%s: cannot read tensor %s at offset %llu: %s", g->path, t->name,
+                   (unsigned long long)t->offset, errno ? strerror(errno) : "the file got shorter");
+  return 0;
+}

@@ -126,4 +126,9 @@ const char *gguf_value_type_name(uint32_t type);
  * type. Returns 0 or -1. */
 int gguf_tensor_read_f32(const gguf_t *g, const gguf_tensor_t *t, float *dst, size_t n, char *err);
 
+/* Reads tensor `t`'s bytes as stored (its blocks, undecoded) into dst, which
+ * holds `bytes` == t->n_bytes. Returns 0 or -1 with err naming the tensor. */
+int gguf_tensor_read_raw(const gguf_t *g, const gguf_tensor_t *t, void *dst, size_t bytes,
+                         char *err);
+
 #endif

@@ -10,7 +10,10 @@
  * converter permutes the rows of attn_q and attn_k (and their biases) for
  * ggml's RoPE, which rotates adjacent pairs; this loader undoes that, for the
  * rotate_half pairing (i, i + head_dim/2) that Hugging Face and hydra use
- * (ggml's NEOX RoPE, which the other architectures' rows already have). */
+ * (ggml's NEOX RoPE, which the other architectures' rows already have).
+ * model_from_gguf_native keeps the layer projections in their blocks
+ * instead: rows move whole, so the same un-permuting and splitting apply to
+ * rows of bytes. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +38,7 @@ typedef struct {
   float *dst, *dst_k, *dst_v;
   size_t rows_q, rows_kv; /* a fused qkv's split */
   int n_heads;
+  int proj; /* a layer's projection matrix: kept in its blocks by the native load */
   const gguf_tensor_t *t;
 } planned_t;
 
@@ -70,7 +74,8 @@ static planned_t *plan_layer(const model_config_t *c, const gguf_arch_t *a, int 
   char name[NAME_LEN];
 #define LAYER(suffix, n_dims, ne0, ne1, field, heads)                                              \
   snprintf(name, sizeof(name), "blk.%d." suffix, l);                                               \
-  p = plan_add(p, name, n_dims, ne0, ne1, w ? w->field : NULL, heads)
+  p = plan_add(p, name, n_dims, ne0, ne1, w ? w->field : NULL, heads);                             \
+  p[-1].proj = n_dims == 2
   LAYER("attn_norm.weight", 1, d, 1, attn_norm_w, 0);
   if (ln) {
     LAYER("attn_norm.bias", 1, d, 1, attn_norm_b, 0);
@@ -78,6 +83,7 @@ static planned_t *plan_layer(const model_config_t *c, const gguf_arch_t *a, int 
   if (a->flags & GGUF_ARCH_FUSED_QKV) {
     snprintf(name, sizeof(name), "blk.%d.attn_qkv.weight", l);
     p = plan_qkv(p, name, 2, d, q, kv, w ? w->wq : NULL, w ? w->wk : NULL, w ? w->wv : NULL);
+    p[-1].proj = 1;
     if (c->qkv_bias) {
       snprintf(name, sizeof(name), "blk.%d.attn_qkv.bias", l);
       p = plan_qkv(p, name, 1, d, q, kv, w ? w->bq : NULL, w ? w->bk : NULL, w ? w->bv : NULL);
@@ -188,15 +194,15 @@ static int match_plan(const gguf_t *g, const gguf_arch_t *a, planned_t *plan, in
 
 /* llama.cpp's converter stores head row 2i + j (j in {0, 1}) at what Hugging
  * Face calls row j * head_dim/2 + i; this is transformers'
- * LlamaTensorProcessor._reverse_permute_weights. */
-static void unpermute_rows(const float *src, float *dst, int n_heads, size_t head_dim,
-                           size_t cols) {
+ * LlamaTensorProcessor._reverse_permute_weights. Rows of row_bytes bytes. */
+static void unpermute_rows(const uint8_t *src, uint8_t *dst, int n_heads, size_t head_dim,
+                           size_t row_bytes) {
   const size_t half = head_dim / 2;
   for (size_t h = 0; h < (size_t)n_heads; h++)
     for (size_t j = 0; j < 2; j++)
       for (size_t i = 0; i < half; i++)
-        memcpy(dst + (h * head_dim + j * half + i) * cols, src + (h * head_dim + 2 * i + j) * cols,
-               cols * sizeof(float));
+        memcpy(dst + (h * head_dim + j * half + i) * row_bytes,
+               src + (h * head_dim + 2 * i + j) * row_bytes, row_bytes);
 }
 
 static int load_planned(const gguf_t *g, const planned_t *p, char *err) {
@@ -212,7 +218,8 @@ static int load_planned(const gguf_t *g, const planned_t *p, char *err) {
     return err_set(err, "%s: out of memory reading tensor %s", gguf_path(g), p->name);
   int rc = gguf_tensor_read_f32(g, p->t, tmp, n, err);
   if (rc == 0 && p->n_heads)
-    unpermute_rows(tmp, p->dst, p->n_heads, rows / (size_t)p->n_heads, cols);
+    unpermute_rows((const uint8_t *)tmp, (uint8_t *)p->dst, p->n_heads, rows / (size_t)p->n_heads,
+                   cols * sizeof(float));
   if (rc == 0 && p->dst_k) {
     memcpy(p->dst, tmp, p->rows_q * cols * sizeof(float));
     memcpy(p->dst_k, tmp + p->rows_q * cols, p->rows_kv * cols * sizeof(float));
@@ -220,6 +227,75 @@ static int load_planned(const gguf_t *g, const planned_t *p, char *err) {
   }
   free(tmp);
   return rc;
+}
+
+/* dst (a model_blocks_t behind a layer slot) gets n rows of row_bytes bytes
+ * from rows_src, un-permuted as llama's q/k (whole_perm) or as stored. */
+static int take_rows(model_blocks_t *dst, uint32_t type, int cols, size_t row_bytes,
+                     const uint8_t *rows_src, size_t n, const planned_t *p, int whole_perm,
+                     char *err) {
+  dst->type = type;
+  dst->rows = (int)n;
+  dst->cols = cols;
+  dst->row_bytes = row_bytes;
+  if (!(dst->blocks = malloc(n * row_bytes)))
+    return err_set(err, "out of memory keeping tensor %s", p->name);
+  if (whole_perm)
+    unpermute_rows(rows_src, dst->blocks, p->n_heads, n / (size_t)p->n_heads, row_bytes);
+  else
+    memcpy(dst->blocks, rows_src, n * row_bytes);
+  return 0;
+}
+
+/* A layer projection kept in its blocks (a type the backends multiply
+ * natively, whole blocks per row), else dequantised to F32 rows. */
+static int load_planned_native(const gguf_t *g, const planned_t *p, char *err) {
+  const gguf_tensor_t *t = p->t;
+  const gguf_quant_type_t *tt = gguf_quant_type(t->type);
+  const int cols = (int)p->ne[0];
+  const size_t rows = (size_t)p->ne[1];
+  const int keep = model_native_type(t->type) && p->ne[0] % tt->block_size == 0;
+  const size_t row_bytes =
+      keep ? (size_t)(p->ne[0] / tt->block_size) * tt->type_size : (size_t)cols * sizeof(float);
+  uint8_t *raw = malloc(rows * row_bytes);
+  if (!raw)
+    return err_set(err, "%s: out of memory reading tensor %s", gguf_path(g), p->name);
+  int rc = keep ? gguf_tensor_read_raw(g, t, raw, rows * row_bytes, err)
+                : gguf_tensor_read_f32(g, t, (float *)raw, rows * (size_t)cols, err);
+  const uint32_t type = keep ? t->type : GGUF_TENSOR_F32;
+  if (rc == 0 && p->dst_k) {
+    rc = take_rows((model_blocks_t *)p->dst, type, cols, row_bytes, raw, p->rows_q, p, 0, err);
+    if (rc == 0)
+      rc = take_rows((model_blocks_t *)p->dst_k, type, cols, row_bytes, raw + p->rows_q * row_bytes,
+                     p->rows_kv, p, 0, err);
+    if (rc == 0)
+      rc = take_rows((model_blocks_t *)p->dst_v, type, cols, row_bytes,
+                     raw + (p->rows_q + p->rows_kv) * row_bytes, p->rows_kv, p, 0, err);
+  } else if (rc == 0) {
+    rc = take_rows((model_blocks_t *)p->dst, type, cols, row_bytes, raw, rows, p, p->n_heads > 0,
+                   err);
+  }
+  free(raw);
+  return rc;
+}
+
+/* Replaces every layer projection's fp32 array (never written yet) by an
+ * empty model_blocks_t that load_planned_native fills. */
+static int native_slots(model_t *m, char *err) {
+  for (int l = 0; l < m->cfg.n_layers; l++) {
+    float **ptr[MODEL_LAYER_TENSORS];
+    size_t len[MODEL_LAYER_TENSORS];
+    int proj[MODEL_LAYER_TENSORS];
+    int n = model_layer_tensors(&m->cfg, &m->layers[l], ptr, len, proj);
+    for (int i = 0; i < n; i++)
+      if (proj[i] && *ptr[i]) {
+        free(*ptr[i]);
+        if (!(*ptr[i] = calloc(1, sizeof(model_blocks_t))))
+          return err_set(err, "out of memory");
+      }
+  }
+  m->weights_dtype = WEIGHTS_NATIVE;
+  return 0;
 }
 
 static int cmp_str(const void *a, const void *b) {
@@ -245,7 +321,7 @@ static void list_types(const planned_t *plan, int n, char *out, size_t size) {
     at += (size_t)snprintf(out + at, size - at, "%s%s", k ? "," : "", names[k]);
 }
 
-model_t *model_from_gguf(const gguf_t *g, char *err) {
+static model_t *load_gguf(const gguf_t *g, int native, char *err) {
   model_t *m = NULL;
   planned_t *plan = NULL;
   model_config_t cfg;
@@ -267,9 +343,14 @@ model_t *model_from_gguf(const gguf_t *g, char *err) {
     err_set(err, "%s: %s", file, inner);
     goto fail;
   }
+  if (native && native_slots(m, inner)) {
+    err_set(err, "%s: %s", file, inner);
+    goto fail;
+  }
   plan_tensors(&cfg, arch, m, plan);
   for (int i = 0; i < n; i++)
-    if (load_planned(g, &plan[i], err))
+    if (native && plan[i].proj ? load_planned_native(g, &plan[i], err)
+                               : load_planned(g, &plan[i], err))
       goto fail;
   snprintf(m->path, sizeof(m->path), "%s", file);
   snprintf(m->weights_format, sizeof(m->weights_format), "gguf");
@@ -280,4 +361,12 @@ fail:
   model_free(m);
   free(plan);
   return NULL;
+}
+
+model_t *model_from_gguf(const gguf_t *g, char *err) {
+  return load_gguf(g, 0, err);
+}
+
+model_t *model_from_gguf_native(const gguf_t *g, char *err) {
+  return load_gguf(g, 1, err);
 }

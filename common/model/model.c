@@ -299,6 +299,37 @@ int model_layer_tensors(const model_config_t *c, layer_weights_t *w, float ***pt
   return MODEL_LAYER_TENSORS;
 }
 
+const char *weights_dtype_name(int dtype) {
+  static const char *const names[] = {"fp32", "bf16", "native"};
+  return dtype >= 0 && dtype <= WEIGHTS_NATIVE ? names[dtype] : "?";
+}
+
+int weights_dtype_parse(const char *name) {
+  for (int i = WEIGHTS_FP32; i <= WEIGHTS_NATIVE; i++)
+    if (strcmp(name, weights_dtype_name(i)) == 0)
+      return i;
+  return -1;
+}
+
+int model_native_type(uint32_t type) {
+  switch (type) {
+  case GGUF_TENSOR_F32:
+  case GGUF_TENSOR_F16:
+  case GGUF_TENSOR_BF16:
+  case GGUF_TENSOR_Q4_0:
+  case GGUF_TENSOR_Q4_1:
+  case GGUF_TENSOR_Q5_0:
+  case GGUF_TENSOR_Q5_1:
+  case GGUF_TENSOR_Q8_0:
+  case GGUF_TENSOR_Q4_K:
+  case GGUF_TENSOR_Q5_K:
+  case GGUF_TENSOR_Q6_K:
+    return 1;
+  default:
+    return 0;
+  }
+}
+
 void model_free(model_t *m) {
   if (!m)
     return;
@@ -306,9 +337,13 @@ void model_free(model_t *m) {
     for (int l = 0; l < m->cfg.n_layers; l++) {
       float **ptr[MODEL_LAYER_TENSORS];
       size_t len[MODEL_LAYER_TENSORS];
-      int n = model_layer_tensors(&m->cfg, &m->layers[l], ptr, len, NULL);
-      for (int i = 0; i < n; i++)
+      int proj[MODEL_LAYER_TENSORS];
+      int n = model_layer_tensors(&m->cfg, &m->layers[l], ptr, len, proj);
+      for (int i = 0; i < n; i++) {
+        if (m->weights_dtype == WEIGHTS_NATIVE && proj[i] && *ptr[i])
+          free(((model_blocks_t *)*ptr[i])->blocks);
         free(*ptr[i]);
+      }
     }
     free(m->layers);
   }
@@ -346,5 +381,5 @@ void model_round_bf16(model_t *m) {
   round_bf16(m->final_norm_w, d);
   round_bf16(m->final_norm_b, d);
   round_bf16(m->unembed_b, (size_t)c->vocab_size);
-  m->weights_bf16 = 1;
+  m->weights_dtype = WEIGHTS_BF16;
 }

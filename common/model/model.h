@@ -117,6 +117,30 @@ typedef struct {
   int bos_id, eos_id; /* -1 when unknown */
 } model_config_t;
 
+/* How a model holds its projection matrices (`--weights-dtype`). */
+typedef enum { WEIGHTS_FP32, WEIGHTS_BF16, WEIGHTS_NATIVE } weights_dtype_t;
+
+/* "fp32", "bf16", "native"; and back (-1: none of them). */
+const char *weights_dtype_name(int dtype);
+int weights_dtype_parse(const char *name);
+
+/* A projection matrix [rows, cols] kept in a GGUF file's own block format
+ * (WEIGHTS_NATIVE): row r is row_bytes bytes at blocks + r * row_bytes, its
+ * cols values in cols / block_size blocks of `type` (gguf_quants.h). Types
+ * the backends multiply in their blocks are model_native_type's; a
+ * projection of any other type is dequantised at load and held as F32
+ * "blocks" (one float each). */
+typedef struct {
+  uint32_t type; /* gguf_tensor_type_t */
+  int rows, cols;
+  size_t row_bytes;
+  uint8_t *blocks; /* owned; rows * row_bytes bytes */
+} model_blocks_t;
+
+/* 1 when the backends multiply a projection of this GGUF type in its own
+ * blocks (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K). */
+int model_native_type(uint32_t type);
+
 /* Biases are NULL where the family has none. */
 typedef struct {
   float *attn_norm_w, *attn_norm_b;           /* [d_model], NULL with no_pre_norms */
@@ -144,8 +168,13 @@ typedef struct {
   float *final_norm_w, *final_norm_b; /* [d_model] */
   float *unembed;                     /* [vocab_size, d_model]; == tok_embed when tied */
   float *unembed_b;                   /* [vocab_size], unembed_bias only */
-  int weights_bf16; /* every weight rounded to bfloat16 (model_round_bf16): a backend with
-                       its own memory keeps the projections as bf16 there */
+  /* weights_dtype_t. WEIGHTS_BF16: every weight rounded to bfloat16
+   * (model_round_bf16): a backend with its own memory keeps the projections
+   * as bf16 there. WEIGHTS_NATIVE: every layer projection (wq wk wv wo w_up
+   * w_gate w_down) points at a model_blocks_t, not at floats, and only
+   * transformer_matmul reads it; embeddings, norms, biases and the
+   * unembedding stay fp32. */
+  int weights_dtype;
 } model_t;
 
 /* Allocates a model whose every tensor (per cfg: biases where qkv_bias,
@@ -190,5 +219,10 @@ void model_round_bf16(model_t *m);
  * and safetensors), an open GGUF file. NULL with err filled on failure. */
 model_t *model_load_hf(const char *dir, char *err);
 model_t *model_from_gguf(const gguf_t *g, char *err);
+/* The same with the layer projections kept in the file's blocks
+ * (WEIGHTS_NATIVE): no fp32 copy of them is made; each takes its stored size
+ * (the llama converter's q/k row order undone row by row, a fused qkv split
+ * by rows). */
+model_t *model_from_gguf_native(const gguf_t *g, char *err);
 
 #endif

@@ -233,7 +233,7 @@ int results_header(results_t *r) {
   json_object_set_new(h, "variants", json_integer(r->plan->n_variants));
   json_object_set_new(h, "backend", json_string(r->info.backend ? r->info.backend : ""));
   json_object_set_new(h, "precision", json_string(r->info.precision ? r->info.precision : "fp32"));
-  json_object_set_new(h, "weights_dtype", json_string(r->m->weights_bf16 ? "bf16" : "fp32"));
+  json_object_set_new(h, "weights_dtype", json_string(weights_dtype_name(r->m->weights_dtype)));
   json_object_set_new(h, "norm_scale",
                       json_string(r->info.norm_scale_ablated ? "ablated" : "clean"));
   json_object_set_new(h, "reuse", json_boolean(r->plan->job.reuse));

@@ -606,7 +606,7 @@ static int parse_document(const json_t *root, job_spec_t *spec, job_error_t *err
   static const char *const presets[] = {"hydra", NULL};
   static const char *const norm_scales[] = {"clean", "ablated", NULL};
   static const char *const precisions[] = {"fp32", "tf32", NULL};
-  static const char *const dtypes[] = {"fp32", "bf16", NULL};
+  static const char *const dtypes[] = {"fp32", "bf16", "native", NULL}; /* weights_dtype_t */
   const json_t *e;
   int target_given = 0, samples_given = 0, methods_given = 0, i = 0;
   if (!json_is_object(root))
@@ -673,7 +673,7 @@ static int parse_document(const json_t *root, job_spec_t *spec, job_error_t *err
   if ((e = json_object_get(root, "weights_dtype"))) {
     if (job_want_enum(e, "weights_dtype", "weights_dtype", dtypes, &i, err))
       return -1;
-    spec->weights_bf16 = i;
+    spec->weights_dtype = i;
   }
   if ((e = json_object_get(root, "reuse")) && job_want_bool(e, "reuse", &spec->reuse, err))
     return -1;
@@ -738,7 +738,7 @@ job_spec_t *job_parse(const char *json, size_t len, job_error_t *err) {
   spec->positions = POSITIONS_LAST;
   spec->metrics = METRIC_LOGIT;
   spec->direct_effects = spec->effect_table = spec->reuse = 1;
-  spec->weights_bf16 = -1;
+  spec->weights_dtype = -1;
   if (parse_document(root, spec, err))
     goto fail;
   json_decref(root);

@@ -211,8 +211,8 @@ typedef struct {
   int direct_effects;     /* default 1 */
   int effect_table;       /* default 1 */
   int tf32;               /* "precision": "tf32"; default fp32 */
-  int weights_bf16;       /* "weights_dtype": 0 "fp32", 1 "bf16", -1 not given (the
-                             weights the model is held in; a server pins it) */
+  int weights_dtype;      /* "weights_dtype": 0 "fp32", 1 "bf16", 2 "native" (weights_dtype_t),
+                             -1 not given (the weights the model is held in; a server pins it) */
   int reuse;              /* default 1; 0: recompute every variant in full (tests, bench) */
   double deadline_s;      /* 0: none; else in (0, JOB_MAX_DEADLINE_S] */
 } job_spec_t;

@@ -560,8 +560,8 @@ int main(int argc, char **argv) {
          (long)samples * n_all * n_prompts, variants / t, flops, flops_all, flops_full,
          flops / t / 1e9, sg, sg_rows, flops_all / (sg * 1e9), flops_full / (sg * 1e9), pk, peak,
          pk > 0 ? flops / t / 1e9 / pk : 0, cpu / wall, b->ops->name, engine_precision(e, tf32),
-         m->weights_bf16 ? "bf16" : "fp32", max_rows > 0 ? max_rows : engine_pass_rows(e, 0, NULL),
-         unit, interleave);
+         weights_dtype_name(m->weights_dtype),
+         max_rows > 0 ? max_rows : engine_pass_rows(e, 0, NULL), unit, interleave);
   if (rows_out) {
     FILE *f = fopen(rows_out, "w");
     if (!f) {

@@ -315,7 +315,7 @@ int main(int argc, char **argv) {
   }
   printf("test_engine: %s on %s (%s, weights %s%s): %d prompts, %d components, scale %.3f, "
          "bound %.3g\n",
-         golden, path, b->ops->name, m->weights_bf16 ? "bf16" : "fp32",
+         golden, path, b->ops->name, weights_dtype_name(m->weights_dtype),
          copy_weights ? ", copied" : "", S.n_prompts, S.n_comps, scale_ref,
          GOLDEN_BOUND * scale_ref);
 

@@ -27,15 +27,49 @@ static int fail(const char *msg, const char *detail) {
   return 1;
 }
 
+/* Native weights give the floats of the weights dequantised at load: the
+ * same forward pass on the fp32 model, every logit compared bit for bit
+ * (each product decodes the values gguf_quants decodes at load, then runs
+ * the same sgemm; on a backend whose products tile differently, a bound
+ * would be stated here instead). */
+static int same_as_dequantised(const char *model_path, backend_t *b, const forward_batch_t *batch,
+                               const forward_out_t *native, int vocab) {
+  char err[HYDRA_ERR_LEN];
+  const size_t n = (size_t)native->n_logit_rows * (size_t)vocab;
+  float *logits = malloc(n * sizeof(float));
+  model_t *m = model_load(model_path, err);
+  forward_t *f = m && logits ? forward_create(m, b, err) : NULL;
+  forward_out_t out = *native;
+  out.logits = logits;
+  if (!f || forward_run(f, batch, &out, err) != 0)
+    return fail("the dequantised-at-load run", err);
+  size_t differ = 0;
+  for (size_t i = 0; i < n; i++)
+    differ += memcmp(&logits[i], &native->logits[i], sizeof(float)) != 0;
+  printf("native vs dequantised at load: %zu of %zu logits differ\n", differ, n);
+  CHECK(differ == 0, "native weights: %zu of %zu logits differ from the dequantised-at-load run",
+        differ, n);
+  forward_destroy(f);
+  model_free(m);
+  free(logits);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   if (argc < 3)
-    return fail("usage: test_golden_logits ROOT GOLDEN.json [--model PATH] [--backend NAME]", 0);
+    return fail("usage: test_golden_logits ROOT GOLDEN.json [--model PATH] [--backend NAME] "
+                "[--weights-dtype native]",
+                0);
   const char *root = argv[1], *golden = argv[2], *model_override = NULL, *backend = "cpu";
+  int dtype = WEIGHTS_FP32;
   for (int i = 3; i + 1 < argc; i += 2) {
     if (strcmp(argv[i], "--model") == 0)
       model_override = argv[i + 1];
     else if (strcmp(argv[i], "--backend") == 0)
       backend = argv[i + 1];
+    else if (strcmp(argv[i], "--weights-dtype") == 0 &&
+             (dtype = weights_dtype_parse(argv[i + 1])) != WEIGHTS_NATIVE)
+      return fail("--weights-dtype", "only native is offered (bf16 has its own goldens)");
   }
   json_error_t jerr;
   json_t *g = json_load_file(golden, JSON_REJECT_DUPLICATES, &jerr);
@@ -97,7 +131,7 @@ int main(int argc, char **argv) {
   fclose(lf);
 
   char err[HYDRA_ERR_LEN];
-  model_t *m = model_load(model_path, err);
+  model_t *m = model_load_dtype(model_path, dtype, err);
   if (!m)
     return fail("model_load", err);
   if (m->cfg.vocab_size != vocab)
@@ -128,8 +162,11 @@ int main(int argc, char **argv) {
           "row %d: rel err %.3g (bound %.0e), argmax %d expected %d", logit_rows[k], rel, BOUND,
           best, argmax[k]);
   }
-  printf("%s on %s (%s): %zu prompts, %zu positions, worst rel err %.3g (bound %.0e)\n", golden,
-         model_path, b->ops->name, n_seqs, n_logit, worst, BOUND);
+  printf("%s on %s (%s, weights %s): %zu prompts, %zu positions, worst rel err %.3g (bound %.0e)\n",
+         golden, model_path, b->ops->name, weights_dtype_name(dtype), n_seqs, n_logit, worst,
+         BOUND);
+  if (dtype == WEIGHTS_NATIVE && same_as_dequantised(model_path, b, &batch, &out, vocab) != 0)
+    return 1;
   forward_destroy(f);
   backend_destroy(b);
   model_free(m);

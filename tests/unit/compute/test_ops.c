@@ -11,6 +11,8 @@
 #include "backend.h"
 #include "bf16.h"
 #include "check.h"
+#include "gguf_quants.h"
+#include "random_blocks.h"
 
 static uint64_t rng_state;
 static double rnd(void) { /* uniform in [-1, 1) */
@@ -145,6 +147,83 @@ static void test_matmul_bf16(int rows, int out, int in, int bias, int acc, int s
   B->ops->free(B, dx), B->ops->free(B, dw), B->ops->free(B, db), B->ops->free(B, dy);
   B->ops->free(B, scratch);
   free(x), free(wf), free(w), free(b), free(y), free(ref);
+}
+
+/* matmul_blocks with w in `type`'s blocks and a scratch of scratch_rows
+ * rows: against the double reference on the decoded weights (1e-5); and,
+ * when one tile holds all of w (as the transformer's scratch does), against
+ * matmul on those decoded weights, the dequantised-at-load product: the same
+ * floats, bit for bit (the same sgemm call on the same values). Several
+ * tiles may round otherwise (sgemm's order of sums depends on the width). */
+static void test_matmul_blocks(uint32_t type, int rows, int out, int in, int bias, int acc,
+                               int scratch_rows) {
+  const gguf_quant_type_t *tt = gguf_quant_type(type);
+  const size_t row_blocks = (size_t)in / tt->block_size, row_bytes = row_blocks * tt->type_size;
+  size_t nx = (size_t)rows * in, nw = (size_t)out * in, ny = (size_t)rows * out;
+  size_t ns = (size_t)scratch_rows * in;
+  float *x = malloc(nx * 4), *wf = malloc(nw * 4), *b = malloc(out * 4), *y = malloc(ny * 4);
+  float *y_load = malloc(ny * 4), *y0 = malloc(ny * 4);
+  uint8_t *w = malloc((size_t)out * row_bytes);
+  double *ref = malloc(ny * 8);
+  fill(x, nx, 1), fill(b, out, 1), fill(y0, ny, 1);
+  random_blocks(type, w, (size_t)out * row_blocks, rnd);
+  tt->decode(w, wf, (size_t)out * row_blocks);
+  for (int r = 0; r < rows; r++)
+    for (int o = 0; o < out; o++) {
+      double s = acc ? y0[(size_t)r * out + o] : 0.0;
+      for (int i = 0; i < in; i++)
+        s += (double)x[(size_t)r * in + i] * wf[(size_t)o * in + i];
+      ref[(size_t)r * out + o] = s + (bias ? b[o] : 0.0);
+    }
+  float *dx = dev(x, nx * 4), *db = dev(b, out * 4), *dy = dev(y0, ny * 4), *dwf = dev(wf, nw * 4);
+  float *dy_load = dev(y0, ny * 4);
+  uint8_t *dw = dev(w, (size_t)out * row_bytes);
+  float *scratch = B->ops->alloc(B, ns * 4);
+  run(!scratch, "alloc scratch");
+  run(B->ops->matmul_blocks(B, dy, dx, dw, type, bias ? db : NULL, rows, out, in, acc, scratch, ns),
+      "matmul_blocks");
+  run(B->ops->matmul(B, dy_load, dx, dwf, bias ? db : NULL, rows, out, in, acc), "matmul");
+  back(y, dy, ny * 4);
+  back(y_load, dy_load, ny * 4);
+  char name[64];
+  snprintf(name, sizeof(name), "mm_%s%s%s /%d", tt->name, bias ? "+b" : "", acc ? "+acc" : "",
+           (out + scratch_rows - 1) / scratch_rows);
+  compare(name, y, ref, ny, 1e-5);
+  if (scratch_rows >= out) {
+    size_t differ = 0;
+    for (size_t i = 0; i < ny; i++)
+      differ += memcmp(&y[i], &y_load[i], 4) != 0;
+    CHECK(differ == 0, "%s: %zu of %zu outputs differ from the dequantised-at-load product", name,
+          differ, ny);
+  }
+  /* a scratch under one row of w is refused, not overrun (F32 needs none) */
+  CHECK(type == GGUF_TENSOR_F32 || B->ops->matmul_blocks(B, dy, dx, dw, type, NULL, rows, out, in,
+                                                         0, scratch, (size_t)in - 1) != 0,
+        "%s: a scratch of in - 1 floats was accepted", name);
+  B->ops->free(B, dx), B->ops->free(B, dw), B->ops->free(B, db), B->ops->free(B, dy);
+  B->ops->free(B, dwf), B->ops->free(B, dy_load), B->ops->free(B, scratch);
+  free(x), free(wf), free(w), free(b), free(y), free(y_load), free(y0), free(ref);
+}
+
+/* Every type the backends multiply in their blocks, in shapes of one and of
+ * several tiles (a ragged last one), with and without bias and
+ * accumulation; a type or row width they cannot is refused. */
+static void test_matmul_blocks_all(void) {
+  static const uint32_t types[] = {GGUF_TENSOR_Q8_0, GGUF_TENSOR_Q4_0, GGUF_TENSOR_Q4_1,
+                                   GGUF_TENSOR_Q5_0, GGUF_TENSOR_Q5_1, GGUF_TENSOR_Q4_K,
+                                   GGUF_TENSOR_Q5_K, GGUF_TENSOR_Q6_K, GGUF_TENSOR_F16,
+                                   GGUF_TENSOR_BF16, GGUF_TENSOR_F32};
+  for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+    test_matmul_blocks(types[i], 37, 53, 512, 0, 0, 53);
+    test_matmul_blocks(types[i], 5, 300, 256, 1, 1, 7);
+    test_matmul_blocks(types[i], 1, 40, 768, 1, 0, 40);
+  }
+  float *s = B->ops->alloc(B, 4096 * 4), *y = B->ops->alloc(B, 64 * 4), *x = B->ops->alloc(B, 256);
+  CHECK(B->ops->matmul_blocks(B, y, x, s, GGUF_TENSOR_IQ2_XS, NULL, 1, 1, 256, 0, s, 4096) != 0,
+        "matmul_blocks: IQ2_XS was accepted");
+  CHECK(B->ops->matmul_blocks(B, y, x, s, GGUF_TENSOR_Q4_K, NULL, 1, 1, 32, 0, s, 4096) != 0,
+        "matmul_blocks: Q4_K rows of 32 were accepted");
+  B->ops->free(B, s), B->ops->free(B, y), B->ops->free(B, x);
 }
 
 /* Uploads and downloads of many sizes, in sequence (the CUDA backend stages
@@ -690,6 +769,7 @@ int main(int argc, char **argv) {
   test_matmul_bf16(64, 96, 64, 1, 0, 7);
   test_matmul_bf16(5, 1000, 64, 1, 1, 300);
   test_matmul_bf16(3, 5, 2, 0, 1, 1);
+  test_matmul_blocks_all();
   test_transfers();
   test_norms(13, 576);
   test_norms(3, 64);

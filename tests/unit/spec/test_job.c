@@ -106,7 +106,7 @@ static void test_minimal(void) {
   CHECK(s->positions == POSITIONS_LAST && !s->position_list && !s->position_substring, "positions");
   CHECK(s->metrics == METRIC_LOGIT, "metrics %#x", s->metrics);
   CHECK(!s->norm_scale_ablated && s->direct_effects && s->effect_table && !s->tf32 && s->reuse &&
-            s->deadline_s == 0 && s->weights_bf16 == -1,
+            s->deadline_s == 0 && s->weights_dtype == -1,
         "flags");
   job_free(s);
 }
@@ -175,7 +175,12 @@ static void test_full(void) {
   CHECK(s->norm_scale_ablated && !s->direct_effects && !s->effect_table && s->tf32 && !s->reuse,
         "flags");
   CHECK(s->deadline_s == 1.5, "deadline %g", s->deadline_s);
-  CHECK(s->weights_bf16 == 1, "weights_dtype bf16: %d", s->weights_bf16);
+  CHECK(s->weights_dtype == WEIGHTS_BF16, "weights_dtype bf16: %d", s->weights_dtype);
+  job_free(s);
+  s = PARSE_OK("{'prompts': ['a', 'b'], 'weights_dtype': 'native', 'ablations': {'components': "
+               "['*']}}");
+  CHECK(s && s->weights_dtype == WEIGHTS_NATIVE, "weights_dtype native: %d",
+        s ? s->weights_dtype : -2);
   job_free(s);
 }
 

@@ -1,0 +1,148 @@
+/* blocks_cuda.cu - see blocks_cuda.h. One thread per value; layouts are
+ * llama.cpp's ggml-common.h, arithmetic gguf_quants.c's in the same order
+ * with __fmul_rn / __fadd_rn / __fsub_rn, so that nvcc fuses nothing. */
+#include <cuda_fp16.h>
+
+#include "blocks_cuda.h"
+extern "C" {
+#include "gguf_quants.h"
+}
+
+__device__ static float f16_at(const uint8_t *p) {
+  return __half2float(__ushort_as_half((unsigned short)(p[0] | p[1] << 8)));
+}
+
+__device__ static int int8_at(const uint8_t *p) {
+  return (int)(signed char)p[0];
+}
+
+/* value e (< 32) of a 32-value block */
+__device__ static float q4_0(const uint8_t *b, int e) {
+  const int q = e < 16 ? b[2 + e] & 0x0f : b[2 + e - 16] >> 4;
+  return __fmul_rn(f16_at(b), (float)(q - 8));
+}
+
+__device__ static float q4_1(const uint8_t *b, int e) {
+  const int q = e < 16 ? b[4 + e] & 0x0f : b[4 + e - 16] >> 4;
+  return __fadd_rn(__fmul_rn(f16_at(b), (float)q), f16_at(b + 2));
+}
+
+__device__ static int q5_value(const uint8_t *qh, const uint8_t *qs, int e) {
+  const uint32_t h = qh[0] | qh[1] << 8 | qh[2] << 16 | (uint32_t)qh[3] << 24;
+  const int nibble = e < 16 ? qs[e] & 0x0f : qs[e - 16] >> 4;
+  return nibble | (int)(h >> e & 1) << 4;
+}
+
+__device__ static float q5_0(const uint8_t *b, int e) {
+  return __fmul_rn(f16_at(b), (float)(q5_value(b + 2, b + 6, e) - 16));
+}
+
+__device__ static float q5_1(const uint8_t *b, int e) {
+  return __fadd_rn(__fmul_rn(f16_at(b), (float)q5_value(b + 4, b + 8, e)), f16_at(b + 2));
+}
+
+__device__ static float q8_0(const uint8_t *b, int e) {
+  return __fmul_rn((float)int8_at(b + 2 + e), f16_at(b));
+}
+
+/* the 6-bit scale and min of sub-block j (Q4_K, Q5_K) */
+__device__ static void k_scale_min(const uint8_t *s, int j, int *scale, int *min) {
+  if (j < 4) {
+    *scale = s[j] & 0x3f;
+    *min = s[j + 4] & 0x3f;
+  } else {
+    *scale = (s[j + 4] & 0x0f) | (s[j - 4] >> 2 & 0x30);
+    *min = (s[j + 4] >> 4) | (s[j] >> 2 & 0x30);
+  }
+}
+
+/* value e (< 256) of a super-block */
+__device__ static float q45_k(const uint8_t *b, int e, int five) {
+  const int j = e / 32, l = e % 32;
+  int scale, min;
+  k_scale_min(b + 4, j, &scale, &min);
+  const float dl = __fmul_rn(f16_at(b), (float)scale), ml = __fmul_rn(f16_at(b + 2), (float)min);
+  const uint8_t *qs = b + (five ? 48 : 16);
+  int q = qs[j / 2 * 32 + l] >> (4 * (j % 2)) & 0x0f;
+  if (five)
+    q |= (b[16 + l] >> j & 1) << 4;
+  return __fsub_rn(__fmul_rn(dl, (float)q), ml);
+}
+
+__device__ static float q6_k(const uint8_t *b, int e) {
+  const int half = e / 128, r = e % 128;
+  const int lo = b[half * 64 + r % 64] >> (4 * (r / 64)) & 0x0f;
+  const int hi = b[128 + half * 32 + r % 32] >> (2 * (r / 32)) & 3;
+  const float dl = __fmul_rn(f16_at(b + 208), (float)int8_at(b + 192 + e / 16));
+  return __fmul_rn(dl, (float)((lo | hi << 4) - 32));
+}
+
+__global__ void k_decode_blocks(const uint8_t *w, uint32_t type, float *dst, size_t n,
+                                unsigned block_size, unsigned type_size) {
+  for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+       i += (size_t)gridDim.x * blockDim.x) {
+    const uint8_t *b = w + i / block_size * type_size;
+    const int e = (int)(i % block_size);
+    float v;
+    switch (type) {
+    case GGUF_TENSOR_F16:
+      v = f16_at(b);
+      break;
+    case GGUF_TENSOR_BF16:
+      v = __uint_as_float((unsigned)(b[0] | b[1] << 8) << 16);
+      break;
+    case GGUF_TENSOR_Q4_0:
+      v = q4_0(b, e);
+      break;
+    case GGUF_TENSOR_Q4_1:
+      v = q4_1(b, e);
+      break;
+    case GGUF_TENSOR_Q5_0:
+      v = q5_0(b, e);
+      break;
+    case GGUF_TENSOR_Q5_1:
+      v = q5_1(b, e);
+      break;
+    case GGUF_TENSOR_Q8_0:
+      v = q8_0(b, e);
+      break;
+    case GGUF_TENSOR_Q4_K:
+      v = q45_k(b, e, 0);
+      break;
+    case GGUF_TENSOR_Q5_K:
+      v = q45_k(b, e, 1);
+      break;
+    default: /* GGUF_TENSOR_Q6_K: blocks_decode passes no other */
+      v = q6_k(b, e);
+      break;
+    }
+    dst[i] = v;
+  }
+}
+
+cudaError_t blocks_decode(cudaStream_t stream, const void *w, uint32_t type, float *dst,
+                          size_t n_values) {
+  switch (type) {
+  case GGUF_TENSOR_F16:
+  case GGUF_TENSOR_BF16:
+  case GGUF_TENSOR_Q4_0:
+  case GGUF_TENSOR_Q4_1:
+  case GGUF_TENSOR_Q5_0:
+  case GGUF_TENSOR_Q5_1:
+  case GGUF_TENSOR_Q8_0:
+  case GGUF_TENSOR_Q4_K:
+  case GGUF_TENSOR_Q5_K:
+  case GGUF_TENSOR_Q6_K:
+    break;
+  default:
+    return cudaErrorInvalidValue;
+  }
+  const gguf_quant_type_t *tt = gguf_quant_type(type);
+  size_t grid = (n_values + 255) / 256;
+  if (grid > 65536u * 8)
+    grid = 65536u * 8;
+  if (n_values)
+    k_decode_blocks<<<(unsigned)grid, 256, 0, stream>>>((const uint8_t *)w, type, dst, n_values,
+                                                        tt->block_size, tt->type_size);
+  return cudaGetLastError();
+}

@@ -1,0 +1,24 @@
+/* blocks_cuda.h - GGUF weight blocks decoded to fp32 on the GPU, for the
+ * CUDA backend's matmul_blocks. */
+#ifndef HYDRA_BLOCKS_CUDA_H
+#define HYDRA_BLOCKS_CUDA_H
+
+#include <cuda_runtime.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Queues on `stream` the decoding of n_values values (whole blocks) of
+ * `type` at w (device memory) into dst[n_values]: every value the float
+ * gguf_quants.c decodes on the host, bit for bit (the same fp32 operations,
+ * never fused). Types: F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K,
+ * Q6_K; any other returns cudaErrorInvalidValue and queues nothing. */
+#ifdef __cplusplus
+extern "C" {
+#endif
+cudaError_t blocks_decode(cudaStream_t stream, const void *w, uint32_t type, float *dst,
+                          size_t n_values);
+#ifdef __cplusplus
+}
+#endif
+
+#endif

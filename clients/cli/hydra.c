@@ -95,12 +95,36 @@ static void print_rope(const model_config_t *c) {
   printf("\n");
 }
 
+/* What --weights-dtype native does with each of a GGUF file's tensor types
+ * (names, comma-separated): a layer projection of a type the backends
+ * multiply in blocks stays in them, any other is dequantised to fp32 at load;
+ * embeddings, norms, biases and the unembedding are fp32 either way. */
+static void print_native_types(const char *types) {
+  char kept[128] = "", loaded[128] = "", list[128];
+  snprintf(list, sizeof(list), "%s", types);
+  for (char *save = NULL, *name = strtok_r(list, ",", &save); name;
+       name = strtok_r(NULL, ",", &save)) {
+    uint32_t t = 0;
+    while (t < 64 && !(gguf_tensor_type_name(t) && strcmp(gguf_tensor_type_name(t), name) == 0))
+      t++;
+    char *into = model_native_type(t) ? kept : loaded;
+    size_t at = strlen(into);
+    snprintf(into + at, 128 - at, "%s%s", at ? "," : "", name);
+  }
+  printf("native       --weights-dtype native: projections in %s kept in their blocks; in %s "
+         "dequantised to fp32 at load\n",
+         kept[0] ? kept : "(none)", loaded[0] ? loaded : "(none)");
+}
+
 /* The block description as the loader read it: every choice of the family. */
 static void print_info(const model_t *m) {
   const model_config_t *c = &m->cfg;
   static const char *mlp_names[] = {"plain", "SwiGLU", "GeGLU"};
   printf("model        %s\n", m->path);
   printf("format       %s (tensor types %s)\n", m->weights_format, m->tensor_types);
+  if (strcmp(m->weights_format, "gguf") == 0)
+    print_native_types(m->tensor_types);
+  printf("weights      %s\n", weights_dtype_name(m->weights_dtype));
   printf("family       %s\n", c->family);
   printf("layers       %d\n", c->n_layers);
   printf("d_model      %d\n", c->d_model);

@@ -143,6 +143,12 @@ for g in tiny-gpt2 tiny-llama tiny-llama-sharded tiny-llama-mixed-quants tiny-gp
   check "logits $g (transformers, <= 1e-4)" 120 "${hy[@]}" $bin/test_golden_logits "$root" \
     "tests/golden/$g.json" --backend cuda
 done
+# native weights (issue 23): GGUF blocks decoded on the GPU per product (matmul_blocks), the
+# goldens, and every logit bit for bit the dequantised-at-load run's on the same GPU
+for g in tiny-llama-mixed-quants gguf-llama gguf-qwen2 gguf-gpt2 gguf-gptneox; do
+  check "logits $g, native weights (<= 1e-4; = dequantised at load)" 120 "${hy[@]}" \
+    $bin/test_golden_logits "$root" "tests/golden/$g.json" --backend cuda --weights-dtype native
+done
 for g in tiny-gpt2 tiny-llama tiny-gpt2-bf16 tiny-llama-bf16 tiny-gpt_neox tiny-gpt_neox-sequential \
   tiny-qwen2 tiny-qwen3 tiny-mistral tiny-olmo2 tiny-gemma tiny-gemma2 tiny-gemma3 tiny-phi3 \
   tiny-phi tiny-granite tiny-gpt_neo tiny-stablelm tiny-stablelm-parallel \
@@ -161,6 +167,8 @@ done
 if [ -s models/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf ]; then
   check "logits smollm2-135m" 120 "${hy[@]}" $bin/test_golden_logits "$root" tests/golden/smollm2-135m.json --backend cuda
   check "engine smollm2-135m" 300 "${hy[@]}" $bin/test_engine "$root" tests/golden/ablation_smollm2-135m.json --backend cuda
+  check "logits smollm2-135m, native Q4_1 weights (= dequantised at load)" 120 "${hy[@]}" \
+    $bin/test_golden_logits "$root" tests/golden/smollm2-135m.json --backend cuda --weights-dtype native
 else
   echo "| SmolLM2 goldens | not run: the model (94 MB) cannot travel to the device machine |" >>"$table"
 fi

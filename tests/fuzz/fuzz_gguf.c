@@ -29,6 +29,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         gguf_array_string(&a, k, &len);
   }
   model_free(model_from_gguf(g, err));
+  model_free(model_from_gguf_native(g, err)); /* --weights-dtype native: rows of blocks */
   gguf_close(g);
   return 0;
 }

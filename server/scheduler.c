@@ -129,6 +129,29 @@ int64_t scheduler_progress(server_t *s, const char *id) {
   return v;
 }
 
+void scheduler_queue(server_t *s, const char *id, sched_place_t *place) {
+  memset(place, 0, sizeof *place);
+  pthread_mutex_lock(&s->lock);
+  for (sched_job_t *j = s->jobs; j; j = j->next) {
+    if (strcmp(j->id, id) == 0) {
+      place->known = 1;
+      break;
+    }
+    place->position++;
+  }
+  sched_job_t *r = s->running;
+  place->running = place->known && r && strcmp(r->id, id) == 0;
+  if (place->known && r && !place->running) {
+    snprintf(place->other_id, sizeof place->other_id, "%s", r->id);
+    snprintf(place->other_user, sizeof place->other_user, "%s", r->user);
+    place->other_unit = s->claimed_unit;
+    place->other_n_units = r->n_units;
+  }
+  if (!place->known)
+    place->position = 0;
+  pthread_mutex_unlock(&s->lock);
+}
+
 /* A job this worker leaves waiting; listed: in the store's last listing. */
 struct noted {
   char id[STORE_ID_LEN];

@@ -216,6 +216,8 @@ def test_wait_timeout_then_async(client):
 def test_jobs_frame_and_spec(client):
     doc = {"model": "tiny", "prompts": PROMPTS[:3],
            "ablations": {"components": ["attn.1", "mlp.2"], "methods": ["zero"]}}
+    for _ in range(2):  # more jobs than a page of 2 (the test may run alone)
+        client.submit(doc).wait()
     job = client.submit(doc, name="pytest capitals")
     job.wait()
     jobs = client.jobs()
@@ -225,10 +227,20 @@ def test_jobs_frame_and_spec(client):
     assert isinstance(row["created_at"], pd.Timestamp) and row["created_at"].tzinfo is not None
     assert row["created_at"] <= row["started_at"] <= row["finished_at"]
     assert abs((pd.Timestamp.now(tz="UTC") - row["created_at"]).total_seconds()) < 600
-    assert row["n_prompts"] == 3
+    assert row["prompts"] == 3 and row["variants"] == 3 * 2 == row["variants_done"]
+    assert row["labels"] == {} and np.isnan(row["eta_s"]) and row["waiting"] is None
     assert jobs["created_at"].is_monotonic_decreasing  # newest first
     assert len(client.jobs(limit=2)) == 2
-    spec = job.spec()
+    # every page, through the server's cursor: the same jobs as one big page
+    pages = list(client.job_pages(limit=2))
+    assert len(pages) >= 2 and all(len(p["jobs"]) <= 2 for p in pages)
+    assert [j["id"] for p in pages for j in p["jobs"]] == list(jobs.index)
+    labelled = client.submit(dict(doc, labels={"figure": "7d"}))
+    labelled.wait()
+    assert list(client.jobs(label="figure=7d").index) == [labelled.id]
+    assert client.jobs(label="figure=7d").loc[labelled.id, "labels"] == {"figure": "7d"}
+    assert list(client.jobs(name="pytest capitals").index) == [job.id]
+    spec = client.job(job.id[:10]).spec()  # a unique prefix names the job
     assert spec["model"] == "tiny" and spec["prompts"] == doc["prompts"]
     assert spec["ablations"]["components"] == ["attn.1", "mlp.2"] and spec["name"] == "pytest capitals"
 

@@ -103,9 +103,11 @@ class Client:
              state: Optional[str] = None, limit: Optional[int] = None) -> pd.DataFrame:
         """Your jobs (an admin's: everyone's) as a frame, newest first, every
         page: index id; columns name, labels, user, model, state,
-        created_at, started_at, finished_at (UTC timestamps), n_prompts,
-        variants_done, variants_total, rows, error. limit caps the rows
-        fetched. filters as in job_pages."""
+        created_at, started_at, finished_at (UTC timestamps), prompts,
+        variants, variants_done, rate (variants/s), eta_s, queue_position,
+        waiting (why a job waits), rows, error, warning; NaN/None where the
+        server does not know. limit caps the rows fetched; name, label
+        ("KEY" or "KEY=VALUE") and state filter on the server."""
         found: List[Dict[str, Any]] = []
         for page in self.job_pages(limit=None if limit is None else min(limit, 100),
                                    name=name, label=label, state=state):
@@ -141,7 +143,8 @@ def _time(v: Any) -> Any:
 def jobs_frame(jobs: List[Dict[str, Any]]) -> pd.DataFrame:
     """The job list's entries as a frame indexed by id (see Client.jobs)."""
     cols = ["name", "labels", "user", "model", "state", "created_at", "started_at", "finished_at",
-            "n_prompts", "variants_done", "variants_total", "rows", "error"]
+            "prompts", "variants", "variants_done", "rate", "eta_s", "queue_position", "waiting",
+            "rows", "error", "warning"]
     out = []
     for j in jobs:
         p = j.get("progress") or {}
@@ -149,13 +152,21 @@ def jobs_frame(jobs: List[Dict[str, Any]]) -> pd.DataFrame:
                     "user": j.get("user"), "model": j.get("model"), "state": j.get("state"),
                     "created_at": _time(j.get("created_at")), "started_at": _time(j.get("started_at")),
                     "finished_at": _time(j.get("finished_at")),
-                    "n_prompts": j.get("n_prompts", float("nan")),
-                    "variants_done": p.get("variants_done"), "variants_total": p.get("variants_total"),
-                    "rows": j.get("rows"), "error": j.get("error")})
+                    "prompts": _count(j.get("prompts")),
+                    "variants": _count(j.get("variants", p.get("variants_total"))),
+                    "variants_done": _count(p.get("variants_done")),
+                    "rate": _count(p.get("rate")), "eta_s": _count(p.get("eta_s")),
+                    "queue_position": _count(j.get("queue_position")), "waiting": j.get("waiting"),
+                    "rows": _count(j.get("rows")), "error": j.get("error"), "warning": j.get("warning")})
     df = pd.DataFrame(out, columns=["id"] + cols)
     for c in ("created_at", "started_at", "finished_at"):
         df[c] = pd.to_datetime(df[c], utc=True)
     return df.set_index("id")
+
+
+def _count(v: Any) -> Any:
+    """A number of the job list, NaN where the server sent null or nothing."""
+    return float("nan") if v is None else v
 
 
 class Job:
@@ -246,9 +257,11 @@ class Job:
                 bar.total, bar.n = total, done
                 bar.refresh()
             elif progress and time.time() - last_line[0] > 5:
-                eta = p.get("eta_s")
+                rate, eta = p.get("rate"), p.get("eta_s")
                 print(f"job {self.id}: {st['state']} {done}/{total} variants"
-                      + (f", ETA {eta:.0f} s" if eta is not None else ""), file=file)
+                      + (f", {rate:.1f}/s" if rate is not None else "")
+                      + (f", ETA {eta:.0f} s" if eta is not None else "")
+                      + (f" ({st['waiting']})" if st.get("waiting") else ""), file=file)
                 last_line[0] = time.time()
 
         try:

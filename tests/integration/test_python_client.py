@@ -118,6 +118,12 @@ def test_effect_table_per_method_and_stat(multi):
             assert close(ci.loc[comp], t3 * e.std(0, ddof=1) / 2.0), (method, comp)
             assert (n.loc[comp] == len(PROMPTS)).all()
     assert not close(multi.effect_table(method="zero"), multi.effect_table(method="mean"))
+    if "seed" in multi.header:  # a server with Student's t summaries (its headers name the seed)
+        for method in ("zero", "mean"):
+            ci = multi.effect_table(method=method, stat="ci95")
+            s = multi.summary.xs(method, level="method")
+            for comp in (c for c in units if c in multi.slots):  # the diagonal is -direct effect
+                assert close(ci.loc[comp, comp], s.loc[comp, "direct_effect_ci95"], 1e-6), (method, comp)
 
 
 def test_t_quantile_against_tables():
@@ -144,6 +150,23 @@ def test_null_statistics_are_nan():
     assert s["slope"].dtype == float and s["slope"].isna().all() and s["r2"].isna().all()
     assert np.isnan(s.loc["attn.0", "total_effect_ci95"]) and s.loc["mlp.0", "total_effect_ci95"] == 0.5
     assert s.loc["attn.0", "fit_undefined"] == "fewer than 3 prompts"
+
+
+def test_two_prompts_fit_is_nan(client):
+    """Below 3 prompts the server's Fig. 7d fit is undefined: NaN in the
+    frame (where the server says so: headers naming the seed), float always;
+    clean rows carry the prompt text there."""
+    job = client.submit({"model": "tiny", "prompts": PROMPTS[:2],
+                         "ablations": {"components": ["attn.1", "mlp.1"], "methods": ["zero"]}})
+    job.wait()
+    res = job.results()
+    s = res.summary
+    assert list(s.index) == ["attn.1", "mlp.1"] and s.index.name == "component"
+    assert s["slope"].dtype == float and s["r2"].dtype == float
+    if "seed" in res.header:
+        assert s["slope"].isna().all() and s["r2"].isna().all()
+        assert (s["fit_undefined"] == "fewer than 3 prompts").all()
+        assert list(res.clean["text"]) == PROMPTS[:2]
 
 
 def test_errors_name_the_field(client, server):

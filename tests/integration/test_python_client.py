@@ -388,3 +388,16 @@ def test_readme_python_snippet():
                 assert os.path.getsize(os.path.join(tmp, png)) > 10000, png
     finally:
         stop_hydrad(proc)
+
+
+def test_optional_dependencies():
+    """hydra_client needs neither matplotlib nor xarray; hydra_client.plots
+    without matplotlib says how to install it."""
+    code = ("import sys; sys.modules['matplotlib'] = None; sys.modules['xarray'] = None\n"
+            "import hydra_client\n"
+            "from hydra_client import Client, Results, to_hydra\n"
+            "try:\n    import hydra_client.plots\nexcept ImportError as e:\n    print(e)\n")
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "clients", "python"))
+    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert "hydra_client.plots needs matplotlib: pip install matplotlib" in p.stdout, p.stdout

@@ -182,3 +182,14 @@ def test_position_grid_heatmap(client, tmp_path):
     assert os.path.getsize(tmp_path / "grid.png") > 1000
     with pytest.raises(ValueError, match="plot_position_grid"):
         plot_direct_vs_total(res, method="zero")
+    # one position's effect table
+    fig = plot_effect_table(res, method="zero", position=3)
+    ax = fig.axes[0]
+    assert ax.get_title().startswith("tiny: effect table at position 3\n")
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["resid_pre.1", "attn.2", "both mlps"]
+    img = next(a for a in ax.get_children() if isinstance(a, AxesImage))
+    want = res.effect_table(method="zero", position=3).to_numpy()
+    want[1, res.slots.index("attn.2")] = np.nan  # the diagonal: masked
+    assert np.array_equal(img.get_array().filled(np.nan), want, equal_nan=True)
+    with pytest.raises(ValueError, match="per-position grid"):
+        plot_effect_table(res, method="zero")

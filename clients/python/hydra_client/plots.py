@@ -125,14 +125,16 @@ def plot_direct_vs_total(results: Results, path: PathLike = None, *, method: Opt
 
 def plot_effect_table(results: Results, path: PathLike = None, *, method: Optional[str] = None,
                       ax: Optional[Axes] = None, title: Optional[str] = None, stat: str = "mean",
-                      mask_diagonal: bool = True, dpi: int = 150) -> Figure:
+                      position: Optional[int] = None, mask_diagonal: bool = True,
+                      dpi: int = 150) -> Figure:
     """Heatmap of the effect table (McGrath et al. Figs. 1, 3, 8): rows the
     ablated component, columns every downstream component, colour the change
     of its direct effect (`stat` over prompts). The diagonal (minus the
     ablated component's own direct effect) is masked (drawn grey) so that
-    the compensation sets the colour scale; mask_diagonal=False keeps it."""
+    the compensation sets the colour scale; mask_diagonal=False keeps it.
+    position: one position of a per-position job (named in the title)."""
     m = results._method(method)
-    t = results.effect_table(method=m, stat=stat)
+    t = results.effect_table(method=m, stat=stat, position=position)
     v = t.to_numpy(float).copy()
     if mask_diagonal:
         for i, comp in enumerate(t.index):
@@ -158,7 +160,8 @@ def plot_effect_table(results: Results, path: PathLike = None, *, method: Option
     cb.set_label(f"{what} change of direct effect (logit)"
                  + ("\ndiagonal (own direct effect) masked" if mask_diagonal else ""), fontsize=LABEL_PT)
     cb.ax.tick_params(labelsize=TICK_PT)
-    ax.set_title(title or _title(results, "effect table", [m]), fontsize=TITLE_PT)
+    what = "effect table" if position is None else f"effect table at position {position}"
+    ax.set_title(title or _title(results, what, [m]), fontsize=TITLE_PT)
     return _finish(fig, ax, path, dpi)
 
 

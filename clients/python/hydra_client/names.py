@@ -12,6 +12,7 @@ TransformerLens's own patching helpers do), as ``name[index]`` or as
 """
 from __future__ import annotations
 
+import numbers
 import re
 from typing import Any, Dict, List, Optional, Tuple, Union
 
@@ -75,10 +76,12 @@ def to_hydra(name: Name) -> str:
     """
     index: Optional[int] = None
     if isinstance(name, (tuple, list)):
-        if len(name) != 2 or not isinstance(name[0], str) or not isinstance(name[1], int) \
+        if len(name) != 2 or not isinstance(name[0], str) or not isinstance(name[1], numbers.Integral) \
                 or isinstance(name[1], bool):
             raise _refuse(str(name), "expected a (hook name, head or neuron index) pair")
-        name, index = name[0], name[1]
+        hook: Any = name[0]
+        index = int(name[1])
+        name = hook
     if not isinstance(name, str):
         raise TypeError(f"component names are strings, not {type(name).__name__} ({name!r})")
     if not is_foreign(name):

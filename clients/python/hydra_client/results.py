@@ -91,7 +91,8 @@ class Results:
             [r["method"] for r in self._summary_rows + self._variant_rows if "method" in r]))
         self.grid: Optional[List[int]] = self.header.get("grid")
         self.summary = self._summary_frame()
-        self.end: Optional[Row] = (by.get("end") or [None])[0]
+        ends = by.get("end") or []
+        self.end: Optional[Row] = ends[0] if ends else None
 
     def __repr__(self) -> str:
         return (f"Results(model={self.header.get('model')!r}, prompts={len(self.clean)}, "
@@ -173,10 +174,11 @@ class Results:
 
         if stat == "mean":
             rows = [r for r in self._summary_rows if keep(r)]
-            data = {}
+            data: Dict[str, List[Any]] = {}
             for r in rows:
                 e = r.get("effects")
-                data[r["component"]] = e.get("mean") if isinstance(e, dict) else e
+                mean = e.get("mean") if isinstance(e, dict) else e
+                data[r["component"]] = list(mean) if mean is not None else []
             units = self._units(rows)
             table = pd.DataFrame([[_num(x) for x in data[u]] for u in units], index=units,
                                  columns=self.slots, dtype=float)

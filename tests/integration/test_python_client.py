@@ -175,6 +175,9 @@ def test_errors_name_the_field(client, server):
                        "ablations": {"components": ["mlp.40"], "methods": ["zero"]}})
     assert e.value.status in (400, 422)
     assert e.value.field and e.value.field.startswith("ablations.components")
+    with pytest.raises(HydraError) as e:  # JSON text the server parses: its message, not Python's
+        client.submit('{"model": "tiny", "prompts": ["x"],}')
+    assert e.value.status == 400 and "JSON" in str(e.value), str(e.value)
     with pytest.raises(HydraError) as e:
         Client(server[0], "wrong-token-0000000000000000").jobs()
     assert e.value.status == 401

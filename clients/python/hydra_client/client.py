@@ -123,12 +123,21 @@ class Client:
         hydra's (hydra_client.names.to_hydra; ValueError naming the field and
         hydra's spelling where there is no counterpart). name sets the job's
         "name". Raises HydraError on the server's refusal."""
-        doc = json.loads(spec) if isinstance(spec, str) else dict(spec)
-        doc = translate_spec(doc)
-        if name is not None:
-            doc["name"] = name
-        r = self._request("POST", "/v1/jobs", data=json.dumps(doc).encode(),
-                          headers={"Content-Type": "application/json"})
+        if isinstance(spec, str):
+            try:
+                doc = json.loads(spec)
+            except ValueError:  # the server's answer names what is wrong
+                doc = None
+        else:
+            doc = dict(spec)
+        if isinstance(doc, dict):
+            doc = translate_spec(doc)
+            if name is not None:
+                doc["name"] = name
+            body = json.dumps(doc).encode()
+        else:
+            body = spec.encode() if isinstance(spec, str) else b""
+        r = self._request("POST", "/v1/jobs", data=body, headers={"Content-Type": "application/json"})
         return Job(self, r.json()["id"])
 
     def job(self, job_id: str) -> "Job":

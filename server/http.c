@@ -27,6 +27,7 @@
 #include "buffer.h"
 #include "clock.h"
 #include "http.h"
+#include "job_view.h"
 #include "requests.h"
 #include "results.h"
 #include "row_csv.h"
@@ -35,9 +36,6 @@
 
 /* Seconds a 429 asks the client to wait before it tries again. */
 #define RETRY_AFTER_S "5"
-
-/* Rows of GET /v1/jobs per page (?limit=, at most this; a "next" link for more). */
-#define JOBS_PAGE_MAX 1000
 
 /* A /tokenize body, and the tokens it may make (the answer lists each). */
 #define TOKENIZE_MAX_BODY (1L << 20)
@@ -667,6 +665,9 @@ static int submit_job(request_t *rq) {
   snprintf(job.fingerprint, sizeof(job.fingerprint), "%s", m->fingerprint);
   job.n_units = (n_prompts + s->cfg.unit_prompts - 1) / s->cfg.unit_prompts;
   job.variants_total = variants;
+  job.n_prompts = n_prompts;
+  snprintf(job.name, sizeof(job.name), "%s", spec->name ? spec->name : "");
+  snprintf(job.labels, sizeof(job.labels), "%s", spec->labels ? spec->labels : "");
   const double dl = spec->deadline_s > 0 ? spec->deadline_s : s->cfg.default_deadline_s;
   job.deadline = dl > 0 ? clock_wall() + dl : 0;
   char err[HYDRA_ERR_LEN];
@@ -838,41 +839,6 @@ static enum MHD_Result deliver(server_t *s, struct MHD_Connection *c, request_t 
   return respond(c, rq, rq->answer_status, "application/json", rq->answer, strlen(rq->answer));
 }
 
-static json_t *job_json(server_t *s, const store_job_t *j) {
-  int64_t done = j->variants_done;
-  if (j->state == STORE_RUNNING || j->state == STORE_QUEUED) {
-    int64_t live = scheduler_progress(s, j->id);
-    if (live > done)
-      done = live;
-  }
-  const int active = j->state == STORE_RUNNING;
-  const double rate = active ? s->rate_ewma : 0;
-  json_t *progress =
-      json_pack("{s:I,s:I,s:i,s:i,s:o,s:o}", "variants_done", (json_int_t)done, "variants_total",
-                (json_int_t)j->variants_total, "units_done", j->units_done, "n_units", j->n_units,
-                "rate", rate > 0 ? json_real(rate) : json_null(), "eta_s",
-                rate > 0 ? json_real((j->variants_total - done) / rate) : json_null());
-  json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:o,s:I,s:f}", "id", j->id, "user", j->user, "model",
-                        j->model, "state", store_state_name(j->state), "progress", progress, "rows",
-                        (json_int_t)j->rows, "created_at", j->created_at);
-  json_object_set_new(o, "started_at", j->started_at > 0 ? json_real(j->started_at) : json_null());
-  json_object_set_new(o, "finished_at",
-                      j->finished_at > 0 ? json_real(j->finished_at) : json_null());
-  /* A done job's stored message is a warning (e.g. non-finite rows). */
-  const int finished = j->state == STORE_DONE;
-  json_object_set_new(o, "error", j->error[0] && !finished ? json_string(j->error) : json_null());
-  json_object_set_new(o, "warning", j->error[0] && finished ? json_string(j->error) : json_null());
-  /* Why a queued or running job does not run here (its model is not held). */
-  const int open = j->state == STORE_QUEUED || j->state == STORE_RUNNING;
-  json_object_set_new(o, "waiting", open && j->note[0] ? json_string(j->note) : json_null());
-  json_object_set_new(o, "model_fingerprint",
-                      j->fingerprint[0] ? json_string(j->fingerprint) : json_null());
-  char url[128];
-  snprintf(url, sizeof(url), "/v1/jobs/%s/results", j->id);
-  json_object_set_new(o, "results_url", json_string(url));
-  return o;
-}
-
 /* The job, if the caller may see it (its owner or an admin); else 404. */
 static int load_job(server_t *s, const char *id, const char *user, role_t role, store_job_t *j) {
   char err[HYDRA_ERR_LEN];
@@ -975,45 +941,24 @@ static enum MHD_Result route_metrics(server_t *s, struct MHD_Connection *c, requ
 }
 
 /* GET /v1/jobs: the caller's jobs (an admin's: all), newest first, a page
- * of ?limit= (1..JOBS_PAGE_MAX, default the most) after the job ?after=ID;
- * "next" is the next page's URL, null on the last. */
+ * of ?limit= after ?cursor= (or the older ?after=ID), filtered by ?name=,
+ * ?label=KEY[=VALUE] and ?state= (job_view_list). */
 static enum MHD_Result route_jobs_list(server_t *s, struct MHD_Connection *c, request_t *rq,
                                        const char *id) {
   (void)id;
-  const char *limit_s = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "limit");
-  const char *after = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "after");
-  long limit = JOBS_PAGE_MAX;
-  if (limit_s) {
-    char *end = NULL;
-    errno = 0;
-    limit = strtol(limit_s, &end, 10);
-    if (end == limit_s || *end || errno || limit < 1 || limit > JOBS_PAGE_MAX)
-      return respond_error(c, rq, 400, "limit", "expected a page size from 1 to %d", JOBS_PAGE_MAX);
-  }
-  store_job_t *jobs = NULL;
-  size_t n = 0, first = 0;
-  char err[HYDRA_ERR_LEN];
-  if (store_jobs_list(s->store, rq->role == ROLE_ADMIN ? NULL : rq->user, 0, &jobs, &n, err) != 0)
-    return respond_error(c, rq, 503, "", "the job store failed: %s", err);
-  if (after) {
-    while (first < n && strcmp(jobs[first].id, after) != 0)
-      first++;
-    if (first == n) {
-      free(jobs);
-      return respond_error(c, rq, 400, "after", "no job of yours with that id");
-    }
-    first++;
-  }
-  const size_t last = n - first > (size_t)limit ? first + (size_t)limit : n;
-  json_t *list = json_array();
-  for (size_t i = first; i < last; i++)
-    json_array_append_new(list, job_json(s, &jobs[i]));
-  char next[128];
-  if (last < n)
-    snprintf(next, sizeof next, "/v1/jobs?limit=%ld&after=%s", limit, jobs[last - 1].id);
-  json_t *page = json_pack("{s:o,s:o}", "jobs", list, "next",
-                           last < n && last > first ? json_string(next) : json_null());
-  free(jobs);
+  const enum MHD_ValueKind arg = MHD_GET_ARGUMENT_KIND;
+  const job_view_query_t q = {.limit = MHD_lookup_connection_value(c, arg, "limit"),
+                              .cursor = MHD_lookup_connection_value(c, arg, "cursor"),
+                              .after = MHD_lookup_connection_value(c, arg, "after"),
+                              .name = MHD_lookup_connection_value(c, arg, "name"),
+                              .label = MHD_lookup_connection_value(c, arg, "label"),
+                              .state = MHD_lookup_connection_value(c, arg, "state")};
+  int status;
+  const char *field;
+  char msg[HYDRA_ERR_LEN];
+  json_t *page = job_view_list(s, rq->user, rq->role, &q, &status, &field, msg, sizeof msg);
+  if (!page)
+    return respond_error(c, rq, status, field, "%s", msg);
   return respond_json(c, rq, 200, page);
 }
 
@@ -1163,9 +1108,25 @@ static enum MHD_Result route_submit(server_t *s, struct MHD_Connection *c, reque
   return hand_over(s, c, rq, work_submit);
 }
 
-/* The job the caller may see (load_job), or a 404 answered. */
-static int job_or_404(server_t *s, struct MHD_Connection *c, request_t *rq, const char *id,
+/* The job the caller names by its id or a unique prefix of it
+ * (job_view_resolve) into id; or its error answered. */
+static int resolve_or_answer(server_t *s, struct MHD_Connection *c, request_t *rq,
+                             const char *given, char id[STORE_ID_LEN], enum MHD_Result *answer) {
+  char msg[HYDRA_ERR_LEN];
+  const int status = job_view_resolve(s, given, rq->user, rq->role, id, msg, sizeof msg);
+  if (status == 0)
+    return 0;
+  *answer = respond_error(c, rq, status, status == 400 ? "id" : "", "%s", msg);
+  return -1;
+}
+
+/* The job the caller may see (load_job), named by its id or a unique
+ * prefix, or its error answered (404 for another user's). */
+static int job_or_404(server_t *s, struct MHD_Connection *c, request_t *rq, const char *given,
                       store_job_t *j, enum MHD_Result *answer) {
+  char id[STORE_ID_LEN];
+  if (resolve_or_answer(s, c, rq, given, id, answer))
+    return -1;
   if (load_job(s, id, rq->user, rq->role, j) == 0)
     return 0;
   *answer = respond_error(c, rq, 404, "", "no job %s", id);
@@ -1178,14 +1139,33 @@ static enum MHD_Result route_job(server_t *s, struct MHD_Connection *c, request_
   enum MHD_Result answer;
   if (job_or_404(s, c, rq, id, &j, &answer))
     return answer;
-  return respond_json(c, rq, 200, job_json(s, &j));
+  return respond_json(c, rq, 200, job_view_json(s, &j, rq->user, rq->role));
+}
+
+/* GET /v1/jobs/{id}/spec: the job's document as stored (with
+ * "weights_dtype" pinned to the weights it runs with, when it named none). */
+static enum MHD_Result route_spec(server_t *s, struct MHD_Connection *c, request_t *rq,
+                                  const char *id) {
+  store_job_t j;
+  enum MHD_Result answer;
+  if (job_or_404(s, c, rq, id, &j, &answer))
+    return answer;
+  char *spec = NULL, err[HYDRA_ERR_LEN];
+  size_t len = 0;
+  if (store_job_spec(s->store, j.id, &spec, &len, err) != 0)
+    return respond_error(c, rq, 503, "", "the job store failed: %s", err);
+  answer = respond(c, rq, 200, "application/json", spec, len);
+  free(spec);
+  return answer;
 }
 
 /* The cancel is stored by a request worker: the HTTP thread never waits
  * on the store's write lock (a large unit's commit holds it for seconds). */
 static enum MHD_Result route_cancel(server_t *s, struct MHD_Connection *c, request_t *rq,
                                     const char *id) {
-  snprintf(rq->job_id, sizeof(rq->job_id), "%.32s", id);
+  enum MHD_Result answer;
+  if (resolve_or_answer(s, c, rq, id, rq->job_id, &answer))
+    return answer;
   return hand_over(s, c, rq, work_cancel);
 }
 
@@ -1211,13 +1191,15 @@ static enum MHD_Result route_results(server_t *s, struct MHD_Connection *c, requ
   const char *fmt = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "format");
   if (fmt && strcmp(fmt, "csv") != 0 && strcmp(fmt, "ndjson") != 0)
     return respond_error(c, rq, 400, "format", "expected ndjson or csv");
-  return respond_stream(s, c, rq, id, a, 200);
+  return respond_stream(s, c, rq, j.id, a, 200);
 }
 
 /* The job is looked up (404 for another user's) by the request worker. */
 static enum MHD_Result route_retry(server_t *s, struct MHD_Connection *c, request_t *rq,
                                    const char *id) {
-  snprintf(rq->job_id, sizeof(rq->job_id), "%.32s", id);
+  enum MHD_Result answer;
+  if (resolve_or_answer(s, c, rq, id, rq->job_id, &answer))
+    return answer;
   return hand_over(s, c, rq, work_retry);
 }
 
@@ -1235,6 +1217,7 @@ const http_route_t http_routes[] = {
     {"DELETE", "/v1/jobs/{id}", 0, route_cancel},
     {"POST", "/v1/jobs/{id}/retry", 0, route_retry},
     {"GET", "/v1/jobs/{id}/results", 0, route_results},
+    {"GET", "/v1/jobs/{id}/spec", 0, route_spec},
     {"GET", "/metrics", 0, route_metrics},
     {"GET", "/", 1, route_index},
     {"GET", "/dashboard.js", 1, route_script},

@@ -16,6 +16,11 @@
 #include "results.h"
 #include "server.h"
 
+/* Why a job past its deadline failed: checked between the engine's passes
+ * while it runs, and every KEEPER_DEADLINE_S while it waits in the queue. */
+#define DEADLINE_MESSAGE "deadline exceeded"
+#define KEEPER_DEADLINE_S 0.25
+
 /* Stored rows read back per call for a job's summary. */
 #define SUMMARY_PAGE 256
 
@@ -127,6 +132,29 @@ int64_t scheduler_progress(server_t *s, const char *id) {
       v = j->variants_done;
   pthread_mutex_unlock(&s->lock);
   return v;
+}
+
+void scheduler_queue(server_t *s, const char *id, sched_place_t *place) {
+  memset(place, 0, sizeof *place);
+  pthread_mutex_lock(&s->lock);
+  for (sched_job_t *j = s->jobs; j; j = j->next) {
+    if (strcmp(j->id, id) == 0) {
+      place->known = 1;
+      break;
+    }
+    place->position++;
+  }
+  sched_job_t *r = s->running;
+  place->running = place->known && r && strcmp(r->id, id) == 0;
+  if (place->known && r && !place->running) {
+    snprintf(place->other_id, sizeof place->other_id, "%s", r->id);
+    snprintf(place->other_user, sizeof place->other_user, "%s", r->user);
+    place->other_unit = s->claimed_unit;
+    place->other_n_units = r->n_units;
+  }
+  if (!place->known)
+    place->position = 0;
+  pthread_mutex_unlock(&s->lock);
 }
 
 /* A job this worker leaves waiting; listed: in the store's last listing. */
@@ -254,11 +282,24 @@ typedef struct {
   sched_job_t *j;
   engine_sink_t inner;
   int64_t base;
+  int first_prompt; /* the unit's: its clean rows start a clean pass's */
   int deadline_hit;
 } unit_ctx_t;
 
+/* Whether the unit must stop now: a cancel, a stop, or the job's deadline
+ * passed. Asked between the engine's passes (clean and variant). */
+static int unit_must_stop(unit_ctx_t *u) {
+  if (u->j->deadline > 0 && clock_wall() > u->j->deadline) {
+    u->deadline_hit = 1;
+    return 1;
+  }
+  return u->j->cancel || u->s->stopping;
+}
+
 static int unit_clean(void *ctx, const engine_clean_t *row) {
   unit_ctx_t *u = ctx;
+  if (row->prompt == u->first_prompt && unit_must_stop(u)) /* once per clean pass */
+    return 1;
   return u->inner.clean(u->inner.ctx, row);
 }
 
@@ -273,11 +314,7 @@ static int unit_progress(void *ctx, long done, long total) {
   pthread_mutex_lock(&u->s->lock);
   u->j->variants_done = u->base + done;
   pthread_mutex_unlock(&u->s->lock);
-  if (u->j->deadline > 0 && clock_wall() > u->j->deadline) {
-    u->deadline_hit = 1;
-    return 1;
-  }
-  return u->j->cancel || u->s->stopping;
+  return unit_must_stop(u);
 }
 
 static int read_row(void *ctx, int64_t seq, const char *text, size_t len) {
@@ -385,7 +422,7 @@ static int run_claimed_unit(server_t *s, sched_job_t *j, results_t *r, rowbuf_t 
   ej.prompt_first = (int)((long)unit * P / j->n_units);
   ej.prompt_end = (int)((long)(unit + 1) * P / j->n_units);
   ej.source_key = j->source_key;
-  unit_ctx_t u = {.s = s, .j = j, .inner = results_sink(r)};
+  unit_ctx_t u = {.s = s, .j = j, .inner = results_sink(r), .first_prompt = ej.prompt_first};
   pthread_mutex_lock(&s->lock);
   u.base = j->variants_done;
   pthread_mutex_unlock(&s->lock);
@@ -398,7 +435,7 @@ static int run_claimed_unit(server_t *s, sched_job_t *j, results_t *r, rowbuf_t 
     if (j->cancel)
       end_job(s, j, STORE_CANCELLED, "cancelled");
     else
-      end_job(s, j, STORE_FAILED, u.deadline_hit ? "deadline exceeded" : err);
+      end_job(s, j, STORE_FAILED, u.deadline_hit ? DEADLINE_MESSAGE : err);
     return 1;
   }
   const int64_t variants = engine_range_variants(&ej, ej.prompt_first, ej.prompt_end);
@@ -601,7 +638,10 @@ static void *worker(void *arg) {
     s->claimed_unit = -1;
     pthread_mutex_unlock(&s->lock);
 
-    int rc = j->cancel ? (end_job(s, j, STORE_CANCELLED, "cancelled"), 1) : run_unit(s, j);
+    int rc = j->cancel ? (end_job(s, j, STORE_CANCELLED, "cancelled"), 1)
+             : j->deadline > 0 && clock_wall() > j->deadline
+                 ? (end_job(s, j, STORE_FAILED, DEADLINE_MESSAGE), 1)
+                 : run_unit(s, j);
 
     pthread_mutex_lock(&s->lock);
     s->running_job[0] = '\0';
@@ -656,12 +696,39 @@ static void renew(server_t *s) {
   }
 }
 
-/* The keeper: renews leases every third of a lease and, on a shared store,
- * polls it twice a second. Sleeps by the monotonic clock. */
+/* Fails the jobs of this worker's queue that passed their deadline while
+ * waiting (not the one running now: its unit stops at its next pass). */
+static void expire_deadlines(server_t *s) {
+  sched_job_t *expired = NULL;
+  const double now = clock_wall();
+  pthread_mutex_lock(&s->lock);
+  for (sched_job_t **p = &s->jobs; *p;) {
+    sched_job_t *j = *p;
+    if (j->deadline > 0 && now > j->deadline && j != s->running) {
+      *p = j->next;
+      j->next = expired;
+      expired = j;
+      s->retain_pending = 1; /* its kept sources go back (worker) */
+      pthread_cond_signal(&s->wake);
+    } else
+      p = &j->next;
+  }
+  pthread_mutex_unlock(&s->lock);
+  while (expired) {
+    sched_job_t *j = expired;
+    expired = j->next;
+    end_job(s, j, STORE_FAILED, DEADLINE_MESSAGE " while it waited in the queue");
+    sched_job_free(j);
+  }
+}
+
+/* The keeper: renews leases every third of a lease, fails waiting jobs
+ * past their deadline and, on a shared store, polls it twice a second.
+ * Sleeps by the monotonic clock. */
 static void *keeper(void *arg) {
   server_t *s = arg;
   const double poll_s = 0.5, renew_s = s->cfg.lease_s / 3;
-  double last_renew = clock_monotonic(), last_poll = last_renew;
+  double last_renew = clock_monotonic(), last_poll = last_renew, last_expire = last_renew;
   while (!s->keeper_stop) {
     const struct timespec tick = {0, 50 * 1000 * 1000};
     nanosleep(&tick, NULL);
@@ -669,6 +736,10 @@ static void *keeper(void *arg) {
     if (now - last_renew >= renew_s) {
       renew(s);
       last_renew = now;
+    }
+    if (now - last_expire >= KEEPER_DEADLINE_S) {
+      expire_deadlines(s);
+      last_expire = now;
     }
     if (store_shared(s->store) && now - last_poll >= poll_s && !s->draining && !s->stopping) {
       scheduler_discover(s);

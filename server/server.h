@@ -160,6 +160,17 @@ int scheduler_cancel(server_t *s, const char *id);
 int scheduler_user_jobs(server_t *s, const char *user);
 /* Live variants done of a running job, or -1. */
 int64_t scheduler_progress(server_t *s, const char *id);
+/* Where a job stands in this worker's queue (scheduler_queue). */
+typedef struct {
+  int known;    /* 1 when this worker holds the job (queued or running here) */
+  int running;  /* 1 when its unit runs now */
+  int position; /* jobs ahead of it in this worker's queue, oldest first (0: none) */
+  /* the job whose unit runs now, when another: its id, user, unit and units */
+  char other_id[STORE_ID_LEN];
+  char other_user[STORE_USER_LEN];
+  int other_unit, other_n_units;
+} sched_place_t;
+void scheduler_queue(server_t *s, const char *id, sched_place_t *place);
 /* A job whose end (state, why) the store failed to record; 1 if known. */
 int scheduler_unstored(server_t *s, const char *id, store_state_t *state, char *why, size_t len);
 /* Frees that memory, and the list of jobs left waiting (at exit, the

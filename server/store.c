@@ -125,6 +125,9 @@ int store_job_create(store_t *s, const store_job_t *job, const char *spec, size_
                    STORE_MAX_UNITS);
   if (job->variants_total < 0)
     return err_set(err, "store %s: %s: negative variants_total", s->name, what);
+  if (strnlen(job->name, STORE_NAME_LEN) == STORE_NAME_LEN ||
+      strnlen(job->labels, STORE_LABELS_LEN) == STORE_LABELS_LEN || job->n_prompts < 0)
+    return err_set(err, "store %s: %s: name, labels or prompt count out of bounds", s->name, what);
   if (!spec)
     return err_set(err, "store %s: %s: no spec", s->name, what);
   return s->ops->job_create(s, job, spec, spec_len, what, err);

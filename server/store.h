@@ -78,6 +78,8 @@ enum {
 #define STORE_WORKER_LEN 128      /* longest worker name + 1 */
 #define STORE_FINGERPRINT_LEN 256 /* longest model fingerprint + 1 */
 #define STORE_NOTE_LEN 512        /* longest note on a waiting job + 1 */
+#define STORE_NAME_LEN 65         /* longest job name + 1 (job.h: JOB_NAME_MAX) */
+#define STORE_LABELS_LEN 4001     /* longest labels JSON + 1 (job.h: JOB_LABELS_JSON_MAX) */
 
 typedef enum {
   STORE_QUEUED,
@@ -112,6 +114,9 @@ typedef struct {
    * every completed unit. */
   char note[STORE_NOTE_LEN];
   int64_t bytes; /* its spec's and rows' bytes as stored (what counts against a user's quota) */
+  char name[STORE_NAME_LEN];     /* the document's "name"; "" for none */
+  char labels[STORE_LABELS_LEN]; /* its "labels" as compact JSON; "" for none */
+  int n_prompts;                 /* 0 for jobs stored before it was kept */
 } store_job_t;
 
 /* A job to resume after a restart: queued, or running with its header
@@ -159,7 +164,8 @@ int store_shared(const store_t *s);
 /* Stores a new queued job with n_units pending units and its spec (spec_len
  * bytes of JSON text, kept as given). Reads job->id (32 lowercase hex
  * digits, made by the caller), user, model, fingerprint, n_units
- * (0..STORE_MAX_UNITS), variants_total and deadline; the store sets the rest. STORE_DUPLICATE if
+ * (0..STORE_MAX_UNITS), variants_total, deadline, name, labels
+ * and n_prompts; the store sets the rest. STORE_DUPLICATE if
  * the id is taken. */
 int store_job_create(store_t *s, const store_job_t *job, const char *spec, size_t spec_len,
                      char *err);

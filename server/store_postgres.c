@@ -83,13 +83,19 @@ static const char *const MIGRATIONS[] = {
     "ALTER TABLE hydra_jobs ADD COLUMN bytes bigint NOT NULL DEFAULT 0;"
     "UPDATE hydra_jobs j SET bytes = octet_length(spec) + coalesce((SELECT "
     "sum(octet_length(body)) FROM hydra_result_rows r WHERE r.job = j.key), 0);",
+    /* 5: how a user finds a job again: its name, labels and prompt count
+     * (0: stored before it was kept) */
+    "ALTER TABLE hydra_jobs ADD COLUMN name text NOT NULL DEFAULT '';"
+    "ALTER TABLE hydra_jobs ADD COLUMN labels text NOT NULL DEFAULT '';"
+    "ALTER TABLE hydra_jobs ADD COLUMN n_prompts integer NOT NULL DEFAULT 0;",
 };
 #define SCHEMA_VERSION ((int)(sizeof MIGRATIONS / sizeof MIGRATIONS[0]))
 
 #define JOB_COLUMNS                                                                                \
   "id, user_name, model, state, error, created_at, started_at, finished_at, deadline, n_units, "   \
-  "units_done, variants_total, variants_done, n_rows, fingerprint, note, bytes"
-#define JOB_COLUMNS_N 17
+  "units_done, variants_total, variants_done, n_rows, fingerprint, note, bytes, name, labels, "    \
+  "n_prompts"
+#define JOB_COLUMNS_N 20
 #define FINAL_STATES "('done','failed','cancelled')"
 
 typedef struct {
@@ -243,6 +249,9 @@ static int job_read(const pg_store_t *s, const PGresult *res, int row, store_job
   snprintf(job->fingerprint, sizeof job->fingerprint, "%s", PQgetvalue(res, row, 14));
   snprintf(job->note, sizeof job->note, "%s", PQgetvalue(res, row, 15));
   job->bytes = col_i64(res, row, 16);
+  snprintf(job->name, sizeof job->name, "%s", PQgetvalue(res, row, 17));
+  snprintf(job->labels, sizeof job->labels, "%s", PQgetvalue(res, row, 18));
+  job->n_prompts = (int)col_i64(res, row, 19);
   return 0;
 }
 
@@ -572,7 +581,7 @@ static int rows_insert(pg_store_t *s, const char *job_key, int64_t first_seq,
 
 static int job_create_locked(pg_store_t *s, const store_job_t *job, const char *spec,
                              size_t spec_len, const char *what, char *err) {
-  char deadline[40], n_units[16], variants[24];
+  char deadline[40], n_units[16], variants[24], n_prompts[16];
   if (memchr(spec, 0, spec_len))
     return err_set(err, "store %s: %s: the spec holds a NUL byte", s->name, what);
   char *text = malloc(spec_len + 1);
@@ -583,18 +592,19 @@ static int job_create_locked(pg_store_t *s, const store_job_t *job, const char *
   snprintf(deadline, sizeof deadline, "%.17g", job->deadline);
   snprintf(n_units, sizeof n_units, "%d", job->n_units);
   snprintf(variants, sizeof variants, "%" PRId64, job->variants_total);
-  const char *p[] = {job->id,  job->user, job->model, text,
-                     deadline, n_units,   variants,   job->fingerprint};
+  snprintf(n_prompts, sizeof n_prompts, "%d", job->n_prompts);
+  const char *p[] = {job->id,  job->user,        job->model, text,        deadline, n_units,
+                     variants, job->fingerprint, job->name,  job->labels, n_prompts};
   PGresult *res = NULL;
   int rc = -1;
   if (begin(s, s->w, "BEGIN", what, err))
     goto out;
   if (q(s, s->w,
         "INSERT INTO hydra_jobs (id, user_name, model, spec, state, created_at, deadline, "
-        "n_units, variants_total, fingerprint, bytes) "
-        "VALUES ($1, $2, $3, $4, 'queued', " NOW_S ", $5, $6, $7, $8, octet_length($4)) "
-        "ON CONFLICT (id) DO NOTHING RETURNING key",
-        8, p, &res, what, err))
+        "n_units, variants_total, fingerprint, bytes, name, labels, n_prompts) "
+        "VALUES ($1, $2, $3, $4, 'queued', " NOW_S ", $5, $6, $7, $8, octet_length($4), $9, $10, "
+        "$11) ON CONFLICT (id) DO NOTHING RETURNING key",
+        11, p, &res, what, err))
     goto out;
   if (PQntuples(res) == 0) {
     rc = STORE_DUPLICATE;

@@ -80,13 +80,19 @@ static const char *const MIGRATIONS[] = {
     "ALTER TABLE jobs ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;"
     "UPDATE jobs SET bytes = length(CAST(spec AS BLOB)) + coalesce((SELECT "
     "sum(length(CAST(body AS BLOB))) FROM result_rows WHERE result_rows.job = jobs.key), 0);",
+    /* 5: how a user finds a job again: its name, labels and prompt count
+     * (0: stored before it was kept) */
+    "ALTER TABLE jobs ADD COLUMN name TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE jobs ADD COLUMN labels TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE jobs ADD COLUMN n_prompts INTEGER NOT NULL DEFAULT 0;",
 };
 #define SCHEMA_VERSION ((int)(sizeof MIGRATIONS / sizeof MIGRATIONS[0]))
 
 #define JOB_COLUMNS                                                                                \
   "id, user_name, model, state, error, created_at, started_at, finished_at, deadline, n_units, "   \
-  "units_done, variants_total, variants_done, n_rows, fingerprint, note, bytes"
-#define JOB_COLUMNS_N 17
+  "units_done, variants_total, variants_done, n_rows, fingerprint, note, bytes, name, labels, "    \
+  "n_prompts"
+#define JOB_COLUMNS_N 20
 #define FINAL_STATES "('done','failed','cancelled')"
 
 enum {
@@ -126,8 +132,9 @@ static const char *const WRITE_SQL[W_COUNT] = {
     [W_JOB_LOOKUP] = "SELECT key, state, n_units, units_done, n_rows FROM jobs WHERE id = ?1",
     [W_JOB_INSERT] =
         "INSERT INTO jobs (id, user_name, model, spec, state, created_at, deadline, "
-        "n_units, variants_total, fingerprint, bytes) "
-        "VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8, ?9, length(CAST(?4 AS BLOB)))",
+        "n_units, variants_total, fingerprint, bytes, name, labels, n_prompts) "
+        "VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8, ?9, length(CAST(?4 AS BLOB)), ?10, ?11, "
+        "?12)",
     [W_UNIT_INSERT] = "INSERT INTO units (job, idx, state) VALUES (?1, ?2, 'pending')",
     [W_UNIT_STATE] = "SELECT state = 'done' FROM units WHERE job = ?1 AND idx = ?2",
     [W_ROW_INSERT] = "INSERT INTO result_rows (job, seq, body) VALUES (?1, ?2, ?3)",
@@ -286,6 +293,9 @@ static int job_read(const sqlite_store_t *s, sqlite3_stmt *st, store_job_t *job,
   column_copy(st, 14, job->fingerprint, sizeof job->fingerprint);
   column_copy(st, 15, job->note, sizeof job->note);
   job->bytes = sqlite3_column_int64(st, 16);
+  column_copy(st, 17, job->name, sizeof job->name);
+  column_copy(st, 18, job->labels, sizeof job->labels);
+  job->n_prompts = sqlite3_column_int(st, 19);
   return 0;
 }
 
@@ -664,7 +674,10 @@ static int job_create_locked(sqlite_store_t *s, const store_job_t *job, const ch
       sqlite3_bind_text64(st, 4, spec, spec_len, SQLITE_STATIC, SQLITE_UTF8) |
       sqlite3_bind_double(st, 5, clock_wall()) | sqlite3_bind_double(st, 6, job->deadline) |
       sqlite3_bind_int(st, 7, job->n_units) | sqlite3_bind_int64(st, 8, job->variants_total) |
-      sqlite3_bind_text(st, 9, job->fingerprint, -1, SQLITE_STATIC)) {
+      sqlite3_bind_text(st, 9, job->fingerprint, -1, SQLITE_STATIC) |
+      sqlite3_bind_text(st, 10, job->name, -1, SQLITE_STATIC) |
+      sqlite3_bind_text(st, 11, job->labels, -1, SQLITE_STATIC) |
+      sqlite3_bind_int(st, 12, job->n_prompts)) {
     db_error(s, s->wdb, what, err);
     goto fail;
   }

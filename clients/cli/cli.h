@@ -19,6 +19,14 @@ void cli_progress_bar(const char *label, long done, long total, double rate, dou
 /* "ETA 12s", or "ETA ?" while eta < 0 (no rate measured yet); buf of 32 chars. */
 const char *cli_eta(double eta, char *buf);
 
+/* A job's status (GET /v1/jobs/{id}'s JSON) as hydra status prints it,
+ * one field a line, "-" for what is not known; and its line in hydra jobs,
+ * under cli_print_jobs_header's (show_job.c). */
+typedef struct json_t json_t;
+void cli_print_status(const json_t *job);
+void cli_print_jobs_header(void);
+void cli_print_job_line(const json_t *job);
+
 /* The per-layer table of NDJSON result rows read from f. */
 int table_from_rows(FILE *f, const char *name, FILE *out);
 

@@ -278,19 +278,7 @@ int cmd_tokenize(int argc, char **argv) {
 }
 
 static void print_status(json_t *j) {
-  json_t *p = json_object_get(j, "progress");
-  printf("id        %s\nstate     %s\nuser      %s\nmodel     %s\n", str(j, "id"), str(j, "state"),
-         str(j, "user"), str(j, "model"));
-  printf("progress  %lld/%lld variants, units %lld/%lld\n",
-         json_integer_value(json_object_get(p, "variants_done")),
-         json_integer_value(json_object_get(p, "variants_total")),
-         json_integer_value(json_object_get(p, "units_done")),
-         json_integer_value(json_object_get(p, "n_units")));
-  printf("rows      %lld\n", json_integer_value(json_object_get(j, "rows")));
-  if (json_is_string(json_object_get(j, "error")))
-    printf("error     %s\n", str(j, "error"));
-  if (json_is_string(json_object_get(j, "waiting")))
-    printf("waiting   %s\n", str(j, "waiting"));
+  cli_print_status(j);
 }
 
 static int job_path(char *buf, size_t n, const char *id, const char *suffix) {
@@ -354,7 +342,7 @@ int cmd_jobs(int argc, char **argv) {
   int rc = parse_opts("jobs", argc, argv, URL_OPTS, &o);
   if (rc)
     return rc;
-  printf("%-34s %-10s %-10s %-12s %21s\n", "id", "state", "user", "model", "variants");
+  cli_print_jobs_header();
   char page[256] = "/v1/jobs";
   while (page[0]) { /* every page: "next" until null */
     json_t *doc = call_json("jobs", &o, "GET", page, NULL, 0, &rc);
@@ -362,13 +350,7 @@ int cmd_jobs(int argc, char **argv) {
       return rc;
     size_t i;
     json_t *j;
-    json_array_foreach(json_object_get(doc, "jobs"), i, j) {
-      json_t *p = json_object_get(j, "progress");
-      printf("%-34s %-10s %-10s %-12s %10lld/%-10lld\n", str(j, "id"), str(j, "state"),
-             str(j, "user"), str(j, "model"),
-             json_integer_value(json_object_get(p, "variants_done")),
-             json_integer_value(json_object_get(p, "variants_total")));
-    }
+    json_array_foreach(json_object_get(doc, "jobs"), i, j) cli_print_job_line(j);
     const char *next = json_string_value(json_object_get(doc, "next"));
     snprintf(page, sizeof page, "%s", next && strlen(next) < sizeof page ? next : "");
     json_decref(doc);

@@ -28,7 +28,8 @@ static int token_given(const job_token_t *t) {
 static const char *const top_keys[] = {
     "model",         "preset",     "prompts",        "target",       "ablations",
     "metrics",       "norm_scale", "direct_effects", "effect_table", "precision",
-    "weights_dtype", "reuse",      "deadline_s",     "trace",        NULL};
+    "weights_dtype", "reuse",      "deadline_s",     "trace",        "name",
+    "labels",        NULL};
 static const char *const prompt_keys[] = {"text",           "ids", "subject", "target", "foil",
                                           "counterfactual", NULL};
 static const char *const cf_keys[] = {"text", "ids", "prompt", NULL};
@@ -617,6 +618,10 @@ static int parse_document(const json_t *root, job_spec_t *spec, job_error_t *err
     return -1;
   if (spec->model && strlen(spec->model) > 255)
     return job_fail(err, "model", "longer than 255 bytes");
+  if ((e = json_object_get(root, "name")) && job_parse_name(e, spec, err))
+    return -1;
+  if ((e = json_object_get(root, "labels")) && job_parse_labels(e, spec, err))
+    return -1;
   if ((e = json_object_get(root, "preset"))) {
     if (job_want_enum(e, "preset", "preset", presets, &i, err))
       return -1;
@@ -753,6 +758,8 @@ void job_free(job_spec_t *spec) {
   if (!spec)
     return;
   free(spec->model);
+  free(spec->name);
+  free(spec->labels);
   for (int i = 0; spec->prompts && i < spec->n_prompts; i++) {
     free(spec->prompts[i].text);
     free(spec->prompts[i].ids);

@@ -154,9 +154,22 @@ typedef struct {
 #define JOB_GROUP_NAME_MAX 64
 #define JOB_MAX_GROUPS 10000
 
+/* "name" and "labels": how a user finds a job again. A name is 1..64 bytes
+ * without control characters; labels are at most 16, each key 1..40 bytes
+ * of [A-Za-z0-9._/-], each value a string of 0..100 bytes without control
+ * characters. Their compact JSON (job_spec_t.labels) is then at most
+ * JOB_LABELS_JSON_MAX bytes. */
+#define JOB_NAME_MAX 64
+#define JOB_MAX_LABELS 16
+#define JOB_LABEL_KEY_MAX 40
+#define JOB_LABEL_VALUE_MAX 100
+#define JOB_LABELS_JSON_MAX 4000
+
 typedef struct {
   char *model; /* model name on the server; NULL for local runs */
   int preset_hydra;
+  char *name;   /* "name"; NULL when not given */
+  char *labels; /* "labels" as compact JSON, keys sorted; NULL when not given */
 
   job_prompt_t *prompts;
   int n_prompts;

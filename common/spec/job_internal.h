@@ -49,6 +49,9 @@ int job_want_token(const json_t *v, const char *field, int allow_text, int allow
 int job_parse_components(const json_t *v, job_spec_t *spec, job_error_t *err);
 /* ablations.groups: named lists of patterns, syntax checked (job_component.c). */
 int job_parse_groups(const json_t *v, job_spec_t *spec, job_error_t *err);
+/* "name" and "labels" (job_labels.c): checked, copied into spec. */
+int job_parse_name(const json_t *v, job_spec_t *spec, job_error_t *err);
+int job_parse_labels(const json_t *v, job_spec_t *spec, job_error_t *err);
 /* ablations.methods (job_method.c); patch sources are checked against
  * spec->n_prompts. */
 int job_parse_methods(const json_t *v, job_spec_t *spec, job_error_t *err);

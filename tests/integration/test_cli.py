@@ -79,6 +79,31 @@ try:
     check("results table", rc == 0 and "direct" in out and "mlp.1" in out, out + err)
     rc, out, err = hydra("jobs")
     check("jobs lists the job", rc == 0 and job in out, out + err)
+
+    # a named job: status and jobs show its name, labels, counts, times (UTC) and its own rate
+    named = job_file("named.json", {"model": "tiny", "prompts": prompts, "name": "cli run \u00e9",
+                                    "labels": {"sweep": "a", "layer": "2"},
+                                    "ablations": {"components": ["attn.*"], "methods": ["zero"]}})
+    rc, out, err = hydra("submit", named, "--follow")
+    nid = json.loads(server.get("/v1/jobs?name=cli%20run%20%C3%A9")[1])["jobs"][0]["id"]
+    st = json.loads(server.get(f"/v1/jobs/{nid}")[1])
+
+    def utc(t):
+        return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(int(t)))
+    rc, out, err = hydra("status", nid[:8])
+    fields = dict((ln[:10].strip(), ln[10:]) for ln in out.splitlines() if len(ln) > 10)
+    want = {"id": nid, "name": "cli run \u00e9", "labels": "layer=2, sweep=a", "prompts": "4",
+            "created": utc(st["created_at"]), "started": utc(st["started_at"]),
+            "finished": utc(st["finished_at"]), "rate": f"{st['progress']['rate']:.1f}/s", "eta": "-"}
+    check("status ID-PREFIX: name, labels, prompts, created/started/finished (UTC), its rate, eta -",
+          rc == 0 and all(fields.get(k) == v for k, v in want.items()),
+          {k: (fields.get(k), v) for k, v in want.items() if fields.get(k) != v} or out + err)
+    rc, out, err = hydra("jobs")
+    line = next((ln for ln in out.splitlines() if ln.startswith(nid)), "")
+    check("jobs: a line per job with its created time, prompts, variants and name",
+          rc == 0 and out.split()[:1] == ["id"] and "name" in out.splitlines()[0]
+          and utc(st["created_at"]) in line and " 4 " in line and line.endswith("cli run \u00e9")
+          and f"{st['variants']}/{st['variants']}" in line, out + err)
     rc, out, err = hydra("retry", job)
     check("retry of a done job: exit 3 with the server's 409 and its reason",
           rc == 3 and "409" in err and "only a failed job can be retried" in err, f"exit {rc}: {err}")

@@ -60,7 +60,8 @@ def run_job(client, spec, what):
 
 
 def num(x):
-    """A summary number, NaN where the server sent null (e.g. R^2 of a constant)."""
+    """A summary number, NaN where the server sent null (e.g. R^2 of a constant:
+    the client's frames hold NaN already)."""
     return float("nan") if x is None else float(x)
 
 
@@ -126,14 +127,14 @@ def main():
         f"(engine {hydra.end['elapsed_s']:.1f} s, {t_h:.1f} s through hydrad), {zero.end['variants']} "
         f"in the zero job ({t_z:.1f} s).")
 
-    S = hydra.summary.set_index("component")
-    Z = zero.summary.set_index("component")
+    S = hydra.summary  # indexed by component, flat columns (one method per job)
+    Z = zero.summary
     comps = [c for c in S.index if c.startswith(("attn.", "mlp."))]
-    d = np.array([S.loc[c, "direct_effect"]["mean"] for c in comps])
-    t = np.array([S.loc[c, "total_effect"]["mean"] for c in comps])
-    comp = np.array([S.loc[c, "compensation"]["mean"] for c in comps])
-    ca = np.array([S.loc[c, "compensation_attn"]["mean"] for c in comps])
-    cm = np.array([S.loc[c, "compensation_mlp"]["mean"] for c in comps])
+    d = S.loc[comps, "direct_effect_mean"].to_numpy(float)
+    t = S.loc[comps, "total_effect_mean"].to_numpy(float)
+    comp = S.loc[comps, "compensation_mean"].to_numpy(float)
+    ca = S.loc[comps, "compensation_attn_mean"].to_numpy(float)
+    cm = S.loc[comps, "compensation_mlp_mean"].to_numpy(float)
 
     # self-check of the sign convention: the ablated slot's own change is -direct
     V = hydra.variants
@@ -154,12 +155,11 @@ def main():
     say("| component | direct | total | compensation | attn part | MLP part | norm share | slope | R^2 |")
     say("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for i, c in enumerate(comps):
-        fit = S.loc[c, "fit"]
         say(f"| {c} | {d[i]:+.3f} | {t[i]:+.3f} | {comp[i]:+.3f} | {ca[i]:+.3f} | {cm[i]:+.3f} | "
-            f"{t[i] - d[i] + comp[i]:+.3f} | {num(fit['slope']):+.2f} | {num(fit['r2']):.2f} |")
+            f"{t[i] - d[i] + comp[i]:+.3f} | {num(S.loc[c, 'slope']):+.2f} | {num(S.loc[c, 'r2']):.2f} |")
 
     # ---- (b) per-layer compensation vs direct: slope and R^2 (Fig. 7d) ------------
-    slopes = {c: {k: num(v) for k, v in S.loc[c, "fit"].items()} for c in comps}
+    slopes = {c: {k: num(S.loc[c, k]) for k in ("slope", "r2")} for c in comps}
     fig, ax = plt.subplots(1, 2, figsize=(9, 3.2))
     for k, kind in enumerate(("attn", "mlp")):
         cs = [c for c in comps if c.startswith(kind)]
@@ -246,7 +246,7 @@ def main():
         + f". Most negative slot overall: {slots[int(np.argmin(mean_de))]} ({mean_de.min():+.3f}).")
 
     # ---- zero vs resample ------------------------------------------------------
-    tz = np.array([Z.loc[c, "total_effect"]["mean"] for c in comps])
+    tz = Z.loc[comps, "total_effect_mean"].to_numpy(float)
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     ax.scatter(t, tz, c=["tab:blue" if c.startswith("attn") else "tab:orange" for c in comps], s=20)
     lim = [min(t.min(), tz.min(), 0) * 1.1, max(t.max(), tz.max()) * 1.1]
@@ -257,12 +257,12 @@ def main():
     fig.tight_layout()
     fig.savefig(os.path.join(a.out, "zero_vs_resample.png"), dpi=110)
     plt.close(fig)
-    big = sorted(comps, key=lambda c: -abs(Z.loc[c, "total_effect"]["mean"]))[:3]
+    big = sorted(comps, key=lambda c: -abs(Z.loc[c, "total_effect_mean"]))[:3]
     say("")
     say(f"**Zero vs resample**: corr of total effects {np.corrcoef(t, tz)[0, 1]:.3f}; mean |total| "
         f"zero {np.abs(tz).mean():.3f} vs resample {np.abs(t).mean():.3f}; largest zero-ablation effects: "
-        + ", ".join(f"{c} {Z.loc[c, 'total_effect']['mean']:+.3f} (resample "
-                    f"{S.loc[c, 'total_effect']['mean']:+.3f})" for c in big) + ".")
+        + ", ".join(f"{c} {Z.loc[c, 'total_effect_mean']:+.3f} (resample "
+                    f"{S.loc[c, 'total_effect_mean']:+.3f})" for c in big) + ".")
 
     plot_effect_table(hydra, os.path.join(a.out, "effect_table.png"),
                       title="mean change of each downstream direct effect (resample x 15)")

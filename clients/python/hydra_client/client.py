@@ -1,26 +1,47 @@
-"""The HTTP client: jobs, streaming results, DataFrames."""
+"""The HTTP client: a server, its jobs, waiting for them, their rows."""
+from __future__ import annotations
+
+import asyncio
 import json
 import os
 import sys
 import time
+from typing import Any, Callable, Dict, Iterator, List, Optional, TextIO, Union
+from urllib.parse import urlsplit
 
 import pandas as pd
 import requests
 
+from .names import translate_spec
+from .results import Results
+
+Spec = Union[Dict[str, Any], str]
+Status = Dict[str, Any]
+ENDED = ("done", "failed", "cancelled")
+
 
 class HydraError(Exception):
-    """An error answered by hydrad (status, message, field) or a transport error."""
+    """An error answered by hydrad (status, message, field), a transport
+    error (status 0) or a job that ended without its results (status 0)."""
 
-    def __init__(self, status, message, field=None):
+    def __init__(self, status: int, message: str, field: Optional[str] = None) -> None:
         self.status, self.message, self.field = status, message, field
         where = f"{field}: " if field else ""
         super().__init__(f"hydrad {status}: {where}{message}")
 
 
-class Client:
-    """A hydrad server. url and token default to $HYDRA_URL and $HYDRA_TOKEN."""
+class JobTimeout(HydraError, TimeoutError):
+    """Job.wait's timeout passed before the job ended (the job goes on)."""
 
-    def __init__(self, url=None, token=None, timeout=30.0):
+
+class Client:
+    """A hydrad server.
+
+    url and token default to $HYDRA_URL and $HYDRA_TOKEN (url then to
+    http://127.0.0.1:8080); timeout is each request's, in seconds."""
+
+    def __init__(self, url: Optional[str] = None, token: Optional[str] = None,
+                 timeout: float = 30.0) -> None:
         self.url = (url or os.environ.get("HYDRA_URL") or "http://127.0.0.1:8080").rstrip("/")
         self.token = token if token is not None else os.environ.get("HYDRA_TOKEN")
         self.timeout = timeout
@@ -28,7 +49,10 @@ class Client:
         if self.token:
             self.session.headers["Authorization"] = f"Bearer {self.token}"
 
-    def _request(self, method, path, **kw):
+    def __repr__(self) -> str:
+        return f"Client({self.url!r})"
+
+    def _request(self, method: str, path: str, **kw: Any) -> requests.Response:
         kw.setdefault("timeout", self.timeout)
         try:
             r = self.session.request(method, self.url + path, **kw)
@@ -37,54 +61,195 @@ class Client:
         if r.status_code >= 400:
             try:
                 body = r.json()
-                err = body.get("error", body)
-                if isinstance(err, dict):
-                    raise HydraError(r.status_code, err.get("message", r.text), err.get("field"))
-                raise HydraError(r.status_code, str(err))
             except ValueError:
                 raise HydraError(r.status_code, r.text.strip()) from None
+            err = body.get("error", body) if isinstance(body, dict) else body
+            if isinstance(err, dict):
+                raise HydraError(r.status_code, str(err.get("message", r.text)), err.get("field"))
+            raise HydraError(r.status_code, str(err))
         return r
 
-    def health(self):
+    def health(self) -> Dict[str, Any]:
+        """GET /v1/health."""
         return self._request("GET", "/v1/health").json()
 
-    def models(self):
+    def models(self) -> Dict[str, Any]:
+        """The models the server holds (GET /v1/models)."""
         return self._request("GET", "/v1/models").json()
 
-    def tokenize(self, model, text):
+    def tokenize(self, model: str, text: str) -> Dict[str, Any]:
+        """The model's token ids and strings for text."""
         return self._request("POST", f"/v1/models/{model}/tokenize", json={"text": text}).json()
 
-    def jobs(self):
-        return self._request("GET", "/v1/jobs").json()
+    def job_pages(self, limit: Optional[int] = None, **filters: Optional[str]) -> Iterator[Dict[str, Any]]:
+        """Every page of GET /v1/jobs (newest first), following the server's
+        cursor. filters: name=, label= ("KEY" or "KEY=VALUE"), state=."""
+        params: Dict[str, Any] = {k: v for k, v in filters.items() if v is not None}
+        if limit is not None:
+            params["limit"] = limit
+        path: Optional[str] = "/v1/jobs"
+        while path:
+            page = self._request("GET", path, params=params).json()
+            yield page
+            if page.get("next_cursor"):
+                path, params = "/v1/jobs", dict(params, cursor=page["next_cursor"])
+            elif page.get("next"):  # a URL (the older form), its query the next page's
+                parts = urlsplit(page["next"])
+                path, params = parts.path + (f"?{parts.query}" if parts.query else ""), {}
+            else:
+                path = None
 
-    def submit(self, spec):
-        """Submits a job document (dict or JSON text); returns a Job."""
-        data = spec if isinstance(spec, str) else json.dumps(spec)
-        r = self._request("POST", "/v1/jobs", data=data.encode(),
-                          headers={"Content-Type": "application/json"})
+    def jobs(self, name: Optional[str] = None, label: Optional[str] = None,
+             state: Optional[str] = None, limit: Optional[int] = None) -> pd.DataFrame:
+        """Your jobs (an admin's: everyone's) as a frame, newest first, every
+        page: index id; columns name, labels, user, model, state,
+        created_at, started_at, finished_at (UTC timestamps), prompts,
+        variants, variants_done, rate (variants/s), eta_s, queue_position,
+        waiting (why a job waits), rows, error, warning; NaN/None where the
+        server does not know. limit caps the rows fetched; name, label
+        ("KEY" or "KEY=VALUE") and state filter on the server."""
+        found: List[Dict[str, Any]] = []
+        for page in self.job_pages(limit=None if limit is None else min(limit, 100),
+                                   name=name, label=label, state=state):
+            found.extend(page.get("jobs", []))
+            if limit is not None and len(found) >= limit:
+                found = found[:limit]
+                break
+        return jobs_frame(found)
+
+    def submit(self, spec: Spec, name: Optional[str] = None) -> "Job":
+        """Submits a job document (a dict or JSON text) and returns its Job.
+        Component names in TransformerLens's spelling are translated to
+        hydra's (hydra_client.names.to_hydra; ValueError naming the field and
+        hydra's spelling where there is no counterpart). name sets the job's
+        "name". Raises HydraError on the server's refusal."""
+        if isinstance(spec, str):
+            try:
+                doc = json.loads(spec)
+            except ValueError:  # the server's answer names what is wrong
+                doc = None
+        else:
+            doc = dict(spec)
+        if isinstance(doc, dict):
+            doc = translate_spec(doc)
+            if name is not None:
+                doc["name"] = name
+            body = json.dumps(doc).encode()
+        else:
+            body = spec.encode() if isinstance(spec, str) else b""
+        r = self._request("POST", "/v1/jobs", data=body, headers={"Content-Type": "application/json"})
         return Job(self, r.json()["id"])
 
-    def job(self, job_id):
+    def job(self, job_id: str) -> "Job":
+        """The job of that id (no request is made)."""
         return Job(self, job_id)
 
 
+def _time(v: Any) -> Any:
+    return pd.NaT if v is None else pd.Timestamp(float(v), unit="s", tz="UTC")
+
+
+def jobs_frame(jobs: List[Dict[str, Any]]) -> pd.DataFrame:
+    """The job list's entries as a frame indexed by id (see Client.jobs)."""
+    cols = ["name", "labels", "user", "model", "state", "created_at", "started_at", "finished_at",
+            "prompts", "variants", "variants_done", "rate", "eta_s", "queue_position", "waiting",
+            "rows", "error", "warning"]
+    out = []
+    for j in jobs:
+        p = j.get("progress") or {}
+        out.append({"id": j.get("id"), "name": j.get("name"), "labels": j.get("labels") or {},
+                    "user": j.get("user"), "model": j.get("model"), "state": j.get("state"),
+                    "created_at": _time(j.get("created_at")), "started_at": _time(j.get("started_at")),
+                    "finished_at": _time(j.get("finished_at")),
+                    "prompts": _count(j.get("prompts")),
+                    "variants": _count(j.get("variants", p.get("variants_total"))),
+                    "variants_done": _count(p.get("variants_done")),
+                    "rate": _count(p.get("rate")), "eta_s": _count(p.get("eta_s")),
+                    "queue_position": _count(j.get("queue_position")), "waiting": j.get("waiting"),
+                    "rows": _count(j.get("rows")), "error": j.get("error"), "warning": j.get("warning")})
+    df = pd.DataFrame(out, columns=["id"] + cols)
+    for c in ("created_at", "started_at", "finished_at"):
+        df[c] = pd.to_datetime(df[c], utc=True)
+    return df.set_index("id")
+
+
+def _count(v: Any) -> Any:
+    """A number of the job list, NaN where the server sent null or nothing."""
+    return float("nan") if v is None else v
+
+
 class Job:
-    def __init__(self, client, job_id):
+    """One job on the server: its status, document, rows and results."""
+
+    def __init__(self, client: Client, job_id: str) -> None:
         self.client, self.id = client, job_id
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Job({self.id!r})"
 
-    def status(self):
+    def status(self) -> Status:
+        """The job's status (state, progress, times, error)."""
         return self.client._request("GET", f"/v1/jobs/{self.id}").json()
 
-    def cancel(self):
+    def spec(self) -> Dict[str, Any]:
+        """The job document as the server stored it (GET /v1/jobs/{id}/spec)."""
+        return self.client._request("GET", f"/v1/jobs/{self.id}/spec").json()
+
+    def cancel(self) -> Status:
+        """Cancels the job (it stops at its next pass)."""
         return self.client._request("DELETE", f"/v1/jobs/{self.id}").json()
 
-    def follow(self, progress=True, poll_s=0.5, file=sys.stderr):
-        """Waits for the job to end, showing progress (tqdm when installed and
-        progress is on). Returns the final status; raises HydraError when the
-        job failed or was cancelled."""
+    @staticmethod
+    def _ended(st: Status, check: bool) -> Status:
+        if check and st["state"] != "done":
+            raise HydraError(0, f"job {st.get('id')} {st['state']}: {st.get('error')}")
+        return st
+
+    def wait(self, timeout: Optional[float] = None, poll_s: float = 0.5, check: bool = True,
+             on_status: Optional[Callable[[Status], None]] = None) -> Status:
+        """Polls until the job ends; returns its final status. Raises
+        JobTimeout after timeout seconds (the job goes on), HydraError when
+        the job failed or was cancelled (unless check is False). on_status
+        sees every status polled."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            st = self.status()
+            if on_status is not None:
+                on_status(st)
+            if st["state"] in ENDED:
+                return self._ended(st, check)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise JobTimeout(0, f"job {self.id} still {st['state']} after {timeout} s")
+            time.sleep(poll_s if deadline is None else max(0.0, min(poll_s, deadline - time.monotonic())))
+
+    async def wait_async(self, timeout: Optional[float] = None, poll_s: float = 0.5,
+                         check: bool = True) -> Status:
+        """Job.wait for asyncio code (a notebook cell, a gather of several
+        jobs): the requests run in a thread, the waits are asyncio.sleep, so
+        the event loop is never blocked."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            st = await loop.run_in_executor(None, self.status)
+            if st["state"] in ENDED:
+                return self._ended(st, check)
+            if deadline is not None and loop.time() >= deadline:
+                raise JobTimeout(0, f"job {self.id} still {st['state']} after {timeout} s")
+            await asyncio.sleep(poll_s if deadline is None else max(0.0, min(poll_s, deadline - loop.time())))
+
+    def __await__(self):
+        """``await job`` waits for it (Job.wait_async with no timeout) and
+        returns its Results."""
+        async def done() -> Results:
+            await self.wait_async()
+            return await asyncio.get_running_loop().run_in_executor(None, self.results)
+        return done().__await__()
+
+    def follow(self, progress: bool = True, poll_s: float = 0.5, file: TextIO = sys.stderr,
+               timeout: Optional[float] = None) -> Status:
+        """Job.wait showing progress (a tqdm bar when tqdm is installed, else
+        a line every 5 s). Returns the final status; raises HydraError when
+        the job failed or was cancelled, JobTimeout after timeout seconds."""
         bar = None
         if progress:
             try:
@@ -92,89 +257,37 @@ class Job:
                 bar = tqdm(total=0, unit="variant", file=file, desc=self.id[:12])
             except ImportError:
                 bar = None
-        last_line = 0.0
-        while True:
-            st = self.status()
-            p = st.get("progress", {})
+        last_line = [0.0]
+
+        def show(st: Status) -> None:
+            p = st.get("progress") or {}
             done, total = p.get("variants_done", 0), p.get("variants_total", 0)
             if bar is not None:
-                bar.total = total
-                bar.n = done
+                bar.total, bar.n = total, done
                 bar.refresh()
-            elif progress and time.time() - last_line > 5:
-                eta = p.get("eta_s")
+            elif progress and time.time() - last_line[0] > 5:
+                rate, eta = p.get("rate"), p.get("eta_s")
                 print(f"job {self.id}: {st['state']} {done}/{total} variants"
-                      + (f", ETA {eta:.0f} s" if eta else ""), file=file)
-                last_line = time.time()
-            if st["state"] in ("done", "failed", "cancelled"):
-                break
-            time.sleep(poll_s)
-        if bar is not None:
-            bar.close()
-        if st["state"] != "done":
-            raise HydraError(0, f"job {self.id} {st['state']}: {st.get('error')}")
-        return st
+                      + (f", {rate:.1f}/s" if rate is not None else "")
+                      + (f", ETA {eta:.0f} s" if eta is not None else "")
+                      + (f" ({st['waiting']})" if st.get("waiting") else ""), file=file)
+                last_line[0] = time.time()
 
-    def rows(self, after=None):
-        """Every result row so far (waits for the stream's end when the job runs)."""
-        params = {"wait": "stream"}
+        try:
+            return self.wait(timeout=timeout, poll_s=poll_s, on_status=show)
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def rows(self, after: Optional[int] = None) -> List[Dict[str, Any]]:
+        """Every result row (waits for the stream's end while the job runs)."""
+        params: Dict[str, Any] = {"wait": "stream"}
         if after is not None:
             params["after"] = after
         r = self.client._request("GET", f"/v1/jobs/{self.id}/results", params=params, stream=True,
                                  timeout=None)
         return [json.loads(line) for line in r.iter_lines() if line.strip()]
 
-    def results(self):
+    def results(self) -> Results:
+        """The job's rows as Results (frames, effect table, grid, tensor)."""
         return Results(self.rows())
-
-
-class Results:
-    """A job's rows as DataFrames: header (dict), clean, variants, summary."""
-
-    def __init__(self, rows):
-        self.rows = rows
-        by = {}
-        for r in rows:
-            by.setdefault(r.get("type"), []).append(r)
-        self.header = (by.get("header") or [{}])[0]
-        self.slots = self.header.get("slots", [])
-        self.clean = pd.DataFrame(by.get("clean", []))
-        self.variants = pd.DataFrame(by.get("variant", []))
-        self.summary = pd.DataFrame(by.get("summary", []))
-        self.end = (by.get("end") or [None])[0]
-
-    def position_grid(self, method=None, value="total_effect", stat="mean"):
-        """A per-position grid's summary ("positions": {"each": ...}) as a
-        wide frame: rows the ablated components and groups (in the job's
-        order), columns the intervened positions, values the mean of `value`
-        over the prompts that have that position. Raises ValueError on a job
-        without a grid or a method it lacks."""
-        s = self.summary
-        if "position" not in s.columns or "grid" not in self.header:
-            raise ValueError("this job has no per-position grid (\"positions\": {\"each\": ...})")
-        methods = list(s["method"].unique())
-        if method is None:
-            if len(methods) > 1:
-                raise ValueError(f"the job has several methods {methods}: name one")
-            method = methods[0]
-        if method not in methods:
-            raise ValueError(f"the job has no method {method!r} (it has {methods})")
-        s = s[s["method"] == method]
-        units = [u for u in self.header.get("components", []) if u in set(s["component"])]
-        grid = pd.DataFrame(index=units, columns=self.header["grid"], dtype=float)
-        for _, r in s.iterrows():
-            v = r[value]
-            grid.loc[r["component"], int(r["position"])] = v.get(stat) if isinstance(v, dict) else v
-        grid.index.name, grid.columns.name = "component", "position"
-        return grid
-
-    def effect_table(self, method=None, stat="mean"):
-        """The mean effect table as a wide frame: rows the ablated component,
-        columns the downstream slots, values the mean change of each slot's
-        direct effect (from the summary rows)."""
-        s = self.summary
-        if method is not None:
-            s = s[s["method"] == method]
-        data = {r["component"]: r["effects"][stat] if isinstance(r["effects"], dict) else r["effects"]
-                for _, r in s.iterrows()}
-        return pd.DataFrame.from_dict(data, orient="index", columns=self.slots)

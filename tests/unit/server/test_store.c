@@ -233,6 +233,41 @@ static void test_urls(void) {
   db_remove(path);
 }
 
+/* A job's name, labels and prompt count are stored as given and read back
+ * by a get and a list; a job without them reads "", "" and 0. */
+static void test_job_names(store_t *s) {
+  char err[HYDRA_ERR_LEN], id[STORE_ID_LEN], plain[STORE_ID_LEN];
+  job_id(id, 300);
+  job_id(plain, 301);
+  store_job_t job = job_new(id, "nia", 2), got;
+  snprintf(job.name, sizeof job.name, "sweep \u00e9 %llu", (unsigned long long)(rnd_bits() % 1000));
+  snprintf(job.labels, sizeof job.labels, "{\"layer\":\"%llu\",\"model\":\"smol\"}",
+           (unsigned long long)(rnd_bits() % 30));
+  job.n_prompts = 1 + (int)(rnd_bits() % 1000);
+  CHECK(store_job_create(s, &job, "{}", 2, err) == 0, "create named: %s", err);
+  store_job_t bare = job_new(plain, "nia", 1);
+  CHECK(store_job_create(s, &bare, "{}", 2, err) == 0, "create bare: %s", err);
+  CHECK(store_job_get(s, id, &got, err) == 0 && strcmp(got.name, job.name) == 0 &&
+            strcmp(got.labels, job.labels) == 0 && got.n_prompts == job.n_prompts,
+        "get named: '%s' '%s' %d", got.name, got.labels, got.n_prompts);
+  CHECK(store_job_get(s, plain, &got, err) == 0 && !got.name[0] && !got.labels[0] &&
+            got.n_prompts == 0,
+        "get bare: '%s' '%s' %d", got.name, got.labels, got.n_prompts);
+  store_job_t *list = NULL;
+  size_t n = 0;
+  CHECK(store_jobs_list(s, "nia", 0, &list, &n, err) == 0 && n == 2, "list nia: %zu %s", n, err);
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(list[i].id, id) == 0)
+      CHECK(strcmp(list[i].name, job.name) == 0 && strcmp(list[i].labels, job.labels) == 0 &&
+                list[i].n_prompts == job.n_prompts,
+            "listed named: '%s' '%s' %d", list[i].name, list[i].labels, list[i].n_prompts);
+  free(list);
+  snprintf(job.id, sizeof job.id, "%s", plain);
+  job.id[0] = job.id[0] == 'a' ? 'b' : 'a';
+  memset(job.name, 'x', sizeof job.name);
+  CHECK(store_job_create(s, &job, "{}", 2, err) == -1, "an unterminated name accepted");
+}
+
 static void test_jobs(void) {
   char err[HYDRA_ERR_LEN], path[600], ids[3][STORE_ID_LEN];
   db_path(path, sizeof path, "jobs.db");
@@ -298,6 +333,7 @@ static void test_jobs(void) {
   free(list);
   rc = store_jobs_list(s, "nobody", 0, &list, &n, err);
   CHECK(rc == 0 && n == 0 && !list, "list of a user without jobs: %zu", n);
+  test_job_names(s);
   free(spec);
   store_close(s);
   db_remove(path);
@@ -1145,6 +1181,52 @@ static void test_usage(void) {
   db_remove(path);
 }
 
+static int sql_exec(const char *path, const char *sql);
+static int count_rows(void *ctx, int64_t seq, const char *text, size_t len);
+
+/* A store of schema version 4 (before names, labels and prompt counts):
+ * its jobs read with none, their specs and rows as they were. */
+static int pg_exec(const char *sql) {
+  char cmd[1200];
+  snprintf(cmd, sizeof cmd, "psql -q -v ON_ERROR_STOP=1 '%s' -c '%s'", pg_url, sql);
+  return system(cmd);
+}
+
+static void test_migration_names(const char *path) {
+  char err[HYDRA_ERR_LEN], id[STORE_ID_LEN];
+  const char *spec_text = "{\"prompts\":[\"a b\"]}";
+  store_t *s = store_open(path, 0, err);
+  job_id(id, 96);
+  store_job_t job = job_new(id, "ada", 1), got;
+  snprintf(job.name, sizeof job.name, "gone");
+  const char *rows[] = {"{\"type\":\"header\"}", "{\"type\":\"clean\"}"};
+  CHECK(s && store_job_create(s, &job, spec_text, strlen(spec_text), err) == 0, "create: %s", err);
+  CHECK(s && store_rows_append(s, id, rows, 2, err) == 0, "append: %s", err);
+  store_close(s);
+  if (pg_url)
+    CHECK(pg_exec("ALTER TABLE hydra_jobs DROP COLUMN name, DROP COLUMN labels, DROP COLUMN "
+                  "n_prompts; UPDATE hydra_schema SET version = 4") == 0,
+          "back to version 4");
+  else
+    CHECK(sql_exec(path, "ALTER TABLE jobs DROP COLUMN name; ALTER TABLE jobs DROP COLUMN labels; "
+                         "ALTER TABLE jobs DROP COLUMN n_prompts; "
+                         "UPDATE schema_version SET version = 4") == 0,
+          "back to version 4");
+  s = store_open(path, 0, err);
+  CHECK(s, "open a version 4 store: %s", err);
+  char *spec = NULL;
+  size_t n_rows = 0;
+  CHECK(s && store_job_get(s, id, &got, err) == 0 && !got.name[0] && !got.labels[0] &&
+            got.n_prompts == 0 && got.rows == 2,
+        "its job: name '%s', %lld rows", s ? got.name : "", s ? (long long)got.rows : 0LL);
+  CHECK(s && store_job_spec(s, id, &spec, NULL, err) == 0 && spec && strcmp(spec, spec_text) == 0,
+        "its spec: %s", spec ? spec : err);
+  CHECK(s && store_rows_read(s, id, 0, 0, count_rows, &n_rows, NULL, NULL, err) == 0 && n_rows == 2,
+        "its rows: %zu", n_rows);
+  free(spec);
+  store_close(s);
+}
+
 /* A store of schema version 2 (before fingerprints, notes and bytes) is
  * brought up to date; its jobs have no fingerprint nor note, and their
  * bytes are counted from what they hold. */
@@ -1160,9 +1242,11 @@ static void test_migration(void) {
   CHECK(s && store_job_create(s, &job, "{}", 2, err) == 0, "create: %s", err);
   CHECK(s && store_rows_append(s, id, rows, 1, err) == 0, "append: %s", err);
   store_close(s);
-  CHECK(sql_exec(path, "ALTER TABLE jobs DROP COLUMN fingerprint; ALTER TABLE jobs DROP COLUMN "
-                       "note; ALTER TABLE jobs DROP COLUMN bytes; "
-                       "UPDATE schema_version SET version = 2") == 0,
+  CHECK(sql_exec(path,
+                 "ALTER TABLE jobs DROP COLUMN fingerprint; ALTER TABLE jobs DROP COLUMN "
+                 "note; ALTER TABLE jobs DROP COLUMN bytes; ALTER TABLE jobs DROP COLUMN name; "
+                 "ALTER TABLE jobs DROP COLUMN labels; ALTER TABLE jobs DROP COLUMN n_prompts; "
+                 "UPDATE schema_version SET version = 2") == 0,
         "back to version 2");
   s = store_open(path, 0, err);
   CHECK(s, "open a version 2 store: %s", err);
@@ -1171,6 +1255,7 @@ static void test_migration(void) {
         "its job: fingerprint '%s', %lld bytes", s ? got.fingerprint : "",
         s ? (long long)got.bytes : 0LL);
   store_close(s);
+  test_migration_names(path);
   db_remove(path);
 }
 
@@ -1273,8 +1358,11 @@ int main(int argc, char **argv) {
   if (!pg_url) {
     test_not_a_store();
     test_migration();
-  } else
+  } else {
+    test_migration_names(pg_url);
+    db_remove(pg_url);
     test_pg_schema();
+  }
   test_crash();
   if (argc <= 2)
     rmdir(dir);

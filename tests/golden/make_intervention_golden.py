@@ -262,40 +262,52 @@ def value_fn(arch, method, comp, i, cleans, means, positions, src_cl=None):
 PATCH_SOURCE = 1  # every prompt patched from prompt 1 (from itself: a no-op)
 
 
-def unit_row(arch, cleans, means, i, name, members, method, positions, src_cl=None, label=None):
-    cl = cleans[i]
-    fns = {c: value_fn(arch, method, c, i, cleans, means, positions, src_cl) for c in members}
-    box = {}
-    cap = run(arch, cl["ids"], fns, positions, box)
-    t, u, inv = cl["target"], cl["u"], cl["inv"]
-    lg = cap["logits"]
-    ablated_logit = float(G.centred(lg)[t])
+def unit_fields(arch, cl, cap, box, members):
+    """The effect fields of one run whose hooks captured `cap` (and the
+    intervened residual values in `box`): the ablated logit, the unit's direct
+    effect, its compensation and every slot's direct effect at the clean
+    run's norm scale."""
+    u, inv = cl["u"], cl["inv"]
+    ablated_logit = float(G.centred(cap["logits"])[cl["target"]])
     de = [arch.de(cap[c], inv, u) for c in arch.component_order]
     ns = len(de)
     if members[0].startswith("resid_"):
         (site,) = members
         fd = resid_first_downstream(site)
-        # every slot before the site is the clean run's; the final residual
-        # is the site's value plus every later slot's output
-        assert all(abs(de[s] - cl["de"][s]) <= 1e-5 for s in range(fd)), site
-        resid = box[site] + sum(cap[arch.component_order[s]] for s in range(fd, ns))
-        err = float((resid - cap["resid"]).abs().max() / max(1.0, float(cap["resid"].abs().max())))
-        assert err < 1e-5, (site, err)
-        clean_site = clean_values(arch, cl, site)[-1]
-        direct = arch.de(clean_site, inv, u) - arch.de(box[site], inv, u)
+        direct = arch.de(clean_values(arch, cl, site)[-1], inv, u) - arch.de(box[site], inv, u)
         comp = sum(de[s] - cl["de"][s] for s in range(fd, ns))
     else:
         own = {slot_of(c) for c in members}
-        first = min(own)
         direct = sum(cl["de"][s] - de[s] for s in own)
-        comp = sum(de[s] - cl["de"][s] for s in range(first + 1, ns) if s not in own)
+        comp = sum(de[s] - cl["de"][s] for s in range(min(own) + 1, ns) if s not in own)
+    return {"total_effect": cl["clean_logit"] - ablated_logit, "ablated_logit": ablated_logit,
+            "direct_effect": direct, "compensation": comp, "de_clean_scale": de}
+
+
+def check_resid_run(arch, cl, cap, box, site):
+    """A residual-site run: every slot before the site is the clean run's, and
+    the final residual is the site's value plus every later slot's output."""
+    de = [arch.de(cap[c], cl["inv"], cl["u"]) for c in arch.component_order]
+    fd = resid_first_downstream(site)
+    assert all(abs(de[s] - cl["de"][s]) <= 1e-5 for s in range(fd)), site
+    resid = box[site] + sum(cap[arch.component_order[s]] for s in range(fd, len(de)))
+    err = float((resid - cap["resid"]).abs().max() / max(1.0, float(cap["resid"].abs().max())))
+    assert err < 1e-5, (site, err)
+
+
+def unit_row(arch, cleans, means, i, name, members, method, positions, src_cl=None, label=None):
+    cl = cleans[i]
+    fns = {c: value_fn(arch, method, c, i, cleans, means, positions, src_cl) for c in members}
+    box = {}
+    cap = run(arch, cl["ids"], fns, positions, box)
+    if members[0].startswith("resid_"):
+        check_resid_run(arch, cl, cap, box, members[0])
     row = {"prompt": i, "component": name,
            "method": label or (f"patch:{PATCH_SOURCE}" if method == "patch" else method),
-            "positions": positions, "total_effect": cl["clean_logit"] - ablated_logit,
-            "ablated_logit": ablated_logit, "direct_effect": direct, "compensation": comp,
-            "de_clean_scale": de}
+           "positions": positions}
+    row.update(unit_fields(arch, cl, cap, box, members))
     if "foil" in cl:
-        row["logit_diff"] = float(lg[t] - lg[cl["foil"]])
+        row["logit_diff"] = float(cap["logits"][cl["target"]] - cap["logits"][cl["foil"]])
     return row
 
 
@@ -429,22 +441,7 @@ def grid_row(arch, cl, name, members, fns, t):
     """The fields of one grid run (interventions at position t via "all" hooks)."""
     box = {}
     cap = run(arch, cl["ids"], fns, "all", box)
-    tg, u, inv = cl["target"], cl["u"], cl["inv"]
-    ablated_logit = float(G.centred(cap["logits"])[tg])
-    de = [arch.de(cap[c], inv, u) for c in arch.component_order]
-    ns = len(de)
-    if members[0].startswith("resid_"):
-        (site,) = members
-        fd = resid_first_downstream(site)
-        direct = arch.de(clean_values(arch, cl, site)[-1], inv, u) - arch.de(box[site], inv, u)
-        comp = sum(de[s] - cl["de"][s] for s in range(fd, ns))
-    else:
-        own = {slot_of(c) for c in members}
-        direct = sum(cl["de"][s] - de[s] for s in own)
-        comp = sum(de[s] - cl["de"][s] for s in range(min(own) + 1, ns) if s not in own)
-    return {"component": name, "total_effect": cl["clean_logit"] - ablated_logit,
-            "ablated_logit": ablated_logit, "direct_effect": direct, "compensation": comp,
-            "de_clean_scale": de}
+    return {"component": name, **unit_fields(arch, cl, cap, box, members)}
 
 
 TRACE_TEXTS = [("the cat sat on the mat", "the cat"), ("a dog ran in the park", "dog"),

@@ -4,6 +4,9 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 static int n_checks, n_failures, quiet_after, have_seed;
 static uint64_t seed;
@@ -88,4 +91,22 @@ int check_exit(const char *name) {
   else
     printf("%s: %d of %d checks failed\n", name, n_failures, n_checks);
   return 1;
+}
+
+int check_golden_model_path(const char *test, const char *root, const char *model_name, char *path,
+                            size_t cap) {
+  if (!model_name || strcmp(model_name, "$SMOLLM2") != 0) {
+    snprintf(path, cap, "%s/%s", root, model_name ? model_name : "");
+    return 0;
+  }
+  const char *env = getenv("HYDRA_SMOLLM2");
+  if (env)
+    snprintf(path, cap, "%s", env);
+  else
+    snprintf(path, cap, "%s/models/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf", root);
+  if (access(path, R_OK) == 0)
+    return 0;
+  const char *req = getenv("HYDRA_REQUIRE_MODELS");
+  fprintf(stderr, "%s: %s is not here (deploy/get-model.sh)\n", test, path);
+  return req && strcmp(req, "1") == 0 ? 1 : 77;
 }

@@ -71,6 +71,15 @@ int check_failures(void);
  * the seed when one was given; returns the exit code for main (0 or 1). */
 int check_exit(const char *name);
 
+/* The model file a golden names (its "model" field) into path: a path
+ * under root, or "$SMOLLM2" for the real SmolLM2-135M GGUF (HYDRA_SMOLLM2,
+ * else root/models/smollm2-135m/), which is fetched separately. Returns 0
+ * when path is set and readable or relative to root, else 77 (skip: the real
+ * model is not here) or 1 (it is not here and HYDRA_REQUIRE_MODELS=1), with
+ * the reason on stderr under the test's name. */
+int check_golden_model_path(const char *test, const char *root, const char *model_name, char *path,
+                            size_t cap);
+
 /* The parts of the macros above. */
 void check_pass(void);
 void check_fail(const char *file, int line, const char *fmt, ...)

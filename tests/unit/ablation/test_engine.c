@@ -247,19 +247,11 @@ int main(int argc, char **argv) {
   }
   const char *model_name = json_string_value(json_object_get(g, "model"));
   char path[2048];
-  if (model_name && strcmp(model_name, "$SMOLLM2") == 0) {
-    const char *env = getenv("HYDRA_SMOLLM2");
-    if (env)
-      snprintf(path, sizeof(path), "%s", env);
-    else
-      snprintf(path, sizeof(path), "%s/models/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf", root);
-    if (access(path, R_OK) != 0) {
-      const char *req = getenv("HYDRA_REQUIRE_MODELS");
-      fprintf(stderr, "test_engine: %s is not here (deploy/get-model.sh)\n", path);
-      return req && strcmp(req, "1") == 0 ? 1 : 77;
-    }
-  } else
-    snprintf(path, sizeof(path), "%s/%s", root, model_name ? model_name : "");
+  const int found = check_golden_model_path("test_engine", root, model_name, path, sizeof(path));
+  if (found != 0) {
+    json_decref(g);
+    return found;
+  }
   char err[HYDRA_ERR_LEN];
   model_t *m = model_load(path, err);
   const char *dtype = json_string_value(json_object_get(g, "weights_dtype"));

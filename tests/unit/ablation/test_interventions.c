@@ -204,21 +204,12 @@ int main(int argc, char **argv) {
   }
   char path[2048], err[HYDRA_ERR_LEN];
   const char *model_name = json_string_value(json_object_get(g, "model"));
-  if (model_name && strcmp(model_name, "$SMOLLM2") == 0) { /* the real model, when fetched */
-    const char *env = getenv("HYDRA_SMOLLM2");
-    if (env)
-      snprintf(path, sizeof(path), "%s", env);
-    else
-      snprintf(path, sizeof(path), "%s/models/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf",
-               argv[1]);
-    if (access(path, R_OK) != 0) {
-      const char *req = getenv("HYDRA_REQUIRE_MODELS");
-      fprintf(stderr, "test_interventions: %s is not here (deploy/get-model.sh)\n", path);
-      json_decref(g);
-      return req && strcmp(req, "1") == 0 ? 1 : 77;
-    }
-  } else
-    snprintf(path, sizeof(path), "%s/%s", argv[1], model_name ? model_name : "");
+  const int found =
+      check_golden_model_path("test_interventions", argv[1], model_name, path, sizeof(path));
+  if (found != 0) {
+    json_decref(g);
+    return found;
+  }
   model_t *m = model_load(path, err);
   tokenizer_t *tok = m ? tokenizer_load(path, err) : NULL;
   backend_t *b = tok ? backend_create(backend, 0, err) : NULL;

@@ -129,6 +129,15 @@ static double field_ci(json_t *row, const char *key) {
   return json_is_number(v) ? json_number_value(v) : NAN;
 }
 
+/* A number of the fit right-aligned in width, with prec decimals, or "-"
+ * where the summary gives none (null: the fit means nothing there). */
+static void print_fit_number(FILE *f, const json_t *v, int width, int prec) {
+  if (json_is_number(v))
+    fprintf(f, " %*.*f", width, prec, json_number_value(v));
+  else
+    fprintf(f, " %*s", width, "-");
+}
+
 /* A per-position grid: for each method, the mean total effect of every
  * component (rows) at every grid position (columns): the layer x position
  * heatmap as text. */
@@ -212,7 +221,9 @@ static void print_table(run_out_t *o, double elapsed) {
     print_grid(o);
     return;
   }
-  fprintf(f, "effects on the centred target logit, mean over prompts (+- 95%% interval)\n");
+  fprintf(f, "effects on the centred target logit, mean over prompts (+- 95%% interval, "
+             "Student's t); slope and R2 '-' below 3 prompts or with no spread of the direct "
+             "effect\n");
   fprintf(f, "%-14s %-10s %16s %16s %16s %9s %9s %7s %6s\n", "component", "method", "direct",
           "total", "compensation", "comp.attn", "comp.mlp", "slope", "R2");
   size_t i;
@@ -220,15 +231,16 @@ static void print_table(run_out_t *o, double elapsed) {
   json_array_foreach(o->summary, i, row) {
     json_t *fit = json_object_get(row, "fit");
     json_t *slope = json_object_get(fit, "slope"), *r2 = json_object_get(fit, "r2");
-    fprintf(f, "%-14s %-10s %8.3f +-%6.3f %8.3f +-%6.3f %8.3f +-%6.3f %9.3f %9.3f %7.3f %6.3f\n",
+    fprintf(f, "%-14s %-10s %8.3f +-%6.3f %8.3f +-%6.3f %8.3f +-%6.3f %9.3f %9.3f",
             json_string_value(json_object_get(row, "component")),
             json_string_value(json_object_get(row, "method")), field_mean(row, "direct_effect"),
             field_ci(row, "direct_effect"), field_mean(row, "total_effect"),
             field_ci(row, "total_effect"), field_mean(row, "compensation"),
             field_ci(row, "compensation"), field_mean(row, "compensation_attn"),
-            field_mean(row, "compensation_mlp"),
-            json_is_number(slope) ? json_number_value(slope) : NAN,
-            json_is_number(r2) ? json_number_value(r2) : NAN);
+            field_mean(row, "compensation_mlp"));
+    print_fit_number(f, slope, 7, 3);
+    print_fit_number(f, r2, 6, 3);
+    fputc('\n', f);
   }
 }
 
@@ -374,7 +386,8 @@ int cmd_run(int argc, char **argv) {
                                                    : model_path,
                          .backend = b->ops->name,
                          .precision = engine_precision(e, spec->tf32),
-                         .norm_scale_ablated = spec->norm_scale_ablated};
+                         .norm_scale_ablated = spec->norm_scale_ablated,
+                         .spec = spec};
   if (!(r = results_create(&plan, m, tok, &info, emit_row, &o, err)))
     goto fail;
   o.start = clock_monotonic();

@@ -46,11 +46,19 @@ const char *cli_eta(double eta, char *buf) {
   return buf;
 }
 
+const char *cli_rate(double rate, char *buf) {
+  if (rate > 0 && isfinite(rate))
+    snprintf(buf, 32, "%.1f/s", rate);
+  else
+    snprintf(buf, 32, "-/s");
+  return buf;
+}
+
 void cli_progress_bar(const char *label, long done, long total, double rate, double eta, int end) {
   const int width = 30, fill = total > 0 ? (int)(width * (double)done / total) : 0;
-  char e[32];
-  fprintf(stderr, "\r%s%s[%.*s%*s] %ld/%ld variants  %.0f/s  %s ", label, label[0] ? " " : "", fill,
-          "##############################", width - fill, "", done, total, rate,
+  char e[32], r[32];
+  fprintf(stderr, "\r%s%s[%.*s%*s] %ld/%ld variants  %s  %s ", label, label[0] ? " " : "", fill,
+          "##############################", width - fill, "", done, total, cli_rate(rate, r),
           cli_eta(end ? 0 : eta, e));
   if (end)
     fprintf(stderr, "\n");
@@ -94,8 +102,9 @@ static int progress(void *ctx, long done, long total) {
   if (o->tty)
     cli_progress_bar("", done, total, rate, eta, done == total);
   else if (done == total || done - o->last_print >= total / 10) {
-    char e[32];
-    fprintf(stderr, "hydra: %ld/%ld variants, %.1f/s, %s\n", done, total, rate, cli_eta(eta, e));
+    char e[32], r[32];
+    fprintf(stderr, "hydra: %ld/%ld variants, %s, %s\n", done, total, cli_rate(rate, r),
+            cli_eta(eta, e));
     o->last_print = done;
   }
   return 0;
@@ -281,11 +290,19 @@ int cmd_run(int argc, char **argv) {
   format_t format = FORMAT_NDJSON;
   int threads = 0, max_rows = 0, weights_bf16 = -1;
   double memory_mib = 0;
+  static const char *const usage =
+      "usage: hydra run --model PATH JOB.json [--format ndjson|table|csv] "
+      "[--backend auto|cpu|cuda] [--threads N] [--max-rows N] "
+      "[--memory-budget MIB] [--weights-dtype fp32|bf16]\n";
   for (int i = 0; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (a[0] != '-' || strcmp(a, "-") == 0) {
       job_path = a;
       continue;
+    }
+    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+      fputs(usage, stdout);
+      return EXIT_OK;
     }
     if (!v) {
       fprintf(stderr, "hydra run: %s needs a value\n", a);
@@ -325,9 +342,7 @@ int cmd_run(int argc, char **argv) {
     i++;
   }
   if (!model_path || !job_path) {
-    fprintf(stderr, "usage: hydra run --model PATH JOB.json [--format ndjson|table|csv] "
-                    "[--backend auto|cpu|cuda] [--threads N] [--max-rows N] "
-                    "[--memory-budget MIB] [--weights-dtype fp32|bf16]\n");
+    fputs(usage, stderr);
     return EXIT_USAGE;
   }
   char err[4 * HYDRA_ERR_LEN] = "";
@@ -489,6 +504,10 @@ int table_from_rows(FILE *f, const char *name, FILE *out) {
 /* hydra table ROWS.ndjson: the per-layer table of stored result rows (for
  * instance a daemon's results saved with curl). */
 int cmd_table(int argc, char **argv) {
+  if (argc == 1 && (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0)) {
+    printf("usage: hydra table ROWS.ndjson (- for standard input)\n");
+    return EXIT_OK;
+  }
   if (argc != 1) {
     fprintf(stderr, "usage: hydra table ROWS.ndjson (- for standard input)\n");
     return EXIT_USAGE;

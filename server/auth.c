@@ -18,6 +18,22 @@ struct auth {
   int n;
 };
 
+/* What is wrong with a tokens-file line of n fields, naming the part (never
+ * the token itself: it is a secret); NULL when nothing is. */
+static const char *auth_line_problem(int n, const char *token, const char *role) {
+  if (n == 1)
+    return "one field: the user and the role are missing";
+  if (n == 2)
+    return "two fields: the role (third field) is missing";
+  if (n > 3)
+    return "a fourth field: a line holds exactly three (a token has no spaces)";
+  if (strlen(token) < 8)
+    return "the token (first field) is shorter than 8 characters";
+  if (strcmp(role, "user") != 0 && strcmp(role, "admin") != 0)
+    return "the role (third field) is neither user nor admin";
+  return NULL;
+}
+
 auth_t *auth_load(const char *path, char *err) {
   FILE *f = fopen(path, "r");
   if (!f) {
@@ -37,11 +53,12 @@ auth_t *auth_load(const char *path, char *err) {
     int n = sscanf(line, "%511s %255s %31s %7s", token, user, role, extra);
     if (n <= 0)
       continue;
-    if (n != 3 || (strcmp(role, "user") != 0 && strcmp(role, "admin") != 0) || strlen(token) < 8) {
+    const char *why = auth_line_problem(n, token, role);
+    if (why) {
       err_set(err,
-              "%s:%d: expected \"TOKEN USER ROLE\" (a token of 8+ characters, ROLE user "
-              "or admin)",
-              path, lineno);
+              "%s:%d: %s (expected \"TOKEN USER ROLE\": a token of 8+ characters, ROLE user or "
+              "admin)",
+              path, lineno, why);
       auth_free(a);
       a = NULL;
       break;

@@ -620,19 +620,28 @@ static int submit_job(request_t *rq) {
     return answer_error(rq, 503, "", "the server is draining: no new jobs");
   if (check_quotas(rq) != 0)
     return 0;
+  if (rq->body.len >= 3 && !memcmp(rq->body.data, "\xef\xbb\xbf", 3)) {
+    /* a UTF-8 byte order mark (job_parse skips it): gone before the document is kept */
+    memmove(rq->body.data, rq->body.data + 3, rq->body.len - 3);
+    rq->body.len -= 3;
+    rq->body.data[rq->body.len] = '\0';
+  }
   job_error_t jerr = {0};
   job_spec_t *spec = job_parse(rq->body.data ? rq->body.data : "", rq->body.len, &jerr);
   if (!spec)
     return answer_error(rq, jerr.too_large ? 413 : 400, jerr.field, "%s", jerr.message);
   int mi = spec->model ? server_find_model(s, spec->model) : s->n_models == 1 ? 0 : -1;
-  if (mi < 0) {
-    char msg[256];
-    if (spec->model)
-      snprintf(msg, sizeof(msg), "no model named \"%.128s\" is loaded", spec->model);
+  if (mi < 0) { /* 404: the named model is not here; 400: the job names none */
+    char msg[512], names[300];
+    server_model_names(s, names, sizeof(names));
+    const int named = spec->model != NULL;
+    if (named)
+      snprintf(msg, sizeof(msg), "no model named \"%.128s\" is loaded; loaded: %s", spec->model,
+               names);
     else
-      snprintf(msg, sizeof(msg), "several models are loaded: name one with \"model\"");
+      snprintf(msg, sizeof(msg), "several models are loaded (%s): name one with \"model\"", names);
     job_free(spec);
-    return answer_error(rq, 404, "model", "%s", msg);
+    return answer_error(rq, named ? 404 : 400, "model", "%s", msg);
   }
   server_model_t *m = &s->models[mi];
   const char *held = weights_dtype_name(m->model->weights_dtype);
@@ -1084,15 +1093,19 @@ static enum MHD_Result route_models(server_t *s, struct MHD_Connection *c, reque
 static enum MHD_Result route_model(server_t *s, struct MHD_Connection *c, request_t *rq,
                                    const char *id) {
   const int mi = server_find_model(s, id);
+  char names[300];
   if (mi < 0)
-    return respond_error(c, rq, 404, "", "no model named %s", id);
+    return respond_error(c, rq, 404, "", "no model named %s; loaded: %s", id,
+                         server_model_names(s, names, sizeof(names)));
   return respond_json(c, rq, 200, model_json(&s->models[mi], 1));
 }
 
 static enum MHD_Result route_tokenize(server_t *s, struct MHD_Connection *c, request_t *rq,
                                       const char *id) {
+  char names[300];
   if ((rq->model = server_find_model(s, id)) < 0)
-    return respond_error(c, rq, 404, "", "no model named %s", id);
+    return respond_error(c, rq, 404, "", "no model named %s; loaded: %s", id,
+                         server_model_names(s, names, sizeof(names)));
   return hand_over(s, c, rq, work_tokenize);
 }
 

@@ -332,7 +332,8 @@ static results_t *job_results(server_t *s, sched_job_t *j, rowbuf_t *buf, char *
   results_info_t info = {.model_name = m->name,
                          .backend = s->backend->ops->name,
                          .precision = engine_precision(m->engine, j->spec->tf32),
-                         .norm_scale_ablated = j->spec->norm_scale_ablated};
+                         .norm_scale_ablated = j->spec->norm_scale_ablated,
+                         .spec = j->spec};
   return results_create(&j->plan, m->model, m->tok, &info, collect, buf, err);
 }
 

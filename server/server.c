@@ -34,6 +34,21 @@ int server_find_model(const server_t *s, const char *name) {
   return -1;
 }
 
+const char *server_model_names(const server_t *s, char *buf, size_t n) {
+  size_t w = 0;
+  buf[0] = '\0';
+  for (int i = 0; i < s->n_models && w < n; i++) {
+    const int k = snprintf(buf + w, n - w, "%s%s", i ? ", " : "", s->models[i].name);
+    if (k < 0 || (size_t)k >= n - w) {
+      if (n >= 4)
+        memcpy(buf + n - 4, "...", 4);
+      break;
+    }
+    w += (size_t)k;
+  }
+  return buf;
+}
+
 int server_init_locks(server_t *s) {
   pthread_condattr_t attr;
   /* The worker's timed waits count monotonic seconds: a clock jump neither

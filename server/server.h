@@ -195,5 +195,8 @@ int server_init_locks(server_t *s);
 void server_log(const server_t *s, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 int server_find_model(const server_t *s, const char *name);
+/* The loaded models' names, ", "-separated, into buf (cut with "..." when
+ * it does not fit); returns buf. For "no model named X" answers. */
+const char *server_model_names(const server_t *s, char *buf, size_t n);
 
 #endif

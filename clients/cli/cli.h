@@ -16,6 +16,8 @@ int cmd_table(int argc, char **argv);
 /* One redrawn progress line on stderr (a terminal's): "LABEL [####  ] done/total
  * variants  rate/s  ETA"; end finishes the line. */
 void cli_progress_bar(const char *label, long done, long total, double rate, double eta, int end);
+/* "12.5/s", or "-/s" while the rate is unknown (rate <= 0 or not finite); buf of 32 chars. */
+const char *cli_rate(double rate, char *buf);
 /* "ETA 12s", or "ETA ?" while eta < 0 (no rate measured yet); buf of 32 chars. */
 const char *cli_eta(double eta, char *buf);
 

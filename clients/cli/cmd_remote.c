@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,7 @@
 
 typedef struct {
   const char *url, *token;
+  char url_buf[1024]; /* the URL without trailing slashes */
   const char *format; /* table, csv, ndjson */
   const char *after, *baseline, *junit, *model;
   double rtol, atol;
@@ -32,8 +34,40 @@ typedef struct {
   const char *pos[4];
 } opts_t;
 
-/* Parses argv into o; positional arguments in o->pos. Returns 0, or
- * EXIT_USAGE after a message. `allowed` lists the options the command takes. */
+/* Each command's usage line (--help prints it with the server options). */
+static const struct {
+  const char *cmd, *usage;
+} USAGES[] = {
+    {"models", "hydra models [NAME]   (the loaded models; NAME: only that one)"},
+    {"tokenize", "hydra tokenize MODEL TEXT"},
+    {"submit", "hydra submit JOB.json [--follow [--format table|csv|ndjson]]"},
+    {"status", "hydra status ID"},
+    {"results", "hydra results ID [--format table|csv|ndjson] [--after N]"},
+    {"cancel", "hydra cancel ID"},
+    {"retry", "hydra retry ID   (a failed job, from its first pending unit)"},
+    {"jobs", "hydra jobs"},
+    {"check", "hydra check --baseline BASE.json JOB.json [--rtol R] [--atol A] [--junit OUT.xml]\n"
+              "       hydra check --write-baseline --baseline BASE.json JOB.json"},
+};
+
+/* parse_opts's answer to --help: the caller exits 0. */
+#define OPTS_HELP (-1)
+
+static const char *usage_of(const char *cmd) {
+  for (size_t i = 0; i < sizeof(USAGES) / sizeof(USAGES[0]); i++)
+    if (strcmp(USAGES[i].cmd, cmd) == 0)
+      return USAGES[i].usage;
+  return "hydra --help";
+}
+
+/* A parse_opts result as an exit code (--help is success). */
+static int opts_exit(int rc) {
+  return rc == OPTS_HELP ? EXIT_OK : rc;
+}
+
+/* Parses argv into o; positional arguments in o->pos. Returns 0, OPTS_HELP
+ * after printing the command's usage (--help, -h), or EXIT_USAGE after a
+ * message. `allowed` lists the options the command takes. */
 static int parse_opts(const char *cmd, int argc, char **argv, const char *allowed, opts_t *o) {
   o->url = getenv("HYDRA_URL");
   o->token = getenv("HYDRA_TOKEN");
@@ -43,6 +77,12 @@ static int parse_opts(const char *cmd, int argc, char **argv, const char *allowe
   o->atol = 1e-4;
   for (int i = 0; i < argc; i++) {
     const char *a = argv[i];
+    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+      printf("usage: %s\nserver options: --url URL (or $HYDRA_URL, default "
+             "http://127.0.0.1:8080), --token TOKEN (or $HYDRA_TOKEN)\n",
+             usage_of(cmd));
+      return OPTS_HELP;
+    }
     if (a[0] != '-' || strcmp(a, "-") == 0) {
       if (o->n_pos == 4) {
         fprintf(stderr, "hydra %s: too many arguments\n", cmd);
@@ -103,6 +143,18 @@ static int parse_opts(const char *cmd, int argc, char **argv, const char *allowe
       *(a[2] == 'r' ? &o->rtol : &o->atol) = x;
     }
   }
+  /* "http://host:8080/" + "/v1/jobs" would be "//v1/jobs", which no route matches */
+  size_t n = strlen(o->url);
+  while (n > 0 && o->url[n - 1] == '/')
+    n--;
+  if (n >= sizeof(o->url_buf)) {
+    fprintf(stderr, "hydra %s: the server URL is longer than %zu bytes\n", cmd,
+            sizeof(o->url_buf) - 1);
+    return EXIT_USAGE;
+  }
+  memcpy(o->url_buf, o->url, n);
+  o->url_buf[n] = '\0';
+  o->url = o->url_buf;
   return 0;
 }
 
@@ -166,6 +218,9 @@ static long http(const opts_t *o, const char *method, const char *path, const ch
     fprintf(stderr, "hydra: %s %s: %s\n", method, url, errbuf[0] ? errbuf : curl_easy_strerror(rc));
   else
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+  if (status == 401 && !(o->token && o->token[0]))
+    fprintf(stderr, "hydra: no token given: the server wants one (pass --token TOKEN or set "
+                    "HYDRA_TOKEN; the server's tokens file maps tokens to users)\n");
   curl_slist_free_all(h);
   curl_easy_cleanup(c);
   out->curl = NULL;
@@ -174,8 +229,8 @@ static long http(const opts_t *o, const char *method, const char *path, const ch
 
 /* The server's error, printed as "hydra CMD: FIELD: MESSAGE (HTTP n)";
  * returns the exit code: a request the server refused as wrong is a usage
- * error (2), as is a 404 naming a field of the job (a model not loaded
- * there), anything else a server error (3). */
+ * error (2), as is a 404 (an unknown job id, a model not loaded there),
+ * anything else a server error (3). */
 static int server_error(const char *cmd, long status, const reply_t *b) {
   const char *body = b->body.data;
   json_t *doc = body ? json_loads(body, 0, NULL) : NULL;
@@ -189,8 +244,7 @@ static int server_error(const char *cmd, long status, const reply_t *b) {
                      : body ? body
                             : "no answer";
   fprintf(stderr, "hydra %s: %s (HTTP %ld)\n", cmd, text, status);
-  const int bad_job =
-      status == 400 || status == 413 || status == 422 || (status == 404 && field && field[0]);
+  const int bad_job = status == 400 || status == 404 || status == 413 || status == 422;
   json_decref(doc);
   return bad_job ? EXIT_USAGE : EXIT_SERVER;
 }
@@ -226,15 +280,33 @@ int cmd_models(int argc, char **argv) {
   opts_t o = {0};
   int rc = parse_opts("models", argc, argv, URL_OPTS, &o);
   if (rc)
-    return rc;
+    return opts_exit(rc);
+  if (o.n_pos > 1) {
+    fprintf(stderr, "usage: %s\n", usage_of("models"));
+    return EXIT_USAGE;
+  }
   json_t *doc = call_json("models", &o, "GET", "/v1/models", NULL, 0, &rc);
   if (!doc)
     return rc;
-  printf("%-16s %-8s %7s %8s %6s %8s %8s  %s\n", "id", "family", "layers", "d_model", "heads",
-         "d_mlp", "vocab", "tokenizer");
+  const char *only = o.n_pos ? o.pos[0] : NULL;
   size_t i;
   json_t *m;
+  if (only) { /* a name the server does not hold: say which it does */
+    int found = 0;
+    json_array_foreach(json_object_get(doc, "models"), i, m) found |= !strcmp(str(m, "id"), only);
+    if (!found) {
+      fprintf(stderr, "hydra models: no model \"%s\" on the server; loaded:", only);
+      json_array_foreach(json_object_get(doc, "models"), i, m) fprintf(stderr, " %s", str(m, "id"));
+      fprintf(stderr, "\n");
+      json_decref(doc);
+      return EXIT_USAGE;
+    }
+  }
+  printf("%-16s %-8s %7s %8s %6s %8s %8s  %s\n", "id", "family", "layers", "d_model", "heads",
+         "d_mlp", "vocab", "tokenizer");
   json_array_foreach(json_object_get(doc, "models"), i, m) {
+    if (only && strcmp(str(m, "id"), only) != 0)
+      continue;
     printf("%-16s %-8s %7lld %8lld %6lld %8lld %8lld  %s\n", str(m, "id"), str(m, "family"),
            json_integer_value(json_object_get(m, "n_layers")),
            json_integer_value(json_object_get(m, "d_model")),
@@ -250,7 +322,7 @@ int cmd_tokenize(int argc, char **argv) {
   opts_t o = {0};
   int rc = parse_opts("tokenize", argc, argv, URL_OPTS, &o);
   if (rc)
-    return rc;
+    return opts_exit(rc);
   if (o.n_pos != 2) {
     fprintf(stderr, "usage: hydra tokenize MODEL TEXT\n");
     return EXIT_USAGE;
@@ -309,7 +381,7 @@ static int job_command(const char *cmd, int argc, char **argv, const char *metho
   opts_t o = {0};
   int rc = parse_opts(cmd, argc, argv, URL_OPTS, &o);
   if (rc)
-    return rc;
+    return opts_exit(rc);
   char path[256];
   if (o.n_pos != 1) {
     fprintf(stderr, "usage: hydra %s ID\n", cmd);
@@ -341,7 +413,7 @@ int cmd_jobs(int argc, char **argv) {
   opts_t o = {0};
   int rc = parse_opts("jobs", argc, argv, URL_OPTS, &o);
   if (rc)
-    return rc;
+    return opts_exit(rc);
   cli_print_jobs_header();
   char page[256] = "/v1/jobs";
   while (page[0]) { /* every page: "next" until null */
@@ -396,7 +468,7 @@ int cmd_results(int argc, char **argv) {
   opts_t o = {0};
   int rc = parse_opts("results", argc, argv, URL_OPTS " format after ", &o);
   if (rc)
-    return rc;
+    return opts_exit(rc);
   if (o.n_pos != 1) {
     fprintf(stderr, "usage: hydra results ID [--format table|csv|ndjson] [--after N]\n");
     return EXIT_USAGE;
@@ -404,18 +476,21 @@ int cmd_results(int argc, char **argv) {
   return fetch_results("results", &o, o.pos[0], o.format ? o.format : "ndjson", stdout, NULL);
 }
 
-/* Waits for a job's end with progress on stderr (a bar on a terminal, plain
- * lines otherwise). Returns EXIT_OK when done, EXIT_FAIL when it failed or
- * was cancelled (the server's reason printed). */
-static int follow(const char *cmd, const opts_t *o, const char *id) {
-  char path[256];
-  int rc = job_path(path, sizeof(path), id, "");
-  if (rc)
-    return rc;
+/* Set by SIGINT while a job is followed: the job runs on without us. */
+static volatile sig_atomic_t interrupted;
+
+static void on_interrupt(int sig) {
+  (void)sig;
+  interrupted = 1;
+}
+
+/* follow's loop: polls the job until it ends or SIGINT. */
+static int follow_until_end(const char *cmd, const opts_t *o, const char *id, const char *path) {
+  int rc;
   const int tty = isatty(2);
   double last = 0;
   long last_done = -1;
-  for (;;) {
+  while (!interrupted) {
     json_t *j = call_json(cmd, o, "GET", path, NULL, 0, &rc);
     if (!j)
       return rc;
@@ -431,9 +506,10 @@ static int follow(const char *cmd, const opts_t *o, const char *id) {
     if (tty)
       cli_progress_bar(state, done, total, rate, eta, end);
     else if (end || (done != last_done && clock_monotonic() - last >= 5)) {
-      char e[32];
-      fprintf(stderr, "hydra: job %s %s: %ld/%ld variants, %.1f/s, %s\n", id, state, done, total,
-              rate, cli_eta(end ? 0 : eta, e));
+      char e[32], r[32];
+      fprintf(stderr, "hydra: job %s %s: %ld/%ld variants, %s, %s\n", id, state, done, total,
+              cli_rate(json_is_number(json_object_get(p, "rate")) ? rate : -1, r),
+              cli_eta(end ? 0 : eta, e));
       last = clock_monotonic();
       last_done = done;
     }
@@ -448,8 +524,34 @@ static int follow(const char *cmd, const opts_t *o, const char *id) {
       return rc;
     }
     json_decref(j);
-    usleep(300000);
+    for (int t = 0; t < 30 && !interrupted; t++) /* 300 ms, a Ctrl-C ends it at once */
+      usleep(10000);
   }
+  return EXIT_FAIL;
+}
+
+/* Waits for a job's end with progress on stderr (a bar on a terminal, plain
+ * lines otherwise). Returns EXIT_OK when done, EXIT_FAIL when it failed or
+ * was cancelled (the server's reason printed), 130 after Ctrl-C (the job
+ * keeps running on the server: the message says how to cancel it). */
+static int follow(const char *cmd, const opts_t *o, const char *id) {
+  char path[256];
+  int rc = job_path(path, sizeof(path), id, "");
+  if (rc)
+    return rc;
+  struct sigaction sa = {.sa_handler = on_interrupt}, old_sa;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, &old_sa);
+  rc = follow_until_end(cmd, o, id, path);
+  sigaction(SIGINT, &old_sa, NULL);
+  if (interrupted) {
+    fprintf(stderr,
+            "\nhydra %s: stopped following; job %s keeps running on the server (see it with: "
+            "hydra status %s; stop it with: hydra cancel %s)\n",
+            cmd, id, id, id);
+    return 130;
+  }
+  return rc;
 }
 
 /* Submits a job document; the new job's id in id_out. */
@@ -476,9 +578,16 @@ int cmd_submit(int argc, char **argv) {
   opts_t o = {0};
   int rc = parse_opts("submit", argc, argv, URL_OPTS " follow format ", &o);
   if (rc)
-    return rc;
+    return opts_exit(rc);
   if (o.n_pos != 1) {
-    fprintf(stderr, "usage: hydra submit JOB.json [--follow [--format table|csv|ndjson]]\n");
+    fprintf(stderr, "usage: %s\n", usage_of("submit"));
+    return EXIT_USAGE;
+  }
+  if (o.format && !o.follow) {
+    fprintf(stderr,
+            "hydra submit: --format needs --follow (without it submit prints the job's "
+            "id; then: hydra results ID --format %s)\n",
+            o.format);
     return EXIT_USAGE;
   }
   char id[128];
@@ -548,7 +657,7 @@ int cmd_check(int argc, char **argv) {
   int rc =
       parse_opts("check", argc, argv, URL_OPTS " baseline rtol atol junit write-baseline ", &o);
   if (rc)
-    return rc;
+    return opts_exit(rc);
   if (o.n_pos != 1 || !o.baseline) {
     fprintf(stderr, "usage: hydra check --baseline BASE.json JOB.json [--rtol R] [--atol A] "
                     "[--junit OUT.xml]\n"

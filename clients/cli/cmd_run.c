@@ -46,11 +46,19 @@ const char *cli_eta(double eta, char *buf) {
   return buf;
 }
 
+const char *cli_rate(double rate, char *buf) {
+  if (rate > 0 && isfinite(rate))
+    snprintf(buf, 32, "%.1f/s", rate);
+  else
+    snprintf(buf, 32, "-/s");
+  return buf;
+}
+
 void cli_progress_bar(const char *label, long done, long total, double rate, double eta, int end) {
   const int width = 30, fill = total > 0 ? (int)(width * (double)done / total) : 0;
-  char e[32];
-  fprintf(stderr, "\r%s%s[%.*s%*s] %ld/%ld variants  %.0f/s  %s ", label, label[0] ? " " : "", fill,
-          "##############################", width - fill, "", done, total, rate,
+  char e[32], r[32];
+  fprintf(stderr, "\r%s%s[%.*s%*s] %ld/%ld variants  %s  %s ", label, label[0] ? " " : "", fill,
+          "##############################", width - fill, "", done, total, cli_rate(rate, r),
           cli_eta(end ? 0 : eta, e));
   if (end)
     fprintf(stderr, "\n");
@@ -94,8 +102,9 @@ static int progress(void *ctx, long done, long total) {
   if (o->tty)
     cli_progress_bar("", done, total, rate, eta, done == total);
   else if (done == total || done - o->last_print >= total / 10) {
-    char e[32];
-    fprintf(stderr, "hydra: %ld/%ld variants, %.1f/s, %s\n", done, total, rate, cli_eta(eta, e));
+    char e[32], r[32];
+    fprintf(stderr, "hydra: %ld/%ld variants, %s, %s\n", done, total, cli_rate(rate, r),
+            cli_eta(eta, e));
     o->last_print = done;
   }
   return 0;
@@ -127,6 +136,15 @@ static double field_mean(json_t *row, const char *key) {
 static double field_ci(json_t *row, const char *key) {
   json_t *v = json_object_get(json_object_get(row, key), "ci95");
   return json_is_number(v) ? json_number_value(v) : NAN;
+}
+
+/* A number of the fit right-aligned in width, with prec decimals, or "-"
+ * where the summary gives none (null: the fit means nothing there). */
+static void print_fit_number(FILE *f, const json_t *v, int width, int prec) {
+  if (json_is_number(v))
+    fprintf(f, " %*.*f", width, prec, json_number_value(v));
+  else
+    fprintf(f, " %*s", width, "-");
 }
 
 /* A per-position grid: for each method, the mean total effect of every
@@ -212,7 +230,9 @@ static void print_table(run_out_t *o, double elapsed) {
     print_grid(o);
     return;
   }
-  fprintf(f, "effects on the centred target logit, mean over prompts (+- 95%% interval)\n");
+  fprintf(f, "effects on the centred target logit, mean over prompts (+- 95%% interval, "
+             "Student's t); slope and R2 '-' below 3 prompts or with no spread of the direct "
+             "effect\n");
   fprintf(f, "%-14s %-10s %16s %16s %16s %9s %9s %7s %6s\n", "component", "method", "direct",
           "total", "compensation", "comp.attn", "comp.mlp", "slope", "R2");
   size_t i;
@@ -220,15 +240,16 @@ static void print_table(run_out_t *o, double elapsed) {
   json_array_foreach(o->summary, i, row) {
     json_t *fit = json_object_get(row, "fit");
     json_t *slope = json_object_get(fit, "slope"), *r2 = json_object_get(fit, "r2");
-    fprintf(f, "%-14s %-10s %8.3f +-%6.3f %8.3f +-%6.3f %8.3f +-%6.3f %9.3f %9.3f %7.3f %6.3f\n",
+    fprintf(f, "%-14s %-10s %8.3f +-%6.3f %8.3f +-%6.3f %8.3f +-%6.3f %9.3f %9.3f",
             json_string_value(json_object_get(row, "component")),
             json_string_value(json_object_get(row, "method")), field_mean(row, "direct_effect"),
             field_ci(row, "direct_effect"), field_mean(row, "total_effect"),
             field_ci(row, "total_effect"), field_mean(row, "compensation"),
             field_ci(row, "compensation"), field_mean(row, "compensation_attn"),
-            field_mean(row, "compensation_mlp"),
-            json_is_number(slope) ? json_number_value(slope) : NAN,
-            json_is_number(r2) ? json_number_value(r2) : NAN);
+            field_mean(row, "compensation_mlp"));
+    print_fit_number(f, slope, 7, 3);
+    print_fit_number(f, r2, 6, 3);
+    fputc('\n', f);
   }
 }
 
@@ -269,11 +290,19 @@ int cmd_run(int argc, char **argv) {
   format_t format = FORMAT_NDJSON;
   int threads = 0, max_rows = 0, weights_dtype = -1;
   double memory_mib = 0;
+  static const char *const usage =
+      "usage: hydra run --model PATH JOB.json [--format ndjson|table|csv] "
+      "[--backend auto|cpu|cuda] [--threads N] [--max-rows N] "
+      "[--memory-budget MIB] [--weights-dtype fp32|bf16|native]\n";
   for (int i = 0; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (a[0] != '-' || strcmp(a, "-") == 0) {
       job_path = a;
       continue;
+    }
+    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+      fputs(usage, stdout);
+      return EXIT_OK;
     }
     if (!v) {
       fprintf(stderr, "hydra run: %s needs a value\n", a);
@@ -312,9 +341,7 @@ int cmd_run(int argc, char **argv) {
     i++;
   }
   if (!model_path || !job_path) {
-    fprintf(stderr, "usage: hydra run --model PATH JOB.json [--format ndjson|table|csv] "
-                    "[--backend auto|cpu|cuda] [--threads N] [--max-rows N] "
-                    "[--memory-budget MIB] [--weights-dtype fp32|bf16|native]\n");
+    fputs(usage, stderr);
     return EXIT_USAGE;
   }
   char err[4 * HYDRA_ERR_LEN] = "";
@@ -373,7 +400,8 @@ int cmd_run(int argc, char **argv) {
                                                    : model_path,
                          .backend = b->ops->name,
                          .precision = engine_precision(e, spec->tf32),
-                         .norm_scale_ablated = spec->norm_scale_ablated};
+                         .norm_scale_ablated = spec->norm_scale_ablated,
+                         .spec = spec};
   if (!(r = results_create(&plan, m, tok, &info, emit_row, &o, err)))
     goto fail;
   o.start = clock_monotonic();
@@ -475,6 +503,10 @@ int table_from_rows(FILE *f, const char *name, FILE *out) {
 /* hydra table ROWS.ndjson: the per-layer table of stored result rows (for
  * instance a daemon's results saved with curl). */
 int cmd_table(int argc, char **argv) {
+  if (argc == 1 && (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0)) {
+    printf("usage: hydra table ROWS.ndjson (- for standard input)\n");
+    return EXIT_OK;
+  }
   if (argc != 1) {
     fprintf(stderr, "usage: hydra table ROWS.ndjson (- for standard input)\n");
     return EXIT_USAGE;

@@ -3,6 +3,7 @@
  * table, info, forward). */
 #include <curl/curl.h>
 #include <errno.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,12 +15,13 @@
 #include "clock.h"
 #include "forward.h"
 #include "model.h"
+#include "tokenizer.h"
 
 static void usage(FILE *out) {
   fprintf(out,
           "usage:\n"
           "  on a hydrad server (--url URL --token TOKEN, or $HYDRA_URL, $HYDRA_TOKEN):\n"
-          "  hydra models\n"
+          "  hydra models [NAME]\n"
           "  hydra tokenize MODEL TEXT\n"
           "  hydra submit JOB.json [--follow [--format table|csv|ndjson]]\n"
           "  hydra status ID\n"
@@ -38,8 +40,9 @@ static void usage(FILE *out) {
           "  hydra forward --model PATH --ids ID,ID,... [--top N] [--backend auto|cpu|cuda]\n"
           "                [--threads N]\n"
           "PATH is a GGUF file or a directory with config.json and model.safetensors.\n"
-          "exit codes: 0 ok, 1 failure or drift (check), 2 usage or a bad job, 3 server or\n"
-          "connection\n");
+          "every command takes --help.\n"
+          "exit codes: 0 ok, 1 failure or drift (check), 2 usage, a bad job or an unknown job\n"
+          "id or model, 3 server or connection, 130 Ctrl-C while following (the job runs on)\n");
 }
 
 static int parse_ids(const char *s, int **ids, int *n) {
@@ -179,14 +182,32 @@ static void print_info(const model_t *m) {
   printf("parameters   %zu\n", model_n_params(m));
 }
 
+/* A token's text as a JSON string (quotes, escapes: a space or a newline
+ * shows), or its vocabulary piece where the text is not valid UTF-8 on its
+ * own; "?" without a tokenizer. buf of 64 bytes. */
+static const char *token_shown(const tokenizer_t *tok, int id, char *buf) {
+  size_t len = 0;
+  const char *text = tok ? tokenizer_token_text(tok, id, &len) : NULL;
+  json_t *s = text ? json_stringn(text, len) : NULL; /* NULL: not valid UTF-8 */
+  if (!s && tok && (text = tokenizer_token_piece(tok, id, &len)))
+    s = json_stringn(text, len);
+  char *shown = s ? json_dumps(s, JSON_ENCODE_ANY) : NULL;
+  snprintf(buf, 64, "%s", shown ? shown : "?");
+  free(shown);
+  json_decref(s);
+  return buf;
+}
+
 static int cmd_forward(const char *model_path, const char *ids_arg, int top, const char *backend,
                        int threads) {
   char err[HYDRA_ERR_LEN] = "";
   int *ids = NULL, n = 0, rc = EXIT_FAIL;
   model_t *m = NULL;
+  tokenizer_t *tok = NULL;
   backend_t *b = NULL;
   forward_t *f = NULL;
   float *logits = NULL;
+  char shown[64], tok_err[HYDRA_ERR_LEN];
   if (parse_ids(ids_arg, &ids, &n) != 0) {
     fprintf(stderr, "hydra: --ids: expected comma-separated non-negative token ids\n");
     free(ids);
@@ -195,6 +216,7 @@ static int cmd_forward(const char *model_path, const char *ids_arg, int top, con
   if (!(m = model_load(model_path, err)) || !(b = backend_create(backend, threads, err)) ||
       !(f = forward_create(m, b, err)))
     goto fail;
+  tok = tokenizer_load(model_path, tok_err); /* optional: ids print without strings */
   const int vocab = m->cfg.vocab_size, last = n - 1;
   logits = malloc((size_t)vocab * sizeof(float));
   if (!logits) {
@@ -209,7 +231,13 @@ static int cmd_forward(const char *model_path, const char *ids_arg, int top, con
   const double ms = (clock_monotonic() - t0) * 1e3;
   printf("model %s (%s, %d layers), backend %s, %d tokens, %.1f ms\n", model_path, m->cfg.family,
          m->cfg.n_layers, b->ops->name, n, ms);
-  printf("top %d next tokens after the last position:\n  rank  token_id     logit\n", top);
+  printf("input:");
+  for (int i = 0; i < n; i++)
+    printf(" %d %s", ids[i], token_shown(tok, ids[i], shown));
+  printf("\n");
+  if (!tok)
+    printf("(no tokenizer: %s)\n", tok_err);
+  printf("top %d next tokens after the last position:\n  rank  token_id     logit  token\n", top);
   for (int k = 0; k < top && k < vocab; k++) {
     int best = -1;
     for (int i = 0; i < vocab; i++)
@@ -217,7 +245,8 @@ static int cmd_forward(const char *model_path, const char *ids_arg, int top, con
         best = i;
     if (best < 0)
       break;
-    printf("  %4d  %8d  %8.4f\n", k + 1, best, (double)logits[best]);
+    printf("  %4d  %8d  %8.4f  %s\n", k + 1, best, (double)logits[best],
+           token_shown(tok, best, shown));
     logits[best] = -__builtin_inff();
   }
   rc = EXIT_OK;
@@ -227,6 +256,7 @@ fail:
   free(logits);
   forward_destroy(f);
   backend_destroy(b);
+  tokenizer_free(tok);
   model_free(m);
   free(ids);
   return rc;

@@ -86,8 +86,31 @@ static inline void effects_add_change(effects_change_t *c, int s, int of, int pa
 
 /* Fig. 7d: the least-squares fit compensation = slope * direct + c over n
  * prompts, from the sums of x = direct, y = compensation, x^2, y^2 and x y.
- * NaN where undefined (n < 2, no spread in x; r2 also no spread in y). */
-void effects_fit(double n, double sx, double sy, double sxx, double syy, double sxy, double *slope,
-                 double *r2);
+ * The fit is reported only where it can mean something: with at least
+ * EFFECTS_FIT_MIN_PROMPTS prompts (two points always fit exactly, R^2 = 1)
+ * and with a spread of x over the prompts (its standard deviation) above
+ * EFFECTS_FIT_MIN_SPREAD times x_scale, the logit scale of the job (the
+ * caller passes the root mean square of the clean centred target logit,
+ * at least 1). Direct effects are read in fp32: an effect that is exactly 0
+ * comes out as noise of about 1e-8 to 1e-7 of the logit's size, whose fit
+ * gives slopes of 1e4 and more; 1e-5 of the logit scale is a hundred times
+ * that noise and far below any effect worth a slope. Returns
+ * EFFECTS_FIT_OK, or the reason slope and r2 are NaN (r2 is NaN too when y
+ * has no spread). */
+#define EFFECTS_FIT_MIN_PROMPTS 3
+#define EFFECTS_FIT_MIN_SPREAD 1e-5
+enum { EFFECTS_FIT_OK = 0, EFFECTS_FIT_FEW_PROMPTS, EFFECTS_FIT_NO_SPREAD };
+int effects_fit(double n, double sx, double sy, double sxx, double syy, double sxy, double x_scale,
+                double *slope, double *r2);
+
+/* Student's t quantile: the t with P(T <= t) = p for T with df > 0 degrees
+ * of freedom, p in (0.5, 1); NaN outside. Exact to about 1e-12 relative (a
+ * bisection on the distribution function, written through the regularised
+ * incomplete beta function, DLMF 8.17.22 and 8.17.2). */
+double effects_t_quantile(double p, double df);
+
+/* Half-width of the 95% interval of a mean over n values with sample
+ * standard deviation sd: t(0.975, n - 1) * sd / sqrt(n). NaN for n < 2. */
+double effects_ci95(double sd, long n);
 
 #endif

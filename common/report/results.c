@@ -14,6 +14,8 @@ typedef struct {
   long nonfinite;         /* rows with a non-finite value (their sums are NaN) */
   double sum[5], sum2[5]; /* direct, total, compensation, attn, mlp */
   double sum_dc;          /* direct x compensation */
+  long n_logit;           /* rows with a finite clean centred target logit */
+  double sum_logit2;      /* its square: the logit scale of the fit's spread */
   double *delta;          /* [n_slots] */
 } stat_t;
 
@@ -182,6 +184,55 @@ static json_t *float_array(const float *x, int n, json_t *nonfinite, const char 
   return a;
 }
 
+/* A job token as written: its text, or {"id": N}. */
+static json_t *job_token_json(const job_token_t *t) {
+  return t->text ? json_string(t->text) : json_pack("{s:i}", "id", t->id);
+}
+
+/* The job's positions rule, as a job document writes it. */
+static json_t *positions_rule(const job_spec_t *j) {
+  json_t *rule;
+  switch (j->positions) {
+  case POSITIONS_ALL:
+    rule = json_string("all");
+    break;
+  case POSITIONS_LIST:
+    rule = json_array();
+    for (int i = 0; i < j->n_positions; i++)
+      json_array_append_new(rule, json_integer(j->position_list[i]));
+    break;
+  case POSITIONS_SUBSTRING:
+    rule = j->position_substring ? json_pack("{s:s}", "substring", j->position_substring)
+                                 : json_string("subject");
+    break;
+  default:
+    rule = json_string("last");
+  }
+  return j->positions_each ? json_pack("{s:o}", "each", rule) : rule;
+}
+
+/* The job's target rule: "argmax", "next", {"token": T}, {"token": T,
+ * "foil": F}, or "per prompt" (each prompt's own, in its clean row). */
+static json_t *target_rule(const job_spec_t *j) {
+  if (j->target == TARGET_ARGMAX)
+    return json_string("argmax");
+  if (j->target == TARGET_NEXT)
+    return json_string("next");
+  json_t *rule = json_object();
+  if (j->target_token.text || j->target_token.id >= 0)
+    json_object_set_new(rule, "token", job_token_json(&j->target_token));
+  else
+    json_object_set_new(rule, "token", json_string("per prompt"));
+  if (j->target == TARGET_FOIL && (j->foil_token.text || j->foil_token.id >= 0))
+    json_object_set_new(rule, "foil", job_token_json(&j->foil_token));
+  return rule;
+}
+
+/* A prompt as the job gave it: its text, or null for token ids. */
+static json_t *prompt_text(const job_prompt_t *p) {
+  return p->text ? json_string(p->text) : json_null();
+}
+
 int results_header(results_t *r) {
   const model_config_t *c = &r->m->cfg;
   json_t *h = json_object();
@@ -229,6 +280,16 @@ int results_header(results_t *r) {
                     "of every slot downstream of it; its effects row is every slot's change"));
   json_object_set_new(h, "methods", string_array(r->plan->method_names, r->plan->n_methods));
   json_object_set_new(h, "samples", json_integer(r->plan->job.samples));
+  const job_spec_t *j = r->info.spec;
+  if (j) {
+    json_object_set_new(h, "seed", json_integer((json_int_t)j->seed));
+    json_object_set_new(h, "positions", positions_rule(j));
+    json_object_set_new(h, "target", target_rule(j));
+    json_t *texts = json_array();
+    for (int i = 0; i < j->n_prompts; i++)
+      json_array_append_new(texts, prompt_text(&j->prompts[i]));
+    json_object_set_new(h, "prompts", texts);
+  }
   json_object_set_new(h, "slots", string_array(r->slot_names, r->n_slots));
   json_object_set_new(h, "variants", json_integer(r->plan->n_variants));
   json_object_set_new(h, "backend", json_string(r->info.backend ? r->info.backend : ""));
@@ -261,6 +322,10 @@ static int on_clean(void *ctx, const engine_clean_t *c) {
     json_array_append_new(tokens, token_string(r, p->ids[start + t]));
   json_object_set_new(row, "type", json_string("clean"));
   set_prompt(row, p, c->prompt);
+  const job_spec_t *j = r->info.spec;
+  const int job_prompt = p->prompt_of ? p->prompt_of[c->prompt] : c->prompt;
+  if (j && job_prompt >= 0 && job_prompt < j->n_prompts)
+    json_object_set_new(row, "text", prompt_text(&j->prompts[job_prompt]));
   json_object_set_new(row, "tokens", tokens);
   json_object_set_new(row, "target", json_integer(c->target));
   json_object_set_new(row, "target_token", token_string(r, c->target));
@@ -283,7 +348,7 @@ static int on_clean(void *ctx, const engine_clean_t *c) {
 }
 
 static void add_stats(results_t *r, int component, int method, int g, const double q[5],
-                      const double *delta, int nonfinite) {
+                      const double *delta, int nonfinite, double clean_logit) {
   const plan_t *p = r->plan;
   stat_t *s =
       &r->stats[((size_t)component * p->n_methods + method) * (p->grid ? p->n_grid : 1) + g];
@@ -294,6 +359,10 @@ static void add_stats(results_t *r, int component, int method, int g, const doub
     s->sum2[i] += q[i] * q[i];
   }
   s->sum_dc += q[0] * q[2];
+  if (isfinite(clean_logit)) {
+    s->n_logit++;
+    s->sum_logit2 += clean_logit * clean_logit;
+  }
   for (int k = 0; k < r->n_slots; k++)
     s->delta[k] += delta[k];
 }
@@ -347,7 +416,9 @@ int results_add_row(results_t *r, const json_t *row) {
     return -1;
   for (int k = 0; k < r->n_slots; k++)
     nonfinite |= !isfinite(delta[k] = stored_num(json_array_get(eff, k)));
-  add_stats(r, c, m, g, q, delta, nonfinite);
+  /* total = clean - ablated (Eq. 12): the clean centred target logit */
+  const double clean_logit = q[1] + stored_num(json_object_get(row, "ablated_logit"));
+  add_stats(r, c, m, g, q, delta, nonfinite, clean_logit);
   r->nonfinite_rows += nonfinite != 0;
   free(delta);
   return 0;
@@ -399,14 +470,35 @@ engine_sink_t results_sink(results_t *r) {
   return s;
 }
 
-/* mean and the half-width of a normal 95% interval */
+/* mean and the half-width of its 95% interval, Student's t with n - 1
+ * degrees of freedom */
 static json_t *mean_ci(double sum, double sum2, long n) {
   json_t *o = json_object();
   const double mean = n ? sum / n : NAN;
   const double var = n > 1 ? (sum2 - sum * sum / n) / (n - 1) : NAN;
   json_object_set_new(o, "mean", num(mean));
-  json_object_set_new(o, "ci95", num(n > 1 ? 1.96 * sqrt(fmax(var, 0.0) / n) : NAN));
+  json_object_set_new(o, "ci95", num(effects_ci95(sqrt(fmax(var, 0.0)), n)));
   return o;
+}
+
+/* compensation = slope * direct + intercept, least squares over prompts
+ * (Fig. 7d); slope and r2 null, with the reason, where the fit means
+ * nothing (effects_fit). */
+static json_t *fit_of(const stat_t *s) {
+  const double logit_rms = s->n_logit ? sqrt(s->sum_logit2 / s->n_logit) : 0.0;
+  double slope, r2;
+  const int why = effects_fit((double)s->n, s->sum[0], s->sum[2], s->sum2[0], s->sum2[2], s->sum_dc,
+                              fmax(1.0, logit_rms), &slope, &r2);
+  json_t *fit = json_object();
+  json_object_set_new(fit, "slope", num(slope));
+  json_object_set_new(fit, "r2", num(r2));
+  if (why == EFFECTS_FIT_FEW_PROMPTS)
+    json_object_set_new(fit, "undefined", json_string("fewer than 3 prompts"));
+  else if (why == EFFECTS_FIT_NO_SPREAD)
+    json_object_set_new(fit, "undefined",
+                        json_string("the direct effect's spread over prompts is at rounding "
+                                    "level (sd <= 1e-5 x the logit scale)"));
+  return fit;
 }
 
 int results_finish(results_t *r, double elapsed_s) {
@@ -429,14 +521,7 @@ int results_finish(results_t *r, double elapsed_s) {
         json_object_set_new(row, "nonfinite", json_integer(s->nonfinite));
         for (int i = 0; i < 5; i++)
           json_object_set_new(row, names[i], mean_ci(s->sum[i], s->sum2[i], s->n));
-        /* compensation = slope * direct + intercept, least squares over prompts (Fig. 7d) */
-        double slope, r2;
-        effects_fit((double)s->n, s->sum[0], s->sum[2], s->sum2[0], s->sum2[2], s->sum_dc, &slope,
-                    &r2);
-        json_t *fit = json_object();
-        json_object_set_new(fit, "slope", num(slope));
-        json_object_set_new(fit, "r2", num(r2));
-        json_object_set_new(row, "fit", fit);
+        json_object_set_new(row, "fit", fit_of(s));
         json_t *eff = json_array();
         for (int t = 0; t < r->n_slots; t++)
           json_array_append_new(eff, num(s->n ? s->delta[t] / s->n : NAN));

@@ -1,14 +1,18 @@
 /* results.h - the result rows of a job, as JSON objects.
  *
  * Rows, in order: one "header" (model, components, methods, slots,
- * precision), one "clean" row per prompt (target, centred logit, direct
- * effects of every slot), one "variant" row per prompt x component x method
+ * precision, and from the job: seed, positions rule, target rule, prompt
+ * texts), one "clean" row per prompt (its text, target, centred logit,
+ * direct effects of every slot), one "variant" row per prompt x component x method
  * (total effect, direct effect, compensation split attention/MLP, the norm's
  * share, metrics, and the per-slot change of direct effects: the effect-table
  * row), then one "summary" row per component x method over the prompts
- * (mean and 95% interval of direct effect, total effect and compensation, the
- * mean effect-table row, and the slope and R^2 of compensation against direct
- * effect: the paper's Fig. 7d), and an "end" row.
+ * (mean and 95% interval of direct effect, total effect and compensation,
+ * the interval's half-width Student's t with n - 1 degrees of freedom times
+ * sd / sqrt(n); the mean effect-table row, and the slope and R^2 of
+ * compensation against direct effect: the paper's Fig. 7d, null with an
+ * "undefined" reason where effects_fit says the fit means nothing), and an
+ * "end" row.
  *
  * JSON has no NaN: a non-finite value is written as null and its field is
  * listed in the row's "nonfinite" array (absent when there is none); metrics
@@ -35,6 +39,10 @@ typedef struct {
   const char *backend;    /* "cpu", "cuda" */
   const char *precision;  /* "fp32", "tf32" */
   int norm_scale_ablated;
+  /* The job as parsed, for the header's seed, positions and target rules
+   * and prompt texts and the clean rows' texts; must outlive the results.
+   * NULL: those are left out. */
+  const job_spec_t *spec;
 } results_info_t;
 
 results_t *results_create(const plan_t *plan, const model_t *m, const tokenizer_t *tok,

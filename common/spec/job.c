@@ -176,8 +176,16 @@ static int parse_target(const json_t *v, job_spec_t *spec, job_error_t *err) {
   if (json_is_string(v)) {
     static const char *const names[] = {"argmax", "next", NULL};
     int i = 0;
-    if (job_want_enum(v, "target", "target", names, &i, err))
+    if (job_want_enum(v, "target", "target", names, &i, err)) {
+      /* most likely a token's text: say how a token is written */
+      char *quoted = json_dumps(v, JSON_ENCODE_ANY);
+      const size_t used = strlen(err->message);
+      if (quoted && strlen(quoted) <= 80 && !strstr(err->message, "did you mean"))
+        snprintf(err->message + used, sizeof err->message - used,
+                 "; a token is written {\"token\": %s}", quoted);
+      free(quoted);
       return -1;
+    }
     spec->target = i == 0 ? TARGET_ARGMAX : TARGET_NEXT;
     return 0;
   }
@@ -713,6 +721,10 @@ job_spec_t *job_parse(const char *json, size_t len, job_error_t *err) {
     job_fail(err, "", "the document is %zu bytes; the limit is %u (64 MiB)", len,
              JOB_MAX_DOCUMENT_BYTES);
     return NULL;
+  }
+  if (len >= 3 && !memcmp(json, "\xef\xbb\xbf", 3)) { /* a UTF-8 byte order mark: skipped */
+    json += 3;
+    len -= 3;
   }
   if (!utf8_valid(json, len, &bad)) {
     size_t line = 1, column = 1;

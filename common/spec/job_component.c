@@ -66,9 +66,90 @@ static int parse_part(const char *s, size_t n, int star_ok, const char *what, in
   return 0;
 }
 
+/* Other libraries' names for a layer's parts (TransformerLens hook points
+ * and modules, Hugging Face modules), after the layer's number: hydra's
+ * component for each, with L for the layer. Refused naming hydra's
+ * spelling, not translated: their hooks sit at other points of the block
+ * (hook_z is before the output projection, a module's output before a post
+ * norm), so a silent translation could ablate something else. */
+static const struct {
+  const char *suffix, *hydra;
+} foreign_parts[] = {
+    {"", "resid_post.L (a layer's output)"},
+    {"attn", "attn.L"},
+    {"attn.hook_z", "attn.L (one head: head.L.H)"},
+    {"attn.hook_result", "head.L.*"},
+    {"attn.hook_q", "q.L.*"},
+    {"attn.hook_k", "k.L.*"},
+    {"attn.hook_v", "v.L.*"},
+    {"hook_attn_out", "attn.L"},
+    {"hook_mlp_out", "mlp.L"},
+    {"mlp", "mlp.L"},
+    {"mlp.hook_post", "neuron.L.*"},
+    {"hook_resid_pre", "resid_pre.L"},
+    {"hook_resid_mid", "resid_mid.L"},
+    {"hook_resid_post", "resid_post.L"},
+    {"self_attn", "attn.L"},
+    {"self_attn.o_proj", "attn.L"},
+    {"attn.c_proj", "attn.L"},
+    {"attention", "attn.L"},
+    {"mlp.down_proj", "mlp.L"},
+    {"mlp.c_proj", "mlp.L"},
+    {"mlp.dense_4h_to_h", "mlp.L"},
+};
+static const char *const foreign_layers[] = {"blocks.",
+                                             "model.layers.",
+                                             "transformer.h.",
+                                             "gpt_neox.layers.",
+                                             "model.decoder.layers.",
+                                             "layers.",
+                                             NULL};
+static const char *const foreign_embeds[] = {
+    "hook_embed",   "embed.W_E", "model.embed_tokens", "transformer.wte", "gpt_neox.embed_in",
+    "embed_tokens", NULL};
+
+#define HYDRA_SCHEME                                                                               \
+  "hydra names components embed, attn.L, mlp.L, head.L.H, q/k/v.L.H, neuron.L.N, "                 \
+  "resid_pre/resid_mid/resid_post.L"
+
+/* 1 (with msg: hydra's name for it) when s is another library's name for
+ * a component; 0 otherwise. */
+static int foreign_name(const char *s, char *msg, size_t msg_len) {
+  for (int i = 0; foreign_embeds[i]; i++)
+    if (!strcmp(s, foreign_embeds[i])) {
+      job_say(msg, msg_len, "not hydra's spelling (%s): did you mean embed?", HYDRA_SCHEME);
+      return 1;
+    }
+  for (int i = 0; foreign_layers[i]; i++) {
+    const size_t n = strlen(foreign_layers[i]);
+    if (strncmp(s, foreign_layers[i], n) != 0 || s[n] < '0' || s[n] > '9')
+      continue;
+    char *end;
+    const long layer = strtol(s + n, &end, 10);
+    const char *rest = *end == '.' ? end + 1 : end;
+    if (*end && *end != '.')
+      continue;
+    for (size_t k = 0; k < sizeof(foreign_parts) / sizeof(foreign_parts[0]); k++)
+      if (!strcmp(rest, foreign_parts[k].suffix)) {
+        char name[96];
+        size_t w = 0;
+        for (const char *h = foreign_parts[k].hydra; *h && w + 24 < sizeof(name); h++)
+          w += *h == 'L' ? (size_t)snprintf(name + w, sizeof(name) - w, "%ld", layer)
+                         : (size_t)snprintf(name + w, sizeof(name) - w, "%c", *h);
+        job_say(msg, msg_len, "not hydra's spelling (%s): did you mean %s?", HYDRA_SCHEME, name);
+        return 1;
+      }
+    job_say(msg, msg_len, "another library's name, not hydra's: %s", HYDRA_SCHEME);
+    return 1;
+  }
+  return 0;
+}
+
 /* Parses a component pattern's syntax (not its ranges). On error writes
  * the reason into msg and returns -1. */
 static int pattern_parse(const char *s, triple_t *p, char *msg, size_t msg_len) {
+  if (foreign_name(s, msg, msg_len))
+    return -1;
   const char *part[4];
   size_t len[4];
   int n = 0;

@@ -225,6 +225,7 @@ function drawSummary(rows) {
       td.textContent = v;
       tr.append(td);
     }
+    if (r.fit && r.fit.undefined) tr.title = `slope and R² shown as –: ${r.fit.undefined}`;
     body.append(tr);
   }
 }

@@ -4,17 +4,41 @@ float64 numpy computation written from the paper (McGrath et al., arXiv
 2307.15771), on seeded random inputs: the centred unembedding (Eq. 9), the
 frozen-norm direction and direct effects (Eq. 10, LayerNorm and RMSNorm),
 the total effect (Eq. 12), compensation (Eq. 33, sequential and parallel
-residual) and the Fig. 7d least-squares fit. Uses neither hydra nor its
+residual), the Fig. 7d least-squares fit (null below 3 prompts and where the
+direct effect's standard deviation over prompts is at most 1e-5 of the logit
+scale) and Student's t quantiles of the 95% interval (mpmath's incomplete
+beta function and root finder, 30 digits). Uses neither hydra nor its
 outputs. Writes tests/golden/effects.json.
 
-Usage: python3 tests/golden/make_effects_golden.py [--seed N]
+Usage: /work/venv-ref/bin/python tests/golden/make_effects_golden.py [--seed N]
+(any Python with numpy and mpmath)
 """
 
 import argparse
 import json
 import os
 
+import mpmath
 import numpy as np
+
+FIT_MIN_PROMPTS = 3
+FIT_MIN_SPREAD = 1e-5  # of the logit scale
+
+
+def fit(x, y, x_scale):
+    """Fig. 7d: slope and R^2 of y on x, None where the fit means nothing."""
+    if len(x) < FIT_MIN_PROMPTS or np.std(x, ddof=1) <= FIT_MIN_SPREAD * x_scale:
+        return None, None
+    return float(np.polyfit(x, y, 1)[0]), float(np.corrcoef(x, y)[0, 1] ** 2)
+
+
+def t_quantile(p, df):
+    """t with P(T <= t) = p: P(T > t) = I_{df/(df+t^2)}(df/2, 1/2) / 2."""
+    mpmath.mp.dps = 30
+    tail = mpmath.mpf(1) - mpmath.mpf(p)
+    f = lambda t: mpmath.betainc(df / mpmath.mpf(2), mpmath.mpf(1) / 2, 0,
+                                 df / (df + t * t), regularized=True) / 2 - tail
+    return float(mpmath.findroot(f, (mpmath.mpf(0), mpmath.mpf(1000)), solver="illinois"))
 
 
 def f32(a):
@@ -87,10 +111,21 @@ def main():
     for n in (2, 5, 40):
         x = rng.normal(0, 1, n)
         y = 0.7 * x + rng.normal(0, 0.5, n)
-        slope = np.polyfit(x, y, 1)[0]
-        r2 = np.corrcoef(x, y)[0, 1] ** 2
-        out["fits"].append({"x": x.tolist(), "y": y.tolist(), "slope": float(slope),
-                            "r2": float(r2)})
+        slope, r2 = fit(x, y, 1.0)
+        out["fits"].append({"x": x.tolist(), "y": y.tolist(), "x_scale": 1.0, "slope": slope,
+                            "r2": r2})
+    # direct effects that are exactly 0 read in fp32: noise of 1e-7 (null), and
+    # a small real spread above the bound (fitted), on logit scales 1 and 20
+    for sd, x_scale in ((1e-7, 1.0), (1e-7, 20.0), (5e-5, 1.0), (1e-4, 20.0), (3e-3, 20.0)):
+        x = rng.normal(0, sd, 12)
+        y = -0.8 * x + rng.normal(0, sd / 2, 12)
+        slope, r2 = fit(x, y, x_scale)
+        out["fits"].append({"x": x.tolist(), "y": y.tolist(), "x_scale": x_scale,
+                            "slope": slope, "r2": r2})
+    out["t_quantiles"] = [{"p": 0.975, "df": df, "t": t_quantile(0.975, df)}
+                          for df in (1, 2, 3, 4, 5, 9, 14, 29, 100, 1000)]
+    out["t_quantiles"] += [{"p": p, "df": df, "t": t_quantile(p, df)}
+                           for p, df in ((0.995, 2), (0.9, 7), (0.6, 3.5))]
     with open(args.out, "w") as f:
         json.dump(out, f)
     print(f"wrote {args.out}")

@@ -2,6 +2,7 @@
 """The Hydra paper's analyses on SmolLM2-135M, through a running hydrad.
 
     python run.py --url http://127.0.0.1:PORT --token TOKEN --model smollm2 --out docs/replication
+    HYDRA_URL=http://host:8080 HYDRA_TOKEN=TOKEN python run.py   (a server already running)
 
 (run.sh starts hydrad and calls this.) Steps, each a job submitted with the
 Python client (clients/python):
@@ -71,13 +72,18 @@ def layer_of(name):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--url", required=True)
-    ap.add_argument("--token", required=True)
+    ap.add_argument("--url", default=os.environ.get("HYDRA_URL"),
+                    help="the hydrad to use (default: $HYDRA_URL)")
+    ap.add_argument("--token", default=os.environ.get("HYDRA_TOKEN"),
+                    help="its bearer token (default: $HYDRA_TOKEN)")
     ap.add_argument("--model", default="smollm2")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "replication"))
     ap.add_argument("--report", default=os.path.join(ROOT, "REPLICATION.md"))
     ap.add_argument("--example", default="The Eiffel Tower")
     a = ap.parse_args()
+    if not a.url or not a.token:
+        ap.error("name the server and its token: --url URL --token TOKEN, or set HYDRA_URL "
+                 "and HYDRA_TOKEN")
     os.makedirs(a.out, exist_ok=True)
     client = Client(a.url, a.token)
     data = json.load(open(os.path.join(ROOT, "tests", "data", "factual_prompts.json")))

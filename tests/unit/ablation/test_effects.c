@@ -2,7 +2,8 @@
  * against tests/golden/effects.json, a float64 numpy computation written
  * from the paper (tests/golden/make_effects_golden.py) on seeded random
  * inputs. Bounds: fp32 arithmetic on O(1) values, 1e-5 relative to each
- * quantity's scale; sums kept in double (compensation, the fit) 1e-12. */
+ * quantity's scale; sums kept in double (compensation) 1e-12, the fit 1e-9;
+ * Student's t quantiles 1e-10 against mpmath. */
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -123,7 +124,9 @@ static void check_compensation(const json_t *g, int n_slots) {
   free(delta);
 }
 
-/* Fig. 7d from the running sums the summary keeps. */
+/* Fig. 7d from the running sums the summary keeps: fitted where the golden
+ * fits, null (NaN) where it says the fit means nothing (below 3 prompts, or
+ * a direct effect whose spread is at rounding level). */
 static void check_fits(const json_t *g) {
   size_t k;
   const json_t *c;
@@ -139,20 +142,51 @@ static void check_fits(const json_t *g) {
       syy += y[i] * y[i];
       sxy += x[i] * y[i];
     }
-    effects_fit((double)n, sx, sy, sxx, syy, sxy, &slope, &r2);
-    const double want_slope = json_number_value(json_object_get(c, "slope"));
-    const double want_r2 = json_number_value(json_object_get(c, "r2"));
-    /* n = 2 fits exactly (r2 = 1): the sums lose digits there */
-    const double bound = n > 2 ? 1e-9 : 1e-6;
-    CHECK_CLOSE("fit slope", slope, want_slope, bound, fmax(1, fabs(want_slope)));
-    CHECK_CLOSE("fit r2", r2, want_r2, bound, 1);
+    const double x_scale = json_number_value(json_object_get(c, "x_scale"));
+    const int why = effects_fit((double)n, sx, sy, sxx, syy, sxy, x_scale, &slope, &r2);
+    const json_t *want_slope = json_object_get(c, "slope"), *want_r2 = json_object_get(c, "r2");
+    if (json_is_null(want_slope)) {
+      CHECK(isnan(slope) && isnan(r2) && why != EFFECTS_FIT_OK,
+            "fit %zu (n %zu, x_scale %g): want null, got slope %g r2 %g", k, n, x_scale, slope, r2);
+    } else {
+      CHECK(why == EFFECTS_FIT_OK, "fit %zu (n %zu): want a fit, got reason %d", k, n, why);
+      const double ws = json_number_value(want_slope), wr = json_number_value(want_r2);
+      CHECK_CLOSE("fit slope", slope, ws, 1e-9, fmax(1, fabs(ws)));
+      CHECK_CLOSE("fit r2", r2, wr, 1e-9, 1);
+    }
     free(x);
     free(y);
   }
   double slope, r2;
-  effects_fit(1, 1, 1, 1, 1, 1, &slope, &r2);
-  CHECK(isnan(slope) && isnan(r2), "a fit over one prompt is undefined (NaN), got %g %g", slope,
-        r2);
+  CHECK(effects_fit(2, 1, 1, 1, 1, 1, 1, &slope, &r2) == EFFECTS_FIT_FEW_PROMPTS && isnan(slope) &&
+            isnan(r2),
+        "a fit over two prompts is undefined (NaN), got %g %g", slope, r2);
+}
+
+/* Student's t quantiles of the 95% interval: the golden's (mpmath, 30
+ * digits) to 1e-10 relative, and the values scipy.stats.t.ppf(0.975, df)
+ * prints to its 3 decimals, to 1e-3 relative. */
+static void check_t_quantiles(const json_t *g) {
+  size_t k;
+  const json_t *c;
+  json_array_foreach(json_object_get(g, "t_quantiles"), k, c) {
+    const double p = json_number_value(json_object_get(c, "p"));
+    const double df = json_number_value(json_object_get(c, "df"));
+    const double want = json_number_value(json_object_get(c, "t"));
+    CHECK_CLOSE("t quantile", effects_t_quantile(p, df), want, 1e-10, fabs(want));
+  }
+  const struct {
+    int df;
+    double t;
+  } scipy[] = {{1, 12.706}, {2, 4.303}, {4, 2.776}, {14, 2.145}, {100, 1.984}};
+  for (size_t i = 0; i < sizeof(scipy) / sizeof(scipy[0]); i++)
+    CHECK_CLOSE("t(0.975) against scipy", effects_t_quantile(0.975, scipy[i].df), scipy[i].t, 1e-3,
+                scipy[i].t);
+  CHECK_CLOSE("ci95 of n = 3", effects_ci95(2.0, 3), 4.302652729749462 * 2.0 / sqrt(3.0), 1e-10,
+              1.0);
+  CHECK(isnan(effects_ci95(1.0, 1)), "a 95%% interval of one value is undefined");
+  CHECK(isnan(effects_t_quantile(0.4, 3)) && isnan(effects_t_quantile(0.975, 0)),
+        "t quantile outside p in (0.5, 1) or df <= 0 is NaN");
 }
 
 int main(int argc, char **argv) {
@@ -173,6 +207,7 @@ int main(int argc, char **argv) {
   check_directions(g, d, (int)json_integer_value(json_object_get(g, "vocab")));
   check_compensation(g, (int)json_integer_value(json_object_get(g, "n_slots")));
   check_fits(g);
+  check_t_quantiles(g);
   json_decref(g);
   return check_exit("effects");
 }

@@ -1134,6 +1134,42 @@ static void test_robustness(void) {
   free(doc);
 }
 
+/* Issue 22's points for newcomers: a UTF-8 byte order mark is skipped; a
+ * target written as a token's text says how a token is written; other
+ * libraries' component names (TransformerLens, Hugging Face) are refused
+ * naming hydra's spelling of the same part. */
+static void test_newcomers(void) {
+  const char *bom = "\xef\xbb\xbf{\"prompts\": [\"a b\", \"c d\"], "
+                    "\"ablations\": {\"components\": [\"mlp.1\"]}}";
+  job_error_t err;
+  job_spec_t *s = job_parse(bom, strlen(bom), &err);
+  CHECK(s && s->n_components == 1, "a document after a UTF-8 BOM: %s", s ? "" : err.message);
+  job_free(s);
+  BAD("{'prompts': ['a b', 'c d'], 'target': ' Paris', 'ablations': {'components': ['mlp.1']}}",
+      "target", "a token is written {\"token\": \" Paris\"}");
+  static const struct {
+    const char *name, *want;
+  } foreign[] = {
+      {"blocks.3.attn.hook_z", "did you mean attn.3 (one head: head.3.H)?"},
+      {"blocks.12.hook_mlp_out", "did you mean mlp.12?"},
+      {"blocks.0.hook_resid_pre", "did you mean resid_pre.0?"},
+      {"blocks.2.mlp.hook_post", "did you mean neuron.2.*?"},
+      {"model.layers.3.mlp", "did you mean mlp.3?"},
+      {"model.layers.7.self_attn", "did you mean attn.7?"},
+      {"transformer.h.5.attn", "did you mean attn.5?"},
+      {"gpt_neox.layers.1.attention", "did you mean attn.1?"},
+      {"hook_embed", "did you mean embed?"},
+      {"blocks.4.ln1", "hydra names components embed, attn.L, mlp.L"},
+  };
+  for (size_t i = 0; i < sizeof(foreign) / sizeof(foreign[0]); i++) {
+    char doc[256];
+    snprintf(doc, sizeof doc,
+             "{'prompts': ['a b', 'c d'], 'ablations': {'components': ['mlp.0', '%s']}}",
+             foreign[i].name);
+    BAD(doc, "ablations.components[1]", foreign[i].want);
+  }
+}
+
 int main(int argc, char **argv) {
   if (argc > 1)
     seed = strtoull(argv[1], NULL, 10);
@@ -1154,5 +1190,6 @@ int main(int argc, char **argv) {
   test_trace();
   test_names_and_methods();
   test_robustness();
+  test_newcomers();
   return check_exit("test_job");
 }

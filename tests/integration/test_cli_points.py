@@ -200,12 +200,17 @@ try:
           (direct, fits))
 
     # 10: Ctrl-C while following
-    big = job_file("big.json", {"model": "tiny", "preset": "hydra", "prompts": PROMPTS * 80})
+    # a job of some seconds even on a fast machine; the signal goes as soon as
+    # the CLI prints its first progress line (not after a fixed sleep the job
+    # may outrun)
+    big = job_file("big.json", {"model": "tiny", "preset": "hydra", "prompts": PROMPTS * 400})
     p = subprocess.Popen([HYDRA, "submit", big, "--follow"], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, env=ENV)
-    time.sleep(1.5)
+    first = p.stderr.readline()  # "submitted"
+    first += p.stderr.readline()  # the first progress line: following, Ctrl-C handled
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=60)
+    err = first + err
     ids = [x for x in err.split() if len(x) == 32]
     bid = ids[0] if ids else ""
     check("10 Ctrl-C on submit --follow: exit 130, the job keeps running, how to cancel it",

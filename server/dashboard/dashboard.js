@@ -165,7 +165,12 @@ function drawHeatmap(rows, slots, method) {
   table.replaceChildren();
   const sums = rows.filter((r) => r.method === method);
   let lim = 0;
-  for (const r of sums) for (const v of r.effects) if (typeof v === "number") lim = Math.max(lim, Math.abs(v));
+  // the scale leaves out each component's own cell (minus its direct effect,
+  // which would wash the compensation out); those cells are clipped to it
+  for (const r of sums)
+    r.effects.forEach((v, k) => { if (typeof v === "number" && slots[k] !== r.component) lim = Math.max(lim, Math.abs(v)); });
+  $("heat-lo").textContent = "−" + fmt(lim);
+  $("heat-hi").textContent = "+" + fmt(lim);
   const head = document.createElement("thead");
   const htr = document.createElement("tr");
   htr.append(document.createElement("th"));
@@ -187,7 +192,9 @@ function drawHeatmap(rows, slots, method) {
       td.dataset.component = r.component;
       td.dataset.slot = slots[k];
       td.dataset.value = String(v);
-      td.title = `${r.component} ablated: ${slots[k]} direct effect changes by ${fmt(v, 4)}`;
+      if (slots[k] === r.component) td.classList.add("own");
+      td.title = `${r.component} ablated: ${slots[k]} direct effect changes by ${fmt(v, 4)}`
+        + (slots[k] === r.component ? " (its own; the colour is clipped to the scale)" : "");
       td.style.background = typeof v === "number" ? color(v, lim) : "#ddd";
       tr.append(td);
     });
@@ -237,8 +244,35 @@ function drawScatter(rows, method) {
     t.textContent = s;
     svg.append(t);
   };
-  label(W / 2 - 40, W - 8, "direct effect");
+  label(W - 110, W - 4, "direct effect");
   label(4, 14, "total effect");
+  // tick numbers on both axes (the same scale), at round steps
+  const step = Math.pow(10, Math.floor(Math.log10((b - a) / 4 || 1)));
+  const nice = [1, 2, 5, 10].map((m) => m * step).find((s) => (b - a) / s <= 6) || 10 * step;
+  for (let v = Math.ceil(a / nice) * nice; v <= b; v += nice) {
+    const txt = Math.abs(v) < nice / 2 ? "0" : String(+v.toPrecision(3));
+    const tx = document.createElementNS(ns, "text");
+    Object.entries({ x: sx(v), y: W - M + 12, "font-size": "9", "text-anchor": "middle", class: "tick" })
+      .forEach(([k, w]) => tx.setAttribute(k, w));
+    tx.textContent = txt;
+    const ty = document.createElementNS(ns, "text");
+    Object.entries({ x: M - 3, y: sy(v) + 3, "font-size": "9", "text-anchor": "end", class: "tick" })
+      .forEach(([k, w]) => ty.setAttribute(k, w));
+    ty.textContent = txt;
+    svg.append(tx, ty);
+  }
+  // the legend: one entry per kind of component drawn
+  const kinds = [["attn", "attention"], ["mlp", "MLP"], ["other", "other"]]
+    .filter(([k]) => pts.some((p) => (p.c.startsWith("attn") ? "attn" : p.c.startsWith("mlp") ? "mlp" : "other") === k));
+  kinds.forEach(([k, name], i) => {
+    const c = document.createElementNS(ns, "circle");
+    Object.entries({ cx: W - 90, cy: 14 + 14 * i, r: 4, class: k }).forEach(([a2, w]) => c.setAttribute(a2, w));
+    const t = document.createElementNS(ns, "text");
+    Object.entries({ x: W - 82, y: 18 + 14 * i, "font-size": "11", class: "legend-entry" })
+      .forEach(([a2, w]) => t.setAttribute(a2, w));
+    t.textContent = name;
+    svg.append(c, t);
+  });
 }
 
 function drawSummary(rows) {

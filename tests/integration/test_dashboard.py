@@ -91,8 +91,18 @@ try:
     check("a component's own cell is minus its direct effect",
           diag is not None and abs(float(diag.get_attribute("data-value"))
                                    + summary[0]["direct_effect"]["mean"]) <= 1e-4)
-    pts = driver.find_elements(By.CSS_SELECTOR, "#scatter circle")
+    pts = driver.find_elements(By.CSS_SELECTOR, "#scatter circle[data-component]")
     check("scatter: one point per component", len(pts) == n_comp, len(pts))
+    legend = [t.text for t in driver.find_elements(By.CSS_SELECTOR, "#scatter text.legend-entry")]
+    check("scatter: a legend of attention and MLP", legend == ["attention", "MLP"], legend)
+    ticks = [t.text for t in driver.find_elements(By.CSS_SELECTOR, "#scatter text.tick")]
+    check("scatter: tick numbers on its axes, 0 among them",
+          len(ticks) >= 4 and "0" in ticks and all(float(t) == float(t) for t in ticks), ticks)
+    lim = max(abs(v) for r in summary for v, sl in zip(r["effects"], slots) if v is not None
+              and sl != r["component"])
+    lo, hi = driver.find_element(By.ID, "heat-lo").text, driver.find_element(By.ID, "heat-hi").text
+    check("heatmap: a colour legend from -max to +max |change| off the diagonal",
+          hi == f"+{lim:.3f}" and lo == f"\u2212{lim:.3f}", (lo, hi, lim))
     trs = driver.find_elements(By.CSS_SELECTOR, "#summary tbody tr")
     first = trs[0].find_elements(By.TAG_NAME, "td") if trs else []
     check("summary table: one row per component, direct and total as the API",

@@ -174,7 +174,7 @@ static int label_matches(const store_job_t *j, const char *want) {
   int hit = 0;
   json_object_foreach(labels, key, value) {
     if (strlen(key) == key_len && strncmp(key, want, key_len) == 0)
-      hit = !eq || strcmp(json_string_value(value), eq + 1) == 0;
+      hit = !eq || (json_is_string(value) && strcmp(json_string_value(value), eq + 1) == 0);
   }
   json_decref(labels);
   return hit;

@@ -14,9 +14,13 @@ prompt per work unit, where one unit of a slow job takes seconds:
   5. a cancel stops a running unit at its next pass: the next job starts at
      once.
 
-usage: test_jobs_wait.py HYDRAD ROOT"""
+With the hydra CLI given, `hydra status` of the waiting job prints its
+place, why it waits, and "-" for its unknown start, rate and ETA.
+
+usage: test_jobs_wait.py HYDRAD ROOT [HYDRA]"""
 import json
 import os
+import subprocess
 import sys
 import time
 import urllib.error
@@ -25,6 +29,7 @@ import urllib.request
 from hydra_testutil import Checks, Daemon
 
 HYDRAD, ROOT = sys.argv[1:3]
+HYDRA = sys.argv[3] if len(sys.argv) > 3 else None
 TINY = os.path.join(ROOT, "tests", "data", "tiny-gpt2")
 TOKENS = {"wait-token-alice-0123456789abcdef": "alice user",
           "wait-token-bob-0123456789abcdef01": "bob user",
@@ -121,6 +126,14 @@ try:
           and "user bob" in s_admin["waiting"], s_admin.get("waiting"))
     check("... its rate and ETA unknown (null)", s["progress"]["rate"] is None
           and s["progress"]["eta_s"] is None, s["progress"])
+    if HYDRA:
+        p = subprocess.run([HYDRA, "status", b[:8]], capture_output=True, text=True, timeout=30,
+                           env=dict(os.environ, HYDRA_URL=d.url, HYDRA_TOKEN=ALICE))
+        lines = dict((ln[:10].strip(), ln[10:]) for ln in p.stdout.splitlines() if len(ln) > 10)
+        want = {"state": "queued", "queue": "1 job(s) ahead", "started": "-", "rate": "-", "eta": "-"}
+        check("hydra status of the waiting job: its place, '-' for its start, rate and ETA, why it waits",
+              p.returncode == 0 and all(lines.get(k) == v for k, v in want.items())
+              and "another user's job" in lines.get("waiting", ""), p.stdout + p.stderr)
     s, _ = until(d, b, lambda s: s["state"] in final, 30)
     waited = time.monotonic() - t0
     still = status(d, a, BOB)

@@ -146,7 +146,8 @@ try:
                           "positions": "all"}, "reuse": False}
     run_job = server.submit(slow)
     driver.get(URL + "/#job=" + run_job)
-    wait.until(lambda d: d.execute_script("return document.body.dataset.partial"))
+    slow_wait = WebDriverWait(driver, 300)  # a unit of this job is minutes in a sanitizer build
+    slow_wait.until(lambda d: d.execute_script("return document.body.dataset.partial"))
     # one snapshot of the page (it redraws every second while the job runs)
     snap = driver.execute_script("""
       const q = (s) => [...document.querySelectorAll(s)];
@@ -173,7 +174,7 @@ try:
     check("running job: the job has not ended yet (else the partial view proves nothing)",
           st["state"] == "running", st["state"])
     driver.save_screenshot(os.path.join(ARTIFACTS, "dashboard-running.png"))
-    wait.until(lambda d: d.execute_script("return document.body.dataset.ready") == run_job)
+    slow_wait.until(lambda d: d.execute_script("return document.body.dataset.ready") == run_job)
     rrows = server.rows(run_job)
     rheader = next(r for r in rrows if r["type"] == "header")
     worst, n_cells = 0.0, 0

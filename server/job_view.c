@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buffer.h"
 #include "clock.h"
 
 /* A job's own rate: its variants over the time since it first ran (until
@@ -173,24 +174,24 @@ static int job_wanted(const store_job_t *j, const job_view_query_t *q) {
   return !q->label || label_matches(j, q->label);
 }
 
-/* Appends text percent-encoded for a URL's query to out (n bytes). */
-static void url_append(char *out, size_t n, const char *text) {
-  size_t at = strlen(out);
-  for (const unsigned char *p = (const unsigned char *)text; *p && at + 4 < n; p++)
-    at += isalnum(*p) || strchr("-._~", *p) ? (size_t)snprintf(out + at, n - at, "%c", *p)
-                                            : (size_t)snprintf(out + at, n - at, "%%%02X", *p);
-}
-
-static void next_url(const job_view_query_t *q, long limit, const char *cursor, char *out,
-                     size_t n) {
-  snprintf(out, n, "/v1/jobs?limit=%ld&cursor=%s", limit, cursor);
+/* The next page's URL: the query's filters (percent-encoded) after the
+ * cursor; NULL when out of memory. The caller frees it. */
+static char *next_url(const job_view_query_t *q, long limit, const char *cursor) {
+  buffer_t url = {0};
+  int ok = buffer_appendf(&url, "/v1/jobs?limit=%ld&cursor=%s", limit, cursor) == 0;
   const char *names[] = {"name", "label", "state"};
   const char *values[] = {q->name, q->label, q->state};
-  for (int i = 0; i < 3; i++)
-    if (values[i]) {
-      snprintf(out + strlen(out), n - strlen(out), "&%s=", names[i]);
-      url_append(out, n, values[i]);
-    }
+  for (int i = 0; i < 3 && ok; i++) {
+    if (!values[i])
+      continue;
+    ok = buffer_appendf(&url, "&%s=", names[i]) == 0;
+    for (const unsigned char *p = (const unsigned char *)values[i]; *p && ok; p++)
+      ok = (isalnum(*p) || strchr("-._~", *p) ? buffer_appendf(&url, "%c", *p)
+                                              : buffer_appendf(&url, "%%%02X", *p)) == 0;
+  }
+  if (!ok)
+    buffer_free(&url);
+  return url.data;
 }
 
 /* The query's page size and where it starts; 0, or 400 with *field and msg. */
@@ -275,14 +276,16 @@ json_t *job_view_list(server_t *s, const char *user, role_t role, const job_view
   int more = 0;
   for (; i < n && !more; i++)
     more = job_wanted(&jobs[i], q);
-  char cursor[64] = "", next[1024] = "";
+  char cursor[64] = "", *next = NULL;
   if (more && last_shown < n) {
     cursor_make(&jobs[last_shown], cursor);
-    next_url(q, limit, cursor, next, sizeof next);
+    next = next_url(q, limit, cursor);
   }
   free(jobs);
   *status = 200;
-  return json_pack("{s:o,s:o,s:o}", "jobs", list, "next_cursor",
-                   cursor[0] ? json_string(cursor) : json_null(), "next",
-                   next[0] ? json_string(next) : json_null());
+  json_t *page = json_pack("{s:o,s:o,s:o}", "jobs", list, "next_cursor",
+                           cursor[0] ? json_string(cursor) : json_null(), "next",
+                           next ? json_string(next) : json_null());
+  free(next);
+  return page;
 }

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buffer.h"
 #include "clock.h"
 
 /* A job's own rate: its variants over the time since it first ran (until
@@ -111,16 +112,17 @@ int job_view_resolve(server_t *s, const char *given, const char *user, role_t ro
     return 0;
   }
   const char *prefix = given;
+  const store_filter_t f = {
+      .user = role == ROLE_ADMIN ? NULL : user, .id_prefix = prefix, .state = -1};
   store_job_t *jobs = NULL;
-  size_t n_jobs = 0, matches = 0;
+  size_t matches = 0;
   char err[HYDRA_ERR_LEN];
-  if (store_jobs_list(s->store, role == ROLE_ADMIN ? NULL : user, 0, &jobs, &n_jobs, err) != 0) {
+  if (store_jobs_find(s->store, &f, 0, &jobs, &matches, err) != 0) {
     snprintf(msg, len, "the job store failed: %s", err);
     return 503;
   }
-  for (size_t i = 0; i < n_jobs; i++)
-    if (strncmp(jobs[i].id, prefix, n) == 0 && matches++ == 0)
-      memcpy(id, jobs[i].id, STORE_ID_LEN);
+  if (matches == 1)
+    memcpy(id, jobs[0].id, STORE_ID_LEN);
   free(jobs);
   if (matches == 1)
     return 0;
@@ -130,14 +132,6 @@ int job_view_resolve(server_t *s, const char *given, const char *user, role_t ro
   }
   snprintf(msg, len, "the id prefix %s matches %zu jobs: give more of the id", prefix, matches);
   return 400;
-}
-
-/* Newest first: by creation time, then by id. */
-static int newer_first(const void *a, const void *b) {
-  const store_job_t *x = a, *y = b;
-  if (x->created_at != y->created_at)
-    return x->created_at > y->created_at ? -1 : 1;
-  return -strcmp(x->id, y->id);
 }
 
 /* A cursor: the last shown job's creation time (the bits of the double, 16
@@ -160,11 +154,6 @@ static int cursor_parse(const char *c, double *created_at, char id[STORE_ID_LEN]
   return 0;
 }
 
-/* Whether job j comes after the cursor in newest-first order. */
-static int after_cursor(const store_job_t *j, double created_at, const char *id) {
-  return j->created_at < created_at || (j->created_at == created_at && strcmp(j->id, id) < 0);
-}
-
 static int label_matches(const store_job_t *j, const char *want) {
   const char *eq = strchr(want, '=');
   const size_t key_len = eq ? (size_t)(eq - want) : strlen(want);
@@ -174,40 +163,40 @@ static int label_matches(const store_job_t *j, const char *want) {
   int hit = 0;
   json_object_foreach(labels, key, value) {
     if (strlen(key) == key_len && strncmp(key, want, key_len) == 0)
-      hit = !eq || strcmp(json_string_value(value), eq + 1) == 0;
+      hit = !eq || (json_is_string(value) && strcmp(json_string_value(value), eq + 1) == 0);
   }
   json_decref(labels);
   return hit;
 }
 
+/* The filters the store does not apply (store_filter_t has the others). */
 static int job_wanted(const store_job_t *j, const job_view_query_t *q) {
-  return (!q->name || strcmp(j->name, q->name) == 0) && (!q->label || label_matches(j, q->label)) &&
-         (!q->state || strcmp(store_state_name(j->state), q->state) == 0);
+  return !q->label || label_matches(j, q->label);
 }
 
-/* Appends text percent-encoded for a URL's query to out (n bytes). */
-static void url_append(char *out, size_t n, const char *text) {
-  size_t at = strlen(out);
-  for (const unsigned char *p = (const unsigned char *)text; *p && at + 4 < n; p++)
-    at += isalnum(*p) || strchr("-._~", *p) ? (size_t)snprintf(out + at, n - at, "%c", *p)
-                                            : (size_t)snprintf(out + at, n - at, "%%%02X", *p);
-}
-
-static void next_url(const job_view_query_t *q, long limit, const char *cursor, char *out,
-                     size_t n) {
-  snprintf(out, n, "/v1/jobs?limit=%ld&cursor=%s", limit, cursor);
+/* The next page's URL: the query's filters (percent-encoded) after the
+ * cursor; NULL when out of memory. The caller frees it. */
+static char *next_url(const job_view_query_t *q, long limit, const char *cursor) {
+  buffer_t url = {0};
+  int ok = buffer_appendf(&url, "/v1/jobs?limit=%ld&cursor=%s", limit, cursor) == 0;
   const char *names[] = {"name", "label", "state"};
   const char *values[] = {q->name, q->label, q->state};
-  for (int i = 0; i < 3; i++)
-    if (values[i]) {
-      snprintf(out + strlen(out), n - strlen(out), "&%s=", names[i]);
-      url_append(out, n, values[i]);
-    }
+  for (int i = 0; i < 3 && ok; i++) {
+    if (!values[i])
+      continue;
+    ok = buffer_appendf(&url, "&%s=", names[i]) == 0;
+    for (const unsigned char *p = (const unsigned char *)values[i]; *p && ok; p++)
+      ok = (isalnum(*p) || strchr("-._~", *p) ? buffer_appendf(&url, "%c", *p)
+                                              : buffer_appendf(&url, "%%%02X", *p)) == 0;
+  }
+  if (!ok)
+    buffer_free(&url);
+  return url.data;
 }
 
 /* The query's page size and where it starts; 0, or 400 with *field and msg. */
-static int query_check(const job_view_query_t *q, long *limit, double *cur_at,
-                       char cur_id[STORE_ID_LEN], const char **field, char *msg, size_t len) {
+static int query_check(const job_view_query_t *q, long *limit, store_filter_t *f,
+                       const char **field, char *msg, size_t len) {
   *limit = JOB_VIEW_PAGE_MAX;
   if (q->limit) {
     char *end = NULL;
@@ -219,15 +208,16 @@ static int query_check(const job_view_query_t *q, long *limit, double *cur_at,
       return 400;
     }
   }
-  if (q->cursor && cursor_parse(q->cursor, cur_at, cur_id) != 0) {
+  if (q->cursor && cursor_parse(q->cursor, &f->before_at, f->before_id) != 0) {
     *field = "cursor";
     snprintf(msg, len, "not a cursor of this server (give a page's next_cursor as it is)");
     return 400;
   }
-  int known = !q->state;
-  for (int st = 0; !known && st <= STORE_CANCELLED; st++)
-    known = strcmp(q->state, store_state_name((store_state_t)st)) == 0;
-  if (!known) {
+  f->before = q->cursor != NULL;
+  for (int st = 0; q->state && f->state < 0 && st <= STORE_CANCELLED; st++)
+    if (strcmp(q->state, store_state_name((store_state_t)st)) == 0)
+      f->state = st;
+  if (q->state && f->state < 0) {
     *field = "state";
     snprintf(msg, len, "expected queued, running, done, failed or cancelled");
     return 400;
@@ -238,37 +228,47 @@ static int query_check(const job_view_query_t *q, long *limit, double *cur_at,
 json_t *job_view_list(server_t *s, const char *user, role_t role, const job_view_query_t *q,
                       int *status, const char **field, char *msg, size_t len) {
   long limit;
-  double cur_at = 0;
-  char cur_id[STORE_ID_LEN] = "";
+  store_filter_t f = {.user = role == ROLE_ADMIN ? NULL : user, .name = q->name, .state = -1};
   *field = "";
-  if ((*status = query_check(q, &limit, &cur_at, cur_id, field, msg, len)) != 0)
+  if ((*status = query_check(q, &limit, &f, field, msg, len)) != 0)
     return NULL;
-  store_job_t *jobs = NULL;
-  size_t n = 0, first = 0;
   char err[HYDRA_ERR_LEN];
-  if (store_jobs_list(s->store, role == ROLE_ADMIN ? NULL : user, 0, &jobs, &n, err) != 0) {
-    *status = 503;
-    snprintf(msg, len, "the job store failed: %s", err);
-    return NULL;
-  }
-  if (n > 1)
-    qsort(jobs, n, sizeof *jobs, newer_first);
-  if (q->after && !q->cursor) { /* the older form: a job's id */
-    while (first < n && strcmp(jobs[first].id, q->after) != 0)
-      first++;
-    if (first == n) {
-      free(jobs);
+  if (q->after && !q->cursor) { /* the older form: after a job's id */
+    store_job_t *after = NULL;
+    size_t n_after = 0;
+    const store_filter_t by_id = {.user = f.user, .id_prefix = q->after, .state = -1};
+    const int ok = strlen(q->after) == STORE_ID_LEN - 1 && all_hex(q->after, STORE_ID_LEN - 1);
+    if (ok && store_jobs_find(s->store, &by_id, 0, &after, &n_after, err) != 0) {
+      *status = 503;
+      snprintf(msg, len, "the job store failed: %s", err);
+      return NULL;
+    }
+    if (n_after == 1) {
+      f.before = 1;
+      f.before_at = after[0].created_at;
+      memcpy(f.before_id, after[0].id, STORE_ID_LEN);
+    }
+    free(after);
+    if (n_after != 1) {
       *status = 400;
       *field = "after";
       snprintf(msg, len, "no job of yours with that id");
       return NULL;
     }
-    first++;
+  }
+  /* One job more than the page tells whether a next page exists; a label
+   * filter is applied here, after the store's filters, on every job. */
+  store_job_t *jobs = NULL;
+  size_t n = 0;
+  if (store_jobs_find(s->store, &f, q->label ? 0 : (size_t)limit + 1, &jobs, &n, err) != 0) {
+    *status = 503;
+    snprintf(msg, len, "the job store failed: %s", err);
+    return NULL;
   }
   json_t *list = json_array();
-  size_t last_shown = n, i = first;
+  size_t last_shown = n, i = 0;
   for (; i < n && json_array_size(list) < (size_t)limit; i++) {
-    if ((q->cursor && !after_cursor(&jobs[i], cur_at, cur_id)) || !job_wanted(&jobs[i], q))
+    if (!job_wanted(&jobs[i], q))
       continue;
     json_array_append_new(list, job_view_json(s, &jobs[i], user, role));
     last_shown = i;
@@ -276,14 +276,16 @@ json_t *job_view_list(server_t *s, const char *user, role_t role, const job_view
   int more = 0;
   for (; i < n && !more; i++)
     more = job_wanted(&jobs[i], q);
-  char cursor[64] = "", next[1024] = "";
+  char cursor[64] = "", *next = NULL;
   if (more && last_shown < n) {
     cursor_make(&jobs[last_shown], cursor);
-    next_url(q, limit, cursor, next, sizeof next);
+    next = next_url(q, limit, cursor);
   }
   free(jobs);
   *status = 200;
-  return json_pack("{s:o,s:o,s:o}", "jobs", list, "next_cursor",
-                   cursor[0] ? json_string(cursor) : json_null(), "next",
-                   next[0] ? json_string(next) : json_null());
+  json_t *page = json_pack("{s:o,s:o,s:o}", "jobs", list, "next_cursor",
+                           cursor[0] ? json_string(cursor) : json_null(), "next",
+                           next ? json_string(next) : json_null());
+  free(next);
+  return page;
 }

@@ -273,6 +273,21 @@ int store_jobs_list(store_t *s, const char *user, size_t limit, store_job_t **jo
   return s->ops->jobs_list(s, user, limit, jobs, n, err);
 }
 
+int store_jobs_find(store_t *s, const store_filter_t *f, size_t limit, store_job_t **jobs,
+                    size_t *n, char *err) {
+  *jobs = NULL;
+  *n = 0;
+  if (f->id_prefix) {
+    const size_t len = strlen(f->id_prefix);
+    if (len == 0 || len > STORE_ID_LEN - 1 || strspn(f->id_prefix, "0123456789abcdef") != len)
+      return err_set(err, "store %s: find jobs: the id prefix is not 1 to %d lowercase hex digits",
+                     s->name, STORE_ID_LEN - 1);
+  }
+  if (f->state < -1 || f->state > STORE_CANCELLED)
+    return err_set(err, "store %s: find jobs: no state %d", s->name, f->state);
+  return s->ops->jobs_find(s, f, limit, jobs, n, err);
+}
+
 int store_user_usage(store_t *s, const char *user, int64_t *jobs, int64_t *bytes, char *err) {
   int64_t jobs_here = 0, bytes_here = 0;
   if (!user)

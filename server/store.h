@@ -182,6 +182,26 @@ int store_job_spec(store_t *s, const char *job_id, char **spec, size_t *len, cha
 int store_jobs_list(store_t *s, const char *user, size_t limit, store_job_t **jobs, size_t *n,
                     char *err);
 
+/* Which jobs store_jobs_find returns; a NULL field (state: -1, before: 0)
+ * does not filter. */
+typedef struct {
+  const char *user;      /* the jobs of this user */
+  const char *id_prefix; /* ids starting so: 1 to 32 lowercase hex digits */
+  const char *name;      /* the jobs of this name */
+  int state;             /* a store_state_t, or -1 */
+  /* 1: only the jobs after (before_at, before_id) in newest-first order (a
+   * page's cursor: older, or as old with a smaller id) */
+  int before;
+  double before_at;
+  char before_id[STORE_ID_LEN];
+} store_filter_t;
+
+/* The jobs that pass filter, newest first (by creation time, then id), at
+ * most limit (0: all). *jobs is a malloc'd array the caller frees (NULL
+ * when *n is 0). From the store's read connection. */
+int store_jobs_find(store_t *s, const store_filter_t *filter, size_t limit, store_job_t **jobs,
+                    size_t *n, char *err);
+
 /* What a user keeps in the store: *jobs (may be NULL) gets the number of
  * their jobs (any state, until purged), *bytes (may be NULL) the bytes of
  * their specs and rows. From the store's read connection: a commit in

@@ -18,6 +18,8 @@ typedef struct store_ops {
                   char *err);
   int (*jobs_list)(store_t *s, const char *user, size_t limit, store_job_t **jobs, size_t *n,
                    char *err);
+  int (*jobs_find)(store_t *s, const store_filter_t *f, size_t limit, store_job_t **jobs, size_t *n,
+                   char *err);
   int (*jobs_resumable)(store_t *s, store_resume_t **jobs, size_t *n, char *err);
   int (*job_set_state)(store_t *s, const char *job_id, store_state_t state, const char *error,
                        const char *const rows[], size_t n_rows, const char *what, char *err);

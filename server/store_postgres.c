@@ -1117,6 +1117,31 @@ static int pg_jobs_list(store_t *base, const char *user, size_t limit, store_job
   return rc;
 }
 
+static int pg_jobs_find(store_t *base, const store_filter_t *f, size_t limit, store_job_t **jobs,
+                        size_t *n, char *err) {
+  char lim[24], at[40];
+  snprintf(lim, sizeof lim, "%zu", limit);
+  snprintf(at, sizeof at, "%.17g", f->before_at);
+  const char *p[] = {f->user,
+                     f->id_prefix,
+                     f->name,
+                     f->state >= 0 ? store_state_name((store_state_t)f->state) : NULL,
+                     f->before ? at : NULL,
+                     f->before ? f->before_id : NULL,
+                     limit ? lim : NULL};
+  void *items = NULL;
+  int rc =
+      jobs_query((pg_store_t *)base,
+                 "SELECT " JOB_COLUMNS " FROM hydra_jobs WHERE ($1::text IS NULL OR "
+                 "user_name = $1) AND ($2::text IS NULL OR left(id, length($2)) = $2) AND "
+                 "($3::text IS NULL OR name = $3) AND ($4::text IS NULL OR state = $4) AND "
+                 "($5::float8 IS NULL OR created_at < $5 OR (created_at = $5 AND id COLLATE "
+                 "\"C\" < $6)) ORDER BY created_at DESC, id COLLATE \"C\" DESC LIMIT $7::bigint",
+                 7, p, 0, &items, n, "find jobs", err);
+  *jobs = items;
+  return rc;
+}
+
 static int pg_user_usage(store_t *base, const char *user, int64_t *jobs, int64_t *bytes,
                          char *err) {
   pg_store_t *s = (pg_store_t *)base;
@@ -1215,6 +1240,7 @@ static const store_ops_t POSTGRES_OPS = {
     .job_get = pg_job_get,
     .job_spec = pg_job_spec,
     .jobs_list = pg_jobs_list,
+    .jobs_find = pg_jobs_find,
     .jobs_resumable = pg_jobs_resumable,
     .job_set_state = pg_job_set_state,
     .unit_complete = pg_unit_complete,

@@ -184,6 +184,7 @@ enum {
   R_JOB_KEY,
   R_JOBS_ALL,
   R_JOBS_USER,
+  R_JOBS_FIND,
   R_RESUMABLE,
   R_USAGE,
   R_ROWS,
@@ -197,6 +198,10 @@ static const char *const READ_SQL[R_COUNT] = {
     [R_JOB_SPEC] = "SELECT spec FROM jobs WHERE id = ?1",
     [R_JOB_KEY] = "SELECT key, state FROM jobs WHERE id = ?1",
     [R_JOBS_ALL] = "SELECT " JOB_COLUMNS " FROM jobs ORDER BY created_at DESC, key DESC LIMIT ?1",
+    [R_JOBS_FIND] = "SELECT " JOB_COLUMNS " FROM jobs WHERE (?1 IS NULL OR user_name = ?1) AND "
+                    "(?2 IS NULL OR substr(id, 1, length(?2)) = ?2) AND (?3 IS NULL OR name = ?3) "
+                    "AND (?4 IS NULL OR state = ?4) AND (?5 IS NULL OR created_at < ?5 OR "
+                    "(created_at = ?5 AND id < ?6)) ORDER BY created_at DESC, id DESC LIMIT ?7",
     [R_JOBS_USER] = "SELECT " JOB_COLUMNS " FROM jobs WHERE user_name = ?2 "
                     "ORDER BY created_at DESC, key DESC LIMIT ?1",
     [R_RESUMABLE] = "SELECT " JOB_COLUMNS ", (SELECT min(idx) FROM units WHERE units.job = "
@@ -1211,6 +1216,58 @@ out:
   return 0;
 }
 
+static int sq_jobs_find(store_t *base, const store_filter_t *f, size_t limit, store_job_t **jobs,
+                        size_t *n, char *err) {
+  sqlite_store_t *s = (sqlite_store_t *)base;
+  const char *what = "find jobs";
+  void *items = NULL;
+  size_t count = 0, cap = 0;
+  int rc = -1, step;
+  *jobs = NULL;
+  *n = 0;
+  pthread_mutex_lock(&s->rlock);
+  sqlite3_stmt *st = s->r[R_JOBS_FIND];
+  const char *state = f->state >= 0 ? store_state_name((store_state_t)f->state) : NULL;
+  const char *const texts[] = {f->user, f->id_prefix, f->name, state};
+  int bad = 0;
+  for (int i = 0; i < 4; i++)
+    bad |= texts[i] ? sqlite3_bind_text(st, i + 1, texts[i], -1, SQLITE_STATIC)
+                    : sqlite3_bind_null(st, i + 1);
+  bad |= f->before ? sqlite3_bind_double(st, 5, f->before_at) |
+                         sqlite3_bind_text(st, 6, f->before_id, -1, SQLITE_STATIC)
+                   : sqlite3_bind_null(st, 5) | sqlite3_bind_null(st, 6);
+  bad |= sqlite3_bind_int64(st, 7, limit ? (int64_t)limit : -1);
+  if (bad) {
+    db_error(s, s->rdb, what, err);
+    goto out;
+  }
+  while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+    if (buffer_grow(&items, &cap, count + 1, sizeof(store_job_t)) != 0) {
+      err_set(err, "store %s: %s: out of memory", s->path, what);
+      goto out;
+    }
+    store_job_t *job = (store_job_t *)items + count++;
+    if (job_read(s, st, job, err))
+      goto out;
+  }
+  if (step != SQLITE_DONE) {
+    db_error(s, s->rdb, what, err);
+    goto out;
+  }
+  rc = 0;
+out:
+  sqlite3_clear_bindings(st);
+  sqlite3_reset(st);
+  pthread_mutex_unlock(&s->rlock);
+  if (rc) {
+    free(items);
+    return rc;
+  }
+  *jobs = items;
+  *n = count;
+  return 0;
+}
+
 static int sq_user_usage(store_t *base, const char *user, int64_t *jobs, int64_t *bytes,
                          char *err) {
   sqlite_store_t *s = (sqlite_store_t *)base;
@@ -1348,6 +1405,7 @@ static const store_ops_t SQLITE_OPS = {
     .job_get = sq_job_get,
     .job_spec = sq_job_spec,
     .jobs_list = sq_jobs_list,
+    .jobs_find = sq_jobs_find,
     .jobs_resumable = sq_jobs_resumable,
     .job_set_state = sq_job_set_state,
     .unit_complete = sq_unit_complete,

@@ -28,6 +28,7 @@ typedef struct {
   char url_buf[1024]; /* the URL without trailing slashes */
   const char *format; /* table, csv, ndjson */
   const char *after, *baseline, *junit, *model;
+  const char *name, *label, *state; /* hydra jobs' filters */
   double rtol, atol;
   int follow, write_baseline;
   int n_pos;
@@ -41,11 +42,12 @@ static const struct {
     {"models", "hydra models [NAME]   (the loaded models; NAME: only that one)"},
     {"tokenize", "hydra tokenize MODEL TEXT"},
     {"submit", "hydra submit JOB.json [--follow [--format table|csv|ndjson]]"},
-    {"status", "hydra status ID"},
+    {"status",
+     "hydra status ID   (ID: a job id or a unique prefix of 6 or more of its hex digits)"},
     {"results", "hydra results ID [--format table|csv|ndjson] [--after N]"},
     {"cancel", "hydra cancel ID"},
     {"retry", "hydra retry ID   (a failed job, from its first pending unit)"},
-    {"jobs", "hydra jobs"},
+    {"jobs", "hydra jobs [--name NAME] [--label KEY[=VALUE]] [--state STATE]"},
     {"check", "hydra check --baseline BASE.json JOB.json [--rtol R] [--atol A] [--junit OUT.xml]\n"
               "       hydra check --write-baseline --baseline BASE.json JOB.json"},
 };
@@ -134,6 +136,12 @@ static int parse_opts(const char *cmd, int argc, char **argv, const char *allowe
       o->junit = v;
     else if (strcmp(a, "--model") == 0)
       o->model = v;
+    else if (strcmp(a, "--name") == 0)
+      o->name = v;
+    else if (strcmp(a, "--label") == 0)
+      o->label = v;
+    else if (strcmp(a, "--state") == 0)
+      o->state = v;
     else if (strcmp(a, "--rtol") == 0 || strcmp(a, "--atol") == 0) {
       const double x = strtod(v, &end);
       if (end == v || *end || !(x >= 0)) {
@@ -409,17 +417,47 @@ int cmd_retry(int argc, char **argv) {
   return job_command("retry", argc, argv, "POST", "/retry", print_retry);
 }
 
+/* "/v1/jobs" with the filters given (the server checks them), URL-encoded;
+ * NULL when out of memory. The caller frees it. */
+static char *jobs_query(const opts_t *o) {
+  const char *names[] = {"name", "label", "state"}, *values[] = {o->name, o->label, o->state};
+  buffer_t q = {0};
+  int ok = buffer_appendf(&q, "/v1/jobs") == 0;
+  for (int i = 0; i < 3 && ok; i++) {
+    if (!values[i])
+      continue;
+    char *esc = curl_easy_escape(NULL, values[i], 0);
+    ok = esc && buffer_appendf(&q, "%c%s=%s", strchr(q.data, '?') ? '&' : '?', names[i], esc) == 0;
+    curl_free(esc);
+  }
+  if (!ok)
+    buffer_free(&q);
+  return q.data;
+}
+
 int cmd_jobs(int argc, char **argv) {
   opts_t o = {0};
-  int rc = parse_opts("jobs", argc, argv, URL_OPTS, &o);
+  int rc = parse_opts("jobs", argc, argv, URL_OPTS "name label state ", &o);
   if (rc)
     return opts_exit(rc);
-  cli_print_jobs_header();
-  char page[256] = "/v1/jobs";
-  while (page[0]) { /* every page: "next" until null */
+  if (o.n_pos) {
+    fprintf(stderr, "usage: %s\n", usage_of("jobs"));
+    return EXIT_USAGE;
+  }
+  char page[1024], *first = jobs_query(&o);
+  if (!first || strlen(first) >= sizeof page) {
+    fprintf(stderr, "hydra jobs: %s\n", first ? "the filters are too long" : "out of memory");
+    free(first);
+    return EXIT_USAGE;
+  }
+  snprintf(page, sizeof page, "%s", first);
+  free(first);
+  for (int n_pages = 0; page[0]; n_pages++) { /* every page: "next" until null */
     json_t *doc = call_json("jobs", &o, "GET", page, NULL, 0, &rc);
     if (!doc)
       return rc;
+    if (n_pages == 0)
+      cli_print_jobs_header();
     size_t i;
     json_t *j;
     json_array_foreach(json_object_get(doc, "jobs"), i, j) cli_print_job_line(j);

@@ -104,6 +104,15 @@ try:
           rc == 0 and out.split()[:1] == ["id"] and "name" in out.splitlines()[0]
           and utc(st["created_at"]) in line and " 4 " in line and line.endswith("cli run \u00e9")
           and f"{st['variants']}/{st['variants']}" in line, out + err)
+    rc, out, err = hydra("jobs", "--name", "cli run \u00e9")
+    check("jobs --name: that job alone", rc == 0 and [ln.split()[0] for ln in out.splitlines()[1:]] == [nid],
+          out + err)
+    rc, out, err = hydra("jobs", "--label", "sweep=a", "--state", "done")
+    check("jobs --label sweep=a --state done: that job alone",
+          rc == 0 and [ln.split()[0] for ln in out.splitlines()[1:]] == [nid], out + err)
+    rc, out, err = hydra("jobs", "--state", "finished")
+    check("jobs --state finished: exit 2 with the server's message naming the field",
+          rc == 2 and "state" in err and "queued, running" in err and not out, f"exit {rc}: {out}{err}")
     rc, out, err = hydra("retry", job)
     check("retry of a done job: exit 3 with the server's 409 and its reason",
           rc == 3 and "409" in err and "only a failed job can be retried" in err, f"exit {rc}: {err}")

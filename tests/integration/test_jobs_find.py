@@ -12,10 +12,14 @@
   4. GET /v1/jobs pages with ?limit= and ?cursor= (next_cursor) and stays
      put while jobs are added; ?name=, ?label=, ?state= filter it.
 
+On a PostgreSQL store when HYDRA_TEST_POSTGRES is set (with_postgres.sh),
+else on SQLite.
+
 usage: test_jobs_find.py HYDRAD ROOT"""
 import json
 import os
 import sqlite3
+import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -58,7 +62,8 @@ def error_field(answer):
     return ((answer or {}).get("error") or {}).get("field") if isinstance(answer, dict) else None
 
 
-d = Daemon(HYDRAD, TINY, TOKENS)
+PG = os.environ.get("HYDRA_TEST_POSTGRES")
+d = Daemon(HYDRAD, TINY, TOKENS, store=PG)
 try:
     # 1. names and labels
     named = spec(3, name="sweep layer 2 \u00e9", labels={"sweep": "a", "layer": "2"})
@@ -170,14 +175,22 @@ finally:
     d.stop()
 
 # 3 again: two jobs sharing a prefix (planted in the store), then 400 naming the count
-db = sqlite3.connect(d.store)
-key = db.execute("SELECT key FROM jobs WHERE id = ?", (jid,)).fetchone()[0]
 twin = jid[:10] + ("0" if jid[10] != "0" else "1") + jid[11:]
-cols = [r[1] for r in db.execute("PRAGMA table_info(jobs)") if r[1] not in ("key", "id")]
-db.execute(f"INSERT INTO jobs (id, {', '.join(cols)}) SELECT ?, {', '.join(cols)} FROM jobs WHERE key = ?",
-           (twin, key))
-db.commit()
-db.close()
+if PG:
+    cols = subprocess.run(["psql", "-Atq", PG, "-c", "SELECT column_name FROM information_schema.columns "
+                           "WHERE table_name = 'hydra_jobs' AND column_name NOT IN ('key', 'id')"],
+                          capture_output=True, text=True, check=True).stdout.split()
+    subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", PG, "-c",
+                    f"INSERT INTO hydra_jobs (id, {', '.join(cols)}) SELECT '{twin}', {', '.join(cols)} "
+                    f"FROM hydra_jobs WHERE id = '{jid}'"], check=True)
+else:
+    db = sqlite3.connect(d.store)
+    key = db.execute("SELECT key FROM jobs WHERE id = ?", (jid,)).fetchone()[0]
+    cols = [r[1] for r in db.execute("PRAGMA table_info(jobs)") if r[1] not in ("key", "id")]
+    db.execute(f"INSERT INTO jobs (id, {', '.join(cols)}) SELECT ?, {', '.join(cols)} FROM jobs WHERE key = ?",
+               (twin, key))
+    db.commit()
+    db.close()
 d = Daemon(HYDRAD, TINY, TOKENS, store=d.store)
 try:
     st, ans = call(d, "GET", f"/v1/jobs/{jid[:10]}")

@@ -339,6 +339,70 @@ static void test_jobs(void) {
   db_remove(path);
 }
 
+/* store_jobs_find: each filter alone and together, newest first, a cursor
+ * that pages through without a repeat or a gap, a limit. */
+static void test_find(void) {
+  char err[HYDRA_ERR_LEN], path[600], ids[6][STORE_ID_LEN];
+  db_path(path, sizeof path, "find.db");
+  store_t *s = store_open(path, 0, err);
+  CHECK(s, "open: %s", err);
+  if (!s)
+    return;
+  const char *users[6] = {"ada", "bob", "ada", "ada", "bob", "ada"};
+  for (int i = 0; i < 6; i++) {
+    job_id(ids[i], 500 + (uint64_t)i);
+    store_job_t job = job_new(ids[i], users[i], 1);
+    snprintf(job.name, sizeof job.name, "%s", i % 2 ? "odd" : "even");
+    CHECK(store_job_create(s, &job, "{}", 2, err) == 0, "create %d: %s", i, err);
+  }
+  CHECK(store_job_cancel(s, ids[3], err) == 0, "cancel: %s", err);
+  store_job_t *got = NULL;
+  size_t n = 0;
+  store_filter_t f = {.user = "ada", .state = -1};
+  CHECK(store_jobs_find(s, &f, 0, &got, &n, err) == 0 && n == 4 && !strcmp(got[0].id, ids[5]) &&
+            !strcmp(got[3].id, ids[0]),
+        "ada's, newest first: %zu %s", n, err);
+  free(got);
+  f = (store_filter_t){.name = "even", .state = STORE_QUEUED};
+  CHECK(store_jobs_find(s, &f, 0, &got, &n, err) == 0 && n == 3, "even and queued: %zu", n);
+  free(got);
+  f = (store_filter_t){.user = "ada", .state = STORE_CANCELLED};
+  CHECK(store_jobs_find(s, &f, 0, &got, &n, err) == 0 && n == 1 && !strcmp(got[0].id, ids[3]),
+        "ada's cancelled: %zu", n);
+  free(got);
+  char prefix[8];
+  snprintf(prefix, sizeof prefix, "%.7s", ids[4]);
+  f = (store_filter_t){.id_prefix = prefix, .state = -1};
+  CHECK(store_jobs_find(s, &f, 0, &got, &n, err) == 0 && n == 1 && !strcmp(got[0].id, ids[4]),
+        "by prefix %s: %zu", prefix, n);
+  free(got);
+  f.user = "ada";
+  CHECK(store_jobs_find(s, &f, 0, &got, &n, err) == 0 && n == 0, "bob's prefix as ada: %zu", n);
+  free(got);
+  f = (store_filter_t){.id_prefix = "ABC", .state = -1};
+  CHECK(store_jobs_find(s, &f, 0, &got, &n, err) == -1, "an uppercase prefix accepted");
+  /* pages of 2 by cursor: every job once, in the order of one whole list */
+  store_job_t *all = NULL;
+  size_t n_all = 0, seen = 0;
+  f = (store_filter_t){.state = -1};
+  CHECK(store_jobs_find(s, &f, 0, &all, &n_all, err) == 0 && n_all == 6, "all: %zu", n_all);
+  for (int page = 0; page < 4; page++) {
+    CHECK(store_jobs_find(s, &f, 2, &got, &n, err) == 0 && n <= 2, "page %d: %s", page, err);
+    for (size_t i = 0; i < n && seen < n_all; i++, seen++)
+      CHECK(!strcmp(got[i].id, all[seen].id), "page %d row %zu out of order", page, i);
+    if (n) {
+      f.before = 1;
+      f.before_at = got[n - 1].created_at;
+      memcpy(f.before_id, got[n - 1].id, STORE_ID_LEN);
+    }
+    free(got);
+  }
+  CHECK(seen == 6, "pages saw %zu of 6 jobs", seen);
+  free(all);
+  store_close(s);
+  db_remove(path);
+}
+
 typedef struct {
   int stop_after;
   int seen;
@@ -1343,6 +1407,7 @@ int main(int argc, char **argv) {
   else
     test_urls();
   test_jobs();
+  test_find();
   test_units();
   test_resume();
   test_purge();

@@ -678,6 +678,17 @@ static int parse_document(const json_t *root, job_spec_t *spec, job_error_t *err
   if ((e = json_object_get(root, "effect_table")) &&
       job_want_bool(e, "effect_table", &spec->effect_table, err))
     return -1;
+  /* Every clean row carries its direct effects and every variant row its
+   * effects row (the summaries and the stored rows' resume read them): a
+   * job cannot turn them off, and false is refused rather than ignored. */
+  if (!spec->direct_effects)
+    return job_fail(err, "direct_effects",
+                    "false is not supported: every clean row carries its direct effects "
+                    "(leave the field out, or drop them from the rows you read)");
+  if (!spec->effect_table)
+    return job_fail(err, "effect_table",
+                    "false is not supported: every variant row carries its effects row "
+                    "(leave the field out, or drop them from the rows you read)");
   if ((e = json_object_get(root, "precision"))) {
     if (job_want_enum(e, "precision", "precision", precisions, &i, err))
       return -1;

@@ -127,7 +127,7 @@ static void test_full(void) {
       "                           {'patch': {'source': 3}}, 'scale:-2', 'scale:1e-3', 'noise:0'],"
       "               'samples': 7, 'seed': 9007199254740992, 'positions': [3, -1]},"
       " 'metrics': ['logit', 'logprob', 'prob', 'logit_diff', 'kl', 'rank'],"
-      " 'norm_scale': 'ablated', 'direct_effects': false, 'effect_table': false,"
+      " 'norm_scale': 'ablated', 'direct_effects': true, 'effect_table': true,"
       " 'precision': 'tf32', 'weights_dtype': 'bf16', 'reuse': false, 'deadline_s': 1.5}");
   if (!s)
     return;
@@ -172,7 +172,7 @@ static void test_full(void) {
   CHECK(s->metrics == (METRIC_LOGIT | METRIC_LOGPROB | METRIC_PROB | METRIC_LOGIT_DIFF | METRIC_KL |
                        METRIC_RANK),
         "metrics %#x", s->metrics);
-  CHECK(s->norm_scale_ablated && !s->direct_effects && !s->effect_table && s->tf32 && !s->reuse,
+  CHECK(s->norm_scale_ablated && s->direct_effects && s->effect_table && s->tf32 && !s->reuse,
         "flags");
   CHECK(s->deadline_s == 1.5, "deadline %g", s->deadline_s);
   CHECK(s->weights_dtype == WEIGHTS_BF16, "weights_dtype bf16: %d", s->weights_dtype);
@@ -196,7 +196,7 @@ static void test_preset(void) {
     job_free(s);
   }
   /* Explicit fields override the preset; the rest of it stays. */
-  s = PARSE_OK("{'preset': 'hydra', 'prompts': ['a'], 'effect_table': false,"
+  s = PARSE_OK("{'preset': 'hydra', 'prompts': ['a'], 'norm_scale': 'ablated',"
                " 'ablations': {'methods': ['zero', 'scale:0'], 'samples': 3, 'positions': 'all'}}");
   if (s) {
     CHECK(s->n_components == 1 && str_is(s->components[0], "*"), "components from preset");
@@ -204,7 +204,8 @@ static void test_preset(void) {
               s->methods[1].kind == METHOD_SCALE && s->methods[1].value == 0.0f,
           "methods overridden");
     CHECK(s->samples == 3 && s->positions == POSITIONS_ALL, "samples/positions overridden");
-    CHECK(!s->effect_table && s->direct_effects, "effect_table overridden only");
+    CHECK(s->norm_scale_ablated && s->effect_table && s->direct_effects,
+          "norm_scale overridden only");
     job_free(s);
   }
   s = PARSE_OK("{'preset': 'hydra', 'prompts': ['a', 'b'], 'ablations': {'components': "
@@ -539,6 +540,10 @@ static void test_invalid(void) {
       "direct_effects", "expected true or false");
   BAD("{'prompts': ['a', 'b'], 'effect_table': null, 'ablations': {'components': ['*']}}",
       "effect_table", "got null");
+  BAD("{'prompts': ['a', 'b'], 'effect_table': false, 'ablations': {'components': ['*']}}",
+      "effect_table", "false is not supported");
+  BAD("{'prompts': ['a', 'b'], 'direct_effects': false, 'ablations': {'components': ['*']}}",
+      "direct_effects", "false is not supported");
   BAD("{'prompts': ['a', 'b'], 'reuse': 'yes', 'ablations': {'components': ['*']}}", "reuse",
       "expected true or false");
   BAD("{'prompts': ['a', 'b'], 'deadline_s': 0, 'ablations': {'components': ['*']}}", "deadline_s",

@@ -122,8 +122,8 @@ try:
     rc2, out2, err2 = hydra("cancel", out.strip())
     check("cancel", rc == 0 and rc2 == 0 and "cancel" in out2, out2 + err2)
     cid = out.strip()
-    for _ in range(200):  # the cancel lands at the end of the running unit
-        if '"cancelled"' in hydra("status", cid)[1]:
+    for _ in range(200):  # the cancel lands at the next pass
+        if "cancelled" in hydra("status", cid)[1]:
             break
         time.sleep(0.05)
     rc, out, err = hydra("results", cid, "--format", "table")

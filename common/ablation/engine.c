@@ -173,30 +173,57 @@ static int chunk_sizes(const run_t *R, int c0, int c1, int budget, int *max_np, 
   return n;
 }
 
-/* Every variant of the chunk's prompts, sorted by the sub-stage they join at
- * (stably: a counting sort over the 2 n_layers stages). */
+int engine_resample_source(const engine_job_t *job, int p, int u, int s) {
+  const int r = (int)(rng_mix(job->seed, (uint64_t)p, (uint64_t)u, (uint64_t)s) %
+                      (uint64_t)(job->n_prompts - 1));
+  return r < p ? r : r + 1;
+}
+
+/* Every distinct variant of the chunk's prompts, sorted by the sub-stage
+ * they join at (stably: a counting sort over the 2 n_layers stages). Resample
+ * draws with replacement: a draw of a source prompt an earlier draw of the
+ * same (prompt, position, unit, method) made is the same run, so it only adds
+ * to that variant's weight (unless job->each_draw). */
 static variant_t *chunk_variants(run_t *R, long *n_out) {
   const engine_job_t *job = R->job;
-  const int n_stage = 2 * R->cfg->n_layers;
+  const int n_stage = 2 * R->cfg->n_layers, P = job->n_prompts;
   const long n = engine_range_variants(job, R->c0, R->c1);
   variant_t *vs = malloc(sizeof(variant_t) * (n ? n : 1)),
             *sorted = malloc(sizeof(variant_t) * (n ? n : 1));
   long *at = calloc((size_t)n_stage + 1, sizeof(long));
-  if (!vs || !sorted || !at) {
+  /* per source prompt: the group (a run of draws) that last drew it, and its
+   * variant there */
+  long *drawn_in = malloc(sizeof(long) * P), *drawn_as = malloc(sizeof(long) * P);
+  if (!vs || !sorted || !at || !drawn_in || !drawn_as) {
     free(vs);
     free(sorted);
     free(at);
+    free(drawn_in);
+    free(drawn_as);
     return NULL;
   }
-  long i = 0;
+  for (int p = 0; p < P; p++)
+    drawn_in[p] = -1;
+  long i = 0, group = 0;
   for (int p = R->c0; p < R->c1; p++)
     for (int k = job->each_position ? 0 : -1; k < (job->each_position ? n_positions(R, p) : 0); k++)
       for (int c = 0; c < n_units(job); c++)
         for (int m = 0; m < job->n_methods; m++) {
           const method_t *method = &job->methods[m];
           const int samples = method->kind == METHOD_RESAMPLE ? job->samples : 1;
-          for (int s = 0; s < samples; s++, i++) {
+          group++;
+          for (int s = 0; s < samples; s++) {
+            if (method->kind == METHOD_RESAMPLE && !job->each_draw) {
+              const int src = engine_resample_source(job, p, c, s);
+              if (drawn_in[src] == group) { /* the same run as an earlier draw */
+                vs[drawn_as[src]].weight++;
+                continue;
+              }
+              drawn_in[src] = group;
+              drawn_as[src] = i;
+            }
             variant_t *v = &vs[i];
+            v->weight = 1;
             v->prompt = p;
             v->cprompt = p - R->c0;
             v->component = c;
@@ -208,11 +235,8 @@ static variant_t *chunk_variants(run_t *R, long *n_out) {
                                   method->source == METHOD_SOURCE_CLEAN
                               ? job->pair[p]
                               : method->source;
-            else if (method->kind == METHOD_RESAMPLE) {
-              const int r = (int)(rng_mix(job->seed, (uint64_t)p, (uint64_t)c, (uint64_t)s) %
-                                  (uint64_t)(job->n_prompts - 1));
-              v->source = r < p ? r : r + 1;
-            }
+            else if (method->kind == METHOD_RESAMPLE)
+              v->source = engine_resample_source(job, p, c, s);
             const int first = job->position_list[job->position_offsets[p] + (k > 0 ? k : 0)];
             v->k = k;
             v->stage = job->reuse ? unit_stage(job, R->cfg, c) : 0;
@@ -220,15 +244,18 @@ static variant_t *chunk_variants(run_t *R, long *n_out) {
             v->rows = job->lengths[p] - v->p0;
             v->order = i;
             at[v->stage + 1]++;
+            i++;
           }
         }
   for (int k = 0; k < n_stage; k++)
     at[k + 1] += at[k];
-  for (long j = 0; j < n; j++)
+  for (long j = 0; j < i; j++)
     sorted[at[vs[j].stage]++] = vs[j];
   free(vs);
   free(at);
-  *n_out = n;
+  free(drawn_in);
+  free(drawn_as);
+  *n_out = i;
   return sorted;
 }
 
@@ -492,16 +519,18 @@ int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, 
     }
     engine_phase(e, PH_SORT, &t0);
     for (long i = 0; i < nv;) {
-      long j = i, rows = 0;
-      while (j < nv && (j == i || rows + vs[j].rows <= budget))
+      long j = i, rows = 0, draws = 0;
+      while (j < nv && (j == i || rows + vs[j].rows <= budget)) {
+        draws += vs[j].weight;
         rows += vs[j++].rows;
+      }
       if (variant_pass(&R, vs + i, (int)(j - i)) != 0) {
         free(vs);
         goto done;
       }
       if (e->profile) /* variant_pass timed its own phases */
         t0 = engine_now();
-      R.done += j - i;
+      R.done += draws; /* progress in the job's draws */
       if (sink && sink->progress && sink->progress(sink->ctx, R.done, R.total) != 0) {
         free(vs);
         err_set(err, "cancelled");

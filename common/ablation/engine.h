@@ -81,8 +81,13 @@ typedef struct {
   unsigned metrics;         /* METRIC_* */
   int norm_scale_ablated;   /* direct effects of ablated runs with their own norm scale */
   int reuse;                /* 0: full recompute of every variant */
-  int max_rows;             /* rows per pass; 0: sized from the memory budget (below) */
-  int tf32;                 /* matrix products on TF32 tensor cores where the backend has them */
+  /* Resample draws with replacement; two draws of the same source for the
+   * same (prompt, position, unit, method) are one run, computed once and
+   * counted twice in the averages. 1: every draw computed (the reference
+   * the tests and benchmarks compare with). */
+  int each_draw;
+  int max_rows; /* rows per pass; 0: sized from the memory budget (below) */
+  int tf32;     /* matrix products on TF32 tensor cores where the backend has them */
   /* Run only the prompts [prompt_first, prompt_end) (a work unit); 0, 0: all.
    * Sources (resample, patch, mean) still come from every prompt of the job,
    * and rows carry the job's prompt indices. */
@@ -181,5 +186,9 @@ int engine_component_slot(const component_t *c);
  * position), and those of its prompts [first, end). */
 long engine_job_variants(const engine_job_t *job);
 long engine_range_variants(const engine_job_t *job, int first, int end);
+/* The source prompt of resample draw `sample` of (prompt, unit): any of the
+ * job's prompts but `prompt`, the same whatever the chunking. Draws repeat
+ * (with replacement); the engine runs each distinct source once. */
+int engine_resample_source(const engine_job_t *job, int prompt, int unit, int sample);
 
 #endif

@@ -106,6 +106,7 @@ typedef struct {
   int stage;  /* the sub-stage it joins at */
   int p0;     /* first recomputed position */
   int rows, base;
+  int weight; /* the draws this run stands for (resample's repeated draws) */
   long order;
 } variant_t;
 

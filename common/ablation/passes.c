@@ -335,6 +335,9 @@ int clean_pass(run_t *R, int emit) {
 
 /* ---- a pass of variants ---- */
 
+/* Adds a run's effects v->weight times (its repeated draws): a sum of a
+ * few fp32 values in double is exact, so the averages are those of adding
+ * each draw. */
 static void accumulate(run_t *R, const variant_t *v, const float *de_out, int nr, int i,
                        float logit, float inv, const float *metrics) {
   const engine_job_t *job = R->job;
@@ -344,6 +347,7 @@ static void accumulate(run_t *R, const variant_t *v, const float *de_out, int nr
   const unsigned char *role = R->unit_role + (size_t)u * ns;
   const float *clean_de = R->clean_de + (size_t)cp * ns;
   const double rescale = job->norm_scale_ablated ? effects_norm_rescale(inv, R->clean_inv[p]) : 1.0;
+  const double w = v->weight;
   effects_change_t ch = {0};
   double upstream = 0;           /* a residual site: the clean direct effects summed in it */
   for (int s = 0; s < ns; s++) { /* Eq. 33, one slot at a time */
@@ -351,27 +355,27 @@ static void accumulate(run_t *R, const variant_t *v, const float *de_out, int nr
     const int recomputed = s == 0 ? v->stage == 0 : s - 1 >= v->stage;
     const double ablated = (recomputed ? de_out[(size_t)s * nr + i] : clean_de[s]) * rescale;
     const double change = ablated - clean_de[s];
-    a->delta[s] += change;
+    a->delta[s] += w * change;
     effects_add_role(&ch, s, role[s], change);
     if (s < R->unit_resid[u])
       upstream += clean_de[s];
   }
   if (R->unit_resid[u] >= 0) /* the residual's own projection, clean minus ablated */
     ch.direct = upstream - de_out[(size_t)ns * nr + i] * rescale;
-  a->count++;
-  a->total += effects_total(R->clean_logit[p], logit);
-  a->direct += ch.direct;
-  a->comp += ch.compensation;
-  a->comp_attn += ch.compensation_attn;
-  a->comp_mlp += ch.compensation_mlp;
-  a->logit += logit;
-  a->inv += inv;
+  a->count += v->weight;
+  a->total += w * effects_total(R->clean_logit[p], logit);
+  a->direct += w * ch.direct;
+  a->comp += w * ch.compensation;
+  a->comp_attn += w * ch.compensation_attn;
+  a->comp_mlp += w * ch.compensation_mlp;
+  a->logit += w * logit;
+  a->inv += w * inv;
   if (metrics) {
-    a->logprob += metrics[0];
-    a->prob += metrics[1];
-    a->kl += metrics[2];
-    a->rank += metrics[3];
-    a->diff += metrics[4];
+    a->logprob += w * metrics[0];
+    a->prob += w * metrics[1];
+    a->kl += w * metrics[2];
+    a->rank += w * metrics[3];
+    a->diff += w * metrics[4];
   }
 }
 

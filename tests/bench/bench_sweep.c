@@ -10,7 +10,7 @@
  *                    [--backend cpu|cuda|auto] [--peak N] [--gemm 0|1]
  *                    [--precision fp32|tf32] [--weights-dtype fp32|bf16] [--null-ops 1]
  *                    [--unit-prompts N] [--keep-sources 0|1] [--interleave J]
- *                    [--metrics logit|all]
+ *                    [--metrics logit|all] [--each-draw 0|1]
  *
  * --unit-prompts N: each run is the job in work units of N prompts, one
  * engine_run each, as hydrad runs it (one source_key per run of the job,
@@ -21,6 +21,10 @@
  * each job with its own source_key; median_s is the time of all J.
  * --metrics all: every metric of the full distribution too (log-prob, prob,
  * KL, rank), as a job asking for them runs (default logit: the preset's).
+ *
+ * --each-draw 1: every resample draw computed, as if no two draws of a
+ * (prompt, component) were the same (default 0: the engine runs each
+ * distinct draw once and counts it as often as it was drawn).
  *
  * --null-ops 1: the CPU backend with every compute op and every copy within
  * backend memory a no-op (uploads and downloads still copy, as through a GPU
@@ -34,6 +38,8 @@
  * Prints one line of key=value results for tests/bench/sweep.sh:
  *   median_s          median wall time of one engine_run (after the warm-up)
  *   variants          ablated runs of this run (components x samples x prompts)
+ *   runs_distinct     of them, the distinct ones the engine computes (all of
+ *                     them with --each-draw 1); runs_distinct_all: the whole sweep
  *   flops             counted FLOPs of this run's work (below)
  *   flops_all         the same for every component (the whole sweep)
  *   flops_full        a full-recompute sweep (every variant a whole forward
@@ -52,10 +58,11 @@
  *                     work took the cores
  * FLOPs counted: matrix products (2 per multiply-add) and attention (scores
  * and weighted sum over each row's keys) of every recomputed row from the
- * sub-stage its variant joins at; the clean pass over every token, with the
- * unembedding at each prompt's final row; per variant the final norm, the
- * target logit and the direct effect of every recomputed slot. Elementwise
- * ops inside layers (norms, RoPE, SwiGLU, adds) are not counted.
+ * sub-stage its variant joins at (each distinct run once, as computed);
+ * the clean pass over every token, with the unembedding at each prompt's
+ * final row; per run the final norm, the target logit and the direct effect
+ * of every recomputed slot. Elementwise ops inside layers (norms, RoPE,
+ * SwiGLU, adds) are not counted.
  *
  * --rows-out writes the clean logits and the per-row total effects (with
  * --metrics all, the KL and log-prob too) for tests/bench/sweep_torch.py to
@@ -245,7 +252,7 @@ static double variant_flops(const model_config_t *c, const layer_cost_t *k, int 
 /* The whole run: the clean pass, then every variant of the chosen
  * components (stage = the component's sub-stage with reuse, else 0). */
 static double sweep_flops(const model_config_t *c, const int *lengths, int n_prompts,
-                          const component_t *comps, int n_comps, int samples, int reuse,
+                          const component_t *comps, int n_comps, const int *runs, int reuse,
                           int full_logits) {
   const layer_cost_t k = layer_cost(c);
   double f = 0;
@@ -254,11 +261,39 @@ static double sweep_flops(const model_config_t *c, const int *lengths, int n_pro
   for (int i = 0; i < n_comps; i++) {
     const int stage = comps[i].kind == COMPONENT_ATTN ? 2 * comps[i].layer : 2 * comps[i].layer + 1;
     for (int p = 0; p < n_prompts; p++)
-      f += (double)samples *
+      f += (double)runs[(size_t)p * n_comps + i] *
            (variant_flops(c, &k, reuse ? stage : 0, reuse ? lengths[p] - 1 : 0, lengths[p]) +
             (full_logits ? k.unembed_row : 0)); /* --metrics all: every run's logits */
   }
   return f;
+}
+
+/* runs[p][i]: the runs the engine computes for prompt p and component i of
+ * n_comps (the distinct resample draws, or every one with each_draw). */
+static int *count_runs(const engine_job_t *job, int n_comps, int each_draw) {
+  const int P = job->n_prompts;
+  int *runs = malloc(sizeof(int) * (size_t)P * n_comps), *seen = malloc(sizeof(int) * P);
+  for (int p = 0; p < P; p++)
+    for (int i = 0; i < n_comps; i++) {
+      int n = 0;
+      for (int q = 0; q < P; q++)
+        seen[q] = 0;
+      for (int s = 0; s < job->samples; s++) {
+        const int src = engine_resample_source(job, p, i, s);
+        n += each_draw || !seen[src];
+        seen[src] = 1;
+      }
+      runs[(size_t)p * n_comps + i] = n;
+    }
+  free(seen);
+  return runs;
+}
+
+static long sum_runs(const int *runs, size_t n) {
+  long total = 0;
+  for (size_t i = 0; i < n; i++)
+    total += runs[i];
+  return total;
 }
 
 /* ---- the backend's matrix-product rate ----
@@ -384,7 +419,7 @@ int main(int argc, char **argv) {
   const char *path = argv[1], *prompts_path = argv[2], *rows_out = NULL, *backend = "cpu";
   int reuse = 1, runs = 3, warmup = 1, threads = 0, max_rows = 0, subset = 1, samples = 15;
   int sgemm_rows = 0, peak = 0, gemm = 1, tf32 = 0, weights_bf16 = 0, null = 0, unit = 0, keep = 1,
-      interleave = 1, all_metrics = 0;
+      interleave = 1, all_metrics = 0, each_draw = 0;
   uint64_t seed = 0;
   for (int i = 3; i + 1 < argc; i += 2) {
     if (!strcmp(argv[i], "--reuse"))
@@ -421,6 +456,8 @@ int main(int argc, char **argv) {
       keep = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--interleave"))
       interleave = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--each-draw"))
+      each_draw = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--metrics")) {
       if (strcmp(argv[i + 1], "logit") && strcmp(argv[i + 1], "all")) {
         fprintf(stderr, "bench_sweep: --metrics: expected logit or all\n");
@@ -496,6 +533,7 @@ int main(int argc, char **argv) {
                       .metrics =
                           all_metrics ? METRIC_LOGPROB | METRIC_PROB | METRIC_KL | METRIC_RANK : 0,
                       .reuse = reuse,
+                      .each_draw = each_draw,
                       .max_rows = max_rows,
                       .tf32 = tf32};
   rows_t rows = {.n_prompts = n_prompts,
@@ -533,11 +571,17 @@ int main(int argc, char **argv) {
   }
   const double t = bench_median(times, runs);
   const long variants = engine_job_variants(&job);
+  int *runs_run = count_runs(&job, n_comps, each_draw),
+      *runs_all = count_runs(&job, n_all, each_draw);
+  const long distinct = sum_runs(runs_run, (size_t)n_prompts * n_comps),
+             distinct_all = sum_runs(runs_all, (size_t)n_prompts * n_all);
   const double flops =
-      sweep_flops(c, lengths, n_prompts, comps, n_comps, samples, reuse, all_metrics);
+      sweep_flops(c, lengths, n_prompts, comps, n_comps, runs_run, reuse, all_metrics);
   const double flops_all =
-      sweep_flops(c, lengths, n_prompts, all, n_all, samples, reuse, all_metrics);
-  const double flops_full = sweep_flops(c, lengths, n_prompts, all, n_all, samples, 0, all_metrics);
+      sweep_flops(c, lengths, n_prompts, all, n_all, runs_all, reuse, all_metrics);
+  const double flops_full =
+      sweep_flops(c, lengths, n_prompts, all, n_all, runs_all, 0, all_metrics);
+  free(runs_run), free(runs_all);
   /* the sgemm rate at the rows of a full pass (the engine's row budget) */
   const int sg_rows = sgemm_rows > 0 ? sgemm_rows
                       : max_rows > 0 ? max_rows
@@ -552,15 +596,16 @@ int main(int argc, char **argv) {
     tokens += lengths[p];
   printf("reuse=%d prompts=%d tokens=%ld components=%d components_all=%d samples=%d runs=%d "
          "median_s=%.4f extrapolated_s=%.4f variants=%ld variants_all=%ld variants_per_s=%.1f "
+         "runs_distinct=%ld runs_distinct_all=%ld each_draw=%d "
          "flops=%.4e flops_all=%.4e flops_full=%.4e gflops=%.2f sgemm_gflops=%.2f sgemm_rows=%d "
          "floor_s=%.4f floor_full_s=%.4f peak_gflops=%.1f peak_n=%d gemm_share=%.3f "
          "cpu_per_wall=%.2f backend=%s precision=%s weights=%s pass_rows=%d unit_prompts=%d "
          "interleave=%d\n",
          reuse, n_prompts, tokens, n_comps, n_all, samples, runs, t, extrapolated, variants,
-         (long)samples * n_all * n_prompts, variants / t, flops, flops_all, flops_full,
-         flops / t / 1e9, sg, sg_rows, flops_all / (sg * 1e9), flops_full / (sg * 1e9), pk, peak,
-         pk > 0 ? flops / t / 1e9 / pk : 0, cpu / wall, b->ops->name, engine_precision(e, tf32),
-         weights_dtype_name(m->weights_dtype),
+         (long)samples * n_all * n_prompts, variants / t, distinct, distinct_all, each_draw, flops,
+         flops_all, flops_full, flops / t / 1e9, sg, sg_rows, flops_all / (sg * 1e9),
+         flops_full / (sg * 1e9), pk, peak, pk > 0 ? flops / t / 1e9 / pk : 0, cpu / wall,
+         b->ops->name, engine_precision(e, tf32), weights_dtype_name(m->weights_dtype),
          max_rows > 0 ? max_rows : engine_pass_rows(e, 0, NULL), unit, interleave);
   if (rows_out) {
     FILE *f = fopen(rows_out, "w");
@@ -568,8 +613,8 @@ int main(int argc, char **argv) {
       fprintf(stderr, "bench_sweep: cannot write %s\n", rows_out);
       return 1;
     }
-    fprintf(f, "{\"reuse\": %d, \"samples\": %d, \"seed\": %llu, \"clean\": [", reuse, samples,
-            (unsigned long long)seed);
+    fprintf(f, "{\"reuse\": %d, \"each_draw\": %d, \"samples\": %d, \"seed\": %llu, \"clean\": [",
+            reuse, each_draw, samples, (unsigned long long)seed);
     for (int p = 0; p < n_prompts; p++)
       fprintf(f, "%s{\"target\": %d, \"logit\": %.6g}", p ? ", " : "", rows.target[p],
               rows.clean_logit[p]);

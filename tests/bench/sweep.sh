@@ -4,13 +4,18 @@
 # clean argmax target) over the 16 prompts of sweep_prompts.json, i.e. 60 x 15 x
 # 16 = 14,400 ablated runs: hydra's engine with reuse on and off, against a
 # PyTorch researcher's baseline (transformers + forward hooks, one forward per
-# component and resample) on the same cores, with the counted FLOPs over the
-# machine's sgemm rate as the floor. Replaces the "## Ablation sweep" section of
-# tests/bench/RESULTS.md. Reports; never gates.
+# component and resample) and an expert's (sweep_expert_torch.py: hydra's
+# algorithm by hand in PyTorch) on the same cores, with the counted FLOPs over
+# the machine's sgemm rate as the floor. Replaces the "## Ablation sweep"
+# section of tests/bench/RESULTS.md. Reports; never gates.
 #   PYTHON        a python with torch + transformers + gguf (default: python3)
 #   BUILD         the build folder (default: build)
 #   THREADS       threads for hydra and torch (default: nproc)
-#   RUNS          timed runs of hydra with reuse on, median (default 3; one warm-up)
+#   RUNS          alternating rounds of hydra with reuse on (each distinct draw
+#                 once, and every draw) and the expert baseline (every draw,
+#                 and each distinct draw once), each after its own warm-up;
+#                 medians over the rounds (default 3)
+#   WARMUP        untimed sweeps before each timed one in a round (default 1)
 #   OFF_SUBSET    hydra reuse off runs every K-th component (index % K == 0 in
 #                 attn.0, mlp.0, attn.1, ...), extrapolated to all (default 9: 7
 #                 components, attention and MLP; 1 runs the whole sweep, ~6 min)
@@ -26,13 +31,14 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 build=${BUILD:-build}
 runs=${RUNS:-3}
+warmup=${WARMUP:-1}
 threads=${THREADS:-$(nproc)}
 python=${PYTHON:-python3}
 off_k=${OFF_SUBSET:-9}
 torch_k=${TORCH_SUBSET:-9}
 model=${MODEL:-models/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf}
 prompts=tests/bench/sweep_prompts.json
-cmd="PYTHON=$python BUILD=$build THREADS=$threads RUNS=$runs OFF_SUBSET=$off_k TORCH_SUBSET=$torch_k RETRIES=${RETRIES:-2} WAIT_IDLE=${WAIT_IDLE:-0} bash tests/bench/sweep.sh"
+cmd="PYTHON=$python BUILD=$build THREADS=$threads RUNS=$runs WARMUP=$warmup OFF_SUBSET=$off_k TORCH_SUBSET=$torch_k RETRIES=${RETRIES:-2} WAIT_IDLE=${WAIT_IDLE:-0} bash tests/bench/sweep.sh"
 [ -s "$model" ] || bash deploy/get-model.sh smollm2-135m models
 [ -s "$prompts" ] || "$python" tests/bench/make_sweep_prompts.py "$model"
 # A build folder configured before bench_sweep existed learns of it on a re-run of cmake.
@@ -60,6 +66,7 @@ load() { # waits for idle cores (WAIT_IDLE), then notes the load average
 }
 
 get() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$2"; }
+calc() { awk "BEGIN { x = $1; if (x != x) print \"n/a\"; else printf \"$2\", x }" 2>/dev/null || echo n/a; }
 # timed NAME OUT CMD...: runs a timed step (its output's last line carries
 # cpu_per_wall) into OUT; a step that other work disturbed (CPU/wall under
 # 0.9 x THREADS) runs again, up to RETRIES (default 2) more times, after
@@ -84,11 +91,43 @@ timed() {
   return 0
 }
 
-echo "hydra, reuse on ($runs runs after a warm-up)..." >&2
-timed "reuse on" "$tmp/on.txt" "$bench" "$model" "$prompts" --reuse 1 --runs "$runs" \
-  --threads "$threads"
-on=$(tail -1 "$tmp/on.txt")
-echo "$on"
+# Alternating rounds: hydra (distinct draws, every draw) and the expert
+# baseline (every draw, distinct draws) one after the other, RUNS times, so
+# that the machine's other work falls on all of them alike; medians.
+expert_run() { # expert_run OUT [--distinct]: the expert baseline, checked against hydra's rows
+  local out=$1
+  shift
+  "$python" tests/bench/sweep_expert_torch.py "$model" "$prompts" --threads "$threads" \
+    --warmup "$warmup" "$@" \
+    --hydra-rows "$tmp/rows_on_all.json" --hydra-rows "$tmp/rows_each_all.json" 2>"$out.err" ||
+    echo "backend=torch-unavailable measured_s=nan extrapolated_s=nan flops_all=nan"
+}
+for ((round = 1; round <= runs; round++)); do
+  echo "round $round of $runs: hydra reuse on, hydra every draw, expert, expert distinct..." >&2
+  timed "reuse on, round $round" "$tmp/on.$round" "$bench" "$model" "$prompts" --reuse 1 \
+    --runs 1 --warmup "$warmup" --threads "$threads" --rows-out "$tmp/rows_on_all.json"
+  timed "every draw, round $round" "$tmp/each.$round" "$bench" "$model" "$prompts" --reuse 1 \
+    --runs 1 --warmup "$warmup" --threads "$threads" --each-draw 1 --gemm 0 --rows-out "$tmp/rows_each_all.json"
+  timed "expert, round $round" "$tmp/expert.$round" expert_run "$tmp/expert.$round"
+  timed "expert distinct, round $round" "$tmp/expert_d.$round" expert_run "$tmp/expert_d.$round" \
+    --distinct
+done
+median_of() { # median_of FILE_PREFIX KEY: the median of KEY over the rounds' last lines
+  local r
+  for ((r = 1; r <= runs; r++)); do get "$2" "$(tail -1 "$1.$r")"; done | sort -g |
+    awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'
+}
+rounds_of() { # rounds_of FILE_PREFIX KEY: every round's value, in order
+  local r out=""
+  for ((r = 1; r <= runs; r++)); do out="$out${out:+, }$(calc "$(get "$2" "$(tail -1 "$1.$r")")" %.1f)"; done
+  echo "$out"
+}
+on=$(tail -1 "$tmp/on.1")
+each=$(tail -1 "$tmp/each.1")
+expert=$(tail -1 "$tmp/expert.1")
+expert_d=$(tail -1 "$tmp/expert_d.1")
+expert_checks=$(grep -h '^check' "$tmp/expert.1" "$tmp/expert_d.1" || true)
+echo "$expert_checks"
 echo "hydra, reuse on, components subset $torch_k (rows for the PyTorch check)..." >&2
 "$bench" "$model" "$prompts" --reuse 1 --runs 1 --warmup 0 --threads "$threads" \
   --components-subset "$torch_k" --sgemm-rows 64 --rows-out "$tmp/rows_on.json" >/dev/null
@@ -111,13 +150,19 @@ echo "$checks"
 echo "$torch_line"
 load "end"
 
-calc() { awk "BEGIN { x = $1; if (x != x) print \"n/a\"; else printf \"$2\", x }" 2>/dev/null || echo n/a; }
 # the floor's rate: the better of the two measurements (both at the same rows)
 sg=$(awk -v a="$(get sgemm_gflops "$on")" -v b="$(get sgemm_gflops "$off")" 'BEGIN { print (a > b ? a : b) }')
 sg_rows=$(get sgemm_rows "$on")
 variants=$(get variants_all "$on")
-on_s=$(get median_s "$on")
+on_s=$(median_of "$tmp/on" median_s)
 on_f=$(get flops_all "$on")
+each_s=$(median_of "$tmp/each" median_s)
+each_f=$(get flops_all "$each")
+x_s=$(median_of "$tmp/expert" measured_s)
+x_f=$(get flops_all "$expert")
+xd_s=$(median_of "$tmp/expert_d" measured_s)
+xd_f=$(get flops_all "$expert_d")
+x_name=$(get backend "$expert")
 off_s=$(get extrapolated_s "$off")
 off_meas=$(get median_s "$off")
 off_f=$(get flops_full "$off")
@@ -135,7 +180,15 @@ how() { # measured or extrapolated from a subset
 row() { # name seconds how flops cpu/wall
   local floor
   floor=$(calc "$4 / ($sg * 1e9)" %.1f)
-  echo "| $1 | $(calc "$2" %.1f) | $3 | $(calc "$variants / $2" %.0f) | $(calc "$t_s / $2" %.1f) | $(calc "$4 / 1e12" %.2f) | $floor | $(calc "$floor / $2" %.2f) | $5 |"
+  echo "| $1 | $(calc "$2" %.1f) | $3 | $(calc "$variants / $2" %.0f) | $(calc "$t_s / $2" %.1f) | $(calc "$x_s / $2" %.2f) | $(calc "$4 / 1e12" %.2f) | $floor | $(calc "$floor / $2" %.2f) | $5 |"
+}
+rounds() { # how a row of the alternating rounds was measured
+  echo "median of $runs rounds ($(rounds_of "$1" "$2") s)"
+}
+cpw_of() { # the rounds' CPU/wall
+  local r out=""
+  for ((r = 1; r <= runs; r++)); do out="$out${out:+, }$(get cpu_per_wall "$(tail -1 "$1.$r")")"; done
+  echo "$out"
 }
 subset() { # the components of a subset, as bench_sweep and sweep_torch.py pick them
   local i out=""
@@ -143,11 +196,14 @@ subset() { # the components of a subset, as bench_sweep and sweep_torch.py pick 
   echo "$out"
 }
 cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
-table="| configuration | seconds | how | variants/s | vs PyTorch | counted TFLOP | floor s | fraction of floor | CPU/wall |
-| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |
-$(row "hydra, reuse on" "$on_s" "measured, median of $runs" "$on_f" "$(get cpu_per_wall "$on")")
-$(row "hydra, reuse off (a full forward per variant)" "$off_s" "$(how "$off_n" "measured" "$off_meas")" "$off_f" "$(get cpu_per_wall "$off")")
-$(row "PyTorch + hooks ($t_name, $t_attn)" "$t_s" "$(how "$t_n" "measured" "$t_meas")" "$t_f" "$(get cpu_per_wall "$torch_line")")"
+table="| configuration | seconds | how | variants/s | vs PyTorch | vs expert | counted TFLOP | floor s | fraction of floor | CPU/wall |
+| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
+$(row "hydra, reuse on ($(get runs_distinct_all "$on") distinct runs)" "$on_s" "$(rounds "$tmp/on" median_s)" "$on_f" "$(cpw_of "$tmp/on")")
+$(row "hydra, reuse on, every draw computed (--each-draw 1)" "$each_s" "$(rounds "$tmp/each" median_s)" "$each_f" "$(cpw_of "$tmp/each")")
+$(row "hydra, reuse off (a full forward per distinct run)" "$off_s" "$(how "$off_n" "measured" "$off_meas")" "$off_f" "$(get cpu_per_wall "$off")")
+$(row "PyTorch + hooks ($t_name, $t_attn)" "$t_s" "$(how "$t_n" "measured" "$t_meas")" "$t_f" "$(get cpu_per_wall "$torch_line")")
+$(row "PyTorch expert ($x_name, every draw a row)" "$x_s" "$(rounds "$tmp/expert" measured_s)" "$x_f" "$(cpw_of "$tmp/expert")")
+$(row "PyTorch expert, each distinct draw once (--distinct)" "$xd_s" "$(rounds "$tmp/expert_d" measured_s)" "$xd_f" "$(cpw_of "$tmp/expert_d")")"
 echo
 echo "$table"
 
@@ -164,12 +220,15 @@ attn.0, mlp.0, ..., mlp.29, resample with 15 draws (seed 0), intervention at
 each prompt's final position, target the clean argmax, metrics: the centred
 target logit only (plus hydra's per-slot direct effects). "seconds" is one
 whole sweep (clean pass included, model loading not). "vs PyTorch" is the
-PyTorch baseline's time over the row's. "counted TFLOP" is the work the
+PyTorch (hooks) baseline's time over the row's, "vs expert" the expert
+baseline's (every draw a row) over the row's. "counted TFLOP" is the work the
 configuration does, counted from the job's shape (matrix products and
-attention of every recomputed row from the sub-stage its variant joins at, the
-clean pass, the readouts; PyTorch: its right-padded batch of 16 x 11 tokens
-with logits at every position, one forward per component and draw, plus the
-clean one); "floor s" is that over OpenBLAS sgemm's rate on one layer's
+attention of every recomputed row from the sub-stage its variant joins at,
+each distinct run once where the configuration runs it once, the clean pass,
+the readouts; PyTorch: its right-padded batch of 16 x 11 tokens with logits
+at every position, one forward per component and draw, plus the clean one;
+the expert: its rows from the sub-stage after the ablated one, its clean
+pass); "floor s" is that over OpenBLAS sgemm's rate on one layer's
 matrix shapes at $sg_rows rows, measured by bench_sweep in the same run
 (the better of its two measurements, each shape's best of 5): $sg GFLOP/s.
 "fraction of floor" is floor s over seconds. "CPU/wall" is the timed part's
@@ -181,9 +240,31 @@ least disturbed try${notes:+ ($notes)}.
 $table
 
 Reuse on: the clean pass once, each variant joins at its component's
-sub-stage from the cached residual and recomputes only the final position.
-Reuse off: every variant is a whole forward over all of its prompt's positions
-(the engine's reference path). PyTorch: the researcher's loop, one forward of
+sub-stage from the cached residual and recomputes only the final position;
+resample's draws are with replacement, so of the $variants draws only
+$(get runs_distinct_all "$on") are distinct (prompt, component, source) runs:
+the engine runs each once and counts it as often as it was drawn (issue 24,
+1a; \`--each-draw 1\` computes every draw). Reuse off: every distinct run is
+a whole forward over all of its prompt's positions (the engine's reference
+path). The expert baseline (\`sweep_expert_torch.py\`, plain PyTorch, no
+hooks): the clean pass keeps each prompt's keys rotated relative to its final
+position and values, and the residuals and outputs of every sub-stage at the
+final position; every draw is one final-position row that joins right after
+its ablated sub-stage (never computed: clean residual plus the source's
+output); all rows in one batch sorted by where they join, processed sub-stage
+by sub-stage over the rows joined so far; Q/K/V one product and gate/up one,
+RMSNorm weights folded into them; prefix attention one batched product per
+prompt; only the centred target logit (one dot product). With \`--distinct\`
+it runs each distinct draw once too, as hydra does. Its rows are checked
+against hydra's (every prompt and component, both hydra rows):
+
+\`\`\`
+$expert_checks
+\`\`\`
+
+The hydra and expert rows were measured in alternating rounds (hydra, hydra
+every draw, expert, expert distinct; $runs rounds), each timed sweep after
+$warmup untimed one(s) of the same program. PyTorch: the researcher's loop, one forward of
 the 16 prompts (right-padded batch with attention mask, \`use_cache=False\`,
 torch.no_grad, fp32, torch.set_num_threads($threads)) per component and draw,
 a forward hook on the layer's self_attn or mlp replacing the output at each
@@ -199,7 +280,8 @@ be checked one by one against hydra's on the same components:
 $checks
 \`\`\`
 
-Target (issue 4): hydra with reuse on >= 20x the PyTorch baseline on the CPU.
+Targets: issue 4, hydra with reuse on >= 20x the PyTorch baseline on the CPU;
+issue 24, >= 1.5x the expert baseline (every draw a row) on this sweep.
 MD
 bash tests/bench/results_section.sh tests/bench/RESULTS.md "## Ablation sweep" "$tmp/section.md"
 echo "wrote tests/bench/RESULTS.md (section \"Ablation sweep\")"

@@ -17,7 +17,9 @@
  * logit (1e-5 * scale); reuse on and off agree, and so do one run and the same
  * prompts split into work units, with many small passes (5e-5 * scale, see
  * BATCH_BOUND); scale:1 changes nothing (1e-5 * scale);
- * with the ablated norm scale, total effect == -(sum of direct-effect changes). */
+ * with the ablated norm scale, total effect == -(sum of direct-effect changes);
+ * resample's repeated draws computed once give the rows of computing every
+ * draw (within DRAW_BOUND: the same arithmetic in other batches). */
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -37,6 +39,10 @@
  * up to 1.3e-5 of the logit scale on SmolLM2 under noise at every position
  * (30 fp32 layers). */
 #define BATCH_BOUND 5e-5
+/* Repeated resample draws computed once against every draw computed: the
+ * same runs, their passes cut into other batches, so BLAS may round
+ * differently (BATCH_BOUND's cause); the sums over draws are exact in double. */
+#define DRAW_BOUND BATCH_BOUND
 /* Every golden value: 1e-4 of the logit scale (scale_ref). */
 #define GOLDEN_BOUND 1e-4
 
@@ -219,6 +225,69 @@ static void test_oom_retry(const model_t *m, const engine_job_t *job, int n_slot
   engine_destroy(e);
   b->ops = cpu_ops;
   backend_destroy(b);
+}
+
+/* Resample with more draws than other prompts (repeats are certain): the
+ * distinct draws run once and weighted give every row of computing each
+ * draw, the samples counted included. Up to 8 components of S. */
+static void test_repeated_draws(engine_t *e, const setup_t *S, int n_slots, unsigned metrics) {
+  static setup_t S8;
+  S8 = *S;
+  S8.n_comps = 0;
+  for (int c = 0; c < S->n_comps && S8.n_comps < 8; c += (S->n_comps + 7) / 8) {
+    S8.comps[S8.n_comps] = S->comps[c];
+    memcpy(S8.names[S8.n_comps++], S->names[c], sizeof(S->names[0]));
+  }
+  const method_t resample = {.kind = METHOD_RESAMPLE, .source = -1};
+  engine_job_t once = make_job(&S8, &resample, 1, metrics);
+  once.samples = 2 * S->n_prompts + 1;
+  once.seed = 11;
+  once.max_rows = 48; /* several passes */
+  engine_job_t each = once;
+  each.each_draw = 1;
+  long repeats = 0;
+  for (int p = 0; p < S->n_prompts; p++)
+    for (int u = 0; u < S8.n_comps; u++)
+      for (int s = 0; s < once.samples; s++)
+        for (int r = 0; r < s; r++)
+          if (engine_resample_source(&once, p, u, r) == engine_resample_source(&once, p, u, s)) {
+            repeats++;
+            break;
+          }
+  CHECK(repeats > 0, "repeated draws: the job repeats none (%d prompts, %d draws)", S->n_prompts,
+        once.samples);
+  collect_t a = {0}, b = {0};
+  char what[160];
+  if (run(e, &once, &a, n_slots) == 0 && run(e, &each, &b, n_slots) == 0) {
+    CHECK(a.n_rows == b.n_rows, "repeated draws: row count: got %d, want %d", a.n_rows, b.n_rows);
+    int same = 0;
+    for (int i = 0; i < a.n_rows && i < b.n_rows; i++) {
+      const engine_variant_t *x = &a.rows[i].row, *y = &b.rows[i].row;
+      snprintf(what, sizeof(what), "repeated draws: prompt %d comp %s", x->prompt,
+               S8.names[x->component]);
+      CHECK(x->prompt == y->prompt && x->component == y->component && x->samples == y->samples &&
+                x->samples == once.samples,
+            "%s: row of prompt %d comp %d with %d samples, want %d", what, y->prompt, y->component,
+            x->samples, once.samples);
+      CHECK_CLOSE(what, x->total_effect, y->total_effect, DRAW_BOUND, scale_ref);
+      CHECK_CLOSE(what, x->direct_effect, y->direct_effect, DRAW_BOUND, scale_ref);
+      CHECK_CLOSE(what, x->compensation, y->compensation, DRAW_BOUND, scale_ref);
+      CHECK_CLOSE(what, x->ablated_logit, y->ablated_logit, DRAW_BOUND, scale_ref);
+      CHECK_CLOSE(what, x->inv_scale, y->inv_scale, DRAW_BOUND, fabs(y->inv_scale));
+      if (metrics & METRIC_KL)
+        CHECK_CLOSE(what, x->kl, y->kl, DRAW_BOUND, fmax(1.0, y->kl));
+      int bitwise = x->total_effect == y->total_effect && x->compensation == y->compensation;
+      for (int s = 0; s < n_slots; s++) {
+        CHECK_CLOSE(what, x->delta_de[s], y->delta_de[s], DRAW_BOUND, scale_ref);
+        bitwise &= x->delta_de[s] == y->delta_de[s];
+      }
+      same += bitwise;
+    }
+    printf("repeated draws: %ld of %ld draws repeat an earlier one; %d of %d rows bitwise equal\n",
+           repeats, (long)S->n_prompts * S8.n_comps * once.samples, same, a.n_rows);
+  }
+  collect_free(&a);
+  collect_free(&b);
 }
 
 int main(int argc, char **argv) {
@@ -749,6 +818,9 @@ int main(int argc, char **argv) {
     }
     free(pos);
   }
+
+  /* 3b. repeated resample draws computed once */
+  test_repeated_draws(e, &S, n_slots, all_metrics);
 
   /* 4. scale:1 is a no-op */
   method_t one = {.kind = METHOD_SCALE, .value = 1.0f};

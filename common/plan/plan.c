@@ -649,6 +649,7 @@ int plan_build_limited(const job_spec_t *spec, const model_t *m, const tokenizer
   j->methods = p->methods;
   j->n_methods = p->n_methods;
   j->samples = spec->samples > 0 ? spec->samples : 1;
+  j->each_draw = spec->each_draw;
   j->seed = spec->seed;
   j->n_sources = p->n_sources;
   j->each_position = spec->positions_each;

@@ -34,8 +34,9 @@ static const char *const prompt_keys[] = {"text",           "ids", "subject", "t
                                           "counterfactual", NULL};
 static const char *const cf_keys[] = {"text", "ids", "prompt", NULL};
 static const char *const target_keys[] = {"token", "id", "foil", "foil_id", NULL};
-static const char *const ablation_keys[] = {"components", "groups",    "methods",  "samples",
-                                            "seed",       "positions", "patching", NULL};
+static const char *const ablation_keys[] = {"components", "groups",    "methods",
+                                            "samples",    "seed",      "positions",
+                                            "patching",   "each_draw", NULL};
 static const char *const metric_names[] = {"logit", "logprob", "prob", "logit_diff",
                                            "kl",    "rank",    NULL};
 
@@ -382,6 +383,9 @@ static int parse_ablations(const json_t *v, job_spec_t *spec, int *samples_given
     spec->samples = (int)x;
     *samples_given = 1;
   }
+  if ((e = json_object_get(v, "each_draw")) &&
+      job_want_bool(e, "ablations.each_draw", &spec->each_draw, err))
+    return -1;
   if ((e = json_object_get(v, "seed"))) {
     if (job_want_int(e, "ablations.seed", 0, (long long)JOB_MAX_SEED, "a non-negative integer", &x,
                      err))

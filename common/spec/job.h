@@ -190,6 +190,9 @@ typedef struct {
   method_t *methods; /* no two alike; resample only with >= 2 prompts */
   int n_methods;
   int samples;   /* resample draws per ablation (default 1; hydra preset 15) */
+  int each_draw; /* 1: every resample draw computed, one that repeats an earlier draw's source
+                    too (the reference); 0 (default): a repeat runs once, counted as often
+                    as it was drawn */
   uint64_t seed; /* resample and noise draws (default 0) */
 
   /* "ablations.patching": 0 "noising" (the default: each prompt runs as

@@ -143,7 +143,7 @@ try:
     slow = {"model": "tiny", "name": "slow sweep", "labels": {"sweep": "dash"},
             "prompts": [{"ids": [(7 * i + j) % 997 + 3 for j in range(100)]} for i in range(3)],
             "ablations": {"components": ["*"], "methods": ["resample"], "samples": 80, "seed": 3,
-                          "positions": "all"}, "reuse": False}
+                          "positions": "all", "each_draw": True}, "reuse": False}
     run_job = server.submit(slow)
     driver.get(URL + "/#job=" + run_job)
     slow_wait = WebDriverWait(driver, 300)  # a unit of this job is minutes in a sanitizer build

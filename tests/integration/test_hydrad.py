@@ -302,12 +302,14 @@ def small_job(n_prompts=3, methods=("zero",), components=("*",)):
 
 def slow_job(n_prompts=8, samples=40, n_tokens=100):
     """Every unit (one prompt with --unit-prompts 1) takes a noticeable time:
-    resample at every position, no prefix reuse."""
+    resample at every position, every draw computed (each_draw: with few
+    prompts most draws repeat a source, and a repeat otherwise runs once),
+    no prefix reuse."""
     return {
         "model": "tiny",
         "prompts": [ids_prompt(i, n_tokens) for i in range(n_prompts)],
         "ablations": {"components": ["*"], "methods": ["resample"], "samples": samples,
-                      "seed": 3, "positions": "all"},
+                      "seed": 3, "positions": "all", "each_draw": True},
         "reuse": False,
     }
 

@@ -39,12 +39,13 @@ check = Checks("test_jobs_wait")
 
 
 def slow(n_prompts, samples=120, **extra):
-    """Each prompt (a unit) is 6 x samples variants at all 100 positions:
+    """Each prompt (a unit) is 6 x samples variants at all 100 positions,
+    every draw computed (each_draw: a repeated draw otherwise runs once):
     seconds of work in passes of a fraction of a second."""
     doc = {"model": "tiny",
            "prompts": [{"ids": [(7 * i + j) % 997 + 3 for j in range(100)]} for i in range(n_prompts)],
            "ablations": {"components": ["*"], "methods": ["resample"], "samples": samples, "seed": 3,
-                         "positions": "all"}, "reuse": False}
+                         "positions": "all", "each_draw": True}, "reuse": False}
     doc.update(extra)
     return doc
 

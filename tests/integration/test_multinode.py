@@ -53,7 +53,8 @@ check = Checks("test_multinode")
 
 def job(n_prompts, tag):
     return {"model": "tiny", "prompts": [f"{tag} prompt {i} about a cat" for i in range(n_prompts)],
-            "ablations": {"components": ["*"], "methods": ["resample"], "samples": 1000}}
+            "ablations": {"components": ["*"], "methods": ["resample"], "samples": 1000,
+                          "each_draw": True}}
 
 
 def worker(name, *extra, model=TINY):

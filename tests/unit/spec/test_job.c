@@ -181,6 +181,10 @@ static void test_full(void) {
                "['*']}}");
   CHECK(s && s->weights_dtype == WEIGHTS_NATIVE, "weights_dtype native: %d",
         s ? s->weights_dtype : -2);
+  CHECK(s && !s->each_draw, "each_draw off by default");
+  job_free(s);
+  s = PARSE_OK("{'prompts': ['a', 'b'], 'ablations': {'components': ['*'], 'each_draw': true}}");
+  CHECK(s && s->each_draw, "each_draw true");
   job_free(s);
 }
 
@@ -540,6 +544,8 @@ static void test_invalid(void) {
       "direct_effects", "expected true or false");
   BAD("{'prompts': ['a', 'b'], 'effect_table': null, 'ablations': {'components': ['*']}}",
       "effect_table", "got null");
+  BAD("{'prompts': ['a', 'b'], 'ablations': {'components': ['*'], 'each_draw': 1}}",
+      "ablations.each_draw", "expected true or false");
   BAD("{'prompts': ['a', 'b'], 'effect_table': false, 'ablations': {'components': ['*']}}",
       "effect_table", "false is not supported");
   BAD("{'prompts': ['a', 'b'], 'direct_effects': false, 'ablations': {'components': ['*']}}",

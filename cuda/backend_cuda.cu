@@ -274,25 +274,40 @@ __global__ void k_widen_bf16(float *dst, const uint16_t *src, size_t n) {
     dst[i] = __uint_as_float((unsigned)src[i] << 16);
 }
 
+/* The start of a product on weights widened or decoded into scratch a tile
+ * of rows at a time (matmul_bf16, matmul_blocks): checks that scratch holds
+ * a row, writes the bias rows into y (or adds them when accumulating) and
+ * sets the sgemm's beta. Returns 1 when there is nothing to multiply, -1 on
+ * an error, 0 otherwise. */
+static int tiled_matmul_start(backend_t *b, const char *op, float *y, const float *bias, int rows,
+                              int out, int in, int accumulate, size_t scratch_floats, float *beta) {
+  if (scratch_floats < (size_t)in)
+    return err_set(b->err, "%s: scratch of %zu floats is under one row of %d", op, scratch_floats,
+                   in);
+  if (rows == 0)
+    return 1;
+  *beta = accumulate ? 1.0f : 0.0f;
+  if (bias) {
+    size_t n = (size_t)rows * out;
+    k_bias_rows<<<blocks(n, 256), 256, 0, impl(b)->stream>>>(y, bias, rows, out, accumulate);
+    LAUNCH_CHECK(b);
+    *beta = 1.0f;
+  }
+  return 0;
+}
+
 /* As cuda_matmul, on a block of w's rows at a time widened into scratch:
  * y[:, o0:o1] (leading dimension out) = x . w[o0:o1]^T. */
 static int cuda_matmul_bf16(backend_t *b, float *y, const float *x, const uint16_t *w,
                             const float *bias, int rows, int out, int in, int accumulate,
                             float *scratch, size_t scratch_floats) {
   PROF(b, P_MATMUL);
-  if (scratch_floats < (size_t)in)
-    return err_set(b->err, "matmul_bf16: scratch of %zu floats is under one row of %d",
-                   scratch_floats, in);
-  if (rows == 0)
-    return 0;
+  float alpha = 1.0f, beta = 0.0f;
+  const int start = tiled_matmul_start(b, "matmul_bf16", y, bias, rows, out, in, accumulate,
+                                       scratch_floats, &beta);
+  if (start)
+    return start > 0 ? 0 : -1;
   cudaStream_t st = impl(b)->stream;
-  float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
-  if (bias) {
-    size_t n = (size_t)rows * out;
-    k_bias_rows<<<blocks(n, 256), 256, 0, st>>>(y, bias, rows, out, accumulate);
-    LAUNCH_CHECK(b);
-    beta = 1.0f;
-  }
   const long block = (long)(scratch_floats / (size_t)in);
   for (long o0 = 0; o0 < out; o0 += block) {
     const long n = out - o0 < block ? out - o0 : block;
@@ -320,19 +335,12 @@ static int cuda_matmul_blocks(backend_t *b, float *y, const float *x, const void
   if (type == GGUF_TENSOR_F32)
     return cuda_matmul(b, y, x, (const float *)w, bias, rows, out, in, accumulate);
   PROF(b, P_MATMUL);
-  if (scratch_floats < (size_t)in)
-    return err_set(b->err, "matmul_blocks: scratch of %zu floats is under one row of %d",
-                   scratch_floats, in);
-  if (rows == 0)
-    return 0;
+  float alpha = 1.0f, beta = 0.0f;
+  const int start = tiled_matmul_start(b, "matmul_blocks", y, bias, rows, out, in, accumulate,
+                                       scratch_floats, &beta);
+  if (start)
+    return start > 0 ? 0 : -1;
   cudaStream_t st = impl(b)->stream;
-  float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
-  if (bias) {
-    size_t n = (size_t)rows * out;
-    k_bias_rows<<<blocks(n, 256), 256, 0, st>>>(y, bias, rows, out, accumulate);
-    LAUNCH_CHECK(b);
-    beta = 1.0f;
-  }
   const size_t row_bytes = (size_t)(in / (int)tt->block_size) * tt->type_size;
   const long tile = (long)(scratch_floats / (size_t)in);
   for (long o0 = 0; o0 < out; o0 += tile) {

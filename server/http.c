@@ -61,10 +61,15 @@ struct http {
 
 /* ------------------------------------------------------------ requests -- */
 
+/* Bytes of a body over its limit read and dropped before the connection is
+ * closed without an answer. */
+#define DROP_ALLOWANCE ((size_t)1 << 20)
+
 struct http_request {
   buffer_t body; /* collected across calls of the access handler */
   long max_body; /* this route's */
   int too_large;
+  size_t dropped;      /* bytes read past max_body and dropped */
   size_t counted;      /* bytes of it in http.buffered */
   int over_buffer_cap; /* the bodies of all connections would pass --max-buffered-mib */
   double t0;
@@ -1390,6 +1395,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     const size_t len = rq->body.len + *upload_data_size;
     if (!rq->too_large && len > (size_t)rq->max_body)
       rq->too_large = 1;
+    /* A body over the limit is read on and dropped so that its sender gets
+     * the 413 (libmicrohttpd answers only a whole request), but only so far:
+     * a chunked body (a declared length over the limit was refused with the
+     * headers) that goes on past DROP_ALLOWANCE closes the connection. */
+    if (rq->too_large && (rq->dropped += *upload_data_size) > DROP_ALLOWANCE) {
+      server_log(s, 1, "request %s %s: body over %ld bytes went on for %zu more; connection closed",
+                 rq->method, rq->path, rq->max_body, rq->dropped);
+      rq->status = 413;
+      return MHD_NO;
+    }
     if (!rq->too_large && !rq->over_buffer_cap && buffer_reserve(s, rq, len) != 0) {
       rq->over_buffer_cap = 1; /* what came is dropped; the rest is read and dropped too */
       buffer_free(&rq->body);

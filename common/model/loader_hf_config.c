@@ -476,10 +476,9 @@ static int qwen3_config(const hf_config_t *c, model_config_t *cfg, char *err) {
 }
 
 /* Mistral: llama's block without biases, every layer attending over a
- * sliding_window of keys (4096 when absent, as MistralConfig; null: all).
- * The transformer has no sliding windows: a window is accepted only where no
- * prompt reaches past it (at least max_position_embeddings), refused
- * otherwise. */
+ * sliding_window of keys (4096 when absent, as MistralConfig; null: all), as
+ * Mistral 7B v0.1 does: a row reads its own key and the window - 1 before
+ * it. */
 static int mistral_config(const hf_config_t *c, model_config_t *cfg, char *err) {
   int window = 4096;
   const json_t *v = json_object_get(c->root, "sliding_window");
@@ -488,14 +487,9 @@ static int mistral_config(const hf_config_t *c, model_config_t *cfg, char *err) 
     return -1;
   if (v && json_is_null(v))
     return 0;
-  if (window >= cfg->max_positions)
-    return 0;
-  return err_set(err,
-                 "%s: sliding_window = %d%s is not supported (sliding-window attention is not "
-                 "implemented; null or a window of at least max_position_embeddings = %d is "
-                 "accepted)",
-                 c->path, window, v ? "" : " (absent: MistralConfig's default)",
-                 cfg->max_positions);
+  cfg->sliding_window = window < cfg->max_positions ? window : 0; /* 0: every key */
+  cfg->sliding_period = 0;                                         /* every layer */
+  return 0;
 }
 
 /* OLMo-2: llama's block with no pre norms (attention and MLP read the

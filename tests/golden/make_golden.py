@@ -22,6 +22,8 @@ Writes (under --out, normally `tests`):
                              attention_bias
   data/tiny-mistral/         random-init Mistral: head_dim given (16), a
                              sliding_window as long as the context
+  data/tiny-mistral-window/  the same shape with sliding_window 5 on every
+                             layer (Mistral 7B v0.1's kind of window)
   data/tiny-olmo2/           random-init OLMo-2: post norms and no pre norms,
                              q/k norms over the whole projections, biases
   data/tiny-gemma/           random-init Gemma: GeGLU, sqrt(d) embedding scale,
@@ -480,20 +482,35 @@ def make_tiny_qwen3(data_dir, golden_dir):
     assert all(l.self_attn.sliding_window is None for l in m.model.layers)
 
 
-def make_tiny_mistral(data_dir, golden_dir):
-    name = "tiny-mistral"
+def make_tiny_mistral(data_dir, golden_dir, window=None):
+    """window None: as long as the context (no effect); else every layer
+    attends over its own key and the window - 1 before it, as Mistral 7B
+    v0.1's 4096 does, short enough to bite on the golden's prompts."""
+    name = "tiny-mistral" + ("" if window is None else "-window")
     log(f"[{name}]")
     cfg = MistralConfig(hidden_size=48, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
                         num_key_value_heads=2, head_dim=16, vocab_size=FAMILY_VOCAB,
-                        max_position_embeddings=128, sliding_window=128,
+                        max_position_embeddings=128, sliding_window=window or 128,
                         rope_parameters={"rope_type": "default", "rope_theta": 15000.0}, rms_norm_eps=1e-5,
                         tie_word_embeddings=False, initializer_range=LLAMA_INIT_RANGE)
-    torch.manual_seed(4500)
+    torch.manual_seed(4500 if window is None else 4520)
     model = MistralForCausalLM(cfg).float().eval()
     from transformers.models.mistral.modeling_mistral import MistralRMSNorm
-    m = make_family_model(data_dir, golden_dir, name, model, (MistralRMSNorm,), 4510)
+    m = make_family_model(data_dir, golden_dir, name, model, (MistralRMSNorm,),
+                          4510 if window is None else 4530)
     a = m.model.layers[0].self_attn
-    assert a.head_dim == 16 and m.config.sliding_window == 128, (a.head_dim, m.config.sliding_window)
+    assert a.head_dim == 16 and m.config.sliding_window == (window or 128), (a.head_dim, m.config.sliding_window)
+    if window is not None:  # the window changes the logits of the golden's longer prompts
+        prompts, positions = tiny_prompts(4532, m.config.vocab_size)
+        unwindowed = load_eager(os.path.join(data_dir, name))
+        unwindowed.config.sliding_window = None
+        for layer in unwindowed.model.layers:
+            layer.self_attn.sliding_window = None
+        full = run_prompts(unwindowed, prompts, positions)
+        windowed = run_prompts(m, prompts, positions)
+        diff = max(float(np.abs(a - b).max()) for a, b in zip(full, windowed))
+        assert diff > 1e-3, f"{name}: the window of {window} does not change the logits ({diff})"
+        log(f"  the window changes the logits by up to {diff:.3g}")
 
 
 def make_tiny_olmo2(data_dir, golden_dir):
@@ -713,6 +730,7 @@ TINY_FAMILIES = {
     "tiny-qwen2": make_tiny_qwen2,
     "tiny-qwen3": make_tiny_qwen3,
     "tiny-mistral": make_tiny_mistral,
+    "tiny-mistral-window": lambda d, g: make_tiny_mistral(d, g, 5),
     "tiny-olmo2": make_tiny_olmo2,
     "tiny-gemma": make_tiny_gemma,
     "tiny-gemma2": make_tiny_gemma2,

@@ -1617,6 +1617,21 @@ def t_malformed(d, jid):
     chunks = b"".join(b"%x\r\n%s\r\n" % (8192, b" " * 8192) for _ in range(12)) + b"0\r\n\r\n"
     status, raw, _ = raw_response(d.port, head.encode() + b"Transfer-Encoding: chunked\r\n\r\n" + chunks)
     check("chunked body over --max-body (no Content-Length) -> 413", status == 413, short(raw, 100))
+    # one that goes on is not read to its end: past 1 MiB over the limit the
+    # connection closes (libmicrohttpd answers only a whole request)
+    sock = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+    sent = 0
+    try:
+        sock.sendall(head.encode() + b"Transfer-Encoding: chunked\r\n\r\n")
+        while sent < 64 << 20:
+            sock.sendall(b"%x\r\n%s\r\n" % (65536, b" " * 65536))
+            sent += 65536
+    except OSError:
+        pass
+    finally:
+        sock.close()
+    check("a chunked body that goes on past --max-body is cut off within 4 MiB, not read to its end",
+          sent < 4 << 20, f"{sent} bytes sent before the connection closed")
     status, raw, _ = raw_response(d.port, head.encode() + b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n")
     check("malformed chunked body -> 400", status == 400, short(raw, 100))
     body = json.dumps(good).encode()

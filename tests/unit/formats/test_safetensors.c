@@ -1036,6 +1036,16 @@ static void test_qwen3_config(void) {
   json_decref(root);
 }
 
+static int load_config(const char *name, const char *config, model_config_t *cfg, char *err) {
+  char dir[512], path[600];
+  json_t *root = NULL;
+  write_model_dir(dir, name, config, NULL, 1);
+  snprintf(path, sizeof(path), "%s/config.json", dir);
+  int rc = hf_config_load(path, &root, cfg, err);
+  json_decref(root);
+  return rc;
+}
+
 /* Mistral's config.json; weights absent, as above. A context of 64. */
 static const char *mistral_config =
     "{\"model_type\":\"mistral\",\"sliding_window\":null,\"hidden_size\":8,\"num_hidden_layers\":2,"
@@ -1050,8 +1060,7 @@ static void test_mistral_config(void) {
   } configs[] = {
       {"no sliding window", "sliding_window", "null", "model.safetensors"},
       {"window as long as the context", "sliding_window", "64", "model.safetensors"},
-      {"window shorter than the context", "sliding_window", "32",
-       "sliding_window = 32 is not supported (sliding-window attention is not implemented"},
+      {"window shorter than the context", "sliding_window", "32", "model.safetensors"},
       {"window absent (4096), context 64", "sliding_window", NULL, "model.safetensors"},
       {"window zero", "sliding_window", "0", "sliding_window must be a positive integer"},
       {"longrope", "rope_theta", "1e4,\"rope_scaling\":{\"rope_type\":\"longrope\"}",
@@ -1064,14 +1073,27 @@ static void test_mistral_config(void) {
     expect_error(configs[i].what, m == NULL, err, "mistral-config", configs[i].reason);
     model_free(m);
   }
-  char longer[2048]; /* absent, with a context past 4096 */
-  config_with(longer, sizeof(longer), mistral_config, "max_position_embeddings", "8192");
-  config_with(config, sizeof(config), longer, "sliding_window", NULL);
-  write_model_dir(dir, "mistral-config", config, NULL, 1);
-  model_t *m = model_load_hf(dir, err);
-  expect_error("window absent (4096), context 8192", m == NULL, err, "mistral-config",
-               "sliding_window = 4096 (absent: MistralConfig's default) is not supported");
-  model_free(m);
+  /* the window read as Mistral 7B v0.1's: every layer, its own key and the
+   * window - 1 before; absent with a context past 4096: MistralConfig's 4096 */
+  char longer[2048];
+  const struct {
+    const char *value;
+    int context, window;
+  } windows[] = {{"32", 64, 32}, {NULL, 8192, 4096}, {"64", 64, 0}, {"null", 8192, 0}};
+  for (size_t i = 0; i < sizeof(windows) / sizeof(windows[0]); i++) {
+    char ctx[16];
+    snprintf(ctx, sizeof ctx, "%d", windows[i].context);
+    config_with(longer, sizeof(longer), mistral_config, "max_position_embeddings", ctx);
+    config_with(config, sizeof(config), longer, "sliding_window", windows[i].value);
+    model_config_t cfg;
+    int rc = load_config("mistral-config", config, &cfg, err);
+    CHECK(rc == 0 && cfg.sliding_window == windows[i].window && model_layer_slides(&cfg, 0) ==
+                                                                  (windows[i].window > 0) &&
+              model_layer_slides(&cfg, 1) == (windows[i].window > 0),
+          "mistral sliding_window %s, context %d: window %d on every layer, got %d (%s)",
+          windows[i].value ? windows[i].value : "absent", windows[i].context, windows[i].window,
+          cfg.sliding_window, err);
+  }
 }
 
 /* Gemma 2's and Gemma 3's config.json: soft-caps (absent: the family's
@@ -1088,16 +1110,6 @@ static const char *gemma3_config =
     "\"max_position_embeddings\":64,\"sliding_window\":8,\"rope_theta\":1000000.0,"
     "\"rope_local_base_freq\":10000.0,\"rope_scaling\":{\"rope_type\":\"linear\","
     "\"factor\":8.0},\"sliding_window_pattern\":3}";
-
-static int load_config(const char *name, const char *config, model_config_t *cfg, char *err) {
-  char dir[512], path[600];
-  json_t *root = NULL;
-  write_model_dir(dir, name, config, NULL, 1);
-  snprintf(path, sizeof(path), "%s/config.json", dir);
-  int rc = hf_config_load(path, &root, cfg, err);
-  json_decref(root);
-  return rc;
-}
 
 static void test_gemma_config(void) {
   char err[HYDRA_ERR_LEN] = "", config[2048];

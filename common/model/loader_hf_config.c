@@ -488,7 +488,7 @@ static int mistral_config(const hf_config_t *c, model_config_t *cfg, char *err) 
   if (v && json_is_null(v))
     return 0;
   cfg->sliding_window = window < cfg->max_positions ? window : 0; /* 0: every key */
-  cfg->sliding_period = 0;                                         /* every layer */
+  cfg->sliding_period = 0;                                        /* every layer */
   return 0;
 }
 

@@ -1087,8 +1087,8 @@ static void test_mistral_config(void) {
     config_with(config, sizeof(config), longer, "sliding_window", windows[i].value);
     model_config_t cfg;
     int rc = load_config("mistral-config", config, &cfg, err);
-    CHECK(rc == 0 && cfg.sliding_window == windows[i].window && model_layer_slides(&cfg, 0) ==
-                                                                  (windows[i].window > 0) &&
+    CHECK(rc == 0 && cfg.sliding_window == windows[i].window &&
+              model_layer_slides(&cfg, 0) == (windows[i].window > 0) &&
               model_layer_slides(&cfg, 1) == (windows[i].window > 0),
           "mistral sliding_window %s, context %d: window %d on every layer, got %d (%s)",
           windows[i].value ? windows[i].value : "absent", windows[i].context, windows[i].window,

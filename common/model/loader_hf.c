@@ -26,7 +26,24 @@ typedef struct {
   size_t scratch_n;
   char types[128];      /* dtypes read, comma-separated */
   const json_t *config; /* config.json, parsed (borrowed): keys a family's loader folds in */
+  /* A multimodal model's language model: its tensors' names start with
+   * lm_prefix where a text model's start with "model.", and its lm_head with
+   * lm_head_prefix ("" when the file has none). */
+  const char *lm_prefix, *lm_head_prefix;
 } hf_weights_t;
+
+/* The file's name for the text model's tensor `name` (in buf when it differs). */
+static const char *weights_name(const hf_weights_t *w, const char *name, char *buf, size_t len) {
+  if (!w->lm_prefix)
+    return name;
+  if (strncmp(name, "model.", 6) == 0)
+    snprintf(buf, len, "%s%s", w->lm_prefix, name + 6);
+  else if (strncmp(name, "lm_head.", 8) == 0)
+    snprintf(buf, len, "%s%s", w->lm_head_prefix, name);
+  else
+    return name;
+  return buf;
+}
 
 static int join_path(char *buf, const char *dir, const char *name, char *err) {
   int n = snprintf(buf, HF_PATH_LEN, "%s/%s", dir, name);
@@ -131,13 +148,17 @@ static safetensors_t *weights_shard_of(const hf_weights_t *w, const char *name) 
   return NULL;
 }
 
-static int weights_has(const hf_weights_t *w, const char *name) {
+static int weights_has(const hf_weights_t *w, const char *text_name) {
+  char buf[HF_NAME_LEN];
+  const char *name = weights_name(w, text_name, buf, sizeof buf);
   safetensors_t *st = weights_shard_of(w, name);
   return st && safetensors_find(st, name);
 }
 
-static const safetensors_tensor_t *weights_get(const hf_weights_t *w, const char *name,
+static const safetensors_tensor_t *weights_get(const hf_weights_t *w, const char *text_name,
                                                safetensors_t **st, char *err) {
+  char buf[HF_NAME_LEN];
+  const char *name = weights_name(w, text_name, buf, sizeof buf);
   *st = weights_shard_of(w, name);
   if (!*st) {
     err_set(err, "%s: tensor %s is missing from weight_map", w->index_path, name);
@@ -793,10 +814,33 @@ static int load_family(hf_weights_t *w, model_t *m, char *err) {
   return err_set(err, "%s: no tensor mapping for family %s", m->path, m->cfg.family);
 }
 
+/* Where a multimodal checkpoint keeps its language model: under
+ * "model.language_model." with the lm_head at the top (as transformers 5
+ * saves Gemma3ForConditionalGeneration), or under "language_model.model."
+ * with "language_model.lm_head." (as the published Gemma 3 files, written
+ * by transformers 4.50, do). */
+static int language_model_names(hf_weights_t *w, const char *dir, char *err) {
+  static const char *const layouts[][2] = {{"model.language_model.", ""},
+                                           {"language_model.model.", "language_model."}};
+  for (size_t i = 0; i < sizeof(layouts) / sizeof(layouts[0]); i++) {
+    w->lm_prefix = layouts[i][0];
+    w->lm_head_prefix = layouts[i][1];
+    if (weights_has(w, "model.embed_tokens.weight"))
+      return 0;
+  }
+  w->lm_prefix = w->lm_head_prefix = NULL;
+  return err_set(err,
+                 "%s: no language model in the weights (neither "
+                 "model.language_model.embed_tokens.weight nor "
+                 "language_model.model.embed_tokens.weight)",
+                 dir);
+}
+
 model_t *model_load_hf(const char *dir, char *err) {
   char config_path[HF_PATH_LEN];
   json_t *root = NULL;
   hf_weights_t w = {0};
+  json_t *text = NULL; /* a multimodal model's language model's config */
   model_t *m = NULL;
   model_config_t cfg;
   if (strlen(dir) >= sizeof(m->path)) {
@@ -804,23 +848,27 @@ model_t *model_load_hf(const char *dir, char *err) {
     return NULL;
   }
   if (join_path(config_path, dir, "config.json", err) ||
-      hf_config_load(config_path, &root, &cfg, err) || weights_open(&w, dir, err))
+      hf_config_load(config_path, &root, &cfg, err) || weights_open(&w, dir, err) ||
+      hf_config_language_model(config_path, root, &text, err) ||
+      (text && language_model_names(&w, dir, err)))
     goto fail;
   m = model_alloc(&cfg, err);
   if (!m)
     goto fail;
   snprintf(m->path, sizeof(m->path), "%s", dir);
-  w.config = root;
+  w.config = text ? text : root;
   if (load_family(&w, m, err))
     goto fail;
   snprintf(m->weights_format, sizeof(m->weights_format), "safetensors");
   snprintf(m->tensor_types, sizeof(m->tensor_types), "%s", w.types);
   weights_close(&w);
+  json_decref(text);
   json_decref(root);
   return m;
 fail:
   model_free(m);
   weights_close(&w);
+  json_decref(text);
   json_decref(root);
   return NULL;
 }

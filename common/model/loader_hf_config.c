@@ -1115,14 +1115,57 @@ static const hf_family_t hf_families[] = {
 };
 #define N_HF_FAMILIES (sizeof(hf_families) / sizeof(hf_families[0]))
 
+/* Gemma3TextConfig's defaults for the keys a published multimodal Gemma 3
+ * (gemma-3-4b, -12b, -27b) leaves out of its text_config. */
+static const char GEMMA3_TEXT_DEFAULTS[] =
+    "{\"model_type\":\"gemma3_text\",\"vocab_size\":262208,\"hidden_size\":2304,"
+    "\"intermediate_size\":9216,\"num_hidden_layers\":26,\"num_attention_heads\":8,"
+    "\"num_key_value_heads\":4,\"head_dim\":256,\"max_position_embeddings\":131072,"
+    "\"bos_token_id\":2,\"eos_token_id\":1,\"tie_word_embeddings\":true}";
+
+int hf_config_language_model(const char *path, const json_t *root, json_t **text, char *err) {
+  *text = NULL;
+  const json_t *type = json_object_get(root, "model_type");
+  if (!json_is_string(type) || strcmp(json_string_value(type), "gemma3") != 0)
+    return 0;
+  const json_t *given = json_object_get(root, "text_config");
+  if (!given || !json_is_object(given))
+    return err_set(err,
+                   "%s: text_config is %s (model_type gemma3 is Gemma 3's multimodal "
+                   "model: hydra reads its language model from text_config)",
+                   path, given ? "not an object" : "missing");
+  const json_t *text_type = json_object_get(given, "model_type");
+  if (text_type &&
+      (!json_is_string(text_type) || strcmp(json_string_value(text_type), "gemma3_text") != 0))
+    return err_set(err, "%s: text_config.model_type must be \"gemma3_text\"", path);
+  json_error_t jerr;
+  *text = json_loads(GEMMA3_TEXT_DEFAULTS, 0, &jerr);
+  if (!*text || json_object_update(*text, (json_t *)given) != 0) {
+    json_decref(*text);
+    *text = NULL;
+    return err_set(err, "%s: out of memory", path);
+  }
+  /* both levels may say whether the unembedding is the embedding */
+  const json_t *tied = json_object_get(root, "tie_word_embeddings");
+  if (tied && !json_is_null(tied) &&
+      !json_equal((json_t *)tied, json_object_get(*text, "tie_word_embeddings"))) {
+    json_decref(*text);
+    *text = NULL;
+    return err_set(err, "%s: tie_word_embeddings differs from text_config.tie_word_embeddings",
+                   path);
+  }
+  return 0;
+}
+
 static int unsupported_model_type(const hf_config_t *c, const char *model_type, char *err) {
   char names[256] = "";
   size_t used = 0;
   for (size_t i = 0; i < N_HF_FAMILIES && used < sizeof(names); i++)
     used += (size_t)snprintf(names + used, sizeof(names) - used, "%s%s", i ? ", " : "",
                              hf_families[i].model_type);
-  return err_set(err, "%s: model_type \"%.40s\" is not supported (supported: %s)", c->path,
-                 model_type, names);
+  return err_set(
+      err, "%s: model_type \"%.40s\" is not supported (supported: %s, gemma3 (its language model))",
+      c->path, model_type, names);
 }
 
 int hf_config_load(const char *path, json_t **root, model_config_t *cfg, char *err) {
@@ -1139,6 +1182,20 @@ int hf_config_load(const char *path, json_t **root, model_config_t *cfg, char *e
   memset(cfg, 0, sizeof(*cfg));
   if (config_string(&c, "model_type", NULL, &model_type, err))
     return -1;
+  json_t *text = NULL;
+  if (hf_config_language_model(path, *root, &text, err))
+    return -1;
+  if (text) { /* a multimodal model's language model */
+    hf_config_t tc = {path, text};
+    int rc = gemma3_config(&tc, cfg, err);
+    json_decref(text);
+    if (rc)
+      return -1;
+    char why[HYDRA_ERR_LEN];
+    if (model_config_check(cfg, why))
+      return err_set(err, "%s: %s", path, why);
+    return 0;
+  }
   size_t f = 0;
   while (f < N_HF_FAMILIES && strcmp(hf_families[f].model_type, model_type) != 0)
     f++;

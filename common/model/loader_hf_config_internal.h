@@ -21,4 +21,10 @@ static inline int file_exists(const char *path) {
  * with err naming the file and the key. */
 int hf_config_load(const char *path, json_t **root, model_config_t *cfg, char *err);
 
+/* A multimodal model's language model (model_type gemma3: Gemma 3 4B and
+ * up): *text gets a new reference to its config.json keys, text_config's
+ * over Gemma3TextConfig's defaults; NULL for any other model_type. Returns
+ * 0, or -1 with err naming the file and the key. */
+int hf_config_language_model(const char *path, const json_t *root, json_t **text, char *err);
+
 #endif

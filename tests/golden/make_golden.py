@@ -33,6 +33,11 @@ Writes (under --out, normally `tests`):
                              query_pre_attn_scalar
   data/tiny-gemma3/          random-init Gemma 3 (text): q/k norms, local and
                              global rotary (linear scaling), window 5
+  data/tiny-gemma3-mm/       random-init multimodal Gemma 3 (model_type gemma3):
+                             tiny-gemma3's kind of language model under
+                             text_config with its defaults left out, a tiny
+                             vision tower; -renamed: its tensors under the
+                             model's own names (model.language_model.*)
   data/tiny-phi3/            random-init Phi-3: fused qkv and gate_up, partial
                              rotary 0.75, window 6 on every layer
   data/tiny-phi/             random-init Phi (Phi-2): one LayerNorm for the
@@ -375,14 +380,15 @@ def make_family_model(data_dir, golden_dir, name, model, norm_types, seed, rewri
         rewrite(os.path.join(path, "config.json"))
     ref = model
     model = load_eager(path)
-    prompts, positions = tiny_prompts(seed + 2, model.config.vocab_size)
+    vocab = model.config.get_text_config().vocab_size
+    prompts, positions = tiny_prompts(seed + 2, vocab)
     logits = run_prompts(model, prompts, positions)
     if rewrite:  # the rewritten config must mean the same model
         before = run_prompts(ref.eval(), prompts, positions)
         maxdiff = max(float(np.abs(a - b).max()) for a, b in zip(logits, before))
         assert maxdiff <= 1e-5, f"{name}: rewritten config changes the logits by {maxdiff}"
     log(f"  {logit_stats(logits)}")
-    write_golden(golden_dir, name, rel(path), model.config.vocab_size, prompts, positions, logits)
+    write_golden(golden_dir, name, rel(path), vocab, prompts, positions, logits)
     return model
 
 
@@ -602,6 +608,80 @@ def make_tiny_gemma3(data_dir, golden_dir):
     assert tuple(a.q_norm.weight.shape) == (16,) and float(a.q_norm.weight.detach().abs().max()) > 0.1
 
 
+def published_gemma3_mm_config(cfg_path):
+    """Leave out of text_config the keys a published multimodal Gemma 3
+    config.json leaves to Gemma3TextConfig's defaults (the heads, the
+    context, the special ids), as google/gemma-3-4b-it's does."""
+    with open(cfg_path) as f:
+        cfg = json.load(f)
+    text = cfg["text_config"]
+    for key, default in (("num_attention_heads", 8), ("num_key_value_heads", 4),
+                         ("max_position_embeddings", 131072), ("bos_token_id", 2), ("eos_token_id", 1)):
+        assert text[key] == default, (key, text[key])
+        del text[key]
+    with open(cfg_path, "w") as f:
+        json.dump(cfg, f, indent=2, sort_keys=True)
+        f.write("\n")
+    log(f"  rewrote {rel(cfg_path)} with text_config's defaults left out")
+
+
+def make_tiny_gemma3_mm(data_dir, golden_dir):
+    """Gemma 3's multimodal model (model_type gemma3, as Gemma 3 4B and up):
+    the language model of tiny-gemma3's kind under text_config, 8 query and 4
+    key/value heads (Gemma3TextConfig's defaults, left out of the file), a
+    one-layer vision tower hydra ignores; logits of text-only prompts. Its
+    tensors are named as the published files name them
+    (language_model.model.*, what save_pretrained writes); also written under
+    the model's own names (model.language_model.*: tiny-gemma3-mm-renamed,
+    the same logits)."""
+    from safetensors.torch import load_file, save_file
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration, SiglipVisionConfig
+    name = "tiny-gemma3-mm"
+    log(f"[{name}]")
+    text = dict(GEMMA_SHAPE, num_attention_heads=8, num_key_value_heads=4, max_position_embeddings=131072,
+                bos_token_id=2, eos_token_id=1, rms_norm_eps=1e-6, query_pre_attn_scalar=20,
+                sliding_window=5, layer_types=["sliding_attention", "sliding_attention", "full_attention"],
+                rope_parameters={"sliding_attention": {"rope_type": "default", "rope_theta": 100.0},
+                                 "full_attention": {"rope_type": "linear", "factor": 2.0, "rope_theta": 10000.0}})
+    vision = SiglipVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                image_size=28, patch_size=14)
+    cfg = Gemma3Config(text_config=text, vision_config=vision.to_dict(), mm_tokens_per_image=1,
+                       image_token_index=FAMILY_VOCAB - 1, boi_token_index=FAMILY_VOCAB - 2,
+                       eoi_token_index=FAMILY_VOCAB - 3)
+    torch.manual_seed(4950)
+    model = Gemma3ForConditionalGeneration(cfg).float().eval()
+    from transformers.models.gemma3.modeling_gemma3 import Gemma3RMSNorm
+    m = make_family_model(data_dir, golden_dir, name, model, (Gemma3RMSNorm,), 4960, published_gemma3_mm_config)
+    assert m.config.model_type == "gemma3" and m.config.text_config.num_attention_heads == 8
+    path = os.path.join(data_dir, name)
+    tensors = load_file(os.path.join(path, "model.safetensors"))
+    assert "language_model.model.embed_tokens.weight" in tensors, sorted(tensors)[:5]
+    assert any(k.startswith("vision_tower.") for k in tensors)
+    renamed = {}
+    for k, v in tensors.items():
+        for old, new in (("language_model.model.", "model.language_model."), ("vision_tower.", "model.vision_tower."),
+                         ("multi_modal_projector.", "model.multi_modal_projector."),
+                         ("language_model.lm_head.", "lm_head.")):
+            if k.startswith(old):
+                k = new + k[len(old):]
+                break
+        renamed[k] = v.contiguous()
+    lpath = path + "-renamed"
+    fresh_dir(lpath)
+    shutil.copy(os.path.join(path, "config.json"), os.path.join(lpath, "config.json"))
+    save_file(renamed, os.path.join(lpath, "model.safetensors"), metadata={"format": "pt"})
+    log(f"  wrote {rel(lpath)} (the tensors as Gemma3ForConditionalGeneration's own names)")
+    prompts, positions = tiny_prompts(4960 + 2, FAMILY_VOCAB)
+    again, before = run_prompts(load_eager(lpath), prompts, positions), run_prompts(m, prompts, positions)
+    assert all(np.array_equal(a, b) for a, b in zip(again, before)), "the renamed copy's logits differ"
+    golden = json.load(open(os.path.join(golden_dir, name + ".json")))
+    golden["model"] = rel(lpath)
+    golden["logits_file"] = name + ".f32"
+    with open(os.path.join(golden_dir, name + "-renamed.json"), "w") as f:
+        json.dump(golden, f, indent=2)
+        f.write("\n")
+
+
 def make_tiny_phi3(data_dir, golden_dir):
     """Fused qkv_proj and gate_up_proj, partial rotary 0.75 (12 of 16, as
     Phi-4-mini), a window of 6 on every layer."""
@@ -735,6 +815,7 @@ TINY_FAMILIES = {
     "tiny-gemma": make_tiny_gemma,
     "tiny-gemma2": make_tiny_gemma2,
     "tiny-gemma3": make_tiny_gemma3,
+    "tiny-gemma3-mm": make_tiny_gemma3_mm,
     "tiny-phi3": make_tiny_phi3,
     "tiny-phi": make_tiny_phi,
     "tiny-granite": make_tiny_granite,

@@ -1111,6 +1111,44 @@ static const char *gemma3_config =
     "\"rope_local_base_freq\":10000.0,\"rope_scaling\":{\"rope_type\":\"linear\","
     "\"factor\":8.0},\"sliding_window_pattern\":3}";
 
+/* Gemma 3's multimodal config.json (model_type gemma3): the language model
+ * is text_config over Gemma3TextConfig's defaults; refusals name the key. */
+static void test_gemma3_multimodal_config(void) {
+  char err[HYDRA_ERR_LEN] = "";
+  model_config_t cfg;
+  const char *published =
+      "{\"model_type\":\"gemma3\",\"vision_config\":{\"hidden_size\":16},"
+      "\"text_config\":{\"hidden_size\":2560,\"intermediate_size\":10240,"
+      "\"model_type\":\"gemma3_text\",\"num_hidden_layers\":34,\"rope_scaling\":"
+      "{\"factor\":8.0,\"rope_type\":\"linear\"},\"sliding_window\":1024}}";
+  int rc = load_config("gemma3-mm-config", published, &cfg, err);
+  CHECK(rc == 0 && strcmp(cfg.family, "gemma3_text") == 0 && cfg.d_model == 2560 &&
+            cfg.n_layers == 34 && cfg.n_heads == 8 && cfg.n_kv_heads == 4 && cfg.head_dim == 256 &&
+            cfg.vocab_size == 262208 && cfg.max_positions == 131072 && cfg.sliding_window == 1024 &&
+            cfg.tied_unembed && cfg.bos_id == 2 && cfg.qk_norm,
+        "gemma-3-4b's config.json: the language model with Gemma3TextConfig's defaults (%s)", err);
+  const struct {
+    const char *what, *config, *reason;
+  } bad[] = {
+      {"no text_config", "{\"model_type\":\"gemma3\"}", "text_config is missing"},
+      {"text_config not an object", "{\"model_type\":\"gemma3\",\"text_config\":[]}",
+       "text_config is not an object"},
+      {"text_config of another family",
+       "{\"model_type\":\"gemma3\",\"text_config\":{\"model_type\":\"llama\"}}",
+       "text_config.model_type must be \"gemma3_text\""},
+      {"tie_word_embeddings that disagree",
+       "{\"model_type\":\"gemma3\",\"tie_word_embeddings\":false,\"text_config\":{}}",
+       "tie_word_embeddings differs from text_config.tie_word_embeddings"},
+      {"a text_config key the family refuses",
+       "{\"model_type\":\"gemma3\",\"text_config\":{\"use_bidirectional_attention\":true}}",
+       "use_bidirectional_attention = true is not supported"},
+  };
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    rc = load_config("gemma3-mm-config", bad[i].config, &cfg, err);
+    expect_error(bad[i].what, rc != 0, err, "gemma3-mm-config", bad[i].reason);
+  }
+}
+
 static void test_gemma_config(void) {
   char err[HYDRA_ERR_LEN] = "", config[2048];
   model_config_t cfg;
@@ -1377,6 +1415,7 @@ int main(int argc, char **argv) {
   test_qwen3_config();
   test_mistral_config();
   test_gemma_config();
+  test_gemma3_multimodal_config();
   test_phi3_config();
   test_phi_config();
   test_gpt_neo_config();

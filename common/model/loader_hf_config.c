@@ -1157,7 +1157,28 @@ int hf_config_language_model(const char *path, const json_t *root, json_t **text
   return 0;
 }
 
+/* Mixture-of-experts families: refused as such (their experts are not
+ * components hydra computes), naming the key that counts the experts. */
+static const char *const MOE_FAMILIES[][2] = {
+    {"mixtral", "num_local_experts"},
+    {"qwen2_moe", "num_experts"},
+    {"qwen3_moe", "num_experts"},
+    {"olmoe", "num_experts"},
+    {"deepseek_v2", "n_routed_experts"},
+    {"deepseek_v3", "n_routed_experts"},
+    {"phimoe", "num_local_experts"},
+    {"granitemoe", "num_local_experts"},
+    {"dbrx", "ffn_config"},
+    {"jamba", "num_experts"},
+};
+
 static int unsupported_model_type(const hf_config_t *c, const char *model_type, char *err) {
+  for (size_t i = 0; i < sizeof(MOE_FAMILIES) / sizeof(MOE_FAMILIES[0]); i++)
+    if (strcmp(model_type, MOE_FAMILIES[i][0]) == 0)
+      return err_set(err,
+                     "%s: model_type \"%s\" is a mixture of experts (%s): its routed experts "
+                     "are not supported (hydra computes dense blocks only)",
+                     c->path, model_type, MOE_FAMILIES[i][1]);
   char names[256] = "";
   size_t used = 0;
   for (size_t i = 0; i < N_HF_FAMILIES && used < sizeof(names); i++)

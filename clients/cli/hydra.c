@@ -75,7 +75,8 @@ static const char *activation_name(activation_t a) {
 }
 
 static void print_rope(const model_config_t *c) {
-  static const char *scaling[] = {"no scaling", "linear scaling", "llama3 scaling", "yarn scaling"};
+  static const char *scaling[] = {"no scaling", "linear scaling", "llama3 scaling", "yarn scaling",
+                                  "longrope (short factors)"};
   printf("positions    RoPE theta %g, %d of %d dims (%s), %s", (double)c->rope_theta, c->rotary_dim,
          c->head_dim, c->rope_pairs == ROPE_HALVES ? "halves" : "adjacent pairs",
          scaling[c->rope_scaling]);
@@ -85,9 +86,10 @@ static void print_rope(const model_config_t *c) {
     printf(", low/high freq factors %g/%g", (double)c->rope_low_freq_factor,
            (double)c->rope_high_freq_factor);
   if (c->rope_scaling == ROPE_SCALING_YARN)
-    printf(", beta fast/slow %g/%g, attention factor %g", (double)c->rope_beta_fast,
-           (double)c->rope_beta_slow, (double)c->rope_attn_factor);
-  if (c->rope_scaling == ROPE_SCALING_LLAMA3 || c->rope_scaling == ROPE_SCALING_YARN)
+    printf(", beta fast/slow %g/%g", (double)c->rope_beta_fast, (double)c->rope_beta_slow);
+  if (c->rope_scaling == ROPE_SCALING_YARN || c->rope_scaling == ROPE_SCALING_LONGROPE)
+    printf(", attention factor %g", (double)c->rope_attn_factor);
+  if (c->rope_scaling != ROPE_SCALING_NONE && c->rope_scaling != ROPE_SCALING_LINEAR)
     printf(", original context %d", c->rope_original_max_positions);
   if (c->rope_n_freq_factors) { /* a GGUF's rope_freqs.weight */
     printf(", frequencies divided by");

@@ -295,6 +295,53 @@ static int rope_scaling_config(const hf_config_t *c, const json_t *params, const
   return 0;
 }
 
+/* A longrope factor list (key of `params`, at `where`): n positive numbers. */
+static int longrope_factors(const hf_config_t *c, const json_t *params, const char *where,
+                            const char *key, int n, float *out, char *err) {
+  const json_t *v = json_object_get(params, key);
+  if (!v || !json_is_array(v) || json_array_size(v) != (size_t)n)
+    return err_set(err, "%s: %s.%s must be a list of %d numbers (rotated dimensions / 2)", c->path,
+                   where, key, n);
+  for (int i = 0; i < n; i++) {
+    const json_t *x = json_array_get(v, (size_t)i);
+    const double f = json_number_value(x);
+    if (!json_is_number(x) || !(f > 0.0 && f <= FLT_MAX))
+      return err_set(err, "%s: %s.%s[%d] must be a positive number", c->path, where, key, i);
+    if (out)
+      out[i] = (float)f;
+  }
+  return 0;
+}
+
+/* longrope (rotary_dim set first), as transformers'
+ * _compute_longrope_parameters: every pair's inverse frequency divided by its
+ * short_factor, cos and sin multiplied by attention_factor (when absent:
+ * sqrt(1 + ln(factor) / ln(original)) with factor = max_position_embeddings /
+ * original when absent too). transformers switches to long_factor for a
+ * sequence past the pretraining context `original`; hydra does not, so the
+ * context it accepts is that pretraining context. */
+static int longrope_config(const hf_config_t *c, const json_t *params, const char *where,
+                           int original, model_config_t *cfg, char *err) {
+  double factor, attn;
+  if (config_double_in(c, params, where, "factor", 0, (double)cfg->max_positions / original,
+                       &factor, err))
+    return -1;
+  attn = factor <= 1.0 ? 1.0 : sqrt(1.0 + log(factor) / log((double)original));
+  if (config_double_in(c, params, where, "attention_factor", 0, attn, &attn, err) ||
+      longrope_factors(c, params, where, "short_factor", cfg->rotary_dim / 2,
+                       cfg->rope_freq_factors, err) ||
+      longrope_factors(c, params, where, "long_factor", cfg->rotary_dim / 2, NULL, err))
+    return -1;
+  cfg->rope_scaling = ROPE_SCALING_LONGROPE;
+  cfg->rope_n_freq_factors = cfg->rotary_dim / 2;
+  cfg->rope_factor = (float)fmax(factor, 1.0); /* shown by hydra info; the factors do the work */
+  cfg->rope_attn_factor = (float)attn;
+  cfg->rope_original_max_positions = original;
+  if (cfg->max_positions > original)
+    cfg->max_positions = original;
+  return 0;
+}
+
 /* The rotary settings into cfg (head_dim set first). As transformers reads
  * them: a non-null rope_scaling (the older name) wins over rope_parameters;
  * a value in that object wins over the top-level key, which wins over the
@@ -304,6 +351,7 @@ static int rope_config(const hf_config_t *c, const rope_keys_t *keys, model_conf
   const char *where = "rope_scaling";
   const json_t *params = json_object_get(c->root, where);
   double theta, factor;
+  int longrope = 0, original = 0;
   if (!params || json_is_null(params)) {
     where = "rope_parameters";
     params = json_object_get(c->root, where);
@@ -320,10 +368,11 @@ static int rope_config(const hf_config_t *c, const rope_keys_t *keys, model_conf
     const json_t *type = json_object_get(params, type_key);
     if (type && !json_is_string(type))
       return err_set(err, "%s: %s.%s must be a string", c->path, where, type_key);
+    longrope = type && strcmp(json_string_value(type), "longrope") == 0;
     if (config_double_in(c, params, where, "rope_theta", 0, theta, &theta, err) ||
         config_double_in(c, params, where, "partial_rotary_factor", 0, factor, &factor, err) ||
-        rope_scaling_config(c, params, where, type_key, type ? json_string_value(type) : "default",
-                            cfg, err))
+        (!longrope && rope_scaling_config(c, params, where, type_key,
+                                          type ? json_string_value(type) : "default", cfg, err)))
       return -1;
   }
   if (factor > 1.0)
@@ -337,6 +386,9 @@ static int rope_config(const hf_config_t *c, const rope_keys_t *keys, model_conf
                    c->path, factor, cfg->rotary_dim, cfg->head_dim);
   cfg->positions = POSITIONS_ROPE;
   cfg->rope_pairs = ROPE_HALVES;
+  if (longrope && (rope_original_context(c, params, where, cfg, &original, err) ||
+                   longrope_config(c, params, where, original, cfg, err)))
+    return -1;
   return 0;
 }
 
@@ -579,28 +631,43 @@ static int granite_config(const hf_config_t *c, model_config_t *cfg, char *err) 
 
 /* Phi-3: llama's block (loader_hf.c splits its fused qkv_proj and
  * gate_up_proj), partial rotary allowed (Phi-4-mini), a sliding_window on
- * every layer (null: none), and only the default rotary: transformers reads
- * Phi-3's rope types su, yarn and longrope all as longrope, which hydra does
- * not compute. */
+ * every layer (null: none), the default rotary or longrope (Phi-3-128k,
+ * Phi-3.5, Phi-4-mini). */
 static int phi3_config(const hf_config_t *c, model_config_t *cfg, char *err) {
   const char *where = "rope_scaling";
   const json_t *params = json_object_get(c->root, where);
+  const char *type_key = NULL;
+  int longrope = 0;
   if (!params || json_is_null(params))
     params = json_object_get(c->root, where = "rope_parameters");
   if (params && json_is_object(params)) {
-    const char *type_key = json_object_get(params, "rope_type") ? "rope_type" : "type";
+    type_key = json_object_get(params, "rope_type") ? "rope_type" : "type";
     const json_t *type = json_object_get(params, type_key);
-    if (type && (!json_is_string(type) || strcmp(json_string_value(type), "default") != 0))
+    const char *t = json_is_string(type) ? json_string_value(type) : NULL;
+    longrope = t && (strcmp(t, "longrope") == 0 || strcmp(t, "su") == 0 || strcmp(t, "yarn") == 0);
+    if (type && !longrope && (!t || strcmp(t, "default") != 0))
       return err_set(err,
-                     "%s: %s.%s %s%.40s%s is not supported (phi3 takes only \"default\"; su, "
-                     "yarn and longrope are Phi-3's longrope, not implemented)",
-                     c->path, where, type_key, json_is_string(type) ? "\"" : "",
-                     json_is_string(type) ? json_string_value(type) : "(not a string)",
-                     json_is_string(type) ? "\"" : "");
+                     "%s: %s.%s %s%.40s%s is not supported (phi3 takes \"default\" and "
+                     "\"longrope\", which \"su\" and \"yarn\" mean for phi3)",
+                     c->path, where, type_key, t ? "\"" : "", t ? t : "(not a string)",
+                     t ? "\"" : "");
   }
   const json_t *window = json_object_get(c->root, "sliding_window");
-  if (llama_like_config(c, "phi3", 0, 0, 1, cfg, err))
+  if (longrope) { /* the block as a default rotary's, then the longrope */
+    json_t *plain = json_deep_copy(c->root);
+    json_t *plain_params = plain ? json_object_get(plain, where) : NULL;
+    if (!plain_params || json_object_set_new(plain_params, type_key, json_string("default")))
+      return json_decref(plain), err_set(err, "%s: out of memory", c->path);
+    hf_config_t pc = {c->path, plain};
+    int rc = llama_like_config(&pc, "phi3", 0, 0, 1, cfg, err);
+    json_decref(plain);
+    int original = 4096; /* the top-level key, Phi3Config's 4096 when absent */
+    if (rc || config_int(c, "original_max_position_embeddings", 0, 4096, &original, err) ||
+        longrope_config(c, params, where, original, cfg, err))
+      return -1;
+  } else if (llama_like_config(c, "phi3", 0, 0, 1, cfg, err)) {
     return -1;
+  }
   if (window && !json_is_null(window) &&
       config_int(c, "sliding_window", 0, 0, &cfg->sliding_window, err))
     return -1;

@@ -111,13 +111,15 @@ void model_rope_frequencies(const model_config_t *c, double *inv_freq, float *at
     low = fmax(low, 0.0), high = fmin(high, dim - 1);
     if (low == high)
       high += 0.001; /* as transformers: no division by zero */
-    if (c->rope_attn_factor > 0.0f)
-      *attn_scale = c->rope_attn_factor;
   }
+  if ((c->rope_scaling == ROPE_SCALING_YARN || c->rope_scaling == ROPE_SCALING_LONGROPE) &&
+      c->rope_attn_factor > 0.0f)
+    *attn_scale = c->rope_attn_factor;
   for (int i = 0; i < half; i++) {
     const double f = pow(base, -2.0 * i / dim);
     switch (c->rope_scaling) {
     case ROPE_SCALING_NONE:
+    case ROPE_SCALING_LONGROPE: /* divided by rope_freq_factors below */
       inv_freq[i] = f;
       break;
     case ROPE_SCALING_LINEAR:

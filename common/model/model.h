@@ -26,12 +26,16 @@ typedef enum { ROPE_HALVES, ROPE_ADJACENT } rope_pairs_t;
  * rope_original_max_positions); YARN: interpolation and extrapolation mixed
  * by a linear ramp over the dimensions (rope_beta_fast, rope_beta_slow,
  * rope_truncate, rope_original_max_positions), cos and sin multiplied by
+ * rope_attn_factor; LONGROPE (Phi-3's, within its pretraining context
+ * rope_original_max_positions): the frequencies divided per pair by
+ * rope_freq_factors (its short_factor), cos and sin multiplied by
  * rope_attn_factor. */
 typedef enum {
   ROPE_SCALING_NONE,
   ROPE_SCALING_LINEAR,
   ROPE_SCALING_LLAMA3,
-  ROPE_SCALING_YARN
+  ROPE_SCALING_YARN,
+  ROPE_SCALING_LONGROPE
 } rope_scaling_t;
 /* MLP_GELU: down(act(up x)); MLP_SWIGLU: down(silu(gate x) * up x);
  * MLP_GEGLU: down(gelu(gate x) * up x). */
@@ -78,7 +82,7 @@ typedef struct {
   float rope_low_freq_factor, rope_high_freq_factor; /* llama3 */
   float rope_beta_fast, rope_beta_slow;              /* yarn */
   int rope_truncate;                                 /* yarn: the ramp's ends rounded outwards */
-  float rope_attn_factor;                            /* yarn; 0 or 1: none */
+  float rope_attn_factor;                            /* yarn, longrope; 0 or 1: none */
   int rope_original_max_positions;                   /* llama3, yarn: the pretraining context */
   /* per-pair divisors of the inverse frequencies, after rope_scaling (a GGUF
    * rope_freqs.weight: Llama 3 scaling as llama.cpp stores it); 0 pairs: none */

@@ -40,6 +40,10 @@ Writes (under --out, normally `tests`):
                              model's own names (model.language_model.*)
   data/tiny-phi3/            random-init Phi-3: fused qkv and gate_up, partial
                              rotary 0.75, window 6 on every layer
+  data/tiny-llama-longrope/  random-init Llama with longrope scaling
+  data/tiny-phi3-longrope/   random-init Phi-3 with longrope (short factors
+                             1-3 per pair, attention factor from a context 4x
+                             the pretraining one), Phi-3.5's config spelling
   data/tiny-phi/             random-init Phi (Phi-2): one LayerNorm for the
                              parallel attention and MLP, partial rotary,
                              biases, an lm_head bias
@@ -71,6 +75,7 @@ Deterministic: fixed seeds everywhere, single-process CPU torch.
 import argparse
 import hashlib
 import json
+import math
 import os
 import shutil
 import sys
@@ -386,7 +391,8 @@ def make_family_model(data_dir, golden_dir, name, model, norm_types, seed, rewri
     if rewrite:  # the rewritten config must mean the same model
         before = run_prompts(ref.eval(), prompts, positions)
         maxdiff = max(float(np.abs(a - b).max()) for a, b in zip(logits, before))
-        assert maxdiff <= 1e-5, f"{name}: rewritten config changes the logits by {maxdiff}"
+        scale = max(float(np.abs(a).max()) for a in logits)
+        assert maxdiff <= 2e-6 * scale, f"{name}: rewritten config changes the logits by {maxdiff} (scale {scale})"
     log(f"  {logit_stats(logits)}")
     write_golden(golden_dir, name, rel(path), vocab, prompts, positions, logits)
     return model
@@ -701,6 +707,50 @@ def make_tiny_phi3(data_dir, golden_dir):
     assert m.model.rotary_emb.inv_freq.numel() == 6 and m.config.sliding_window == 6
 
 
+def published_phi3_longrope_config(cfg_path):
+    """Phi-3.5-mini's / Phi-4-mini's config.json spelling (transformers 4):
+    rope_scaling {"type": "longrope", long_factor, short_factor}, rope_theta,
+    partial_rotary_factor and original_max_position_embeddings at the top."""
+    with open(cfg_path) as f:
+        cfg = json.load(f)
+    rp = cfg.pop("rope_parameters")
+    assert rp["rope_type"] == "longrope", rp
+    cfg["rope_scaling"] = {"type": "longrope", "long_factor": rp["long_factor"], "short_factor": rp["short_factor"]}
+    cfg["rope_theta"] = rp["rope_theta"]
+    cfg["partial_rotary_factor"] = rp["partial_rotary_factor"]
+    cfg["original_max_position_embeddings"] = rp["original_max_position_embeddings"]
+    with open(cfg_path, "w") as f:
+        json.dump(cfg, f, indent=2, sort_keys=True)
+        f.write("\n")
+    log(f"  rewrote {rel(cfg_path)} in Phi-3.5's rope_scaling spelling")
+
+
+def make_tiny_phi3_longrope(data_dir, golden_dir):
+    """Phi-3's longrope (Phi-3-128k, Phi-3.5, Phi-4-mini): per-pair short
+    factors between 1 and 3 (long ones up to 20, unused within the
+    pretraining context of 64), context 256 (attention factor
+    sqrt(1 + ln 4 / ln 64)), partial rotary 0.75, no window."""
+    name = "tiny-phi3-longrope"
+    log(f"[{name}]")
+    gen = np.random.default_rng(5020)
+    short = [round(float(x), 4) for x in gen.uniform(1.0, 3.0, 6)]
+    long = [round(float(x), 4) for x in gen.uniform(1.0, 20.0, 6)]
+    cfg = Phi3Config(hidden_size=64, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
+                     num_key_value_heads=2, vocab_size=FAMILY_VOCAB, max_position_embeddings=256,
+                     original_max_position_embeddings=64, sliding_window=None,
+                     rope_parameters={"rope_type": "longrope", "rope_theta": 10000.0, "partial_rotary_factor": 0.75,
+                                      "short_factor": short, "long_factor": long},
+                     rms_norm_eps=1e-5, tie_word_embeddings=False, initializer_range=LLAMA_INIT_RANGE,
+                     pad_token_id=None, eos_token_id=None, bos_token_id=None)
+    torch.manual_seed(5030)
+    model = Phi3ForCausalLM(cfg).float().eval()
+    from transformers.models.phi3.modeling_phi3 import Phi3RMSNorm
+    m = make_family_model(data_dir, golden_dir, name, model, (Phi3RMSNorm,), 5040, published_phi3_longrope_config)
+    rot = m.model.rotary_emb
+    assert rot.rope_type == "longrope" and abs(rot.attention_scaling - math.sqrt(1 + math.log(4) / math.log(64))) < 1e-6
+    assert torch.allclose(rot.inv_freq, 1.0 / (torch.tensor(short) * 10000.0 ** (torch.arange(0, 12, 2).float() / 12)))
+
+
 def make_tiny_phi(data_dir, golden_dir):
     """Phi-2's block: one LayerNorm read by attention and MLP side by side,
     partial rotary (the default 0.5), biases everywhere, an lm_head bias."""
@@ -817,6 +867,7 @@ TINY_FAMILIES = {
     "tiny-gemma3": make_tiny_gemma3,
     "tiny-gemma3-mm": make_tiny_gemma3_mm,
     "tiny-phi3": make_tiny_phi3,
+    "tiny-phi3-longrope": make_tiny_phi3_longrope,
     "tiny-phi": make_tiny_phi,
     "tiny-granite": make_tiny_granite,
     "tiny-gpt_neo": make_tiny_gpt_neo,
@@ -831,6 +882,13 @@ TINY_FAMILIES = {
          "high_freq_factor": 4.0, "original_max_position_embeddings": 64},
         dict(hidden_size=48, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
              num_key_value_heads=2, max_position_embeddings=128)),
+    # longrope: short factors 1.3..2.9 per pair, pretraining context 64 in a context of 256
+    # (attention factor sqrt(1 + ln 4 / ln 64)); the long factors are never used within 64
+    "tiny-llama-longrope": lambda d, g: make_tiny_llama_rope(
+        d, g, "tiny-llama-longrope",
+        {"rope_type": "longrope", "rope_theta": 10000.0, "short_factor": [1.3, 2.9, 1.7, 2.2],
+         "long_factor": [4.0, 9.5, 16.0, 31.0], "original_max_position_embeddings": 64},
+        dict(LLAMA_SMALL, max_position_embeddings=256)),
     "tiny-llama-linear": lambda d, g: make_tiny_llama_rope(
         d, g, "tiny-llama-linear", {"rope_type": "linear", "rope_theta": 10000.0, "factor": 4.0},
         dict(LLAMA_SMALL, max_position_embeddings=128)),

@@ -806,8 +806,9 @@ static void test_llama(void) {
       {"dynamic from a shorter context", "rope_scaling",
        "{\"type\":\"dynamic\",\"factor\":2.0,\"original_max_position_embeddings\":32}",
        "rope_scaling.original_max_position_embeddings = 32 with rope_type \"dynamic\""},
-      {"longrope", "rope_parameters", "{\"rope_type\":\"longrope\",\"rope_theta\":5e5}",
-       "rope_parameters.rope_type \"longrope\" is not supported"},
+      {"longrope without its factors", "rope_parameters",
+       "{\"rope_type\":\"longrope\",\"rope_theta\":5e5}",
+       "rope_parameters.short_factor must be a list of 2 numbers"},
       {"rope type unknown", "rope_parameters", "{\"rope_type\":\"ntk\",\"factor\":2}",
        "rope_parameters.rope_type \"ntk\" is not supported"},
       {"linear without factor", "rope_parameters", "{\"rope_type\":\"linear\"}",
@@ -924,8 +925,8 @@ static void test_gpt_neox_config(void) {
        "model.safetensors"},
       {"linear scaling", "rope_scaling", "{\"type\":\"linear\",\"factor\":2.0}",
        "model.safetensors"},
-      {"longrope", "rope_scaling", "{\"type\":\"longrope\",\"factor\":2.0}",
-       "rope_scaling.type \"longrope\" is not supported"},
+      {"longrope without its factors", "rope_scaling", "{\"type\":\"longrope\",\"factor\":2.0}",
+       "rope_scaling.short_factor must be a list of 1 numbers"},
       {"rotary_pct over 1", "rotary_pct", "1.5", "partial rotary factor 1.5 is over 1"},
       {"odd rotary dims", "rotary_pct", "0.75", "3 rotated dimensions"},
       {"hidden_act relu", "hidden_act", "\"relu\"", "hidden_act \"relu\" is not supported"},
@@ -1017,8 +1018,9 @@ static void test_qwen3_config(void) {
       {"head_dim zero", "head_dim", "0", "head_dim must be a positive integer"},
       {"partial rotary", "head_dim", "8,\"partial_rotary_factor\":0.5",
        "partial_rotary_factor < 1 is not supported"},
-      {"longrope", "rope_theta", "1e6,\"rope_scaling\":{\"rope_type\":\"longrope\"}",
-       "rope_scaling.rope_type \"longrope\" is not supported"},
+      {"longrope without its factors", "rope_theta",
+       "1e6,\"rope_scaling\":{\"rope_type\":\"longrope\"}",
+       "rope_scaling.short_factor must be a list of 3 numbers"},
   };
   for (size_t i = 0; i < sizeof(configs) / sizeof(configs[0]); i++) {
     config_with(config, sizeof(config), qwen3_config, configs[i].key, configs[i].value);
@@ -1067,8 +1069,9 @@ static void test_mistral_config(void) {
       {"window shorter than the context", "sliding_window", "32", "model.safetensors"},
       {"window absent (4096), context 64", "sliding_window", NULL, "model.safetensors"},
       {"window zero", "sliding_window", "0", "sliding_window must be a positive integer"},
-      {"longrope", "rope_theta", "1e4,\"rope_scaling\":{\"rope_type\":\"longrope\"}",
-       "rope_scaling.rope_type \"longrope\" is not supported"},
+      {"longrope without its factors", "rope_theta",
+       "1e4,\"rope_scaling\":{\"rope_type\":\"longrope\"}",
+       "rope_scaling.short_factor must be a list of 2 numbers"},
   };
   for (size_t i = 0; i < sizeof(configs) / sizeof(configs[0]); i++) {
     config_with(config, sizeof(config), mistral_config, configs[i].key, configs[i].value);
@@ -1206,8 +1209,8 @@ static void test_gemma_config(void) {
   }
 }
 
-/* Phi-3's config.json: only the default rotary; su, yarn and longrope (all
- * Phi-3's longrope to transformers) refused naming the key. */
+/* Phi-3's config.json: the default rotary or longrope (su and yarn are
+ * longrope to transformers for phi3), its factors checked naming the key. */
 static const char *phi3_config =
     "{\"model_type\":\"phi3\",\"hidden_size\":8,\"num_hidden_layers\":2,"
     "\"num_attention_heads\":2,\"num_key_value_heads\":1,\"intermediate_size\":12,"
@@ -1215,28 +1218,55 @@ static const char *phi3_config =
     "\"rope_scaling\":null,\"sliding_window\":2047}";
 
 static void test_phi3_config(void) {
-  char err[HYDRA_ERR_LEN] = "", config[2048];
+  char err[HYDRA_ERR_LEN] = "", config[2048], longer[2048];
   model_config_t cfg;
   int rc = load_config("phi3-config", phi3_config, &cfg, err);
   CHECK(rc == 0 && cfg.sliding_window == 2047 && cfg.sliding_period == 0 &&
-            model_layer_slides(&cfg, 1) && cfg.rotary_dim == 4,
+            model_layer_slides(&cfg, 1) && cfg.rotary_dim == 4 &&
+            cfg.rope_scaling == ROPE_SCALING_NONE,
         "phi3: a window on every layer (%s)", err);
+  /* longrope as Phi-3.5 writes it: the short factors divide the frequencies,
+   * attention factor sqrt(1 + ln(64 / 16) / ln 16), the context 16 */
+  config_with(longer, sizeof(longer), phi3_config, "max_position_embeddings",
+              "64,\"original_max_position_embeddings\":16");
+  for (int spelling = 0; spelling < 3; spelling++) {
+    static const char *const types[] = {"\"type\":\"longrope\"", "\"type\":\"su\"",
+                                        "\"rope_type\":\"yarn\""};
+    char value[256];
+    snprintf(value, sizeof value, "{%s,\"short_factor\":[1.5,3],\"long_factor\":[4,8]}",
+             types[spelling]);
+    config_with(config, sizeof(config), longer, "rope_scaling", value);
+    rc = load_config("phi3-config", config, &cfg, err);
+    double inv_freq[2];
+    float scale = 0.0f;
+    if (rc == 0)
+      model_rope_frequencies(&cfg, inv_freq, &scale);
+    CHECK(rc == 0 && cfg.rope_scaling == ROPE_SCALING_LONGROPE && cfg.max_positions == 16 &&
+              cfg.rope_original_max_positions == 16 && fabs(inv_freq[0] - 1.0 / 1.5) < 1e-12 &&
+              fabs(inv_freq[1] - pow(10000.0, -0.5) / 3.0) < 1e-12 &&
+              fabsf(scale - sqrtf(1.5f)) < 1e-6f,
+          "phi3 longrope (%s): short factors, attention factor %g, context %d (%s)", value,
+          (double)scale, cfg.max_positions, err);
+  }
   struct {
     const char *what, *value, *reason;
   } configs[] = {
-      {"longrope", "{\"type\":\"longrope\",\"short_factor\":[1,1],\"long_factor\":[1,1]}",
-       "rope_scaling.type \"longrope\" is not supported"},
-      {"su", "{\"type\":\"su\"}", "rope_scaling.type \"su\" is not supported"},
-      {"yarn", "{\"rope_type\":\"yarn\",\"factor\":2.0}",
-       "rope_scaling.rope_type \"yarn\" is not supported"},
+      {"longrope without short_factor", "{\"type\":\"longrope\",\"long_factor\":[1,1]}",
+       "rope_scaling.short_factor must be a list of 2 numbers"},
+      {"longrope with 3 short factors",
+       "{\"type\":\"longrope\",\"short_factor\":[1,1,1],\"long_factor\":[1,1]}",
+       "rope_scaling.short_factor must be a list of 2 numbers"},
+      {"longrope with a negative long factor",
+       "{\"type\":\"longrope\",\"short_factor\":[1,1],\"long_factor\":[1,-1]}",
+       "rope_scaling.long_factor[1] must be a positive number"},
+      {"dynamic", "{\"rope_type\":\"dynamic\",\"factor\":2.0}",
+       "rope_scaling.rope_type \"dynamic\" is not supported (phi3 takes \"default\" and "
+       "\"longrope\""},
   };
   for (size_t i = 0; i < sizeof(configs) / sizeof(configs[0]); i++) {
-    char dir[512];
     config_with(config, sizeof(config), phi3_config, "rope_scaling", configs[i].value);
-    write_model_dir(dir, "phi3-config", config, NULL, 1);
-    model_t *m = model_load_hf(dir, err);
-    expect_error(configs[i].what, m == NULL, err, "phi3-config", configs[i].reason);
-    model_free(m);
+    rc = load_config("phi3-config", config, &cfg, err);
+    expect_error(configs[i].what, rc != 0, err, "phi3-config", configs[i].reason);
   }
 }
 

@@ -34,8 +34,17 @@ enum { TOKEN_NORMAL = 1, TOKEN_UNKNOWN = 2, TOKEN_CONTROL = 3, TOKEN_USER_DEFINE
   "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}"                              \
   "| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 
-/* The byte-level pre-tokenizers: a split expression before ByteLevel (which
- * then uses no expression of its own), or digits first (then GPT-2's). */
+/* Mistral's tekken (Mistral NeMo, Pixtral): words split by case runs. */
+#define TEKKEN_SPLIT                                                                               \
+  "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+"      \
+  "|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*"     \
+  "|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+
+/* The byte-level pre-tokenizers, by the names llama.cpp's converter writes,
+ * each as the model's own tokenizer.json splits: a split expression before
+ * ByteLevel (which then uses no expression of its own), or digits first
+ * (then GPT-2's). A name whose tokenizer.json splits otherwise (a sequence of
+ * several expressions: deepseek-llm, deepseek-coder, ...) is refused. */
 static const struct {
   const char *name;
   const char *split; /* NULL: GPT-2's expression */
@@ -43,7 +52,12 @@ static const struct {
 } BYTE_LEVEL_PRES[] = {
     {"default", NULL, 0},
     {"gpt2", NULL, 0},
+    {"gpt-2", NULL, 0},
+    {"phi-2", NULL, 0},
+    {"olmo", NULL, 0},
+    {"mpt", NULL, 0},
     {"smollm", NULL, 1},
+    {"command-r", NULL, 1},
     {"starcoder", NULL, 1},
     {"refact", NULL, 1},
     {"llama3", LLAMA3_SPLIT, 0},
@@ -53,6 +67,8 @@ static const struct {
     {"dbrx", LLAMA3_SPLIT, 0},
     {"smaug-bpe", LLAMA3_SPLIT, 0},
     {"qwen2", QWEN2_SPLIT, 0},
+    {"stablelm2", QWEN2_SPLIT, 0},
+    {"tekken", TEKKEN_SPLIT, 0},
     {"deepseek-r1-qwen", QWEN2_SPLIT, 0},
 };
 

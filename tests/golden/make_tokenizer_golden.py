@@ -257,20 +257,127 @@ def smollm2(root, corpus, gguf_path, json_out):
     write_golden(os.path.join(root, "tests", "golden", "tokenizer_smollm2.jsonl"), tok, corpus)
 
 
+# tokenizer.ggml.pre names and the pre-tokenizer of the model's own
+# tokenizer.json that llama.cpp's name stands for (each a GGUF of one
+# byte-level vocabulary and merges, see gguf_pre_types): GPT-2's expression, digits first,
+# Qwen2's expression (stablelm2 too), Llama 3's, Mistral's tekken.
+LLAMA3_RE = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
+             r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+QWEN2_RE = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
+            r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+TEKKEN_RE = (r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+"
+             r"|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*"
+             r"|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
+def split_then_bytes(expr):
+    from tokenizers import Regex
+    return pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(expr), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=False)])
+
+
+PRE_TYPES = {
+    "gpt-2": lambda: pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=True),
+    "command-r": lambda: pre_tokenizers.Sequence([
+        pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=True)]),
+    "stablelm2": lambda: split_then_bytes(QWEN2_RE),
+    "llama-bpe": lambda: split_then_bytes(LLAMA3_RE),
+    "tekken": lambda: split_then_bytes(TEKKEN_RE),
+}
+
+
+# Texts on which those pre-tokenizers split differently (case runs,
+# contractions, digits, runs of spaces and newlines, slashes), added to the
+# corpus for these goldens only.
+PRE_TYPE_CASES = [
+    "CamelCaseWords and an HTTPServer in XMLHttpRequest",
+    "DON'T stop: I'M here, you'RE there, we'Ve, they'LL, he'D, it'S",
+    "line one\n\n  line two\r\n\tend\n",
+    "x = 12345 + 6789 - 3.14159 * 2024",
+    "path/to/file.txt\n/usr/bin//env\n",
+    "   three leading spaces and two trailing  ",
+    "ÉCOLE élève ŒUVRE Ärger über-Straße",
+    "iPhone eBay McDonald O'Neill MacBookPro",
+    "ПРИВЕТ мир ДОБРЫЙ День",
+    "a\n\n\nb  \n  c\t\td",
+]
+
+
+def gguf_pre_types(root, corpus):
+    """tests/data/gguf/tokenizer_pre_<name>.gguf and
+    tests/golden/tokenizer_pre-<name>.jsonl for every name of PRE_TYPES: a
+    byte-level vocabulary trained without any split (so that its merges cross
+    the boundaries where the pre-tokenizers differ), the same in every file."""
+    cases = corpus + PRE_TYPE_CASES
+    trained = Tokenizer(models.BPE())
+    trained.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    trainer = trainers.BpeTrainer(vocab_size=1500, special_tokens=["<|endoftext|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trained.train_from_iterator(training_text(cases, SEED + 1) + PRE_TYPE_CASES * 20, trainer=trainer)
+    base = json.loads(trained.to_str())
+    vocab, merges = base["model"]["vocab"], base["model"]["merges"]
+    merges = [m if isinstance(m, str) else " ".join(m) for m in merges]
+    specials = {t["content"]: t["id"] for t in base["added_tokens"] if t["special"]}
+    tokens = [None] * len(vocab)
+    for piece, i in vocab.items():
+        tokens[i] = piece
+    assert all(t is not None for t in tokens)
+    for name, make_pre in PRE_TYPES.items():
+        gpath = os.path.join(root, "tests", "data", "gguf", f"tokenizer_pre_{name}.gguf")
+        w = gguf.GGUFWriter(gpath, arch="gpt2")
+        w.add_context_length(128)
+        w.add_embedding_length(64)
+        w.add_block_count(1)
+        w.add_head_count(4)
+        w.add_layer_norm_eps(1e-5)
+        w.add_tokenizer_model("gpt2")
+        w.add_tokenizer_pre(name)
+        w.add_token_list(tokens)
+        w.add_token_types([gguf.TokenType.CONTROL if t in specials else gguf.TokenType.NORMAL for t in tokens])
+        w.add_token_merges(merges)
+        w.add_eos_token_id(specials["<|endoftext|>"])
+        w.add_add_bos_token(False)
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+        w.close()
+        print("wrote", gpath)
+        tok = Tokenizer(models.BPE(vocab=vocab, merges=[tuple(m.split(" ")) for m in merges]))
+        tok.add_special_tokens(list(specials))
+        tok.pre_tokenizer = make_pre()
+        tok.decoder = decoders.ByteLevel()
+        write_golden(os.path.join(root, "tests", "golden", f"tokenizer_pre-{name}.jsonl"), tok, cases)
+    goldens = {n: [json.loads(l)["ids"] for l in open(os.path.join(root, "tests", "golden", f"tokenizer_pre-{n}.jsonl"))]
+               for n in PRE_TYPES}
+    names = list(PRE_TYPES)
+    for i, a in enumerate(names):  # every pair of them differs on some case
+        for b in names[i + 1:]:
+            assert goldens[a] != goldens[b], f"the cases do not tell {a} from {b}"
+    print(f"every pair of the {len(names)} pre-tokenizers differs on some of the {len(cases)} cases")
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     ap = argparse.ArgumentParser()
     ap.add_argument("--root", default=os.path.dirname(os.path.dirname(here)))
     ap.add_argument("--smollm2", help="SmolLM2-135M-Instruct.Q4_1.gguf (leave out to skip)")
     ap.add_argument("--smollm2-json", default="/work/models/smollm2-135m-tokenizer/tokenizer.json")
+    ap.add_argument("--pre-types-only", action="store_true",
+                    help="only the tokenizer.ggml.pre files and goldens (from the committed tiny-gpt2 vocabulary)")
     args = ap.parse_args()
     corpus = read_corpus(args.root)
+    if args.pre_types_only:
+        gguf_pre_types(args.root, corpus)
+        return
     tiny_gpt2(args.root, corpus)
     workdir = tempfile.mkdtemp()
     try:
         tiny_llama(args.root, corpus, workdir)
     finally:
         shutil.rmtree(workdir)
+    gguf_pre_types(args.root, corpus)
     if args.smollm2:
         smollm2(args.root, corpus, args.smollm2, args.smollm2_json)
 

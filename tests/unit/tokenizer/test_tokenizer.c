@@ -522,6 +522,17 @@ static int run_tiny(const char *root) {
   }
   run_unset_ids(root);
   run_nfc(root);
+  /* tokenizer.ggml.pre: the pre-tokenizer each name stands for, on one
+   * byte-level vocabulary whose merges cross every split
+   * (make_tokenizer_golden.py's PRE_TYPES) */
+  static const char *const pres[] = {"gpt-2", "command-r", "stablelm2", "llama-bpe", "tekken"};
+  for (size_t i = 0; i < sizeof(pres) / sizeof(pres[0]); i++) {
+    char path[1024], golden[1024], name[64];
+    snprintf(path, sizeof(path), "%s/tests/data/gguf/tokenizer_pre_%s.gguf", root, pres[i]);
+    snprintf(golden, sizeof(golden), "%s/tests/golden/tokenizer_pre-%s.jsonl", root, pres[i]);
+    snprintf(name, sizeof(name), "pre %s", pres[i]);
+    run_golden(name, path, golden);
+  }
   tokenizer_t *gpt2 = tokenizer_load(tok[0], err);
   tokenizer_t *llama = gpt2 ? tokenizer_load(tok[1], err) : NULL;
   if (!gpt2 || !llama) {

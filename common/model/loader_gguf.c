@@ -5,9 +5,11 @@
  * GGUF lists dimensions fastest first, so a projection with ne = [in, out] is
  * row-major [out][in], which is already model_t's layout (gpt2's converter
  * transposes its Conv1D weights to it). Every tensor is dequantised to fp32.
- * A fused attn_qkv (gpt2; gptneox, whose converter gathers each head's
- * interleaved q, k, v) holds the rows of q, then k, then v. The llama
- * converter permutes the rows of attn_q and attn_k (and their biases) for
+ * A fused attn_qkv (gpt2, phi3, older phi2 files; gptneox, whose converter
+ * gathers each head's interleaved q, k, v) holds the rows of q, then k, then
+ * v; phi3's fused ffn_up the gate's rows, then the up's. A shared norm (phi2,
+ * parallel stablelm) is copied into the MLP's pre norm. The llama and
+ * granite converters permute the rows of attn_q and attn_k (and biases) for
  * ggml's RoPE, which rotates adjacent pairs; this loader undoes that, for the
  * rotate_half pairing (i, i + head_dim/2) that Hugging Face and hydra use
  * (ggml's NEOX RoPE, which the other architectures' rows already have).

@@ -15,13 +15,18 @@ F32, as `--outtype f16`), and the logits of that file from `transformers`.
   tests/fuzz/corpus/gguf/{llama,gptneox}.gguf   small valid files, fuzz seeds
 
 Where transformers reads the architecture from GGUF (llama, qwen2, qwen3,
-gpt2), the logits are transformers' own forward of the GGUF file, loaded with
-`gguf_file=`, and the script checks that they equal those of the model it was
-made from (weights rounded to fp16 as the file holds them) within 1e-5.
-Where it does not (gptneox; llama with rope_freqs.weight, rope.scaling or
-attention biases, qwen2 with rope.scaling, which transformers' GGUF loader
-ignores), the logits come from the transformers model the file was made
-from, its weights rounded to fp16 as the file holds them. Nothing of hydra is used.
+gpt2, gemma2, gemma3, phi3, stablelm), the logits are transformers' own
+forward of the GGUF file, loaded with `gguf_file=`, and the script checks that
+they equal those of the model it was made from (weights rounded to fp16 as the
+file holds them) within 1e-5. Where it does not (gptneox, gemma, olmo2, phi2,
+granite; llama with rope_freqs.weight, rope.scaling or attention biases, qwen2
+with rope.scaling, which transformers' GGUF loader ignores), the logits come
+from the transformers model the file was made from, its weights rounded to
+fp16 as the file holds them. Nothing of hydra is used. The converters per
+architecture follow llama.cpp's convert_hf_to_gguf.py: Gemma's norm weights
+stored as 1 + w, no rope base written for gemma, gemma2, stablelm and phi2
+(llama.cpp's 10000 holds), phi2's feed_forward_length as 4 x hidden, granite's
+q/k rows permuted as llama's.
 
 usage: python tests/golden/make_gguf_arch_golden.py [ROOT] [--only NAME... | --refused-only]
 (needs: torch transformers gguf numpy; CPU, eager attention, 1 thread)

@@ -460,6 +460,14 @@ MODELS = {
                          "partial_rotary_factor": 0.5},
         layer_norm_eps=1e-5, tie_word_embeddings=False, initializer_range=INIT_RANGE,
         pad_token_id=None), "hf", 6400),
+    # the same block with q, k, v fused in attn_qkv (TWEAKS)
+    "phi2-fused": (gguf.MODEL_ARCH.PHI2, PhiForCausalLM, lambda: PhiConfig(
+        vocab_size=VOCAB, hidden_size=32, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, max_position_embeddings=64, hidden_act="gelu_new",
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                         "partial_rotary_factor": 0.5},
+        layer_norm_eps=1e-5, tie_word_embeddings=False, initializer_range=INIT_RANGE,
+        pad_token_id=None), "hf", 6450),
     # every multiplier away from 1; q/k permuted as llama's
     "granite": (gguf.MODEL_ARCH.GRANITE, GraniteForCausalLM, lambda: GraniteConfig(
         **LLAMA_SHAPE, rms_norm_eps=1e-6, embedding_multiplier=3.0, attention_multiplier=0.3,
@@ -469,6 +477,21 @@ MODELS = {
         vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, n_positions=1024,
         activation_function="gelu_new", initializer_range=INIT_RANGE), "gguf", 5700),
 }
+
+
+def fuse_qkv(n_layers):
+    """Older phi2 files (converted from Phi-2's first format, mixer.Wqkv): one
+    attn_qkv per layer, the rows of q, then k, then v, as llama.cpp reads it."""
+    def tweak(w):
+        tensors = w.tensors[0]
+        for l in range(n_layers):
+            for kind in ("weight", "bias"):
+                parts = [tensors.pop(f"blk.{l}.attn_{x}.{kind}").tensor for x in "qkv"]
+                w.add_tensor(f"blk.{l}.attn_qkv.{kind}", np.concatenate(parts))
+    return tweak
+
+
+TWEAKS = {"phi2-fused": fuse_qkv(2)}
 
 
 def make_model(cls, config, seed):
@@ -517,7 +540,7 @@ def make(root, name):
     reference = run_prompts(model, prompts)
     gguf_rel = f"tests/data/gguf/arch-{name}.gguf"
     path = os.path.join(root, gguf_rel)
-    convert(model, arch, path, f"tiny-{name}")
+    convert(model, arch, path, f"tiny-{name}", TWEAKS.get(name))
     if source == "gguf":
         loaded = AutoModelForCausalLM.from_pretrained(
             os.path.dirname(path), gguf_file=os.path.basename(path), dtype=torch.float32,

@@ -34,7 +34,8 @@ static const gguf_arch_t gguf_archs[] = {
      F(HEAD_DIM_KEY) | F(GQA) | F(GEMMA) | F(TIED_ONLY) | F(POST_NORMS) | F(SOFTCAPS) | F(SWA), 2,
      46, 0.0f},
     {"gemma3", "gemma3_text", NORM_RMSNORM, POSITIONS_ROPE, MLP_GEGLU, ACT_GELU_TANH,
-     F(HEAD_DIM_KEY) | F(GQA) | F(GEMMA) | F(POST_NORMS) | F(QK_NORM) | F(FINAL_SOFTCAP) | F(SWA),
+     F(HEAD_DIM_KEY) | F(GQA) | F(GEMMA) | F(POST_NORMS) | F(QK_NORM) | F(FINAL_SOFTCAP) | F(SWA) |
+         F(LOCAL_BASE),
      6, 62, 0.0f},
     {"phi3", "phi3", NORM_RMSNORM, POSITIONS_ROPE, MLP_SWIGLU, ACT_SILU,
      F(FUSED_QKV_EITHER) | F(FUSED_GATE_UP) | F(GQA) | F(PARTIAL_ROTARY) | F(SWA_IGNORED), 0, 0,
@@ -95,6 +96,8 @@ static int key_allowed(const gguf_arch_t *a, const char *suffix) {
     IN(final_softcap);
   if (a->flags & F(GRANITE))
     IN(granite);
+  if ((a->flags & F(LOCAL_BASE)) && strcmp(suffix, "rope.freq_base_swa") == 0)
+    return 1;
 #undef IN
   if (a->norm == NORM_RMSNORM && strcmp(suffix, "attention.layer_norm_rms_epsilon") == 0)
     return 1;
@@ -367,7 +370,13 @@ static int read_gemma(const gguf_t *g, const gguf_arch_t *a, model_config_t *c, 
               &c->sliding_window, err))
     return -1;
   c->sliding_period = a->swa_period;
-  if (!gemma2 && c->sliding_window > 0)
+  /* llama.cpp sets gemma3's local base to 10000 after reading the file's
+   * rope.freq_base_swa (which newer converters write): any other is refused */
+  if ((a->flags & F(LOCAL_BASE)) &&
+      require_default(g, a, "rope.freq_base_swa", 10000.0,
+                      "llama.cpp rotates gemma3's sliding layers with base 10000", err))
+    return -1;
+  if ((a->flags & F(LOCAL_BASE)) && c->sliding_window > 0)
     c->rope_local_theta = 10000.0f;
   return 0;
 }

@@ -174,6 +174,8 @@ def gemma_keys(w, hp, arch):
     if arch == gguf.MODEL_ARCH.GEMMA3:
         rope = hp["rope_parameters"]
         w.add_rope_freq_base(rope.get("full_attention", rope).get("rope_theta", 1_000_000.0))
+        if rope.get("sliding_attention", {}).get("rope_theta") is not None:  # TextModel's
+            w.add_rope_freq_base_swa(rope["sliding_attention"]["rope_theta"])
         if hp.get("final_logit_softcapping"):
             w.add_final_logit_softcapping(hp["final_logit_softcapping"])
         if hp.get("sliding_window_pattern") != 1:
@@ -607,6 +609,8 @@ REFUSED = {
                                               gguf.GGUFValueType.FLOAT32)),
     "gemma3-attn-softcap": ("gemma3", set_key("gemma3.attn_logit_softcapping", 50.0,
                                               gguf.GGUFValueType.FLOAT32)),
+    "gemma3-freq-base-swa": ("gemma3", set_key("gemma3.rope.freq_base_swa", 20000.0,
+                                               gguf.GGUFValueType.FLOAT32)),
     "phi3-rope-factors": ("phi3", add_tensor("rope_factors_long.weight", [1.0] * 4)),
     "gemma-output": ("gemma", add_tensor("output.weight", np.ones((16, 16)))),
     "olmo2-sliding-window": ("olmo2", set_key("olmo2.attention.sliding_window", 16)),

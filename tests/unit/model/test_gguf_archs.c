@@ -232,6 +232,9 @@ static void test_refused(const char *root) {
       {"gpt2-rope-key", "metadata key gpt2.rope.dimension_count is not one hydra reads"},
       {"gemma2-softcap-zero", "gemma2.attn_logit_softcapping = 0 must be positive"},
       {"gemma3-attn-softcap", "metadata key gemma3.attn_logit_softcapping is not one hydra reads"},
+      {"gemma3-freq-base-swa",
+       "gemma3.rope.freq_base_swa = 20000 is not supported (llama.cpp rotates gemma3's sliding "
+       "layers with base 10000)"},
       {"phi3-rope-factors", "tensor rope_factors_long.weight is not part of a 'phi3' model"},
       {"gemma-output", "tensor output.weight is not part of a 'gemma' model"},
       {"olmo2-sliding-window", "olmo2.attention.sliding_window = 16 is not supported"},

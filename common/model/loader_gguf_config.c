@@ -230,9 +230,9 @@ static int read_sizes(const gguf_t *g, const gguf_arch_t *a, model_config_t *c, 
   if (!(a->flags & (F(SWA) | F(SWA_IGNORED))) && window != 0 &&
       window < c->max_positions) /* as the Hugging Face loader: no prompt reaches past it */
     return err_set(err,
-                   "%s: %s = %d is not supported (sliding-window attention is not implemented; "
-                   "0 or a window of at least %s = %d is accepted)",
-                   path, arch_key(a, "attention.sliding_window").s, window,
+                   "%s: %s = %d is not supported (hydra reads no sliding layers for "
+                   "architecture '%s'; 0 or a window of at least %s = %d is accepted)",
+                   path, arch_key(a, "attention.sliding_window").s, window, a->name,
                    arch_key(a, "context_length").s, c->max_positions);
   int experts = 0;
   if (get_int(g, a, "expert_count", 0, 0, 0, INT32_MAX, &experts, err))

@@ -421,6 +421,14 @@ MODELS = {
         **GEMMA_SHAPE, sliding_window=4, attn_logit_softcapping=50.0,
         final_logit_softcapping=30.0, rope_parameters={"rope_type": "default",
                                                        "rope_theta": 10000.0}), "gguf", 5800),
+    # llama.cpp's 27B rule: at 46 layers gemma2 scores are scaled by
+    # (embedding_length / head_count)^-1/2 = 4^-1/2, not head size^-1/2 (the
+    # 27B's query_pre_attn_scalar); transformers' GGUF loader would take 256
+    "gemma2-46-layers": (gguf.MODEL_ARCH.GEMMA2, Gemma2ForCausalLM, lambda: Gemma2Config(
+        **{**GEMMA_SHAPE, "hidden_size": 8, "intermediate_size": 8, "num_hidden_layers": 46,
+           "head_dim": 8}, query_pre_attn_scalar=4, sliding_window=4,
+        attn_logit_softcapping=50.0, final_logit_softcapping=30.0,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0}), "hf", 5850),
     # five sliding layers, then a full one (layer 5), a window of 4; global base
     # 50000, local 10000 (llama.cpp's fixed local base); no soft-caps.
     "gemma3": (gguf.MODEL_ARCH.GEMMA3, Gemma3ForCausalLM, lambda: Gemma3TextConfig(

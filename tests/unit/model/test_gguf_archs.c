@@ -47,6 +47,12 @@ static void test_new_configs(const char *root) {
           "embeddings");
     model_free(m);
   }
+  m = load(root, "arch-gemma2-46-layers", path, sizeof(path));
+  if (m) {
+    CHECK(m->cfg.n_layers == 46 && m->cfg.head_dim == 8 && m->cfg.attn_scale == 0.5f,
+          "gemma2 at 46 layers (llama.cpp's 27B): scores times (8 / 2)^-1/2, not 8^-1/2");
+    model_free(m);
+  }
   m = load(root, "arch-gemma3", path, sizeof(path));
   if (m) {
     const model_config_t *c = &m->cfg;

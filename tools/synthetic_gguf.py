@@ -11,9 +11,10 @@ model. No tokenizer is written: jobs give token ids (a job's "prompts" as
 lists of ids).
 
   --shape   one of SHAPES below (llama-3-8b, llama-3-70b, llama-2-7b,
-            qwen2.5-7b, tiny-llama, tiny-qwen2; gemma-2-9b is listed and
-            refused: hydra's GGUF loader does not read the gemma2
-            architecture yet)
+            qwen2.5-7b, gemma-2-9b, tiny-llama, tiny-qwen2; gemma-2-9b as
+            llama.cpp writes gemma2: no output.weight (the tied embedding
+            takes the output's type), post-attention and post-FFN norms,
+            soft-caps 50 and 30, a 4096 window on every other layer)
   --type    Q4_K_M: llama.cpp's recipe (Q4_K matrices; attn_v and ffn_down
             in Q6_K in the first and last eighths of the layers and every
             third layer between, output.weight in Q6_K); or one block type
@@ -42,7 +43,7 @@ SHAPES = {
     "tiny-llama": ("llama", 4, 256, 4, 2, 64, 512, 1024, 10000.0, 1e-5, False),
     "tiny-qwen2": ("qwen2", 4, 256, 4, 2, 64, 512, 1024, 1000000.0, 1e-6, True),
 }
-READABLE_ARCHS = ("llama", "qwen2")
+READABLE_ARCHS = ("llama", "qwen2", "gemma2")
 
 BLOCK_TYPES = {name: getattr(T, name)
                for name in ("Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K",
@@ -100,9 +101,12 @@ def random_matrix(qtype, rows, cols, rng):
 def plan(shape, recipe, n_layers):
     """[(name, kind, rows, cols, type)] in file order; kind: matrix, norm, bias."""
     arch, _, d, h, kv, hd, f, v, _, _, qkv_bias = shape
-    out = [("token_embd.weight", "matrix", v, d, matrix_type(recipe, "token_embd.weight", 0, 1)),
-           ("output_norm.weight", "norm", 1, d, T.F32),
-           ("output.weight", "matrix", v, d, matrix_type(recipe, "output.weight", 0, 1))]
+    tied = arch == "gemma2"  # llama.cpp's quantizer gives a tied embedding the output's type
+    out = [("token_embd.weight", "matrix", v, d,
+            matrix_type(recipe, "output.weight" if tied else "token_embd.weight", 0, 1)),
+           ("output_norm.weight", "norm", 1, d, T.F32)]
+    if not tied:
+        out.append(("output.weight", "matrix", v, d, matrix_type(recipe, "output.weight", 0, 1)))
     for i in range(n_layers):
         p = f"blk.{i}."
         mats = [("attn_q.weight", h * hd, d), ("attn_k.weight", kv * hd, d),
@@ -116,6 +120,9 @@ def plan(shape, recipe, n_layers):
                             ("attn_v.bias", kv * hd)):
                 out.append((p + name, "bias", 1, n, T.F32))
         out.append((p + "ffn_norm.weight", "norm", 1, d, T.F32))
+        if arch == "gemma2":
+            out += [(p + "post_attention_norm.weight", "norm", 1, d, T.F32),
+                    (p + "post_ffw_norm.weight", "norm", 1, d, T.F32)]
     return out
 
 
@@ -149,6 +156,10 @@ def main():
     w.add_uint32(f"{arch}.rope.dimension_count", hd)
     w.add_float32(f"{arch}.rope.freq_base", theta)
     w.add_float32(f"{arch}.attention.layer_norm_rms_epsilon", eps)
+    if arch == "gemma2":  # Gemma2Model.set_gguf_parameters
+        w.add_float32(f"{arch}.attn_logit_softcapping", 50.0)
+        w.add_float32(f"{arch}.final_logit_softcapping", 30.0)
+        w.add_uint32(f"{arch}.attention.sliding_window", 4096)
     tensors = plan(shape, a.type, n_layers)
     for name, kind, rows, cols, qtype in tensors:
         if kind != "matrix":

@@ -5,9 +5,11 @@
  * GGUF lists dimensions fastest first, so a projection with ne = [in, out] is
  * row-major [out][in], which is already model_t's layout (gpt2's converter
  * transposes its Conv1D weights to it). Every tensor is dequantised to fp32.
- * A fused attn_qkv (gpt2; gptneox, whose converter gathers each head's
- * interleaved q, k, v) holds the rows of q, then k, then v. The llama
- * converter permutes the rows of attn_q and attn_k (and their biases) for
+ * A fused attn_qkv (gpt2, phi3, older phi2 files; gptneox, whose converter
+ * gathers each head's interleaved q, k, v) holds the rows of q, then k, then
+ * v; phi3's fused ffn_up the gate's rows, then the up's. A shared norm (phi2,
+ * parallel stablelm) is copied into the MLP's pre norm. The llama and
+ * granite converters permute the rows of attn_q and attn_k (and biases) for
  * ggml's RoPE, which rotates adjacent pairs; this loader undoes that, for the
  * rotate_half pairing (i, i + head_dim/2) that Hugging Face and hydra use
  * (ggml's NEOX RoPE, which the other architectures' rows already have).
@@ -25,7 +27,7 @@
 #include "model.h"
 
 #define NAME_LEN 64
-#define MAX_PER_LAYER 20 /* planned tensors of one layer, at most */
+#define MAX_PER_LAYER 24 /* planned tensors of one layer, at most */
 
 /* One tensor the model needs: its name, expected shape (GGUF order) and
  * where it goes: dst, or (a fused qkv) its rows split over dst, dst_k and
@@ -76,7 +78,9 @@ static planned_t *plan_layer(const model_config_t *c, const gguf_arch_t *a, int 
   snprintf(name, sizeof(name), "blk.%d." suffix, l);                                               \
   p = plan_add(p, name, n_dims, ne0, ne1, w ? w->field : NULL, heads);                             \
   p[-1].proj = n_dims == 2
-  LAYER("attn_norm.weight", 1, d, 1, attn_norm_w, 0);
+  if (!c->no_pre_norms) {
+    LAYER("attn_norm.weight", 1, d, 1, attn_norm_w, 0);
+  }
   if (ln) {
     LAYER("attn_norm.bias", 1, d, 1, attn_norm_b, 0);
   }
@@ -99,31 +103,48 @@ static planned_t *plan_layer(const model_config_t *c, const gguf_arch_t *a, int 
     }
   }
   if (c->qk_norm) {
-    LAYER("attn_q_norm.weight", 1, c->head_dim, 1, q_norm_w, 0);
-    LAYER("attn_k_norm.weight", 1, c->head_dim, 1, k_norm_w, 0);
+    const int whole = c->qk_norm == QK_NORM_WHOLE;
+    LAYER("attn_q_norm.weight", 1, whole ? q : c->head_dim, 1, q_norm_w, 0);
+    LAYER("attn_k_norm.weight", 1, whole ? kv : c->head_dim, 1, k_norm_w, 0);
   }
   LAYER("attn_output.weight", 2, q, d, wo, 0);
   if (c->o_bias) {
     LAYER("attn_output.bias", 1, d, 1, bo, 0);
   }
-  LAYER("ffn_norm.weight", 1, d, 1, mlp_norm_w, 0);
-  if (ln) {
-    LAYER("ffn_norm.bias", 1, d, 1, mlp_norm_b, 0);
+  if (c->post_norms) {
+    LAYER("post_attention_norm.weight", 1, d, 1, post_attn_norm_w, 0);
   }
-  if (c->mlp != MLP_GELU) {
-    LAYER("ffn_gate.weight", 2, d, f, w_gate, 0);
+  if (!c->no_pre_norms && !(a->flags & GGUF_ARCH_SHARED_NORM)) {
+    LAYER("ffn_norm.weight", 1, d, 1, mlp_norm_w, 0);
+    if (ln) {
+      LAYER("ffn_norm.bias", 1, d, 1, mlp_norm_b, 0);
+    }
   }
-  LAYER("ffn_up.weight", 2, d, f, w_up, 0);
+  if (a->flags & GGUF_ARCH_FUSED_GATE_UP) { /* the gate's rows, then the up's */
+    snprintf(name, sizeof(name), "blk.%d.ffn_up.weight", l);
+    p = plan_add(p, name, 2, d, 2 * f, w ? w->w_gate : NULL, 0);
+    p[-1].dst_k = w ? w->w_up : NULL;
+    p[-1].rows_q = p[-1].rows_kv = (size_t)f;
+    p[-1].proj = 1;
+  } else {
+    if (c->mlp != MLP_GELU) {
+      LAYER("ffn_gate.weight", 2, d, f, w_gate, 0);
+    }
+    LAYER("ffn_up.weight", 2, d, f, w_up, 0);
+  }
   LAYER("ffn_down.weight", 2, f, d, w_down, 0);
   if (c->mlp_bias) {
     LAYER("ffn_up.bias", 1, f, 1, b_up, 0);
     LAYER("ffn_down.bias", 1, d, 1, b_down, 0);
   }
+  if (c->post_norms) {
+    LAYER("post_ffw_norm.weight", 1, d, 1, post_mlp_norm_w, 0);
+  }
 #undef LAYER
   return p;
 }
 
-/* Fills plan (at most 6 + MAX_PER_LAYER n_layers entries) with names, shapes
+/* Fills plan (at most 8 + MAX_PER_LAYER n_layers entries) with names, shapes
  * and, when m is non-NULL, destinations; leaves each entry's `t` alone.
  * Returns the number of entries. */
 static int plan_tensors(const model_config_t *c, const gguf_arch_t *a, model_t *m,
@@ -140,6 +161,8 @@ static int plan_tensors(const model_config_t *c, const gguf_arch_t *a, model_t *
     p = plan_add(p, "output_norm.bias", 1, d, 1, m ? m->final_norm_b : NULL, 0);
   if (!c->tied_unembed)
     p = plan_add(p, "output.weight", 2, d, c->vocab_size, m ? m->unembed : NULL, 0);
+  if (c->unembed_bias)
+    p = plan_add(p, "output.bias", 1, c->vocab_size, 1, m ? m->unembed_b : NULL, 0);
   for (int l = 0; l < c->n_layers; l++)
     p = plan_layer(c, a, l, m ? &m->layers[l] : NULL, p);
   return (int)(p - plan);
@@ -223,7 +246,8 @@ static int load_planned(const gguf_t *g, const planned_t *p, char *err) {
   if (rc == 0 && p->dst_k) {
     memcpy(p->dst, tmp, p->rows_q * cols * sizeof(float));
     memcpy(p->dst_k, tmp + p->rows_q * cols, p->rows_kv * cols * sizeof(float));
-    memcpy(p->dst_v, tmp + (p->rows_q + p->rows_kv) * cols, p->rows_kv * cols * sizeof(float));
+    if (p->dst_v)
+      memcpy(p->dst_v, tmp + (p->rows_q + p->rows_kv) * cols, p->rows_kv * cols * sizeof(float));
   }
   free(tmp);
   return rc;
@@ -268,7 +292,7 @@ static int load_planned_native(const gguf_t *g, const planned_t *p, char *err) {
     if (rc == 0)
       rc = take_rows((model_blocks_t *)p->dst_k, type, cols, row_bytes, raw + p->rows_q * row_bytes,
                      p->rows_kv, p, 0, err);
-    if (rc == 0)
+    if (rc == 0 && p->dst_v)
       rc = take_rows((model_blocks_t *)p->dst_v, type, cols, row_bytes,
                      raw + (p->rows_q + p->rows_kv) * row_bytes, p->rows_kv, p, 0, err);
   } else if (rc == 0) {
@@ -321,15 +345,31 @@ static void list_types(const planned_t *plan, int n, char *out, size_t size) {
     at += (size_t)snprintf(out + at, size - at, "%s%s", k ? "," : "", names[k]);
 }
 
+/* What the file's tensors leave to the loader: a shared norm copied into
+ * the MLP's pre norm, granite's logit_scale folded into the final norm. */
+static void finish_weights(const gguf_arch_t *a, model_t *m) {
+  const model_config_t *c = &m->cfg;
+  const size_t d = (size_t)c->d_model;
+  for (int l = 0; l < c->n_layers && (a->flags & GGUF_ARCH_SHARED_NORM); l++) {
+    layer_weights_t *w = &m->layers[l];
+    memcpy(w->mlp_norm_w, w->attn_norm_w, d * sizeof(float));
+    if (w->mlp_norm_b)
+      memcpy(w->mlp_norm_b, w->attn_norm_b, d * sizeof(float));
+  }
+  if (a->logit_scale > 0.0f)
+    for (size_t i = 0; i < d; i++)
+      m->final_norm_w[i] = (float)(m->final_norm_w[i] / (double)a->logit_scale);
+}
+
 static model_t *load_gguf(const gguf_t *g, int native, char *err) {
   model_t *m = NULL;
   planned_t *plan = NULL;
   model_config_t cfg;
-  const gguf_arch_t *arch = NULL;
+  gguf_arch_t arch_read, *arch = &arch_read;
   const char *file = gguf_path(g);
-  if (gguf_config_read(g, &cfg, &arch, err))
+  if (gguf_config_read(g, &cfg, arch, err))
     goto fail;
-  plan = calloc(6 + MAX_PER_LAYER * (size_t)cfg.n_layers, sizeof(*plan));
+  plan = calloc(8 + MAX_PER_LAYER * (size_t)cfg.n_layers, sizeof(*plan));
   if (!plan) {
     err_set(err, "%s: out of memory", file);
     goto fail;
@@ -352,6 +392,7 @@ static model_t *load_gguf(const gguf_t *g, int native, char *err) {
     if (native && plan[i].proj ? load_planned_native(g, &plan[i], err)
                                : load_planned(g, &plan[i], err))
       goto fail;
+  finish_weights(arch, m);
   snprintf(m->path, sizeof(m->path), "%s", file);
   snprintf(m->weights_format, sizeof(m->weights_format), "gguf");
   list_types(plan, n, m->tensor_types, sizeof(m->tensor_types));

@@ -16,16 +16,40 @@
 
 static const gguf_arch_t gguf_archs[] = {
     {"llama", "llama", NORM_RMSNORM, POSITIONS_ROPE, MLP_SWIGLU, ACT_SILU,
-     F(PERMUTED_QK) | F(HEAD_DIM_KEY) | F(GQA) | F(OPTIONAL_BIASES) | F(ROPE_FREQS)},
+     F(PERMUTED_QK) | F(HEAD_DIM_KEY) | F(GQA) | F(OPTIONAL_BIASES) | F(ROPE_FREQS), 0, 0, 0.0f},
     {"qwen2", "qwen2", NORM_RMSNORM, POSITIONS_ROPE, MLP_SWIGLU, ACT_SILU,
-     F(HEAD_DIM_KEY) | F(GQA) | F(QKV_BIAS)},
+     F(HEAD_DIM_KEY) | F(GQA) | F(QKV_BIAS), 0, 0, 0.0f},
     {"qwen3", "qwen3", NORM_RMSNORM, POSITIONS_ROPE, MLP_SWIGLU, ACT_SILU,
-     F(HEAD_DIM_KEY) | F(GQA) | F(QK_NORM)},
+     F(HEAD_DIM_KEY) | F(GQA) | F(QK_NORM), 0, 0, 0.0f},
     /* Pythia's hidden_act is "gelu" (erf); the file does not say */
     {"gptneox", "gpt_neox", NORM_LAYERNORM, POSITIONS_ROPE, MLP_GELU, ACT_GELU_ERF,
-     F(FUSED_QKV) | F(PARTIAL_ROTARY) | F(ALL_BIASES) | F(PARALLEL_RESIDUAL)},
+     F(FUSED_QKV) | F(PARTIAL_ROTARY) | F(ALL_BIASES) | F(PARALLEL_RESIDUAL), 0, 0, 0.0f},
     {"gpt2", "gpt2", NORM_LAYERNORM, POSITIONS_LEARNED, MLP_GELU, ACT_GELU_TANH,
-     F(FUSED_QKV) | F(ALL_BIASES)},
+     F(FUSED_QKV) | F(ALL_BIASES), 0, 0, 0.0f},
+    /* Gemma's norms are stored as (1 + w) by the converter: plain RMSNorm
+     * weights here. ggml_gelu is the tanh approximation. */
+    {"gemma", "gemma", NORM_RMSNORM, POSITIONS_ROPE, MLP_GEGLU, ACT_GELU_TANH,
+     F(HEAD_DIM_KEY) | F(GQA) | F(GEMMA) | F(TIED_ONLY), 0, 0, 0.0f},
+    {"gemma2", "gemma2", NORM_RMSNORM, POSITIONS_ROPE, MLP_GEGLU, ACT_GELU_TANH,
+     F(HEAD_DIM_KEY) | F(GQA) | F(GEMMA) | F(TIED_ONLY) | F(POST_NORMS) | F(SOFTCAPS) | F(SWA), 2,
+     46, 0.0f},
+    {"gemma3", "gemma3_text", NORM_RMSNORM, POSITIONS_ROPE, MLP_GEGLU, ACT_GELU_TANH,
+     F(HEAD_DIM_KEY) | F(GQA) | F(GEMMA) | F(POST_NORMS) | F(QK_NORM) | F(FINAL_SOFTCAP) | F(SWA) |
+         F(LOCAL_BASE),
+     6, 62, 0.0f},
+    {"phi3", "phi3", NORM_RMSNORM, POSITIONS_ROPE, MLP_SWIGLU, ACT_SILU,
+     F(FUSED_QKV_EITHER) | F(FUSED_GATE_UP) | F(GQA) | F(PARTIAL_ROTARY) | F(SWA_IGNORED), 0, 0,
+     0.0f},
+    {"phi2", "phi", NORM_LAYERNORM, POSITIONS_ROPE, MLP_GELU, ACT_GELU_TANH,
+     F(FUSED_QKV_EITHER) | F(ALL_BIASES) | F(PARTIAL_ROTARY) | F(SHARED_NORM) | F(UNEMBED_BIAS), 0,
+     0, 0.0f},
+    {"stablelm", "stablelm", NORM_LAYERNORM, POSITIONS_ROPE, MLP_SWIGLU, ACT_SILU,
+     F(GQA) | F(PARTIAL_ROTARY) | F(OPTIONAL_QKV_BIAS) | F(PARALLEL_RESIDUAL) | F(SHARED_NORM), 0,
+     0, 0.0f},
+    {"olmo2", "olmo2", NORM_RMSNORM, POSITIONS_ROPE, MLP_SWIGLU, ACT_SILU,
+     F(HEAD_DIM_KEY) | F(GQA) | F(NO_PRE_NORMS) | F(POST_NORMS) | F(QK_NORM_WHOLE), 0, 0, 0.0f},
+    {"granite", "granite", NORM_RMSNORM, POSITIONS_ROPE, MLP_SWIGLU, ACT_SILU,
+     F(PERMUTED_QK) | F(HEAD_DIM_KEY) | F(GQA) | F(OPTIONAL_BIASES) | F(GRANITE), 0, 0, 0.0f},
 };
 #define N_ARCHS (sizeof(gguf_archs) / sizeof(gguf_archs[0]))
 
@@ -62,6 +86,18 @@ static int key_allowed(const gguf_arch_t *a, const char *suffix) {
     IN(rope);
   if (a->flags & F(HEAD_DIM_KEY))
     IN(head_dim);
+  static const char *const softcaps[] = {"attn_logit_softcapping", "final_logit_softcapping"};
+  static const char *const final_softcap[] = {"final_logit_softcapping"};
+  static const char *const granite[] = {"attention.scale", "embedding_scale", "residual_scale",
+                                        "logit_scale"};
+  if (a->flags & F(SOFTCAPS))
+    IN(softcaps);
+  if (a->flags & F(FINAL_SOFTCAP))
+    IN(final_softcap);
+  if (a->flags & F(GRANITE))
+    IN(granite);
+  if ((a->flags & F(LOCAL_BASE)) && strcmp(suffix, "rope.freq_base_swa") == 0)
+    return 1;
 #undef IN
   if (a->norm == NORM_RMSNORM && strcmp(suffix, "attention.layer_norm_rms_epsilon") == 0)
     return 1;
@@ -191,12 +227,12 @@ static int read_sizes(const gguf_t *g, const gguf_arch_t *a, model_config_t *c, 
   int window = 0;
   if (get_int(g, a, "attention.sliding_window", 0, 0, 0, INT32_MAX, &window, err))
     return -1;
-  if (window != 0 &&
+  if (!(a->flags & (F(SWA) | F(SWA_IGNORED))) && window != 0 &&
       window < c->max_positions) /* as the Hugging Face loader: no prompt reaches past it */
     return err_set(err,
-                   "%s: %s = %d is not supported (sliding-window attention is not implemented; "
-                   "0 or a window of at least %s = %d is accepted)",
-                   path, arch_key(a, "attention.sliding_window").s, window,
+                   "%s: %s = %d is not supported (hydra reads no sliding layers for "
+                   "architecture '%s'; 0 or a window of at least %s = %d is accepted)",
+                   path, arch_key(a, "attention.sliding_window").s, window, a->name,
                    arch_key(a, "context_length").s, c->max_positions);
   int experts = 0;
   if (get_int(g, a, "expert_count", 0, 0, 0, INT32_MAX, &experts, err))
@@ -306,8 +342,89 @@ static int read_rope_freqs(const gguf_t *g, model_config_t *c, char *err) {
   return 0;
 }
 
+/* Gemma: embeddings times sqrt(embedding_length) (llama.cpp and
+ * transformers alike). Gemma 2/3 as llama.cpp reads them: scores scaled by
+ * head size^-1/2 but at the 27B's layer count by (embedding_length /
+ * head_count)^-1/2 (the checkpoints' query_pre_attn_scalar), soft-caps from
+ * their keys (gemma2: 50 and 30 when absent; gemma3: a final one only, none
+ * when absent), every swa_period-th layer full and the others sliding over
+ * attention.sliding_window keys (gemma2: 4096 when absent; gemma3: no window
+ * when absent or 0), gemma3's sliding layers rotating with base 10000,
+ * unscaled. */
+static int read_gemma(const gguf_t *g, const gguf_arch_t *a, model_config_t *c, char *err) {
+  c->embed_scale = (float)sqrt((double)c->d_model);
+  if (!(a->flags & F(SWA)))
+    return 0;
+  if (c->n_layers == a->big_layers)
+    c->attn_scale = 1.0f / sqrtf((float)(c->d_model / c->n_heads));
+  if (a->flags & F(SOFTCAPS)) {
+    if (get_float(g, a, "attn_logit_softcapping", 0, 50.0, &c->attn_softcap, err) ||
+        get_float(g, a, "final_logit_softcapping", 0, 30.0, &c->final_softcap, err))
+      return -1;
+  } else if (has(g, a, "final_logit_softcapping") &&
+             get_float(g, a, "final_logit_softcapping", 1, 0.0, &c->final_softcap, err)) {
+    return -1;
+  }
+  const int gemma2 = (a->flags & F(SOFTCAPS)) != 0;
+  if (get_int(g, a, "attention.sliding_window", 0, gemma2 ? 4096 : 0, gemma2, INT32_MAX,
+              &c->sliding_window, err))
+    return -1;
+  c->sliding_period = a->swa_period;
+  /* llama.cpp sets gemma3's local base to 10000 after reading the file's
+   * rope.freq_base_swa (which newer converters write): any other is refused */
+  if ((a->flags & F(LOCAL_BASE)) &&
+      require_default(g, a, "rope.freq_base_swa", 10000.0,
+                      "llama.cpp rotates gemma3's sliding layers with base 10000", err))
+    return -1;
+  if ((a->flags & F(LOCAL_BASE)) && c->sliding_window > 0)
+    c->rope_local_theta = 10000.0f;
+  return 0;
+}
+
+/* Granite's multipliers as llama.cpp reads them: scores times
+ * attention.scale (absent: head size^-1/2), embeddings times
+ * embedding_scale, each sublayer's output times residual_scale, the logits
+ * divided by logit_scale (kept in *a: loader_gguf.c divides the final
+ * RMSNorm's weight by it, the logits being linear in it). */
+static int read_granite(const gguf_t *g, gguf_arch_t *a, model_config_t *c, char *err) {
+  float logit_scale = 1.0f;
+  if ((has(g, a, "attention.scale") &&
+       get_float(g, a, "attention.scale", 1, 0.0, &c->attn_scale, err)) ||
+      get_float(g, a, "embedding_scale", 0, 1.0, &c->embed_scale, err) ||
+      get_float(g, a, "residual_scale", 0, 1.0, &c->residual_scale, err) ||
+      get_float(g, a, "logit_scale", 0, 1.0, &logit_scale, err))
+    return -1;
+  a->logit_scale = logit_scale;
+  return 0;
+}
+
+/* A parallel residual: gptneox says so in use_parallel_residual (required);
+ * stablelm has one when its layers lack ffn_norm (llama.cpp looks at the
+ * tensor; the key, where present, must agree); phi2 always has one. With a
+ * shared norm, attention and MLP read attn_norm's output. */
+static int read_residual(const gguf_t *g, gguf_arch_t *a, model_config_t *c, char *err) {
+  const arch_key_t k = arch_key(a, "use_parallel_residual");
+  if (!(a->flags & F(PARALLEL_RESIDUAL))) {
+    c->parallel_residual = (a->flags & F(SHARED_NORM)) != 0;
+    return 0;
+  }
+  if (!(a->flags & F(SHARED_NORM)))
+    return gguf_get_bool(g, k.s, &c->parallel_residual, err);
+  c->parallel_residual = gguf_tensor_find(g, "blk.0.ffn_norm.weight") == NULL;
+  if (!c->parallel_residual)
+    a->flags &= ~(unsigned)F(SHARED_NORM);
+  int said = c->parallel_residual;
+  if (gguf_find_key(g, k.s) >= 0 && gguf_get_bool(g, k.s, &said, err))
+    return -1;
+  if (said != c->parallel_residual)
+    return err_set(err, "%s: %s = %s but layer 0 %s ffn_norm (llama.cpp follows the tensors)",
+                   gguf_path(g), k.s, said ? "true" : "false",
+                   c->parallel_residual ? "has no" : "has an");
+  return 0;
+}
+
 /* The vocabulary from token_embd.weight, tying, biases from the tensors. */
-static int read_tensor_facts(const gguf_t *g, const gguf_arch_t *a, model_config_t *c, char *err) {
+static int read_tensor_facts(const gguf_t *g, gguf_arch_t *a, model_config_t *c, char *err) {
   const char *path = gguf_path(g);
   const gguf_tensor_t *embed = gguf_tensor_find(g, "token_embd.weight");
   if (!embed)
@@ -325,7 +442,10 @@ static int read_tensor_facts(const gguf_t *g, const gguf_arch_t *a, model_config
   if (vocab != c->vocab_size)
     return err_set(err, "%s: %s = %d but token_embd.weight has %d rows", path,
                    arch_key(a, "vocab_size").s, vocab, c->vocab_size);
-  c->tied_unembed = gguf_tensor_find(g, "output.weight") == NULL;
+  c->tied_unembed = (a->flags & F(TIED_ONLY)) || gguf_tensor_find(g, "output.weight") == NULL;
+  c->unembed_bias = (a->flags & F(UNEMBED_BIAS)) != 0;
+  if ((a->flags & F(FUSED_QKV_EITHER)) && gguf_tensor_find(g, "blk.0.attn_qkv.weight"))
+    a->flags |= F(FUSED_QKV);
   if (a->flags & F(ALL_BIASES))
     c->qkv_bias = c->o_bias = c->mlp_bias = 1;
   else if (a->flags & F(QKV_BIAS))
@@ -333,41 +453,51 @@ static int read_tensor_facts(const gguf_t *g, const gguf_arch_t *a, model_config
   else if (a->flags & F(OPTIONAL_BIASES)) { /* as layer 0 has them; every layer must */
     c->qkv_bias = gguf_tensor_find(g, "blk.0.attn_q.bias") != NULL;
     c->o_bias = gguf_tensor_find(g, "blk.0.attn_output.bias") != NULL;
+  } else if (a->flags & F(OPTIONAL_QKV_BIAS)) {
+    c->qkv_bias = gguf_tensor_find(g, "blk.0.attn_q.bias") != NULL;
   }
   return get_special_id(g, "tokenizer.ggml.bos_token_id", c->vocab_size, &c->bos_id, err) ||
          get_special_id(g, "tokenizer.ggml.eos_token_id", c->vocab_size, &c->eos_id, err);
 }
 
-int gguf_config_read(const gguf_t *g, model_config_t *c, const gguf_arch_t **arch, char *err) {
-  const gguf_arch_t *a = NULL;
+int gguf_config_read(const gguf_t *g, model_config_t *c, gguf_arch_t *arch, char *err) {
+  const gguf_arch_t *found = NULL;
   memset(c, 0, sizeof(*c));
-  if (find_arch(g, &a, err) || check_keys(g, a, err) || read_sizes(g, a, c, err))
+  if (find_arch(g, &found, err))
+    return -1;
+  gguf_arch_t file_arch = *found, *a = &file_arch;
+  if (check_keys(g, a, err) || read_sizes(g, a, c, err))
     return -1;
   snprintf(c->family, sizeof(c->family), "%s", a->family);
   c->norm = a->norm;
   c->mlp = a->mlp;
   c->activation = a->activation;
   c->positions = a->positions;
-  c->qk_norm = (a->flags & F(QK_NORM)) != 0;
+  c->qk_norm = (a->flags & F(QK_NORM))         ? QK_NORM_PER_HEAD
+               : (a->flags & F(QK_NORM_WHOLE)) ? QK_NORM_WHOLE
+                                               : QK_NORM_NONE;
+  c->no_pre_norms = (a->flags & F(NO_PRE_NORMS)) != 0;
+  c->post_norms = (a->flags & F(POST_NORMS)) != 0;
   if (get_float(g, a,
                 a->norm == NORM_RMSNORM ? "attention.layer_norm_rms_epsilon"
                                         : "attention.layer_norm_epsilon",
                 1, 0.0, &c->norm_eps, err))
     return -1;
-  if (a->flags & F(PARALLEL_RESIDUAL)) {
-    const arch_key_t k = arch_key(a, "use_parallel_residual");
-    if (gguf_get_bool(g, k.s, &c->parallel_residual, err))
-      return -1;
-  }
+  if (read_residual(g, a, c, err))
+    return -1;
   if (a->positions == POSITIONS_ROPE && read_rope(g, a, c, err))
     return -1;
   if ((a->flags & F(ROPE_FREQS)) && read_rope_freqs(g, c, err))
+    return -1;
+  if ((a->flags & F(GEMMA)) && read_gemma(g, a, c, err))
+    return -1;
+  if ((a->flags & F(GRANITE)) && read_granite(g, a, c, err))
     return -1;
   if (read_tensor_facts(g, a, c, err))
     return -1;
   char inner[HYDRA_ERR_LEN];
   if (model_config_check(c, inner))
     return err_set(err, "%s: %s", gguf_path(g), inner);
-  *arch = a;
+  *arch = *a;
   return 0;
 }

@@ -15,15 +15,20 @@ F32, as `--outtype f16`), and the logits of that file from `transformers`.
   tests/fuzz/corpus/gguf/{llama,gptneox}.gguf   small valid files, fuzz seeds
 
 Where transformers reads the architecture from GGUF (llama, qwen2, qwen3,
-gpt2), the logits are transformers' own forward of the GGUF file, loaded with
-`gguf_file=`, and the script checks that they equal those of the model it was
-made from (weights rounded to fp16 as the file holds them) within 1e-5.
-Where it does not (gptneox; llama with rope_freqs.weight, rope.scaling or
-attention biases, qwen2 with rope.scaling, which transformers' GGUF loader
-ignores), the logits come from the transformers model the file was made
-from, its weights rounded to fp16 as the file holds them. Nothing of hydra is used.
+gpt2, gemma2, gemma3, phi3, stablelm), the logits are transformers' own
+forward of the GGUF file, loaded with `gguf_file=`, and the script checks that
+they equal those of the model it was made from (weights rounded to fp16 as the
+file holds them) within 1e-5. Where it does not (gptneox, gemma, olmo2, phi2,
+granite; llama with rope_freqs.weight, rope.scaling or attention biases, qwen2
+with rope.scaling, which transformers' GGUF loader ignores), the logits come
+from the transformers model the file was made from, its weights rounded to
+fp16 as the file holds them. Nothing of hydra is used. The converters per
+architecture follow llama.cpp's convert_hf_to_gguf.py: Gemma's norm weights
+stored as 1 + w, no rope base written for gemma, gemma2, stablelm and phi2
+(llama.cpp's 10000 holds), phi2's feed_forward_length as 4 x hidden, granite's
+q/k rows permuted as llama's.
 
-usage: python tests/golden/make_gguf_arch_golden.py [ROOT] [--only NAME...]
+usage: python tests/golden/make_gguf_arch_golden.py [ROOT] [--only NAME... | --refused-only]
 (needs: torch transformers gguf numpy; CPU, eager attention, 1 thread)
 """
 import argparse
@@ -38,10 +43,14 @@ import numpy as np
 import torch
 import transformers
 from gguf import GGMLQuantizationType as T
-from transformers import (AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, GPTNeoXConfig,
-                          GPTNeoXForCausalLM, LlamaConfig, LlamaForCausalLM, MistralConfig,
-                          MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM, Qwen3Config,
-                          Qwen3ForCausalLM)
+from transformers import (AutoModelForCausalLM, Gemma2Config, Gemma2ForCausalLM, Gemma3ForCausalLM,
+                          Gemma3TextConfig, GemmaConfig, GemmaForCausalLM, GPT2Config,
+                          GPT2LMHeadModel, GPTNeoXConfig, GPTNeoXForCausalLM, GraniteConfig,
+                          GraniteForCausalLM, LlamaConfig, LlamaForCausalLM, MistralConfig,
+                          MistralForCausalLM, Olmo2Config, Olmo2ForCausalLM, Phi3Config,
+                          Phi3ForCausalLM, PhiConfig, PhiForCausalLM, Qwen2Config,
+                          Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM, StableLmConfig,
+                          StableLmForCausalLM)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from make_golden import perturb  # noqa: E402  (the tiny models' norm and bias noise)
@@ -140,6 +149,98 @@ def common_keys(w, hp):
     w.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
 
 
+def shape_keys(w, hp):
+    """The keys every converter below writes (each calls them by its own names)."""
+    w.add_context_length(hp["max_position_embeddings"])
+    w.add_embedding_length(hp["hidden_size"])
+    w.add_block_count(hp["num_hidden_layers"])
+    w.add_feed_forward_length(hp["intermediate_size"])
+    w.add_head_count(hp["num_attention_heads"])
+    w.add_head_count_kv(hp.get("num_key_value_heads") or hp["num_attention_heads"])
+
+
+def gemma_keys(w, hp, arch):
+    """GemmaModel / Gemma2Model / Gemma3Model.set_gguf_parameters: no rope
+    base for gemma and gemma2 (llama.cpp's default, 10000, holds)."""
+    shape_keys(w, hp)
+    w.add_layer_norm_rms_eps(hp["rms_norm_eps"])
+    w.add_key_length(hp["head_dim"])
+    w.add_value_length(hp["head_dim"])
+    w.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
+    if arch == gguf.MODEL_ARCH.GEMMA2:
+        w.add_attn_logit_softcapping(hp["attn_logit_softcapping"])
+        w.add_final_logit_softcapping(hp["final_logit_softcapping"])
+        w.add_sliding_window(hp["sliding_window"])
+    if arch == gguf.MODEL_ARCH.GEMMA3:
+        rope = hp["rope_parameters"]
+        w.add_rope_freq_base(rope.get("full_attention", rope).get("rope_theta", 1_000_000.0))
+        if rope.get("sliding_attention", {}).get("rope_theta") is not None:  # TextModel's
+            w.add_rope_freq_base_swa(rope["sliding_attention"]["rope_theta"])
+        if hp.get("final_logit_softcapping"):
+            w.add_final_logit_softcapping(hp["final_logit_softcapping"])
+        if hp.get("sliding_window_pattern") != 1:
+            w.add_sliding_window(hp["sliding_window"])
+
+
+def phi3_keys(w, hp):
+    """Phi3MiniModel.set_gguf_parameters (no rope_scaling: no rope factors)."""
+    rope = hp["rope_parameters"]
+    n_embd, n_head = hp["hidden_size"], hp["num_attention_heads"]
+    w.add_context_length(hp["max_position_embeddings"])
+    w.add_rope_scaling_orig_ctx_len(hp.get("original_max_position_embeddings")
+                                    or hp["max_position_embeddings"])
+    w.add_embedding_length(n_embd)
+    w.add_feed_forward_length(hp["intermediate_size"])
+    w.add_block_count(hp["num_hidden_layers"])
+    w.add_head_count(n_head)
+    w.add_head_count_kv(hp["num_key_value_heads"])
+    w.add_layer_norm_rms_eps(hp["rms_norm_eps"])
+    w.add_rope_dimension_count(int(rope.get("partial_rotary_factor", 1.0) * n_embd) // n_head)
+    w.add_rope_freq_base(rope["rope_theta"])
+    w.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
+    w.add_sliding_window(hp.get("sliding_window") or 0)
+
+
+def phi2_keys(w, hp):
+    """Phi2Model.set_gguf_parameters: feed_forward_length is 4 x hidden."""
+    n_embd, n_head = hp["hidden_size"], hp["num_attention_heads"]
+    w.add_context_length(hp["max_position_embeddings"])
+    w.add_embedding_length(n_embd)
+    w.add_feed_forward_length(4 * n_embd)
+    w.add_block_count(hp["num_hidden_layers"])
+    w.add_head_count(n_head)
+    w.add_head_count_kv(n_head)
+    w.add_layer_norm_eps(hp["layer_norm_eps"])
+    w.add_rope_dimension_count(int(hp["rope_parameters"]["partial_rotary_factor"] * n_embd) // n_head)
+    w.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
+
+
+def stablelm_keys(w, hp):
+    """StableLMModel.set_gguf_parameters: no rope base (10000 holds)."""
+    shape_keys(w, hp)
+    rotary = hp["rope_parameters"]["partial_rotary_factor"]
+    w.add_rope_dimension_count(int(rotary * (hp["hidden_size"] // hp["num_attention_heads"])))
+    w.add_parallel_residual(hp.get("use_parallel_residual", True))
+    w.add_layer_norm_eps(hp["layer_norm_eps"])
+    w.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
+
+
+def granite_keys(w, hp):
+    """GraniteModel.set_gguf_parameters, after LlamaModel's."""
+    if hp.get("attention_multiplier"):
+        w.add_attention_scale(hp["attention_multiplier"])
+    if hp.get("embedding_multiplier"):
+        w.add_embedding_scale(hp["embedding_multiplier"])
+    if hp.get("residual_multiplier"):
+        w.add_residual_scale(hp["residual_multiplier"])
+    if hp.get("logits_scaling"):
+        w.add_logit_scale(hp["logits_scaling"])
+
+
+GEMMAS = (gguf.MODEL_ARCH.GEMMA, gguf.MODEL_ARCH.GEMMA2, gguf.MODEL_ARCH.GEMMA3)
+PERMUTED = (gguf.MODEL_ARCH.LLAMA, gguf.MODEL_ARCH.GRANITE)
+
+
 def convert(model, arch, path, name, tweak=None):
     """Writes model (a transformers model) as llama.cpp's converter would;
     tweak(writer), when given, changes the file just before it is written."""
@@ -167,13 +268,25 @@ def convert(model, arch, path, name, tweak=None):
         w.add_head_count(hp["n_head"])
         w.add_layer_norm_eps(hp["layer_norm_epsilon"])
         w.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
+    elif arch in GEMMAS:
+        gemma_keys(w, hp, arch)
+    elif arch == gguf.MODEL_ARCH.PHI3:
+        phi3_keys(w, hp)
+    elif arch == gguf.MODEL_ARCH.PHI2:
+        phi2_keys(w, hp)
+    elif arch == gguf.MODEL_ARCH.STABLELM:
+        stablelm_keys(w, hp)
     else:
         common_keys(w, hp)
-    if arch == gguf.MODEL_ARCH.LLAMA:  # LlamaModel.set_gguf_parameters
+    if arch in PERMUTED:  # LlamaModel.set_gguf_parameters
         w.add_vocab_size(hp["vocab_size"])
         head_dim = hp.get("head_dim") or hp["hidden_size"] // hp["num_attention_heads"]
         w.add_rope_dimension_count(head_dim)
+    if arch == gguf.MODEL_ARCH.GRANITE:
+        granite_keys(w, hp)
     write_tokenizer(w, model.config.vocab_size)
+    if arch == gguf.MODEL_ARCH.PHI3:  # as a real vocabulary's pad id (SpecialVocab): without
+        w.add_pad_token_id(model.config.vocab_size - 1)  # it Phi3Config's 32000 is out of range
 
     n_head = hp.get("num_attention_heads", hp.get("n_head"))
     n_kv = hp.get("num_key_value_heads") or n_head
@@ -183,7 +296,9 @@ def convert(model, arch, path, name, tweak=None):
         if hf_name == "lm_head.weight" and model.config.tie_word_embeddings:
             continue  # save_pretrained leaves a tied head out: the converter never sees it
         data = tensor.detach().float().numpy()
-        if arch == gguf.MODEL_ARCH.LLAMA:
+        if arch in GEMMAS and hf_name.endswith("norm.weight"):
+            data = data + 1  # Gemma's (1 + w) RMSNorm, stored as llama.cpp computes it
+        if arch in PERMUTED:
             if hf_name.endswith(("q_proj.weight", "q_proj.bias")):
                 data = llama_permute(data, n_head, n_head)
             if hf_name.endswith(("k_proj.weight", "k_proj.bias")):
@@ -222,12 +337,25 @@ LLAMA_SHAPE = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_h
                    tie_word_embeddings=False, initializer_range=INIT_RANGE)
 
 
+GEMMA_SHAPE = dict(vocab_size=VOCAB, hidden_size=16, intermediate_size=64, num_hidden_layers=3,
+                   num_attention_heads=2, num_key_value_heads=1, head_dim=256,
+                   max_position_embeddings=64, rms_norm_eps=1e-6, initializer_range=INIT_RANGE,
+                   pad_token_id=None)
+
+
 def rms_norms():
     from transformers.models.llama.modeling_llama import LlamaRMSNorm
     from transformers.models.qwen2.modeling_qwen2 import Qwen2RMSNorm
     from transformers.models.qwen3.modeling_qwen3 import Qwen3RMSNorm
     from transformers.models.mistral.modeling_mistral import MistralRMSNorm
-    return (LlamaRMSNorm, Qwen2RMSNorm, Qwen3RMSNorm, MistralRMSNorm)
+    from transformers.models.gemma.modeling_gemma import GemmaRMSNorm
+    from transformers.models.gemma2.modeling_gemma2 import Gemma2RMSNorm
+    from transformers.models.gemma3.modeling_gemma3 import Gemma3RMSNorm
+    from transformers.models.phi3.modeling_phi3 import Phi3RMSNorm
+    from transformers.models.olmo2.modeling_olmo2 import Olmo2RMSNorm
+    from transformers.models.granite.modeling_granite import GraniteRMSNorm
+    return (LlamaRMSNorm, Qwen2RMSNorm, Qwen3RMSNorm, MistralRMSNorm, GemmaRMSNorm, Gemma2RMSNorm,
+            Gemma3RMSNorm, Phi3RMSNorm, Olmo2RMSNorm, GraniteRMSNorm)
 
 
 # name: (architecture, model class, config, golden source, seed). "gguf": transformers
@@ -285,10 +413,95 @@ MODELS = {
                          "partial_rotary_factor": 0.25},
         use_parallel_residual=False, tie_word_embeddings=False, initializer_range=INIT_RANGE),
         "hf", 5600),
+    # transformers' GGUF loader takes Gemma2Config's defaults for what the file
+    # does not say to it: query_pre_attn_scalar 256 (llama.cpp: the head size,
+    # so 256 here), soft-caps 50 and 30 (what the file says), rope_theta 10000
+    # (the converter writes none). Layers 0 and 2 slide over 4 keys.
+    "gemma2": (gguf.MODEL_ARCH.GEMMA2, Gemma2ForCausalLM, lambda: Gemma2Config(
+        **GEMMA_SHAPE, sliding_window=4, attn_logit_softcapping=50.0,
+        final_logit_softcapping=30.0, rope_parameters={"rope_type": "default",
+                                                       "rope_theta": 10000.0}), "gguf", 5800),
+    # llama.cpp's 27B rule: at 46 layers gemma2 scores are scaled by
+    # (embedding_length / head_count)^-1/2 = 4^-1/2, not head size^-1/2 (the
+    # 27B's query_pre_attn_scalar); transformers' GGUF loader would take 256
+    "gemma2-46-layers": (gguf.MODEL_ARCH.GEMMA2, Gemma2ForCausalLM, lambda: Gemma2Config(
+        **{**GEMMA_SHAPE, "hidden_size": 8, "intermediate_size": 8, "num_hidden_layers": 46,
+           "head_dim": 8}, query_pre_attn_scalar=4, sliding_window=4,
+        attn_logit_softcapping=50.0, final_logit_softcapping=30.0,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0}), "hf", 5850),
+    # five sliding layers, then a full one (layer 5), a window of 4; global base
+    # 50000, local 10000 (llama.cpp's fixed local base); no soft-caps.
+    "gemma3": (gguf.MODEL_ARCH.GEMMA3, Gemma3ForCausalLM, lambda: Gemma3TextConfig(
+        **{**GEMMA_SHAPE, "num_hidden_layers": 6}, sliding_window=4,
+        rope_parameters={"sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+                         "full_attention": {"rope_type": "default", "rope_theta": 50000.0}}),
+        "gguf", 5900),
+    # fused attn_qkv and ffn_up (gate rows, then up rows); no window (llama.cpp
+    # and transformers' GGUF loader both ignore Phi-3's)
+    "phi3": (gguf.MODEL_ARCH.PHI3, Phi3ForCausalLM, lambda: Phi3Config(
+        **LLAMA_SHAPE, rms_norm_eps=1e-5, sliding_window=None, pad_token_id=None,
+        rope_parameters={"rope_type": "default", "rope_theta": 20000.0}), "gguf", 6000),
+    # transformers reads no gemma GGUF: the golden is the model's own
+    "gemma": (gguf.MODEL_ARCH.GEMMA, GemmaForCausalLM, lambda: GemmaConfig(
+        **{**GEMMA_SHAPE, "head_dim": 16}, hidden_act="gelu_pytorch_tanh",
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0}), "hf", 6100),
+    "olmo2": (gguf.MODEL_ARCH.OLMO2, Olmo2ForCausalLM, lambda: Olmo2Config(
+        **LLAMA_SHAPE, rms_norm_eps=1e-6, pad_token_id=None,
+        rope_parameters={"rope_type": "default", "rope_theta": 25000.0}), "hf", 6200),
+    # transformers' GGUF loader takes the partial rotary (0.25) from StableLmConfig's
+    # default and use_qkv_bias, use_parallel_residual from the tensors
+    "stablelm": (gguf.MODEL_ARCH.STABLELM, StableLmForCausalLM, lambda: StableLmConfig(
+        **{**LLAMA_SHAPE, "hidden_size": 64}, layer_norm_eps=1e-5, use_qkv_bias=True,
+        use_parallel_residual=False, pad_token_id=None,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                         "partial_rotary_factor": 0.25}), "gguf", 6300),
+    "stablelm-parallel": (gguf.MODEL_ARCH.STABLELM, StableLmForCausalLM, lambda: StableLmConfig(
+        **{**LLAMA_SHAPE, "hidden_size": 64}, layer_norm_eps=1e-5, use_qkv_bias=False,
+        use_parallel_residual=True, pad_token_id=None,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                         "partial_rotary_factor": 0.25}), "gguf", 6350),
+    # separate attn_q/k/v (transformers' PhiForCausalLM names), biases
+    # everywhere, output.bias; feed_forward_length is 4 x hidden as the
+    # converter writes it
+    "phi2": (gguf.MODEL_ARCH.PHI2, PhiForCausalLM, lambda: PhiConfig(
+        vocab_size=VOCAB, hidden_size=32, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, max_position_embeddings=64, hidden_act="gelu_new",
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                         "partial_rotary_factor": 0.5},
+        layer_norm_eps=1e-5, tie_word_embeddings=False, initializer_range=INIT_RANGE,
+        pad_token_id=None), "hf", 6400),
+    # the same block with q, k, v fused in attn_qkv (TWEAKS)
+    "phi2-fused": (gguf.MODEL_ARCH.PHI2, PhiForCausalLM, lambda: PhiConfig(
+        vocab_size=VOCAB, hidden_size=32, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, max_position_embeddings=64, hidden_act="gelu_new",
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                         "partial_rotary_factor": 0.5},
+        layer_norm_eps=1e-5, tie_word_embeddings=False, initializer_range=INIT_RANGE,
+        pad_token_id=None), "hf", 6450),
+    # every multiplier away from 1; q/k permuted as llama's
+    "granite": (gguf.MODEL_ARCH.GRANITE, GraniteForCausalLM, lambda: GraniteConfig(
+        **LLAMA_SHAPE, rms_norm_eps=1e-6, embedding_multiplier=3.0, attention_multiplier=0.3,
+        residual_multiplier=0.6, logits_scaling=2.5, pad_token_id=None,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0}), "hf", 6500),
     "gpt2": (gguf.MODEL_ARCH.GPT2, GPT2LMHeadModel, lambda: GPT2Config(
         vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, n_positions=1024,
         activation_function="gelu_new", initializer_range=INIT_RANGE), "gguf", 5700),
 }
+
+
+def fuse_qkv(n_layers):
+    """Older phi2 files (converted from Phi-2's first format, mixer.Wqkv): one
+    attn_qkv per layer, the rows of q, then k, then v, as llama.cpp reads it."""
+    def tweak(w):
+        tensors = w.tensors[0]
+        for l in range(n_layers):
+            for kind in ("weight", "bias"):
+                parts = [tensors.pop(f"blk.{l}.attn_{x}.{kind}").tensor for x in "qkv"]
+                w.add_tensor(f"blk.{l}.attn_qkv.{kind}", np.concatenate(parts))
+    return tweak
+
+
+TWEAKS = {"phi2-fused": fuse_qkv(2)}
 
 
 def make_model(cls, config, seed):
@@ -337,7 +550,7 @@ def make(root, name):
     reference = run_prompts(model, prompts)
     gguf_rel = f"tests/data/gguf/arch-{name}.gguf"
     path = os.path.join(root, gguf_rel)
-    convert(model, arch, path, f"tiny-{name}")
+    convert(model, arch, path, f"tiny-{name}", TWEAKS.get(name))
     if source == "gguf":
         loaded = AutoModelForCausalLM.from_pretrained(
             os.path.dirname(path), gguf_file=os.path.basename(path), dtype=torch.float32,
@@ -400,6 +613,20 @@ REFUSED = {
     "gptneox-no-parallel-key": ("gptneox", drop_key("gptneox.use_parallel_residual")),
     "gptneox-kv-heads": ("gptneox", set_key("gptneox.attention.head_count_kv", 1)),
     "gpt2-rope-key": ("gpt2", set_key("gpt2.rope.dimension_count", 8)),
+    "gemma2-softcap-zero": ("gemma2", set_key("gemma2.attn_logit_softcapping", 0.0,
+                                              gguf.GGUFValueType.FLOAT32)),
+    "gemma3-attn-softcap": ("gemma3", set_key("gemma3.attn_logit_softcapping", 50.0,
+                                              gguf.GGUFValueType.FLOAT32)),
+    "gemma3-freq-base-swa": ("gemma3", set_key("gemma3.rope.freq_base_swa", 20000.0,
+                                               gguf.GGUFValueType.FLOAT32)),
+    "phi3-rope-factors": ("phi3", add_tensor("rope_factors_long.weight", [1.0] * 4)),
+    "gemma-output": ("gemma", add_tensor("output.weight", np.ones((16, 16)))),
+    "olmo2-sliding-window": ("olmo2", set_key("olmo2.attention.sliding_window", 16)),
+    "stablelm-parallel-key": ("stablelm", set_key("stablelm.use_parallel_residual", True,
+                                                  gguf.GGUFValueType.BOOL)),
+    "phi2-no-output-bias": ("phi2", drop_tensor("output.bias")),
+    "granite-logit-scale-zero": ("granite", set_key("granite.logit_scale", 0.0,
+                                                    gguf.GGUFValueType.FLOAT32)),
 }
 
 
@@ -416,6 +643,31 @@ def small_model(family):
     if family == "gptneox":
         return gguf.MODEL_ARCH.GPTNEOX, GPTNeoXForCausalLM(GPTNeoXConfig(
             **SMALL, rope_parameters={**SMALL_ROPE, "partial_rotary_factor": 0.5}))
+    small_gemma = dict(**SMALL, num_key_value_heads=1, head_dim=8, rope_parameters=SMALL_ROPE)
+    if family == "gemma":
+        return gguf.MODEL_ARCH.GEMMA, GemmaForCausalLM(GemmaConfig(**small_gemma))
+    if family == "gemma2":
+        return gguf.MODEL_ARCH.GEMMA2, Gemma2ForCausalLM(Gemma2Config(**small_gemma))
+    if family == "gemma3":
+        return gguf.MODEL_ARCH.GEMMA3, Gemma3ForCausalLM(Gemma3TextConfig(
+            **{**small_gemma, "rope_parameters": None}))
+    if family == "phi3":
+        return gguf.MODEL_ARCH.PHI3, Phi3ForCausalLM(Phi3Config(
+            **SMALL, num_key_value_heads=1, rope_parameters=SMALL_ROPE, pad_token_id=None))
+    if family == "phi2":
+        return gguf.MODEL_ARCH.PHI2, PhiForCausalLM(PhiConfig(
+            **{**SMALL, "intermediate_size": 64}, rope_parameters={
+                **SMALL_ROPE, "partial_rotary_factor": 0.5}))
+    if family == "stablelm":
+        return gguf.MODEL_ARCH.STABLELM, StableLmForCausalLM(StableLmConfig(
+            **SMALL, use_parallel_residual=False, pad_token_id=None,
+            rope_parameters={**SMALL_ROPE, "partial_rotary_factor": 0.25}))
+    if family == "olmo2":
+        return gguf.MODEL_ARCH.OLMO2, Olmo2ForCausalLM(Olmo2Config(
+            **SMALL, rope_parameters=SMALL_ROPE, pad_token_id=None))
+    if family == "granite":
+        return gguf.MODEL_ARCH.GRANITE, GraniteForCausalLM(GraniteConfig(
+            **SMALL, rope_parameters=SMALL_ROPE, logits_scaling=2.0))
     return gguf.MODEL_ARCH.GPT2, GPT2LMHeadModel(GPT2Config(
         vocab_size=16, n_embd=16, n_layer=1, n_head=2, n_positions=64))
 
@@ -440,10 +692,12 @@ def main():
     ap.add_argument("root", nargs="?",
                     default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
     ap.add_argument("--only", nargs="*", choices=sorted(MODELS))
+    ap.add_argument("--refused-only", action="store_true",
+                    help="write only the refused files and fuzz seeds")
     args = ap.parse_args()
     torch.set_num_threads(1)
     root = os.path.relpath(args.root)
-    for name in args.only or MODELS:
+    for name in [] if args.refused_only else args.only or MODELS:
         make(root, name)
     if not args.only:
         make_refused(root)

@@ -30,6 +30,96 @@ static model_t *load(const char *root, const char *name, char *path, size_t size
   return m;
 }
 
+/* The architectures whose blocks the Hugging Face loader also reads:
+ * Gemma 1/2/3, Phi-3, Phi-2, StableLM, OLMo-2, Granite. */
+static void test_new_configs(const char *root) {
+  char path[2048];
+  model_t *m = load(root, "arch-gemma2", path, sizeof(path));
+  if (m) {
+    const model_config_t *c = &m->cfg;
+    CHECK(!strcmp(c->family, "gemma2") && c->mlp == MLP_GEGLU && c->activation == ACT_GELU_TANH &&
+              c->post_norms && !c->qk_norm && c->head_dim == 256 && c->attn_scale == 0.0f &&
+              c->attn_softcap == 50.0f && c->final_softcap == 30.0f && c->sliding_window == 4 &&
+              c->sliding_period == 2 && model_layer_slides(c, 0) && !model_layer_slides(c, 1) &&
+              c->tied_unembed && fabsf(c->embed_scale - 4.0f) < 1e-6f &&
+              m->layers[2].post_mlp_norm_w,
+          "gemma2: post norms, soft-caps 50/30, every other layer sliding over 4, sqrt(16) "
+          "embeddings");
+    model_free(m);
+  }
+  m = load(root, "arch-gemma2-46-layers", path, sizeof(path));
+  if (m) {
+    CHECK(m->cfg.n_layers == 46 && m->cfg.head_dim == 8 && m->cfg.attn_scale == 0.5f,
+          "gemma2 at 46 layers (llama.cpp's 27B): scores times (8 / 2)^-1/2, not 8^-1/2");
+    model_free(m);
+  }
+  m = load(root, "arch-gemma3", path, sizeof(path));
+  if (m) {
+    const model_config_t *c = &m->cfg;
+    CHECK(!strcmp(c->family, "gemma3_text") && c->qk_norm == QK_NORM_PER_HEAD && c->post_norms &&
+              c->attn_softcap == 0.0f && c->final_softcap == 0.0f && c->sliding_window == 4 &&
+              c->sliding_period == 6 && model_layer_slides(c, 4) && !model_layer_slides(c, 5) &&
+              c->rope_theta == 50000.0f && c->rope_local_theta == 10000.0f,
+          "gemma3: per-head q/k norms, no caps, layer 5 of 6 full, bases 50000 and 10000");
+    model_free(m);
+  }
+  m = load(root, "arch-gemma", path, sizeof(path));
+  if (m) {
+    const model_config_t *c = &m->cfg;
+    CHECK(!strcmp(c->family, "gemma") && !c->post_norms && c->tied_unembed &&
+              c->sliding_window == 0 && c->head_dim == 16 && c->embed_scale == 4.0f,
+          "gemma: no post norms, tied, no window");
+    model_free(m);
+  }
+  m = load(root, "arch-phi3", path, sizeof(path));
+  if (m) {
+    const model_config_t *c = &m->cfg;
+    CHECK(!strcmp(c->family, "phi3") && c->mlp == MLP_SWIGLU && c->n_kv_heads == 2 &&
+              c->sliding_window == 0 && c->rope_theta == 20000.0f && m->layers[0].w_gate &&
+              m->layers[0].w_up != m->layers[0].w_gate,
+          "phi3: fused qkv and gate_up split, its window not applied (as llama.cpp)");
+    model_free(m);
+  }
+  m = load(root, "arch-phi2", path, sizeof(path));
+  if (m) {
+    const model_config_t *c = &m->cfg;
+    CHECK(!strcmp(c->family, "phi") && c->norm == NORM_LAYERNORM && c->parallel_residual &&
+              c->rotary_dim == 4 && c->head_dim == 8 && c->unembed_bias && m->unembed_b &&
+              c->qkv_bias && c->o_bias && c->mlp_bias && c->d_mlp == 128 &&
+              !memcmp(m->layers[1].mlp_norm_w, m->layers[1].attn_norm_w, 32 * sizeof(float)) &&
+              !memcmp(m->layers[1].mlp_norm_b, m->layers[1].attn_norm_b, 32 * sizeof(float)),
+          "phi2: one LayerNorm for both sublayers, partial rotary 4 of 8, output.bias");
+    model_free(m);
+  }
+  const char *stablelm[] = {"arch-stablelm", "arch-stablelm-parallel"};
+  for (int k = 0; k < 2; k++) {
+    m = load(root, stablelm[k], path, sizeof(path));
+    if (!m)
+      continue;
+    const model_config_t *c = &m->cfg;
+    CHECK(!strcmp(c->family, "stablelm") && c->parallel_residual == k && c->qkv_bias == !k &&
+              !c->o_bias && c->rotary_dim == 4 && c->head_dim == 16 && c->mlp == MLP_SWIGLU,
+          "%s: parallel %d (from ffn_norm), q/k/v biases %d, rotary 4 of 16", stablelm[k], k, !k);
+    model_free(m);
+  }
+  m = load(root, "arch-olmo2", path, sizeof(path));
+  if (m) {
+    const model_config_t *c = &m->cfg;
+    CHECK(!strcmp(c->family, "olmo2") && c->no_pre_norms && c->post_norms &&
+              c->qk_norm == QK_NORM_WHOLE && !m->layers[0].attn_norm_w && m->layers[0].k_norm_w,
+          "olmo2: no pre norms, post norms, q/k normed whole");
+    model_free(m);
+  }
+  m = load(root, "arch-granite", path, sizeof(path));
+  if (m) {
+    const model_config_t *c = &m->cfg;
+    CHECK(!strcmp(c->family, "granite") && fabsf(c->attn_scale - 0.3f) < 1e-7f &&
+              c->embed_scale == 3.0f && fabsf(c->residual_scale - 0.6f) < 1e-7f,
+          "granite: attention.scale 0.3, embedding_scale 3, residual_scale 0.6");
+    model_free(m);
+  }
+}
+
 static void test_configs(const char *root) {
   char path[2048];
   model_t *m = load(root, "arch-llama", path, sizeof(path));
@@ -116,6 +206,7 @@ static void test_configs(const char *root) {
           "gpt2: learned positions, tied output, tanh GELU");
     model_free(m);
   }
+  test_new_configs(root);
 }
 
 static void test_refused(const char *root) {
@@ -145,8 +236,21 @@ static void test_refused(const char *root) {
       {"gptneox-no-parallel-key", "gptneox.use_parallel_residual"},
       {"gptneox-kv-heads", "gptneox.attention.head_count_kv = 1 differs from"},
       {"gpt2-rope-key", "metadata key gpt2.rope.dimension_count is not one hydra reads"},
+      {"gemma2-softcap-zero", "gemma2.attn_logit_softcapping = 0 must be positive"},
+      {"gemma3-attn-softcap", "metadata key gemma3.attn_logit_softcapping is not one hydra reads"},
+      {"gemma3-freq-base-swa",
+       "gemma3.rope.freq_base_swa = 20000 is not supported (llama.cpp rotates gemma3's sliding "
+       "layers with base 10000)"},
+      {"phi3-rope-factors", "tensor rope_factors_long.weight is not part of a 'phi3' model"},
+      {"gemma-output", "tensor output.weight is not part of a 'gemma' model"},
+      {"olmo2-sliding-window", "olmo2.attention.sliding_window = 16 is not supported"},
+      {"stablelm-parallel-key",
+       "stablelm.use_parallel_residual = true but layer 0 has an ffn_norm"},
+      {"phi2-no-output-bias", "missing tensor output.bias"},
+      {"granite-logit-scale-zero", "granite.logit_scale = 0 must be positive"},
       {"../quant_types", "architecture 'test' is not supported (supported: 'llama', 'qwen2', "
-                         "'qwen3', 'gptneox', 'gpt2')"},
+                         "'qwen3', 'gptneox', 'gpt2', 'gemma', 'gemma2', 'gemma3', 'phi3', "
+                         "'phi2', 'stablelm', 'olmo2', 'granite')"},
   };
   for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
     char path[2048], err[HYDRA_ERR_LEN] = "";

@@ -1,5 +1,6 @@
 #include "gguf_quants.h"
 
+#include <math.h>
 #include <string.h>
 
 #include "endian.h"
@@ -144,6 +145,30 @@ static void decode_mxfp4(const uint8_t *src, float *dst, size_t n) {
       dst[j + 16] = d * (float)E2M1_DOUBLED[src[1 + j] >> 4];
     }
   }
+}
+
+/* NVFP4: four sub-blocks of 16, each with an unsigned e4m3 scale (bias 7;
+ * 0 and 0x7f read as 0), nibbles indexing the doubled e2m1 values:
+ * x = scale / 2 * v (the first 8 values from the low nibbles). */
+static float ue4m3_half(uint8_t x) {
+  if (x == 0 || x == 0x7f)
+    return 0.0f;
+  const int e = (x >> 3) & 0xf, m = x & 7;
+  const float v = e == 0 ? (float)m * 0x1p-9f : (1.0f + (float)m / 8.0f) * ldexpf(1.0f, e - 7);
+  return v * 0.5f;
+}
+
+static void decode_nvfp4(const uint8_t *src, float *dst, size_t n) {
+  static const int8_t E2M1_DOUBLED[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+  for (size_t b = 0; b < n; b++, src += 36, dst += 64)
+    for (int s = 0; s < 4; s++) {
+      const float d = ue4m3_half(src[s]);
+      const uint8_t *q = src + 4 + 8 * s;
+      for (int j = 0; j < 8; j++) {
+        dst[16 * s + j] = d * (float)E2M1_DOUBLED[q[j] & 0x0f];
+        dst[16 * s + 8 + j] = d * (float)E2M1_DOUBLED[q[j] >> 4];
+      }
+    }
 }
 
 static const int8_t IQ4_VALUES[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
@@ -489,6 +514,8 @@ static const gguf_quant_type_t TYPES[] = {
     [GGUF_TENSOR_TQ1_0] = {"TQ1_0", QK_K, 54, decode_tq1_0},
     [GGUF_TENSOR_TQ2_0] = {"TQ2_0", QK_K, 66, decode_tq2_0},
     [GGUF_TENSOR_MXFP4] = {"MXFP4", 32, 17, decode_mxfp4},
+    [GGUF_TENSOR_NVFP4] = {"NVFP4", 64, 36, decode_nvfp4},
+    [GGUF_TENSOR_Q1_0] = {"Q1_0", 128, 18, NULL},
 };
 #define N_TYPES (sizeof(TYPES) / sizeof(TYPES[0]))
 

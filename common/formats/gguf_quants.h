@@ -49,6 +49,8 @@ typedef enum {
   GGUF_TENSOR_TQ1_0 = 34,
   GGUF_TENSOR_TQ2_0 = 35,
   GGUF_TENSOR_MXFP4 = 39,
+  GGUF_TENSOR_NVFP4 = 40,
+  GGUF_TENSOR_Q1_0 = 41, /* named, not decoded: gguf-py has no dequantiser to check it against */
 } gguf_tensor_type_t;
 
 /* Decodes n consecutive blocks at `src` (n * type_size bytes) into

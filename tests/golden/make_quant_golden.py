@@ -5,7 +5,7 @@ implementation hydra did not write.
 
 For every tensor type llama.cpp writes, a few blocks of bytes that exercise
 every code path: random bits everywhere; scales (fp16 d, dmin, m; Q8_K's
-float d; MXFP4's exponent) drawn over their whole finite range with +0, -0,
+float d; MXFP4's exponent; NVFP4's e4m3 scales) drawn over their whole finite range with +0, -0,
 the smallest subnormal and +-65504 among them; for the IQ types every grid
 index, every sign pattern and every sub-block scale; for the ternary types
 every byte value. gguf-py decodes them and the script writes
@@ -35,7 +35,7 @@ SEED = 20250719
 # grid needs more rows to hold every index (IQ1_* 2048 rows / 32 per block).
 N_BLOCKS = {T.F32: 256, T.F16: 512, T.BF16: 512,
             T.Q4_0: 16, T.Q4_1: 16, T.Q5_0: 16, T.Q5_1: 16, T.Q8_0: 16, T.IQ4_NL: 16,
-            T.MXFP4: 32,
+            T.MXFP4: 32, T.NVFP4: 32,
             T.Q2_K: 4, T.Q3_K: 4, T.Q4_K: 4, T.Q5_K: 4, T.Q6_K: 4, T.Q8_K: 4, T.IQ4_XS: 4,
             T.TQ1_0: 4, T.TQ2_0: 4,
             T.IQ2_XXS: 8, T.IQ2_XS: 16, T.IQ2_S: 32, T.IQ3_XXS: 4, T.IQ3_S: 8,
@@ -140,6 +140,8 @@ def make_blocks(qtype, rng):
         blocks[:, 0:4] = d.astype("<f4").reshape(-1, 1).view(np.uint8)
     if qtype == T.MXFP4:  # e8m0 exponents whose products stay finite, 0 and 1 (subnormal d)
         blocks[:, 0] = spread(rng, n, np.array([0, 1, 2, 100, 127, 128, 200, 250]))
+    if qtype == T.NVFP4:  # every e4m3 scale byte but those past 448 (0x7f reads as 0)
+        blocks[:, 0:4] = spread(rng, n * 4, np.arange(128)).reshape(n, 4)
     if qtype in (T.TQ1_0, T.TQ2_0):  # every byte value through the ternary digits
         body = 52 if qtype == T.TQ1_0 else 64
         blocks[:, :body] = spread(rng, n * body, np.arange(256)).reshape(n, body)

@@ -154,8 +154,12 @@ static int plan_tensors(const model_config_t *c, const gguf_arch_t *a, model_t *
   p = plan_add(p, "token_embd.weight", 2, d, c->vocab_size, m ? m->tok_embed : NULL, 0);
   if (c->positions == POSITIONS_LEARNED)
     p = plan_add(p, "position_embd.weight", 2, d, c->max_positions, m ? m->pos_embed : NULL, 0);
-  if (c->rope_n_freq_factors) /* read by gguf_config_read */
+  if (c->rope_n_freq_factors && c->rope_scaling == ROPE_SCALING_LONGROPE) { /* read there too */
+    p = plan_add(p, "rope_factors_short.weight", 1, c->rope_n_freq_factors, 1, NULL, 0);
+    p = plan_add(p, "rope_factors_long.weight", 1, c->rope_n_freq_factors, 1, NULL, 0);
+  } else if (c->rope_n_freq_factors) { /* read by gguf_config_read */
     p = plan_add(p, "rope_freqs.weight", 1, c->rope_n_freq_factors, 1, NULL, 0);
+  }
   p = plan_add(p, "output_norm.weight", 1, d, 1, m ? m->final_norm_w : NULL, 0);
   if (c->norm == NORM_LAYERNORM)
     p = plan_add(p, "output_norm.bias", 1, d, 1, m ? m->final_norm_b : NULL, 0);

@@ -38,8 +38,9 @@ static const gguf_arch_t gguf_archs[] = {
          F(LOCAL_BASE),
      6, 62, 0.0f},
     {"phi3", "phi3", NORM_RMSNORM, POSITIONS_ROPE, MLP_SWIGLU, ACT_SILU,
-     F(FUSED_QKV_EITHER) | F(FUSED_GATE_UP) | F(GQA) | F(PARTIAL_ROTARY) | F(SWA_IGNORED), 0, 0,
-     0.0f},
+     F(FUSED_QKV_EITHER) | F(FUSED_GATE_UP) | F(GQA) | F(PARTIAL_ROTARY) | F(SWA_IGNORED) |
+         F(LONGROPE),
+     0, 0, 0.0f},
     {"phi2", "phi", NORM_LAYERNORM, POSITIONS_ROPE, MLP_GELU, ACT_GELU_TANH,
      F(FUSED_QKV_EITHER) | F(ALL_BIASES) | F(PARTIAL_ROTARY) | F(SHARED_NORM) | F(UNEMBED_BIAS), 0,
      0, 0.0f},
@@ -305,7 +306,8 @@ static int read_rope(const gguf_t *g, const gguf_arch_t *a, model_config_t *c, c
   /* llama.cpp multiplies cos and sin by these whatever the scaling;
    * transformers reads them differently or not at all */
   static const char *why = "llama.cpp and transformers read it differently";
-  if (require_default(g, a, "rope.scaling.attn_factor", 1.0, why, err) ||
+  const int longrope = (a->flags & F(LONGROPE)) && gguf_tensor_find(g, "rope_factors_short.weight");
+  if ((!longrope && require_default(g, a, "rope.scaling.attn_factor", 1.0, why, err)) ||
       require_default(g, a, "rope.scaling.yarn_attn_factor", 1.0, why, err) ||
       require_default(g, a, "rope.scaling.yarn_log_multiplier", 0.0, why, err))
     return -1;
@@ -322,23 +324,72 @@ static int read_rope(const gguf_t *g, const gguf_arch_t *a, model_config_t *c, c
                  type_key.s, type, (double)factor);
 }
 
-/* rope_freqs.weight: llama.cpp's per-pair divisors of the frequencies. */
-static int read_rope_freqs(const gguf_t *g, model_config_t *c, char *err) {
-  const gguf_tensor_t *t = gguf_tensor_find(g, "rope_freqs.weight");
+/* A tensor of llama.cpp's per-pair divisors of the frequencies (name), into
+ * c->rope_freq_factors (NULL: only checked); 0 when the file has none. */
+static int read_freq_factors(const gguf_t *g, const char *name, model_config_t *c, float *dst,
+                             char *err) {
+  const gguf_tensor_t *t = gguf_tensor_find(g, name);
   if (!t)
     return 0;
   const int pairs = c->rotary_dim / 2;
   if (c->rotary_dim > MODEL_MAX_HEAD_DIM) /* before model_config_check: the array's bound */
     return err_set(err, "%s: head size %d is out of range", gguf_path(g), c->head_dim);
   if (t->n_dims != 1 || t->ne[0] != (uint64_t)pairs)
-    return err_set(err, "%s: tensor rope_freqs.weight has %llu values; the rotary needs %d",
-                   gguf_path(g), (unsigned long long)t->n_elements, pairs);
+    return err_set(err, "%s: tensor %s has %llu values; the rotary needs %d", gguf_path(g), name,
+                   (unsigned long long)t->n_elements, pairs);
   if (!gguf_tensor_type_supported(t->type))
-    return err_set(err, "%s: tensor rope_freqs.weight has type %s, which hydra cannot dequantise",
-                   gguf_path(g), gguf_tensor_type_name(t->type));
-  if (gguf_tensor_read_f32(g, t, c->rope_freq_factors, (size_t)pairs, err))
+    return err_set(err, "%s: tensor %s has type %s, which hydra cannot dequantise", gguf_path(g),
+                   name, gguf_tensor_type_name(t->type));
+  float scratch[MODEL_MAX_HEAD_DIM / 2];
+  if (gguf_tensor_read_f32(g, t, dst ? dst : scratch, (size_t)pairs, err))
     return -1;
-  c->rope_n_freq_factors = pairs;
+  if (dst) { /* model_config_check checks them */
+    c->rope_n_freq_factors = pairs;
+    return 0;
+  }
+  for (int i = 0; i < pairs; i++)
+    if (!(scratch[i] > 0.0f && scratch[i] <= FLT_MAX))
+      return err_set(err, "%s: tensor %s[%d] = %g must be positive and finite", gguf_path(g), name,
+                     i, (double)scratch[i]);
+  return 0;
+}
+
+/* rope_freqs.weight: Llama 3's scaling as llama.cpp stores it. */
+static int read_rope_freqs(const gguf_t *g, model_config_t *c, char *err) {
+  return read_freq_factors(g, "rope_freqs.weight", c, c->rope_freq_factors, err);
+}
+
+/* Phi-3's longrope as llama.cpp's converter writes it: per-pair divisors in
+ * rope_factors_short.weight and rope_factors_long.weight, cos and sin times
+ * rope.scaling.attn_factor, the pretraining context in
+ * rope.scaling.original_context_length. Computed as transformers does within
+ * that context (the short factors); llama.cpp picks the long ones for a
+ * context set past it, transformers for a prompt past it, and hydra takes no
+ * prompt past it (the context is cut to it). */
+static int read_longrope(const gguf_t *g, const gguf_arch_t *a, model_config_t *c, char *err) {
+  const int has_short = gguf_tensor_find(g, "rope_factors_short.weight") != NULL,
+            has_long = gguf_tensor_find(g, "rope_factors_long.weight") != NULL;
+  if (!has_short && !has_long)
+    return 0;
+  if (!has_short || !has_long)
+    return err_set(err, "%s: tensor %s without %s (longrope needs both)", gguf_path(g),
+                   has_short ? "rope_factors_short.weight" : "rope_factors_long.weight",
+                   has_short ? "rope_factors_long.weight" : "rope_factors_short.weight");
+  if (c->rope_scaling != ROPE_SCALING_NONE)
+    return err_set(err, "%s: rope factor tensors with %s: one scaling or the other", gguf_path(g),
+                   arch_key(a, "rope.scaling.type").s);
+  int original = c->max_positions;
+  if (read_freq_factors(g, "rope_factors_short.weight", c, c->rope_freq_factors, err) ||
+      read_freq_factors(g, "rope_factors_long.weight", c, NULL, err) ||
+      get_float(g, a, "rope.scaling.attn_factor", 0, 1.0, &c->rope_attn_factor, err) ||
+      get_int(g, a, "rope.scaling.original_context_length", 0, c->max_positions, 1, INT32_MAX,
+              &original, err))
+    return -1;
+  c->rope_scaling = ROPE_SCALING_LONGROPE;
+  c->rope_original_max_positions = original;
+  c->rope_factor = c->max_positions > original ? (float)c->max_positions / (float)original : 1.0f;
+  if (c->max_positions > original)
+    c->max_positions = original;
   return 0;
 }
 
@@ -488,6 +539,8 @@ int gguf_config_read(const gguf_t *g, model_config_t *c, gguf_arch_t *arch, char
   if (a->positions == POSITIONS_ROPE && read_rope(g, a, c, err))
     return -1;
   if ((a->flags & F(ROPE_FREQS)) && read_rope_freqs(g, c, err))
+    return -1;
+  if ((a->flags & F(LONGROPE)) && read_longrope(g, a, c, err))
     return -1;
   if ((a->flags & F(GEMMA)) && read_gemma(g, a, c, err))
     return -1;

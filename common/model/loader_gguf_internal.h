@@ -40,8 +40,9 @@ enum {
   GGUF_ARCH_GRANITE = 1 << 24,           /* attention.scale, embedding_scale, residual_scale,
                                             logit_scale */
   GGUF_ARCH_OPTIONAL_QKV_BIAS = 1 << 25, /* attn_q/k/v biases where layer 0 has them (stablelm) */
-  GGUF_ARCH_LOCAL_BASE = 1 << 26         /* sliding layers rotate with base 10000 whatever
+  GGUF_ARCH_LOCAL_BASE = 1 << 26,        /* sliding layers rotate with base 10000 whatever
                                             rope.freq_base_swa says (gemma3, as llama.cpp) */
+  GGUF_ARCH_LONGROPE = 1 << 27           /* rope_factors_short/long.weight: longrope (phi3) */
 };
 
 /* One general.architecture hydra computes: its name as llama.cpp writes it,

@@ -197,6 +197,10 @@ def phi3_keys(w, hp):
     w.add_layer_norm_rms_eps(hp["rms_norm_eps"])
     w.add_rope_dimension_count(int(rope.get("partial_rotary_factor", 1.0) * n_embd) // n_head)
     w.add_rope_freq_base(rope["rope_theta"])
+    if rope.get("rope_type") == "longrope":  # the attention factor beside the factor tensors
+        orig = hp.get("original_max_position_embeddings") or hp["max_position_embeddings"]
+        scale = hp["max_position_embeddings"] / orig
+        w.add_rope_scaling_attn_factors(math.sqrt(1 + math.log(scale) / math.log(orig)) if scale > 1 else 1.0)
     w.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
     w.add_sliding_window(hp.get("sliding_window") or 0)
 
@@ -322,6 +326,10 @@ def convert(model, arch, path, name, tweak=None):
         head_dim = hp.get("head_dim") or hp["hidden_size"] // hp["num_attention_heads"]
         w.add_tensor(gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ROPE_FREQS] + ".weight",
                      llama3_rope_factors(rope, head_dim))
+    if arch == gguf.MODEL_ARCH.PHI3 and rope.get("rope_type") == "longrope":  # Phi3MiniModel's rope factors
+        for kind in ("long", "short"):
+            w.add_tensor(gguf.TENSOR_NAMES[getattr(gguf.MODEL_TENSOR, f"ROPE_FACTORS_{kind.upper()}")] + ".weight",
+                         np.array(rope[f"{kind}_factor"], dtype=np.float32))
     if tweak:
         tweak(w)
     w.write_header_to_file()
@@ -335,6 +343,7 @@ def convert(model, arch, path, name, tweak=None):
 LLAMA_SHAPE = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
                    tie_word_embeddings=False, initializer_range=INIT_RANGE)
+LLAMA_SHAPE_PAIRS = 4  # head size 8: rotary pairs per head
 
 
 GEMMA_SHAPE = dict(vocab_size=VOCAB, hidden_size=16, intermediate_size=64, num_hidden_layers=3,
@@ -441,6 +450,16 @@ MODELS = {
     "phi3": (gguf.MODEL_ARCH.PHI3, Phi3ForCausalLM, lambda: Phi3Config(
         **LLAMA_SHAPE, rms_norm_eps=1e-5, sliding_window=None, pad_token_id=None,
         rope_parameters={"rope_type": "default", "rope_theta": 20000.0}), "gguf", 6000),
+    # longrope as Phi-3.5 has it: short and long factor tensors, the attention factor of a
+    # context 4x the pretraining one; transformers' GGUF loader reads no rope factors: the
+    # golden is the model's own (within the pretraining context: the short factors)
+    "phi3-longrope": (gguf.MODEL_ARCH.PHI3, Phi3ForCausalLM, lambda: Phi3Config(
+        **{**LLAMA_SHAPE, "max_position_embeddings": 256}, original_max_position_embeddings=64,
+        rms_norm_eps=1e-5, sliding_window=None, pad_token_id=None,
+        rope_parameters={"rope_type": "longrope", "rope_theta": 20000.0,
+                         "short_factor": [1.2, 2.5, 1.8, 3.1, 1.1, 2.2, 1.6, 2.9][:LLAMA_SHAPE_PAIRS],
+                         "long_factor": [5.0, 9.0, 3.0, 17.0, 8.0, 4.0, 12.0, 30.0][:LLAMA_SHAPE_PAIRS]}),
+     "hf", 6050),
     # transformers reads no gemma GGUF: the golden is the model's own
     "gemma": (gguf.MODEL_ARCH.GEMMA, GemmaForCausalLM, lambda: GemmaConfig(
         **{**GEMMA_SHAPE, "head_dim": 16}, hidden_act="gelu_pytorch_tanh",

@@ -80,6 +80,16 @@ static void test_new_configs(const char *root) {
           "phi3: fused qkv and gate_up split, its window not applied (as llama.cpp)");
     model_free(m);
   }
+  m = load(root, "arch-phi3-longrope", path, sizeof(path));
+  if (m) { /* the short factors, the converter's attention factor, the context cut to 64 */
+    const model_config_t *c = &m->cfg;
+    CHECK(c->rope_scaling == ROPE_SCALING_LONGROPE && c->rope_n_freq_factors == 4 &&
+              c->rope_freq_factors[1] == 2.5f && c->rope_original_max_positions == 64 &&
+              c->max_positions == 64 && fabsf(c->rope_attn_factor - 1.1547005f) < 1e-6f,
+          "phi3 longrope: short factors, attention factor %g, context %d",
+          (double)c->rope_attn_factor, c->max_positions);
+    model_free(m);
+  }
   m = load(root, "arch-phi2", path, sizeof(path));
   if (m) {
     const model_config_t *c = &m->cfg;
@@ -241,7 +251,8 @@ static void test_refused(const char *root) {
       {"gemma3-freq-base-swa",
        "gemma3.rope.freq_base_swa = 20000 is not supported (llama.cpp rotates gemma3's sliding "
        "layers with base 10000)"},
-      {"phi3-rope-factors", "tensor rope_factors_long.weight is not part of a 'phi3' model"},
+      {"phi3-rope-factors",
+       "tensor rope_factors_long.weight without rope_factors_short.weight (longrope needs both)"},
       {"gemma-output", "tensor output.weight is not part of a 'gemma' model"},
       {"olmo2-sliding-window", "olmo2.attention.sliding_window = 16 is not supported"},
       {"stablelm-parallel-key",

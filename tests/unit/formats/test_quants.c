@@ -144,7 +144,7 @@ static void test_table(void) {
   static const char *const WRITTEN[] = {
       "F32",   "F16",     "BF16",  "Q4_0",   "Q4_1",   "Q5_0",  "Q5_1",  "Q8_0",    "Q2_K",
       "Q3_K",  "Q4_K",    "Q5_K",  "Q6_K",   "Q8_K",   "IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS",
-      "IQ2_S", "IQ3_XXS", "IQ3_S", "IQ4_NL", "IQ4_XS", "TQ1_0", "TQ2_0", "MXFP4", "NVFP4"};
+      "IQ2_S", "IQ3_XXS", "IQ3_S", "IQ4_NL", "IQ4_XS", "TQ1_0", "TQ2_0", "MXFP4",   "NVFP4"};
   for (size_t i = 0; i < sizeof(WRITTEN) / sizeof(WRITTEN[0]); i++) {
     uint32_t type = 0;
     const gguf_quant_type_t *qt = by_name(WRITTEN[i], &type);

@@ -57,29 +57,35 @@ const char *job_shorten(char buf[48], const char *s) {
   return buf;
 }
 
-/* Case-insensitive Levenshtein distance; large for words over 64 bytes. */
+/* Case-insensitive edit distance counting a swap of two neighbouring letters
+ * as one edit ("zreo" is 1 from "zero"; optimal string alignment); large for
+ * words over 64 bytes. */
 static int edit_distance(const char *a, const char *b) {
   size_t la = strlen(a), lb = strlen(b);
-  int row[65];
+  int prev2[65], prev[65], row[65];
   if (la > 64 || lb > 64)
     return INT_MAX;
   for (size_t j = 0; j <= lb; j++)
-    row[j] = (int)j;
+    prev[j] = (int)j;
   for (size_t i = 1; i <= la; i++) {
-    int diag = row[0];
     row[0] = (int)i;
+    const int ca = tolower((unsigned char)a[i - 1]);
     for (size_t j = 1; j <= lb; j++) {
-      int up = row[j];
-      int best = diag + (tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]));
-      if (up + 1 < best)
-        best = up + 1;
+      const int cb = tolower((unsigned char)b[j - 1]);
+      int best = prev[j - 1] + (ca != cb);
+      if (prev[j] + 1 < best)
+        best = prev[j] + 1;
       if (row[j - 1] + 1 < best)
         best = row[j - 1] + 1;
+      if (i > 1 && j > 1 && ca == tolower((unsigned char)b[j - 2]) &&
+          tolower((unsigned char)a[i - 2]) == cb && prev2[j - 2] + 1 < best)
+        best = prev2[j - 2] + 1;
       row[j] = best;
-      diag = up;
     }
+    memcpy(prev2, prev, sizeof prev);
+    memcpy(prev, row, sizeof row);
   }
-  return row[lb];
+  return prev[lb];
 }
 
 /* Whether word's letters appear in order in name ("src" in "source"). */

@@ -326,6 +326,12 @@ static void test_invalid(void) {
       "ablations.postions", "did you mean positions?");
   BAD("{'prompts': ['a', 'b'], 'metric': ['kl'], 'ablations': {'components': ['*']}}", "metric",
       "did you mean metrics?");
+  /* two neighbouring letters swapped: one edit, not two (not an abbreviation of another name) */
+  BAD("{'nmae': 'x', 'prompts': ['a']}", "nmae", "did you mean name?");
+  BAD("{'prompts': ['a', 'b'], 'ablations': {'components': ['*'], 'methods': ['zreo']}}",
+      "ablations.methods[0]", "unknown method (did you mean zero?)");
+  BAD("{'prompts': ['a', 'b'], 'ablations': {'componetns': ['*']}}", "ablations.componetns",
+      "did you mean components?");
   /* Prompts. */
   BAD("{'ablations': {'components': ['*']}}", "prompts", "required");
   BAD("{'prompts': []}", "prompts", "at least one");

@@ -133,7 +133,8 @@ static void print_info(const model_t *m) {
   printf("format       %s (tensor types %s)\n", m->weights_format, m->tensor_types);
   if (strcmp(m->weights_format, "gguf") == 0)
     print_native_types(m);
-  printf("weights      %s\n", weights_dtype_name(m->weights_dtype));
+  printf("weights      %s (as info loads it; runs choose with --weights-dtype)\n",
+         weights_dtype_name(m->weights_dtype));
   printf("family       %s\n", c->family);
   printf("layers       %d\n", c->n_layers);
   printf("d_model      %d\n", c->d_model);
@@ -334,8 +335,12 @@ int main(int argc, char **argv) {
     return EXIT_USAGE;
   }
   if (strcmp(cmd, "info") == 0) {
+    /* a GGUF file's blocks as they are (the file mapped, nothing dequantised
+     * but what native cannot keep): an 8B file's description needs no 32 GB */
     char err[HYDRA_ERR_LEN];
-    model_t *m = model_load(model, err);
+    model_t *m = model_load_dtype(model, WEIGHTS_NATIVE, err);
+    if (!m)
+      m = model_load(model, err);
     if (!m) {
       fprintf(stderr, "hydra: %s\n", err);
       return EXIT_FAIL;

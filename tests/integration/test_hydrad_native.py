@@ -4,7 +4,9 @@
 over HTTP on loopback: the model lists native weights; a job's clean,
 variant and summary rows equal those of `hydra run --weights-dtype fp32`
 (the dequantised-at-load computation) on the same file bit for bit (the
-same floats parsed from the same digits; every float compared); a job that
+same floats parsed from the same digits; every float compared), for an
+ablation job and for a causal trace (whose noise scale is the embedding
+table's spread, read from its blocks row by row); a job that
 asks for fp32 weights is refused naming the field; hydrad's resident memory
 stays under half the model's fp32 weights (the blocks take 1/4 to 1/8 of
 them; bound: 0.5).
@@ -31,6 +33,12 @@ TOKEN = "native-token-0123456789abcdef"
 JOB = {"prompts": ["The capital of France is", "The Eiffel Tower is in the city of"],
        "ablations": {"components": ["attn.3", "mlp.20", "head.5.1"],
                      "methods": ["zero", "mean"]}}
+TRACE = {"prompts": [{"text": "The Space Needle is in downtown", "subject": "The Space Needle",
+                      "target": " Seattle"}],
+         "trace": {"scale": 3, "seed": 1},
+         "ablations": {"components": ["resid_pre.0", "resid_pre.16", "mlp.10"],
+                       "methods": ["restore"], "positions": {"each": "all"}},
+         "metrics": ["prob"]}
 # SmolLM2-135M: 134,515,008 parameters (tied), 4 bytes each in fp32
 FP32_BYTES = 134515008 * 4
 
@@ -40,6 +48,27 @@ def result_rows(lines):
     own facts: job id, weights, times)."""
     rows = [json.loads(x) for x in lines if x.strip()]
     return [r for r in rows if r.get("type") not in ("header", "end")]
+
+
+def fp32_rows(job, name):
+    """hydra run's rows of the job with the weights dequantised at load."""
+    path = os.path.join(server.tmp, name)
+    with open(path, "w") as f:
+        json.dump(job, f)
+    p = subprocess.run([HYDRA, "run", "--model", MODEL, path, "--format", "ndjson",
+                        "--weights-dtype", "fp32", "--threads", "1"],
+                       capture_output=True, text=True, timeout=600)
+    check(f"hydra run with fp32 weights ({name})", p.returncode == 0, p.stderr[-500:])
+    return result_rows(p.stdout.splitlines())
+
+
+def same_rows(what, native, fp32):
+    first = next((i for i, (a, b) in enumerate(zip(native, fp32)) if a != b), None)
+    check(f"all {len(native)} rows of hydrad's native {what} equal the fp32 run's, bit for bit",
+          len(native) == len(fp32) and first is None,
+          f"{len(native)} vs {len(fp32)} rows; first differing: "
+          f"{json.dumps(native[first])[:300] if first is not None else '-'} vs "
+          f"{json.dumps(fp32[first])[:300] if first is not None else '-'}")
 
 
 def rss_bytes(pid):
@@ -64,24 +93,19 @@ try:
           json.dumps(header)[:300])
     native = result_rows(json.dumps(r) for r in rows)
 
-    job_path = os.path.join(server.tmp, "job.json")
-    with open(job_path, "w") as f:
-        json.dump(JOB, f)
-    p = subprocess.run([HYDRA, "run", "--model", MODEL, job_path, "--format", "ndjson",
-                        "--weights-dtype", "fp32", "--threads", "1"],
-                       capture_output=True, text=True, timeout=600)
-    check("hydra run with fp32 weights", p.returncode == 0, p.stderr[-500:])
-    fp32 = result_rows(p.stdout.splitlines())
+    fp32 = fp32_rows(JOB, "job.json")
     kinds = sorted({r.get("type") for r in native})
     check("rows of every kind came back (clean, variant, summary)",
           kinds == ["clean", "summary", "variant"] and len(native) == 2 + 2 * 3 * 2 + 3 * 2,
           f"{kinds}, {len(native)} rows")
-    same = len(native) == len(fp32) and all(a == b for a, b in zip(native, fp32))
-    first = next((i for i, (a, b) in enumerate(zip(native, fp32)) if a != b), None)
-    check(f"all {len(native)} rows of hydrad's native run equal the fp32 run's, bit for bit",
-          same, f"{len(native)} vs {len(fp32)} rows; first differing: "
-          f"{json.dumps(native[first])[:300] if first is not None else '-'} vs "
-          f"{json.dumps(fp32[first])[:300] if first is not None else '-'}")
+    same_rows("ablation job", native, fp32)
+
+    status, rows = server.run(dict(TRACE, model="tiny"))
+    check("the native trace finished", status["state"] == "done", json.dumps(status)[:300])
+    native = result_rows(json.dumps(r) for r in rows)
+    check("the trace has a variant row per component and position",
+          sum(r.get("type") == "variant" for r in native) >= 3 * 6, f"{len(native)} rows")
+    same_rows("causal trace", native, fp32_rows(TRACE, "trace.json"))
 
     try:
         server.req("/v1/jobs", json.dumps(dict(JOB, model="tiny", weights_dtype="fp32")).encode())

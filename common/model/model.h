@@ -1,9 +1,11 @@
 /* model.h - the one internal description of a decoder-only transformer.
  *
  * Every family (gpt2, llama, gpt_neox, qwen2, ...) is a loader that maps its tensor names onto this
- * description. All weights are held in host memory as fp32, row-major, with
- * every projection stored as [out, in] (the torch nn.Linear layout): y = x W^T.
- * A model owns all its arrays; model_free releases them. */
+ * description. Weights are held in host memory as fp32 (or, WEIGHTS_NATIVE,
+ * the large matrices in a GGUF file's blocks), row-major, with every
+ * projection stored as [out, in] (the torch nn.Linear layout): y = x W^T.
+ * A model owns all its arrays (and its file mapping, which borrowed blocks
+ * point into); model_free releases them. */
 #ifndef HYDRA_MODEL_H
 #define HYDRA_MODEL_H
 

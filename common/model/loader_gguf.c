@@ -275,7 +275,9 @@ static int load_planned_native(const gguf_t *g, const uint8_t *map, const planne
   const int cols = (int)p->ne[0];
   const size_t rows = (size_t)p->ne[1];
   const int keep = model_native_type(t->type) && p->ne[0] % tt->block_size == 0;
-  const int borrow = keep && map;
+  /* F32 rows are multiplied as floats where they lie: borrowed only when
+   * aligned for them (general.alignment may be any power of two) */
+  const int borrow = keep && map && (t->type != GGUF_TENSOR_F32 || t->offset % sizeof(float) == 0);
   const size_t row_bytes =
       keep ? (size_t)(p->ne[0] / tt->block_size) * tt->type_size : (size_t)cols * sizeof(float);
   uint8_t *raw = borrow ? (uint8_t *)map + t->offset : malloc(rows * row_bytes);

@@ -121,8 +121,10 @@ static int cpu_matmul_bf16(backend_t *b, float *y, const float *x, const uint16_
 }
 
 /* The same, w decoded from its blocks a tile of rows at a time into scratch
- * (as many rows as it holds, decoded in parallel): y[:, o0:o1] (leading
- * dimension out) = x . w[o0:o1]^T. */
+ * (tiles of equal size, as many rows as scratch holds at most, decoded in
+ * parallel): y[:, o0:o1] (leading dimension out) = x . w[o0:o1]^T. F32 rows
+ * are multiplied where they are, in the same tiles (OpenBLAS's sums depend
+ * on the product's width: the same tiles give the same floats). */
 static int cpu_matmul_blocks(backend_t *b, float *y, const float *x, const void *w, uint32_t type,
                              const float *bias, int rows, int out, int in, int accumulate,
                              float *scratch, size_t scratch_floats) {
@@ -130,8 +132,6 @@ static int cpu_matmul_blocks(backend_t *b, float *y, const float *x, const void 
   if (!tt || !model_native_type(type) || in % (int)tt->block_size)
     return err_set(b->err, "matmul_blocks: type %s rows of %d cannot be multiplied in blocks",
                    tt ? tt->name : "?", in);
-  if (type == GGUF_TENSOR_F32)
-    return cpu_matmul(b, y, x, w, bias, rows, out, in, accumulate);
   if (scratch_floats < (size_t)in)
     return err_set(b->err, "matmul_blocks: scratch of %zu floats is under one row of %d",
                    scratch_floats, in);
@@ -140,14 +140,18 @@ static int cpu_matmul_blocks(backend_t *b, float *y, const float *x, const void 
   float beta = fill_bias(y, bias, rows, out, accumulate) || accumulate ? 1.0f : 0.0f;
   const size_t row_bytes = (size_t)(in / (int)tt->block_size) * tt->type_size;
   const size_t row_blocks = (size_t)in / tt->block_size;
-  const long tile = (long)(scratch_floats / (size_t)in);
+  const long most = (long)(scratch_floats / (size_t)in), n_tiles = (out + most - 1) / most;
+  const long tile = (out + n_tiles - 1) / n_tiles;
   for (long o0 = 0; o0 < out; o0 += tile) {
     const long n = out - o0 < tile ? out - o0 : tile;
     const uint8_t *src = (const uint8_t *)w + (size_t)o0 * row_bytes;
+    const float *tile_w = type == GGUF_TENSOR_F32 ? (const float *)src : scratch;
+    if (type != GGUF_TENSOR_F32) {
 #pragma omp parallel for schedule(static)
-    for (long r = 0; r < n; r++)
-      tt->decode(src + (size_t)r * row_bytes, scratch + (size_t)r * in, row_blocks);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, (int)n, in, 1.0f, x, in, scratch, in,
+      for (long r = 0; r < n; r++)
+        tt->decode(src + (size_t)r * row_bytes, scratch + (size_t)r * in, row_blocks);
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, (int)n, in, 1.0f, x, in, tile_w, in,
                 beta, y + o0, out);
   }
   return 0;
@@ -527,6 +531,32 @@ static int cpu_embed(backend_t *b, float *x, const float *tok_embed, const int *
   return 0;
 }
 
+/* cpu_embed with the token table in blocks: row ids[r] decoded into x. */
+static int cpu_embed_blocks(backend_t *b, float *x, const void *tok_blocks, uint32_t type,
+                            size_t row_bytes, const int *ids, const float *pos_embed,
+                            const int *position, int rows, int d) {
+  const gguf_quant_type_t *tt = gguf_quant_type(type);
+  if (!tt || !model_native_type(type) || d % (int)tt->block_size ||
+      row_bytes != (size_t)(d / (int)tt->block_size) * tt->type_size)
+    return err_set(b->err, "embed_blocks: type %s rows of %d in %zu bytes cannot be decoded",
+                   tt ? tt->name : "?", d, row_bytes);
+#pragma omp parallel for schedule(static)
+  for (int r = 0; r < rows; r++) {
+    float *xr = x + (size_t)r * d;
+    const uint8_t *src = (const uint8_t *)tok_blocks + (size_t)ids[r] * row_bytes;
+    if (type == GGUF_TENSOR_F32)
+      memcpy(xr, src, (size_t)d * sizeof(float));
+    else
+      tt->decode(src, xr, (size_t)d / tt->block_size);
+    if (pos_embed) {
+      const float *pr = pos_embed + (size_t)position[r] * d;
+      for (int i = 0; i < d; i++)
+        xr[i] += pr[i];
+    }
+  }
+  return 0;
+}
+
 static void cpu_destroy(backend_t *b);
 
 static const backend_ops_t cpu_ops = {
@@ -558,6 +588,7 @@ static const backend_ops_t cpu_ops = {
     .gather_rows = cpu_gather_rows,
     .scatter_rows = cpu_scatter_rows,
     .embed = cpu_embed,
+    .embed_blocks = cpu_embed_blocks,
     .intervene = cpu_intervene,
     .row_dots = cpu_row_dots,
     .logit_stats = cpu_logit_stats,

@@ -324,7 +324,8 @@ static int cuda_matmul_bf16(backend_t *b, float *y, const float *x, const uint16
 /* As cuda_matmul, on w's blocks decoded into scratch a tile of rows at a
  * time (blocks_decode): with a scratch of the whole matrix (the
  * transformer's), one cublasSgemm, the same call as on the weights
- * dequantised at load. F32 rows are multiplied where they are. */
+ * dequantised at load. F32 rows are multiplied where they are, in the same
+ * tiles. */
 static int cuda_matmul_blocks(backend_t *b, float *y, const float *x, const void *w, uint32_t type,
                               const float *bias, int rows, int out, int in, int accumulate,
                               float *scratch, size_t scratch_floats) {
@@ -332,8 +333,6 @@ static int cuda_matmul_blocks(backend_t *b, float *y, const float *x, const void
   if (!tt || !model_native_type(type) || in % (int)tt->block_size)
     return err_set(b->err, "matmul_blocks: type %s rows of %d cannot be multiplied in blocks",
                    tt ? tt->name : "?", in);
-  if (type == GGUF_TENSOR_F32)
-    return cuda_matmul(b, y, x, (const float *)w, bias, rows, out, in, accumulate);
   PROF(b, P_MATMUL);
   float alpha = 1.0f, beta = 0.0f;
   const int start = tiled_matmul_start(b, "matmul_blocks", y, bias, rows, out, in, accumulate,
@@ -342,13 +341,16 @@ static int cuda_matmul_blocks(backend_t *b, float *y, const float *x, const void
     return start > 0 ? 0 : -1;
   cudaStream_t st = impl(b)->stream;
   const size_t row_bytes = (size_t)(in / (int)tt->block_size) * tt->type_size;
-  const long tile = (long)(scratch_floats / (size_t)in);
+  const long most = (long)(scratch_floats / (size_t)in), n_tiles = (out + most - 1) / most;
+  const long tile = (out + n_tiles - 1) / n_tiles; /* equal tiles, as the CPU's */
   for (long o0 = 0; o0 < out; o0 += tile) {
     const long n = out - o0 < tile ? out - o0 : tile;
-    CUDA_TRY(b, blocks_decode(st, (const uint8_t *)w + (size_t)o0 * row_bytes, type, scratch,
-                              (size_t)n * in));
+    const uint8_t *src = (const uint8_t *)w + (size_t)o0 * row_bytes;
+    if (type != GGUF_TENSOR_F32)
+      CUDA_TRY(b, blocks_decode(st, src, type, scratch, (size_t)n * in));
+    const float *tile_w = type == GGUF_TENSOR_F32 ? (const float *)src : scratch;
     CUBLAS_TRY(b, cublasSgemm(impl(b)->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)n, rows, in, &alpha,
-                              scratch, in, x, in, &beta, y + o0, out));
+                              tile_w, in, x, in, &beta, y + o0, out));
   }
   return 0;
 }
@@ -960,6 +962,21 @@ static int cuda_embed(backend_t *b, float *x, const float *tok_embed, const int 
   return 0;
 }
 
+static int cuda_embed_blocks(backend_t *b, float *x, const void *tok_blocks, uint32_t type,
+                             size_t row_bytes, const int *ids, const float *pos_embed,
+                             const int *position, int rows, int d) {
+  PROF(b, P_ROWS);
+  const cudaError_t rc = blocks_embed(impl(b)->stream, tok_blocks, type, row_bytes, ids, pos_embed,
+                                      position, rows, d, x);
+  if (rc == cudaErrorInvalidValue) {
+    const gguf_quant_type_t *tt = gguf_quant_type(type);
+    return err_set(b->err, "embed_blocks: type %s rows of %d in %zu bytes cannot be decoded",
+                   tt ? tt->name : "?", d, row_bytes);
+  }
+  CUDA_TRY(b, rc);
+  return 0;
+}
+
 static void cuda_destroy(backend_t *b);
 
 static backend_ops_t make_ops(void) {
@@ -992,6 +1009,7 @@ static backend_ops_t make_ops(void) {
   o.gather_rows = cuda_gather_rows;
   o.scatter_rows = cuda_scatter_rows;
   o.embed = cuda_embed;
+  o.embed_blocks = cuda_embed_blocks;
   o.intervene = cuda_intervene;
   o.row_dots = cuda_row_dots;
   o.logit_stats = cuda_logit_stats;

@@ -77,47 +77,93 @@ __device__ static float q6_k(const uint8_t *b, int e) {
   return __fmul_rn(dl, (float)((lo | hi << 4) - 32));
 }
 
+/* value e of the block at b */
+__device__ static float decode_value(const uint8_t *b, uint32_t type, int e) {
+  switch (type) {
+  case GGUF_TENSOR_F32:
+    return __uint_as_float((unsigned)(b[0] | b[1] << 8 | b[2] << 16 | (unsigned)b[3] << 24));
+  case GGUF_TENSOR_F16:
+    return f16_at(b);
+  case GGUF_TENSOR_BF16:
+    return __uint_as_float((unsigned)(b[0] | b[1] << 8) << 16);
+  case GGUF_TENSOR_Q4_0:
+    return q4_0(b, e);
+  case GGUF_TENSOR_Q4_1:
+    return q4_1(b, e);
+  case GGUF_TENSOR_Q5_0:
+    return q5_0(b, e);
+  case GGUF_TENSOR_Q5_1:
+    return q5_1(b, e);
+  case GGUF_TENSOR_Q8_0:
+    return q8_0(b, e);
+  case GGUF_TENSOR_Q4_K:
+    return q45_k(b, e, 0);
+  case GGUF_TENSOR_Q5_K:
+    return q45_k(b, e, 1);
+  default: /* GGUF_TENSOR_Q6_K: known_type passes no other */
+    return q6_k(b, e);
+  }
+}
+
+/* The types decode_value decodes. */
+static int known_type(uint32_t type) {
+  switch (type) {
+  case GGUF_TENSOR_F32:
+  case GGUF_TENSOR_F16:
+  case GGUF_TENSOR_BF16:
+  case GGUF_TENSOR_Q4_0:
+  case GGUF_TENSOR_Q4_1:
+  case GGUF_TENSOR_Q5_0:
+  case GGUF_TENSOR_Q5_1:
+  case GGUF_TENSOR_Q8_0:
+  case GGUF_TENSOR_Q4_K:
+  case GGUF_TENSOR_Q5_K:
+  case GGUF_TENSOR_Q6_K:
+    return 1;
+  default:
+    return 0;
+  }
+}
+
 __global__ void k_decode_blocks(const uint8_t *w, uint32_t type, float *dst, size_t n,
                                 unsigned block_size, unsigned type_size) {
   for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
-       i += (size_t)gridDim.x * blockDim.x) {
-    const uint8_t *b = w + i / block_size * type_size;
-    const int e = (int)(i % block_size);
-    float v;
-    switch (type) {
-    case GGUF_TENSOR_F16:
-      v = f16_at(b);
-      break;
-    case GGUF_TENSOR_BF16:
-      v = __uint_as_float((unsigned)(b[0] | b[1] << 8) << 16);
-      break;
-    case GGUF_TENSOR_Q4_0:
-      v = q4_0(b, e);
-      break;
-    case GGUF_TENSOR_Q4_1:
-      v = q4_1(b, e);
-      break;
-    case GGUF_TENSOR_Q5_0:
-      v = q5_0(b, e);
-      break;
-    case GGUF_TENSOR_Q5_1:
-      v = q5_1(b, e);
-      break;
-    case GGUF_TENSOR_Q8_0:
-      v = q8_0(b, e);
-      break;
-    case GGUF_TENSOR_Q4_K:
-      v = q45_k(b, e, 0);
-      break;
-    case GGUF_TENSOR_Q5_K:
-      v = q45_k(b, e, 1);
-      break;
-    default: /* GGUF_TENSOR_Q6_K: blocks_decode passes no other */
-      v = q6_k(b, e);
-      break;
-    }
-    dst[i] = v;
+       i += (size_t)gridDim.x * blockDim.x)
+    dst[i] = decode_value(w + i / block_size * type_size, type, (int)(i % block_size));
+}
+
+/* x[r, i] = value i of row ids[r] (+ pos_embed[position[r], i]) */
+__global__ void k_embed_blocks(float *x, const uint8_t *w, uint32_t type, size_t row_bytes,
+                               unsigned block_size, unsigned type_size, const int *ids,
+                               const float *pos_embed, const int *position, int rows, int d) {
+  const size_t n = (size_t)rows * d;
+  for (size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x; t < n;
+       t += (size_t)gridDim.x * blockDim.x) {
+    const size_t r = t / d, i = t % d;
+    const uint8_t *row = w + (size_t)ids[r] * row_bytes;
+    float v = decode_value(row + i / block_size * type_size, type, (int)(i % block_size));
+    if (pos_embed)
+      v = __fadd_rn(v, pos_embed[(size_t)position[r] * d + i]);
+    x[t] = v;
   }
+}
+
+cudaError_t blocks_embed(cudaStream_t stream, const void *w, uint32_t type, size_t row_bytes,
+                         const int *ids, const float *pos_embed, const int *position, int rows,
+                         int d, float *x) {
+  const gguf_quant_type_t *tt = gguf_quant_type(type);
+  if (!known_type(type) || d % (int)tt->block_size ||
+      row_bytes != (size_t)(d / (int)tt->block_size) * tt->type_size)
+    return cudaErrorInvalidValue;
+  const size_t n = (size_t)rows * d;
+  size_t grid = (n + 255) / 256;
+  if (grid > 65536u * 8)
+    grid = 65536u * 8;
+  if (n)
+    k_embed_blocks<<<(unsigned)grid, 256, 0, stream>>>(x, (const uint8_t *)w, type, row_bytes,
+                                                       tt->block_size, tt->type_size, ids,
+                                                       pos_embed, position, rows, d);
+  return cudaGetLastError();
 }
 
 cudaError_t blocks_decode(cudaStream_t stream, const void *w, uint32_t type, float *dst,

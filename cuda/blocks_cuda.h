@@ -17,6 +17,14 @@ extern "C" {
 #endif
 cudaError_t blocks_decode(cudaStream_t stream, const void *w, uint32_t type, float *dst,
                           size_t n_values);
+/* Queues the embedding lookup of backend.h's embed_blocks: x[r, :] = row
+ * ids[r] of the table at w (rows of row_bytes bytes of `type`, device
+ * memory) decoded as blocks_decode decodes (F32 rows too), plus
+ * pos_embed[position[r], :] when pos_embed is non-NULL. A type above or
+ * rows of another size return cudaErrorInvalidValue and queue nothing. */
+cudaError_t blocks_embed(cudaStream_t stream, const void *w, uint32_t type, size_t row_bytes,
+                         const int *ids, const float *pos_embed, const int *position, int rows,
+                         int d, float *x);
 #ifdef __cplusplus
 }
 #endif

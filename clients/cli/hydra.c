@@ -101,12 +101,13 @@ static void print_rope(const model_config_t *c) {
 }
 
 /* What --weights-dtype native does with each of a GGUF file's tensor types
- * (names, comma-separated): a layer projection of a type the backends
- * multiply in blocks stays in them, any other is dequantised to fp32 at load;
- * embeddings, norms, biases and the unembedding are fp32 either way. */
-static void print_native_types(const char *types) {
+ * (names, comma-separated): a layer projection, the token embedding or the
+ * unembedding of a type the backends multiply in blocks stays in them, any
+ * other is dequantised to fp32 at load; norms and biases are fp32 either
+ * way. */
+static void print_native_types(const model_t *m) {
   char kept[128] = "", loaded[128] = "", list[128];
-  snprintf(list, sizeof(list), "%s", types);
+  snprintf(list, sizeof(list), "%s", m->tensor_types);
   for (char *save = NULL, *name = strtok_r(list, ",", &save); name;
        name = strtok_r(NULL, ",", &save)) {
     uint32_t t = 0;
@@ -119,6 +120,11 @@ static void print_native_types(const char *types) {
   printf("native       --weights-dtype native: projections in %s kept in their blocks; in %s "
          "dequantised to fp32 at load\n",
          kept[0] ? kept : "(none)", loaded[0] ? loaded : "(none)");
+  const char *how[] = {"dequantised to fp32 at load", "kept in its blocks"};
+  printf("native       token embedding (%s) %s; unembedding (%s%s) %s\n",
+         gguf_tensor_type_name(m->embed_type), how[model_native_type(m->embed_type)],
+         m->cfg.tied_unembed ? "tied, " : "", gguf_tensor_type_name(m->unembed_type),
+         how[model_native_type(m->unembed_type)]);
 }
 
 /* The block description as the loader read it: every choice of the family. */
@@ -128,8 +134,9 @@ static void print_info(const model_t *m) {
   printf("model        %s\n", m->path);
   printf("format       %s (tensor types %s)\n", m->weights_format, m->tensor_types);
   if (strcmp(m->weights_format, "gguf") == 0)
-    print_native_types(m->tensor_types);
-  printf("weights      %s\n", weights_dtype_name(m->weights_dtype));
+    print_native_types(m);
+  printf("weights      %s (as info loads it; runs choose with --weights-dtype)\n",
+         weights_dtype_name(m->weights_dtype));
   printf("family       %s\n", c->family);
   printf("layers       %d\n", c->n_layers);
   printf("d_model      %d\n", c->d_model);
@@ -330,8 +337,12 @@ int main(int argc, char **argv) {
     return EXIT_USAGE;
   }
   if (strcmp(cmd, "info") == 0) {
+    /* a GGUF file's blocks as they are (the file mapped, nothing dequantised
+     * but what native cannot keep): an 8B file's description needs no 32 GB */
     char err[HYDRA_ERR_LEN];
-    model_t *m = model_load(model, err);
+    model_t *m = model_load_dtype(model, WEIGHTS_NATIVE, err);
+    if (!m)
+      m = model_load(model, err);
     if (!m) {
       fprintf(stderr, "hydra: %s\n", err);
       return EXIT_FAIL;

@@ -4,13 +4,17 @@
 #include <math.h>
 #include <stdlib.h>
 
-void effects_mean_unembed(const float *unembed, int vocab, int d, float *ubar) {
+void effects_mean_unembed(effects_row_t row, const void *ctx, int vocab, int d, float *ubar) {
   double *acc = calloc((size_t)d, sizeof(double));
-  for (int t = 0; acc && t < vocab; t++)
+  float *buf = malloc(sizeof(float) * (size_t)d);
+  for (int t = 0; acc && buf && t < vocab; t++) {
+    const float *u = row(ctx, t, buf);
     for (int i = 0; i < d; i++)
-      acc[i] += unembed[(size_t)t * d + i];
+      acc[i] += u[i];
+  }
   for (int i = 0; i < d; i++)
-    ubar[i] = acc ? (float)(acc[i] / vocab) : NAN;
+    ubar[i] = acc && buf ? (float)(acc[i] / vocab) : NAN;
+  free(buf);
   free(acc);
 }
 

@@ -9,9 +9,14 @@
 #ifndef HYDRA_EFFECTS_H
 #define HYDRA_EFFECTS_H
 
+/* Row t of an unembedding: a pointer to its d floats (into a table, or buf
+ * of d floats filled with it). */
+typedef const float *(*effects_row_t)(const void *ctx, int t, float *buf);
+
 /* Eq. 9 (centred logits): ubar[d] = the mean over the vocabulary of the
- * unembedding rows (summed in double). A centred logit is (u_t - ubar) . z. */
-void effects_mean_unembed(const float *unembed, int vocab, int d, float *ubar);
+ * unembedding rows row(ctx, t, .) (summed in double, in token order). A
+ * centred logit is (u_t - ubar) . z. */
+void effects_mean_unembed(effects_row_t row, const void *ctx, int vocab, int d, float *ubar);
 
 /* Eq. 10 (the frozen-norm direction): udir = u_t - ubar (the centred
  * unembedding row; the ablated run's centred target logit is udir . its
@@ -19,7 +24,8 @@ void effects_mean_unembed(const float *unembed, int vocab, int d, float *ubar);
  * LayerNorm ((x - mean x) . w == x . (w - mean w)), so that a component's
  * direct effect is its output . dir. Returns the norm's bias term beta .
  * udir (0 when beta is NULL): the direct effects of all components sum with
- * it to the clean centred target logit. */
+ * it to the clean centred target logit. u_target may be udir (the row
+ * decoded into it). */
 double effects_direction(const float *u_target, const float *ubar, const float *gamma,
                          const float *beta, float s, int layernorm, int d, float *dir, float *udir);
 

@@ -17,6 +17,12 @@ const char *engine_precision(const engine_t *e, int tf32) {
   return e->b->ops->set_precision(e->b, tf32) ? "tf32" : "fp32";
 }
 
+/* effects_row_t over the host model's unembedding (fp32, or decoded from
+ * its blocks) */
+static const float *unembed_row(const void *m, int t, float *buf) {
+  return model_unembed_row(m, t, buf);
+}
+
 engine_t *engine_create(const model_t *m, backend_t *b, char *err) {
   engine_t *e = calloc(1, sizeof(*e));
   if (!e) {
@@ -40,7 +46,7 @@ engine_t *engine_create(const model_t *m, backend_t *b, char *err) {
     err_set(err, "out of memory");
     goto fail;
   }
-  effects_mean_unembed(m->unembed, c->vocab_size, c->d_model, e->u_mean);
+  effects_mean_unembed(unembed_row, m, c->vocab_size, c->d_model, e->u_mean);
   for (int t = 0; m->unembed_b && t < c->vocab_size; t++)
     e->b_mean += m->unembed_b[t] / (double)c->vocab_size;
   return e;

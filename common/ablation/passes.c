@@ -251,8 +251,10 @@ static int clean_directions(run_t *R) {
 #pragma omp parallel for schedule(static) if (np > 1)
   for (int cp = 0; cp < np; cp++) {
     const int p = R->c0 + cp;
-    const float *u = e->host->unembed + (size_t)R->target[p] * d;
     float *dir = R->dirs_host + (size_t)cp * d, *ud = R->udirs_host + (size_t)cp * d;
+    /* a row held in blocks is decoded into ud, which effects_direction then
+     * overwrites element by element with u - ubar */
+    const float *u = model_unembed_row(e->host, R->target[p], ud);
     R->norm_bias_term[cp] =
         (float)effects_direction(u, e->u_mean, gamma, beta, R->clean_inv[p], layernorm, d, dir, ud);
     if (e->host->unembed_b) /* a constant of the centred logit that no component carries */

@@ -79,7 +79,11 @@ typedef struct {
    * on the weights dequantised at load (each value exactly as gguf_quants
    * decodes it): tiles of rows are decoded into scratch (backend memory of
    * scratch_floats >= in floats the op may overwrite) just before their
-   * product; F32 rows are multiplied where they are. */
+   * product, in tiles of equal size (as many rows as scratch holds at
+   * most); F32 rows are multiplied where they are, in the same tiles
+   * (scratch is not touched and may be NULL; scratch_floats sets the
+   * tiles). A product's floats depend on its tiles (a BLAS's order of sums
+   * depends on the width): equal tiles, equal floats. */
   int (*matmul_blocks)(backend_t *b, float *y, const float *x, const void *w, uint32_t type,
                        const float *bias, int rows, int out, int in, int accumulate, float *scratch,
                        size_t scratch_floats);
@@ -148,6 +152,15 @@ typedef struct {
    * is non-NULL). ids must be < vocab (checked by the caller). */
   int (*embed)(backend_t *b, float *x, const float *tok_embed, const int *ids,
                const float *pos_embed, const int *position, int rows, int d);
+
+  /* embed with the token table in a GGUF block format (as matmul_blocks's
+   * w): row t is d values of `type` in row_bytes bytes at tok_blocks + t *
+   * row_bytes; x[r, :] = row ids[r] decoded (each value exactly as
+   * gguf_quants decodes it) (+ pos_embed[position[r], :]). Only the rows
+   * asked for are decoded. */
+  int (*embed_blocks)(backend_t *b, float *x, const void *tok_blocks, uint32_t type,
+                      size_t row_bytes, const int *ids, const float *pos_embed, const int *position,
+                      int rows, int d);
 
   /* Interventions: for every entry e, for columns c in [col0, col1) of row
    * e.row of x[*, width]: SET x = src[src_offset + c - col0]; SCALE x *= alpha;

@@ -15,7 +15,8 @@ struct transformer {
   int native;             /* projections held in their file's blocks (model_blocks_t) */
   model_blocks_t *blocks; /* [n_layers * MODEL_LAYER_TENSORS]: native projections in backend
                              memory (a backend with its own memory) */
-  float *scratch;         /* [scratch_floats]: projections widened or decoded for a product */
+  model_blocks_t embed_blocks, unembed_blocks; /* likewise, the native embedding, unembedding */
+  float *scratch;        /* [scratch_floats]: projections widened or decoded for a product */
   float *inv_freq;       /* [rotary_dim / 2]: the rotary's scaled inverse frequencies (RoPE only) */
   float *inv_freq_local; /* [rotary_dim / 2]: sliding layers' (rope_local_theta), or NULL */
   float rope_scale;      /* cos and sin multiplied by it (yarn's attention factor) */
@@ -72,6 +73,7 @@ static float *upload_blocks(backend_t *b, const float *src, model_blocks_t *dst,
   if (!src || *failed)
     return NULL;
   *dst = *hb;
+  dst->borrowed = 0; /* the transformer's own copy */
   const size_t bytes = (size_t)hb->rows * hb->row_bytes;
   if (!(dst->blocks = b->ops->alloc(b, bytes)) ||
       b->ops->upload(b, dst->blocks, hb->blocks, bytes) != 0)
@@ -88,6 +90,10 @@ static void release(backend_t *b, float *p, const float *host) {
 static void free_device_weights(transformer_t *t) {
   const model_t *m = t->host;
   model_t *d = &t->dev;
+  if (t->embed_blocks.blocks)
+    t->b->ops->free(t->b, t->embed_blocks.blocks);
+  if (t->unembed_blocks.blocks)
+    t->b->ops->free(t->b, t->unembed_blocks.blocks);
   for (int l = 0; l < d->cfg.n_layers; l++) {
     layer_weights_t hw = m->layers[l];
     float **ptr[MODEL_LAYER_TENSORS], **hptr[MODEL_LAYER_TENSORS];
@@ -209,6 +215,14 @@ static int upload_weights(transformer_t *t, char *err) {
         *ptr[i] = upload(b, *ptr[i], len[i], &failed);
       }
     }
+  }
+  if (t->native) { /* the embedding and unembedding in their blocks (tok_embed is NULL) */
+    d->embed_blocks = (model_blocks_t *)upload_blocks(b, (const float *)m->embed_blocks,
+                                                      &t->embed_blocks, &failed);
+    d->unembed_blocks = c->tied_unembed
+                            ? d->embed_blocks
+                            : (model_blocks_t *)upload_blocks(b, (const float *)m->unembed_blocks,
+                                                              &t->unembed_blocks, &failed);
   }
   d->tok_embed = upload(b, m->tok_embed, vd, &failed);
   d->pos_embed = upload(b, m->pos_embed, (size_t)c->max_positions * c->d_model, &failed);
@@ -332,7 +346,7 @@ transformer_t *transformer_create(const model_t *m, backend_t *b, char *err) {
   /* host memory: a bf16 model's rounded fp32 in place */
   t->bf16 = m->weights_dtype == WEIGHTS_BF16 && !b->host_memory;
   t->native = m->weights_dtype == WEIGHTS_NATIVE;
-  if (t->native && !b->ops->matmul_blocks) {
+  if (t->native && (!b->ops->matmul_blocks || !b->ops->embed_blocks)) {
     err_set(err, "backend %s cannot multiply weights in their blocks (--weights-dtype native)",
             b->ops->name);
     free(t);
@@ -378,13 +392,22 @@ int transformer_final_norm(transformer_t *t, float *y, float *inv_scale, const f
   return norm(t, y, inv_scale, x, t->dev.final_norm_w, t->dev.final_norm_b, rows);
 }
 
+/* The unembedding's product runs in tiles of the vocabulary, as many rows
+ * as the largest layer projection holds: a native model's are decoded into
+ * the scratch of that size (no fp32 unembedding anywhere), and an fp32
+ * model's are multiplied in the same tiles (matmul_blocks on F32 rows), so
+ * that both give the same floats. */
 int transformer_unembed(transformer_t *t, float *logits, const float *x, int rows) {
   const model_config_t *c = &t->host->cfg;
-  if (t->native) /* a native model's unembedding is fp32 */
-    return t->b->ops->matmul(t->b, logits, x, t->dev.unembed, t->dev.unembed_b, rows, c->vocab_size,
-                             c->d_model, 0);
-  return transformer_matmul(t, logits, x, t->dev.unembed, t->dev.unembed_b, rows, c->vocab_size,
-                            c->d_model, 0);
+  backend_t *b = t->b;
+  if (t->native)
+    return transformer_matmul(t, logits, x, (const float *)t->dev.unembed_blocks, t->dev.unembed_b,
+                              rows, c->vocab_size, c->d_model, 0);
+  if (t->bf16)
+    return transformer_matmul(t, logits, x, t->dev.unembed, t->dev.unembed_b, rows, c->vocab_size,
+                              c->d_model, 0);
+  return b->ops->matmul_blocks(b, logits, x, t->dev.unembed, GGUF_TENSOR_F32, t->dev.unembed_b,
+                               rows, c->vocab_size, c->d_model, 0, NULL, native_scratch_floats(c));
 }
 
 int transformer_cap_logits(transformer_t *t, float *logits, int rows) {
@@ -562,8 +585,12 @@ int transformer_run(transformer_t *t, const transformer_pass_t *P, char *err) {
     P->hooks.err[0] = '\0';
   if (P->rows > t->capacity)
     return err_set(err, "a pass of %d rows is over the %d reserved", P->rows, t->capacity);
-  if (P->ids && b->ops->embed(b, t->resid, t->dev.tok_embed, P->ids, t->dev.pos_embed, t->position,
-                              P->rows, c->d_model))
+  const model_blocks_t *eb = t->dev.embed_blocks;
+  if (P->ids &&
+      (t->native ? b->ops->embed_blocks(b, t->resid, eb->blocks, eb->type, eb->row_bytes, P->ids,
+                                        t->dev.pos_embed, t->position, P->rows, c->d_model)
+                 : b->ops->embed(b, t->resid, t->dev.tok_embed, P->ids, t->dev.pos_embed,
+                                 t->position, P->rows, c->d_model)))
     goto fail;
   if (P->ids && c->embed_scale != 0.0f && c->embed_scale != 1.0f &&
       b->ops->scale(b, t->resid, (size_t)P->rows * c->d_model, c->embed_scale))

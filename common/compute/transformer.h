@@ -130,8 +130,9 @@ float *transformer_residual(transformer_t *t);
 /* The model as the backend holds it: the same description, every array in
  * backend memory. For a bf16 model (model_t.weights_dtype) the projection
  * matrices and the unembedding hold bf16 data, for a native one the layer
- * projections point at model_blocks_t: pass them only to
- * transformer_matmul. */
+ * projections point at model_blocks_t (pass them only to
+ * transformer_matmul) and the embedding and unembedding are embed_blocks
+ * and unembed_blocks (tok_embed and unembed are NULL). */
 const model_t *transformer_weights(const transformer_t *t);
 
 /* y[rows, out] = x[rows, in] . w[out, in]^T (+ bias) for w one of

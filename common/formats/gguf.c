@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -457,7 +458,9 @@ gguf_t *gguf_open(const char *path, char *err) {
     err_set(err, "%s: this GGUF reader needs a little-endian host", path);
     goto fail;
   }
-  g->fd = open(path, O_RDONLY | O_CLOEXEC);
+  /* O_NONBLOCK: opening a FIFO without a writer would wait; it is refused
+   * below instead (the flag does nothing to a regular file's reads) */
+  g->fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   struct stat st;
   if (g->fd < 0 || fstat(g->fd, &st) != 0) {
     err_set(err, "%s: cannot open: %s", path, strerror(errno));
@@ -596,4 +599,28 @@ int gguf_tensor_read_raw(const gguf_t *g, const gguf_tensor_t *t, void *dst, siz
     return err_set(err, "%s: cannot read tensor %s at offset %llu: %s", g->path, t->name,
                    (unsigned long long)t->offset, errno ? strerror(errno) : "the file got shorter");
   return 0;
+}
+
+void *gguf_map(const gguf_t *g, size_t *bytes, char *err) {
+  const char *off = getenv("HYDRA_NO_MMAP");
+  if (off && *off && strcmp(off, "0") != 0) {
+    err_set(err, "%s: not mapped (HYDRA_NO_MMAP is set)", g->path);
+    return NULL;
+  }
+  if (g->file_size == 0) {
+    err_set(err, "%s: an empty file cannot be mapped", g->path);
+    return NULL;
+  }
+  void *map = mmap(NULL, (size_t)g->file_size, PROT_READ, MAP_PRIVATE, g->fd, 0);
+  if (map == MAP_FAILED) {
+    err_set(err, "%s: cannot map the file: %s", g->path, strerror(errno));
+    return NULL;
+  }
+  *bytes = (size_t)g->file_size;
+  return map;
+}
+
+void gguf_unmap(void *map, size_t bytes) {
+  if (map)
+    munmap(map, bytes);
 }

@@ -9,6 +9,9 @@
  *
  * Format: https://github.com/ggml-org/ggml/blob/master/docs/gguf.md
  *
+ * gguf_open refuses anything but a regular file (a FIFO or a device is
+ * refused before any read, never waited on).
+ *
  * Thread-safety: a context is read-only after gguf_open; its getters and
  * gguf_tensor_read_f32 (which uses pread) may be called from several threads
  * at once. Errors follow error.h: `err` is a HYDRA_ERR_LEN buffer or NULL. */
@@ -130,5 +133,17 @@ int gguf_tensor_read_f32(const gguf_t *g, const gguf_tensor_t *t, float *dst, si
  * holds `bytes` == t->n_bytes. Returns 0 or -1 with err naming the tensor. */
 int gguf_tensor_read_raw(const gguf_t *g, const gguf_tensor_t *t, void *dst, size_t bytes,
                          char *err);
+
+/* Maps the whole file read-only (a private mapping: the file's pages,
+ * shared with the page cache, never copied); tensor t's data is at
+ * map + t->offset. *bytes gets the mapping's length. Returns NULL with err
+ * filled when the file cannot be mapped (or HYDRA_NO_MMAP is set in the
+ * environment: the pread path's test hook); the caller then reads with
+ * gguf_tensor_read_raw. The mapping outlives the context: release it with
+ * gguf_unmap. */
+void *gguf_map(const gguf_t *g, size_t *bytes, char *err);
+
+/* Releases a mapping from gguf_map; NULL is allowed. */
+void gguf_unmap(void *map, size_t bytes);
 
 #endif

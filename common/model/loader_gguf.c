@@ -151,7 +151,13 @@ static int plan_tensors(const model_config_t *c, const gguf_arch_t *a, model_t *
                         planned_t *plan) {
   const int d = c->d_model;
   planned_t *p = plan;
-  p = plan_add(p, "token_embd.weight", 2, d, c->vocab_size, m ? m->tok_embed : NULL, 0);
+  /* a native load keeps the embedding and the unembedding in their blocks */
+  p = plan_add(p, "token_embd.weight", 2, d, c->vocab_size,
+               !m                ? NULL
+               : m->embed_blocks ? (float *)m->embed_blocks
+                                 : m->tok_embed,
+               0);
+  p[-1].proj = 1;
   if (c->positions == POSITIONS_LEARNED)
     p = plan_add(p, "position_embd.weight", 2, d, c->max_positions, m ? m->pos_embed : NULL, 0);
   if (c->rope_n_freq_factors && c->rope_scaling == ROPE_SCALING_LONGROPE) { /* read there too */
@@ -163,8 +169,14 @@ static int plan_tensors(const model_config_t *c, const gguf_arch_t *a, model_t *
   p = plan_add(p, "output_norm.weight", 1, d, 1, m ? m->final_norm_w : NULL, 0);
   if (c->norm == NORM_LAYERNORM)
     p = plan_add(p, "output_norm.bias", 1, d, 1, m ? m->final_norm_b : NULL, 0);
-  if (!c->tied_unembed)
-    p = plan_add(p, "output.weight", 2, d, c->vocab_size, m ? m->unembed : NULL, 0);
+  if (!c->tied_unembed) {
+    p = plan_add(p, "output.weight", 2, d, c->vocab_size,
+                 !m                  ? NULL
+                 : m->unembed_blocks ? (float *)m->unembed_blocks
+                                     : m->unembed,
+                 0);
+    p[-1].proj = 1;
+  }
   if (c->unembed_bias)
     p = plan_add(p, "output.bias", 1, c->vocab_size, 1, m ? m->unembed_b : NULL, 0);
   for (int l = 0; l < c->n_layers; l++)
@@ -258,14 +270,20 @@ static int load_planned(const gguf_t *g, const planned_t *p, char *err) {
 }
 
 /* dst (a model_blocks_t behind a layer slot) gets n rows of row_bytes bytes
- * from rows_src, un-permuted as llama's q/k (whole_perm) or as stored. */
+ * from rows_src, un-permuted as llama's q/k (whole_perm) or as stored; with
+ * borrow (rows_src in the file's mapping, rows as stored), rows_src itself. */
 static int take_rows(model_blocks_t *dst, uint32_t type, int cols, size_t row_bytes,
                      const uint8_t *rows_src, size_t n, const planned_t *p, int whole_perm,
-                     char *err) {
+                     int borrow, char *err) {
   dst->type = type;
   dst->rows = (int)n;
   dst->cols = cols;
   dst->row_bytes = row_bytes;
+  if (borrow && !whole_perm) {
+    dst->blocks = (uint8_t *)rows_src; /* read only: the mapping is PROT_READ */
+    dst->borrowed = 1;
+    return 0;
+  }
   if (!(dst->blocks = malloc(n * row_bytes)))
     return err_set(err, "out of memory keeping tensor %s", p->name);
   if (whole_perm)
@@ -275,41 +293,58 @@ static int take_rows(model_blocks_t *dst, uint32_t type, int cols, size_t row_by
   return 0;
 }
 
-/* A layer projection kept in its blocks (a type the backends multiply
- * natively, whole blocks per row), else dequantised to F32 rows. */
-static int load_planned_native(const gguf_t *g, const planned_t *p, char *err) {
+/* A layer projection, the token embedding or the unembedding kept in its
+ * blocks (a type the backends multiply natively, whole blocks per row),
+ * else dequantised to F32 rows. With the file mapped (map non-NULL), kept
+ * blocks are used in place from it; otherwise read with pread. */
+static int load_planned_native(const gguf_t *g, const uint8_t *map, const planned_t *p, char *err) {
   const gguf_tensor_t *t = p->t;
   const gguf_quant_type_t *tt = gguf_quant_type(t->type);
   const int cols = (int)p->ne[0];
   const size_t rows = (size_t)p->ne[1];
   const int keep = model_native_type(t->type) && p->ne[0] % tt->block_size == 0;
+  /* F32 rows are multiplied as floats where they lie: borrowed only when
+   * aligned for them (general.alignment may be any power of two) */
+  const int borrow = keep && map && (t->type != GGUF_TENSOR_F32 || t->offset % sizeof(float) == 0);
   const size_t row_bytes =
       keep ? (size_t)(p->ne[0] / tt->block_size) * tt->type_size : (size_t)cols * sizeof(float);
-  uint8_t *raw = malloc(rows * row_bytes);
+  uint8_t *raw = borrow ? (uint8_t *)map + t->offset : malloc(rows * row_bytes);
   if (!raw)
     return err_set(err, "%s: out of memory reading tensor %s", gguf_path(g), p->name);
-  int rc = keep ? gguf_tensor_read_raw(g, t, raw, rows * row_bytes, err)
-                : gguf_tensor_read_f32(g, t, (float *)raw, rows * (size_t)cols, err);
+  int rc = borrow ? 0
+           : keep ? gguf_tensor_read_raw(g, t, raw, rows * row_bytes, err)
+                  : gguf_tensor_read_f32(g, t, (float *)raw, rows * (size_t)cols, err);
   const uint32_t type = keep ? t->type : GGUF_TENSOR_F32;
   if (rc == 0 && p->dst_k) {
-    rc = take_rows((model_blocks_t *)p->dst, type, cols, row_bytes, raw, p->rows_q, p, 0, err);
+    rc = take_rows((model_blocks_t *)p->dst, type, cols, row_bytes, raw, p->rows_q, p, 0, borrow,
+                   err);
     if (rc == 0)
       rc = take_rows((model_blocks_t *)p->dst_k, type, cols, row_bytes, raw + p->rows_q * row_bytes,
-                     p->rows_kv, p, 0, err);
+                     p->rows_kv, p, 0, borrow, err);
     if (rc == 0 && p->dst_v)
       rc = take_rows((model_blocks_t *)p->dst_v, type, cols, row_bytes,
-                     raw + (p->rows_q + p->rows_kv) * row_bytes, p->rows_kv, p, 0, err);
+                     raw + (p->rows_q + p->rows_kv) * row_bytes, p->rows_kv, p, 0, borrow, err);
   } else if (rc == 0) {
     rc = take_rows((model_blocks_t *)p->dst, type, cols, row_bytes, raw, rows, p, p->n_heads > 0,
-                   err);
+                   borrow, err);
   }
-  free(raw);
+  if (!borrow)
+    free(raw);
   return rc;
 }
 
-/* Replaces every layer projection's fp32 array (never written yet) by an
- * empty model_blocks_t that load_planned_native fills. */
+/* Replaces every layer projection's fp32 array, the token embedding's and
+ * the unembedding's (never written yet) by an empty model_blocks_t that
+ * load_planned_native fills. */
 static int native_slots(model_t *m, char *err) {
+  if (m->unembed != m->tok_embed)
+    free(m->unembed);
+  free(m->tok_embed);
+  m->tok_embed = m->unembed = NULL;
+  m->embed_blocks = calloc(1, sizeof(model_blocks_t));
+  m->unembed_blocks = m->cfg.tied_unembed ? m->embed_blocks : calloc(1, sizeof(model_blocks_t));
+  if (!m->embed_blocks || !m->unembed_blocks)
+    return err_set(err, "out of memory");
   for (int l = 0; l < m->cfg.n_layers; l++) {
     float **ptr[MODEL_LAYER_TENSORS];
     size_t len[MODEL_LAYER_TENSORS];
@@ -391,11 +426,16 @@ static model_t *load_gguf(const gguf_t *g, int native, char *err) {
     err_set(err, "%s: %s", file, inner);
     goto fail;
   }
+  if (native) /* NULL where mmap fails: every tensor is then read with pread */
+    m->mapping = gguf_map(g, &m->mapping_bytes, inner);
   plan_tensors(&cfg, arch, m, plan);
   for (int i = 0; i < n; i++)
-    if (native && plan[i].proj ? load_planned_native(g, &plan[i], err)
+    if (native && plan[i].proj ? load_planned_native(g, m->mapping, &plan[i], err)
                                : load_planned(g, &plan[i], err))
       goto fail;
+  m->embed_type = plan[0].t->type; /* token_embd.weight */
+  const gguf_tensor_t *out = gguf_tensor_find(g, "output.weight");
+  m->unembed_type = out ? out->type : m->embed_type;
   finish_weights(arch, m);
   snprintf(m->path, sizeof(m->path), "%s", file);
   snprintf(m->weights_format, sizeof(m->weights_format), "gguf");

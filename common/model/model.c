@@ -332,6 +332,35 @@ int model_native_type(uint32_t type) {
   }
 }
 
+void model_blocks_row(const model_blocks_t *w, int r, float *dst) {
+  const uint8_t *row = w->blocks + (size_t)r * w->row_bytes;
+  const gguf_quant_type_t *tt = gguf_quant_type(w->type);
+  if (w->type == GGUF_TENSOR_F32)
+    memcpy(dst, row, (size_t)w->cols * sizeof(float));
+  else
+    tt->decode(row, dst, (size_t)w->cols / tt->block_size);
+}
+
+const float *model_embed_row(const model_t *m, int token, float *buf) {
+  if (m->tok_embed)
+    return m->tok_embed + (size_t)token * m->cfg.d_model;
+  model_blocks_row(m->embed_blocks, token, buf);
+  return buf;
+}
+
+const float *model_unembed_row(const model_t *m, int token, float *buf) {
+  if (m->unembed)
+    return m->unembed + (size_t)token * m->cfg.d_model;
+  model_blocks_row(m->unembed_blocks, token, buf);
+  return buf;
+}
+
+static void free_blocks(model_blocks_t *w) {
+  if (w && !w->borrowed)
+    free(w->blocks);
+  free(w);
+}
+
 void model_free(model_t *m) {
   if (!m)
     return;
@@ -342,13 +371,18 @@ void model_free(model_t *m) {
       int proj[MODEL_LAYER_TENSORS];
       int n = model_layer_tensors(&m->cfg, &m->layers[l], ptr, len, proj);
       for (int i = 0; i < n; i++) {
-        if (m->weights_dtype == WEIGHTS_NATIVE && proj[i] && *ptr[i])
-          free(((model_blocks_t *)*ptr[i])->blocks);
-        free(*ptr[i]);
+        if (m->weights_dtype == WEIGHTS_NATIVE && proj[i])
+          free_blocks((model_blocks_t *)*ptr[i]);
+        else
+          free(*ptr[i]);
       }
     }
     free(m->layers);
   }
+  if (m->unembed_blocks != m->embed_blocks)
+    free_blocks(m->unembed_blocks);
+  free_blocks(m->embed_blocks);
+  gguf_unmap(m->mapping, m->mapping_bytes);
   if (m->unembed != m->tok_embed)
     free(m->unembed);
   free(m->tok_embed);

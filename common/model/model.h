@@ -1,9 +1,11 @@
 /* model.h - the one internal description of a decoder-only transformer.
  *
  * Every family (gpt2, llama, gpt_neox, qwen2, ...) is a loader that maps its tensor names onto this
- * description. All weights are held in host memory as fp32, row-major, with
- * every projection stored as [out, in] (the torch nn.Linear layout): y = x W^T.
- * A model owns all its arrays; model_free releases them. */
+ * description. Weights are held in host memory as fp32 (or, WEIGHTS_NATIVE,
+ * the large matrices in a GGUF file's blocks), row-major, with every
+ * projection stored as [out, in] (the torch nn.Linear layout): y = x W^T.
+ * A model owns all its arrays (and its file mapping, which borrowed blocks
+ * point into); model_free releases them. */
 #ifndef HYDRA_MODEL_H
 #define HYDRA_MODEL_H
 
@@ -138,8 +140,13 @@ typedef struct {
   uint32_t type; /* gguf_tensor_type_t */
   int rows, cols;
   size_t row_bytes;
-  uint8_t *blocks; /* owned; rows * row_bytes bytes */
+  uint8_t *blocks; /* rows * row_bytes bytes: owned, or in the model's file mapping (borrowed) */
+  int borrowed;    /* blocks lie in model_t.mapping: used in place, never freed */
 } model_blocks_t;
+
+/* Decodes row r of w into dst[w->cols], each value exactly as gguf_quants
+ * decodes it (the dequantised-at-load float). */
+void model_blocks_row(const model_blocks_t *w, int r, float *dst);
 
 /* 1 when the backends multiply a projection of this GGUF type in its own
  * blocks (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K). */
@@ -176,10 +183,27 @@ typedef struct {
    * (model_round_bf16): a backend with its own memory keeps the projections
    * as bf16 there. WEIGHTS_NATIVE: every layer projection (wq wk wv wo w_up
    * w_gate w_down) points at a model_blocks_t, not at floats, and only
-   * transformer_matmul reads it; embeddings, norms, biases and the
-   * unembedding stay fp32. */
+   * transformer_matmul reads it; the token embedding and the unembedding
+   * are embed_blocks and unembed_blocks (tok_embed and unembed are NULL:
+   * read their rows with model_embed_row, model_unembed_row); norms,
+   * biases and learned positions stay fp32. */
   int weights_dtype;
+  model_blocks_t *embed_blocks;   /* WEIGHTS_NATIVE: [vocab_size, d_model] */
+  model_blocks_t *unembed_blocks; /* WEIGHTS_NATIVE: == embed_blocks when tied */
+  /* GGUF types of the file's token embedding and unembedding (output.weight,
+   * or token_embd.weight when tied); 0 (F32) for other formats */
+  uint32_t embed_type, unembed_type;
+  /* the model file, memory-mapped read-only (native GGUF loads where mmap
+   * works; NULL otherwise): borrowed blocks lie in it; model_free unmaps */
+  void *mapping;
+  size_t mapping_bytes;
 } model_t;
+
+/* Row `token` of the token embedding (the unembedding) as d_model floats:
+ * a pointer into the fp32 table, or, for a model holding it in blocks, buf
+ * (d_model floats) with the row decoded into it. */
+const float *model_embed_row(const model_t *m, int token, float *buf);
+const float *model_unembed_row(const model_t *m, int token, float *buf);
 
 /* Allocates a model whose every tensor (per cfg: biases where qkv_bias,
  * o_bias, mlp_bias or LayerNorm ask for them) is present and zeroed. Used by loaders
@@ -223,10 +247,13 @@ void model_round_bf16(model_t *m);
  * and safetensors), an open GGUF file. NULL with err filled on failure. */
 model_t *model_load_hf(const char *dir, char *err);
 model_t *model_from_gguf(const gguf_t *g, char *err);
-/* The same with the layer projections kept in the file's blocks
- * (WEIGHTS_NATIVE): no fp32 copy of them is made; each takes its stored size
- * (the llama converter's q/k row order undone row by row, a fused qkv split
- * by rows). */
+/* The same with the layer projections, the token embedding and the
+ * unembedding kept in the file's blocks (WEIGHTS_NATIVE): no fp32 copy of
+ * them is made. The file is memory-mapped (read-only) and blocks are used in
+ * place from the mapping (a fused qkv split by rows in place too); the llama
+ * converter's permuted q/k rows are copied, un-permuted, into memory of
+ * their stored size. Where mmap fails, every tensor is read with pread into
+ * memory of its stored size. */
 model_t *model_from_gguf_native(const gguf_t *g, char *err);
 
 #endif

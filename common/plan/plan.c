@@ -365,12 +365,20 @@ static int trace_positions(const job_spec_t *spec, const model_t *m, plan_t *p,
     return 0;
   double std = spec->trace_std;
   if (std < 0) {
-    const size_t n = (size_t)m->cfg.vocab_size * m->cfg.d_model;
+    const int d = m->cfg.d_model;
+    const size_t n = (size_t)m->cfg.vocab_size * d;
     double sum = 0, sum2 = 0;
-    for (size_t i = 0; i < n; i++) {
-      sum += m->tok_embed[i];
-      sum2 += (double)m->tok_embed[i] * m->tok_embed[i];
+    float *buf = malloc(sizeof(float) * (size_t)d);
+    if (!buf)
+      return plan_fail(err, "", "out of memory");
+    for (int t = 0; t < m->cfg.vocab_size; t++) { /* row by row: a native model's are in blocks */
+      const float *row = model_embed_row(m, t, buf);
+      for (int i = 0; i < d; i++) {
+        sum += row[i];
+        sum2 += (double)row[i] * row[i];
+      }
     }
+    free(buf);
     const double mean = sum / (double)n, es = m->cfg.embed_scale > 0 ? m->cfg.embed_scale : 1.0;
     /* the embeddings as the model feeds them (Gemma scales them by sqrt(d)) */
     std = spec->trace_scale * es * sqrt(fmax(sum2 / (double)n - mean * mean, 0.0));

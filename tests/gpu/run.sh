@@ -143,9 +143,10 @@ for g in tiny-gpt2 tiny-llama tiny-llama-sharded tiny-llama-mixed-quants tiny-gp
   check "logits $g (transformers, <= 1e-4)" 120 "${hy[@]}" $bin/test_golden_logits "$root" \
     "tests/golden/$g.json" --backend cuda
 done
-# native weights (issue 23): GGUF blocks decoded on the GPU per product (matmul_blocks), the
-# goldens, and every logit bit for bit the dequantised-at-load run's on the same GPU
-for g in tiny-llama-mixed-quants gguf-llama gguf-qwen2 gguf-gpt2 gguf-gptneox; do
+# native weights (issue 23): GGUF blocks decoded on the GPU per product (matmul_blocks; the
+# embedding by embed_blocks, the unembedding in equal tiles, tied and untied), the goldens, and
+# every logit bit for bit the dequantised-at-load run's on the same GPU
+for g in tiny-llama-mixed-quants gguf-llama gguf-llama-bias-tied gguf-qwen2 gguf-gpt2 gguf-gptneox; do
   check "logits $g, native weights (<= 1e-4; = dequantised at load)" 120 "${hy[@]}" \
     $bin/test_golden_logits "$root" "tests/golden/$g.json" --backend cuda --weights-dtype native
 done

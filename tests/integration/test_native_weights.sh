@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # test_native_weights.sh - `hydra run --weights-dtype native` (a GGUF file's
-# projections kept in their blocks) gives every clean, variant and summary row
-# of the dequantised-at-load run, bit for bit (the rows' JSON text compared),
-# on the committed mixed-quant llama (Q4_0, Q5_0, Q4_K, Q5_K, Q6_K
-# projections); the header names the weights each ran with; a safetensors
-# model asked for native weights is refused, naming why.
+# projections, token embedding and unembedding kept in their blocks) gives
+# every clean, variant and summary row of the dequantised-at-load run, bit
+# for bit (the rows' JSON text compared), on the committed mixed-quant llama
+# (Q4_0, Q5_0, Q4_K, Q5_K, Q6_K projections, a Q4_0 token embedding, a Q6_K
+# output.weight as llama.cpp's recipes write it), with the file mapped and
+# with the pread path (HYDRA_NO_MMAP); the header names the weights each ran
+# with; `hydra info` says the embedding and unembedding stay in blocks; a
+# safetensors model asked for native weights is refused, naming why; a FIFO
+# named as the model is refused at once, never waited on.
 # usage: test_native_weights.sh BUILD_DIR ROOT
 set -euo pipefail
 build=$1 root=$2
@@ -27,6 +31,21 @@ for dtype in fp32 native; do
     fail "the $dtype run's header does not say weights_dtype $dtype"
   grep -v -e '"type":"header"' -e '"type":"end"' "$work/$dtype.ndjson" >"$work/$dtype.rows"
 done
+HYDRA_NO_MMAP=1 "$hydra" run --model "$model" "$work/job.json" --format ndjson \
+  --weights-dtype native >"$work/pread.ndjson" 2>"$work/pread.err" ||
+  fail "hydra run (native, pread): $(cat "$work/pread.err")"
+grep -v -e '"type":"header"' -e '"type":"end"' "$work/pread.ndjson" >"$work/pread.rows"
+cmp -s "$work/fp32.rows" "$work/pread.rows" ||
+  fail "native rows read with pread differ from the dequantised-at-load rows"
+"$hydra" info --model "$model" >"$work/info.txt" || fail "hydra info: $(cat "$work/info.txt")"
+grep -q "token embedding (Q4_0) kept in its blocks; unembedding (Q6_K) kept in its blocks" \
+  "$work/info.txt" || fail "hydra info does not say the embeddings stay in blocks: $(cat "$work/info.txt")"
+mkfifo "$work/fifo.gguf"
+if timeout 20 "$hydra" run --model "$work/fifo.gguf" "$work/job.json" --weights-dtype native \
+  >/dev/null 2>"$work/fifo.err"; then
+  fail "a FIFO was accepted as a model"
+fi
+grep -q "not a regular file" "$work/fifo.err" || fail "a FIFO's refusal: $(cat "$work/fifo.err")"
 rows=$(wc -l <"$work/fp32.rows")
 [ "$rows" -gt 3 ] || fail "only $rows result rows"
 cmp -s "$work/fp32.rows" "$work/native.rows" ||
@@ -36,4 +55,4 @@ if "$hydra" run --model "$root/tests/data/tiny-llama" "$work/job.json" --weights
   fail "native weights of a safetensors model were accepted"
 fi
 grep -q "not a GGUF file" "$work/hf.err" || fail "the refusal does not say why: $(cat "$work/hf.err")"
-echo "test_native_weights: $rows rows of native weights equal to the dequantised-at-load run's"
+echo "test_native_weights: $rows rows of native weights (mapped, and read with pread) equal to the dequantised-at-load run's"

@@ -38,6 +38,17 @@ static double max_abs(const double *x, size_t n) {
   return m > 0 ? m : 1;
 }
 
+typedef struct {
+  const float *rows;
+  int d;
+} row_table_t;
+
+static const float *table_row(const void *ctx, int t, float *buf) {
+  const row_table_t *table = ctx;
+  (void)buf;
+  return table->rows + (size_t)t * table->d;
+}
+
 /* Eq. 9 and Eq. 10: ubar, the frozen-norm direction, the bias term and
  * every slot's direct effect. */
 static void check_directions(const json_t *g, int d, int vocab) {
@@ -46,7 +57,7 @@ static void check_directions(const json_t *g, int d, int vocab) {
   double *ubar_want = doubles(json_object_get(g, "ubar"), &n);
   float *ubar = malloc(sizeof(float) * d), *dir = malloc(sizeof(float) * d),
         *udir = malloc(sizeof(float) * d);
-  effects_mean_unembed(unembed, vocab, d, ubar);
+  effects_mean_unembed(table_row, &(row_table_t){unembed, d}, vocab, d, ubar);
   for (int i = 0; i < d; i++)
     CHECK_CLOSE("ubar", ubar[i], ubar_want[i], FP32_BOUND, max_abs(ubar_want, d));
   size_t k;

@@ -154,7 +154,10 @@ static void test_matmul_bf16(int rows, int out, int in, int bias, int acc, int s
  * when one tile holds all of w (as the transformer's scratch does), against
  * matmul on those decoded weights, the dequantised-at-load product: the same
  * floats, bit for bit (the same sgemm call on the same values). Several
- * tiles may round otherwise (sgemm's order of sums depends on the width). */
+ * tiles may round otherwise (sgemm's order of sums depends on the width),
+ * so then against matmul_blocks on the decoded weights as F32 rows with the
+ * same scratch size (the unembedding's two paths): the same tiles, the same
+ * floats, bit for bit. */
 static void test_matmul_blocks(uint32_t type, int rows, int out, int in, int bias, int acc,
                                int scratch_rows) {
   const gguf_quant_type_t *tt = gguf_quant_type(type);
@@ -182,20 +185,23 @@ static void test_matmul_blocks(uint32_t type, int rows, int out, int in, int bia
   run(!scratch, "alloc scratch");
   run(B->ops->matmul_blocks(B, dy, dx, dw, type, bias ? db : NULL, rows, out, in, acc, scratch, ns),
       "matmul_blocks");
-  run(B->ops->matmul(B, dy_load, dx, dwf, bias ? db : NULL, rows, out, in, acc), "matmul");
+  if (scratch_rows >= out)
+    run(B->ops->matmul(B, dy_load, dx, dwf, bias ? db : NULL, rows, out, in, acc), "matmul");
+  else /* F32 rows need no scratch: NULL, its size sets the tiles */
+    run(B->ops->matmul_blocks(B, dy_load, dx, dwf, GGUF_TENSOR_F32, bias ? db : NULL, rows, out, in,
+                              acc, NULL, ns),
+        "matmul_blocks F32");
   back(y, dy, ny * 4);
   back(y_load, dy_load, ny * 4);
   char name[64];
   snprintf(name, sizeof(name), "mm_%s%s%s /%d", tt->name, bias ? "+b" : "", acc ? "+acc" : "",
            (out + scratch_rows - 1) / scratch_rows);
   compare(name, y, ref, ny, 1e-5);
-  if (scratch_rows >= out) {
-    size_t differ = 0;
-    for (size_t i = 0; i < ny; i++)
-      differ += memcmp(&y[i], &y_load[i], 4) != 0;
-    CHECK(differ == 0, "%s: %zu of %zu outputs differ from the dequantised-at-load product", name,
-          differ, ny);
-  }
+  size_t differ = 0;
+  for (size_t i = 0; i < ny; i++)
+    differ += memcmp(&y[i], &y_load[i], 4) != 0;
+  CHECK(differ == 0, "%s: %zu of %zu outputs differ from the dequantised-at-load product", name,
+        differ, ny);
   /* a scratch under one row of w is refused, not overrun (F32 needs none) */
   CHECK(type == GGUF_TENSOR_F32 || B->ops->matmul_blocks(B, dy, dx, dw, type, NULL, rows, out, in,
                                                          0, scratch, (size_t)in - 1) != 0,
@@ -217,6 +223,7 @@ static void test_matmul_blocks_all(void) {
     test_matmul_blocks(types[i], 37, 53, 512, 0, 0, 53);
     test_matmul_blocks(types[i], 5, 300, 256, 1, 1, 7);
     test_matmul_blocks(types[i], 1, 40, 768, 1, 0, 40);
+    test_matmul_blocks(types[i], 19, 1000, 256, 1, 0, 96); /* an unembedding's tiles: 11 of 91 */
   }
   float *s = B->ops->alloc(B, 4096 * 4), *y = B->ops->alloc(B, 64 * 4), *x = B->ops->alloc(B, 256);
   CHECK(B->ops->matmul_blocks(B, y, x, s, GGUF_TENSOR_IQ2_XS, NULL, 1, 1, 256, 0, s, 4096) != 0,
@@ -525,6 +532,52 @@ static void test_elementwise(size_t n) {
   free(x), free(u), free(y), free(ref);
 }
 
+/* embed_blocks: the rows of a table in `type`'s blocks, decoded, plus a
+ * position table: every float as gguf_quants decodes it, plus the same
+ * fp32 addition (bit for bit); rows of another size refused. */
+static void test_embed_blocks(uint32_t type, int vocab, int rows, int d) {
+  const gguf_quant_type_t *tt = gguf_quant_type(type);
+  const size_t row_blocks = (size_t)d / tt->block_size, row_bytes = row_blocks * tt->type_size;
+  uint8_t *table = malloc((size_t)vocab * row_bytes);
+  float *decoded = malloc((size_t)vocab * d * 4), *pos = malloc((size_t)7 * d * 4);
+  float *x = malloc((size_t)rows * d * 4), *want = malloc((size_t)rows * d * 4);
+  int *ids = malloc(rows * 4), *position = malloc(rows * 4);
+  random_blocks(type, table, (size_t)vocab * row_blocks, rnd);
+  tt->decode(table, decoded, (size_t)vocab * row_blocks);
+  fill(pos, (size_t)7 * d, 1);
+  for (int r = 0; r < rows; r++)
+    ids[r] = (int)((rnd() + 1) / 2 * vocab) % vocab, position[r] = r % 7;
+  ids[rows - 1] = vocab - 1; /* the table's last row */
+  for (int r = 0; r < rows; r++)
+    for (int i = 0; i < d; i++)
+      want[(size_t)r * d + i] = decoded[(size_t)ids[r] * d + i] + pos[(size_t)position[r] * d + i];
+  uint8_t *dt = dev(table, (size_t)vocab * row_bytes);
+  float *dpos = dev(pos, (size_t)7 * d * 4), *dx = dev(x, (size_t)rows * d * 4);
+  int *di = dev(ids, rows * 4), *dp = dev(position, rows * 4);
+  run(B->ops->embed_blocks(B, dx, dt, type, row_bytes, di, dpos, dp, rows, d), "embed_blocks");
+  back(x, dx, (size_t)rows * d * 4);
+  size_t differ = 0;
+  for (size_t i = 0; i < (size_t)rows * d; i++)
+    differ += memcmp(&x[i], &want[i], 4) != 0;
+  printf("embed_%-8s %zu of %zu values differ from the decoded rows  %s\n", tt->name, differ,
+         (size_t)rows * d, differ ? "FAIL" : "ok");
+  CHECK(differ == 0, "embed_blocks %s: %zu values differ from the decoded rows", tt->name, differ);
+  CHECK(B->ops->embed_blocks(B, dx, dt, type, row_bytes + 1, di, NULL, NULL, rows, d) != 0,
+        "embed_blocks %s: rows of the wrong size were accepted", tt->name);
+  B->ops->free(B, dt), B->ops->free(B, dpos), B->ops->free(B, dx), B->ops->free(B, di);
+  B->ops->free(B, dp);
+  free(table), free(decoded), free(pos), free(x), free(want), free(ids), free(position);
+}
+
+static void test_embed_blocks_all(void) {
+  static const uint32_t types[] = {GGUF_TENSOR_Q8_0, GGUF_TENSOR_Q4_0, GGUF_TENSOR_Q4_1,
+                                   GGUF_TENSOR_Q5_0, GGUF_TENSOR_Q5_1, GGUF_TENSOR_Q4_K,
+                                   GGUF_TENSOR_Q5_K, GGUF_TENSOR_Q6_K, GGUF_TENSOR_F16,
+                                   GGUF_TENSOR_BF16, GGUF_TENSOR_F32};
+  for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+    test_embed_blocks(types[i], 300, 23, 512);
+}
+
 static void test_rows(int n_src, int rows, int d) {
   float *src = malloc((size_t)n_src * d * 4), *dst = malloc((size_t)n_src * d * 4);
   int *idx = malloc(rows * 4), *pos = malloc(rows * 4);
@@ -792,6 +845,7 @@ int main(int argc, char **argv) {
   test_logit_metrics(7, 37, 3, 4.0f);
   test_elementwise(10007);
   test_rows(50, 23, 64);
+  test_embed_blocks_all();
   backend_destroy(B);
   return check_exit("test_ops");
 }

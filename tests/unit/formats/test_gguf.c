@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -442,6 +443,12 @@ static void test_broken(void) {
   snprintf(path, sizeof(path), "%s/absent.gguf", dir);
   expect_open_failure(path, "absent file", "cannot open", 1);
   expect_open_failure(dir, "directory", "not a regular file", 1);
+  snprintf(path, sizeof(path), "%s/fifo.gguf", dir); /* opened without a writer: must not wait */
+  if (mkfifo(path, 0600) == 0)
+    expect_open_failure(path, "FIFO", "not a regular file", 1);
+  else
+    FAIL("mkfifo(%s) failed", path);
+  unlink(path);
   free(b.p);
   if (rmdir(dir) != 0)
     FAIL("cannot remove %s", dir);
@@ -638,6 +645,47 @@ static void test_unset_ids(const char *root) {
   model_free(m);
 }
 
+/* The native load of the mixed file: the token embedding (Q4_0) and
+ * output.weight (Q6_K) in their blocks, every row decoding to the fp32
+ * load's floats; mapped (kept blocks used in place, llama's permuted q/k
+ * copied) or, with HYDRA_NO_MMAP, read with pread (nothing borrowed). */
+static void test_mixed_quants_native(const char *path, const model_t *fp32, int mapped) {
+  char err[HYDRA_ERR_LEN] = "";
+  gguf_t *g = gguf_open(path, err);
+  model_t *m = g ? model_from_gguf_native(g, err) : NULL;
+  gguf_close(g); /* the mapping outlives the file's context */
+  if (!m) {
+    FAIL("native load of %s: %s", path, err);
+    return;
+  }
+  const int d = m->cfg.d_model;
+  CHECK(!m->tok_embed && !m->unembed && m->embed_blocks && m->unembed_blocks &&
+            m->embed_blocks->type == GGUF_TENSOR_Q4_0 &&
+            m->unembed_blocks->type == GGUF_TENSOR_Q6_K,
+        "native: token embedding Q4_0 and unembedding Q6_K in their blocks");
+  CHECK(m->embed_type == GGUF_TENSOR_Q4_0 && m->unembed_type == GGUF_TENSOR_Q6_K,
+        "native: embed_type, unembed_type");
+  const model_blocks_t *wq = (const model_blocks_t *)m->layers[0].wq;
+  const model_blocks_t *wv = (const model_blocks_t *)m->layers[0].wv;
+  CHECK(mapped ? m->mapping && m->unembed_blocks->borrowed && m->embed_blocks->borrowed &&
+                     wv->borrowed && !wq->borrowed
+               : !m->mapping && !m->unembed_blocks->borrowed && !wv->borrowed,
+        "native %s: blocks borrowed from the mapping where kept as stored (q un-permuted: owned)",
+        mapped ? "mapped" : "read with pread");
+  float *row = malloc(sizeof(float) * (size_t)d);
+  size_t differ = 0;
+  for (int t = 0; row && t < m->cfg.vocab_size; t++) {
+    differ += memcmp(model_unembed_row(m, t, row), fp32->unembed + (size_t)t * d, 4 * d) != 0;
+    differ += memcmp(model_embed_row(m, t, row), fp32->tok_embed + (size_t)t * d, 4 * d) != 0;
+  }
+  CHECK(row && differ == 0, "native: %zu embedding/unembedding rows differ from the fp32 load's",
+        differ);
+  printf("  mixed types, native (%s): embedding Q4_0 and unembedding Q6_K rows as loaded in fp32\n",
+         mapped ? "mapped" : "pread");
+  free(row);
+  model_free(m);
+}
+
 static void test_mixed_quants(const char *root) {
   char path[2048], err[HYDRA_ERR_LEN] = "";
   snprintf(path, sizeof(path), "%s/tests/golden/quants/tiny_llama_mixed.gguf", root);
@@ -658,6 +706,10 @@ static void test_mixed_quants(const char *root) {
         "the loaded output.weight is its Q6_K values");
   free(out);
   gguf_close(g);
+  test_mixed_quants_native(path, m, 1);
+  setenv("HYDRA_NO_MMAP", "1", 1);
+  test_mixed_quants_native(path, m, 0);
+  unsetenv("HYDRA_NO_MMAP");
   model_free(m);
 }
 

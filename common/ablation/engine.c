@@ -91,11 +91,13 @@ static int check_job(const engine_t *e, const engine_job_t *job, char *err) {
                        job->ids[row], c->vocab_size);
   for (int i = 0; i < job->n_components; i++) {
     const component_t *k = &job->components[i];
-    const int limit = k->kind == COMPONENT_HEAD || k->kind == COMPONENT_Q ? c->n_heads
-                      : k->kind == COMPONENT_K || k->kind == COMPONENT_V  ? c->n_kv_heads
-                                                                          : c->d_mlp;
-    const int indexed = k->kind == COMPONENT_HEAD || k->kind == COMPONENT_NEURON ||
-                        k->kind == COMPONENT_Q || k->kind == COMPONENT_K || k->kind == COMPONENT_V;
+    const int per_head =
+        k->kind == COMPONENT_HEAD || k->kind == COMPONENT_Q || k->kind == COMPONENT_PATTERN;
+    const int limit = per_head                                           ? c->n_heads
+                      : k->kind == COMPONENT_K || k->kind == COMPONENT_V ? c->n_kv_heads
+                                                                         : c->d_mlp;
+    const int indexed =
+        per_head || k->kind == COMPONENT_NEURON || k->kind == COMPONENT_K || k->kind == COMPONENT_V;
     if ((k->kind != COMPONENT_EMBED && (k->layer < 0 || k->layer >= c->n_layers)) ||
         (indexed && (k->index < 0 || k->index >= limit)))
       return err_set(err, "component %d is outside the model", i);
@@ -373,6 +375,7 @@ int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, 
   for (int p = 0; p < P_all; p++)
     if (job->lengths[p] > longest)
       longest = job->lengths[p];
+  R.pattern_stride = longest;
   const int kept = find_kept(e, job->source_key);
   const size_t lp_row = sizeof(float) * (size_t)c->vocab_size, stored = store_bytes(&R),
                least = stored + (R.full_logits ? lp_row : 0) + (size_t)longest * bytes_per_row(e);

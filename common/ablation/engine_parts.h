@@ -133,6 +133,7 @@ typedef struct {
    * same index, [max_k][width] means aligned from the end */
   source_store_t src;
   int max_k;
+  int pattern_stride; /* the longest prompt: a stored pattern row's floats (HOOK_PATTERN) */
 
   /* per unit: each slot's role in its effects (UNIT_*), and for a
    * residual-stream site the first slot downstream of it (else -1) */
@@ -198,6 +199,8 @@ static inline hook_site_t component_site(const model_config_t *cfg, const compon
     return HOOK_K;
   case COMPONENT_V:
     return HOOK_V;
+  case COMPONENT_PATTERN:
+    return HOOK_PATTERN;
   case COMPONENT_RESID_PRE:
     return HOOK_RESID_PRE;
   case COMPONENT_RESID_MID:
@@ -273,6 +276,13 @@ static inline int final_row(const run_t *R, int cprompt) {
   return R->clean_start[cprompt] + R->job->lengths[R->c0 + cprompt] - 1;
 }
 
+/* The floats per position of a (site, layer)'s store of clean sources: the
+ * site's width, or for attention patterns every head's row of up to
+ * pattern_stride keys. */
+static inline int store_width(const run_t *R, hook_site_t s) {
+  return s == HOOK_PATTERN ? R->cfg->n_heads * R->pattern_stride : site_width(R->cfg, s);
+}
+
 /* ---- memory.c ---- */
 void free_pass_buffers(engine_t *e);
 void free_clean_buffers(engine_t *e);
@@ -301,6 +311,13 @@ void keep_store(run_t *R, size_t bytes);
 /* ---- interventions.c ---- */
 int apply_site(run_t *R, const variant_t *vs, int nv, int n_joined, hook_site_t site, int layer,
                float *buf);
+
+/* Attention patterns (pattern.L.H) of layer L, inside the transformer's
+ * pattern hook: the clean pass reads every head's row at the chunk's
+ * intervened positions into the store (when a patch needs them); a variant
+ * pass scales its heads' rows (zero, scale) or sets its source's (patch). */
+int capture_patterns(run_t *R, int layer);
+int apply_patterns(run_t *R, const variant_t *vs, int nv, int n_joined, int layer);
 
 /* Causal tracing's noise at HOOK_EMBED of the clean pass (the first n rows):
  * the corrupted run every variant joins from. */

@@ -136,6 +136,107 @@ done:
   return rc;
 }
 
+/* Applies n pattern entries (uploaded into the pass's entry buffer, whose
+ * cap_rows intervention_t hold as many smaller pattern_entry_t). */
+static int flush_patterns(run_t *R, float *store, const pattern_entry_t *host, int n) {
+  backend_t *b = R->e->b;
+  pattern_entry_t *entries = (pattern_entry_t *)R->e->entries;
+  if (n && b->ops->upload(b, entries, host, sizeof(*host) * n))
+    return err_set(R->err, "backend %s: %s", b->ops->name, b->err);
+  return n ? transformer_attention_rows(R->e->tf, store, entries, n, R->err) : 0;
+}
+
+/* A head's stored pattern row: store row `row` (a prompt's intervened
+ * position), head h; -1 past an int offset. */
+static long pattern_offset(const run_t *R, long row, int h) {
+  const size_t off = ((size_t)row * R->cfg->n_heads + h) * R->pattern_stride;
+  return off + R->pattern_stride > (size_t)INT_MAX ? -1 : (long)off;
+}
+
+int capture_patterns(run_t *R, int layer) {
+  const engine_job_t *job = R->job;
+  float *store = R->src.dstore ? R->src.dstore[store_index(R->cfg, HOOK_PATTERN, layer)] : NULL;
+  const int cap = R->e->cap_rows, H = R->cfg->n_heads;
+  if (!store)
+    return 0;
+  pattern_entry_t *host = malloc(sizeof(*host) * cap);
+  int n = 0, rc = -1;
+  if (!host)
+    return err_set(R->err, "out of memory");
+  for (int cp = 0; cp < R->c1 - R->c0; cp++) {
+    const int p = R->c0 + cp, off = job->position_offsets[p];
+    for (int k = 0; k < n_positions(R, p); k++)
+      for (int h = 0; h < H; h++) {
+        const long at = pattern_offset(R, off + k, h);
+        if (at < 0) {
+          err_set(R->err, "the store of attention patterns is too large for one table");
+          goto done;
+        }
+        if (n == cap && flush_patterns(R, store, host, n) != 0)
+          goto done;
+        n = n == cap ? 0 : n;
+        host[n++] = (pattern_entry_t){.row = R->clean_start[cp] + job->position_list[off + k],
+                                      .head = h,
+                                      .kind = PATTERN_READ,
+                                      .offset = (int)at};
+      }
+  }
+  rc = flush_patterns(R, store, host, n);
+done:
+  free(host);
+  return rc;
+}
+
+int apply_patterns(run_t *R, const variant_t *vs, int nv, int n_joined, int layer) {
+  const engine_job_t *job = R->job;
+  float *store = R->src.dstore ? R->src.dstore[store_index(R->cfg, HOOK_PATTERN, layer)] : NULL;
+  const int cap = R->e->cap_rows;
+  pattern_entry_t *host = malloc(sizeof(*host) * cap);
+  int n = 0, rc = -1;
+  if (!host)
+    return err_set(R->err, "out of memory");
+  for (int i = 0; i < n_joined && i < nv; i++) {
+    const variant_t *v = &vs[i];
+    const method_t *m = &job->methods[v->method];
+    for (int a = unit_first(job, v->component); a < unit_end(job, v->component); a++) {
+      const component_t *c = &job->components[a];
+      if (c->kind != COMPONENT_PATTERN || c->layer != layer)
+        continue;
+      const int off = job->position_offsets[v->prompt];
+      for (int k = v->k >= 0 ? v->k : 0; k < (v->k >= 0 ? v->k + 1 : n_positions(R, v->prompt));
+           k++) {
+        const int t = job->position_list[off + k];
+        pattern_entry_t e = {.row = v->base + (t - v->p0), .head = c->index};
+        if (m->kind == METHOD_PATCH) {
+          const long row = source_row(R, v, k);
+          if (row < 0)
+            continue; /* the source has no such position: leave it */
+          const long at = store ? pattern_offset(R, row, c->index) : -1;
+          if (at < 0) {
+            err_set(R->err, "no stored attention pattern for %s's patch source", "pattern.L.H");
+            goto done;
+          }
+          e.kind = PATTERN_SET;
+          e.offset = (int)at;
+        } else { /* zero and scale: the plan refuses the rest */
+          e.kind = PATTERN_SCALE;
+          e.alpha = m->kind == METHOD_SCALE ? m->value : 0.0f;
+        }
+        if (n == cap) {
+          if (flush_patterns(R, store, host, n) != 0)
+            goto done;
+          n = 0;
+        }
+        host[n++] = e;
+      }
+    }
+  }
+  rc = flush_patterns(R, store, host, n);
+done:
+  free(host);
+  return rc;
+}
+
 /* One prompt's trace noise on its rows at or after position p0 (row of
  * position t: base + t - p0), for the first n rows of the pass. Only the
  * clean pass adds it: every variant joins from that pass's (corrupted)

@@ -27,6 +27,7 @@ int engine_component_slot(const component_t *c) {
   case COMPONENT_Q:
   case COMPONENT_K:
   case COMPONENT_V:
+  case COMPONENT_PATTERN:
     return 1 + 2 * c->layer;
   case COMPONENT_MLP:
   case COMPONENT_NEURON:

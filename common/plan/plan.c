@@ -453,6 +453,62 @@ static int grid_positions(const job_spec_t *spec, const model_t *m, plan_t *p, j
   return 0;
 }
 
+/* A method's source prompt for engine prompt i (-1: none). */
+static int patch_source(const plan_t *p, const method_t *m, int i) {
+  if (m->kind != METHOD_PATCH)
+    return -1;
+  return m->source >= 0 ? m->source : p->pair ? p->pair[i] : -1;
+}
+
+/* An attention pattern (pattern.L.H) is a row of probabilities over its
+ * position's keys: it is zeroed, scaled, or patched from a source whose
+ * aligned position is the same (so the row has as many keys); resample,
+ * mean and noise are refused (their rows would come from prompts of other
+ * lengths, or not be distributions). */
+static int check_patterns(const plan_t *p, int n_prompts, job_error_t *err) {
+  int has = 0;
+  for (int a = 0; a < p->n_atoms; a++)
+    has |= p->atoms[a].kind == COMPONENT_PATTERN;
+  if (!has)
+    return 0;
+  for (int k = 0; k < p->n_methods; k++) {
+    const method_t *m = &p->methods[k];
+    char field[64];
+    snprintf(field, sizeof(field), "ablations.methods[%d]", k);
+    if (m->kind != METHOD_ZERO && m->kind != METHOD_SCALE && m->kind != METHOD_PATCH)
+      return plan_fail(err, field,
+                       "%s on an attention pattern (pattern.L.H) is refused: its rows would come "
+                       "from prompts of other lengths or not be probabilities; use zero, scale "
+                       "or patch",
+                       p->method_names[k]);
+    for (int i = 0; i < n_prompts; i++) {
+      const int j = patch_source(p, m, i);
+      if (j < 0 || j == i)
+        continue;
+      if (m->source < 0) /* a pair: the prompt's counterfactual is at fault */
+        snprintf(field, sizeof(field), "prompts[%d].counterfactual", i);
+      const int *pi = p->position_list + p->position_offsets[i];
+      const int *pj = p->position_list + p->position_offsets[j];
+      const int ni = p->position_offsets[i + 1] - p->position_offsets[i];
+      const int nj = p->position_offsets[j + 1] - p->position_offsets[j];
+      if (p->lengths[i] != p->lengths[j])
+        return plan_fail(err, field,
+                         "patching an attention pattern (pattern.L.H) of prompt %d (%d tokens) "
+                         "from a source of %d tokens: a pattern row has one probability per "
+                         "key, so the source needs the same token count",
+                         i, p->lengths[i], p->lengths[j]);
+      for (int e = 1; e <= ni && e <= nj; e++)
+        if (pi[ni - e] != pj[nj - e])
+          return plan_fail(err, field,
+                           "patching an attention pattern (pattern.L.H): prompt %d's position "
+                           "%d takes its source's position %d (positions pair from the end); a "
+                           "pattern row needs the same position",
+                           i, pi[ni - e], pj[nj - e]);
+    }
+  }
+  return 0;
+}
+
 /* Variants per engine prompt (engine_job_variants / n_prompts). */
 static long variants_per_prompt(const job_spec_t *spec, int n_components) {
   long per = 0;
@@ -636,6 +692,8 @@ int plan_build_limited(const job_spec_t *spec, const model_t *m, const tokenizer
       goto done;
     }
   }
+  if (check_patterns(p, EP, err))
+    goto done;
   engine_job_t *j = &p->job;
   j->n_prompts = EP;
   j->lengths = p->lengths;

@@ -60,6 +60,12 @@ typedef enum {
   COMPONENT_Q,
   COMPONENT_K,
   COMPONENT_V,
+  /* One head's attention pattern row at the intervened positions
+   * ("pattern.L.H"): the softmaxed probabilities over the row's keys
+   * (TransformerLens' hook_pattern). Zero, scale and patch (from a prompt
+   * of the same token count) only. Its effects count in its layer's
+   * attention slot. */
+  COMPONENT_PATTERN,
 } component_kind_t;
 
 typedef struct {

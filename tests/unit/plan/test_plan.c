@@ -80,6 +80,29 @@ static const bad_t bad[] = {
      "{\"prompts\": [{\"ids\": [5, 6], \"counterfactual\": {\"ids\": [5, 6000]}}], "
      "\"ablations\": {\"components\": [\"attn.0\"], \"methods\": [{\"patch\": "
      "{\"source\": \"counterfactual\"}}]}}"},
+    /* attention patterns: zero, scale and patch from a prompt of the same token count and
+     * position only; a head of the model */
+    {422, "ablations.components[0]",
+     "{\"prompts\": [{\"ids\": [5, 6]}], \"ablations\": {\"components\": [\"pattern.0.4\"], "
+     "\"methods\": [\"zero\"]}}"},
+    {422, "ablations.methods[1]",
+     "{\"prompts\": [{\"ids\": [5, 6]}, {\"ids\": [7, 8]}], \"ablations\": {\"components\": "
+     "[\"pattern.1.0\"], \"methods\": [\"zero\", \"mean\"]}}"},
+    {422, "ablations.methods[0]",
+     "{\"prompts\": [{\"ids\": [5, 6]}, {\"ids\": [7, 8]}], \"ablations\": {\"components\": "
+     "[\"pattern.1.0\"], \"methods\": [\"resample\"]}}"},
+    {422, "ablations.methods[1]",
+     "{\"prompts\": [{\"ids\": [5, 6, 9]}, {\"ids\": [7, 8]}], \"ablations\": {\"components\": "
+     "[\"pattern.1.0\"], \"methods\": [\"zero\", {\"patch\": {\"source\": 1}}]}}"},
+    {422, "ablations.methods[0]",
+     "{\"prompts\": [{\"text\": \"the cat sat on\", \"subject\": \"cat\"}, {\"text\": "
+     "\"cat the sat on\", \"subject\": \"cat\"}], \"ablations\": {\"components\": "
+     "[\"pattern.1.0\"], \"methods\": [{\"patch\": {\"source\": 1}}], \"positions\": "
+     "\"subject\"}}"},
+    {422, "prompts[0].counterfactual",
+     "{\"prompts\": [{\"ids\": [5, 6, 7], \"counterfactual\": {\"ids\": [5, 6]}}], "
+     "\"ablations\": {\"components\": [\"pattern.2.1\"], \"methods\": [{\"patch\": "
+     "{\"source\": \"counterfactual\"}}]}}"},
     {422, "prompts[1].foil",
      "{\"prompts\": [{\"ids\": [5], \"target\": 7, \"foil\": 8}, {\"ids\": [6], "
      "\"target\": 7, \"foil\": 9000}], \"ablations\": {\"components\": [\"attn.0\"], "

@@ -526,7 +526,7 @@ PATTERN_UNITS = {  # (components, groups) per model size
     "smollm2": (["pattern.2.4", "pattern.14.0", "pattern.25.7"],
                 {"patterns of layer 20, heads 0-2": ["pattern.20.0", "pattern.20.1", "pattern.20.2"]}),
 }
-# SmolLM2's pattern prompts: one token count (13), so that every prompt's pattern rows can patch
+# SmolLM2's pattern prompts: one token count (14), so that every prompt's pattern rows can patch
 # every other's
 PATTERN_TEXTS = ["When Mary and John went to the store, John gave a drink to",
                  "When Mary and John went to the store, Mary gave a drink to",
@@ -566,8 +566,8 @@ def pattern_cases(arch, prompts, small):
                              "positions": positions}}
         cases.append({"name": title, "job": job, "rows": rows})
         G.log(f"  {title}: {len(rows)} rows")
-    cases.append(grid_case(arch, cleans, comps[:2], dict(list(groups.items())[:1]), ("zero", "patch"),
-                           "attention patterns, per-position grid"))
+    cases.append(grid_case(arch, cleans[:2] if small else cleans, comps[:2], dict(list(groups.items())[:1]),
+                           ("zero", "patch"), "attention patterns, per-position grid"))
     return cases
 
 
@@ -673,8 +673,8 @@ def restore_at(arch, clean, comp, t, method):
 
 
 def make(arch, name, path, prompts, golden_dir, small=False, tok=None, model_field=None):
-    """small (SmolLM2): the final-position cases, noising pairs and the
-    subject-last trace, zero and patch only (a small file)."""
+    """small (SmolLM2): zero and patch only, noising pairs only, and the
+    per-position grids over two prompts (a smaller file)."""
     cleans = [clean_record(arch, ids) for ids in prompts]
     every = sorted({c for cs in GROUPS.values() for c in cs} | {"head.1.0", "attn.0"})
     means = {c: torch.stack([G.comp_value(arch, cl["cap"], c).reshape(-1) for cl in cleans]).mean(0)
@@ -700,8 +700,6 @@ def make(arch, name, path, prompts, golden_dir, small=False, tok=None, model_fie
     cases = []
     for title, comps, groups, methods, positions in CASES:
         if small:
-            if positions != "last":
-                continue
             methods = [m for m in methods if m in ("zero", "patch")]
         units = [(c, [c]) for c in comps] + list(groups.items())
         job = {"prompts": [{"ids": cl["ids"]} for cl in cleans],
@@ -720,9 +718,11 @@ def make(arch, name, path, prompts, golden_dir, small=False, tok=None, model_fie
         cases.append({"name": title, "job": job, "rows": rows})
         G.log(f"  {title}: {len(rows)} rows")
     cases += pair_cases(arch, prompts, only_noising=small)
-    if not small:
+    if small:
+        cases.append(grid_case(arch, cleans[:2], methods=("zero", "patch")))
+    else:
         cases.append(grid_case(arch, cleans))
-    cases += trace_cases(arch, path, tok, only_last=small)
+    cases += trace_cases(arch, path, tok)
     if small:
         pattern_prompts = [tok(s, add_special_tokens=False)["input_ids"] for s in PATTERN_TEXTS]
     else:

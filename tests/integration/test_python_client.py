@@ -277,7 +277,8 @@ def test_transformerlens_names():
              "blocks.3.hook_mlp_out": "mlp.3", "blocks.3.hook_attn_out": "attn.3",
              "blocks.3.hook_resid_pre": "resid_pre.3", "blocks.12.hook_resid_mid": "resid_mid.12",
              "blocks.0.hook_resid_post": "resid_post.0", ("blocks.2.mlp.hook_post", 17): "neuron.2.17",
-             ("blocks.4.attn.hook_q", 1): "q.4.1", "blocks.*.hook_mlp_out": "mlp.*", "hook_embed": "embed",
+             ("blocks.4.attn.hook_q", 1): "q.4.1", ("blocks.4.attn.hook_pattern", 2): "pattern.4.2",
+             "blocks.*.hook_mlp_out": "mlp.*", "hook_embed": "embed",
              "model.layers.7.self_attn": "attn.7", "transformer.h.2.mlp": "mlp.2",
              "attn.3": "attn.3", "head.5.*": "head.5.*", "embed": "embed"}
     for name, want in cases.items():

@@ -34,7 +34,8 @@ PathLike = Union[str, "os.PathLike[str]", None]
 TICK_PT, LABEL_PT, TITLE_PT, LEGEND_PT = 9, 10, 11, 9
 METHOD_COLORS = ["tab:blue", "tab:red", "tab:green", "tab:purple", "tab:brown", "tab:olive"]
 KIND_MARKERS = {"attn": "o", "mlp": "s", "head": "^", "neuron": "v", "resid_pre": "D",
-                "resid_mid": "D", "resid_post": "D", "embed": "*"}
+                "resid_mid": "D", "resid_post": "D", "embed": "*", "q": "<", "k": "<", "v": "<",
+                "pattern": ">"}
 
 
 def _axes(ax: Optional[Axes], figsize: Tuple[float, float]) -> Tuple[Figure, Axes]:
@@ -56,7 +57,8 @@ def _kind(name: str) -> str:
 
 
 def _layer(name: str) -> Optional[int]:
-    m = re.match(r"^(?:attn|mlp|head|neuron|resid_pre|resid_mid|resid_post)\.(\d+)", name)
+    m = re.match(r"^(?:attn|mlp|head|neuron|resid_pre|resid_mid|resid_post|q|k|v|pattern)\.(\d+)",
+                 name)
     return int(m.group(1)) if m else None
 
 

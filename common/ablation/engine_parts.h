@@ -267,9 +267,39 @@ static inline int n_positions(const run_t *R, int prompt) {
   return R->job->position_offsets[prompt + 1] - R->job->position_offsets[prompt];
 }
 
-/* The runs a prompt's accumulators hold: its grid positions, or 1. */
+/* The runs a prompt's accumulators hold: its grid cells (positions or
+ * spans), or 1. */
 static inline int prompt_runs(const run_t *R, int prompt) {
-  return R->job->each_position ? n_positions(R, prompt) : 1;
+  const engine_job_t *job = R->job;
+  if (!job->each_position)
+    return 1;
+  return job->cell_offsets ? job->cell_offsets[prompt + 1] - job->cell_offsets[prompt]
+                           : n_positions(R, prompt);
+}
+
+/* The prompt's listed positions [*k0, *k1) (indices into its list) that
+ * grid run k intervenes at: a span's, one position's, or (k < 0) all. */
+static inline void run_positions(const run_t *R, int prompt, int k, int *k0, int *k1) {
+  const engine_job_t *job = R->job;
+  if (k < 0) {
+    *k0 = 0;
+    *k1 = n_positions(R, prompt);
+  } else if (job->cell_offsets) {
+    const int c = job->cell_offsets[prompt] + k, off = job->position_offsets[prompt];
+    *k0 = job->cell_start[c] - off;
+    *k1 = job->cell_start[c + 1] - off;
+  } else {
+    *k0 = k;
+    *k1 = k + 1;
+  }
+}
+
+/* The key a grid run's rows carry as their position: the position, or the
+ * span's index. */
+static inline int run_key(const run_t *R, int prompt, int k) {
+  const engine_job_t *job = R->job;
+  return job->cell_offsets ? job->cell_key[job->cell_offsets[prompt] + k]
+                           : job->position_list[job->position_offsets[prompt] + k];
 }
 
 static inline int final_row(const run_t *R, int cprompt) {

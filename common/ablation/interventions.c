@@ -77,8 +77,9 @@ int apply_site(run_t *R, const variant_t *vs, int nv, int n_joined, hook_site_t 
       int c0, c1;
       component_cols(R->cfg, c, &c0, &c1);
       const int off = job->position_offsets[v->prompt];
-      for (int k = v->k >= 0 ? v->k : 0; k < (v->k >= 0 ? v->k + 1 : n_positions(R, v->prompt));
-           k++) {
+      int k0, k1;
+      run_positions(R, v->prompt, v->k, &k0, &k1);
+      for (int k = k0; k < k1; k++) {
         const int t = job->position_list[off + k];
         intervention_t e = {.row = v->base + (t - v->p0), .col0 = c0, .col1 = c1};
         if (from_store) {
@@ -203,8 +204,9 @@ int apply_patterns(run_t *R, const variant_t *vs, int nv, int n_joined, int laye
       if (c->kind != COMPONENT_PATTERN || c->layer != layer)
         continue;
       const int off = job->position_offsets[v->prompt];
-      for (int k = v->k >= 0 ? v->k : 0; k < (v->k >= 0 ? v->k + 1 : n_positions(R, v->prompt));
-           k++) {
+      int k0, k1;
+      run_positions(R, v->prompt, v->k, &k0, &k1);
+      for (int k = k0; k < k1; k++) {
         const int t = job->position_list[off + k];
         pattern_entry_t e = {.row = v->base + (t - v->p0), .head = c->index};
         if (m->kind == METHOD_PATCH) {

@@ -192,6 +192,13 @@ static int resolve_positions(const job_spec_t *spec, plan_t *p, tokenizer_encodi
       p->position_list[n++] = (int)last; /* the subject's last token, as in causal tracing */
       break;
     }
+    case POSITIONS_SPANS: {
+      int at = (int)n;
+      if (plan_prompt_spans(spec, p, i, &enc[i], &at, err) != 0)
+        return -1;
+      n = (size_t)at;
+      break;
+    }
     }
   }
   p->position_offsets[spec->n_prompts] = (int)n;
@@ -420,6 +427,23 @@ static int trace_positions(const job_spec_t *spec, const model_t *m, plan_t *p,
 static int grid_positions(const job_spec_t *spec, const model_t *m, plan_t *p, job_error_t *err) {
   if (!spec->positions_each)
     return 0;
+  if (spec->positions == POSITIONS_SPANS) { /* the grid's keys: the span names' indices */
+    const double floats =
+        (double)p->n_spans * p->n_components * spec->n_methods * engine_n_slots(&m->cfg);
+    if (floats > (double)GRID_SUMMARY_FLOATS) {
+      plan_fail(err, "ablations.positions.each",
+                "a grid of %d spans x %d components x %d methods: its summary would hold %.0f M "
+                "effect-table entries, more than %ld M",
+                p->n_spans, p->n_components, spec->n_methods, floats / 1e6,
+                GRID_SUMMARY_FLOATS >> 20);
+      return plan_too_large(err);
+    }
+    if (!(p->grid = malloc(sizeof(int) * (p->n_spans ? p->n_spans : 1))))
+      return plan_fail(err, "", "out of memory");
+    for (p->n_grid = 0; p->n_grid < p->n_spans; p->n_grid++)
+      p->grid[p->n_grid] = p->n_grid;
+    return 0;
+  }
   int max = 0;
   for (long k = 0; k < p->position_offsets[p->n_prompts]; k++)
     if (p->position_list[k] + 1 > max)
@@ -711,6 +735,9 @@ int plan_build_limited(const job_spec_t *spec, const model_t *m, const tokenizer
   j->seed = spec->seed;
   j->n_sources = p->n_sources;
   j->each_position = spec->positions_each;
+  j->cell_offsets = p->cell_offsets;
+  j->cell_start = p->cell_start;
+  j->cell_key = p->cell_key;
   j->trace_std = p->trace_std;
   j->trace_seed = spec->trace_seed;
   j->trace_offsets = p->trace_offsets;
@@ -751,6 +778,12 @@ void plan_free(plan_t *p) {
   free(p->prompt_of);
   free(p->pair);
   free(p->grid);
+  for (int k = 0; k < p->n_spans; k++)
+    free(p->span_names[k]);
+  free(p->span_names);
+  free(p->cell_offsets);
+  free(p->cell_start);
+  free(p->cell_key);
   free(p->trace_offsets);
   free(p->trace_list);
   free(p->position_of);

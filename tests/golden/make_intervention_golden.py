@@ -578,6 +578,81 @@ def grid_row(arch, cl, name, members, fns, t):
     return {"component": name, **unit_fields(arch, cl, cap, box, members)}
 
 
+SPAN_TEXTS = [("the cat sat on the mat", "the cat", {"verb": " sat", "place": " the mat"}),
+              ("a dog ran in the park", "dog", {"verb": " ran", "place": " the park"}),
+              ("one two three four five", "two three", {"place": " five", "verb": " four"})]
+
+
+def token_span(enc, text, sub):
+    """The tokens overlapping the first occurrence of sub (hydra's
+    tokenizer_find_substring: every non-empty token that overlaps it)."""
+    a = text.index(sub)
+    b = a + len(sub)
+    return [k for k, (x, y) in enumerate(enc["offset_mapping"]) if x < b and y > a and y > x]
+
+
+def span_grid_case(arch, path, tok=None, methods=("zero", "scale:0.5", "patch"), n_prompts=3):
+    """A grid over named spans ("positions": {"each": "spans"}): one run per
+    prompt, unit, method and span (the subject, then each prompt's "spans"),
+    intervening at every token of the span. A patch from prompt PATCH_SOURCE
+    pairs positions from the end over each prompt's listed positions (every
+    span's tokens, in order), as hydra does."""
+    if tok is None:
+        from transformers import AutoTokenizer
+        tok = AutoTokenizer.from_pretrained(os.path.join(G.REPO_ROOT, path))
+    texts = SPAN_TEXTS[:n_prompts]
+    prompts, cells, names = [], [], []
+    for text, subject, spans in texts:
+        enc = tok(text, return_offsets_mapping=True)
+        prompts.append(enc["input_ids"])
+        c = sorted([(token_span(enc, text, s), n) for n, s in [("subject", subject)] + list(spans.items())])
+        cells.append(c)
+        names += [n for _, n in c if n not in names]
+    cleans = [clean_record(arch, ids) for ids in prompts]
+    listed = [[t for ts, _ in c for t in ts] for c in cells]
+
+    def full(cl, comp):
+        if comp.startswith("pattern."):
+            return clean_pattern(arch, cl, comp)
+        return clean_values(arch, cl, comp) if comp.startswith("resid_") else G.full_value(arch, cl, comp)
+
+    def at_span(method, comp, i, ts):
+        src = full(cleans[PATCH_SOURCE], comp) if method == "patch" else None  # not inside a hook
+
+        def fn(v):  # v: [T, ...], every position
+            v = v.clone()
+            for t in ts:
+                if method == "zero":
+                    v[t] = torch.zeros_like(v[t])
+                elif method == "scale:0.5":
+                    v[t] = v[t] * 0.5
+                else:
+                    li, lj = listed[i], listed[PATCH_SOURCE]
+                    kk = len(lj) - (len(li) - li.index(t))
+                    if kk >= 0:
+                        v[t] = src[lj[kk]]
+            return v
+        return fn
+    units = [(c, [c]) for c in GRID_COMPONENTS] + list(GRID_GROUPS.items())
+    rows = []
+    for i, cl in enumerate(cleans):
+        for ts, name in cells[i]:
+            for un, members in units:
+                for m in methods:
+                    fns = {c: at_span(m, c, i, ts) for c in members}
+                    row = grid_row(arch, cl, un, members, fns, None)
+                    row.update({"prompt": i, "method": f"patch:{PATCH_SOURCE}" if m == "patch" else m,
+                                "span": name})
+                    rows.append(row)
+    job = {"prompts": [{"text": t, "subject": s, "spans": sp} for t, s, sp in texts],
+           "ablations": {"components": GRID_COMPONENTS, "groups": GRID_GROUPS,
+                         "methods": [m if m != "patch" else {"patch": {"source": PATCH_SOURCE}}
+                                     for m in methods],
+                         "positions": {"each": "spans"}}}
+    G.log(f"  per-span grid: {len(rows)} rows (spans {names}, cells {cells})")
+    return {"name": "per-span grid", "job": job, "rows": rows, "tokens": prompts}
+
+
 TRACE_TEXTS = [("the cat sat on the mat", "the cat"), ("a dog ran in the park", "dog"),
                ("one two three four five", "two three")]
 TRACE_UNITS = ["resid_pre.0", "resid_pre.2", "attn.1", "mlp.1"]
@@ -720,8 +795,10 @@ def make(arch, name, path, prompts, golden_dir, small=False, tok=None, model_fie
     cases += pair_cases(arch, prompts, only_noising=small)
     if small:
         cases.append(grid_case(arch, cleans[:2], methods=("zero", "patch")))
+        cases.append(span_grid_case(arch, path, tok, methods=("zero", "patch"), n_prompts=2))
     else:
         cases.append(grid_case(arch, cleans))
+        cases.append(span_grid_case(arch, path, tok))
     cases += trace_cases(arch, path, tok)
     if small:
         pattern_prompts = [tok(s, add_special_tokens=False)["input_ids"] for s in PATTERN_TEXTS]

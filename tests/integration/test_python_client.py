@@ -367,6 +367,37 @@ def test_position_grid_frame(client):
     assert t.shape == (3, len(res.slots)) and t.notna().all().all()
 
 
+SPAN_JOB = {"model": "tiny",
+            "prompts": [{"text": "the cat sat on the mat", "subject": "the cat",
+                         "spans": {"verb": " sat", "place": " the mat"}},
+                        {"text": "a dog ran in the park", "spans": {"verb": " ran", "place": " the park"}}],
+            "ablations": {"components": ["resid_pre.1", "attn.2"], "methods": ["zero", {"patch": {"source": 1}}],
+                          "positions": {"each": "spans"}}}
+
+
+def test_span_grid_frame(client):
+    """A grid over named spans: rows and summaries carry `span`, the grid
+    frame is component x span (names in token order), position= takes a
+    span's name; a span a prompt lacks averages over the others."""
+    job = client.submit(SPAN_JOB)
+    job.follow(progress=False)
+    res = job.results()
+    assert res.header["grid"] == ["subject", "verb", "place"] and res.grid_key == "span"
+    assert res.summary.index.names == ["component", "method", "span"]
+    assert len(res.variants) == (3 + 2) * 2 * 2
+    g = res.position_grid(method="zero")
+    assert list(g.columns) == ["subject", "verb", "place"] and g.columns.name == "span"
+    v = res.variants
+    sel = v[(v["method"] == "zero") & (v["component"] == "attn.2") & (v["span"] == "place")]
+    assert len(sel) == 2 and close(g.loc["attn.2", "place"], sel["total_effect"].mean())
+    subj = v[(v["method"] == "zero") & (v["component"] == "attn.2") & (v["span"] == "subject")]
+    assert list(subj["prompt"]) == [0] and close(g.loc["attn.2", "subject"], subj["total_effect"].mean())
+    t = res.effect_table(method="zero", position="verb")
+    assert t.shape == (2, len(res.slots)) and t.notna().all().all()
+    with pytest.raises(ValueError, match="no span 3"):
+        res.effect_table(method="zero", position=3)
+
+
 def test_readme_python_snippet():
     """The README's Python-client example (after `<!-- readme-python -->`)
     runs as written against a hydrad serving SmolLM2 as "smollm2"

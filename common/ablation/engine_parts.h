@@ -344,8 +344,10 @@ int apply_site(run_t *R, const variant_t *vs, int nv, int n_joined, hook_site_t 
 
 /* Attention patterns (pattern.L.H) of layer L, inside the transformer's
  * pattern hook: the clean pass reads every head's row at the chunk's
- * intervened positions into the store (when a patch needs them); a variant
- * pass scales its heads' rows (zero, scale) or sets its source's (patch). */
+ * intervened positions into the store (when a patch, resample or mean
+ * needs them; to the host too for a mean); a variant pass scales its
+ * heads' rows (zero, scale), sets its source's (patch, resample) or the
+ * prompts' mean row (mean). */
 int capture_patterns(run_t *R, int layer);
 int apply_patterns(run_t *R, const variant_t *vs, int nv, int n_joined, int layer);
 

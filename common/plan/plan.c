@@ -486,9 +486,10 @@ static int patch_source(const plan_t *p, const method_t *m, int i) {
 
 /* An attention pattern (pattern.L.H) is a row of probabilities over its
  * position's keys: it is zeroed, scaled, or patched from a source whose
- * aligned position is the same (so the row has as many keys); resample,
- * mean and noise are refused (their rows would come from prompts of other
- * lengths, or not be distributions). */
+ * aligned position is the same (so the row has as many keys); resample and
+ * mean take other prompts' rows, so they need every prompt with the same
+ * token count and positions; noise is refused (its row would not be a
+ * distribution). */
 static int check_patterns(const plan_t *p, int n_prompts, job_error_t *err) {
   int has = 0;
   for (int a = 0; a < p->n_atoms; a++)
@@ -499,12 +500,25 @@ static int check_patterns(const plan_t *p, int n_prompts, job_error_t *err) {
     const method_t *m = &p->methods[k];
     char field[64];
     snprintf(field, sizeof(field), "ablations.methods[%d]", k);
-    if (m->kind != METHOD_ZERO && m->kind != METHOD_SCALE && m->kind != METHOD_PATCH)
+    if (m->kind == METHOD_NOISE)
       return plan_fail(err, field,
-                       "%s on an attention pattern (pattern.L.H) is refused: its rows would come "
-                       "from prompts of other lengths or not be probabilities; use zero, scale "
-                       "or patch",
+                       "%s on an attention pattern (pattern.L.H) is refused: a noisy row is not "
+                       "probabilities; use zero, scale, patch, mean or resample",
                        p->method_names[k]);
+    const int all_prompts = m->kind == METHOD_MEAN || m->kind == METHOD_RESAMPLE;
+    for (int i = 1; all_prompts && i < n_prompts; i++) {
+      const int n0 = p->position_offsets[1] - p->position_offsets[0];
+      const int ni = p->position_offsets[i + 1] - p->position_offsets[i];
+      int same = p->lengths[i] == p->lengths[0] && ni == n0;
+      for (int e = 0; same && e < n0; e++)
+        same = p->position_list[p->position_offsets[i] + e] == p->position_list[e];
+      if (!same)
+        return plan_fail(err, field,
+                         "%s on an attention pattern (pattern.L.H) takes other prompts' pattern "
+                         "rows: every prompt needs prompt 0's token count (%d) and positions; "
+                         "prompt %d has %d tokens",
+                         p->method_names[k], p->lengths[0], i, p->lengths[i]);
+    }
     for (int i = 0; i < n_prompts; i++) {
       const int j = patch_source(p, m, i);
       if (j < 0 || j == i)

@@ -305,6 +305,13 @@ def value_fn(arch, method, comp, i, cleans, means, positions, src_cl=None):
     if method.startswith("scale:"):
         a = float(method.split(":")[1])
         return lambda v: v * a
+    if method == "mean" and comp.startswith("pattern."):  # the pattern prompts share a length
+        m = torch.stack([clean_pattern(arch, c, comp) for c in cleans]).mean(0)
+        return (lambda v: m[-1].clone()) if positions == "last" else (lambda v: m.clone())
+    if method == "mean" and positions == "all":  # every position: prompts of one length only
+        assert len({len(c["ids"]) for c in cleans}) == 1
+        m = torch.stack([clean_values(arch, c, comp) for c in cleans]).mean(0)
+        return lambda v: m.clone().reshape(v.shape)
     if method == "mean":
         assert positions == "last"
         if comp not in means:
@@ -533,6 +540,24 @@ PATTERN_TEXTS = ["When Mary and John went to the store, John gave a drink to",
                  "When Tom and Anna went to the park, Anna gave a ball to"]
 
 
+PATTERN_RESAMPLE = (3, 11)  # (samples, seed) of the pattern cases' resample
+
+
+def pattern_resample_row(arch, cleans, i, u, name, members, samples, seed, positions):
+    """A resample row: the mean over the draws hydra makes (unit index u) of
+    the row of a patch from the drawn prompt."""
+    n = len(cleans)
+    recs = [unit_row(arch, cleans, {}, i, name, members, "patch", positions,
+                     src_cl=cleans[G.resample_source(seed, i, u, s, n)], label="resample")
+            for s in range(samples)]
+    row = dict(recs[0])
+    for f in ("total_effect", "ablated_logit", "direct_effect", "compensation"):
+        row[f] = sum(r[f] for r in recs) / samples
+    row["de_clean_scale"] = [sum(r["de_clean_scale"][q] for r in recs) / samples
+                             for q in range(len(recs[0]["de_clean_scale"]))]
+    return row
+
+
 def pattern_cases(arch, prompts, small):
     """pattern.L.H at the final position, at every position and as a
     per-position grid: zero, scale:0.5 and patch from prompt PATCH_SOURCE,
@@ -553,17 +578,25 @@ def pattern_cases(arch, prompts, small):
     assert same < 1e-4 and noop < 1e-5, (same, noop)
     G.log(f"  patterns: zero {p} vs zero {head} max |logit diff| {same:.2e}; own pattern {noop:.2e}")
     cases = []
+    samples, seed = PATTERN_RESAMPLE
     for title, positions in (("attention patterns, final position", "last"),
                              ("attention patterns, every position", "all")):
-        methods = ["zero", "scale:0.5", "patch"]
+        methods = ["zero", "scale:0.5", "patch", "mean"] + ([] if small else ["resample"])
         units = [(c, [c]) for c in comps] + list(groups.items())
-        rows = [unit_row(arch, cleans, {}, i, un, members, m, positions)
-                for i in range(len(cleans)) for un, members in units for m in methods]
+        rows = []
+        for i in range(len(cleans)):
+            for u, (un, members) in enumerate(units):
+                for m in methods:
+                    if m == "resample":
+                        rows.append(pattern_resample_row(arch, cleans, i, u, un, members, samples, seed,
+                                                         positions))
+                    else:
+                        rows.append(unit_row(arch, cleans, {}, i, un, members, m, positions))
         job = {"prompts": [{"ids": c["ids"]} for c in cleans],
                "ablations": {"components": comps, "groups": groups,
                              "methods": [m if m != "patch" else {"patch": {"source": PATCH_SOURCE}}
                                          for m in methods],
-                             "positions": positions}}
+                             "samples": samples, "seed": seed, "positions": positions}}
         cases.append({"name": title, "job": job, "rows": rows})
         G.log(f"  {title}: {len(rows)} rows")
     cases.append(grid_case(arch, cleans[:2] if small else cleans, comps[:2], dict(list(groups.items())[:1]),

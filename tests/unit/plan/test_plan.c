@@ -87,9 +87,12 @@ static const bad_t bad[] = {
      "\"methods\": [\"zero\"]}}"},
     {422, "ablations.methods[1]",
      "{\"prompts\": [{\"ids\": [5, 6]}, {\"ids\": [7, 8]}], \"ablations\": {\"components\": "
+     "[\"pattern.1.0\"], \"methods\": [\"zero\", \"noise:0.1\"]}}"},
+    {422, "ablations.methods[1]",
+     "{\"prompts\": [{\"ids\": [5, 6]}, {\"ids\": [7, 8, 9]}], \"ablations\": {\"components\": "
      "[\"pattern.1.0\"], \"methods\": [\"zero\", \"mean\"]}}"},
     {422, "ablations.methods[0]",
-     "{\"prompts\": [{\"ids\": [5, 6]}, {\"ids\": [7, 8]}], \"ablations\": {\"components\": "
+     "{\"prompts\": [{\"ids\": [5, 6, 4]}, {\"ids\": [7, 8]}], \"ablations\": {\"components\": "
      "[\"pattern.1.0\"], \"methods\": [\"resample\"]}}"},
     {422, "ablations.methods[1]",
      "{\"prompts\": [{\"ids\": [5, 6, 9]}, {\"ids\": [7, 8]}], \"ablations\": {\"components\": "

@@ -156,9 +156,14 @@ static void print_grid(run_out_t *o) {
          *methods = json_object_get(o->header, "methods");
   json_t *units = json_object_get(o->header, "components");
   const size_t ng = json_array_size(grid), nu = json_array_size(units);
+  size_t im, iu, ig, i;
   const int spans = json_is_string(json_array_get(grid, 0)); /* a grid of named spans */
   const char *key = spans ? "span" : "position";
-  size_t im, iu, ig, i;
+  int w = 7; /* a column: a position, or a span's name up to 16 characters */
+  for (ig = 0; spans && ig < ng; ig++) {
+    const size_t len = strlen(json_string_value(json_array_get(grid, ig)));
+    w = len > 16 ? 16 : (int)len > w ? (int)len : w;
+  }
   json_t *method, *unit, *row;
   json_array_foreach(methods, im, method) {
     fprintf(f, "total effect by %s, method %s (mean over the prompts with the %s)\n", key,
@@ -166,7 +171,7 @@ static void print_grid(run_out_t *o) {
     fprintf(f, "%-16s", "component");
     for (ig = 0; ig < ng; ig++)
       if (spans)
-        fprintf(f, " %7.7s", json_string_value(json_array_get(grid, ig)));
+        fprintf(f, " %*.*s", w, w, json_string_value(json_array_get(grid, ig)));
       else
         fprintf(f, " %7lld", json_integer_value(json_array_get(grid, ig)));
     fputc('\n', f);
@@ -185,7 +190,7 @@ static void print_grid(run_out_t *o) {
             break;
           }
         }
-        fprintf(f, " %7.3f", v);
+        fprintf(f, " %*.3f", w, v);
       }
       fputc('\n', f);
     }

@@ -515,9 +515,11 @@ static int check_patterns(const plan_t *p, int n_prompts, job_error_t *err) {
       if (!same)
         return plan_fail(err, field,
                          "%s on an attention pattern (pattern.L.H) takes other prompts' pattern "
-                         "rows: every prompt needs prompt 0's token count (%d) and positions; "
-                         "prompt %d has %d tokens",
-                         p->method_names[k], p->lengths[0], i, p->lengths[i]);
+                         "rows: every prompt needs prompt 0's token count and intervened "
+                         "positions (%d tokens, %d positions from %d); prompt %d has %d tokens, "
+                         "%d positions from %d",
+                         p->method_names[k], p->lengths[0], n0, p->position_list[0], i,
+                         p->lengths[i], ni, p->position_list[p->position_offsets[i]]);
     }
     for (int i = 0; i < n_prompts; i++) {
       const int j = patch_source(p, m, i);

@@ -413,13 +413,14 @@ def clean_record(arch, ids, target=None, foil=None):
 
 PAIR_COMPONENTS = ["attn.0", "attn.1", "attn.2", "mlp.1", "head.1.0", "resid_pre.1", "resid_post.2"]
 PAIR_GROUPS = {"attn 0 and mlp 2": ["attn.0", "mlp.2"]}
+PAIR_PATTERNS = ["pattern.1.0", "pattern.2.3"]  # the denoising pairs have equal lengths
 
 
 def pair_cases(arch, prompts, only_noising=False):
     """Paired prompts: each prompt's counterfactual (its own ids, or another
     prompt of the job), per-prompt targets and foils; noising at the final
     position (a pair may differ in length there) and denoising at every
-    position (pairs of equal length)."""
+    position (pairs of equal length, so attention patterns are patched too)."""
     rng = G.np.random.default_rng(4242)
     vocab = arch.model.config.vocab_size
 
@@ -456,15 +457,16 @@ def pair_cases(arch, prompts, only_noising=False):
         srcs = [prompts[i] if denoise else cf_tok[i] for i in range(n)]
         cleans = [clean_record(arch, runs[i], targets[i], foils[i]) for i in range(n)]
         src_cls = [clean_record(arch, srcs[i]) for i in range(n)]
+        comps = PAIR_COMPONENTS + (PAIR_PATTERNS if denoise else [])
         job = {"prompts": [{"ids": prompts[i], "target": targets[i], "foil": foils[i],
                             "counterfactual": cf_doc[i]} for i in range(n)],
-               "ablations": {"components": PAIR_COMPONENTS, "groups": PAIR_GROUPS,
+               "ablations": {"components": comps, "groups": PAIR_GROUPS,
                              "methods": [{"patch": {"source": "counterfactual"}}, "zero"],
                              "positions": positions},
                "metrics": ["logit_diff"]}
         if denoise:
             job["ablations"]["patching"] = "denoising"
-        units = [(c, [c]) for c in PAIR_COMPONENTS] + list(PAIR_GROUPS.items())
+        units = [(c, [c]) for c in comps] + list(PAIR_GROUPS.items())
         rows = []
         for i in range(n):
             for un, members in units:

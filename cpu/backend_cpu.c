@@ -311,6 +311,98 @@ static int cpu_attention(backend_t *b, float *out, const float *q, const float *
   return 0;
 }
 
+/* Key j of a row's keys (its first run, then its second): the row of k or
+ * v (or k2, v2) it is, at the head's kv columns. */
+static const float *key_row(const float *x, const float *x2, int start1, int n1, int start2, int j,
+                            size_t kv_stride, size_t kv_off) {
+  return j < n1 ? x + (size_t)(start1 + j) * kv_stride + kv_off
+                : x2 + (size_t)(start2 + j - n1) * kv_stride + kv_off;
+}
+
+/* One (row, head)'s pattern over its n1 + n2 keys into p[] (0 before the
+ * window), as cpu_attention's softmax. */
+static void head_pattern(float *p, const float *qh, const float *k, const float *k2, int start1,
+                         int n1, int start2, int n2, size_t kv_stride, size_t kv_off, int head_dim,
+                         float scale, float softcap, int window) {
+  const int total = n1 + n2, skip = window > 0 && total > window ? total - window : 0;
+  float max = -INFINITY;
+  for (int j = 0; j < total; j++) {
+    if (j < skip) {
+      p[j] = 0.0f;
+      continue;
+    }
+    const float *kj = key_row(k, k2, start1, n1, start2, j, kv_stride, kv_off);
+    float s = 0.0f;
+    for (int i = 0; i < head_dim; i++)
+      s += qh[i] * kj[i];
+    s *= scale;
+    if (softcap > 0.0f)
+      s = softcap * tanhf(s / softcap);
+    p[j] = s;
+    if (s > max)
+      max = s;
+  }
+  double sum = 0.0;
+  for (int j = skip; j < total; j++) {
+    p[j] = expf(p[j] - max);
+    sum += p[j];
+  }
+  const float inv = sum > 0.0 ? (float)(1.0 / sum) : 0.0f;
+  for (int j = skip; j < total; j++)
+    p[j] *= inv;
+}
+
+/* Chosen (row, head)s' patterns read, or their outputs made from a given
+ * or scaled pattern row. */
+static int cpu_attention_rows(backend_t *b, float *out, float *patterns,
+                              const pattern_entry_t *entries, int n_entries, const float *q,
+                              const float *k, const float *v, const int *key_start,
+                              const int *n_keys, const float *k2, const float *v2,
+                              const int *key2_start, const int *n_keys2, int n_heads,
+                              int n_kv_heads, int head_dim, float scale, float softcap,
+                              int window) {
+  const int group = n_heads / n_kv_heads;
+  const size_t q_stride = (size_t)n_heads * head_dim, kv_stride = (size_t)n_kv_heads * head_dim;
+  int max_keys = 1;
+  for (int i = 0; i < n_entries; i++) {
+    const int r = entries[i].row, n = n_keys[r] + (k2 ? n_keys2[r] : 0);
+    if (n > max_keys)
+      max_keys = n;
+  }
+  float *p = malloc((size_t)max_keys * sizeof(float));
+  if (!p)
+    return err_set(b->err, "attention_rows: out of memory for %d keys", max_keys);
+  for (int i = 0; i < n_entries; i++) {
+    const pattern_entry_t *e = &entries[i];
+    const int r = e->row, n1 = n_keys[r], n2 = k2 ? n_keys2[r] : 0;
+    const int start1 = key_start[r], start2 = k2 ? key2_start[r] : 0;
+    const size_t kv_off = (size_t)(e->head / group) * head_dim;
+    const float *weights = p;
+    if (e->kind == PATTERN_SET) {
+      weights = patterns + e->offset;
+    } else {
+      head_pattern(p, q + (size_t)r * q_stride + (size_t)e->head * head_dim, k, k2, start1, n1,
+                   start2, n2, kv_stride, kv_off, head_dim, scale, softcap, window);
+      if (e->kind == PATTERN_READ) {
+        memcpy(patterns + e->offset, p, sizeof(float) * (n1 + n2));
+        continue;
+      }
+      for (int j = 0; j < n1 + n2; j++)
+        p[j] *= e->alpha;
+    }
+    float *oh = out + (size_t)r * q_stride + (size_t)e->head * head_dim;
+    for (int c = 0; c < head_dim; c++)
+      oh[c] = 0.0f;
+    for (int j = 0; j < n1 + n2; j++) {
+      const float *vj = key_row(v, v2, start1, n1, start2, j, kv_stride, kv_off);
+      for (int c = 0; c < head_dim; c++)
+        oh[c] += weights[j] * vj[c];
+    }
+  }
+  free(p);
+  return 0;
+}
+
 static int cpu_intervene(backend_t *b, float *x, int width, const intervention_t *entries, int n,
                          const float *src) {
   (void)b;
@@ -579,6 +671,7 @@ static const backend_ops_t cpu_ops = {
     .rmsnorm = cpu_rmsnorm,
     .rope = cpu_rope,
     .attention = cpu_attention,
+    .attention_rows = cpu_attention_rows,
     .activation = cpu_activation,
     .swiglu = cpu_swiglu,
     .glu = cpu_glu,

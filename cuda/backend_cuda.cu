@@ -551,6 +551,115 @@ static int cuda_attention(backend_t *b, float *out, const float *q, const float 
   return 0;
 }
 
+/* ---- attention_rows: one warp per entry; the pattern's max and sum over
+ * the window's keys first, then each key's probability read, or weighted
+ * into the head's output ---- */
+
+/* Key j of a row's keys (its first run, then its second) in x or x2. */
+__device__ const float *key_row(const float *x, const float *x2, int start1, int n1, int start2,
+                                int j, size_t kv_stride, size_t kv_off) {
+  return j < n1 ? x + (size_t)(start1 + j) * kv_stride + kv_off
+                : x2 + (size_t)(start2 + j - n1) * kv_stride + kv_off;
+}
+
+/* The (capped, scaled) score of key row kj against the lane's query dims. */
+__device__ float key_score(const float *qr, const float *kj, int head_dim, float scale,
+                           float softcap, int lane) {
+  float s = 0.0f;
+  int p = 0;
+  for (int i = lane; i < head_dim; i += 32, p++)
+    s += qr[p] * kj[i];
+  for (int o = 16; o > 0; o >>= 1)
+    s += __shfl_xor_sync(0xffffffffu, s, o);
+  s *= scale;
+  return softcap > 0.0f ? softcap * tanhf(s / softcap) : s;
+}
+
+__global__ void k_attention_rows(float *out, float *patterns, const pattern_entry_t *entries,
+                                 int n_entries, const float *q, const float *k, const float *v,
+                                 const int *key_start, const int *n_keys, const float *k2,
+                                 const float *v2, const int *key2_start, const int *n_keys2,
+                                 int n_heads, int n_kv_heads, int head_dim, float scale,
+                                 float softcap, int window) {
+  const int warp = (int)(((size_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5);
+  const int lane = threadIdx.x & 31;
+  if (warp >= n_entries)
+    return;
+  const pattern_entry_t e = entries[warp];
+  const int r = e.row, kvh = e.head / (n_heads / n_kv_heads);
+  const size_t q_stride = (size_t)n_heads * head_dim, kv_stride = (size_t)n_kv_heads * head_dim;
+  const size_t kv_off = (size_t)kvh * head_dim;
+  const int n1 = n_keys[r], n2 = k2 ? n_keys2[r] : 0, start1 = key_start[r],
+            start2 = k2 ? key2_start[r] : 0, total = n1 + n2;
+  const int skip = window > 0 && total > window ? total - window : 0;
+  const float *qh = q + (size_t)r * q_stride + (size_t)e.head * head_dim;
+  float qr[ATT_MAX_PER_LANE], acc[ATT_MAX_PER_LANE];
+  int per = 0;
+  for (int i = lane; i < head_dim; i += 32, per++) {
+    qr[per] = qh[i];
+    acc[per] = 0.0f;
+  }
+  float m = -INFINITY, l = 0.0f;
+  if (e.kind != PATTERN_SET)
+    for (int j = skip; j < total; j++) {
+      const float s = key_score(qr, key_row(k, k2, start1, n1, start2, j, kv_stride, kv_off),
+                                head_dim, scale, softcap, lane);
+      const float m_new = fmaxf(m, s);
+      l = l * expf(m - m_new) + expf(s - m_new);
+      m = m_new;
+    }
+  const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+  for (int j = 0; j < total; j++) {
+    float w;
+    if (e.kind == PATTERN_SET) {
+      w = patterns[e.offset + j];
+    } else {
+      w = j < skip ? 0.0f
+                   : expf(key_score(qr, key_row(k, k2, start1, n1, start2, j, kv_stride, kv_off),
+                                    head_dim, scale, softcap, lane) -
+                          m) *
+                         inv;
+      if (e.kind == PATTERN_READ) {
+        if (lane == 0)
+          patterns[e.offset + j] = w;
+        continue;
+      }
+      w *= e.alpha;
+    }
+    const float *vj = key_row(v, v2, start1, n1, start2, j, kv_stride, kv_off);
+    int p = 0;
+    for (int i = lane; i < head_dim; i += 32, p++)
+      acc[p] += w * vj[i];
+  }
+  if (e.kind == PATTERN_READ)
+    return;
+  float *oh = out + (size_t)r * q_stride + (size_t)e.head * head_dim;
+  int p = 0;
+  for (int i = lane; i < head_dim; i += 32, p++)
+    oh[i] = acc[p];
+}
+
+static int cuda_attention_rows(backend_t *b, float *out, float *patterns,
+                               const pattern_entry_t *entries, int n_entries, const float *q,
+                               const float *k, const float *v, const int *key_start,
+                               const int *n_keys, const float *k2, const float *v2,
+                               const int *key2_start, const int *n_keys2, int n_heads,
+                               int n_kv_heads, int head_dim, float scale, float softcap,
+                               int window) {
+  PROF(b, P_ATTENTION);
+  if (head_dim > 32 * ATT_MAX_PER_LANE)
+    return err_set(b->err, "attention_rows: head_dim %d is larger than %d", head_dim,
+                   32 * ATT_MAX_PER_LANE);
+  const size_t threads = (size_t)n_entries * 32;
+  if (threads == 0)
+    return 0;
+  k_attention_rows<<<blocks(threads, 128), 128, 0, impl(b)->stream>>>(
+      out, patterns, entries, n_entries, q, k, v, key_start, n_keys, k2, v2, key2_start, n_keys2,
+      n_heads, n_kv_heads, head_dim, scale, softcap, window);
+  LAUNCH_CHECK(b);
+  return 0;
+}
+
 /* ---- interventions and projections ---- */
 
 /* One block per entry, threads over its columns. */
@@ -1000,6 +1109,7 @@ static backend_ops_t make_ops(void) {
   o.rmsnorm = cuda_rmsnorm;
   o.rope = cuda_rope;
   o.attention = cuda_attention;
+  o.attention_rows = cuda_attention_rows;
   o.activation = cuda_activation;
   o.swiglu = cuda_swiglu;
   o.glu = cuda_glu;

@@ -148,8 +148,8 @@ static void print_fit_number(FILE *f, const json_t *v, int width, int prec) {
 }
 
 /* A per-position grid: for each method, the mean total effect of every
- * component (rows) at every grid position (columns): the layer x position
- * heatmap as text. */
+ * component (rows) at every grid position or span (columns): the layer x
+ * position heatmap as text. */
 static void print_grid(run_out_t *o) {
   FILE *f = o->out;
   json_t *grid = json_object_get(o->header, "grid"),
@@ -157,13 +157,23 @@ static void print_grid(run_out_t *o) {
   json_t *units = json_object_get(o->header, "components");
   const size_t ng = json_array_size(grid), nu = json_array_size(units);
   size_t im, iu, ig, i;
+  const int spans = json_is_string(json_array_get(grid, 0)); /* a grid of named spans */
+  const char *key = spans ? "span" : "position";
+  int w = 7; /* a column: a position, or a span's name up to 16 characters */
+  for (ig = 0; spans && ig < ng; ig++) {
+    const size_t len = strlen(json_string_value(json_array_get(grid, ig)));
+    w = len > 16 ? 16 : (int)len > w ? (int)len : w;
+  }
   json_t *method, *unit, *row;
   json_array_foreach(methods, im, method) {
-    fprintf(f, "total effect by position, method %s (mean over the prompts with the position)\n",
-            json_string_value(method));
+    fprintf(f, "total effect by %s, method %s (mean over the prompts with the %s)\n", key,
+            json_string_value(method), key);
     fprintf(f, "%-16s", "component");
     for (ig = 0; ig < ng; ig++)
-      fprintf(f, " %7lld", json_integer_value(json_array_get(grid, ig)));
+      if (spans)
+        fprintf(f, " %*.*s", w, w, json_string_value(json_array_get(grid, ig)));
+      else
+        fprintf(f, " %7lld", json_integer_value(json_array_get(grid, ig)));
     fputc('\n', f);
     for (iu = 0; iu < nu; iu++) {
       unit = json_array_get(units, iu);
@@ -175,13 +185,12 @@ static void print_grid(run_out_t *o) {
                       json_string_value(unit)) &&
               !strcmp(json_string_value(json_object_get(row, "method")),
                       json_string_value(method)) &&
-              json_integer_value(json_object_get(row, "position")) ==
-                  json_integer_value(json_array_get(grid, ig))) {
+              json_equal(json_object_get(row, key), json_array_get(grid, ig))) {
             v = field_mean(row, "total_effect");
             break;
           }
         }
-        fprintf(f, " %7.3f", v);
+        fprintf(f, " %*.3f", w, v);
       }
       fputc('\n', f);
     }

@@ -89,6 +89,16 @@ static int check_job(const engine_t *e, const engine_job_t *job, char *err) {
                        len);
     }
   }
+  for (int p = 0; job->cell_offsets && p < job->n_prompts; p++) { /* spans cover each list */
+    const int c0 = job->cell_offsets[p], c1 = job->cell_offsets[p + 1];
+    int ok = c1 >= c0 && (c1 == c0 ? job->position_offsets[p + 1] == job->position_offsets[p]
+                                   : job->cell_start[c0] == job->position_offsets[p] &&
+                                         job->cell_start[c1] == job->position_offsets[p + 1]);
+    for (int c = c0; ok && c < c1; c++)
+      ok = job->cell_start[c + 1] > job->cell_start[c];
+    if (!ok)
+      return err_set(err, "prompt %d: grid cells do not cover its positions in order", p);
+  }
   long row = 0;
   for (int p = 0; p < n_all_prompts(job); p++)
     for (int t = 0; t < job->lengths[p]; t++, row++)
@@ -97,11 +107,13 @@ static int check_job(const engine_t *e, const engine_job_t *job, char *err) {
                        job->ids[row], c->vocab_size);
   for (int i = 0; i < job->n_components; i++) {
     const component_t *k = &job->components[i];
-    const int limit = k->kind == COMPONENT_HEAD || k->kind == COMPONENT_Q ? c->n_heads
-                      : k->kind == COMPONENT_K || k->kind == COMPONENT_V  ? c->n_kv_heads
-                                                                          : c->d_mlp;
-    const int indexed = k->kind == COMPONENT_HEAD || k->kind == COMPONENT_NEURON ||
-                        k->kind == COMPONENT_Q || k->kind == COMPONENT_K || k->kind == COMPONENT_V;
+    const int per_head =
+        k->kind == COMPONENT_HEAD || k->kind == COMPONENT_Q || k->kind == COMPONENT_PATTERN;
+    const int limit = per_head                                           ? c->n_heads
+                      : k->kind == COMPONENT_K || k->kind == COMPONENT_V ? c->n_kv_heads
+                                                                         : c->d_mlp;
+    const int indexed =
+        per_head || k->kind == COMPONENT_NEURON || k->kind == COMPONENT_K || k->kind == COMPONENT_V;
     if ((k->kind != COMPONENT_EMBED && (k->layer < 0 || k->layer >= c->n_layers)) ||
         (indexed && (k->index < 0 || k->index >= limit)))
       return err_set(err, "component %d is outside the model", i);
@@ -212,7 +224,7 @@ static variant_t *chunk_variants(run_t *R, long *n_out) {
     drawn_in[p] = -1;
   long i = 0, group = 0;
   for (int p = R->c0; p < R->c1; p++)
-    for (int k = job->each_position ? 0 : -1; k < (job->each_position ? n_positions(R, p) : 0); k++)
+    for (int k = job->each_position ? 0 : -1; k < (job->each_position ? prompt_runs(R, p) : 0); k++)
       for (int c = 0; c < n_units(job); c++)
         for (int m = 0; m < job->n_methods; m++) {
           const method_t *method = &job->methods[m];
@@ -243,7 +255,9 @@ static variant_t *chunk_variants(run_t *R, long *n_out) {
                               : method->source;
             else if (method->kind == METHOD_RESAMPLE)
               v->source = engine_resample_source(job, p, c, s);
-            const int first = job->position_list[job->position_offsets[p] + (k > 0 ? k : 0)];
+            int k0, k1;
+            run_positions(R, p, k, &k0, &k1);
+            const int first = job->position_list[job->position_offsets[p] + k0];
             v->k = k;
             v->stage = job->reuse ? unit_stage(job, R->cfg, c) : 0;
             v->p0 = job->reuse ? first : 0;
@@ -281,10 +295,8 @@ static int emit_chunk(run_t *R) {
           const double n = a->count ? a->count : 1;
           for (int s = 0; s < ns; s++)
             delta[s] = (float)(a->delta[s] / n);
-          const int off = job->position_offsets[R->c0 + cp];
           engine_variant_t row = {.prompt = R->c0 + cp,
-                                  .position =
-                                      job->each_position ? job->position_list[off + run] : -1,
+                                  .position = job->each_position ? run_key(R, R->c0 + cp, run) : -1,
                                   .component = c,
                                   .method = m,
                                   .samples = a->count,
@@ -379,6 +391,7 @@ int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, 
   for (int p = 0; p < P_all; p++)
     if (job->lengths[p] > longest)
       longest = job->lengths[p];
+  R.pattern_stride = longest;
   const int kept = find_kept(e, job->source_key);
   const size_t lp_row = sizeof(float) * (size_t)c->vocab_size, stored = store_bytes(&R),
                least = stored + (R.full_logits ? lp_row : 0) + (size_t)longest * bytes_per_row(e);

@@ -68,6 +68,13 @@ typedef struct {
   /* 0: a variant intervenes at every position of its prompt's list; 1: a
    * per-position grid, one variant per listed position (rows carry it). */
   int each_position;
+  /* A grid over spans (with each_position): the cells of run prompt p are
+   * cell_offsets[p] .. cell_offsets[p + 1]; cell c intervenes at the listed
+   * positions cell_start[c] .. cell_start[c + 1] (indices into
+   * position_list, the prompt's cells in order and covering its list) and
+   * its rows carry cell_key[c] as their position (the span's index). NULL:
+   * every listed position is its own cell. */
+  const int *cell_offsets, *cell_start, *cell_key;
   /* Causal tracing: noise of standard deviation trace_std (0: none) added
    * to the embeddings of run prompt p at positions trace_list[
    * trace_offsets[p] .. trace_offsets[p + 1]) in its clean pass, which every

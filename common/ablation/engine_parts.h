@@ -133,6 +133,7 @@ typedef struct {
    * same index, [max_k][width] means aligned from the end */
   source_store_t src;
   int max_k;
+  int pattern_stride; /* the longest prompt: a stored pattern row's floats (HOOK_PATTERN) */
 
   /* per unit: each slot's role in its effects (UNIT_*), and for a
    * residual-stream site the first slot downstream of it (else -1) */
@@ -198,6 +199,8 @@ static inline hook_site_t component_site(const model_config_t *cfg, const compon
     return HOOK_K;
   case COMPONENT_V:
     return HOOK_V;
+  case COMPONENT_PATTERN:
+    return HOOK_PATTERN;
   case COMPONENT_RESID_PRE:
     return HOOK_RESID_PRE;
   case COMPONENT_RESID_MID:
@@ -264,13 +267,50 @@ static inline int n_positions(const run_t *R, int prompt) {
   return R->job->position_offsets[prompt + 1] - R->job->position_offsets[prompt];
 }
 
-/* The runs a prompt's accumulators hold: its grid positions, or 1. */
+/* The runs a prompt's accumulators hold: its grid cells (positions or
+ * spans), or 1. */
 static inline int prompt_runs(const run_t *R, int prompt) {
-  return R->job->each_position ? n_positions(R, prompt) : 1;
+  const engine_job_t *job = R->job;
+  if (!job->each_position)
+    return 1;
+  return job->cell_offsets ? job->cell_offsets[prompt + 1] - job->cell_offsets[prompt]
+                           : n_positions(R, prompt);
+}
+
+/* The prompt's listed positions [*k0, *k1) (indices into its list) that
+ * grid run k intervenes at: a span's, one position's, or (k < 0) all. */
+static inline void run_positions(const run_t *R, int prompt, int k, int *k0, int *k1) {
+  const engine_job_t *job = R->job;
+  if (k < 0) {
+    *k0 = 0;
+    *k1 = n_positions(R, prompt);
+  } else if (job->cell_offsets) {
+    const int c = job->cell_offsets[prompt] + k, off = job->position_offsets[prompt];
+    *k0 = job->cell_start[c] - off;
+    *k1 = job->cell_start[c + 1] - off;
+  } else {
+    *k0 = k;
+    *k1 = k + 1;
+  }
+}
+
+/* The key a grid run's rows carry as their position: the position, or the
+ * span's index. */
+static inline int run_key(const run_t *R, int prompt, int k) {
+  const engine_job_t *job = R->job;
+  return job->cell_offsets ? job->cell_key[job->cell_offsets[prompt] + k]
+                           : job->position_list[job->position_offsets[prompt] + k];
 }
 
 static inline int final_row(const run_t *R, int cprompt) {
   return R->clean_start[cprompt] + R->job->lengths[R->c0 + cprompt] - 1;
+}
+
+/* The floats per position of a (site, layer)'s store of clean sources: the
+ * site's width, or for attention patterns every head's row of up to
+ * pattern_stride keys. */
+static inline int store_width(const run_t *R, hook_site_t s) {
+  return s == HOOK_PATTERN ? R->cfg->n_heads * R->pattern_stride : site_width(R->cfg, s);
 }
 
 /* ---- memory.c ---- */
@@ -301,6 +341,15 @@ void keep_store(run_t *R, size_t bytes);
 /* ---- interventions.c ---- */
 int apply_site(run_t *R, const variant_t *vs, int nv, int n_joined, hook_site_t site, int layer,
                float *buf);
+
+/* Attention patterns (pattern.L.H) of layer L, inside the transformer's
+ * pattern hook: the clean pass reads every head's row at the chunk's
+ * intervened positions into the store (when a patch, resample or mean
+ * needs them; to the host too for a mean); a variant pass scales its
+ * heads' rows (zero, scale), sets its source's (patch, resample) or the
+ * prompts' mean row (mean). */
+int capture_patterns(run_t *R, int layer);
+int apply_patterns(run_t *R, const variant_t *vs, int nv, int n_joined, int layer);
 
 /* Causal tracing's noise at HOOK_EMBED of the clean pass (the first n rows):
  * the corrupted run every variant joins from. */

@@ -77,8 +77,9 @@ int apply_site(run_t *R, const variant_t *vs, int nv, int n_joined, hook_site_t 
       int c0, c1;
       component_cols(R->cfg, c, &c0, &c1);
       const int off = job->position_offsets[v->prompt];
-      for (int k = v->k >= 0 ? v->k : 0; k < (v->k >= 0 ? v->k + 1 : n_positions(R, v->prompt));
-           k++) {
+      int k0, k1;
+      run_positions(R, v->prompt, v->k, &k0, &k1);
+      for (int k = k0; k < k1; k++) {
         const int t = job->position_list[off + k];
         intervention_t e = {.row = v->base + (t - v->p0), .col0 = c0, .col1 = c1};
         if (from_store) {
@@ -133,6 +134,171 @@ done:
   free(own.host);
   free(own.values);
   free(stored.host);
+  return rc;
+}
+
+/* Applies n pattern entries (uploaded into the pass's entry buffer, whose
+ * cap_rows intervention_t hold as many smaller pattern_entry_t). */
+static int flush_patterns(run_t *R, float *store, const pattern_entry_t *host, int n) {
+  backend_t *b = R->e->b;
+  pattern_entry_t *entries = (pattern_entry_t *)R->e->entries;
+  if (n && b->ops->upload(b, entries, host, sizeof(*host) * n))
+    return err_set(R->err, "backend %s: %s", b->ops->name, b->err);
+  return n ? transformer_attention_rows(R->e->tf, store, entries, n, R->err) : 0;
+}
+
+/* A head's stored pattern row: store row `row` (a prompt's intervened
+ * position), head h; -1 past an int offset. */
+static long pattern_offset(const run_t *R, long row, int h) {
+  const size_t off = ((size_t)row * R->cfg->n_heads + h) * R->pattern_stride;
+  return off + R->pattern_stride > (size_t)INT_MAX ? -1 : (long)off;
+}
+
+int capture_patterns(run_t *R, int layer) {
+  const engine_job_t *job = R->job;
+  float *store = R->src.dstore ? R->src.dstore[store_index(R->cfg, HOOK_PATTERN, layer)] : NULL;
+  const int cap = R->e->cap_rows, H = R->cfg->n_heads;
+  if (!store)
+    return 0;
+  pattern_entry_t *host = malloc(sizeof(*host) * cap);
+  int n = 0, rc = -1;
+  if (!host)
+    return err_set(R->err, "out of memory");
+  for (int cp = 0; cp < R->c1 - R->c0; cp++) {
+    const int p = R->c0 + cp, off = job->position_offsets[p];
+    for (int k = 0; k < n_positions(R, p); k++)
+      for (int h = 0; h < H; h++) {
+        const long at = pattern_offset(R, off + k, h);
+        if (at < 0) {
+          err_set(R->err, "the store of attention patterns is too large for one table");
+          goto done;
+        }
+        if (n == cap && flush_patterns(R, store, host, n) != 0)
+          goto done;
+        n = n == cap ? 0 : n;
+        host[n++] = (pattern_entry_t){.row = R->clean_start[cp] + job->position_list[off + k],
+                                      .head = h,
+                                      .kind = PATTERN_READ,
+                                      .offset = (int)at};
+      }
+  }
+  rc = flush_patterns(R, store, host, n);
+  float *host_store = R->src.store[store_index(R->cfg, HOOK_PATTERN, layer)];
+  if (rc == 0 && host_store) { /* the chunk's rows to the host, for the means */
+    const size_t width = (size_t)store_width(R, HOOK_PATTERN);
+    const size_t first = (size_t)job->position_offsets[R->c0] * width,
+                 n_floats = (size_t)job->position_offsets[R->c1] * width - first;
+    backend_t *b = R->e->b;
+    if (n_floats &&
+        b->ops->download(b, host_store + first, store + first, sizeof(float) * n_floats))
+      rc = err_set(R->err, "backend %s: %s", b->ops->name, b->err);
+  }
+done:
+  free(host);
+  return rc;
+}
+
+/* A table of pattern entries being made, applied when full: those whose
+ * rows are in the store of clean patterns (patch, resample) or need none
+ * (zero, scale), and those whose rows the host makes (mean) in values. */
+typedef struct {
+  pattern_entry_t *stored, *own;
+  float *values; /* [cap_values] */
+  int n_stored, n_own, n_values, cap, cap_values;
+} pattern_table_t;
+
+static int flush_own(run_t *R, pattern_table_t *t) {
+  backend_t *b = R->e->b;
+  if (t->n_own && b->ops->upload(b, R->e->values, t->values, sizeof(float) * t->n_values))
+    return err_set(R->err, "backend %s: %s", b->ops->name, b->err);
+  const int rc = flush_patterns(R, R->e->values, t->own, t->n_own);
+  t->n_own = t->n_values = 0;
+  return rc;
+}
+
+/* Adds a mean entry: the prompts' mean row of head h at position k of
+ * variant v (aligned from the end); none when no prompt has it. */
+static int add_mean(run_t *R, pattern_table_t *t, const variant_t *v, int layer, int k,
+                    pattern_entry_t e) {
+  const int stride = R->pattern_stride;
+  if (stride > t->cap_values)
+    return err_set(R->err, "a pattern row of %d keys is over the pass's value buffer", stride);
+  if ((t->n_own == t->cap || t->n_values + stride > t->cap_values) && flush_own(R, t) != 0)
+    return -1;
+  const int c0 = e.head * stride;
+  if (mean_values(R, v, HOOK_PATTERN, layer, k, c0, c0 + stride, t->values + t->n_values) != 0)
+    return 0; /* no prompt has that position: leave it */
+  e.kind = PATTERN_SET;
+  e.offset = t->n_values;
+  t->n_values += stride;
+  t->own[t->n_own++] = e;
+  return 0;
+}
+
+/* Adds a stored or store-less entry (patch and resample read their source's
+ * row from the store). */
+static int add_stored(run_t *R, pattern_table_t *t, float *store, const variant_t *v,
+                      const method_t *m, int k, pattern_entry_t e) {
+  if (m->kind == METHOD_PATCH || m->kind == METHOD_RESAMPLE) {
+    const long row = source_row(R, v, k);
+    if (row < 0)
+      return 0; /* the source has no such position: leave it */
+    const long at = store ? pattern_offset(R, row, e.head) : -1;
+    if (at < 0)
+      return err_set(R->err, "no stored attention pattern for a %s source",
+                     m->kind == METHOD_PATCH ? "patch" : "resample");
+    e.kind = PATTERN_SET;
+    e.offset = (int)at;
+  } else { /* zero and scale: the plan refuses the rest */
+    e.kind = PATTERN_SCALE;
+    e.alpha = m->kind == METHOD_SCALE ? m->value : 0.0f;
+  }
+  if (t->n_stored == t->cap) {
+    if (flush_patterns(R, store, t->stored, t->n_stored) != 0)
+      return -1;
+    t->n_stored = 0;
+  }
+  t->stored[t->n_stored++] = e;
+  return 0;
+}
+
+int apply_patterns(run_t *R, const variant_t *vs, int nv, int n_joined, int layer) {
+  const engine_job_t *job = R->job;
+  float *store = R->src.dstore ? R->src.dstore[store_index(R->cfg, HOOK_PATTERN, layer)] : NULL;
+  pattern_table_t t = {.cap = R->e->cap_rows,
+                       .cap_values = (int)((size_t)R->e->cap_rows * R->e->width_max)};
+  t.stored = malloc(sizeof(pattern_entry_t) * t.cap);
+  t.own = malloc(sizeof(pattern_entry_t) * t.cap);
+  t.values = malloc(sizeof(float) * (size_t)t.cap_values);
+  int rc = -1;
+  if (!t.stored || !t.own || !t.values) {
+    err_set(R->err, "out of memory");
+    goto done;
+  }
+  for (int i = 0; i < n_joined && i < nv; i++) {
+    const variant_t *v = &vs[i];
+    const method_t *m = &job->methods[v->method];
+    for (int a = unit_first(job, v->component); a < unit_end(job, v->component); a++) {
+      const component_t *c = &job->components[a];
+      if (c->kind != COMPONENT_PATTERN || c->layer != layer)
+        continue;
+      const int off = job->position_offsets[v->prompt];
+      int k0, k1;
+      run_positions(R, v->prompt, v->k, &k0, &k1);
+      for (int k = k0; k < k1; k++) {
+        const int t_pos = job->position_list[off + k];
+        const pattern_entry_t e = {.row = v->base + (t_pos - v->p0), .head = c->index};
+        if ((m->kind == METHOD_MEAN ? add_mean(R, &t, v, layer, k, e)
+                                    : add_stored(R, &t, store, v, m, k, e)) != 0)
+          goto done;
+      }
+    }
+  }
+  rc = flush_patterns(R, store, t.stored, t.n_stored) || flush_own(R, &t) ? -1 : 0;
+done:
+  free(t.stored);
+  free(t.own);
+  free(t.values);
   return rc;
 }
 

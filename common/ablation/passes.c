@@ -89,6 +89,11 @@ static int clean_at(void *ctx, hook_site_t site, int layer, float *buf, int n, i
   return slot >= 0 ? capture_slot(R, P->keep_slots, slot, buf) : 0;
 }
 
+static int clean_pattern(void *ctx, int layer, int n) {
+  (void)n;
+  return capture_patterns(((pass_t *)ctx)->R, layer);
+}
+
 /* ---- variant pass hooks: join, intervene, read out ---- */
 
 static int variant_join(void *ctx, int stage, float *x, int first, int n) {
@@ -148,6 +153,13 @@ static int resid_readout(pass_t *P, hook_site_t site, int layer, const float *bu
     rc = err_set(R->err, "backend %s: %s", b->ops->name, b->err);
   free(idx);
   return rc;
+}
+
+static int variant_pattern(void *ctx, int layer, int n) {
+  pass_t *P = ctx;
+  if (!P->touch[store_index(P->R->cfg, HOOK_PATTERN, layer)])
+    return 0;
+  return apply_patterns(P->R, P->vs, P->nv, n, layer);
 }
 
 static int variant_at(void *ctx, hook_site_t site, int layer, float *buf, int n, int width) {
@@ -319,13 +331,14 @@ int clean_pass(run_t *R, int emit) {
     return err_set(R->err, "backend %s: %s", b->ops->name, b->err);
   pass_t P = {.R = R, .keep_slots = emit};
   const size_t kv_layer = (size_t)e->cap_clean * c->n_kv_heads * c->head_dim;
-  transformer_pass_t pass = {.rows = rows,
-                             .ids = e->token_ids,
-                             .kv = KV_FILL_CACHE,
-                             .cache_k = e->kcache,
-                             .cache_v = e->vcache,
-                             .cache_layer_stride = kv_layer,
-                             .hooks = {.ctx = &P, .err = R->err, .at = clean_at}};
+  transformer_pass_t pass = {
+      .rows = rows,
+      .ids = e->token_ids,
+      .kv = KV_FILL_CACHE,
+      .cache_k = e->kcache,
+      .cache_v = e->vcache,
+      .cache_layer_stride = kv_layer,
+      .hooks = {.ctx = &P, .err = R->err, .at = clean_at, .pattern = clean_pattern}};
   if (transformer_run(e->tf, &pass, R->err) != 0)
     return -1;
   if (!emit) /* the sources are stored: targets, logits and directions are the emitting pass's */
@@ -472,14 +485,17 @@ int variant_pass(run_t *R, variant_t *vs, int nv) {
               .read_row = l.read_row,
               .read_prompt = l.read_prompt};
   const size_t kv_layer = (size_t)e->cap_clean * c->n_kv_heads * c->head_dim;
-  transformer_pass_t pass = {
-      .rows = rows,
-      .stage_rows = l.stage_rows,
-      .kv = KV_CACHE_PREFIX,
-      .cache_k = e->kcache,
-      .cache_v = e->vcache,
-      .cache_layer_stride = kv_layer,
-      .hooks = {.ctx = &P, .err = R->err, .join = variant_join, .at = variant_at}};
+  transformer_pass_t pass = {.rows = rows,
+                             .stage_rows = l.stage_rows,
+                             .kv = KV_CACHE_PREFIX,
+                             .cache_k = e->kcache,
+                             .cache_v = e->vcache,
+                             .cache_layer_stride = kv_layer,
+                             .hooks = {.ctx = &P,
+                                       .err = R->err,
+                                       .join = variant_join,
+                                       .at = variant_at,
+                                       .pattern = variant_pattern}};
   engine_phase(e, PH_TABLES, &t0);
   if (transformer_run(e->tf, &pass, R->err) != 0)
     goto done;

@@ -27,6 +27,7 @@ int engine_component_slot(const component_t *c) {
   case COMPONENT_Q:
   case COMPONENT_K:
   case COMPONENT_V:
+  case COMPONENT_PATTERN:
     return 1 + 2 * c->layer;
   case COMPONENT_MLP:
   case COMPONENT_NEURON:
@@ -120,7 +121,9 @@ long engine_range_variants(const engine_job_t *job, int first, int end) {
   for (int m = 0; m < job->n_methods; m++)
     per_prompt += job->methods[m].kind == METHOD_RESAMPLE ? job->samples : 1;
   for (int p = first; p < end; p++)
-    runs += job->each_position ? job->position_offsets[p + 1] - job->position_offsets[p] : 1;
+    runs += !job->each_position ? 1
+            : job->cell_offsets ? job->cell_offsets[p + 1] - job->cell_offsets[p]
+                                : job->position_offsets[p + 1] - job->position_offsets[p];
   return per_prompt * n_units(job) * runs;
 }
 

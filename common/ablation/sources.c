@@ -18,7 +18,7 @@ int capture_sources(run_t *R, hook_site_t site, int layer, const float *buf) {
   if (!dst)
     return 0;
   backend_t *b = R->e->b;
-  const int width = site_width(R->cfg, site);
+  const int width = store_width(R, site);
   const int first = R->job->position_offsets[R->c0], n = R->job->position_offsets[R->c1] - first;
   int *rows = malloc(sizeof(int) * (n ? n : 1));
   if (!rows)
@@ -57,7 +57,7 @@ long source_row(const run_t *R, const variant_t *v, int k) {
  * prompt has that position. */
 int mean_values(run_t *R, const variant_t *v, hook_site_t site, int layer, int k, int c0, int c1,
                 float *out) {
-  const int width = site_width(R->cfg, site), from_end = n_positions(R, v->prompt) - 1 - k;
+  const int width = store_width(R, site), from_end = n_positions(R, v->prompt) - 1 - k;
   if (from_end >= R->max_k)
     return -1;
   const float *row = R->src.mean[store_index(R->cfg, site, layer)] + (size_t)from_end * width;
@@ -82,7 +82,7 @@ size_t store_bytes(const run_t *R) {
     int layer;
     const hook_site_t s = component_site(R->cfg, &job->components[i], &layer);
     if (!seen[store_index(R->cfg, s, layer)]++)
-      total += sizeof(float) * (size_t)n_pos * site_width(R->cfg, s);
+      total += sizeof(float) * (size_t)n_pos * store_width(R, s);
   }
   free(seen);
   return total;
@@ -203,7 +203,7 @@ int alloc_store(run_t *R, int kept) {
     const int idx = store_index(R->cfg, s, layer);
     if (R->src.dstore[idx])
       continue;
-    const size_t bytes = sizeof(float) * (size_t)n_pos * site_width(R->cfg, s);
+    const size_t bytes = sizeof(float) * (size_t)n_pos * store_width(R, s);
     backend_t *b = R->e->b;
     if (!(R->src.dstore[idx] = b->ops->alloc(b, bytes)))
       return err_set(R->err, "out of backend memory for the clean outputs of %ld positions: %s",
@@ -211,7 +211,7 @@ int alloc_store(run_t *R, int kept) {
     if (!needs_mean)
       continue;
     R->src.store[idx] = malloc(bytes);
-    R->src.mean[idx] = calloc((size_t)R->max_k * site_width(R->cfg, s), sizeof(float));
+    R->src.mean[idx] = calloc((size_t)R->max_k * store_width(R, s), sizeof(float));
     if (!R->src.store[idx] || !R->src.mean[idx])
       return err_set(R->err, "out of memory for the clean outputs of %ld positions", n_pos);
   }
@@ -224,7 +224,7 @@ void compute_means(run_t *R) {
   for (int idx = 0; idx < HOOK_N * R->cfg->n_layers; idx++) {
     if (!R->src.store[idx])
       continue;
-    const int width = site_width(R->cfg, (hook_site_t)(idx / R->cfg->n_layers));
+    const int width = store_width(R, (hook_site_t)(idx / R->cfg->n_layers));
     double *sum = calloc((size_t)R->max_k * width, sizeof(double));
     int *count = calloc(R->max_k, sizeof(int));
     if (!sum || !count) {

@@ -33,6 +33,16 @@ typedef struct {
   float alpha;
 } intervention_t;
 
+/* One head's pattern row for ops->attention_rows. */
+typedef enum { PATTERN_READ, PATTERN_SET, PATTERN_SCALE } pattern_kind_t;
+
+typedef struct {
+  int row, head;
+  int kind;    /* pattern_kind_t */
+  int offset;  /* into the op's patterns: the row's keys' probabilities from here */
+  float alpha; /* PATTERN_SCALE */
+} pattern_entry_t;
+
 typedef struct {
   const char *name;
   /* Frees the backend and everything it holds (b may be NULL). */
@@ -122,6 +132,23 @@ typedef struct {
                    const int *key_start, const int *n_keys, const float *k2, const float *v2,
                    const int *key2_start, const int *n_keys2, int rows, int n_heads, int n_kv_heads,
                    int head_dim, float scale, float softcap, int window);
+
+  /* One head's attention pattern at chosen rows (TransformerLens'
+   * hook_pattern), with the arguments attention took (the same rows of q,
+   * keys and values, layout, scale, softcap, window). Key j of row r counts
+   * its n_keys[r] + n_keys2[r] keys in order (the first run, then the
+   * second); the pattern p_j is the softmax of the row's scores, 0 before
+   * its window. For each entry e (head e.head of row e.row), over its keys:
+   * PATTERN_READ writes p_j to patterns[e.offset + j] (out untouched);
+   * PATTERN_SET makes the head's output out[e.row, e.head*hd ...] =
+   * sum_j patterns[e.offset + j] v_j (a given pattern row, window or not);
+   * PATTERN_SCALE makes it sum_j alpha p_j v_j. Entries name distinct (row,
+   * head)s; n_entries 0 does nothing. Sums in float, as attention's. */
+  int (*attention_rows)(backend_t *b, float *out, float *patterns, const pattern_entry_t *entries,
+                        int n_entries, const float *q, const float *k, const float *v,
+                        const int *key_start, const int *n_keys, const float *k2, const float *v2,
+                        const int *key2_start, const int *n_keys2, int n_heads, int n_kv_heads,
+                        int head_dim, float scale, float softcap, int window);
 
   /* In place x[n] = act(x). */
   int (*activation)(backend_t *b, float *x, size_t n, activation_t act);

@@ -32,6 +32,12 @@ struct transformer {
   float *hidden;     /* [rows, F]: the MLP's hidden units */
   float *up;         /* [rows, F]: the gated MLP's up projection */
   int *position, *key_start, *n_keys, *key2_start, *n_keys2;
+  /* the attention a pattern hook runs inside (transformer_attention_rows) */
+  struct {
+    const transformer_pass_t *pass;
+    int layer;
+    const float *k, *v;
+  } in_attention;
 };
 
 static float *upload(backend_t *b, const float *src, size_t n, int *failed) {
@@ -484,6 +490,15 @@ static int attention(transformer_t *t, const transformer_pass_t *P, int L, const
     TRY(op->attention(b, t->heads, t->q, k, v, t->key_start, t->n_keys, NULL, NULL, NULL, NULL, n,
                       c->n_heads, c->n_kv_heads, c->head_dim, scale, c->attn_softcap,
                       window)); /* heads[n, H*hd] */
+  if (P->hooks.pattern) {
+    t->in_attention.pass = P;
+    t->in_attention.layer = L;
+    t->in_attention.k = k;
+    t->in_attention.v = v;
+    const int rc = P->hooks.pattern(P->hooks.ctx, L, n);
+    t->in_attention.pass = NULL;
+    TRY(rc);
+  }
   TRY(hook(P, HOOK_ATTN_HEADS, L, t->heads, n, q));
   TRY(transformer_matmul(t, t->out, t->heads, w->wo, w->bo, n, d, q, 0)); /* out[n, d] */
   if (c->post_norms)
@@ -493,6 +508,29 @@ static int attention(transformer_t *t, const transformer_pass_t *P, int L, const
   return 0;
 fail:
   return -1;
+}
+
+int transformer_attention_rows(transformer_t *t, float *patterns, const pattern_entry_t *entries,
+                               int n, char *err) {
+  const model_config_t *c = &t->host->cfg;
+  const transformer_pass_t *P = t->in_attention.pass;
+  backend_t *b = t->b;
+  if (!P)
+    return err_set(err, "attention patterns are reached only inside a pattern hook");
+  const int L = t->in_attention.layer;
+  const size_t at_layer = (size_t)L * P->cache_layer_stride;
+  const float scale = c->attn_scale > 0.0f ? c->attn_scale : 1.0f / sqrtf((float)c->head_dim);
+  const int window = model_layer_slides(c, L) ? c->sliding_window : 0;
+  const int prefix = P->kv == KV_CACHE_PREFIX;
+  if (n > 0 && b->ops->attention_rows(
+                   b, t->heads, patterns, entries, n, t->q,
+                   prefix ? P->cache_k + at_layer : t->in_attention.k,
+                   prefix ? P->cache_v + at_layer : t->in_attention.v, t->key_start, t->n_keys,
+                   prefix ? t->in_attention.k : NULL, prefix ? t->in_attention.v : NULL,
+                   prefix ? t->key2_start : NULL, prefix ? t->n_keys2 : NULL, c->n_heads,
+                   c->n_kv_heads, c->head_dim, scale, c->attn_softcap, window))
+    return err_set(err, "backend %s: %s", b->ops->name, b->err);
+  return 0;
 }
 
 /* out[n, d] = the MLP of layer L over input[n, d] */

@@ -31,6 +31,7 @@ typedef enum {
   HOOK_Q,          /* [rows, H*hd]: every head's query, after a q norm, before the rotary */
   HOOK_K,          /* [rows, KV*hd]: every key head's key, after a k norm, before the rotary */
   HOOK_V,          /* [rows, KV*hd]: every value head's value */
+  HOOK_PATTERN,    /* not a buffer: the attention patterns, through hooks.pattern */
   HOOK_ATTN_HEADS, /* [rows, H*hd]: every head's output before the output projection */
   HOOK_ATTN_OUT,   /* [rows, d]: what attention adds to the residual (after a post norm) */
   HOOK_RESID_MID,  /* [rows, d]: the residual between attention and MLP (sequential) */
@@ -49,12 +50,17 @@ typedef enum {
  *   with their residual there. Called before the stage's sites.
  * at: the `n` active rows of a site of `layer` (0 for HOOK_EMBED) in `buf`
  *   [n, width]; the hook may read them (capture, read out) or write them
- *   (intervene) before the block goes on with them. */
+ *   (intervene) before the block goes on with them.
+ * pattern: layer L's attention has run over its `n` active rows (before
+ *   HOOK_ATTN_HEADS); the hook may read heads' attention patterns at some
+ *   of them, or give them other patterns, through
+ *   transformer_attention_rows (TransformerLens' hook_pattern). */
 typedef struct {
   void *ctx;
   char *err;
   int (*join)(void *ctx, int stage, float *x, int first, int n);
   int (*at)(void *ctx, hook_site_t site, int layer, float *buf, int n, int width);
+  int (*pattern)(void *ctx, int layer, int n);
 } transformer_hooks_t;
 
 /* Where a pass's keys and values live:
@@ -111,6 +117,13 @@ int transformer_set_layout(transformer_t *t, int rows, const int *position, cons
  * message). pass->hooks.err is where hooks write (it may be err itself, or
  * NULL when no hook fails). */
 int transformer_run(transformer_t *t, const transformer_pass_t *pass, char *err);
+
+/* Only inside hooks.pattern: backend op attention_rows on the layer's
+ * attention as it just ran (its queries after the rotary, its keys and
+ * values, the pass's layout): entries[n] and patterns in backend memory.
+ * A row's keys are its positions 0..p in order, whichever run holds them. */
+int transformer_attention_rows(transformer_t *t, float *patterns, const pattern_entry_t *entries,
+                               int n, char *err);
 
 /* The final norm of `rows` rows of x[*, d] into y, with inv_scale[rows]
  * (optional) receiving each row's 1/scale (frozen for direct effects). */

@@ -192,6 +192,13 @@ static int resolve_positions(const job_spec_t *spec, plan_t *p, tokenizer_encodi
       p->position_list[n++] = (int)last; /* the subject's last token, as in causal tracing */
       break;
     }
+    case POSITIONS_SPANS: {
+      int at = (int)n;
+      if (plan_prompt_spans(spec, p, i, &enc[i], &at, err) != 0)
+        return -1;
+      n = (size_t)at;
+      break;
+    }
     }
   }
   p->position_offsets[spec->n_prompts] = (int)n;
@@ -428,6 +435,23 @@ static int trace_positions(const job_spec_t *spec, const model_t *m, plan_t *p,
 static int grid_positions(const job_spec_t *spec, const model_t *m, plan_t *p, job_error_t *err) {
   if (!spec->positions_each)
     return 0;
+  if (spec->positions == POSITIONS_SPANS) { /* the grid's keys: the span names' indices */
+    const double floats =
+        (double)p->n_spans * p->n_components * spec->n_methods * engine_n_slots(&m->cfg);
+    if (floats > (double)GRID_SUMMARY_FLOATS) {
+      plan_fail(err, "ablations.positions.each",
+                "a grid of %d spans x %d components x %d methods: its summary would hold %.0f M "
+                "effect-table entries, more than %ld M",
+                p->n_spans, p->n_components, spec->n_methods, floats / 1e6,
+                GRID_SUMMARY_FLOATS >> 20);
+      return plan_too_large(err);
+    }
+    if (!(p->grid = malloc(sizeof(int) * (p->n_spans ? p->n_spans : 1))))
+      return plan_fail(err, "", "out of memory");
+    for (p->n_grid = 0; p->n_grid < p->n_spans; p->n_grid++)
+      p->grid[p->n_grid] = p->n_grid;
+    return 0;
+  }
   int max = 0;
   for (long k = 0; k < p->position_offsets[p->n_prompts]; k++)
     if (p->position_list[k] + 1 > max)
@@ -458,6 +482,78 @@ static int grid_positions(const job_spec_t *spec, const model_t *m, plan_t *p, j
     if (seen[t])
       p->grid[p->n_grid++] = t;
   free(seen);
+  return 0;
+}
+
+/* A method's source prompt for engine prompt i (-1: none). */
+static int patch_source(const plan_t *p, const method_t *m, int i) {
+  if (m->kind != METHOD_PATCH)
+    return -1;
+  return m->source >= 0 ? m->source : p->pair ? p->pair[i] : -1;
+}
+
+/* An attention pattern (pattern.L.H) is a row of probabilities over its
+ * position's keys: it is zeroed, scaled, or patched from a source whose
+ * aligned position is the same (so the row has as many keys); resample and
+ * mean take other prompts' rows, so they need every prompt with the same
+ * token count and positions; noise is refused (its row would not be a
+ * distribution). */
+static int check_patterns(const plan_t *p, int n_prompts, job_error_t *err) {
+  int has = 0;
+  for (int a = 0; a < p->n_atoms; a++)
+    has |= p->atoms[a].kind == COMPONENT_PATTERN;
+  if (!has)
+    return 0;
+  for (int k = 0; k < p->n_methods; k++) {
+    const method_t *m = &p->methods[k];
+    char field[64];
+    snprintf(field, sizeof(field), "ablations.methods[%d]", k);
+    if (m->kind == METHOD_NOISE)
+      return plan_fail(err, field,
+                       "%s on an attention pattern (pattern.L.H) is refused: a noisy row is not "
+                       "probabilities; use zero, scale, patch, mean or resample",
+                       p->method_names[k]);
+    const int all_prompts = m->kind == METHOD_MEAN || m->kind == METHOD_RESAMPLE;
+    for (int i = 1; all_prompts && i < n_prompts; i++) {
+      const int n0 = p->position_offsets[1] - p->position_offsets[0];
+      const int ni = p->position_offsets[i + 1] - p->position_offsets[i];
+      int same = p->lengths[i] == p->lengths[0] && ni == n0;
+      for (int e = 0; same && e < n0; e++)
+        same = p->position_list[p->position_offsets[i] + e] == p->position_list[e];
+      if (!same)
+        return plan_fail(err, field,
+                         "%s on an attention pattern (pattern.L.H) takes other prompts' pattern "
+                         "rows: every prompt needs prompt 0's token count and intervened "
+                         "positions (%d tokens, %d positions from %d); prompt %d has %d tokens, "
+                         "%d positions from %d",
+                         p->method_names[k], p->lengths[0], n0, p->position_list[0], i,
+                         p->lengths[i], ni, p->position_list[p->position_offsets[i]]);
+    }
+    for (int i = 0; i < n_prompts; i++) {
+      const int j = patch_source(p, m, i);
+      if (j < 0 || j == i)
+        continue;
+      if (m->source < 0) /* a pair: the prompt's counterfactual is at fault */
+        snprintf(field, sizeof(field), "prompts[%d].counterfactual", i);
+      const int *pi = p->position_list + p->position_offsets[i];
+      const int *pj = p->position_list + p->position_offsets[j];
+      const int ni = p->position_offsets[i + 1] - p->position_offsets[i];
+      const int nj = p->position_offsets[j + 1] - p->position_offsets[j];
+      if (p->lengths[i] != p->lengths[j])
+        return plan_fail(err, field,
+                         "patching an attention pattern (pattern.L.H) of prompt %d (%d tokens) "
+                         "from a source of %d tokens: a pattern row has one probability per "
+                         "key, so the source needs the same token count",
+                         i, p->lengths[i], p->lengths[j]);
+      for (int e = 1; e <= ni && e <= nj; e++)
+        if (pi[ni - e] != pj[nj - e])
+          return plan_fail(err, field,
+                           "patching an attention pattern (pattern.L.H): prompt %d's position "
+                           "%d takes its source's position %d (positions pair from the end); a "
+                           "pattern row needs the same position",
+                           i, pi[ni - e], pj[nj - e]);
+    }
+  }
   return 0;
 }
 
@@ -644,6 +740,8 @@ int plan_build_limited(const job_spec_t *spec, const model_t *m, const tokenizer
       goto done;
     }
   }
+  if (check_patterns(p, EP, err))
+    goto done;
   engine_job_t *j = &p->job;
   j->n_prompts = EP;
   j->lengths = p->lengths;
@@ -661,6 +759,9 @@ int plan_build_limited(const job_spec_t *spec, const model_t *m, const tokenizer
   j->seed = spec->seed;
   j->n_sources = p->n_sources;
   j->each_position = spec->positions_each;
+  j->cell_offsets = p->cell_offsets;
+  j->cell_start = p->cell_start;
+  j->cell_key = p->cell_key;
   j->trace_std = p->trace_std;
   j->trace_seed = spec->trace_seed;
   j->trace_offsets = p->trace_offsets;
@@ -701,6 +802,12 @@ void plan_free(plan_t *p) {
   free(p->prompt_of);
   free(p->pair);
   free(p->grid);
+  for (int k = 0; k < p->n_spans; k++)
+    free(p->span_names[k]);
+  free(p->span_names);
+  free(p->cell_offsets);
+  free(p->cell_start);
+  free(p->cell_key);
   free(p->trace_offsets);
   free(p->trace_list);
   free(p->position_of);

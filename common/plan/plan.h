@@ -34,6 +34,13 @@ typedef struct {
    * prompt intervenes at, increasing (NULL otherwise). */
   int *grid;
   int n_grid;
+  /* A grid over named spans ({"each": "spans"}): the span names in order of
+   * first appearance (grid holds 0 .. n_spans - 1: a row's position is its
+   * span's index) and the engine's cells (engine_job_t.cell_*); NULL
+   * otherwise. */
+  char **span_names;
+  int n_spans;
+  int *cell_offsets, *cell_start, *cell_key;
   /* Causal tracing ("trace"): the noise's standard deviation and each run
    * prompt's corrupted positions (its subject's tokens; offsets
    * [n_prompts + 1]); NULL without a trace. */

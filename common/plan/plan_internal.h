@@ -1,7 +1,8 @@
 /* plan_internal.h - what the plan's files share; nothing outside plan/
  * includes it:
  *   plan.c        prompts, positions, targets, units, methods: the plan
- *   plan_pairs.c  paired prompts: counterfactuals as sources or runs */
+ *   plan_pairs.c  paired prompts: counterfactuals as sources or runs
+ *   plan_spans.c  a grid over named spans */
 #ifndef HYDRA_PLAN_INTERNAL_H
 #define HYDRA_PLAN_INTERNAL_H
 
@@ -24,5 +25,14 @@ int plan_token_cap(const model_t *m, const plan_limits_t *lim, int *is_limit);
  * are resolved. */
 int plan_pairs(const job_spec_t *spec, const model_t *m, const tokenizer_t *tok,
                const plan_limits_t *lim, plan_t *p, job_error_t *err);
+
+/* A grid over spans (plan_spans.c): prompt i's subject and named spans
+ * found in its tokens (enc), sorted, refused when they overlap (naming the
+ * field), every token of each appended to position_list at *n (advanced);
+ * each span one cell (plan_t.cell_*), its key the span name's index in
+ * plan_t.span_names (appended when new, in token order). Called for the
+ * prompts in order. */
+int plan_prompt_spans(const job_spec_t *spec, plan_t *p, int i, const tokenizer_encoding_t *enc,
+                      int *n, job_error_t *err);
 
 #endif

@@ -39,8 +39,25 @@ static size_t n_stats_of(const plan_t *p) {
   return (size_t)p->n_components * p->n_methods * (p->grid ? (size_t)p->n_grid : 1);
 }
 
-/* The grid index of a position (-1: not in the grid). */
-static int grid_index(const plan_t *p, long position) {
+/* A grid key as rows carry it: the position, or over spans ("span") the
+ * span's name. */
+static json_t *grid_key(const plan_t *p, int key) {
+  return p->span_names ? json_string(p->span_names[key]) : json_integer(key);
+}
+
+/* The grid index of a row's key (-1: not in the grid). */
+static int row_grid_index(const plan_t *p, const json_t *row) {
+  if (p->span_names) {
+    const char *name = json_string_value(json_object_get(row, "span"));
+    for (int k = 0; name && k < p->n_spans; k++)
+      if (strcmp(p->span_names[k], name) == 0)
+        return k;
+    return -1;
+  }
+  const json_t *at = json_object_get(row, "position");
+  if (!json_is_integer(at))
+    return -1;
+  const long position = (long)json_integer_value(at);
   int lo = 0, hi = p->n_grid - 1;
   while (lo <= hi) {
     const int mid = (lo + hi) / 2;
@@ -205,6 +222,9 @@ static json_t *positions_rule(const job_spec_t *j) {
     rule = j->position_substring ? json_pack("{s:s}", "substring", j->position_substring)
                                  : json_string("subject");
     break;
+  case POSITIONS_SPANS:
+    rule = json_string("spans");
+    break;
   default:
     rule = json_string("last");
   }
@@ -260,11 +280,14 @@ int results_header(results_t *r) {
     }
     json_object_set_new(h, "groups", groups);
   }
-  if (p->grid) { /* a per-position grid: rows and summaries carry "position" */
+  if (p->grid) { /* a per-position grid: rows and summaries carry "position" (over spans:
+                    "span", the grid the span names) */
     json_t *grid = json_array();
     for (int g = 0; g < p->n_grid; g++)
-      json_array_append_new(grid, json_integer(p->grid[g]));
+      json_array_append_new(grid, grid_key(p, p->grid[g]));
     json_object_set_new(h, "grid", grid);
+    if (p->span_names)
+      json_object_set_new(h, "grid_of", json_string("span"));
   }
   int resid = 0;
   for (int a = 0; a < p->n_atoms; a++)
@@ -402,7 +425,7 @@ int results_add_row(results_t *r, const json_t *row) {
   const int m =
       name_index(p->method_names, p->n_methods, json_string_value(json_object_get(row, "method")));
   json_t *eff = json_object_get(row, "effects");
-  const int g = p->grid ? grid_index(p, json_integer_value(json_object_get(row, "position"))) : 0;
+  const int g = p->grid ? row_grid_index(p, row) : 0;
   if (c < 0 || m < 0 || g < 0 || json_array_size(eff) != (size_t)r->n_slots)
     return -1;
   const char *keys[5] = {"direct_effect", "total_effect", "compensation", "compensation_attn",
@@ -434,8 +457,8 @@ static int on_variant(void *ctx, const engine_variant_t *v) {
   set_prompt(row, p, v->prompt);
   json_object_set_new(row, "component", json_string(p->component_names[v->component]));
   json_object_set_new(row, "method", json_string(p->method_names[v->method]));
-  if (p->grid) /* a grid's intervened position */
-    json_object_set_new(row, "position", json_integer(v->position));
+  if (p->grid) /* a grid's intervened position, or span */
+    json_object_set_new(row, p->span_names ? "span" : "position", grid_key(p, v->position));
   json_object_set_new(row, "samples", json_integer(v->samples));
   put(row, nonfinite, "total_effect", v->total_effect);
   put(row, nonfinite, "direct_effect", v->direct_effect);
@@ -515,7 +538,7 @@ int results_finish(results_t *r, double elapsed_s) {
         json_object_set_new(row, "component", json_string(p->component_names[c]));
         json_object_set_new(row, "method", json_string(p->method_names[k]));
         if (p->grid)
-          json_object_set_new(row, "position", json_integer(p->grid[g]));
+          json_object_set_new(row, p->span_names ? "span" : "position", grid_key(p, p->grid[g]));
         json_object_set_new(row, "n", json_integer(s->n));
         /* NaN in the sums: those means are null, never 0 */
         json_object_set_new(row, "nonfinite", json_integer(s->nonfinite));

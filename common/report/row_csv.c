@@ -55,16 +55,20 @@ static int header_line(const json_t *row, buffer_t *out) {
   return rc | buffer_append(out, "\n", 1);
 }
 
+/* A variant row; its position column holds a readout's or grid's position,
+ * or a span grid's span name. */
 static int variant_line(const json_t *row, buffer_t *out) {
-  const json_t *pos = json_object_get(row, "position"); /* "target": "next" readouts */
-  char at[24] = "";
-  if (json_is_integer(pos))
-    snprintf(at, sizeof(at), "%lld", json_integer_value(pos));
-  int rc =
-      buffer_appendf(out, "%lld,%s,%s,%s,%lld", json_integer_value(json_object_get(row, "prompt")),
-                     at, json_string_value(json_object_get(row, "component")),
-                     json_string_value(json_object_get(row, "method")),
-                     json_integer_value(json_object_get(row, "samples")));
+  const json_t *pos = json_object_get(row, "position"), *span = json_object_get(row, "span");
+  int rc = buffer_appendf(out, "%lld", json_integer_value(json_object_get(row, "prompt")));
+  if (span)
+    rc |= text_field(out, span);
+  else if (json_is_integer(pos))
+    rc |= buffer_appendf(out, ",%lld", json_integer_value(pos));
+  else
+    rc |= buffer_append(out, ",", 1);
+  rc |= buffer_appendf(out, ",%s,%s,%lld", json_string_value(json_object_get(row, "component")),
+                       json_string_value(json_object_get(row, "method")),
+                       json_integer_value(json_object_get(row, "samples")));
   for (int i = 0; NUMBERS[i]; i++)
     rc |= number(out, json_object_get(row, NUMBERS[i]));
   const json_t *eff = json_object_get(row, "effects");

@@ -30,8 +30,8 @@ static const char *const top_keys[] = {
     "metrics",       "norm_scale", "direct_effects", "effect_table", "precision",
     "weights_dtype", "reuse",      "deadline_s",     "trace",        "name",
     "labels",        NULL};
-static const char *const prompt_keys[] = {"text",           "ids", "subject", "target", "foil",
-                                          "counterfactual", NULL};
+static const char *const prompt_keys[] = {"text",           "ids",   "subject", "target", "foil",
+                                          "counterfactual", "spans", NULL};
 static const char *const cf_keys[] = {"text", "ids", "prompt", NULL};
 static const char *const target_keys[] = {"token", "id", "foil", "foil_id", NULL};
 static const char *const ablation_keys[] = {"components", "groups",    "methods",
@@ -98,6 +98,40 @@ static int parse_counterfactual(const json_t *v, const char *field, int i, int n
   return 0;
 }
 
+/* A prompt's named spans: {"name": "substring of the text", ...}. */
+static int parse_spans(const json_t *v, const char *field, job_prompt_t *p, job_error_t *err) {
+  path_t f;
+  char s[48];
+  if (!json_is_object(v))
+    return job_fail(err, field, "expected an object of span names and substrings, got %s",
+                    json_field_kind(v));
+  if (!p->text)
+    return job_fail(err, field, "spans need the prompt as text, not ids");
+  const size_t n = json_object_size(v);
+  if (n == 0 || n > JOB_MAX_SPANS)
+    return job_fail(err, field, "give 1 to %d spans, not %zu", JOB_MAX_SPANS, n);
+  p->span_names = calloc(n, sizeof(char *));
+  p->span_texts = calloc(n, sizeof(char *));
+  if (!p->span_names || !p->span_texts)
+    return job_fail(err, field, "out of memory");
+  const char *name;
+  const json_t *sub;
+  json_object_foreach((json_t *)v, name, sub) {
+    json_field_key(f, JOB_FIELD_LEN, field, name);
+    const size_t len = strlen(name);
+    if (len == 0 || len > JOB_SPAN_NAME_MAX)
+      return job_fail(err, f, "a span's name is 1 to %d bytes", JOB_SPAN_NAME_MAX);
+    if (!(p->span_names[p->n_spans] = strdup(name)))
+      return job_fail(err, f, "out of memory");
+    if (job_copy_string(sub, f, &p->span_texts[p->n_spans++], err))
+      return -1;
+    if (!strstr(p->text, p->span_texts[p->n_spans - 1]))
+      return job_fail(err, f, "\"%s\" does not occur in the prompt's text",
+                      job_shorten(s, p->span_texts[p->n_spans - 1]));
+  }
+  return 0;
+}
+
 static int parse_prompt(const json_t *v, const char *field, int index, int n_prompts,
                         job_prompt_t *p, job_error_t *err) {
   const json_t *text, *ids, *subject, *target, *foil, *cf;
@@ -137,6 +171,9 @@ static int parse_prompt(const json_t *v, const char *field, int index, int n_pro
                       job_shorten(s, p->subject));
     }
   }
+  const json_t *spans = json_object_get(v, "spans");
+  if (spans && parse_spans(spans, json_field_key(f, JOB_FIELD_LEN, field, "spans"), p, err))
+    return -1;
   if (target && job_want_token(target, json_field_key(f, JOB_FIELD_LEN, field, "target"), 1, 1,
                                &p->target, err))
     return -1;
@@ -261,11 +298,16 @@ static int check_unique_positions(const job_spec_t *spec, const char *f, job_err
 static int parse_position_rule(const json_t *v, const char *f, int each_ok, job_spec_t *spec,
                                job_error_t *err) {
   if (json_is_string(v)) {
-    static const char *const names[] = {"last", "all", "subject", NULL};
-    static const position_mode_t modes[] = {POSITIONS_LAST, POSITIONS_ALL, POSITIONS_SUBSTRING};
+    static const char *const names[] = {"last", "all", "subject", "spans", NULL};
+    static const position_mode_t modes[] = {POSITIONS_LAST, POSITIONS_ALL, POSITIONS_SUBSTRING,
+                                            POSITIONS_SPANS};
     int i = 0;
     if (job_want_enum(v, f, "positions", names, &i, err))
       return -1;
+    if (modes[i] == POSITIONS_SPANS && each_ok)
+      return job_fail(err, f,
+                      "\"spans\" is a grid, one variant per named span: write {\"each\": "
+                      "\"spans\"}");
     spec->positions = modes[i];
     return 0;
   }
@@ -582,6 +624,16 @@ static int check_prompts_against_job(job_spec_t *spec, int target_given, int met
     return job_fail(err, "ablations.positions.each",
                     "a per-position grid reads the final position; with \"target\": \"next\" "
                     "every position is already its own readout");
+  if (spec->positions == POSITIONS_SPANS)
+    for (int i = 0; i < spec->n_prompts; i++) {
+      const job_prompt_t *p = &spec->prompts[i];
+      json_field_index(fp, JOB_FIELD_LEN, "prompts", (size_t)i);
+      if (!p->n_spans && !p->subject)
+        return job_fail(err, json_field_key(f, JOB_FIELD_LEN, fp, "spans"),
+                        "required: ablations.positions is {\"each\": \"spans\"} (give the "
+                        "prompt as {\"text\": ..., \"spans\": {\"name\": \"substring\"}} "
+                        "or with a \"subject\")");
+    }
   if (spec->positions == POSITIONS_SUBSTRING)
     for (int i = 0; i < spec->n_prompts; i++) {
       const job_prompt_t *p = &spec->prompts[i];
@@ -791,6 +843,12 @@ void job_free(job_spec_t *spec) {
     free(spec->prompts[i].text);
     free(spec->prompts[i].ids);
     free(spec->prompts[i].subject);
+    for (int k = 0; k < spec->prompts[i].n_spans; k++) {
+      free(spec->prompts[i].span_names[k]);
+      free(spec->prompts[i].span_texts[k]);
+    }
+    free(spec->prompts[i].span_names);
+    free(spec->prompts[i].span_texts);
     free(spec->prompts[i].target.text);
     free(spec->prompts[i].foil.text);
     free(spec->prompts[i].cf_text);

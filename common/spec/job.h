@@ -60,6 +60,12 @@ typedef enum {
   COMPONENT_Q,
   COMPONENT_K,
   COMPONENT_V,
+  /* One head's attention pattern row at the intervened positions
+   * ("pattern.L.H"): the softmaxed probabilities over the row's keys
+   * (TransformerLens' hook_pattern). Zero, scale and patch (from a prompt
+   * of the same token count) only. Its effects count in its layer's
+   * attention slot. */
+  COMPONENT_PATTERN,
 } component_kind_t;
 
 typedef struct {
@@ -98,7 +104,12 @@ typedef enum {
   POSITIONS_ALL,       /* every position */
   POSITIONS_LIST,      /* explicit indices (negative counts from the end) */
   POSITIONS_SUBSTRING, /* the tokens of each prompt's `subject` (or a given string) */
+  POSITIONS_SPANS,     /* {"each": "spans"}: each named span of a prompt (its subject and its
+                          "spans"), every token of it: a grid with a variant per span */
 } position_mode_t;
+
+#define JOB_MAX_SPANS 64     /* named spans per prompt */
+#define JOB_SPAN_NAME_MAX 64 /* bytes of a span's name */
 
 typedef enum {
   TARGET_ARGMAX, /* the clean run's maximum-likelihood next token at the final position */
@@ -130,7 +141,12 @@ typedef struct {
   char *text; /* NULL when given as ids */
   int *ids;   /* NULL when given as text */
   int n_ids;
-  char *subject;      /* optional: names positions by substring */
+  char *subject; /* optional: names positions by substring */
+  /* Optional named spans ("spans": {"name": "substring"}), each occurring in
+   * the text: the cells of {"each": "spans"} (with the subject as span
+   * "subject" unless a span has that name). */
+  char **span_names, **span_texts;
+  int n_spans;
   job_token_t target; /* optional per-prompt target (text NULL and id -1: none) */
   job_token_t foil;   /* optional per-prompt foil (as target) */
   /* Optional counterfactual, the corrupted version of the prompt: text or

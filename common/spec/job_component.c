@@ -27,6 +27,7 @@ typedef enum {
   PATTERN_Q,
   PATTERN_K,
   PATTERN_V,
+  PATTERN_PATTERN,
 } pattern_kind_t;
 
 #define WILDCARD (-1) /* layer or index "*" */
@@ -82,6 +83,7 @@ static const struct {
     {"attn.hook_q", "q.L.*"},
     {"attn.hook_k", "k.L.*"},
     {"attn.hook_v", "v.L.*"},
+    {"attn.hook_pattern", "pattern.L.*"},
     {"hook_attn_out", "attn.L"},
     {"hook_mlp_out", "mlp.L"},
     {"mlp", "mlp.L"},
@@ -110,7 +112,7 @@ static const char *const foreign_embeds[] = {
 
 #define HYDRA_SCHEME                                                                               \
   "hydra names components embed, attn.L, mlp.L, head.L.H, q/k/v.L.H, neuron.L.N, "                 \
-  "resid_pre/resid_mid/resid_post.L"
+  "resid_pre/resid_mid/resid_post.L, pattern.L.H"
 
 /* 1 (with msg: hydra's name for it) when s is another library's name for
  * a component; 0 otherwise. */
@@ -196,8 +198,10 @@ static int pattern_parse(const char *s, triple_t *p, char *msg, size_t msg_len) 
       return parse_part(part[1], len[1], 1, "layer", &p->layer, msg, msg_len);
     }
   const int qkv = len[0] == 1 && (part[0][0] == 'q' || part[0][0] == 'k' || part[0][0] == 'v');
-  if ((len[0] == 4 && !strncmp(part[0], "head", 4)) || qkv) {
-    p->kind = !qkv                ? PATTERN_HEAD
+  const int attn_pattern = len[0] == 7 && !strncmp(part[0], "pattern", 7);
+  if ((len[0] == 4 && !strncmp(part[0], "head", 4)) || qkv || attn_pattern) {
+    p->kind = attn_pattern        ? PATTERN_PATTERN
+              : !qkv              ? PATTERN_HEAD
               : part[0][0] == 'q' ? PATTERN_Q
               : part[0][0] == 'k' ? PATTERN_K
                                   : PATTERN_V;
@@ -355,7 +359,8 @@ static int expand_pattern(expansion_t *x, triple_t p, const model_config_t *cfg)
     l1 = cfg->n_layers;
   } else if (p.layer >= cfg->n_layers)
     return out_of_range(x, "layers", cfg->n_layers);
-  if ((p.kind == PATTERN_HEAD || p.kind == PATTERN_Q) && p.index >= cfg->n_heads)
+  if ((p.kind == PATTERN_HEAD || p.kind == PATTERN_Q || p.kind == PATTERN_PATTERN) &&
+      p.index >= cfg->n_heads)
     return out_of_range(x, "heads per layer", cfg->n_heads);
   if ((p.kind == PATTERN_K || p.kind == PATTERN_V) && p.index >= cfg->n_kv_heads)
     return out_of_range(x, "key/value heads per layer", cfg->n_kv_heads);
@@ -388,12 +393,14 @@ static int expand_pattern(expansion_t *x, triple_t p, const model_config_t *cfg)
     case PATTERN_NEURON:
     case PATTERN_Q:
     case PATTERN_K:
-    case PATTERN_V: {
-      component_kind_t kind = p.kind == PATTERN_HEAD     ? COMPONENT_HEAD
-                              : p.kind == PATTERN_NEURON ? COMPONENT_NEURON
-                              : p.kind == PATTERN_Q      ? COMPONENT_Q
-                              : p.kind == PATTERN_K      ? COMPONENT_K
-                                                         : COMPONENT_V;
+    case PATTERN_V:
+    case PATTERN_PATTERN: {
+      component_kind_t kind = p.kind == PATTERN_HEAD      ? COMPONENT_HEAD
+                              : p.kind == PATTERN_NEURON  ? COMPONENT_NEURON
+                              : p.kind == PATTERN_Q       ? COMPONENT_Q
+                              : p.kind == PATTERN_K       ? COMPONENT_K
+                              : p.kind == PATTERN_PATTERN ? COMPONENT_PATTERN
+                                                          : COMPONENT_V;
       int n = p.kind == PATTERN_NEURON                     ? cfg->d_mlp
               : p.kind == PATTERN_K || p.kind == PATTERN_V ? cfg->n_kv_heads
                                                            : cfg->n_heads;
@@ -580,6 +587,9 @@ void component_name(const component_t *c, char *buf, size_t len) {
   case COMPONENT_K:
   case COMPONENT_V:
     snprintf(buf, len, "%c.%d.%d", "qkv"[c->kind - COMPONENT_Q], c -> layer, c -> index);
+    break;
+  case COMPONENT_PATTERN:
+    snprintf(buf, len, "pattern.%d.%d", c->layer, c->index);
     break;
   default:
     snprintf(buf, len, "unknown");

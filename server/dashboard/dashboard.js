@@ -116,8 +116,11 @@ function color(v, lim) {
   return t >= 0 ? `rgb(${a},${a},255)` : `rgb(255,${a},${a})`;
 }
 
-// a summary row's label: its component, and a grid's position
-function rowLabel(r) { return r.position === undefined ? r.component : `${r.component} @${r.position}`; }
+// a row's grid cell: its position, or on a grid over named spans its span
+function cellOf(r) { return r.span !== undefined ? r.span : r.position; }
+
+// a summary row's label: its component, and a grid's position or span
+function rowLabel(r) { return cellOf(r) === undefined ? r.component : `${r.component} @${cellOf(r)}`; }
 
 // A per-position grid: rows the components (header order), columns the
 // grid's positions, cells the mean total effect for the method.
@@ -144,14 +147,14 @@ function drawGrid(rows, header, method) {
     th.textContent = c;
     tr.append(th);
     for (const p of header.grid) {
-      const r = sums.find((x) => x.component === c && x.position === p);
+      const r = sums.find((x) => x.component === c && cellOf(x) === p);
       const v = r && r.total_effect ? r.total_effect.mean : null;
       const td = document.createElement("td");
       td.className = "cell";
       td.dataset.component = c;
       td.dataset.position = String(p);
       td.dataset.value = String(v);
-      td.title = `${c} at position ${p}: total effect ${fmt(v, 4)}`;
+      td.title = `${c} at ${header.grid_of === "span" ? "span" : "position"} ${p}: total effect ${fmt(v, 4)}`;
       td.style.background = typeof v === "number" ? color(v, lim) : "#ddd";
       tr.append(td);
     }
@@ -350,7 +353,7 @@ function partialSummary(rows) {
   const groups = new Map();
   for (const r of rows) {
     if (r.type !== "variant") continue;
-    const key = `${r.component}|${r.method}|${r.position}`;
+    const key = `${r.component}|${r.method}|${cellOf(r)}`;
     if (!groups.has(key)) groups.set(key, []);
     groups.get(key).push(r);
   }
@@ -358,7 +361,7 @@ function partialSummary(rows) {
   for (const g of groups.values()) {
     const r0 = g[0], m = (k) => ({ mean: mean(g.map((r) => r[k])) });
     const effects = (r0.effects || []).map((_, k) => mean(g.map((r) => r.effects && r.effects[k])));
-    out.push({ type: "summary", component: r0.component, method: r0.method, position: r0.position,
+    out.push({ type: "summary", component: r0.component, method: r0.method, position: r0.position, span: r0.span,
       n: g.length, direct_effect: m("direct_effect"), total_effect: m("total_effect"),
       compensation: m("compensation"), compensation_attn: m("compensation_attn"),
       compensation_mlp: m("compensation_mlp"), fit: null, effects });

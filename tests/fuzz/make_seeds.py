@@ -35,6 +35,11 @@ put("job", "next.json", json.dumps({"prompts": [{"ids": [1, 2, 3, 4]}], "target"
                                                   "positions": "all"}}))
 put("job", "substring.json", json.dumps({"prompts": ["a b c"], "ablations": {
     "components": ["mlp.*"], "methods": ["zero"], "positions": {"substring": "b"}}}))
+put("job", "spans_patterns.json", json.dumps({
+    "prompts": [{"text": "a b c d", "subject": "a", "spans": {"verb": " c", "end": " d"}},
+                {"text": "e f g h", "spans": {"verb": " g"}}],
+    "ablations": {"components": ["pattern.1.*", "head.0.1"], "methods": ["zero", "mean", "scale:0.5"],
+                  "positions": {"each": "spans"}}}))
 
 
 # ---- safetensors: 8-byte little-endian header length, JSON header, data

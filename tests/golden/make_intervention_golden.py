@@ -14,6 +14,12 @@ Definitions (the README's "Residual-stream sites" and "Groups"):
   resid_mid.L      the residual between attention and MLP of layer L: the
                    attention output o is replaced by f(r + o) - r, where r is
                    the layer's input in the same run (so r + o becomes f(r + o))
+  pattern.L.H      head H's attention pattern in layer L (TransformerLens'
+                   hook_pattern): torch's softmax is replaced, while layer L's
+                   attention module runs (eager attention), by one that
+                   changes head H's rows of its output at the intervened
+                   query positions (zero, scale, or the source prompt's clean
+                   rows; the pattern prompts all have one token count)
   direct effect    a residual site: DE(clean value) - DE(ablated value) at the
                    final position, read with the clean frozen norm scale; a
                    group: the summed drop of its slots' direct effects
@@ -31,6 +37,7 @@ Writes tests/golden/interventions_<name>.json for tiny-gpt2 and tiny-llama.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -69,7 +76,68 @@ def layers(arch):
 
 def slot_of(comp):
     kind, L = comp.split(".")[0], int(comp.split(".")[1])
-    return 1 + 2 * L if kind in ("attn", "head", "q", "k", "v") else 2 + 2 * L
+    return 1 + 2 * L if kind in ("attn", "head", "q", "k", "v", "pattern") else 2 + 2 * L
+
+
+def attn_module(arch, L):
+    return layers(arch)[L].attn if arch.family == "gpt2" else layers(arch)[L].self_attn
+
+
+@contextlib.contextmanager
+def patterned(arch, fns, capture=None):
+    """While it is open, torch.nn.functional.softmax called inside layer L's
+    attention module (eager attention's softmax of the scores) has head H's
+    pattern [T queries, T keys] replaced by fns[(L, H)](pattern); capture,
+    when given, receives every layer's patterns [H, T, T] as they leave."""
+    orig = torch.nn.functional.softmax
+    cur, handles = [None], []
+
+    def enter(mod, args, L):
+        cur[0] = L
+
+    def leave(mod, args, out):
+        cur[0] = None
+    for L in range(arch.n_layers):
+        m = attn_module(arch, L)
+        handles.append(m.register_forward_pre_hook(lambda mod, args, L=L: enter(mod, args, L)))
+        handles.append(m.register_forward_hook(leave))
+
+    def softmax(x, *args, **kw):
+        y = orig(x, *args, **kw)
+        L = cur[0]
+        if L is None:
+            return y
+        heads = [(H, f) for (l, H), f in fns.items() if l == L]
+        if heads:
+            y = y.clone()
+            for H, f in heads:
+                y[0, H] = f(y[0, H].clone())
+        if capture is not None:
+            capture[L] = y[0].detach().clone()
+        return y
+    torch.nn.functional.softmax = softmax
+    try:
+        yield
+    finally:
+        torch.nn.functional.softmax = orig
+        for h in handles:
+            h.remove()
+
+
+def clean_pattern(arch, cl, comp):
+    """Head H's clean pattern of layer L ([T, T]) for pattern.L.H."""
+    full = cl.setdefault("pattern_full", {})
+    if "all" not in full:
+        got = {}
+        with patterned(arch, {}, got):
+            G.forward(arch, cl["ids"])
+        assert len(got) == arch.n_layers, "the attention's softmax was not seen in every layer"
+        for L, p in got.items():  # rows of probabilities, causal
+            assert torch.allclose(p.sum(-1), torch.ones_like(p.sum(-1)), atol=1e-5)
+            assert float(p.triu(1).abs().max()) == 0.0
+        full["all"] = got
+    _, L, H = comp.split(".")
+    return full["all"][int(L)][int(H)]
 
 
 def resid_first_downstream(comp):
@@ -125,7 +193,7 @@ def run(arch, ids, interventions, positions, box=None):
     given, receives each residual site's value at the final position after
     the intervention. Returns forward()'s captures, with each slot's output
     as the component computed it (before a resid_mid site changes it)."""
-    handles, rest, true_out = [], {}, {}
+    handles, rest, true_out, pattern_fns = [], {}, {}, {}
     box = box if box is not None else {}
     L_ = layers(arch)
     if NOISE:  # causal tracing's corruption, before any other hook on the embeddings
@@ -146,6 +214,10 @@ def run(arch, ids, interventions, positions, box=None):
                 out[0, :, cols] = f(out[0, :, cols].clone())
                 return out
             handles.append(mod.register_forward_hook(proj))
+            continue
+        if kind == "pattern":  # head H's rows of layer L's softmax
+            _, L, H = comp.split(".")
+            pattern_fns[(int(L), int(H))] = at_positions(fn, positions)
             continue
         if not kind.startswith("resid_"):
             rest[comp] = fn
@@ -188,7 +260,8 @@ def run(arch, ids, interventions, positions, box=None):
                 return (y - r["x"])[None]
             handles.append(arch.attn_out[L].register_forward_hook(mid))
     try:
-        cap = G.forward(arch, ids, rest, positions)
+        with patterned(arch, pattern_fns):
+            cap = G.forward(arch, ids, rest, positions)
     finally:
         for h in handles:
             h.remove()
@@ -232,6 +305,13 @@ def value_fn(arch, method, comp, i, cleans, means, positions, src_cl=None):
     if method.startswith("scale:"):
         a = float(method.split(":")[1])
         return lambda v: v * a
+    if method == "mean" and comp.startswith("pattern."):  # the pattern prompts share a length
+        m = torch.stack([clean_pattern(arch, c, comp) for c in cleans]).mean(0)
+        return (lambda v: m[-1].clone()) if positions == "last" else (lambda v: m.clone())
+    if method == "mean" and positions == "all":  # every position: prompts of one length only
+        assert len({len(c["ids"]) for c in cleans}) == 1
+        m = torch.stack([clean_values(arch, c, comp) for c in cleans]).mean(0)
+        return lambda v: m.clone().reshape(v.shape)
     if method == "mean":
         assert positions == "last"
         if comp not in means:
@@ -242,6 +322,12 @@ def value_fn(arch, method, comp, i, cleans, means, positions, src_cl=None):
     j, run_cl = PATCH_SOURCE, cleans[i]
     if src_cl is not None:
         cleans, j = [src_cl], 0
+    if comp.startswith("pattern."):  # the pattern prompts have one token count
+        src = clean_pattern(arch, cleans[j], comp)
+        assert src.shape[0] == len(run_cl["ids"])
+        if positions == "last":
+            return lambda v: src[-1].clone()
+        return lambda v: src.clone()
     if comp.startswith("resid_") or comp.split(".")[0] in ("q", "k", "v"):
         src = clean_values(arch, cleans[j], comp)
         if positions == "last":
@@ -327,13 +413,14 @@ def clean_record(arch, ids, target=None, foil=None):
 
 PAIR_COMPONENTS = ["attn.0", "attn.1", "attn.2", "mlp.1", "head.1.0", "resid_pre.1", "resid_post.2"]
 PAIR_GROUPS = {"attn 0 and mlp 2": ["attn.0", "mlp.2"]}
+PAIR_PATTERNS = ["pattern.1.0", "pattern.2.3"]  # the denoising pairs have equal lengths
 
 
 def pair_cases(arch, prompts, only_noising=False):
     """Paired prompts: each prompt's counterfactual (its own ids, or another
     prompt of the job), per-prompt targets and foils; noising at the final
     position (a pair may differ in length there) and denoising at every
-    position (pairs of equal length)."""
+    position (pairs of equal length, so attention patterns are patched too)."""
     rng = G.np.random.default_rng(4242)
     vocab = arch.model.config.vocab_size
 
@@ -370,15 +457,16 @@ def pair_cases(arch, prompts, only_noising=False):
         srcs = [prompts[i] if denoise else cf_tok[i] for i in range(n)]
         cleans = [clean_record(arch, runs[i], targets[i], foils[i]) for i in range(n)]
         src_cls = [clean_record(arch, srcs[i]) for i in range(n)]
+        comps = PAIR_COMPONENTS + (PAIR_PATTERNS if denoise else [])
         job = {"prompts": [{"ids": prompts[i], "target": targets[i], "foil": foils[i],
                             "counterfactual": cf_doc[i]} for i in range(n)],
-               "ablations": {"components": PAIR_COMPONENTS, "groups": PAIR_GROUPS,
+               "ablations": {"components": comps, "groups": PAIR_GROUPS,
                              "methods": [{"patch": {"source": "counterfactual"}}, "zero"],
                              "positions": positions},
                "metrics": ["logit_diff"]}
         if denoise:
             job["ablations"]["patching"] = "denoising"
-        units = [(c, [c]) for c in PAIR_COMPONENTS] + list(PAIR_GROUPS.items())
+        units = [(c, [c]) for c in comps] + list(PAIR_GROUPS.items())
         rows = []
         for i in range(n):
             for un, members in units:
@@ -396,11 +484,14 @@ GRID_COMPONENTS = ["attn.0", "mlp.1", "head.1.0", "resid_pre.1", "resid_mid.2"]
 GRID_GROUPS = {"attn 0 and mlp 2": ["attn.0", "mlp.2"]}
 
 
-def grid_case(arch, cleans):
+def grid_case(arch, cleans, comps=GRID_COMPONENTS, groups=GRID_GROUPS,
+              methods=("zero", "scale:0.5", "patch"), title="per-position grid, every position"):
     """A per-position grid ("positions": {"each": "all"}): one run per prompt,
     unit, method and position t, intervening at t alone (patch from prompt
     PATCH_SOURCE aligned from the end: t - n_i + n_j, left alone below 0)."""
     def full(cl, comp):
+        if comp.startswith("pattern."):
+            return clean_pattern(arch, cl, comp)
         return clean_values(arch, cl, comp) if comp.startswith("resid_") else G.full_value(arch, cl, comp)
 
     def at_t(method, comp, i, t):
@@ -417,8 +508,7 @@ def grid_case(arch, cleans):
                     v[t] = src[s]
             return v
         return fn
-    units = [(c, [c]) for c in GRID_COMPONENTS] + list(GRID_GROUPS.items())
-    methods = ["zero", "scale:0.5", "patch"]
+    units = [(c, [c]) for c in comps] + list(groups.items())
     rows = []
     for i, cl in enumerate(cleans):
         for t in range(len(cl["ids"])):
@@ -430,11 +520,90 @@ def grid_case(arch, cleans):
                                 "position": t})
                     rows.append(row)
     job = {"prompts": [{"ids": c["ids"]} for c in cleans],
-           "ablations": {"components": GRID_COMPONENTS, "groups": GRID_GROUPS,
-                         "methods": ["zero", "scale:0.5", {"patch": {"source": PATCH_SOURCE}}],
+           "ablations": {"components": list(comps), "groups": groups,
+                         "methods": [m if m != "patch" else {"patch": {"source": PATCH_SOURCE}}
+                                     for m in methods],
                          "positions": {"each": "all"}}}
-    G.log(f"  per-position grid, every position: {len(rows)} rows")
-    return {"name": "per-position grid, every position", "job": job, "rows": rows}
+    G.log(f"  {title}: {len(rows)} rows")
+    return {"name": title, "job": job, "rows": rows}
+
+
+PATTERN_UNITS = {  # (components, groups) per model size
+    "tiny": (["pattern.0.1", "pattern.1.0", "pattern.2.3"],
+             {"patterns 1.0 and 1.1": ["pattern.1.0", "pattern.1.1"],
+              "pattern 1.0 and head 2.1": ["pattern.1.0", "head.2.1"]}),
+    "smollm2": (["pattern.2.4", "pattern.14.0", "pattern.25.7"],
+                {"patterns of layer 20, heads 0-2": ["pattern.20.0", "pattern.20.1", "pattern.20.2"]}),
+}
+# SmolLM2's pattern prompts: one token count (14), so that every prompt's pattern rows can patch
+# every other's
+PATTERN_TEXTS = ["When Mary and John went to the store, John gave a drink to",
+                 "When Mary and John went to the store, Mary gave a drink to",
+                 "When Tom and Anna went to the park, Anna gave a ball to"]
+
+
+PATTERN_RESAMPLE = (3, 11)  # (samples, seed) of the pattern cases' resample
+
+
+def pattern_resample_row(arch, cleans, i, u, name, members, samples, seed, positions):
+    """A resample row: the mean over the draws hydra makes (unit index u) of
+    the row of a patch from the drawn prompt."""
+    n = len(cleans)
+    recs = [unit_row(arch, cleans, {}, i, name, members, "patch", positions,
+                     src_cl=cleans[G.resample_source(seed, i, u, s, n)], label="resample")
+            for s in range(samples)]
+    row = dict(recs[0])
+    for f in ("total_effect", "ablated_logit", "direct_effect", "compensation"):
+        row[f] = sum(r[f] for r in recs) / samples
+    row["de_clean_scale"] = [sum(r["de_clean_scale"][q] for r in recs) / samples
+                             for q in range(len(recs[0]["de_clean_scale"]))]
+    return row
+
+
+def pattern_cases(arch, prompts, small):
+    """pattern.L.H at the final position, at every position and as a
+    per-position grid: zero, scale:0.5 and patch from prompt PATCH_SOURCE,
+    on prompts of one token count. Checks first that zeroing a head's
+    pattern is zeroing the head (its output is the pattern times the
+    values) and that a pattern patched from its own prompt changes nothing."""
+    comps, groups = PATTERN_UNITS["smollm2" if small else "tiny"]
+    cleans = [clean_record(arch, ids) for ids in prompts]
+    assert len({len(c["ids"]) for c in cleans}) == 1, [len(c["ids"]) for c in cleans]
+    cl, p = cleans[0], comps[1]
+    head = "head." + p.split(".", 1)[1]
+    a = run(arch, cl["ids"], {p: lambda v: torch.zeros_like(v)}, "all")["logits"]
+    b = run(arch, cl["ids"], {head: lambda v: torch.zeros_like(v)}, "all")["logits"]
+    same = float((a - b).abs().max())
+    own = clean_pattern(arch, cl, p)
+    c = run(arch, cl["ids"], {p: lambda v: own.clone()}, "all")["logits"]
+    noop = float((c - cl["cap"]["logits"]).abs().max())
+    assert same < 1e-4 and noop < 1e-5, (same, noop)
+    G.log(f"  patterns: zero {p} vs zero {head} max |logit diff| {same:.2e}; own pattern {noop:.2e}")
+    cases = []
+    samples, seed = PATTERN_RESAMPLE
+    for title, positions in (("attention patterns, final position", "last"),
+                             ("attention patterns, every position", "all")):
+        methods = ["zero", "scale:0.5", "patch", "mean"] + ([] if small else ["resample"])
+        units = [(c, [c]) for c in comps] + list(groups.items())
+        rows = []
+        for i in range(len(cleans)):
+            for u, (un, members) in enumerate(units):
+                for m in methods:
+                    if m == "resample":
+                        rows.append(pattern_resample_row(arch, cleans, i, u, un, members, samples, seed,
+                                                         positions))
+                    else:
+                        rows.append(unit_row(arch, cleans, {}, i, un, members, m, positions))
+        job = {"prompts": [{"ids": c["ids"]} for c in cleans],
+               "ablations": {"components": comps, "groups": groups,
+                             "methods": [m if m != "patch" else {"patch": {"source": PATCH_SOURCE}}
+                                         for m in methods],
+                             "samples": samples, "seed": seed, "positions": positions}}
+        cases.append({"name": title, "job": job, "rows": rows})
+        G.log(f"  {title}: {len(rows)} rows")
+    cases.append(grid_case(arch, cleans[:2] if small else cleans, comps[:2], dict(list(groups.items())[:1]),
+                           ("zero", "patch"), "attention patterns, per-position grid"))
+    return cases
 
 
 def grid_row(arch, cl, name, members, fns, t):
@@ -442,6 +611,81 @@ def grid_row(arch, cl, name, members, fns, t):
     box = {}
     cap = run(arch, cl["ids"], fns, "all", box)
     return {"component": name, **unit_fields(arch, cl, cap, box, members)}
+
+
+SPAN_TEXTS = [("the cat sat on the mat", "the cat", {"verb": " sat", "place": " the mat"}),
+              ("a dog ran in the park", "dog", {"verb": " ran", "place": " the park"}),
+              ("one two three four five", "two three", {"place": " five", "verb": " four"})]
+
+
+def token_span(enc, text, sub):
+    """The tokens overlapping the first occurrence of sub (hydra's
+    tokenizer_find_substring: every non-empty token that overlaps it)."""
+    a = text.index(sub)
+    b = a + len(sub)
+    return [k for k, (x, y) in enumerate(enc["offset_mapping"]) if x < b and y > a and y > x]
+
+
+def span_grid_case(arch, path, tok=None, methods=("zero", "scale:0.5", "patch"), n_prompts=3):
+    """A grid over named spans ("positions": {"each": "spans"}): one run per
+    prompt, unit, method and span (the subject, then each prompt's "spans"),
+    intervening at every token of the span. A patch from prompt PATCH_SOURCE
+    pairs positions from the end over each prompt's listed positions (every
+    span's tokens, in order), as hydra does."""
+    if tok is None:
+        from transformers import AutoTokenizer
+        tok = AutoTokenizer.from_pretrained(os.path.join(G.REPO_ROOT, path))
+    texts = SPAN_TEXTS[:n_prompts]
+    prompts, cells, names = [], [], []
+    for text, subject, spans in texts:
+        enc = tok(text, return_offsets_mapping=True)
+        prompts.append(enc["input_ids"])
+        c = sorted([(token_span(enc, text, s), n) for n, s in [("subject", subject)] + list(spans.items())])
+        cells.append(c)
+        names += [n for _, n in c if n not in names]
+    cleans = [clean_record(arch, ids) for ids in prompts]
+    listed = [[t for ts, _ in c for t in ts] for c in cells]
+
+    def full(cl, comp):
+        if comp.startswith("pattern."):
+            return clean_pattern(arch, cl, comp)
+        return clean_values(arch, cl, comp) if comp.startswith("resid_") else G.full_value(arch, cl, comp)
+
+    def at_span(method, comp, i, ts):
+        src = full(cleans[PATCH_SOURCE], comp) if method == "patch" else None  # not inside a hook
+
+        def fn(v):  # v: [T, ...], every position
+            v = v.clone()
+            for t in ts:
+                if method == "zero":
+                    v[t] = torch.zeros_like(v[t])
+                elif method == "scale:0.5":
+                    v[t] = v[t] * 0.5
+                else:
+                    li, lj = listed[i], listed[PATCH_SOURCE]
+                    kk = len(lj) - (len(li) - li.index(t))
+                    if kk >= 0:
+                        v[t] = src[lj[kk]]
+            return v
+        return fn
+    units = [(c, [c]) for c in GRID_COMPONENTS] + list(GRID_GROUPS.items())
+    rows = []
+    for i, cl in enumerate(cleans):
+        for ts, name in cells[i]:
+            for un, members in units:
+                for m in methods:
+                    fns = {c: at_span(m, c, i, ts) for c in members}
+                    row = grid_row(arch, cl, un, members, fns, None)
+                    row.update({"prompt": i, "method": f"patch:{PATCH_SOURCE}" if m == "patch" else m,
+                                "span": name})
+                    rows.append(row)
+    job = {"prompts": [{"text": t, "subject": s, "spans": sp} for t, s, sp in texts],
+           "ablations": {"components": GRID_COMPONENTS, "groups": GRID_GROUPS,
+                         "methods": [m if m != "patch" else {"patch": {"source": PATCH_SOURCE}}
+                                     for m in methods],
+                         "positions": {"each": "spans"}}}
+    G.log(f"  per-span grid: {len(rows)} rows (spans {names}, cells {cells})")
+    return {"name": "per-span grid", "job": job, "rows": rows, "tokens": prompts}
 
 
 TRACE_TEXTS = [("the cat sat on the mat", "the cat"), ("a dog ran in the park", "dog"),
@@ -539,8 +783,8 @@ def restore_at(arch, clean, comp, t, method):
 
 
 def make(arch, name, path, prompts, golden_dir, small=False, tok=None, model_field=None):
-    """small (SmolLM2): the final-position cases, noising pairs and the
-    subject-last trace, zero and patch only (a small file)."""
+    """small (SmolLM2): zero and patch only, noising pairs only, and the
+    per-position grids over two prompts (a smaller file)."""
     cleans = [clean_record(arch, ids) for ids in prompts]
     every = sorted({c for cs in GROUPS.values() for c in cs} | {"head.1.0", "attn.0"})
     means = {c: torch.stack([G.comp_value(arch, cl["cap"], c).reshape(-1) for cl in cleans]).mean(0)
@@ -566,8 +810,6 @@ def make(arch, name, path, prompts, golden_dir, small=False, tok=None, model_fie
     cases = []
     for title, comps, groups, methods, positions in CASES:
         if small:
-            if positions != "last":
-                continue
             methods = [m for m in methods if m in ("zero", "patch")]
         units = [(c, [c]) for c in comps] + list(groups.items())
         job = {"prompts": [{"ids": cl["ids"]} for cl in cleans],
@@ -586,9 +828,18 @@ def make(arch, name, path, prompts, golden_dir, small=False, tok=None, model_fie
         cases.append({"name": title, "job": job, "rows": rows})
         G.log(f"  {title}: {len(rows)} rows")
     cases += pair_cases(arch, prompts, only_noising=small)
-    if not small:
+    if small:
+        cases.append(grid_case(arch, cleans[:2], methods=("zero", "patch")))
+        cases.append(span_grid_case(arch, path, tok, methods=("zero", "patch"), n_prompts=2))
+    else:
         cases.append(grid_case(arch, cleans))
-    cases += trace_cases(arch, path, tok, only_last=small)
+        cases.append(span_grid_case(arch, path, tok))
+    cases += trace_cases(arch, path, tok)
+    if small:
+        pattern_prompts = [tok(s, add_special_tokens=False)["input_ids"] for s in PATTERN_TEXTS]
+    else:
+        pattern_prompts = [ids[:min(len(x) for x in prompts)] for ids in prompts]
+    cases += pattern_cases(arch, pattern_prompts, small)
 
     def r(v):
         return [G.rnd(x) for x in v] if isinstance(v, list) else G.rnd(v) if isinstance(v, float) else v

@@ -277,7 +277,8 @@ def test_transformerlens_names():
              "blocks.3.hook_mlp_out": "mlp.3", "blocks.3.hook_attn_out": "attn.3",
              "blocks.3.hook_resid_pre": "resid_pre.3", "blocks.12.hook_resid_mid": "resid_mid.12",
              "blocks.0.hook_resid_post": "resid_post.0", ("blocks.2.mlp.hook_post", 17): "neuron.2.17",
-             ("blocks.4.attn.hook_q", 1): "q.4.1", "blocks.*.hook_mlp_out": "mlp.*", "hook_embed": "embed",
+             ("blocks.4.attn.hook_q", 1): "q.4.1", ("blocks.4.attn.hook_pattern", 2): "pattern.4.2",
+             "blocks.*.hook_mlp_out": "mlp.*", "hook_embed": "embed",
              "model.layers.7.self_attn": "attn.7", "transformer.h.2.mlp": "mlp.2",
              "attn.3": "attn.3", "head.5.*": "head.5.*", "embed": "embed"}
     for name, want in cases.items():
@@ -364,6 +365,37 @@ def test_position_grid_frame(client):
         res.effect_table(method="zero")
     t = res.effect_table(method="zero", position=4)
     assert t.shape == (3, len(res.slots)) and t.notna().all().all()
+
+
+SPAN_JOB = {"model": "tiny",
+            "prompts": [{"text": "the cat sat on the mat", "subject": "the cat",
+                         "spans": {"verb": " sat", "place": " the mat"}},
+                        {"text": "a dog ran in the park", "spans": {"verb": " ran", "place": " the park"}}],
+            "ablations": {"components": ["resid_pre.1", "attn.2"], "methods": ["zero", {"patch": {"source": 1}}],
+                          "positions": {"each": "spans"}}}
+
+
+def test_span_grid_frame(client):
+    """A grid over named spans: rows and summaries carry `span`, the grid
+    frame is component x span (names in token order), position= takes a
+    span's name; a span a prompt lacks averages over the others."""
+    job = client.submit(SPAN_JOB)
+    job.follow(progress=False)
+    res = job.results()
+    assert res.header["grid"] == ["subject", "verb", "place"] and res.grid_key == "span"
+    assert res.summary.index.names == ["component", "method", "span"]
+    assert len(res.variants) == (3 + 2) * 2 * 2
+    g = res.position_grid(method="zero")
+    assert list(g.columns) == ["subject", "verb", "place"] and g.columns.name == "span"
+    v = res.variants
+    sel = v[(v["method"] == "zero") & (v["component"] == "attn.2") & (v["span"] == "place")]
+    assert len(sel) == 2 and close(g.loc["attn.2", "place"], sel["total_effect"].mean())
+    subj = v[(v["method"] == "zero") & (v["component"] == "attn.2") & (v["span"] == "subject")]
+    assert list(subj["prompt"]) == [0] and close(g.loc["attn.2", "subject"], subj["total_effect"].mean())
+    t = res.effect_table(method="zero", position="verb")
+    assert t.shape == (2, len(res.slots)) and t.notna().all().all()
+    with pytest.raises(ValueError, match="no span 3"):
+        res.effect_table(method="zero", position=3)
 
 
 def test_readme_python_snippet():

@@ -182,6 +182,20 @@ def test_position_grid_heatmap(client, tmp_path):
     assert os.path.getsize(tmp_path / "grid.png") > 1000
     with pytest.raises(ValueError, match="plot_position_grid"):
         plot_direct_vs_total(res, method="zero")
+    # a grid over named spans: the spans label the columns
+    spans = client.submit({"model": "tiny",
+                           "prompts": [{"text": "the cat sat on the mat", "subject": "the cat",
+                                        "spans": {"verb": " sat"}},
+                                       {"text": "a dog ran in the park", "subject": "dog",
+                                        "spans": {"verb": " ran"}}],
+                           "ablations": {"components": ["resid_pre.1", "attn.2"], "methods": ["zero"],
+                                         "positions": {"each": "spans"}}})
+    spans.follow(progress=False)
+    fig = plot_position_grid(spans.results(), tmp_path / "spans.png")
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "intervened span"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["subject", "verb"]
+    assert readable(ax) and not_blank(fig)
     # one position's effect table
     fig = plot_effect_table(res, method="zero", position=3)
     ax = fig.axes[0]

@@ -56,6 +56,11 @@ for k, text in enumerate(blocks):
         runs = sum(len(r["tokens"]) for r in rows if r["type"] == "clean")
         check(f"example {k}: grid rows carry their position",
               all("position" in v for v in variants if v["type"] == "variant"))
+    if abl.get("positions") == {"each": "spans"}:  # a run per prompt and named span
+        runs = sum(len(set(p.get("spans", {})) | ({"subject"} if "subject" in p else set()))
+                   for p in doc["prompts"])
+        check(f"example {k}: span grid rows carry their span",
+              all("span" in v and v["span"] in header.get("grid", []) for v in variants))
     want = runs * len(expanded) * n_methods
     check(f"example {k}: {want} variant rows", len(variants) == want, len(variants))
     check(f"example {k}: every value finite", not any(r.get("nonfinite") for r in rows),

@@ -19,7 +19,8 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 Name = Union[str, Tuple[str, int], List[Any]]
 
 HYDRA_SPELLING = ("embed, attn.L, mlp.L, head.L.H, neuron.L.N, resid_pre.L, resid_mid.L, "
-                  "resid_post.L, q.L.H, k.L.H, v.L.H (L a layer or *, H a head, N a neuron)")
+                  "resid_post.L, q.L.H, k.L.H, v.L.H, pattern.L.H (L a layer or *, H a head, "
+                  "N a neuron)")
 
 # TransformerLens hook (after "blocks.L.") -> (hydra kind without an index,
 # hydra kind with an index). None where that form has no hydra counterpart.
@@ -35,6 +36,7 @@ _BLOCK_HOOKS: Dict[str, Tuple[Optional[str], Optional[str]]] = {
     "attn.hook_q": (None, "q"),
     "attn.hook_k": (None, "k"),
     "attn.hook_v": (None, "v"),
+    "attn.hook_pattern": (None, "pattern"),
 }
 
 # Hugging Face module paths (after the layer) -> hydra kind.

@@ -34,7 +34,8 @@ PathLike = Union[str, "os.PathLike[str]", None]
 TICK_PT, LABEL_PT, TITLE_PT, LEGEND_PT = 9, 10, 11, 9
 METHOD_COLORS = ["tab:blue", "tab:red", "tab:green", "tab:purple", "tab:brown", "tab:olive"]
 KIND_MARKERS = {"attn": "o", "mlp": "s", "head": "^", "neuron": "v", "resid_pre": "D",
-                "resid_mid": "D", "resid_post": "D", "embed": "*"}
+                "resid_mid": "D", "resid_post": "D", "embed": "*", "q": "<", "k": "<", "v": "<",
+                "pattern": ">"}
 
 
 def _axes(ax: Optional[Axes], figsize: Tuple[float, float]) -> Tuple[Figure, Axes]:
@@ -56,7 +57,8 @@ def _kind(name: str) -> str:
 
 
 def _layer(name: str) -> Optional[int]:
-    m = re.match(r"^(?:attn|mlp|head|neuron|resid_pre|resid_mid|resid_post)\.(\d+)", name)
+    m = re.match(r"^(?:attn|mlp|head|neuron|resid_pre|resid_mid|resid_post|q|k|v|pattern)\.(\d+)",
+                 name)
     return int(m.group(1)) if m else None
 
 
@@ -242,7 +244,8 @@ def plot_position_grid(results: Results, path: PathLike = None, *, method: Optio
     """The layer x position heatmap of a per-position grid (activation
     patching's classic picture): rows the ablated components, columns the
     intervened positions (labelled with the first prompt's tokens when the
-    prompts share a length), colour the mean `value` over prompts."""
+    prompts share a length) or, on a grid over named spans, the spans,
+    colour the mean `value` over prompts."""
     m = results._method(method)
     g = results.position_grid(method=m, value=value)
     v = g.to_numpy(float)
@@ -252,7 +255,8 @@ def plot_position_grid(results: Results, path: PathLike = None, *, method: Optio
     im = ax.imshow(v, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto", interpolation="nearest")
     labels = [str(p) for p in g.columns]
     clean = results.clean
-    if len(clean) and "tokens" in clean.columns:
+    spans = results.grid_key == "span"
+    if not spans and len(clean) and "tokens" in clean.columns:
         if len({len(t) for t in clean["tokens"]}) == 1:
             toks = clean["tokens"].iloc[0]
             labels = [f"{toks[p]!r} {p}" if p < len(toks) else str(p) for p in g.columns]
@@ -260,10 +264,11 @@ def plot_position_grid(results: Results, path: PathLike = None, *, method: Optio
     ax.set_xticklabels(labels, rotation=60, ha="right", fontsize=TICK_PT)
     ax.set_yticks(range(v.shape[0]))
     ax.set_yticklabels(g.index, fontsize=TICK_PT)
-    ax.set_xlabel("intervened position", fontsize=LABEL_PT)
+    ax.set_xlabel("intervened span" if spans else "intervened position", fontsize=LABEL_PT)
     ax.set_ylabel("component", fontsize=LABEL_PT)
     cb = fig.colorbar(im, ax=ax, shrink=0.8)
     cb.set_label(f"{value.replace('_', ' ')} (mean over prompts)", fontsize=LABEL_PT)
     cb.ax.tick_params(labelsize=TICK_PT)
-    ax.set_title(title or _title(results, "per-position grid", [m]), fontsize=TITLE_PT)
+    ax.set_title(title or _title(results, "per-span grid" if spans else "per-position grid", [m]),
+                 fontsize=TITLE_PT)
     return _finish(fig, ax, path, dpi)

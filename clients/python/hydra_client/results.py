@@ -89,7 +89,10 @@ class Results:
         self.variants = _frame(self._variant_rows)
         self.methods: List[str] = list(dict.fromkeys(
             [r["method"] for r in self._summary_rows + self._variant_rows if "method" in r]))
-        self.grid: Optional[List[int]] = self.header.get("grid")
+        self.grid: Optional[List[Any]] = self.header.get("grid")
+        # a per-position grid's rows carry "position"; a grid over named spans
+        # ({"each": "spans"}) carries "span" (its grid: the span names)
+        self.grid_key: str = "span" if self.header.get("grid_of") == "span" else "position"
         self.summary = self._summary_frame()
         ends = by.get("end") or []
         self.end: Optional[Row] = ends[0] if ends else None
@@ -116,9 +119,11 @@ class Results:
         keys = ["component"]
         if len(self.methods) > 1:
             keys.append("method")
-        if "position" in df.columns:
+        if self.grid_key == "position" and "position" in df.columns:
             df["position"] = df["position"].astype(int)
             keys.append("position")
+        elif self.grid_key == "span" and "span" in df.columns:
+            keys.append("span")
         return df.set_index(keys)
 
     def _method(self, method: Optional[str]) -> str:
@@ -137,17 +142,19 @@ class Results:
         order = [u for u in self.header.get("components", []) if u in set(present)]
         return order + [u for u in present if u not in set(order)]
 
-    def _position(self, position: Optional[int]) -> Optional[int]:
+    def _position(self, position: Optional[Any]) -> Optional[Any]:
+        """A grid cell named by position= (a position, or a span's name on a
+        grid over spans)."""
         if self.grid is None:
             if position is not None:
                 raise ValueError("position= is for a per-position job (\"positions\": {\"each\": ...}); "
                                  "this job has none")
             return None
         if position is None:
-            raise ValueError(f"this job has a per-position grid (positions {self.grid}): name one "
-                             "(position=...) or use position_grid()")
+            raise ValueError(f"this job has a per-{self.grid_key} grid ({self.grid_key}s {self.grid}): "
+                             "name one (position=...) or use position_grid()")
         if position not in self.grid:
-            raise ValueError(f"the job has no position {position} (its grid is {self.grid})")
+            raise ValueError(f"the job has no {self.grid_key} {position!r} (its grid is {self.grid})")
         return position
 
     def effect_table(self, method: Optional[str] = None, stat: str = "mean",
@@ -170,7 +177,7 @@ class Results:
         position = self._position(position)
 
         def keep(r: Row) -> bool:
-            return r.get("method") == method and (position is None or r.get("position") == position)
+            return r.get("method") == method and (position is None or r.get(self.grid_key) == position)
 
         if stat == "mean":
             rows = [r for r in self._summary_rows if keep(r)]
@@ -202,7 +209,7 @@ class Results:
         """The variant rows' effects as an array prompt x unit x slot (NaN
         where a prompt has no row) and the unit names."""
         rows = [r for r in self._variant_rows
-                if r.get("method") == method and (position is None or r.get("position") == position)]
+                if r.get("method") == method and (position is None or r.get(self.grid_key) == position)]
         units = self._units(rows)
         prompts = self._prompts()
         pi = {p: k for k, p in enumerate(prompts)}
@@ -225,7 +232,7 @@ class Results:
         "ci95") of `value` (total_effect, direct_effect, compensation, ...)
         over the prompts that have that position. Raises ValueError on a job
         without a grid, a method it lacks or a value it does not report."""
-        if self.grid is None or "position" not in self.summary.index.names:
+        if self.grid is None or self.grid_key not in self.summary.index.names:
             raise ValueError("this job has no per-position grid (\"positions\": {\"each\": ...})")
         method = self._method(method)
         col = f"{value}_{stat}"
@@ -236,9 +243,9 @@ class Results:
         s = s[s["method"] == method] if "method" in s.columns else s
         units = self._units([{"component": c} for c in s["component"]])
         grid = pd.DataFrame(index=units, columns=self.grid, dtype=float)
-        for comp, pos, v in zip(s["component"], s["position"], s[col]):
-            grid.loc[comp, int(pos)] = v
-        grid.index.name, grid.columns.name = "component", "position"
+        for comp, pos, v in zip(s["component"], s[self.grid_key], s[col]):
+            grid.loc[comp, int(pos) if self.grid_key == "position" else pos] = v
+        grid.index.name, grid.columns.name = "component", self.grid_key
         return grid
 
     def to_xarray(self, method: Optional[str] = None, position: Optional[int] = None):
@@ -272,17 +279,18 @@ class Results:
                 per_pos.append(full)
             per_method.append(np.stack(per_pos, axis=2))  # prompt x unit x position x slot
         data = np.stack(per_method, axis=0)
-        dims = ["ablation_method", "prompt", "ablated", "position", "downstream"]
+        key = self.grid_key
+        dims = ["ablation_method", "prompt", "ablated", key, "downstream"]
         coords: Dict[str, Any] = {"ablation_method": methods, "prompt": self._prompts(), "ablated": units,
-                                  "position": positions, "downstream": self.slots}
+                                  key: positions, "downstream": self.slots}
         if len(methods) == 1 and (method is not None or len(self.methods) <= 1):
             data, dims = data[0], dims[1:]
             del coords["ablation_method"]
         if self.grid is None or position is not None:
-            axis = dims.index("position")
+            axis = dims.index(key)
             data = data.take(0, axis=axis)
-            dims.remove("position")
-            del coords["position"]
+            dims.remove(key)
+            del coords[key]
         return xr.DataArray(data, dims=dims, coords=coords, name="effect",
                             attrs={"model": self.model, "n_prompts": self.n_prompts,
                                    "description": "change of the downstream component's direct effect "

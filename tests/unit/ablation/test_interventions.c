@@ -5,6 +5,9 @@
  * engine, every row compared with the golden's (total effect, ablated
  * logit, direct effect, compensation, every slot's direct effect).
  *
+ * A grid over spans keys its golden rows by span name, the engine's rows by
+ * the span's index in the plan's span_names.
+ *
  * Each case runs three ways that must all agree with the golden: reuse on
  * (variants join at their unit's first sub-stage), reuse off (every variant
  * a full forward pass) and passes of a few rows (intervention tables
@@ -129,7 +132,15 @@ static void run_case(engine_t *e, const model_t *m, const tokenizer_t *tok, json
     const char *unit = json_string_value(json_object_get(g, "component"));
     const char *method = json_string_value(json_object_get(g, "method"));
     json_t *at = json_object_get(g, "position");
-    const int position = at ? (int)json_integer_value(at) : -1;
+    const char *span = json_string_value(json_object_get(g, "span"));
+    int position = at ? (int)json_integer_value(at) : -1;
+    for (int s = 0; span && s < plan.n_spans; s++) /* a span grid's rows: the span's index */
+      if (strcmp(plan.span_names[s], span) == 0)
+        position = s;
+    if (span && position < 0) {
+      FAIL("%s (%s): the plan has no span \"%s\"", name, modes[mode], span);
+      continue;
+    }
     const int k = find(&c, p, unit, method, position);
     if (k < 0) {
       FAIL("%s (%s): no row for prompt %d %s %s position %d", name, modes[mode], p, unit, method,

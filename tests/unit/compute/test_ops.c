@@ -408,6 +408,101 @@ static void test_attention(int heads, int kv_heads, int hd, int split, float sof
 }
 
 /* An intervention table: set, scale and add on disjoint column ranges. */
+/* attention_rows: chosen (row, head)s of three packed sequences read
+ * their pattern, or get their output from a given pattern row (random
+ * weights, not a distribution: the op takes any row) or from their own
+ * pattern scaled; every other output stays as it was. Reference: the
+ * pattern in double, as test_attention's softmax. */
+static void test_attention_rows(int heads, int kv_heads, int hd, int split, float softcap,
+                                int window) {
+  const int lens[3] = {6, 13, 1}, n_seq = 3, rows = 20;
+  const size_t nq = (size_t)rows * heads * hd, nkv = (size_t)rows * kv_heads * hd;
+  float *q = malloc(nq * 4), *k = malloc(nkv * 4), *v = malloc(nkv * 4), *o = malloc(nq * 4);
+  int ks[20], nk[20], ks2[20], nk2[20];
+  fill(q, nq, 2), fill(k, nkv, 2), fill(v, nkv, 1), fill(o, nq, 1);
+  for (int s = 0, r = 0; s < n_seq; s++)
+    for (int t = 0; t < lens[s]; t++, r++)
+      ks[r] = r - t, nk[r] = t + 1;
+  /* entries: every third (row, head), kinds in turn; patterns of 20 floats each */
+  pattern_entry_t e[20 * 16];
+  int n = 0;
+  for (int r = 0; r < rows; r++)
+    for (int h = 0; h < heads; h++)
+      if ((r * heads + h) % 3 == 0 && n < 20 * 16) {
+        e[n] = (pattern_entry_t){
+            .row = r, .head = h, .kind = n % 3, .offset = n * 20, .alpha = (float)rnd()};
+        n++;
+      }
+  const size_t np = (size_t)n * 20;
+  float *pat = malloc(np * 4);
+  double *ref = malloc(nq * 8), *ref_pat = malloc(np * 8), p[20];
+  fill(pat, np, 1);
+  for (size_t i = 0; i < nq; i++)
+    ref[i] = o[i];
+  for (size_t i = 0; i < np; i++)
+    ref_pat[i] = pat[i];
+  const double scale = softcap > 0 ? 1.0 / sqrt(hd * 0.75) : 1.0 / sqrt(hd);
+  for (int i = 0; i < n; i++) {
+    const int r = e[i].row, h = e[i].head, g = h / (heads / kv_heads);
+    const int j0 = window > 0 && nk[r] > window ? nk[r] - window : 0;
+    double mx = -1e300, sum = 0;
+    for (int j = 0; j < nk[r]; j++) {
+      double sc = 0;
+      for (int c = 0; c < hd; c++)
+        sc += (double)q[((size_t)r * heads + h) * hd + c] *
+              k[((size_t)(ks[r] + j) * kv_heads + g) * hd + c];
+      p[j] = softcap > 0 ? softcap * tanh(sc * scale / softcap) : sc * scale;
+      if (j >= j0)
+        mx = fmax(mx, p[j]);
+    }
+    for (int j = 0; j < nk[r]; j++)
+      sum += (p[j] = j < j0 ? 0.0 : exp(p[j] - mx));
+    for (int j = 0; j < nk[r]; j++)
+      p[j] /= sum;
+    if (e[i].kind == PATTERN_READ) {
+      for (int j = 0; j < nk[r]; j++)
+        ref_pat[e[i].offset + j] = p[j];
+      continue;
+    }
+    for (int c = 0; c < hd; c++) {
+      double acc = 0;
+      for (int j = 0; j < nk[r]; j++)
+        acc += (e[i].kind == PATTERN_SET ? (double)pat[e[i].offset + j] : e[i].alpha * p[j]) *
+               v[((size_t)(ks[r] + j) * kv_heads + g) * hd + c];
+      ref[((size_t)r * heads + h) * hd + c] = acc;
+    }
+  }
+  for (int r = 0; r < rows; r++) { /* the first half of each range from k, the rest from k2 */
+    const int first = split ? (nk[r] + 1) / 2 : nk[r];
+    ks2[r] = ks[r] + first;
+    nk2[r] = nk[r] - first;
+    nk[r] = first;
+  }
+  float *dq = dev(q, nq * 4), *dk = dev(k, nkv * 4), *dv = dev(v, nkv * 4), *dout = dev(o, nq * 4);
+  float *dk2 = dev(k, nkv * 4), *dv2 = dev(v, nkv * 4), *dpat = dev(pat, np * 4);
+  int *dks = dev(ks, sizeof ks), *dnk = dev(nk, sizeof nk), *dks2 = dev(ks2, sizeof ks2),
+      *dnk2 = dev(nk2, sizeof nk2);
+  pattern_entry_t *de = dev(e, sizeof(e[0]) * n);
+  run(B->ops->attention_rows(B, dout, dpat, de, n, dq, dk, dv, dks, dnk, split ? dk2 : NULL,
+                             split ? dv2 : NULL, split ? dks2 : NULL, split ? dnk2 : NULL, heads,
+                             kv_heads, hd, (float)scale, softcap, window),
+      "attention_rows");
+  back(o, dout, nq * 4);
+  back(pat, dpat, np * 4);
+  char name[64];
+  snprintf(name, sizeof(name), "attn_rows%s%s%s%s", split ? ".split" : "",
+           kv_heads < heads ? ".gqa" : "", softcap > 0 ? ".softcap" : "",
+           window > 0 ? ".window" : "");
+  compare(name, o, ref, nq, 1e-5);
+  snprintf(name, sizeof(name), "attn_rows.read%s%s", split ? ".split" : "",
+           window > 0 ? ".window" : "");
+  compare(name, pat, ref_pat, np, 1e-5);
+  B->ops->free(B, dq), B->ops->free(B, dk), B->ops->free(B, dv), B->ops->free(B, dout);
+  B->ops->free(B, dk2), B->ops->free(B, dv2), B->ops->free(B, dpat), B->ops->free(B, dks);
+  B->ops->free(B, dnk), B->ops->free(B, dks2), B->ops->free(B, dnk2), B->ops->free(B, de);
+  free(q), free(k), free(v), free(o), free(pat), free(ref), free(ref_pat);
+}
+
 static void test_intervene(int rows, int width) {
   size_t n = (size_t)rows * width;
   float *x = malloc(n * 4), *src = malloc(n * 4), *y = malloc(n * 4);
@@ -835,6 +930,10 @@ int main(int argc, char **argv) {
   test_attention(4, 2, 32, 0, 1.5f, 0);
   test_attention(4, 2, 32, 1, 0.0f, 4); /* the window ends in the first run or spans both */
   test_attention(8, 4, 16, 1, 2.0f, 9);
+  test_attention_rows(4, 4, 16, 0, 0.0f, 0);
+  test_attention_rows(9, 3, 64, 1, 0.0f, 0);
+  test_attention_rows(4, 2, 32, 0, 1.5f, 0);
+  test_attention_rows(8, 4, 16, 1, 2.0f, 5); /* the window ends in the first run or spans both */
   test_intervene(40, 96);
   test_row_dots(30, 4, 50, 576);
   test_logit_stats(13, 50257);

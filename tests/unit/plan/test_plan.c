@@ -80,6 +80,50 @@ static const bad_t bad[] = {
      "{\"prompts\": [{\"ids\": [5, 6], \"counterfactual\": {\"ids\": [5, 6000]}}], "
      "\"ablations\": {\"components\": [\"attn.0\"], \"methods\": [{\"patch\": "
      "{\"source\": \"counterfactual\"}}]}}"},
+    /* attention patterns: zero, scale and patch from a prompt of the same token count and
+     * position only; a head of the model */
+    {422, "ablations.components[0]",
+     "{\"prompts\": [{\"ids\": [5, 6]}], \"ablations\": {\"components\": [\"pattern.0.4\"], "
+     "\"methods\": [\"zero\"]}}"},
+    {422, "ablations.methods[1]",
+     "{\"prompts\": [{\"ids\": [5, 6]}, {\"ids\": [7, 8]}], \"ablations\": {\"components\": "
+     "[\"pattern.1.0\"], \"methods\": [\"zero\", \"noise:0.1\"]}}"},
+    {422, "ablations.methods[1]",
+     "{\"prompts\": [{\"ids\": [5, 6]}, {\"ids\": [7, 8, 9]}], \"ablations\": {\"components\": "
+     "[\"pattern.1.0\"], \"methods\": [\"zero\", \"mean\"]}}"},
+    {422, "ablations.methods[0]",
+     "{\"prompts\": [{\"ids\": [5, 6, 4]}, {\"ids\": [7, 8]}], \"ablations\": {\"components\": "
+     "[\"pattern.1.0\"], \"methods\": [\"resample\"]}}"},
+    {422, "ablations.methods[1]",
+     "{\"prompts\": [{\"ids\": [5, 6, 9]}, {\"ids\": [7, 8]}], \"ablations\": {\"components\": "
+     "[\"pattern.1.0\"], \"methods\": [\"zero\", {\"patch\": {\"source\": 1}}]}}"},
+    {422, "ablations.methods[0]",
+     "{\"prompts\": [{\"text\": \"the cat sat on\", \"subject\": \"cat\"}, {\"text\": "
+     "\"cat the sat on\", \"subject\": \"cat\"}], \"ablations\": {\"components\": "
+     "[\"pattern.1.0\"], \"methods\": [{\"patch\": {\"source\": 1}}], \"positions\": "
+     "\"subject\"}}"},
+    {422, "prompts[0].counterfactual",
+     "{\"prompts\": [{\"ids\": [5, 6, 7], \"counterfactual\": {\"ids\": [5, 6]}}], "
+     "\"ablations\": {\"components\": [\"pattern.2.1\"], \"methods\": [{\"patch\": "
+     "{\"source\": \"counterfactual\"}}]}}"},
+    /* a grid over named spans */
+    {400, "ablations.positions",
+     "{\"prompts\": [{\"text\": \"the cat sat\", \"subject\": \"cat\"}], \"ablations\": "
+     "{\"components\": [\"attn.0\"], \"methods\": [\"zero\"], \"positions\": \"spans\"}}"},
+    {400, "prompts[1].spans",
+     "{\"prompts\": [{\"text\": \"the cat sat\", \"subject\": \"cat\"}, \"a dog\"], "
+     "\"ablations\": {\"components\": [\"attn.0\"], \"methods\": [\"zero\"], \"positions\": "
+     "{\"each\": \"spans\"}}}"},
+    {400, "prompts[0].spans",
+     "{\"prompts\": [{\"ids\": [1, 2], \"spans\": {\"a\": \"b\"}}], \"ablations\": "
+     "{\"components\": [\"attn.0\"], \"methods\": [\"zero\"]}}"},
+    {400, "prompts[0].spans.verb",
+     "{\"prompts\": [{\"text\": \"the cat sat\", \"spans\": {\"verb\": \" ran\"}}], "
+     "\"ablations\": {\"components\": [\"attn.0\"], \"methods\": [\"zero\"]}}"},
+    {422, "prompts[0].spans",
+     "{\"prompts\": [{\"text\": \"the cat sat on\", \"subject\": \"the cat\", \"spans\": "
+     "{\"animal\": \"cat\"}}], \"ablations\": {\"components\": [\"attn.0\"], \"methods\": "
+     "[\"zero\"], \"positions\": {\"each\": \"spans\"}}}"},
     {422, "prompts[1].foil",
      "{\"prompts\": [{\"ids\": [5], \"target\": 7, \"foil\": 8}, {\"ids\": [6], "
      "\"target\": 7, \"foil\": 9000}], \"ablations\": {\"components\": [\"attn.0\"], "
@@ -105,6 +149,28 @@ int main(int argc, char **argv) {
           jerr.message, bad[i].status, bad[i].field);
     if (status == 0)
       plan_free(&plan);
+  }
+  /* a grid over spans: the subject and the named spans, each prompt's in token order, every
+   * token of each; a cell per span a prompt has */
+  const char *spans =
+      "{\"prompts\": [{\"text\": \"the cat sat on the mat\", \"subject\": \"the cat\", "
+      "\"spans\": {\"place\": \" the mat\", \"verb\": \" sat\"}}, {\"text\": \"a dog ran\", "
+      "\"spans\": {\"verb\": \" ran\"}}], \"ablations\": {\"components\": [\"attn.0\", "
+      "\"mlp.1\"], \"methods\": [\"zero\"], \"positions\": {\"each\": \"spans\"}}}";
+  CHECK(status_of(m, tok, spans, &plan, &jerr) == 0, "span grid refused: %s: %s", jerr.field,
+        jerr.message);
+  if (plan.span_names) {
+    CHECK(plan.n_spans == 3 && !strcmp(plan.span_names[0], "subject") &&
+              !strcmp(plan.span_names[1], "verb") && !strcmp(plan.span_names[2], "place"),
+          "span names: %d, first %s", plan.n_spans, plan.span_names[0]);
+    CHECK(plan.n_variants == (3 + 1) * 2, "span grid variants %ld, want 8", plan.n_variants);
+    CHECK(plan.cell_offsets[1] == 3 && plan.cell_offsets[2] == 4 && plan.cell_key[3] == 1,
+          "cells: prompt 0 has 3, prompt 1 its verb");
+    const int *pos = plan.position_list;
+    const int c = plan.cell_start[1], e = plan.cell_start[2]; /* prompt 0's " sat" */
+    CHECK(e - c >= 1 && pos[c] > pos[plan.cell_start[1] - 1], "the verb follows the subject");
+    CHECK(plan.n_grid == 3 && plan.job.cell_start == plan.cell_start, "grid of span indices");
+    plan_free(&plan);
   }
   /* a prompt longer than the context (128 positions) */
   char *doc = malloc(8192);

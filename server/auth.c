@@ -10,6 +10,7 @@
 
 typedef struct {
   char *token, *user;
+  int line; /* in the tokens file */
   role_t role;
 } entry_t;
 
@@ -63,12 +64,26 @@ auth_t *auth_load(const char *path, char *err) {
       a = NULL;
       break;
     }
+    int first = 0; /* a token given twice would name whichever line wins: refused */
+    for (int i = 0; i < a->n && !first; i++)
+      if (strcmp(a->e[i].token, token) == 0)
+        first = a->e[i].line;
+    if (first) {
+      err_set(err,
+              "%s:%d: the token (first field) is the token of line %d: each token names one "
+              "user",
+              path, lineno, first);
+      auth_free(a);
+      a = NULL;
+      break;
+    }
     if (buffer_grow((void **)&a->e, &cap, (size_t)a->n + 1, sizeof(entry_t)) != 0) {
       auth_free(a);
       a = NULL;
       break;
     }
     entry_t *e = &a->e[a->n++];
+    e->line = lineno;
     e->token = strdup(token);
     e->user = strdup(user);
     e->role = strcmp(role, "admin") == 0 ? ROLE_ADMIN : ROLE_USER;

@@ -49,10 +49,18 @@ typedef struct conn_state {
   struct conn_state *prev, *next;
 } conn_state_t;
 
+/* Request body bytes one user holds (or announced) now. */
+#define BUFFER_USERS 128
+typedef struct {
+  char user[STORE_USER_LEN];
+  size_t bytes;
+} user_bytes_t;
+
 struct http {
   requests_t *requests;
-  size_t buffered;      /* request body bytes held (or announced) now; the HTTP thread's alone */
-  pthread_mutex_t lock; /* conns */
+  size_t buffered; /* request body bytes held (or announced) now; the HTTP thread's alone */
+  user_bytes_t by_user[BUFFER_USERS]; /* the same per user (bytes 0: a free entry) */
+  pthread_mutex_t lock;               /* conns */
   conn_state_t *conns;
   pthread_t timer;
   int timer_started;
@@ -1036,24 +1044,57 @@ static enum MHD_Result check_method(struct MHD_Connection *c, request_t *rq, con
   return ok;
 }
 
+/* rq's user's entry in by_user (a free one when the user holds nothing), or
+ * NULL when every entry is taken. */
+static user_bytes_t *user_bytes(struct http *h, const request_t *rq) {
+  user_bytes_t *free_entry = NULL;
+  for (int i = 0; i < BUFFER_USERS; i++) {
+    if (h->by_user[i].bytes && strcmp(h->by_user[i].user, rq->user) == 0)
+      return &h->by_user[i];
+    if (!h->by_user[i].bytes && !free_entry)
+      free_entry = &h->by_user[i];
+  }
+  if (free_entry)
+    snprintf(free_entry->user, sizeof free_entry->user, "%s", rq->user);
+  return free_entry;
+}
+
 /* Counts n bytes of rq's body against --max-buffered-mib (beyond what it
- * counted already); -1, counting nothing, when they do not fit. */
+ * counted already), of which one user may hold at most half, so that one
+ * user's bodies (announced and never sent, say) cannot shut the others out;
+ * -1, counting nothing, when they do not fit. */
 static int buffer_reserve(server_t *s, request_t *rq, size_t n) {
   struct http *h = s->http;
   if (n <= rq->counted)
     return 0;
   const size_t more = n - rq->counted, cap = (size_t)(s->cfg.max_buffered_mib * 1048576.0);
-  if (h->buffered + more > cap)
+  user_bytes_t *u = user_bytes(h, rq);
+  if (h->buffered + more > cap || !u || u->bytes + more > cap / 2)
     return -1;
   h->buffered += more;
+  u->bytes += more;
   rq->counted = n;
   return 0;
 }
 
+/* Gives back what buffer_reserve counted for rq. */
+static void buffer_release(server_t *s, request_t *rq) {
+  struct http *h = s->http;
+  if (!rq->counted)
+    return;
+  h->buffered -= rq->counted;
+  for (int i = 0; i < BUFFER_USERS; i++)
+    if (h->by_user[i].bytes && strcmp(h->by_user[i].user, rq->user) == 0) {
+      h->by_user[i].bytes -= rq->counted < h->by_user[i].bytes ? rq->counted : h->by_user[i].bytes;
+      break;
+    }
+  rq->counted = 0;
+}
+
 static enum MHD_Result refuse_buffer_cap(server_t *s, struct MHD_Connection *c, request_t *rq) {
   return respond_error(c, rq, 503, "",
-                       "the server holds %.1f MiB of request bodies, its limit "
-                       "(--max-buffered-mib %.0f): try again later",
+                       "the server holds %.1f MiB of request bodies (its limit, "
+                       "--max-buffered-mib %.0f, or half of it for one user): try again later",
                        s->http->buffered / 1048576.0, s->cfg.max_buffered_mib);
 }
 
@@ -1437,7 +1478,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
              (clock_monotonic() - rq->t0) * 1e3,
              toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (client went away)");
   buffer_free(&rq->body);
-  s->http->buffered -= rq->counted;
+  buffer_release(s, rq);
   free(rq->answer);
   free(rq);
   *con_cls = NULL;

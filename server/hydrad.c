@@ -60,8 +60,9 @@ static void usage(FILE *f) {
              "                           too, until --retention-days (default 10000)\n"
              "  --max-stored-mib-per-user MIB  bytes of a user's stored specs and result\n"
              "                           rows (default 4096)\n"
-             "  --max-buffered-mib MIB   request bodies held at once across all connections;\n"
-             "                           beyond, 503 with Retry-After (default 256)\n"
+             "  --max-buffered-mib MIB   request bodies held at once across all connections,\n"
+             "                           half of it by one user; beyond, 503 with Retry-After\n"
+             "                           (default 256)\n"
              "  --max-variants N         per job (default 10000000)\n"
              "  --max-prompt-tokens N    (default 2048)\n"
              "  --max-body BYTES         request body (default 16777216)\n"
@@ -176,6 +177,10 @@ static int set_option(server_config_t *c, const char *key, const char *val, char
     if (c->n_models == SERVER_MAX_MODELS)
       return err_set(err, "--model: at most %d models", SERVER_MAX_MODELS);
     snprintf(c->model_names[c->n_models], sizeof(c->model_names[0]), "%.*s", (int)(eq - val), val);
+    for (int i = 0; i < c->n_models; i++) /* a job names its model: one file per name */
+      if (strcmp(c->model_names[i], c->model_names[c->n_models]) == 0)
+        return err_set(err, "--model: the name \"%s\" is given twice (each model needs its own)",
+                       c->model_names[i]);
     snprintf(c->model_paths[c->n_models], sizeof(c->model_paths[0]), "%s", eq + 1);
     c->n_models++;
   } else

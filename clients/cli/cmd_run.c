@@ -67,6 +67,8 @@ void cli_progress_bar(const char *label, long done, long total, double rate, dou
 static int emit_row(void *ctx, json_t *row) {
   run_out_t *o = ctx;
   const char *type = json_string_value(json_object_get(row, "type"));
+  if (!type)
+    return -1;
   if (o->format == FORMAT_NDJSON) {
     char *s = json_dumps(row, JSON_COMPACT | JSON_ENSURE_ASCII);
     if (!s)
@@ -313,8 +315,28 @@ int cmd_run(int argc, char **argv) {
       fputs(usage, stdout);
       return EXIT_OK;
     }
+    static const char *const with_value[] = {
+        "--model",         "--backend",       "--threads", "--max-rows",
+        "--memory-budget", "--weights-dtype", "--format",  NULL};
+    int known = 0;
+    for (int k = 0; with_value[k]; k++)
+      known |= strcmp(a, with_value[k]) == 0;
+    if (!known) {
+      fprintf(stderr, "hydra run: unknown option %s\n", a);
+      return EXIT_USAGE;
+    }
     if (!v) {
       fprintf(stderr, "hydra run: %s needs a value\n", a);
+      return EXIT_USAGE;
+    }
+    char *end = NULL;
+    const int numeric =
+        !strcmp(a, "--threads") || !strcmp(a, "--max-rows") || !strcmp(a, "--memory-budget");
+    const double num = numeric ? strtod(v, &end) : 0.0;
+    if (numeric && (end == v || *end || !(num >= 0.0 && num <= 1e9) ||
+                    (strcmp(a, "--memory-budget") != 0 && num != (double)(long)num))) {
+      fprintf(stderr, "hydra run: %s: expected a non-negative %s, got \"%s\"\n", a,
+              strcmp(a, "--memory-budget") == 0 ? "number (MiB)" : "integer", v);
       return EXIT_USAGE;
     }
     if (strcmp(a, "--model") == 0)
@@ -476,7 +498,14 @@ int table_from_rows(FILE *f, const char *name, FILE *out) {
       break;
     }
     const char *type = json_string_value(json_object_get(row, "type"));
-    if (type && strcmp(type, "end") == 0) {
+    if (!type) { /* not one of hydra's result rows */
+      fprintf(stderr, "hydra: %s:%ld: a result row is a JSON object with a string \"type\"\n", name,
+              lineno);
+      json_decref(row);
+      rc = EXIT_FAIL;
+      break;
+    }
+    if (strcmp(type, "end") == 0) {
       elapsed = json_number_value(json_object_get(row, "elapsed_s"));
       const char *state = json_string_value(json_object_get(row, "state")),
                  *why = json_string_value(json_object_get(row, "error"));

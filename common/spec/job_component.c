@@ -155,7 +155,7 @@ static int pattern_parse(const char *s, triple_t *p, char *msg, size_t msg_len) 
   const char *part[4];
   size_t len[4];
   int n = 0;
-  char why[160];
+  char why[400];
   const char *c = s;
   for (;;) {
     const char *dot = strchr(c, '.');
@@ -497,8 +497,38 @@ int job_expand_group(const job_spec_t *spec, int g, const model_config_t *cfg, c
   if (!spec || g < 0 || g >= spec->n_groups)
     return job_fail(err, "ablations.groups", "job_expand_group: no group %d", g);
   json_field_key(base, JOB_FIELD_LEN, "ablations.groups", spec->groups[g].name);
-  return expand_list(spec->groups[g].patterns, spec->groups[g].n_patterns, base, spec, cfg, out,
-                     n_out, err);
+  if (expand_list(spec->groups[g].patterns, spec->groups[g].n_patterns, base, spec, cfg, out, n_out,
+                  err))
+    return -1;
+  /* A member inside another (a head of a layer the group holds) would be
+   * ablated twice over: refused rather than stacked. */
+  for (int i = 0; i < *n_out; i++) {
+    const component_t *whole = &(*out)[i];
+    if (whole->kind != COMPONENT_ATTN && whole->kind != COMPONENT_MLP)
+      continue;
+    for (int j = 0; j < *n_out; j++) {
+      const component_t *part = &(*out)[j];
+      const int inside = part->layer == whole->layer &&
+                         (whole->kind == COMPONENT_ATTN
+                              ? part->kind == COMPONENT_HEAD || part->kind == COMPONENT_Q ||
+                                    part->kind == COMPONENT_K || part->kind == COMPONENT_V ||
+                                    part->kind == COMPONENT_PATTERN
+                              : part->kind == COMPONENT_NEURON);
+      if (inside) {
+        char a[48], b[48];
+        component_name(whole, a, sizeof a);
+        component_name(part, b, sizeof b);
+        free(*out);
+        *out = NULL;
+        *n_out = 0;
+        return job_fail(err, base,
+                        "%s is part of %s, also in the group: a member inside another would be "
+                        "ablated twice over",
+                        b, a);
+      }
+    }
+  }
+  return 0;
 }
 
 /* ablations.groups: {"name": ["pattern", ...], ...}. */

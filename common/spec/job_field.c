@@ -155,7 +155,7 @@ int job_check_keys(const json_t *obj, const char *base, const char *const *known
   const char *key;
   json_t *value;
   json_object_foreach((json_t *)obj, key, value) {
-    char short_key[48], why[160];
+    char short_key[48], why[400];
     path_t p;
     (void)value;
     if (job_in_list(key, known) >= 0)
@@ -219,7 +219,7 @@ int job_want_bool(const json_t *v, const char *field, int *out, job_error_t *err
 int job_want_enum(const json_t *v, const char *field, const char *what, const char *const *names,
                   int *out, job_error_t *err) {
   const char *s = NULL;
-  char short_s[48], why[160];
+  char short_s[48], why[400];
   int i;
   if (job_want_string(v, field, &s, err))
     return -1;
@@ -248,6 +248,17 @@ int job_want_array(const json_t *v, const char *field, const char *what, size_t 
 int job_want_token(const json_t *v, const char *field, int allow_text, int allow_id, job_token_t *t,
                    job_error_t *err) {
   long long id = 0;
+  if (json_is_object(v)) { /* {"token": " Paris"} or {"id": 7042}, as the job's target is written */
+    const json_t *text = json_object_get(v, "token"), *num = json_object_get(v, "id");
+    char inner[JOB_FIELD_LEN];
+    if (json_object_size(v) != 1 || (!text && !num) || (text && !allow_text) || (num && !allow_id))
+      return job_fail(err, field, "expected %s",
+                      allow_text && allow_id ? "{\"token\": text} or {\"id\": N}"
+                      : allow_text           ? "{\"token\": text}"
+                                             : "{\"id\": N}");
+    snprintf(inner, sizeof inner, "%s.%s", field, text ? "token" : "id");
+    return job_want_token(text ? text : num, inner, text != NULL, num != NULL, t, err);
+  }
   if (allow_id && (json_is_integer(v) || !allow_text)) {
     if (job_want_int(v, field, 0, INT_MAX, "a token id (a non-negative integer)", &id, err))
       return -1;

@@ -53,7 +53,7 @@ static int parse_value(const char *s, float *out) {
 static int method_parse_why(const char *s, method_t *m, char *msg, size_t msg_len) {
   const char *colon = strchr(s, ':');
   size_t name_len = colon ? (size_t)(colon - s) : strlen(s);
-  char name[48], why[160];
+  char name[48], why[400];
   int kind;
   if (name_len >= sizeof name)
     name_len = sizeof name - 1;

@@ -126,6 +126,22 @@ try:
         rc, out, err = hydra(cmd, "--help")
         check(f"7 hydra {cmd} --help: usage on stdout, exit 0",
               rc == 0 and "usage" in out and "unknown option" not in err, f"{rc} {out[:100]} {err}")
+    # hydra table on lines that are not result rows: an error naming the line, never a crash
+    for bad in ('{"type": 5}', "{}", "[]", '{"type": null}'):
+        path = os.path.join(tmp, "notrows.ndjson")
+        with open(path, "w") as f:
+            f.write(bad + "\n")
+        rc, out, err = hydra("table", path)
+        check(f"hydra table of {bad}: exit 1 naming the line", rc == 1 and "notrows.ndjson:1" in err
+              and '"type"' in err, f"{rc} {err}")
+    # hydra run's options: numbers checked, an unknown option named as such
+    jf = job_file("opts.json", job())
+    for args, want in ((("--threads", "abc"), "--threads: expected a non-negative integer"),
+                       (("--max-rows", "-5"), "--max-rows: expected a non-negative integer"),
+                       (("--memory-budget", "lots"), "--memory-budget: expected a non-negative number"),
+                       (("--bogus", "1"), "unknown option --bogus"), (("--bogus",), "unknown option --bogus")):
+        rc, out, err = hydra("run", "--model", MODEL, jf, *args)
+        check(f"hydra run {' '.join(args)}: usage error naming it", rc == 2 and want in err, f"{rc} {err}")
     # 9: unknown job ids
     for cmd in ("status", "results", "cancel"):
         rc, out, err = hydra(cmd, "deadbeef" * 4)
@@ -254,6 +270,23 @@ try:
         check(f"14 tokens file '{line.split()[0][:4]}...': the line and the part named ({want})",
               p.returncode != 0 and f"{path}:2:" in p.stderr and want in p.stderr
               and "abcdefgh1234" not in p.stderr, p.stderr[-300:])
+
+    # a token on two lines (alice's, then bob's as admin): refused, not the last line winning
+    path = os.path.join(tmp, "dup-tokens")
+    with open(path, "w") as f:
+        f.write("abcdefgh1234 alice user\nabcdefgh1234 bob admin\n")
+    p = subprocess.run([HYDRAD, "--port", str(free_port()), "--model", f"tiny={MODEL}", "--store",
+                        os.path.join(tmp, "t.db"), "--tokens", path, "--backend", "cpu"],
+                       capture_output=True, text=True, timeout=60)
+    check("14 tokens file with one token on two lines: refused naming both lines, not the token",
+          p.returncode != 0 and f"{path}:2:" in p.stderr and "line 1" in p.stderr
+          and "abcdefgh1234" not in p.stderr, p.stderr[-300:])
+
+    p = subprocess.run([HYDRAD, "--port", str(free_port()), "--model", f"x={MODEL}", "--model",
+                        f"x={MODEL}", "--store", os.path.join(tmp, "t.db"), "--no-auth"],
+                       capture_output=True, text=True, timeout=60)
+    check("hydrad with one model name twice: refused naming it", p.returncode != 0
+          and 'the name "x" is given twice' in p.stderr, p.stderr[-300:])
 
     # 15: forward prints token strings
     rc, out, err = hydra("forward", "--model", MODEL, "--ids", "5,17,250", "--top", "3")

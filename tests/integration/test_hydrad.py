@@ -2469,19 +2469,31 @@ def t_quotas(build, root, workdir):
         check_error("a document larger than the whole bytes quota -> 413 naming it", r, 413)
         check("  ... naming --max-stored-mib-per-user",
               "--max-stored-mib-per-user" in ((r.json() or {}).get("error") or {}).get("message", ""), short(r.body))
-        # the cap on bodies held across connections: 0.25 MiB (262,144 bytes)
-        first = held_upload(d.port, 150000, 1000, TOKENS["carol"])
+        # the cap on bodies held across connections: 0.25 MiB (262,144 bytes), one user
+        # at most half of it (131,072)
+        first = held_upload(d.port, 120000, 1000, TOKENS["carol"])
         time.sleep(0.2)
-        second = held_upload(d.port, 150000, 1000, TOKENS["carol"])
+        second = held_upload(d.port, 120000, 1000, TOKENS["carol"])
         raw = read_some(second)
         second.close()
         m = re.match(rb"HTTP/1\.[01] (\d{3}) ", raw)
-        check("a declared body that would pass --max-buffered-mib beside one held -> 503 at once, "
-              "with Retry-After, naming the cap",
+        check("a declared body that would take one user past half of --max-buffered-mib -> 503 at "
+              "once, with Retry-After, naming the cap",
               m and m.group(1) == b"503" and b"retry-after" in raw.lower() and b"--max-buffered-mib" in raw,
               short(raw))
+        third = held_upload(d.port, 120000, 1000, TOKENS["bob"])
+        raw = read_some(third, wait=1)
+        check("another user's body beside carol's is held (her bodies do not shut bob out)",
+              not raw.startswith(b"HTTP/1.1 503"), short(raw))
+        fourth = held_upload(d.port, 30000, 1000, TOKENS["alice"])
+        raw = read_some(fourth)
+        fourth.close()
+        m = re.match(rb"HTTP/1\.[01] (\d{3}) ", raw)
+        check("a declared body that would pass --max-buffered-mib beside the ones held -> 503",
+              m and m.group(1) == b"503" and b"--max-buffered-mib" in raw, short(raw))
         r = d.req("GET", "/v1/health")
         check("health answers meanwhile", r.status == 200, repr(r))
+        third.close()
         first.close()
         time.sleep(0.3)
         r = d.submit(small_job(n_prompts=1), "carol")

@@ -257,6 +257,19 @@ static void test_targets_and_positions(void) {
             str_is(s->prompts[0].target.text, " x") && s->prompts[1].target.id == 3,
         "per-prompt targets");
   job_free(s);
+  /* ... written as the job's target is: {"token": ...} or {"id": ...} */
+  s = PARSE_OK("{'prompts': [{'text': 'a', 'target': {'token': ' x'}, 'foil': {'id': 4}},"
+               " {'ids': [5], 'target': {'id': 3}, 'foil': {'token': ' y'}}], "
+               "'ablations': {'components': ['*']}}");
+  CHECK(s && str_is(s->prompts[0].target.text, " x") && s->prompts[0].foil.id == 4 &&
+            s->prompts[1].target.id == 3,
+        "per-prompt targets as objects");
+  job_free(s);
+  BAD("{'prompts': [{'text': 'a', 'target': {'token': ' x', 'id': 3}}], 'ablations': "
+      "{'components': ['*']}}",
+      "prompts[0].target", "expected {\"token\": text} or {\"id\": N}");
+  BAD("{'prompts': [{'text': 'a', 'target': {'token': 3}}], 'ablations': {'components': ['*']}}",
+      "prompts[0].target.token", "expected a string, got an integer");
   /* ... and overriding a job target for some prompts. */
   s = PARSE_OK("{'prompts': [{'text': 'a', 'target': ' x'}, 'b'], 'target': {'token': ' y', "
                "'foil': ' z'}, 'ablations': {'components': ['*']}}");
@@ -882,6 +895,31 @@ static void test_resid_and_groups(void) {
     CHECK(n < 0 && !strcmp(err.field, "ablations.groups.g[0]") &&
               strstr(err.message, "(model has 30 layers)"),
           "a group's head out of range names the group's field: %s: %s", err.field, err.message);
+    free(c);
+  }
+  job_free(s);
+  /* a member inside another: the layer and one of its heads (or neurons) */
+  const char *nested[] = {
+      "{'prompts': ['a', 'b'], 'ablations': {'groups': {'g': ['attn.1', 'head.1.1']}}}",
+      "{'prompts': ['a', 'b'], 'ablations': {'groups': {'g': ['neuron.2.*', 'mlp.2']}}}"};
+  for (int k = 0; k < 2; k++) {
+    s = PARSE_OK(nested[k]);
+    if (s) {
+      c = NULL;
+      CHECK(
+          job_expand_group(s, 0, &cfg, &c, &n, &err) < 0 && !c &&
+              !strcmp(err.field, "ablations.groups.g") &&
+              strstr(err.message, k ? "neuron.2.0 is part of mlp.2" : "head.1.1 is part of attn.1"),
+          "a member inside another refused: %s: %s", err.field, err.message);
+      free(c);
+    }
+    job_free(s);
+  }
+  s = PARSE_OK("{'prompts': ['a', 'b'], 'ablations': {'groups': {'g': ['attn.1', 'head.2.1']}}}");
+  if (s) {
+    c = NULL;
+    CHECK(job_expand_group(s, 0, &cfg, &c, &n, &err) == 0 && n == 2,
+          "a layer and another layer's head in one group (%s)", err.message);
     free(c);
   }
   job_free(s);

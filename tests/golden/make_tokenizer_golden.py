@@ -257,6 +257,45 @@ def smollm2(root, corpus, gguf_path, json_out):
     write_golden(os.path.join(root, "tests", "golden", "tokenizer_smollm2.jsonl"), tok, corpus)
 
 
+def family_tokenizers(root, corpus, workdir):
+    """tests/data/tokenizers/<family>/tokenizer.json as transformers builds
+    each family's own tokenizer (GemmaTokenizer: sentencepiece BPE with byte
+    fallback and no dummy prefix; Qwen2Tokenizer: NFC, Qwen2's split,
+    byte-level), from a vocabulary trained here, and
+    tests/golden/tokenizer_family-<family>.jsonl from it."""
+    from transformers import GemmaTokenizer, Qwen2Tokenizer
+    from transformers.tokenization_utils_base import generate_merges
+
+    made = {}
+    sp = train_sentencepiece(corpus, workdir)
+    pieces = [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
+    scores = [sp.get_score(i) for i in range(sp.get_piece_size())]
+    pieces[:3] = ["<pad>", "<eos>", "<bos>"]  # Gemma's first ids (the trainer's <unk>, <s>, </s>)
+    vocab = {p: i for i, p in enumerate(pieces)}
+    vocab["<unk>"] = len(vocab)
+    merges = generate_merges(vocab, dict(zip(pieces, scores)))
+    made["gemma"] = GemmaTokenizer(vocab=vocab, merges=merges)
+
+    trained = Tokenizer(models.BPE())
+    qwen = Qwen2Tokenizer(vocab={"<|endoftext|>": 0}, merges=[]).backend_tokenizer
+    trained.normalizer = qwen.normalizer
+    trained.pre_tokenizer = qwen.pre_tokenizer
+    trainer = trainers.BpeTrainer(vocab_size=1000, special_tokens=["<|endoftext|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trained.train_from_iterator(training_text(corpus, SEED + 2), trainer=trainer)
+    model = json.loads(trained.to_str())["model"]
+    made["qwen2"] = Qwen2Tokenizer(vocab=model["vocab"], merges=[tuple(m.split(" ")) if isinstance(m, str)
+                                                                   else tuple(m) for m in model["merges"]])
+    for family, tf_tok in made.items():
+        path = os.path.join(root, "tests", "data", "tokenizers", family, "tokenizer.json")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tf_tok.backend_tokenizer.save(path)
+        print("wrote", path)
+        tok = Tokenizer.from_file(path)
+        check_transformers(tf_tok, tok, corpus, family)
+        write_golden(os.path.join(root, "tests", "golden", f"tokenizer_family-{family}.jsonl"), tok, corpus)
+
+
 # tokenizer.ggml.pre names and the pre-tokenizer of the model's own
 # tokenizer.json that llama.cpp's name stands for (each a GGUF of one
 # byte-level vocabulary and merges, see gguf_pre_types): GPT-2's expression, digits first,
@@ -366,10 +405,19 @@ def main():
     ap.add_argument("--smollm2-json", default="/work/models/smollm2-135m-tokenizer/tokenizer.json")
     ap.add_argument("--pre-types-only", action="store_true",
                     help="only the tokenizer.ggml.pre files and goldens (from the committed tiny-gpt2 vocabulary)")
+    ap.add_argument("--families-only", action="store_true",
+                    help="only the families' tokenizer.json files and goldens")
     args = ap.parse_args()
     corpus = read_corpus(args.root)
     if args.pre_types_only:
         gguf_pre_types(args.root, corpus)
+        return
+    if args.families_only:
+        workdir = tempfile.mkdtemp()
+        try:
+            family_tokenizers(args.root, corpus, workdir)
+        finally:
+            shutil.rmtree(workdir)
         return
     tiny_gpt2(args.root, corpus)
     workdir = tempfile.mkdtemp()
@@ -378,6 +426,11 @@ def main():
     finally:
         shutil.rmtree(workdir)
     gguf_pre_types(args.root, corpus)
+    workdir = tempfile.mkdtemp()
+    try:
+        family_tokenizers(args.root, corpus, workdir)
+    finally:
+        shutil.rmtree(workdir)
     if args.smollm2:
         smollm2(args.root, corpus, args.smollm2, args.smollm2_json)
 

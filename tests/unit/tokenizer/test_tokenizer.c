@@ -522,6 +522,17 @@ static int run_tiny(const char *root) {
   }
   run_unset_ids(root);
   run_nfc(root);
+  /* the tokenizers transformers builds for families that ship their own
+   * (make_tokenizer_golden.py's family_tokenizers) */
+  static const char *const families[] = {"gemma", "qwen2"};
+  for (size_t i = 0; i < sizeof(families) / sizeof(families[0]); i++) {
+    char path[1024], golden[1024], name[64];
+    snprintf(path, sizeof(path), "%s/tests/data/tokenizers/%s/tokenizer.json", root, families[i]);
+    snprintf(golden, sizeof(golden), "%s/tests/golden/tokenizer_family-%s.jsonl", root,
+             families[i]);
+    snprintf(name, sizeof(name), "family %s", families[i]);
+    run_golden(name, path, golden);
+  }
   /* tokenizer.ggml.pre: the pre-tokenizer each name stands for, on one
    * byte-level vocabulary whose merges cross every split
    * (make_tokenizer_golden.py's PRE_TYPES) */

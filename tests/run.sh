@@ -12,6 +12,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=${HYDRA_JOBS:-$(nproc)}
 export HYDRA_REQUIRE_MODELS=${HYDRA_REQUIRE_MODELS:-1}
+# ctest runs several OpenMP programs at once: idle OpenMP threads that spin
+# (the default) take the cores the other tests need (an engine test took
+# 110 s instead of 4 under -j2). Waiting threads sleep instead.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 
 bash deploy/get-model.sh smollm2-135m models
 

@@ -40,36 +40,77 @@ enum { TOKEN_NORMAL = 1, TOKEN_UNKNOWN = 2, TOKEN_CONTROL = 3, TOKEN_USER_DEFINE
   "|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*"     \
   "|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 
+/* DeepSeek's tokenizer.json (deepseek-llm: DeepSeek LLM, DeepSeek-V2): cased
+ * letters of many scripts, ASCII and full-width punctuation, CJK ideographs
+ * and Hangul, as its Split expressions spell them. */
+#define DEEPSEEK_LETTERS                                                                           \
+  "A-Za-z\\x{B5}\\x{C0}-\\x{D6}\\x{D8}-\\x{F6}\\x{F8}-\\x{1BA}\\x{1BC}-\\x{1BF}"                   \
+  "\\x{1C4}-\\x{293}\\x{295}-\\x{2AF}\\x{370}-\\x{373}\\x{376}\\x{377}\\x{37B}-\\x{37D}"           \
+  "\\x{37F}\\x{386}\\x{388}-\\x{38A}\\x{38C}\\x{38E}-\\x{3A1}\\x{3A3}-\\x{3F5}"                    \
+  "\\x{3F7}-\\x{481}\\x{48A}-\\x{52F}\\x{531}-\\x{556}\\x{10A0}-\\x{10C5}"                         \
+  "\\x{13A0}-\\x{13F5}\\x{13F8}-\\x{13FD}\\x{1C90}-\\x{1CBA}\\x{1CBD}-\\x{1CBF}"                   \
+  "\\x{1D00}-\\x{1D2B}\\x{1D6B}-\\x{1D77}\\x{1D79}-\\x{1D9A}\\x{1E00}-\\x{1F15}"                   \
+  "\\x{1F18}-\\x{1F1D}\\x{1F20}-\\x{1F45}\\x{1F48}-\\x{1F4D}\\x{1F50}-\\x{1F57}\\x{1F59}"          \
+  "\\x{1F5B}\\x{1F5D}\\x{1F5F}-\\x{1F7D}\\x{1F80}-\\x{1FB4}\\x{1FB6}-\\x{1FBC}\\x{1FBE}"           \
+  "\\x{1FC2}-\\x{1FC4}\\x{1FC6}-\\x{1FCC}\\x{1FD0}-\\x{1FD3}\\x{1FD6}-\\x{1FDB}"                   \
+  "\\x{1FE0}-\\x{1FEC}\\x{1FF2}-\\x{1FF4}\\x{1FF6}-\\x{1FFC}\\x{2102}\\x{2107}"                    \
+  "\\x{210A}-\\x{2113}\\x{2115}\\x{2119}-\\x{211D}\\x{2124}\\x{2126}\\x{2128}"                     \
+  "\\x{212A}-\\x{212D}\\x{212F}-\\x{2134}\\x{2139}\\x{213C}-\\x{213F}\\x{2145}-\\x{2149}"          \
+  "\\x{214E}\\x{2183}\\x{2184}\\x{2C00}-\\x{2C7B}\\x{2C7E}-\\x{2CE4}\\x{2CEB}-\\x{2CEE}"           \
+  "\\x{2CF2}\\x{2CF3}\\x{A640}-\\x{A66D}\\x{A680}-\\x{A69B}\\x{A722}-\\x{A76F}"                    \
+  "\\x{A771}-\\x{A787}\\x{A78B}-\\x{A78E}\\x{AB70}-\\x{ABBF}\\x{FB00}-\\x{FB06}"                   \
+  "\\x{FB13}-\\x{FB17}\\x{FF21}-\\x{FF3A}\\x{FF41}-\\x{FF5A}\\x{10400}-\\x{1044F}"                 \
+  "\\x{104B0}-\\x{104D3}\\x{104D8}-\\x{104FB}\\x{10C80}-\\x{10CB2}\\x{10CC0}-\\x{10CF2}"           \
+  "\\x{118A0}-\\x{118DF}\\x{1E900}-\\x{1E943}"
+#define DEEPSEEK_PUNCT                                                                             \
+  "\\s?[!-/:-~\\x{FF01}-\\x{FF0F}\\x{FF1A}-\\x{FF5E}\\x{2018}-\\x{201F}\\x{3000}-\\x{3002}]+"
+#define DEEPSEEK_CJK "[\\x{4E00}-\\x{9FA5}\\x{0800}-\\x{4E00}\\x{AC00}-\\x{D7FF}]+"
+
 /* The byte-level pre-tokenizers, by the names llama.cpp's converter writes,
- * each as the model's own tokenizer.json splits: a split expression before
- * ByteLevel (which then uses no expression of its own), or digits first
- * (then GPT-2's). A name whose tokenizer.json splits otherwise (a sequence of
- * several expressions: deepseek-llm, deepseek-coder, ...) is refused. */
+ * each as the model's own tokenizer.json splits before ByteLevel (which then
+ * uses no expression of its own): Split expressions (Isolated), each run on
+ * every piece the one before left (tokenizers' Sequence). Digits
+ * (individual_digits) is the expression \p{N}; GPT-2's is ByteLevel's own.
+ * DeepSeek's digits step: its tokenizer.json has Digits(individual_digits),
+ * where llama.cpp's deepseek-llm list has \p{N}+ (the same ids on DeepSeek's
+ * vocabulary, which holds no run of digits). */
+static const char *const PRE_GPT2[] = {TOKENIZER_GPT2_PATTERN, NULL};
+static const char *const PRE_DIGITS_GPT2[] = {"\\p{N}", TOKENIZER_GPT2_PATTERN, NULL};
+static const char *const PRE_LLAMA3[] = {LLAMA3_SPLIT, NULL};
+static const char *const PRE_QWEN2[] = {QWEN2_SPLIT, NULL};
+static const char *const PRE_TEKKEN[] = {TEKKEN_SPLIT, NULL};
+static const char *const PRE_DEEPSEEK_LLM[] = {
+    "[\\r\\n]", "\\s?[" DEEPSEEK_LETTERS "]+", DEEPSEEK_PUNCT, "\\s+$", DEEPSEEK_CJK, "\\p{N}",
+    NULL};
+static const char *const PRE_DEEPSEEK_CODER[] = {"[\\r\\n]",   "\\s?\\p{L}+", "\\s?\\p{P}+",
+                                                 DEEPSEEK_CJK, "\\p{N}",      NULL};
+
 static const struct {
   const char *name;
-  const char *split; /* NULL: GPT-2's expression */
-  int digits;        /* every digit on its own first */
+  const char *const *splits;
 } BYTE_LEVEL_PRES[] = {
-    {"default", NULL, 0},
-    {"gpt2", NULL, 0},
-    {"gpt-2", NULL, 0},
-    {"phi-2", NULL, 0},
-    {"olmo", NULL, 0},
-    {"mpt", NULL, 0},
-    {"smollm", NULL, 1},
-    {"command-r", NULL, 1},
-    {"starcoder", NULL, 1},
-    {"refact", NULL, 1},
-    {"llama3", LLAMA3_SPLIT, 0},
-    {"llama-v3", LLAMA3_SPLIT, 0},
-    {"llama-bpe", LLAMA3_SPLIT, 0},
-    {"falcon3", LLAMA3_SPLIT, 0},
-    {"dbrx", LLAMA3_SPLIT, 0},
-    {"smaug-bpe", LLAMA3_SPLIT, 0},
-    {"qwen2", QWEN2_SPLIT, 0},
-    {"stablelm2", QWEN2_SPLIT, 0},
-    {"tekken", TEKKEN_SPLIT, 0},
-    {"deepseek-r1-qwen", QWEN2_SPLIT, 0},
+    {"default", PRE_GPT2},
+    {"gpt2", PRE_GPT2},
+    {"gpt-2", PRE_GPT2},
+    {"phi-2", PRE_GPT2},
+    {"olmo", PRE_GPT2},
+    {"mpt", PRE_GPT2},
+    {"smollm", PRE_DIGITS_GPT2},
+    {"command-r", PRE_DIGITS_GPT2},
+    {"starcoder", PRE_DIGITS_GPT2},
+    {"refact", PRE_DIGITS_GPT2},
+    {"llama3", PRE_LLAMA3},
+    {"llama-v3", PRE_LLAMA3},
+    {"llama-bpe", PRE_LLAMA3},
+    {"falcon3", PRE_LLAMA3},
+    {"dbrx", PRE_LLAMA3},
+    {"smaug-bpe", PRE_LLAMA3},
+    {"qwen2", PRE_QWEN2},
+    {"stablelm2", PRE_QWEN2},
+    {"deepseek-r1-qwen", PRE_QWEN2},
+    {"tekken", PRE_TEKKEN},
+    {"deepseek-llm", PRE_DEEPSEEK_LLM},
+    {"deepseek-coder", PRE_DEEPSEEK_CODER},
 };
 
 typedef struct {
@@ -275,16 +316,12 @@ static int byte_level_pipeline(gguf_loader_t *L, const char *pre) {
   if (k == n)
     return fail(L, "tokenizer.ggml.pre \"%s\" is not supported", pre);
   char msg[HYDRA_ERR_LEN];
-  const char *exprs[2] = {BYTE_LEVEL_PRES[k].digits ? "\\p{N}" : BYTE_LEVEL_PRES[k].split,
-                          BYTE_LEVEL_PRES[k].split ? NULL : TOKENIZER_GPT2_PATTERN};
-  for (int i = 0; i < 2; i++) {
-    if (!exprs[i])
-      continue;
+  for (const char *const *e = BYTE_LEVEL_PRES[k].splits; *e; e++) {
     pretokenize_step_t *s = tokenizer_add_pretokenize(t, PRETOKENIZE_SPLIT, L->err);
     if (!s)
       return -1;
     s->behavior = SPLIT_ISOLATED;
-    if (tokenizer_pattern_regex(&s->pattern, exprs[i], strlen(exprs[i]), msg))
+    if (tokenizer_pattern_regex(&s->pattern, *e, strlen(*e), msg))
       return fail(L, "%s", msg);
   }
   t->has_decoder = 1;

@@ -65,6 +65,7 @@ typedef struct {
   tokenizer_pattern_t pattern; /* SPLIT */
   split_behavior_t behavior;   /* SPLIT */
   int invert;                  /* SPLIT */
+  int on_bytes;                /* SPLIT: after ByteLevel, on the bytes' ByteLevel spelling */
   char replacement[8];         /* METASPACE: the character, UTF-8 */
   size_t replacement_len;
   prepend_scheme_t prepend; /* METASPACE */

@@ -304,6 +304,38 @@ static void expect_load_error(const char *path, const char *needle1, const char 
   tokenizer_free(t);
 }
 
+/* A GGUF whose tokenizer.ggml.pre names a pre-tokenizer hydra lacks is
+ * refused naming it: tokenizer_pre_gpt-2.gguf with the name respelled. */
+static void gguf_pre_unknown(const char *root, const char *dir) {
+  char src[1024], dst[1024];
+  snprintf(src, sizeof(src), "%s/tests/data/gguf/tokenizer_pre_gpt-2.gguf", root);
+  snprintf(dst, sizeof(dst), "%s/pre_unknown.gguf", dir);
+  FILE *f = fopen(src, "rb");
+  char *buf = f ? malloc(1 << 20) : NULL;
+  size_t n = buf ? fread(buf, 1, 1 << 20, f) : 0;
+  if (f)
+    fclose(f);
+  static const char key[] = "tokenizer.ggml.pre";
+  char *at = NULL;
+  for (size_t i = 0; buf && i + sizeof(key) + 12 + 5 <= n; i++)
+    if (memcmp(buf + i, key, sizeof(key) - 1) == 0) {
+      at = buf + i + sizeof(key) - 1 + 4 + 8; /* value type, string length */
+      break;
+    }
+  if (!at || memcmp(at, "gpt-2", 5) != 0) {
+    FAIL("%s: tokenizer.ggml.pre \"gpt-2\" not found", src);
+    free(buf);
+    return;
+  }
+  memcpy(at, "zzz-9", 5);
+  FILE *o = fopen(dst, "wb");
+  CHECK(o && fwrite(buf, 1, n, o) == n, "writing %s", dst);
+  if (o)
+    fclose(o);
+  free(buf);
+  expect_load_error(dst, "tokenizer.ggml.pre", "\"zzz-9\" is not supported");
+}
+
 static void test_errors(const char *root, const tokenizer_t *gpt2, const tokenizer_t *llama) {
   char err[HYDRA_ERR_LEN];
   /* Invalid UTF-8, each naming the offending byte. */
@@ -368,6 +400,28 @@ static void test_errors(const char *root, const tokenizer_t *gpt2, const tokeniz
                   "\"behavior\": \"Isolated\", \"invert\": false}",
                   bpe_ok);
   expect_load_error(path, "badregex.json", "pre_tokenizer.pattern");
+  /* Oniguruma's class inside a negated class is a union (BLOOM's); a negated
+   * inner class or an intersection has no one-class spelling: refused. */
+  snprintf(path, sizeof(path), "%s/nestedclass.json", dir);
+  write_tokenizer(path,
+                  "{\"type\": \"Split\", \"pattern\": {\"Regex\": \"[a[^b]]+\"}, "
+                  "\"behavior\": \"Isolated\", \"invert\": false}",
+                  bpe_ok);
+  expect_load_error(path, "pre_tokenizer.pattern", "a negated class inside a class");
+  snprintf(path, sizeof(path), "%s/intersection.json", dir);
+  write_tokenizer(path,
+                  "{\"type\": \"Split\", \"pattern\": {\"Regex\": \"[a-z&&[^aeiou]]+\"}, "
+                  "\"behavior\": \"Isolated\", \"invert\": false}",
+                  bpe_ok);
+  expect_load_error(path, "pre_tokenizer.pattern", "intersection");
+  snprintf(path, sizeof(path), "%s/afterbytes.json", dir);
+  write_tokenizer(path,
+                  "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"ByteLevel\", "
+                  "\"add_prefix_space\": false, \"use_regex\": true}, {\"type\": \"Metaspace\", "
+                  "\"replacement\": \"_\", \"prepend_scheme\": \"never\", \"split\": true}]}",
+                  bpe_ok);
+  expect_load_error(path, "pre_tokenizer.pretokenizers[1]", "after ByteLevel");
+  gguf_pre_unknown(root, dir);
   snprintf(path, sizeof(path), "%s/badbehavior.json", dir);
   write_tokenizer(path,
                   "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", "
@@ -524,8 +578,8 @@ static int run_tiny(const char *root) {
   run_nfc(root);
   /* the tokenizers transformers builds for families that ship their own
    * (make_tokenizer_golden.py's family_tokenizers, make_family_tokenizers.py) */
-  static const char *const families[] = {"gemma",  "qwen2",   "llama3", "olmo2",
-                                         "pythia", "mistral", "phi3"};
+  static const char *const families[] = {"gemma",  "qwen2", "llama3",  "olmo2", "pythia",
+                                         "falcon", "bloom", "mistral", "phi3"};
   for (size_t i = 0; i < sizeof(families) / sizeof(families[0]); i++) {
     char path[1024], golden[1024], name[64];
     snprintf(path, sizeof(path), "%s/tests/data/tokenizers/%s/tokenizer.json", root, families[i]);

@@ -24,6 +24,9 @@ corpus (tests/data/tokenizer_corpus.txt) plus the family's extra cases.
   phi3     Phi-3: Mistral's shape, with chat tokens that strip the spaces
            after them (rstrip), as Phi-3's added_tokens are.
 
+Also tests/data/gguf/tokenizer_gemma.gguf, Gemma's vocabulary as llama.cpp
+writes it (see gemma_gguf).
+
 The byte-level ones share one vocabulary trained without any split, so that
 its merges cross the boundaries where their pre-tokenizers differ.
 
@@ -160,6 +163,62 @@ def sentencepiece_families(corpus, workdir):
     return made
 
 
+def gemma_gguf(root, corpus, workdir):
+    """tests/data/gguf/tokenizer_gemma.gguf: the vocabulary of
+    tests/data/tokenizers/gemma (make_tokenizer_golden.py's family_tokenizers)
+    as llama.cpp's converter writes a Gemma vocabulary: tokenizer.ggml.model
+    "llama", tokens, scores and types, no merges, add_space_prefix false;
+    BOS not added, as that tokenizer.json adds none. Its golden is
+    tokenizer_family-gemma.jsonl (tokenizers on that tokenizer.json)."""
+    import gguf
+
+    sp = train_sentencepiece(corpus, workdir)
+    pieces = [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
+    scores = [sp.get_score(i) for i in range(sp.get_piece_size())]
+    pieces[:3] = ["<pad>", "<eos>", "<bos>"]
+    with open(os.path.join(root, "tests", "data", "tokenizers", "gemma", "tokenizer.json"), encoding="utf-8") as f:
+        published = json.load(f)
+    vocab = published["model"]["vocab"]
+    tokens = sorted(vocab, key=vocab.get)
+    assert tokens[:len(pieces)] == pieces, "the sentencepiece vocabulary is not the committed Gemma one"
+    types = []
+    for i, t in enumerate(tokens):
+        if t == "<unk>":
+            types.append(gguf.TokenType.UNKNOWN)
+        elif t in ("<pad>", "<eos>", "<bos>", "<mask>"):
+            types.append(gguf.TokenType.CONTROL)
+        elif i < len(pieces) and sp.is_byte(i):
+            types.append(gguf.TokenType.BYTE)
+        else:
+            types.append(gguf.TokenType.NORMAL)
+    path = os.path.join(root, "tests", "data", "gguf", "tokenizer_gemma.gguf")
+    w = gguf.GGUFWriter(path, arch="gemma")
+    w.add_context_length(128)
+    w.add_embedding_length(64)
+    w.add_block_count(1)
+    w.add_feed_forward_length(96)
+    w.add_head_count(4)
+    w.add_head_count_kv(1)
+    w.add_layer_norm_rms_eps(1e-6)
+    w.add_tokenizer_model("llama")
+    w.add_tokenizer_pre("default")
+    w.add_token_list(tokens)
+    w.add_token_scores(scores + [0.0] * (len(tokens) - len(pieces)))
+    w.add_token_types(types)
+    w.add_add_space_prefix(False)
+    w.add_bos_token_id(vocab["<bos>"])
+    w.add_eos_token_id(vocab["<eos>"])
+    w.add_unk_token_id(vocab["<unk>"])
+    w.add_pad_token_id(vocab["<pad>"])
+    w.add_add_bos_token(False)
+    w.add_add_eos_token(False)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    print("wrote", path)
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     ap = argparse.ArgumentParser()
@@ -170,6 +229,7 @@ def main():
     try:
         made = byte_level_families(corpus)
         made.update(sentencepiece_families(corpus, workdir))
+        gemma_gguf(args.root, corpus, workdir)
     finally:
         shutil.rmtree(workdir)
     goldens = {}

@@ -588,6 +588,13 @@ static int run_tiny(const char *root) {
     snprintf(name, sizeof(name), "family %s", families[i]);
     run_golden(name, path, golden);
   }
+  /* Gemma's vocabulary as llama.cpp writes it (sentencepiece, no space
+   * prefix) encodes as Gemma's tokenizer.json (make_family_tokenizers.py) */
+  char gemma_gguf[1024], gemma_golden[1024];
+  snprintf(gemma_gguf, sizeof(gemma_gguf), "%s/tests/data/gguf/tokenizer_gemma.gguf", root);
+  snprintf(gemma_golden, sizeof(gemma_golden), "%s/tests/golden/tokenizer_family-gemma.jsonl",
+           root);
+  run_golden("gguf gemma", gemma_gguf, gemma_golden);
   /* tokenizer.ggml.pre: the pre-tokenizer each name stands for, on one
    * byte-level vocabulary whose merges cross every split
    * (make_tokenizer_golden.py's PRE_TYPES) */

@@ -66,28 +66,55 @@ enum { TOKEN_NORMAL = 1, TOKEN_UNKNOWN = 2, TOKEN_CONTROL = 3, TOKEN_USER_DEFINE
   "\\s?[!-/:-~\\x{FF01}-\\x{FF0F}\\x{FF1A}-\\x{FF5E}\\x{2018}-\\x{201F}\\x{3000}-\\x{3002}]+"
 #define DEEPSEEK_CJK "[\\x{4E00}-\\x{9FA5}\\x{0800}-\\x{4E00}\\x{AC00}-\\x{D7FF}]+"
 
+/* BLOOM's: a class holding a class, whose members
+ * join it (Oniguruma); the delimiters … 。 ， 、 । ۔ ، written as code points. */
+#define BLOOM_SPLIT " ?[^(\\s|[.,!?\\x{2026}\\x{3002}\\x{FF0C}\\x{3001}\\x{964}\\x{6D4}\\x{60C}])]+"
+
 /* The byte-level pre-tokenizers, by the names llama.cpp's converter writes,
- * each as the model's own tokenizer.json splits before ByteLevel (which then
- * uses no expression of its own): Split expressions (Isolated), each run on
- * every piece the one before left (tokenizers' Sequence). Digits
- * (individual_digits) is the expression \p{N}; GPT-2's is ByteLevel's own.
+ * each as the model's own tokenizer.json splits: Split steps run in order on
+ * every piece the one before left (tokenizers' Sequence), then ByteLevel with
+ * no expression of its own. Digits(individual_digits) is the Isolated
+ * expression \p{N}; GPT-2's expression is ByteLevel's own (use_regex).
  * DeepSeek's digits step: its tokenizer.json has Digits(individual_digits),
  * where llama.cpp's deepseek-llm list has \p{N}+ (the same ids on DeepSeek's
- * vocabulary, which holds no run of digits). */
-static const char *const PRE_GPT2[] = {TOKENIZER_GPT2_PATTERN, NULL};
-static const char *const PRE_DIGITS_GPT2[] = {"\\p{N}", TOKENIZER_GPT2_PATTERN, NULL};
-static const char *const PRE_LLAMA3[] = {LLAMA3_SPLIT, NULL};
-static const char *const PRE_QWEN2[] = {QWEN2_SPLIT, NULL};
-static const char *const PRE_TEKKEN[] = {TEKKEN_SPLIT, NULL};
-static const char *const PRE_DEEPSEEK_LLM[] = {
-    "[\\r\\n]", "\\s?[" DEEPSEEK_LETTERS "]+", DEEPSEEK_PUNCT, "\\s+$", DEEPSEEK_CJK, "\\p{N}",
-    NULL};
-static const char *const PRE_DEEPSEEK_CODER[] = {"[\\r\\n]",   "\\s?\\p{L}+", "\\s?\\p{P}+",
-                                                 DEEPSEEK_CJK, "\\p{N}",      NULL};
+ * vocabulary, which holds no run of digits). Falcon's tokenizer.json splits
+ * after ByteLevel too (on_bytes: Digits and three digits, on the bytes'
+ * ByteLevel spelling), where llama.cpp approximates. */
+typedef struct {
+  const char *expr; /* NULL ends a list */
+  split_behavior_t behavior;
+  int on_bytes;
+} pre_split_t;
+
+#define ISOLATED(expr)                                                                             \
+  { expr, SPLIT_ISOLATED, 0 }
+static const pre_split_t PRE_GPT2[] = {ISOLATED(TOKENIZER_GPT2_PATTERN), {0}};
+static const pre_split_t PRE_DIGITS_GPT2[] = {
+    ISOLATED("\\p{N}"), ISOLATED(TOKENIZER_GPT2_PATTERN), {0}};
+static const pre_split_t PRE_LLAMA3[] = {ISOLATED(LLAMA3_SPLIT), {0}};
+static const pre_split_t PRE_QWEN2[] = {ISOLATED(QWEN2_SPLIT), {0}};
+static const pre_split_t PRE_TEKKEN[] = {ISOLATED(TEKKEN_SPLIT), {0}};
+static const pre_split_t PRE_BLOOM[] = {ISOLATED(BLOOM_SPLIT), {0}};
+static const pre_split_t PRE_DEEPSEEK_LLM[] = {ISOLATED("[\\r\\n]"),
+                                               ISOLATED("\\s?[" DEEPSEEK_LETTERS "]+"),
+                                               ISOLATED(DEEPSEEK_PUNCT),
+                                               ISOLATED("\\s+$"),
+                                               ISOLATED(DEEPSEEK_CJK),
+                                               ISOLATED("\\p{N}"),
+                                               {0}};
+static const pre_split_t PRE_DEEPSEEK_CODER[] = {ISOLATED("[\\r\\n]"),    ISOLATED("\\s?\\p{L}+"),
+                                                 ISOLATED("\\s?\\p{P}+"), ISOLATED(DEEPSEEK_CJK),
+                                                 ISOLATED("\\p{N}"),      {0}};
+static const pre_split_t PRE_FALCON[] = {{TOKENIZER_PUNCTUATION_CLASS, SPLIT_CONTIGUOUS, 0},
+                                         ISOLATED(TOKENIZER_GPT2_PATTERN),
+                                         {"\\p{N}", SPLIT_CONTIGUOUS, 1},
+                                         {"[0-9][0-9][0-9]", SPLIT_ISOLATED, 1},
+                                         {0}};
+#undef ISOLATED
 
 static const struct {
   const char *name;
-  const char *const *splits;
+  const pre_split_t *splits;
 } BYTE_LEVEL_PRES[] = {
     {"default", PRE_GPT2},
     {"gpt2", PRE_GPT2},
@@ -111,6 +138,8 @@ static const struct {
     {"tekken", PRE_TEKKEN},
     {"deepseek-llm", PRE_DEEPSEEK_LLM},
     {"deepseek-coder", PRE_DEEPSEEK_CODER},
+    {"falcon", PRE_FALCON},
+    {"bloom", PRE_BLOOM},
 };
 
 typedef struct {
@@ -316,12 +345,13 @@ static int byte_level_pipeline(gguf_loader_t *L, const char *pre) {
   if (k == n)
     return fail(L, "tokenizer.ggml.pre \"%s\" is not supported", pre);
   char msg[HYDRA_ERR_LEN];
-  for (const char *const *e = BYTE_LEVEL_PRES[k].splits; *e; e++) {
+  for (const pre_split_t *e = BYTE_LEVEL_PRES[k].splits; e->expr; e++) {
     pretokenize_step_t *s = tokenizer_add_pretokenize(t, PRETOKENIZE_SPLIT, L->err);
     if (!s)
       return -1;
-    s->behavior = SPLIT_ISOLATED;
-    if (tokenizer_pattern_regex(&s->pattern, *e, strlen(*e), msg))
+    s->behavior = e->behavior;
+    s->on_bytes = e->on_bytes;
+    if (tokenizer_pattern_regex(&s->pattern, e->expr, strlen(e->expr), msg))
       return fail(L, "%s", msg);
   }
   t->has_decoder = 1;

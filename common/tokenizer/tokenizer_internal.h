@@ -19,6 +19,10 @@
 #define TOKENIZER_GPT2_PATTERN                                                                     \
   "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"
 
+/* tokenizers' Punctuation pre-tokenizer: Rust's char::is_ascii_punctuation
+ * or the general categories P*. */
+#define TOKENIZER_PUNCTUATION_CLASS "[\\p{P}!-/:-@\\[-`{-~]"
+
 /* A pattern: a literal string or a regular expression (PCRE2, UTF + UCP). */
 typedef struct {
   char *literal; /* NULL for a regular expression */

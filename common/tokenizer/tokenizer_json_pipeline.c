@@ -170,8 +170,7 @@ int json_loader_parse_pre_tokenizer(json_loader_t *L, const json_t *p, const cha
     split_behavior_t behavior = SPLIT_ISOLATED;
     if (json_object_get(p, "behavior") && parse_behavior(L, p, field, &behavior))
       return -1;
-    /* Rust's char::is_ascii_punctuation or the general categories P*. */
-    return add_split(L, field, "[\\p{P}!-/:-@\\[-`{-~]", behavior, 0);
+    return add_split(L, field, TOKENIZER_PUNCTUATION_CLASS, behavior, 0);
   }
   if (strcmp(type, "Digits") == 0) {
     int individual = 0;

@@ -54,7 +54,7 @@ import tempfile
 
 import gguf
 import sentencepiece as spm
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
 SEED = 20241126
 
@@ -341,7 +341,6 @@ DEEPSEEK_CODER_SPLITS = ["[\r\n]", r"\s?\p{L}+", r"\s?\p{P}+", DEEPSEEK_CJK_RE]
 
 
 def splits_then_bytes(exprs, digits=False):
-    from tokenizers import Regex
     steps = [pre_tokenizers.Split(Regex(e), behavior="isolated", invert=False) for e in exprs]
     if digits:
         steps.append(pre_tokenizers.Digits(individual_digits=True))
@@ -363,6 +362,13 @@ PRE_TYPES = {
     "tekken": lambda: split_then_bytes(TEKKEN_RE),
     "deepseek-llm": lambda: splits_then_bytes(DEEPSEEK_LLM_SPLITS, digits=True),
     "deepseek-coder": lambda: splits_then_bytes(DEEPSEEK_CODER_SPLITS, digits=True),
+    # Falcon's tokenizer.json: Digits and a three-digit Split after ByteLevel.
+    "falcon": lambda: pre_tokenizers.Sequence([
+        pre_tokenizers.Punctuation(behavior="contiguous"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=True),
+        pre_tokenizers.Digits(individual_digits=False),
+        pre_tokenizers.Split(Regex("[0-9][0-9][0-9]"), behavior="isolated", invert=False)]),
+    "bloom": lambda: split_then_bytes(" ?[^(\\s|[.,!?…。，、।۔،])]+"),
 }
 # Names llama.cpp writes for the same pre-tokenizer as another (each gets its
 # own file and golden, equal to its twin's).
@@ -402,6 +408,8 @@ PRE_TYPE_GOLDEN_CASES = [
     "def f(x):\n    return x**2 + $y <= z^3 | ~w `tick` @a #b\n",
     "مرحبا بالعالم 123 עברית ४२ हिन्दी",
     "tabs at the end\t\t  ",
+    "x²³ вв 1234567 + 100,000.00 (a)--b...c!?",
+    "(parens) [brackets] | pipes, dots… 。，、 ।۔، end",
 ]
 
 

@@ -598,9 +598,9 @@ static int run_tiny(const char *root) {
   /* tokenizer.ggml.pre: the pre-tokenizer each name stands for, on one
    * byte-level vocabulary whose merges cross every split
    * (make_tokenizer_golden.py's PRE_TYPES) */
-  static const char *const pres[] = {"gpt-2",        "olmo",          "command-r", "smollm",
-                                     "stablelm2",    "qwen2",         "llama-bpe", "tekken",
-                                     "deepseek-llm", "deepseek-coder"};
+  static const char *const pres[] = {"gpt-2",        "olmo",           "command-r", "smollm",
+                                     "stablelm2",    "qwen2",          "llama-bpe", "tekken",
+                                     "deepseek-llm", "deepseek-coder", "falcon",    "bloom"};
   for (size_t i = 0; i < sizeof(pres) / sizeof(pres[0]); i++) {
     char path[1024], golden[1024], name[64];
     snprintf(path, sizeof(path), "%s/tests/data/gguf/tokenizer_pre_%s.gguf", root, pres[i]);

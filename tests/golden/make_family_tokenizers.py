@@ -9,6 +9,8 @@ corpus (tests/data/tokenizer_corpus.txt) plus the family's extra cases.
 
   llama3   Llama 3: Split(Llama 3's expression) + ByteLevel, ignore_merges,
            <|begin_of_text|> before the text.
+  tekken   Mistral's tekken (NeMo, Pixtral) as transformers' TikTokenConverter
+           writes it: its case-run split + ByteLevel, ignore_merges.
   olmo2    OLMo 2 (dolma2, cl100k-style): the same split, merges applied to
            every word (no ignore_merges), nothing added.
   pythia   GPT-NeoX / Pythia (transformers' GPTNeoXTokenizer): NFC + GPT-2's
@@ -33,8 +35,8 @@ its merges cross the boundaries where their pre-tokenizers differ.
 Covered elsewhere: GPT-2, OPT and Phi-2 (GPT-2's ByteLevel BPE: tiny-gpt2;
 OPT's </s> first is a TemplateProcessing as in tiny-llama), Granite and
 StarCoder (digits then ByteLevel: tokenizer_pre-command-r), StableLM 2 and
-Qwen2 (tokenizer_family-qwen2, tokenizer_pre-stablelm2), Mistral's tekken
-(tokenizer_pre-tekken), Gemma (tokenizer_family-gemma).
+Qwen2 (tokenizer_family-qwen2, tokenizer_pre-stablelm2), Gemma
+(tokenizer_family-gemma).
 
 usage: python tests/golden/make_family_tokenizers.py [--root ROOT]
        (needs: tokenizers transformers sentencepiece)
@@ -50,7 +52,7 @@ from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalize
 from tokenizers import processors, trainers
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_tokenizer_golden import (LLAMA3_RE, SEED, read_corpus, train_sentencepiece,  # noqa: E402
+from make_tokenizer_golden import (LLAMA3_RE, SEED, TEKKEN_RE, read_corpus, train_sentencepiece,  # noqa: E402
                                    training_text, write_golden)
 
 EXTRA_CASES = {
@@ -103,6 +105,13 @@ def byte_level_families(corpus):
     tok.decoder = decoders.ByteLevel(add_prefix_space=True, trim_offsets=True, use_regex=True)
     made["llama3"] = tok
 
+    # Mistral's tekken (Mistral NeMo, Pixtral) as transformers'
+    # TikTokenConverter writes it: its split, ignore_merges, nothing added.
+    tok = base(ignore_merges=True)
+    tok.pre_tokenizer = split_bytes(TEKKEN_RE)
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    made["tekken"] = tok
+
     # OLMo 2 (allenai/OLMo-2-1124-7B: cl100k's expression, no ignore_merges).
     tok = base()
     tok.pre_tokenizer = split_bytes(LLAMA3_RE)
@@ -131,7 +140,7 @@ def byte_level_families(corpus):
     tok.post_processor = processors.ByteLevel(add_prefix_space=True, trim_offsets=False, use_regex=False)
     tok.decoder = decoders.ByteLevel(add_prefix_space=True, trim_offsets=True, use_regex=False)
     made["bloom"] = tok
-    for family in ("llama3", "olmo2", "falcon", "bloom"):
+    for family in ("llama3", "tekken", "olmo2", "falcon", "bloom"):
         made[family].add_special_tokens(specials)
     return made
 

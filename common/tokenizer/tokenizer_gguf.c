@@ -112,34 +112,40 @@ static const pre_split_t PRE_FALCON[] = {{TOKENIZER_PUNCTUATION_CLASS, SPLIT_CON
                                          {0}};
 #undef ISOLATED
 
-static const struct {
+/* ignore_merges_add_bos: as Llama 3's and tekken's tokenizer.json (and llama.cpp for
+ * these names), a word that is a token is that token (BPE ignore_merges),
+ * and BOS is added unless tokenizer.ggml.add_bos_token says otherwise. */
+typedef struct {
   const char *name;
   const pre_split_t *splits;
-} BYTE_LEVEL_PRES[] = {
-    {"default", PRE_GPT2},
-    {"gpt2", PRE_GPT2},
-    {"gpt-2", PRE_GPT2},
-    {"phi-2", PRE_GPT2},
-    {"olmo", PRE_GPT2},
-    {"mpt", PRE_GPT2},
-    {"smollm", PRE_DIGITS_GPT2},
-    {"command-r", PRE_DIGITS_GPT2},
-    {"starcoder", PRE_DIGITS_GPT2},
-    {"refact", PRE_DIGITS_GPT2},
-    {"llama3", PRE_LLAMA3},
-    {"llama-v3", PRE_LLAMA3},
-    {"llama-bpe", PRE_LLAMA3},
-    {"falcon3", PRE_LLAMA3},
-    {"dbrx", PRE_LLAMA3},
-    {"smaug-bpe", PRE_LLAMA3},
-    {"qwen2", PRE_QWEN2},
-    {"stablelm2", PRE_QWEN2},
-    {"deepseek-r1-qwen", PRE_QWEN2},
-    {"tekken", PRE_TEKKEN},
-    {"deepseek-llm", PRE_DEEPSEEK_LLM},
-    {"deepseek-coder", PRE_DEEPSEEK_CODER},
-    {"falcon", PRE_FALCON},
-    {"bloom", PRE_BLOOM},
+  int ignore_merges_add_bos;
+} byte_level_pre_t;
+
+static const byte_level_pre_t BYTE_LEVEL_PRES[] = {
+    {"default", PRE_GPT2, 0},
+    {"gpt2", PRE_GPT2, 0},
+    {"gpt-2", PRE_GPT2, 0},
+    {"phi-2", PRE_GPT2, 0},
+    {"olmo", PRE_GPT2, 0},
+    {"mpt", PRE_GPT2, 0},
+    {"smollm", PRE_DIGITS_GPT2, 0},
+    {"command-r", PRE_DIGITS_GPT2, 0},
+    {"starcoder", PRE_DIGITS_GPT2, 0},
+    {"refact", PRE_DIGITS_GPT2, 0},
+    {"llama3", PRE_LLAMA3, 1},
+    {"llama-v3", PRE_LLAMA3, 1},
+    {"llama-bpe", PRE_LLAMA3, 1},
+    {"falcon3", PRE_LLAMA3, 1},
+    {"dbrx", PRE_LLAMA3, 0},
+    {"smaug-bpe", PRE_LLAMA3, 0},
+    {"qwen2", PRE_QWEN2, 0},
+    {"stablelm2", PRE_QWEN2, 0},
+    {"deepseek-r1-qwen", PRE_QWEN2, 0},
+    {"tekken", PRE_TEKKEN, 1},
+    {"deepseek-llm", PRE_DEEPSEEK_LLM, 0},
+    {"deepseek-coder", PRE_DEEPSEEK_CODER, 0},
+    {"falcon", PRE_FALCON, 0},
+    {"bloom", PRE_BLOOM, 0},
 };
 
 typedef struct {
@@ -149,6 +155,7 @@ typedef struct {
   gguf_array_t tokens;
   gguf_array_t types; /* n == 0 when absent */
   int byte_level;
+  const byte_level_pre_t *pre; /* byte-level vocabularies */
   char *err;
 } gguf_loader_t;
 
@@ -337,15 +344,21 @@ done:
 
 /* ---- the pipeline ---- */
 
-static int byte_level_pipeline(gguf_loader_t *L, const char *pre) {
+static int find_byte_level_pre(gguf_loader_t *L, const char *pre) {
+  size_t n = sizeof(BYTE_LEVEL_PRES) / sizeof(BYTE_LEVEL_PRES[0]);
+  for (size_t k = 0; k < n; k++) {
+    if (strcmp(BYTE_LEVEL_PRES[k].name, pre) == 0) {
+      L->pre = &BYTE_LEVEL_PRES[k];
+      return 0;
+    }
+  }
+  return fail(L, "tokenizer.ggml.pre \"%s\" is not supported", pre);
+}
+
+static int byte_level_pipeline(gguf_loader_t *L) {
   tokenizer_t *t = L->t;
-  size_t k = 0, n = sizeof(BYTE_LEVEL_PRES) / sizeof(BYTE_LEVEL_PRES[0]);
-  while (k < n && strcmp(BYTE_LEVEL_PRES[k].name, pre) != 0)
-    k++;
-  if (k == n)
-    return fail(L, "tokenizer.ggml.pre \"%s\" is not supported", pre);
   char msg[HYDRA_ERR_LEN];
-  for (const pre_split_t *e = BYTE_LEVEL_PRES[k].splits; e->expr; e++) {
+  for (const pre_split_t *e = L->pre->splits; e->expr; e++) {
     pretokenize_step_t *s = tokenizer_add_pretokenize(t, PRETOKENIZE_SPLIT, L->err);
     if (!s)
       return -1;
@@ -452,7 +465,7 @@ static int added_tokens(gguf_loader_t *L) {
   }
   t->bos_id = ids[0];
   t->eos_id = ids[1];
-  int add_bos = !L->byte_level, add_eos = 0;
+  int add_bos = !L->byte_level || L->pre->ignore_merges_add_bos, add_eos = 0;
   if (gguf_find_key(L->g, "tokenizer.ggml.add_bos_token") >= 0 &&
       gguf_get_bool(L->g, "tokenizer.ggml.add_bos_token", &add_bos, L->err))
     return -1;
@@ -509,7 +522,10 @@ static int build(gguf_loader_t *L) {
   } else {
     return fail(L, "tokenizer.ggml.model \"%s\" is not supported (gpt2, llama)", model);
   }
+  if (L->byte_level && find_byte_level_pre(L, pre))
+    return -1;
   bpe_options_t opt = {.byte_level = L->byte_level, .unk_id = -1};
+  opt.ignore_merges = L->byte_level && L->pre->ignore_merges_add_bos;
   opt.byte_fallback = opt.fuse_unk = !L->byte_level;
   L->t->bpe = bpe_new(&opt, L->err);
   if (!L->t->bpe || add_pieces(L, L->t->bpe))
@@ -518,7 +534,7 @@ static int build(gguf_loader_t *L) {
     return -1;
   if (bpe_finish(L->t->bpe, msg))
     return fail(L, "%s", msg);
-  if (L->byte_level ? byte_level_pipeline(L, pre) : sentencepiece_pipeline(L))
+  if (L->byte_level ? byte_level_pipeline(L) : sentencepiece_pipeline(L))
     return -1;
   snprintf(L->t->kind, sizeof(L->t->kind), "%s", L->byte_level ? "byte-level BPE" : "BPE");
   return added_tokens(L);

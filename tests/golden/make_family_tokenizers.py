@@ -53,7 +53,7 @@ from tokenizers import processors, trainers
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from make_tokenizer_golden import (LLAMA3_RE, SEED, TEKKEN_RE, read_corpus, train_sentencepiece,  # noqa: E402
-                                   training_text, write_golden)
+                                   training_text, whole_word_tokens, write_golden)
 
 EXTRA_CASES = {
     "pythia": ["two  spaces,   three,    four and        eight", "  \t  tab in spaces  "],
@@ -84,8 +84,12 @@ def byte_level_families(corpus):
     vocab, merges = byte_level_vocab(corpus, specials)
     made = {}
 
-    def base(ignore_merges=False):
-        tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, ignore_merges=ignore_merges))
+    def base(ignore_merges=False, pre=None):
+        words = vocab
+        if ignore_merges:  # words only ignore_merges makes one token (see whole_word_tokens)
+            extra = whole_word_tokens(pre, vocab, merges, corpus)
+            words = dict(vocab, **{piece: len(vocab) + i for i, piece in enumerate(extra)})
+        tok = Tokenizer(models.BPE(vocab=words, merges=merges, ignore_merges=ignore_merges))
         tok.decoder = decoders.ByteLevel()
         return tok
 
@@ -95,7 +99,7 @@ def byte_level_families(corpus):
             pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=False)])
 
     # Llama 3 (meta-llama/Meta-Llama-3-8B tokenizer.json).
-    tok = base(ignore_merges=True)
+    tok = base(ignore_merges=True, pre=split_bytes(LLAMA3_RE))
     tok.pre_tokenizer = split_bytes(LLAMA3_RE)
     tok.post_processor = processors.Sequence([
         processors.ByteLevel(add_prefix_space=True, trim_offsets=False, use_regex=True),
@@ -107,7 +111,7 @@ def byte_level_families(corpus):
 
     # Mistral's tekken (Mistral NeMo, Pixtral) as transformers'
     # TikTokenConverter writes it: its split, ignore_merges, nothing added.
-    tok = base(ignore_merges=True)
+    tok = base(ignore_merges=True, pre=split_bytes(TEKKEN_RE))
     tok.pre_tokenizer = split_bytes(TEKKEN_RE)
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
     made["tekken"] = tok

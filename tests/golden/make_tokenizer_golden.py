@@ -370,6 +370,9 @@ PRE_TYPES = {
         pre_tokenizers.Split(Regex("[0-9][0-9][0-9]"), behavior="isolated", invert=False)]),
     "bloom": lambda: split_then_bytes(" ?[^(\\s|[.,!?…。，、।۔،])]+"),
 }
+# Llama 3's and tekken's tokenizer.json have the BPE model's ignore_merges
+# (a word that is a token is that token; llama.cpp sets it for these names).
+PRE_TYPES_IGNORE_MERGES = {"llama-bpe", "tekken"}
 # Names llama.cpp writes for the same pre-tokenizer as another (each gets its
 # own file and golden, equal to its twin's).
 PRE_TYPE_ALIASES = {
@@ -413,6 +416,22 @@ PRE_TYPE_GOLDEN_CASES = [
 ]
 
 
+def whole_word_tokens(pre, vocab, merges, texts, n=6):
+    """Up to n words of texts (as pre splits them, byte-level spelled) that the
+    merges spell as two or more tokens: added as tokens no merge makes, only
+    ignore_merges gives them (a vocabulary whose merges reach every token, as
+    one trained here, cannot tell ignore_merges apart)."""
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges))
+    out = []
+    for text in texts:
+        for piece, _ in pre.pre_tokenize_str(text):
+            if len(piece) >= 4 and piece not in vocab and piece not in out and len(tok.model.tokenize(piece)) >= 2:
+                out.append(piece)
+                if len(out) == n:
+                    return out
+    return out
+
+
 def gguf_pre_types(root, corpus):
     """tests/data/gguf/tokenizer_pre_<name>.gguf and
     tests/golden/tokenizer_pre-<name>.jsonl for every name of PRE_TYPES: a
@@ -432,7 +451,14 @@ def gguf_pre_types(root, corpus):
     for piece, i in vocab.items():
         tokens[i] = piece
     assert all(t is not None for t in tokens)
+    merge_pairs = [tuple(m.split(" ")) for m in merges]
+    base_tokens, base_vocab = tokens, vocab
     for name, make_pre in PRE_TYPES.items():
+        tokens, vocab = base_tokens, base_vocab
+        if name in PRE_TYPES_IGNORE_MERGES:
+            extra = whole_word_tokens(make_pre(), vocab, merge_pairs, cases)
+            tokens = tokens + extra
+            vocab = dict(vocab, **{piece: len(base_tokens) + i for i, piece in enumerate(extra)})
         gpath = os.path.join(root, "tests", "data", "gguf", f"tokenizer_pre_{name}.gguf")
         w = gguf.GGUFWriter(gpath, arch="gpt2")
         w.add_context_length(128)
@@ -452,7 +478,8 @@ def gguf_pre_types(root, corpus):
         w.write_tensors_to_file()
         w.close()
         print("wrote", gpath)
-        tok = Tokenizer(models.BPE(vocab=vocab, merges=[tuple(m.split(" ")) for m in merges]))
+        tok = Tokenizer(models.BPE(vocab=vocab, merges=merge_pairs,
+                                   ignore_merges=name in PRE_TYPES_IGNORE_MERGES))
         tok.add_special_tokens(list(specials))
         tok.pre_tokenizer = make_pre()
         tok.decoder = decoders.ByteLevel()

@@ -472,6 +472,8 @@ def gguf_pre_types(root, corpus):
         w.add_token_types([gguf.TokenType.CONTROL if t in specials else gguf.TokenType.NORMAL for t in tokens])
         w.add_token_merges(merges)
         w.add_eos_token_id(specials["<|endoftext|>"])
+        if name in PRE_TYPES_IGNORE_MERGES:  # BOS set (not added): the test drops add_bos_token
+            w.add_bos_token_id(specials["<|endoftext|>"])
         w.add_add_bos_token(False)
         w.write_header_to_file()
         w.write_kv_data_to_file()

@@ -336,6 +336,52 @@ static void gguf_pre_unknown(const char *root, const char *dir) {
   expect_load_error(dst, "tokenizer.ggml.pre", "\"zzz-9\" is not supported");
 }
 
+/* Llama 3's names and tekken add BOS when tokenizer.ggml.add_bos_token is
+ * absent (their tokenizer.json's template, llama.cpp's default): the
+ * file's key respelled, "Hello world" is BOS and the ids the file gives. */
+static void gguf_default_bos(const char *root, const char *dir, const char *pre) {
+  char src[1024], dst[1024], err[HYDRA_ERR_LEN];
+  snprintf(src, sizeof(src), "%s/tests/data/gguf/tokenizer_pre_%s.gguf", root, pre);
+  snprintf(dst, sizeof(dst), "%s/default_bos_%s.gguf", dir, pre);
+  FILE *f = fopen(src, "rb");
+  char *buf = f ? malloc(1 << 20) : NULL;
+  size_t n = buf ? fread(buf, 1, 1 << 20, f) : 0;
+  if (f)
+    fclose(f);
+  static const char key[] = "tokenizer.ggml.add_bos_token";
+  char *at = NULL;
+  for (size_t i = 0; buf && i + sizeof(key) <= n; i++)
+    if (memcmp(buf + i, key, sizeof(key) - 1) == 0)
+      at = buf + i;
+  if (!at) {
+    FAIL("%s: no %s", src, key);
+    free(buf);
+    return;
+  }
+  at[sizeof(key) - 2] = 'Z'; /* tokenizer.ggml.add_bos_tokeZ: an unknown key */
+  FILE *o = fopen(dst, "wb");
+  CHECK(o && fwrite(buf, 1, n, o) == n, "writing %s", dst);
+  if (o)
+    fclose(o);
+  free(buf);
+  tokenizer_t *with = tokenizer_load(src, err), *without = with ? tokenizer_load(dst, err) : NULL;
+  tokenizer_encoding_t a = {0}, b = {0};
+  const char *text = "Hello world";
+  if (!with || !without ||
+      tokenizer_encode(with, text, strlen(text), TOKENIZER_ADD_SPECIAL, &a, err) ||
+      tokenizer_encode(without, text, strlen(text), TOKENIZER_ADD_SPECIAL, &b, err)) {
+    FAIL("pre %s without add_bos_token: %s", pre, err);
+  } else {
+    CHECK(b.n == a.n + 1 && b.ids[0] == tokenizer_bos_id(without) && b.ids[0] >= 0 &&
+              memcmp(b.ids + 1, a.ids, a.n * sizeof(int32_t)) == 0,
+          "pre %s without add_bos_token: want BOS then the %zu ids, got %zu ids", pre, a.n, b.n);
+  }
+  tokenizer_encoding_free(&a);
+  tokenizer_encoding_free(&b);
+  tokenizer_free(with);
+  tokenizer_free(without);
+}
+
 static void test_errors(const char *root, const tokenizer_t *gpt2, const tokenizer_t *llama) {
   char err[HYDRA_ERR_LEN];
   /* Invalid UTF-8, each naming the offending byte. */
@@ -422,6 +468,8 @@ static void test_errors(const char *root, const tokenizer_t *gpt2, const tokeniz
                   bpe_ok);
   expect_load_error(path, "pre_tokenizer.pretokenizers[1]", "after ByteLevel");
   gguf_pre_unknown(root, dir);
+  gguf_default_bos(root, dir, "llama-bpe");
+  gguf_default_bos(root, dir, "tekken");
   snprintf(path, sizeof(path), "%s/badbehavior.json", dir);
   write_tokenizer(path,
                   "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", "

@@ -32,8 +32,11 @@ writes it (see gemma_gguf).
 The byte-level ones share one vocabulary trained without any split, so that
 its merges cross the boundaries where their pre-tokenizers differ.
 
-Covered elsewhere: GPT-2, OPT and Phi-2 (GPT-2's ByteLevel BPE: tiny-gpt2;
-OPT's </s> first is a TemplateProcessing as in tiny-llama), Granite and
+  opt      OPT: GPT-2's ByteLevel BPE with </s> before the text.
+  phi2     Phi-2 (CodeGen's vocabulary): GPT-2's ByteLevel BPE with runs of
+           spaces and tabs as added, non-special tokens.
+
+Covered elsewhere: GPT-2 (tiny-gpt2), Granite and
 StarCoder (digits then ByteLevel: tokenizer_pre-command-r), StableLM 2 and
 Qwen2 (tokenizer_family-qwen2, tokenizer_pre-stablelm2), Gemma
 (tokenizer_family-gemma).
@@ -57,6 +60,7 @@ from make_tokenizer_golden import (LLAMA3_RE, SEED, TEKKEN_RE, read_corpus, trai
 
 EXTRA_CASES = {
     "pythia": ["two  spaces,   three,    four and        eight", "  \t  tab in spaces  "],
+    "phi2": ["def f(x):\n\t\treturn  x\n        pass\t\t\t\tend", " " * 40 + "deep"],
     "falcon": ["1234567 + 89 = 1234656; x²³ ¼½¾ вв 100,000.00",
                "(a)--b...c!?\"quoted\" #tag @user 3.14159"],
     "bloom": ["(parens) and [brackets] | pipes, commas. dots… 。，、 ।۔، end",
@@ -138,13 +142,29 @@ def byte_level_families(corpus):
         pre_tokenizers.Split(Regex("[0-9][0-9][0-9]"), behavior="isolated", invert=False)])
     made["falcon"] = tok
 
+    # OPT (facebook/opt-*: GPT-2's ByteLevel BPE, </s> before the text).
+    tok = base()
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=True)
+    tok.post_processor = processors.TemplateProcessing(
+        single="</s> $A", pair="</s> $A </s> $B:1", special_tokens=[("</s>", vocab["</s>"])])
+    made["opt"] = tok
+
+    # Phi-2 (microsoft/phi-2: CodeGen's GPT-2 BPE with runs of spaces and tabs
+    # as added, non-special tokens).
+    tok = base()
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=True)
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    tok.add_tokens([AddedToken(" " * n, normalized=False, special=False) for n in (31, 8, 4, 3, 2)] +
+                   [AddedToken("\t" * n, normalized=False, special=False) for n in (4, 2)])
+    made["phi2"] = tok
+
     # BLOOM (bigscience/bloom tokenizer.json).
     tok = base()
     tok.pre_tokenizer = split_bytes(" ?[^(\\s|[.,!?…。，、।۔،])]+")
     tok.post_processor = processors.ByteLevel(add_prefix_space=True, trim_offsets=False, use_regex=False)
     tok.decoder = decoders.ByteLevel(add_prefix_space=True, trim_offsets=True, use_regex=False)
     made["bloom"] = tok
-    for family in ("llama3", "tekken", "olmo2", "falcon", "bloom"):
+    for family in ("llama3", "tekken", "olmo2", "falcon", "bloom", "opt", "phi2"):
         made[family].add_special_tokens(specials)
     return made
 

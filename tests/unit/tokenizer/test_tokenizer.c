@@ -626,8 +626,8 @@ static int run_tiny(const char *root) {
   run_nfc(root);
   /* the tokenizers transformers builds for families that ship their own
    * (make_tokenizer_golden.py's family_tokenizers, make_family_tokenizers.py) */
-  static const char *const families[] = {"gemma",  "qwen2",  "llama3", "tekken",  "olmo2",
-                                         "pythia", "falcon", "bloom",  "mistral", "phi3"};
+  static const char *const families[] = {"gemma",  "qwen2", "llama3", "tekken", "olmo2",   "pythia",
+                                         "falcon", "bloom", "opt",    "phi2",   "mistral", "phi3"};
   for (size_t i = 0; i < sizeof(families) / sizeof(families[0]); i++) {
     char path[1024], golden[1024], name[64];
     snprintf(path, sizeof(path), "%s/tests/data/tokenizers/%s/tokenizer.json", root, families[i]);

@@ -41,6 +41,9 @@ typedef struct {
   size_t n_pieces, cap_pieces, n_next, cap_next;
   split_item_t *items;
   size_t n_items, cap_items;
+  char *spelled; /* a piece as ByteLevel spells it (find_matches with on_bytes) */
+  size_t n_spelled, cap_spelled;
+  size_t *spelled_byte, cap_spelled_byte;
   pcre2_match_data *md;
   bpe_scratch_t *scratch;
   size_t max_tokens; /* 0: no limit */
@@ -66,8 +69,10 @@ static inline int oom(encoder_t *e) {
 
 /* Each returns 0, or -1 with e->err. */
 int segment_normalize(encoder_t *e, const normalize_step_t *s);
-int segment_split(encoder_t *e, const tokenizer_pattern_t *p, split_behavior_t behavior,
-                  int invert);
+/* on_bytes: p is matched on each piece's ByteLevel spelling (a pre-tokenizer
+ * after ByteLevel). */
+int segment_split(encoder_t *e, const tokenizer_pattern_t *p, split_behavior_t behavior, int invert,
+                  int on_bytes);
 int segment_prefix_space(encoder_t *e);
 int segment_metaspace(encoder_t *e, const pretokenize_step_t *s);
 

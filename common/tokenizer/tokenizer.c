@@ -74,10 +74,13 @@ int tokenizer_pattern_literal(tokenizer_pattern_t *p, const char *s, size_t len,
 #define ONIG_WORD "\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}\\p{Join_Control}"
 
 /* expr with \s \S \w \W spelled out as Oniguruma reads them (\S and \W
- * inside a bracket class are left to PCRE2). A malloc'd string, or NULL. */
-static char *onig_to_pcre2(const char *expr, size_t len, size_t *out_len) {
+ * inside a bracket class are left to PCRE2), and a class inside a class
+ * (Oniguruma's union: BLOOM's [^(\s|[.,!?])]) written as one class. A
+ * malloc'd string, or NULL with *why set (NULL: out of memory). */
+static char *onig_to_pcre2(const char *expr, size_t len, size_t *out_len, const char **why) {
   size_t cap = len * 4 + sizeof(ONIG_SPACE) * 8 + 16, o = 0;
-  int in_class = 0;
+  int in_class = 0, nested = 0;
+  *why = NULL;
   char *out = malloc(cap);
   if (!out)
     return NULL;
@@ -106,6 +109,28 @@ static char *onig_to_pcre2(const char *expr, size_t len, size_t *out_len) {
       i++;
       continue;
     }
+    if (in_class && c == '[' && i + 1 < len && expr[i + 1] == ':') {
+      const char *end = tokenizer_find_bytes(expr + i, len - i, ":]", 2);
+      size_t n = end ? (size_t)(end - (expr + i)) + 2 : 1; /* a POSIX class, whole */
+      memcpy(out + o, expr + i, n);
+      o += n;
+      i += n - 1;
+      continue;
+    }
+    if (in_class && c == '[') {
+      if (i + 1 < len && expr[i + 1] == '^') {
+        free(out);
+        *why = "a negated class inside a class is not supported";
+        return NULL;
+      }
+      nested++; /* its members join the outer class */
+      continue;
+    }
+    if (in_class && c == '&' && i + 1 < len && expr[i + 1] == '&') {
+      free(out);
+      *why = "a class intersection (&&) is not supported";
+      return NULL;
+    }
     if (!in_class && c == '[') {
       in_class = 1;
       out[o++] = c;
@@ -113,6 +138,10 @@ static char *onig_to_pcre2(const char *expr, size_t len, size_t *out_len) {
         out[o++] = expr[++i];
       if (i + 1 < len && expr[i + 1] == ']') /* a literal ']' first in the class */
         out[o++] = expr[++i];
+      continue;
+    }
+    if (in_class && c == ']' && nested) {
+      nested--;
       continue;
     }
     if (in_class && c == ']')
@@ -129,7 +158,10 @@ int tokenizer_pattern_regex(tokenizer_pattern_t *p, const char *expr, size_t len
   int code;
   PCRE2_SIZE at;
   size_t pcre_len;
-  char *pcre = onig_to_pcre2(expr, len, &pcre_len);
+  const char *why;
+  char *pcre = onig_to_pcre2(expr, len, &pcre_len, &why);
+  if (!pcre && why)
+    return err_set(err, "regular expression \"%.*s\": %s", (int)len, expr, why);
   if (!pcre)
     return err_set(err, "out of memory");
   /* Oniguruma's Ruby syntax, which tokenizers uses, reads ^ and $ at line

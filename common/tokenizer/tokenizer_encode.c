@@ -90,7 +90,8 @@ static int encode_segment(encoder_t *e, const char *text, size_t start, size_t e
   e->n_pieces = 1;
   for (size_t i = 0; i < t->n_pretokenize; i++) {
     const pretokenize_step_t *s = &t->pretokenize[i];
-    int rc = s->kind == PRETOKENIZE_SPLIT ? segment_split(e, &s->pattern, s->behavior, s->invert)
+    int rc = s->kind == PRETOKENIZE_SPLIT
+                 ? segment_split(e, &s->pattern, s->behavior, s->invert, s->on_bytes)
              : s->kind == PRETOKENIZE_PREFIX_SPACE ? segment_prefix_space(e)
                                                    : segment_metaspace(e, s);
     if (rc)
@@ -190,6 +191,8 @@ static void encoder_free(encoder_t *e) {
   free(e->pieces);
   free(e->pieces_next);
   free(e->items);
+  free(e->spelled);
+  free(e->spelled_byte);
   if (e->md)
     pcre2_match_data_free(e->md);
   bpe_scratch_free(e->scratch);

@@ -40,36 +40,112 @@ enum { TOKEN_NORMAL = 1, TOKEN_UNKNOWN = 2, TOKEN_CONTROL = 3, TOKEN_USER_DEFINE
   "|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*"     \
   "|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 
+/* DeepSeek's tokenizer.json (deepseek-llm: DeepSeek LLM, DeepSeek-V2): cased
+ * letters of many scripts, ASCII and full-width punctuation, CJK ideographs
+ * and Hangul, as its Split expressions spell them. */
+#define DEEPSEEK_LETTERS                                                                           \
+  "A-Za-z\\x{B5}\\x{C0}-\\x{D6}\\x{D8}-\\x{F6}\\x{F8}-\\x{1BA}\\x{1BC}-\\x{1BF}"                   \
+  "\\x{1C4}-\\x{293}\\x{295}-\\x{2AF}\\x{370}-\\x{373}\\x{376}\\x{377}\\x{37B}-\\x{37D}"           \
+  "\\x{37F}\\x{386}\\x{388}-\\x{38A}\\x{38C}\\x{38E}-\\x{3A1}\\x{3A3}-\\x{3F5}"                    \
+  "\\x{3F7}-\\x{481}\\x{48A}-\\x{52F}\\x{531}-\\x{556}\\x{10A0}-\\x{10C5}"                         \
+  "\\x{13A0}-\\x{13F5}\\x{13F8}-\\x{13FD}\\x{1C90}-\\x{1CBA}\\x{1CBD}-\\x{1CBF}"                   \
+  "\\x{1D00}-\\x{1D2B}\\x{1D6B}-\\x{1D77}\\x{1D79}-\\x{1D9A}\\x{1E00}-\\x{1F15}"                   \
+  "\\x{1F18}-\\x{1F1D}\\x{1F20}-\\x{1F45}\\x{1F48}-\\x{1F4D}\\x{1F50}-\\x{1F57}\\x{1F59}"          \
+  "\\x{1F5B}\\x{1F5D}\\x{1F5F}-\\x{1F7D}\\x{1F80}-\\x{1FB4}\\x{1FB6}-\\x{1FBC}\\x{1FBE}"           \
+  "\\x{1FC2}-\\x{1FC4}\\x{1FC6}-\\x{1FCC}\\x{1FD0}-\\x{1FD3}\\x{1FD6}-\\x{1FDB}"                   \
+  "\\x{1FE0}-\\x{1FEC}\\x{1FF2}-\\x{1FF4}\\x{1FF6}-\\x{1FFC}\\x{2102}\\x{2107}"                    \
+  "\\x{210A}-\\x{2113}\\x{2115}\\x{2119}-\\x{211D}\\x{2124}\\x{2126}\\x{2128}"                     \
+  "\\x{212A}-\\x{212D}\\x{212F}-\\x{2134}\\x{2139}\\x{213C}-\\x{213F}\\x{2145}-\\x{2149}"          \
+  "\\x{214E}\\x{2183}\\x{2184}\\x{2C00}-\\x{2C7B}\\x{2C7E}-\\x{2CE4}\\x{2CEB}-\\x{2CEE}"           \
+  "\\x{2CF2}\\x{2CF3}\\x{A640}-\\x{A66D}\\x{A680}-\\x{A69B}\\x{A722}-\\x{A76F}"                    \
+  "\\x{A771}-\\x{A787}\\x{A78B}-\\x{A78E}\\x{AB70}-\\x{ABBF}\\x{FB00}-\\x{FB06}"                   \
+  "\\x{FB13}-\\x{FB17}\\x{FF21}-\\x{FF3A}\\x{FF41}-\\x{FF5A}\\x{10400}-\\x{1044F}"                 \
+  "\\x{104B0}-\\x{104D3}\\x{104D8}-\\x{104FB}\\x{10C80}-\\x{10CB2}\\x{10CC0}-\\x{10CF2}"           \
+  "\\x{118A0}-\\x{118DF}\\x{1E900}-\\x{1E943}"
+#define DEEPSEEK_PUNCT                                                                             \
+  "\\s?[!-/:-~\\x{FF01}-\\x{FF0F}\\x{FF1A}-\\x{FF5E}\\x{2018}-\\x{201F}\\x{3000}-\\x{3002}]+"
+#define DEEPSEEK_CJK "[\\x{4E00}-\\x{9FA5}\\x{0800}-\\x{4E00}\\x{AC00}-\\x{D7FF}]+"
+
+/* BLOOM's: a class holding a class, whose members
+ * join it (Oniguruma); the delimiters … 。 ， 、 । ۔ ، written as code points. */
+#define BLOOM_SPLIT " ?[^(\\s|[.,!?\\x{2026}\\x{3002}\\x{FF0C}\\x{3001}\\x{964}\\x{6D4}\\x{60C}])]+"
+
 /* The byte-level pre-tokenizers, by the names llama.cpp's converter writes,
- * each as the model's own tokenizer.json splits: a split expression before
- * ByteLevel (which then uses no expression of its own), or digits first
- * (then GPT-2's). A name whose tokenizer.json splits otherwise (a sequence of
- * several expressions: deepseek-llm, deepseek-coder, ...) is refused. */
-static const struct {
+ * each as the model's own tokenizer.json splits: Split steps run in order on
+ * every piece the one before left (tokenizers' Sequence), then ByteLevel with
+ * no expression of its own. Digits(individual_digits) is the Isolated
+ * expression \p{N}; GPT-2's expression is ByteLevel's own (use_regex).
+ * DeepSeek's digits step: its tokenizer.json has Digits(individual_digits),
+ * where llama.cpp's deepseek-llm list has \p{N}+ (the same ids on DeepSeek's
+ * vocabulary, which holds no run of digits). Falcon's tokenizer.json splits
+ * after ByteLevel too (on_bytes: Digits and three digits, on the bytes'
+ * ByteLevel spelling), where llama.cpp approximates. */
+typedef struct {
+  const char *expr; /* NULL ends a list */
+  split_behavior_t behavior;
+  int on_bytes;
+} pre_split_t;
+
+#define ISOLATED(expr)                                                                             \
+  { expr, SPLIT_ISOLATED, 0 }
+static const pre_split_t PRE_GPT2[] = {ISOLATED(TOKENIZER_GPT2_PATTERN), {0}};
+static const pre_split_t PRE_DIGITS_GPT2[] = {
+    ISOLATED("\\p{N}"), ISOLATED(TOKENIZER_GPT2_PATTERN), {0}};
+static const pre_split_t PRE_LLAMA3[] = {ISOLATED(LLAMA3_SPLIT), {0}};
+static const pre_split_t PRE_QWEN2[] = {ISOLATED(QWEN2_SPLIT), {0}};
+static const pre_split_t PRE_TEKKEN[] = {ISOLATED(TEKKEN_SPLIT), {0}};
+static const pre_split_t PRE_BLOOM[] = {ISOLATED(BLOOM_SPLIT), {0}};
+static const pre_split_t PRE_DEEPSEEK_LLM[] = {ISOLATED("[\\r\\n]"),
+                                               ISOLATED("\\s?[" DEEPSEEK_LETTERS "]+"),
+                                               ISOLATED(DEEPSEEK_PUNCT),
+                                               ISOLATED("\\s+$"),
+                                               ISOLATED(DEEPSEEK_CJK),
+                                               ISOLATED("\\p{N}"),
+                                               {0}};
+static const pre_split_t PRE_DEEPSEEK_CODER[] = {ISOLATED("[\\r\\n]"),    ISOLATED("\\s?\\p{L}+"),
+                                                 ISOLATED("\\s?\\p{P}+"), ISOLATED(DEEPSEEK_CJK),
+                                                 ISOLATED("\\p{N}"),      {0}};
+static const pre_split_t PRE_FALCON[] = {{TOKENIZER_PUNCTUATION_CLASS, SPLIT_CONTIGUOUS, 0},
+                                         ISOLATED(TOKENIZER_GPT2_PATTERN),
+                                         {"\\p{N}", SPLIT_CONTIGUOUS, 1},
+                                         {"[0-9][0-9][0-9]", SPLIT_ISOLATED, 1},
+                                         {0}};
+#undef ISOLATED
+
+/* ignore_merges_add_bos: as Llama 3's and tekken's tokenizer.json (and llama.cpp for
+ * these names), a word that is a token is that token (BPE ignore_merges),
+ * and BOS is added unless tokenizer.ggml.add_bos_token says otherwise. */
+typedef struct {
   const char *name;
-  const char *split; /* NULL: GPT-2's expression */
-  int digits;        /* every digit on its own first */
-} BYTE_LEVEL_PRES[] = {
-    {"default", NULL, 0},
-    {"gpt2", NULL, 0},
-    {"gpt-2", NULL, 0},
-    {"phi-2", NULL, 0},
-    {"olmo", NULL, 0},
-    {"mpt", NULL, 0},
-    {"smollm", NULL, 1},
-    {"command-r", NULL, 1},
-    {"starcoder", NULL, 1},
-    {"refact", NULL, 1},
-    {"llama3", LLAMA3_SPLIT, 0},
-    {"llama-v3", LLAMA3_SPLIT, 0},
-    {"llama-bpe", LLAMA3_SPLIT, 0},
-    {"falcon3", LLAMA3_SPLIT, 0},
-    {"dbrx", LLAMA3_SPLIT, 0},
-    {"smaug-bpe", LLAMA3_SPLIT, 0},
-    {"qwen2", QWEN2_SPLIT, 0},
-    {"stablelm2", QWEN2_SPLIT, 0},
-    {"tekken", TEKKEN_SPLIT, 0},
-    {"deepseek-r1-qwen", QWEN2_SPLIT, 0},
+  const pre_split_t *splits;
+  int ignore_merges_add_bos;
+} byte_level_pre_t;
+
+static const byte_level_pre_t BYTE_LEVEL_PRES[] = {
+    {"default", PRE_GPT2, 0},
+    {"gpt2", PRE_GPT2, 0},
+    {"gpt-2", PRE_GPT2, 0},
+    {"phi-2", PRE_GPT2, 0},
+    {"olmo", PRE_GPT2, 0},
+    {"mpt", PRE_GPT2, 0},
+    {"smollm", PRE_DIGITS_GPT2, 0},
+    {"command-r", PRE_DIGITS_GPT2, 0},
+    {"starcoder", PRE_DIGITS_GPT2, 0},
+    {"refact", PRE_DIGITS_GPT2, 0},
+    {"llama3", PRE_LLAMA3, 1},
+    {"llama-v3", PRE_LLAMA3, 1},
+    {"llama-bpe", PRE_LLAMA3, 1},
+    {"falcon3", PRE_LLAMA3, 1},
+    {"dbrx", PRE_LLAMA3, 0},
+    {"smaug-bpe", PRE_LLAMA3, 0},
+    {"qwen2", PRE_QWEN2, 0},
+    {"stablelm2", PRE_QWEN2, 0},
+    {"deepseek-r1-qwen", PRE_QWEN2, 0},
+    {"tekken", PRE_TEKKEN, 1},
+    {"deepseek-llm", PRE_DEEPSEEK_LLM, 0},
+    {"deepseek-coder", PRE_DEEPSEEK_CODER, 0},
+    {"falcon", PRE_FALCON, 0},
+    {"bloom", PRE_BLOOM, 0},
 };
 
 typedef struct {
@@ -79,6 +155,7 @@ typedef struct {
   gguf_array_t tokens;
   gguf_array_t types; /* n == 0 when absent */
   int byte_level;
+  const byte_level_pre_t *pre; /* byte-level vocabularies */
   char *err;
 } gguf_loader_t;
 
@@ -267,24 +344,27 @@ done:
 
 /* ---- the pipeline ---- */
 
-static int byte_level_pipeline(gguf_loader_t *L, const char *pre) {
+static int find_byte_level_pre(gguf_loader_t *L, const char *pre) {
+  size_t n = sizeof(BYTE_LEVEL_PRES) / sizeof(BYTE_LEVEL_PRES[0]);
+  for (size_t k = 0; k < n; k++) {
+    if (strcmp(BYTE_LEVEL_PRES[k].name, pre) == 0) {
+      L->pre = &BYTE_LEVEL_PRES[k];
+      return 0;
+    }
+  }
+  return fail(L, "tokenizer.ggml.pre \"%s\" is not supported", pre);
+}
+
+static int byte_level_pipeline(gguf_loader_t *L) {
   tokenizer_t *t = L->t;
-  size_t k = 0, n = sizeof(BYTE_LEVEL_PRES) / sizeof(BYTE_LEVEL_PRES[0]);
-  while (k < n && strcmp(BYTE_LEVEL_PRES[k].name, pre) != 0)
-    k++;
-  if (k == n)
-    return fail(L, "tokenizer.ggml.pre \"%s\" is not supported", pre);
   char msg[HYDRA_ERR_LEN];
-  const char *exprs[2] = {BYTE_LEVEL_PRES[k].digits ? "\\p{N}" : BYTE_LEVEL_PRES[k].split,
-                          BYTE_LEVEL_PRES[k].split ? NULL : TOKENIZER_GPT2_PATTERN};
-  for (int i = 0; i < 2; i++) {
-    if (!exprs[i])
-      continue;
+  for (const pre_split_t *e = L->pre->splits; e->expr; e++) {
     pretokenize_step_t *s = tokenizer_add_pretokenize(t, PRETOKENIZE_SPLIT, L->err);
     if (!s)
       return -1;
-    s->behavior = SPLIT_ISOLATED;
-    if (tokenizer_pattern_regex(&s->pattern, exprs[i], strlen(exprs[i]), msg))
+    s->behavior = e->behavior;
+    s->on_bytes = e->on_bytes;
+    if (tokenizer_pattern_regex(&s->pattern, e->expr, strlen(e->expr), msg))
       return fail(L, "%s", msg);
   }
   t->has_decoder = 1;
@@ -385,7 +465,7 @@ static int added_tokens(gguf_loader_t *L) {
   }
   t->bos_id = ids[0];
   t->eos_id = ids[1];
-  int add_bos = !L->byte_level, add_eos = 0;
+  int add_bos = !L->byte_level || L->pre->ignore_merges_add_bos, add_eos = 0;
   if (gguf_find_key(L->g, "tokenizer.ggml.add_bos_token") >= 0 &&
       gguf_get_bool(L->g, "tokenizer.ggml.add_bos_token", &add_bos, L->err))
     return -1;
@@ -442,7 +522,10 @@ static int build(gguf_loader_t *L) {
   } else {
     return fail(L, "tokenizer.ggml.model \"%s\" is not supported (gpt2, llama)", model);
   }
+  if (L->byte_level && find_byte_level_pre(L, pre))
+    return -1;
   bpe_options_t opt = {.byte_level = L->byte_level, .unk_id = -1};
+  opt.ignore_merges = L->byte_level && L->pre->ignore_merges_add_bos;
   opt.byte_fallback = opt.fuse_unk = !L->byte_level;
   L->t->bpe = bpe_new(&opt, L->err);
   if (!L->t->bpe || add_pieces(L, L->t->bpe))
@@ -451,7 +534,7 @@ static int build(gguf_loader_t *L) {
     return -1;
   if (bpe_finish(L->t->bpe, msg))
     return fail(L, "%s", msg);
-  if (L->byte_level ? byte_level_pipeline(L, pre) : sentencepiece_pipeline(L))
+  if (L->byte_level ? byte_level_pipeline(L) : sentencepiece_pipeline(L))
     return -1;
   snprintf(L->t->kind, sizeof(L->t->kind), "%s", L->byte_level ? "byte-level BPE" : "BPE");
   return added_tokens(L);

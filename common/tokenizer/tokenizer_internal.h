@@ -19,6 +19,10 @@
 #define TOKENIZER_GPT2_PATTERN                                                                     \
   "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"
 
+/* tokenizers' Punctuation pre-tokenizer: Rust's char::is_ascii_punctuation
+ * or the general categories P*. */
+#define TOKENIZER_PUNCTUATION_CLASS "[\\p{P}!-/:-@\\[-`{-~]"
+
 /* A pattern: a literal string or a regular expression (PCRE2, UTF + UCP). */
 typedef struct {
   char *literal; /* NULL for a regular expression */
@@ -65,6 +69,7 @@ typedef struct {
   tokenizer_pattern_t pattern; /* SPLIT */
   split_behavior_t behavior;   /* SPLIT */
   int invert;                  /* SPLIT */
+  int on_bytes;                /* SPLIT: after ByteLevel, on the bytes' ByteLevel spelling */
   char replacement[8];         /* METASPACE: the character, UTF-8 */
   size_t replacement_len;
   prepend_scheme_t prepend; /* METASPACE */

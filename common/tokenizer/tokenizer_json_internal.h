@@ -18,7 +18,8 @@
 typedef struct {
   tokenizer_t *t;
   const char *path;
-  int byte_level; /* a ByteLevel pre-tokenizer was seen */
+  int byte_level;       /* a ByteLevel pre-tokenizer was seen */
+  int after_byte_level; /* the pre-tokenizers read now come after it */
   char *err;
 } json_loader_t;
 

@@ -84,6 +84,7 @@ static int add_split(json_loader_t *L, const char *field, const char *regex,
     return -1;
   s->behavior = behavior;
   s->invert = invert;
+  s->on_bytes = L->after_byte_level;
   if (tokenizer_pattern_regex(&s->pattern, regex, strlen(regex), msg))
     return json_loader_fail(L, field, msg);
   return 0;
@@ -147,13 +148,30 @@ int json_loader_parse_pre_tokenizer(json_loader_t *L, const json_t *p, const cha
     if (json_loader_get_bool(L, p, field, "add_prefix_space", 1, &add_prefix_space) ||
         json_loader_get_bool(L, p, field, "use_regex", 1, &use_regex))
       return -1;
+    if (L->after_byte_level)
+      return json_loader_fail(L, field, "a second ByteLevel pre-tokenizer is not supported");
     L->byte_level = 1;
     if (add_prefix_space && !tokenizer_add_pretokenize(L->t, PRETOKENIZE_PREFIX_SPACE, L->err))
       return -1;
-    return use_regex ? add_split(L, field, TOKENIZER_GPT2_PATTERN, SPLIT_ISOLATED, 0) : 0;
+    if (use_regex && add_split(L, field, TOKENIZER_GPT2_PATTERN, SPLIT_ISOLATED, 0))
+      return -1;
+    L->after_byte_level = 1;
+    return 0;
   }
-  if (L->byte_level)
-    return json_loader_fail(L, field, "a pre-tokenizer after ByteLevel is not supported");
+  /* After ByteLevel a pre-tokenizer sees each byte as the character
+   * ByteLevel spells it (Falcon: Digits, then a Split on three digits);
+   * the splits do so, others are refused. */
+  if (L->after_byte_level && strcmp(type, "Digits") != 0 && strcmp(type, "Split") != 0 &&
+      strcmp(type, "Punctuation") != 0)
+    return json_loader_fail(L, field,
+                            "a pre-tokenizer after ByteLevel other than Split, Digits or "
+                            "Punctuation is not supported");
+  if (strcmp(type, "Punctuation") == 0) {
+    split_behavior_t behavior = SPLIT_ISOLATED;
+    if (json_object_get(p, "behavior") && parse_behavior(L, p, field, &behavior))
+      return -1;
+    return add_split(L, field, TOKENIZER_PUNCTUATION_CLASS, behavior, 0);
+  }
   if (strcmp(type, "Digits") == 0) {
     int individual = 0;
     if (json_loader_get_bool(L, p, field, "individual_digits", 0, &individual))
@@ -172,6 +190,7 @@ int json_loader_parse_pre_tokenizer(json_loader_t *L, const json_t *p, const cha
       return -1;
     s->behavior = behavior;
     s->invert = invert;
+    s->on_bytes = L->after_byte_level;
     return json_loader_get_pattern(L, p, field, &s->pattern, 1);
   }
   if (strcmp(type, "Whitespace") == 0)

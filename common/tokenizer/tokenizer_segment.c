@@ -131,36 +131,63 @@ static int push_next(encoder_t *e, size_t start, size_t end) {
   return 0;
 }
 
-/* tokenizers' Pattern::find_matches: matches and the gaps between them. */
-static int find_matches(encoder_t *e, const tokenizer_pattern_t *p, span_t piece, int invert) {
+/* piece's bytes spelled as ByteLevel spells them (one character per byte),
+ * in e->spelled, with e->spelled_byte[k] the byte of the piece that the
+ * character at spelled offset k stands for (at character starts, and at the
+ * end: the piece's length). */
+static int spell_bytes(encoder_t *e, span_t piece) {
+  size_t n = piece.end - piece.start;
+  if (buffer_grow((void **)&e->spelled, &e->cap_spelled, 2 * n + 1, 1) ||
+      buffer_grow((void **)&e->spelled_byte, &e->cap_spelled_byte, 2 * n + 1, sizeof(size_t)))
+    return oom(e);
+  size_t o = 0;
+  for (size_t i = 0; i < n; i++) {
+    e->spelled_byte[o] = i;
+    o += utf8_encode(bpe_byte_char((unsigned char)e->cur[piece.start + i]), e->spelled + o);
+  }
+  e->spelled_byte[o] = n;
+  e->n_spelled = o;
+  return 0;
+}
+
+/* tokenizers' Pattern::find_matches: matches and the gaps between them; with
+ * on_bytes, matched on the piece's ByteLevel spelling (a pre-tokenizer after
+ * ByteLevel sees that text), the matches mapped back onto its bytes. */
+static int find_matches(encoder_t *e, const tokenizer_pattern_t *p, span_t piece, int invert,
+                        int on_bytes) {
   e->n_items = 0;
-  size_t prev = piece.start, from = piece.start;
+  if (on_bytes && spell_bytes(e, piece))
+    return -1;
+  /* The piece is matched as a string of its own (no look-behind past it). */
+  const char *subject = on_bytes ? e->spelled : e->cur + piece.start;
+  size_t n = on_bytes ? e->n_spelled : piece.end - piece.start;
+  size_t prev = 0, from = 0;
   for (;;) {
-    /* The piece is matched as a string of its own (no look-behind past it). */
     size_t ms, me;
-    int found = pattern_find(p, e->md, e->cur + piece.start, piece.end - piece.start,
-                             from - piece.start, &ms, &me);
-    ms += piece.start;
-    me += piece.start;
+    int found = pattern_find(p, e->md, subject, n, from, &ms, &me);
     if (found < 0)
       return err_set(e->err, "%s: the pattern \"%s\" failed to match (resource limit)", e->t->path,
                      p->source);
     if (!found)
       break;
-    if (ms > prev && push_item(e, prev, ms, invert))
+    size_t raw_ms = on_bytes ? e->spelled_byte[ms] : ms,
+           raw_me = on_bytes ? e->spelled_byte[me] : me;
+    size_t raw_prev = on_bytes ? e->spelled_byte[prev] : prev;
+    if (ms > prev && push_item(e, piece.start + raw_prev, piece.start + raw_ms, invert))
       return oom(e);
-    if (push_item(e, ms, me, !invert))
+    if (push_item(e, piece.start + raw_ms, piece.start + raw_me, !invert))
       return oom(e);
     prev = me;
     from = me;
     if (ms == me) { /* an empty match: step over one character */
-      if (me >= piece.end)
+      if (me >= n)
         break;
-      size_t len = utf8_decode((const unsigned char *)e->cur + me, piece.end - me, NULL);
+      size_t len = utf8_decode((const unsigned char *)subject + me, n - me, NULL);
       from = me + (len ? len : 1);
     }
   }
-  if (prev < piece.end && push_item(e, prev, piece.end, invert))
+  size_t raw_prev = on_bytes ? e->spelled_byte[prev] : prev;
+  if (prev < n && push_item(e, piece.start + raw_prev, piece.end, invert))
     return oom(e);
   return 0;
 }
@@ -230,11 +257,11 @@ static void swap_pieces(encoder_t *e) {
   e->n_next = 0;
 }
 
-int segment_split(encoder_t *e, const tokenizer_pattern_t *p, split_behavior_t behavior,
-                  int invert) {
+int segment_split(encoder_t *e, const tokenizer_pattern_t *p, split_behavior_t behavior, int invert,
+                  int on_bytes) {
   e->n_next = 0;
   for (size_t i = 0; i < e->n_pieces; i++) {
-    if (find_matches(e, p, e->pieces[i], invert))
+    if (find_matches(e, p, e->pieces[i], invert, on_bytes))
       return -1;
     if (apply_behavior(e, behavior))
       return oom(e);
@@ -414,5 +441,5 @@ int segment_metaspace(encoder_t *e, const pretokenize_step_t *s) {
   lit.literal = (char *)rep;
   lit.literal_len = rep_len;
   lit.source = (char *)rep;
-  return segment_split(e, &lit, SPLIT_MERGED_WITH_NEXT, 0);
+  return segment_split(e, &lit, SPLIT_MERGED_WITH_NEXT, 0, 0);
 }

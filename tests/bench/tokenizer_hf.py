@@ -15,7 +15,8 @@
       encodes DOCS with `tokenizers` (encode_batch, one thread), one warm-up
       pass then the median of the timed ones, and prints one key=value line
       like bench_tokenizer. TOKENIZER: a tokenizer.json, a model directory, or
-      a GGUF (built as tests/golden/make_tokenizer_golden.py builds it).
+      a GGUF (built as tests/golden/make_tokenizer_golden.py builds it; a
+      tokenizer_pre_<name>.gguf as its golden: PRE_TYPES[name]).
       --ids: check that every document's ids equal the lines of FILE (hydra's).
 """
 import argparse
@@ -87,9 +88,39 @@ def make_fuzz(out, n, seed):
             f.write(json.dumps("".join(parts)) + "\n")
 
 
+def load_pre_type(path):
+    """tests/data/gguf/tokenizer_pre_<name>.gguf as its golden was made: its
+    tokens and merges, with the model's own pre-tokenizer for that name
+    (tests/golden/make_tokenizer_golden.py's PRE_TYPES)."""
+    import gguf
+    from tokenizers import Tokenizer, models
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "golden"))
+    from make_tokenizer_golden import PRE_TYPES, PRE_TYPES_IGNORE_MERGES
+
+    r = gguf.GGUFReader(path)
+
+    def strings(key):
+        f = r.get_field(key)
+        return [bytes(f.parts[i]).decode() for i in f.data]
+
+    pre = strings("tokenizer.ggml.pre")[0]
+    tokens = strings("tokenizer.ggml.tokens")
+    types = r.get_field("tokenizer.ggml.token_type")
+    control = [t for t, i in zip(tokens, types.data) if int(types.parts[i][0]) == gguf.TokenType.CONTROL]
+    tok = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)},
+                               merges=[tuple(m.split(" ")) for m in strings("tokenizer.ggml.merges")],
+                               ignore_merges=pre in PRE_TYPES_IGNORE_MERGES))
+    tok.add_special_tokens(control)
+    tok.pre_tokenizer = PRE_TYPES[pre]()
+    return tok
+
+
 def load(path):
     from tokenizers import Tokenizer, pre_tokenizers
 
+    if path.endswith(".gguf") and os.path.basename(path).startswith("tokenizer_pre_"):
+        return load_pre_type(path)
     if path.endswith(".gguf"):
         import gguf
         from transformers import AutoTokenizer

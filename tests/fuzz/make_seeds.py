@@ -112,6 +112,17 @@ for name in ("tiny-gpt2", "tiny-llama"):
 put("tokenizer_json", "minimal.json", json.dumps({
     "model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": ["a b"]},
     "pre_tokenizer": {"type": "ByteLevel"}, "added_tokens": []}))
+# Falcon's pre-tokenizers (splits after ByteLevel) and BLOOM's class in a class.
+put("tokenizer_json", "splits.json", json.dumps({
+    "model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2, "1": 3}, "merges": ["a b"]},
+    "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "pattern": {"Regex": " ?[^(\\s|[.,!?\u2026])]+"}, "behavior": "Isolated",
+         "invert": False},
+        {"type": "Punctuation", "behavior": "Contiguous"},
+        {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True},
+        {"type": "Digits", "individual_digits": False},
+        {"type": "Split", "pattern": {"Regex": "[0-9][0-9][0-9]"}, "behavior": "Isolated", "invert": False}]},
+    "added_tokens": []}))
 
 # ---- BPE input texts
 for i, text in enumerate(["The Eiffel Tower is in Paris.", "naïve café 1889 — ☃ 😀",

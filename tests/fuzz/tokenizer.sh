@@ -15,7 +15,8 @@ if [ -z "$bench" ]; then
   cmake --build "${BUILD:-build}" --target bench_tokenizer >/dev/null
   bench=${BUILD:-build}/tests/bench_tokenizer
 fi
-tokenizers=(tests/data/tiny-gpt2 tests/data/tiny-llama tests/data/gguf/tiny_llama_tokenizer.gguf)
+tokenizers=(tests/data/tiny-gpt2 tests/data/tiny-llama tests/data/gguf/tiny_llama_tokenizer.gguf
+  tests/data/tokenizers/*/tokenizer.json tests/data/gguf/tokenizer_pre_*.gguf)
 [ -s "$model" ] && tokenizers+=("$model")
 
 tmp=$(mktemp -d)

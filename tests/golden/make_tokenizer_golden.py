@@ -54,7 +54,7 @@ import tempfile
 
 import gguf
 import sentencepiece as spm
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
 SEED = 20241126
 
@@ -309,11 +309,47 @@ TEKKEN_RE = (r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p
              r"|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+")
 
 
+# DeepSeek's tokenizer.json (DeepSeek LLM / V2: "deepseek-llm"; DeepSeek Coder:
+# "deepseek-coder"): a Sequence of Isolated Splits, then Digits(individual_digits)
+# and ByteLevel without a regex. The letter class is spelled by code point
+# here (its characters include singletons that NFC would change: U+1F7D,
+# U+1FBE, U+1FD3, U+1FDB, U+2126, U+212A).
+DEEPSEEK_LETTER_RANGES = [
+    (0x41, 0x5A), (0x61, 0x7A), (0xB5,), (0xC0, 0xD6), (0xD8, 0xF6), (0xF8, 0x1BA), (0x1BC, 0x1BF),
+    (0x1C4, 0x293), (0x295, 0x2AF), (0x370, 0x373), (0x376,), (0x377,), (0x37B, 0x37D), (0x37F,),
+    (0x386,), (0x388, 0x38A), (0x38C,), (0x38E, 0x3A1), (0x3A3, 0x3F5), (0x3F7, 0x481),
+    (0x48A, 0x52F), (0x531, 0x556), (0x10A0, 0x10C5), (0x13A0, 0x13F5), (0x13F8, 0x13FD),
+    (0x1C90, 0x1CBA), (0x1CBD, 0x1CBF), (0x1D00, 0x1D2B), (0x1D6B, 0x1D77), (0x1D79, 0x1D9A),
+    (0x1E00, 0x1F15), (0x1F18, 0x1F1D), (0x1F20, 0x1F45), (0x1F48, 0x1F4D), (0x1F50, 0x1F57),
+    (0x1F59,), (0x1F5B,), (0x1F5D,), (0x1F5F, 0x1F7D), (0x1F80, 0x1FB4), (0x1FB6, 0x1FBC),
+    (0x1FBE,), (0x1FC2, 0x1FC4), (0x1FC6, 0x1FCC), (0x1FD0, 0x1FD3), (0x1FD6, 0x1FDB),
+    (0x1FE0, 0x1FEC), (0x1FF2, 0x1FF4), (0x1FF6, 0x1FFC), (0x2102,), (0x2107,), (0x210A, 0x2113),
+    (0x2115,), (0x2119, 0x211D), (0x2124,), (0x2126,), (0x2128,), (0x212A, 0x212D),
+    (0x212F, 0x2134), (0x2139,), (0x213C, 0x213F), (0x2145, 0x2149), (0x214E,), (0x2183,),
+    (0x2184,), (0x2C00, 0x2C7B), (0x2C7E, 0x2CE4), (0x2CEB, 0x2CEE), (0x2CF2,), (0x2CF3,),
+    (0xA640, 0xA66D), (0xA680, 0xA69B), (0xA722, 0xA76F), (0xA771, 0xA787), (0xA78B, 0xA78E),
+    (0xAB70, 0xABBF), (0xFB00, 0xFB06), (0xFB13, 0xFB17), (0xFF21, 0xFF3A), (0xFF41, 0xFF5A),
+    (0x10400, 0x1044F), (0x104B0, 0x104D3), (0x104D8, 0x104FB), (0x10C80, 0x10CB2),
+    (0x10CC0, 0x10CF2), (0x118A0, 0x118DF), (0x1E900, 0x1E943)]
+DEEPSEEK_LETTERS = "".join(chr(r[0]) + ("-" + chr(r[1]) if len(r) == 2 else "")
+                           for r in DEEPSEEK_LETTER_RANGES)
+DEEPSEEK_PUNCT_RE = "\\s?[!-/:-~\uFF01-\uFF0F\uFF1A-\uFF5E\u2018-\u201F\u3000-\u3002]+"
+DEEPSEEK_CJK_RE = "[\u4E00-\u9FA5\u0800-\u4E00\uAC00-\uD7FF]+"
+DEEPSEEK_LLM_SPLITS = ["[\r\n]", "\\s?[" + DEEPSEEK_LETTERS + "]+", DEEPSEEK_PUNCT_RE, r"\s+$",
+                       DEEPSEEK_CJK_RE]
+DEEPSEEK_CODER_SPLITS = ["[\r\n]", r"\s?\p{L}+", r"\s?\p{P}+", DEEPSEEK_CJK_RE]
+
+
+def splits_then_bytes(exprs, digits=False):
+    steps = [pre_tokenizers.Split(Regex(e), behavior="isolated", invert=False) for e in exprs]
+    if digits:
+        steps.append(pre_tokenizers.Digits(individual_digits=True))
+    steps.append(pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=False))
+    return pre_tokenizers.Sequence(steps)
+
+
 def split_then_bytes(expr):
-    from tokenizers import Regex
-    return pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(expr), behavior="isolated", invert=False),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=False)])
+    return splits_then_bytes([expr])
 
 
 PRE_TYPES = {
@@ -324,7 +360,28 @@ PRE_TYPES = {
     "stablelm2": lambda: split_then_bytes(QWEN2_RE),
     "llama-bpe": lambda: split_then_bytes(LLAMA3_RE),
     "tekken": lambda: split_then_bytes(TEKKEN_RE),
+    "deepseek-llm": lambda: splits_then_bytes(DEEPSEEK_LLM_SPLITS, digits=True),
+    "deepseek-coder": lambda: splits_then_bytes(DEEPSEEK_CODER_SPLITS, digits=True),
+    # Falcon's tokenizer.json: Digits and a three-digit Split after ByteLevel.
+    "falcon": lambda: pre_tokenizers.Sequence([
+        pre_tokenizers.Punctuation(behavior="contiguous"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=True),
+        pre_tokenizers.Digits(individual_digits=False),
+        pre_tokenizers.Split(Regex("[0-9][0-9][0-9]"), behavior="isolated", invert=False)]),
+    "bloom": lambda: split_then_bytes(" ?[^(\\s|[.,!?…。，、।۔،])]+"),
 }
+# Llama 3's and tekken's tokenizer.json have the BPE model's ignore_merges
+# (a word that is a token is that token; llama.cpp sets it for these names).
+PRE_TYPES_IGNORE_MERGES = {"llama-bpe", "tekken"}
+# Names llama.cpp writes for the same pre-tokenizer as another (each gets its
+# own file and golden, equal to its twin's).
+PRE_TYPE_ALIASES = {
+    "qwen2": "stablelm2",
+    "smollm": "command-r",
+    "olmo": "gpt-2",
+}
+for _alias, _twin in PRE_TYPE_ALIASES.items():
+    PRE_TYPES[_alias] = PRE_TYPES[_twin]
 
 
 # Texts on which those pre-tokenizers split differently (case runs,
@@ -342,6 +399,37 @@ PRE_TYPE_CASES = [
     "ПРИВЕТ мир ДОБРЫЙ День",
     "a\n\n\nb  \n  c\t\td",
 ]
+
+
+# More texts for the goldens only (not in the vocabulary's training text, so
+# the earlier names' files stay as they were): what DeepSeek's splits single
+# out (full-width punctuation and digits, CJK and Hangul runs, the cased
+# letters of its class and the singletons in it, symbols, trailing spaces).
+PRE_TYPE_GOLDEN_CASES = [
+    "你好，世界！ＡＢＣ ａｂｃ １２３ 「引用」。한국어，텍스트",
+    "Ωμέγα ώ ΐ ῼ ι 5 K = 5 K, 10 Ω ℧ ℃",
+    "def f(x):\n    return x**2 + $y <= z^3 | ~w `tick` @a #b\n",
+    "مرحبا بالعالم 123 עברית ४२ हिन्दी",
+    "tabs at the end\t\t  ",
+    "x²³ вв 1234567 + 100,000.00 (a)--b...c!?",
+    "(parens) [brackets] | pipes, dots… 。，、 ।۔، end",
+]
+
+
+def whole_word_tokens(pre, vocab, merges, texts, n=6):
+    """Up to n words of texts (as pre splits them, byte-level spelled) that the
+    merges spell as two or more tokens: added as tokens no merge makes, only
+    ignore_merges gives them (a vocabulary whose merges reach every token, as
+    one trained here, cannot tell ignore_merges apart)."""
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges))
+    out = []
+    for text in texts:
+        for piece, _ in pre.pre_tokenize_str(text):
+            if len(piece) >= 4 and piece not in vocab and piece not in out and len(tok.model.tokenize(piece)) >= 2:
+                out.append(piece)
+                if len(out) == n:
+                    return out
+    return out
 
 
 def gguf_pre_types(root, corpus):
@@ -363,7 +451,14 @@ def gguf_pre_types(root, corpus):
     for piece, i in vocab.items():
         tokens[i] = piece
     assert all(t is not None for t in tokens)
+    merge_pairs = [tuple(m.split(" ")) for m in merges]
+    base_tokens, base_vocab = tokens, vocab
     for name, make_pre in PRE_TYPES.items():
+        tokens, vocab = base_tokens, base_vocab
+        if name in PRE_TYPES_IGNORE_MERGES:
+            extra = whole_word_tokens(make_pre(), vocab, merge_pairs, cases)
+            tokens = tokens + extra
+            vocab = dict(vocab, **{piece: len(base_tokens) + i for i, piece in enumerate(extra)})
         gpath = os.path.join(root, "tests", "data", "gguf", f"tokenizer_pre_{name}.gguf")
         w = gguf.GGUFWriter(gpath, arch="gpt2")
         w.add_context_length(128)
@@ -377,24 +472,31 @@ def gguf_pre_types(root, corpus):
         w.add_token_types([gguf.TokenType.CONTROL if t in specials else gguf.TokenType.NORMAL for t in tokens])
         w.add_token_merges(merges)
         w.add_eos_token_id(specials["<|endoftext|>"])
+        if name in PRE_TYPES_IGNORE_MERGES:  # BOS set (not added): the test drops add_bos_token
+            w.add_bos_token_id(specials["<|endoftext|>"])
         w.add_add_bos_token(False)
         w.write_header_to_file()
         w.write_kv_data_to_file()
         w.write_tensors_to_file()
         w.close()
         print("wrote", gpath)
-        tok = Tokenizer(models.BPE(vocab=vocab, merges=[tuple(m.split(" ")) for m in merges]))
+        tok = Tokenizer(models.BPE(vocab=vocab, merges=merge_pairs,
+                                   ignore_merges=name in PRE_TYPES_IGNORE_MERGES))
         tok.add_special_tokens(list(specials))
         tok.pre_tokenizer = make_pre()
         tok.decoder = decoders.ByteLevel()
-        write_golden(os.path.join(root, "tests", "golden", f"tokenizer_pre-{name}.jsonl"), tok, cases)
+        write_golden(os.path.join(root, "tests", "golden", f"tokenizer_pre-{name}.jsonl"), tok,
+                     cases + PRE_TYPE_GOLDEN_CASES)
     goldens = {n: [json.loads(l)["ids"] for l in open(os.path.join(root, "tests", "golden", f"tokenizer_pre-{n}.jsonl"))]
                for n in PRE_TYPES}
-    names = list(PRE_TYPES)
+    for alias, twin in PRE_TYPE_ALIASES.items():
+        assert goldens[alias] == goldens[twin], f"{alias} should tokenize as {twin}"
+    names = [n for n in PRE_TYPES if n not in PRE_TYPE_ALIASES]
     for i, a in enumerate(names):  # every pair of them differs on some case
         for b in names[i + 1:]:
             assert goldens[a] != goldens[b], f"the cases do not tell {a} from {b}"
-    print(f"every pair of the {len(names)} pre-tokenizers differs on some of the {len(cases)} cases")
+    print(f"every pair of the {len(names)} pre-tokenizers differs on some of the "
+          f"{len(cases) + len(PRE_TYPE_GOLDEN_CASES)} cases")
 
 
 def main():

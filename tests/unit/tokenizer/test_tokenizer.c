@@ -304,6 +304,84 @@ static void expect_load_error(const char *path, const char *needle1, const char 
   tokenizer_free(t);
 }
 
+/* A GGUF whose tokenizer.ggml.pre names a pre-tokenizer hydra lacks is
+ * refused naming it: tokenizer_pre_gpt-2.gguf with the name respelled. */
+static void gguf_pre_unknown(const char *root, const char *dir) {
+  char src[1024], dst[1024];
+  snprintf(src, sizeof(src), "%s/tests/data/gguf/tokenizer_pre_gpt-2.gguf", root);
+  snprintf(dst, sizeof(dst), "%s/pre_unknown.gguf", dir);
+  FILE *f = fopen(src, "rb");
+  char *buf = f ? malloc(1 << 20) : NULL;
+  size_t n = buf ? fread(buf, 1, 1 << 20, f) : 0;
+  if (f)
+    fclose(f);
+  static const char key[] = "tokenizer.ggml.pre";
+  char *at = NULL;
+  for (size_t i = 0; buf && i + sizeof(key) + 12 + 5 <= n; i++)
+    if (memcmp(buf + i, key, sizeof(key) - 1) == 0) {
+      at = buf + i + sizeof(key) - 1 + 4 + 8; /* value type, string length */
+      break;
+    }
+  if (!at || memcmp(at, "gpt-2", 5) != 0) {
+    FAIL("%s: tokenizer.ggml.pre \"gpt-2\" not found", src);
+    free(buf);
+    return;
+  }
+  memcpy(at, "zzz-9", 5);
+  FILE *o = fopen(dst, "wb");
+  CHECK(o && fwrite(buf, 1, n, o) == n, "writing %s", dst);
+  if (o)
+    fclose(o);
+  free(buf);
+  expect_load_error(dst, "tokenizer.ggml.pre", "\"zzz-9\" is not supported");
+}
+
+/* Llama 3's names and tekken add BOS when tokenizer.ggml.add_bos_token is
+ * absent (their tokenizer.json's template, llama.cpp's default): the
+ * file's key respelled, "Hello world" is BOS and the ids the file gives. */
+static void gguf_default_bos(const char *root, const char *dir, const char *pre) {
+  char src[1024], dst[1024], err[HYDRA_ERR_LEN];
+  snprintf(src, sizeof(src), "%s/tests/data/gguf/tokenizer_pre_%s.gguf", root, pre);
+  snprintf(dst, sizeof(dst), "%s/default_bos_%s.gguf", dir, pre);
+  FILE *f = fopen(src, "rb");
+  char *buf = f ? malloc(1 << 20) : NULL;
+  size_t n = buf ? fread(buf, 1, 1 << 20, f) : 0;
+  if (f)
+    fclose(f);
+  static const char key[] = "tokenizer.ggml.add_bos_token";
+  char *at = NULL;
+  for (size_t i = 0; buf && i + sizeof(key) <= n; i++)
+    if (memcmp(buf + i, key, sizeof(key) - 1) == 0)
+      at = buf + i;
+  if (!at) {
+    FAIL("%s: no %s", src, key);
+    free(buf);
+    return;
+  }
+  at[sizeof(key) - 2] = 'Z'; /* tokenizer.ggml.add_bos_tokeZ: an unknown key */
+  FILE *o = fopen(dst, "wb");
+  CHECK(o && fwrite(buf, 1, n, o) == n, "writing %s", dst);
+  if (o)
+    fclose(o);
+  free(buf);
+  tokenizer_t *with = tokenizer_load(src, err), *without = with ? tokenizer_load(dst, err) : NULL;
+  tokenizer_encoding_t a = {0}, b = {0};
+  const char *text = "Hello world";
+  if (!with || !without ||
+      tokenizer_encode(with, text, strlen(text), TOKENIZER_ADD_SPECIAL, &a, err) ||
+      tokenizer_encode(without, text, strlen(text), TOKENIZER_ADD_SPECIAL, &b, err)) {
+    FAIL("pre %s without add_bos_token: %s", pre, err);
+  } else {
+    CHECK(b.n == a.n + 1 && b.ids[0] == tokenizer_bos_id(without) && b.ids[0] >= 0 &&
+              memcmp(b.ids + 1, a.ids, a.n * sizeof(int32_t)) == 0,
+          "pre %s without add_bos_token: want BOS then the %zu ids, got %zu ids", pre, a.n, b.n);
+  }
+  tokenizer_encoding_free(&a);
+  tokenizer_encoding_free(&b);
+  tokenizer_free(with);
+  tokenizer_free(without);
+}
+
 static void test_errors(const char *root, const tokenizer_t *gpt2, const tokenizer_t *llama) {
   char err[HYDRA_ERR_LEN];
   /* Invalid UTF-8, each naming the offending byte. */
@@ -368,6 +446,30 @@ static void test_errors(const char *root, const tokenizer_t *gpt2, const tokeniz
                   "\"behavior\": \"Isolated\", \"invert\": false}",
                   bpe_ok);
   expect_load_error(path, "badregex.json", "pre_tokenizer.pattern");
+  /* Oniguruma's class inside a negated class is a union (BLOOM's); a negated
+   * inner class or an intersection has no one-class spelling: refused. */
+  snprintf(path, sizeof(path), "%s/nestedclass.json", dir);
+  write_tokenizer(path,
+                  "{\"type\": \"Split\", \"pattern\": {\"Regex\": \"[a[^b]]+\"}, "
+                  "\"behavior\": \"Isolated\", \"invert\": false}",
+                  bpe_ok);
+  expect_load_error(path, "pre_tokenizer.pattern", "a negated class inside a class");
+  snprintf(path, sizeof(path), "%s/intersection.json", dir);
+  write_tokenizer(path,
+                  "{\"type\": \"Split\", \"pattern\": {\"Regex\": \"[a-z&&[^aeiou]]+\"}, "
+                  "\"behavior\": \"Isolated\", \"invert\": false}",
+                  bpe_ok);
+  expect_load_error(path, "pre_tokenizer.pattern", "intersection");
+  snprintf(path, sizeof(path), "%s/afterbytes.json", dir);
+  write_tokenizer(path,
+                  "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"ByteLevel\", "
+                  "\"add_prefix_space\": false, \"use_regex\": true}, {\"type\": \"Metaspace\", "
+                  "\"replacement\": \"_\", \"prepend_scheme\": \"never\", \"split\": true}]}",
+                  bpe_ok);
+  expect_load_error(path, "pre_tokenizer.pretokenizers[1]", "after ByteLevel");
+  gguf_pre_unknown(root, dir);
+  gguf_default_bos(root, dir, "llama-bpe");
+  gguf_default_bos(root, dir, "tekken");
   snprintf(path, sizeof(path), "%s/badbehavior.json", dir);
   write_tokenizer(path,
                   "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", "
@@ -523,8 +625,9 @@ static int run_tiny(const char *root) {
   run_unset_ids(root);
   run_nfc(root);
   /* the tokenizers transformers builds for families that ship their own
-   * (make_tokenizer_golden.py's family_tokenizers) */
-  static const char *const families[] = {"gemma", "qwen2"};
+   * (make_tokenizer_golden.py's family_tokenizers, make_family_tokenizers.py) */
+  static const char *const families[] = {"gemma",  "qwen2", "llama3", "tekken", "olmo2",   "pythia",
+                                         "falcon", "bloom", "opt",    "phi2",   "mistral", "phi3"};
   for (size_t i = 0; i < sizeof(families) / sizeof(families[0]); i++) {
     char path[1024], golden[1024], name[64];
     snprintf(path, sizeof(path), "%s/tests/data/tokenizers/%s/tokenizer.json", root, families[i]);
@@ -533,10 +636,19 @@ static int run_tiny(const char *root) {
     snprintf(name, sizeof(name), "family %s", families[i]);
     run_golden(name, path, golden);
   }
+  /* Gemma's vocabulary as llama.cpp writes it (sentencepiece, no space
+   * prefix) encodes as Gemma's tokenizer.json (make_family_tokenizers.py) */
+  char gemma_gguf[1024], gemma_golden[1024];
+  snprintf(gemma_gguf, sizeof(gemma_gguf), "%s/tests/data/gguf/tokenizer_gemma.gguf", root);
+  snprintf(gemma_golden, sizeof(gemma_golden), "%s/tests/golden/tokenizer_family-gemma.jsonl",
+           root);
+  run_golden("gguf gemma", gemma_gguf, gemma_golden);
   /* tokenizer.ggml.pre: the pre-tokenizer each name stands for, on one
    * byte-level vocabulary whose merges cross every split
    * (make_tokenizer_golden.py's PRE_TYPES) */
-  static const char *const pres[] = {"gpt-2", "command-r", "stablelm2", "llama-bpe", "tekken"};
+  static const char *const pres[] = {"gpt-2",        "olmo",           "command-r", "smollm",
+                                     "stablelm2",    "qwen2",          "llama-bpe", "tekken",
+                                     "deepseek-llm", "deepseek-coder", "falcon",    "bloom"};
   for (size_t i = 0; i < sizeof(pres) / sizeof(pres[0]); i++) {
     char path[1024], golden[1024], name[64];
     snprintf(path, sizeof(path), "%s/tests/data/gguf/tokenizer_pre_%s.gguf", root, pres[i]);

@@ -169,9 +169,16 @@ static void print_info(const model_t *m) {
   if (c->sliding_window > 0) {
     printf("window       %d keys on ", c->sliding_window);
     if (c->sliding_period > 1)
-      printf("layers L with L + 1 not a multiple of %d\n", c->sliding_period);
+      printf("layers L with L + 1 not a multiple of %d", c->sliding_period);
     else
-      printf("every layer\n");
+      printf(c->sliding_first_layer > 0 ? "every layer" : "every layer\n");
+    if (c->sliding_first_layer == 1)
+      printf(" from layer 1 on (layer 0 attends over every key)\n");
+    else if (c->sliding_first_layer > 1)
+      printf(" from layer %d on (layers 0 to %d attend over every key)\n", c->sliding_first_layer,
+             c->sliding_first_layer - 1);
+    else if (c->sliding_period > 1)
+      printf("\n");
   }
   if (c->positions == POSITIONS_ROPE) {
     print_rope(c);

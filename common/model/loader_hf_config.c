@@ -466,42 +466,50 @@ static int config_count(const hf_config_t *c, const char *key, int dflt, int *ou
 }
 
 /* Qwen2's and Qwen3's sliding window, as transformers reads it: in effect only with
- * use_sliding_window true and a sliding_window, on the layers layer_types
- * names "sliding_attention" (without layer_types: those from
- * max_window_layers on). The transformer has no sliding windows, so one in
- * effect is accepted only where no prompt reaches past it (a window of at
- * least max_position_embeddings) and refused otherwise. */
-static int qwen_sliding_config(const hf_config_t *c, const model_config_t *cfg, char *err) {
-  int use = 0, window = 0, first_sliding = 28, n_sliding = 0;
+ * use_sliding_window true and a sliding_window (4096 when absent; null:
+ * none), on the layers layer_types names "sliding_attention"; without
+ * layer_types, those from max_window_layers (28 when absent) on: layers
+ * below it attend over every key. A row of a sliding layer reads its own key
+ * and the sliding_window - 1 before it (transformers' sliding mask). A
+ * layer_types list hydra cannot describe (a sliding layer below a full one)
+ * is refused by name. */
+static int qwen_sliding_config(const hf_config_t *c, model_config_t *cfg, char *err) {
+  int use = 0, window = 4096, first_sliding = 28;
+  const json_t *v = json_object_get(c->root, "sliding_window");
   if (config_bool(c, "use_sliding_window", 0, &use, err) ||
-      config_count(c, "sliding_window", 0, &window, err) ||
       config_count(c, "max_window_layers", 28, &first_sliding, err))
     return -1;
-  if (!use || window == 0)
+  if (!use || (v && json_is_null(v)))
     return 0;
+  if (config_int(c, "sliding_window", 0, 4096, &window, err))
+    return -1;
   const json_t *types = json_object_get(c->root, "layer_types");
   if (types && !json_is_null(types)) {
     if (!json_is_array(types) || json_array_size(types) != (size_t)cfg->n_layers)
       return err_set(err, "%s: layer_types must be a list of num_hidden_layers = %d strings",
                      c->path, cfg->n_layers);
-    for (int l = 0; l < cfg->n_layers; l++) {
+    first_sliding = cfg->n_layers;
+    for (int l = cfg->n_layers - 1; l >= 0; l--) {
       const char *t = json_string_value(json_array_get(types, (size_t)l));
       if (!t || (strcmp(t, "full_attention") != 0 && strcmp(t, "sliding_attention") != 0))
         return err_set(err,
                        "%s: layer_types[%d] must be \"full_attention\" or \"sliding_attention\"",
                        c->path, l);
-      n_sliding += strcmp(t, "sliding_attention") == 0;
+      if (strcmp(t, "sliding_attention") == 0 && first_sliding == l + 1)
+        first_sliding = l;
+      else if (strcmp(t, "sliding_attention") == 0)
+        return err_set(err,
+                       "%s: layer_types is not supported (hydra's Qwen sliding layers are those "
+                       "from one layer on; layer %d slides below a full layer)",
+                       c->path, l);
     }
-  } else if (cfg->n_layers > first_sliding) {
-    n_sliding = cfg->n_layers - first_sliding;
   }
-  if (n_sliding == 0 || window >= cfg->max_positions)
-    return 0;
-  return err_set(err,
-                 "%s: sliding_window = %d with use_sliding_window = true is not supported "
-                 "(sliding-window attention is not implemented; a window of at least "
-                 "max_position_embeddings = %d is accepted)",
-                 c->path, window, cfg->max_positions);
+  if (first_sliding >= cfg->n_layers || window >= cfg->max_positions)
+    return 0; /* no layer slides, or no prompt reaches past the window */
+  cfg->sliding_window = window;
+  cfg->sliding_period = 0;
+  cfg->sliding_first_layer = first_sliding;
+  return 0;
 }
 
 /* Qwen2: llama's block with q, k and v biases and no o_proj bias. */

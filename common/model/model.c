@@ -74,9 +74,12 @@ int model_config_check(const model_config_t *c, char *err) {
     return err_set(err, "attn_softcap = %g is out of range", (double)c->attn_softcap);
   if (!(c->final_softcap >= 0.0f && c->final_softcap < 1e30f))
     return err_set(err, "final_softcap = %g is out of range", (double)c->final_softcap);
-  if (c->sliding_window < 0 || c->sliding_period < 0 || c->sliding_offset < 0)
-    return err_set(err, "sliding_window = %d, sliding_period = %d must not be negative",
-                   c->sliding_window, c->sliding_period);
+  if (c->sliding_window < 0 || c->sliding_period < 0 || c->sliding_offset < 0 ||
+      c->sliding_first_layer < 0)
+    return err_set(err,
+                   "sliding_window = %d, sliding_period = %d, sliding_first_layer = %d must not "
+                   "be negative",
+                   c->sliding_window, c->sliding_period, c->sliding_first_layer);
   if (!(c->rope_local_theta >= 0.0f && c->rope_local_theta < 1e30f))
     return err_set(err, "rope_local_theta = %g is out of range", (double)c->rope_local_theta);
   /* described, not implemented yet: refused by name, never computed wrong */
@@ -86,7 +89,7 @@ int model_config_check(const model_config_t *c, char *err) {
 }
 
 int model_layer_slides(const model_config_t *c, int layer) {
-  return c->sliding_window > 0 &&
+  return c->sliding_window > 0 && layer >= c->sliding_first_layer &&
          (c->sliding_period <= 1 || (layer + 1 + c->sliding_offset) % c->sliding_period != 0);
 }
 

@@ -110,13 +110,15 @@ typedef struct {
    * sliding_window - 1 positions before it (0: all keys, every layer). The
    * layers that slide: every one with sliding_period 0 or 1, else all but
    * every sliding_period-th (layer L slides unless (L + 1 + sliding_offset) %
-   * period == 0: Gemma 2's alternation is period 2, Gemma 3's pattern 6). A sliding layer
+   * period == 0: Gemma 2's alternation is period 2, Gemma 3's pattern 6), and
+   * none below sliding_first_layer (Qwen2's max_window_layers). A sliding layer
    * rotates with rope_local_theta's frequencies where it is set (Gemma 3's
    * local base, unscaled), with the model's own otherwise. */
   int sliding_window;
   int sliding_period;
   int sliding_offset; /* the full layers are those with (L + 1 + offset) % period == 0 (GPT-Neo's
                          global layers 0, 2, ...: period 2, offset 1) */
+  int sliding_first_layer; /* layers below it never slide (0: no such bound) */
   float rope_local_theta;
   int tied_unembed;   /* unembed aliases tok_embed */
   int unembed_bias;   /* the unembedding has a bias (Phi-2's lm_head) */

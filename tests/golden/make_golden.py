@@ -17,6 +17,9 @@ Writes (under --out, normally `tests`):
                              config in the published spelling: top-level
                              rope_theta, use_sliding_window false with a
                              window smaller than the context
+  data/tiny-qwen2-window/    random-init Qwen2 with use_sliding_window true: a
+                             window of 5 on the layers from max_window_layers
+                             (1 of 3) on, in the published spelling
   data/tiny-qwen3/           random-init Qwen3: q/k RMS norms per head,
                              head_dim given (16, not hidden/heads = 12),
                              attention_bias
@@ -454,6 +457,53 @@ def make_tiny_qwen2(data_dir, golden_dir):
     assert all(l.self_attn.sliding_window is None for l in m.model.layers)
 
 
+def published_qwen2_window_config(cfg_path):
+    """Qwen2's published spelling (top-level rope_theta, no layer_types) with
+    the window on: transformers derives the sliding layers from
+    max_window_layers, and so must the loader."""
+    with open(cfg_path) as f:
+        cfg = json.load(f)
+    rp = cfg.pop("rope_parameters")
+    assert rp.get("rope_type", "default") == "default", rp
+    assert cfg.pop("layer_types") == ["full_attention"] + ["sliding_attention"] * 2
+    cfg["rope_theta"] = rp["rope_theta"]
+    cfg["rope_scaling"] = None
+    with open(cfg_path, "w") as f:
+        json.dump(cfg, f, indent=2, sort_keys=True)
+        f.write("\n")
+    log(f"  rewrote {rel(cfg_path)} in Qwen2's published spelling (no layer_types)")
+
+
+def make_tiny_qwen2_window(data_dir, golden_dir):
+    """Qwen2 with use_sliding_window true: a window of 5 keys on the layers
+    from max_window_layers = 1 on (layers 1 and 2 of 3 slide, layer 0 attends
+    over every key), short enough to bite on the 7- and 23-token prompts."""
+    name = "tiny-qwen2-window"
+    log(f"[{name}]")
+    cfg = Qwen2Config(hidden_size=48, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
+                      num_key_value_heads=2, vocab_size=FAMILY_VOCAB, max_position_embeddings=128,
+                      rope_parameters={"rope_type": "default", "rope_theta": 20000.0}, rms_norm_eps=1e-6,
+                      use_sliding_window=True, sliding_window=5, max_window_layers=1,
+                      tie_word_embeddings=False, initializer_range=LLAMA_INIT_RANGE)
+    cfg._attn_implementation = "eager"  # the reference run of the rewritten config's check too
+    torch.manual_seed(4250)
+    model = Qwen2ForCausalLM(cfg).float().eval()
+    from transformers.models.qwen2.modeling_qwen2 import Qwen2RMSNorm
+    m = make_family_model(data_dir, golden_dir, name, model, (Qwen2RMSNorm,), 4260,
+                          published_qwen2_window_config)
+    assert [l.self_attn.sliding_window for l in m.model.layers] == [None, 5, 5]
+    # the window bites: the same weights with every layer full give other logits
+    full = Qwen2Config(**{**m.config.to_dict(), "use_sliding_window": False, "layer_types": None})
+    ref = Qwen2ForCausalLM(full).float().eval()
+    ref.load_state_dict(m.state_dict())
+    ref.config._attn_implementation = "eager"
+    prompts, positions = tiny_prompts(4262, FAMILY_VOCAB)
+    a, b = run_prompts(m, prompts, positions), run_prompts(ref, prompts, positions)
+    gap = float(np.abs(a[-1][-1] - b[-1][-1]).max())
+    assert float(np.abs(a[0] - b[0]).max()) <= 1e-5 and gap > 0.1, gap
+    log(f"  without the window the last logits move by up to {gap:.3g}")
+
+
 def make_tiny_llama_rope(data_dir, golden_dir, name, rope, shape):
     """A Llama whose rope_parameters scale the frequencies (Llama 3.1's
     llama3, linear, yarn); every regime of the scaling falls on some
@@ -858,6 +908,7 @@ TINY_FAMILIES = {
     "tiny-gpt_neox": lambda d, g: make_tiny_gpt_neox(d, g, True),
     "tiny-gpt_neox-sequential": lambda d, g: make_tiny_gpt_neox(d, g, False),
     "tiny-qwen2": make_tiny_qwen2,
+    "tiny-qwen2-window": make_tiny_qwen2_window,
     "tiny-qwen3": make_tiny_qwen3,
     "tiny-mistral": make_tiny_mistral,
     "tiny-mistral-window": lambda d, g: make_tiny_mistral(d, g, 5),

@@ -951,6 +951,8 @@ static const char *qwen2_config =
     "\"rope_theta\":1000000.0,\"sliding_window\":32,"
     "\"max_window_layers\":1,\"tie_word_embeddings\":true}";
 
+static int load_config(const char *name, const char *config, model_config_t *cfg, char *err);
+
 static void test_qwen2_config(void) {
   char dir[512], err[HYDRA_ERR_LEN] = "", config[2048];
   struct {
@@ -959,21 +961,22 @@ static void test_qwen2_config(void) {
       {"sliding window off", "sliding_window", "32,\"use_sliding_window\":false",
        "model.safetensors"},
       {"sliding window on", "sliding_window", "32,\"use_sliding_window\":true",
-       "sliding_window = 32 with use_sliding_window = true is not supported"},
+       "model.safetensors"},
       {"window as long as the context", "sliding_window", "64,\"use_sliding_window\":true",
        "model.safetensors"},
       {"no sliding layers", "max_window_layers", "3,\"use_sliding_window\":true",
        "model.safetensors"},
-      {"every layer sliding", "max_window_layers", "0,\"use_sliding_window\":true",
-       "sliding_window = 32"},
+      {"window zero", "sliding_window", "0,\"use_sliding_window\":true",
+       "sliding_window must be a positive integer"},
       {"layer_types all full", "max_window_layers",
        "0,\"use_sliding_window\":true,\"layer_types\":[\"full_attention\",\"full_attention\","
        "\"full_attention\"]",
        "model.safetensors"},
-      {"layer_types one sliding", "max_window_layers",
+      {"layer_types one sliding between full ones", "max_window_layers",
        "3,\"use_sliding_window\":true,\"layer_types\":[\"full_attention\",\"sliding_attention\","
        "\"full_attention\"]",
-       "sliding_window = 32"},
+       "layer_types is not supported (hydra's Qwen sliding layers are those from one layer on; "
+       "layer 1 slides below a full layer)"},
       {"layer_types unknown", "max_window_layers",
        "3,\"use_sliding_window\":true,\"layer_types\":[\"full_attention\",\"chunked\","
        "\"full_attention\"]",
@@ -990,6 +993,41 @@ static void test_qwen2_config(void) {
     model_t *m = model_load_hf(dir, err);
     expect_error(configs[i].what, m == NULL, err, "qwen2-config", configs[i].reason);
     model_free(m);
+  }
+  /* which layers slide, as Qwen2Config derives them: from max_window_layers on, or as
+   * layer_types lists them; the window 4096 when absent, none when null or off */
+  struct {
+    const char *what, *key, *value;
+    int window, first;
+  } windows[] = {
+      {"from max_window_layers 1", "sliding_window", "32,\"use_sliding_window\":true", 32, 1},
+      {"every layer (max_window_layers 0)", "max_window_layers", "0,\"use_sliding_window\":true",
+       32, 0},
+      {"layer_types: the last two", "max_window_layers",
+       "0,\"use_sliding_window\":true,\"layer_types\":[\"full_attention\",\"sliding_attention\","
+       "\"sliding_attention\"]",
+       32, 1},
+      {"window absent: 4096, past the context", "sliding_window", NULL, 0, 0},
+      {"window null", "sliding_window", "null,\"use_sliding_window\":true", 0, 0},
+      {"use_sliding_window false", "sliding_window", "8,\"use_sliding_window\":false", 0, 0},
+  };
+  for (size_t i = 0; i < sizeof(windows) / sizeof(windows[0]); i++) {
+    model_config_t cfg;
+    char with_use[2048];
+    config_with(with_use, sizeof(with_use), qwen2_config, "tie_word_embeddings",
+                "true,\"use_sliding_window\":true");
+    config_with(config, sizeof(config), windows[i].value ? qwen2_config : with_use, windows[i].key,
+                windows[i].value);
+    int rc = load_config("qwen2-window", config, &cfg, err);
+    int slides[3] = {model_layer_slides(&cfg, 0), model_layer_slides(&cfg, 1),
+                     model_layer_slides(&cfg, 2)};
+    CHECK(rc == 0 && cfg.sliding_window == windows[i].window &&
+              (windows[i].window == 0 ||
+               (cfg.sliding_first_layer == windows[i].first &&
+                slides[0] == (windows[i].first == 0) && slides[1] && slides[2])),
+          "qwen2 %s: window %d from layer %d, got %d from %d, slides %d%d%d (%s)", windows[i].what,
+          windows[i].window, windows[i].first, cfg.sliding_window, cfg.sliding_first_layer,
+          slides[0], slides[1], slides[2], err);
   }
 }
 
@@ -1010,7 +1048,7 @@ static void test_qwen3_config(void) {
       {"sliding window off", "sliding_window", "32,\"use_sliding_window\":false",
        "model.safetensors"},
       {"sliding window on", "sliding_window", "32,\"use_sliding_window\":true",
-       "sliding_window = 32 with use_sliding_window = true is not supported"},
+       "model.safetensors"},
       {"window as long as the context", "sliding_window", "64,\"use_sliding_window\":true",
        "model.safetensors"},
       {"attention_bias not a bool", "head_dim", "6,\"attention_bias\":1",

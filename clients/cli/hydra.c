@@ -150,7 +150,10 @@ static void print_info(const model_t *m) {
          c->post_norms ? ", post norms" : "",
          c->qk_norm == QK_NORM_PER_HEAD ? ", q/k norms per head"
          : c->qk_norm == QK_NORM_WHOLE  ? ", q/k norms over the whole projections"
-                                        : "");
+         : c->qk_norm == QK_NORM_LAYERNORM_HEADS
+             ? (c->qk_norm_bias ? ", q/k LayerNorms over each head, with biases"
+                                : ", q/k LayerNorms over each head, without biases")
+             : "");
   if (c->residual_scale != 0.0f && c->residual_scale != 1.0f)
     printf("sublayers    outputs scaled by %g before the residual add\n",
            (double)c->residual_scale);

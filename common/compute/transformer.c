@@ -469,6 +469,11 @@ static int attention(transformer_t *t, const transformer_pass_t *P, int L, const
   } else if (c->qk_norm == QK_NORM_WHOLE) { /* RMS over each row's whole q and k */
     TRY(op->rmsnorm(b, t->q, NULL, t->q, w->q_norm_w, n, q, c->norm_eps));
     TRY(op->rmsnorm(b, k, NULL, k, w->k_norm_w, n, kv, c->norm_eps));
+  } else if (c->qk_norm == QK_NORM_LAYERNORM_HEADS) { /* LayerNorm per head, own weights */
+    TRY(op->head_layernorm(b, t->q, w->q_norm_w, w->q_norm_b, n, c->n_heads, c->head_dim,
+                           c->norm_eps));
+    TRY(op->head_layernorm(b, k, w->k_norm_w, w->k_norm_b, n, c->n_kv_heads, c->head_dim,
+                           c->norm_eps));
   }
   TRY(hook(P, HOOK_Q, L, t->q, n, q));
   TRY(hook(P, HOOK_K, L, k, n, kv));

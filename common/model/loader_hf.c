@@ -506,6 +506,15 @@ static int stablelm_load_layer(hf_weights_t *w, int l, const model_config_t *c, 
        load_vector(w, tensor_name(n, "%s.self_attn.k_proj.bias", p), kv, lw->bk, err) ||
        load_vector(w, tensor_name(n, "%s.self_attn.v_proj.bias", p), kv, lw->bv, err)))
     return -1;
+  /* qk_layernorm: q_layernorm.norms.H.weight, one LayerNorm (no bias) per head */
+  const size_t hd = (size_t)c->head_dim;
+  for (int h = 0; c->qk_norm && h < c->n_heads; h++)
+    if (load_vector(w, tensor_name(n, "%s.self_attn.q_layernorm.norms.%d.weight", p, h), hd,
+                    lw->q_norm_w + h * hd, err) ||
+        (h < c->n_kv_heads &&
+         load_vector(w, tensor_name(n, "%s.self_attn.k_layernorm.norms.%d.weight", p, h), hd,
+                     lw->k_norm_w + h * hd, err)))
+      return -1;
   if (c->parallel_residual) {
     memcpy(lw->mlp_norm_w, lw->attn_norm_w, d * sizeof(float));
     memcpy(lw->mlp_norm_b, lw->attn_norm_b, d * sizeof(float));
@@ -684,6 +693,23 @@ static int phi_load_layer(hf_weights_t *w, int l, const model_config_t *c, layer
     return -1;
   memcpy(lw->mlp_norm_w, lw->attn_norm_w, d * sizeof(float));
   memcpy(lw->mlp_norm_b, lw->attn_norm_b, d * sizeof(float));
+  if (!c->qk_norm)
+    return 0;
+  /* qk_layernorm: one LayerNorm for every head of q (of k), repeated per head */
+  const size_t hd = (size_t)c->head_dim;
+  if (load_vector(w, tensor_name(n, "%s.self_attn.q_layernorm.weight", p), hd, lw->q_norm_w, err) ||
+      load_vector(w, tensor_name(n, "%s.self_attn.q_layernorm.bias", p), hd, lw->q_norm_b, err) ||
+      load_vector(w, tensor_name(n, "%s.self_attn.k_layernorm.weight", p), hd, lw->k_norm_w, err) ||
+      load_vector(w, tensor_name(n, "%s.self_attn.k_layernorm.bias", p), hd, lw->k_norm_b, err))
+    return -1;
+  for (int h = 1; h < c->n_heads; h++) {
+    memcpy(lw->q_norm_w + h * hd, lw->q_norm_w, hd * sizeof(float));
+    memcpy(lw->q_norm_b + h * hd, lw->q_norm_b, hd * sizeof(float));
+  }
+  for (int h = 1; h < c->n_kv_heads; h++) {
+    memcpy(lw->k_norm_w + h * hd, lw->k_norm_w, hd * sizeof(float));
+    memcpy(lw->k_norm_b + h * hd, lw->k_norm_b, hd * sizeof(float));
+  }
   return 0;
 }
 

@@ -687,7 +687,8 @@ static int phi3_config(const hf_config_t *c, model_config_t *cfg, char *err) {
  * and MLP side by side (a parallel residual; loader_hf.c gives both pre norms
  * its weights), partial rotary (partial_rotary_factor, 0.5 when absent, as
  * PhiConfig), q/k/v/dense and fc1/fc2 biases, a GELU MLP, an lm_head bias;
- * qk_layernorm refused. */
+ * with qk_layernorm, q and k LayerNormed per head (one weight and bias for
+ * every head) before the rotary. */
 static int phi_config(const hf_config_t *c, model_config_t *cfg, char *err) {
   static const rope_keys_t keys = {"rope_theta", "partial_rotary_factor", 0.5};
   const char *act = NULL;
@@ -708,15 +709,21 @@ static int phi_config(const hf_config_t *c, model_config_t *cfg, char *err) {
       config_token_id(c, "eos_token_id", cfg->vocab_size, &cfg->eos_id, err) ||
       gelu_activation(c, "hidden_act", act, cfg, err))
     return -1;
-  if (qk_layernorm)
-    return err_set(err, "%s: qk_layernorm = true is not supported (LayerNorms on q and k)",
-                   c->path);
   if (cfg->d_model % cfg->n_heads)
     return err_set(err, "%s: hidden_size = %d is not divisible by num_attention_heads = %d",
                    c->path, cfg->d_model, cfg->n_heads);
   if (config_int(c, "head_dim", 0, cfg->d_model / cfg->n_heads, &cfg->head_dim, err) ||
       rope_config(c, &keys, cfg, err))
     return -1;
+  if (qk_layernorm && cfg->head_dim != cfg->d_model / cfg->n_heads)
+    return err_set(err,
+                   "%s: qk_layernorm = true with head_dim = %d is not supported (phi's q/k "
+                   "LayerNorms are hidden_size / num_attention_heads = %d wide)",
+                   c->path, cfg->head_dim, cfg->d_model / cfg->n_heads);
+  if (qk_layernorm) { /* one LayerNorm with a bias for every head (repeated per head at load) */
+    cfg->qk_norm = QK_NORM_LAYERNORM_HEADS;
+    cfg->qk_norm_bias = 1;
+  }
   cfg->norm = NORM_LAYERNORM;
   cfg->mlp = MLP_GELU;
   cfg->parallel_residual = 1;
@@ -825,7 +832,8 @@ static int gpt_neo_config(const hf_config_t *c, model_config_t *cfg, char *err) 
  * 0.25 when absent, as StableLmConfig), q/k/v biases with use_qkv_bias, no
  * o_proj bias, a SwiGLU MLP without biases, untied by default; with
  * use_parallel_residual one input_layernorm read by attention and MLP (as
- * phi); qk_layernorm refused. */
+ * phi); with qk_layernorm, q and k LayerNormed per head before the rotary,
+ * each head with its own weight and no bias (StableLM 2 12B). */
 static int stablelm_config(const hf_config_t *c, model_config_t *cfg, char *err) {
   static const rope_keys_t keys = {"rope_theta", "partial_rotary_factor", 0.25};
   const char *act = NULL;
@@ -850,9 +858,8 @@ static int stablelm_config(const hf_config_t *c, model_config_t *cfg, char *err)
   if (strcmp(act, "silu") != 0)
     return err_set(err, "%s: hidden_act \"%.40s\" is not supported (stablelm needs silu)", c->path,
                    act);
-  if (qk_layernorm)
-    return err_set(err, "%s: qk_layernorm = true is not supported (per-head LayerNorms on q and k)",
-                   c->path);
+  if (qk_layernorm) /* StableLM 2 12B: a LayerNorm without bias for each head of q and of k */
+    cfg->qk_norm = QK_NORM_LAYERNORM_HEADS;
   if (cfg->d_model % cfg->n_heads)
     return err_set(err, "%s: hidden_size = %d is not divisible by num_attention_heads = %d",
                    c->path, cfg->d_model, cfg->n_heads);

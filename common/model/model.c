@@ -58,8 +58,10 @@ int model_config_check(const model_config_t *c, char *err) {
   }
   if (c->no_pre_norms && c->parallel_residual)
     return err_set(err, "no_pre_norms with a parallel residual is not implemented");
-  if (c->qk_norm != QK_NORM_NONE && c->norm != NORM_RMSNORM)
-    return err_set(err, "qk_norm: q/k norms are RMSNorm (norm must be rmsnorm)");
+  if ((c->qk_norm == QK_NORM_PER_HEAD || c->qk_norm == QK_NORM_WHOLE) && c->norm != NORM_RMSNORM)
+    return err_set(err, "qk_norm: RMS q/k norms need norm rmsnorm");
+  if (c->qk_norm_bias && c->qk_norm != QK_NORM_LAYERNORM_HEADS)
+    return err_set(err, "qk_norm_bias: q/k norm biases are LayerNorm heads' only");
   if (c->mlp == MLP_SWIGLU && c->activation != ACT_SILU)
     return err_set(err, "a SwiGLU MLP needs the SiLU activation");
   if (c->mlp == MLP_GEGLU && c->activation != ACT_GELU_TANH && c->activation != ACT_GELU_ERF)
@@ -201,9 +203,13 @@ model_t *model_alloc(const model_config_t *cfg, char *err) {
       }
     }
     if (cfg->qk_norm) {
-      const int whole = cfg->qk_norm == QK_NORM_WHOLE;
-      w->q_norm_w = tensor_alloc(whole ? q : (size_t)cfg->head_dim, &failed);
-      w->k_norm_w = tensor_alloc(whole ? kv : (size_t)cfg->head_dim, &failed);
+      const int wide = cfg->qk_norm != QK_NORM_PER_HEAD;
+      w->q_norm_w = tensor_alloc(wide ? q : (size_t)cfg->head_dim, &failed);
+      w->k_norm_w = tensor_alloc(wide ? kv : (size_t)cfg->head_dim, &failed);
+      if (cfg->qk_norm_bias) {
+        w->q_norm_b = tensor_alloc(q, &failed);
+        w->k_norm_b = tensor_alloc(kv, &failed);
+      }
     }
     w->wq = tensor_alloc(q * d, &failed);
     w->wk = tensor_alloc(kv * d, &failed);
@@ -251,8 +257,8 @@ size_t model_n_params(const model_t *m) {
     per_layer += 2 * d;
   if (c->qk_norm == QK_NORM_PER_HEAD)
     per_layer += 2 * (size_t)c->head_dim;
-  if (c->qk_norm == QK_NORM_WHOLE)
-    per_layer += q + kv;
+  if (c->qk_norm == QK_NORM_WHOLE || c->qk_norm == QK_NORM_LAYERNORM_HEADS)
+    per_layer += (q + kv) * (c->qk_norm_bias ? 2 : 1);
   size_t n = v * d + (c->tied_unembed ? 0 : v * d) + c->n_layers * per_layer + d;
   if (c->positions == POSITIONS_LEARNED)
     n += (size_t)c->max_positions * d;
@@ -265,8 +271,8 @@ int model_layer_tensors(const model_config_t *c, layer_weights_t *w, float ***pt
                         int *proj) {
   const size_t d = (size_t)c->d_model, q = (size_t)c->n_heads * c->head_dim,
                kv = (size_t)c->n_kv_heads * c->head_dim, f = (size_t)c->d_mlp;
-  const size_t qn = c->qk_norm == QK_NORM_WHOLE ? q : (size_t)c->head_dim,
-               kn = c->qk_norm == QK_NORM_WHOLE ? kv : (size_t)c->head_dim;
+  const size_t qn = c->qk_norm == QK_NORM_PER_HEAD ? (size_t)c->head_dim : q,
+               kn = c->qk_norm == QK_NORM_PER_HEAD ? (size_t)c->head_dim : kv;
   float **p[MODEL_LAYER_TENSORS] = {&w->attn_norm_w,
                                     &w->attn_norm_b,
                                     &w->wq,
@@ -289,12 +295,14 @@ int model_layer_tensors(const model_config_t *c, layer_weights_t *w, float ***pt
                                     &w->post_mlp_norm_w,
                                     &w->post_mlp_norm_b,
                                     &w->q_norm_w,
-                                    &w->k_norm_w};
-  const size_t n[MODEL_LAYER_TENSORS] = {d,     d, q * d, q, kv * d, kv, kv * d, kv,
-                                         d * q, d, d,     d, f * d,  f,  f * d,  d * f,
-                                         d,     d, d,     d, d,      qn, kn};
-  const int is_proj[MODEL_LAYER_TENSORS] = {0, 0, 1, 0, 1, 0, 1, 0, 1, 0, 0, 0,
-                                            1, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0};
+                                    &w->k_norm_w,
+                                    &w->q_norm_b,
+                                    &w->k_norm_b};
+  const size_t n[MODEL_LAYER_TENSORS] = {d, d, q * d, q,     kv * d, kv,    kv * d, kv, d * q,
+                                         d, d, d,     f * d, f,      f * d, d * f,  d,  d,
+                                         d, d, d,     qn,    kn,     q,     kv};
+  const int is_proj[MODEL_LAYER_TENSORS] = {0, 0, 1, 0, 1, 0, 1, 0, 1, 0, 0, 0, 1,
+                                            0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0};
   for (int i = 0; i < MODEL_LAYER_TENSORS; i++) {
     ptr[i] = p[i];
     len[i] = n[i];

@@ -45,8 +45,12 @@ typedef enum { MLP_GELU, MLP_SWIGLU, MLP_GEGLU } mlp_kind_t;
 typedef enum { ACT_GELU_TANH, ACT_GELU_ERF, ACT_SILU, ACT_RELU } activation_t;
 /* QK_NORM_PER_HEAD: q and k RMS-normed over each head's head_dim (Qwen3);
  * QK_NORM_WHOLE: over the whole projection, n_heads*head_dim and
- * n_kv_heads*head_dim wide (OLMo-2). Both before the rotary. */
-typedef enum { QK_NORM_NONE, QK_NORM_PER_HEAD, QK_NORM_WHOLE } qk_norm_t;
+ * n_kv_heads*head_dim wide (OLMo-2); QK_NORM_LAYERNORM_HEADS: LayerNormed
+ * over each head's head_dim (norm_eps), every head with its own weight (and
+ * bias, with qk_norm_bias): StableLM 2's per-head norms; Phi's one
+ * LayerNorm for all heads is repeated per head by its loader. All before
+ * the rotary. */
+typedef enum { QK_NORM_NONE, QK_NORM_PER_HEAD, QK_NORM_WHOLE, QK_NORM_LAYERNORM_HEADS } qk_norm_t;
 
 /* The block description: every choice a family makes, as data. The one
  * transformer (compute/transformer.c) reads it; a family is a loader that
@@ -67,13 +71,15 @@ typedef struct {
    * attention and before the MLP unless no_pre_norms (OLMo-2: the sublayers
    * read the residual itself); post_norms: their outputs also pass through
    * their own norm before the residual add (OLMo-2, Gemma 2/3); qk_norm: q
-   * and k RMS-normed before the rotary (qk_norm_t). A "(1 + w)" scale (Gemma)
-   * is folded into the weights by its loader. */
+   * and k normed before the rotary (qk_norm_t), with biases where
+   * qk_norm_bias (Phi's). A "(1 + w)" scale (Gemma) is folded into the
+   * weights by its loader. */
   norm_kind_t norm;
   float norm_eps;
   int no_pre_norms;
   int post_norms;
   qk_norm_t qk_norm;
+  int qk_norm_bias;
   /* positions */
   position_kind_t positions;
   float rope_theta;
@@ -162,7 +168,9 @@ typedef struct {
   float *wv, *bv;                             /* [n_kv_heads*head_dim, d_model] */
   float *wo, *bo;                             /* [d_model, n_heads*head_dim] */
   float *post_attn_norm_w, *post_attn_norm_b; /* [d_model], post_norms only */
-  float *q_norm_w, *k_norm_w;     /* qk_norm only: [head_dim] per head, [H*hd] and [KV*hd] whole */
+  float *q_norm_w, *k_norm_w;     /* qk_norm only: [head_dim] (per head), [H*hd] and [KV*hd] (whole,
+                                     LayerNorm heads: head h's at h*hd) */
+  float *q_norm_b, *k_norm_b;     /* qk_norm_bias only: as q_norm_w, k_norm_w */
   float *mlp_norm_w, *mlp_norm_b; /* [d_model], NULL with no_pre_norms */
   float *w_up, *b_up;             /* [d_mlp, d_model] (gpt2 c_fc, llama up_proj) */
   float *w_gate;                  /* [d_mlp, d_model], SwiGLU only */
@@ -234,7 +242,7 @@ void model_free(model_t *m);
  * fixed order, with its length in floats; returns the count (at most
  * MODEL_LAYER_TENSORS). *proj[i] is 1 for the projection matrices (wq, wk,
  * wv, wo, w_up, w_gate, w_down), 0 for norms and biases. */
-#define MODEL_LAYER_TENSORS 23
+#define MODEL_LAYER_TENSORS 25
 int model_layer_tensors(const model_config_t *c, layer_weights_t *w, float ***ptr, size_t *len,
                         int *proj);
 

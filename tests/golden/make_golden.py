@@ -50,6 +50,9 @@ Writes (under --out, normally `tests`):
   data/tiny-phi/             random-init Phi (Phi-2): one LayerNorm for the
                              parallel attention and MLP, partial rotary,
                              biases, an lm_head bias
+  data/tiny-phi-qknorm/      tiny-phi's block with qk_layernorm: one LayerNorm
+                             (weight, bias) over head_dim for all heads of q,
+                             one for k; GQA
   data/tiny-granite/         random-init Granite: every multiplier away from 1,
                              tied
   data/tiny-gpt_neo/         random-init GPT-Neo: global, local (window 5),
@@ -57,6 +60,8 @@ Writes (under --out, normally `tests`):
   data/tiny-stablelm/        random-init StableLM: LayerNorm, SwiGLU, partial
                              rotary 0.25, q/k/v biases (and -parallel: one
                              shared norm, a parallel residual)
+  data/tiny-stablelm-qknorm/ StableLM with qk_layernorm: a LayerNorm without
+                             bias per head of q and of k (StableLM 2 12B)
   data/tiny-opt/             random-init OPT: positions offset by 2, ReLU,
                              biases, tied
   data/tiny-gptj/            random-init GPT-J: adjacent-pair rotary on 8 of
@@ -819,6 +824,28 @@ def make_tiny_phi(data_dir, golden_dir):
     assert m.model.layers[0].self_attn.rotary_ndims == 6
 
 
+def make_tiny_phi_qknorm(data_dir, golden_dir):
+    """Phi with qk_layernorm: one LayerNorm (weight and bias) over head_dim
+    for every head of q, one for k, before the partial rotary; GQA (2 kv
+    heads of 4)."""
+    name = "tiny-phi-qknorm"
+    log(f"[{name}]")
+    cfg = PhiConfig(hidden_size=48, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4,
+                    num_key_value_heads=2, vocab_size=FAMILY_VOCAB, max_position_embeddings=128,
+                    hidden_act="gelu_new", qk_layernorm=True,
+                    rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                     "partial_rotary_factor": 0.5},
+                    layer_norm_eps=1e-5, tie_word_embeddings=False, initializer_range=GPT2_INIT_RANGE,
+                    pad_token_id=None, eos_token_id=None, bos_token_id=None)
+    torch.manual_seed(5120)
+    model = PhiForCausalLM(cfg).float().eval()
+    m = make_family_model(data_dir, golden_dir, name, model, (torch.nn.LayerNorm,), 5130)
+    a = m.model.layers[0].self_attn
+    assert a.qk_layernorm and tuple(a.q_layernorm.weight.shape) == (12,)
+    assert float((a.k_layernorm.weight.detach() - 1).abs().max()) > 0.1
+    assert float(a.q_layernorm.bias.detach().abs().max()) > 0.1
+
+
 def make_tiny_granite(data_dir, golden_dir):
     """Every multiplier away from 1: embeddings x3, scores x0.3 (not
     1/sqrt(12)), sublayer outputs x0.6, logits / 2.5; tied."""
@@ -873,6 +900,28 @@ def make_tiny_stablelm(data_dir, golden_dir, parallel):
     assert (m.model.layers[0].post_attention_layernorm is None) == parallel
 
 
+def make_tiny_stablelm_qknorm(data_dir, golden_dir):
+    """StableLM 2 12B's q/k norms: a LayerNorm without bias per head (each
+    head its own weight) over head_dim, before the partial rotary; GQA."""
+    name = "tiny-stablelm-qknorm"
+    log(f"[{name}]")
+    cfg = StableLmConfig(hidden_size=64, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
+                         num_key_value_heads=2, vocab_size=FAMILY_VOCAB, max_position_embeddings=128,
+                         rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                          "partial_rotary_factor": 0.25},
+                         layer_norm_eps=1e-5, use_qkv_bias=True, qk_layernorm=True,
+                         tie_word_embeddings=False, initializer_range=LLAMA_INIT_RANGE,
+                         pad_token_id=None, eos_token_id=None, bos_token_id=None)
+    torch.manual_seed(5420)
+    model = StableLmForCausalLM(cfg).float().eval()
+    m = make_family_model(data_dir, golden_dir, name, model, (torch.nn.LayerNorm,), 5430)
+    a = m.model.layers[0].self_attn
+    assert len(a.q_layernorm.norms) == 4 and len(a.k_layernorm.norms) == 2
+    assert all(n.bias is None for n in a.q_layernorm.norms)
+    w0, w1 = a.q_layernorm.norms[0].weight.detach(), a.q_layernorm.norms[1].weight.detach()
+    assert float((w0 - w1).abs().max()) > 0.1  # every head its own weight
+
+
 def make_tiny_opt(data_dir, golden_dir):
     """OPT's pre-norm block (as every size but 350m): learned positions offset
     by 2, a ReLU MLP, biases everywhere, tied."""
@@ -920,10 +969,12 @@ TINY_FAMILIES = {
     "tiny-phi3": make_tiny_phi3,
     "tiny-phi3-longrope": make_tiny_phi3_longrope,
     "tiny-phi": make_tiny_phi,
+    "tiny-phi-qknorm": make_tiny_phi_qknorm,
     "tiny-granite": make_tiny_granite,
     "tiny-gpt_neo": make_tiny_gpt_neo,
     "tiny-stablelm": lambda d, g: make_tiny_stablelm(d, g, False),
     "tiny-stablelm-parallel": lambda d, g: make_tiny_stablelm(d, g, True),
+    "tiny-stablelm-qknorm": make_tiny_stablelm_qknorm,
     "tiny-opt": make_tiny_opt,
     "tiny-gptj": make_tiny_gptj,
     # llama3: original context 64, wavelengths 6.3 (kept), 33 (smoothed), 168... (divided)

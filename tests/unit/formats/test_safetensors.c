@@ -1308,27 +1308,32 @@ static void test_phi3_config(void) {
   }
 }
 
-/* Phi (Phi-2): q/k LayerNorms refused by name. */
+/* Phi (Phi-2) and StableLM: q/k LayerNorms per head (phi's one for every
+ * head, with a bias; StableLM 2's one per head, without); phi's with a
+ * head_dim other than hidden_size / heads refused by name. */
 static void test_phi_config(void) {
   char dir[512], err[HYDRA_ERR_LEN] = "";
-  write_model_dir(dir, "phi-config",
-                  "{\"model_type\":\"phi\",\"hidden_size\":8,\"num_hidden_layers\":2,"
-                  "\"num_attention_heads\":2,\"intermediate_size\":12,\"vocab_size\":11,"
-                  "\"max_position_embeddings\":64,\"qk_layernorm\":true}",
-                  NULL, 1);
+  static const char *phi = "{\"model_type\":\"phi\",\"hidden_size\":8,\"num_hidden_layers\":2,"
+                           "\"num_attention_heads\":2,\"intermediate_size\":12,\"vocab_size\":11,"
+                           "\"max_position_embeddings\":64,\"qk_layernorm\":true}";
+  model_config_t cfg;
+  int rc = load_config("phi-config", phi, &cfg, err);
+  CHECK(rc == 0 && cfg.qk_norm == QK_NORM_LAYERNORM_HEADS && cfg.qk_norm_bias,
+        "phi qk_layernorm: LayerNorm heads with biases (%s)", err);
+  char config[1024];
+  config_with(config, sizeof(config), phi, "qk_layernorm", "true,\"head_dim\":8");
+  write_model_dir(dir, "phi-config", config, NULL, 1);
   model_t *m = model_load_hf(dir, err);
-  expect_error("phi with qk_layernorm", m == NULL, err, "phi-config",
-               "qk_layernorm = true is not supported");
+  expect_error("phi with qk_layernorm and another head_dim", m == NULL, err, "phi-config",
+               "qk_layernorm = true with head_dim = 8 is not supported");
   model_free(m);
-  write_model_dir(dir, "stablelm-config",
-                  "{\"model_type\":\"stablelm\",\"hidden_size\":8,\"num_hidden_layers\":2,"
-                  "\"num_attention_heads\":2,\"intermediate_size\":12,\"vocab_size\":11,"
-                  "\"max_position_embeddings\":64,\"qk_layernorm\":true}",
-                  NULL, 1);
-  m = model_load_hf(dir, err);
-  expect_error("stablelm with qk_layernorm", m == NULL, err, "stablelm-config",
-               "qk_layernorm = true is not supported");
-  model_free(m);
+  rc = load_config("stablelm-config",
+                   "{\"model_type\":\"stablelm\",\"hidden_size\":16,\"num_hidden_layers\":2,"
+                   "\"num_attention_heads\":2,\"intermediate_size\":12,\"vocab_size\":11,"
+                   "\"max_position_embeddings\":64,\"qk_layernorm\":true}",
+                   &cfg, err);
+  CHECK(rc == 0 && cfg.qk_norm == QK_NORM_LAYERNORM_HEADS && !cfg.qk_norm_bias,
+        "stablelm qk_layernorm: LayerNorm heads without biases (%s)", err);
   static const char *opt = "{\"model_type\":\"opt\",\"hidden_size\":8,\"num_hidden_layers\":2,"
                            "\"num_attention_heads\":2,\"ffn_dim\":12,\"vocab_size\":11,"
                            "\"max_position_embeddings\":64,\"do_layer_norm_before\":true}";

@@ -145,9 +145,11 @@ static void print_info(const model_t *m) {
          activation_name(c->activation), c->mlp_bias ? ", biases" : "");
   printf("vocab        %d\n", c->vocab_size);
   printf("context      %d\n", c->max_positions);
-  printf("norm         %s eps %g%s%s%s\n", c->norm == NORM_RMSNORM ? "RMSNorm" : "LayerNorm",
+  printf("norm         %s eps %g%s%s%s%s%s\n", c->norm == NORM_RMSNORM ? "RMSNorm" : "LayerNorm",
          (double)c->norm_eps, c->no_pre_norms ? ", no pre norms" : "",
          c->post_norms ? ", post norms" : "",
+         c->post_residual_norms ? ", after each residual add (none before the sublayers)" : "",
+         c->no_final_norm ? ", no final norm" : "",
          c->qk_norm == QK_NORM_PER_HEAD ? ", q/k norms per head"
          : c->qk_norm == QK_NORM_WHOLE  ? ", q/k norms over the whole projections"
          : c->qk_norm == QK_NORM_LAYERNORM_HEADS
@@ -191,6 +193,10 @@ static void print_info(const model_t *m) {
     printf("positions    learned\n");
   else
     printf("positions    none\n");
+  if (c->embed_proj_dim)
+    printf("embeddings   %d wide: projected up to d_model after the lookup, the last residual "
+           "projected down before the unembedding (no biases)\n",
+           c->embed_proj_dim);
   if (c->embed_scale != 0.0f && c->embed_scale != 1.0f)
     printf("embeddings   scaled by %g\n", (double)c->embed_scale);
   printf("unembedding  %s%s\n", c->tied_unembed ? "tied" : "untied",

@@ -872,12 +872,15 @@ static int stablelm_config(const hf_config_t *c, model_config_t *cfg, char *err)
   return 0;
 }
 
-/* OPT: LayerNorm with biases before each sublayer (do_layer_norm_before;
- * OPT-350m's norms after are refused), learned positions (loader_hf.c drops
- * the table's first two rows: OPT offsets position ids by 2), an MLP fc1/fc2
- * with ReLU (or a GELU), biases everywhere with enable_bias, tied by default.
- * A projected embedding (word_embed_proj_dim other than hidden_size) and
- * LayerNorms without weights are refused by name. */
+/* OPT: LayerNorm with biases before each sublayer and a final one
+ * (do_layer_norm_before), or, OPT-350m's do_layer_norm_before false, after
+ * each sublayer's residual add and none at the end; learned positions
+ * (loader_hf.c drops the table's first two rows: OPT offsets position ids by
+ * 2), an MLP fc1/fc2 with ReLU (or a GELU), biases everywhere with
+ * enable_bias, tied by default; a word_embed_proj_dim other than
+ * hidden_size (OPT-350m) makes the embedding and unembedding that wide, with
+ * project_in and project_out around the decoder. LayerNorms without weights
+ * and _remove_final_layer_norm are refused by name. */
 static int opt_config(const hf_config_t *c, model_config_t *cfg, char *err) {
   const char *act = NULL;
   int pre_norm = 1, bias = 1, affine = 1, remove_final = 0, proj = 0;
@@ -898,16 +901,8 @@ static int opt_config(const hf_config_t *c, model_config_t *cfg, char *err) {
       config_token_id(c, "bos_token_id", cfg->vocab_size, &cfg->bos_id, err) ||
       config_token_id(c, "eos_token_id", cfg->vocab_size, &cfg->eos_id, err))
     return -1;
-  if (!pre_norm)
-    return err_set(err,
-                   "%s: do_layer_norm_before = false is not supported (norms after the "
-                   "sublayers, OPT-350m)",
-                   c->path);
-  if (proj != cfg->d_model)
-    return err_set(err,
-                   "%s: word_embed_proj_dim = %d other than hidden_size = %d is not "
-                   "supported (projected embeddings)",
-                   c->path, proj, cfg->d_model);
+  cfg->post_residual_norms = cfg->no_final_norm = !pre_norm;
+  cfg->embed_proj_dim = proj != cfg->d_model ? proj : 0;
   if (!affine)
     return err_set(err, "%s: layer_norm_elementwise_affine = false is not supported", c->path);
   if (remove_final)

@@ -58,6 +58,11 @@ int model_config_check(const model_config_t *c, char *err) {
   }
   if (c->no_pre_norms && c->parallel_residual)
     return err_set(err, "no_pre_norms with a parallel residual is not implemented");
+  if (c->embed_proj_dim < 0)
+    return err_set(err, "embed_proj_dim = %d must not be negative", c->embed_proj_dim);
+  if (c->post_residual_norms && (c->no_pre_norms || c->post_norms || c->parallel_residual))
+    return err_set(err, "post_residual_norms with no_pre_norms, post_norms or a parallel "
+                        "residual is not implemented");
   if ((c->qk_norm == QK_NORM_PER_HEAD || c->qk_norm == QK_NORM_WHOLE) && c->norm != NORM_RMSNORM)
     return err_set(err, "qk_norm: RMS q/k norms need norm rmsnorm");
   if (c->qk_norm_bias && c->qk_norm != QK_NORM_LAYERNORM_HEADS)
@@ -88,6 +93,10 @@ int model_config_check(const model_config_t *c, char *err) {
   if (c->positions == POSITIONS_ROPE && c->rope_pairs != ROPE_HALVES)
     return err_set(err, "rope_pairs: adjacent-pair rotary (GPT-J style) is not implemented");
   return 0;
+}
+
+int model_embed_width(const model_config_t *c) {
+  return c->embed_proj_dim > 0 ? c->embed_proj_dim : c->d_model;
 }
 
 int model_layer_slides(const model_config_t *c, int layer) {
@@ -178,7 +187,12 @@ model_t *model_alloc(const model_config_t *cfg, char *err) {
                v = (size_t)cfg->vocab_size;
   const int ln = cfg->norm == NORM_LAYERNORM;
   int failed = 0;
-  m->tok_embed = tensor_alloc(v * d, &failed);
+  const size_t e = (size_t)model_embed_width(cfg);
+  m->tok_embed = tensor_alloc(v * e, &failed);
+  if (cfg->embed_proj_dim) {
+    m->embed_proj_in = tensor_alloc(d * e, &failed);
+    m->embed_proj_out = tensor_alloc(e * d, &failed);
+  }
   if (cfg->positions == POSITIONS_LEARNED)
     m->pos_embed = tensor_alloc((size_t)cfg->max_positions * d, &failed);
   m->layers = calloc((size_t)cfg->n_layers, sizeof(layer_weights_t));
@@ -231,10 +245,11 @@ model_t *model_alloc(const model_config_t *cfg, char *err) {
       w->b_down = tensor_alloc(d, &failed);
     }
   }
-  m->final_norm_w = tensor_alloc(d, &failed);
-  if (ln)
+  if (!cfg->no_final_norm)
+    m->final_norm_w = tensor_alloc(d, &failed);
+  if (ln && !cfg->no_final_norm)
     m->final_norm_b = tensor_alloc(d, &failed);
-  m->unembed = cfg->tied_unembed ? m->tok_embed : tensor_alloc(v * d, &failed);
+  m->unembed = cfg->tied_unembed ? m->tok_embed : tensor_alloc(v * e, &failed);
   if (cfg->unembed_bias)
     m->unembed_b = tensor_alloc(v, &failed);
   if (failed) {
@@ -259,7 +274,9 @@ size_t model_n_params(const model_t *m) {
     per_layer += 2 * (size_t)c->head_dim;
   if (c->qk_norm == QK_NORM_WHOLE || c->qk_norm == QK_NORM_LAYERNORM_HEADS)
     per_layer += (q + kv) * (c->qk_norm_bias ? 2 : 1);
-  size_t n = v * d + (c->tied_unembed ? 0 : v * d) + c->n_layers * per_layer + d;
+  const size_t e = (size_t)model_embed_width(c);
+  size_t n = v * e + (c->tied_unembed ? 0 : v * e) + c->n_layers * per_layer +
+             (c->no_final_norm ? 0 : d) + (c->embed_proj_dim ? 2 * d * e : 0);
   if (c->positions == POSITIONS_LEARNED)
     n += (size_t)c->max_positions * d;
   if (c->unembed_bias)
@@ -354,14 +371,14 @@ void model_blocks_row(const model_blocks_t *w, int r, float *dst) {
 
 const float *model_embed_row(const model_t *m, int token, float *buf) {
   if (m->tok_embed)
-    return m->tok_embed + (size_t)token * m->cfg.d_model;
+    return m->tok_embed + (size_t)token * model_embed_width(&m->cfg);
   model_blocks_row(m->embed_blocks, token, buf);
   return buf;
 }
 
 const float *model_unembed_row(const model_t *m, int token, float *buf) {
   if (m->unembed)
-    return m->unembed + (size_t)token * m->cfg.d_model;
+    return m->unembed + (size_t)token * model_embed_width(&m->cfg);
   model_blocks_row(m->unembed_blocks, token, buf);
   return buf;
 }
@@ -397,6 +414,8 @@ void model_free(model_t *m) {
   if (m->unembed != m->tok_embed)
     free(m->unembed);
   free(m->tok_embed);
+  free(m->embed_proj_in);
+  free(m->embed_proj_out);
   free(m->pos_embed);
   free(m->final_norm_w);
   free(m->final_norm_b);
@@ -412,7 +431,9 @@ static void round_bf16(float *x, size_t n) {
 
 void model_round_bf16(model_t *m) {
   const model_config_t *c = &m->cfg;
-  const size_t d = (size_t)c->d_model, vd = (size_t)c->vocab_size * d;
+  const size_t d = (size_t)c->d_model, vd = (size_t)c->vocab_size * model_embed_width(c);
+  round_bf16(m->embed_proj_in, d * c->embed_proj_dim);
+  round_bf16(m->embed_proj_out, d * c->embed_proj_dim);
   for (int l = 0; l < c->n_layers; l++) {
     float **ptr[MODEL_LAYER_TENSORS];
     size_t len[MODEL_LAYER_TENSORS];

@@ -78,6 +78,19 @@ typedef struct {
   float norm_eps;
   int no_pre_norms;
   int post_norms;
+  /* post_residual_norms: the residual stream itself LayerNormed after each
+   * sublayer's add (attn_norm after the attention's, mlp_norm after the
+   * MLP's) and no norm before the sublayers (OPT-350m's
+   * do_layer_norm_before false); no_final_norm: the last layer's output
+   * goes to the unembedding as it is (final_norm_w NULL). */
+  int post_residual_norms;
+  int no_final_norm;
+  /* embed_proj_dim > 0 (OPT-350m's word_embed_proj_dim): the token
+   * embedding and the unembedding are that wide, the embedding projected up
+   * to d_model by embed_proj_in before the positions are added, the last
+   * residual projected down by embed_proj_out before the unembedding
+   * (no biases); 0: both d_model wide, no projections. */
+  int embed_proj_dim;
   qk_norm_t qk_norm;
   int qk_norm_bias;
   /* positions */
@@ -183,11 +196,13 @@ typedef struct {
   char path[1024];                    /* the file or directory it was loaded from */
   char weights_format[32];            /* "safetensors" or "gguf" */
   char tensor_types[128];             /* the on-disk tensor types seen, e.g. "F32,Q4_1" */
-  float *tok_embed;                   /* [vocab_size, d_model] */
+  float *tok_embed;                   /* [vocab_size, model_embed_width] */
+  float *embed_proj_in;               /* [d_model, embed_proj_dim], embed_proj_dim only */
+  float *embed_proj_out;              /* [embed_proj_dim, d_model], embed_proj_dim only */
   float *pos_embed;                   /* [max_positions, d_model], learned positions only */
   layer_weights_t *layers;            /* [n_layers] */
-  float *final_norm_w, *final_norm_b; /* [d_model] */
-  float *unembed;                     /* [vocab_size, d_model]; == tok_embed when tied */
+  float *final_norm_w, *final_norm_b; /* [d_model]; NULL with no_final_norm */
+  float *unembed;                     /* [vocab_size, model_embed_width]; == tok_embed when tied */
   float *unembed_b;                   /* [vocab_size], unembed_bias only */
   /* weights_dtype_t. WEIGHTS_BF16: every weight rounded to bfloat16
    * (model_round_bf16): a backend with its own memory keeps the projections
@@ -209,9 +224,13 @@ typedef struct {
   size_t mapping_bytes;
 } model_t;
 
-/* Row `token` of the token embedding (the unembedding) as d_model floats:
- * a pointer into the fp32 table, or, for a model holding it in blocks, buf
- * (d_model floats) with the row decoded into it. */
+/* The width of the token embedding and the unembedding: embed_proj_dim
+ * where the model projects them, else d_model. */
+int model_embed_width(const model_config_t *c);
+
+/* Row `token` of the token embedding (the unembedding) as model_embed_width
+ * floats: a pointer into the fp32 table, or, for a model holding it in
+ * blocks, buf (d_model floats) with the row decoded into it. */
 const float *model_embed_row(const model_t *m, int token, float *buf);
 const float *model_unembed_row(const model_t *m, int token, float *buf);
 

@@ -64,6 +64,9 @@ Writes (under --out, normally `tests`):
                              bias per head of q and of k (StableLM 2 12B)
   data/tiny-opt/             random-init OPT: positions offset by 2, ReLU,
                              biases, tied
+  data/tiny-opt-350m/        random-init OPT as OPT-350m: norms after the
+                             residual adds, no final norm, a 32-wide embedding
+                             projected to and from the 48-wide stream
   data/tiny-gptj/            random-init GPT-J: adjacent-pair rotary on 8 of
                              12 dims, parallel, an lm_head bias
   golden/<name>.json         prompts, recorded positions, argmax, metadata
@@ -937,6 +940,26 @@ def make_tiny_opt(data_dir, golden_dir):
     assert m.config.tie_word_embeddings and m.model.decoder.embed_positions.weight.shape[0] == 130
 
 
+def make_tiny_opt_350m(data_dir, golden_dir):
+    """OPT-350m's block: LayerNorms after each residual add
+    (do_layer_norm_before false) and no final norm; a 32-wide embedding
+    (word_embed_proj_dim) projected up to the 48-wide stream by project_in and
+    back down by project_out before the tied unembedding."""
+    name = "tiny-opt-350m"
+    log(f"[{name}]")
+    cfg = OPTConfig(hidden_size=48, num_hidden_layers=3, ffn_dim=128, num_attention_heads=4,
+                    vocab_size=FAMILY_VOCAB, max_position_embeddings=128, word_embed_proj_dim=32,
+                    activation_function="relu", do_layer_norm_before=False, init_std=0.15,
+                    pad_token_id=1, bos_token_id=None, eos_token_id=None)
+    torch.manual_seed(5520)
+    model = OPTForCausalLM(cfg).float().eval()
+    m = make_family_model(data_dir, golden_dir, name, model, (torch.nn.LayerNorm,), 5530)
+    dec = m.model.decoder
+    assert dec.final_layer_norm is None and not dec.layers[0].do_layer_norm_before
+    assert tuple(dec.project_in.weight.shape) == (48, 32) and tuple(dec.project_out.weight.shape) == (32, 48)
+    assert m.config.tie_word_embeddings and tuple(m.lm_head.weight.shape) == (FAMILY_VOCAB, 32)
+
+
 def make_tiny_gptj(data_dir, golden_dir):
     """GPT-J: adjacent-pair rotary on 8 of 12 dims, one ln_1 for the
     parallel attention and MLP, an lm_head bias."""
@@ -976,6 +999,7 @@ TINY_FAMILIES = {
     "tiny-stablelm-parallel": lambda d, g: make_tiny_stablelm(d, g, True),
     "tiny-stablelm-qknorm": make_tiny_stablelm_qknorm,
     "tiny-opt": make_tiny_opt,
+    "tiny-opt-350m": make_tiny_opt_350m,
     "tiny-gptj": make_tiny_gptj,
     # llama3: original context 64, wavelengths 6.3 (kept), 33 (smoothed), 168... (divided)
     "tiny-llama3": lambda d, g: make_tiny_llama_rope(

@@ -1340,21 +1340,29 @@ static void test_phi_config(void) {
   struct {
     const char *what, *key, *value, *reason;
   } opts[] = {
-      {"OPT-350m's norms after", "do_layer_norm_before", "false",
-       "do_layer_norm_before = false is not supported"},
-      {"projected embeddings", "do_layer_norm_before", "true,\"word_embed_proj_dim\":4",
-       "word_embed_proj_dim = 4 other than hidden_size = 8 is not supported"},
+      {"final norm removed", "do_layer_norm_before", "true,\"_remove_final_layer_norm\":true",
+       "_remove_final_layer_norm = true is not supported"},
       {"no affine norms", "do_layer_norm_before", "true,\"layer_norm_elementwise_affine\":false",
        "layer_norm_elementwise_affine = false is not supported"},
   };
   for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
-    char config[1024];
     config_with(config, sizeof(config), opt, opts[i].key, opts[i].value);
     write_model_dir(dir, "opt-config", config, NULL, 1);
     m = model_load_hf(dir, err);
     expect_error(opts[i].what, m == NULL, err, "opt-config", opts[i].reason);
     model_free(m);
   }
+  /* OPT-350m: norms after the residual adds and none at the end, a projected embedding */
+  config_with(config, sizeof(config), opt, "do_layer_norm_before",
+              "false,\"word_embed_proj_dim\":4");
+  rc = load_config("opt-config", config, &cfg, err);
+  CHECK(rc == 0 && cfg.post_residual_norms && cfg.no_final_norm && cfg.embed_proj_dim == 4 &&
+            model_embed_width(&cfg) == 4,
+        "opt-350m: post-residual norms, no final norm, a 4-wide embedding (%s)", err);
+  rc = load_config("opt-config", opt, &cfg, err);
+  CHECK(rc == 0 && !cfg.post_residual_norms && !cfg.no_final_norm && cfg.embed_proj_dim == 0 &&
+            model_embed_width(&cfg) == 8,
+        "opt: pre norms, a final norm, no projection (%s)", err);
 }
 
 /* GPT-Neo: attention_types expanded into the local layers; a list off the

@@ -157,14 +157,17 @@ static int cpu_matmul_blocks(backend_t *b, float *y, const float *x, const void 
   return 0;
 }
 
-/* y[rows, d] = (x - mean) * inv * gamma + beta, inv = 1 / sqrt(var + eps) */
-static int cpu_layernorm(backend_t *b, float *y, float *inv_scale, const float *x,
-                         const float *gamma, const float *beta, int rows, int d, float eps) {
-  (void)b;
+/* y[rows, d] = (x - mean) * inv * gamma + beta, inv = 1 / sqrt(var + eps);
+ * row r's gamma and beta are those of row r % gamma_rows of gamma[gamma_rows,
+ * d] (beta likewise): 1 for a model's norms, n_heads for per-head norms. */
+static void layernorm_rows(float *y, float *inv_scale, const float *x, const float *gamma,
+                           const float *beta, int rows, int d, int gamma_rows, float eps) {
 #pragma omp parallel for schedule(static)
   for (int r = 0; r < rows; r++) {
     const float *xr = x + (size_t)r * d;
     float *yr = y + (size_t)r * d;
+    const float *g = gamma + (size_t)(r % gamma_rows) * d;
+    const float *be = beta ? beta + (size_t)(r % gamma_rows) * d : NULL;
     double sum = 0.0;
     for (int i = 0; i < d; i++)
       sum += xr[i];
@@ -176,10 +179,23 @@ static int cpu_layernorm(backend_t *b, float *y, float *inv_scale, const float *
     }
     float inv = (float)(1.0 / sqrt(ss / d + eps));
     for (int i = 0; i < d; i++)
-      yr[i] = (xr[i] - mean) * inv * gamma[i] + (beta ? beta[i] : 0.0f);
+      yr[i] = (xr[i] - mean) * inv * g[i] + (be ? be[i] : 0.0f);
     if (inv_scale)
       inv_scale[r] = inv;
   }
+}
+
+static int cpu_layernorm(backend_t *b, float *y, float *inv_scale, const float *x,
+                         const float *gamma, const float *beta, int rows, int d, float eps) {
+  (void)b;
+  layernorm_rows(y, inv_scale, x, gamma, beta, rows, d, 1, eps);
+  return 0;
+}
+
+static int cpu_head_layernorm(backend_t *b, float *x, const float *gamma, const float *beta,
+                              int rows, int n_heads, int head_dim, float eps) {
+  (void)b;
+  layernorm_rows(x, NULL, x, gamma, beta, rows * n_heads, head_dim, n_heads, eps);
   return 0;
 }
 
@@ -668,6 +684,7 @@ static const backend_ops_t cpu_ops = {
     .matmul_bf16 = cpu_matmul_bf16,
     .matmul_blocks = cpu_matmul_blocks,
     .layernorm = cpu_layernorm,
+    .head_layernorm = cpu_head_layernorm,
     .rmsnorm = cpu_rmsnorm,
     .rope = cpu_rope,
     .attention = cpu_attention,

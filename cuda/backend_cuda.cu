@@ -377,11 +377,16 @@ __device__ float block_sum(float v, float *shared) {
   return v;
 }
 
+/* One block per row; row r's gamma and beta are row r % gamma_rows of
+ * gamma[gamma_rows, d] (1: a model's norm; n_heads: per-head q/k norms). */
 __global__ void k_layernorm(float *y, float *inv_scale, const float *x, const float *gamma,
-                            const float *beta, int d, float eps) {
+                            const float *beta, int d, int gamma_rows, float eps) {
   __shared__ float shared[32];
   const float *xr = x + (size_t)blockIdx.x * d;
   float *yr = y + (size_t)blockIdx.x * d;
+  gamma += (size_t)(blockIdx.x % gamma_rows) * d;
+  if (beta)
+    beta += (size_t)(blockIdx.x % gamma_rows) * d;
   float s = 0.0f;
   for (int i = threadIdx.x; i < d; i += blockDim.x)
     s += xr[i];
@@ -418,7 +423,18 @@ static int cuda_layernorm(backend_t *b, float *y, float *inv_scale, const float 
   PROF(b, P_NORM);
   if (rows == 0)
     return 0;
-  k_layernorm<<<rows, 256, 0, impl(b)->stream>>>(y, inv_scale, x, gamma, beta, d, eps);
+  k_layernorm<<<rows, 256, 0, impl(b)->stream>>>(y, inv_scale, x, gamma, beta, d, 1, eps);
+  LAUNCH_CHECK(b);
+  return 0;
+}
+
+static int cuda_head_layernorm(backend_t *b, float *x, const float *gamma, const float *beta,
+                               int rows, int n_heads, int head_dim, float eps) {
+  PROF(b, P_NORM);
+  if (rows == 0)
+    return 0;
+  k_layernorm<<<rows * n_heads, 128, 0, impl(b)->stream>>>(x, NULL, x, gamma, beta, head_dim,
+                                                           n_heads, eps);
   LAUNCH_CHECK(b);
   return 0;
 }
@@ -1106,6 +1122,7 @@ static backend_ops_t make_ops(void) {
   o.matmul_bf16 = cuda_matmul_bf16;
   o.matmul_blocks = cuda_matmul_blocks;
   o.layernorm = cuda_layernorm;
+  o.head_layernorm = cuda_head_layernorm;
   o.rmsnorm = cuda_rmsnorm;
   o.rope = cuda_rope;
   o.attention = cuda_attention;

@@ -145,12 +145,17 @@ static void print_info(const model_t *m) {
          activation_name(c->activation), c->mlp_bias ? ", biases" : "");
   printf("vocab        %d\n", c->vocab_size);
   printf("context      %d\n", c->max_positions);
-  printf("norm         %s eps %g%s%s%s\n", c->norm == NORM_RMSNORM ? "RMSNorm" : "LayerNorm",
+  printf("norm         %s eps %g%s%s%s%s%s\n", c->norm == NORM_RMSNORM ? "RMSNorm" : "LayerNorm",
          (double)c->norm_eps, c->no_pre_norms ? ", no pre norms" : "",
          c->post_norms ? ", post norms" : "",
+         c->post_residual_norms ? ", after each residual add (none before the sublayers)" : "",
+         c->no_final_norm ? ", no final norm" : "",
          c->qk_norm == QK_NORM_PER_HEAD ? ", q/k norms per head"
          : c->qk_norm == QK_NORM_WHOLE  ? ", q/k norms over the whole projections"
-                                        : "");
+         : c->qk_norm == QK_NORM_LAYERNORM_HEADS
+             ? (c->qk_norm_bias ? ", q/k LayerNorms over each head, with biases"
+                                : ", q/k LayerNorms over each head, without biases")
+             : "");
   if (c->residual_scale != 0.0f && c->residual_scale != 1.0f)
     printf("sublayers    outputs scaled by %g before the residual add\n",
            (double)c->residual_scale);
@@ -169,9 +174,16 @@ static void print_info(const model_t *m) {
   if (c->sliding_window > 0) {
     printf("window       %d keys on ", c->sliding_window);
     if (c->sliding_period > 1)
-      printf("layers L with L + 1 not a multiple of %d\n", c->sliding_period);
+      printf("layers L with L + 1 not a multiple of %d", c->sliding_period);
     else
-      printf("every layer\n");
+      printf(c->sliding_first_layer > 0 ? "every layer" : "every layer\n");
+    if (c->sliding_first_layer == 1)
+      printf(" from layer 1 on (layer 0 attends over every key)\n");
+    else if (c->sliding_first_layer > 1)
+      printf(" from layer %d on (layers 0 to %d attend over every key)\n", c->sliding_first_layer,
+             c->sliding_first_layer - 1);
+    else if (c->sliding_period > 1)
+      printf("\n");
   }
   if (c->positions == POSITIONS_ROPE) {
     print_rope(c);
@@ -181,6 +193,10 @@ static void print_info(const model_t *m) {
     printf("positions    learned\n");
   else
     printf("positions    none\n");
+  if (c->embed_proj_dim)
+    printf("embeddings   %d wide: projected up to d_model after the lookup, the last residual "
+           "projected down before the unembedding (no biases)\n",
+           c->embed_proj_dim);
   if (c->embed_scale != 0.0f && c->embed_scale != 1.0f)
     printf("embeddings   scaled by %g\n", (double)c->embed_scale);
   printf("unembedding  %s%s\n", c->tied_unembed ? "tied" : "untied",

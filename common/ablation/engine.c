@@ -34,6 +34,26 @@ engine_t *engine_create(const model_t *m, backend_t *b, char *err) {
   const char *prof = getenv("HYDRA_ENGINE_PROFILE");
   e->profile = prof && atoi(prof) > 0;
   const model_config_t *c = &m->cfg;
+  /* The paper's direct effect reads a component's output through the final
+   * norm alone; with the stream re-normed after every sublayer (OPT-350m) it
+   * passes every later norm too, which the engine does not freeze. */
+  const char *why = c->post_residual_norms
+                        ? "norms after the residual adds (do_layer_norm_before false): a "
+                          "component's direct effect would pass every later norm, not the final "
+                          "one alone"
+                    : c->no_final_norm ? "a model without a final norm"
+                    : c->embed_proj_dim
+                        ? "a projected unembedding (word_embed_proj_dim): the direct effects' "
+                          "directions are d_model wide"
+                        : NULL;
+  if (why) {
+    err_set(err,
+            "model %s (%s): the ablation engine does not support %s (hydra forward and hydra "
+            "info read the model)",
+            m->path, c->family, why);
+    engine_destroy(e);
+    return NULL;
+  }
   e->width_max = c->d_model;
   if (c->n_heads * c->head_dim > e->width_max)
     e->width_max = c->n_heads * c->head_dim;

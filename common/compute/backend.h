@@ -103,6 +103,13 @@ typedef struct {
   int (*layernorm)(backend_t *b, float *y, float *inv_scale, const float *x, const float *gamma,
                    const float *beta, int rows, int d, float eps);
 
+  /* In place on x[rows, n_heads * head_dim]: every head's head_dim values
+   * LayerNormed, (x - mean) / sqrt(var + eps) * gamma + beta, head h with
+   * its own gamma[h * head_dim ...] and beta[h * head_dim ...] (beta NULL:
+   * none): q/k norms per head (QK_NORM_LAYERNORM_HEADS). */
+  int (*head_layernorm)(backend_t *b, float *x, const float *gamma, const float *beta, int rows,
+                        int n_heads, int head_dim, float eps);
+
   /* y[rows, d] = x / sqrt(mean(x^2) + eps) * gamma; inv_scale as above. */
   int (*rmsnorm)(backend_t *b, float *y, float *inv_scale, const float *x, const float *gamma,
                  int rows, int d, float eps);

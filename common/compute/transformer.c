@@ -31,6 +31,7 @@ struct transformer {
   float *out;        /* [rows, d]: a sublayer's output, added to the residual */
   float *hidden;     /* [rows, F]: the MLP's hidden units */
   float *up;         /* [rows, F]: the gated MLP's up projection */
+  float *embed_in;   /* [rows, embed_proj_dim]: a projected embedding's narrow rows */
   int *position, *key_start, *n_keys, *key2_start, *n_keys2;
   /* the attention a pattern hook runs inside (transformer_attention_rows) */
   struct {
@@ -120,6 +121,8 @@ static void free_device_weights(transformer_t *t) {
   if (d->unembed != d->tok_embed)
     release(t->b, d->unembed, m->unembed);
   release(t->b, d->tok_embed, m->tok_embed);
+  release(t->b, d->embed_proj_in, m->embed_proj_in);
+  release(t->b, d->embed_proj_out, m->embed_proj_out);
   release(t->b, d->pos_embed, m->pos_embed);
   release(t->b, d->final_norm_w, m->final_norm_w);
   release(t->b, d->final_norm_b, m->final_norm_b);
@@ -202,7 +205,8 @@ static int upload_weights(transformer_t *t, char *err) {
   if (t->native &&
       !(t->blocks = calloc((size_t)c->n_layers * MODEL_LAYER_TENSORS, sizeof(model_blocks_t))))
     return err_set(err, "out of memory");
-  const size_t vd = (size_t)c->vocab_size * c->d_model;
+  const size_t vd = (size_t)c->vocab_size * model_embed_width(c),
+               proj = (size_t)c->d_model * c->embed_proj_dim;
   int failed = 0;
   for (int l = 0; l < c->n_layers && !failed; l++) {
     float **ptr[MODEL_LAYER_TENSORS];
@@ -232,6 +236,8 @@ static int upload_weights(transformer_t *t, char *err) {
   }
   d->tok_embed = upload(b, m->tok_embed, vd, &failed);
   d->pos_embed = upload(b, m->pos_embed, (size_t)c->max_positions * c->d_model, &failed);
+  d->embed_proj_in = upload(b, m->embed_proj_in, proj, &failed);
+  d->embed_proj_out = upload(b, m->embed_proj_out, proj, &failed);
   d->final_norm_w = upload(b, m->final_norm_w, c->d_model, &failed);
   d->final_norm_b = upload(b, m->final_norm_b, c->d_model, &failed);
   d->unembed_b = upload(b, m->unembed_b, (size_t)c->vocab_size, &failed);
@@ -265,20 +271,21 @@ int transformer_matmul(transformer_t *t, float *y, const float *x, const float *
 size_t transformer_row_bytes(const model_config_t *c) {
   const size_t d = c->d_model, q = (size_t)c->n_heads * c->head_dim,
                kv = (size_t)c->n_kv_heads * c->head_dim, fm = c->d_mlp;
-  return sizeof(float) * (2 * d + (c->parallel_residual ? d : 0) + 2 * q + 2 * kv + d + 2 * fm) +
+  return sizeof(float) * (2 * d + (c->parallel_residual ? d : 0) + 2 * q + 2 * kv + d + 2 * fm +
+                          (size_t)c->embed_proj_dim) +
          sizeof(int) * 5;
 }
 
 void transformer_release_work(transformer_t *t) {
   backend_t *b = t->b;
-  void *all[] = {t->resid,    t->normed,    t->mlp_normed, t->q,          t->k,
-                 t->v,        t->heads,     t->out,        t->hidden,     t->up,
-                 t->position, t->key_start, t->n_keys,     t->key2_start, t->n_keys2};
+  void *all[] = {t->resid,  t->normed,     t->mlp_normed, t->q,       t->k,        t->v,
+                 t->heads,  t->out,        t->hidden,     t->up,      t->position, t->key_start,
+                 t->n_keys, t->key2_start, t->n_keys2,    t->embed_in};
   for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
     if (all[i])
       b->ops->free(b, all[i]);
   t->resid = t->normed = t->mlp_normed = t->q = t->k = t->v = t->heads = t->out = NULL;
-  t->hidden = t->up = NULL;
+  t->hidden = t->up = t->embed_in = NULL;
   t->position = t->key_start = t->n_keys = t->key2_start = t->n_keys2 = NULL;
   t->capacity = 0;
 }
@@ -309,6 +316,8 @@ int transformer_reserve(transformer_t *t, int rows, char *err) {
   ALLOC(out, r * d * fl);
   ALLOC(hidden, r * fm * fl);
   ALLOC(up, r * fm * fl);
+  if (c->embed_proj_dim)
+    ALLOC(embed_in, r * (size_t)c->embed_proj_dim * fl);
   ALLOC(position, r * in);
   ALLOC(key_start, r * in);
   ALLOC(n_keys, r * in);
@@ -395,6 +404,14 @@ static int norm(transformer_t *t, float *y, float *inv_scale, const float *x, co
 }
 
 int transformer_final_norm(transformer_t *t, float *y, float *inv_scale, const float *x, int rows) {
+  const model_config_t *c = &t->host->cfg;
+  if (c->no_final_norm) { /* y = x; no scale to freeze: 0 */
+    const size_t bytes = (size_t)rows * c->d_model * sizeof(float);
+    if ((y != x && t->b->ops->copy(t->b, y, x, bytes)) ||
+        (inv_scale && t->b->ops->memset0(t->b, inv_scale, (size_t)rows * sizeof(float))))
+      return -1;
+    return 0;
+  }
   return norm(t, y, inv_scale, x, t->dev.final_norm_w, t->dev.final_norm_b, rows);
 }
 
@@ -406,14 +423,23 @@ int transformer_final_norm(transformer_t *t, float *y, float *inv_scale, const f
 int transformer_unembed(transformer_t *t, float *logits, const float *x, int rows) {
   const model_config_t *c = &t->host->cfg;
   backend_t *b = t->b;
+  if (c->embed_proj_dim) { /* x[rows, d] projected down: [rows, embed_proj_dim] */
+    if (rows > t->capacity)
+      return err_set(b->err, "unembedding %d rows, over the %d reserved", rows, t->capacity);
+    if (b->ops->matmul(b, t->embed_in, x, t->dev.embed_proj_out, NULL, rows, c->embed_proj_dim,
+                       c->d_model, 0))
+      return -1;
+    x = t->embed_in;
+  }
+  const int width = model_embed_width(c);
   if (t->native)
     return transformer_matmul(t, logits, x, (const float *)t->dev.unembed_blocks, t->dev.unembed_b,
-                              rows, c->vocab_size, c->d_model, 0);
+                              rows, c->vocab_size, width, 0);
   if (t->bf16)
     return transformer_matmul(t, logits, x, t->dev.unembed, t->dev.unembed_b, rows, c->vocab_size,
-                              c->d_model, 0);
+                              width, 0);
   return b->ops->matmul_blocks(b, logits, x, t->dev.unembed, GGUF_TENSOR_F32, t->dev.unembed_b,
-                               rows, c->vocab_size, c->d_model, 0, NULL, native_scratch_floats(c));
+                               rows, c->vocab_size, width, 0, NULL, native_scratch_floats(c));
 }
 
 int transformer_cap_logits(transformer_t *t, float *logits, int rows) {
@@ -469,6 +495,11 @@ static int attention(transformer_t *t, const transformer_pass_t *P, int L, const
   } else if (c->qk_norm == QK_NORM_WHOLE) { /* RMS over each row's whole q and k */
     TRY(op->rmsnorm(b, t->q, NULL, t->q, w->q_norm_w, n, q, c->norm_eps));
     TRY(op->rmsnorm(b, k, NULL, k, w->k_norm_w, n, kv, c->norm_eps));
+  } else if (c->qk_norm == QK_NORM_LAYERNORM_HEADS) { /* LayerNorm per head, own weights */
+    TRY(op->head_layernorm(b, t->q, w->q_norm_w, w->q_norm_b, n, c->n_heads, c->head_dim,
+                           c->norm_eps));
+    TRY(op->head_layernorm(b, k, w->k_norm_w, w->k_norm_b, n, c->n_kv_heads, c->head_dim,
+                           c->norm_eps));
   }
   TRY(hook(P, HOOK_Q, L, t->q, n, q));
   TRY(hook(P, HOOK_K, L, k, n, kv));
@@ -574,6 +605,7 @@ static int layer(transformer_t *t, const transformer_pass_t *P, int L, int *pres
   const backend_ops_t *op = t->b->ops;
   backend_t *b = t->b;
   const int d = c->d_model, k = 2 * L;
+  const int pre_norms = !c->no_pre_norms && !c->post_residual_norms;
   const int n_attn = P->stage_rows ? P->stage_rows[k] : P->rows;
   const int n_mlp = P->stage_rows ? P->stage_rows[k + 1] : P->rows;
   if (c->parallel_residual && n_mlp != n_attn)
@@ -586,12 +618,14 @@ static int layer(transformer_t *t, const transformer_pass_t *P, int L, int *pres
     if (L == 0)
       TRY(hook(P, HOOK_EMBED, 0, t->resid, n_attn, d));
     TRY(hook(P, HOOK_RESID_PRE, L, t->resid, n_attn, d));
-    if (!c->no_pre_norms)
+    if (pre_norms)
       TRY(norm(t, t->normed, NULL, t->resid, w->attn_norm_w, w->attn_norm_b, n_attn));
     if (c->parallel_residual)
       TRY(norm(t, t->mlp_normed, NULL, t->resid, w->mlp_norm_w, w->mlp_norm_b, n_attn));
-    TRY(attention(t, P, L, c->no_pre_norms ? t->resid : t->normed, n_attn));
+    TRY(attention(t, P, L, pre_norms ? t->normed : t->resid, n_attn));
     TRY(op->add(b, t->resid, t->out, (size_t)n_attn * d));
+    if (c->post_residual_norms) /* the stream itself normed after the add (OPT-350m) */
+      TRY(norm(t, t->resid, NULL, t->resid, w->attn_norm_w, w->attn_norm_b, n_attn));
   }
   TRY(join(t, P, k + 1, t->resid, *present, n_mlp));
   if (n_mlp > *present)
@@ -600,16 +634,32 @@ static int layer(transformer_t *t, const transformer_pass_t *P, int L, int *pres
     return 0;
   if (!c->parallel_residual) {
     TRY(hook(P, HOOK_RESID_MID, L, t->resid, n_mlp, d));
-    if (!c->no_pre_norms)
+    if (pre_norms)
       TRY(norm(t, t->normed, NULL, t->resid, w->mlp_norm_w, w->mlp_norm_b, n_mlp));
   }
-  TRY(mlp(t, P, L,
-          c->parallel_residual ? t->mlp_normed
-          : c->no_pre_norms    ? t->resid
-                               : t->normed,
-          n_mlp));
+  TRY(mlp(t, P, L, c->parallel_residual ? t->mlp_normed : pre_norms ? t->normed : t->resid, n_mlp));
   TRY(op->add(b, t->resid, t->out, (size_t)n_mlp * d));
+  if (c->post_residual_norms)
+    TRY(norm(t, t->resid, NULL, t->resid, w->mlp_norm_w, w->mlp_norm_b, n_mlp));
   TRY(hook(P, HOOK_RESID_POST, L, t->resid, n_mlp, d));
+  return 0;
+fail:
+  return -1;
+}
+
+/* resid[n, d] = embed_proj_in . tok_embed[ids] (+ pos_embed[position]), in
+ * transformers' order (OPT's project_in, then the positions added). */
+static int embed_projected(transformer_t *t, const int *ids, int n) {
+  const model_config_t *c = &t->host->cfg;
+  const backend_ops_t *op = t->b->ops;
+  backend_t *b = t->b;
+  TRY(op->embed(b, t->embed_in, t->dev.tok_embed, ids, NULL, NULL, n, c->embed_proj_dim));
+  TRY(op->matmul(b, t->resid, t->embed_in, t->dev.embed_proj_in, NULL, n, c->d_model,
+                 c->embed_proj_dim, 0)); /* [n, d] */
+  if (t->dev.pos_embed) {
+    TRY(op->gather_rows(b, t->out, t->dev.pos_embed, t->position, n, c->d_model));
+    TRY(op->add(b, t->resid, t->out, (size_t)n * c->d_model));
+  }
   return 0;
 fail:
   return -1;
@@ -624,11 +674,15 @@ int transformer_run(transformer_t *t, const transformer_pass_t *P, char *err) {
   if (P->rows > t->capacity)
     return err_set(err, "a pass of %d rows is over the %d reserved", P->rows, t->capacity);
   const model_blocks_t *eb = t->dev.embed_blocks;
-  if (P->ids &&
-      (t->native ? b->ops->embed_blocks(b, t->resid, eb->blocks, eb->type, eb->row_bytes, P->ids,
-                                        t->dev.pos_embed, t->position, P->rows, c->d_model)
-                 : b->ops->embed(b, t->resid, t->dev.tok_embed, P->ids, t->dev.pos_embed,
-                                 t->position, P->rows, c->d_model)))
+  if (P->ids && c->embed_proj_dim) {
+    if (embed_projected(t, P->ids, P->rows))
+      goto fail;
+  } else if (P->ids &&
+             (t->native
+                  ? b->ops->embed_blocks(b, t->resid, eb->blocks, eb->type, eb->row_bytes, P->ids,
+                                         t->dev.pos_embed, t->position, P->rows, c->d_model)
+                  : b->ops->embed(b, t->resid, t->dev.tok_embed, P->ids, t->dev.pos_embed,
+                                  t->position, P->rows, c->d_model)))
     goto fail;
   if (P->ids && c->embed_scale != 0.0f && c->embed_scale != 1.0f &&
       b->ops->scale(b, t->resid, (size_t)P->rows * c->d_model, c->embed_scale))

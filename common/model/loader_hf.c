@@ -506,6 +506,15 @@ static int stablelm_load_layer(hf_weights_t *w, int l, const model_config_t *c, 
        load_vector(w, tensor_name(n, "%s.self_attn.k_proj.bias", p), kv, lw->bk, err) ||
        load_vector(w, tensor_name(n, "%s.self_attn.v_proj.bias", p), kv, lw->bv, err)))
     return -1;
+  /* qk_layernorm: q_layernorm.norms.H.weight, one LayerNorm (no bias) per head */
+  const size_t hd = (size_t)c->head_dim;
+  for (int h = 0; c->qk_norm && h < c->n_heads; h++)
+    if (load_vector(w, tensor_name(n, "%s.self_attn.q_layernorm.norms.%d.weight", p, h), hd,
+                    lw->q_norm_w + h * hd, err) ||
+        (h < c->n_kv_heads &&
+         load_vector(w, tensor_name(n, "%s.self_attn.k_layernorm.norms.%d.weight", p, h), hd,
+                     lw->k_norm_w + h * hd, err)))
+      return -1;
   if (c->parallel_residual) {
     memcpy(lw->mlp_norm_w, lw->attn_norm_w, d * sizeof(float));
     memcpy(lw->mlp_norm_b, lw->attn_norm_b, d * sizeof(float));
@@ -537,8 +546,9 @@ static int stablelm_load(hf_weights_t *w, model_t *m, char *err) {
 
 /* OPT: model.decoder.{embed_tokens, embed_positions (rows 2.. : OPT adds 2
  * to every position id), layers.L.{self_attn_layer_norm, self_attn.{q,k,v,
- * out}_proj, final_layer_norm (the MLP's pre norm), fc1, fc2},
- * final_layer_norm}. */
+ * out}_proj, final_layer_norm (the MLP's pre norm; OPT-350m's: after its
+ * residual add), fc1, fc2}, final_layer_norm (absent in OPT-350m),
+ * project_in and project_out (OPT-350m)}. */
 static int opt_load_layer(hf_weights_t *w, int l, const model_config_t *c, layer_weights_t *lw,
                           char *err) {
   const size_t d = (size_t)c->d_model, f = (size_t)c->d_mlp;
@@ -569,20 +579,26 @@ static int opt_load_layer(hf_weights_t *w, int l, const model_config_t *c, layer
 
 static int opt_load(hf_weights_t *w, model_t *m, char *err) {
   const model_config_t *c = &m->cfg;
-  const size_t d = (size_t)c->d_model, v = (size_t)c->vocab_size, np = (size_t)c->max_positions;
+  const size_t d = (size_t)c->d_model, v = (size_t)c->vocab_size, np = (size_t)c->max_positions,
+               e = (size_t)model_embed_width(c);
   float *positions = weights_scratch(w, (np + 2) * d, err);
-  if (!positions || load_matrix(w, "model.decoder.embed_tokens.weight", v, d, m->tok_embed, err) ||
+  if (!positions || load_matrix(w, "model.decoder.embed_tokens.weight", v, e, m->tok_embed, err) ||
       load_matrix(w, "model.decoder.embed_positions.weight", np + 2, d, positions, err))
     return -1;
   memcpy(m->pos_embed, positions + 2 * d, np * d * sizeof(float));
   for (int l = 0; l < c->n_layers; l++)
     if (opt_load_layer(w, l, c, &m->layers[l], err))
       return -1;
-  if (load_vector(w, "model.decoder.final_layer_norm.weight", d, m->final_norm_w, err) ||
-      load_vector(w, "model.decoder.final_layer_norm.bias", d, m->final_norm_b, err))
+  if (c->embed_proj_dim &&
+      (load_matrix(w, "model.decoder.project_in.weight", d, e, m->embed_proj_in, err) ||
+       load_matrix(w, "model.decoder.project_out.weight", e, d, m->embed_proj_out, err)))
+    return -1;
+  if (!c->no_final_norm &&
+      (load_vector(w, "model.decoder.final_layer_norm.weight", d, m->final_norm_w, err) ||
+       load_vector(w, "model.decoder.final_layer_norm.bias", d, m->final_norm_b, err)))
     return -1;
   if (!c->tied_unembed)
-    return load_matrix(w, "lm_head.weight", v, d, m->unembed, err);
+    return load_matrix(w, "lm_head.weight", v, e, m->unembed, err);
   return 0;
 }
 
@@ -684,6 +700,23 @@ static int phi_load_layer(hf_weights_t *w, int l, const model_config_t *c, layer
     return -1;
   memcpy(lw->mlp_norm_w, lw->attn_norm_w, d * sizeof(float));
   memcpy(lw->mlp_norm_b, lw->attn_norm_b, d * sizeof(float));
+  if (!c->qk_norm)
+    return 0;
+  /* qk_layernorm: one LayerNorm for every head of q (of k), repeated per head */
+  const size_t hd = (size_t)c->head_dim;
+  if (load_vector(w, tensor_name(n, "%s.self_attn.q_layernorm.weight", p), hd, lw->q_norm_w, err) ||
+      load_vector(w, tensor_name(n, "%s.self_attn.q_layernorm.bias", p), hd, lw->q_norm_b, err) ||
+      load_vector(w, tensor_name(n, "%s.self_attn.k_layernorm.weight", p), hd, lw->k_norm_w, err) ||
+      load_vector(w, tensor_name(n, "%s.self_attn.k_layernorm.bias", p), hd, lw->k_norm_b, err))
+    return -1;
+  for (int h = 1; h < c->n_heads; h++) {
+    memcpy(lw->q_norm_w + h * hd, lw->q_norm_w, hd * sizeof(float));
+    memcpy(lw->q_norm_b + h * hd, lw->q_norm_b, hd * sizeof(float));
+  }
+  for (int h = 1; h < c->n_kv_heads; h++) {
+    memcpy(lw->k_norm_w + h * hd, lw->k_norm_w, hd * sizeof(float));
+    memcpy(lw->k_norm_b + h * hd, lw->k_norm_b, hd * sizeof(float));
+  }
   return 0;
 }
 

@@ -466,42 +466,50 @@ static int config_count(const hf_config_t *c, const char *key, int dflt, int *ou
 }
 
 /* Qwen2's and Qwen3's sliding window, as transformers reads it: in effect only with
- * use_sliding_window true and a sliding_window, on the layers layer_types
- * names "sliding_attention" (without layer_types: those from
- * max_window_layers on). The transformer has no sliding windows, so one in
- * effect is accepted only where no prompt reaches past it (a window of at
- * least max_position_embeddings) and refused otherwise. */
-static int qwen_sliding_config(const hf_config_t *c, const model_config_t *cfg, char *err) {
-  int use = 0, window = 0, first_sliding = 28, n_sliding = 0;
+ * use_sliding_window true and a sliding_window (4096 when absent; null:
+ * none), on the layers layer_types names "sliding_attention"; without
+ * layer_types, those from max_window_layers (28 when absent) on: layers
+ * below it attend over every key. A row of a sliding layer reads its own key
+ * and the sliding_window - 1 before it (transformers' sliding mask). A
+ * layer_types list hydra cannot describe (a sliding layer below a full one)
+ * is refused by name. */
+static int qwen_sliding_config(const hf_config_t *c, model_config_t *cfg, char *err) {
+  int use = 0, window = 4096, first_sliding = 28;
+  const json_t *v = json_object_get(c->root, "sliding_window");
   if (config_bool(c, "use_sliding_window", 0, &use, err) ||
-      config_count(c, "sliding_window", 0, &window, err) ||
       config_count(c, "max_window_layers", 28, &first_sliding, err))
     return -1;
-  if (!use || window == 0)
+  if (!use || (v && json_is_null(v)))
     return 0;
+  if (config_int(c, "sliding_window", 0, 4096, &window, err))
+    return -1;
   const json_t *types = json_object_get(c->root, "layer_types");
   if (types && !json_is_null(types)) {
     if (!json_is_array(types) || json_array_size(types) != (size_t)cfg->n_layers)
       return err_set(err, "%s: layer_types must be a list of num_hidden_layers = %d strings",
                      c->path, cfg->n_layers);
-    for (int l = 0; l < cfg->n_layers; l++) {
+    first_sliding = cfg->n_layers;
+    for (int l = cfg->n_layers - 1; l >= 0; l--) {
       const char *t = json_string_value(json_array_get(types, (size_t)l));
       if (!t || (strcmp(t, "full_attention") != 0 && strcmp(t, "sliding_attention") != 0))
         return err_set(err,
                        "%s: layer_types[%d] must be \"full_attention\" or \"sliding_attention\"",
                        c->path, l);
-      n_sliding += strcmp(t, "sliding_attention") == 0;
+      if (strcmp(t, "sliding_attention") == 0 && first_sliding == l + 1)
+        first_sliding = l;
+      else if (strcmp(t, "sliding_attention") == 0)
+        return err_set(err,
+                       "%s: layer_types is not supported (hydra's Qwen sliding layers are those "
+                       "from one layer on; layer %d slides below a full layer)",
+                       c->path, l);
     }
-  } else if (cfg->n_layers > first_sliding) {
-    n_sliding = cfg->n_layers - first_sliding;
   }
-  if (n_sliding == 0 || window >= cfg->max_positions)
-    return 0;
-  return err_set(err,
-                 "%s: sliding_window = %d with use_sliding_window = true is not supported "
-                 "(sliding-window attention is not implemented; a window of at least "
-                 "max_position_embeddings = %d is accepted)",
-                 c->path, window, cfg->max_positions);
+  if (first_sliding >= cfg->n_layers || window >= cfg->max_positions)
+    return 0; /* no layer slides, or no prompt reaches past the window */
+  cfg->sliding_window = window;
+  cfg->sliding_period = 0;
+  cfg->sliding_first_layer = first_sliding;
+  return 0;
 }
 
 /* Qwen2: llama's block with q, k and v biases and no o_proj bias. */
@@ -679,7 +687,8 @@ static int phi3_config(const hf_config_t *c, model_config_t *cfg, char *err) {
  * and MLP side by side (a parallel residual; loader_hf.c gives both pre norms
  * its weights), partial rotary (partial_rotary_factor, 0.5 when absent, as
  * PhiConfig), q/k/v/dense and fc1/fc2 biases, a GELU MLP, an lm_head bias;
- * qk_layernorm refused. */
+ * with qk_layernorm, q and k LayerNormed per head (one weight and bias for
+ * every head) before the rotary. */
 static int phi_config(const hf_config_t *c, model_config_t *cfg, char *err) {
   static const rope_keys_t keys = {"rope_theta", "partial_rotary_factor", 0.5};
   const char *act = NULL;
@@ -700,15 +709,21 @@ static int phi_config(const hf_config_t *c, model_config_t *cfg, char *err) {
       config_token_id(c, "eos_token_id", cfg->vocab_size, &cfg->eos_id, err) ||
       gelu_activation(c, "hidden_act", act, cfg, err))
     return -1;
-  if (qk_layernorm)
-    return err_set(err, "%s: qk_layernorm = true is not supported (LayerNorms on q and k)",
-                   c->path);
   if (cfg->d_model % cfg->n_heads)
     return err_set(err, "%s: hidden_size = %d is not divisible by num_attention_heads = %d",
                    c->path, cfg->d_model, cfg->n_heads);
   if (config_int(c, "head_dim", 0, cfg->d_model / cfg->n_heads, &cfg->head_dim, err) ||
       rope_config(c, &keys, cfg, err))
     return -1;
+  if (qk_layernorm && cfg->head_dim != cfg->d_model / cfg->n_heads)
+    return err_set(err,
+                   "%s: qk_layernorm = true with head_dim = %d is not supported (phi's q/k "
+                   "LayerNorms are hidden_size / num_attention_heads = %d wide)",
+                   c->path, cfg->head_dim, cfg->d_model / cfg->n_heads);
+  if (qk_layernorm) { /* one LayerNorm with a bias for every head (repeated per head at load) */
+    cfg->qk_norm = QK_NORM_LAYERNORM_HEADS;
+    cfg->qk_norm_bias = 1;
+  }
   cfg->norm = NORM_LAYERNORM;
   cfg->mlp = MLP_GELU;
   cfg->parallel_residual = 1;
@@ -817,7 +832,8 @@ static int gpt_neo_config(const hf_config_t *c, model_config_t *cfg, char *err) 
  * 0.25 when absent, as StableLmConfig), q/k/v biases with use_qkv_bias, no
  * o_proj bias, a SwiGLU MLP without biases, untied by default; with
  * use_parallel_residual one input_layernorm read by attention and MLP (as
- * phi); qk_layernorm refused. */
+ * phi); with qk_layernorm, q and k LayerNormed per head before the rotary,
+ * each head with its own weight and no bias (StableLM 2 12B). */
 static int stablelm_config(const hf_config_t *c, model_config_t *cfg, char *err) {
   static const rope_keys_t keys = {"rope_theta", "partial_rotary_factor", 0.25};
   const char *act = NULL;
@@ -842,9 +858,8 @@ static int stablelm_config(const hf_config_t *c, model_config_t *cfg, char *err)
   if (strcmp(act, "silu") != 0)
     return err_set(err, "%s: hidden_act \"%.40s\" is not supported (stablelm needs silu)", c->path,
                    act);
-  if (qk_layernorm)
-    return err_set(err, "%s: qk_layernorm = true is not supported (per-head LayerNorms on q and k)",
-                   c->path);
+  if (qk_layernorm) /* StableLM 2 12B: a LayerNorm without bias for each head of q and of k */
+    cfg->qk_norm = QK_NORM_LAYERNORM_HEADS;
   if (cfg->d_model % cfg->n_heads)
     return err_set(err, "%s: hidden_size = %d is not divisible by num_attention_heads = %d",
                    c->path, cfg->d_model, cfg->n_heads);
@@ -857,12 +872,15 @@ static int stablelm_config(const hf_config_t *c, model_config_t *cfg, char *err)
   return 0;
 }
 
-/* OPT: LayerNorm with biases before each sublayer (do_layer_norm_before;
- * OPT-350m's norms after are refused), learned positions (loader_hf.c drops
- * the table's first two rows: OPT offsets position ids by 2), an MLP fc1/fc2
- * with ReLU (or a GELU), biases everywhere with enable_bias, tied by default.
- * A projected embedding (word_embed_proj_dim other than hidden_size) and
- * LayerNorms without weights are refused by name. */
+/* OPT: LayerNorm with biases before each sublayer and a final one
+ * (do_layer_norm_before), or, OPT-350m's do_layer_norm_before false, after
+ * each sublayer's residual add and none at the end; learned positions
+ * (loader_hf.c drops the table's first two rows: OPT offsets position ids by
+ * 2), an MLP fc1/fc2 with ReLU (or a GELU), biases everywhere with
+ * enable_bias, tied by default; a word_embed_proj_dim other than
+ * hidden_size (OPT-350m) makes the embedding and unembedding that wide, with
+ * project_in and project_out around the decoder. LayerNorms without weights
+ * and _remove_final_layer_norm are refused by name. */
 static int opt_config(const hf_config_t *c, model_config_t *cfg, char *err) {
   const char *act = NULL;
   int pre_norm = 1, bias = 1, affine = 1, remove_final = 0, proj = 0;
@@ -883,16 +901,8 @@ static int opt_config(const hf_config_t *c, model_config_t *cfg, char *err) {
       config_token_id(c, "bos_token_id", cfg->vocab_size, &cfg->bos_id, err) ||
       config_token_id(c, "eos_token_id", cfg->vocab_size, &cfg->eos_id, err))
     return -1;
-  if (!pre_norm)
-    return err_set(err,
-                   "%s: do_layer_norm_before = false is not supported (norms after the "
-                   "sublayers, OPT-350m)",
-                   c->path);
-  if (proj != cfg->d_model)
-    return err_set(err,
-                   "%s: word_embed_proj_dim = %d other than hidden_size = %d is not "
-                   "supported (projected embeddings)",
-                   c->path, proj, cfg->d_model);
+  cfg->post_residual_norms = cfg->no_final_norm = !pre_norm;
+  cfg->embed_proj_dim = proj != cfg->d_model ? proj : 0;
   if (!affine)
     return err_set(err, "%s: layer_norm_elementwise_affine = false is not supported", c->path);
   if (remove_final)

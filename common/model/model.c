@@ -58,8 +58,15 @@ int model_config_check(const model_config_t *c, char *err) {
   }
   if (c->no_pre_norms && c->parallel_residual)
     return err_set(err, "no_pre_norms with a parallel residual is not implemented");
-  if (c->qk_norm != QK_NORM_NONE && c->norm != NORM_RMSNORM)
-    return err_set(err, "qk_norm: q/k norms are RMSNorm (norm must be rmsnorm)");
+  if (c->embed_proj_dim < 0)
+    return err_set(err, "embed_proj_dim = %d must not be negative", c->embed_proj_dim);
+  if (c->post_residual_norms && (c->no_pre_norms || c->post_norms || c->parallel_residual))
+    return err_set(err, "post_residual_norms with no_pre_norms, post_norms or a parallel "
+                        "residual is not implemented");
+  if ((c->qk_norm == QK_NORM_PER_HEAD || c->qk_norm == QK_NORM_WHOLE) && c->norm != NORM_RMSNORM)
+    return err_set(err, "qk_norm: RMS q/k norms need norm rmsnorm");
+  if (c->qk_norm_bias && c->qk_norm != QK_NORM_LAYERNORM_HEADS)
+    return err_set(err, "qk_norm_bias: q/k norm biases are LayerNorm heads' only");
   if (c->mlp == MLP_SWIGLU && c->activation != ACT_SILU)
     return err_set(err, "a SwiGLU MLP needs the SiLU activation");
   if (c->mlp == MLP_GEGLU && c->activation != ACT_GELU_TANH && c->activation != ACT_GELU_ERF)
@@ -74,9 +81,12 @@ int model_config_check(const model_config_t *c, char *err) {
     return err_set(err, "attn_softcap = %g is out of range", (double)c->attn_softcap);
   if (!(c->final_softcap >= 0.0f && c->final_softcap < 1e30f))
     return err_set(err, "final_softcap = %g is out of range", (double)c->final_softcap);
-  if (c->sliding_window < 0 || c->sliding_period < 0 || c->sliding_offset < 0)
-    return err_set(err, "sliding_window = %d, sliding_period = %d must not be negative",
-                   c->sliding_window, c->sliding_period);
+  if (c->sliding_window < 0 || c->sliding_period < 0 || c->sliding_offset < 0 ||
+      c->sliding_first_layer < 0)
+    return err_set(err,
+                   "sliding_window = %d, sliding_period = %d, sliding_first_layer = %d must not "
+                   "be negative",
+                   c->sliding_window, c->sliding_period, c->sliding_first_layer);
   if (!(c->rope_local_theta >= 0.0f && c->rope_local_theta < 1e30f))
     return err_set(err, "rope_local_theta = %g is out of range", (double)c->rope_local_theta);
   /* described, not implemented yet: refused by name, never computed wrong */
@@ -85,8 +95,12 @@ int model_config_check(const model_config_t *c, char *err) {
   return 0;
 }
 
+int model_embed_width(const model_config_t *c) {
+  return c->embed_proj_dim > 0 ? c->embed_proj_dim : c->d_model;
+}
+
 int model_layer_slides(const model_config_t *c, int layer) {
-  return c->sliding_window > 0 &&
+  return c->sliding_window > 0 && layer >= c->sliding_first_layer &&
          (c->sliding_period <= 1 || (layer + 1 + c->sliding_offset) % c->sliding_period != 0);
 }
 
@@ -173,7 +187,12 @@ model_t *model_alloc(const model_config_t *cfg, char *err) {
                v = (size_t)cfg->vocab_size;
   const int ln = cfg->norm == NORM_LAYERNORM;
   int failed = 0;
-  m->tok_embed = tensor_alloc(v * d, &failed);
+  const size_t e = (size_t)model_embed_width(cfg);
+  m->tok_embed = tensor_alloc(v * e, &failed);
+  if (cfg->embed_proj_dim) {
+    m->embed_proj_in = tensor_alloc(d * e, &failed);
+    m->embed_proj_out = tensor_alloc(e * d, &failed);
+  }
   if (cfg->positions == POSITIONS_LEARNED)
     m->pos_embed = tensor_alloc((size_t)cfg->max_positions * d, &failed);
   m->layers = calloc((size_t)cfg->n_layers, sizeof(layer_weights_t));
@@ -198,9 +217,13 @@ model_t *model_alloc(const model_config_t *cfg, char *err) {
       }
     }
     if (cfg->qk_norm) {
-      const int whole = cfg->qk_norm == QK_NORM_WHOLE;
-      w->q_norm_w = tensor_alloc(whole ? q : (size_t)cfg->head_dim, &failed);
-      w->k_norm_w = tensor_alloc(whole ? kv : (size_t)cfg->head_dim, &failed);
+      const int wide = cfg->qk_norm != QK_NORM_PER_HEAD;
+      w->q_norm_w = tensor_alloc(wide ? q : (size_t)cfg->head_dim, &failed);
+      w->k_norm_w = tensor_alloc(wide ? kv : (size_t)cfg->head_dim, &failed);
+      if (cfg->qk_norm_bias) {
+        w->q_norm_b = tensor_alloc(q, &failed);
+        w->k_norm_b = tensor_alloc(kv, &failed);
+      }
     }
     w->wq = tensor_alloc(q * d, &failed);
     w->wk = tensor_alloc(kv * d, &failed);
@@ -222,10 +245,11 @@ model_t *model_alloc(const model_config_t *cfg, char *err) {
       w->b_down = tensor_alloc(d, &failed);
     }
   }
-  m->final_norm_w = tensor_alloc(d, &failed);
-  if (ln)
+  if (!cfg->no_final_norm)
+    m->final_norm_w = tensor_alloc(d, &failed);
+  if (ln && !cfg->no_final_norm)
     m->final_norm_b = tensor_alloc(d, &failed);
-  m->unembed = cfg->tied_unembed ? m->tok_embed : tensor_alloc(v * d, &failed);
+  m->unembed = cfg->tied_unembed ? m->tok_embed : tensor_alloc(v * e, &failed);
   if (cfg->unembed_bias)
     m->unembed_b = tensor_alloc(v, &failed);
   if (failed) {
@@ -248,9 +272,11 @@ size_t model_n_params(const model_t *m) {
     per_layer += 2 * d;
   if (c->qk_norm == QK_NORM_PER_HEAD)
     per_layer += 2 * (size_t)c->head_dim;
-  if (c->qk_norm == QK_NORM_WHOLE)
-    per_layer += q + kv;
-  size_t n = v * d + (c->tied_unembed ? 0 : v * d) + c->n_layers * per_layer + d;
+  if (c->qk_norm == QK_NORM_WHOLE || c->qk_norm == QK_NORM_LAYERNORM_HEADS)
+    per_layer += (q + kv) * (c->qk_norm_bias ? 2 : 1);
+  const size_t e = (size_t)model_embed_width(c);
+  size_t n = v * e + (c->tied_unembed ? 0 : v * e) + c->n_layers * per_layer +
+             (c->no_final_norm ? 0 : d) + (c->embed_proj_dim ? 2 * d * e : 0);
   if (c->positions == POSITIONS_LEARNED)
     n += (size_t)c->max_positions * d;
   if (c->unembed_bias)
@@ -262,8 +288,8 @@ int model_layer_tensors(const model_config_t *c, layer_weights_t *w, float ***pt
                         int *proj) {
   const size_t d = (size_t)c->d_model, q = (size_t)c->n_heads * c->head_dim,
                kv = (size_t)c->n_kv_heads * c->head_dim, f = (size_t)c->d_mlp;
-  const size_t qn = c->qk_norm == QK_NORM_WHOLE ? q : (size_t)c->head_dim,
-               kn = c->qk_norm == QK_NORM_WHOLE ? kv : (size_t)c->head_dim;
+  const size_t qn = c->qk_norm == QK_NORM_PER_HEAD ? (size_t)c->head_dim : q,
+               kn = c->qk_norm == QK_NORM_PER_HEAD ? (size_t)c->head_dim : kv;
   float **p[MODEL_LAYER_TENSORS] = {&w->attn_norm_w,
                                     &w->attn_norm_b,
                                     &w->wq,
@@ -286,12 +312,14 @@ int model_layer_tensors(const model_config_t *c, layer_weights_t *w, float ***pt
                                     &w->post_mlp_norm_w,
                                     &w->post_mlp_norm_b,
                                     &w->q_norm_w,
-                                    &w->k_norm_w};
-  const size_t n[MODEL_LAYER_TENSORS] = {d,     d, q * d, q, kv * d, kv, kv * d, kv,
-                                         d * q, d, d,     d, f * d,  f,  f * d,  d * f,
-                                         d,     d, d,     d, d,      qn, kn};
-  const int is_proj[MODEL_LAYER_TENSORS] = {0, 0, 1, 0, 1, 0, 1, 0, 1, 0, 0, 0,
-                                            1, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0};
+                                    &w->k_norm_w,
+                                    &w->q_norm_b,
+                                    &w->k_norm_b};
+  const size_t n[MODEL_LAYER_TENSORS] = {d, d, q * d, q,     kv * d, kv,    kv * d, kv, d * q,
+                                         d, d, d,     f * d, f,      f * d, d * f,  d,  d,
+                                         d, d, d,     qn,    kn,     q,     kv};
+  const int is_proj[MODEL_LAYER_TENSORS] = {0, 0, 1, 0, 1, 0, 1, 0, 1, 0, 0, 0, 1,
+                                            0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0};
   for (int i = 0; i < MODEL_LAYER_TENSORS; i++) {
     ptr[i] = p[i];
     len[i] = n[i];
@@ -343,14 +371,14 @@ void model_blocks_row(const model_blocks_t *w, int r, float *dst) {
 
 const float *model_embed_row(const model_t *m, int token, float *buf) {
   if (m->tok_embed)
-    return m->tok_embed + (size_t)token * m->cfg.d_model;
+    return m->tok_embed + (size_t)token * model_embed_width(&m->cfg);
   model_blocks_row(m->embed_blocks, token, buf);
   return buf;
 }
 
 const float *model_unembed_row(const model_t *m, int token, float *buf) {
   if (m->unembed)
-    return m->unembed + (size_t)token * m->cfg.d_model;
+    return m->unembed + (size_t)token * model_embed_width(&m->cfg);
   model_blocks_row(m->unembed_blocks, token, buf);
   return buf;
 }
@@ -386,6 +414,8 @@ void model_free(model_t *m) {
   if (m->unembed != m->tok_embed)
     free(m->unembed);
   free(m->tok_embed);
+  free(m->embed_proj_in);
+  free(m->embed_proj_out);
   free(m->pos_embed);
   free(m->final_norm_w);
   free(m->final_norm_b);
@@ -401,7 +431,9 @@ static void round_bf16(float *x, size_t n) {
 
 void model_round_bf16(model_t *m) {
   const model_config_t *c = &m->cfg;
-  const size_t d = (size_t)c->d_model, vd = (size_t)c->vocab_size * d;
+  const size_t d = (size_t)c->d_model, vd = (size_t)c->vocab_size * model_embed_width(c);
+  round_bf16(m->embed_proj_in, d * c->embed_proj_dim);
+  round_bf16(m->embed_proj_out, d * c->embed_proj_dim);
   for (int l = 0; l < c->n_layers; l++) {
     float **ptr[MODEL_LAYER_TENSORS];
     size_t len[MODEL_LAYER_TENSORS];

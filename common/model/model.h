@@ -45,8 +45,12 @@ typedef enum { MLP_GELU, MLP_SWIGLU, MLP_GEGLU } mlp_kind_t;
 typedef enum { ACT_GELU_TANH, ACT_GELU_ERF, ACT_SILU, ACT_RELU } activation_t;
 /* QK_NORM_PER_HEAD: q and k RMS-normed over each head's head_dim (Qwen3);
  * QK_NORM_WHOLE: over the whole projection, n_heads*head_dim and
- * n_kv_heads*head_dim wide (OLMo-2). Both before the rotary. */
-typedef enum { QK_NORM_NONE, QK_NORM_PER_HEAD, QK_NORM_WHOLE } qk_norm_t;
+ * n_kv_heads*head_dim wide (OLMo-2); QK_NORM_LAYERNORM_HEADS: LayerNormed
+ * over each head's head_dim (norm_eps), every head with its own weight (and
+ * bias, with qk_norm_bias): StableLM 2's per-head norms; Phi's one
+ * LayerNorm for all heads is repeated per head by its loader. All before
+ * the rotary. */
+typedef enum { QK_NORM_NONE, QK_NORM_PER_HEAD, QK_NORM_WHOLE, QK_NORM_LAYERNORM_HEADS } qk_norm_t;
 
 /* The block description: every choice a family makes, as data. The one
  * transformer (compute/transformer.c) reads it; a family is a loader that
@@ -67,13 +71,28 @@ typedef struct {
    * attention and before the MLP unless no_pre_norms (OLMo-2: the sublayers
    * read the residual itself); post_norms: their outputs also pass through
    * their own norm before the residual add (OLMo-2, Gemma 2/3); qk_norm: q
-   * and k RMS-normed before the rotary (qk_norm_t). A "(1 + w)" scale (Gemma)
-   * is folded into the weights by its loader. */
+   * and k normed before the rotary (qk_norm_t), with biases where
+   * qk_norm_bias (Phi's). A "(1 + w)" scale (Gemma) is folded into the
+   * weights by its loader. */
   norm_kind_t norm;
   float norm_eps;
   int no_pre_norms;
   int post_norms;
+  /* post_residual_norms: the residual stream itself LayerNormed after each
+   * sublayer's add (attn_norm after the attention's, mlp_norm after the
+   * MLP's) and no norm before the sublayers (OPT-350m's
+   * do_layer_norm_before false); no_final_norm: the last layer's output
+   * goes to the unembedding as it is (final_norm_w NULL). */
+  int post_residual_norms;
+  int no_final_norm;
+  /* embed_proj_dim > 0 (OPT-350m's word_embed_proj_dim): the token
+   * embedding and the unembedding are that wide, the embedding projected up
+   * to d_model by embed_proj_in before the positions are added, the last
+   * residual projected down by embed_proj_out before the unembedding
+   * (no biases); 0: both d_model wide, no projections. */
+  int embed_proj_dim;
   qk_norm_t qk_norm;
+  int qk_norm_bias;
   /* positions */
   position_kind_t positions;
   float rope_theta;
@@ -110,13 +129,15 @@ typedef struct {
    * sliding_window - 1 positions before it (0: all keys, every layer). The
    * layers that slide: every one with sliding_period 0 or 1, else all but
    * every sliding_period-th (layer L slides unless (L + 1 + sliding_offset) %
-   * period == 0: Gemma 2's alternation is period 2, Gemma 3's pattern 6). A sliding layer
+   * period == 0: Gemma 2's alternation is period 2, Gemma 3's pattern 6), and
+   * none below sliding_first_layer (Qwen2's max_window_layers). A sliding layer
    * rotates with rope_local_theta's frequencies where it is set (Gemma 3's
    * local base, unscaled), with the model's own otherwise. */
   int sliding_window;
   int sliding_period;
   int sliding_offset; /* the full layers are those with (L + 1 + offset) % period == 0 (GPT-Neo's
                          global layers 0, 2, ...: period 2, offset 1) */
+  int sliding_first_layer; /* layers below it never slide (0: no such bound) */
   float rope_local_theta;
   int tied_unembed;   /* unembed aliases tok_embed */
   int unembed_bias;   /* the unembedding has a bias (Phi-2's lm_head) */
@@ -160,7 +181,9 @@ typedef struct {
   float *wv, *bv;                             /* [n_kv_heads*head_dim, d_model] */
   float *wo, *bo;                             /* [d_model, n_heads*head_dim] */
   float *post_attn_norm_w, *post_attn_norm_b; /* [d_model], post_norms only */
-  float *q_norm_w, *k_norm_w;     /* qk_norm only: [head_dim] per head, [H*hd] and [KV*hd] whole */
+  float *q_norm_w, *k_norm_w;     /* qk_norm only: [head_dim] (per head), [H*hd] and [KV*hd] (whole,
+                                     LayerNorm heads: head h's at h*hd) */
+  float *q_norm_b, *k_norm_b;     /* qk_norm_bias only: as q_norm_w, k_norm_w */
   float *mlp_norm_w, *mlp_norm_b; /* [d_model], NULL with no_pre_norms */
   float *w_up, *b_up;             /* [d_mlp, d_model] (gpt2 c_fc, llama up_proj) */
   float *w_gate;                  /* [d_mlp, d_model], SwiGLU only */
@@ -173,11 +196,13 @@ typedef struct {
   char path[1024];                    /* the file or directory it was loaded from */
   char weights_format[32];            /* "safetensors" or "gguf" */
   char tensor_types[128];             /* the on-disk tensor types seen, e.g. "F32,Q4_1" */
-  float *tok_embed;                   /* [vocab_size, d_model] */
+  float *tok_embed;                   /* [vocab_size, model_embed_width] */
+  float *embed_proj_in;               /* [d_model, embed_proj_dim], embed_proj_dim only */
+  float *embed_proj_out;              /* [embed_proj_dim, d_model], embed_proj_dim only */
   float *pos_embed;                   /* [max_positions, d_model], learned positions only */
   layer_weights_t *layers;            /* [n_layers] */
-  float *final_norm_w, *final_norm_b; /* [d_model] */
-  float *unembed;                     /* [vocab_size, d_model]; == tok_embed when tied */
+  float *final_norm_w, *final_norm_b; /* [d_model]; NULL with no_final_norm */
+  float *unembed;                     /* [vocab_size, model_embed_width]; == tok_embed when tied */
   float *unembed_b;                   /* [vocab_size], unembed_bias only */
   /* weights_dtype_t. WEIGHTS_BF16: every weight rounded to bfloat16
    * (model_round_bf16): a backend with its own memory keeps the projections
@@ -199,9 +224,13 @@ typedef struct {
   size_t mapping_bytes;
 } model_t;
 
-/* Row `token` of the token embedding (the unembedding) as d_model floats:
- * a pointer into the fp32 table, or, for a model holding it in blocks, buf
- * (d_model floats) with the row decoded into it. */
+/* The width of the token embedding and the unembedding: embed_proj_dim
+ * where the model projects them, else d_model. */
+int model_embed_width(const model_config_t *c);
+
+/* Row `token` of the token embedding (the unembedding) as model_embed_width
+ * floats: a pointer into the fp32 table, or, for a model holding it in
+ * blocks, buf (d_model floats) with the row decoded into it. */
 const float *model_embed_row(const model_t *m, int token, float *buf);
 const float *model_unembed_row(const model_t *m, int token, float *buf);
 
@@ -232,7 +261,7 @@ void model_free(model_t *m);
  * fixed order, with its length in floats; returns the count (at most
  * MODEL_LAYER_TENSORS). *proj[i] is 1 for the projection matrices (wq, wk,
  * wv, wo, w_up, w_gate, w_down), 0 for norms and biases. */
-#define MODEL_LAYER_TENSORS 23
+#define MODEL_LAYER_TENSORS 25
 int model_layer_tensors(const model_config_t *c, layer_weights_t *w, float ***ptr, size_t *len,
                         int *proj);
 

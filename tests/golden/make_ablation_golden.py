@@ -73,7 +73,8 @@ TINY_SEEDS = {"tiny-gpt2": 3001, "tiny-llama": 3002, "tiny-gpt_neox": 3003,
               "tiny-phi": 3014, "tiny-granite": 3015,
               "tiny-gpt_neo": 3016, "tiny-stablelm": 3017, "tiny-stablelm-parallel": 3018,
               "tiny-opt": 3019, "tiny-gptj": 3020, "tiny-mistral-window": 3021,
-              "tiny-phi3-longrope": 3022}
+              "tiny-phi3-longrope": 3022, "tiny-qwen2-window": 3023,
+              "tiny-phi-qknorm": 3024, "tiny-stablelm-qknorm": 3025}
 SMOLLM2_PROMPTS = [
     "The Eiffel Tower is located in the city of",
     "The capital of Japan is the city of",

@@ -17,6 +17,9 @@ Writes (under --out, normally `tests`):
                              config in the published spelling: top-level
                              rope_theta, use_sliding_window false with a
                              window smaller than the context
+  data/tiny-qwen2-window/    random-init Qwen2 with use_sliding_window true: a
+                             window of 5 on the layers from max_window_layers
+                             (1 of 3) on, in the published spelling
   data/tiny-qwen3/           random-init Qwen3: q/k RMS norms per head,
                              head_dim given (16, not hidden/heads = 12),
                              attention_bias
@@ -47,6 +50,9 @@ Writes (under --out, normally `tests`):
   data/tiny-phi/             random-init Phi (Phi-2): one LayerNorm for the
                              parallel attention and MLP, partial rotary,
                              biases, an lm_head bias
+  data/tiny-phi-qknorm/      tiny-phi's block with qk_layernorm: one LayerNorm
+                             (weight, bias) over head_dim for all heads of q,
+                             one for k; GQA
   data/tiny-granite/         random-init Granite: every multiplier away from 1,
                              tied
   data/tiny-gpt_neo/         random-init GPT-Neo: global, local (window 5),
@@ -54,8 +60,13 @@ Writes (under --out, normally `tests`):
   data/tiny-stablelm/        random-init StableLM: LayerNorm, SwiGLU, partial
                              rotary 0.25, q/k/v biases (and -parallel: one
                              shared norm, a parallel residual)
+  data/tiny-stablelm-qknorm/ StableLM with qk_layernorm: a LayerNorm without
+                             bias per head of q and of k (StableLM 2 12B)
   data/tiny-opt/             random-init OPT: positions offset by 2, ReLU,
                              biases, tied
+  data/tiny-opt-350m/        random-init OPT as OPT-350m: norms after the
+                             residual adds, no final norm, a 32-wide embedding
+                             projected to and from the 48-wide stream
   data/tiny-gptj/            random-init GPT-J: adjacent-pair rotary on 8 of
                              12 dims, parallel, an lm_head bias
   golden/<name>.json         prompts, recorded positions, argmax, metadata
@@ -454,6 +465,53 @@ def make_tiny_qwen2(data_dir, golden_dir):
     assert all(l.self_attn.sliding_window is None for l in m.model.layers)
 
 
+def published_qwen2_window_config(cfg_path):
+    """Qwen2's published spelling (top-level rope_theta, no layer_types) with
+    the window on: transformers derives the sliding layers from
+    max_window_layers, and so must the loader."""
+    with open(cfg_path) as f:
+        cfg = json.load(f)
+    rp = cfg.pop("rope_parameters")
+    assert rp.get("rope_type", "default") == "default", rp
+    assert cfg.pop("layer_types") == ["full_attention"] + ["sliding_attention"] * 2
+    cfg["rope_theta"] = rp["rope_theta"]
+    cfg["rope_scaling"] = None
+    with open(cfg_path, "w") as f:
+        json.dump(cfg, f, indent=2, sort_keys=True)
+        f.write("\n")
+    log(f"  rewrote {rel(cfg_path)} in Qwen2's published spelling (no layer_types)")
+
+
+def make_tiny_qwen2_window(data_dir, golden_dir):
+    """Qwen2 with use_sliding_window true: a window of 5 keys on the layers
+    from max_window_layers = 1 on (layers 1 and 2 of 3 slide, layer 0 attends
+    over every key), short enough to bite on the 7- and 23-token prompts."""
+    name = "tiny-qwen2-window"
+    log(f"[{name}]")
+    cfg = Qwen2Config(hidden_size=48, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
+                      num_key_value_heads=2, vocab_size=FAMILY_VOCAB, max_position_embeddings=128,
+                      rope_parameters={"rope_type": "default", "rope_theta": 20000.0}, rms_norm_eps=1e-6,
+                      use_sliding_window=True, sliding_window=5, max_window_layers=1,
+                      tie_word_embeddings=False, initializer_range=LLAMA_INIT_RANGE)
+    cfg._attn_implementation = "eager"  # the reference run of the rewritten config's check too
+    torch.manual_seed(4250)
+    model = Qwen2ForCausalLM(cfg).float().eval()
+    from transformers.models.qwen2.modeling_qwen2 import Qwen2RMSNorm
+    m = make_family_model(data_dir, golden_dir, name, model, (Qwen2RMSNorm,), 4260,
+                          published_qwen2_window_config)
+    assert [l.self_attn.sliding_window for l in m.model.layers] == [None, 5, 5]
+    # the window bites: the same weights with every layer full give other logits
+    full = Qwen2Config(**{**m.config.to_dict(), "use_sliding_window": False, "layer_types": None})
+    ref = Qwen2ForCausalLM(full).float().eval()
+    ref.load_state_dict(m.state_dict())
+    ref.config._attn_implementation = "eager"
+    prompts, positions = tiny_prompts(4262, FAMILY_VOCAB)
+    a, b = run_prompts(m, prompts, positions), run_prompts(ref, prompts, positions)
+    gap = float(np.abs(a[-1][-1] - b[-1][-1]).max())
+    assert float(np.abs(a[0] - b[0]).max()) <= 1e-5 and gap > 0.1, gap
+    log(f"  without the window the last logits move by up to {gap:.3g}")
+
+
 def make_tiny_llama_rope(data_dir, golden_dir, name, rope, shape):
     """A Llama whose rope_parameters scale the frequencies (Llama 3.1's
     llama3, linear, yarn); every regime of the scaling falls on some
@@ -769,6 +827,28 @@ def make_tiny_phi(data_dir, golden_dir):
     assert m.model.layers[0].self_attn.rotary_ndims == 6
 
 
+def make_tiny_phi_qknorm(data_dir, golden_dir):
+    """Phi with qk_layernorm: one LayerNorm (weight and bias) over head_dim
+    for every head of q, one for k, before the partial rotary; GQA (2 kv
+    heads of 4)."""
+    name = "tiny-phi-qknorm"
+    log(f"[{name}]")
+    cfg = PhiConfig(hidden_size=48, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4,
+                    num_key_value_heads=2, vocab_size=FAMILY_VOCAB, max_position_embeddings=128,
+                    hidden_act="gelu_new", qk_layernorm=True,
+                    rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                     "partial_rotary_factor": 0.5},
+                    layer_norm_eps=1e-5, tie_word_embeddings=False, initializer_range=GPT2_INIT_RANGE,
+                    pad_token_id=None, eos_token_id=None, bos_token_id=None)
+    torch.manual_seed(5120)
+    model = PhiForCausalLM(cfg).float().eval()
+    m = make_family_model(data_dir, golden_dir, name, model, (torch.nn.LayerNorm,), 5130)
+    a = m.model.layers[0].self_attn
+    assert a.qk_layernorm and tuple(a.q_layernorm.weight.shape) == (12,)
+    assert float((a.k_layernorm.weight.detach() - 1).abs().max()) > 0.1
+    assert float(a.q_layernorm.bias.detach().abs().max()) > 0.1
+
+
 def make_tiny_granite(data_dir, golden_dir):
     """Every multiplier away from 1: embeddings x3, scores x0.3 (not
     1/sqrt(12)), sublayer outputs x0.6, logits / 2.5; tied."""
@@ -823,6 +903,28 @@ def make_tiny_stablelm(data_dir, golden_dir, parallel):
     assert (m.model.layers[0].post_attention_layernorm is None) == parallel
 
 
+def make_tiny_stablelm_qknorm(data_dir, golden_dir):
+    """StableLM 2 12B's q/k norms: a LayerNorm without bias per head (each
+    head its own weight) over head_dim, before the partial rotary; GQA."""
+    name = "tiny-stablelm-qknorm"
+    log(f"[{name}]")
+    cfg = StableLmConfig(hidden_size=64, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
+                         num_key_value_heads=2, vocab_size=FAMILY_VOCAB, max_position_embeddings=128,
+                         rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                          "partial_rotary_factor": 0.25},
+                         layer_norm_eps=1e-5, use_qkv_bias=True, qk_layernorm=True,
+                         tie_word_embeddings=False, initializer_range=LLAMA_INIT_RANGE,
+                         pad_token_id=None, eos_token_id=None, bos_token_id=None)
+    torch.manual_seed(5420)
+    model = StableLmForCausalLM(cfg).float().eval()
+    m = make_family_model(data_dir, golden_dir, name, model, (torch.nn.LayerNorm,), 5430)
+    a = m.model.layers[0].self_attn
+    assert len(a.q_layernorm.norms) == 4 and len(a.k_layernorm.norms) == 2
+    assert all(n.bias is None for n in a.q_layernorm.norms)
+    w0, w1 = a.q_layernorm.norms[0].weight.detach(), a.q_layernorm.norms[1].weight.detach()
+    assert float((w0 - w1).abs().max()) > 0.1  # every head its own weight
+
+
 def make_tiny_opt(data_dir, golden_dir):
     """OPT's pre-norm block (as every size but 350m): learned positions offset
     by 2, a ReLU MLP, biases everywhere, tied."""
@@ -836,6 +938,26 @@ def make_tiny_opt(data_dir, golden_dir):
     model = OPTForCausalLM(cfg).float().eval()
     m = make_family_model(data_dir, golden_dir, name, model, (torch.nn.LayerNorm,), 5510)
     assert m.config.tie_word_embeddings and m.model.decoder.embed_positions.weight.shape[0] == 130
+
+
+def make_tiny_opt_350m(data_dir, golden_dir):
+    """OPT-350m's block: LayerNorms after each residual add
+    (do_layer_norm_before false) and no final norm; a 32-wide embedding
+    (word_embed_proj_dim) projected up to the 48-wide stream by project_in and
+    back down by project_out before the tied unembedding."""
+    name = "tiny-opt-350m"
+    log(f"[{name}]")
+    cfg = OPTConfig(hidden_size=48, num_hidden_layers=3, ffn_dim=128, num_attention_heads=4,
+                    vocab_size=FAMILY_VOCAB, max_position_embeddings=128, word_embed_proj_dim=32,
+                    activation_function="relu", do_layer_norm_before=False, init_std=0.15,
+                    pad_token_id=1, bos_token_id=None, eos_token_id=None)
+    torch.manual_seed(5520)
+    model = OPTForCausalLM(cfg).float().eval()
+    m = make_family_model(data_dir, golden_dir, name, model, (torch.nn.LayerNorm,), 5530)
+    dec = m.model.decoder
+    assert dec.final_layer_norm is None and not dec.layers[0].do_layer_norm_before
+    assert tuple(dec.project_in.weight.shape) == (48, 32) and tuple(dec.project_out.weight.shape) == (32, 48)
+    assert m.config.tie_word_embeddings and tuple(m.lm_head.weight.shape) == (FAMILY_VOCAB, 32)
 
 
 def make_tiny_gptj(data_dir, golden_dir):
@@ -858,6 +980,7 @@ TINY_FAMILIES = {
     "tiny-gpt_neox": lambda d, g: make_tiny_gpt_neox(d, g, True),
     "tiny-gpt_neox-sequential": lambda d, g: make_tiny_gpt_neox(d, g, False),
     "tiny-qwen2": make_tiny_qwen2,
+    "tiny-qwen2-window": make_tiny_qwen2_window,
     "tiny-qwen3": make_tiny_qwen3,
     "tiny-mistral": make_tiny_mistral,
     "tiny-mistral-window": lambda d, g: make_tiny_mistral(d, g, 5),
@@ -869,11 +992,14 @@ TINY_FAMILIES = {
     "tiny-phi3": make_tiny_phi3,
     "tiny-phi3-longrope": make_tiny_phi3_longrope,
     "tiny-phi": make_tiny_phi,
+    "tiny-phi-qknorm": make_tiny_phi_qknorm,
     "tiny-granite": make_tiny_granite,
     "tiny-gpt_neo": make_tiny_gpt_neo,
     "tiny-stablelm": lambda d, g: make_tiny_stablelm(d, g, False),
     "tiny-stablelm-parallel": lambda d, g: make_tiny_stablelm(d, g, True),
+    "tiny-stablelm-qknorm": make_tiny_stablelm_qknorm,
     "tiny-opt": make_tiny_opt,
+    "tiny-opt-350m": make_tiny_opt_350m,
     "tiny-gptj": make_tiny_gptj,
     # llama3: original context 64, wavelengths 6.3 (kept), 33 (smoothed), 168... (divided)
     "tiny-llama3": lambda d, g: make_tiny_llama_rope(

@@ -299,6 +299,36 @@ static void test_norms(int rows, int d) {
   free(x), free(g), free(be), free(y), free(s), free(ref), free(sref);
 }
 
+/* head_layernorm: in place, every head of every row LayerNormed over its
+ * head_dim with that head's own weights (and biases). */
+static void test_head_layernorm(int rows, int heads, int hd, int bias) {
+  const size_t n = (size_t)rows * heads * hd, w = (size_t)heads * hd;
+  float *x = malloc(n * 4), *g = malloc(w * 4), *be = malloc(w * 4);
+  double *ref = malloc(n * 8);
+  fill(x, n, 3), fill(g, w, 1.5), fill(be, w, 1);
+  for (size_t i = 0; i < n; i++)
+    x[i] += (float)(i / hd % 7) - 3.0f; /* each head's own non-zero mean */
+  for (size_t r = 0; r < (size_t)rows * heads; r++) {
+    const float *xr = x + r * hd, *gh = g + (r % heads) * hd, *bh = be + (r % heads) * hd;
+    double mean = 0, var = 0;
+    for (int i = 0; i < hd; i++)
+      mean += xr[i];
+    mean /= hd;
+    for (int i = 0; i < hd; i++)
+      var += (xr[i] - mean) * (xr[i] - mean);
+    const double inv = 1.0 / sqrt(var / hd + 1e-5);
+    for (int i = 0; i < hd; i++)
+      ref[r * hd + i] = (xr[i] - mean) * inv * gh[i] + (bias ? bh[i] : 0.0);
+  }
+  float *dx = dev(x, n * 4), *dg = dev(g, w * 4), *db = dev(be, w * 4);
+  run(B->ops->head_layernorm(B, dx, dg, bias ? db : NULL, rows, heads, hd, 1e-5f),
+      "head_layernorm");
+  back(x, dx, n * 4);
+  compare(bias ? "head_layernorm+b" : "head_layernorm", x, ref, n, 1e-5);
+  B->ops->free(B, dx), B->ops->free(B, dg), B->ops->free(B, db);
+  free(x), free(g), free(be), free(ref);
+}
+
 /* scaled: every pair's frequency multiplied by its own factor in [0.5, 1.5)
  * (as the scalings do) and cos and sin by attn_scale (yarn). */
 static void test_rope(int rows, int heads, int hd, int rot, float theta, int scaled,
@@ -921,6 +951,8 @@ int main(int argc, char **argv) {
   test_transfers();
   test_norms(13, 576);
   test_norms(3, 64);
+  test_head_layernorm(11, 4, 16, 1);
+  test_head_layernorm(5, 3, 64, 0);
   test_rope(9, 4, 64, 64, 10000.0f, 0, 1.0f);
   test_rope(6, 3, 32, 16, 5000.0f, 0, 1.0f);
   test_rope(7, 2, 32, 24, 500000.0f, 1, 1.2f);

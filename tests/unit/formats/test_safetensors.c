@@ -951,6 +951,8 @@ static const char *qwen2_config =
     "\"rope_theta\":1000000.0,\"sliding_window\":32,"
     "\"max_window_layers\":1,\"tie_word_embeddings\":true}";
 
+static int load_config(const char *name, const char *config, model_config_t *cfg, char *err);
+
 static void test_qwen2_config(void) {
   char dir[512], err[HYDRA_ERR_LEN] = "", config[2048];
   struct {
@@ -959,21 +961,22 @@ static void test_qwen2_config(void) {
       {"sliding window off", "sliding_window", "32,\"use_sliding_window\":false",
        "model.safetensors"},
       {"sliding window on", "sliding_window", "32,\"use_sliding_window\":true",
-       "sliding_window = 32 with use_sliding_window = true is not supported"},
+       "model.safetensors"},
       {"window as long as the context", "sliding_window", "64,\"use_sliding_window\":true",
        "model.safetensors"},
       {"no sliding layers", "max_window_layers", "3,\"use_sliding_window\":true",
        "model.safetensors"},
-      {"every layer sliding", "max_window_layers", "0,\"use_sliding_window\":true",
-       "sliding_window = 32"},
+      {"window zero", "sliding_window", "0,\"use_sliding_window\":true",
+       "sliding_window must be a positive integer"},
       {"layer_types all full", "max_window_layers",
        "0,\"use_sliding_window\":true,\"layer_types\":[\"full_attention\",\"full_attention\","
        "\"full_attention\"]",
        "model.safetensors"},
-      {"layer_types one sliding", "max_window_layers",
+      {"layer_types one sliding between full ones", "max_window_layers",
        "3,\"use_sliding_window\":true,\"layer_types\":[\"full_attention\",\"sliding_attention\","
        "\"full_attention\"]",
-       "sliding_window = 32"},
+       "layer_types is not supported (hydra's Qwen sliding layers are those from one layer on; "
+       "layer 1 slides below a full layer)"},
       {"layer_types unknown", "max_window_layers",
        "3,\"use_sliding_window\":true,\"layer_types\":[\"full_attention\",\"chunked\","
        "\"full_attention\"]",
@@ -990,6 +993,41 @@ static void test_qwen2_config(void) {
     model_t *m = model_load_hf(dir, err);
     expect_error(configs[i].what, m == NULL, err, "qwen2-config", configs[i].reason);
     model_free(m);
+  }
+  /* which layers slide, as Qwen2Config derives them: from max_window_layers on, or as
+   * layer_types lists them; the window 4096 when absent, none when null or off */
+  struct {
+    const char *what, *key, *value;
+    int window, first;
+  } windows[] = {
+      {"from max_window_layers 1", "sliding_window", "32,\"use_sliding_window\":true", 32, 1},
+      {"every layer (max_window_layers 0)", "max_window_layers", "0,\"use_sliding_window\":true",
+       32, 0},
+      {"layer_types: the last two", "max_window_layers",
+       "0,\"use_sliding_window\":true,\"layer_types\":[\"full_attention\",\"sliding_attention\","
+       "\"sliding_attention\"]",
+       32, 1},
+      {"window absent: 4096, past the context", "sliding_window", NULL, 0, 0},
+      {"window null", "sliding_window", "null,\"use_sliding_window\":true", 0, 0},
+      {"use_sliding_window false", "sliding_window", "8,\"use_sliding_window\":false", 0, 0},
+  };
+  for (size_t i = 0; i < sizeof(windows) / sizeof(windows[0]); i++) {
+    model_config_t cfg;
+    char with_use[2048];
+    config_with(with_use, sizeof(with_use), qwen2_config, "tie_word_embeddings",
+                "true,\"use_sliding_window\":true");
+    config_with(config, sizeof(config), windows[i].value ? qwen2_config : with_use, windows[i].key,
+                windows[i].value);
+    int rc = load_config("qwen2-window", config, &cfg, err);
+    int slides[3] = {model_layer_slides(&cfg, 0), model_layer_slides(&cfg, 1),
+                     model_layer_slides(&cfg, 2)};
+    CHECK(rc == 0 && cfg.sliding_window == windows[i].window &&
+              (windows[i].window == 0 ||
+               (cfg.sliding_first_layer == windows[i].first &&
+                slides[0] == (windows[i].first == 0) && slides[1] && slides[2])),
+          "qwen2 %s: window %d from layer %d, got %d from %d, slides %d%d%d (%s)", windows[i].what,
+          windows[i].window, windows[i].first, cfg.sliding_window, cfg.sliding_first_layer,
+          slides[0], slides[1], slides[2], err);
   }
 }
 
@@ -1010,7 +1048,7 @@ static void test_qwen3_config(void) {
       {"sliding window off", "sliding_window", "32,\"use_sliding_window\":false",
        "model.safetensors"},
       {"sliding window on", "sliding_window", "32,\"use_sliding_window\":true",
-       "sliding_window = 32 with use_sliding_window = true is not supported"},
+       "model.safetensors"},
       {"window as long as the context", "sliding_window", "64,\"use_sliding_window\":true",
        "model.safetensors"},
       {"attention_bias not a bool", "head_dim", "6,\"attention_bias\":1",
@@ -1270,48 +1308,61 @@ static void test_phi3_config(void) {
   }
 }
 
-/* Phi (Phi-2): q/k LayerNorms refused by name. */
+/* Phi (Phi-2) and StableLM: q/k LayerNorms per head (phi's one for every
+ * head, with a bias; StableLM 2's one per head, without); phi's with a
+ * head_dim other than hidden_size / heads refused by name. */
 static void test_phi_config(void) {
   char dir[512], err[HYDRA_ERR_LEN] = "";
-  write_model_dir(dir, "phi-config",
-                  "{\"model_type\":\"phi\",\"hidden_size\":8,\"num_hidden_layers\":2,"
-                  "\"num_attention_heads\":2,\"intermediate_size\":12,\"vocab_size\":11,"
-                  "\"max_position_embeddings\":64,\"qk_layernorm\":true}",
-                  NULL, 1);
+  static const char *phi = "{\"model_type\":\"phi\",\"hidden_size\":8,\"num_hidden_layers\":2,"
+                           "\"num_attention_heads\":2,\"intermediate_size\":12,\"vocab_size\":11,"
+                           "\"max_position_embeddings\":64,\"qk_layernorm\":true}";
+  model_config_t cfg;
+  int rc = load_config("phi-config", phi, &cfg, err);
+  CHECK(rc == 0 && cfg.qk_norm == QK_NORM_LAYERNORM_HEADS && cfg.qk_norm_bias,
+        "phi qk_layernorm: LayerNorm heads with biases (%s)", err);
+  char config[1024];
+  config_with(config, sizeof(config), phi, "qk_layernorm", "true,\"head_dim\":8");
+  write_model_dir(dir, "phi-config", config, NULL, 1);
   model_t *m = model_load_hf(dir, err);
-  expect_error("phi with qk_layernorm", m == NULL, err, "phi-config",
-               "qk_layernorm = true is not supported");
+  expect_error("phi with qk_layernorm and another head_dim", m == NULL, err, "phi-config",
+               "qk_layernorm = true with head_dim = 8 is not supported");
   model_free(m);
-  write_model_dir(dir, "stablelm-config",
-                  "{\"model_type\":\"stablelm\",\"hidden_size\":8,\"num_hidden_layers\":2,"
-                  "\"num_attention_heads\":2,\"intermediate_size\":12,\"vocab_size\":11,"
-                  "\"max_position_embeddings\":64,\"qk_layernorm\":true}",
-                  NULL, 1);
-  m = model_load_hf(dir, err);
-  expect_error("stablelm with qk_layernorm", m == NULL, err, "stablelm-config",
-               "qk_layernorm = true is not supported");
-  model_free(m);
+  rc = load_config("stablelm-config",
+                   "{\"model_type\":\"stablelm\",\"hidden_size\":16,\"num_hidden_layers\":2,"
+                   "\"num_attention_heads\":2,\"intermediate_size\":12,\"vocab_size\":11,"
+                   "\"max_position_embeddings\":64,\"qk_layernorm\":true}",
+                   &cfg, err);
+  CHECK(rc == 0 && cfg.qk_norm == QK_NORM_LAYERNORM_HEADS && !cfg.qk_norm_bias,
+        "stablelm qk_layernorm: LayerNorm heads without biases (%s)", err);
   static const char *opt = "{\"model_type\":\"opt\",\"hidden_size\":8,\"num_hidden_layers\":2,"
                            "\"num_attention_heads\":2,\"ffn_dim\":12,\"vocab_size\":11,"
                            "\"max_position_embeddings\":64,\"do_layer_norm_before\":true}";
   struct {
     const char *what, *key, *value, *reason;
   } opts[] = {
-      {"OPT-350m's norms after", "do_layer_norm_before", "false",
-       "do_layer_norm_before = false is not supported"},
-      {"projected embeddings", "do_layer_norm_before", "true,\"word_embed_proj_dim\":4",
-       "word_embed_proj_dim = 4 other than hidden_size = 8 is not supported"},
+      {"final norm removed", "do_layer_norm_before", "true,\"_remove_final_layer_norm\":true",
+       "_remove_final_layer_norm = true is not supported"},
       {"no affine norms", "do_layer_norm_before", "true,\"layer_norm_elementwise_affine\":false",
        "layer_norm_elementwise_affine = false is not supported"},
   };
   for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
-    char config[1024];
     config_with(config, sizeof(config), opt, opts[i].key, opts[i].value);
     write_model_dir(dir, "opt-config", config, NULL, 1);
     m = model_load_hf(dir, err);
     expect_error(opts[i].what, m == NULL, err, "opt-config", opts[i].reason);
     model_free(m);
   }
+  /* OPT-350m: norms after the residual adds and none at the end, a projected embedding */
+  config_with(config, sizeof(config), opt, "do_layer_norm_before",
+              "false,\"word_embed_proj_dim\":4");
+  rc = load_config("opt-config", config, &cfg, err);
+  CHECK(rc == 0 && cfg.post_residual_norms && cfg.no_final_norm && cfg.embed_proj_dim == 4 &&
+            model_embed_width(&cfg) == 4,
+        "opt-350m: post-residual norms, no final norm, a 4-wide embedding (%s)", err);
+  rc = load_config("opt-config", opt, &cfg, err);
+  CHECK(rc == 0 && !cfg.post_residual_norms && !cfg.no_final_norm && cfg.embed_proj_dim == 0 &&
+            model_embed_width(&cfg) == 8,
+        "opt: pre norms, a final norm, no projection (%s)", err);
 }
 
 /* GPT-Neo: attention_types expanded into the local layers; a list off the

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# test_family_info.sh - `hydra info` names the block-description choices read
+# from each family's config (Qwen2's sliding layers from max_window_layers,
+# phi's and StableLM's q/k LayerNorms, OPT-350m's norms after the residual
+# adds, missing final norm and projected embedding); `hydra forward` runs
+# OPT-350m's block; the ablation engine refuses it by name (its direct
+# effects would pass every later norm), never computing something else.
+# usage: test_family_info.sh BUILD_DIR ROOT
+set -euo pipefail
+build=$1 root=$2
+hydra=$build/clients/hydra
+data=$root/tests/data
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+fail() {
+  echo "test_family_info: FAIL: $*" >&2
+  exit 1
+}
+expect_info() { # MODEL TEXT
+  "$hydra" info --model "$data/$1" >"$work/info.txt" 2>&1 || fail "hydra info $1: $(cat "$work/info.txt")"
+  grep -qF -- "$2" "$work/info.txt" || fail "hydra info $1 lacks \"$2\": $(cat "$work/info.txt")"
+}
+expect_info tiny-qwen2-window "window       5 keys on every layer from layer 1 on (layer 0 attends over every key)"
+expect_info tiny-phi-qknorm "q/k LayerNorms over each head, with biases"
+expect_info tiny-stablelm-qknorm "q/k LayerNorms over each head, without biases"
+expect_info tiny-opt-350m "after each residual add (none before the sublayers), no final norm"
+expect_info tiny-opt-350m "embeddings   32 wide: projected up to d_model after the lookup"
+"$hydra" forward --model "$data/tiny-opt-350m" --ids 5,17,30,2 >"$work/forward.txt" 2>&1 ||
+  fail "hydra forward on tiny-opt-350m: $(cat "$work/forward.txt")"
+grep -q "top 10 next tokens" "$work/forward.txt" || fail "hydra forward: $(cat "$work/forward.txt")"
+echo '{"preset": "hydra", "prompts": [{"ids": [5, 17, 30, 2, 7]}, {"ids": [9, 10, 3, 27, 12]}]}' \
+  >"$work/job.json"
+if "$hydra" run --model "$data/tiny-opt-350m" "$work/job.json" >/dev/null 2>"$work/run.err"; then
+  fail "an ablation job on a post-LN model was run"
+fi
+grep -q "the ablation engine does not support norms after the residual adds" "$work/run.err" ||
+  fail "the refusal does not say why: $(cat "$work/run.err")"
+echo "test_family_info: hydra info names every new choice; OPT-350m runs forward, ablations refused by name"

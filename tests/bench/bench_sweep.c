@@ -176,6 +176,49 @@ static int null_logit_metrics(backend_t *b, float *out, float *lp_out, const flo
   return 0;
 }
 #endif
+#ifndef HYDRA_BENCH_NO_FAMILY_OPS /* host_work.sh builds it on engines before these ops */
+static int null_matmul_blocks(backend_t *b, float *y, const float *x, const void *w, uint32_t type,
+                              const float *bias, int rows, int out, int in, int acc, float *s,
+                              size_t sn) {
+  (void)b, (void)y, (void)x, (void)w, (void)type, (void)bias, (void)rows, (void)out, (void)in;
+  (void)acc, (void)s, (void)sn;
+  return 0;
+}
+static int null_head_layernorm(backend_t *b, float *x, const float *g, const float *be, int rows,
+                               int h, int hd, float eps) {
+  (void)b, (void)x, (void)g, (void)be, (void)rows, (void)h, (void)hd, (void)eps;
+  return 0;
+}
+static int null_attention_rows(backend_t *b, float *out, float *patterns,
+                               const pattern_entry_t *e, int ne, const float *q, const float *k,
+                               const float *v, const int *ks, const int *nk, const float *k2,
+                               const float *v2, const int *ks2, const int *nk2, int h, int kvh,
+                               int hd, float scale, float softcap, int window) {
+  (void)b, (void)out, (void)patterns, (void)e, (void)ne, (void)q, (void)k, (void)v, (void)ks;
+  (void)nk, (void)k2, (void)v2, (void)ks2, (void)nk2, (void)h, (void)kvh, (void)hd, (void)scale;
+  (void)softcap, (void)window;
+  return 0;
+}
+static int null_glu(backend_t *b, float *g, const float *u, size_t n, activation_t act) {
+  (void)b, (void)g, (void)u, (void)n, (void)act;
+  return 0;
+}
+static int null_scale(backend_t *b, float *x, size_t n, float alpha) {
+  (void)b, (void)x, (void)n, (void)alpha;
+  return 0;
+}
+static int null_softcap(backend_t *b, float *x, size_t n, float cap) {
+  (void)b, (void)x, (void)n, (void)cap;
+  return 0;
+}
+static int null_embed_blocks(backend_t *b, float *x, const void *tok, uint32_t type,
+                             size_t row_bytes, const int *ids, const float *pe, const int *pos,
+                             int rows, int d) {
+  (void)b, (void)x, (void)tok, (void)type, (void)row_bytes, (void)ids, (void)pe, (void)pos;
+  (void)rows, (void)d;
+  return 0;
+}
+#endif
 static int null_copy(backend_t *b, void *dst, const void *src, size_t bytes) {
   (void)b, (void)dst, (void)src, (void)bytes;
   return 0;
@@ -211,6 +254,15 @@ static void use_null_ops(backend_t *b) {
   null_ops.embed = null_embed;
   null_ops.intervene = null_intervene;
   null_ops.row_dots = null_row_dots;
+#ifndef HYDRA_BENCH_NO_FAMILY_OPS
+  null_ops.matmul_blocks = null_matmul_blocks;
+  null_ops.head_layernorm = null_head_layernorm;
+  null_ops.attention_rows = null_attention_rows;
+  null_ops.glu = null_glu;
+  null_ops.scale = null_scale;
+  null_ops.softcap = null_softcap;
+  null_ops.embed_blocks = null_embed_blocks;
+#endif
   b->ops = &null_ops;
 }
 

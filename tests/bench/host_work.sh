@@ -54,11 +54,11 @@ build_base() {
 wt=$work/base
 # (both engines predate the backend op logit_stats)
 # (and logit_metrics)
-build_base "$wt" "$base" "-DHYDRA_BENCH_BASELINE -DHYDRA_BENCH_NO_LOGIT_STATS -DHYDRA_BENCH_NO_LOGIT_METRICS -DHYDRA_BENCH_ATTENTION_UNCAPPED"
+build_base "$wt" "$base" "-DHYDRA_BENCH_BASELINE -DHYDRA_BENCH_NO_LOGIT_STATS -DHYDRA_BENCH_NO_LOGIT_METRICS -DHYDRA_BENCH_ATTENTION_UNCAPPED -DHYDRA_BENCH_NO_FAMILY_OPS"
 wt1=$work/onestore
-build_base "$wt1" "$base1" "-DHYDRA_BENCH_NO_LOGIT_STATS -DHYDRA_BENCH_NO_LOGIT_METRICS -DHYDRA_BENCH_ATTENTION_UNCAPPED"
+build_base "$wt1" "$base1" "-DHYDRA_BENCH_NO_LOGIT_STATS -DHYDRA_BENCH_NO_LOGIT_METRICS -DHYDRA_BENCH_ATTENTION_UNCAPPED -DHYDRA_BENCH_NO_FAMILY_OPS"
 wt2=$work/hostmetrics
-build_base "$wt2" "$base2" "-DHYDRA_BENCH_NO_LOGIT_METRICS -DHYDRA_BENCH_ATTENTION_UNCAPPED"
+build_base "$wt2" "$base2" "-DHYDRA_BENCH_NO_LOGIT_METRICS -DHYDRA_BENCH_ATTENTION_UNCAPPED -DHYDRA_BENCH_NO_FAMILY_OPS"
 
 args=("$model" "$prompts" --runs 3 --warmup 1 --gemm 0 --null-ops 1 --max-rows 65536)
 get() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$2" | tail -1; }

@@ -189,11 +189,11 @@ static int null_head_layernorm(backend_t *b, float *x, const float *g, const flo
   (void)b, (void)x, (void)g, (void)be, (void)rows, (void)h, (void)hd, (void)eps;
   return 0;
 }
-static int null_attention_rows(backend_t *b, float *out, float *patterns,
-                               const pattern_entry_t *e, int ne, const float *q, const float *k,
-                               const float *v, const int *ks, const int *nk, const float *k2,
-                               const float *v2, const int *ks2, const int *nk2, int h, int kvh,
-                               int hd, float scale, float softcap, int window) {
+static int null_attention_rows(backend_t *b, float *out, float *patterns, const pattern_entry_t *e,
+                               int ne, const float *q, const float *k, const float *v,
+                               const int *ks, const int *nk, const float *k2, const float *v2,
+                               const int *ks2, const int *nk2, int h, int kvh, int hd, float scale,
+                               float softcap, int window) {
   (void)b, (void)out, (void)patterns, (void)e, (void)ne, (void)q, (void)k, (void)v, (void)ks;
   (void)nk, (void)k2, (void)v2, (void)ks2, (void)nk2, (void)h, (void)kvh, (void)hd, (void)scale;
   (void)softcap, (void)window;

@@ -1122,6 +1122,14 @@ static int gemma3_config(const hf_config_t *c, model_config_t *cfg, char *err) {
       config_int(c, "sliding_window_pattern", 0, 6, &pattern, err) ||
       gemma3_rope_config(c, cfg, err) || gemma_attention_config(c, 0.0, 0.0, pattern, cfg, err))
     return -1;
+  /* Gemma3Attention keeps the key but never caps its scores (transformers
+   * 5), and the published models set it null: a cap would be a model nobody
+   * computes the same way, so it is refused rather than applied or dropped. */
+  if (cfg->attn_softcap > 0.0f)
+    return err_set(err,
+                   "%s: attn_logit_softcapping = %g is not supported for gemma3_text "
+                   "(transformers' Gemma 3 does not apply it; Gemma 3 models set it null)",
+                   c->path, (double)cfg->attn_softcap);
   cfg->qk_norm = QK_NORM_PER_HEAD;
   return 0;
 }
@@ -1256,6 +1264,27 @@ static int unsupported_model_type(const hf_config_t *c, const char *model_type, 
       c->path, model_type, names);
 }
 
+/* A quantised checkpoint (GPTQ, AWQ, bitsandbytes, FP8, compressed-tensors,
+ * ...) stores weights that need its method's kernels or scales, which hydra
+ * does not apply: refused by name, whatever the tensors' dtypes (a GPTQ
+ * file's float tensors would load and compute something else). */
+static int quantized_refused(const hf_config_t *c, char *err) {
+  static const char *const keys[] = {"quantization_config", "compression_config"};
+  for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+    const json_t *q = json_object_get(c->root, keys[i]);
+    if (!q || json_is_null(q))
+      continue;
+    const json_t *method = json_is_object(q) ? json_object_get(q, "quant_method") : NULL;
+    return err_set(err,
+                   "%s: %s is not supported (a quantised checkpoint%s%.40s%s: hydra reads "
+                   "F32/F16/BF16 weights, or a GGUF file)",
+                   c->path, keys[i], json_is_string(method) ? ", quant_method \"" : "",
+                   json_is_string(method) ? json_string_value(method) : "",
+                   json_is_string(method) ? "\"" : "");
+  }
+  return 0;
+}
+
 int hf_config_load(const char *path, json_t **root, model_config_t *cfg, char *err) {
   json_error_t jerr;
   const char *model_type = NULL;
@@ -1268,7 +1297,7 @@ int hf_config_load(const char *path, json_t **root, model_config_t *cfg, char *e
     return err_set(err, "%s: not a JSON object", path);
   hf_config_t c = {path, *root};
   memset(cfg, 0, sizeof(*cfg));
-  if (config_string(&c, "model_type", NULL, &model_type, err))
+  if (config_string(&c, "model_type", NULL, &model_type, err) || quantized_refused(&c, err))
     return -1;
   json_t *text = NULL;
   if (hf_config_language_model(path, *root, &text, err))

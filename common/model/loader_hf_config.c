@@ -394,8 +394,9 @@ static int rope_config(const hf_config_t *c, const rope_keys_t *keys, model_conf
 
 /* The keys llama and its descendants (qwen2, ...) share: RMSNorm, whole-head
  * RoPE, a SwiGLU MLP without biases, GQA, tied or untied lm_head. An absent
- * head_dim is head_dim_dflt (0: hidden_size / num_attention_heads). */
-static int llama_like_config(const hf_config_t *c, const char *family, int eps_required,
+ * head_dim is head_dim_dflt (0: hidden_size / num_attention_heads); an absent
+ * rms_norm_eps is eps_dflt, the family's config class default (0: required). */
+static int llama_like_config(const hf_config_t *c, const char *family, double eps_dflt,
                              int head_dim_dflt, int partial_rotary, model_config_t *cfg,
                              char *err) {
   const char *act = NULL;
@@ -408,7 +409,7 @@ static int llama_like_config(const hf_config_t *c, const char *family, int eps_r
       config_int(c, "intermediate_size", 1, 0, &cfg->d_mlp, err) ||
       config_int(c, "vocab_size", 1, 0, &cfg->vocab_size, err) ||
       config_int(c, "max_position_embeddings", 1, 0, &cfg->max_positions, err) ||
-      config_number(c, "rms_norm_eps", eps_required, 1e-6, &cfg->norm_eps, err) ||
+      config_number(c, "rms_norm_eps", eps_dflt == 0.0, eps_dflt, &cfg->norm_eps, err) ||
       config_string(c, "hidden_act", "silu", &act, err) ||
       config_bool(c, "tie_word_embeddings", 0, &cfg->tied_unembed, err) ||
       config_token_id(c, "bos_token_id", cfg->vocab_size, &cfg->bos_id, err) ||
@@ -441,7 +442,7 @@ static int llama_like_config(const hf_config_t *c, const char *family, int eps_r
 
 static int llama_config(const hf_config_t *c, model_config_t *cfg, char *err) {
   int attn_bias = 0, mlp_bias = 0;
-  if (llama_like_config(c, "llama", 1, 0, 0, cfg, err) ||
+  if (llama_like_config(c, "llama", 0.0, 0, 0, cfg, err) ||
       config_bool(c, "attention_bias", 0, &attn_bias, err) ||
       config_bool(c, "mlp_bias", 0, &mlp_bias, err))
     return -1;
@@ -506,7 +507,7 @@ static int qwen_sliding_config(const hf_config_t *c, const model_config_t *cfg, 
 
 /* Qwen2: llama's block with q, k and v biases and no o_proj bias. */
 static int qwen2_config(const hf_config_t *c, model_config_t *cfg, char *err) {
-  if (llama_like_config(c, "qwen2", 0, 0, 0, cfg, err) || qwen_sliding_config(c, cfg, err))
+  if (llama_like_config(c, "qwen2", 1e-6, 0, 0, cfg, err) || qwen_sliding_config(c, cfg, err))
     return -1;
   cfg->qkv_bias = 1;
   cfg->o_bias = 0;
@@ -519,7 +520,7 @@ static int qwen2_config(const hf_config_t *c, model_config_t *cfg, char *err) {
  * Qwen2's sliding window. */
 static int qwen3_config(const hf_config_t *c, model_config_t *cfg, char *err) {
   int attn_bias = 0;
-  if (llama_like_config(c, "qwen3", 0, 128, 0, cfg, err) || qwen_sliding_config(c, cfg, err) ||
+  if (llama_like_config(c, "qwen3", 1e-6, 128, 0, cfg, err) || qwen_sliding_config(c, cfg, err) ||
       config_bool(c, "attention_bias", 0, &attn_bias, err))
     return -1;
   cfg->qkv_bias = cfg->o_bias = attn_bias;
@@ -534,7 +535,7 @@ static int qwen3_config(const hf_config_t *c, model_config_t *cfg, char *err) {
 static int mistral_config(const hf_config_t *c, model_config_t *cfg, char *err) {
   int window = 4096;
   const json_t *v = json_object_get(c->root, "sliding_window");
-  if (llama_like_config(c, "mistral", 0, 0, 0, cfg, err) ||
+  if (llama_like_config(c, "mistral", 1e-6, 0, 0, cfg, err) ||
       (!(v && json_is_null(v)) && config_int(c, "sliding_window", 0, 4096, &window, err)))
     return -1;
   if (v && json_is_null(v))
@@ -550,7 +551,7 @@ static int mistral_config(const hf_config_t *c, model_config_t *cfg, char *err) 
  * head) before the rotary, and q/k/v/o biases with attention_bias. */
 static int olmo2_config(const hf_config_t *c, model_config_t *cfg, char *err) {
   int attn_bias = 0;
-  if (llama_like_config(c, "olmo2", 1, 0, 0, cfg, err) ||
+  if (llama_like_config(c, "olmo2", 0.0, 0, 0, cfg, err) ||
       config_bool(c, "attention_bias", 0, &attn_bias, err))
     return -1;
   cfg->qkv_bias = cfg->o_bias = attn_bias;
@@ -614,7 +615,7 @@ static int sliding_layers_config(const hf_config_t *c, int period, model_config_
 static int granite_config(const hf_config_t *c, model_config_t *cfg, char *err) {
   int attn_bias = 0, mlp_bias = 0;
   float logits_scaling = 1.0f;
-  if (llama_like_config(c, "granite", 0, 0, 0, cfg, err) ||
+  if (llama_like_config(c, "granite", 1e-6, 0, 0, cfg, err) ||
       config_bool(c, "attention_bias", 0, &attn_bias, err) ||
       config_bool(c, "mlp_bias", 0, &mlp_bias, err) ||
       config_number(c, "embedding_multiplier", 0, 1.0, &cfg->embed_scale, err) ||
@@ -659,13 +660,13 @@ static int phi3_config(const hf_config_t *c, model_config_t *cfg, char *err) {
     if (!plain_params || json_object_set_new(plain_params, type_key, json_string("default")))
       return json_decref(plain), err_set(err, "%s: out of memory", c->path);
     hf_config_t pc = {c->path, plain};
-    int rc = llama_like_config(&pc, "phi3", 0, 0, 1, cfg, err);
+    int rc = llama_like_config(&pc, "phi3", 1e-5, 0, 1, cfg, err);
     json_decref(plain);
     int original = 4096; /* the top-level key, Phi3Config's 4096 when absent */
     if (rc || config_int(c, "original_max_position_embeddings", 0, 4096, &original, err) ||
         longrope_config(c, params, where, original, cfg, err))
       return -1;
-  } else if (llama_like_config(c, "phi3", 0, 0, 1, cfg, err)) {
+  } else if (llama_like_config(c, "phi3", 1e-5, 0, 1, cfg, err)) {
     return -1;
   }
   if (window && !json_is_null(window) &&

@@ -847,6 +847,29 @@ static int load_family(hf_weights_t *w, model_t *m, char *err) {
   return err_set(err, "%s: no tensor mapping for family %s", m->path, m->cfg.family);
 }
 
+/* A tied model (tie_word_embeddings true, or the family's default) whose
+ * file still holds its own unembedding: transformers 5 then leaves the two
+ * untied and reads the file's head, transformers 4 ties them and reads the
+ * embedding. One that equals the embedding changes nothing; one that differs
+ * is refused by name rather than silently dropped. */
+static int tied_head_check(hf_weights_t *w, const model_t *m, char *err) {
+  const model_config_t *c = &m->cfg;
+  const char *head = strcmp(c->family, "gpt_neox") == 0 ? "embed_out.weight" : "lm_head.weight";
+  const size_t v = (size_t)c->vocab_size, d = (size_t)c->d_model;
+  if (!c->tied_unembed || !weights_has(w, head))
+    return 0;
+  float *file_head = weights_scratch(w, v * d, err);
+  if (!file_head || load_matrix(w, head, v, d, file_head, err))
+    return -1;
+  if (memcmp(file_head, m->tok_embed, v * d * sizeof(float)) == 0)
+    return 0;
+  return err_set(err,
+                 "%s: tie_word_embeddings is true (or the %s default) but the weights hold their "
+                 "own %s, which differs from the token embedding (transformers 5 would read %s, "
+                 "transformers 4 the embedding): set tie_word_embeddings to say which",
+                 m->path, c->family, head, head);
+}
+
 /* Where a multimodal checkpoint keeps its language model: under
  * "model.language_model." with the lm_head at the top (as transformers 5
  * saves Gemma3ForConditionalGeneration), or under "language_model.model."
@@ -890,7 +913,7 @@ model_t *model_load_hf(const char *dir, char *err) {
     goto fail;
   snprintf(m->path, sizeof(m->path), "%s", dir);
   w.config = text ? text : root;
-  if (load_family(&w, m, err))
+  if (load_family(&w, m, err) || tied_head_check(&w, m, err))
     goto fail;
   snprintf(m->weights_format, sizeof(m->weights_format), "safetensors");
   snprintf(m->tensor_types, sizeof(m->tensor_types), "%s", w.types);

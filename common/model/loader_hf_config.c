@@ -394,8 +394,9 @@ static int rope_config(const hf_config_t *c, const rope_keys_t *keys, model_conf
 
 /* The keys llama and its descendants (qwen2, ...) share: RMSNorm, whole-head
  * RoPE, a SwiGLU MLP without biases, GQA, tied or untied lm_head. An absent
- * head_dim is head_dim_dflt (0: hidden_size / num_attention_heads). */
-static int llama_like_config(const hf_config_t *c, const char *family, int eps_required,
+ * head_dim is head_dim_dflt (0: hidden_size / num_attention_heads); an absent
+ * rms_norm_eps is eps_dflt, the family's config class default (0: required). */
+static int llama_like_config(const hf_config_t *c, const char *family, double eps_dflt,
                              int head_dim_dflt, int partial_rotary, model_config_t *cfg,
                              char *err) {
   const char *act = NULL;
@@ -408,7 +409,7 @@ static int llama_like_config(const hf_config_t *c, const char *family, int eps_r
       config_int(c, "intermediate_size", 1, 0, &cfg->d_mlp, err) ||
       config_int(c, "vocab_size", 1, 0, &cfg->vocab_size, err) ||
       config_int(c, "max_position_embeddings", 1, 0, &cfg->max_positions, err) ||
-      config_number(c, "rms_norm_eps", eps_required, 1e-6, &cfg->norm_eps, err) ||
+      config_number(c, "rms_norm_eps", eps_dflt == 0.0, eps_dflt, &cfg->norm_eps, err) ||
       config_string(c, "hidden_act", "silu", &act, err) ||
       config_bool(c, "tie_word_embeddings", 0, &cfg->tied_unembed, err) ||
       config_token_id(c, "bos_token_id", cfg->vocab_size, &cfg->bos_id, err) ||
@@ -441,7 +442,7 @@ static int llama_like_config(const hf_config_t *c, const char *family, int eps_r
 
 static int llama_config(const hf_config_t *c, model_config_t *cfg, char *err) {
   int attn_bias = 0, mlp_bias = 0;
-  if (llama_like_config(c, "llama", 1, 0, 0, cfg, err) ||
+  if (llama_like_config(c, "llama", 0.0, 0, 0, cfg, err) ||
       config_bool(c, "attention_bias", 0, &attn_bias, err) ||
       config_bool(c, "mlp_bias", 0, &mlp_bias, err))
     return -1;
@@ -514,7 +515,7 @@ static int qwen_sliding_config(const hf_config_t *c, model_config_t *cfg, char *
 
 /* Qwen2: llama's block with q, k and v biases and no o_proj bias. */
 static int qwen2_config(const hf_config_t *c, model_config_t *cfg, char *err) {
-  if (llama_like_config(c, "qwen2", 0, 0, 0, cfg, err) || qwen_sliding_config(c, cfg, err))
+  if (llama_like_config(c, "qwen2", 1e-6, 0, 0, cfg, err) || qwen_sliding_config(c, cfg, err))
     return -1;
   cfg->qkv_bias = 1;
   cfg->o_bias = 0;
@@ -527,7 +528,7 @@ static int qwen2_config(const hf_config_t *c, model_config_t *cfg, char *err) {
  * Qwen2's sliding window. */
 static int qwen3_config(const hf_config_t *c, model_config_t *cfg, char *err) {
   int attn_bias = 0;
-  if (llama_like_config(c, "qwen3", 0, 128, 0, cfg, err) || qwen_sliding_config(c, cfg, err) ||
+  if (llama_like_config(c, "qwen3", 1e-6, 128, 0, cfg, err) || qwen_sliding_config(c, cfg, err) ||
       config_bool(c, "attention_bias", 0, &attn_bias, err))
     return -1;
   cfg->qkv_bias = cfg->o_bias = attn_bias;
@@ -542,7 +543,7 @@ static int qwen3_config(const hf_config_t *c, model_config_t *cfg, char *err) {
 static int mistral_config(const hf_config_t *c, model_config_t *cfg, char *err) {
   int window = 4096;
   const json_t *v = json_object_get(c->root, "sliding_window");
-  if (llama_like_config(c, "mistral", 0, 0, 0, cfg, err) ||
+  if (llama_like_config(c, "mistral", 1e-6, 0, 0, cfg, err) ||
       (!(v && json_is_null(v)) && config_int(c, "sliding_window", 0, 4096, &window, err)))
     return -1;
   if (v && json_is_null(v))
@@ -558,7 +559,7 @@ static int mistral_config(const hf_config_t *c, model_config_t *cfg, char *err) 
  * head) before the rotary, and q/k/v/o biases with attention_bias. */
 static int olmo2_config(const hf_config_t *c, model_config_t *cfg, char *err) {
   int attn_bias = 0;
-  if (llama_like_config(c, "olmo2", 1, 0, 0, cfg, err) ||
+  if (llama_like_config(c, "olmo2", 0.0, 0, 0, cfg, err) ||
       config_bool(c, "attention_bias", 0, &attn_bias, err))
     return -1;
   cfg->qkv_bias = cfg->o_bias = attn_bias;
@@ -622,7 +623,7 @@ static int sliding_layers_config(const hf_config_t *c, int period, model_config_
 static int granite_config(const hf_config_t *c, model_config_t *cfg, char *err) {
   int attn_bias = 0, mlp_bias = 0;
   float logits_scaling = 1.0f;
-  if (llama_like_config(c, "granite", 0, 0, 0, cfg, err) ||
+  if (llama_like_config(c, "granite", 1e-6, 0, 0, cfg, err) ||
       config_bool(c, "attention_bias", 0, &attn_bias, err) ||
       config_bool(c, "mlp_bias", 0, &mlp_bias, err) ||
       config_number(c, "embedding_multiplier", 0, 1.0, &cfg->embed_scale, err) ||
@@ -667,13 +668,13 @@ static int phi3_config(const hf_config_t *c, model_config_t *cfg, char *err) {
     if (!plain_params || json_object_set_new(plain_params, type_key, json_string("default")))
       return json_decref(plain), err_set(err, "%s: out of memory", c->path);
     hf_config_t pc = {c->path, plain};
-    int rc = llama_like_config(&pc, "phi3", 0, 0, 1, cfg, err);
+    int rc = llama_like_config(&pc, "phi3", 1e-5, 0, 1, cfg, err);
     json_decref(plain);
     int original = 4096; /* the top-level key, Phi3Config's 4096 when absent */
     if (rc || config_int(c, "original_max_position_embeddings", 0, 4096, &original, err) ||
         longrope_config(c, params, where, original, cfg, err))
       return -1;
-  } else if (llama_like_config(c, "phi3", 0, 0, 1, cfg, err)) {
+  } else if (llama_like_config(c, "phi3", 1e-5, 0, 1, cfg, err)) {
     return -1;
   }
   if (window && !json_is_null(window) &&
@@ -1132,6 +1133,14 @@ static int gemma3_config(const hf_config_t *c, model_config_t *cfg, char *err) {
       config_int(c, "sliding_window_pattern", 0, 6, &pattern, err) ||
       gemma3_rope_config(c, cfg, err) || gemma_attention_config(c, 0.0, 0.0, pattern, cfg, err))
     return -1;
+  /* Gemma3Attention keeps the key but never caps its scores (transformers
+   * 5), and the published models set it null: a cap would be a model nobody
+   * computes the same way, so it is refused rather than applied or dropped. */
+  if (cfg->attn_softcap > 0.0f)
+    return err_set(err,
+                   "%s: attn_logit_softcapping = %g is not supported for gemma3_text "
+                   "(transformers' Gemma 3 does not apply it; Gemma 3 models set it null)",
+                   c->path, (double)cfg->attn_softcap);
   cfg->qk_norm = QK_NORM_PER_HEAD;
   return 0;
 }
@@ -1266,6 +1275,27 @@ static int unsupported_model_type(const hf_config_t *c, const char *model_type, 
       c->path, model_type, names);
 }
 
+/* A quantised checkpoint (GPTQ, AWQ, bitsandbytes, FP8, compressed-tensors,
+ * ...) stores weights that need its method's kernels or scales, which hydra
+ * does not apply: refused by name, whatever the tensors' dtypes (a GPTQ
+ * file's float tensors would load and compute something else). */
+static int quantized_refused(const hf_config_t *c, char *err) {
+  static const char *const keys[] = {"quantization_config", "compression_config"};
+  for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+    const json_t *q = json_object_get(c->root, keys[i]);
+    if (!q || json_is_null(q))
+      continue;
+    const json_t *method = json_is_object(q) ? json_object_get(q, "quant_method") : NULL;
+    return err_set(err,
+                   "%s: %s is not supported (a quantised checkpoint%s%.40s%s: hydra reads "
+                   "F32/F16/BF16 weights, or a GGUF file)",
+                   c->path, keys[i], json_is_string(method) ? ", quant_method \"" : "",
+                   json_is_string(method) ? json_string_value(method) : "",
+                   json_is_string(method) ? "\"" : "");
+  }
+  return 0;
+}
+
 int hf_config_load(const char *path, json_t **root, model_config_t *cfg, char *err) {
   json_error_t jerr;
   const char *model_type = NULL;
@@ -1278,7 +1308,7 @@ int hf_config_load(const char *path, json_t **root, model_config_t *cfg, char *e
     return err_set(err, "%s: not a JSON object", path);
   hf_config_t c = {path, *root};
   memset(cfg, 0, sizeof(*cfg));
-  if (config_string(&c, "model_type", NULL, &model_type, err))
+  if (config_string(&c, "model_type", NULL, &model_type, err) || quantized_refused(&c, err))
     return -1;
   json_t *text = NULL;
   if (hf_config_language_model(path, *root, &text, err))

@@ -47,6 +47,8 @@ Writes (under --out, normally `tests`):
   data/tiny-phi3-longrope/   random-init Phi-3 with longrope (short factors
                              1-3 per pair, attention factor from a context 4x
                              the pretraining one), Phi-3.5's config spelling
+  data/tiny-phi3-defaults/   random-init Phi-3 whose config.json leaves out
+                             rms_norm_eps (Phi3Config's default, 1e-5)
   data/tiny-phi/             random-init Phi (Phi-2): one LayerNorm for the
                              parallel attention and MLP, partial rotary,
                              biases, an lm_head bias
@@ -765,6 +767,38 @@ def make_tiny_phi3(data_dir, golden_dir):
     assert m.model.rotary_emb.inv_freq.numel() == 6 and m.config.sliding_window == 6
 
 
+def drop_rms_norm_eps(cfg_path):
+    """A config.json without rms_norm_eps: the reader must take Phi3Config's
+    default (1e-5), not another family's."""
+    with open(cfg_path) as f:
+        cfg = json.load(f)
+    assert cfg.pop("rms_norm_eps") == 1e-5
+    with open(cfg_path, "w") as f:
+        json.dump(cfg, f, indent=2, sort_keys=True)
+        f.write("\n")
+    log(f"  rewrote {rel(cfg_path)} without rms_norm_eps")
+
+
+def make_tiny_phi3_defaults(data_dir, golden_dir):
+    """Phi-3 with rms_norm_eps left to Phi3Config's default of 1e-5 (the key
+    dropped from config.json); embeddings scaled down so that the first
+    norms' inputs are small and the epsilon shows in the logits."""
+    name = "tiny-phi3-defaults"
+    log(f"[{name}]")
+    cfg = Phi3Config(hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=2,
+                     vocab_size=FAMILY_VOCAB, max_position_embeddings=128, tie_word_embeddings=False,
+                     initializer_range=LLAMA_INIT_RANGE, pad_token_id=None, eos_token_id=None,
+                     bos_token_id=None)
+    assert cfg.rms_norm_eps == 1e-5
+    torch.manual_seed(5050)
+    model = Phi3ForCausalLM(cfg).float().eval()
+    with torch.no_grad():
+        model.model.embed_tokens.weight.mul_(0.02)
+    from transformers.models.phi3.modeling_phi3 import Phi3RMSNorm
+    m = make_family_model(data_dir, golden_dir, name, model, (Phi3RMSNorm,), 5060, drop_rms_norm_eps)
+    assert m.config.rms_norm_eps == 1e-5
+
+
 def published_phi3_longrope_config(cfg_path):
     """Phi-3.5-mini's / Phi-4-mini's config.json spelling (transformers 4):
     rope_scaling {"type": "longrope", long_factor, short_factor}, rope_theta,
@@ -991,6 +1025,7 @@ TINY_FAMILIES = {
     "tiny-gemma3-mm": make_tiny_gemma3_mm,
     "tiny-phi3": make_tiny_phi3,
     "tiny-phi3-longrope": make_tiny_phi3_longrope,
+    "tiny-phi3-defaults": make_tiny_phi3_defaults,
     "tiny-phi": make_tiny_phi,
     "tiny-phi-qknorm": make_tiny_phi_qknorm,
     "tiny-granite": make_tiny_granite,

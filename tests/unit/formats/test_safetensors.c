@@ -829,6 +829,15 @@ static void test_llama(void) {
       {"tie_word_embeddings a string", "tie_word_embeddings", "\"no\"", "tie_word_embeddings"},
       {"eos_token_id a string", "eos_token_id", "\"</s>\"", "eos_token_id"},
       {"kv heads do not divide", "num_key_value_heads", "3", "n_kv_heads"},
+      {"a GPTQ checkpoint", "rms_norm_eps",
+       "1e-06,\"quantization_config\":{\"quant_method\":\"gptq\",\"bits\":4}",
+       "quantization_config is not supported (a quantised checkpoint, quant_method \"gptq\""},
+      {"a bitsandbytes checkpoint", "rms_norm_eps",
+       "1e-06,\"quantization_config\":{\"load_in_4bit\":true}",
+       "quantization_config is not supported"},
+      {"a compressed-tensors checkpoint", "rms_norm_eps",
+       "1e-06,\"compression_config\":{\"format\":\"pack-quantized\"}",
+       "compression_config is not supported"},
   };
   for (size_t i = 0; i < sizeof(configs) / sizeof(configs[0]); i++) {
     config_with(config, sizeof(config), llama_config, configs[i].key, configs[i].value);
@@ -847,6 +856,28 @@ static void test_llama(void) {
   expect_error("untied without lm_head", m == NULL, err, "model.safetensors", "lm_head.weight");
   model_free(m);
   t->omit = 0;
+
+  /* Tied, yet the file keeps an lm_head.weight: transformers 5 would read
+   * it untied, transformers 4 the embedding. One that differs is refused by
+   * name; one equal to the embedding loads as the tied model. */
+  config_with(config, sizeof(config), llama_config, "tie_word_embeddings", "true");
+  write_model_dir(dir, "llama-tied-own-head", config, &fm, 2);
+  m = model_load_hf(dir, err);
+  expect_error("tied with a different lm_head.weight", m == NULL, err, "llama-tied-own-head",
+               "tie_word_embeddings is true (or the llama default) but the weights hold their "
+               "own lm_head.weight");
+  model_free(m);
+  t = fake_find(&fm, "lm_head.weight");
+  float *own_head = t->values;
+  t->values = fake_find(&fm, "model.embed_tokens.weight")->values;
+  t->bf16 = 0;
+  write_model_dir(dir, "llama-tied-same-head", config, &fm, 1);
+  m = model_load_hf(dir, err);
+  CHECK(m != NULL && m->cfg.tied_unembed && m->unembed == m->tok_embed,
+        "tied with an lm_head.weight equal to the embedding loads tied: %s", err);
+  model_free(m);
+  t->values = own_head;
+  t->bf16 = 1;
 
   t = fake_find(&fm, "model.layers.1.self_attn.k_proj.weight");
   t->shape[0] = 2, t->shape[1] = 16; /* same element count, wrong shape */
@@ -1236,6 +1267,9 @@ static void test_gemma_config(void) {
       {"longrope global rotary", gemma3_config, "rope_scaling",
        "{\"rope_type\":\"longrope\",\"factor\":8.0}",
        "rope_scaling.rope_type \"longrope\" is not supported"},
+      /* transformers 5's Gemma 3 keeps the key and never applies it */
+      {"gemma3 attention soft-cap", gemma3_config, "rope_scaling",
+       "null,\"attn_logit_softcapping\":15.0", "attn_logit_softcapping = 15 is not supported"},
   };
   for (size_t i = 0; i < sizeof(configs) / sizeof(configs[0]); i++) {
     char dir[512];

@@ -64,18 +64,20 @@ static void *worker(void *arg) {
     int i;
     while ((i = next_task(r)) < 0 && !(r->stopping && r->n == 0))
       pthread_cond_wait(&r->wake, &r->lock);
-    if (i < 0) /* stopping, and nothing left to run */
+    if (i < 0) { /* stopping, and nothing left to run: the others stop too */
+      pthread_cond_broadcast(&r->wake);
       break;
+    }
     const task_t t = r->queue[i];
     memmove(&r->queue[i], &r->queue[i + 1], (size_t)(r->n - i - 1) * sizeof(task_t));
     r->n--;
     r->running[a->index] = t;
+    if (next_task(r) >= 0) /* another may run beside it: a waiting worker takes it */
+      pthread_cond_signal(&r->wake);
     pthread_mutex_unlock(&r->lock);
     t.work(t.task);
     pthread_mutex_lock(&r->lock);
     r->running[a->index].work = NULL;
-    /* a task of this owner may have waited for its share */
-    pthread_cond_broadcast(&r->wake);
   }
   pthread_mutex_unlock(&r->lock);
   return NULL;
@@ -138,8 +140,7 @@ int requests_submit(requests_t *r, const char *owner, requests_fn work, requests
   if (park)
     park(task);
   r->queue[r->n++] = t;
-  /* every worker looks: the one woken might find only tasks over their share */
-  pthread_cond_broadcast(&r->wake);
+  pthread_cond_signal(&r->wake);
   pthread_mutex_unlock(&r->lock);
   return 0;
 }

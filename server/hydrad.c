@@ -367,16 +367,18 @@ int main(int argc, char **argv) {
                m->name, c->model_paths[i], m->model->cfg.family, m->model->cfg.n_layers,
                m->model->tensor_types, weights_dtype_name(m->model->weights_dtype));
   }
+  /* Caught from before the first request is answered: a SIGTERM while the
+   * scheduler starts (a client saw health answer) drains, never kills. */
+  struct sigaction sa = {0};
+  sa.sa_handler = on_signal;
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
   /* HTTP first: a second hydrad started by mistake on a busy port stops here,
    * before it frees the leases of the worker already running as HOST:PORT. */
   if (http_start(s, err) != 0 || scheduler_start(s, err) != 0)
     goto fail;
   server_log(s, 1, "listening on %s:%d, backend %s, store %s, worker %s", c->listen, c->port,
              s->backend->ops->name, store_name(s->store), c->worker_id);
-  struct sigaction sa = {0};
-  sa.sa_handler = on_signal;
-  sigaction(SIGTERM, &sa, NULL);
-  sigaction(SIGINT, &sa, NULL);
   while (!got_signal)
     pause();
   /* Drain: no new job, no new unit; the running unit finishes and is stored. */

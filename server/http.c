@@ -288,6 +288,19 @@ static int format_row(void *ctx, int64_t seq, const char *text, size_t len) {
   return rc;
 }
 
+/* Bytes of formatted rows a stream reads from the store at a time: the
+ * HTTP thread parses each row it streams (a corrupt store shows), and
+ * /v1/health waits meanwhile (256 rows of a large job's, 10 ms and more on
+ * a loaded machine). */
+#define STREAM_BATCH_BYTES (64 * 1024)
+
+/* format_row, stopping the read once a batch is formatted. */
+static int stream_row(void *ctx, int64_t seq, const char *text, size_t len) {
+  stream_t *st = ctx;
+  const int rc = format_row(ctx, seq, text, len);
+  return rc ? rc : st->out.len >= STREAM_BATCH_BYTES;
+}
+
 /* A failed or cancelled job stores no end row (its rows stop where it
  * stopped): its streams close with one made here, not stored, so that a
  * reader following the job learns how it ended without asking for its
@@ -357,7 +370,7 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *out, size_t max) {
     char err[HYDRA_ERR_LEN];
     size_t n = 0;
     store_state_t state = STORE_QUEUED;
-    if (store_rows_read(s->store, st->job_id, st->next_seq, 256, format_row, st, &n, &state, err) !=
+    if (store_rows_read(s->store, st->job_id, st->next_seq, 256, stream_row, st, &n, &state, err) !=
         0)
       return MHD_CONTENT_READER_END_WITH_ERROR;
     if (st->corrupt >= 0) {
@@ -445,7 +458,7 @@ static enum MHD_Result respond_stream(server_t *s, struct MHD_Connection *c, req
   /* The first rows are read now: a corrupt one is a JSON 500, not a 200
    * that breaks off (one further on ends the stream, corrupt_row). */
   char err[HYDRA_ERR_LEN];
-  if (store_rows_read(s->store, st->job_id, st->next_seq, 256, format_row, st, NULL, NULL, err) !=
+  if (store_rows_read(s->store, st->job_id, st->next_seq, 256, stream_row, st, NULL, NULL, err) !=
       0) {
     stream_free(st);
     return respond_error(c, rq, 503, "", "the job store failed: %s", err);

@@ -866,7 +866,9 @@ static enum MHD_Result hand_over(server_t *s, struct MHD_Connection *c, request_
   rq->s = s;
   rq->conn = c;
   rq->queued = 1;
-  const int rc = requests_submit(s->http->requests, rq->user, work, park_request, rq);
+  /* --no-auth: one user, "local", on a box of its own: no share to keep */
+  const int rc =
+      requests_submit(s->http->requests, s->cfg.no_auth ? NULL : rq->user, work, park_request, rq);
   if (rc == 0)
     return MHD_YES;
   rq->queued = 0;

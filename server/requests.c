@@ -14,6 +14,7 @@ typedef struct {
   requests_fn work;
   void *task;
   char owner[REQUESTS_OWNER_LEN];
+  int unshared; /* no owner: no share applies */
 } task_t;
 
 typedef struct {
@@ -44,14 +45,14 @@ int requests_owner_share(const requests_t *r) {
 static int owner_running(const requests_t *r, const char *owner) {
   int k = 0;
   for (int i = 0; i < r->n_threads; i++)
-    k += r->running[i].work && strcmp(r->running[i].owner, owner) == 0;
+    k += r->running[i].work && !r->running[i].unshared && strcmp(r->running[i].owner, owner) == 0;
   return k;
 }
 
 /* The oldest queued task whose owner is within its running share, or -1. */
 static int next_task(const requests_t *r) {
   for (int i = 0; i < r->n; i++)
-    if (owner_running(r, r->queue[i].owner) < requests_running_share(r))
+    if (r->queue[i].unshared || owner_running(r, r->queue[i].owner) < requests_running_share(r))
       return i;
   return -1;
 }
@@ -123,7 +124,7 @@ requests_t *requests_start(int n_threads, int capacity, char *err) {
 
 int requests_submit(requests_t *r, const char *owner, requests_fn work, requests_fn park,
                     void *task) {
-  task_t t = {work, task, ""};
+  task_t t = {work, task, "", owner == NULL};
   snprintf(t.owner, sizeof t.owner, "%s", owner ? owner : "");
   pthread_mutex_lock(&r->lock);
   if (r->stopping || r->n == r->capacity) {
@@ -133,7 +134,7 @@ int requests_submit(requests_t *r, const char *owner, requests_fn work, requests
   int held = owner_running(r, t.owner);
   for (int i = 0; i < r->n; i++)
     held += strcmp(r->queue[i].owner, t.owner) == 0;
-  if (held >= requests_owner_share(r)) {
+  if (!t.unshared && held >= requests_owner_share(r)) {
     pthread_mutex_unlock(&r->lock);
     return REQUESTS_OWNER_FULL;
   }

@@ -32,7 +32,8 @@ requests_t *requests_start(int n_threads, int capacity, char *err);
 #define REQUESTS_FULL (-1)       /* the queue is full, or stopping */
 #define REQUESTS_OWNER_FULL (-2) /* owner holds half the queue already */
 
-/* Queues work(task) for a worker, on owner's behalf (copied). park(task),
+/* Queues work(task) for a worker, on owner's behalf (copied; NULL: no
+ * owner, whose tasks no share limits, for a server of one user). park(task),
  * when not NULL, runs under the queue's lock just before the task is
  * queued, so no worker starts the task before park has returned (the HTTP
  * layer suspends the connection there; the worker resumes it). Returns 0,

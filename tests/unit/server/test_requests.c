@@ -101,6 +101,23 @@ int main(void) {
   for (int i = 1; i < 4; i++)
     CHECK(alice[i].order > alice[i - 1].order, "alice's task %d ran before her task %d", i, i - 1);
   requests_free(r);
+  /* no owner (a one-user server): no share, both workers at once, the queue whole */
+  r = requests_start(2, 4, err);
+  gate_open = 0;
+  gated_t solo[4];
+  for (int i = 0; i < 4; i++) {
+    solo[i] = (gated_t){&lock, &cond, &gate_open, 0, 0, 0};
+    CHECK(r && requests_submit(r, NULL, gated_work, NULL, &solo[i]) == 0,
+          "an unowned task %d refused", i);
+  }
+  CHECK(wait_started(&solo[0]) && wait_started(&solo[1]),
+        "two unowned tasks do not run on both workers at once");
+  pthread_mutex_lock(&lock);
+  gate_open = 1;
+  pthread_cond_broadcast(&cond);
+  pthread_mutex_unlock(&lock);
+  requests_free(r);
+  CHECK(solo[2].done && solo[3].done, "unowned tasks left unrun");
   /* one worker: every owner runs on it */
   r = requests_start(1, 4, err);
   CHECK(r && requests_running_share(r) == 1 && requests_owner_share(r) == 2,

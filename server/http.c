@@ -45,9 +45,17 @@
  * their request deadlines, the timer. */
 typedef struct conn_state {
   int fd;
-  double deadline; /* monotonic seconds by which the request must be read; 0: none now */
+  uint32_t ip;       /* the peer's IPv4 address (network order) */
+  double deadline;   /* monotonic seconds by which the request must be read; 0: none now */
+  double idle_since; /* monotonic: no request on it since then (connected, or its last answer
+                        sent); 0: a request is under way (its line read) or answered */
+  int closing;       /* shut to make room (on_accept): counted no more */
   struct conn_state *prev, *next;
 } conn_state_t;
+
+/* Connections libmicrohttpd may hold beyond --connection-limit: those shut
+ * to make room (on_accept) until it has closed them. */
+#define CLOSING_SLACK 64
 
 /* Request body bytes one user holds (or announced) now. */
 #define BUFFER_USERS 128
@@ -280,6 +288,19 @@ static int format_row(void *ctx, int64_t seq, const char *text, size_t len) {
   return rc;
 }
 
+/* Bytes of formatted rows a stream reads from the store at a time: the
+ * HTTP thread parses each row it streams (a corrupt store shows), and
+ * /v1/health waits meanwhile (256 rows of a large job's, 10 ms and more on
+ * a loaded machine). */
+#define STREAM_BATCH_BYTES (64 * 1024)
+
+/* format_row, stopping the read once a batch is formatted. */
+static int stream_row(void *ctx, int64_t seq, const char *text, size_t len) {
+  stream_t *st = ctx;
+  const int rc = format_row(ctx, seq, text, len);
+  return rc ? rc : st->out.len >= STREAM_BATCH_BYTES;
+}
+
 /* A failed or cancelled job stores no end row (its rows stop where it
  * stopped): its streams close with one made here, not stored, so that a
  * reader following the job learns how it ended without asking for its
@@ -349,7 +370,7 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *out, size_t max) {
     char err[HYDRA_ERR_LEN];
     size_t n = 0;
     store_state_t state = STORE_QUEUED;
-    if (store_rows_read(s->store, st->job_id, st->next_seq, 256, format_row, st, &n, &state, err) !=
+    if (store_rows_read(s->store, st->job_id, st->next_seq, 256, stream_row, st, &n, &state, err) !=
         0)
       return MHD_CONTENT_READER_END_WITH_ERROR;
     if (st->corrupt >= 0) {
@@ -437,7 +458,7 @@ static enum MHD_Result respond_stream(server_t *s, struct MHD_Connection *c, req
   /* The first rows are read now: a corrupt one is a JSON 500, not a 200
    * that breaks off (one further on ends the stream, corrupt_row). */
   char err[HYDRA_ERR_LEN];
-  if (store_rows_read(s->store, st->job_id, st->next_seq, 256, format_row, st, NULL, NULL, err) !=
+  if (store_rows_read(s->store, st->job_id, st->next_seq, 256, stream_row, st, NULL, NULL, err) !=
       0) {
     stream_free(st);
     return respond_error(c, rq, 503, "", "the job store failed: %s", err);
@@ -845,9 +866,17 @@ static enum MHD_Result hand_over(server_t *s, struct MHD_Connection *c, request_
   rq->s = s;
   rq->conn = c;
   rq->queued = 1;
-  if (requests_submit(s->http->requests, work, park_request, rq) == 0)
+  /* --no-auth: one user, "local", on a box of its own: no share to keep */
+  const int rc =
+      requests_submit(s->http->requests, s->cfg.no_auth ? NULL : rq->user, work, park_request, rq);
+  if (rc == 0)
     return MHD_YES;
   rq->queued = 0;
+  if (rc == REQUESTS_OWNER_FULL)
+    return respond_error(c, rq, 503, "",
+                         "user %s has %d requests waiting or running (one user's share of the "
+                         "request queue): try again",
+                         rq->user, requests_owner_share(s->http->requests));
   return respond_error(c, rq, 503, "", "the server has %d requests waiting (the limit): try again",
                        4 * s->cfg.request_workers);
 }
@@ -1333,6 +1362,19 @@ static void request_deadline(server_t *s, struct MHD_Connection *c, int reading)
   pthread_mutex_unlock(&s->http->lock);
 }
 
+/* The connection has a request under way (its request line read), or is
+ * idle from now (its answer sent): on_accept closes idle ones to make room. */
+static void conn_busy(server_t *s, struct MHD_Connection *c, int busy) {
+  const union MHD_ConnectionInfo *ci =
+      MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  conn_state_t *cs = ci ? ci->socket_context : NULL;
+  if (!cs)
+    return;
+  pthread_mutex_lock(&s->http->lock);
+  cs->idle_since = busy ? 0 : clock_monotonic();
+  pthread_mutex_unlock(&s->http->lock);
+}
+
 /* Headers that must come once, counted (framing and identity). */
 typedef struct {
   int content_length, chunked, authorization;
@@ -1469,6 +1511,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
   if (!rq)
     return;
   request_deadline(s, c, 1); /* the connection's next request */
+  conn_busy(s, c, 0);
   pthread_mutex_lock(&s->lock);
   s->requests_total++;
   pthread_mutex_unlock(&s->lock);
@@ -1484,6 +1527,60 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
   *con_cls = NULL;
 }
 
+static uint32_t peer_ip(const struct sockaddr *addr) {
+  return addr && addr->sa_family == AF_INET ? ((const struct sockaddr_in *)addr)->sin_addr.s_addr
+                                            : 0;
+}
+
+/* A new connection, before libmicrohttpd takes it: at --per-ip-limit for
+ * its address (or --connection-limit in all), the longest idle connection
+ * of that address (or of any) is shut to make room, so that connections
+ * that only sit idle (keep-alive, or never a byte sent) cannot lock an
+ * address out; a connection with a request under way (read, answered or
+ * streaming) is never shut for this. Refused when every one is busy. */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t len) {
+  server_t *s = cls;
+  struct http *h = s->http;
+  (void)len;
+  const uint32_t ip = peer_ip(addr);
+  int of_ip = 0, all = 0;
+  conn_state_t *idlest_of_ip = NULL, *idlest = NULL;
+  pthread_mutex_lock(&h->lock);
+  for (conn_state_t *cs = h->conns; cs; cs = cs->next) {
+    if (cs->closing)
+      continue;
+    all++;
+    const int idle = cs->idle_since > 0 && cs->fd >= 0;
+    if (idle && (!idlest || cs->idle_since < idlest->idle_since))
+      idlest = cs;
+    if (cs->ip != ip)
+      continue;
+    of_ip++;
+    if (idle && (!idlest_of_ip || cs->idle_since < idlest_of_ip->idle_since))
+      idlest_of_ip = cs;
+  }
+  const int over_ip = of_ip >= s->cfg.per_ip_limit, over_all = all >= s->cfg.connection_limit;
+  conn_state_t *room = over_ip ? idlest_of_ip : over_all ? idlest : NULL;
+  double idle_s = 0;
+  if (room) {
+    shutdown(room->fd, SHUT_RDWR); /* libmicrohttpd sees the end and closes it */
+    room->closing = 1;
+    idle_s = clock_monotonic() - room->idle_since;
+  }
+  pthread_mutex_unlock(&h->lock);
+  char who[INET_ADDRSTRLEN] = "?";
+  inet_ntop(AF_INET, &ip, who, sizeof who);
+  if ((over_ip || over_all) && !room)
+    server_log(s, 1,
+               "connection from %s refused: %d of its connections open (--per-ip-limit %d), "
+               "%d in all (--connection-limit %d), none idle",
+               who, of_ip, s->cfg.per_ip_limit, all, s->cfg.connection_limit);
+  else if (room)
+    server_log(s, 2, "a connection idle for %.1f s closed to make room for one from %s", idle_s,
+               who);
+  return (over_ip || over_all) && !room ? MHD_NO : MHD_YES;
+}
+
 /* Connections come and go: each has a deadline for its request (set again
  * after every answer; none while a request is answered). */
 static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
@@ -1497,7 +1594,11 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
     cs->fd = ci ? ci->connect_fd : -1;
+    const union MHD_ConnectionInfo *ai =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    cs->ip = peer_ip(ai ? ai->client_addr : NULL);
     cs->deadline = clock_monotonic() + s->cfg.request_deadline_s;
+    cs->idle_since = clock_monotonic();
     pthread_mutex_lock(&h->lock);
     cs->next = h->conns;
     if (h->conns)
@@ -1557,7 +1658,7 @@ static void *http_timer(void *arg) {
  * its control characters escaped: a request cannot write lines of its own. */
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c) {
   server_t *s = cls;
-  (void)c;
+  conn_busy(s, c, 1);
   char path[256];
   snprintf(path, sizeof(path), "%s", uri);
   char *q = strchr(path, '?');
@@ -1617,17 +1718,16 @@ int http_start(server_t *s, char *err) {
   /* Listening before the first request: a stream may park at once. */
   notify_listen(&s->notify, resume_streams, s);
   /* With TLS the certificate options come before the end marker. */
-  s->mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
-                                MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | tls,
-                            (uint16_t)s->cfg.port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR,
-                            (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-                            MHD_OPTION_URI_LOG_CALLBACK, on_uri, s, MHD_OPTION_NOTIFY_CONNECTION,
-                            on_connection, s, MHD_OPTION_CONNECTION_LIMIT,
-                            (unsigned)s->cfg.connection_limit, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-                            (unsigned)s->cfg.per_ip_limit, MHD_OPTION_CONNECTION_TIMEOUT,
-                            (unsigned)s->cfg.connection_timeout_s,
-                            tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, cert,
-                            MHD_OPTION_HTTPS_MEM_KEY, key, MHD_OPTION_END);
+  s->mhd = MHD_start_daemon(
+      MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+          MHD_USE_ERROR_LOG | tls,
+      (uint16_t)s->cfg.port, on_accept, s, on_request, s, MHD_OPTION_SOCK_ADDR,
+      (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+      MHD_OPTION_URI_LOG_CALLBACK, on_uri, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
+      MHD_OPTION_CONNECTION_LIMIT, (unsigned)(s->cfg.connection_limit + CLOSING_SLACK),
+      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->cfg.connection_timeout_s,
+      tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, cert, MHD_OPTION_HTTPS_MEM_KEY, key,
+      MHD_OPTION_END);
   free(cert); /* libmicrohttpd copies them at start */
   if (key) {
     explicit_bzero(key, strlen(key));

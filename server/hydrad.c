@@ -68,14 +68,17 @@ static void usage(FILE *f) {
              "  --max-body BYTES         request body (default 16777216)\n"
              "  --deadline-s S           default per-job deadline (default 0: none)\n"
              "  --retention-days D       keep finished jobs (default 30)\n"
-             "  --connection-limit N     (default 512)  --per-ip-limit N (default 64)\n"
+             "  --connection-limit N     (default 512)  --per-ip-limit N (default 64); at a\n"
+             "                           limit the longest idle connection is closed for the\n"
+             "                           new one (refused when none is idle)\n"
              "  --connection-timeout-s S idle connections are closed (default 30)\n"
              "  --request-deadline-s S   a request's headers and body must arrive within S\n"
              "                           seconds in all, or the connection is cut (default 30)\n"
              "  --stream-keepalive-s S   waiting result streams are looked at every S seconds:\n"
              "                           SSE gets a keep-alive comment, a gone client is\n"
              "                           dropped (default 5)\n"
-             "  --request-workers N      threads that parse, plan and store jobs (default 2)\n"
+             "  --request-workers N      threads that parse, plan and store jobs (default 2);\n"
+             "                           one user's requests run on all but one of them\n"
              "  --job-memory-mib MIB     what one job's plan may take (default 256)\n"
              "  --log-level error|info|debug\n");
 }
@@ -364,16 +367,18 @@ int main(int argc, char **argv) {
                m->name, c->model_paths[i], m->model->cfg.family, m->model->cfg.n_layers,
                m->model->tensor_types, weights_dtype_name(m->model->weights_dtype));
   }
+  /* Caught from before the first request is answered: a SIGTERM while the
+   * scheduler starts (a client saw health answer) drains, never kills. */
+  struct sigaction sa = {0};
+  sa.sa_handler = on_signal;
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
   /* HTTP first: a second hydrad started by mistake on a busy port stops here,
    * before it frees the leases of the worker already running as HOST:PORT. */
   if (http_start(s, err) != 0 || scheduler_start(s, err) != 0)
     goto fail;
   server_log(s, 1, "listening on %s:%d, backend %s, store %s, worker %s", c->listen, c->port,
              s->backend->ops->name, store_name(s->store), c->worker_id);
-  struct sigaction sa = {0};
-  sa.sa_handler = on_signal;
-  sigaction(SIGTERM, &sa, NULL);
-  sigaction(SIGINT, &sa, NULL);
   while (!got_signal)
     pause();
   /* Drain: no new job, no new unit; the running unit finishes and is stored. */

@@ -1,6 +1,8 @@
 /* store.c - store.h's calls on an open store: the arguments checked once
- * for every store, then the store's own operation (store_impl.h). Opening
- * one is store_open.c's, above the stores. */
+ * for every store, the lock of the connection taken, then the store's own
+ * operation; the job state machine's moves (a state, a unit stored, rows
+ * appended, a note, a retry) are made here from the driver's transaction
+ * steps (store_impl.h). Opening one is store_open.c's, above the stores. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +58,141 @@ void store_close(store_t *s) {
   if (s)
     s->ops->close(s);
 }
+
+int store_head_init(store_t *s, char *err) {
+  if (pthread_mutex_init(&s->write_lock, NULL))
+    return err_set(err, "store %s: cannot make a mutex", s->name);
+  if (pthread_mutex_init(&s->read_lock, NULL)) {
+    pthread_mutex_destroy(&s->write_lock);
+    return err_set(err, "store %s: cannot make a mutex", s->name);
+  }
+  if (pthread_mutex_init(&s->lease_lock, NULL)) {
+    pthread_mutex_destroy(&s->read_lock);
+    pthread_mutex_destroy(&s->write_lock);
+    return err_set(err, "store %s: cannot make a mutex", s->name);
+  }
+  s->locks_ready = 1;
+  return 0;
+}
+
+void store_head_destroy(store_t *s) {
+  if (!s->locks_ready)
+    return;
+  pthread_mutex_destroy(&s->lease_lock);
+  pthread_mutex_destroy(&s->read_lock);
+  pthread_mutex_destroy(&s->write_lock);
+  s->locks_ready = 0;
+}
+
+/* The lock of the connection lease renewals and releases use. */
+static pthread_mutex_t *lease_lock(store_t *s) {
+  return s->lease_lock_own ? &s->lease_lock : &s->write_lock;
+}
+
+/* ---- the job state machine's moves, in one writer transaction ---------- */
+
+/* The job's row, locked, in a transaction begun; with open_only a job that
+ * has ended is STORE_STATE. 0, or the error (the transaction rolled back). */
+static int tx_job(store_t *s, const char *job_id, int open_only, store_job_row_t *job,
+                  const char *what, char *err) {
+  if (s->tx->begin(s, what, err))
+    return -1;
+  int rc = s->tx->job_lock(s, job_id, job, what, err);
+  if (rc == 0 && open_only && store_state_final(job->state)) {
+    err_set(err, "store %s: %s: the job is %s", s->name, what, store_state_name(job->state));
+    rc = STORE_STATE;
+  }
+  if (rc)
+    s->tx->rollback(s);
+  return rc;
+}
+
+/* Commits; rolls back when a step or the commit failed (rc != 0). */
+static int tx_end(store_t *s, int rc, const char *what, char *err) {
+  if (rc == 0 && s->tx->commit(s, what, err) == 0)
+    return 0;
+  s->tx->rollback(s);
+  return rc ? rc : -1;
+}
+
+static int move_job(store_t *s, const char *job_id, store_state_t state, const char *error,
+                    const char *const rows[], size_t n_rows, const char *what, char *err) {
+  store_job_row_t job;
+  int rc = tx_job(s, job_id, 0, &job, what, err);
+  if (rc)
+    return rc;
+  char why[96];
+  if ((rc = store_move_allowed(job.state, state, job.units_done, job.n_units, why, sizeof why)))
+    err_set(err, "store %s: %s: %s", s->name, what, why);
+  else if (s->tx->rows_insert(s, &job, rows, n_rows, what, err) ||
+           s->tx->job_move(s, &job, state, error, n_rows, what, err))
+    rc = -1;
+  return tx_end(s, rc, what, err);
+}
+
+static int complete_unit(store_t *s, const char *job_id, int unit, const char *const rows[],
+                         size_t n_rows, int64_t variants, const char *what, char *err) {
+  store_job_row_t job;
+  int rc = tx_job(s, job_id, 1, &job, what, err);
+  if (rc)
+    return rc;
+  int done = 0;
+  if (unit >= job.n_units)
+    rc = err_set(err, "store %s: %s: the job has %d units", s->name, what, job.n_units);
+  else if (s->tx->unit_done(s, &job, unit, &done, what, err))
+    rc = -1;
+  else if (done) {
+    err_set(err, "store %s: %s: the unit is done already", s->name, what);
+    rc = STORE_DUPLICATE;
+  } else if (s->tx->rows_insert(s, &job, rows, n_rows, what, err) ||
+             s->tx->unit_store(s, &job, unit, n_rows, variants, what, err))
+    rc = -1;
+  return tx_end(s, rc, what, err);
+}
+
+static int append_rows(store_t *s, const char *job_id, const char *const rows[], size_t n_rows,
+                       const char *what, char *err) {
+  store_job_row_t job;
+  int rc = tx_job(s, job_id, 1, &job, what, err);
+  if (rc)
+    return rc;
+  if (s->tx->rows_insert(s, &job, rows, n_rows, what, err) ||
+      s->tx->rows_count(s, &job, n_rows, what, err))
+    rc = -1;
+  return tx_end(s, rc, what, err);
+}
+
+static int note_job(store_t *s, const char *job_id, const char *note, const char *what, char *err) {
+  store_job_row_t job;
+  int rc = tx_job(s, job_id, 1, &job, what, err);
+  if (rc)
+    return rc;
+  return tx_end(s, s->tx->job_note(s, &job, note, what, err) ? -1 : 0, what, err);
+}
+
+static int requeue_job(store_t *s, const char *job_id, store_state_t *state, const char *what,
+                       char *err) {
+  store_job_row_t job;
+  int rc = tx_job(s, job_id, 0, &job, what, err);
+  if (rc)
+    return rc;
+  char why[96];
+  if ((rc = store_move_allowed(job.state, STORE_QUEUED, job.units_done, job.n_units, why,
+                               sizeof why)))
+    err_set(err, "store %s: %s: %s", s->name, what, why);
+  else if (s->tx->job_requeue(s, &job, state, what, err))
+    rc = -1;
+  return tx_end(s, rc, what, err);
+}
+
+/* A store call under its connection's lock. */
+#define LOCKED(lock, call)                                                                         \
+  do {                                                                                             \
+    pthread_mutex_lock(lock);                                                                      \
+    const int rc_ = (call);                                                                        \
+    pthread_mutex_unlock(lock);                                                                    \
+    return rc_;                                                                                    \
+  } while (0)
 
 const char *store_name(const store_t *s) {
   return s->name;
@@ -130,7 +267,7 @@ int store_job_create(store_t *s, const store_job_t *job, const char *spec, size_
     return err_set(err, "store %s: %s: name, labels or prompt count out of bounds", s->name, what);
   if (!spec)
     return err_set(err, "store %s: %s: no spec", s->name, what);
-  return s->ops->job_create(s, job, spec, spec_len, what, err);
+  LOCKED(&s->write_lock, s->ops->job_create(s, job, spec, spec_len, what, err));
 }
 
 int store_unit_complete(store_t *s, const char *job_id, int unit, const char *const rows[],
@@ -141,7 +278,8 @@ int store_unit_complete(store_t *s, const char *job_id, int unit, const char *co
     return -1;
   if (!job_id || unit < 0 || variants_done_delta < 0)
     return err_set(err, "store %s: %s: bad arguments", s->name, what);
-  return s->ops->unit_complete(s, job_id, unit, rows, n_rows, variants_done_delta, what, err);
+  LOCKED(&s->write_lock,
+         complete_unit(s, job_id, unit, rows, n_rows, variants_done_delta, what, err));
 }
 
 int store_job_set_state(store_t *s, const char *job_id, store_state_t state, const char *error,
@@ -162,7 +300,7 @@ int store_job_set_state(store_t *s, const char *job_id, store_state_t state, con
     memcpy(message, error, n);
   }
   message[n] = 0;
-  return s->ops->job_set_state(s, job_id, state, message, rows, n_rows, what, err);
+  LOCKED(&s->write_lock, move_job(s, job_id, state, message, rows, n_rows, what, err));
 }
 
 int store_job_note(store_t *s, const char *job_id, const char *note, char *err) {
@@ -178,7 +316,7 @@ int store_job_note(store_t *s, const char *job_id, const char *note, char *err) 
   if (n)
     memcpy(text, note, n);
   text[n] = 0;
-  return s->ops->job_note(s, job_id, text, what, err);
+  LOCKED(&s->write_lock, note_job(s, job_id, text, what, err));
 }
 
 int store_job_retry(store_t *s, const char *job_id, store_state_t *state, char *err) {
@@ -189,7 +327,7 @@ int store_job_retry(store_t *s, const char *job_id, store_state_t *state, char *
     return -1;
   if (!job_id)
     return err_set(err, "store %s: %s: no job id", s->name, what);
-  return s->ops->job_retry(s, job_id, state ? state : &state_here, what, err);
+  LOCKED(&s->write_lock, requeue_job(s, job_id, state ? state : &state_here, what, err));
 }
 
 int store_job_cancel(store_t *s, const char *job_id, char *err) {
@@ -204,13 +342,13 @@ int store_rows_append(store_t *s, const char *job_id, const char *const rows[], 
     return -1;
   if (!job_id)
     return err_set(err, "store %s: %s: no job id", s->name, what);
-  return s->ops->rows_append(s, job_id, rows, n_rows, what, err);
+  LOCKED(&s->write_lock, append_rows(s, job_id, rows, n_rows, what, err));
 }
 
 int store_purge(store_t *s, double older_than, size_t *n_purged, char *err) {
   if (writable(s, err))
     return -1;
-  return s->ops->purge(s, older_than, n_purged, err);
+  LOCKED(&s->write_lock, s->ops->purge(s, older_than, n_purged, err));
 }
 
 int store_claim_unit(store_t *s, const char *job_id, const char *worker, double lease_s, int *unit,
@@ -222,7 +360,7 @@ int store_claim_unit(store_t *s, const char *job_id, const char *worker, double 
     return -1;
   if (!job_id || !(lease_s > 0))
     return err_set(err, "store %s: %s: bad arguments", s->name, what);
-  return s->ops->claim_unit(s, job_id, worker, lease_s, unit, what, err);
+  LOCKED(&s->write_lock, s->ops->claim_unit(s, job_id, worker, lease_s, unit, what, err));
 }
 
 int store_renew_lease(store_t *s, const char *job_id, int unit, const char *worker, double lease_s,
@@ -236,15 +374,16 @@ int store_renew_lease(store_t *s, const char *job_id, int unit, const char *work
     return -1;
   if (!job_id || unit < 0 || !(lease_s > 0))
     return err_set(err, "store %s: %s: bad arguments", s->name, what);
-  return s->ops->renew_lease(s, job_id, unit, worker, lease_s, held ? held : &held_here,
-                             state ? state : &state_here, what, err);
+  LOCKED(lease_lock(s),
+         s->ops->renew_lease(s, job_id, unit, worker, lease_s, held ? held : &held_here,
+                             state ? state : &state_here, what, err));
 }
 
 int store_release_leases(store_t *s, const char *worker, size_t *n_released, char *err) {
   size_t n_here = 0;
   if (writable(s, err) || worker_check(s, worker, "release leases", err))
     return -1;
-  return s->ops->release_leases(s, worker, n_released ? n_released : &n_here, err);
+  LOCKED(lease_lock(s), s->ops->release_leases(s, worker, n_released ? n_released : &n_here, err));
 }
 
 /* ---- reading ---------------------------------------------------------- */
@@ -254,7 +393,7 @@ int store_job_get(store_t *s, const char *job_id, store_job_t *job, char *err) {
   snprintf(what, sizeof what, "read job %.40s", job_id ? job_id : "");
   if (!job_id)
     return err_set(err, "store %s: %s: no job id", s->name, what);
-  return s->ops->job_get(s, job_id, job, what, err);
+  LOCKED(&s->read_lock, s->ops->job_get(s, job_id, job, what, err));
 }
 
 int store_job_spec(store_t *s, const char *job_id, char **spec, size_t *len, char *err) {
@@ -263,14 +402,14 @@ int store_job_spec(store_t *s, const char *job_id, char **spec, size_t *len, cha
   *spec = NULL;
   if (!job_id)
     return err_set(err, "store %s: %s: no job id", s->name, what);
-  return s->ops->job_spec(s, job_id, spec, len, what, err);
+  LOCKED(&s->read_lock, s->ops->job_spec(s, job_id, spec, len, what, err));
 }
 
 int store_jobs_list(store_t *s, const char *user, size_t limit, store_job_t **jobs, size_t *n,
                     char *err) {
   *jobs = NULL;
   *n = 0;
-  return s->ops->jobs_list(s, user, limit, jobs, n, err);
+  LOCKED(&s->read_lock, s->ops->jobs_list(s, user, limit, jobs, n, err));
 }
 
 int store_jobs_find(store_t *s, const store_filter_t *f, size_t limit, store_job_t **jobs,
@@ -285,20 +424,21 @@ int store_jobs_find(store_t *s, const store_filter_t *f, size_t limit, store_job
   }
   if (f->state < -1 || f->state > STORE_CANCELLED)
     return err_set(err, "store %s: find jobs: no state %d", s->name, f->state);
-  return s->ops->jobs_find(s, f, limit, jobs, n, err);
+  LOCKED(&s->read_lock, s->ops->jobs_find(s, f, limit, jobs, n, err));
 }
 
 int store_user_usage(store_t *s, const char *user, int64_t *jobs, int64_t *bytes, char *err) {
   int64_t jobs_here = 0, bytes_here = 0;
   if (!user)
     return err_set(err, "store %s: read a user's usage: no user", s->name);
-  return s->ops->user_usage(s, user, jobs ? jobs : &jobs_here, bytes ? bytes : &bytes_here, err);
+  LOCKED(&s->read_lock,
+         s->ops->user_usage(s, user, jobs ? jobs : &jobs_here, bytes ? bytes : &bytes_here, err));
 }
 
 int store_jobs_resumable(store_t *s, store_resume_t **jobs, size_t *n, char *err) {
   *jobs = NULL;
   *n = 0;
-  return s->ops->jobs_resumable(s, jobs, n, err);
+  LOCKED(&s->read_lock, s->ops->jobs_resumable(s, jobs, n, err));
 }
 
 int store_rows_read(store_t *s, const char *job_id, int64_t first_seq, size_t max_rows,
@@ -309,5 +449,6 @@ int store_rows_read(store_t *s, const char *job_id, int64_t first_seq, size_t ma
     *n_read = 0;
   if (!job_id || !fn || first_seq < 0)
     return err_set(err, "store %s: %s: bad arguments", s->name, what);
-  return s->ops->rows_read(s, job_id, first_seq, max_rows, fn, ctx, n_read, state, what, err);
+  LOCKED(&s->read_lock,
+         s->ops->rows_read(s, job_id, first_seq, max_rows, fn, ctx, n_read, state, what, err));
 }

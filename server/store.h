@@ -36,8 +36,9 @@
  *   worker whose clock jumps neither steals live leases nor keeps dead ones.
  *
  * Thread-safety: a store_t may be used from any number of threads at once.
- * Each store holds two connections: one for writes, under a mutex, and one for
- * reads, under a second mutex; a read never waits for a commit. A SQLite file
+ * Each store holds a connection for writes and one for reads, each under its
+ * own lock (PostgreSQL a third for lease renewals and releases); a read never
+ * waits for a commit. A SQLite file
  * belongs to one hydrad (opening it for writing frees every lease in it); a
  * PostgreSQL database is shared by any number of them. */
 #ifndef HYDRA_STORE_H

@@ -14,13 +14,15 @@
  * unit. Migrations run under an advisory lock, so workers that start
  * together migrate once.
  *
- * Each store holds two connections (writes, reads), each under a mutex; a
- * connection found broken is reset before the next call, so a database
- * restart costs the calls made while it is down, not the process. */
+ * Each store holds three connections (writes, reads, leases), each used by
+ * one call at a time under its lock in store.c (lease renewals never wait
+ * behind a long write); a connection found broken is reset before the next
+ * call, so a database restart costs the calls made while it is down, not
+ * the process. The job state machine's moves are store.c's; this file holds
+ * their steps' SQL (POSTGRES_TX). */
 #include <inttypes.h>
 #include <libpq-fe.h>
 #include <limits.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,8 +110,6 @@ typedef struct {
   int n_secrets;
   PGconn *w, *r; /* w is NULL when read-only */
   PGconn *l;     /* leases: renewals never wait behind a long write */
-  pthread_mutex_t wlock, rlock, llock;
-  int locks_ready;
 } pg_store_t;
 
 /* What a call knows of a job (job_find). */
@@ -385,6 +385,7 @@ static void add_user_part_secrets(pg_store_t *s, const char *url) {
 }
 
 static const store_ops_t POSTGRES_OPS;
+static const store_tx_ops_t POSTGRES_TX;
 static void pg_close(store_t *base);
 
 store_t *store_postgres_open(const char *url, int flags, char *err) {
@@ -398,6 +399,8 @@ store_t *store_postgres_open(const char *url, int flags, char *err) {
     return NULL;
   }
   s->base.ops = &POSTGRES_OPS;
+  s->base.tx = &POSTGRES_TX;
+  s->base.lease_lock_own = 1; /* leases have their own connection */
   s->base.name = s->name;
   s->base.readonly = (flags & STORE_READONLY) != 0;
   s->base.shared = 1;
@@ -413,22 +416,8 @@ store_t *store_postgres_open(const char *url, int flags, char *err) {
       add_secret(s, o->val, strlen(o->val));
   PQconninfoFree(opts);
   add_user_part_secrets(s, url);
-  if (pthread_mutex_init(&s->wlock, NULL)) {
-    err_set(err, "store %s: cannot make a mutex", s->name);
+  if (store_head_init(&s->base, err))
     goto fail;
-  }
-  if (pthread_mutex_init(&s->rlock, NULL)) {
-    pthread_mutex_destroy(&s->wlock);
-    err_set(err, "store %s: cannot make a mutex", s->name);
-    goto fail;
-  }
-  if (pthread_mutex_init(&s->llock, NULL)) {
-    pthread_mutex_destroy(&s->wlock);
-    pthread_mutex_destroy(&s->rlock);
-    err_set(err, "store %s: cannot make a mutex", s->name);
-    goto fail;
-  }
-  s->locks_ready = 1;
   if (!s->base.readonly &&
       (connect_db(s, &s->w, err) || migrate(s, err) || connect_db(s, &s->l, err)))
     goto fail;
@@ -453,11 +442,7 @@ static void pg_close(store_t *base) {
     PQfinish(s->r);
   if (s->l)
     PQfinish(s->l);
-  if (s->locks_ready) {
-    pthread_mutex_destroy(&s->llock);
-    pthread_mutex_destroy(&s->rlock);
-    pthread_mutex_destroy(&s->wlock);
-  }
+  store_head_destroy(&s->base);
   for (int i = 0; i < s->n_secrets; i++)
     free(s->secrets[i]);
   free(s->conninfo);
@@ -629,231 +614,169 @@ out:
 static int pg_job_create(store_t *base, const store_job_t *job, const char *spec, size_t spec_len,
                          const char *what, char *err) {
   pg_store_t *s = (pg_store_t *)base;
-  pthread_mutex_lock(&s->wlock);
   int rc = job_create_locked(s, job, spec, spec_len, what, err);
-  pthread_mutex_unlock(&s->wlock);
   return rc;
 }
 
-static int unit_complete_locked(pg_store_t *s, const char *job_id, int unit,
-                                const char *const rows[], size_t n_rows, int64_t variants_delta,
-                                const char *what, char *err) {
-  job_lock_t job;
-  char unit_s[16], first[24], count[24], delta[24];
-  PGresult *res = NULL;
-  if (begin(s, s->w, "BEGIN", what, err))
-    return -1;
-  int rc = job_find(s, s->w, job_id, JOB_LOCK | JOB_OPEN, &job, what, err);
+/* ---- the job state machine's steps (store.c runs them) ---------------- */
+
+/* The job's key as a query parameter. */
+typedef struct {
+  char text[24];
+} key_text_t;
+
+static key_text_t key_text(const store_job_row_t *job) {
+  key_text_t k;
+  snprintf(k.text, sizeof k.text, "%" PRId64, job->key);
+  return k;
+}
+
+static int pg_tx_begin(store_t *base, const char *what, char *err) {
+  pg_store_t *s = (pg_store_t *)base;
+  return begin(s, s->w, "BEGIN", what, err);
+}
+
+static int pg_tx_commit(store_t *base, const char *what, char *err) {
+  pg_store_t *s = (pg_store_t *)base;
+  return commit(s, s->w, what, err);
+}
+
+static void pg_tx_rollback(store_t *base) {
+  rollback(((pg_store_t *)base)->w);
+}
+
+static int pg_tx_job_lock(store_t *base, const char *job_id, store_job_row_t *job, const char *what,
+                          char *err) {
+  pg_store_t *s = (pg_store_t *)base;
+  job_lock_t found;
+  const int rc = job_find(s, s->w, job_id, JOB_LOCK, &found, what, err);
   if (rc)
-    goto fail;
-  rc = -1;
-  if (unit >= job.n_units) {
-    err_set(err, "store %s: %s: the job has %d units", s->name, what, job.n_units);
-    goto fail;
-  }
+    return rc;
+  *job = (store_job_row_t){.key = strtoll(found.key, NULL, 10),
+                           .state = found.state,
+                           .n_units = found.n_units,
+                           .units_done = found.units_done,
+                           .n_rows = found.n_rows};
+  return 0;
+}
+
+static int pg_tx_rows_insert(store_t *base, const store_job_row_t *job, const char *const rows[],
+                             size_t n_rows, const char *what, char *err) {
+  const key_text_t k = key_text(job);
+  return rows_insert((pg_store_t *)base, k.text, job->n_rows, rows, n_rows, what, err);
+}
+
+static int pg_tx_unit_done(store_t *base, const store_job_row_t *job, int unit, int *done,
+                           const char *what, char *err) {
+  pg_store_t *s = (pg_store_t *)base;
+  const key_text_t k = key_text(job);
+  char unit_s[16];
   snprintf(unit_s, sizeof unit_s, "%d", unit);
-  const char *p[] = {job.key, unit_s};
+  const char *p[] = {k.text, unit_s};
+  PGresult *res = NULL;
   if (q(s, s->w, "SELECT state = 'done' FROM hydra_units WHERE job = $1 AND idx = $2", 2, p, &res,
         what, err))
-    goto fail;
-  if (PQntuples(res) == 0) {
-    err_set(err, "store %s: %s: the unit is missing", s->name, what);
-    goto fail;
-  }
-  if (PQgetvalue(res, 0, 0)[0] == 't') {
-    rc = STORE_DUPLICATE;
-    err_set(err, "store %s: %s: the unit is done already", s->name, what);
-    goto fail;
-  }
-  if (rows_insert(s, job.key, job.n_rows, rows, n_rows, what, err))
-    goto fail;
-  snprintf(first, sizeof first, "%" PRId64, job.n_rows);
-  snprintf(count, sizeof count, "%zu", n_rows);
-  snprintf(delta, sizeof delta, "%" PRId64, variants_delta);
-  const char *pu[] = {job.key, unit_s, first, count};
-  const char *pj[] = {job.key, delta, count};
-  if (q(s, s->w,
-        "UPDATE hydra_units SET state = 'done', first_seq = $3, n_rows = $4, finished_at = " NOW_S
-        ", lease_owner = '', lease_until = 0 WHERE job = $1 AND idx = $2",
-        4, pu, NULL, what, err) ||
-      q(s, s->w,
-        "UPDATE hydra_jobs SET units_done = units_done + 1, variants_done = variants_done + $2, "
-        "n_rows = n_rows + $3, note = '' WHERE key = $1",
-        3, pj, NULL, what, err) ||
-      commit(s, s->w, what, err))
-    goto fail;
-  PQclear(res);
-  return 0;
-fail:
-  PQclear(res);
-  rollback(s->w);
-  return rc;
-}
-
-static int pg_unit_complete(store_t *base, const char *job_id, int unit, const char *const rows[],
-                            size_t n_rows, int64_t variants_done_delta, const char *what,
-                            char *err) {
-  pg_store_t *s = (pg_store_t *)base;
-  pthread_mutex_lock(&s->wlock);
-  int rc = unit_complete_locked(s, job_id, unit, rows, n_rows, variants_done_delta, what, err);
-  pthread_mutex_unlock(&s->wlock);
-  return rc;
-}
-
-static int set_state_locked(pg_store_t *s, const char *job_id, store_state_t state,
-                            const char *error, const char *const rows[], size_t n_rows,
-                            const char *what, char *err) {
-  job_lock_t job;
-  char count[24];
-  if (begin(s, s->w, "BEGIN", what, err))
     return -1;
-  int rc = job_find(s, s->w, job_id, JOB_LOCK, &job, what, err);
-  if (rc)
-    goto fail;
-  char why[96];
-  if ((rc = store_move_allowed(job.state, state, job.units_done, job.n_units, why, sizeof why))) {
-    err_set(err, "store %s: %s: %s", s->name, what, why);
-    goto fail;
-  }
-  rc = -1;
-  if (rows_insert(s, job.key, job.n_rows, rows, n_rows, what, err))
-    goto fail;
-  snprintf(count, sizeof count, "%zu", n_rows);
-  const char *p[] = {job.key, store_state_name(state), error, count};
-  if (q(s, s->w,
-        "UPDATE hydra_jobs SET state = $2::text, error = $3, note = '', "
-        "started_at = CASE WHEN started_at = 0 AND $2::text IN ('running','done') THEN " NOW_S
-        " ELSE started_at END, "
-        "finished_at = CASE WHEN $2::text IN " FINAL_STATES " THEN " NOW_S " ELSE 0 END, "
-        "n_rows = n_rows + $4::bigint WHERE key = $1",
-        4, p, NULL, what, err) ||
-      commit(s, s->w, what, err))
-    goto fail;
-  return 0;
-fail:
-  rollback(s->w);
-  return rc;
+  const int found = PQntuples(res) > 0;
+  if (found)
+    *done = PQgetvalue(res, 0, 0)[0] == 't';
+  PQclear(res);
+  return found ? 0 : err_set(err, "store %s: %s: the unit is missing", s->name, what);
 }
 
-static int pg_job_set_state(store_t *base, const char *job_id, store_state_t state,
-                            const char *error, const char *const rows[], size_t n_rows,
+static int pg_tx_unit_store(store_t *base, const store_job_row_t *job, int unit, size_t n_rows,
+                            int64_t variants, const char *what, char *err) {
+  pg_store_t *s = (pg_store_t *)base;
+  const key_text_t k = key_text(job);
+  char unit_s[16], first[24], count[24], delta[24];
+  snprintf(unit_s, sizeof unit_s, "%d", unit);
+  snprintf(first, sizeof first, "%" PRId64, job->n_rows);
+  snprintf(count, sizeof count, "%zu", n_rows);
+  snprintf(delta, sizeof delta, "%" PRId64, variants);
+  const char *pu[] = {k.text, unit_s, first, count};
+  const char *pj[] = {k.text, delta, count};
+  return q(s, s->w,
+           "UPDATE hydra_units SET state = 'done', first_seq = $3, n_rows = $4, finished_at "
+           "= " NOW_S ", lease_owner = '', lease_until = 0 WHERE job = $1 AND idx = $2",
+           4, pu, NULL, what, err) ||
+                 q(s, s->w,
+                   "UPDATE hydra_jobs SET units_done = units_done + 1, variants_done = "
+                   "variants_done + $2, n_rows = n_rows + $3, note = '' WHERE key = $1",
+                   3, pj, NULL, what, err)
+             ? -1
+             : 0;
+}
+
+static int pg_tx_job_move(store_t *base, const store_job_row_t *job, store_state_t state,
+                          const char *error, size_t n_rows, const char *what, char *err) {
+  pg_store_t *s = (pg_store_t *)base;
+  const key_text_t k = key_text(job);
+  char count[24];
+  snprintf(count, sizeof count, "%zu", n_rows);
+  const char *p[] = {k.text, store_state_name(state), error, count};
+  return q(s, s->w,
+           "UPDATE hydra_jobs SET state = $2::text, error = $3, note = '', "
+           "started_at = CASE WHEN started_at = 0 AND $2::text IN ('running','done') THEN " NOW_S
+           " ELSE started_at END, "
+           "finished_at = CASE WHEN $2::text IN " FINAL_STATES " THEN " NOW_S " ELSE 0 END, "
+           "n_rows = n_rows + $4::bigint WHERE key = $1",
+           4, p, NULL, what, err);
+}
+
+static int pg_tx_rows_count(store_t *base, const store_job_row_t *job, size_t n_rows,
                             const char *what, char *err) {
   pg_store_t *s = (pg_store_t *)base;
-  pthread_mutex_lock(&s->wlock);
-  int rc = set_state_locked(s, job_id, state, error, rows, n_rows, what, err);
-  pthread_mutex_unlock(&s->wlock);
-  return rc;
-}
-
-static int rows_append_locked(pg_store_t *s, const char *job_id, const char *const rows[],
-                              size_t n_rows, const char *what, char *err) {
-  job_lock_t job;
+  const key_text_t k = key_text(job);
   char count[24];
-  if (begin(s, s->w, "BEGIN", what, err))
-    return -1;
-  int rc = job_find(s, s->w, job_id, JOB_LOCK | JOB_OPEN, &job, what, err);
-  if (rc)
-    goto fail;
-  rc = -1;
   snprintf(count, sizeof count, "%zu", n_rows);
-  const char *p[] = {job.key, count};
-  if (rows_insert(s, job.key, job.n_rows, rows, n_rows, what, err) ||
-      q(s, s->w, "UPDATE hydra_jobs SET n_rows = n_rows + $2 WHERE key = $1", 2, p, NULL, what,
-        err) ||
-      commit(s, s->w, what, err))
-    goto fail;
-  return 0;
-fail:
-  rollback(s->w);
-  return rc;
+  const char *p[] = {k.text, count};
+  return q(s, s->w, "UPDATE hydra_jobs SET n_rows = n_rows + $2 WHERE key = $1", 2, p, NULL, what,
+           err);
 }
 
-static int pg_rows_append(store_t *base, const char *job_id, const char *const rows[],
-                          size_t n_rows, const char *what, char *err) {
+static int pg_tx_job_note(store_t *base, const store_job_row_t *job, const char *note,
+                          const char *what, char *err) {
   pg_store_t *s = (pg_store_t *)base;
-  pthread_mutex_lock(&s->wlock);
-  int rc = rows_append_locked(s, job_id, rows, n_rows, what, err);
-  pthread_mutex_unlock(&s->wlock);
-  return rc;
+  const key_text_t k = key_text(job);
+  const char *p[] = {k.text, note};
+  return q(s, s->w, "UPDATE hydra_jobs SET note = $2 WHERE key = $1", 2, p, NULL, what, err);
 }
 
-static int note_locked(pg_store_t *s, const char *job_id, const char *note, const char *what,
-                       char *err) {
-  job_lock_t job;
-  if (begin(s, s->w, "BEGIN", what, err))
-    return -1;
-  int rc = job_find(s, s->w, job_id, JOB_LOCK | JOB_OPEN, &job, what, err);
-  if (rc)
-    goto fail;
-  rc = -1;
-  const char *p[] = {job.key, note};
-  if (q(s, s->w, "UPDATE hydra_jobs SET note = $2 WHERE key = $1", 2, p, NULL, what, err) ||
-      commit(s, s->w, what, err))
-    goto fail;
-  return 0;
-fail:
-  rollback(s->w);
-  return rc;
-}
-
-static int pg_job_note(store_t *base, const char *job_id, const char *note, const char *what,
-                       char *err) {
+static int pg_tx_job_requeue(store_t *base, const store_job_row_t *job, store_state_t *state,
+                             const char *what, char *err) {
   pg_store_t *s = (pg_store_t *)base;
-  pthread_mutex_lock(&s->wlock);
-  int rc = note_locked(s, job_id, note, what, err);
-  pthread_mutex_unlock(&s->wlock);
-  return rc;
-}
-
-static int retry_locked(pg_store_t *s, const char *job_id, store_state_t *state, const char *what,
-                        char *err) {
-  job_lock_t job;
+  const key_text_t k = key_text(job);
+  const char *p[] = {k.text};
   PGresult *res = NULL;
-  if (begin(s, s->w, "BEGIN", what, err))
-    return -1;
-  int rc = job_find(s, s->w, job_id, JOB_LOCK, &job, what, err);
-  if (rc)
-    goto fail;
-  char why[96];
-  if ((rc = store_move_allowed(job.state, STORE_QUEUED, job.units_done, job.n_units, why,
-                               sizeof why))) {
-    err_set(err, "store %s: %s: %s", s->name, what, why);
-    goto fail;
-  }
-  rc = -1;
-  const char *p[] = {job.key};
   if (q(s, s->w,
         "UPDATE hydra_jobs SET state = CASE WHEN started_at > 0 THEN 'running' ELSE 'queued' "
         "END, error = '', note = '', finished_at = 0, final_owner = '', final_until = 0 "
         "WHERE key = $1 RETURNING state",
         1, p, &res, what, err))
-    goto fail;
-  if (PQntuples(res) != 1 || store_state_parse(PQgetvalue(res, 0, 0), state)) {
-    err_set(err, "store %s: %s: the job's new state is unreadable", s->name, what);
-    goto fail;
-  }
-  if (q(s, s->w,
-        "UPDATE hydra_units SET lease_owner = '', lease_until = 0 WHERE job = $1 AND "
-        "state = 'pending'",
-        1, p, NULL, what, err) ||
-      commit(s, s->w, what, err))
-    goto fail;
+    return -1;
+  const int bad = PQntuples(res) != 1 || store_state_parse(PQgetvalue(res, 0, 0), state);
   PQclear(res);
-  return 0;
-fail:
-  PQclear(res);
-  rollback(s->w);
-  return rc;
+  if (bad)
+    return err_set(err, "store %s: %s: the job's new state is unreadable", s->name, what);
+  return q(s, s->w,
+           "UPDATE hydra_units SET lease_owner = '', lease_until = 0 WHERE job = $1 AND "
+           "state = 'pending'",
+           1, p, NULL, what, err);
 }
 
-static int pg_job_retry(store_t *base, const char *job_id, store_state_t *state, const char *what,
-                        char *err) {
-  pg_store_t *s = (pg_store_t *)base;
-  pthread_mutex_lock(&s->wlock);
-  int rc = retry_locked(s, job_id, state, what, err);
-  pthread_mutex_unlock(&s->wlock);
-  return rc;
-}
+static const store_tx_ops_t POSTGRES_TX = {
+    .begin = pg_tx_begin,
+    .commit = pg_tx_commit,
+    .rollback = pg_tx_rollback,
+    .job_lock = pg_tx_job_lock,
+    .rows_insert = pg_tx_rows_insert,
+    .unit_done = pg_tx_unit_done,
+    .unit_store = pg_tx_unit_store,
+    .job_move = pg_tx_job_move,
+    .rows_count = pg_tx_rows_count,
+    .job_note = pg_tx_job_note,
+    .job_requeue = pg_tx_job_requeue,
+};
 
 static int purge_locked(pg_store_t *s, double older_than, size_t *n_purged, char *err) {
   const char *what = "purge finished jobs";
@@ -880,9 +803,7 @@ static int purge_locked(pg_store_t *s, double older_than, size_t *n_purged, char
 
 static int pg_purge(store_t *base, double older_than, size_t *n_purged, char *err) {
   pg_store_t *s = (pg_store_t *)base;
-  pthread_mutex_lock(&s->wlock);
   int rc = purge_locked(s, older_than, n_purged, err);
-  pthread_mutex_unlock(&s->wlock);
   return rc;
 }
 
@@ -936,9 +857,7 @@ fail:
 static int pg_claim_unit(store_t *base, const char *job_id, const char *worker, double lease_s,
                          int *unit, const char *what, char *err) {
   pg_store_t *s = (pg_store_t *)base;
-  pthread_mutex_lock(&s->wlock);
   int rc = claim_locked(s, job_id, worker, lease_s, unit, what, err);
-  pthread_mutex_unlock(&s->wlock);
   return rc;
 }
 
@@ -983,9 +902,7 @@ static int pg_renew_lease(store_t *base, const char *job_id, int unit, const cha
                           double lease_s, int *held, store_state_t *state, const char *what,
                           char *err) {
   pg_store_t *s = (pg_store_t *)base;
-  pthread_mutex_lock(&s->llock);
   int rc = renew_locked(s, job_id, unit, worker, lease_s, held, state, what, err);
-  pthread_mutex_unlock(&s->llock);
   return rc;
 }
 
@@ -994,7 +911,6 @@ static int pg_release_leases(store_t *base, const char *worker, size_t *n_releas
   const char *what = "release leases";
   const char *p[] = {worker};
   PGresult *res = NULL;
-  pthread_mutex_lock(&s->llock);
   int rc = -1;
   if (conn_ready(s, s->l, what, err) ||
       q(s, s->l,
@@ -1008,7 +924,6 @@ static int pg_release_leases(store_t *base, const char *worker, size_t *n_releas
   rc = 0;
 out:
   PQclear(res);
-  pthread_mutex_unlock(&s->llock);
   return rc;
 }
 
@@ -1020,7 +935,6 @@ static int pg_job_get(store_t *base, const char *job_id, store_job_t *job, const
   PGresult *res = NULL;
   const char *p[] = {job_id};
   int rc = -1;
-  pthread_mutex_lock(&s->rlock);
   if (conn_ready(s, s->r, what, err) ||
       q(s, s->r, "SELECT " JOB_COLUMNS " FROM hydra_jobs WHERE id = $1", 1, p, &res, what, err))
     goto out;
@@ -1031,7 +945,6 @@ static int pg_job_get(store_t *base, const char *job_id, store_job_t *job, const
     rc = job_read(s, res, 0, job, err);
 out:
   PQclear(res);
-  pthread_mutex_unlock(&s->rlock);
   return rc;
 }
 
@@ -1041,7 +954,6 @@ static int pg_job_spec(store_t *base, const char *job_id, char **spec, size_t *l
   PGresult *res = NULL;
   const char *p[] = {job_id};
   int rc = -1;
-  pthread_mutex_lock(&s->rlock);
   if (conn_ready(s, s->r, what, err) ||
       q(s, s->r, "SELECT spec FROM hydra_jobs WHERE id = $1", 1, p, &res, what, err))
     goto out;
@@ -1062,7 +974,6 @@ static int pg_job_spec(store_t *base, const char *job_id, char **spec, size_t *l
   rc = 0;
 out:
   PQclear(res);
-  pthread_mutex_unlock(&s->rlock);
   return rc;
 }
 
@@ -1073,7 +984,6 @@ static int jobs_query(pg_store_t *s, const char *sql, int n_params, const char *
   PGresult *res = NULL;
   size_t cap = 0, elem = with_pending ? sizeof(store_resume_t) : sizeof(store_job_t);
   int rc = -1;
-  pthread_mutex_lock(&s->rlock);
   if (conn_ready(s, s->r, what, err) || q(s, s->r, sql, n_params, params, &res, what, err))
     goto out;
   for (int i = 0; i < PQntuples(res); i++) {
@@ -1092,7 +1002,6 @@ static int jobs_query(pg_store_t *s, const char *sql, int n_params, const char *
   rc = 0;
 out:
   PQclear(res);
-  pthread_mutex_unlock(&s->rlock);
   if (rc) {
     free(*items);
     *items = NULL;
@@ -1149,7 +1058,6 @@ static int pg_user_usage(store_t *base, const char *user, int64_t *jobs, int64_t
   const char *p[] = {user};
   PGresult *res = NULL;
   int rc = -1;
-  pthread_mutex_lock(&s->rlock);
   if (conn_ready(s, s->r, what, err) == 0 &&
       q(s, s->r, "SELECT count(*), coalesce(sum(bytes), 0) FROM hydra_jobs WHERE user_name = $1", 1,
         p, &res, what, err) == 0) {
@@ -1158,7 +1066,6 @@ static int pg_user_usage(store_t *base, const char *user, int64_t *jobs, int64_t
     rc = 0;
   }
   PQclear(res);
-  pthread_mutex_unlock(&s->rlock);
   return rc;
 }
 
@@ -1228,9 +1135,7 @@ static int pg_rows_read(store_t *base, const char *job_id, int64_t first_seq, si
                         store_row_fn fn, void *ctx, size_t *n_read, store_state_t *state,
                         const char *what, char *err) {
   pg_store_t *s = (pg_store_t *)base;
-  pthread_mutex_lock(&s->rlock);
   int rc = rows_read_locked(s, job_id, first_seq, max_rows, fn, ctx, n_read, state, what, err);
-  pthread_mutex_unlock(&s->rlock);
   return rc;
 }
 
@@ -1242,15 +1147,10 @@ static const store_ops_t POSTGRES_OPS = {
     .jobs_list = pg_jobs_list,
     .jobs_find = pg_jobs_find,
     .jobs_resumable = pg_jobs_resumable,
-    .job_set_state = pg_job_set_state,
-    .unit_complete = pg_unit_complete,
-    .rows_append = pg_rows_append,
     .rows_read = pg_rows_read,
     .purge = pg_purge,
     .claim_unit = pg_claim_unit,
     .renew_lease = pg_renew_lease,
     .release_leases = pg_release_leases,
-    .job_note = pg_job_note,
     .user_usage = pg_user_usage,
-    .job_retry = pg_job_retry,
 };

@@ -10,12 +10,14 @@
  * Schema: jobs keyed by an integer (rows and units refer to it; the 32-hex
  * id is a unique column), units (job, idx) WITHOUT ROWID, result_rows (job, seq).
  * Migration i (1-based) takes the schema from version i-1 to i; open applies
- * the missing ones in one transaction. */
+ * the missing ones in one transaction. Two connections, a writer and a
+ * reader, each used by one call at a time under its lock in store.c (leases
+ * go through the writer); the job state machine's moves are store.c's, this
+ * file holds their steps' SQL (SQLITE_TX). */
 #include "store_impl.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -219,18 +221,11 @@ typedef struct sqlite_store {
   sqlite3 *rdb;
   sqlite3_stmt *w[W_COUNT];
   sqlite3_stmt *r[R_COUNT];
-  pthread_mutex_t wlock, rlock;
-  int locks_ready;
   int lock_fd; /* PATH.lock under STORE_EXCLUSIVE; -1 */
 } sqlite_store_t;
 
 /* What the writer knows of a job inside a transaction. */
-typedef struct {
-  int64_t key;
-  store_state_t state;
-  int n_units, units_done;
-  int64_t n_rows;
-} job_key_t;
+typedef store_job_row_t job_key_t;
 
 /* SQLite's message; for a failed read, write or open also the system's
  * ("disk I/O error (No space left on device)"), or SQLite's extended code
@@ -496,6 +491,7 @@ static int open_reader(sqlite_store_t *s, char *err) {
 }
 
 static const store_ops_t SQLITE_OPS;
+static const store_tx_ops_t SQLITE_TX;
 static void sq_close(store_t *base);
 
 /* STORE_EXCLUSIVE: takes the advisory lock on PATH.lock and writes this
@@ -541,16 +537,9 @@ store_t *store_sqlite_open(const char *path, int flags, char *err) {
   s->base.ops = &SQLITE_OPS;
   s->base.name = s->path;
   s->base.readonly = (flags & STORE_READONLY) != 0;
-  if (pthread_mutex_init(&s->wlock, NULL)) {
-    err_set(err, "store %s: cannot make a mutex", path);
+  s->base.tx = &SQLITE_TX;
+  if (store_head_init(&s->base, err))
     goto fail;
-  }
-  if (pthread_mutex_init(&s->rlock, NULL)) {
-    pthread_mutex_destroy(&s->wlock);
-    err_set(err, "store %s: cannot make a mutex", path);
-    goto fail;
-  }
-  s->locks_ready = 1;
   if ((flags & STORE_EXCLUSIVE) && !(flags & STORE_READONLY) && lock_exclusive(s, err))
     goto fail;
   if (!(flags & STORE_READONLY) && open_writer(s, err))
@@ -571,10 +560,7 @@ static void sq_close(store_t *base) {
     sqlite3_finalize(s->w[i]);
   sqlite3_close(s->rdb);
   sqlite3_close(s->wdb);
-  if (s->locks_ready) {
-    pthread_mutex_destroy(&s->rlock);
-    pthread_mutex_destroy(&s->wlock);
-  }
+  store_head_destroy(&s->base);
   if (s->lock_fd >= 0)
     close(s->lock_fd); /* lets the lock go; the file stays, with the last pid */
   free(s->path);
@@ -707,154 +693,127 @@ fail:
 static int sq_job_create(store_t *base, const store_job_t *job, const char *spec, size_t spec_len,
                          const char *what, char *err) {
   sqlite_store_t *s = (sqlite_store_t *)base;
-  pthread_mutex_lock(&s->wlock);
   int rc = job_create_locked(s, job, spec, spec_len, what, err);
-  pthread_mutex_unlock(&s->wlock);
   return rc;
 }
 
-static int unit_complete_locked(sqlite_store_t *s, const char *job_id, int unit,
-                                const char *const rows[], size_t n_rows, int64_t variants_delta,
-                                const char *what, char *err) {
-  job_key_t job;
-  if (tx_begin(s, what, err))
-    return -1;
-  int rc = job_lookup_open(s, job_id, &job, what, err);
-  if (rc)
-    goto fail;
-  rc = -1;
-  if (unit >= job.n_units) {
-    err_set(err, "store %s: %s: the job has %d units", s->path, what, job.n_units);
-    goto fail;
-  }
-  sqlite3_stmt *st = s->w[W_UNIT_STATE];
-  if (sqlite3_bind_int64(st, 1, job.key) | sqlite3_bind_int(st, 2, unit)) {
-    db_error(s, s->wdb, what, err);
-    goto fail;
-  }
-  int found = step_row(s, s->wdb, st, what, err);
-  if (found <= 0) {
-    if (found == 0)
-      err_set(err, "store %s: %s: the unit is missing", s->path, what);
-    goto fail;
-  }
-  int done = sqlite3_column_int(st, 0);
-  sqlite3_reset(st);
-  if (done) {
-    rc = STORE_DUPLICATE;
-    err_set(err, "store %s: %s: the unit is done already", s->path, what);
-    goto fail;
-  }
-  if (rows_insert(s, job.key, job.n_rows, rows, n_rows, what, err))
-    goto fail;
-  st = s->w[W_UNIT_DONE];
-  if (sqlite3_bind_int64(st, 1, job.key) | sqlite3_bind_int(st, 2, unit) |
-      sqlite3_bind_int64(st, 3, job.n_rows) | sqlite3_bind_int64(st, 4, (int64_t)n_rows) |
-      sqlite3_bind_double(st, 5, clock_wall())) {
-    db_error(s, s->wdb, what, err);
-    goto fail;
-  }
-  if (run(s, s->wdb, st, what, err))
-    goto fail;
-  st = s->w[W_JOB_PROGRESS];
-  if (sqlite3_bind_int64(st, 1, job.key) | sqlite3_bind_int64(st, 2, variants_delta) |
-      sqlite3_bind_int64(st, 3, (int64_t)n_rows)) {
-    db_error(s, s->wdb, what, err);
-    goto fail;
-  }
-  if (run(s, s->wdb, st, what, err))
-    goto fail;
-  return tx_commit(s, what, err);
-fail:
-  tx_rollback(s);
-  return rc;
+/* ---- the job state machine's steps (store.c runs them) ---------------- */
+
+static int sq_tx_begin(store_t *base, const char *what, char *err) {
+  return tx_begin((sqlite_store_t *)base, what, err);
 }
 
-static int sq_unit_complete(store_t *base, const char *job_id, int unit, const char *const rows[],
-                            size_t n_rows, int64_t variants_done_delta, const char *what,
-                            char *err) {
+static int sq_tx_commit(store_t *base, const char *what, char *err) {
+  return tx_commit((sqlite_store_t *)base, what, err);
+}
+
+static void sq_tx_rollback(store_t *base) {
+  tx_rollback((sqlite_store_t *)base);
+}
+
+static int sq_tx_job_lock(store_t *base, const char *job_id, store_job_row_t *job, const char *what,
+                          char *err) {
+  /* BEGIN IMMEDIATE took the database's write lock: the row is the writer's */
+  return job_lookup((sqlite_store_t *)base, job_id, job, what, err);
+}
+
+static int sq_tx_rows_insert(store_t *base, const store_job_row_t *job, const char *const rows[],
+                             size_t n_rows, const char *what, char *err) {
+  return rows_insert((sqlite_store_t *)base, job->key, job->n_rows, rows, n_rows, what, err);
+}
+
+static int sq_tx_unit_done(store_t *base, const store_job_row_t *job, int unit, int *done,
+                           const char *what, char *err) {
   sqlite_store_t *s = (sqlite_store_t *)base;
-  pthread_mutex_lock(&s->wlock);
-  int rc = unit_complete_locked(s, job_id, unit, rows, n_rows, variants_done_delta, what, err);
-  pthread_mutex_unlock(&s->wlock);
-  return rc;
+  sqlite3_stmt *st = s->w[W_UNIT_STATE];
+  if (sqlite3_bind_int64(st, 1, job->key) | sqlite3_bind_int(st, 2, unit))
+    return db_error(s, s->wdb, what, err);
+  const int found = step_row(s, s->wdb, st, what, err);
+  if (found <= 0)
+    return found == 0 ? err_set(err, "store %s: %s: the unit is missing", s->path, what) : -1;
+  *done = sqlite3_column_int(st, 0);
+  sqlite3_reset(st);
+  return 0;
 }
 
-static int set_state_locked(sqlite_store_t *s, const char *job_id, store_state_t state,
-                            const char *error, const char *const rows[], size_t n_rows,
-                            const char *what, char *err) {
-  job_key_t job;
-  if (tx_begin(s, what, err))
+static int sq_tx_unit_store(store_t *base, const store_job_row_t *job, int unit, size_t n_rows,
+                            int64_t variants, const char *what, char *err) {
+  sqlite_store_t *s = (sqlite_store_t *)base;
+  sqlite3_stmt *st = s->w[W_UNIT_DONE];
+  if (sqlite3_bind_int64(st, 1, job->key) | sqlite3_bind_int(st, 2, unit) |
+      sqlite3_bind_int64(st, 3, job->n_rows) | sqlite3_bind_int64(st, 4, (int64_t)n_rows) |
+      sqlite3_bind_double(st, 5, clock_wall()))
+    return db_error(s, s->wdb, what, err);
+  if (run(s, s->wdb, st, what, err))
     return -1;
-  int rc = job_lookup(s, job_id, &job, what, err);
-  if (rc)
-    goto fail;
-  char why[96];
-  if ((rc = store_move_allowed(job.state, state, job.units_done, job.n_units, why, sizeof why))) {
-    err_set(err, "store %s: %s: %s", s->path, what, why);
-    goto fail;
-  }
-  rc = -1;
-  if (rows_insert(s, job.key, job.n_rows, rows, n_rows, what, err))
-    goto fail;
+  st = s->w[W_JOB_PROGRESS];
+  if (sqlite3_bind_int64(st, 1, job->key) | sqlite3_bind_int64(st, 2, variants) |
+      sqlite3_bind_int64(st, 3, (int64_t)n_rows))
+    return db_error(s, s->wdb, what, err);
+  return run(s, s->wdb, st, what, err);
+}
+
+static int sq_tx_job_move(store_t *base, const store_job_row_t *job, store_state_t state,
+                          const char *error, size_t n_rows, const char *what, char *err) {
+  sqlite_store_t *s = (sqlite_store_t *)base;
   sqlite3_stmt *st = s->w[W_JOB_STATE];
-  if (sqlite3_bind_int64(st, 1, job.key) |
+  if (sqlite3_bind_int64(st, 1, job->key) |
       sqlite3_bind_text(st, 2, store_state_name(state), -1, SQLITE_STATIC) |
       sqlite3_bind_text(st, 3, error, -1, SQLITE_STATIC) |
-      sqlite3_bind_double(st, 4, clock_wall()) | sqlite3_bind_int64(st, 5, (int64_t)n_rows)) {
-    db_error(s, s->wdb, what, err);
-    goto fail;
-  }
-  if (run(s, s->wdb, st, what, err))
-    goto fail;
-  return tx_commit(s, what, err);
-fail:
-  tx_rollback(s);
-  return rc;
+      sqlite3_bind_double(st, 4, clock_wall()) | sqlite3_bind_int64(st, 5, (int64_t)n_rows))
+    return db_error(s, s->wdb, what, err);
+  return run(s, s->wdb, st, what, err);
 }
 
-static int sq_job_set_state(store_t *base, const char *job_id, store_state_t state,
-                            const char *error, const char *const rows[], size_t n_rows,
+static int sq_tx_rows_count(store_t *base, const store_job_row_t *job, size_t n_rows,
                             const char *what, char *err) {
   sqlite_store_t *s = (sqlite_store_t *)base;
-  pthread_mutex_lock(&s->wlock);
-  int rc = set_state_locked(s, job_id, state, error, rows, n_rows, what, err);
-  pthread_mutex_unlock(&s->wlock);
-  return rc;
-}
-
-static int rows_append_locked(sqlite_store_t *s, const char *job_id, const char *const rows[],
-                              size_t n_rows, const char *what, char *err) {
-  job_key_t job;
-  if (tx_begin(s, what, err))
-    return -1;
-  int rc = job_lookup_open(s, job_id, &job, what, err);
-  if (rc)
-    goto fail;
-  rc = -1;
-  if (rows_insert(s, job.key, job.n_rows, rows, n_rows, what, err))
-    goto fail;
   sqlite3_stmt *st = s->w[W_JOB_ROWS];
-  if (sqlite3_bind_int64(st, 1, job.key) | sqlite3_bind_int64(st, 2, (int64_t)n_rows)) {
-    db_error(s, s->wdb, what, err);
-    goto fail;
-  }
-  if (run(s, s->wdb, st, what, err))
-    goto fail;
-  return tx_commit(s, what, err);
-fail:
-  tx_rollback(s);
-  return rc;
+  if (sqlite3_bind_int64(st, 1, job->key) | sqlite3_bind_int64(st, 2, (int64_t)n_rows))
+    return db_error(s, s->wdb, what, err);
+  return run(s, s->wdb, st, what, err);
 }
 
-static int sq_rows_append(store_t *base, const char *job_id, const char *const rows[],
-                          size_t n_rows, const char *what, char *err) {
+static int sq_tx_job_note(store_t *base, const store_job_row_t *job, const char *note,
+                          const char *what, char *err) {
   sqlite_store_t *s = (sqlite_store_t *)base;
-  pthread_mutex_lock(&s->wlock);
-  int rc = rows_append_locked(s, job_id, rows, n_rows, what, err);
-  pthread_mutex_unlock(&s->wlock);
-  return rc;
+  sqlite3_stmt *st = s->w[W_JOB_NOTE];
+  if (sqlite3_bind_int64(st, 1, job->key) | sqlite3_bind_text(st, 2, note, -1, SQLITE_STATIC))
+    return db_error(s, s->wdb, what, err);
+  return run(s, s->wdb, st, what, err);
 }
+
+static int sq_tx_job_requeue(store_t *base, const store_job_row_t *job, store_state_t *state,
+                             const char *what, char *err) {
+  sqlite_store_t *s = (sqlite_store_t *)base;
+  sqlite3_stmt *st = s->w[W_JOB_RETRY];
+  if (sqlite3_bind_int64(st, 1, job->key))
+    return db_error(s, s->wdb, what, err);
+  if (step_row(s, s->wdb, st, what, err) != 1)
+    return -1;
+  const int bad = store_state_parse((const char *)sqlite3_column_text(st, 0), state);
+  sqlite3_reset(st);
+  if (bad)
+    return err_set(err, "store %s: %s: an unknown state", s->path, what);
+  st = s->w[W_RETRY_UNITS];
+  if (sqlite3_bind_int64(st, 1, job->key))
+    return db_error(s, s->wdb, what, err);
+  return run(s, s->wdb, st, what, err);
+}
+
+static const store_tx_ops_t SQLITE_TX = {
+    .begin = sq_tx_begin,
+    .commit = sq_tx_commit,
+    .rollback = sq_tx_rollback,
+    .job_lock = sq_tx_job_lock,
+    .rows_insert = sq_tx_rows_insert,
+    .unit_done = sq_tx_unit_done,
+    .unit_store = sq_tx_unit_store,
+    .job_move = sq_tx_job_move,
+    .rows_count = sq_tx_rows_count,
+    .job_note = sq_tx_job_note,
+    .job_requeue = sq_tx_job_requeue,
+};
 
 static int purge_locked(sqlite_store_t *s, double older_than, size_t *n_purged, char *err) {
   const char *what = "purge finished jobs";
@@ -883,90 +842,7 @@ fail:
 
 static int sq_purge(store_t *base, double older_than, size_t *n_purged, char *err) {
   sqlite_store_t *s = (sqlite_store_t *)base;
-  pthread_mutex_lock(&s->wlock);
   int rc = purge_locked(s, older_than, n_purged, err);
-  pthread_mutex_unlock(&s->wlock);
-  return rc;
-}
-
-static int note_locked(sqlite_store_t *s, const char *job_id, const char *note, const char *what,
-                       char *err) {
-  job_key_t job;
-  if (tx_begin(s, what, err))
-    return -1;
-  int rc = job_lookup_open(s, job_id, &job, what, err);
-  if (rc)
-    goto fail;
-  rc = -1;
-  sqlite3_stmt *st = s->w[W_JOB_NOTE];
-  if (sqlite3_bind_int64(st, 1, job.key) | sqlite3_bind_text(st, 2, note, -1, SQLITE_STATIC)) {
-    db_error(s, s->wdb, what, err);
-    goto fail;
-  }
-  if (run(s, s->wdb, st, what, err))
-    goto fail;
-  return tx_commit(s, what, err);
-fail:
-  tx_rollback(s);
-  return rc;
-}
-
-static int sq_job_note(store_t *base, const char *job_id, const char *note, const char *what,
-                       char *err) {
-  sqlite_store_t *s = (sqlite_store_t *)base;
-  pthread_mutex_lock(&s->wlock);
-  int rc = note_locked(s, job_id, note, what, err);
-  pthread_mutex_unlock(&s->wlock);
-  return rc;
-}
-
-static int retry_locked(sqlite_store_t *s, const char *job_id, store_state_t *state,
-                        const char *what, char *err) {
-  job_key_t job;
-  if (tx_begin(s, what, err))
-    return -1;
-  int rc = job_lookup(s, job_id, &job, what, err);
-  if (rc)
-    goto fail;
-  char why[96];
-  if ((rc = store_move_allowed(job.state, STORE_QUEUED, job.units_done, job.n_units, why,
-                               sizeof why))) {
-    err_set(err, "store %s: %s: %s", s->path, what, why);
-    goto fail;
-  }
-  rc = -1;
-  sqlite3_stmt *st = s->w[W_JOB_RETRY];
-  if (sqlite3_bind_int64(st, 1, job.key)) {
-    db_error(s, s->wdb, what, err);
-    goto fail;
-  }
-  if (step_row(s, s->wdb, st, what, err) != 1)
-    goto fail;
-  int bad = store_state_parse((const char *)sqlite3_column_text(st, 0), state);
-  sqlite3_reset(st);
-  if (bad) {
-    err_set(err, "store %s: %s: an unknown state", s->path, what);
-    goto fail;
-  }
-  st = s->w[W_RETRY_UNITS];
-  if (sqlite3_bind_int64(st, 1, job.key)) {
-    db_error(s, s->wdb, what, err);
-    goto fail;
-  }
-  if (run(s, s->wdb, st, what, err))
-    goto fail;
-  return tx_commit(s, what, err);
-fail:
-  tx_rollback(s);
-  return rc;
-}
-
-static int sq_job_retry(store_t *base, const char *job_id, store_state_t *state, const char *what,
-                        char *err) {
-  sqlite_store_t *s = (sqlite_store_t *)base;
-  pthread_mutex_lock(&s->wlock);
-  int rc = retry_locked(s, job_id, state, what, err);
-  pthread_mutex_unlock(&s->wlock);
   return rc;
 }
 
@@ -1028,9 +904,7 @@ fail:
 static int sq_claim_unit(store_t *base, const char *job_id, const char *worker, double lease_s,
                          int *unit, const char *what, char *err) {
   sqlite_store_t *s = (sqlite_store_t *)base;
-  pthread_mutex_lock(&s->wlock);
   int rc = claim_locked(s, job_id, worker, lease_s, unit, what, err);
-  pthread_mutex_unlock(&s->wlock);
   return rc;
 }
 
@@ -1074,9 +948,7 @@ static int sq_renew_lease(store_t *base, const char *job_id, int unit, const cha
                           double lease_s, int *held, store_state_t *state, const char *what,
                           char *err) {
   sqlite_store_t *s = (sqlite_store_t *)base;
-  pthread_mutex_lock(&s->wlock);
   int rc = renew_locked(s, job_id, unit, worker, lease_s, held, state, what, err);
-  pthread_mutex_unlock(&s->wlock);
   return rc;
 }
 
@@ -1107,9 +979,7 @@ fail:
 
 static int sq_release_leases(store_t *base, const char *worker, size_t *n_released, char *err) {
   sqlite_store_t *s = (sqlite_store_t *)base;
-  pthread_mutex_lock(&s->wlock);
   int rc = release_locked(s, worker, n_released, err);
-  pthread_mutex_unlock(&s->wlock);
   return rc;
 }
 
@@ -1118,7 +988,6 @@ static int sq_release_leases(store_t *base, const char *worker, size_t *n_releas
 static int sq_job_get(store_t *base, const char *job_id, store_job_t *job, const char *what,
                       char *err) {
   sqlite_store_t *s = (sqlite_store_t *)base;
-  pthread_mutex_lock(&s->rlock);
   sqlite3_stmt *st = s->r[R_JOB_GET];
   int rc = -1;
   if (sqlite3_bind_text(st, 1, job_id, -1, SQLITE_STATIC)) {
@@ -1134,14 +1003,12 @@ static int sq_job_get(store_t *base, const char *job_id, store_job_t *job, const
     sqlite3_reset(st);
   }
 out:
-  pthread_mutex_unlock(&s->rlock);
   return rc;
 }
 
 static int sq_job_spec(store_t *base, const char *job_id, char **spec, size_t *len,
                        const char *what, char *err) {
   sqlite_store_t *s = (sqlite_store_t *)base;
-  pthread_mutex_lock(&s->rlock);
   sqlite3_stmt *st = s->r[R_JOB_SPEC];
   int rc = -1;
   if (sqlite3_bind_text(st, 1, job_id, -1, SQLITE_STATIC)) {
@@ -1170,7 +1037,6 @@ static int sq_job_spec(store_t *base, const char *job_id, char **spec, size_t *l
     sqlite3_reset(st);
   }
 out:
-  pthread_mutex_unlock(&s->rlock);
   return rc;
 }
 
@@ -1183,7 +1049,6 @@ static int sq_jobs_list(store_t *base, const char *user, size_t limit, store_job
   int rc = -1, step;
   *jobs = NULL;
   *n = 0;
-  pthread_mutex_lock(&s->rlock);
   sqlite3_stmt *st = s->r[user ? R_JOBS_USER : R_JOBS_ALL];
   if (sqlite3_bind_int64(st, 1, limit ? (int64_t)limit : -1) ||
       (user && sqlite3_bind_text(st, 2, user, -1, SQLITE_STATIC))) {
@@ -1206,7 +1071,6 @@ static int sq_jobs_list(store_t *base, const char *user, size_t limit, store_job
   rc = 0;
 out:
   sqlite3_reset(st);
-  pthread_mutex_unlock(&s->rlock);
   if (rc) {
     free(items);
     return rc;
@@ -1225,7 +1089,6 @@ static int sq_jobs_find(store_t *base, const store_filter_t *f, size_t limit, st
   int rc = -1, step;
   *jobs = NULL;
   *n = 0;
-  pthread_mutex_lock(&s->rlock);
   sqlite3_stmt *st = s->r[R_JOBS_FIND];
   const char *state = f->state >= 0 ? store_state_name((store_state_t)f->state) : NULL;
   const char *const texts[] = {f->user, f->id_prefix, f->name, state};
@@ -1258,7 +1121,6 @@ static int sq_jobs_find(store_t *base, const store_filter_t *f, size_t limit, st
 out:
   sqlite3_clear_bindings(st);
   sqlite3_reset(st);
-  pthread_mutex_unlock(&s->rlock);
   if (rc) {
     free(items);
     return rc;
@@ -1272,7 +1134,6 @@ static int sq_user_usage(store_t *base, const char *user, int64_t *jobs, int64_t
                          char *err) {
   sqlite_store_t *s = (sqlite_store_t *)base;
   const char *what = "read a user's usage";
-  pthread_mutex_lock(&s->rlock);
   sqlite3_stmt *st = s->r[R_USAGE];
   int rc = -1;
   if (sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC))
@@ -1283,7 +1144,6 @@ static int sq_user_usage(store_t *base, const char *user, int64_t *jobs, int64_t
     sqlite3_reset(st);
     rc = 0;
   }
-  pthread_mutex_unlock(&s->rlock);
   return rc;
 }
 
@@ -1295,7 +1155,6 @@ static int sq_jobs_resumable(store_t *base, store_resume_t **jobs, size_t *n, ch
   int rc = -1, step;
   *jobs = NULL;
   *n = 0;
-  pthread_mutex_lock(&s->rlock);
   sqlite3_stmt *st = s->r[R_RESUMABLE];
   while ((step = sqlite3_step(st)) == SQLITE_ROW) {
     if (buffer_grow(&items, &cap, count + 1, sizeof(store_resume_t)) != 0) {
@@ -1316,7 +1175,6 @@ static int sq_jobs_resumable(store_t *base, store_resume_t **jobs, size_t *n, ch
   rc = 0;
 out:
   sqlite3_reset(st);
-  pthread_mutex_unlock(&s->rlock);
   if (rc) {
     free(items);
     return rc;
@@ -1393,9 +1251,7 @@ static int sq_rows_read(store_t *base, const char *job_id, int64_t first_seq, si
                         store_row_fn fn, void *ctx, size_t *n_read, store_state_t *state,
                         const char *what, char *err) {
   sqlite_store_t *s = (sqlite_store_t *)base;
-  pthread_mutex_lock(&s->rlock);
   int rc = rows_read_locked(s, job_id, first_seq, max_rows, fn, ctx, n_read, state, what, err);
-  pthread_mutex_unlock(&s->rlock);
   return rc;
 }
 
@@ -1407,15 +1263,10 @@ static const store_ops_t SQLITE_OPS = {
     .jobs_list = sq_jobs_list,
     .jobs_find = sq_jobs_find,
     .jobs_resumable = sq_jobs_resumable,
-    .job_set_state = sq_job_set_state,
-    .unit_complete = sq_unit_complete,
-    .rows_append = sq_rows_append,
     .rows_read = sq_rows_read,
     .purge = sq_purge,
     .claim_unit = sq_claim_unit,
     .renew_lease = sq_renew_lease,
     .release_leases = sq_release_leases,
-    .job_note = sq_job_note,
     .user_usage = sq_user_usage,
-    .job_retry = sq_job_retry,
 };

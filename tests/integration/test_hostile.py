@@ -274,4 +274,129 @@ check("slow headers: 6 connections cut off after the 2 s request deadline (bound
 check("abandoned streams: 10 opened (200) and dropped",
       [x[:12] for x in results.get("streams", [])] == [b"HTTP/1.1 200"] * 10, results.get("streams"))
 check("the daemon still answers and stops cleanly", d.get("/v1/health")[0] == 200 and d.stop() == 0)
+
+# ---- idle connections and the request workers' shares: a daemon of two users
+ALICE, BOB = "alice-token-0123456789abcdef", "bob-token-0123456789abcdef0"
+PER_IP = 16
+d = Daemon(HYDRAD, TINY, {ALICE: "alice user", BOB: "bob user"}, "--per-ip-limit", str(PER_IP),
+           "--request-deadline-s", "4", "--request-workers", "2")
+PORT = d.port
+
+
+def open_idle(n, request):
+    """n connections from this address, each idle: after one answered
+    keep-alive request when request is set, else never a byte sent."""
+    socks = []
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", PORT), timeout=5)
+        if request:
+            s.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+            got = b""
+            while not got.rstrip().endswith(b"}"):
+                piece = s.recv(4096)
+                if not piece:
+                    raise OSError("closed without an answer")
+                got += piece
+            if not got.startswith(b"HTTP/1.1 200"):
+                raise OSError(f"answered {got[:12]!r}")
+        socks.append(s)
+    return socks
+
+
+def closed_by_server(s, wait):
+    s.settimeout(wait)
+    try:
+        return s.recv(1) == b""
+    except socket.timeout:
+        return False
+    except OSError:
+        return True
+
+
+# 1. Idle connections fill --per-ip-limit (half after a request, half never
+# used); new requests from the same address still get in, each in place of
+# the longest idle connection; the newer idle ones are left alone.
+# The new connections stay open (keep-alive), so each needs a slot.
+idle = open_idle(PER_IP // 2, True) + open_idle(PER_IP // 2, False)
+new_ok, took, fresh = [], [], []
+for _ in range(6):
+    t0 = time.monotonic()
+    try:
+        fresh += open_idle(1, True)
+        new_ok.append(200)
+    except OSError as e:
+        new_ok.append(repr(e))
+    took.append(time.monotonic() - t0)
+time.sleep(0.5)
+closed = [closed_by_server(s, 0.05) for s in idle]
+for s in fresh:
+    s.close()
+print(f"  idle: {PER_IP} idle connections; 6 new requests {new_ok} in {max(took) * 1e3:.0f} ms at most; "
+      f"closed by the server: {closed}")
+check(f"{PER_IP} idle connections (--per-ip-limit {PER_IP}) lock nobody out: 6 new requests from the same "
+      "address answered 200 within 2 s", new_ok == [200] * 6 and max(took) < 2, (new_ok, took))
+check("the 6 longest idle connections were closed to make room, the other 10 left open",
+      closed == [True] * 6 + [False] * (PER_IP - 6), closed)
+for s in idle:
+    s.close()
+time.sleep(0.3)
+
+# 2. Connections with a request under way are never closed for room: 16 whose
+# headers never end hold the address's slots until --request-deadline-s (4 s)
+# cuts them; a 17th is refused meanwhile, and answered after the cut.
+busy = []
+for _ in range(PER_IP):
+    s = socket.create_connection(("127.0.0.1", PORT), timeout=10)
+    s.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\nX-Slow: 1\r\n")
+    busy.append(s)
+time.sleep(0.3)
+refused, _, _ = exchange(b"GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", wait=2)
+kept = [not closed_by_server(s, 0.01) for s in busy]
+time.sleep(4.5)
+after, _, _ = exchange(b"GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", wait=5)
+for s in busy:
+    s.close()
+check(f"{PER_IP} connections with requests under way: the next is refused (no answer), none of them closed; "
+      "once the request deadline cut them, a new request is answered",
+      refused is None and all(kept) and after == 200, (refused, kept.count(True), after))
+
+# 3. Alice's six parallel 1 MiB texts to tokenize (about 1 s of work each) take
+# at most one of the two request workers and half of the request queue (4 of
+# 8: the others a 503 at once); Bob's small job, submitted meanwhile, is
+# stored at once. Before the shares it waited behind hers (2.7 s measured).
+TEXT = json.dumps({"text": "a" * ((1 << 20) - 100)}).encode()
+SMALL = json.dumps({"model": "tiny", "prompts": [{"ids": [3, 4, 5, 6]}],
+                    "ablations": {"components": ["attn.0"], "methods": ["zero"]}}).encode()
+BOB_SUBMIT_S = 1.5
+alice = []
+
+
+def tokenize_big():
+    code, out, took = post(TEXT, ALICE, "/v1/models/tiny/tokenize")
+    with lock:
+        alice.append((code, b"one user's share" in out, took))
+
+
+ts = [threading.Thread(target=tokenize_big) for _ in range(6)]
+for t in ts:
+    t.start()
+time.sleep(0.4)
+health = []
+for _ in range(5):
+    t0 = time.monotonic()
+    health.append((d.get("/v1/health")[0], time.monotonic() - t0))
+t0 = time.monotonic()
+bob_code, bob_out, _ = post(SMALL, BOB)
+bob_s = time.monotonic() - t0
+for t in ts:
+    t.join()
+codes = sorted(c for c, _, _ in alice)
+print(f"  tokenize: Alice {[(c, round(x, 2)) for c, _, x in alice]}; Bob's submit {bob_code} in "
+      f"{bob_s * 1e3:.0f} ms; health {max(x for _, x in health) * 1e3:.1f} ms at most")
+check("Alice's 6 parallel 1 MiB tokenize requests: 4 answered 200, 2 refused 503 naming her share",
+      codes == [200] * 4 + [503] * 2 and all(named for c, named, _ in alice if c == 503), alice)
+check(f"Bob's small job submitted meanwhile: 202 within {BOB_SUBMIT_S} s (loopback)",
+      bob_code == 202 and bob_s < BOB_SUBMIT_S, (bob_code, bob_s, bob_out[-200:]))
+check("/v1/health meanwhile: 200 within 100 ms", all(c == 200 and x < 0.1 for c, x in health), health)
+check("the second daemon stops cleanly", d.stop() == 0)
 sys.exit(check.exit_code())

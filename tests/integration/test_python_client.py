@@ -239,6 +239,42 @@ def test_wait_timeout_then_async(client):
     assert ticks >= 1
 
 
+def test_submit_a_file(client, tmp_path):
+    """submit("job.json") reads the file (a str path or a Path); a path with
+    no file is a FileNotFoundError naming it, never sent as the document."""
+    doc = {"model": "tiny", "prompts": PROMPTS[:2], "ablations": {"components": ["mlp.0"], "methods": ["zero"]}}
+    path = tmp_path / "job.json"
+    path.write_text(__import__("json").dumps(doc))
+    for given in (str(path), path):
+        st = client.submit(given).wait(timeout=120)
+        assert st["state"] == "done" and st["progress"]["variants_total"] == 2, st
+    with pytest.raises(FileNotFoundError) as e:
+        client.submit(str(tmp_path / "no-such-job.json"))
+    assert "no-such-job.json" in str(e.value)
+
+
+def test_results_of_an_ended_job_name_how_it_ended(client):
+    """results() of a job cancelled after some rows: a RuntimeWarning naming
+    the job and how it ended, with the rows stored before; of one cancelled
+    before any row: HydraError naming it (was: empty frames, no word)."""
+    job = client.submit({"model": "tiny", "preset": "hydra", "prompts": PROMPTS * 40,
+                         "ablations": {"samples": 15}})
+    deadline = time.monotonic() + 120
+    while job.status().get("rows", 0) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    job.cancel()
+    job.wait(timeout=120, check=False)
+    with pytest.warns(RuntimeWarning, match=f"job {job.id} cancelled"):
+        res = job.results()
+    assert len(res.clean) > 0
+    never = client.submit({"model": "tiny", "preset": "hydra", "prompts": PROMPTS * 40,
+                           "ablations": {"samples": 15}, "deadline_s": 0.001})
+    st = never.wait(timeout=120, check=False)
+    assert st["state"] == "failed", st
+    with pytest.raises(HydraError, match=f"job {never.id} failed: .*deadline"):
+        never.results()
+
+
 def test_jobs_frame_and_spec(client):
     doc = {"model": "tiny", "prompts": PROMPTS[:3],
            "ablations": {"components": ["attn.1", "mlp.2"], "methods": ["zero"]}}

@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from typing import Any, Callable, Dict, Iterator, List, Optional, TextIO, Union
 from urllib.parse import urlsplit
 
@@ -15,7 +16,7 @@ import requests
 from .names import translate_spec
 from .results import Results
 
-Spec = Union[Dict[str, Any], str]
+Spec = Union[Dict[str, Any], str, "os.PathLike[str]"]
 Status = Dict[str, Any]
 ENDED = ("done", "failed", "cancelled")
 
@@ -118,11 +119,21 @@ class Client:
         return jobs_frame(found)
 
     def submit(self, spec: Spec, name: Optional[str] = None) -> "Job":
-        """Submits a job document (a dict or JSON text) and returns its Job.
-        Component names in TransformerLens's spelling are translated to
-        hydra's (hydra_client.names.to_hydra; ValueError naming the field and
-        hydra's spelling where there is no counterpart). name sets the job's
-        "name". Raises HydraError on the server's refusal."""
+        """Submits a job document (a dict, JSON text, or the path of a JSON
+        file: a str or os.PathLike) and returns its Job. A str that is not
+        JSON text (it does not start with "{") is a path: FileNotFoundError
+        names it when there is no such file. Component names in
+        TransformerLens's spelling are translated to hydra's
+        (hydra_client.names.to_hydra; ValueError naming the field and hydra's
+        spelling where there is no counterpart). name sets the job's "name".
+        Raises HydraError on the server's refusal."""
+        if isinstance(spec, os.PathLike) or (isinstance(spec, str) and not spec.lstrip().startswith("{")):
+            path = os.fspath(spec)
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"submit: no job file {path!r} (a job is a dict, JSON text "
+                                        "starting with '{', or the path of a JSON file)")
+            with open(path, encoding="utf-8") as f:
+                spec = f.read()
         if isinstance(spec, str):
             try:
                 doc = json.loads(spec)
@@ -289,5 +300,17 @@ class Job:
         return [json.loads(line) for line in r.iter_lines() if line.strip()]
 
     def results(self) -> Results:
-        """The job's rows as Results (frames, effect table, grid, tensor)."""
-        return Results(self.rows())
+        """The job's rows as Results (frames, effect table, grid, tensor).
+        Of a job that failed or was cancelled (its stream's end row says so):
+        HydraError naming the job's error when no result row was stored, else
+        a RuntimeWarning naming it, and Results of the rows stored before it
+        ended."""
+        rows = self.rows()
+        end = rows[-1] if rows and rows[-1].get("type") == "end" else {}
+        if end.get("state") in ("failed", "cancelled"):
+            why = f"job {self.id} {end['state']}: {end.get('error')}"
+            if not any(r.get("type") in ("clean", "variant") for r in rows):
+                raise HydraError(0, why + " (no result row was stored)")
+            warnings.warn(f"{why}; these results hold the {len(rows) - 1} rows stored before it "
+                          "ended", RuntimeWarning, stacklevel=2)
+        return Results(rows)

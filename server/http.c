@@ -1349,12 +1349,17 @@ static const char *log_escape(char *out, size_t n, const char *in) {
   return out;
 }
 
+/* The state hydrad keeps for connection c (NULL until on_connection set it). */
+static conn_state_t *conn_state(struct MHD_Connection *c) {
+  const union MHD_ConnectionInfo *ci =
+      MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  return ci ? ci->socket_context : NULL;
+}
+
 /* The connection's request deadline: from now (reading a request) or none
  * (the request is read). */
 static void request_deadline(server_t *s, struct MHD_Connection *c, int reading) {
-  const union MHD_ConnectionInfo *ci =
-      MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-  conn_state_t *cs = ci ? ci->socket_context : NULL;
+  conn_state_t *cs = conn_state(c);
   if (!cs)
     return;
   pthread_mutex_lock(&s->http->lock);
@@ -1365,9 +1370,7 @@ static void request_deadline(server_t *s, struct MHD_Connection *c, int reading)
 /* The connection has a request under way (its request line read), or is
  * idle from now (its answer sent): on_accept closes idle ones to make room. */
 static void conn_busy(server_t *s, struct MHD_Connection *c, int busy) {
-  const union MHD_ConnectionInfo *ci =
-      MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-  conn_state_t *cs = ci ? ci->socket_context : NULL;
+  conn_state_t *cs = conn_state(c);
   if (!cs)
     return;
   pthread_mutex_lock(&s->http->lock);

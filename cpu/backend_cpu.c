@@ -84,6 +84,77 @@ static int fill_bias(float *y, const float *bias, int rows, int out, int accumul
   return 1;
 }
 
+/* Products of few rows of x (under SMALL_BATCH_ROWS) read w once for little
+ * arithmetic: they run in tiles of about TILE_BYTES of fp32 rows of w, one
+ * thread a tile, each tile decoded (if w is in blocks) into that thread's
+ * slice of scratch, where it is still in cache for its product. Larger
+ * batches run one product per tile of as many rows as scratch holds, on
+ * OpenBLAS's threads. The tiles depend on rows, out, in and the scratch's
+ * size only, never on the thread count, and matmul on fp32 weights takes
+ * the same tiles as matmul_blocks with a scratch that holds all of w: the
+ * same sgemm calls, the same floats (a BLAS's order of sums depends on the
+ * product's width). */
+enum { SMALL_BATCH_ROWS = 64, TILE_BYTES = 1 << 20, TILE_MIN_ROWS = 16 };
+
+/* Rows of w per tile (tiles of equal size, the last one ragged): at most
+ * `most` (what scratch holds). */
+static long product_tile_rows(int rows, int out, int in, long most) {
+  long n = most < out ? most : out;
+  if (rows < SMALL_BATCH_ROWS) {
+    long small = TILE_BYTES / ((long)in * (long)sizeof(float));
+    if (small < TILE_MIN_ROWS)
+      small = TILE_MIN_ROWS;
+    if (n > small)
+      n = small;
+  }
+  const long n_tiles = (out + n - 1) / n;
+  return (out + n_tiles - 1) / n_tiles;
+}
+
+/* y[:, o0:o0+n] (leading dimension out) = x . w[o0:o0+n]^T (+ beta y) for
+ * every tile of `tile` rows: w is fp32 rows at w (tt NULL) or rows of
+ * row_bytes in tt's blocks, decoded into scratch (slots of tile * in
+ * floats, one per thread at work). */
+static void tiled_products(float *y, const float *x, const uint8_t *w, const gguf_quant_type_t *tt,
+                           size_t row_bytes, int rows, int out, int in, float beta, long tile,
+                           float *scratch, size_t scratch_floats) {
+  const size_t row_blocks = tt ? (size_t)in / tt->block_size : 0, tile_floats = (size_t)tile * in;
+  const long n_tiles = (out + tile - 1) / tile;
+  if (rows >= SMALL_BATCH_ROWS || n_tiles == 1) {
+    for (long o0 = 0; o0 < out; o0 += tile) {
+      const long n = out - o0 < tile ? out - o0 : tile;
+      const uint8_t *src = w + (size_t)o0 * row_bytes;
+      if (tt) {
+#pragma omp parallel for schedule(static)
+        for (long r = 0; r < n; r++)
+          tt->decode(src + (size_t)r * row_bytes, scratch + (size_t)r * in, row_blocks);
+      }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, (int)n, in, 1.0f, x, in,
+                  tt ? scratch : (const float *)src, in, beta, y + o0, out);
+    }
+    return;
+  }
+  /* Inside a team of two or more, OpenBLAS runs each product on its calling
+   * thread alone (a team of one would let it spread a tile over its threads,
+   * summing otherwise): a whole team, of which `slots` threads work when
+   * scratch holds fewer tiles than the team has threads. */
+  const size_t slots = tt ? scratch_floats / tile_floats : (size_t)n_tiles;
+#pragma omp parallel
+  {
+    const long team = omp_get_num_threads(), id = omp_get_thread_num();
+    const long workers = (size_t)team < slots ? team : (long)slots;
+    for (long t = id; id < workers && t < n_tiles; t += workers) {
+      const long o0 = t * tile, n = out - o0 < tile ? out - o0 : tile;
+      const uint8_t *src = w + (size_t)o0 * row_bytes;
+      float *tile_w = tt ? scratch + (size_t)id * tile_floats : NULL;
+      if (tt)
+        tt->decode(src, tile_w, (size_t)n * row_blocks);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, (int)n, in, 1.0f, x, in,
+                  tt ? tile_w : (const float *)src, in, beta, y + o0, out);
+    }
+  }
+}
+
 /* y[rows, out] = x[rows, in] . w[out, in]^T + bias */
 static int cpu_matmul(backend_t *b, float *y, const float *x, const float *w, const float *bias,
                       int rows, int out, int in, int accumulate) {
@@ -91,8 +162,8 @@ static int cpu_matmul(backend_t *b, float *y, const float *x, const float *w, co
   if (rows == 0)
     return 0;
   float beta = fill_bias(y, bias, rows, out, accumulate) || accumulate ? 1.0f : 0.0f;
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, in, 1.0f, x, in, w, in, beta, y,
-              out);
+  tiled_products(y, x, (const uint8_t *)w, NULL, (size_t)in * sizeof(float), rows, out, in, beta,
+                 product_tile_rows(rows, out, in, out), NULL, 0);
   return 0;
 }
 
@@ -120,11 +191,9 @@ static int cpu_matmul_bf16(backend_t *b, float *y, const float *x, const uint16_
   return 0;
 }
 
-/* The same, w decoded from its blocks a tile of rows at a time into scratch
- * (tiles of equal size, as many rows as scratch holds at most, decoded in
- * parallel): y[:, o0:o1] (leading dimension out) = x . w[o0:o1]^T. F32 rows
- * are multiplied where they are, in the same tiles (OpenBLAS's sums depend
- * on the product's width: the same tiles give the same floats). */
+/* The same, w decoded from its blocks into scratch tile by tile
+ * (tiled_products; F32 rows are multiplied where they are, in the same
+ * tiles). */
 static int cpu_matmul_blocks(backend_t *b, float *y, const float *x, const void *w, uint32_t type,
                              const float *bias, int rows, int out, int in, int accumulate,
                              float *scratch, size_t scratch_floats) {
@@ -139,21 +208,9 @@ static int cpu_matmul_blocks(backend_t *b, float *y, const float *x, const void 
     return 0;
   float beta = fill_bias(y, bias, rows, out, accumulate) || accumulate ? 1.0f : 0.0f;
   const size_t row_bytes = (size_t)(in / (int)tt->block_size) * tt->type_size;
-  const size_t row_blocks = (size_t)in / tt->block_size;
-  const long most = (long)(scratch_floats / (size_t)in), n_tiles = (out + most - 1) / most;
-  const long tile = (out + n_tiles - 1) / n_tiles;
-  for (long o0 = 0; o0 < out; o0 += tile) {
-    const long n = out - o0 < tile ? out - o0 : tile;
-    const uint8_t *src = (const uint8_t *)w + (size_t)o0 * row_bytes;
-    const float *tile_w = type == GGUF_TENSOR_F32 ? (const float *)src : scratch;
-    if (type != GGUF_TENSOR_F32) {
-#pragma omp parallel for schedule(static)
-      for (long r = 0; r < n; r++)
-        tt->decode(src + (size_t)r * row_bytes, scratch + (size_t)r * in, row_blocks);
-    }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, (int)n, in, 1.0f, x, in, tile_w, in,
-                beta, y + o0, out);
-  }
+  const long tile = product_tile_rows(rows, out, in, (long)(scratch_floats / (size_t)in));
+  tiled_products(y, x, (const uint8_t *)w, type == GGUF_TENSOR_F32 ? NULL : tt, row_bytes, rows,
+                 out, in, beta, tile, scratch, scratch_floats);
   return 0;
 }
 

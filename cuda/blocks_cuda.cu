@@ -6,6 +6,7 @@
 #include "blocks_cuda.h"
 extern "C" {
 #include "gguf_quants.h"
+#include "model.h"
 }
 
 __device__ static float f16_at(const uint8_t *p) {
@@ -77,7 +78,7 @@ __device__ static float q6_k(const uint8_t *b, int e) {
   return __fmul_rn(dl, (float)((lo | hi << 4) - 32));
 }
 
-/* value e of the block at b */
+/* value e of the block at b, of any of model_native_type's types */
 __device__ static float decode_value(const uint8_t *b, uint32_t type, int e) {
   switch (type) {
   case GGUF_TENSOR_F32:
@@ -100,28 +101,8 @@ __device__ static float decode_value(const uint8_t *b, uint32_t type, int e) {
     return q45_k(b, e, 0);
   case GGUF_TENSOR_Q5_K:
     return q45_k(b, e, 1);
-  default: /* GGUF_TENSOR_Q6_K: known_type passes no other */
+  default: /* GGUF_TENSOR_Q6_K: model_native_type passes no other */
     return q6_k(b, e);
-  }
-}
-
-/* The types decode_value decodes. */
-static int known_type(uint32_t type) {
-  switch (type) {
-  case GGUF_TENSOR_F32:
-  case GGUF_TENSOR_F16:
-  case GGUF_TENSOR_BF16:
-  case GGUF_TENSOR_Q4_0:
-  case GGUF_TENSOR_Q4_1:
-  case GGUF_TENSOR_Q5_0:
-  case GGUF_TENSOR_Q5_1:
-  case GGUF_TENSOR_Q8_0:
-  case GGUF_TENSOR_Q4_K:
-  case GGUF_TENSOR_Q5_K:
-  case GGUF_TENSOR_Q6_K:
-    return 1;
-  default:
-    return 0;
   }
 }
 
@@ -152,7 +133,7 @@ cudaError_t blocks_embed(cudaStream_t stream, const void *w, uint32_t type, size
                          const int *ids, const float *pos_embed, const int *position, int rows,
                          int d, float *x) {
   const gguf_quant_type_t *tt = gguf_quant_type(type);
-  if (!known_type(type) || d % (int)tt->block_size ||
+  if (!model_native_type(type) || d % (int)tt->block_size ||
       row_bytes != (size_t)(d / (int)tt->block_size) * tt->type_size)
     return cudaErrorInvalidValue;
   const size_t n = (size_t)rows * d;
@@ -168,21 +149,8 @@ cudaError_t blocks_embed(cudaStream_t stream, const void *w, uint32_t type, size
 
 cudaError_t blocks_decode(cudaStream_t stream, const void *w, uint32_t type, float *dst,
                           size_t n_values) {
-  switch (type) {
-  case GGUF_TENSOR_F16:
-  case GGUF_TENSOR_BF16:
-  case GGUF_TENSOR_Q4_0:
-  case GGUF_TENSOR_Q4_1:
-  case GGUF_TENSOR_Q5_0:
-  case GGUF_TENSOR_Q5_1:
-  case GGUF_TENSOR_Q8_0:
-  case GGUF_TENSOR_Q4_K:
-  case GGUF_TENSOR_Q5_K:
-  case GGUF_TENSOR_Q6_K:
-    break;
-  default:
+  if (!model_native_type(type) || type == GGUF_TENSOR_F32) /* F32 rows are used in place */
     return cudaErrorInvalidValue;
-  }
   const gguf_quant_type_t *tt = gguf_quant_type(type);
   size_t grid = (n_values + 255) / 256;
   if (grid > 65536u * 8)

@@ -89,11 +89,13 @@ typedef struct {
    * on the weights dequantised at load (each value exactly as gguf_quants
    * decodes it): tiles of rows are decoded into scratch (backend memory of
    * scratch_floats >= in floats the op may overwrite) just before their
-   * product, in tiles of equal size (as many rows as scratch holds at
-   * most); F32 rows are multiplied where they are, in the same tiles
-   * (scratch is not touched and may be NULL; scratch_floats sets the
-   * tiles). A product's floats depend on its tiles (a BLAS's order of sums
-   * depends on the width): equal tiles, equal floats. */
+   * product, in tiles of equal size (at most as many rows as scratch
+   * holds; a backend may take smaller ones for a product of few rows, the
+   * same for every type); F32 rows are multiplied where they are, in the
+   * same tiles (scratch is not touched and may be NULL; scratch_floats
+   * sets the tiles). A product's floats depend on its tiles (a BLAS's order
+   * of sums depends on the width): equal tiles, equal floats, and matmul
+   * gives the floats of matmul_blocks with a scratch that holds all of w. */
   int (*matmul_blocks)(backend_t *b, float *y, const float *x, const void *w, uint32_t type,
                        const float *bias, int rows, int out, int in, int accumulate, float *scratch,
                        size_t scratch_floats);

@@ -163,12 +163,11 @@ static int upload_rope(transformer_t *t, char *err) {
   return 0;
 }
 
-/* The floats of the largest layer projection: a native product decodes its
- * whole matrix into scratch, then runs one sgemm, the same call as on the
- * weights dequantised at load, so the same floats (the CPU's sgemm sums in
- * an order that depends on the matrix's width: tiles of rows gave other
- * roundings, and, with OpenMP's decode between OpenBLAS calls, a tenth of
- * the rate on shared cores; tests/bench/RESULTS.md). */
+/* The floats of the largest layer projection: a native product's tiles are
+ * those of the product on the weights dequantised at load (a whole matrix,
+ * or, on the CPU for few rows, tiles of it decoded one per thread), so the
+ * same sgemm calls and the same floats (the CPU's sgemm sums in an order
+ * that depends on the matrix's width; tests/bench/RESULTS.md). */
 static size_t native_scratch_floats(const model_config_t *c) {
   const size_t d = (size_t)c->d_model, q = (size_t)c->n_heads * c->head_dim,
                kv = (size_t)c->n_kv_heads * c->head_dim, f = (size_t)c->d_mlp;

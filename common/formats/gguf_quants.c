@@ -269,17 +269,29 @@ static void decode_q5_k(const uint8_t *src, float *dst, size_t n) {
 }
 
 /* low nibbles in 128 bytes, 2 high bits in 64, int8 scales[16], fp16 d:
- * x = (d sc) (q - 32), per 16 elements */
+ * x = (d sc) (q - 32), per 16 elements. Element 32 k + i of a 128-element
+ * half takes its low nibble from ql[32 (k % 2) + i] (high nibble when k >=
+ * 2) and its high bits from qh[i] >> 2 k; the loops run 16 elements of one
+ * scale at a time (the fixed shifts let the compiler vectorise them). */
 static void decode_q6_k(const uint8_t *src, float *dst, size_t n) {
-  for (size_t b = 0; b < n; b++, src += 210, dst += QK_K) {
-    const uint8_t *ql = src, *qh = src + 128, *scales = src + 192;
+  for (size_t b = 0; b < n; b++, src += 210) {
+    const uint8_t *scales = src + 192;
     const float d = load_f16(src + 208);
-    for (int e = 0; e < QK_K; e++) {
-      const int half = e / 128, r = e % 128;
-      const int lo = ql[half * 64 + r % 64] >> (4 * (r / 64)) & 0x0f;
-      const int hi = qh[half * 32 + r % 32] >> (2 * (r / 32)) & 3;
-      const float dl = d * (float)int8_value(scales[e / 16]);
-      dst[e] = dl * (float)((lo | hi << 4) - 32);
+    for (int half = 0; half < 2; half++, dst += 128) {
+      const uint8_t *ql = src + half * 64, *qh = src + 128 + half * 32;
+      for (int k = 0; k < 4; k++) {
+        const uint8_t *lo_bytes = ql + 32 * (k % 2);
+        const int lo_shift = 4 * (k / 2), hi_shift = 2 * k;
+        for (int s = 0; s < 2; s++) {
+          const float dl = d * (float)int8_value(scales[half * 8 + 2 * k + s]);
+          float *out = dst + 32 * k + 16 * s;
+          for (int i = 0; i < 16; i++) {
+            const int lo = lo_bytes[16 * s + i] >> lo_shift & 0x0f;
+            const int hi = qh[16 * s + i] >> hi_shift & 3;
+            out[i] = dl * (float)((lo | hi << 4) - 32);
+          }
+        }
+      }
     }
   }
 }

@@ -144,6 +144,12 @@ static planned_t *plan_layer(const model_config_t *c, const gguf_arch_t *a, int 
   return p;
 }
 
+/* Where the embedding or the unembedding is loaded: a native load keeps it
+ * in its blocks (blocks non-NULL), any other into its fp32 array. */
+static float *vocab_destination(model_blocks_t *blocks, float *fp32) {
+  return blocks ? (float *)blocks : fp32;
+}
+
 /* Fills plan (at most 8 + MAX_PER_LAYER n_layers entries) with names, shapes
  * and, when m is non-NULL, destinations; leaves each entry's `t` alone.
  * Returns the number of entries. */
@@ -151,12 +157,8 @@ static int plan_tensors(const model_config_t *c, const gguf_arch_t *a, model_t *
                         planned_t *plan) {
   const int d = c->d_model;
   planned_t *p = plan;
-  /* a native load keeps the embedding and the unembedding in their blocks */
   p = plan_add(p, "token_embd.weight", 2, d, c->vocab_size,
-               !m                ? NULL
-               : m->embed_blocks ? (float *)m->embed_blocks
-                                 : m->tok_embed,
-               0);
+               m ? vocab_destination(m->embed_blocks, m->tok_embed) : NULL, 0);
   p[-1].proj = 1;
   if (c->positions == POSITIONS_LEARNED)
     p = plan_add(p, "position_embd.weight", 2, d, c->max_positions, m ? m->pos_embed : NULL, 0);
@@ -171,10 +173,7 @@ static int plan_tensors(const model_config_t *c, const gguf_arch_t *a, model_t *
     p = plan_add(p, "output_norm.bias", 1, d, 1, m ? m->final_norm_b : NULL, 0);
   if (!c->tied_unembed) {
     p = plan_add(p, "output.weight", 2, d, c->vocab_size,
-                 !m                  ? NULL
-                 : m->unembed_blocks ? (float *)m->unembed_blocks
-                                     : m->unembed,
-                 0);
+                 m ? vocab_destination(m->unembed_blocks, m->unembed) : NULL, 0);
     p[-1].proj = 1;
   }
   if (c->unembed_bias)

@@ -224,6 +224,10 @@ static void test_matmul_blocks_all(void) {
     test_matmul_blocks(types[i], 5, 300, 256, 1, 1, 7);
     test_matmul_blocks(types[i], 1, 40, 768, 1, 0, 40);
     test_matmul_blocks(types[i], 19, 1000, 256, 1, 0, 96); /* an unembedding's tiles: 11 of 91 */
+    /* a batch of few rows: w in tiles of 1 MiB of fp32 (3 of 700 rows), a thread each, with a
+     * scratch for all of w, and for one tile only (one thread at work, the others idle) */
+    test_matmul_blocks(types[i], 3, 2100, 256, 1, 0, 2100);
+    test_matmul_blocks(types[i], 3, 2100, 256, 0, 1, 1000);
   }
   float *s = B->ops->alloc(B, 4096 * 4), *y = B->ops->alloc(B, 64 * 4), *x = B->ops->alloc(B, 256);
   CHECK(B->ops->matmul_blocks(B, y, x, s, GGUF_TENSOR_IQ2_XS, NULL, 1, 1, 256, 0, s, 4096) != 0,

@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """Writes tests/bench/sweep_prompts.json: the 16 factual-recall prompts of the
 ablation-sweep benchmark (tests/bench/sweep.sh), with their SmolLM2 token ids.
+With --count N (issue 24, item 4: a sweep with few duplicate draws) it writes N
+prompts taken evenly spaced from tests/data/factual_prompts.json (375 prompts,
+nine relations) instead, e.g. tests/bench/sweep_prompts_256.json.
 
 The ids come from Hugging Face transformers' tokenizer built from the GGUF's
 own metadata (not from hydra). No BOS: the GGUF says add_bos_token false, and
@@ -9,6 +12,8 @@ transformers' plain GPT-2 split of the GGUF vocabulary and SmolLM2's own
 "smollm" pre-tokenizer (digits split one by one) give the same ids.
 
 usage: python tests/bench/make_sweep_prompts.py [MODEL.gguf] [--out FILE]
+       python tests/bench/make_sweep_prompts.py [MODEL.gguf] --count 256 \
+           --out tests/bench/sweep_prompts_256.json
 """
 import argparse
 import json
@@ -39,17 +44,31 @@ PROMPTS = [
     ("Big Ben", "The clock tower Big Ben is located in the city of"),
     ("Romeo and Juliet", "The play Romeo and Juliet was written by William"),
 ]
+FACTUAL = os.path.join(ROOT, "tests/data/factual_prompts.json")
+
+
+def factual_prompts(count):
+    """count (subject, prompt) pairs, evenly spaced over factual_prompts.json."""
+    with open(FACTUAL) as f:
+        pool = json.load(f)["prompts"]
+    if not 0 < count <= len(pool):
+        raise SystemExit(f"--count {count}: must be 1 to {len(pool)} (the prompts in {FACTUAL})")
+    picked = [pool[i * len(pool) // count] for i in range(count)]
+    return [(p["subject"], p["text"]) for p in picked]
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("model", nargs="?", default=DEFAULT_MODEL)
     ap.add_argument("--out", default=os.path.join(HERE, "sweep_prompts.json"))
+    ap.add_argument("--count", type=int, default=0,
+                    help="N prompts from tests/data/factual_prompts.json (default: the 16 above)")
     a = ap.parse_args()
+    pairs = factual_prompts(a.count) if a.count else PROMPTS
     tok = AutoTokenizer.from_pretrained(os.path.dirname(a.model),
                                         gguf_file=os.path.basename(a.model))
     prompts = []
-    for subject, text in PROMPTS:
+    for subject, text in pairs:
         assert not any(ch.isdigit() for ch in text), text
         ids = tok(text, add_special_tokens=False)["input_ids"]
         assert tok.decode(ids) == text, (text, tok.decode(ids))

@@ -22,6 +22,13 @@
 #   TORCH_SUBSET  the same for PyTorch (default 9; 1 runs the whole sweep, ~11 min
 #                 on 2 idle cores)
 #   RETRIES       reruns of a step that other work disturbed (default 2)
+#   PROMPTS       the prompts file (default tests/bench/sweep_prompts.json, 16
+#                 prompts; sweep_prompts_64.json and sweep_prompts_256.json,
+#                 from make_sweep_prompts.py --count N, have few duplicate
+#                 draws). Another file writes its own section, "## Ablation
+#                 sweep, N prompts", and leaves the 16-prompt one alone.
+#   HOOKS         0: skip the reuse-off and PyTorch-hooks rows (hours at 256
+#                 prompts); default 1
 #   WAIT_IDLE     before each timed step, wait up to this many seconds for the
 #                 cores to be idle (>= 90% idle over 2 s; default 0: don't wait)
 # The machine's other work slows every row: each row's CPU/wall (CPU time of
@@ -37,8 +44,11 @@ python=${PYTHON:-python3}
 off_k=${OFF_SUBSET:-9}
 torch_k=${TORCH_SUBSET:-9}
 model=${MODEL:-models/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf}
-prompts=tests/bench/sweep_prompts.json
-cmd="PYTHON=$python BUILD=$build THREADS=$threads RUNS=$runs WARMUP=$warmup OFF_SUBSET=$off_k TORCH_SUBSET=$torch_k RETRIES=${RETRIES:-2} WAIT_IDLE=${WAIT_IDLE:-0} bash tests/bench/sweep.sh"
+default_prompts=tests/bench/sweep_prompts.json
+prompts=${PROMPTS:-$default_prompts}
+hooks=${HOOKS:-1}
+[ -s "$prompts" ] || [ "$prompts" = "$default_prompts" ] || { echo "PROMPTS=$prompts: no such file" >&2; exit 1; }
+cmd="${PROMPTS:+PROMPTS=$prompts }${HOOKS:+HOOKS=$hooks }PYTHON=$python BUILD=$build THREADS=$threads RUNS=$runs WARMUP=$warmup OFF_SUBSET=$off_k TORCH_SUBSET=$torch_k RETRIES=${RETRIES:-2} WAIT_IDLE=${WAIT_IDLE:-0} bash tests/bench/sweep.sh"
 [ -s "$model" ] || bash deploy/get-model.sh smollm2-135m models
 [ -s "$prompts" ] || "$python" tests/bench/make_sweep_prompts.py "$model"
 # A build folder configured before bench_sweep existed learns of it on a re-run of cmake.
@@ -128,6 +138,8 @@ expert=$(tail -1 "$tmp/expert.1")
 expert_d=$(tail -1 "$tmp/expert_d.1")
 expert_checks=$(grep -h '^check' "$tmp/expert.1" "$tmp/expert_d.1" || true)
 echo "$expert_checks"
+t_s="" off="" torch_line="" checks=""
+if [ "$hooks" != 0 ]; then
 echo "hydra, reuse on, components subset $torch_k (rows for the PyTorch check)..." >&2
 "$bench" "$model" "$prompts" --reuse 1 --runs 1 --warmup 0 --threads "$threads" \
   --components-subset "$torch_k" --sgemm-rows 64 --rows-out "$tmp/rows_on.json" >/dev/null
@@ -148,10 +160,11 @@ torch_line=$(tail -1 "$tmp/torch.txt")
 checks=$(grep '^check' "$tmp/torch.txt" || true)
 echo "$checks"
 echo "$torch_line"
+fi
 load "end"
 
 # the floor's rate: the better of the two measurements (both at the same rows)
-sg=$(awk -v a="$(get sgemm_gflops "$on")" -v b="$(get sgemm_gflops "$off")" 'BEGIN { print (a > b ? a : b) }')
+sg=$(awk -v a="$(get sgemm_gflops "$on")" -v b="$(get sgemm_gflops "${off:-}")" 'BEGIN { print (a > b ? a : b) }')
 sg_rows=$(get sgemm_rows "$on")
 variants=$(get variants_all "$on")
 on_s=$(median_of "$tmp/on" median_s)
@@ -167,7 +180,7 @@ off_s=$(get extrapolated_s "$off")
 off_meas=$(get median_s "$off")
 off_f=$(get flops_full "$off")
 off_n=$(get components "$off")
-t_s=$(get extrapolated_s "$torch_line")
+[ -z "$torch_line" ] || t_s=$(get extrapolated_s "$torch_line")
 t_meas=$(get measured_s "$torch_line")
 t_f=$(get flops_all "$torch_line")
 t_n=$(get components "$torch_line")
@@ -200,12 +213,45 @@ table="| configuration | seconds | how | variants/s | vs PyTorch | vs expert | c
 | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
 $(row "hydra, reuse on ($(get runs_distinct_all "$on") distinct runs)" "$on_s" "$(rounds "$tmp/on" median_s)" "$on_f" "$(cpw_of "$tmp/on")")
 $(row "hydra, reuse on, every draw computed (--each-draw 1)" "$each_s" "$(rounds "$tmp/each" median_s)" "$each_f" "$(cpw_of "$tmp/each")")
-$(row "hydra, reuse off (a full forward per distinct run)" "$off_s" "$(how "$off_n" "measured" "$off_meas")" "$off_f" "$(get cpu_per_wall "$off")")
-$(row "PyTorch + hooks ($t_name, $t_attn)" "$t_s" "$(how "$t_n" "measured" "$t_meas")" "$t_f" "$(get cpu_per_wall "$torch_line")")
+$([ "$hooks" = 0 ] || row "hydra, reuse off (a full forward per distinct run)" "$off_s" "$(how "$off_n" "measured" "$off_meas")" "$off_f" "$(get cpu_per_wall "$off")")
+$([ "$hooks" = 0 ] || row "PyTorch + hooks ($t_name, $t_attn)" "$t_s" "$(how "$t_n" "measured" "$t_meas")" "$t_f" "$(get cpu_per_wall "$torch_line")")
 $(row "PyTorch expert ($x_name, every draw a row)" "$x_s" "$(rounds "$tmp/expert" measured_s)" "$x_f" "$(cpw_of "$tmp/expert")")
 $(row "PyTorch expert, each distinct draw once (--distinct)" "$xd_s" "$(rounds "$tmp/expert_d" measured_s)" "$xd_f" "$(cpw_of "$tmp/expert_d")")"
+table=$(sed '/^$/d' <<<"$table")
 echo
 echo "$table"
+
+if [ "$prompts" != "$default_prompts" ]; then
+  n_prompts=$(get prompts "$on")
+  cat >"$tmp/section.md" <<MD
+## Ablation sweep, $n_prompts prompts: SmolLM2-135M, the hydra preset against the expert baseline ($variants ablated runs)
+
+Written by \`tests/bench/sweep.sh\` (command: \`$cmd\`).
+Machine: $cpu, $threads threads ($(nproc) cores visible, shared with other
+work; 1-minute load average at the start of each step: $loads), $(date -u +%Y-%m-%d).
+
+The 16-prompt sweep above with the $n_prompts prompts of \`$prompts\`
+(\`make_sweep_prompts.py --count $n_prompts\`: evenly spaced over
+\`tests/data/factual_prompts.json\`, ids from transformers' tokenizer on the
+GGUF): resample's 15 draws per prompt and component come from $((n_prompts - 1))
+other prompts, so few repeat: $(get runs_distinct_all "$on") of the $variants draws are
+distinct (16 prompts: 9268 of 14400). Columns as above; the hooks baseline
+and reuse off were $([ "$hooks" = 0 ] && echo "not run (HOOKS=0)" || echo "run as above").
+The expert's rows are checked against hydra's:
+
+\`\`\`
+$expert_checks
+\`\`\`
+
+$table
+
+Target: issue 24, item 4, hydra (reuse on) >= 1.2x the expert baseline (every
+draw a row) on a sweep with few duplicate draws.
+MD
+  bash tests/bench/results_section.sh tests/bench/RESULTS.md "## Ablation sweep, $n_prompts prompts" "$tmp/section.md"
+  echo "wrote tests/bench/RESULTS.md (section \"Ablation sweep, $n_prompts prompts\")"
+  exit 0
+fi
 
 cat >"$tmp/section.md" <<MD
 ## Ablation sweep: SmolLM2-135M, the hydra preset (60 components x 15 resamples x 16 prompts = $variants ablated runs)
@@ -283,5 +329,5 @@ $checks
 Targets: issue 4, hydra with reuse on >= 20x the PyTorch baseline on the CPU;
 issue 24, >= 1.5x the expert baseline (every draw a row) on this sweep.
 MD
-bash tests/bench/results_section.sh tests/bench/RESULTS.md "## Ablation sweep" "$tmp/section.md"
+bash tests/bench/results_section.sh tests/bench/RESULTS.md "## Ablation sweep: SmolLM2" "$tmp/section.md"
 echo "wrote tests/bench/RESULTS.md (section \"Ablation sweep\")"

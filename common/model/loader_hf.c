@@ -855,7 +855,7 @@ static int load_family(hf_weights_t *w, model_t *m, char *err) {
 static int tied_head_check(hf_weights_t *w, const model_t *m, char *err) {
   const model_config_t *c = &m->cfg;
   const char *head = strcmp(c->family, "gpt_neox") == 0 ? "embed_out.weight" : "lm_head.weight";
-  const size_t v = (size_t)c->vocab_size, d = (size_t)c->d_model;
+  const size_t v = (size_t)c->vocab_size, d = (size_t)model_embed_width(c);
   if (!c->tied_unembed || !weights_has(w, head))
     return 0;
   float *file_head = weights_scratch(w, v * d, err);

@@ -28,6 +28,27 @@ expect_info tiny-opt-350m "embeddings   32 wide: projected up to d_model after t
 "$hydra" forward --model "$data/tiny-opt-350m" --ids 5,17,30,2 >"$work/forward.txt" 2>&1 ||
   fail "hydra forward on tiny-opt-350m: $(cat "$work/forward.txt")"
 grep -q "top 10 next tokens" "$work/forward.txt" || fail "hydra forward: $(cat "$work/forward.txt")"
+# A tied OPT-350m whose file also stores lm_head.weight equal to its (narrower)
+# embedding loads as the tied model: the same logits as without the copy.
+mkdir "$work/opt-head"
+cp "$data/tiny-opt-350m/config.json" "$work/opt-head/"
+python3 - "$data/tiny-opt-350m/model.safetensors" "$work/opt-head/model.safetensors" <<'PY'
+import json, struct, sys
+src = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", src[:8])[0]
+head = json.loads(src[8:8 + n])
+data = src[8 + n:]
+emb = head["model.decoder.embed_tokens.weight"]
+lo, hi = emb["data_offsets"]
+head["lm_head.weight"] = {"dtype": emb["dtype"], "shape": emb["shape"],
+                          "data_offsets": [len(data), len(data) + hi - lo]}
+text = json.dumps(head).encode()
+open(sys.argv[2], "wb").write(struct.pack("<Q", len(text)) + text + data + data[lo:hi])
+PY
+"$hydra" forward --model "$work/opt-head" --ids 5,17,30,2 >"$work/forward-head.txt" 2>&1 ||
+  fail "tied OPT-350m with its lm_head in the file: $(cat "$work/forward-head.txt")"
+cmp -s <(grep -v "model" "$work/forward.txt") <(grep -v "model" "$work/forward-head.txt") ||
+  fail "tied OPT-350m with its lm_head: other logits: $(diff "$work/forward.txt" "$work/forward-head.txt")"
 echo '{"preset": "hydra", "prompts": [{"ids": [5, 17, 30, 2, 7]}, {"ids": [9, 10, 3, 27, 12]}]}' \
   >"$work/job.json"
 if "$hydra" run --model "$data/tiny-opt-350m" "$work/job.json" >/dev/null 2>"$work/run.err"; then

@@ -36,6 +36,7 @@ typedef struct {
   double start;
   int tty;
   long last_print;
+  double last_print_s; /* when the last plain progress line was printed */
 } run_out_t;
 
 const char *cli_eta(double eta, char *buf) {
@@ -103,11 +104,13 @@ static int progress(void *ctx, long done, long total) {
   const double eta = done == total ? 0 : rate > 0 ? (total - done) / rate : -1;
   if (o->tty)
     cli_progress_bar("", done, total, rate, eta, done == total);
-  else if (done == total || done - o->last_print >= total / 10) {
+  else if (done == total || done - o->last_print >= total / 10 || el - o->last_print_s >= 30) {
+    /* a line each tenth of the job, and at least every 30 s of a long one */
     char e[32], r[32];
     fprintf(stderr, "hydra: %ld/%ld variants, %s, %s\n", done, total, cli_rate(rate, r),
             cli_eta(eta, e));
     o->last_print = done;
+    o->last_print_s = el;
   }
   return 0;
 }

@@ -439,6 +439,9 @@ static model_t *load_gguf(const gguf_t *g, int native, char *err) {
   snprintf(m->path, sizeof(m->path), "%s", file);
   snprintf(m->weights_format, sizeof(m->weights_format), "gguf");
   list_types(plan, n, m->tensor_types, sizeof(m->tensor_types));
+  for (int i = 0; i < n; i++) /* the weights (rope factors are read into the config) */
+    if (plan[i].dst)
+      m->n_params_file += (size_t)plan[i].ne[0] * (plan[i].n_dims == 2 ? (size_t)plan[i].ne[1] : 1);
   free(plan);
   return m;
 fail:

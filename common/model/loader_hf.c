@@ -25,6 +25,7 @@ typedef struct {
   float *scratch; /* Conv1D weights before transposing */
   size_t scratch_n;
   char types[128];      /* dtypes read, comma-separated */
+  size_t values_read;   /* values of the tensors read: the checkpoint's parameter count */
   const json_t *config; /* config.json, parsed (borrowed): keys a family's loader folds in */
   /* A multimodal model's language model: its tensors' names start with
    * lm_prefix where a text model's start with "model.", and its lm_head with
@@ -199,6 +200,7 @@ static int weights_load(hf_weights_t *w, const char *name, int n_dims, const uin
   if (safetensors_read_f32(st, t, dst, (size_t)t->n_elements, err))
     return -1;
   weights_note_type(w, t->dtype);
+  w->values_read += (size_t)t->n_elements;
   return 0;
 }
 
@@ -858,9 +860,11 @@ static int tied_head_check(hf_weights_t *w, const model_t *m, char *err) {
   const size_t v = (size_t)c->vocab_size, d = (size_t)model_embed_width(c);
   if (!c->tied_unembed || !weights_has(w, head))
     return 0;
+  const size_t counted = w->values_read; /* a copy of the embedding: not a parameter of its own */
   float *file_head = weights_scratch(w, v * d, err);
   if (!file_head || load_matrix(w, head, v, d, file_head, err))
     return -1;
+  w->values_read = counted;
   if (memcmp(file_head, m->tok_embed, v * d * sizeof(float)) == 0)
     return 0;
   return err_set(err,
@@ -917,6 +921,7 @@ model_t *model_load_hf(const char *dir, char *err) {
     goto fail;
   snprintf(m->weights_format, sizeof(m->weights_format), "safetensors");
   snprintf(m->tensor_types, sizeof(m->tensor_types), "%s", w.types);
+  m->n_params_file = w.values_read;
   weights_close(&w);
   json_decref(text);
   json_decref(root);

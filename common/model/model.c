@@ -262,6 +262,8 @@ model_t *model_alloc(const model_config_t *cfg, char *err) {
 }
 
 size_t model_n_params(const model_t *m) {
+  if (m->n_params_file)
+    return m->n_params_file;
   const model_config_t *c = &m->cfg;
   const size_t d = (size_t)c->d_model, q = (size_t)c->n_heads * c->head_dim,
                kv = (size_t)c->n_kv_heads * c->head_dim, f = (size_t)c->d_mlp,
@@ -269,14 +271,18 @@ size_t model_n_params(const model_t *m) {
   size_t per_layer = (c->no_pre_norms ? 0 : 2 * d) + q * d + 2 * kv * d + d * q +
                      f * d * (c->mlp == MLP_GELU ? 2 : 3);
   if (c->post_norms)
+    per_layer += c->norm == NORM_LAYERNORM ? 4 * d : 2 * d;
+  if (c->norm == NORM_LAYERNORM && !c->no_pre_norms)
     per_layer += 2 * d;
+  per_layer += (c->qkv_bias ? q + 2 * kv : 0) + (c->o_bias ? d : 0) + (c->mlp_bias ? f + d : 0);
   if (c->qk_norm == QK_NORM_PER_HEAD)
     per_layer += 2 * (size_t)c->head_dim;
   if (c->qk_norm == QK_NORM_WHOLE || c->qk_norm == QK_NORM_LAYERNORM_HEADS)
     per_layer += (q + kv) * (c->qk_norm_bias ? 2 : 1);
   const size_t e = (size_t)model_embed_width(c);
   size_t n = v * e + (c->tied_unembed ? 0 : v * e) + c->n_layers * per_layer +
-             (c->no_final_norm ? 0 : d) + (c->embed_proj_dim ? 2 * d * e : 0);
+             (c->no_final_norm ? 0 : (c->norm == NORM_LAYERNORM ? 2 * d : d)) +
+             (c->embed_proj_dim ? 2 * d * e : 0);
   if (c->positions == POSITIONS_LEARNED)
     n += (size_t)c->max_positions * d;
   if (c->unembed_bias)

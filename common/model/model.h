@@ -222,6 +222,10 @@ typedef struct {
    * works; NULL otherwise): borrowed blocks lie in it; model_free unmaps */
   void *mapping;
   size_t mapping_bytes;
+  /* values of the weights the loader read from the file (a tied
+   * unembedding once, a norm shared by two sublayers once), as the
+   * checkpoint counts its parameters; 0 for a model not read from a file */
+  size_t n_params_file;
 } model_t;
 
 /* The width of the token embedding and the unembedding: embed_proj_dim
@@ -252,7 +256,9 @@ void model_rope_frequencies(const model_config_t *c, double *inv_freq, float *at
 /* 1 when layer L attends through a sliding window (see sliding_window). */
 int model_layer_slides(const model_config_t *c, int layer);
 
-/* Number of parameters held (tied unembedding counted once). */
+/* Number of parameters: the file's (n_params_file) for a loaded model; for
+ * one built from a config, every weight and bias the config describes (a
+ * tied unembedding once). */
 size_t model_n_params(const model_t *m);
 
 void model_free(model_t *m);

@@ -56,4 +56,21 @@ if "$hydra" run --model "$data/tiny-opt-350m" "$work/job.json" >/dev/null 2>"$wo
 fi
 grep -q "the ablation engine does not support norms after the residual adds" "$work/run.err" ||
   fail "the refusal does not say why: $(cat "$work/run.err")"
-echo "test_family_info: hydra info names every new choice; OPT-350m runs forward, ablations refused by name"
+# "parameters" is the checkpoint's own count, as transformers' num_parameters()
+# gives it (tests/golden/make_n_params.py): biases, LayerNorm biases, a norm
+# two sublayers share once, a tied unembedding once (also when the file holds
+# an equal copy of it), a multimodal checkpoint's language model only.
+python3 - "$root/tests/golden/n_params.json" >"$work/n_params.txt" <<'PY'
+import json, sys
+for name, n in sorted(json.load(open(sys.argv[1]))["models"].items()):
+    print(name, n)
+PY
+[ "$(wc -l <"$work/n_params.txt")" -ge 30 ] || fail "n_params.json lists too few models"
+while read -r name want; do
+  expect_info "$name" "parameters   $want"
+done <"$work/n_params.txt"
+want=$(sed -n 's/^tiny-opt-350m //p' "$work/n_params.txt")
+"$hydra" info --model "$work/opt-head" >"$work/info-head.txt" 2>&1 || fail "hydra info opt-head"
+grep -qF "parameters   $want" "$work/info-head.txt" ||
+  fail "a tied head stored in the file counted twice: $(grep parameters "$work/info-head.txt")"
+echo "test_family_info: hydra info names every new choice and each checkpoint's parameter count; OPT-350m runs forward, ablations refused by name"

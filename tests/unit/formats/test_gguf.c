@@ -794,6 +794,10 @@ static void test_smollm2(const char *root) {
         "SmolLM2 config");
   CHECK(strcmp(m->tensor_types, "F32,Q4_1,Q8_0") == 0, "SmolLM2 tensor_types '%s'",
         m->tensor_types);
+  /* transformers' num_parameters() of this file, dequantised by its GGUF
+   * loader (tests/golden/make_n_params.py --gguf FILE) */
+  CHECK(model_n_params(m) == 134515008u, "SmolLM2 parameters %zu, transformers 134515008",
+        model_n_params(m));
   model_free(m);
 }
 

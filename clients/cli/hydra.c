@@ -36,7 +36,7 @@ static void usage(FILE *out) {
           "            [--backend auto|cpu|cuda] [--threads N] [--max-rows N]\n"
           "            [--memory-budget MIB] [--weights-dtype fp32|bf16|native]\n"
           "  hydra table ROWS.ndjson   (the per-layer table of saved result rows)\n"
-          "  hydra info --model PATH\n"
+          "  hydra info [--model] PATH\n"
           "  hydra forward --model PATH --ids ID,ID,... [--top N] [--backend auto|cpu|cuda]\n"
           "                [--threads N]\n"
           "PATH is a GGUF file or a directory with config.json and model.safetensors.\n"
@@ -326,6 +326,14 @@ int main(int argc, char **argv) {
     if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
       usage(stdout);
       return EXIT_OK;
+    }
+    if (a[0] != '-' && !model) { /* `hydra info PATH`, as `hydra info --model PATH` */
+      model = a;
+      continue;
+    }
+    if (a[0] != '-') {
+      fprintf(stderr, "hydra: unexpected argument %s (the model is %s)\n", a, model);
+      return EXIT_USAGE;
     }
     if (!val) {
       fprintf(stderr, "hydra: %s needs a value\n", a);

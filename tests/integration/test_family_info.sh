@@ -65,6 +65,9 @@ import json, sys
 for name, n in sorted(json.load(open(sys.argv[1]))["models"].items()):
     print(name, n)
 PY
+"$hydra" info "$data/tiny-gpt2" >"$work/info-positional.txt" 2>&1 ||
+  fail "hydra info PATH (no --model): $(cat "$work/info-positional.txt")"
+grep -q "^family       gpt2" "$work/info-positional.txt" || fail "hydra info PATH: $(cat "$work/info-positional.txt")"
 [ "$(wc -l <"$work/n_params.txt")" -ge 30 ] || fail "n_params.json lists too few models"
 while read -r name want; do
   expect_info "$name" "parameters   $want"

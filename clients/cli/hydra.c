@@ -205,6 +205,16 @@ static void print_info(const model_t *m) {
     printf("soft-cap     final logits at %g (effects on the pre-cap logits)\n",
            (double)c->final_softcap);
   printf("parameters   %zu\n", model_n_params(m));
+  uint64_t held, mapped;
+  model_memory(m, &held, &mapped);
+  const double mib = 1024.0 * 1024.0;
+  if (m->weights_dtype == WEIGHTS_NATIVE)
+    printf("memory       %.1f MiB held, %.1f MiB of blocks used in place from the mapped file "
+           "(fp32 weights: %.1f MiB)\n",
+           (double)held / mib, (double)mapped / mib,
+           (double)model_n_params(m) * sizeof(float) / mib);
+  else
+    printf("memory       %.1f MiB held\n", (double)held / mib);
 }
 
 /* A token's text as a JSON string (quotes, escapes: a space or a newline

@@ -239,6 +239,20 @@ const float *model_unembed_row(const model_t *m, int token, float *buf);
  * and tests. Returns NULL on bad cfg or out of memory. */
 model_t *model_alloc(const model_config_t *cfg, char *err);
 
+/* As model_alloc, for a WEIGHTS_NATIVE load: every layer projection slot,
+ * embed_blocks and unembed_blocks (the same one when tied) hold an empty
+ * model_blocks_t for the loader to fill, and no fp32 array is allocated for
+ * them (tok_embed and unembed are NULL). */
+model_t *model_alloc_native(const model_config_t *cfg, char *err);
+
+/* Refuses (-1, err "PATH: WHAT need N GiB of host memory but M GiB is
+ * available (LIMIT)HINT") when `need` bytes are more than the host can still
+ * give this process (host_memory.h), so that a model too large for the
+ * machine is refused by name before its arrays are allocated, never killed
+ * by the kernel halfway through its load. hint may be "". */
+int model_memory_check(const char *path, uint64_t need, const char *what, const char *hint,
+                       char *err);
+
 /* Checks a config for internal consistency (positive sizes, heads divide,
  * ...). Returns 0 or -1 with err naming the field. */
 int model_config_check(const model_config_t *cfg, char *err);
@@ -254,6 +268,14 @@ int model_layer_slides(const model_config_t *c, int layer);
 
 /* Number of parameters held (tied unembedding counted once). */
 size_t model_n_params(const model_t *m);
+/* The same, from the config alone (before any array is allocated). */
+size_t model_config_n_params(const model_config_t *c);
+
+/* The bytes of the model's weights in host memory: *held, what its arrays
+ * and owned blocks take; *mapped, the blocks it uses in place from its
+ * file's mapping (pages of the page cache, shared, loaded as they are
+ * read). */
+void model_memory(const model_t *m, uint64_t *held, uint64_t *mapped);
 
 void model_free(model_t *m);
 

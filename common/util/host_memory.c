@@ -53,27 +53,45 @@ static void rlimit_left(host_memory_t *out, int resource, const char *used_key, 
   bind(out, (uint64_t)r.rlim_cur > used ? (uint64_t)r.rlim_cur - used : 0, what);
 }
 
-/* cgroup v2: the line "0::/PATH" of /proc/self/cgroup names the group. */
+/* One cgroup's limit less its usage, from DIR/GROUP/LIMIT and DIR/GROUP/USAGE;
+ * -1 when the limit cannot be read. */
+static int group_left(host_memory_t *out, const char *dir, const char *group, const char *limit,
+                      const char *usage, const char *what) {
+  char path[1200];
+  uint64_t max, current;
+  const char *sub = strcmp(group, "/") ? group : "";
+  snprintf(path, sizeof(path), "%s%s/%s", dir, sub, limit);
+  if (read_u64(path, &max) != 0)
+    return -1;
+  snprintf(path, sizeof(path), "%s%s/%s", dir, sub, usage);
+  if (read_u64(path, &current) != 0)
+    current = 0;
+  bind(out, max > current ? max - current : 0, what);
+  return 0;
+}
+
+/* The cgroup's limit less its usage: cgroup v2 (the line "0::/PATH" of
+ * /proc/self/cgroup; memory.max, "max" when unlimited) or else v1 (the line
+ * "N:memory:/PATH"; memory.limit_in_bytes, about 2^63 when unlimited). */
 static void cgroup_left(host_memory_t *out) {
   FILE *f = fopen("/proc/self/cgroup", "r");
   if (!f)
     return;
-  char line[1024], group[1024] = "";
-  while (fgets(line, sizeof(line), f))
-    if (strncmp(line, "0::", 3) == 0 && sscanf(line + 3, "%1023s", group) == 1)
-      break;
+  char line[1024], v1[1024] = "", v2[1024] = "";
+  while (fgets(line, sizeof(line), f)) {
+    const char *memory = strstr(line, ":memory:");
+    if (strncmp(line, "0::", 3) == 0)
+      sscanf(line + 3, "%1023s", v2);
+    else if (memory)
+      sscanf(memory + 8, "%1023s", v1);
+  }
   fclose(f);
-  if (!group[0])
+  if (v2[0] && group_left(out, "/sys/fs/cgroup", v2, "memory.max", "memory.current",
+                          "the cgroup's memory.max") == 0)
     return;
-  char path[1200];
-  uint64_t max, current;
-  snprintf(path, sizeof(path), "/sys/fs/cgroup%s/memory.max", strcmp(group, "/") ? group : "");
-  if (read_u64(path, &max) != 0)
-    return;
-  snprintf(path, sizeof(path), "/sys/fs/cgroup%s/memory.current", strcmp(group, "/") ? group : "");
-  if (read_u64(path, &current) != 0)
-    current = 0;
-  bind(out, max > current ? max - current : 0, "the cgroup's memory.max");
+  if (v1[0])
+    group_left(out, "/sys/fs/cgroup/memory", v1, "memory.limit_in_bytes", "memory.usage_in_bytes",
+               "the cgroup's memory.limit_in_bytes");
 }
 
 void host_memory_available(host_memory_t *out) {

@@ -100,14 +100,13 @@ static void print_rope(const model_config_t *c) {
   printf("\n");
 }
 
-/* What --weights-dtype native does with each of a GGUF file's tensor types
- * (names, comma-separated): a layer projection, the token embedding or the
- * unembedding of a type the backends multiply in blocks stays in them, any
- * other is dequantised to fp32 at load; norms and biases are fp32 either
- * way. */
+/* What --weights-dtype native does with each type of a GGUF file's
+ * matrices (layer projections, token embedding, unembedding): one of a type
+ * the backends multiply in blocks stays in them, any other is dequantised
+ * to fp32 at load; norms and biases are fp32 either way. */
 static void print_native_types(const model_t *m) {
   char kept[128] = "", loaded[128] = "", list[128];
-  snprintf(list, sizeof(list), "%s", m->tensor_types);
+  snprintf(list, sizeof(list), "%s", m->matrix_types);
   for (char *save = NULL, *name = strtok_r(list, ",", &save); name;
        name = strtok_r(NULL, ",", &save)) {
     uint32_t t = 0;
@@ -117,9 +116,9 @@ static void print_native_types(const model_t *m) {
     size_t at = strlen(into);
     snprintf(into + at, 128 - at, "%s%s", at ? "," : "", name);
   }
-  printf("native       --weights-dtype native: projections in %s kept in their blocks; in %s "
-         "dequantised to fp32 at load\n",
-         kept[0] ? kept : "(none)", loaded[0] ? loaded : "(none)");
+  printf("native       --weights-dtype native: matrices in %s kept in their blocks%s%s%s\n",
+         kept[0] ? kept : "(none)", loaded[0] ? "; in " : "", loaded,
+         loaded[0] ? " dequantised to fp32 at load" : "");
   const char *how[] = {"dequantised to fp32 at load", "kept in its blocks"};
   printf("native       token embedding (%s) %s; unembedding (%s%s) %s\n",
          gguf_tensor_type_name(m->embed_type), how[model_native_type(m->embed_type)],

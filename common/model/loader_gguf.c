@@ -375,11 +375,14 @@ static int cmp_str(const void *a, const void *b) {
   return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* The distinct on-disk types of the planned tensors, sorted by name: "F32,Q4_1". */
-static void list_types(const planned_t *plan, int n, char *out, size_t size) {
+/* The distinct on-disk types of the planned tensors (only_proj: of those a
+ * native load may keep in blocks), sorted by name: "F32,Q4_1". */
+static void list_types(const planned_t *plan, int n, int only_proj, char *out, size_t size) {
   const char *names[64];
   int n_names = 0;
   for (int i = 0; i < n; i++) {
+    if (only_proj && !plan[i].proj)
+      continue;
     const char *name = gguf_tensor_type_name(plan[i].t->type);
     int seen = 0;
     for (int k = 0; k < n_names && !seen; k++)
@@ -452,7 +455,8 @@ static model_t *load_gguf(const gguf_t *g, int native, char *err) {
   finish_weights(arch, m);
   snprintf(m->path, sizeof(m->path), "%s", file);
   snprintf(m->weights_format, sizeof(m->weights_format), "gguf");
-  list_types(plan, n, m->tensor_types, sizeof(m->tensor_types));
+  list_types(plan, n, 0, m->tensor_types, sizeof(m->tensor_types));
+  list_types(plan, n, 1, m->matrix_types, sizeof(m->matrix_types));
   free(plan);
   return m;
 fail:

@@ -196,6 +196,7 @@ typedef struct {
   char path[1024];                    /* the file or directory it was loaded from */
   char weights_format[32];            /* "safetensors" or "gguf" */
   char tensor_types[128];             /* the on-disk tensor types seen, e.g. "F32,Q4_1" */
+  char matrix_types[128]; /* GGUF: those of the layer projections, embedding and unembedding */
   float *tok_embed;                   /* [vocab_size, model_embed_width] */
   float *embed_proj_in;               /* [d_model, embed_proj_dim], embed_proj_dim only */
   float *embed_proj_out;              /* [embed_proj_dim, d_model], embed_proj_dim only */

@@ -193,15 +193,15 @@ typedef struct {
 
 typedef struct {
   model_config_t cfg;
-  char path[1024];                    /* the file or directory it was loaded from */
-  char weights_format[32];            /* "safetensors" or "gguf" */
-  char tensor_types[128];             /* the on-disk tensor types seen, e.g. "F32,Q4_1" */
-  char matrix_types[128]; /* GGUF: those of the layer projections, embedding and unembedding */
-  float *tok_embed;                   /* [vocab_size, model_embed_width] */
-  float *embed_proj_in;               /* [d_model, embed_proj_dim], embed_proj_dim only */
-  float *embed_proj_out;              /* [embed_proj_dim, d_model], embed_proj_dim only */
-  float *pos_embed;                   /* [max_positions, d_model], learned positions only */
-  layer_weights_t *layers;            /* [n_layers] */
+  char path[1024];         /* the file or directory it was loaded from */
+  char weights_format[32]; /* "safetensors" or "gguf" */
+  char tensor_types[128];  /* the on-disk tensor types seen, e.g. "F32,Q4_1" */
+  char matrix_types[128];  /* GGUF: those of the layer projections, embedding and unembedding */
+  float *tok_embed;        /* [vocab_size, model_embed_width] */
+  float *embed_proj_in;    /* [d_model, embed_proj_dim], embed_proj_dim only */
+  float *embed_proj_out;   /* [embed_proj_dim, d_model], embed_proj_dim only */
+  float *pos_embed;        /* [max_positions, d_model], learned positions only */
+  layer_weights_t *layers; /* [n_layers] */
   float *final_norm_w, *final_norm_b; /* [d_model]; NULL with no_final_norm */
   float *unembed;                     /* [vocab_size, model_embed_width]; == tok_embed when tied */
   float *unembed_b;                   /* [vocab_size], unembed_bias only */

@@ -291,6 +291,9 @@ model_t *model_alloc_native(const model_config_t *cfg, char *err) {
 
 int model_memory_check(const char *path, uint64_t need, const char *what, const char *hint,
                        char *err) {
+  const char *off = getenv("HYDRA_NO_MEMORY_CHECK"); /* where the kernel's figure is too low */
+  if (off && *off && strcmp(off, "0") != 0)
+    return 0;
   host_memory_t host;
   host_memory_available(&host);
   if (need <= host.bytes)

@@ -250,7 +250,9 @@ model_t *model_alloc_native(const model_config_t *cfg, char *err);
  * available (LIMIT)HINT") when `need` bytes are more than the host can still
  * give this process (host_memory.h), so that a model too large for the
  * machine is refused by name before its arrays are allocated, never killed
- * by the kernel halfway through its load. hint may be "". */
+ * by the kernel halfway through its load. hint may be "". HYDRA_NO_MEMORY_CHECK=1
+ * turns the check off (memory the kernel does not count as available, such
+ * as a ZFS cache, would be refused). */
 int model_memory_check(const char *path, uint64_t need, const char *what, const char *hint,
                        char *err);
 

@@ -42,6 +42,11 @@ expect_refused "bf16 GGUF" "its weights in fp32 need 3.81 GiB" \
 expect_refused "fp32 safetensors" "large-hf: its weights in fp32 need 3.81 GiB of host memory" \
   run --model "$work/large-hf" "$work/job.json"
 grep -q "available (ulimit -v)" "$work/err" || fail "safetensors refusal: $(cat "$work/err")"
+# HYDRA_NO_MEMORY_CHECK=1 turns it off: the load then meets the limit itself
+if HYDRA_NO_MEMORY_CHECK=1 limited run --model "$work/large.gguf" "$work/job.json" >/dev/null 2>"$work/err"; then
+  fail "a 3.8 GiB fp32 load ran under a 2.5 GiB limit"
+fi
+grep -q "out of memory allocating a model" "$work/err" || fail "unchecked load: $(cat "$work/err")"
 limited info --model "$work/large.gguf" >"$work/info" 2>&1 || fail "hydra info (native): $(cat "$work/info")"
 grep -qE "^memory +0\.[0-9] MiB held, 548\.2 MiB of blocks used in place from the mapped file \(fp32 weights: 3898\.3 MiB\)" \
   "$work/info" || fail "hydra info's memory line: $(cat "$work/info")"

@@ -38,7 +38,7 @@ static void usage(FILE *out) {
           "  hydra table ROWS.ndjson   (the per-layer table of saved result rows)\n"
           "  hydra info --model PATH\n"
           "  hydra forward --model PATH --ids ID,ID,... [--top N] [--backend auto|cpu|cuda]\n"
-          "                [--threads N]\n"
+          "                [--threads N] [--weights-dtype fp32|bf16|native]\n"
           "PATH is a GGUF file or a directory with config.json and model.safetensors.\n"
           "every command takes --help.\n"
           "exit codes: 0 ok, 1 failure or drift (check), 2 usage, a bad job or an unknown job\n"
@@ -233,7 +233,7 @@ static const char *token_shown(const tokenizer_t *tok, int id, char *buf) {
 }
 
 static int cmd_forward(const char *model_path, const char *ids_arg, int top, const char *backend,
-                       int threads) {
+                       int threads, int dtype) {
   char err[HYDRA_ERR_LEN] = "";
   int *ids = NULL, n = 0, rc = EXIT_FAIL;
   model_t *m = NULL;
@@ -247,8 +247,8 @@ static int cmd_forward(const char *model_path, const char *ids_arg, int top, con
     free(ids);
     return EXIT_USAGE;
   }
-  if (!(m = model_load(model_path, err)) || !(b = backend_create(backend, threads, err)) ||
-      !(f = forward_create(m, b, err)))
+  if (!(m = model_load_dtype(model_path, dtype, err)) ||
+      !(b = backend_create(backend, threads, err)) || !(f = forward_create(m, b, err)))
     goto fail;
   tok = tokenizer_load(model_path, tok_err); /* optional: ids print without strings */
   const int vocab = m->cfg.vocab_size, last = n - 1;
@@ -319,7 +319,7 @@ int main(int argc, char **argv) {
       return rc;
     }
   const char *cmd = argv[1], *model = NULL, *ids = NULL, *backend = "auto";
-  int top = 10, threads = 0;
+  int top = 10, threads = 0, dtype = -1;
   if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
     usage(stdout);
     return EXIT_OK;
@@ -350,7 +350,10 @@ int main(int argc, char **argv) {
       top = atoi(val);
     else if (strcmp(a, "--threads") == 0)
       threads = atoi(val);
-    else {
+    else if (strcmp(a, "--weights-dtype") == 0 && (dtype = weights_dtype_parse(val)) < 0) {
+      fprintf(stderr, "hydra: --weights-dtype: expected fp32, bf16 or native\n");
+      return EXIT_USAGE;
+    } else if (strcmp(a, "--weights-dtype") != 0) {
       fprintf(stderr, "hydra: unknown option %s\n", a);
       usage(stderr);
       return EXIT_USAGE;
@@ -359,6 +362,11 @@ int main(int argc, char **argv) {
   }
   if (!model) {
     fprintf(stderr, "hydra: --model is required\n");
+    return EXIT_USAGE;
+  }
+  if (strcmp(cmd, "info") == 0 && dtype >= 0) {
+    fprintf(stderr, "hydra info: --weights-dtype: info reads a GGUF file's blocks as they are "
+                    "(it says what each dtype would do)\n");
     return EXIT_USAGE;
   }
   if (strcmp(cmd, "info") == 0) {
@@ -383,7 +391,7 @@ int main(int argc, char **argv) {
     }
     if (top < 1)
       top = 1;
-    return cmd_forward(model, ids, top, backend, threads);
+    return cmd_forward(model, ids, top, backend, threads, dtype < 0 ? WEIGHTS_FP32 : dtype);
   }
   fprintf(stderr, "hydra: unknown command %s\n", cmd);
   usage(stderr);

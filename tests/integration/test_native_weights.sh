@@ -10,8 +10,9 @@
 # lists the matrices' types (the norms' F32 not among them); the rows are
 # bit for bit too on a file whose IQ4_NL and MXFP4 matrices (its embedding
 # and unembedding too) a native load dequantises, and `hydra info` says so;
-# a safetensors model asked for native weights is refused, naming why; a
-# FIFO named as the model is refused at once, never waited on.
+# `hydra forward --weights-dtype native` prints every logit the fp32 one
+# does; a safetensors model asked for native weights is refused, naming
+# why; a FIFO named as the model is refused at once, never waited on.
 # usage: test_native_weights.sh BUILD_DIR ROOT
 set -euo pipefail
 build=$1 root=$2
@@ -64,6 +65,12 @@ if timeout 20 "$hydra" run --model "$work/fifo.gguf" "$work/job.json" --weights-
   fail "a FIFO was accepted as a model"
 fi
 grep -q "not a regular file" "$work/fifo.err" || fail "a FIFO's refusal: $(cat "$work/fifo.err")"
+for dtype in fp32 native; do # every logit printed the same (the first line holds the time)
+  "$hydra" forward --model "$model" --ids 5,17,30,2,7 --top 32 --weights-dtype "$dtype" \
+    >"$work/forward-$dtype.txt" 2>&1 || fail "hydra forward ($dtype): $(cat "$work/forward-$dtype.txt")"
+done
+[ "$(tail -n +2 "$work/forward-fp32.txt")" = "$(tail -n +2 "$work/forward-native.txt")" ] ||
+  fail "hydra forward --weights-dtype native differs: $(diff "$work/forward-fp32.txt" "$work/forward-native.txt")"
 rows=$(wc -l <"$work/fp32.rows")
 [ "$rows" -gt 3 ] || fail "only $rows result rows"
 cmp -s "$work/fp32.rows" "$work/native.rows" ||

@@ -363,9 +363,14 @@ int main(int argc, char **argv) {
     if (!(m->engine = engine_create(m->model, s->backend, err)))
       goto fail;
     engine_set_memory_budget(m->engine, (size_t)(c->memory_budget_mib * 1048576.0));
-    server_log(s, 1, "model %s loaded from %s (%s, %d layers, tensor types %s, weights %s)",
+    uint64_t held, mapped;
+    model_memory(m->model, &held, &mapped);
+    server_log(s, 1,
+               "model %s loaded from %s (%s, %d layers, tensor types %s, weights %s: %.1f MiB "
+               "held, %.1f MiB used in place from the mapped file)",
                m->name, c->model_paths[i], m->model->cfg.family, m->model->cfg.n_layers,
-               m->model->tensor_types, weights_dtype_name(m->model->weights_dtype));
+               m->model->tensor_types, weights_dtype_name(m->model->weights_dtype),
+               (double)held / 1048576.0, (double)mapped / 1048576.0);
   }
   /* Caught from before the first request is answered: a SIGTERM while the
    * scheduler starts (a client saw health answer) drains, never kills. */

@@ -38,7 +38,7 @@ static void usage(FILE *out) {
           "  hydra table ROWS.ndjson   (the per-layer table of saved result rows)\n"
           "  hydra info [--model] PATH\n"
           "  hydra forward --model PATH --ids ID,ID,... [--top N] [--backend auto|cpu|cuda]\n"
-          "                [--threads N]\n"
+          "                [--threads N] [--weights-dtype fp32|bf16|native]\n"
           "PATH is a GGUF file or a directory with config.json and model.safetensors.\n"
           "every command takes --help.\n"
           "exit codes: 0 ok, 1 failure or drift (check), 2 usage, a bad job or an unknown job\n"
@@ -100,14 +100,13 @@ static void print_rope(const model_config_t *c) {
   printf("\n");
 }
 
-/* What --weights-dtype native does with each of a GGUF file's tensor types
- * (names, comma-separated): a layer projection, the token embedding or the
- * unembedding of a type the backends multiply in blocks stays in them, any
- * other is dequantised to fp32 at load; norms and biases are fp32 either
- * way. */
+/* What --weights-dtype native does with each type of a GGUF file's
+ * matrices (layer projections, token embedding, unembedding): one of a type
+ * the backends multiply in blocks stays in them, any other is dequantised
+ * to fp32 at load; norms and biases are fp32 either way. */
 static void print_native_types(const model_t *m) {
   char kept[128] = "", loaded[128] = "", list[128];
-  snprintf(list, sizeof(list), "%s", m->tensor_types);
+  snprintf(list, sizeof(list), "%s", m->matrix_types);
   for (char *save = NULL, *name = strtok_r(list, ",", &save); name;
        name = strtok_r(NULL, ",", &save)) {
     uint32_t t = 0;
@@ -117,9 +116,9 @@ static void print_native_types(const model_t *m) {
     size_t at = strlen(into);
     snprintf(into + at, 128 - at, "%s%s", at ? "," : "", name);
   }
-  printf("native       --weights-dtype native: projections in %s kept in their blocks; in %s "
-         "dequantised to fp32 at load\n",
-         kept[0] ? kept : "(none)", loaded[0] ? loaded : "(none)");
+  printf("native       --weights-dtype native: matrices in %s kept in their blocks%s%s%s\n",
+         kept[0] ? kept : "(none)", loaded[0] ? "; in " : "", loaded,
+         loaded[0] ? " dequantised to fp32 at load" : "");
   const char *how[] = {"dequantised to fp32 at load", "kept in its blocks"};
   printf("native       token embedding (%s) %s; unembedding (%s%s) %s\n",
          gguf_tensor_type_name(m->embed_type), how[model_native_type(m->embed_type)],
@@ -205,6 +204,16 @@ static void print_info(const model_t *m) {
     printf("soft-cap     final logits at %g (effects on the pre-cap logits)\n",
            (double)c->final_softcap);
   printf("parameters   %zu\n", model_n_params(m));
+  uint64_t held, mapped;
+  model_memory(m, &held, &mapped);
+  const double mib = 1024.0 * 1024.0;
+  if (m->weights_dtype == WEIGHTS_NATIVE)
+    printf("memory       %.1f MiB held, %.1f MiB of blocks used in place from the mapped file "
+           "(fp32 weights: %.1f MiB)\n",
+           (double)held / mib, (double)mapped / mib,
+           (double)model_n_params(m) * sizeof(float) / mib);
+  else
+    printf("memory       %.1f MiB held\n", (double)held / mib);
 }
 
 /* A token's text as a JSON string (quotes, escapes: a space or a newline
@@ -224,7 +233,7 @@ static const char *token_shown(const tokenizer_t *tok, int id, char *buf) {
 }
 
 static int cmd_forward(const char *model_path, const char *ids_arg, int top, const char *backend,
-                       int threads) {
+                       int threads, int dtype) {
   char err[HYDRA_ERR_LEN] = "";
   int *ids = NULL, n = 0, rc = EXIT_FAIL;
   model_t *m = NULL;
@@ -238,8 +247,8 @@ static int cmd_forward(const char *model_path, const char *ids_arg, int top, con
     free(ids);
     return EXIT_USAGE;
   }
-  if (!(m = model_load(model_path, err)) || !(b = backend_create(backend, threads, err)) ||
-      !(f = forward_create(m, b, err)))
+  if (!(m = model_load_dtype(model_path, dtype, err)) ||
+      !(b = backend_create(backend, threads, err)) || !(f = forward_create(m, b, err)))
     goto fail;
   tok = tokenizer_load(model_path, tok_err); /* optional: ids print without strings */
   const int vocab = m->cfg.vocab_size, last = n - 1;
@@ -310,7 +319,7 @@ int main(int argc, char **argv) {
       return rc;
     }
   const char *cmd = argv[1], *model = NULL, *ids = NULL, *backend = "auto";
-  int top = 10, threads = 0;
+  int top = 10, threads = 0, dtype = -1;
   if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
     usage(stdout);
     return EXIT_OK;
@@ -349,7 +358,10 @@ int main(int argc, char **argv) {
       top = atoi(val);
     else if (strcmp(a, "--threads") == 0)
       threads = atoi(val);
-    else {
+    else if (strcmp(a, "--weights-dtype") == 0 && (dtype = weights_dtype_parse(val)) < 0) {
+      fprintf(stderr, "hydra: --weights-dtype: expected fp32, bf16 or native\n");
+      return EXIT_USAGE;
+    } else if (strcmp(a, "--weights-dtype") != 0) {
       fprintf(stderr, "hydra: unknown option %s\n", a);
       usage(stderr);
       return EXIT_USAGE;
@@ -358,6 +370,11 @@ int main(int argc, char **argv) {
   }
   if (!model) {
     fprintf(stderr, "hydra: --model is required\n");
+    return EXIT_USAGE;
+  }
+  if (strcmp(cmd, "info") == 0 && dtype >= 0) {
+    fprintf(stderr, "hydra info: --weights-dtype: info reads a GGUF file's blocks as they are "
+                    "(it says what each dtype would do)\n");
     return EXIT_USAGE;
   }
   if (strcmp(cmd, "info") == 0) {
@@ -382,7 +399,7 @@ int main(int argc, char **argv) {
     }
     if (top < 1)
       top = 1;
-    return cmd_forward(model, ids, top, backend, threads);
+    return cmd_forward(model, ids, top, backend, threads, dtype < 0 ? WEIGHTS_FP32 : dtype);
   }
   fprintf(stderr, "hydra: unknown command %s\n", cmd);
   usage(stderr);

@@ -332,43 +332,57 @@ static int load_planned_native(const gguf_t *g, const uint8_t *map, const planne
   return rc;
 }
 
-/* Replaces every layer projection's fp32 array, the token embedding's and
- * the unembedding's (never written yet) by an empty model_blocks_t that
- * load_planned_native fills. */
-static int native_slots(model_t *m, char *err) {
-  if (m->unembed != m->tok_embed)
-    free(m->unembed);
-  free(m->tok_embed);
-  m->tok_embed = m->unembed = NULL;
-  m->embed_blocks = calloc(1, sizeof(model_blocks_t));
-  m->unembed_blocks = m->cfg.tied_unembed ? m->embed_blocks : calloc(1, sizeof(model_blocks_t));
-  if (!m->embed_blocks || !m->unembed_blocks)
-    return err_set(err, "out of memory");
-  for (int l = 0; l < m->cfg.n_layers; l++) {
-    float **ptr[MODEL_LAYER_TENSORS];
-    size_t len[MODEL_LAYER_TENSORS];
-    int proj[MODEL_LAYER_TENSORS];
-    int n = model_layer_tensors(&m->cfg, &m->layers[l], ptr, len, proj);
-    for (int i = 0; i < n; i++)
-      if (proj[i] && *ptr[i]) {
-        free(*ptr[i]);
-        if (!(*ptr[i] = calloc(1, sizeof(model_blocks_t))))
-          return err_set(err, "out of memory");
-      }
+/* Host bytes a native load takes: the blocks not used in place from the
+ * mapping (all of them unmapped; llama's un-permuted q and k; F32 rows the
+ * mapping misaligns), the tensors it dequantises (every tensor of a type
+ * it does not keep, every norm and bias), and the scratch a product decodes
+ * a layer projection into (the largest one, in fp32). */
+static uint64_t native_bytes(const planned_t *plan, int n, int mapped) {
+  uint64_t held = 0, scratch = 0;
+  for (int i = 0; i < n; i++) {
+    const planned_t *p = &plan[i];
+    const gguf_tensor_t *t = p->t;
+    const uint64_t fp32 = t->n_elements * sizeof(float);
+    const int keep = p->proj && model_native_type(t->type);
+    const int borrow = keep && mapped && !p->n_heads &&
+                       (t->type != GGUF_TENSOR_F32 || t->offset % sizeof(float) == 0);
+    held += borrow ? 0 : keep ? t->n_bytes : fp32;
+    if (p->proj && strncmp(p->name, "blk.", 4) == 0 && fp32 > scratch)
+      scratch = fp32;
   }
-  m->weights_dtype = WEIGHTS_NATIVE;
-  return 0;
+  return held + scratch;
+}
+
+/* The load's memory, checked before any array is allocated: fp32 weights
+ * (the bf16 load holds them too), or native ones (native_bytes). */
+static int memory_check(const gguf_t *g, const model_config_t *c, const planned_t *plan, int n,
+                        int native, int mapped, char *err) {
+  const double gib = 1024.0 * 1024.0 * 1024.0;
+  const uint64_t blocks = native_bytes(plan, n, native ? mapped : 1);
+  if (native)
+    return model_memory_check(gguf_path(g), blocks,
+                              "native weights (what is not used in place from the mapped file: "
+                              "tensors dequantised to fp32, copied blocks, the decoding scratch)",
+                              "", err);
+  char hint[160];
+  snprintf(hint, sizeof(hint), "; --weights-dtype native keeps the file's blocks in about %.2f GiB",
+           (double)blocks / gib);
+  return model_memory_check(gguf_path(g), (uint64_t)model_config_n_params(c) * sizeof(float),
+                            "its weights in fp32", hint, err);
 }
 
 static int cmp_str(const void *a, const void *b) {
   return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* The distinct on-disk types of the planned tensors, sorted by name: "F32,Q4_1". */
-static void list_types(const planned_t *plan, int n, char *out, size_t size) {
+/* The distinct on-disk types of the planned tensors (only_proj: of those a
+ * native load may keep in blocks), sorted by name: "F32,Q4_1". */
+static void list_types(const planned_t *plan, int n, int only_proj, char *out, size_t size) {
   const char *names[64];
   int n_names = 0;
   for (int i = 0; i < n; i++) {
+    if (only_proj && !plan[i].proj)
+      continue;
     const char *name = gguf_tensor_type_name(plan[i].t->type);
     int seen = 0;
     for (int k = 0; k < n_names && !seen; k++)
@@ -416,17 +430,20 @@ static model_t *load_gguf(const gguf_t *g, int native, char *err) {
   if (match_plan(g, arch, plan, n, err))
     goto fail;
   char inner[HYDRA_ERR_LEN];
-  m = model_alloc(&cfg, inner);
+  size_t mapping_bytes = 0;
+  void *mapping = native ? gguf_map(g, &mapping_bytes, inner) : NULL; /* NULL: pread instead */
+  if (memory_check(g, &cfg, plan, n, native, mapping != NULL, err)) {
+    gguf_unmap(mapping, mapping_bytes);
+    goto fail;
+  }
+  m = native ? model_alloc_native(&cfg, inner) : model_alloc(&cfg, inner);
   if (!m) {
+    gguf_unmap(mapping, mapping_bytes);
     err_set(err, "%s: %s", file, inner);
     goto fail;
   }
-  if (native && native_slots(m, inner)) {
-    err_set(err, "%s: %s", file, inner);
-    goto fail;
-  }
-  if (native) /* NULL where mmap fails: every tensor is then read with pread */
-    m->mapping = gguf_map(g, &m->mapping_bytes, inner);
+  m->mapping = mapping;
+  m->mapping_bytes = mapping_bytes;
   plan_tensors(&cfg, arch, m, plan);
   for (int i = 0; i < n; i++)
     if (native && plan[i].proj ? load_planned_native(g, m->mapping, &plan[i], err)
@@ -438,7 +455,8 @@ static model_t *load_gguf(const gguf_t *g, int native, char *err) {
   finish_weights(arch, m);
   snprintf(m->path, sizeof(m->path), "%s", file);
   snprintf(m->weights_format, sizeof(m->weights_format), "gguf");
-  list_types(plan, n, m->tensor_types, sizeof(m->tensor_types));
+  list_types(plan, n, 0, m->tensor_types, sizeof(m->tensor_types));
+  list_types(plan, n, 1, m->matrix_types, sizeof(m->matrix_types));
   for (int i = 0; i < n; i++) /* the weights (rope factors are read into the config) */
     if (plan[i].dst)
       m->n_params_file += (size_t)plan[i].ne[0] * (plan[i].n_dims == 2 ? (size_t)plan[i].ne[1] : 1);

@@ -910,7 +910,9 @@ model_t *model_load_hf(const char *dir, char *err) {
   if (join_path(config_path, dir, "config.json", err) ||
       hf_config_load(config_path, &root, &cfg, err) || weights_open(&w, dir, err) ||
       hf_config_language_model(config_path, root, &text, err) ||
-      (text && language_model_names(&w, dir, err)))
+      (text && language_model_names(&w, dir, err)) ||
+      model_memory_check(dir, (uint64_t)model_config_n_params(&cfg) * sizeof(float),
+                         "its weights in fp32", "", err))
     goto fail;
   m = model_alloc(&cfg, err);
   if (!m)

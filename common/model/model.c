@@ -10,6 +10,7 @@
 
 #include "bf16.h"
 #include "error.h"
+#include "host_memory.h"
 
 int model_config_check(const model_config_t *c, char *err) {
   if (c->n_layers <= 0 || c->n_layers > 4096)
@@ -173,7 +174,18 @@ static float *tensor_alloc(size_t n, int *failed) {
   return p;
 }
 
-model_t *model_alloc(const model_config_t *cfg, char *err) {
+/* A projection's slot: n fp32 values, or (native) an empty model_blocks_t
+ * that the loader fills. */
+static float *proj_alloc(size_t n, int native, int *failed) {
+  if (!native)
+    return tensor_alloc(n, failed);
+  void *p = calloc(1, sizeof(model_blocks_t));
+  if (!p)
+    *failed = 1;
+  return p;
+}
+
+static model_t *alloc_model(const model_config_t *cfg, int native, char *err) {
   if (model_config_check(cfg, err))
     return NULL;
   model_t *m = calloc(1, sizeof(*m));
@@ -182,13 +194,20 @@ model_t *model_alloc(const model_config_t *cfg, char *err) {
     return NULL;
   }
   m->cfg = *cfg;
+  m->weights_dtype = native ? WEIGHTS_NATIVE : WEIGHTS_FP32; /* so that model_free frees blocks */
   const size_t d = (size_t)cfg->d_model, q = (size_t)cfg->n_heads * cfg->head_dim,
                kv = (size_t)cfg->n_kv_heads * cfg->head_dim, f = (size_t)cfg->d_mlp,
                v = (size_t)cfg->vocab_size;
   const int ln = cfg->norm == NORM_LAYERNORM;
   int failed = 0;
   const size_t e = (size_t)model_embed_width(cfg);
-  m->tok_embed = tensor_alloc(v * e, &failed);
+  if (native) {
+    m->embed_blocks = calloc(1, sizeof(model_blocks_t));
+    m->unembed_blocks = cfg->tied_unembed ? m->embed_blocks : calloc(1, sizeof(model_blocks_t));
+    failed = !m->embed_blocks || !m->unembed_blocks;
+  } else {
+    m->tok_embed = tensor_alloc(v * e, &failed);
+  }
   if (cfg->embed_proj_dim) {
     m->embed_proj_in = tensor_alloc(d * e, &failed);
     m->embed_proj_out = tensor_alloc(e * d, &failed);
@@ -225,10 +244,10 @@ model_t *model_alloc(const model_config_t *cfg, char *err) {
         w->k_norm_b = tensor_alloc(kv, &failed);
       }
     }
-    w->wq = tensor_alloc(q * d, &failed);
-    w->wk = tensor_alloc(kv * d, &failed);
-    w->wv = tensor_alloc(kv * d, &failed);
-    w->wo = tensor_alloc(d * q, &failed);
+    w->wq = proj_alloc(q * d, native, &failed);
+    w->wk = proj_alloc(kv * d, native, &failed);
+    w->wv = proj_alloc(kv * d, native, &failed);
+    w->wo = proj_alloc(d * q, native, &failed);
     if (cfg->qkv_bias) {
       w->bq = tensor_alloc(q, &failed);
       w->bk = tensor_alloc(kv, &failed);
@@ -236,10 +255,10 @@ model_t *model_alloc(const model_config_t *cfg, char *err) {
     }
     if (cfg->o_bias)
       w->bo = tensor_alloc(d, &failed);
-    w->w_up = tensor_alloc(f * d, &failed);
+    w->w_up = proj_alloc(f * d, native, &failed);
     if (cfg->mlp != MLP_GELU)
-      w->w_gate = tensor_alloc(f * d, &failed);
-    w->w_down = tensor_alloc(d * f, &failed);
+      w->w_gate = proj_alloc(f * d, native, &failed);
+    w->w_down = proj_alloc(d * f, native, &failed);
     if (cfg->mlp_bias) {
       w->b_up = tensor_alloc(f, &failed);
       w->b_down = tensor_alloc(d, &failed);
@@ -249,7 +268,8 @@ model_t *model_alloc(const model_config_t *cfg, char *err) {
     m->final_norm_w = tensor_alloc(d, &failed);
   if (ln && !cfg->no_final_norm)
     m->final_norm_b = tensor_alloc(d, &failed);
-  m->unembed = cfg->tied_unembed ? m->tok_embed : tensor_alloc(v * e, &failed);
+  if (!native)
+    m->unembed = cfg->tied_unembed ? m->tok_embed : tensor_alloc(v * e, &failed);
   if (cfg->unembed_bias)
     m->unembed_b = tensor_alloc(v, &failed);
   if (failed) {
@@ -261,10 +281,33 @@ model_t *model_alloc(const model_config_t *cfg, char *err) {
   return m;
 }
 
+model_t *model_alloc(const model_config_t *cfg, char *err) {
+  return alloc_model(cfg, 0, err);
+}
+
+model_t *model_alloc_native(const model_config_t *cfg, char *err) {
+  return alloc_model(cfg, 1, err);
+}
+
+int model_memory_check(const char *path, uint64_t need, const char *what, const char *hint,
+                       char *err) {
+  const char *off = getenv("HYDRA_NO_MEMORY_CHECK"); /* where the kernel's figure is too low */
+  if (off && *off && strcmp(off, "0") != 0)
+    return 0;
+  host_memory_t host;
+  host_memory_available(&host);
+  if (need <= host.bytes)
+    return 0;
+  const double gib = 1024.0 * 1024.0 * 1024.0;
+  return err_set(err, "%s: %s need %.2f GiB of host memory but %.2f GiB is available (%s)%s", path,
+                 what, (double)need / gib, (double)host.bytes / gib, host.what, hint);
+}
+
 size_t model_n_params(const model_t *m) {
-  if (m->n_params_file)
-    return m->n_params_file;
-  const model_config_t *c = &m->cfg;
+  return m->n_params_file ? m->n_params_file : model_config_n_params(&m->cfg);
+}
+
+size_t model_config_n_params(const model_config_t *c) {
   const size_t d = (size_t)c->d_model, q = (size_t)c->n_heads * c->head_dim,
                kv = (size_t)c->n_kv_heads * c->head_dim, f = (size_t)c->d_mlp,
                v = (size_t)c->vocab_size;
@@ -288,6 +331,43 @@ size_t model_n_params(const model_t *m) {
   if (c->unembed_bias)
     n += v;
   return n;
+}
+
+/* Adds a table's bytes to *held or *mapped: fp32 floats (blocks NULL), or
+ * blocks, owned or borrowed. */
+static void count_table(const float *fp32, size_t n, const model_blocks_t *blocks, uint64_t *held,
+                        uint64_t *mapped) {
+  if (blocks) {
+    *(blocks->borrowed ? mapped : held) += (uint64_t)blocks->rows * blocks->row_bytes;
+    *held += sizeof(*blocks);
+  } else if (fp32) {
+    *held += n * sizeof(float);
+  }
+}
+
+void model_memory(const model_t *m, uint64_t *held, uint64_t *mapped) {
+  const model_config_t *c = &m->cfg;
+  const size_t d = (size_t)c->d_model, v = (size_t)c->vocab_size, e = (size_t)model_embed_width(c);
+  const int native = m->weights_dtype == WEIGHTS_NATIVE;
+  *held = *mapped = 0;
+  for (int l = 0; l < c->n_layers; l++) {
+    float **ptr[MODEL_LAYER_TENSORS];
+    size_t len[MODEL_LAYER_TENSORS];
+    int proj[MODEL_LAYER_TENSORS];
+    int n = model_layer_tensors(c, &m->layers[l], ptr, len, proj);
+    for (int i = 0; i < n; i++)
+      count_table(*ptr[i], len[i], native && proj[i] ? (const model_blocks_t *)*ptr[i] : NULL, held,
+                  mapped);
+  }
+  count_table(m->tok_embed, v * e, m->embed_blocks, held, mapped);
+  if (m->unembed != m->tok_embed || m->unembed_blocks != m->embed_blocks)
+    count_table(m->unembed, v * e, m->unembed_blocks, held, mapped);
+  count_table(m->embed_proj_in, d * e, NULL, held, mapped);
+  count_table(m->embed_proj_out, e * d, NULL, held, mapped);
+  count_table(m->pos_embed, (size_t)c->max_positions * d, NULL, held, mapped);
+  count_table(m->final_norm_w, d, NULL, held, mapped);
+  count_table(m->final_norm_b, d, NULL, held, mapped);
+  count_table(m->unembed_b, v, NULL, held, mapped);
 }
 
 int model_layer_tensors(const model_config_t *c, layer_weights_t *w, float ***ptr, size_t *len,

@@ -193,14 +193,15 @@ typedef struct {
 
 typedef struct {
   model_config_t cfg;
-  char path[1024];                    /* the file or directory it was loaded from */
-  char weights_format[32];            /* "safetensors" or "gguf" */
-  char tensor_types[128];             /* the on-disk tensor types seen, e.g. "F32,Q4_1" */
-  float *tok_embed;                   /* [vocab_size, model_embed_width] */
-  float *embed_proj_in;               /* [d_model, embed_proj_dim], embed_proj_dim only */
-  float *embed_proj_out;              /* [embed_proj_dim, d_model], embed_proj_dim only */
-  float *pos_embed;                   /* [max_positions, d_model], learned positions only */
-  layer_weights_t *layers;            /* [n_layers] */
+  char path[1024];         /* the file or directory it was loaded from */
+  char weights_format[32]; /* "safetensors" or "gguf" */
+  char tensor_types[128];  /* the on-disk tensor types seen, e.g. "F32,Q4_1" */
+  char matrix_types[128];  /* GGUF: those of the layer projections, embedding and unembedding */
+  float *tok_embed;        /* [vocab_size, model_embed_width] */
+  float *embed_proj_in;    /* [d_model, embed_proj_dim], embed_proj_dim only */
+  float *embed_proj_out;   /* [embed_proj_dim, d_model], embed_proj_dim only */
+  float *pos_embed;        /* [max_positions, d_model], learned positions only */
+  layer_weights_t *layers; /* [n_layers] */
   float *final_norm_w, *final_norm_b; /* [d_model]; NULL with no_final_norm */
   float *unembed;                     /* [vocab_size, model_embed_width]; == tok_embed when tied */
   float *unembed_b;                   /* [vocab_size], unembed_bias only */
@@ -243,6 +244,22 @@ const float *model_unembed_row(const model_t *m, int token, float *buf);
  * and tests. Returns NULL on bad cfg or out of memory. */
 model_t *model_alloc(const model_config_t *cfg, char *err);
 
+/* As model_alloc, for a WEIGHTS_NATIVE load: every layer projection slot,
+ * embed_blocks and unembed_blocks (the same one when tied) hold an empty
+ * model_blocks_t for the loader to fill, and no fp32 array is allocated for
+ * them (tok_embed and unembed are NULL). */
+model_t *model_alloc_native(const model_config_t *cfg, char *err);
+
+/* Refuses (-1, err "PATH: WHAT need N GiB of host memory but M GiB is
+ * available (LIMIT)HINT") when `need` bytes are more than the host can still
+ * give this process (host_memory.h), so that a model too large for the
+ * machine is refused by name before its arrays are allocated, never killed
+ * by the kernel halfway through its load. hint may be "". HYDRA_NO_MEMORY_CHECK=1
+ * turns the check off (memory the kernel does not count as available, such
+ * as a ZFS cache, would be refused). */
+int model_memory_check(const char *path, uint64_t need, const char *what, const char *hint,
+                       char *err);
+
 /* Checks a config for internal consistency (positive sizes, heads divide,
  * ...). Returns 0 or -1 with err naming the field. */
 int model_config_check(const model_config_t *cfg, char *err);
@@ -260,6 +277,15 @@ int model_layer_slides(const model_config_t *c, int layer);
  * one built from a config, every weight and bias the config describes (a
  * tied unembedding once). */
 size_t model_n_params(const model_t *m);
+/* Every weight and bias the config describes (a tied unembedding once),
+ * before any array is allocated. */
+size_t model_config_n_params(const model_config_t *c);
+
+/* The bytes of the model's weights in host memory: *held, what its arrays
+ * and owned blocks take; *mapped, the blocks it uses in place from its
+ * file's mapping (pages of the page cache, shared, loaded as they are
+ * read). */
+void model_memory(const model_t *m, uint64_t *held, uint64_t *mapped);
 
 void model_free(model_t *m);
 

@@ -492,6 +492,14 @@ static int build(gguf_loader_t *L) {
     return -1;
   if (L->tokens.type != GGUF_TYPE_STRING || L->tokens.n == 0 || L->tokens.n >= INT32_MAX)
     return fail(L, "tokenizer.ggml.tokens must be a non-empty array of strings");
+  /* llama.cpp requires the vocabulary and the embedding to match; more
+   * tokens than rows would give ids the model has no row for */
+  const gguf_tensor_t *embed = gguf_tensor_find(L->g, "token_embd.weight");
+  if (embed && embed->n_dims == 2 && L->tokens.n > embed->ne[1])
+    return fail(L,
+                "tokenizer.ggml.tokens has %llu tokens but token_embd.weight has %llu rows: ids "
+                "past them would have no embedding",
+                (unsigned long long)L->tokens.n, (unsigned long long)embed->ne[1]);
   if (gguf_find_key(L->g, "tokenizer.ggml.token_type") >= 0) {
     if (gguf_get_array(L->g, "tokenizer.ggml.token_type", &L->types, L->err))
       return -1;

@@ -6,9 +6,13 @@
 # (Q4_0, Q5_0, Q4_K, Q5_K, Q6_K projections, a Q4_0 token embedding, a Q6_K
 # output.weight as llama.cpp's recipes write it), with the file mapped and
 # with the pread path (HYDRA_NO_MMAP); the header names the weights each ran
-# with; `hydra info` says the embedding and unembedding stay in blocks; a
-# safetensors model asked for native weights is refused, naming why; a FIFO
-# named as the model is refused at once, never waited on.
+# with; `hydra info` says the embedding and unembedding stay in blocks and
+# lists the matrices' types (the norms' F32 not among them); the rows are
+# bit for bit too on a file whose IQ4_NL and MXFP4 matrices (its embedding
+# and unembedding too) a native load dequantises, and `hydra info` says so;
+# `hydra forward --weights-dtype native` prints every logit the fp32 one
+# does; a safetensors model asked for native weights is refused, naming
+# why; a FIFO named as the model is refused at once, never waited on.
 # usage: test_native_weights.sh BUILD_DIR ROOT
 set -euo pipefail
 build=$1 root=$2
@@ -40,12 +44,33 @@ cmp -s "$work/fp32.rows" "$work/pread.rows" ||
 "$hydra" info --model "$model" >"$work/info.txt" || fail "hydra info: $(cat "$work/info.txt")"
 grep -q "token embedding (Q4_0) kept in its blocks; unembedding (Q6_K) kept in its blocks" \
   "$work/info.txt" || fail "hydra info does not say the embeddings stay in blocks: $(cat "$work/info.txt")"
+grep -q "matrices in Q4_0,Q4_K,Q5_0,Q5_K,Q6_K kept in their blocks$" "$work/info.txt" ||
+  fail "hydra info's matrix types (norms are F32, no matrix): $(cat "$work/info.txt")"
+dequant=$root/tests/data/gguf/arch-llama-dequant-mix.gguf
+"$hydra" info --model "$dequant" >"$work/info2.txt" || fail "hydra info: $(cat "$work/info2.txt")"
+grep -q "matrices in Q4_1,Q5_0,Q5_1,Q8_0 kept in their blocks; in IQ4_NL,MXFP4 dequantised to fp32 at load" \
+  "$work/info2.txt" || fail "hydra info's matrix types: $(cat "$work/info2.txt")"
+grep -q "token embedding (MXFP4) dequantised to fp32 at load; unembedding (IQ4_NL) dequantised to fp32 at load" \
+  "$work/info2.txt" || fail "hydra info's embeddings: $(cat "$work/info2.txt")"
+for dtype in fp32 native; do
+  "$hydra" run --model "$dequant" "$work/job.json" --format ndjson --weights-dtype "$dtype" 2>"$work/err" |
+    grep -v -e '"type":"header"' -e '"type":"end"' >"$work/dequant-$dtype.rows" ||
+    fail "hydra run ($dtype) on the IQ4_NL/MXFP4 file: $(cat "$work/err")"
+done
+cmp -s "$work/dequant-fp32.rows" "$work/dequant-native.rows" ||
+  fail "native rows of the IQ4_NL/MXFP4 file differ from the dequantised-at-load rows"
 mkfifo "$work/fifo.gguf"
 if timeout 20 "$hydra" run --model "$work/fifo.gguf" "$work/job.json" --weights-dtype native \
   >/dev/null 2>"$work/fifo.err"; then
   fail "a FIFO was accepted as a model"
 fi
 grep -q "not a regular file" "$work/fifo.err" || fail "a FIFO's refusal: $(cat "$work/fifo.err")"
+for dtype in fp32 native; do # every logit printed the same (the first line holds the time)
+  "$hydra" forward --model "$model" --ids 5,17,30,2,7 --top 32 --weights-dtype "$dtype" \
+    >"$work/forward-$dtype.txt" 2>&1 || fail "hydra forward ($dtype): $(cat "$work/forward-$dtype.txt")"
+done
+[ "$(tail -n +2 "$work/forward-fp32.txt")" = "$(tail -n +2 "$work/forward-native.txt")" ] ||
+  fail "hydra forward --weights-dtype native differs: $(diff "$work/forward-fp32.txt" "$work/forward-native.txt")"
 rows=$(wc -l <"$work/fp32.rows")
 [ "$rows" -gt 3 ] || fail "only $rows result rows"
 cmp -s "$work/fp32.rows" "$work/native.rows" ||

@@ -624,6 +624,11 @@ static int run_tiny(const char *root) {
   }
   run_unset_ids(root);
   run_nfc(root);
+  /* more tokens than token_embd.weight has rows (make_tokens_over_gguf.py) */
+  char over[1024];
+  snprintf(over, sizeof(over), "%s/tests/data/gguf/tokenizer_tokens_over.gguf", root);
+  expect_load_error(over, "tokenizer.ggml.tokens has 1500 tokens",
+                    "token_embd.weight has 1496 rows");
   /* the tokenizers transformers builds for families that ship their own
    * (make_tokenizer_golden.py's family_tokenizers, make_family_tokenizers.py) */
   static const char *const families[] = {"gemma",  "qwen2", "llama3", "tekken", "olmo2",   "pythia",

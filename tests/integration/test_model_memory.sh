@@ -54,7 +54,7 @@ if HYDRA_NO_MEMORY_CHECK=1 limited run --model "$work/large.gguf" "$work/job.jso
 fi
 grep -q "out of memory allocating a model" "$work/err" || fail "unchecked load: $(cat "$work/err")"
 limited info --model "$work/large.gguf" >"$work/info" 2>&1 || fail "hydra info (native): $(cat "$work/info")"
-grep -qE "^memory +0\.[0-9] MiB held, 548\.2 MiB of blocks used in place from the mapped file \(fp32 weights: 3898\.3 MiB\)" \
+grep -qE "^memory +0\.[0-9] MiB held, 548\.2 MiB of blocks used in place from the mapped file \(fp32 weights: 3898\.4 MiB\)" \
   "$work/info" || fail "hydra info's memory line: $(cat "$work/info")"
 limited run --model "$work/large.gguf" "$work/job.json" --weights-dtype native >"$work/rows" \
   2>"$work/err" || fail "native run under the limit: $(cat "$work/err")"

@@ -9,6 +9,7 @@
 #include "backend.h"
 #include "bf16.h"
 #include "gguf_quants.h"
+#include "vec_math.h"
 
 typedef struct {
   int n_threads;
@@ -226,10 +227,12 @@ static void layernorm_rows(float *y, float *inv_scale, const float *x, const flo
     const float *g = gamma + (size_t)(r % gamma_rows) * d;
     const float *be = beta ? beta + (size_t)(r % gamma_rows) * d : NULL;
     double sum = 0.0;
+#pragma omp simd reduction(+ : sum)
     for (int i = 0; i < d; i++)
       sum += xr[i];
     float mean = (float)(sum / d);
     double ss = 0.0;
+#pragma omp simd reduction(+ : ss)
     for (int i = 0; i < d; i++) {
       double c = (double)xr[i] - mean;
       ss += c * c;
@@ -265,6 +268,7 @@ static int cpu_rmsnorm(backend_t *b, float *y, float *inv_scale, const float *x,
     const float *xr = x + (size_t)r * d;
     float *yr = y + (size_t)r * d;
     double ss = 0.0;
+#pragma omp simd reduction(+ : ss)
     for (int i = 0; i < d; i++)
       ss += (double)xr[i] * xr[i];
     float inv = (float)(1.0 / sqrt(ss / d + eps));
@@ -276,25 +280,41 @@ static int cpu_rmsnorm(backend_t *b, float *y, float *inv_scale, const float *x,
   return 0;
 }
 
-/* x[rows, n_heads*head_dim], rotate_half pairing of dims i and i + rotary_dim/2 */
+/* x[rows, n_heads*head_dim], rotate_half pairing of dims i and i + rotary_dim/2:
+ * a row's cos and sin once, then each head's halves as contiguous runs. */
 static int cpu_rope(backend_t *b, float *x, const int *position, const float *inv_freq, int rows,
                     int n_heads, int head_dim, int rotary_dim, float attn_scale) {
-  (void)b;
   const int half = rotary_dim / 2;
-#pragma omp parallel for schedule(static)
-  for (int r = 0; r < rows; r++) {
-    for (int i = 0; i < half; i++) {
-      double angle = (double)position[r] * inv_freq[i];
-      float c = (float)(cos(angle) * attn_scale), s = (float)(sin(angle) * attn_scale);
+  int failed = 0;
+#pragma omp parallel
+  {
+    float *cs = malloc(2 * (size_t)(half > 0 ? half : 1) * sizeof(float));
+    if (!cs) {
+#pragma omp atomic write
+      failed = 1;
+    }
+#pragma omp for schedule(static)
+    for (int r = 0; r < rows; r++) {
+      if (!cs)
+        continue;
+      float *cr = cs, *sr = cs + half;
+      for (int i = 0; i < half; i++) {
+        const double angle = (double)position[r] * inv_freq[i];
+        cr[i] = (float)(cos(angle) * attn_scale), sr[i] = (float)(sin(angle) * attn_scale);
+      }
       for (int h = 0; h < n_heads; h++) {
-        float *xh = x + (size_t)r * n_heads * head_dim + (size_t)h * head_dim;
-        float a = xh[i], bb = xh[i + half];
-        xh[i] = a * c - bb * s;
-        xh[i + half] = bb * c + a * s;
+        float *x1 = x + (size_t)r * n_heads * head_dim + (size_t)h * head_dim, *x2 = x1 + half;
+#pragma omp simd
+        for (int i = 0; i < half; i++) {
+          const float a = x1[i], bb = x2[i];
+          x1[i] = a * cr[i] - bb * sr[i];
+          x2[i] = bb * cr[i] + a * sr[i];
+        }
       }
     }
+    free(cs);
   }
-  return 0;
+  return failed ? err_set(b->err, "rope: out of memory for %d frequencies", half) : 0;
 }
 
 /* One query head against a run of n keys: scores into score[], max updated
@@ -365,11 +385,7 @@ static int cpu_attention(backend_t *b, float *out, const float *q, const float *
         if (n2)
           scores_run(score + n1, qh, k2 + (size_t)start2 * kv_stride + kv_off, kv_stride, n2,
                      head_dim, scale, softcap, &max);
-        double sum = 0.0;
-        for (int j = 0; j < n1 + n2; j++) {
-          score[j] = expf(score[j] - max);
-          sum += score[j];
-        }
+        const double sum = vec_exp_shift_sum(score, score, (size_t)(n1 + n2), max);
         const float inv = sum > 0.0 ? (float)(1.0 / sum) : 0.0f;
         for (int i = 0; i < head_dim; i++)
           oh[i] = 0.0f;
@@ -415,11 +431,7 @@ static void head_pattern(float *p, const float *qh, const float *k, const float 
     if (s > max)
       max = s;
   }
-  double sum = 0.0;
-  for (int j = skip; j < total; j++) {
-    p[j] = expf(p[j] - max);
-    sum += p[j];
-  }
+  const double sum = vec_exp_shift_sum(p + skip, p + skip, (size_t)(total - skip), max);
   const float inv = sum > 0.0 ? (float)(1.0 / sum) : 0.0f;
   for (int j = skip; j < total; j++)
     p[j] *= inv;
@@ -585,13 +597,11 @@ static int cpu_logit_metrics(backend_t *b, float *out, float *lp_out, const floa
   return 0;
 }
 
-static inline float gelu_tanh(float x) {
-  const float c = 0.7978845608028654f; /* sqrt(2/pi) */
-  return 0.5f * x * (1.0f + tanhf(c * (x + 0.044715f * x * x * x)));
-}
-
-static inline float silu(float x) {
-  return x / (1.0f + expf(-x));
+/* Elementwise ops run vec_math's kernels on chunks of ELEMENT_CHUNK, one
+ * thread a chunk: the length of the chunk at c. */
+enum { ELEMENT_CHUNK = 4096 };
+static inline size_t chunk_len(size_t n, size_t c) {
+  return n - c < ELEMENT_CHUNK ? n - c : ELEMENT_CHUNK;
 }
 
 static int cpu_activation(backend_t *b, float *x, size_t n, activation_t act) {
@@ -599,8 +609,8 @@ static int cpu_activation(backend_t *b, float *x, size_t n, activation_t act) {
   switch (act) {
   case ACT_GELU_TANH:
 #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++)
-      x[i] = gelu_tanh(x[i]);
+    for (size_t c = 0; c < n; c += ELEMENT_CHUNK)
+      vec_gelu_tanh(x + c, chunk_len(n, c));
     return 0;
   case ACT_GELU_ERF:
 #pragma omp parallel for schedule(static)
@@ -609,8 +619,8 @@ static int cpu_activation(backend_t *b, float *x, size_t n, activation_t act) {
     return 0;
   case ACT_SILU:
 #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++)
-      x[i] = silu(x[i]);
+    for (size_t c = 0; c < n; c += ELEMENT_CHUNK)
+      vec_silu(x + c, chunk_len(n, c));
     return 0;
   case ACT_RELU:
 #pragma omp parallel for schedule(static)
@@ -624,8 +634,8 @@ static int cpu_activation(backend_t *b, float *x, size_t n, activation_t act) {
 static int cpu_swiglu(backend_t *b, float *gate, const float *up, size_t n) {
   (void)b;
 #pragma omp parallel for schedule(static)
-  for (size_t i = 0; i < n; i++)
-    gate[i] = silu(gate[i]) * up[i];
+  for (size_t c = 0; c < n; c += ELEMENT_CHUNK)
+    vec_swiglu(gate + c, up + c, chunk_len(n, c));
   return 0;
 }
 
@@ -649,8 +659,8 @@ static int cpu_scale(backend_t *b, float *x, size_t n, float alpha) {
 static int cpu_softcap(backend_t *b, float *x, size_t n, float cap) {
   (void)b;
 #pragma omp parallel for schedule(static)
-  for (size_t i = 0; i < n; i++)
-    x[i] = cap * tanhf(x[i] / cap);
+  for (size_t c = 0; c < n; c += ELEMENT_CHUNK)
+    vec_softcap(x + c, chunk_len(n, c), cap);
   return 0;
 }
 

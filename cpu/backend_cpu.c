@@ -521,6 +521,7 @@ static int cpu_row_dots(backend_t *b, float *out, const int *out_index, const fl
   for (int i = 0; i < n; i++) {
     const float *xr = x + (size_t)x_row[i] * d, *dr = dirs + (size_t)dir_row[i] * d;
     double s = 0.0;
+#pragma omp simd reduction(+ : s)
     for (int c = 0; c < d; c++)
       s += (double)xr[c] * dr[c];
     out[out_index[i]] = (float)s;

@@ -598,20 +598,30 @@ static int cpu_logit_metrics(backend_t *b, float *out, float *lp_out, const floa
   return 0;
 }
 
-/* Elementwise ops run vec_math's kernels on chunks of ELEMENT_CHUNK, one
- * thread a chunk: the length of the chunk at c. */
-enum { ELEMENT_CHUNK = 4096 };
-static inline size_t chunk_len(size_t n, size_t c) {
-  return n - c < ELEMENT_CHUNK ? n - c : ELEMENT_CHUNK;
+/* Elementwise ops: each thread runs vec_math's kernel on its share of n,
+ * cut at multiples of 8 (the kernels' width) as a static schedule would. */
+static void thread_share(size_t n, size_t *begin, size_t *len) {
+  const size_t threads = (size_t)omp_get_num_threads(), t = (size_t)omp_get_thread_num();
+  const size_t share = ((n + threads - 1) / threads + 7) / 8 * 8;
+  *begin = t * share < n ? t * share : n;
+  *len = n - *begin < share ? n - *begin : share;
+}
+
+/* x[i] = f(x[i]) on the threads, each over its share */
+static void map_on_threads(void (*f)(float *, size_t), float *x, size_t n) {
+#pragma omp parallel
+  {
+    size_t begin, len;
+    thread_share(n, &begin, &len);
+    f(x + begin, len);
+  }
 }
 
 static int cpu_activation(backend_t *b, float *x, size_t n, activation_t act) {
   (void)b;
   switch (act) {
   case ACT_GELU_TANH:
-#pragma omp parallel for schedule(static)
-    for (size_t c = 0; c < n; c += ELEMENT_CHUNK)
-      vec_gelu_tanh(x + c, chunk_len(n, c));
+    map_on_threads(vec_gelu_tanh, x, n);
     return 0;
   case ACT_GELU_ERF:
 #pragma omp parallel for schedule(static)
@@ -619,9 +629,7 @@ static int cpu_activation(backend_t *b, float *x, size_t n, activation_t act) {
       x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.7071067811865476f));
     return 0;
   case ACT_SILU:
-#pragma omp parallel for schedule(static)
-    for (size_t c = 0; c < n; c += ELEMENT_CHUNK)
-      vec_silu(x + c, chunk_len(n, c));
+    map_on_threads(vec_silu, x, n);
     return 0;
   case ACT_RELU:
 #pragma omp parallel for schedule(static)
@@ -634,9 +642,12 @@ static int cpu_activation(backend_t *b, float *x, size_t n, activation_t act) {
 
 static int cpu_swiglu(backend_t *b, float *gate, const float *up, size_t n) {
   (void)b;
-#pragma omp parallel for schedule(static)
-  for (size_t c = 0; c < n; c += ELEMENT_CHUNK)
-    vec_swiglu(gate + c, up + c, chunk_len(n, c));
+#pragma omp parallel
+  {
+    size_t begin, len;
+    thread_share(n, &begin, &len);
+    vec_swiglu(gate + begin, up + begin, len);
+  }
   return 0;
 }
 
@@ -659,9 +670,12 @@ static int cpu_scale(backend_t *b, float *x, size_t n, float alpha) {
 
 static int cpu_softcap(backend_t *b, float *x, size_t n, float cap) {
   (void)b;
-#pragma omp parallel for schedule(static)
-  for (size_t c = 0; c < n; c += ELEMENT_CHUNK)
-    vec_softcap(x + c, chunk_len(n, c), cap);
+#pragma omp parallel
+  {
+    size_t begin, len;
+    thread_share(n, &begin, &len);
+    vec_softcap(x + begin, len, cap);
+  }
   return 0;
 }
 

@@ -267,10 +267,7 @@ static int cpu_rmsnorm(backend_t *b, float *y, float *inv_scale, const float *x,
   for (int r = 0; r < rows; r++) {
     const float *xr = x + (size_t)r * d;
     float *yr = y + (size_t)r * d;
-    double ss = 0.0;
-#pragma omp simd reduction(+ : ss)
-    for (int i = 0; i < d; i++)
-      ss += (double)xr[i] * xr[i];
+    const double ss = vec_sum_squares(xr, (size_t)d);
     float inv = (float)(1.0 / sqrt(ss / d + eps));
     for (int i = 0; i < d; i++)
       yr[i] = xr[i] * inv * gamma[i];
@@ -322,12 +319,7 @@ static int cpu_rope(backend_t *b, float *x, const int *position, const float *in
 static void scores_run(float *score, const float *qh, const float *kb, size_t kv_stride, int n,
                        int head_dim, float scale, float softcap, float *max) {
   for (int j = 0; j < n; j++) {
-    const float *kj = kb + (size_t)j * kv_stride;
-    float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-    for (int i = 0; i < head_dim; i++)
-      s += qh[i] * kj[i];
-    s *= scale;
+    float s = vec_dot(qh, kb + (size_t)j * kv_stride, (size_t)head_dim) * scale;
     if (softcap > 0.0f)
       s = softcap * tanhf(s / softcap);
     score[j] = s;
@@ -338,13 +330,8 @@ static void scores_run(float *score, const float *qh, const float *kb, size_t kv
 
 static void weighted_sum(float *oh, const float *score, const float *vb, size_t kv_stride, int n,
                          int head_dim, float inv) {
-  for (int j = 0; j < n; j++) {
-    const float *vj = vb + (size_t)j * kv_stride;
-    const float p = score[j] * inv;
-#pragma omp simd
-    for (int i = 0; i < head_dim; i++)
-      oh[i] += p * vj[i];
-  }
+  for (int j = 0; j < n; j++)
+    vec_axpy(oh, score[j] * inv, vb + (size_t)j * kv_stride, (size_t)head_dim);
 }
 
 /* out[rows, H*hd] = softmax(cap(q k^T * scale)) v over each row's one or two
@@ -421,10 +408,7 @@ static void head_pattern(float *p, const float *qh, const float *k, const float 
       continue;
     }
     const float *kj = key_row(k, k2, start1, n1, start2, j, kv_stride, kv_off);
-    float s = 0.0f;
-    for (int i = 0; i < head_dim; i++)
-      s += qh[i] * kj[i];
-    s *= scale;
+    float s = vec_dot(qh, kj, (size_t)head_dim) * scale;
     if (softcap > 0.0f)
       s = softcap * tanhf(s / softcap);
     p[j] = s;
@@ -520,11 +504,7 @@ static int cpu_row_dots(backend_t *b, float *out, const int *out_index, const fl
 #pragma omp parallel for schedule(static)
   for (int i = 0; i < n; i++) {
     const float *xr = x + (size_t)x_row[i] * d, *dr = dirs + (size_t)dir_row[i] * d;
-    double s = 0.0;
-#pragma omp simd reduction(+ : s)
-    for (int c = 0; c < d; c++)
-      s += (double)xr[c] * dr[c];
-    out[out_index[i]] = (float)s;
+    out[out_index[i]] = (float)vec_dot_double(xr, dr, (size_t)d);
   }
   return 0;
 }
@@ -681,9 +661,12 @@ static int cpu_softcap(backend_t *b, float *x, size_t n, float cap) {
 
 static int cpu_add(backend_t *b, float *y, const float *x, size_t n) {
   (void)b;
-#pragma omp parallel for schedule(static)
-  for (size_t i = 0; i < n; i++)
-    y[i] += x[i];
+#pragma omp parallel
+  {
+    size_t begin, len;
+    thread_share(n, &begin, &len);
+    vec_add(y + begin, x + begin, len);
+  }
   return 0;
 }
 

@@ -16,6 +16,46 @@ static inline float gelu_tanh1(float x) {
   return x / (1.0f + expf(-2.0f * u));
 }
 
+/* The row kernels' one source: inlined into a plain and a wide caller, each
+ * vectorised for its own target. */
+#define ROW_KERNEL static inline __attribute__((always_inline))
+
+ROW_KERNEL double sum_squares_row(const float *x, size_t n) {
+  double s = 0.0;
+#pragma omp simd reduction(+ : s)
+  for (size_t i = 0; i < n; i++)
+    s += (double)x[i] * x[i];
+  return s;
+}
+
+ROW_KERNEL double dot_double_row(const float *x, const float *y, size_t n) {
+  double s = 0.0;
+#pragma omp simd reduction(+ : s)
+  for (size_t i = 0; i < n; i++)
+    s += (double)x[i] * y[i];
+  return s;
+}
+
+ROW_KERNEL float dot_row(const float *x, const float *y, size_t n) {
+  float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+  for (size_t i = 0; i < n; i++)
+    s += x[i] * y[i];
+  return s;
+}
+
+ROW_KERNEL void axpy_row(float *restrict y, float a, const float *restrict x, size_t n) {
+#pragma omp simd
+  for (size_t i = 0; i < n; i++)
+    y[i] += a * x[i];
+}
+
+ROW_KERNEL void add_row(float *restrict y, const float *restrict x, size_t n) {
+#pragma omp simd
+  for (size_t i = 0; i < n; i++)
+    y[i] += x[i];
+}
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 
@@ -179,6 +219,22 @@ WIDE static void softcap_wide(float *x, size_t n, float cap) {
   }
 }
 
+WIDE static double sum_squares_wide(const float *x, size_t n) {
+  return sum_squares_row(x, n);
+}
+WIDE static double dot_double_wide(const float *x, const float *y, size_t n) {
+  return dot_double_row(x, y, n);
+}
+WIDE static float dot_wide(const float *x, const float *y, size_t n) {
+  return dot_row(x, y, n);
+}
+WIDE static void axpy_wide(float *y, float a, const float *x, size_t n) {
+  axpy_row(y, a, x, n);
+}
+WIDE static void add_wide(float *y, const float *x, size_t n) {
+  add_row(y, x, n);
+}
+
 #define HAVE_WIDE 1
 #else
 #define HAVE_WIDE 0
@@ -253,4 +309,30 @@ void vec_gelu_tanh(float *x, size_t n) {
 #endif
   for (size_t i = 0; i < n; i++)
     x[i] = gelu_tanh1(x[i]);
+}
+
+#if HAVE_WIDE
+#define PICK(wide_call, plain_call) (vec_math_wide() ? (wide_call) : (plain_call))
+#else
+#define PICK(wide_call, plain_call) (plain_call)
+#endif
+
+double vec_sum_squares(const float *x, size_t n) {
+  return PICK(sum_squares_wide(x, n), sum_squares_row(x, n));
+}
+
+double vec_dot_double(const float *x, const float *y, size_t n) {
+  return PICK(dot_double_wide(x, y, n), dot_double_row(x, y, n));
+}
+
+float vec_dot(const float *x, const float *y, size_t n) {
+  return PICK(dot_wide(x, y, n), dot_row(x, y, n));
+}
+
+void vec_axpy(float *y, float a, const float *x, size_t n) {
+  PICK(axpy_wide(y, a, x, n), axpy_row(y, a, x, n));
+}
+
+void vec_add(float *y, const float *x, size_t n) {
+  PICK(add_wide(y, x, n), add_row(y, x, n));
 }

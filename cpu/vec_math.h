@@ -38,4 +38,22 @@ void vec_swiglu(float *gate, const float *up, size_t n);
  * 1 + tanh for negative x). */
 void vec_gelu_tanh(float *x, size_t n);
 
+/* Row kernels (one source, compiled for both paths; sums in the vector's
+ * lane order, which depends on n only): */
+
+/* sum of x[i]^2, in double */
+double vec_sum_squares(const float *x, size_t n);
+
+/* sum of x[i] y[i], in double */
+double vec_dot_double(const float *x, const float *y, size_t n);
+
+/* sum of x[i] y[i], in float */
+float vec_dot(const float *x, const float *y, size_t n);
+
+/* y[i] += a x[i] */
+void vec_axpy(float *y, float a, const float *x, size_t n);
+
+/* y[i] += x[i] */
+void vec_add(float *y, const float *x, size_t n);
+
 #endif

@@ -56,7 +56,7 @@ ROW_KERNEL void add_row(float *restrict y, const float *restrict x, size_t n) {
     y[i] += x[i];
 }
 
-#if defined(__x86_64__) && defined(__GNUC__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(VEC_MATH_PLAIN)
 #include <immintrin.h>
 
 #define WIDE __attribute__((target("avx2,fma")))

@@ -3,7 +3,8 @@
  * tanh (range reduction and a polynomial, a few ulp: tests/unit/cpu
  * test_vec_math measures them against double on a dense sweep); elsewhere
  * libm loops. The path is chosen at run time, so the project builds for
- * baseline x86-64 (and other CPUs) and runs the wide kernels where it can.
+ * baseline x86-64 (and other CPUs) and runs the wide kernels where it can
+ * (built with VEC_MATH_PLAIN: the libm loops only, as tests do).
  * Every element goes through the same kernel whatever n and its position
  * (the last n % 8 through a padded copy), so a result never depends on how
  * an array was split into calls. NaN in gives NaN out. No function

@@ -9,6 +9,7 @@
 #include "backend.h"
 #include "bf16.h"
 #include "gguf_quants.h"
+#include "vec_math.h"
 
 typedef struct {
   int n_threads;
@@ -226,10 +227,12 @@ static void layernorm_rows(float *y, float *inv_scale, const float *x, const flo
     const float *g = gamma + (size_t)(r % gamma_rows) * d;
     const float *be = beta ? beta + (size_t)(r % gamma_rows) * d : NULL;
     double sum = 0.0;
+#pragma omp simd reduction(+ : sum)
     for (int i = 0; i < d; i++)
       sum += xr[i];
     float mean = (float)(sum / d);
     double ss = 0.0;
+#pragma omp simd reduction(+ : ss)
     for (int i = 0; i < d; i++) {
       double c = (double)xr[i] - mean;
       ss += c * c;
@@ -264,9 +267,7 @@ static int cpu_rmsnorm(backend_t *b, float *y, float *inv_scale, const float *x,
   for (int r = 0; r < rows; r++) {
     const float *xr = x + (size_t)r * d;
     float *yr = y + (size_t)r * d;
-    double ss = 0.0;
-    for (int i = 0; i < d; i++)
-      ss += (double)xr[i] * xr[i];
+    const double ss = vec_sum_squares(xr, (size_t)d);
     float inv = (float)(1.0 / sqrt(ss / d + eps));
     for (int i = 0; i < d; i++)
       yr[i] = xr[i] * inv * gamma[i];
@@ -276,25 +277,41 @@ static int cpu_rmsnorm(backend_t *b, float *y, float *inv_scale, const float *x,
   return 0;
 }
 
-/* x[rows, n_heads*head_dim], rotate_half pairing of dims i and i + rotary_dim/2 */
+/* x[rows, n_heads*head_dim], rotate_half pairing of dims i and i + rotary_dim/2:
+ * a row's cos and sin once, then each head's halves as contiguous runs. */
 static int cpu_rope(backend_t *b, float *x, const int *position, const float *inv_freq, int rows,
                     int n_heads, int head_dim, int rotary_dim, float attn_scale) {
-  (void)b;
   const int half = rotary_dim / 2;
-#pragma omp parallel for schedule(static)
-  for (int r = 0; r < rows; r++) {
-    for (int i = 0; i < half; i++) {
-      double angle = (double)position[r] * inv_freq[i];
-      float c = (float)(cos(angle) * attn_scale), s = (float)(sin(angle) * attn_scale);
+  int failed = 0;
+#pragma omp parallel
+  {
+    float *cs = malloc(2 * (size_t)(half > 0 ? half : 1) * sizeof(float));
+    if (!cs) {
+#pragma omp atomic write
+      failed = 1;
+    }
+#pragma omp for schedule(static)
+    for (int r = 0; r < rows; r++) {
+      if (!cs)
+        continue;
+      float *cr = cs, *sr = cs + half;
+      for (int i = 0; i < half; i++) {
+        const double angle = (double)position[r] * inv_freq[i];
+        cr[i] = (float)(cos(angle) * attn_scale), sr[i] = (float)(sin(angle) * attn_scale);
+      }
       for (int h = 0; h < n_heads; h++) {
-        float *xh = x + (size_t)r * n_heads * head_dim + (size_t)h * head_dim;
-        float a = xh[i], bb = xh[i + half];
-        xh[i] = a * c - bb * s;
-        xh[i + half] = bb * c + a * s;
+        float *x1 = x + (size_t)r * n_heads * head_dim + (size_t)h * head_dim, *x2 = x1 + half;
+#pragma omp simd
+        for (int i = 0; i < half; i++) {
+          const float a = x1[i], bb = x2[i];
+          x1[i] = a * cr[i] - bb * sr[i];
+          x2[i] = bb * cr[i] + a * sr[i];
+        }
       }
     }
+    free(cs);
   }
-  return 0;
+  return failed ? err_set(b->err, "rope: out of memory for %d frequencies", half) : 0;
 }
 
 /* One query head against a run of n keys: scores into score[], max updated
@@ -302,12 +319,7 @@ static int cpu_rope(backend_t *b, float *x, const int *position, const float *in
 static void scores_run(float *score, const float *qh, const float *kb, size_t kv_stride, int n,
                        int head_dim, float scale, float softcap, float *max) {
   for (int j = 0; j < n; j++) {
-    const float *kj = kb + (size_t)j * kv_stride;
-    float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-    for (int i = 0; i < head_dim; i++)
-      s += qh[i] * kj[i];
-    s *= scale;
+    float s = vec_dot(qh, kb + (size_t)j * kv_stride, (size_t)head_dim) * scale;
     if (softcap > 0.0f)
       s = softcap * tanhf(s / softcap);
     score[j] = s;
@@ -318,13 +330,8 @@ static void scores_run(float *score, const float *qh, const float *kb, size_t kv
 
 static void weighted_sum(float *oh, const float *score, const float *vb, size_t kv_stride, int n,
                          int head_dim, float inv) {
-  for (int j = 0; j < n; j++) {
-    const float *vj = vb + (size_t)j * kv_stride;
-    const float p = score[j] * inv;
-#pragma omp simd
-    for (int i = 0; i < head_dim; i++)
-      oh[i] += p * vj[i];
-  }
+  for (int j = 0; j < n; j++)
+    vec_axpy(oh, score[j] * inv, vb + (size_t)j * kv_stride, (size_t)head_dim);
 }
 
 /* out[rows, H*hd] = softmax(cap(q k^T * scale)) v over each row's one or two
@@ -365,11 +372,7 @@ static int cpu_attention(backend_t *b, float *out, const float *q, const float *
         if (n2)
           scores_run(score + n1, qh, k2 + (size_t)start2 * kv_stride + kv_off, kv_stride, n2,
                      head_dim, scale, softcap, &max);
-        double sum = 0.0;
-        for (int j = 0; j < n1 + n2; j++) {
-          score[j] = expf(score[j] - max);
-          sum += score[j];
-        }
+        const double sum = vec_exp_shift_sum(score, score, (size_t)(n1 + n2), max);
         const float inv = sum > 0.0 ? (float)(1.0 / sum) : 0.0f;
         for (int i = 0; i < head_dim; i++)
           oh[i] = 0.0f;
@@ -405,21 +408,14 @@ static void head_pattern(float *p, const float *qh, const float *k, const float 
       continue;
     }
     const float *kj = key_row(k, k2, start1, n1, start2, j, kv_stride, kv_off);
-    float s = 0.0f;
-    for (int i = 0; i < head_dim; i++)
-      s += qh[i] * kj[i];
-    s *= scale;
+    float s = vec_dot(qh, kj, (size_t)head_dim) * scale;
     if (softcap > 0.0f)
       s = softcap * tanhf(s / softcap);
     p[j] = s;
     if (s > max)
       max = s;
   }
-  double sum = 0.0;
-  for (int j = skip; j < total; j++) {
-    p[j] = expf(p[j] - max);
-    sum += p[j];
-  }
+  const double sum = vec_exp_shift_sum(p + skip, p + skip, (size_t)(total - skip), max);
   const float inv = sum > 0.0 ? (float)(1.0 / sum) : 0.0f;
   for (int j = skip; j < total; j++)
     p[j] *= inv;
@@ -508,10 +504,7 @@ static int cpu_row_dots(backend_t *b, float *out, const int *out_index, const fl
 #pragma omp parallel for schedule(static)
   for (int i = 0; i < n; i++) {
     const float *xr = x + (size_t)x_row[i] * d, *dr = dirs + (size_t)dir_row[i] * d;
-    double s = 0.0;
-    for (int c = 0; c < d; c++)
-      s += (double)xr[c] * dr[c];
-    out[out_index[i]] = (float)s;
+    out[out_index[i]] = (float)vec_dot_double(xr, dr, (size_t)d);
   }
   return 0;
 }
@@ -585,22 +578,30 @@ static int cpu_logit_metrics(backend_t *b, float *out, float *lp_out, const floa
   return 0;
 }
 
-static inline float gelu_tanh(float x) {
-  const float c = 0.7978845608028654f; /* sqrt(2/pi) */
-  return 0.5f * x * (1.0f + tanhf(c * (x + 0.044715f * x * x * x)));
+/* Elementwise ops: each thread runs vec_math's kernel on its share of n,
+ * cut at multiples of 8 (the kernels' width) as a static schedule would. */
+static void thread_share(size_t n, size_t *begin, size_t *len) {
+  const size_t threads = (size_t)omp_get_num_threads(), t = (size_t)omp_get_thread_num();
+  const size_t share = ((n + threads - 1) / threads + 7) / 8 * 8;
+  *begin = t * share < n ? t * share : n;
+  *len = n - *begin < share ? n - *begin : share;
 }
 
-static inline float silu(float x) {
-  return x / (1.0f + expf(-x));
+/* x[i] = f(x[i]) on the threads, each over its share */
+static void map_on_threads(void (*f)(float *, size_t), float *x, size_t n) {
+#pragma omp parallel
+  {
+    size_t begin, len;
+    thread_share(n, &begin, &len);
+    f(x + begin, len);
+  }
 }
 
 static int cpu_activation(backend_t *b, float *x, size_t n, activation_t act) {
   (void)b;
   switch (act) {
   case ACT_GELU_TANH:
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++)
-      x[i] = gelu_tanh(x[i]);
+    map_on_threads(vec_gelu_tanh, x, n);
     return 0;
   case ACT_GELU_ERF:
 #pragma omp parallel for schedule(static)
@@ -608,9 +609,7 @@ static int cpu_activation(backend_t *b, float *x, size_t n, activation_t act) {
       x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.7071067811865476f));
     return 0;
   case ACT_SILU:
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++)
-      x[i] = silu(x[i]);
+    map_on_threads(vec_silu, x, n);
     return 0;
   case ACT_RELU:
 #pragma omp parallel for schedule(static)
@@ -623,9 +622,12 @@ static int cpu_activation(backend_t *b, float *x, size_t n, activation_t act) {
 
 static int cpu_swiglu(backend_t *b, float *gate, const float *up, size_t n) {
   (void)b;
-#pragma omp parallel for schedule(static)
-  for (size_t i = 0; i < n; i++)
-    gate[i] = silu(gate[i]) * up[i];
+#pragma omp parallel
+  {
+    size_t begin, len;
+    thread_share(n, &begin, &len);
+    vec_swiglu(gate + begin, up + begin, len);
+  }
   return 0;
 }
 
@@ -648,17 +650,23 @@ static int cpu_scale(backend_t *b, float *x, size_t n, float alpha) {
 
 static int cpu_softcap(backend_t *b, float *x, size_t n, float cap) {
   (void)b;
-#pragma omp parallel for schedule(static)
-  for (size_t i = 0; i < n; i++)
-    x[i] = cap * tanhf(x[i] / cap);
+#pragma omp parallel
+  {
+    size_t begin, len;
+    thread_share(n, &begin, &len);
+    vec_softcap(x + begin, len, cap);
+  }
   return 0;
 }
 
 static int cpu_add(backend_t *b, float *y, const float *x, size_t n) {
   (void)b;
-#pragma omp parallel for schedule(static)
-  for (size_t i = 0; i < n; i++)
-    y[i] += x[i];
+#pragma omp parallel
+  {
+    size_t begin, len;
+    thread_share(n, &begin, &len);
+    vec_add(y + begin, x + begin, len);
+  }
   return 0;
 }
 

@@ -661,6 +661,47 @@ static void test_elementwise(size_t n) {
   free(x), free(u), free(y), free(ref);
 }
 
+/* Activations at the edges of float: NaN stays NaN, very large inputs
+ * saturate (silu and gelu to x or 0, softcap to +-cap), at every place of
+ * an array whose length is not a multiple of a vector's. The last input is
+ * a plain value among them (checked against its reference). */
+static void test_elementwise_extremes(void) {
+  static const float in[] = {NAN,   1e30f, -1e30f, 100.0f, -200.0f, 0.0f,
+                             -0.0f, -NAN,  3e4f,   -3e4f,  0.5f};
+  static const float silu_want[] = {NAN, 1e30f, 0.0f, 100.0f, 0.0f, 0.0f, 0.0f, NAN, 3e4f, 0.0f};
+  static const float cap_want[] = {NAN, 3.0f, -3.0f, 3.0f, -3.0f, 0.0f, 0.0f, NAN, 3.0f, -3.0f};
+  enum { N = sizeof(in) / sizeof(in[0]), PLAIN = N - 1 };
+  const char *names[] = {"silu", "gelu_tanh", "swiglu", "softcap"};
+  const double t = 0.5, silu = t / (1 + exp(-t));
+  const double plain[] = {silu, 0.5 * t * (1 + tanh(sqrt(2 / M_PI) * (t + 0.044715 * t * t * t))),
+                          2 * silu, 3 * tanh(t / 3)};
+  int bad = 0;
+  for (int op = 0; op < 4; op++)
+    for (int shift = 0; shift < N; shift += 3) { /* each value at several places */
+      float x[N], y[N], up[N];
+      for (int i = 0; i < N; i++)
+        x[i] = in[(i + shift) % N], up[i] = 2.0f;
+      float *dx = dev(x, sizeof(x)), *du = dev(up, sizeof(up));
+      run(op == 0   ? B->ops->activation(B, dx, N, ACT_SILU)
+          : op == 1 ? B->ops->activation(B, dx, N, ACT_GELU_TANH)
+          : op == 2 ? B->ops->swiglu(B, dx, du, N)
+                    : B->ops->softcap(B, dx, N, 3.0f),
+          names[op]);
+      back(y, dx, sizeof(y));
+      for (int i = 0; i < N; i++) {
+        const int j = (i + shift) % N;
+        const float want = op == 3 ? cap_want[j] : op == 2 ? 2.0f * silu_want[j] : silu_want[j];
+        const int ok = j == PLAIN    ? fabs(y[i] - plain[op]) <= 1e-6 * fabs(plain[op])
+                       : isnan(want) ? isnan(y[i])
+                                     : y[i] == want;
+        bad += !ok;
+        CHECK(ok, "%s(%g) = %.9g, want %.9g", names[op], x[i], y[i], j == PLAIN ? plain[op] : want);
+      }
+      B->ops->free(B, dx), B->ops->free(B, du);
+    }
+  printf("%s elementwise extremes (NaN, +-1e30, +-3e4, 100, -200, +-0)\n", bad ? "FAIL" : "  ok");
+}
+
 /* embed_blocks: the rows of a table in `type`'s blocks, decoded, plus a
  * position table: every float as gguf_quants decodes it, plus the same
  * fp32 addition (bit for bit); rows of another size refused. */
@@ -979,6 +1020,9 @@ int main(int argc, char **argv) {
   test_logit_metrics(13, 50257, 5, 30.0f); /* Gemma 2's cap: bites on the rows at 40 and 80 */
   test_logit_metrics(7, 37, 3, 4.0f);
   test_elementwise(10007);
+  test_elementwise(13);
+  test_elementwise(1);
+  test_elementwise_extremes();
   test_rows(50, 23, 64);
   test_embed_blocks_all();
   backend_destroy(B);

@@ -1,0 +1,116 @@
+/* test_quants_simd - the decoders' AVX2 twins (common/formats/
+ * gguf_quants_avx2.c) against the scalar decoders, bit for bit.
+ *
+ * usage: test_quants_simd [SEED]
+ *   For each type the backends multiply in blocks (Q4_0, Q4_1, Q5_0, Q5_1,
+ *   Q8_0, Q4_K, Q5_K, Q6_K): seeded random blocks in which each fp16 field
+ *   (scale, min) takes, block by block, every one of the 65,536 fp16 values
+ *   (zeros, subnormals, the largest normals, inf, NaN with any payload)
+ *   while the others are random fp16 values of any kind; decoded with
+ *   gguf_quants_set_simd(1) and gguf_quants_set_simd(0), in runs of 1 to 37
+ *   blocks from unaligned addresses. Pass: every float's bits equal (NaN
+ *   included). The scalar decoders are checked against gguf-py by
+ *   test_quants. Skips (77) on a CPU without AVX2 and F16C. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "gguf_quants.h"
+
+#define N_F16 65536
+
+static uint64_t rng_state;
+static uint64_t next_u64(void) {
+  rng_state ^= rng_state << 13;
+  rng_state ^= rng_state >> 7;
+  rng_state ^= rng_state << 17;
+  return rng_state;
+}
+
+typedef struct {
+  uint32_t type;
+  int f16_fields[2]; /* byte offsets of the block's fp16 fields; -1: none */
+} simd_type_t;
+
+static const simd_type_t TYPES[] = {
+    {GGUF_TENSOR_Q4_0, {0, -1}}, {GGUF_TENSOR_Q4_1, {0, 2}},    {GGUF_TENSOR_Q5_0, {0, -1}},
+    {GGUF_TENSOR_Q5_1, {0, 2}},  {GGUF_TENSOR_Q8_0, {0, -1}},   {GGUF_TENSOR_Q4_K, {0, 2}},
+    {GGUF_TENSOR_Q5_K, {0, 2}},  {GGUF_TENSOR_Q6_K, {208, -1}},
+};
+
+static uint32_t bits_of(float x) {
+  uint32_t u;
+  memcpy(&u, &x, sizeof(u));
+  return u;
+}
+
+static void put_u16(uint8_t *p, uint16_t v) {
+  p[0] = (uint8_t)(v & 0xff), p[1] = (uint8_t)(v >> 8);
+}
+
+/* Decodes n_blocks blocks at src into dst in runs of 1 to 37 blocks. */
+static void decode_in_runs(const gguf_quant_type_t *qt, const uint8_t *src, float *dst,
+                           size_t n_blocks) {
+  size_t run = 1;
+  for (size_t b = 0; b < n_blocks; b += run, run = run % 37 + 1) {
+    const size_t n = n_blocks - b < run ? n_blocks - b : run;
+    qt->decode(src + b * qt->type_size, dst + b * qt->block_size, n);
+  }
+}
+
+/* Field `swept` of block i holds fp16 value i; the other fields are random. */
+static void test_type(const simd_type_t *st, int swept) {
+  const gguf_quant_type_t *qt = gguf_quant_type(st->type);
+  const size_t n_values = (size_t)N_F16 * qt->block_size;
+  uint8_t *blocks = malloc((size_t)N_F16 * qt->type_size + 1);
+  float *twin = malloc((n_values + 1) * sizeof(float)), *scalar = malloc(n_values * sizeof(float));
+  if (!blocks || !twin || !scalar) {
+    FAIL("%s: out of memory", qt->name);
+    goto done;
+  }
+  uint8_t *src = blocks + 1; /* odd addresses: the twins load unaligned */
+  for (size_t i = 0; i < (size_t)N_F16 * qt->type_size; i++)
+    src[i] = (uint8_t)next_u64();
+  for (uint32_t b = 0; b < N_F16; b++)
+    for (int k = 0; k < 2; k++)
+      if (st->f16_fields[k] >= 0)
+        put_u16(src + (size_t)b * qt->type_size + st->f16_fields[k],
+                k == swept ? (uint16_t)b : (uint16_t)next_u64());
+  CHECK(gguf_quants_set_simd(1) == 1, "the AVX2 twins did not turn on");
+  decode_in_runs(qt, src, twin + 1, N_F16);
+  CHECK(gguf_quants_set_simd(0) == 0, "the AVX2 twins did not turn off");
+  decode_in_runs(qt, src, scalar, N_F16);
+  size_t bad = 0, first = 0;
+  for (size_t i = 0; i < n_values; i++)
+    if (bits_of(twin[1 + i]) != bits_of(scalar[i]) && bad++ == 0)
+      first = i;
+  printf("  %-5s fp16 field %d swept: %zu of %zu values differ\n", qt->name, swept, bad, n_values);
+  CHECK(bad == 0,
+        "%s: %zu values differ; first: value %zu (block %zu, element %zu, fp16 0x%04zx): AVX2 "
+        "%.9g (0x%08x), scalar %.9g (0x%08x)",
+        qt->name, bad, first, first / qt->block_size, first % qt->block_size,
+        first / qt->block_size, (double)twin[1 + first], bits_of(twin[1 + first]),
+        (double)scalar[first], bits_of(scalar[first]));
+done:
+  free(blocks);
+  free(twin);
+  free(scalar);
+}
+
+int main(int argc, char **argv) {
+  const uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 10) : 20261207;
+  rng_state = seed * 2654435761ULL + 1;
+  check_seed(seed);
+  if (!gguf_quants_set_simd(1)) {
+    printf("test_quants_simd: this CPU has no AVX2 and F16C; nothing to compare (skipped)\n");
+    return 77;
+  }
+  for (size_t t = 0; t < sizeof(TYPES) / sizeof(TYPES[0]); t++)
+    for (int k = 0; k < 2; k++)
+      if (TYPES[t].f16_fields[k] >= 0)
+        test_type(&TYPES[t], k);
+  gguf_quants_set_simd(1);
+  return check_exit("test_quants_simd");
+}

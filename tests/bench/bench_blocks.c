@@ -5,10 +5,12 @@
  * blocks, decoded per product into a scratch of --tile-rows rows (0: the
  * whole matrix). Prints one table row per (type, shape): median seconds of
  * --reps runs, GFLOP/s, and the ratio blocks / fp32. Reports, never fails
- * on a timing.
+ * on a timing. --clock cpu times each run in the process's CPU seconds
+ * instead of wall seconds (on cores shared with other work: what the run
+ * cost, not how long it waited). HYDRA_NO_SIMD=1 runs the scalar decoders.
  *
  * usage: bench_blocks [--rows N] [--reps N] [--threads N] [--tile-rows N]
- *                     [--types Q4_K,Q6_K,...] [--seed N] */
+ *                     [--types Q4_K,Q6_K,...] [--seed N] [--clock wall|cpu] */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,12 +33,14 @@ typedef struct {
   int out, in;
 } shape_t;
 
+static double (*clock_now)(void) = bench_now;
+
 static double time_median(backend_t *b, int reps, int blocks, float *y, const float *x,
                           const void *w, uint32_t type, int rows, const shape_t *s, float *scratch,
                           size_t scratch_floats) {
   double t[32];
   for (int r = 0; r < reps; r++) {
-    double t0 = bench_now();
+    double t0 = clock_now();
     int rc = blocks ? b->ops->matmul_blocks(b, y, x, w, type, NULL, rows, s->out, s->in, 0, scratch,
                                             scratch_floats)
                     : b->ops->matmul(b, y, x, w, NULL, rows, s->out, s->in, 0);
@@ -44,7 +48,7 @@ static double time_median(backend_t *b, int reps, int blocks, float *y, const fl
       fprintf(stderr, "bench_blocks: %s\n", b->err);
       exit(1);
     }
-    t[r] = bench_now() - t0;
+    t[r] = clock_now() - t0;
   }
   return bench_median(t, reps);
 }
@@ -63,7 +67,13 @@ int main(int argc, char **argv) {
       tile_rows = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--types"))
       types_arg = argv[i + 1];
-    else if (!strcmp(argv[i], "--seed"))
+    else if (!strcmp(argv[i], "--clock")) {
+      if (strcmp(argv[i + 1], "cpu") && strcmp(argv[i + 1], "wall")) {
+        fprintf(stderr, "bench_blocks: --clock takes wall or cpu, not %s\n", argv[i + 1]);
+        return 2;
+      }
+      clock_now = strcmp(argv[i + 1], "cpu") ? bench_now : bench_cpu_now;
+    } else if (!strcmp(argv[i], "--seed"))
       rng_state = strtoull(argv[i + 1], NULL, 10) * 2654435761ULL + 1;
     else {
       fprintf(stderr, "bench_blocks: unknown option %s\n", argv[i]);
@@ -99,8 +109,10 @@ int main(int argc, char **argv) {
   }
   for (size_t i = 0; i < (size_t)rows * 14336; i++)
     x[i] = (float)rnd();
-  printf("bench_blocks: %d rows, %d reps (median), threads %d, scratch %s\n", rows, reps, threads,
-         tile_rows ? "tiles" : "the whole matrix");
+  printf("bench_blocks: %d rows, %d reps (median), threads %d, scratch %s, %s seconds, %s "
+         "decoders\n",
+         rows, reps, threads, tile_rows ? "tiles" : "the whole matrix",
+         clock_now == bench_cpu_now ? "CPU" : "wall", gguf_quants_simd() ? "AVX2" : "scalar");
   if (tile_rows)
     printf("  tile rows %d\n", tile_rows);
   printf("| type | shape | fp32 sgemm s | GFLOP/s | blocks s | GFLOP/s | blocks / fp32 |\n");

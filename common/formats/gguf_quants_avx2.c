@@ -2,6 +2,7 @@
 
 #if HYDRA_QUANTS_AVX2
 
+#include <cpuid.h>
 #include <immintrin.h>
 #include <string.h>
 
@@ -11,9 +12,13 @@
  * and the fp32 operations per value are the scalar decoders' (see there). */
 #define AVX2_FN __attribute__((target("avx2,f16c")))
 
+/* AVX2 (which also says the OS saves the ymm registers) and F16C (CPUID
+ * leaf 1, ecx: Clang's __builtin_cpu_supports does not know "f16c"). */
 int gguf_quants_avx2_supported(void) {
+  unsigned eax, ebx, ecx, edx;
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+  return __builtin_cpu_supports("avx2") && __get_cpuid(1, &eax, &ebx, &ecx, &edx) &&
+         (ecx & bit_F16C);
 }
 
 /* F16C's widening is exact for every fp16 (subnormals made normal, inf

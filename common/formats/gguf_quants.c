@@ -526,6 +526,7 @@ int gguf_quants_simd(void) {
     name(src, dst, n);                                                                             \
   }
 #endif
+DISPATCHED(decode_f16)
 DISPATCHED(decode_q4_0)
 DISPATCHED(decode_q4_1)
 DISPATCHED(decode_q5_0)
@@ -539,7 +540,7 @@ DISPATCHED(decode_q6_k)
 
 static const gguf_quant_type_t TYPES[] = {
     [GGUF_TENSOR_F32] = {"F32", 1, 4, decode_f32},
-    [GGUF_TENSOR_F16] = {"F16", 1, 2, decode_f16},
+    [GGUF_TENSOR_F16] = {"F16", 1, 2, decode_f16_dispatch},
     [GGUF_TENSOR_Q4_0] = {"Q4_0", 32, 18, decode_q4_0_dispatch},
     [GGUF_TENSOR_Q4_1] = {"Q4_1", 32, 20, decode_q4_1_dispatch},
     [GGUF_TENSOR_Q5_0] = {"Q5_0", 32, 22, decode_q5_0_dispatch},

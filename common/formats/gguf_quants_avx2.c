@@ -82,6 +82,32 @@ AVX2_FN static inline __m256i fifth_bits32(const uint8_t *qh_bytes) {
   return _mm256_and_si256(set, _mm256_set1_epi8(0x10));
 }
 
+/* Eight fp16 to fp32, bit for bit the scalar widening: F16C returns a
+ * signalling NaN quiet, so its quiet bit is cleared again. */
+AVX2_FN static inline __m256 widen_f16x8(__m128i h) {
+  const __m256i h32 = _mm256_cvtepu16_epi32(h);
+  const __m256i exponent_ones_not_quiet = _mm256_cmpeq_epi32(
+      _mm256_and_si256(h32, _mm256_set1_epi32(0x7e00)), _mm256_set1_epi32(0x7c00));
+  const __m256i payload_zero =
+      _mm256_cmpeq_epi32(_mm256_and_si256(h32, _mm256_set1_epi32(0x1ff)), _mm256_setzero_si256());
+  const __m256i signalling = _mm256_andnot_si256(payload_zero, exponent_ones_not_quiet);
+  const __m256i clear = _mm256_and_si256(signalling, _mm256_set1_epi32(0x00400000));
+  return _mm256_castsi256_ps(_mm256_andnot_si256(clear, _mm256_castps_si256(_mm256_cvtph_ps(h))));
+}
+
+AVX2_FN void decode_f16_avx2(const uint8_t *src, float *dst, size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(dst + i, widen_f16x8(_mm_loadu_si128((const __m128i *)(src + 2 * i))));
+  if (i < n) {
+    uint8_t rest[16] = {0};
+    float out[8];
+    memcpy(rest, src + 2 * i, 2 * (n - i));
+    _mm256_storeu_ps(out, widen_f16x8(_mm_loadu_si128((const __m128i *)rest)));
+    memcpy(dst + i, out, (n - i) * sizeof(float));
+  }
+}
+
 AVX2_FN void decode_q4_0_avx2(const uint8_t *src, float *dst, size_t n) {
   for (size_t b = 0; b < n; b++, src += 18, dst += 32)
     store32(dst, _mm256_sub_epi8(nibbles32(src + 2), _mm256_set1_epi8(8)), f16_scale(src));

@@ -31,6 +31,7 @@ int gguf_quants_avx2_supported(void);
 
 #if HYDRA_QUANTS_AVX2
 /* As gguf_block_decoder_t: n blocks at src into n * block_size floats. */
+void decode_f16_avx2(const uint8_t *src, float *dst, size_t n);
 void decode_q4_0_avx2(const uint8_t *src, float *dst, size_t n);
 void decode_q4_1_avx2(const uint8_t *src, float *dst, size_t n);
 void decode_q5_0_avx2(const uint8_t *src, float *dst, size_t n);

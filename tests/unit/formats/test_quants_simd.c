@@ -3,7 +3,8 @@
  *
  * usage: test_quants_simd [SEED]
  *   For each type the backends multiply in blocks (Q4_0, Q4_1, Q5_0, Q5_1,
- *   Q8_0, Q4_K, Q5_K, Q6_K): seeded random blocks in which each fp16 field
+ *   Q8_0, Q4_K, Q5_K, Q6_K; F16: a block of one value, so every fp16 value
+ *   once, signalling NaNs too): seeded random blocks in which each fp16 field
  *   (scale, min) takes, block by block, every one of the 65,536 fp16 values
  *   (zeros, subnormals, the largest normals, inf, NaN with any payload)
  *   while the others are random fp16 values of any kind; decoded with
@@ -43,7 +44,7 @@ typedef struct {
 static const simd_type_t TYPES[] = {
     {GGUF_TENSOR_Q4_0, {0, -1}}, {GGUF_TENSOR_Q4_1, {0, 2}},    {GGUF_TENSOR_Q5_0, {0, -1}},
     {GGUF_TENSOR_Q5_1, {0, 2}},  {GGUF_TENSOR_Q8_0, {0, -1}},   {GGUF_TENSOR_Q4_K, {0, 2}},
-    {GGUF_TENSOR_Q5_K, {0, 2}},  {GGUF_TENSOR_Q6_K, {208, -1}},
+    {GGUF_TENSOR_Q5_K, {0, 2}},  {GGUF_TENSOR_Q6_K, {208, -1}}, {GGUF_TENSOR_F16, {0, -1}},
 };
 
 static uint32_t bits_of(float x) {

@@ -16,7 +16,8 @@
  *   operand order a compiler picks for the commutative add (C leaves it
  *   open; GCC's builds agree, Clang's need not), so both sides need only be
  *   NaN. The scalar decoders are checked against gguf-py by test_quants.
- *   Skips (77) on a CPU without AVX2 and F16C. */
+ *   Skips (77) on a CPU without AVX2 and F16C. With HYDRA_NO_SIMD set (not
+ *   "0") it checks only that the decoders start on the scalar code. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -135,10 +136,17 @@ int main(int argc, char **argv) {
   const uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 10) : 20261207;
   rng_state = seed * 2654435761ULL + 1;
   check_seed(seed);
+  const char *off = getenv("HYDRA_NO_SIMD");
+  if (off && *off && strcmp(off, "0") != 0) {
+    CHECK(gguf_quants_simd() == 0, "HYDRA_NO_SIMD=%s: the decoders still run the AVX2 twins", off);
+    return check_exit("test_quants_simd (HYDRA_NO_SIMD set)");
+  }
+  const int by_default = gguf_quants_simd();
   if (!gguf_quants_set_simd(1)) {
     printf("test_quants_simd: this CPU has no AVX2 and F16C; nothing to compare (skipped)\n");
     return 77;
   }
+  CHECK(by_default == 1, "the CPU has AVX2 and F16C, yet the twins were off by default");
   for (size_t t = 0; t < sizeof(TYPES) / sizeof(TYPES[0]); t++)
     for (int k = 0; k < 2; k++)
       if (TYPES[t].f16_fields[k] >= 0)

@@ -1,9 +1,12 @@
 #include "gguf_quants.h"
 
 #include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "endian.h"
+#include "gguf_quants_avx2.h"
 #include "gguf_quants_grids.h"
 
 /* Every decoder below computes each value with the same fp32 operations, in
@@ -491,22 +494,64 @@ static void decode_iq1_m(const uint8_t *src, float *dst, size_t n) {
   }
 }
 
+/* ---- the AVX2 twins, where the CPU has them ---- */
+
+/* -1: not decided yet (the first decode decides); 0: the scalar decoders;
+ * 1: their AVX2 twins. */
+static atomic_int simd_mode = -1;
+
+int gguf_quants_set_simd(int on) {
+  atomic_store_explicit(&simd_mode, on && gguf_quants_avx2_supported(), memory_order_relaxed);
+  return atomic_load_explicit(&simd_mode, memory_order_relaxed);
+}
+
+int gguf_quants_simd(void) {
+  int mode = atomic_load_explicit(&simd_mode, memory_order_relaxed);
+  if (mode < 0) {
+    const char *off = getenv("HYDRA_NO_SIMD");
+    mode = gguf_quants_set_simd(!(off && *off && strcmp(off, "0") != 0));
+  }
+  return mode;
+}
+
+/* name_dispatch: the decoder the table lists, name's AVX2 twin or name. */
+#if HYDRA_QUANTS_AVX2
+#define DISPATCHED(name)                                                                           \
+  static void name##_dispatch(const uint8_t *src, float *dst, size_t n) {                          \
+    (gguf_quants_simd() ? name##_avx2 : name)(src, dst, n);                                        \
+  }
+#else
+#define DISPATCHED(name)                                                                           \
+  static void name##_dispatch(const uint8_t *src, float *dst, size_t n) {                          \
+    name(src, dst, n);                                                                             \
+  }
+#endif
+DISPATCHED(decode_f16)
+DISPATCHED(decode_q4_0)
+DISPATCHED(decode_q4_1)
+DISPATCHED(decode_q5_0)
+DISPATCHED(decode_q5_1)
+DISPATCHED(decode_q8_0)
+DISPATCHED(decode_q4_k)
+DISPATCHED(decode_q5_k)
+DISPATCHED(decode_q6_k)
+
 /* ---- the table ---- */
 
 static const gguf_quant_type_t TYPES[] = {
     [GGUF_TENSOR_F32] = {"F32", 1, 4, decode_f32},
-    [GGUF_TENSOR_F16] = {"F16", 1, 2, decode_f16},
-    [GGUF_TENSOR_Q4_0] = {"Q4_0", 32, 18, decode_q4_0},
-    [GGUF_TENSOR_Q4_1] = {"Q4_1", 32, 20, decode_q4_1},
-    [GGUF_TENSOR_Q5_0] = {"Q5_0", 32, 22, decode_q5_0},
-    [GGUF_TENSOR_Q5_1] = {"Q5_1", 32, 24, decode_q5_1},
-    [GGUF_TENSOR_Q8_0] = {"Q8_0", 32, 34, decode_q8_0},
+    [GGUF_TENSOR_F16] = {"F16", 1, 2, decode_f16_dispatch},
+    [GGUF_TENSOR_Q4_0] = {"Q4_0", 32, 18, decode_q4_0_dispatch},
+    [GGUF_TENSOR_Q4_1] = {"Q4_1", 32, 20, decode_q4_1_dispatch},
+    [GGUF_TENSOR_Q5_0] = {"Q5_0", 32, 22, decode_q5_0_dispatch},
+    [GGUF_TENSOR_Q5_1] = {"Q5_1", 32, 24, decode_q5_1_dispatch},
+    [GGUF_TENSOR_Q8_0] = {"Q8_0", 32, 34, decode_q8_0_dispatch},
     [GGUF_TENSOR_Q8_1] = {"Q8_1", 32, 40, NULL},
     [GGUF_TENSOR_Q2_K] = {"Q2_K", QK_K, 84, decode_q2_k},
     [GGUF_TENSOR_Q3_K] = {"Q3_K", QK_K, 110, decode_q3_k},
-    [GGUF_TENSOR_Q4_K] = {"Q4_K", QK_K, 144, decode_q4_k},
-    [GGUF_TENSOR_Q5_K] = {"Q5_K", QK_K, 176, decode_q5_k},
-    [GGUF_TENSOR_Q6_K] = {"Q6_K", QK_K, 210, decode_q6_k},
+    [GGUF_TENSOR_Q4_K] = {"Q4_K", QK_K, 144, decode_q4_k_dispatch},
+    [GGUF_TENSOR_Q5_K] = {"Q5_K", QK_K, 176, decode_q5_k_dispatch},
+    [GGUF_TENSOR_Q6_K] = {"Q6_K", QK_K, 210, decode_q6_k_dispatch},
     [GGUF_TENSOR_Q8_K] = {"Q8_K", QK_K, 292, decode_q8_k},
     [GGUF_TENSOR_IQ2_XXS] = {"IQ2_XXS", QK_K, 66, decode_iq2_xxs},
     [GGUF_TENSOR_IQ2_XS] = {"IQ2_XS", QK_K, 74, decode_iq2_xs},

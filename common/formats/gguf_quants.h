@@ -73,4 +73,16 @@ const gguf_quant_type_t *gguf_quant_type(uint32_t type);
 void gguf_quants_dequantise(const gguf_quant_type_t *type, const uint8_t *src, float *dst,
                             size_t n_blocks);
 
+/* Whether the decoders of the types multiplied in blocks (F16, Q4_0, Q4_1,
+ * Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K) run their AVX2 twins (1) or the scalar
+ * code (0): the twins where the CPU has AVX2 and F16C, unless the
+ * environment variable HYDRA_NO_SIMD is set (and not "0") at the first
+ * decode. Both give the same floats, bit for bit. */
+int gguf_quants_simd(void);
+
+/* Turns the AVX2 twins off (on = 0) or on where the CPU has them; returns
+ * gguf_quants_simd(). For tests and benchmarks: not while other threads
+ * decode. */
+int gguf_quants_set_simd(int on);
+
 #endif

@@ -5,10 +5,16 @@
  * blocks, decoded per product into a scratch of --tile-rows rows (0: the
  * whole matrix). Prints one table row per (type, shape): median seconds of
  * --reps runs, GFLOP/s, and the ratio blocks / fp32. Reports, never fails
- * on a timing.
+ * on a timing. --clock cpu times each run in the process's CPU seconds
+ * instead of wall seconds (on cores shared with other work: what the run
+ * cost, not how long it waited). HYDRA_NO_SIMD=1 runs the scalar decoders.
+ * --decode 1 times only the decoders instead, on the calling thread: one
+ * 1 MiB tile of fp32 (262,144 values) decoded from random blocks, the
+ * scalar code against the AVX2 twins, median of --reps runs of 16 tiles.
  *
  * usage: bench_blocks [--rows N] [--reps N] [--threads N] [--tile-rows N]
- *                     [--types Q4_K,Q6_K,...] [--seed N] */
+ *                     [--types Q4_K,Q6_K,...] [--seed N] [--clock wall|cpu]
+ *                     [--decode 1] */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,12 +37,14 @@ typedef struct {
   int out, in;
 } shape_t;
 
+static double (*clock_now)(void) = bench_now;
+
 static double time_median(backend_t *b, int reps, int blocks, float *y, const float *x,
                           const void *w, uint32_t type, int rows, const shape_t *s, float *scratch,
                           size_t scratch_floats) {
   double t[32];
   for (int r = 0; r < reps; r++) {
-    double t0 = bench_now();
+    double t0 = clock_now();
     int rc = blocks ? b->ops->matmul_blocks(b, y, x, w, type, NULL, rows, s->out, s->in, 0, scratch,
                                             scratch_floats)
                     : b->ops->matmul(b, y, x, w, NULL, rows, s->out, s->in, 0);
@@ -44,13 +52,65 @@ static double time_median(backend_t *b, int reps, int blocks, float *y, const fl
       fprintf(stderr, "bench_blocks: %s\n", b->err);
       exit(1);
     }
-    t[r] = bench_now() - t0;
+    t[r] = clock_now() - t0;
   }
   return bench_median(t, reps);
 }
 
+/* Median seconds per value of --reps runs of 16 decodes of one tile. */
+static double decode_seconds(const gguf_quant_type_t *tt, const uint8_t *w, float *tile,
+                             size_t n_blocks, int reps) {
+  double t[32];
+  for (int r = 0; r < reps; r++) {
+    double t0 = clock_now();
+    for (int k = 0; k < 16; k++)
+      tt->decode(w, tile, n_blocks);
+    t[r] = (clock_now() - t0) / (16.0 * (double)n_blocks * tt->block_size);
+  }
+  return bench_median(t, reps);
+}
+
+/* --decode 1: the decoders alone, scalar and AVX2, one table row a type. */
+static int bench_decoders(const char *types_arg, int reps) {
+  enum { TILE_VALUES = 1 << 18 };
+  uint8_t *w = malloc((size_t)TILE_VALUES * 2);
+  float *tile = malloc((size_t)TILE_VALUES * sizeof(float));
+  if (!w || !tile) {
+    fprintf(stderr, "bench_blocks: out of memory\n");
+    return 1;
+  }
+  printf("bench_blocks --decode: one tile of %d values, %d reps of 16 (median), %s seconds\n",
+         TILE_VALUES, reps, clock_now == bench_cpu_now ? "CPU" : "wall");
+  printf(
+      "| type | scalar ns/value | AVX2 ns/value | scalar / AVX2 |\n| --- | ---: | ---: | ---: |\n");
+  char list[256];
+  snprintf(list, sizeof(list), "%s", types_arg);
+  for (char *name = strtok(list, ","); name; name = strtok(NULL, ",")) {
+    uint32_t type = 0;
+    while (type < 64 && !(gguf_quant_type(type) && !strcmp(gguf_quant_type(type)->name, name)))
+      type++;
+    if (type == 64 || !model_native_type(type) || type == GGUF_TENSOR_F32) {
+      fprintf(stderr, "bench_blocks: %s is not a type decoded per product\n", name);
+      return 2;
+    }
+    const gguf_quant_type_t *tt = gguf_quant_type(type);
+    const size_t n_blocks = TILE_VALUES / tt->block_size;
+    random_blocks(type, w, n_blocks, rnd);
+    gguf_quants_set_simd(0);
+    const double scalar = decode_seconds(tt, w, tile, n_blocks, reps);
+    if (!gguf_quants_set_simd(1)) {
+      printf("| %s | %.3f | (no AVX2) | |\n", name, scalar * 1e9);
+      continue;
+    }
+    const double twin = decode_seconds(tt, w, tile, n_blocks, reps);
+    printf("| %s | %.3f | %.3f | %.1f |\n", name, scalar * 1e9, twin * 1e9, scalar / twin);
+  }
+  free(w), free(tile);
+  return 0;
+}
+
 int main(int argc, char **argv) {
-  int rows = 512, reps = 5, threads = 0, tile_rows = 0;
+  int rows = 512, reps = 5, threads = 0, tile_rows = 0, decode_only = 0;
   const char *types_arg = "Q4_K,Q6_K,Q8_0,Q4_0";
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!strcmp(argv[i], "--rows"))
@@ -61,9 +121,17 @@ int main(int argc, char **argv) {
       threads = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--tile-rows"))
       tile_rows = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--decode"))
+      decode_only = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--types"))
       types_arg = argv[i + 1];
-    else if (!strcmp(argv[i], "--seed"))
+    else if (!strcmp(argv[i], "--clock")) {
+      if (strcmp(argv[i + 1], "cpu") && strcmp(argv[i + 1], "wall")) {
+        fprintf(stderr, "bench_blocks: --clock takes wall or cpu, not %s\n", argv[i + 1]);
+        return 2;
+      }
+      clock_now = strcmp(argv[i + 1], "cpu") ? bench_now : bench_cpu_now;
+    } else if (!strcmp(argv[i], "--seed"))
       rng_state = strtoull(argv[i + 1], NULL, 10) * 2654435761ULL + 1;
     else {
       fprintf(stderr, "bench_blocks: unknown option %s\n", argv[i]);
@@ -74,6 +142,8 @@ int main(int argc, char **argv) {
     fprintf(stderr, "bench_blocks: --rows >= 1, --reps in 1..32, --tile-rows >= 0\n");
     return 2;
   }
+  if (decode_only)
+    return bench_decoders(types_arg, reps);
   static const shape_t shapes[] = {
       {"q/o 4096x4096", 4096, 4096},
       {"k/v 1024x4096", 1024, 4096},
@@ -99,8 +169,10 @@ int main(int argc, char **argv) {
   }
   for (size_t i = 0; i < (size_t)rows * 14336; i++)
     x[i] = (float)rnd();
-  printf("bench_blocks: %d rows, %d reps (median), threads %d, scratch %s\n", rows, reps, threads,
-         tile_rows ? "tiles" : "the whole matrix");
+  printf("bench_blocks: %d rows, %d reps (median), threads %d, scratch %s, %s seconds, %s "
+         "decoders\n",
+         rows, reps, threads, tile_rows ? "tiles" : "the whole matrix",
+         clock_now == bench_cpu_now ? "CPU" : "wall", gguf_quants_simd() ? "AVX2" : "scalar");
   if (tile_rows)
     printf("  tile rows %d\n", tile_rows);
   printf("| type | shape | fp32 sgemm s | GFLOP/s | blocks s | GFLOP/s | blocks / fp32 |\n");

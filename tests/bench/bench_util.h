@@ -11,6 +11,14 @@ static inline double bench_now(void) { /* monotonic wall seconds */
   return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
+/* CPU seconds of the whole process (every thread): on a machine shared
+ * with other work, what a run cost, not how long it waited for a core. */
+static inline double bench_cpu_now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
 static inline int bench_cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return (x > y) - (x < y);

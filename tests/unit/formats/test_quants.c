@@ -10,6 +10,8 @@
  *       the block layout (elements, bytes) equal to gguf-py's.
  *   (b) the same blocks repeated to about a million values, decoded in one
  *       call (OpenMP over blocks): bit for bit again, every copy.
+ *   (a) and (b) run twice where the CPU has AVX2 and F16C: with the decoders'
+ *       AVX2 twins (gguf_quants_set_simd(1)), then with the scalar code.
  *   (c) every type llama.cpp writes decodes; the types ggml defines that
  *       hydra does not decode (Q8_1, I8 .. F64) have no decoder; numbers ggml
  *       does not define have no type. */
@@ -166,15 +168,22 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: test_quants ROOT\n");
     return 2;
   }
-  printf("(a, b) every decoded type against gguf-py, alone and on threads\n");
   int n_types = 0;
-  for (uint32_t t = 0; t < MAX_TYPE; t++) {
-    const gguf_quant_type_t *qt = gguf_quant_type(t);
-    if (qt && qt->decode) {
-      test_type(argv[1], t, qt);
-      n_types++;
+  for (int simd = 1; simd >= 0; simd--) {
+    if (gguf_quants_set_simd(simd) != simd)
+      continue;
+    printf("(a, b) every decoded type against gguf-py, alone and on threads (%s)\n",
+           simd ? "AVX2 twins" : "scalar decoders");
+    n_types = 0;
+    for (uint32_t t = 0; t < MAX_TYPE; t++) {
+      const gguf_quant_type_t *qt = gguf_quant_type(t);
+      if (qt && qt->decode) {
+        test_type(argv[1], t, qt);
+        n_types++;
+      }
     }
   }
+  gguf_quants_set_simd(1);
   printf("  %d types decoded\n(c) the table\n", n_types);
   test_table();
   return check_exit("test_quants");

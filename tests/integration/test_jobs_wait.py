@@ -38,7 +38,7 @@ ALICE, BOB, ADMIN = list(TOKENS)
 check = Checks("test_jobs_wait")
 
 
-def slow(n_prompts, samples=120, **extra):
+def slow(n_prompts, samples=300, **extra):
     """Each prompt (a unit) is 6 x samples variants at all 100 positions,
     every draw computed (each_draw: a repeated draw otherwise runs once):
     seconds of work in passes of a fraction of a second."""
@@ -164,7 +164,7 @@ try:
 
     # 4. a deadline passes inside a long unit
     t0 = time.monotonic()
-    e = submit(d, slow(2, samples=240, deadline_s=3))
+    e = submit(d, slow(2, samples=600, deadline_s=3))
     s, _ = until(d, e, lambda s: s["state"] in final, 60)
     took = time.monotonic() - t0
     bound = 3 + 2 * pass_s + 2

@@ -71,6 +71,14 @@ static double decode_seconds(const gguf_quant_type_t *tt, const uint8_t *w, floa
 }
 
 /* --decode 1: the decoders alone, scalar and AVX2, one table row a type. */
+/* The GGUF type called name ("Q4_K"), or 64 when none is. */
+static uint32_t type_named(const char *name) {
+  uint32_t type = 0;
+  while (type < 64 && !(gguf_quant_type(type) && !strcmp(gguf_quant_type(type)->name, name)))
+    type++;
+  return type;
+}
+
 static int bench_decoders(const char *types_arg, int reps) {
   enum { TILE_VALUES = 1 << 18 };
   uint8_t *w = malloc((size_t)TILE_VALUES * 2);
@@ -86,9 +94,7 @@ static int bench_decoders(const char *types_arg, int reps) {
   char list[256];
   snprintf(list, sizeof(list), "%s", types_arg);
   for (char *name = strtok(list, ","); name; name = strtok(NULL, ",")) {
-    uint32_t type = 0;
-    while (type < 64 && !(gguf_quant_type(type) && !strcmp(gguf_quant_type(type)->name, name)))
-      type++;
+    const uint32_t type = type_named(name);
     if (type == 64 || !model_native_type(type) || type == GGUF_TENSOR_F32) {
       fprintf(stderr, "bench_blocks: %s is not a type decoded per product\n", name);
       return 2;
@@ -180,9 +186,7 @@ int main(int argc, char **argv) {
   char list[256];
   snprintf(list, sizeof(list), "%s", types_arg);
   for (char *name = strtok(list, ","); name; name = strtok(NULL, ",")) {
-    uint32_t type = 0;
-    while (type < 64 && !(gguf_quant_type(type) && !strcmp(gguf_quant_type(type)->name, name)))
-      type++;
+    const uint32_t type = type_named(name);
     if (type == 64 || !model_native_type(type)) {
       fprintf(stderr, "bench_blocks: %s is not a type multiplied in blocks\n", name);
       return 2;

@@ -1,6 +1,6 @@
-/* backend_cpu.c - the CPU backend: matrix products on OpenBLAS, every other
- * op an OpenMP loop over rows. Buffers are host memory. */
-#include <cblas.h>
+/* backend_cpu.c - the CPU backend: matrix products summed in one order per
+ * element (product.c: a row's result never depends on the batch it sits
+ * in), every other op an OpenMP loop over rows. Buffers are host memory. */
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -9,6 +9,7 @@
 #include "backend.h"
 #include "bf16.h"
 #include "gguf_quants.h"
+#include "product.h"
 #include "vec_math.h"
 
 typedef struct {
@@ -50,16 +51,15 @@ static size_t cpu_memory_available(backend_t *b) {
 
 static int cpu_set_precision(backend_t *b, int tf32) {
   (void)b, (void)tf32;
-  return 0; /* OpenBLAS sgemm is fp32 */
+  return 0; /* products are fp32 */
 }
 
 /* OpenMP's thread count is the calling thread's: a new thread starts from
- * the default (all cores), and OpenBLAS takes its count from it. */
+ * the default (all cores). */
 static void cpu_attach_thread(backend_t *b) {
   const cpu_impl_t *impl = b->impl;
   if (impl->threads_given) {
     omp_set_num_threads(impl->n_threads);
-    openblas_set_num_threads(impl->n_threads);
   }
 }
 
@@ -89,12 +89,11 @@ static int fill_bias(float *y, const float *bias, int rows, int out, int accumul
  * arithmetic: they run in tiles of about TILE_BYTES of fp32 rows of w, one
  * thread a tile, each tile decoded (if w is in blocks) into that thread's
  * slice of scratch, where it is still in cache for its product. Larger
- * batches run one product per tile of as many rows as scratch holds, on
- * OpenBLAS's threads. The tiles depend on rows, out, in and the scratch's
- * size only, never on the thread count, and matmul on fp32 weights takes
- * the same tiles as matmul_blocks with a scratch that holds all of w: the
- * same sgemm calls, the same floats (a BLAS's order of sums depends on the
- * product's width). */
+ * batches run one product per tile of as many rows as scratch holds, its
+ * columns shared over the threads. Every element is summed in one order
+ * (product_rows), so neither the tiles, the thread count nor the other rows
+ * of the batch change a row's floats: matmul, matmul_blocks and matmul_bf16
+ * on the same fp32 values give the same bits. */
 enum { SMALL_BATCH_ROWS = 64, TILE_BYTES = 1 << 20, TILE_MIN_ROWS = 16 };
 
 /* Rows of w per tile (tiles of equal size, the last one ragged): at most
@@ -130,15 +129,13 @@ static void tiled_products(float *y, const float *x, const uint8_t *w, const ggu
         for (long r = 0; r < n; r++)
           tt->decode(src + (size_t)r * row_bytes, scratch + (size_t)r * in, row_blocks);
       }
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, (int)n, in, 1.0f, x, in,
-                  tt ? scratch : (const float *)src, in, beta, y + o0, out);
+      product_rows(y + o0, out, x, tt ? scratch : (const float *)src, rows, (int)n, in,
+                   beta != 0.0f, 1);
     }
     return;
   }
-  /* Inside a team of two or more, OpenBLAS runs each product on its calling
-   * thread alone (a team of one would let it spread a tile over its threads,
-   * summing otherwise): a whole team, of which `slots` threads work when
-   * scratch holds fewer tiles than the team has threads. */
+  /* A whole team, each product on its thread alone, of which `slots`
+   * threads work when scratch holds fewer tiles than the team has threads. */
   const size_t slots = tt ? scratch_floats / tile_floats : (size_t)n_tiles;
 #pragma omp parallel
   {
@@ -150,8 +147,8 @@ static void tiled_products(float *y, const float *x, const uint8_t *w, const ggu
       float *tile_w = tt ? scratch + (size_t)id * tile_floats : NULL;
       if (tt)
         tt->decode(src, tile_w, (size_t)n * row_blocks);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, (int)n, in, 1.0f, x, in,
-                  tt ? tile_w : (const float *)src, in, beta, y + o0, out);
+      product_rows(y + o0, out, x, tt ? tile_w : (const float *)src, rows, (int)n, in, beta != 0.0f,
+                   0);
     }
   }
 }
@@ -186,8 +183,7 @@ static int cpu_matmul_bf16(backend_t *b, float *y, const float *x, const uint16_
 #pragma omp parallel for schedule(static)
     for (long i = 0; i < n * in; i++)
       scratch[i] = bf16_to_float(src[i]);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, (int)n, in, 1.0f, x, in, scratch, in,
-                beta, y + o0, out);
+    product_rows(y + o0, out, x, scratch, rows, (int)n, in, beta != 0.0f, 1);
   }
   return 0;
 }
@@ -780,10 +776,8 @@ static backend_t *cpu_create(int n_threads, char *err) {
     err_set(err, "out of memory creating the CPU backend");
     return NULL;
   }
-  if (n_threads > 0) {
+  if (n_threads > 0)
     omp_set_num_threads(n_threads);
-    openblas_set_num_threads(n_threads);
-  }
   impl->n_threads = n_threads > 0 ? n_threads : omp_get_max_threads();
   impl->threads_given = n_threads > 0;
   b->ops = &cpu_ops;

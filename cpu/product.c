@@ -1,0 +1,228 @@
+/* product.c - y = x . w^T, every element one chain of fused multiply-adds in
+ * increasing k.
+ *
+ * The blocking is BLIS's: w's columns are packed, KC values of k at a time,
+ * into panels of NR = 16 columns laid out k-major (the panel a k-step needs
+ * is two vectors); MR = 6 rows of x are broadcast against it, twelve
+ * accumulators in registers. A block of MC rows x KC values of x stays in L2
+ * while every panel of the thread's columns passes over it. Between KC
+ * blocks an element's running sum is stored to y and loaded back unchanged,
+ * so the blocking never enters the order of sums: element (r, j) is
+ * fma(x[r][in-1], w[j][in-1], ... fma(x[r][0], w[j][0], start)) whatever
+ * rows, columns, tiles or threads share the call. The edges take the same
+ * kernel with fewer rows (compile-time counts) and zero-padded columns, which
+ * leaves the real columns' sums alone. Where the CPU has no AVX2 with FMA,
+ * plain C with fmaf, which rounds as vfmadd does: the same bits. */
+#include "product.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stddef.h>
+#include <string.h>
+
+/* KC and MC: a block of x (MC rows of KC floats) and a panel (KC x NR)
+ * measured best at 768 and 256 on SmolLM2's and Llama's shapes (Zen 3:
+ * 32 KiB L1, 512 KiB L2 per core). */
+enum { MR = 6, NR = 16, KC = 768, MC = 256 };
+
+/* panel[k][c] = w[c][k0 + k] for c < nr, 0 for nr <= c < NR; k < kc. */
+static void pack_plain(float *panel, const float *w, int in, int nr, int k0, int kc) {
+  for (int k = 0; k < kc; k++) {
+    for (int c = 0; c < nr; c++)
+      panel[(size_t)k * NR + c] = w[(size_t)c * in + k0 + k];
+    for (int c = nr; c < NR; c++)
+      panel[(size_t)k * NR + c] = 0.0f;
+  }
+}
+
+/* y[i][c] (+)= the panel's product with rb rows of x, for c < nr. */
+static void kernel_plain(float *y, int ldy, const float *x, int ldx, const float *panel, int rb,
+                         int nr, int kc, int start_from_y) {
+  for (int i = 0; i < rb; i++)
+    for (int c = 0; c < nr; c++) {
+      float s = start_from_y ? y[(size_t)i * ldy + c] : 0.0f;
+      for (int k = 0; k < kc; k++)
+        s = fmaf(x[(size_t)i * ldx + k], panel[(size_t)k * NR + c], s);
+      y[(size_t)i * ldy + c] = s;
+    }
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define HAVE_AVX2_PATH 1
+
+/* The 8 x 8 block of rows r[0..7] at k (each 8 floats) transposed into
+ * out[kk * NR] = (r[0][kk], ..., r[7][kk]). */
+__attribute__((target("avx2,fma"))) static inline void transpose8(float *out, const __m256 r[8]) {
+  __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  _mm256_store_ps(out + 0 * NR, _mm256_permute2f128_ps(u0, u4, 0x20));
+  _mm256_store_ps(out + 1 * NR, _mm256_permute2f128_ps(u1, u5, 0x20));
+  _mm256_store_ps(out + 2 * NR, _mm256_permute2f128_ps(u2, u6, 0x20));
+  _mm256_store_ps(out + 3 * NR, _mm256_permute2f128_ps(u3, u7, 0x20));
+  _mm256_store_ps(out + 4 * NR, _mm256_permute2f128_ps(u0, u4, 0x31));
+  _mm256_store_ps(out + 5 * NR, _mm256_permute2f128_ps(u1, u5, 0x31));
+  _mm256_store_ps(out + 6 * NR, _mm256_permute2f128_ps(u2, u6, 0x31));
+  _mm256_store_ps(out + 7 * NR, _mm256_permute2f128_ps(u3, u7, 0x31));
+}
+
+/* pack_plain's layout (panel 32-byte aligned), eight columns by eight k at
+ * a time. */
+__attribute__((target("avx2,fma"))) static void pack_avx2(float *panel, const float *w, int in,
+                                                          int nr, int k0, int kc) {
+  const int kc8 = kc - kc % 8;
+  for (int c0 = 0; c0 < NR; c0 += 8) {
+    const float *src[8];
+    for (int c = 0; c < 8; c++)
+      src[c] = c0 + c < nr ? w + (size_t)(c0 + c) * in + k0 : NULL;
+    for (int k = 0; k < kc8; k += 8) {
+      __m256 r[8];
+      for (int c = 0; c < 8; c++)
+        r[c] = src[c] ? _mm256_loadu_ps(src[c] + k) : _mm256_setzero_ps();
+      transpose8(panel + (size_t)k * NR + c0, r);
+    }
+    for (int k = kc8; k < kc; k++)
+      for (int c = 0; c < 8; c++)
+        panel[(size_t)k * NR + c0 + c] = src[c] ? src[c][k] : 0.0f;
+  }
+}
+
+/* Lane masks for the first nr % 8 columns of a vector. */
+__attribute__((target("avx2,fma"))) static inline __m256i lanes_below(int n) {
+  const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), idx);
+}
+
+/* RB rows (constant after inlining) of kernel_plain's work. */
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+kernel_avx2(float *y, int ldy, const float *x, int ldx, const float *panel, int RB, int nr, int kc,
+            int start_from_y) {
+  __m256 acc[MR][2];
+  const __m256i m0 = lanes_below(nr), m1 = lanes_below(nr - 8);
+#pragma GCC unroll 6
+  for (int i = 0; i < RB; i++) {
+    if (!start_from_y) {
+      acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+    } else if (nr == NR) {
+      acc[i][0] = _mm256_loadu_ps(y + (size_t)i * ldy);
+      acc[i][1] = _mm256_loadu_ps(y + (size_t)i * ldy + 8);
+    } else {
+      acc[i][0] = _mm256_maskload_ps(y + (size_t)i * ldy, m0);
+      acc[i][1] = _mm256_maskload_ps(y + (size_t)i * ldy + 8, m1);
+    }
+  }
+  for (int k = 0; k < kc; k++) {
+    const __m256 b0 = _mm256_load_ps(panel + (size_t)k * NR);
+    const __m256 b1 = _mm256_load_ps(panel + (size_t)k * NR + 8);
+#pragma GCC unroll 6
+    for (int i = 0; i < RB; i++) {
+      const __m256 a = _mm256_broadcast_ss(x + (size_t)i * ldx + k);
+      acc[i][0] = _mm256_fmadd_ps(a, b0, acc[i][0]);
+      acc[i][1] = _mm256_fmadd_ps(a, b1, acc[i][1]);
+    }
+  }
+#pragma GCC unroll 6
+  for (int i = 0; i < RB; i++) {
+    if (nr == NR) {
+      _mm256_storeu_ps(y + (size_t)i * ldy, acc[i][0]);
+      _mm256_storeu_ps(y + (size_t)i * ldy + 8, acc[i][1]);
+    } else {
+      _mm256_maskstore_ps(y + (size_t)i * ldy, m0, acc[i][0]);
+      _mm256_maskstore_ps(y + (size_t)i * ldy + 8, m1, acc[i][1]);
+    }
+  }
+}
+
+#define KERNEL_FN(RB)                                                                              \
+  __attribute__((target("avx2,fma"))) static void kernel_##RB(float *y, int ldy, const float *x,   \
+                                                              int ldx, const float *panel, int nr, \
+                                                              int kc, int start_from_y) {          \
+    kernel_avx2(y, ldy, x, ldx, panel, RB, nr, kc, start_from_y);                                  \
+  }
+KERNEL_FN(1)
+KERNEL_FN(2)
+KERNEL_FN(3)
+KERNEL_FN(4)
+KERNEL_FN(5)
+KERNEL_FN(6)
+
+typedef void (*kernel_fn)(float *, int, const float *, int, const float *, int, int, int);
+static const kernel_fn kernels[MR] = {kernel_1, kernel_2, kernel_3, kernel_4, kernel_5, kernel_6};
+
+static int have_avx2(void) {
+  static int known = -1;
+  if (known < 0)
+    known = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return known;
+}
+#endif
+
+/* Column panels [p0, p1) of rows [r0, r0 + m), k from k0 for kc. */
+static void panels_block(float *y, int ldy, const float *x, const float *w, int m, int n, int in,
+                         int p0, int p1, int k0, int kc, int start_from_y, float *panel) {
+#ifdef HAVE_AVX2_PATH
+  const int avx2 = have_avx2();
+#endif
+  for (int p = p0; p < p1; p++) {
+    const int j0 = p * NR, nr = n - j0 < NR ? n - j0 : NR;
+    const float *wp = w + (size_t)j0 * in;
+#ifdef HAVE_AVX2_PATH
+    if (avx2)
+      pack_avx2(panel, wp, in, nr, k0, kc);
+    else
+#endif
+      pack_plain(panel, wp, in, nr, k0, kc);
+    for (int i0 = 0; i0 < m; i0 += MR) {
+      const int rb = m - i0 < MR ? m - i0 : MR;
+      float *yt = y + (size_t)i0 * ldy + j0;
+      /* The next tile's rows of y: fetched while this one multiplies (y is
+       * read and written once per KC block, too large for L2 when the rows
+       * are many). */
+      for (int i = MR; i < 2 * MR && i0 + i < m; i++) {
+        __builtin_prefetch(yt + (size_t)i * ldy, 1);
+        __builtin_prefetch(yt + (size_t)i * ldy + NR - 1, 1);
+      }
+      const float *xt = x + (size_t)i0 * in + k0;
+#ifdef HAVE_AVX2_PATH
+      if (avx2) {
+        kernels[rb - 1](yt, ldy, xt, in, panel, nr, kc, start_from_y);
+        continue;
+      }
+#endif
+      kernel_plain(yt, ldy, xt, in, panel, rb, nr, kc, start_from_y);
+    }
+  }
+}
+
+void product_rows(float *y, int ldy, const float *x, const float *w, int rows, int n, int in,
+                  int accumulate, int parallel) {
+  if (rows <= 0 || n <= 0)
+    return;
+  const int n_panels = (n + NR - 1) / NR;
+  if (in <= 0) {
+    for (int r = 0; r < rows && !accumulate; r++)
+      memset(y + (size_t)r * ldy, 0, (size_t)n * sizeof(float));
+    return;
+  }
+#pragma omp parallel if (parallel && n_panels > 1)
+  {
+    /* Each thread its own run of panels: no element is touched by two. */
+    const long team = omp_get_num_threads(), id = omp_get_thread_num();
+    const int p0 = (int)(n_panels * id / team), p1 = (int)(n_panels * (id + 1) / team);
+    float panel[KC * NR] __attribute__((aligned(32)));
+    for (int r0 = 0; r0 < rows && p0 < p1; r0 += MC) {
+      const int m = rows - r0 < MC ? rows - r0 : MC;
+      for (int k0 = 0; k0 < in; k0 += KC) {
+        const int kc = in - k0 < KC ? in - k0 : KC;
+        panels_block(y + (size_t)r0 * ldy, ldy, x + (size_t)r0 * in, w, m, n, in, p0, p1, k0, kc,
+                     accumulate || k0 > 0, panel);
+      }
+    }
+  }
+}

@@ -18,6 +18,7 @@
 #include <math.h>
 #include <omp.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* KC and MC: a block of x (MC rows of KC floats) and a panel (KC x NR)
@@ -157,11 +158,22 @@ static const kernel_fn kernels[MR] = {kernel_1, kernel_2, kernel_3, kernel_4, ke
 
 static int have_avx2(void) {
   static int known = -1;
-  if (known < 0)
-    known = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  if (known < 0) {
+    const char *off = getenv("HYDRA_NO_SIMD");
+    known = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+            !(off && *off && strcmp(off, "0"));
+  }
   return known;
 }
 #endif
+
+int product_simd(void) {
+#ifdef HAVE_AVX2_PATH
+  return have_avx2();
+#else
+  return 0;
+#endif
+}
 
 /* Column panels [p0, p1) of rows [r0, r0 + m), k from k0 for kc. */
 static void panels_block(float *y, int ldy, const float *x, const float *w, int m, int n, int in,

@@ -16,4 +16,9 @@
 void product_rows(float *y, int ldy, const float *x, const float *w, int rows, int n, int in,
                   int accumulate, int parallel);
 
+/* 1 when product_rows runs its AVX2+FMA kernel (picked at the first call:
+ * the CPU has AVX2 and FMA and the environment variable HYDRA_NO_SIMD is not
+ * set to anything but "0"), 0 when it runs plain C. Both give the same bits. */
+int product_simd(void);
+
 #endif

@@ -44,10 +44,12 @@
  *   flops_all         the same for every component (the whole sweep)
  *   flops_full        a full-recompute sweep (every variant a whole forward
  *                     over all its positions, reuse off), every component
- *   sgemm_gflops      the backend's matmul (OpenBLAS or cuBLAS sgemm) on one layer's
- *                     matrix shapes (q, k, v, o, gate, up, down) at --sgemm-rows rows
- *                     (default: the engine's rows per pass)
- *                     (--gemm 0: not measured, e.g. for a profile of the runs alone)
+ *   sgemm_gflops      OpenBLAS sgemm (on the CPU; cuBLAS sgemm, the backend's matmul,
+ *                     on the GPU) on one layer's matrix shapes (q, k, v, o, gate,
+ *                     up, down) at --sgemm-rows rows (default: the engine's rows per
+ *                     pass) (--gemm 0: not measured, e.g. for a profile of the runs alone)
+ *   matmul_gflops     the same shapes through the backend's own matmul op (the CPU's
+ *                     product.c: one order of sums per element)
  *   peak_gflops       the same op on one square N x N x N product (--peak N, default
  *                     0: not measured), the library's own best case
  *   gemm_share        gflops / peak_gflops: the engine's counted FLOP rate over the
@@ -67,6 +69,7 @@
  * --rows-out writes the clean logits and the per-row total effects (with
  * --metrics all, the KL and log-prob too) for tests/bench/sweep_torch.py to
  * compare. */
+#include <cblas.h>
 #include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -348,14 +351,26 @@ static long sum_runs(const int *runs, size_t n) {
   return total;
 }
 
-/* ---- the backend's matrix-product rate ----
- * Through the backend's own matmul op (OpenBLAS sgemm on the CPU, cuBLAS
- * sgemm on the GPU), on random operands in backend memory. Each shape's best
- * of `runs` timings (of 5 calls each, synchronized): the floor is a lower
- * bound, and on a shared machine the best run is the one least disturbed by
- * others. Returns GFLOP/s, or -1 when the backend fails. */
+/* ---- the matrix-product rates ----
+ * blas 0: through the backend's own matmul op (the CPU's product.c, cuBLAS
+ * sgemm on the GPU); blas 1: OpenBLAS sgemm on the same host operands where
+ * the backend's memory is the host's (the floor: a product hydra did not
+ * write), else the backend's op. On random operands in backend memory. Each
+ * shape's best of `runs` timings (of 5 calls each, synchronized): the floor
+ * is a lower bound, and on a shared machine the best run is the one least
+ * disturbed by others. Returns seconds, or -1 when the backend fails. */
 
-static double gemm_time(backend_t *b, int rows, int out, int in, int runs) {
+static int gemm_call(backend_t *b, float *y, const float *x, const float *w, int rows, int out,
+                     int in, int blas) {
+  if (blas && b->host_memory) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, in, 1.0f, x, in, w, in, 0.0f, y,
+                out);
+    return 0;
+  }
+  return b->ops->matmul(b, y, x, w, NULL, rows, out, in, 0);
+}
+
+static double gemm_time(backend_t *b, int rows, int out, int in, int runs, int blas) {
   const size_t nx = (size_t)rows * in, nw = (size_t)out * in, ny = (size_t)rows * out;
   float *h = malloc(sizeof(float) * (nx > nw ? nx : nw));
   float *x = b->ops->alloc(b, nx * 4), *w = b->ops->alloc(b, nw * 4), *y = b->ops->alloc(b, ny * 4);
@@ -366,13 +381,13 @@ static double gemm_time(backend_t *b, int rows, int out, int in, int runs) {
     h[i] = (float)((double)(st >> 11) / (double)(1ULL << 53) - 0.5);
   }
   if (h && x && w && y && b->ops->upload(b, x, h, nx * 4) == 0 &&
-      b->ops->upload(b, w, h, nw * 4) == 0 &&
-      b->ops->matmul(b, y, x, w, NULL, rows, out, in, 0) == 0 && b->ops->synchronize(b) == 0) {
+      b->ops->upload(b, w, h, nw * 4) == 0 && gemm_call(b, y, x, w, rows, out, in, blas) == 0 &&
+      b->ops->synchronize(b) == 0) {
     best = 1e30;
     for (int r = 0; r < runs && best > 0; r++) {
       const double t0 = bench_now();
       for (int k = 0; k < 5; k++)
-        if (b->ops->matmul(b, y, x, w, NULL, rows, out, in, 0) != 0)
+        if (gemm_call(b, y, x, w, rows, out, in, blas) != 0)
           best = -1;
       if (b->ops->synchronize(b) != 0)
         best = -1;
@@ -387,7 +402,7 @@ static double gemm_time(backend_t *b, int rows, int out, int in, int runs) {
 }
 
 /* The rate on one layer's shapes (q, k, v, o, up, down, and gate for SwiGLU). */
-static double gemm_gflops(backend_t *b, const model_config_t *c, int rows, int runs) {
+static double gemm_gflops(backend_t *b, const model_config_t *c, int rows, int runs, int blas) {
   const int q = c->n_heads * c->head_dim, kv = c->n_kv_heads * c->head_dim;
   const int shapes[7][2] = {{q, c->d_model},       {kv, c->d_model},       {kv, c->d_model},
                             {c->d_model, q},       {c->d_mlp, c->d_model}, {c->d_model, c->d_mlp},
@@ -395,7 +410,7 @@ static double gemm_gflops(backend_t *b, const model_config_t *c, int rows, int r
   const int n_shapes = c->mlp == MLP_SWIGLU ? 7 : 6;
   double flops = 0, total = 0;
   for (int s = 0; s < n_shapes; s++) {
-    const double t = gemm_time(b, rows, shapes[s][0], shapes[s][1], runs);
+    const double t = gemm_time(b, rows, shapes[s][0], shapes[s][1], runs, blas);
     if (t < 0)
       return -1;
     flops += 2.0 * rows * shapes[s][0] * shapes[s][1];
@@ -639,9 +654,10 @@ int main(int argc, char **argv) {
                       : max_rows > 0 ? max_rows
                                      : engine_pass_rows(e, 0, NULL);
   b->ops->set_precision(b, tf32); /* the rates in the job's precision */
-  const double sg = gemm ? gemm_gflops(b, c, sg_rows, 5) : 0;
+  const double sg = gemm ? gemm_gflops(b, c, sg_rows, 5, 1) : 0;
+  const double mm = gemm ? gemm_gflops(b, c, sg_rows, 5, 0) : 0;
   const double pk =
-      peak > 0 ? 2.0 * peak * peak * peak / gemm_time(b, peak, peak, peak, 5) / 1e9 : 0;
+      peak > 0 ? 2.0 * peak * peak * peak / gemm_time(b, peak, peak, peak, 5, 1) / 1e9 : 0;
   const double extrapolated = t * (double)n_all / n_comps;
   long tokens = 0;
   for (int p = 0; p < n_prompts; p++)
@@ -649,13 +665,14 @@ int main(int argc, char **argv) {
   printf("reuse=%d prompts=%d tokens=%ld components=%d components_all=%d samples=%d runs=%d "
          "median_s=%.4f extrapolated_s=%.4f variants=%ld variants_all=%ld variants_per_s=%.1f "
          "runs_distinct=%ld runs_distinct_all=%ld each_draw=%d "
-         "flops=%.4e flops_all=%.4e flops_full=%.4e gflops=%.2f sgemm_gflops=%.2f sgemm_rows=%d "
+         "flops=%.4e flops_all=%.4e flops_full=%.4e gflops=%.2f sgemm_gflops=%.2f "
+         "matmul_gflops=%.2f sgemm_rows=%d "
          "floor_s=%.4f floor_full_s=%.4f peak_gflops=%.1f peak_n=%d gemm_share=%.3f "
          "cpu_per_wall=%.2f backend=%s precision=%s weights=%s pass_rows=%d unit_prompts=%d "
          "interleave=%d\n",
          reuse, n_prompts, tokens, n_comps, n_all, samples, runs, t, extrapolated, variants,
          (long)samples * n_all * n_prompts, variants / t, distinct, distinct_all, each_draw, flops,
-         flops_all, flops_full, flops / t / 1e9, sg, sg_rows, flops_all / (sg * 1e9),
+         flops_all, flops_full, flops / t / 1e9, sg, mm, sg_rows, flops_all / (sg * 1e9),
          flops_full / (sg * 1e9), pk, peak, pk > 0 ? flops / t / 1e9 / pk : 0, cpu / wall,
          b->ops->name, engine_precision(e, tf32), weights_dtype_name(m->weights_dtype),
          max_rows > 0 ? max_rows : engine_pass_rows(e, 0, NULL), unit, interleave);

@@ -166,6 +166,7 @@ load "end"
 # the floor's rate: the better of the two measurements (both at the same rows)
 sg=$(awk -v a="$(get sgemm_gflops "$on")" -v b="$(get sgemm_gflops "${off:-}")" 'BEGIN { print (a > b ? a : b) }')
 sg_rows=$(get sgemm_rows "$on")
+mm=$(awk -v a="$(get matmul_gflops "$on")" -v b="$(get matmul_gflops "${off:-}")" 'BEGIN { print (a > b ? a : b) }')
 variants=$(get variants_all "$on")
 on_s=$(median_of "$tmp/on" median_s)
 on_f=$(get flops_all "$on")
@@ -276,7 +277,8 @@ at every position, one forward per component and draw, plus the clean one;
 the expert: its rows from the sub-stage after the ablated one, its clean
 pass); "floor s" is that over OpenBLAS sgemm's rate on one layer's
 matrix shapes at $sg_rows rows, measured by bench_sweep in the same run
-(the better of its two measurements, each shape's best of 5): $sg GFLOP/s.
+(the better of its two measurements, each shape's best of 5): $sg GFLOP/s
+(hydra's own product, \`cpu/product.c\`, on the same shapes: $mm GFLOP/s).
 "fraction of floor" is floor s over seconds. "CPU/wall" is the timed part's
 CPU time (all threads) over its wall time: about $threads when the cores were
 the benchmark's own, less when other work took them (then that row is slow); a

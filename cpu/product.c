@@ -4,8 +4,9 @@
  * The blocking is BLIS's: w's columns are packed, KC values of k at a time,
  * into panels of NR = 16 columns laid out k-major (the panel a k-step needs
  * is two vectors); MR = 6 rows of x are broadcast against it, twelve
- * accumulators in registers. A block of MC rows x KC values of x stays in L2
- * while every panel of the thread's columns passes over it. Between KC
+ * accumulators in registers. A thread packs NC panels of its columns once
+ * per KC block (in a store it keeps), and every block of MC rows x KC values
+ * of x, held in L2, passes over them. Between KC
  * blocks an element's running sum is stored to y and loaded back unchanged,
  * so the blocking never enters the order of sums: element (r, j) is
  * fma(x[r][in-1], w[j][in-1], ... fma(x[r][0], w[j][0], start)) whatever
@@ -17,14 +18,15 @@
 
 #include <math.h>
 #include <omp.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* KC and MC: a block of x (MC rows of KC floats) and a panel (KC x NR)
  * measured best at 768 and 256 on SmolLM2's and Llama's shapes (Zen 3:
- * 32 KiB L1, 512 KiB L2 per core). */
-enum { MR = 6, NR = 16, KC = 768, MC = 256 };
+ * 32 KiB L1, 512 KiB L2 per core); NC panels packed at once (1.5 MiB). */
+enum { MR = 6, NR = 16, KC = 768, MC = 256, NC = 32 };
 
 /* panel[k][c] = w[c][k0 + k] for c < nr, 0 for nr <= c < NR; k < kc. */
 static void pack_plain(float *panel, const float *w, int in, int nr, int k0, int kc) {
@@ -175,21 +177,36 @@ int product_simd(void) {
 #endif
 }
 
-/* Column panels [p0, p1) of rows [r0, r0 + m), k from k0 for kc. */
-static void panels_block(float *y, int ldy, const float *x, const float *w, int m, int n, int in,
-                         int p0, int p1, int k0, int kc, int start_from_y, float *panel) {
+/* Panels [p0, p1) of w, k from k0 for kc, packed one after another (KC *
+ * NR floats apart) at panels. */
+static void pack_panels(float *panels, const float *w, int n, int in, int p0, int p1, int k0,
+                        int kc) {
 #ifdef HAVE_AVX2_PATH
   const int avx2 = have_avx2();
 #endif
   for (int p = p0; p < p1; p++) {
     const int j0 = p * NR, nr = n - j0 < NR ? n - j0 : NR;
-    const float *wp = w + (size_t)j0 * in;
+    float *panel = panels + (size_t)(p - p0) * KC * NR;
 #ifdef HAVE_AVX2_PATH
-    if (avx2)
-      pack_avx2(panel, wp, in, nr, k0, kc);
-    else
+    if (avx2) {
+      pack_avx2(panel, w + (size_t)j0 * in, in, nr, k0, kc);
+      continue;
+    }
 #endif
-      pack_plain(panel, wp, in, nr, k0, kc);
+    pack_plain(panel, w + (size_t)j0 * in, in, nr, k0, kc);
+  }
+}
+
+/* Rows [0, m) of x (rows of ldx floats, from the block's first k) against
+ * the packed panels [p0, p1): y's columns p0 * NR on. */
+static void multiply_panels(float *y, int ldy, const float *x, int ldx, const float *panels, int m,
+                            int n, int p0, int p1, int kc, int start_from_y) {
+#ifdef HAVE_AVX2_PATH
+  const int avx2 = have_avx2();
+#endif
+  for (int p = p0; p < p1; p++) {
+    const int j0 = p * NR, nr = n - j0 < NR ? n - j0 : NR;
+    const float *panel = panels + (size_t)(p - p0) * KC * NR;
     for (int i0 = 0; i0 < m; i0 += MR) {
       const int rb = m - i0 < MR ? m - i0 : MR;
       float *yt = y + (size_t)i0 * ldy + j0;
@@ -200,16 +217,43 @@ static void panels_block(float *y, int ldy, const float *x, const float *w, int 
         __builtin_prefetch(yt + (size_t)i * ldy, 1);
         __builtin_prefetch(yt + (size_t)i * ldy + NR - 1, 1);
       }
-      const float *xt = x + (size_t)i0 * in + k0;
+      const float *xt = x + (size_t)i0 * ldx;
 #ifdef HAVE_AVX2_PATH
       if (avx2) {
-        kernels[rb - 1](yt, ldy, xt, in, panel, nr, kc, start_from_y);
+        kernels[rb - 1](yt, ldy, xt, ldx, panel, nr, kc, start_from_y);
         continue;
       }
 #endif
-      kernel_plain(yt, ldy, xt, in, panel, rb, nr, kc, start_from_y);
+      kernel_plain(yt, ldy, xt, ldx, panel, rb, nr, kc, start_from_y);
     }
   }
+}
+
+/* Each thread's store of packed panels (NC panels of KC x NR floats: 1.5
+ * MiB), kept between calls and freed when the thread ends; NULL when it
+ * cannot be had (then one panel at a time on the stack, repacked for every
+ * block of MC rows). */
+static pthread_key_t store_key;
+static pthread_once_t store_once = PTHREAD_ONCE_INIT;
+static int store_ok;
+
+static void store_key_make(void) {
+  store_ok = pthread_key_create(&store_key, free) == 0;
+}
+
+static float *thread_store(void) {
+  pthread_once(&store_once, store_key_make);
+  if (!store_ok)
+    return NULL;
+  float *store = pthread_getspecific(store_key);
+  if (!store) {
+    store = aligned_alloc(64, sizeof(float) * NC * KC * NR);
+    if (store && pthread_setspecific(store_key, store) != 0) {
+      free(store);
+      store = NULL;
+    }
+  }
+  return store;
 }
 
 void product_rows(float *y, int ldy, const float *x, const float *w, int rows, int n, int in,
@@ -224,16 +268,21 @@ void product_rows(float *y, int ldy, const float *x, const float *w, int rows, i
   }
 #pragma omp parallel if (parallel && n_panels > 1)
   {
-    /* Each thread its own run of panels: no element is touched by two. */
+    /* Each thread its own run of panels: no element is touched by two. A
+     * chunk of them packed once per KC block serves every block of rows. */
     const long team = omp_get_num_threads(), id = omp_get_thread_num();
     const int p0 = (int)(n_panels * id / team), p1 = (int)(n_panels * (id + 1) / team);
-    float panel[KC * NR] __attribute__((aligned(32)));
-    for (int r0 = 0; r0 < rows && p0 < p1; r0 += MC) {
-      const int m = rows - r0 < MC ? rows - r0 : MC;
+    float one_panel[KC * NR] __attribute__((aligned(32)));
+    float *store = p0 < p1 ? thread_store() : NULL, *panels = store ? store : one_panel;
+    const int chunk = store ? NC : 1;
+    for (int c0 = p0; c0 < p1; c0 += chunk) {
+      const int c1 = c0 + chunk < p1 ? c0 + chunk : p1;
       for (int k0 = 0; k0 < in; k0 += KC) {
         const int kc = in - k0 < KC ? in - k0 : KC;
-        panels_block(y + (size_t)r0 * ldy, ldy, x + (size_t)r0 * in, w, m, n, in, p0, p1, k0, kc,
-                     accumulate || k0 > 0, panel);
+        pack_panels(panels, w, n, in, c0, c1, k0, kc);
+        for (int r0 = 0; r0 < rows; r0 += MC)
+          multiply_panels(y + (size_t)r0 * ldy, ldy, x + (size_t)r0 * in + k0, in, panels,
+                          rows - r0 < MC ? rows - r0 : MC, n, c0, c1, kc, accumulate || k0 > 0);
       }
     }
   }

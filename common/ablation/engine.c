@@ -280,6 +280,9 @@ static variant_t *chunk_variants(run_t *R, long *n_out) {
             const int first = job->position_list[job->position_offsets[p] + k0];
             v->k = k;
             v->stage = job->reuse ? unit_stage(job, R->cfg, c) : 0;
+            v->shortcut = shortcut_kind(R, c, m, &v->stage);
+            v->final_hit =
+                job->position_list[job->position_offsets[p] + k1 - 1] == job->lengths[p] - 1;
             v->p0 = job->reuse ? first : 0;
             v->rows = job->lengths[p] - v->p0;
             v->order = i;
@@ -520,6 +523,8 @@ int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, 
   int needs_sources = 0;
   for (int m = 0; m < job->n_methods; m++)
     needs_sources |= method_needs_source(job->methods[m].kind);
+  /* a store of shortcuts' clean values only (shortcuts.c) is the chunk's own: not kept */
+  const int holds_sources = needs_sources;
   if (kept >= 0) /* filled by an earlier run of this job, means included */
     needs_sources = 0;
   /* (source-only prompts are never in an emitting chunk: their own passes) */
@@ -585,7 +590,7 @@ int engine_run(engine_t *e, const engine_job_t *job, const engine_sink_t *sink, 
     c0 = c1;
   }
   rc = 0;
-  if (job->source_key && stored > 0) /* complete now: the job's next run starts from it */
+  if (job->source_key && holds_sources && stored > 0) /* complete: the job's next run starts here */
     keep_store(&R, stored);
 done:
   if (e->profile && t_run > 0) { /* ended runs too: the phases counted them */

@@ -93,6 +93,14 @@ typedef struct {
    * counted twice in the averages. 1: every draw computed (the reference
    * the tests and benchmarks compare with). */
   int each_draw;
+  /* 0: a variant whose first ablated sub-stage is an exact update of that
+   * sub-stage's clean output skips recomputing it, joining at the next one
+   * (with reuse on): a head's or neuron's change through its columns of the
+   * output or down projection (sequential residual, no post norm), the
+   * whole output of attn.L or mlp.L set by zero, mean, resample or patch
+   * (not the last layer's MLP). 1: every ablated sub-stage recomputed (the
+   * reference the tests and benchmarks compare with). */
+  int whole_stages;
   int max_rows; /* rows per pass; 0: sized from the memory budget (below) */
   int tf32;     /* matrix products on TF32 tensor cores where the backend has them */
   /* Run only the prompts [prompt_first, prompt_end) (a work unit); 0, 0: all.
@@ -178,6 +186,10 @@ const char *engine_precision(const engine_t *e, int tf32);
 #define ENGINE_KEPT_MAX 4
 void engine_retain_sources(engine_t *e, const uint64_t *keys, int n_keys);
 int engine_kept_sources(const engine_t *e, size_t *bytes);
+
+/* Variants this engine ran with a shortcut (engine_job_t.whole_stages 0)
+ * since it was created. */
+long engine_shortcut_runs(const engine_t *e);
 
 /* Runs a job. Errors (bad ids, a patch source without the position, out of
  * backend memory, cancel) fail the run with err filled; rows already given

@@ -73,6 +73,10 @@ struct engine {
   intervention_t *entries;
   float *dirs, *udirs, *de_out, *logit_out; /* readouts */
   float *metric_out;                        /* [cap_read][5]: logit_metrics' rows */
+  /* shortcuts (shortcuts.c), for cap_rows rows */
+  float *shortcut_clean; /* [rows][width_max]: the clean values at a delta's site */
+  float *shortcut_resid; /* [rows][d]: a delta's change of the residual; a replace's new rows */
+  int *shortcut_index;   /* [3 rows + 3 reads]: their rows' index lists */
 
   /* clean caches: [n_layers][cap_clean][*] */
   int cap_clean;
@@ -95,16 +99,19 @@ struct engine {
   int profile; /* HYDRA_ENGINE_PROFILE */
   double phase_s[PH_N], run_s;
   long runs, passes;
+  long shortcut_runs; /* variants run with a shortcut (engine_shortcut_runs) */
 };
 
 typedef struct {
   int prompt, cprompt; /* global and chunk-local prompt */
   int component;       /* the unit */
   int method, sample;
-  int k;      /* a grid's position (index into the prompt's list); -1: all of them */
-  int source; /* resample/patch source prompt; -1 */
-  int stage;  /* the sub-stage it joins at */
-  int p0;     /* first recomputed position */
+  int k;         /* a grid's position (index into the prompt's list); -1: all of them */
+  int source;    /* resample/patch source prompt; -1 */
+  int stage;     /* the sub-stage it joins at */
+  int shortcut;  /* SHORTCUT_*: how it skips its first ablated sub-stage (stage - 1) */
+  int final_hit; /* a shortcut's intervened positions include the final one */
+  int p0;        /* first recomputed position */
   int rows, base;
   int weight; /* the draws this run stands for (resample's repeated draws) */
   long order;
@@ -162,6 +169,21 @@ typedef struct {
   long done, total;
   char *err;
 } run_t;
+
+/* ---- shortcuts.c ---- */
+/* A variant's first ablated sub-stage, not recomputed: SHORTCUT_DELTA adds
+ * its ablated minus clean site values through the sub-stage's output
+ * projection (a head, a neuron) to the clean residual after it;
+ * SHORTCUT_REPLACE sets the residual to the clean one before it plus the
+ * ablated output (attn.L, mlp.L replaced whole). */
+enum { SHORTCUT_NONE, SHORTCUT_DELTA, SHORTCUT_REPLACE };
+int shortcut_kind(const run_t *R, int unit, int method, int *stage);
+int shortcut_needs_store(const engine_job_t *job, const model_config_t *cfg, const component_t *c);
+/* Inside a pass's join at `stage`: the shortcut variants vs[i0, i1) joining
+ * there get their residual rows (after the clean rows were gathered into
+ * resid) and their skipped slot's direct effect in de_out[stage][i]. */
+int shortcut_join(run_t *R, const variant_t *vs, int i0, int i1, int stage, float *resid, int n,
+                  int n_read);
 
 /* ---- sites.c ---- */
 /* a slot's role in a unit's effects (effects_add_role) */
@@ -339,8 +361,9 @@ int drop_oldest_kept(engine_t *e, int keep);
 void keep_store(run_t *R, size_t bytes);
 
 /* ---- interventions.c ---- */
+/* row_map (NULL: none): a pass row's row of buf, -1 to leave it out. */
 int apply_site(run_t *R, const variant_t *vs, int nv, int n_joined, hook_site_t site, int layer,
-               float *buf);
+               float *buf, const int *row_map);
 
 /* Attention patterns (pattern.L.H) of layer L, inside the transformer's
  * pattern hook: the clean pass reads every head's row at the chunk's

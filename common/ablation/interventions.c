@@ -59,7 +59,7 @@ static int flush(run_t *R, table_t *t, int width, float *buf, const float *src) 
  * outputs (resample, patch) in another, each applied when full (the pass's
  * entry buffer holds cap_rows) and at the end. */
 int apply_site(run_t *R, const variant_t *vs, int nv, int n_joined, hook_site_t site, int layer,
-               float *buf) {
+               float *buf, const int *row_map) {
   const engine_job_t *job = R->job;
   const int width = site_width(R->cfg, site), cap = R->e->cap_rows;
   const float *store = R->src.dstore ? R->src.dstore[store_index(R->cfg, site, layer)] : NULL;
@@ -69,6 +69,8 @@ int apply_site(run_t *R, const variant_t *vs, int nv, int n_joined, hook_site_t 
     const variant_t *v = &vs[i];
     const method_t *m = &job->methods[v->method];
     const int from_store = m->kind == METHOD_RESAMPLE || m->kind == METHOD_PATCH;
+    if (v->base >= n_joined) /* joins later (variants are in stage order) */
+      break;
     for (int a = unit_first(job, v->component); a < unit_end(job, v->component); a++) {
       const component_t *c = &job->components[a];
       int at;
@@ -81,7 +83,10 @@ int apply_site(run_t *R, const variant_t *vs, int nv, int n_joined, hook_site_t 
       run_positions(R, v->prompt, v->k, &k0, &k1);
       for (int k = k0; k < k1; k++) {
         const int t = job->position_list[off + k];
-        intervention_t e = {.row = v->base + (t - v->p0), .col0 = c0, .col1 = c1};
+        const int row = v->base + (t - v->p0);
+        if (row_map && row_map[row] < 0)
+          continue;
+        intervention_t e = {.row = row_map ? row_map[row] : row, .col0 = c0, .col1 = c1};
         if (from_store) {
           const long row = source_row(R, v, k);
           if (row < 0)

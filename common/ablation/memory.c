@@ -10,11 +10,13 @@ static void release(engine_t *e, void *p) {
 }
 
 void free_pass_buffers(engine_t *e) {
-  void *all[] = {e->values,      e->gathered,  e->final_normed, e->final_inv, e->logits,
-                 e->clean_stats, e->token_ids, e->clean_row,    e->row_list,  e->read_row,
-                 e->read_prompt, e->ident,     e->job_targets,  e->job_foils, e->argmax,
-                 e->ptarget,     e->pfoil,     e->entries,      e->dirs,      e->udirs,
-                 e->de_out,      e->logit_out, e->metric_out,   e->resid_read};
+  void *all[] = {e->values,         e->gathered,       e->final_normed,  e->final_inv,
+                 e->logits,         e->clean_stats,    e->token_ids,     e->clean_row,
+                 e->row_list,       e->read_row,       e->read_prompt,   e->ident,
+                 e->job_targets,    e->job_foils,      e->argmax,        e->ptarget,
+                 e->pfoil,          e->entries,        e->dirs,          e->udirs,
+                 e->de_out,         e->logit_out,      e->metric_out,    e->resid_read,
+                 e->shortcut_clean, e->shortcut_resid, e->shortcut_index};
   for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
     release(e, all[i]);
   e->values = e->gathered = e->final_normed = e->final_inv = e->logits = e->clean_stats = NULL;
@@ -22,6 +24,8 @@ void free_pass_buffers(engine_t *e) {
   e->job_targets = e->job_foils = e->argmax = e->ptarget = e->pfoil = NULL;
   e->entries = NULL;
   e->resid_read = NULL;
+  e->shortcut_clean = e->shortcut_resid = NULL;
+  e->shortcut_index = NULL;
   e->dirs = e->udirs = e->de_out = e->logit_out = e->metric_out = NULL;
   if (e->tf)
     transformer_release_work(e->tf);
@@ -90,6 +94,9 @@ int ensure_pass_buffers(engine_t *e, int rows, int prompts, int reads, char *err
   ALLOC(resid_read, 2 * nr * in);
   ALLOC(logit_out, nr * f);
   ALLOC(metric_out, nr * 5 * f);
+  ALLOC(shortcut_clean, r * w * f);
+  ALLOC(shortcut_resid, r * d * f);
+  ALLOC(shortcut_index, (3 * r + 3 * nr) * in);
   if (!failed) {
     int *ident = malloc(n_idx * in);
     if (!ident)
@@ -162,8 +169,8 @@ size_t bytes_per_row(const engine_t *e) {
   const model_config_t *c = &e->host->cfg;
   const size_t d = c->d_model, kv = (size_t)c->n_kv_heads * c->head_dim, w = e->width_max,
                ns = engine_n_slots(c), L = c->n_layers, f = sizeof(float), in = sizeof(int);
-  const size_t rows = f * 2 * w + in * 2 + sizeof(intervention_t);
-  const size_t reads = f * (d + 1 + ns + 1 + 5) + 2 * in;
+  const size_t rows = f * (3 * w + d) + in * 5 + sizeof(intervention_t);
+  const size_t reads = f * (d + 1 + ns + 1 + 5) + 5 * in;
   const size_t prompts = f * (3 + 2 * d) + in * 5;
   const size_t index = 2 * in * (ns > 1 ? ns : 1);
   const size_t clean = f * L * ((c->parallel_residual ? 1 : 2) * d + 2 * kv);

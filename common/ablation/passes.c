@@ -104,7 +104,8 @@ static int variant_join(void *ctx, int stage, float *x, int first, int n) {
   if (e->b->ops->gather_rows(e->b, x + (size_t)first * d, cache, e->clean_row + first, n - first,
                              d))
     return err_set(P->R->err, "backend %s: %s", e->b->ops->name, e->b->err);
-  return 0;
+  const int i0 = stage > 0 ? P->join_read[stage - 1] : 0; /* the variants joining here */
+  return shortcut_join(P->R, P->vs, i0, P->join_read[stage], stage, x, n, P->n_read);
 }
 
 /* Direct effects of a slot for the readouts active at its sub-stage:
@@ -166,7 +167,7 @@ static int variant_at(void *ctx, hook_site_t site, int layer, float *buf, int n,
   pass_t *P = ctx;
   (void)width;
   const unsigned char touch = P->touch[store_index(P->R->cfg, site, layer)];
-  if (touch && apply_site(P->R, P->vs, P->nv, n, site, layer, buf) != 0)
+  if (touch && apply_site(P->R, P->vs, P->nv, n, site, layer, buf, NULL) != 0)
     return -1;
   if (touch == 2 && resid_readout(P, site, layer, buf, n) != 0)
     return -1;
@@ -366,9 +367,14 @@ static void accumulate(run_t *R, const variant_t *v, const float *de_out, int nr
   effects_change_t ch = {0};
   double upstream = 0;           /* a residual site: the clean direct effects summed in it */
   for (int s = 0; s < ns; s++) { /* Eq. 33, one slot at a time */
-    /* slots below where the variant joined are the clean run's */
+    /* slots below where the variant joined are the clean run's; a
+     * shortcut's skipped slot its own readout (shortcuts.c) */
     const int recomputed = s == 0 ? v->stage == 0 : s - 1 >= v->stage;
-    const double ablated = (recomputed ? de_out[(size_t)s * nr + i] : clean_de[s]) * rescale;
+    const double out = de_out[(size_t)s * nr + i];
+    double ablated = recomputed ? out : clean_de[s];
+    if (v->shortcut && s == v->stage && v->final_hit)
+      ablated = v->shortcut == SHORTCUT_DELTA ? clean_de[s] + out : out;
+    ablated *= rescale;
     const double change = ablated - clean_de[s];
     a->delta[s] += w * change;
     effects_add_role(&ch, s, role[s], change);

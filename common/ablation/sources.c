@@ -66,13 +66,17 @@ int mean_values(run_t *R, const variant_t *v, hook_site_t site, int layer, int k
 }
 
 /* Bytes of backend memory the store of clean outputs takes (see alloc_store). */
+/* A (site, layer) of component c has a store: some method needs sources,
+ * or a shortcut needs its clean values. */
+static int needs_store(const run_t *R, int any_source, const component_t *c) {
+  return any_source || shortcut_needs_store(R->job, R->cfg, c);
+}
+
 size_t store_bytes(const run_t *R) {
   const engine_job_t *job = R->job;
   int needs = 0;
   for (int m = 0; m < job->n_methods; m++)
     needs |= method_needs_source(job->methods[m].kind);
-  if (!needs)
-    return 0;
   const long n_pos = job->position_offsets[n_all_prompts(job)];
   size_t total = 0;
   unsigned char *seen = calloc((size_t)HOOK_N * R->cfg->n_layers, 1);
@@ -81,7 +85,7 @@ size_t store_bytes(const run_t *R) {
   for (int i = 0; i < job->n_components; i++) {
     int layer;
     const hook_site_t s = component_site(R->cfg, &job->components[i], &layer);
-    if (!seen[store_index(R->cfg, s, layer)]++)
+    if (needs_store(R, needs, &job->components[i]) && !seen[store_index(R->cfg, s, layer)]++)
       total += sizeof(float) * (size_t)n_pos * store_width(R, s);
   }
   free(seen);
@@ -195,13 +199,11 @@ int alloc_store(run_t *R, int kept) {
   R->src.mean = calloc(n_idx, sizeof(float *));
   if (!R->src.dstore || !R->src.store || !R->src.mean)
     return err_set(R->err, "out of memory");
-  if (!needs)
-    return 0;
   for (int i = 0; i < job->n_components; i++) {
     int layer;
     const hook_site_t s = component_site(R->cfg, &job->components[i], &layer);
     const int idx = store_index(R->cfg, s, layer);
-    if (R->src.dstore[idx])
+    if (R->src.dstore[idx] || !needs_store(R, needs, &job->components[i]))
       continue;
     const size_t bytes = sizeof(float) * (size_t)n_pos * store_width(R, s);
     backend_t *b = R->e->b;

@@ -290,6 +290,114 @@ static void test_repeated_draws(engine_t *e, const setup_t *S, int n_slots, unsi
   collect_free(&b);
 }
 
+/* Shortcuts (engine_job_t.whole_stages 0): a variant whose first ablated
+ * sub-stage is a head, a neuron, or attn.L / mlp.L replaced whole joins
+ * after it with its output made from the clean one; every row equals the
+ * rows of recomputing that sub-stage (whole_stages 1) within BATCH_BOUND:
+ * each method, the last and every position, a per-position grid, units of
+ * two components (one sub-stage's, and two layers'), and the norm's own
+ * scale. The shortcut must be taken (a count of its runs), except with a
+ * parallel residual. */
+static void test_shortcuts(engine_t *e, const setup_t *S, int n_slots, unsigned metrics,
+                           const model_config_t *cfg) {
+  static setup_t SA, S1;
+  S1 = *S; /* at most 12 components spread over a large model, and its heads and neurons */
+  if (S->n_comps > 12) {
+    S1.n_comps = 0;
+    for (int c = 0; c < S->n_comps; c++)
+      if (c % ((S->n_comps + 11) / 12) == 0 || S->comps[c].kind == COMPONENT_HEAD ||
+          S->comps[c].kind == COMPONENT_NEURON)
+        S1.comps[S1.n_comps++] = S->comps[c];
+  }
+  S = &S1;
+  SA = *S;
+  for (int p = 0, n = 0; p <= S->n_prompts; p++) {
+    SA.offsets[p] = n;
+    for (int t = 0; p < S->n_prompts && t < S->lengths[p]; t++)
+      SA.positions[n++] = t;
+  }
+  const method_t ms[6] = {{.kind = METHOD_ZERO},
+                          {.kind = METHOD_SCALE, .value = 0.5f},
+                          {.kind = METHOD_MEAN},
+                          {.kind = METHOD_RESAMPLE},
+                          {.kind = METHOD_PATCH, .source = 1},
+                          {.kind = METHOD_NOISE, .value = 0.3f}};
+  /* units of two: neighbours in the list (e.g. a head and a later
+   * layer's), and each head with the next head of its layer */
+  static component_t pairs[512];
+  int n_pairs = 0, pair_first[257], n_pair_units = 0;
+  for (int c = 0; c + 1 < S->n_comps; c += 2) {
+    pair_first[n_pair_units++] = n_pairs;
+    pairs[n_pairs++] = S->comps[c];
+    pairs[n_pairs++] = S->comps[c + 1];
+  }
+  for (int c = 0; c < S->n_comps; c++)
+    if (S->comps[c].kind == COMPONENT_HEAD) {
+      pair_first[n_pair_units++] = n_pairs;
+      pairs[n_pairs] = S->comps[c];
+      pairs[n_pairs + 1] = S->comps[c];
+      pairs[n_pairs + 1].index = (S->comps[c].index + 1) % cfg->n_heads;
+      n_pairs += 2;
+    }
+  pair_first[n_pair_units] = n_pairs;
+  char what[160];
+  for (int k = 0; k < 5; k++) {
+    const int all = k == 1 || k == 2, grid = k == 2, paired = k == 3, own_scale = k == 4;
+    engine_job_t fast = make_job(all ? &SA : (setup_t *)S, ms, 6, metrics);
+    fast.samples = 3;
+    fast.seed = 5;
+    fast.each_position = grid;
+    fast.norm_scale_ablated = own_scale;
+    fast.max_rows = 96; /* several passes */
+    if (paired) {
+      fast.components = pairs;
+      fast.n_components = n_pairs;
+      fast.unit_first = pair_first;
+      fast.n_units = n_pair_units;
+    }
+    engine_job_t whole = fast;
+    whole.whole_stages = 1;
+    collect_t a = {0}, b = {0};
+    const long before = engine_shortcut_runs(e);
+    if (run(e, &fast, &a, n_slots) == 0) {
+      const long taken = engine_shortcut_runs(e) - before;
+      if (run(e, &whole, &b, n_slots) == 0) {
+        CHECK(engine_shortcut_runs(e) - before == taken,
+              "shortcuts: whole_stages 1 takes none (%ld more)",
+              engine_shortcut_runs(e) - before - taken);
+        CHECK(a.n_rows == b.n_rows && a.n_rows > 0, "shortcuts: row count: got %d, want %d",
+              a.n_rows, b.n_rows);
+        for (int i = 0; i < a.n_rows && i < b.n_rows; i++) {
+          const engine_variant_t *x = &a.rows[i].row, *y = &b.rows[i].row;
+          snprintf(what, sizeof(what),
+                   "shortcuts (case %d): prompt %d position %d unit %d method %d", k, x->prompt,
+                   x->position, x->component, x->method);
+          CHECK(x->prompt == y->prompt && x->component == y->component && x->method == y->method &&
+                    x->position == y->position,
+                "%s: the same row", what);
+          CHECK_CLOSE(what, x->total_effect, y->total_effect, BATCH_BOUND, scale_ref);
+          CHECK_CLOSE(what, x->direct_effect, y->direct_effect, BATCH_BOUND, scale_ref);
+          CHECK_CLOSE(what, x->compensation, y->compensation, BATCH_BOUND, scale_ref);
+          CHECK_CLOSE(what, x->ablated_logit, y->ablated_logit, BATCH_BOUND, scale_ref);
+          CHECK_CLOSE(what, x->inv_scale, y->inv_scale, BATCH_BOUND, fabs(y->inv_scale));
+          if (metrics & METRIC_KL)
+            CHECK_CLOSE(what, x->kl, y->kl, BATCH_BOUND, fmax(1.0, y->kl));
+          for (int s = 0; s < n_slots; s++)
+            CHECK_CLOSE(what, x->delta_de[s], y->delta_de[s], BATCH_BOUND, scale_ref);
+        }
+        printf("shortcuts (case %d): %d rows equal recomputing, %ld runs took a shortcut\n", k,
+               a.n_rows, taken);
+        /* none with a parallel residual (attention and MLP read one input) */
+        CHECK(cfg->parallel_residual ? taken == 0 : taken > 0,
+              "shortcuts (case %d): %ld runs took one (parallel residual: %d)", k, taken,
+              cfg->parallel_residual);
+      }
+    }
+    collect_free(&a);
+    collect_free(&b);
+  }
+}
+
 int main(int argc, char **argv) {
   if (argc < 3) {
     fprintf(stderr, "usage: test_engine ROOT GOLDEN.json [--backend NAME] [--copy-weights]\n");
@@ -574,6 +682,8 @@ int main(int argc, char **argv) {
     const int lp = (int)(cap / lp_row) < P ? (int)(cap / lp_row) : P;
     job = make_job(&SL, &zero, 1, all_metrics);
     job.max_rows = 4096;
+    job.whole_stages = 1; /* no store at all, as the budget above reckons (shortcuts keep the
+                           * clean values of heads and neurons in one) */
     collect_t capped_out = {0};
     if (run(e, &job, &ref, n_slots) == 0) {
       engine_set_memory_budget(e, budget);
@@ -821,6 +931,7 @@ int main(int argc, char **argv) {
 
   /* 3b. repeated resample draws computed once */
   test_repeated_draws(e, &S, n_slots, all_metrics);
+  test_shortcuts(e, &S, n_slots, all_metrics, &m->cfg);
 
   /* 4. scale:1 is a no-op */
   method_t one = {.kind = METHOD_SCALE, .value = 1.0f};

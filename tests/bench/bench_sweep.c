@@ -10,7 +10,8 @@
  *                    [--backend cpu|cuda|auto] [--peak N] [--gemm 0|1]
  *                    [--precision fp32|tf32] [--weights-dtype fp32|bf16] [--null-ops 1]
  *                    [--unit-prompts N] [--keep-sources 0|1] [--interleave J]
- *                    [--metrics logit|all] [--each-draw 0|1]
+ *                    [--metrics logit|all] [--each-draw 0|1] [--whole-stages 0|1]
+ *                    [--components layers|heads+neurons] [--method resample|zero|mean]
  *
  * --unit-prompts N: each run is the job in work units of N prompts, one
  * engine_run each, as hydrad runs it (one source_key per run of the job,
@@ -25,6 +26,13 @@
  * --each-draw 1: every resample draw computed, as if no two draws of a
  * (prompt, component) were the same (default 0: the engine runs each
  * distinct draw once and counts it as often as it was drawn).
+ *
+ * --whole-stages 1: every variant recomputes its first ablated sub-stage
+ * (default 0: the engine's shortcuts skip it where its output is known,
+ * engine_job_t.whole_stages; the FLOPs counted are the work either way).
+ * --components heads+neurons: every head of every layer and 8 neurons of
+ * each MLP instead of attn.L and mlp.L; --method: resample (the preset's),
+ * zero or mean.
  *
  * --null-ops 1: the CPU backend with every compute op and every copy within
  * backend memory a no-op (uploads and downloads still copy, as through a GPU
@@ -304,21 +312,42 @@ static double variant_flops(const model_config_t *c, const layer_cost_t *k, int 
   return f + 2.0 * k->d * slots + 3.0 * k->d + 2.0 * k->d;    /* + final norm, target logit */
 }
 
+/* The sub-stage a component's variant joins at with reuse, and the FLOPs of
+ * a shortcut's own product per run (engine_job_t.whole_stages 0: a head's
+ * or neuron's change through its projection; attn.L and mlp.L replaced by
+ * resample, zero or mean need none; no shortcut into the last MLP's
+ * successor). */
+static int join_stage(const model_config_t *c, const component_t *comp, int whole_stages,
+                      double *extra) {
+  const int attn = comp->kind == COMPONENT_ATTN || comp->kind == COMPONENT_HEAD;
+  const int stage = attn ? 2 * comp->layer : 2 * comp->layer + 1;
+  *extra = 0;
+  if (whole_stages || c->parallel_residual || stage + 1 >= 2 * c->n_layers ||
+      ((comp->kind == COMPONENT_HEAD || comp->kind == COMPONENT_NEURON) && c->post_norms))
+    return stage;
+  if (comp->kind == COMPONENT_HEAD)
+    *extra = 2.0 * c->d_model * c->n_heads * c->head_dim;
+  else if (comp->kind == COMPONENT_NEURON)
+    *extra = 2.0 * c->d_model * c->d_mlp;
+  return stage + 1;
+}
+
 /* The whole run: the clean pass, then every variant of the chosen
- * components (stage = the component's sub-stage with reuse, else 0). */
+ * components (stage = the sub-stage it joins at with reuse, else 0). */
 static double sweep_flops(const model_config_t *c, const int *lengths, int n_prompts,
                           const component_t *comps, int n_comps, const int *runs, int reuse,
-                          int full_logits) {
+                          int whole_stages, int full_logits) {
   const layer_cost_t k = layer_cost(c);
   double f = 0;
   for (int p = 0; p < n_prompts; p++) /* every layer and slot, full logits at the final row */
     f += variant_flops(c, &k, 0, 0, lengths[p]) + k.unembed_row;
   for (int i = 0; i < n_comps; i++) {
-    const int stage = comps[i].kind == COMPONENT_ATTN ? 2 * comps[i].layer : 2 * comps[i].layer + 1;
+    double extra;
+    const int stage = join_stage(c, &comps[i], whole_stages || !reuse, &extra);
     for (int p = 0; p < n_prompts; p++)
       f += (double)runs[(size_t)p * n_comps + i] *
            (variant_flops(c, &k, reuse ? stage : 0, reuse ? lengths[p] - 1 : 0, lengths[p]) +
-            (full_logits ? k.unembed_row : 0)); /* --metrics all: every run's logits */
+            extra + (full_logits ? k.unembed_row : 0)); /* --metrics all: every run's logits */
   }
   return f;
 }
@@ -335,6 +364,10 @@ static int *count_runs(const engine_job_t *job, int n_comps, int each_draw) {
         seen[q] = 0;
       for (int s = 0; s < job->samples; s++) {
         const int src = engine_resample_source(job, p, i, s);
+        if (job->methods[0].kind != METHOD_RESAMPLE) { /* one run */
+          n = 1;
+          break;
+        }
         n += each_draw || !seen[src];
         seen[src] = 1;
       }
@@ -486,7 +519,8 @@ int main(int argc, char **argv) {
   const char *path = argv[1], *prompts_path = argv[2], *rows_out = NULL, *backend = "cpu";
   int reuse = 1, runs = 3, warmup = 1, threads = 0, max_rows = 0, subset = 1, samples = 15;
   int sgemm_rows = 0, peak = 0, gemm = 1, tf32 = 0, weights_bf16 = 0, null = 0, unit = 0, keep = 1,
-      interleave = 1, all_metrics = 0, each_draw = 0;
+      interleave = 1, all_metrics = 0, each_draw = 0, whole_stages = 0, heads_neurons = 0;
+  method_kind_t method_kind = METHOD_RESAMPLE;
   uint64_t seed = 0;
   for (int i = 3; i + 1 < argc; i += 2) {
     if (!strcmp(argv[i], "--reuse"))
@@ -525,7 +559,24 @@ int main(int argc, char **argv) {
       interleave = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--each-draw"))
       each_draw = atoi(argv[i + 1]);
-    else if (!strcmp(argv[i], "--metrics")) {
+    else if (!strcmp(argv[i], "--whole-stages"))
+      whole_stages = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--components")) {
+      if (strcmp(argv[i + 1], "layers") && strcmp(argv[i + 1], "heads+neurons")) {
+        fprintf(stderr, "bench_sweep: --components: expected layers or heads+neurons\n");
+        return 2;
+      }
+      heads_neurons = !strcmp(argv[i + 1], "heads+neurons");
+    } else if (!strcmp(argv[i], "--method")) {
+      if (strcmp(argv[i + 1], "resample") && strcmp(argv[i + 1], "zero") &&
+          strcmp(argv[i + 1], "mean")) {
+        fprintf(stderr, "bench_sweep: --method: expected resample, zero or mean\n");
+        return 2;
+      }
+      method_kind = !strcmp(argv[i + 1], "zero")   ? METHOD_ZERO
+                    : !strcmp(argv[i + 1], "mean") ? METHOD_MEAN
+                                                   : METHOD_RESAMPLE;
+    } else if (!strcmp(argv[i], "--metrics")) {
       if (strcmp(argv[i + 1], "logit") && strcmp(argv[i + 1], "all")) {
         fprintf(stderr, "bench_sweep: --metrics: expected logit or all\n");
         return 2;
@@ -566,13 +617,23 @@ int main(int argc, char **argv) {
   }
   const model_config_t *c = &m->cfg;
 
-  /* attn.0, mlp.0, attn.1, ...; the subset keeps every K-th */
-  const int n_all = 2 * c->n_layers;
+  /* attn.0, mlp.0, attn.1, ...; or per layer every head and HN_NEURONS
+   * neurons spread over the MLP; the subset keeps every K-th */
+  enum { HN_NEURONS = 8 };
+  const int per_layer = heads_neurons ? c->n_heads + HN_NEURONS : 2;
+  const int n_all = per_layer * c->n_layers;
   component_t *all = malloc(sizeof(component_t) * n_all),
               *comps = malloc(sizeof(component_t) * n_all);
   int n_comps = 0;
   for (int i = 0; i < n_all; i++) {
-    all[i] = (component_t){i % 2 ? COMPONENT_MLP : COMPONENT_ATTN, i / 2, -1};
+    const int L = i / per_layer, j = i % per_layer;
+    if (!heads_neurons)
+      all[i] = (component_t){j ? COMPONENT_MLP : COMPONENT_ATTN, L, -1};
+    else if (j < c->n_heads)
+      all[i] = (component_t){COMPONENT_HEAD, L, j};
+    else
+      all[i] = (component_t){COMPONENT_NEURON, L,
+                             (int)(((long)(j - c->n_heads) * c->d_mlp + L) / HN_NEURONS)};
     if (i % subset == 0)
       comps[n_comps++] = all[i];
   }
@@ -584,7 +645,7 @@ int main(int argc, char **argv) {
     positions[p] = lengths[p] - 1;
   }
   offsets[n_prompts] = n_prompts;
-  const method_t resample = {.kind = METHOD_RESAMPLE, .value = 0, .source = -1};
+  const method_t resample = {.kind = method_kind, .value = 0, .source = -1};
   engine_job_t job = {.n_prompts = n_prompts,
                       .lengths = lengths,
                       .ids = ids,
@@ -603,6 +664,9 @@ int main(int argc, char **argv) {
                       .each_draw = each_draw,
                       .max_rows = max_rows,
                       .tf32 = tf32};
+#ifndef HYDRA_BENCH_BASELINE /* an engine without shortcuts has no such field */
+  job.whole_stages = whole_stages;
+#endif
   rows_t rows = {.n_prompts = n_prompts,
                  .n_comps = n_comps,
                  .target = calloc(n_prompts, sizeof(int)),
@@ -637,17 +701,21 @@ int main(int argc, char **argv) {
     }
   }
   const double t = bench_median(times, runs);
+  long shortcut_runs = 0;
+#ifndef HYDRA_BENCH_BASELINE
+  shortcut_runs = engine_shortcut_runs(e);
+#endif
   const long variants = engine_job_variants(&job);
   int *runs_run = count_runs(&job, n_comps, each_draw),
       *runs_all = count_runs(&job, n_all, each_draw);
   const long distinct = sum_runs(runs_run, (size_t)n_prompts * n_comps),
              distinct_all = sum_runs(runs_all, (size_t)n_prompts * n_all);
-  const double flops =
-      sweep_flops(c, lengths, n_prompts, comps, n_comps, runs_run, reuse, all_metrics);
+  const double flops = sweep_flops(c, lengths, n_prompts, comps, n_comps, runs_run, reuse,
+                                   whole_stages, all_metrics);
   const double flops_all =
-      sweep_flops(c, lengths, n_prompts, all, n_all, runs_all, reuse, all_metrics);
+      sweep_flops(c, lengths, n_prompts, all, n_all, runs_all, reuse, whole_stages, all_metrics);
   const double flops_full =
-      sweep_flops(c, lengths, n_prompts, all, n_all, runs_all, 0, all_metrics);
+      sweep_flops(c, lengths, n_prompts, all, n_all, runs_all, 0, 1, all_metrics);
   free(runs_run), free(runs_all);
   /* the sgemm rate at the rows of a full pass (the engine's row budget) */
   const int sg_rows = sgemm_rows > 0 ? sgemm_rows
@@ -669,13 +737,14 @@ int main(int argc, char **argv) {
          "matmul_gflops=%.2f sgemm_rows=%d "
          "floor_s=%.4f floor_full_s=%.4f peak_gflops=%.1f peak_n=%d gemm_share=%.3f "
          "cpu_per_wall=%.2f backend=%s precision=%s weights=%s pass_rows=%d unit_prompts=%d "
-         "interleave=%d\n",
+         "interleave=%d whole_stages=%d shortcut_runs=%ld\n",
          reuse, n_prompts, tokens, n_comps, n_all, samples, runs, t, extrapolated, variants,
          (long)samples * n_all * n_prompts, variants / t, distinct, distinct_all, each_draw, flops,
          flops_all, flops_full, flops / t / 1e9, sg, mm, sg_rows, flops_all / (sg * 1e9),
          flops_full / (sg * 1e9), pk, peak, pk > 0 ? flops / t / 1e9 / pk : 0, cpu / wall,
          b->ops->name, engine_precision(e, tf32), weights_dtype_name(m->weights_dtype),
-         max_rows > 0 ? max_rows : engine_pass_rows(e, 0, NULL), unit, interleave);
+         max_rows > 0 ? max_rows : engine_pass_rows(e, 0, NULL), unit, interleave, whole_stages,
+         shortcut_runs);
   if (rows_out) {
     FILE *f = fopen(rows_out, "w");
     if (!f) {

@@ -731,6 +731,7 @@ static void cpu_destroy(backend_t *b);
 
 static const backend_ops_t cpu_ops = {
     .name = "cpu",
+    .batch_invariant = 1,
     .destroy = cpu_destroy,
     .alloc = cpu_alloc,
     .free = cpu_free,

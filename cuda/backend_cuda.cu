@@ -1107,6 +1107,7 @@ static void cuda_destroy(backend_t *b);
 static backend_ops_t make_ops(void) {
   backend_ops_t o = {};
   o.name = "cuda";
+  o.batch_invariant = 0; /* cuBLAS picks its kernel, and so its sums, by the product's shape */
   o.destroy = cuda_destroy;
   o.alloc = cuda_alloc;
   o.free = cuda_free;

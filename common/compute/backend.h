@@ -45,6 +45,12 @@ typedef struct {
 
 typedef struct {
   const char *name;
+  /* 1 when the products (matmul, matmul_bf16, matmul_blocks) give a row the
+   * same floats bit for bit whatever the other rows of its batch, its place
+   * in the batch, the tiles and the thread count (the CPU backend's
+   * cpu/product.c); 0 when a row may round differently in another batch
+   * (cuBLAS), within the fp32 product's bound. */
+  int batch_invariant;
   /* Frees the backend and everything it holds (b may be NULL). */
   void (*destroy)(backend_t *b);
 

@@ -16,7 +16,8 @@
  * Invariants: the direct effects plus the norm's bias term sum to the clean
  * logit (1e-5 * scale); reuse on and off agree, and so do one run and the same
  * prompts split into work units, with many small passes (5e-5 * scale, see
- * BATCH_BOUND); scale:1 changes nothing (1e-5 * scale);
+ * BATCH_BOUND; work units bit for bit on a backend whose products are
+ * batch-invariant, the CPU's); scale:1 changes nothing (1e-5 * scale);
  * with the ablated norm scale, total effect == -(sum of direct-effect changes);
  * resample's repeated draws computed once give the rows of computing every
  * draw (within DRAW_BOUND: the same arithmetic in other batches). */
@@ -902,6 +903,7 @@ int main(int argc, char **argv) {
       }
       CHECK(units.n_rows == out.n_rows, "%sunits: row count: got %d, want %d",
             keyed ? "keyed " : "", units.n_rows, out.n_rows);
+      double units_max = 0; /* reported: how far below BATCH_BOUND units stay */
       for (int i = 0; i < out.n_rows && i < units.n_rows; i++) {
         const engine_variant_t *a = &out.rows[i].row, *u = &units.rows[i].row;
         snprintf(what, sizeof(what), "%sunits prompt %d comp %s: total", keyed ? "keyed " : "",
@@ -910,9 +912,22 @@ int main(int argc, char **argv) {
               "%s: unit row of prompt %d component %d", what, u->prompt, u->component);
         CHECK_CLOSE(what, u->total_effect, a->total_effect, BATCH_BOUND, scale_ref);
         CHECK_CLOSE(what, u->compensation, a->compensation, BATCH_BOUND, scale_ref);
-        for (int s = 0; s < n_slots; s++)
+        units_max = fmax(units_max, fmax(fabs(u->total_effect - a->total_effect),
+                                         fabs(u->compensation - a->compensation)));
+        for (int s = 0; s < n_slots; s++) {
           CHECK_CLOSE(what, u->delta_de[s], a->delta_de[s], BATCH_BOUND, scale_ref);
+          units_max = fmax(units_max, fabs(u->delta_de[s] - a->delta_de[s]));
+        }
       }
+      printf("  %swork units (positions: %s) against one run: max |diff| %.3g of the logit "
+             "scale (bound %.0e)\n",
+             keyed ? "keyed " : "", all ? "all" : "last", units_max / scale_ref, BATCH_BOUND);
+      /* a backend whose products give a row the same bits in any batch (the
+       * CPU's, cpu/product.c) gives one run's rows bit for bit */
+      CHECK(!b->ops->batch_invariant || units_max == 0,
+            "%swork units (positions: %s): on backend %s (batch-invariant products) not bit for "
+            "bit one run's rows (max |diff| %.3g)",
+            keyed ? "keyed " : "", all ? "all" : "last", b->ops->name, units_max);
       collect_free(&units);
       collect_free(&part);
     }

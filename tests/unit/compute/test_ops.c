@@ -237,6 +237,117 @@ static void test_matmul_blocks_all(void) {
   B->ops->free(B, s), B->ops->free(B, y), B->ops->free(B, x);
 }
 
+/* One of test_matmul_batch_invariance's products on rows [r0, r0 + rows)
+ * of x into the same rows of y (from y0 where it accumulates). */
+typedef struct {
+  int out, in;
+  const float *x, *y0, *wf, *bias;
+  const uint16_t *wh;
+  const uint8_t *wq;
+  float *y, *scratch;
+  size_t scratch_floats;
+} invariance_t;
+
+static int invariance_product(const invariance_t *t, int kind, int r0, int rows) {
+  const float *x = t->x + (size_t)r0 * t->in;
+  float *y = t->y + (size_t)r0 * t->out;
+  const int out = t->out, in = t->in;
+  if (B->ops->upload(B, y, t->y0 + (size_t)r0 * out, sizeof(float) * (size_t)rows * out))
+    return -1;
+  switch (kind) {
+  case 0:
+    return B->ops->matmul(B, y, x, t->wf, t->bias, rows, out, in, 0);
+  case 1:
+    return B->ops->matmul_blocks(B, y, x, t->wq, GGUF_TENSOR_Q4_1, NULL, rows, out, in, 1,
+                                 t->scratch, t->scratch_floats);
+  case 2:
+    return B->ops->matmul_blocks(B, y, x, t->wf, GGUF_TENSOR_F32, t->bias, rows, out, in, 0, NULL,
+                                 t->scratch_floats);
+  default:
+    return B->ops->matmul_bf16(B, y, x, t->wh, NULL, rows, out, in, 1, t->scratch,
+                               t->scratch_floats);
+  }
+}
+
+/* A row's product does not depend on the batch it sits in. Each of N_ROWS
+ * rows alone, then inside batches of 1..70 rows and some larger (under and
+ * over the CPU's small-batch tiling, at offsets that move it within the
+ * batch), for matmul, matmul_blocks (Q4_1 tiles decoded into a scratch of a
+ * third of w's rows; F32 rows where they are) and matmul_bf16, with a bias
+ * and accumulation: bit for bit on a backend that promises it
+ * (ops->batch_invariant, the CPU), else each batch's rows within
+ * BATCH_PRODUCT_BOUND of the same rows alone (cuBLAS picks its kernel by
+ * the shape: another order of sums), the bitwise differences counted. */
+#define BATCH_PRODUCT_BOUND 1e-5 /* relative: the fp32 product's bound */
+static void test_matmul_batch_invariance(int out, int in) {
+  enum { N_ROWS = 200, N_KINDS = 4 };
+  static const char *names[N_KINDS] = {"matmul+b", "mm_Q4_1+acc", "mm_F32+b", "mm_bf16+acc"};
+  const gguf_quant_type_t *q = gguf_quant_type(GGUF_TENSOR_Q4_1);
+  const size_t row_blocks = (size_t)in / q->block_size, nw = (size_t)out * in;
+  const size_t wq_bytes = row_blocks * q->type_size * out;
+  const size_t nx = (size_t)N_ROWS * in, ny = (size_t)N_ROWS * out, ns = (size_t)(out / 3) * in;
+  float *x = malloc(nx * 4), *wf = malloc(nw * 4), *b = malloc(out * 4), *y0 = malloc(ny * 4);
+  float *alone = malloc(ny * 4), *y = malloc(ny * 4);
+  uint16_t *wh = malloc(nw * 2);
+  uint8_t *wq = malloc(wq_bytes);
+  fill(x, nx, 1), fill(wf, nw, 1), fill(b, out, 1), fill(y0, ny, 1);
+  random_blocks(GGUF_TENSOR_Q4_1, wq, row_blocks * out, rnd);
+  for (size_t i = 0; i < nw; i++)
+    wh[i] = bf16_from_float(wf[i]);
+  invariance_t t = {.out = out,
+                    .in = in,
+                    .x = dev(x, nx * 4),
+                    .y0 = y0,
+                    .wf = dev(wf, nw * 4),
+                    .bias = dev(b, out * 4),
+                    .wh = dev(wh, nw * 2),
+                    .wq = dev(wq, wq_bytes),
+                    .y = dev(y0, ny * 4),
+                    .scratch = B->ops->alloc(B, ns * 4),
+                    .scratch_floats = ns};
+  run(!t.scratch, "alloc scratch");
+  for (int kind = 0; kind < N_KINDS; kind++) {
+    for (int r = 0; r < N_ROWS; r++)
+      run(invariance_product(&t, kind, r, 1), names[kind]);
+    back(alone, t.y, ny * 4);
+    int batches = 0, differ = 0, first_rows = 0, first_offset = 0;
+    double worst = 0; /* the largest relative error of a batch against its rows alone */
+    for (int rows = 1; rows <= N_ROWS; rows += rows < 70 ? 1 : 43) {
+      const int r0 = (rows * 7) % (N_ROWS - rows + 1);
+      run(invariance_product(&t, kind, r0, rows), names[kind]);
+      back(y, t.y, ny * 4);
+      const int bad = memcmp(y + (size_t)r0 * out, alone + (size_t)r0 * out,
+                             sizeof(float) * (size_t)rows * out) != 0;
+      worst = fmax(worst, check_rel_error_f32(y + (size_t)r0 * out, alone + (size_t)r0 * out,
+                                              (size_t)rows * out));
+      if (bad && !differ)
+        first_rows = rows, first_offset = r0;
+      differ += bad;
+      batches++;
+    }
+    const int bitwise = B->ops->batch_invariant;
+    const int ok = bitwise ? differ == 0 : worst <= BATCH_PRODUCT_BOUND;
+    printf("%-14s batch invariance: %d of %d batches differ from their rows alone, rel err %.3g "
+           "(bound: %s)  %s\n",
+           names[kind], differ, batches, worst, bitwise ? "bit for bit" : "1e-5",
+           ok ? "ok" : "FAIL");
+    if (bitwise)
+      CHECK(differ == 0,
+            "%s (out %d, in %d): %d of %d batches differ bitwise from their rows computed alone "
+            "(first: %d rows from row %d)",
+            names[kind], out, in, differ, batches, first_rows, first_offset);
+    else
+      CHECK(worst <= BATCH_PRODUCT_BOUND,
+            "%s (out %d, in %d): batches against their rows computed alone: rel err %.3g above "
+            "the bound %.0e",
+            names[kind], out, in, worst, BATCH_PRODUCT_BOUND);
+  }
+  B->ops->free(B, (void *)t.x), B->ops->free(B, (void *)t.wf), B->ops->free(B, (void *)t.bias);
+  B->ops->free(B, (void *)t.wh), B->ops->free(B, (void *)t.wq), B->ops->free(B, t.y);
+  B->ops->free(B, t.scratch);
+  free(x), free(wf), free(b), free(y0), free(alone), free(y), free(wh), free(wq);
+}
+
 /* Uploads and downloads of many sizes, in sequence (the CUDA backend stages
  * them through a ring of pinned segments: wrap-around and direct copies of
  * large buffers), each checked exactly after all were queued. */
@@ -998,6 +1109,8 @@ int main(int argc, char **argv) {
   test_matmul_bf16(5, 1000, 64, 1, 1, 300);
   test_matmul_bf16(3, 5, 2, 0, 1, 1);
   test_matmul_blocks_all();
+  test_matmul_batch_invariance(600, 1024); /* under 64 rows: tiles of 256 rows of w */
+  test_matmul_batch_invariance(97, 576);
   test_transfers();
   test_norms(13, 576);
   test_norms(3, 64);

@@ -31,6 +31,8 @@ writes it by hand in plain PyTorch, without hooks:
 --distinct: run each distinct (prompt, component, source) once and weight
 the averages by how often it was drawn (the draws are with replacement), as
 hydra's engine does (issue 24 item 1a); default off: every draw is a row.
+--device cuda (the GPU suite, tests/gpu/run.sh): the same on a GPU, fp32
+(TF32 off) unless --tf32.
 --hydra-rows FILE (bench_sweep --rows-out over all components) compares the
 clean targets and logits and every total effect with hydra's.
 
@@ -210,8 +212,14 @@ def main():
     ap.add_argument("--distinct", action="store_true",
                     help="each distinct (prompt, component, source) once, weighted by its draws")
     ap.add_argument("--hydra-rows", action="append", default=[])
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda for the GPU suite")
+    ap.add_argument("--tf32", action="store_true", help="TF32 products on a GPU (default: fp32)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    dev = torch.device(a.device)
+    if dev.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = a.tf32
+        torch.backends.cudnn.allow_tf32 = a.tf32
 
     prompts = json.load(open(a.prompts))["prompts"]
     ids_list = [p["ids"] for p in prompts]
@@ -223,6 +231,8 @@ def main():
         model = AutoModelForCausalLM.from_pretrained(
             os.path.dirname(a.model), gguf_file=os.path.basename(a.model), dtype=torch.float32)
     model.eval()
+    model.to(dev)
+    torch.set_default_device(dev)  # every tensor the sweep makes, on the model's device
     L = model.config.num_hidden_layers
     n_comp = 2 * L
 
@@ -261,7 +271,9 @@ def main():
         ab = sweep(W, keep, keys, values, lengths, dirs, (prompt, start, x), a.chunk)
         total = torch.zeros(P, n_comp, dtype=torch.float64)
         total.index_put_((prompt, comp), weight * (clean_logit[prompt] - ab).double(), accumulate=True)
-        return total / a.samples, target, clean_logit, len(items)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        return total / a.samples, target.cpu(), clean_logit.cpu(), len(items)
 
     with torch.no_grad():
         for _ in range(a.warmup):
@@ -299,12 +311,13 @@ def main():
         if h["components"] != names or h.get("samples") != a.samples:
             print(f"{tag} rows are for other components or samples: effects not compared")
             continue
-        ht, tt = np.array(h["total_effect"]), total.numpy()
+        ht, tt = np.array(h["total_effect"]), total.cpu().numpy()
         scale = np.abs(h_logit).max()
         print(f"{tag} total effect per prompt and component ({P * n_comp}): max |diff| "
               f"{np.abs(ht - tt).max():.1e} = {np.abs(ht - tt).max() / scale:.1e} of the logit "
               f"scale {scale:.2f} (bound 1e-4: {'within' if np.abs(ht - tt).max() <= 1e-4 * scale else 'OVER'})")
-    print(f"backend=torch-{torch.__version__}-expert distinct={int(a.distinct)} chunk={a.chunk} "
+    print(f"backend=torch-{torch.__version__}-expert{'-' + dev.type if dev.type != 'cpu' else ''} "
+          f"tf32={int(a.tf32)} distinct={int(a.distinct)} chunk={a.chunk} "
           f"components={n_comp} components_all={n_comp} samples={a.samples} rows={n_rows} "
           f"runs={a.runs} measured_s={t:.4f} extrapolated_s={t:.4f} "
           f"variants_all={n_comp * a.samples * P} flops_all={flops:.4e} cpu_per_wall={cpu_per_wall:.2f}")

@@ -7,7 +7,9 @@
 # backend over HTTP (tests/gpu/hydrad_gpu.py), runs compute-sanitizer (memcheck) on
 # the ops and a short engine test, runs the GPU benchmark (the hydra preset
 # sweep on random GPT-2-small- and Llama-7B-shaped models against PyTorch
-# forward hooks on the same GPU, whose total effects it also compares), and
+# forward hooks on the same GPU, whose total effects it also compares, and on
+# the Llama shapes against the expert PyTorch baseline, sweep_expert_torch.py
+# --device cuda, within GPU_EXPERT_TIMEOUT seconds, default 200), and
 # writes tests/gpu/RESULTS.md (and copies to $OUT when set, for the device tool).
 #
 # Packages the device machine lacks (jansson, PCRE2, libmicrohttpd, SQLite,
@@ -72,8 +74,13 @@ write_results() {
       echo "over cuBLAS on one 8192^3 product in the same precision. GPU busy: time in ops over wall"
       echo "time of a profiled run (HYDRA_CUDA_PROFILE=1)."
       echo
-      echo "| model | precision | prompts | ablated runs | rows per pass | hydra | PyTorch hooks | ratio | FLOP ratio | hydra GFLOP/s | GEMM share of cuBLAS peak (GFLOP/s) | GPU busy |"
-      echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+      echo "Expert PyTorch (issue 24): tests/bench/sweep_expert_torch.py --device cuda, the same"
+      echo "sweep written by hand (prefix cache, final-position rows joining after their ablated"
+      echo "sub-stage, one batch, target logit only), every draw a row, median of 3 after a warm-up;"
+      echo "Llama-family shapes with fp32 weights only (\"-\": not run); vs expert = its time over hydra's."
+      echo
+      echo "| model | precision | prompts | ablated runs | rows per pass | hydra | PyTorch hooks | ratio | expert PyTorch | vs expert | FLOP ratio | hydra GFLOP/s | GEMM share of cuBLAS peak (GFLOP/s) | GPU busy |"
+      echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
       cat "$bench"
       echo
       echo "Agreement (same draws; hydra rows from a components-subset run):"
@@ -212,12 +219,24 @@ if [ "${GPU_BENCH:-1}" != 0 ]; then
     t=$(tail -1 "$work/t.txt")
     echo "$name torch: $t" | tee -a "$log"
     grep '^check' "$work/t.txt" | tee -a "$log" | sed 's/^/    /'
+    xs=""
+    if [ "$name" != "${name#llama}" ] && [ "$wdt" = fp32 ] && [ "$met" = logit ]; then
+      step "sweep $name $prec: expert PyTorch ($torch_dev), every draw a row"
+      timeout "${GPU_EXPERT_TIMEOUT:-200}" "${py[@]}" tests/bench/sweep_expert_torch.py "$m" "$p" \
+        --device "$torch_dev" $([ "$prec" = tf32 ] && echo --tf32) --runs 3 --warmup 1 >"$work/x.txt" 2>&1
+      x=$(tail -1 "$work/x.txt")
+      echo "$name expert: $x" | tee -a "$log"
+      xs=$(get measured_s "$x")
+    fi
     hs=$(get median_s "$h") ts=$(get extrapolated_s "$t")
+    xcell=${xs:+$xs s}
+    xratio=$(awk -v a="$xs" -v b="$hs" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a / b; else print "-" }')
     ratio=$(awk -v a="$ts" -v b="$hs" 'BEGIN { if (a > 0 && b > 0) printf "%.1f", a / b; else print "-" }')
     floor=$(awk -v f="$(get flops_all "$t")" -v g="$(get flops_all "$h")" 'BEGIN { if (g > 0) printf "%.0f", f / g; else print "-" }')
-    printf '| %s | %s | %s | %s | %s | %s s | %s s | **%s×** | %s× | %s | %s of %s | %s |\n' "$name" \
+    printf '| %s | %s | %s | %s | %s | %s s | %s s | **%s×** | %s | **%s×** | %s× | %s | %s of %s | %s |\n' "$name" \
       "$prec$([ "$wdt" = bf16 ] && echo ", bf16 weights")$([ "$met" = all ] && echo ", every metric")" \
       "$(get prompts "$h")" "$(get variants "$h")" "$(get pass_rows "$h")" "${hs:--}" "${ts:--}" "$ratio" \
+      "${xcell:--}" "$xratio" \
       "$floor" "$(get gflops "$h")" "$(get gemm_share "$h")" "$(get peak_gflops "$h")" "${busy:--}" >>"$bench"
     grep '^check' "$work/t.txt" | sed "s/^check /- $name $prec $wdt weights, metrics $met: /" >>"$work/checks.md"
   done

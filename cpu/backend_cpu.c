@@ -211,6 +211,72 @@ static int cpu_matmul_blocks(backend_t *b, float *y, const float *x, const void 
   return 0;
 }
 
+/* Blocks no larger than this are decoded one at a time on the stack (the
+ * K-quants' 256 is the largest model_native_type passes). */
+enum { COLUMN_BLOCK_MAX = 256 };
+
+/* sum over c in [c0, c1) of xr[c] w[o, c], w's row o at wr in tt's blocks
+ * (tt NULL: fp32; bf16: bfloat16), decoded a block at a time. */
+static float column_sum(const float *xr, const uint8_t *wr, const gguf_quant_type_t *tt, int bf16,
+                        int c0, int c1) {
+  float acc = 0.0f;
+  if (!tt) {
+    const float *w = (const float *)wr;
+    for (int c = c0; c < c1; c++)
+      acc += xr[c] * w[c];
+  } else if (bf16) {
+    const uint16_t *w = (const uint16_t *)wr;
+    for (int c = c0; c < c1; c++)
+      acc += xr[c] * bf16_to_float(w[c]);
+  } else {
+    const int bs = (int)tt->block_size;
+    float block[COLUMN_BLOCK_MAX];
+    for (int k = c0 / bs; k * bs < c1; k++) {
+      tt->decode(wr + (size_t)k * tt->type_size, block, 1);
+      const int lo = k * bs > c0 ? k * bs : c0, hi = (k + 1) * bs < c1 ? (k + 1) * bs : c1;
+      for (int c = lo; c < hi; c++)
+        acc += xr[c] * block[c - k * bs];
+    }
+  }
+  return acc;
+}
+
+/* One thread per row (its spans consecutive in the table), every output in
+ * order: spans, then columns, summed in float. */
+static int cpu_column_products(backend_t *b, float *y, const float *x, const void *w, uint32_t type,
+                               const column_span_t *spans, int n, int out, int in) {
+  const gguf_quant_type_t *tt = gguf_quant_type(type);
+  const int f32 = type == GGUF_TENSOR_F32, bf16 = type == GGUF_TENSOR_BF16;
+  if (!tt || !model_native_type(type) || in % (int)tt->block_size ||
+      tt->block_size > COLUMN_BLOCK_MAX)
+    return err_set(b->err, "column_products: type %s rows of %d cannot be read by column",
+                   tt ? tt->name : "?", in);
+  for (int i = 0; i < n; i++)
+    if (spans[i].row < 0 || spans[i].col0 < 0 || spans[i].col0 > spans[i].col1 ||
+        spans[i].col1 > in)
+      return err_set(b->err, "column_products: span %d (row %d, columns %d..%d) outside %d columns",
+                     i, spans[i].row, spans[i].col0, spans[i].col1, in);
+  const size_t row_bytes = (size_t)(in / (int)tt->block_size) * tt->type_size;
+#pragma omp parallel for schedule(dynamic, 4)
+  for (int i = 0; i < n; i++) {
+    if (i > 0 && spans[i - 1].row == spans[i].row)
+      continue; /* the row's first span sums them all */
+    int end = i + 1;
+    while (end < n && spans[end].row == spans[i].row)
+      end++;
+    const float *xr = x + (size_t)spans[i].row * in;
+    float *yr = y + (size_t)spans[i].row * out;
+    for (int o = 0; o < out; o++) {
+      const uint8_t *wr = (const uint8_t *)w + (size_t)o * row_bytes;
+      float acc = 0.0f;
+      for (int s = i; s < end; s++)
+        acc += column_sum(xr, wr, f32 ? NULL : tt, bf16, spans[s].col0, spans[s].col1);
+      yr[o] += acc;
+    }
+  }
+  return 0;
+}
+
 /* y[rows, d] = (x - mean) * inv * gamma + beta, inv = 1 / sqrt(var + eps);
  * row r's gamma and beta are those of row r % gamma_rows of gamma[gamma_rows,
  * d] (beta likewise): 1 for a model's norms, n_heads for per-head norms. */
@@ -746,6 +812,7 @@ static const backend_ops_t cpu_ops = {
     .matmul = cpu_matmul,
     .matmul_bf16 = cpu_matmul_bf16,
     .matmul_blocks = cpu_matmul_blocks,
+    .column_products = cpu_column_products,
     .layernorm = cpu_layernorm,
     .head_layernorm = cpu_head_layernorm,
     .rmsnorm = cpu_rmsnorm,

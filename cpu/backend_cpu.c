@@ -212,43 +212,59 @@ static int cpu_matmul_blocks(backend_t *b, float *y, const float *x, const void 
 }
 
 /* Blocks no larger than this are decoded one at a time on the stack (the
- * K-quants' 256 is the largest model_native_type passes). */
-enum { COLUMN_BLOCK_MAX = 256 };
+ * K-quants' 256 is the largest model_native_type passes); bf16 is widened
+ * in pieces of this many columns. */
+enum { COLUMN_PIECE = 256 };
 
-/* sum over c in [c0, c1) of xr[c] w[o, c], w's row o at wr in tt's blocks
- * (tt NULL: fp32; bf16: bfloat16), decoded a block at a time. */
+/* sum over i < n of x[i] w[i]: eight lanes of every eighth column (each in
+ * increasing i, vectorised), added in a fixed tree, then the tail in order. */
+static float dot_lanes(const float *x, const float *w, int n) {
+  float lane[8] = {0};
+  int i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; k++)
+      lane[k] += x[i + k] * w[i + k];
+  float acc =
+      ((lane[0] + lane[4]) + (lane[2] + lane[6])) + ((lane[1] + lane[5]) + (lane[3] + lane[7]));
+  for (; i < n; i++)
+    acc += x[i] * w[i];
+  return acc;
+}
+
+/* sum over c in [c0, c1) of xr[c] w[o, c], w's row o at wr: fp32 (tt
+ * NULL), bf16 widened a piece at a time, or tt's blocks decoded one at a
+ * time; the pieces' dot_lanes added in order. */
 static float column_sum(const float *xr, const uint8_t *wr, const gguf_quant_type_t *tt, int bf16,
                         int c0, int c1) {
-  float acc = 0.0f;
-  if (!tt) {
-    const float *w = (const float *)wr;
-    for (int c = c0; c < c1; c++)
-      acc += xr[c] * w[c];
-  } else if (bf16) {
+  if (!tt)
+    return dot_lanes(xr + c0, (const float *)wr + c0, c1 - c0);
+  float piece[COLUMN_PIECE], acc = 0.0f;
+  if (bf16) {
     const uint16_t *w = (const uint16_t *)wr;
-    for (int c = c0; c < c1; c++)
-      acc += xr[c] * bf16_to_float(w[c]);
-  } else {
-    const int bs = (int)tt->block_size;
-    float block[COLUMN_BLOCK_MAX];
-    for (int k = c0 / bs; k * bs < c1; k++) {
-      tt->decode(wr + (size_t)k * tt->type_size, block, 1);
-      const int lo = k * bs > c0 ? k * bs : c0, hi = (k + 1) * bs < c1 ? (k + 1) * bs : c1;
-      for (int c = lo; c < hi; c++)
-        acc += xr[c] * block[c - k * bs];
+    for (int lo = c0; lo < c1; lo += COLUMN_PIECE) {
+      const int n = c1 - lo < COLUMN_PIECE ? c1 - lo : COLUMN_PIECE;
+      for (int i = 0; i < n; i++)
+        piece[i] = bf16_to_float(w[lo + i]);
+      acc += dot_lanes(xr + lo, piece, n);
     }
+    return acc;
+  }
+  const int bs = (int)tt->block_size;
+  for (int k = c0 / bs; k * bs < c1; k++) {
+    tt->decode(wr + (size_t)k * tt->type_size, piece, 1);
+    const int lo = k * bs > c0 ? k * bs : c0, hi = (k + 1) * bs < c1 ? (k + 1) * bs : c1;
+    acc += dot_lanes(xr + lo, piece + (lo - k * bs), hi - lo);
   }
   return acc;
 }
 
-/* One thread per row (its spans consecutive in the table), every output in
- * order: spans, then columns, summed in float. */
+/* One thread per row (its spans consecutive in the table); each output the
+ * float sum of its spans' column_sums in table order. */
 static int cpu_column_products(backend_t *b, float *y, const float *x, const void *w, uint32_t type,
                                const column_span_t *spans, int n, int out, int in) {
   const gguf_quant_type_t *tt = gguf_quant_type(type);
   const int f32 = type == GGUF_TENSOR_F32, bf16 = type == GGUF_TENSOR_BF16;
-  if (!tt || !model_native_type(type) || in % (int)tt->block_size ||
-      tt->block_size > COLUMN_BLOCK_MAX)
+  if (!tt || !model_native_type(type) || in % (int)tt->block_size || tt->block_size > COLUMN_PIECE)
     return err_set(b->err, "column_products: type %s rows of %d cannot be read by column",
                    tt ? tt->name : "?", in);
   for (int i = 0; i < n; i++)

@@ -122,8 +122,9 @@ typedef struct {
    * block_size blocks, the blocks that hold a span's columns decoded as
    * gguf_quants decodes them). The spans of one row are consecutive in the
    * table and do not overlap. Each y[row, o] gets one addition: the float
-   * sum of its spans' sums in table order, each span's in column order,
-   * whatever the other rows (the same floats in any batch). */
+   * sum of its spans' sums in table order, each span's in an order of its
+   * columns fixed by the backend, whatever the other rows (the same floats
+   * in any batch). */
   int (*column_products)(backend_t *b, float *y, const float *x, const void *w, uint32_t type,
                          const column_span_t *spans, int n, int out, int in);
 

@@ -211,9 +211,10 @@ static int cpu_matmul_blocks(backend_t *b, float *y, const float *x, const void 
   return 0;
 }
 
-/* Blocks no larger than this are decoded one at a time on the stack (the
- * K-quants' 256 is the largest model_native_type passes); bf16 is widened
- * in pieces of this many columns. */
+/* A span's columns are summed in pieces of this many from its first (a
+ * piece of bf16 widened, of blocks decoded, onto the stack), whatever the
+ * storage: fp32, bf16 and blocks of the same values give the same floats.
+ * The K-quants' 256 is the largest block model_native_type passes. */
 enum { COLUMN_PIECE = 256 };
 
 /* sum over i < n of x[i] w[i]: eight lanes of every eighth column (each in
@@ -231,29 +232,35 @@ static float dot_lanes(const float *x, const float *w, int n) {
   return acc;
 }
 
-/* sum over c in [c0, c1) of xr[c] w[o, c], w's row o at wr: fp32 (tt
- * NULL), bf16 widened a piece at a time, or tt's blocks decoded one at a
- * time; the pieces' dot_lanes added in order. */
+/* Columns [lo, lo + n) of w's row at wr (n <= COLUMN_PIECE) as floats: in
+ * place for fp32 (tt NULL), else widened or decoded into piece. */
+static const float *column_piece(const uint8_t *wr, const gguf_quant_type_t *tt, int bf16, int lo,
+                                 int n, float *piece) {
+  if (!tt)
+    return (const float *)wr + lo;
+  if (bf16) {
+    for (int i = 0; i < n; i++)
+      piece[i] = bf16_to_float(((const uint16_t *)wr)[lo + i]);
+    return piece;
+  }
+  const int bs = (int)tt->block_size, hi = lo + n;
+  float block[COLUMN_PIECE];
+  for (int k = lo / bs; k * bs < hi; k++) {
+    tt->decode(wr + (size_t)k * tt->type_size, block, 1);
+    const int a = k * bs > lo ? k * bs : lo, b = (k + 1) * bs < hi ? (k + 1) * bs : hi;
+    memcpy(piece + (a - lo), block + (a - k * bs), sizeof(float) * (size_t)(b - a));
+  }
+  return piece;
+}
+
+/* sum over c in [c0, c1) of xr[c] w[o, c], w's row o at wr: the pieces'
+ * dot_lanes added in order. */
 static float column_sum(const float *xr, const uint8_t *wr, const gguf_quant_type_t *tt, int bf16,
                         int c0, int c1) {
-  if (!tt)
-    return dot_lanes(xr + c0, (const float *)wr + c0, c1 - c0);
   float piece[COLUMN_PIECE], acc = 0.0f;
-  if (bf16) {
-    const uint16_t *w = (const uint16_t *)wr;
-    for (int lo = c0; lo < c1; lo += COLUMN_PIECE) {
-      const int n = c1 - lo < COLUMN_PIECE ? c1 - lo : COLUMN_PIECE;
-      for (int i = 0; i < n; i++)
-        piece[i] = bf16_to_float(w[lo + i]);
-      acc += dot_lanes(xr + lo, piece, n);
-    }
-    return acc;
-  }
-  const int bs = (int)tt->block_size;
-  for (int k = c0 / bs; k * bs < c1; k++) {
-    tt->decode(wr + (size_t)k * tt->type_size, piece, 1);
-    const int lo = k * bs > c0 ? k * bs : c0, hi = (k + 1) * bs < c1 ? (k + 1) * bs : c1;
-    acc += dot_lanes(xr + lo, piece + (lo - k * bs), hi - lo);
+  for (int lo = c0; lo < c1; lo += COLUMN_PIECE) {
+    const int n = c1 - lo < COLUMN_PIECE ? c1 - lo : COLUMN_PIECE;
+    acc += dot_lanes(xr + lo, column_piece(wr, tt, bf16, lo, n, piece), n);
   }
   return acc;
 }

@@ -240,8 +240,8 @@ static void test_matmul_blocks_all(void) {
 /* column_products: rows of random spans (none, one column, a head's
  * width, several apart, as a group's), the rows in shuffled order, against
  * the double sum over the decoded weights (1e-5 of the scale); rows without
- * spans untouched, and each row's floats, alone in a call, bit for bit
- * those of the whole table. */
+ * spans untouched; each row's floats, alone in a call, bit for bit those of
+ * the whole table, and those of the decoded weights given as F32. */
 static void test_column_products(uint32_t type, int rows, int out, int in, int width) {
   const gguf_quant_type_t *tt = gguf_quant_type(type);
   const size_t row_blocks = (size_t)in / tt->block_size, row_bytes = row_blocks * tt->type_size;
@@ -308,6 +308,18 @@ static void test_column_products(uint32_t type, int rows, int out, int in, int w
     differ += memcmp(&y[i], &y1[i], 4) != 0;
   CHECK(differ == 0, "%s: %zu of %zu outputs differ between rows alone and the table", name, differ,
         ny);
+  /* the decoded weights as F32 give the same floats (as matmul_blocks does) */
+  float *dwf = dev(wf, (size_t)out * in * 4);
+  run(B->ops->upload(B, dy, y0, ny * 4) ||
+          B->ops->column_products(B, dy, dx, dwf, GGUF_TENSOR_F32, ds, n, out, in),
+      "column_products F32");
+  back(y1, dy, ny * 4);
+  differ = 0;
+  for (size_t i = 0; i < ny; i++)
+    differ += memcmp(&y[i], &y1[i], 4) != 0;
+  CHECK(differ == 0, "%s: %zu of %zu outputs differ from the decoded weights' as F32", name, differ,
+        ny);
+  B->ops->free(B, dwf);
   /* a type with no columns to read, and rows not in whole blocks, are refused */
   CHECK(B->ops->column_products(B, dy, dx, dw, GGUF_TENSOR_IQ2_XS, ds, n, out, in) != 0,
         "%s: IQ2_XS was accepted", name);
@@ -326,6 +338,7 @@ static void test_column_products_all(void) {
   for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
     test_column_products(types[i], 37, 96, 1024, 64); /* a down projection's shape, heads of 64 */
     test_column_products(types[i], 9, 577, 512, 48);  /* spans across block edges */
+    test_column_products(types[i], 6, 64, 2048, 300); /* spans of two pieces, unaligned */
   }
   test_column_products(GGUF_TENSOR_F32, 70, 576, 1536, 64); /* SmolLM2's MLP, no blocks */
   test_column_products(GGUF_TENSOR_F32, 12, 40, 12, 2);     /* tiny */

@@ -217,21 +217,6 @@ static int cpu_matmul_blocks(backend_t *b, float *y, const float *x, const void 
  * The K-quants' 256 is the largest block model_native_type passes. */
 enum { COLUMN_PIECE = 256 };
 
-/* sum over i < n of x[i] w[i]: eight lanes of every eighth column (each in
- * increasing i, vectorised), added in a fixed tree, then the tail in order. */
-static float dot_lanes(const float *x, const float *w, int n) {
-  float lane[8] = {0};
-  int i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int k = 0; k < 8; k++)
-      lane[k] += x[i + k] * w[i + k];
-  float acc =
-      ((lane[0] + lane[4]) + (lane[2] + lane[6])) + ((lane[1] + lane[5]) + (lane[3] + lane[7]));
-  for (; i < n; i++)
-    acc += x[i] * w[i];
-  return acc;
-}
-
 /* Columns [lo, lo + n) of w's row at wr (n <= COLUMN_PIECE) as floats: in
  * place for fp32 (tt NULL), else widened or decoded into piece. */
 static const float *column_piece(const uint8_t *wr, const gguf_quant_type_t *tt, int bf16, int lo,
@@ -253,20 +238,61 @@ static const float *column_piece(const uint8_t *wr, const gguf_quant_type_t *tt,
   return piece;
 }
 
-/* sum over c in [c0, c1) of xr[c] w[o, c], w's row o at wr: the pieces'
- * dot_lanes added in order. */
-static float column_sum(const float *xr, const uint8_t *wr, const gguf_quant_type_t *tt, int bf16,
-                        int c0, int c1) {
-  float piece[COLUMN_PIECE], acc = 0.0f;
-  for (int lo = c0; lo < c1; lo += COLUMN_PIECE) {
-    const int n = c1 - lo < COLUMN_PIECE ? c1 - lo : COLUMN_PIECE;
-    acc += dot_lanes(xr + lo, column_piece(wr, tt, bf16, lo, n, piece), n);
+/* Eight floats (GCC's and Clang's vector extension: one AVX register, or
+ * two SSE ones). */
+typedef float lanes_t __attribute__((vector_size(32)));
+
+/* out[j] = sum over i < n of x[i] w[j][i], four rows at once: eight lanes
+ * of every eighth column (each in increasing i), added in a fixed tree,
+ * then the tail in order. AVX2's clone where the CPU has it (no FMA: the
+ * same roundings as the default's). */
+__attribute__((target_clones("avx2", "default"))) static void
+dot_lanes4(const float *x, const float *const w[4], int n, float out[4]) {
+  lanes_t l0 = {0}, l1 = {0}, l2 = {0}, l3 = {0};
+  int i = 0;
+  for (; i + 8 <= n; i += 8) {
+    lanes_t xv, w0, w1, w2, w3;
+    memcpy(&xv, x + i, sizeof(xv));
+    memcpy(&w0, w[0] + i, sizeof(w0));
+    memcpy(&w1, w[1] + i, sizeof(w1));
+    memcpy(&w2, w[2] + i, sizeof(w2));
+    memcpy(&w3, w[3] + i, sizeof(w3));
+    l0 += xv * w0;
+    l1 += xv * w1;
+    l2 += xv * w2;
+    l3 += xv * w3;
   }
-  return acc;
+  const lanes_t lane[4] = {l0, l1, l2, l3};
+  for (int j = 0; j < 4; j++) {
+    const lanes_t l = lane[j];
+    float acc = ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+    for (int t = i; t < n; t++)
+      acc += x[t] * w[j][t];
+    out[j] = acc;
+  }
 }
 
-/* One thread per row (its spans consecutive in the table); each output the
- * float sum of its spans' column_sums in table order. */
+/* acc[j] += sum over c in [c0, c1) of xr[c] w[o_j, c] for the four rows of
+ * w at wr[j] (repeats where fewer): per piece, dot_lanes4's sums added in
+ * order (the first onto 0). */
+static void column_sums4(const float *xr, const uint8_t *const wr[4], const gguf_quant_type_t *tt,
+                         int bf16, int c0, int c1, float acc[4]) {
+  float pieces[4][COLUMN_PIECE], part[4], span[4] = {0};
+  for (int lo = c0; lo < c1; lo += COLUMN_PIECE) {
+    const int n = c1 - lo < COLUMN_PIECE ? c1 - lo : COLUMN_PIECE;
+    const float *w[4];
+    for (int j = 0; j < 4; j++)
+      w[j] = column_piece(wr[j], tt, bf16, lo, n, pieces[j]);
+    dot_lanes4(xr + lo, w, n, part);
+    for (int j = 0; j < 4; j++)
+      span[j] += part[j];
+  }
+  for (int j = 0; j < 4; j++)
+    acc[j] += span[j];
+}
+
+/* One thread per row (its spans consecutive in the table), four outputs at
+ * a time; each output the float sum of its spans' sums in table order. */
 static int cpu_column_products(backend_t *b, float *y, const float *x, const void *w, uint32_t type,
                                const column_span_t *spans, int n, int out, int in) {
   const gguf_quant_type_t *tt = gguf_quant_type(type);
@@ -289,12 +315,15 @@ static int cpu_column_products(backend_t *b, float *y, const float *x, const voi
       end++;
     const float *xr = x + (size_t)spans[i].row * in;
     float *yr = y + (size_t)spans[i].row * out;
-    for (int o = 0; o < out; o++) {
-      const uint8_t *wr = (const uint8_t *)w + (size_t)o * row_bytes;
-      float acc = 0.0f;
+    for (int o = 0; o < out; o += 4) {
+      const uint8_t *wr[4];
+      for (int j = 0; j < 4; j++)
+        wr[j] = (const uint8_t *)w + (size_t)(o + j < out ? o + j : o) * row_bytes;
+      float acc[4] = {0};
       for (int s = i; s < end; s++)
-        acc += column_sum(xr, wr, f32 ? NULL : tt, bf16, spans[s].col0, spans[s].col1);
-      yr[o] += acc;
+        column_sums4(xr, wr, f32 ? NULL : tt, bf16, spans[s].col0, spans[s].col1, acc);
+      for (int j = 0; j < 4 && o + j < out; j++)
+        yr[o + j] += acc[j];
     }
   }
   return 0;

@@ -167,9 +167,17 @@ static int variant_spans(const run_t *R, const variant_t *v, column_span_t *out)
   return merged;
 }
 
+/* Rows ordered by their first column, then by row: the rows of one head
+ * or neuron (its variants' positions and prompts) follow each other in the
+ * table, so its columns of the projection stay in cache between them. */
+static int by_first_column(const void *a, const void *b) {
+  const int *x = a, *y = b;
+  return x[0] != y[0] ? (x[0] > y[0]) - (x[0] < y[0]) : (x[1] > y[1]) - (x[1] < y[1]);
+}
+
 /* The spans of every row of s (row j: buf row j), on the host in spans
- * (malloc'd, at most m * the largest unit); returns their count, or -1 out
- * of memory. */
+ * (malloc'd, at most m * the largest unit), rows ordered by_first_column;
+ * returns their count, or -1 out of memory. */
 static int delta_spans(const run_t *R, const variant_t *vs, const shortcut_rows_t *s,
                        column_span_t **spans) {
   int most = 1;
@@ -178,20 +186,35 @@ static int delta_spans(const run_t *R, const variant_t *vs, const shortcut_rows_
     const int size = unit_end(R->job, u) - unit_first(R->job, u);
     most = size > most ? size : most;
   }
-  column_span_t *all = malloc(sizeof(column_span_t) * (size_t)s->m * (size_t)most);
-  if (!all)
+  const size_t per_row = (size_t)most;
+  column_span_t *rows = malloc(sizeof(column_span_t) * (size_t)s->m * per_row);
+  column_span_t *all = malloc(sizeof(column_span_t) * (size_t)s->m * per_row);
+  int *count = malloc(sizeof(int) * 3 * (size_t)s->m), *order = count + s->m;
+  if (!rows || !all || !count) {
+    free(rows), free(all), free(count);
     return -1;
-  int n = 0, n_variant = 0;
-  for (int j = 0; j < s->m; j++) {
-    if (j == 0 || s->variant[j] != s->variant[j - 1]) {
-      n_variant = variant_spans(R, &vs[s->variant[j]], all + n);
-    } else {
-      memcpy(all + n, all + n - n_variant, sizeof(column_span_t) * (size_t)n_variant);
-    }
-    for (int k = 0; k < n_variant; k++)
-      all[n + k].row = j;
-    n += n_variant;
   }
+  for (int j = 0; j < s->m; j++) { /* row j's spans at rows + j * per_row */
+    column_span_t *mine = rows + (size_t)j * per_row;
+    if (j > 0 && s->variant[j] == s->variant[j - 1]) {
+      count[j] = count[j - 1];
+      memcpy(mine, mine - per_row, sizeof(column_span_t) * (size_t)count[j]);
+    } else {
+      count[j] = variant_spans(R, &vs[s->variant[j]], mine);
+    }
+    order[2 * j] = mine[0].col0;
+    order[2 * j + 1] = j;
+  }
+  qsort(order, (size_t)s->m, 2 * sizeof(int), by_first_column);
+  int n = 0;
+  for (int i = 0; i < s->m; i++) {
+    const int j = order[2 * i + 1];
+    for (int k = 0; k < count[j]; k++) {
+      all[n] = rows[(size_t)j * per_row + k];
+      all[n++].row = j;
+    }
+  }
+  free(rows), free(count);
   *spans = all;
   return n;
 }

@@ -242,57 +242,99 @@ static const float *column_piece(const uint8_t *wr, const gguf_quant_type_t *tt,
  * two SSE ones). */
 typedef float lanes_t __attribute__((vector_size(32)));
 
-/* out[j] = sum over i < n of x[i] w[j][i], four rows at once: eight lanes
- * of every eighth column (each in increasing i), added in a fixed tree,
- * then the tail in order. AVX2's clone where the CPU has it (no FMA: the
- * same roundings as the default's). */
+/* out[r][j] = sum over i < n of x[r][i] w[j][i] for two rows of x and
+ * four of w: eight lanes of every eighth column (each in increasing i), added
+ * in a fixed tree, then the tail in order, each pair the same sums whichever
+ * pairs share the call. AVX2's clone where the CPU has it (no FMA: the same
+ * roundings as the default's). */
 __attribute__((target_clones("avx2", "default"))) static void
-dot_lanes4(const float *x, const float *const w[4], int n, float out[4]) {
-  lanes_t l0 = {0}, l1 = {0}, l2 = {0}, l3 = {0};
+dot_lanes_2x4(const float *const x[2], const float *const w[4], int n, float out[2][4]) {
+  lanes_t l[2][4] = {{{0}}};
   int i = 0;
   for (; i + 8 <= n; i += 8) {
-    lanes_t xv, w0, w1, w2, w3;
-    memcpy(&xv, x + i, sizeof(xv));
-    memcpy(&w0, w[0] + i, sizeof(w0));
-    memcpy(&w1, w[1] + i, sizeof(w1));
-    memcpy(&w2, w[2] + i, sizeof(w2));
-    memcpy(&w3, w[3] + i, sizeof(w3));
-    l0 += xv * w0;
-    l1 += xv * w1;
-    l2 += xv * w2;
-    l3 += xv * w3;
+    lanes_t x0, x1, wv;
+    memcpy(&x0, x[0] + i, sizeof(x0));
+    memcpy(&x1, x[1] + i, sizeof(x1));
+    for (int j = 0; j < 4; j++) {
+      memcpy(&wv, w[j] + i, sizeof(wv));
+      l[0][j] += x0 * wv;
+      l[1][j] += x1 * wv;
+    }
   }
-  const lanes_t lane[4] = {l0, l1, l2, l3};
-  for (int j = 0; j < 4; j++) {
-    const lanes_t l = lane[j];
-    float acc = ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
-    for (int t = i; t < n; t++)
-      acc += x[t] * w[j][t];
-    out[j] = acc;
-  }
+  for (int r = 0; r < 2; r++)
+    for (int j = 0; j < 4; j++) {
+      const lanes_t v = l[r][j];
+      float acc = ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7]));
+      for (int t = i; t < n; t++)
+        acc += x[r][t] * w[j][t];
+      out[r][j] = acc;
+    }
 }
 
-/* acc[j] += sum over c in [c0, c1) of xr[c] w[o_j, c] for the four rows of
- * w at wr[j] (repeats where fewer): per piece, dot_lanes4's sums added in
- * order (the first onto 0). */
-static void column_sums4(const float *xr, const uint8_t *const wr[4], const gguf_quant_type_t *tt,
-                         int bf16, int c0, int c1, float acc[4]) {
-  float pieces[4][COLUMN_PIECE], part[4], span[4] = {0};
+/* acc[r][j] += sum over c in [c0, c1) of x[r][c] w[o_j, c] for the rows
+ * x[r] (r < rows <= 4) and four rows of w at wr[j] (repeats where fewer):
+ * per piece (widened or decoded once for all rows), dot_lanes_2x4's sums
+ * added in order (the first onto 0). */
+static void column_sums(const float *const x[4], int rows, const uint8_t *const wr[4],
+                        const gguf_quant_type_t *tt, int bf16, int c0, int c1, float acc[4][4]) {
+  float pieces[4][COLUMN_PIECE], part[2][4], span[4][4] = {{0}};
   for (int lo = c0; lo < c1; lo += COLUMN_PIECE) {
     const int n = c1 - lo < COLUMN_PIECE ? c1 - lo : COLUMN_PIECE;
     const float *w[4];
     for (int j = 0; j < 4; j++)
       w[j] = column_piece(wr[j], tt, bf16, lo, n, pieces[j]);
-    dot_lanes4(xr + lo, w, n, part);
-    for (int j = 0; j < 4; j++)
-      span[j] += part[j];
+    for (int r = 0; r < rows; r += 2) {
+      const float *xs[2] = {x[r] + lo, x[r + 1 < rows ? r + 1 : r] + lo};
+      dot_lanes_2x4(xs, w, n, part);
+      for (int k = 0; k < 2 && r + k < rows; k++)
+        for (int j = 0; j < 4; j++)
+          span[r + k][j] += part[k][j];
+    }
   }
-  for (int j = 0; j < 4; j++)
-    acc[j] += span[j];
+  for (int r = 0; r < rows; r++)
+    for (int j = 0; j < 4; j++)
+      acc[r][j] += span[r][j];
 }
 
-/* One thread per row (its spans consecutive in the table), four outputs at
- * a time; each output the float sum of its spans' sums in table order. */
+/* The table index after row spans[i].row's spans (i its first). */
+static int span_run_end(const column_span_t *spans, int n, int i) {
+  int end = i + 1;
+  while (end < n && spans[end].row == spans[i].row)
+    end++;
+  return end;
+}
+
+/* Whether the runs [a, a_end) and [b, b_end) name the same columns. */
+static int same_columns(const column_span_t *spans, int a, int a_end, int b, int b_end) {
+  if (a_end - a != b_end - b)
+    return 0;
+  for (int k = 0; k < a_end - a; k++)
+    if (spans[a + k].col0 != spans[b + k].col0 || spans[a + k].col1 != spans[b + k].col1)
+      return 0;
+  return 1;
+}
+
+/* Rows are taken in groups of up to four of the same columns in a row of
+ * the table (the engine orders it by column): the one at table index i
+ * (its first span) leads a group when the rows of the same columns right
+ * before it number a multiple of four. */
+static int group_leader(const column_span_t *spans, int n, int i) {
+  int before = 0, j = i;
+  while (j > 0) {
+    int p = j - 1;
+    while (p > 0 && spans[p - 1].row == spans[j - 1].row)
+      p--;
+    if (!same_columns(spans, p, j, i, span_run_end(spans, n, i)))
+      break;
+    before++;
+    j = p;
+  }
+  return before % 4 == 0;
+}
+
+/* One thread per group of rows, four outputs at a time; each output the
+ * float sum of its spans' sums in table order, the same floats whichever
+ * rows share its group. */
 static int cpu_column_products(backend_t *b, float *y, const float *x, const void *w, uint32_t type,
                                const column_span_t *spans, int n, int out, int in) {
   const gguf_quant_type_t *tt = gguf_quant_type(type);
@@ -308,22 +350,28 @@ static int cpu_column_products(backend_t *b, float *y, const float *x, const voi
   const size_t row_bytes = (size_t)(in / (int)tt->block_size) * tt->type_size;
 #pragma omp parallel for schedule(dynamic, 4)
   for (int i = 0; i < n; i++) {
-    if (i > 0 && spans[i - 1].row == spans[i].row)
-      continue; /* the row's first span sums them all */
-    int end = i + 1;
-    while (end < n && spans[end].row == spans[i].row)
-      end++;
-    const float *xr = x + (size_t)spans[i].row * in;
-    float *yr = y + (size_t)spans[i].row * out;
+    if ((i > 0 && spans[i - 1].row == spans[i].row) || !group_leader(spans, n, i))
+      continue;
+    const int end = span_run_end(spans, n, i);
+    const float *xs[4];
+    float *ys[4];
+    int rows = 0;
+    for (int k = i; rows < 4 && k < n; k = span_run_end(spans, n, k)) {
+      if (!same_columns(spans, i, end, k, span_run_end(spans, n, k)))
+        break;
+      xs[rows] = x + (size_t)spans[k].row * in;
+      ys[rows++] = y + (size_t)spans[k].row * out;
+    }
     for (int o = 0; o < out; o += 4) {
       const uint8_t *wr[4];
       for (int j = 0; j < 4; j++)
         wr[j] = (const uint8_t *)w + (size_t)(o + j < out ? o + j : o) * row_bytes;
-      float acc[4] = {0};
+      float acc[4][4] = {{0}};
       for (int s = i; s < end; s++)
-        column_sums4(xr, wr, f32 ? NULL : tt, bf16, spans[s].col0, spans[s].col1, acc);
-      for (int j = 0; j < 4 && o + j < out; j++)
-        yr[o + j] += acc[j];
+        column_sums(xs, rows, wr, f32 ? NULL : tt, bf16, spans[s].col0, spans[s].col1, acc);
+      for (int r = 0; r < rows; r++)
+        for (int j = 0; j < 4 && o + j < out; j++)
+          ys[r][o + j] += acc[r][j];
     }
   }
   return 0;

@@ -238,7 +238,8 @@ static void test_matmul_blocks_all(void) {
 }
 
 /* column_products: rows of random spans (none, one column, a head's
- * width, several apart, as a group's), the rows in shuffled order, against
+ * width, several apart, as a group's; heads at one of two places, so that
+ * rows share their columns), ordered by column as the engine orders them, against
  * the double sum over the decoded weights (1e-5 of the scale); rows without
  * spans untouched; each row's floats, alone in a call, bit for bit those of
  * the whole table, and those of the decoded weights given as F32. */
@@ -268,10 +269,34 @@ static void test_column_products(uint32_t type, int rows, int out, int in, int w
     for (int k = 0; k < (kind == 3 ? 3 : kind != 0); k++) {
       const int wide = kind == 1 ? 1 : width;
       const int lo = k * quarter, room = quarter - wide; /* span k lies in quarter k */
-      const int c0 = lo + (int)((rnd() + 1.0) / 2.0 * (room + 1)) % (room + 1);
+      /* a head at one of two places: rows of the same columns, grouped below */
+      const int c0 = lo + (kind == 1 ? (int)((rnd() + 1.0) / 2.0 * (room + 1)) % (room + 1)
+                                     : (rnd() < 0.0 ? 0 : room));
       spans[n++] = (column_span_t){.row = r, .col0 = c0, .col1 = c0 + wide};
     }
   }
+  /* the engine's order: rows by their first column (ties by row), so rows of
+   * the same columns follow each other (the op takes them in groups) */
+  column_span_t *sorted = malloc(sizeof(column_span_t) * (size_t)(n > 0 ? n : 1));
+  for (int done = 0; done < n;) {
+    int best = -1, best_end = -1;
+    for (int i = 0; i < n;) { /* the least run not yet taken (col0 < 0: taken) */
+      int end = i + 1;
+      while (end < n && spans[end].row == spans[i].row)
+        end++;
+      if (spans[i].col0 >= 0 &&
+          (best < 0 || spans[i].col0 < spans[best].col0 ||
+           (spans[i].col0 == spans[best].col0 && spans[i].row < spans[best].row)))
+        best = i, best_end = end;
+      i = end;
+    }
+    for (int k = best; k < best_end; k++) {
+      sorted[done++] = spans[k];
+      spans[k].col0 = -1;
+    }
+  }
+  memcpy(spans, sorted, sizeof(column_span_t) * (size_t)n);
+  free(sorted);
   for (size_t i = 0; i < ny; i++)
     ref[i] = y0[i];
   for (int i = 0; i < n; i++)

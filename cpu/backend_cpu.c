@@ -283,6 +283,16 @@ static void column_sums(const float *const x[4], int rows, const uint8_t *const 
     const float *w[4];
     for (int j = 0; j < 4; j++)
       w[j] = column_piece(wr[j], tt, bf16, lo, n, pieces[j]);
+    if (n < 8) { /* no whole lane (a neuron's column): the tail alone, as dot_lanes_2x4 sums it */
+      for (int r = 0; r < rows; r++)
+        for (int j = 0; j < 4; j++) {
+          float acc = 0.0f;
+          for (int t = 0; t < n; t++)
+            acc += x[r][lo + t] * w[j][t];
+          span[r][j] += acc;
+        }
+      continue;
+    }
     for (int r = 0; r < rows; r += 2) {
       const float *xs[2] = {x[r] + lo, x[r + 1 < rows ? r + 1 : r] + lo};
       dot_lanes_2x4(xs, w, n, part);

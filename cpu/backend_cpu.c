@@ -211,6 +211,182 @@ static int cpu_matmul_blocks(backend_t *b, float *y, const float *x, const void 
   return 0;
 }
 
+/* A span's columns are summed in pieces of this many from its first (a
+ * piece of bf16 widened, of blocks decoded, onto the stack), whatever the
+ * storage: fp32, bf16 and blocks of the same values give the same floats.
+ * The K-quants' 256 is the largest block model_native_type passes. */
+enum { COLUMN_PIECE = 256 };
+
+/* Columns [lo, lo + n) of w's row at wr (n <= COLUMN_PIECE) as floats: in
+ * place for fp32 (tt NULL), else widened or decoded into piece. */
+static const float *column_piece(const uint8_t *wr, const gguf_quant_type_t *tt, int bf16, int lo,
+                                 int n, float *piece) {
+  if (!tt)
+    return (const float *)wr + lo;
+  if (bf16) {
+    for (int i = 0; i < n; i++)
+      piece[i] = bf16_to_float(((const uint16_t *)wr)[lo + i]);
+    return piece;
+  }
+  const int bs = (int)tt->block_size, hi = lo + n;
+  float block[COLUMN_PIECE];
+  for (int k = lo / bs; k * bs < hi; k++) {
+    tt->decode(wr + (size_t)k * tt->type_size, block, 1);
+    const int a = k * bs > lo ? k * bs : lo, b = (k + 1) * bs < hi ? (k + 1) * bs : hi;
+    memcpy(piece + (a - lo), block + (a - k * bs), sizeof(float) * (size_t)(b - a));
+  }
+  return piece;
+}
+
+/* Eight floats (GCC's and Clang's vector extension: one AVX register, or
+ * two SSE ones). */
+typedef float lanes_t __attribute__((vector_size(32)));
+
+/* out[r][j] = sum over i < n of x[r][i] w[j][i] for two rows of x and
+ * four of w: eight lanes of every eighth column (each in increasing i), added
+ * in a fixed tree, then the tail in order, each pair the same sums whichever
+ * pairs share the call. AVX2's clone where the CPU has it (no FMA: the same
+ * roundings as the default's). */
+__attribute__((target_clones("avx2", "default"))) static void
+dot_lanes_2x4(const float *const x[2], const float *const w[4], int n, float out[2][4]) {
+  lanes_t l[2][4] = {{{0}}};
+  int i = 0;
+  for (; i + 8 <= n; i += 8) {
+    lanes_t x0, x1, wv;
+    memcpy(&x0, x[0] + i, sizeof(x0));
+    memcpy(&x1, x[1] + i, sizeof(x1));
+    for (int j = 0; j < 4; j++) {
+      memcpy(&wv, w[j] + i, sizeof(wv));
+      l[0][j] += x0 * wv;
+      l[1][j] += x1 * wv;
+    }
+  }
+  for (int r = 0; r < 2; r++)
+    for (int j = 0; j < 4; j++) {
+      const lanes_t v = l[r][j];
+      float acc = ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7]));
+      for (int t = i; t < n; t++)
+        acc += x[r][t] * w[j][t];
+      out[r][j] = acc;
+    }
+}
+
+/* acc[r][j] += sum over c in [c0, c1) of x[r][c] w[o_j, c] for the rows
+ * x[r] (r < rows <= 4) and four rows of w at wr[j] (repeats where fewer):
+ * per piece (widened or decoded once for all rows), dot_lanes_2x4's sums
+ * added in order (the first onto 0). */
+static void column_sums(const float *const x[4], int rows, const uint8_t *const wr[4],
+                        const gguf_quant_type_t *tt, int bf16, int c0, int c1, float acc[4][4]) {
+  float pieces[4][COLUMN_PIECE], part[2][4], span[4][4] = {{0}};
+  for (int lo = c0; lo < c1; lo += COLUMN_PIECE) {
+    const int n = c1 - lo < COLUMN_PIECE ? c1 - lo : COLUMN_PIECE;
+    const float *w[4];
+    for (int j = 0; j < 4; j++)
+      w[j] = column_piece(wr[j], tt, bf16, lo, n, pieces[j]);
+    if (n < 8) { /* no whole lane (a neuron's column): the tail alone, as dot_lanes_2x4 sums it */
+      for (int r = 0; r < rows; r++)
+        for (int j = 0; j < 4; j++) {
+          float acc = 0.0f;
+          for (int t = 0; t < n; t++)
+            acc += x[r][lo + t] * w[j][t];
+          span[r][j] += acc;
+        }
+      continue;
+    }
+    for (int r = 0; r < rows; r += 2) {
+      const float *xs[2] = {x[r] + lo, x[r + 1 < rows ? r + 1 : r] + lo};
+      dot_lanes_2x4(xs, w, n, part);
+      for (int k = 0; k < 2 && r + k < rows; k++)
+        for (int j = 0; j < 4; j++)
+          span[r + k][j] += part[k][j];
+    }
+  }
+  for (int r = 0; r < rows; r++)
+    for (int j = 0; j < 4; j++)
+      acc[r][j] += span[r][j];
+}
+
+/* The table index after row spans[i].row's spans (i its first). */
+static int span_run_end(const column_span_t *spans, int n, int i) {
+  int end = i + 1;
+  while (end < n && spans[end].row == spans[i].row)
+    end++;
+  return end;
+}
+
+/* Whether the runs [a, a_end) and [b, b_end) name the same columns. */
+static int same_columns(const column_span_t *spans, int a, int a_end, int b, int b_end) {
+  if (a_end - a != b_end - b)
+    return 0;
+  for (int k = 0; k < a_end - a; k++)
+    if (spans[a + k].col0 != spans[b + k].col0 || spans[a + k].col1 != spans[b + k].col1)
+      return 0;
+  return 1;
+}
+
+/* Rows are taken in groups of up to four of the same columns in a row of
+ * the table (the engine orders it by column): the one at table index i
+ * (its first span) leads a group when the rows of the same columns right
+ * before it number a multiple of four. */
+static int group_leader(const column_span_t *spans, int n, int i) {
+  int before = 0, j = i;
+  while (j > 0) {
+    int p = j - 1;
+    while (p > 0 && spans[p - 1].row == spans[j - 1].row)
+      p--;
+    if (!same_columns(spans, p, j, i, span_run_end(spans, n, i)))
+      break;
+    before++;
+    j = p;
+  }
+  return before % 4 == 0;
+}
+
+/* One thread per group of rows, four outputs at a time; each output the
+ * float sum of its spans' sums in table order, the same floats whichever
+ * rows share its group. */
+static int cpu_column_products(backend_t *b, float *y, const float *x, const void *w, uint32_t type,
+                               const column_span_t *spans, int n, int out, int in) {
+  const gguf_quant_type_t *tt = gguf_quant_type(type);
+  const int f32 = type == GGUF_TENSOR_F32, bf16 = type == GGUF_TENSOR_BF16;
+  if (!tt || !model_native_type(type) || in % (int)tt->block_size || tt->block_size > COLUMN_PIECE)
+    return err_set(b->err, "column_products: type %s rows of %d cannot be read by column",
+                   tt ? tt->name : "?", in);
+  for (int i = 0; i < n; i++)
+    if (spans[i].row < 0 || spans[i].col0 < 0 || spans[i].col0 > spans[i].col1 ||
+        spans[i].col1 > in)
+      return err_set(b->err, "column_products: span %d (row %d, columns %d..%d) outside %d columns",
+                     i, spans[i].row, spans[i].col0, spans[i].col1, in);
+  const size_t row_bytes = (size_t)(in / (int)tt->block_size) * tt->type_size;
+#pragma omp parallel for schedule(dynamic, 4)
+  for (int i = 0; i < n; i++) {
+    if ((i > 0 && spans[i - 1].row == spans[i].row) || !group_leader(spans, n, i))
+      continue;
+    const int end = span_run_end(spans, n, i);
+    const float *xs[4];
+    float *ys[4];
+    int rows = 0;
+    for (int k = i; rows < 4 && k < n; k = span_run_end(spans, n, k)) {
+      if (!same_columns(spans, i, end, k, span_run_end(spans, n, k)))
+        break;
+      xs[rows] = x + (size_t)spans[k].row * in;
+      ys[rows++] = y + (size_t)spans[k].row * out;
+    }
+    for (int o = 0; o < out; o += 4) {
+      const uint8_t *wr[4];
+      for (int j = 0; j < 4; j++)
+        wr[j] = (const uint8_t *)w + (size_t)(o + j < out ? o + j : o) * row_bytes;
+      float acc[4][4] = {{0}};
+      for (int s = i; s < end; s++)
+        column_sums(xs, rows, wr, f32 ? NULL : tt, bf16, spans[s].col0, spans[s].col1, acc);
+      for (int r = 0; r < rows; r++)
+        for (int j = 0; j < 4 && o + j < out; j++)
+          ys[r][o + j] += acc[r][j];
+    }
+  }
+  return 0;
+}
+
 /* y[rows, d] = (x - mean) * inv * gamma + beta, inv = 1 / sqrt(var + eps);
  * row r's gamma and beta are those of row r % gamma_rows of gamma[gamma_rows,
  * d] (beta likewise): 1 for a model's norms, n_heads for per-head norms. */
@@ -746,6 +922,7 @@ static const backend_ops_t cpu_ops = {
     .matmul = cpu_matmul,
     .matmul_bf16 = cpu_matmul_bf16,
     .matmul_blocks = cpu_matmul_blocks,
+    .column_products = cpu_column_products,
     .layernorm = cpu_layernorm,
     .head_layernorm = cpu_head_layernorm,
     .rmsnorm = cpu_rmsnorm,

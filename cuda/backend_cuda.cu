@@ -1102,6 +1102,19 @@ static int cuda_embed_blocks(backend_t *b, float *x, const void *tok_blocks, uin
   return 0;
 }
 
+static int cuda_column_products(backend_t *b, float *y, const float *x, const void *w,
+                                uint32_t type, const column_span_t *spans, int n, int out, int in) {
+  PROF(b, P_MATMUL);
+  const cudaError_t rc = blocks_column_products(impl(b)->stream, y, x, w, type, spans, n, out, in);
+  if (rc == cudaErrorInvalidValue) {
+    const gguf_quant_type_t *tt = gguf_quant_type(type);
+    return err_set(b->err, "column_products: type %s rows of %d cannot be read by column",
+                   tt ? tt->name : "?", in);
+  }
+  CUDA_TRY(b, rc);
+  return 0;
+}
+
 static void cuda_destroy(backend_t *b);
 
 static backend_ops_t make_ops(void) {
@@ -1122,6 +1135,7 @@ static backend_ops_t make_ops(void) {
   o.matmul = cuda_matmul;
   o.matmul_bf16 = cuda_matmul_bf16;
   o.matmul_blocks = cuda_matmul_blocks;
+  o.column_products = cuda_column_products;
   o.layernorm = cuda_layernorm;
   o.head_layernorm = cuda_head_layernorm;
   o.rmsnorm = cuda_rmsnorm;

@@ -160,3 +160,49 @@ cudaError_t blocks_decode(cudaStream_t stream, const void *w, uint32_t type, flo
                                                         tt->block_size, tt->type_size);
   return cudaGetLastError();
 }
+
+/* One block per row (the first of its spans; the others return), a warp
+ * per output o: lanes over a span's columns, a fixed shuffle tree for the
+ * span's sum, the spans' sums added in table order by lane 0. */
+__global__ void k_column_products(float *y, const float *x, const uint8_t *w, uint32_t type,
+                                  size_t row_bytes, unsigned block_size, unsigned type_size,
+                                  const column_span_t *spans, int n, int out, int in) {
+  const int i = blockIdx.x;
+  if (i > 0 && spans[i - 1].row == spans[i].row)
+    return;
+  int end = i + 1;
+  while (end < n && spans[end].row == spans[i].row)
+    end++;
+  const float *xr = x + (size_t)spans[i].row * in;
+  float *yr = y + (size_t)spans[i].row * out;
+  const int lane = threadIdx.x % 32, warps = blockDim.x / 32;
+  for (int o = blockIdx.y * warps + threadIdx.x / 32; o < out; o += gridDim.y * warps) {
+    const uint8_t *wr = w + (size_t)o * row_bytes;
+    float acc = 0.0f;
+    for (int s = i; s < end; s++) {
+      float part = 0.0f;
+      for (int c = spans[s].col0 + lane; c < spans[s].col1; c += 32)
+        part += xr[c] * decode_value(wr + c / block_size * type_size, type, (int)(c % block_size));
+      for (int k = 16; k > 0; k /= 2)
+        part += __shfl_xor_sync(0xffffffffu, part, k);
+      acc += part;
+    }
+    if (lane == 0)
+      yr[o] += acc;
+  }
+}
+
+cudaError_t blocks_column_products(cudaStream_t stream, float *y, const float *x, const void *w,
+                                   uint32_t type, const column_span_t *spans, int n, int out,
+                                   int in) {
+  const gguf_quant_type_t *tt = gguf_quant_type(type);
+  if (!model_native_type(type) || in % (int)tt->block_size)
+    return cudaErrorInvalidValue;
+  if (n == 0 || out == 0)
+    return cudaSuccess;
+  const size_t row_bytes = (size_t)(in / (int)tt->block_size) * tt->type_size;
+  const unsigned warps = 8, y_blocks = (unsigned)((out + warps * 8 - 1) / (warps * 8));
+  k_column_products<<<dim3((unsigned)n, y_blocks), warps * 32, 0, stream>>>(
+      y, x, (const uint8_t *)w, type, row_bytes, tt->block_size, tt->type_size, spans, n, out, in);
+  return cudaGetLastError();
+}

@@ -15,6 +15,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#include "backend.h"
 cudaError_t blocks_decode(cudaStream_t stream, const void *w, uint32_t type, float *dst,
                           size_t n_values);
 /* Queues the embedding lookup of backend.h's embed_blocks: x[r, :] = row
@@ -25,6 +26,15 @@ cudaError_t blocks_decode(cudaStream_t stream, const void *w, uint32_t type, flo
 cudaError_t blocks_embed(cudaStream_t stream, const void *w, uint32_t type, size_t row_bytes,
                          const int *ids, const float *pos_embed, const int *position, int rows,
                          int d, float *x);
+/* Queues backend.h's column_products: y[s.row, :] += the sum over each
+ * span s of spans[n] (device memory) of x[s.row, c] times column c of w
+ * (out rows of in values of `type`, device memory, decoded as blocks_decode
+ * decodes them, F32 rows too), a row's spans and columns in a fixed order.
+ * A type above, or in not whole blocks, returns cudaErrorInvalidValue and
+ * queues nothing. */
+cudaError_t blocks_column_products(cudaStream_t stream, float *y, const float *x, const void *w,
+                                   uint32_t type, const column_span_t *spans, int n, int out,
+                                   int in);
 #ifdef __cplusplus
 }
 #endif

@@ -191,6 +191,11 @@ int engine_kept_sources(const engine_t *e, size_t *bytes);
  * since it was created. */
 long engine_shortcut_runs(const engine_t *e);
 
+/* Rows of head and neuron shortcuts whose change was multiplied through
+ * their own columns of the output or down projection alone (the narrow
+ * product, backend op column_products) since the engine was created. */
+long engine_shortcut_narrow_rows(const engine_t *e);
+
 /* Runs a job. Errors (bad ids, a patch source without the position, out of
  * backend memory, cancel) fail the run with err filled; rows already given
  * to the sink stay valid. */

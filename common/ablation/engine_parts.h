@@ -77,6 +77,8 @@ struct engine {
   float *shortcut_clean; /* [rows][width_max]: the clean values at a delta's site */
   float *shortcut_resid; /* [rows][d]: a delta's change of the residual; a replace's new rows */
   int *shortcut_index;   /* [3 rows + 3 reads]: their rows' index lists */
+  column_span_t *shortcut_spans; /* [cap_spans]: a delta's columns of each row */
+  int cap_spans;
 
   /* clean caches: [n_layers][cap_clean][*] */
   int cap_clean;
@@ -100,6 +102,7 @@ struct engine {
   double phase_s[PH_N], run_s;
   long runs, passes;
   long shortcut_runs; /* variants run with a shortcut (engine_shortcut_runs) */
+  long narrow_rows; /* delta rows multiplied by their columns alone (engine_shortcut_narrow_rows) */
 };
 
 typedef struct {

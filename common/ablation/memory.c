@@ -10,13 +10,13 @@ static void release(engine_t *e, void *p) {
 }
 
 void free_pass_buffers(engine_t *e) {
-  void *all[] = {e->values,         e->gathered,       e->final_normed,  e->final_inv,
-                 e->logits,         e->clean_stats,    e->token_ids,     e->clean_row,
-                 e->row_list,       e->read_row,       e->read_prompt,   e->ident,
-                 e->job_targets,    e->job_foils,      e->argmax,        e->ptarget,
-                 e->pfoil,          e->entries,        e->dirs,          e->udirs,
-                 e->de_out,         e->logit_out,      e->metric_out,    e->resid_read,
-                 e->shortcut_clean, e->shortcut_resid, e->shortcut_index};
+  void *all[] = {e->values,         e->gathered,       e->final_normed,   e->final_inv,
+                 e->logits,         e->clean_stats,    e->token_ids,      e->clean_row,
+                 e->row_list,       e->read_row,       e->read_prompt,    e->ident,
+                 e->job_targets,    e->job_foils,      e->argmax,         e->ptarget,
+                 e->pfoil,          e->entries,        e->dirs,           e->udirs,
+                 e->de_out,         e->logit_out,      e->metric_out,     e->resid_read,
+                 e->shortcut_clean, e->shortcut_resid, e->shortcut_index, e->shortcut_spans};
   for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
     release(e, all[i]);
   e->values = e->gathered = e->final_normed = e->final_inv = e->logits = e->clean_stats = NULL;
@@ -26,6 +26,8 @@ void free_pass_buffers(engine_t *e) {
   e->resid_read = NULL;
   e->shortcut_clean = e->shortcut_resid = NULL;
   e->shortcut_index = NULL;
+  e->shortcut_spans = NULL;
+  e->cap_spans = 0;
   e->dirs = e->udirs = e->de_out = e->logit_out = e->metric_out = NULL;
   if (e->tf)
     transformer_release_work(e->tf);
@@ -97,6 +99,9 @@ int ensure_pass_buffers(engine_t *e, int rows, int prompts, int reads, char *err
   ALLOC(shortcut_clean, r * w * f);
   ALLOC(shortcut_resid, r * d * f);
   ALLOC(shortcut_index, (3 * r + 3 * nr) * in);
+  ALLOC(shortcut_spans,
+        r * sizeof(column_span_t)); /* a span a row; grown for groups (shortcuts.c) */
+  e->cap_spans = failed ? 0 : rows;
   if (!failed) {
     int *ident = malloc(n_idx * in);
     if (!ident)

@@ -33,6 +33,12 @@ typedef struct {
   float alpha;
 } intervention_t;
 
+/* Columns [col0, col1) of one row, for ops->column_products. */
+typedef struct {
+  int row;
+  int col0, col1;
+} column_span_t;
+
 /* One head's pattern row for ops->attention_rows. */
 typedef enum { PATTERN_READ, PATTERN_SET, PATTERN_SCALE } pattern_kind_t;
 
@@ -105,6 +111,22 @@ typedef struct {
   int (*matmul_blocks)(backend_t *b, float *y, const float *x, const void *w, uint32_t type,
                        const float *bias, int rows, int out, int in, int accumulate, float *scratch,
                        size_t scratch_floats);
+
+  /* A product over a few of w's columns at chosen rows (a head's slice of
+   * the output projection, a neuron's column of the down projection): for
+   * every span s of spans[n] (backend memory),
+   *   y[s.row, o] += sum over c in [s.col0, s.col1) of x[s.row, c] w[o, c]
+   * for o < out, x[*, in] and y[*, out] row-major, w[out, in] held as
+   * `type`, one of model_native_type's: GGUF_TENSOR_F32 (fp32 rows),
+   * GGUF_TENSOR_BF16 (the matmul_bf16 weights), a block type (rows of in /
+   * block_size blocks, the blocks that hold a span's columns decoded as
+   * gguf_quants decodes them). The spans of one row are consecutive in the
+   * table and do not overlap. Each y[row, o] gets one addition: the float
+   * sum of its spans' sums in table order, each span's in an order of its
+   * columns fixed by the backend, whatever the other rows (the same floats
+   * in any batch). */
+  int (*column_products)(backend_t *b, float *y, const float *x, const void *w, uint32_t type,
+                         const column_span_t *spans, int n, int out, int in);
 
   /* y[rows, d] = (x - mean) / sqrt(var + eps) * gamma + beta; inv_scale[rows]
    * (optional) receives 1 / sqrt(var + eps), the scale the direct effects freeze. */

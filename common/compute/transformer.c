@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "bf16.h"
+#include "gguf_quants.h"
 
 struct transformer {
   const model_t *host;
@@ -263,6 +264,17 @@ int transformer_matmul(transformer_t *t, float *y, const float *x, const float *
     return b->ops->matmul_bf16(b, y, x, (const uint16_t *)w, bias, rows, out, in, accumulate,
                                t->scratch, t->scratch_floats);
   return b->ops->matmul(b, y, x, w, bias, rows, out, in, accumulate);
+}
+
+int transformer_column_products(transformer_t *t, float *y, const float *x, const float *w,
+                                const column_span_t *spans, int n, int out, int in) {
+  backend_t *b = t->b;
+  if (t->native) {
+    const model_blocks_t *w_blocks = (const model_blocks_t *)w;
+    return b->ops->column_products(b, y, x, w_blocks->blocks, w_blocks->type, spans, n, out, in);
+  }
+  return b->ops->column_products(b, y, x, w, t->bf16 ? GGUF_TENSOR_BF16 : GGUF_TENSOR_F32, spans, n,
+                                 out, in);
 }
 
 /* ------------------------------------------------------ work buffers -- */

@@ -144,8 +144,8 @@ float *transformer_residual(transformer_t *t);
  * backend memory. For a bf16 model (model_t.weights_dtype) the projection
  * matrices and the unembedding hold bf16 data, for a native one the layer
  * projections point at model_blocks_t (pass them only to
- * transformer_matmul) and the embedding and unembedding are embed_blocks
- * and unembed_blocks (tok_embed and unembed are NULL). */
+ * transformer_matmul and transformer_column_products) and the embedding and unembedding are
+ * embed_blocks and unembed_blocks (tok_embed and unembed are NULL). */
 const model_t *transformer_weights(const transformer_t *t);
 
 /* y[rows, out] = x[rows, in] . w[out, in]^T (+ bias) for w one of
@@ -153,5 +153,11 @@ const model_t *transformer_weights(const transformer_t *t);
  * in (backend ops matmul, matmul_bf16 or matmul_blocks). */
 int transformer_matmul(transformer_t *t, float *y, const float *x, const float *w,
                        const float *bias, int rows, int out, int in, int accumulate);
+
+/* The backend op column_products on such a matrix w[out, in]: y[s.row, :]
+ * += the sum over each span s of x[s.row, c] w[:, c] for c in its columns,
+ * spans[n] in backend memory. */
+int transformer_column_products(transformer_t *t, float *y, const float *x, const float *w,
+                                const column_span_t *spans, int n, int out, int in);
 
 #endif

@@ -11,7 +11,9 @@
 # bit for bit too on a file whose IQ4_NL and MXFP4 matrices (its embedding
 # and unembedding too) a native load dequantises, and `hydra info` says so;
 # `hydra forward --weights-dtype native` prints every logit the fp32 one
-# does; a safetensors model asked for native weights is refused, naming
+# does; the rows of heads, neurons and a group of two heads (their
+# shortcuts' column products) are bit for bit too; a safetensors model
+# asked for native weights is refused, naming
 # why; a FIFO named as the model is refused at once, never waited on.
 # usage: test_native_weights.sh BUILD_DIR ROOT
 set -euo pipefail
@@ -75,6 +77,21 @@ rows=$(wc -l <"$work/fp32.rows")
 [ "$rows" -gt 3 ] || fail "only $rows result rows"
 cmp -s "$work/fp32.rows" "$work/native.rows" ||
   fail "native rows differ from the dequantised-at-load rows: $(diff "$work/fp32.rows" "$work/native.rows" | head -3)"
+# heads, neurons and a group of two heads: their shortcuts' column products
+# (the blocks holding a head's or neuron's columns decoded) bit for bit too
+cat >"$work/heads.json" <<'JOB'
+{"prompts": [{"ids": [5, 17, 30, 2, 7]}, {"ids": [9, 10, 3, 27, 12]}],
+ "ablations": {"components": ["head.0.*", "head.1.*", "neuron.0.*"], "groups": {"two": ["head.0.0", "head.0.1"]},
+               "methods": ["zero", "mean", "scale:0.5"], "positions": "all"}}
+JOB
+for dtype in fp32 native; do
+  "$hydra" run --model "$model" "$work/heads.json" --format ndjson --weights-dtype "$dtype" 2>"$work/err" |
+    grep -v -e '"type":"header"' -e '"type":"end"' >"$work/heads-$dtype.rows" ||
+    fail "hydra run ($dtype) of heads and neurons: $(cat "$work/err")"
+done
+[ "$(wc -l <"$work/heads-fp32.rows")" -gt 20 ] || fail "only $(wc -l <"$work/heads-fp32.rows") head rows"
+cmp -s "$work/heads-fp32.rows" "$work/heads-native.rows" ||
+  fail "native head and neuron rows differ: $(diff "$work/heads-fp32.rows" "$work/heads-native.rows" | head -3)"
 if "$hydra" run --model "$root/tests/data/tiny-llama" "$work/job.json" --weights-dtype native \
   >/dev/null 2>"$work/hf.err"; then
   fail "native weights of a safetensors model were accepted"

@@ -359,9 +359,10 @@ static void test_shortcuts(engine_t *e, const setup_t *S, int n_slots, unsigned 
     engine_job_t whole = fast;
     whole.whole_stages = 1;
     collect_t a = {0}, b = {0};
-    const long before = engine_shortcut_runs(e);
+    const long before = engine_shortcut_runs(e), narrow_before = engine_shortcut_narrow_rows(e);
     if (run(e, &fast, &a, n_slots) == 0) {
       const long taken = engine_shortcut_runs(e) - before;
+      const long narrow = engine_shortcut_narrow_rows(e) - narrow_before;
       if (run(e, &whole, &b, n_slots) == 0) {
         CHECK(engine_shortcut_runs(e) - before == taken,
               "shortcuts: whole_stages 1 takes none (%ld more)",
@@ -386,12 +387,22 @@ static void test_shortcuts(engine_t *e, const setup_t *S, int n_slots, unsigned 
           for (int s = 0; s < n_slots; s++)
             CHECK_CLOSE(what, x->delta_de[s], y->delta_de[s], BATCH_BOUND, scale_ref);
         }
-        printf("shortcuts (case %d): %d rows equal recomputing, %ld runs took a shortcut\n", k,
-               a.n_rows, taken);
+        printf("shortcuts (case %d): %d rows equal recomputing, %ld runs took a shortcut, %ld "
+               "rows the narrow product\n",
+               k, a.n_rows, taken, narrow);
         /* none with a parallel residual (attention and MLP read one input) */
         CHECK(cfg->parallel_residual ? taken == 0 : taken > 0,
               "shortcuts (case %d): %ld runs took one (parallel residual: %d)", k, taken,
               cfg->parallel_residual);
+        /* heads and neurons took the narrow product (a delta: no post norms) */
+        int deltas = 0;
+        for (int c = 0; c < S->n_comps; c++)
+          deltas |= S->comps[c].kind == COMPONENT_HEAD ||
+                    (S->comps[c].kind == COMPONENT_NEURON && S->comps[c].layer < cfg->n_layers - 1);
+        deltas = deltas && !cfg->parallel_residual && !cfg->post_norms;
+        CHECK(deltas ? narrow > 0 : narrow == 0,
+              "shortcuts (case %d): %ld rows took the narrow product (heads or neurons: %d)", k,
+              narrow, deltas);
       }
     }
     collect_free(&a);

@@ -237,6 +237,138 @@ static void test_matmul_blocks_all(void) {
   B->ops->free(B, s), B->ops->free(B, y), B->ops->free(B, x);
 }
 
+/* column_products: rows of random spans (none, one column, a head's
+ * width, several apart, as a group's; heads at one of two places, so that
+ * rows share their columns), ordered by column as the engine orders them, against
+ * the double sum over the decoded weights (1e-5 of the scale); rows without
+ * spans untouched; each row's floats, alone in a call, bit for bit those of
+ * the whole table, and those of the decoded weights given as F32. */
+static void test_column_products(uint32_t type, int rows, int out, int in, int width) {
+  const gguf_quant_type_t *tt = gguf_quant_type(type);
+  const size_t row_blocks = (size_t)in / tt->block_size, row_bytes = row_blocks * tt->type_size;
+  const size_t nx = (size_t)rows * in, ny = (size_t)rows * out;
+  float *x = malloc(nx * 4), *wf = malloc((size_t)out * in * 4), *y0 = malloc(ny * 4);
+  float *y = malloc(ny * 4), *y1 = malloc(ny * 4);
+  uint8_t *w = malloc((size_t)out * row_bytes);
+  double *ref = malloc(ny * 8);
+  int *order = malloc(sizeof(int) * rows);
+  column_span_t *spans = malloc(sizeof(column_span_t) * (size_t)rows * 4);
+  fill(x, nx, 1), fill(y0, ny, 1);
+  random_blocks(type, w, (size_t)out * row_blocks, rnd);
+  tt->decode(w, wf, (size_t)out * row_blocks);
+  for (int r = 0; r < rows; r++)
+    order[r] = r;
+  for (int r = rows - 1; r > 0; r--) {
+    const int j = (int)((rnd() + 1.0) / 2.0 * (r + 1)) % (r + 1), t = order[r];
+    order[r] = order[j], order[j] = t;
+  }
+  int n = 0;
+  for (int i = 0; i < rows; i++) {
+    const int r = order[i], kind = r % 4; /* 0: none, 1: a column, 2: a head, 3: three heads */
+    const int quarter = in / 4;
+    for (int k = 0; k < (kind == 3 ? 3 : kind != 0); k++) {
+      const int wide = kind == 1 ? 1 : width;
+      const int lo = k * quarter, room = quarter - wide; /* span k lies in quarter k */
+      /* a head at one of two places: rows of the same columns, grouped below */
+      const int c0 = lo + (kind == 1 ? (int)((rnd() + 1.0) / 2.0 * (room + 1)) % (room + 1)
+                                     : (rnd() < 0.0 ? 0 : room));
+      spans[n++] = (column_span_t){.row = r, .col0 = c0, .col1 = c0 + wide};
+    }
+  }
+  /* the engine's order: rows by their first column (ties by row), so rows of
+   * the same columns follow each other (the op takes them in groups) */
+  column_span_t *sorted = malloc(sizeof(column_span_t) * (size_t)(n > 0 ? n : 1));
+  for (int done = 0; done < n;) {
+    int best = -1, best_end = -1;
+    for (int i = 0; i < n;) { /* the least run not yet taken (col0 < 0: taken) */
+      int end = i + 1;
+      while (end < n && spans[end].row == spans[i].row)
+        end++;
+      if (spans[i].col0 >= 0 &&
+          (best < 0 || spans[i].col0 < spans[best].col0 ||
+           (spans[i].col0 == spans[best].col0 && spans[i].row < spans[best].row)))
+        best = i, best_end = end;
+      i = end;
+    }
+    for (int k = best; k < best_end; k++) {
+      sorted[done++] = spans[k];
+      spans[k].col0 = -1;
+    }
+  }
+  memcpy(spans, sorted, sizeof(column_span_t) * (size_t)n);
+  free(sorted);
+  for (size_t i = 0; i < ny; i++)
+    ref[i] = y0[i];
+  for (int i = 0; i < n; i++)
+    for (int o = 0; o < out; o++) {
+      double sum = 0.0;
+      for (int c = spans[i].col0; c < spans[i].col1; c++)
+        sum += (double)x[(size_t)spans[i].row * in + c] * wf[(size_t)o * in + c];
+      ref[(size_t)spans[i].row * out + o] += sum;
+    }
+  float *dx = dev(x, nx * 4), *dy = dev(y0, ny * 4);
+  uint8_t *dw = dev(w, (size_t)out * row_bytes);
+  column_span_t *ds = dev(spans, sizeof(column_span_t) * (size_t)(n > 0 ? n : 1));
+  run(B->ops->column_products(B, dy, dx, dw, type, ds, n, out, in), "column_products");
+  back(y, dy, ny * 4);
+  char name[64];
+  snprintf(name, sizeof(name), "cols_%s %dx%d", tt->name, out, in);
+  compare(name, y, ref, ny, 1e-5);
+  size_t touched = 0, differ = 0;
+  for (int r = 0; r < rows; r++)
+    for (int o = 0; r % 4 == 0 && o < out; o++)
+      touched += memcmp(&y[(size_t)r * out + o], &y0[(size_t)r * out + o], 4) != 0;
+  CHECK(touched == 0, "%s: %zu outputs of rows without spans changed", name, touched);
+  run(B->ops->upload(B, dy, y0, ny * 4), "upload");
+  for (int i = 0; i < n;) { /* each row alone */
+    int end = i + 1;
+    while (end < n && spans[end].row == spans[i].row)
+      end++;
+    run(B->ops->column_products(B, dy, dx, dw, type, ds + i, end - i, out, in),
+        "column_products (a row)");
+    i = end;
+  }
+  back(y1, dy, ny * 4);
+  for (size_t i = 0; i < ny; i++)
+    differ += memcmp(&y[i], &y1[i], 4) != 0;
+  CHECK(differ == 0, "%s: %zu of %zu outputs differ between rows alone and the table", name, differ,
+        ny);
+  /* the decoded weights as F32 give the same floats (as matmul_blocks does) */
+  float *dwf = dev(wf, (size_t)out * in * 4);
+  run(B->ops->upload(B, dy, y0, ny * 4) ||
+          B->ops->column_products(B, dy, dx, dwf, GGUF_TENSOR_F32, ds, n, out, in),
+      "column_products F32");
+  back(y1, dy, ny * 4);
+  differ = 0;
+  for (size_t i = 0; i < ny; i++)
+    differ += memcmp(&y[i], &y1[i], 4) != 0;
+  CHECK(differ == 0, "%s: %zu of %zu outputs differ from the decoded weights' as F32", name, differ,
+        ny);
+  B->ops->free(B, dwf);
+  /* a type with no columns to read, and rows not in whole blocks, are refused */
+  CHECK(B->ops->column_products(B, dy, dx, dw, GGUF_TENSOR_IQ2_XS, ds, n, out, in) != 0,
+        "%s: IQ2_XS was accepted", name);
+  CHECK(tt->block_size == 1 ||
+            B->ops->column_products(B, dy, dx, dw, type, ds, n, out, in - 1) != 0,
+        "%s: rows of %d were accepted", name, in - 1);
+  B->ops->free(B, dx), B->ops->free(B, dy), B->ops->free(B, dw), B->ops->free(B, ds);
+  free(x), free(wf), free(y0), free(y), free(y1), free(w), free(ref), free(order), free(spans);
+}
+
+static void test_column_products_all(void) {
+  static const uint32_t types[] = {GGUF_TENSOR_F32,  GGUF_TENSOR_BF16, GGUF_TENSOR_F16,
+                                   GGUF_TENSOR_Q8_0, GGUF_TENSOR_Q4_0, GGUF_TENSOR_Q4_1,
+                                   GGUF_TENSOR_Q5_0, GGUF_TENSOR_Q5_1, GGUF_TENSOR_Q4_K,
+                                   GGUF_TENSOR_Q5_K, GGUF_TENSOR_Q6_K};
+  for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+    test_column_products(types[i], 37, 96, 1024, 64); /* a down projection's shape, heads of 64 */
+    test_column_products(types[i], 9, 577, 512, 48);  /* spans across block edges */
+    test_column_products(types[i], 6, 64, 2048, 300); /* spans of two pieces, unaligned */
+  }
+  test_column_products(GGUF_TENSOR_F32, 70, 576, 1536, 64); /* SmolLM2's MLP, no blocks */
+  test_column_products(GGUF_TENSOR_F32, 12, 40, 12, 2);     /* tiny */
+}
+
 /* One of test_matmul_batch_invariance's products on rows [r0, r0 + rows)
  * of x into the same rows of y (from y0 where it accumulates). */
 typedef struct {
@@ -1109,6 +1241,7 @@ int main(int argc, char **argv) {
   test_matmul_bf16(5, 1000, 64, 1, 1, 300);
   test_matmul_bf16(3, 5, 2, 0, 1, 1);
   test_matmul_blocks_all();
+  test_column_products_all();
   test_matmul_batch_invariance(600, 1024); /* under 64 rows: tiles of 256 rows of w */
   test_matmul_batch_invariance(97, 576);
   test_transfers();

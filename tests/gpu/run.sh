@@ -222,8 +222,10 @@ if [ "${GPU_BENCH:-1}" != 0 ]; then
     xs=""
     if [ "$name" != "${name#llama}" ] && [ "$wdt" = fp32 ] && [ "$met" = logit ]; then
       step "sweep $name $prec: expert PyTorch ($torch_dev), every draw a row"
+      xflag=()
+      [ "$prec" = tf32 ] && xflag=(--tf32)
       timeout "${GPU_EXPERT_TIMEOUT:-200}" "${py[@]}" tests/bench/sweep_expert_torch.py "$m" "$p" \
-        --device "$torch_dev" $([ "$prec" = tf32 ] && echo --tf32) --runs 3 --warmup 1 >"$work/x.txt" 2>&1
+        --device "$torch_dev" "${xflag[@]}" --runs 3 --warmup 1 >"$work/x.txt" 2>&1
       x=$(tail -1 "$work/x.txt")
       echo "$name expert: $x" | tee -a "$log"
       xs=$(get measured_s "$x")

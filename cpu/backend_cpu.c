@@ -759,38 +759,44 @@ static void thread_share(size_t n, size_t *begin, size_t *len) {
   *len = n - *begin < share ? n - *begin : share;
 }
 
-/* x[i] = f(x[i]) on the threads, each over its share */
-static void map_on_threads(void (*f)(float *, size_t), float *x, size_t n) {
-#pragma omp parallel
-  {
-    size_t begin, len;
-    thread_share(n, &begin, &len);
-    f(x + begin, len);
-  }
-}
-
-static int cpu_activation(backend_t *b, float *x, size_t n, activation_t act) {
-  (void)b;
+/* x[i] = act(x[i]) over one slice: each element by the same function
+ * whatever the slice (vec_math's kernels promise it), so a pass cut into
+ * any slices gives the same floats. -1 for an unknown act. */
+static int activate_slice(float *x, size_t n, activation_t act) {
   switch (act) {
   case ACT_GELU_TANH:
-    map_on_threads(vec_gelu_tanh, x, n);
+    vec_gelu_tanh(x, n);
     return 0;
   case ACT_GELU_ERF: /* x erfc(-x / sqrt 2) / 2 in double: 1 + erf(z) in float cancels for
                         negative x (1.3e-5 relative at x near -4) */
-#pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++)
       x[i] = (float)(0.5 * (double)x[i] * erfc(-(double)x[i] * 0.70710678118654752440));
     return 0;
   case ACT_SILU:
-    map_on_threads(vec_silu, x, n);
+    vec_silu(x, n);
     return 0;
   case ACT_RELU:
-#pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++)
       x[i] = x[i] > 0.0f ? x[i] : 0.0f;
     return 0;
   }
-  return err_set(b->err, "unknown activation %d", (int)act);
+  return -1;
+}
+
+static int known_activation(activation_t act) {
+  return act == ACT_GELU_TANH || act == ACT_GELU_ERF || act == ACT_SILU || act == ACT_RELU;
+}
+
+static int cpu_activation(backend_t *b, float *x, size_t n, activation_t act) {
+  if (!known_activation(act))
+    return err_set(b->err, "unknown activation %d", (int)act);
+#pragma omp parallel
+  {
+    size_t begin, len;
+    thread_share(n, &begin, &len);
+    activate_slice(x + begin, len, act);
+  }
+  return 0;
 }
 
 static int cpu_swiglu(backend_t *b, float *gate, const float *up, size_t n) {
@@ -810,6 +816,40 @@ static int cpu_glu(backend_t *b, float *gate, const float *up, size_t n, activat
 #pragma omp parallel for schedule(static)
   for (size_t i = 0; i < n; i++)
     gate[i] *= up[i];
+  return 0;
+}
+
+/* product_pair_rows's finish: swiglu's or glu's floats on one slice. */
+static void glu_finish(void *ctx, float *gate, const float *up, int n) {
+  const activation_t act = *(const activation_t *)ctx;
+  if (act == ACT_SILU) {
+    vec_swiglu(gate, up, (size_t)n);
+    return;
+  }
+  activate_slice(gate, (size_t)n, act);
+  for (int i = 0; i < n; i++)
+    gate[i] *= up[i];
+}
+
+/* Batches of SMALL_BATCH_ROWS and more: one pass of product_pair_rows, the
+ * hidden units finished tile by tile; fewer rows take the tiled products
+ * (a tile of w a thread) and then the pass. The same floats either way. */
+static int cpu_matmul_glu(backend_t *b, float *gate, float *up, const float *x, const float *w_gate,
+                          const float *w_up, const float *b_up, int rows, int out, int in,
+                          activation_t act) {
+  if (!known_activation(act))
+    return err_set(b->err, "matmul_glu: unknown activation %d", (int)act);
+  if (rows == 0)
+    return 0;
+  if (rows < SMALL_BATCH_ROWS) {
+    if (cpu_matmul(b, gate, x, w_gate, NULL, rows, out, in, 0) ||
+        cpu_matmul(b, up, x, w_up, b_up, rows, out, in, 0))
+      return -1;
+    const size_t n = (size_t)rows * out;
+    return act == ACT_SILU ? cpu_swiglu(b, gate, up, n) : cpu_glu(b, gate, up, n, act);
+  }
+  const int up_from_bias = fill_bias(up, b_up, rows, out, 0);
+  product_pair_rows(gate, up, x, w_gate, w_up, rows, out, in, up_from_bias, glu_finish, &act, 1);
   return 0;
 }
 
@@ -922,6 +962,7 @@ static const backend_ops_t cpu_ops = {
     .matmul = cpu_matmul,
     .matmul_bf16 = cpu_matmul_bf16,
     .matmul_blocks = cpu_matmul_blocks,
+    .matmul_glu = cpu_matmul_glu,
     .column_products = cpu_column_products,
     .layernorm = cpu_layernorm,
     .head_layernorm = cpu_head_layernorm,

@@ -996,6 +996,40 @@ static int cuda_glu(backend_t *b, float *gate, const float *up, size_t n, activa
   return 0;
 }
 
+/* gate = act(gate) * (up + b_up), act < 0 for swiglu's silu (k_swiglu's
+ * formula): matmul_glu's bias and hidden units in one pass. */
+__global__ void k_glu_bias(float *gate, const float *up, const float *b_up, int out, size_t n,
+                           int act) {
+  size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= n)
+    return;
+  const float g = gate[i], u = b_up ? up[i] + b_up[i % out] : up[i];
+  gate[i] = (act < 0 ? g / (1.0f + expf(-g)) : activate(g, act)) * u;
+}
+
+/* One sgemm each (beta 0), then the bias and the hidden units in one
+ * kernel: the bias is added after the product here (matmul starts the sum
+ * from it), a float rounding apart, within the product's bound. */
+static int cuda_matmul_glu(backend_t *b, float *gate, float *up, const float *x,
+                           const float *w_gate, const float *w_up, const float *b_up, int rows,
+                           int out, int in, activation_t act) {
+  PROF(b, P_MATMUL);
+  if (act != ACT_GELU_TANH && act != ACT_GELU_ERF && act != ACT_SILU && act != ACT_RELU)
+    return err_set(b->err, "matmul_glu: unknown activation %d", (int)act);
+  if (rows == 0)
+    return 0;
+  const size_t n = (size_t)rows * out;
+  float alpha = 1.0f, beta = 0.0f;
+  CUBLAS_TRY(b, cublasSgemm(impl(b)->blas, CUBLAS_OP_T, CUBLAS_OP_N, out, rows, in, &alpha, w_gate,
+                            in, x, in, &beta, gate, out));
+  CUBLAS_TRY(b, cublasSgemm(impl(b)->blas, CUBLAS_OP_T, CUBLAS_OP_N, out, rows, in, &alpha, w_up,
+                            in, x, in, &beta, up, out));
+  k_glu_bias<<<blocks(n, 256), 256, 0, impl(b)->stream>>>(gate, up, b_up, out, n,
+                                                          act == ACT_SILU ? -1 : (int)act);
+  LAUNCH_CHECK(b);
+  return 0;
+}
+
 static int cuda_scale(backend_t *b, float *x, size_t n, float alpha) {
   PROF(b, P_ELEMENTWISE);
   if (n == 0)
@@ -1135,6 +1169,7 @@ static backend_ops_t make_ops(void) {
   o.matmul = cuda_matmul;
   o.matmul_bf16 = cuda_matmul_bf16;
   o.matmul_blocks = cuda_matmul_blocks;
+  o.matmul_glu = cuda_matmul_glu;
   o.column_products = cuda_column_products;
   o.layernorm = cuda_layernorm;
   o.head_layernorm = cuda_head_layernorm;

@@ -112,6 +112,18 @@ typedef struct {
                        const float *bias, int rows, int out, int in, int accumulate, float *scratch,
                        size_t scratch_floats);
 
+  /* A gated MLP's gate and up products as one (MLP_SWIGLU, MLP_GEGLU):
+   * gate[rows, out] = act(x . w_gate^T) * (x . w_up^T + b_up), b_up NULL
+   * for none, w_gate and w_up fp32 [out, in]; up[rows, out] is the op's to
+   * overwrite. act ACT_SILU gives swiglu's floats, another act glu's: the
+   * floats of matmul (gate), matmul (up), then swiglu or glu bit for bit
+   * on a batch_invariant backend (the CPU's finishes each tile of hidden
+   * units in cache, with no pass of its own over gate and up), within the
+   * fp32 product's bound on another (CUDA adds the bias after the product). */
+  int (*matmul_glu)(backend_t *b, float *gate, float *up, const float *x, const float *w_gate,
+                    const float *w_up, const float *b_up, int rows, int out, int in,
+                    activation_t act);
+
   /* A product over a few of w's columns at chosen rows (a head's slice of
    * the output projection, a neuron's column of the down projection): for
    * every span s of spans[n] (backend memory),

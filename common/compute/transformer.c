@@ -583,7 +583,11 @@ static int mlp(transformer_t *t, const transformer_pass_t *P, int L, const float
   backend_t *b = t->b;
   const int d = c->d_model, fm = c->d_mlp;
   const size_t nf = (size_t)n * fm;
-  if (c->mlp == MLP_SWIGLU) {
+  if ((c->mlp == MLP_SWIGLU || c->mlp == MLP_GEGLU) && op->matmul_glu && !t->bf16 && !t->native) {
+    /* fp32 weights: both products and the hidden units as one op */
+    TRY(op->matmul_glu(b, t->hidden, t->up, input, w->w_gate, w->w_up, w->b_up, n, fm, d,
+                       c->mlp == MLP_SWIGLU ? ACT_SILU : c->activation));
+  } else if (c->mlp == MLP_SWIGLU) {
     TRY(transformer_matmul(t, t->hidden, input, w->w_gate, NULL, n, fm, d, 0)); /* gate[n, F] */
     TRY(transformer_matmul(t, t->up, input, w->w_up, w->b_up, n, fm, d, 0));    /* up[n, F]   */
     TRY(op->swiglu(b, t->hidden, t->up, nf)); /* hidden = silu(gate) * up */

@@ -836,6 +836,62 @@ static void test_row_dots(int n_rows, int n_dirs, int n, int d) {
   free(x), free(dirs), free(out), free(oi), free(xr), free(dr), free(ref);
 }
 
+static double act_ref(double t, activation_t a) {
+  return a == ACT_GELU_TANH  ? 0.5 * t * (1 + tanh(sqrt(2 / M_PI) * (t + 0.044715 * t * t * t)))
+         : a == ACT_GELU_ERF ? 0.5 * t * (1 + erf(t / sqrt(2)))
+         : a == ACT_RELU     ? (t > 0 ? t : 0)
+                             : t / (1 + exp(-t));
+}
+
+/* matmul_glu: against a double reference of act(x . w_gate^T) * (x .
+ * w_up^T + b_up), and against the three calls it stands for (matmul, matmul,
+ * swiglu or glu): bit for bit on a batch_invariant backend, else within
+ * BATCH_PRODUCT_BOUND. Shapes over and under the CPU's small-batch rows
+ * (64), with k across its KC blocks (768), ragged panels and tiles. */
+static void test_matmul_glu(int rows, int out, int in, int bias, activation_t act) {
+  const size_t nx = (size_t)rows * in, nw = (size_t)out * in, ny = (size_t)rows * out;
+  float *x = malloc(nx * 4), *wg = malloc(nw * 4), *wu = malloc(nw * 4), *b = malloc(out * 4);
+  float *y = malloc(ny * 4), *y3 = malloc(ny * 4);
+  double *ref = malloc(ny * 8);
+  fill(x, nx, 1), fill(wg, nw, 1.0 / sqrt(in)), fill(wu, nw, 1.0 / sqrt(in)), fill(b, out, 1);
+  for (int r = 0; r < rows; r++)
+    for (int o = 0; o < out; o++) {
+      double g = 0, u = bias ? b[o] : 0;
+      for (int i = 0; i < in; i++) {
+        g += (double)x[(size_t)r * in + i] * wg[(size_t)o * in + i];
+        u += (double)x[(size_t)r * in + i] * wu[(size_t)o * in + i];
+      }
+      ref[(size_t)r * out + o] = act_ref(g, act) * u;
+    }
+  float *dx = dev(x, nx * 4), *dwg = dev(wg, nw * 4), *dwu = dev(wu, nw * 4), *db = dev(b, out * 4);
+  float *dg = dev(y, ny * 4), *du = dev(y, ny * 4);
+  run(B->ops->matmul_glu(B, dg, du, dx, dwg, dwu, bias ? db : NULL, rows, out, in, act),
+      "matmul_glu");
+  back(y, dg, ny * 4);
+  char name[64];
+  snprintf(name, sizeof(name), "mm_glu%s %d", bias ? "+b" : "", (int)act);
+  compare(name, y, ref, ny, 1e-5);
+  run(B->ops->matmul(B, dg, dx, dwg, NULL, rows, out, in, 0), "matmul gate");
+  run(B->ops->matmul(B, du, dx, dwu, bias ? db : NULL, rows, out, in, 0), "matmul up");
+  run(act == ACT_SILU ? B->ops->swiglu(B, dg, du, ny) : B->ops->glu(B, dg, du, ny, act), "glu");
+  back(y3, dg, ny * 4);
+  const int bitwise = B->ops->batch_invariant, same = memcmp(y, y3, ny * 4) == 0;
+  const double e = check_rel_error_f32(y, y3, ny);
+  const int ok = bitwise ? same : e <= BATCH_PRODUCT_BOUND;
+  printf("%-14s against its three ops: %s, rel err %.3g (bound: %s)  %s\n", name,
+         same ? "same bits" : "bits differ", e, bitwise ? "bit for bit" : "1e-5",
+         ok ? "ok" : "FAIL");
+  CHECK(ok,
+        "matmul_glu (rows %d, out %d, in %d, act %d): against matmul, matmul and the glu: %s, "
+        "rel err %.3g",
+        rows, out, in, (int)act, same ? "same bits" : "bits differ", e);
+  CHECK(B->ops->matmul_glu(B, dg, du, dx, dwg, dwu, NULL, rows, out, in, (activation_t)99) != 0,
+        "matmul_glu took an unknown activation");
+  B->ops->free(B, dx), B->ops->free(B, dwg), B->ops->free(B, dwu), B->ops->free(B, db);
+  B->ops->free(B, dg), B->ops->free(B, du);
+  free(x), free(wg), free(wu), free(b), free(y), free(y3), free(ref);
+}
+
 static void test_elementwise(size_t n) {
   float *x = malloc(n * 4), *u = malloc(n * 4), *y = malloc(n * 4);
   double *ref = malloc(n * 8);
@@ -1270,6 +1326,13 @@ int main(int argc, char **argv) {
   test_logit_metrics(7, 37, 3, 0.0f);
   test_logit_metrics(13, 50257, 5, 30.0f); /* Gemma 2's cap: bites on the rows at 40 and 80 */
   test_logit_metrics(7, 37, 3, 4.0f);
+  test_matmul_glu(70, 100, 576, 1, ACT_SILU); /* one pass, ragged panel and tile */
+  test_matmul_glu(200, 37, 800, 0, ACT_SILU); /* two KC blocks: finished on the last */
+  test_matmul_glu(131, 48, 1600, 1, ACT_GELU_TANH);
+  test_matmul_glu(64, 17, 9, 1, ACT_GELU_ERF);
+  test_matmul_glu(66, 16, 33, 0, ACT_RELU);
+  test_matmul_glu(5, 33, 64, 1, ACT_SILU); /* under 64 rows: the tiled products */
+  test_matmul_glu(1, 7, 3, 0, ACT_GELU_TANH);
   test_elementwise(10007);
   test_elementwise(13);
   test_elementwise(1);

@@ -10,8 +10,11 @@
  *     w cut into column tiles, on 1 to 3 threads, in parallel or not;
  *   - columns past n of y (ldy > n) are never written;
  *   - inf and NaN propagate as the chain's do.
- * Run twice by ctest: as picked (AVX2+FMA where the CPU has it) and with
- * HYDRA_NO_SIMD=1 (plain C). usage: test_product [SEED] */
+ *   - product_pair_rows (a gated MLP's pair): both sums their chains' bits,
+ *     each finished once, after its last k.
+ * Run three times by ctest: as picked (AVX-512 or AVX2+FMA where the CPU has
+ * them), with HYDRA_NO_AVX512=1 (AVX2+FMA) and with HYDRA_NO_SIMD=1 (plain
+ * C). usage: test_product [SEED] */
 #include <math.h>
 #include <omp.h>
 #include <stdint.h>
@@ -108,6 +111,59 @@ done:
   free(x), free(w), free(y0), free(y), free(alone);
 }
 
+/* product_pair_rows's finish for the test: gate = gate - 2 up (an exact
+ * function of both sums, so a slice finished before its sums are complete
+ * shows), counting the values it finishes. */
+typedef struct {
+  long finished;
+} pair_count_t;
+
+static void finish_count(void *ctx, float *gate, const float *up, int n) {
+  pair_count_t *c = ctx;
+  for (int i = 0; i < n; i++)
+    gate[i] = gate[i] - 2.0f * up[i];
+#pragma omp atomic
+  c->finished += n;
+}
+
+/* product_pair_rows: every gate and up sum its chain's bits (the up's from
+ * the bias when up_from_y), each finished exactly once after its last k. */
+static void check_pair(int rows, int n, int in, int up_from_y, int threads) {
+  float *x = malloc(sizeof(float) * (size_t)rows * in),
+        *wg = malloc(sizeof(float) * (size_t)n * in);
+  float *wu = malloc(sizeof(float) * (size_t)n * in),
+        *up0 = malloc(sizeof(float) * (size_t)rows * n);
+  float *gate = malloc(sizeof(float) * (size_t)rows * n),
+        *up = malloc(sizeof(float) * (size_t)rows * n);
+  if (!x || !wg || !wu || !up0 || !gate || !up) {
+    FAIL("out of memory at pair %d x %d x %d", rows, n, in);
+    goto done;
+  }
+  fill(x, (size_t)rows * in), fill(wg, (size_t)n * in), fill(wu, (size_t)n * in);
+  fill(up0, (size_t)rows * n), fill(gate, (size_t)rows * n);
+  memcpy(up, up0, sizeof(float) * (size_t)rows * n);
+  omp_set_num_threads(threads);
+  pair_count_t count = {0};
+  product_pair_rows(gate, up, x, wg, wu, rows, n, in, up_from_y, finish_count, &count, 1);
+  int bad = 0;
+  for (int r = 0; r < rows; r++)
+    for (int j = 0; j < n; j++) {
+      const float *xr = x + (size_t)r * in;
+      const float u = chain(xr, wu + (size_t)j * in, in, up_from_y ? up0[(size_t)r * n + j] : 0.0f);
+      const float g = chain(xr, wg + (size_t)j * in, in, 0.0f) - 2.0f * u;
+      const size_t at = (size_t)r * n + j;
+      if ((!same_bits(up[at], u) || !same_bits(gate[at], g)) && bad++ < 3)
+        FAIL("pair %d x %d x %d (up from y %d, %d threads): [%d][%d] gate %.9g up %.9g, the "
+             "chains give %.9g and %.9g",
+             rows, n, in, up_from_y, threads, r, j, gate[at], up[at], g, u);
+    }
+  CHECK(bad == 0, "pair %d x %d x %d: %d elements differ from their chains", rows, n, in, bad);
+  CHECK(count.finished == (long)rows * n, "pair %d x %d x %d: %ld values finished, want %ld", rows,
+        n, in, count.finished, (long)rows * n);
+done:
+  free(x), free(wg), free(wu), free(up0), free(gate), free(up);
+}
+
 /* inf and NaN in x or w: the elements they reach are the chain's. */
 static void check_specials(void) {
   enum { ROWS = 7, N = 19, IN = 37 };
@@ -126,9 +182,12 @@ int main(int argc, char **argv) {
   uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 0) : (uint64_t)time(NULL);
   check_seed(seed);
   rng = seed * 0x9E3779B97F4A7C15ULL + 1;
+  const int level = product_simd();
   printf("test_product: seed %llu, %s kernel\n", (unsigned long long)seed,
-         product_simd() ? "AVX2+FMA" : "plain C");
-  const int rows[] = {1, 5, 6, 7, 13, 300}, cols[] = {1, 15, 16, 17, 40};
+         level == 2 ? "AVX-512"
+         : level    ? "AVX2+FMA"
+                    : "plain C");
+  const int rows[] = {1, 5, 6, 7, 12, 13, 300}, cols[] = {1, 15, 16, 17, 32, 33, 40};
   const int ins[] = {1, 8, 9, 63, 769, 1601};
   for (size_t a = 0; a < sizeof rows / sizeof *rows; a++)
     for (size_t b = 0; b < sizeof cols / sizeof *cols; b++)
@@ -144,5 +203,9 @@ int main(int argc, char **argv) {
   check_shape(3, 5, 0, 1, 2); /* in = 0: y unchanged when accumulating */
   check_shape(3, 5, 0, 0, 2); /* ... and 0 otherwise */
   check_specials();
+  check_pair(300, 40, 1601, 1, 2); /* three KC blocks, ragged panels, two threads */
+  check_pair(13, 17, 63, 0, 1);
+  check_pair(1, 1, 1, 1, 3);
+  check_pair(12, 33, 0, 1, 2); /* in = 0: the gate 0, the up its start, still finished */
   return check_exit("test_product");
 }

@@ -462,14 +462,21 @@ static int cpu_rope(backend_t *b, float *x, const int *position, const float *in
 #pragma omp atomic write
       failed = 1;
     }
+    /* A thread's rows are consecutive (a static schedule) and an ablation
+     * pass's rows share their prompt's final position in runs: each run's
+     * angles are computed once (a function of the position alone). */
+    int cs_position = 0, cs_known = 0;
 #pragma omp for schedule(static)
     for (int r = 0; r < rows; r++) {
       if (!cs)
         continue;
       float *cr = cs, *sr = cs + half;
-      for (int i = 0; i < half; i++) {
-        const double angle = (double)position[r] * inv_freq[i];
-        cr[i] = (float)(cos(angle) * attn_scale), sr[i] = (float)(sin(angle) * attn_scale);
+      if (!cs_known || position[r] != cs_position) {
+        for (int i = 0; i < half; i++) {
+          const double angle = (double)position[r] * inv_freq[i];
+          cr[i] = (float)(cos(angle) * attn_scale), sr[i] = (float)(sin(angle) * attn_scale);
+        }
+        cs_position = position[r], cs_known = 1;
       }
       for (int h = 0; h < n_heads; h++) {
         float *x1 = x + (size_t)r * n_heads * head_dim + (size_t)h * head_dim, *x2 = x1 + half;

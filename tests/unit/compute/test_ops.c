@@ -587,8 +587,8 @@ static void test_rope(int rows, int heads, int hd, int rot, float theta, int sca
   fill(x, n, 1);
   for (int i = 0; i < rot / 2; i++)
     freq[i] = (float)(pow(theta, -2.0 * i / rot) * (scaled ? 1.0 + rnd() * 0.5 : 1.0));
-  for (int r = 0; r < rows; r++)
-    pos[r] = (int)((rnd() + 1.0) * 1000);
+  for (int r = 0; r < rows; r++) /* runs of a position (an ablation pass's rows) and changes */
+    pos[r] = r > 0 && rnd() < 0.0 ? pos[r - 1] : (int)((rnd() + 1.0) * 1000);
   for (int r = 0; r < rows; r++)
     for (int h = 0; h < heads; h++) {
       const float *xh = x + ((size_t)r * heads + h) * hd;

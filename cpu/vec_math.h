@@ -1,6 +1,8 @@
 /* vec_math.h - the CPU backend's elementwise functions on float arrays: on an
  * x86-64 CPU with AVX2 and FMA, 8-wide kernels with their own exp, expm1 and
- * tanh (range reduction and a polynomial, a few ulp: tests/unit/cpu
+ * tanh (silu and swiglu 16-wide where it has AVX-512, the same operations:
+ * the same floats; HYDRA_NO_AVX512 set to anything but "0" keeps them 8-wide)
+ * (range reduction and a polynomial, a few ulp: tests/unit/cpu
  * test_vec_math measures them against double on a dense sweep); elsewhere
  * libm loops. The path is chosen at run time, so the project builds for
  * baseline x86-64 (and other CPUs) and runs the wide kernels where it can

@@ -826,16 +826,20 @@ static int cpu_glu(backend_t *b, float *gate, const float *up, size_t n, activat
   return 0;
 }
 
-/* product_pair_rows's finish: swiglu's or glu's floats on one slice. */
-static void glu_finish(void *ctx, float *gate, const float *up, int n) {
+/* product_pair_rows's finish: swiglu's or glu's floats on one tile. */
+static void glu_finish(void *ctx, float *gate, const float *up, int ld, int rows, int n) {
   const activation_t act = *(const activation_t *)ctx;
   if (act == ACT_SILU) {
-    vec_swiglu(gate, up, (size_t)n);
+    vec_swiglu_rows(gate, up, (size_t)ld, (size_t)rows, (size_t)n);
     return;
   }
-  activate_slice(gate, (size_t)n, act);
-  for (int i = 0; i < n; i++)
-    gate[i] *= up[i];
+  for (int r = 0; r < rows; r++) {
+    float *g = gate + (size_t)r * ld;
+    const float *u = up + (size_t)r * ld;
+    activate_slice(g, (size_t)n, act);
+    for (int i = 0; i < n; i++)
+      g[i] *= u[i];
+  }
 }
 
 /* Batches of SMALL_BATCH_ROWS and more: one pass of product_pair_rows, the

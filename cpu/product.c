@@ -438,8 +438,8 @@ static void multiply_pair(float *gate, float *up, int ldy, const float *x, int l
         kernel_plain(gt, ldy, xt, ldx, panel_g, rb, nr, kc, gate_from_y);
         kernel_plain(ut, ldy, xt, ldx, panel_u, rb, nr, kc, up_from_y);
       }
-      for (int i = 0; finish && i < rb; i++)
-        finish(ctx, gt + (size_t)i * ldy, ut + (size_t)i * ldy, nr);
+      if (finish)
+        finish(ctx, gt, ut, ldy, rb, nr);
     }
   }
 }
@@ -455,8 +455,8 @@ void product_pair_rows(float *gate, float *up, const float *x, const float *wg, 
       memset(gate + (size_t)r * n, 0, (size_t)n * sizeof(float));
       if (!up_from_y)
         memset(up + (size_t)r * n, 0, (size_t)n * sizeof(float));
-      finish(ctx, gate + (size_t)r * n, up + (size_t)r * n, n);
     }
+    finish(ctx, gate, up, n, rows, n);
     return;
   }
 #pragma omp parallel if (parallel && n_panels > 1)

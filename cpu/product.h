@@ -16,19 +16,19 @@
 void product_rows(float *y, int ldy, const float *x, const float *w, int rows, int n, int in,
                   int accumulate, int parallel);
 
-/* finish(ctx, gate, up, n): turns n values of a gated MLP's gate products
- * into its hidden units, given the up products (act(gate) * up, in place on
- * gate). */
-typedef void (*product_finish_fn)(void *ctx, float *gate, const float *up, int n);
+/* finish(ctx, gate, up, ld, rows, n): turns a tile of a gated MLP's gate
+ * products (rows of n values, ld floats apart) into its hidden units, given
+ * the up products at the same places (act(gate) * up, in place on gate). */
+typedef void (*product_finish_fn)(void *ctx, float *gate, const float *up, int ld, int rows, int n);
 
 /* A gated MLP's two products of one x as one pass (rows of x: in floats; of
  * gate and up: n floats): gate[r][j] = sum over k of x[r][k] * wg[j][k] and
  * up[r][j] = sum over k of x[r][k] * wu[j][k], each one chain as in
  * product_rows (gate's from 0; up's from up[r][j] when up_from_y, where a
  * bias was filled in, else from 0), so both hold product_rows's bits. As
- * soon as a tile's sums are complete, finish is called on each of its rows'
- * slices (at most 16 values, in cache), so the hidden units never take a
- * separate pass over memory; up is left holding its products. The columns
+ * soon as a tile's sums are complete, finish is called on it (at most 12
+ * rows of 16 values, in cache), so the hidden units never take a separate
+ * pass over memory; up is left holding its products. The columns
  * are shared out over OpenMP's threads (parallel) as in product_rows. */
 void product_pair_rows(float *gate, float *up, const float *x, const float *wg, const float *wu,
                        int rows, int n, int in, int up_from_y, product_finish_fn finish, void *ctx,

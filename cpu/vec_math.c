@@ -295,6 +295,12 @@ WIDE512 static void swiglu_512(float *gate, const float *up, size_t n) {
   }
 }
 
+WIDE512 static void swiglu_rows_512(float *gate, const float *up, size_t ld, size_t rows,
+                                    size_t n) {
+  for (size_t r = 0; r < rows; r++)
+    swiglu_512(gate + r * ld, up + r * ld, n);
+}
+
 #define HAVE_WIDE 1
 #else
 #define HAVE_WIDE 0
@@ -366,6 +372,17 @@ void vec_swiglu(float *gate, const float *up, size_t n) {
 #endif
   for (size_t i = 0; i < n; i++)
     gate[i] = silu1(gate[i]) * up[i];
+}
+
+void vec_swiglu_rows(float *gate, const float *up, size_t ld, size_t rows, size_t n) {
+#if HAVE_WIDE
+  if (wide512()) {
+    swiglu_rows_512(gate, up, ld, rows, n);
+    return;
+  }
+#endif
+  for (size_t r = 0; r < rows; r++)
+    vec_swiglu(gate + r * ld, up + r * ld, n);
 }
 
 void vec_gelu_tanh(float *x, size_t n) {

@@ -36,6 +36,10 @@ void vec_silu(float *x, size_t n);
 /* gate[i] = silu(gate[i]) * up[i] */
 void vec_swiglu(float *gate, const float *up, size_t n);
 
+/* vec_swiglu on each of rows rows of n values, ld floats apart (a tile of a
+ * product), in one call: the same floats. */
+void vec_swiglu_rows(float *gate, const float *up, size_t ld, size_t rows, size_t n);
+
 /* x[i] = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), computed as
  * x / (1 + exp(-2 u)) (the same function, free of the cancellation in
  * 1 + tanh for negative x). */

@@ -118,12 +118,13 @@ typedef struct {
   long finished;
 } pair_count_t;
 
-static void finish_count(void *ctx, float *gate, const float *up, int n) {
+static void finish_count(void *ctx, float *gate, const float *up, int ld, int rows, int n) {
   pair_count_t *c = ctx;
-  for (int i = 0; i < n; i++)
-    gate[i] = gate[i] - 2.0f * up[i];
+  for (int r = 0; r < rows; r++)
+    for (int i = 0; i < n; i++)
+      gate[(size_t)r * ld + i] = gate[(size_t)r * ld + i] - 2.0f * up[(size_t)r * ld + i];
 #pragma omp atomic
-  c->finished += n;
+  c->finished += (long)rows * n;
 }
 
 /* product_pair_rows: every gate and up sum its chain's bits (the up's from

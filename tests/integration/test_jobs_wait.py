@@ -38,12 +38,16 @@ ALICE, BOB, ADMIN = list(TOKENS)
 check = Checks("test_jobs_wait")
 
 
-def slow(n_prompts, samples=300, **extra):
-    """Each prompt (a unit) is 6 x samples variants at all 100 positions,
-    every draw computed (each_draw: a repeated draw otherwise runs once):
-    seconds of work in passes of a fraction of a second."""
+def slow(n_prompts, samples=1000, **extra):
+    """Each prompt (a unit) is 6 x samples variants of 120 tokens at all
+    positions, every draw computed (each_draw: a repeated draw otherwise
+    runs once): seconds of work in passes of a fraction of a second. A unit
+    must outlast the deadlines and the cancel below on the fastest CPU that
+    runs this (300 samples of 100 tokens took 2.2 s on a Xeon core with
+    AVX-512, where the checks need 5 s); the jobs are cancelled or fail
+    mid-unit, so a larger unit costs no time."""
     doc = {"model": "tiny",
-           "prompts": [{"ids": [(7 * i + j) % 997 + 3 for j in range(100)]} for i in range(n_prompts)],
+           "prompts": [{"ids": [(7 * i + j) % 997 + 3 for j in range(120)]} for i in range(n_prompts)],
            "ablations": {"components": ["*"], "methods": ["resample"], "samples": samples, "seed": 3,
                          "positions": "all", "each_draw": True}, "reuse": False}
     doc.update(extra)
@@ -164,7 +168,7 @@ try:
 
     # 4. a deadline passes inside a long unit
     t0 = time.monotonic()
-    e = submit(d, slow(2, samples=600, deadline_s=3))
+    e = submit(d, slow(2, deadline_s=3))
     s, _ = until(d, e, lambda s: s["state"] in final, 60)
     took = time.monotonic() - t0
     bound = 3 + 2 * pass_s + 2

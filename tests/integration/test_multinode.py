@@ -272,10 +272,17 @@ while time.monotonic() < end:
 check("5: the Slurm script starts one worker per GPU", all(_up(d) for d in slurm),
       open(os.path.join(tmp, "slurm.log")).read()[-500:])
 if all(_up(d) for d in slurm):
+    # A job submitted to each worker: each starts its own at once, so both run
+    # units however fast one job is (job "two" took 0.6 s on one Xeon core,
+    # about the 0.5 s a worker takes to see another's submission).
     jid = slurm[0].submit(job(N2, "two"))
+    jid1 = slurm[1].submit(job(N1, "one"))
     st = slurm[1].wait(jid, timeout=300)
-    check("5: the Slurm workers finish a job", st["state"] == "done", st)
+    st1 = slurm[0].wait(jid1, timeout=300)
+    check("5: the Slurm workers finish the jobs", st["state"] == "done" and st1["state"] == "done",
+          (st, st1))
     check_rows("5", slurm[1].rows(jid), want2, N2)
+    check_rows("5, the second job", slurm[0].rows(jid1), want1, N1)
     busy = [variants_run(d) for d in slurm]
     check("5: both Slurm workers ran units", all(v > 0 for v in busy), busy)
 script.send_signal(signal.SIGTERM)

@@ -29,6 +29,11 @@ from hydra_client.stats import t_quantile
 PROMPTS = ["the cat sat on the mat", "a dog ran in the park", "one two three four five",
            {"ids": [5, 17, 250, 9, 33]}]
 REL = 1e-5  # fp32 effects summed in double by the server and by numpy
+# A job of seconds on any CPU, for the tests that cancel it or time out
+# waiting: every draw a full forward (the hydra preset's 15 samples with reuse
+# ended inside 0.3 s on a Xeon core with AVX-512); it never runs to its end.
+LONG = {"model": "tiny", "preset": "hydra", "prompts": PROMPTS * 60,
+        "ablations": {"samples": 1000, "each_draw": True}, "reuse": False}
 
 
 def close(a, b, rel=REL):
@@ -195,8 +200,7 @@ def test_other_users_job_is_invisible(client, server):
 
 
 def test_cancel(client):
-    job = client.submit({"model": "tiny", "preset": "hydra", "prompts": PROMPTS * 40,
-                         "ablations": {"samples": 15}})
+    job = client.submit(LONG)
     job.cancel()
     with pytest.raises(HydraError):
         job.follow(progress=False)
@@ -206,8 +210,7 @@ def test_cancel(client):
 def test_wait_timeout_then_async(client):
     """wait(timeout=) raises JobTimeout while the job goes on; wait_async
     waits without blocking the event loop; `await job` gives Results."""
-    big = client.submit({"model": "tiny", "preset": "hydra", "prompts": PROMPTS * 60,
-                         "ablations": {"samples": 15}})
+    big = client.submit(LONG)
     t0 = time.monotonic()
     with pytest.raises(JobTimeout) as e:
         big.wait(timeout=0.3, poll_s=0.1)
@@ -257,8 +260,7 @@ def test_results_of_an_ended_job_name_how_it_ended(client):
     """results() of a job cancelled after some rows: a RuntimeWarning naming
     the job and how it ended, with the rows stored before; of one cancelled
     before any row: HydraError naming it (was: empty frames, no word)."""
-    job = client.submit({"model": "tiny", "preset": "hydra", "prompts": PROMPTS * 40,
-                         "ablations": {"samples": 15}})
+    job = client.submit(LONG)
     deadline = time.monotonic() + 120
     while job.status().get("rows", 0) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -386,7 +386,7 @@ void product_rows(float *y, int ldy, const float *x, const float *w, int rows, i
      * chunk of them packed once per KC block serves every block of rows. */
     const long team = omp_get_num_threads(), id = omp_get_thread_num();
     const int p0 = (int)(n_panels * id / team), p1 = (int)(n_panels * (id + 1) / team);
-    float one_panel[KC * NR] __attribute__((aligned(32)));
+    float one_panel[KC * NR] __attribute__((aligned(64))); /* the AVX-512 loads */
     float *store = p0 < p1 ? thread_store() : NULL, *panels = store ? store : one_panel;
     const int chunk = store ? NC : 1;
     for (int c0 = p0; c0 < p1; c0 += chunk) {
@@ -456,7 +456,9 @@ void product_pair_rows(float *gate, float *up, const float *x, const float *wg, 
       if (!up_from_y)
         memset(up + (size_t)r * n, 0, (size_t)n * sizeof(float));
     }
-    finish(ctx, gate, up, n, rows, n);
+    for (int r0 = 0; finish && r0 < rows; r0 += MR) /* tiles of rows, as below */
+      finish(ctx, gate + (size_t)r0 * n, up + (size_t)r0 * n, n, rows - r0 < MR ? rows - r0 : MR,
+             n);
     return;
   }
 #pragma omp parallel if (parallel && n_panels > 1)
@@ -464,7 +466,7 @@ void product_pair_rows(float *gate, float *up, const float *x, const float *wg, 
     /* product_rows's sharing, half the store for each of the pair. */
     const long team = omp_get_num_threads(), id = omp_get_thread_num();
     const int p0 = (int)(n_panels * id / team), p1 = (int)(n_panels * (id + 1) / team);
-    float one_pair[2 * KC * NR] __attribute__((aligned(32)));
+    float one_pair[2 * KC * NR] __attribute__((aligned(64)));
     float *store = p0 < p1 ? thread_store() : NULL, *panels = store ? store : one_pair;
     const int chunk = store ? NC / 2 : 1;
     float *panels_u = panels + (size_t)chunk * KC * NR;

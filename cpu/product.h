@@ -26,10 +26,11 @@ typedef void (*product_finish_fn)(void *ctx, float *gate, const float *up, int l
  * up[r][j] = sum over k of x[r][k] * wu[j][k], each one chain as in
  * product_rows (gate's from 0; up's from up[r][j] when up_from_y, where a
  * bias was filled in, else from 0), so both hold product_rows's bits. As
- * soon as a tile's sums are complete, finish is called on it (at most 12
- * rows of 16 values, in cache), so the hidden units never take a separate
- * pass over memory; up is left holding its products. The columns
- * are shared out over OpenMP's threads (parallel) as in product_rows. */
+ * soon as a tile's sums are complete, finish (NULL: none) is called on it
+ * (at most 12 rows of 16 values, in cache; with in 0, rows of all n), so
+ * the hidden units never take a separate pass over memory; up is left
+ * holding its products. The columns are shared out over OpenMP's threads
+ * (parallel) as in product_rows. */
 void product_pair_rows(float *gate, float *up, const float *x, const float *wg, const float *wu,
                        int rows, int n, int in, int up_from_y, product_finish_fn finish, void *ctx,
                        int parallel);

@@ -1016,14 +1016,19 @@ static int cuda_matmul_glu(backend_t *b, float *gate, float *up, const float *x,
   PROF(b, P_MATMUL);
   if (act != ACT_GELU_TANH && act != ACT_GELU_ERF && act != ACT_SILU && act != ACT_RELU)
     return err_set(b->err, "matmul_glu: unknown activation %d", (int)act);
-  if (rows == 0)
+  if (rows == 0 || out == 0)
     return 0;
   const size_t n = (size_t)rows * out;
   float alpha = 1.0f, beta = 0.0f;
-  CUBLAS_TRY(b, cublasSgemm(impl(b)->blas, CUBLAS_OP_T, CUBLAS_OP_N, out, rows, in, &alpha, w_gate,
-                            in, x, in, &beta, gate, out));
-  CUBLAS_TRY(b, cublasSgemm(impl(b)->blas, CUBLAS_OP_T, CUBLAS_OP_N, out, rows, in, &alpha, w_up,
-                            in, x, in, &beta, up, out));
+  if (in == 0) { /* empty sums (cuBLAS takes no lda of 0) */
+    CUDA_TRY(b, cudaMemsetAsync(gate, 0, n * sizeof(float), impl(b)->stream));
+    CUDA_TRY(b, cudaMemsetAsync(up, 0, n * sizeof(float), impl(b)->stream));
+  } else {
+    CUBLAS_TRY(b, cublasSgemm(impl(b)->blas, CUBLAS_OP_T, CUBLAS_OP_N, out, rows, in, &alpha,
+                              w_gate, in, x, in, &beta, gate, out));
+    CUBLAS_TRY(b, cublasSgemm(impl(b)->blas, CUBLAS_OP_T, CUBLAS_OP_N, out, rows, in, &alpha, w_up,
+                              in, x, in, &beta, up, out));
+  }
   k_glu_bias<<<blocks(n, 256), 256, 0, impl(b)->stream>>>(gate, up, b_up, out, n,
                                                           act == ACT_SILU ? -1 : (int)act);
   LAUNCH_CHECK(b);

@@ -274,6 +274,9 @@ static void use_null_ops(backend_t *b) {
   null_ops.softcap = null_softcap;
   null_ops.embed_blocks = null_embed_blocks;
 #endif
+#ifndef HYDRA_BENCH_NO_MATMUL_GLU
+  null_ops.matmul_glu = NULL; /* the transformer then takes the null matmul and swiglu */
+#endif
   b->ops = &null_ops;
 }
 

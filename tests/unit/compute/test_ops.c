@@ -854,6 +854,7 @@ static void test_matmul_glu(int rows, int out, int in, int bias, activation_t ac
   float *y = malloc(ny * 4), *y3 = malloc(ny * 4);
   double *ref = malloc(ny * 8);
   fill(x, nx, 1), fill(wg, nw, 1.0 / sqrt(in)), fill(wu, nw, 1.0 / sqrt(in)), fill(b, out, 1);
+  fill(y, ny, 100); /* gate and up start as garbage the op must not add to */
   for (int r = 0; r < rows; r++)
     for (int o = 0; o < out; o++) {
       double g = 0, u = bias ? b[o] : 0;
@@ -1327,6 +1328,7 @@ int main(int argc, char **argv) {
   test_logit_metrics(13, 50257, 5, 30.0f); /* Gemma 2's cap: bites on the rows at 40 and 80 */
   test_logit_metrics(7, 37, 3, 4.0f);
   test_matmul_glu(70, 100, 576, 1, ACT_SILU); /* one pass, ragged panel and tile */
+  test_matmul_glu(75, 1100, 96, 1, ACT_SILU); /* over 16 panels a thread: several chunks */
   test_matmul_glu(200, 37, 800, 0, ACT_SILU); /* two KC blocks: finished on the last */
   test_matmul_glu(131, 48, 1600, 1, ACT_GELU_TANH);
   test_matmul_glu(64, 17, 9, 1, ACT_GELU_ERF);

@@ -207,6 +207,8 @@ int main(int argc, char **argv) {
   check_pair(300, 40, 1601, 1, 2); /* three KC blocks, ragged panels, two threads */
   check_pair(13, 17, 63, 0, 1);
   check_pair(1, 1, 1, 1, 3);
-  check_pair(12, 33, 0, 1, 2); /* in = 0: the gate 0, the up its start, still finished */
+  check_pair(25, 1100, 100, 1, 2); /* 69 panels: chunks of 16 a thread, the last ragged */
+  check_pair(7, 17, 50, 0, 3);     /* two panels, three threads: one has none */
+  check_pair(12, 33, 0, 1, 2);     /* in = 0: the gate 0, the up its start, still finished */
   return check_exit("test_product");
 }

@@ -182,7 +182,33 @@ static void test_lengths(void) {
   }
 }
 
-int main(void) {
+/* --dump: silu and swiglu of 2^22 bit patterns (every 1024th, NaN, inf and
+ * subnormals among them) and of a ragged tail, written to stdout as floats,
+ * for the ctest that compares the AVX-512 kernels' bytes with the AVX2
+ * ones' (HYDRA_NO_AVX512=1): the same floats. */
+static int dump(void) {
+  enum { CHUNK = 4096 };
+  float x[CHUNK], u[CHUNK];
+  for (uint64_t base = 0; base < (1ULL << 32); base += (uint64_t)CHUNK * 1024) {
+    for (int i = 0; i < CHUNK; i++) {
+      const uint32_t bits = (uint32_t)(base + (uint64_t)i * 1024 + 7);
+      memcpy(&x[i], &bits, 4);
+      u[i] = (float)(i % 7) - 3.3f;
+    }
+    float y[CHUNK];
+    memcpy(y, x, sizeof(y));
+    vec_silu(y, CHUNK - 5); /* the last 5 left as they are, the 11 before a ragged tail */
+    fwrite(y, sizeof(float), CHUNK, stdout);
+    memcpy(y, x, sizeof(y));
+    vec_swiglu(y, u, CHUNK - 3);
+    fwrite(y, sizeof(float), CHUNK, stdout);
+  }
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  if (argc > 1 && strcmp(argv[1], "--dump") == 0)
+    return dump();
   printf("test_vec_math: %s kernels\n", vec_math_wide() ? "AVX2+FMA" : "libm");
   float at;
   /* exp: the whole range where it is neither 0 nor inf, and past it */

@@ -299,8 +299,6 @@ static void multiply_panels(float *y, int ldy, const float *x, int ldx, const fl
                             int n, int p0, int p1, int kc, int start_from_y) {
 #ifdef HAVE_AVX2_PATH
   const int avx2 = have_avx2();
-#endif
-#ifdef HAVE_AVX2_PATH
   if (simd_level() == 2) { /* two panels at a time, MR512 rows */
     for (int p = p0; p < p1; p += 2) {
       const int two = p + 1 < p1, j0 = p * NR, nra = n - j0 < NR ? n - j0 : NR;

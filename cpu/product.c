@@ -190,6 +190,11 @@ kernel_avx512(float *ya, float *yb, int ldy, const float *x, int ldx, const floa
     if (TWO)
       acc[i][1] = start_b ? _mm512_maskz_loadu_ps(mb, yb + (size_t)i * ldy) : _mm512_setzero_ps();
   }
+  /* Rows 3g, 3g + 1 and 3g + 2 of x as xg[g], xg[g] + ldx and xg[g] + 2 ldx:
+   * four pointers stepped along k and one index, where twelve row pointers
+   * left the compiler short of registers (spilled inside the k loop). */
+  const float *xg[4] = {x, x + (size_t)3 * ldx, x + (size_t)6 * ldx, x + (size_t)9 * ldx};
+  const size_t ld = (size_t)ldx;
 #pragma GCC unroll 4
   for (int k = 0; k < kc; k++) {
     _mm_prefetch((const char *)(pa + (size_t)(k + PF) * NR), _MM_HINT_T0);
@@ -199,7 +204,7 @@ kernel_avx512(float *ya, float *yb, int ldy, const float *x, int ldx, const floa
     const __m512 b = TWO ? _mm512_load_ps(pb + (size_t)k * NR) : a;
 #pragma GCC unroll 12
     for (int i = 0; i < RB; i++) {
-      const __m512 xi = _mm512_set1_ps(x[(size_t)i * ldx + k]);
+      const __m512 xi = _mm512_set1_ps(xg[i / 3][(i % 3) * ld + (size_t)k]);
       acc[i][0] = _mm512_fmadd_ps(xi, a, acc[i][0]);
       if (TWO)
         acc[i][1] = _mm512_fmadd_ps(xi, b, acc[i][1]);

@@ -170,6 +170,24 @@ static void test_lengths(void) {
     vec_swiglu(&sw[i], &u[i], 1);
   }
   CHECK(memcmp(g, sw, 13 * 4) == 0, "swiglu over 13 differs from one at a time");
+  /* a product's tiles: rows of n values ld apart, whole vectors (16, 32) and
+   * ragged (13, 20); each row as vec_swiglu gives it, the gaps untouched */
+  static const int tile_n[] = {16, 32, 13, 20};
+  for (size_t t = 0; t < sizeof(tile_n) / sizeof(tile_n[0]); t++) {
+    enum { ROWS = 12, LD = 40 };
+    const int n = tile_n[t];
+    float tile[ROWS * LD], up[ROWS * LD], want[ROWS * LD];
+    for (int i = 0; i < ROWS * LD; i++) {
+      tile[i] = want[i] = x[i % N] * (1.0f + (float)(i / N));
+      up[i] = u[(i * 7) % N];
+    }
+    vec_swiglu_rows(tile, up, LD, ROWS, (size_t)n);
+    for (int r = 0; r < ROWS; r++)
+      vec_swiglu(want + r * LD, up + r * LD, (size_t)n);
+    CHECK(memcmp(tile, want, sizeof(tile)) == 0,
+          "swiglu_rows over %d rows of %d (ld %d) differs from vec_swiglu row by row", ROWS, n,
+          LD);
+  }
   for (int n = 0; n <= N; n++) {
     const double sum = vec_exp_shift_sum(y, x, (size_t)n, 1.5f);
     double want = 0.0;
@@ -201,6 +219,10 @@ static int dump(void) {
     fwrite(y, sizeof(float), CHUNK, stdout);
     memcpy(y, x, sizeof(y));
     vec_swiglu(y, u, CHUNK - 3);
+    fwrite(y, sizeof(float), CHUNK, stdout);
+    memcpy(y, x, sizeof(y)); /* as a product's tiles: 12 rows of 32, ld 48 */
+    for (int t = 0; t + 12 * 48 <= CHUNK; t += 12 * 48)
+      vec_swiglu_rows(y + t, u + t, 48, 12, 32);
     fwrite(y, sizeof(float), CHUNK, stdout);
   }
   return 0;

@@ -305,15 +305,17 @@ static void multiply_panels(float *y, int ldy, const float *x, int ldx, const fl
 #ifdef HAVE_AVX2_PATH
   const int avx2 = have_avx2();
   if (simd_level() == 2) { /* two panels at a time, MR512 rows */
-    for (int p = p0; p < p1; p += 2) {
-      const int two = p + 1 < p1, j0 = p * NR, nra = n - j0 < NR ? n - j0 : NR;
-      const int nrb = two ? (n - j0 - NR < NR ? n - j0 - NR : NR) : 0;
-      const float *pa = panels + (size_t)(p - p0) * KC * NR, *pb = two ? pa + KC * NR : NULL;
-      for (int i0 = 0; i0 < m; i0 += MR512) {
-        const int rb = m - i0 < MR512 ? m - i0 : MR512;
+    for (int i0 = 0; i0 < m; i0 += MR512) {
+      const int rb = m - i0 < MR512 ? m - i0 : MR512;
+      for (int p = p0; p < p1; p += 2) {
+        const int two = p + 1 < p1, j0 = p * NR, nra = n - j0 < NR ? n - j0 : NR;
+        const int nrb = two ? (n - j0 - NR < NR ? n - j0 - NR : NR) : 0;
+        const float *pa = panels + (size_t)(p - p0) * KC * NR, *pb = two ? pa + KC * NR : NULL;
         float *yt = y + (size_t)i0 * ldy + j0;
-        for (int i = MR512; i < 2 * MR512 && i0 + i < m; i++)
-          __builtin_prefetch(yt + (size_t)i * ldy, 1);
+        for (int i = 0; i < rb; i++) { /* the next pair's tile of y */
+          __builtin_prefetch(yt + (size_t)i * ldy + 2 * NR, 1);
+          __builtin_prefetch(yt + (size_t)i * ldy + 3 * NR, 1);
+        }
         kernels512[rb - 1][two](yt, yt + NR, ldy, x + (size_t)i0 * ldx, ldx, pa, pb, nra, nrb, kc,
                                 start_from_y, start_from_y);
       }
@@ -420,12 +422,12 @@ static void multiply_pair(float *gate, float *up, int ldy, const float *x, int l
 #else
   const int mr = MR;
 #endif
-  for (int p = p0; p < p1; p++) {
-    const int j0 = p * NR, nr = n - j0 < NR ? n - j0 : NR;
-    const float *panel_g = pg + (size_t)(p - p0) * KC * NR,
-                *panel_u = pu + (size_t)(p - p0) * KC * NR;
-    for (int i0 = 0; i0 < m; i0 += mr) {
-      const int rb = m - i0 < mr ? m - i0 : mr;
+  for (int i0 = 0; i0 < m; i0 += mr) {
+    const int rb = m - i0 < mr ? m - i0 : mr;
+    for (int p = p0; p < p1; p++) {
+      const int j0 = p * NR, nr = n - j0 < NR ? n - j0 : NR;
+      const float *panel_g = pg + (size_t)(p - p0) * KC * NR,
+                  *panel_u = pu + (size_t)(p - p0) * KC * NR;
       float *gt = gate + (size_t)i0 * ldy + j0, *ut = up + (size_t)i0 * ldy + j0;
       const float *xt = x + (size_t)i0 * ldx;
 #ifdef HAVE_AVX2_PATH

@@ -6,7 +6,10 @@
  * is two vectors); MR = 6 rows of x are broadcast against it, twelve
  * accumulators in registers. A thread packs NC panels of its columns once
  * per KC block (in a store it keeps), and every block of MC rows x KC values
- * of x, held in L2, passes over them. Between KC
+ * of x passes over them: on AVX2 panel by panel (the panel in L1, x's rows
+ * from L2), on AVX-512 tile by tile (a tile of x's rows, 36 KiB, in L1 while
+ * the chunk's panels, in L2, pass over it: 1.00 -> 1.11x OpenBLAS at 4096
+ * rows on one Xeon core; a panel pair is 96 KiB, over L1). Between KC
  * blocks an element's running sum is stored to y and loaded back unchanged,
  * so the blocking never enters the order of sums: element (r, j) is
  * fma(x[r][in-1], w[j][in-1], ... fma(x[r][0], w[j][0], start)) whatever

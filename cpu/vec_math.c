@@ -308,7 +308,8 @@ WIDE512 static void swiglu_rows_512(float *gate, const float *up, size_t ld, siz
   for (size_t r = 0; r < rows; r++)
     for (size_t i = 0; i < n; i += LANES512) {
       float *g = gate + r * ld + i;
-      _mm512_storeu_ps(g, _mm512_mul_ps(silu16(_mm512_loadu_ps(g)), _mm512_loadu_ps(up + r * ld + i)));
+      _mm512_storeu_ps(g,
+                       _mm512_mul_ps(silu16(_mm512_loadu_ps(g)), _mm512_loadu_ps(up + r * ld + i)));
     }
 }
 

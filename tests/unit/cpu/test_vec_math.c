@@ -185,8 +185,7 @@ static void test_lengths(void) {
     for (int r = 0; r < ROWS; r++)
       vec_swiglu(want + r * LD, up + r * LD, (size_t)n);
     CHECK(memcmp(tile, want, sizeof(tile)) == 0,
-          "swiglu_rows over %d rows of %d (ld %d) differs from vec_swiglu row by row", ROWS, n,
-          LD);
+          "swiglu_rows over %d rows of %d (ld %d) differs from vec_swiglu row by row", ROWS, n, LD);
   }
   for (int n = 0; n <= N; n++) {
     const double sum = vec_exp_shift_sum(y, x, (size_t)n, 1.5f);

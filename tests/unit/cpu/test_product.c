@@ -3,7 +3,7 @@
  *   - every element equals the chain fma(x[r][in-1], w[j][in-1], ... fma(x[r][0],
  *     w[j][0], start)) bit for bit (start 0, or y's value when accumulating),
  *     on shapes across every edge of the kernel's blocks (rows around 6 and
- *     past 256, columns around 16, in around 8 and past 768 and 1536);
+ *     12, past 256 and 1008, columns around 16, in around 8 and past 768 and 1536);
  *   - within the chain's rounding bound of the exact sum: |y - sum| <=
  *     gamma(in) * (|start| + sum |x w|), gamma(m) = m u / (1 - m u), u = 2^-24;
  *   - a row's bits do not depend on its batch: alone, inside the batch, with
@@ -201,6 +201,9 @@ int main(int argc, char **argv) {
   for (int t = 0; t < 6; t++)
     check_shape(1 + (int)(uniform() * 280), 1 + (int)(uniform() * 70), 1 + (int)(uniform() * 900),
                 t % 2, 1 + t % 3);
+  /* past the AVX-512 path's block of 1008 rows (and the others' 256) */
+  check_shape(1009, 33, 63, 0, 2);
+  check_shape(2030, 17, 40, 1, 3);
   check_shape(3, 5, 0, 1, 2); /* in = 0: y unchanged when accumulating */
   check_shape(3, 5, 0, 0, 2); /* ... and 0 otherwise */
   check_specials();
@@ -209,6 +212,7 @@ int main(int argc, char **argv) {
   check_pair(1, 1, 1, 1, 3);
   check_pair(25, 1100, 100, 1, 2); /* 69 panels: chunks of 16 a thread, the last ragged */
   check_pair(7, 17, 50, 0, 3);     /* two panels, three threads: one has none */
+  check_pair(1013, 40, 70, 1, 2);  /* two blocks of rows on every path */
   check_pair(12, 33, 0, 1, 2);     /* in = 0: the gate 0, the up its start, still finished */
   return check_exit("test_product");
 }

@@ -163,10 +163,17 @@ echo "$torch_line"
 fi
 load "end"
 
-# the floor's rate: the better of the two measurements (both at the same rows)
-sg=$(awk -v a="$(get sgemm_gflops "$on")" -v b="$(get sgemm_gflops "${off:-}")" 'BEGIN { print (a > b ? a : b) }')
+# the floor's rate: the median of the rounds' measurements (each taken by the
+# round's reuse-on process right after its timed runs, so each round's hydra
+# time has an sgemm rate of the same minutes beside it)
+sg=$(median_of "$tmp/on" sgemm_gflops)
 sg_rows=$(get sgemm_rows "$on")
-mm=$(awk -v a="$(get matmul_gflops "$on")" -v b="$(get matmul_gflops "${off:-}")" 'BEGIN { print (a > b ? a : b) }')
+mm=$(median_of "$tmp/on" matmul_gflops)
+# reuse on, round by round: that round's floor over that round's time
+round_fractions=$(for ((r = 1; r <= runs; r++)); do
+  l=$(tail -1 "$tmp/on.$r")
+  calc "$(get flops_all "$l") / ($(get sgemm_gflops "$l") * 1e9) / $(get median_s "$l")" %.2f
+done | paste -sd, - | sed 's/,/, /g')
 variants=$(get variants_all "$on")
 on_s=$(median_of "$tmp/on" median_s)
 on_f=$(get flops_all "$on")
@@ -277,9 +284,11 @@ at every position, one forward per component and draw, plus the clean one;
 the expert: its rows from the sub-stage after the ablated one, its clean
 pass); "floor s" is that over OpenBLAS sgemm's rate on one layer's
 matrix shapes at $sg_rows rows, measured by bench_sweep in the same run
-(the better of its two measurements, each shape's best of 5): $sg GFLOP/s
-(hydra's own product, \`cpu/product.c\`, on the same shapes: $mm GFLOP/s).
-"fraction of floor" is floor s over seconds. "CPU/wall" is the timed part's
+(the median of the $runs rounds' measurements, each taken right after that
+round's timed hydra run, each shape's best of 5): $sg GFLOP/s (hydra's own
+product, \`cpu/product.c\`, on the same shapes: $mm GFLOP/s).
+"fraction of floor" is floor s over seconds; for hydra with reuse on, round
+by round (each round's floor over its own time): $round_fractions. "CPU/wall" is the timed part's
 CPU time (all threads) over its wall time: about $threads when the cores were
 the benchmark's own, less when other work took them (then that row is slow); a
 step under 0.9 x $threads was run again, up to $retries more times, keeping the

@@ -172,7 +172,7 @@ mm=$(median_of "$tmp/on" matmul_gflops)
 # reuse on, round by round: that round's floor over that round's time
 round_fractions=$(for ((r = 1; r <= runs; r++)); do
   l=$(tail -1 "$tmp/on.$r")
-  calc "$(get flops_all "$l") / ($(get sgemm_gflops "$l") * 1e9) / $(get median_s "$l")" %.2f
+  calc "$(get flops_all "$l") / ($(get sgemm_gflops "$l") * 1e9) / $(get median_s "$l")" '%.2f\n'
 done | paste -sd, - | sed 's/,/, /g')
 variants=$(get variants_all "$on")
 on_s=$(median_of "$tmp/on" median_s)
@@ -198,10 +198,10 @@ n_all=$(get components_all "$on")
 how() { # measured or extrapolated from a subset
   if [ "$1" = "$n_all" ]; then echo "$2"; else echo "extrapolated x$(calc "$n_all / $1" %.0f) from $1 of $n_all components ($(calc "$3" %.1f) s)"; fi
 }
-row() { # name seconds how flops cpu/wall
+row() { # name seconds how flops cpu/wall (the fraction from the unrounded floor)
   local floor
-  floor=$(calc "$4 / ($sg * 1e9)" %.1f)
-  echo "| $1 | $(calc "$2" %.1f) | $3 | $(calc "$variants / $2" %.0f) | $(calc "$t_s / $2" %.1f) | $(calc "$x_s / $2" %.2f) | $(calc "$4 / 1e12" %.2f) | $floor | $(calc "$floor / $2" %.2f) | $5 |"
+  floor=$(calc "$4 / ($sg * 1e9)" %.4f)
+  echo "| $1 | $(calc "$2" %.1f) | $3 | $(calc "$variants / $2" %.0f) | $(calc "$t_s / $2" %.1f) | $(calc "$x_s / $2" %.2f) | $(calc "$4 / 1e12" %.2f) | $(calc "$floor" %.1f) | $(calc "$floor / $2" %.2f) | $5 |"
 }
 rounds() { # how a row of the alternating rounds was measured
   echo "median of $runs rounds ($(rounds_of "$1" "$2") s)"

@@ -5,11 +5,14 @@
  * into panels of NR = 16 columns laid out k-major (the panel a k-step needs
  * is two vectors); MR = 6 rows of x are broadcast against it, twelve
  * accumulators in registers. A thread packs NC panels of its columns once
- * per KC block (in a store it keeps), and every block of MC rows x KC values
- * of x passes over them: on AVX2 panel by panel (the panel in L1, x's rows
- * from L2), on AVX-512 tile by tile (a tile of x's rows, 36 KiB, in L1 while
- * the chunk's panels, in L2, pass over it: 1.00 -> 1.11x OpenBLAS at 4096
- * rows on one Xeon core; a panel pair is 96 KiB, over L1). Between KC
+ * per KC block (in a store it keeps), and every block of rows x KC values
+ * of x passes over them. On AVX2 (MC rows a block) panel by panel: the
+ * panel stays near (L1/L2 of a Zen 3: 48 KiB against 32 KiB and 512 KiB)
+ * while the block of x, in L2, passes. On AVX-512 (MC512 rows a block) tile
+ * by tile: a tile of x's rows (36 KiB) stays in L1 while the chunk's panels
+ * pass over it from L2 (on the Xeon it was tuned on, 48 KiB L1 and 2 MiB
+ * L2 a core: 1.00 -> 1.11x OpenBLAS at 4096 rows on one core; a pair of
+ * panels is 96 KiB, over L1, so the other order streamed both). Between KC
  * blocks an element's running sum is stored to y and loaded back unchanged,
  * so the blocking never enters the order of sums: element (r, j) is
  * fma(x[r][in-1], w[j][in-1], ... fma(x[r][0], w[j][0], start)) whatever
@@ -30,7 +33,8 @@
 
 /* KC and MC: a block of x (MC rows of KC floats) and a panel (KC x NR)
  * measured best at 768 and 256 on SmolLM2's and Llama's shapes (Zen 3:
- * 32 KiB L1, 512 KiB L2 per core); NC panels packed at once (1.5 MiB). */
+ * 32 KiB L1, 512 KiB L2 per core; KC 768 again on the Xeon, 256-1024
+ * tried); NC panels packed at once (1.5 MiB). */
 enum { MR = 6, NR = 16, KC = 768, MC = 256, NC = 32 };
 /* The AVX-512 path keeps a tile of x in L1, not a block in L2: its blocks of
  * rows are longer, 84 tiles of MR512 = 12 (one short tile per 1008 rows, not
@@ -197,10 +201,13 @@ kernel_avx512(float *ya, float *yb, int ldy, const float *x, int ldx, const floa
     if (TWO)
       acc[i][1] = start_b ? _mm512_maskz_loadu_ps(mb, yb + (size_t)i * ldy) : _mm512_setzero_ps();
   }
-  /* Rows 3g, 3g + 1 and 3g + 2 of x as xg[g], xg[g] + ldx and xg[g] + 2 ldx:
-   * four pointers stepped along k and one index, where twelve row pointers
-   * left the compiler short of registers (spilled inside the k loop). */
-  const float *xg[4] = {x, x + (size_t)3 * ldx, x + (size_t)6 * ldx, x + (size_t)9 * ldx};
+  /* Rows 3g, 3g + 1 and 3g + 2 of x as xg[g][k], xg[g][ldx + k] and
+   * xg[g][2 ldx + k]: four base pointers and one index, where twelve row
+   * pointers left the compiler short of registers (spilled inside the k
+   * loop). A group past the tile's RB rows points at row 0 (never read). */
+  const float *xg[4];
+  for (int g = 0; g < 4; g++)
+    xg[g] = 3 * g < RB ? x + (size_t)(3 * g) * ldx : x;
   const size_t ld = (size_t)ldx;
 #pragma GCC unroll 4
   for (int k = 0; k < kc; k++) {
@@ -324,7 +331,7 @@ static void multiply_panels(float *y, int ldy, const float *x, int ldx, const fl
         const int nrb = two ? (n - j0 - NR < NR ? n - j0 - NR : NR) : 0;
         const float *pa = panels + (size_t)(p - p0) * KC * NR, *pb = two ? pa + KC * NR : NULL;
         float *yt = y + (size_t)i0 * ldy + j0;
-        for (int i = 0; i < rb; i++) { /* the next pair's tile of y */
+        for (int i = 0; i < rb && p + 2 < p1; i++) { /* the next pair's tile of y */
           __builtin_prefetch(yt + (size_t)i * ldy + 2 * NR, 1);
           __builtin_prefetch(yt + (size_t)i * ldy + 3 * NR, 1);
         }
@@ -362,8 +369,8 @@ static void multiply_panels(float *y, int ldy, const float *x, int ldx, const fl
 
 /* Each thread's store of packed panels (NC panels of KC x NR floats: 1.5
  * MiB), kept between calls and freed when the thread ends; NULL when it
- * cannot be had (then one panel at a time on the stack, repacked for every
- * block of MC rows). */
+ * cannot be had (then one panel at a time on the stack: each packed once a
+ * KC block as before, x read again for every panel). */
 static pthread_key_t store_key;
 static pthread_once_t store_once = PTHREAD_ONCE_INIT;
 static int store_ok;
@@ -432,12 +439,16 @@ static void multiply_pair(float *gate, float *up, int ldy, const float *x, int l
 #ifdef HAVE_AVX2_PATH
   const int wide = simd_level() == 2, mr = wide ? MR512 : MR;
 #else
-  const int mr = MR;
+  const int wide = 0, mr = MR;
 #endif
-  for (int i0 = 0; i0 < m; i0 += mr) {
-    const int rb = m - i0 < mr ? m - i0 : mr;
-    for (int p = p0; p < p1; p++) {
-      const int j0 = p * NR, nr = n - j0 < NR ? n - j0 : NR;
+  /* multiply_panels' orders: on AVX-512 tiles of rows outer (x's tile in
+   * L1), elsewhere panels outer (the panel pair in L1 or L2, x's rows
+   * passing) */
+  const int n_tiles = (m + mr - 1) / mr, n_p = p1 - p0;
+  for (int outer = 0; outer < (wide ? n_tiles : n_p); outer++)
+    for (int inner = 0; inner < (wide ? n_p : n_tiles); inner++) {
+      const int i0 = (wide ? outer : inner) * mr, p = p0 + (wide ? inner : outer);
+      const int rb = m - i0 < mr ? m - i0 : mr, j0 = p * NR, nr = n - j0 < NR ? n - j0 : NR;
       const float *panel_g = pg + (size_t)(p - p0) * KC * NR,
                   *panel_u = pu + (size_t)(p - p0) * KC * NR;
       float *gt = gate + (size_t)i0 * ldy + j0, *ut = up + (size_t)i0 * ldy + j0;
@@ -458,7 +469,6 @@ static void multiply_pair(float *gate, float *up, int ldy, const float *x, int l
       if (finish)
         finish(ctx, gt, ut, ldy, rb, nr);
     }
-  }
 }
 
 void product_pair_rows(float *gate, float *up, const float *x, const float *wg, const float *wu,

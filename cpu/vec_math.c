@@ -18,7 +18,8 @@ static inline float gelu_tanh1(float x) {
 }
 
 /* The row kernels' one source: inlined into a plain and a wide caller, each
- * vectorised for its own target. */
+ * vectorised for its own target (the double sums' wide path is dot_double4,
+ * below). */
 #define ROW_KERNEL static inline __attribute__((always_inline))
 
 ROW_KERNEL double sum_squares_row(const float *x, size_t n) {

@@ -45,8 +45,9 @@ void vec_swiglu_rows(float *gate, const float *up, size_t ld, size_t rows, size_
  * 1 + tanh for negative x). */
 void vec_gelu_tanh(float *x, size_t n);
 
-/* Row kernels (one source, compiled for both paths; sums in the vector's
- * lane order, which depends on n only): */
+/* Row kernels (one source compiled for both paths, except the two double
+ * sums' AVX2 path, four running sums of four doubles; every order depends on
+ * n only): */
 
 /* sum of x[i]^2, in double */
 double vec_sum_squares(const float *x, size_t n);

@@ -145,7 +145,7 @@ echo "hydra, reuse on, components subset $torch_k (rows for the PyTorch check)..
   --components-subset "$torch_k" --sgemm-rows 64 --rows-out "$tmp/rows_on.json" >/dev/null
 echo "hydra, reuse off, components subset $off_k..." >&2
 timed "reuse off" "$tmp/off.txt" "$bench" "$model" "$prompts" --reuse 0 --runs 1 --warmup 0 \
-  --threads "$threads" --components-subset "$off_k" --rows-out "$tmp/rows_off.json"
+  --threads "$threads" --components-subset "$off_k" --gemm 0 --rows-out "$tmp/rows_off.json"
 off=$(tail -1 "$tmp/off.txt")
 echo "$off"
 echo "PyTorch, components subset $torch_k..." >&2

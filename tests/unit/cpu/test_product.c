@@ -213,6 +213,7 @@ int main(int argc, char **argv) {
   check_pair(25, 1100, 100, 1, 2); /* 69 panels: chunks of 16 a thread, the last ragged */
   check_pair(7, 17, 50, 0, 3);     /* two panels, three threads: one has none */
   check_pair(1013, 40, 70, 1, 2);  /* two blocks of rows on every path */
+  check_pair(1013, 33, 800, 0, 2); /* ... and two KC blocks: finished after the second */
   check_pair(12, 33, 0, 1, 2);     /* in = 0: the gate 0, the up its start, still finished */
   return check_exit("test_product");
 }

@@ -199,8 +199,28 @@ static void test_lengths(void) {
   }
 }
 
+/* The double sums (RMSNorm's sum of squares, the direct effects' dot) at
+ * every length 0 to 40 (whole steps of 16 values and every tail): on small
+ * integers, whose sums double holds exactly, the exact sum. */
+static void test_double_sums(void) {
+  enum { N = 40 };
+  float x[N], y[N];
+  for (int i = 0; i < N; i++)
+    x[i] = (float)(i % 9) - 4.0f, y[i] = (float)((i * 5) % 7) - 3.0f;
+  for (int n = 0; n <= N; n++) {
+    double squares = 0.0, dot = 0.0;
+    for (int i = 0; i < n; i++)
+      squares += (double)x[i] * x[i], dot += (double)x[i] * y[i];
+    CHECK(vec_sum_squares(x, (size_t)n) == squares, "sum of squares of %d: %.17g, want %.17g", n,
+          vec_sum_squares(x, (size_t)n), squares);
+    CHECK(vec_dot_double(x, y, (size_t)n) == dot, "double dot of %d: %.17g, want %.17g", n,
+          vec_dot_double(x, y, (size_t)n), dot);
+  }
+}
+
 /* --dump: silu and swiglu of 2^22 bit patterns (every 1024th, NaN, inf and
- * subnormals among them) and of a ragged tail, written to stdout as floats,
+ * subnormals among them), of a ragged tail and of product tiles (swiglu
+ * 12 rows of 32 at a time), written to stdout as floats,
  * for the ctest that compares the AVX-512 kernels' bytes with the AVX2
  * ones' (HYDRA_NO_AVX512=1): the same floats. */
 static int dump(void) {
@@ -246,5 +266,6 @@ int main(int argc, char **argv) {
         at);
   test_extremes();
   test_lengths();
+  test_double_sums();
   return check_exit("test_vec_math");
 }

@@ -782,9 +782,9 @@ static int activate_slice(float *x, size_t n, activation_t act) {
   case ACT_SILU:
     vec_silu(x, n);
     return 0;
-  case ACT_RELU:
+  case ACT_RELU: /* NaN kept, as in PyTorch */
     for (size_t i = 0; i < n; i++)
-      x[i] = x[i] > 0.0f ? x[i] : 0.0f;
+      x[i] = x[i] <= 0.0f ? 0.0f : x[i];
     return 0;
   }
   return -1;

@@ -924,8 +924,8 @@ __device__ __forceinline__ float activate(float t, int act) {
     return 0.5f * t * (1.0f + tanhf(0.7978845608028654f * (t + 0.044715f * t * t * t)));
   if (act == ACT_GELU_ERF)
     return 0.5f * t * (1.0f + erff(t * 0.7071067811865476f));
-  if (act == ACT_RELU)
-    return t > 0.0f ? t : 0.0f;
+  if (act == ACT_RELU) /* NaN kept, as in PyTorch */
+    return t <= 0.0f ? 0.0f : t;
   return t / (1.0f + expf(-t));
 }
 

@@ -915,6 +915,17 @@ static void test_elementwise(size_t n) {
     compare(names[a], y, ref, n, 1e-6);
     B->ops->free(B, dy);
   }
+  /* NaN stays NaN through every activation, as in PyTorch (relu too: a
+   * comparison with 0 that NaN fails gave 0) */
+  for (int a = 0; a < 4; a++) {
+    const float in[3] = {NAN, -1.0f, 2.0f};
+    float out[3];
+    float *dn = dev(in, sizeof in);
+    run(B->ops->activation(B, dn, 3, acts[a]), names[a]);
+    back(out, dn, sizeof out);
+    CHECK(isnan(out[0]), "%s(NaN) = %g, not NaN", names[a], out[0]);
+    B->ops->free(B, dn);
+  }
   for (size_t i = 0; i < n; i++)
     ref[i] = (double)x[i] / (1 + exp(-(double)x[i])) * u[i];
   float *dg = dev(x, n * 4);
